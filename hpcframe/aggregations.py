@@ -1,0 +1,222 @@
+"""Aggregations as chunk → combine → finalize, with named, shared intermediates.
+
+A *partial* is a pandas DataFrame: the group-key columns plus one column per intermediate,
+named ``"<column>\\x00<intermediate>"``. ``sum``, ``count`` and ``mean`` on one column share
+one ``sum`` and one ``count``; ``var``/``std`` keep ``(count, mean, m2)`` and merge them with
+Chan et al.'s formula, which stays exact where sum-of-squares loses every digit.
+
+Partials are combined by concatenating them (earlier partitions first) and grouping again on
+the keys; every intermediate knows how to combine its own column. Because the combine order is
+fixed by the partition order (see :mod:`hpcframe.execute`), results do not depend on the
+number of ranks.
+
+Users register their own aggregation with :func:`register_aggregation`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+SEP = "\x00"
+ALL_KEY = "__hpcframe_all__"   # constant key used for whole-frame reductions
+FIRST_POS = "__hpcframe_pos__"  # global row position of a group's first row (for sort=False)
+
+
+@dataclass(frozen=True)
+class Intermediate:
+    """One partial column. ``chunk(SeriesGroupBy) -> Series`` indexed by group;
+    ``combine(SeriesGroupBy over concatenated partials) -> Series``."""
+
+    name: str
+    chunk: Callable
+    combine: Callable
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """``needs`` intermediates; ``finalize({name: Series}) -> Series`` gives the result column."""
+
+    name: str
+    needs: tuple[str, ...]
+    finalize: Callable
+    numeric_only: bool = False
+
+
+def _uniq_chunk(sgb):
+    return sgb.agg(lambda s: _unique(s.to_numpy()))
+
+
+def _uniq_combine(sgb):
+    return sgb.agg(lambda s: _unique(np.concatenate(list(s))) if len(s) else np.array([]))
+
+
+def _unique(values):
+    u = pd.unique(values)
+    return u[~pd.isna(u)] if len(u) else u
+
+
+INTERMEDIATES: dict[str, Intermediate] = {
+    "sum": Intermediate("sum", lambda g: g.sum(), lambda g: g.sum()),
+    "count": Intermediate("count", lambda g: g.count(), lambda g: g.sum()),
+    "min": Intermediate("min", lambda g: g.min(), lambda g: g.min()),
+    "max": Intermediate("max", lambda g: g.max(), lambda g: g.max()),
+    "first": Intermediate("first", lambda g: g.first(), lambda g: g.first()),
+    "last": Intermediate("last", lambda g: g.last(), lambda g: g.last()),
+    # mean and m2 are combined jointly with count (see combine_partials)
+    "mean": Intermediate("mean", lambda g: g.mean(), None),
+    "m2": Intermediate("m2", lambda g: g.var(ddof=0) * g.count(), None),
+    "uniq": Intermediate("uniq", _uniq_chunk, _uniq_combine),
+}
+
+
+def _div(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return a / b
+
+
+def _var(p, ddof=1):
+    n = p["count"]
+    out = _div(p["m2"], (n - ddof).where(n - ddof > 0))
+    return out.astype("float64")
+
+
+AGGREGATIONS: dict[str, Aggregation] = {
+    "sum": Aggregation("sum", ("sum",), lambda p: p["sum"]),
+    "count": Aggregation("count", ("count",), lambda p: p["count"].astype("int64")),
+    "min": Aggregation("min", ("min",), lambda p: p["min"]),
+    "max": Aggregation("max", ("max",), lambda p: p["max"]),
+    "first": Aggregation("first", ("first",), lambda p: p["first"]),
+    "last": Aggregation("last", ("last",), lambda p: p["last"]),
+    "mean": Aggregation("mean", ("sum", "count"),
+                        lambda p: _div(p["sum"], p["count"].where(p["count"] > 0)).astype("float64"),
+                        numeric_only=True),
+    "var": Aggregation("var", ("count", "mean", "m2"), _var, numeric_only=True),
+    "std": Aggregation("std", ("count", "mean", "m2"), lambda p: np.sqrt(_var(p)),
+                       numeric_only=True),
+    "nunique": Aggregation("nunique", ("uniq",),
+                           lambda p: p["uniq"].map(len).astype("int64")),
+}
+
+
+def register_aggregation(name: str, chunk: Callable, combine: Callable, finalize: Callable):
+    """Register a custom aggregation usable in ``agg`` by ``name``.
+
+    ``chunk(SeriesGroupBy) -> Series`` computes a partial per group of one partition,
+    ``combine(SeriesGroupBy) -> Series`` merges partials (grouped on the keys again), and
+    ``finalize(Series) -> Series`` turns the combined partial into the result. ``combine``
+    must be associative; it is applied to partials in partition order.
+    """
+    if name in AGGREGATIONS:
+        raise ValueError(f"an aggregation named {name!r} already exists")
+    inter = f"user:{name}"
+    INTERMEDIATES[inter] = Intermediate(inter, chunk, combine)
+    AGGREGATIONS[name] = Aggregation(name, (inter,), lambda p: finalize(p[inter]))
+
+
+def get_aggregation(name) -> Aggregation:
+    if callable(name) and not isinstance(name, str):
+        raise TypeError("pass an aggregation by name; register custom ones with "
+                        "hf.register_aggregation(name, chunk, combine, finalize)")
+    try:
+        return AGGREGATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown aggregation {name!r}; known: "
+                         f"{', '.join(sorted(AGGREGATIONS))} and 'size'") from None
+
+
+def needed(specs) -> list[tuple[str, str]]:
+    """The (column, intermediate) pairs the aggregation specs ``[(column, agg), ...]`` need,
+    each once, in a stable order. ``var`` needs ``count`` too, shared with ``mean``."""
+    out = []
+    for col, agg in specs:
+        names = ("size",) if agg == "size" else get_aggregation(agg).needs
+        for inter in names:
+            if (col, inter) not in out:
+                out.append((col, inter))
+    return out
+
+
+def chunk_partial(df: pd.DataFrame, keys: list[str], inters, dropna: bool,
+                  first_pos: int | None = None) -> pd.DataFrame:
+    """The partial table of one partition (already filtered and projected)."""
+    if first_pos is not None:
+        df = df.assign(**{FIRST_POS: np.arange(first_pos, first_pos + len(df), dtype="int64")})
+    gb = df.groupby(keys, dropna=dropna, sort=False, observed=True)
+    cols = {}
+    for col, inter in inters:
+        name = col + SEP + inter
+        if inter == "size":
+            cols[name] = gb.size()
+        else:
+            cols[name] = INTERMEDIATES[inter].chunk(gb[col])
+    if first_pos is not None:
+        cols[FIRST_POS] = gb[FIRST_POS].min()
+    if not cols:
+        cols["__n"] = gb.size()
+    table = pd.DataFrame(cols)
+    return table.reset_index()
+
+
+def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None,
+                     keys: list[str]) -> pd.DataFrame | None:
+    """``a`` (earlier partitions) and ``b`` (later ones) merged into one partial."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    t = pd.concat([a, b], ignore_index=True)
+    gb = t.groupby(keys, dropna=False, sort=False, observed=True)
+    cols = {}
+    for name in t.columns:
+        if name in keys:
+            continue
+        col, _, inter = name.rpartition(SEP)
+        if name == FIRST_POS:
+            cols[name] = gb[name].min()
+        elif name == "__n" or inter == "size":
+            cols[name] = gb[name].sum()
+        elif inter in ("mean", "m2"):
+            continue
+        elif inter == "count" and (col + SEP + "mean") in t.columns:
+            cols.update(_combine_moments(t, gb, col))
+        else:
+            cols[name] = INTERMEDIATES[inter].combine(gb[name])
+    return pd.DataFrame(cols).reset_index()
+
+
+def _combine_moments(t, gb, col):
+    """Chan et al.: n = Σnᵢ, mean = Σnᵢ·meanᵢ / n, M2 = ΣM2ᵢ + Σnᵢ·(meanᵢ − mean)²."""
+    n_name, mean_name, m2_name = (col + SEP + s for s in ("count", "mean", "m2"))
+    n_i = t[n_name].astype("float64")
+    mean_i = t[mean_name].astype("float64").where(n_i > 0, 0.0)
+    n = gb[n_name].transform("sum").astype("float64")
+    weighted = (n_i * mean_i).groupby([t[k] for k in gb.keys], dropna=False, sort=False,
+                                      observed=True).transform("sum")
+    mean = _div(weighted, n.where(n > 0))
+    out = {n_name: gb[n_name].sum(),
+           mean_name: mean.groupby([t[k] for k in gb.keys], dropna=False, sort=False,
+                                   observed=True).first()}
+    if m2_name in t.columns:
+        dev = (n_i * (mean_i - mean.fillna(0.0)) ** 2).where(n_i > 0, 0.0)
+        m2_i = t[m2_name].astype("float64").where(n_i > 0, 0.0)
+        out[m2_name] = (m2_i + dev).groupby([t[k] for k in gb.keys], dropna=False, sort=False,
+                                           observed=True).sum()
+    return out
+
+
+def finalize_columns(table: pd.DataFrame, specs) -> list[pd.Series]:
+    """One result Series per ``(column, agg)`` spec, aligned with the rows of ``table``."""
+    out = []
+    for col, agg in specs:
+        if agg == "size":
+            out.append(table[col + SEP + "size"].astype("int64"))
+            continue
+        a = get_aggregation(agg)
+        parts = {inter: table[col + SEP + inter] for inter in a.needs}
+        if agg == "var" or agg == "std":
+            parts = {k: v for k, v in parts.items()}
+        out.append(a.finalize(parts))
+    return out

@@ -1,0 +1,30 @@
+"""Tunables, with environment overrides (``HPCFRAME_<NAME>``)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(f"HPCFRAME_{name.upper()}")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"HPCFRAME_{name.upper()}={raw!r} must be a whole number") from None
+    if value <= 0:
+        raise ValueError(f"HPCFRAME_{name.upper()}={raw!r} must be positive")
+    return value
+
+
+@dataclass
+class Config:
+    #: A partition (row group, HDF5 row range) longer than this is cut into blocks of at most
+    #: this many rows. Blocks are the leaves of the combine tree: the cut depends only on the
+    #: data, so results are identical for any number of ranks. Lower it to spread a dataset
+    #: with few, large row groups over more ranks.
+    block_rows: int = _env_int("block_rows", 1 << 20)
+
+
+config = Config()

@@ -1,0 +1,213 @@
+"""Running outputs: one shared pass over each dataset, on every rank (SPMD).
+
+For every Scan the outputs read: discover partitions (collectively), cut them into blocks
+(:attr:`hpcframe.config.Config.block_rows`), prune blocks whose statistics exclude every
+output's predicate, assign contiguous block ranges to ranks balanced by rows, then stream my
+blocks: read once (only the needed columns), cast and filter in Arrow, run each output's
+pandas steps and chunk function, and fold the partial into a :class:`~hpcframe.tree.TreeStack`.
+Ranks agree on success before exchanging tree nodes, so a failure anywhere is raised on every
+rank instead of leaving the others waiting.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import plan as P
+from .comm import communicator, failure
+from .config import config
+from .io.dataset import Partition
+from .io.types import normalize_schema, normalize_table
+from .outputs import Composite
+from .tree import TreeStack, finish
+
+_last_stats: dict = {}
+
+
+def last_run_stats() -> dict:
+    """Counters of this rank's part in the last computation: ``partitions_total`` (blocks in
+    the datasets), ``partitions_pruned``, ``partitions_read`` (blocks this rank read),
+    ``rows_read``, ``seconds``."""
+    return dict(_last_stats)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One block of the combine tree: ``part`` (a row range) of ``parent`` (what is read)."""
+
+    index: int
+    part: Partition
+    parent: Partition
+    row_offset: int
+
+
+def leaves_of(source, comm) -> list[Leaf]:
+    """The blocks of ``source`` in dataset order (partitions discovered once per source)."""
+    parts = getattr(source, "_hf_partitions", None)
+    if parts is None:
+        parts = source.discover(comm)
+        source._hf_partitions = parts
+    out, offset = [], 0
+    for parent in parts:
+        for block in parent.split(config.block_rows):
+            out.append(Leaf(len(out), block, parent, offset))
+            offset += block.num_rows
+    return out
+
+
+def assign(costs: list[int], size: int) -> list[tuple[int, int]]:
+    """Contiguous ``[start, stop)`` leaf ranges per rank, balanced by cost (rows to read).
+    Deterministic: depends only on the costs and the number of ranks."""
+    n = len(costs)
+    total = sum(costs)
+    owner = []
+    before = 0
+    for i, c in enumerate(costs):
+        if total > 0:
+            r = int((before + c / 2) * size // total)
+        else:
+            r = i * size // max(n, 1)
+        owner.append(min(size - 1, r))
+        before += c
+    ranges = []
+    for r in range(size):
+        idx = [i for i, o in enumerate(owner) if o == r]
+        ranges.append((idx[0], idx[-1] + 1) if idx else (0, 0))
+    return ranges
+
+
+class _OutputPlan:
+    """Per output: the columns it needs, what Arrow filters, what pandas runs, what prunes."""
+
+    def __init__(self, out, arrow_schema):
+        self.out = out
+        self.columns, self.after = P.required_columns(out.node, out.columns())
+        self.arrow_pred, self.steps = P.split_filters(out.node, arrow_schema)
+        self.prune = P.prune_predicate(out.node)
+        self.key = (str(self.arrow_pred), id(out.node), frozenset(self.after[id(out.node)]))
+
+    def wants(self, leaf: Leaf) -> bool:
+        if self.prune is None or not leaf.part.stats:
+            return True
+        stats = {k: (s.min, s.max) for k, s in leaf.part.stats.items()}
+        return self.prune.may_match(stats)
+
+
+def compute(outputs, comm=None, root=None):
+    """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
+    with communicator(comm) as c:
+        if root is not None and not (0 <= root < c.size):
+            raise ValueError(f"root={root} is not a rank of a communicator of size {c.size}")
+        flat = [leaf for o in outputs for leaf in o.leaves()]
+        by_scan: dict[int, list] = {}
+        for o in flat:
+            by_scan.setdefault(id(o.node.scan()), []).append(o)
+        results: dict[int, object] = {}
+        _last_stats.clear()
+        t0 = time.perf_counter()
+        for outs in by_scan.values():
+            results.update(_run_scan(outs, c, root))
+        _last_stats["seconds"] = time.perf_counter() - t0
+        if root is not None and c.rank != root:
+            return [None] * len(outputs)
+        return [_finish(o, results) for o in outputs]
+
+
+def _finish(o, results):
+    if isinstance(o, Composite):
+        return o.finish([_finish(p, results) for p in o.parts])
+    return results[id(o)]
+
+
+def _run_scan(outs, comm, root):
+    source = outs[0].node.scan().source
+    error = None
+    try:
+        leaves = leaves_of(source, comm)
+        arrow_schema = normalize_schema(source.schema())
+        plans = [_OutputPlan(o, arrow_schema) for o in outs]
+    except Exception as exc:  # agree first: another rank may have failed too
+        error = failure(comm, f"planning the scan of {source.label}", exc)
+    comm.agree(error)
+    wants = [[p.wants(leaf) for p in plans] for leaf in leaves]
+    costs = [leaf.part.num_rows if any(w) else 0 for leaf, w in zip(leaves, wants)]
+    start, stop = assign(costs, comm.size)[comm.rank]
+    read_cols = [c for c in source.schema().names
+                 if any(c in p.columns for p in plans)]
+    stacks = [TreeStack(len(leaves), o.combine) for o in outs]
+    _add_stat("partitions_total", len(leaves))
+    _add_stat("partitions_pruned", sum(1 for c in costs if c == 0))
+    cache = _ReadCache(source, read_cols)
+    for i in range(start, stop):
+        leaf = leaves[i]
+        try:
+            partials = _run_leaf(leaf, plans, wants[i], cache)
+        except Exception as exc:
+            error = failure(comm, f"processing partition {leaf.part.describe()}", exc)
+            break
+        for stack, p in zip(stacks, partials):
+            stack.push(i, p)
+    cache.clear()
+    comm.agree(error)
+    nodes = [s.nodes() for s in stacks]
+    if root is None:
+        everyone = comm.allgather(nodes)
+    else:
+        everyone = comm.gather(nodes, root=root)
+        if comm.rank != root:
+            return {}
+    results = {}
+    for k, o in enumerate(outs):
+        all_nodes = [n for rank_nodes in everyone for n in rank_nodes[k]]
+        results[id(o)] = o.finalize(finish(len(leaves), all_nodes, o.combine))
+    return results
+
+
+class _ReadCache:
+    """Reads a parent partition once for all its blocks (one parent in memory at a time)."""
+
+    def __init__(self, source, columns):
+        self.source, self.columns = source, columns
+        self.parent, self.table = None, None
+
+    def get(self, leaf: Leaf):
+        if self.parent is not leaf.parent:
+            self.table = None
+            self.table = normalize_table(self.source.read(leaf.parent, self.columns))
+            self.parent = leaf.parent
+            _add_stat("rows_read", self.table.num_rows)
+        offset = leaf.part.start - leaf.parent.start
+        if offset == 0 and leaf.part.num_rows == self.table.num_rows:
+            return self.table
+        return self.table.slice(offset, leaf.part.num_rows)
+
+    def clear(self):
+        self.parent, self.table = None, None
+
+
+def _run_leaf(leaf: Leaf, plans, wants, cache) -> list:
+    if not any(wants):
+        return [None] * len(plans)
+    table = cache.get(leaf)
+    _add_stat("partitions_read", 1)
+    frames: dict = {}
+    arrow: dict = {}
+    out = []
+    for plan, want in zip(plans, wants):
+        if not want:
+            out.append(None)
+            continue
+        df = frames.get(plan.key)
+        if df is None:
+            pk = str(plan.arrow_pred)
+            base = arrow.get(pk)
+            if base is None:
+                t = table if plan.arrow_pred is None else table.filter(plan.arrow_pred)
+                base = arrow[pk] = t.to_pandas(date_as_object=False, split_blocks=True)
+            df = frames[plan.key] = P.run_pandas(base, plan.steps, plan.after)
+        out.append(plan.out.chunk(df, leaf))
+    return out
+
+
+def _add_stat(name, value):
+    _last_stats[name] = _last_stats.get(name, 0) + value

@@ -1,0 +1,611 @@
+"""The lazy, pandas-like API: Frame, Series, GroupBy and lazy results.
+
+Nothing here reads data. Every operation builds a plan node (:mod:`hpcframe.plan`) or an
+output (:mod:`hpcframe.outputs`); ``.compute()`` or :func:`compute` runs them. Column names are
+checked when the operation is written, against the schema known from the dataset's metadata.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import expr as E
+from . import plan as P
+from .aggregations import AGGREGATIONS, get_aggregation
+from .outputs import AggOutput, CollectOutput, Composite, MapOutput, Output
+
+_VALUE = "__hpcframe_value__"
+
+
+def compute(*objs, comm=None, root=None):
+    """Compute several lazy objects with one pass over each dataset they read.
+
+    ``comm``: an mpi4py communicator (hpcframe works on a duplicate), or ``None`` for
+    ``COMM_WORLD`` under an MPI launcher and the local engine otherwise. ``root``: ``None``
+    returns results on every rank; a rank number returns them there and ``None`` elsewhere.
+    Returns a tuple with one result per object. Raises :class:`~hpcframe.ComputeError` on
+    every rank if any rank fails.
+    """
+    from .execute import compute as run
+
+    outputs = [_as_output(o) for o in objs]
+    return tuple(run(outputs, comm=comm, root=root))
+
+
+def _as_output(obj) -> Output:
+    if isinstance(obj, Lazy):
+        return obj._output()
+    raise TypeError(f"hf.compute() takes hpcframe lazy objects, not {type(obj).__name__}")
+
+
+class Lazy:
+    """Anything that can be computed."""
+
+    def _output(self) -> Output:
+        raise NotImplementedError
+
+    def compute(self, comm=None, root=None):
+        """The pandas result (see :func:`compute` for ``comm`` and ``root``)."""
+        return compute(self, comm=comm, root=root)[0]
+
+    def explain(self, comm=None, ranks: int | None = None) -> str:
+        """The plan, the pushed-down columns and predicates, the pruned partitions and each
+        rank's share (for ``ranks`` ranks, default: the communicator's size)."""
+        from .explain import explain
+
+        return explain(self._output(), comm=comm, ranks=ranks)
+
+
+class Result(Lazy):
+    """A lazy result of a reduction, group-by, value_counts, describe or map_partitions."""
+
+    def __init__(self, output: Output):
+        self._out = output
+
+    def _output(self):
+        return self._out
+
+    def __repr__(self):
+        return f"<hpcframe lazy {self._out.text()}; call .compute()>"
+
+
+class Frame(Lazy):
+    """A lazy DataFrame. Build it with :func:`hpcframe.read_parquet` and friends."""
+
+    def __init__(self, node: P.Node):
+        self._node = node
+
+    # -- metadata --------------------------------------------------------------------------
+    @property
+    def columns(self) -> pd.Index:
+        return self._node.meta.columns
+
+    @property
+    def dtypes(self) -> pd.Series:
+        return self._node.meta.dtypes
+
+    def __repr__(self):
+        cols = ", ".join(f"{c}: {t}" for c, t in self.dtypes.items())
+        return f"<hpcframe Frame [{cols}] from {self._node.scan().text()}>"
+
+    def _output(self):
+        return CollectOutput(self._node)
+
+    # -- selection -------------------------------------------------------------------------
+    def __getitem__(self, key):
+        if isinstance(key, Series):
+            if key._node.scan() is not self._node.scan():
+                raise ValueError("a boolean mask must come from the same dataset as the frame")
+            return Frame(P.Filter(self._node, key._expr))
+        if isinstance(key, (list, tuple, pd.Index)):
+            return Frame(P.Project(self._node, list(key)))
+        self._node.check_columns([key])
+        return Series(self._node, E.Col(key), key)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        node = self.__dict__.get("_node")
+        if node is not None and name in node.meta.columns:
+            return Series(node, E.Col(name), name)
+        raise AttributeError(f"Frame has no attribute or column {name!r}")
+
+    def assign(self, **columns):
+        """New columns from expressions of existing ones (``df.assign(c=df.a * 2)``)."""
+        node = self._node
+        for name, value in columns.items():
+            if callable(value) and not isinstance(value, Series):
+                value = value(Frame(node))
+            node = P.Assign(node, name, _expr_of(value))
+        return Frame(node)
+
+    # -- grouping and reductions -------------------------------------------------------------
+    def groupby(self, by, dropna: bool = True, sort: bool = True, as_index: bool = True):
+        """Group rows by one or several columns; aggregations return lazy results."""
+        keys = [by] if isinstance(by, str) else list(by)
+        self._node.check_columns(keys)
+        return GroupBy(self._node, keys, dropna=dropna, sort=sort, as_index=as_index)
+
+    def len(self) -> Result:
+        """The number of rows, lazily."""
+        return _scalar(self._node, "", "size", lambda m: len(m))
+
+    def __len__(self) -> int:
+        return int(self.len().compute())
+
+    def _reduce(self, agg, numeric_only=False, **kw):
+        cols = _reduce_columns(self._node.meta, agg, numeric_only)
+        specs = [(c, agg) for c in cols]
+
+        def shape(values, keys):
+            return pd.Series([v.iloc[0] for v in values], index=pd.Index(cols, dtype=object))
+
+        def pandas_fn(m):
+            return getattr(m[cols], agg)(**kw)
+
+        return Result(AggOutput(self._node, [], specs, shape, pandas_fn, label=f"frame {agg}"))
+
+    def sum(self, numeric_only=False):
+        return self._reduce("sum", numeric_only)
+
+    def mean(self, numeric_only=False):
+        return self._reduce("mean", numeric_only)
+
+    def count(self):
+        return self._reduce("count")
+
+    def min(self, numeric_only=False):
+        return self._reduce("min", numeric_only)
+
+    def max(self, numeric_only=False):
+        return self._reduce("max", numeric_only)
+
+    def var(self, numeric_only=False):
+        return self._reduce("var", numeric_only)
+
+    def std(self, numeric_only=False):
+        return self._reduce("std", numeric_only)
+
+    def nunique(self):
+        return self._reduce("nunique")
+
+    def describe(self) -> Result:
+        """count, mean, std, min, quartiles and max of the numeric columns (exact quantiles)."""
+        from .describe import describe_frame
+
+        return Result(describe_frame(self._node))
+
+    def head(self, n: int = 5) -> Result:
+        """The first ``n`` rows in dataset order."""
+        return Result(CollectOutput(self._node, limit=int(n)))
+
+    def map_partitions(self, fn: Callable, combine: Callable | None = None) -> Result:
+        """``fn(pandas_df)`` on every partition. Results are combined in partition order:
+        ``combine(list_of_results)`` if given, else concatenated (DataFrame/Series results)
+        or returned as a list."""
+        return Result(MapOutput(self._node, fn, combine))
+
+
+def _reduce_columns(meta, agg, numeric_only):
+    a = AGGREGATIONS.get(agg)
+    cols = []
+    for c in meta.columns:
+        numeric = pd.api.types.is_numeric_dtype(meta[c].dtype)
+        if numeric_only and not numeric:
+            continue
+        if a is not None and (a.numeric_only or agg == "sum") and not numeric:
+            raise TypeError(f"cannot compute {agg} of non-numeric column {c!r} "
+                            f"({meta[c].dtype}); select numeric columns or pass "
+                            f"numeric_only=True")
+        cols.append(c)
+    return cols
+
+
+class Series(Lazy):
+    """A lazy column, or an expression over the columns of one frame."""
+
+    def __init__(self, node: P.Node, expr: E.Expr, name=None):
+        self._node, self._expr, self.name = node, expr, name
+
+    def __repr__(self):
+        return f"<hpcframe Series {self._expr.text()}>"
+
+    @property
+    def dtype(self):
+        value = self._expr.evaluate(self._node.meta)
+        return value.dtype if isinstance(value, pd.Series) else np.asarray(value).dtype
+
+    def _output(self):
+        node, col = self._as_column()
+        out = CollectOutput(P.Project(node, [col]))
+        name = self.name
+        finish = (lambda r: r[0][col].rename(name))
+        return Composite([out], finish, f"collect {self._expr.text()}")
+
+    def _as_column(self):
+        if isinstance(self._expr, E.Col):
+            return self._node, self._expr.name
+        return P.Assign(self._node, _VALUE, self._expr), _VALUE
+
+    def _new(self, expr, name="__same__"):
+        return Series(self._node, expr, self.name if name == "__same__" else name)
+
+    def _bin(self, op, other, reverse=False):
+        if isinstance(other, Series) and other._node.scan() is not self._node.scan():
+            raise ValueError("cannot combine columns of different datasets")
+        o = _expr_of(other)
+        left, right = (o, self._expr) if reverse else (self._expr, o)
+        name = self.name if not isinstance(other, Series) or other.name == self.name else None
+        return self._new(E.Bin(op, left, right), name)
+
+    # comparisons, arithmetic, logic
+    def __eq__(self, o):  # type: ignore[override]
+        return self._bin("==", o)
+
+    def __ne__(self, o):  # type: ignore[override]
+        return self._bin("!=", o)
+
+    def __lt__(self, o):
+        return self._bin("<", o)
+
+    def __le__(self, o):
+        return self._bin("<=", o)
+
+    def __gt__(self, o):
+        return self._bin(">", o)
+
+    def __ge__(self, o):
+        return self._bin(">=", o)
+
+    def __add__(self, o):
+        return self._bin("+", o)
+
+    def __radd__(self, o):
+        return self._bin("+", o, True)
+
+    def __sub__(self, o):
+        return self._bin("-", o)
+
+    def __rsub__(self, o):
+        return self._bin("-", o, True)
+
+    def __mul__(self, o):
+        return self._bin("*", o)
+
+    def __rmul__(self, o):
+        return self._bin("*", o, True)
+
+    def __truediv__(self, o):
+        return self._bin("/", o)
+
+    def __rtruediv__(self, o):
+        return self._bin("/", o, True)
+
+    def __floordiv__(self, o):
+        return self._bin("//", o)
+
+    def __rfloordiv__(self, o):
+        return self._bin("//", o, True)
+
+    def __mod__(self, o):
+        return self._bin("%", o)
+
+    def __rmod__(self, o):
+        return self._bin("%", o, True)
+
+    def __pow__(self, o):
+        return self._bin("**", o)
+
+    def __rpow__(self, o):
+        return self._bin("**", o, True)
+
+    def __and__(self, o):
+        return self._bin("&", o)
+
+    def __rand__(self, o):
+        return self._bin("&", o, True)
+
+    def __or__(self, o):
+        return self._bin("|", o)
+
+    def __ror__(self, o):
+        return self._bin("|", o, True)
+
+    def __invert__(self):
+        return self._new(E.Not(self._expr))
+
+    def __neg__(self):
+        return self._new(E.Neg(self._expr))
+
+    def __bool__(self):
+        raise TypeError("the truth value of a lazy hpcframe Series is unknown; use & | ~ "
+                        "instead of and/or/not, and .compute() to get values")
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def isin(self, values):
+        return self._new(E.IsIn(self._expr, list(values)))
+
+    def between(self, left, right, inclusive="both"):
+        return self._new(E.Between(self._expr, left, right, inclusive))
+
+    def isna(self):
+        return self._new(E.IsNa(self._expr))
+
+    isnull = isna
+
+    def notna(self):
+        return self._new(E.IsNa(self._expr, negate=True))
+
+    notnull = notna
+
+    @property
+    def str(self):
+        return _StrAccessor(self)
+
+    # reductions
+    def _agg(self, agg, **kw):
+        node, col = self._as_column()
+        return _scalar(node, col, agg, lambda m: getattr(m[col], agg)(**kw))
+
+    def sum(self):
+        return self._agg("sum")
+
+    def mean(self):
+        return self._agg("mean")
+
+    def count(self):
+        return self._agg("count")
+
+    def min(self):
+        return self._agg("min")
+
+    def max(self):
+        return self._agg("max")
+
+    def var(self):
+        return self._agg("var")
+
+    def std(self):
+        return self._agg("std")
+
+    def nunique(self):
+        return self._agg("nunique")
+
+    def describe(self) -> Result:
+        from .describe import describe_series
+
+        node, col = self._as_column()
+        return Result(describe_series(node, col, self.name))
+
+    def value_counts(self, dropna: bool = True, sort: bool = True, ascending: bool = False,
+                     normalize: bool = False) -> Result:
+        """Counts of distinct values, like ``pandas.Series.value_counts``."""
+        node, col = self._as_column()
+        name = self.name
+
+        def shape(values, keys):
+            counts = values[0]
+            if normalize:
+                counts = counts / counts.sum()
+            index = pd.Index(keys[col], name=name)
+            out = pd.Series(counts.to_numpy(), index=index,
+                            name="proportion" if normalize else "count")
+            if sort:
+                out = out.sort_values(ascending=ascending, kind="stable")
+            return out
+
+        def pandas_fn(m):
+            out = m[col].value_counts(dropna=dropna, sort=sort, ascending=ascending,
+                                      normalize=normalize)
+            return out.rename_axis(name)
+
+        return Result(AggOutput(node, [col], [("", "size")], shape, pandas_fn,
+                                dropna=dropna, sort=False, label="value_counts"))
+
+    def head(self, n=5) -> Result:
+        node, col = self._as_column()
+        out = CollectOutput(P.Project(node, [col]), limit=int(n))
+        name = self.name
+        return Result(Composite([out], lambda r: r[0][col].rename(name), f"head({n})"))
+
+
+class _StrAccessor:
+    def __init__(self, s: Series):
+        self._s = s
+
+    def startswith(self, pat):
+        return self._s._new(E.StrMatch(self._s._expr, "startswith", pat))
+
+    def endswith(self, pat):
+        return self._s._new(E.StrMatch(self._s._expr, "endswith", pat))
+
+    def contains(self, pat, case=True, regex=True):
+        return self._s._new(E.StrMatch(self._s._expr, "contains", pat, regex=regex, case=case))
+
+
+def _expr_of(value) -> E.Expr:
+    if isinstance(value, Series):
+        return value._expr
+    if isinstance(value, (Frame, Lazy)):
+        raise TypeError("expected a column expression or a scalar")
+    return E.Lit(value)
+
+
+def _scalar(node, col, agg, pandas_fn) -> Result:
+    def shape(values, keys):
+        return values[0].iloc[0]
+
+    return Result(AggOutput(node, [], [(col, agg)], shape, pandas_fn, label=agg))
+
+
+class GroupBy:
+    """``frame.groupby(keys)``: pick columns with ``[...]`` and aggregate."""
+
+    def __init__(self, node, keys, dropna=True, sort=True, as_index=True, selection=None,
+                 series=False):
+        self._node, self._keys = node, keys
+        self._dropna, self._sort, self._as_index = dropna, sort, as_index
+        self._selection, self._series = selection, series
+
+    def __getitem__(self, cols):
+        if isinstance(cols, str):
+            self._node.check_columns([cols])
+            return GroupBy(self._node, self._keys, self._dropna, self._sort, self._as_index,
+                           [cols], series=True)
+        cols = list(cols)
+        self._node.check_columns(cols)
+        return GroupBy(self._node, self._keys, self._dropna, self._sort, self._as_index, cols)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._node.meta.columns and name not in self._keys:
+            return self[name]
+        raise AttributeError(f"GroupBy has no attribute or column {name!r}")
+
+    def _value_columns(self):
+        if self._selection is not None:
+            return self._selection
+        return [c for c in self._node.meta.columns if c not in self._keys]
+
+    def _pandas_groupby(self, m):
+        g = m.groupby(self._keys if len(self._keys) > 1 else self._keys[0], dropna=self._dropna,
+                      sort=self._sort, as_index=self._as_index, observed=True)
+        if self._selection is not None:
+            g = g[self._selection[0] if self._series else self._selection]
+        return g
+
+    def _result(self, specs, labels, pandas_fn, series_name="__none__", label="groupby"):
+        keys, as_index = self._keys, self._as_index
+
+        def shape(values, key_frame):
+            if as_index:
+                if len(keys) == 1:
+                    index = pd.Index(key_frame[keys[0]], name=keys[0])
+                else:
+                    index = pd.MultiIndex.from_frame(key_frame)
+                if series_name != "__none__":
+                    return pd.Series(values[0].to_numpy(), index=index, name=series_name)
+                data = {i: v.to_numpy() for i, v in enumerate(values)}
+                out = pd.DataFrame(data, index=index)
+                out.columns = labels
+                return out
+            data = {i: v for i, v in enumerate(values)}
+            out = pd.DataFrame(data)
+            out.columns = labels
+            return pd.concat([key_frame, out], axis=1)
+
+        return Result(AggOutput(self._node, keys, specs, shape, pandas_fn,
+                                dropna=self._dropna, sort=self._sort, label=label))
+
+    def agg(self, func=None, **named):
+        """Aggregate like pandas: a name, a list of names, a dict ``{column: name or list}``,
+        or named aggregation ``agg(total=("x", "sum"))``."""
+        if named:
+            if func is not None:
+                raise TypeError("pass either a function spec or named aggregations, not both")
+            specs, labels = [], []
+            for out_name, spec in named.items():
+                if not (isinstance(spec, tuple) and len(spec) == 2):
+                    raise TypeError(f"named aggregation {out_name}= must be a (column, "
+                                    f"aggregation) tuple, got {spec!r}")
+                col, agg = spec
+                self._node.check_columns([col])
+                specs.append((col, _check_agg(agg)))
+                labels.append(out_name)
+            return self._result(specs, pd.Index(labels), lambda m: self._pandas_groupby(m).agg(
+                **named), label="groupby agg")
+        if isinstance(func, str):
+            return self._simple(func)
+        if isinstance(func, dict):
+            multi = any(isinstance(v, (list, tuple)) for v in func.values())
+            specs, labels = [], []
+            for col, aggs in func.items():
+                self._node.check_columns([col])
+                for agg in ([aggs] if isinstance(aggs, str) else aggs):
+                    specs.append((col, _check_agg(agg)))
+                    labels.append((col, agg) if multi else col)
+            labels = pd.MultiIndex.from_tuples(labels) if multi else pd.Index(labels)
+            return self._result(specs, labels, lambda m: self._pandas_groupby(m).agg(func),
+                                label="groupby agg")
+        if isinstance(func, (list, tuple)):
+            aggs = [_check_agg(a) for a in func]
+            cols = self._value_columns()
+            if self._series:
+                specs = [(cols[0], a) for a in aggs]
+                labels = pd.Index(aggs)
+            else:
+                specs = [(c, a) for c in cols for a in aggs]
+                labels = pd.MultiIndex.from_tuples([(c, a) for c in cols for a in aggs])
+            return self._result(specs, labels,
+                                lambda m: self._pandas_groupby(m).agg(list(func)),
+                                label="groupby agg")
+        raise TypeError(f"agg() takes a name, a list, a dict or named aggregations, "
+                        f"not {type(func).__name__}")
+
+    aggregate = agg
+
+    def _simple(self, agg, subtotals=False, margins_name="All"):
+        _check_agg(agg)
+        cols = self._value_columns()
+        if agg == "size":
+            return self.size()
+        if subtotals:
+            from .subtotals import rollup
+
+            return rollup(self, agg, cols, margins_name)
+        specs = [(c, agg) for c in cols]
+        if self._series:
+            return self._result(specs, None, lambda m: getattr(self._pandas_groupby(m), agg)(),
+                                series_name=cols[0], label=f"groupby {agg}")
+        return self._result(specs, pd.Index(cols),
+                            lambda m: getattr(self._pandas_groupby(m), agg)(),
+                            label=f"groupby {agg}")
+
+    def sum(self, subtotals=False, margins_name="All"):
+        return self._simple("sum", subtotals, margins_name)
+
+    def mean(self, subtotals=False, margins_name="All"):
+        return self._simple("mean", subtotals, margins_name)
+
+    def count(self, subtotals=False, margins_name="All"):
+        return self._simple("count", subtotals, margins_name)
+
+    def min(self, subtotals=False, margins_name="All"):
+        return self._simple("min", subtotals, margins_name)
+
+    def max(self, subtotals=False, margins_name="All"):
+        return self._simple("max", subtotals, margins_name)
+
+    def var(self, subtotals=False, margins_name="All"):
+        return self._simple("var", subtotals, margins_name)
+
+    def std(self, subtotals=False, margins_name="All"):
+        return self._simple("std", subtotals, margins_name)
+
+    def first(self):
+        return self._simple("first")
+
+    def last(self):
+        return self._simple("last")
+
+    def nunique(self):
+        return self._simple("nunique")
+
+    def size(self):
+        specs = [("", "size")]
+        if self._as_index:
+            return self._result(specs, None, lambda m: self._pandas_groupby(m).size(),
+                                series_name=None, label="groupby size")
+        return self._result(specs, pd.Index(["size"]),
+                            lambda m: self._pandas_groupby(m).size(), label="groupby size")
+
+
+def _check_agg(agg):
+    if agg == "size":
+        return agg
+    get_aggregation(agg)
+    return agg

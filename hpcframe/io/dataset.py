@@ -1,0 +1,74 @@
+"""Datasets and partitions: what the engine needs to know before it reads a byte.
+
+A :class:`Dataset` is a format-specific *source* (Parquet, HDF5, an in-memory pandas frame)
+plus, once discovered, a list of :class:`Partition` descriptors. Discovery reads only metadata
+(Parquet footers, HDF5 shapes and chunking), and under MPI the footer reads are spread over the
+ranks and the descriptors exchanged with one ``allgather``; no data passes through rank 0.
+
+A source implements three methods:
+
+``schema() -> pyarrow.Schema``
+    The dataset's columns with their *Arrow* types (hive columns included), known cheaply
+    (first file only) so that the lazy API can check column names before any work is done.
+``discover(comm) -> list[Partition]``
+    Every partition of the dataset in a fixed order (file order, then row group / row range).
+    Must be called collectively when ``comm.size > 1``. Raises :class:`DatasetError` naming the
+    file when a file is unreadable or its schema differs from the dataset's.
+``read(part, columns) -> pyarrow.Table``
+    The rows ``[part.start, part.stop)`` of one partition, only ``columns`` (hive columns filled
+    from the path), in the given order. Raises :class:`DatasetError` naming the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DatasetError  # noqa: F401  (re-exported for the format modules)
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """Min/max/null statistics of one column inside one partition (``None`` when unknown)."""
+
+    min: Any = None
+    max: Any = None
+    null_count: int | None = None
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One unit of work: a contiguous row range of one file (a row group, or a slice of one).
+
+    ``piece`` says where in the file: the Parquet row-group number, or the HDF5 object path.
+    ``start``/``stop`` are row offsets *within the piece*. ``stats`` maps column names to
+    :class:`ColumnStats` (possibly empty); ``hive`` maps hive partition columns to their value.
+    """
+
+    path: str
+    piece: Any
+    start: int
+    stop: int
+    nbytes: int = 0
+    stats: dict[str, ColumnStats] = field(default_factory=dict)
+    hive: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_rows(self) -> int:
+        return self.stop - self.start
+
+    def describe(self) -> str:
+        """A short human label, used in error messages and explain()."""
+        where = f"row group {self.piece}" if isinstance(self.piece, int) else str(self.piece)
+        return f"{self.path} [{where}, rows {self.start}:{self.stop}]"
+
+    def split(self, max_rows: int) -> list["Partition"]:
+        """This partition cut into row ranges of at most ``max_rows`` rows (stats kept: they
+        still bound every slice)."""
+        if max_rows <= 0 or self.num_rows <= max_rows:
+            return [self]
+        out = []
+        for s in range(self.start, self.stop, max_rows):
+            e = min(s + max_rows, self.stop)
+            nbytes = self.nbytes * (e - s) // max(self.num_rows, 1)
+            out.append(Partition(self.path, self.piece, s, e, nbytes, self.stats, self.hive))
+        return out

@@ -1,0 +1,190 @@
+"""Parquet datasets: a file, a directory (with hive ``key=value`` folders), a glob or a list.
+
+Partitions are row groups; schema, row counts, byte sizes and min/max statistics come from the
+footers. Under MPI the footers are read by all ranks (file ``i`` by rank ``i % size``) and the
+descriptors exchanged with one ``allgather``.
+"""
+from __future__ import annotations
+
+import datetime
+import decimal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .dataset import ColumnStats, DatasetError, Partition
+from .paths import expand_paths, hive_values
+
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+class ParquetSource:
+    """A Parquet dataset (see the module docstring)."""
+
+    format = "parquet"
+
+    def __init__(self, path, hive: bool = True):
+        self.files, self.root = expand_paths(path, (".parquet", ".parq", ".pq"), "Parquet")
+        self.label = str(path)
+        self._hive = {f: hive_values(f, self.root) for f in self.files} if hive else {}
+        self._hive_types = _hive_types(self._hive)
+        self._schema = None
+        self._open: dict[str, pq.ParquetFile] = {}
+
+    # -- the source protocol ------------------------------------------------------------
+    def schema(self) -> pa.Schema:
+        if self._schema is None:
+            base = _file_schema(self.files[0])
+            fields = [f for f in base if f.name not in self._hive_types]
+            fields += [pa.field(k, t) for k, t in self._hive_types.items()]
+            self._schema = pa.schema(fields)
+        return self._schema
+
+    def discover(self, comm) -> list[Partition]:
+        schema = self.schema()
+        mine = {}
+        error = None
+        for i in range(comm.rank, len(self.files), comm.size):
+            try:
+                mine[i] = self._file_partitions(self.files[i], schema)
+            except DatasetError as exc:
+                error = str(exc)
+                break
+        gathered = comm.allgather((mine, error))
+        errors = [e for _, e in gathered if e]
+        if errors:
+            raise DatasetError(errors[0])
+        by_file = {}
+        for m, _ in gathered:
+            by_file.update(m)
+        return [p for i in range(len(self.files)) for p in by_file[i]]
+
+    def read(self, part: Partition, columns: list[str]) -> pa.Table:
+        file_cols = [c for c in columns if c not in self._hive_types]
+        try:
+            pf = self._file(part.path)
+            table = pf.read_row_group(part.piece, columns=file_cols, use_threads=False)
+        except (OSError, pa.ArrowException) as exc:
+            raise DatasetError(f"cannot read {part.describe()}: {exc}") from exc
+        if part.start or part.stop < table.num_rows:
+            table = table.slice(part.start, part.num_rows)
+        if len(file_cols) == len(columns):
+            return table
+        arrays = []
+        for c in columns:
+            if c in self._hive_types:
+                value = _hive_value(part.hive.get(c), self._hive_types[c])
+                arrays.append(pa.array([value] * table.num_rows, self._hive_types[c]))
+            else:
+                arrays.append(table.column(c))
+        return pa.table(arrays, names=list(columns))
+
+    # -- helpers ------------------------------------------------------------------------
+    def _file(self, path: str) -> pq.ParquetFile:
+        pf = self._open.get(path)
+        if pf is None:
+            if len(self._open) >= 4:
+                self._open.pop(next(iter(self._open)))
+            pf = self._open[path] = pq.ParquetFile(path)
+        return pf
+
+    def _file_partitions(self, path: str, schema: pa.Schema) -> list[Partition]:
+        try:
+            meta = pq.read_metadata(path)
+            file_schema = meta.schema.to_arrow_schema()
+        except (OSError, pa.ArrowException) as exc:
+            raise DatasetError(_not_parquet(path, exc)) from exc
+        _check_schema(path, file_schema, schema, set(self._hive_types))
+        hive = {k: _hive_value(v, self._hive_types[k])
+                for k, v in self._hive.get(path, {}).items()}
+        hive_stats = {k: ColumnStats(v, v, 0 if v is not None else None) for k, v in hive.items()}
+        names = [meta.schema.column(j).path for j in range(meta.num_columns)]
+        parts = []
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            stats = dict(hive_stats)
+            for j, name in enumerate(names):
+                s = _stats(rg.column(j).statistics)
+                if s is not None:
+                    stats[name] = s
+            parts.append(Partition(path, g, 0, rg.num_rows, rg.total_byte_size, stats, hive))
+        return parts
+
+
+def _file_schema(path: str) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(_not_parquet(path, exc)) from exc
+
+
+def _not_parquet(path, exc) -> str:
+    return (f"{path} is not a readable Parquet file ({exc}). Check the path, or remove the "
+            f"file from the dataset directory.")
+
+
+def _check_schema(path: str, got: pa.Schema, want: pa.Schema, hive: set[str]) -> None:
+    for field in want:
+        if field.name in hive:
+            continue
+        idx = got.get_field_index(field.name)
+        if idx < 0:
+            raise DatasetError(f"{path} has no column {field.name!r}, which the dataset's first "
+                               f"file has; all files of a dataset must have the same columns")
+        if not got.field(idx).type.equals(field.type):
+            raise DatasetError(
+                f"column {field.name!r} is {got.field(idx).type} in {path} but {field.type} in "
+                f"the dataset's first file; rewrite the file with the same type, or read the "
+                f"files as separate datasets")
+
+
+def _hive_types(hive: dict[str, dict[str, str]]) -> dict[str, pa.DataType]:
+    values: dict[str, list[str]] = {}
+    for kv in hive.values():
+        for k, v in kv.items():
+            values.setdefault(k, []).append(v)
+    types = {}
+    for k, vs in values.items():
+        real = [v for v in vs if v != _HIVE_NULL]
+        types[k] = pa.int64() if real and all(_is_int(v) for v in real) else pa.string()
+    return types
+
+
+def _is_int(v: str) -> bool:
+    try:
+        int(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _hive_value(v, t):
+    if v is None or v == _HIVE_NULL:
+        return None
+    return int(v) if pa.types.is_integer(t) else v
+
+
+def _stats(s) -> ColumnStats | None:
+    """Statistics in the value domain pandas will see (decimals as float, dates as Timestamp)."""
+    if s is None:
+        return None
+    nulls = s.null_count if s.has_null_count else None
+    if not s.has_min_max:
+        return ColumnStats(None, None, nulls)
+    try:
+        return ColumnStats(_py(s.min), _py(s.max), nulls)
+    except (ValueError, TypeError):  # stats of a type we do not understand: do not use them
+        return ColumnStats(None, None, nulls)
+
+
+def _py(v):
+    import pandas as pd
+
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, (datetime.date, datetime.datetime)):
+        ts = pd.Timestamp(v)
+        return ts if ts.tz is None else None
+    if isinstance(v, bytes):
+        return None
+    return v

@@ -1,0 +1,66 @@
+"""Arrow → pandas type mapping: what a column becomes when it reaches pandas.
+
+=============================================  =======================================
+Arrow type                                     pandas dtype
+=============================================  =======================================
+int8…int64, uint8…uint64 (no nulls)            the same NumPy integer dtype
+integer with nulls in a partition              float64 (NaN for null), as pandas does
+float16/32/64                                  float32/float64
+bool                                           bool (object if nulls, as pandas does)
+decimal32/64/128/256                           float64 (cast in Arrow: fast, NaN for null)
+string, large_string, string_view              pandas ``str``
+dictionary<string> (categorical)               ``category``
+date32, date64                                 datetime64[ms]
+timestamp[unit, tz]                            datetime64[unit, tz]
+=============================================  =======================================
+
+Casts happen in Arrow, once per batch, before filtering and conversion, so that filters see
+exactly the values pandas will see.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.types as pat
+
+
+def pandas_arrow_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type a column of type ``t`` is cast to before it goes to pandas."""
+    if pat.is_decimal(t):
+        return pa.float64()
+    if pat.is_date(t):
+        return pa.timestamp("ms")
+    if pat.is_string(t) or pat.is_large_string(t) or _is_string_view(t):
+        return pa.large_string()
+    if pat.is_dictionary(t):
+        return pa.dictionary(t.index_type, pandas_arrow_type(t.value_type), t.ordered)
+    return t
+
+
+def _is_string_view(t: pa.DataType) -> bool:
+    return getattr(pat, "is_string_view", lambda _: False)(t)
+
+
+def normalize_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every field mapped by :func:`pandas_arrow_type`."""
+    return pa.schema([pa.field(f.name, pandas_arrow_type(f.type)) for f in schema])
+
+
+def normalize_table(table: pa.Table) -> pa.Table:
+    """Cast the columns of ``table`` that need it (see the module table); others untouched."""
+    target = normalize_schema(table.schema)
+    if target.equals(table.schema):
+        return table
+    cols = []
+    for col, field in zip(table.columns, target):
+        cols.append(col if col.type == field.type else col.cast(field.type))
+    return pa.Table.from_arrays(cols, schema=target)
+
+
+def to_pandas(table: pa.Table):
+    """A normalised Arrow table as a pandas DataFrame with a RangeIndex."""
+    return normalize_table(table).to_pandas(date_as_object=False, split_blocks=True)
+
+
+def empty_frame(schema: pa.Schema):
+    """An empty pandas DataFrame with the dtypes the columns of ``schema`` will have."""
+    return to_pandas(schema.empty_table())

@@ -1,0 +1,165 @@
+"""What a computation produces: each output is a chunk → combine → finalize triple over the
+rows of one plan chain.
+
+* :class:`AggOutput` — group-by aggregates, whole-frame/column reductions, ``len``,
+  ``value_counts``: a partial group table (see :mod:`hpcframe.aggregations`);
+* :class:`CollectOutput` — the frame itself (``Frame.compute()``, ``head``);
+* :class:`MapOutput` — ``map_partitions``: one user result per partition;
+* :class:`Composite` — several outputs finished together (``describe``).
+
+``chunk(df, leaf)`` gets one partition's rows after the chain ran; ``combine(a, b)`` gets the
+partials of earlier (``a``) and later (``b``) partitions; ``finalize(p)`` makes the pandas result
+(``p`` is ``None`` when no partition had rows).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import aggregations as A
+
+
+class Output:
+    node = None  # the plan chain this output reads
+
+    def columns(self) -> set[str]:
+        raise NotImplementedError
+
+    def leaves(self) -> list["Output"]:
+        return [self]
+
+    def text(self) -> str:
+        return type(self).__name__
+
+
+class AggOutput(Output):
+    """Aggregates ``specs = [(column, agg)]`` per group of ``keys`` (no keys: whole frame).
+
+    ``shape(table_of_result_columns, keys_frame)`` turns the finalized columns into the
+    pandas object the user asked for. ``pandas_fn(meta_df)`` is the same query in pandas; it
+    is run on the empty frame to give empty results exactly the shape and dtypes pandas gives.
+    """
+
+    def __init__(self, node, keys, specs, shape: Callable, pandas_fn: Callable,
+                 dropna=True, sort=True, label="aggregate"):
+        self.node, self.keys, self.specs = node, list(keys), list(specs)
+        self.shape, self.pandas_fn = shape, pandas_fn
+        self.dropna, self.sort, self.label = dropna, sort, label
+        self.inters = A.needed(self.specs)
+        self.cat_keys = [k for k in self.keys
+                         if isinstance(node.meta[k].dtype, pd.CategoricalDtype)]
+
+    def columns(self):
+        return set(self.keys) | {c for c, _ in self.specs if c is not None}
+
+    def text(self):
+        aggs = ", ".join(f"{a}({c})" if c else a for c, a in self.specs)
+        by = f" by {self.keys}" if self.keys else ""
+        return f"{self.label}: {aggs}{by}"
+
+    def chunk(self, df, leaf):
+        keys = self.keys or [A.ALL_KEY]
+        if not self.keys:
+            df = df.assign(**{A.ALL_KEY: np.zeros(len(df), dtype="int8")})
+        for k in self.cat_keys:  # categories differ between partitions: group on the values
+            df = df.assign(**{k: df[k].astype(df[k].cat.categories.dtype)})
+        if len(df) == 0:
+            return None
+        return A.chunk_partial(df, keys, self.inters, self.dropna,
+                               None if self.sort else leaf.row_offset)
+
+    def combine(self, a, b):
+        return A.combine_partials(a, b, self.keys or [A.ALL_KEY])
+
+    def finalize(self, table):
+        if table is None or len(table) == 0:
+            return self.pandas_fn(self.node.meta)
+        if self.keys:
+            if self.sort:
+                table = table.sort_values(self.keys, na_position="last", kind="mergesort")
+            else:
+                table = table.sort_values(A.FIRST_POS, kind="mergesort")
+        keys = table[self.keys].reset_index(drop=True)
+        for k in self.cat_keys:
+            keys[k] = keys[k].astype(pd.CategoricalDtype(sorted(keys[k].dropna().unique())))
+        cols = [s.reset_index(drop=True) for s in A.finalize_columns(table, self.specs)]
+        return self.shape(cols, keys)
+
+
+class CollectOutput(Output):
+    """The rows of a chain, in dataset order (optionally only the first ``limit``)."""
+
+    def __init__(self, node, limit: int | None = None):
+        self.node, self.limit = node, limit
+
+    def columns(self):
+        return set(self.node.meta.columns)
+
+    def text(self):
+        return f"collect{'' if self.limit is None else f' head({self.limit})'}"
+
+    def chunk(self, df, leaf):
+        return df if self.limit is None else df.head(self.limit)
+
+    def combine(self, a, b):
+        if a is None:
+            return b
+        if b is None or (self.limit is not None and len(a) >= self.limit):
+            return a
+        out = pd.concat([a, b], ignore_index=True)
+        return out if self.limit is None else out.head(self.limit)
+
+    def finalize(self, df):
+        if df is None:
+            df = self.node.meta.iloc[:0]
+        return df.reset_index(drop=True)
+
+
+class MapOutput(Output):
+    """``fn`` applied to every partition; results combined in partition order."""
+
+    def __init__(self, node, fn, combine_fn=None, meta_columns=None):
+        self.node, self.fn, self.combine_fn = node, fn, combine_fn
+
+    def columns(self):
+        return set(self.node.meta.columns)
+
+    def text(self):
+        return f"map_partitions({getattr(self.fn, '__name__', 'fn')})"
+
+    def chunk(self, df, leaf):
+        return [self.fn(df)]
+
+    def combine(self, a, b):
+        if a is None:
+            return b
+        return a if b is None else a + b
+
+    def finalize(self, parts):
+        parts = parts or []
+        if self.combine_fn is not None:
+            return self.combine_fn(parts)
+        if not parts:
+            return self.fn(self.node.meta)
+        if all(isinstance(p, (pd.DataFrame, pd.Series)) for p in parts):
+            return pd.concat(parts)
+        return parts
+
+
+class Composite(Output):
+    """Several outputs computed in the same pass and finished by ``finish(results)``."""
+
+    def __init__(self, parts: list[Output], finish: Callable, label: str):
+        self.parts, self.finish, self.label = parts, finish, label
+        self.node = parts[0].node if parts else None
+
+    def leaves(self):
+        return [leaf for p in self.parts for leaf in p.leaves()]
+
+    def columns(self):
+        return set().union(*(p.columns() for p in self.parts))
+
+    def text(self):
+        return self.label

@@ -1,0 +1,173 @@
+"""Logical plan: a chain of row-wise nodes over one Scan, and the optimiser's questions.
+
+``Scan → Filter/Assign/Project → ...``: every lazy frame is one such chain. Outputs (group-by
+aggregates, reductions, collected frames, map_partitions) hang off a chain; several outputs over
+the same Scan share one pass over the data (see :mod:`hpcframe.execute`).
+
+The optimiser's passes are plain functions over a chain:
+
+* :func:`required_columns` — which source columns a chain needs (projection pushdown);
+* :func:`split_filters` — which leading predicates Arrow can evaluate while reading, and which
+  stay in pandas (predicate pushdown);
+* :func:`prune_predicate` — the predicate that partition statistics can be tested against.
+"""
+from __future__ import annotations
+
+from .errors import ColumnNotFoundError
+from .expr import Expr, and_all, conjuncts
+
+
+class Node:
+    """A plan node. ``meta`` is an empty pandas DataFrame with the node's columns and dtypes."""
+
+    child: "Node | None" = None
+    meta = None
+
+    def chain(self) -> list["Node"]:
+        """The nodes from the Scan up to this node."""
+        out, node = [], self
+        while node is not None:
+            out.append(node)
+            node = node.child
+        return out[::-1]
+
+    def scan(self) -> "Scan":
+        return self.chain()[0]
+
+    def check_columns(self, names, where="the frame"):
+        for n in names:
+            if n not in self.meta.columns:
+                raise ColumnNotFoundError(n, list(self.meta.columns), where)
+
+
+class Scan(Node):
+    def __init__(self, source, meta):
+        self.source, self.meta = source, meta
+
+    def text(self):
+        return f"Scan {self.source.format} {self.source.label}"
+
+
+class Filter(Node):
+    def __init__(self, child: Node, expr: Expr):
+        child.check_columns(expr.columns())
+        self.child, self.expr, self.meta = child, expr, child.meta
+
+    def text(self):
+        return f"Filter {self.expr.text()}"
+
+
+class Assign(Node):
+    def __init__(self, child: Node, name: str, expr: Expr):
+        import pandas as pd
+
+        child.check_columns(expr.columns())
+        self.child, self.name, self.expr = child, name, expr
+        meta = child.meta.copy()
+        value = expr.evaluate(child.meta)
+        meta[name] = value if isinstance(value, pd.Series) else pd.Series([value] * 0,
+                                                                           dtype=_dtype_of(value))
+        self.meta = meta
+
+    def text(self):
+        return f"Assign {self.name} = {self.expr.text()}"
+
+
+class Project(Node):
+    def __init__(self, child: Node, columns: list[str]):
+        child.check_columns(columns)
+        self.child, self.columns = child, list(columns)
+        self.meta = child.meta[self.columns]
+
+    def text(self):
+        return f"Project {self.columns}"
+
+
+def _dtype_of(value):
+    import numpy as np
+
+    return np.asarray(value).dtype
+
+
+def required_columns(node: Node, needed: set[str]) -> tuple[list[str], dict[int, set]]:
+    """The Scan columns needed to produce ``needed`` at ``node``, in schema order, and for each
+    node (by ``id``) the columns needed *after* it (used to skip dead Assigns)."""
+    after = {}
+    need = set(needed)
+    for n in reversed(node.chain()):
+        after[id(n)] = set(need)
+        if isinstance(n, Filter):
+            need |= n.expr.columns()
+        elif isinstance(n, Assign):
+            if n.name in need:
+                need.discard(n.name)
+                need |= n.expr.columns()
+        elif isinstance(n, Project):
+            need &= set(n.columns)
+    scan = node.scan()
+    return [c for c in scan.meta.columns if c in need], after
+
+
+def split_filters(node: Node, arrow_schema) -> tuple[Expr | None, list[Node]]:
+    """``(arrow_predicate, pandas_nodes)``: the conjuncts of the filters that sit directly on
+    the Scan (before any Assign) and that Arrow evaluates exactly as pandas would, and the
+    remaining chain to run in pandas (the untranslated conjuncts as new Filter nodes first)."""
+    chain = node.chain()[1:]
+    arrow_terms, rest_terms = [], []
+    i = 0
+    while i < len(chain) and isinstance(chain[i], (Filter, Project)):
+        if isinstance(chain[i], Filter):
+            for term in conjuncts(chain[i].expr):
+                a = term.to_arrow(arrow_schema)
+                (arrow_terms if a is not None else rest_terms).append((term, a))
+        i += 1
+    pred = None
+    for _, a in arrow_terms:
+        pred = a if pred is None else pred & a
+    rest = [_BareFilter(t) for t, _ in rest_terms] + [
+        n for n in chain[:i] if isinstance(n, Project)] + chain[i:]
+    return pred, rest
+
+
+class _BareFilter:
+    """A filter step to run in pandas (no parent link, no column check)."""
+
+    def __init__(self, expr: Expr):
+        self.expr = expr
+
+
+def prune_predicate(node: Node) -> Expr | None:
+    """The conjunction of filters that only read source columns not redefined by an Assign
+    before them: safe to test against partition statistics."""
+    terms, assigned = [], set()
+    for n in node.chain()[1:]:
+        if isinstance(n, Assign):
+            assigned.add(n.name)
+        elif isinstance(n, Filter):
+            terms += [t for t in conjuncts(n.expr) if not (t.columns() & assigned)]
+    return and_all(terms)
+
+
+def run_pandas(df, steps, after: dict[int, set]):
+    """Apply the pandas part of a chain to one partition's DataFrame."""
+    for n in steps:
+        if isinstance(n, (Filter, _BareFilter)):
+            mask = n.expr.evaluate(df)
+            df = df[_as_mask(mask, len(df))]
+        elif isinstance(n, Assign):
+            if n.name in after.get(id(n), ()):
+                df = df.assign(**{n.name: n.expr.evaluate(df)})
+        elif isinstance(n, Project):
+            df = df[[c for c in n.columns if c in df.columns]]
+    return df
+
+
+def _as_mask(mask, n):
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(mask, pd.Series):
+        if mask.dtype != bool:
+            mask = mask.fillna(False).astype(bool)
+        return mask.to_numpy()
+    return np.full(n, bool(mask))

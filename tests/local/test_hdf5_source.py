@@ -1,0 +1,296 @@
+"""HDF5Source: layouts, chunk-aligned partitions, multi-file datasets, errors, no unpickling."""
+import pickle
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from hpcframe.io.dataset import DatasetError
+from hpcframe.io.hdf5 import HDF5Source, Opaque, safe_unpickle
+
+
+class FakeComm:
+    rank, size = 0, 1
+
+    def allgather(self, obj):  # pragma: no cover - HDF5Source must not communicate
+        raise AssertionError("HDF5Source.discover must not call comm")
+
+
+def read_all(src, columns=None):
+    """Concatenate every partition, as pandas."""
+    parts = src.discover(FakeComm())
+    columns = columns or src.schema().names
+    tables = [src.read(p, columns) for p in parts]
+    if not tables:
+        return src.schema().empty_table().select(columns).to_pandas(), parts
+    return pa.concat_tables(tables).to_pandas(), parts
+
+
+def assert_chunk_aligned(parts, chunk, nrows):
+    assert parts[0].start == 0 and parts[-1].stop == nrows
+    for a, b in zip(parts, parts[1:]):
+        assert a.stop == b.start
+    for p in parts:
+        assert p.start % chunk == 0
+        assert p.stop % chunk == 0 or p.stop == nrows
+
+
+def sample_frame(n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    x[::5] = np.nan
+    return pd.DataFrame({
+        "i": np.arange(n, dtype="int64"),
+        "x": x,
+        "i32": rng.integers(-100, 100, n).astype("int32"),
+        "flag": rng.random(n) > 0.5,
+        "s": [None if k % 7 == 3 else f"s{k}é" for k in range(n)],
+    })
+
+
+def write_column_group(path, df, chunk=7, key="data", **extra):
+    with h5py.File(path, "w") as f:
+        g = f.create_group(key, track_order=True)
+        for name in df.columns:
+            col = df[name]
+            if name == "s":  # fixed-width UTF-8 bytes, NUL padded; "" for missing is fine here
+                data = np.array([v.encode() for v in col.fillna("")], dtype="S12")
+            else:
+                data = col.to_numpy()
+            g.create_dataset(name, data=data, chunks=(chunk,) if chunk else None, **extra)
+
+
+# --------------------------------------------------------------------------- layout 1: column group
+def test_column_group_roundtrip_and_chunk_alignment(tmp_path):
+    df = sample_frame(50)
+    path = str(tmp_path / "cols.h5")
+    write_column_group(path, df, chunk=7, compression="gzip")
+    src = HDF5Source([path], chunk_rows=20)
+    assert src.schema() == pa.schema([("i", pa.int64()), ("x", pa.float64()), ("i32", pa.int32()),
+                                      ("flag", pa.bool_()), ("s", pa.string())])
+    out, parts = read_all(src)
+    assert [(p.start, p.stop) for p in parts] == [(0, 21), (21, 42), (42, 50)]
+    assert_chunk_aligned(parts, 7, 50)
+    assert all(p.piece == "/data" and p.path == path and not p.stats and not p.hive for p in parts)
+    assert parts[0].nbytes == 21 * (8 + 8 + 4 + 1 + 12)
+    pd.testing.assert_frame_equal(out, df.assign(s=df.s.fillna("")))
+
+
+def test_column_group_aligns_to_largest_chunk_and_vlen_strings(tmp_path):
+    path = str(tmp_path / "mixed.h5")
+    n = 100
+    with h5py.File(path, "w") as f:
+        f.create_dataset("t/a", data=np.arange(n), chunks=(10,))
+        f.create_dataset("t/b", data=np.arange(n) * 0.5, chunks=(16,))
+        f.create_dataset("t/c", data=[f"v{k}" for k in range(n)], dtype=h5py.string_dtype(),
+                         chunks=(16,))
+    src = HDF5Source([path], chunk_rows=45)  # ~45 rows -> 3 chunks of 16
+    out, parts = read_all(src, ["c", "a"])
+    assert_chunk_aligned(parts, 16, n)
+    assert [p.num_rows for p in parts] == [48, 48, 4]
+    expected = pd.DataFrame({"c": [f"v{k}" for k in range(n)], "a": np.arange(n)})
+    pd.testing.assert_frame_equal(out, expected)
+
+
+def test_contiguous_dataset_uses_plain_ranges(tmp_path):
+    path = str(tmp_path / "plain.h5")
+    with h5py.File(path, "w") as f:
+        f["values"] = np.arange(25, dtype="<f4")  # a lone 1-D dataset: one column
+    src = HDF5Source([path], chunk_rows=10)
+    out, parts = read_all(src)
+    assert [(p.start, p.stop) for p in parts] == [(0, 10), (10, 20), (20, 25)]
+    pd.testing.assert_frame_equal(out, pd.DataFrame({"values": np.arange(25, dtype="float32")}))
+
+
+def test_unequal_column_lengths(tmp_path):
+    path = str(tmp_path / "bad.h5")
+    with h5py.File(path, "w") as f:
+        f["g/a"] = np.arange(10)
+        f["g/b"] = np.arange(7)
+    with pytest.raises(DatasetError, match=r"bad\.h5.*a=10.*b=7"):
+        HDF5Source([path]).schema()
+
+
+def test_empty_dataset_has_schema_but_no_partitions(tmp_path):
+    path = str(tmp_path / "empty.h5")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("g/a", shape=(0,), maxshape=(None,), dtype="i8", chunks=(8,))
+        f.create_dataset("g/s", shape=(0,), maxshape=(None,), dtype="S4", chunks=(8,))
+    src = HDF5Source([path])
+    assert src.schema() == pa.schema([("a", pa.int64()), ("s", pa.string())])
+    assert src.discover(FakeComm()) == []
+
+
+# --------------------------------------------------------------------------- layout 2: compound
+def test_compound_dataset_reads_only_needed_fields(tmp_path):
+    n = 45
+    rec = np.zeros(n, dtype=[("id", "<i8"), ("val", ">f8"), ("name", "S6"), ("ok", "?")])
+    rec["id"] = np.arange(n)
+    rec["val"] = np.where(np.arange(n) % 4 == 0, np.nan, np.arange(n) / 3)
+    rec["name"] = [f"n{k}".encode() for k in range(n)]
+    rec["ok"] = np.arange(n) % 2 == 0
+    path = str(tmp_path / "rec.h5")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("records", data=rec, chunks=(8,))
+    src = HDF5Source([path], chunk_rows=16)
+    assert src.schema().names == ["id", "val", "name", "ok"]
+    assert src.schema().field("val").type == pa.float64()
+    out, parts = read_all(src, ["name", "val"])
+    assert_chunk_aligned(parts, 8, n)
+    expected = pd.DataFrame({"name": [f"n{k}" for k in range(n)],
+                             "val": rec["val"].astype("<f8")})
+    pd.testing.assert_frame_equal(out, expected)
+    one = src.read(parts[1], ["id"])  # single-field read
+    assert one.column("id").to_pylist() == list(range(parts[1].start, parts[1].stop))
+
+
+# --------------------------------------------------------------------------- layout 3: pandas
+def pandas_frame(n=5000):
+    df = sample_frame(n, seed=1)
+    df["s"] = df["s"].where(np.arange(n) % 11 != 5, "nan")  # the literal text "nan" survives
+    df["c"] = np.arange(n, dtype="int64") * 2  # a second int64 column shares a values_block
+    df["t"] = pd.date_range("2020-01-01", periods=n, freq="min")
+    df.loc[3, "t"] = pd.NaT
+    df["tns"] = pd.date_range("2021-01-01", periods=n, freq="s", tz="Europe/Paris").as_unit("ns")
+    df["dt"] = pd.to_timedelta(np.arange(n), unit="s")
+    return df
+
+
+@pytest.mark.parametrize("data_columns", [None, True])
+def test_pandas_table_roundtrip(tmp_path, data_columns):
+    df = pandas_frame()
+    path = str(tmp_path / "pd.h5")
+    df.to_hdf(path, key="df", format="table", data_columns=data_columns)
+    with h5py.File(path) as f:
+        chunk = f["df/table"].chunks[0]
+    src = HDF5Source([path], chunk_rows=1500)
+    assert src.schema().names == list(df.columns)  # default RangeIndex dropped, order kept
+    assert src.schema().field("tns").type == pa.timestamp("ns", tz="Europe/Paris")
+    out, parts = read_all(src)
+    assert len(parts) > 1
+    assert_chunk_aligned(parts, chunk, len(df))
+    pd.testing.assert_frame_equal(out, df)
+    assert out["s"].isna().sum() == df["s"].isna().sum() and (out["s"] == "nan").any()
+
+
+def test_pandas_named_index_is_exposed_and_key_may_be_nested(tmp_path):
+    idx = pd.date_range("2022-01-01", periods=30, freq="h", name="when")
+    df = pd.DataFrame({"v": np.arange(30.0)}, index=idx)
+    path = str(tmp_path / "idx.h5")
+    df.to_hdf(path, key="a/b", format="table")
+    src = HDF5Source([path], key="a/b")
+    assert src.schema().names == ["when", "v"]
+    out, _ = read_all(src)
+    pd.testing.assert_frame_equal(out, df.reset_index())
+    assert HDF5Source([path], key="/a/b/table").schema() == src.schema()
+
+
+def test_pandas_table_is_never_unpickled(tmp_path, monkeypatch):
+    df = pandas_frame(300)
+    df.index = pd.date_range("2020", periods=300, freq="D", name="day")  # pickles a freq object
+    path = str(tmp_path / "pd.h5")
+    df.to_hdf(path, key="df", format="table")
+
+    def forbidden(*a, **k):
+        raise AssertionError("pickle must not be used to read HDF5 attributes")
+
+    import _pickle
+    for mod in (pickle, _pickle):
+        for name in ("loads", "load", "Unpickler"):
+            monkeypatch.setattr(mod, name, forbidden)
+    out, _ = read_all(HDF5Source([path], chunk_rows=100))
+    pd.testing.assert_frame_equal(out, df.reset_index())
+
+
+def test_pandas_unsupported_formats(tmp_path):
+    path = str(tmp_path / "fixed.h5")
+    pd.DataFrame({"a": [1, 2]}).to_hdf(path, key="df", format="fixed")
+    with pytest.raises(DatasetError, match=r"fixed\.h5.*format='fixed'"):
+        HDF5Source([path]).schema()
+    path = str(tmp_path / "cat.h5")
+    pd.DataFrame({"k": pd.Categorical(["a", "b"])}).to_hdf(path, key="df", format="table")
+    with pytest.raises(DatasetError, match=r"cat\.h5.*categorical"):
+        HDF5Source([path]).schema()
+
+
+# --------------------------------------------------------------------------- several files
+def test_two_files_are_one_dataset(tmp_path):
+    df = pandas_frame(3000)
+    p1, p2 = str(tmp_path / "one.h5"), str(tmp_path / "two.h5")
+    df.iloc[:1000].to_hdf(p1, key="df", format="table")
+    df.iloc[1000:].to_hdf(p2, key="df", format="table", data_columns=True)
+    src = HDF5Source([p1, p2], chunk_rows=800)
+    out, parts = read_all(src)
+    paths = [p.path for p in parts]
+    assert paths == [p1] * paths.count(p1) + [p2] * paths.count(p2) and paths.count(p1) > 1
+    assert sum(p.num_rows for p in parts if p.path == p1) == 1000
+    pd.testing.assert_frame_equal(out, df.reset_index(drop=True))
+
+
+def test_files_with_different_columns(tmp_path):
+    df = sample_frame(20)
+    p1, p2, p3 = (str(tmp_path / f"{k}.h5") for k in "abc")
+    write_column_group(p1, df)
+    write_column_group(p2, df.assign(i32=df.i32.astype("float64")))
+    write_column_group(p3, df.drop(columns="x"))
+    with pytest.raises(DatasetError, match=r"b\.h5.*'i32'.*double"):
+        HDF5Source([p1, p2]).discover(FakeComm())
+    with pytest.raises(DatasetError, match=r"c\.h5.*'x' is missing"):
+        HDF5Source([p1, p3]).discover(FakeComm())
+
+
+# --------------------------------------------------------------------------- errors
+def test_file_errors(tmp_path):
+    missing = str(tmp_path / "nope.h5")
+    with pytest.raises(DatasetError, match=r"nope\.h5.*no such file"):
+        HDF5Source([missing]).schema()
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not hdf5 at all")
+    with pytest.raises(DatasetError, match=r"junk\.h5.*cannot open as HDF5"):
+        HDF5Source([str(junk)]).discover(FakeComm())
+
+
+def test_key_errors(tmp_path):
+    path = str(tmp_path / "two_tables.h5")
+    with h5py.File(path, "w") as f:
+        f["first/a"] = np.arange(3)
+        f["second/a"] = np.arange(3)
+    with pytest.raises(DatasetError, match=r"two_tables\.h5.*first, second.*key="):
+        HDF5Source([path]).schema()
+    with pytest.raises(DatasetError, match=r"two_tables\.h5.*'third'"):
+        HDF5Source([path], key="third").schema()
+    assert HDF5Source([path], key="second").schema().names == ["a"]
+
+
+def test_unknown_column(tmp_path):
+    path = str(tmp_path / "cols.h5")
+    write_column_group(path, sample_frame(10))
+    src = HDF5Source([path])
+    part = src.discover(FakeComm())[0]
+    with pytest.raises(DatasetError, match=r"cols\.h5.*'nope'.*available: i, x, i32, flag, s"):
+        src.read(part, ["x", "nope"])
+
+
+# --------------------------------------------------------------------------- safe_unpickle
+CALLED = []
+
+
+class Evil:
+    def __reduce__(self):
+        return (CALLED.append, ("executed",))
+
+
+@pytest.mark.parametrize("protocol", range(0, pickle.HIGHEST_PROTOCOL + 1))
+def test_safe_unpickle_literals_and_never_executes(protocol):
+    value = {"names": ["a", "é", 3, None, 2**70], 1: (True, 2.5, ()), "nested": {"k": [[]]}}
+    assert safe_unpickle(pickle.dumps(value, protocol=protocol)) == value
+    if protocol >= 4:  # older protocols pickle bytes and sets through REDUCE calls
+        value = {"b": b"x", "s": {1, 2}, "f": frozenset("a")}
+        assert safe_unpickle(pickle.dumps(value, protocol=protocol)) == value
+    out = safe_unpickle(pickle.dumps({"x": Evil(), "y": [1]}, protocol=protocol))
+    assert isinstance(out["x"], Opaque) and out["y"] == [1]
+    assert CALLED == []
+    with pytest.raises(ValueError):
+        safe_unpickle(b"not a pickle")
