@@ -14,14 +14,14 @@ __version__ = "0.1.0"
 
 from .aggregations import register_aggregation
 from .config import config
-from .errors import ColumnNotFoundError, ComputeError, DatasetError, HpcframeError
+from .errors import ColumnNotFoundError, ComputeError, DatasetComputeError, DatasetError, HpcframeError
 from .execute import last_run_stats
 from .frame import Frame, GroupBy, Result, Series, compute
 
 __all__ = [
     "read_parquet", "read_hdf", "from_pandas", "compute", "register_aggregation",
     "last_run_stats", "config", "Frame", "Series", "GroupBy", "Result",
-    "HpcframeError", "DatasetError", "ComputeError", "ColumnNotFoundError", "__version__",
+    "HpcframeError", "DatasetError", "ComputeError", "DatasetComputeError", "ColumnNotFoundError", "__version__",
 ]
 
 

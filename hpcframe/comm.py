@@ -21,7 +21,7 @@ import sys
 import traceback
 from contextlib import contextmanager
 
-from .errors import ComputeError, HpcframeError
+from .errors import ComputeError, DatasetComputeError, DatasetError, HpcframeError
 
 # Environment variables set by MPI launchers (MPICH/Hydra and PMI-2 via srun, Open MPI, PMIx,
 # MVAPICH, Intel MPI).
@@ -80,7 +80,8 @@ class Comm:
         if not self.any_true(error is not None):
             return
         failures = [f for f in self.allgather(error) if f is not None]
-        raise ComputeError(_failure_message(failures, self.size), failures)
+        cls = DatasetComputeError if all(f.kind == "DatasetError" for f in failures) else ComputeError
+        raise cls(_failure_message(failures, self.size), [tuple(f)[:4] for f in failures])
 
 
 class MPIComm(Comm):
@@ -123,12 +124,16 @@ class MPIComm(Comm):
 
 
 class RankFailure(tuple):
-    """(rank, host, context, message) of one rank's error; picklable and small."""
+    """(rank, host, context, message, kind) of one rank's error; picklable and small."""
 
     __slots__ = ()
 
-    def __new__(cls, rank, host, context, message):
-        return tuple.__new__(cls, (rank, host, context, message))
+    def __new__(cls, rank, host, context, message, kind="Exception"):
+        return tuple.__new__(cls, (rank, host, context, message, kind))
+
+    @property
+    def kind(self):
+        return self[4]
 
 
 def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
@@ -138,12 +143,13 @@ def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
     else:
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         text = "".join(tb[-3:]).rstrip()
-    return RankFailure(comm.rank, comm.host, context, text)
+    kind = "DatasetError" if isinstance(exc, DatasetError) else type(exc).__name__
+    return RankFailure(comm.rank, comm.host, context, text, kind)
 
 
 def _failure_message(failures, size) -> str:
     lines = [f"{len(failures)} of {size} rank(s) failed:"]
-    for rank, host, context, message in failures:
+    for rank, host, context, message, _ in failures:
         lines.append(f"- rank {rank} on {host}, while {context}:\n    "
                      + message.replace("\n", "\n    "))
     return "\n".join(lines)

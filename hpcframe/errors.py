@@ -37,3 +37,8 @@ class ColumnNotFoundError(KeyError, HpcframeError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; show the sentence plainly
         return self.message
+
+
+class DatasetComputeError(ComputeError, DatasetError):
+    """A :class:`ComputeError` whose failing ranks all hit a :class:`DatasetError` (a bad or
+    unreadable file): catchable as either."""

@@ -108,13 +108,29 @@ class CollectOutput(Output):
             return b
         if b is None or (self.limit is not None and len(a) >= self.limit):
             return a
-        out = pd.concat([a, b], ignore_index=True)
+        out = concat_frames(a, b)
         return out if self.limit is None else out.head(self.limit)
 
     def finalize(self, df):
         if df is None:
             df = self.node.meta.iloc[:0]
         return df.reset_index(drop=True)
+
+
+def concat_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """``a`` then ``b``; categorical columns keep a categorical dtype with the union of both
+    partitions' categories (each Parquet row group has its own dictionary)."""
+    fixed = {}
+    for col in a.columns:
+        ta, tb = a[col].dtype, b[col].dtype
+        if (isinstance(ta, pd.CategoricalDtype) and isinstance(tb, pd.CategoricalDtype)
+                and not ta.categories.equals(tb.categories)):
+            u = pd.api.types.union_categoricals([a[col], b[col]], ignore_order=True)
+            fixed[col] = pd.Categorical.from_codes(u.codes, dtype=u.dtype)
+    out = pd.concat([a, b], ignore_index=True)
+    for col, values in fixed.items():
+        out[col] = values
+    return out
 
 
 class MapOutput(Output):

@@ -1,0 +1,85 @@
+"""``describe()``: count, mean, std, min, exact quartiles and max, computed in one pass.
+
+Quartiles are exact (they equal pandas' linear interpolation) because every rank sends the
+distinct values of each numeric column with their counts; memory is O(distinct values).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .outputs import AggOutput, Composite
+
+_PERCENTILES = (0.25, 0.5, 0.75)
+_STATS = ("count", "mean", "std", "min", "max")
+
+
+def _value_counts(node, col):
+    def shape(values, keys):
+        return pd.Series(values[0].to_numpy(), index=keys[col].to_numpy())
+
+    return AggOutput(node, [col], [("", "size")], shape,
+                     lambda m: m[col].value_counts().sort_index(), dropna=True, sort=True,
+                     label=f"value counts of {col}")
+
+
+def _moments(node, cols):
+    specs = [(c, s) for c in cols for s in _STATS]
+
+    def shape(values, keys):
+        return [v.iloc[0] for v in values]
+
+    def pandas_fn(m):
+        return [getattr(m[c], s)() for c in cols for s in _STATS]
+
+    return AggOutput(node, [], specs, shape, pandas_fn, label="describe")
+
+
+def quantile_from_counts(counts: pd.Series, q: float) -> float:
+    """The ``q`` quantile (linear interpolation, as numpy/pandas) of values with counts."""
+    if counts is None or counts.sum() == 0:
+        return np.nan
+    values = counts.index.to_numpy(dtype="float64")
+    cum = np.cumsum(counts.to_numpy())
+    n = cum[-1]
+    pos = (n - 1) * q
+    lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+    a = values[np.searchsorted(cum, lo, side="right")]
+    b = values[np.searchsorted(cum, hi, side="right")]
+    t = pos - lo
+    diff = b - a
+    # numpy's _lerp: exact at both ends
+    return float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t)
+
+
+def _stats_frame(cols, moments, counts):
+    rows = {}
+    for j, c in enumerate(cols):
+        cnt, mean, std, mn, mx = moments[j * 5:(j + 1) * 5]
+        qs = [quantile_from_counts(counts[j], q) for q in _PERCENTILES]
+        rows[c] = [float(cnt), mean, std, mn] + qs + [mx]
+    index = ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]
+    return pd.DataFrame(rows, index=index, dtype="float64")
+
+
+def describe_frame(node):
+    meta = node.meta
+    cols = [c for c in meta.columns if pd.api.types.is_numeric_dtype(meta[c].dtype)
+            and not pd.api.types.is_bool_dtype(meta[c].dtype)]
+    if not cols:
+        raise TypeError("describe() needs at least one numeric column")
+    parts = [_moments(node, cols)] + [_value_counts(node, c) for c in cols]
+    return Composite(parts, lambda r: _stats_frame(cols, r[0], r[1:]), "describe")
+
+
+def describe_series(node, col, name):
+    if not pd.api.types.is_numeric_dtype(node.meta[col].dtype):
+        raise TypeError(f"describe() of non-numeric column {name!r} is not supported yet; "
+                        f"use value_counts()")
+    parts = [_moments(node, [col]), _value_counts(node, col)]
+
+    def finish(r):
+        out = _stats_frame([col], r[0], r[1:])[col]
+        return out.rename(name)
+
+    return Composite(parts, finish, f"describe {name}")
