@@ -131,6 +131,9 @@ class RankFailure(tuple):
     def __new__(cls, rank, host, context, message, kind="Exception"):
         return tuple.__new__(cls, (rank, host, context, message, kind))
 
+    def __getnewargs__(self):
+        return tuple(self)
+
     @property
     def kind(self):
         return self[4]

@@ -104,6 +104,8 @@ def compute(outputs, comm=None, root=None):
             by_scan.setdefault(id(o.node.scan()), []).append(o)
         results: dict[int, object] = {}
         _last_stats.clear()
+        _last_stats.update(partitions_total=0, partitions_pruned=0, partitions_read=0,
+                           rows_read=0)
         t0 = time.perf_counter()
         for outs in by_scan.values():
             results.update(_run_scan(outs, c, root))

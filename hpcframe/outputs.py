@@ -120,6 +120,10 @@ class CollectOutput(Output):
 def concat_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """``a`` then ``b``; categorical columns keep a categorical dtype with the union of both
     partitions' categories (each Parquet row group has its own dictionary)."""
+    if len(b) == 0:
+        return a
+    if len(a) == 0:
+        return b
     fixed = {}
     for col in a.columns:
         ta, tb = a[col].dtype, b[col].dtype
