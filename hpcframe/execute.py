@@ -33,25 +33,62 @@ def last_run_stats() -> dict:
 
 @dataclass(frozen=True)
 class Leaf:
-    """One block of the combine tree: ``part`` (a row range) of ``parent`` (what is read)."""
+    """One leaf of the combine tree: contiguous partitions of one file read together
+    (``parent`` is ``None``), or one block of a partition longer than ``block_rows``."""
 
     index: int
-    part: Partition
-    parent: Partition
+    parts: tuple
+    parent: Partition | None
     row_offset: int
+
+    @property
+    def num_rows(self) -> int:
+        return sum(p.num_rows for p in self.parts)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.parts)
+
+    def describe(self) -> str:
+        if len(self.parts) == 1:
+            return self.parts[0].describe()
+        first, last = self.parts[0], self.parts[-1]
+        return f"{first.path} [pieces {first.piece}..{last.piece}]"
 
 
 def leaves_of(source, comm) -> list[Leaf]:
-    """The blocks of ``source`` in dataset order (partitions discovered once per source)."""
+    """The leaves of ``source`` in dataset order. Small partitions of one file are grouped
+    and long ones cut, so that leaves have about ``config.block_rows`` rows; the result
+    depends only on the data, never on the number of ranks. Partitions are discovered once
+    per source."""
     parts = getattr(source, "_hf_partitions", None)
     if parts is None:
         parts = source.discover(comm)
         source._hf_partitions = parts
-    out, offset = [], 0
-    for parent in parts:
-        for block in parent.split(config.block_rows):
-            out.append(Leaf(len(out), block, parent, offset))
-            offset += block.num_rows
+    limit = config.block_rows
+    out: list[Leaf] = []
+    group: list[Partition] = []
+    offset = 0
+
+    def flush():
+        nonlocal offset, group
+        if group:
+            out.append(Leaf(len(out), tuple(group), None, offset))
+            offset += sum(p.num_rows for p in group)
+            group = []
+
+    for p in parts:
+        if p.num_rows > limit:
+            flush()
+            for block in p.split(limit):
+                out.append(Leaf(len(out), (block,), p, offset))
+                offset += block.num_rows
+            continue
+        if group and (group[0].path != p.path
+                      or sum(g.num_rows for g in group) + p.num_rows > limit):
+            flush()
+        group.append(p)
+    flush()
     return out
 
 
@@ -86,11 +123,19 @@ class _OutputPlan:
         self.prune = P.prune_predicate(out.node)
         self.key = (str(self.arrow_pred), id(out.node), frozenset(self.after[id(out.node)]))
 
-    def wants(self, leaf: Leaf) -> bool:
-        if self.prune is None or not leaf.part.stats:
+    def wants(self, part: Partition) -> bool:
+        """False when ``part``'s statistics prove no row passes this output's filters."""
+        if self.prune is None or not part.stats:
             return True
-        stats = {k: (s.min, s.max) for k, s in leaf.part.stats.items()}
+        stats = {k: (s.min, s.max) for k, s in part.stats.items()}
         return self.prune.may_match(stats)
+
+
+def wanted_parts(leaf: Leaf, plans) -> tuple[list[bool], list[Partition]]:
+    """Which outputs need ``leaf``, and which of its partitions must be read."""
+    per_part = [[p.wants(part) for p in plans] for part in leaf.parts]
+    outputs = [any(w[k] for w in per_part) for k in range(len(plans))]
+    return outputs, [part for part, w in zip(leaf.parts, per_part) if any(w)]
 
 
 def compute(outputs, comm=None, root=None):
@@ -131,11 +176,11 @@ def _run_scan(outs, comm, root):
     except Exception as exc:  # agree first: another rank may have failed too
         error = failure(comm, f"planning the scan of {source.label}", exc)
     comm.agree(error)
-    wants = [[p.wants(leaf) for p in plans] for leaf in leaves]
-    costs = [leaf.part.num_rows if any(w) else 0 for leaf, w in zip(leaves, wants)]
+    wanted = [wanted_parts(leaf, plans) for leaf in leaves]
+    costs = [sum(p.num_rows for p in parts) for _, parts in wanted]
     start, stop = assign(costs, comm.size)[comm.rank]
     read_cols = [c for c in source.schema().names
-                 if any(c in p.columns for p in plans)]
+                 if any(c in p.columns for p in plans)] or source.schema().names[:1]
     stacks = [TreeStack(len(leaves), o.combine) for o in outs]
     _add_stat("partitions_total", len(leaves))
     _add_stat("partitions_pruned", sum(1 for c in costs if c == 0))
@@ -143,9 +188,9 @@ def _run_scan(outs, comm, root):
     for i in range(start, stop):
         leaf = leaves[i]
         try:
-            partials = _run_leaf(leaf, plans, wants[i], cache)
+            partials = _run_leaf(leaf, plans, *wanted[i], cache)
         except Exception as exc:
-            error = failure(comm, f"processing partition {leaf.part.describe()}", exc)
+            error = failure(comm, f"processing partition {leaf.describe()}", exc)
             break
         for stack, p in zip(stacks, partials):
             stack.push(i, p)
@@ -172,25 +217,37 @@ class _ReadCache:
         self.source, self.columns = source, columns
         self.parent, self.table = None, None
 
-    def get(self, leaf: Leaf):
+    def get(self, leaf: Leaf, parts):
+        if leaf.parent is None:
+            table = normalize_table(read_parts(self.source, parts, self.columns))
+            _add_stat("rows_read", table.num_rows)
+            return table
         if self.parent is not leaf.parent:
             self.table = None
             self.table = normalize_table(self.source.read(leaf.parent, self.columns))
             self.parent = leaf.parent
             _add_stat("rows_read", self.table.num_rows)
-        offset = leaf.part.start - leaf.parent.start
-        if offset == 0 and leaf.part.num_rows == self.table.num_rows:
-            return self.table
-        return self.table.slice(offset, leaf.part.num_rows)
+        block = leaf.parts[0]
+        return self.table.slice(block.start - leaf.parent.start, block.num_rows)
 
     def clear(self):
         self.parent, self.table = None, None
 
 
-def _run_leaf(leaf: Leaf, plans, wants, cache) -> list:
+def read_parts(source, parts, columns):
+    """The rows of ``parts`` (contiguous partitions of one file) as one Arrow table."""
+    many = getattr(source, "read_many", None)
+    if many is not None:
+        return many(parts, columns)
+    import pyarrow as pa
+
+    return pa.concat_tables([source.read(p, columns) for p in parts])
+
+
+def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     if not any(wants):
         return [None] * len(plans)
-    table = cache.get(leaf)
+    table = cache.get(leaf, parts)
     _add_stat("partitions_read", 1)
     frames: dict = {}
     arrow: dict = {}

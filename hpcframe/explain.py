@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .comm import communicator
-from .execute import _OutputPlan, assign, leaves_of
+from .config import config
+from .execute import _OutputPlan, assign, leaves_of, wanted_parts
 from .io.types import normalize_schema
 
 
@@ -35,19 +36,20 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
                 lines.append(f"    filter in pandas: {' & '.join(pandas_filters) or '-'}")
                 lines.append(f"    statistics pruning on: "
                              f"{p.prune.text() if p.prune is not None else '-'}")
-            wants = [any(p.wants(leaf) for p in plans) for leaf in leaves]
-            files = len({leaf.part.path for leaf in leaves})
-            parents = len({(leaf.parent.path, leaf.parent.piece, leaf.parent.start)
-                           for leaf in leaves})
-            rows = sum(leaf.part.num_rows for leaf in leaves)
-            pruned = wants.count(False)
-            lines.append(f"Partitions: {files} file(s), {parents} partition(s), {len(leaves)} "
-                         f"block(s), {rows:,} rows; {pruned} block(s) pruned by statistics, "
-                         f"{len(leaves) - pruned} to read")
-            costs = [leaf.part.num_rows if w else 0 for leaf, w in zip(leaves, wants)]
+            wanted = [wanted_parts(leaf, plans) for leaf in leaves]
+            wants = [any(w) for w, _ in wanted]
+            parts = source._hf_partitions
+            files = len({p.path for p in parts})
+            rows = sum(p.num_rows for p in parts)
+            read = sum(len(ps) for _, ps in wanted)
+            nparts = sum(len(leaf.parts) for leaf in leaves)
+            lines.append(f"Partitions: {files} file(s), {len(parts)} partition(s), {rows:,} rows"
+                         f" in {len(leaves)} block(s) of up to {config.block_rows:,} rows; "
+                         f"{nparts - read} partition(s) pruned by statistics, {read} to read")
+            costs = [sum(p.num_rows for p in ps) for _, ps in wanted]
             for r, (a, b) in enumerate(assign(costs, nranks)):
                 mine = [i for i in range(a, b) if wants[i]]
-                nbytes = sum(leaves[i].part.nbytes for i in mine)
+                nbytes = sum(p.nbytes for i in mine for p in wanted[i][1])
                 share = (f"blocks {a}..{b - 1}, {len(mine)} to read, "
                          f"{sum(costs[a:b]):,} rows, {nbytes / 1e6:.1f} MB") if b > a else "idle"
                 lines.append(f"  rank {r}: {share}")

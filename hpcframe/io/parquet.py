@@ -60,13 +60,22 @@ class ParquetSource:
         return [p for i in range(len(self.files)) for p in by_file[i]]
 
     def read(self, part: Partition, columns: list[str]) -> pa.Table:
+        return self.read_many([part], columns)
+
+    def read_many(self, parts: list[Partition], columns: list[str]) -> pa.Table:
+        """Rows of several partitions of one file, read with one call (parallel decoding of
+        the column chunks); a single partition may be a row range of its row group."""
+        part = parts[0]
         file_cols = [c for c in columns if c not in self._hive_types]
         try:
             pf = self._file(part.path)
-            table = pf.read_row_group(part.piece, columns=file_cols, use_threads=False)
+            table = pf.read_row_groups([p.piece for p in parts], columns=file_cols,
+                                       use_threads=True)
         except (OSError, pa.ArrowException) as exc:
-            raise DatasetError(f"cannot read {part.describe()}: {exc}") from exc
-        if part.start or part.stop < table.num_rows:
+            where = part.describe() if len(parts) == 1 else f"{part.path} (row groups " \
+                f"{parts[0].piece}..{parts[-1].piece})"
+            raise DatasetError(f"cannot read {where}: {exc}") from exc
+        if len(parts) == 1 and (part.start or part.stop < table.num_rows):
             table = table.slice(part.start, part.num_rows)
         if len(file_cols) == len(columns):
             return table

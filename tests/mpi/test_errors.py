@@ -1,0 +1,152 @@
+"""Errors: bad column names, bad paths and files, failures inside user functions on one rank,
+and that a multi-output compute reads every partition once."""
+import os
+import re
+import socket
+
+import pytest
+
+import hpcframe as hf
+from datasets import DIR6_FILES, DIR6_ROWS_PER_FILE
+from support import UNDER_MPI, allgather, allsum, assert_same, timeout
+
+pytestmark = timeout(60)
+
+
+# --------------------------------------------------------------------------------------------
+# column names
+# --------------------------------------------------------------------------------------------
+def test_unknown_column_keyerror(dir6):
+    df = dir6.open()
+    with pytest.raises(KeyError) as ei:
+        df["nope"]
+    assert "nope" in str(ei.value)
+    assert isinstance(ei.value, hf.HpcframeError)
+
+
+def test_unknown_column_suggests_close_name(dir6):
+    df = dir6.open()
+    with pytest.raises(KeyError, match="carrier") as ei:
+        df["carier"]
+    assert "carier" in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        lambda d: d[["x", "nope"]],
+        lambda d: d.groupby("nope"),
+        lambda d: d.groupby("ki")[["nope"]],
+        lambda d: d[d.n > 3]["nope"],
+    ],
+    ids=["projection", "groupby_key", "groupby_column", "after_filter"],
+)
+def test_unknown_column_in_other_places(dir6, query):
+    with pytest.raises(KeyError, match="nope"):
+        r = query(dir6.open())
+        r.compute() if hasattr(r, "compute") else None
+
+
+# --------------------------------------------------------------------------------------------
+# paths and files
+# --------------------------------------------------------------------------------------------
+def test_missing_path(data_root):
+    missing = os.path.join(data_root, "does-not-exist.parquet")
+    with pytest.raises(FileNotFoundError, match=re.escape("does-not-exist.parquet")):
+        hf.read_parquet(missing).compute()
+    with pytest.raises(FileNotFoundError, match=re.escape("nothing.h5")):
+        hf.read_hdf(os.path.join(data_root, "nothing.h5")).compute()
+
+
+def test_not_a_parquet_file(layout):
+    path = os.path.join(layout["errors"], "not_parquet.parquet")
+    with pytest.raises(hf.DatasetError, match=re.escape("not_parquet.parquet")):
+        hf.read_parquet(path).compute()
+
+
+def test_not_a_parquet_file_inside_a_directory(layout):
+    """The broken file's footer may be read by any rank; every rank must get the error."""
+    with pytest.raises(hf.DatasetError, match="part-01.parquet"):
+        hf.read_parquet(os.path.join(layout["errors"], "bad_member")).compute()
+
+
+def test_schema_mismatch(layout):
+    with pytest.raises(hf.DatasetError) as ei:
+        hf.read_parquet(os.path.join(layout["errors"], "mismatch")).compute()
+    msg = str(ei.value)
+    assert "part-01.parquet" in msg
+    assert re.search(r"\bx\b", msg), msg
+
+
+# --------------------------------------------------------------------------------------------
+# a user function fails on one partition only
+# --------------------------------------------------------------------------------------------
+LAST_ID = DIR6_FILES * DIR6_ROWS_PER_FILE - 1  # only in the last partition (part-05.parquet)
+
+
+@timeout(30)
+def test_failure_on_one_partition_raises_everywhere(dir6, layout, rank, size):
+    failed_here = []
+
+    def fn(part):
+        if (part["id"] == LAST_ID).any():
+            failed_here.append(True)
+            raise ValueError("boom in the last partition")
+        return part[["id"]]
+
+    with pytest.raises(hf.ComputeError) as ei:
+        dir6.open().map_partitions(fn).compute()
+    msg = str(ei.value)
+
+    failing = [r for r, f in enumerate(allgather(bool(failed_here))) if f]
+    assert len(failing) == 1, f"the last partition ran on ranks {failing}"
+    bad = failing[0]
+    last_file = os.path.basename(layout["dir6"][-1])
+    assert last_file in msg, msg
+    assert "boom in the last partition" in msg, msg
+    assert allgather(socket.gethostname())[bad] in msg, msg
+    if UNDER_MPI:
+        assert re.search(rf"\brank {bad}\b", msg), msg
+    # every rank reports the same failure
+    texts = allgather(msg)
+    assert all(re.search(rf"\brank {bad}\b", t) or not UNDER_MPI for t in texts)
+    failures = getattr(ei.value, "failures", None)
+    if failures:
+        assert [f[0] for f in failures] == [bad]
+
+    # nothing is left hanging: the next query works on every rank
+    assert dir6.open().n.sum().compute() == dir6.pdf.n.sum()
+
+
+@timeout(30)
+def test_failure_on_every_partition(dir6, rank):
+    def fn(part):
+        raise RuntimeError("always fails")
+
+    with pytest.raises(hf.ComputeError, match="always fails"):
+        dir6.open().map_partitions(fn, combine=lambda parts: parts).compute()
+    assert dir6.open().x.count().compute() == dir6.pdf.x.count()
+
+
+# --------------------------------------------------------------------------------------------
+# several outputs, one pass
+# --------------------------------------------------------------------------------------------
+def test_multi_output_reads_each_partition_once(dir6):
+    df, ref = dir6.open(), dir6.pdf
+    a, b, c = hf.compute(df.x.sum(), df.groupby("carrier").n.sum(), df[df.n > 500].y.mean())
+    assert_same(a, ref.x.sum())
+    assert_same(b, ref.groupby("carrier").n.sum(), exact=True)
+    assert_same(c, ref[ref.n > 500].y.mean())
+    stats = hf.last_run_stats()
+    assert allsum(stats["partitions_read"]) == DIR6_FILES
+    assert stats["partitions_total"] == DIR6_FILES
+
+
+def test_hive_filter_prunes_partitions(catalog):
+    ds = catalog["hive"]
+    df, ref = ds.open(), ds.pdf
+    got = df[(df.year == 2014) & (df.month == 2)].x.sum().compute()
+    assert got == pytest.approx(ref[(ref.year == 2014) & (ref.month == 2)].x.sum(), rel=1e-12)
+    stats = hf.last_run_stats()
+    assert allsum(stats["partitions_read"]) == 1
+    assert stats["partitions_total"] == 6

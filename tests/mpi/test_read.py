@@ -1,0 +1,129 @@
+"""Reading every data set layout: the whole frame, columns/dtypes, projections, head, HDF5 keys."""
+import pandas as pd
+import pytest
+
+import hpcframe as hf
+from datasets import ALL, DECIMAL_COLUMNS, INT_NULL_COLUMNS
+from support import assert_same, materialize, timeout
+
+pytestmark = timeout(60)
+
+
+def _split_decimals(frame):
+    """(frame without decimal-derived columns, those columns): decimals compare with rtol."""
+    dec = [c for c in frame.columns if c in DECIMAL_COLUMNS]
+    return frame.drop(columns=dec), frame[dec]
+
+
+def _check_lazy_columns_and_dtypes(dataset, df, ref):
+    """columns and dtypes are known before anything runs, and follow the type mapping."""
+    if dataset.ordered_columns and not dataset.hive:
+        assert list(df.columns) == list(ref.columns)
+    else:
+        assert sorted(df.columns) == sorted(ref.columns)
+    dtypes = df.dtypes
+    for c in ref.columns:
+        got = dtypes[c]
+        if c in dataset.hive:
+            assert pd.api.types.is_integer_dtype(got) or isinstance(got, pd.CategoricalDtype), (c, got)
+        elif c in INT_NULL_COLUMNS:
+            assert str(got) in ("int64", "Int64", "float64"), (c, got)
+        elif isinstance(ref[c].dtype, pd.CategoricalDtype):
+            assert isinstance(got, pd.CategoricalDtype), (c, got)
+        else:
+            assert got == ref[c].dtype, (c, got, ref[c].dtype)
+
+
+@pytest.mark.parametrize("dataset", ALL, indirect=True)
+def test_compute_whole_frame(dataset):
+    df = dataset.open()
+    ref = dataset.pdf
+    _check_lazy_columns_and_dtypes(dataset, df, ref)
+    got = df.compute()
+    assert isinstance(got, pd.DataFrame)
+    assert isinstance(got.index, pd.RangeIndex) and got.index.start == 0 and got.index.step == 1
+    order = dataset.ordered_columns and not dataset.hive  # hive columns: position not specified
+    g_main, g_dec = _split_decimals(got)
+    r_main, r_dec = _split_decimals(ref)
+    assert_same(g_main, r_main, hive=dataset.hive, exact=True, column_order=order)
+    assert_same(g_dec, r_dec, hive=dataset.hive)
+    for c in got.columns:  # the lazily known dtypes are the dtypes of the result
+        lazy, real = df.dtypes[c], got[c].dtype
+        if isinstance(real, pd.CategoricalDtype):
+            assert isinstance(lazy, pd.CategoricalDtype), c
+        elif c not in INT_NULL_COLUMNS:  # ints with nulls: dtype left open by the spec
+            assert lazy == real, (c, lazy, real)
+
+
+@pytest.mark.parametrize("dataset", ["dir6", "h5_compound"], indirect=True)
+def test_projection_and_series(dataset):
+    df, ref = dataset.open(), dataset.pdf
+    assert list(df[["n", "id", "x"]].columns) == ["n", "id", "x"]
+    assert_same(df[["n", "id", "x"]].compute(), ref[["n", "id", "x"]], exact=True)
+    for s in (df["x"], df.x):
+        got = s.compute()
+        assert isinstance(got.index, pd.RangeIndex)
+        assert_same(got, ref["x"], exact=True)
+    assert_same(df[["y"]].compute(), ref[["y"]], exact=True)  # one-column frame stays a frame
+
+
+@pytest.mark.parametrize("dataset", ["dir6", "empty_parts", "hive"], indirect=True)
+def test_head(dataset):
+    df, ref = dataset.open(), dataset.pdf
+    got = materialize(df.head(7))
+    g, _ = _split_decimals(got)
+    r, _ = _split_decimals(ref.head(7))
+    assert_same(g, r, hive=dataset.hive, exact=True, column_order=dataset.ordered_columns and not dataset.hive)
+
+
+def test_head_after_filter_spans_partitions(dir6):
+    df, ref = dir6.open(), dir6.pdf
+    got = materialize(df[df.n > 990][["id", "n", "x"]].head(12))
+    assert_same(got, ref[ref.n > 990][["id", "n", "x"]].head(12), reset_index=True, exact=True)
+
+
+def test_head_larger_than_data(catalog):
+    ds = catalog["two_parts"]
+    got = materialize(ds.open()[["id", "x"]].head(10_000))
+    assert_same(got, ds.pdf[["id", "x"]], exact=True)
+
+
+def test_len(catalog):
+    for name in ALL:
+        ds = catalog[name]
+        df = ds.open()
+        assert len(df) == len(ds.pdf), name
+        assert df.len().compute() == len(ds.pdf), name
+
+
+def test_read_hdf_key_selects_group(layout):
+    import h5py
+
+    path = layout["h5_two_groups"]
+    for key in ("a", "b"):
+        with h5py.File(path, "r") as f:
+            ref = pd.DataFrame({c: f[key][c][()] for c in sorted(f[key])})
+        got = hf.read_hdf(path, key=key).compute()
+        assert_same(got, ref, exact=True, column_order=False)
+
+
+def test_parquet_path_forms_agree(layout):
+    """A directory, a glob and an explicit list of the same files read the same rows."""
+    import os
+
+    files = layout["dir6"]
+    folder = os.path.dirname(files[0])
+    a = hf.read_parquet(folder)[["id", "x", "carrier"]].compute()
+    b = hf.read_parquet(os.path.join(folder, "*.parquet"))[["id", "x", "carrier"]].compute()
+    c = hf.read_parquet(list(files))[["id", "x", "carrier"]].compute()
+    d = hf.read_parquet(files[2])[["id", "x", "carrier"]].compute()
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
+    pd.testing.assert_frame_equal(d, a.iloc[1000:1500].reset_index(drop=True))
+
+
+def test_explain_is_text(dir6):
+    df = dir6.open()
+    text = df[df.n > 500].groupby("ki").x.sum().explain()
+    assert isinstance(text, str) and text.strip()
+    assert "partition" in text.lower()
