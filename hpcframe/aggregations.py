@@ -156,8 +156,11 @@ def chunk_partial(df: pd.DataFrame, keys: list[str], inters, dropna: bool,
         cols[FIRST_POS] = gb[FIRST_POS].min()
     if not cols:
         cols["__n"] = gb.size()
-    table = pd.DataFrame(cols)
-    return table.reset_index()
+    table = pd.DataFrame(cols).reset_index()
+    for k in keys:  # grouped on codes; partials carry values (dictionaries differ per partition)
+        if isinstance(table[k].dtype, pd.CategoricalDtype):
+            table[k] = table[k].astype(table[k].cat.categories.dtype)
+    return table
 
 
 def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None,

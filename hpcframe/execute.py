@@ -13,11 +13,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import pandas as pd
+import pyarrow as pa
+
 from . import plan as P
 from .comm import communicator, failure
 from .config import config
 from .io.dataset import Partition
-from .io.types import normalize_schema, normalize_table
+from .io.types import filter_schema, is_string, normalize_table
 from .outputs import Composite
 from .tree import TreeStack, finish
 
@@ -116,12 +119,22 @@ def assign(costs: list[int], size: int) -> list[tuple[int, int]]:
 class _OutputPlan:
     """Per output: the columns it needs, what Arrow filters, what pandas runs, what prunes."""
 
-    def __init__(self, out, arrow_schema):
-        self.out = out
-        self.columns, self.after = P.required_columns(out.node, out.columns())
-        self.arrow_pred, self.steps = P.split_filters(out.node, arrow_schema)
+    def __init__(self, out, declared):
+        self.out, self.declared = out, declared
+        self.arrow_pred, self.pred_columns, self.steps = P.split_filters(
+            out.node, filter_schema(declared))
+        self.pandas_columns, self.after = P.required_columns(self.steps, out.columns(),
+                                                             declared.names)
+        wanted = set(self.pandas_columns) | self.pred_columns
+        self.columns = [c for c in declared.names if c in wanted]
+        # string group keys that no pandas step looks at: aggregate on dictionary codes
+        used = set().union(*(s.expr.columns() for s in self.steps if hasattr(s, "expr")))
+        keys = getattr(out, "keys", [])
+        self.keep_dict = frozenset(k for k in keys if k in declared.names and k not in used
+                                   and is_string(declared.field(k).type))
         self.prune = P.prune_predicate(out.node)
-        self.key = (str(self.arrow_pred), id(out.node), frozenset(self.after[id(out.node)]))
+        self.key = (str(self.arrow_pred), id(out.node), frozenset(out.columns()),
+                    self.keep_dict)
 
     def wants(self, part: Partition) -> bool:
         """False when ``part``'s statistics prove no row passes this output's filters."""
@@ -171,8 +184,7 @@ def _run_scan(outs, comm, root):
     error = None
     try:
         leaves = leaves_of(source, comm)
-        arrow_schema = normalize_schema(source.schema())
-        plans = [_OutputPlan(o, arrow_schema) for o in outs]
+        plans = [_OutputPlan(o, source.schema()) for o in outs]
     except Exception as exc:  # agree first: another rank may have failed too
         error = failure(comm, f"planning the scan of {source.label}", exc)
     comm.agree(error)
@@ -219,12 +231,12 @@ class _ReadCache:
 
     def get(self, leaf: Leaf, parts):
         if leaf.parent is None:
-            table = normalize_table(read_parts(self.source, parts, self.columns))
+            table = read_parts(self.source, parts, self.columns)
             _add_stat("rows_read", table.num_rows)
             return table
         if self.parent is not leaf.parent:
             self.table = None
-            self.table = normalize_table(self.source.read(leaf.parent, self.columns))
+            self.table = self.source.read(leaf.parent, self.columns)
             self.parent = leaf.parent
             _add_stat("rows_read", self.table.num_rows)
         block = leaf.parts[0]
@@ -249,8 +261,9 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
         return [None] * len(plans)
     table = cache.get(leaf, parts)
     _add_stat("partitions_read", 1)
+    declared = plans[0].declared
     frames: dict = {}
-    arrow: dict = {}
+    filtered: dict = {}
     out = []
     for plan, want in zip(plans, wants):
         if not want:
@@ -259,13 +272,29 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
         df = frames.get(plan.key)
         if df is None:
             pk = str(plan.arrow_pred)
-            base = arrow.get(pk)
-            if base is None:
-                t = table if plan.arrow_pred is None else table.filter(plan.arrow_pred)
-                base = arrow[pk] = t.to_pandas(date_as_object=False, split_blocks=True)
+            t = filtered.get(pk)
+            if t is None:
+                t = filtered[pk] = _arrow_filter(table, plan, declared)
+            t = normalize_table(t.select(plan.pandas_columns), declared, plan.keep_dict)
+            if plan.pandas_columns:
+                base = t.to_pandas(date_as_object=False, split_blocks=True)
+            else:  # only rows are counted
+                base = pd.DataFrame(index=pd.RangeIndex(t.num_rows))
             df = frames[plan.key] = P.run_pandas(base, plan.steps, plan.after)
         out.append(plan.out.chunk(df, leaf))
     return out
+
+
+def _arrow_filter(table, plan, declared):
+    """``table`` with only the rows that pass ``plan``'s Arrow predicate; the predicate's
+    columns are cast first (dates stay dates), the others are left as read."""
+    if plan.arrow_pred is None:
+        return table
+    cols = [c for c in table.column_names if c in plan.pred_columns]
+    cast = normalize_table(table.select(cols), declared, keep_dates=True)
+    arrays = [cast.column(c) if c in plan.pred_columns else table.column(c)
+              for c in table.column_names]
+    return pa.Table.from_arrays(arrays, names=table.column_names).filter(plan.arrow_pred)
 
 
 def _add_stat(name, value):

@@ -4,7 +4,6 @@ from __future__ import annotations
 from .comm import communicator
 from .config import config
 from .execute import _OutputPlan, assign, leaves_of, wanted_parts
-from .io.types import normalize_schema
 
 
 def explain(output, comm=None, ranks: int | None = None) -> str:
@@ -21,8 +20,7 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
             scan = outs[0].node.scan()
             source = scan.source
             leaves = leaves_of(source, c)
-            schema = normalize_schema(source.schema())
-            plans = [_OutputPlan(o, schema) for o in outs]
+            plans = [_OutputPlan(o, source.schema()) for o in outs]
             lines.append(f"Scan: {source.format} {source.label}")
             for p in plans:
                 lines.append(f"  {p.out.text()}")

@@ -135,6 +135,9 @@ class Bin(Expr):
         if self.op in _LOGIC:
             return (left & right) if self.op == "&" else (left | right)
         if self.op in _ARROW_CMP:
+            dated = _date_comparison(self.op, self.left, self.right, schema)
+            if dated is not False:
+                return dated
             if not _arrow_comparable(self.left, self.right, schema):
                 return None
             out = getattr(pc, _ARROW_CMP[self.op])(left, right)
@@ -385,6 +388,36 @@ def _coerce_literal(other, value):
 
         return pd.Timestamp(value)
     return value
+
+
+def _date_comparison(op, left, right, schema):
+    """A date column compared with a timestamp literal, as a comparison of dates (no cast of
+    the column): ``d <= 1998-09-02 10:00`` is ``d <= 1998-09-02``. ``False`` when the
+    comparison is not of that form, ``None`` when it cannot be translated."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(left, Lit) and isinstance(right, Col):
+        op, left, right = _FLIP[op], right, left
+    if not (isinstance(left, Col) and isinstance(right, Lit)):
+        return False
+    t = _arrow_type(left, schema)
+    if t is None or not pa.types.is_date(t):
+        return False
+    ts = _naive_timestamp(right.value)
+    if ts is None:
+        return None
+    day = ts.normalize()
+    exact = ts == day
+    if op in ("==", "!=") and not exact:
+        return None
+    if op == "<" and not exact:
+        op = "<="
+    elif op == ">=" and not exact:
+        op = ">"
+    scalar = pc.scalar(pa.scalar(day.date(), t))
+    out = getattr(pc, _ARROW_CMP[op])(pc.field(left.name), scalar)
+    return pc.coalesce(out, pc.scalar(op == "!="))
 
 
 def _arrow_type(e: Expr, schema):

@@ -235,6 +235,12 @@ class Series(Lazy):
     def _bin(self, op, other, reverse=False):
         if isinstance(other, Series) and other._node.scan() is not self._node.scan():
             raise ValueError("cannot combine columns of different datasets")
+        if isinstance(other, str) and op in ("==", "!=", "<", "<=", ">", ">=") \
+                and getattr(self.dtype, "kind", "") == "M":
+            other = pd.Timestamp(other)  # as pandas does when comparing datetimes with strings
+            tz = getattr(self.dtype, "tz", None)
+            if tz is not None and other.tz is None:
+                other = other.tz_localize(tz)
         o = _expr_of(other)
         left, right = (o, self._expr) if reverse else (self._expr, o)
         name = self.name if not isinstance(other, Series) or other.name == self.name else None

@@ -52,7 +52,7 @@ class AggOutput(Output):
                          if isinstance(node.meta[k].dtype, pd.CategoricalDtype)]
 
     def columns(self):
-        return set(self.keys) | {c for c, _ in self.specs if c is not None}
+        return set(self.keys) | {c for c, _ in self.specs if c}
 
     def text(self):
         aggs = ", ".join(f"{a}({c})" if c else a for c, a in self.specs)
@@ -63,8 +63,6 @@ class AggOutput(Output):
         keys = self.keys or [A.ALL_KEY]
         if not self.keys:
             df = df.assign(**{A.ALL_KEY: np.zeros(len(df), dtype="int8")})
-        for k in self.cat_keys:  # categories differ between partitions: group on the values
-            df = df.assign(**{k: df[k].astype(df[k].cat.categories.dtype)})
         if len(df) == 0:
             return None
         return A.chunk_partial(df, keys, self.inters, self.dropna,

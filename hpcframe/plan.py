@@ -89,14 +89,15 @@ def _dtype_of(value):
     return np.asarray(value).dtype
 
 
-def required_columns(node: Node, needed: set[str]) -> tuple[list[str], dict[int, set]]:
-    """The Scan columns needed to produce ``needed`` at ``node``, in schema order, and for each
-    node (by ``id``) the columns needed *after* it (used to skip dead Assigns)."""
+def required_columns(steps, needed: set[str], source_columns) -> tuple[list[str], dict]:
+    """The source columns that ``steps`` (nodes or pandas filter steps, in order) need to
+    produce ``needed``, in ``source_columns`` order, and for each step (by ``id``) the columns
+    needed *after* it (used to skip dead Assigns)."""
     after = {}
     need = set(needed)
-    for n in reversed(node.chain()):
+    for n in reversed(list(steps)):
         after[id(n)] = set(need)
-        if isinstance(n, Filter):
+        if isinstance(n, (Filter, _BareFilter)):
             need |= n.expr.columns()
         elif isinstance(n, Assign):
             if n.name in need:
@@ -104,14 +105,13 @@ def required_columns(node: Node, needed: set[str]) -> tuple[list[str], dict[int,
                 need |= n.expr.columns()
         elif isinstance(n, Project):
             need &= set(n.columns)
-    scan = node.scan()
-    return [c for c in scan.meta.columns if c in need], after
+    return [c for c in source_columns if c in need], after
 
 
-def split_filters(node: Node, arrow_schema) -> tuple[Expr | None, list[Node]]:
-    """``(arrow_predicate, pandas_nodes)``: the conjuncts of the filters that sit directly on
-    the Scan (before any Assign) and that Arrow evaluates exactly as pandas would, and the
-    remaining chain to run in pandas (the untranslated conjuncts as new Filter nodes first)."""
+def split_filters(node: Node, arrow_schema) -> tuple[object, set[str], list]:
+    """``(arrow_predicate, its_columns, pandas_steps)``: the conjuncts of the filters that sit
+    directly on the Scan (before any Assign) and that Arrow evaluates exactly as pandas would,
+    and the remaining chain to run in pandas (the untranslated conjuncts first)."""
     chain = node.chain()[1:]
     arrow_terms, rest_terms = [], []
     i = 0
@@ -126,7 +126,8 @@ def split_filters(node: Node, arrow_schema) -> tuple[Expr | None, list[Node]]:
         pred = a if pred is None else pred & a
     rest = [_BareFilter(t) for t, _ in rest_terms] + [
         n for n in chain[:i] if isinstance(n, Project)] + chain[i:]
-    return pred, rest
+    pred_columns = set().union(*(t.columns() for t, _ in arrow_terms))
+    return pred, pred_columns, rest
 
 
 class _BareFilter:

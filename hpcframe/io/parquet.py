@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from .dataset import ColumnStats, DatasetError, Partition
 from .paths import expand_paths, hive_values
+from .types import is_string
 
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
@@ -94,7 +95,10 @@ class ParquetSource:
         if pf is None:
             if len(self._open) >= 4:
                 self._open.pop(next(iter(self._open)))
-            pf = self._open[path] = pq.ParquetFile(path)
+            # strings come as dictionaries (no string materialised until pandas needs it)
+            strings = [f.name for f in self.schema() if f.name not in self._hive_types
+                       and is_string(f.type)]
+            pf = self._open[path] = pq.ParquetFile(path, read_dictionary=strings)
         return pf
 
     def _file_partitions(self, path: str, schema: pa.Schema) -> list[Partition]:

@@ -45,15 +45,39 @@ def normalize_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, pandas_arrow_type(f.type)) for f in schema])
 
 
-def normalize_table(table: pa.Table) -> pa.Table:
-    """Cast the columns of ``table`` that need it (see the module table); others untouched."""
-    target = normalize_schema(table.schema)
-    if target.equals(table.schema):
+def filter_schema(schema: pa.Schema) -> pa.Schema:
+    """The types predicates are evaluated on while reading: as :func:`normalize_schema`, but
+    dates stay dates (the expression compares them with date scalars: no cast per row)."""
+    return pa.schema([pa.field(f.name, f.type if pat.is_date(f.type)
+                               else pandas_arrow_type(f.type)) for f in schema])
+
+
+def is_string(t: pa.DataType) -> bool:
+    return pat.is_string(t) or pat.is_large_string(t) or _is_string_view(t)
+
+
+def normalize_table(table: pa.Table, declared: pa.Schema | None = None, keep_dict=(),
+                    keep_dates: bool = False) -> pa.Table:
+    """Cast the columns of ``table`` to the types pandas users expect (see the module table),
+    judged by the ``declared`` dataset schema (a reader may hand string columns over as
+    dictionaries). String columns named in ``keep_dict`` stay dictionary-encoded (they become
+    ``category`` in pandas: group keys aggregate on integer codes). With ``keep_dates`` dates
+    are left as dates (for filtering)."""
+    declared = declared or table.schema
+    cols, fields = [], []
+    for name, col in zip(table.column_names, table.columns):
+        dtype = declared.field(name).type if name in declared.names else col.type
+        if keep_dates and pat.is_date(dtype):
+            target = col.type
+        elif name in keep_dict and is_string(dtype):
+            target = pa.dictionary(pa.int32(), pa.large_string())
+        else:
+            target = pandas_arrow_type(dtype)
+        cols.append(col if col.type == target else col.cast(target))
+        fields.append(pa.field(name, target))
+    if not cols:
         return table
-    cols = []
-    for col, field in zip(table.columns, target):
-        cols.append(col if col.type == field.type else col.cast(field.type))
-    return pa.Table.from_arrays(cols, schema=target)
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields))
 
 
 def to_pandas(table: pa.Table):

@@ -21,6 +21,12 @@ import pytest
 import datasets
 import support
 
+import hpcframe
+
+# Small blocks, so that the small test data sets still spread over up to 4 ranks, row groups are
+# cut into blocks (the 2000-row HDF5 tables) and grouped (none: 400-row groups stay alone).
+hpcframe.config.block_rows = 500
+
 
 # --------------------------------------------------------------------------------------------
 # abort on failure under MPI
