@@ -294,7 +294,8 @@ def _arrow_filter(table, plan, declared):
     cast = normalize_table(table.select(cols), declared, keep_dates=True)
     arrays = [cast.column(c) if c in plan.pred_columns else table.column(c)
               for c in table.column_names]
-    return pa.Table.from_arrays(arrays, names=table.column_names).filter(plan.arrow_pred)
+    cast = pa.Table.from_arrays(arrays, names=table.column_names)
+    return table.filter(plan.arrow_pred(cast))
 
 
 def _add_stat(name, value):

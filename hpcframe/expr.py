@@ -1,7 +1,8 @@
 """Column expressions: one small tree, three evaluations.
 
 * :meth:`Expr.evaluate` — on a pandas DataFrame, with pandas semantics (the reference).
-* :meth:`Expr.to_arrow` — a ``pyarrow.compute.Expression`` with *the same* result on the
+* :meth:`Expr.to_arrow` — an :class:`ArrowOp` (pyarrow.compute calls, evaluated eagerly on a
+  table: no query engine start-up per batch) with *the same* result on the
   normalised Arrow table (nulls behave like pandas' NaN: ``NaN > 1`` is False, ``NaN != 1`` is
   True), or ``None`` when the expression cannot be translated faithfully; then pandas does it.
 * :meth:`Expr.may_match` — partition pruning from min/max statistics: ``False`` only when no
@@ -23,6 +24,60 @@ _ARROW_CMP = {"==": "equal", "!=": "not_equal", "<": "less", "<=": "less_equal",
               ">": "greater", ">=": "greater_equal"}
 _ARROW_ARITH = {"+": "add", "-": "subtract", "*": "multiply"}
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+class AField:
+    """A column of the table an :class:`ArrowOp` is evaluated on."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, table):
+        return table.column(self.name)
+
+    def __str__(self):
+        return self.name
+
+
+class AScalar:
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, table):
+        return self.value
+
+    def __str__(self):
+        v = self.value
+        return repr(v.as_py() if hasattr(v, "as_py") else v)
+
+
+class ArrowOp:
+    """``pyarrow.compute.<fn>(*args, **kw)`` over columns of a table, built once per query
+    and evaluated per batch: ``op(table)`` returns an Arrow array."""
+
+    def __init__(self, fn: str, *args, **kw):
+        self.fn, self.args, self.kw = fn, args, kw
+
+    def __call__(self, table):
+        import pyarrow.compute as pc
+
+        return getattr(pc, self.fn)(*(a(table) for a in self.args), **self.kw)
+
+    def __and__(self, other):
+        return ArrowOp("and_", self, other)
+
+    def __or__(self, other):
+        return ArrowOp("or_", self, other)
+
+    def __invert__(self):
+        return ArrowOp("invert", self)
+
+    def __str__(self):
+        args = [str(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kw.items()
+                                              if k != "value_set"]
+        if "value_set" in self.kw:
+            args.append(f"value_set={self.kw['value_set'].to_pylist()!r}")
+        return f"{self.fn}({', '.join(args)})"
 
 
 class Expr:
@@ -66,7 +121,7 @@ class Col(Expr):
     def to_arrow(self, schema):
         import pyarrow.compute as pc
 
-        return pc.field(self.name)
+        return AField(self.name)
 
     def key(self):
         return ("Col", self.name)
@@ -86,12 +141,12 @@ class Lit(Expr):
         import pyarrow.compute as pc
 
         if isinstance(self.value, (bool, int, float, str, np.integer, np.floating)):
-            return pc.scalar(self.value)
+            return AScalar(self.value)
         ts = _naive_timestamp(self.value)
         if ts is not None:
             import pyarrow as pa
 
-            return pc.scalar(pa.scalar(ts.as_unit("ns").to_datetime64(), pa.timestamp("ns")))
+            return AScalar(pa.scalar(ts.as_unit("ns").to_datetime64(), pa.timestamp("ns")))
         return None
 
     def key(self):
@@ -140,11 +195,11 @@ class Bin(Expr):
                 return dated
             if not _arrow_comparable(self.left, self.right, schema):
                 return None
-            out = getattr(pc, _ARROW_CMP[self.op])(left, right)
+            out = ArrowOp(_ARROW_CMP[self.op], left, right)
             # pandas: a comparison with NaN/None is False, except != which is True
-            return pc.coalesce(out, pc.scalar(self.op == "!="))
+            return ArrowOp("coalesce", out, AScalar(self.op == "!="))
         if self.op in _ARROW_ARITH and _all_float(self, schema):
-            return getattr(pc, _ARROW_ARITH[self.op])(left, right)
+            return ArrowOp(_ARROW_ARITH[self.op], left, right)
         return None
 
     def may_match(self, stats) -> bool:
@@ -241,7 +296,8 @@ class IsIn(Expr):
             values = pa.array(self.values).cast(ftype)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return None
-        return pc.coalesce(pc.is_in(pc.field(self.arg.name), value_set=values), pc.scalar(False))
+        return ArrowOp("coalesce", ArrowOp("is_in", AField(self.arg.name), value_set=values),
+                       AScalar(False))
 
     def may_match(self, stats) -> bool:
         if not isinstance(self.arg, Col) or self.arg.name not in stats:
@@ -307,7 +363,7 @@ class IsNa(Expr):
 
         if not isinstance(self.arg, Col):
             return None
-        isnull = pc.is_null(pc.field(self.arg.name), nan_is_null=True)
+        isnull = ArrowOp("is_null", AField(self.arg.name), nan_is_null=True)
         return ~isnull if self.negate else isnull
 
 
@@ -345,16 +401,16 @@ class StrMatch(Expr):
 
         if not isinstance(self.arg, Col) or not self.case:
             return None
-        field = pc.field(self.arg.name)
+        field = AField(self.arg.name)
         if self.method == "startswith":
-            out = pc.starts_with(field, self.pattern)
+            out = ArrowOp("starts_with", field, pattern=self.pattern)
         elif self.method == "endswith":
-            out = pc.ends_with(field, self.pattern)
+            out = ArrowOp("ends_with", field, pattern=self.pattern)
         elif not self.regex or not any(ch in self.pattern for ch in ".^$*+?{}[]\\|()"):
-            out = pc.match_substring(field, self.pattern)
+            out = ArrowOp("match_substring", field, pattern=self.pattern)
         else:
             return None
-        return pc.coalesce(out, pc.scalar(False))
+        return ArrowOp("coalesce", out, AScalar(False))
 
 
 def _naive_timestamp(v):
@@ -415,9 +471,9 @@ def _date_comparison(op, left, right, schema):
         op = "<="
     elif op == ">=" and not exact:
         op = ">"
-    scalar = pc.scalar(pa.scalar(day.date(), t))
-    out = getattr(pc, _ARROW_CMP[op])(pc.field(left.name), scalar)
-    return pc.coalesce(out, pc.scalar(op == "!="))
+    scalar = AScalar(pa.scalar(day.date(), t))
+    out = ArrowOp(_ARROW_CMP[op], AField(left.name), scalar)
+    return ArrowOp("coalesce", out, AScalar(op == "!="))
 
 
 def _arrow_type(e: Expr, schema):
