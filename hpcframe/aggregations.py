@@ -139,9 +139,94 @@ def needed(specs) -> list[tuple[str, str]]:
     return out
 
 
+_FAST = {"sum", "count", "size"}
+_MAX_DENSE_GROUPS = 1 << 20
+
+
+def _dense_codes(df, keys, dropna):
+    """Group codes from categorical keys (or the constant key) without hashing:
+    ``(codes, rows_mask, levels)`` or ``None`` when the keys do not allow it."""
+    codes = None
+    levels = []
+    keep = None
+    stride = 1
+    for k in reversed(keys):
+        col = df[k]
+        if k == ALL_KEY:
+            c, cats = np.zeros(len(df), dtype=np.int64), pd.Index([0])
+        elif isinstance(col.dtype, pd.CategoricalDtype):
+            c, cats = col.cat.codes.to_numpy().astype(np.int64), col.cat.categories
+        else:
+            return None
+        n = len(cats)
+        missing = c < 0
+        if missing.any():
+            if dropna:
+                keep = ~missing if keep is None else keep & ~missing
+            else:
+                c = np.where(missing, n, c)
+            n += 1
+        levels.insert(0, (k, cats, n))
+        codes = c * stride if codes is None else codes + c * stride
+        stride *= n
+        if stride > _MAX_DENSE_GROUPS:
+            return None
+    return codes, keep, levels, stride
+
+
+def _dense_partial(df, keys, inters, dropna):
+    """``chunk_partial`` for sums, counts and sizes over categorical keys: aggregation on
+    integer codes with ``numpy.bincount`` (no hashing, no sorting). ``None`` if not
+    applicable."""
+    if any(inter not in _FAST for _, inter in inters):
+        return None
+    for col, inter in inters:
+        if inter == "sum" and df[col].dtype != np.float64:
+            return None
+    dense = _dense_codes(df, keys, dropna)
+    if dense is None:
+        return None
+    codes, keep, levels, ngroups = dense
+    if keep is not None:
+        codes = codes[keep]
+    size = np.bincount(codes, minlength=ngroups)
+    present = np.flatnonzero(size)
+    cols = {}
+    rest = present.copy()
+    decoded = {}
+    for k, cats, n in reversed(levels):
+        c = rest % n
+        rest //= n
+        values = pd.Series(cats.take(np.minimum(c, len(cats) - 1)))
+        if (c >= len(cats)).any():
+            values = values.where(c < len(cats))
+        decoded[k] = values
+    for k in keys:
+        cols[k] = decoded[k]
+    for col, inter in inters:
+        name = col + SEP + inter
+        if inter == "size":
+            cols[name] = size[present].astype(np.int64)
+            continue
+        x = df[col].to_numpy()
+        if keep is not None:
+            x = x[keep]
+        if inter == "count":
+            ok = ~pd.isna(x)
+            cols[name] = np.bincount(codes[ok], minlength=ngroups)[present].astype(np.int64)
+        else:
+            cols[name] = np.bincount(codes, weights=np.where(np.isnan(x), 0.0, x),
+                                     minlength=ngroups)[present]
+    return pd.DataFrame(cols)
+
+
 def chunk_partial(df: pd.DataFrame, keys: list[str], inters, dropna: bool,
                   first_pos: int | None = None) -> pd.DataFrame:
     """The partial table of one partition (already filtered and projected)."""
+    if first_pos is None and inters:
+        fast = _dense_partial(df, keys, inters, dropna)
+        if fast is not None:
+            return fast
     if first_pos is not None:
         df = df.assign(**{FIRST_POS: np.arange(first_pos, first_pos + len(df), dtype="int64")})
     gb = df.groupby(keys, dropna=dropna, sort=False, observed=True)

@@ -73,11 +73,44 @@ def normalize_table(table: pa.Table, declared: pa.Schema | None = None, keep_dic
             target = pa.dictionary(pa.int32(), pa.large_string())
         else:
             target = pandas_arrow_type(dtype)
-        cols.append(col if col.type == target else col.cast(target))
+        if col.type == target:
+            cols.append(col)
+        elif pat.is_decimal(col.type) and target == pa.float64():
+            cols.append(decimal_to_float64(col))
+        else:
+            cols.append(col.cast(target))
         fields.append(pa.field(name, target))
     if not cols:
         return table
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))
+
+
+def decimal_to_float64(col) -> pa.ChunkedArray:
+    """A decimal column as float64, correctly rounded (``float(Decimal(v))``). Decimals of up
+    to 18 digits are converted in NumPy from their integer representation (several times
+    faster than Arrow's cast); wider ones use Arrow's cast."""
+    import numpy as np
+
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    t = col.type
+    if not pat.is_decimal128(t) or t.precision > 18:
+        return col.cast(pa.float64())
+    out = []
+    for arr in chunks:
+        n, off = len(arr), arr.offset
+        words = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=2 * (off + n))[2 * off:]
+        lo, hi = words[0::2], words[1::2]
+        if not np.array_equal(hi, lo >> 63):  # not representable in 64 bits (cannot happen)
+            out.append(arr.cast(pa.float64()))
+            continue
+        values = lo.astype(np.float64)
+        if t.scale > 0:
+            values /= float(10 ** t.scale)
+        elif t.scale < 0:
+            values *= float(10 ** -t.scale)
+        mask = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+        out.append(pa.array(values, pa.float64(), mask=mask))
+    return pa.chunked_array(out, pa.float64())
 
 
 def to_pandas(table: pa.Table):
