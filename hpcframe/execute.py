@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
-import pyarrow as pa
 
 from . import plan as P
 from .comm import communicator, failure
@@ -272,10 +271,13 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
         df = frames.get(plan.key)
         if df is None:
             pk = str(plan.arrow_pred)
-            t = filtered.get(pk)
-            if t is None:
-                t = filtered[pk] = _arrow_filter(table, plan, declared)
-            t = normalize_table(t.select(plan.pandas_columns), declared, plan.keep_dict)
+            mask = filtered.get(pk)
+            if mask is None:
+                mask = filtered[pk] = _arrow_mask(table, plan, declared)
+            t = table.select(plan.pandas_columns)
+            if mask is not None:
+                t = t.filter(mask)
+            t = normalize_table(t, declared, plan.keep_dict)
             if plan.pandas_columns:
                 base = t.to_pandas(date_as_object=False, split_blocks=True)
             else:  # only rows are counted
@@ -285,17 +287,13 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     return out
 
 
-def _arrow_filter(table, plan, declared):
-    """``table`` with only the rows that pass ``plan``'s Arrow predicate; the predicate's
-    columns are cast first (dates stay dates), the others are left as read."""
+def _arrow_mask(table, plan, declared):
+    """The rows of ``table`` that pass ``plan``'s Arrow predicate (a boolean array), or
+    ``None`` without one. Only the predicate's columns are cast (dates stay dates)."""
     if plan.arrow_pred is None:
-        return table
+        return None
     cols = [c for c in table.column_names if c in plan.pred_columns]
-    cast = normalize_table(table.select(cols), declared, keep_dates=True)
-    arrays = [cast.column(c) if c in plan.pred_columns else table.column(c)
-              for c in table.column_names]
-    cast = pa.Table.from_arrays(arrays, names=table.column_names)
-    return table.filter(plan.arrow_pred(cast))
+    return plan.arrow_pred(normalize_table(table.select(cols), declared, keep_dates=True))
 
 
 def _add_stat(name, value):
