@@ -51,6 +51,8 @@ class Comm:
     size = 1
     is_mpi = False
 
+    local_size = 1
+
     def __init__(self):
         self.host = socket.gethostname()
 
@@ -95,6 +97,18 @@ class MPIComm(Comm):
         self._owned = owned
         self.rank = mpi_comm.Get_rank()
         self.size = mpi_comm.Get_size()
+        self._local_size = None
+
+    @property
+    def local_size(self) -> int:
+        """How many ranks of this communicator share this node (collective the first time)."""
+        if self._local_size is None:
+            from mpi4py import MPI
+
+            node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
+            self._local_size = node.Get_size()
+            node.Free()
+        return self._local_size
 
     @property
     def mpi(self):

@@ -10,8 +10,11 @@ rank instead of leaving the others waiting.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+
+import pyarrow as pa
 
 import pandas as pd
 
@@ -153,6 +156,7 @@ def wanted_parts(leaf: Leaf, plans) -> tuple[list[bool], list[Partition]]:
 def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
     with communicator(comm) as c:
+        _share_cores(c)
         if root is not None and not (0 <= root < c.size):
             raise ValueError(f"root={root} is not a rank of a communicator of size {c.size}")
         flat = [leaf for o in outputs for leaf in o.leaves()]
@@ -170,6 +174,28 @@ def compute(outputs, comm=None, root=None):
         if root is not None and c.rank != root:
             return [None] * len(outputs)
         return [_finish(o, results) for o in outputs]
+
+
+_threads_set = False
+
+
+def _share_cores(comm) -> None:
+    """Ranks on one node share its cores: give Arrow's and numexpr's thread pools this rank's
+    share (once per process), so that N ranks on N cores do not run N² threads."""
+    global _threads_set
+    if _threads_set or comm.size == 1:
+        return
+    local = comm.local_size
+    _threads_set = True
+    per_rank = max(1, (os.cpu_count() or 1) // max(local, 1))
+    pa.set_cpu_count(per_rank)
+    pa.set_io_thread_count(max(per_rank, 2))
+    try:
+        import numexpr
+
+        numexpr.set_num_threads(per_rank)
+    except ImportError:
+        pass
 
 
 def _finish(o, results):
