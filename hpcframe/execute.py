@@ -18,6 +18,7 @@ import pyarrow as pa
 
 import pandas as pd
 
+from . import callbacks
 from . import plan as P
 from .comm import communicator, failure
 from .config import config
@@ -221,9 +222,13 @@ def _run_scan(outs, comm, root):
     stacks = [TreeStack(len(leaves), o.combine) for o in outs]
     _add_stat("partitions_total", len(leaves))
     _add_stat("partitions_pruned", sum(1 for c in costs if c == 0))
+    run = _run_info(comm, source, outs, leaves, wanted, start, stop) if callbacks.active() \
+        else None
     cache = _ReadCache(source, read_cols)
     for i in range(start, stop):
         leaf = leaves[i]
+        t0 = time.perf_counter()
+        cache.read_end, cache.rows = None, 0
         try:
             partials = _run_leaf(leaf, plans, *wanted[i], cache)
         except Exception as exc:
@@ -231,20 +236,54 @@ def _run_scan(outs, comm, root):
             break
         for stack, p in zip(stacks, partials):
             stack.push(i, p)
+        if run is not None:
+            callbacks.emit("on_leaf_done", run, leaf, {
+                "start": t0, "read_end": cache.read_end or t0, "end": time.perf_counter(),
+                "rows": cache.rows, "nbytes": sum(p.nbytes for p in wanted[i][1])})
     cache.clear()
-    comm.agree(error)
-    nodes = [s.nodes() for s in stacks]
-    if root is None:
-        everyone = comm.allgather(nodes)
-    else:
-        everyone = comm.gather(nodes, root=root)
-        if comm.rank != root:
-            return {}
+    try:
+        _collective(run, "agree", comm.agree, error)
+        nodes = [s.nodes() for s in stacks]
+        if root is None:
+            everyone = _collective(run, "exchange", comm.allgather, nodes)
+        else:
+            everyone = _collective(run, "exchange", comm.gather, nodes, root)
+    except BaseException as exc:
+        if run is not None:
+            callbacks.emit("on_run_end", run, exc)
+        raise
     results = {}
-    for k, o in enumerate(outs):
-        all_nodes = [n for rank_nodes in everyone for n in rank_nodes[k]]
-        results[id(o)] = o.finalize(finish(len(leaves), all_nodes, o.combine))
+    if root is None or comm.rank == root:
+        for k, o in enumerate(outs):
+            all_nodes = [n for rank_nodes in everyone for n in rank_nodes[k]]
+            results[id(o)] = o.finalize(finish(len(leaves), all_nodes, o.combine))
+    if run is not None:
+        callbacks.emit("on_run_end", run, None)
     return results
+
+
+def _collective(run, name, fn, *args):
+    if run is None:
+        return fn(*args)
+    t0 = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        callbacks.emit("on_collective", run, name, t0, time.perf_counter())
+
+
+def _run_info(comm, source, outs, leaves, wanted, start, stop):
+    mine = [i for i in range(start, stop) if wanted[i][1]]
+    run = callbacks.RunInfo(
+        comm=comm, source=source.label, outputs=[o.text() for o in outs],
+        leaves_total=len(leaves),
+        rows_total=sum(p.num_rows for _, ps in wanted for p in ps),
+        bytes_total=sum(p.nbytes for _, ps in wanted for p in ps),
+        my_leaves=mine,
+        my_rows=sum(p.num_rows for i in mine for p in wanted[i][1]),
+        my_bytes=sum(p.nbytes for i in mine for p in wanted[i][1]))
+    callbacks.emit("on_run_start", run)
+    return run
 
 
 class _ReadCache:
@@ -253,19 +292,21 @@ class _ReadCache:
     def __init__(self, source, columns):
         self.source, self.columns = source, columns
         self.parent, self.table = None, None
+        self.read_end, self.rows = None, 0
 
     def get(self, leaf: Leaf, parts):
         if leaf.parent is None:
             table = read_parts(self.source, parts, self.columns)
-            _add_stat("rows_read", table.num_rows)
-            return table
-        if self.parent is not leaf.parent:
-            self.table = None
-            self.table = self.source.read(leaf.parent, self.columns)
-            self.parent = leaf.parent
-            _add_stat("rows_read", self.table.num_rows)
-        block = leaf.parts[0]
-        return self.table.slice(block.start - leaf.parent.start, block.num_rows)
+        else:
+            if self.parent is not leaf.parent:
+                self.table = None
+                self.table = self.source.read(leaf.parent, self.columns)
+                self.parent = leaf.parent
+            block = leaf.parts[0]
+            table = self.table.slice(block.start - leaf.parent.start, block.num_rows)
+        self.read_end, self.rows = time.perf_counter(), table.num_rows
+        _add_stat("rows_read", table.num_rows)
+        return table
 
     def clear(self):
         self.parent, self.table = None, None

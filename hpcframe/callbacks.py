@@ -1,0 +1,77 @@
+"""Run-time events of a computation, for diagnostics (progress bars, profilers).
+
+A :class:`Callback` is active inside its ``with`` block (on every rank: use the same
+``with`` in SPMD code). The engine calls the hooks below on every rank; when no callback is
+active, nothing is called and nothing is measured beyond a list check.
+
+Hooks (all optional; ``run`` is a :class:`RunInfo`):
+
+``on_run_start(run)``
+    Collective: every rank calls it, after planning and before reading. ``run.comm`` may be
+    used for collective set-up (e.g. an MPI window for progress counters).
+``on_leaf_done(run, leaf, times)``
+    After a leaf (a block of partitions) was read and computed on this rank. ``times`` has
+    ``start``, ``read_end``, ``end`` (``time.perf_counter()`` values), ``rows`` read, ``nbytes``
+    (Parquet/HDF5 bytes described by the partitions) and ``rows_out``.
+``on_collective(run, name, start, end)``
+    After this rank left a collective (``"agree"``, ``"exchange"``): the time between start
+    and end is time spent waiting for the other ranks plus the transfer.
+``on_run_end(run, error)``
+    Collective, after the results are combined (``error`` is the exception if it failed).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+_active: list["Callback"] = []
+
+
+class Callback:
+    """Base class: override the hooks you need; use as a context manager."""
+
+    def __enter__(self):
+        _active.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        if self in _active:
+            _active.remove(self)
+        return False
+
+    def on_run_start(self, run: "RunInfo") -> None:
+        pass
+
+    def on_leaf_done(self, run: "RunInfo", leaf, times: dict) -> None:
+        pass
+
+    def on_collective(self, run: "RunInfo", name: str, start: float, end: float) -> None:
+        pass
+
+    def on_run_end(self, run: "RunInfo", error: BaseException | None) -> None:
+        pass
+
+
+@dataclass
+class RunInfo:
+    """What a callback knows about the scan in progress (one per dataset scan)."""
+
+    comm: object                 # hpcframe.comm.Comm (rank, size, host, allgather, .mpi)
+    source: str                  # dataset label
+    outputs: list[str]           # one line per output
+    leaves_total: int            # leaves of the dataset
+    rows_total: int              # rows to read on all ranks (after pruning)
+    bytes_total: int             # bytes described by the partitions to read, all ranks
+    my_leaves: list[int] = field(default_factory=list)  # indices this rank reads
+    my_rows: int = 0
+    my_bytes: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+
+def active() -> list[Callback]:
+    return list(_active)
+
+
+def emit(hook: str, *args) -> None:
+    for cb in list(_active):
+        getattr(cb, hook)(*args)
