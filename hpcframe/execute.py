@@ -225,17 +225,28 @@ def _run_scan(outs, comm, root):
     run = _run_info(comm, source, outs, leaves, wanted, start, stop) if callbacks.active() \
         else None
     cache = _ReadCache(source, read_cols)
+    # head(n): once this rank holds n rows, its later leaves cannot be among the first n
+    limits = [getattr(o, "limit", None) for o in outs]
+    produced = [0] * len(outs)
     for i in range(start, stop):
         leaf = leaves[i]
         t0 = time.perf_counter()
         cache.read_end, cache.rows = None, 0
+        wants, parts = wanted[i]
+        wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
+        if any(wants) and all(lim is not None for w, lim in zip(wants, limits) if w):
+            # only head(n) outputs want this leaf: read just enough of its partitions
+            need = max(lim - n for w, lim, n in zip(wants, limits, produced) if w)
+            parts = _first_rows(parts, need)
         try:
-            partials = _run_leaf(leaf, plans, *wanted[i], cache)
+            partials = _run_leaf(leaf, plans, wants, parts, cache)
         except Exception as exc:
             error = failure(comm, f"processing partition {leaf.describe()}", exc)
             break
-        for stack, p in zip(stacks, partials):
+        for k, (stack, p) in enumerate(zip(stacks, partials)):
             stack.push(i, p)
+            if limits[k] is not None and p is not None:
+                produced[k] += len(p)
         if run is not None:
             callbacks.emit("on_leaf_done", run, leaf, {
                 "start": t0, "read_end": cache.read_end or t0, "end": time.perf_counter(),
@@ -260,6 +271,17 @@ def _run_scan(outs, comm, root):
     if run is not None:
         callbacks.emit("on_run_end", run, None)
     return results
+
+
+def _first_rows(parts, n):
+    """The leading partitions of ``parts`` that hold at least ``n`` rows."""
+    out, rows = [], 0
+    for p in parts:
+        if rows >= n:
+            break
+        out.append(p)
+        rows += p.num_rows
+    return out
 
 
 def _collective(run, name, fn, *args):
