@@ -65,6 +65,9 @@ class Comm:
     def bcast(self, obj, root=0):
         return obj
 
+    def alltoall(self, objs):
+        return list(objs)
+
     def any_true(self, flag: bool) -> bool:
         return bool(flag)
 
@@ -122,6 +125,9 @@ class MPIComm(Comm):
 
     def bcast(self, obj, root=0):
         return self._comm.bcast(obj, root=root)
+
+    def alltoall(self, objs):
+        return self._comm.alltoall(objs)
 
     def any_true(self, flag: bool) -> bool:
         from mpi4py import MPI

@@ -25,6 +25,10 @@ class Config:
     #: data, so results are identical for any number of ranks. Lower it to spread a dataset
     #: with few, large row groups over more ranks.
     block_rows: int = _env_int("block_rows", 1 << 20)
+    #: A group-by whose partial tables hold at least this many rows in all (summed over the
+    #: ranks) is finished with a hash shuffle: each rank completes the combine tree for the
+    #: groups that hash to it (Alltoall), instead of every rank finishing every group.
+    shuffle_rows: int = _env_int("shuffle_rows", 200_000)
 
 
 config = Config()

@@ -33,7 +33,7 @@ _last_stats: dict = {}
 def last_run_stats() -> dict:
     """Counters of this rank's part in the last computation: ``partitions_total`` (blocks in
     the datasets), ``partitions_pruned``, ``partitions_read`` (blocks this rank read),
-    ``rows_read``, ``seconds``."""
+    ``rows_read``, ``shuffled_outputs`` (group-bys finished with a hash shuffle), ``seconds``."""
     return dict(_last_stats)
 
 
@@ -167,7 +167,7 @@ def compute(outputs, comm=None, root=None):
         results: dict[int, object] = {}
         _last_stats.clear()
         _last_stats.update(partitions_total=0, partitions_pruned=0, partitions_read=0,
-                           rows_read=0)
+                           rows_read=0, shuffled_outputs=0)
         t0 = time.perf_counter()
         for outs in by_scan.values():
             results.update(_run_scan(outs, c, root))
@@ -252,25 +252,88 @@ def _run_scan(outs, comm, root):
                 "start": t0, "read_end": cache.read_end or t0, "end": time.perf_counter(),
                 "rows": cache.rows, "nbytes": sum(p.nbytes for p in wanted[i][1])})
     cache.clear()
+    results = {}
     try:
         _collective(run, "agree", comm.agree, error)
         nodes = [s.nodes() for s in stacks]
+        shuffle = _shuffle_choice(outs, nodes, comm)
+        plain = [[] if sh else n for n, sh in zip(nodes, shuffle)]
         if root is None:
-            everyone = _collective(run, "exchange", comm.allgather, nodes)
+            everyone = _collective(run, "exchange", comm.allgather, plain)
         else:
-            everyone = _collective(run, "exchange", comm.gather, nodes, root)
+            everyone = _collective(run, "exchange", comm.gather, plain, root)
+        for k, o in enumerate(outs):
+            if shuffle[k]:
+                results[id(o)] = _collective(run, "shuffle", _shuffle_finish, o, nodes[k],
+                                             len(leaves), comm, root)
     except BaseException as exc:
         if run is not None:
             callbacks.emit("on_run_end", run, exc)
         raise
-    results = {}
     if root is None or comm.rank == root:
         for k, o in enumerate(outs):
-            all_nodes = [n for rank_nodes in everyone for n in rank_nodes[k]]
-            results[id(o)] = o.finalize(finish(len(leaves), all_nodes, o.combine))
+            if not shuffle[k]:
+                all_nodes = [n for rank_nodes in everyone for n in rank_nodes[k]]
+                results[id(o)] = o.finalize(finish(len(leaves), all_nodes, o.combine))
     if run is not None:
         callbacks.emit("on_run_end", run, None)
     return results
+
+
+def _shuffle_choice(outs, nodes, comm) -> list[bool]:
+    """Collective: which group-by outputs are large enough to finish with a shuffle."""
+    candidates = [bool(getattr(o, "keys", None)) and hasattr(o, "finish_table") for o in outs]
+    if comm.size == 1 or not any(candidates):
+        return [False] * len(outs)
+    local = [sum(len(p) for _, _, p in n if p is not None) if c else 0
+             for n, c in zip(nodes, candidates)]
+    totals = [sum(x) for x in zip(*comm.allgather(local))]
+    return [c and t >= config.shuffle_rows for c, t in zip(candidates, totals)]
+
+
+def _route(table, keys, size):
+    """Destination rank of every row of a partial table: a hash of its group keys. Numbers
+    are hashed as float64, so 3 and 3.0 (int and float partitions of one column) meet."""
+    import numpy as np
+
+    cols = {}
+    for k in keys:
+        col = table[k]
+        if pd.api.types.is_numeric_dtype(col.dtype) and not isinstance(col.dtype,
+                                                                       pd.CategoricalDtype):
+            col = col.astype("float64")
+        cols[k] = col
+    h = pd.util.hash_pandas_object(pd.DataFrame(cols), index=False).to_numpy()
+    return (h % np.uint64(size)).astype(np.int64)
+
+
+def _shuffle_finish(o, my_nodes, n, comm, root):
+    """Finish output ``o`` with a hash shuffle: every tree node is split by group hash, each
+    rank completes the (same, fixed) tree for its groups, and the finished tables meet on
+    ``root`` (or everywhere). Per group, the bracketing is the one of the plain path, so the
+    results are identical bit for bit."""
+    _add_stat("shuffled_outputs", 1)
+    sends = [[] for _ in range(comm.size)]
+    for level, i, p in my_nodes:
+        if p is None or len(p) == 0:
+            for r in range(comm.size):
+                sends[r].append((level, i, None))
+            continue
+        dest = _route(p, o.keys, comm.size)
+        for r in range(comm.size):
+            piece = p[dest == r]
+            sends[r].append((level, i, piece.reset_index(drop=True) if len(piece) else None))
+    received = comm.alltoall(sends)
+    mine = [node for lst in received for node in lst]
+    table = o.finish_table(finish(n, mine, o.combine))
+    if root is None:
+        tables = comm.allgather(table)
+    else:
+        tables = comm.gather(table, root=root)
+        if comm.rank != root:
+            return None
+    tables = [t for t in tables if t is not None]
+    return o.shape_result(pd.concat(tables, ignore_index=True) if tables else None)
 
 
 def _first_rows(parts, n):

@@ -501,7 +501,7 @@ class GroupBy:
                 return out
             data = {i: v for i, v in enumerate(values)}
             out = pd.DataFrame(data)
-            out.columns = labels
+            out.columns = labels if labels is not None else [series_name]
             return pd.concat([key_frame, out], axis=1)
 
         return Result(AggOutput(self._node, keys, specs, shape, pandas_fn,

@@ -72,6 +72,21 @@ class AggOutput(Output):
         return A.combine_partials(a, b, self.keys or [A.ALL_KEY])
 
     def finalize(self, table):
+        return self.shape_result(self.finish_table(table))
+
+    def finish_table(self, table):
+        """The combined partial as a table of key columns and finished result columns
+        (``None`` if empty). Tables of disjoint groups can be concatenated (shuffle)."""
+        if table is None or len(table) == 0:
+            return None
+        extra = [A.FIRST_POS] if A.FIRST_POS in table.columns else []
+        out = table[self.keys + extra].reset_index(drop=True)
+        for j, col in enumerate(A.finalize_columns(table, self.specs)):
+            out[f"__result{j}"] = col.reset_index(drop=True)
+        return out
+
+    def shape_result(self, table):
+        """The pandas result from finished tables: groups ordered as pandas orders them."""
         if table is None or len(table) == 0:
             return self.pandas_fn(self.node.meta)
         if self.keys:
@@ -82,7 +97,7 @@ class AggOutput(Output):
         keys = table[self.keys].reset_index(drop=True)
         for k in self.cat_keys:
             keys[k] = keys[k].astype(pd.CategoricalDtype(sorted(keys[k].dropna().unique())))
-        cols = [s.reset_index(drop=True) for s in A.finalize_columns(table, self.specs)]
+        cols = [table[f"__result{j}"].reset_index(drop=True) for j in range(len(self.specs))]
         return self.shape(cols, keys)
 
 
