@@ -304,7 +304,5 @@ def finalize_columns(table: pd.DataFrame, specs) -> list[pd.Series]:
             continue
         a = get_aggregation(agg)
         parts = {inter: table[col + SEP + inter] for inter in a.needs}
-        if agg == "var" or agg == "std":
-            parts = {k: v for k, v in parts.items()}
         out.append(a.finalize(parts))
     return out

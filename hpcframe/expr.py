@@ -183,8 +183,8 @@ class Bin(Expr):
     def to_arrow(self, schema):
         import pyarrow.compute as pc
 
-        left = _arrow_operand(self.left, schema)
-        right = _arrow_operand(self.right, schema)
+        left = self.left.to_arrow(schema)
+        right = self.right.to_arrow(schema)
         if left is None or right is None:
             return None
         if self.op in _LOGIC:
@@ -525,12 +525,6 @@ def _arrow_comparable(left: Expr, right: Expr, schema) -> bool:
 
     kl, kr = kind(left), kind(right)
     return kl is not None and kl == kr
-
-
-def _arrow_operand(e: Expr, schema):
-    """An Arrow operand for ``e``; timestamp columns compared with string literals get a
-    timestamp scalar."""
-    return e.to_arrow(schema)
 
 
 def conjuncts(e: Expr | None) -> list[Expr]:

@@ -153,7 +153,7 @@ def concat_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 class MapOutput(Output):
     """``fn`` applied to every partition; results combined in partition order."""
 
-    def __init__(self, node, fn, combine_fn=None, meta_columns=None):
+    def __init__(self, node, fn, combine_fn=None):
         self.node, self.fn, self.combine_fn = node, fn, combine_fn
 
     def columns(self):
