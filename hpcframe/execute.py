@@ -252,7 +252,6 @@ def _run_scan(outs, comm, root):
                 "start": t0, "read_end": cache.read_end or t0, "end": time.perf_counter(),
                 "rows": cache.rows, "nbytes": sum(p.nbytes for p in wanted[i][1])})
     cache.clear()
-    results = {}
     try:
         _collective(run, "agree", comm.agree, error)
         nodes = [s.nodes() for s in stacks]
@@ -262,19 +261,27 @@ def _run_scan(outs, comm, root):
             everyone = _collective(run, "exchange", comm.allgather, plain)
         else:
             everyone = _collective(run, "exchange", comm.gather, plain, root)
-        for k, o in enumerate(outs):
-            if shuffle[k]:
-                results[id(o)] = _collective(run, "shuffle", _shuffle_finish, o, nodes[k],
-                                             len(leaves), comm, root)
+        shuffled = {k: _collective(run, "shuffle", _shuffle_exchange, o, nodes[k], len(leaves),
+                                   comm, root)
+                    for k, o in enumerate(outs) if shuffle[k]}
+        results, error = {}, None
+        if root is None or comm.rank == root:
+            try:
+                for k, o in enumerate(outs):
+                    if shuffle[k]:
+                        tables = [t for t in shuffled[k] if t is not None]
+                        results[id(o)] = o.shape_result(
+                            pd.concat(tables, ignore_index=True) if tables else None)
+                    else:
+                        all_nodes = [n for rank_nodes in everyone for n in rank_nodes[k]]
+                        results[id(o)] = o.finalize(finish(len(leaves), all_nodes, o.combine))
+            except Exception as exc:
+                error = failure(comm, f"finishing the results of {source.label}", exc)
+        _collective(run, "agree", comm.agree, error)  # a root-only failure reaches every rank
     except BaseException as exc:
         if run is not None:
             callbacks.emit("on_run_end", run, exc)
         raise
-    if root is None or comm.rank == root:
-        for k, o in enumerate(outs):
-            if not shuffle[k]:
-                all_nodes = [n for rank_nodes in everyone for n in rank_nodes[k]]
-                results[id(o)] = o.finalize(finish(len(leaves), all_nodes, o.combine))
     if run is not None:
         callbacks.emit("on_run_end", run, None)
     return results
@@ -307,11 +314,11 @@ def _route(table, keys, size):
     return (h % np.uint64(size)).astype(np.int64)
 
 
-def _shuffle_finish(o, my_nodes, n, comm, root):
+def _shuffle_exchange(o, my_nodes, n, comm, root):
     """Finish output ``o`` with a hash shuffle: every tree node is split by group hash, each
     rank completes the (same, fixed) tree for its groups, and the finished tables meet on
-    ``root`` (or everywhere). Per group, the bracketing is the one of the plain path, so the
-    results are identical bit for bit."""
+    ``root`` (or everywhere): returns the list of tables there, ``None`` elsewhere. Per group
+    the bracketing is the one of the plain path, so results are identical bit for bit."""
     _add_stat("shuffled_outputs", 1)
     sends = [[] for _ in range(comm.size)]
     for level, i, p in my_nodes:
@@ -324,16 +331,15 @@ def _shuffle_finish(o, my_nodes, n, comm, root):
             piece = p[dest == r]
             sends[r].append((level, i, piece.reset_index(drop=True) if len(piece) else None))
     received = comm.alltoall(sends)
-    mine = [node for lst in received for node in lst]
-    table = o.finish_table(finish(n, mine, o.combine))
+    table, error = None, None
+    try:
+        table = o.finish_table(finish(n, [node for lst in received for node in lst], o.combine))
+    except Exception as exc:
+        error = failure(comm, "finishing the groups of a shuffled group-by", exc)
+    comm.agree(error)
     if root is None:
-        tables = comm.allgather(table)
-    else:
-        tables = comm.gather(table, root=root)
-        if comm.rank != root:
-            return None
-    tables = [t for t in tables if t is not None]
-    return o.shape_result(pd.concat(tables, ignore_index=True) if tables else None)
+        return comm.allgather(table)
+    return comm.gather(table, root=root)
 
 
 def _first_rows(parts, n):
