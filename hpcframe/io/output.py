@@ -1,0 +1,207 @@
+"""Writing a result table atomically: Parquet, HDF5 (h5py) or CSV.
+
+The table is written to a temporary file in the target's directory, flushed and fsync'ed,
+then moved into place in one step (``os.link`` when the target must not be replaced, else
+``os.replace``). Readers never see a half-written file, a failed write leaves nothing behind,
+and an existing output is replaced only when ``overwrite=True``.
+
+HDF5 output is a group (``/result`` by default) of equal-length 1-D datasets, one per
+column, which :func:`hpcframe.read_hdf` reads back: strings as UTF-8 variable-length strings
+(a missing string is written as ``""``: HDF5 strings have no null), datetimes as ``int64``
+nanoseconds since 1970 with attributes ``hpcframe_dtype`` and ``units``, booleans and numbers
+as they are.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+
+FORMATS = {"parquet": (".parquet", ".parq", ".pq"), "hdf5": (".h5", ".hdf5", ".hdf", ".he5"),
+           "csv": (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv")}
+HDF5_GROUP = "result"
+
+
+class OutputExistsError(FileExistsError):
+    """The output file exists and overwriting was not asked for."""
+
+
+def format_of(path: str) -> str | None:
+    """``"parquet"``, ``"hdf5"`` or ``"csv"`` from the file name's extension, else ``None``."""
+    lower = os.fspath(path).lower()
+    for fmt, suffixes in FORMATS.items():
+        if lower.endswith(suffixes):
+            return fmt
+    return None
+
+
+def check_writable(path: str, overwrite: bool = False) -> None:
+    """Raise before any work is done if ``path`` cannot be written: :class:`OutputExistsError`
+    when it exists (and ``overwrite`` is false) or is a directory, ``FileNotFoundError`` when
+    its directory is missing, ``PermissionError`` when the directory is not writable."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise OutputExistsError(f"output {path!r} is a directory; name a file, e.g. "
+                                f"{os.path.join(path, 'result.parquet')!r}")
+    if os.path.exists(path) and not overwrite:
+        raise OutputExistsError(f"output {path!r} exists already; choose another path, remove "
+                                "it, or allow replacing it (overwrite: true in the spec, "
+                                "--overwrite on the command line)")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"the directory of output {path!r} does not exist: create "
+                                f"{directory!r} first")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write output {path!r}: directory {directory!r} is not "
+                              "writable")
+
+
+def write_table(df, path: str, fmt: str | None = None, overwrite: bool = False) -> str:
+    """Write the pandas DataFrame ``df`` (its columns; the index is not written: reset it
+    first) to ``path`` atomically; return the path.
+
+    ``fmt`` is ``"parquet"``, ``"hdf5"`` or ``"csv"`` (default: from the extension). Raises
+    ``ValueError`` for an unknown format, :class:`OutputExistsError` when ``path`` exists and
+    not ``overwrite``, and whatever the writer raises (after removing the temporary file)."""
+    path = os.fspath(path)
+    check_writable(path, overwrite)
+    fmt = fmt or format_of(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"cannot tell the output format of {path!r}: use a name ending in "
+                         f".parquet, .h5 or .csv, or give the format (parquet, hdf5, csv)")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    os.close(fd)
+    try:
+        _WRITERS[fmt](df, tmp, path)
+        _fsync(tmp)
+        _move(tmp, path, overwrite)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def _move(tmp: str, path: str, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:  # fails if the target appeared meanwhile: never replace a file by accident
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(f"output {path!r} was created by someone else while this job "
+                                "ran; nothing was replaced (the result was not written)") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                             errno.EMLINK):
+            raise
+        if os.path.exists(path):  # a file system without hard links: check, then rename
+            raise OutputExistsError(f"output {path!r} exists already") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_parquet(df, tmp: str, path: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(table, tmp)
+
+
+def _write_csv(df, tmp: str, path: str) -> None:
+    compression = "infer"
+    lower = path.lower()
+    for suffix, kind in ((".gz", "gzip"), (".bz2", "bz2"), (".zst", "zstd"), (".xz", "xz")):
+        if lower.endswith(suffix):
+            compression = kind
+    sep = "\t" if lower.endswith(".tsv") else ","
+    df.to_csv(tmp, index=False, sep=sep, compression=compression)
+
+
+def _write_hdf5(df, tmp: str, path: str, group: str = HDF5_GROUP) -> None:
+    import h5py
+
+    with h5py.File(tmp, "w", track_order=True) as f:
+        g = f.create_group(group, track_order=True)  # columns read back in written order
+        for name in df.columns:
+            if not isinstance(name, str) or not name or "/" in name:
+                raise ValueError(f"cannot write column {name!r} to HDF5: column names must be "
+                                 "non-empty strings without '/'")
+            data, attrs = _hdf5_column(df[name], name)
+            ds = g.create_dataset(name, data=data)
+            for k, v in attrs.items():
+                ds.attrs[k] = v
+
+
+def _hdf5_column(s, name: str):
+    """A column as an array h5py can store, and attributes that describe it."""
+    import h5py
+    import numpy as np
+    import pandas as pd
+
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        s = s.astype(dtype.categories.dtype if dtype.categories.dtype != object else "str")
+        dtype = s.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        if getattr(dtype, "tz", None) is not None:
+            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+        values = s.to_numpy(dtype="datetime64[ns]").view("int64")
+        return values, {"hpcframe_dtype": "datetime64[ns]", "units": "ns since 1970-01-01"}
+    if pd.api.types.is_bool_dtype(dtype) and not s.isna().any():
+        return s.to_numpy(dtype=bool), {}
+    if pd.api.types.is_numeric_dtype(dtype):
+        if s.isna().any() and pd.api.types.is_integer_dtype(dtype):
+            return s.to_numpy(dtype="float64", na_value=np.nan), {}
+        if isinstance(dtype, np.dtype):
+            return s.to_numpy(), {}
+        return s.to_numpy(dtype="float64", na_value=np.nan), {}
+    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+        values = []
+        for v in s.tolist():
+            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+                values.append("")
+            elif isinstance(v, str):
+                values.append(v)
+            else:
+                raise TypeError(f"cannot write column {name!r} to HDF5: it holds "
+                                f"{type(v).__name__} values ({v!r}); only strings, numbers, "
+                                "booleans and datetimes can be written")
+        return np.array(values, dtype=h5py.string_dtype("utf-8")), {}
+    raise TypeError(f"cannot write column {name!r} of type {dtype} to HDF5; convert it to "
+                    "numbers or strings, or write Parquet")
+
+
+_WRITERS = {"parquet": _write_parquet, "csv": _write_csv, "hdf5": _write_hdf5}

@@ -1,0 +1,486 @@
+"""A restricted parser for pandas-``query``-like strings: filters and column expressions.
+
+``"carrier == 'AA' and dep_delay > 0"`` becomes an :mod:`hpcframe.expr` tree. The text is
+parsed with :func:`ast.parse` (``mode="eval"``) and the tree is *walked*, never compiled or
+run: only the node types listed in :data:`ALLOWED` are accepted, names must be columns, and the
+only calls are a few column methods. Everything else raises :class:`QueryError` quoting the
+offending piece and its column.
+
+Grammar (as in ``pandas.DataFrame.query``):
+
+* columns by name, or in backticks when the name is not an identifier: ```dep delay` > 0``
+* literals: numbers, strings, ``True``, ``False``, ``None``; lists/tuples inside ``in``/``isin``
+* ``and``/``or``/``not`` and ``&``/``|``/``~`` (element-wise), parentheses
+* comparisons ``== != < <= > >=``, chained (``1 < x <= 5``), ``in``/``not in`` a list
+  (``x == [..]`` is ``x in [..]`` as in pandas)
+* arithmetic ``+ - * / // % **`` and unary minus
+* calls: ``x.isna()``, ``x.notna()`` (``isnull``/``notnull``), ``x.isin([..])``,
+  ``x.between(a, b[, inclusive=...])``, ``x.str.startswith('..')``, ``x.str.endswith('..')``,
+  ``x.str.contains('..'[, case=..., regex=...])``
+
+:func:`apply_query` filters a lazy :class:`~hpcframe.frame.Frame` and :func:`apply_expression`
+computes a column from one; both go through the frame API, so comparisons of datetime columns
+with string literals convert the string as pandas does.
+"""
+from __future__ import annotations
+
+import ast
+import operator
+
+from . import expr as E
+from .errors import ColumnNotFoundError, HpcframeError
+
+#: Longest accepted query text, in characters.
+MAX_LENGTH = 10_000
+#: Most AST nodes accepted in one query.
+MAX_NODES = 2_000
+
+ALLOWED = ("column names, numbers, strings, True/False/None, and/or/not, & | ~, comparisons "
+           "(== != < <= > >=, chained), in/not in [list], + - * / // % ** and unary minus, "
+           "parentheses, and the calls x.isna(), x.notna(), x.isin([...]), x.between(a, b), "
+           "x.str.startswith('..'), x.str.endswith('..'), x.str.contains('..')")
+
+_CMP_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
+            ast.GtE: ">="}
+_ARITH_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
+              ast.Mod: "%", ast.Pow: "**"}
+_PY = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+       ">": operator.gt, ">=": operator.ge, "+": operator.add, "-": operator.sub,
+       "*": operator.mul, "/": operator.truediv, "//": operator.floordiv, "%": operator.mod,
+       "**": operator.pow}
+_METHODS = {"isna": (0, ()), "isnull": (0, ()), "notna": (0, ()), "notnull": (0, ()),
+            "isin": (1, ()), "between": (2, ("inclusive",))}
+_STR_METHODS = {"startswith": (1, ()), "endswith": (1, ()), "contains": (1, ("case", "regex"))}
+_BACKTICK = "_hfq_bt{}_"
+_MAX_POW_BITS = 100_000
+
+
+class QueryError(HpcframeError, ValueError):
+    """A query string uses syntax outside the allowed grammar, or is malformed.
+
+    ``offset`` is the 0-based column of the offending piece in the text (or ``None``)."""
+
+    def __init__(self, message: str, text: str = "", offset: int | None = None):
+        self.text, self.offset = text, offset
+        super().__init__(message)
+
+
+def parse_query(text: str, columns) -> E.Expr:
+    """The expression tree of the query ``text`` over ``columns`` (the names it may use).
+
+    Returns an :class:`hpcframe.expr.Expr` (a :class:`~hpcframe.expr.Lit` when the text has
+    no column). Raises :class:`QueryError` for syntax outside the grammar (see the module
+    docstring) and :class:`~hpcframe.errors.ColumnNotFoundError` for unknown names."""
+    return _Parser(text, columns).parse()
+
+
+def apply_query(frame, text: str):
+    """``frame`` filtered by the query ``text``: ``apply_query(df, "x > 1 and y == 'a'")``
+    is ``df[(df.x > 1) & (df.y == 'a')]``. Returns a lazy Frame. Raises :class:`QueryError`
+    (bad syntax, or the text is not a condition on the columns) and
+    :class:`~hpcframe.errors.ColumnNotFoundError` (unknown column)."""
+    return apply_filter(frame, _Parser(text, list(frame.columns), "filter").parse(), text)
+
+
+def apply_filter(frame, tree: E.Expr, text: str = ""):
+    """``frame`` filtered by the parsed condition ``tree`` (from :func:`parse_query`; ``text``
+    is quoted in errors). Returns a lazy Frame; raises :class:`QueryError` when ``tree`` is
+    not a condition on the columns."""
+    text = text or tree.text()
+    mask = _series_of(frame, tree, text, "filter")
+    if not _is_series(mask):
+        raise QueryError(f"filter {text!r} does not use any column: it is the constant "
+                         f"{mask!r}; write a condition on the columns, e.g. \"x > 0\"", text)
+    dtype = mask.dtype
+    if getattr(dtype, "kind", None) != "b":
+        raise QueryError(f"filter {text!r} is not a condition: it gives values of type "
+                         f"{dtype}, not True/False; compare it, e.g. \"({text}) > 0\"", text)
+    return frame[mask]
+
+
+def apply_expression(frame, text: str, what: str = "expression"):
+    """The lazy Series (or a constant, when ``text`` names no column) that ``text``
+    computes from the columns of ``frame``, e.g. ``"arr_delay - dep_delay"``. Raises as
+    :func:`apply_query` does; type errors found on the (empty) schema raise
+    :class:`QueryError` too."""
+    return _series_of(frame, _Parser(text, list(frame.columns), what).parse(), text, what)
+
+
+def _series_of(frame, tree: E.Expr, text: str, what: str):
+    try:
+        return _to_series(frame, tree)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, HpcframeError):
+            raise
+        raise QueryError(f"{what} {text!r} cannot be applied to these columns: {exc}",
+                         text) from exc
+
+
+def _is_series(value) -> bool:
+    from .frame import Series
+
+    return isinstance(value, Series)
+
+
+def _to_series(frame, e: E.Expr):
+    """Rebuild ``e`` with the frame API (``frame[col] > lit``...)."""
+    if isinstance(e, E.Col):
+        return frame[e.name]
+    if isinstance(e, E.Lit):
+        return e.value
+    if isinstance(e, E.Bin):
+        left, right = _to_series(frame, e.left), _to_series(frame, e.right)
+        if e.op in ("&", "|"):
+            return (left & right) if e.op == "&" else (left | right)
+        return _PY[e.op](left, right)
+    if isinstance(e, E.Not):
+        return ~_to_series(frame, e.arg)
+    if isinstance(e, E.Neg):
+        return -_to_series(frame, e.arg)
+    arg = _to_series(frame, e.arg)
+    if isinstance(e, E.IsIn):
+        return arg.isin(e.values)
+    if isinstance(e, E.Between):
+        return arg.between(e.low, e.high, inclusive=e.inclusive)
+    if isinstance(e, E.IsNa):
+        return arg.notna() if e.negate else arg.isna()
+    if isinstance(e, E.StrMatch):
+        if e.method == "contains":
+            return arg.str.contains(e.pattern, case=e.case, regex=e.regex)
+        return getattr(arg.str, e.method)(e.pattern)
+    raise TypeError(f"unexpected expression node {type(e).__name__}")  # pragma: no cover
+
+
+class _Parser:
+    """One parse: backticks replaced, tree walked, offsets mapped back to the user's text."""
+
+    def __init__(self, text: str, columns, what: str = "query"):
+        if not isinstance(text, str):
+            raise QueryError(f"a {what} must be a string, not {type(text).__name__}")
+        self.text, self.what = text, what
+        self.columns = [str(c) for c in columns]
+        self.names: dict[str, str] = {}  # placeholder -> backticked column name
+        self.shifts: list[tuple[int, int, int, int]] = []  # (new, orig, new_len, orig_len)
+        self.source = ""
+
+    # -- entry -----------------------------------------------------------------------------
+    def parse(self) -> E.Expr:
+        text = self.text
+        if len(text) > MAX_LENGTH:
+            raise QueryError(f"{self.what} is {len(text):,} characters long; the limit is "
+                             f"{MAX_LENGTH:,}: split the work or simplify the condition", text)
+        if not text.strip():
+            raise QueryError(f"empty {self.what}: write a condition such as \"x > 0\"", text)
+        self.source = self._rewrite(text)
+        try:
+            tree = ast.parse(self.source, mode="eval")
+        except SyntaxError as exc:
+            off = None
+            if exc.offset:  # 1-based; 0 or None at the end of the text
+                off = self._orig(self._line_offset(exc.lineno or 1, exc.offset - 1, chars=True))
+            where = f" at column {off}" if off is not None else " at the end"
+            raise QueryError(f"invalid syntax in {self.what} {text!r}{where}: {exc.msg}; "
+                             f"allowed: {ALLOWED}", text, off) from None
+        except (RecursionError, MemoryError, ValueError) as exc:
+            raise QueryError(f"{self.what} cannot be parsed ({type(exc).__name__}: nested too "
+                             f"deeply or malformed); simplify it", text) from None
+        count = sum(1 for _ in ast.walk(tree))
+        if count > MAX_NODES:
+            raise QueryError(f"{self.what} has {count:,} syntax elements; the limit is "
+                             f"{MAX_NODES:,}: simplify it (use x.isin([...]) for long lists)",
+                             text)
+        try:
+            return self.visit(tree.body)
+        except RecursionError:
+            raise QueryError(f"{self.what} is nested too deeply; simplify it", text) from None
+
+    # -- errors and positions ------------------------------------------------------------------
+    def _line_offset(self, lineno: int, col: int, chars: bool = False) -> int:
+        lines = self.source.split("\n")
+        start = sum(len(line) + 1 for line in lines[:lineno - 1])
+        line = lines[lineno - 1] if lineno - 1 < len(lines) else ""
+        if not chars:  # ast offsets count UTF-8 bytes
+            col = len(line.encode("utf-8")[:col].decode("utf-8", "replace"))
+        return start + col
+
+    def _orig(self, off: int | None, end: bool = False) -> int | None:
+        """A position in the parsed source mapped back to the user's text (``end``: an
+        exclusive end position, so that a replaced piece is quoted whole)."""
+        if off is None:
+            return None
+        delta = 0
+        for new, orig, new_len, orig_len in self.shifts:
+            if off < new or (end and off == new):
+                break
+            if off < new + new_len:
+                return orig + orig_len if end else orig
+            delta = (orig + orig_len) - (new + new_len)
+        return off + delta
+
+    def fail(self, node: ast.AST, problem: str, hint: str | None = None) -> QueryError:
+        start = self._line_offset(node.lineno, node.col_offset)
+        end = self._line_offset(node.end_lineno, node.end_col_offset)
+        o_start, o_end = self._orig(start), self._orig(end, end=True)
+        piece = self.text[o_start:o_end]
+        if len(piece) > 60:
+            piece = piece[:57] + "..."
+        hint = hint or f"allowed: {ALLOWED}"
+        return QueryError(f"{self.what} {_short(self.text)}: {problem} at column {o_start}: "
+                          f"{piece!r}; {hint}", self.text, o_start)
+
+    def _rewrite(self, text: str) -> str:
+        """Backticked names become placeholder identifiers; newlines outside strings become
+        spaces (a query may span lines, e.g. a YAML block)."""
+        out, i, n = [], 0, len(text)
+        new_pos = 0
+        while i < n:
+            ch = text[i]
+            if ch in "'\"":
+                j = _string_end(text, i)
+                out.append(text[i:j])
+                new_pos += j - i
+                i = j
+            elif ch in "&|":
+                # as in pandas.eval: & and | bind like `and`/`or`, not tighter than comparisons
+                word = " and " if ch == "&" else " or "
+                self.shifts.append((new_pos, i, len(word), 1))
+                out.append(word)
+                new_pos += len(word)
+                i += 1
+            elif ch == "`":
+                j = text.find("`", i + 1)
+                if j < 0:
+                    raise QueryError(f"{self.what} {_short(text)}: unclosed backtick at column "
+                                     f"{i}; write `column name` with a closing backtick",
+                                     text, i)
+                name = text[i + 1:j]
+                placeholder = next((p for p, v in self.names.items() if v == name), None)
+                if placeholder is None:
+                    placeholder = _BACKTICK.format(len(self.names))
+                    self.names[placeholder] = name
+                self.shifts.append((new_pos, i, len(placeholder), j + 1 - i))
+                out.append(placeholder)
+                new_pos += len(placeholder)
+                i = j + 1
+            else:
+                out.append(" " if ch in "\r\n" else ch)
+                new_pos += 1
+                i += 1
+        return "".join(out)
+
+    # -- the walk ------------------------------------------------------------------------------
+    def visit(self, node: ast.AST) -> E.Expr:
+        method = getattr(self, f"visit_{type(node).__name__}", None)
+        if method is None:
+            raise self.fail(node, f"{_describe(node)} is not allowed")
+        return method(node)
+
+    def visit_Constant(self, node: ast.Constant) -> E.Expr:
+        v = node.value
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return E.Lit(v)
+        raise self.fail(node, f"a literal of type {type(v).__name__} is not allowed",
+                        "literals are numbers, strings, True, False and None")
+
+    def visit_Name(self, node: ast.Name) -> E.Expr:
+        name = self.names.get(node.id, node.id)
+        if node.id not in self.names and node.id.startswith("__"):
+            raise self.fail(node, "a dunder name is not allowed")
+        if name not in self.columns:
+            where = "the data" if self.what == "query" else f"the data (in the {self.what})"
+            raise ColumnNotFoundError(name, self.columns, where)
+        return E.Col(name)
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> E.Expr:
+        op = "&" if isinstance(node.op, ast.And) else "|"
+        out = self.visit(node.values[0])
+        for v in node.values[1:]:
+            out = self._bin(op, out, self.visit(v), node)
+        return out
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> E.Expr:
+        arg = self.visit(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return arg
+        if isinstance(node.op, ast.USub):
+            if isinstance(arg, E.Lit):
+                if isinstance(arg.value, (int, float)) and not isinstance(arg.value, bool):
+                    return E.Lit(-arg.value)
+                raise self.fail(node, "unary minus of a non-number")
+            return E.Neg(arg)
+        # not / ~
+        if isinstance(arg, E.Lit):
+            if isinstance(arg.value, bool):
+                return E.Lit(not arg.value)
+            raise self.fail(node, "not/~ of a non-boolean literal")
+        return E.Not(arg)
+
+    def visit_BinOp(self, node: ast.BinOp) -> E.Expr:
+        op = _ARITH_OPS.get(type(node.op))
+        if op is None:
+            raise self.fail(node, f"the operator {type(node.op).__name__} is not allowed")
+        return self._bin(op, self.visit(node.left), self.visit(node.right), node)
+
+    def visit_Compare(self, node: ast.Compare) -> E.Expr:
+        terms = []
+        left = self.visit(node.left)
+        for op, right_node in zip(node.ops, node.comparators):
+            if isinstance(op, (ast.In, ast.NotIn)) or (
+                    isinstance(op, (ast.Eq, ast.NotEq))
+                    and isinstance(right_node, (ast.List, ast.Tuple))):
+                values = self._literal_list(right_node)
+                if isinstance(left, E.Lit):
+                    raise self.fail(node, "'in' needs a column on its left")
+                term = E.IsIn(left, values)
+                if isinstance(op, (ast.NotIn, ast.NotEq)):
+                    term = E.Not(term)
+                terms.append(term)
+                left = None
+                continue
+            if isinstance(op, (ast.Is, ast.IsNot)):
+                raise self.fail(node, "'is' comparisons are not allowed",
+                                "use x.isna() / x.notna() to test for missing values")
+            if left is None:
+                raise self.fail(node, "a list cannot be compared")
+            right = self.visit(right_node)
+            terms.append(self._bin(_CMP_OPS[type(op)], left, right, node))
+            left = right
+        out = terms[0]
+        for t in terms[1:]:
+            out = self._bin("&", out, t, node)
+        return out
+
+    def visit_Call(self, node: ast.Call) -> E.Expr:
+        func = node.func
+        if not isinstance(func, ast.Attribute):
+            raise self.fail(node, "a function call is not allowed",
+                            "the only calls are column methods: " + _METHOD_LIST)
+        receiver = func.value
+        name = func.attr
+        if (isinstance(receiver, ast.Attribute) and receiver.attr == "str"
+                and name in _STR_METHODS):
+            target = self._receiver(receiver.value, node)
+            args, kw = self._args(node, name, _STR_METHODS[name])
+            pattern = args[0]
+            if not isinstance(pattern, str):
+                raise self.fail(node, f"str.{name} needs a string pattern")
+            if name == "contains":
+                return E.StrMatch(target, name, pattern, regex=bool(kw.get("regex", True)),
+                                  case=bool(kw.get("case", True)))
+            return E.StrMatch(target, name, pattern)
+        if name not in _METHODS:
+            raise self.fail(node, f"the method {name!r} is not allowed",
+                            "the only calls are column methods: " + _METHOD_LIST)
+        target = self._receiver(receiver, node)
+        args, kw = self._args(node, name, _METHODS[name])
+        if name in ("isna", "isnull"):
+            return E.IsNa(target)
+        if name in ("notna", "notnull"):
+            return E.IsNa(target, negate=True)
+        if name == "isin":
+            return E.IsIn(target, self._literal_list(node.args[0]))
+        inclusive = kw.get("inclusive", "both")
+        if inclusive not in ("both", "neither", "left", "right"):
+            raise self.fail(node, f"inclusive={inclusive!r} is not understood",
+                            "use 'both', 'neither', 'left' or 'right'")
+        return E.Between(target, args[0], args[1], inclusive)
+
+    def visit_Attribute(self, node: ast.Attribute) -> E.Expr:
+        raise self.fail(node, "attribute access is not allowed",
+                        "columns are plain names (or `in backticks`); the only methods are "
+                        + _METHOD_LIST)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _receiver(self, node: ast.AST, call: ast.AST) -> E.Expr:
+        target = self.visit(node)
+        if isinstance(target, E.Lit):
+            raise self.fail(call, "a method call on a literal is not allowed",
+                            "call methods on columns: " + _METHOD_LIST)
+        return target
+
+    def _args(self, node: ast.Call, name: str, shape) -> tuple[list, dict]:
+        nargs, keywords = shape
+        if len(node.args) != nargs or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(node, f"{name}() takes {nargs} argument(s), got {len(node.args)}")
+        kw = {}
+        for k in node.keywords:
+            if k.arg not in keywords:
+                allowed = ", ".join(keywords) or "none"
+                raise self.fail(k.value if k.arg is None else node,
+                                f"{name}() does not take the keyword {k.arg!r}",
+                                f"keywords allowed: {allowed}")
+            kw[k.arg] = self._literal(k.value)
+        if name == "isin":
+            return [], kw
+        return [self._literal(a) for a in node.args], kw
+
+    def _literal(self, node: ast.AST):
+        e = self.visit(node)
+        if not isinstance(e, E.Lit):
+            raise self.fail(node, "this argument must be a literal value")
+        return e.value
+
+    def _literal_list(self, node: ast.AST) -> list:
+        if not isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            raise self.fail(node, "expected a list of literals", "write e.g. x in ['a', 'b']")
+        return [self._literal(el) for el in node.elts]
+
+    def _bin(self, op: str, left: E.Expr, right: E.Expr, node: ast.AST) -> E.Expr:
+        if isinstance(left, E.Lit) and isinstance(right, E.Lit):
+            return E.Lit(self._fold(op, left.value, right.value, node))
+        return E.Bin(op, left, right)
+
+    def _fold(self, op, a, b, node):
+        """Constant folding, with guards against huge results (``10 ** 10 ** 10``)."""
+        if op in ("&", "|"):
+            if isinstance(a, bool) and isinstance(b, bool):
+                return (a and b) if op == "&" else (a or b)
+            raise self.fail(node, f"{op} between non-boolean literals")
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+        if op in _PY and op not in _CMP_NAMES and not numeric:
+            raise self.fail(node, "arithmetic on non-numbers",
+                            "arithmetic works on numbers and numeric columns")
+        if op == "**" and isinstance(a, int) and isinstance(b, int):
+            if b > 0 and max(a.bit_length(), 1) * b > _MAX_POW_BITS:
+                raise self.fail(node, "the power is too large")
+        try:
+            return _PY[op](a, b)
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise self.fail(node, f"cannot compute {a!r} {op} {b!r} ({exc})") from None
+
+
+_CMP_NAMES = frozenset(("==", "!=", "<", "<=", ">", ">="))
+_METHOD_LIST = ("x.isna(), x.notna(), x.isin([...]), x.between(a, b), x.str.startswith('..'), "
+                "x.str.endswith('..'), x.str.contains('..')")
+
+
+def _string_end(text: str, i: int) -> int:
+    """Index just past the string literal starting at ``text[i]`` (a quote)."""
+    q = text[i]
+    triple = text[i:i + 3] == q * 3
+    end = q * 3 if triple else q
+    j = i + len(end)
+    while j < len(text):
+        if text[j] == "\\":
+            j += 2
+            continue
+        if text.startswith(end, j):
+            return j + len(end)
+        j += 1
+    return len(text)  # unterminated: ast.parse reports it
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _describe(node: ast.AST) -> str:
+    names = {"Subscript": "indexing ([...])", "Lambda": "a lambda", "JoinedStr": "an f-string",
+             "FormattedValue": "an f-string", "ListComp": "a comprehension",
+             "SetComp": "a comprehension", "DictComp": "a comprehension",
+             "GeneratorExp": "a generator expression", "IfExp": "an if/else expression",
+             "NamedExpr": "an assignment (:=)", "Starred": "unpacking (*)", "Dict": "a dict",
+             "List": "a list here", "Tuple": "a tuple here", "Set": "a set here",
+             "Await": "await", "Yield": "yield", "YieldFrom": "yield",
+             "Slice": "a slice"}
+    return names.get(type(node).__name__, f"a {type(node).__name__} expression")
