@@ -1,0 +1,78 @@
+"""Diagnostics: live progress across ranks, task and resource profiles, and a run report.
+
+>>> with hf.ProgressBar(), hf.Profiler() as prof, hf.ResourceProfiler(dt=0.25) as rprof:
+...     result = query.compute()
+>>> hf.visualize([prof, rprof], "report.html")
+
+Everything here is off unless used: the engine only checks a list of active callbacks.
+Bokeh and matplotlib are imported only when a report is written.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import ExitStack, contextmanager
+
+from .profile import Profiler
+from .progress import ProgressBar
+from .report import summarize, visualize
+from .resource import ResourceProfiler
+from .store import RunProfile, collect, load, save
+
+__all__ = ["ProgressBar", "Profiler", "ResourceProfiler", "visualize", "profiling",
+           "RunProfile", "collect", "load", "save", "summarize"]
+
+
+@contextmanager
+def profiling(profile_dir=None, progress: bool = False, dt: float = 0.5):
+    """Diagnostics around a batch run (what ``hpcframe run --progress --profile-dir`` uses).
+
+    With ``progress`` a :class:`ProgressBar`; with ``profile_dir`` a :class:`Profiler` and a
+    :class:`ResourceProfiler` (sampling every ``dt`` s) whose records rank 0 saves into
+    ``profile_dir`` on exit (also when the run failed: ``run.json`` then says so). Use it on
+    every rank. Yields the list of active callbacks. Raises ``OSError`` on every rank, before
+    anything runs, when ``profile_dir`` cannot be created or written.
+    """
+    if profile_dir is not None:
+        _check_writable(os.fspath(profile_dir))
+    status = "ok"
+    with ExitStack() as stack:
+        active = []
+        if progress:
+            active.append(stack.enter_context(ProgressBar()))
+        if profile_dir is not None:
+            prof = stack.enter_context(Profiler())
+            rprof = stack.enter_context(ResourceProfiler(dt=dt))
+            active += [prof, rprof]
+        try:
+            yield active
+        except BaseException as exc:
+            status = f"failed: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if profile_dir is not None:
+                stack.close()  # stop the sampler before saving
+                if prof.root and _world_rank() == 0:
+                    save(collect([prof, rprof], status=status), profile_dir)
+
+
+def _check_writable(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create the profile directory {path!r}: {exc.strerror}; "
+                      "pass a writable --profile-dir") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OSError(f"the profile directory {path!r} is not writable; "
+                      "pass a writable --profile-dir")
+
+
+def _world_rank() -> int:
+    """This process's rank in the job (0 without MPI); no MPI call is started."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+        return mpi.COMM_WORLD.Get_rank()
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0

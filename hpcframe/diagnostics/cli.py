@@ -1,0 +1,40 @@
+"""``hpcframe report DIR``: the run report of a profile directory (a thin click layer)."""
+from __future__ import annotations
+
+import os
+
+import click
+
+
+@click.command("report")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--png", is_flag=True, help="Also write DIR/report.png (matplotlib) for "
+                                          "terminals and job e-mails.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the HTML report (default DIR/report.html).")
+def report(directory, png, output):
+    """Write DIRECTORY/report.html from a profile directory made by
+    `hpcframe run ... --profile-dir DIRECTORY`, and print the bottleneck."""
+    from .report import summarize, write_html, write_png
+    from .store import load
+
+    try:
+        profile = load(directory)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    html_path = output or os.path.join(directory, "report.html")
+    write_html(profile, html_path)
+    click.echo(f"wrote {html_path}")
+    if png:
+        png_path = os.path.splitext(html_path)[0] + ".png"
+        write_png(profile, png_path)
+        click.echo(f"wrote {png_path}")
+    s = summarize(profile)
+    click.echo(f"{s['ranks']} rank(s), wall {s['wall']:.2f} s")
+    click.echo(f"bottleneck: {s['bottleneck']}")
+
+
+main = report
+
+if __name__ == "__main__":  # pragma: no cover
+    report()

@@ -1,0 +1,307 @@
+"""The run report: a summary that names the bottleneck, a per-rank timeline (Gantt of leaves:
+read, compute, collective waits) and CPU / memory curves per rank.
+
+Two renderings of the same panels: a self-contained HTML file (Bokeh, resources inlined, works
+offline) and a PNG (matplotlib, Agg) for terminals and job e-mails. The PNG records its panel
+titles and their pixel boxes in the ``hpcframe:panels`` text chunk.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+
+from .store import RunProfile, collect, load
+
+PANELS = ("Summary", "Timeline per rank", "CPU % per rank", "Memory (RSS) per rank")
+COLORS = {"read": "#4C72B0", "compute": "#55A868", "agree": "#C44E52", "exchange": "#DD8452"}
+RANK_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#7f7f7f", "#bcbd22", "#17becf"]
+IMBALANCE = 1.25   # slowest rank busy / mean busy at or above this: load imbalance
+
+
+def summarize(profile: RunProfile, top: int = 5) -> dict:
+    """The bottleneck analysis of ``profile`` (JSON-serialisable): ``wall`` seconds,
+    ``per_rank`` busy/read/compute/collective seconds, ``shares`` of I/O, compute and
+    communication in the ranks' total time, ``imbalance`` (slowest rank's busy time / mean),
+    ``slowest`` partitions and ``bottleneck``, one sentence naming the main cost."""
+    tasks, colls, runs = profile.tasks, profile.collectives, profile.runs
+    ranks = sorted(set(runs["rank"]) | set(tasks["rank"])) if len(runs) or len(tasks) else []
+    per_rank = []
+    for r in ranks:
+        t = tasks[tasks["rank"] == r]
+        c = colls[colls["rank"] == r]
+        read = float((t["read_end"] - t["start"]).sum())
+        comp = float((t["end"] - t["read_end"]).sum())
+        wait = float((c["end"] - c["start"]).sum())
+        per_rank.append({"rank": int(r), "leaves": int(len(t)), "rows": int(t["rows"].sum()),
+                         "read": read, "compute": comp, "busy": read + comp,
+                         "collective": wait})
+    wall = 0.0
+    if len(runs):
+        wall = float(runs["end"].max() - runs["start"].min())
+    elif len(tasks):
+        wall = float(tasks["end"].max() - tasks["start"].min())
+    totals = {k: sum(p[k] for p in per_rank) for k in ("read", "compute", "collective")}
+    spent = sum(totals.values())
+    shares = {"io": totals["read"] / spent if spent else 0.0,
+              "compute": totals["compute"] / spent if spent else 0.0,
+              "communication": totals["collective"] / spent if spent else 0.0}
+    busy = [p["busy"] for p in per_rank]
+    mean = sum(busy) / len(busy) if busy else 0.0
+    imbalance = max(busy) / mean if mean > 0 else 1.0
+    slow_rank = per_rank[busy.index(max(busy))]["rank"] if busy else None
+    slowest = []
+    if len(tasks):
+        dur = (tasks["end"] - tasks["start"]).rename("seconds")
+        for i in dur.sort_values(ascending=False, kind="stable").index[:top]:
+            row = tasks.loc[i]
+            slowest.append({"partition": str(row["partition"]), "rank": int(row["rank"]),
+                            "seconds": float(dur[i]), "rows": int(row["rows"]),
+                            "read": float(row["read_end"] - row["start"])})
+    result = {"ranks": len(ranks), "wall": wall, "per_rank": per_rank, "shares": shares,
+              "imbalance": imbalance, "slowest_rank": slow_rank, "mean_busy": mean,
+              "slowest": slowest}
+    result["bottleneck"] = _bottleneck(result)
+    return result
+
+
+def _bottleneck(s: dict) -> str:
+    if not s["per_rank"] or s["mean_busy"] <= 0:
+        return "nothing was read: no partition was processed (all pruned, or no computation)"
+    slow = next(p for p in s["per_rank"] if p["rank"] == s["slowest_rank"])
+    if s["ranks"] > 1 and s["imbalance"] >= IMBALANCE:
+        return (f"load imbalance: rank {slow['rank']} was busy {slow['busy']:.2f} s, "
+                f"{s['imbalance']:.2f}x the mean of {s['mean_busy']:.2f} s; the other ranks "
+                "waited for it in collectives (more, smaller partitions or a lower "
+                "hf.config.block_rows spread the work better)")
+    name, share = max(s["shares"].items(), key=lambda kv: kv[1])
+    advice = {"io": "reading Parquet/HDF5 dominates: read fewer columns, filter on "
+                    "partition statistics, or use more ranks/nodes for more bandwidth",
+              "compute": "pandas work dominates: simplify the expressions or use more ranks",
+              "communication": "time in collectives dominates: the partial results are large "
+                               "(many groups) or the work per rank is too small"}[name]
+    label = {"io": "I/O", "compute": "compute", "communication": "communication"}[name]
+    return f"{label}-bound: {share:.0%} of the ranks' time; {advice}"
+
+
+def _as_profile(what) -> RunProfile | None:
+    if isinstance(what, RunProfile):
+        return what
+    if isinstance(what, (str, os.PathLike)):
+        return load(what)
+    items = list(what) if isinstance(what, (list, tuple)) else [what]
+    if any(not getattr(p, "root", True) for p in items):
+        return None  # not rank 0: the records were gathered there
+    return collect(items)
+
+
+def visualize(profilers, path="report.html"):
+    """Write the report of ``profilers`` (a list of :class:`Profiler` /
+    :class:`ResourceProfiler`, a :class:`RunProfile`, or a profile directory) to ``path``: a
+    self-contained HTML file, or a PNG when ``path`` ends in ``.png``. Returns ``path``; on
+    ranks other than 0 (whose records were sent to rank 0) writes nothing and returns None.
+    Raises ``TypeError`` for objects that are not profilers."""
+    profile = _as_profile(profilers)
+    if profile is None:
+        return None
+    path = os.fspath(path)
+    if path.lower().endswith(".png"):
+        return write_png(profile, path)
+    return write_html(profile, path)
+
+
+def _atomic_write(path: str, data: bytes) -> str:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _segments(profile: RunProfile) -> dict:
+    """Timeline bars per kind: lists of (rank, left, right, label) in seconds since t0."""
+    t = profile.tasks[~profile.tasks["pruned"].astype(bool)] if len(profile.tasks) else \
+        profile.tasks
+    segs = {"read": [], "compute": []}
+    for row in t.itertuples(index=False):
+        label = f"{row.partition} ({row.rows} rows)"
+        segs["read"].append((int(row.rank), float(row.start), float(row.read_end), label))
+        segs["compute"].append((int(row.rank), float(row.read_end), float(row.end), label))
+    for row in profile.collectives.itertuples(index=False):
+        segs.setdefault(str(row.name), []).append(
+            (int(row.rank), float(row.start), float(row.end), f"collective {row.name}"))
+    return segs
+
+
+def _summary_html(profile: RunProfile, s: dict) -> str:
+    meta = profile.meta
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{p['rank']}</td><td>{p['leaves']}</td><td>{p['rows']:,}</td>"
+        f"<td>{p['read']:.3f}</td><td>{p['compute']:.3f}</td><td>{p['collective']:.3f}</td></tr>"
+        for p in s["per_rank"])
+    slow = "".join(
+        f"<tr><td>{esc(x['partition'])}</td><td>{x['rank']}</td><td>{x['seconds']:.3f}</td>"
+        f"<td>{x['read']:.3f}</td><td>{x['rows']:,}</td></tr>" for x in s["slowest"])
+    sh = s["shares"]
+    return (
+        f"<h2>hpcframe run report</h2>"
+        f"<p><b>Bottleneck:</b> {esc(s['bottleneck'])}</p>"
+        f"<p>{s['ranks']} rank(s) on {esc(', '.join(meta.get('hosts', [])) or '?')}; "
+        f"wall {s['wall']:.2f} s; sources: {esc('; '.join(meta.get('sources', [])))}; "
+        f"status: {esc(str(meta.get('status', 'ok')))}<br>"
+        f"time of all ranks: I/O {sh['io']:.0%}, compute {sh['compute']:.0%}, "
+        f"communication {sh['communication']:.0%}; load imbalance (slowest / mean busy): "
+        f"{s['imbalance']:.2f}</p>"
+        f"<table border='1' cellspacing='0' cellpadding='3'><tr><th>rank</th><th>partitions</th>"
+        f"<th>rows</th><th>read s</th><th>compute s</th><th>collectives s</th></tr>{rows}</table>"
+        f"<h3>Slowest partitions</h3><table border='1' cellspacing='0' cellpadding='3'>"
+        f"<tr><th>partition</th><th>rank</th><th>seconds</th><th>of which read</th>"
+        f"<th>rows</th></tr>{slow}</table>")
+
+
+def write_html(profile: RunProfile, path: str) -> str:
+    """Write the Bokeh report of ``profile`` to ``path`` (resources inlined); returns path."""
+    from bokeh.embed import file_html
+    from bokeh.layouts import column
+    from bokeh.models import ColumnDataSource, Div, HoverTool, Range1d
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    s = summarize(profile)
+    nranks = max(int(profile.meta.get("ranks") or 1), s["ranks"], 1)
+    end = max([s["wall"]] + [float(profile.resources["time"].max())
+                             if len(profile.resources) else 0.0]) or 1.0
+    x_range = Range1d(-0.02 * end, end * 1.02)
+    timeline = figure(title=PANELS[1], height=120 + 40 * nranks, x_range=x_range,
+                      y_range=Range1d(nranks - 0.5, -0.5), sizing_mode="stretch_width",
+                      x_axis_label="seconds since start", y_axis_label="rank",
+                      tools="xpan,xwheel_zoom,box_zoom,reset,save", name="timeline")
+    for kind, segs in _segments(profile).items():
+        if not segs:
+            continue
+        is_task = kind in ("read", "compute")
+        src = ColumnDataSource({"y": [r + (0 if is_task else 0.3) for r, *_ in segs],
+                                "left": [a for _, a, _, _ in segs],
+                                "right": [b for _, _, b, _ in segs],
+                                "label": [x for *_, x in segs],
+                                "seconds": [b - a for _, a, b, _ in segs]})
+        timeline.hbar(y="y", left="left", right="right", height=0.55 if is_task else 0.25,
+                      source=src, color=COLORS.get(kind, "#937860"), legend_label=kind,
+                      line_color="white", line_width=0.5)
+    timeline.add_tools(HoverTool(tooltips=[("", "@label"), ("seconds", "@seconds{0.000}")]))
+    timeline.yaxis.ticker = list(range(nranks))
+    if timeline.legend:
+        timeline.legend.orientation = "horizontal"
+        timeline.legend.location = "top_right"
+    figs = [timeline]
+    res = profile.resources
+    for title, col, scale, unit in ((PANELS[2], "cpu", 1.0, "CPU %"),
+                                    (PANELS[3], "rss", 1 / 2**20, "RSS MiB")):
+        f = figure(title=title, height=220, x_range=x_range, sizing_mode="stretch_width",
+                   x_axis_label="seconds since start", y_axis_label=unit,
+                   tools="xpan,xwheel_zoom,box_zoom,reset,save", name=col)
+        if len(res):
+            for r in sorted(set(res["rank"])):
+                d = res[res["rank"] == r]
+                f.line(list(d["time"]), list(d[col] * scale), line_width=2,
+                       color=RANK_COLORS[int(r) % len(RANK_COLORS)], legend_label=f"rank {r}")
+            f.legend.location = "top_left"
+            f.legend.orientation = "horizontal"
+        else:
+            f.line([0, end], [0, 0], color="#cccccc")
+            f.title.text = f"{title} (no samples: use ResourceProfiler)"
+        figs.append(f)
+    layout = column(Div(text=_summary_html(profile, s), sizing_mode="stretch_width",
+                        name="summary"), *figs, sizing_mode="stretch_width")
+    page = file_html(layout, INLINE, title="hpcframe run report")
+    return _atomic_write(path, page.encode("utf-8"))
+
+
+def write_png(profile: RunProfile, path: str) -> str:
+    """Write the matplotlib (Agg) rendering of the report to ``path``; returns path. The
+    PNG's ``hpcframe:panels`` text chunk maps each panel title to its pixel box
+    ``[left, top, right, bottom]``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import io
+
+    from matplotlib.figure import Figure
+
+    s = summarize(profile)
+    nranks = max(int(profile.meta.get("ranks") or 1), s["ranks"], 1)
+    fig = Figure(figsize=(12, 9 + 0.25 * nranks), dpi=100)
+    axes = fig.subplots(4, 1, gridspec_kw={"height_ratios": [0.8, 1.2 + 0.15 * nranks, 1, 1]})
+    ax_sum, ax_tl, ax_cpu, ax_mem = axes
+    ax_sum.axis("off")
+    ax_sum.set_title(PANELS[0], loc="left", fontweight="bold")
+    sh = s["shares"]
+    lines = [f"Bottleneck: {s['bottleneck']}",
+             f"{s['ranks']} rank(s), wall {s['wall']:.2f} s; I/O {sh['io']:.0%}, compute "
+             f"{sh['compute']:.0%}, communication {sh['communication']:.0%}; imbalance "
+             f"{s['imbalance']:.2f}", "Slowest partitions:"]
+    lines += [f"  {x['seconds']:.3f} s  rank {x['rank']}  {x['partition']}"
+              for x in s["slowest"][:4]]
+    import textwrap
+
+    text = "\n".join(textwrap.shorten(t, 150, placeholder="...") if not t.startswith("Bott")
+                     else "\n".join(textwrap.wrap(t, 150)) for t in lines)
+    ax_sum.text(0, 1, text, va="top", ha="left", family="monospace", fontsize=8.5,
+                transform=ax_sum.transAxes)
+    end = max([s["wall"]] + [float(profile.resources["time"].max())
+                             if len(profile.resources) else 0.0]) or 1.0
+    for kind, segs in _segments(profile).items():
+        for r in range(nranks):
+            bars = [(a, max(b - a, end * 1e-4)) for rr, a, b, _ in segs if rr == r]
+            if not bars:
+                continue
+            is_task = kind in ("read", "compute")
+            y = r - 0.3 if is_task else r + 0.15
+            ax_tl.broken_barh(bars, (y, 0.55 if is_task else 0.25),
+                              color=COLORS.get(kind, "#937860"),
+                              label=kind if r == min(rr for rr, *_ in segs) else None)
+    ax_tl.set_ylim(nranks - 0.5, -0.5)
+    ax_tl.set_yticks(range(nranks))
+    ax_tl.set_ylabel("rank")
+    ax_tl.set_title(PANELS[1], loc="left", fontweight="bold")
+    if ax_tl.get_legend_handles_labels()[0]:
+        ax_tl.legend(loc="upper right", ncol=4, fontsize=8)
+    res = profile.resources
+    for ax, title, col, scale, unit in ((ax_cpu, PANELS[2], "cpu", 1.0, "CPU %"),
+                                        (ax_mem, PANELS[3], "rss", 1 / 2**20, "RSS MiB")):
+        ax.set_title(title, loc="left", fontweight="bold")
+        ax.set_ylabel(unit)
+        if len(res):
+            for r in sorted(set(res["rank"])):
+                d = res[res["rank"] == r]
+                ax.plot(d["time"], d[col] * scale, color=RANK_COLORS[int(r) % 10],
+                        label=f"rank {r}")
+            ax.legend(loc="upper left", ncol=8, fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no samples: use ResourceProfiler", ha="center",
+                    transform=ax.transAxes)
+    for ax in (ax_tl, ax_cpu, ax_mem):
+        ax.set_xlim(-0.02 * end, end * 1.02)
+        ax.grid(alpha=0.3)
+    ax_mem.set_xlabel("seconds since start")
+    fig.tight_layout()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    height = fig.bbox.height
+    boxes = {}
+    for ax, title in zip(axes, PANELS):
+        bb = ax.get_window_extent()
+        boxes[title] = [int(bb.x0), int(height - bb.y1), int(bb.x1), int(height - bb.y0)]
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={
+        "Title": "hpcframe run report", "Description": s["bottleneck"],
+        "hpcframe:panels": json.dumps(boxes)})
+    return _atomic_write(path, buf.getvalue())

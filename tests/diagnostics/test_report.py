@@ -1,0 +1,135 @@
+"""The run report: the HTML drawn by headless Chromium, the PNG's panels, the `report`
+command, and the bottleneck analysis."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from conftest import chromium_run
+from hpcframe.diagnostics import RunProfile, summarize
+from hpcframe.diagnostics.report import COLORS, PANELS, RANK_COLORS
+
+
+def _rgb(hexcolor):
+    return tuple(int(hexcolor[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def _has_color(pixels, hexcolor, tol=12, at_least=20):
+    diff = np.abs(pixels[..., :3].astype(int) - np.array(_rgb(hexcolor))).max(axis=-1)
+    return int((diff <= tol).sum()) >= at_least
+
+
+@pytest.mark.timeout(400)
+def test_html_report_is_drawn_by_chromium(runs, chromium, tmp_path):
+    from PIL import Image
+
+    _, out = runs(3)
+    html = os.path.join(out, "report.html")
+    text = open(html, encoding="utf-8").read()
+    assert "cdn.bokeh.org" not in text and "Bokeh" in text   # resources inlined: offline
+    dom = chromium_run(chromium, tmp_path, "--dump-dom", f"file://{html}")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # bokeh's JS ran and built its views (their canvases live in shadow roots)
+    assert b'class="bk-Column' in dom.stdout
+    assert b"Bottleneck:" in dom.stdout
+    shot = tmp_path / "shot.png"
+    proc = chromium_run(chromium, tmp_path, "--window-size=1400,1600",
+                        f"--screenshot={shot}", f"file://{html}")
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.std() > 10, "the screenshot is blank"
+    # glyphs drawn on the canvases: compute bars, a collective wait, a curve per rank
+    assert _has_color(pixels, COLORS["compute"])
+    assert _has_color(pixels, COLORS["agree"])
+    for r in range(3):
+        assert _has_color(pixels, RANK_COLORS[r], tol=25, at_least=10), f"rank {r} curve"
+
+
+@pytest.mark.timeout(300)
+def test_png_report_has_the_panels(runs):
+    from PIL import Image
+
+    _, out = runs(2)
+    img = Image.open(os.path.join(out, "report.png"))
+    assert img.format == "PNG" and img.size[0] >= 1000 and img.size[1] >= 900
+    boxes = json.loads(img.text["hpcframe:panels"])
+    assert list(boxes) == list(PANELS)
+    pixels = np.asarray(img.convert("RGB"))
+    for title, (left, top, right, bottom) in boxes.items():
+        region = pixels[top:bottom, left:right]
+        assert region.size and region.std() > 5, f"panel {title!r} is empty"
+    left, top, right, bottom = boxes["Timeline per rank"]
+    assert _has_color(pixels[top:bottom, left:right], COLORS["compute"], tol=3)
+    left, top, right, bottom = boxes["CPU % per rank"]
+    for r in range(2):
+        assert _has_color(pixels[top:bottom, left:right], RANK_COLORS[r], tol=3, at_least=5)
+    assert "bound" in img.text["Description"] or "imbalance" in img.text["Description"]
+
+
+@pytest.mark.timeout(300)
+def test_report_command(runs, tmp_path):
+    from hpcframe.diagnostics.cli import report
+
+    _, out = runs(2)
+    directory = os.path.join(out, "profile")
+    result = CliRunner().invoke(report, [directory, "--png"])
+    assert result.exit_code == 0, result.output
+    assert os.path.getsize(os.path.join(directory, "report.html")) > 100_000
+    assert os.path.getsize(os.path.join(directory, "report.png")) > 10_000
+    assert "bottleneck:" in result.output and "2 rank(s)" in result.output
+    bad = CliRunner().invoke(report, [str(tmp_path)])
+    assert bad.exit_code == 2 and "not a profile directory (no run.json" in bad.output
+
+
+def _profile(busy_per_rank, read_share=0.1, wait=0.01):
+    tasks, colls, run_rows = [], [], []
+    end_all = max(busy_per_rank) + wait
+    for rank, busy in enumerate(busy_per_rank):
+        t = 0.0
+        for leaf in range(4):
+            d = busy / 4
+            tasks.append((1, "src", rank * 4 + leaf, rank, "h", t, t + d * read_share, t + d,
+                          10, 100, None, False, f"f{rank}", f"f{rank} [row group {leaf}]"))
+            t += d
+        colls.append((1, rank, "h", "agree", t, end_all))
+        run_rows.append((1, "src", rank, "h", 0.0, end_all, 4, 40, 400, True))
+    from hpcframe.diagnostics.profile import COLLECTIVE_COLUMNS, RUN_COLUMNS, TASK_COLUMNS
+
+    return RunProfile(pd.DataFrame(tasks, columns=TASK_COLUMNS),
+                      pd.DataFrame(colls, columns=COLLECTIVE_COLUMNS),
+                      pd.DataFrame(run_rows, columns=RUN_COLUMNS),
+                      pd.DataFrame(columns=["rank", "host", "epoch", "cpu", "rss", "time"]),
+                      {"ranks": len(busy_per_rank), "hosts": ["h"], "t0": 0.0})
+
+
+def test_summary_names_load_imbalance():
+    s = summarize(_profile([1.0, 1.0, 1.0, 4.0]))
+    assert s["slowest_rank"] == 3 and s["imbalance"] == pytest.approx(4 / 1.75)
+    assert s["bottleneck"].startswith("load imbalance: rank 3 was busy 4.00 s")
+    assert s["slowest"][0]["rank"] == 3 and "f3 [row group" in s["slowest"][0]["partition"]
+
+
+def test_summary_names_io_and_compute():
+    io = summarize(_profile([2.0, 2.0], read_share=0.9))
+    assert io["bottleneck"].startswith("I/O-bound") and io["shares"]["io"] > 0.8
+    cpu = summarize(_profile([2.0, 2.1], read_share=0.05))
+    assert cpu["bottleneck"].startswith("compute-bound")
+    assert sum(cpu["shares"].values()) == pytest.approx(1.0)
+
+
+def test_reports_of_an_empty_profile(tmp_path):
+    """No computation in the block: the report still renders and says so."""
+    from hpcframe.diagnostics import Profiler, visualize
+
+    with Profiler() as prof:
+        pass
+    assert visualize([prof], tmp_path / "r.html").endswith("r.html")
+    assert visualize([prof], tmp_path / "r.png").endswith("r.png")
+    assert "nothing was read" in open(tmp_path / "r.html").read()
+    with pytest.raises(TypeError, match="cannot report on int"):
+        visualize([1], tmp_path / "x.html")
