@@ -20,6 +20,7 @@ from .frame import Frame, GroupBy, Result, Series, compute
 
 __all__ = [
     "read_parquet", "read_hdf", "from_pandas", "compute", "register_aggregation",
+    "ProgressBar", "Profiler", "ResourceProfiler", "visualize", "profiling",
     "last_run_stats", "config", "Frame", "Series", "GroupBy", "Result",
     "HpcframeError", "DatasetError", "ComputeError", "DatasetComputeError", "ColumnNotFoundError", "__version__",
 ]
@@ -64,3 +65,23 @@ def from_pandas(df, npartitions: int = 1) -> Frame:
     from .io.memory import PandasSource
 
     return _frame(PandasSource(df, npartitions))
+
+
+_LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays light
+    "ProgressBar": "hpcframe.diagnostics",
+    "Profiler": "hpcframe.diagnostics",
+    "ResourceProfiler": "hpcframe.diagnostics",
+    "visualize": "hpcframe.diagnostics",
+    "profiling": "hpcframe.diagnostics",
+    "QueryError": "hpcframe.query",
+    "SpecError": "hpcframe.spec",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hpcframe' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -162,9 +162,16 @@ def info(path: str, fmt: str | None, key: str | None, show_parts: bool, as_json:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--explain", is_flag=True,
               help="Show the plan (columns read, pushed filters, partitions per rank) and stop.")
+@click.option("--progress", is_flag=True,
+              help="Show progress across all ranks on rank 0 while the job runs (a bar in a "
+                   "terminal, periodic lines in a batch log).")
+@click.option("--profile-dir", metavar="DIR",
+              help="Record task and resource profiles of the run into DIR (Parquet + JSON); "
+                   "`hpcframe report DIR` turns them into an HTML/PNG report.")
 @handle_errors
 def run(spec: str, overrides: tuple[str, ...], output: str | None, overwrite: bool | None,
-        quiet: bool, as_json: bool, explain: bool) -> None:
+        quiet: bool, as_json: bool, explain: bool, progress: bool,
+        profile_dir: str | None) -> None:
     """Run the job spec SPEC (YAML): read, filter, group, aggregate, write.
 
     Under mpiexec/srun every rank runs it; rank 0 writes the output (atomically) and prints.
@@ -176,7 +183,9 @@ def run(spec: str, overrides: tuple[str, ...], output: str | None, overwrite: bo
       mpiexec -n 4 hpcframe run job.yaml
       hpcframe run job.yaml --set filter="carrier == 'UA'" --output ua.parquet --overwrite
       hpcframe run job.yaml --explain
+      mpiexec -n 8 hpcframe run job.yaml --progress --profile-dir runs/today
     """
+    from .diagnostics import profiling
     from .spec import explain_job, run_job
 
     if explain:
@@ -184,7 +193,8 @@ def run(spec: str, overrides: tuple[str, ...], output: str | None, overwrite: bo
         if _rank() == 0:
             click.echo(text)
         return
-    summary = run_job(spec, overrides, output=output, overwrite=overwrite)
+    with profiling(profile_dir, progress):
+        summary = run_job(spec, overrides, output=output, overwrite=overwrite)
     if summary.rank != 0:
         return
     if summary.result is not None and not as_json:
@@ -215,6 +225,15 @@ def _register_job_commands() -> None:
 
 
 _register_job_commands()
+
+
+def _register_report() -> None:
+    from .diagnostics.cli import report
+
+    main.add_command(report, "report")
+
+
+_register_report()
 
 
 if __name__ == "__main__":  # pragma: no cover

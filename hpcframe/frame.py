@@ -121,6 +121,14 @@ class Frame(Lazy):
             node = P.Assign(node, name, _expr_of(value))
         return Frame(node)
 
+    def query(self, text: str) -> "Frame":
+        """Rows matching a pandas-style query string (``"carrier == 'AA' and dep_delay > 0"``),
+        parsed by a restricted parser (:mod:`hpcframe.query`; never ``eval``). Raises
+        :class:`hpcframe.QueryError` for anything outside the grammar."""
+        from .query import apply_query
+
+        return apply_query(self, text)
+
     # -- grouping and reductions -------------------------------------------------------------
     def groupby(self, by, dropna: bool = True, sort: bool = True, as_index: bool = True):
         """Group rows by one or several columns; aggregations return lazy results."""

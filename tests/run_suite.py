@@ -71,8 +71,9 @@ def main(argv: list[str]) -> int:
             total[k] = total.get(k, 0) + v
 
     env_ranks = os.environ.get("HPCFRAME_TEST_RANKS", "1 2 3 4").split()
-    add(run("local engine", [py, "-m", "pytest", "tests/local", "tests/mpi", "-q",
-                             "-p", "no:cacheprovider", *extra]))
+    # tests that start mpiexec themselves (cli, diagnostics, local) run in the plain pass
+    add(run("local engine", [py, "-m", "pytest", "tests/local", "tests/mpi", "tests/cli",
+                             "tests/diagnostics", "-q", "-p", "no:cacheprovider", *extra]))
     mpiexec = os.path.join(BIN, "mpiexec")
     logdir = tempfile.mkdtemp(prefix="hpcframe-test-logs-")
     for n in env_ranks:
