@@ -11,8 +11,10 @@ Hooks (all optional; ``run`` is a :class:`RunInfo`):
     used for collective set-up (e.g. an MPI window for progress counters).
 ``on_leaf_done(run, leaf, times)``
     After a leaf (a block of partitions) was read and computed on this rank. ``times`` has
-    ``start``, ``read_end``, ``end`` (``time.perf_counter()`` values), ``rows`` read, ``nbytes``
-    (Parquet/HDF5 bytes described by the partitions) and ``rows_out``.
+    ``start``, ``read_end``, ``compute_end`` (chunk partials made), ``end`` (partials folded
+    into the local combine tree) as ``time.perf_counter()`` values, ``rows`` read, ``rows_out``
+    (rows that passed the first output's filters; ``None`` if none was computed) and
+    ``nbytes`` (Parquet/HDF5 bytes described by the partitions read).
 ``on_collective(run, name, start, end)``
     After this rank left a collective (``"agree"``, ``"exchange"``): the time between start
     and end is time spent waiting for the other ranks plus the transfer.

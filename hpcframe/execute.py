@@ -231,7 +231,7 @@ def _run_scan(outs, comm, root):
     for i in range(start, stop):
         leaf = leaves[i]
         t0 = time.perf_counter()
-        cache.read_end, cache.rows = None, 0
+        cache.read_end, cache.rows, cache.rows_out = None, 0, None
         wants, parts = wanted[i]
         wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
         if any(wants) and all(lim is not None for w, lim in zip(wants, limits) if w):
@@ -243,14 +243,16 @@ def _run_scan(outs, comm, root):
         except Exception as exc:
             error = failure(comm, f"processing partition {leaf.describe()}", exc)
             break
+        t_computed = time.perf_counter()
         for k, (stack, p) in enumerate(zip(stacks, partials)):
             stack.push(i, p)
             if limits[k] is not None and p is not None:
                 produced[k] += len(p)
         if run is not None:
             callbacks.emit("on_leaf_done", run, leaf, {
-                "start": t0, "read_end": cache.read_end or t0, "end": time.perf_counter(),
-                "rows": cache.rows, "nbytes": sum(p.nbytes for p in wanted[i][1])})
+                "start": t0, "read_end": cache.read_end or t0, "compute_end": t_computed,
+                "end": time.perf_counter(), "rows": cache.rows, "rows_out": cache.rows_out,
+                "nbytes": sum(p.nbytes for p in wanted[i][1])})
     cache.clear()
     try:
         _collective(run, "agree", comm.agree, error)
@@ -383,7 +385,7 @@ class _ReadCache:
     def __init__(self, source, columns):
         self.source, self.columns = source, columns
         self.parent, self.table = None, None
-        self.read_end, self.rows = None, 0
+        self.read_end, self.rows, self.rows_out = None, 0, None
 
     def get(self, leaf: Leaf, parts):
         if leaf.parent is None:
@@ -441,6 +443,8 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
             else:  # only rows are counted
                 base = pd.DataFrame(index=pd.RangeIndex(t.num_rows))
             df = frames[plan.key] = P.run_pandas(base, plan.steps, plan.after)
+            if cache.rows_out is None:
+                cache.rows_out = len(df)
         out.append(plan.out.chunk(df, leaf))
     return out
 

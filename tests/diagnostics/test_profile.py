@@ -53,8 +53,9 @@ def test_times_are_consistent(saved):
         assert t["start"].min() >= r["start"] - tol and t["end"].max() <= r["end"] + tol
         starts = t.sort_values("start")
         assert (starts["start"].iloc[1:].values >= starts["end"].iloc[:-1].values - 1e-9).all()
-    # every rank agreed and exchanged once per scan, after its last leaf
-    assert sorted(colls.groupby(["run", "rank"]).size().unique()) == [2]
+    # every rank agreed, exchanged, and agreed again on the finished results once per scan,
+    # after its last leaf
+    assert sorted(colls.groupby(["run", "rank"]).size().unique()) == [3]
     assert set(colls["name"]) == {"agree", "exchange"}
     last = tasks.groupby(["run", "rank"])["end"].max()
     first_coll = colls.groupby(["run", "rank"])["start"].min()
@@ -100,7 +101,7 @@ def test_profiler_local_engine_in_process(dataset, tmp_path):
     t = prof.results
     assert sorted(t["leaf"]) == list(range(LEAVES)) and set(t["rank"]) == {0}
     assert t is not None and len(prof.to_frame()) == LEAVES
-    assert len(prof.collectives) == 2 and len(prof.runs) == 1
+    assert len(prof.collectives) == 3 and len(prof.runs) == 1
     assert len(rprof.results) >= 1
     saved = load(tmp_path / "prof")
     assert len(saved.tasks) == LEAVES and saved.meta["status"] == "ok"
