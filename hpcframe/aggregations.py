@@ -101,6 +101,10 @@ AGGREGATIONS: dict[str, Aggregation] = {
 }
 
 
+#: aggregations pandas knows by the same name (registered ones are not among them)
+BUILTIN = frozenset(AGGREGATIONS) | {"size"}
+
+
 def register_aggregation(name: str, chunk: Callable, combine: Callable, finalize: Callable):
     """Register a custom aggregation usable in ``agg`` by ``name``.
 
@@ -281,9 +285,16 @@ def _combine_moments(t, gb, col):
     n_i = t[n_name].astype("float64")
     mean_i = t[mean_name].astype("float64").where(n_i > 0, 0.0)
     n = gb[n_name].transform("sum").astype("float64")
-    weighted = (n_i * mean_i).groupby([t[k] for k in gb.keys], dropna=False, sort=False,
+    by = [t[k] for k in gb.keys]
+    weighted = (n_i * mean_i).groupby(by, dropna=False, sort=False,
                                       observed=True).transform("sum")
     mean = _div(weighted, n.where(n > 0))
+    # a group with one contributing partial keeps its mean bit for bit (combining with an
+    # empty partial must be an identity, whichever path the partials took)
+    contributors = (n_i > 0).groupby(by, dropna=False, sort=False, observed=True).transform("sum")
+    only = mean_i.where(n_i > 0).groupby(by, dropna=False, sort=False,
+                                         observed=True).transform("max")
+    mean = only.where(contributors == 1, mean)
     out = {n_name: gb[n_name].sum(),
            mean_name: mean.groupby([t[k] for k in gb.keys], dropna=False, sort=False,
                                    observed=True).first()}

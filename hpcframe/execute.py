@@ -240,14 +240,14 @@ def _run_scan(outs, comm, root):
             parts = _first_rows(parts, need)
         try:
             partials = _run_leaf(leaf, plans, wants, parts, cache)
+            t_computed = time.perf_counter()
+            for k, (stack, p) in enumerate(zip(stacks, partials)):
+                stack.push(i, p)  # runs combines: user code, may raise
+                if limits[k] is not None and p is not None:
+                    produced[k] += len(p)
         except Exception as exc:
             error = failure(comm, f"processing partition {leaf.describe()}", exc)
             break
-        t_computed = time.perf_counter()
-        for k, (stack, p) in enumerate(zip(stacks, partials)):
-            stack.push(i, p)
-            if limits[k] is not None and p is not None:
-                produced[k] += len(p)
         if run is not None:
             callbacks.emit("on_leaf_done", run, leaf, {
                 "start": t0, "read_end": cache.read_end or t0, "compute_end": t_computed,

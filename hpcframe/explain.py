@@ -39,8 +39,15 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
             parts = source._hf_partitions
             files = len({p.path for p in parts})
             rows = sum(p.num_rows for p in parts)
-            read = sum(len(ps) for _, ps in wanted)
-            nparts = sum(len(leaf.parts) for leaf in leaves)
+            def parents(leaf, ps):  # a cut partition counts once, not once per block
+                return {(p.path, p.piece) for p in ps} if leaf.parent is not None else \
+                    {(p.path, p.piece, p.start) for p in ps}
+
+            read_set, all_set = set(), set()
+            for leaf, (_, ps) in zip(leaves, wanted):
+                read_set |= parents(leaf, ps)
+                all_set |= parents(leaf, leaf.parts)
+            read, nparts = len(read_set), len(all_set)
             lines.append(f"Partitions: {files} file(s), {len(parts)} partition(s), {rows:,} rows"
                          f" in {len(leaves)} block(s) of up to {config.block_rows:,} rows; "
                          f"{nparts - read} partition(s) pruned by statistics, {read} to read")

@@ -386,7 +386,9 @@ class StrMatch(Expr):
         return ("StrMatch", self.arg.key(), self.method, self.pattern, self.regex, self.case)
 
     def text(self):
-        return f"{self.arg.text()}.str.{self.method}({self.pattern!r})"
+        flags = "".join([", case=False" if not self.case else "",
+                         ", regex=False" if self.method == "contains" and not self.regex else ""])
+        return f"{self.arg.text()}.str.{self.method}({self.pattern!r}{flags})"
 
     def evaluate(self, df):
         s = self.arg.evaluate(df)

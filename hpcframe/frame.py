@@ -148,7 +148,7 @@ class Frame(Lazy):
         specs = [(c, agg) for c in cols]
 
         def shape(values, keys):
-            return pd.Series([v.iloc[0] for v in values], index=pd.Index(cols, dtype=object))
+            return pd.Series([v.iloc[0] for v in values], index=pd.Index(cols))
 
         def pandas_fn(m):
             return getattr(m[cols], agg)(**kw)
@@ -510,6 +510,9 @@ class GroupBy:
             data = {i: v for i, v in enumerate(values)}
             out = pd.DataFrame(data)
             out.columns = labels if labels is not None else [series_name]
+            if isinstance(out.columns, pd.MultiIndex):  # as pandas: keys become (key, "")
+                key_frame = key_frame.copy()
+                key_frame.columns = pd.MultiIndex.from_tuples([(k, "") for k in keys])
             return pd.concat([key_frame, out], axis=1)
 
         return Result(AggOutput(self._node, keys, specs, shape, pandas_fn,

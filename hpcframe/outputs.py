@@ -88,7 +88,10 @@ class AggOutput(Output):
     def shape_result(self, table):
         """The pandas result from finished tables: groups ordered as pandas orders them."""
         if table is None or len(table) == 0:
-            return self.pandas_fn(self.node.meta)
+            if all(a in A.BUILTIN for _, a in self.specs):
+                return self.pandas_fn(self.node.meta)  # pandas decides empty shapes/dtypes
+            keys = self.node.meta[self.keys].iloc[:0].reset_index(drop=True)
+            return self.shape([pd.Series([], dtype="float64") for _ in self.specs], keys)
         if self.keys:
             if self.sort:
                 table = table.sort_values(self.keys, na_position="last", kind="mergesort")

@@ -5,7 +5,7 @@ Arrow type                                     pandas dtype
 =============================================  =======================================
 int8…int64, uint8…uint64 (no nulls)            the same NumPy integer dtype
 integer with nulls in a partition              float64 (NaN for null), as pandas does
-float16/32/64                                  float32/float64
+float16/32/64                                  float16/float32/float64
 bool                                           bool (object if nulls, as pandas does)
 decimal32/64/128/256                           float64 (cast in Arrow: fast, NaN for null)
 string, large_string, string_view              pandas ``str``
