@@ -74,6 +74,9 @@ def main(argv: list[str]) -> int:
     # tests that start mpiexec themselves (cli, diagnostics, local) run in the plain pass
     add(run("local engine", [py, "-m", "pytest", "tests/local", "tests/mpi", "tests/cli",
                              "tests/diagnostics", "-q", "-p", "no:cacheprovider", *extra]))
+    # batch jobs: renders, PBS bodies, and a real single-node SLURM brought up by the fixture
+    add(run("batch jobs (real SLURM)", [py, "-m", "pytest", "tests/jobs", "-q",
+                                        "-p", "no:cacheprovider", *extra]))
     mpiexec = os.path.join(BIN, "mpiexec")
     logdir = tempfile.mkdtemp(prefix="hpcframe-test-logs-")
     for n in env_ranks:
