@@ -1,0 +1,125 @@
+"""Batch jobs: render, submit, follow and cancel hpcframe work on SLURM, PBS Pro and Torque.
+
+The library behind ``hpcframe submit/status/logs/cancel`` (:mod:`.commands`)::
+
+    params = make_params(profile="slurm", overrides={"nodes": 2}, array="month=1-12")
+    text = render_job(params, "job.yaml", run_dir="/tmp/x")      # what --dry-run prints
+    info = submit("job.yaml", params)                            # -> job.json record
+    status(info["job_id"]); cancel(info["job_id"])
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import json
+import os
+import re
+
+from .base import (ArraySpec, CommandError, JobError, JobParams, Scheduler, find_run,
+                   new_run_dir, run_command, validate, wait, write_atomic)
+
+__all__ = ["ArraySpec", "CommandError", "JobError", "JobParams", "Scheduler", "scheduler_for",
+           "make_params", "program_for", "render_job", "submit", "status", "cancel",
+           "log_files", "find_run", "wait"]
+
+
+def scheduler_for(name: str) -> Scheduler:
+    """The :class:`Scheduler` for ``slurm``, ``pbs`` (PBS Pro) or ``torque``; JobError otherwise."""
+    from .pbs import PBSPro, Torque
+    from .slurm import Slurm
+    table = {"slurm": Slurm, "pbs": PBSPro, "pbspro": PBSPro, "torque": Torque}
+    try:
+        return table[str(name).lower()]()
+    except KeyError:
+        raise JobError(f"scheduler {name!r} is not supported: use slurm, pbs or torque") from None
+
+
+def make_params(profile: str | None = None, overrides: dict | None = None, *, array=None,
+                after=(), dask_config: str | None = None, scheduler: str | None = None) -> JobParams:
+    """Validated :class:`JobParams`: dask-jobqueue file < profile < ``overrides`` (None values
+    are ignored) < ``scheduler``/``array``/``after``. Raises :class:`JobError`."""
+    from .base import check_keys
+    from .profiles import from_dask_jobqueue, load_profile
+    values: dict = load_profile(profile) if profile else {}
+    sched = scheduler or values.get("scheduler") or "slurm"
+    if dask_config:
+        values = {**from_dask_jobqueue(sched, dask_config), **values}
+    over = {k: v for k, v in (overrides or {}).items() if v is not None and v != ()}
+    check_keys(over, "options")
+    values.update(over)
+    values["scheduler"] = sched
+    values.setdefault("workdir", os.getcwd())
+    if array:
+        values["array"] = ArraySpec.parse(array) if isinstance(array, str) else array
+    if after:
+        values["after"] = list(values.get("after") or []) + list(after)
+    return validate(JobParams.from_dict(values, f"profile {profile}" if profile else "options"))
+
+
+def program_for(target: str, args=()) -> list[str]:
+    """What follows ``python -m mpi4py`` in the job: ``-m hpcframe.jobs.launch TARGET ARGS``.
+
+    ``target`` is a job spec (``.yaml``/``.yml``) or a Python script; it must exist. Raises
+    JobError if not, or if arguments are given for a spec.
+    """
+    path = os.path.abspath(target)
+    if not os.path.isfile(path):
+        raise JobError(f"{target!r} does not exist: give a job spec (.yaml) or a Python script")
+    if path.endswith((".yaml", ".yml")) and args:
+        raise JobError(f"arguments after -- are for a user script, not for the job spec {target}")
+    return ["-m", "hpcframe.jobs.launch", path, *[str(a) for a in args]]
+
+
+def render_job(params: JobParams, target: str, args=(), run_dir: str = "RUN_DIR") -> str:
+    """The job script text for running ``target`` with ``args`` under ``params``."""
+    return scheduler_for(params.scheduler).render(params, program_for(target, args), run_dir)
+
+
+def submit(target: str, params: JobParams, args=(), runs_root: str | None = None) -> dict:
+    """Render, write and submit the job; return its ``job.json`` record (also on disk).
+
+    Creates a run directory holding ``job.sh`` (the script), ``job.json`` and later the logs.
+    Raises :class:`CommandError` if the submit command fails (the run directory is kept, with
+    ``job.json`` saying ``"job_id": null``).
+    """
+    sched = scheduler_for(params.scheduler)
+    program = program_for(target, args)
+    run_dir = new_run_dir(params.name, runs_root)
+    script = os.path.join(run_dir, "job.sh")
+    write_atomic(script, sched.render(params, program, run_dir), 0o755)
+    cmd = sched.submit_command(script, params)
+    info = {"scheduler": sched.name, "job_id": None, "name": params.name, "run_dir": run_dir,
+            "script": script, "submit_command": cmd, "target": program[2],
+            "args": list(args), "array": params.array.range_text() if params.array else None,
+            "array_name": params.array.name if params.array else None,
+            "after": params.after, "ntasks": params.ntasks, "cwd": os.getcwd(),
+            "submitted_at": _dt.datetime.now().isoformat(timespec="seconds")}
+    record = os.path.join(run_dir, "job.json")
+    try:
+        out = run_command(cmd).stdout
+        info["job_id"] = sched.parse_job_id(out)
+    finally:
+        write_atomic(record, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def status(job_id: str) -> tuple[dict, list]:
+    """``(job.json record, [(task id, STATE, detail)])`` for a job submitted from here."""
+    info = find_run(job_id)
+    task = str(job_id) if re.fullmatch(r"\d+_\d+", str(job_id)) else str(info["job_id"])
+    rows = scheduler_for(info["scheduler"]).status(task)
+    return info, rows
+
+
+def cancel(job_id: str) -> dict:
+    """Cancel the job (``scancel``/``qdel``); return its record. Raises CommandError on failure."""
+    info = find_run(job_id)
+    run_command(scheduler_for(info["scheduler"]).cancel_command(str(info["job_id"])))
+    return info
+
+
+def log_files(job_id: str) -> tuple[dict, list[str]]:
+    """``(record, sorted paths of the job's stdout/stderr logs in its run directory)``."""
+    info = find_run(job_id)
+    files = sorted(glob.glob(os.path.join(info["run_dir"], "std*.log")))
+    return info, files

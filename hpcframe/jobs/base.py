@@ -1,0 +1,457 @@
+"""Shared machinery of batch jobs: parameters, validation, rendering, run directories, commands.
+
+A scheduler backend (:mod:`.slurm`, :mod:`.pbs`) subclasses :class:`Scheduler` and fills a few
+hooks: the directive lines, how the ranks are started, the submit command, how to read the job
+id from its output, and the status/cancel commands. Everything else lives here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time as _time
+from dataclasses import dataclass, field
+
+from ..errors import HpcframeError
+
+
+class JobError(HpcframeError):
+    """A job cannot be rendered or submitted as asked (bad parameter, profile, combination)."""
+
+
+class CommandError(HpcframeError):
+    """A scheduler command failed. Carries ``cmd``, ``returncode``, ``stdout`` and ``stderr``."""
+
+    def __init__(self, cmd, returncode, stdout, stderr):
+        self.cmd, self.returncode, self.stdout, self.stderr = list(cmd), returncode, stdout, stderr
+        shown = " ".join(shlex.quote(c) for c in self.cmd)
+        super().__init__(f"command `{shown}` failed with exit code {returncode}\n"
+                         f"stdout: {stdout.strip() or '(empty)'}\nstderr: {stderr.strip() or '(empty)'}")
+
+
+def run_command(cmd, *, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``cmd`` (a list, never a shell string) and return the completed process.
+
+    Raises :class:`CommandError` (command, exit code, stdout, stderr) when it exits non-zero and
+    ``check`` is true, when the program is missing, or when it runs longer than ``timeout``.
+    """
+    try:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise CommandError(cmd, 127, "", f"{exc}: is the scheduler's client installed and on PATH?") from None
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(cmd, -1, str(exc.stdout or ""), f"timed out after {timeout} s") from None
+    if check and proc.returncode != 0:
+        raise CommandError(cmd, proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+# --------------------------------------------------------------------------------------------
+# values
+# --------------------------------------------------------------------------------------------
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+MODULE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+/-]{0,127}$")
+JOBID_RE = re.compile(r"^[0-9]+(_[0-9]+)?(\[[0-9]*\])?(\.[A-Za-z0-9_.-]+)?$")
+
+
+def check_name(what: str, value, pattern=NAME_RE) -> str:
+    """Return ``value`` if it is a safe name for ``what``; raise :class:`JobError` otherwise."""
+    value = str(value)
+    if not pattern.match(value):
+        raise JobError(f"{what} {value!r} is not allowed: use letters, digits and _ . + -"
+                       f"{' /' if pattern is MODULE_RE else ''} (at most "
+                       f"{64 if pattern is NAME_RE else 128} characters, starting with a letter or digit)")
+    return value
+
+
+def check_job_id(job_id) -> str:
+    """Return ``job_id`` as a string if it looks like a SLURM/PBS job id, else raise JobError."""
+    job_id = str(job_id).strip()
+    if not JOBID_RE.match(job_id):
+        raise JobError(f"job id {job_id!r} is not valid: expected digits, e.g. 1234, 1234_5 "
+                       "or 1234.server (PBS)")
+    return job_id
+
+
+def parse_time(value) -> str:
+    """Normalise a wall time to ``HH:MM:SS`` (hours may exceed 24).
+
+    Accepts ``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS``, ``D-HH`` and whole minutes (``90``).
+    Raises :class:`JobError` on anything else or a zero time.
+    """
+    text = str(value).strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if not m:
+        raise JobError(f"time {text!r} is not valid: use HH:MM:SS (e.g. 01:30:00), D-HH:MM:SS "
+                       "or whole minutes")
+    days, a, b, c = m.groups()
+    if days is not None:           # D-HH[:MM[:SS]]
+        h, mi, s = int(a), int(b or 0), int(c or 0)
+        h += 24 * int(days)
+    elif b is None:                # minutes
+        h, mi, s = 0, int(a), 0
+    elif c is None:                # MM:SS
+        h, mi, s = 0, int(a), int(b)
+    else:
+        h, mi, s = int(a), int(b), int(c)
+    if s > 59 or (mi > 59 and (c is not None or days is not None)):  # MM:SS may exceed 59 min
+        raise JobError(f"time {text!r} is not valid: minutes and seconds must be below 60")
+    total = h * 3600 + mi * 60 + s
+    if total <= 0:
+        raise JobError(f"time {text!r} must be longer than zero")
+    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+_MEM_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def parse_mem(value) -> int:
+    """Memory per node in MiB from ``4G``, ``4GB``, ``4 GiB``, ``500M``, ``4096`` (MiB).
+
+    Units are binary (as SLURM and PBS read them). Raises :class:`JobError` if unreadable or zero.
+    """
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
+    if not m or float(m.group(1)) <= 0:
+        raise JobError(f"mem {text!r} is not valid: use a size such as 4G, 500M or 16GB (per node)")
+    mib = float(m.group(1)) * _MEM_UNITS[(m.group(2) or "M").upper()]
+    return max(1, int(-(-mib // 1)))
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """A job array: one task per value of ``name`` (``month=1-12``, ``part=0-9:3``, ``k=1,4,7``).
+
+    Inside each task ``HPCFRAME_ARRAY_NAME`` is ``name``, ``HPCFRAME_ARRAY_INDEX`` the task's
+    value, and ``{name}`` in the spec file or the script arguments is replaced by that value.
+    """
+    name: str
+    start: int | None = None
+    stop: int | None = None
+    step: int = 1
+    values: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> "ArraySpec":
+        """Parse ``NAME=START-END[:STEP]`` or ``NAME=V1,V2,...``; raise JobError if invalid."""
+        raw = str(text).strip()
+        name, sep, rng = raw.partition("=")
+        if not sep:
+            name, rng = "array", raw
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", name):
+            raise JobError(f"array {raw!r}: name {name!r} must be an identifier such as month")
+        m = re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?", rng)
+        if m:
+            a, b, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
+            if b < a or s < 1:
+                raise JobError(f"array {raw!r}: the range must go up (START <= END, STEP >= 1)")
+            return cls(name, a, b, s)
+        if re.fullmatch(r"\d+(,\d+)*", rng):
+            vals = tuple(int(v) for v in rng.split(","))
+            if len(set(vals)) != len(vals):
+                raise JobError(f"array {raw!r}: values repeat")
+            return cls(name, values=vals)
+        raise JobError(f"array {raw!r} is not valid: use NAME=START-END[:STEP] (e.g. month=1-12) "
+                       "or NAME=V1,V2,... (e.g. year=2019,2021)")
+
+    @property
+    def is_range(self) -> bool:
+        return not self.values
+
+    def task_values(self) -> list[int]:
+        """The index of every task, in order."""
+        if self.values:
+            return list(self.values)
+        return list(range(self.start, self.stop + 1, self.step))
+
+    def range_text(self) -> str:
+        """The scheduler's index list: ``1-12``, ``0-9:3`` or ``1,4,7``."""
+        if self.values:
+            return ",".join(map(str, self.values))
+        return f"{self.start}-{self.stop}" + (f":{self.step}" if self.step != 1 else "")
+
+
+# --------------------------------------------------------------------------------------------
+# parameters: defined once; unknown keys are errors listing the valid ones
+# --------------------------------------------------------------------------------------------
+@dataclass
+class JobParams:
+    """Everything a job script depends on. Profiles and command-line options fill it."""
+    scheduler: str = "slurm"
+    name: str = "hpcframe"
+    nodes: int = 1
+    ntasks_per_node: int = 1
+    cpus_per_task: int = 1
+    time: str = "01:00:00"
+    mem: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    node_cpus: int | None = None        # cores of one node, if known: checked against the request
+    modules: list = field(default_factory=list)
+    setup: list = field(default_factory=list)   # shell lines from the profile, run before the ranks
+    launcher: str | None = None          # "srun --mpi=pmi2", "mpiexec", ... (None: scheduler's)
+    python: str = sys.executable
+    extra_directives: list = field(default_factory=list)
+    array: ArraySpec | None = None
+    after: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)     # extra NAME: value exports (values quoted)
+    workdir: str | None = None           # where the ranks run (SLURM --chdir); None: submit dir
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "job parameters") -> "JobParams":
+        """Build from a dict; raise JobError naming ``where`` for an unknown key."""
+        check_keys(values, where)
+        return cls(**values)
+
+    @property
+    def ntasks(self) -> int:
+        return self.nodes * self.ntasks_per_node
+
+
+def check_keys(values: dict, where: str) -> None:
+    """Raise JobError naming ``where`` if ``values`` has a key JobParams does not know."""
+    valid = JobParams.fields()
+    bad = sorted(k for k in values if k not in valid)
+    if bad:
+        raise JobError(f"{where}: unknown key(s) {', '.join(bad)}; valid keys: {', '.join(valid)}")
+
+
+def _positive_int(what, value) -> int:
+    try:
+        n = int(value)
+        if n != float(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise JobError(f"{what} must be a whole number, got {value!r}") from None
+    if n < 1:
+        raise JobError(f"{what} must be at least 1, got {n}")
+    return n
+
+
+def validate(p: JobParams) -> JobParams:
+    """Check and normalise ``p`` in place; return it. Raises :class:`JobError` naming the value.
+
+    Rejects unsafe names, bad numbers/times/sizes, more tasks × cpus than a node has (when the
+    profile gives ``node_cpus``), array lists the scheduler cannot express, bad job ids in
+    ``after`` and extra directives that repeat a resource hpcframe sets itself.
+    """
+    from . import scheduler_for
+    sched = scheduler_for(p.scheduler)
+    check_name("job name", p.name)
+    for attr in ("nodes", "ntasks_per_node", "cpus_per_task"):
+        setattr(p, attr, _positive_int(attr.replace("_", "-"), getattr(p, attr)))
+    p.time = parse_time(p.time)
+    if p.mem is not None:
+        p.mem = f"{parse_mem(p.mem)}M"
+    if p.partition is not None:
+        check_name("partition/queue", p.partition)
+    if p.account is not None:
+        check_name("account", p.account)
+    if p.node_cpus is not None:
+        p.node_cpus = _positive_int("node_cpus", p.node_cpus)
+        need = p.ntasks_per_node * p.cpus_per_task
+        if need > p.node_cpus:
+            raise JobError(f"ntasks-per-node {p.ntasks_per_node} x cpus-per-task {p.cpus_per_task} "
+                           f"= {need} CPUs, but a node has {p.node_cpus} (node_cpus in the "
+                           "profile): lower --ntasks-per-node or add --nodes")
+    p.modules = [check_name("module", m, MODULE_RE) for m in _as_list(p.modules, "modules")]
+    p.setup = [_one_line("setup line", s) for s in _as_list(p.setup, "setup")]
+    p.extra_directives = [_one_line("extra directive", d) for d in _as_list(p.extra_directives, "extra_directives")]
+    p.after = [check_job_id(j) for j in _as_list(p.after, "after")]
+    if isinstance(p.array, str):
+        p.array = ArraySpec.parse(p.array)
+    for k in p.env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
+            raise JobError(f"env name {k!r} is not a valid shell variable name")
+    if p.launcher is not None:
+        _one_line("launcher", p.launcher)
+        shlex.split(p.launcher)
+    sched.check(p)
+    return p
+
+
+def _as_list(value, what) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)):
+        raise JobError(f"{what} must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def _one_line(what, value) -> str:
+    value = str(value)
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise JobError(f"{what} {value!r} must be a single line")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# the schedulers' common base
+# --------------------------------------------------------------------------------------------
+class Scheduler:
+    """One batch system. Subclasses fill the hooks; :meth:`render` is shared."""
+    name = "?"
+    prefix = "#?"                 # directive prefix, e.g. "#SBATCH"
+    default_launcher = "mpiexec"
+    managed: tuple[str, ...] = ()  # directive words hpcframe sets itself (extra ones may not)
+    ntasks_shell = "1"            # shell expression: the number of ranks granted
+    array_env = ""                # variable holding the array task's index
+
+    # hooks ------------------------------------------------------------------
+    def check(self, p: JobParams) -> None:
+        """Scheduler-specific validation (raise JobError)."""
+        for d in p.extra_directives:
+            word = re.split(r"[\s=]", d.strip(), maxsplit=1)[0]
+            if word in self.managed:
+                raise JobError(f"extra directive {d!r} sets {word}, which hpcframe renders from "
+                               "the job's options: use the matching option/profile key instead")
+
+    def directives(self, p: JobParams, run_dir: str) -> list[tuple[str, ...]]:
+        """Directive words for ``p`` (each tuple becomes one quoted directive line)."""
+        raise NotImplementedError
+
+    def body_preamble(self, p: JobParams) -> list[str]:
+        """Shell lines at the start of the body (e.g. ``cd "$PBS_O_WORKDIR"``)."""
+        return []
+
+    def submit_command(self, script: str, p: JobParams) -> list[str]:
+        raise NotImplementedError
+
+    def parse_job_id(self, stdout: str) -> str:
+        raise NotImplementedError
+
+    def status(self, job_id: str) -> list[tuple[str, str, str]]:
+        """``[(task id, STATE, detail)]``; STATE is one of PENDING RUNNING COMPLETED FAILED
+        CANCELLED TIMEOUT UNKNOWN (scheduler words are mapped onto these)."""
+        raise NotImplementedError
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        raise NotImplementedError
+
+    def ntasks_expr(self, p: JobParams) -> str:
+        """Shell expression for the number of ranks the scheduler granted."""
+        return self.ntasks_shell
+
+    # shared -----------------------------------------------------------------
+    def launch_line(self, p: JobParams, program: list[str]) -> str:
+        """The line that starts the ranks: launcher + python -m mpi4py + program."""
+        launcher = shlex.split(p.launcher or self.default_launcher)
+        words = [shlex.quote(w) for w in launcher]
+        if os.path.basename(launcher[0]) in ("mpiexec", "mpirun") and "-n" not in launcher and "-np" not in launcher:
+            words += ["-n", '"$HPCFRAME_NTASKS"']
+        words += [shlex.quote(p.python), "-m", "mpi4py"] + [shlex.quote(a) for a in program]
+        return " ".join(words)
+
+    def render(self, p: JobParams, program: list[str], run_dir: str) -> str:
+        """The job script text: a pure function of ``p``, ``program`` and ``run_dir``.
+
+        ``program`` is what follows ``python -m mpi4py`` (e.g. ``-m hpcframe.jobs.launch
+        job.yaml``). Every value is shell-quoted; directives come in sorted order.
+        """
+        lines = ["#!/bin/bash", f"# hpcframe job script ({self.name}); rendered by hpcframe submit"]
+        for words in sorted(self.directives(p, run_dir)):
+            lines.append(" ".join([self.prefix, *(shlex.quote(w) for w in words)]))
+        for d in p.extra_directives:
+            lines.append(" ".join([self.prefix, *(shlex.quote(w) for w in shlex.split(d))]))
+        lines += ["", "set -eo pipefail"]
+        lines += self.body_preamble(p)
+        if p.modules:
+            lines.append("module load " + " ".join(shlex.quote(m) for m in p.modules))
+        if p.setup:
+            lines.append("# set-up lines from the profile")
+            lines += p.setup
+        env = {"HPCFRAME_RUN_DIR": run_dir, **{k: str(v) for k, v in p.env.items()}}
+        if p.array is not None:
+            env["HPCFRAME_ARRAY_NAME"] = p.array.name
+        for k in sorted(env):
+            lines.append(f"export {k}={shlex.quote(env[k])}")
+        lines.append(f"export HPCFRAME_NTASKS={self.ntasks_expr(p)}")
+        if p.array is not None:
+            lines.append(f'export HPCFRAME_ARRAY_INDEX="${{{self.array_env}}}"')
+        lines.append(self.launch_line(p, program))
+        return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# run directories
+# --------------------------------------------------------------------------------------------
+def runs_root() -> str:
+    """Where run directories go: ``$HPCFRAME_RUNS`` or ``./hpcframe-runs``."""
+    return os.path.abspath(os.environ.get("HPCFRAME_RUNS") or "hpcframe-runs")
+
+
+def new_run_dir(name: str, root: str | None = None) -> str:
+    """Create and return ``<root>/<YYYYmmdd-HHMMSS>-<name>[-N]/``."""
+    root = root or runs_root()
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(root, f"{stamp}-{check_name('job name', name)}")
+    path, n = base, 1
+    while True:
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            n += 1
+            path = f"{base}-{n}"
+
+
+def write_atomic(path: str, text: str, mode: int | None = None) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def find_run(job_id: str, roots=None) -> dict:
+    """The ``job.json`` record of ``job_id`` (a job id, ``ID_N`` array task, or a run dir path).
+
+    Looks in ``roots`` (default: :func:`runs_root`). Raises JobError when none matches.
+    """
+    if os.path.isfile(os.path.join(str(job_id), "job.json")):
+        with open(os.path.join(job_id, "job.json")) as fh:
+            return json.load(fh)
+    job_id = check_job_id(job_id)
+    base = re.split(r"[_\[.]", job_id)[0]
+    roots = [runs_root()] if roots is None else list(roots)
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        for entry in sorted(os.listdir(root), reverse=True):
+            rec = os.path.join(root, entry, "job.json")
+            if os.path.isfile(rec):
+                with open(rec) as fh:
+                    info = json.load(fh)
+                if re.split(r"[_\[.]", str(info.get("job_id")))[0] == base:
+                    return info
+    raise JobError(f"no run directory records job {job_id} under {', '.join(roots)}: run the "
+                   "command from the directory you submitted from, set HPCFRAME_RUNS, or pass "
+                   "the run directory instead of the job id")
+
+
+def wait(job_id: str, scheduler: "Scheduler", timeout: float = 120, poll: float = 1.0) -> list:
+    """Poll until every task of ``job_id`` has finished; return the final :meth:`status` rows.
+
+    Raises :class:`JobError` if it is still pending/running after ``timeout`` seconds.
+    """
+    deadline = _time.monotonic() + timeout
+    while True:
+        rows = scheduler.status(job_id)
+        if rows and all(state not in ("PENDING", "RUNNING") for _, state, _ in rows):
+            return rows
+        if _time.monotonic() > deadline:
+            raise JobError(f"job {job_id} not finished after {timeout} s: {rows}")
+        _time.sleep(poll)
