@@ -1,6 +1,8 @@
 """Run the whole test suite: the README's test command (``make test``) calls this.
 
 1. ``pytest tests/local`` and ``pytest tests/mpi`` in one process (local engine, no MPI);
+   then ``tests/cli``, ``tests/diagnostics``, ``tests/ingest`` and ``tests/jobs`` (real SLURM),
+   each in its own process (they start mpiexec, Chromium or SLURM themselves);
 2. ``mpiexec -n N python -m pytest tests/mpi`` once per rank count N = 1, 2, 3, 4 (the suite
    launched once per rank count, as Heat and mpi4py do). Rank 0 prints; the other ranks write
    to log files that are shown if the run fails. Every run has a hard timeout, so a hang fails
@@ -71,9 +73,14 @@ def main(argv: list[str]) -> int:
             total[k] = total.get(k, 0) + v
 
     env_ranks = os.environ.get("HPCFRAME_TEST_RANKS", "1 2 3 4").split()
-    # tests that start mpiexec themselves (cli, diagnostics, local) run in the plain pass
-    add(run("local engine", [py, "-m", "pytest", "tests/local", "tests/mpi", "tests/cli",
-                             "tests/diagnostics", "-q", "-p", "no:cacheprovider", *extra]))
+    add(run("local engine", [py, "-m", "pytest", "tests/local", "tests/mpi", "-q",
+                             "-p", "no:cacheprovider", *extra]))
+    # folders whose tests start mpiexec (and services) themselves; one process per folder, as
+    # each has its own conftest and helper modules
+    for folder in ("cli", "diagnostics", "ingest"):
+        if os.path.isdir(os.path.join(ROOT, "tests", folder)):
+            add(run(f"tests/{folder}", [py, "-m", "pytest", f"tests/{folder}", "-q",
+                                        "-p", "no:cacheprovider", *extra]))
     # batch jobs: renders, PBS bodies, and a real single-node SLURM brought up by the fixture
     add(run("batch jobs (real SLURM)", [py, "-m", "pytest", "tests/jobs", "-q",
                                         "-p", "no:cacheprovider", *extra]))
