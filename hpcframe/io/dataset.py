@@ -72,3 +72,28 @@ class Partition:
             nbytes = self.nbytes * (e - s) // max(self.num_rows, 1)
             out.append(Partition(self.path, self.piece, s, e, nbytes, self.stats, self.hive))
         return out
+
+
+def discover_files(comm, files: list[str], describe) -> list[Partition]:
+    """The partitions of every file, in file order. File ``i`` is described by rank
+    ``i % size`` (``describe(path) -> list[Partition]``, reading only metadata) and the
+    descriptors are exchanged with one ``allgather``. Collective. If describing any file fails
+    on any rank, every rank raises the same :class:`DatasetError` naming the file."""
+    mine, error = {}, None
+    for i in range(comm.rank, len(files), comm.size):
+        try:
+            mine[i] = describe(files[i])
+        except DatasetError as exc:
+            error = str(exc)
+            break
+        except Exception as exc:  # anything else must not leave the other ranks waiting
+            error = f"{files[i]}: cannot read its metadata ({type(exc).__name__}: {exc})"
+            break
+    gathered = comm.allgather((mine, error))
+    errors = [e for _, e in gathered if e]
+    if errors:
+        raise DatasetError(errors[0])
+    by_file = {}
+    for m, _ in gathered:
+        by_file.update(m)
+    return [p for i in range(len(files)) for p in by_file[i]]

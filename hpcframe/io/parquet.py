@@ -12,7 +12,7 @@ import decimal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .dataset import ColumnStats, DatasetError, Partition
+from .dataset import ColumnStats, DatasetError, Partition, discover_files
 from .paths import expand_paths, hive_values
 from .types import is_string
 
@@ -43,22 +43,7 @@ class ParquetSource:
 
     def discover(self, comm) -> list[Partition]:
         schema = self.schema()
-        mine = {}
-        error = None
-        for i in range(comm.rank, len(self.files), comm.size):
-            try:
-                mine[i] = self._file_partitions(self.files[i], schema)
-            except DatasetError as exc:
-                error = str(exc)
-                break
-        gathered = comm.allgather((mine, error))
-        errors = [e for _, e in gathered if e]
-        if errors:
-            raise DatasetError(errors[0])
-        by_file = {}
-        for m, _ in gathered:
-            by_file.update(m)
-        return [p for i in range(len(self.files)) for p in by_file[i]]
+        return discover_files(comm, self.files, lambda f: self._file_partitions(f, schema))
 
     def read(self, part: Partition, columns: list[str]) -> pa.Table:
         return self.read_many([part], columns)
