@@ -1,0 +1,777 @@
+"""Lazy CSV datasets: plain or compressed files, one schema for all of them.
+
+Partitions
+    * A plain file is cut into **byte ranges** of about ``chunk_bytes`` (the Hadoop/Dask
+      scheme): the range ``[start, end)`` owns every line that *starts* inside it. The reader
+      seeks to ``start - 1``, skips to the end of that line, and reads whole lines until the
+      one that crosses ``end``. Each rank reads only its own ranges; CRLF line ends and a
+      missing final newline are handled.
+    * A compressed file (``.gz``, ``.bz2``, ``.xz``, ``.zst``) cannot be entered in the
+      middle: it is cut into **row chunks** of a fixed number of rows, streamed from the
+      beginning with pyarrow's streaming CSV reader. A rank keeps its stream open from one
+      chunk to the next, so reading a whole file costs one decompression; a rank whose share
+      starts in the middle of a file decompresses (and discards) the rows before it. The
+      number of chunks is estimated from the compression ratio of the file's first bytes;
+      the last chunk reads to the end of the file.
+    * With ``newlines_in_values=True`` (quoted fields that contain line breaks) a plain file
+      cannot be split on line boundaries either, and is streamed like a compressed one.
+
+    Partition sizes are chosen so that no partition has more (estimated) rows than
+    :attr:`hpcframe.config.Config.block_rows`: the engine never cuts a CSV partition by rows,
+    and memory per rank is bounded by ``chunk_bytes``, not by the file size. ``start``/
+    ``stop`` of a byte range are row numbers *estimated* from the sample (exact for row
+    chunks); they are used for load balancing only.
+
+Schema
+    Types are inferred by pyarrow from the first ``sample_rows`` rows of up to
+    :data:`SAMPLE_FILES` files and unified (int and float → float; anything else that
+    disagrees → string). As in ``pandas.read_csv``, dates are only parsed for the columns in
+    ``parse_dates``. ``dtype=`` overrides, ``usecols=`` selects. A value that does not fit is a
+    :class:`DatasetError` naming the file, line, column and value — or, with
+    ``on_bad_lines="skip"``/``"warn"``, the line is dropped (and reported).
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from .dataset import DatasetError, Partition, discover_files
+from .paths import expand_paths
+
+COMPRESSION = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd",
+               ".zstd": "zstd"}
+CSV_SUFFIXES = tuple(f"{ext}{c}" for ext in (".csv", ".tsv", ".txt", ".dat")
+                     for c in ("", *COMPRESSION))
+SAMPLE_FILES = 8
+DEFAULT_CHUNK_BYTES = 64 << 20
+_CSV_OPTIONS = ("sep", "delimiter", "header", "names", "quotechar", "escapechar", "doublequote",
+                "na_values", "keep_default_na", "true_values", "false_values", "encoding",
+                "newlines_in_values", "skip_blank_lines", "date_format")
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """``Partition.piece`` of a plain file: the lines starting in bytes ``[start, end)``."""
+
+    start: int
+    end: int
+
+    def __str__(self) -> str:
+        return f"bytes {self.start}-{self.end}"
+
+
+@dataclass(frozen=True)
+class RowChunk:
+    """``Partition.piece`` of a streamed file: the ``index``-th chunk of rows (the last one
+    reads to the end of the file)."""
+
+    index: int
+    last: bool
+
+    def __str__(self) -> str:
+        return f"row chunk {self.index}{' (to end of file)' if self.last else ''}"
+
+
+def compression_of(path: str) -> str | None:
+    """``"gzip"``, ``"bz2"``, ``"xz"``, ``"zstd"`` or ``None``, from the file name."""
+    return COMPRESSION.get(os.path.splitext(path)[1].lower())
+
+
+def open_decompressed(path: str, raw=None):
+    """A binary file object with the decompressed bytes of ``path`` (``raw``: an already
+    opened binary file to read the compressed bytes from). Raises :class:`DatasetError` when
+    the codec is not available."""
+    comp = compression_of(path)
+    raw = raw if raw is not None else open(path, "rb")
+    if comp is None:
+        return raw
+    if comp == "xz":
+        import lzma
+
+        return lzma.open(raw, "rb")
+    if pa.Codec.is_available(comp):
+        stream = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), comp)
+        return io.BufferedReader(_ArrowRaw(stream, raw), 1 << 20)
+    if comp == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise DatasetError(f"{path}: reading .zst files needs pyarrow built with zstd or "
+                               f"the 'zstandard' package (pip install zstandard)") from None
+        return zstandard.ZstdDecompressor().stream_reader(raw)
+    import bz2
+    import gzip
+
+    return gzip.open(raw, "rb") if comp == "gzip" else bz2.open(raw, "rb")
+
+
+class _ArrowRaw(io.RawIOBase):
+    """A pyarrow input stream as a Python raw file (for ``readline`` and buffering)."""
+
+    def __init__(self, stream, raw):
+        self.stream, self.raw = stream, raw
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data = self.stream.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self):
+        if not self.closed:
+            self.stream.close()
+            self.raw.close()
+        super().close()
+
+
+class _Counting(io.RawIOBase):
+    """A raw reader that counts the compressed bytes handed to the decompressor."""
+
+    def __init__(self, f):
+        self.f, self.count = f, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = self.f.readinto(b)
+        self.count += n or 0
+        return n
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        self.count += len(data)
+        return data
+
+
+def _pandas_type(t, column: str) -> pa.DataType:
+    """The Arrow type for a ``dtype=`` value (a pyarrow type, a numpy/pandas dtype or name)."""
+    if isinstance(t, pa.DataType):
+        return t
+    import numpy as np
+    import pandas as pd
+
+    name = str(t)
+    if name in ("str", "string", "object", "<class 'str'>", "string[python]", "string[pyarrow]"):
+        return pa.string()
+    if name == "category":
+        return pa.dictionary(pa.int32(), pa.string())
+    if name.startswith("datetime64"):
+        unit = name[11:-1] if "[" in name else "us"
+        return pa.timestamp(unit.split(",")[0].strip() or "us")
+    try:
+        return pa.from_numpy_dtype(np.dtype(pd.api.types.pandas_dtype(t)))
+    except (TypeError, ValueError, pa.ArrowException):
+        raise ValueError(f"dtype {t!r} for column {column!r} is not understood; use a numpy "
+                         f"dtype ('int64', 'float64', 'bool'), 'str', 'category' or "
+                         f"'datetime64[us]'") from None
+
+
+def unify_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    """The type that holds values of both ``a`` and ``b`` (null < int < float; else string)."""
+    if a.equals(b) or pa.types.is_null(b):
+        return a
+    if pa.types.is_null(a):
+        return b
+    num = (pa.types.is_integer, pa.types.is_floating)
+    if any(f(a) for f in num) and any(f(b) for f in num):
+        return pa.int64() if pa.types.is_integer(a) and pa.types.is_integer(b) else pa.float64()
+    if pa.types.is_temporal(a) and pa.types.is_temporal(b):
+        return pa.timestamp("us")
+    return pa.string()
+
+
+class CSVSource:
+    """CSV files (see the module docstring). Build it with :func:`read_csv`."""
+
+    format = "csv"
+
+    def __init__(self, path, dtype=None, parse_dates=None, usecols=None, on_bad_lines="error",
+                 sample_rows: int = 10_000, chunk_bytes: int = DEFAULT_CHUNK_BYTES, **options):
+        unknown = sorted(set(options) - set(_CSV_OPTIONS))
+        if unknown:
+            raise TypeError(f"read_csv got unsupported option(s) {', '.join(unknown)}; "
+                            f"supported: {', '.join(_CSV_OPTIONS)}")
+        if on_bad_lines not in ("error", "skip", "warn"):
+            raise ValueError(f"on_bad_lines={on_bad_lines!r}: use 'error', 'skip' or 'warn'")
+        if chunk_bytes is not None and chunk_bytes < 1024:
+            raise ValueError(f"chunk_bytes={chunk_bytes} is too small (at least 1024)")
+        if sample_rows < 1:
+            raise ValueError(f"sample_rows must be positive, got {sample_rows}")
+        self.files, _ = expand_paths(path, CSV_SUFFIXES, "CSV")
+        self.label = str(path) if not isinstance(path, (list, tuple)) else \
+            f"{len(self.files)} CSV files"
+        self.dtype = {k: _pandas_type(v, k) for k, v in (dtype or {}).items()}
+        self.parse_dates = list(parse_dates or [])
+        self.usecols = list(usecols) if usecols is not None else None
+        self.on_bad_lines = on_bad_lines
+        self.sample_rows = sample_rows
+        self.chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES
+        self.options = options
+        self.newlines_in_values = bool(options.get("newlines_in_values", False))
+        self.header = options.get("header", 0)
+        if self.header not in (0, None):
+            raise ValueError(f"header={self.header!r}: use 0 (first line) or None (no header)")
+        self._schema = None
+        self._names = None  # every column of the files, in file order
+        self._row_bytes = 100.0
+        self._cursor = None
+
+    @property
+    def _hf_partitions(self):
+        """The engine's cache of :meth:`discover` (see ``execute.leaves_of``), dropped when
+        ``config.block_rows`` changed since: partitions are sized for it, and one with more
+        estimated rows than ``block_rows`` would be cut by rows, which estimates cannot do."""
+        from ..config import config
+
+        parts, rows = self.__dict__.get("_parts_cache", (None, None))
+        return parts if rows == config.block_rows else None
+
+    @_hf_partitions.setter
+    def _hf_partitions(self, parts):
+        from ..config import config
+
+        self.__dict__["_parts_cache"] = (parts, config.block_rows)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cursor"] = None
+        return state
+
+    # -- the source protocol ------------------------------------------------------------
+    def schema(self) -> pa.Schema:
+        """The unified schema inferred from a sample (see the module docstring)."""
+        if self._schema is None:
+            self._schema = self._infer()
+        return self._schema
+
+    def discover(self, comm) -> list[Partition]:
+        """Byte ranges of plain files and row chunks of streamed ones, in file order.
+        Collective: file ``i`` is examined by rank ``i % size``."""
+        self.schema()
+        return discover_files(comm, self.files, self._file_partitions)
+
+    def read(self, part: Partition, columns: list[str]) -> pa.Table:
+        """The rows of ``part`` (only ``columns``, typed by :meth:`schema`). Raises
+        :class:`DatasetError` with file and line for a value that does not fit."""
+        columns = list(columns)
+        try:
+            if isinstance(part.piece, ByteRange):
+                return self._read_range(part, columns)
+            return self._read_chunk(part, columns)
+        except (OSError, EOFError) as exc:
+            raise DatasetError(f"cannot read {part.describe()}: {exc}") from exc
+
+    # -- options --------------------------------------------------------------------------
+    def _parse_options(self, handler=None):
+        import pyarrow.csv as pcsv
+
+        o = self.options
+        return pcsv.ParseOptions(
+            delimiter=o.get("sep", o.get("delimiter", ",")),
+            quote_char=o.get("quotechar", '"'), double_quote=o.get("doublequote", True),
+            escape_char=o.get("escapechar") or False,
+            newlines_in_values=self.newlines_in_values,
+            ignore_empty_lines=o.get("skip_blank_lines", True), invalid_row_handler=handler)
+
+    def _convert_options(self, types: dict, columns=None):
+        import pyarrow.csv as pcsv
+
+        o = self.options
+        nulls = list(o.get("na_values") or [])
+        if o.get("keep_default_na", True):
+            nulls += pcsv.ConvertOptions().null_values
+        kw = {}
+        if o.get("true_values"):
+            kw["true_values"] = list(o["true_values"])
+        if o.get("false_values"):
+            kw["false_values"] = list(o["false_values"])
+        if o.get("date_format"):
+            kw["timestamp_parsers"] = [o["date_format"]]
+        return pcsv.ConvertOptions(column_types=types, include_columns=columns,
+                                   null_values=nulls, strings_can_be_null=True,
+                                   quoted_strings_can_be_null=True, **kw)
+
+    def _read_options(self, skip_header: bool, block_size: int | None = None):
+        import pyarrow.csv as pcsv
+
+        kw = {"block_size": block_size} if block_size else {}
+        return pcsv.ReadOptions(column_names=self._names, skip_rows=1 if skip_header else 0,
+                                encoding=self.options.get("encoding", "utf8"), **kw)
+
+    # -- schema inference -----------------------------------------------------------------
+    def _sample(self, path: str) -> bytes:
+        """The first ``sample_rows`` lines (plus the header) of ``path``, decompressed."""
+        lines = []
+        with open_decompressed(path) as f:
+            reader = f
+            for _ in range(self.sample_rows + (1 if self.header == 0 else 0)):
+                line = reader.readline()
+                if not line:
+                    break
+                lines.append(line)
+        return b"".join(lines)
+
+    def _infer(self) -> pa.Schema:
+        import pyarrow.csv as pcsv
+
+        first = self.files[0]
+        sample_files = self.files[:SAMPLE_FILES]
+        unified: dict[str, pa.DataType] = {}
+        nbytes = nrows = 0
+        for path in sample_files:
+            try:
+                data = self._sample(path)
+                names = self.options.get("names")
+                ropts = pcsv.ReadOptions(
+                    column_names=list(names) if names else None,
+                    autogenerate_column_names=self.header is None and not names,
+                    skip_rows=1 if (names and self.header == 0) else 0,
+                    encoding=self.options.get("encoding", "utf8"))
+                bad = []
+                table = pcsv.read_csv(pa.BufferReader(data), read_options=ropts,
+                                      parse_options=self._parse_options(self._handler(bad)),
+                                      convert_options=self._convert_options(
+                                          {k: v for k, v in self.dtype.items()}))
+            except (OSError, EOFError) as exc:
+                raise DatasetError(f"{path}: cannot read ({exc})") from exc
+            except pa.ArrowException as exc:
+                if bad:
+                    at = data.find(bad[0].text.encode("utf8", "replace"))
+                    line = data.count(b"\n", 0, at) + 1 if at >= 0 else "?"
+                    raise DatasetError(self._fields_message(path, line, bad[0])) from None
+                raise DatasetError(f"{path}: cannot parse the first {self.sample_rows} rows as "
+                                   f"CSV ({exc}); check sep=, header=, encoding=" +
+                                   _newline_hint(exc)) from exc
+            if self._names is None:
+                self._names = [str(n) for n in table.column_names]
+            elif [str(n) for n in table.column_names] != self._names:
+                raise DatasetError(_header_mismatch(path, table.column_names, first, self._names))
+            for f in table.schema:
+                unified[f.name] = unify_types(unified.get(f.name, pa.null()), f.type)
+                if pa.types.is_string(f.type) and not self.newlines_in_values:
+                    # quoted line breaks: lines are not rows, so stream instead of split
+                    col = table.column(f.name)
+                    if pc_any_newline(col):
+                        self.newlines_in_values = True
+            nbytes += len(data)
+            nrows += table.num_rows
+        self._row_bytes = max(1.0, nbytes / max(nrows, 1))
+        wanted = self.usecols if self.usecols is not None else self._names
+        missing = [c for c in list(wanted) + self.parse_dates + list(self.dtype)
+                   if c not in self._names]
+        if missing:
+            raise DatasetError(f"{first}: no column {missing[0]!r} (columns: "
+                               f"{', '.join(self._names)}); check usecols=/dtype=/parse_dates=")
+        fields = []
+        for name in self._names:
+            if name not in wanted:
+                continue
+            t = unified[name]
+            if name in self.dtype:
+                t = self.dtype[name]
+            elif name in self.parse_dates:
+                t = pa.timestamp("us")
+            elif pa.types.is_temporal(t) or pa.types.is_null(t):
+                t = pa.string()  # like pandas: dates only when asked for
+            fields.append(pa.field(name, t))
+        return pa.schema(fields)
+
+    # -- partitions -----------------------------------------------------------------------
+    def _rows_per_part(self) -> int:
+        from ..config import config
+
+        return max(1, min(config.block_rows, int(self.chunk_bytes / self._row_bytes)))
+
+    def _file_partitions(self, path: str) -> list[Partition]:
+        size = os.path.getsize(path)
+        self._check_header(path)
+        if compression_of(path) is None and not self.newlines_in_values:
+            return self._ranges(path, size)
+        total = size * self._ratio(path) if compression_of(path) else size
+        per = self._rows_per_part()
+        est_rows = max(1, int(total / self._row_bytes))
+        n = max(1, -(-est_rows // per))
+        return [Partition(path, RowChunk(k, k == n - 1), k * per, (k + 1) * per,
+                          int(size / n)) for k in range(n)]
+
+    def _ranges(self, path: str, size: int) -> list[Partition]:
+        step = max(1024, min(self.chunk_bytes, int(self._rows_per_part() * self._row_bytes)))
+        parts, row = [], 0
+        for s in range(0, max(size, 1), step):
+            e = min(s + step, size)
+            rows = min(max(1, round((e - s) / self._row_bytes)), self._rows_per_part())
+            parts.append(Partition(path, ByteRange(s, e), row, row + rows, e - s))
+            row += rows
+        return parts
+
+    def _check_header(self, path: str) -> None:
+        if self.header != 0 or self.options.get("names"):
+            return
+        import pyarrow.csv as pcsv
+
+        with open_decompressed(path) as f:
+            first = f.readline()
+        try:
+            names = pcsv.read_csv(pa.BufferReader(first), parse_options=self._parse_options(),
+                                  read_options=pcsv.ReadOptions(
+                                      encoding=self.options.get("encoding", "utf8"))).column_names
+        except pa.ArrowException:
+            names = []
+        if [str(n) for n in names] != self._names:
+            raise DatasetError(_header_mismatch(path, names, self.files[0], self._names))
+
+    def _ratio(self, path: str) -> float:
+        """Decompressed / compressed size, measured on the first few MB of ``path``."""
+        with open(path, "rb") as raw:
+            counting = _Counting(raw)
+            with open_decompressed(path, io.BufferedReader(counting, 1 << 16)) as f:
+                out = 0
+                while out < (8 << 20):
+                    block = f.read(1 << 20)
+                    if not block:
+                        return out / max(counting.count, 1)
+                    out += len(block)
+            return out / max(counting.count, 1)
+
+    # -- reading a byte range -------------------------------------------------------------
+    def _range_bytes(self, path: str, r: ByteRange) -> tuple[pa.Buffer, int]:
+        """The lines owned by ``r`` (zero-copy from a memory map) and their first byte."""
+        with pa.memory_map(path) as mm:
+            size = mm.size()
+            pos = 0 if r.start == 0 else _line_end(mm, r.start - 1, size)
+            if pos >= min(r.end, size):
+                return pa.py_buffer(b""), pos
+            stop = _line_end(mm, r.end - 1, size)
+            mm.seek(pos)
+            return mm.read_buffer(stop - pos), pos
+
+    def _read_range(self, part: Partition, columns: list[str]) -> pa.Table:
+        import pyarrow.csv as pcsv
+
+        buf, pos = self._range_bytes(part.path, part.piece)
+        if pos == 0 and self.header == 0:  # the header is not data (every range uses names)
+            nl = buf.slice(0, min(buf.size, 1 << 20)).to_pybytes().find(b"\n")
+            buf = buf.slice(nl + 1) if nl >= 0 else pa.py_buffer(b"")
+            pos += nl + 1 if nl >= 0 else 0
+        if buf.size == 0 or (buf.size < 4096 and not buf.to_pybytes().strip()):
+            return self._empty(columns)
+        data = _LazyBytes(buf)  # bytes only for error messages
+        types = self._types(columns)
+        bad = []
+        try:
+            table = pcsv.read_csv(pa.BufferReader(buf),
+                                  read_options=self._read_options(False),
+                                  parse_options=self._parse_options(self._handler(bad)),
+                                  convert_options=self._convert_options(types, columns))
+        except pa.ArrowInvalid as exc:
+            if bad and self.on_bad_lines == "error":
+                raise DatasetError(self._bad_line_message(part, data.get(), pos, bad[0])) \
+                    from None
+            if "conversion error" not in str(exc):
+                raise DatasetError(f"{part.path}: cannot parse {part.piece} as CSV ({exc})"
+                                   + _newline_hint(exc)) from None
+            strings = pcsv.read_csv(pa.BufferReader(buf),
+                                    read_options=self._read_options(False),
+                                    parse_options=self._parse_options(self._handler([])),
+                                    convert_options=self._convert_options(
+                                        {c: pa.string() for c in columns}, columns))
+            first_line = _line_of(part.path, pos)
+            table = self._cast_checked(strings, types, part.path, lambda i: first_line + i)
+        self._report(bad, part.path, lambda b: _line_in(data.get(), pos, b, part.path))
+        return table.select(columns) if table.num_columns else table
+
+    def _types(self, columns) -> dict:
+        s = self.schema()
+        return {c: s.field(c).type for c in columns}
+
+    def _empty(self, columns) -> pa.Table:
+        return pa.schema([self.schema().field(c) for c in columns]).empty_table()
+
+    def _handler(self, bad: list):
+        def handler(row):
+            bad.append(row)
+            return "error" if self.on_bad_lines == "error" else "skip"
+        return handler
+
+    def _report(self, bad, path, line_of) -> None:
+        if bad and self.on_bad_lines == "warn":
+            shown = "; ".join(f"line {line_of(b)}: {b.text[:60]!r}" for b in bad[:5])
+            warnings.warn(f"{path}: skipped {len(bad)} line(s) with a wrong number of fields "
+                          f"({shown})", stacklevel=3)
+
+    def _bad_line_message(self, part, data, pos, row) -> str:
+        return self._fields_message(part.path, _line_in(data, pos, row, part.path), row)
+
+    def _fields_message(self, path, line, row) -> str:
+        return (f"{path}, line {line}: expected {row.expected_columns} fields, found "
+                f"{row.actual_columns}: {row.text[:200]!r}. Fix the line, or pass "
+                f"on_bad_lines='skip' (or 'warn') to drop such lines" + (
+                    "; if quoted fields contain line breaks, pass newlines_in_values=True"
+                    if row.actual_columns < row.expected_columns else ""))
+
+    def _cast_checked(self, strings: pa.Table, types: dict, path: str, line_of) -> pa.Table:
+        """Cast a table of strings to ``types``: bad values raise (file, line, column, value)
+        or drop their rows per ``on_bad_lines``."""
+        import pyarrow.compute as pc
+
+        keep = None
+        problems = []
+        for name, t in types.items():
+            col = strings.column(name)
+            if pa.types.is_string(t):
+                continue
+            try:
+                col.cast(_cast_target(t))
+                continue
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+            bad_values = [v for v in pc.unique(col).to_pylist() if v is not None
+                          and not _fits(v, t)]
+            mask = pc.is_in(col, value_set=pa.array(bad_values, pa.string()))
+            idx = pc.indices_nonzero(mask).to_pylist()
+            problems.append((idx[0], name, t, strings.column(name)[idx[0]].as_py(), len(idx)))
+            bad_rows = pc.invert(pc.fill_null(mask, False))
+            keep = bad_rows if keep is None else pc.and_(keep, bad_rows)
+        if problems:
+            problems.sort()
+            i, name, t, value, _ = problems[0]
+            if self.on_bad_lines == "error":
+                raise DatasetError(
+                    f"{path}, line {line_of(i)}: value {value!r} in column {name!r} is not "
+                    f"{t} (the type inferred from the first {self.sample_rows} rows of "
+                    f"{min(len(self.files), SAMPLE_FILES)} file(s)). Pass dtype={{{name!r}: "
+                    f"'str'}} (or 'float64'), or on_bad_lines='skip' to drop such lines")
+            if self.on_bad_lines == "warn":
+                n = len(keep) - pc.sum(keep).as_py()
+                warnings.warn(f"{path}: skipped {n} line(s) with values that do not fit the "
+                              f"schema (first: line {line_of(i)}, column {name!r}, value "
+                              f"{value!r}, expected {t})", stacklevel=4)
+            strings = strings.filter(keep)
+        arrays = [strings.column(n).cast(_cast_target(types[n])) if n in types else
+                  strings.column(n) for n in strings.column_names]
+        arrays = [a if a.type.equals(types.get(n, a.type)) else a.cast(types[n])
+                  for a, n in zip(arrays, strings.column_names)]
+        return pa.table(arrays, names=strings.column_names)
+
+    # -- reading a row chunk (streamed) ---------------------------------------------------
+    def _read_chunk(self, part: Partition, columns: list[str]) -> pa.Table:
+        cur = self._cursor
+        key = (part.path, tuple(columns))
+        if cur is None or cur.key != key or cur.row > part.start:
+            if cur is not None:
+                cur.close()
+            self._cursor = cur = _Cursor(self, part.path, columns, key)
+        stop = None if part.piece.last else part.stop
+        return cur.take(part.start, stop, part)
+
+
+class _Cursor:
+    """An open streaming reader over one file, positioned after ``row`` data rows."""
+
+    def __init__(self, source: CSVSource, path: str, columns, key):
+        import pyarrow.csv as pcsv
+
+        self.source, self.path, self.columns, self.key = source, path, columns, key
+        self.row = 0
+        self.pending = None
+        self.bad = []
+        self.strict = source.on_bad_lines == "error"
+        self.types = source._types(columns)
+        self.file = open_decompressed(path)
+        read_types = self.types if self.strict else {c: pa.string() for c in columns}
+        try:
+            self.reader = pcsv.open_csv(
+                self.file, read_options=source._read_options(source.header == 0, 4 << 20),
+                parse_options=source._parse_options(source._handler(self.bad)),
+                convert_options=source._convert_options(read_types, columns))
+        except pa.ArrowInvalid as exc:
+            self._fail(exc, 0)
+        except StopIteration:
+            self.reader = None
+
+    def close(self):
+        self.file.close()
+
+    def _next(self) -> pa.Table | None:
+        if self.pending is not None:
+            t, self.pending = self.pending, None
+            return t
+        if self.reader is None:
+            return None
+        try:
+            batch = self.reader.read_next_batch()
+        except StopIteration:
+            self.reader = None
+            return None
+        except pa.ArrowInvalid as exc:
+            self._fail(exc, self.row)
+        t = pa.Table.from_batches([batch])
+        if not self.strict:
+            base = self.row
+            header = 1 if self.source.header == 0 else 0
+            t = self.source._cast_checked(t, self.types, self.path,
+                                          lambda i: base + i + 1 + header)
+        self.source._report(self.bad, self.path, lambda b: b.number or "?")
+        self.bad.clear()
+        return t
+
+    def take(self, start: int, stop: int | None, part: Partition) -> pa.Table:
+        out = []
+        while stop is None or self.row < stop:
+            t = self._next()
+            if t is None:
+                break
+            lo = max(0, start - self.row)
+            hi = t.num_rows if stop is None else min(t.num_rows, stop - self.row)
+            if hi < t.num_rows:
+                self.pending = t.slice(hi)
+            if hi > lo:
+                out.append(t.slice(lo, hi - lo))
+            self.row += hi
+        if not out:
+            return self.source._empty(self.columns)
+        return pa.concat_tables(out).combine_chunks()
+
+    def _fail(self, exc, row):
+        """Raise a DatasetError for a parse/conversion error near data row ``row``."""
+        src = self.source
+        if self.bad:
+            b = self.bad[0]
+            raise DatasetError(
+                f"{self.path}, line {b.number or '?'}: expected {b.expected_columns} fields, "
+                f"found {b.actual_columns}: {b.text[:200]!r}. Fix the line, or pass "
+                f"on_bad_lines='skip' (or 'warn') to drop such lines") from None
+        if "conversion error" in str(exc):
+            # find the value: stream the file again as strings, from this chunk on
+            import pyarrow.csv as pcsv
+
+            header = 1 if src.header == 0 else 0
+            with open_decompressed(self.path) as f:
+                reader = pcsv.open_csv(
+                    f, read_options=src._read_options(header == 1, 4 << 20),
+                    parse_options=src._parse_options(),
+                    convert_options=src._convert_options(
+                        {c: pa.string() for c in self.columns}, self.columns))
+                seen = 0
+                for batch in reader:
+                    t = pa.Table.from_batches([batch])
+                    if seen + t.num_rows > row:
+                        base = seen
+                        src._cast_checked(t, self.types, self.path,
+                                          lambda i: base + i + 1 + header)
+                    seen += t.num_rows
+        raise DatasetError(f"{self.path}: cannot parse as CSV near data row {row} ({exc})"
+                           + _newline_hint(exc)) from None
+
+
+def _line_end(mm, at: int, size: int) -> int:
+    """The position just after the first ``\\n`` at or after byte ``at`` (or ``size``)."""
+    while at < size:
+        block = mm.read_at(min(1 << 16, size - at), at)
+        nl = block.find(b"\n")
+        if nl >= 0:
+            return at + nl + 1
+        at += len(block)
+    return size
+
+
+class _LazyBytes:
+    """A buffer's bytes, copied only when asked for (error messages)."""
+
+    def __init__(self, buf):
+        self.buf, self.data = buf, None
+
+    def get(self) -> bytes:
+        if self.data is None:
+            self.data = self.buf.to_pybytes()
+        return self.data
+
+
+def pc_any_newline(col) -> bool:
+    """True when a string column holds a value with a line break."""
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.match_substring_regex(col, "[\\r\\n]")).as_py())
+
+
+def _cast_target(t: pa.DataType) -> pa.DataType:
+    return pa.string() if pa.types.is_dictionary(t) else t
+
+
+def _fits(value: str, t: pa.DataType) -> bool:
+    try:
+        pa.array([value], pa.string()).cast(_cast_target(t))
+        return True
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+
+
+def _line_of(path: str, pos: int) -> int:
+    """1-based line number of the line starting at byte ``pos`` of a plain file."""
+    n = 0
+    with open(path, "rb") as f:
+        left = pos
+        while left > 0:
+            block = f.read(min(left, 1 << 24))
+            if not block:
+                break
+            n += block.count(b"\n")
+            left -= len(block)
+    return n + 1
+
+
+def _line_in(data: bytes, pos: int, row, path: str):
+    """Line number of an invalid row (pyarrow's InvalidRow) found in ``data`` at ``pos``."""
+    at = data.find(row.text.encode("utf8", "replace")) if row.text else -1
+    if at < 0:
+        return row.number or "?"
+    return _line_of(path, pos) + data.count(b"\n", 0, at)
+
+
+def _newline_hint(exc) -> str:
+    return ("; if quoted fields contain line breaks, pass newlines_in_values=True"
+            if "Expected" in str(exc) else "")
+
+
+def _header_mismatch(path, got, first, want) -> str:
+    return (f"{path}: the header {', '.join(map(str, got))} differs from the header of "
+            f"{first} ({', '.join(map(str, want))}); all files of a dataset must have the "
+            f"same columns in the same order — read them as separate datasets")
+
+
+def read_csv(path, dtype=None, parse_dates=None, usecols=None, on_bad_lines="error",
+             sample_rows: int = 10_000, chunk_bytes: int = DEFAULT_CHUNK_BYTES, **options):
+    """A lazy frame over CSV files: a file, a directory, a glob or a list; plain or
+    compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``).
+
+    ``dtype``: ``{column: dtype}`` overrides the inferred types (numpy dtype names, ``"str"``,
+    ``"category"``, ``"datetime64[us]"`` or pyarrow types). ``parse_dates``: columns parsed as
+    timestamps (``date_format=`` for non-ISO formats). ``usecols``: the columns to keep.
+    ``on_bad_lines``: ``"error"`` (a :class:`DatasetError` naming file and line), ``"skip"`` or
+    ``"warn"`` (drop the line, with a warning). ``sample_rows``: rows per file read to infer the
+    types. ``chunk_bytes``: target size of one partition (bounds the memory of a rank).
+    Other options: ``sep``, ``header`` (0 or None), ``names``, ``quotechar``, ``escapechar``,
+    ``doublequote``, ``na_values``, ``keep_default_na``, ``true_values``, ``false_values``,
+    ``encoding``, ``skip_blank_lines``, ``newlines_in_values`` (quoted line breaks: files are
+    then streamed, not split).
+
+    Only a sample of the first files is read now. Raises ``FileNotFoundError`` when nothing
+    matches, :class:`DatasetError` when a file cannot be parsed or headers differ, and
+    ``TypeError``/``ValueError`` for unknown options.
+    """
+    from ..frame import Frame
+    from ..plan import Scan
+    from .types import empty_frame
+
+    source = CSVSource(path, dtype=dtype, parse_dates=parse_dates, usecols=usecols,
+                       on_bad_lines=on_bad_lines, sample_rows=sample_rows,
+                       chunk_bytes=chunk_bytes, **options)
+    return Frame(Scan(source, empty_frame(source.schema())))

@@ -1,0 +1,178 @@
+"""hf.read_csv: lazy, split or streamed, one schema, results equal to pandas.read_csv."""
+import os
+import warnings
+
+import pandas as pd
+import pytest
+
+from hpcframe.errors import DatasetError
+from hpcframe.io.csv import ByteRange, RowChunk, read_csv
+
+from ingest_support import compress, flights
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def pandas_read(path, **kw):
+    return pd.read_csv(path, **kw)
+
+
+@pytest.mark.parametrize("kind", [None, "gz", "bz2", "xz", "zst"])
+def test_plain_and_compressed_files_equal_pandas(tmp_path, kind, small_blocks):
+    plain = str(tmp_path / "f.csv")
+    flights(9000).to_csv(plain, index=False)
+    path = plain if kind is None else compress(plain, kind)
+    raw = read_csv(path, chunk_bytes=64 << 10)
+    got = raw.compute()
+    pd.testing.assert_frame_equal(got, pandas_read(plain))
+    parts = raw._node.source._hf_partitions
+    assert len(parts) > 3  # really split / chunked
+    assert all(isinstance(p.piece, RowChunk if kind else ByteRange) for p in parts)
+
+
+def test_query_on_a_glob_of_compressed_files(tmp_path, small_blocks):
+    frames = []
+    for i, kind in enumerate(["gz", "xz", "bz2"]):
+        df = flights(3000, seed=i)
+        p = str(tmp_path / f"flights-2016-{i}.csv")
+        df.to_csv(p, index=False)
+        compress(p, kind)
+        os.remove(p)
+        frames.append(df)
+    raw = read_csv(str(tmp_path / "flights-2016-*.csv.*"), chunk_bytes=32 << 10)
+    got = raw[raw.Carrier == "AA"].groupby("FlightDate")[["Flights", "Cancelled"]].sum() \
+        .compute()
+    exp = pd.concat(frames, ignore_index=True)
+    exp = exp[exp.Carrier == "AA"].groupby("FlightDate")[["Flights", "Cancelled"]].sum()
+    pd.testing.assert_frame_equal(got, exp)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("trailing", [True, False])
+@pytest.mark.parametrize("chunk", [1024, 1777, 5000])
+def test_byte_ranges_give_every_line_exactly_once(tmp_path, newline, trailing, chunk):
+    df = flights(1500)
+    text = df.to_csv(index=False, lineterminator=newline)
+    if not trailing:
+        text = text.rstrip("\r\n")
+    path = tmp_path / "f.csv"
+    path.write_bytes(text.encode())
+    assert os.path.getsize(path) % chunk  # not a multiple of the chunk
+    raw = read_csv(str(path), chunk_bytes=chunk)
+    pd.testing.assert_frame_equal(raw.compute(), pd.read_csv(path))
+    assert len(raw._node.source._hf_partitions) > 10
+
+
+def test_types_are_unified_across_files(tmp_path):
+    (tmp_path / "a.csv").write_text("k,x,y\n1,1,5\n2,2,6\n")
+    (tmp_path / "b.csv").write_text("k,x,y\n3,2.5,abc\n4,,7\n")
+    raw = read_csv(str(tmp_path / "*.csv"))
+    assert str(raw.dtypes["x"]) == "float64"  # int in a.csv, float in b.csv
+    assert pd.api.types.is_string_dtype(raw.dtypes["y"])  # int in a.csv, text in b.csv
+    got = raw.compute()
+    assert got.x.tolist()[:3] == [1.0, 2.0, 2.5] and pd.isna(got.x[3])
+    assert got.y.tolist() == ["5", "6", "abc", "7"]
+
+
+def test_dtype_parse_dates_usecols(tmp_path):
+    path = tmp_path / "f.csv"
+    flights(500).to_csv(path, index=False)
+    raw = read_csv(str(path), dtype={"Flights": "float64", "Carrier": "category"},
+                   parse_dates=["FlightDate"], usecols=["FlightDate", "Carrier", "Flights"])
+    got = raw.compute()
+    assert list(got.columns) == ["FlightDate", "Carrier", "Flights"]
+    assert got.Flights.dtype == "float64" and isinstance(got.Carrier.dtype, pd.CategoricalDtype)
+    exp = pd.read_csv(path, parse_dates=["FlightDate"], usecols=["FlightDate", "Carrier",
+                                                                 "Flights"])
+    assert (got.FlightDate.values == exp.FlightDate.values.astype(got.FlightDate.dtype)).all()
+
+
+def bad_value_file(tmp_path, name="bad.csv"):
+    df = flights(3000)
+    text = df.to_csv(index=False).splitlines()
+    fields = text[2500].split(",")
+    fields[4] = "many"  # Flights, an int column; line 2501 of the file
+    text[2500] = ",".join(fields)
+    path = tmp_path / name
+    path.write_text("\n".join(text) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", [None, "gz"])
+def test_value_that_does_not_fit_names_file_and_line(tmp_path, kind):
+    path = bad_value_file(tmp_path)
+    path = path if kind is None else compress(path, kind)
+    raw = read_csv(path, chunk_bytes=8 << 10, sample_rows=1000)  # the sample says int
+    with pytest.raises(DatasetError) as e:
+        raw.Flights.sum().compute()
+    msg = str(e.value)
+    assert os.path.basename(path) in msg and "line 2501" in msg and "'many'" in msg
+    assert "Flights" in msg and "on_bad_lines" in msg
+
+
+@pytest.mark.parametrize("kind", [None, "xz"])
+def test_bad_lines_skip_and_warn(tmp_path, kind):
+    path = bad_value_file(tmp_path)
+    with open(path, "a") as f:
+        f.write("1,2,3\n")  # too few fields
+    path = path if kind is None else compress(path, kind)
+    exp = pd.read_csv(bad_value_file(tmp_path, "clean.csv"))
+    exp = exp.drop(index=2499)
+    exp["Flights"] = exp.Flights.astype("int64")
+    got = read_csv(path, on_bad_lines="skip", chunk_bytes=8 << 10, sample_rows=1000).compute()
+    pd.testing.assert_frame_equal(got, exp.reset_index(drop=True))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        read_csv(path, on_bad_lines="warn", chunk_bytes=8 << 10, sample_rows=1000).compute()
+    text = " ".join(str(x.message) for x in w)
+    assert "skipped" in text and "many" in text
+
+
+def test_wrong_number_of_fields_names_the_line(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("a,b\n1,2\n3,4,5\n6,7\n")
+    with pytest.raises(DatasetError, match=r"f\.csv, line 3: expected 2 fields, found 3"):
+        read_csv(str(path), sample_rows=1).compute()
+
+
+def test_headers_must_agree(tmp_path):
+    (tmp_path / "a.csv").write_text("k,x\n1,2\n")
+    (tmp_path / "b.csv").write_text("k,z\n1,2\n")
+    with pytest.raises(DatasetError, match="b.csv: the header k, z differs"):
+        read_csv(str(tmp_path / "*.csv"), sample_rows=1).compute()
+
+
+def test_unknown_option_and_column_are_clear(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(TypeError, match="unsupported option.*nrows"):
+        read_csv(str(path), nrows=3)
+    with pytest.raises(DatasetError, match="no column 'c'"):
+        read_csv(str(path), usecols=["a", "c"])
+
+
+def test_quoted_newlines_are_detected_and_the_file_streamed(tmp_path):
+    """A line break inside a quoted field (seen in the sample) turns byte-range splitting
+    off: the file is streamed, and rows stay whole."""
+    path = tmp_path / "f.csv"
+    rows = [f'{i},"line {i}\nsecond part"' if i % 7 == 0 else f"{i},plain {i}"
+            for i in range(3000)]
+    path.write_text("a,b\n" + "\n".join(rows) + "\n")
+    raw = read_csv(str(path), chunk_bytes=4096)
+    assert all(isinstance(p.piece, RowChunk) for p in raw._node.source.discover(
+        __import__("hpcframe.comm", fromlist=["Comm"]).Comm()))
+    pd.testing.assert_frame_equal(raw.compute(), pd.read_csv(path))
+
+
+def test_lowering_block_rows_after_a_query_rediscovers(tmp_path, monkeypatch):
+    """Byte ranges have estimated row counts: they must never be cut by rows, so a smaller
+    ``block_rows`` later makes the source cut its files again instead."""
+    from hpcframe.config import config
+
+    path = tmp_path / "f.csv"
+    flights(6000).to_csv(path, index=False)
+    raw = read_csv(str(path), chunk_bytes=64 << 10)
+    assert raw.len().compute() == 6000
+    monkeypatch.setattr(config, "block_rows", 700)
+    pd.testing.assert_frame_equal(raw.compute(), pd.read_csv(path))
+    assert all(p.num_rows <= 700 for p in raw._node.source._hf_partitions)

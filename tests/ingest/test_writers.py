@@ -1,0 +1,127 @@
+"""to_parquet / to_hdf / to_csv: read back equal, atomic, resumable."""
+import json
+import os
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+import hpcframe as hf
+from hpcframe.errors import ComputeError
+from hpcframe.io.csv import read_csv
+from hpcframe.io.writers import (MANIFEST, STAGING, ParquetFormat, to_csv, to_hdf, to_parquet,
+                                 write)
+
+from ingest_support import compress, flights
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def src(tmp_path, small_blocks):
+    frames = []
+    for i in range(2):
+        df = flights(5000, seed=i, year=2015 + i)
+        p = str(tmp_path / f"flights-{i}.csv")
+        df.to_csv(p, index=False)
+        frames.append(pd.read_csv(p))  # what pandas makes of the file
+        compress(p, "gz")
+        os.remove(p)
+    return str(tmp_path / "flights-*.csv.gz"), pd.concat(frames, ignore_index=True)
+
+
+def sort(df, cols):
+    return df.sort_values(cols, kind="mergesort").reset_index(drop=True)
+
+
+def test_hive_parquet_read_back_by_hpcframe_pandas_and_pyarrow(tmp_path, src):
+    pattern, exp = src
+    out = str(tmp_path / "flights")
+    s = to_parquet(read_csv(pattern, chunk_bytes=32 << 10), out, partition_by=["Year", "Month"],
+                   row_group_size=500)
+    assert s["rows"] == len(exp) and s["leaves"] > 4
+    assert os.path.isdir(os.path.join(out, "Year=2016", "Month=7"))
+    assert not os.path.exists(os.path.join(out, STAGING))
+    manifest = json.load(open(os.path.join(out, MANIFEST)))
+    assert manifest["rows"] == len(exp) and len(manifest["files"]) == s["files"]
+    cols = list(exp.columns)
+    got = hf.read_parquet(out).compute()[cols]
+    pd.testing.assert_frame_equal(sort(got, cols), sort(exp, cols))
+    via_pandas = pd.read_parquet(out)
+    assert len(via_pandas) == len(exp) and set(via_pandas.columns) == set(cols)
+    table = ds.dataset(out, format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == len(exp)
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(os.path.join(out, manifest["files"][0]["path"]))
+    assert meta.row_group(0).num_rows <= 500
+    assert meta.row_group(0).column(0).statistics.has_min_max
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    # a query on the result equals pandas
+    f = hf.read_parquet(out)
+    q = f[f.Carrier == "AA"].groupby("Month")[["Flights"]].sum().compute()
+    pd.testing.assert_frame_equal(q, exp[exp.Carrier == "AA"].groupby("Month")[["Flights"]]
+                                  .sum())
+
+
+def test_hdf5_read_back_by_read_hdf(tmp_path, src):
+    pattern, exp = src
+    out = str(tmp_path / "flights.h5")
+    s = to_hdf(read_csv(pattern, chunk_bytes=32 << 10), out)
+    assert s["rows"] == len(exp) and s["files"] > 4
+    got = hf.read_hdf(out).compute()
+    pd.testing.assert_frame_equal(got, exp.fillna({"Origin": ""}))
+    f = hf.read_hdf(out)
+    assert f[f.Year == 2016].Flights.sum().compute() == exp[exp.Year == 2016].Flights.sum()
+
+
+def test_csv_output_and_a_query_result(tmp_path, src):
+    pattern, exp = src
+    raw = read_csv(pattern, chunk_bytes=32 << 10)
+    aa = raw[raw.Carrier == "AA"].assign(late=raw.Cancelled > 0.5)
+    out = str(tmp_path / "aa")
+    to_csv(aa, out)
+    got = read_csv(out + "/*.csv").compute()
+    e = exp[exp.Carrier == "AA"].assign(late=exp.Cancelled > 0.5).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, e)
+    to_parquet(aa, str(tmp_path / "aa_pq"))
+    pd.testing.assert_frame_equal(hf.read_parquet(str(tmp_path / "aa_pq")).compute(), e)
+
+
+def test_a_failure_leaves_no_dataset_and_rerun_resumes(tmp_path, src):
+    pattern, exp = src
+    out = str(tmp_path / "flights")
+    raw = read_csv(pattern, chunk_bytes=32 << 10)
+    with pytest.raises(ComputeError, match="simulated failure in leaf 3"):
+        write(raw, ParquetFormat(out, ["Month"]), fail_leaf=3)
+    assert os.listdir(out) == [STAGING]  # no manifest, nothing a reader would pick up
+    with pytest.raises(FileNotFoundError):
+        hf.read_parquet(out)
+    done = os.listdir(os.path.join(out, STAGING, "_leaves"))
+    assert len(done) == 3
+    s = to_parquet(read_csv(pattern, chunk_bytes=32 << 10), out, partition_by=["Month"])
+    assert s["skipped"] == 3 and s["rows"] == len(exp)
+    assert s["rows_in"] < len(exp)  # finished leaves were not read again
+    cols = [c for c in exp.columns if c != "Month"]
+    got = hf.read_parquet(out).compute()
+    pd.testing.assert_frame_equal(sort(got[cols], cols), sort(exp[cols], cols))
+    again = to_parquet(read_csv(pattern, chunk_bytes=32 << 10), out, partition_by=["Month"])
+    assert again["skipped"] == again["leaves"]  # complete: nothing to do
+
+
+def test_destination_checks(tmp_path, src):
+    pattern, _ = src
+    raw = read_csv(pattern, chunk_bytes=32 << 10)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="did not write"):
+        to_parquet(raw, str(foreign))
+    out = str(tmp_path / "out")
+    to_parquet(raw, out)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        to_parquet(raw[raw.Year == 2016], out)
+    s = to_parquet(raw[raw.Year == 2016], out, overwrite=True)
+    assert hf.read_parquet(out).len().compute() == s["rows"] < 10000
+    with pytest.raises(KeyError, match="Yaer"):
+        to_parquet(raw, str(tmp_path / "x"), partition_by=["Yaer"])
