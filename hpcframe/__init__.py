@@ -20,6 +20,7 @@ from .frame import Frame, GroupBy, Result, Series, compute
 
 __all__ = [
     "read_parquet", "read_hdf", "from_pandas", "compute", "register_aggregation",
+    "read_csv", "to_parquet", "to_hdf", "to_csv",
     "ProgressBar", "Profiler", "ResourceProfiler", "visualize", "profiling",
     "last_run_stats", "config", "Frame", "Series", "GroupBy", "Result",
     "HpcframeError", "DatasetError", "ComputeError", "DatasetComputeError", "ColumnNotFoundError", "__version__",
@@ -68,6 +69,10 @@ def from_pandas(df, npartitions: int = 1) -> Frame:
 
 
 _LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays light
+    "read_csv": "hpcframe.io.csv",
+    "to_parquet": "hpcframe.io.writers",
+    "to_hdf": "hpcframe.io.writers",
+    "to_csv": "hpcframe.io.writers",
     "ProgressBar": "hpcframe.diagnostics",
     "Profiler": "hpcframe.diagnostics",
     "ResourceProfiler": "hpcframe.diagnostics",

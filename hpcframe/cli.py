@@ -227,13 +227,15 @@ def _register_job_commands() -> None:
 _register_job_commands()
 
 
-def _register_report() -> None:
+def _register_more() -> None:
+    from .convert import convert_command
     from .diagnostics.cli import report
 
     main.add_command(report, "report")
+    main.add_command(convert_command, "convert")
 
 
-_register_report()
+_register_more()
 
 
 if __name__ == "__main__":  # pragma: no cover
