@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
                  f'{" ".join(map(shlex.quote, extra))} > {shlex.quote(logdir)}/n{n}-rank$PMI_RANK.log 2>&1; fi')
         add(run(f"mpiexec -n {n}", [mpiexec, "-n", n, "sh", "-c", inner], logs))
     failed = total.get("failed", 0) + total.get("error", 0)
-    print(f"\nall configurations: {total.get('passed', 0)} passed, {failed} failed, "
+    print(f"\nsuite: {total.get('passed', 0)} passed, {failed} failed, "
           f"{total.get('skipped', 0)} skipped")
     return 1 if failed else 0
 
