@@ -158,7 +158,7 @@ def _dense_codes(df, keys, dropna):
         col = df[k]
         if k == ALL_KEY:
             c, cats = np.zeros(len(df), dtype=np.int64), pd.Index([0])
-        elif isinstance(col.dtype, pd.CategoricalDtype):
+        elif isinstance(col.dtype, pd.CategoricalDtype) and len(col.cat.categories):
             c, cats = col.cat.codes.to_numpy().astype(np.int64), col.cat.categories
         else:
             return None

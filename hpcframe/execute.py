@@ -11,6 +11,7 @@ rank instead of leaving the others waiting.
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from dataclasses import dataclass
 
@@ -136,6 +137,8 @@ class _OutputPlan:
         self.keep_dict = frozenset(k for k in keys if k in declared.names and k not in used
                                    and is_string(declared.field(k).type))
         self.prune = P.prune_predicate(out.node)
+        self.filters = self.arrow_pred is not None or any(
+            type(s).__name__ in ("Filter", "_BareFilter") for s in self.steps)
         self.key = (str(self.arrow_pred), id(out.node), frozenset(out.columns()),
                     self.keep_dict)
 
@@ -222,8 +225,13 @@ def _run_scan(outs, comm, root):
     stacks = [TreeStack(len(leaves), o.combine) for o in outs]
     _add_stat("partitions_total", len(leaves))
     _add_stat("partitions_pruned", sum(1 for c in costs if c == 0))
-    run = _run_info(comm, source, outs, leaves, wanted, start, stop) if callbacks.active() \
-        else None
+    run = None
+    if callbacks.active():
+        try:
+            run = _run_info(comm, source, outs, leaves, wanted, start, stop)
+        except Exception as exc:
+            error = failure(comm, "starting the diagnostics callbacks", exc)
+        comm.agree(error)
     cache = _ReadCache(source, read_cols)
     # head(n): once this rank holds n rows, its later leaves cannot be among the first n
     limits = [getattr(o, "limit", None) for o in outs]
@@ -234,8 +242,9 @@ def _run_scan(outs, comm, root):
         cache.read_end, cache.rows, cache.rows_out = None, 0, None
         wants, parts = wanted[i]
         wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
-        if any(wants) and all(lim is not None for w, lim in zip(wants, limits) if w):
-            # only head(n) outputs want this leaf: read just enough of its partitions
+        if any(wants) and all(lim is not None and not plans[k].filters
+                              for k, (w, lim) in enumerate(zip(wants, limits)) if w):
+            # only unfiltered head(n) outputs want this leaf: read just enough partitions
             need = max(lim - n for w, lim, n in zip(wants, limits, produced) if w)
             parts = _first_rows(parts, need)
         try:
@@ -249,14 +258,19 @@ def _run_scan(outs, comm, root):
             error = failure(comm, f"processing partition {leaf.describe()}", exc)
             break
         if run is not None:
-            callbacks.emit("on_leaf_done", run, leaf, {
-                "start": t0, "read_end": cache.read_end or t0, "compute_end": t_computed,
-                "end": time.perf_counter(), "rows": cache.rows, "rows_out": cache.rows_out,
-                "nbytes": sum(p.nbytes for p in wanted[i][1])})
+            try:
+                callbacks.emit("on_leaf_done", run, leaf, {
+                    "start": t0, "read_end": cache.read_end or t0, "compute_end": t_computed,
+                    "end": time.perf_counter(), "rows": cache.rows,
+                    "rows_out": cache.rows_out, "nbytes": sum(p.nbytes for p in wanted[i][1])})
+            except Exception as exc:
+                error = failure(comm, "running a diagnostics callback (on_leaf_done)", exc)
+                break
     cache.clear()
     try:
         _collective(run, "agree", comm.agree, error)
         nodes = [s.nodes() for s in stacks]
+        _collective(run, "agree", comm.agree, _unsendable(comm, nodes))
         shuffle = _shuffle_choice(outs, nodes, comm)
         plain = [[] if sh else n for n, sh in zip(nodes, shuffle)]
         if root is None:
@@ -287,6 +301,18 @@ def _run_scan(outs, comm, root):
     if run is not None:
         callbacks.emit("on_run_end", run, None)
     return results
+
+
+def _unsendable(comm, obj):
+    """A failure if ``obj`` cannot be pickled (e.g. a map_partitions result holding a lambda):
+    found before the exchange, so no rank is left waiting in it."""
+    if comm.size == 1:
+        return None
+    try:
+        pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        return failure(comm, "sending the partial results to the other ranks", exc)
+    return None
 
 
 def _shuffle_choice(outs, nodes, comm) -> list[bool]:
@@ -362,7 +388,12 @@ def _collective(run, name, fn, *args):
     try:
         return fn(*args)
     finally:
-        callbacks.emit("on_collective", run, name, t0, time.perf_counter())
+        try:
+            callbacks.emit("on_collective", run, name, t0, time.perf_counter())
+        except Exception as exc:  # must not skip this rank's next collective
+            import warnings
+
+            warnings.warn(f"diagnostics callback on_collective failed: {exc!r}")
 
 
 def _run_info(comm, source, outs, leaves, wanted, start, stop):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import os
 from typing import Iterable
+from urllib.parse import unquote
 
 _GLOB_CHARS = set("*?[")
 
@@ -69,5 +70,6 @@ def hive_values(file: str, root: str | None) -> dict[str, str]:
     for part in rel.split(os.sep):
         if "=" in part:
             k, v = part.split("=", 1)
-            out[k] = v
+            # writers percent-encode values (pyarrow: "New York" -> New%20York)
+            out[unquote(k)] = v if v == "__HIVE_DEFAULT_PARTITION__" else unquote(v)
     return out
