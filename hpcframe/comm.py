@@ -161,13 +161,22 @@ class RankFailure(tuple):
 
 def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
     """Describe ``exc`` raised on this rank while doing ``context``."""
-    if isinstance(exc, HpcframeError) and not isinstance(exc, ComputeError):
-        text = f"{type(exc).__name__}: {exc}"
-    else:
-        tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        text = "".join(tb[-3:]).rstrip()
+    text = f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, HpcframeError):
+        frame = _innermost_own_frame(exc)
+        if frame is not None:
+            text += f"\n  at {frame.filename}:{frame.lineno} in {frame.name}: {frame.line}"
     kind = "DatasetError" if isinstance(exc, DatasetError) else type(exc).__name__
     return RankFailure(comm.rank, comm.host, context, text, kind)
+
+
+def _innermost_own_frame(exc):
+    """The innermost traceback frame in user code or hpcframe (not in a library): where to
+    look first."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if "site-packages" not in f.filename
+           or f"{os.sep}hpcframe{os.sep}" in f.filename]
+    return own[-1] if own else (frames[-1] if frames else None)
 
 
 def _failure_message(failures, size) -> str:

@@ -33,7 +33,7 @@ class PandasSource:
         bounds = [n * i // k for i in range(k + 1)]
         row_bytes = max(1, int(self.df.memory_usage(deep=False, index=False).sum()) // max(n, 1))
         # one "file" per partition: the user chose the partitioning, keep it
-        return [Partition(f"<memory part {i}>", i, bounds[i], bounds[i + 1],
+        return [Partition(f"<pandas partition {i}>", "in memory", bounds[i], bounds[i + 1],
                           (bounds[i + 1] - bounds[i]) * row_bytes) for i in range(k)]
 
     def read(self, part: Partition, columns: list[str]) -> pa.Table:
