@@ -268,9 +268,8 @@ def _run_scan(outs, comm, root):
                 break
     cache.clear()
     try:
-        _collective(run, "agree", comm.agree, error)
         nodes = [s.nodes() for s in stacks]
-        _collective(run, "agree", comm.agree, _unsendable(comm, nodes))
+        _collective(run, "agree", comm.agree, error or _unsendable(comm, nodes))
         shuffle = _shuffle_choice(outs, nodes, comm)
         plain = [[] if sh else n for n, sh in zip(nodes, shuffle)]
         if root is None:
