@@ -8,11 +8,30 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
 import click
 
 FORMATS = ("parquet", "hdf5", "csv")
+#: The ``--compression`` values each ``--to`` format accepts (the first is the default).
+COMPRESSIONS = {"parquet": ("zstd", "snappy", "gzip", "brotli", "lz4", "none"),
+                "hdf5": ("gzip", "lzf", "none"), "csv": ()}
+
+
+def check_compression(to: str, compression) -> str | None:
+    """The codec to pass to the writer for ``--to to --compression compression`` (``None``
+    for "none"; the format's default when ``compression`` is ``None``). Raises
+    ``ValueError`` naming ``--compression`` and the accepted values otherwise."""
+    allowed = COMPRESSIONS.get(to, ())
+    if compression is None:
+        return allowed[0] if allowed else None
+    value = str(compression).strip().lower()
+    if not allowed:
+        raise ValueError(f"--compression {compression!r}: --to {to} output is not compressed; "
+                         f"leave --compression out")
+    if value not in allowed:
+        raise ValueError(f"--compression {compression!r} is not supported with --to {to}; "
+                         f"use one of {', '.join(allowed)}")
+    return None if value == "none" else value
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
 
 
@@ -81,16 +100,20 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
 
     if to not in FORMATS:
         raise ValueError(f"unknown output format {to!r}; use one of {', '.join(FORMATS)}")
+    codec = check_compression(to, compression)
+    if partition_by and to == "hdf5":
+        raise ValueError("partition_by is only for --to parquet or csv (HDF5 output is one "
+                         "table)")
     frame = open_source(src, **csv_options)
     if to == "parquet":
-        fmt = W.ParquetFormat(dst, partition_by, row_group_size, compression or "zstd")
+        fmt = W.ParquetFormat(dst, partition_by, row_group_size, codec or "none")
     elif to == "csv":
         fmt = W.CSVFormat(dst, partition_by)
     else:
         if partition_by:
             raise ValueError("partition_by is only for --to parquet or csv (HDF5 output is one "
                              "table)")
-        fmt = W.HDF5Format(dst, compression or "gzip")
+        fmt = W.HDF5Format(dst, codec)
     return W.write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
 
 
@@ -146,7 +169,8 @@ def _size(ctx, param, value):
 @click.option("--partition-by", callback=_split_list,
               help="Comma-separated columns for hive folders (parquet, csv).")
 @click.option("--compression", default=None,
-              help="Parquet: zstd (default), snappy, gzip, none. HDF5: gzip (default), lzf.")
+              help="Parquet: zstd (default), snappy, gzip, brotli, lz4, none. HDF5: gzip "
+                   "(default), lzf, none. Not for csv.")
 @click.option("--row-group-size", type=int, default=1 << 20, show_default=True,
               help="Rows per Parquet row group.")
 @click.option("--sep", default=None, help="CSV field separator (default ',').")
@@ -166,18 +190,36 @@ def convert_command(src, dst, to, partition_by, compression, row_group_size, sep
                     progress):
     """Convert SRC (CSV files, plain or .gz/.bz2/.xz/.zst; Parquet; HDF5; a glob in quotes)
     into DST. Run under mpiexec to use several ranks; re-run after a failure to resume."""
-    from .comm import communicator
-    from .errors import HpcframeError
+    from .cli import handle_errors
 
+    handle_errors(_convert_body)(src, dst, to, partition_by, compression, row_group_size, sep,
+                                 dtype, parse_dates, usecols, on_bad_lines, chunk_bytes,
+                                 overwrite, dry_run, progress)
+
+
+def _convert_body(src, dst, to, partition_by, compression, row_group_size, sep, dtype,
+                  parse_dates, usecols, on_bad_lines, chunk_bytes, overwrite, dry_run,
+                  progress):
+    """The command body; errors become exit codes: 2 for usage (bad options, an existing
+    destination), 1 for a failed run (see ``hpcframe --help``)."""
+    from .cli import Failure
+    from .comm import communicator
+    from .errors import ComputeError, HpcframeError
+
+    try:
+        check_compression(to, compression)
+        if partition_by and to == "hdf5":
+            raise ValueError("--partition-by is only for --to parquet or csv (HDF5 output is "
+                             "one table)")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     csv_options = {k: v for k, v in dict(sep=sep, dtype=dtype, parse_dates=parse_dates,
                                          usecols=usecols, chunk_bytes=chunk_bytes).items()
                    if v is not None}
     if on_bad_lines != "error":
         csv_options["on_bad_lines"] = on_bad_lines
-    rank = 0
     try:
         with communicator() as comm:
-            rank = comm.rank
             if dry_run:
                 frame = open_source(src, **csv_options)
                 text = plan_text(frame, to, dst, comm.size, comm)
@@ -189,15 +231,16 @@ def convert_command(src, dst, to, partition_by, compression, row_group_size, sep
                               row_group_size=row_group_size, **csv_options)
             if comm.rank == 0:
                 click.echo(summary_text(summary))
-    except (HpcframeError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        if rank != 0:  # every rank has the same error: report it once
-            sys.exit(1)
-        if "ComputeError" in type(exc).__name__:
-            click.echo(f"hpcframe convert failed; re-run the same command to resume:\n{exc}",
-                       err=True)
-        else:
-            click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+    except FileExistsError as exc:  # the destination holds something: a usage error
+        raise Failure(str(exc), 2, exc) from exc
+    except ComputeError as exc:
+        raise Failure(f"hpcframe convert failed; re-run the same command to resume:\n{exc}",
+                      1, exc) from exc
+    except HpcframeError:
+        raise  # handle_errors: 1 (2 for a bad query/column)
+    except ValueError as exc:  # bad CSV options (dtype, separator...) found while opening
+        data = type(exc).__module__.startswith("pyarrow")  # unreadable data: the run failed
+        raise Failure(str(exc), 1 if data else 2, exc) from exc
 
 
 if __name__ == "__main__":  # python -m hpcframe.convert ... (same as ``hpcframe convert``)

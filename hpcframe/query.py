@@ -109,11 +109,43 @@ def apply_expression(frame, text: str, what: str = "expression"):
 def _series_of(frame, tree: E.Expr, text: str, what: str):
     try:
         return _to_series(frame, tree)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         if isinstance(exc, HpcframeError):
             raise
-        raise QueryError(f"{what} {text!r} cannot be applied to these columns: {exc}",
-                         text) from exc
+        raise QueryError(f"{what} {_short(text)} cannot be applied to these columns: "
+                         f"{_short(str(exc))}", text) from exc
+
+
+_MAX_FLOAT_INT = 2 ** 1024  # integers from here on have no float64 value
+
+
+def _check_number(value) -> None:
+    """Refuse an int literal that does not fit float64 (compared with a column)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _MAX_FLOAT_INT:
+        raise QueryError(f"the integer literal {_lit_text(value)} is too large to compare with "
+                         f"a column (it does not fit a float64); use a smaller number")
+
+
+def _check_text(arg, e) -> None:
+    """``x.str.<method>`` needs a text column: a clear :class:`QueryError` otherwise."""
+    if not _is_series(arg):
+        raise QueryError(f"x.str.{e.method} needs a text column, not the constant "
+                         f"{_lit_text(arg)}")
+    dtype = getattr(arg, "dtype", None)
+    kind = getattr(dtype, "kind", None)
+    if dtype is None or kind in ("O", "U", "S") or str(dtype) in ("category", "string") \
+            or str(dtype).startswith(("str", "string")):
+        return
+    name = e.arg.name if isinstance(e.arg, E.Col) else e.arg.text()
+    raise QueryError(f"x.str.{e.method} needs a text column; {name!r} is {dtype}; convert it "
+                     f"first, or compare numbers instead (e.g. {name} > 0)")
+
+
+def _lit_text(value) -> str:
+    """A short text for a literal (huge integers are not printed in full)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    return _short(repr(value))
 
 
 def _is_series(value) -> bool:
@@ -130,6 +162,9 @@ def _to_series(frame, e: E.Expr):
         return e.value
     if isinstance(e, E.Bin):
         left, right = _to_series(frame, e.left), _to_series(frame, e.right)
+        for lit, other in ((left, right), (right, left)):
+            if _is_series(other):
+                _check_number(lit)
         if e.op in ("&", "|"):
             return (left & right) if e.op == "&" else (left | right)
         return _PY[e.op](left, right)
@@ -141,10 +176,14 @@ def _to_series(frame, e: E.Expr):
     if isinstance(e, E.IsIn):
         return arg.isin(e.values)
     if isinstance(e, E.Between):
+        if _is_series(arg):
+            _check_number(e.low)
+            _check_number(e.high)
         return arg.between(e.low, e.high, inclusive=e.inclusive)
     if isinstance(e, E.IsNa):
         return arg.notna() if e.negate else arg.isna()
     if isinstance(e, E.StrMatch):
+        _check_text(arg, e)
         if e.method == "contains":
             return arg.str.contains(e.pattern, case=e.case, regex=e.regex)
         return getattr(arg.str, e.method)(e.pattern)
@@ -446,7 +485,8 @@ class _Parser:
         try:
             return _PY[op](a, b)
         except (ArithmeticError, TypeError, ValueError) as exc:
-            raise self.fail(node, f"cannot compute {a!r} {op} {b!r} ({exc})") from None
+            raise self.fail(node, f"cannot compute {_lit_text(a)} {op} {_lit_text(b)} "
+                                  f"({exc})") from None
 
 
 _CMP_NAMES = frozenset(("==", "!=", "<", "<=", ">", ">="))

@@ -448,10 +448,10 @@ def _at(key, value, fn):
         return fn()
     except (ColumnNotFoundError, QueryError) as exc:
         raise SpecError(key, str(exc), value) from exc
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         if isinstance(exc, HpcframeError):
             raise
-        raise SpecError(key, f"{exc}", value) from exc
+        raise SpecError(key, f"{type(exc).__name__}: {str(exc)[:300]}", value) from exc
 
 
 def build(spec: JobSpec):
@@ -595,17 +595,20 @@ def explain_job(path: str, overrides=(), comm=None) -> str:
 
 
 def _with_output(spec: JobSpec, output, overwrite) -> JobSpec:
-    from .io.output import format_of
+    """``spec`` with the command line's ``--output``/``--overwrite``. A ``--output`` path is
+    replaced only with ``--overwrite`` (the spec's ``overwrite: true`` was meant for the
+    spec's own output). Raises :class:`SpecError` for a ``--output`` whose extension is not
+    one of the writers' suffixes, or ``--overwrite`` without any output."""
+    from .io.output import FORMATS, format_of
 
     out = spec.output
     if output is not None:
         fmt = format_of(output)
         if fmt is None:
-            fmt = out.format if out is not None else None
-        if fmt is None:
-            raise SpecError("--output", f"cannot tell the format of {output!r}: end it in "
-                            ".parquet, .h5 or .csv", output, spec.source)
-        out = OutputSpec(output, fmt, out.overwrite if out is not None else False)
+            suffixes = ", ".join(x for fmts in FORMATS.values() for x in fmts)
+            raise SpecError("--output", f"cannot tell the format of {output!r}: end the name "
+                            f"in one of {suffixes}", output, spec.source)
+        out = OutputSpec(output, fmt, False)
     if overwrite is not None:
         if out is None:
             raise SpecError("--overwrite", "there is no output to overwrite; give --output "
@@ -665,12 +668,13 @@ def _run(spec: JobSpec, c, output, overwrite) -> RunSummary:
     values = compute(*objs, comm=c, root=0)
     stats = c.gather(last_run_stats(), root=0)
     table = None
-    if c.rank == 0:
-        table = finish(list(values) if isinstance(lazy, _Many) else values[0])
 
-    def write():
-        if c.rank == 0 and out is not None:
-            write_table(table, out.path, out.format, overwrite=out.overwrite)
+    def write():  # finish and write on rank 0; a failure of either reaches every rank
+        nonlocal table
+        if c.rank == 0:
+            table = finish(list(values) if isinstance(lazy, _Many) else values[0])
+            if out is not None:
+                write_table(table, out.path, out.format, overwrite=out.overwrite)
 
     _together(c, write)
     rows_total = None

@@ -24,17 +24,18 @@ __all__ = ["ProgressBar", "Profiler", "ResourceProfiler", "visualize", "profilin
 
 
 @contextmanager
-def profiling(profile_dir=None, progress: bool = False, dt: float = 0.5):
+def profiling(profile_dir=None, progress: bool = False, dt: float = 0.5, comm=None):
     """Diagnostics around a batch run (what ``hpcframe run --progress --profile-dir`` uses).
 
     With ``progress`` a :class:`ProgressBar`; with ``profile_dir`` a :class:`Profiler` and a
     :class:`ResourceProfiler` (sampling every ``dt`` s) whose records rank 0 saves into
     ``profile_dir`` on exit (also when the run failed: ``run.json`` then says so). Use it on
     every rank. Yields the list of active callbacks. Raises ``OSError`` on every rank, before
-    anything runs, when ``profile_dir`` cannot be created or written.
+    anything runs, when ``profile_dir`` cannot be created or written on any rank (the ranks
+    agree through ``comm``, default COMM_WORLD when launched by MPI: collective then).
     """
     if profile_dir is not None:
-        _check_writable(os.fspath(profile_dir))
+        _check_everywhere(os.fspath(profile_dir), comm)
     status = "ok"
     with ExitStack() as stack:
         active = []
@@ -54,6 +55,28 @@ def profiling(profile_dir=None, progress: bool = False, dt: float = 0.5):
                 stack.close()  # stop the sampler before saving
                 if prof.root and _world_rank() == 0:
                     save(collect([prof, rprof], status=status), profile_dir)
+
+
+def _check_everywhere(path: str, comm=None) -> None:
+    """:func:`_check_writable` on every rank; if it failed on any rank, raise ``OSError`` on
+    every rank (the rank's own message where it failed, the first failure's elsewhere)."""
+    from ..comm import communicator
+
+    try:
+        _check_writable(path)
+        error = None
+    except OSError as exc:
+        error = exc
+    with communicator(comm) as c:
+        if c.size == 1:
+            messages = [None if error is None else str(error)]
+        else:
+            messages = c.allgather(None if error is None else str(error))
+    if error is not None:
+        raise error
+    for rank, message in enumerate(messages):
+        if message is not None:
+            raise OSError(f"rank {rank}: {message}")
 
 
 def _check_writable(path: str) -> None:

@@ -23,11 +23,24 @@ def report(directory, png, output):
     except (FileNotFoundError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     html_path = output or os.path.join(directory, "report.html")
-    write_html(profile, html_path)
+    folder = os.path.dirname(os.path.abspath(html_path))
+    if not os.path.isdir(folder):
+        raise click.UsageError(f"cannot write {html_path!r}: the folder {folder!r} does not "
+                               f"exist; create it first or choose another -o/--output")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.UsageError(f"cannot write {html_path!r}: the folder {folder!r} is not "
+                               f"writable; choose another -o/--output")
+    try:
+        write_html(profile, html_path)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {html_path!r}: {exc}") from None
     click.echo(f"wrote {html_path}")
     if png:
         png_path = os.path.splitext(html_path)[0] + ".png"
-        write_png(profile, png_path)
+        try:
+            write_png(profile, png_path)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {png_path!r}: {exc}") from None
         click.echo(f"wrote {png_path}")
     s = summarize(profile)
     click.echo(f"{s['ranks']} rank(s), wall {s['wall']:.2f} s")

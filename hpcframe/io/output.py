@@ -75,6 +75,7 @@ def write_table(df, path: str, fmt: str | None = None, overwrite: bool = False) 
     os.close(fd)
     try:
         _WRITERS[fmt](df, tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600: give it the usual mode
         _fsync(tmp)
         _move(tmp, path, overwrite)
     except BaseException:
@@ -82,6 +83,13 @@ def write_table(df, path: str, fmt: str | None = None, overwrite: bool = False) 
         raise
     _fsync_dir(directory)
     return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _move(tmp: str, path: str, overwrite: bool) -> None:

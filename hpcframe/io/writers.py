@@ -401,11 +401,11 @@ def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: boo
         if c.rank == 0:
             try:
                 state = _prepare(fmt, staging, plan, overwrite)
-            except (OSError, ValueError) as exc:  # the others wait in bcast: send it to them
-                state = exc
+            except Exception as exc:  # the others wait in bcast: send it to them
+                state = _portable(exc)
         state = c.bcast(state)
         if isinstance(state, Exception):
-            raise type(state)(*state.args)  # the same error on every rank
+            raise _rebuild(state)  # the same error on every rank
         if state == "complete":
             return _summary_from_manifest(fmt, c.size, time.perf_counter() - t0)
         done = _done_leaves(staging, len(leaves))
@@ -439,11 +439,86 @@ def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: boo
         return c.bcast(summary)
 
 
+def _inside(base: str, rel) -> str:
+    """``base/rel`` when ``rel`` is a relative path that stays inside ``base`` (after
+    resolving ``..`` and symbolic links); raises ``ValueError`` otherwise."""
+    if not isinstance(rel, str) or not rel or os.path.isabs(rel) or "\0" in rel:
+        raise ValueError(f"{rel!r} is not a relative path")
+    if ".." in rel.replace("\\", "/").split("/"):
+        raise ValueError(f"{rel!r} contains '..'")
+    root = os.path.realpath(base)
+    full = os.path.realpath(os.path.join(base, rel))
+    if full == root or os.path.commonpath([root, full]) != root:
+        raise ValueError(f"{rel!r} points outside {base}")
+    return os.path.join(base, rel)
+
+
+def _checked_files(record: str, base: str, files) -> list:
+    """``files`` (a list of file descriptors read from ``record``) after checking that every
+    ``path`` stays inside ``base``; raises :class:`DatasetError` naming the record and the
+    entry otherwise."""
+    if not isinstance(files, list):
+        raise DatasetError(f"{record}: 'files' is not a list; remove it or choose another path")
+    for f in files:
+        try:
+            if not isinstance(f, dict):
+                raise ValueError("an entry is not an object")
+            _inside(base, f.get("path"))
+        except ValueError as exc:
+            raise DatasetError(f"{record}: refusing the file entry {f!r} ({exc}); hpcframe only "
+                               f"touches files inside {base}. Remove {record} by hand or "
+                               f"choose another path") from None
+    return files
+
+
+def _read_manifest(manifest: str, data_dir: str) -> dict:
+    """The manifest at ``manifest`` after checking its shape (an object whose ``files`` is a
+    list of entries inside ``data_dir``); raises :class:`DatasetError` otherwise."""
+    try:
+        old = _read_json(manifest)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{manifest} is not an hpcframe manifest ({exc}); remove it or "
+                           f"choose another path") from None
+    if not isinstance(old, dict) or not isinstance(old.get("files", []), list) or (
+            "plan" in old and not isinstance(old["plan"], dict)):
+        raise DatasetError(f"{manifest} is not an hpcframe manifest; remove it or choose "
+                           f"another path")
+    _checked_files(manifest, data_dir, old.get("files", []))
+    return old
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` in a form that pickles for bcast (an ``OSError`` keeps errno, message and
+    file name; other types that do not pickle become ``DatasetError`` with the message)."""
+    import pickle
+
+    if isinstance(exc, OSError):
+        return type(exc)(exc.errno, exc.strerror or str(exc), exc.filename) \
+            if exc.errno is not None or exc.filename is not None else type(exc)(str(exc))
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return DatasetError(f"{type(exc).__name__}: {exc}")
+
+
+def _rebuild(exc: Exception) -> Exception:
+    """A fresh copy of the broadcast error ``exc`` (so that every rank raises the same)."""
+    if isinstance(exc, OSError) and (exc.errno is not None or exc.filename is not None):
+        return type(exc)(exc.errno, exc.strerror, exc.filename)
+    try:
+        return type(exc)(*exc.args)
+    except Exception:
+        return exc
+
+
 def _prepare(fmt, staging, plan, overwrite) -> str:
-    """Root: check the destination; returns ``"complete"`` when the same write is done."""
+    """Root: check the destination; returns ``"complete"`` when the same write is done.
+    Raises ``FileExistsError`` or :class:`DatasetError` (a malformed manifest, or one naming
+    files outside the destination)."""
     manifest = os.path.join(fmt.data_dir, MANIFEST)
     if os.path.exists(manifest):
-        old = _read_json(manifest)
+        old = _read_manifest(manifest, fmt.data_dir)
         if old.get("plan") == plan and not overwrite and (
                 fmt.name != "hdf5" or os.path.exists(fmt.dst)):
             return "complete"
@@ -452,8 +527,8 @@ def _prepare(fmt, staging, plan, overwrite) -> str:
                                   f"(from {old.get('plan', {}).get('source')!r}); pass "
                                   f"overwrite=True (--overwrite) or choose another path")
         for f in old.get("files", []):
-            p = os.path.join(fmt.data_dir, f["path"])
-            if os.path.exists(p):
+            p = _inside(fmt.data_dir, f["path"])
+            if os.path.isfile(p) or os.path.islink(p):
                 os.remove(p)
         os.remove(manifest)
         if fmt.name == "hdf5" and os.path.exists(fmt.dst):
@@ -490,7 +565,8 @@ def _done_leaves(staging, n) -> dict:
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
         if name.startswith("leaf-") and name.endswith(".json"):
             i = int(name[5:-5])
-            files = _read_json(os.path.join(folder, name))
+            record = os.path.join(folder, name)
+            files = _checked_files(record, staging, _read_json(record))
             if i < n and all(os.path.exists(os.path.join(staging, f["path"])) for f in files):
                 done[i] = files
     return done

@@ -237,6 +237,16 @@ def _positive_int(what, value) -> int:
     return n
 
 
+def _split_words(what: str, value: str) -> list[str]:
+    """``shlex.split(value)``; raises :class:`JobError` naming ``what`` and the value when its
+    quotes do not balance."""
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise JobError(f"{what} {value!r} cannot be split into words ({exc}): close the quote "
+                       "or escape it") from None
+
+
 def validate(p: JobParams) -> JobParams:
     """Check and normalise ``p`` in place; return it. Raises :class:`JobError` naming the value.
 
@@ -266,6 +276,8 @@ def validate(p: JobParams) -> JobParams:
     p.modules = [check_name("module", m, MODULE_RE) for m in _as_list(p.modules, "modules")]
     p.setup = [_one_line("setup line", s) for s in _as_list(p.setup, "setup")]
     p.extra_directives = [_one_line("extra directive", d) for d in _as_list(p.extra_directives, "extra_directives")]
+    for d in p.extra_directives:
+        _split_words("extra directive", d)
     p.after = [check_job_id(j) for j in _as_list(p.after, "after")]
     if isinstance(p.array, str):
         p.array = ArraySpec.parse(p.array)
@@ -274,7 +286,8 @@ def validate(p: JobParams) -> JobParams:
             raise JobError(f"env name {k!r} is not a valid shell variable name")
     if p.launcher is not None:
         _one_line("launcher", p.launcher)
-        shlex.split(p.launcher)
+        if not _split_words("launcher", p.launcher):
+            raise JobError("launcher is empty; give a command such as 'srun' or 'mpiexec'")
     sched.check(p)
     return p
 
@@ -346,7 +359,7 @@ class Scheduler:
     # shared -----------------------------------------------------------------
     def launch_line(self, p: JobParams, program: list[str]) -> str:
         """The line that starts the ranks: launcher + python -m mpi4py + program."""
-        launcher = shlex.split(p.launcher or self.default_launcher)
+        launcher = _split_words("launcher", p.launcher or self.default_launcher)
         words = [shlex.quote(w) for w in launcher]
         if os.path.basename(launcher[0]) in ("mpiexec", "mpirun") and "-n" not in launcher and "-np" not in launcher:
             words += ["-n", '"$HPCFRAME_NTASKS"']
@@ -363,7 +376,8 @@ class Scheduler:
         for words in sorted(self.directives(p, run_dir)):
             lines.append(" ".join([self.prefix, *(shlex.quote(w) for w in words)]))
         for d in p.extra_directives:
-            lines.append(" ".join([self.prefix, *(shlex.quote(w) for w in shlex.split(d))]))
+            lines.append(" ".join([self.prefix, *(shlex.quote(w) for w in
+                                                  _split_words("extra directive", d))]))
         lines += ["", "set -eo pipefail"]
         lines += self.body_preamble(p)
         if p.modules:

@@ -87,7 +87,4 @@ def hdf5_file(tmp_path_factory, flights) -> str:
     return str(path)
 
 
-def write_spec(path, text: str) -> str:
-    with open(path, "w") as fh:
-        fh.write(text)
-    return str(path)
+from cli_support import write_spec  # noqa: E402,F401 - kept for `from conftest import`

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import hpcframe as hf
 from hpcframe.cli import main
 
-from conftest import write_spec
+from cli_support import write_spec
 
 
 def invoke(*args, env=None):

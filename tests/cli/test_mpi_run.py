@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import write_spec
+from cli_support import write_spec
 from test_cli import SPEC, assert_same, by_day_pandas, read_output
 
 BIN = os.path.dirname(sys.executable)
