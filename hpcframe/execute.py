@@ -305,7 +305,7 @@ def _run_scan(outs, comm, root):
 def _unsendable(comm, obj):
     """A failure if ``obj`` cannot be pickled (e.g. a map_partitions result holding a lambda):
     found before the exchange, so no rank is left waiting in it."""
-    if comm.size == 1:
+    if not comm.is_mpi:  # the serial engine sends nothing (mpi4py pickles even on 1 rank)
         return None
     try:
         pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
