@@ -490,13 +490,11 @@ def _read_manifest(manifest: str, data_dir: str) -> dict:
 def _portable(exc: Exception) -> Exception:
     """``exc`` in a form that pickles for bcast (an ``OSError`` keeps errno, message and
     file name; other types that do not pickle become ``DatasetError`` with the message)."""
-    import pickle
-
     if isinstance(exc, OSError):
         return type(exc)(exc.errno, exc.strerror or str(exc), exc.filename) \
             if exc.errno is not None or exc.filename is not None else type(exc)(str(exc))
     try:
-        pickle.loads(pickle.dumps(exc))
+        type(exc)(*exc.args)  # what unpickling does on the receiving ranks
         return exc
     except Exception:
         return DatasetError(f"{type(exc).__name__}: {exc}")
