@@ -56,8 +56,15 @@ def read_hdf(path, key: str | None = None, columns=None) -> Frame:
     from .io.paths import expand_paths
 
     files, _ = expand_paths(path, (".h5", ".hdf5", ".hdf", ".he5"), "HDF5")
-    frame = _frame(HDF5Source(files, key=key))
+    frame = _frame(HDF5Source(files, key=key, label=_given(path)))
     return frame[list(columns)] if columns is not None else frame
+
+
+def _given(path):
+    """The path the user passed, as text (for messages), or None for a list."""
+    import os
+
+    return os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
 
 
 def from_pandas(df, npartitions: int = 1) -> Frame:

@@ -17,6 +17,17 @@ A source implements three methods:
 ``read(part, columns) -> pyarrow.Table``
     The rows ``[part.start, part.stop)`` of one partition, only ``columns`` (hive columns filled
     from the path), in the given order. Raises :class:`DatasetError` naming the file.
+
+and describes itself with three attributes, which planning, ``explain()``, ``convert``, the
+writers and every error message use:
+
+``format``
+    ``"parquet"``, ``"hdf5"``, ``"csv"`` or ``"pandas"``.
+``label``
+    What the user named, for messages: the path or pattern as given, or ``"N <format> files
+    (first, ...)"`` for a list (see :func:`source_label`).
+``files``
+    The data files, in dataset order (discovery order: see :mod:`hpcframe.io.paths`).
 """
 from __future__ import annotations
 
@@ -97,3 +108,13 @@ def discover_files(comm, files: list[str], describe) -> list[Partition]:
     for m, _ in gathered:
         by_file.update(m)
     return [p for i in range(len(files)) for p in by_file[i]]
+
+
+def source_label(given, files: list[str], what: str) -> str:
+    """The ``label`` of a source: ``given`` (the path or pattern the user passed) when it is a
+    single path, else a short description of the file list."""
+    if given is not None and not isinstance(given, (list, tuple)):
+        return str(given)
+    if len(files) == 1:
+        return str(files[0])
+    return f"{len(files)} {what} files ({files[0]}, ...)"

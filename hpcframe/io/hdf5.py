@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .dataset import DatasetError, Partition
+from .dataset import DatasetError, Partition, source_label
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 
@@ -46,12 +46,28 @@ DEFAULT_CHUNK_ROWS = 1_000_000
 # --------------------------------------------------------------------------- safe pickle reading
 @dataclass(frozen=True)
 class Opaque:
-    """Stands for a pickled object that :func:`safe_unpickle` refuses to build."""
+    """Stands for a pickled object that :func:`safe_unpickle` refuses to build: ``what`` names
+    the class or call (``"datetime timezone(...)"``), ``func`` the callable as ``"module name"``
+    and ``args`` the plain-data arguments of the call (when the pickle gives them)."""
 
     what: str
+    func: str | None = None
+    args: tuple | None = None
 
 
-_MARK = object()
+class PickleLimitError(ValueError):
+    """A pickle that would take more than the allowed work or output to decode."""
+
+
+#: Bounds of :func:`safe_unpickle`: the input size, the nesting depth, and the number of values
+#: it may build or copy (a fixed allowance plus a few per input byte). A genuine PyTables
+#: attribute is far below these; a "memo bomb" (a few hundred bytes that reference one list
+#: again and again) reaches them after a few milliseconds.
+MAX_PICKLE_BYTES = 16 * 1024 * 1024
+MAX_PICKLE_DEPTH = 64
+PICKLE_BASE_BUDGET = 100_000
+PICKLE_BUDGET_PER_BYTE = 8
+
 _LITERALS = {
     "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
     "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
@@ -59,6 +75,7 @@ _LITERALS = {
 }
 _CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 _EMPTY = {"EMPTY_LIST": list, "EMPTY_TUPLE": tuple, "EMPTY_DICT": dict, "EMPTY_SET": set}
+_CONTAINERS = (list, tuple, dict, set, frozenset)
 
 
 def safe_unpickle(data: bytes):
@@ -66,18 +83,63 @@ def safe_unpickle(data: bytes):
 
     Uses :func:`pickletools.genops` to read opcodes and interprets only data-building ones;
     ``GLOBAL``/``STACK_GLOBAL``/``REDUCE``/``BUILD``/``NEWOBJ``/``INST``/``OBJ`` produce
-    :class:`Opaque` placeholders. Raises ``ValueError`` on anything else or malformed input.
+    :class:`Opaque` placeholders. The work is bounded: the result is a tree (a value fetched
+    again from the pickle memo is copied, never shared) and every value built or copied counts
+    against a budget proportional to the input size (see ``PICKLE_BASE_BUDGET``), as does its
+    nesting depth (``MAX_PICKLE_DEPTH``). Raises :class:`PickleLimitError` when a bound is
+    exceeded and ``ValueError`` on any other unsupported or malformed input.
     """
+    data = bytes(data)
+    if len(data) > MAX_PICKLE_BYTES:
+        raise PickleLimitError(f"pickle of {len(data):,} bytes is larger than the limit of "
+                               f"{MAX_PICKLE_BYTES:,} bytes")
+    budget = [PICKLE_BASE_BUDGET + PICKLE_BUDGET_PER_BYTE * len(data)]
+    depth: dict[int, int] = {}  # id(container) -> nesting depth (containers are never shared)
+
+    def spend(n: int) -> None:
+        budget[0] -= n
+        if budget[0] < 0:
+            raise PickleLimitError(
+                f"pickle of {len(data):,} bytes expands to more values than allowed (it "
+                "references the same objects over and over: a 'pickle bomb'?)")
+
+    def cost(v) -> int:
+        return 1 + (len(v) // 64 if isinstance(v, (str, bytes, bytearray)) else 0)
+
+    def nest(container, items):
+        d = 1 + max((depth.get(id(x), 0) for x in items), default=0)
+        if d > MAX_PICKLE_DEPTH:
+            raise PickleLimitError(f"pickle nests containers more than {MAX_PICKLE_DEPTH} deep")
+        if d > depth.get(id(container), 0):
+            depth[id(container)] = d
+        return container
+
+    def copy(v, level=0):
+        """A deep copy of ``v`` (an independent tree), paid for from the budget."""
+        spend(cost(v))
+        if not isinstance(v, _CONTAINERS):
+            return v  # immutable leaf (str, bytes, numbers, None, Opaque)
+        if level > MAX_PICKLE_DEPTH:
+            raise PickleLimitError(f"pickle nests containers more than {MAX_PICKLE_DEPTH} deep")
+        if isinstance(v, dict):
+            out = {copy(k, level + 1): copy(x, level + 1) for k, x in v.items()}
+            return nest(out, list(out.keys()) + list(out.values()))
+        items = [copy(x, level + 1) for x in v]
+        return nest(type(v)(items), items)
+
     stack: list = []
+    marks: list[int] = []
     memo: dict = {}
 
     def pop_mark() -> list:
-        i = len(stack) - 1
-        while stack[i] is not _MARK:
-            i -= 1
-        items = stack[i + 1:]
+        i = marks.pop()
+        items = stack[i:]
         del stack[i:]
         return items
+
+    def push(v):
+        spend(cost(v))
+        stack.append(v)
 
     def pairs(items):
         return zip(items[::2], items[1::2])
@@ -86,77 +148,114 @@ def safe_unpickle(data: bytes):
         for op, arg, _ in pickletools.genops(data):
             n = op.name
             if n in _LITERALS:
-                stack.append(arg)
+                push(arg)
             elif n in _CONSTANTS:
-                stack.append(_CONSTANTS[n])
+                push(_CONSTANTS[n])
             elif n in _EMPTY:
-                stack.append(_EMPTY[n]())
+                push(_EMPTY[n]())
             elif n in ("PROTO", "FRAME"):
                 pass
             elif n == "STOP":
                 break
             elif n == "MARK":
-                stack.append(_MARK)
+                marks.append(len(stack))
             elif n in ("LIST", "TUPLE", "FROZENSET"):
                 items = pop_mark()
-                stack.append({"LIST": list, "TUPLE": tuple, "FROZENSET": frozenset}[n](items))
+                push(nest({"LIST": list, "TUPLE": tuple, "FROZENSET": frozenset}[n](items),
+                          items))
             elif n in ("TUPLE1", "TUPLE2", "TUPLE3"):
                 k = int(n[-1])
-                items = tuple(stack[-k:])
+                items = stack[-k:]
+                if len(items) != k:
+                    raise IndexError("stack underflow")
                 del stack[-k:]
-                stack.append(items)
+                push(nest(tuple(items), items))
             elif n == "DICT":
-                stack.append(dict(pairs(pop_mark())))
+                items = pop_mark()
+                push(nest(dict(pairs(items)), items))
             elif n == "APPEND":
                 v = stack.pop()
                 stack[-1].append(v)
+                nest(stack[-1], [v])
             elif n == "APPENDS":
                 items = pop_mark()
                 stack[-1].extend(items)
+                nest(stack[-1], items)
             elif n == "SETITEM":
                 v, k = stack.pop(), stack.pop()
                 stack[-1][k] = v
+                nest(stack[-1], [k, v])
             elif n == "SETITEMS":
                 items = pop_mark()
                 stack[-1].update(pairs(items))
+                nest(stack[-1], items)
             elif n == "ADDITEMS":
                 items = pop_mark()
                 stack[-1].update(items)
+                nest(stack[-1], items)
             elif n in ("PUT", "BINPUT", "LONG_BINPUT"):
                 memo[arg] = stack[-1]
             elif n == "MEMOIZE":
                 memo[len(memo)] = stack[-1]
             elif n in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo[arg])
+                stack.append(copy(memo[arg]))
             elif n == "POP":
-                stack.pop()
+                if marks and marks[-1] == len(stack):
+                    marks.pop()  # POP of a MARK (the stack holds the mark positions apart)
+                else:
+                    stack.pop()
             elif n == "POP_MARK":
                 pop_mark()
             elif n == "DUP":
-                stack.append(stack[-1])
+                stack.append(copy(stack[-1]))
             elif n == "GLOBAL":
-                stack.append(Opaque(str(arg)))
+                push(Opaque(str(arg), str(arg)))
             elif n == "STACK_GLOBAL":
                 name, mod = stack.pop(), stack.pop()
-                stack.append(Opaque(f"{mod} {name}"))
+                push(Opaque(f"{mod} {name}", f"{mod} {name}"))
             elif n in ("REDUCE", "NEWOBJ", "NEWOBJ_EX"):
-                del stack[-(2 if n == "NEWOBJ_EX" else 1):]  # the arguments
+                if n == "NEWOBJ_EX":
+                    del stack[-1]  # keyword arguments
+                args = stack.pop()
                 func = stack.pop()
-                stack.append(Opaque(f"{getattr(func, 'what', func)}(...)"))
+                what = getattr(func, "what", str(func))
+                push(Opaque(f"{what}(...)", _callable_name(func),
+                            args if isinstance(args, tuple) else None))
             elif n == "BUILD":
                 stack.pop()  # the state; the object below stays an Opaque
             elif n in ("INST", "OBJ"):
                 pop_mark()
-                stack.append(Opaque(str(arg)))
+                push(Opaque(str(arg)))
             else:
                 raise ValueError(f"unsupported pickle opcode {n}")
+        if len(stack) != 1:
+            raise ValueError("not a complete pickle")
         return stack[-1]
+    except PickleLimitError:
+        raise
+    except RecursionError as e:
+        raise PickleLimitError("pickle nests too deeply") from e
     except (AttributeError, IndexError, KeyError, TypeError) as e:
         raise ValueError(f"not a plain-data pickle: {e}") from e
 
 
-def _attr(attrs, name: str, default=None):
-    """Attribute ``name`` as plain Python: pickled bytes decoded safely, other bytes as str."""
+def _callable_name(func) -> str | None:
+    """``"module name"`` of a pickled callable: a ``GLOBAL``, or ``getattr(cls, "attr")``
+    (how classmethods are pickled) as ``"module cls.attr"``."""
+    if not isinstance(func, Opaque):
+        return None
+    if func.func in ("builtins getattr", "__builtin__ getattr") and func.args \
+            and len(func.args) == 2 and isinstance(func.args[1], str):
+        owner = _callable_name(func.args[0])
+        return f"{owner}.{func.args[1]}" if owner else None
+    return func.func if func.args is None else None
+
+
+def _attr(obj, name: str, path: str, default=None):
+    """Attribute ``name`` of the HDF5 object ``obj`` (of the file ``path``) as plain Python:
+    pickled bytes decoded safely, other bytes as str. A pickle that exceeds the decoding
+    bounds is a :class:`DatasetError` naming the file, object and attribute."""
+    attrs = obj.attrs
     if name not in attrs:
         return default
     v = attrs[name]
@@ -165,10 +264,35 @@ def _attr(attrs, name: str, default=None):
         if raw.endswith(b"."):  # the same test PyTables uses to recognise a pickle
             try:
                 return safe_unpickle(raw)
+            except PickleLimitError as e:
+                raise DatasetError(
+                    f"{path}: attribute {name!r} of {obj.name} is a pickle that cannot be "
+                    f"decoded within the safety limits ({e}); the file is damaged or was "
+                    "crafted, rewrite it with pandas.DataFrame.to_hdf") from e
             except ValueError:
                 pass
         return raw.decode("utf-8", "replace")
     return v.item() if isinstance(v, np.generic) else v
+
+
+def _str_attr(obj, name: str, path: str, default: str) -> str:
+    """A text attribute (``encoding``, ``nan_rep``): a :class:`DatasetError` naming the file,
+    object and attribute when it holds anything but text."""
+    v = _attr(obj, name, path, default)
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise DatasetError(
+            f"{path}: attribute {name!r} of {obj.name} should be text but holds "
+            f"{_describe_value(v)}; the file was not written by pandas/PyTables or is damaged")
+    return v
+
+
+def _describe_value(v) -> str:
+    if isinstance(v, Opaque):
+        return f"a pickled Python object ({v.what})"
+    text = repr(v) if not isinstance(v, (bytes, np.void)) else f"{len(bytes(v))} opaque bytes"
+    return f"a {type(v).__name__} value {text[:60]}"
 
 
 # --------------------------------------------------------------------------- file layouts
@@ -256,11 +380,45 @@ def _dataset_layout(ds, path: str) -> _Layout:
     return _Layout(ds.name, ds.shape[0], _chunk(ds), ds.dtype.itemsize, cols)
 
 
+def _time_zone(tz, what: str, path: str) -> str | None:
+    """The Arrow time zone of a pandas ``info[...]["tz"]`` entry: a zone name (pandas stores
+    named zones as text) or a pickled ``datetime.timezone(timedelta(...))`` (how pandas stores
+    UTC and fixed offsets), decoded from its plain arguments without building the object."""
+    if tz is None or isinstance(tz, str):
+        return tz
+    if isinstance(tz, Opaque) and tz.func in ("pytz _UTC", "pytz utc"):
+        return "UTC"
+    if isinstance(tz, Opaque) and tz.func in ("zoneinfo ZoneInfo._unpickle", "pytz _p") \
+            and tz.args and isinstance(tz.args[0], str) and _zone_known(tz.args[0]):
+        return tz.args[0]  # ZoneInfo("Europe/Paris") / a pytz zone, pickled by name
+    if isinstance(tz, Opaque) and tz.func == "datetime timezone" and tz.args:
+        delta = tz.args[0]
+        if (isinstance(delta, Opaque) and delta.func == "datetime timedelta"
+                and delta.args is not None and len(delta.args) <= 3
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in delta.args)):
+            days, seconds, micros = (tuple(delta.args) + (0, 0, 0))[:3]
+            if micros == 0 and -86400 < (total := days * 86400 + seconds) < 86400 \
+                    and total % 60 == 0:
+                if total == 0:
+                    return "UTC"
+                sign, total = ("+", total) if total > 0 else ("-", -total)
+                return f"{sign}{total // 3600:02d}:{total % 3600 // 60:02d}"
+    raise DatasetError(f"{path}: {what} has a time zone stored as a Python object "
+                       f"({_describe_value(tz)}); only named time zones, UTC and fixed "
+                       "offsets in whole minutes are supported")
+
+
+def _zone_known(name: str) -> bool:
+    try:
+        pa.timestamp("us", tz=name).to_pandas_dtype()
+        return True
+    except Exception:
+        return False
+
+
 def _pandas_type(base: np.dtype, dtype_str, tz, what: str, path: str) -> pa.DataType:
     dtype_str = dtype_str if isinstance(dtype_str, str) else ""
-    if tz is not None and not isinstance(tz, str):
-        raise DatasetError(f"{path}: {what} has a time zone stored as a Python object; "
-                           "only named time zones are supported")
+    tz = _time_zone(tz, what, path)
     if dtype_str.startswith("datetime64"):
         return pa.timestamp(_unit(dtype_str), tz=tz)
     if dtype_str.startswith("timedelta64"):
@@ -270,8 +428,23 @@ def _pandas_type(base: np.dtype, dtype_str, tz, what: str, path: str) -> pa.Data
     return _arrow_type(base, what, path)
 
 
+def _encoding(g, path: str) -> str:
+    """The text encoding of a pandas table (its ``encoding`` attribute, default UTF-8),
+    checked to be a codec Python knows."""
+    import codecs
+
+    enc = _str_attr(g, "encoding", path, "utf-8")
+    try:
+        codecs.lookup(enc)
+    except LookupError:
+        raise DatasetError(f"{path}: attribute 'encoding' of {g.name} names an unknown text "
+                           f"encoding {enc[:60]!r}; the file is damaged or was not written "
+                           "by pandas") from None
+    return enc
+
+
 def _pandas_layout(g, path: str) -> _Layout:
-    ptype = _attr(g.attrs, "pandas_type")
+    ptype = _attr(g, "pandas_type", path)
     if ptype in ("frame", "series"):
         raise DatasetError(f"{path}: {g.name} was written by pandas with format='fixed'; only "
                            "format='table' is supported (rewrite with to_hdf(..., format='table'))")
@@ -279,39 +452,38 @@ def _pandas_layout(g, path: str) -> _Layout:
         raise DatasetError(f"{path}: {g.name} has unsupported pandas_type {ptype!r}")
     ds = g["table"]
     _check_1d(ds, path)
-    a = ds.attrs
-    info = _attr(g.attrs, "info")
+    info = _attr(g, "info", path)
     info = info if isinstance(info, dict) else {}
-    encoding = _attr(g.attrs, "encoding") or "utf-8"
-    nan_default = _attr(g.attrs, "nan_rep") or "nan"
+    encoding = _encoding(g, path)
+    nan_default = _str_attr(g, "nan_rep", path, "nan")
     cols: dict[str, _Col] = {}
     index = None
     for field in ds.dtype.names:
         dt = ds.dtype.fields[field][0]
         finfo = info.get(field, {}) if isinstance(info.get(field), dict) else {}
         if field == "index":
-            name, kind = finfo.get("index_name"), _attr(a, "index_kind", "integer")
+            name, kind = finfo.get("index_name"), _attr(ds, "index_kind", path, "integer")
             if name is None and kind == "integer":
                 continue
             name = "index" if name is None else str(name)
             typ = _pandas_type(dt.base, kind, finfo.get("tz"), "the index", path)
             index = _Col(name, ds.name, field, None, typ, None, encoding)
             continue
-        if _attr(a, f"{field}_meta") == "category":
+        if _attr(ds, f"{field}_meta", path) == "category":
             raise DatasetError(f"{path}: field {field!r} of {ds.name} is categorical; "
                                "categorical columns are not supported")
-        names = _attr(a, f"{field}_kind")
+        names = _attr(ds, f"{field}_kind", path)
         width = dt.shape[0] if dt.shape else None
         if not isinstance(names, list) or len(names) != (width or 1):
             names = [field] if width is None else [f"{field}_{j}" for j in range(width)]
-        typ = _pandas_type(dt.base, _attr(a, f"{field}_dtype"), finfo.get("tz"),
+        typ = _pandas_type(dt.base, _attr(ds, f"{field}_dtype", path), finfo.get("tz"),
                            f"field {field!r}", path)
-        nan_rep = _attr(a, f"{field}_nan_rep", nan_default) if typ == pa.string() else None
+        nan_rep = _str_attr(ds, f"{field}_nan_rep", path, nan_default) if typ == pa.string() else None
         for j, name in enumerate(names):
             cols[str(name)] = _Col(str(name), ds.name, field, None if width is None else j,
                                    typ, nan_rep, encoding)
     # pandas' column order: non_index_axes = [(1, [names...])]
-    nia = _attr(g.attrs, "non_index_axes")
+    nia = _attr(g, "non_index_axes", path)
     try:
         order = [str(n) for n in nia[0][1]]
     except (TypeError, IndexError, KeyError):
@@ -412,13 +584,20 @@ class HDF5Source:
     source pickles cleanly to other ranks.
     """
 
-    def __init__(self, paths: list[str], key: str | None = None, chunk_rows: int | None = None):
+    format = "hdf5"
+
+    def __init__(self, paths: list[str], key: str | None = None, chunk_rows: int | None = None,
+                 label: str | None = None):
         if not paths:
             raise DatasetError("HDF5 dataset: no files given")
         if chunk_rows is not None and chunk_rows <= 0:
             raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
         self.paths = [os.fspath(p) for p in paths]
+        self.files = self.paths  # the name the other sources use
         self.key = key
+        #: what the user named (a path, a glob, "3 HDF5 files"), for messages and explain()
+        self.label = source_label(label, self.paths, "HDF5") + (
+            f" (key {key!r})" if key is not None else "")
         self.chunk_rows = chunk_rows or DEFAULT_CHUNK_ROWS
         self._layouts: dict[str, _Layout] = {}
 

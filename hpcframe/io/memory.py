@@ -21,6 +21,7 @@ class PandasSource:
             raise ValueError(f"npartitions must be at least 1, got {npartitions}")
         self.df = df.reset_index(drop=True)
         self.npartitions = npartitions
+        self.files: list[str] = []  # no files: partitions are row ranges of the frame
         self.label = f"pandas DataFrame {df.shape[0]}x{df.shape[1]}"
         self._schema = pa.Schema.from_pandas(self.df.head(0), preserve_index=False)
 

@@ -1,4 +1,5 @@
 """HDF5Source: layouts, chunk-aligned partitions, multi-file datasets, errors, no unpickling."""
+import datetime
 import pickle
 
 import h5py
@@ -8,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from hpcframe.io.dataset import DatasetError
-from hpcframe.io.hdf5 import HDF5Source, Opaque, safe_unpickle
+from hpcframe.io.hdf5 import HDF5Source, Opaque, PickleLimitError, safe_unpickle
 
 
 class FakeComm:
@@ -294,3 +295,116 @@ def test_safe_unpickle_literals_and_never_executes(protocol):
     assert CALLED == []
     with pytest.raises(ValueError):
         safe_unpickle(b"not a pickle")
+
+
+def _memo_bomb(levels=30, fanout=4) -> bytes:
+    """A few hundred bytes: list 0 = [], list k = [list k-1] * fanout via the memo (shared
+    references), so that the decoded value has fanout**levels leaves as a tree."""
+    out = [b"\x80\x02]q\x00"]  # PROTO 2, EMPTY_LIST, BINPUT 0
+    for _ in range(levels):
+        out.append(b"(" + b"h\x00" * fanout + b"lq\x00")  # MARK, BINGET 0 * k, LIST, BINPUT 0
+    return b"".join(out) + b"."
+
+
+def test_safe_unpickle_bounds_a_memo_bomb():
+    import time
+    import tracemalloc
+
+    bomb = _memo_bomb()
+    assert len(bomb) < 402
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    with pytest.raises(PickleLimitError, match="pickle bomb"):
+        safe_unpickle(bomb)
+    elapsed = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert elapsed < 2.0 and peak < 50e6, (elapsed, peak)
+    # sharing through the memo is still decoded (as independent copies)
+    shared = safe_unpickle(pickle.dumps([["a"]] * 3, protocol=2))
+    assert shared == [["a"]] * 3 and shared[0] is not shared[1]
+    deep = b"(" * 200 + b"l" * 200 + b"."
+    with pytest.raises(PickleLimitError, match="deep"):
+        safe_unpickle(deep)
+
+
+def test_pandas_table_with_a_pickle_bomb_attribute_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "bomb.h5")
+    pandas_frame(20).to_hdf(path, key="df", format="table")
+    with h5py.File(path, "a") as f:
+        f["df/table"].attrs["values_block_0_kind"] = np.bytes_(_memo_bomb())
+    with pytest.raises(DatasetError, match=r"bomb\.h5.*'values_block_0_kind' of /df/table.*"
+                                           r"safety limits"):
+        HDF5Source([path]).schema()
+
+
+@pytest.mark.parametrize("value, what", [
+    (np.void(b"\x01\x02\x03"), "opaque bytes"),  # an HDF5 OPAQUE attribute
+    (np.bytes_(pickle.dumps(datetime.timezone.utc, protocol=0)), "pickled Python object"),
+    (np.int64(7), "int"),
+])
+def test_pandas_table_with_a_non_text_encoding_is_a_clear_error(tmp_path, value, what):
+    path = str(tmp_path / "enc.h5")
+    pandas_frame(20).to_hdf(path, key="df", format="table")
+    with h5py.File(path, "a") as f:
+        f["df"].attrs["encoding"] = value
+    with pytest.raises(DatasetError, match=rf"enc\.h5.*'encoding' of /df.*{what}"):
+        HDF5Source([path]).schema()
+
+
+def test_pandas_table_with_an_unknown_encoding_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "enc.h5")
+    pandas_frame(20).to_hdf(path, key="df", format="table")
+    with h5py.File(path, "a") as f:
+        f["df"].attrs["encoding"] = np.bytes_(b"no-such-codec")
+    with pytest.raises(DatasetError, match=r"enc\.h5.*'encoding' of /df.*unknown.*no-such-codec"):
+        HDF5Source([path]).schema()
+
+
+@pytest.mark.parametrize("tz", [
+    "UTC", datetime.timezone.utc, datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
+    datetime.timezone(datetime.timedelta(hours=-3)), "Europe/Paris"],
+    ids=["utc-name", "utc-object", "plus-0530", "minus-03", "paris"])
+def test_pandas_table_time_zones_roundtrip(tmp_path, tz):
+    df = pd.DataFrame({"t": pd.date_range("2020-03-29", periods=40, freq="37min", tz=tz),
+                       "x": np.arange(40.0)},
+                      index=pd.date_range("2021-01-01", periods=40, freq="D", tz=tz, name="day"))
+    path = str(tmp_path / "tz.h5")
+    df.to_hdf(path, key="df", format="table")
+    out, _ = read_all(HDF5Source([path], chunk_rows=16))
+    expected = pd.read_hdf(path).reset_index()
+    pd.testing.assert_frame_equal(out, expected)
+    assert str(out.t.dtype) == str(expected.t.dtype) and str(out.day.dtype) == str(df.index.dtype)
+    import hpcframe as hf
+    frame = hf.read_hdf(path)
+    assert (frame.t == expected.t.iloc[3]).sum().compute() == 1
+
+
+def test_time_zone_objects_that_are_not_offsets_are_refused(tmp_path):
+    from hpcframe.io.hdf5 import _time_zone
+    evil = safe_unpickle(pickle.dumps(Evil(), protocol=2))
+    with pytest.raises(DatasetError, match=r"f\.h5.*field 't'.*time zone stored as a Python"):
+        _time_zone(evil, "field 't'", "f.h5")
+    half_second = safe_unpickle(pickle.dumps(
+        datetime.timezone(datetime.timedelta(seconds=30)), protocol=0))
+    with pytest.raises(DatasetError, match="whole minutes"):
+        _time_zone(half_second, "field 't'", "f.h5")
+    assert CALLED == []
+
+
+def test_hdf5_source_describes_itself_like_the_other_sources(tmp_path):
+    import hpcframe as hf
+    path = str(tmp_path / "pd.h5")
+    df = pandas_frame(300)
+    df.to_hdf(path, key="df", format="table")
+    src = HDF5Source([path], key="df")
+    assert src.format == "hdf5" and src.files == [path] and path in src.label and "df" in src.label
+    frame = hf.read_hdf(path)
+    text = frame[frame.x > 0].explain()
+    assert "hdf5" in text and path in text
+    out = str(tmp_path / "out")
+    hf.to_parquet(frame[frame.x > 0], out)
+    pd.testing.assert_frame_equal(hf.read_parquet(out).compute(),
+                                  df[df.x > 0].reset_index(drop=True))
+    many = HDF5Source([path, path])
+    assert many.label.startswith("2 HDF5 files")

@@ -127,3 +127,48 @@ def test_explain_is_text(dir6):
     text = df[df.n > 500].groupby("ki").x.sum().explain()
     assert isinstance(text, str) and text.strip()
     assert "partition" in text.lower()
+
+
+# --------------------------------------------------------------------------------------------
+# HDF5 sources describe themselves like every other source (label, format): explain(), writers
+# and planning errors use that, on every rank and with any root
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def h5_mismatch(shared_dir):
+    """Two pandas HDF5 tables whose columns differ (b.h5 has no column "y"), and a UTC one."""
+    import os
+
+    import numpy as np
+
+    from support import rank, world
+
+    d = os.path.join(shared_dir, "read_hdf5_describe")
+    if rank() == 0:
+        os.makedirs(d)
+        df = pd.DataFrame({"x": np.arange(6.0), "y": np.arange(6),
+                           "t": pd.date_range("2024-03-31", periods=6, freq="h", tz="UTC")})
+        df.to_hdf(os.path.join(d, "a.h5"), key="df", format="table")
+        df.drop(columns="y").to_hdf(os.path.join(d, "b.h5"), key="df", format="table")
+    if world() is not None:
+        world().Barrier()
+    return d
+
+
+@pytest.mark.parametrize("root", [None, 0])
+def test_hdf5_planning_error_is_raised_on_every_rank(h5_mismatch, root):
+    import os
+
+    files = [os.path.join(h5_mismatch, n) for n in ("a.h5", "b.h5")]
+    with pytest.raises(hf.DatasetError, match=r"b\.h5.*'y' is missing"):
+        hf.read_hdf(files).x.sum().compute(root=root)
+
+
+def test_hdf5_explain_and_utc_times(h5_mismatch):
+    import os
+
+    path = os.path.join(h5_mismatch, "a.h5")
+    df = hf.read_hdf(path)
+    assert "hdf5" in df.explain() and "a.h5" in df.explain()
+    ref = pd.read_hdf(path)
+    assert_same(df[df.t > ref.t.iloc[2]].compute(), ref[ref.t > ref.t.iloc[2]],
+                reset_index=True, exact=True)
