@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -148,12 +149,14 @@ def _hive_types(hive: dict[str, dict[str, str]]) -> dict[str, pa.DataType]:
     return types
 
 
+_INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+
+
 def _is_int(v: str) -> bool:
-    try:
-        int(v)
-        return True
-    except ValueError:
-        return False
+    """True when the hive value ``v`` is a plain ASCII decimal integer (optional ``-``, no
+    ``+``, underscores, spaces or non-ASCII digits: pyarrow keeps those as strings) that fits
+    int64. Anything else makes the hive column a string column."""
+    return _INT_TEXT.fullmatch(v) is not None and -2**63 <= int(v) < 2**63
 
 
 def _hive_value(v, t):

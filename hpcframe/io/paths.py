@@ -1,22 +1,50 @@
-"""Turning what a user passes (a file, a directory, a glob, a list) into an ordered file list."""
+"""Turning what a user passes (a file, a directory, a glob, a list) into an ordered file list.
+
+**Order.** A directory is read in the order of the files' paths relative to it, sorted as
+strings (Unicode code points, ``/`` between folders), whatever their depth:
+``root/B/q.parquet``, ``root/a-b/y.parquet``, ``root/a.parquet``, ``root/a/x.parquet``,
+``root/z.parquet``. This is the order of ``pyarrow.dataset.dataset(root).files`` and so of
+``pandas.read_parquet(root)``; it decides the row order of ``compute()``, ``head()`` and
+first/last. A glob is read in the sorted order of the matching paths; a list in the order given.
+Parquet, HDF5 and CSV discovery share this code.
+
+**Which files.** Directories are searched recursively for names ending in one of the format's
+suffixes (case-insensitive), skipping files and folders whose name starts with ``_`` or ``.``
+(``_SUCCESS``, ``_metadata``, ``.crc``, temporary and staging files), as pyarrow does.
+Symbolic links to regular files are followed (the link's name and place count for order and
+hive values); symbolic links to directories are not descended into.
+
+**Only regular files.** A FIFO, socket or device with a data-file name would block (a FIFO) or
+misbehave when opened, so every candidate is checked with ``stat`` *before* anything opens it:
+such a file, or a broken symbolic link, is refused with a :class:`NotARegularFileError` naming
+it, whether it was found in a directory, matched by a glob or named directly.
+"""
 from __future__ import annotations
 
 import glob
 import os
+import stat
 from typing import Iterable
 from urllib.parse import unquote
+
+from ..errors import DatasetError
 
 _GLOB_CHARS = set("*?[")
 
 
+class NotARegularFileError(DatasetError, OSError):
+    """A path of a dataset that is not a regular file (a FIFO, socket, device, or a broken
+    symbolic link): refused before it is opened."""
+
+
 def expand_paths(path: "str | os.PathLike | Iterable", suffixes: tuple[str, ...],
                  what: str) -> tuple[list[str], str | None]:
-    """Return ``(files, root)``: the data files named by ``path`` in a stable order, and the
-    directory hive partition values are read relative to (``None`` for plain files).
+    """Return ``(files, root)``: the data files named by ``path`` in a stable order (see the
+    module docstring), and the directory hive partition values are read relative to (``None``
+    for plain files and lists).
 
-    Directories are searched recursively for files ending in ``suffixes``, skipping names that
-    start with ``_`` or ``.`` (``_SUCCESS``, ``_metadata``, temporary files).
-    Raises ``FileNotFoundError`` naming the path when nothing matches.
+    Raises ``FileNotFoundError`` naming the path when nothing matches, and
+    :class:`NotARegularFileError` when a candidate is not a regular file.
     """
     if isinstance(path, (list, tuple)):
         files: list[str] = []
@@ -26,28 +54,54 @@ def expand_paths(path: "str | os.PathLike | Iterable", suffixes: tuple[str, ...]
             raise FileNotFoundError(f"no {what} files given (the list is empty)")
         return files, None
     path = os.fspath(path)
-    if any(ch in path for ch in _GLOB_CHARS) and not os.path.exists(path):
-        files = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+    if any(ch in path for ch in _GLOB_CHARS) and not os.path.lexists(path):
+        files = sorted(p for p in glob.glob(path, recursive=True)
+                       if not os.path.isdir(p) and _check_regular(p, what))
         if not files:
             raise FileNotFoundError(f"no file matches the pattern {path!r}")
         return files, _glob_root(path)
     if os.path.isdir(path):
-        files = []
+        found = []
         for dirpath, dirnames, filenames in os.walk(path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")))
-            for name in sorted(filenames):
-                if name.startswith(("_", ".")):
+            dirnames[:] = [d for d in dirnames if not d.startswith(("_", "."))]
+            for name in filenames:
+                if name.startswith(("_", ".")) or not name.lower().endswith(suffixes):
                     continue
-                if name.lower().endswith(suffixes):
-                    files.append(os.path.join(dirpath, name))
-        if not files:
+                full = os.path.join(dirpath, name)
+                _check_regular(full, what)
+                found.append((os.path.relpath(full, path).replace(os.sep, "/"), full))
+        if not found:
             raise FileNotFoundError(
                 f"directory {path!r} contains no {what} files (looked for names ending in "
                 f"{', '.join(suffixes)})")
-        return files, path
-    if os.path.isfile(path):
+        return [full for _, full in sorted(found)], path
+    if os.path.lexists(path):
+        _check_regular(path, what)
         return [path], None
     raise FileNotFoundError(f"{what} path {path!r} does not exist")
+
+
+def _check_regular(path: str, what: str) -> bool:
+    """True when ``path`` is a regular file (following symbolic links); raises
+    :class:`NotARegularFileError` naming it otherwise. Never opens the file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise NotARegularFileError(
+                f"{path} is a broken symbolic link (to {os.readlink(path)!r}); fix or remove "
+                f"it from the {what} dataset") from None
+        raise
+    if stat.S_ISREG(mode):
+        return True
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device"
+            if stat.S_ISBLK(mode) else "a directory" if stat.S_ISDIR(mode)
+            else "not a regular file")
+    raise NotARegularFileError(
+        f"{path} is {kind}, not a regular {what} file; it is refused without being opened "
+        f"(reading it could block). Remove it from the dataset, or name the data files "
+        f"explicitly")
 
 
 def _glob_root(pattern: str) -> str | None:

@@ -172,3 +172,54 @@ def test_hdf5_explain_and_utc_times(h5_mismatch):
     ref = pd.read_hdf(path)
     assert_same(df[df.t > ref.t.iloc[2]].compute(), ref[ref.t > ref.t.iloc[2]],
                 reset_index=True, exact=True)
+
+
+# --------------------------------------------------------------------------------------------
+# discovery: sorted relative paths at any depth, non-regular files refused on every rank
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def deep_tree(shared_dir):
+    """Parquet files at several depths (x runs 0..29 over them in sorted-path order), and a
+    copy of the tree holding a FIFO named like a data file."""
+    import os
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from support import rank, world
+
+    d = os.path.join(shared_dir, "read_deep_tree")
+    names = ["z.parquet", "a/x.parquet", "a.parquet", "a-b/y.parquet", "a/deep/c.parquet",
+             "B/q.parquet"]
+    if rank() == 0:
+        for sub in ("ok", "fifo"):
+            for i, name in enumerate(sorted(names)):
+                path = os.path.join(d, sub, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                pq.write_table(pa.table({"x": np.arange(5.0 * i, 5.0 * i + 5),
+                                         "f": [name] * 5}), path, row_group_size=2)
+        os.mkfifo(os.path.join(d, "fifo", "a", "pipe.parquet"))
+    if world() is not None:
+        world().Barrier()
+    return d
+
+
+def test_directory_is_read_in_sorted_path_order(deep_tree):
+    import os
+
+    path = os.path.join(deep_tree, "ok")
+    ref = pd.read_parquet(path)
+    df = hf.read_parquet(path)
+    assert_same(df.compute(), ref, exact=True)
+    assert_same(df.head(7).compute(), ref.head(7), exact=True)
+    assert_same(df[df.x > 12].head(4).compute(), ref[ref.x > 12].head(4), exact=True,
+                reset_index=True)
+
+
+def test_fifo_in_a_dataset_is_refused_on_every_rank(deep_tree):
+    import os
+
+    path = os.path.join(deep_tree, "fifo")
+    with pytest.raises(hf.DatasetError, match=r"pipe\.parquet is a FIFO"):
+        hf.read_parquet(path).x.sum().compute()
