@@ -223,3 +223,48 @@ def test_fifo_in_a_dataset_is_refused_on_every_rank(deep_tree):
     path = os.path.join(deep_tree, "fifo")
     with pytest.raises(hf.DatasetError, match=r"pipe\.parquet is a FIFO"):
         hf.read_parquet(path).x.sum().compute()
+
+
+# --------------------------------------------------------------------------------------------
+# decimals reach pandas correctly rounded (== / isin with the float of the decimal find them)
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def decimals17(shared_dir):
+    """decimal128(18, s) columns with 17 significant digits, over 3 files of 4 row groups."""
+    import decimal
+    import os
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from support import rank, world
+
+    d = os.path.join(shared_dir, "read_decimals17")
+    if rank() == 0:
+        os.makedirs(d)
+        rng = np.random.default_rng(17)
+        for f in range(3):
+            ints = rng.integers(10 ** 16, 10 ** 17, 400) * rng.choice([-1, 1], 400)
+            cols = {f"d{s}": pa.array([decimal.Decimal(int(v)).scaleb(-s) for v in ints],
+                                      pa.decimal128(18, s)) for s in (2, 9, 17)}
+            cols["i"] = pa.array(np.arange(400) + 400 * f)
+            pq.write_table(pa.table(cols), os.path.join(d, f"part{f}.parquet"), row_group_size=100)
+    if world() is not None:
+        world().Barrier()
+    return d
+
+
+def test_decimals_are_correctly_rounded_and_found_by_equality(decimals17):
+    import decimal
+
+    df = hf.read_parquet(decimals17)
+    ref = pd.read_parquet(decimals17)
+    for c in ("d2", "d9", "d17"):
+        exact = ref[c].map(lambda v: float(decimal.Decimal(str(v))))  # pandas keeps Decimal
+        got = df[c].compute()
+        assert (got.to_numpy() == exact.to_numpy()).all(), c
+        picks = exact.iloc[::97].tolist()
+        assert df[df[c] == picks[0]].i.compute().tolist() == ref.i[exact == picks[0]].tolist()
+        assert df[df[c].isin(picks)].i.compute().tolist() == ref.i[exact.isin(picks)].tolist()
+        assert df[df[c] >= picks[1]].i.count().compute() == int((exact >= picks[1]).sum())
