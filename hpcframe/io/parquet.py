@@ -1,8 +1,10 @@
 """Parquet datasets: a file, a directory (with hive ``key=value`` folders), a glob or a list.
 
 Partitions are row groups; schema, row counts, byte sizes and min/max statistics come from the
-footers. Under MPI the footers are read by all ranks (file ``i`` by rank ``i % size``) and the
-descriptors exchanged with one ``allgather``.
+footers. Page CRC checksums, where the writer stored them, are verified on every read: a
+corrupt page is a :class:`DatasetError` naming the file and row group. Under MPI the footers
+are read by all ranks (file ``i`` by rank ``i % size``) and the descriptors exchanged with one
+``allgather``.
 """
 from __future__ import annotations
 
@@ -59,9 +61,7 @@ class ParquetSource:
             table = pf.read_row_groups([p.piece for p in parts], columns=file_cols,
                                        use_threads=True)
         except (OSError, pa.ArrowException) as exc:
-            where = part.describe() if len(parts) == 1 else f"{part.path} (row groups " \
-                f"{parts[0].piece}..{parts[-1].piece})"
-            raise DatasetError(f"cannot read {where}: {exc}") from exc
+            raise self._read_error(parts, file_cols, exc) from exc
         if len(parts) == 1 and (part.start or part.stop < table.num_rows):
             table = table.slice(part.start, part.num_rows)
         if len(file_cols) == len(columns):
@@ -76,6 +76,26 @@ class ParquetSource:
         return pa.table(arrays, names=list(columns))
 
     # -- helpers ------------------------------------------------------------------------
+    def _read_error(self, parts: list[Partition], file_cols, exc) -> DatasetError:
+        """The error of a failed read, naming the file and the row group: when several row
+        groups were read at once, each is read again alone to find the one at fault."""
+        bad = parts[0]
+        if len(parts) > 1:
+            for p in parts:
+                try:
+                    self._file(p.path).read_row_groups([p.piece], columns=file_cols,
+                                                       use_threads=False)
+                except (OSError, pa.ArrowException) as again:
+                    bad, exc = p, again
+                    break
+        where = f"{bad.path}, row group {bad.piece}"
+        if "checksum" in str(exc).lower() or "crc" in str(exc).lower():
+            return DatasetError(
+                f"{where} is corrupt: a data page does not match the CRC checksum written with "
+                f"it ({exc}). The file was damaged after it was written; restore it from a "
+                f"copy or rewrite it")
+        return DatasetError(f"cannot read {where} (rows {bad.start}:{bad.stop}): {exc}")
+
     def _file(self, path: str) -> pq.ParquetFile:
         pf = self._open.get(path)
         if pf is None:
@@ -84,7 +104,10 @@ class ParquetSource:
             # strings come as dictionaries (no string materialised until pandas needs it)
             strings = [f.name for f in self.schema() if f.name not in self._hive_types
                        and is_string(f.type)]
-            pf = self._open[path] = pq.ParquetFile(path, read_dictionary=strings)
+            # pages written with a CRC checksum are verified (those without are read as they
+            # are): a corrupt page is an error, never silently wrong values
+            pf = self._open[path] = pq.ParquetFile(path, read_dictionary=strings,
+                                                   page_checksum_verification=True)
         return pf
 
     def _file_partitions(self, path: str, schema: pa.Schema) -> list[Partition]:
