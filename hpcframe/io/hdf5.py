@@ -65,7 +65,7 @@ class PickleLimitError(ValueError):
 #: again and again) reaches them after a few milliseconds.
 MAX_PICKLE_BYTES = 16 * 1024 * 1024
 MAX_PICKLE_DEPTH = 64
-PICKLE_BASE_BUDGET = 100_000
+PICKLE_BASE_BUDGET = 10_000
 PICKLE_BUDGET_PER_BYTE = 8
 
 _LITERALS = {
@@ -123,9 +123,10 @@ def safe_unpickle(data: bytes):
             raise PickleLimitError(f"pickle nests containers more than {MAX_PICKLE_DEPTH} deep")
         if isinstance(v, dict):
             out = {copy(k, level + 1): copy(x, level + 1) for k, x in v.items()}
-            return nest(out, list(out.keys()) + list(out.values()))
-        items = [copy(x, level + 1) for x in v]
-        return nest(type(v)(items), items)
+        else:
+            out = type(v)([copy(x, level + 1) for x in v])
+        depth[id(out)] = depth.get(id(v), 1)  # a copy is as deep as its original
+        return out
 
     stack: list = []
     marks: list[int] = []
