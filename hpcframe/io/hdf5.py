@@ -11,7 +11,8 @@ root level):
    with or without ``data_columns``. Columns keep their pandas names and order; strings are
    decoded and the pandas missing-value placeholder (``nan_rep``) becomes null; datetime64,
    timedelta64 (with the stored unit: older pandas writes none, which means ns) and bool columns
-   get their pandas types back, time zones included. The pandas *index* is stored as a field
+   get their pandas types back, time zones included (named zones; UTC and fixed offsets, which
+   pandas stores as pickled ``datetime.timezone`` objects, are decoded from their arguments). The pandas *index* is stored as a field
    named ``index``: an unnamed integer index (the default RangeIndex, which restarts in every
    file and would be meaningless across a partitioned dataset) is dropped; any other index
    (named, or datetime/string/float) is exposed like ``DataFrame.reset_index()`` would, as a
@@ -23,7 +24,8 @@ of ``values_block_N`` fields (``values_block_N_kind``), the column order (``non_
 and the index name / time zones (``info``). These are decoded by :func:`safe_unpickle`, which
 walks the opcodes with :func:`pickletools.genops` and rebuilds only literals (str, bytes, numbers,
 None/bool, lists, tuples, dicts, sets). Class references and calls (``GLOBAL``, ``REDUCE``, ...)
-become inert :class:`Opaque` placeholders: nothing is imported, called or executed.
+become inert :class:`Opaque` placeholders: nothing is imported, called or executed. The work is
+bounded (see :func:`safe_unpickle`), so a crafted "pickle bomb" attribute is refused quickly.
 """
 from __future__ import annotations
 
