@@ -392,7 +392,8 @@ def _time_zone(tz, what: str, path: str) -> str | None:
     if isinstance(tz, Opaque) and tz.func in ("pytz _UTC", "pytz utc"):
         return "UTC"
     if isinstance(tz, Opaque) and tz.func in ("zoneinfo ZoneInfo._unpickle", "pytz _p") \
-            and tz.args and isinstance(tz.args[0], str) and _zone_known(tz.args[0]):
+            and tz.args and isinstance(tz.args[0], str) and tz.args[0] \
+            and _zone_known(tz.args[0]):
         return tz.args[0]  # ZoneInfo("Europe/Paris") / a pytz zone, pickled by name
     if isinstance(tz, Opaque) and tz.func == "datetime timezone" and tz.args:
         delta = tz.args[0]
@@ -415,7 +416,7 @@ def _zone_known(name: str) -> bool:
     try:
         pa.timestamp("us", tz=name).to_pandas_dtype()
         return True
-    except Exception:
+    except (pa.ArrowException, ValueError, KeyError, TypeError):  # unknown zone name
         return False
 
 
