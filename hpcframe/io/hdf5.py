@@ -500,10 +500,14 @@ def _pandas_layout(g, path: str) -> _Layout:
 
 @contextmanager
 def _open(path: str):
-    """Open ``path`` read-only; any h5py/HDF5 failure becomes a :class:`DatasetError`."""
-    if not os.path.isfile(path):
+    """Open ``path`` read-only; any h5py/HDF5 failure becomes a :class:`DatasetError`. A FIFO,
+    socket or device is refused before it is opened (see :mod:`hpcframe.io.paths`)."""
+    from .paths import check_regular_file
+
+    if not os.path.lexists(path):
         raise DatasetError(f"{path}: no such file (paths must be existing local HDF5 files; "
                            "globs are expanded by the caller)")
+    check_regular_file(path, "HDF5")
     try:
         f = h5py.File(path, "r")
     except OSError as e:

@@ -56,7 +56,7 @@ def expand_paths(path: "str | os.PathLike | Iterable", suffixes: tuple[str, ...]
     path = os.fspath(path)
     if any(ch in path for ch in _GLOB_CHARS) and not os.path.lexists(path):
         files = sorted(p for p in glob.glob(path, recursive=True)
-                       if not os.path.isdir(p) and _check_regular(p, what))
+                       if not os.path.isdir(p) and check_regular_file(p, what))
         if not files:
             raise FileNotFoundError(f"no file matches the pattern {path!r}")
         return files, _glob_root(path)
@@ -68,7 +68,7 @@ def expand_paths(path: "str | os.PathLike | Iterable", suffixes: tuple[str, ...]
                 if name.startswith(("_", ".")) or not name.lower().endswith(suffixes):
                     continue
                 full = os.path.join(dirpath, name)
-                _check_regular(full, what)
+                check_regular_file(full, what)
                 found.append((os.path.relpath(full, path).replace(os.sep, "/"), full))
         if not found:
             raise FileNotFoundError(
@@ -76,12 +76,12 @@ def expand_paths(path: "str | os.PathLike | Iterable", suffixes: tuple[str, ...]
                 f"{', '.join(suffixes)})")
         return [full for _, full in sorted(found)], path
     if os.path.lexists(path):
-        _check_regular(path, what)
+        check_regular_file(path, what)
         return [path], None
     raise FileNotFoundError(f"{what} path {path!r} does not exist")
 
 
-def _check_regular(path: str, what: str) -> bool:
+def check_regular_file(path: str, what: str) -> bool:
     """True when ``path`` is a regular file (following symbolic links); raises
     :class:`NotARegularFileError` naming it otherwise. Never opens the file."""
     try:

@@ -149,3 +149,12 @@ def test_hive_values_are_int64_only_when_plain_digits_that_fit(tmp_path, values,
         assert got.k.map(type).eq(str).all()
         assert df[df.k == values[0]].x.sum().compute() == 0.0
         assert sorted(df.k.value_counts().compute().index) == sorted(values)
+
+
+@pytest.mark.timeout(30)
+def test_hdf5_source_given_a_fifo_directly_refuses_it(tmp_path):
+    from hpcframe.io.hdf5 import HDF5Source
+
+    fifo = _fifo(str(tmp_path / "pipe.h5"))
+    with pytest.raises(NotARegularFileError, match=r"pipe\.h5 is a FIFO"):
+        HDF5Source([fifo]).schema()
