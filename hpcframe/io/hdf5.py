@@ -34,6 +34,7 @@ import pickletools
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import h5py
 import numpy as np
@@ -54,7 +55,7 @@ class Opaque:
 
     what: str
     func: str | None = None
-    args: tuple | None = None
+    args: tuple | None = dc_field(default=None, compare=False)  # may hold lists: not hashed
 
 
 class PickleLimitError(ValueError):
