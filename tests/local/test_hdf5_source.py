@@ -408,3 +408,16 @@ def test_hdf5_source_describes_itself_like_the_other_sources(tmp_path):
                                   df[df.x > 0].reset_index(drop=True))
     many = HDF5Source([path, path])
     assert many.label.startswith("2 HDF5 files")
+
+
+class WithListArgs:
+    def __reduce__(self):
+        return (WithListArgs, ([1, 2],))
+
+
+def test_safe_unpickle_keeps_call_arguments_and_opaque_keys_hashable():
+    out = safe_unpickle(pickle.dumps({WithListArgs(): 1, "tz": datetime.timezone.utc},
+                                     protocol=2))
+    (key,) = [k for k in out if isinstance(k, Opaque)]
+    assert key.args == ([1, 2],) and out[key] == 1
+    assert out["tz"].func == "datetime timezone" and out["tz"].args[0].args == (0, 0, 0)
