@@ -118,7 +118,14 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
 
 
 def summary_text(s: dict) -> str:
-    """One human line per fact of a conversion summary."""
+    """One human line per fact of a conversion summary (a write that had nothing left to
+    do says so instead of reporting bytes it did not write)."""
+    state = s.get("state", "written")
+    if state in ("complete", "published"):
+        head = (f"nothing to do: {s['path']} is already complete" if state == "complete" else
+                f"published {s['path']}, which an earlier, interrupted run had finished")
+        when = f", written {s['written']}" if s.get("written") else ""
+        return f"{head} ({s['rows']:,} rows in {s['files']} file(s){when})"
     secs = max(s["seconds"], 1e-9)
     mb_in, mb_out = s["bytes_in"] / 1e6, s["bytes_out"] / 1e6
     return "\n".join([
