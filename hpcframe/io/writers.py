@@ -233,7 +233,8 @@ def _fault(stage: str, path: str) -> None:
     ``n``-th time (default 1st) this rank reaches ``stage``, ``kill`` sends itself SIGKILL,
     ``enospc`` raises ``OSError(ENOSPC)`` for ``path``, ``fill`` fills the file system of
     ``$HPCFRAME_TEST_FILLER`` with that file (so that the real write that follows fails with
-    the kernel's ENOSPC). Does nothing when the variable is unset."""
+    the kernel's ENOSPC), ``pause`` sleeps ``$HPCFRAME_TEST_PAUSE`` seconds (default 3).
+    Does nothing when the variable is unset."""
     spec = os.environ.get("HPCFRAME_TEST_FAULT")
     if not spec:
         return
@@ -252,6 +253,8 @@ def _fault(stage: str, path: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     elif kind == "enospc":
         raise OSError(errno.ENOSPC, "No space left on device (injected)", path)
+    elif kind == "pause":  # hold the lock for a while (races)
+        time.sleep(float(os.environ.get("HPCFRAME_TEST_PAUSE", "3")))
     elif kind == "fill":
         fd = os.open(os.environ["HPCFRAME_TEST_FILLER"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
@@ -655,7 +658,7 @@ class _Lock:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "token": token,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "target": target,
                 "command": " ".join(sys.argv)[:300]}
-        tmp = f"{path}.{token}.tmp"
+        tmp = f"{path}.{info['host']}.{info['pid']}.{token}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
             try:
@@ -670,6 +673,7 @@ class _Lock:
         try:
             for _ in range(5):
                 if cls._link(tmp, path, info):
+                    _sweep(path)
                     return cls(path, token)
                 holder = _read_lock(path)
                 if holder is None:
@@ -708,6 +712,20 @@ class _Lock:
         holder = _read_lock(self.path)
         if holder is not None and holder.get("token") == self.token:
             _remove(self.path)
+
+
+def _sweep(path: str) -> None:
+    """Remove the temporary lock files that killed writers on this host left beside
+    ``path`` (``<lock>.<host>.<pid>.<token>.tmp`` whose pid is gone)."""
+    folder, base = os.path.split(path)
+    host = socket.gethostname()
+    for name in os.listdir(folder or "."):
+        if not (name.startswith(base + ".") and name.endswith(".tmp")):
+            continue
+        fields = name[len(base) + 1:-4].rsplit(".", 2)
+        if len(fields) == 3 and fields[0] == host and fields[1].isdigit() and \
+                _stale({"host": host, "pid": int(fields[1])}):
+            _remove(os.path.join(folder, name))
 
 
 def _read_lock(path: str):
