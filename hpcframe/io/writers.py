@@ -563,6 +563,7 @@ def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: boo
     scan = node.scan()
     with communicator(comm) as c:
         _FAULT_RANK[0] = c.rank
+        _FAULT_COUNT.clear()
         t0 = time.perf_counter()
         leaves = leaves_of(scan.source, c)
         staging = staging_of(fmt)
@@ -885,6 +886,15 @@ def _remove_tree(path: str) -> None:
         shutil.rmtree(path)
 
 
+def _remove_temporaries(staging: str) -> None:
+    """Remove the ``.<name>.<pid>.tmp`` files that killed writers left in ``staging`` (only
+    called while no rank writes into it)."""
+    for root, _, names in os.walk(staging):
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp"):
+                _remove(os.path.join(root, name))
+
+
 def _check_replaceable(final: str, old: dict) -> None:
     """Raise ``FileExistsError`` when the hpcframe dataset in ``final`` (manifest ``old``)
     holds files its manifest does not list: replacing the folder would delete them."""
@@ -982,6 +992,7 @@ def _prepare(fmt, staging, plan, overwrite) -> str:
     # the staging folder
     plan_file = os.path.join(staging, PLAN)
     if staged:
+        _remove_temporaries(staging)
         current = _read_json(plan_file) if os.path.isfile(plan_file) else None
         if current != plan:
             if current is not None and not overwrite:
@@ -1012,6 +1023,7 @@ def _publish(fmt, staging) -> None:
     if _real_dir(staging, "the staging folder") and \
             os.path.isfile(os.path.join(staging, MANIFEST)):
         _fault("cleanup", staging)
+        _remove_temporaries(staging)
         shutil.rmtree(os.path.join(staging, LEAVES), ignore_errors=True)
         _remove(os.path.join(staging, PLAN))
         _fsync_dir(staging)
