@@ -60,7 +60,7 @@ def convert(src, dst, *args, fault=None, env=None, timeout=120):
         e["HPCFRAME_TEST_FAULT"] = fault
     return subprocess.run([sys.executable, "-m", "hpcframe.convert", src, dst,
                            "--chunk-bytes", "32KB", *args], capture_output=True, text=True,
-                          env=e, timeout=timeout)
+                          env=e, timeout=timeout, check=False)
 
 
 def start(src, dst, *args, fault=None, env=None):
@@ -214,7 +214,7 @@ def small_fs(tmp_path):
     mnt = tmp_path / "fs"
     mnt.mkdir()
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     if p.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
     yield mnt
@@ -246,7 +246,7 @@ def test_real_disk_too_small_names_the_file_then_resume_after_growing(tmp_path, 
                                                                       small_fs):
     """The data does not fit the file system: the error names a part file; after the file
     system grows, the same command resumes (the finished parts are kept)."""
-    (src, exp), _ = sources
+    (_, exp), _ = sources
     big = pd.concat([exp] * 40, ignore_index=True)
     folder = tmp_path / "big"
     folder.mkdir()
@@ -297,7 +297,7 @@ def test_second_writer_is_refused_while_the_first_runs(tmp_path, sources):
         p = convert(src_b, dst)
         assert p.returncode == 2, p.stdout + p.stderr
         assert f"pid {first.pid}" in p.stderr and "being written by another" in p.stderr
-        out, err = first.communicate(timeout=120)
+        _, err = first.communicate(timeout=120)
     finally:
         first.kill()
     assert first.returncode == 0, err
@@ -403,7 +403,7 @@ def test_old_staging_link_inside_the_destination_is_never_followed(tmp_path, sou
 def test_link_inside_the_staging_folder_is_never_followed(tmp_path, sources):
     """A hive folder in the staging folder replaced by a link (after a failed run) is
     refused when the write resumes; the link's target is untouched."""
-    (src, exp), _ = sources
+    (src, _exp), _ = sources
     dst = str(tmp_path / "out")
     p = convert(src, dst, "--partition-by", "Month", fault="part:kill::3")
     assert p.returncode == -9
@@ -428,7 +428,8 @@ def _silently_corruptible(path):
     meta = pq.ParquetFile(path).metadata.row_group(0).column(0)
     start = meta.dictionary_page_offset or meta.data_page_offset
     end = start + meta.total_compressed_size
-    original = open(path, "rb").read()
+    with open(path, "rb") as f:
+        original = f.read()
     for offset in range(end - 1, start, -1):
         data = bytearray(original)
         data[offset] ^= 0x55
@@ -436,7 +437,7 @@ def _silently_corruptible(path):
             f.write(data)
         try:
             silent = pq.read_table(path).equals(pq.read_table(io.BytesIO(original))) is False
-        except Exception:  # noqa: BLE001 - a header byte: not a silent corruption
+        except Exception:  # noqa: BLE001, S112 - a header byte: not a silent corruption
             continue
         if silent:
             try:
@@ -454,7 +455,8 @@ def test_parquet_writers_write_page_checksums(tmp_path, sources):
     (src, _), _ = sources
     out = str(tmp_path / "out")
     to_parquet(hf.read_csv(src), out, compression="none")
-    manifest = json.load(open(os.path.join(out, MANIFEST)))
+    with open(os.path.join(out, MANIFEST)) as f:
+        manifest = json.load(f)
     a = os.path.join(out, manifest["files"][0]["path"])
     b = write_table(pd.DataFrame({"Flights": range(1000)}), str(tmp_path / "r.parquet"))
     for path in (a, b):
