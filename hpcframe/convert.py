@@ -94,8 +94,9 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
     """Convert ``src`` (see :func:`open_source`) into ``dst`` in format ``to``. Returns the
     summary of :func:`hpcframe.io.writers.write` (rows, files, bytes in/out, seconds, ranks).
     Collective under MPI. Raises ``ValueError`` for an unknown format, ``FileExistsError``
-    when ``dst`` holds something else, :class:`~hpcframe.ComputeError` when a rank fails
-    (re-running resumes)."""
+    when ``dst`` holds something else or another write into it is running
+    (:class:`~hpcframe.io.writers.DestinationLockedError`), :class:`~hpcframe.ComputeError`
+    when a rank fails (re-running resumes; so does re-running after a kill or a full disk)."""
     from .io import writers as W
 
     if to not in FORMATS:
