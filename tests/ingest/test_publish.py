@@ -9,6 +9,7 @@ each stage (tests named ``injected``), and concurrent processes.
 """
 import io
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -53,14 +54,47 @@ def sources(tmp_path_factory):
     return _source(str(d / "a"), 1), _source(str(d / "b"), 2, 3000)
 
 
-def convert(src, dst, *args, fault=None, env=None, timeout=120):
-    """``python -m hpcframe.convert SRC DST ...`` in a real process."""
-    e = {**os.environ, **ENV, **(env or {})}
-    if fault:
-        e["HPCFRAME_TEST_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "hpcframe.convert", src, dst,
-                           "--chunk-bytes", "32KB", *args], capture_output=True, text=True,
-                          env=e, timeout=timeout, check=False)
+@pytest.fixture(autouse=True)
+def blocks(monkeypatch):
+    """Leaves of at most 1500 rows in this process (and its forked children), as
+    ``HPCFRAME_BLOCK_ROWS`` does for the subprocesses."""
+    from hpcframe.config import config
+
+    monkeypatch.setattr(config, "block_rows", int(ENV["HPCFRAME_BLOCK_ROWS"]))
+
+
+class Result:
+    def __init__(self, returncode, stdout="", stderr=""):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def convert(src, dst, *args, fault=None, env=None):
+    """``hpcframe convert SRC DST ...``: in this process (click's test runner), or, when
+    ``fault`` is a ``kill``, in a forked child that really gets SIGKILL at that stage
+    (fork, not a new interpreter, to keep the many fault tests fast)."""
+    argv = ["convert", src, dst, "--chunk-bytes", "32KB", *args]
+    e = {**ENV, "HPCFRAME_TEST_FAULT": fault, **(env or {})}
+    if fault and ":kill" in fault:
+        ctx = multiprocessing.get_context("fork")
+
+        def child():
+            code = 1
+            try:
+                os.environ.update({k: v for k, v in e.items() if v is not None})
+                main.main(argv, standalone_mode=False)
+                code = 0
+            finally:
+                os._exit(code)
+
+        proc = ctx.Process(target=child)
+        proc.start()
+        proc.join(120)
+        if proc.exitcode is None:
+            proc.kill()
+            pytest.fail(f"{argv} with {fault} did not finish in 120 s")
+        return Result(proc.exitcode)
+    r = CliRunner().invoke(main, argv, env=e)
+    return Result(r.exit_code, r.stdout, r.stderr)
 
 
 def start(src, dst, *args, fault=None, env=None):
