@@ -793,7 +793,8 @@ def _locked_message(path: str, target: str, holder: dict) -> str:
     if holder.get("host") == socket.gethostname():
         return (f"{target} is being written by another hpcframe job ({who}); wait for it to "
                 f"finish, or stop it and re-run this write (its lock {path} is then cleared "
-                f"automatically)")
+                f"automatically). If pid {holder.get('pid')} is not an hpcframe job (the pid "
+                f"was reused), the lock is stale: remove it (rm {path}) and re-run")
     return (f"{target} is being written by another hpcframe job ({who}); wait for it to "
             f"finish. If that job is no longer running (killed), remove its lock "
             f"(rm {path}) and re-run: the write resumes")
