@@ -1018,6 +1018,13 @@ def _publish(fmt, staging) -> None:
     with one rename (an existing dataset is renamed aside first and deleted after), then, for
     HDF5, the file ``dst``. Each step can be interrupted: :func:`_prepare` recognises every
     state and the next run completes it."""
+    try:
+        _publish_steps(fmt, staging)
+    except OSError as exc:
+        raise _named(exc, getattr(exc, "filename", None) or fmt.dst) from exc
+
+
+def _publish_steps(fmt, staging) -> None:
     final = fmt.data_dir
     hdf5 = fmt.name == "hdf5"
     parent = os.path.dirname(final)

@@ -209,7 +209,7 @@ def test_a_finished_publish_is_resumed_without_overwrite_only_when_it_was_asked(
 
 
 # --------------------------------------------------------------------------- disk full
-DISK_STAGES = ["lock", "plan", "part", "leaf-record", "manifest", "vds"]
+DISK_STAGES = ["lock", "plan", "part", "leaf-record", "manifest", "vds", "cleanup", "publish"]
 
 
 @pytest.mark.parametrize("to", ["parquet", "hdf5"])
@@ -230,7 +230,8 @@ def test_disk_full_injected_at_every_stage_then_resume(tmp_path, sources, to, st
     assert r.exit_code == 1, r.output
     assert "no space left" in r.output and "re-run" in r.output, r.output
     named = {"lock": ".hpcframe-lock", "plan": "_hpcframe_plan.json", "part": "part-0000",
-             "leaf-record": "leaf-0000", "manifest": MANIFEST, "vds": "_hpcframe_vds.h5"}
+             "leaf-record": "leaf-0000", "manifest": MANIFEST, "vds": "_hpcframe_vds.h5",
+             "cleanup": ".hpcframe-staging", "publish": dst}
     assert named[stage] in r.output, r.output
     assert visible(dst, to) is None
     monkeypatch.delenv("HPCFRAME_TEST_FAULT")
