@@ -1035,11 +1035,13 @@ def _publish_steps(fmt, staging) -> None:
         shutil.rmtree(os.path.join(staging, LEAVES), ignore_errors=True)
         _remove(os.path.join(staging, PLAN))
         _fsync_dir(staging)
+        replacing = os.path.exists(os.path.join(final, MANIFEST))  # the old dataset
+        if replacing:
+            _check_replaceable(final, _read_manifest(os.path.join(final, MANIFEST), final))
         if hdf5 and os.path.lexists(fmt.dst):
             os.rename(fmt.dst, _trash(fmt.dst))  # an old dst must never see the new parts
         moved = False
-        if os.path.exists(os.path.join(final, MANIFEST)):  # the old dataset (overwrite)
-            _check_replaceable(final, _read_manifest(os.path.join(final, MANIFEST), final))
+        if replacing:
             _remove_tree(_trash(final))
             os.rename(final, _trash(final))
             moved = True

@@ -497,3 +497,53 @@ def test_parquet_writers_write_page_checksums(tmp_path, sources):
     for path in (a, b):
         pq.read_table(path, page_checksum_verification=True)  # intact: fine
         assert _silently_corruptible(path)
+
+
+# --------------------------------------------------------------------------- destinations
+def test_an_empty_destination_folder_is_replaced_by_the_publish(tmp_path, sources):
+    """An existing empty folder is a valid destination (the rename replaces it)."""
+    (src, exp), _ = sources
+    (tmp_path / "out").mkdir()
+    p = convert(src, str(tmp_path / "out"))
+    assert p.returncode == 0, p.stderr
+    pd.testing.assert_frame_equal(sort(read(str(tmp_path / "out"), "parquet")), sort(exp))
+    assert_clean(tmp_path, ["out"])
+
+
+@pytest.mark.parametrize("stage,code,says", [
+    ("manifest", 2, "holds files that hpcframe did not write"),  # before the commit
+    ("cleanup", 1, "was created by someone else")])  # after it: the publish refuses
+def test_a_file_appearing_in_the_destination_during_the_write_is_kept(tmp_path, sources,
+                                                                      stage, code, says):
+    """Someone else creates a file in the (empty) destination while a write is unfinished:
+    the write refuses (their file is kept, the finished parts too) and says what to do; once
+    the file is moved away, the re-run publishes."""
+    (src, exp), _ = sources
+    dst = tmp_path / "out"
+    dst.mkdir()
+    p = convert(src, str(dst), fault=f"{stage}:kill")
+    assert p.returncode == -9
+    (dst / "theirs.txt").write_text("theirs")
+    p = convert(src, str(dst))
+    assert p.returncode == code and says in p.stderr, p.stderr
+    assert os.listdir(dst) == ["theirs.txt"] and (dst / "theirs.txt").read_text() == "theirs"
+    (dst / "theirs.txt").unlink()
+    p = convert(src, str(dst))
+    assert p.returncode == 0, p.stderr
+    pd.testing.assert_frame_equal(sort(read(str(dst), "parquet")), sort(exp))
+    assert_clean(tmp_path, ["out"])
+
+
+def test_a_different_write_into_an_unfinished_one_is_refused(tmp_path, sources):
+    """An unfinished write of A blocks a write of B into the same folder (naming A and what
+    to do); with --overwrite B discards A's parts and writes B."""
+    (src_a, _), (src_b, exp_b) = sources
+    dst = str(tmp_path / "out")
+    assert convert(src_a, dst, fault="part:kill::3").returncode == -9
+    p = convert(src_b, dst)
+    assert p.returncode == 2 and "unfinished write of something else" in p.stderr
+    assert src_a in p.stderr and "--overwrite" in p.stderr
+    p = convert(src_b, dst, "--overwrite")
+    assert p.returncode == 0, p.stderr
+    pd.testing.assert_frame_equal(sort(read(dst, "parquet")), sort(exp_b))
+    assert_clean(tmp_path, ["out"])
