@@ -94,8 +94,9 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
     """Convert ``src`` (see :func:`open_source`) into ``dst`` in format ``to``. Returns the
     summary of :func:`hpcframe.io.writers.write` (rows, files, bytes in/out, seconds, ranks).
     Collective under MPI. Raises ``ValueError`` for an unknown format, ``FileExistsError``
-    when ``dst`` holds something else, :class:`~hpcframe.ComputeError` when a rank fails
-    (re-running resumes)."""
+    when ``dst`` holds something else or another write into it is running
+    (:class:`~hpcframe.io.writers.DestinationLockedError`), :class:`~hpcframe.ComputeError`
+    when a rank fails (re-running resumes; so does re-running after a kill or a full disk)."""
     from .io import writers as W
 
     if to not in FORMATS:
@@ -118,7 +119,14 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
 
 
 def summary_text(s: dict) -> str:
-    """One human line per fact of a conversion summary."""
+    """One human line per fact of a conversion summary (a write that had nothing left to
+    do says so instead of reporting bytes it did not write)."""
+    state = s.get("state", "written")
+    if state in ("complete", "published"):
+        head = (f"nothing to do: {s['path']} is already complete" if state == "complete" else
+                f"published {s['path']}, which an earlier, interrupted run had finished")
+        when = f", written {s['written']}" if s.get("written") else ""
+        return f"{head} ({s['rows']:,} rows in {s['files']} file(s){when})"
     secs = max(s["seconds"], 1e-9)
     mb_in, mb_out = s["bytes_in"] / 1e6, s["bytes_out"] / 1e6
     return "\n".join([

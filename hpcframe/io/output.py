@@ -3,7 +3,8 @@
 The table is written to a temporary file in the target's directory, flushed and fsync'ed,
 then moved into place in one step (``os.link`` when the target must not be replaced, else
 ``os.replace``). Readers never see a half-written file, a failed write leaves nothing behind,
-and an existing output is replaced only when ``overwrite=True``.
+and an existing output is replaced only when ``overwrite=True``. A full disk is an
+``OSError(ENOSPC)`` naming the output. Parquet pages carry CRC checksums.
 
 HDF5 output is a group (``/result`` by default) of equal-length 1-D datasets, one per
 column, which :func:`hpcframe.read_hdf` reads back: strings as UTF-8 variable-length strings
@@ -78,6 +79,14 @@ def write_table(df, path: str, fmt: str | None = None, overwrite: bool = False) 
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600: give it the usual mode
         _fsync(tmp)
         _move(tmp, path, overwrite)
+    except OSError as exc:
+        _remove(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+            raise OSError(exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else
+                          errno.ENOSPC, f"no space left on the device (or quota exceeded) "
+                          f"while writing output {path}; free some space and run again "
+                          f"(nothing was written)", path) from exc
+        raise
     except BaseException:
         _remove(tmp)
         raise
@@ -145,7 +154,7 @@ def _write_parquet(df, tmp: str, path: str) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(df, preserve_index=False)
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, write_page_checksum=True)  # readers can detect corrupt pages
 
 
 def _write_csv(df, tmp: str, path: str) -> None:

@@ -1,25 +1,44 @@
-"""Parallel, atomic, resumable writers: ``to_parquet``, ``to_hdf``, ``to_csv``.
+"""Parallel, transactional, resumable writers: ``to_parquet``, ``to_hdf``, ``to_csv``.
 
 Every rank writes the leaves (blocks of partitions, see :func:`hpcframe.execute.leaves_of`) it
 reads, through :class:`WriteOutput` — an output whose ``chunk`` writes one leaf's rows to files
 named after the leaf (``part-000012.parquet``) and returns their descriptors; ``combine``
 concatenates the lists and the root rank finishes the dataset. No data passes through the root.
 
-Atomicity and resume
-    Files are written under ``<dst>/_hpcframe_staging/`` (readers skip names starting with
-    ``_``), first to a temporary name, then renamed. When all files of a leaf are complete, a
-    leaf record ``_hpcframe_staging/_leaves/leaf-000012.json`` is written (also by rename).
-    When every leaf is done, the root moves the files into place and writes
-    ``_hpcframe_manifest.json`` (files, rows, schema) *last*. A failed or killed run leaves only
-    the staging folder: no manifest, nothing a reader takes for a complete dataset. Running the
-    same write again skips (does not even read) the leaves that have a record. The staging
-    folder remembers what was being written (``_plan.json``); a different write into the same
-    folder is refused.
+Writes are transactions
+    A reader never sees a partial dataset. For a destination ``dst`` (a folder; for HDF5 the
+    folder ``dst.d`` of part files plus the file ``dst``) everything is written *beside* it:
+
+    * ``.<name>.hpcframe-lock`` — an exclusive lock (created atomically with ``link(2)``, which
+      is reliable on NFS and Lustre, where ``fcntl``/``flock`` locks often are not). It holds
+      host, pid, start time and command of the writer. A second writer into the same
+      destination is refused with a message naming the holder. A lock left by a killed job on
+      the same host (its pid is gone) is broken automatically; one from another host is
+      reported and must be removed by hand once that job is known to be gone.
+    * ``.<name>.hpcframe-staging/`` — the whole dataset, laid out as it will be published,
+      plus bookkeeping (``_hpcframe_plan.json``: what is written; ``_hpcframe_leaves/``: one
+      record per finished leaf). When every leaf is done, the root writes
+      ``_hpcframe_manifest.json`` into it: the *commit point*. It then removes the
+      bookkeeping and publishes the folder with **one rename** onto ``dst`` (an empty ``dst``
+      folder is replaced by the rename). Replacing an existing dataset (``overwrite``) renames
+      the old one to ``.<name>.hpcframe-old`` first, so there is a window of two renames in
+      which ``dst`` does not exist (readers get "not found", never a mix), then deletes it.
+    * HDF5: the staging folder becomes ``dst.d``; the virtual-dataset file ``dst`` is staged
+      as ``dst.d/_hpcframe_vds.h5`` and renamed onto ``dst`` last (an existing ``dst`` is moved
+      aside first, so that an old ``dst`` never points into a new ``dst.d``).
+
+    Every interrupted state is resumable by running the same write again: before the commit
+    the finished leaves are skipped (not even read); after it the publish is completed; after
+    the publish the run reports that there is nothing to do. Symbolic links are never
+    followed: a link where the staging folder, a folder inside it or the destination should
+    be is refused with a clear error. Disk-full errors name the file that could not be
+    written.
 
 Layouts
     * Parquet: ``dst/part-<leaf>.parquet``, or hive folders ``dst/Year=2016/Month=1/part-<leaf>
       .parquet`` with ``partition_by`` (the partition columns are not stored in the files);
-      ``row_group_size``, ``compression`` and min/max statistics per row group.
+      ``row_group_size``, ``compression``, min/max statistics per row group and page CRC
+      checksums.
     * CSV: ``dst/part-<leaf>.csv`` (with header), same hive option.
     * HDF5: ``<dst>.d/part-<leaf>.h5`` (a group ``data`` of chunked, compressed 1-D column
       datasets) and ``dst`` itself: one file whose group ``data`` holds *virtual datasets*
@@ -27,10 +46,15 @@ Layouts
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import socket
+import stat
+import sys
 import time
+import uuid
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -39,7 +63,11 @@ from ..outputs import Output
 from .dataset import DatasetError
 
 MANIFEST = "_hpcframe_manifest.json"
+#: The staging folder inside the destination used by hpcframe before 0.x (refused if found).
 STAGING = "_hpcframe_staging"
+PLAN = "_hpcframe_plan.json"
+LEAVES = "_hpcframe_leaves"
+VDS = "_hpcframe_vds.h5"
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
@@ -89,15 +117,156 @@ def _hive_dir(keys, values) -> str:
     return os.path.join(*parts)
 
 
-def _replace_atomic(write, final: str) -> None:
-    """``write(tmp_path)`` then rename to ``final`` (a crash leaves only a ``.tmp`` name)."""
+def _replace_atomic(write, final: str, stage: str = "part") -> None:
+    """``write(tmp_path)`` then rename to ``final`` (a crash leaves only a ``.tmp`` name). The
+    temporary file is created with ``O_EXCL | O_NOFOLLOW`` (never through a link) and the
+    rename replaces a link at ``final`` instead of following it. A full disk raises an
+    ``OSError(ENOSPC)`` that names ``final``."""
     tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{os.getpid()}.tmp")
     try:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)  # left by a killed process with the same pid
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644))
+        _fault(stage, final)
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, final)
+    except OSError as exc:
+        raise _named(exc, final) from exc
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.remove(tmp)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or
+                                         "No space left" in str(exc) or
+                                         "quota exceeded" in str(exc).lower())
+
+
+def _named(exc: OSError, path: str) -> OSError:
+    """``exc`` as an error that names ``path`` and says what to do when the disk is full;
+    other errors are returned unchanged."""
+    if not _disk_full(exc):
+        return exc
+    code = exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else errno.ENOSPC
+    return OSError(code, f"no space left on the device (or quota exceeded) while writing "
+                         f"{path}; free some space and re-run the same write to resume "
+                         f"(finished parts are kept)", path)
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _real_dir(path: str, what: str) -> bool:
+    """``True`` when ``path`` is a real folder (not a link), ``False`` when it does not exist;
+    raises :class:`DatasetError` for a link or anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        raise DatasetError(f"{path} ({what}) is a symbolic link; hpcframe never writes "
+                           f"through links there. Remove the link (rm {path}) and re-run")
+    if not stat.S_ISDIR(st.st_mode):
+        raise DatasetError(f"{path} ({what}) exists and is not a folder; remove it and re-run")
+    return True
+
+
+def _makedirs_nofollow(base: str, rel: str) -> None:
+    """Create ``base/rel`` folder by folder, refusing any existing component that is a link
+    (``base`` itself must be a real folder)."""
+    path = base
+    for part in [p for p in rel.split(os.sep) if p]:
+        path = os.path.join(path, part)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            _real_dir(path, "a folder of the staged dataset")
+
+
+def staging_of(fmt) -> str:
+    """The staging folder of ``fmt``'s destination: ``.<name>.hpcframe-staging`` beside it."""
+    return _beside(fmt.dst, "staging")
+
+
+def lock_of(fmt) -> str:
+    """The lock file of ``fmt``'s destination: ``.<name>.hpcframe-lock`` beside it."""
+    return _beside(fmt.dst, "lock")
+
+
+def _beside(path: str, what: str) -> str:
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.hpcframe-{what}")
+
+
+def _trash(path: str) -> str:
+    return _beside(path, "old")
+
+
+# --------------------------------------------------------------------------- test hooks
+_FAULT_RANK = [0]
+
+
+def _fault(stage: str, path: str) -> None:
+    """Fault injection for the tests (``HPCFRAME_TEST_FAULT=stage:kind[:rank[:n]]``): at the
+    ``n``-th time (default 1st) this rank reaches ``stage``, ``kill`` sends itself SIGKILL,
+    ``enospc`` raises ``OSError(ENOSPC)`` for ``path``, ``fill`` fills the file system of
+    ``$HPCFRAME_TEST_FILLER`` with that file (so that the real write that follows fails with
+    the kernel's ENOSPC), ``pause`` sleeps ``$HPCFRAME_TEST_PAUSE`` seconds (default 3).
+    Does nothing when the variable is unset."""
+    spec = os.environ.get("HPCFRAME_TEST_FAULT")
+    if not spec:
+        return
+    parts = spec.split(":")
+    if parts[0] != stage or (len(parts) > 2 and parts[2] and int(parts[2]) != _FAULT_RANK[0]):
+        return
+    nth = int(parts[3]) if len(parts) > 3 else 1
+    _FAULT_COUNT[stage] = _FAULT_COUNT.get(stage, 0) + 1
+    if _FAULT_COUNT[stage] != nth:
+        return
+    kind = parts[1]
+    if kind == "kill":
+        import signal
+
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "enospc":
+        raise OSError(errno.ENOSPC, "No space left on device (injected)", path)
+    elif kind == "pause":  # hold the lock for a while (races)
+        time.sleep(float(os.environ.get("HPCFRAME_TEST_PAUSE", "3")))
+    elif kind == "fill":
+        fd = os.open(os.environ["HPCFRAME_TEST_FILLER"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+_FAULT_COUNT: dict = {}
 
 
 # --------------------------------------------------------------------------- formats
@@ -128,7 +297,7 @@ class _Format:
             rel_dir = _hive_dir(self.partition_by, values) if self.partition_by else ""
             rel = os.path.join(rel_dir, f"part-{leaf:06d}{self.suffix}")
             final = os.path.join(staging, rel)
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            _makedirs_nofollow(staging, rel_dir)
             _replace_atomic(lambda tmp, t=t: self.write_file(t, tmp), final)
             out.append({"path": rel, "rows": t.num_rows, "bytes": os.path.getsize(final),
                         "leaf": leaf})
@@ -138,13 +307,11 @@ class _Format:
         raise NotImplementedError
 
     def finish(self, files: list[dict], schema: pa.Schema, staging: str) -> None:
-        """Root only: move the staged files into place (they are already complete)."""
+        """Root only, before the commit: check that every staged file is there (and, for
+        HDF5, stage the file that presents them as one table)."""
         for f in files:
-            src, dst = os.path.join(staging, f["path"]), os.path.join(self.data_dir, f["path"])
-            if os.path.exists(src):
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                os.replace(src, dst)
-            elif not os.path.exists(dst):
+            src = os.path.join(staging, f["path"])
+            if not os.path.isfile(src) or os.path.islink(src):
                 raise DatasetError(f"{src}: the staged file is missing (deleted during the "
                                    f"write?); remove {staging} and write again")
 
@@ -200,7 +367,7 @@ class ParquetFormat(_Format):
 
         pq.write_table(table, path, row_group_size=self.row_group_size,
                        compression=self.compression, compression_level=self.compression_level,
-                       write_statistics=True)
+                       write_statistics=True, write_page_checksum=True)
 
 
 class CSVFormat(_Format):
@@ -241,6 +408,8 @@ class HDF5Format(_Format):
                 ds.attrs.update(attrs)
 
     def finish(self, files, schema, staging):
+        """Stage the virtual-dataset file as ``staging/_hpcframe_vds.h5`` (published onto
+        ``dst`` after the folder; its sources are relative to ``dst``'s folder)."""
         import h5py
 
         super().finish(files, schema, staging)
@@ -250,7 +419,7 @@ class HDF5Format(_Format):
         def write(tmp):
             with h5py.File(tmp, "w") as out:
                 g = out.create_group("data", track_order=True)
-                with h5py.File(os.path.join(self.data_dir, files[0]["path"]), "r") as first:
+                with h5py.File(os.path.join(staging, files[0]["path"]), "r") as first:
                     cols = [(n, first["data"][n].dtype, dict(first["data"][n].attrs))
                             for n in first["data"]]
                 for name, dtype, attrs in cols:
@@ -260,15 +429,14 @@ class HDF5Format(_Format):
                         layout = h5py.VirtualLayout(shape=(total,), dtype=dtype)
                         at = 0
                         for f in files:
-                            rel = os.path.relpath(os.path.join(self.data_dir, f["path"]),
-                                                  os.path.dirname(self.dst))
+                            rel = os.path.join(os.path.basename(self.data_dir), f["path"])
                             layout[at:at + f["rows"]] = h5py.VirtualSource(
                                 rel, f"data/{name}", shape=(f["rows"],))
                             at += f["rows"]
                         ds = g.create_virtual_dataset(name, layout)
                     ds.attrs.update(attrs)
 
-        _replace_atomic(write, self.dst)
+        _replace_atomic(write, os.path.join(staging, VDS), "vds")
 
 
 def _hdf5_column(col: pa.ChunkedArray, name: str, path: str):
@@ -316,8 +484,8 @@ class WriteOutput(Output):
         else:
             table = to_arrow(df, self.schema, leaf.describe())
             files = self.fmt.write_leaf(table, leaf.index, self.staging)
-            record = os.path.join(self.staging, "_leaves", f"leaf-{leaf.index:06d}.json")
-            _replace_atomic(lambda tmp: _write_json(tmp, files), record)
+            record = os.path.join(self.staging, LEAVES, f"leaf-{leaf.index:06d}.json")
+            _replace_atomic(lambda tmp: _write_json(tmp, files), record, "leaf-record")
         if self.progress is not None:
             self.progress(leaf)
         return [{"leaf": leaf.index, "files": files, "rows_in": len(df),
@@ -333,6 +501,7 @@ class WriteOutput(Output):
 def _write_json(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f, indent=1, default=str)
+        f.flush()
 
 
 def _read_json(path):
@@ -369,15 +538,17 @@ def _part_key(p):
 # --------------------------------------------------------------------------- driver
 def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: bool = False,
           fail_leaf=None) -> dict:
-    """Write ``frame`` with ``fmt`` in parallel (collective under MPI); see the module
-    docstring. Returns a summary dict (on every rank): ``files``, ``rows``, ``bytes_in``,
-    ``bytes_out``, ``seconds``, ``ranks``, ``leaves``, ``skipped`` (leaves done earlier),
-    ``path``. Raises ``FileExistsError`` when ``dst`` holds something else,
-    :class:`~hpcframe.ComputeError` on every rank when a rank fails (the staging folder is
-    kept, so that the next run resumes). ``fail_leaf`` (tests only) makes the write of that
-    leaf raise, to simulate a crash mid-way."""
+    """Write ``frame`` with ``fmt`` in parallel (collective under MPI) as one transaction; see
+    the module docstring. Returns a summary dict (on every rank): ``files``, ``rows``,
+    ``bytes_in``, ``bytes_out``, ``seconds``, ``ranks``, ``leaves``, ``skipped`` (leaves done
+    earlier), ``path`` and ``state``: ``"written"``, ``"published"`` (an earlier run had
+    finished everything but the publish) or ``"complete"`` (nothing to do). Raises
+    ``FileExistsError`` when ``dst`` holds something else, :class:`DestinationLockedError`
+    when another write into ``dst`` is running, :class:`~hpcframe.ComputeError` on every rank
+    when a rank fails (the staging folder is kept, so that the next run resumes).
+    ``fail_leaf`` (tests only) makes the write of that leaf raise, to simulate a crash."""
     from ..comm import communicator
-    from ..execute import compute, leaves_of
+    from ..execute import leaves_of
     from ..frame import Frame
 
     node = frame._node if isinstance(frame, Frame) else None
@@ -391,54 +562,245 @@ def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: boo
         raise ColumnNotFoundError(missing[0], list(node.meta.columns), "the frame to write")
     scan = node.scan()
     with communicator(comm) as c:
+        _FAULT_RANK[0] = c.rank
+        _FAULT_COUNT.clear()
         t0 = time.perf_counter()
         leaves = leaves_of(scan.source, c)
-        staging = os.path.join(fmt.data_dir, STAGING)
+        staging = staging_of(fmt)
         plan = {"format": fmt.name, "source": scan.source.label, "leaves": len(leaves),
                 "plan": [n.text() for n in node.chain()], "options": fmt.options(),
                 "schema": str(target_schema(node.meta))}
-        state = None
+        lock = state = None
         if c.rank == 0:
             try:
+                os.makedirs(os.path.dirname(fmt.dst), exist_ok=True)
+                lock = _Lock.acquire(lock_of(fmt), fmt.dst)
                 state = _prepare(fmt, staging, plan, overwrite)
             except Exception as exc:  # the others wait in bcast: send it to them
                 state = _portable(exc)
-        state = c.bcast(state)
-        if isinstance(state, Exception):
-            raise _rebuild(state)  # the same error on every rank
-        if state == "complete":
-            return _summary_from_manifest(fmt, c.size, time.perf_counter() - t0)
-        done = _done_leaves(staging, len(leaves))
-        skip = _skip_keys(leaves, done)
-        counter = _Progress(c, len(leaves), staging) if progress else None
-        out = WriteOutput(node, fmt, staging, done, counter)
-        if fail_leaf is not None:  # testing hook: simulate a crash in one leaf
-            inner = out.chunk
-
-            def chunk(df, leaf):
-                if leaf.index == fail_leaf:
-                    raise RuntimeError(f"simulated failure in leaf {leaf.index}")
-                return inner(df, leaf)
-            out.chunk = chunk
-        scan.source = _SkipDone(scan.source, skip)
         try:
-            (files,) = compute([out], comm=c, root=0)
+            return _run(c, node, scan, fmt, staging, plan, leaves, c.bcast(state), progress,
+                        fail_leaf, t0)
         finally:
-            scan.source = scan.source._inner
-        error = None
-        summary = None
+            if lock is not None:
+                lock.release()
+
+
+def _run(c, node, scan, fmt, staging, plan, leaves, state, progress, fail_leaf, t0) -> dict:
+    """The write after the root checked the destination (``state``); returns the summary."""
+    from ..comm import failure
+    from ..execute import compute
+
+    if isinstance(state, Exception):
+        raise _rebuild(state)  # the same error on every rank
+    if state in ("complete", "publish"):
+        error = summary = None
         if c.rank == 0:
             try:
-                summary = _finish(fmt, files, out.schema, staging, plan, len(done), c.size,
-                                  time.perf_counter() - t0)
+                if state == "publish":
+                    _publish(fmt, staging)
+                summary = _summary_from_manifest(fmt, c.size, time.perf_counter() - t0,
+                                                 "published" if state == "publish"
+                                                 else "complete")
             except Exception as exc:
-                from ..comm import failure
-
-                error = failure(c, f"finishing {fmt.dst}", exc)
+                error = failure(c, f"publishing {fmt.dst}", exc)
         c.agree(error)
         return c.bcast(summary)
+    done = _done_leaves(staging, len(leaves))
+    skip = _skip_keys(leaves, done)
+    counter = _Progress(c, len(leaves), staging) if progress else None
+    out = WriteOutput(node, fmt, staging, done, counter)
+    if fail_leaf is not None:  # testing hook: simulate a crash in one leaf
+        inner = out.chunk
+
+        def chunk(df, leaf):
+            if leaf.index == fail_leaf:
+                raise RuntimeError(f"simulated failure in leaf {leaf.index}")
+            return inner(df, leaf)
+        out.chunk = chunk
+    scan.source = _SkipDone(scan.source, skip)
+    try:
+        (files,) = compute([out], comm=c, root=0)
+    finally:
+        scan.source = scan.source._inner
+    error = None
+    summary = None
+    if c.rank == 0:
+        try:
+            summary = _finish(fmt, files, out.schema, staging, plan, len(done), c.size,
+                              time.perf_counter() - t0)
+        except Exception as exc:
+            error = failure(c, f"finishing {fmt.dst}", exc)
+    c.agree(error)
+    return c.bcast(summary)
 
 
+# --------------------------------------------------------------------------- the lock
+class DestinationLockedError(FileExistsError):
+    """Another write into the same destination holds its lock."""
+
+
+class _Lock:
+    """An exclusive lock on one destination: the file ``.<name>.hpcframe-lock`` beside it,
+    created atomically with ``link(2)`` from a complete temporary file (so it always holds
+    its owner: host, pid, start time, command and a random token). ``link`` is atomic on
+    local file systems, NFS and Lustre, unlike ``fcntl``/``flock`` locks, which some parallel
+    file systems ignore or do not share between nodes. File systems without hard links fall
+    back to ``O_CREAT | O_EXCL``."""
+
+    def __init__(self, path: str, token: str):
+        self.path, self.token = path, token
+
+    @classmethod
+    def acquire(cls, path: str, target: str) -> _Lock:
+        """Take the lock or raise :class:`DestinationLockedError` naming its holder. A lock
+        whose holder ran on this host and is gone (killed) is broken and taken."""
+        token = uuid.uuid4().hex
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "token": token,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "target": target,
+                "command": " ".join(sys.argv)[:300]}
+        tmp = f"{path}.{info['host']}.{info['pid']}.{token}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            try:
+                os.write(fd, json.dumps(info).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _fault("lock", path)
+        except OSError as exc:
+            _remove(tmp)
+            raise _named(exc, path) from exc
+        try:
+            for _ in range(5):
+                if cls._link(tmp, path, info):
+                    _sweep(path)
+                    return cls(path, token)
+                holder = _read_lock(path)
+                if holder is None:
+                    continue  # released meanwhile: try again
+                if not _stale(holder):
+                    raise DestinationLockedError(_locked_message(path, target, holder))
+                _break(path, holder)
+            raise DestinationLockedError(f"{target}: could not take the lock {path} (other "
+                                         f"writers keep taking it); try again later")
+        finally:
+            _remove(tmp)
+
+    @staticmethod
+    def _link(tmp: str, path: str, info: dict) -> bool:
+        try:
+            os.link(tmp, path)  # fails if path exists, even as a dangling link
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                                 errno.EMLINK):
+                raise
+        try:  # no hard links here: exclusive create, then write the owner
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, json.dumps(info).encode())
+        finally:
+            os.close(fd)
+        return True
+
+    def release(self) -> None:
+        """Remove the lock if it is still ours."""
+        holder = _read_lock(self.path)
+        if holder is not None and holder.get("token") == self.token:
+            _remove(self.path)
+
+
+def _sweep(path: str) -> None:
+    """Remove the temporary lock files that killed writers on this host left beside
+    ``path`` (``<lock>.<host>.<pid>.<token>.tmp`` whose pid is gone)."""
+    folder, base = os.path.split(path)
+    host = socket.gethostname()
+    for name in os.listdir(folder or "."):
+        if not (name.startswith(base + ".") and name.endswith(".tmp")):
+            continue
+        fields = name[len(base) + 1:-4].rsplit(".", 2)
+        if len(fields) == 3 and fields[0] == host and fields[1].isdigit() and \
+                _stale({"host": host, "pid": int(fields[1])}):
+            _remove(os.path.join(folder, name))
+
+
+def _read_lock(path: str):
+    """The owner recorded in lock file ``path`` (``{}`` if unreadable), ``None`` if gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError:  # a link, or unreadable
+        return {}
+    try:
+        data = os.read(fd, 65536)
+    finally:
+        os.close(fd)
+    try:
+        holder = json.loads(data)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _stale(holder: dict) -> bool:
+    """Whether the lock's holder is known to be gone: it ran on this host and its pid no
+    longer exists. A holder on another host cannot be checked (never stale here)."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _break(path: str, holder: dict) -> None:
+    """Remove the stale lock ``path`` (whose content was ``holder``) without removing a
+    fresh lock another writer took meanwhile: move it aside atomically, check what was moved,
+    and put it back if it was not the stale one."""
+    aside = f"{path}.stale.{uuid.uuid4().hex}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    moved = _read_lock(aside)
+    if moved is not None and moved.get("token") != holder.get("token"):
+        try:
+            os.link(aside, path)  # a fresh lock: give it back
+        except OSError:
+            pass
+    _remove(aside)
+
+
+def _locked_message(path: str, target: str, holder: dict) -> str:
+    if not holder:
+        return (f"{target} is locked by {path}, which does not say who holds it (a writer "
+                f"killed while taking it?). If no other hpcframe write into {target} is "
+                f"running, remove the lock (rm {path}) and re-run")
+    who = (f"pid {holder.get('pid')} on host {holder.get('host')}, since "
+           f"{holder.get('started')}, command: {holder.get('command')}")
+    if holder.get("host") == socket.gethostname():
+        return (f"{target} is being written by another hpcframe job ({who}); wait for it to "
+                f"finish, or stop it and re-run this write (its lock {path} is then cleared "
+                f"automatically). If pid {holder.get('pid')} is not an hpcframe job (the pid "
+                f"was reused), the lock is stale: remove it (rm {path}) and re-run")
+    return (f"{target} is being written by another hpcframe job ({who}); wait for it to "
+            f"finish. If that job is no longer running (killed), remove its lock "
+            f"(rm {path}) and re-run: the write resumes")
+
+
+# --------------------------------------------------------------------------- checks
 def _inside(base: str, rel) -> str:
     """``base/rel`` when ``rel`` is a relative path that stays inside ``base`` (after
     resolving ``..`` and symbolic links); raises ``ValueError`` otherwise."""
@@ -510,62 +872,211 @@ def _rebuild(exc: Exception) -> Exception:
         return exc
 
 
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _remove_tree(path: str) -> None:
+    """Remove ``path``: a link or file is unlinked (never followed), a folder removed."""
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        _remove(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _remove_temporaries(staging: str) -> None:
+    """Remove the ``.<name>.<pid>.tmp`` files that killed writers left in ``staging`` (only
+    called while no rank writes into it)."""
+    for root, _, names in os.walk(staging):
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp"):
+                _remove(os.path.join(root, name))
+
+
+def _check_replaceable(final: str, old: dict) -> None:
+    """Raise ``FileExistsError`` when the hpcframe dataset in ``final`` (manifest ``old``)
+    holds files its manifest does not list: replacing the folder would delete them."""
+    listed = {os.path.normpath(f["path"]) for f in old.get("files", [])} | {MANIFEST, VDS}
+    foreign = []
+    for root, dirs, names in os.walk(final):
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            rel = os.path.relpath(os.path.join(root, name), final)
+            if rel not in listed:
+                foreign.append(rel)
+    if foreign:
+        raise FileExistsError(f"{final} holds files that are not part of the dataset hpcframe "
+                              f"wrote there ({', '.join(sorted(foreign)[:3])}); overwriting "
+                              f"replaces the whole folder, so move them away first (or choose "
+                              f"another path)")
+
+
 def _prepare(fmt, staging, plan, overwrite) -> str:
-    """Root: check the destination; returns ``"complete"`` when the same write is done.
-    Raises ``FileExistsError`` or :class:`DatasetError` (a malformed manifest, or one naming
+    """Root, holding the lock: check the destination and bring any interrupted earlier write
+    to a known state. Returns ``"complete"`` (the same write is published: nothing to do),
+    ``"publish"`` (the same write is committed, only the publish is left) or ``"ready"`` (the
+    staging folder holds the plan and any finished leaves). Raises ``FileExistsError`` or
+    :class:`DatasetError` (a link where hpcframe writes, a malformed manifest, or one naming
     files outside the destination)."""
-    manifest = os.path.join(fmt.data_dir, MANIFEST)
-    if os.path.exists(manifest):
-        old = _read_manifest(manifest, fmt.data_dir)
-        if old.get("plan") == plan and not overwrite and (
-                fmt.name != "hdf5" or os.path.exists(fmt.dst)):
+    final = fmt.data_dir
+    hdf5 = fmt.name == "hdf5"
+    staged = _real_dir(staging, "the staging folder of this write")
+    legacy = os.path.join(final, STAGING)
+    if _real_dir(final, "the destination") and os.path.lexists(legacy):
+        if os.path.islink(legacy):
+            raise DatasetError(f"{legacy} is a symbolic link; hpcframe never writes through "
+                               f"links. Remove it (rm {legacy}) and re-run")
+        raise FileExistsError(f"{legacy} is an unfinished write by an older hpcframe version; "
+                              f"remove it (rm -r {legacy}) and re-run")
+    manifest = os.path.join(final, MANIFEST)
+    old = _read_manifest(manifest, final) if os.path.exists(manifest) else None
+
+    # a committed write that was not (completely) published
+    staged_manifest = os.path.join(staging, MANIFEST)
+    if staged and os.path.exists(staged_manifest):
+        committed = _read_manifest(staged_manifest, staging)
+        if committed.get("plan") != plan:
+            if not overwrite:
+                raise FileExistsError(
+                    f"{staging} holds a finished write of "
+                    f"{committed.get('plan', {}).get('source')!r} into {fmt.dst} that was "
+                    f"interrupted while publishing; re-run that write to publish it, or pass "
+                    f"overwrite=True (--overwrite) to discard it")
+            shutil.rmtree(staging)
+            staged = False
+        elif old is not None and old.get("plan") != plan and not overwrite:
+            raise FileExistsError(f"{fmt.dst} already holds a dataset written by hpcframe "
+                                  f"(from {old.get('plan', {}).get('source')!r}); pass "
+                                  f"overwrite=True (--overwrite) to replace it")
+        else:
+            return "publish"
+    if hdf5 and old is not None and old.get("plan") == plan and \
+            os.path.lexists(os.path.join(final, VDS)):
+        return "publish"  # the folder is in place, the file dst not yet
+
+    # a swap interrupted before the new folder was in place: put the old dataset back
+    for path in ([final, fmt.dst] if hdf5 else [final]):
+        trash = _trash(path)
+        if os.path.lexists(trash):
+            if not os.path.lexists(path):
+                os.rename(trash, path)
+            else:
+                _remove_tree(trash)
+    if old is None and os.path.exists(manifest):
+        old = _read_manifest(manifest, final)
+
+    # the destination
+    if old is not None:
+        if old.get("plan") == plan and not overwrite and (not hdf5 or os.path.isfile(fmt.dst)):
             return "complete"
         if not overwrite:
             raise FileExistsError(f"{fmt.dst} already holds a dataset written by hpcframe "
                                   f"(from {old.get('plan', {}).get('source')!r}); pass "
                                   f"overwrite=True (--overwrite) or choose another path")
-        for f in old.get("files", []):
-            p = _inside(fmt.data_dir, f["path"])
-            if os.path.isfile(p) or os.path.islink(p):
-                os.remove(p)
-        os.remove(manifest)
-        if fmt.name == "hdf5" and os.path.exists(fmt.dst):
-            os.remove(fmt.dst)
-    elif fmt.name == "hdf5" and os.path.exists(fmt.dst):
+        _check_replaceable(final, old)
+    elif _real_dir(final, "the destination"):
+        others = sorted(os.listdir(final))
+        if others:
+            raise FileExistsError(f"{final} exists and holds files that hpcframe did not "
+                                  f"write ({', '.join(others[:3])}); choose a new or empty "
+                                  f"folder")
+    if hdf5 and os.path.lexists(fmt.dst):
+        if os.path.islink(fmt.dst) or not os.path.isfile(fmt.dst):
+            raise FileExistsError(f"{fmt.dst} exists and is not a file (a folder or a link); "
+                                  f"remove it or choose another path")
         if not overwrite:
             raise FileExistsError(f"{fmt.dst} exists; pass overwrite=True (--overwrite) or "
                                   f"choose another path")
-        os.remove(fmt.dst)
-    if os.path.isdir(fmt.data_dir):
-        others = [n for n in os.listdir(fmt.data_dir) if n != STAGING]
-        if others:
-            raise FileExistsError(f"{fmt.data_dir} exists and holds files that hpcframe did not "
-                                  f"write ({', '.join(sorted(others)[:3])}); choose a new or "
-                                  f"empty folder")
-    elif os.path.exists(fmt.data_dir):
-        raise FileExistsError(f"{fmt.data_dir} exists and is not a folder")
-    plan_file = os.path.join(staging, "_plan.json")
-    if os.path.exists(plan_file) and _read_json(plan_file) != plan:
-        if not overwrite:
-            raise FileExistsError(
-                f"{staging} holds an unfinished write of something else (another source, "
-                f"query or options); remove that folder, or pass overwrite=True")
-        shutil.rmtree(staging)
-    os.makedirs(os.path.join(staging, "_leaves"), exist_ok=True)
-    if not os.path.exists(plan_file):
-        _replace_atomic(lambda tmp: _write_json(tmp, plan), plan_file)
+
+    # the staging folder
+    plan_file = os.path.join(staging, PLAN)
+    if staged:
+        _remove_temporaries(staging)
+        current = _read_json(plan_file) if os.path.isfile(plan_file) else None
+        if current != plan:
+            if current is not None and not overwrite:
+                source = current.get("source") if isinstance(current, dict) else None
+                raise FileExistsError(
+                    f"{staging} holds an unfinished write of something else into {fmt.dst} "
+                    f"(from {source!r}, or another query or options); re-run that write to "
+                    f"finish it, remove the folder (rm -r {staging}), or pass overwrite=True "
+                    f"(--overwrite) to discard it")
+            shutil.rmtree(staging)
+            staged = False
+    if not staged:
+        os.mkdir(staging)
+    _makedirs_nofollow(staging, LEAVES)
+    if not os.path.isfile(plan_file):
+        _replace_atomic(lambda tmp: _write_json(tmp, plan), plan_file, "plan")
     return "ready"
+
+
+def _publish(fmt, staging) -> None:
+    """Root, holding the lock: publish the committed ``staging`` folder onto the destination
+    with one rename (an existing dataset is renamed aside first and deleted after), then, for
+    HDF5, the file ``dst``. Each step can be interrupted: :func:`_prepare` recognises every
+    state and the next run completes it."""
+    try:
+        _publish_steps(fmt, staging)
+    except OSError as exc:
+        raise _named(exc, getattr(exc, "filename", None) or fmt.dst) from exc
+
+
+def _publish_steps(fmt, staging) -> None:
+    final = fmt.data_dir
+    hdf5 = fmt.name == "hdf5"
+    parent = os.path.dirname(final)
+    if _real_dir(staging, "the staging folder") and \
+            os.path.isfile(os.path.join(staging, MANIFEST)):
+        _fault("cleanup", staging)
+        _remove_temporaries(staging)
+        shutil.rmtree(os.path.join(staging, LEAVES), ignore_errors=True)
+        _remove(os.path.join(staging, PLAN))
+        _fsync_dir(staging)
+        replacing = os.path.exists(os.path.join(final, MANIFEST))  # the old dataset
+        if replacing:
+            _check_replaceable(final, _read_manifest(os.path.join(final, MANIFEST), final))
+        if hdf5 and os.path.lexists(fmt.dst):
+            os.rename(fmt.dst, _trash(fmt.dst))  # an old dst must never see the new parts
+        moved = False
+        if replacing:
+            _remove_tree(_trash(final))
+            os.rename(final, _trash(final))
+            moved = True
+        _fault("publish", final)
+        try:
+            os.rename(staging, final)  # replaces an empty folder; fails on anything else
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+            if moved:
+                os.rename(_trash(final), final)
+            raise FileExistsError(f"{final} was created by someone else while this write ran; "
+                                  f"the finished dataset is kept in {staging}: move {final} "
+                                  f"away and re-run the same write to publish it") from None
+        _fsync_dir(parent)
+        _fault("published", final)
+    if hdf5 and os.path.lexists(os.path.join(final, VDS)):
+        os.replace(os.path.join(final, VDS), fmt.dst)
+        _fsync_dir(parent)
+    for path in ([final, fmt.dst] if hdf5 else [final]):
+        try:
+            _remove_tree(_trash(path))
+        except OSError:
+            pass  # a leftover the next write removes
 
 
 def _done_leaves(staging, n) -> dict:
     done = {}
-    folder = os.path.join(staging, "_leaves")
+    folder = os.path.join(staging, LEAVES)
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
         if name.startswith("leaf-") and name.endswith(".json"):
             i = int(name[5:-5])
             record = os.path.join(folder, name)
             files = _checked_files(record, staging, _read_json(record))
-            if i < n and all(os.path.exists(os.path.join(staging, f["path"])) for f in files):
+            if i < n and all(os.path.isfile(os.path.join(staging, f["path"])) for f in files):
                 done[i] = files
     return done
 
@@ -594,11 +1105,13 @@ class _Progress:
         if self.rank != 0 or time.monotonic() - self.last < 1.0:
             return
         self.last = time.monotonic()
-        n = len(os.listdir(os.path.join(self.staging, "_leaves")))
+        n = len(os.listdir(os.path.join(self.staging, LEAVES)))
         print(f"hpcframe: {n}/{self.total} partitions written", flush=True)
 
 
 def _finish(fmt, files, schema, staging, plan, skipped, size, seconds) -> dict:
+    """Root: stage what is left (an empty result's file, the HDF5 table file), commit (the
+    manifest, written last into the staging folder) and publish."""
     rows_in = sum(leaf["rows_in"] for leaf in files)
     bytes_in = sum(leaf["bytes_in"] for leaf in files)
     files = [f for leaf in files for f in leaf["files"]]
@@ -610,20 +1123,21 @@ def _finish(fmt, files, schema, staging, plan, skipped, size, seconds) -> dict:
                     {"name": f.name, "type": str(f.type)} for f in schema],
                 "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _replace_atomic(lambda tmp: _write_json(tmp, manifest),
-                    os.path.join(fmt.data_dir, MANIFEST))
-    shutil.rmtree(staging, ignore_errors=True)
+                    os.path.join(staging, MANIFEST), "manifest")
+    _fsync_dir(staging)
+    _publish(fmt, staging)
     return {"path": fmt.dst, "files": len(files), "rows": manifest["rows"],
             "rows_in": rows_in, "bytes_in": bytes_in,
             "bytes_out": sum(f["bytes"] for f in files), "seconds": seconds, "ranks": size,
-            "leaves": plan["leaves"], "skipped": skipped}
+            "leaves": plan["leaves"], "skipped": skipped, "state": "written"}
 
 
-def _summary_from_manifest(fmt, size, seconds) -> dict:
+def _summary_from_manifest(fmt, size, seconds, state) -> dict:
     m = _read_json(os.path.join(fmt.data_dir, MANIFEST))
     return {"path": fmt.dst, "files": len(m["files"]), "rows": m["rows"], "rows_in": 0,
             "bytes_in": 0, "bytes_out": sum(f["bytes"] for f in m["files"]),
             "seconds": seconds, "ranks": size, "leaves": m["plan"]["leaves"],
-            "skipped": m["plan"]["leaves"]}
+            "skipped": m["plan"]["leaves"], "state": state, "written": m.get("written")}
 
 
 # --------------------------------------------------------------------------- public API

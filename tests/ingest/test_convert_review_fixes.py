@@ -53,15 +53,19 @@ def test_overwrite_refuses_manifest_entries_outside_the_destination(tmp_path, sr
 
 
 def test_overwrite_refuses_a_leaf_record_outside_the_staging_folder(tmp_path, src):
-    from hpcframe.io.writers import STAGING
+    from hpcframe.io.writers import LEAVES
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     out = tmp_path / "out"
-    leaves = out / STAGING / "_leaves"
-    leaves.mkdir(parents=True)
-    (leaves / "leaf-000000.json").write_text(json.dumps(
-        [{"path": "../../victim.txt", "rows": 1, "bytes": 1, "leaf": 0}]))
+    # a run that stops before its commit (injected disk full) leaves its leaf records
+    r = CliRunner().invoke(main, ["convert", str(src), str(out)],
+                           env={"HPCFRAME_DEBUG": "", "HPCFRAME_TEST_FAULT": "manifest:enospc"})
+    assert r.exit_code == 1, r.output
+    record = tmp_path / ".out.hpcframe-staging" / LEAVES / "leaf-000000.json"
+    assert record.exists()
+    record.write_text(json.dumps([{"path": "../../victim.txt", "rows": 1, "bytes": 1,
+                                   "leaf": 0}]))
     r = invoke("convert", src, out)
     assert r.exit_code == 1, r.output
     assert victim.read_text() == "precious" and "leaf-000000.json" in r.output

@@ -9,8 +9,8 @@ import pytest
 import hpcframe as hf
 from hpcframe.errors import ComputeError
 from hpcframe.io.csv import read_csv
-from hpcframe.io.writers import (MANIFEST, STAGING, ParquetFormat, to_csv, to_hdf, to_parquet,
-                                 write)
+from hpcframe.io.writers import (LEAVES, MANIFEST, ParquetFormat, staging_of, to_csv, to_hdf,
+                                 to_parquet, write)
 
 from ingest_support import compress, flights
 
@@ -41,7 +41,8 @@ def test_hive_parquet_read_back_by_hpcframe_pandas_and_pyarrow(tmp_path, src):
                    row_group_size=500)
     assert s["rows"] == len(exp) and s["leaves"] > 4
     assert os.path.isdir(os.path.join(out, "Year=2016", "Month=7"))
-    assert not os.path.exists(os.path.join(out, STAGING))
+    assert not os.path.exists(staging_of(ParquetFormat(out)))
+    assert sorted(os.listdir(tmp_path)) == ["flights", "flights-0.csv.gz", "flights-1.csv.gz"]
     manifest = json.load(open(os.path.join(out, MANIFEST)))
     assert manifest["rows"] == len(exp) and len(manifest["files"]) == s["files"]
     cols = list(exp.columns)
@@ -94,10 +95,10 @@ def test_a_failure_leaves_no_dataset_and_rerun_resumes(tmp_path, src):
     raw = read_csv(pattern, chunk_bytes=32 << 10)
     with pytest.raises(ComputeError, match="simulated failure in leaf 3"):
         write(raw, ParquetFormat(out, ["Month"]), fail_leaf=3)
-    assert os.listdir(out) == [STAGING]  # no manifest, nothing a reader would pick up
+    assert not os.path.exists(out)  # nothing a reader would pick up
     with pytest.raises(FileNotFoundError):
         hf.read_parquet(out)
-    done = os.listdir(os.path.join(out, STAGING, "_leaves"))
+    done = os.listdir(os.path.join(staging_of(ParquetFormat(out)), LEAVES))
     assert len(done) == 3
     s = to_parquet(read_csv(pattern, chunk_bytes=32 << 10), out, partition_by=["Month"])
     assert s["skipped"] == 3 and s["rows"] == len(exp)
