@@ -230,15 +230,13 @@ class _Parser:
             where = f" at column {off}" if off is not None else " at the end"
             if "integer string conversion" in str(exc.msg):  # > 4,300 decimal digits
                 raise QueryError(f"{self.what} {_short(text)} has an integer literal that is too "
-                                 f"large: integers must be below 2**{MAX_INT_BITS} (about "
-                                 f"{_INT_DIGITS} digits)", text, off) from None
+                                 f"large: {_INT_HINT}", text, off) from None
             raise QueryError(f"invalid syntax in {self.what} {_short(text, 200)}{where}: "
                              f"{_short(str(exc.msg), 200)[1:-1]}; allowed: {ALLOWED}",
                              text, off) from None
         except ValueError as exc:  # e.g. an int literal of more than 4,300 digits
             raise QueryError(f"{self.what} {_short(text)} cannot be parsed: "
-                             f"{_short(str(exc), 200)[1:-1]}; integers must be below "
-                             f"2**{MAX_INT_BITS} (about {_INT_DIGITS} digits)", text) from None
+                             f"{_short(str(exc), 200)[1:-1]}; {_INT_HINT}", text) from None
         except (RecursionError, MemoryError) as exc:
             raise QueryError(f"{self.what} cannot be parsed ({type(exc).__name__}: nested too "
                              f"deeply); the limit is {MAX_DEPTH} levels: simplify it",
@@ -502,9 +500,7 @@ class _Parser:
 
     def _check_int(self, value: int, node: ast.AST, what: str) -> None:
         if abs(value).bit_length() > MAX_INT_BITS:
-            raise self.fail(node, f"{what} is too large ({_lit_text(value)[1:-1]})",
-                            f"integers must be below 2**{MAX_INT_BITS} (about {_INT_DIGITS} "
-                            "digits; larger ones fit no column type)")
+            raise self.fail(node, f"{what} is too large ({_lit_text(value)[1:-1]})", _INT_HINT)
 
     def _bin(self, op: str, left: E.Expr, right: E.Expr, node: ast.AST) -> E.Expr:
         if isinstance(left, E.Lit) and isinstance(right, E.Lit):
@@ -523,9 +519,7 @@ class _Parser:
                             "arithmetic works on numbers and numeric columns")
         if op == "**" and isinstance(a, int) and isinstance(b, int) and b > 0 \
                 and (abs(a).bit_length() - 1) * b > MAX_INT_BITS:  # surely too large: refuse
-            raise self.fail(node, f"{_lit_text(a)} ** {_lit_text(b)} is too large",
-                            f"integers must be below 2**{MAX_INT_BITS} (about {_INT_DIGITS} "
-                            "digits)")
+            raise self.fail(node, f"{_lit_text(a)} ** {_lit_text(b)} is too large", _INT_HINT)
         try:
             out = _PY[op](a, b)  # operands are bounded (< 2**MAX_INT_BITS): this is quick
         except (ArithmeticError, TypeError, ValueError) as exc:
@@ -540,6 +534,8 @@ class _Parser:
 
 _CMP_NAMES = frozenset(("==", "!=", "<", "<=", ">", ">="))
 _INT_DIGITS = int(MAX_INT_BITS * 0.30103) + 1
+_INT_HINT = (f"integers must be below 2**{MAX_INT_BITS} (about {_INT_DIGITS} digits): larger "
+             "ones fit no column type, not even float64")
 
 
 def _ast_children(node):
