@@ -1,7 +1,8 @@
-"""Job specs (and profiles) are YAML that may come from someone else: aliases that expand to
-millions of values, self-references, huge integers, deep nesting and huge files are refused
-quickly with an error naming the key and the limit, and no error message does work (repr)
-proportional to the expanded value. Legitimate aliases still work."""
+"""Job specs are untrusted input, and bounded. Their YAML (and profiles'): aliases that
+expand to millions of values, self-references, huge integers, deep nesting and huge files are
+refused quickly with an error naming the key and the limit, and no error message does work
+(repr) proportional to the expanded value; legitimate aliases still work. Their filters: many
+and/or terms run like pandas, too deep or too large ones are usage errors (exit 2)."""
 from __future__ import annotations
 
 import time
@@ -134,3 +135,45 @@ def test_profile_alias_bomb_is_refused_quickly(tmp_path):
     path.write_text("scheduler: slurm\nname: &n [*n]\n")
     err = bounded(lambda: load_profile(str(path)))
     assert isinstance(err, JobError) and "refers to itself" in str(err)
+
+
+# ------------------------------------------------------------------ query limits in a spec
+def _run(*args):
+    from click.testing import CliRunner
+
+    from hpcframe.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], env={"HPCFRAME_DEBUG": ""})
+
+
+def test_spec_filter_with_390_terms_runs_like_pandas(tmp_path, parquet_dir, flights):
+    """390 and-terms failed with RecursionError ("computation failed") on every rank."""
+    import pandas as pd
+
+    terms = [f"distance != {100 + 7 * i}" for i in range(390)]
+    path = tmp_path / "job.yaml"
+    path.write_text(f"input: {parquet_dir}\nfilter: \"{' and '.join(terms)}\"\n"
+                    "groupby: [month]\naggregate: {distance: sum}\n"
+                    f"output: {tmp_path / 'o.parquet'}\n")
+    r = _run("run", path, "-q")
+    assert r.exit_code == 0, r.output
+    mask = ~flights.distance.isin([100 + 7 * i for i in range(390)])
+    want = flights[mask].groupby("month")["distance"].sum().reset_index()
+    got = pd.read_parquet(tmp_path / "o.parquet")
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+@pytest.mark.parametrize("flt,words", [
+    (" + ".join(["distance"] * 150) + " > 0", "levels deep; the limit is 100"),
+    ("distance.isin([15**25000])", "too large"),
+    ("distance == " + " * ".join(["15**25000"] * 200), "the limit is 100"),
+])
+def test_spec_filter_over_a_limit_is_a_usage_error(tmp_path, parquet_dir, flt, words):
+    path = tmp_path / "job.yaml"
+    path.write_text(f"input: {parquet_dir}\nfilter: \"{flt}\"\noutput: {tmp_path / 'o.csv'}\n")
+    t0 = time.perf_counter()
+    r = _run("run", path)
+    assert time.perf_counter() - t0 < 5
+    assert r.exit_code == 2, r.output
+    assert "filter" in r.output and words in r.output and len(r.output) < 1000
+    assert not (tmp_path / "o.csv").exists()
