@@ -140,6 +140,8 @@ class Lit(Expr):
     def to_arrow(self, schema):
         import pyarrow.compute as pc
 
+        if isinstance(self.value, int) and not -2 ** 63 <= self.value < 2 ** 64:
+            return None  # no Arrow integer holds it: pandas compares it (query.MAX_INT_BITS)
         if isinstance(self.value, (bool, int, float, str, np.integer, np.floating)):
             return AScalar(self.value)
         ts = _naive_timestamp(self.value)
@@ -294,7 +296,7 @@ class IsIn(Expr):
             return None
         try:
             values = pa.array(self.values).cast(ftype)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             return None
         return ArrowOp("coalesce", ArrowOp("is_in", AField(self.arg.name), value_set=values),
                        AScalar(False))
@@ -538,8 +540,19 @@ def conjuncts(e: Expr | None) -> list[Expr]:
     return [e]
 
 
+def balanced(items: list, combine):
+    """``combine`` (associative, e.g. ``&``) over ``items`` as a balanced tree: log2(n) deep,
+    so that evaluating hundreds of terms recursively stays far from the recursion limit.
+    ``None`` for no items."""
+    items = list(items)
+    if not items:
+        return None
+    while len(items) > 1:
+        items = [combine(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
+                 for i in range(0, len(items), 2)]
+    return items[0]
+
+
 def and_all(terms: list[Expr]) -> Expr | None:
-    out = None
-    for t in terms:
-        out = t if out is None else Bin("&", out, t)
-    return out
+    """The conjunction of ``terms`` (a balanced tree of ``&``), or None for no terms."""
+    return balanced(terms, lambda a, b: Bin("&", a, b))

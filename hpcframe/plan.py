@@ -14,7 +14,7 @@ The optimiser's passes are plain functions over a chain:
 from __future__ import annotations
 
 from .errors import ColumnNotFoundError
-from .expr import Expr, and_all, conjuncts
+from .expr import Expr, and_all, balanced, conjuncts
 
 
 class Node:
@@ -121,9 +121,7 @@ def split_filters(node: Node, arrow_schema) -> tuple[object, set[str], list]:
                 a = term.to_arrow(arrow_schema)
                 (arrow_terms if a is not None else rest_terms).append((term, a))
         i += 1
-    pred = None
-    for _, a in arrow_terms:
-        pred = a if pred is None else pred & a
+    pred = balanced([a for _, a in arrow_terms], lambda x, y: x & y)  # shallow: no recursion limit
     rest = [_BareFilter(t) for t, _ in rest_terms] + [
         n for n in chain[:i] if isinstance(n, Project)] + chain[i:]
     pred_columns = set().union(*(t.columns() for t, _ in arrow_terms))

@@ -34,6 +34,16 @@ from .errors import ColumnNotFoundError, HpcframeError
 MAX_LENGTH = 10_000
 #: Most AST nodes accepted in one query.
 MAX_NODES = 2_000
+#: Deepest nesting accepted: of the text (parentheses, operators, calls) and of the expression
+#: tree it becomes. ``and``/``or``/``&``/``|`` chains and chained comparisons become balanced
+#: trees, so hundreds of terms stay shallow; a chain of another operator (``a + b + c ...``) is
+#: as deep as it is long. The engine evaluates trees recursively; this keeps it far from
+#: Python's recursion limit on every rank.
+MAX_DEPTH = 100
+#: Integers (literals, and every constant the parser folds) must be below ``2 ** MAX_INT_BITS``
+#: in size: larger ones fit no column type (float64 ends near 2**1024) and would make constant
+#: folding slow (``15**25000 * 15**25000 * ...``).
+MAX_INT_BITS = 1024
 
 ALLOWED = ("column names, numbers, strings, True/False/None, and/or/not, & | ~, comparisons "
            "(== != < <= > >=, chained), in/not in [list], + - * / // % ** and unary minus, "
@@ -52,7 +62,6 @@ _METHODS = {"isna": (0, ()), "isnull": (0, ()), "notna": (0, ()), "notnull": (0,
             "isin": (1, ()), "between": (2, ("inclusive",))}
 _STR_METHODS = {"startswith": (1, ()), "endswith": (1, ()), "contains": (1, ("case", "regex"))}
 _BACKTICK = "_hfq_bt{}_"
-_MAX_POW_BITS = 100_000
 
 
 class QueryError(HpcframeError, ValueError):
@@ -145,7 +154,8 @@ def _lit_text(value) -> str:
     """A short text for a literal (huge integers are not printed in full)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
-    return _short(repr(value))
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _is_series(value) -> bool:
@@ -218,20 +228,39 @@ class _Parser:
             if exc.offset:  # 1-based; 0 or None at the end of the text
                 off = self._orig(self._line_offset(exc.lineno or 1, exc.offset - 1, chars=True))
             where = f" at column {off}" if off is not None else " at the end"
-            raise QueryError(f"invalid syntax in {self.what} {text!r}{where}: {exc.msg}; "
-                             f"allowed: {ALLOWED}", text, off) from None
-        except (RecursionError, MemoryError, ValueError) as exc:
+            if "integer string conversion" in str(exc.msg):  # > 4,300 decimal digits
+                raise QueryError(f"{self.what} {_short(text)} has an integer literal that is too "
+                                 f"large: {_INT_HINT}", text, off) from None
+            raise QueryError(f"invalid syntax in {self.what} {_short(text, 200)}{where}: "
+                             f"{_short(str(exc.msg), 200)[1:-1]}; allowed: {ALLOWED}",
+                             text, off) from None
+        except ValueError as exc:  # e.g. an int literal of more than 4,300 digits
+            raise QueryError(f"{self.what} {_short(text)} cannot be parsed: "
+                             f"{_short(str(exc), 200)[1:-1]}; {_INT_HINT}", text) from None
+        except (RecursionError, MemoryError) as exc:
             raise QueryError(f"{self.what} cannot be parsed ({type(exc).__name__}: nested too "
-                             f"deeply or malformed); simplify it", text) from None
+                             f"deeply); the limit is {MAX_DEPTH} levels: simplify it",
+                             text) from None
         count = sum(1 for _ in ast.walk(tree))
         if count > MAX_NODES:
             raise QueryError(f"{self.what} has {count:,} syntax elements; the limit is "
                              f"{MAX_NODES:,}: simplify it (use x.isin([...]) for long lists)",
                              text)
+        depth = _depth(tree.body, _ast_children)
+        if depth > MAX_DEPTH:
+            raise QueryError(f"{self.what} {_short(text)} is nested {depth} levels deep; the "
+                             f"limit is {MAX_DEPTH}: simplify it (e.g. fewer nested parentheses "
+                             "or a shorter chain of + - * /)", text)
         try:
-            return self.visit(tree.body)
+            out = self.visit(tree.body)
         except RecursionError:
-            raise QueryError(f"{self.what} is nested too deeply; simplify it", text) from None
+            raise QueryError(f"{self.what} is nested too deeply; the limit is {MAX_DEPTH} "
+                             "levels: simplify it", text) from None
+        depth = _depth(out, lambda e: e.children())
+        if depth > MAX_DEPTH:
+            raise QueryError(f"{self.what} {_short(text)} becomes an expression {depth} levels "
+                             f"deep; the limit is {MAX_DEPTH}: simplify it", text)
+        return out
 
     # -- errors and positions ------------------------------------------------------------------
     def _line_offset(self, lineno: int, col: int, chars: bool = False) -> int:
@@ -316,6 +345,8 @@ class _Parser:
 
     def visit_Constant(self, node: ast.Constant) -> E.Expr:
         v = node.value
+        if isinstance(v, int) and not isinstance(v, bool):
+            self._check_int(v, node, "an integer literal")
         if v is None or isinstance(v, (bool, int, float, str)):
             return E.Lit(v)
         raise self.fail(node, f"a literal of type {type(v).__name__} is not allowed",
@@ -332,10 +363,7 @@ class _Parser:
 
     def visit_BoolOp(self, node: ast.BoolOp) -> E.Expr:
         op = "&" if isinstance(node.op, ast.And) else "|"
-        out = self.visit(node.values[0])
-        for v in node.values[1:]:
-            out = self._bin(op, out, self.visit(v), node)
-        return out
+        return self._balanced(op, [self.visit(v) for v in node.values], node)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> E.Expr:
         arg = self.visit(node.operand)
@@ -384,10 +412,7 @@ class _Parser:
             right = self.visit(right_node)
             terms.append(self._bin(_CMP_OPS[type(op)], left, right, node))
             left = right
-        out = terms[0]
-        for t in terms[1:]:
-            out = self._bin("&", out, t, node)
-        return out
+        return self._balanced("&", terms, node)
 
     def visit_Call(self, node: ast.Call) -> E.Expr:
         func = node.func
@@ -464,6 +489,19 @@ class _Parser:
             raise self.fail(node, "expected a list of literals", "write e.g. x in ['a', 'b']")
         return [self._literal(el) for el in node.elts]
 
+    def _balanced(self, op: str, terms: list, node: ast.AST) -> E.Expr:
+        """``t0 op t1 op ... tn`` for an associative ``op`` (``&``/``|``) as a balanced tree:
+        the same result as the left-to-right chain, ``log2(n)`` deep instead of ``n``."""
+        if len(terms) == 1:
+            return terms[0]
+        mid = len(terms) // 2
+        return self._bin(op, self._balanced(op, terms[:mid], node),
+                         self._balanced(op, terms[mid:], node), node)
+
+    def _check_int(self, value: int, node: ast.AST, what: str) -> None:
+        if abs(value).bit_length() > MAX_INT_BITS:
+            raise self.fail(node, f"{what} is too large ({_lit_text(value)[1:-1]})", _INT_HINT)
+
     def _bin(self, op: str, left: E.Expr, right: E.Expr, node: ast.AST) -> E.Expr:
         if isinstance(left, E.Lit) and isinstance(right, E.Lit):
             return E.Lit(self._fold(op, left.value, right.value, node))
@@ -479,17 +517,42 @@ class _Parser:
         if op in _PY and op not in _CMP_NAMES and not numeric:
             raise self.fail(node, "arithmetic on non-numbers",
                             "arithmetic works on numbers and numeric columns")
-        if op == "**" and isinstance(a, int) and isinstance(b, int):
-            if b > 0 and max(a.bit_length(), 1) * b > _MAX_POW_BITS:
-                raise self.fail(node, "the power is too large")
+        if op == "**" and isinstance(a, int) and isinstance(b, int) and b > 0 \
+                and (abs(a).bit_length() - 1) * b > MAX_INT_BITS:  # surely too large: refuse
+            raise self.fail(node, f"{_lit_text(a)} ** {_lit_text(b)} is too large", _INT_HINT)
         try:
-            return _PY[op](a, b)
+            out = _PY[op](a, b)  # operands are bounded (< 2**MAX_INT_BITS): this is quick
         except (ArithmeticError, TypeError, ValueError) as exc:
             raise self.fail(node, f"cannot compute {_lit_text(a)} {op} {_lit_text(b)} "
                                   f"({exc})") from None
+        if isinstance(out, complex):
+            raise self.fail(node, f"{_lit_text(a)} {op} {_lit_text(b)} is a complex number")
+        if isinstance(out, int) and not isinstance(out, bool):
+            self._check_int(out, node, f"the result of {_lit_text(a)} {op} {_lit_text(b)}")
+        return out
 
 
 _CMP_NAMES = frozenset(("==", "!=", "<", "<=", ">", ">="))
+_INT_DIGITS = int(MAX_INT_BITS * 0.30103) + 1
+_INT_HINT = (f"integers must be below 2**{MAX_INT_BITS} (about {_INT_DIGITS} digits): larger "
+             "ones fit no column type, not even float64")
+
+
+def _ast_children(node):
+    return [c for c in ast.iter_child_nodes(node) if not isinstance(c, (ast.expr_context,
+                                                                        ast.operator,
+                                                                        ast.boolop, ast.unaryop,
+                                                                        ast.cmpop))]
+
+
+def _depth(root, children) -> int:
+    """The depth of the tree at ``root`` (a lone node: 1), without recursion."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((c, d + 1) for c in children(node))
+    return deepest
 _METHOD_LIST = ("x.isna(), x.notna(), x.isin([...]), x.between(a, b), x.str.startswith('..'), "
                 "x.str.endswith('..'), x.str.contains('..')")
 
@@ -510,8 +573,8 @@ def _string_end(text: str, i: int) -> int:
     return len(text)  # unterminated: ast.parse reports it
 
 
-def _short(text: str) -> str:
-    return repr(text if len(text) <= 80 else text[:77] + "...")
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
 
 
 def _describe(node: ast.AST) -> str:

@@ -21,6 +21,7 @@ See ``docs/jobs-specs.md`` for the format.
 from __future__ import annotations
 
 import difflib
+import reprlib
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,102 @@ SUBTOTAL_AGGS = ("sum", "mean", "count", "min", "max", "var", "std")
 # keys whose --set value is taken as text, never parsed as YAML
 _TEXT_KEYS = ("filter", "input.path", "input.key", "input.format", "output.path",
               "output.format")
+
+# Limits on YAML read from files that may come from someone else (job specs, profiles). YAML
+# aliases let a few hundred bytes stand for millions of values ("billion laughs"): loading
+# shares them, but anything that walks the result (validation, error messages) would not.
+#: Largest job spec file, in bytes.
+MAX_YAML_BYTES = 1 << 20
+#: Most values a loaded document may hold when every alias is expanded (each scalar, list,
+#: mapping and mapping key counts one).
+MAX_YAML_VALUES = 100_000
+#: Deepest nesting of lists and mappings.
+MAX_YAML_DEPTH = 50
+#: Integers must be below 2**MAX_YAML_INT_BITS (as in query strings: hpcframe.query.MAX_INT_BITS).
+MAX_YAML_INT_BITS = 1024
+
+
+class YAMLLimitError(ValueError):
+    """A YAML document is over one of the limits above. ``key`` is the dotted key path of the
+    offending value ('' for the whole document), ``detail`` says which limit and what to do."""
+
+    def __init__(self, key: str, detail: str):
+        self.key, self.detail = key, detail
+        super().__init__(f"{key}: {detail}" if key else detail)
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load(text)``, bounded: raises :class:`YAMLLimitError` when the text is longer
+    than :data:`MAX_YAML_BYTES`, or the document -- its aliases expanded -- holds more than
+    :data:`MAX_YAML_VALUES` values, nests deeper than :data:`MAX_YAML_DEPTH`, refers to itself
+    or has an integer of :data:`MAX_YAML_INT_BITS` bits or more. Raises ``yaml.YAMLError`` for
+    invalid YAML. Loading is cheap whatever the input (aliases are shared, not copied)."""
+    import yaml
+
+    if len(text) > MAX_YAML_BYTES:
+        raise YAMLLimitError("", f"the document is {len(text):,} characters long; the limit is "
+                             f"{MAX_YAML_BYTES:,}")
+    # libyaml's parser, when present, is fast and refuses nesting deeper than 1,000 itself
+    loader = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+    try:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except RecursionError:
+        raise YAMLLimitError("", f"lists or mappings are nested too deeply (the limit is "
+                             f"{MAX_YAML_DEPTH} levels)") from None
+    except ValueError as exc:  # an integer of more than 4,300 decimal digits
+        raise YAMLLimitError("", f"a value cannot be read: {_show(str(exc), 120)[1:-1]} "
+                             f"(integers must be below 2**{MAX_YAML_INT_BITS})") from None
+    check_yaml_size(data)
+    return data
+
+
+def check_yaml_size(data) -> None:
+    """Raise :class:`YAMLLimitError` naming the key if ``data`` (loaded YAML: dicts, lists and
+    scalars, possibly sharing sub-objects through aliases) is over the limits of
+    :func:`load_yaml`. Costs one visit per distinct object, never expands shared ones."""
+    sizes: dict[int, int] = {}   # id -> size with aliases expanded (containers done)
+    active: set[int] = set()      # containers on the current path (a cycle if met again)
+    stack = [(data, "", 1, False)]
+    while stack:
+        obj, key, depth, done = stack.pop()
+        if isinstance(obj, int) and not isinstance(obj, bool) \
+                and abs(obj).bit_length() >= MAX_YAML_INT_BITS:
+            raise YAMLLimitError(key, f"an integer of {abs(obj).bit_length()} bits is too "
+                                 f"large; integers must be below 2**{MAX_YAML_INT_BITS}")
+        if not isinstance(obj, (dict, list, tuple, set)):
+            continue
+        oid = id(obj)
+        if done:
+            active.discard(oid)
+            items = list(obj.items()) if isinstance(obj, dict) else [(None, v) for v in obj]
+            total = 1 + sum((k is not None) + sizes.get(id(v), 1) for k, v in items)
+            if total > MAX_YAML_VALUES:
+                raise YAMLLimitError(key, f"holds {total:,} values or more once its aliases "
+                                     f"(*name) are expanded; the limit is {MAX_YAML_VALUES:,}: "
+                                     "write the values out, or use fewer aliases")
+            sizes[oid] = total
+            continue
+        if oid in sizes:
+            continue
+        if oid in active:
+            raise YAMLLimitError(key, "refers to itself (a recursive YAML alias): write the "
+                                 "value out")
+        if depth > MAX_YAML_DEPTH:
+            raise YAMLLimitError(key, f"lists or mappings are nested more than "
+                                 f"{MAX_YAML_DEPTH} levels deep")
+        active.add(oid)
+        stack.append((obj, key, depth, True))
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                stack.append((k, key, depth + 1, False))
+                stack.append((v, _join(key, _show_key(k)), depth + 1, False))
+        else:
+            for i, v in enumerate(obj):
+                stack.append((v, f"{key}[{i}]", depth + 1, False))
+
+
+def _show_key(k) -> str:
+    return k if isinstance(k, str) and len(k) <= 60 else _show(k)
 
 
 class SpecError(HpcframeError, ValueError):
@@ -134,7 +231,14 @@ def load_spec(path: str, overrides=(), check_paths: bool = True) -> JobSpec:
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            text = fh.read(MAX_YAML_BYTES + 1)
+        data = load_yaml(text)
+    except YAMLLimitError as exc:
+        raise SpecError(exc.key, f"job spec {path!r} is over a limit: {exc.detail}",
+                        None, path) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError("", f"job spec {path!r} is not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start})", path) from None
     except FileNotFoundError:
         raise SpecError("", f"job spec {path!r} does not exist", path) from None
     except OSError as exc:
@@ -144,8 +248,8 @@ def load_spec(path: str, overrides=(), check_paths: bool = True) -> JobSpec:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError("", f"job spec {path!r} is not valid YAML{where}: {problem}",
-                        path) from None
+        raise SpecError("", f"job spec {path!r} is not valid YAML{where}: "
+                        f"{_show(str(problem), 200)[1:-1]}", path) from None
     data = apply_overrides(data, overrides, source=path)
     return parse_spec(data, source=path, check_paths=check_paths)
 
@@ -173,9 +277,12 @@ def apply_overrides(data, overrides, source: str | None = None) -> dict:
             value = raw
         else:
             try:
-                value = yaml.safe_load(raw) if raw.strip() else None
+                value = load_yaml(raw) if raw.strip() else None
             except yaml.YAMLError:
                 value = raw
+            except YAMLLimitError as exc:
+                raise SpecError(_join(key, exc.key), f"--set {key}=...: {exc.detail}", None,
+                                source) from None
         parts = key.split(".")
         target = data
         for i, part in enumerate(parts[:-1]):
@@ -195,7 +302,12 @@ def apply_overrides(data, overrides, source: str | None = None) -> dict:
 
 def parse_spec(data, source: str | None = None, check_paths: bool = True) -> JobSpec:
     """Validate a spec mapping (as loaded from YAML) into a :class:`JobSpec`. Raises
-    :class:`SpecError` naming the first wrong key, its value and what to do."""
+    :class:`SpecError` naming the first wrong key, its value and what to do (also when
+    ``data`` is over the limits of :func:`load_yaml`)."""
+    try:
+        check_yaml_size(data)
+    except YAMLLimitError as exc:
+        raise SpecError(exc.key, exc.detail, None, source) from None
     v = _Validator(source)
     data = v.mapping("", data, TOP_KEYS, required=("input",))
     inp = v.input(data["input"], check_paths)
@@ -232,7 +344,7 @@ class _Validator:
                              f"{', '.join(allowed)}; got {_show(value)}", value)
         for k in value:
             if k not in allowed:
-                close = difflib.get_close_matches(str(k), allowed, n=1)
+                close = difflib.get_close_matches(k, allowed, n=1) if isinstance(k, str) else []
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise self.error(_join(key, k), f"unknown key.{hint} Valid keys"
                                  f"{' of ' + key if key else ''}: {', '.join(allowed)}", k)
@@ -266,7 +378,7 @@ class _Validator:
                 raise self.error(f"{key}[{i}]", f"must be a column name, got {_show(name)}",
                                  name)
         if len(set(value)) != len(value):
-            raise self.error(key, f"lists a column twice: {value}", value)
+            raise self.error(key, f"lists a column twice: {_show(value, 200)}", value)
         return tuple(value)
 
     def input(self, value, check_paths) -> InputSpec:
@@ -376,7 +488,7 @@ class _Validator:
 
     def _agg(self, key, value, known) -> str:
         if not isinstance(value, str) or value not in known:
-            close = difflib.get_close_matches(str(value), known, n=1)
+            close = difflib.get_close_matches(value, known, n=1) if isinstance(value, str) else []
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise self.error(key, f"unknown aggregation {_show(value)}.{hint} Known: "
                              f"{', '.join(known)}", value)
@@ -424,9 +536,31 @@ def _join(key, k) -> str:
     return f"{key}.{k}" if key else str(k)
 
 
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+class _Repr(reprlib.Repr):
+    """A repr that does bounded work whatever the value (lists shared through YAML aliases
+    can stand for millions of items): few items per level, few levels, short strings."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxdict, self.maxtuple, self.maxset = 3, 6, 4, 6, 6
+        self.maxstring, self.maxother, self.maxlong = 60, 60, 40
+
+    def repr_int(self, x, level):
+        if abs(x).bit_length() > 128:
+            return f"<an integer of {abs(x).bit_length()} bits>"
+        return repr(x)
+
+
+_REPR = _Repr()
+
+
+def _show(value, limit: int = 60) -> str:
+    """A short ``repr`` of ``value`` for an error message, in bounded time and memory."""
+    if isinstance(value, str):
+        text = repr(value[:limit + 1])
+    else:
+        text = _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # ============================================================================ building

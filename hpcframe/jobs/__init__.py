@@ -15,8 +15,8 @@ import json
 import os
 import re
 
-from .base import (ArraySpec, CommandError, JobError, JobParams, Scheduler, find_run,
-                   new_run_dir, run_command, validate, wait, write_atomic)
+from .base import (ArraySpec, CommandError, JobError, JobParams, Scheduler, check_printable,
+                   find_run, new_run_dir, run_command, validate, wait, write_atomic)
 
 __all__ = ["ArraySpec", "CommandError", "JobError", "JobParams", "Scheduler", "scheduler_for",
            "make_params", "program_for", "render_job", "submit", "status", "cancel",
@@ -67,6 +67,9 @@ def program_for(target: str, args=()) -> list[str]:
         raise JobError(f"{target!r} does not exist: give a job spec (.yaml) or a Python script")
     if path.endswith((".yaml", ".yml")) and args:
         raise JobError(f"arguments after -- are for a user script, not for the job spec {target}")
+    check_printable("job target path", path)
+    for i, a in enumerate(args, 1):
+        check_printable(f"script argument {i}", str(a))
     return ["-m", "hpcframe.jobs.launch", path, *[str(a) for a in args]]
 
 

@@ -54,16 +54,58 @@ def run_command(cmd, *, timeout: float = 60, check: bool = True) -> subprocess.C
 # --------------------------------------------------------------------------------------------
 # values
 # --------------------------------------------------------------------------------------------
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
-MODULE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+/-]{0,127}$")
-JOBID_RE = re.compile(r"^[0-9]+(_[0-9]+)?(\[[0-9]*\])?(\.[A-Za-z0-9_.-]+)?$")
+# Always used with ``fullmatch``: ``re.match`` with ``$`` accepts a trailing newline.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", re.ASCII)
+MODULE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+/-]{0,127}", re.ASCII)
+JOBID_RE = re.compile(r"[0-9]+(_[0-9]+)?(\[[0-9]*\])?(\.[A-Za-z0-9_.-]+)?", re.ASCII)
+
+#: Characters refused in every value written into a job script (directives and body): the C0
+#: controls (newline, carriage return, tab, NUL, escape ...), DEL and the C1 controls. A newline
+#: ends a ``#SBATCH``/``#PBS`` comment line, so the rest of the value would run as a command;
+#: the others break the scheduler's directive parsing or hide text on a terminal. Tabs are
+#: refused too (write spaces), so that one rule covers everything.
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _short(value, limit: int = 80) -> str:
+    """``repr`` of a value for an error message, cut to about ``limit`` characters (cheaply:
+    strings and numbers are shown, other objects -- which may be huge -- by their type)."""
+    if isinstance(value, (bool, float)) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 64 else f"<an integer of {value.bit_length()} bits>"
+    if not isinstance(value, str):
+        return f"<a {type(value).__name__}>"
+    text = repr(value[:limit + 1])
+    return text if len(value) <= limit else text[:limit] + "...'"
+
+
+def check_printable(what: str, value) -> str:
+    """Return ``value`` (a string) if it has no control character; else raise :class:`JobError`
+    naming ``what``, the character and its position. See :data:`CONTROL_RE`."""
+    m = CONTROL_RE.search(value)
+    if m:
+        ch = m.group()
+        names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL"}
+        raise JobError(f"{what} {_short(value)} contains {names.get(ch, 'a control character')}"
+                       f" ({ch!r} at position {m.start()}): values written into a job script may "
+                       "not contain newlines, tabs or other control characters (U+0000-U+001F, "
+                       "U+007F-U+009F); rename it or use a value without them")
+    return value
+
+
+def _text(what: str, value) -> str:
+    """``value`` as a string, if it is a string or a number; JobError naming ``what`` else."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise JobError(f"{what} must be a string, got {type(value).__name__}")
+    return str(value)
 
 
 def check_name(what: str, value, pattern=NAME_RE) -> str:
     """Return ``value`` if it is a safe name for ``what``; raise :class:`JobError` otherwise."""
-    value = str(value)
-    if not pattern.match(value):
-        raise JobError(f"{what} {value!r} is not allowed: use letters, digits and _ . + -"
+    value = _text(what, value)
+    if not pattern.fullmatch(value):
+        raise JobError(f"{what} {_short(value)} is not allowed: use letters, digits and _ . + -"
                        f"{' /' if pattern is MODULE_RE else ''} (at most "
                        f"{64 if pattern is NAME_RE else 128} characters, starting with a letter or digit)")
     return value
@@ -71,9 +113,9 @@ def check_name(what: str, value, pattern=NAME_RE) -> str:
 
 def check_job_id(job_id) -> str:
     """Return ``job_id`` as a string if it looks like a SLURM/PBS job id, else raise JobError."""
-    job_id = str(job_id).strip()
-    if not JOBID_RE.match(job_id):
-        raise JobError(f"job id {job_id!r} is not valid: expected digits, e.g. 1234, 1234_5 "
+    job_id = _text("job id", job_id).strip()
+    if not JOBID_RE.fullmatch(job_id):
+        raise JobError(f"job id {_short(job_id)} is not valid: expected digits, e.g. 1234, 1234_5 "
                        "or 1234.server (PBS)")
     return job_id
 
@@ -84,10 +126,10 @@ def parse_time(value) -> str:
     Accepts ``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS``, ``D-HH`` and whole minutes (``90``).
     Raises :class:`JobError` on anything else or a zero time.
     """
-    text = str(value).strip()
+    text = _text("time", value).strip()
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
     if not m:
-        raise JobError(f"time {text!r} is not valid: use HH:MM:SS (e.g. 01:30:00), D-HH:MM:SS "
+        raise JobError(f"time {_short(text)} is not valid: use HH:MM:SS (e.g. 01:30:00), D-HH:MM:SS "
                        "or whole minutes")
     days, a, b, c = m.groups()
     if days is not None:           # D-HH[:MM[:SS]]
@@ -115,10 +157,10 @@ def parse_mem(value) -> int:
 
     Units are binary (as SLURM and PBS read them). Raises :class:`JobError` if unreadable or zero.
     """
-    text = str(value).strip()
+    text = _text("mem", value).strip()
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
     if not m or float(m.group(1)) <= 0:
-        raise JobError(f"mem {text!r} is not valid: use a size such as 4G, 500M or 16GB (per node)")
+        raise JobError(f"mem {_short(text)} is not valid: use a size such as 4G, 500M or 16GB (per node)")
     mib = float(m.group(1)) * _MEM_UNITS[(m.group(2) or "M").upper()]
     return max(1, int(-(-mib // 1)))
 
@@ -139,7 +181,7 @@ class ArraySpec:
     @classmethod
     def parse(cls, text: str) -> "ArraySpec":
         """Parse ``NAME=START-END[:STEP]`` or ``NAME=V1,V2,...``; raise JobError if invalid."""
-        raw = str(text).strip()
+        raw = _text("array", text).strip()
         name, sep, rng = raw.partition("=")
         if not sep:
             name, rng = "array", raw
@@ -227,11 +269,13 @@ def check_keys(values: dict, where: str) -> None:
 
 def _positive_int(what, value) -> int:
     try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError
         n = int(value)
         if n != float(value):
             raise ValueError
     except (TypeError, ValueError):
-        raise JobError(f"{what} must be a whole number, got {value!r}") from None
+        raise JobError(f"{what} must be a whole number, got {_short(value)}") from None
     if n < 1:
         raise JobError(f"{what} must be at least 1, got {n}")
     return n
@@ -281,13 +325,23 @@ def validate(p: JobParams) -> JobParams:
     p.after = [check_job_id(j) for j in _as_list(p.after, "after")]
     if isinstance(p.array, str):
         p.array = ArraySpec.parse(p.array)
-    for k in p.env:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
-            raise JobError(f"env name {k!r} is not a valid shell variable name")
+    if p.array is not None and not isinstance(p.array, ArraySpec):
+        raise JobError(f"array must be NAME=START-END[:STEP] or NAME=V1,V2,..., got "
+                       f"{_short(p.array)}")
+    if not isinstance(p.env, dict):
+        raise JobError(f"env must be a mapping of NAME: value, got {type(p.env).__name__}")
+    for k, v in p.env.items():
+        if not (isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k, re.ASCII)):
+            raise JobError(f"env name {_short(k)} is not a valid shell variable name")
+        check_printable(f"env value of {k}", _text(f"env value of {k}", v))
     if p.launcher is not None:
-        _one_line("launcher", p.launcher)
+        p.launcher = _one_line("launcher", p.launcher)
         if not _split_words("launcher", p.launcher):
             raise JobError("launcher is empty; give a command such as 'srun' or 'mpiexec'")
+    p.python = check_printable("python", _text("python", p.python))
+    if p.workdir is not None:
+        p.workdir = check_printable("working directory (workdir, default: the directory you "
+                                    "submit from)", _text("workdir", p.workdir))
     sched.check(p)
     return p
 
@@ -299,14 +353,15 @@ def _as_list(value, what) -> list:
         return [value]
     if not isinstance(value, (list, tuple)):
         raise JobError(f"{what} must be a list, got {type(value).__name__}")
-    return list(value)
+    return [_text(f"an item of {what}", v) if not isinstance(v, str) else v for v in value]
 
 
 def _one_line(what, value) -> str:
-    value = str(value)
-    if "\n" in value or "\r" in value or "\0" in value:
-        raise JobError(f"{what} {value!r} must be a single line")
-    return value
+    """``value`` as a string of one line without control characters; JobError otherwise."""
+    value = _text(what, value)
+    if "\n" in value or "\r" in value:
+        raise JobError(f"{what} {_short(value)} must be a single line")
+    return check_printable(what, value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,8 +425,11 @@ class Scheduler:
         """The job script text: a pure function of ``p``, ``program`` and ``run_dir``.
 
         ``program`` is what follows ``python -m mpi4py`` (e.g. ``-m hpcframe.jobs.launch
-        job.yaml``). Every value is shell-quoted; directives come in sorted order.
+        job.yaml``). Every value is shell-quoted; directives come in sorted order. Raises
+        :class:`JobError` naming the value if any value has a control character (a newline in a
+        directive would end the comment line and run the rest as a command).
         """
+        self.check_rendered(p, program, run_dir)
         lines = ["#!/bin/bash", f"# hpcframe job script ({self.name}); rendered by hpcframe submit"]
         for words in sorted(self.directives(p, run_dir)):
             lines.append(" ".join([self.prefix, *(shlex.quote(w) for w in words)]))
@@ -394,7 +452,36 @@ class Scheduler:
         if p.array is not None:
             lines.append(f'export HPCFRAME_ARRAY_INDEX="${{{self.array_env}}}"')
         lines.append(self.launch_line(p, program))
+        for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line
+            if CONTROL_RE.search(line):
+                raise JobError(f"line {i} of the job script would contain a control character: "
+                               f"{_short(line)}; remove newlines, tabs and other control "
+                               "characters from the job's options, profile and paths")
         return "\n".join(lines) + "\n"
+
+    def check_rendered(self, p: JobParams, program: list[str], run_dir: str) -> None:
+        """Raise :class:`JobError` naming the parameter if a value written into the script
+        has a control character (newline, CR, tab, ...; see :data:`CONTROL_RE`)."""
+        check_printable("run directory (under $HPCFRAME_RUNS, default ./hpcframe-runs in the "
+                        "directory you submit from)", _text("run directory", run_dir))
+        check_printable("working directory (workdir, default: the directory you submit from)",
+                        _text("workdir", p.workdir or os.getcwd()))
+        for what, value in (("job name", p.name), ("partition/queue", p.partition),
+                            ("account", p.account), ("launcher", p.launcher),
+                            ("python", p.python), ("time", p.time), ("mem", p.mem)):
+            if value is not None:
+                check_printable(what, _text(what, value))
+        for what, values in (("module", p.modules), ("setup line", p.setup),
+                             ("extra directive", p.extra_directives), ("after", p.after)):
+            for v in values or ():
+                check_printable(what, _text(what, v))
+        for k, v in (p.env or {}).items():
+            check_printable("env name", _text("env name", k))
+            check_printable(f"env value of {k}", _text(f"env value of {k}", v))
+        for i, word in enumerate(program):
+            what = ("job target path" if i == 2 and program[:2] == ["-m", "hpcframe.jobs.launch"]
+                    else f"script argument {i - 2}" if i > 2 else "program")
+            check_printable(what, _text(what, word))
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,6 +495,8 @@ def runs_root() -> str:
 def new_run_dir(name: str, root: str | None = None) -> str:
     """Create and return ``<root>/<YYYYmmdd-HHMMSS>-<name>[-N]/``."""
     root = root or runs_root()
+    check_printable("run directory root ($HPCFRAME_RUNS, default ./hpcframe-runs in the "
+                    "directory you submit from)", root)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = os.path.join(root, f"{stamp}-{check_name('job name', name)}")
     path, n = base, 1

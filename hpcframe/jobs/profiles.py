@@ -60,12 +60,18 @@ def load_profile(name: str) -> dict:
     """
     import yaml
 
+    from ..spec import MAX_YAML_BYTES, YAMLLimitError, load_yaml
+
     path = find_profile(name)
     try:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh) or {}
+        with open(path, encoding="utf-8") as fh:
+            raw = load_yaml(fh.read(MAX_YAML_BYTES + 1)) or {}
     except yaml.YAMLError as exc:
-        raise JobError(f"profile {path}: not valid YAML: {exc}") from None
+        raise JobError(f"profile {path}: not valid YAML: {str(exc)[:300]}") from None
+    except YAMLLimitError as exc:
+        raise JobError(f"profile {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobError(f"profile {path} cannot be read: {exc}") from None
     if not isinstance(raw, dict):
         raise JobError(f"profile {path}: expected a mapping of settings, got {type(raw).__name__}")
     values = _normalise(raw, path)
@@ -103,6 +109,13 @@ def from_dask_jobqueue(scheduler: str, path: str | None = None) -> dict:
     except Exception as exc:  # a YAML error inside a config file
         raise JobError(f"cannot read the Dask configuration {path or dask.config.paths}: {exc}") from None
     section_name = "slurm" if scheduler == "slurm" else "pbs"
+    from ..spec import YAMLLimitError, check_yaml_size
+    try:
+        check_yaml_size(cfg.get("jobqueue"))
+    except YAMLLimitError as exc:
+        where = "jobqueue" + (f".{exc.key}" if exc.key else "")
+        raise JobError(f"the Dask configuration {path or dask.config.paths}: {where}: "
+                       f"{exc.detail}") from None
     jq = {str(k).replace("_", "-"): v for k, v in (cfg.get("jobqueue") or {}).items()}
     sec = jq.get(section_name) or {}
     sec = {str(k).replace("_", "-"): v for k, v in sec.items()}

@@ -9,7 +9,8 @@ import pytest
 import hpcframe as hf
 from hpcframe import expr as E
 from hpcframe.errors import ColumnNotFoundError, HpcframeError
-from hpcframe.query import QueryError, apply_expression, apply_query, parse_query
+from hpcframe.query import (MAX_DEPTH, MAX_INT_BITS, QueryError, apply_expression, apply_query,
+                            parse_query)
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +182,94 @@ def test_strings_with_operators_inside_are_literals(pdf):
     for v in ["a&b", "a|b", "`x`"]:
         got = apply_query(frame, f"s == '{v}'").compute()
         assert list(got.s) == [v]
+
+
+# ---------------------------------------------------------------------------------------------
+# resource limits: untrusted queries (job specs) are bounded in depth, size and integer size
+# ---------------------------------------------------------------------------------------------
+def _depth(e) -> int:
+    return 1 + max((_depth(c) for c in e.children()), default=0)
+
+
+def test_and_or_chains_become_balanced_trees():
+    """390 and/or terms used to become a 390-deep tree (RecursionError in the engine)."""
+    for op in (" and ", " or ", " & ", " | "):
+        tree = parse_query(op.join(f"(y != {i})" for i in range(390)), ["y"])
+        assert _depth(tree) <= 11
+    tree = parse_query(" < ".join(["0"] + ["y"] * 100 + ["9"]), ["y"])
+    assert _depth(tree) <= 10
+
+
+def test_hundreds_of_terms_give_pandas_rows(pdf, frame):
+    text = " and ".join(f"y != {i}" for i in range(0, 390))
+    mask = np.ones(len(pdf), dtype=bool)
+    for i in range(390):
+        mask &= (pdf.y != i).to_numpy()
+    got = apply_query(frame, text).compute()
+    pd.testing.assert_frame_equal(got, pdf[mask].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("text", [
+    " + ".join(["y"] * (MAX_DEPTH + 1)) + " > 0",
+    "-" * MAX_DEPTH + "y > 0",
+    "~" * MAX_DEPTH + "(y > 0)",
+    "".join(["(y * "] * MAX_DEPTH) + "y" + ")" * MAX_DEPTH + " > 0",
+    "".join(f"(y > {i} and " for i in range(MAX_DEPTH)) + "x > 0" + ")" * MAX_DEPTH,
+])
+def test_too_deep_is_refused_with_the_limit(text):
+    with pytest.raises(QueryError, match=rf"nested \d+ levels deep; the limit is {MAX_DEPTH}"):
+        parse_query(text, ["x", "y"])
+
+
+@pytest.mark.parametrize("text,what", [
+    ("x.isin([15**25000])", "15 \\*\\* 25000 is too large"),
+    ("x == 2**1024", "the result of 2 \\*\\* 1024 is too large \\(an integer of about 309 digits"),
+    ("x == 2**1023 + 2**1023", "the result of .* \\+ .* is too large"),
+    ("x == 2**600 * 2**600", "the result of .* \\* .* is too large"),
+    ("x == -(2**1023) - 2**1023", "the result of .* - .* is too large"),
+    ("x == 0x" + "f" * 300, "an integer literal is too large \\(an integer of about 362 digits"),
+    ("x.between(0, 2**2000)", "too large"),
+    ("x == " + " * ".join(["15**250"] * 90), "the result of .* \\* .* is too large"),
+])
+def test_integers_are_bounded_everywhere(text, what):
+    with pytest.raises(QueryError, match=what) as info:
+        parse_query(text, ["x"])
+    assert f"below 2**{MAX_INT_BITS}" in str(info.value)
+
+
+def test_constant_folding_stays_fast():
+    """``15**25000 * 15**25000 * ...`` (200 factors) took 76 s on every rank."""
+    import time
+
+    for text in ["x == " + " * ".join(["15**25000"] * 200),  # too deep, and too large
+                 "x == " + " * ".join(["(15**250 // 7)"] * 99),
+                 "x == " + " + ".join(["2**1000"] * 99),
+                 "x.isin([" + ", ".join(["15**25000 * 15**25000"] * 150) + "])"]:
+        t0 = time.perf_counter()
+        with pytest.raises(QueryError, match="too large|too deep|levels deep"):
+            parse_query(text, ["x"])
+        assert time.perf_counter() - t0 < 1.0
+
+
+def test_huge_decimal_literal_is_a_clear_error():
+    with pytest.raises(QueryError, match=rf"integer literal that is too large: integers must be "
+                                         rf"below 2\*\*{MAX_INT_BITS}") as info:
+        parse_query("x == " + "1" * 5000, ["x"])
+    assert len(str(info.value)) < 300
+
+
+def test_complex_result_is_refused():
+    with pytest.raises(QueryError, match="complex number"):
+        parse_query("x > (-8) ** 0.5", ["x"])
+
+
+def test_largest_allowed_integers_work(pdf, frame):
+    """Integers up to 2**1024 - 1 are fine, also in isin (it gave OverflowError in Arrow)."""
+    big = 2 ** 1024 - 1
+    assert parse_query(f"x < {big}", ["x"]).key() == E.Bin("<", E.Col("x"), E.Lit(big)).key()
+    for text, ref in [("y.isin([2**100, 3, 7])", pdf[pdf.y.isin([2 ** 100, 3, 7])]),
+                      ("x.isin([2**70, 1.0])", pdf[pdf.x.isin([2 ** 70, 1.0])]),
+                      ("x < 2**1000", pdf[pdf.x < 2 ** 1000]),
+                      ("y < 2**100 and x != 2**64", pdf[(pdf.y < 2 ** 100) & (pdf.x != 2 ** 64)])]:
+        got = apply_query(frame, text).compute()
+        pd.testing.assert_frame_equal(got, ref.reset_index(drop=True))

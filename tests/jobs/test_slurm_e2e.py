@@ -177,3 +177,34 @@ def test_bad_spec_job_fails_and_says_why(slurm_cluster, workdir, hf):
     assert "FAILED" in hf("status", job).stdout
     assert "no_such_column" in hf("logs", job).stdout
     assert not (workdir / "x.parquet").exists()
+
+
+HOSTILE_DIR = "sub $(touch INJECTED1) ;touch INJECTED2 `touch INJECTED3` 'q' \"dq\" %"
+
+
+def test_hostile_submit_and_run_directories_inject_nothing(slurm_cluster, workdir, hf,
+                                                           monkeypatch):
+    """A submit directory (-> ``--chdir``) and run directory (-> ``--output/--error``) full of
+    shell syntax: sbatch reads the quoted directives, the job runs in that directory, its logs
+    land in the run directory, and no command hidden in the names runs. A newline in the
+    directory is refused before anything is submitted."""
+    submit_dir = workdir / HOSTILE_DIR
+    submit_dir.mkdir()
+    monkeypatch.chdir(submit_dir)
+    (submit_dir / "where.py").write_text(
+        "import os, sys\nopen('where.txt', 'w').write(os.getcwd() + '\\n' + sys.argv[1])\n"
+        "print('hello from the job')\n")
+    job = submit(hf, "where.py", "--profile", PROFILE, "--ntasks-per-node", "1", "--", "$(id)")
+    assert [s for _, s, _ in finished(job)] == ["COMPLETED"], hf("logs", job).stdout
+    assert (submit_dir / "where.txt").read_text() == f"{submit_dir}\n$(id)"
+    _, files = log_files(job)
+    assert [os.path.dirname(f) for f in files] == [find_run(job)["run_dir"]] * len(files)
+    assert "hello from the job" in hf("logs", job).stdout
+    assert not [f for _, _, fs in os.walk(workdir) for f in fs if f.startswith("INJECTED")]
+    evil = workdir / "nl\ntouch INJECTED #"
+    evil.mkdir()
+    monkeypatch.chdir(evil)
+    (evil / "where.py").write_text("print(1)\n")
+    res = hf("submit", "where.py", "--profile", PROFILE)
+    assert res.exit_code == 2 and "working directory" in res.stderr, res.output
+    assert not (evil / "hpcframe-runs").exists()
