@@ -330,15 +330,12 @@ def _legend_above_axes(ax):
                      frameon=False, borderaxespad=0.2, handlelength=1.5, columnspacing=1.2)
 
 
-def write_png(profile: RunProfile, path: str) -> str:
-    """Write the matplotlib (Agg) rendering of the report to ``path``; returns path. The
-    PNG's ``hpcframe:panels`` text chunk maps each panel title to its pixel box
-    ``[left, top, right, bottom]``."""
+def png_figure(profile: RunProfile):
+    """The matplotlib figure of the report (Agg, not yet drawn): ``(figure, [summary,
+    timeline, cpu, memory axes], summary dict)``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import io
-
     from matplotlib.figure import Figure
 
     s = summarize(profile)
@@ -401,6 +398,16 @@ def write_png(profile: RunProfile, path: str) -> str:
         ax.grid(alpha=0.3)
     ax_mem.set_xlabel("seconds since start")
     fig.tight_layout()
+    return fig, axes, s
+
+
+def write_png(profile: RunProfile, path: str) -> str:
+    """Write the matplotlib (Agg) rendering of the report to ``path``; returns path. The
+    PNG's ``hpcframe:panels`` text chunk maps each panel title to its pixel box
+    ``[left, top, right, bottom]``."""
+    import io
+
+    fig, axes, s = png_figure(profile)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(fig)

@@ -86,18 +86,21 @@ def test_report_command(runs, tmp_path):
     assert bad.exit_code == 2 and "not a profile directory (no run.json" in bad.output
 
 
-def _profile(busy_per_rank, read_share=0.1, wait=0.01):
+def _profile(busy_per_rank, read_share=0.1, wait=0.01, planning=0.0, fmt="parquet",
+             path="f{rank}"):
+    """A synthetic profile: every rank plans for ``planning`` s, then reads 4 leaves."""
     tasks, colls, run_rows = [], [], []
-    end_all = max(busy_per_rank) + wait
+    end_all = planning + max(busy_per_rank) + wait
     for rank, busy in enumerate(busy_per_rank):
-        t = 0.0
+        t = planning
         for leaf in range(4):
             d = busy / 4
             tasks.append((1, "src", rank * 4 + leaf, rank, "h", t, t + d * read_share, t + d,
-                          10, 100, None, False, f"f{rank}", f"f{rank} [row group {leaf}]"))
+                          10, 100, None, False, path.format(rank=rank),
+                          f"f{rank} [row group {leaf}]"))
             t += d
         colls.append((1, rank, "h", "agree", t, end_all))
-        run_rows.append((1, "src", rank, "h", 0.0, end_all, 4, 40, 400, True))
+        run_rows.append((1, "src", rank, "h", 0.0, end_all, 4, 40, 400, True, planning, fmt))
     from hpcframe.diagnostics.profile import COLLECTIVE_COLUMNS, RUN_COLUMNS, TASK_COLUMNS
 
     return RunProfile(pd.DataFrame(tasks, columns=TASK_COLUMNS),
