@@ -183,13 +183,15 @@ def format_progress(done: tuple, totals: tuple, elapsed: float, width: int = 0,
     ``rows_known=False`` says that the total rows are an estimate (CSV files): the fraction
     and the ETA then come from bytes (see :func:`progress_fraction`) and the rows show as
     ``N rows (~T est.)``. ``final=True`` is the line of a finished run: 100 % and ``done``
-    (rows are then exact: the rows read)."""
+    (rows are then exact: the rows read); only that line says ``done``."""
     leaves, rows, nbytes = done
     t_leaves, t_rows, t_bytes = totals
     frac = 1.0 if final else progress_fraction(done, totals, rows_known)
     rate = rows / elapsed if elapsed > 0 else 0.0
-    if frac >= 1.0:
+    if final:
         eta = "done"
+    elif frac >= 1.0:  # every partition read, results not yet combined
+        eta = "finishing"
     elif frac > 0 and elapsed > 0:
         eta = "ETA " + _duration(elapsed * (1 - frac) / frac)
     else:
