@@ -105,7 +105,8 @@ def _profile(busy_per_rank, read_share=0.1, wait=0.01, planning=0.0, fmt="parque
 
     return RunProfile(pd.DataFrame(tasks, columns=TASK_COLUMNS),
                       pd.DataFrame(colls, columns=COLLECTIVE_COLUMNS),
-                      pd.DataFrame(run_rows, columns=RUN_COLUMNS),
+                      pd.DataFrame(run_rows, columns=RUN_COLUMNS[:10] + ["read_start",
+                                                                          "format"]),
                       pd.DataFrame(columns=["rank", "host", "epoch", "cpu", "rss", "time"]),
                       {"ranks": len(busy_per_rank), "hosts": ["h"], "t0": 0.0})
 
@@ -136,3 +137,99 @@ def test_reports_of_an_empty_profile(tmp_path):
     assert "nothing was read" in open(tmp_path / "r.html").read()
     with pytest.raises(TypeError, match="cannot report on int"):
         visualize([1], tmp_path / "x.html")
+
+
+@pytest.mark.parametrize("fmt,path,name", [
+    ("csv", "f{rank}.csv.xz", "reading xz-compressed CSV dominates"),
+    ("csv", "f{rank}.csv", "reading CSV dominates"),
+    ("hdf5", "f{rank}.h5", "reading HDF5 dominates"),
+    ("parquet", "f{rank}.parquet", "reading Parquet dominates")])
+def test_io_bottleneck_names_the_format_of_the_source(fmt, path, name):
+    """The I/O advice names what was read (it once said "reading Parquet/HDF5" for CSV)."""
+    s = summarize(_profile([2.0, 2.0], read_share=0.9, fmt=fmt, path=path))
+    assert s["bottleneck"].startswith("I/O-bound") and name in s["bottleneck"], s["bottleneck"]
+    if fmt == "hdf5":
+        assert "Parquet" not in s["bottleneck"]
+    if fmt == "csv":  # the advice for CSV
+        assert "convert it once to Parquet" in s["bottleneck"]
+
+
+def test_wall_time_and_shares_include_planning():
+    """Planning (partition discovery) is part of the run: in the wall time, in each rank's
+    row and in the shares; when it dominates, the bottleneck says so."""
+    from hpcframe.diagnostics.report import _segments
+
+    p = _profile([1.0, 1.0], planning=2.0, fmt="csv", path="f{rank}.csv.xz")
+    s = summarize(p)
+    assert s["wall"] == pytest.approx(3.01) and s["planning"] == pytest.approx(2.0)
+    assert [r["planning"] for r in s["per_rank"]] == [pytest.approx(2.0)] * 2
+    assert s["shares"]["planning"] == pytest.approx(4.0 / (4.0 + 2.0 + 0.02))
+    assert sum(s["shares"].values()) == pytest.approx(1.0)
+    assert s["bottleneck"].startswith("planning-bound") and "CSV" in s["bottleneck"]
+    assert [(r, a, b) for r, a, b, _ in _segments(p)["planning"]] == [(0, 0.0, 2.0),
+                                                                      (1, 0.0, 2.0)]
+
+
+def test_real_run_profile_includes_planning(csv_dataset, monkeypatch):
+    """A real run whose partition discovery is slow (0.4 s, like decompressing the start of
+    every .csv.xz file on a busy file system): the profile starts when compute() planned
+    the scan, not when reading began, and the report's wall time includes it."""
+    import time
+
+    import hpcframe as hf
+    from hpcframe.diagnostics import Profiler, collect
+    from hpcframe.io.csv import CSVSource
+
+    real = CSVSource.discover
+
+    def slow_discover(self, comm):
+        time.sleep(0.4)
+        return real(self, comm)
+
+    monkeypatch.setattr(CSVSource, "discover", slow_discover)
+    pattern, df = csv_dataset
+    frame = hf.read_csv(pattern)
+    with Profiler() as prof:
+        called = time.time()
+        got = frame.y.sum().compute()
+        returned = time.time()
+    assert got == pytest.approx(df.y.sum())
+    s = summarize(collect([prof]))
+    assert s["planning"] >= 0.4 and s["wall"] >= 0.4
+    assert called - 0.05 <= prof.t0 <= called + 0.2     # the run starts with its planning
+    assert s["wall"] >= 0.8 * (returned - called), (s["wall"], returned - called)
+    runs = prof.runs
+    assert (runs["read_start"] - runs["start"]).min() >= 0.4 and list(runs["format"]) == ["csv"]
+
+
+def test_legends_are_outside_the_plot_areas():
+    """No legend covers a panel's plot area (it once covered rank 0's timeline): in the PNG
+    every legend lies above its axes, in the HTML every legend is in a side panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from hpcframe.diagnostics.report import html_layout, png_figure
+
+    p = _profile([1.0, 1.2, 0.9], planning=0.3)
+    p.resources = pd.DataFrame({"rank": [0, 0, 1, 1, 2, 2], "host": "h",
+                                "epoch": [0.0, 1.0] * 3, "cpu": [50.0, 90.0] * 3,
+                                "rss": [1e8, 2e8] * 3, "time": [0.0, 1.0] * 3})
+    fig, axes, _ = png_figure(p)
+    FigureCanvasAgg(fig).draw()
+    legends = 0
+    for ax in axes[1:]:
+        leg = ax.get_legend()
+        assert leg is not None
+        legends += 1
+        lb, ab = leg.get_window_extent(), ax.get_window_extent()
+        assert lb.y0 >= ab.y1 - 1, (ax.get_title(), lb, ab)   # above the plot area
+        assert lb.y1 <= fig.bbox.height and lb.x1 <= fig.bbox.width + 1  # on the page
+    assert legends == 3
+
+    from bokeh.models import Legend
+
+    figures = [c for c in html_layout(p).children if hasattr(c, "center")]
+    assert len(figures) == 3
+    for f in figures:
+        assert not [r for r in f.center if isinstance(r, Legend)], f.name
+        outside = [r for r in f.above if isinstance(r, Legend)]
+        assert len(outside) == 1 and outside[0].items, f.name
