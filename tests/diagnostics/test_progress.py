@@ -194,3 +194,9 @@ def test_plain_lines_of_compressed_csv_under_mpiexec(csv_dataset, tmp_path, rank
     assert summary["formats"] == ["csv (xz-compressed)"], summary
     assert "Parquet" not in summary["bottleneck"], summary["bottleneck"]
     assert summary["planning"] > 0 and summary["wall"] > summary["planning"]
+    # explain() under mpiexec: the rows are labelled estimates, no statistics are claimed
+    plan = next(ln for ln in text.splitlines() if ln.startswith("EXPLAIN "))
+    assert re.search(r"Partitions: 8 file\(s\), \d+ partition\(s\), ~[\d,]+ rows "
+                     r"\(estimated", plan), plan
+    assert "statistics pruning on" not in plan and "pruned by statistics" not in plan
+    assert len(re.findall(r"\| rank \d: ", plan)) == ranks, plan

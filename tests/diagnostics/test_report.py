@@ -233,3 +233,27 @@ def test_legends_are_outside_the_plot_areas():
         assert not [r for r in f.center if isinstance(r, Legend)], f.name
         outside = [r for r in f.above if isinstance(r, Legend)]
         assert len(outside) == 1 and outside[0].items, f.name
+
+
+def test_diagnostics_of_an_hdf5_run_name_hdf5(tmp_path):
+    """Progress and profiles work on HDF5 sources (which have no ``label`` attribute) and
+    the report names HDF5 as what was read."""
+    import io
+
+    import h5py
+
+    import hpcframe as hf
+    from hpcframe.diagnostics import ProgressBar, Profiler, collect
+
+    path = tmp_path / "t.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("data")
+        g.create_dataset("k", data=np.arange(1000) % 7, chunks=(100,))
+        g.create_dataset("v", data=np.arange(1000.0), chunks=(100,))
+    out = io.StringIO()
+    with ProgressBar(out=out, mode="lines"), Profiler() as prof:
+        got = hf.read_hdf(str(path), key="data").v.sum().compute()
+    assert got == sum(range(1000))
+    assert "100.0% |" in out.getvalue() and "| 1.0k/1.0k rows |" in out.getvalue()
+    s = summarize(collect([prof]))
+    assert s["formats"] == ["hdf5"] and "t.h5" in prof.runs["source"].iloc[0]

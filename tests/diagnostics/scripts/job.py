@@ -35,6 +35,7 @@ def main(data, out, mode, report="report"):
     frame = hf.read_csv(data) if ".csv" in data else hf.read_parquet(data)
     query = frame[frame.x > 0].groupby("key").y.sum()
     total = frame.y.sum()
+    plan = query.explain()  # collective: every rank
     bar = ProgressBar(mode=None if mode == "auto" else mode, interval=0.3, refresh=0.05)
     with bar, SlowLeaves(delay), Profiler() as prof, ResourceProfiler(dt=0.05) as rprof:
         by_key, s = hf.compute(query, total)
@@ -46,6 +47,7 @@ def main(data, out, mode, report="report"):
             visualize([prof, rprof], os.path.join(out, "report.html"))
             visualize([prof, rprof], os.path.join(out, "report.png"))
         print(f"RESULT keys={len(by_key)} sum={s} count={n}", flush=True)
+        print("EXPLAIN " + " | ".join(ln.strip() for ln in plan.splitlines()), flush=True)
     else:
         assert len(prof.results) == 0 and visualize([prof, rprof], "/nonexistent/x.html") is None
 
