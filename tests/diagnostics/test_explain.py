@@ -62,7 +62,7 @@ def test_source_format_and_label_of_any_source():
     from hpcframe.explain import source_format, source_label
 
     class HDF5Source:  # a source without ``format`` or ``label``
-        paths = ["/data/a.h5", "/data/b.h5"]
+        paths = ("/data/a.h5", "/data/b.h5")
 
     class Custom:
         pass

@@ -190,7 +190,8 @@ def test_plain_lines_of_compressed_csv_under_mpiexec(csv_dataset, tmp_path, rank
     text = run_job(ranks, pattern, str(tmp_path / "out"), mode="lines")
     assert "\r" not in text and "RESULT keys=20" in text
     _check_csv_progress(text, scans=2)
-    summary = json.load(open(os.path.join(tmp_path, "out", "profile", "run.json")))["summary"]
+    with open(os.path.join(tmp_path, "out", "profile", "run.json")) as fh:
+        summary = json.load(fh)["summary"]
     assert summary["formats"] == ["csv (xz-compressed)"], summary
     assert "Parquet" not in summary["bottleneck"], summary["bottleneck"]
     assert summary["planning"] > 0 and summary["wall"] > summary["planning"]

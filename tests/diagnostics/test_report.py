@@ -243,7 +243,7 @@ def test_diagnostics_of_an_hdf5_run_name_hdf5(tmp_path):
     import h5py
 
     import hpcframe as hf
-    from hpcframe.diagnostics import ProgressBar, Profiler, collect
+    from hpcframe.diagnostics import Profiler, ProgressBar, collect
 
     path = tmp_path / "t.h5"
     with h5py.File(path, "w") as f:
@@ -257,3 +257,20 @@ def test_diagnostics_of_an_hdf5_run_name_hdf5(tmp_path):
     assert "100.0% |" in out.getvalue() and "| 1.0k/1.0k rows |" in out.getvalue()
     s = summarize(collect([prof]))
     assert s["formats"] == ["hdf5"] and "t.h5" in prof.runs["source"].iloc[0]
+
+
+def test_profile_directory_saved_before_planning_was_recorded_loads(tmp_path):
+    """A profile directory written by an earlier version (runs without ``read_start`` and
+    ``format``) still loads and reports: no planning, a generic I/O line."""
+    from hpcframe.diagnostics import load, save
+    from hpcframe.diagnostics.store import FORMAT_VERSION
+
+    p = _profile([2.0, 2.0], read_share=0.9, planning=0.5, fmt="csv")
+    p.meta["version"] = FORMAT_VERSION
+    save(p, tmp_path)
+    runs = pd.read_parquet(tmp_path / "runs.parquet")
+    runs.drop(columns=["read_start", "format"]).to_parquet(tmp_path / "runs.parquet")
+    s = summarize(load(tmp_path))
+    assert s["planning"] == 0.0 and s["formats"] == []
+    assert "reading the data dominates" in s["bottleneck"], s["bottleneck"]
+    assert summarize(load(tmp_path))["wall"] == pytest.approx(2.51)
