@@ -67,7 +67,10 @@ class RunInfo:
     my_leaves: list[int] = field(default_factory=list)  # indices this rank reads
     my_rows: int = 0
     my_bytes: int = 0
-    t0: float = field(default_factory=time.perf_counter)
+    t0: float = field(default_factory=time.perf_counter)   # reading starts (after planning)
+    source_format: str = ""      # "parquet", "csv", "hdf5", ... (names the I/O in reports)
+    rows_exact: bool = True      # False when rows_total is an estimate (e.g. CSV files)
+    t_plan: float | None = None  # perf_counter when planning the scan began (<= t0)
 
 
 def active() -> list[Callback]:

@@ -209,6 +209,7 @@ def _finish(o, results):
 
 
 def _run_scan(outs, comm, root):
+    t_plan = time.perf_counter()  # planning (discovery, pruning) is part of the run's time
     source = outs[0].node.scan().source
     error = None
     try:
@@ -228,7 +229,7 @@ def _run_scan(outs, comm, root):
     run = None
     if callbacks.active():
         try:
-            run = _run_info(comm, source, outs, leaves, wanted, start, stop)
+            run = _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan)
         except Exception as exc:
             error = failure(comm, "starting the diagnostics callbacks", exc)
         comm.agree(error)
@@ -395,10 +396,14 @@ def _collective(run, name, fn, *args):
             warnings.warn(f"diagnostics callback on_collective failed: {exc!r}")
 
 
-def _run_info(comm, source, outs, leaves, wanted, start, stop):
+def _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan=None):
+    from .explain import source_format, source_label, source_rows_exact
+
     mine = [i for i in range(start, stop) if wanted[i][1]]
     run = callbacks.RunInfo(
-        comm=comm, source=source.label, outputs=[o.text() for o in outs],
+        comm=comm, source=source_label(source), outputs=[o.text() for o in outs],
+        source_format=source_format(source), rows_exact=source_rows_exact(source),
+        t_plan=t_plan,
         leaves_total=len(leaves),
         rows_total=sum(p.num_rows for _, ps in wanted for p in ps),
         bytes_total=sum(p.nbytes for _, ps in wanted for p in ps),

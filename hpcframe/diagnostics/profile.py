@@ -16,7 +16,7 @@ TASK_COLUMNS = ["run", "source", "leaf", "rank", "host", "start", "read_end", "e
                 "bytes", "rows_out", "pruned", "path", "partition"]
 COLLECTIVE_COLUMNS = ["run", "rank", "host", "name", "start", "end"]
 RUN_COLUMNS = ["run", "source", "rank", "host", "start", "end", "leaves", "rows", "bytes",
-               "ok"]
+               "ok", "read_start", "format"]
 
 
 class Clock:
@@ -81,13 +81,17 @@ class Profiler(Callback):
         comm = run.comm
         self.root, self.nranks = comm.rank == 0, comm.size
         self._run_no += 1
-        start = clk.wall(run.t0)
+        # the run starts when its planning (partition discovery, pruning) started
+        read_start = clk.wall(run.t0)
+        t_plan = getattr(run, "t_plan", None)
+        start = min(clk.wall(t_plan), read_start) if t_plan is not None else read_start
         if self.t0 is None:
             self.t0 = start
         self._my_leaves = set(run.my_leaves)
         self._local = {"tasks": [], "colls": [], "clock": clk,
                        "run": [self._run_no, run.source, comm.rank, comm.host, start, None,
-                               len(run.my_leaves), run.my_rows, run.my_bytes, True]}
+                               len(run.my_leaves), run.my_rows, run.my_bytes, True,
+                               read_start, getattr(run, "source_format", "") or ""]}
 
     def on_leaf_done(self, run, leaf, times) -> None:
         loc = self._local
@@ -158,5 +162,8 @@ class Profiler(Callback):
     @property
     def runs(self):
         """One row per scan and rank: ``run, source, rank, host, start, end, leaves, rows,
-        bytes, ok`` (leaves/rows/bytes this rank was assigned)."""
-        return self._frame(self._runs, RUN_COLUMNS, ("start", "end"))
+        bytes, ok, read_start, format`` (leaves/rows/bytes this rank was assigned; ``start``
+        is when the scan's planning began, ``read_start`` when reading began: the time
+        between them is planning, e.g. discovering the partitions; ``format`` is the
+        source's format, e.g. ``csv``)."""
+        return self._frame(self._runs, RUN_COLUMNS, ("start", "end", "read_start"))

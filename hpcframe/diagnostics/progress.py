@@ -159,16 +159,39 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def format_progress(done: tuple, totals: tuple, elapsed: float, width: int = 0) -> str:
-    """One progress line for ``done = (leaves, rows, bytes)`` of ``totals`` after ``elapsed``
-    seconds; with ``width`` > 0 it starts with a bar of that many characters."""
+def progress_fraction(done: tuple, totals: tuple, rows_known: bool = True) -> float:
+    """The fraction of the work done, in [0, 1], measured honestly: by rows when the row
+    counts are known (Parquet, HDF5, pandas), else by the bytes of the partitions done (the
+    bytes of every partition are known: compressed bytes for a compressed file), else by
+    partitions."""
     leaves, rows, nbytes = done
     t_leaves, t_rows, t_bytes = totals
-    frac = rows / t_rows if t_rows else (leaves / t_leaves if t_leaves else 1.0)
-    frac = min(max(frac, 0.0), 1.0)
+    if rows_known and t_rows:
+        frac = rows / t_rows
+    elif t_bytes:
+        frac = nbytes / t_bytes
+    else:
+        frac = leaves / t_leaves if t_leaves else 1.0
+    return min(max(frac, 0.0), 1.0)
+
+
+def format_progress(done: tuple, totals: tuple, elapsed: float, width: int = 0,
+                    rows_known: bool = True, final: bool = False) -> str:
+    """One progress line for ``done = (leaves, rows, bytes)`` of ``totals`` after ``elapsed``
+    seconds; with ``width`` > 0 it starts with a bar of that many characters.
+
+    ``rows_known=False`` says that the total rows are an estimate (CSV files): the fraction
+    and the ETA then come from bytes (see :func:`progress_fraction`) and the rows show as
+    ``N rows (~T est.)``. ``final=True`` is the line of a finished run: 100 % and ``done``
+    (rows are then exact: the rows read); only that line says ``done``."""
+    leaves, rows, nbytes = done
+    t_leaves, t_rows, t_bytes = totals
+    frac = 1.0 if final else progress_fraction(done, totals, rows_known)
     rate = rows / elapsed if elapsed > 0 else 0.0
-    if frac >= 1.0:
+    if final:
         eta = "done"
+    elif frac >= 1.0:  # every partition read, results not yet combined
+        eta = "finishing"
     elif frac > 0 and elapsed > 0:
         eta = "ETA " + _duration(elapsed * (1 - frac) / frac)
     else:
@@ -177,8 +200,14 @@ def format_progress(done: tuple, totals: tuple, elapsed: float, width: int = 0) 
     if width:
         fill = int(round(frac * width))
         head = "[" + "#" * fill + "-" * (width - fill) + "] "
-    return (f"{head}{frac * 100:5.1f}% | {leaves}/{t_leaves} partitions | "
-            f"{_human(rows)}/{_human(t_rows)} rows | {_human(nbytes, 'B')}/{_human(t_bytes, 'B')} | "
+    if rows_known:
+        rows_text = f"{_human(rows)}/{_human(t_rows)} rows"
+    elif final:
+        rows_text = f"{_human(rows)} rows"
+    else:
+        rows_text = f"{_human(rows)} rows (~{_human(t_rows)} est.)"
+    return (f"{head}{frac * 100:5.1f}% | {leaves}/{t_leaves} partitions | {rows_text} | "
+            f"{_human(nbytes, 'B')}/{_human(t_bytes, 'B')} | "
             f"{_human(rate)} rows/s | {_duration(elapsed)} elapsed | {eta}")
 
 
@@ -210,6 +239,7 @@ class ProgressBar(Callback):
         self._counters = _WindowCounters(comm.mpi) if mpi else _LocalCounters()
         self._run, self._rank = run, comm.rank
         self._totals = (run.leaves_total, run.rows_total, run.bytes_total)
+        self._rows_known = bool(getattr(run, "rows_exact", True))
         self._snapshot = (0, 0, 0)
         self._stop = threading.Event()
         self._thread = None
@@ -220,9 +250,13 @@ class ProgressBar(Callback):
         self._bar = bar
         self._last_len = 0
         if not bar:
+            rows = (f"{_human(run.rows_total)} rows" if self._rows_known else
+                    f"~{_human(run.rows_total)} rows (estimated; progress counts bytes)")
+            t_plan = getattr(run, "t_plan", None)
+            planned = f", planned in {run.t0 - t_plan:.2f}s" if t_plan is not None else ""
             self._write(f"hpcframe: {run.source}: {run.leaves_total} partitions, "
-                        f"{_human(run.rows_total)} rows, {_human(run.bytes_total, 'B')} "
-                        f"on {comm.size} rank(s)\n")
+                        f"{rows}, {_human(run.bytes_total, 'B')} "
+                        f"on {comm.size} rank(s){planned}\n")
         self._thread = threading.Thread(target=self._loop, name="hpcframe-progress",
                                         daemon=True)
         self._thread.start()
@@ -243,7 +277,9 @@ class ProgressBar(Callback):
             # every rank's Unlock completed before it entered the final collectives: exact
             done = self._counters.read()
             elapsed = time.perf_counter() - run.t0
-            line = format_progress(done, self._totals, elapsed, self.width if self._bar else 0)
+            # a run that ended without error is done, whatever the estimates said: 100 %
+            line = format_progress(done, self._totals, elapsed, self.width if self._bar else 0,
+                                   rows_known=self._rows_known, final=error is None)
             if error is not None:
                 line += f" | FAILED after {_duration(elapsed)}"
             self._show(line, final=True)
@@ -260,15 +296,16 @@ class ProgressBar(Callback):
             done = counters.read() if counters.reads_in_thread else self._snapshot
             now = time.perf_counter()
             if self._bar:
-                self._show(format_progress(done, self._totals, now - t0, self.width))
+                self._show(format_progress(done, self._totals, now - t0, self.width,
+                                           rows_known=self._rows_known))
                 continue
-            frac = done[1] / self._totals[1] if self._totals[1] else (
-                done[0] / self._totals[0] if self._totals[0] else 1.0)
+            frac = progress_fraction(done, self._totals, self._rows_known)
             decile = int(frac * 10)
             if now - last_print >= self.interval or decile > last_decile:
                 if decile >= 10:
                     continue  # the final line is printed by on_run_end
-                self._show(format_progress(done, self._totals, now - t0))
+                self._show(format_progress(done, self._totals, now - t0,
+                                           rows_known=self._rows_known))
                 last_print, last_decile = now, max(decile, last_decile)
 
     def _show(self, line: str, final: bool = False) -> None:

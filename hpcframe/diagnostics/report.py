@@ -14,7 +14,11 @@ import os
 from .store import RunProfile, collect, load
 
 PANELS = ("Summary", "Timeline per rank", "CPU % per rank", "Memory (RSS) per rank")
-COLORS = {"read": "#4C72B0", "compute": "#55A868", "agree": "#C44E52", "exchange": "#DD8452"}
+COLORS = {"planning": "#8172B3", "read": "#4C72B0", "compute": "#55A868", "agree": "#C44E52",
+          "exchange": "#DD8452"}
+FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet", "hdf5": "HDF5", "pandas": "pandas"}
+_TASK_KINDS = ("planning", "read", "compute")   # drawn on the rank's row (collectives below it)
+_COMPRESSED = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd")
 RANK_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f", "#bcbd22", "#17becf"]
 IMBALANCE = 1.25   # slowest rank busy / mean busy at or above this: load imbalance
@@ -27,6 +31,7 @@ def summarize(profile: RunProfile, top: int = 5) -> dict:
     ``slowest`` partitions and ``bottleneck``, one sentence naming the main cost."""
     tasks, colls, runs = profile.tasks, profile.collectives, profile.runs
     ranks = sorted(set(runs["rank"]) | set(tasks["rank"])) if len(runs) or len(tasks) else []
+    plan = _planning(runs)
     per_rank = []
     for r in ranks:
         t = tasks[tasks["rank"] == r]
@@ -34,19 +39,22 @@ def summarize(profile: RunProfile, top: int = 5) -> dict:
         read = float((t["read_end"] - t["start"]).sum())
         comp = float((t["end"] - t["read_end"]).sum())
         wait = float((c["end"] - c["start"]).sum())
+        planning = float(plan[runs["rank"] == r].sum()) if len(runs) else 0.0
         per_rank.append({"rank": int(r), "leaves": int(len(t)), "rows": int(t["rows"].sum()),
-                         "read": read, "compute": comp, "busy": read + comp,
-                         "collective": wait})
+                         "planning": planning, "read": read, "compute": comp,
+                         "busy": read + comp, "collective": wait})
     wall = 0.0
-    if len(runs):
+    if len(runs):  # from the start of the first scan's planning to the end of the last scan
         wall = float(runs["end"].max() - runs["start"].min())
     elif len(tasks):
         wall = float(tasks["end"].max() - tasks["start"].min())
-    totals = {k: sum(p[k] for p in per_rank) for k in ("read", "compute", "collective")}
+    totals = {k: sum(p[k] for p in per_rank)
+              for k in ("planning", "read", "compute", "collective")}
     spent = sum(totals.values())
     shares = {"io": totals["read"] / spent if spent else 0.0,
               "compute": totals["compute"] / spent if spent else 0.0,
-              "communication": totals["collective"] / spent if spent else 0.0}
+              "communication": totals["collective"] / spent if spent else 0.0,
+              "planning": totals["planning"] / spent if spent else 0.0}
     busy = [p["busy"] for p in per_rank]
     mean = sum(busy) / len(busy) if busy else 0.0
     imbalance = max(busy) / mean if mean > 0 else 1.0
@@ -59,7 +67,9 @@ def summarize(profile: RunProfile, top: int = 5) -> dict:
             slowest.append({"partition": str(row["partition"]), "rank": int(row["rank"]),
                             "seconds": float(dur[i]), "rows": int(row["rows"]),
                             "read": float(row["read_end"] - row["start"])})
-    result = {"ranks": len(ranks), "wall": wall, "per_rank": per_rank, "shares": shares,
+    result = {"ranks": len(ranks), "wall": wall, "planning": max(
+                  [p["planning"] for p in per_rank], default=0.0),
+              "per_rank": per_rank, "shares": shares, "formats": _formats(profile),
               "imbalance": imbalance, "slowest_rank": slow_rank, "mean_busy": mean,
               "slowest": slowest}
     result["bottleneck"] = _bottleneck(result)
@@ -76,13 +86,79 @@ def _bottleneck(s: dict) -> str:
                 "waited for it in collectives (more, smaller partitions or a lower "
                 "hf.config.block_rows spread the work better)")
     name, share = max(s["shares"].items(), key=lambda kv: kv[1])
-    advice = {"io": "reading Parquet/HDF5 dominates: read fewer columns, filter on "
-                    "partition statistics, or use more ranks/nodes for more bandwidth",
+    formats = s.get("formats") or []
+    what = _format_text(formats)
+    advice = {"io": f"reading {what} dominates: {_io_advice(formats)}",
               "compute": "pandas work dominates: simplify the expressions or use more ranks",
               "communication": "time in collectives dominates: the partial results are large "
-                               "(many groups) or the work per rank is too small"}[name]
-    label = {"io": "I/O", "compute": "compute", "communication": "communication"}[name]
+                               "(many groups) or the work per rank is too small",
+              "planning": f"planning the scan (discovering the partitions of {what}) "
+                          f"dominates: {_planning_advice(formats)}"}[name]
+    label = {"io": "I/O", "compute": "compute", "communication": "communication",
+             "planning": "planning"}[name]
     return f"{label}-bound: {share:.0%} of the ranks' time; {advice}"
+
+
+def _planning(runs):
+    """Seconds of planning per row of ``runs`` (0 for profiles saved without ``read_start``)."""
+    if not len(runs) or "read_start" not in runs:
+        return runs["start"] * 0.0 if len(runs) else runs["start"]
+    read_start = runs["read_start"].astype("float64").fillna(runs["start"].astype("float64"))
+    return (read_start - runs["start"].astype("float64")).clip(lower=0.0)
+
+
+def _formats(profile: RunProfile) -> list:
+    """The formats of the sources read, e.g. ``["csv (xz-compressed)"]`` (from the runs'
+    ``format`` column and, for compression, the paths of the partitions read)."""
+    runs, tasks = profile.runs, profile.tasks
+    if not len(runs) or "format" not in runs:
+        return []
+    out = []
+    for fmt in dict.fromkeys(str(f) for f in runs["format"] if f):
+        entry = fmt
+        if fmt == "csv" and len(tasks) and "path" in tasks:
+            exts = sorted({os.path.splitext(str(p))[1].lower() for p in tasks["path"]
+                           if str(p).lower().endswith(_COMPRESSED)})
+            if exts:
+                entry = f"csv ({', '.join(e[1:] for e in exts)}-compressed)"
+        out.append(entry)
+    return out
+
+
+def _format_text(formats) -> str:
+    if not formats:
+        return "the data"
+    names = []
+    for f in formats:
+        base, _, rest = f.partition(" ")
+        name = FORMAT_NAMES.get(base, base)
+        names.append(f"{rest[1:-1].replace('-compressed', '')}-compressed {name}"
+                     if rest else name)
+    return "/".join(names)
+
+
+def _io_advice(formats) -> str:
+    bases = {f.partition(" ")[0] for f in formats}
+    if "csv" in bases:
+        return ("CSV text is parsed in full (a compressed file is also decompressed, from "
+                "its start); convert it once to Parquet (`hpcframe convert`) and query that, "
+                "read fewer columns, or use more ranks/nodes")
+    if bases == {"parquet"}:
+        return ("read fewer columns, filter on columns with Parquet statistics so partitions "
+                "are pruned, or use more ranks/nodes for more bandwidth")
+    if bases == {"pandas"}:
+        return "converting the in-memory DataFrame dominates: use more ranks"
+    return "read fewer columns, or use more ranks/nodes for more bandwidth"
+
+
+def _planning_advice(formats) -> str:
+    bases = {f.partition(" ")[0] for f in formats}
+    if "csv" in bases:
+        return ("every CSV file is opened (and a compressed one partly decompressed) to "
+                "estimate its rows; reuse the same frame for several queries (its partitions "
+                "are discovered once), or convert to Parquet (`hpcframe convert`)")
+    return ("many files or row groups: reuse the same frame for several queries (its "
+            "partitions are discovered once), or use fewer, larger files")
 
 
 def _as_profile(what) -> RunProfile | None:
@@ -127,7 +203,13 @@ def _segments(profile: RunProfile) -> dict:
     """Timeline bars per kind: lists of (rank, left, right, label) in seconds since t0."""
     t = profile.tasks[~profile.tasks["pruned"].astype(bool)] if len(profile.tasks) else \
         profile.tasks
-    segs = {"read": [], "compute": []}
+    segs = {"planning": [], "read": [], "compute": []}
+    runs = profile.runs
+    if len(runs) and "read_start" in runs:
+        for row, planning in zip(runs.itertuples(index=False), _planning(runs)):
+            if planning > 0:
+                segs["planning"].append((int(row.rank), float(row.start), float(row.start) +
+                                     float(planning), f"planning the scan of {row.source}"))
     for row in t.itertuples(index=False):
         label = f"{row.partition} ({row.rows} rows)"
         segs["read"].append((int(row.rank), float(row.start), float(row.read_end), label))
@@ -143,7 +225,7 @@ def _summary_html(profile: RunProfile, s: dict) -> str:
     esc = html.escape
     rows = "".join(
         f"<tr><td>{p['rank']}</td><td>{p['leaves']}</td><td>{p['rows']:,}</td>"
-        f"<td>{p['read']:.3f}</td><td>{p['compute']:.3f}</td><td>{p['collective']:.3f}</td></tr>"
+        f"<td>{p.get('planning', 0.0):.3f}</td><td>{p['read']:.3f}</td><td>{p['compute']:.3f}</td><td>{p['collective']:.3f}</td></tr>"
         for p in s["per_rank"])
     slow = "".join(
         f"<tr><td>{esc(x['partition'])}</td><td>{x['rank']}</td><td>{x['seconds']:.3f}</td>"
@@ -153,13 +235,16 @@ def _summary_html(profile: RunProfile, s: dict) -> str:
         f"<h2>hpcframe run report</h2>"
         f"<p><b>Bottleneck:</b> {esc(s['bottleneck'])}</p>"
         f"<p>{s['ranks']} rank(s) on {esc(', '.join(meta.get('hosts', [])) or '?')}; "
-        f"wall {s['wall']:.2f} s; sources: {esc('; '.join(meta.get('sources', [])))}; "
+        f"wall {s['wall']:.2f} s (of which planning {s.get('planning', 0.0):.2f} s); "
+        f"sources: {esc('; '.join(meta.get('sources', [])))}"
+        f"{esc(' (' + ', '.join(s['formats']) + ')') if s.get('formats') else ''}; "
         f"status: {esc(str(meta.get('status', 'ok')))}<br>"
-        f"time of all ranks: I/O {sh['io']:.0%}, compute {sh['compute']:.0%}, "
+        f"time of all ranks: planning {sh.get('planning', 0.0):.0%}, I/O {sh['io']:.0%}, "
+        f"compute {sh['compute']:.0%}, "
         f"communication {sh['communication']:.0%}; load imbalance (slowest / mean busy): "
         f"{s['imbalance']:.2f}</p>"
         f"<table border='1' cellspacing='0' cellpadding='3'><tr><th>rank</th><th>partitions</th>"
-        f"<th>rows</th><th>read s</th><th>compute s</th><th>collectives s</th></tr>{rows}</table>"
+        f"<th>rows</th><th>planning s</th><th>read s</th><th>compute s</th><th>collectives s</th></tr>{rows}</table>"
         f"<h3>Slowest partitions</h3><table border='1' cellspacing='0' cellpadding='3'>"
         f"<tr><th>partition</th><th>rank</th><th>seconds</th><th>of which read</th>"
         f"<th>rows</th></tr>{slow}</table>")
@@ -168,10 +253,30 @@ def _summary_html(profile: RunProfile, s: dict) -> str:
 def write_html(profile: RunProfile, path: str) -> str:
     """Write the Bokeh report of ``profile`` to ``path`` (resources inlined); returns path."""
     from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    page = file_html(html_layout(profile), INLINE, title="hpcframe run report")
+    return _atomic_write(path, page.encode("utf-8"))
+
+
+def _legend_above(fig, items) -> None:
+    """A horizontal legend of ``items`` ((label, renderer) pairs) *above* the plot area of
+    ``fig``, outside it, so that it never covers a bar or a curve."""
+    from bokeh.models import Legend, LegendItem
+
+    if not items:
+        return
+    legend = Legend(items=[LegendItem(label=label, renderers=[r]) for label, r in items],
+                    orientation="horizontal", location="top_right", margin=2, padding=4,
+                    spacing=12, label_text_font_size="9pt", border_line_alpha=0)
+    fig.add_layout(legend, "above")
+
+
+def html_layout(profile: RunProfile):
+    """The Bokeh layout of the HTML report (summary, timeline, CPU and memory panels)."""
     from bokeh.layouts import column
     from bokeh.models import ColumnDataSource, Div, HoverTool, Range1d
     from bokeh.plotting import figure
-    from bokeh.resources import INLINE
 
     s = summarize(profile)
     nranks = max(int(profile.meta.get("ranks") or 1), s["ranks"], 1)
@@ -182,23 +287,22 @@ def write_html(profile: RunProfile, path: str) -> str:
                       y_range=Range1d(nranks - 0.5, -0.5), sizing_mode="stretch_width",
                       x_axis_label="seconds since start", y_axis_label="rank",
                       tools="xpan,xwheel_zoom,box_zoom,reset,save", name="timeline")
+    items = []
     for kind, segs in _segments(profile).items():
         if not segs:
             continue
-        is_task = kind in ("read", "compute")
+        is_task = kind in _TASK_KINDS
         src = ColumnDataSource({"y": [r + (0 if is_task else 0.3) for r, *_ in segs],
                                 "left": [a for _, a, _, _ in segs],
                                 "right": [b for _, _, b, _ in segs],
                                 "label": [x for *_, x in segs],
                                 "seconds": [b - a for _, a, b, _ in segs]})
-        timeline.hbar(y="y", left="left", right="right", height=0.55 if is_task else 0.25,
-                      source=src, color=COLORS.get(kind, "#937860"), legend_label=kind,
-                      line_color="white", line_width=0.5)
+        items.append((kind, timeline.hbar(
+            y="y", left="left", right="right", height=0.55 if is_task else 0.25, source=src,
+            color=COLORS.get(kind, "#937860"), line_color="white", line_width=0.5)))
     timeline.add_tools(HoverTool(tooltips=[("", "@label"), ("seconds", "@seconds{0.000}")]))
     timeline.yaxis.ticker = list(range(nranks))
-    if timeline.legend:
-        timeline.legend.orientation = "horizontal"
-        timeline.legend.location = "top_right"
+    _legend_above(timeline, items)
     figs = [timeline]
     res = profile.resources
     for title, col, scale, unit in ((PANELS[2], "cpu", 1.0, "CPU %"),
@@ -207,31 +311,31 @@ def write_html(profile: RunProfile, path: str) -> str:
                    x_axis_label="seconds since start", y_axis_label=unit,
                    tools="xpan,xwheel_zoom,box_zoom,reset,save", name=col)
         if len(res):
-            for r in sorted(set(res["rank"])):
-                d = res[res["rank"] == r]
-                f.line(list(d["time"]), list(d[col] * scale), line_width=2,
-                       color=RANK_COLORS[int(r) % len(RANK_COLORS)], legend_label=f"rank {r}")
-            f.legend.location = "top_left"
-            f.legend.orientation = "horizontal"
+            _legend_above(f, [(f"rank {r}", f.line(
+                list(res[res["rank"] == r]["time"]), list(res[res["rank"] == r][col] * scale),
+                line_width=2, color=RANK_COLORS[int(r) % len(RANK_COLORS)]))
+                for r in sorted(set(res["rank"]))])
         else:
             f.line([0, end], [0, 0], color="#cccccc")
             f.title.text = f"{title} (no samples: use ResourceProfiler)"
         figs.append(f)
-    layout = column(Div(text=_summary_html(profile, s), sizing_mode="stretch_width",
-                        name="summary"), *figs, sizing_mode="stretch_width")
-    page = file_html(layout, INLINE, title="hpcframe run report")
-    return _atomic_write(path, page.encode("utf-8"))
+    return column(Div(text=_summary_html(profile, s), sizing_mode="stretch_width",
+                      name="summary"), *figs, sizing_mode="stretch_width")
 
 
-def write_png(profile: RunProfile, path: str) -> str:
-    """Write the matplotlib (Agg) rendering of the report to ``path``; returns path. The
-    PNG's ``hpcframe:panels`` text chunk maps each panel title to its pixel box
-    ``[left, top, right, bottom]``."""
+def _legend_above_axes(ax):
+    """The legend of ``ax`` in one row above its top right corner, outside the plot area
+    (the panel titles are on the left), so that it never covers the first rank's row."""
+    return ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=10, fontsize=8,
+                     frameon=False, borderaxespad=0.2, handlelength=1.5, columnspacing=1.2)
+
+
+def png_figure(profile: RunProfile):
+    """The matplotlib figure of the report (Agg, not yet drawn): ``(figure, [summary,
+    timeline, cpu, memory axes], summary dict)``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import io
-
     from matplotlib.figure import Figure
 
     s = summarize(profile)
@@ -243,9 +347,12 @@ def write_png(profile: RunProfile, path: str) -> str:
     ax_sum.set_title(PANELS[0], loc="left", fontweight="bold")
     sh = s["shares"]
     lines = [f"Bottleneck: {s['bottleneck']}",
-             f"{s['ranks']} rank(s), wall {s['wall']:.2f} s; I/O {sh['io']:.0%}, compute "
-             f"{sh['compute']:.0%}, communication {sh['communication']:.0%}; imbalance "
-             f"{s['imbalance']:.2f}", "Slowest partitions:"]
+             f"{s['ranks']} rank(s), wall {s['wall']:.2f} s (planning "
+             f"{s.get('planning', 0.0):.2f} s); planning {sh.get('planning', 0.0):.0%}, "
+             f"I/O {sh['io']:.0%}, compute {sh['compute']:.0%}, communication "
+             f"{sh['communication']:.0%}; imbalance {s['imbalance']:.2f}"
+             + (f"; format: {', '.join(s['formats'])}" if s.get("formats") else ""),
+             "Slowest partitions:"]
     lines += [f"  {x['seconds']:.3f} s  rank {x['rank']}  {x['partition']}"
               for x in s["slowest"][:4]]
     import textwrap
@@ -261,7 +368,7 @@ def write_png(profile: RunProfile, path: str) -> str:
             bars = [(a, max(b - a, end * 1e-4)) for rr, a, b, _ in segs if rr == r]
             if not bars:
                 continue
-            is_task = kind in ("read", "compute")
+            is_task = kind in _TASK_KINDS
             y = r - 0.3 if is_task else r + 0.15
             ax_tl.broken_barh(bars, (y, 0.55 if is_task else 0.25),
                               color=COLORS.get(kind, "#937860"),
@@ -271,7 +378,7 @@ def write_png(profile: RunProfile, path: str) -> str:
     ax_tl.set_ylabel("rank")
     ax_tl.set_title(PANELS[1], loc="left", fontweight="bold")
     if ax_tl.get_legend_handles_labels()[0]:
-        ax_tl.legend(loc="upper right", ncol=4, fontsize=8)
+        _legend_above_axes(ax_tl)
     res = profile.resources
     for ax, title, col, scale, unit in ((ax_cpu, PANELS[2], "cpu", 1.0, "CPU %"),
                                         (ax_mem, PANELS[3], "rss", 1 / 2**20, "RSS MiB")):
@@ -282,7 +389,7 @@ def write_png(profile: RunProfile, path: str) -> str:
                 d = res[res["rank"] == r]
                 ax.plot(d["time"], d[col] * scale, color=RANK_COLORS[int(r) % 10],
                         label=f"rank {r}")
-            ax.legend(loc="upper left", ncol=8, fontsize=8)
+            _legend_above_axes(ax)
         else:
             ax.text(0.5, 0.5, "no samples: use ResourceProfiler", ha="center",
                     transform=ax.transAxes)
@@ -291,6 +398,16 @@ def write_png(profile: RunProfile, path: str) -> str:
         ax.grid(alpha=0.3)
     ax_mem.set_xlabel("seconds since start")
     fig.tight_layout()
+    return fig, axes, s
+
+
+def write_png(profile: RunProfile, path: str) -> str:
+    """Write the matplotlib (Agg) rendering of the report to ``path``; returns path. The
+    PNG's ``hpcframe:panels`` text chunk maps each panel title to its pixel box
+    ``[left, top, right, bottom]``."""
+    import io
+
+    fig, axes, s = png_figure(profile)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(fig)

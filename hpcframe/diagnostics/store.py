@@ -6,7 +6,8 @@ Layout of a profile directory (every file loads with pandas / any Parquet reader
                            and the bottleneck analysis of :func:`hpcframe.diagnostics.report.summarize`
     tasks.parquet          one row per leaf  (Profiler.results; times in s since t0)
     collectives.parquet    one row per collective per rank
-    runs.parquet           one row per scan per rank
+    runs.parquet           one row per scan per rank (``start``: planning began,
+                           ``read_start``: reading began; ``format`` of the source)
     resources.parquet      CPU % / RSS samples (ResourceProfiler.results, plus ``time`` since t0)
 
 Files are written under temporary names and renamed, ``run.json`` last: a directory with a
@@ -67,6 +68,8 @@ def collect(profilers, status: str = "ok") -> RunProfile:
                 int(res["rank"].max()) + 1 if len(res) else 1),
             "hosts": hosts,
             "sources": list(dict.fromkeys(runs["source"])) if len(runs) else [],
+            "formats": [f for f in dict.fromkeys(runs["format"]) if f]
+            if len(runs) and "format" in runs else [],
             "leaves": int(len(tasks)), "rows": int(tasks["rows"].sum()) if len(tasks) else 0,
             "dt": rprof.dt if rprof else None}
     return RunProfile(tasks, colls, runs, res, meta)
@@ -128,4 +131,9 @@ def load(directory) -> RunProfile:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} is missing from the profile directory; re-run the job")
         tables[name] = pd.read_parquet(path)
+    runs = tables["runs"]
+    if "read_start" not in runs:  # saved before planning was recorded: none is known
+        runs["read_start"] = runs["start"] if len(runs) else []
+    if "format" not in runs:
+        runs["format"] = "" if len(runs) else []
     return RunProfile(meta=meta, **tables)

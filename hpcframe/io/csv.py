@@ -20,7 +20,10 @@ Partitions
     :attr:`hpcframe.config.Config.block_rows`: the engine never cuts a CSV partition by rows,
     and memory per rank is bounded by ``chunk_bytes``, not by the file size. ``start``/
     ``stop`` of a byte range are row numbers *estimated* from the sample (exact for row
-    chunks); they are used for load balancing only.
+    chunks, except the ``stop`` of a file's last chunk: the estimated row count of the file,
+    not the chunk's capacity); they are used for load balancing, progress and ``explain()``
+    only, which say that they are estimates (``CSVSource.exact_row_counts`` is False). CSV
+    partitions have no column statistics.
 
 Schema
     Types are inferred by pyarrow from the first ``sample_rows`` rows of up to
@@ -192,6 +195,9 @@ class CSVSource:
     """CSV files (see the module docstring). Build it with :func:`read_csv`."""
 
     format = "csv"
+    #: partition row counts are estimates (from a sample and the compression ratio), not
+    #: known counts: progress is measured in bytes and explain() labels the rows estimated
+    exact_row_counts = False
 
     def __init__(self, path, dtype=None, parse_dates=None, usecols=None, on_bad_lines="error",
                  sample_rows: int = 10_000, chunk_bytes: int = DEFAULT_CHUNK_BYTES, **options):
@@ -399,8 +405,13 @@ class CSVSource:
         per = self._rows_per_part()
         est_rows = max(1, int(total / self._row_bytes))
         n = max(1, -(-est_rows // per))
-        return [Partition(path, RowChunk(k, k == n - 1), k * per, (k + 1) * per,
-                          int(size / n)) for k in range(n)]
+        # every chunk but the last holds exactly ``per`` rows (if the file is that long); the
+        # last one reads to the end of the file and holds an *estimate* of the rest, not its
+        # capacity (``stop`` of a last chunk is never used to read)
+        return [Partition(path, RowChunk(k, k == n - 1), k * per,
+                          (k + 1) * per if k < n - 1 else max(k * per + 1, est_rows),
+                          int(size / n) if k < n - 1 else size - (n - 1) * int(size / n))
+                for k in range(n)]
 
     def _ranges(self, path: str, size: int) -> list[Partition]:
         step = max(1024, min(self.chunk_bytes, int(self._rows_per_part() * self._row_bytes)))

@@ -36,6 +36,22 @@ def dataset(tmp_path_factory):
     return str(out), pd.concat(frames, ignore_index=True)
 
 
+@pytest.fixture(scope="session")
+def csv_dataset(dataset, tmp_path_factory):
+    """The same rows as ``dataset`` in xz-compressed CSV files (the seed workflow of lazy
+    ``read_csv`` over ``*.csv.xz``): their row counts are only estimated before reading.
+    Returns (glob, DataFrame)."""
+    import lzma
+
+    _, df = dataset
+    out = tmp_path_factory.mktemp("diag-csv")
+    for i in range(FILES):
+        part = df.iloc[i * ROWS:(i + 1) * ROWS]
+        with lzma.open(out / f"part-{i}.csv.xz", "wt") as fh:
+            part.to_csv(fh, index=False)
+    return str(out / "*.csv.xz"), df
+
+
 def _env():
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCALNRANKS"))}

@@ -176,3 +176,39 @@ def test_lowering_block_rows_after_a_query_rediscovers(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "block_rows", 700)
     pd.testing.assert_frame_equal(raw.compute(), pd.read_csv(path))
     assert all(p.num_rows <= 700 for p in raw._node.source._hf_partitions)
+
+
+@pytest.mark.parametrize("block_rows", [None, 1000])
+def test_compressed_files_estimate_their_rows_not_the_chunk_capacity(tmp_path, monkeypatch,
+                                                                       block_rows):
+    """A compressed file's partitions say how many rows it probably has: the last chunk of
+    a file holds the estimated rest, not a full chunk (12 small .xz files once claimed
+    6,967,128 rows for 336,776). Earlier chunks hold exactly their rows."""
+    from hpcframe.comm import Comm
+    from hpcframe.config import config
+
+    if block_rows:
+        monkeypatch.setattr(config, "block_rows", block_rows)
+    frames = []
+    for i in range(12):
+        df = flights(2500 + 100 * i, seed=i)
+        p = str(tmp_path / f"m{i:02d}.csv")
+        df.to_csv(p, index=False)
+        compress(p, "xz")
+        os.remove(p)
+        frames.append(df)
+    raw = read_csv(str(tmp_path / "m*.csv.xz"))
+    source = raw._node.source
+    assert source.exact_row_counts is False
+    parts = source.discover(Comm())
+    actual = sum(len(f) for f in frames)
+    estimate = sum(p.num_rows for p in parts)
+    assert abs(estimate - actual) <= 0.1 * actual, (estimate, actual)
+    for i, f in enumerate(frames):
+        mine = [p for p in parts if p.path.endswith(f"m{i:02d}.csv.xz")]
+        assert mine[-1].piece.last and not any(p.piece.last for p in mine[:-1])
+        assert abs(sum(p.num_rows for p in mine) - len(f)) <= 0.1 * len(f)
+        assert sum(p.nbytes for p in mine) == os.path.getsize(mine[0].path)
+    exp = pd.concat([pd.read_csv(tmp_path / f"m{i:02d}.csv.xz") for i in range(12)],
+                    ignore_index=True)
+    pd.testing.assert_frame_equal(raw.compute(), exp)
