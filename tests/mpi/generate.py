@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -399,6 +400,7 @@ class Query:
     ill: bool = False                     # ill-conditioned (var/std of huge ints): looser rtol
     sort_index: bool = False              # row order not specified (categorical keys)
     value_counts: bool = False
+    f32: bool = False                     # a floating-point aggregate over float32 values
 
     def run(self, frame, is_pandas: bool):
         for st in self.steps:
@@ -566,9 +568,11 @@ def _num_expr(rng, kinds, pdf) -> Ex:
         b = nums[int(rng.integers(len(nums)))]
         cb = _col(b, kinds[b])
         kind = "int" if kinds[a] == kinds[b] == "int" else "num"
+        if kinds[a] == kinds[b] == "f32":
+            kind = "f32"
         return Ex(f"({ca.src} {op} {cb.src})", lambda d, p: f(ca.fn(d, p), cb.fn(d, p)), kind)
     v = [2, 0.5, -1, 3][int(rng.integers(4))]
-    kind = "int" if kinds[a] == "int" and isinstance(v, int) else "num"
+    kind = "int" if kinds[a] == "int" and isinstance(v, int) else "f32" if kinds[a] == "f32" else "num"
     return Ex(f"({ca.src} {op} {v!r})", lambda d, p: f(ca.fn(d, p), v), kind)
 
 
@@ -606,7 +610,7 @@ def _terminal(rng, kinds, big_ints):
     nums = [c for c in cols if kinds[c] in NUMERIC]
     ordered = [c for c in cols if kinds[c] in NUMERIC + ("date", "ts", "str")]
     r = rng.random()
-    big = lambda c: big_ints and kinds[c] in ("int", "num")  # noqa: E731
+    big = lambda c: big_ints and kinds[c] in ("int", "num")  # noqa: E731  (see make_queries)
     fl = ("mean", "var", "std", "sum")
     if r < 0.3 and (nums or ordered):
         c = _pick(rng, ordered or nums)
@@ -683,6 +687,12 @@ def _terminal(rng, kinds, big_ints):
             True, False, False, False)
 
 
+def _aggregated_columns(src: str) -> set:
+    """Column names a terminal's source aggregates (``.c.``, ``'c'``; group keys excluded)."""
+    src = re.sub(r"groupby\((\[[^\]]*\]|'[^']*')", "groupby(", src)
+    return {a or b for a, b in re.findall(r"\.(\w+)\.|'(\w+)'", src)}
+
+
 def make_queries(case: Case, n: int) -> list[Query]:
     """``n`` random queries for ``case`` (deterministic in the case's seed)."""
     rng = np.random.default_rng([case.spec.seed, 3])
@@ -698,6 +708,7 @@ def make_queries(case: Case, n: int) -> list[Query]:
                 break
             steps.append(st)
             kinds = st.kinds
-        src, fn, exact, ill, sort_index, vc = _terminal(rng, kinds, case.spec.big_ints)
-        out.append(Query(steps, src, fn, exact, ill, sort_index, vc))
+        src, fn, exact, ill, sort_index, vc = _terminal(rng, kinds, case.spec.big_ints or case.spec.specials > 0)  # int64 limits
+        f32 = not exact and any(kinds.get(c) == "f32" for c in _aggregated_columns(src))
+        out.append(Query(steps, src, fn, exact, ill, sort_index, vc, f32))
     return out
