@@ -401,6 +401,7 @@ class Query:
     sort_index: bool = False              # row order not specified (categorical keys)
     value_counts: bool = False
     f32: bool = False                     # a floating-point aggregate over float32 values
+    int_nulls: bool = False               # aggregates "nn" (int64 with nulls)
 
     def run(self, frame, is_pandas: bool):
         for st in self.steps:
@@ -710,5 +711,6 @@ def make_queries(case: Case, n: int) -> list[Query]:
             kinds = st.kinds
         src, fn, exact, ill, sort_index, vc = _terminal(rng, kinds, case.spec.big_ints or case.spec.specials > 0)  # int64 limits
         f32 = not exact and any(kinds.get(c) == "f32" for c in _aggregated_columns(src))
-        out.append(Query(steps, src, fn, exact, ill, sort_index, vc, f32))
+        out.append(Query(steps, src, fn, exact, ill, sort_index, vc, f32,
+                         "nn" in _aggregated_columns(src)))
     return out
