@@ -88,7 +88,10 @@ def _canon(obj, hive, query):
     """Normalise what the spec leaves open (categorical -> values, hive -> int64, int with
     nulls -> float64) and the order of value_counts ties / categorical group keys."""
     if isinstance(obj, (pd.DataFrame, pd.Series)):
-        obj = support.normalize(obj, hive)
+        try:
+            obj = support.normalize(obj, hive)
+        except (ValueError, TypeError):  # a hive name on a non-integral result (describe's std)
+            obj = support.normalize(obj, ())
         if query.value_counts and isinstance(obj, pd.Series):
             frame = obj.rename("__n").reset_index()
             key = frame.columns[0]
