@@ -103,12 +103,14 @@ class Spec:
         layout = LAYOUTS[int(rng.integers(len(LAYOUTS)))]
         nfiles = int(rng.integers(1, 5))
         rows = tuple(int(r) for r in rng.choice([0, 1, 3, 17, 40, 90], nfiles, p=[.15, .1, .15, .2, .2, .2]))
+        # at most ~24 blocks per case: tiny blocks on small data, and a bounded run time
+        block_rows = max(int(rng.choice([2, 7, 16, 500])), -(-sum(rows) // 24))
         return Spec(
             seed=seed,
             layout=layout,
             rows=rows,
             row_group=int(rng.choice([1, 4, 16, 64])),
-            block_rows=int(rng.choice([2, 7, 16, 500])),
+            block_rows=block_rows,
             shuffle_rows=int(rng.choice([0, 200_000])),
             specials=float(rng.choice([0.0, 0.05, 0.2, 0.5])),
             big_ints=bool(rng.random() < 0.4),

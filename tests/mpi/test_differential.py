@@ -41,6 +41,7 @@ The long run is documented in docs/testing.md, e.g.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -335,7 +336,7 @@ if st is not None:
         specials=st.sampled_from([0.0, 0.1, 0.3]),
         big_ints=st.booleans(),
         nqueries=st.just(QUERIES),
-    )
+    ).map(lambda sp: dataclasses.replace(sp, block_rows=max(sp.block_rows, -(-sum(sp.rows) // 24))))
 
     # no shrinking unless asked for: every query of a failing case already prints its own
     # repro, and shrinking would rerun the case hundreds of times inside `make test`
