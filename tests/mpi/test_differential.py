@@ -160,6 +160,8 @@ def compare_with_pandas(got, exp, query, hive):
                            f"pandas:\n{_show(exp)}\nhpcframe:\n{_show(got)}")
         if isinstance(exp, pd.DataFrame) and list(map(str, got.columns)) != list(map(str, exp.columns)):
             raise Mismatch(f"columns: pandas {list(exp.columns)}, hpcframe {list(got.columns)}")
+        if query.value_counts and isinstance(exp.index.dtype, pd.CategoricalDtype):
+            exp = exp[exp != 0]  # documented: value_counts() of a categorical omits zero counts
         g, e = _canon(got, hive, query), _canon(exp, hive, query)
         g = _align_null_dtypes(g, e)
         kw = dict(check_exact=True) if query.exact else dict(check_exact=False, rtol=rtol, atol=atol)
