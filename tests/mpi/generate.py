@@ -9,7 +9,7 @@ Data
 A case is one logical table (see :data:`KINDS` for its columns) stored in one of the layouts
 of :data:`LAYOUTS`: several Parquet files at several directory depths (some with zero rows,
 some with empty row groups), hive ``key=value`` folders, ``pandas.DataFrame.to_hdf`` tables,
-an h5py group of 1-D column datasets, or ``hf.from_pandas``. Values are drawn to hit edge
+an h5py group of 1-D column datasets or an h5py compound dataset, or ``hf.from_pandas``. Values are drawn to hit edge
 cases: int64 values near the limits, ±inf, NaN and nulls in floats, float32 values that are not
 exact in float64 (0.1), ~17-digit decimal128 values, dates, tz-aware timestamps, bools with
 nulls, dictionary (category) strings, strings with missing values.
@@ -337,18 +337,24 @@ def build_case(spec: Spec, root: str) -> Case:
             frames.append(fr)
         paths = [os.path.join(root, f"part-{j}.h5") for j in range(len(tables))]
         chunk = max(1, spec.row_group)
+        compound = bool(rng.random() < 0.4)
 
         def write():
             os.makedirs(root, exist_ok=True)
             for pth, fr in zip(paths, frames):
+                arrays = {c: np.array([v.encode() for v in fr[c]], dtype="S4") if c == "s"
+                          else fr[c].to_numpy() for c in cols}
                 with h5py.File(pth, "w") as fh:
+                    if compound:  # one 1-D structured dataset, its fields are the columns
+                        rec = np.zeros(len(fr), dtype=[(c, arrays[c].dtype) for c in cols])
+                        for c in cols:
+                            rec[c] = arrays[c]
+                        fh.create_dataset("t", data=rec, shape=(len(fr),), chunks=(chunk,),
+                                          maxshape=(None,))
+                        continue
                     grp = fh.create_group("t")
-                    for c in cols:
-                        if c == "s":
-                            data = np.array([v.encode() for v in fr[c]], dtype="S4")
-                        else:
-                            data = fr[c].to_numpy()
-                        grp.create_dataset(c, data=data, shape=(len(fr),), dtype=data.dtype,
+                    for c in cols:  # a group of equal-length 1-D datasets
+                        grp.create_dataset(c, data=arrays[c], shape=(len(fr),), dtype=arrays[c].dtype,
                                            chunks=(chunk,), maxshape=(None,))
 
         pdf = pd.concat(frames, ignore_index=True)
