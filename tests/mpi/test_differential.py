@@ -67,7 +67,8 @@ F32_RTOL = 1e-5
 ILL_ATOL = 2.0**63 * 1e-9
 QUERIES = int(os.environ.get("HPCFRAME_DIFF_QUERIES", "12"))
 
-pytestmark = support.timeout(int(os.environ.get("HPCFRAME_DIFF_TIMEOUT", "300")))
+CASE_TIMEOUT = int(os.environ.get("HPCFRAME_DIFF_TIMEOUT", "300"))  # seconds per case
+pytestmark = support.timeout(CASE_TIMEOUT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,6 +348,7 @@ if st is not None:
         PHASES.append(Phase.shrink)
 
     @pytest.mark.skipif(support.UNDER_MPI, reason="Hypothesis drives the local engine only")
+    @support.timeout(CASE_TIMEOUT * max(1, EXAMPLES))  # one test runs all the examples
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck), print_blob=False, phases=PHASES,
               report_multiple_bugs=False)
