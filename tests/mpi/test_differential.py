@@ -251,6 +251,10 @@ def run_case(spec: generate.Spec, root: str, comm=None) -> list[str]:
         open_error = None
     except Exception as exc:
         open_error = exc
+    if comm is not None:  # all ranks skip the queries together, or none does
+        failed = comm.allgather(None if open_error is None else f"{type(open_error).__name__}: {open_error}")
+        if open_error is None and any(failed):
+            open_error = RuntimeError(f"opening the data failed on another rank: {failed}")
     try:
         for q in queries:
             repro = q.source(case.open_src)
