@@ -411,6 +411,11 @@ class Query:
     f32: bool = False                     # a floating-point aggregate over float32 values
     int_nulls: bool = False               # aggregates "nn" (int64 with nulls)
 
+    @property
+    def is_len(self) -> bool:
+        """``frame.len()`` (a lazy int) is compared with pandas' ``len(frame)`` (a Python int)."""
+        return self.final_src == "{d}.len()"
+
     def run(self, frame, is_pandas: bool):
         for st in self.steps:
             frame = st.fn(frame, is_pandas)

@@ -188,9 +188,8 @@ def compare_with_pandas(got, exp, query, hive):
                        f"({type(got).__name__})")
     if query.int_nulls and isinstance(exp, float) and isinstance(got, (int, np.integer)):
         return  # an int column with nulls: pandas sums float64, hpcframe may sum int64 blocks
-    if type(exp) is not type(got) and not (isinstance(exp, (int, np.integer)) and isinstance(got, (int, np.integer))
-                                           and not isinstance(exp, (bool, np.bool_))):
-        # float vs np.float64 are the same type family; report other type changes
+    if type(exp) is not type(got) and not (query.is_len and isinstance(got, (int, np.integer))):
+        # float vs np.float64 are one type family (np.float64 is a float); int vs np.int64 are not
         fam = lambda v: "float" if isinstance(v, (float, np.floating)) else type(v).__name__  # noqa: E731
         if fam(exp) != fam(got) or (isinstance(exp, np.floating) and isinstance(got, np.floating)
                                     and exp.dtype != got.dtype):
