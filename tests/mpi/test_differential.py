@@ -20,9 +20,12 @@ Design
   **bit-identical** (the docs promise identical results for any rank count); finally the
   ranks exchange a digest of all results and must agree.
 - Tolerances follow tests/mpi/support.py: exact for counts, min/max, nunique, first/last,
-  integer sums, head/compute/value_counts; ``rtol=1e-12`` for float sums and means; the
-  looser ``ILL_RTOL`` for var/std/describe of integer columns (values near 2**62 make those
-  ill-conditioned in any summation order).
+  integer sums, head/compute/value_counts; ``rtol=1e-12`` for float sums and means. Looser only
+  where pandas itself is not more exact: var/std/mean/describe of int columns holding values
+  near the int64 limits (``ILL_RTOL`` and an absolute tolerance on the scale of 2**63), and
+  floating-point aggregates of float32 columns (``F32_RTOL``: pandas accumulates some of them in
+  float32). Dtypes are compared after the values (a "dtype only" failure); the one freedom is
+  the documented one of int/bool columns with nulls (see ``_align_null_dtypes``).
 - A query never stops a case early: all failures of a case are collected (each with a runnable
   repro, see ``Query.source``) and reported together at the end of the test, after the
   collectives, so that an assertion can never leave another rank waiting.
