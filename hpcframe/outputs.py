@@ -81,7 +81,7 @@ class AggOutput(Output):
             return None
         extra = [A.FIRST_POS] if A.FIRST_POS in table.columns else []
         out = table[self.keys + extra].reset_index(drop=True)
-        for j, col in enumerate(A.finalize_columns(table, self.specs)):
+        for j, col in enumerate(A.finalize_columns(table, self.specs, self.node.meta.dtypes)):
             out[f"__result{j}"] = col.reset_index(drop=True)
         return out
 
