@@ -507,8 +507,13 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
                 mask = filtered[pk] = _arrow_mask(table, plan, declared)
             t = table.select(plan.pandas_columns)
             if mask is not None:
-                t = t.filter(mask)
-            t = normalize_table(t, declared, plan.keep_dict)
+                kept = t.filter(mask)
+                if kept.num_rows == 0 and t.num_rows:
+                    t = _no_rows(t, declared, plan.keep_dict)
+                else:
+                    t = normalize_table(kept, declared, plan.keep_dict)
+            else:
+                t = normalize_table(t, declared, plan.keep_dict)
             if plan.pandas_columns:
                 base = t.to_pandas(date_as_object=False, split_blocks=True)
             else:  # only rows are counted
@@ -518,6 +523,15 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
                 cache.rows_out = len(df)
         out.append(plan.out.chunk(df, leaf))
     return out
+
+
+def _no_rows(table, declared, keep_dict):
+    """``table`` normalized with no rows, but with every chunk's dictionary: pandas gives a
+    filter that keeps no row all the categories (Arrow's filter and cast drop empty chunks)."""
+    one = pa.Table.from_batches([b.slice(0, 1) for b in table.to_batches() if b.num_rows],
+                                schema=table.schema)
+    one = normalize_table(one, declared, keep_dict)
+    return pa.Table.from_batches([b.slice(0, 0) for b in one.to_batches()], schema=one.schema)
 
 
 def _arrow_mask(table, plan, declared):
