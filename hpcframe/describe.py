@@ -68,7 +68,13 @@ def describe_frame(node):
     cols = [c for c in meta.columns if pd.api.types.is_numeric_dtype(meta[c].dtype)
             and not pd.api.types.is_bool_dtype(meta[c].dtype)]
     if not cols:
-        raise TypeError("describe() needs at least one numeric column")
+        counted = list(meta.columns)
+        if counted and all(_is_counted(meta[c].dtype) for c in counted):
+            # as pandas: without numeric columns, count/unique/top/freq of every column
+            parts = [_describe_counted(node, c, c) for c in counted]
+            return Composite(parts, lambda r: pd.concat(r, axis=1), "describe")
+        raise TypeError("describe() needs at least one numeric column, or only bool, string "
+                        "and categorical columns; select columns first")
     parts = [_moments(node, cols)] + [_value_counts(node, c) for c in cols]
     return Composite(parts, lambda r: _stats_frame(cols, r[0], r[1:]), "describe")
 

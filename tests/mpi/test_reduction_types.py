@@ -160,3 +160,18 @@ def test_iterating_a_groupby(typed, by):
     got = [(k, s.tolist()) for k, s in sub(df).groupby(by).x]
     exp = [(k, s.tolist()) for k, s in sub(ref).groupby(by).x]
     assert got == exp
+
+
+@pytest.mark.parametrize("where", ["all", "nothing"])
+def test_describe_of_a_frame_without_numeric_columns(typed, where):
+    df, ref = _open(typed)
+    if where == "nothing":
+        df, ref = df[df.id < 0], ref[ref.id < 0]
+    cols = ["flag", "s", "cat"]
+    got, exp = df[cols].describe().compute(), ref[cols].describe()
+    assert list(got.columns) == list(exp.columns) and list(got.index) == list(exp.index)
+    assert (got.dtypes == object).all() and (exp.dtypes == object).all()
+    for c in cols:
+        for label in exp.index:
+            g, e = got.loc[label, c], exp.loc[label, c]
+            assert (pd.isna(g) and pd.isna(e)) or g == e, (c, label, g, e)
