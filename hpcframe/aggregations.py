@@ -57,11 +57,15 @@ def _uniq_combine(sgb):
 
 def _as_float(s: pd.Series) -> pd.Series:
     """The values a mean accumulates, as pandas does: float64 for integers and bools (no
-    int64 wrap-around), int64 nanoseconds-since-epoch-like ticks for datetimes (NaT -> NaN);
-    float columns stay as they are."""
+    int64 wrap-around), the int64 ticks (in the column's unit) of datetimes and timedeltas
+    (NaT -> NaN); float columns stay as they are."""
     dtype = s.dtype
     if dtype.kind == "f":
         return s
+    if dtype.kind == "m":
+        values = s.to_numpy().view("int64").astype("float64")
+        values[s.isna().to_numpy()] = np.nan
+        return pd.Series(values, index=s.index)
     if dtype.kind == "M":
         ticks = s.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(dtype, "tz", None) else s
         values = ticks.to_numpy().view("int64").astype("float64")
@@ -70,6 +74,10 @@ def _as_float(s: pd.Series) -> pd.Series:
     if dtype == object:  # bools with nulls
         return pd.to_numeric(s, errors="raise").astype("float64")
     return s.astype("float64")
+
+
+def _sum_chunk(g):
+    return g.sum()
 
 
 def _sum_keep_nan(g):
@@ -93,9 +101,9 @@ def _unique(values):
 
 
 INTERMEDIATES: dict[str, Intermediate] = {
-    "sum": Intermediate("sum", lambda g: g.sum(), _sum_keep_nan),
+    "sum": Intermediate("sum", _sum_chunk, _sum_keep_nan),
     # the sum a mean divides: accumulated in float64 for integers (pandas' mean never wraps)
-    "fsum": Intermediate("fsum", lambda g: g.sum(), _sum_keep_nan, prepare=_as_float),
+    "fsum": Intermediate("fsum", _sum_chunk, _sum_keep_nan, prepare=_as_float),
     "count": Intermediate("count", lambda g: g.count(), lambda g: g.sum()),
     "min": Intermediate("min", lambda g: g.min(), lambda g: g.min()),
     "max": Intermediate("max", lambda g: g.max(), lambda g: g.max()),
@@ -285,12 +293,16 @@ def chunk_partial(df: pd.DataFrame, keys: list[str], inters, dropna: bool,
         df = df.assign(**extra)
     gb = df.groupby(keys, dropna=dropna, sort=False, observed=True)
     cols = {}
+    done = {}  # (source column, chunk function) -> column: float sums serve sum and fsum
     for col, inter in inters:
         name = col + SEP + inter
         if inter == "size":
             cols[name] = gb.size()
-        else:
-            cols[name] = INTERMEDIATES[inter].chunk(gb[source.get(name, col)])
+            continue
+        src, fn = source.get(name, col), INTERMEDIATES[inter].chunk
+        if (src, fn) not in done:
+            done[(src, fn)] = fn(gb[src])
+        cols[name] = done[(src, fn)]
     if first_pos is not None:
         cols[FIRST_POS] = gb[FIRST_POS].min()
     if not cols:
@@ -381,7 +393,7 @@ def result_dtype(result: pd.Series, agg: str, dtype) -> pd.Series:
     kind = getattr(dtype, "kind", "")
     if agg in ("mean", "var", "std") and kind == "f" and dtype.itemsize < 8:
         return result.astype(dtype)
-    if agg == "mean" and kind == "M":
+    if agg == "mean" and kind in "mM":
         return _ticks_to_datetime(result, dtype)
     if agg in ("first", "last") and isinstance(dtype, pd.CategoricalDtype) \
             and not isinstance(result.dtype, pd.CategoricalDtype):
@@ -401,6 +413,7 @@ def _ticks_to_datetime(result: pd.Series, dtype) -> pd.Series:
     ticks[missing] = np.iinfo("int64").min  # NaT
     unit = np.datetime_data(getattr(dtype, "base", dtype))[0] if not getattr(dtype, "tz", None) \
         else dtype.unit
-    naive = pd.Series(ticks.view(f"M8[{unit}]"), index=result.index, name=result.name)
+    letter = "m" if dtype.kind == "m" else "M"
+    naive = pd.Series(ticks.view(f"{letter}8[{unit}]"), index=result.index, name=result.name)
     tz = getattr(dtype, "tz", None)
     return naive.dt.tz_localize("UTC").dt.tz_convert(tz) if tz is not None else naive

@@ -175,3 +175,13 @@ def test_describe_of_a_frame_without_numeric_columns(typed, where):
         for label in exp.index:
             g, e = got.loc[label, c], exp.loc[label, c]
             assert (pd.isna(g) and pd.isna(e)) or g == e, (c, label, g, e)
+
+
+def test_timedelta_mean():
+    ref = pd.DataFrame({"k": np.arange(40) % 3,
+                        "t": pd.to_timedelta(np.arange(40) * 1500, unit="ms").as_unit("us")})
+    ref.loc[[3, 17], "t"] = pd.NaT
+    df = hf.from_pandas(ref, npartitions=6)
+    got, exp = df.t.mean().compute(), ref.t.mean()
+    assert isinstance(got, pd.Timedelta) and got == exp, (got, exp)
+    assert_same(df.groupby("k").t.mean(), ref.groupby("k").t.mean(), exact=True)
