@@ -488,7 +488,11 @@ class GroupBy:
         This computes every row of the frame (on every rank, so under MPI every rank must
         iterate, as with any computation) and groups it with pandas: use it for small results
         only; aggregate with ``agg`` or filter first for large data."""
-        rows = Frame(self._node).compute()
+        node = self._node
+        if self._selection is not None:  # read only the keys and the selected columns
+            node = P.Project(node, self._keys + [c for c in self._selection
+                                                 if c not in self._keys])
+        rows = Frame(node).compute()
         g = rows.groupby(self._keys if self._by_list else self._keys[0], dropna=self._dropna,
                          sort=self._sort, observed=True)
         if self._selection is not None:
