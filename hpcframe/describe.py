@@ -44,7 +44,10 @@ def quantile_from_counts(counts: pd.Series, q: float) -> float:
     cum = np.cumsum(counts.to_numpy())
     n = cum[-1]
     pos = (n - 1) * q
-    lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+    # as numpy: the next value is always the following one (even when pos is whole), so
+    # inf next to a finite value gives NaN (inf * 0), as pandas does
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, int(n) - 1)
     a = values[np.searchsorted(cum, lo, side="right")]
     b = values[np.searchsorted(cum, hi, side="right")]
     t = pos - lo

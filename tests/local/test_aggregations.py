@@ -77,3 +77,16 @@ def test_mean_of_int64_near_the_limit_does_not_wrap():
     mean, total = (s.iloc[0] for s in A.finalize_columns(table, specs))
     assert mean == pytest.approx(pd.Series(values).mean(), rel=1e-15)
     assert total == pd.Series(values).sum()  # wraps around, as pandas' int64 sum does
+
+
+def test_quantile_from_counts_is_numpys_linear_interpolation():
+    from hpcframe.describe import quantile_from_counts
+
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        s = pd.Series(rng.choice([1.0, 2.0, 3.5, np.inf, -np.inf, 1e300, -1e-300],
+                                 rng.integers(1, 12)))
+        for q in (0.25, 0.5, 0.75):
+            got = quantile_from_counts(s.value_counts().sort_index(), q)
+            exp = s.quantile(q)
+            assert (np.isnan(got) and np.isnan(exp)) or got == exp, (s.tolist(), q, got, exp)

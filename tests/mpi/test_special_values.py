@@ -141,3 +141,14 @@ def test_groupby_with_inf_and_huge_ints_shuffled(special, name):
         assert_same(GROUPED[name](df), GROUPED[name](ref), msg=name)
     finally:
         hf.config.shuffle_rows = old
+
+
+@pytest.mark.parametrize("values", [
+    [1.0, np.inf, 3.5],                 # 50% sits on 3.5, next to inf: pandas gives NaN
+    [3.5, 2.0, np.inf, -np.inf, 1.0],
+    [np.inf, 1.0, 2.0, 3.0, 4.0, np.inf, -np.inf, 5.0, 6.0],
+])
+def test_describe_quartiles_next_to_inf(values):
+    ref = pd.DataFrame({"x": values * 7})
+    df = hf.from_pandas(ref, npartitions=4)
+    assert_same(df.x.describe().compute(), ref.x.describe())
