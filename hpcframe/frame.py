@@ -207,6 +207,9 @@ def _reduce_columns(meta, agg, numeric_only):
         numeric = pd.api.types.is_numeric_dtype(meta[c].dtype)
         if numeric_only and not numeric:
             continue
+        if agg == "mean" and getattr(meta[c].dtype, "kind", "") in "mM":
+            cols.append(c)  # as pandas: the mean of a datetime column is a Timestamp
+            continue
         if a is not None and (a.numeric_only or agg == "sum") and not numeric:
             raise TypeError(f"cannot compute {agg} of non-numeric column {c!r} "
                             f"({meta[c].dtype}); select numeric columns or pass "

@@ -185,3 +185,13 @@ def test_timedelta_mean():
     got, exp = df.t.mean().compute(), ref.t.mean()
     assert isinstance(got, pd.Timedelta) and got == exp, (got, exp)
     assert_same(df.groupby("k").t.mean(), ref.groupby("k").t.mean(), exact=True)
+
+
+def test_frame_mean_with_datetime_columns(typed):
+    df, ref = _open(typed)
+    got, exp = df[["x", "ts", "k"]].mean().compute(), ref[["x", "ts", "k"]].mean()
+    assert got.dtype == exp.dtype == object and list(got.index) == list(exp.index)
+    assert got["x"] == pytest.approx(exp["x"]) and got["k"] == pytest.approx(exp["k"])
+    assert abs(got["ts"] - exp["ts"]) <= pd.Timedelta(1, unit="us")
+    got = df[["x", "ts"]].mean(numeric_only=True).compute()
+    assert_same(got, ref[["x", "ts"]].mean(numeric_only=True), check_index_type=False)
