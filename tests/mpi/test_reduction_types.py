@@ -151,7 +151,9 @@ def test_filter_keeping_no_rows_keeps_the_categories(typed):
 @pytest.mark.parametrize("by", ["k", ["k"], ["k", "flag"]])
 def test_iterating_a_groupby(typed, by):
     df, ref = _open(typed)
-    sub = lambda d: d[d.id % 7 == 0]  # noqa: E731
+    def sub(d):
+        return d[d.id % 7 == 0]
+
     got = list(sub(df).groupby(by))
     exp = list(sub(ref).groupby(by))
     assert [k for k, _ in got] == [k for k, _ in exp]
