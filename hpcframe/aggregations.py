@@ -33,6 +33,8 @@ class Intermediate:
     name: str
     chunk: Callable
     combine: Callable
+    #: optional ``Series -> Series`` applied to the column before grouping (e.g. to float64)
+    prepare: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,55 @@ def _uniq_combine(sgb):
     return sgb.agg(lambda s: _unique(np.concatenate(list(s))) if len(s) else np.array([]))
 
 
+def _as_float(s: pd.Series) -> pd.Series:
+    """The values a mean accumulates, as pandas does: float64 for integers and bools (no
+    int64 wrap-around), the int64 ticks (in the column's unit) of datetimes and timedeltas
+    (NaT -> NaN); float columns stay as they are."""
+    dtype = s.dtype
+    if dtype.kind == "f":
+        return s
+    if dtype.kind == "m":
+        values = s.to_numpy().view("int64").astype("float64")
+        values[s.isna().to_numpy()] = np.nan
+        return pd.Series(values, index=s.index)
+    if dtype.kind == "M":
+        ticks = s.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(dtype, "tz", None) else s
+        values = ticks.to_numpy().view("int64").astype("float64")
+        values[s.isna().to_numpy()] = np.nan
+        return pd.Series(values, index=s.index)
+    if dtype == object:  # bools with nulls
+        return pd.to_numeric(s, errors="raise").astype("float64")
+    return s.astype("float64")
+
+
+def _sum_chunk(g):
+    return g.sum()
+
+
+def _sum_keep_nan(g):
+    # a partial sum is NaN only where its partition added +inf and -inf: pandas gives NaN for
+    # the whole group then, so the combine must not skip it as "missing"
+    return g.sum(skipna=False)
+
+
+def _m2_chunk(g):
+    m2 = g.var(ddof=0) * g.count()
+    # any ±inf in a group makes pandas' variance NaN (inf - inf); state it explicitly
+    if g.obj.dtype.kind != "f":
+        return m2
+    bad = (g.max() == np.inf) | (g.min() == -np.inf)
+    return m2.where(~bad, np.nan)
+
+
 def _unique(values):
     u = pd.unique(values)
     return u[~pd.isna(u)] if len(u) else u
 
 
 INTERMEDIATES: dict[str, Intermediate] = {
-    "sum": Intermediate("sum", lambda g: g.sum(), lambda g: g.sum()),
+    "sum": Intermediate("sum", _sum_chunk, _sum_keep_nan),
+    # the sum a mean divides: accumulated in float64 for integers (pandas' mean never wraps)
+    "fsum": Intermediate("fsum", _sum_chunk, _sum_keep_nan, prepare=_as_float),
     "count": Intermediate("count", lambda g: g.count(), lambda g: g.sum()),
     "min": Intermediate("min", lambda g: g.min(), lambda g: g.min()),
     "max": Intermediate("max", lambda g: g.max(), lambda g: g.max()),
@@ -67,7 +111,7 @@ INTERMEDIATES: dict[str, Intermediate] = {
     "last": Intermediate("last", lambda g: g.last(), lambda g: g.last()),
     # mean and m2 are combined jointly with count (see combine_partials)
     "mean": Intermediate("mean", lambda g: g.mean(), None),
-    "m2": Intermediate("m2", lambda g: g.var(ddof=0) * g.count(), None),
+    "m2": Intermediate("m2", _m2_chunk, None),
     "uniq": Intermediate("uniq", _uniq_chunk, _uniq_combine),
 }
 
@@ -90,8 +134,9 @@ AGGREGATIONS: dict[str, Aggregation] = {
     "max": Aggregation("max", ("max",), lambda p: p["max"]),
     "first": Aggregation("first", ("first",), lambda p: p["first"]),
     "last": Aggregation("last", ("last",), lambda p: p["last"]),
-    "mean": Aggregation("mean", ("sum", "count"),
-                        lambda p: _div(p["sum"], p["count"].where(p["count"] > 0)).astype("float64"),
+    "mean": Aggregation("mean", ("fsum", "count"),
+                        lambda p: _div(p["fsum"].astype("float64"),
+                                       p["count"].where(p["count"] > 0)).astype("float64"),
                         numeric_only=True),
     "var": Aggregation("var", ("count", "mean", "m2"), _var, numeric_only=True),
     "std": Aggregation("std", ("count", "mean", "m2"), lambda p: np.sqrt(_var(p)),
@@ -143,7 +188,7 @@ def needed(specs) -> list[tuple[str, str]]:
     return out
 
 
-_FAST = {"sum", "count", "size"}
+_FAST = {"sum", "fsum", "count", "size"}
 _MAX_DENSE_GROUPS = 1 << 20
 
 
@@ -185,7 +230,7 @@ def _dense_partial(df, keys, inters, dropna):
     if any(inter not in _FAST for _, inter in inters):
         return None
     for col, inter in inters:
-        if inter == "sum" and df[col].dtype != np.float64:
+        if inter in ("sum", "fsum") and df[col].dtype != np.float64:
             return None
     dense = _dense_codes(df, keys, dropna)
     if dense is None:
@@ -231,16 +276,33 @@ def chunk_partial(df: pd.DataFrame, keys: list[str], inters, dropna: bool,
         fast = _dense_partial(df, keys, inters, dropna)
         if fast is not None:
             return fast
+    extra = {}
     if first_pos is not None:
-        df = df.assign(**{FIRST_POS: np.arange(first_pos, first_pos + len(df), dtype="int64")})
+        extra[FIRST_POS] = np.arange(first_pos, first_pos + len(df), dtype="int64")
+    source = {}
+    for col, inter in inters:  # columns some intermediates accumulate in another dtype
+        prepare = inter != "size" and INTERMEDIATES[inter].prepare
+        if prepare:
+            name = col + SEP + inter
+            values = prepare(df[col])
+            if values is df[col]:
+                source[name] = col
+            else:
+                extra[name], source[name] = values, name
+    if extra:
+        df = df.assign(**extra)
     gb = df.groupby(keys, dropna=dropna, sort=False, observed=True)
     cols = {}
+    done = {}  # (source column, chunk function) -> column: float sums serve sum and fsum
     for col, inter in inters:
         name = col + SEP + inter
         if inter == "size":
             cols[name] = gb.size()
-        else:
-            cols[name] = INTERMEDIATES[inter].chunk(gb[col])
+            continue
+        src, fn = source.get(name, col), INTERMEDIATES[inter].chunk
+        if (src, fn) not in done:
+            done[(src, fn)] = fn(gb[src])
+        cols[name] = done[(src, fn)]
     if first_pos is not None:
         cols[FIRST_POS] = gb[FIRST_POS].min()
     if not cols:
@@ -301,13 +363,17 @@ def _combine_moments(t, gb, col):
     if m2_name in t.columns:
         dev = (n_i * (mean_i - mean.fillna(0.0)) ** 2).where(n_i > 0, 0.0)
         m2_i = t[m2_name].astype("float64").where(n_i > 0, 0.0)
+        # skipna=False: a NaN here comes from ±inf in the group, and pandas' variance is NaN
         out[m2_name] = (m2_i + dev).groupby([t[k] for k in gb.keys], dropna=False, sort=False,
-                                           observed=True).sum()
+                                           observed=True).sum(skipna=False)
     return out
 
 
-def finalize_columns(table: pd.DataFrame, specs) -> list[pd.Series]:
-    """One result Series per ``(column, agg)`` spec, aligned with the rows of ``table``."""
+def finalize_columns(table: pd.DataFrame, specs, dtypes=None) -> list[pd.Series]:
+    """One result Series per ``(column, agg)`` spec, aligned with the rows of ``table``.
+    ``dtypes`` (column -> dtype of the source column) gives results pandas' dtypes: float32
+    means stay float32, a datetime mean is a datetime, categorical first/last stay
+    categorical."""
     out = []
     for col, agg in specs:
         if agg == "size":
@@ -315,5 +381,39 @@ def finalize_columns(table: pd.DataFrame, specs) -> list[pd.Series]:
             continue
         a = get_aggregation(agg)
         parts = {inter: table[col + SEP + inter] for inter in a.needs}
-        out.append(a.finalize(parts))
+        result = a.finalize(parts)
+        if dtypes is not None and col in dtypes:
+            result = result_dtype(result, agg, dtypes[col])
+        out.append(result)
     return out
+
+
+def result_dtype(result: pd.Series, agg: str, dtype) -> pd.Series:
+    """``result`` (the finalized ``agg`` of a column of ``dtype``) in the dtype pandas gives."""
+    kind = getattr(dtype, "kind", "")
+    if agg in ("mean", "var", "std") and kind == "f" and dtype.itemsize < 8:
+        return result.astype(dtype)
+    if agg == "mean" and kind in "mM":
+        return _ticks_to_datetime(result, dtype)
+    if agg in ("first", "last") and isinstance(dtype, pd.CategoricalDtype) \
+            and not isinstance(result.dtype, pd.CategoricalDtype):
+        cats = dtype.categories
+        present = pd.Index(result.dropna().unique())
+        if len(cats) == 0 or not present.isin(cats).all():
+            cats = present.sort_values()
+        return result.astype(pd.CategoricalDtype(cats, ordered=dtype.ordered))
+    return result
+
+
+def _ticks_to_datetime(result: pd.Series, dtype) -> pd.Series:
+    """Float ticks (as :func:`_as_float` made them) truncated to int64, as pandas does."""
+    values = result.to_numpy(dtype="float64", na_value=np.nan)
+    missing = np.isnan(values)
+    ticks = np.where(missing, 0.0, values).astype("int64")
+    ticks[missing] = np.iinfo("int64").min  # NaT
+    unit = np.datetime_data(getattr(dtype, "base", dtype))[0] if not getattr(dtype, "tz", None) \
+        else dtype.unit
+    letter = "m" if dtype.kind == "m" else "M"
+    naive = pd.Series(ticks.view(f"{letter}8[{unit}]"), index=result.index, name=result.name)
+    tz = getattr(dtype, "tz", None)
+    return naive.dt.tz_localize("UTC").dt.tz_convert(tz) if tz is not None else naive

@@ -2,6 +2,7 @@
 
 Quartiles are exact (they equal pandas' linear interpolation) because every rank sends the
 distinct values of each numeric column with their counts; memory is O(distinct values).
+A bool, string or categorical Series gives pandas' count/unique/top/freq instead.
 """
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ def quantile_from_counts(counts: pd.Series, q: float) -> float:
     cum = np.cumsum(counts.to_numpy())
     n = cum[-1]
     pos = (n - 1) * q
-    lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+    # as numpy: the next value is always the following one (even when pos is whole), so
+    # inf next to a finite value gives NaN (inf * 0), as pandas does
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, int(n) - 1)
     a = values[np.searchsorted(cum, lo, side="right")]
     b = values[np.searchsorted(cum, hi, side="right")]
     t = pos - lo
@@ -67,15 +71,30 @@ def describe_frame(node):
     cols = [c for c in meta.columns if pd.api.types.is_numeric_dtype(meta[c].dtype)
             and not pd.api.types.is_bool_dtype(meta[c].dtype)]
     if not cols:
-        raise TypeError("describe() needs at least one numeric column")
+        counted = list(meta.columns)
+        if counted and all(_is_counted(meta[c].dtype) for c in counted):
+            # as pandas: without numeric columns, count/unique/top/freq of every column
+            parts = [_describe_counted(node, c, c) for c in counted]
+            return Composite(parts, lambda r: pd.concat(r, axis=1), "describe")
+        raise TypeError("describe() needs at least one numeric column, or only bool, string "
+                        "and categorical columns; select columns first")
     parts = [_moments(node, cols)] + [_value_counts(node, c) for c in cols]
     return Composite(parts, lambda r: _stats_frame(cols, r[0], r[1:]), "describe")
 
 
+def _is_counted(dtype) -> bool:
+    """Columns pandas describes with count/unique/top/freq (not with moments)."""
+    return (pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)
+            or pd.api.types.is_string_dtype(dtype) or dtype == object)
+
+
 def describe_series(node, col, name):
-    if not pd.api.types.is_numeric_dtype(node.meta[col].dtype):
-        raise TypeError(f"describe() of non-numeric column {name!r} is not supported yet; "
-                        f"use value_counts()")
+    dtype = node.meta[col].dtype
+    if _is_counted(dtype):
+        return _describe_counted(node, col, name)
+    if not pd.api.types.is_numeric_dtype(dtype):
+        raise TypeError(f"describe() of column {name!r} ({dtype}) is not supported yet; "
+                        f"use min(), max() and value_counts()")
     parts = [_moments(node, [col]), _value_counts(node, col)]
 
     def finish(r):
@@ -83,3 +102,23 @@ def describe_series(node, col, name):
         return out.rename(name)
 
     return Composite(parts, finish, f"describe {name}")
+
+
+def _describe_counted(node, col, name):
+    """count, unique, top (the most frequent value; ties: the first seen) and freq, as
+    pandas describes bool, string and categorical columns."""
+    def shape(values, keys):
+        return pd.Series(values[0].to_numpy(), index=pd.Index(keys[col].to_numpy(dtype=object)))
+
+    counts = AggOutput(node, [col], [("", "size")], shape,
+                       lambda m: m[col].value_counts(sort=False), dropna=True, sort=False,
+                       label=f"value counts of {col}")
+
+    def finish(r):
+        vc = r[0]
+        vc = vc.sort_values(ascending=False, kind="stable") if len(vc) else vc
+        top, freq = (vc.index[0], np.int64(vc.iloc[0])) if len(vc) else (np.nan, np.nan)
+        return pd.Series([np.int64(vc.sum()), len(vc), top, freq], dtype=object,
+                         index=["count", "unique", "top", "freq"], name=name)
+
+    return Composite([counts], finish, f"describe {name}")

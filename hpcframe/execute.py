@@ -327,19 +327,58 @@ def _shuffle_choice(outs, nodes, comm) -> list[bool]:
 
 
 def _route(table, keys, size):
-    """Destination rank of every row of a partial table: a hash of its group keys. Numbers
-    are hashed as float64, so 3 and 3.0 (int and float partitions of one column) meet."""
+    """Destination rank of every row of a partial table: a hash of its group keys' VALUES.
+    One key column can arrive with different dtypes from different partitions (bool, or
+    object with None where a block has nulls; int64, or float64 where it has NaN;
+    categorical or str), so the hash must not depend on the dtype: see :func:`_key_hash`."""
     import numpy as np
 
-    cols = {}
-    for k in keys:
-        col = table[k]
-        if pd.api.types.is_numeric_dtype(col.dtype) and not isinstance(col.dtype,
-                                                                       pd.CategoricalDtype):
-            col = col.astype("float64")
-        cols[k] = col
-    h = pd.util.hash_pandas_object(pd.DataFrame(cols), index=False).to_numpy()
+    h = np.zeros(len(table), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in keys:
+            h = h * np.uint64(0x100000001B3) ^ _key_hash(table[k])
     return (h % np.uint64(size)).astype(np.int64)
+
+
+def _key_hash(col):
+    """A uint64 per value that depends only on the value: numbers and bools are hashed as
+    float64 (3, 3.0 and True/1.0 meet; -0.0 is 0.0), datetimes as UTC nanoseconds, strings
+    as strings, and every kind of missing value (None, NaN, NaT) alike."""
+    import numpy as np
+
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(col.cat.categories.dtype) if len(col.cat.categories) else \
+            col.astype(object)
+    missing = pd.isna(col).to_numpy()
+    kind = getattr(col.dtype, "kind", "O")
+    if kind in "biuf":
+        values = col.to_numpy(dtype="float64", na_value=np.nan)
+    elif kind == "M":
+        values = col.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(col.dtype, "tz",
+                                                                          None) else col
+        values = values.astype("datetime64[ns]").to_numpy().view("int64").astype("float64")
+    else:  # object/str: numbers (bools with nulls) as floats, everything else as text
+        arr = col.to_numpy(dtype=object)
+        if isinstance(col.dtype, pd.StringDtype):
+            numeric = np.zeros(len(arr), dtype=bool)
+        else:
+            numbers = (bool, int, float, np.bool_, np.number)
+            numeric = np.fromiter((isinstance(v, numbers) for v in arr), bool, len(arr))
+            numeric &= ~missing
+        h = np.zeros(len(arr), dtype=np.uint64)
+        if numeric.any():
+            h[numeric] = pd.util.hash_array(arr[numeric].astype("float64") + 0.0,
+                                            categorize=False)
+        rest = ~numeric & ~missing
+        if rest.any():
+            text = np.array([v if isinstance(v, str) else repr(v) for v in arr[rest]],
+                            dtype=object)
+            h[rest] = pd.util.hash_array(text, categorize=False)
+        values = None
+    if values is not None:
+        values = np.where(missing, 0.0, values) + 0.0  # -0.0 -> 0.0
+        h = pd.util.hash_array(values, categorize=False)
+    return np.where(missing, np.uint64(0x9E3779B97F4A7C15), h).astype(np.uint64)
 
 
 def _shuffle_exchange(o, my_nodes, n, comm, root):
@@ -357,7 +396,9 @@ def _shuffle_exchange(o, my_nodes, n, comm, root):
         dest = _route(p, o.keys, comm.size)
         for r in range(comm.size):
             piece = p[dest == r]
-            sends[r].append((level, i, piece.reset_index(drop=True) if len(piece) else None))
+            # an empty piece still carries the key dtypes (bool vs object with None), so
+            # every rank concatenates the same dtypes as the plain path
+            sends[r].append((level, i, piece.reset_index(drop=True)))
     received = comm.alltoall(sends)
     table, error = None, None
     try:
@@ -471,8 +512,13 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
                 mask = filtered[pk] = _arrow_mask(table, plan, declared)
             t = table.select(plan.pandas_columns)
             if mask is not None:
-                t = t.filter(mask)
-            t = normalize_table(t, declared, plan.keep_dict)
+                kept = t.filter(mask)
+                if kept.num_rows == 0 and t.num_rows:
+                    t = _no_rows(t, declared, plan.keep_dict)
+                else:
+                    t = normalize_table(kept, declared, plan.keep_dict)
+            else:
+                t = normalize_table(t, declared, plan.keep_dict)
             if plan.pandas_columns:
                 base = t.to_pandas(date_as_object=False, split_blocks=True)
             else:  # only rows are counted
@@ -482,6 +528,15 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
                 cache.rows_out = len(df)
         out.append(plan.out.chunk(df, leaf))
     return out
+
+
+def _no_rows(table, declared, keep_dict):
+    """``table`` normalized with no rows, but with every chunk's dictionary: pandas gives a
+    filter that keeps no row all the categories (Arrow's filter and cast drop empty chunks)."""
+    one = pa.Table.from_batches([b.slice(0, 1) for b in table.to_batches() if b.num_rows],
+                                schema=table.schema)
+    one = normalize_table(one, declared, keep_dict)
+    return pa.Table.from_batches([b.slice(0, 0) for b in one.to_batches()], schema=one.schema)
 
 
 def _arrow_mask(table, plan, declared):

@@ -134,7 +134,8 @@ class Frame(Lazy):
         """Group rows by one or several columns; aggregations return lazy results."""
         keys = [by] if isinstance(by, str) else list(by)
         self._node.check_columns(keys)
-        return GroupBy(self._node, keys, dropna=dropna, sort=sort, as_index=as_index)
+        return GroupBy(self._node, keys, dropna=dropna, sort=sort, as_index=as_index,
+                       by_list=not isinstance(by, str))
 
     def len(self) -> Result:
         """The number of rows, lazily."""
@@ -148,7 +149,10 @@ class Frame(Lazy):
         specs = [(c, agg) for c in cols]
 
         def shape(values, keys):
-            return pd.Series([v.iloc[0] for v in values], index=pd.Index(cols))
+            # one value per column, in the common dtype pandas gives them (int64 and uint8
+            # maxima are int64, float32 means of float32 columns stay float32, ...)
+            parts = [v.iloc[:1].reset_index(drop=True) for v in values]
+            return pd.concat(parts, ignore_index=True).set_axis(pd.Index(cols)).rename(None)
 
         def pandas_fn(m):
             return getattr(m[cols], agg)(**kw)
@@ -202,6 +206,9 @@ def _reduce_columns(meta, agg, numeric_only):
     for c in meta.columns:
         numeric = pd.api.types.is_numeric_dtype(meta[c].dtype)
         if numeric_only and not numeric:
+            continue
+        if agg == "mean" and getattr(meta[c].dtype, "kind", "") in "mM":
+            cols.append(c)  # as pandas: the mean of a datetime column is a Timestamp
             continue
         if a is not None and (a.numeric_only or agg == "sum") and not numeric:
             raise TypeError(f"cannot compute {agg} of non-numeric column {c!r} "
@@ -450,7 +457,10 @@ def _expr_of(value) -> E.Expr:
 
 def _scalar(node, col, agg, pandas_fn) -> Result:
     def shape(values, keys):
-        return values[0].iloc[0]
+        value = values[0].iloc[0]
+        if agg in ("nunique", "size"):  # pandas: a Python int
+            return int(value)
+        return value
 
     return Result(AggOutput(node, [], [(col, agg)], shape, pandas_fn, label=agg))
 
@@ -459,19 +469,38 @@ class GroupBy:
     """``frame.groupby(keys)``: pick columns with ``[...]`` and aggregate."""
 
     def __init__(self, node, keys, dropna=True, sort=True, as_index=True, selection=None,
-                 series=False):
+                 series=False, by_list=False):
         self._node, self._keys = node, keys
         self._dropna, self._sort, self._as_index = dropna, sort, as_index
         self._selection, self._series = selection, series
+        self._by_list = by_list or len(keys) > 1
 
     def __getitem__(self, cols):
         if isinstance(cols, str):
             self._node.check_columns([cols])
             return GroupBy(self._node, self._keys, self._dropna, self._sort, self._as_index,
-                           [cols], series=True)
+                           [cols], series=True, by_list=self._by_list)
         cols = list(cols)
         self._node.check_columns(cols)
-        return GroupBy(self._node, self._keys, self._dropna, self._sort, self._as_index, cols)
+        return GroupBy(self._node, self._keys, self._dropna, self._sort, self._as_index, cols,
+                       by_list=self._by_list)
+
+    def __iter__(self):
+        """``(key, pandas DataFrame or Series)`` per group, like iterating a pandas GroupBy.
+
+        This computes every row of the frame (on every rank, so under MPI every rank must
+        iterate, as with any computation) and groups it with pandas: use it for small results
+        only; aggregate with ``agg`` or filter first for large data."""
+        node = self._node
+        if self._selection is not None:  # read only the keys and the selected columns
+            node = P.Project(node, self._keys + [c for c in self._selection
+                                                 if c not in self._keys])
+        rows = Frame(node).compute()
+        g = rows.groupby(self._keys if self._by_list else self._keys[0], dropna=self._dropna,
+                         sort=self._sort, observed=True)
+        if self._selection is not None:
+            g = g[self._selection[0] if self._series else self._selection]
+        return iter(g)
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -501,9 +530,9 @@ class GroupBy:
                     index = pd.Index(key_frame[keys[0]], name=keys[0])
                 else:
                     index = pd.MultiIndex.from_frame(key_frame)
-                if series_name != "__none__":
-                    return pd.Series(values[0].to_numpy(), index=index, name=series_name)
-                data = {i: v.to_numpy() for i, v in enumerate(values)}
+                if series_name != "__none__":  # .array keeps categoricals and time zones
+                    return pd.Series(values[0].array, index=index, name=series_name)
+                data = {i: v.array for i, v in enumerate(values)}
                 out = pd.DataFrame(data, index=index)
                 out.columns = labels
                 return out

@@ -81,7 +81,7 @@ class AggOutput(Output):
             return None
         extra = [A.FIRST_POS] if A.FIRST_POS in table.columns else []
         out = table[self.keys + extra].reset_index(drop=True)
-        for j, col in enumerate(A.finalize_columns(table, self.specs)):
+        for j, col in enumerate(A.finalize_columns(table, self.specs, self.node.meta.dtypes)):
             out[f"__result{j}"] = col.reset_index(drop=True)
         return out
 
@@ -136,10 +136,16 @@ class CollectOutput(Output):
 def concat_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """``a`` then ``b``; categorical columns keep a categorical dtype with the union of both
     partitions' categories (each Parquet row group has its own dictionary)."""
-    if len(b) == 0:
-        return a
-    if len(a) == 0:
-        return b
+    if len(a) == 0 or len(b) == 0:  # still the union of both partitions' categories
+        out = b if len(a) == 0 and len(b) else a
+        for col in out.columns:
+            ta, tb = a[col].dtype, b[col].dtype
+            if (isinstance(ta, pd.CategoricalDtype) and isinstance(tb, pd.CategoricalDtype)
+                    and not ta.categories.equals(tb.categories)):
+                cats = tb.categories if len(ta.categories) == 0 else ta.categories.append(
+                    tb.categories[~tb.categories.isin(ta.categories)])
+                out = out.assign(**{col: out[col].cat.set_categories(cats)})
+        return out
     fixed = {}
     for col in a.columns:
         ta, tb = a[col].dtype, b[col].dtype
