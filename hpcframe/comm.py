@@ -396,6 +396,19 @@ def interrupt_guard(comm: Comm):
 
 
 @contextmanager
+def world_interrupt_guard():
+    """:func:`interrupt_guard` over ``COMM_WORLD`` when this process is one rank of an MPI job
+    of several ranks (no communicator is created); for commands that run collectively."""
+    if not launched_by_mpi():
+        yield None
+        return
+    from mpi4py import MPI
+
+    with interrupt_guard(MPIComm(MPI.COMM_WORLD, owned=False)) as g:
+        yield g
+
+
+@contextmanager
 def interruptible():
     """Inside: a SIGINT raises ``KeyboardInterrupt`` at once (reading, user code; the caller
     turns it into a failure for the next agreement). Outside (between collectives) it is kept
