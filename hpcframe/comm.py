@@ -105,7 +105,75 @@ class Comm:
             cls = DatasetComputeError
         else:
             cls = ComputeError
-        raise cls(_failure_message(failures, self.size), [tuple(f)[:4] for f in failures])
+        exc = cls(_failure_message(failures, self.size), [tuple(f)[:4] for f in failures])
+        # how many other ranks sent this one a stop notice (see notices()): to receive them
+        exc._notices_to_me = sum(1 for f in failures if f.notified and f.rank != self.rank)
+        raise exc
+
+    def notices(self) -> "_NoNotices":
+        """A channel on which a failing rank tells the others to stop reading at once (they
+        check it between blocks) instead of finishing their share before the agreement."""
+        return _NoNotices()
+
+
+class _NoNotices:
+    """The serial engine's (and one rank's) notices: nobody else to tell."""
+
+    def received(self) -> bool:
+        return False
+
+    def send(self) -> bool:
+        return False
+
+    def close(self, senders: int = 0) -> None:
+        pass
+
+
+class _Notices(_NoNotices):
+    """Stop notices between the ranks of an :class:`MPIComm`: one posted ``Irecv`` per rank,
+    ``Isend`` to every other rank from a rank that failed. After the agreement every rank
+    receives exactly the notices sent to it (the failures say who sent one), so no message
+    is left behind on the communicator."""
+
+    TAG = 7301
+
+    def __init__(self, mpi_comm):
+        import numpy as np
+        from mpi4py import MPI
+
+        self._MPI, self._comm = MPI, mpi_comm
+        self._buf = np.zeros(1, dtype=np.int32)
+        self._one = np.ones(1, dtype=np.int32)
+        self._req = mpi_comm.Irecv([self._buf, MPI.INT], source=MPI.ANY_SOURCE, tag=self.TAG)
+        self._got = False
+        self._sends = []
+
+    def received(self) -> bool:
+        if not self._got:
+            self._got = bool(self._req.Test())
+        return self._got
+
+    def send(self) -> bool:
+        if self._sends:
+            return True
+        me, MPI = self._comm.Get_rank(), self._MPI
+        self._sends = [self._comm.Isend([self._one, MPI.INT], dest=r, tag=self.TAG)
+                       for r in range(self._comm.Get_size()) if r != me]
+        return True
+
+    def close(self, senders: int = 0) -> None:
+        """Receive the ``senders`` notices sent to this rank (0: cancel the receive)."""
+        MPI = self._MPI
+        if senders == 0:
+            if not self._got:
+                self._req.Cancel()
+            self._req.Wait()
+        else:
+            self._req.Wait()
+            for _ in range(senders - 1):
+                self._comm.Recv([self._buf, MPI.INT], source=MPI.ANY_SOURCE, tag=self.TAG)
+        MPI.Request.Waitall(self._sends)
+        self._sends = []
 
 
 class MPIComm(Comm):
@@ -156,6 +224,9 @@ class MPIComm(Comm):
     def barrier(self):
         self._comm.Barrier()
 
+    def notices(self):
+        return _Notices(self._comm) if self.size > 1 else _NoNotices()
+
     def free(self):
         if self._owned:
             self._comm.Free()
@@ -163,19 +234,31 @@ class MPIComm(Comm):
 
 
 class RankFailure(tuple):
-    """(rank, host, context, message, kind) of one rank's error; picklable and small."""
+    """(rank, host, context, message, kind, notified) of one rank's error; picklable and small.
+    ``notified``: this rank told the others to stop reading (:meth:`Comm.notices`)."""
 
     __slots__ = ()
 
-    def __new__(cls, rank, host, context, message, kind="Exception"):
-        return tuple.__new__(cls, (rank, host, context, message, kind))
+    def __new__(cls, rank, host, context, message, kind="Exception", notified=False):
+        return tuple.__new__(cls, (rank, host, context, message, kind, notified))
 
     def __getnewargs__(self):
         return tuple(self)
 
     @property
+    def rank(self):
+        return self[0]
+
+    @property
     def kind(self):
         return self[4]
+
+    @property
+    def notified(self):
+        return self[5]
+
+    def with_notice(self) -> "RankFailure":
+        return RankFailure(*self[:5], True)
 
 
 def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
@@ -211,7 +294,7 @@ def _innermost_own_frame(exc):
 
 def _failure_message(failures, size) -> str:
     lines = [f"{len(failures)} of {size} rank(s) failed:"]
-    for rank, host, context, message, _ in failures:
+    for rank, host, context, message, *_ in failures:
         lines.append(f"- rank {rank} on {host}, while {context}:\n    "
                      + message.replace("\n", "\n    "))
     return "\n".join(lines)

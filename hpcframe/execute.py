@@ -240,7 +240,59 @@ def _run_scan(outs, comm, root):
     # head(n): once this rank holds n rows, its later leaves cannot be among the first n
     limits = [getattr(o, "limit", None) for o in outs]
     produced = [0] * len(outs)
-    for i in range(start, stop):
+    notices = comm.notices()  # a failing rank tells the others to stop reading
+    try:
+        error = _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
+                                range(start, stop), comm, notices)
+    except BaseException:
+        notices.close()
+        raise
+    cache.clear()
+    try:
+        nodes = [s.nodes() for s in stacks]
+        error = error or _interrupted(comm, lambda: f"reading {source.label}")
+        try:
+            _collective(run, "agree", comm.agree, error or _unsendable(comm, nodes))
+        except BaseException as exc:
+            notices.close(getattr(exc, "_notices_to_me", 0))
+            raise
+        notices.close()
+        shuffle = _shuffle_choice(outs, nodes, comm)
+        plain = [[] if sh else n for n, sh in zip(nodes, shuffle)]
+        if root is None:
+            everyone = _collective(run, "exchange", comm.allgather, plain)
+        else:
+            everyone = _collective(run, "exchange", comm.gather, plain, root)
+        shuffled = {k: _collective(run, "shuffle", _shuffle_exchange, o, nodes[k], len(leaves),
+                                   comm, root)
+                    for k, o in enumerate(outs) if shuffle[k]}
+        results, error = {}, None
+        if root is None or comm.rank == root:
+            try:
+                with interruptible():  # user combines/finalize: no collective inside
+                    results = _finish_results(outs, shuffle, shuffled, everyone, len(leaves))
+            except BaseException as exc:
+                error = failure(comm, f"finishing the results of {source.label}", exc)
+        error = error or _interrupted(comm, lambda: f"combining the results of {source.label}")
+        _collective(run, "agree", comm.agree, error)  # a root-only failure reaches every rank
+    except BaseException as exc:
+        if run is not None:
+            callbacks.emit("on_run_end", run, exc)
+        raise
+    if run is not None:
+        callbacks.emit("on_run_end", run, None)
+    return results
+
+
+def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm,
+                    notices):
+    """Read and compute this rank's leaves, folding partials into ``stacks``. Returns this
+    rank's failure (``None`` if none). Stops at a failure (and tells the other ranks) or when
+    another rank's notice says it failed."""
+    error = None
+    for i in mine:
+        if notices.received():  # another rank failed: its error is raised at the agreement
+            break
         leaf = leaves[i]
         t0 = time.perf_counter()
         cache.read_end, cache.rows, cache.rows_out = None, 0, None
@@ -271,36 +323,9 @@ def _run_scan(outs, comm, root):
             except BaseException as exc:
                 error = failure(comm, "running a diagnostics callback (on_leaf_done)", exc)
                 break
-    cache.clear()
-    try:
-        nodes = [s.nodes() for s in stacks]
-        error = error or _interrupted(comm, lambda: f"reading {source.label}")
-        _collective(run, "agree", comm.agree, error or _unsendable(comm, nodes))
-        shuffle = _shuffle_choice(outs, nodes, comm)
-        plain = [[] if sh else n for n, sh in zip(nodes, shuffle)]
-        if root is None:
-            everyone = _collective(run, "exchange", comm.allgather, plain)
-        else:
-            everyone = _collective(run, "exchange", comm.gather, plain, root)
-        shuffled = {k: _collective(run, "shuffle", _shuffle_exchange, o, nodes[k], len(leaves),
-                                   comm, root)
-                    for k, o in enumerate(outs) if shuffle[k]}
-        results, error = {}, None
-        if root is None or comm.rank == root:
-            try:
-                with interruptible():  # user combines/finalize: no collective inside
-                    results = _finish_results(outs, shuffle, shuffled, everyone, len(leaves))
-            except BaseException as exc:
-                error = failure(comm, f"finishing the results of {source.label}", exc)
-        error = error or _interrupted(comm, lambda: f"combining the results of {source.label}")
-        _collective(run, "agree", comm.agree, error)  # a root-only failure reaches every rank
-    except BaseException as exc:
-        if run is not None:
-            callbacks.emit("on_run_end", run, exc)
-        raise
-    if run is not None:
-        callbacks.emit("on_run_end", run, None)
-    return results
+    if error is not None and notices.send():
+        error = error.with_notice()
+    return error
 
 
 def _finish_results(outs, shuffle, shuffled, everyone, n):
