@@ -277,10 +277,20 @@ def _run_scan(outs, comm, root):
         _collective(run, "agree", comm.agree, error)  # a root-only failure reaches every rank
     except BaseException as exc:
         if run is not None:
-            callbacks.emit("on_run_end", run, exc)
+            try:
+                callbacks.emit("on_run_end", run, exc)
+            except BaseException as cb_exc:  # keep the (agreed) error of the computation
+                import warnings
+
+                warnings.warn(f"diagnostics callback on_run_end failed: {cb_exc!r}")
         raise
-    if run is not None:
-        callbacks.emit("on_run_end", run, None)
+    if run is not None:  # a callback failing on one rank fails every rank, not just this one
+        error = None
+        try:
+            callbacks.emit("on_run_end", run, None)
+        except BaseException as exc:
+            error = failure(comm, "running a diagnostics callback (on_run_end)", exc)
+        comm.agree(error or _interrupted(comm, "running the diagnostics callbacks"))
     return results
 
 

@@ -229,6 +229,26 @@ class _small_blocks:
         config.block_rows = self.old
 
 
+@timeout(30)
+@pytest.mark.parametrize("make", [pytest.param(lambda: RuntimeError("callback failed"),
+                                               id="exception"), *BASE_EXCEPTIONS])
+def test_a_callback_failing_at_the_end_of_a_run_fails_every_rank(dir6, rank, size, make):
+    """on_run_end raising on the last rank only: every rank raises (no rank goes on alone to
+    its next collective while the others return results)."""
+    from hpcframe.callbacks import Callback
+
+    class FailAtEnd(Callback):
+        def on_run_end(self, run, error):
+            if run.comm.rank == run.comm.size - 1:
+                raise make()
+
+    with FailAtEnd():
+        with pytest.raises(hf.ComputeError, match="on_run_end") as ei:
+            dir6.open().x.sum().compute()
+    assert [f[0] for f in ei.value.failures] == [size - 1]
+    assert dir6.open().n.sum().compute() == dir6.pdf.n.sum()
+
+
 _REGISTERED: dict = {}
 
 
