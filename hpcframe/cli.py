@@ -22,6 +22,7 @@ Exit codes:
   0  success
   1  the run failed: unreadable data, a rank failed, the output could not be written
   2  usage error: bad option, invalid job spec or filter, unknown column, output exists
+  130  interrupted (SIGINT / Ctrl-C on any rank: every rank stops)
 \b
 Set HPCFRAME_DEBUG=1 (or pass --debug) for Python tracebacks."""
 
