@@ -253,8 +253,16 @@ _REGISTERED: dict = {}
 
 
 @timeout(30)
+@pytest.mark.parametrize("shuffle", [False, True], ids=["gather", "shuffle"])
 @pytest.mark.parametrize("make", BASE_EXCEPTIONS)
-def test_base_exception_in_a_registered_aggregation_combine(dir6, rank, size, make):
+def test_base_exception_in_a_registered_aggregation_combine(dir6, rank, size, make, shuffle,
+                                                            monkeypatch):
+    """The combine of a registered aggregation fails on the last rank only, on the plain path
+    or while the ranks finish their groups of a hash shuffle."""
+    from hpcframe.config import config
+
+    if shuffle:
+        monkeypatch.setattr(config, "shuffle_rows", 1)
     name = f"sum_failing_{'interrupt' if make is KeyboardInterrupt else 'exit'}_on_last_rank"
     state = _REGISTERED.setdefault(name, {})
     if not state:
