@@ -78,5 +78,15 @@ def active() -> list[Callback]:
 
 
 def emit(hook: str, *args) -> None:
+    """Call ``hook`` of every active callback. Each one is called even if an earlier one
+    raised (a later one may have a collective to take part in, e.g. freeing an MPI window);
+    the first error is raised after all were called."""
+    error = None
     for cb in list(_active):
-        getattr(cb, hook)(*args)
+        try:
+            getattr(cb, hook)(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised below, after the others ran
+            if error is None:
+                error = exc
+    if error is not None:
+        raise error

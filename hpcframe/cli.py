@@ -22,6 +22,7 @@ Exit codes:
   0  success
   1  the run failed: unreadable data, a rank failed, the output could not be written
   2  usage error: bad option, invalid job spec or filter, unknown column, output exists
+  130  interrupted (SIGINT / Ctrl-C on any rank: every rank stops)
 \b
 Set HPCFRAME_DEBUG=1 (or pass --debug) for Python tracebacks."""
 
@@ -71,13 +72,31 @@ class Failure(click.ClickException):
         click.echo(f"{prefix}Error: {self.format_message()}", file=file)
 
 
+def _abort_alone(why: str) -> None:
+    """Under MPI with several ranks, end every rank (``MPI_Abort``, exit code 130) after
+    printing ``why`` with this rank and host: an error the other ranks do not know about would
+    leave them waiting forever in their next collective (or in ``MPI_Finalize``)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
+        return
+    world = mpi.COMM_WORLD
+    if world.Get_size() == 1:
+        return
+    import socket
+
+    click.echo(f"rank {world.Get_rank()} on {socket.gethostname()}: Error: {why}; ending "
+               f"all {world.Get_size()} ranks (MPI_Abort)", file=sys.stderr)
+    sys.stderr.flush()
+    world.Abort(130)
+
+
 def handle_errors(fn):
     """Run a command body, turning library errors into :class:`Failure` with the exit code
     scripts rely on (see ``EXIT_CODES``)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .errors import ColumnNotFoundError, ComputeError, HpcframeError
+        from .errors import ColumnNotFoundError, ComputeError, HpcframeError, JobInterrupted
         from .query import QueryError
         from .spec import SpecError
 
@@ -87,11 +106,15 @@ def handle_errors(fn):
             raise
         except (SpecError, QueryError, ColumnNotFoundError) as exc:
             raise Failure(str(exc), 2, exc) from exc
+        except JobInterrupted as exc:  # every rank knows: say so on every rank
+            raise Failure(f"interrupted: {exc}", 130, exc, everywhere=True) from exc
         except ComputeError as exc:
             raise Failure(f"computation failed: {exc}", 1, exc) from exc
         except (HpcframeError, OSError) as exc:
             raise Failure(str(exc), 1, exc) from exc
         except KeyboardInterrupt:
+            _abort_alone("interrupted (KeyboardInterrupt) outside a computation the ranks "
+                         "share")
             raise Failure("interrupted", 130) from None
         except Exception as exc:  # noqa: BLE001 - an unexpected error: say so, briefly
             hint = "" if _debug() else " (rerun with --debug for the traceback)"
@@ -185,6 +208,7 @@ def run(spec: str, overrides: tuple[str, ...], output: str | None, overwrite: bo
       hpcframe run job.yaml --explain
       mpiexec -n 8 hpcframe run job.yaml --progress --profile-dir runs/today
     """
+    from .comm import world_interrupt_guard
     from .diagnostics import profiling
     from .spec import explain_job, run_job
 
@@ -193,7 +217,7 @@ def run(spec: str, overrides: tuple[str, ...], output: str | None, overwrite: bo
         if _rank() == 0:
             click.echo(text)
         return
-    with profiling(profile_dir, progress):
+    with world_interrupt_guard(), profiling(profile_dir, progress):  # SIGINT to one rank
         summary = run_job(spec, overrides, output=output, overwrite=overwrite)
     if summary.rank != 0:
         return

@@ -11,17 +11,31 @@ Everything in hpcframe talks to a :class:`Comm`. :func:`get_comm` turns what a u
 
 Collective error discipline: :meth:`Comm.agree` is called before every combine. A rank that
 failed contributes its error; if any rank failed, every rank raises the same
-:class:`~hpcframe.errors.ComputeError` naming the failing ranks, hosts and partitions.
+:class:`~hpcframe.errors.ComputeError` naming the failing ranks, hosts and partitions. Every
+``BaseException`` takes part: ``sys.exit()`` in user code is a failure of that rank, and a
+``KeyboardInterrupt`` (SIGINT) on any rank makes every rank raise
+:class:`~hpcframe.errors.JobInterrupted`.
+
+Signals: :func:`interrupt_guard` is active during a computation on more than one rank. A SIGINT
+to one rank raises ``KeyboardInterrupt`` at once while the rank reads or runs user code, and is
+kept for the next agreement while it is between or inside collectives. If the rank cannot reach
+the agreement within ``HPCFRAME_INTERRUPT_GRACE`` seconds (default 10; the other ranks are stuck,
+or it is blocked in a collective), or gets a second SIGINT, it aborts the MPI job
+(``MPI_Abort``, exit code 130): the last resort, never the first.
 """
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 import traceback
 from contextlib import contextmanager
 
-from .errors import ComputeError, DatasetComputeError, DatasetError, HpcframeError
+from .errors import (ComputeError, DatasetComputeError, DatasetError, HpcframeError,
+                     JobInterrupted)
 
 # Environment variables set by MPI launchers (MPICH/Hydra and PMI-2 via srun, Open MPI, PMIx,
 # MVAPICH, Intel MPI).
@@ -85,8 +99,81 @@ class Comm:
         if not self.any_true(error is not None):
             return
         failures = [f for f in self.allgather(error) if f is not None]
-        cls = DatasetComputeError if all(f.kind == "DatasetError" for f in failures) else ComputeError
-        raise cls(_failure_message(failures, self.size), [tuple(f)[:4] for f in failures])
+        if any(f.kind == "KeyboardInterrupt" for f in failures):
+            cls = JobInterrupted
+        elif all(f.kind == "DatasetError" for f in failures):
+            cls = DatasetComputeError
+        else:
+            cls = ComputeError
+        exc = cls(_failure_message(failures, self.size), [tuple(f)[:4] for f in failures])
+        # how many other ranks sent this one a stop notice (see notices()): to receive them
+        exc._notices_to_me = sum(1 for f in failures if f.notified and f.rank != self.rank)
+        raise exc
+
+    def notices(self) -> "_NoNotices":
+        """A channel on which a failing rank tells the others to stop reading at once (they
+        check it between blocks) instead of finishing their share before the agreement."""
+        return _NoNotices()
+
+
+class _NoNotices:
+    """The serial engine's (and one rank's) notices: nobody else to tell."""
+
+    def received(self) -> bool:
+        return False
+
+    def send(self) -> bool:
+        return False
+
+    def close(self, senders: int = 0) -> None:
+        pass
+
+
+class _Notices(_NoNotices):
+    """Stop notices between the ranks of an :class:`MPIComm`: one posted ``Irecv`` per rank,
+    ``Isend`` to every other rank from a rank that failed. After the agreement every rank
+    receives exactly the notices sent to it (the failures say who sent one), so no message
+    is left behind on the communicator."""
+
+    TAG = 7301
+
+    def __init__(self, mpi_comm):
+        import numpy as np
+        from mpi4py import MPI
+
+        self._MPI, self._comm = MPI, mpi_comm
+        self._buf = np.zeros(1, dtype=np.int32)
+        self._one = np.ones(1, dtype=np.int32)
+        self._req = mpi_comm.Irecv([self._buf, MPI.INT], source=MPI.ANY_SOURCE, tag=self.TAG)
+        self._got = False
+        self._sends = []
+
+    def received(self) -> bool:
+        if not self._got:
+            self._got = bool(self._req.Test())
+        return self._got
+
+    def send(self) -> bool:
+        if self._sends:
+            return True
+        me, MPI = self._comm.Get_rank(), self._MPI
+        self._sends = [self._comm.Isend([self._one, MPI.INT], dest=r, tag=self.TAG)
+                       for r in range(self._comm.Get_size()) if r != me]
+        return True
+
+    def close(self, senders: int = 0) -> None:
+        """Receive the ``senders`` notices sent to this rank (0: cancel the receive)."""
+        MPI = self._MPI
+        if senders == 0:
+            if not self._got:
+                self._req.Cancel()
+            self._req.Wait()
+        else:
+            self._req.Wait()
+            for _ in range(senders - 1):
+                self._comm.Recv([self._buf, MPI.INT], source=MPI.ANY_SOURCE, tag=self.TAG)
+        MPI.Request.Waitall(self._sends)
+        self._sends = []
 
 
 class MPIComm(Comm):
@@ -137,6 +224,9 @@ class MPIComm(Comm):
     def barrier(self):
         self._comm.Barrier()
 
+    def notices(self):
+        return _Notices(self._comm) if self.size > 1 else _NoNotices()
+
     def free(self):
         if self._owned:
             self._comm.Free()
@@ -144,24 +234,47 @@ class MPIComm(Comm):
 
 
 class RankFailure(tuple):
-    """(rank, host, context, message, kind) of one rank's error; picklable and small."""
+    """(rank, host, context, message, kind, notified) of one rank's error; picklable and small.
+    ``notified``: this rank told the others to stop reading (:meth:`Comm.notices`)."""
 
     __slots__ = ()
 
-    def __new__(cls, rank, host, context, message, kind="Exception"):
-        return tuple.__new__(cls, (rank, host, context, message, kind))
+    def __new__(cls, rank, host, context, message, kind="Exception", notified=False):
+        return tuple.__new__(cls, (rank, host, context, message, kind, notified))
 
     def __getnewargs__(self):
         return tuple(self)
 
     @property
+    def rank(self):
+        return self[0]
+
+    @property
     def kind(self):
         return self[4]
 
+    @property
+    def notified(self):
+        return self[5]
+
+    def with_notice(self) -> "RankFailure":
+        return RankFailure(*self[:5], True)
+
 
 def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
-    """Describe ``exc`` raised on this rank while doing ``context``."""
-    text = f"{type(exc).__name__}: {exc}"
+    """Describe ``exc`` raised on this rank while doing ``context``. Any ``BaseException``:
+    ``sys.exit()`` and ``KeyboardInterrupt`` are failures of this rank too (kind
+    ``"SystemExit"``/``"KeyboardInterrupt"``), reported on every rank by :meth:`Comm.agree`."""
+    if isinstance(exc, KeyboardInterrupt):
+        how = "SIGINT" if _guard is not None and _guard.signalled else "KeyboardInterrupt"
+        return RankFailure(comm.rank, comm.host, context,
+                           f"KeyboardInterrupt: interrupted ({how}) on this rank; "
+                           "the job was stopped on every rank", "KeyboardInterrupt")
+    if isinstance(exc, SystemExit):
+        text = (f"SystemExit: sys.exit({exc.code!r}) was called; it cannot end one rank alone, "
+                "so it is reported as a failure (raise an exception instead)")
+    else:
+        text = f"{type(exc).__name__}: {exc}"
     if not isinstance(exc, HpcframeError):
         frame = _innermost_own_frame(exc)
         if frame is not None:
@@ -181,7 +294,7 @@ def _innermost_own_frame(exc):
 
 def _failure_message(failures, size) -> str:
     lines = [f"{len(failures)} of {size} rank(s) failed:"]
-    for rank, host, context, message, _ in failures:
+    for rank, host, context, message, *_ in failures:
         lines.append(f"- rank {rank} on {host}, while {context}:\n    "
                      + message.replace("\n", "\n    "))
     return "\n".join(lines)
@@ -215,3 +328,208 @@ def communicator(comm=None):
     finally:
         if not isinstance(comm, Comm):
             c.free()
+
+
+# ------------------------------------------------------------------------------------ signals
+def _grace() -> float:
+    raw = os.environ.get("HPCFRAME_INTERRUPT_GRACE", "").strip()
+    try:
+        value = float(raw) if raw else 10.0
+    except ValueError:
+        raise HpcframeError(f"HPCFRAME_INTERRUPT_GRACE={raw!r} must be a number of "
+                            "seconds") from None
+    return max(value, 0.0)
+
+
+# a SIGINT this long after the first one is a second Ctrl-C (a terminal's Ctrl-C reaches a rank
+# twice at once: from the terminal and forwarded by mpiexec)
+_SECOND_SIGINT = 1.0
+
+
+class _Guard:
+    """SIGINT handling of this process while :func:`interrupt_guard` is active."""
+
+    def __init__(self, comm: Comm, grace: float):
+        self.comm, self.grace = comm, grace
+        self.interruptible = True   # raise KeyboardInterrupt at once (else keep it pending)
+        self.pending = False        # a SIGINT not yet turned into a KeyboardInterrupt
+        self.signalled = False      # a SIGINT arrived during the guard
+        self.done = threading.Event()
+        self._rfd = self._wfd = None
+        self._thread = None
+        self._timer = None
+        self._first = 0.0
+
+    def handler(self, signum, frame):
+        """The Python-level handler: runs in the main thread between bytecodes."""
+        if self._thread is None:  # no watcher thread: count the signals here
+            if self._timer is not None:
+                if time.monotonic() - self._first > _SECOND_SIGINT:
+                    _abort(self.comm, "interrupted twice (SIGINT)")
+            else:
+                self._first = time.monotonic()
+                self._timer = threading.Timer(self.grace, self._expired)
+                self._timer.daemon = True
+                self._timer.start()
+        self.signalled = True
+        if self.interruptible:
+            self.pending = False
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def _expired(self):
+        if not self.done.is_set():
+            _abort(self.comm, f"interrupted (SIGINT), and the ranks did not agree to stop "
+                              f"within {self.grace:g} s (HPCFRAME_INTERRUPT_GRACE)")
+
+    def start(self):
+        """Watch for SIGINT from a thread too: the Python handler cannot run while the main
+        thread is blocked in an MPI call, but the wakeup fd is written at once."""
+        rfd, wfd = os.pipe()
+        os.set_blocking(wfd, False)
+        try:
+            old = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            old = None
+        if old != -1:  # unavailable, or someone else (asyncio) uses it: leave it to them
+            if old is not None:
+                signal.set_wakeup_fd(old)
+            os.close(rfd)
+            os.close(wfd)
+            return
+        self._rfd, self._wfd = rfd, wfd
+        self._thread = threading.Thread(target=self._watch, name="hpcframe-interrupt",
+                                        daemon=True)
+        self._thread.start()
+
+    def _watch(self):
+        import select
+
+        deadline = None
+        while not self.done.is_set():
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._rfd], [], [], wait)
+            if self.done.is_set():
+                return
+            if not ready:  # the grace period is over
+                self._expired()
+                return
+            data = os.read(self._rfd, 64)
+            if signal.SIGINT in data:
+                self.signalled = True
+                if deadline is None:
+                    first = time.monotonic()
+                    deadline = first + self.grace
+                elif time.monotonic() - first > _SECOND_SIGINT:
+                    _abort(self.comm, "interrupted twice (SIGINT)")
+
+    def stop(self):
+        self.done.set()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._thread is not None:
+            signal.set_wakeup_fd(-1)
+            os.write(self._wfd, b"\0")  # wake the watcher
+            self._thread.join(1.0)
+            os.close(self._rfd)
+            os.close(self._wfd)
+
+
+_guard: _Guard | None = None
+
+
+def _abort(comm: Comm, why: str) -> None:
+    """Last resort: end every rank of the job (MPI_Abort, exit code 130)."""
+    sys.stderr.write(f"hpcframe: rank {comm.rank} of {comm.size} on {comm.host}: {why}; "
+                     "aborting the MPI job\n")
+    sys.stderr.flush()
+    try:
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD.Abort(130)
+    finally:
+        os._exit(130)
+
+
+@contextmanager
+def interrupt_guard(comm: Comm):
+    """Handle SIGINT so that a signal to one rank ends every rank (see the module docstring).
+    Active only on more than one MPI rank, in the main thread, when SIGINT has Python's
+    default handler; nested guards are no-ops. Leaving it with a SIGINT still pending raises
+    ``KeyboardInterrupt``."""
+    global _guard
+    if (_guard is not None or not comm.is_mpi or comm.size == 1
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield _guard
+        return
+    g = _Guard(comm, _grace())
+    signal.signal(signal.SIGINT, g.handler)
+    _guard = g
+    g.start()
+    try:
+        yield g
+        if g.pending:
+            g.pending = False
+            raise KeyboardInterrupt
+    finally:
+        _guard = None
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        g.stop()
+
+
+@contextmanager
+def world_interrupt_guard():
+    """:func:`interrupt_guard` over ``COMM_WORLD`` when this process is one rank of an MPI job
+    of several ranks (no communicator is created); for commands that run collectively."""
+    if not launched_by_mpi():
+        yield None
+        return
+    from mpi4py import MPI
+
+    with interrupt_guard(MPIComm(MPI.COMM_WORLD, owned=False)) as g:
+        yield g
+
+
+@contextmanager
+def interruptible():
+    """Inside: a SIGINT raises ``KeyboardInterrupt`` at once (reading, user code; the caller
+    turns it into a failure for the next agreement). Outside (between collectives) it is kept
+    until :func:`take_interrupt`."""
+    g = _guard
+    if g is None:
+        yield
+        return
+    before = g.interruptible
+    g.interruptible = True
+    try:
+        if g.pending:
+            g.pending = False
+            raise KeyboardInterrupt
+        yield
+    finally:
+        g.interruptible = before
+
+
+@contextmanager
+def deferred():
+    """Inside: a SIGINT is kept pending (collectives must not be skipped)."""
+    g = _guard
+    if g is None:
+        yield
+        return
+    before = g.interruptible
+    g.interruptible = False
+    try:
+        yield
+    finally:
+        g.interruptible = before
+
+
+def take_interrupt() -> bool:
+    """True (once) if a SIGINT arrived while it was kept pending."""
+    g = _guard
+    if g is None or not g.pending:
+        return False
+    g.pending = False
+    return True

@@ -23,6 +23,12 @@ class ComputeError(HpcframeError):
         self.failures = list(failures)
 
 
+class JobInterrupted(ComputeError, KeyboardInterrupt):
+    """A rank was interrupted (SIGINT, ``KeyboardInterrupt``) during a computation. Raised on
+    *every* rank, like :class:`ComputeError`, after the ranks agreed; it is also a
+    ``KeyboardInterrupt``, so a script stops on every rank unless it catches it."""
+
+
 class ColumnNotFoundError(KeyError, HpcframeError):
     """A column name that the data does not have; the message suggests close names."""
 

@@ -6,7 +6,10 @@ output's predicate, assign contiguous block ranges to ranks balanced by rows, th
 blocks: read once (only the needed columns), cast and filter in Arrow, run each output's
 pandas steps and chunk function, and fold the partial into a :class:`~hpcframe.tree.TreeStack`.
 Ranks agree on success before exchanging tree nodes, so a failure anywhere is raised on every
-rank instead of leaving the others waiting.
+rank instead of leaving the others waiting. Every ``BaseException`` of user code (``sys.exit()``,
+``KeyboardInterrupt``) reaches the agreement; a SIGINT is raised only while a rank reads or runs
+user code, and kept for the next agreement while it is between collectives
+(:func:`hpcframe.comm.interrupt_guard`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import pandas as pd
 
 from . import callbacks
 from . import plan as P
-from .comm import communicator, failure
+from .comm import communicator, deferred, failure, interrupt_guard, interruptible, take_interrupt
 from .config import config
 from .io.dataset import Partition
 from .io.types import filter_schema, is_string, normalize_table
@@ -159,7 +162,7 @@ def wanted_parts(leaf: Leaf, plans) -> tuple[list[bool], list[Partition]]:
 
 def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
-    with communicator(comm) as c:
+    with communicator(comm) as c, interrupt_guard(c), deferred():
         _share_cores(c)
         if root is not None and not (0 <= root < c.size):
             raise ValueError(f"root={root} is not a rank of a communicator of size {c.size}")
@@ -208,16 +211,25 @@ def _finish(o, results):
     return results[id(o)]
 
 
+def _label(source) -> str:
+    """The source's label for an error message; never raises (an error while describing an
+    error would leave this rank out of the agreement the others wait in)."""
+    try:
+        return str(source.label)
+    except Exception:
+        return type(source).__name__
+
+
 def _run_scan(outs, comm, root):
     t_plan = time.perf_counter()  # planning (discovery, pruning) is part of the run's time
     source = outs[0].node.scan().source
     error = None
-    try:
+    try:  # not interruptible: discovery has collectives
         leaves = leaves_of(source, comm)
         plans = [_OutputPlan(o, source.schema()) for o in outs]
-    except Exception as exc:  # agree first: another rank may have failed too
-        error = failure(comm, f"planning the scan of {source.label}", exc)
-    comm.agree(error)
+    except BaseException as exc:  # agree first: another rank may have failed too
+        error = failure(comm, f"planning the scan of {_label(source)}", exc)
+    comm.agree(error or _interrupted(comm, lambda: f"planning the scan of {_label(source)}"))
     wanted = [wanted_parts(leaf, plans) for leaf in leaves]
     costs = [sum(p.num_rows for p in parts) for _, parts in wanted]
     start, stop = assign(costs, comm.size)[comm.rank]
@@ -228,49 +240,33 @@ def _run_scan(outs, comm, root):
     _add_stat("partitions_pruned", sum(1 for c in costs if c == 0))
     run = None
     if callbacks.active():
+        context = "starting the diagnostics callbacks"
         try:
             run = _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan)
-        except Exception as exc:
-            error = failure(comm, "starting the diagnostics callbacks", exc)
-        comm.agree(error)
+        except BaseException as exc:
+            error = failure(comm, context, exc)
+        comm.agree(error or _interrupted(comm, context))
     cache = _ReadCache(source, read_cols)
     # head(n): once this rank holds n rows, its later leaves cannot be among the first n
     limits = [getattr(o, "limit", None) for o in outs]
     produced = [0] * len(outs)
-    for i in range(start, stop):
-        leaf = leaves[i]
-        t0 = time.perf_counter()
-        cache.read_end, cache.rows, cache.rows_out = None, 0, None
-        wants, parts = wanted[i]
-        wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
-        if any(wants) and all(lim is not None and not plans[k].filters
-                              for k, (w, lim) in enumerate(zip(wants, limits)) if w):
-            # only unfiltered head(n) outputs want this leaf: read just enough partitions
-            need = max(lim - n for w, lim, n in zip(wants, limits, produced) if w)
-            parts = _first_rows(parts, need)
-        try:
-            partials = _run_leaf(leaf, plans, wants, parts, cache)
-            t_computed = time.perf_counter()
-            for k, (stack, p) in enumerate(zip(stacks, partials)):
-                stack.push(i, p)  # runs combines: user code, may raise
-                if limits[k] is not None and p is not None:
-                    produced[k] += len(p)
-        except Exception as exc:
-            error = failure(comm, f"processing partition {leaf.describe()}", exc)
-            break
-        if run is not None:
-            try:
-                callbacks.emit("on_leaf_done", run, leaf, {
-                    "start": t0, "read_end": cache.read_end or t0, "compute_end": t_computed,
-                    "end": time.perf_counter(), "rows": cache.rows,
-                    "rows_out": cache.rows_out, "nbytes": sum(p.nbytes for p in wanted[i][1])})
-            except Exception as exc:
-                error = failure(comm, "running a diagnostics callback (on_leaf_done)", exc)
-                break
+    notices = comm.notices()  # a failing rank tells the others to stop reading
+    try:
+        error = _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
+                                range(start, stop), comm, notices)
+    except BaseException:
+        notices.close()
+        raise
     cache.clear()
     try:
         nodes = [s.nodes() for s in stacks]
-        _collective(run, "agree", comm.agree, error or _unsendable(comm, nodes))
+        error = error or _interrupted(comm, lambda: f"reading {_label(source)}")
+        try:
+            _collective(run, "agree", comm.agree, error or _unsendable(comm, nodes))
+        except BaseException as exc:
+            notices.close(getattr(exc, "_notices_to_me", 0))
+            raise
+        notices.close()
         shuffle = _shuffle_choice(outs, nodes, comm)
         plain = [[] if sh else n for n, sh in zip(nodes, shuffle)]
         if root is None:
@@ -283,23 +279,87 @@ def _run_scan(outs, comm, root):
         results, error = {}, None
         if root is None or comm.rank == root:
             try:
-                for k, o in enumerate(outs):
-                    if shuffle[k]:
-                        tables = [t for t in shuffled[k] if t is not None]
-                        results[id(o)] = o.shape_result(
-                            pd.concat(tables, ignore_index=True) if tables else None)
-                    else:
-                        all_nodes = [n for rank_nodes in everyone for n in rank_nodes[k]]
-                        results[id(o)] = o.finalize(finish(len(leaves), all_nodes, o.combine))
-            except Exception as exc:
-                error = failure(comm, f"finishing the results of {source.label}", exc)
+                with interruptible():  # user combines/finalize: no collective inside
+                    results = _finish_results(outs, shuffle, shuffled, everyone, len(leaves))
+            except BaseException as exc:
+                error = failure(comm, f"finishing the results of {_label(source)}", exc)
+        error = error or _interrupted(comm, lambda: f"combining the results of {_label(source)}")
         _collective(run, "agree", comm.agree, error)  # a root-only failure reaches every rank
     except BaseException as exc:
         if run is not None:
-            callbacks.emit("on_run_end", run, exc)
+            try:
+                callbacks.emit("on_run_end", run, exc)
+            except BaseException as cb_exc:  # keep the (agreed) error of the computation
+                import warnings
+
+                warnings.warn(f"diagnostics callback on_run_end failed: {cb_exc!r}")
         raise
-    if run is not None:
-        callbacks.emit("on_run_end", run, None)
+    if run is not None:  # a callback failing on one rank fails every rank, not just this one
+        error = None
+        try:
+            callbacks.emit("on_run_end", run, None)
+        except BaseException as exc:
+            error = failure(comm, "running a diagnostics callback (on_run_end)", exc)
+        comm.agree(error or _interrupted(comm, "running the diagnostics callbacks"))
+    return results
+
+
+def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm,
+                    notices):
+    """Read and compute this rank's leaves, folding partials into ``stacks``. Returns this
+    rank's failure (``None`` if none). Stops at a failure (and tells the other ranks) or when
+    another rank's notice says it failed."""
+    error = None
+    for i in mine:
+        if notices.received():  # another rank failed: its error is raised at the agreement
+            break
+        leaf = leaves[i]
+        t0 = time.perf_counter()
+        cache.read_end, cache.rows, cache.rows_out = None, 0, None
+        wants, parts = wanted[i]
+        wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
+        if any(wants) and all(lim is not None and not plans[k].filters
+                              for k, (w, lim) in enumerate(zip(wants, limits)) if w):
+            # only unfiltered head(n) outputs want this leaf: read just enough partitions
+            need = max(lim - n for w, lim, n in zip(wants, limits, produced) if w)
+            parts = _first_rows(parts, need)
+        try:
+            with interruptible():  # reading and user code: a SIGINT stops it at once
+                partials = _run_leaf(leaf, plans, wants, parts, cache)
+                t_computed = time.perf_counter()
+                for k, (stack, p) in enumerate(zip(stacks, partials)):
+                    stack.push(i, p)  # runs combines: user code, may raise
+                    if limits[k] is not None and p is not None:
+                        produced[k] += len(p)
+        except BaseException as exc:  # sys.exit() and KeyboardInterrupt too
+            error = failure(comm, f"processing partition {leaf.describe()}", exc)
+            break
+        if run is not None:
+            try:
+                callbacks.emit("on_leaf_done", run, leaf, {
+                    "start": t0, "read_end": cache.read_end or t0, "compute_end": t_computed,
+                    "end": time.perf_counter(), "rows": cache.rows,
+                    "rows_out": cache.rows_out, "nbytes": sum(p.nbytes for p in wanted[i][1])})
+            except BaseException as exc:
+                error = failure(comm, "running a diagnostics callback (on_leaf_done)", exc)
+                break
+    if error is not None and notices.send():
+        error = error.with_notice()
+    return error
+
+
+def _finish_results(outs, shuffle, shuffled, everyone, n):
+    """The results of ``outs`` (on every rank, or on root), from the exchanged tree nodes or
+    the shuffled tables."""
+    results = {}
+    for k, o in enumerate(outs):
+        if shuffle[k]:
+            tables = [t for t in shuffled[k] if t is not None]
+            results[id(o)] = o.shape_result(
+                pd.concat(tables, ignore_index=True) if tables else None)
+        else:
+            all_nodes = [node for rank_nodes in everyone for node in rank_nodes[k]]
+            results[id(o)] = o.finalize(finish(n, all_nodes, o.combine))
     return results
 
 
@@ -310,7 +370,7 @@ def _unsendable(comm, obj):
         return None
     try:
         pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
+    except BaseException as exc:  # a user __reduce__ may even call sys.exit()
         return failure(comm, "sending the partial results to the other ranks", exc)
     return None
 
@@ -401,14 +461,25 @@ def _shuffle_exchange(o, my_nodes, n, comm, root):
             sends[r].append((level, i, piece.reset_index(drop=True)))
     received = comm.alltoall(sends)
     table, error = None, None
+    context = "finishing the groups of a shuffled group-by"
     try:
-        table = o.finish_table(finish(n, [node for lst in received for node in lst], o.combine))
-    except Exception as exc:
-        error = failure(comm, "finishing the groups of a shuffled group-by", exc)
-    comm.agree(error)
+        with interruptible():  # user combines: no collective inside
+            table = o.finish_table(finish(n, [node for lst in received for node in lst],
+                                          o.combine))
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or _interrupted(comm, context))
     if root is None:
         return comm.allgather(table)
     return comm.gather(table, root=root)
+
+
+def _interrupted(comm, context):
+    """A failure for the next agreement if a SIGINT arrived while this rank was between
+    collectives (kept pending by :func:`hpcframe.comm.deferred`), else ``None``."""
+    if take_interrupt():
+        return failure(comm, context() if callable(context) else context, KeyboardInterrupt())
+    return None
 
 
 def _first_rows(parts, n):
@@ -431,7 +502,7 @@ def _collective(run, name, fn, *args):
     finally:
         try:
             callbacks.emit("on_collective", run, name, t0, time.perf_counter())
-        except Exception as exc:  # must not skip this rank's next collective
+        except BaseException as exc:  # must not skip this rank's next collective
             import warnings
 
             warnings.warn(f"diagnostics callback on_collective failed: {exc!r}")

@@ -62,3 +62,90 @@ def test_three_ranks_unreadable_file_fails_everywhere(tmp_path, parquet_dir):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "month=2" in proc.stderr and "Traceback" not in proc.stderr
     assert os.listdir(out.parent) == []
+
+
+# ------------------------------------------------------------------ a signal to one rank
+def _rank_pids(root_pid: int) -> dict:
+    """``{rank: pid}`` of the MPI ranks started under ``root_pid`` (mpiexec → proxy → ranks),
+    from /proc (PMI_RANK in each process's environment)."""
+    children: dict = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    ranks, todo = {}, [root_pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            try:
+                with open(f"/proc/{child}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            for item in env:
+                if item.startswith(b"PMI_RANK="):
+                    ranks[int(item[9:])] = child
+    return ranks
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the ranks in /proc")
+@pytest.mark.parametrize("target,signame", [("rank 1", "SIGINT"), ("rank 1", "SIGTERM"),
+                                            ("mpiexec", "SIGINT")])
+def test_a_signal_to_one_rank_ends_every_rank(tmp_path, target, signame):
+    """``kill -INT`` (or -TERM) to rank 1 of ``mpiexec -n 2 hpcframe run`` while the ranks
+    read: every rank ends promptly and non-zero. A SIGINT is agreed on: each rank says it was
+    interrupted, naming rank 1, its host and what it was reading (exit code 130). Ctrl-C on
+    mpiexec (which forwards it to every rank) ends the job the same way."""
+    import re
+    import signal
+    import socket
+    import time
+
+    import numpy as np
+    import pandas as pd
+
+    data = tmp_path / "many_blocks.parquet"
+    n = 20_000
+    pd.DataFrame({"k": np.arange(n) % 7, "x": np.arange(n, dtype="float64")}).to_parquet(
+        data, row_group_size=20)
+    spec = write_spec(tmp_path / "job.yaml",
+                      f"input: {{path: {data}}}\ngroupby: [k]\naggregate:\n  x: [sum, mean]\n")
+    env = {k: v for k, v in os.environ.items() if k != "HPCFRAME_DEBUG"}
+    env.update(HPCFRAME_BLOCK_ROWS="20", HPCFRAME_PROGRESS="lines",
+               HPCFRAME_INTERRUPT_GRACE="60")
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", HPCFRAME, "run", spec, "--progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        while True:  # rank 0 prints this line when every rank starts reading
+            line = proc.stdout.readline()
+            lines.append(line)
+            if not line or line.startswith("hpcframe: "):
+                break
+        assert line, "".join(lines) + proc.stderr.read()
+        pids = _rank_pids(proc.pid)
+        assert sorted(pids) == [0, 1], pids
+        t0 = time.time()
+        os.kill(pids[1] if target == "rank 1" else proc.pid, getattr(signal, signame))
+        out, err = proc.communicate(timeout=90)
+        seconds = time.time() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0, out + err
+    assert "rows out:" not in out
+    assert seconds < 30, (seconds, out + err)
+    if signame == "SIGINT":
+        assert proc.returncode == 130, (proc.returncode, err)
+        assert err.count("Error: interrupted: ") == 2, err  # rank 0 and "rank 1: Error: ..."
+        assert "rank 1: Error: interrupted: " in err
+        rank = "1" if target == "rank 1" else "[01]"
+        assert re.search(rf"- rank {rank} on {re.escape(socket.gethostname())}, while ", err)
+        assert "interrupted (SIGINT) on this rank" in err
+        assert "many_blocks.parquet" in err
+        assert "Traceback" not in err

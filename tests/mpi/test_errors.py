@@ -129,6 +129,157 @@ def test_failure_on_every_partition(dir6, rank):
 
 
 # --------------------------------------------------------------------------------------------
+# sys.exit() and KeyboardInterrupt in user code: a failure of that rank, on every rank
+# --------------------------------------------------------------------------------------------
+BASE_EXCEPTIONS = [pytest.param(lambda: SystemExit(3), id="sys_exit"),
+                   pytest.param(KeyboardInterrupt, id="keyboard_interrupt")]
+
+
+def _check_base_exception(ei, make, bad, where=None):
+    """The error raised on this rank names the failing rank ``bad`` (and ``where``); every
+    rank got the same; a KeyboardInterrupt stays one (JobInterrupted) everywhere."""
+    msg = str(ei.value)
+    interrupted = make is KeyboardInterrupt
+    assert ("KeyboardInterrupt: interrupted" if interrupted else "SystemExit: sys.exit(3)") in msg
+    assert isinstance(ei.value, KeyboardInterrupt) == interrupted
+    assert isinstance(ei.value, hf.JobInterrupted) == interrupted
+    if where is not None:
+        assert where in msg, msg
+    assert allgather(socket.gethostname())[bad] in msg, msg
+    if UNDER_MPI:
+        assert re.search(rf"\brank {bad}\b", msg), msg
+    assert [f[0] for f in ei.value.failures] == [bad]
+    assert len(set(allgather(msg))) == 1
+
+
+@timeout(30)
+@pytest.mark.parametrize("make", BASE_EXCEPTIONS)
+def test_base_exception_in_map_partitions_on_one_partition(dir6, layout, make):
+    failed_here = []
+
+    def fn(part):
+        if (part["id"] == LAST_ID).any():
+            failed_here.append(True)
+            raise make()
+        return part[["id"]]
+
+    with pytest.raises(hf.ComputeError) as ei:
+        dir6.open().map_partitions(fn).compute()
+    bad = [r for r, f in enumerate(allgather(bool(failed_here))) if f][0]
+    _check_base_exception(ei, make, bad, os.path.basename(layout["dir6"][-1]))
+    assert dir6.open().n.sum().compute() == dir6.pdf.n.sum()  # nothing left hanging
+
+
+@timeout(30)
+@pytest.mark.parametrize("root", [None, 0])
+@pytest.mark.parametrize("make", BASE_EXCEPTIONS)
+def test_base_exception_in_a_combine_on_one_rank(dir6, rank, size, make, root):
+    """The combine runs on the last rank only (root=None: every rank finishes the tree; root=0:
+    rank 0 finishes, the last rank combines its own partials when it holds two or more)."""
+    bad = 0 if root == 0 else size - 1
+
+    def combine(parts):
+        if rank == bad:
+            raise make()
+        return sum(parts)
+
+    with pytest.raises(hf.ComputeError) as ei:
+        hf.compute(dir6.open().map_partitions(len, combine=combine), root=root)
+    _check_base_exception(ei, make, bad)
+    assert dir6.open().n.sum().compute() == dir6.pdf.n.sum()
+
+
+@timeout(60)
+def test_a_failure_stops_the_other_ranks_reading(dir6, rank, size):
+    """Rank 0 fails on its first partition; the other ranks, slow on theirs, stop after the
+    block they are in (told by rank 0) instead of reading their whole share first."""
+    if size == 1:
+        pytest.skip("needs other ranks")
+    import time
+
+    calls = []
+
+    def fn(part):
+        if rank == 0:
+            raise ValueError("rank 0 fails at once")
+        calls.append(len(part))
+        time.sleep(0.5)
+        return len(part)
+
+    with _small_blocks():
+        with pytest.raises(hf.ComputeError, match="rank 0 fails at once") as ei:
+            dir6.open().map_partitions(fn, combine=sum).compute()
+    assert [f[0] for f in ei.value.failures] == [0]
+    shares = allgather(hf.last_run_stats()["partitions_read"])
+    if rank != 0 and shares[rank]:
+        assert len(calls) <= 2, f"rank {rank} read {len(calls)} blocks after rank 0 failed"
+
+
+class _small_blocks:
+    """Blocks of 50 rows (several per partition), so every rank has many leaves."""
+
+    def __enter__(self):
+        from hpcframe.config import config
+
+        self.old, config.block_rows = config.block_rows, 50
+
+    def __exit__(self, *exc):
+        from hpcframe.config import config
+
+        config.block_rows = self.old
+
+
+@timeout(30)
+@pytest.mark.parametrize("make", [pytest.param(lambda: RuntimeError("callback failed"),
+                                               id="exception"), *BASE_EXCEPTIONS])
+def test_a_callback_failing_at_the_end_of_a_run_fails_every_rank(dir6, rank, size, make):
+    """on_run_end raising on the last rank only: every rank raises (no rank goes on alone to
+    its next collective while the others return results)."""
+    from hpcframe.callbacks import Callback
+
+    class FailAtEnd(Callback):
+        def on_run_end(self, run, error):
+            if run.comm.rank == run.comm.size - 1:
+                raise make()
+
+    with FailAtEnd():
+        with pytest.raises(hf.ComputeError, match="on_run_end") as ei:
+            dir6.open().x.sum().compute()
+    assert [f[0] for f in ei.value.failures] == [size - 1]
+    assert dir6.open().n.sum().compute() == dir6.pdf.n.sum()
+
+
+_REGISTERED: dict = {}
+
+
+@timeout(30)
+@pytest.mark.parametrize("shuffle", [False, True], ids=["gather", "shuffle"])
+@pytest.mark.parametrize("make", BASE_EXCEPTIONS)
+def test_base_exception_in_a_registered_aggregation_combine(dir6, rank, size, make, shuffle,
+                                                            monkeypatch):
+    """The combine of a registered aggregation fails on the last rank only, on the plain path
+    or while the ranks finish their groups of a hash shuffle."""
+    from hpcframe.config import config
+
+    if shuffle:
+        monkeypatch.setattr(config, "shuffle_rows", 1)
+    name = f"sum_failing_{'interrupt' if make is KeyboardInterrupt else 'exit'}_on_last_rank"
+    state = _REGISTERED.setdefault(name, {})
+    if not state:
+        def combine(sgb):
+            if state["rank"] == state["bad"]:
+                raise state["make"]()
+            return sgb.sum()
+
+        hf.register_aggregation(name, lambda sgb: sgb.sum(), combine, lambda s: s)
+    state.update(rank=rank, bad=size - 1, make=make)
+    with pytest.raises(hf.ComputeError) as ei:
+        dir6.open().groupby("carrier").agg({"n": name}).compute()
+    _check_base_exception(ei, make, size - 1)
+    assert dir6.open().n.sum().compute() == dir6.pdf.n.sum()
+
+
+# --------------------------------------------------------------------------------------------
 # several outputs, one pass
 # --------------------------------------------------------------------------------------------
 def test_multi_output_reads_each_partition_once(dir6):
