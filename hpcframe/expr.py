@@ -1,10 +1,15 @@
 """Column expressions: one small tree, three evaluations.
 
 * :meth:`Expr.evaluate` — on a pandas DataFrame, with pandas semantics (the reference).
-* :meth:`Expr.to_arrow` — an :class:`ArrowOp` (pyarrow.compute calls, evaluated eagerly on a
-  table: no query engine start-up per batch) with *the same* result on the
-  normalised Arrow table (nulls behave like pandas' NaN: ``NaN > 1`` is False, ``NaN != 1`` is
-  True), or ``None`` when the expression cannot be translated faithfully; then pandas does it.
+* :meth:`Expr.to_arrow` — the predicate evaluated while reading, on the predicate columns of
+  the normalised Arrow batch, with *the same* mask (and the same errors) as ``evaluate`` on the
+  converted batch: an :class:`ArrowOp` (pyarrow.compute calls, evaluated eagerly on a table:
+  no query engine start-up per batch) where Arrow is exact — strings, ``isna``, dates against
+  timestamps; nulls coalesced to behave like pandas' NaN (``NaN > 1`` is False, ``NaN != 1``
+  is True) — else a :class:`PandasOp` that runs ``evaluate`` on those columns alone (numbers,
+  whose pandas dtype depends on the batch and on NumPy's promotion rules; times; bools;
+  categoricals), or ``None`` for a term over plain strings that Arrow cannot do: then pandas
+  does it after the conversion.
 * :meth:`Expr.may_match` — partition pruning from min/max statistics: ``False`` only when no
   row of a partition with those statistics can satisfy the predicate.
 """
@@ -149,11 +154,19 @@ class Expr:
     def to_arrow(self, schema):
         """This predicate evaluated while reading, on the batch's predicate columns: exact
         ``pyarrow.compute`` calls where Arrow gives pandas' answer (see :meth:`_exact_arrow`),
-        else a :class:`PandasOp`; ``None`` when a column is not in ``schema``."""
+        else a :class:`PandasOp` (no string column: those are cheaper to filter after the
+        conversion); ``None`` (run in pandas after the conversion) otherwise."""
+        import pyarrow.types as pat
+
         exact = self._exact_arrow(schema)
         if exact is not None:
             return exact
         if not self.columns() <= set(schema.names):
+            return None
+        if any(pat.is_string(schema.field(c).type) or pat.is_large_string(schema.field(c).type)
+               for c in self.columns()):
+            # converting strings for pandas is the costly part of a read: such a term (regex,
+            # case=False, strings against numbers) runs after the conversion, on fewer rows
             return None
         return PandasOp(self)
 
@@ -523,7 +536,11 @@ def _coerce_literal(other, value):
     if isinstance(value, str) and hasattr(other, "dtype") and other.dtype.kind == "M":
         import pandas as pd
 
-        return pd.Timestamp(value)
+        try:
+            ts = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            return value  # not a date: pandas finds it equal to nothing, refuses <
+        return value if ts is pd.NaT else ts
     return value
 
 
