@@ -119,6 +119,31 @@ class PandasOp(_Pred):
         return f"pandas({self.expr.text()})"
 
 
+class NumCmp(_Pred):
+    """``column <op> number`` in Arrow where, for the batch at hand, it is exactly NumPy's
+    (hence pandas') comparison: a float64 column with a number that float64 holds exactly, or
+    an integer column without nulls with an integer of its range. An integer column with
+    nulls in the batch is float64 in pandas: then ``fallback`` (a :class:`PandasOp`) runs."""
+
+    def __init__(self, op: str, name: str, value, fallback: "PandasOp"):
+        self.op, self.name, self.value, self.fallback = op, name, value, fallback
+
+    def __call__(self, table):
+        import pyarrow.compute as pc
+        import pyarrow.types as pat
+
+        col = table.column(self.name)
+        if pat.is_integer(col.type) and col.null_count:
+            return self.fallback(table)
+        out = getattr(pc, _ARROW_CMP[self.op])(col, self.value)
+        # pandas: a comparison with NaN/None is False, except != which is True
+        return pc.coalesce(out, self.op == "!=")
+
+    def __str__(self):
+        return (f"coalesce({_ARROW_CMP[self.op]}({self.name}, {self.value.as_py()!r}), "
+                f"{self.op == '!='})")
+
+
 def as_mask(mask, n: int, expr=None):
     """A filter's value as a NumPy bool array of length ``n``, as pandas' ``df[mask]`` takes
     it: missing values of a nullable ``boolean`` mask are False, but an object mask with
@@ -260,6 +285,9 @@ class Bin(Expr):
         dated = _date_comparison(self.op, self.left, self.right, schema)
         if dated is not False:
             return dated
+        fast = _number_comparison(self, schema)
+        if fast is not None:
+            return fast
         # strings with strings only: numbers, times and bools go to pandas (PandasOp), whose
         # dtypes depend on the batch (ints with nulls are float64) and on NumPy's promotion
         if not (_is_plain_string(self.left, schema) and _is_plain_string(self.right, schema)):
@@ -513,8 +541,13 @@ def _range_may_pass(op, lo, hi, v) -> bool:
 
 
 def _is_null(v) -> bool:
+    """None, NaN, NaT, pd.NA: a value that statistics (which skip missing values) cannot
+    bound."""
+    import pandas as pd
+
     try:
-        return v is None or bool(np.isnan(v))
+        r = pd.isna(v)
+        return bool(r) if np.ndim(r) == 0 else False
     except (TypeError, ValueError):
         return False
 
@@ -577,6 +610,41 @@ def _date_comparison(op, left, right, schema):
     scalar = AScalar(pa.scalar(day.date(), t))
     out = ArrowOp(_ARROW_CMP[op], AField(left.name), scalar)
     return ArrowOp("coalesce", out, AScalar(op == "!="))
+
+
+def _number_comparison(e: "Bin", schema):
+    """A :class:`NumCmp` for ``column <op> literal`` when Arrow's comparison is NumPy's, else
+    None: a float64 column with a float, or an int that float64 holds exactly (NumPy converts
+    it to float64); an integer column (not uint64) with a Python or signed NumPy integer in
+    the column's range (NumPy compares exactly)."""
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    op, col, lit = e.op, e.left, e.right
+    if isinstance(col, Lit) and isinstance(lit, Col):
+        op, col, lit = _FLIP[op], lit, col
+    if not (isinstance(col, Col) and isinstance(lit, Lit)):
+        return None
+    t, v = _arrow_type(col, schema), lit.value
+    if t is None or isinstance(v, (bool, np.bool_)):
+        return None
+    if pat.is_float64(t):
+        if isinstance(v, (float, np.floating)):
+            value = pa.scalar(float(v), pa.float64())
+        elif isinstance(v, (int, np.signedinteger)) and abs(int(v)) <= 2**53:
+            value = pa.scalar(float(v), pa.float64())
+        else:
+            return None
+    elif pat.is_integer(t) and not pat.is_uint64(t):
+        if not isinstance(v, (int, np.signedinteger)):
+            return None
+        info = np.iinfo(t.to_pandas_dtype())
+        if not info.min <= int(v) <= info.max:
+            return None
+        value = pa.scalar(int(v), pa.int64())
+    else:
+        return None
+    return NumCmp(op, col.name, value, PandasOp(Bin(op, col, lit)))
 
 
 def _arrow_type(e: Expr, schema):

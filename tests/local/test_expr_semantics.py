@@ -43,6 +43,8 @@ COLUMNS = {
     "i": (pa.int64(), st.sampled_from(INTS)),
     "inull": (pa.int64(), st.one_of(st.none(), st.sampled_from(INTS))),
     "u": (pa.uint64(), st.sampled_from(UINTS)),
+    "i8": (pa.int8(), st.one_of(st.none(), st.sampled_from([-128, -1, 0, 1, 7, 127]))),
+    "u32": (pa.uint32(), st.sampled_from([0, 1, 7, 2**31, 2**32 - 1])),
     "f": (pa.float64(), st.one_of(st.none(), st.sampled_from(FLOATS))),
     "g": (pa.float32(), st.one_of(st.none(), st.sampled_from(FLOATS))),
     "d": (pa.date32(), st.one_of(st.none(), st.sampled_from(DATES))),
@@ -56,8 +58,9 @@ COLUMNS = {
     "c": ("dict", st.one_of(st.none(), st.sampled_from(STRINGS[:5]))),
 }
 
-LITERALS = (INTS + [2**64, -2**70] + FLOATS
-            + [np.float32(0.1), np.float64(0.1), np.int64(BIG + 1), np.uint64(2**63)]
+LITERALS = (INTS + [2**64, -2**70, 128, -129, 2**32] + FLOATS
+            + [np.float32(0.1), np.float64(0.1), np.int64(BIG + 1), np.uint64(2**63),
+               np.int8(-1), np.uint8(7), np.float16(0.1)]
             + DATES + TIMES + [pd.Timestamp("2013-07-01", tz="UTC"), np.datetime64("2013-07-01"),
                                datetime.datetime(2013, 7, 1), pd.NaT, "2013-07-01"]
             + STRINGS + [True, False, None])

@@ -105,6 +105,8 @@ QUERIES = {
     "isin_none_category": lambda d: d[d.cat.isin([None])],
     "isin_none_bool": lambda d: d[d.bn.isin([None])],
     "isin_mixed_str_int": lambda d: d[d.s.isin(["b", 5])],
+    "isin_nat_timestamp": lambda d: d[d.ts.isin([pd.NaT])],
+    "isin_nat_date": lambda d: d[d.d.isin([pd.NaT, T0])],
     "not_isin_nan": lambda d: d[~d.f.isin([np.nan])],
     # 6. float32 against Python numbers
     "f32_eq_py_float": lambda d: d[d.g == 0.1],
