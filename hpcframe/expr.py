@@ -290,7 +290,8 @@ class Bin(Expr):
             return fast
         # strings with strings only: numbers, times and bools go to pandas (PandasOp), whose
         # dtypes depend on the batch (ints with nulls are float64) and on NumPy's promotion
-        if not (_is_plain_string(self.left, schema) and _is_plain_string(self.right, schema)):
+        if not (_is_plain_string(self.left, schema) and _is_plain_string(self.right, schema)) \
+                or not self.columns():
             return None
         out = ArrowOp(_ARROW_CMP[self.op], self.left._arrow_value(schema),
                       self.right._arrow_value(schema))
