@@ -630,12 +630,11 @@ def _number_comparison(e: "Bin", schema):
     if t is None or isinstance(v, (bool, np.bool_)):
         return None
     if pat.is_float64(t):
-        if isinstance(v, (float, np.floating)):
-            value = pa.scalar(float(v), pa.float64())
-        elif isinstance(v, (int, np.signedinteger)) and abs(int(v)) <= 2**53:
-            value = pa.scalar(float(v), pa.float64())
-        else:
+        exact = isinstance(v, (float, np.floating)) or (
+            isinstance(v, (int, np.signedinteger)) and abs(int(v)) <= 2**53)
+        if not exact:
             return None
+        value = pa.scalar(float(v), pa.float64())
     elif pat.is_integer(t) and not pat.is_uint64(t):
         if not isinstance(v, (int, np.signedinteger)):
             return None

@@ -16,10 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-import hpcframe as hf
 from datasets import arrow_to_pandas
 from support import rank, timeout, world
+
+import hpcframe as hf
 
 pytestmark = timeout(120)
 
@@ -193,14 +193,14 @@ QUERIES = {
     "not_bool_or_str": lambda d: d[~d.flag | (d.s == "ab")],
     "bool_then_filter": lambda d: (lambda e: e[e.f > 0])(d[d.flag]),
     "bool_then_bool": lambda d: (lambda e: e[~e.flag])(d[d.flag]),
-    "bool_eq_true": lambda d: d[d.flag == True],  # noqa: E712
+    "bool_eq_true": lambda d: d[d.flag == True],
     "bool_nulls_mask_raises": lambda d: d[d.bn],
     "bool_nulls_and": lambda d: d[d.bn & (d.f > 0)],
     "cmp_and_bool_nulls": lambda d: d[(d.f > 0) & d.bn],
     "bool_nulls_or": lambda d: d[d.bn | (d.f > 0)],
     "bool_nulls_invert_raises": lambda d: d[~d.bn],
-    "bool_nulls_eq_true": lambda d: d[d.bn == True],  # noqa: E712
-    "bool_nulls_ne_true": lambda d: d[d.bn != True],  # noqa: E712
+    "bool_nulls_eq_true": lambda d: d[d.bn == True],
+    "bool_nulls_ne_true": lambda d: d[d.bn != True],
     "bool_nulls_isna": lambda d: d[d.bn.isna()],
     "bool_and_bool_nulls": lambda d: d[d.flag & d.bn],
     # mixed
