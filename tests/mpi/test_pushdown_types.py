@@ -208,6 +208,12 @@ QUERIES = {
     "string_and_number": lambda d: d[(d.s == "ab") & (d.g == 0.1)],
     "or_of_string_and_number": lambda d: d[(d.s == "b") | (d.i == float(BIG))],
     "neg_int": lambda d: d[-d.i > 0],
+    "float_arith_inf_minus_inf": lambda d: d[d.f - d.f == 0],
+    "float_times_float32": lambda d: d[d.f * 2.0 > d.g],
+    "int_plus_wraps": lambda d: d[d.i + 1 < 0],
+    "int_div": lambda d: d[d.i / 3 > 1.0],
+    "int_floordiv_mod": lambda d: d[(d.i // 7 > 1) | (d.i % 5 == 1)],
+    "float_pow": lambda d: d[d.f ** 2 > 4.0],
 }
 
 
