@@ -1,10 +1,15 @@
 """Column expressions: one small tree, three evaluations.
 
 * :meth:`Expr.evaluate` — on a pandas DataFrame, with pandas semantics (the reference).
-* :meth:`Expr.to_arrow` — an :class:`ArrowOp` (pyarrow.compute calls, evaluated eagerly on a
-  table: no query engine start-up per batch) with *the same* result on the
-  normalised Arrow table (nulls behave like pandas' NaN: ``NaN > 1`` is False, ``NaN != 1`` is
-  True), or ``None`` when the expression cannot be translated faithfully; then pandas does it.
+* :meth:`Expr.to_arrow` — the predicate evaluated while reading, on the predicate columns of
+  the normalised Arrow batch, with *the same* mask (and the same errors) as ``evaluate`` on the
+  converted batch: an :class:`ArrowOp` (pyarrow.compute calls, evaluated eagerly on a table:
+  no query engine start-up per batch) where Arrow is exact — strings, ``isna``, dates against
+  timestamps; nulls coalesced to behave like pandas' NaN (``NaN > 1`` is False, ``NaN != 1``
+  is True) — else a :class:`PandasOp` that runs ``evaluate`` on those columns alone (numbers,
+  whose pandas dtype depends on the batch and on NumPy's promotion rules; times; bools;
+  categoricals), or ``None`` for a term over plain strings that Arrow cannot do: then pandas
+  does it after the conversion.
 * :meth:`Expr.may_match` — partition pruning from min/max statistics: ``False`` only when no
   row of a partition with those statistics can satisfy the predicate.
 """
@@ -22,11 +27,23 @@ _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator
 _LOGIC = {"&": operator.and_, "|": operator.or_}
 _ARROW_CMP = {"==": "equal", "!=": "not_equal", "<": "less", "<=": "less_equal",
               ">": "greater", ">=": "greater_equal"}
-_ARROW_ARITH = {"+": "add", "-": "subtract", "*": "multiply"}
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
-class AField:
+class _Pred:
+    """Arrow-side nodes combine with ``&``, ``|`` and ``~`` into :class:`ArrowOp` trees."""
+
+    def __and__(self, other):
+        return ArrowOp("and_", self, other)
+
+    def __or__(self, other):
+        return ArrowOp("or_", self, other)
+
+    def __invert__(self):
+        return ArrowOp("invert", self)
+
+
+class AField(_Pred):
     """A column of the table an :class:`ArrowOp` is evaluated on."""
 
     def __init__(self, name):
@@ -51,7 +68,7 @@ class AScalar:
         return repr(v.as_py() if hasattr(v, "as_py") else v)
 
 
-class ArrowOp:
+class ArrowOp(_Pred):
     """``pyarrow.compute.<fn>(*args, **kw)`` over columns of a table, built once per query
     and evaluated per batch: ``op(table)`` returns an Arrow array."""
 
@@ -63,21 +80,88 @@ class ArrowOp:
 
         return getattr(pc, self.fn)(*(a(table) for a in self.args), **self.kw)
 
-    def __and__(self, other):
-        return ArrowOp("and_", self, other)
-
-    def __or__(self, other):
-        return ArrowOp("or_", self, other)
-
-    def __invert__(self):
-        return ArrowOp("invert", self)
-
     def __str__(self):
         args = [str(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kw.items()
                                               if k != "value_set"]
         if "value_set" in self.kw:
             args.append(f"value_set={self.kw['value_set'].to_pylist()!r}")
         return f"{self.fn}({', '.join(args)})"
+
+
+class PandasOp(_Pred):
+    """A predicate that Arrow cannot evaluate exactly as pandas does (numbers, whose pandas
+    dtype depends on the batch: an integer column with nulls is float64; float32 against a
+    Python float; dates; tz-aware times; bools; categoricals; mixed kinds), evaluated while
+    reading with :meth:`Expr.evaluate` on the predicate columns of the batch only, converted
+    to pandas exactly as the rest of the batch will be. Same answer, same errors, as running
+    the filter after the conversion; the other columns are still cut before conversion."""
+
+    def __init__(self, expr: "Expr"):
+        self.expr = expr
+
+    def __call__(self, table):
+        import pyarrow as pa
+
+        from .io.types import normalize_table
+
+        cols = [c for c in table.column_names if c in self.expr.columns()]
+        t = normalize_table(table.select(cols))
+        if cols:
+            df = t.to_pandas(date_as_object=False, split_blocks=True)
+        else:
+            import pandas as pd
+
+            df = pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+        mask = as_mask(self.expr.evaluate(df), table.num_rows, self.expr)
+        return pa.array(mask, pa.bool_())
+
+    def __str__(self):
+        return f"pandas({self.expr.text()})"
+
+
+class NumCmp(_Pred):
+    """``column <op> number`` in Arrow where, for the batch at hand, it is exactly NumPy's
+    (hence pandas') comparison: a float64 column with a number that float64 holds exactly, or
+    an integer column without nulls with an integer of its range. An integer column with
+    nulls in the batch is float64 in pandas: then ``fallback`` (a :class:`PandasOp`) runs."""
+
+    def __init__(self, op: str, name: str, value, fallback: "PandasOp"):
+        self.op, self.name, self.value, self.fallback = op, name, value, fallback
+
+    def __call__(self, table):
+        import pyarrow.compute as pc
+        import pyarrow.types as pat
+
+        col = table.column(self.name)
+        if pat.is_integer(col.type) and col.null_count:
+            return self.fallback(table)
+        out = getattr(pc, _ARROW_CMP[self.op])(col, self.value)
+        # pandas: a comparison with NaN/None is False, except != which is True
+        return pc.coalesce(out, self.op == "!=")
+
+    def __str__(self):
+        return (f"coalesce({_ARROW_CMP[self.op]}({self.name}, {self.value.as_py()!r}), "
+                f"{self.op == '!='})")
+
+
+def as_mask(mask, n: int, expr=None):
+    """A filter's value as a NumPy bool array of length ``n``, as pandas' ``df[mask]`` takes
+    it: missing values of a nullable ``boolean`` mask are False, but an object mask with
+    missing values (a bool column with nulls) is refused, as pandas refuses it."""
+    import pandas as pd
+
+    if isinstance(mask, pd.Series):
+        if mask.dtype == bool:
+            return mask.to_numpy()
+        if mask.dtype == object and bool(mask.isna().any()):
+            what = f" `{expr.text()}`" if expr is not None else ""
+            raise ValueError(
+                f"Cannot mask with non-boolean array containing NA / NaN values: the filter"
+                f"{what} has missing values (a bool column with nulls), which pandas refuses "
+                f"too. Say what missing means, e.g. `df[s == True]` (missing is False) or "
+                f"`df[s.isna() | (s == True)]`.")
+        return mask.fillna(False).astype(bool).to_numpy()
+    return np.full(n, bool(mask))
 
 
 class Expr:
@@ -93,6 +177,27 @@ class Expr:
         raise NotImplementedError
 
     def to_arrow(self, schema):
+        """This predicate evaluated while reading, on the batch's predicate columns: exact
+        ``pyarrow.compute`` calls where Arrow gives pandas' answer (see :meth:`_exact_arrow`),
+        else a :class:`PandasOp` (no string column: those are cheaper to filter after the
+        conversion); ``None`` (run in pandas after the conversion) otherwise."""
+        import pyarrow.types as pat
+
+        exact = self._exact_arrow(schema)
+        if exact is not None:
+            return exact
+        if not self.columns() <= set(schema.names):
+            return None
+        if any(pat.is_string(schema.field(c).type) or pat.is_large_string(schema.field(c).type)
+               for c in self.columns()):
+            # converting strings for pandas is the costly part of a read: such a term (regex,
+            # case=False, strings against numbers) runs after the conversion, on fewer rows
+            return None
+        return PandasOp(self)
+
+    def _exact_arrow(self, schema):
+        """The predicate as ``pyarrow.compute`` calls whose result is, for every input, the
+        mask pandas gives, or ``None``."""
         return None
 
     def may_match(self, stats) -> bool:
@@ -118,9 +223,7 @@ class Col(Expr):
     def evaluate(self, df):
         return df[self.name]
 
-    def to_arrow(self, schema):
-        import pyarrow.compute as pc
-
+    def _arrow_value(self, schema):
         return AField(self.name)
 
     def key(self):
@@ -137,19 +240,8 @@ class Lit(Expr):
     def evaluate(self, df):
         return self.value
 
-    def to_arrow(self, schema):
-        import pyarrow.compute as pc
-
-        if isinstance(self.value, int) and not -2 ** 63 <= self.value < 2 ** 64:
-            return None  # no Arrow integer holds it: pandas compares it (query.MAX_INT_BITS)
-        if isinstance(self.value, (bool, int, float, str, np.integer, np.floating)):
-            return AScalar(self.value)
-        ts = _naive_timestamp(self.value)
-        if ts is not None:
-            import pyarrow as pa
-
-            return AScalar(pa.scalar(ts.as_unit("ns").to_datetime64(), pa.timestamp("ns")))
-        return None
+    def _arrow_value(self, schema):
+        return AScalar(self.value) if isinstance(self.value, str) else None
 
     def key(self):
         return ("Lit", type(self.value).__name__, repr(self.value))
@@ -182,27 +274,29 @@ class Bin(Expr):
         left = _coerce_literal(right, left)
         return fn(left, right)
 
-    def to_arrow(self, schema):
-        import pyarrow.compute as pc
-
-        left = self.left.to_arrow(schema)
-        right = self.right.to_arrow(schema)
-        if left is None or right is None:
-            return None
+    def _exact_arrow(self, schema):
         if self.op in _LOGIC:
-            return (left & right) if self.op == "&" else (left | right)
-        if self.op in _ARROW_CMP:
-            dated = _date_comparison(self.op, self.left, self.right, schema)
-            if dated is not False:
-                return dated
-            if not _arrow_comparable(self.left, self.right, schema):
+            left, right = self.left._exact_arrow(schema), self.right._exact_arrow(schema)
+            if left is None or right is None:
                 return None
-            out = ArrowOp(_ARROW_CMP[self.op], left, right)
-            # pandas: a comparison with NaN/None is False, except != which is True
-            return ArrowOp("coalesce", out, AScalar(self.op == "!="))
-        if self.op in _ARROW_ARITH and _all_float(self, schema):
-            return ArrowOp(_ARROW_ARITH[self.op], left, right)
-        return None
+            return (left & right) if self.op == "&" else (left | right)
+        if self.op not in _ARROW_CMP:
+            return None
+        dated = _date_comparison(self.op, self.left, self.right, schema)
+        if dated is not False:
+            return dated
+        fast = _number_comparison(self, schema)
+        if fast is not None:
+            return fast
+        # strings with strings only: numbers, times and bools go to pandas (PandasOp), whose
+        # dtypes depend on the batch (ints with nulls are float64) and on NumPy's promotion
+        if not (_is_plain_string(self.left, schema) and _is_plain_string(self.right, schema)) \
+                or not self.columns():
+            return None
+        out = ArrowOp(_ARROW_CMP[self.op], self.left._arrow_value(schema),
+                      self.right._arrow_value(schema))
+        # pandas: a comparison with NaN/None is False, except != which is True
+        return ArrowOp("coalesce", out, AScalar(self.op == "!="))
 
     def may_match(self, stats) -> bool:
         if self.op == "&":
@@ -217,23 +311,9 @@ class Bin(Expr):
         if not (isinstance(col, Col) and isinstance(lit, Lit)) or col.name not in stats:
             return True
         lo, hi = stats[col.name]
-        v = lit.value
-        try:
-            if lo is None or hi is None:
-                return True
-            if op == "==":
-                return bool(lo <= v <= hi)
-            if op == "<":
-                return bool(lo < v)
-            if op == "<=":
-                return bool(lo <= v)
-            if op == ">":
-                return bool(hi > v)
-            if op == ">=":
-                return bool(hi >= v)
-        except TypeError:
+        if lo is None or hi is None:
             return True
-        return True
+        return any(_range_may_pass(op, a, b, v) for a, b, v in _domains(lo, hi, lit.value))
 
 
 class Not(Expr):
@@ -249,8 +329,8 @@ class Not(Expr):
     def evaluate(self, df):
         return ~self.arg.evaluate(df)
 
-    def to_arrow(self, schema):
-        inner = self.arg.to_arrow(schema)
+    def _exact_arrow(self, schema):
+        inner = self.arg._exact_arrow(schema)
         return None if inner is None or not _is_predicate(self.arg) else ~inner
 
 
@@ -284,20 +364,15 @@ class IsIn(Expr):
     def evaluate(self, df):
         return self.arg.evaluate(df).isin(self.values)
 
-    def to_arrow(self, schema):
+    def _exact_arrow(self, schema):
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        if not isinstance(self.arg, Col) or any(_is_null(v) for v in self.values):
+        # strings in a string column only: pandas' isin on numbers compares in float64 where
+        # ``==`` compares in float32, matches NaN but not None, ...: PandasOp does it
+        if not _is_plain_string(self.arg, schema) or not isinstance(self.arg, Col) \
+                or not all(isinstance(v, str) for v in self.values):
             return None
-        ftype = schema.field(self.arg.name).type
-        if not (pa.types.is_integer(ftype) or pa.types.is_floating(ftype)
-                or pa.types.is_string(ftype) or pa.types.is_large_string(ftype)):
-            return None
-        try:
-            values = pa.array(self.values).cast(ftype)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-            return None
+        values = pa.array(self.values, pa.large_string())
         return ArrowOp("coalesce", ArrowOp("is_in", AField(self.arg.name), value_set=values),
                        AScalar(False))
 
@@ -305,12 +380,10 @@ class IsIn(Expr):
         if not isinstance(self.arg, Col) or self.arg.name not in stats:
             return True
         lo, hi = stats[self.arg.name]
-        if lo is None or hi is None:
-            return True
-        try:
-            return any(lo <= v <= hi for v in self.values if not _is_null(v))
-        except TypeError:
-            return True
+        if lo is None or hi is None or any(_is_null(v) for v in self.values):
+            return True  # isin([nan]) / isin([None]) finds the missing values: no stats on them
+        return any(_range_may_pass("==", a, b, w) for v in self.values
+                   for a, b, w in _domains(lo, hi, v))
 
 
 class Between(Expr):
@@ -336,8 +409,8 @@ class Between(Expr):
     def evaluate(self, df):
         return self.arg.evaluate(df).between(self.low, self.high, inclusive=self.inclusive)
 
-    def to_arrow(self, schema):
-        return self._as_and().to_arrow(schema)
+    def _exact_arrow(self, schema):
+        return self._as_and()._exact_arrow(schema)
 
     def may_match(self, stats):
         return self._as_and().may_match(stats)
@@ -360,10 +433,8 @@ class IsNa(Expr):
         s = self.arg.evaluate(df)
         return s.notna() if self.negate else s.isna()
 
-    def to_arrow(self, schema):
-        import pyarrow.compute as pc
-
-        if not isinstance(self.arg, Col):
+    def _exact_arrow(self, schema):
+        if not isinstance(self.arg, Col) or self.arg.name not in schema.names:
             return None
         isnull = ArrowOp("is_null", AField(self.arg.name), nan_is_null=True)
         return ~isnull if self.negate else isnull
@@ -400,10 +471,10 @@ class StrMatch(Expr):
             out = getattr(s.str, self.method)(self.pattern, na=False)
         return out.astype(bool)
 
-    def to_arrow(self, schema):
-        import pyarrow.compute as pc
-
-        if not isinstance(self.arg, Col) or not self.case:
+    def _exact_arrow(self, schema):
+        # a dictionary (category) column goes to PandasOp: pandas' .str on the categories
+        if not isinstance(self.arg, Col) or not self.case or not _is_plain_string(self.arg,
+                                                                                   schema):
             return None
         field = AField(self.arg.name)
         if self.method == "startswith":
@@ -429,16 +500,69 @@ def _naive_timestamp(v):
     return None
 
 
-def _is_null(v) -> bool:
+def _domains(lo, hi, v):
+    """``(lo, hi, v)`` in each domain pandas may compare a column with these statistics and
+    the literal ``v`` in, as the statistics do not say the column's dtype: as they are (ints
+    exactly), in float64 (ints against floats, or an int column with nulls, which pandas holds
+    as float64: ``float()`` is monotonic, so the range stays a bound), and with a Python number
+    rounded to float32 (a float32 column: NumPy converts the Python scalar to float32)."""
+    out = [(lo, hi, v)]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                             np.floating)):
+        return out
     try:
-        return v is None or bool(np.isnan(v))
+        with np.errstate(over="ignore"):
+            f = float(v)
+            out.append((float(lo), float(hi), f))
+            if isinstance(v, (int, float)):  # weak Python scalars: float32 column's dtype
+                out.append((lo, hi, float(np.float32(f))))
+    except (TypeError, ValueError, OverflowError):
+        return [(None, None, None)]  # unknown: may match
+    return out
+
+
+def _range_may_pass(op, lo, hi, v) -> bool:
+    """Whether a value in ``[lo, hi]`` may satisfy ``value <op> v``."""
+    if lo is None or hi is None:
+        return True
+    try:
+        if op == "==":
+            return bool(lo <= v <= hi)
+        if op == "<":
+            return bool(lo < v)
+        if op == "<=":
+            return bool(lo <= v)
+        if op == ">":
+            return bool(hi > v)
+        if op == ">=":
+            return bool(hi >= v)
+    except (TypeError, ValueError, OverflowError):
+        return True
+    return True
+
+
+def _is_null(v) -> bool:
+    """None, NaN, NaT, pd.NA: a value that statistics (which skip missing values) cannot
+    bound."""
+    import pandas as pd
+
+    try:
+        r = pd.isna(v)
+        return bool(r) if np.ndim(r) == 0 else False
     except (TypeError, ValueError):
         return False
 
 
 def _is_predicate(e: Expr) -> bool:
-    return (isinstance(e, (Not, IsIn, Between, IsNa, StrMatch))
-            or (isinstance(e, Bin) and (e.op in _CMP or e.op in _LOGIC)))
+    """Whether ``e`` always gives a bool mask without missing values (a comparison, not a
+    bool column: ``bn & (x > 0)`` is not ``bn`` and ``x > 0`` filtered one after the other
+    when ``bn`` has nulls, which pandas refuses as a mask but treats as False in ``&``)."""
+    if isinstance(e, Not):
+        return _is_predicate(e.arg)
+    if isinstance(e, Bin) and e.op in _LOGIC:
+        return _is_predicate(e.left) and _is_predicate(e.right)
+    return (isinstance(e, (IsIn, Between, IsNa, StrMatch))
+            or (isinstance(e, Bin) and e.op in _CMP))
 
 
 def _coerce_literal(other, value):
@@ -446,7 +570,11 @@ def _coerce_literal(other, value):
     if isinstance(value, str) and hasattr(other, "dtype") and other.dtype.kind == "M":
         import pandas as pd
 
-        return pd.Timestamp(value)
+        try:
+            ts = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            return value  # not a date: pandas finds it equal to nothing, refuses <
+        return value if ts is pd.NaT else ts
     return value
 
 
@@ -454,8 +582,10 @@ def _date_comparison(op, left, right, schema):
     """A date column compared with a timestamp literal, as a comparison of dates (no cast of
     the column): ``d <= 1998-09-02 10:00`` is ``d <= 1998-09-02``. ``False`` when the
     comparison is not of that form, ``None`` when it cannot be translated."""
+    import datetime
+
+    import pandas as pd
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if isinstance(left, Lit) and isinstance(right, Col):
         op, left, right = _FLIP[op], right, left
@@ -464,8 +594,11 @@ def _date_comparison(op, left, right, schema):
     t = _arrow_type(left, schema)
     if t is None or not pa.types.is_date(t):
         return False
-    ts = _naive_timestamp(right.value)
-    if ts is None:
+    v = right.value
+    if isinstance(v, datetime.date) and not isinstance(v, datetime.datetime):
+        return None  # pandas: a datetime64 column is not comparable with a datetime.date
+    ts = _naive_timestamp(v)
+    if ts is None or ts is pd.NaT:
         return None
     day = ts.normalize()
     exact = ts == day
@@ -480,62 +613,62 @@ def _date_comparison(op, left, right, schema):
     return ArrowOp("coalesce", out, AScalar(op == "!="))
 
 
+def _number_comparison(e: "Bin", schema):
+    """A :class:`NumCmp` for ``column <op> literal`` when Arrow's comparison is NumPy's, else
+    None: a float64 column with a float, or an int that float64 holds exactly (NumPy converts
+    it to float64); an integer column (not uint64) with a Python or signed NumPy integer in
+    the column's range (NumPy compares exactly)."""
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    op, col, lit = e.op, e.left, e.right
+    if isinstance(col, Lit) and isinstance(lit, Col):
+        op, col, lit = _FLIP[op], lit, col
+    if not (isinstance(col, Col) and isinstance(lit, Lit)):
+        return None
+    t, v = _arrow_type(col, schema), lit.value
+    if t is None or isinstance(v, (bool, np.bool_)):
+        return None
+    if pat.is_float64(t):
+        exact = isinstance(v, (float, np.floating)) or (
+            isinstance(v, (int, np.signedinteger)) and abs(int(v)) <= 2**53)
+        if not exact:
+            return None
+        value = pa.scalar(float(v), pa.float64())
+    elif pat.is_integer(t) and not pat.is_uint64(t):
+        if not isinstance(v, (int, np.signedinteger)):
+            return None
+        info = np.iinfo(t.to_pandas_dtype())
+        if not info.min <= int(v) <= info.max:
+            return None
+        value = pa.scalar(int(v), pa.int64())
+    else:
+        return None
+    return NumCmp(op, col.name, value, PandasOp(Bin(op, col, lit)))
+
+
 def _arrow_type(e: Expr, schema):
     if isinstance(e, Col):
         return schema.field(e.name).type if e.name in schema.names else None
     return None
 
 
-def _all_float(e: Expr, schema) -> bool:
+def _is_plain_string(e: Expr, schema) -> bool:
+    """A string literal, or a (non-dictionary) string column of ``schema``."""
     import pyarrow.types as pat
 
-    if isinstance(e, Col):
-        t = _arrow_type(e, schema)
-        return t is not None and pat.is_floating(t)
     if isinstance(e, Lit):
-        return isinstance(e.value, (float, np.floating))
-    if isinstance(e, Bin) and e.op in _ARROW_ARITH:
-        return _all_float(e.left, schema) and _all_float(e.right, schema)
-    return False
-
-
-def _arrow_comparable(left: Expr, right: Expr, schema) -> bool:
-    """Only compare in Arrow where Arrow and pandas agree: numbers with numbers, strings with
-    strings, timestamps with timestamps (string literals are converted by the caller)."""
-    import pyarrow.types as pat
-
-    def kind(e):
-        t = _arrow_type(e, schema)
-        if t is not None:
-            if pat.is_integer(t) or pat.is_floating(t):
-                return "num"
-            if pat.is_string(t) or pat.is_large_string(t):
-                return "str"
-            if pat.is_timestamp(t) and t.tz is None:
-                return "ts"
-            return None
-        if isinstance(e, Lit):
-            v = e.value
-            if isinstance(v, bool):
-                return None
-            if isinstance(v, (int, float, np.integer, np.floating)):
-                return "num"
-            if isinstance(v, str):
-                return "str"
-            return "ts" if _naive_timestamp(v) is not None else None
-        if isinstance(e, Bin) and e.op in _ARROW_ARITH and _all_float(e, schema):
-            return "num"
-        return None
-
-    kl, kr = kind(left), kind(right)
-    return kl is not None and kl == kr
+        return isinstance(e.value, str)
+    t = _arrow_type(e, schema)
+    return t is not None and (pat.is_string(t) or pat.is_large_string(t))
 
 
 def conjuncts(e: Expr | None) -> list[Expr]:
     """The terms of a top-level ``&`` chain."""
     if e is None:
         return []
-    if isinstance(e, Bin) and e.op == "&":
+    if isinstance(e, Bin) and e.op == "&" and _is_predicate(e.left) \
+            and _is_predicate(e.right):
         return conjuncts(e.left) + conjuncts(e.right)
     return [e]
 

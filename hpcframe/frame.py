@@ -252,10 +252,7 @@ class Series(Lazy):
             raise ValueError("cannot combine columns of different datasets")
         if isinstance(other, str) and op in ("==", "!=", "<", "<=", ">", ">=") \
                 and getattr(self.dtype, "kind", "") == "M":
-            other = pd.Timestamp(other)  # as pandas does when comparing datetimes with strings
-            tz = getattr(self.dtype, "tz", None)
-            if tz is not None and other.tz is None:
-                other = other.tz_localize(tz)
+            other = _datetime_literal(other, getattr(self.dtype, "tz", None))
         o = _expr_of(other)
         left, right = (o, self._expr) if reverse else (self._expr, o)
         name = self.name if not isinstance(other, Series) or other.name == self.name else None
@@ -445,6 +442,21 @@ class _StrAccessor:
 
     def contains(self, pat, case=True, regex=True):
         return self._s._new(E.StrMatch(self._s._expr, "contains", pat, regex=regex, case=case))
+
+
+def _datetime_literal(text: str, tz):
+    """A string compared with a datetime column, as pandas reads it: a Timestamp, localized
+    to the column's time zone when it names none. A string that is not a date stays a
+    string: pandas then finds it equal to nothing and refuses ``<``."""
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
+        return text
+    if ts is pd.NaT:
+        return text
+    if tz is not None and ts.tz is None:
+        ts = ts.tz_localize(tz)
+    return ts
 
 
 def _expr_of(value) -> E.Expr:

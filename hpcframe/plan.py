@@ -14,7 +14,7 @@ The optimiser's passes are plain functions over a chain:
 from __future__ import annotations
 
 from .errors import ColumnNotFoundError
-from .expr import Expr, and_all, balanced, conjuncts
+from .expr import Expr, and_all, as_mask, balanced, conjuncts
 
 
 class Node:
@@ -152,21 +152,10 @@ def run_pandas(df, steps, after: dict[int, set]):
     for n in steps:
         if isinstance(n, (Filter, _BareFilter)):
             mask = n.expr.evaluate(df)
-            df = df[_as_mask(mask, len(df))]
+            df = df[as_mask(mask, len(df), n.expr)]
         elif isinstance(n, Assign):
             if n.name in after.get(id(n), ()):
                 df = df.assign(**{n.name: n.expr.evaluate(df)})
         elif isinstance(n, Project):
             df = df[[c for c in n.columns if c in df.columns]]
     return df
-
-
-def _as_mask(mask, n):
-    import numpy as np
-    import pandas as pd
-
-    if isinstance(mask, pd.Series):
-        if mask.dtype != bool:
-            mask = mask.fillna(False).astype(bool)
-        return mask.to_numpy()
-    return np.full(n, bool(mask))
