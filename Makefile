@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NP     ?= 2
 
-.PHONY: install demo test clean
+.PHONY: install demo test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m hpcframe.demo prepare demo-data
 	$(VENV)/bin/mpiexec -n $(NP) $(PY) -m hpcframe.demo run demo-data
+
+# ruff (lint, import order, docstrings on public API) and mypy, configured in pyproject.toml
+lint: install
+	$(VENV)/bin/ruff check hpcframe tests benchmarks
+	$(VENV)/bin/mypy
 
 test: install
 	$(PY) tests/run_suite.py
