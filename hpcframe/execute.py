@@ -27,6 +27,7 @@ from . import plan as P
 from .comm import communicator, deferred, failure, interrupt_guard, interruptible, take_interrupt
 from .config import config
 from .io.dataset import Partition
+from .io.sources import partitions_of, source_format, source_label, source_rows_exact
 from .io.types import filter_schema, is_string, normalize_table
 from .outputs import Composite
 from .tree import TreeStack, finish
@@ -71,10 +72,7 @@ def leaves_of(source, comm) -> list[Leaf]:
     and long ones cut, so that leaves have about ``config.block_rows`` rows; the result
     depends only on the data, never on the number of ranks. Partitions are discovered once
     per source."""
-    parts = getattr(source, "_hf_partitions", None)
-    if parts is None:
-        parts = source.discover(comm)
-        source._hf_partitions = parts
+    parts = partitions_of(source, comm)
     limit = config.block_rows
     out: list[Leaf] = []
     group: list[Partition] = []
@@ -509,8 +507,6 @@ def _collective(run, name, fn, *args):
 
 
 def _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan=None):
-    from .explain import source_format, source_label, source_rows_exact
-
     mine = [i for i in range(start, stop) if wanted[i][1]]
     run = callbacks.RunInfo(
         comm=comm, source=source_label(source), outputs=[o.text() for o in outs],

@@ -4,40 +4,9 @@ from __future__ import annotations
 from .comm import communicator
 from .config import config
 from .execute import _OutputPlan, assign, leaves_of, wanted_parts
+from .io.sources import known_partitions, source_format, source_label, source_rows_exact
 
-
-def source_format(source) -> str:
-    """The format of a data source for messages: its ``format`` attribute when it has one
-    ("parquet", "csv", "pandas"), else its class name without ``Source`` ("hdf5" for
-    ``HDF5Source``). Works for every source: it needs nothing but the object's class."""
-    fmt = getattr(source, "format", None)
-    if isinstance(fmt, str) and fmt:
-        return fmt
-    name = type(source).__name__
-    return (name[:-len("Source")] if name.endswith("Source") and name != "Source"
-            else name).lower()
-
-
-def source_label(source) -> str:
-    """A short human label of a data source: its ``label`` attribute when it has one, else
-    its file(s) (``files``/``paths``/``path``), else its format. Never raises."""
-    label = getattr(source, "label", None)
-    if isinstance(label, str) and label:
-        return label
-    for attr in ("files", "paths", "path"):
-        value = getattr(source, attr, None)
-        if isinstance(value, (list, tuple)) and value:
-            first = str(value[0])
-            return first if len(value) == 1 else f"{len(value)} files ({first}, ...)"
-        if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
-            return str(value)
-    return f"{source_format(source)} source"
-
-
-def source_rows_exact(source) -> bool:
-    """False when the source's partition row counts are estimates (``exact_row_counts``
-    False, e.g. CSV files); True otherwise (Parquet, HDF5, pandas know their row counts)."""
-    return bool(getattr(source, "exact_row_counts", True))
+__all__ = ["explain", "source_format", "source_label", "source_rows_exact"]
 
 
 def explain(output, comm=None, ranks: int | None = None) -> str:
@@ -55,7 +24,7 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
             source = scan.source
             leaves = leaves_of(source, c)
             plans = [_OutputPlan(o, source.schema()) for o in outs]
-            parts = getattr(source, "_hf_partitions", None) or list(dict.fromkeys(
+            parts = known_partitions(source) or list(dict.fromkeys(
                 leaf.parent if leaf.parent is not None else p
                 for leaf in leaves for p in leaf.parts))
             has_stats = any(p.stats for p in parts)
