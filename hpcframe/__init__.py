@@ -18,6 +18,7 @@ from .errors import ColumnNotFoundError, ComputeError, DatasetComputeError, Data
 from .errors import JobInterrupted
 from .execute import last_run_stats
 from .frame import Frame, GroupBy, Result, Series, compute
+from .readers import from_pandas, read_csv, read_hdf, read_parquet
 
 __all__ = [
     "read_parquet", "read_hdf", "from_pandas", "compute", "register_aggregation",
@@ -29,59 +30,10 @@ __all__ = [
 ]
 
 
-def _frame(source) -> Frame:
-    from .io.types import empty_frame
-    from .plan import Scan
-
-    return Frame(Scan(source, empty_frame(source.schema())))
-
-
-def read_parquet(path, columns=None, hive: bool = True) -> Frame:
-    """A lazy frame over Parquet data: a file, a directory (searched recursively; ``key=value``
-    folders become columns when ``hive``), a glob pattern, or a list of files.
-
-    Only the footers of the first file are read now. Raises ``FileNotFoundError`` when nothing
-    matches and :class:`DatasetError` when the first file is not Parquet.
-    """
-    from .io.parquet import ParquetSource
-
-    frame = _frame(ParquetSource(path, hive=hive))
-    return frame[list(columns)] if columns is not None else frame
-
-
-def read_hdf(path, key: str | None = None, columns=None) -> Frame:
-    """A lazy frame over HDF5 data (h5py): a group of equal-length 1-D column datasets, a
-    compound dataset, or a table written by ``pandas.DataFrame.to_hdf(format="table")``.
-    ``path`` may be a file, a glob or a list; ``key`` selects the object inside the files.
-    """
-    from .io.hdf5 import HDF5Source
-    from .io.paths import expand_paths
-
-    files, _ = expand_paths(path, (".h5", ".hdf5", ".hdf", ".he5"), "HDF5")
-    frame = _frame(HDF5Source(files, key=key, label=_given(path)))
-    return frame[list(columns)] if columns is not None else frame
-
-
-def _given(path):
-    """The path the user passed, as text (for messages), or None for a list."""
-    import os
-
-    return os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
-
-
-def from_pandas(df, npartitions: int = 1) -> Frame:
-    """A lazy frame over an in-memory pandas DataFrame split into ``npartitions`` row ranges.
-    Under MPI every rank must hold the same frame (as in an SPMD script)."""
-    from .io.memory import PandasSource
-
-    return _frame(PandasSource(df, npartitions))
-
-
 _LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays light
-    "read_csv": "hpcframe.io.csv",
-    "to_parquet": "hpcframe.io.writers",
-    "to_hdf": "hpcframe.io.writers",
-    "to_csv": "hpcframe.io.writers",
+    "to_parquet": "hpcframe.writing",
+    "to_hdf": "hpcframe.writing",
+    "to_csv": "hpcframe.writing",
     "ProgressBar": "hpcframe.diagnostics",
     "Profiler": "hpcframe.diagnostics",
     "ResourceProfiler": "hpcframe.diagnostics",
@@ -93,9 +45,15 @@ _LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays l
 
 
 def __getattr__(name):
+    """The lazily exported names (:data:`_LAZY`), imported on first use."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'hpcframe' has no attribute {name!r}")
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__():
+    """The module's names, including the lazily exported ones."""
+    return sorted(set(globals()) | set(_LAZY))

@@ -283,6 +283,55 @@ def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
     return RankFailure(comm.rank, comm.host, context, text, kind)
 
 
+def on_root(comm: Comm, fn, context: str | None = None, root: int = 0):
+    """Run ``fn()`` on ``root`` only and return its result on every rank (a broadcast).
+
+    The ranks agree first, so that a failure never leaves the others waiting: with a
+    ``context``, a failure of ``fn`` raises :class:`ComputeError` on every rank naming the
+    root and ``context`` (:meth:`Comm.agree`); without one, every rank raises a copy of the
+    root's own exception (a ``FileExistsError`` stays a ``FileExistsError``).
+    """
+    result = error = None
+    if comm.rank == root:
+        try:
+            result = fn()
+        except Exception as exc:  # the others wait in the collective below: send it to them
+            if context is None:
+                error = portable_error(exc)
+            else:
+                error = failure(comm, context, exc)
+    if context is not None:
+        comm.agree(error)
+        return comm.bcast(result, root)
+    result, error = comm.bcast((result, error), root)
+    if error is not None:
+        raise rebuilt_error(error)
+    return result
+
+
+def portable_error(exc: Exception) -> Exception:
+    """``exc`` in a form that pickles for a broadcast (an ``OSError`` keeps errno, message
+    and file name; other types that do not pickle become ``DatasetError`` with the message)."""
+    if isinstance(exc, OSError):
+        return type(exc)(exc.errno, exc.strerror or str(exc), exc.filename) \
+            if exc.errno is not None or exc.filename is not None else type(exc)(str(exc))
+    try:
+        type(exc)(*exc.args)  # what unpickling does on the receiving ranks
+        return exc
+    except Exception:
+        return DatasetError(f"{type(exc).__name__}: {exc}")
+
+
+def rebuilt_error(exc: Exception) -> Exception:
+    """A fresh copy of the broadcast error ``exc`` (so that every rank raises the same)."""
+    if isinstance(exc, OSError) and (exc.errno is not None or exc.filename is not None):
+        return type(exc)(exc.errno, exc.strerror, exc.filename)
+    try:
+        return type(exc)(*exc.args)
+    except Exception:
+        return exc
+
+
 def _innermost_own_frame(exc):
     """The innermost traceback frame in user code or hpcframe (not in a library): where to
     look first."""

@@ -41,8 +41,8 @@ def open_source(src, **csv_options):
     ``FileNotFoundError`` when nothing matches."""
     import hpcframe as hf
 
-    from .io.csv import read_csv
     from .io.paths import expand_paths
+    from .readers import read_csv
 
     first = src[0] if isinstance(src, (list, tuple)) else str(src)
     low = first.lower()
@@ -67,11 +67,12 @@ def plan_text(frame, to: str, dst: str, ranks: int, comm=None) -> str:
     Reads only metadata (and a sample of CSV files). Collective under MPI."""
     from .comm import communicator
     from .execute import assign, leaves_of
+    from .io.sources import known_partitions
 
-    source = frame._node.scan().source
+    source = frame.node.scan().source
     with communicator(comm) as c:
         leaves = leaves_of(source, c)
-    parts = source._hf_partitions
+    parts = known_partitions(source)
     lines = [f"convert {source.label} ({len({p.path for p in parts})} file(s), {len(parts)} "
              f"partition(s), ~{sum(p.num_rows for p in parts):,} rows, "
              f"{sum(p.nbytes for p in parts) / 1e6:.1f} MB) -> {to} {dst}",
@@ -92,11 +93,12 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
             progress=False, compression=None, row_group_size: int = 1 << 20,
             **csv_options) -> dict:
     """Convert ``src`` (see :func:`open_source`) into ``dst`` in format ``to``. Returns the
-    summary of :func:`hpcframe.io.writers.write` (rows, files, bytes in/out, seconds, ranks).
+    summary of :func:`hpcframe.writing.write` (rows, files, bytes in/out, seconds, ranks).
     Collective under MPI. Raises ``ValueError`` for an unknown format, ``FileExistsError``
     when ``dst`` holds something else or another write into it is running
     (:class:`~hpcframe.io.writers.DestinationLockedError`), :class:`~hpcframe.ComputeError`
     when a rank fails (re-running resumes; so does re-running after a kill or a full disk)."""
+    from . import writing
     from .io import writers as W
 
     if to not in FORMATS:
@@ -115,7 +117,7 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
             raise ValueError("partition_by is only for --to parquet or csv (HDF5 output is one "
                              "table)")
         fmt = W.HDF5Format(dst, codec)
-    return W.write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
+    return writing.write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
 
 
 def summary_text(s: dict) -> str:

@@ -77,6 +77,12 @@ class Frame(Lazy):
     def __init__(self, node: P.Node):
         self._node = node
 
+    @property
+    def node(self) -> P.Node:
+        """The plan node this frame is the result of (read-only; its ``scan().source`` is
+        the data source)."""
+        return self._node
+
     # -- metadata --------------------------------------------------------------------------
     @property
     def columns(self) -> pd.Index:
@@ -614,7 +620,9 @@ class GroupBy:
         if subtotals:
             from .subtotals import rollup
 
-            return rollup(self, agg, cols, margins_name)
+            return Result(rollup(self._node, self._keys, agg, cols, margins_name,
+                                 dropna=self._dropna, sort=self._sort,
+                                 as_index=self._as_index, series=self._series))
         specs = [(c, agg) for c in cols]
         if self._series:
             return self._result(specs, None, lambda m: getattr(self._pandas_groupby(m), agg)(),

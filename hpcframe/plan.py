@@ -159,3 +159,17 @@ def run_pandas(df, steps, after: dict[int, set]):
         elif isinstance(n, Project):
             df = df[[c for c in n.columns if c in df.columns]]
     return df
+
+
+def with_source(node: Node, source) -> Node:
+    """A copy of ``node``'s chain that reads from ``source`` instead of its Scan's source;
+    the original nodes are left untouched (other frames may share them)."""
+    import copy
+
+    chain = node.chain()
+    new: Node = Scan(source, chain[0].meta)
+    for n in chain[1:]:
+        n = copy.copy(n)
+        n.child = new
+        new = n
+    return new

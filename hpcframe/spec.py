@@ -782,6 +782,7 @@ def _run(spec: JobSpec, c, output, overwrite) -> RunSummary:
     from .execute import last_run_stats
     from .frame import compute
     from .io.output import OutputExistsError, check_writable, write_table
+    from .io.sources import known_partitions
 
     t0 = time.perf_counter()
     spec = _with_output(spec, output, overwrite)
@@ -812,7 +813,7 @@ def _run(spec: JobSpec, c, output, overwrite) -> RunSummary:
 
     _together(c, write)
     rows_total = None
-    parts = getattr(source._node.scan().source, "_hf_partitions", None)  # set by execute
+    parts = known_partitions(source.node.scan().source)  # discovered by execute
     if parts is not None:
         rows_total = sum(p.num_rows for p in parts)
     first = stats[0] if stats else {}
@@ -850,7 +851,7 @@ def dataset_info(path: str, format: str | None = None, key: str | None = None) -
         names = {"input.path": "PATH", "input.format": "--format", "input.key": "--key"}
         raise SpecError(names.get(exc.key, exc.key), exc.detail, exc.value) from None
     frame = open_input(inp)
-    src = frame._node.scan().source
+    src = frame.node.scan().source
     schema = src.schema()
     parts = src.discover(Comm())
     meta = empty_frame(schema)

@@ -14,24 +14,25 @@ from . import plan as P
 from .outputs import AggOutput, Composite
 
 
-def rollup(gb, agg: str, cols: list[str], margins_name: str = "All"):
-    from .frame import Result
-
-    if not gb._sort:
+def rollup(node: P.Node, keys: list[str], agg: str, cols: list[str], margins_name: str = "All",
+           dropna: bool = True, sort: bool = True, as_index: bool = True,
+           series: bool = False) -> Composite:
+    """The output of ``groupby(keys)[cols].<agg>(subtotals=True)`` over ``node``: the detail
+    groups, a subtotal row per level and a grand total (see the module docstring). ``series``:
+    the result is a Series of ``cols[0]``. Raises ``ValueError`` when ``sort`` is False."""
+    if not sort:
         raise ValueError("subtotals=True needs sort=True (totals are placed after the rows "
                          "they add up)")
-    keys = gb._keys
-    node = gb._node
-    if gb._dropna:
+    if dropna:
         node = P.Filter(node, E.and_all([E.IsNa(E.Col(k), negate=True) for k in keys]))
     specs = [(c, agg) for c in cols]
     outs = [_level(node, keys[:n], specs, cols, agg) for n in range(len(keys), -1, -1)]
 
     def finish(results):
-        return _assemble(results, keys, cols, margins_name, gb._as_index,
-                         cols[0] if gb._series else None)
+        return _assemble(results, keys, cols, margins_name, as_index,
+                         cols[0] if series else None)
 
-    return Result(Composite(outs, finish, f"groupby {agg} with subtotals"))
+    return Composite(outs, finish, f"groupby {agg} with subtotals")
 
 
 def _level(node, keys, specs, cols, agg):

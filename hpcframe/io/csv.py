@@ -43,12 +43,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .dataset import DatasetError, Partition, discover_files
+from .formats import CSV, CSV_COMPRESSION
 from .paths import expand_paths
 
-COMPRESSION = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd",
-               ".zstd": "zstd"}
-CSV_SUFFIXES = tuple(f"{ext}{c}" for ext in (".csv", ".tsv", ".txt", ".dat")
-                     for c in ("", *COMPRESSION))
+COMPRESSION = CSV_COMPRESSION
+CSV_SUFFIXES = CSV.read_suffixes
 SAMPLE_FILES = 8
 DEFAULT_CHUNK_BYTES = 64 << 20
 _CSV_OPTIONS = ("sep", "delimiter", "header", "names", "quotechar", "escapechar", "doublequote",
@@ -756,33 +755,3 @@ def _header_mismatch(path, got, first, want) -> str:
     return (f"{path}: the header {', '.join(map(str, got))} differs from the header of "
             f"{first} ({', '.join(map(str, want))}); all files of a dataset must have the "
             f"same columns in the same order — read them as separate datasets")
-
-
-def read_csv(path, dtype=None, parse_dates=None, usecols=None, on_bad_lines="error",
-             sample_rows: int = 10_000, chunk_bytes: int = DEFAULT_CHUNK_BYTES, **options):
-    """A lazy frame over CSV files: a file, a directory, a glob or a list; plain or
-    compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``).
-
-    ``dtype``: ``{column: dtype}`` overrides the inferred types (numpy dtype names, ``"str"``,
-    ``"category"``, ``"datetime64[us]"`` or pyarrow types). ``parse_dates``: columns parsed as
-    timestamps (``date_format=`` for non-ISO formats). ``usecols``: the columns to keep.
-    ``on_bad_lines``: ``"error"`` (a :class:`DatasetError` naming file and line), ``"skip"`` or
-    ``"warn"`` (drop the line, with a warning). ``sample_rows``: rows per file read to infer the
-    types. ``chunk_bytes``: target size of one partition (bounds the memory of a rank).
-    Other options: ``sep``, ``header`` (0 or None), ``names``, ``quotechar``, ``escapechar``,
-    ``doublequote``, ``na_values``, ``keep_default_na``, ``true_values``, ``false_values``,
-    ``encoding``, ``skip_blank_lines``, ``newlines_in_values`` (quoted line breaks: files are
-    then streamed, not split).
-
-    Only a sample of the first files is read now. Raises ``FileNotFoundError`` when nothing
-    matches, :class:`DatasetError` when a file cannot be parsed or headers differ, and
-    ``TypeError``/``ValueError`` for unknown options.
-    """
-    from ..frame import Frame
-    from ..plan import Scan
-    from .types import empty_frame
-
-    source = CSVSource(path, dtype=dtype, parse_dates=parse_dates, usecols=usecols,
-                       on_bad_lines=on_bad_lines, sample_rows=sample_rows,
-                       chunk_bytes=chunk_bytes, **options)
-    return Frame(Scan(source, empty_frame(source.schema())))

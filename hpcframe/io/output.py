@@ -18,22 +18,16 @@ import errno
 import os
 import tempfile
 
-FORMATS = {"parquet": (".parquet", ".parq", ".pq"), "hdf5": (".h5", ".hdf5", ".hdf", ".he5"),
-           "csv": (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv")}
+from .formats import FORMATS as _REGISTRY
+from .formats import format_of
+
+#: Output file suffixes by format (from the registry, :mod:`hpcframe.io.formats`).
+FORMATS = {name: fmt.suffixes for name, fmt in _REGISTRY.items()}
 HDF5_GROUP = "result"
 
 
 class OutputExistsError(FileExistsError):
     """The output file exists and overwriting was not asked for."""
-
-
-def format_of(path: str) -> str | None:
-    """``"parquet"``, ``"hdf5"`` or ``"csv"`` from the file name's extension, else ``None``."""
-    lower = os.fspath(path).lower()
-    for fmt, suffixes in FORMATS.items():
-        if lower.endswith(suffixes):
-            return fmt
-    return None
 
 
 def check_writable(path: str, overwrite: bool = False) -> None:

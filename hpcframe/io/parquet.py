@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .dataset import ColumnStats, DatasetError, Partition, discover_files, source_label
+from .formats import PARQUET
 from .paths import expand_paths, hive_values
 from .types import is_string
 
@@ -28,7 +29,7 @@ class ParquetSource:
     format = "parquet"
 
     def __init__(self, path, hive: bool = True):
-        self.files, self.root = expand_paths(path, (".parquet", ".parq", ".pq"), "Parquet")
+        self.files, self.root = expand_paths(path, PARQUET.read_suffixes, "Parquet")
         self.label = source_label(path, self.files, "Parquet")
         self._hive = {f: hive_values(f, self.root) for f in self.files} if hive else {}
         self._hive_types = _hive_types(self._hive)

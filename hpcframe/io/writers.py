@@ -1,9 +1,11 @@
-"""Parallel, transactional, resumable writers: ``to_parquet``, ``to_hdf``, ``to_csv``.
+"""Transactional, resumable datasets on disk: the formats, the staging folder, the lock, the
+manifest and the publish; the file side of ``to_parquet``, ``to_hdf`` and ``to_csv``.
 
-Every rank writes the leaves (blocks of partitions, see :func:`hpcframe.execute.leaves_of`) it
-reads, through :class:`WriteOutput` — an output whose ``chunk`` writes one leaf's rows to files
-named after the leaf (``part-000012.parquet``) and returns their descriptors; ``combine``
-concatenates the lists and the root rank finishes the dataset. No data passes through the root.
+The parallel driver that runs a frame through the engine and calls these functions is
+:mod:`hpcframe.writing`: every rank writes the leaves it reads with :meth:`_Format.write_leaf`
+(files named after the leaf, ``part-000012.parquet``) and records them
+(:func:`record_leaf`); the root commits (:func:`commit`) and publishes. No data passes
+through the root. This module imports nothing of the engine.
 
 Writes are transactions
     A reader never sees a partial dataset. For a destination ``dst`` (a folder; for HDF5 the
@@ -59,7 +61,6 @@ from urllib.parse import quote
 
 import pyarrow as pa
 
-from ..outputs import Output
 from .dataset import DatasetError
 
 MANIFEST = "_hpcframe_manifest.json"
@@ -226,6 +227,12 @@ def _trash(path: str) -> str:
 
 # --------------------------------------------------------------------------- test hooks
 _FAULT_RANK = [0]
+
+
+def start_faults(rank: int) -> None:
+    """Start counting the test fault points (see :func:`_fault`) afresh, as rank ``rank``."""
+    _FAULT_RANK[0] = rank
+    _FAULT_COUNT.clear()
 
 
 def _fault(stage: str, path: str) -> None:
@@ -462,40 +469,16 @@ def _hdf5_column(col: pa.ChunkedArray, name: str, path: str):
     return col.to_numpy(), None, {}
 
 
-# --------------------------------------------------------------------------- the output
-class WriteOutput(Output):
-    """Writes every leaf's rows with ``fmt`` into ``staging``; the partial is the list of
-    file descriptors. Leaves in ``done`` (index → descriptors) are not written again."""
+def record_leaf(staging: str, index: int, files: list[dict]) -> None:
+    """Record (atomically) that leaf ``index`` is written as ``files``: a resumed write
+    skips it (:func:`done_leaves`)."""
+    record = os.path.join(staging, LEAVES, f"leaf-{index:06d}.json")
+    _replace_atomic(lambda tmp: _write_json(tmp, files), record, "leaf-record")
 
-    def __init__(self, node, fmt: _Format, staging: str, done: dict, progress=None):
-        self.node, self.fmt, self.staging, self.done = node, fmt, staging, done
-        self.schema = target_schema(node.meta)
-        self.progress = progress
 
-    def columns(self):
-        return set(self.node.meta.columns)
-
-    def text(self):
-        return f"write {self.fmt.name} {self.fmt.dst}"
-
-    def chunk(self, df, leaf):
-        if leaf.index in self.done:
-            files = self.done[leaf.index]
-        else:
-            table = to_arrow(df, self.schema, leaf.describe())
-            files = self.fmt.write_leaf(table, leaf.index, self.staging)
-            record = os.path.join(self.staging, LEAVES, f"leaf-{leaf.index:06d}.json")
-            _replace_atomic(lambda tmp: _write_json(tmp, files), record, "leaf-record")
-        if self.progress is not None:
-            self.progress(leaf)
-        return [{"leaf": leaf.index, "files": files, "rows_in": len(df),
-                 "bytes_in": leaf.nbytes}]
-
-    def combine(self, a, b):
-        return (a or []) + (b or [])
-
-    def finalize(self, files):
-        return files or []
+def leaves_recorded(staging: str) -> int:
+    """How many leaves of the write staged in ``staging`` are recorded as done (all ranks)."""
+    return len(os.listdir(os.path.join(staging, LEAVES)))
 
 
 def _write_json(path, obj):
@@ -509,138 +492,12 @@ def _read_json(path):
         return json.load(f)
 
 
-class _SkipDone:
-    """A source that reads nothing for partitions of finished leaves (resume)."""
-
-    def __init__(self, inner, skip: set):
-        self._inner, self._skip = inner, skip
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    def read(self, part, columns):
-        if _part_key(part) in self._skip:
-            return pa.schema([self._inner.schema().field(c) for c in columns]).empty_table()
-        return self._inner.read(part, columns)
-
-    def read_many(self, parts, columns):
-        if all(_part_key(p) in self._skip for p in parts):
-            return self.read(parts[0], columns)
-        from ..execute import read_parts
-
-        return read_parts(self._inner, parts, columns)
-
-
-def _part_key(p):
-    return (p.path, str(p.piece), p.start, p.stop)
-
-
-# --------------------------------------------------------------------------- driver
-def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: bool = False,
-          fail_leaf=None) -> dict:
-    """Write ``frame`` with ``fmt`` in parallel (collective under MPI) as one transaction; see
-    the module docstring. Returns a summary dict (on every rank): ``files``, ``rows``,
-    ``bytes_in``, ``bytes_out``, ``seconds``, ``ranks``, ``leaves``, ``skipped`` (leaves done
-    earlier), ``path`` and ``state``: ``"written"``, ``"published"`` (an earlier run had
-    finished everything but the publish) or ``"complete"`` (nothing to do). Raises
-    ``FileExistsError`` when ``dst`` holds something else, :class:`DestinationLockedError`
-    when another write into ``dst`` is running, :class:`~hpcframe.ComputeError` on every rank
-    when a rank fails (the staging folder is kept, so that the next run resumes).
-    ``fail_leaf`` (tests only) makes the write of that leaf raise, to simulate a crash."""
-    from ..comm import communicator
-    from ..execute import leaves_of
-    from ..frame import Frame
-
-    node = frame._node if isinstance(frame, Frame) else None
-    if node is None:
-        raise TypeError(f"expected an hpcframe Frame, not {type(frame).__name__} (to write a "
-                        f"pandas result, use pandas' own to_parquet/to_hdf)")
-    missing = [k for k in getattr(fmt, "partition_by", []) if k not in node.meta.columns]
-    if missing:
-        from ..errors import ColumnNotFoundError
-
-        raise ColumnNotFoundError(missing[0], list(node.meta.columns), "the frame to write")
-    scan = node.scan()
-    with communicator(comm) as c:
-        _FAULT_RANK[0] = c.rank
-        _FAULT_COUNT.clear()
-        t0 = time.perf_counter()
-        leaves = leaves_of(scan.source, c)
-        staging = staging_of(fmt)
-        plan = {"format": fmt.name, "source": scan.source.label, "leaves": len(leaves),
-                "plan": [n.text() for n in node.chain()], "options": fmt.options(),
-                "schema": str(target_schema(node.meta))}
-        lock = state = None
-        if c.rank == 0:
-            try:
-                os.makedirs(os.path.dirname(fmt.dst), exist_ok=True)
-                lock = _Lock.acquire(lock_of(fmt), fmt.dst)
-                state = _prepare(fmt, staging, plan, overwrite)
-            except Exception as exc:  # the others wait in bcast: send it to them
-                state = _portable(exc)
-        try:
-            return _run(c, node, scan, fmt, staging, plan, leaves, c.bcast(state), progress,
-                        fail_leaf, t0)
-        finally:
-            if lock is not None:
-                lock.release()
-
-
-def _run(c, node, scan, fmt, staging, plan, leaves, state, progress, fail_leaf, t0) -> dict:
-    """The write after the root checked the destination (``state``); returns the summary."""
-    from ..comm import failure
-    from ..execute import compute
-
-    if isinstance(state, Exception):
-        raise _rebuild(state)  # the same error on every rank
-    if state in ("complete", "publish"):
-        error = summary = None
-        if c.rank == 0:
-            try:
-                if state == "publish":
-                    _publish(fmt, staging)
-                summary = _summary_from_manifest(fmt, c.size, time.perf_counter() - t0,
-                                                 "published" if state == "publish"
-                                                 else "complete")
-            except Exception as exc:
-                error = failure(c, f"publishing {fmt.dst}", exc)
-        c.agree(error)
-        return c.bcast(summary)
-    done = _done_leaves(staging, len(leaves))
-    skip = _skip_keys(leaves, done)
-    counter = _Progress(c, len(leaves), staging) if progress else None
-    out = WriteOutput(node, fmt, staging, done, counter)
-    if fail_leaf is not None:  # testing hook: simulate a crash in one leaf
-        inner = out.chunk
-
-        def chunk(df, leaf):
-            if leaf.index == fail_leaf:
-                raise RuntimeError(f"simulated failure in leaf {leaf.index}")
-            return inner(df, leaf)
-        out.chunk = chunk
-    scan.source = _SkipDone(scan.source, skip)
-    try:
-        (files,) = compute([out], comm=c, root=0)
-    finally:
-        scan.source = scan.source._inner
-    error = None
-    summary = None
-    if c.rank == 0:
-        try:
-            summary = _finish(fmt, files, out.schema, staging, plan, len(done), c.size,
-                              time.perf_counter() - t0)
-        except Exception as exc:
-            error = failure(c, f"finishing {fmt.dst}", exc)
-    c.agree(error)
-    return c.bcast(summary)
-
-
 # --------------------------------------------------------------------------- the lock
 class DestinationLockedError(FileExistsError):
     """Another write into the same destination holds its lock."""
 
 
-class _Lock:
+class Lock:
     """An exclusive lock on one destination: the file ``.<name>.hpcframe-lock`` beside it,
     created atomically with ``link(2)`` from a complete temporary file (so it always holds
     its owner: host, pid, start time, command and a random token). ``link`` is atomic on
@@ -652,7 +509,7 @@ class _Lock:
         self.path, self.token = path, token
 
     @classmethod
-    def acquire(cls, path: str, target: str) -> _Lock:
+    def acquire(cls, path: str, target: str) -> Lock:
         """Take the lock or raise :class:`DestinationLockedError` naming its holder. A lock
         whose holder ran on this host and is gone (killed) is broken and taken."""
         token = uuid.uuid4().hex
@@ -849,29 +706,6 @@ def _read_manifest(manifest: str, data_dir: str) -> dict:
     return old
 
 
-def _portable(exc: Exception) -> Exception:
-    """``exc`` in a form that pickles for bcast (an ``OSError`` keeps errno, message and
-    file name; other types that do not pickle become ``DatasetError`` with the message)."""
-    if isinstance(exc, OSError):
-        return type(exc)(exc.errno, exc.strerror or str(exc), exc.filename) \
-            if exc.errno is not None or exc.filename is not None else type(exc)(str(exc))
-    try:
-        type(exc)(*exc.args)  # what unpickling does on the receiving ranks
-        return exc
-    except Exception:
-        return DatasetError(f"{type(exc).__name__}: {exc}")
-
-
-def _rebuild(exc: Exception) -> Exception:
-    """A fresh copy of the broadcast error ``exc`` (so that every rank raises the same)."""
-    if isinstance(exc, OSError) and (exc.errno is not None or exc.filename is not None):
-        return type(exc)(exc.errno, exc.strerror, exc.filename)
-    try:
-        return type(exc)(*exc.args)
-    except Exception:
-        return exc
-
-
 def _remove(path: str) -> None:
     try:
         os.unlink(path)
@@ -913,7 +747,7 @@ def _check_replaceable(final: str, old: dict) -> None:
                               f"another path)")
 
 
-def _prepare(fmt, staging, plan, overwrite) -> str:
+def prepare(fmt, staging, plan, overwrite) -> str:
     """Root, holding the lock: check the destination and bring any interrupted earlier write
     to a known state. Returns ``"complete"`` (the same write is published: nothing to do),
     ``"publish"`` (the same write is committed, only the publish is left) or ``"ready"`` (the
@@ -1013,10 +847,10 @@ def _prepare(fmt, staging, plan, overwrite) -> str:
     return "ready"
 
 
-def _publish(fmt, staging) -> None:
+def publish(fmt, staging) -> None:
     """Root, holding the lock: publish the committed ``staging`` folder onto the destination
     with one rename (an existing dataset is renamed aside first and deleted after), then, for
-    HDF5, the file ``dst``. Each step can be interrupted: :func:`_prepare` recognises every
+    HDF5, the file ``dst``. Each step can be interrupted: :func:`prepare` recognises every
     state and the next run completes it."""
     try:
         _publish_steps(fmt, staging)
@@ -1068,7 +902,7 @@ def _publish_steps(fmt, staging) -> None:
             pass  # a leftover the next write removes
 
 
-def _done_leaves(staging, n) -> dict:
+def done_leaves(staging, n) -> dict:
     done = {}
     folder = os.path.join(staging, LEAVES)
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
@@ -1081,35 +915,7 @@ def _done_leaves(staging, n) -> dict:
     return done
 
 
-def _skip_keys(leaves, done) -> set:
-    skip = set()
-    by_parent: dict = {}
-    for leaf in leaves:
-        if leaf.parent is None:
-            if leaf.index in done:
-                skip.update(_part_key(p) for p in leaf.parts)
-        else:
-            by_parent.setdefault(_part_key(leaf.parent), []).append(leaf.index in done)
-    skip.update(k for k, flags in by_parent.items() if all(flags))
-    return skip
-
-
-class _Progress:
-    """Rank 0 prints ``partitions done / total`` (counting every rank's leaf records)."""
-
-    def __init__(self, comm, total, staging):
-        self.rank, self.total, self.staging = comm.rank, total, staging
-        self.last = 0.0
-
-    def __call__(self, leaf):
-        if self.rank != 0 or time.monotonic() - self.last < 1.0:
-            return
-        self.last = time.monotonic()
-        n = len(os.listdir(os.path.join(self.staging, LEAVES)))
-        print(f"hpcframe: {n}/{self.total} partitions written", flush=True)
-
-
-def _finish(fmt, files, schema, staging, plan, skipped, size, seconds) -> dict:
+def commit(fmt, files, schema, staging, plan, skipped, size, seconds) -> dict:
     """Root: stage what is left (an empty result's file, the HDF5 table file), commit (the
     manifest, written last into the staging folder) and publish."""
     rows_in = sum(leaf["rows_in"] for leaf in files)
@@ -1125,45 +931,16 @@ def _finish(fmt, files, schema, staging, plan, skipped, size, seconds) -> dict:
     _replace_atomic(lambda tmp: _write_json(tmp, manifest),
                     os.path.join(staging, MANIFEST), "manifest")
     _fsync_dir(staging)
-    _publish(fmt, staging)
+    publish(fmt, staging)
     return {"path": fmt.dst, "files": len(files), "rows": manifest["rows"],
             "rows_in": rows_in, "bytes_in": bytes_in,
             "bytes_out": sum(f["bytes"] for f in files), "seconds": seconds, "ranks": size,
             "leaves": plan["leaves"], "skipped": skipped, "state": "written"}
 
 
-def _summary_from_manifest(fmt, size, seconds, state) -> dict:
+def summary_from_manifest(fmt, size, seconds, state) -> dict:
     m = _read_json(os.path.join(fmt.data_dir, MANIFEST))
     return {"path": fmt.dst, "files": len(m["files"]), "rows": m["rows"], "rows_in": 0,
             "bytes_in": 0, "bytes_out": sum(f["bytes"] for f in m["files"]),
             "seconds": seconds, "ranks": size, "leaves": m["plan"]["leaves"],
             "skipped": m["plan"]["leaves"], "state": state, "written": m.get("written")}
-
-
-# --------------------------------------------------------------------------- public API
-def to_parquet(frame, path, partition_by=None, row_group_size: int = 1 << 20,
-               compression: str = "zstd", compression_level=None, comm=None,
-               overwrite: bool = False, progress: bool = False) -> dict:
-    """Write a lazy frame as a Parquet dataset in folder ``path`` (hive folders with
-    ``partition_by``), in parallel, atomically and resumably (see the module docstring).
-    Returns the summary dict of :func:`write`. Collective under MPI."""
-    fmt = ParquetFormat(path, partition_by, row_group_size, compression, compression_level)
-    return write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
-
-
-def to_hdf(frame, path, compression: str | None = "gzip", chunk_rows: int = 65536, comm=None,
-           overwrite: bool = False, progress: bool = False) -> dict:
-    """Write a lazy frame as HDF5: part files in ``<path>.d/`` and ``path`` presenting them as
-    one table (virtual datasets), readable by ``hf.read_hdf(path)``. Timestamps are stored as
-    int64 (attribute ``hpcframe_type``), missing strings as ""; integer columns with missing
-    values are refused. Returns the summary dict of :func:`write`. Collective under MPI."""
-    fmt = HDF5Format(path, compression, chunk_rows)
-    return write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
-
-
-def to_csv(frame, path, partition_by=None, comm=None, overwrite: bool = False,
-           progress: bool = False) -> dict:
-    """Write a lazy frame as CSV files (with header) in folder ``path``. Returns the summary
-    dict of :func:`write`. Collective under MPI."""
-    return write(frame, CSVFormat(path, partition_by), comm=comm, overwrite=overwrite,
-                 progress=progress)

@@ -25,7 +25,8 @@ import hpcframe as hf
 from hpcframe.cli import main
 from hpcframe.errors import DatasetError
 from hpcframe.io.output import write_table
-from hpcframe.io.writers import MANIFEST, STAGING, to_parquet
+from hpcframe.io.writers import MANIFEST, STAGING
+from hpcframe.writing import to_parquet
 
 from ingest_support import flights
 

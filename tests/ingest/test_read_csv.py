@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from hpcframe.errors import DatasetError
-from hpcframe.io.csv import ByteRange, RowChunk, read_csv
+from hpcframe.io.csv import ByteRange, RowChunk
+from hpcframe.readers import read_csv
 
 from ingest_support import compress, flights
 

@@ -8,8 +8,9 @@ import sys
 
 from hpcframe.comm import communicator
 from hpcframe.errors import ComputeError
-from hpcframe.io.csv import read_csv
-from hpcframe.io.writers import ParquetFormat, write
+from hpcframe.io.writers import ParquetFormat
+from hpcframe.readers import read_csv
+from hpcframe.writing import write
 
 src, dst, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fail = int(sys.argv[4]) if len(sys.argv) > 4 else None

@@ -1,0 +1,164 @@
+"""The ``read_*`` entry points: a lazy :class:`~hpcframe.Frame` over a data source.
+
+Each builds a source from :mod:`hpcframe.io` and puts a :class:`~hpcframe.plan.Scan` over it;
+nothing but metadata (a footer, a header, a sample) is read until a computation runs. The
+sources are imported when used, so that ``import hpcframe`` stays light (h5py only with
+:func:`read_hdf`).
+"""
+from __future__ import annotations
+
+import os
+
+from .frame import Frame
+from .io.formats import HDF5
+from .plan import Scan
+
+
+def frame_of(source) -> Frame:
+    """A lazy frame over all columns of ``source`` (any object of the source protocol)."""
+    from .io.types import empty_frame
+
+    return Frame(Scan(source, empty_frame(source.schema())))
+
+
+def read_parquet(path, columns=None, hive: bool = True) -> Frame:
+    """A lazy frame over Parquet data.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or list
+        A file, a directory (searched recursively), a glob pattern, or a list of files.
+    columns : list of str, optional
+        The columns to keep (all by default).
+    hive : bool, default True
+        ``key=value`` folders become columns.
+
+    Returns
+    -------
+    Frame
+        Lazy; only the footers of the first file are read now.
+
+    Raises
+    ------
+    FileNotFoundError
+        When nothing matches ``path``.
+    DatasetError
+        When the first file is not Parquet.
+
+    Examples
+    --------
+    >>> flights = hf.read_parquet("data/flights/", columns=["carrier", "dep_delay"])
+    """
+    from .io.parquet import ParquetSource
+
+    frame = frame_of(ParquetSource(path, hive=hive))
+    return frame[list(columns)] if columns is not None else frame
+
+
+def read_hdf(path, key: str | None = None, columns=None) -> Frame:
+    """A lazy frame over HDF5 data (h5py).
+
+    The object read is a group of equal-length 1-D column datasets, a compound dataset, or a
+    table written by ``pandas.DataFrame.to_hdf(format="table")``.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or list
+        A file, a glob pattern or a list of files.
+    key : str, optional
+        The object inside the files.
+    columns : list of str, optional
+        The columns to keep (all by default).
+
+    Returns
+    -------
+    Frame
+        Lazy; only metadata of the first file is read now.
+
+    Raises
+    ------
+    FileNotFoundError
+        When nothing matches ``path``.
+    DatasetError
+        When a file is not HDF5 or holds no table at ``key``.
+    """
+    from .io.hdf5 import HDF5Source
+    from .io.paths import expand_paths
+
+    files, _ = expand_paths(path, HDF5.read_suffixes, "HDF5")
+    frame = frame_of(HDF5Source(files, key=key, label=_given(path)))
+    return frame[list(columns)] if columns is not None else frame
+
+
+def _given(path):
+    """The path the user passed, as text (for messages), or None for a list."""
+    return os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+
+
+def from_pandas(df, npartitions: int = 1) -> Frame:
+    """A lazy frame over an in-memory pandas DataFrame.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The data; under MPI every rank must hold the same frame (as in an SPMD script).
+    npartitions : int, default 1
+        The number of row ranges it is split into.
+
+    Returns
+    -------
+    Frame
+        Lazy.
+    """
+    from .io.memory import PandasSource
+
+    return frame_of(PandasSource(df, npartitions))
+
+
+def read_csv(path, dtype=None, parse_dates=None, usecols=None, on_bad_lines="error",
+             sample_rows: int = 10_000, chunk_bytes: int | None = None, **options) -> Frame:
+    """A lazy frame over CSV files: plain or compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``).
+
+    Parameters
+    ----------
+    path : str, os.PathLike or list
+        A file, a directory, a glob pattern or a list of files.
+    dtype : dict, optional
+        ``{column: dtype}`` overrides the inferred types (numpy dtype names, ``"str"``,
+        ``"category"``, ``"datetime64[us]"`` or pyarrow types).
+    parse_dates : list of str, optional
+        Columns parsed as timestamps (``date_format=`` for non-ISO formats).
+    usecols : list of str, optional
+        The columns to keep.
+    on_bad_lines : {"error", "skip", "warn"}
+        ``"error"``: a :class:`DatasetError` naming file and line; ``"skip"``/``"warn"``:
+        drop the line (with a warning).
+    sample_rows : int, default 10000
+        Rows per file read to infer the types.
+    chunk_bytes : int, optional
+        Target size of one partition (bounds the memory of a rank; default 64 MiB).
+    **options
+        ``sep``, ``header`` (0 or None), ``names``, ``quotechar``, ``escapechar``,
+        ``doublequote``, ``na_values``, ``keep_default_na``, ``true_values``,
+        ``false_values``, ``encoding``, ``skip_blank_lines``, ``newlines_in_values`` (quoted
+        line breaks: files are then streamed, not split).
+
+    Returns
+    -------
+    Frame
+        Lazy; only a sample of the first files is read now.
+
+    Raises
+    ------
+    FileNotFoundError
+        When nothing matches.
+    DatasetError
+        When a file cannot be parsed or headers differ.
+    TypeError, ValueError
+        For unknown or invalid options.
+    """
+    from .io.csv import CSVSource
+
+    return frame_of(CSVSource(path, dtype=dtype, parse_dates=parse_dates, usecols=usecols,
+                              on_bad_lines=on_bad_lines, sample_rows=sample_rows,
+                              chunk_bytes=chunk_bytes, **options))
