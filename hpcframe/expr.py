@@ -567,15 +567,37 @@ def _is_predicate(e: Expr) -> bool:
 
 def _coerce_literal(other, value):
     """A string literal compared with a datetime column becomes a Timestamp (as in pandas)."""
-    if isinstance(value, str) and hasattr(other, "dtype") and other.dtype.kind == "M":
-        import pandas as pd
+    return datetime_literal(value, getattr(other, "dtype", None))
 
-        try:
-            ts = pd.Timestamp(value)
-        except (ValueError, TypeError, OverflowError):
-            return value  # not a date: pandas finds it equal to nothing, refuses <
-        return value if ts is pd.NaT else ts
-    return value
+
+def datetime_literal(value, dtype):
+    """``value`` as pandas reads it when compared with a column of ``dtype``: a string
+    compared with a datetime column is a Timestamp, localized to the column's time zone when
+    it names none. Anything else, and a string that is not a date, is returned unchanged
+    (pandas then finds such a string equal to nothing and refuses ``<``)."""
+    if not isinstance(value, str) or getattr(dtype, "kind", None) != "M":
+        return value
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return value
+    if ts is pd.NaT:
+        return value
+    tz = getattr(dtype, "tz", None)
+    if tz is not None and ts.tz is None:
+        ts = ts.tz_localize(tz)
+    return ts
+
+
+def dtype_on(expr: Expr, meta):
+    """The dtype ``expr`` has over the columns of the empty frame ``meta`` (evaluated there:
+    raises the ``TypeError`` pandas raises for operands that do not fit)."""
+    import pandas as pd
+
+    value = expr.evaluate(meta)
+    return value.dtype if isinstance(value, pd.Series) else np.asarray(value).dtype
 
 
 def _date_comparison(op, left, right, schema):

@@ -127,6 +127,13 @@ class Frame(Lazy):
             node = P.Assign(node, name, _expr_of(value))
         return Frame(node)
 
+    def expression(self, expr: E.Expr, name=None) -> "Series":
+        """A lazy Series computing ``expr`` (an :mod:`hpcframe.expr` tree over this frame's
+        columns, e.g. from :func:`hpcframe.query.parse_query`); raises
+        :class:`~hpcframe.ColumnNotFoundError` for a name that is not a column."""
+        self._node.check_columns(expr.columns())
+        return Series(self._node, expr, name)
+
     def query(self, text: str) -> "Frame":
         """Rows matching a pandas-style query string (``"carrier == 'AA' and dep_delay > 0"``),
         parsed by a restricted parser (:mod:`hpcframe.query`; never ``eval``). Raises
@@ -224,6 +231,9 @@ def _reduce_columns(meta, agg, numeric_only):
     return cols
 
 
+_COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+
+
 class Series(Lazy):
     """A lazy column, or an expression over the columns of one frame."""
 
@@ -235,8 +245,7 @@ class Series(Lazy):
 
     @property
     def dtype(self):
-        value = self._expr.evaluate(self._node.meta)
-        return value.dtype if isinstance(value, pd.Series) else np.asarray(value).dtype
+        return E.dtype_on(self._expr, self._node.meta)
 
     def _output(self):
         node, col = self._as_column()
@@ -256,9 +265,8 @@ class Series(Lazy):
     def _bin(self, op, other, reverse=False):
         if isinstance(other, Series) and other._node.scan() is not self._node.scan():
             raise ValueError("cannot combine columns of different datasets")
-        if isinstance(other, str) and op in ("==", "!=", "<", "<=", ">", ">=") \
-                and getattr(self.dtype, "kind", "") == "M":
-            other = _datetime_literal(other, getattr(self.dtype, "tz", None))
+        if isinstance(other, str) and op in _COMPARISONS:
+            other = E.datetime_literal(other, self.dtype)
         o = _expr_of(other)
         left, right = (o, self._expr) if reverse else (self._expr, o)
         name = self.name if not isinstance(other, Series) or other.name == self.name else None
@@ -448,21 +456,6 @@ class _StrAccessor:
 
     def contains(self, pat, case=True, regex=True):
         return self._s._new(E.StrMatch(self._s._expr, "contains", pat, regex=regex, case=case))
-
-
-def _datetime_literal(text: str, tz):
-    """A string compared with a datetime column, as pandas reads it: a Timestamp, localized
-    to the column's time zone when it names none. A string that is not a date stays a
-    string: pandas then finds it equal to nothing and refuses ``<``."""
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError, OverflowError):
-        return text
-    if ts is pd.NaT:
-        return text
-    if tz is not None and ts.tz is None:
-        ts = ts.tz_localize(tz)
-    return ts
 
 
 def _expr_of(value) -> E.Expr:

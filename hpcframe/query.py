@@ -18,9 +18,11 @@ Grammar (as in ``pandas.DataFrame.query``):
   ``x.between(a, b[, inclusive=...])``, ``x.str.startswith('..')``, ``x.str.endswith('..')``,
   ``x.str.contains('..'[, case=..., regex=...])``
 
-:func:`apply_query` filters a lazy :class:`~hpcframe.frame.Frame` and :func:`apply_expression`
-computes a column from one; both go through the frame API, so comparisons of datetime columns
-with string literals convert the string as pandas does.
+:func:`resolve` turns a parsed tree into the expression to run over given columns: constant
+parts are folded, numbers checked, and strings compared with datetime columns converted as
+pandas does (:func:`hpcframe.expr.datetime_literal`). :func:`apply_query` and
+:func:`apply_expression` hand that expression to a lazy frame (``frame.expression``); this
+module imports nothing of the frame API.
 """
 from __future__ import annotations
 
@@ -96,15 +98,16 @@ def apply_filter(frame, tree: E.Expr, text: str = ""):
     is quoted in errors). Returns a lazy Frame; raises :class:`QueryError` when ``tree`` is
     not a condition on the columns."""
     text = text or tree.text()
-    mask = _series_of(frame, tree, text, "filter")
+    meta = frame.node.meta
+    mask, _ = _resolved(tree, meta, text, "filter")
     if not _is_series(mask):
         raise QueryError(f"filter {text!r} does not use any column: it is the constant "
                          f"{mask!r}; write a condition on the columns, e.g. \"x > 0\"", text)
-    dtype = mask.dtype
+    dtype = E.dtype_on(mask, meta)
     if getattr(dtype, "kind", None) != "b":
         raise QueryError(f"filter {text!r} is not a condition: it gives values of type "
                          f"{dtype}, not True/False; compare it, e.g. \"({text}) > 0\"", text)
-    return frame[mask]
+    return frame[frame.expression(mask)]
 
 
 def apply_expression(frame, text: str, what: str = "expression"):
@@ -112,12 +115,28 @@ def apply_expression(frame, text: str, what: str = "expression"):
     computes from the columns of ``frame``, e.g. ``"arr_delay - dep_delay"``. Raises as
     :func:`apply_query` does; type errors found on the (empty) schema raise
     :class:`QueryError` too."""
-    return _series_of(frame, _Parser(text, list(frame.columns), what).parse(), text, what)
+    tree = _Parser(text, list(frame.columns), what).parse()
+    value, name = _resolved(tree, frame.node.meta, text, what)
+    return frame.expression(value, name) if _is_series(value) else value
 
 
-def _series_of(frame, tree: E.Expr, text: str, what: str):
+def resolve(tree: E.Expr, meta, text: str = "", what: str = "expression"):
+    """The expression ``tree`` (from :func:`parse_query`) computes over the columns of the
+    empty pandas frame ``meta``, or a Python constant when it uses no column. Constant parts
+    are folded, strings compared with datetime columns become Timestamps (as in pandas).
+    Raises :class:`QueryError` when it cannot be applied to these columns."""
+    return _resolved(tree, meta, text or tree.text(), what)[0]
+
+
+def _resolved(tree: E.Expr, meta, text: str, what: str):
+    """``(expression or constant, name)`` of ``tree`` over ``meta`` (see :func:`resolve`);
+    the name is the one pandas gives the resulting Series."""
+    return _guarded(lambda: _Resolver(meta).visit(tree), text, what)
+
+
+def _guarded(fn, text: str, what: str):
     try:
-        return _to_series(frame, tree)
+        return fn()
     except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         if isinstance(exc, HpcframeError):
             raise
@@ -135,12 +154,12 @@ def _check_number(value) -> None:
                          f"a column (it does not fit a float64); use a smaller number")
 
 
-def _check_text(arg, e) -> None:
-    """``x.str.<method>`` needs a text column: a clear :class:`QueryError` otherwise."""
+def _check_text(arg, dtype, e) -> None:
+    """``x.str.<method>`` needs a text column (``arg`` of ``dtype``): a clear
+    :class:`QueryError` otherwise."""
     if not _is_series(arg):
         raise QueryError(f"x.str.{e.method} needs a text column, not the constant "
                          f"{_lit_text(arg)}")
-    dtype = getattr(arg, "dtype", None)
     kind = getattr(dtype, "kind", None)
     if dtype is None or kind in ("O", "U", "S") or str(dtype) in ("category", "string") \
             or str(dtype).startswith(("str", "string")):
@@ -159,45 +178,76 @@ def _lit_text(value) -> str:
 
 
 def _is_series(value) -> bool:
-    from .frame import Series
+    """Whether a resolved value depends on the columns (an expression, not a constant)."""
+    return isinstance(value, E.Expr)
 
-    return isinstance(value, Series)
 
+class _Resolver:
+    """Resolves a parsed tree over the columns of ``meta`` as pandas evaluates the same
+    operations on Series and scalars: ``(value, name)`` per node, where value is an
+    expression (it uses a column) or a Python constant (folded as Python computes it)."""
 
-def _to_series(frame, e: E.Expr):
-    """Rebuild ``e`` with the frame API (``frame[col] > lit``...)."""
-    if isinstance(e, E.Col):
-        return frame[e.name]
-    if isinstance(e, E.Lit):
-        return e.value
-    if isinstance(e, E.Bin):
-        left, right = _to_series(frame, e.left), _to_series(frame, e.right)
-        for lit, other in ((left, right), (right, left)):
-            if _is_series(other):
-                _check_number(lit)
-        if e.op in ("&", "|"):
-            return (left & right) if e.op == "&" else (left | right)
-        return _PY[e.op](left, right)
-    if isinstance(e, E.Not):
-        return ~_to_series(frame, e.arg)
-    if isinstance(e, E.Neg):
-        return -_to_series(frame, e.arg)
-    arg = _to_series(frame, e.arg)
-    if isinstance(e, E.IsIn):
-        return arg.isin(e.values)
-    if isinstance(e, E.Between):
-        if _is_series(arg):
+    def __init__(self, meta):
+        self.meta = meta
+
+    def dtype(self, value):
+        return E.dtype_on(value, self.meta)
+
+    def visit(self, e: E.Expr):
+        if isinstance(e, E.Col):
+            return e, e.name
+        if isinstance(e, E.Lit):
+            return e.value, None
+        if isinstance(e, E.Bin):
+            return self._bin(e.op, self.visit(e.left), self.visit(e.right))
+        if isinstance(e, (E.Not, E.Neg)):
+            arg, name = self.visit(e.arg)
+            if not _is_series(arg):
+                return (~arg if isinstance(e, E.Not) else -arg), None
+            return type(e)(arg), name
+        arg, name = self.visit(e.arg)
+        if isinstance(e, E.StrMatch):
+            _check_text(arg, self.dtype(arg) if _is_series(arg) else None, e)
+            if e.method == "contains":
+                return E.StrMatch(arg, "contains", e.pattern, regex=e.regex, case=e.case), name
+            return E.StrMatch(arg, e.method, e.pattern), name
+        if not _is_series(arg):  # a method of a constant: the error Python gives
+            method = {E.IsIn: "isin", E.Between: "between"}.get(type(e)) or (
+                "notna" if getattr(e, "negate", False) else "isna")
+            getattr(arg, method)
+        if isinstance(e, E.IsIn):
+            return E.IsIn(arg, list(e.values)), name
+        if isinstance(e, E.Between):
             _check_number(e.low)
             _check_number(e.high)
-        return arg.between(e.low, e.high, inclusive=e.inclusive)
-    if isinstance(e, E.IsNa):
-        return arg.notna() if e.negate else arg.isna()
-    if isinstance(e, E.StrMatch):
-        _check_text(arg, e)
-        if e.method == "contains":
-            return arg.str.contains(e.pattern, case=e.case, regex=e.regex)
-        return getattr(arg.str, e.method)(e.pattern)
-    raise TypeError(f"unexpected expression node {type(e).__name__}")  # pragma: no cover
+            return E.Between(arg, e.low, e.high, e.inclusive), name
+        if isinstance(e, E.IsNa):
+            return E.IsNa(arg, negate=e.negate), name
+        raise TypeError(f"unexpected expression node {type(e).__name__}")  # pragma: no cover
+
+    def _bin(self, op, left, right):
+        (lv, ln), (rv, rn) = left, right
+        for lit, other in ((lv, rv), (rv, lv)):
+            if _is_series(other):
+                _check_number(lit)
+        if not _is_series(lv) and not _is_series(rv):
+            if op in ("&", "|"):
+                return ((lv & rv) if op == "&" else (lv | rv)), None
+            return _PY[op](lv, rv), None
+        if not _is_series(lv) and op in _FLIP:  # `1 < x` is pandas' `x > 1`
+            op, (lv, ln), (rv, rn) = _FLIP[op], (rv, rn), (lv, ln)
+        reverse = not _is_series(lv)
+        series, sname = (rv, rn) if reverse else (lv, ln)
+        other = lv if reverse else rv
+        if op in _FLIP and isinstance(other, str):
+            other = E.datetime_literal(other, self.dtype(series))
+        o = other if _is_series(other) else E.Lit(other)
+        name = sname if not _is_series(other) or (rn if not reverse else ln) == sname else None
+        left_e, right_e = (o, series) if reverse else (series, o)
+        return E.Bin(op, left_e, right_e), name
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
 class _Parser:
