@@ -3,7 +3,7 @@
 Layout of a profile directory (every file loads with pandas / any Parquet reader)::
 
     run.json               summary: version, t0 (epoch seconds), ranks, hosts, sources, status,
-                           and the bottleneck analysis of :func:`hpcframe.diagnostics.report.summarize`
+                           and the bottleneck analysis of :func:`hpcframe.diagnostics.summary.summarize`
     tasks.parquet          one row per leaf  (Profiler.results; times in s since t0)
     collectives.parquet    one row per collective per rank
     runs.parquet           one row per scan per rank (``start``: planning began,
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from .profile import COLLECTIVE_COLUMNS, RUN_COLUMNS, TASK_COLUMNS, Profiler, empty_frame
 from .resource import RESOURCE_COLUMNS, ResourceProfiler
+from .summary import summarize
 
 FORMAT_VERSION = 1
 _TABLES = ("tasks", "collectives", "runs", "resources")
@@ -78,8 +79,6 @@ def collect(profilers, status: str = "ok") -> RunProfile:
 def save(profile: RunProfile, directory) -> str:
     """Write ``profile`` into ``directory`` (created if needed); returns the directory.
     Raises ``OSError`` naming the directory when it cannot be written."""
-    from .report import summarize
-
     directory = os.fspath(directory)
     try:
         os.makedirs(directory, exist_ok=True)
