@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .dataset import DatasetError, Partition, source_label
+from .hdf5codec import decoded_type
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 
@@ -360,8 +361,8 @@ def _group_layout(g, path: str) -> _Layout:
     if len(set(lengths.values())) > 1:
         desc = ", ".join(f"{n}={k}" for n, k in lengths.items())
         raise DatasetError(f"{path}: columns of group {g.name} have different lengths: {desc}")
-    cols = tuple(_Col(name, ds.name, None, None, _arrow_type(ds.dtype, f"column {name!r}", path))
-                 for name, ds in dsets)
+    cols = tuple(_Col(name, ds.name, None, None, decoded_type(
+        _arrow_type(ds.dtype, f"column {name!r}", path), ds.attrs)) for name, ds in dsets)
     chunks = [c for _, ds in dsets if (c := _chunk(ds))]
     return _Layout(g.name, dsets[0][1].shape[0], max(chunks) if chunks else None,
                    sum(ds.dtype.itemsize for _, ds in dsets), cols)
@@ -371,7 +372,8 @@ def _dataset_layout(ds, path: str) -> _Layout:
     _check_1d(ds, path)
     if ds.dtype.names is None:  # a lone 1-D dataset: one column
         name = ds.name.rsplit("/", 1)[-1]
-        cols = (_Col(name, ds.name, None, None, _arrow_type(ds.dtype, f"column {name!r}", path)),)
+        cols = (_Col(name, ds.name, None, None, decoded_type(
+            _arrow_type(ds.dtype, f"column {name!r}", path), ds.attrs)),)
     else:
         cols = []
         for f in ds.dtype.names:

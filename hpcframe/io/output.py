@@ -6,11 +6,8 @@ then moved into place in one step (``os.link`` when the target must not be repla
 and an existing output is replaced only when ``overwrite=True``. A full disk is an
 ``OSError(ENOSPC)`` naming the output. Parquet pages carry CRC checksums.
 
-HDF5 output is a group (``/result`` by default) of equal-length 1-D datasets, one per
-column, which :func:`hpcframe.read_hdf` reads back: strings as UTF-8 variable-length strings
-(a missing string is written as ``""``: HDF5 strings have no null), datetimes as ``int64``
-nanoseconds since 1970 with attributes ``hpcframe_dtype`` and ``units``, booleans and numbers
-as they are.
+HDF5 output is a group (``/data``) of equal-length 1-D datasets, one per column, encoded as
+:mod:`hpcframe.io.hdf5codec` says (the codec ``to_hdf`` uses and ``read_hdf`` reads back).
 """
 from __future__ import annotations
 
@@ -19,11 +16,12 @@ import os
 import tempfile
 
 from .formats import FORMATS as _REGISTRY
+from .hdf5codec import GROUP, encode_pandas
 from .formats import format_of
 
 #: Output file suffixes by format (from the registry, :mod:`hpcframe.io.formats`).
 FORMATS = {name: fmt.suffixes for name, fmt in _REGISTRY.items()}
-HDF5_GROUP = "result"
+HDF5_GROUP = GROUP
 
 
 class OutputExistsError(FileExistsError):
@@ -170,49 +168,10 @@ def _write_hdf5(df, tmp: str, path: str, group: str = HDF5_GROUP) -> None:
             if not isinstance(name, str) or not name or "/" in name:
                 raise ValueError(f"cannot write column {name!r} to HDF5: column names must be "
                                  "non-empty strings without '/'")
-            data, attrs = _hdf5_column(df[name], name)
+            data, attrs = encode_pandas(df[name], name)
             ds = g.create_dataset(name, data=data)
             for k, v in attrs.items():
                 ds.attrs[k] = v
-
-
-def _hdf5_column(s, name: str):
-    """A column as an array h5py can store, and attributes that describe it."""
-    import h5py
-    import numpy as np
-    import pandas as pd
-
-    dtype = s.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        s = s.astype(dtype.categories.dtype if dtype.categories.dtype != object else "str")
-        dtype = s.dtype
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        if getattr(dtype, "tz", None) is not None:
-            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        values = s.to_numpy(dtype="datetime64[ns]").view("int64")
-        return values, {"hpcframe_dtype": "datetime64[ns]", "units": "ns since 1970-01-01"}
-    if pd.api.types.is_bool_dtype(dtype) and not s.isna().any():
-        return s.to_numpy(dtype=bool), {}
-    if pd.api.types.is_numeric_dtype(dtype):
-        if s.isna().any() and pd.api.types.is_integer_dtype(dtype):
-            return s.to_numpy(dtype="float64", na_value=np.nan), {}
-        if isinstance(dtype, np.dtype):
-            return s.to_numpy(), {}
-        return s.to_numpy(dtype="float64", na_value=np.nan), {}
-    if pd.api.types.is_string_dtype(dtype) or dtype == object:
-        values = []
-        for v in s.tolist():
-            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
-                values.append("")
-            elif isinstance(v, str):
-                values.append(v)
-            else:
-                raise TypeError(f"cannot write column {name!r} to HDF5: it holds "
-                                f"{type(v).__name__} values ({v!r}); only strings, numbers, "
-                                "booleans and datetimes can be written")
-        return np.array(values, dtype=h5py.string_dtype("utf-8")), {}
-    raise TypeError(f"cannot write column {name!r} of type {dtype} to HDF5; convert it to "
-                    "numbers or strings, or write Parquet")
 
 
 _WRITERS = {"parquet": _write_parquet, "csv": _write_csv, "hdf5": _write_hdf5}

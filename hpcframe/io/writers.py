@@ -43,8 +43,9 @@ Layouts
       checksums.
     * CSV: ``dst/part-<leaf>.csv`` (with header), same hive option.
     * HDF5: ``<dst>.d/part-<leaf>.h5`` (a group ``data`` of chunked, compressed 1-D column
-      datasets) and ``dst`` itself: one file whose group ``data`` holds *virtual datasets*
-      (h5py VDS) presenting all parts as one table, readable by ``hf.read_hdf(dst)``.
+      datasets, encoded by :mod:`hpcframe.io.hdf5codec`) and ``dst`` itself: one file whose
+      group ``data`` holds *virtual datasets* (h5py VDS) presenting all parts as one table,
+      readable by ``hf.read_hdf(dst)``.
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ from urllib.parse import quote
 import pyarrow as pa
 
 from .dataset import DatasetError
+from .hdf5codec import GROUP, encode_arrow
 
 MANIFEST = "_hpcframe_manifest.json"
 #: The staging folder inside the destination used by hpcframe before 0.x (refused if found).
@@ -406,9 +408,9 @@ class HDF5Format(_Format):
         import h5py
 
         with h5py.File(path, "w") as f:
-            g = f.create_group("data", track_order=True)
+            g = f.create_group(GROUP, track_order=True)
             for name, col in zip(table.column_names, table.columns):
-                data, dtype, attrs = _hdf5_column(col, name, path)
+                data, dtype, attrs = encode_arrow(col, name)
                 chunks = (max(1, min(self.chunk_rows, len(data))),) if len(data) else None
                 ds = g.create_dataset(name, data=data, dtype=dtype, chunks=chunks,
                                       compression=self.compression if chunks else None)
@@ -425,10 +427,10 @@ class HDF5Format(_Format):
 
         def write(tmp):
             with h5py.File(tmp, "w") as out:
-                g = out.create_group("data", track_order=True)
+                g = out.create_group(GROUP, track_order=True)
                 with h5py.File(os.path.join(staging, files[0]["path"]), "r") as first:
-                    cols = [(n, first["data"][n].dtype, dict(first["data"][n].attrs))
-                            for n in first["data"]]
+                    cols = [(n, first[GROUP][n].dtype, dict(first[GROUP][n].attrs))
+                            for n in first[GROUP]]
                 for name, dtype, attrs in cols:
                     if total == 0:
                         ds = g.create_dataset(name, shape=(0,), dtype=dtype)
@@ -438,35 +440,12 @@ class HDF5Format(_Format):
                         for f in files:
                             rel = os.path.join(os.path.basename(self.data_dir), f["path"])
                             layout[at:at + f["rows"]] = h5py.VirtualSource(
-                                rel, f"data/{name}", shape=(f["rows"],))
+                                rel, f"{GROUP}/{name}", shape=(f["rows"],))
                             at += f["rows"]
                         ds = g.create_virtual_dataset(name, layout)
                     ds.attrs.update(attrs)
 
         _replace_atomic(write, os.path.join(staging, VDS), "vds")
-
-
-def _hdf5_column(col: pa.ChunkedArray, name: str, path: str):
-    """(numpy data, h5py dtype, attributes) of one column. Timestamps are stored as int64
-    with an ``hpcframe_type`` attribute; missing strings as ""; missing integers are refused."""
-    import h5py
-    import numpy as np
-
-    t = col.type
-    if pa.types.is_dictionary(t):
-        col, t = col.cast(pa.string()), pa.string()
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        values = col.fill_null("").to_numpy(zero_copy_only=False).astype(object)
-        return values, h5py.string_dtype("utf-8"), {}
-    if pa.types.is_timestamp(t):
-        return (col.cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy(),
-                np.int64, {"hpcframe_type": str(t)})
-    if col.null_count and (pa.types.is_integer(t) or pa.types.is_boolean(t)):
-        raise DatasetError(f"{path}: column {name!r} ({t}) has missing values, which HDF5 "
-                           f"integer/bool datasets cannot hold; cast it to float first")
-    if col.null_count:
-        col = col.fill_null(float("nan"))
-    return col.to_numpy(), None, {}
 
 
 def record_leaf(staging: str, index: int, files: list[dict]) -> None:
