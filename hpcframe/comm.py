@@ -58,6 +58,20 @@ def launched_by_mpi() -> bool:
     return any(v in os.environ for v in _LAUNCHER_VARS)
 
 
+def world_rank() -> int:
+    """This process's rank in ``COMM_WORLD``: 0 without MPI, and 0 when MPI cannot start
+    (a broken MPI shows up later, with a clear error, when a communicator is made). Imports
+    mpi4py only when :func:`launched_by_mpi`."""
+    try:
+        if not launched_by_mpi():
+            return 0
+        from mpi4py import MPI
+
+        return MPI.COMM_WORLD.Get_rank()
+    except Exception:  # noqa: BLE001
+        return 0
+
+
 class Comm:
     """The serial communicator (one process). :class:`MPIComm` has the same methods."""
 

@@ -7,7 +7,6 @@ registers. Run it under ``mpiexec -n N`` to spread the work over N ranks.
 from __future__ import annotations
 
 import os
-import re
 
 import click
 
@@ -32,7 +31,6 @@ def check_compression(to: str, compression) -> str | None:
         raise ValueError(f"--compression {compression!r} is not supported with --to {to}; "
                          f"use one of {', '.join(allowed)}")
     return None if value == "none" else value
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
 
 
 def open_source(src, **csv_options):
@@ -140,12 +138,9 @@ def summary_text(s: dict) -> str:
 
 def parse_size(text: str) -> int:
     """``"64MB"``, ``"4 MiB"``, ``"1g"``, ``"65536"`` → bytes; raises ``ValueError``."""
-    m = _SIZE.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a size; write e.g. 64MB, 512KiB or 1GB")
-    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
-    return int(float(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30,
-                                    "t": 1 << 40}[unit])
+    from .units import parse_size as size
+
+    return int(size(text))
 
 
 def _split_list(ctx, param, value):

@@ -11,6 +11,7 @@ import html
 import json
 import os
 
+from ..io.fs import write_bytes_atomic
 from .store import RunProfile, collect, load
 from .summary import FORMAT_NAMES, IMBALANCE, TASK_KINDS, planning_times, summarize
 
@@ -48,18 +49,6 @@ def visualize(profilers, path="report.html"):
     if path.lower().endswith(".png"):
         return write_png(profile, path)
     return write_html(profile, path)
-
-
-def _atomic_write(path: str, data: bytes) -> str:
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _segments(profile: RunProfile) -> dict:
@@ -119,7 +108,7 @@ def write_html(profile: RunProfile, path: str) -> str:
     from bokeh.resources import INLINE
 
     page = file_html(html_layout(profile), INLINE, title="hpcframe run report")
-    return _atomic_write(path, page.encode("utf-8"))
+    return write_bytes_atomic(path, page.encode("utf-8"))
 
 
 def _legend_above(fig, items) -> None:
@@ -284,4 +273,4 @@ def write_png(profile: RunProfile, path: str) -> str:
     fig.savefig(buf, format="png", metadata={
         "Title": "hpcframe run report", "Description": s["bottleneck"],
         "hpcframe:panels": json.dumps(boxes)})
-    return _atomic_write(path, buf.getvalue())
+    return write_bytes_atomic(path, buf.getvalue())

@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from ..io.fs import replace_all
 from .profile import COLLECTIVE_COLUMNS, RUN_COLUMNS, TASK_COLUMNS, Profiler, empty_frame
 from .resource import RESOURCE_COLUMNS, ResourceProfiler
 from .summary import summarize
@@ -86,22 +87,16 @@ def save(profile: RunProfile, directory) -> str:
         raise OSError(f"cannot create the profile directory {directory!r}: {exc.strerror}; "
                       "pass a writable --profile-dir") from exc
     meta = dict(profile.meta, created=time.time(), summary=summarize(profile))
-    written = []
-    try:
-        for name in _TABLES:
-            tmp = os.path.join(directory, f".{name}.parquet.tmp")
-            getattr(profile, name).to_parquet(tmp, index=False)
-            written.append((tmp, os.path.join(directory, f"{name}.parquet")))
-        tmp = os.path.join(directory, ".run.json.tmp")
+    def table(name):
+        return lambda tmp: getattr(profile, name).to_parquet(tmp, index=False)
+
+    def run_json(tmp):
         with open(tmp, "w") as fh:
             json.dump(meta, fh, indent=1, default=str)
-        written.append((tmp, os.path.join(directory, "run.json")))
-        for src, dst in written:
-            os.replace(src, dst)
-    finally:
-        for src, _ in written:
-            if os.path.exists(src):
-                os.remove(src)
+
+    # every file is written before any is renamed into place
+    replace_all([(os.path.join(directory, f"{name}.parquet"), table(name)) for name in _TABLES]
+                + [(os.path.join(directory, "run.json"), run_json)])
     return directory
 
 

@@ -16,6 +16,7 @@ import os
 import tempfile
 
 from .formats import FORMATS as _REGISTRY
+from .fs import disk_full, fsync, fsync_dir, remove_file
 from .hdf5codec import GROUP, encode_pandas
 from .formats import format_of
 
@@ -69,20 +70,20 @@ def write_table(df, path: str, fmt: str | None = None, overwrite: bool = False) 
     try:
         _WRITERS[fmt](df, tmp, path)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600: give it the usual mode
-        _fsync(tmp)
+        fsync(tmp)
         _move(tmp, path, overwrite)
     except OSError as exc:
-        _remove(tmp)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+        remove_file(tmp)
+        if disk_full(exc):
             raise OSError(exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else
                           errno.ENOSPC, f"no space left on the device (or quota exceeded) "
                           f"while writing output {path}; free some space and run again "
                           f"(nothing was written)", path) from exc
         raise
     except BaseException:
-        _remove(tmp)
+        remove_file(tmp)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return path
 
 
@@ -111,34 +112,6 @@ def _move(tmp: str, path: str, overwrite: bool) -> None:
         os.replace(tmp, path)
         return
     os.unlink(tmp)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on a directory
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_parquet(df, tmp: str, path: str) -> None:

@@ -63,6 +63,7 @@ from urllib.parse import quote
 import pyarrow as pa
 
 from .dataset import DatasetError
+from .fs import NOFOLLOW, fsync_dir, named, remove_file, replace_atomic
 from .hdf5codec import GROUP, encode_arrow
 
 MANIFEST = "_hpcframe_manifest.json"
@@ -121,65 +122,8 @@ def _hive_dir(keys, values) -> str:
 
 
 def _replace_atomic(write, final: str, stage: str = "part") -> None:
-    """``write(tmp_path)`` then rename to ``final`` (a crash leaves only a ``.tmp`` name). The
-    temporary file is created with ``O_EXCL | O_NOFOLLOW`` (never through a link) and the
-    rename replaces a link at ``final`` instead of following it. A full disk raises an
-    ``OSError(ENOSPC)`` that names ``final``."""
-    tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{os.getpid()}.tmp")
-    try:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)  # left by a killed process with the same pid
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644))
-        _fault(stage, final)
-        write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, final)
-    except OSError as exc:
-        raise _named(exc, final) from exc
-    finally:
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or
-                                         "No space left" in str(exc) or
-                                         "quota exceeded" in str(exc).lower())
-
-
-def _named(exc: OSError, path: str) -> OSError:
-    """``exc`` as an error that names ``path`` and says what to do when the disk is full;
-    other errors are returned unchanged."""
-    if not _disk_full(exc):
-        return exc
-    code = exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else errno.ENOSPC
-    return OSError(code, f"no space left on the device (or quota exceeded) while writing "
-                         f"{path}; free some space and re-run the same write to resume "
-                         f"(finished parts are kept)", path)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on a directory
-        pass
-    finally:
-        os.close(fd)
+    """:func:`hpcframe.io.fs.replace_atomic` with the test fault point ``stage``."""
+    replace_atomic(write, final, before=lambda path: _fault(stage, path))
 
 
 def _real_dir(path: str, what: str) -> bool:
@@ -497,7 +441,7 @@ class Lock:
                 "command": " ".join(sys.argv)[:300]}
         tmp = f"{path}.{info['host']}.{info['pid']}.{token}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
             try:
                 os.write(fd, json.dumps(info).encode())
                 os.fsync(fd)
@@ -505,8 +449,8 @@ class Lock:
                 os.close(fd)
             _fault("lock", path)
         except OSError as exc:
-            _remove(tmp)
-            raise _named(exc, path) from exc
+            remove_file(tmp)
+            raise named(exc, path) from exc
         try:
             for _ in range(5):
                 if cls._link(tmp, path, info):
@@ -521,7 +465,7 @@ class Lock:
             raise DestinationLockedError(f"{target}: could not take the lock {path} (other "
                                          f"writers keep taking it); try again later")
         finally:
-            _remove(tmp)
+            remove_file(tmp)
 
     @staticmethod
     def _link(tmp: str, path: str, info: dict) -> bool:
@@ -535,7 +479,7 @@ class Lock:
                                  errno.EMLINK):
                 raise
         try:  # no hard links here: exclusive create, then write the owner
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
         except FileExistsError:
             return False
         try:
@@ -548,7 +492,7 @@ class Lock:
         """Remove the lock if it is still ours."""
         holder = _read_lock(self.path)
         if holder is not None and holder.get("token") == self.token:
-            _remove(self.path)
+            remove_file(self.path)
 
 
 def _sweep(path: str) -> None:
@@ -562,13 +506,13 @@ def _sweep(path: str) -> None:
         fields = name[len(base) + 1:-4].rsplit(".", 2)
         if len(fields) == 3 and fields[0] == host and fields[1].isdigit() and \
                 _stale({"host": host, "pid": int(fields[1])}):
-            _remove(os.path.join(folder, name))
+            remove_file(os.path.join(folder, name))
 
 
 def _read_lock(path: str):
     """The owner recorded in lock file ``path`` (``{}`` if unreadable), ``None`` if gone."""
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW)
     except FileNotFoundError:
         return None
     except OSError:  # a link, or unreadable
@@ -616,7 +560,7 @@ def _break(path: str, holder: dict) -> None:
             os.link(aside, path)  # a fresh lock: give it back
         except OSError:
             pass
-    _remove(aside)
+    remove_file(aside)
 
 
 def _locked_message(path: str, target: str, holder: dict) -> str:
@@ -685,17 +629,10 @@ def _read_manifest(manifest: str, data_dir: str) -> dict:
     return old
 
 
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def _remove_tree(path: str) -> None:
     """Remove ``path``: a link or file is unlinked (never followed), a folder removed."""
     if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
-        _remove(path)
+        remove_file(path)
     elif os.path.isdir(path):
         shutil.rmtree(path)
 
@@ -706,7 +643,7 @@ def _remove_temporaries(staging: str) -> None:
     for root, _, names in os.walk(staging):
         for name in names:
             if name.startswith(".") and name.endswith(".tmp"):
-                _remove(os.path.join(root, name))
+                remove_file(os.path.join(root, name))
 
 
 def _check_replaceable(final: str, old: dict) -> None:
@@ -834,7 +771,7 @@ def publish(fmt, staging) -> None:
     try:
         _publish_steps(fmt, staging)
     except OSError as exc:
-        raise _named(exc, getattr(exc, "filename", None) or fmt.dst) from exc
+        raise named(exc, getattr(exc, "filename", None) or fmt.dst) from exc
 
 
 def _publish_steps(fmt, staging) -> None:
@@ -846,8 +783,8 @@ def _publish_steps(fmt, staging) -> None:
         _fault("cleanup", staging)
         _remove_temporaries(staging)
         shutil.rmtree(os.path.join(staging, LEAVES), ignore_errors=True)
-        _remove(os.path.join(staging, PLAN))
-        _fsync_dir(staging)
+        remove_file(os.path.join(staging, PLAN))
+        fsync_dir(staging)
         replacing = os.path.exists(os.path.join(final, MANIFEST))  # the old dataset
         if replacing:
             _check_replaceable(final, _read_manifest(os.path.join(final, MANIFEST), final))
@@ -869,11 +806,11 @@ def _publish_steps(fmt, staging) -> None:
             raise FileExistsError(f"{final} was created by someone else while this write ran; "
                                   f"the finished dataset is kept in {staging}: move {final} "
                                   f"away and re-run the same write to publish it") from None
-        _fsync_dir(parent)
+        fsync_dir(parent)
         _fault("published", final)
     if hdf5 and os.path.lexists(os.path.join(final, VDS)):
         os.replace(os.path.join(final, VDS), fmt.dst)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     for path in ([final, fmt.dst] if hdf5 else [final]):
         try:
             _remove_tree(_trash(path))
@@ -909,7 +846,7 @@ def commit(fmt, files, schema, staging, plan, skipped, size, seconds) -> dict:
                 "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _replace_atomic(lambda tmp: _write_json(tmp, manifest),
                     os.path.join(staging, MANIFEST), "manifest")
-    _fsync_dir(staging)
+    fsync_dir(staging)
     publish(fmt, staging)
     return {"path": fmt.dst, "files": len(files), "rows": manifest["rows"],
             "rows_in": rows_in, "bytes_in": bytes_in,

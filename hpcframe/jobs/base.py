@@ -149,19 +149,20 @@ def parse_time(value) -> str:
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
-_MEM_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
-
-
 def parse_mem(value) -> int:
     """Memory per node in MiB from ``4G``, ``4GB``, ``4 GiB``, ``500M``, ``4096`` (MiB).
 
     Units are binary (as SLURM and PBS read them). Raises :class:`JobError` if unreadable or zero.
     """
+    from ..units import parse_size
+
     text = _text("mem", value).strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
-    if not m or float(m.group(1)) <= 0:
+    try:
+        mib = parse_size(text, default_unit="m") / (1 << 20)
+    except ValueError:
+        mib = 0
+    if mib <= 0:
         raise JobError(f"mem {_short(text)} is not valid: use a size such as 4G, 500M or 16GB (per node)")
-    mib = float(m.group(1)) * _MEM_UNITS[(m.group(2) or "M").upper()]
     return max(1, int(-(-mib // 1)))
 
 
