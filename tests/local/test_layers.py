@@ -142,3 +142,16 @@ def test_only_the_cli_imports_click():
 @pytest.mark.parametrize("module", ["hpcframe.io.formats", "hpcframe.comm"])
 def test_the_modules_exist(module):
     assert module in MODULES
+
+
+def test_dir_lists_the_lazy_names():
+    import hpcframe as hf
+
+    names = dir(hf)
+    for name in hf.__all__:
+        assert name in names, name
+    assert "to_parquet" in names and "ProgressBar" in names
+
+
+def test_the_package_is_typed():
+    assert os.path.isfile(os.path.join(ROOT, "py.typed"))
