@@ -14,8 +14,14 @@ __version__ = "0.1.0"
 
 from .aggregations import register_aggregation
 from .config import config
-from .errors import ColumnNotFoundError, ComputeError, DatasetComputeError, DatasetError, HpcframeError
-from .errors import JobInterrupted
+from .errors import (
+    ColumnNotFoundError,
+    ComputeError,
+    DatasetComputeError,
+    DatasetError,
+    HpcframeError,
+    JobInterrupted,
+)
 from .execute import last_run_stats
 from .frame import Frame, GroupBy, Result, Series, compute
 from .readers import from_pandas, read_csv, read_hdf, read_parquet
@@ -25,7 +31,8 @@ __all__ = [
     "read_csv", "to_parquet", "to_hdf", "to_csv",
     "ProgressBar", "Profiler", "ResourceProfiler", "visualize", "profiling",
     "last_run_stats", "config", "Frame", "Series", "GroupBy", "Result",
-    "HpcframeError", "DatasetError", "ComputeError", "DatasetComputeError", "ColumnNotFoundError", "JobInterrupted",
+    "HpcframeError", "DatasetError", "ComputeError", "DatasetComputeError", "ColumnNotFoundError",
+    "JobInterrupted",
     "__version__",
 ]
 

@@ -34,8 +34,7 @@ import time
 import traceback
 from contextlib import contextmanager
 
-from .errors import (ComputeError, DatasetComputeError, DatasetError, HpcframeError,
-                     JobInterrupted)
+from .errors import ComputeError, DatasetComputeError, DatasetError, HpcframeError, JobInterrupted
 
 # Environment variables set by MPI launchers (MPICH/Hydra and PMI-2 via srun, Open MPI, PMIx,
 # MVAPICH, Intel MPI).
@@ -85,30 +84,38 @@ class Comm:
         self.host = socket.gethostname()
 
     def allgather(self, obj):
+        """Every rank's ``obj``, in rank order, on every rank."""
         return [obj]
 
     def gather(self, obj, root=0):
+        """Every rank's ``obj`` in rank order on ``root`` (``None`` elsewhere)."""
         return [obj]
 
     def bcast(self, obj, root=0):
+        """``obj`` of rank ``root``, on every rank."""
         return obj
 
     def alltoall(self, objs):
+        """``objs[r]`` goes to rank ``r``; returns what each rank sent to this one."""
         return list(objs)
 
     def any_true(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (collective)."""
         return bool(flag)
 
     def barrier(self):
+        """Wait until every rank arrives."""
         pass
 
     def free(self):
+        """Release the communicator (a no-op for the serial one)."""
         pass
 
     def where(self) -> str:
+        """``rank R of N on HOST`` (for messages)."""
         return f"rank {self.rank} of {self.size} on {self.host}"
 
-    def agree(self, error: "RankFailure | None"):
+    def agree(self, error: RankFailure | None):
         """Raise :class:`ComputeError` on every rank if any rank passes a failure."""
         if not self.any_true(error is not None):
             return
@@ -124,7 +131,7 @@ class Comm:
         exc._notices_to_me = sum(1 for f in failures if f.notified and f.rank != self.rank)
         raise exc
 
-    def notices(self) -> "_NoNotices":
+    def notices(self) -> _NoNotices:
         """A channel on which a failing rank tells the others to stop reading at once (they
         check it between blocks) instead of finishing their share before the agreement."""
         return _NoNotices()
@@ -216,32 +223,41 @@ class MPIComm(Comm):
 
     @property
     def mpi(self):
+        """The underlying mpi4py communicator."""
         return self._comm
 
     def allgather(self, obj):
+        """Every rank's ``obj``, in rank order, on every rank."""
         return self._comm.allgather(obj)
 
     def gather(self, obj, root=0):
+        """Every rank's ``obj`` in rank order on ``root`` (``None`` elsewhere)."""
         return self._comm.gather(obj, root=root)
 
     def bcast(self, obj, root=0):
+        """``obj`` of rank ``root``, on every rank."""
         return self._comm.bcast(obj, root=root)
 
     def alltoall(self, objs):
+        """``objs[r]`` goes to rank ``r``; returns what each rank sent to this one."""
         return self._comm.alltoall(objs)
 
     def any_true(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (collective)."""
         from mpi4py import MPI
 
         return bool(self._comm.allreduce(bool(flag), op=MPI.LOR))
 
     def barrier(self):
+        """Wait until every rank arrives."""
         self._comm.Barrier()
 
     def notices(self):
+        """A channel on which a failing rank tells the others to stop reading."""
         return _Notices(self._comm) if self.size > 1 else _NoNotices()
 
     def free(self):
+        """Release the communicator (a no-op for the serial one)."""
         if self._owned:
             self._comm.Free()
             self._owned = False
@@ -254,6 +270,7 @@ class RankFailure(tuple):
     __slots__ = ()
 
     def __new__(cls, rank, host, context, message, kind="Exception", notified=False):
+        """A failure record."""
         return tuple.__new__(cls, (rank, host, context, message, kind, notified))
 
     def __getnewargs__(self):
@@ -261,17 +278,21 @@ class RankFailure(tuple):
 
     @property
     def rank(self):
+        """The failing rank."""
         return self[0]
 
     @property
     def kind(self):
+        """The exception's kind (``DatasetError``, ``KeyboardInterrupt``, a type name)."""
         return self[4]
 
     @property
     def notified(self):
+        """Whether this rank told the others to stop reading."""
         return self[5]
 
-    def with_notice(self) -> "RankFailure":
+    def with_notice(self) -> RankFailure:
+        """The same failure, marked as notified to the others."""
         return RankFailure(*self[:5], True)
 
 

@@ -18,9 +18,8 @@ import pickle
 import time
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 import pandas as pd
+import pyarrow as pa
 
 from . import callbacks
 from . import plan as P
@@ -54,13 +53,16 @@ class Leaf:
 
     @property
     def num_rows(self) -> int:
+        """Rows of the leaf's partitions."""
         return sum(p.num_rows for p in self.parts)
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the leaf's partitions (on disk)."""
         return sum(p.nbytes for p in self.parts)
 
     def describe(self) -> str:
+        """The leaf's partitions, for messages."""
         if len(self.parts) == 1:
             return self.parts[0].describe()
         first, last = self.parts[0], self.parts[-1]
@@ -290,7 +292,7 @@ def _run_scan(outs, comm, root):
             except BaseException as cb_exc:  # keep the (agreed) error of the computation
                 import warnings
 
-                warnings.warn(f"diagnostics callback on_run_end failed: {cb_exc!r}")
+                warnings.warn(f"diagnostics callback on_run_end failed: {cb_exc!r}", stacklevel=2)
         raise
     if run is not None:  # a callback failing on one rank fails every rank, not just this one
         error = None
@@ -503,7 +505,7 @@ def _collective(run, name, fn, *args):
         except BaseException as exc:  # must not skip this rank's next collective
             import warnings
 
-            warnings.warn(f"diagnostics callback on_collective failed: {exc!r}")
+            warnings.warn(f"diagnostics callback on_collective failed: {exc!r}", stacklevel=2)
 
 
 def _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan=None):

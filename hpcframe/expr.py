@@ -50,6 +50,7 @@ class AField(_Pred):
         self.name = name
 
     def __call__(self, table):
+        """The Arrow compute expression over the table's fields."""
         return table.column(self.name)
 
     def __str__(self):
@@ -57,10 +58,12 @@ class AField(_Pred):
 
 
 class AScalar:
+    """An Arrow scalar literal inside an Arrow compute expression."""
     def __init__(self, value):
         self.value = value
 
     def __call__(self, table):
+        """The Arrow compute expression over the table's fields."""
         return self.value
 
     def __str__(self):
@@ -76,6 +79,7 @@ class ArrowOp(_Pred):
         self.fn, self.args, self.kw = fn, args, kw
 
     def __call__(self, table):
+        """The Arrow compute expression over the table's fields."""
         import pyarrow.compute as pc
 
         return getattr(pc, self.fn)(*(a(table) for a in self.args), **self.kw)
@@ -96,10 +100,11 @@ class PandasOp(_Pred):
     to pandas exactly as the rest of the batch will be. Same answer, same errors, as running
     the filter after the conversion; the other columns are still cut before conversion."""
 
-    def __init__(self, expr: "Expr"):
+    def __init__(self, expr: Expr):
         self.expr = expr
 
     def __call__(self, table):
+        """The Arrow compute expression over the table's fields."""
         import pyarrow as pa
 
         from .io.types import normalize_table
@@ -125,10 +130,11 @@ class NumCmp(_Pred):
     an integer column without nulls with an integer of its range. An integer column with
     nulls in the batch is float64 in pandas: then ``fallback`` (a :class:`PandasOp`) runs."""
 
-    def __init__(self, op: str, name: str, value, fallback: "PandasOp"):
+    def __init__(self, op: str, name: str, value, fallback: PandasOp):
         self.op, self.name, self.value, self.fallback = op, name, value, fallback
 
     def __call__(self, table):
+        """The Arrow compute expression over the table's fields."""
         import pyarrow.compute as pc
         import pyarrow.types as pat
 
@@ -168,12 +174,15 @@ class Expr:
     """Base class of expression nodes. Nodes are immutable and compared by ``key``."""
 
     def columns(self) -> set[str]:
+        """The column names the expression reads."""
         return set().union(*(c.columns() for c in self.children()))
 
-    def children(self) -> tuple["Expr", ...]:
+    def children(self) -> tuple[Expr, ...]:
+        """The direct sub-expressions."""
         return ()
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         raise NotImplementedError
 
     def to_arrow(self, schema):
@@ -201,52 +210,64 @@ class Expr:
         return None
 
     def may_match(self, stats) -> bool:
+        """Whether a partition with these column statistics may hold a matching row."""
         return True
 
     def key(self) -> tuple:
+        """A hashable identity: equal keys mean the same expression."""
         return (type(self).__name__,) + tuple(c.key() for c in self.children())
 
     def __repr__(self) -> str:
         return self.text()
 
     def text(self) -> str:
+        """The expression as pandas-like text (for explain and errors)."""
         raise NotImplementedError
 
 
 class Col(Expr):
+    """A column by name."""
     def __init__(self, name: str):
         self.name = name
 
     def columns(self):
+        """The column names the expression reads."""
         return {self.name}
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         return df[self.name]
 
     def _arrow_value(self, schema):
         return AField(self.name)
 
     def key(self):
+        """A hashable identity: equal keys mean the same expression."""
         return ("Col", self.name)
 
     def text(self):
+        """The expression as pandas-like text (for explain and errors)."""
         return self.name if str(self.name).isidentifier() else f"`{self.name}`"
 
 
 class Lit(Expr):
+    """A literal value."""
     def __init__(self, value: Any):
         self.value = value
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         return self.value
 
     def _arrow_value(self, schema):
         return AScalar(self.value) if isinstance(self.value, str) else None
 
     def key(self):
+        """A hashable identity: equal keys mean the same expression."""
         return ("Lit", type(self.value).__name__, repr(self.value))
 
     def text(self):
+        """The expression as pandas-like text (for explain and errors)."""
         return repr(self.value)
 
 
@@ -259,15 +280,19 @@ class Bin(Expr):
         self.op, self.left, self.right = op, left, right
 
     def children(self):
+        """The direct sub-expressions."""
         return (self.left, self.right)
 
     def key(self):
+        """A hashable identity: equal keys mean the same expression."""
         return ("Bin", self.op, self.left.key(), self.right.key())
 
     def text(self):
+        """The expression as pandas-like text (for explain and errors)."""
         return f"({self.left.text()} {self.op} {self.right.text()})"
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         fn = _CMP.get(self.op) or _ARITH.get(self.op) or _LOGIC[self.op]
         left = self.left.evaluate(df)
         right = _coerce_literal(left, self.right.evaluate(df))
@@ -299,6 +324,7 @@ class Bin(Expr):
         return ArrowOp("coalesce", out, AScalar(self.op == "!="))
 
     def may_match(self, stats) -> bool:
+        """Whether a partition with these column statistics may hold a matching row."""
         if self.op == "&":
             return self.left.may_match(stats) and self.right.may_match(stats)
         if self.op == "|":
@@ -317,16 +343,20 @@ class Bin(Expr):
 
 
 class Not(Expr):
+    """``~arg`` (logical not)."""
     def __init__(self, arg: Expr):
         self.arg = arg
 
     def children(self):
+        """The direct sub-expressions."""
         return (self.arg,)
 
     def text(self):
+        """The expression as pandas-like text (for explain and errors)."""
         return f"~{self.arg.text()}"
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         return ~self.arg.evaluate(df)
 
     def _exact_arrow(self, schema):
@@ -335,33 +365,42 @@ class Not(Expr):
 
 
 class Neg(Expr):
+    """``-arg``."""
     def __init__(self, arg: Expr):
         self.arg = arg
 
     def children(self):
+        """The direct sub-expressions."""
         return (self.arg,)
 
     def text(self):
+        """The expression as pandas-like text (for explain and errors)."""
         return f"-{self.arg.text()}"
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         return -self.arg.evaluate(df)
 
 
 class IsIn(Expr):
+    """``arg.isin(values)``."""
     def __init__(self, arg: Expr, values):
         self.arg, self.values = arg, list(values)
 
     def children(self):
+        """The direct sub-expressions."""
         return (self.arg,)
 
     def key(self):
+        """A hashable identity: equal keys mean the same expression."""
         return ("IsIn", self.arg.key(), tuple(repr(v) for v in self.values))
 
     def text(self):
+        """The expression as pandas-like text (for explain and errors)."""
         return f"{self.arg.text()}.isin({self.values!r})"
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         return self.arg.evaluate(df).isin(self.values)
 
     def _exact_arrow(self, schema):
@@ -377,6 +416,7 @@ class IsIn(Expr):
                        AScalar(False))
 
     def may_match(self, stats) -> bool:
+        """Whether a partition with these column statistics may hold a matching row."""
         if not isinstance(self.arg, Col) or self.arg.name not in stats:
             return True
         lo, hi = stats[self.arg.name]
@@ -387,6 +427,7 @@ class IsIn(Expr):
 
 
 class Between(Expr):
+    """``arg.between(low, high, inclusive)``."""
     def __init__(self, arg: Expr, low, high, inclusive: str = "both"):
         if inclusive not in ("both", "neither", "left", "right"):
             raise ValueError("inclusive must be 'both', 'neither', 'left' or 'right'")
@@ -398,38 +439,48 @@ class Between(Expr):
         return Bin("&", Bin(lo_op, self.arg, Lit(self.low)), Bin(hi_op, self.arg, Lit(self.high)))
 
     def children(self):
+        """The direct sub-expressions."""
         return (self.arg,)
 
     def key(self):
+        """A hashable identity: equal keys mean the same expression."""
         return ("Between", self.arg.key(), repr(self.low), repr(self.high), self.inclusive)
 
     def text(self):
+        """The expression as pandas-like text (for explain and errors)."""
         return f"{self.arg.text()}.between({self.low!r}, {self.high!r})"
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         return self.arg.evaluate(df).between(self.low, self.high, inclusive=self.inclusive)
 
     def _exact_arrow(self, schema):
         return self._as_and()._exact_arrow(schema)
 
     def may_match(self, stats):
+        """Whether a partition with these column statistics may hold a matching row."""
         return self._as_and().may_match(stats)
 
 
 class IsNa(Expr):
+    """``arg.isna()``, or ``arg.notna()`` with ``negate``."""
     def __init__(self, arg: Expr, negate: bool = False):
         self.arg, self.negate = arg, negate
 
     def children(self):
+        """The direct sub-expressions."""
         return (self.arg,)
 
     def key(self):
+        """A hashable identity: equal keys mean the same expression."""
         return ("IsNa", self.arg.key(), self.negate)
 
     def text(self):
+        """The expression as pandas-like text (for explain and errors)."""
         return f"{self.arg.text()}.{'notna' if self.negate else 'isna'}()"
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         s = self.arg.evaluate(df)
         return s.notna() if self.negate else s.isna()
 
@@ -453,17 +504,21 @@ class StrMatch(Expr):
         self.regex, self.case = regex, case
 
     def children(self):
+        """The direct sub-expressions."""
         return (self.arg,)
 
     def key(self):
+        """A hashable identity: equal keys mean the same expression."""
         return ("StrMatch", self.arg.key(), self.method, self.pattern, self.regex, self.case)
 
     def text(self):
+        """The expression as pandas-like text (for explain and errors)."""
         flags = "".join([", case=False" if not self.case else "",
                          ", regex=False" if self.method == "contains" and not self.regex else ""])
         return f"{self.arg.text()}.str.{self.method}({self.pattern!r}{flags})"
 
     def evaluate(self, df):
+        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
         s = self.arg.evaluate(df)
         if self.method == "contains":
             out = s.str.contains(self.pattern, regex=self.regex, case=self.case, na=False)
@@ -635,7 +690,7 @@ def _date_comparison(op, left, right, schema):
     return ArrowOp("coalesce", out, AScalar(op == "!="))
 
 
-def _number_comparison(e: "Bin", schema):
+def _number_comparison(e: Bin, schema):
     """A :class:`NumCmp` for ``column <op> literal`` when Arrow's comparison is NumPy's, else
     None: a float64 column with a float, or an int that float64 holds exactly (NumPy converts
     it to float64); an integer column (not uint64) with a Python or signed NumPy integer in

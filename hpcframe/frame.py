@@ -6,7 +6,7 @@ checked when the operation is written, against the schema known from the dataset
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -85,10 +85,12 @@ class Frame(Lazy):
     # -- metadata --------------------------------------------------------------------------
     @property
     def columns(self) -> pd.Index:
+        """The column names (from the schema; nothing is read)."""
         return self._node.meta.columns
 
     @property
     def dtypes(self) -> pd.Series:
+        """The pandas dtype of each column (from the schema; nothing is read)."""
         return self._node.meta.dtypes
 
     def __repr__(self):
@@ -126,14 +128,14 @@ class Frame(Lazy):
             node = P.Assign(node, name, _expr_of(value))
         return Frame(node)
 
-    def expression(self, expr: E.Expr, name=None) -> "Series":
+    def expression(self, expr: E.Expr, name=None) -> Series:
         """A lazy Series computing ``expr`` (an :mod:`hpcframe.expr` tree over this frame's
         columns, e.g. from :func:`hpcframe.query.parse_query`); raises
         :class:`~hpcframe.ColumnNotFoundError` for a name that is not a column."""
         self._node.check_columns(expr.columns())
         return Series(self._node, expr, name)
 
-    def query(self, text: str) -> "Frame":
+    def query(self, text: str) -> Frame:
         """Rows matching a pandas-style query string (``"carrier == 'AA' and dep_delay > 0"``),
         parsed by a restricted parser (:mod:`hpcframe.query`; never ``eval``). Raises
         :class:`hpcframe.QueryError` for anything outside the grammar."""
@@ -172,27 +174,35 @@ class Frame(Lazy):
         return Result(AggOutput(self._node, [], specs, shape, pandas_fn, label=f"frame {agg}"))
 
     def sum(self, numeric_only=False):
+        """The sum of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("sum", numeric_only)
 
     def mean(self, numeric_only=False):
+        """The mean of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("mean", numeric_only)
 
     def count(self):
+        """The count of non-missing values of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("count")
 
     def min(self, numeric_only=False):
+        """The minimum of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("min", numeric_only)
 
     def max(self, numeric_only=False):
+        """The maximum of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("max", numeric_only)
 
     def var(self, numeric_only=False):
+        """The variance (ddof=1) of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("var", numeric_only)
 
     def std(self, numeric_only=False):
+        """The standard deviation (ddof=1) of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("std", numeric_only)
 
     def nunique(self):
+        """The number of distinct values of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("nunique")
 
     def describe(self) -> Result:
@@ -244,6 +254,7 @@ class Series(Lazy):
 
     @property
     def dtype(self):
+        """The pandas dtype of the values (from the schema; nothing is read)."""
         return E.dtype_on(self._expr, self._node.meta)
 
     def _output(self):
@@ -357,23 +368,28 @@ class Series(Lazy):
     __hash__ = None  # type: ignore[assignment]
 
     def isin(self, values):
+        """Whether each value is one of ``values`` (lazy; as pandas)."""
         return self._new(E.IsIn(self._expr, list(values)))
 
     def between(self, left, right, inclusive="both"):
+        """Whether each value lies between ``left`` and ``right`` (lazy; as pandas)."""
         return self._new(E.Between(self._expr, left, right, inclusive))
 
     def isna(self):
+        """Whether each value is missing (lazy; as pandas)."""
         return self._new(E.IsNa(self._expr))
 
     isnull = isna
 
     def notna(self):
+        """Whether each value is present (lazy; as pandas)."""
         return self._new(E.IsNa(self._expr, negate=True))
 
     notnull = notna
 
     @property
     def str(self):
+        """String methods: ``startswith``, ``endswith``, ``contains``."""
         return _StrAccessor(self)
 
     # reductions
@@ -382,30 +398,39 @@ class Series(Lazy):
         return _scalar(node, col, agg, lambda m: getattr(m[col], agg)(**kw))
 
     def sum(self):
+        """The sum of the column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._agg("sum")
 
     def mean(self):
+        """The mean of the column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._agg("mean")
 
     def count(self):
+        """The count of non-missing values of the column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._agg("count")
 
     def min(self):
+        """The minimum of the column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._agg("min")
 
     def max(self):
+        """The maximum of the column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._agg("max")
 
     def var(self):
+        """The variance (ddof=1) of the column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._agg("var")
 
     def std(self):
+        """The standard deviation (ddof=1) of the column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._agg("std")
 
     def nunique(self):
+        """The number of distinct values of the column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._agg("nunique")
 
     def describe(self) -> Result:
+        """Summary statistics as pandas' ``describe`` (lazy: a :class:`Result`)."""
         from .describe import describe_series
 
         node, col = self._as_column()
@@ -437,6 +462,7 @@ class Series(Lazy):
                                 dropna=dropna, sort=False, label="value_counts"))
 
     def head(self, n=5) -> Result:
+        """The first ``n`` rows in dataset order (lazy: a :class:`Result`)."""
         node, col = self._as_column()
         out = CollectOutput(P.Project(node, [col]), limit=int(n))
         name = self.name
@@ -624,36 +650,54 @@ class GroupBy:
                             label=f"groupby {agg}")
 
     def sum(self, subtotals=False, margins_name="All"):
+        """The sum per group, as pandas computes it (lazy: a :class:`Result`); ``subtotals=True`` adds a
+        total per level of the keys (see :mod:`hpcframe.subtotals`)."""
         return self._simple("sum", subtotals, margins_name)
 
     def mean(self, subtotals=False, margins_name="All"):
+        """The mean per group, as pandas computes it (lazy: a :class:`Result`); ``subtotals=True`` adds a
+        total per level of the keys (see :mod:`hpcframe.subtotals`)."""
         return self._simple("mean", subtotals, margins_name)
 
     def count(self, subtotals=False, margins_name="All"):
+        """The count of non-missing values per group, as pandas computes it (lazy: a :class:`Result`);
+        ``subtotals=True`` adds a total per level of the keys (see :mod:`hpcframe.subtotals`)."""
         return self._simple("count", subtotals, margins_name)
 
     def min(self, subtotals=False, margins_name="All"):
+        """The minimum per group, as pandas computes it (lazy: a :class:`Result`); ``subtotals=True`` adds a
+        total per level of the keys (see :mod:`hpcframe.subtotals`)."""
         return self._simple("min", subtotals, margins_name)
 
     def max(self, subtotals=False, margins_name="All"):
+        """The maximum per group, as pandas computes it (lazy: a :class:`Result`); ``subtotals=True`` adds a
+        total per level of the keys (see :mod:`hpcframe.subtotals`)."""
         return self._simple("max", subtotals, margins_name)
 
     def var(self, subtotals=False, margins_name="All"):
+        """The variance (ddof=1) per group, as pandas computes it (lazy: a :class:`Result`);
+        ``subtotals=True`` adds a total per level of the keys (see :mod:`hpcframe.subtotals`)."""
         return self._simple("var", subtotals, margins_name)
 
     def std(self, subtotals=False, margins_name="All"):
+        """The standard deviation (ddof=1) per group, as pandas computes it (lazy: a :class:`Result`);
+        ``subtotals=True`` adds a total per level of the keys (see :mod:`hpcframe.subtotals`)."""
         return self._simple("std", subtotals, margins_name)
 
     def first(self):
+        """The first value per group, as pandas computes it (lazy: a :class:`Result`)."""
         return self._simple("first")
 
     def last(self):
+        """The last value per group, as pandas computes it (lazy: a :class:`Result`)."""
         return self._simple("last")
 
     def nunique(self):
+        """The number of distinct values per group, as pandas computes it (lazy: a :class:`Result`)."""
         return self._simple("nunique")
 
     def size(self):
+        """The number of rows per group, as pandas computes it (lazy: a :class:`Result`)."""
         specs = [("", "size")]
         if self._as_index:
             return self._result(specs, None, lambda m: self._pandas_groupby(m).size(),

@@ -13,7 +13,7 @@ partials of earlier (``a``) and later (``b``) partitions; ``finalize(p)`` makes 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,15 +22,19 @@ from . import aggregations as A
 
 
 class Output:
+    """A chunk / combine / finalize triple over one plan chain (see the module docstring)."""
     node = None  # the plan chain this output reads
 
     def columns(self) -> set[str]:
+        """The columns of the chain this output reads."""
         raise NotImplementedError
 
-    def leaves(self) -> list["Output"]:
+    def leaves(self) -> list[Output]:
+        """The simple outputs this one is made of."""
         return [self]
 
     def text(self) -> str:
+        """A one-line description (for explain and errors)."""
         return type(self).__name__
 
 
@@ -52,14 +56,17 @@ class AggOutput(Output):
                          if isinstance(node.meta[k].dtype, pd.CategoricalDtype)]
 
     def columns(self):
+        """The columns of the chain this output reads."""
         return set(self.keys) | {c for c, _ in self.specs if c}
 
     def text(self):
+        """A one-line description (for explain and errors)."""
         aggs = ", ".join(f"{a}({c})" if c else a for c, a in self.specs)
         by = f" by {self.keys}" if self.keys else ""
         return f"{self.label}: {aggs}{by}"
 
     def chunk(self, df, leaf):
+        """The partial of one block's pandas rows ``df`` (of ``leaf``)."""
         keys = self.keys or [A.ALL_KEY]
         if not self.keys:
             df = df.assign(**{A.ALL_KEY: np.zeros(len(df), dtype="int8")})
@@ -69,9 +76,11 @@ class AggOutput(Output):
                                None if self.sort else leaf.row_offset)
 
     def combine(self, a, b):
+        """The partial of earlier (``a``) and later (``b``) blocks together."""
         return A.combine_partials(a, b, self.keys or [A.ALL_KEY])
 
     def finalize(self, table):
+        """The pandas result from the combined partial (``None``: no block had rows)."""
         return self.shape_result(self.finish_table(table))
 
     def finish_table(self, table):
@@ -111,15 +120,19 @@ class CollectOutput(Output):
         self.node, self.limit = node, limit
 
     def columns(self):
+        """The columns of the chain this output reads."""
         return set(self.node.meta.columns)
 
     def text(self):
+        """A one-line description (for explain and errors)."""
         return f"collect{'' if self.limit is None else f' head({self.limit})'}"
 
     def chunk(self, df, leaf):
+        """The partial of one block's pandas rows ``df`` (of ``leaf``)."""
         return df if self.limit is None else df.head(self.limit)
 
     def combine(self, a, b):
+        """The partial of earlier (``a``) and later (``b``) blocks together."""
         if a is None:
             return b
         if b is None or (self.limit is not None and len(a) >= self.limit):
@@ -128,6 +141,7 @@ class CollectOutput(Output):
         return out if self.limit is None else out.head(self.limit)
 
     def finalize(self, df):
+        """The pandas result from the combined partial (``None``: no block had rows)."""
         if df is None:
             df = self.node.meta.iloc[:0]
         return df.reset_index(drop=True)
@@ -166,20 +180,25 @@ class MapOutput(Output):
         self.node, self.fn, self.combine_fn = node, fn, combine_fn
 
     def columns(self):
+        """The columns of the chain this output reads."""
         return set(self.node.meta.columns)
 
     def text(self):
+        """A one-line description (for explain and errors)."""
         return f"map_partitions({getattr(self.fn, '__name__', 'fn')})"
 
     def chunk(self, df, leaf):
+        """The partial of one block's pandas rows ``df`` (of ``leaf``)."""
         return [self.fn(df)]
 
     def combine(self, a, b):
+        """The partial of earlier (``a``) and later (``b``) blocks together."""
         if a is None:
             return b
         return a if b is None else a + b
 
     def finalize(self, parts):
+        """The pandas result from the combined partial (``None``: no block had rows)."""
         parts = parts or []
         if self.combine_fn is not None:
             return self.combine_fn(parts)
@@ -198,10 +217,13 @@ class Composite(Output):
         self.node = parts[0].node if parts else None
 
     def leaves(self):
+        """The simple outputs this one is made of."""
         return [leaf for p in self.parts for leaf in p.leaves()]
 
     def columns(self):
+        """The columns of the chain this output reads."""
         return set().union(*(p.columns() for p in self.parts))
 
     def text(self):
+        """A one-line description (for explain and errors)."""
         return self.label

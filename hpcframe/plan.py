@@ -20,10 +20,10 @@ from .expr import Expr, and_all, as_mask, balanced, conjuncts
 class Node:
     """A plan node. ``meta`` is an empty pandas DataFrame with the node's columns and dtypes."""
 
-    child: "Node | None" = None
+    child: Node | None = None
     meta = None
 
-    def chain(self) -> list["Node"]:
+    def chain(self) -> list[Node]:
         """The nodes from the Scan up to this node."""
         out, node = [], self
         while node is not None:
@@ -31,33 +31,40 @@ class Node:
             node = node.child
         return out[::-1]
 
-    def scan(self) -> "Scan":
+    def scan(self) -> Scan:
+        """The Scan at the start of this chain."""
         return self.chain()[0]
 
     def check_columns(self, names, where="the frame"):
+        """Raise :class:`~hpcframe.ColumnNotFoundError` for a name in ``names`` that is not a column."""
         for n in names:
             if n not in self.meta.columns:
                 raise ColumnNotFoundError(n, list(self.meta.columns), where)
 
 
 class Scan(Node):
+    """The rows of a data source (the start of every chain)."""
     def __init__(self, source, meta):
         self.source, self.meta = source, meta
 
     def text(self):
+        """A one-line description of the node (for explain)."""
         return f"Scan {self.source.format} {self.source.label}"
 
 
 class Filter(Node):
+    """The rows where an expression is true."""
     def __init__(self, child: Node, expr: Expr):
         child.check_columns(expr.columns())
         self.child, self.expr, self.meta = child, expr, child.meta
 
     def text(self):
+        """A one-line description of the node (for explain)."""
         return f"Filter {self.expr.text()}"
 
 
 class Assign(Node):
+    """A new or replaced column computed from an expression."""
     def __init__(self, child: Node, name: str, expr: Expr):
         import pandas as pd
 
@@ -70,16 +77,19 @@ class Assign(Node):
         self.meta = meta
 
     def text(self):
+        """A one-line description of the node (for explain)."""
         return f"Assign {self.name} = {self.expr.text()}"
 
 
 class Project(Node):
+    """A subset of the columns, in a given order."""
     def __init__(self, child: Node, columns: list[str]):
         child.check_columns(columns)
         self.child, self.columns = child, list(columns)
         self.meta = child.meta[self.columns]
 
     def text(self):
+        """A one-line description of the node (for explain)."""
         return f"Project {self.columns}"
 
 

@@ -73,7 +73,7 @@ def _assemble(results, keys, cols, margins_name, as_index, series_name):
         except TypeError:
             uniq = uniq.astype(str).sort_values(kind="mergesort")
         rank = {v: i for i, v in enumerate(uniq)}
-        r = out[k].map(lambda v: rank.get(v, len(rank)) if not pd.isna(v) else len(rank))
+        r = out[k].map(lambda v, rank=rank: rank.get(v, len(rank)) if not pd.isna(v) else len(rank))
         r[is_margin] = len(rank) + 1
         order.append(r.rename(f"__r{k}"))
     ranks = pd.concat(order, axis=1)

@@ -18,10 +18,25 @@ from .comm import communicator, on_root
 from .errors import ColumnNotFoundError
 from .execute import compute, leaves_of, read_parts
 from .frame import Frame
-from .io.writers import (CSVFormat, HDF5Format, Lock, ParquetFormat, _Format, commit,
-                         done_leaves, leaves_recorded, lock_of, prepare, publish, record_leaf,
-                         staging_of, start_faults, summary_from_manifest, target_schema,
-                         to_arrow)
+from .io.writers import (
+    CSVFormat,
+    HDF5Format,
+    Lock,
+    ParquetFormat,
+    _Format,
+    commit,
+    done_leaves,
+    leaves_recorded,
+    lock_of,
+    prepare,
+    publish,
+    record_leaf,
+    staging_of,
+    start_faults,
+    summary_from_manifest,
+    target_schema,
+    to_arrow,
+)
 from .outputs import Output
 
 __all__ = ["to_parquet", "to_hdf", "to_csv", "write", "WriteOutput"]

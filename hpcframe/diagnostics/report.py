@@ -77,7 +77,8 @@ def _summary_html(profile: RunProfile, s: dict) -> str:
     esc = html.escape
     rows = "".join(
         f"<tr><td>{p['rank']}</td><td>{p['leaves']}</td><td>{p['rows']:,}</td>"
-        f"<td>{p.get('planning', 0.0):.3f}</td><td>{p['read']:.3f}</td><td>{p['compute']:.3f}</td><td>{p['collective']:.3f}</td></tr>"
+        f"<td>{p.get('planning', 0.0):.3f}</td><td>{p['read']:.3f}</td><td>{p['compute']:.3f}</td>"
+        f"<td>{p['collective']:.3f}</td></tr>"
         for p in s["per_rank"])
     slow = "".join(
         f"<tr><td>{esc(x['partition'])}</td><td>{x['rank']}</td><td>{x['seconds']:.3f}</td>"
@@ -96,7 +97,8 @@ def _summary_html(profile: RunProfile, s: dict) -> str:
         f"communication {sh['communication']:.0%}; load imbalance (slowest / mean busy): "
         f"{s['imbalance']:.2f}</p>"
         f"<table border='1' cellspacing='0' cellpadding='3'><tr><th>rank</th><th>partitions</th>"
-        f"<th>rows</th><th>planning s</th><th>read s</th><th>compute s</th><th>collectives s</th></tr>{rows}</table>"
+        f"<th>rows</th><th>planning s</th><th>read s</th><th>compute s</th><th>collectives s</th></tr>"
+        f"{rows}</table>"
         f"<h3>Slowest partitions</h3><table border='1' cellspacing='0' cellpadding='3'>"
         f"<tr><th>partition</th><th>rank</th><th>seconds</th><th>of which read</th>"
         f"<th>rows</th></tr>{slow}</table>")

@@ -41,6 +41,7 @@ class RunProfile:
 
     @property
     def t0(self) -> float:
+        """The start of the run (seconds of the profiler's clock)."""
         return float(self.meta.get("t0") or 0.0)
 
 

@@ -628,7 +628,7 @@ class _Cursor:
             base = self.row
             header = 1 if self.source.header == 0 else 0
             t = self.source._cast_checked(t, self.types, self.path,
-                                          lambda i: base + i + 1 + header)
+                                          lambda i, base=base: base + i + 1 + header)
         self.source._report(self.bad, self.path, lambda b: b.number or "?")
         self.bad.clear()
         return t
@@ -676,7 +676,7 @@ class _Cursor:
                     if seen + t.num_rows > row:
                         base = seen
                         src._cast_checked(t, self.types, self.path,
-                                          lambda i: base + i + 1 + header)
+                                          lambda i, base=base: base + i + 1 + header)
                     seen += t.num_rows
         raise DatasetError(f"{self.path}: cannot parse as CSV near data row {row} ({exc})"
                            + _newline_hint(exc)) from None

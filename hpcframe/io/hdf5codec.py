@@ -81,7 +81,7 @@ def encode_pandas(s, name: str):
         if isinstance(dtype, np.dtype) and not (s.isna().any() and dtype.kind in "iu"):
             return s.to_numpy(), {}
         return s.to_numpy(dtype="float64", na_value=np.nan), {}
-    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if pd.api.types.is_string_dtype(dtype) or (isinstance(dtype, np.dtype) and dtype.kind == "O"):
         values = []
         for v in s.tolist():
             if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:

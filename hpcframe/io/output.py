@@ -16,9 +16,9 @@ import os
 import tempfile
 
 from .formats import FORMATS as _REGISTRY
+from .formats import format_of
 from .fs import disk_full, fsync, fsync_dir, remove_file
 from .hdf5codec import GROUP, encode_pandas
-from .formats import format_of
 
 #: Output file suffixes by format (from the registry, :mod:`hpcframe.io.formats`).
 FORMATS = {name: fmt.suffixes for name, fmt in _REGISTRY.items()}

@@ -303,6 +303,7 @@ def _split_hive(table: pa.Table, keys: list[str]):
 
 
 class ParquetFormat(_Format):
+    """Parquet part files (statistics, page checksums), optionally in hive folders."""
     name, suffix = "parquet", ".parquet"
 
     def __init__(self, dst, partition_by=None, row_group_size=1 << 20, compression="zstd",
@@ -312,10 +313,12 @@ class ParquetFormat(_Format):
         self.compression_level = compression_level
 
     def options(self):
+        """The options that make two writes the same write (recorded in the plan)."""
         return {**super().options(), "row_group_size": self.row_group_size,
                 "compression": self.compression}
 
     def write_file(self, table, path):
+        """Write the Arrow ``table`` as one file at ``path``."""
         import pyarrow.parquet as pq
 
         pq.write_table(table, path, row_group_size=self.row_group_size,
@@ -324,9 +327,11 @@ class ParquetFormat(_Format):
 
 
 class CSVFormat(_Format):
+    """CSV part files (with header), optionally in hive folders."""
     name, suffix = "csv", ".csv"
 
     def write_file(self, table, path):
+        """Write the Arrow ``table`` as one file at ``path``."""
         import pyarrow.csv as pcsv
 
         pcsv.write_csv(table, path)
@@ -343,12 +348,15 @@ class HDF5Format(_Format):
 
     @property
     def data_dir(self):
+        """The folder that holds the dataset's files."""
         return self.dst + ".d"
 
     def options(self):
+        """The options that make two writes the same write (recorded in the plan)."""
         return {"compression": self.compression}
 
     def write_file(self, table, path):
+        """Write the Arrow ``table`` as one file at ``path``."""
         import h5py
 
         with h5py.File(path, "w") as f:
@@ -819,6 +827,7 @@ def _publish_steps(fmt, staging) -> None:
 
 
 def done_leaves(staging, n) -> dict:
+    """The leaves an interrupted earlier run finished (index -> file descriptors), of ``n``."""
     done = {}
     folder = os.path.join(staging, LEAVES)
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
@@ -855,6 +864,7 @@ def commit(fmt, files, schema, staging, plan, skipped, size, seconds) -> dict:
 
 
 def summary_from_manifest(fmt, size, seconds, state) -> dict:
+    """The summary of a write published earlier, from its manifest."""
     m = _read_json(os.path.join(fmt.data_dir, MANIFEST))
     return {"path": fmt.dst, "files": len(m["files"]), "rows": m["rows"], "rows_in": 0,
             "bytes_in": 0, "bytes_out": sum(f["bytes"] for f in m["files"]),
