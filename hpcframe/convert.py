@@ -46,6 +46,7 @@ def open_source(src, **csv_options):
     from .io.csv import read_csv
     from .io.paths import expand_paths
 
+    # TODO(issue 12): take the suffixes from the format registry in hpcframe.io (these lack .he5)
     first = src[0] if isinstance(src, (list, tuple)) else str(src)
     low = first.lower()
     if low.endswith((".parquet", ".parq", ".pq")) or (os.path.isdir(first) and _has(

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import HpcframeError
 
+# TODO(issue 12): take the suffixes from the format registry in hpcframe.io (one home)
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 INPUT_FORMATS = ("parquet", "hdf5")
