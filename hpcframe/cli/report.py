@@ -1,4 +1,4 @@
-"""``hpcframe report DIR``: the run report of a profile directory (a thin click layer)."""
+"""``hpcframe report DIR``: the run report of a profile directory (:mod:`hpcframe.diagnostics`)."""
 from __future__ import annotations
 
 import os
@@ -45,7 +45,3 @@ def report(directory, png, output):
     s = summarize(profile)
     click.echo(f"{s['ranks']} rank(s), wall {s['wall']:.2f} s")
     click.echo(f"bottleneck: {s['bottleneck']}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    report()
