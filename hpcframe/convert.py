@@ -80,7 +80,8 @@ def plan(frame, to: str, ranks: int, comm=None) -> dict:
 
     if to not in FORMATS:
         raise ValueError(f"unknown output format {to!r}; use one of {', '.join(FORMATS)}")
-    suffix = {"parquet": W.ParquetFormat, "hdf5": W.HDF5Format, "csv": W.CSVFormat}[to].suffix
+    suffix = {"parquet": W.ParquetFormat.suffix, "hdf5": W.HDF5Format.suffix,
+              "csv": W.CSVFormat.suffix}[to]
     source = frame._node.scan().source
     with communicator(comm) as c:
         leaves = leaves_of(source, c)
