@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-_active: list["Callback"] = []
+_active: list[Callback] = []
 
 
 class Callback:
@@ -41,16 +41,16 @@ class Callback:
             _active.remove(self)
         return False
 
-    def on_run_start(self, run: "RunInfo") -> None:
+    def on_run_start(self, run: RunInfo) -> None:
         pass
 
-    def on_leaf_done(self, run: "RunInfo", leaf, times: dict) -> None:
+    def on_leaf_done(self, run: RunInfo, leaf, times: dict) -> None:
         pass
 
-    def on_collective(self, run: "RunInfo", name: str, start: float, end: float) -> None:
+    def on_collective(self, run: RunInfo, name: str, start: float, end: float) -> None:
         pass
 
-    def on_run_end(self, run: "RunInfo", error: BaseException | None) -> None:
+    def on_run_end(self, run: RunInfo, error: BaseException | None) -> None:
         pass
 
 

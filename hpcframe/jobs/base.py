@@ -179,7 +179,7 @@ class ArraySpec:
     values: tuple[int, ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "ArraySpec":
+    def parse(cls, text: str) -> ArraySpec:
         """Parse ``NAME=START-END[:STEP]`` or ``NAME=V1,V2,...``; raise JobError if invalid."""
         raw = _text("array", text).strip()
         name, sep, rng = raw.partition("=")
@@ -249,7 +249,7 @@ class JobParams:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: dict, where: str = "job parameters") -> "JobParams":
+    def from_dict(cls, values: dict, where: str = "job parameters") -> JobParams:
         """Build from a dict; raise JobError naming ``where`` for an unknown key."""
         check_keys(values, where)
         return cls(**values)
@@ -545,7 +545,7 @@ def find_run(job_id: str, roots=None) -> dict:
                    "the run directory instead of the job id")
 
 
-def wait(job_id: str, scheduler: "Scheduler", timeout: float = 120, poll: float = 1.0) -> list:
+def wait(job_id: str, scheduler: Scheduler, timeout: float = 120, poll: float = 1.0) -> list:
     """Poll until every task of ``job_id`` has finished; return the final :meth:`status` rows.
 
     Raises :class:`JobError` if it is still pending/running after ``timeout`` seconds.
