@@ -288,7 +288,7 @@ class ProgressBar(Callback):
             self._write(f"hpcframe: {run.source}: {run.leaves_total} partitions, "
                         f"{rows}, {_human(run.bytes_total, 'B')} "
                         f"on {comm.size} rank(s){planned}\n")
-        self._thread = threading.Thread(target=self._loop, name="hpcframe-progress",
+        self._thread = threading.Thread(target=self._loop, args=(run.t0,), name="hpcframe-progress",
                                         daemon=True)
         self._thread.start()
 
@@ -321,8 +321,9 @@ class ProgressBar(Callback):
         self._run = None
 
     # -- printing (rank 0) ------------------------------------------------------------------
-    def _loop(self) -> None:
-        counters, t0 = self._counters, self._run.t0
+    def _loop(self, t0: float) -> None:
+        """Print until stopped (rank 0's thread); ``t0`` is when the run started reading."""
+        counters = self._counters
         tick = self.refresh if self._bar else min(0.5, self.interval)
         last_print, last_decile = time.perf_counter(), 0
         while not self._stop.wait(tick):

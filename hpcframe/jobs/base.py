@@ -203,12 +203,14 @@ class ArraySpec:
 
     @property
     def is_range(self) -> bool:
+        """True for ``START-END[:STEP]``, False for a list of values."""
         return not self.values
 
     def task_values(self) -> list[int]:
         """The index of every task, in order."""
         if self.values:
             return list(self.values)
+        assert self.start is not None and self.stop is not None, "a range has start and stop"
         return list(range(self.start, self.stop + 1, self.step))
 
     def range_text(self) -> str:
@@ -246,6 +248,7 @@ class JobParams:
 
     @classmethod
     def fields(cls) -> list[str]:
+        """The parameter names, in declaration order (the valid profile and option keys)."""
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
@@ -256,6 +259,7 @@ class JobParams:
 
     @property
     def ntasks(self) -> int:
+        """The number of ranks asked for: nodes x tasks per node."""
         return self.nodes * self.ntasks_per_node
 
 
@@ -319,7 +323,8 @@ def validate(p: JobParams) -> JobParams:
                            "profile): lower --ntasks-per-node or add --nodes")
     p.modules = [check_name("module", m, MODULE_RE) for m in _as_list(p.modules, "modules")]
     p.setup = [_one_line("setup line", s) for s in _as_list(p.setup, "setup")]
-    p.extra_directives = [_one_line("extra directive", d) for d in _as_list(p.extra_directives, "extra_directives")]
+    p.extra_directives = [_one_line("extra directive", d)
+                          for d in _as_list(p.extra_directives, "extra_directives")]
     for d in p.extra_directives:
         _split_words("extra directive", d)
     p.after = [check_job_id(j) for j in _as_list(p.after, "after")]
@@ -394,9 +399,11 @@ class Scheduler:
         return []
 
     def submit_command(self, script: str, p: JobParams) -> list[str]:
+        """The command that submits the job script ``script``."""
         raise NotImplementedError
 
     def parse_job_id(self, stdout: str) -> str:
+        """The job id in the submit command's output; ``ValueError`` if there is none."""
         raise NotImplementedError
 
     def status(self, job_id: str) -> list[tuple[str, str, str]]:
@@ -405,6 +412,7 @@ class Scheduler:
         raise NotImplementedError
 
     def cancel_command(self, job_id: str) -> list[str]:
+        """The command that cancels ``job_id``."""
         raise NotImplementedError
 
     def ntasks_expr(self, p: JobParams) -> str:
@@ -416,7 +424,8 @@ class Scheduler:
         """The line that starts the ranks: launcher + python -m mpi4py + program."""
         launcher = _split_words("launcher", p.launcher or self.default_launcher)
         words = [shlex.quote(w) for w in launcher]
-        if os.path.basename(launcher[0]) in ("mpiexec", "mpirun") and "-n" not in launcher and "-np" not in launcher:
+        counted = "-n" in launcher or "-np" in launcher
+        if os.path.basename(launcher[0]) in ("mpiexec", "mpirun") and not counted:
             words += ["-n", '"$HPCFRAME_NTASKS"']
         words += [shlex.quote(p.python), "-m", "mpi4py"] + [shlex.quote(a) for a in program]
         return " ".join(words)
