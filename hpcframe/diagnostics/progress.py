@@ -41,15 +41,17 @@ class _LocalCounters:
         self._values = (0, 0, 0)
 
     def add(self, leaves: int, rows: int, nbytes: int) -> None:
+        """Count one more leaf of ``rows`` rows and ``nbytes`` bytes."""
         with self._lock:
             a, b, c = self._values
             self._values = (a + leaves, b + rows, c + nbytes)
 
     def read(self) -> tuple:
+        """The counters: ``(leaves, rows, bytes)`` done."""
         return self._values
 
     def free(self) -> None:
-        pass
+        """Nothing to free."""
 
 
 class _WindowCounters:
@@ -71,6 +73,7 @@ class _WindowCounters:
         self._lock = threading.Lock()
 
     def add(self, leaves: int, rows: int, nbytes: int) -> None:
+        """Add ``(leaves, rows, nbytes)`` to rank 0's counters (one ``MPI_Accumulate``)."""
         buf = self._np.array([leaves, rows, nbytes], dtype=self._np.int64)
         win, MPI = self._win, self._MPI
         with self._lock:
