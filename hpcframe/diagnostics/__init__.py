@@ -1,8 +1,10 @@
 """Diagnostics: live progress across ranks, task and resource profiles, and a run report.
 
->>> with hf.ProgressBar(), hf.Profiler() as prof, hf.ResourceProfiler(dt=0.25) as rprof:
-...     result = query.compute()
->>> hf.visualize([prof, rprof], "report.html")
+::
+
+    with hf.ProgressBar(), hf.Profiler() as prof, hf.ResourceProfiler(dt=0.25) as rprof:
+        result = query.compute()
+    hf.visualize([prof, rprof], "report.html")
 
 Everything here is off unless used: the engine only checks a list of active callbacks.
 Bokeh and matplotlib are imported only when a report is written.
