@@ -23,7 +23,7 @@ class PandasSource:
         self.npartitions = npartitions
         self.files: list[str] = []  # no files: partitions are row ranges of the frame
         self.label = f"pandas DataFrame {df.shape[0]}x{df.shape[1]}"
-        self._schema = pa.Schema.from_pandas(self.df.head(0), preserve_index=False)
+        self._schema = _frame_schema(self.df)
 
     def schema(self) -> pa.Schema:
         return self._schema
@@ -41,6 +41,37 @@ class PandasSource:
         chunk = self.df.iloc[part.start:part.stop][list(columns)]
         return pa.Table.from_pandas(chunk, schema=_select(self._schema, columns),
                                     preserve_index=False)
+
+
+def _frame_schema(df) -> pa.Schema:
+    """The Arrow schema of ``df``, with the dtype each column must get back in pandas.
+
+    Types of ``object`` columns come from their values (an empty frame says nothing about
+    them): strings stay strings; any other object column (bools with ``None``, Python ints or
+    floats with ``None``, decimals, ...) is flagged ``object`` (see :mod:`hpcframe.io.types`)
+    so that every block gives back Python objects, as the frame holds them. A column Arrow
+    cannot hold (values of several types) is refused, naming it."""
+    from .dataset import DatasetError
+    from .types import OBJECT, flag_fields, is_string
+
+    base = pa.Schema.from_pandas(df.head(0), preserve_index=False)
+    fields, flags = list(base), {}
+    for i, name in enumerate(df.columns):
+        if df[name].dtype != object or i >= len(fields):
+            continue
+        try:
+            t = pa.array(df[name], from_pandas=True).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+                OverflowError) as exc:
+            kinds = sorted({type(v).__name__ for v in df[name].dropna().head(10_000)})
+            raise DatasetError(
+                f"from_pandas: column {name!r} (object dtype) holds values hpcframe cannot "
+                f"store in one typed column ({', '.join(kinds)}: {exc}). Convert it to one "
+                f"type first, e.g. df[{name!r}].astype(str)") from exc
+        fields[i] = fields[i].with_type(t)
+        if not is_string(t):
+            flags[fields[i].name] = OBJECT
+    return flag_fields(pa.schema(fields, metadata=base.metadata), flags)
 
 
 def _select(schema: pa.Schema, columns) -> pa.Schema:
