@@ -133,7 +133,7 @@ def normalize_table(table: pa.Table, declared: pa.Schema | None = None, keep_dic
             cols.append(col.cast(target, safe=False))
         else:
             cols.append(col.cast(target))
-        fields.append(pa.field(name, target))
+        fields.append(pa.field(name, target, metadata=decl.metadata))  # keeps the dtype flag
     if not cols:
         return table
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))
