@@ -43,21 +43,36 @@ class PandasSource:
                                     preserve_index=False)
 
 
+# pandas' nullable (masked) dtypes: without a flag an Int64 column would be int64 in blocks
+# without NA and float64 in the others
+_NULLABLE = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+             "Float32", "Float64", "boolean"}
+
+
 def _frame_schema(df) -> pa.Schema:
     """The Arrow schema of ``df``, with the dtype each column must get back in pandas.
 
     Types of ``object`` columns come from their values (an empty frame says nothing about
-    them): strings stay strings; any other object column (bools with ``None``, Python ints or
+    them): strings stay strings; pandas nullable dtypes (``Int64``, ``boolean``...) are flagged
+    to be rebuilt as such in every block; any other object column (bools with ``None``, Python ints or
     floats with ``None``, decimals, ...) is flagged ``object`` (see :mod:`hpcframe.io.types`)
     so that every block gives back Python objects, as the frame holds them. A column Arrow
     cannot hold (values of several types) is refused, naming it."""
     from .dataset import DatasetError
-    from .types import OBJECT, flag_fields, is_string
+    import pandas as pd
+
+    from .types import EXTENSION, OBJECT, flag_fields, is_string
 
     base = pa.Schema.from_pandas(df.head(0), preserve_index=False)
     fields, flags = list(base), {}
     for i, name in enumerate(df.columns):
-        if df[name].dtype != object or i >= len(fields):
+        if i >= len(fields):
+            continue
+        dtype = df[name].dtype
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.name in _NULLABLE:
+            flags[fields[i].name] = EXTENSION + dtype.name.encode()
+            continue
+        if dtype != object:
             continue
         try:
             t = pa.array(df[name], from_pandas=True).type

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from .dataset import (ColumnStats, DatasetError, Partition, discover_files, mark_dataset_types,
                       source_label)
 from .paths import expand_paths, hive_values
-from .types import is_string
+from .types import is_string, strip_flags
 
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
@@ -39,7 +39,7 @@ class ParquetSource:
     # -- the source protocol ------------------------------------------------------------
     def schema(self) -> pa.Schema:
         if self._schema is None:
-            base = _file_schema(self.files[0])
+            base = strip_flags(_file_schema(self.files[0]))
             fields = [f for f in base if f.name not in self._hive_types]
             fields += [pa.field(k, t) for k, t in self._hive_types.items()]
             self._schema = pa.schema(fields)

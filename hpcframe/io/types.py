@@ -33,7 +33,10 @@ schema as field metadata (:data:`DTYPE_KEY`):
 ``object``
     a column of a frame given to ``from_pandas`` with ``object`` dtype that is not a string
     column (bools with ``None``, Python ints, ...): converted back to Python objects
-    (``None`` for null), as the frame held them.
+    (``None`` for null), as the frame held them;
+``ext:<name>``
+    a column of a ``from_pandas`` frame with a pandas nullable dtype (``Int64``, ``boolean``,
+    ``Float64``, ...): every block is rebuilt with that dtype.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ import pyarrow.types as pat
 DTYPE_KEY = b"hpcframe.pandas"
 NULLS = b"nulls"
 OBJECT = b"object"
+EXTENSION = b"ext:"  # + a pandas nullable dtype name (from_pandas): rebuilt as that dtype
 
 
 def dtype_flag(f: pa.Field) -> bytes | None:
@@ -60,6 +64,18 @@ def flag_fields(schema: pa.Schema, flags: dict) -> pa.Schema:
         flag = flags.get(f.name)
         if flag is not None:
             f = f.with_metadata({**(f.metadata or {}), DTYPE_KEY: flag})
+        fields.append(f)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def strip_flags(schema: pa.Schema) -> pa.Schema:
+    """``schema`` without dtype flags: a file written from a flagged schema carries them in
+    its field metadata, but they are decided anew for every dataset (its nulls may differ)."""
+    fields = []
+    for f in schema:
+        if f.metadata and DTYPE_KEY in f.metadata:
+            rest = {k: v for k, v in f.metadata.items() if k != DTYPE_KEY}
+            f = f.with_metadata(rest) if rest else f.remove_metadata()
         fields.append(f)
     return pa.schema(fields, metadata=schema.metadata)
 
@@ -220,9 +236,20 @@ def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
         col = table.column(f.name)
         if flag == OBJECT and not pat.is_dictionary(col.type):
             df[f.name] = _objects(col, df.index)
+        elif flag.startswith(EXTENSION):
+            df[f.name] = _extension(col, flag[len(EXTENSION):].decode(), df.index)
         elif flag == NULLS and pat.is_boolean(col.type) and df[f.name].dtype != object:
             df[f.name] = df[f.name].astype(object)
     return df
+
+
+def _extension(col, name: str, index):
+    """A column as a pandas nullable extension array (``Int64``, ``boolean``, ``Float64``...)."""
+    import pandas as pd
+
+    dtype = pd.api.types.pandas_dtype(name)
+    chunked = col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])
+    return pd.Series(dtype.__from_arrow__(chunked), index=index, dtype=dtype)
 
 
 def _objects(col, index):

@@ -166,3 +166,63 @@ def test_from_pandas_refuses_mixed_objects_by_name():
     with pytest.raises(Exception, match="'m'") as info:
         hf.from_pandas(pdf)
     assert "astype" in str(info.value)
+
+
+def _nullable_frame():
+    """pandas nullable dtypes with NA in the middle partition only (of 3)."""
+    return pd.DataFrame({
+        "I": pd.array([1, 2, None, -3, 2**62, 7], dtype="Int64"),
+        "B": pd.array([True, False, None, True, True, False], dtype="boolean"),
+        "F": pd.array([1.5, 2.0, None, 3.25, 4.0, 0.5], dtype="Float64"),
+        "x": np.arange(6, dtype="int64"),
+    })
+
+
+@pytest.mark.parametrize("query", ["frame", "I_sum", "I_max", "F_sum", "B_sum", "I_count",
+                                   "group_B", "group_I", "filter_I", "group_x_I", "I_plus"])
+@pytest.mark.parametrize("shuffle_rows", [None, 0])
+def test_from_pandas_nullable_dtypes(query, shuffle_rows, monkeypatch):
+    """Every block keeps the frame's Int64 / boolean / Float64 dtype (not int64 in blocks
+    without NA and float64/object in the others)."""
+    if shuffle_rows is not None:
+        monkeypatch.setattr(hf.config, "shuffle_rows", shuffle_rows)
+    pdf = _nullable_frame()
+    df = hf.from_pandas(pdf, npartitions=3)
+    q = {
+        "frame": lambda d: d,
+        "I_sum": lambda d: d.I.sum(),
+        "I_max": lambda d: d.I.max(),
+        "F_sum": lambda d: d.F.sum(),
+        "B_sum": lambda d: d.B.sum(),
+        "I_count": lambda d: d.I.count(),
+        "group_B": lambda d: d.groupby("B").x.sum(),
+        "group_I": lambda d: d.groupby("I").x.sum(),
+        "filter_I": lambda d: d[d.I > 1].x.sum(),
+        "group_x_I": lambda d: d.groupby("x").I.sum(),
+        "I_plus": lambda d: (d.I + 1).sum(),
+    }[query]
+    got, want = q(df), q(pdf)
+    if query == "frame":
+        got = got.compute()
+        assert got.dtypes.to_dict() == pdf.dtypes.to_dict()
+    assert_same(got, want, exact=True)
+
+
+def test_stored_dtype_flags_are_not_trusted(shared_dir):
+    """A file written from a flagged schema (``hpcframe.pandas: nulls`` in its field metadata)
+    holds no null: the column is int64, decided from this dataset's own null counts."""
+    from hpcframe.io.types import NULLS, flag_fields
+
+    root = os.path.join(shared_dir, "column_types", "stale_flag")
+    c = support.world()
+    if support.rank() == 0:
+        os.makedirs(root, exist_ok=True)
+        t = pa.table({"i": pa.array([1, 2**62 + 1], pa.int64())})
+        pq.write_table(t.cast(flag_fields(t.schema, {"i": NULLS})),
+                       os.path.join(root, "x.parquet"))
+    if c is not None:
+        c.Barrier()
+    ref = pd.read_parquet(root)
+    got = hf.read_parquet(root).compute()
+    assert got["i"].dtype == ref["i"].dtype == "int64"
+    assert_same(got, ref, exact=True)
