@@ -58,9 +58,9 @@ def _frame_schema(df) -> pa.Schema:
     floats with ``None``, decimals, ...) is flagged ``object`` (see :mod:`hpcframe.io.types`)
     so that every block gives back Python objects, as the frame holds them. A column Arrow
     cannot hold (values of several types) is refused, naming it."""
-    from .dataset import DatasetError
     import pandas as pd
 
+    from .dataset import DatasetError
     from .types import EXTENSION, OBJECT, flag_fields, is_string
 
     base = pa.Schema.from_pandas(df.head(0), preserve_index=False)
@@ -72,7 +72,7 @@ def _frame_schema(df) -> pa.Schema:
         if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.name in _NULLABLE:
             flags[fields[i].name] = EXTENSION + dtype.name.encode()
             continue
-        if dtype != object:
+        if not pd.api.types.is_object_dtype(dtype):
             continue
         try:
             t = pa.array(df[name], from_pandas=True).type

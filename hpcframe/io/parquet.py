@@ -15,8 +15,7 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .dataset import (ColumnStats, DatasetError, Partition, discover_files, mark_dataset_types,
-                      source_label)
+from .dataset import ColumnStats, DatasetError, Partition, discover_files, mark_dataset_types, source_label
 from .paths import expand_paths, hive_values
 from .types import is_string, strip_flags
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.types as pat
 
-
 #: field metadata key of the dataset-level dtype decision (see the module docstring)
 DTYPE_KEY = b"hpcframe.pandas"
 NULLS = b"nulls"

@@ -17,10 +17,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-import hpcframe as hf
 import support
 from support import assert_same, timeout
+
+import hpcframe as hf
 
 pytestmark = timeout(120)
 
