@@ -67,12 +67,13 @@ def flag_fields(schema: pa.Schema, flags: dict) -> pa.Schema:
     return pa.schema(fields, metadata=schema.metadata)
 
 
-def strip_flags(schema: pa.Schema) -> pa.Schema:
-    """``schema`` without dtype flags: a file written from a flagged schema carries them in
-    its field metadata, but they are decided anew for every dataset (its nulls may differ)."""
+def strip_flags(schema: pa.Schema, only: bytes | None = None) -> pa.Schema:
+    """``schema`` without dtype flags (only the flag ``only``, if given): a file written from a
+    flagged schema carries them in its field metadata, but they are decided anew for every
+    dataset (its nulls may differ); a write keeps stored integers exact (no ``NULLS``)."""
     fields = []
     for f in schema:
-        if f.metadata and DTYPE_KEY in f.metadata:
+        if f.metadata and DTYPE_KEY in f.metadata and only in (None, f.metadata[DTYPE_KEY]):
             rest = {k: v for k, v in f.metadata.items() if k != DTYPE_KEY}
             f = f.with_metadata(rest) if rest else f.remove_metadata()
         fields.append(f)
