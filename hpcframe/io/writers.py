@@ -518,6 +518,13 @@ class _SkipDone:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
+    def schema(self):
+        """The source's schema without the dataset-level float64 cast of integer columns
+        with nulls (see hpcframe.io.types): a write keeps the stored integers exact."""
+        from .types import NULLS, strip_flags
+
+        return strip_flags(self._inner.schema(), only=NULLS)
+
     def read(self, part, columns):
         if _part_key(part) in self._skip:
             return pa.schema([self._inner.schema().field(c) for c in columns]).empty_table()
