@@ -226,3 +226,13 @@ def test_stored_dtype_flags_are_not_trusted(shared_dir):
     got = hf.read_parquet(root).compute()
     assert got["i"].dtype == ref["i"].dtype == "int64"
     assert_same(got, ref, exact=True)
+
+
+def test_pushed_filter_sees_the_dataset_dtypes_of_a_pandas_frame():
+    """A filter evaluated in pandas while reading (PandasOp) converts the predicate columns with
+    the same dataset-level dtypes as the rest of the block: an ``Int64`` column keeps its
+    extension dtype, so ``I + 1`` does not wrap in int64 in a block without NA."""
+    pdf = pd.DataFrame({"I": pd.array([2**63 - 1, None, 5], dtype="Int64"), "x": [1, 2, 3]})
+    for nparts in (1, 3):
+        d = hf.from_pandas(pdf, npartitions=nparts)
+        assert d[(d.I + 1) < 0].x.sum().compute() == pdf[(pdf.I + 1) < 0].x.sum()
