@@ -236,7 +236,8 @@ def main(argv=None) -> int:
         if k not in keys:
             keys.append(k)
     print()
-    print("| engine | query | wall s (best) | all runs s | n | peak RSS MB (tree, max over runs) | peak RSS MB (largest process) | load avg before (1m) |")
+    print("| engine | query | wall s (best) | all runs s | n | peak RSS MB (tree, max over runs) "
+          "| peak RSS MB (largest process) | load avg before (1m) |")
     print("|---|---|---|---|---|---|---|---|")
     for k in keys:
         runs = [r for r in results if (r["engine"], r["query"]) == k]

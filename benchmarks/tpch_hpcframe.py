@@ -55,7 +55,7 @@ def main():
         results[name] = (best, value)
     rss = comm.allgather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if comm.rank == 0:
-        for name, (best, value) in results.items():
+        for name, (best, _value) in results.items():
             print(f"{name}: {best:.2f} s (best of {args.repeat}) on {comm.size} rank(s)")
         print("peak RSS per rank (MB): " + ", ".join(f"{r:.0f}" for r in rss))
         if "q1" in results:

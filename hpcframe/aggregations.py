@@ -14,8 +14,8 @@ Users register their own aggregation with :func:`register_aggregation`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -71,7 +71,7 @@ def _as_float(s: pd.Series) -> pd.Series:
         values = ticks.to_numpy().view("int64").astype("float64")
         values[s.isna().to_numpy()] = np.nan
         return pd.Series(values, index=s.index)
-    if dtype == object:  # bools with nulls
+    if dtype == np.dtype(object):  # bools with nulls
         return pd.to_numeric(s, errors="raise").astype("float64")
     return s.astype("float64")
 
@@ -95,6 +95,12 @@ def _m2_chunk(g):
     return m2.where(~bad, np.nan)
 
 
+def _with_count(g):
+    """The ``combine`` of ``mean`` and ``m2``: never called, they are merged jointly with their
+    ``count`` (see :func:`_combine_moments`)."""
+    raise RuntimeError("mean and m2 partials are combined with their count, not on their own")
+
+
 def _unique(values):
     u = pd.unique(values)
     return u[~pd.isna(u)] if len(u) else u
@@ -110,8 +116,8 @@ INTERMEDIATES: dict[str, Intermediate] = {
     "first": Intermediate("first", lambda g: g.first(), lambda g: g.first()),
     "last": Intermediate("last", lambda g: g.last(), lambda g: g.last()),
     # mean and m2 are combined jointly with count (see combine_partials)
-    "mean": Intermediate("mean", lambda g: g.mean(), None),
-    "m2": Intermediate("m2", _m2_chunk, None),
+    "mean": Intermediate("mean", lambda g: g.mean(), _with_count),
+    "m2": Intermediate("m2", _m2_chunk, _with_count),
     "uniq": Intermediate("uniq", _uniq_chunk, _uniq_combine),
 }
 
@@ -150,13 +156,47 @@ AGGREGATIONS: dict[str, Aggregation] = {
 BUILTIN = frozenset(AGGREGATIONS) | {"size"}
 
 
-def register_aggregation(name: str, chunk: Callable, combine: Callable, finalize: Callable):
-    """Register a custom aggregation usable in ``agg`` by ``name``.
+def register_aggregation(name: str, chunk: Callable, combine: Callable,
+                         finalize: Callable) -> None:
+    """Register a custom aggregation, usable by ``name`` in group-by ``agg``.
 
-    ``chunk(SeriesGroupBy) -> Series`` computes a partial per group of one partition,
-    ``combine(SeriesGroupBy) -> Series`` merges partials (grouped on the keys again), and
-    ``finalize(Series) -> Series`` turns the combined partial into the result. ``combine``
-    must be associative; it is applied to partials in partition order.
+    The aggregation runs in three steps, like the built-in ones: a partial per group of each
+    block of rows, partials merged (in dataset order, so results do not depend on the number
+    of ranks), and the merged partial turned into the result.
+
+    Parameters
+    ----------
+    name : str
+        The name to use in ``agg`` (name, list, dict or named form). Must not be taken.
+    chunk : callable
+        ``chunk(SeriesGroupBy) -> Series``: one partial per group of one block of rows.
+    combine : callable
+        ``combine(SeriesGroupBy) -> Series``: merges partials, regrouped on the keys. It must
+        be associative; it receives the partials in dataset order.
+    finalize : callable
+        ``finalize(Series) -> Series``: the result column from the combined partials.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ValueError
+        If an aggregation called ``name`` exists already (built-in or registered).
+
+    Examples
+    --------
+    A product of the values of each group (partials multiply):
+
+    >>> import pandas as pd
+    >>> import hpcframe as hf
+    >>> hf.register_aggregation("product", chunk=lambda g: g.prod(),
+    ...                         combine=lambda g: g.prod(), finalize=lambda s: s)
+    >>> df = pd.DataFrame({"k": ["a", "a", "b", "b"], "x": [2, 3, 4, 5]})
+    >>> out = hf.from_pandas(df, npartitions=2).groupby("k").agg({"x": "product"}).compute()
+    >>> out["x"].to_dict()
+    {'a': 6, 'b': 20}
     """
     if name in AGGREGATIONS:
         raise ValueError(f"an aggregation named {name!r} already exists")
@@ -166,6 +206,8 @@ def register_aggregation(name: str, chunk: Callable, combine: Callable, finalize
 
 
 def get_aggregation(name) -> Aggregation:
+    """The :class:`Aggregation` registered as ``name``; ``ValueError`` if there is none,
+    ``TypeError`` for a function (aggregations are passed by name)."""
     if callable(name) and not isinstance(name, str):
         raise TypeError("pass an aggregation by name; register custom ones with "
                         "hf.register_aggregation(name, chunk, combine, finalize)")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-_active: list["Callback"] = []
+_active: list[Callback] = []
 
 
 class Callback:
@@ -41,17 +41,17 @@ class Callback:
             _active.remove(self)
         return False
 
-    def on_run_start(self, run: "RunInfo") -> None:
-        pass
+    def on_run_start(self, run: RunInfo) -> None:
+        """Collective, before reading: every rank calls it (see the module docstring)."""
 
-    def on_leaf_done(self, run: "RunInfo", leaf, times: dict) -> None:
-        pass
+    def on_leaf_done(self, run: RunInfo, leaf, times: dict) -> None:
+        """After this rank read and computed ``leaf``; ``times`` as in the module docstring."""
 
-    def on_collective(self, run: "RunInfo", name: str, start: float, end: float) -> None:
-        pass
+    def on_collective(self, run: RunInfo, name: str, start: float, end: float) -> None:
+        """After this rank left the collective ``name`` (``perf_counter`` start and end)."""
 
-    def on_run_end(self, run: "RunInfo", error: BaseException | None) -> None:
-        pass
+    def on_run_end(self, run: RunInfo, error: BaseException | None) -> None:
+        """Collective, after the results are combined; ``error`` is the failure or None."""
 
 
 @dataclass
@@ -74,6 +74,7 @@ class RunInfo:
 
 
 def active() -> list[Callback]:
+    """The callbacks active now (a copy), in the order their ``with`` blocks were entered."""
     return list(_active)
 
 

@@ -20,6 +20,37 @@ def _env_int(name: str, default: int) -> int:
 
 @dataclass
 class Config:
+    """Tunables of the engine; the one instance is ``hpcframe.config``.
+
+    Each value starts from the environment variable ``HPCFRAME_<NAME>`` (read when hpcframe
+    is imported) or its default; assigning a new value takes effect at the next ``compute``
+    or ``explain``. Set the same value on every rank.
+
+    Attributes
+    ----------
+    block_rows : int, default 1_048_576 (``HPCFRAME_BLOCK_ROWS``)
+        Partitions (row groups, HDF5 row ranges) longer than this are cut into blocks of at
+        most this many rows; the blocks are the leaves of the combine tree.
+    shuffle_rows : int, default 200_000 (``HPCFRAME_SHUFFLE_ROWS``)
+        A group-by whose partial tables hold at least this many rows in all is finished with
+        a hash shuffle across the ranks instead of on every rank.
+
+    Raises
+    ------
+    ValueError
+        At import, when ``HPCFRAME_BLOCK_ROWS`` or ``HPCFRAME_SHUFFLE_ROWS`` is not a positive
+        whole number.
+
+    Examples
+    --------
+    >>> import hpcframe as hf
+    >>> before = hf.config.block_rows
+    >>> hf.config.block_rows = 100_000   # spread a few large row groups over more ranks
+    >>> hf.config.block_rows
+    100000
+    >>> hf.config.block_rows = before
+    """
+
     #: A partition (row group, HDF5 row range) longer than this is cut into blocks of at most
     #: this many rows. Blocks are the leaves of the combine tree: the cut depends only on the
     #: data, so results are identical for any number of ranks. Lower it to spread a dataset
@@ -31,4 +62,5 @@ class Config:
     shuffle_rows: int = _env_int("shuffle_rows", 200_000)
 
 
+#: The engine's tunables (see :class:`Config`).
 config = Config()

@@ -50,6 +50,8 @@ def prepare(out_dir: str) -> str:
 
 
 def run(data: str) -> None:
+    """Run the demo queries on the flights dataset ``data`` and print them on rank 0 (SPMD:
+    call it on every rank)."""
     import pandas as pd
 
     import hpcframe as hf
@@ -98,6 +100,7 @@ def _size() -> int:
 
 
 def main(argv=None) -> int:
+    """``python -m hpcframe.demo prepare|run DIR``; return the exit code (2 for bad usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 2 or argv[0] not in ("prepare", "run"):
         print("usage: python -m hpcframe.demo prepare|run DIR", file=sys.stderr)

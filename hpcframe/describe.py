@@ -67,6 +67,8 @@ def _stats_frame(cols, moments, counts):
 
 
 def describe_frame(node):
+    """The :class:`~hpcframe.outputs.Composite` output of ``Frame.describe()`` over ``node``
+    (raises ``TypeError`` when no column can be described)."""
     meta = node.meta
     cols = [c for c in meta.columns if pd.api.types.is_numeric_dtype(meta[c].dtype)
             and not pd.api.types.is_bool_dtype(meta[c].dtype)]
@@ -85,10 +87,12 @@ def describe_frame(node):
 def _is_counted(dtype) -> bool:
     """Columns pandas describes with count/unique/top/freq (not with moments)."""
     return (pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)
-            or pd.api.types.is_string_dtype(dtype) or dtype == object)
+            or pd.api.types.is_string_dtype(dtype) or dtype == np.dtype(object))
 
 
 def describe_series(node, col, name):
+    """The :class:`~hpcframe.outputs.Composite` output of ``Series.describe()`` for column
+    ``col`` of ``node``, named ``name`` (raises ``TypeError`` for unsupported dtypes)."""
     dtype = node.meta[col].dtype
     if _is_counted(dtype):
         return _describe_counted(node, col, name)

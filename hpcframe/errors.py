@@ -5,17 +5,75 @@ import difflib
 
 
 class HpcframeError(Exception):
-    """Base class of every error hpcframe raises on purpose."""
+    """Base class of every error hpcframe raises on purpose.
+
+    Catch it to handle any of hpcframe's own errors; other exceptions (``FileNotFoundError``,
+    ``TypeError``, ...) keep their Python type.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import hpcframe as hf
+    >>> frame = hf.from_pandas(pd.DataFrame({"dep_delay": [1.0, 2.0]}))
+    >>> try:
+    ...     frame["arr_delay"]
+    ... except hf.HpcframeError as exc:
+    ...     print(type(exc).__name__)
+    ColumnNotFoundError
+    """
 
 
 class DatasetError(HpcframeError):
-    """A dataset cannot be found, read, or its files disagree. The message names the path."""
+    """A dataset cannot be found, read, or its files disagree. The message names the path.
+
+    Raised while a dataset is discovered (``read_*``) or, inside a computation, as part of a
+    :class:`DatasetComputeError`.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import hpcframe as hf
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.parquet")
+    >>> with open(path, "w") as fh:
+    ...     _ = fh.write("not Parquet")
+    >>> try:
+    ...     hf.read_parquet(path)
+    ... except hf.DatasetError as exc:
+    ...     print("is not a readable Parquet file" in str(exc))
+    True
+    """
 
 
 class ComputeError(HpcframeError):
     """A rank failed while running a query. Raised on *every* rank of the communicator.
 
-    ``failures`` lists ``(rank, host, partition, message)`` for each rank that failed.
+    Parameters
+    ----------
+    message : str
+        The whole report: one entry per failed rank with its host, the partition it was
+        processing and the original error.
+    failures : iterable of tuple, optional
+        ``(rank, host, partition, message)`` for each rank that failed.
+
+    Attributes
+    ----------
+    failures : list of tuple
+        ``(rank, host, partition, message)`` for each rank that failed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import hpcframe as hf
+    >>> def check(block):
+    ...     raise ValueError("bad block")
+    >>> frame = hf.from_pandas(pd.DataFrame({"x": [1, 2]}))
+    >>> try:
+    ...     frame.map_partitions(check).compute()
+    ... except hf.ComputeError as exc:
+    ...     rank, host, partition, message = exc.failures[0]
+    ...     print(rank, message.splitlines()[0])
+    0 ValueError: bad block
     """
 
     def __init__(self, message: str, failures=()):
@@ -24,13 +82,52 @@ class ComputeError(HpcframeError):
 
 
 class JobInterrupted(ComputeError, KeyboardInterrupt):
-    """A rank was interrupted (SIGINT, ``KeyboardInterrupt``) during a computation. Raised on
-    *every* rank, like :class:`ComputeError`, after the ranks agreed; it is also a
-    ``KeyboardInterrupt``, so a script stops on every rank unless it catches it."""
+    """A rank was interrupted (SIGINT, ``KeyboardInterrupt``) during a computation.
+
+    Raised on *every* rank, like :class:`ComputeError`, after the ranks agreed; it is also a
+    ``KeyboardInterrupt``, so a script stops on every rank unless it catches it. Takes the
+    same parameters and has the same ``failures`` attribute as :class:`ComputeError`.
+
+    Examples
+    --------
+    >>> import hpcframe as hf
+    >>> issubclass(hf.JobInterrupted, hf.ComputeError), issubclass(hf.JobInterrupted, KeyboardInterrupt)
+    (True, True)
+    """
 
 
 class ColumnNotFoundError(KeyError, HpcframeError):
-    """A column name that the data does not have; the message suggests close names."""
+    """A column name that the data does not have; the message suggests close names.
+
+    Also a ``KeyError``, as pandas raises for a missing column.
+
+    Parameters
+    ----------
+    name : hashable
+        The column asked for.
+    available : sequence
+        The columns there are (the first 20 are listed in the message).
+    where : str, default "the data"
+        What was searched, for the message (e.g. ``"the frame"``).
+
+    Attributes
+    ----------
+    name : hashable
+        The column asked for.
+    message : str
+        The message, also given by ``str()``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import hpcframe as hf
+    >>> frame = hf.from_pandas(pd.DataFrame({"dep_delay": [1.0]}))
+    >>> try:
+    ...     frame["dep_dealy"]
+    ... except hf.ColumnNotFoundError as exc:
+    ...     print(exc)
+    column 'dep_dealy' not found in the frame. Did you mean 'dep_delay'? Available columns: 'dep_delay'
+    """
 
     def __init__(self, name, available, where: str = "the data"):
         self.name = name
@@ -46,5 +143,26 @@ class ColumnNotFoundError(KeyError, HpcframeError):
 
 
 class DatasetComputeError(ComputeError, DatasetError):
-    """A :class:`ComputeError` whose failing ranks all hit a :class:`DatasetError` (a bad or
-    unreadable file): catchable as either."""
+    """A :class:`ComputeError` whose failing ranks all hit a :class:`DatasetError`.
+
+    A bad or unreadable file found while computing (not while discovering the dataset):
+    catchable as either. Takes the same parameters as :class:`ComputeError`.
+
+    Examples
+    --------
+    Discovery reads the first file only; the broken second one fails the computation:
+
+    >>> import os
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> import hpcframe as hf
+    >>> folder = tempfile.mkdtemp()
+    >>> pd.DataFrame({"x": [1, 2]}).to_parquet(os.path.join(folder, "part-0.parquet"))
+    >>> with open(os.path.join(folder, "part-1.parquet"), "w") as fh:
+    ...     _ = fh.write("not Parquet")
+    >>> try:
+    ...     hf.read_parquet(folder).x.sum().compute()
+    ... except hf.DatasetError as exc:
+    ...     print(type(exc).__name__, "part-1.parquet" in str(exc))
+    DatasetComputeError True
+    """

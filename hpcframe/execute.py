@@ -27,7 +27,7 @@ from .comm import communicator, deferred, failure, interrupt_guard, interruptibl
 from .config import config
 from .io.dataset import Partition
 from .io.sources import partitions_of, source_format, source_label, source_rows_exact
-from .io.types import filter_schema, is_string, normalize_table
+from .io.types import block_to_pandas, filter_schema, is_string, normalize_table
 from .outputs import Composite
 from .tree import TreeStack, finish
 
@@ -589,7 +589,7 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
             else:
                 t = normalize_table(t, declared, plan.keep_dict)
             if plan.pandas_columns:
-                base = t.to_pandas(date_as_object=False, split_blocks=True)
+                base = block_to_pandas(t, declared)
             else:  # only rows are counted
                 base = pd.DataFrame(index=pd.RangeIndex(t.num_rows))
             df = frames[plan.key] = P.run_pandas(base, plan.steps, plan.after)

@@ -107,12 +107,12 @@ class PandasOp(_Pred):
         """The Arrow compute expression over the table's fields."""
         import pyarrow as pa
 
-        from .io.types import normalize_table
+        from .io.types import block_to_pandas, normalize_table
 
         cols = [c for c in table.column_names if c in self.expr.columns()]
         t = normalize_table(table.select(cols))
         if cols:
-            df = t.to_pandas(date_as_object=False, split_blocks=True)
+            df = block_to_pandas(t)  # the dataset-level dtypes, as the rest of the block
         else:
             import pandas as pd
 

@@ -11,10 +11,14 @@ results are identical bit for bit.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class TreeStack:
+    """The maximal tree nodes of one rank's contiguous leaves, folded with ``combine`` as the
+    leaves are pushed (at most O(log n) partials held)."""
+
     def __init__(self, n: int, combine: Callable[[Any, Any], Any]):
         self.n, self.combine = n, combine
         self.stack: list[tuple[int, int, Any]] = []
@@ -39,6 +43,7 @@ class TreeStack:
             return
 
     def nodes(self) -> list[tuple[int, int, Any]]:
+        """The nodes kept so far, as ``(level, index, partial)``, for :func:`finish`."""
         return list(self.stack)
 
 

@@ -18,6 +18,7 @@ from .comm import communicator, on_root
 from .errors import ColumnNotFoundError
 from .execute import compute, leaves_of, read_parts
 from .frame import Frame
+from .io.types import NULLS, strip_flags
 from .io.writers import (
     CSVFormat,
     HDF5Format,
@@ -94,6 +95,11 @@ class _SkipDone:
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
+
+    def schema(self):
+        """The source's schema without the dataset-level float64 cast of integer columns
+        with nulls (see hpcframe.io.types): a write keeps the stored integers exact."""
+        return strip_flags(self._inner.schema(), only=NULLS)
 
     def read(self, part, columns):
         if _part_key(part) in self._skip:

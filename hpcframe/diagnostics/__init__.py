@@ -1,8 +1,10 @@
 """Diagnostics: live progress across ranks, task and resource profiles, and a run report.
 
->>> with hf.ProgressBar(), hf.Profiler() as prof, hf.ResourceProfiler(dt=0.25) as rprof:
-...     result = query.compute()
->>> hf.visualize([prof, rprof], "report.html")
+::
+
+    with hf.ProgressBar(), hf.Profiler() as prof, hf.ResourceProfiler(dt=0.25) as rprof:
+        result = query.compute()
+    hf.visualize([prof, rprof], "report.html")
 
 Everything here is off unless used: the engine only checks a list of active callbacks.
 Bokeh and matplotlib are imported only when a report is written.
@@ -27,12 +29,48 @@ __all__ = ["ProgressBar", "Profiler", "ResourceProfiler", "visualize", "profilin
 def profiling(profile_dir=None, progress: bool = False, dt: float = 0.5, comm=None):
     """Diagnostics around a batch run (what ``hpcframe run --progress --profile-dir`` uses).
 
-    With ``progress`` a :class:`ProgressBar`; with ``profile_dir`` a :class:`Profiler` and a
-    :class:`ResourceProfiler` (sampling every ``dt`` s) whose records rank 0 saves into
-    ``profile_dir`` on exit (also when the run failed: ``run.json`` then says so). Use it on
-    every rank. Yields the list of active callbacks. Raises ``OSError`` on every rank, before
-    anything runs, when ``profile_dir`` cannot be created or written on any rank (the ranks
-    agree through ``comm``, default COMM_WORLD when launched by MPI: collective then).
+    A context manager; use it on every rank. With ``profile_dir``, rank 0 saves the records
+    into ``profile_dir`` on exit, also when the run failed (``run.json`` then says so); read
+    them back with :func:`load` or turn them into a report with ``hpcframe report``.
+
+    Parameters
+    ----------
+    profile_dir : str or os.PathLike, optional
+        Where to save a :class:`Profiler`'s and a :class:`ResourceProfiler`'s records; created
+        if needed. ``None``: no profile.
+    progress : bool, default False
+        Show a :class:`ProgressBar`.
+    dt : float, default 0.5
+        Seconds between the resource samples.
+    comm : communicator, optional
+        The ranks that check ``profile_dir`` together; default COMM_WORLD when launched by
+        MPI (the check is collective then), else this process alone.
+
+    Yields
+    ------
+    list of Callback
+        The active diagnostics (empty when neither ``progress`` nor ``profile_dir``).
+
+    Raises
+    ------
+    OSError
+        On every rank, before anything runs, when ``profile_dir`` cannot be created or written
+        on any rank.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> import hpcframe as hf
+    >>> frame = hf.from_pandas(pd.DataFrame({"x": range(1000)}), npartitions=4)
+    >>> folder = os.path.join(tempfile.mkdtemp(), "profile")
+    >>> with hf.profiling(folder) as active:
+    ...     total = frame.x.sum().compute()
+    >>> [type(cb).__name__ for cb in active]
+    ['Profiler', 'ResourceProfiler']
+    >>> sorted(os.listdir(folder))
+    ['collectives.parquet', 'resources.parquet', 'run.json', 'runs.parquet', 'tasks.parquet']
     """
     if profile_dir is not None:
         _check_everywhere(os.fspath(profile_dir), comm)

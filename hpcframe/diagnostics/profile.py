@@ -46,6 +46,7 @@ def clock(run) -> Clock:
 
 
 def empty_frame(columns):
+    """An empty pandas DataFrame with the given ``columns`` (what ranks other than 0 return)."""
     import pandas as pd
 
     return pd.DataFrame({c: [] for c in columns})
@@ -55,9 +56,34 @@ class Profiler(Callback):
     """Records every leaf (a block of partitions) read on every rank, and the time each rank
     spends in collectives, for all computations in the ``with`` block.
 
-    After the block, on rank 0: :attr:`results` (one row per leaf, times in seconds since
-    :attr:`t0`), :attr:`collectives`, :attr:`runs` (one row per scan and rank), all pandas
-    DataFrames. On the other ranks they are empty: their records were sent to rank 0.
+    Use the same ``with`` on every rank (SPMD): the records are gathered to rank 0 at the end
+    of each computation. Times of all ranks are put on rank 0's clock.
+
+    Attributes
+    ----------
+    results : pandas.DataFrame
+        One row per leaf, times in seconds since :attr:`t0` (see :attr:`results`).
+    collectives : pandas.DataFrame
+        One row per collective per rank.
+    runs : pandas.DataFrame
+        One row per scan and rank.
+    t0 : float or None
+        Rank 0's wall clock (seconds since the epoch) when the first scan's planning began.
+    root : bool
+        False on ranks other than 0, whose frames above are empty (their records were sent
+        to rank 0).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import hpcframe as hf
+    >>> frame = hf.from_pandas(pd.DataFrame({"x": range(1000)}), npartitions=4)
+    >>> with hf.Profiler() as prof:
+    ...     total = frame.x.sum().compute()
+    >>> len(prof.results), list(prof.results["rows"])
+    (4, [250, 250, 250, 250])
+    >>> sorted(set(prof.collectives["name"]))
+    ['agree', 'exchange']
     """
 
     def __init__(self):
@@ -77,6 +103,7 @@ class Profiler(Callback):
 
     # -- hooks ------------------------------------------------------------------------------
     def on_run_start(self, run) -> None:
+        """Collective: put this rank on rank 0's clock and open the scan's records."""
         clk = clock(run)
         comm = run.comm
         self.root, self.nranks = comm.rank == 0, comm.size
@@ -94,6 +121,7 @@ class Profiler(Callback):
                                read_start, getattr(run, "source_format", "") or ""]}
 
     def on_leaf_done(self, run, leaf, times) -> None:
+        """Record one leaf: where it was read and when it was read and computed."""
         loc = self._local
         wall = loc["clock"].wall
         first = leaf.parts[0] if leaf.parts else None
@@ -105,12 +133,14 @@ class Profiler(Callback):
             getattr(first, "path", ""), leaf.describe()))
 
     def on_collective(self, run, name, start, end) -> None:
+        """Record the time this rank spent in the collective ``name``."""
         loc = self._local
         wall = loc["clock"].wall
         loc["colls"].append((self._run_no, run.comm.rank, run.comm.host, name,
                              wall(start), wall(end)))
 
     def on_run_end(self, run, error) -> None:
+        """Collective (unless this rank failed alone): gather the records to rank 0."""
         loc = self._local
         if loc is None:
             return

@@ -41,15 +41,17 @@ class _LocalCounters:
         self._values = (0, 0, 0)
 
     def add(self, leaves: int, rows: int, nbytes: int) -> None:
+        """Count one more leaf of ``rows`` rows and ``nbytes`` bytes."""
         with self._lock:
             a, b, c = self._values
             self._values = (a + leaves, b + rows, c + nbytes)
 
     def read(self) -> tuple:
+        """The counters: ``(leaves, rows, bytes)`` done."""
         return self._values
 
     def free(self) -> None:
-        pass
+        """Nothing to free."""
 
 
 class _WindowCounters:
@@ -71,6 +73,7 @@ class _WindowCounters:
         self._lock = threading.Lock()
 
     def add(self, leaves: int, rows: int, nbytes: int) -> None:
+        """Add ``(leaves, rows, nbytes)`` to rank 0's counters (one ``MPI_Accumulate``)."""
         buf = self._np.array([leaves, rows, nbytes], dtype=self._np.int64)
         win, MPI = self._win, self._MPI
         with self._lock:
@@ -216,12 +219,42 @@ class ProgressBar(Callback):
 
     Use the same ``with`` on every rank (SPMD). In a terminal one line is rewritten (a bar);
     in a batch log (no terminal) a plain line is printed every ``interval`` seconds and at
-    every 10 % step. Other ranks print nothing.
+    every 10 % step. Other ranks print nothing. Progress is counted in rows when the row
+    counts are known, else in bytes (CSV).
 
-    Parameters: ``out`` (a text stream, default ``sys.stdout``), ``mode`` (``"bar"``,
-    ``"lines"`` or ``None`` to detect the terminal, see :func:`terminal_mode`), ``interval``
-    (seconds between plain lines, default 10), ``refresh`` (seconds between bar redraws),
-    ``width`` of the bar in characters.
+    Parameters
+    ----------
+    out : text stream, optional
+        Where rank 0 prints; default ``sys.stdout``.
+    mode : {"bar", "lines", None}, default None
+        A rewritten bar, plain lines, or ``None`` to choose by whether the output ends on a
+        terminal (see :func:`terminal_mode`; ``HPCFRAME_PROGRESS=bar|lines`` forces it).
+    interval : float, default 10.0
+        Seconds between plain lines.
+    refresh : float, default 0.2
+        Seconds between redraws of the bar.
+    width : int, default 30
+        Width of the bar in characters.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is not one of the above.
+
+    Examples
+    --------
+    >>> import io
+    >>> import pandas as pd
+    >>> import hpcframe as hf
+    >>> frame = hf.from_pandas(pd.DataFrame({"x": range(1000)}), npartitions=4)
+    >>> log = io.StringIO()
+    >>> with hf.ProgressBar(out=log, mode="lines"):
+    ...     total = frame.x.sum().compute()
+    >>> int(total)
+    499500
+    >>> last = log.getvalue().splitlines()[-1]
+    >>> "100.0% | 4/4 partitions" in last, last.endswith("done")
+    (True, True)
     """
 
     def __init__(self, out=None, mode: str | None = None, interval: float = 10.0,
@@ -234,6 +267,7 @@ class ProgressBar(Callback):
 
     # -- hooks ------------------------------------------------------------------------------
     def on_run_start(self, run) -> None:
+        """Collective: set up the counters (an MPI window on rank 0) and start printing."""
         comm = run.comm
         mpi = getattr(comm, "is_mpi", False) and comm.size > 1
         self._counters = _WindowCounters(comm.mpi) if mpi else _LocalCounters()
@@ -257,17 +291,19 @@ class ProgressBar(Callback):
             self._write(f"hpcframe: {run.source}: {run.leaves_total} partitions, "
                         f"{rows}, {_human(run.bytes_total, 'B')} "
                         f"on {comm.size} rank(s){planned}\n")
-        self._thread = threading.Thread(target=self._loop, name="hpcframe-progress",
+        self._thread = threading.Thread(target=self._loop, args=(run.t0,), name="hpcframe-progress",
                                         daemon=True)
         self._thread.start()
 
     def on_leaf_done(self, run, leaf, times) -> None:
+        """Add this leaf's rows and bytes to the counters."""
         counters = self._counters
         counters.add(1, int(times.get("rows", 0)), int(times.get("nbytes", 0)))
         if self._rank == 0 and not counters.reads_in_thread:
             self._snapshot = counters.read()
 
     def on_run_end(self, run, error) -> None:
+        """Collective: stop printing, print the final line and free the counters."""
         if self._run is None:
             return
         if self._thread is not None:
@@ -288,8 +324,9 @@ class ProgressBar(Callback):
         self._run = None
 
     # -- printing (rank 0) ------------------------------------------------------------------
-    def _loop(self) -> None:
-        counters, t0 = self._counters, self._run.t0
+    def _loop(self, t0: float) -> None:
+        """Print until stopped (rank 0's thread); ``t0`` is when the run started reading."""
+        counters = self._counters
         tick = self.refresh if self._bar else min(0.5, self.interval)
         last_print, last_decile = time.perf_counter(), 0
         while not self._stop.wait(tick):

@@ -18,7 +18,31 @@ class ResourceProfiler(Callback):
     The samples are gathered to rank 0 at the end of every computation (collective); after the
     block :attr:`results` on rank 0 is a DataFrame ``rank, host, epoch`` (rank 0's wall clock),
     ``time`` (seconds since the first sample), ``cpu, rss``. Empty on other ranks.
-    Raises ``ValueError`` when ``dt`` is not positive.
+
+    Parameters
+    ----------
+    dt : float, default 1.0
+        Seconds between samples.
+
+    Raises
+    ------
+    ValueError
+        When ``dt`` is not positive.
+    ImportError
+        When the ``with`` block is entered and psutil is not installed
+        (``pip install hpcframe[diagnostics]``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import hpcframe as hf
+    >>> frame = hf.from_pandas(pd.DataFrame({"x": range(1000)}))
+    >>> with hf.ResourceProfiler(dt=0.1) as rprof:
+    ...     total = frame.x.sum().compute()
+    >>> list(rprof.results.columns)
+    ['rank', 'host', 'epoch', 'cpu', 'rss', 'time']
+    >>> bool((rprof.results["rss"] > 0).all())
+    True
     """
 
     def __init__(self, dt: float = 1.0):
@@ -73,11 +97,13 @@ class ResourceProfiler(Callback):
 
     # -- hooks ------------------------------------------------------------------------------
     def on_run_start(self, run) -> None:
+        """Collective: learn this rank's clock skew to rank 0, its rank and host."""
         self._skew = clock(run).skew
         self._who = (run.comm.rank, run.comm.host)
         self.root, self._seen_run = run.comm.rank == 0, True
 
     def on_run_end(self, run, error) -> None:
+        """Collective (unless this rank failed alone): gather the samples so far to rank 0."""
         mine = self._take()
         everyone = run.comm.gather(mine, 0) if safe_to_meet(error) else [mine]
         if everyone is not None:

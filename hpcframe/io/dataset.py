@@ -110,6 +110,59 @@ def discover_files(comm, files: list[str], describe) -> list[Partition]:
     return [p for i in range(len(files)) for p in by_file[i]]
 
 
+def mark_dataset_types(schema, parts: list[Partition]):
+    """The dataset-level dtype decision (see :mod:`hpcframe.io.types`): ``(schema, parts)``
+    with every integer or bool column that holds a null in ANY partition flagged ``nulls``
+    (pandas reads it as float64, resp. object, in every block), and the statistics of the
+    flagged integer columns turned into floats (pandas compares the float64 values, so pruning
+    must too; rounding is monotonic, so the bounds still hold).
+
+    A partition whose ``null_count`` of such a column is unknown counts as holding a null
+    (the column is float64, never a wrapped int64): sources fill ``null_count`` for integer
+    and bool columns wherever they can (Parquet reads the column's validity when a row group
+    has no statistics). Depends only on ``parts``, which every rank holds identically after
+    discovery, so every rank decides the same."""
+    import pyarrow.types as pat
+
+    from .types import NULLS, dtype_flag, flag_fields
+
+    flags = {}
+    for f in schema:
+        if dtype_flag(f) is not None:  # decided before (a source discovered again)
+            if dtype_flag(f) == NULLS:
+                flags[f.name] = NULLS
+            continue
+        if not (pat.is_integer(f.type) or pat.is_boolean(f.type)):
+            continue
+        for p in parts:
+            if p.num_rows == 0:
+                continue
+            st = p.stats.get(f.name)
+            if st is None or st.null_count is None or st.null_count > 0:
+                flags[f.name] = NULLS
+                break
+    if not flags:
+        return schema, parts
+    ints = [n for n in flags if pat.is_integer(schema.field(n).type)]
+    if ints:
+        parts = [_float_stats(p, ints) for p in parts]
+    return flag_fields(schema, flags), parts
+
+
+def _float_stats(part: Partition, names) -> Partition:
+    from dataclasses import replace
+
+    stats = dict(part.stats)
+    changed = False
+    for n in names:
+        st = stats.get(n)
+        if st is not None and (st.min is not None or st.max is not None):
+            stats[n] = ColumnStats(None if st.min is None else float(st.min),
+                                   None if st.max is None else float(st.max), st.null_count)
+            changed = True
+    return replace(part, stats=stats) if changed else part
+
+
 def source_label(given, files: list[str], what: str) -> str:
     """The ``label`` of a source: ``given`` (the path or pattern the user passed) when it is a
     single path, else a short description of the file list."""

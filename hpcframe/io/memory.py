@@ -23,7 +23,7 @@ class PandasSource:
         self.npartitions = npartitions
         self.files: list[str] = []  # no files: partitions are row ranges of the frame
         self.label = f"pandas DataFrame {df.shape[0]}x{df.shape[1]}"
-        self._schema = pa.Schema.from_pandas(self.df.head(0), preserve_index=False)
+        self._schema = _frame_schema(self.df)
 
     def schema(self) -> pa.Schema:
         return self._schema
@@ -41,6 +41,52 @@ class PandasSource:
         chunk = self.df.iloc[part.start:part.stop][list(columns)]
         return pa.Table.from_pandas(chunk, schema=_select(self._schema, columns),
                                     preserve_index=False)
+
+
+# pandas' nullable (masked) dtypes: without a flag an Int64 column would be int64 in blocks
+# without NA and float64 in the others
+_NULLABLE = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+             "Float32", "Float64", "boolean"}
+
+
+def _frame_schema(df) -> pa.Schema:
+    """The Arrow schema of ``df``, with the dtype each column must get back in pandas.
+
+    Types of ``object`` columns come from their values (an empty frame says nothing about
+    them): strings stay strings; pandas nullable dtypes (``Int64``, ``boolean``...) are flagged
+    to be rebuilt as such in every block; any other object column (bools with ``None``, Python ints or
+    floats with ``None``, decimals, ...) is flagged ``object`` (see :mod:`hpcframe.io.types`)
+    so that every block gives back Python objects, as the frame holds them. A column Arrow
+    cannot hold (values of several types) is refused, naming it."""
+    import pandas as pd
+
+    from .dataset import DatasetError
+    from .types import EXTENSION, OBJECT, flag_fields, is_string
+
+    base = pa.Schema.from_pandas(df.head(0), preserve_index=False)
+    fields, flags = list(base), {}
+    for i, name in enumerate(df.columns):
+        if i >= len(fields):
+            continue
+        dtype = df[name].dtype
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.name in _NULLABLE:
+            flags[fields[i].name] = EXTENSION + dtype.name.encode()
+            continue
+        if not pd.api.types.is_object_dtype(dtype):
+            continue
+        try:
+            t = pa.array(df[name], from_pandas=True).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+                OverflowError) as exc:
+            kinds = sorted({type(v).__name__ for v in df[name].dropna().head(10_000)})
+            raise DatasetError(
+                f"from_pandas: column {name!r} (object dtype) holds values hpcframe cannot "
+                f"store in one typed column ({', '.join(kinds)}: {exc}). Convert it to one "
+                f"type first, e.g. df[{name!r}].astype(str)") from exc
+        fields[i] = fields[i].with_type(t)
+        if not is_string(t):
+            flags[fields[i].name] = OBJECT
+    return flag_fields(pa.schema(fields, metadata=base.metadata), flags)
 
 
 def _select(schema: pa.Schema, columns) -> pa.Schema:

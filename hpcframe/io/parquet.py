@@ -15,10 +15,10 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .dataset import ColumnStats, DatasetError, Partition, discover_files, source_label
+from .dataset import ColumnStats, DatasetError, Partition, discover_files, mark_dataset_types, source_label
 from .formats import PARQUET
 from .paths import expand_paths, hive_values
-from .types import is_string
+from .types import is_string, strip_flags
 
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
@@ -39,15 +39,20 @@ class ParquetSource:
     # -- the source protocol ------------------------------------------------------------
     def schema(self) -> pa.Schema:
         if self._schema is None:
-            base = _file_schema(self.files[0])
+            base = strip_flags(_file_schema(self.files[0]))
             fields = [f for f in base if f.name not in self._hive_types]
             fields += [pa.field(k, t) for k, t in self._hive_types.items()]
             self._schema = pa.schema(fields)
         return self._schema
 
     def discover(self, comm) -> list[Partition]:
+        """Every row group of every file (collective under MPI). Also decides the dataset-level
+        dtypes (:func:`~hpcframe.io.dataset.mark_dataset_types`): afterwards :meth:`schema`
+        flags the integer and bool columns that hold a null in any row group."""
         schema = self.schema()
-        return discover_files(comm, self.files, lambda f: self._file_partitions(f, schema))
+        parts = discover_files(comm, self.files, lambda f: self._file_partitions(f, schema))
+        self._schema, parts = mark_dataset_types(schema, parts)
+        return parts
 
     def read(self, part: Partition, columns: list[str]) -> pa.Table:
         return self.read_many([part], columns)
@@ -120,18 +125,40 @@ class ParquetSource:
         _check_schema(path, file_schema, schema, set(self._hive_types))
         hive = {k: _hive_value(v, self._hive_types[k])
                 for k, v in self._hive.get(path, {}).items()}
-        hive_stats = {k: ColumnStats(v, v, 0 if v is not None else None) for k, v in hive.items()}
         names = [meta.schema.column(j).path for j in range(meta.num_columns)]
+        # integer and bool columns: the dataset's pandas dtype depends on whether any row
+        # group holds a null, so their null counts must be known (see mark_dataset_types)
+        counted = {f.name for f in schema if pa.types.is_integer(f.type)
+                   or pa.types.is_boolean(f.type)}
         parts = []
         for g in range(meta.num_row_groups):
             rg = meta.row_group(g)
-            stats = dict(hive_stats)
+            # a null hive value (__HIVE_DEFAULT_PARTITION__) is a null in every row
+            stats = {k: ColumnStats(v, v, 0) if v is not None else ColumnStats(None, None,
+                                                                               rg.num_rows)
+                     for k, v in hive.items()}
             for j, name in enumerate(names):
                 s = _stats(rg.column(j).statistics)
+                if name in counted and (s is None or s.null_count is None):
+                    s = ColumnStats(s.min if s else None, s.max if s else None,
+                                    _null_count(path, meta, g, j, name))
                 if s is not None:
                     stats[name] = s
             parts.append(Partition(path, g, 0, rg.num_rows, rg.total_byte_size, stats, hive))
         return parts
+
+
+def _null_count(path: str, meta, g: int, j: int, name: str) -> int:
+    """The nulls of column ``j`` in row group ``g`` when the writer stored no statistics: none
+    for a ``required`` column (no definition levels), else the column is read (only that
+    column of that row group) and its nulls counted."""
+    if meta.schema.column(j).max_definition_level == 0 or meta.row_group(g).num_rows == 0:
+        return 0
+    try:
+        return pq.ParquetFile(path).read_row_group(g, columns=[name]).column(0).null_count
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"cannot read column {name!r} of {path}, row group {g}, to count its "
+                           f"nulls (the file has no statistics for it): {exc}") from exc
 
 
 def _file_schema(path: str) -> pa.Schema:

@@ -4,9 +4,10 @@
 Arrow type                                     pandas dtype
 =============================================  =======================================
 int8…int64, uint8…uint64 (no nulls)            the same NumPy integer dtype
-integer with nulls in a partition              float64 (NaN for null), as pandas does
+integer with a null anywhere in the dataset    float64 (NaN for null) in every block
 float16/32/64                                  float16/float32/float64
-bool                                           bool (object if nulls, as pandas does)
+bool (no nulls)                                bool
+bool with a null anywhere in the dataset       object (True/False/None) in every block
 decimal32/64/128/256                           float64, correctly rounded (NaN for null)
 string, large_string, string_view              pandas ``str``
 dictionary<string> (categorical)               ``category``
@@ -16,11 +17,75 @@ timestamp[unit, tz]                            datetime64[unit, tz]
 
 Casts happen in Arrow, once per batch, before filtering and conversion, so that filters see
 exactly the values pandas will see.
+
+**The dtype is a property of the dataset, not of the block.** pandas reads a whole dataset at
+once (``pd.read_parquet(directory)``), so an integer column that holds a single null anywhere
+is float64 everywhere, and a bool column with a null is object everywhere. A block of such a
+column that happens to have no nulls must be converted the same way, or arithmetic runs in
+int64 (wrapping where pandas rounds) and group keys differ between blocks. The sources decide
+this once, at discovery, from metadata shared by every rank (Parquet ``null_count``
+statistics; see :func:`hpcframe.io.dataset.mark_dataset_types`) and record it in the dataset
+schema as field metadata (:data:`DTYPE_KEY`):
+
+``nulls``
+    an integer (→ float64, cast in Arrow so pushed-down filters compute in float64 too) or
+    bool (→ object after conversion) column with a null somewhere in the dataset;
+``object``
+    a column of a frame given to ``from_pandas`` with ``object`` dtype that is not a string
+    column (bools with ``None``, Python ints, ...): converted back to Python objects
+    (``None`` for null), as the frame held them;
+``ext:<name>``
+    a column of a ``from_pandas`` frame with a pandas nullable dtype (``Int64``, ``boolean``,
+    ``Float64``, ...): every block is rebuilt with that dtype.
 """
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.types as pat
+
+#: field metadata key of the dataset-level dtype decision (see the module docstring)
+DTYPE_KEY = b"hpcframe.pandas"
+NULLS = b"nulls"
+OBJECT = b"object"
+EXTENSION = b"ext:"  # + a pandas nullable dtype name (from_pandas): rebuilt as that dtype
+
+
+def dtype_flag(f: pa.Field) -> bytes | None:
+    """The dataset-level dtype decision recorded on field ``f`` (``NULLS``, ``OBJECT``), or
+    ``None``."""
+    return (f.metadata or {}).get(DTYPE_KEY)
+
+
+def flag_fields(schema: pa.Schema, flags: dict) -> pa.Schema:
+    """``schema`` with ``flags[name]`` (``NULLS`` or ``OBJECT``) recorded on those fields."""
+    fields = []
+    for f in schema:
+        flag = flags.get(f.name)
+        if flag is not None:
+            f = f.with_metadata({**(f.metadata or {}), DTYPE_KEY: flag})
+        fields.append(f)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def strip_flags(schema: pa.Schema, only: bytes | None = None) -> pa.Schema:
+    """``schema`` without dtype flags (only the flag ``only``, if given): a file written from a
+    flagged schema carries them in its field metadata, but they are decided anew for every
+    dataset (its nulls may differ); a write keeps stored integers exact (no ``NULLS``)."""
+    fields = []
+    for f in schema:
+        if f.metadata and DTYPE_KEY in f.metadata and only in (None, f.metadata[DTYPE_KEY]):
+            rest = {k: v for k, v in f.metadata.items() if k != DTYPE_KEY}
+            f = f.with_metadata(rest) if rest else f.remove_metadata()
+        fields.append(f)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def field_arrow_type(f: pa.Field) -> pa.DataType:
+    """The Arrow type column ``f`` of a dataset schema is cast to before it goes to pandas:
+    :func:`pandas_arrow_type`, and float64 for an integer column with nulls in the dataset."""
+    if dtype_flag(f) == NULLS and pat.is_integer(f.type):
+        return pa.float64()
+    return pandas_arrow_type(f.type)
 
 
 def pandas_arrow_type(t: pa.DataType) -> pa.DataType:
@@ -42,14 +107,14 @@ def _is_string_view(t: pa.DataType) -> bool:
 
 def normalize_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` with every field mapped by :func:`pandas_arrow_type`."""
-    return pa.schema([pa.field(f.name, pandas_arrow_type(f.type)) for f in schema])
+    return pa.schema([pa.field(f.name, field_arrow_type(f)) for f in schema])
 
 
 def filter_schema(schema: pa.Schema) -> pa.Schema:
     """The types predicates are evaluated on while reading: as :func:`normalize_schema`, but
     dates stay dates (the expression compares them with date scalars: no cast per row)."""
     return pa.schema([pa.field(f.name, f.type if pat.is_date(f.type)
-                               else pandas_arrow_type(f.type)) for f in schema])
+                               else field_arrow_type(f)) for f in schema])
 
 
 def is_string(t: pa.DataType) -> bool:
@@ -66,20 +131,25 @@ def normalize_table(table: pa.Table, declared: pa.Schema | None = None, keep_dic
     declared = declared or table.schema
     cols, fields = [], []
     for name, col in zip(table.column_names, table.columns):
-        dtype = declared.field(name).type if name in declared.names else col.type
+        decl = declared.field(name) if name in declared.names else pa.field(name, col.type)
+        dtype = decl.type
         if keep_dates and pat.is_date(dtype):
             target = col.type
         elif name in keep_dict and is_string(dtype):
             target = pa.dictionary(pa.int32(), pa.large_string())
         else:
-            target = pandas_arrow_type(dtype)
+            target = field_arrow_type(decl)
         if col.type == target:
             cols.append(col)
         elif pat.is_decimal(col.type) and target == pa.float64():
             cols.append(decimal_to_float64(col))
+        elif pat.is_integer(col.type) and pat.is_floating(target):
+            # rounded to nearest, as pandas converts an integer column with nulls (a safe
+            # cast would refuse values above 2**53)
+            cols.append(col.cast(target, safe=False))
         else:
             cols.append(col.cast(target))
-        fields.append(pa.field(name, target))
+        fields.append(pa.field(name, target, metadata=decl.metadata))  # keeps the dtype flag
     if not cols:
         return table
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))
@@ -152,9 +222,49 @@ def _via_text(arr: pa.Array) -> pa.Array:
                                  dtype=np.float64), pa.float64(), mask=arr.is_null())
 
 
+def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
+    """A normalised Arrow table (see :func:`normalize_table`) as a pandas DataFrame with a
+    RangeIndex, with the dataset-level dtypes of ``declared`` (default: the table's own
+    schema): a bool column with nulls in the dataset is object even in a block without any,
+    an ``object`` column of a pandas frame comes back as Python objects."""
+    declared = declared if declared is not None else table.schema
+    df = table.to_pandas(date_as_object=False, split_blocks=True)
+    for f in declared:
+        flag = dtype_flag(f)
+        if flag is None or f.name not in table.column_names:
+            continue
+        col = table.column(f.name)
+        if flag == OBJECT and not pat.is_dictionary(col.type):
+            df[f.name] = _objects(col, df.index)
+        elif flag.startswith(EXTENSION):
+            df[f.name] = _extension(col, flag[len(EXTENSION):].decode(), df.index)
+        elif flag == NULLS and pat.is_boolean(col.type) and df[f.name].dtype != object:
+            df[f.name] = df[f.name].astype(object)
+    return df
+
+
+def _extension(col, name: str, index):
+    """A column as a pandas nullable extension array (``Int64``, ``boolean``, ``Float64``...)."""
+    import pandas as pd
+
+    dtype = pd.api.types.pandas_dtype(name)
+    chunked = col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])
+    return pd.Series(dtype.__from_arrow__(chunked), index=index, dtype=dtype)
+
+
+def _objects(col, index):
+    """A column as a pandas object Series of Python values, ``None`` for null."""
+    import numpy as np
+    import pandas as pd
+
+    values = np.empty(len(col), dtype=object)
+    values[:] = col.to_pylist()
+    return pd.Series(values, index=index, dtype=object)
+
+
 def to_pandas(table: pa.Table):
     """A normalised Arrow table as a pandas DataFrame with a RangeIndex."""
-    return normalize_table(table).to_pandas(date_as_object=False, split_blocks=True)
+    return block_to_pandas(normalize_table(table), table.schema)
 
 
 def empty_frame(schema: pa.Schema):

@@ -15,8 +15,20 @@ import json
 import os
 import re
 
-from .base import (ArraySpec, CommandError, JobError, JobParams, Scheduler, check_printable,
-                   find_run, new_run_dir, run_command, validate, wait, write_atomic)
+from .base import (
+    ArraySpec,
+    CommandError,
+    JobError,
+    JobParams,
+    Scheduler,
+    check_printable,
+    find_run,
+    new_run_dir,
+    run_command,
+    validate,
+    wait,
+    write_atomic,
+)
 
 __all__ = ["ArraySpec", "CommandError", "JobError", "JobParams", "Scheduler", "scheduler_for",
            "make_params", "program_for", "render_job", "submit", "status", "cancel",

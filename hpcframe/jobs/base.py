@@ -180,7 +180,7 @@ class ArraySpec:
     values: tuple[int, ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "ArraySpec":
+    def parse(cls, text: str) -> ArraySpec:
         """Parse ``NAME=START-END[:STEP]`` or ``NAME=V1,V2,...``; raise JobError if invalid."""
         raw = _text("array", text).strip()
         name, sep, rng = raw.partition("=")
@@ -204,12 +204,14 @@ class ArraySpec:
 
     @property
     def is_range(self) -> bool:
+        """True for ``START-END[:STEP]``, False for a list of values."""
         return not self.values
 
     def task_values(self) -> list[int]:
         """The index of every task, in order."""
         if self.values:
             return list(self.values)
+        assert self.start is not None and self.stop is not None, "a range has start and stop"
         return list(range(self.start, self.stop + 1, self.step))
 
     def range_text(self) -> str:
@@ -247,16 +249,18 @@ class JobParams:
 
     @classmethod
     def fields(cls) -> list[str]:
+        """The parameter names, in declaration order (the valid profile and option keys)."""
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: dict, where: str = "job parameters") -> "JobParams":
+    def from_dict(cls, values: dict, where: str = "job parameters") -> JobParams:
         """Build from a dict; raise JobError naming ``where`` for an unknown key."""
         check_keys(values, where)
         return cls(**values)
 
     @property
     def ntasks(self) -> int:
+        """The number of ranks asked for: nodes x tasks per node."""
         return self.nodes * self.ntasks_per_node
 
 
@@ -320,7 +324,8 @@ def validate(p: JobParams) -> JobParams:
                            "profile): lower --ntasks-per-node or add --nodes")
     p.modules = [check_name("module", m, MODULE_RE) for m in _as_list(p.modules, "modules")]
     p.setup = [_one_line("setup line", s) for s in _as_list(p.setup, "setup")]
-    p.extra_directives = [_one_line("extra directive", d) for d in _as_list(p.extra_directives, "extra_directives")]
+    p.extra_directives = [_one_line("extra directive", d)
+                          for d in _as_list(p.extra_directives, "extra_directives")]
     for d in p.extra_directives:
         _split_words("extra directive", d)
     p.after = [check_job_id(j) for j in _as_list(p.after, "after")]
@@ -395,9 +400,11 @@ class Scheduler:
         return []
 
     def submit_command(self, script: str, p: JobParams) -> list[str]:
+        """The command that submits the job script ``script``."""
         raise NotImplementedError
 
     def parse_job_id(self, stdout: str) -> str:
+        """The job id in the submit command's output; ``ValueError`` if there is none."""
         raise NotImplementedError
 
     def status(self, job_id: str) -> list[tuple[str, str, str]]:
@@ -406,6 +413,7 @@ class Scheduler:
         raise NotImplementedError
 
     def cancel_command(self, job_id: str) -> list[str]:
+        """The command that cancels ``job_id``."""
         raise NotImplementedError
 
     def ntasks_expr(self, p: JobParams) -> str:
@@ -417,7 +425,8 @@ class Scheduler:
         """The line that starts the ranks: launcher + python -m mpi4py + program."""
         launcher = _split_words("launcher", p.launcher or self.default_launcher)
         words = [shlex.quote(w) for w in launcher]
-        if os.path.basename(launcher[0]) in ("mpiexec", "mpirun") and "-n" not in launcher and "-np" not in launcher:
+        counted = "-n" in launcher or "-np" in launcher
+        if os.path.basename(launcher[0]) in ("mpiexec", "mpirun") and not counted:
             words += ["-n", '"$HPCFRAME_NTASKS"']
         words += [shlex.quote(p.python), "-m", "mpi4py"] + [shlex.quote(a) for a in program]
         return " ".join(words)
@@ -546,7 +555,7 @@ def find_run(job_id: str, roots=None) -> dict:
                    "the run directory instead of the job id")
 
 
-def wait(job_id: str, scheduler: "Scheduler", timeout: float = 120, poll: float = 1.0) -> list:
+def wait(job_id: str, scheduler: Scheduler, timeout: float = 120, poll: float = 1.0) -> list:
     """Poll until every task of ``job_id`` has finished; return the final :meth:`status` rows.
 
     Raises :class:`JobError` if it is still pending/running after ``timeout`` seconds.

@@ -11,7 +11,7 @@ Then :func:`main`:
 2. for array tasks, sets ``HPCFRAME_ARRAY_INDEX`` (from ``SLURM_ARRAY_TASK_ID``,
    ``PBS_ARRAY_INDEX`` or ``PBS_ARRAYID``) and replaces ``{NAME}`` (``HPCFRAME_ARRAY_NAME``) in
    the arguments and in the job spec's text;
-3. runs TARGET: a job spec (``.yaml``) through :mod:`hpcframe.spec`, else a Python script with
+3. runs TARGET: a job spec (``.yaml``) with :func:`hpcframe.spec.run_job`, else a Python script with
    :func:`runpy.run_path` as ``__main__`` with ``sys.argv = [script, *args]``.
 """
 from __future__ import annotations
@@ -97,8 +97,10 @@ def substitute(text: str, env=None) -> str:
 
 
 def run_spec(path: str) -> None:
-    """Run job spec ``path`` (its ``{NAME}`` array placeholders filled) exactly as
-    ``hpcframe run SPEC`` does (the same command, imported lazily, in this process)."""
+    """Run job spec ``path`` (its ``{NAME}`` array placeholders filled) on every rank, as
+    ``hpcframe run SPEC`` does, through :func:`hpcframe.spec.run_job`; rank 0 logs what it
+    did (and the result table when the spec has no output). Raises as ``run_job`` does, on
+    every rank (:func:`main` turns that into a one-line error and an exit code)."""
     with open(path) as fh:
         text = fh.read()
     filled = substitute(text)
@@ -111,8 +113,32 @@ def run_spec(path: str) -> None:
             write_atomic(task_path, filled)
         MPI.COMM_WORLD.Barrier()
         path = task_path
-    from ..cli import main as cli_main  # lazy: hpcframe.cli / hpcframe.spec load only here
-    cli_main(["run", path], prog_name="hpcframe")
+    from ..comm import world_interrupt_guard
+    from ..spec import run_job  # lazy: hpcframe.spec (and pandas) load only here
+
+    with world_interrupt_guard():  # SIGINT to one rank stops every rank
+        summary = run_job(path)
+    if summary.rank != 0:
+        return
+    if summary.result is not None:
+        print(summary.result.to_string(max_rows=60), flush=True)
+    rows_in = "?" if summary.rows_total is None else f"{summary.rows_total:,}"
+    rows_out = "?" if summary.rows_out is None else f"{summary.rows_out:,}"
+    where = f"{summary.output} ({summary.format})" if summary.output else "(none: printed above)"
+    print(f"{path}: rows in: {rows_in}; rows out: {rows_out}; output: {where}; "
+          f"{summary.seconds:.2f} s on {summary.ranks} rank(s)", flush=True)
+
+
+def _exit_code(exc: BaseException) -> int:
+    """The exit code ``hpcframe run`` gives ``exc``: 2 for a wrong spec, query or column,
+    130 for an interruption, 1 for a failed run."""
+    from ..errors import ColumnNotFoundError, JobInterrupted
+    from ..query import QueryError
+    from ..spec import SpecError
+
+    if isinstance(exc, (SpecError, QueryError, ColumnNotFoundError)):
+        return 2
+    return 130 if isinstance(exc, JobInterrupted) else 1
 
 
 def run_script(path: str, args) -> None:
@@ -137,7 +163,14 @@ def main(argv=None) -> None:
     if not os.path.isfile(target):
         raise LaunchError(f"{target} does not exist on this node: is it on a shared filesystem?")
     if target.endswith((".yaml", ".yml")):
-        run_spec(target)
+        try:
+            run_spec(target)
+        except HpcframeError as exc:  # raised on every rank: rank 0 says it in one line
+            from mpi4py import MPI
+
+            if MPI.COMM_WORLD.Get_rank() == 0:
+                print(f"Error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(_exit_code(exc)) from None
     else:
         run_script(target, args)
 

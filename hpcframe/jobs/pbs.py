@@ -10,13 +10,15 @@ import dataclasses
 import os
 import re
 
-from .base import JobError, JobParams, Scheduler, run_command
+from .base import ArraySpec, JobError, JobParams, Scheduler, run_command
 
 _STATES = {"Q": "PENDING", "H": "PENDING", "W": "PENDING", "T": "PENDING", "S": "RUNNING",
            "R": "RUNNING", "E": "RUNNING", "B": "RUNNING", "X": "COMPLETED", "M": "RUNNING"}
 
 
 class PBSPro(Scheduler):
+    """PBS Pro: ``-l select=...`` chunks, ``-J`` arrays, ``qstat -x`` for finished jobs."""
+
     name = "pbs"
     prefix = "#PBS"
     default_launcher = "mpiexec"
@@ -25,6 +27,7 @@ class PBSPro(Scheduler):
     array_env = "PBS_ARRAY_INDEX"
 
     def check(self, p: JobParams) -> None:
+        """Extra directives as :meth:`check_extra`; arrays must be ranges of two or more."""
         self.check_extra(p)
         if p.array is not None and not p.array.is_range:
             raise JobError(f"PBS Pro arrays (-J) take a range START-END[:STEP], not a list "
@@ -50,14 +53,17 @@ class PBSPro(Scheduler):
                                "from the job's options: use the matching option/profile key instead")
 
     def resources(self, p: JobParams) -> list[tuple[str, ...]]:
-        chunk = f"select={p.nodes}:ncpus={p.ntasks_per_node * p.cpus_per_task}:mpiprocs={p.ntasks_per_node}"
+        """The ``-l`` directives asking for nodes, cores and memory."""
+        chunk = (f"select={p.nodes}:ncpus={p.ntasks_per_node * p.cpus_per_task}"
+                 f":mpiprocs={p.ntasks_per_node}")
         if p.mem:
             chunk += f":mem={int(p.mem[:-1])}mb"
         return [("-l", chunk), ("-l", "place=scatter")]
 
-    def directives(self, p: JobParams, run_dir: str):
+    def directives(self, p: JobParams, run_dir: str) -> list[tuple[str, ...]]:
+        """``(flag, value)`` pairs for ``p``; the logs go to ``run_dir``."""
         sub = ".^array_index^" if p.array is not None and self.name == "pbs" else ""
-        d = [("-N", p.name), ("-l", f"walltime={p.time}"),
+        d: list[tuple[str, ...]] = [("-N", p.name), ("-l", f"walltime={p.time}"),
              ("-o", os.path.join(run_dir, f"stdout{sub}.log")),
              ("-e", os.path.join(run_dir, f"stderr{sub}.log"))]
         d += self.resources(p)
@@ -66,18 +72,21 @@ class PBSPro(Scheduler):
         if p.account:
             d.append(("-A", p.account))
         if p.array is not None:
-            d.append(self.array_directive(p))
+            d.append(self.array_directive(p.array))
         if p.after:
             d.append(("-W", f"depend=afterok:{':'.join(p.after)}"))
         return d
 
-    def array_directive(self, p: JobParams):
-        return ("-J", p.array.range_text())
+    def array_directive(self, array: ArraySpec) -> tuple[str, str]:
+        """The directive that makes ``array`` a job array (``-J 1-12``)."""
+        return ("-J", array.range_text())
 
     def body_preamble(self, p: JobParams) -> list[str]:
+        """Change to ``$PBS_O_WORKDIR`` (PBS starts the body in ``$HOME``)."""
         return ['cd "$PBS_O_WORKDIR"']
 
     def submit_command(self, script: str, p: JobParams) -> list[str]:
+        """``qsub SCRIPT``."""
         return ["qsub", script]
 
     def parse_job_id(self, stdout: str) -> str:
@@ -88,32 +97,40 @@ class PBSPro(Scheduler):
         return m.group(1)
 
     def status_command(self, job_id: str) -> list[str]:
+        """``qstat -x -f JOB_ID`` (``-x`` includes finished jobs)."""
         return ["qstat", "-x", "-f", job_id]
 
-    def status(self, job_id: str):
+    def status(self, job_id: str) -> list[tuple[str, str, str]]:
+        """Rows from :meth:`status_command`'s output; UNKNOWN when it does not know the job."""
         proc = run_command(self.status_command(job_id), check=False)
         rows = parse_qstat_f(proc.stdout)
         return rows or [(job_id, "UNKNOWN", (proc.stderr or proc.stdout).strip())]
 
     def cancel_command(self, job_id: str) -> list[str]:
+        """``qdel JOB_ID``."""
         return ["qdel", job_id]
 
 
 class Torque(PBSPro):
+    """Torque: ``-l nodes=N:ppn=M``, ``-t`` arrays (ranges or lists), plain ``qstat -f``."""
+
     name = "torque"
     array_env = "PBS_ARRAYID"
 
     def check(self, p: JobParams) -> None:
+        """Extra directives as :meth:`check_extra` (Torque takes any array)."""
         self.check_extra(p)
 
-    def resources(self, p: JobParams):
-        d = [("-l", f"nodes={p.nodes}:ppn={p.ntasks_per_node * p.cpus_per_task}")]
+    def resources(self, p: JobParams) -> list[tuple[str, ...]]:
+        """The ``-l`` directives asking for nodes, cores (ppn) and memory (for all nodes)."""
+        d: list[tuple[str, ...]] = [("-l", f"nodes={p.nodes}:ppn={p.ntasks_per_node * p.cpus_per_task}")]
         if p.mem:
             d.append(("-l", f"mem={int(p.mem[:-1]) * p.nodes}mb"))
         return d
 
-    def array_directive(self, p: JobParams):
-        return ("-t", p.array.range_text())
+    def array_directive(self, array: ArraySpec) -> tuple[str, str]:
+        """The directive that makes ``array`` a job array (``-t 1-12`` or ``-t 1,4,7``)."""
+        return ("-t", array.range_text())
 
     def ntasks_expr(self, p: JobParams) -> str:
         """Torque's nodefile lists every core (ppn = tasks x cpus-per-task): divide."""
@@ -122,11 +139,13 @@ class Torque(PBSPro):
         return f'"$(( $(wc -l < "$PBS_NODEFILE") / {p.cpus_per_task} ))"'
 
     def render(self, p: JobParams, program, run_dir: str) -> str:
+        """As :meth:`Scheduler.render`, exporting ``HPCFRAME_CPUS_PER_TASK`` when it is not 1."""
         if p.cpus_per_task != 1:  # launch.check_world divides the nodefile's lines by this
             p = dataclasses.replace(p, env={**p.env, "HPCFRAME_CPUS_PER_TASK": str(p.cpus_per_task)})
         return super().render(p, program, run_dir)
 
     def status_command(self, job_id: str) -> list[str]:
+        """``qstat -f JOB_ID`` (Torque has no ``-x``)."""
         return ["qstat", "-f", job_id]
 
 
@@ -146,7 +165,8 @@ def parse_qstat_f(text: str) -> list[tuple[str, str, str]]:
     for r in rows:
         st, code = r.get("job_state", "?"), r.get("exit_status")
         if st in ("F", "C"):  # finished (PBS Pro -x) / completed (Torque)
-            state = "COMPLETED" if code in (None, "0") else ("CANCELLED" if code in ("271", "-1") else "FAILED")
+            cancelled = code in ("271", "-1")
+            state = "COMPLETED" if code in (None, "0") else ("CANCELLED" if cancelled else "FAILED")
         else:
             state = _STATES.get(st, "UNKNOWN")
         out.append((r["id"], state, f"job_state={st}" + (f" exit_status={code}" if code else "")))

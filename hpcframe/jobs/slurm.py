@@ -17,6 +17,8 @@ _STATES = {
 
 
 class Slurm(Scheduler):
+    """SLURM: ``#SBATCH`` directives, ranks started with ``srun --mpi=pmi2``."""
+
     name = "slurm"
     prefix = "#SBATCH"
     default_launcher = "srun --mpi=pmi2"
@@ -27,9 +29,10 @@ class Slurm(Scheduler):
     ntasks_shell = '"${SLURM_NTASKS:-${SLURM_NPROCS:-1}}"'
     array_env = "SLURM_ARRAY_TASK_ID"
 
-    def directives(self, p: JobParams, run_dir: str):
+    def directives(self, p: JobParams, run_dir: str) -> list[tuple[str, ...]]:
+        """``--option=value`` words for ``p``; the logs go to ``run_dir``."""
         log = "%A_%a" if p.array is not None else "%j"
-        d = [
+        d: list[tuple[str, ...]] = [
             (f"--job-name={p.name}",),
             (f"--nodes={p.nodes}",),
             (f"--ntasks-per-node={p.ntasks_per_node}",),
@@ -52,6 +55,7 @@ class Slurm(Scheduler):
         return d
 
     def submit_command(self, script: str, p: JobParams) -> list[str]:
+        """``sbatch --parsable SCRIPT``."""
         return ["sbatch", "--parsable", script]
 
     def parse_job_id(self, stdout: str) -> str:
@@ -78,6 +82,7 @@ class Slurm(Scheduler):
                                              "(finished long ago?): see `hpcframe logs`")]
 
     def cancel_command(self, job_id: str) -> list[str]:
+        """``scancel JOB_ID``."""
         return ["scancel", job_id]
 
 
@@ -85,7 +90,7 @@ def parse_scontrol(text: str) -> list[tuple[str, str, str]]:
     """``[(task id, STATE, detail)]`` from ``scontrol show job --oneliner`` output."""
     rows = []
     for line in text.splitlines():
-        kv = dict(re.findall(r"(\w+)=(\S*)", line))
+        kv: dict[str, str] = dict(re.findall(r"(\w+)=(\S*)", line))
         if "JobId" not in kv:
             continue
         tid = kv["JobId"]

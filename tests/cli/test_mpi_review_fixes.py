@@ -29,7 +29,7 @@ def mpirun(n, script, *args):
 FINISH_FAILS = textwrap.dedent("""
     import sys
     from mpi4py import MPI
-    import hpcframe.spec as S
+    import hpcframe.spec.run as S
     rank = MPI.COMM_WORLD.Get_rank()
     real = S.build
 

@@ -73,7 +73,7 @@ def test_png_report_has_the_panels(runs):
 
 @pytest.mark.timeout(300)
 def test_report_command(runs, tmp_path):
-    from hpcframe.diagnostics.cli import report
+    from hpcframe.cli.report import report
 
     _, out = runs(2)
     directory = os.path.join(out, "profile")

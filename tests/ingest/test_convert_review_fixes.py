@@ -86,7 +86,7 @@ def test_bad_manifest_fails_every_rank_without_hanging(tmp_path, src, manifest):
     out = tmp_path / "out"
     out.mkdir()
     (out / MANIFEST).write_text(manifest)
-    proc = run_mpi(2, ["-m", "hpcframe.convert", str(src), str(out), "--overwrite"],
+    proc = run_mpi(2, ["-m", "hpcframe.cli", "convert", str(src), str(out), "--overwrite"],
                    timeout=60)
     assert proc.returncode != 0
     assert "is not an hpcframe manifest" in proc.stderr, proc.stderr

@@ -12,7 +12,7 @@ from hpcframe.io.writers import LEAVES, MANIFEST
 from ingest_support import HERE, compress, flights, run_mpi
 
 pytestmark = pytest.mark.timeout(300)
-CONVERT = ["-m", "hpcframe.convert"]
+CONVERT = ["-m", "hpcframe.cli", "convert"]
 SMALL = {"HPCFRAME_BLOCK_ROWS": "3000"}
 
 

@@ -102,7 +102,7 @@ def start(src, dst, *args, fault=None, env=None):
     e = {**os.environ, **ENV, **(env or {})}
     if fault:
         e["HPCFRAME_TEST_FAULT"] = fault
-    return subprocess.Popen([sys.executable, "-m", "hpcframe.convert", src, dst,
+    return subprocess.Popen([sys.executable, "-m", "hpcframe.cli", "convert", src, dst,
                              "--chunk-bytes", "32KB", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=e)
 

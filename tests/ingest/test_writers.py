@@ -126,3 +126,25 @@ def test_destination_checks(tmp_path, src):
     assert hf.read_parquet(out).len().compute() == s["rows"] < 10000
     with pytest.raises(KeyError, match="Yaer"):
         to_parquet(raw, str(tmp_path / "x"), partition_by=["Yaer"])
+
+
+def test_parquet_copy_keeps_large_ints_of_a_column_with_nulls_elsewhere(tmp_path):
+    """Queries see an int column with a null in any file as float64 (as pandas does); a copy
+    must still write the stored integers exactly (2**53 + 1 and 2**64 - 1 are not floats)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "src"
+    src.mkdir()
+    exact = pa.table({"i": pa.array([2**53 + 1, 2**62 + 1], pa.int64()),
+                      "u": pa.array([2**64 - 1, 3], pa.uint64())})
+    holes = pa.table({"i": pa.array([None, 5], pa.int64()), "u": pa.array([None, 3], pa.uint64())})
+    pq.write_table(exact, src / "a.parquet")
+    pq.write_table(holes, src / "b.parquet")
+    assert hf.read_parquet(str(src)).compute()["i"].dtype == "float64"  # the query dtype
+    out = str(tmp_path / "out")
+    to_parquet(hf.read_parquet(str(src)), out)
+    got = pd.read_parquet(out, dtype_backend="pyarrow")
+    want = pd.read_parquet(str(src), dtype_backend="pyarrow")
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert got["i"].tolist()[:2] == [2**53 + 1, 2**62 + 1] and got["u"].tolist()[0] == 2**64 - 1

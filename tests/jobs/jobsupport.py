@@ -20,7 +20,7 @@ def cli_group() -> click.Group:
             return main
     except ImportError:
         pass
-    from hpcframe.jobs.commands import register
+    from hpcframe.cli.jobs import register
     group = click.Group("hpcframe")
     register(group)
     return group

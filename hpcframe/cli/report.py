@@ -1,4 +1,4 @@
-"""``hpcframe report DIR``: the run report of a profile directory (a thin click layer)."""
+"""``hpcframe report DIR``: the run report of a profile directory (:mod:`hpcframe.diagnostics`)."""
 from __future__ import annotations
 
 import os
@@ -15,8 +15,8 @@ import click
 def report(directory, png, output):
     """Write DIRECTORY/report.html from a profile directory made by
     `hpcframe run ... --profile-dir DIRECTORY`, and print the bottleneck."""
-    from .report import summarize, write_html, write_png
-    from .store import load
+    from ..diagnostics.report import summarize, write_html, write_png
+    from ..diagnostics.store import load
 
     try:
         profile = load(directory)
@@ -45,9 +45,3 @@ def report(directory, png, output):
     s = summarize(profile)
     click.echo(f"{s['ranks']} rank(s), wall {s['wall']:.2f} s")
     click.echo(f"bottleneck: {s['bottleneck']}")
-
-
-main = report
-
-if __name__ == "__main__":  # pragma: no cover
-    report()

@@ -1,4 +1,4 @@
-"""click commands ``submit``, ``status``, ``logs``, ``cancel``; ``hpcframe.cli.main`` adds them.
+"""``hpcframe submit``, ``status``, ``logs``, ``cancel``; :data:`hpcframe.cli.main` adds them.
 
 They parse options and delegate to :mod:`hpcframe.jobs`. Exit codes: 0 success, 1 a scheduler
 command failed (its command, exit code and output are shown), 2 a usage error (bad option,
@@ -11,8 +11,10 @@ import sys
 
 import click
 
-from . import (CommandError, JobError, cancel as _cancel, log_files, make_params, render_job,
-               status as _status, submit as _submit)
+from ..jobs import CommandError, JobError, log_files, make_params, render_job
+from ..jobs import cancel as _cancel
+from ..jobs import status as _status
+from ..jobs import submit as _submit
 
 
 def _usage(exc: Exception):
@@ -24,7 +26,8 @@ def _usage(exc: Exception):
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--profile", "-P", envvar="HPCFRAME_PROFILE", help="Profile name (configs/, "
               "~/.config/hpcframe/profiles, $HPCFRAME_PROFILES) or a YAML path. [env: HPCFRAME_PROFILE]")
-@click.option("--scheduler", type=click.Choice(["slurm", "pbs", "torque"]), help="Override the profile's scheduler.")
+@click.option("--scheduler", type=click.Choice(["slurm", "pbs", "torque"]),
+              help="Override the profile's scheduler.")
 @click.option("--name", "-J", help="Job name (letters, digits, _ . + -).")
 @click.option("--nodes", "-N", type=int, help="Number of nodes.")
 @click.option("--ntasks-per-node", type=int, help="MPI ranks per node.")
@@ -133,6 +136,6 @@ COMMANDS = [submit, status, logs, cancel]
 
 
 def register(group: click.Group) -> None:
-    """Add submit/status/logs/cancel to ``group`` (hpcframe.cli.main)."""
+    """Add submit/status/logs/cancel to ``group`` (as :data:`hpcframe.cli.main` has them)."""
     for cmd in COMMANDS:
         group.add_command(cmd)

@@ -1,34 +1,18 @@
-"""Declarative jobs: a YAML spec → a validated :class:`JobSpec` → one computation → a file.
-
-.. code-block:: yaml
-
-    input: {path: data/flights/, columns: [carrier, month, day, dep_delay]}
-    filter: "carrier in ['AA', 'UA'] and dep_delay > 0"
-    assign: {delay_h: "dep_delay / 60"}
-    groupby: [carrier, month]
-    aggregate:
-      dep_delay: [mean, max]          # dict form: column → aggregation(s)
-      n_flights: {column: dep_delay, agg: size}   # named form: output → column + aggregation
-    options: {dropna: true, sort: true}
-    output: {path: by_month.parquet, overwrite: false}
-
-:func:`load_spec` reads and validates a file (raising :class:`SpecError` that names the key),
-:func:`run_spec` runs a spec on every rank of the communicator (rank 0 writes the output
-atomically, see :mod:`hpcframe.io.output`), :func:`run_job` does both collectively, as
-``hpcframe run`` does. :func:`dataset_info` describes an input for ``hpcframe info``.
-See ``docs/jobs-specs.md`` for the format.
+"""Reading and validating a job spec: YAML (bounded, see :func:`load_yaml`) → ``--set``
+overrides (:func:`apply_overrides`) → a :class:`JobSpec` (:func:`parse_spec`), or a
+:class:`SpecError` naming the key, its value and what to do.
 """
 from __future__ import annotations
 
 import difflib
-import reprlib
 import os
-import time
-from dataclasses import dataclass, field, replace
+import reprlib
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import ColumnNotFoundError, HpcframeError
+from ..errors import HpcframeError
 
+# TODO(issue 12): take the suffixes from the format registry in hpcframe.io (one home)
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 INPUT_FORMATS = ("parquet", "hdf5")
@@ -153,6 +137,8 @@ class SpecError(HpcframeError, ValueError):
 
 @dataclass(frozen=True)
 class InputSpec:
+    """The ``input:`` of a job spec: where to read, in which format, which columns."""
+
     path: str
     format: str  # parquet | hdf5
     key: str | None = None
@@ -161,6 +147,8 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
+    """The ``output:`` of a job spec: where to write, in which format, whether to replace."""
+
     path: str
     format: str  # parquet | hdf5 | csv
     overwrite: bool = False
@@ -192,35 +180,6 @@ class JobSpec:
     source: str | None = None
 
 
-@dataclass
-class RunSummary:
-    """What :func:`run_spec` did. ``result`` is the table on rank 0 (``None`` elsewhere)."""
-
-    rank: int
-    ranks: int
-    rows_total: int | None
-    rows_read: int
-    partitions: int
-    partitions_pruned: int
-    rows_out: int | None
-    output: str | None
-    format: str | None
-    seconds: float
-    result: Any = field(default=None, repr=False)
-
-    def text(self) -> str:
-        """A few human-readable lines (on rank 0)."""
-        total = f"{self.rows_total:,}" if self.rows_total is not None else "?"
-        lines = [f"rows in:  {total} ({self.rows_read:,} read; {self.partitions_pruned} of "
-                 f"{self.partitions} block(s) skipped by statistics)",
-                 f"rows out: {self.rows_out:,}" if self.rows_out is not None else "rows out: ?",
-                 f"output:   {self.output} ({self.format})" if self.output else
-                 "output:   (none: printed above)",
-                 f"seconds:  {self.seconds:.2f} on {self.ranks} rank(s)"]
-        return "\n".join(lines)
-
-
-# ============================================================================ loading
 def load_spec(path: str, overrides=(), check_paths: bool = True) -> JobSpec:
     """Read the YAML job spec at ``path``, apply ``overrides`` (``"KEY=VALUE"`` strings, see
     :func:`apply_overrides`) and validate it. Returns a :class:`JobSpec`. Raises
@@ -403,7 +362,7 @@ class _Validator:
         return InputSpec(path, fmt, key, columns)
 
     def _exists(self, path):
-        from .io.paths import expand_paths
+        from ..io.paths import expand_paths
 
         try:
             return expand_paths(path, PARQUET_SUFFIXES + HDF5_SUFFIXES, "Parquet or HDF5")[0]
@@ -448,7 +407,7 @@ class _Validator:
         return tuple(out)
 
     def aggregate(self, value, groupby) -> tuple[AggSpec, ...]:
-        from .aggregations import AGGREGATIONS
+        from ..aggregations import AGGREGATIONS
 
         if value is None:
             return ()
@@ -511,7 +470,7 @@ class _Validator:
                              f"{', '.join(SUBTOTAL_AGGS)}", agg)
 
     def output(self, value) -> OutputSpec | None:
-        from .io.output import format_of
+        from ..io.output import format_of
 
         if value is None:
             return None
@@ -563,385 +522,3 @@ def _show(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-# ============================================================================ building
-def open_input(inp: InputSpec):
-    """The lazy frame of an input: ``hf.read_parquet``/``hf.read_hdf``, with its columns."""
-    from . import read_hdf, read_parquet
-
-    frame = read_hdf(inp.path, key=inp.key) if inp.format == "hdf5" else read_parquet(inp.path)
-    if inp.columns is not None:
-        frame = _at("input.columns", inp.columns, lambda: frame[list(inp.columns)])
-    return frame
-
-
-def _at(key, value, fn):
-    """``fn()``, with column and query errors re-raised as :class:`SpecError` at ``key``."""
-    from .query import QueryError
-
-    try:
-        return fn()
-    except (ColumnNotFoundError, QueryError) as exc:
-        raise SpecError(key, str(exc), value) from exc
-    except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
-        if isinstance(exc, HpcframeError):
-            raise
-        raise SpecError(key, f"{type(exc).__name__}: {str(exc)[:300]}", value) from exc
-
-
-def build(spec: JobSpec):
-    """The lazy parts of a job: ``(input_frame, lazy_result, finish)`` where
-    ``finish(computed) -> pandas.DataFrame`` gives the table to write. Reads only metadata.
-    Raises :class:`SpecError` naming the key for unknown columns, bad expressions, or
-    aggregations that do not apply to a column's type."""
-    from .expr import and_all, conjuncts
-    from .query import apply_expression, apply_filter, parse_query
-
-    source = open_input(spec.input)
-    frame = source
-    assigned = {name for name, _ in spec.assign}
-    early = late = None
-    if spec.filter is not None:
-        cols = list(frame.columns) + sorted(assigned - set(frame.columns))
-        tree = _at("filter", spec.filter, lambda: parse_query(spec.filter, cols))
-        # conditions on input columns go first (pushed into the reader, pruning partitions);
-        # those that use assigned columns after the assignments
-        terms = conjuncts(tree)
-        early = and_all([t for t in terms if not t.columns() & assigned])
-        late = and_all([t for t in terms if t.columns() & assigned])
-    if early is not None:
-        frame = _at("filter", spec.filter, lambda: apply_filter(frame, early, spec.filter))
-    for name, text in spec.assign:
-        value = _at(f"assign.{name}", text, lambda: apply_expression(frame, text, what="assign"))
-        frame = frame.assign(**{name: value})
-    if late is not None:
-        frame = _at("filter", spec.filter, lambda: apply_filter(frame, late, spec.filter))
-    if not spec.aggregate:
-        return source, frame, lambda df: df.reset_index(drop=True)
-    if spec.groupby:
-        return source, *_grouped(spec, frame)
-    return source, *_whole(spec, frame)
-
-
-def _grouped(spec: JobSpec, frame):
-    keys = list(spec.groupby)
-    gb = _at("groupby", keys, lambda: frame.groupby(keys, dropna=spec.dropna, sort=spec.sort))
-    for a in spec.aggregate:
-        _at(a.key, a.column, lambda: frame[a.column])
-        _check_type(frame, a)
-    if spec.subtotals:
-        cols = [a.column for a in spec.aggregate]
-        agg = spec.aggregate[0].agg
-        lazy = _at("subtotals", True, lambda: getattr(gb[cols], agg)(subtotals=True))
-
-        def finish(df):
-            out = df.reset_index()
-            for k in keys:  # key columns mix values and "All": write them as text
-                out[k] = out[k].map(lambda v: v if isinstance(v, str) or v is None else str(v))
-                out[k] = out[k].astype("str")
-            return out
-
-        return lazy, finish
-    named = {a.name: (a.column, a.agg) for a in spec.aggregate}
-    lazy = _at("aggregate", None, lambda: gb.agg(**named))
-    return lazy, lambda df: df.reset_index()
-
-
-def _whole(spec: JobSpec, frame):
-    parts = []
-    for a in spec.aggregate:
-        _check_type(frame, a)
-        if a.agg == "size":
-            parts.append(frame.len())
-            continue
-        if a.agg in ("first", "last"):
-            raise SpecError(a.key, f"{a.agg!r} needs groupby; without groupby use min, max, "
-                            "sum, mean, count, var, std, nunique or size", a.agg)
-        series = _at(a.key, a.column, lambda: frame[a.column])
-        parts.append(getattr(series, a.agg)())
-    lazy = _Many(parts)
-
-    def finish(values):
-        import pandas as pd
-
-        return pd.DataFrame({a.name: [v] for a, v in zip(spec.aggregate, values)})
-
-    return lazy, finish
-
-
-def _check_type(frame, a: AggSpec):
-    import pandas as pd
-
-    from .aggregations import AGGREGATIONS
-
-    if a.agg == "size" or a.column not in frame.columns:
-        return
-    agg = AGGREGATIONS.get(a.agg)
-    dtype = frame.dtypes[a.column]
-    if agg is not None and (agg.numeric_only or a.agg == "sum") \
-            and not pd.api.types.is_numeric_dtype(dtype):
-        raise SpecError(a.key, f"{a.agg} needs a numeric column; {a.column!r} is {dtype} "
-                        "(use count, nunique, min, max, first or last)", a.agg)
-
-
-class _Many:
-    """Several lazy results computed in one pass (whole-frame aggregations)."""
-
-    def __init__(self, parts):
-        self.parts = parts
-
-
-# ============================================================================ running
-def run_spec(spec: JobSpec, comm=None, output: str | None = None,
-             overwrite: bool | None = None) -> RunSummary:
-    """Run ``spec`` on every rank of ``comm`` (``None``: ``COMM_WORLD`` under an MPI launcher,
-    else the local engine). Collective: call it on every rank. ``output``/``overwrite``
-    override the spec's. Rank 0 writes the output atomically (or keeps the table in
-    ``summary.result`` when the spec has no output). Returns a :class:`RunSummary` on every
-    rank. Raises, on every rank: :class:`SpecError` (bad columns/expressions, output exists),
-    :class:`~hpcframe.errors.ComputeError` (a rank failed), ``OSError`` (writing failed)."""
-    from .comm import communicator
-
-    with communicator(comm) as c:
-        return _run(spec, c, output, overwrite)
-
-
-def run_job(path: str, overrides=(), output: str | None = None, overwrite: bool | None = None,
-            comm=None) -> RunSummary:
-    """Load the spec file ``path`` (with ``overrides``, see :func:`load_spec`) and run it,
-    collectively: if loading fails on any rank, every rank raises. See :func:`run_spec`."""
-    from .comm import communicator
-
-    with communicator(comm) as c:
-        spec = _together(c, lambda: load_spec(path, overrides))
-        return _run(spec, c, output, overwrite)
-
-
-def explain_job(path: str, overrides=(), comm=None) -> str:
-    """The plan of the job spec at ``path`` (see :meth:`hpcframe.Frame.explain`), without
-    running it. Collective under MPI. Raises as :func:`load_spec` and :func:`build`."""
-    from .comm import communicator
-
-    with communicator(comm) as c:
-        spec = _together(c, lambda: load_spec(path, overrides))
-        _, lazy, _ = _together(c, lambda: build(spec))
-        objs = lazy.parts if isinstance(lazy, _Many) else [lazy]
-        return "\n".join(o.explain(comm=c) for o in objs)
-
-
-def _with_output(spec: JobSpec, output, overwrite) -> JobSpec:
-    """``spec`` with the command line's ``--output``/``--overwrite``. A ``--output`` path is
-    replaced only with ``--overwrite`` (the spec's ``overwrite: true`` was meant for the
-    spec's own output). Raises :class:`SpecError` for a ``--output`` whose extension is not
-    one of the writers' suffixes, or ``--overwrite`` without any output."""
-    from .io.output import FORMATS, format_of
-
-    out = spec.output
-    if output is not None:
-        fmt = format_of(output)
-        if fmt is None:
-            suffixes = ", ".join(x for fmts in FORMATS.values() for x in fmts)
-            raise SpecError("--output", f"cannot tell the format of {output!r}: end the name "
-                            f"in one of {suffixes}", output, spec.source)
-        out = OutputSpec(output, fmt, False)
-    if overwrite is not None:
-        if out is None:
-            raise SpecError("--overwrite", "there is no output to overwrite; give --output "
-                            "or output: in the spec", overwrite, spec.source)
-        out = replace(out, overwrite=bool(overwrite))
-    return replace(spec, output=out)
-
-
-def _together(c, fn):
-    """``fn()`` on every rank; if it raised on any rank, raise on every rank (the rank's own
-    error where it failed, a summary of the first failure elsewhere)."""
-    from .query import QueryError
-
-    try:
-        value, error = fn(), None
-    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
-        value, error = None, exc
-    if c.size == 1:
-        if error is not None:
-            raise error
-        return value
-    usage = (SpecError, QueryError, ColumnNotFoundError)
-    brief = None if error is None else (str(error), isinstance(error, usage))
-    gathered = c.allgather(brief)
-    if error is not None:
-        raise error
-    for rank, item in enumerate(gathered):
-        if item is not None:
-            message, is_usage = item
-            if is_usage:
-                raise SpecError("", message)
-            raise HpcframeError(f"rank {rank} failed: {message}")
-    return value
-
-
-def _run(spec: JobSpec, c, output, overwrite) -> RunSummary:
-    from .execute import last_run_stats
-    from .frame import compute
-    from .io.output import OutputExistsError, check_writable, write_table
-    from .io.sources import known_partitions
-
-    t0 = time.perf_counter()
-    spec = _with_output(spec, output, overwrite)
-    source, lazy, finish = _together(c, lambda: build(spec))
-    out = spec.output
-
-    def check():
-        if out is not None and c.rank == 0:
-            try:
-                check_writable(out.path, out.overwrite)
-            except OutputExistsError as exc:
-                raise SpecError("output.path", str(exc), out.path, spec.source) from None
-            except OSError as exc:
-                raise SpecError("output.path", str(exc), out.path, spec.source) from None
-
-    _together(c, check)
-    objs = lazy.parts if isinstance(lazy, _Many) else [lazy]
-    values = compute(*objs, comm=c, root=0)
-    stats = c.gather(last_run_stats(), root=0)
-    table = None
-
-    def write():  # finish and write on rank 0; a failure of either reaches every rank
-        nonlocal table
-        if c.rank == 0:
-            table = finish(list(values) if isinstance(lazy, _Many) else values[0])
-            if out is not None:
-                write_table(table, out.path, out.format, overwrite=out.overwrite)
-
-    _together(c, write)
-    rows_total = None
-    parts = known_partitions(source.node.scan().source)  # discovered by execute
-    if parts is not None:
-        rows_total = sum(p.num_rows for p in parts)
-    first = stats[0] if stats else {}
-    return RunSummary(
-        rank=c.rank, ranks=c.size, rows_total=rows_total,
-        rows_read=sum(s.get("rows_read", 0) for s in stats) if stats else 0,
-        partitions=first.get("partitions_total", 0),
-        partitions_pruned=first.get("partitions_pruned", 0),
-        rows_out=len(table) if table is not None else None,
-        output=out.path if out is not None else None,
-        format=out.format if out is not None else None,
-        seconds=time.perf_counter() - t0,
-        result=table if (c.rank == 0 and out is None) else None)
-
-
-# ============================================================================ hpcframe info
-def dataset_info(path: str, format: str | None = None, key: str | None = None) -> dict:
-    """What ``hpcframe info`` shows about a dataset, from metadata only (Parquet footers,
-    HDF5 shapes): ``format``, ``files``, ``partitions`` (a list of dicts: path, piece, rows,
-    bytes), ``rows``, ``bytes``, ``hive`` (hive column names) and ``columns`` (a list of
-    dicts: name, arrow, pandas, min, max, nulls; statistics ``None`` where unknown). Raises
-    :class:`SpecError` (key ``path``/``format``) for a missing path or an unknown format and
-    :class:`~hpcframe.errors.DatasetError` for unreadable files."""
-    from .comm import Comm
-    from .io.types import empty_frame
-
-    data = {"path": path}
-    if format is not None:
-        data["format"] = format
-    if key is not None:
-        data["key"] = key
-    try:
-        inp = _Validator(None).input(data, check_paths=True)
-    except SpecError as exc:  # name the command's arguments, not spec keys
-        names = {"input.path": "PATH", "input.format": "--format", "input.key": "--key"}
-        raise SpecError(names.get(exc.key, exc.key), exc.detail, exc.value) from None
-    frame = open_input(inp)
-    src = frame.node.scan().source
-    schema = src.schema()
-    parts = src.discover(Comm())
-    meta = empty_frame(schema)
-    hive = list(getattr(src, "_hive_types", {}) or {})
-    columns = []
-    for f in schema:
-        lo, hi, nulls = _column_stats(parts, f.name)
-        if f.name in hive and parts:
-            values = [p.hive.get(f.name) for p in parts]
-            known = [v for v in values if v is not None]
-            lo, hi = (min(known), max(known)) if known else (None, None)
-        columns.append({"name": f.name, "arrow": str(f.type), "pandas": str(meta[f.name].dtype),
-                        "min": lo, "max": hi, "nulls": nulls})
-    return {
-        "path": path, "format": inp.format, "key": inp.key,
-        "files": len({p.path for p in parts}),
-        "partitions": [{"path": p.path, "piece": p.piece, "rows": p.num_rows,
-                        "bytes": p.nbytes} for p in parts],
-        "rows": sum(p.num_rows for p in parts), "bytes": sum(p.nbytes for p in parts),
-        "hive": hive, "columns": columns,
-    }
-
-
-def _column_stats(parts, name):
-    lo = hi = None
-    nulls = 0
-    for p in parts:
-        s = p.stats.get(name)
-        if s is None:
-            return None, None, None
-        try:
-            if s.min is not None:
-                lo = s.min if lo is None else min(lo, s.min)
-            if s.max is not None:
-                hi = s.max if hi is None else max(hi, s.max)
-        except TypeError:
-            return None, None, None
-        nulls = None if nulls is None or s.null_count is None else nulls + s.null_count
-    return lo, hi, nulls
-
-
-def format_info(info: dict, partitions: bool = False) -> str:
-    """``dataset_info(...)`` as the text ``hpcframe info`` prints."""
-    parts = info["partitions"]
-    kind = "row groups" if info["format"] == "parquet" else "row ranges"
-    lines = [
-        f"path        {info['path']}",
-        f"format      {info['format']}" + (f" (key {info['key']})" if info.get("key") else ""),
-        f"files       {info['files']:,}",
-        f"partitions  {len(parts):,} ({kind})",
-        f"rows        {info['rows']:,}",
-        f"bytes       {_bytes(info['bytes'])}",
-        f"columns     {len(info['columns'])}",
-        f"hive        {', '.join(info['hive']) if info['hive'] else '-'}",
-        "",
-    ]
-    head = ("column", "arrow type", "pandas dtype", "nulls", "min", "max")
-    rows = [(c["name"] + (" (hive)" if c["name"] in info["hive"] else ""), c["arrow"],
-             c["pandas"], "-" if c["nulls"] is None else f"{c['nulls']:,}",
-             _compact(c["min"]), _compact(c["max"])) for c in info["columns"]]
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    for r in [head] + rows:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-    if partitions:
-        lines += ["", "partitions:"]
-        for i, p in enumerate(parts):
-            lines.append(f"  {i:>4}  {p['path']} [{p['piece']}]  {p['rows']:,} rows  "
-                         f"{_bytes(p['bytes'])}")
-    return "\n".join(lines)
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:,} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)  # pragma: no cover
-
-
-def _compact(v, width: int = 22) -> str:
-    import datetime
-
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        text = f"{v:.6g}"
-    elif isinstance(v, (datetime.datetime, datetime.date)):
-        text = v.isoformat(sep=" ") if isinstance(v, datetime.datetime) else v.isoformat()
-    elif isinstance(v, bytes):
-        text = v.decode("utf-8", "replace")
-    else:
-        text = str(v)
-    return text if len(text) <= width else text[:width - 3] + "..."
