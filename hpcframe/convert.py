@@ -39,17 +39,16 @@ def open_source(src, **csv_options):
     ``FileNotFoundError`` when nothing matches."""
     import hpcframe as hf
 
+    from .io.formats import HDF5, PARQUET
     from .io.paths import expand_paths
     from .readers import read_csv
 
-    # TODO(issue 12): take the suffixes from the format registry in hpcframe.io (these lack .he5)
     first = src[0] if isinstance(src, (list, tuple)) else str(src)
     low = first.lower()
-    if low.endswith((".parquet", ".parq", ".pq")) or (os.path.isdir(first) and _has(
-            first, (".parquet", ".parq", ".pq"))):
+    if low.endswith(PARQUET.suffixes) or (os.path.isdir(first) and _has(first, PARQUET.suffixes)):
         return hf.read_parquet(src)
-    if low.endswith((".h5", ".hdf5", ".hdf")):
-        files, _ = expand_paths(src, (".h5", ".hdf5", ".hdf"), "HDF5")
+    if low.endswith(HDF5.suffixes):
+        files, _ = expand_paths(src, HDF5.suffixes, "HDF5")
         return hf.read_hdf(files)
     return read_csv(src, **csv_options)
 

@@ -63,6 +63,7 @@ from urllib.parse import quote
 import pyarrow as pa
 
 from .dataset import DatasetError
+from .formats import CSV, HDF5, PARQUET
 from .fs import NOFOLLOW, fsync_dir, named, remove_file, replace_atomic
 from .hdf5codec import GROUP, encode_arrow
 
@@ -304,7 +305,7 @@ def _split_hive(table: pa.Table, keys: list[str]):
 
 class ParquetFormat(_Format):
     """Parquet part files (statistics, page checksums), optionally in hive folders."""
-    name, suffix = "parquet", ".parquet"
+    name, suffix = "parquet", PARQUET.suffixes[0]
 
     def __init__(self, dst, partition_by=None, row_group_size=1 << 20, compression="zstd",
                  compression_level=None):
@@ -328,7 +329,7 @@ class ParquetFormat(_Format):
 
 class CSVFormat(_Format):
     """CSV part files (with header), optionally in hive folders."""
-    name, suffix = "csv", ".csv"
+    name, suffix = "csv", CSV.suffixes[0]
 
     def write_file(self, table, path):
         """Write the Arrow ``table`` as one file at ``path``."""
@@ -340,7 +341,7 @@ class CSVFormat(_Format):
 class HDF5Format(_Format):
     """Part files in ``<dst>.d/``; ``dst`` holds virtual datasets over them."""
 
-    name, suffix = "hdf5", ".h5"
+    name, suffix = "hdf5", HDF5.suffixes[0]
 
     def __init__(self, dst, compression="gzip", chunk_rows=65536):
         super().__init__(dst)

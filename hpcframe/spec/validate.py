@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import HpcframeError
+from ..io.formats import HDF5, PARQUET
 
-# TODO(issue 12): take the suffixes from the format registry in hpcframe.io (one home)
-PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+PARQUET_SUFFIXES = PARQUET.suffixes  # from the format registry (hpcframe.io.formats)
+HDF5_SUFFIXES = HDF5.suffixes
 INPUT_FORMATS = ("parquet", "hdf5")
 OUTPUT_FORMATS = ("parquet", "hdf5", "csv")
 TOP_KEYS = ("input", "filter", "assign", "groupby", "aggregate", "options", "subtotals",
