@@ -57,16 +57,34 @@ def launched_by_mpi() -> bool:
     return any(v in os.environ for v in _LAUNCHER_VARS)
 
 
-def world_rank() -> int:
-    """This process's rank in ``COMM_WORLD``: 0 without MPI, and 0 when MPI cannot start
-    (a broken MPI shows up later, with a clear error, when a communicator is made). Imports
-    mpi4py only when :func:`launched_by_mpi`."""
-    try:
-        if not launched_by_mpi():
-            return 0
-        from mpi4py import MPI
+#: Environment variables in which MPI launchers and SLURM give a process its rank.
+RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 
-        return MPI.COMM_WORLD.Get_rank()
+
+def world_rank(start_mpi: bool = False) -> int:
+    """This process's rank in ``COMM_WORLD``, 0 without MPI: the one answer to "which rank
+    am I" outside a communicator.
+
+    By default no MPI call is started: the rank of an initialised mpi4py, else the one the
+    launcher put in the environment (:data:`RANK_VARS`). With ``start_mpi`` MPI is
+    initialised when :func:`launched_by_mpi` (0 otherwise, e.g. under
+    ``HPCFRAME_ENGINE=local``). A broken MPI answers 0 (it shows up later, with a clear
+    error, when a communicator is made).
+    """
+    try:
+        if start_mpi:
+            if not launched_by_mpi():
+                return 0
+            from mpi4py import MPI
+
+            return MPI.COMM_WORLD.Get_rank()
+        mpi = sys.modules.get("mpi4py.MPI")
+        if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+            return mpi.COMM_WORLD.Get_rank()
+        for var in RANK_VARS:
+            if os.environ.get(var, "").isdigit():
+                return int(os.environ[var])
+        return 0
     except Exception:  # noqa: BLE001
         return 0
 

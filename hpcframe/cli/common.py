@@ -35,17 +35,10 @@ def debug() -> bool:
 
 
 def rank() -> int:
-    """This process's rank in COMM_WORLD (0 without MPI)."""
-    from ..comm import launched_by_mpi
+    """This process's rank in COMM_WORLD (0 without MPI; see :func:`hpcframe.comm.world_rank`)."""
+    from ..comm import world_rank
 
-    try:
-        if not launched_by_mpi():
-            return 0
-        from mpi4py import MPI
-
-        return MPI.COMM_WORLD.Get_rank()
-    except Exception:  # noqa: BLE001 - a broken MPI shows up later, with a clear error
-        return 0
+    return world_rank(start_mpi=True)
 
 
 class Failure(click.ClickException):

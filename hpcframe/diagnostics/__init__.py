@@ -12,7 +12,6 @@ Bokeh and matplotlib are imported only when a report is written.
 from __future__ import annotations
 
 import os
-import sys
 from contextlib import ExitStack, contextmanager
 
 from .profile import Profiler
@@ -130,10 +129,6 @@ def _check_writable(path: str) -> None:
 
 def _world_rank() -> int:
     """This process's rank in the job (0 without MPI); no MPI call is started."""
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
-        return mpi.COMM_WORLD.Get_rank()
-    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
+    from ..comm import world_rank
+
+    return world_rank()
