@@ -20,8 +20,8 @@ from tests.helpers.mpi import UNDER_MPI
 def pytest_collection_modifyitems(config, items):
     if not UNDER_MPI:
         return
-    skip = pytest.mark.skip(reason="runs without MPI (it starts mpiexec itself); under an MPI "
-                                   "launcher only tests/parallel runs")
+    skip = pytest.mark.skip(reason="under an MPI launcher only tests/parallel runs (the other "
+                                   "folders run once, without MPI, and start mpiexec themselves)")
     for item in items:
         if item.path.parent.name != "parallel":
             item.add_marker(skip)

@@ -8,7 +8,7 @@ strings. Expressions: comparisons with literals of every kind and between column
 arithmetic, isin (with missing values), between, isna, string methods, ``~``, ``&``, ``|``.
 
 The fixed-seed run is part of the normal suite; a longer run:
-``HPCFRAME_EXPR_EXAMPLES=20000 python -m pytest tests/unit/test_expr_semantics.py --timeout=0``.
+``HPCFRAME_EXPR_EXAMPLES=20000 python -m pytest tests/unit/test_expr.py --timeout=0``.
 """
 import datetime
 import io
