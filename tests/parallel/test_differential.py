@@ -56,7 +56,8 @@ import pandas as pd
 import pytest
 
 import hpcframe as hf
-from tests.helpers import compare, generate, mpi
+from tests.helpers import compare, generate
+from tests.helpers import mpi as support  # named in the Hypothesis test's decorators (see there)
 from tests.helpers.compare import ATOL, ILL_RTOL, RTOL
 
 EXAMPLES = int(os.environ.get("HPCFRAME_DIFF_EXAMPLES", "6"))
@@ -69,7 +70,7 @@ ILL_ATOL = 2.0**63 * 1e-9
 QUERIES = int(os.environ.get("HPCFRAME_DIFF_QUERIES", "12"))
 
 CASE_TIMEOUT = int(os.environ.get("HPCFRAME_DIFF_TIMEOUT", "300"))  # seconds per case
-pytestmark = mpi.timeout(CASE_TIMEOUT)
+pytestmark = support.timeout(CASE_TIMEOUT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def fingerprint(obj) -> str:
 def _write_shared(case, comm):
     """Rank 0 writes the case's files; every rank learns whether that worked."""
     error = None
-    if mpi.rank() == 0:
+    if support.rank() == 0:
         try:
             case.write()
         except Exception:
@@ -319,7 +320,7 @@ CASE_SEEDS = [SEED0 + j for j in range(EXAMPLES)]
 @pytest.mark.parametrize("seed", CASE_SEEDS)
 def test_differential_case(shared_dir, seed):
     spec = generate.Spec.from_seed(seed, nqueries=QUERIES)
-    failures = run_case(spec, _case_root(shared_dir, f"case-{seed}"), mpi.world())
+    failures = run_case(spec, _case_root(shared_dir, f"case-{seed}"), support.world())
     assert not failures, f"{len(failures)} of {spec.nqueries} queries differ:\n\n" + "\n\n".join(failures)
 
 
@@ -353,8 +354,10 @@ if st is not None:
     if os.environ.get("HPCFRAME_DIFF_SHRINK") == "1":
         PHASES.append(Phase.shrink)
 
-    @pytest.mark.skipif(mpi.UNDER_MPI, reason="Hypothesis drives the local engine only")
-    @mpi.timeout(CASE_TIMEOUT * max(1, EXAMPLES))  # one test runs all the examples
+    # derandomized: Hypothesis seeds its examples from this function's source, decorators
+    # included; changing a character here draws other cases
+    @pytest.mark.skipif(support.UNDER_MPI, reason="Hypothesis drives the local engine only")
+    @support.timeout(CASE_TIMEOUT * max(1, EXAMPLES))  # one test runs all the examples
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck), print_blob=False, phases=PHASES,
               report_multiple_bugs=False)
