@@ -9,10 +9,8 @@ import pytest
 import hpcframe as hf
 from hpcframe.errors import ComputeError
 from hpcframe.io.csv import read_csv
-from hpcframe.io.writers import (LEAVES, MANIFEST, ParquetFormat, staging_of, to_csv, to_hdf,
-                                 to_parquet, write)
-
-from ingest_support import compress, flights
+from hpcframe.io.writers import LEAVES, MANIFEST, ParquetFormat, staging_of, to_csv, to_hdf, to_parquet, write
+from tests.helpers.ingest import compress, flights
 
 pytestmark = pytest.mark.timeout(120)
 
