@@ -51,6 +51,10 @@ class Scan(Node):
 class Filter(Node):
     def __init__(self, child: Node, expr: Expr):
         child.check_columns(expr.columns())
+        # as pandas, refuse now what the column types cannot do (a datetime column against a
+        # datetime.date, ...), even if no block is ever evaluated (all pruned, head(0)); an
+        # empty frame of the schema raises exactly the dtype-level errors and no data-level one
+        expr.evaluate(child.meta)
         self.child, self.expr, self.meta = child, expr, child.meta
 
     def text(self):

@@ -663,7 +663,10 @@ def _terminal(rng, kinds, big_ints):
         if a in ("sum", "mean", "var", "std"):
             vals = [c for c in vals if kinds[c] in NUMERIC]
         sel = [c for c in vals if rng.random() < 0.5] or vals[:1]
-        sort_index = any(kinds[k] == "cat" for k in keys)
+        # row order unspecified: categorical keys, and (documented in the user guide's differences
+        # from pandas) bool keys with nulls kept by dropna=False, whose groups pandas cannot sort
+        # and leaves in order of first appearance, where hpcframe sorts them (False, True, NaN)
+        sort_index = any(kinds[k] == "cat" or (kinds[k] == "boolnull" and not dropna) for k in keys)
         exact = a in ("count", "nunique", "min", "max", "size", "first", "last")
         ill = a in fl and any(big(c) for c in sel)
         kw = "" if dropna else ", dropna=False"
@@ -689,10 +692,10 @@ def _terminal(rng, kinds, big_ints):
     if r < 0.85 and nums:
         if rng.random() < 0.5:
             sel = [c for c in nums if rng.random() < 0.6] or nums[:1]
-            return (f"{{d}}[{sel!r}].describe()", lambda d, p: d[sel].describe(), False,
+            return (f"{{d}}[{sel!r}].describe()", lambda d, p: _describe(d[sel], p), False,
                     any(big(c) for c in sel), False, False)
         c = _pick(rng, nums)
-        return (f"{{d}}.{c}.describe()", lambda d, p: d[c].describe(), False, big(c), False, False)
+        return (f"{{d}}.{c}.describe()", lambda d, p: _describe(d[c], p), False, big(c), False, False)
     if r < 0.9:
         c = _pick(rng, [c for c in cols if kinds[c] not in ("num",)] or cols)
         dropna = bool(rng.random() < 0.7)
@@ -732,3 +735,18 @@ def make_queries(case: Case, n: int) -> list[Query]:
         out.append(Query(steps, src, fn, exact, ill, sort_index, vc, f32,
                          "nn" in _aggregated_columns(src)))
     return out
+
+
+def _describe(obj, pandas_side):
+    """``obj.describe()``; on the pandas side, int64 columns are described as float64 first.
+
+    pandas interpolates the quartiles of an int64 column in int64, where ``b - a`` wraps for
+    values more than 2**63 apart (its 25% can then exceed its 50%): hpcframe interpolates in
+    float64, as pandas does for a float64 column. The oracle is pandas on the float64 values,
+    which is what pandas gives wherever int64 does not wrap."""
+    if not pandas_side:
+        return obj.describe()
+    if isinstance(obj, pd.Series):
+        return obj.astype("float64").describe() if obj.dtype.kind in "iu" else obj.describe()
+    ints = [c for c in obj.columns if obj[c].dtype.kind in "iu"]
+    return obj.astype({c: "float64" for c in ints}).describe()

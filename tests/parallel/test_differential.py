@@ -96,6 +96,13 @@ def _canon(obj, hive, query):
             obj = compare.normalize(obj, hive)
         except (ValueError, TypeError):  # a hive name on a non-integral result (describe's std)
             obj = compare.normalize(obj, ())
+        if isinstance(obj.index, pd.MultiIndex):
+            # one representation of a missing key: pandas' group-bys keep it as a level value
+            # or as a -1 code depending on the aggregation; the values are the same
+            obj = obj.copy()
+            obj.index = pd.MultiIndex.from_arrays(
+                [obj.index.get_level_values(i) for i in range(obj.index.nlevels)],
+                names=obj.index.names)
         if query.value_counts and isinstance(obj, pd.Series):
             frame = obj.rename("__n").reset_index()
             key = frame.columns[0]
@@ -103,8 +110,19 @@ def _canon(obj, hive, query):
                                       kind="mergesort")
             obj = frame.set_index(key)["__n"].rename(obj.name)
         elif query.sort_index:
-            obj = obj.sort_index()
+            obj = _sort_by_index_values(obj)
     return obj
+
+
+def _sort_by_index_values(obj):
+    """``obj`` with its rows ordered by the index VALUES (missing last), whatever the order of
+    a MultiIndex's levels: ``sort_index`` orders a level by its codes, and pandas lists the
+    values of an unsortable level (bool with NaN) in order of first appearance."""
+    idx = obj.index
+    levels = [idx.get_level_values(i) for i in range(idx.nlevels)]
+    keys = [[(pd.isna(v), str(v)) for v in level] for level in levels]
+    order = sorted(range(len(idx)), key=lambda i: [k[i] for k in keys])
+    return obj.iloc[order]
 
 
 def _align_null_dtypes(got, exp):

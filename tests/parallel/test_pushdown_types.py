@@ -264,3 +264,20 @@ def test_bool_mask_with_nulls_error_names_the_filter(nasty):
     with pytest.raises(Exception) as info:
         df[df.bn].compute()
     assert "bn" in str(info.value) and "missing" in str(info.value)
+
+
+def test_a_filter_the_column_types_refuse_raises_even_if_no_block_is_read():
+    """pandas raises TypeError for ``datetime64 <= datetime.date`` whatever the data; so does
+    hpcframe when the filter is written, also where no block would be evaluated (head(0), every
+    block pruned, an empty dataset)."""
+    pdf = pd.DataFrame({"day": pd.to_datetime(["2020-01-01", "2020-01-02"]), "x": [1, 2]})
+    df = hf.from_pandas(pdf)
+    with pytest.raises(TypeError):
+        pdf[pdf.day <= datetime.date(2020, 1, 1)]
+    with pytest.raises(TypeError):
+        df[df.day <= datetime.date(2020, 1, 1)].head(0).compute()
+    with pytest.raises(TypeError):
+        df[(df.x > 5) & (df.day <= datetime.date(2020, 1, 1))]
+    # != is defined for any operand, as in pandas
+    got = df[df.day != datetime.date(2020, 1, 1)].head(0).compute()
+    assert list(got.columns) == ["day", "x"] and len(got) == 0
