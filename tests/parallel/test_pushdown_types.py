@@ -281,3 +281,15 @@ def test_a_filter_the_column_types_refuse_raises_even_if_no_block_is_read():
     # != is defined for any operand, as in pandas
     got = df[df.day != datetime.date(2020, 1, 1)].head(0).compute()
     assert list(got.columns) == ["day", "x"] and len(got) == 0
+
+
+def test_a_mask_of_numbers_is_refused_with_a_hint():
+    """pandas reads a float Series key as column labels (KeyError); hpcframe refuses it instead
+    of filtering by truth value, and says how to write the comparison."""
+    pdf = pd.DataFrame({"f": [0.0, 1.5, np.nan], "b": [True, False, True]})
+    df = hf.from_pandas(pdf)
+    with pytest.raises(KeyError):
+        pdf[pdf.f]
+    with pytest.raises(TypeError, match=r"not booleans.*df\[df.x != 0\]"):
+        df[df.f]
+    assert len(df[df.b].compute()) == 2  # bool masks are fine
