@@ -52,10 +52,26 @@ class Scan(Node):
         return f"Scan {self.source.format} {self.source.label}"
 
 
+def _check_mask(expr: Expr, value) -> None:
+    """Refuse a mask of numbers, times or strings: pandas reads such a Series as column labels
+    (``df[df.x]`` is a KeyError there), so filtering by its truth value would be a silent guess."""
+    import pandas as pd
+
+    dtype = getattr(value, "dtype", None)
+    if isinstance(value, pd.Series) and dtype is not None and not (
+            pd.api.types.is_bool_dtype(dtype) or dtype == object):
+        raise TypeError(f"the filter {expr.text()} gives {dtype} values, not booleans; compare "
+                        f"explicitly, e.g. df[df.x != 0] or df[df.x.notna()]")
+
+
 class Filter(Node):
     """The rows where an expression is true."""
     def __init__(self, child: Node, expr: Expr):
         child.check_columns(expr.columns())
+        # as pandas, refuse now what the column types cannot do (a datetime column against a
+        # datetime.date, ...), even if no block is ever evaluated (all pruned, head(0)); an
+        # empty frame of the schema raises exactly the dtype-level errors and no data-level one
+        _check_mask(expr, expr.evaluate(child.meta))
         self.child, self.expr, self.meta = child, expr, child.meta
 
     def text(self):

@@ -1,12 +1,15 @@
 """Run the whole test suite: the README's test command (``make test``) calls this.
 
-1. ``pytest tests/local`` and ``pytest tests/mpi`` in one process (local engine, no MPI);
-   then ``tests/cli``, ``tests/diagnostics``, ``tests/ingest`` and ``tests/jobs`` (real SLURM),
-   each in its own process (they start mpiexec, Chromium or SLURM themselves);
-2. ``mpiexec -n N python -m pytest tests/mpi`` once per rank count N = 1, 2, 3, 4 (the suite
-   launched once per rank count, as Heat and mpi4py do). Rank 0 prints; the other ranks write
-   to log files that are shown if the run fails. Every run has a hard timeout, so a hang fails
-   the suite instead of CI.
+1. ``pytest tests/unit tests/engine tests/parallel`` in one process (unit tests, engine runs
+   under a real mpiexec, and the parallel suite on the local engine, no MPI);
+2. ``pytest tests/cli tests/diagnostics tests/ingest tests/jobs`` in one process: the
+   end-to-end tests, which start mpiexec, Chromium or a real SLURM themselves;
+3. ``mpiexec -n N python -m pytest tests/parallel`` once per rank count N = 1, 2, 3, 4 (the
+   suite launched once per rank count, as Heat and mpi4py do). Rank 0 prints; the other ranks
+   write to log files that are shown if the run fails.
+
+Every run has a hard timeout (``HPCFRAME_TEST_TIMEOUT`` seconds per folder it runs), so a hang
+fails the suite instead of CI.
 
 Extra arguments are passed to every pytest run (e.g. ``-k groupby``). ``HPCFRAME_TEST_RANKS``
 (e.g. ``"2 3"``) picks the rank counts.
@@ -37,16 +40,29 @@ def _counts(text: str) -> dict[str, int]:
     return out
 
 
-def run(name: str, cmd: list[str], logs: list[str] = ()) -> dict[str, int]:
+# the folders run without MPI, one pytest process per group; tests/parallel runs again under
+# mpiexec. The groups are separate processes only so that a crash or hang in one does not hide
+# the results of the other; their conftests and helpers no longer clash (tests is a package).
+GROUPS = {
+    "unit, engine and parallel (local engine)": ["unit", "engine", "parallel"],
+    "end to end (cli, diagnostics, ingest, jobs with a real SLURM)": [
+        "cli", "diagnostics", "ingest", "jobs"],
+}
+PARALLEL = "tests/parallel"
+
+
+def run(name: str, cmd: list[str], logs: list[str] = (), timeout: int = TIMEOUT) -> dict[str, int]:
+    """Run ``cmd`` from the repository root with a hard timeout; print its output and return
+    pytest's counts (a crash or a hang without a summary counts as one error)."""
     print(f"\n=== {name}: {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
     t0 = time.time()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=TIMEOUT)
+                              text=True, timeout=timeout)
         text, code = proc.stdout, proc.returncode
     except subprocess.TimeoutExpired as exc:
         text = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        text += f"\n!!! {name} timed out after {TIMEOUT} s (a hang): killed\n"
+        text += f"\n!!! {name} timed out after {timeout} s (a hang): killed\n"
         code = -1
     print(text, end="" if text.endswith("\n") else "\n")
     counts = _counts(text)
@@ -64,6 +80,7 @@ def run(name: str, cmd: list[str], logs: list[str] = ()) -> dict[str, int]:
 
 
 def main(argv: list[str]) -> int:
+    """Run every group, then the parallel suite per rank count; 1 when anything failed."""
     extra = argv
     py = sys.executable
     total: dict[str, int] = {}
@@ -73,25 +90,19 @@ def main(argv: list[str]) -> int:
             total[k] = total.get(k, 0) + v
 
     env_ranks = os.environ.get("HPCFRAME_TEST_RANKS", "1 2 3 4").split()
-    add(run("local engine", [py, "-m", "pytest", "tests/local", "tests/mpi", "-q",
-                             "-p", "no:cacheprovider", *extra]))
-    # folders whose tests start mpiexec (and services) themselves; one process per folder, as
-    # each has its own conftest and helper modules
-    for folder in ("cli", "diagnostics", "ingest"):
-        if os.path.isdir(os.path.join(ROOT, "tests", folder)):
-            add(run(f"tests/{folder}", [py, "-m", "pytest", f"tests/{folder}", "-q",
-                                        "-p", "no:cacheprovider", *extra]))
-    # batch jobs: renders, PBS bodies, and a real single-node SLURM brought up by the fixture
-    add(run("batch jobs (real SLURM)", [py, "-m", "pytest", "tests/jobs", "-q",
-                                        "-p", "no:cacheprovider", *extra]))
+    for name, folders in GROUPS.items():
+        paths = [f"tests/{f}" for f in folders if os.path.isdir(os.path.join(ROOT, "tests", f))]
+        add(run(name, [py, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", *extra],
+                timeout=TIMEOUT * len(paths)))
     mpiexec = os.path.join(BIN, "mpiexec")
     logdir = tempfile.mkdtemp(prefix="hpcframe-test-logs-")
+    pytest = f"{shlex.quote(py)} -m pytest {PARALLEL} -q -p no:cacheprovider " + " ".join(
+        map(shlex.quote, extra))
     for n in env_ranks:
         logs = [os.path.join(logdir, f"n{n}-rank{r}.log") for r in range(int(n))]
-        inner = (f'if [ "${{PMI_RANK:-0}}" = 0 ]; then exec {shlex.quote(py)} -m pytest tests/mpi '
-                 f'-q -p no:cacheprovider {" ".join(map(shlex.quote, extra))}; else exec '
-                 f'{shlex.quote(py)} -m pytest tests/mpi -q -p no:cacheprovider '
-                 f'{" ".join(map(shlex.quote, extra))} > {shlex.quote(logdir)}/n{n}-rank$PMI_RANK.log 2>&1; fi')
+        log = f"{shlex.quote(logdir)}/n{n}-rank$PMI_RANK.log"
+        inner = (f'if [ "${{PMI_RANK:-0}}" = 0 ]; then exec {pytest}; '
+                 f'else exec {pytest} > {log} 2>&1; fi')
         add(run(f"mpiexec -n {n}", [mpiexec, "-n", n, "sh", "-c", inner], logs))
     failed = total.get("failed", 0) + total.get("error", 0)
     print(f"\nsuite: {total.get('passed', 0)} passed, {failed} failed, "

@@ -11,8 +11,7 @@ from click.testing import CliRunner
 
 import hpcframe as hf
 from hpcframe.cli import main
-
-from cli_support import write_spec
+from tests.helpers.cli import write_spec
 
 
 def invoke(*args, env=None):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-from cli_support import write_spec
-from test_cli import SPEC, assert_same, by_day_pandas, read_output
+from tests.cli.test_cli import SPEC, assert_same, by_day_pandas, read_output
+from tests.helpers.cli import write_spec
+from tests.helpers.mpi import BIN, MPIEXEC
 
-BIN = os.path.dirname(sys.executable)
-MPIEXEC = os.path.join(BIN, "mpiexec")
 HPCFRAME = os.path.join(BIN, "hpcframe")
 pytestmark = [pytest.mark.timeout(150),
               pytest.mark.skipif(not (os.path.exists(MPIEXEC) and os.path.exists(HPCFRAME)),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 
 import pandas as pd
 import pytest
 
-from conftest import LEAVES
+from tests.helpers.diagnostics import LEAVES
+from tests.helpers.mpi import needs_mpiexec, run_mpi
 
 
 @pytest.fixture(scope="module", params=[2, 3])
@@ -131,3 +133,29 @@ def test_resource_profiler_rejects_bad_dt():
 
     with pytest.raises(ValueError, match="dt=0"):
         ResourceProfiler(dt=0)
+
+
+# a profile directory that is not writable on one rank (rank 1's path is under /proc)
+PROFILE = textwrap.dedent("""
+    import sys
+    from mpi4py import MPI
+    from hpcframe.diagnostics import profiling
+    rank = MPI.COMM_WORLD.Get_rank()
+    path = sys.argv[1] if rank == 0 else "/proc/hpcframe-not-writable/prof"
+    try:
+        with profiling(path):
+            pass
+    except OSError as exc:
+        print(f"rank {rank} OSError: {exc}", flush=True)
+        sys.exit(3)
+    print(f"rank {rank} ran", flush=True)
+""")
+
+
+@needs_mpiexec
+@pytest.mark.timeout(150)
+def test_profile_dir_failing_on_one_rank_fails_on_every_rank(tmp_path):
+    proc = run_mpi(2, ["-c", PROFILE, tmp_path / "prof"], timeout=60)
+    assert proc.returncode != 0
+    assert "rank 0 OSError: rank 1:" in proc.stdout, proc.stdout + proc.stderr
+    assert "rank 1 OSError" in proc.stdout and "ran\n" not in proc.stdout

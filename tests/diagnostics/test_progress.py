@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from conftest import LEAVES
 from hpcframe.diagnostics.progress import format_progress
+from tests.helpers.diagnostics import LEAVES
 
 PCT = re.compile(r"(\d+\.\d)% \| (\d+)/(\d+) partitions")
 
@@ -184,7 +184,7 @@ def test_plain_lines_of_compressed_csv_under_mpiexec(csv_dataset, tmp_path, rank
     import json
     import os
 
-    from conftest import run_job
+    from tests.helpers.diagnostics import run_job
 
     pattern, _ = csv_dataset
     text = run_job(ranks, pattern, str(tmp_path / "out"), mode="lines")

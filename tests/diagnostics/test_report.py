@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from conftest import chromium_run
 from hpcframe.diagnostics import RunProfile, summarize
 from hpcframe.diagnostics.report import COLORS, PANELS, RANK_COLORS
+from tests.helpers.cli import write_spec
+from tests.helpers.diagnostics import chromium_run
 
 
 def _rgb(hexcolor):
@@ -274,3 +275,24 @@ def test_profile_directory_saved_before_planning_was_recorded_loads(tmp_path):
     assert s["planning"] == 0.0 and s["formats"] == []
     assert "reading the data dominates" in s["bottleneck"], s["bottleneck"]
     assert summarize(load(tmp_path))["wall"] == pytest.approx(2.51)
+
+
+def test_report_into_a_missing_folder_is_a_usage_error(tmp_path, parquet_dir):
+    from hpcframe.cli import main
+
+    def invoke(*args):
+        return CliRunner().invoke(main, [str(a) for a in args], env={"HPCFRAME_DEBUG": ""})
+
+    spec = write_spec(tmp_path / "job.yaml", f"input: {{path: {parquet_dir}}}\n"
+                      'filter: "dep_delay > -5"\ngroupby: [month]\n'
+                      "aggregate: {dep_delay: mean}\n"
+                      f"output: {{path: {tmp_path / 'o.parquet'}, overwrite: true}}\n")
+    prof = tmp_path / "prof"
+    r = invoke("run", spec, "-q", "--profile-dir", prof)
+    assert r.exit_code == 0, r.output
+    r = invoke("report", prof, "-o", tmp_path / "nodir" / "r.html")
+    assert r.exit_code == 2, r.output
+    assert "nodir" in r.output and "does not exist" in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    r = invoke("report", prof, "-o", tmp_path / "r.html")
+    assert r.exit_code == 0, r.output

@@ -8,8 +8,8 @@ import pytest
 
 import hpcframe as hf
 from hpcframe.io.writers import LEAVES, MANIFEST
-
-from ingest_support import HERE, compress, flights, run_mpi
+from tests.helpers.ingest import HERE, compress, flights
+from tests.helpers.mpi import run_mpi
 
 pytestmark = pytest.mark.timeout(300)
 CONVERT = ["-m", "hpcframe.cli", "convert"]
@@ -189,7 +189,7 @@ def test_two_parallel_writers_racing_never_mix(tmp_path, csvs):
     import subprocess
     import sys
 
-    from ingest_support import MPIEXEC
+    from tests.helpers.mpi import MPIEXEC
 
     pattern, _ = csvs
     patterns = [pattern, pattern.replace("flights-*", "flights-[01]*")]

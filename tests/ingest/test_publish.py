@@ -27,8 +27,7 @@ from hpcframe.errors import DatasetError
 from hpcframe.io.output import write_table
 from hpcframe.io.writers import MANIFEST, STAGING
 from hpcframe.writing import to_parquet
-
-from ingest_support import flights
+from tests.helpers.ingest import flights
 
 pytestmark = pytest.mark.timeout(240)
 ENV = {"HPCFRAME_BLOCK_ROWS": "1500", "HPCFRAME_DEBUG": ""}

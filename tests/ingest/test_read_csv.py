@@ -8,8 +8,7 @@ import pytest
 from hpcframe.errors import DatasetError
 from hpcframe.io.csv import ByteRange, RowChunk
 from hpcframe.readers import read_csv
-
-from ingest_support import compress, flights
+from tests.helpers.ingest import compress, flights
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,8 +11,7 @@ from hpcframe.errors import ComputeError
 from hpcframe.io.writers import LEAVES, MANIFEST, ParquetFormat, staging_of
 from hpcframe.readers import read_csv
 from hpcframe.writing import to_csv, to_hdf, to_parquet, write
-
-from ingest_support import compress, flights
+from tests.helpers.ingest import compress, flights
 
 pytestmark = pytest.mark.timeout(120)
 

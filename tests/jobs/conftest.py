@@ -9,7 +9,8 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from jobsupport import ROOT, cli_group
+from tests.helpers import ROOT
+from tests.helpers.jobs import cli_group
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ import shlex
 
 import pytest
 
-from hpcframe.jobs import find_run, JobError
-
-from jobsupport import SCRIPTS
+from hpcframe.jobs import JobError, find_run
+from tests.helpers.jobs import SCRIPTS
 
 
 def test_dry_run_prints_script_with_arguments_after_double_dash(workdir, hf):

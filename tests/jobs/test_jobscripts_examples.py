@@ -9,8 +9,7 @@ import pytest
 
 from hpcframe.jobs import ArraySpec, JobParams, scheduler_for
 from hpcframe.jobs.base import validate
-
-from jobsupport import ROOT
+from tests.helpers import ROOT
 
 RUN = "/home/me/project/hpcframe-runs/20250101-120000-{name}"
 PY = "/home/me/venvs/hpcframe/bin/python"

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from hpcframe.jobs.launch import LaunchError, check_world, expected_size, substitute
-
-from jobsupport import MPIEXEC, PYTHON, SCRIPTS, expected_groupby, make_dataset
+from tests.helpers.jobs import SCRIPTS, expected_groupby, make_dataset
+from tests.helpers.mpi import MPIEXEC, PYTHON
 
 LAUNCH = [PYTHON, "-m", "mpi4py", "-m", "hpcframe.jobs.launch"]
 

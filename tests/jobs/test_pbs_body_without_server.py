@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from hpcframe.jobs import ArraySpec, make_params, render_job
-from hpcframe.jobs.pbs import parse_qstat_f, PBSPro
-
-from jobsupport import MPIEXEC, SCRIPTS, expected_groupby, make_dataset
+from hpcframe.jobs.pbs import PBSPro, parse_qstat_f
+from tests.helpers.jobs import SCRIPTS, expected_groupby, make_dataset
+from tests.helpers.mpi import MPIEXEC
 
 
 def run_like_a_pbs_server(script_text, tmp_path, extra_env, timeout=90):

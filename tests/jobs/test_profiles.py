@@ -8,8 +8,7 @@ import yaml
 
 from hpcframe.jobs import JobError, make_params
 from hpcframe.jobs.profiles import find_profile, from_dask_jobqueue, load_profile
-
-from jobsupport import ROOT
+from tests.helpers import ROOT
 
 DASK_YAML = """
 jobqueue:
@@ -63,7 +62,8 @@ def test_options_override_profile(workdir):
 
 def test_profile_errors_name_the_file_and_key(workdir):
     write(workdir / "configs/bad.yaml", {"scheduler": "slurm", "ntasks": 4})
-    with pytest.raises(JobError, match=r"bad.yaml \(also allowed: dask_jobqueue\): unknown key\(s\) ntasks; valid keys"):
+    with pytest.raises(JobError, match=r"bad.yaml \(also allowed: dask_jobqueue\): "
+                                       r"unknown key\(s\) ntasks; valid keys"):
         make_params("bad")
     write(workdir / "configs/lsf.yaml", {"scheduler": "lsf"})
     with pytest.raises(JobError, match="scheduler 'lsf' is not one of slurm, pbs, torque"):

@@ -10,8 +10,7 @@ import pytest
 
 from hpcframe.jobs import ArraySpec, JobError, JobParams, make_params, scheduler_for
 from hpcframe.jobs.base import parse_mem, parse_time, validate
-
-from jobsupport import REFERENCE
+from tests.helpers.jobs import REFERENCE, SCRIPTS
 
 PROGRAM = ["-m", "hpcframe.jobs.launch", "/home/user/project/job.yaml"]
 RUN_DIR = "/home/user/project/hpcframe-runs/20250101-120000-flights"
@@ -146,3 +145,24 @@ def test_mem_formats(text, mib):
 def test_unknown_parameter_lists_valid_ones():
     with pytest.raises(JobError, match="unknown key.*ntask.*valid keys: scheduler, name, nodes"):
         JobParams.from_dict({"ntask": 3})
+
+
+# a launcher or extra directive with unbalanced quotes is a JobError naming the value (exit 2
+# from `hpcframe submit`), not a ValueError traceback
+@pytest.mark.parametrize("kw,what", [
+    (dict(launcher="srun --mpi='pmi2"), "launcher"),
+    (dict(extra_directives=['--comment="open']), "extra directive"),
+])
+def test_unbalanced_quote_launcher_is_a_job_error(kw, what):
+    with pytest.raises(JobError, match=what) as info:
+        validate(JobParams(name="q", scheduler="slurm", time="00:01:00", **kw))
+    value = kw.get("launcher") or kw["extra_directives"][0]
+    assert repr(value) in str(info.value)
+
+
+def test_unbalanced_quote_launcher_submit_exits_2(workdir, hf):
+    res = hf("submit", os.path.join(SCRIPTS, "sleep_job.py"), "--scheduler", "slurm",
+             "--launcher", "srun --mpi='pmi2", "--dry-run")
+    assert res.exit_code == 2, res.output
+    assert "launcher" in res.stderr and "quote" in res.stderr
+

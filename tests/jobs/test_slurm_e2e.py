@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from hpcframe.jobs import find_run, log_files, scheduler_for, wait
-
-from jobsupport import ROOT, SCRIPTS, expected_groupby, make_dataset
+from tests.helpers import ROOT
+from tests.helpers.jobs import SCRIPTS, expected_groupby, make_dataset
 
 PROFILE = os.path.join(ROOT, "configs", "local.yaml")
 pytestmark = pytest.mark.timeout(300)

@@ -15,7 +15,7 @@ import time
 
 import hpcframe as hf
 from hpcframe.callbacks import Callback
-from hpcframe.diagnostics import ProgressBar, Profiler, ResourceProfiler, collect, save, visualize
+from hpcframe.diagnostics import Profiler, ProgressBar, ResourceProfiler, collect, save, visualize
 
 
 class SlowLeaves(Callback):
