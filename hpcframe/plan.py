@@ -59,7 +59,7 @@ def _check_mask(expr: Expr, value) -> None:
 
     dtype = getattr(value, "dtype", None)
     if isinstance(value, pd.Series) and dtype is not None and not (
-            pd.api.types.is_bool_dtype(dtype) or dtype == object):
+            pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_object_dtype(dtype)):
         raise TypeError(f"the filter {expr.text()} gives {dtype} values, not booleans; compare "
                         f"explicitly, e.g. df[df.x != 0] or df[df.x.notna()]")
 
