@@ -125,6 +125,7 @@ def safe_unpickle(data: bytes):
             return v  # immutable leaf (str, bytes, numbers, None, Opaque)
         if level > MAX_PICKLE_DEPTH:
             raise PickleLimitError(f"pickle nests containers more than {MAX_PICKLE_DEPTH} deep")
+        out: dict | list | tuple | set | frozenset
         if isinstance(v, dict):
             out = {copy(k, level + 1): copy(x, level + 1) for k, x in v.items()}
         else:
