@@ -96,7 +96,7 @@ class PandasOp(_Pred):
     to pandas exactly as the rest of the batch will be. Same answer, same errors, as running
     the filter after the conversion; the other columns are still cut before conversion."""
 
-    def __init__(self, expr: "Expr"):
+    def __init__(self, expr: Expr):
         self.expr = expr
 
     def __call__(self, table):
@@ -125,7 +125,7 @@ class NumCmp(_Pred):
     an integer column without nulls with an integer of its range. An integer column with
     nulls in the batch is float64 in pandas: then ``fallback`` (a :class:`PandasOp`) runs."""
 
-    def __init__(self, op: str, name: str, value, fallback: "PandasOp"):
+    def __init__(self, op: str, name: str, value, fallback: PandasOp):
         self.op, self.name, self.value, self.fallback = op, name, value, fallback
 
     def __call__(self, table):
@@ -170,7 +170,7 @@ class Expr:
     def columns(self) -> set[str]:
         return set().union(*(c.columns() for c in self.children()))
 
-    def children(self) -> tuple["Expr", ...]:
+    def children(self) -> tuple[Expr, ...]:
         return ()
 
     def evaluate(self, df):
@@ -613,7 +613,7 @@ def _date_comparison(op, left, right, schema):
     return ArrowOp("coalesce", out, AScalar(op == "!="))
 
 
-def _number_comparison(e: "Bin", schema):
+def _number_comparison(e: Bin, schema):
     """A :class:`NumCmp` for ``column <op> literal`` when Arrow's comparison is NumPy's, else
     None: a float64 column with a float, or an int that float64 holds exactly (NumPy converts
     it to float64); an integer column (not uint64) with a Python or signed NumPy integer in
