@@ -54,7 +54,9 @@ class Failure(click.ClickException):
     def __init__(self, message: str, exit_code: int = 1, cause: BaseException | None = None,
                  everywhere: bool = False):
         super().__init__(message)
-        self.exit_code = exit_code
+        # click declares exit_code a ClassVar but reads it from the instance (e.exit_code),
+        # so a code per instance works
+        self.exit_code = exit_code  # type: ignore[misc]
         self.cause = cause
         self.everywhere = everywhere  # print on every rank (a rank-local, unexpected error)
         self.debug = debug()  # decided now: show() runs after the click context is gone
