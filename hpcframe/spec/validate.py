@@ -129,6 +129,8 @@ class SpecError(HpcframeError, ValueError):
     """A job spec is invalid. ``key`` is the dotted key path (``aggregate.dep_delay``),
     ``value`` the offending value; the message says what to do."""
 
+    exit_code = 2  # a usage error (see hpcframe.errors.exit_code)
+
     def __init__(self, key: str, message: str, value: Any = None, source: str | None = None):
         self.key, self.value, self.source, self.detail = key, value, source, message
         where = f"{source}: " if source else ""
