@@ -109,6 +109,7 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
         raise ValueError("partition_by is only for --to parquet or csv (HDF5 output is one "
                          "table)")
     frame = open_source(src, **csv_options)
+    fmt: W.ParquetFormat | W.CSVFormat | W.HDF5Format
     if to == "parquet":
         fmt = W.ParquetFormat(dst, partition_by, row_group_size, codec or "none")
     elif to == "csv":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+from typing import ClassVar
 
 
 class HpcframeError(Exception):
@@ -21,6 +22,10 @@ class HpcframeError(Exception):
     ...     print(type(exc).__name__)
     ColumnNotFoundError
     """
+
+    #: The exit code of a command that this error ends (see :func:`exit_code`): 1, the run
+    #: failed; subclasses for wrong input (job spec, query, column) say 2, interruptions 130.
+    exit_code: ClassVar[int] = 1
 
 
 class DatasetError(HpcframeError):
@@ -95,6 +100,8 @@ class JobInterrupted(ComputeError, KeyboardInterrupt):
     (True, True)
     """
 
+    exit_code = 130
+
 
 class ColumnNotFoundError(KeyError, HpcframeError):
     """A column name that the data does not have; the message suggests close names.
@@ -128,6 +135,8 @@ class ColumnNotFoundError(KeyError, HpcframeError):
     ...     print(exc)
     column 'dep_dealy' not found in the frame. Did you mean 'dep_delay'? Available columns: 'dep_delay'
     """
+
+    exit_code = 2
 
     def __init__(self, name, available, where: str = "the data"):
         self.name = name
@@ -166,3 +175,32 @@ class DatasetComputeError(ComputeError, DatasetError):
     ...     print(type(exc).__name__, "part-1.parquet" in str(exc))
     DatasetComputeError True
     """
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code of a command (``hpcframe run``, a batch job's ranks) that ``exc`` ends.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception that ended the command.
+
+    Returns
+    -------
+    int
+        2 when the input is wrong (an invalid job spec, query or column), 130 when the run
+        was interrupted (:class:`JobInterrupted`, ``KeyboardInterrupt``), 1 when it failed
+        (unreadable data, a failed rank, an output that could not be written, anything else).
+        For hpcframe's errors this is the class's ``exit_code``.
+
+    Examples
+    --------
+    >>> from hpcframe.errors import ColumnNotFoundError, ComputeError, exit_code
+    >>> exit_code(ColumnNotFoundError("x", ["y"])), exit_code(ComputeError("rank 1 failed"))
+    (2, 1)
+    >>> exit_code(KeyboardInterrupt()), exit_code(OSError("disk full"))
+    (130, 1)
+    """
+    if isinstance(exc, HpcframeError):
+        return exc.exit_code
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1

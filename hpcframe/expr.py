@@ -16,9 +16,19 @@
 from __future__ import annotations
 
 import operator
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+Stats = Mapping[str, tuple[Any, Any]]
+"""Per-column ``(min, max)`` statistics of a partition; either bound may be ``None``."""
+
+_T = TypeVar("_T")
 
 _CMP = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
         ">": operator.gt, ">=": operator.ge}
@@ -33,40 +43,43 @@ _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 class _Pred:
     """Arrow-side nodes combine with ``&``, ``|`` and ``~`` into :class:`ArrowOp` trees."""
 
-    def __and__(self, other):
+    def __and__(self, other: _Pred) -> ArrowOp:
         return ArrowOp("and_", self, other)
 
-    def __or__(self, other):
+    def __or__(self, other: _Pred) -> ArrowOp:
         return ArrowOp("or_", self, other)
 
-    def __invert__(self):
+    def __invert__(self) -> ArrowOp:
         return ArrowOp("invert", self)
 
 
 class AField(_Pred):
     """A column of the table an :class:`ArrowOp` is evaluated on."""
 
-    def __init__(self, name):
+    def __init__(self, name: str):
         self.name = name
 
-    def __call__(self, table):
-        """The Arrow compute expression over the table's fields."""
+    def __call__(self, table: pa.Table) -> Any:
+        """The column ``name`` of ``table`` (a ``pyarrow.ChunkedArray``); raises ``KeyError``
+        when the table has no such column."""
         return table.column(self.name)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
 
 class AScalar:
-    """An Arrow scalar literal inside an Arrow compute expression."""
-    def __init__(self, value):
+    """A constant argument of an :class:`ArrowOp` (a Python value or a ``pyarrow.Scalar``),
+    the same for every batch."""
+
+    def __init__(self, value: Any):
         self.value = value
 
-    def __call__(self, table):
-        """The Arrow compute expression over the table's fields."""
+    def __call__(self, table: pa.Table) -> Any:
+        """The constant ``value``, whatever ``table`` is."""
         return self.value
 
-    def __str__(self):
+    def __str__(self) -> str:
         v = self.value
         return repr(v.as_py() if hasattr(v, "as_py") else v)
 
@@ -75,16 +88,18 @@ class ArrowOp(_Pred):
     """``pyarrow.compute.<fn>(*args, **kw)`` over columns of a table, built once per query
     and evaluated per batch: ``op(table)`` returns an Arrow array."""
 
-    def __init__(self, fn: str, *args, **kw):
+    def __init__(self, fn: str, *args: Any, **kw: Any):
+        # args: AField, AScalar or nested predicates, each called with the table
         self.fn, self.args, self.kw = fn, args, kw
 
-    def __call__(self, table):
-        """The Arrow compute expression over the table's fields."""
+    def __call__(self, table: pa.Table) -> Any:
+        """``pyarrow.compute.<fn>`` applied to the arguments evaluated on ``table``: an Arrow
+        array (a bool mask for a predicate); Arrow's errors (``ArrowInvalid``, ...) pass through."""
         import pyarrow.compute as pc
 
         return getattr(pc, self.fn)(*(a(table) for a in self.args), **self.kw)
 
-    def __str__(self):
+    def __str__(self) -> str:
         args = [str(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kw.items()
                                               if k != "value_set"]
         if "value_set" in self.kw:
@@ -103,8 +118,9 @@ class PandasOp(_Pred):
     def __init__(self, expr: Expr):
         self.expr = expr
 
-    def __call__(self, table):
-        """The Arrow compute expression over the table's fields."""
+    def __call__(self, table: pa.Table) -> pa.Array:
+        """The mask of ``expr`` on ``table`` as an Arrow bool array of ``table.num_rows``;
+        raises what :meth:`Expr.evaluate` and :func:`as_mask` raise on the converted columns."""
         import pyarrow as pa
 
         from .io.types import block_to_pandas, normalize_table
@@ -120,7 +136,7 @@ class PandasOp(_Pred):
         mask = as_mask(self.expr.evaluate(df), table.num_rows, self.expr)
         return pa.array(mask, pa.bool_())
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"pandas({self.expr.text()})"
 
 
@@ -130,11 +146,12 @@ class NumCmp(_Pred):
     an integer column without nulls with an integer of its range. An integer column with
     nulls in the batch is float64 in pandas: then ``fallback`` (a :class:`PandasOp`) runs."""
 
-    def __init__(self, op: str, name: str, value, fallback: PandasOp):
+    def __init__(self, op: str, name: str, value: pa.Scalar, fallback: PandasOp):
         self.op, self.name, self.value, self.fallback = op, name, value, fallback
 
-    def __call__(self, table):
-        """The Arrow compute expression over the table's fields."""
+    def __call__(self, table: pa.Table) -> Any:
+        """The bool mask of ``name <op> value`` on ``table`` (missing values give False, or True
+        for ``!=``), from ``fallback`` when the integer column has nulls in this batch."""
         import pyarrow.compute as pc
         import pyarrow.types as pat
 
@@ -145,12 +162,12 @@ class NumCmp(_Pred):
         # pandas: a comparison with NaN/None is False, except != which is True
         return pc.coalesce(out, self.op == "!=")
 
-    def __str__(self):
+    def __str__(self) -> str:
         return (f"coalesce({_ARROW_CMP[self.op]}({self.name}, {self.value.as_py()!r}), "
                 f"{self.op == '!='})")
 
 
-def as_mask(mask, n: int, expr=None):
+def as_mask(mask: Any, n: int, expr: Expr | None = None) -> np.ndarray:
     """A filter's value as a NumPy bool array of length ``n``, as pandas' ``df[mask]`` takes
     it: missing values of a nullable ``boolean`` mask are False, but an object mask with
     missing values (a bool column with nulls) is refused, as pandas refuses it."""
@@ -174,18 +191,21 @@ class Expr:
     """Base class of expression nodes. Nodes are immutable and compared by ``key``."""
 
     def columns(self) -> set[str]:
-        """The column names the expression reads."""
+        """The names of the columns this expression reads."""
         return set().union(*(c.columns() for c in self.children()))
 
     def children(self) -> tuple[Expr, ...]:
-        """The direct sub-expressions."""
+        """The direct sub-expressions (none for a leaf)."""
         return ()
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """The value on ``df`` as pandas computes it: a Series, or a scalar for a literal.
+
+        Raises what pandas raises (``KeyError`` for a missing column, ``TypeError`` for
+        operands pandas cannot combine); ``NotImplementedError`` on the base class."""
         raise NotImplementedError
 
-    def to_arrow(self, schema):
+    def to_arrow(self, schema: pa.Schema) -> _Pred | None:
         """This predicate evaluated while reading, on the batch's predicate columns: exact
         ``pyarrow.compute`` calls where Arrow gives pandas' answer (see :meth:`_exact_arrow`),
         else a :class:`PandasOp` (no string column: those are cheaper to filter after the
@@ -204,70 +224,80 @@ class Expr:
             return None
         return PandasOp(self)
 
-    def _exact_arrow(self, schema):
+    def _exact_arrow(self, schema: pa.Schema) -> _Pred | None:
         """The predicate as ``pyarrow.compute`` calls whose result is, for every input, the
         mask pandas gives, or ``None``."""
         return None
 
-    def may_match(self, stats) -> bool:
-        """Whether a partition with these column statistics may hold a matching row."""
+    def _arrow_value(self, schema: pa.Schema) -> AField | AScalar | None:
+        """This operand as an argument of an :class:`ArrowOp` (a column or a string literal),
+        or ``None`` when it is not one."""
+        return None
+
+    def may_match(self, stats: Stats) -> bool:
+        """Whether a partition with these ``(min, max)`` statistics may hold a row for which
+        this predicate is true: ``False`` only when none can; ``True`` when unsure."""
         return True
 
     def key(self) -> tuple:
-        """A hashable identity: equal keys mean the same expression."""
+        """A hashable identity: two expressions with equal keys compute the same thing."""
         return (type(self).__name__,) + tuple(c.key() for c in self.children())
 
     def __repr__(self) -> str:
         return self.text()
 
     def text(self) -> str:
-        """The expression as pandas-like text (for explain and errors)."""
+        """The expression as readable query-like text (``(x > 1)``, ``s.isin([...])``) for
+        reprs, ``explain`` and error messages; ``NotImplementedError`` on the base class."""
         raise NotImplementedError
 
 
 class Col(Expr):
-    """A column by name."""
+    """A column by name: ``df[name]`` in pandas."""
+
     def __init__(self, name: str):
         self.name = name
 
-    def columns(self):
-        """The column names the expression reads."""
+    def columns(self) -> set[str]:
+        """``{name}``."""
         return {self.name}
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """``df[name]``; raises ``KeyError`` when ``df`` has no such column."""
         return df[self.name]
 
-    def _arrow_value(self, schema):
+    def _arrow_value(self, schema: pa.Schema) -> AField:
         return AField(self.name)
 
-    def key(self):
-        """A hashable identity: equal keys mean the same expression."""
+    def key(self) -> tuple:
+        """``("Col", name)``."""
         return ("Col", self.name)
 
-    def text(self):
-        """The expression as pandas-like text (for explain and errors)."""
+    def text(self) -> str:
+        """The name, in backquotes when it is not a Python identifier."""
         return self.name if str(self.name).isidentifier() else f"`{self.name}`"
 
 
 class Lit(Expr):
-    """A literal value."""
+    """A constant (number, string, date, ...), broadcast by pandas against the column it
+    meets."""
+
     def __init__(self, value: Any):
         self.value = value
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """The constant itself, whatever ``df`` is."""
         return self.value
 
-    def _arrow_value(self, schema):
+    def _arrow_value(self, schema: pa.Schema) -> AScalar | None:
         return AScalar(self.value) if isinstance(self.value, str) else None
 
-    def key(self):
-        """A hashable identity: equal keys mean the same expression."""
+    def key(self) -> tuple:
+        """``("Lit", type name, repr)``: ``1`` and ``1.0`` are different literals."""
         return ("Lit", type(self.value).__name__, repr(self.value))
 
-    def text(self):
-        """The expression as pandas-like text (for explain and errors)."""
+    def text(self) -> str:
+        """``repr`` of the constant."""
         return repr(self.value)
 
 
@@ -279,27 +309,28 @@ class Bin(Expr):
             raise ValueError(f"unknown operator {op!r}")
         self.op, self.left, self.right = op, left, right
 
-    def children(self):
-        """The direct sub-expressions."""
+    def children(self) -> tuple[Expr, ...]:
+        """``(left, right)``."""
         return (self.left, self.right)
 
-    def key(self):
-        """A hashable identity: equal keys mean the same expression."""
+    def key(self) -> tuple:
+        """``("Bin", op, left key, right key)``."""
         return ("Bin", self.op, self.left.key(), self.right.key())
 
-    def text(self):
-        """The expression as pandas-like text (for explain and errors)."""
+    def text(self) -> str:
+        """``(left op right)``, parenthesised."""
         return f"({self.left.text()} {self.op} {self.right.text()})"
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """``left <op> right`` as pandas computes it (a string compared with a datetime column
+        is read as a Timestamp); raises what pandas raises, e.g. ``TypeError``."""
         fn = _CMP.get(self.op) or _ARITH.get(self.op) or _LOGIC[self.op]
         left = self.left.evaluate(df)
         right = _coerce_literal(left, self.right.evaluate(df))
         left = _coerce_literal(right, left)
         return fn(left, right)
 
-    def _exact_arrow(self, schema):
+    def _exact_arrow(self, schema: pa.Schema) -> _Pred | None:
         if self.op in _LOGIC:
             left, right = self.left._exact_arrow(schema), self.right._exact_arrow(schema)
             if left is None or right is None:
@@ -323,8 +354,9 @@ class Bin(Expr):
         # pandas: a comparison with NaN/None is False, except != which is True
         return ArrowOp("coalesce", out, AScalar(self.op == "!="))
 
-    def may_match(self, stats) -> bool:
-        """Whether a partition with these column statistics may hold a matching row."""
+    def may_match(self, stats: Stats) -> bool:
+        """``&``/``|`` of the operands' answers; for ``column <cmp> literal`` (either side), whether
+        ``[min, max]`` may hold a passing value in any dtype pandas may compare in; else True."""
         if self.op == "&":
             return self.left.may_match(stats) and self.right.may_match(stats)
         if self.op == "|":
@@ -343,67 +375,72 @@ class Bin(Expr):
 
 
 class Not(Expr):
-    """``~arg`` (logical not)."""
+    """``~arg``: the negation of a bool mask (bitwise NOT on integers, as in pandas)."""
+
     def __init__(self, arg: Expr):
         self.arg = arg
 
-    def children(self):
-        """The direct sub-expressions."""
+    def children(self) -> tuple[Expr, ...]:
+        """``(arg,)``."""
         return (self.arg,)
 
-    def text(self):
-        """The expression as pandas-like text (for explain and errors)."""
+    def text(self) -> str:
+        """``~arg``."""
         return f"~{self.arg.text()}"
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """``~arg`` on ``df``; raises ``TypeError`` where pandas does (e.g. on floats)."""
         return ~self.arg.evaluate(df)
 
-    def _exact_arrow(self, schema):
+    def _exact_arrow(self, schema: pa.Schema) -> _Pred | None:
         inner = self.arg._exact_arrow(schema)
         return None if inner is None or not _is_predicate(self.arg) else ~inner
 
 
 class Neg(Expr):
-    """``-arg``."""
+    """``-arg``: arithmetic negation."""
+
     def __init__(self, arg: Expr):
         self.arg = arg
 
-    def children(self):
-        """The direct sub-expressions."""
+    def children(self) -> tuple[Expr, ...]:
+        """``(arg,)``."""
         return (self.arg,)
 
-    def text(self):
-        """The expression as pandas-like text (for explain and errors)."""
+    def text(self) -> str:
+        """``-arg``."""
         return f"-{self.arg.text()}"
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """``-arg`` on ``df``; raises ``TypeError`` where pandas does (e.g. on strings)."""
         return -self.arg.evaluate(df)
 
 
 class IsIn(Expr):
-    """``arg.isin(values)``."""
-    def __init__(self, arg: Expr, values):
+    """``arg.isin(values)``: pandas' membership test (``NaN`` in ``values`` finds missing
+    values)."""
+
+    def __init__(self, arg: Expr, values: Iterable[Any]):
         self.arg, self.values = arg, list(values)
 
-    def children(self):
-        """The direct sub-expressions."""
+    def children(self) -> tuple[Expr, ...]:
+        """``(arg,)``."""
         return (self.arg,)
 
-    def key(self):
-        """A hashable identity: equal keys mean the same expression."""
+    def key(self) -> tuple:
+        """``("IsIn", arg key, reprs of the values)``."""
         return ("IsIn", self.arg.key(), tuple(repr(v) for v in self.values))
 
-    def text(self):
-        """The expression as pandas-like text (for explain and errors)."""
+    def text(self) -> str:
+        """``arg.isin([...])``."""
         return f"{self.arg.text()}.isin({self.values!r})"
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """``Series.isin(values)``: a bool Series, False for missing values unless ``values``
+        holds one."""
         return self.arg.evaluate(df).isin(self.values)
 
-    def _exact_arrow(self, schema):
+    def _exact_arrow(self, schema: pa.Schema) -> _Pred | None:
         import pyarrow as pa
 
         # strings in a string column only: pandas' isin on numbers compares in float64 where
@@ -415,8 +452,9 @@ class IsIn(Expr):
         return ArrowOp("coalesce", ArrowOp("is_in", AField(self.arg.name), value_set=values),
                        AScalar(False))
 
-    def may_match(self, stats) -> bool:
-        """Whether a partition with these column statistics may hold a matching row."""
+    def may_match(self, stats: Stats) -> bool:
+        """Whether some value lies in the column's ``[min, max]``; True when unsure or when
+        ``values`` holds a missing value (statistics do not count those)."""
         if not isinstance(self.arg, Col) or self.arg.name not in stats:
             return True
         lo, hi = stats[self.arg.name]
@@ -427,8 +465,10 @@ class IsIn(Expr):
 
 
 class Between(Expr):
-    """``arg.between(low, high, inclusive)``."""
-    def __init__(self, arg: Expr, low, high, inclusive: str = "both"):
+    """``arg.between(low, high, inclusive)``: pandas' range test, the same mask as
+    ``(arg >= low) & (arg <= high)`` with the bounds chosen by ``inclusive``."""
+
+    def __init__(self, arg: Expr, low: Any, high: Any, inclusive: str = "both"):
         if inclusive not in ("both", "neither", "left", "right"):
             raise ValueError("inclusive must be 'both', 'neither', 'left' or 'right'")
         self.arg, self.low, self.high, self.inclusive = arg, low, high, inclusive
@@ -438,53 +478,56 @@ class Between(Expr):
         hi_op = "<=" if self.inclusive in ("both", "right") else "<"
         return Bin("&", Bin(lo_op, self.arg, Lit(self.low)), Bin(hi_op, self.arg, Lit(self.high)))
 
-    def children(self):
-        """The direct sub-expressions."""
+    def children(self) -> tuple[Expr, ...]:
+        """``(arg,)``."""
         return (self.arg,)
 
-    def key(self):
-        """A hashable identity: equal keys mean the same expression."""
+    def key(self) -> tuple:
+        """``("Between", arg key, repr(low), repr(high), inclusive)``."""
         return ("Between", self.arg.key(), repr(self.low), repr(self.high), self.inclusive)
 
-    def text(self):
-        """The expression as pandas-like text (for explain and errors)."""
+    def text(self) -> str:
+        """``arg.between(low, high)``."""
         return f"{self.arg.text()}.between({self.low!r}, {self.high!r})"
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """``Series.between(low, high, inclusive)``; raises ``TypeError`` where pandas cannot
+        compare the column with the bounds."""
         return self.arg.evaluate(df).between(self.low, self.high, inclusive=self.inclusive)
 
-    def _exact_arrow(self, schema):
+    def _exact_arrow(self, schema: pa.Schema) -> _Pred | None:
         return self._as_and()._exact_arrow(schema)
 
-    def may_match(self, stats):
-        """Whether a partition with these column statistics may hold a matching row."""
+    def may_match(self, stats: Stats) -> bool:
+        """As for the equivalent ``(arg >= low) & (arg <= high)``."""
         return self._as_and().may_match(stats)
 
 
 class IsNa(Expr):
-    """``arg.isna()``, or ``arg.notna()`` with ``negate``."""
+    """``arg.isna()`` (or ``arg.notna()`` with ``negate``): pandas' missing-value test, where
+    None, NaN, NaT and pd.NA are all missing."""
+
     def __init__(self, arg: Expr, negate: bool = False):
         self.arg, self.negate = arg, negate
 
-    def children(self):
-        """The direct sub-expressions."""
+    def children(self) -> tuple[Expr, ...]:
+        """``(arg,)``."""
         return (self.arg,)
 
-    def key(self):
-        """A hashable identity: equal keys mean the same expression."""
+    def key(self) -> tuple:
+        """``("IsNa", arg key, negate)``."""
         return ("IsNa", self.arg.key(), self.negate)
 
-    def text(self):
-        """The expression as pandas-like text (for explain and errors)."""
+    def text(self) -> str:
+        """``arg.isna()`` or ``arg.notna()``."""
         return f"{self.arg.text()}.{'notna' if self.negate else 'isna'}()"
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """``Series.isna()`` (``notna()`` with ``negate``): a bool Series."""
         s = self.arg.evaluate(df)
         return s.notna() if self.negate else s.isna()
 
-    def _exact_arrow(self, schema):
+    def _exact_arrow(self, schema: pa.Schema) -> _Pred | None:
         if not isinstance(self.arg, Col) or self.arg.name not in schema.names:
             return None
         isnull = ArrowOp("is_null", AField(self.arg.name), nan_is_null=True)
@@ -503,22 +546,23 @@ class StrMatch(Expr):
         self.arg, self.method, self.pattern = arg, method, pattern
         self.regex, self.case = regex, case
 
-    def children(self):
-        """The direct sub-expressions."""
+    def children(self) -> tuple[Expr, ...]:
+        """``(arg,)``."""
         return (self.arg,)
 
-    def key(self):
-        """A hashable identity: equal keys mean the same expression."""
+    def key(self) -> tuple:
+        """``("StrMatch", arg key, method, pattern, regex, case)``."""
         return ("StrMatch", self.arg.key(), self.method, self.pattern, self.regex, self.case)
 
-    def text(self):
-        """The expression as pandas-like text (for explain and errors)."""
+    def text(self) -> str:
+        """``arg.str.<method>(pattern[, case=False][, regex=False])``."""
         flags = "".join([", case=False" if not self.case else "",
                          ", regex=False" if self.method == "contains" and not self.regex else ""])
         return f"{self.arg.text()}.str.{self.method}({self.pattern!r}{flags})"
 
-    def evaluate(self, df):
-        """The value over the pandas DataFrame ``df`` (a Series or a scalar)."""
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """``Series.str.<method>(pattern)`` as a bool Series, missing values False; raises
+        ``AttributeError`` on a column that is not strings, ``re.error`` on a bad regex."""
         s = self.arg.evaluate(df)
         if self.method == "contains":
             out = s.str.contains(self.pattern, regex=self.regex, case=self.case, na=False)
@@ -526,7 +570,7 @@ class StrMatch(Expr):
             out = getattr(s.str, self.method)(self.pattern, na=False)
         return out.astype(bool)
 
-    def _exact_arrow(self, schema):
+    def _exact_arrow(self, schema: pa.Schema) -> _Pred | None:
         # a dictionary (category) column goes to PandasOp: pandas' .str on the categories
         if not isinstance(self.arg, Col) or not self.case or not _is_plain_string(self.arg,
                                                                                    schema):
@@ -690,7 +734,7 @@ def _date_comparison(op, left, right, schema):
     return ArrowOp("coalesce", out, AScalar(op == "!="))
 
 
-def _number_comparison(e: Bin, schema):
+def _number_comparison(e: Bin, schema: pa.Schema) -> NumCmp | None:
     """A :class:`NumCmp` for ``column <op> literal`` when Arrow's comparison is NumPy's, else
     None: a float64 column with a float, or an int that float64 holds exactly (NumPy converts
     it to float64); an integer column (not uint64) with a Python or signed NumPy integer in
@@ -724,13 +768,13 @@ def _number_comparison(e: Bin, schema):
     return NumCmp(op, col.name, value, PandasOp(Bin(op, col, lit)))
 
 
-def _arrow_type(e: Expr, schema):
+def _arrow_type(e: Expr, schema: pa.Schema) -> pa.DataType | None:
     if isinstance(e, Col):
         return schema.field(e.name).type if e.name in schema.names else None
     return None
 
 
-def _is_plain_string(e: Expr, schema) -> bool:
+def _is_plain_string(e: Expr, schema: pa.Schema) -> bool:
     """A string literal, or a (non-dictionary) string column of ``schema``."""
     import pyarrow.types as pat
 
@@ -750,7 +794,7 @@ def conjuncts(e: Expr | None) -> list[Expr]:
     return [e]
 
 
-def balanced(items: list, combine):
+def balanced(items: Iterable[_T], combine: Callable[[_T, _T], _T]) -> _T | None:
     """``combine`` (associative, e.g. ``&``) over ``items`` as a balanced tree: log2(n) deep,
     so that evaluating hundreds of terms recursively stays far from the recursion limit.
     ``None`` for no items."""

@@ -71,6 +71,8 @@ class QueryError(HpcframeError, ValueError):
 
     ``offset`` is the 0-based column of the offending piece in the text (or ``None``)."""
 
+    exit_code = 2  # a usage error (see hpcframe.errors.exit_code)
+
     def __init__(self, message: str, text: str = "", offset: int | None = None):
         self.text, self.offset = text, offset
         super().__init__(message)

@@ -1,10 +1,10 @@
 """What every ``hpcframe`` command shares: help settings, exit codes, and the mapping of
 library errors to one-line messages and exit codes (:func:`handle_errors`).
 
-Exit codes: 0 success, 1 the run failed (data, computation, writing), 2 the command line or
-the job spec is wrong, 130 interrupted. Errors are one line on stderr (plus one line per
-failing rank), with a traceback only under ``--debug`` or ``HPCFRAME_DEBUG=1``. Under MPI
-only rank 0 prints.
+Exit codes (from :func:`hpcframe.errors.exit_code`): 0 success, 1 the run failed (data,
+computation, writing), 2 the command line or the job spec is wrong, 130 interrupted. Errors
+are one line on stderr (plus one line per failing rank), with a traceback only under
+``--debug`` or ``HPCFRAME_DEBUG=1``. Under MPI only rank 0 prints.
 """
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ class Failure(click.ClickException):
     def __init__(self, message: str, exit_code: int = 1, cause: BaseException | None = None,
                  everywhere: bool = False):
         super().__init__(message)
-        self.exit_code = exit_code
+        # click declares exit_code a ClassVar but reads it from the instance (e.exit_code),
+        # so a code per instance works
+        self.exit_code = exit_code  # type: ignore[misc]
         self.cause = cause
         self.everywhere = everywhere  # print on every rank (a rank-local, unexpected error)
         self.debug = debug()  # decided now: show() runs after the click context is gone
@@ -89,29 +91,25 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..errors import ColumnNotFoundError, ComputeError, HpcframeError, JobInterrupted
-        from ..query import QueryError
-        from ..spec import SpecError
+        from ..errors import ComputeError, HpcframeError, JobInterrupted, exit_code
 
         try:
             return fn(*args, **kwargs)
         except (click.ClickException, click.Abort, click.exceptions.Exit):
             raise
-        except (SpecError, QueryError, ColumnNotFoundError) as exc:
-            raise Failure(str(exc), 2, exc) from exc
         except JobInterrupted as exc:  # every rank knows: say so on every rank
-            raise Failure(f"interrupted: {exc}", 130, exc, everywhere=True) from exc
+            raise Failure(f"interrupted: {exc}", exit_code(exc), exc, everywhere=True) from exc
         except ComputeError as exc:
-            raise Failure(f"computation failed: {exc}", 1, exc) from exc
-        except (HpcframeError, OSError) as exc:
-            raise Failure(str(exc), 1, exc) from exc
-        except KeyboardInterrupt:
+            raise Failure(f"computation failed: {exc}", exit_code(exc), exc) from exc
+        except (HpcframeError, OSError) as exc:  # 2 for a wrong spec, query or column
+            raise Failure(str(exc), exit_code(exc), exc) from exc
+        except KeyboardInterrupt as exc:
             _abort_alone("interrupted (KeyboardInterrupt) outside a computation the ranks "
                          "share")
-            raise Failure("interrupted", 130) from None
+            raise Failure("interrupted", exit_code(exc)) from None
         except Exception as exc:  # noqa: BLE001 - an unexpected error: say so, briefly
             hint = "" if debug() else " (rerun with --debug for the traceback)"
-            raise Failure(f"unexpected {type(exc).__name__}: {exc}{hint}", 1, exc,
+            raise Failure(f"unexpected {type(exc).__name__}: {exc}{hint}", exit_code(exc), exc,
                           everywhere=True) from exc
 
     return wrapper

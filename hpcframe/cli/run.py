@@ -154,7 +154,7 @@ def format_info(info: dict, partitions: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:,} B" if unit == "B" else f"{n:.1f} {unit}"

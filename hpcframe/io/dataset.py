@@ -65,6 +65,7 @@ class Partition:
 
     @property
     def num_rows(self) -> int:
+        """Number of rows in the partition (``stop - start``)."""
         return self.stop - self.start
 
     def describe(self) -> str:
@@ -72,7 +73,7 @@ class Partition:
         where = f"row group {self.piece}" if isinstance(self.piece, int) else str(self.piece)
         return f"{self.path} [{where}, rows {self.start}:{self.stop}]"
 
-    def split(self, max_rows: int) -> list["Partition"]:
+    def split(self, max_rows: int) -> list[Partition]:
         """This partition cut into row ranges of at most ``max_rows`` rows (stats kept: they
         still bound every slice)."""
         if max_rows <= 0 or self.num_rows <= max_rows:

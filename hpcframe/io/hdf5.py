@@ -12,11 +12,12 @@ root level):
    decoded and the pandas missing-value placeholder (``nan_rep``) becomes null; datetime64,
    timedelta64 (with the stored unit: older pandas writes none, which means ns) and bool columns
    get their pandas types back, time zones included (named zones; UTC and fixed offsets, which
-   pandas stores as pickled ``datetime.timezone`` objects, are decoded from their arguments). The pandas *index* is stored as a field
-   named ``index``: an unnamed integer index (the default RangeIndex, which restarts in every
-   file and would be meaningless across a partitioned dataset) is dropped; any other index
-   (named, or datetime/string/float) is exposed like ``DataFrame.reset_index()`` would, as a
-   first column named after the index or ``"index"`` (unless a data column has that name).
+   pandas stores as pickled ``datetime.timezone`` objects, are decoded from their arguments).
+   The pandas *index* is stored as a field named ``index``: an unnamed integer index (the
+   default RangeIndex, which restarts in every file and would be meaningless across a
+   partitioned dataset) is dropped; any other index (named, or datetime/string/float) is
+   exposed like ``DataFrame.reset_index()`` would, as a first column named after the index or
+   ``"index"`` (unless a data column has that name).
    Categorical columns and ``format="fixed"`` files are refused with a clear message.
 
 **No unpickling.** PyTables stores some attributes pickled, among them the pandas column names
@@ -125,6 +126,7 @@ def safe_unpickle(data: bytes):
             return v  # immutable leaf (str, bytes, numbers, None, Opaque)
         if level > MAX_PICKLE_DEPTH:
             raise PickleLimitError(f"pickle nests containers more than {MAX_PICKLE_DEPTH} deep")
+        out: dict | list | tuple | set | frozenset
         if isinstance(v, dict):
             out = {copy(k, level + 1): copy(x, level + 1) for k, x in v.items()}
         else:
@@ -296,7 +298,12 @@ def _str_attr(obj, name: str, path: str, default: str) -> str:
 def _describe_value(v) -> str:
     if isinstance(v, Opaque):
         return f"a pickled Python object ({v.what})"
-    text = repr(v) if not isinstance(v, (bytes, np.void)) else f"{len(bytes(v))} opaque bytes"
+    if isinstance(v, bytes):
+        text = f"{len(v)} opaque bytes"
+    elif isinstance(v, np.void):  # a buffer of its item size (what bytes(v) would copy)
+        text = f"{v.nbytes} opaque bytes"
+    else:
+        text = repr(v)
     return f"a {type(v).__name__} value {text[:60]}"
 
 
@@ -321,6 +328,7 @@ class _Layout:
     columns: tuple[_Col, ...]
 
     def schema(self) -> pa.Schema:
+        """The Arrow schema of this file's table (column names and types, in order)."""
         return pa.schema([pa.field(c.name, c.type) for c in self.columns])
 
 
@@ -372,17 +380,17 @@ def _dataset_layout(ds, path: str) -> _Layout:
     _check_1d(ds, path)
     if ds.dtype.names is None:  # a lone 1-D dataset: one column
         name = ds.name.rsplit("/", 1)[-1]
-        cols = (_Col(name, ds.name, None, None, decoded_type(
+        cols: tuple[_Col, ...] = (_Col(name, ds.name, None, None, decoded_type(
             _arrow_type(ds.dtype, f"column {name!r}", path), ds.attrs)),)
     else:
-        cols = []
+        found: list[_Col] = []
         for f in ds.dtype.names:
             dt = ds.dtype.fields[f][0]
             if dt.shape:
                 raise DatasetError(f"{path}: field {f!r} of {ds.name} is an array {dt.shape}; "
                                    "only scalar fields are supported")
-            cols.append(_Col(f, ds.name, f, None, _arrow_type(dt, f"field {f!r}", path)))
-        cols = tuple(cols)
+            found.append(_Col(f, ds.name, f, None, _arrow_type(dt, f"field {f!r}", path)))
+        cols = tuple(found)
     return _Layout(ds.name, ds.shape[0], _chunk(ds), ds.dtype.itemsize, cols)
 
 
@@ -665,6 +673,7 @@ class HDF5Source:
                 ds = f[obj]
                 fields = list(dict.fromkeys(c.field for c in cols))
                 rows = slice(part.start, part.stop)
+                data: dict[str | None, np.ndarray]  # compound field (None: the whole dataset)
                 if fields == [None]:
                     data = {None: ds[rows]}
                 elif len(fields) == 1:

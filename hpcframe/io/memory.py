@@ -10,6 +10,12 @@ from .dataset import Partition
 
 
 class PandasSource:
+    """A pandas DataFrame split into ``npartitions`` equal row ranges (``hf.from_pandas``).
+
+    Raises :class:`TypeError` if ``df`` is not a DataFrame, :class:`ValueError` if
+    ``npartitions < 1``.
+    """
+
     format = "pandas"
 
     def __init__(self, df, npartitions: int = 1):
@@ -26,9 +32,11 @@ class PandasSource:
         self._schema = _frame_schema(self.df)
 
     def schema(self) -> pa.Schema:
+        """The Arrow schema of the frame, flagged with the pandas dtype each column gets back."""
         return self._schema
 
     def discover(self, comm) -> list[Partition]:
+        """One partition per row range (nothing to read: every rank computes the same list)."""
         n = len(self.df)
         k = self.npartitions
         bounds = [n * i // k for i in range(k + 1)]
@@ -38,6 +46,7 @@ class PandasSource:
                           (bounds[i + 1] - bounds[i]) * row_bytes) for i in range(k)]
 
     def read(self, part: Partition, columns: list[str]) -> pa.Table:
+        """The rows of ``part``, restricted to ``columns``, as an Arrow table of the schema's types."""
         chunk = self.df.iloc[part.start:part.stop][list(columns)]
         return pa.Table.from_pandas(chunk, schema=_select(self._schema, columns),
                                     preserve_index=False)

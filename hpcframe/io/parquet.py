@@ -38,6 +38,7 @@ class ParquetSource:
 
     # -- the source protocol ------------------------------------------------------------
     def schema(self) -> pa.Schema:
+        """The dataset schema: the first file's columns, then the hive partition columns."""
         if self._schema is None:
             base = strip_flags(_file_schema(self.files[0]))
             fields = [f for f in base if f.name not in self._hive_types]
@@ -55,6 +56,7 @@ class ParquetSource:
         return parts
 
     def read(self, part: Partition, columns: list[str]) -> pa.Table:
+        """The rows of one partition (see :meth:`read_many`); raises DatasetError if unreadable."""
         return self.read_many([part], columns)
 
     def read_many(self, parts: list[Partition], columns: list[str]) -> pa.Table:

@@ -118,6 +118,7 @@ def filter_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def is_string(t: pa.DataType) -> bool:
+    """Whether ``t`` is an Arrow string type (``string``, ``large_string`` or ``string_view``)."""
     return pat.is_string(t) or pat.is_large_string(t) or _is_string_view(t)
 
 

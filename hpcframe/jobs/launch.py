@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import HpcframeError
+from ..errors import HpcframeError, exit_code
 
 
 class LaunchError(HpcframeError):
@@ -129,18 +129,6 @@ def run_spec(path: str) -> None:
           f"{summary.seconds:.2f} s on {summary.ranks} rank(s)", flush=True)
 
 
-def _exit_code(exc: BaseException) -> int:
-    """The exit code ``hpcframe run`` gives ``exc``: 2 for a wrong spec, query or column,
-    130 for an interruption, 1 for a failed run."""
-    from ..errors import ColumnNotFoundError, JobInterrupted
-    from ..query import QueryError
-    from ..spec import SpecError
-
-    if isinstance(exc, (SpecError, QueryError, ColumnNotFoundError)):
-        return 2
-    return 130 if isinstance(exc, JobInterrupted) else 1
-
-
 def run_script(path: str, args) -> None:
     """Run a user script as ``__main__`` with ``sys.argv = [path, *args]``."""
     import runpy
@@ -170,7 +158,7 @@ def main(argv=None) -> None:
 
             if MPI.COMM_WORLD.Get_rank() == 0:
                 print(f"Error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(_exit_code(exc)) from None
+            raise SystemExit(exit_code(exc)) from None
     else:
         run_script(target, args)
 

@@ -43,6 +43,7 @@ def build(spec: JobSpec):
     frame = source
     assigned = {name for name, _ in spec.assign}
     early = late = None
+    condition = spec.filter or ""  # the filter's text, quoted in errors
     if spec.filter is not None:
         cols = list(frame.columns) + sorted(assigned - set(frame.columns))
         tree = _at("filter", spec.filter, lambda: parse_query(spec.filter, cols))
@@ -52,13 +53,13 @@ def build(spec: JobSpec):
         early = and_all([t for t in terms if not t.columns() & assigned])
         late = and_all([t for t in terms if t.columns() & assigned])
     if early is not None:
-        frame = _at("filter", spec.filter, lambda: apply_filter(frame, early, spec.filter))
+        frame = _at("filter", spec.filter, lambda: apply_filter(frame, early, condition))
     for name, text in spec.assign:
         value = _at(f"assign.{name}", text,
                     lambda: apply_expression(frame, text, what="assign"))  # noqa: B023 - called at once
         frame = frame.assign(**{name: value})
     if late is not None:
-        frame = _at("filter", spec.filter, lambda: apply_filter(frame, late, spec.filter))
+        frame = _at("filter", spec.filter, lambda: apply_filter(frame, late, condition))
     if not spec.aggregate:
         return source, frame, lambda df: df.reset_index(drop=True)
     if spec.groupby:

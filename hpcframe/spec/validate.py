@@ -8,7 +8,7 @@ import difflib
 import os
 import reprlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from ..errors import HpcframeError
 from ..io.formats import HDF5, PARQUET
@@ -129,6 +129,8 @@ class SpecError(HpcframeError, ValueError):
     """A job spec is invalid. ``key`` is the dotted key path (``aggregate.dep_delay``),
     ``value`` the offending value; the message says what to do."""
 
+    exit_code = 2  # a usage error (see hpcframe.errors.exit_code)
+
     def __init__(self, key: str, message: str, value: Any = None, source: str | None = None):
         self.key, self.value, self.source, self.detail = key, value, source, message
         where = f"{source}: " if source else ""
@@ -232,6 +234,7 @@ def apply_overrides(data, overrides, source: str | None = None) -> dict:
         if not sep or not key:
             raise SpecError("--set", f"{item!r} is not KEY=VALUE; e.g. --set "
                             "filter=\"carrier == 'UA'\" or --set output.path=out.parquet", item)
+        value: Any  # the text as given, or what YAML makes of it
         if key in _TEXT_KEYS or key.startswith("assign."):
             value = raw
         else:
@@ -317,7 +320,12 @@ class _Validator:
             raise self.error(key, f"must be true or false, got {_show(value)}", value)
         return value
 
-    def text(self, key, value, allow_none=True) -> str | None:
+    @overload
+    def text(self, key, value, allow_none: Literal[False]) -> str: ...
+    @overload
+    def text(self, key, value, allow_none: bool = True) -> str | None: ...
+
+    def text(self, key, value, allow_none: bool = True) -> str | None:
         if value is None and allow_none:
             return None
         if not isinstance(value, str) or not value.strip():
@@ -435,7 +443,7 @@ class _Validator:
             else:
                 raise self.error(where, f"must be an aggregation name, a list of names, or "
                                  f"{{column: ..., agg: ...}}; got {_show(spec)}", spec)
-        seen = {}
+        seen: dict[str, str] = {}  # output name -> the key that produces it
         for a in out:
             if a.name in seen or a.name in groupby:
                 other = seen.get(a.name, "groupby")

@@ -145,5 +145,7 @@ def test_a_signal_to_one_rank_ends_every_rank(tmp_path, target, signame):
         rank = "1" if target == "rank 1" else "[01]"
         assert re.search(rf"- rank {rank} on {re.escape(socket.gethostname())}, while ", err)
         assert "interrupted (SIGINT) on this rank" in err
-        assert "many_blocks.parquet" in err
+        # what the rank was doing: normally reading a block of the file; on a loaded machine
+        # the signal can land just before, while the diagnostics callbacks start
+        assert "many_blocks.parquet" in err or "while starting the diagnostics callbacks" in err, err
         assert "Traceback" not in err
