@@ -15,6 +15,7 @@ import json
 import os
 import re
 
+from . import pbs, slurm  # noqa: F401,E402  (the built-in schedulers register themselves)
 from .base import (
     ArraySpec,
     CommandError,
@@ -25,6 +26,7 @@ from .base import (
     find_run,
     new_run_dir,
     run_command,
+    scheduler_for,
     validate,
     wait,
     write_atomic,
@@ -33,17 +35,6 @@ from .base import (
 __all__ = ["ArraySpec", "CommandError", "JobError", "JobParams", "Scheduler", "scheduler_for",
            "make_params", "program_for", "render_job", "submit", "status", "cancel",
            "log_files", "find_run", "wait"]
-
-
-def scheduler_for(name: str) -> Scheduler:
-    """The :class:`Scheduler` for ``slurm``, ``pbs`` (PBS Pro) or ``torque``; JobError otherwise."""
-    from .pbs import PBSPro, Torque
-    from .slurm import Slurm
-    table = {"slurm": Slurm, "pbs": PBSPro, "pbspro": PBSPro, "torque": Torque}
-    try:
-        return table[str(name).lower()]()
-    except KeyError:
-        raise JobError(f"scheduler {name!r} is not supported: use slurm, pbs or torque") from None
 
 
 def make_params(profile: str | None = None, overrides: dict | None = None, *, array=None,

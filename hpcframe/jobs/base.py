@@ -303,7 +303,6 @@ def validate(p: JobParams) -> JobParams:
     profile gives ``node_cpus``), array lists the scheduler cannot express, bad job ids in
     ``after`` and extra directives that repeat a resource hpcframe sets itself.
     """
-    from . import scheduler_for
     sched = scheduler_for(p.scheduler)
     check_name("job name", p.name)
     for attr in ("nodes", "ntasks_per_node", "cpus_per_task"):
@@ -373,14 +372,35 @@ def _one_line(what, value) -> str:
 # --------------------------------------------------------------------------------------------
 # the schedulers' common base
 # --------------------------------------------------------------------------------------------
+_SCHEDULERS: dict[str, type[Scheduler]] = {}
+
+
+def scheduler_for(name: str) -> Scheduler:
+    """The :class:`Scheduler` for ``slurm``, ``pbs`` (PBS Pro) or ``torque``; JobError otherwise.
+
+    Scheduler classes register themselves by their ``name`` (and ``aliases``) when their module
+    is imported; :mod:`hpcframe.jobs` imports every built-in one."""
+    try:
+        return _SCHEDULERS[str(name).lower()]()
+    except KeyError:
+        known = ", ".join(sorted(_SCHEDULERS)) or "none registered"
+        raise JobError(f"scheduler {name!r} is not supported: use one of {known}") from None
+
+
 class Scheduler:
     """One batch system. Subclasses fill the hooks; :meth:`render` is shared."""
     name = "?"
+    aliases: tuple[str, ...] = ()  # other names that select it (e.g. "pbspro")
     prefix = "#?"                 # directive prefix, e.g. "#SBATCH"
     default_launcher = "mpiexec"
     managed: tuple[str, ...] = ()  # directive words hpcframe sets itself (extra ones may not)
     ntasks_shell = "1"            # shell expression: the number of ranks granted
     array_env = ""                # variable holding the array task's index
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        for n in (cls.name, *cls.aliases):
+            _SCHEDULERS[n] = cls
 
     # hooks ------------------------------------------------------------------
     def check(self, p: JobParams) -> None:

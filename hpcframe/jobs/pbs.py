@@ -20,6 +20,7 @@ class PBSPro(Scheduler):
     """PBS Pro: ``-l select=...`` chunks, ``-J`` arrays, ``qstat -x`` for finished jobs."""
 
     name = "pbs"
+    aliases = ("pbspro",)
     prefix = "#PBS"
     default_launcher = "mpiexec"
     managed = ("-N", "-l", "-q", "-A", "-o", "-e", "-J", "-t", "-W")
@@ -115,6 +116,7 @@ class Torque(PBSPro):
     """Torque: ``-l nodes=N:ppn=M``, ``-t`` arrays (ranges or lists), plain ``qstat -f``."""
 
     name = "torque"
+    aliases = ()
     array_env = "PBS_ARRAYID"
 
     def check(self, p: JobParams) -> None:
