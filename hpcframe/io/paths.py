@@ -60,7 +60,15 @@ def expand_paths(path: str | os.PathLike | Iterable, suffixes: tuple[str, ...],
         if not files:
             raise FileNotFoundError(f"no file matches the pattern {path!r}")
         return files, _glob_root(path)
-    if os.path.isdir(path):
+    # one stat decides what the path is: a directory published (renamed into place) between
+    # two separate checks must not be taken for a file that is "a directory"
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            check_regular_file(path, what)  # raises: a broken symbolic link
+        raise FileNotFoundError(f"{what} path {path!r} does not exist") from None
+    if stat.S_ISDIR(mode):
         found = []
         for dirpath, dirnames, filenames in os.walk(path):
             dirnames[:] = [d for d in dirnames if not d.startswith(("_", "."))]
@@ -75,10 +83,8 @@ def expand_paths(path: str | os.PathLike | Iterable, suffixes: tuple[str, ...],
                 f"directory {path!r} contains no {what} files (looked for names ending in "
                 f"{', '.join(suffixes)})")
         return [full for _, full in sorted(found)], path
-    if os.path.lexists(path):
-        check_regular_file(path, what)
-        return [path], None
-    raise FileNotFoundError(f"{what} path {path!r} does not exist")
+    _refuse_unless_regular(path, mode, what)
+    return [path], None
 
 
 def check_regular_file(path: str, what: str) -> bool:
@@ -92,8 +98,14 @@ def check_regular_file(path: str, what: str) -> bool:
                 f"{path} is a broken symbolic link (to {os.readlink(path)!r}); fix or remove "
                 f"it from the {what} dataset") from None
         raise
+    _refuse_unless_regular(path, mode, what)
+    return True
+
+
+def _refuse_unless_regular(path: str, mode: int, what: str) -> None:
+    """Raise :class:`NotARegularFileError` naming ``path`` unless ``mode`` is a regular file's."""
     if stat.S_ISREG(mode):
-        return True
+        return
     kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
             else "a character device" if stat.S_ISCHR(mode) else "a block device"
             if stat.S_ISBLK(mode) else "a directory" if stat.S_ISDIR(mode)
