@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import os
+from typing import Any, cast
 
 from ..io.fs import write_bytes_atomic
 from .store import RunProfile, collect, load
@@ -23,6 +24,7 @@ COLORS = {"planning": "#8172B3", "read": "#4C72B0", "compute": "#55A868", "agree
           "exchange": "#DD8452"}
 RANK_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f", "#bcbd22", "#17becf"]
+Segment = tuple[int, float, float, str]   # (rank, left, right, label) of one timeline bar
 
 
 def _as_profile(what) -> RunProfile | None:
@@ -51,12 +53,12 @@ def visualize(profilers, path="report.html"):
     return write_html(profile, path)
 
 
-def _segments(profile: RunProfile) -> dict:
+def _segments(profile: RunProfile) -> dict[str, list[Segment]]:
     """Timeline bars per kind: lists of (rank, left, right, label) in seconds since t0."""
-    t = profile.tasks[~profile.tasks["pruned"].astype(bool)] if len(profile.tasks) else \
-        profile.tasks
-    segs = {"planning": [], "read": [], "compute": []}
-    runs = profile.runs
+    tasks: Any = profile.tasks   # DataFrames (RunProfile types them as object)
+    t = tasks[~tasks["pruned"].astype(bool)] if len(tasks) else tasks
+    segs: dict[str, list[Segment]] = {"planning": [], "read": [], "compute": []}
+    runs: Any = profile.runs
     if len(runs) and "read_start" in runs:
         for row, planning in zip(runs.itertuples(index=False), planning_times(runs)):
             if planning > 0:
@@ -66,7 +68,8 @@ def _segments(profile: RunProfile) -> dict:
         label = f"{row.partition} ({row.rows} rows)"
         segs["read"].append((int(row.rank), float(row.start), float(row.read_end), label))
         segs["compute"].append((int(row.rank), float(row.read_end), float(row.end), label))
-    for row in profile.collectives.itertuples(index=False):
+    collectives: Any = profile.collectives
+    for row in collectives.itertuples(index=False):
         segs.setdefault(str(row.name), []).append(
             (int(row.rank), float(row.start), float(row.end), f"collective {row.name}"))
     return segs
@@ -116,12 +119,14 @@ def write_html(profile: RunProfile, path: str) -> str:
 def _legend_above(fig, items) -> None:
     """A horizontal legend of ``items`` ((label, renderer) pairs) *above* the plot area of
     ``fig``, outside it, so that it never covers a bar or a curve."""
-    from bokeh.models import Legend, LegendItem
+    from bokeh.models.annotations.legends import Legend, LegendItem  # = bokeh.models.Legend*
 
     if not items:
         return
+    # bokeh's stub types Legend.padding as Property[Property[int] | ...]; an int is valid
     legend = Legend(items=[LegendItem(label=label, renderers=[r]) for label, r in items],
-                    orientation="horizontal", location="top_right", margin=2, padding=4,
+                    orientation="horizontal", location="top_right", margin=2,
+                    padding=4,  # type: ignore[arg-type]
                     spacing=12, label_text_font_size="9pt", border_line_alpha=0)
     fig.add_layout(legend, "above")
 
@@ -129,16 +134,18 @@ def _legend_above(fig, items) -> None:
 def html_layout(profile: RunProfile):
     """The Bokeh layout of the HTML report (summary, timeline, CPU and memory panels)."""
     from bokeh.layouts import column
-    from bokeh.models import ColumnDataSource, Div, HoverTool, Range1d
+    from bokeh.models import ColumnDataSource, HoverTool, Range1d
+    from bokeh.models.annotations.labels import Title  # = bokeh.models.Title (typed here)
+    from bokeh.models.widgets.markups import Div  # = bokeh.models.Div (typed here)
     from bokeh.plotting import figure
 
     s = summarize(profile)
     nranks = max(int(profile.meta.get("ranks") or 1), s["ranks"], 1)
-    end = max([s["wall"]] + [float(profile.resources["time"].max())
-                             if len(profile.resources) else 0.0]) or 1.0
-    x_range = Range1d(-0.02 * end, end * 1.02)
+    res: Any = profile.resources   # a DataFrame (RunProfile types it as object)
+    end = max([s["wall"]] + [float(res["time"].max()) if len(res) else 0.0]) or 1.0
+    x_range = Range1d(start=-0.02 * end, end=end * 1.02)
     timeline = figure(title=PANELS[1], height=120 + 40 * nranks, x_range=x_range,
-                      y_range=Range1d(nranks - 0.5, -0.5), sizing_mode="stretch_width",
+                      y_range=Range1d(start=nranks - 0.5, end=-0.5), sizing_mode="stretch_width",
                       x_axis_label="seconds since start", y_axis_label="rank",
                       tools="xpan,xwheel_zoom,box_zoom,reset,save", name="timeline")
     items = []
@@ -158,7 +165,6 @@ def html_layout(profile: RunProfile):
     timeline.yaxis.ticker = list(range(nranks))
     _legend_above(timeline, items)
     figs = [timeline]
-    res = profile.resources
     for title, col, scale, unit in ((PANELS[2], "cpu", 1.0, "CPU %"),
                                     (PANELS[3], "rss", 1 / 2**20, "RSS MiB")):
         f = figure(title=title, height=220, x_range=x_range, sizing_mode="stretch_width",
@@ -171,7 +177,7 @@ def html_layout(profile: RunProfile):
                 for r in sorted(set(res["rank"]))])
         else:
             f.line([0, end], [0, 0], color="#cccccc")
-            f.title.text = f"{title} (no samples: use ResourceProfiler)"
+            cast(Title, f.title).text = f"{title} (no samples: use ResourceProfiler)"
         figs.append(f)
     return column(Div(text=_summary_html(profile, s), sizing_mode="stretch_width",
                       name="summary"), *figs, sizing_mode="stretch_width")
@@ -215,8 +221,8 @@ def png_figure(profile: RunProfile):
                      else "\n".join(textwrap.wrap(t, 150)) for t in lines)
     ax_sum.text(0, 1, text, va="top", ha="left", family="monospace", fontsize=8.5,
                 transform=ax_sum.transAxes)
-    end = max([s["wall"]] + [float(profile.resources["time"].max())
-                             if len(profile.resources) else 0.0]) or 1.0
+    res: Any = profile.resources   # a DataFrame (RunProfile types it as object)
+    end = max([s["wall"]] + [float(res["time"].max()) if len(res) else 0.0]) or 1.0
     for kind, segs in _segments(profile).items():
         for r in range(nranks):
             bars = [(a, max(b - a, end * 1e-4)) for rr, a, b, _ in segs if rr == r]
@@ -233,7 +239,6 @@ def png_figure(profile: RunProfile):
     ax_tl.set_title(PANELS[1], loc="left", fontweight="bold")
     if ax_tl.get_legend_handles_labels()[0]:
         _legend_above_axes(ax_tl)
-    res = profile.resources
     for ax, title, col, scale, unit in ((ax_cpu, PANELS[2], "cpu", 1.0, "CPU %"),
                                         (ax_mem, PANELS[3], "rss", 1 / 2**20, "RSS MiB")):
         ax.set_title(title, loc="left", fontweight="bold")
