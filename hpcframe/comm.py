@@ -96,7 +96,10 @@ class Comm:
     size = 1
     is_mpi = False
 
-    local_size = 1
+    @property
+    def local_size(self) -> int:
+        """How many ranks of this communicator share this node (1: the serial one)."""
+        return 1
 
     def __init__(self):
         self.host = socket.gethostname()
@@ -138,6 +141,7 @@ class Comm:
         if not self.any_true(error is not None):
             return
         failures = [f for f in self.allgather(error) if f is not None]
+        cls: type[ComputeError]
         if any(f.kind == "KeyboardInterrupt" for f in failures):
             cls = JobInterrupted
         elif all(f.kind == "DatasetError" for f in failures):
@@ -146,7 +150,9 @@ class Comm:
             cls = ComputeError
         exc = cls(_failure_message(failures, self.size), [tuple(f)[:4] for f in failures])
         # how many other ranks sent this one a stop notice (see notices()): to receive them
-        exc._notices_to_me = sum(1 for f in failures if f.notified and f.rank != self.rank)
+        # (a private attribute, read back with getattr() in execute.py)
+        exc._notices_to_me = sum(  # type: ignore[attr-defined]
+            1 for f in failures if f.notified and f.rank != self.rank)
         raise exc
 
     def notices(self) -> _NoNotices:
@@ -226,7 +232,7 @@ class MPIComm(Comm):
         self._owned = owned
         self.rank = mpi_comm.Get_rank()
         self.size = mpi_comm.Get_size()
-        self._local_size = None
+        self._local_size: int | None = None
 
     @property
     def local_size(self) -> int:
@@ -311,7 +317,8 @@ class RankFailure(tuple):
 
     def with_notice(self) -> RankFailure:
         """The same failure, marked as notified to the others."""
-        return RankFailure(*self[:5], True)
+        rank, host, context, message, kind = self[:5]
+        return RankFailure(rank, host, context, message, kind, True)
 
 
 def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
@@ -345,6 +352,7 @@ def on_root(comm: Comm, fn, context: str | None = None, root: int = 0):
     root's own exception (a ``FileExistsError`` stays a ``FileExistsError``).
     """
     result = error = None
+    failed: RankFailure | None = None  # with a context: this rank's failure, for agree()
     if comm.rank == root:
         try:
             result = fn()
@@ -352,9 +360,9 @@ def on_root(comm: Comm, fn, context: str | None = None, root: int = 0):
             if context is None:
                 error = portable_error(exc)
             else:
-                error = failure(comm, context, exc)
+                failed = failure(comm, context, exc)
     if context is not None:
-        comm.agree(error)
+        comm.agree(failed)
         return comm.bcast(result, root)
     result, error = comm.bcast((result, error), root)
     if error is not None:

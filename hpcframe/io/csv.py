@@ -39,6 +39,7 @@ import io
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -199,7 +200,8 @@ class CSVSource:
     exact_row_counts = False
 
     def __init__(self, path, dtype=None, parse_dates=None, usecols=None, on_bad_lines="error",
-                 sample_rows: int = 10_000, chunk_bytes: int = DEFAULT_CHUNK_BYTES, **options):
+                 sample_rows: int = 10_000, chunk_bytes: int | None = DEFAULT_CHUNK_BYTES,
+                 **options):
         unknown = sorted(set(options) - set(_CSV_OPTIONS))
         if unknown:
             raise TypeError(f"read_csv got unsupported option(s) {', '.join(unknown)}; "
@@ -225,9 +227,9 @@ class CSVSource:
         if self.header not in (0, None):
             raise ValueError(f"header={self.header!r}: use 0 (first line) or None (no header)")
         self._schema = None
-        self._names = None  # every column of the files, in file order
+        self._names: list[str] | None = None  # every column of the files, in file order
         self._row_bytes = 100.0
-        self._cursor = None
+        self._cursor: _Cursor | None = None
 
     @property
     def _hf_partitions(self):
@@ -340,7 +342,7 @@ class CSVSource:
                     autogenerate_column_names=self.header is None and not names,
                     skip_rows=1 if (names and self.header == 0) else 0,
                     encoding=self.options.get("encoding", "utf8"))
-                bad = []
+                bad: list[Any] = []  # pyarrow InvalidRow objects
                 table = pcsv.read_csv(pa.BufferReader(data), read_options=ropts,
                                       parse_options=self._parse_options(self._handler(bad)),
                                       convert_options=self._convert_options(
@@ -369,6 +371,7 @@ class CSVSource:
             nbytes += len(data)
             nrows += table.num_rows
         self._row_bytes = max(1.0, nbytes / max(nrows, 1))
+        assert self._names is not None  # set by the first sample file (files is never empty)
         wanted = self.usecols if self.usecols is not None else self._names
         missing = [c for c in list(wanted) + self.parse_dates + list(self.dtype)
                    if c not in self._names]
@@ -475,7 +478,7 @@ class CSVSource:
             return self._empty(columns)
         data = _LazyBytes(buf)  # bytes only for error messages
         types = self._types(columns)
-        bad = []
+        bad: list[Any] = []  # pyarrow InvalidRow objects
         try:
             table = pcsv.read_csv(pa.BufferReader(buf),
                                   read_options=self._read_options(False),
@@ -551,6 +554,7 @@ class CSVSource:
             bad_rows = pc.invert(pc.fill_null(mask, False))
             keep = bad_rows if keep is None else pc.and_(keep, bad_rows)
         if problems:
+            assert keep is not None  # every problem column narrowed keep
             problems.sort()
             i, name, t, value, _ = problems[0]
             if self.on_bad_lines == "error":
@@ -592,7 +596,7 @@ class _Cursor:
         self.source, self.path, self.columns, self.key = source, path, columns, key
         self.row = 0
         self.pending = None
-        self.bad = []
+        self.bad: list[Any] = []  # pyarrow InvalidRow objects
         self.strict = source.on_bad_lines == "error"
         self.types = source._types(columns)
         self.file = open_decompressed(path)
