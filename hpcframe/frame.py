@@ -283,10 +283,10 @@ class Series(Lazy):
         return self._new(E.Bin(op, left, right), name)
 
     # comparisons, arithmetic, logic
-    def __eq__(self, o):  # type: ignore[override]
+    def __eq__(self, o):
         return self._bin("==", o)
 
-    def __ne__(self, o):  # type: ignore[override]
+    def __ne__(self, o):
         return self._bin("!=", o)
 
     def __lt__(self, o):

@@ -13,6 +13,8 @@ The optimiser's passes are plain functions over a chain:
 """
 from __future__ import annotations
 
+from typing import Any, cast
+
 from .errors import ColumnNotFoundError
 from .expr import Expr, and_all, as_mask, balanced, conjuncts
 
@@ -21,11 +23,12 @@ class Node:
     """A plan node. ``meta`` is an empty pandas DataFrame with the node's columns and dtypes."""
 
     child: Node | None = None
-    meta = None
+    meta: Any = None  # an empty pandas DataFrame, set by every node's __init__
 
     def chain(self) -> list[Node]:
         """The nodes from the Scan up to this node."""
-        out, node = [], self
+        out: list[Node] = []
+        node: Node | None = self
         while node is not None:
             out.append(node)
             node = node.child
@@ -33,7 +36,11 @@ class Node:
 
     def scan(self) -> Scan:
         """The Scan at the start of this chain."""
-        return self.chain()[0]
+        return cast("Scan", self.chain()[0])  # every chain starts at a Scan
+
+    def text(self) -> str:
+        """A one-line description of the node (for explain); every node kind defines it."""
+        raise NotImplementedError
 
     def check_columns(self, names, where="the frame"):
         """Raise :class:`~hpcframe.ColumnNotFoundError` for a name in ``names`` that is not a column."""
@@ -139,11 +146,13 @@ def split_filters(node: Node, arrow_schema) -> tuple[object, set[str], list]:
     directly on the Scan (before any Assign) and that Arrow evaluates exactly as pandas would,
     and the remaining chain to run in pandas (the untranslated conjuncts first)."""
     chain = node.chain()[1:]
-    arrow_terms, rest_terms = [], []
+    arrow_terms: list[tuple[Expr, Any]] = []
+    rest_terms: list[tuple[Expr, Any]] = []
     i = 0
     while i < len(chain) and isinstance(chain[i], (Filter, Project)):
-        if isinstance(chain[i], Filter):
-            for term in conjuncts(chain[i].expr):
+        step = chain[i]
+        if isinstance(step, Filter):
+            for term in conjuncts(step.expr):
                 a = term.to_arrow(arrow_schema)
                 (arrow_terms if a is not None else rest_terms).append((term, a))
         i += 1

@@ -117,7 +117,7 @@ def _part_key(p):
 
 
 def _skip_keys(leaves, done) -> set:
-    skip = set()
+    skip: set[tuple] = set()  # _part_key()s
     by_parent: dict = {}
     for leaf in leaves:
         if leaf.parent is None:
