@@ -207,6 +207,8 @@ class _Resolver:
             if not _is_series(arg):
                 return (~arg if isinstance(e, E.Not) else -arg), None
             return type(e)(arg), name
+        if not isinstance(e, (E.StrMatch, E.IsIn, E.Between, E.IsNa)):
+            raise TypeError(f"unexpected expression node {type(e).__name__}")  # pragma: no cover
         arg, name = self.visit(e.arg)
         if isinstance(e, E.StrMatch):
             _check_text(arg, self.dtype(arg) if _is_series(arg) else None, e)
@@ -338,8 +340,9 @@ class _Parser:
         return off + delta
 
     def fail(self, node: ast.AST, problem: str, hint: str | None = None) -> QueryError:
-        start = self._line_offset(node.lineno, node.col_offset)
-        end = self._line_offset(node.end_lineno, node.end_col_offset)
+        # the nodes passed here are expressions and keywords, which carry their positions
+        start = self._line_offset(node.lineno, node.col_offset)  # type: ignore[attr-defined]
+        end = self._line_offset(node.end_lineno, node.end_col_offset)  # type: ignore[attr-defined]
         o_start, o_end = self._orig(start), self._orig(end, end=True)
         piece = self.text[o_start:o_end]
         if len(piece) > 60:
@@ -441,16 +444,18 @@ class _Parser:
         return self._bin(op, self.visit(node.left), self.visit(node.right), node)
 
     def visit_Compare(self, node: ast.Compare) -> E.Expr:
-        terms = []
-        left = self.visit(node.left)
+        terms: list[E.Expr] = []
+        left: E.Expr | None = self.visit(node.left)
         for op, right_node in zip(node.ops, node.comparators):
             if isinstance(op, (ast.In, ast.NotIn)) or (
                     isinstance(op, (ast.Eq, ast.NotEq))
                     and isinstance(right_node, (ast.List, ast.Tuple))):
                 values = self._literal_list(right_node)
+                if left is None:  # a chain such as x in [1] in [2]: its left is a list
+                    raise self.fail(node, "a list cannot be compared")
                 if isinstance(left, E.Lit):
                     raise self.fail(node, "'in' needs a column on its left")
-                term = E.IsIn(left, values)
+                term: E.Expr = E.IsIn(left, values)
                 if isinstance(op, (ast.NotIn, ast.NotEq)):
                     term = E.Not(term)
                 terms.append(term)

@@ -156,6 +156,13 @@ def test_offsets_count_in_the_users_text_with_backticks():
     assert "open('x')" in str(info.value)
 
 
+@pytest.mark.parametrize("text", ["x in [1, 2] in [3]", "x in [1] == [2]", "x not in [1] in [2]"])
+def test_chained_in_after_a_list_is_a_query_error(text):
+    # regression: the list on the left of the second comparison crashed (AttributeError)
+    with pytest.raises(QueryError, match="a list cannot be compared"):
+        parse_query(text, ["x"])
+
+
 def test_unknown_column_suggests_close_names():
     with pytest.raises(ColumnNotFoundError) as info:
         parse_query("carier == 'AA'", ["carrier", "x"])
