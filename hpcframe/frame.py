@@ -147,6 +147,8 @@ class Frame(Lazy):
     def groupby(self, by, dropna: bool = True, sort: bool = True, as_index: bool = True):
         """Group rows by one or several columns; aggregations return lazy results."""
         keys = [by] if isinstance(by, str) else list(by)
+        if not keys:
+            raise ValueError("No group keys passed!")  # as pandas
         self._node.check_columns(keys)
         return GroupBy(self._node, keys, dropna=dropna, sort=sort, as_index=as_index,
                        by_list=not isinstance(by, str))

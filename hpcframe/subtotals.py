@@ -23,8 +23,9 @@ def rollup(node: P.Node, keys: list[str], agg: str, cols: list[str], margins_nam
     if not sort:
         raise ValueError("subtotals=True needs sort=True (totals are placed after the rows "
                          "they add up)")
-    if dropna:
-        node = P.Filter(node, E.and_all([E.IsNa(E.Col(k), negate=True) for k in keys]))
+    notna = E.and_all([E.IsNa(E.Col(k), negate=True) for k in keys])
+    if dropna and notna is not None:  # None: no keys (refused by groupby)
+        node = P.Filter(node, notna)
     specs = [(c, agg) for c in cols]
     outs = [_level(node, keys[:n], specs, cols, agg) for n in range(len(keys), -1, -1)]
 
