@@ -82,6 +82,7 @@ def plan(frame, to: str, ranks: int, comm=None) -> dict:
     with communicator(comm) as c:
         leaves = leaves_of(source, c)
     parts = known_partitions(source)
+    assert parts is not None  # leaves_of() discovered and cached them
     per_rank = [[(leaf.describe(), leaf.num_rows, f"part-{leaf.index:06d}{suffix}")
                  for leaf in leaves[a:b]]
                 for a, b in assign([leaf.num_rows for leaf in leaves], ranks)]

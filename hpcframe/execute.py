@@ -568,7 +568,7 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     declared = plans[0].declared
     frames: dict = {}
     filtered: dict = {}
-    out = []
+    out: list = []  # per plan: its chunk of this leaf, or None
     for plan, want in zip(plans, wants):
         if not want:
             out.append(None)

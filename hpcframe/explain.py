@@ -15,7 +15,7 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
     lines = []
     with communicator(comm) as c:
         nranks = ranks or c.size
-        by_scan = {}
+        by_scan: dict[int, list] = {}  # id(scan) -> its outputs
         for o in output.leaves():
             by_scan.setdefault(id(o.node.scan()), []).append(o)
         lines.append(f"Output: {output.text()}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import glob
 import os
 import stat
-from collections.abc import Iterable
 from urllib.parse import unquote
 
 from ..errors import DatasetError
@@ -37,7 +36,7 @@ class NotARegularFileError(DatasetError, OSError):
     symbolic link): refused before it is opened."""
 
 
-def expand_paths(path: str | os.PathLike | Iterable, suffixes: tuple[str, ...],
+def expand_paths(path: str | os.PathLike | list | tuple, suffixes: tuple[str, ...],
                  what: str) -> tuple[list[str], str | None]:
     """Return ``(files, root)``: the data files named by ``path`` in a stable order (see the
     module docstring), and the directory hive partition values are read relative to (``None``
