@@ -20,7 +20,7 @@ class PBSPro(Scheduler):
     """PBS Pro: ``-l select=...`` chunks, ``-J`` arrays, ``qstat -x`` for finished jobs."""
 
     name = "pbs"
-    aliases = ("pbspro",)
+    aliases: tuple[str, ...] = ("pbspro",)
     prefix = "#PBS"
     default_launcher = "mpiexec"
     managed = ("-N", "-l", "-q", "-A", "-o", "-e", "-J", "-t", "-W")
