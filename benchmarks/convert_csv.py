@@ -14,6 +14,7 @@ Prints one JSON line per run: tool, ranks, seconds, MB/s, MB/s per rank, output 
 machine's load average before the run. Every tool reads all columns with types inferred from
 the data and writes zstd-compressed Parquet.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,10 +60,16 @@ def run(tool: str, cmd: list[str], src_bytes: int, out: str, ranks: int) -> dict
     if proc.returncode:
         raise SystemExit(f"{tool} failed ({shlex.join(cmd)}):\n{proc.stderr[-2000:]}")
     mbs = src_bytes / 1e6 / secs
-    result = {"tool": tool, "ranks": ranks, "seconds": round(secs, 2),
-              "MB_per_s": round(mbs, 1), "MB_per_s_per_rank": round(mbs / ranks, 1),
-              "out_MB": round(folder_bytes(out) / 1e6, 1), "load_before": round(load, 2),
-              "command": shlex.join(cmd)}
+    result = {
+        "tool": tool,
+        "ranks": ranks,
+        "seconds": round(secs, 2),
+        "MB_per_s": round(mbs, 1),
+        "MB_per_s_per_rank": round(mbs / ranks, 1),
+        "out_MB": round(folder_bytes(out) / 1e6, 1),
+        "load_before": round(load, 2),
+        "command": shlex.join(cmd),
+    }
     shutil.rmtree(out, ignore_errors=True)
     return result
 
@@ -85,8 +92,7 @@ def main():
             out = os.path.join(args.out, f"{tool}-{n}")
             shutil.rmtree(out, ignore_errors=True)
             if tool == "hpcframe":
-                cmd = [mpiexec, "-n", str(n), py, "-m", "hpcframe.convert", args.src, out,
-                       "--to", "parquet"]
+                cmd = [mpiexec, "-n", str(n), py, "-m", "hpcframe.convert", args.src, out, "--to", "parquet"]
             elif tool == "pandas":
                 if n != 1:
                     continue  # a pandas loop is one process

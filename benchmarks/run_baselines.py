@@ -89,9 +89,7 @@ def worker(engine: str, query: str, data_dir: str, out_path: str) -> None:
         try:
             from distributed import Client, LocalCluster
 
-            cluster = LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)  # noqa: F841  (becomes the default scheduler)
             info["dask_scheduler"] = "distributed.LocalCluster(n_workers=2, threads_per_worker=1)"
             run = lambda: q.dask_query(query, data_dir)  # noqa: E731
@@ -236,8 +234,10 @@ def main(argv=None) -> int:
         if k not in keys:
             keys.append(k)
     print()
-    print("| engine | query | wall s (best) | all runs s | n | peak RSS MB (tree, max over runs) "
-          "| peak RSS MB (largest process) | load avg before (1m) |")
+    print(
+        "| engine | query | wall s (best) | all runs s | n | peak RSS MB (tree, max over runs) "
+        "| peak RSS MB (largest process) | load avg before (1m) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for k in keys:
         runs = [r for r in results if (r["engine"], r["query"]) == k]

@@ -5,6 +5,7 @@
 Prints, on rank 0, each query's wall time (best of ``--repeat``, measured between barriers),
 the peak RSS of every rank (``ru_maxrss``), and the Q1 table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,15 +20,24 @@ def q1(li):
     f = f.assign(disc_price=f.l_extendedprice * (1 - f.l_discount))
     f = f.assign(charge=f.disc_price * (1 + f.l_tax))
     return f.groupby(["l_returnflag", "l_linestatus"]).agg(
-        sum_qty=("l_quantity", "sum"), sum_base_price=("l_extendedprice", "sum"),
-        sum_disc_price=("disc_price", "sum"), sum_charge=("charge", "sum"),
-        avg_qty=("l_quantity", "mean"), avg_price=("l_extendedprice", "mean"),
-        avg_disc=("l_discount", "mean"), count_order=("l_quantity", "count"))
+        sum_qty=("l_quantity", "sum"),
+        sum_base_price=("l_extendedprice", "sum"),
+        sum_disc_price=("disc_price", "sum"),
+        sum_charge=("charge", "sum"),
+        avg_qty=("l_quantity", "mean"),
+        avg_price=("l_extendedprice", "mean"),
+        avg_disc=("l_discount", "mean"),
+        count_order=("l_quantity", "count"),
+    )
 
 
 def q6(li):
-    f = li[(li.l_shipdate >= "1994-01-01") & (li.l_shipdate < "1995-01-01")
-           & li.l_discount.between(0.05, 0.07) & (li.l_quantity < 24)]
+    f = li[
+        (li.l_shipdate >= "1994-01-01")
+        & (li.l_shipdate < "1995-01-01")
+        & li.l_discount.between(0.05, 0.07)
+        & (li.l_quantity < 24)
+    ]
     return (f.l_extendedprice * f.l_discount).sum()
 
 

@@ -184,9 +184,7 @@ def polars_q6(lf):
         & (pl.col("l_quantity") < Q6_QUANTITY_LT)
     ).select(
         # widen first: Polars rounds Decimal products to max(scale_a, scale_b)
-        (pl.col("l_extendedprice").cast(pl.Decimal(38, 4)) * pl.col("l_discount"))
-        .sum()
-        .alias("revenue")
+        (pl.col("l_extendedprice").cast(pl.Decimal(38, 4)) * pl.col("l_discount")).sum().alias("revenue")
     )
 
 

@@ -8,6 +8,7 @@
 ``import hpcframe`` is light: pandas and pyarrow are imported, mpi4py only when the process
 runs under an MPI launcher (or a communicator is passed), h5py only by :func:`read_hdf`.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -27,11 +28,31 @@ from .frame import Frame, GroupBy, Result, Series, compute
 from .readers import from_pandas, read_csv, read_hdf, read_parquet
 
 __all__ = [
-    "read_parquet", "read_hdf", "from_pandas", "compute", "register_aggregation",
-    "read_csv", "to_parquet", "to_hdf", "to_csv",
-    "ProgressBar", "Profiler", "ResourceProfiler", "visualize", "profiling",
-    "last_run_stats", "config", "Frame", "Series", "GroupBy", "Result",
-    "HpcframeError", "DatasetError", "ComputeError", "DatasetComputeError", "ColumnNotFoundError",
+    "read_parquet",
+    "read_hdf",
+    "from_pandas",
+    "compute",
+    "register_aggregation",
+    "read_csv",
+    "to_parquet",
+    "to_hdf",
+    "to_csv",
+    "ProgressBar",
+    "Profiler",
+    "ResourceProfiler",
+    "visualize",
+    "profiling",
+    "last_run_stats",
+    "config",
+    "Frame",
+    "Series",
+    "GroupBy",
+    "Result",
+    "HpcframeError",
+    "DatasetError",
+    "ComputeError",
+    "DatasetComputeError",
+    "ColumnNotFoundError",
     "JobInterrupted",
     "__version__",
 ]

@@ -12,6 +12,7 @@ number of ranks.
 
 Users register their own aggregation with :func:`register_aggregation`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 SEP = "\x00"
-ALL_KEY = "__hpcframe_all__"   # constant key used for whole-frame reductions
+ALL_KEY = "__hpcframe_all__"  # constant key used for whole-frame reductions
 FIRST_POS = "__hpcframe_pos__"  # global row position of a group's first row (for sort=False)
 
 
@@ -140,15 +141,15 @@ AGGREGATIONS: dict[str, Aggregation] = {
     "max": Aggregation("max", ("max",), lambda p: p["max"]),
     "first": Aggregation("first", ("first",), lambda p: p["first"]),
     "last": Aggregation("last", ("last",), lambda p: p["last"]),
-    "mean": Aggregation("mean", ("fsum", "count"),
-                        lambda p: _div(p["fsum"].astype("float64"),
-                                       p["count"].where(p["count"] > 0)).astype("float64"),
-                        numeric_only=True),
+    "mean": Aggregation(
+        "mean",
+        ("fsum", "count"),
+        lambda p: _div(p["fsum"].astype("float64"), p["count"].where(p["count"] > 0)).astype("float64"),
+        numeric_only=True,
+    ),
     "var": Aggregation("var", ("count", "mean", "m2"), _var, numeric_only=True),
-    "std": Aggregation("std", ("count", "mean", "m2"), lambda p: np.sqrt(_var(p)),
-                       numeric_only=True),
-    "nunique": Aggregation("nunique", ("uniq",),
-                           lambda p: p["uniq"].map(len).astype("int64")),
+    "std": Aggregation("std", ("count", "mean", "m2"), lambda p: np.sqrt(_var(p)), numeric_only=True),
+    "nunique": Aggregation("nunique", ("uniq",), lambda p: p["uniq"].map(len).astype("int64")),
 }
 
 
@@ -156,8 +157,7 @@ AGGREGATIONS: dict[str, Aggregation] = {
 BUILTIN = frozenset(AGGREGATIONS) | {"size"}
 
 
-def register_aggregation(name: str, chunk: Callable, combine: Callable,
-                         finalize: Callable) -> None:
+def register_aggregation(name: str, chunk: Callable, combine: Callable, finalize: Callable) -> None:
     """Register a custom aggregation, usable by ``name`` in group-by ``agg``.
 
     The aggregation runs in three steps, like the built-in ones: a partial per group of each
@@ -209,13 +209,16 @@ def get_aggregation(name) -> Aggregation:
     """The :class:`Aggregation` registered as ``name``; ``ValueError`` if there is none,
     ``TypeError`` for a function (aggregations are passed by name)."""
     if callable(name) and not isinstance(name, str):
-        raise TypeError("pass an aggregation by name; register custom ones with "
-                        "hf.register_aggregation(name, chunk, combine, finalize)")
+        raise TypeError(
+            "pass an aggregation by name; register custom ones with "
+            "hf.register_aggregation(name, chunk, combine, finalize)"
+        )
     try:
         return AGGREGATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown aggregation {name!r}; known: "
-                         f"{', '.join(sorted(AGGREGATIONS))} and 'size'") from None
+        raise ValueError(
+            f"unknown aggregation {name!r}; known: {', '.join(sorted(AGGREGATIONS))} and 'size'"
+        ) from None
 
 
 def needed(specs) -> list[tuple[str, str]]:
@@ -306,13 +309,13 @@ def _dense_partial(df, keys, inters, dropna):
             ok = ~pd.isna(x)
             cols[name] = np.bincount(codes[ok], minlength=ngroups)[present].astype(np.int64)
         else:
-            cols[name] = np.bincount(codes, weights=np.where(np.isnan(x), 0.0, x),
-                                     minlength=ngroups)[present]
+            cols[name] = np.bincount(codes, weights=np.where(np.isnan(x), 0.0, x), minlength=ngroups)[present]
     return pd.DataFrame(cols)
 
 
-def chunk_partial(df: pd.DataFrame, keys: list[str], inters, dropna: bool,
-                  first_pos: int | None = None) -> pd.DataFrame:
+def chunk_partial(
+    df: pd.DataFrame, keys: list[str], inters, dropna: bool, first_pos: int | None = None
+) -> pd.DataFrame:
     """The partial table of one partition (already filtered and projected)."""
     if first_pos is None and inters:
         fast = _dense_partial(df, keys, inters, dropna)
@@ -356,8 +359,7 @@ def chunk_partial(df: pd.DataFrame, keys: list[str], inters, dropna: bool,
     return table
 
 
-def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None,
-                     keys: list[str]) -> pd.DataFrame | None:
+def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame | None:
     """``a`` (earlier partitions) and ``b`` (later ones) merged into one partial."""
     if a is None:
         return b
@@ -390,24 +392,26 @@ def _combine_moments(t, gb, col):
     mean_i = t[mean_name].astype("float64").where(n_i > 0, 0.0)
     n = gb[n_name].transform("sum").astype("float64")
     by = [t[k] for k in gb.keys]
-    weighted = (n_i * mean_i).groupby(by, dropna=False, sort=False,
-                                      observed=True).transform("sum")
+    weighted = (n_i * mean_i).groupby(by, dropna=False, sort=False, observed=True).transform("sum")
     mean = _div(weighted, n.where(n > 0))
     # a group with one contributing partial keeps its mean bit for bit (combining with an
     # empty partial must be an identity, whichever path the partials took)
     contributors = (n_i > 0).groupby(by, dropna=False, sort=False, observed=True).transform("sum")
-    only = mean_i.where(n_i > 0).groupby(by, dropna=False, sort=False,
-                                         observed=True).transform("max")
+    only = mean_i.where(n_i > 0).groupby(by, dropna=False, sort=False, observed=True).transform("max")
     mean = only.where(contributors == 1, mean)
-    out = {n_name: gb[n_name].sum(),
-           mean_name: mean.groupby([t[k] for k in gb.keys], dropna=False, sort=False,
-                                   observed=True).first()}
+    out = {
+        n_name: gb[n_name].sum(),
+        mean_name: mean.groupby([t[k] for k in gb.keys], dropna=False, sort=False, observed=True).first(),
+    }
     if m2_name in t.columns:
         dev = (n_i * (mean_i - mean.fillna(0.0)) ** 2).where(n_i > 0, 0.0)
         m2_i = t[m2_name].astype("float64").where(n_i > 0, 0.0)
         # skipna=False: a NaN here comes from ±inf in the group, and pandas' variance is NaN
-        out[m2_name] = (m2_i + dev).groupby([t[k] for k in gb.keys], dropna=False, sort=False,
-                                           observed=True).sum(skipna=False)
+        out[m2_name] = (
+            (m2_i + dev)
+            .groupby([t[k] for k in gb.keys], dropna=False, sort=False, observed=True)
+            .sum(skipna=False)
+        )
     return out
 
 
@@ -437,8 +441,11 @@ def result_dtype(result: pd.Series, agg: str, dtype) -> pd.Series:
         return result.astype(dtype)
     if agg == "mean" and kind in "mM":
         return _ticks_to_datetime(result, dtype)
-    if agg in ("first", "last") and isinstance(dtype, pd.CategoricalDtype) \
-            and not isinstance(result.dtype, pd.CategoricalDtype):
+    if (
+        agg in ("first", "last")
+        and isinstance(dtype, pd.CategoricalDtype)
+        and not isinstance(result.dtype, pd.CategoricalDtype)
+    ):
         cats = dtype.categories
         present = pd.Index(result.dropna().unique())
         if len(cats) == 0 or not present.isin(cats).all():
@@ -453,8 +460,9 @@ def _ticks_to_datetime(result: pd.Series, dtype) -> pd.Series:
     missing = np.isnan(values)
     ticks = np.where(missing, 0.0, values).astype("int64")
     ticks[missing] = np.iinfo("int64").min  # NaT
-    unit = np.datetime_data(getattr(dtype, "base", dtype))[0] if not getattr(dtype, "tz", None) \
-        else dtype.unit
+    unit = (
+        np.datetime_data(getattr(dtype, "base", dtype))[0] if not getattr(dtype, "tz", None) else dtype.unit
+    )
     letter = "m" if dtype.kind == "m" else "M"
     naive = pd.Series(ticks.view(f"{letter}8[{unit}]"), index=result.index, name=result.name)
     tz = getattr(dtype, "tz", None)

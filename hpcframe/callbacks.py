@@ -21,6 +21,7 @@ Hooks (all optional; ``run`` is a :class:`RunInfo`):
 ``on_run_end(run, error)``
     Collective, after the results are combined (``error`` is the exception if it failed).
 """
+
 from __future__ import annotations
 
 import time
@@ -58,18 +59,18 @@ class Callback:
 class RunInfo:
     """What a callback knows about the scan in progress (one per dataset scan)."""
 
-    comm: object                 # hpcframe.comm.Comm (rank, size, host, allgather, .mpi)
-    source: str                  # dataset label
-    outputs: list[str]           # one line per output
-    leaves_total: int            # leaves of the dataset
-    rows_total: int              # rows to read on all ranks (after pruning)
-    bytes_total: int             # bytes described by the partitions to read, all ranks
+    comm: object  # hpcframe.comm.Comm (rank, size, host, allgather, .mpi)
+    source: str  # dataset label
+    outputs: list[str]  # one line per output
+    leaves_total: int  # leaves of the dataset
+    rows_total: int  # rows to read on all ranks (after pruning)
+    bytes_total: int  # bytes described by the partitions to read, all ranks
     my_leaves: list[int] = field(default_factory=list)  # indices this rank reads
     my_rows: int = 0
     my_bytes: int = 0
-    t0: float = field(default_factory=time.perf_counter)   # reading starts (after planning)
-    source_format: str = ""      # "parquet", "csv", "hdf5", ... (names the I/O in reports)
-    rows_exact: bool = True      # False when rows_total is an estimate (e.g. CSV files)
+    t0: float = field(default_factory=time.perf_counter)  # reading starts (after planning)
+    source_format: str = ""  # "parquet", "csv", "hdf5", ... (names the I/O in reports)
+    rows_exact: bool = True  # False when rows_total is an estimate (e.g. CSV files)
     t_plan: float | None = None  # perf_counter when planning the scan began (<= t0)
 
 

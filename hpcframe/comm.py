@@ -23,6 +23,7 @@ the agreement within ``HPCFRAME_INTERRUPT_GRACE`` seconds (default 10; the other
 or it is blocked in a collective), or gets a second SIGINT, it aborts the MPI job
 (``MPI_Abort``, exit code 130): the last resort, never the first.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,15 @@ from .errors import ComputeError, DatasetComputeError, DatasetError, HpcframeErr
 
 # Environment variables set by MPI launchers (MPICH/Hydra and PMI-2 via srun, Open MPI, PMIx,
 # MVAPICH, Intel MPI).
-_LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE",
-                  "MV2_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "I_MPI_HYDRA_HOST_FILE")
+_LAUNCHER_VARS = (
+    "PMI_SIZE",
+    "PMI_RANK",
+    "PMIX_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "MV2_COMM_WORLD_SIZE",
+    "MPI_LOCALNRANKS",
+    "I_MPI_HYDRA_HOST_FILE",
+)
 
 
 def launched_by_mpi() -> bool:
@@ -152,7 +160,8 @@ class Comm:
         # how many other ranks sent this one a stop notice (see notices()): to receive them
         # (a private attribute, read back with getattr() in execute.py)
         exc._notices_to_me = sum(  # type: ignore[attr-defined]
-            1 for f in failures if f.notified and f.rank != self.rank)
+            1 for f in failures if f.notified and f.rank != self.rank
+        )
         raise exc
 
     def notices(self) -> _NoNotices:
@@ -202,8 +211,11 @@ class _Notices(_NoNotices):
         if self._sends:
             return True
         me, MPI = self._comm.Get_rank(), self._MPI
-        self._sends = [self._comm.Isend([self._one, MPI.INT], dest=r, tag=self.TAG)
-                       for r in range(self._comm.Get_size()) if r != me]
+        self._sends = [
+            self._comm.Isend([self._one, MPI.INT], dest=r, tag=self.TAG)
+            for r in range(self._comm.Get_size())
+            if r != me
+        ]
         return True
 
     def close(self, senders: int = 0) -> None:
@@ -327,12 +339,18 @@ def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
     ``"SystemExit"``/``"KeyboardInterrupt"``), reported on every rank by :meth:`Comm.agree`."""
     if isinstance(exc, KeyboardInterrupt):
         how = "SIGINT" if _guard is not None and _guard.signalled else "KeyboardInterrupt"
-        return RankFailure(comm.rank, comm.host, context,
-                           f"KeyboardInterrupt: interrupted ({how}) on this rank; "
-                           "the job was stopped on every rank", "KeyboardInterrupt")
+        return RankFailure(
+            comm.rank,
+            comm.host,
+            context,
+            f"KeyboardInterrupt: interrupted ({how}) on this rank; the job was stopped on every rank",
+            "KeyboardInterrupt",
+        )
     if isinstance(exc, SystemExit):
-        text = (f"SystemExit: sys.exit({exc.code!r}) was called; it cannot end one rank alone, "
-                "so it is reported as a failure (raise an exception instead)")
+        text = (
+            f"SystemExit: sys.exit({exc.code!r}) was called; it cannot end one rank alone, "
+            "so it is reported as a failure (raise an exception instead)"
+        )
     else:
         text = f"{type(exc).__name__}: {exc}"
     if not isinstance(exc, HpcframeError):
@@ -374,8 +392,11 @@ def portable_error(exc: Exception) -> Exception:
     """``exc`` in a form that pickles for a broadcast (an ``OSError`` keeps errno, message
     and file name; other types that do not pickle become ``DatasetError`` with the message)."""
     if isinstance(exc, OSError):
-        return type(exc)(exc.errno, exc.strerror or str(exc), exc.filename) \
-            if exc.errno is not None or exc.filename is not None else type(exc)(str(exc))
+        return (
+            type(exc)(exc.errno, exc.strerror or str(exc), exc.filename)
+            if exc.errno is not None or exc.filename is not None
+            else type(exc)(str(exc))
+        )
     try:
         type(exc)(*exc.args)  # what unpickling does on the receiving ranks
         return exc
@@ -397,16 +418,16 @@ def _innermost_own_frame(exc):
     """The innermost traceback frame in user code or hpcframe (not in a library): where to
     look first."""
     frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if "site-packages" not in f.filename
-           or f"{os.sep}hpcframe{os.sep}" in f.filename]
+    own = [
+        f for f in frames if "site-packages" not in f.filename or f"{os.sep}hpcframe{os.sep}" in f.filename
+    ]
     return own[-1] if own else (frames[-1] if frames else None)
 
 
 def _failure_message(failures, size) -> str:
     lines = [f"{len(failures)} of {size} rank(s) failed:"]
     for rank, host, context, message, *_ in failures:
-        lines.append(f"- rank {rank} on {host}, while {context}:\n    "
-                     + message.replace("\n", "\n    "))
+        lines.append(f"- rank {rank} on {host}, while {context}:\n    " + message.replace("\n", "\n    "))
     return "\n".join(lines)
 
 
@@ -422,7 +443,8 @@ def get_comm(comm=None) -> Comm:
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise HpcframeError(
                 "this process was started by an MPI launcher but mpi4py cannot be imported "
-                f"({exc}); install mpi4py or set HPCFRAME_ENGINE=local") from exc
+                f"({exc}); install mpi4py or set HPCFRAME_ENGINE=local"
+            ) from exc
         comm = MPI.COMM_WORLD
     if not hasattr(comm, "Dup"):
         raise TypeError(f"comm must be an mpi4py communicator or None, not {type(comm).__name__}")
@@ -446,8 +468,7 @@ def _grace() -> float:
     try:
         value = float(raw) if raw else 10.0
     except ValueError:
-        raise HpcframeError(f"HPCFRAME_INTERRUPT_GRACE={raw!r} must be a number of "
-                            "seconds") from None
+        raise HpcframeError(f"HPCFRAME_INTERRUPT_GRACE={raw!r} must be a number of seconds") from None
     return max(value, 0.0)
 
 
@@ -461,9 +482,9 @@ class _Guard:
 
     def __init__(self, comm: Comm, grace: float):
         self.comm, self.grace = comm, grace
-        self.interruptible = True   # raise KeyboardInterrupt at once (else keep it pending)
-        self.pending = False        # a SIGINT not yet turned into a KeyboardInterrupt
-        self.signalled = False      # a SIGINT arrived during the guard
+        self.interruptible = True  # raise KeyboardInterrupt at once (else keep it pending)
+        self.pending = False  # a SIGINT not yet turned into a KeyboardInterrupt
+        self.signalled = False  # a SIGINT arrived during the guard
         self.done = threading.Event()
         self._rfd = self._wfd = None
         self._thread = None
@@ -489,8 +510,11 @@ class _Guard:
 
     def _expired(self):
         if not self.done.is_set():
-            _abort(self.comm, f"interrupted (SIGINT), and the ranks did not agree to stop "
-                              f"within {self.grace:g} s (HPCFRAME_INTERRUPT_GRACE)")
+            _abort(
+                self.comm,
+                f"interrupted (SIGINT), and the ranks did not agree to stop "
+                f"within {self.grace:g} s (HPCFRAME_INTERRUPT_GRACE)",
+            )
 
     def start(self):
         """Watch for SIGINT from a thread too: the Python handler cannot run while the main
@@ -508,8 +532,7 @@ class _Guard:
             os.close(wfd)
             return
         self._rfd, self._wfd = rfd, wfd
-        self._thread = threading.Thread(target=self._watch, name="hpcframe-interrupt",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._watch, name="hpcframe-interrupt", daemon=True)
         self._thread.start()
 
     def _watch(self):
@@ -550,8 +573,9 @@ _guard: _Guard | None = None
 
 def _abort(comm: Comm, why: str) -> None:
     """Last resort: end every rank of the job (MPI_Abort, exit code 130)."""
-    sys.stderr.write(f"hpcframe: rank {comm.rank} of {comm.size} on {comm.host}: {why}; "
-                     "aborting the MPI job\n")
+    sys.stderr.write(
+        f"hpcframe: rank {comm.rank} of {comm.size} on {comm.host}: {why}; aborting the MPI job\n"
+    )
     sys.stderr.flush()
     try:
         from mpi4py import MPI
@@ -568,9 +592,13 @@ def interrupt_guard(comm: Comm):
     default handler; nested guards are no-ops. Leaving it with a SIGINT still pending raises
     ``KeyboardInterrupt``."""
     global _guard
-    if (_guard is not None or not comm.is_mpi or comm.size == 1
-            or threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if (
+        _guard is not None
+        or not comm.is_mpi
+        or comm.size == 1
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield _guard
         return
     g = _Guard(comm, _grace())

@@ -1,4 +1,5 @@
 """Tunables, with environment overrides (``HPCFRAME_<NAME>``)."""
+
 from __future__ import annotations
 
 import os

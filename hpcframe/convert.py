@@ -6,14 +6,18 @@ collective under MPI (run under ``mpiexec -n N`` to spread the work over N ranks
 options raise ``ValueError``; the command ``hpcframe convert`` (:mod:`hpcframe.cli.convert`)
 maps errors to messages and exit codes.
 """
+
 from __future__ import annotations
 
 import os
 
 FORMATS = ("parquet", "hdf5", "csv")
 #: The ``--compression`` values each ``--to`` format accepts (the first is the default).
-COMPRESSIONS = {"parquet": ("zstd", "snappy", "gzip", "brotli", "lz4", "none"),
-                "hdf5": ("gzip", "lzf", "none"), "csv": ()}
+COMPRESSIONS = {
+    "parquet": ("zstd", "snappy", "gzip", "brotli", "lz4", "none"),
+    "hdf5": ("gzip", "lzf", "none"),
+    "csv": (),
+}
 
 
 def check_compression(to: str, compression) -> str | None:
@@ -25,11 +29,13 @@ def check_compression(to: str, compression) -> str | None:
         return allowed[0] if allowed else None
     value = str(compression).strip().lower()
     if not allowed:
-        raise ValueError(f"--compression {compression!r}: --to {to} output is not compressed; "
-                         f"leave --compression out")
+        raise ValueError(
+            f"--compression {compression!r}: --to {to} output is not compressed; leave --compression out"
+        )
     if value not in allowed:
-        raise ValueError(f"--compression {compression!r} is not supported with --to {to}; "
-                         f"use one of {', '.join(allowed)}")
+        raise ValueError(
+            f"--compression {compression!r} is not supported with --to {to}; use one of {', '.join(allowed)}"
+        )
     return None if value == "none" else value
 
 
@@ -76,24 +82,38 @@ def plan(frame, to: str, ranks: int, comm=None) -> dict:
 
     if to not in FORMATS:
         raise ValueError(f"unknown output format {to!r}; use one of {', '.join(FORMATS)}")
-    suffix = {"parquet": W.ParquetFormat.suffix, "hdf5": W.HDF5Format.suffix,
-              "csv": W.CSVFormat.suffix}[to]
+    suffix = {"parquet": W.ParquetFormat.suffix, "hdf5": W.HDF5Format.suffix, "csv": W.CSVFormat.suffix}[to]
     source = frame.node.scan().source
     with communicator(comm) as c:
         leaves = leaves_of(source, c)
     parts = known_partitions(source)
     assert parts is not None  # leaves_of() discovered and cached them
-    per_rank = [[(leaf.describe(), leaf.num_rows, f"part-{leaf.index:06d}{suffix}")
-                 for leaf in leaves[a:b]]
-                for a, b in assign([leaf.num_rows for leaf in leaves], ranks)]
-    return {"source": source.label, "files": len({p.path for p in parts}),
-            "partitions": len(parts), "rows": sum(p.num_rows for p in parts),
-            "bytes": sum(p.nbytes for p in parts), "ranks": per_rank}
+    per_rank = [
+        [(leaf.describe(), leaf.num_rows, f"part-{leaf.index:06d}{suffix}") for leaf in leaves[a:b]]
+        for a, b in assign([leaf.num_rows for leaf in leaves], ranks)
+    ]
+    return {
+        "source": source.label,
+        "files": len({p.path for p in parts}),
+        "partitions": len(parts),
+        "rows": sum(p.num_rows for p in parts),
+        "bytes": sum(p.nbytes for p in parts),
+        "ranks": per_rank,
+    }
 
 
-def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwrite=False,
-            progress=False, compression=None, row_group_size: int = 1 << 20,
-            **csv_options) -> dict:
+def convert(
+    src,
+    dst,
+    to: str = "parquet",
+    partition_by=None,
+    comm=None,
+    overwrite=False,
+    progress=False,
+    compression=None,
+    row_group_size: int = 1 << 20,
+    **csv_options,
+) -> dict:
     """Convert ``src`` (see :func:`open_source`) into ``dst`` in format ``to``. Returns the
     summary of :func:`hpcframe.writing.write` (rows, files, bytes in/out, seconds, ranks).
     Collective under MPI. Raises ``ValueError`` for an unknown format, ``FileExistsError``
@@ -107,8 +127,7 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
         raise ValueError(f"unknown output format {to!r}; use one of {', '.join(FORMATS)}")
     codec = check_compression(to, compression)
     if partition_by and to == "hdf5":
-        raise ValueError("partition_by is only for --to parquet or csv (HDF5 output is one "
-                         "table)")
+        raise ValueError("partition_by is only for --to parquet or csv (HDF5 output is one table)")
     frame = open_source(src, **csv_options)
     fmt: W.ParquetFormat | W.CSVFormat | W.HDF5Format
     if to == "parquet":
@@ -117,8 +136,7 @@ def convert(src, dst, to: str = "parquet", partition_by=None, comm=None, overwri
         fmt = W.CSVFormat(dst, partition_by)
     else:
         if partition_by:
-            raise ValueError("partition_by is only for --to parquet or csv (HDF5 output is one "
-                             "table)")
+            raise ValueError("partition_by is only for --to parquet or csv (HDF5 output is one table)")
         fmt = W.HDF5Format(dst, codec)
     return writing.write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
 
@@ -128,5 +146,3 @@ def parse_size(text: str) -> int:
     from .units import parse_size as size
 
     return int(size(text))
-
-

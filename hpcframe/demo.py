@@ -5,6 +5,7 @@ Parquet, queried across MPI ranks.
 ``python -m hpcframe.demo run DIR`` (under ``mpiexec -n 2``, or alone) runs the queries and
 prints the tables on rank 0.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,8 +39,7 @@ def prepare(out_dir: str) -> str:
         d = os.path.join(tmp, f"month={month}")
         os.makedirs(d, exist_ok=True)
         table = pa.Table.from_pandas(part.drop(columns="month"), preserve_index=False)
-        pq.write_table(table, os.path.join(d, "part-0.parquet"),
-                       row_group_size=(len(part) + 1) // 2)
+        pq.write_table(table, os.path.join(d, "part-0.parquet"), row_group_size=(len(part) + 1) // 2)
     if os.path.exists(target):
         import shutil
 
@@ -64,10 +64,16 @@ def run(data: str) -> None:
     by_date = aa.groupby(["year", "month", "day"])[["dep_delay", "arr_delay"]].sum()
     n_late = (flights.arr_delay > 60).sum()
     per_carrier = flights.groupby("carrier").agg(
-        flights=("flight", "count"), mean_dep_delay=("dep_delay", "mean"),
-        std_arr_delay=("arr_delay", "std"), destinations=("dest", "nunique"))
-    subtotals = flights[flights.origin.isin(["JFK", "LGA"])].groupby(
-        ["origin", "carrier"])[["distance"]].sum(subtotals=True)
+        flights=("flight", "count"),
+        mean_dep_delay=("dep_delay", "mean"),
+        std_arr_delay=("arr_delay", "std"),
+        destinations=("dest", "nunique"),
+    )
+    subtotals = (
+        flights[flights.origin.isin(["JFK", "LGA"])]
+        .groupby(["origin", "carrier"])[["distance"]]
+        .sum(subtotals=True)
+    )
     distance = flights.distance.describe()
     t0 = time.perf_counter()
     results = hf.compute(by_date, n_late, per_carrier, subtotals, distance, root=0)
@@ -76,8 +82,10 @@ def run(data: str) -> None:
     if results[0] is None:  # not the root rank
         return
     by_date, n_late, per_carrier, subtotals, distance = results
-    print(f"hpcframe demo: {data} on {size} rank(s), 5 results from one pass over "
-          f"{stats['partitions_total']} partitions in {seconds:.2f} s\n")
+    print(
+        f"hpcframe demo: {data} on {size} rank(s), 5 results from one pass over "
+        f"{stats['partitions_total']} partitions in {seconds:.2f} s\n"
+    )
     print("AA flights, departure and arrival delay summed by date:")
     print(by_date, "\n")
     print(f"flights more than an hour late: {n_late:,}\n")

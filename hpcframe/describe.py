@@ -4,6 +4,7 @@ Quartiles are exact (they equal pandas' linear interpolation) because every rank
 distinct values of each numeric column with their counts; memory is O(distinct values).
 A bool, string or categorical Series gives pandas' count/unique/top/freq instead.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,9 +20,16 @@ def _value_counts(node, col):
     def shape(values, keys):
         return pd.Series(values[0].to_numpy(), index=keys[col].to_numpy())
 
-    return AggOutput(node, [col], [("", "size")], shape,
-                     lambda m: m[col].value_counts().sort_index(), dropna=True, sort=True,
-                     label=f"value counts of {col}")
+    return AggOutput(
+        node,
+        [col],
+        [("", "size")],
+        shape,
+        lambda m: m[col].value_counts().sort_index(),
+        dropna=True,
+        sort=True,
+        label=f"value counts of {col}",
+    )
 
 
 def _moments(node, cols):
@@ -59,7 +67,7 @@ def quantile_from_counts(counts: pd.Series, q: float) -> float:
 def _stats_frame(cols, moments, counts):
     rows = {}
     for j, c in enumerate(cols):
-        cnt, mean, std, mn, mx = moments[j * 5:(j + 1) * 5]
+        cnt, mean, std, mn, mx = moments[j * 5 : (j + 1) * 5]
         qs = [quantile_from_counts(counts[j], q) for q in _PERCENTILES]
         rows[c] = [float(cnt), mean, std, mn] + qs + [mx]
     index = ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]
@@ -70,24 +78,33 @@ def describe_frame(node):
     """The :class:`~hpcframe.outputs.Composite` output of ``Frame.describe()`` over ``node``
     (raises ``TypeError`` when no column can be described)."""
     meta = node.meta
-    cols = [c for c in meta.columns if pd.api.types.is_numeric_dtype(meta[c].dtype)
-            and not pd.api.types.is_bool_dtype(meta[c].dtype)]
+    cols = [
+        c
+        for c in meta.columns
+        if pd.api.types.is_numeric_dtype(meta[c].dtype) and not pd.api.types.is_bool_dtype(meta[c].dtype)
+    ]
     if not cols:
         counted = list(meta.columns)
         if counted and all(_is_counted(meta[c].dtype) for c in counted):
             # as pandas: without numeric columns, count/unique/top/freq of every column
             parts = [_describe_counted(node, c, c) for c in counted]
             return Composite(parts, lambda r: pd.concat(r, axis=1), "describe")
-        raise TypeError("describe() needs at least one numeric column, or only bool, string "
-                        "and categorical columns; select columns first")
+        raise TypeError(
+            "describe() needs at least one numeric column, or only bool, string "
+            "and categorical columns; select columns first"
+        )
     parts = [_moments(node, cols)] + [_value_counts(node, c) for c in cols]
     return Composite(parts, lambda r: _stats_frame(cols, r[0], r[1:]), "describe")
 
 
 def _is_counted(dtype) -> bool:
     """Columns pandas describes with count/unique/top/freq (not with moments)."""
-    return (pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)
-            or pd.api.types.is_string_dtype(dtype) or dtype == np.dtype(object))
+    return (
+        pd.api.types.is_bool_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(dtype)
+        or dtype == np.dtype(object)
+    )
 
 
 def describe_series(node, col, name):
@@ -97,8 +114,10 @@ def describe_series(node, col, name):
     if _is_counted(dtype):
         return _describe_counted(node, col, name)
     if not pd.api.types.is_numeric_dtype(dtype):
-        raise TypeError(f"describe() of column {name!r} ({dtype}) is not supported yet; "
-                        f"use min(), max() and value_counts()")
+        raise TypeError(
+            f"describe() of column {name!r} ({dtype}) is not supported yet; "
+            f"use min(), max() and value_counts()"
+        )
     parts = [_moments(node, [col]), _value_counts(node, col)]
 
     def finish(r):
@@ -111,18 +130,30 @@ def describe_series(node, col, name):
 def _describe_counted(node, col, name):
     """count, unique, top (the most frequent value; ties: the first seen) and freq, as
     pandas describes bool, string and categorical columns."""
+
     def shape(values, keys):
         return pd.Series(values[0].to_numpy(), index=pd.Index(keys[col].to_numpy(dtype=object)))
 
-    counts = AggOutput(node, [col], [("", "size")], shape,
-                       lambda m: m[col].value_counts(sort=False), dropna=True, sort=False,
-                       label=f"value counts of {col}")
+    counts = AggOutput(
+        node,
+        [col],
+        [("", "size")],
+        shape,
+        lambda m: m[col].value_counts(sort=False),
+        dropna=True,
+        sort=False,
+        label=f"value counts of {col}",
+    )
 
     def finish(r):
         vc = r[0]
         vc = vc.sort_values(ascending=False, kind="stable") if len(vc) else vc
         top, freq = (vc.index[0], np.int64(vc.iloc[0])) if len(vc) else (np.nan, np.nan)
-        return pd.Series([np.int64(vc.sum()), len(vc), top, freq], dtype=object,
-                         index=["count", "unique", "top", "freq"], name=name)
+        return pd.Series(
+            [np.int64(vc.sum()), len(vc), top, freq],
+            dtype=object,
+            index=["count", "unique", "top", "freq"],
+            name=name,
+        )
 
     return Composite([counts], finish, f"describe {name}")

@@ -1,4 +1,5 @@
 """Exceptions raised by hpcframe. All derive from :class:`HpcframeError`."""
+
 from __future__ import annotations
 
 import difflib

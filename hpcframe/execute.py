@@ -11,6 +11,7 @@ rank instead of leaving the others waiting. Every ``BaseException`` of user code
 user code, and kept for the next agreement while it is between collectives
 (:func:`hpcframe.comm.interrupt_guard`).
 """
+
 from __future__ import annotations
 
 import os
@@ -94,8 +95,7 @@ def leaves_of(source, comm) -> list[Leaf]:
                 out.append(Leaf(len(out), (block,), p, offset))
                 offset += block.num_rows
             continue
-        if group and (group[0].path != p.path
-                      or sum(g.num_rows for g in group) + p.num_rows > limit):
+        if group and (group[0].path != p.path or sum(g.num_rows for g in group) + p.num_rows > limit):
             flush()
         group.append(p)
     flush()
@@ -128,22 +128,21 @@ class _OutputPlan:
 
     def __init__(self, out, declared):
         self.out, self.declared = out, declared
-        self.arrow_pred, self.pred_columns, self.steps = P.split_filters(
-            out.node, filter_schema(declared))
-        self.pandas_columns, self.after = P.required_columns(self.steps, out.columns(),
-                                                             declared.names)
+        self.arrow_pred, self.pred_columns, self.steps = P.split_filters(out.node, filter_schema(declared))
+        self.pandas_columns, self.after = P.required_columns(self.steps, out.columns(), declared.names)
         wanted = set(self.pandas_columns) | self.pred_columns
         self.columns = [c for c in declared.names if c in wanted]
         # string group keys that no pandas step looks at: aggregate on dictionary codes
         used = set().union(*(s.expr.columns() for s in self.steps if hasattr(s, "expr")))
         keys = getattr(out, "keys", [])
-        self.keep_dict = frozenset(k for k in keys if k in declared.names and k not in used
-                                   and is_string(declared.field(k).type))
+        self.keep_dict = frozenset(
+            k for k in keys if k in declared.names and k not in used and is_string(declared.field(k).type)
+        )
         self.prune = P.prune_predicate(out.node)
         self.filters = self.arrow_pred is not None or any(
-            type(s).__name__ in ("Filter", "_BareFilter") for s in self.steps)
-        self.key = (str(self.arrow_pred), id(out.node), frozenset(out.columns()),
-                    self.keep_dict)
+            type(s).__name__ in ("Filter", "_BareFilter") for s in self.steps
+        )
+        self.key = (str(self.arrow_pred), id(out.node), frozenset(out.columns()), self.keep_dict)
 
     def wants(self, part: Partition) -> bool:
         """False when ``part``'s statistics prove no row passes this output's filters."""
@@ -172,8 +171,9 @@ def compute(outputs, comm=None, root=None):
             by_scan.setdefault(id(o.node.scan()), []).append(o)
         results: dict[int, object] = {}
         _last_stats.clear()
-        _last_stats.update(partitions_total=0, partitions_pruned=0, partitions_read=0,
-                           rows_read=0, shuffled_outputs=0)
+        _last_stats.update(
+            partitions_total=0, partitions_pruned=0, partitions_read=0, rows_read=0, shuffled_outputs=0
+        )
         t0 = time.perf_counter()
         for outs in by_scan.values():
             results.update(_run_scan(outs, c, root))
@@ -233,8 +233,9 @@ def _run_scan(outs, comm, root):
     wanted = [wanted_parts(leaf, plans) for leaf in leaves]
     costs = [sum(p.num_rows for p in parts) for _, parts in wanted]
     start, stop = assign(costs, comm.size)[comm.rank]
-    read_cols = [c for c in source.schema().names
-                 if any(c in p.columns for p in plans)] or source.schema().names[:1]
+    read_cols = [
+        c for c in source.schema().names if any(c in p.columns for p in plans)
+    ] or source.schema().names[:1]
     stacks = [TreeStack(len(leaves), o.combine) for o in outs]
     _add_stat("partitions_total", len(leaves))
     _add_stat("partitions_pruned", sum(1 for c in costs if c == 0))
@@ -252,8 +253,9 @@ def _run_scan(outs, comm, root):
     produced = [0] * len(outs)
     notices = comm.notices()  # a failing rank tells the others to stop reading
     try:
-        error = _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
-                                range(start, stop), comm, notices)
+        error = _read_my_leaves(
+            leaves, wanted, plans, stacks, limits, produced, cache, run, range(start, stop), comm, notices
+        )
     except BaseException:
         notices.close()
         raise
@@ -273,9 +275,11 @@ def _run_scan(outs, comm, root):
             everyone = _collective(run, "exchange", comm.allgather, plain)
         else:
             everyone = _collective(run, "exchange", comm.gather, plain, root)
-        shuffled = {k: _collective(run, "shuffle", _shuffle_exchange, o, nodes[k], len(leaves),
-                                   comm, root)
-                    for k, o in enumerate(outs) if shuffle[k]}
+        shuffled = {
+            k: _collective(run, "shuffle", _shuffle_exchange, o, nodes[k], len(leaves), comm, root)
+            for k, o in enumerate(outs)
+            if shuffle[k]
+        }
         results, error = {}, None
         if root is None or comm.rank == root:
             try:
@@ -304,8 +308,7 @@ def _run_scan(outs, comm, root):
     return results
 
 
-def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm,
-                    notices):
+def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm, notices):
     """Read and compute this rank's leaves, folding partials into ``stacks``. Returns this
     rank's failure (``None`` if none). Stops at a failure (and tells the other ranks) or when
     another rank's notice says it failed."""
@@ -318,8 +321,9 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
         cache.read_end, cache.rows, cache.rows_out = None, 0, None
         wants, parts = wanted[i]
         wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
-        if any(wants) and all(lim is not None and not plans[k].filters
-                              for k, (w, lim) in enumerate(zip(wants, limits)) if w):
+        if any(wants) and all(
+            lim is not None and not plans[k].filters for k, (w, lim) in enumerate(zip(wants, limits)) if w
+        ):
             # only unfiltered head(n) outputs want this leaf: read just enough partitions
             need = max(lim - n for w, lim, n in zip(wants, limits, produced) if w)
             parts = _first_rows(parts, need)
@@ -336,10 +340,20 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
             break
         if run is not None:
             try:
-                callbacks.emit("on_leaf_done", run, leaf, {
-                    "start": t0, "read_end": cache.read_end or t0, "compute_end": t_computed,
-                    "end": time.perf_counter(), "rows": cache.rows,
-                    "rows_out": cache.rows_out, "nbytes": sum(p.nbytes for p in wanted[i][1])})
+                callbacks.emit(
+                    "on_leaf_done",
+                    run,
+                    leaf,
+                    {
+                        "start": t0,
+                        "read_end": cache.read_end or t0,
+                        "compute_end": t_computed,
+                        "end": time.perf_counter(),
+                        "rows": cache.rows,
+                        "rows_out": cache.rows_out,
+                        "nbytes": sum(p.nbytes for p in wanted[i][1]),
+                    },
+                )
             except BaseException as exc:
                 error = failure(comm, "running a diagnostics callback (on_leaf_done)", exc)
                 break
@@ -355,8 +369,7 @@ def _finish_results(outs, shuffle, shuffled, everyone, n):
     for k, o in enumerate(outs):
         if shuffle[k]:
             tables = [t for t in shuffled[k] if t is not None]
-            results[id(o)] = o.shape_result(
-                pd.concat(tables, ignore_index=True) if tables else None)
+            results[id(o)] = o.shape_result(pd.concat(tables, ignore_index=True) if tables else None)
         else:
             all_nodes = [node for rank_nodes in everyone for node in rank_nodes[k]]
             results[id(o)] = o.finalize(finish(n, all_nodes, o.combine))
@@ -380,8 +393,7 @@ def _shuffle_choice(outs, nodes, comm) -> list[bool]:
     candidates = [bool(getattr(o, "keys", None)) and hasattr(o, "finish_table") for o in outs]
     if comm.size == 1 or not any(candidates):
         return [False] * len(outs)
-    local = [sum(len(p) for _, _, p in n if p is not None) if c else 0
-             for n, c in zip(nodes, candidates)]
+    local = [sum(len(p) for _, _, p in n if p is not None) if c else 0 for n, c in zip(nodes, candidates)]
     totals = [sum(x) for x in zip(*comm.allgather(local))]
     return [c and t >= config.shuffle_rows for c, t in zip(candidates, totals)]
 
@@ -407,15 +419,13 @@ def _key_hash(col):
     import numpy as np
 
     if isinstance(col.dtype, pd.CategoricalDtype):
-        col = col.astype(col.cat.categories.dtype) if len(col.cat.categories) else \
-            col.astype(object)
+        col = col.astype(col.cat.categories.dtype) if len(col.cat.categories) else col.astype(object)
     missing = pd.isna(col).to_numpy()
     kind = getattr(col.dtype, "kind", "O")
     if kind in "biuf":
         values = col.to_numpy(dtype="float64", na_value=np.nan)
     elif kind == "M":
-        values = col.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(col.dtype, "tz",
-                                                                          None) else col
+        values = col.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(col.dtype, "tz", None) else col
         values = values.astype("datetime64[ns]").to_numpy().view("int64").astype("float64")
     else:  # object/str: numbers (bools with nulls) as floats, everything else as text
         arr = col.to_numpy(dtype=object)
@@ -427,12 +437,10 @@ def _key_hash(col):
             numeric &= ~missing
         h = np.zeros(len(arr), dtype=np.uint64)
         if numeric.any():
-            h[numeric] = pd.util.hash_array(arr[numeric].astype("float64") + 0.0,
-                                            categorize=False)
+            h[numeric] = pd.util.hash_array(arr[numeric].astype("float64") + 0.0, categorize=False)
         rest = ~numeric & ~missing
         if rest.any():
-            text = np.array([v if isinstance(v, str) else repr(v) for v in arr[rest]],
-                            dtype=object)
+            text = np.array([v if isinstance(v, str) else repr(v) for v in arr[rest]], dtype=object)
             h[rest] = pd.util.hash_array(text, categorize=False)
         values = None
     if values is not None:
@@ -464,8 +472,7 @@ def _shuffle_exchange(o, my_nodes, n, comm, root):
     context = "finishing the groups of a shuffled group-by"
     try:
         with interruptible():  # user combines: no collective inside
-            table = o.finish_table(finish(n, [node for lst in received for node in lst],
-                                          o.combine))
+            table = o.finish_table(finish(n, [node for lst in received for node in lst], o.combine))
     except BaseException as exc:
         error = failure(comm, context, exc)
     comm.agree(error or _interrupted(comm, context))
@@ -511,15 +518,19 @@ def _collective(run, name, fn, *args):
 def _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan=None):
     mine = [i for i in range(start, stop) if wanted[i][1]]
     run = callbacks.RunInfo(
-        comm=comm, source=source_label(source), outputs=[o.text() for o in outs],
-        source_format=source_format(source), rows_exact=source_rows_exact(source),
+        comm=comm,
+        source=source_label(source),
+        outputs=[o.text() for o in outs],
+        source_format=source_format(source),
+        rows_exact=source_rows_exact(source),
         t_plan=t_plan,
         leaves_total=len(leaves),
         rows_total=sum(p.num_rows for _, ps in wanted for p in ps),
         bytes_total=sum(p.nbytes for _, ps in wanted for p in ps),
         my_leaves=mine,
         my_rows=sum(p.num_rows for i in mine for p in wanted[i][1]),
-        my_bytes=sum(p.nbytes for i in mine for p in wanted[i][1]))
+        my_bytes=sum(p.nbytes for i in mine for p in wanted[i][1]),
+    )
     callbacks.emit("on_run_start", run)
     return run
 
@@ -602,8 +613,9 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
 def _no_rows(table, declared, keep_dict):
     """``table`` normalized with no rows, but with every chunk's dictionary: pandas gives a
     filter that keeps no row all the categories (Arrow's filter and cast drop empty chunks)."""
-    one = pa.Table.from_batches([b.slice(0, 1) for b in table.to_batches() if b.num_rows],
-                                schema=table.schema)
+    one = pa.Table.from_batches(
+        [b.slice(0, 1) for b in table.to_batches() if b.num_rows], schema=table.schema
+    )
     one = normalize_table(one, declared, keep_dict)
     return pa.Table.from_batches([b.slice(0, 0) for b in one.to_batches()], schema=one.schema)
 

@@ -1,4 +1,5 @@
 """``explain()``: the plan, what is pushed into the reader, what is pruned, who reads what."""
+
 from __future__ import annotations
 
 from .comm import communicator
@@ -24,9 +25,11 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
             source = scan.source
             leaves = leaves_of(source, c)
             plans = [_OutputPlan(o, source.schema()) for o in outs]
-            parts = known_partitions(source) or list(dict.fromkeys(
-                leaf.parent if leaf.parent is not None else p
-                for leaf in leaves for p in leaf.parts))
+            parts = known_partitions(source) or list(
+                dict.fromkeys(
+                    leaf.parent if leaf.parent is not None else p for leaf in leaves for p in leaf.parts
+                )
+            )
             has_stats = any(p.stats for p in parts)
             exact = source_rows_exact(source)
             fmt = source_format(source)
@@ -36,45 +39,68 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
                 for n in p.out.node.chain()[1:]:
                     lines.append(f"    {n.text()}")
                 lines.append(f"    columns read: {p.columns or '(row counts only)'}")
-                lines.append(f"    filter in Arrow while reading: "
-                             f"{p.arrow_pred if p.arrow_pred is not None else '-'}")
-                pandas_filters = [s.expr.text() for s in p.steps if hasattr(s, "expr")
-                                  and type(s).__name__ in ("Filter", "_BareFilter")]
+                lines.append(
+                    f"    filter in Arrow while reading: {p.arrow_pred if p.arrow_pred is not None else '-'}"
+                )
+                pandas_filters = [
+                    s.expr.text()
+                    for s in p.steps
+                    if hasattr(s, "expr") and type(s).__name__ in ("Filter", "_BareFilter")
+                ]
                 lines.append(f"    filter in pandas: {' & '.join(pandas_filters) or '-'}")
                 if not has_stats:
-                    lines.append(f"    statistics pruning: none (the {fmt} partitions have "
-                                 f"no column statistics: every partition is read)")
+                    lines.append(
+                        f"    statistics pruning: none (the {fmt} partitions have "
+                        f"no column statistics: every partition is read)"
+                    )
                 else:
-                    lines.append(f"    statistics pruning on: "
-                                 f"{p.prune.text() if p.prune is not None else '-'}")
+                    lines.append(
+                        f"    statistics pruning on: {p.prune.text() if p.prune is not None else '-'}"
+                    )
             wanted = [wanted_parts(leaf, plans) for leaf in leaves]
             wants = [any(w) for w, _ in wanted]
             files = len({p.path for p in parts})
             rows = sum(p.num_rows for p in parts)
-            rows_text = f"{rows:,} rows" if exact else \
-                f"~{rows:,} rows (estimated: the row counts are unknown until read)"
+            rows_text = (
+                f"{rows:,} rows"
+                if exact
+                else f"~{rows:,} rows (estimated: the row counts are unknown until read)"
+            )
 
             def parents(leaf, ps):  # a cut partition counts once, not once per block
-                return {(p.path, p.piece) for p in ps} if leaf.parent is not None else \
-                    {(p.path, p.piece, p.start) for p in ps}
+                return (
+                    {(p.path, p.piece) for p in ps}
+                    if leaf.parent is not None
+                    else {(p.path, p.piece, p.start) for p in ps}
+                )
 
             read_set, all_set = set(), set()
             for leaf, (_, ps) in zip(leaves, wanted):
                 read_set |= parents(leaf, ps)
                 all_set |= parents(leaf, leaf.parts)
             read, nparts = len(read_set), len(all_set)
-            pruned = (f"{nparts - read} partition(s) pruned by statistics, {read} to read"
-                      if has_stats else f"no statistics to prune with, {read} to read")
-            lines.append(f"Partitions: {files} file(s), {len(parts)} partition(s), {rows_text}"
-                         f" in {len(leaves)} block(s) of up to {config.block_rows:,} rows; "
-                         f"{pruned}")
+            pruned = (
+                f"{nparts - read} partition(s) pruned by statistics, {read} to read"
+                if has_stats
+                else f"no statistics to prune with, {read} to read"
+            )
+            lines.append(
+                f"Partitions: {files} file(s), {len(parts)} partition(s), {rows_text}"
+                f" in {len(leaves)} block(s) of up to {config.block_rows:,} rows; "
+                f"{pruned}"
+            )
             costs = [sum(p.num_rows for p in ps) for _, ps in wanted]
             for r, (a, b) in enumerate(assign(costs, nranks)):
                 mine = [i for i in range(a, b) if wants[i]]
                 nbytes = sum(p.nbytes for i in mine for p in wanted[i][1])
-                share = (f"blocks {a}..{b - 1}, {len(mine)} to read, "
-                         f"{'' if exact else '~'}{sum(costs[a:b]):,} rows"
-                         f"{'' if exact else ' (estimated)'}, {nbytes / 1e6:.1f} MB"
-                         ) if b > a else "idle"
+                share = (
+                    (
+                        f"blocks {a}..{b - 1}, {len(mine)} to read, "
+                        f"{'' if exact else '~'}{sum(costs[a:b]):,} rows"
+                        f"{'' if exact else ' (estimated)'}, {nbytes / 1e6:.1f} MB"
+                    )
+                    if b > a
+                    else "idle"
+                )
                 lines.append(f"  rank {r}: {share}")
     return "\n".join(lines)

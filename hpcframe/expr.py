@@ -13,6 +13,7 @@
 * :meth:`Expr.may_match` — partition pruning from min/max statistics: ``False`` only when no
   row of a partition with those statistics can satisfy the predicate.
 """
+
 from __future__ import annotations
 
 import operator
@@ -30,13 +31,32 @@ Stats = Mapping[str, tuple[Any, Any]]
 
 _T = TypeVar("_T")
 
-_CMP = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-        ">": operator.gt, ">=": operator.ge}
-_ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-          "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
+_CMP = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_ARITH = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "//": operator.floordiv,
+    "%": operator.mod,
+    "**": operator.pow,
+}
 _LOGIC = {"&": operator.and_, "|": operator.or_}
-_ARROW_CMP = {"==": "equal", "!=": "not_equal", "<": "less", "<=": "less_equal",
-              ">": "greater", ">=": "greater_equal"}
+_ARROW_CMP = {
+    "==": "equal",
+    "!=": "not_equal",
+    "<": "less",
+    "<=": "less_equal",
+    ">": "greater",
+    ">=": "greater_equal",
+}
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
@@ -100,8 +120,7 @@ class ArrowOp(_Pred):
         return getattr(pc, self.fn)(*(a(table) for a in self.args), **self.kw)
 
     def __str__(self) -> str:
-        args = [str(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kw.items()
-                                              if k != "value_set"]
+        args = [str(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kw.items() if k != "value_set"]
         if "value_set" in self.kw:
             args.append(f"value_set={self.kw['value_set'].to_pylist()!r}")
         return f"{self.fn}({', '.join(args)})"
@@ -163,8 +182,7 @@ class NumCmp(_Pred):
         return pc.coalesce(out, self.op == "!=")
 
     def __str__(self) -> str:
-        return (f"coalesce({_ARROW_CMP[self.op]}({self.name}, {self.value.as_py()!r}), "
-                f"{self.op == '!='})")
+        return f"coalesce({_ARROW_CMP[self.op]}({self.name}, {self.value.as_py()!r}), {self.op == '!='})"
 
 
 def as_mask(mask: Any, n: int, expr: Expr | None = None) -> np.ndarray:
@@ -182,7 +200,8 @@ def as_mask(mask: Any, n: int, expr: Expr | None = None) -> np.ndarray:
                 f"Cannot mask with non-boolean array containing NA / NaN values: the filter"
                 f"{what} has missing values (a bool column with nulls), which pandas refuses "
                 f"too. Say what missing means, e.g. `df[s == True]` (missing is False) or "
-                f"`df[s.isna() | (s == True)]`.")
+                f"`df[s.isna() | (s == True)]`."
+            )
         return mask.fillna(False).astype(bool).to_numpy()
     return np.full(n, bool(mask))
 
@@ -217,8 +236,10 @@ class Expr:
             return exact
         if not self.columns() <= set(schema.names):
             return None
-        if any(pat.is_string(schema.field(c).type) or pat.is_large_string(schema.field(c).type)
-               for c in self.columns()):
+        if any(
+            pat.is_string(schema.field(c).type) or pat.is_large_string(schema.field(c).type)
+            for c in self.columns()
+        ):
             # converting strings for pandas is the costly part of a read: such a term (regex,
             # case=False, strings against numbers) runs after the conversion, on fewer rows
             return None
@@ -346,11 +367,12 @@ class Bin(Expr):
             return fast
         # strings with strings only: numbers, times and bools go to pandas (PandasOp), whose
         # dtypes depend on the batch (ints with nulls are float64) and on NumPy's promotion
-        if not (_is_plain_string(self.left, schema) and _is_plain_string(self.right, schema)) \
-                or not self.columns():
+        if (
+            not (_is_plain_string(self.left, schema) and _is_plain_string(self.right, schema))
+            or not self.columns()
+        ):
             return None
-        out = ArrowOp(_ARROW_CMP[self.op], self.left._arrow_value(schema),
-                      self.right._arrow_value(schema))
+        out = ArrowOp(_ARROW_CMP[self.op], self.left._arrow_value(schema), self.right._arrow_value(schema))
         # pandas: a comparison with NaN/None is False, except != which is True
         return ArrowOp("coalesce", out, AScalar(self.op == "!="))
 
@@ -445,12 +467,14 @@ class IsIn(Expr):
 
         # strings in a string column only: pandas' isin on numbers compares in float64 where
         # ``==`` compares in float32, matches NaN but not None, ...: PandasOp does it
-        if not _is_plain_string(self.arg, schema) or not isinstance(self.arg, Col) \
-                or not all(isinstance(v, str) for v in self.values):
+        if (
+            not _is_plain_string(self.arg, schema)
+            or not isinstance(self.arg, Col)
+            or not all(isinstance(v, str) for v in self.values)
+        ):
             return None
         values = pa.array(self.values, pa.large_string())
-        return ArrowOp("coalesce", ArrowOp("is_in", AField(self.arg.name), value_set=values),
-                       AScalar(False))
+        return ArrowOp("coalesce", ArrowOp("is_in", AField(self.arg.name), value_set=values), AScalar(False))
 
     def may_match(self, stats: Stats) -> bool:
         """Whether some value lies in the column's ``[min, max]``; True when unsure or when
@@ -460,8 +484,7 @@ class IsIn(Expr):
         lo, hi = stats[self.arg.name]
         if lo is None or hi is None or any(_is_null(v) for v in self.values):
             return True  # isin([nan]) / isin([None]) finds the missing values: no stats on them
-        return any(_range_may_pass("==", a, b, w) for v in self.values
-                   for a, b, w in _domains(lo, hi, v))
+        return any(_range_may_pass("==", a, b, w) for v in self.values for a, b, w in _domains(lo, hi, v))
 
 
 class Between(Expr):
@@ -537,8 +560,7 @@ class IsNa(Expr):
 class StrMatch(Expr):
     """``str.startswith`` / ``str.endswith`` / ``str.contains`` on a string column."""
 
-    def __init__(self, arg: Expr, method: str, pattern: str, regex: bool = True,
-                 case: bool = True):
+    def __init__(self, arg: Expr, method: str, pattern: str, regex: bool = True, case: bool = True):
         if method not in ("startswith", "endswith", "contains"):
             raise ValueError(method)
         if not isinstance(pattern, str):
@@ -556,8 +578,12 @@ class StrMatch(Expr):
 
     def text(self) -> str:
         """``arg.str.<method>(pattern[, case=False][, regex=False])``."""
-        flags = "".join([", case=False" if not self.case else "",
-                         ", regex=False" if self.method == "contains" and not self.regex else ""])
+        flags = "".join(
+            [
+                ", case=False" if not self.case else "",
+                ", regex=False" if self.method == "contains" and not self.regex else "",
+            ]
+        )
         return f"{self.arg.text()}.str.{self.method}({self.pattern!r}{flags})"
 
     def evaluate(self, df: pd.DataFrame) -> Any:
@@ -572,8 +598,7 @@ class StrMatch(Expr):
 
     def _exact_arrow(self, schema: pa.Schema) -> _Pred | None:
         # a dictionary (category) column goes to PandasOp: pandas' .str on the categories
-        if not isinstance(self.arg, Col) or not self.case or not _is_plain_string(self.arg,
-                                                                                   schema):
+        if not isinstance(self.arg, Col) or not self.case or not _is_plain_string(self.arg, schema):
             return None
         field = AField(self.arg.name)
         if self.method == "startswith":
@@ -606,8 +631,7 @@ def _domains(lo, hi, v):
     as float64: ``float()`` is monotonic, so the range stays a bound), and with a Python number
     rounded to float32 (a float32 column: NumPy converts the Python scalar to float32)."""
     out = [(lo, hi, v)]
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
-                                                             np.floating)):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         return out
     try:
         with np.errstate(over="ignore"):
@@ -660,8 +684,7 @@ def _is_predicate(e: Expr) -> bool:
         return _is_predicate(e.arg)
     if isinstance(e, Bin) and e.op in _LOGIC:
         return _is_predicate(e.left) and _is_predicate(e.right)
-    return (isinstance(e, (IsIn, Between, IsNa, StrMatch))
-            or (isinstance(e, Bin) and e.op in _CMP))
+    return isinstance(e, (IsIn, Between, IsNa, StrMatch)) or (isinstance(e, Bin) and e.op in _CMP)
 
 
 def _coerce_literal(other, value):
@@ -752,7 +775,8 @@ def _number_comparison(e: Bin, schema: pa.Schema) -> NumCmp | None:
         return None
     if pat.is_float64(t):
         exact = isinstance(v, (float, np.floating)) or (
-            isinstance(v, (int, np.signedinteger)) and abs(int(v)) <= 2**53)
+            isinstance(v, (int, np.signedinteger)) and abs(int(v)) <= 2**53
+        )
         if not exact:
             return None
         value = pa.scalar(float(v), pa.float64())
@@ -788,8 +812,7 @@ def conjuncts(e: Expr | None) -> list[Expr]:
     """The terms of a top-level ``&`` chain."""
     if e is None:
         return []
-    if isinstance(e, Bin) and e.op == "&" and _is_predicate(e.left) \
-            and _is_predicate(e.right):
+    if isinstance(e, Bin) and e.op == "&" and _is_predicate(e.left) and _is_predicate(e.right):
         return conjuncts(e.left) + conjuncts(e.right)
     return [e]
 
@@ -802,8 +825,10 @@ def balanced(items: Iterable[_T], combine: Callable[[_T, _T], _T]) -> _T | None:
     if not items:
         return None
     while len(items) > 1:
-        items = [combine(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
-                 for i in range(0, len(items), 2)]
+        items = [
+            combine(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
+            for i in range(0, len(items), 2)
+        ]
     return items[0]
 
 

@@ -4,6 +4,7 @@ Nothing here reads data. Every operation builds a plan node (:mod:`hpcframe.plan
 output (:mod:`hpcframe.outputs`); ``.compute()`` or :func:`compute` runs them. Column names are
 checked when the operation is written, against the schema known from the dataset's metadata.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -150,8 +151,9 @@ class Frame(Lazy):
         if not keys:
             raise ValueError("No group keys passed!")  # as pandas
         self._node.check_columns(keys)
-        return GroupBy(self._node, keys, dropna=dropna, sort=sort, as_index=as_index,
-                       by_list=not isinstance(by, str))
+        return GroupBy(
+            self._node, keys, dropna=dropna, sort=sort, as_index=as_index, by_list=not isinstance(by, str)
+        )
 
     def len(self) -> Result:
         """The number of rows, lazily."""
@@ -235,9 +237,11 @@ def _reduce_columns(meta, agg, numeric_only):
             cols.append(c)  # as pandas: the mean of a datetime column is a Timestamp
             continue
         if a is not None and (a.numeric_only or agg == "sum") and not numeric:
-            raise TypeError(f"cannot compute {agg} of non-numeric column {c!r} "
-                            f"({meta[c].dtype}); select numeric columns or pass "
-                            f"numeric_only=True")
+            raise TypeError(
+                f"cannot compute {agg} of non-numeric column {c!r} "
+                f"({meta[c].dtype}); select numeric columns or pass "
+                f"numeric_only=True"
+            )
         cols.append(c)
     return cols
 
@@ -263,7 +267,7 @@ class Series(Lazy):
         node, col = self._as_column()
         out = CollectOutput(P.Project(node, [col]))
         name = self.name
-        finish = (lambda r: r[0][col].rename(name))
+        finish = lambda r: r[0][col].rename(name)
         return Composite([out], finish, f"collect {self._expr.text()}")
 
     def _as_column(self):
@@ -364,8 +368,10 @@ class Series(Lazy):
         return self._new(E.Neg(self._expr))
 
     def __bool__(self):
-        raise TypeError("the truth value of a lazy hpcframe Series is unknown; use & | ~ "
-                        "instead of and/or/not, and .compute() to get values")
+        raise TypeError(
+            "the truth value of a lazy hpcframe Series is unknown; use & | ~ "
+            "instead of and/or/not, and .compute() to get values"
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -438,8 +444,9 @@ class Series(Lazy):
         node, col = self._as_column()
         return Result(describe_series(node, col, self.name))
 
-    def value_counts(self, dropna: bool = True, sort: bool = True, ascending: bool = False,
-                     normalize: bool = False) -> Result:
+    def value_counts(
+        self, dropna: bool = True, sort: bool = True, ascending: bool = False, normalize: bool = False
+    ) -> Result:
         """Counts of distinct values, like ``pandas.Series.value_counts``."""
         node, col = self._as_column()
         name = self.name
@@ -449,19 +456,20 @@ class Series(Lazy):
             if normalize:
                 counts = counts / counts.sum()
             index = pd.Index(keys[col], name=name)
-            out = pd.Series(counts.to_numpy(), index=index,
-                            name="proportion" if normalize else "count")
+            out = pd.Series(counts.to_numpy(), index=index, name="proportion" if normalize else "count")
             if sort:
                 out = out.sort_values(ascending=ascending, kind="stable")
             return out
 
         def pandas_fn(m):
-            out = m[col].value_counts(dropna=dropna, sort=sort, ascending=ascending,
-                                      normalize=normalize)
+            out = m[col].value_counts(dropna=dropna, sort=sort, ascending=ascending, normalize=normalize)
             return out.rename_axis(name)
 
-        return Result(AggOutput(node, [col], [("", "size")], shape, pandas_fn,
-                                dropna=dropna, sort=False, label="value_counts"))
+        return Result(
+            AggOutput(
+                node, [col], [("", "size")], shape, pandas_fn, dropna=dropna, sort=False, label="value_counts"
+            )
+        )
 
     def head(self, n=5) -> Result:
         """The first ``n`` rows in dataset order (lazy: a :class:`Result`)."""
@@ -506,8 +514,9 @@ def _scalar(node, col, agg, pandas_fn) -> Result:
 class GroupBy:
     """``frame.groupby(keys)``: pick columns with ``[...]`` and aggregate."""
 
-    def __init__(self, node, keys, dropna=True, sort=True, as_index=True, selection=None,
-                 series=False, by_list=False):
+    def __init__(
+        self, node, keys, dropna=True, sort=True, as_index=True, selection=None, series=False, by_list=False
+    ):
         self._node, self._keys = node, keys
         self._dropna, self._sort, self._as_index = dropna, sort, as_index
         self._selection, self._series = selection, series
@@ -516,12 +525,21 @@ class GroupBy:
     def __getitem__(self, cols):
         if isinstance(cols, str):
             self._node.check_columns([cols])
-            return GroupBy(self._node, self._keys, self._dropna, self._sort, self._as_index,
-                           [cols], series=True, by_list=self._by_list)
+            return GroupBy(
+                self._node,
+                self._keys,
+                self._dropna,
+                self._sort,
+                self._as_index,
+                [cols],
+                series=True,
+                by_list=self._by_list,
+            )
         cols = list(cols)
         self._node.check_columns(cols)
-        return GroupBy(self._node, self._keys, self._dropna, self._sort, self._as_index, cols,
-                       by_list=self._by_list)
+        return GroupBy(
+            self._node, self._keys, self._dropna, self._sort, self._as_index, cols, by_list=self._by_list
+        )
 
     def __iter__(self):
         """``(key, pandas DataFrame or Series)`` per group, like iterating a pandas GroupBy.
@@ -531,11 +549,14 @@ class GroupBy:
         only; aggregate with ``agg`` or filter first for large data."""
         node = self._node
         if self._selection is not None:  # read only the keys and the selected columns
-            node = P.Project(node, self._keys + [c for c in self._selection
-                                                 if c not in self._keys])
+            node = P.Project(node, self._keys + [c for c in self._selection if c not in self._keys])
         rows = Frame(node).compute()
-        g = rows.groupby(self._keys if self._by_list else self._keys[0], dropna=self._dropna,
-                         sort=self._sort, observed=True)
+        g = rows.groupby(
+            self._keys if self._by_list else self._keys[0],
+            dropna=self._dropna,
+            sort=self._sort,
+            observed=True,
+        )
         if self._selection is not None:
             g = g[self._selection[0] if self._series else self._selection]
         return iter(g)
@@ -553,8 +574,13 @@ class GroupBy:
         return [c for c in self._node.meta.columns if c not in self._keys]
 
     def _pandas_groupby(self, m):
-        g = m.groupby(self._keys if len(self._keys) > 1 else self._keys[0], dropna=self._dropna,
-                      sort=self._sort, as_index=self._as_index, observed=True)
+        g = m.groupby(
+            self._keys if len(self._keys) > 1 else self._keys[0],
+            dropna=self._dropna,
+            sort=self._sort,
+            as_index=self._as_index,
+            observed=True,
+        )
         if self._selection is not None:
             g = g[self._selection[0] if self._series else self._selection]
         return g
@@ -582,8 +608,11 @@ class GroupBy:
                 key_frame.columns = pd.MultiIndex.from_tuples([(k, "") for k in keys])
             return pd.concat([key_frame, out], axis=1)
 
-        return Result(AggOutput(self._node, keys, specs, shape, pandas_fn,
-                                dropna=self._dropna, sort=self._sort, label=label))
+        return Result(
+            AggOutput(
+                self._node, keys, specs, shape, pandas_fn, dropna=self._dropna, sort=self._sort, label=label
+            )
+        )
 
     def agg(self, func=None, **named):
         """Aggregate like pandas: a name, a list of names, a dict ``{column: name or list}``,
@@ -594,14 +623,16 @@ class GroupBy:
             specs, labels = [], []
             for out_name, spec in named.items():
                 if not (isinstance(spec, tuple) and len(spec) == 2):
-                    raise TypeError(f"named aggregation {out_name}= must be a (column, "
-                                    f"aggregation) tuple, got {spec!r}")
+                    raise TypeError(
+                        f"named aggregation {out_name}= must be a (column, aggregation) tuple, got {spec!r}"
+                    )
                 col, agg = spec
                 self._node.check_columns([col])
                 specs.append((col, _check_agg(agg)))
                 labels.append(out_name)
-            return self._result(specs, pd.Index(labels), lambda m: self._pandas_groupby(m).agg(
-                **named), label="groupby agg")
+            return self._result(
+                specs, pd.Index(labels), lambda m: self._pandas_groupby(m).agg(**named), label="groupby agg"
+            )
         if isinstance(func, str):
             return self._simple(func)
         if isinstance(func, dict):
@@ -609,12 +640,13 @@ class GroupBy:
             specs, labels = [], []
             for col, aggs in func.items():
                 self._node.check_columns([col])
-                for agg in ([aggs] if isinstance(aggs, str) else aggs):
+                for agg in [aggs] if isinstance(aggs, str) else aggs:
                     specs.append((col, _check_agg(agg)))
                     labels.append((col, agg) if multi else col)
             labels = pd.MultiIndex.from_tuples(labels) if multi else pd.Index(labels)
-            return self._result(specs, labels, lambda m: self._pandas_groupby(m).agg(func),
-                                label="groupby agg")
+            return self._result(
+                specs, labels, lambda m: self._pandas_groupby(m).agg(func), label="groupby agg"
+            )
         if isinstance(func, (list, tuple)):
             aggs = [_check_agg(a) for a in func]
             cols = self._value_columns()
@@ -624,11 +656,12 @@ class GroupBy:
             else:
                 specs = [(c, a) for c in cols for a in aggs]
                 labels = pd.MultiIndex.from_tuples([(c, a) for c in cols for a in aggs])
-            return self._result(specs, labels,
-                                lambda m: self._pandas_groupby(m).agg(list(func)),
-                                label="groupby agg")
-        raise TypeError(f"agg() takes a name, a list, a dict or named aggregations, "
-                        f"not {type(func).__name__}")
+            return self._result(
+                specs, labels, lambda m: self._pandas_groupby(m).agg(list(func)), label="groupby agg"
+            )
+        raise TypeError(
+            f"agg() takes a name, a list, a dict or named aggregations, not {type(func).__name__}"
+        )
 
     aggregate = agg
 
@@ -640,16 +673,31 @@ class GroupBy:
         if subtotals:
             from .subtotals import rollup
 
-            return Result(rollup(self._node, self._keys, agg, cols, margins_name,
-                                 dropna=self._dropna, sort=self._sort,
-                                 as_index=self._as_index, series=self._series))
+            return Result(
+                rollup(
+                    self._node,
+                    self._keys,
+                    agg,
+                    cols,
+                    margins_name,
+                    dropna=self._dropna,
+                    sort=self._sort,
+                    as_index=self._as_index,
+                    series=self._series,
+                )
+            )
         specs = [(c, agg) for c in cols]
         if self._series:
-            return self._result(specs, None, lambda m: getattr(self._pandas_groupby(m), agg)(),
-                                series_name=cols[0], label=f"groupby {agg}")
-        return self._result(specs, pd.Index(cols),
-                            lambda m: getattr(self._pandas_groupby(m), agg)(),
-                            label=f"groupby {agg}")
+            return self._result(
+                specs,
+                None,
+                lambda m: getattr(self._pandas_groupby(m), agg)(),
+                series_name=cols[0],
+                label=f"groupby {agg}",
+            )
+        return self._result(
+            specs, pd.Index(cols), lambda m: getattr(self._pandas_groupby(m), agg)(), label=f"groupby {agg}"
+        )
 
     def sum(self, subtotals=False, margins_name="All"):
         """The sum per group, as pandas computes it (lazy: a :class:`Result`); ``subtotals=True`` adds a
@@ -702,10 +750,12 @@ class GroupBy:
         """The number of rows per group, as pandas computes it (lazy: a :class:`Result`)."""
         specs = [("", "size")]
         if self._as_index:
-            return self._result(specs, None, lambda m: self._pandas_groupby(m).size(),
-                                series_name=None, label="groupby size")
-        return self._result(specs, pd.Index(["size"]),
-                            lambda m: self._pandas_groupby(m).size(), label="groupby size")
+            return self._result(
+                specs, None, lambda m: self._pandas_groupby(m).size(), series_name=None, label="groupby size"
+            )
+        return self._result(
+            specs, pd.Index(["size"]), lambda m: self._pandas_groupby(m).size(), label="groupby size"
+        )
 
 
 def _check_agg(agg):

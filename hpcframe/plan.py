@@ -11,6 +11,7 @@ The optimiser's passes are plain functions over a chain:
   stay in pandas (predicate pushdown);
 * :func:`prune_predicate` — the predicate that partition statistics can be tested against.
 """
+
 from __future__ import annotations
 
 from typing import Any, cast
@@ -51,6 +52,7 @@ class Node:
 
 class Scan(Node):
     """The rows of a data source (the start of every chain)."""
+
     def __init__(self, source, meta):
         self.source, self.meta = source, meta
 
@@ -65,14 +67,20 @@ def _check_mask(expr: Expr, value) -> None:
     import pandas as pd
 
     dtype = getattr(value, "dtype", None)
-    if isinstance(value, pd.Series) and dtype is not None and not (
-            pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_object_dtype(dtype)):
-        raise TypeError(f"the filter {expr.text()} gives {dtype} values, not booleans; compare "
-                        f"explicitly, e.g. df[df.x != 0] or df[df.x.notna()]")
+    if (
+        isinstance(value, pd.Series)
+        and dtype is not None
+        and not (pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_object_dtype(dtype))
+    ):
+        raise TypeError(
+            f"the filter {expr.text()} gives {dtype} values, not booleans; compare "
+            f"explicitly, e.g. df[df.x != 0] or df[df.x.notna()]"
+        )
 
 
 class Filter(Node):
     """The rows where an expression is true."""
+
     def __init__(self, child: Node, expr: Expr):
         child.check_columns(expr.columns())
         # as pandas, refuse now what the column types cannot do (a datetime column against a
@@ -88,6 +96,7 @@ class Filter(Node):
 
 class Assign(Node):
     """A new or replaced column computed from an expression."""
+
     def __init__(self, child: Node, name: str, expr: Expr):
         import pandas as pd
 
@@ -95,8 +104,7 @@ class Assign(Node):
         self.child, self.name, self.expr = child, name, expr
         meta = child.meta.copy()
         value = expr.evaluate(child.meta)
-        meta[name] = value if isinstance(value, pd.Series) else pd.Series([value] * 0,
-                                                                           dtype=_dtype_of(value))
+        meta[name] = value if isinstance(value, pd.Series) else pd.Series([value] * 0, dtype=_dtype_of(value))
         self.meta = meta
 
     def text(self):
@@ -106,6 +114,7 @@ class Assign(Node):
 
 class Project(Node):
     """A subset of the columns, in a given order."""
+
     def __init__(self, child: Node, columns: list[str]):
         child.check_columns(columns)
         self.child, self.columns = child, list(columns)
@@ -157,8 +166,9 @@ def split_filters(node: Node, arrow_schema) -> tuple[object, set[str], list]:
                 (arrow_terms if a is not None else rest_terms).append((term, a))
         i += 1
     pred = balanced([a for _, a in arrow_terms], lambda x, y: x & y)  # shallow: no recursion limit
-    rest = [_BareFilter(t) for t, _ in rest_terms] + [
-        n for n in chain[:i] if isinstance(n, Project)] + chain[i:]
+    rest = (
+        [_BareFilter(t) for t, _ in rest_terms] + [n for n in chain[:i] if isinstance(n, Project)] + chain[i:]
+    )
     pred_columns = set().union(*(t.columns() for t, _ in arrow_terms))
     return pred, pred_columns, rest
 

@@ -24,6 +24,7 @@ pandas does (:func:`hpcframe.expr.datetime_literal`). :func:`apply_query` and
 :func:`apply_expression` hand that expression to a lazy frame (``frame.expression``); this
 module imports nothing of the frame API.
 """
+
 from __future__ import annotations
 
 import ast
@@ -47,21 +48,46 @@ MAX_DEPTH = 100
 #: folding slow (``15**25000 * 15**25000 * ...``).
 MAX_INT_BITS = 1024
 
-ALLOWED = ("column names, numbers, strings, True/False/None, and/or/not, & | ~, comparisons "
-           "(== != < <= > >=, chained), in/not in [list], + - * / // % ** and unary minus, "
-           "parentheses, and the calls x.isna(), x.notna(), x.isin([...]), x.between(a, b), "
-           "x.str.startswith('..'), x.str.endswith('..'), x.str.contains('..')")
+ALLOWED = (
+    "column names, numbers, strings, True/False/None, and/or/not, & | ~, comparisons "
+    "(== != < <= > >=, chained), in/not in [list], + - * / // % ** and unary minus, "
+    "parentheses, and the calls x.isna(), x.notna(), x.isin([...]), x.between(a, b), "
+    "x.str.startswith('..'), x.str.endswith('..'), x.str.contains('..')"
+)
 
-_CMP_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
-            ast.GtE: ">="}
-_ARITH_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
-              ast.Mod: "%", ast.Pow: "**"}
-_PY = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-       ">": operator.gt, ">=": operator.ge, "+": operator.add, "-": operator.sub,
-       "*": operator.mul, "/": operator.truediv, "//": operator.floordiv, "%": operator.mod,
-       "**": operator.pow}
-_METHODS = {"isna": (0, ()), "isnull": (0, ()), "notna": (0, ()), "notnull": (0, ()),
-            "isin": (1, ()), "between": (2, ("inclusive",))}
+_CMP_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_ARITH_OPS = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+}
+_PY = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "//": operator.floordiv,
+    "%": operator.mod,
+    "**": operator.pow,
+}
+_METHODS = {
+    "isna": (0, ()),
+    "isnull": (0, ()),
+    "notna": (0, ()),
+    "notnull": (0, ()),
+    "isin": (1, ()),
+    "between": (2, ("inclusive",)),
+}
 _STR_METHODS = {"startswith": (1, ()), "endswith": (1, ()), "contains": (1, ("case", "regex"))}
 _BACKTICK = "_hfq_bt{}_"
 
@@ -103,12 +129,18 @@ def apply_filter(frame, tree: E.Expr, text: str = ""):
     meta = frame.node.meta
     mask, _ = _resolved(tree, meta, text, "filter")
     if not _is_series(mask):
-        raise QueryError(f"filter {text!r} does not use any column: it is the constant "
-                         f"{mask!r}; write a condition on the columns, e.g. \"x > 0\"", text)
+        raise QueryError(
+            f"filter {text!r} does not use any column: it is the constant "
+            f'{mask!r}; write a condition on the columns, e.g. "x > 0"',
+            text,
+        )
     dtype = E.dtype_on(mask, meta)
     if getattr(dtype, "kind", None) != "b":
-        raise QueryError(f"filter {text!r} is not a condition: it gives values of type "
-                         f"{dtype}, not True/False; compare it, e.g. \"({text}) > 0\"", text)
+        raise QueryError(
+            f"filter {text!r} is not a condition: it gives values of type "
+            f'{dtype}, not True/False; compare it, e.g. "({text}) > 0"',
+            text,
+        )
     return frame[frame.expression(mask)]
 
 
@@ -142,33 +174,41 @@ def _guarded(fn, text: str, what: str):
     except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         if isinstance(exc, HpcframeError):
             raise
-        raise QueryError(f"{what} {_short(text)} cannot be applied to these columns: "
-                         f"{_short(str(exc))}", text) from exc
+        raise QueryError(
+            f"{what} {_short(text)} cannot be applied to these columns: {_short(str(exc))}", text
+        ) from exc
 
 
-_MAX_FLOAT_INT = 2 ** 1024  # integers from here on have no float64 value
+_MAX_FLOAT_INT = 2**1024  # integers from here on have no float64 value
 
 
 def _check_number(value) -> None:
     """Refuse an int literal that does not fit float64 (compared with a column)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _MAX_FLOAT_INT:
-        raise QueryError(f"the integer literal {_lit_text(value)} is too large to compare with "
-                         f"a column (it does not fit a float64); use a smaller number")
+        raise QueryError(
+            f"the integer literal {_lit_text(value)} is too large to compare with "
+            f"a column (it does not fit a float64); use a smaller number"
+        )
 
 
 def _check_text(arg, dtype, e) -> None:
     """``x.str.<method>`` needs a text column (``arg`` of ``dtype``): a clear
     :class:`QueryError` otherwise."""
     if not _is_series(arg):
-        raise QueryError(f"x.str.{e.method} needs a text column, not the constant "
-                         f"{_lit_text(arg)}")
+        raise QueryError(f"x.str.{e.method} needs a text column, not the constant {_lit_text(arg)}")
     kind = getattr(dtype, "kind", None)
-    if dtype is None or kind in ("O", "U", "S") or str(dtype) in ("category", "string") \
-            or str(dtype).startswith(("str", "string")):
+    if (
+        dtype is None
+        or kind in ("O", "U", "S")
+        or str(dtype) in ("category", "string")
+        or str(dtype).startswith(("str", "string"))
+    ):
         return
     name = e.arg.name if isinstance(e.arg, E.Col) else e.arg.text()
-    raise QueryError(f"x.str.{e.method} needs a text column; {name!r} is {dtype}; convert it "
-                     f"first, or compare numbers instead (e.g. {name} > 0)")
+    raise QueryError(
+        f"x.str.{e.method} needs a text column; {name!r} is {dtype}; convert it "
+        f"first, or compare numbers instead (e.g. {name} > 0)"
+    )
 
 
 def _lit_text(value) -> str:
@@ -217,7 +257,8 @@ class _Resolver:
             return E.StrMatch(arg, e.method, e.pattern), name
         if not _is_series(arg):  # a method of a constant: the error Python gives
             method = {E.IsIn: "isin", E.Between: "between"}.get(type(e)) or (
-                "notna" if getattr(e, "negate", False) else "isna")
+                "notna" if getattr(e, "negate", False) else "isna"
+            )
             getattr(arg, method)
         if isinstance(e, E.IsIn):
             return E.IsIn(arg, list(e.values)), name
@@ -270,10 +311,13 @@ class _Parser:
     def parse(self) -> E.Expr:
         text = self.text
         if len(text) > MAX_LENGTH:
-            raise QueryError(f"{self.what} is {len(text):,} characters long; the limit is "
-                             f"{MAX_LENGTH:,}: split the work or simplify the condition", text)
+            raise QueryError(
+                f"{self.what} is {len(text):,} characters long; the limit is "
+                f"{MAX_LENGTH:,}: split the work or simplify the condition",
+                text,
+            )
         if not text.strip():
-            raise QueryError(f"empty {self.what}: write a condition such as \"x > 0\"", text)
+            raise QueryError(f'empty {self.what}: write a condition such as "x > 0"', text)
         self.source = self._rewrite(text)
         try:
             tree = ast.parse(self.source, mode="eval")
@@ -283,43 +327,62 @@ class _Parser:
                 off = self._orig(self._line_offset(exc.lineno or 1, exc.offset - 1, chars=True))
             where = f" at column {off}" if off is not None else " at the end"
             if "integer string conversion" in str(exc.msg):  # > 4,300 decimal digits
-                raise QueryError(f"{self.what} {_short(text)} has an integer literal that is too "
-                                 f"large: {_INT_HINT}", text, off) from None
-            raise QueryError(f"invalid syntax in {self.what} {_short(text, 200)}{where}: "
-                             f"{_short(str(exc.msg), 200)[1:-1]}; allowed: {ALLOWED}",
-                             text, off) from None
+                raise QueryError(
+                    f"{self.what} {_short(text)} has an integer literal that is too large: {_INT_HINT}",
+                    text,
+                    off,
+                ) from None
+            raise QueryError(
+                f"invalid syntax in {self.what} {_short(text, 200)}{where}: "
+                f"{_short(str(exc.msg), 200)[1:-1]}; allowed: {ALLOWED}",
+                text,
+                off,
+            ) from None
         except ValueError as exc:  # e.g. an int literal of more than 4,300 digits
-            raise QueryError(f"{self.what} {_short(text)} cannot be parsed: "
-                             f"{_short(str(exc), 200)[1:-1]}; {_INT_HINT}", text) from None
+            raise QueryError(
+                f"{self.what} {_short(text)} cannot be parsed: {_short(str(exc), 200)[1:-1]}; {_INT_HINT}",
+                text,
+            ) from None
         except (RecursionError, MemoryError) as exc:
-            raise QueryError(f"{self.what} cannot be parsed ({type(exc).__name__}: nested too "
-                             f"deeply); the limit is {MAX_DEPTH} levels: simplify it",
-                             text) from None
+            raise QueryError(
+                f"{self.what} cannot be parsed ({type(exc).__name__}: nested too "
+                f"deeply); the limit is {MAX_DEPTH} levels: simplify it",
+                text,
+            ) from None
         count = sum(1 for _ in ast.walk(tree))
         if count > MAX_NODES:
-            raise QueryError(f"{self.what} has {count:,} syntax elements; the limit is "
-                             f"{MAX_NODES:,}: simplify it (use x.isin([...]) for long lists)",
-                             text)
+            raise QueryError(
+                f"{self.what} has {count:,} syntax elements; the limit is "
+                f"{MAX_NODES:,}: simplify it (use x.isin([...]) for long lists)",
+                text,
+            )
         depth = _depth(tree.body, _ast_children)
         if depth > MAX_DEPTH:
-            raise QueryError(f"{self.what} {_short(text)} is nested {depth} levels deep; the "
-                             f"limit is {MAX_DEPTH}: simplify it (e.g. fewer nested parentheses "
-                             "or a shorter chain of + - * /)", text)
+            raise QueryError(
+                f"{self.what} {_short(text)} is nested {depth} levels deep; the "
+                f"limit is {MAX_DEPTH}: simplify it (e.g. fewer nested parentheses "
+                "or a shorter chain of + - * /)",
+                text,
+            )
         try:
             out = self.visit(tree.body)
         except RecursionError:
-            raise QueryError(f"{self.what} is nested too deeply; the limit is {MAX_DEPTH} "
-                             "levels: simplify it", text) from None
+            raise QueryError(
+                f"{self.what} is nested too deeply; the limit is {MAX_DEPTH} levels: simplify it", text
+            ) from None
         depth = _depth(out, lambda e: e.children())
         if depth > MAX_DEPTH:
-            raise QueryError(f"{self.what} {_short(text)} becomes an expression {depth} levels "
-                             f"deep; the limit is {MAX_DEPTH}: simplify it", text)
+            raise QueryError(
+                f"{self.what} {_short(text)} becomes an expression {depth} levels "
+                f"deep; the limit is {MAX_DEPTH}: simplify it",
+                text,
+            )
         return out
 
     # -- errors and positions ------------------------------------------------------------------
     def _line_offset(self, lineno: int, col: int, chars: bool = False) -> int:
         lines = self.source.split("\n")
-        start = sum(len(line) + 1 for line in lines[:lineno - 1])
+        start = sum(len(line) + 1 for line in lines[: lineno - 1])
         line = lines[lineno - 1] if lineno - 1 < len(lines) else ""
         if not chars:  # ast offsets count UTF-8 bytes
             col = len(line.encode("utf-8")[:col].decode("utf-8", "replace"))
@@ -348,8 +411,11 @@ class _Parser:
         if len(piece) > 60:
             piece = piece[:57] + "..."
         hint = hint or f"allowed: {ALLOWED}"
-        return QueryError(f"{self.what} {_short(self.text)}: {problem} at column {o_start}: "
-                          f"{piece!r}; {hint}", self.text, o_start)
+        return QueryError(
+            f"{self.what} {_short(self.text)}: {problem} at column {o_start}: {piece!r}; {hint}",
+            self.text,
+            o_start,
+        )
 
     def _rewrite(self, text: str) -> str:
         """Backticked names become placeholder identifiers; newlines outside strings become
@@ -373,10 +439,13 @@ class _Parser:
             elif ch == "`":
                 j = text.find("`", i + 1)
                 if j < 0:
-                    raise QueryError(f"{self.what} {_short(text)}: unclosed backtick at column "
-                                     f"{i}; write `column name` with a closing backtick",
-                                     text, i)
-                name = text[i + 1:j]
+                    raise QueryError(
+                        f"{self.what} {_short(text)}: unclosed backtick at column "
+                        f"{i}; write `column name` with a closing backtick",
+                        text,
+                        i,
+                    )
+                name = text[i + 1 : j]
                 placeholder = next((p for p, v in self.names.items() if v == name), None)
                 if placeholder is None:
                     placeholder = _BACKTICK.format(len(self.names))
@@ -404,8 +473,11 @@ class _Parser:
             self._check_int(v, node, "an integer literal")
         if v is None or isinstance(v, (bool, int, float, str)):
             return E.Lit(v)
-        raise self.fail(node, f"a literal of type {type(v).__name__} is not allowed",
-                        "literals are numbers, strings, True, False and None")
+        raise self.fail(
+            node,
+            f"a literal of type {type(v).__name__} is not allowed",
+            "literals are numbers, strings, True, False and None",
+        )
 
     def visit_Name(self, node: ast.Name) -> E.Expr:
         name = self.names.get(node.id, node.id)
@@ -448,8 +520,8 @@ class _Parser:
         left: E.Expr | None = self.visit(node.left)
         for op, right_node in zip(node.ops, node.comparators):
             if isinstance(op, (ast.In, ast.NotIn)) or (
-                    isinstance(op, (ast.Eq, ast.NotEq))
-                    and isinstance(right_node, (ast.List, ast.Tuple))):
+                isinstance(op, (ast.Eq, ast.NotEq)) and isinstance(right_node, (ast.List, ast.Tuple))
+            ):
                 values = self._literal_list(right_node)
                 if left is None:  # a chain such as x in [1] in [2]: its left is a list
                     raise self.fail(node, "a list cannot be compared")
@@ -462,8 +534,11 @@ class _Parser:
                 left = None
                 continue
             if isinstance(op, (ast.Is, ast.IsNot)):
-                raise self.fail(node, "'is' comparisons are not allowed",
-                                "use x.isna() / x.notna() to test for missing values")
+                raise self.fail(
+                    node,
+                    "'is' comparisons are not allowed",
+                    "use x.isna() / x.notna() to test for missing values",
+                )
             if left is None:
                 raise self.fail(node, "a list cannot be compared")
             right = self.visit(right_node)
@@ -474,24 +549,28 @@ class _Parser:
     def visit_Call(self, node: ast.Call) -> E.Expr:
         func = node.func
         if not isinstance(func, ast.Attribute):
-            raise self.fail(node, "a function call is not allowed",
-                            "the only calls are column methods: " + _METHOD_LIST)
+            raise self.fail(
+                node, "a function call is not allowed", "the only calls are column methods: " + _METHOD_LIST
+            )
         receiver = func.value
         name = func.attr
-        if (isinstance(receiver, ast.Attribute) and receiver.attr == "str"
-                and name in _STR_METHODS):
+        if isinstance(receiver, ast.Attribute) and receiver.attr == "str" and name in _STR_METHODS:
             target = self._receiver(receiver.value, node)
             args, kw = self._args(node, name, _STR_METHODS[name])
             pattern = args[0]
             if not isinstance(pattern, str):
                 raise self.fail(node, f"str.{name} needs a string pattern")
             if name == "contains":
-                return E.StrMatch(target, name, pattern, regex=bool(kw.get("regex", True)),
-                                  case=bool(kw.get("case", True)))
+                return E.StrMatch(
+                    target, name, pattern, regex=bool(kw.get("regex", True)), case=bool(kw.get("case", True))
+                )
             return E.StrMatch(target, name, pattern)
         if name not in _METHODS:
-            raise self.fail(node, f"the method {name!r} is not allowed",
-                            "the only calls are column methods: " + _METHOD_LIST)
+            raise self.fail(
+                node,
+                f"the method {name!r} is not allowed",
+                "the only calls are column methods: " + _METHOD_LIST,
+            )
         target = self._receiver(receiver, node)
         args, kw = self._args(node, name, _METHODS[name])
         if name in ("isna", "isnull"):
@@ -502,21 +581,25 @@ class _Parser:
             return E.IsIn(target, self._literal_list(node.args[0]))
         inclusive = kw.get("inclusive", "both")
         if inclusive not in ("both", "neither", "left", "right"):
-            raise self.fail(node, f"inclusive={inclusive!r} is not understood",
-                            "use 'both', 'neither', 'left' or 'right'")
+            raise self.fail(
+                node, f"inclusive={inclusive!r} is not understood", "use 'both', 'neither', 'left' or 'right'"
+            )
         return E.Between(target, args[0], args[1], inclusive)
 
     def visit_Attribute(self, node: ast.Attribute) -> E.Expr:
-        raise self.fail(node, "attribute access is not allowed",
-                        "columns are plain names (or `in backticks`); the only methods are "
-                        + _METHOD_LIST)
+        raise self.fail(
+            node,
+            "attribute access is not allowed",
+            "columns are plain names (or `in backticks`); the only methods are " + _METHOD_LIST,
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _receiver(self, node: ast.AST, call: ast.AST) -> E.Expr:
         target = self.visit(node)
         if isinstance(target, E.Lit):
-            raise self.fail(call, "a method call on a literal is not allowed",
-                            "call methods on columns: " + _METHOD_LIST)
+            raise self.fail(
+                call, "a method call on a literal is not allowed", "call methods on columns: " + _METHOD_LIST
+            )
         return target
 
     def _args(self, node: ast.Call, name: str, shape) -> tuple[list, dict]:
@@ -527,9 +610,11 @@ class _Parser:
         for k in node.keywords:
             if k.arg not in keywords:
                 allowed = ", ".join(keywords) or "none"
-                raise self.fail(k.value if k.arg is None else node,
-                                f"{name}() does not take the keyword {k.arg!r}",
-                                f"keywords allowed: {allowed}")
+                raise self.fail(
+                    k.value if k.arg is None else node,
+                    f"{name}() does not take the keyword {k.arg!r}",
+                    f"keywords allowed: {allowed}",
+                )
             kw[k.arg] = self._literal(k.value)
         if name == "isin":
             return [], kw
@@ -552,8 +637,9 @@ class _Parser:
         if len(terms) == 1:
             return terms[0]
         mid = len(terms) // 2
-        return self._bin(op, self._balanced(op, terms[:mid], node),
-                         self._balanced(op, terms[mid:], node), node)
+        return self._bin(
+            op, self._balanced(op, terms[:mid], node), self._balanced(op, terms[mid:], node), node
+        )
 
     def _check_int(self, value: int, node: ast.AST, what: str) -> None:
         if abs(value).bit_length() > MAX_INT_BITS:
@@ -572,16 +658,21 @@ class _Parser:
             raise self.fail(node, f"{op} between non-boolean literals")
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
         if op in _PY and op not in _CMP_NAMES and not numeric:
-            raise self.fail(node, "arithmetic on non-numbers",
-                            "arithmetic works on numbers and numeric columns")
-        if op == "**" and isinstance(a, int) and isinstance(b, int) and b > 0 \
-                and (abs(a).bit_length() - 1) * b > MAX_INT_BITS:  # surely too large: refuse
+            raise self.fail(
+                node, "arithmetic on non-numbers", "arithmetic works on numbers and numeric columns"
+            )
+        if (
+            op == "**"
+            and isinstance(a, int)
+            and isinstance(b, int)
+            and b > 0
+            and (abs(a).bit_length() - 1) * b > MAX_INT_BITS
+        ):  # surely too large: refuse
             raise self.fail(node, f"{_lit_text(a)} ** {_lit_text(b)} is too large", _INT_HINT)
         try:
             out = _PY[op](a, b)  # operands are bounded (< 2**MAX_INT_BITS): this is quick
         except (ArithmeticError, TypeError, ValueError) as exc:
-            raise self.fail(node, f"cannot compute {_lit_text(a)} {op} {_lit_text(b)} "
-                                  f"({exc})") from None
+            raise self.fail(node, f"cannot compute {_lit_text(a)} {op} {_lit_text(b)} ({exc})") from None
         if isinstance(out, complex):
             raise self.fail(node, f"{_lit_text(a)} {op} {_lit_text(b)} is a complex number")
         if isinstance(out, int) and not isinstance(out, bool):
@@ -591,15 +682,18 @@ class _Parser:
 
 _CMP_NAMES = frozenset(("==", "!=", "<", "<=", ">", ">="))
 _INT_DIGITS = int(MAX_INT_BITS * 0.30103) + 1
-_INT_HINT = (f"integers must be below 2**{MAX_INT_BITS} (about {_INT_DIGITS} digits): larger "
-             "ones fit no column type, not even float64")
+_INT_HINT = (
+    f"integers must be below 2**{MAX_INT_BITS} (about {_INT_DIGITS} digits): larger "
+    "ones fit no column type, not even float64"
+)
 
 
 def _ast_children(node):
-    return [c for c in ast.iter_child_nodes(node) if not isinstance(c, (ast.expr_context,
-                                                                        ast.operator,
-                                                                        ast.boolop, ast.unaryop,
-                                                                        ast.cmpop))]
+    return [
+        c
+        for c in ast.iter_child_nodes(node)
+        if not isinstance(c, (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop))
+    ]
 
 
 def _depth(root, children) -> int:
@@ -610,14 +704,18 @@ def _depth(root, children) -> int:
         deepest = max(deepest, d)
         stack.extend((c, d + 1) for c in children(node))
     return deepest
-_METHOD_LIST = ("x.isna(), x.notna(), x.isin([...]), x.between(a, b), x.str.startswith('..'), "
-                "x.str.endswith('..'), x.str.contains('..')")
+
+
+_METHOD_LIST = (
+    "x.isna(), x.notna(), x.isin([...]), x.between(a, b), x.str.startswith('..'), "
+    "x.str.endswith('..'), x.str.contains('..')"
+)
 
 
 def _string_end(text: str, i: int) -> int:
     """Index just past the string literal starting at ``text[i]`` (a quote)."""
     q = text[i]
-    triple = text[i:i + 3] == q * 3
+    triple = text[i : i + 3] == q * 3
     end = q * 3 if triple else q
     j = i + len(end)
     while j < len(text):
@@ -631,16 +729,29 @@ def _string_end(text: str, i: int) -> int:
 
 
 def _short(text: str, limit: int = 80) -> str:
-    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _describe(node: ast.AST) -> str:
-    names = {"Subscript": "indexing ([...])", "Lambda": "a lambda", "JoinedStr": "an f-string",
-             "FormattedValue": "an f-string", "ListComp": "a comprehension",
-             "SetComp": "a comprehension", "DictComp": "a comprehension",
-             "GeneratorExp": "a generator expression", "IfExp": "an if/else expression",
-             "NamedExpr": "an assignment (:=)", "Starred": "unpacking (*)", "Dict": "a dict",
-             "List": "a list here", "Tuple": "a tuple here", "Set": "a set here",
-             "Await": "await", "Yield": "yield", "YieldFrom": "yield",
-             "Slice": "a slice"}
+    names = {
+        "Subscript": "indexing ([...])",
+        "Lambda": "a lambda",
+        "JoinedStr": "an f-string",
+        "FormattedValue": "an f-string",
+        "ListComp": "a comprehension",
+        "SetComp": "a comprehension",
+        "DictComp": "a comprehension",
+        "GeneratorExp": "a generator expression",
+        "IfExp": "an if/else expression",
+        "NamedExpr": "an assignment (:=)",
+        "Starred": "unpacking (*)",
+        "Dict": "a dict",
+        "List": "a list here",
+        "Tuple": "a tuple here",
+        "Set": "a set here",
+        "Await": "await",
+        "Yield": "yield",
+        "YieldFrom": "yield",
+        "Slice": "a slice",
+    }
     return names.get(type(node).__name__, f"a {type(node).__name__} expression")

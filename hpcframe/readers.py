@@ -5,6 +5,7 @@ nothing but metadata (a footer, a header, a sample) is read until a computation 
 sources are imported when used, so that ``import hpcframe`` stays light (h5py only with
 :func:`read_hdf`).
 """
+
 from __future__ import annotations
 
 import os
@@ -115,8 +116,16 @@ def from_pandas(df, npartitions: int = 1) -> Frame:
     return frame_of(PandasSource(df, npartitions))
 
 
-def read_csv(path, dtype=None, parse_dates=None, usecols=None, on_bad_lines="error",
-             sample_rows: int = 10_000, chunk_bytes: int | None = None, **options) -> Frame:
+def read_csv(
+    path,
+    dtype=None,
+    parse_dates=None,
+    usecols=None,
+    on_bad_lines="error",
+    sample_rows: int = 10_000,
+    chunk_bytes: int | None = None,
+    **options,
+) -> Frame:
     """A lazy frame over CSV files: plain or compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``).
 
     Parameters
@@ -159,6 +168,15 @@ def read_csv(path, dtype=None, parse_dates=None, usecols=None, on_bad_lines="err
     """
     from .io.csv import CSVSource
 
-    return frame_of(CSVSource(path, dtype=dtype, parse_dates=parse_dates, usecols=usecols,
-                              on_bad_lines=on_bad_lines, sample_rows=sample_rows,
-                              chunk_bytes=chunk_bytes, **options))
+    return frame_of(
+        CSVSource(
+            path,
+            dtype=dtype,
+            parse_dates=parse_dates,
+            usecols=usecols,
+            on_bad_lines=on_bad_lines,
+            sample_rows=sample_rows,
+            chunk_bytes=chunk_bytes,
+            **options,
+        )
+    )

@@ -5,6 +5,7 @@ For keys ``[k1, k2]`` the result has the detail groups, a ``(k1, "All")`` row af
 ``pandas.pivot_table(..., margins=True)``. Totals add up the rows shown: with ``dropna=True``
 rows with a missing key are left out of every level.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -14,15 +15,22 @@ from . import plan as P
 from .outputs import AggOutput, Composite
 
 
-def rollup(node: P.Node, keys: list[str], agg: str, cols: list[str], margins_name: str = "All",
-           dropna: bool = True, sort: bool = True, as_index: bool = True,
-           series: bool = False) -> Composite:
+def rollup(
+    node: P.Node,
+    keys: list[str],
+    agg: str,
+    cols: list[str],
+    margins_name: str = "All",
+    dropna: bool = True,
+    sort: bool = True,
+    as_index: bool = True,
+    series: bool = False,
+) -> Composite:
     """The output of ``groupby(keys)[cols].<agg>(subtotals=True)`` over ``node``: the detail
     groups, a subtotal row per level and a grand total (see the module docstring). ``series``:
     the result is a Series of ``cols[0]``. Raises ``ValueError`` when ``sort`` is False."""
     if not sort:
-        raise ValueError("subtotals=True needs sort=True (totals are placed after the rows "
-                         "they add up)")
+        raise ValueError("subtotals=True needs sort=True (totals are placed after the rows they add up)")
     notna = E.and_all([E.IsNa(E.Col(k), negate=True) for k in keys])
     if dropna and notna is not None:  # None: no keys (refused by groupby)
         node = P.Filter(node, notna)
@@ -30,8 +38,7 @@ def rollup(node: P.Node, keys: list[str], agg: str, cols: list[str], margins_nam
     outs = [_level(node, keys[:n], specs, cols, agg) for n in range(len(keys), -1, -1)]
 
     def finish(results):
-        return _assemble(results, keys, cols, margins_name, as_index,
-                         cols[0] if series else None)
+        return _assemble(results, keys, cols, margins_name, as_index, cols[0] if series else None)
 
     return Composite(outs, finish, f"groupby {agg} with subtotals")
 
@@ -48,8 +55,9 @@ def _level(node, keys, specs, cols, agg):
             return getattr(m.groupby(keys, observed=True, dropna=False)[cols], agg)().reset_index()
         return pd.DataFrame([getattr(m[cols], agg)()])
 
-    return AggOutput(node, keys, specs, shape, pandas_fn, dropna=False, sort=True,
-                     label=f"subtotal by {keys}")
+    return AggOutput(
+        node, keys, specs, shape, pandas_fn, dropna=False, sort=True, label=f"subtotal by {keys}"
+    )
 
 
 def _assemble(results, keys, cols, margins_name, as_index, series_name):
@@ -66,7 +74,8 @@ def _assemble(results, keys, cols, margins_name, as_index, series_name):
     order = []
     for k in keys:  # rank real values in sorted order; the margin after them
         is_margin = out[k].map(lambda v: isinstance(v, str) and v == margins_name) & (
-            out["__level"] <= keys.index(k))
+            out["__level"] <= keys.index(k)
+        )
         real = out.loc[~is_margin, k]
         uniq = pd.Series(real.dropna().unique())
         try:
@@ -82,8 +91,11 @@ def _assemble(results, keys, cols, margins_name, as_index, series_name):
     out = out.drop(columns="__level").reset_index(drop=True)
     if not as_index:
         return out
-    index = (pd.Index(out[keys[0]], name=keys[0], dtype=object) if len(keys) == 1
-             else pd.MultiIndex.from_frame(out[keys]))
+    index = (
+        pd.Index(out[keys[0]], name=keys[0], dtype=object)
+        if len(keys) == 1
+        else pd.MultiIndex.from_frame(out[keys])
+    )
     if series_name is not None:
         return pd.Series(out[series_name].to_numpy(), index=index, name=series_name)
     result = out[cols].set_axis(index)

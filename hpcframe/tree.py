@@ -9,6 +9,7 @@ only the maximal nodes inside that range (O(log n) partials). After one exchange
 floating-point operation is therefore the same for 1, 2, 3 or 64 ranks and in local mode:
 results are identical bit for bit.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,7 +29,7 @@ class TreeStack:
         self.stack.append((0, leaf, partial))
         while True:
             level, i, p = self.stack[-1]
-            if (1 << level) >= self.n and i == 0:   # the root
+            if (1 << level) >= self.n and i == 0:  # the root
                 return
             if i % 2 == 1:
                 if len(self.stack) >= 2 and self.stack[-2][:2] == (level, i - 1):
@@ -37,7 +38,7 @@ class TreeStack:
                     self.stack.append((level + 1, i // 2, self.combine(left, p)))
                     continue
                 return
-            if (i + 1) << level >= self.n:           # right sibling is empty: promote
+            if (i + 1) << level >= self.n:  # right sibling is empty: promote
                 self.stack[-1] = (level + 1, i // 2, p)
                 continue
             return

@@ -3,6 +3,7 @@
 Units are binary (``k`` = 1024, as SLURM and PBS read memory); ``B``, ``iB`` and the case are
 optional. Used by the command line (``--chunk-size``) and the job parameters (``mem``).
 """
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ named after the leaf and returns their descriptors; ``combine`` concatenates the
 root rank commits and publishes the dataset. What is on disk (formats, staging folder, lock,
 manifest, publish, resume) is :mod:`hpcframe.io.writers`; this module drives the engine.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,9 @@ class WriteOutput(Output):
     file descriptors. Leaves in ``done`` (index → descriptors) are not written again.
     ``fail_leaf`` (tests only) makes the write of that leaf raise, to simulate a crash."""
 
-    def __init__(self, node, fmt: _Format, staging: str, done: dict, progress=None,
-                 fail_leaf: int | None = None):
+    def __init__(
+        self, node, fmt: _Format, staging: str, done: dict, progress=None, fail_leaf: int | None = None
+    ):
         self.node, self.fmt, self.staging, self.done = node, fmt, staging, done
         self.schema = target_schema(node.meta)
         self.progress = progress
@@ -75,8 +77,7 @@ class WriteOutput(Output):
             record_leaf(self.staging, leaf.index, files)
         if self.progress is not None:
             self.progress(leaf)
-        return [{"leaf": leaf.index, "files": files, "rows_in": len(df),
-                 "bytes_in": leaf.nbytes}]
+        return [{"leaf": leaf.index, "files": files, "rows_in": len(df), "bytes_in": leaf.nbytes}]
 
     def combine(self, a, b):
         """The descriptors of earlier and later leaves, in order."""
@@ -140,13 +141,13 @@ class _Progress:
         if self.rank != 0 or time.monotonic() - self.last < 1.0:
             return
         self.last = time.monotonic()
-        print(f"hpcframe: {leaves_recorded(self.staging)}/{self.total} partitions written",
-              flush=True)
+        print(f"hpcframe: {leaves_recorded(self.staging)}/{self.total} partitions written", flush=True)
 
 
 # --------------------------------------------------------------------------- driver
-def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: bool = False,
-          fail_leaf=None) -> dict:
+def write(
+    frame, fmt: _Format, comm=None, overwrite: bool = False, progress: bool = False, fail_leaf=None
+) -> dict:
     """Write ``frame`` with ``fmt`` in parallel (collective under MPI) as one transaction.
 
     See :mod:`hpcframe.io.writers` for the transaction. Returns a summary dict (on every
@@ -161,8 +162,10 @@ def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: boo
     """
     node = frame.node if isinstance(frame, Frame) else None
     if node is None:
-        raise TypeError(f"expected an hpcframe Frame, not {type(frame).__name__} (to write a "
-                        f"pandas result, use pandas' own to_parquet/to_hdf)")
+        raise TypeError(
+            f"expected an hpcframe Frame, not {type(frame).__name__} (to write a "
+            f"pandas result, use pandas' own to_parquet/to_hdf)"
+        )
     missing = [k for k in getattr(fmt, "partition_by", []) if k not in node.meta.columns]
     if missing:
         raise ColumnNotFoundError(missing[0], list(node.meta.columns), "the frame to write")
@@ -172,9 +175,14 @@ def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: boo
         t0 = time.perf_counter()
         leaves = leaves_of(scan.source, c)
         staging = staging_of(fmt)
-        plan = {"format": fmt.name, "source": scan.source.label, "leaves": len(leaves),
-                "plan": [n.text() for n in node.chain()], "options": fmt.options(),
-                "schema": str(target_schema(node.meta))}
+        plan = {
+            "format": fmt.name,
+            "source": scan.source.label,
+            "leaves": len(leaves),
+            "plan": [n.text() for n in node.chain()],
+            "options": fmt.options(),
+            "schema": str(target_schema(node.meta)),
+        }
         locks = []
 
         def lock_and_prepare():
@@ -193,11 +201,13 @@ def write(frame, fmt: _Format, comm=None, overwrite: bool = False, progress: boo
 def _run(c, node, fmt, staging, plan, leaves, state, progress, fail_leaf, t0) -> dict:
     """The write after the root checked the destination (``state``); returns the summary."""
     if state in ("complete", "publish"):
+
         def finish_earlier_write():
             if state == "publish":
                 publish(fmt, staging)
-            return summary_from_manifest(fmt, c.size, time.perf_counter() - t0,
-                                         "published" if state == "publish" else "complete")
+            return summary_from_manifest(
+                fmt, c.size, time.perf_counter() - t0, "published" if state == "publish" else "complete"
+            )
 
         return on_root(c, finish_earlier_write, f"publishing {fmt.dst}")
     done = done_leaves(staging, len(leaves))
@@ -206,14 +216,25 @@ def _run(c, node, fmt, staging, plan, leaves, state, progress, fail_leaf, t0) ->
     skipping = P.with_source(node, _SkipDone(node.scan().source, _skip_keys(leaves, done)))
     out = WriteOutput(skipping, fmt, staging, done, counter, fail_leaf)
     (files,) = compute([out], comm=c, root=0)
-    return on_root(c, lambda: commit(fmt, files, out.schema, staging, plan, len(done), c.size,
-                                      time.perf_counter() - t0), f"finishing {fmt.dst}")
+    return on_root(
+        c,
+        lambda: commit(fmt, files, out.schema, staging, plan, len(done), c.size, time.perf_counter() - t0),
+        f"finishing {fmt.dst}",
+    )
 
 
 # --------------------------------------------------------------------------- public API
-def to_parquet(frame, path, partition_by=None, row_group_size: int = 1 << 20,
-               compression: str = "zstd", compression_level=None, comm=None,
-               overwrite: bool = False, progress: bool = False) -> dict:
+def to_parquet(
+    frame,
+    path,
+    partition_by=None,
+    row_group_size: int = 1 << 20,
+    compression: str = "zstd",
+    compression_level=None,
+    comm=None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
     """Write a lazy frame as a Parquet dataset, in parallel, atomically and resumably.
 
     Parameters
@@ -253,8 +274,15 @@ def to_parquet(frame, path, partition_by=None, row_group_size: int = 1 << 20,
     return write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
 
 
-def to_hdf(frame, path, compression: str | None = "gzip", chunk_rows: int = 65536, comm=None,
-           overwrite: bool = False, progress: bool = False) -> dict:
+def to_hdf(
+    frame,
+    path,
+    compression: str | None = "gzip",
+    chunk_rows: int = 65536,
+    comm=None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
     """Write a lazy frame as HDF5, readable by ``hf.read_hdf(path)``.
 
     Part files go to ``<path>.d/`` and the file ``path`` presents them as one table (virtual
@@ -287,8 +315,9 @@ def to_hdf(frame, path, compression: str | None = "gzip", chunk_rows: int = 6553
     return write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
 
 
-def to_csv(frame, path, partition_by=None, comm=None, overwrite: bool = False,
-           progress: bool = False) -> dict:
+def to_csv(
+    frame, path, partition_by=None, comm=None, overwrite: bool = False, progress: bool = False
+) -> dict:
     """Write a lazy frame as CSV files (with header) in folder ``path``.
 
     Parameters
@@ -310,5 +339,4 @@ def to_csv(frame, path, partition_by=None, comm=None, overwrite: bool = False,
     FileExistsError, ComputeError
         As for :func:`to_parquet`.
     """
-    return write(frame, CSVFormat(path, partition_by), comm=comm, overwrite=overwrite,
-                 progress=progress)
+    return write(frame, CSVFormat(path, partition_by), comm=comm, overwrite=overwrite, progress=progress)

@@ -7,6 +7,7 @@
 
 Helpers that tests import live in the ``tests.helpers`` package.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,10 @@ from tests.helpers.mpi import UNDER_MPI
 def pytest_collection_modifyitems(config, items):
     if not UNDER_MPI:
         return
-    skip = pytest.mark.skip(reason="under an MPI launcher only tests/parallel runs (the other "
-                                   "folders run once, without MPI, and start mpiexec themselves)")
+    skip = pytest.mark.skip(
+        reason="under an MPI launcher only tests/parallel runs (the other "
+        "folders run once, without MPI, and start mpiexec themselves)"
+    )
     for item in items:
         if item.path.parent.name != "parallel":
             item.add_marker(skip)

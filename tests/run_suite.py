@@ -14,6 +14,7 @@ fails the suite instead of CI.
 Extra arguments are passed to every pytest run (e.g. ``-k groupby``). ``HPCFRAME_TEST_RANKS``
 (e.g. ``"2 3"``) picks the rank counts.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,7 @@ def _counts(text: str) -> dict[str, int]:
 # the results of the other; their conftests and helpers no longer clash (tests is a package).
 GROUPS = {
     "unit, engine and parallel (local engine)": ["unit", "engine", "parallel"],
-    "end to end (cli, diagnostics, ingest, jobs with a real SLURM)": [
-        "cli", "diagnostics", "ingest", "jobs"],
+    "end to end (cli, diagnostics, ingest, jobs with a real SLURM)": ["cli", "diagnostics", "ingest", "jobs"],
 }
 PARALLEL = "tests/parallel"
 
@@ -57,8 +57,9 @@ def run(name: str, cmd: list[str], logs: list[str] = (), timeout: int = TIMEOUT)
     print(f"\n=== {name}: {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
     t0 = time.time()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+        )
         text, code = proc.stdout, proc.returncode
     except subprocess.TimeoutExpired as exc:
         text = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -92,21 +93,25 @@ def main(argv: list[str]) -> int:
     env_ranks = os.environ.get("HPCFRAME_TEST_RANKS", "1 2 3 4").split()
     for name, folders in GROUPS.items():
         paths = [f"tests/{f}" for f in folders if os.path.isdir(os.path.join(ROOT, "tests", f))]
-        add(run(name, [py, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", *extra],
-                timeout=TIMEOUT * len(paths)))
+        add(
+            run(
+                name,
+                [py, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", *extra],
+                timeout=TIMEOUT * len(paths),
+            )
+        )
     mpiexec = os.path.join(BIN, "mpiexec")
     logdir = tempfile.mkdtemp(prefix="hpcframe-test-logs-")
     pytest = f"{shlex.quote(py)} -m pytest {PARALLEL} -q -p no:cacheprovider " + " ".join(
-        map(shlex.quote, extra))
+        map(shlex.quote, extra)
+    )
     for n in env_ranks:
         logs = [os.path.join(logdir, f"n{n}-rank{r}.log") for r in range(int(n))]
         log = f"{shlex.quote(logdir)}/n{n}-rank$PMI_RANK.log"
-        inner = (f'if [ "${{PMI_RANK:-0}}" = 0 ]; then exec {pytest}; '
-                 f'else exec {pytest} > {log} 2>&1; fi')
+        inner = f'if [ "${{PMI_RANK:-0}}" = 0 ]; then exec {pytest}; else exec {pytest} > {log} 2>&1; fi'
         add(run(f"mpiexec -n {n}", [mpiexec, "-n", n, "sh", "-c", inner], logs))
     failed = total.get("failed", 0) + total.get("error", 0)
-    print(f"\nsuite: {total.get('passed', 0)} passed, {failed} failed, "
-          f"{total.get('skipped', 0)} skipped")
+    print(f"\nsuite: {total.get('passed', 0)} passed, {failed} failed, {total.get('skipped', 0)} skipped")
     return 1 if failed else 0
 
 

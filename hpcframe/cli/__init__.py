@@ -10,6 +10,7 @@ Commands parse their arguments, call the library, print, and map errors to exit 
 
 ``python -m hpcframe.cli ARGS`` is the same as ``hpcframe ARGS``.
 """
+
 from __future__ import annotations
 
 import click
@@ -25,8 +26,7 @@ __all__ = ["main", "Failure", "handle_errors"]
 
 
 @click.group(context_settings=CONTEXT, epilog=EXIT_CODES)
-@click.version_option(__version__, "-V", "--version", prog_name="hpcframe",
-                      message="%(prog)s %(version)s")
+@click.version_option(__version__, "-V", "--version", prog_name="hpcframe", message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 def main(debug: bool) -> None:
     """hpcframe: pandas analytics over partitioned Parquet/HDF5, across MPI ranks.

@@ -6,6 +6,7 @@ computation, writing), 2 the command line or the job spec is wrong, 130 interrup
 are one line on stderr (plus one line per failing rank), with a traceback only under
 ``--debug`` or ``HPCFRAME_DEBUG=1``. Under MPI only rank 0 prints.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,8 +45,9 @@ def rank() -> int:
 class Failure(click.ClickException):
     """An error to print as one line (on rank 0) and exit with ``exit_code``."""
 
-    def __init__(self, message: str, exit_code: int = 1, cause: BaseException | None = None,
-                 everywhere: bool = False):
+    def __init__(
+        self, message: str, exit_code: int = 1, cause: BaseException | None = None, everywhere: bool = False
+    ):
         super().__init__(message)
         # click declares exit_code a ClassVar but reads it from the instance (e.exit_code),
         # so a code per instance works
@@ -62,8 +64,7 @@ class Failure(click.ClickException):
         file = file or sys.stderr
         prefix = f"rank {me}: " if me != 0 else ""
         if self.cause is not None and self.debug:
-            traceback.print_exception(type(self.cause), self.cause, self.cause.__traceback__,
-                                      file=file)
+            traceback.print_exception(type(self.cause), self.cause, self.cause.__traceback__, file=file)
         click.echo(f"{prefix}Error: {self.format_message()}", file=file)
 
 
@@ -79,8 +80,11 @@ def _abort_alone(why: str) -> None:
         return
     import socket
 
-    click.echo(f"rank {world.Get_rank()} on {socket.gethostname()}: Error: {why}; ending "
-               f"all {world.Get_size()} ranks (MPI_Abort)", file=sys.stderr)
+    click.echo(
+        f"rank {world.Get_rank()} on {socket.gethostname()}: Error: {why}; ending "
+        f"all {world.Get_size()} ranks (MPI_Abort)",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
     world.Abort(130)
 
@@ -104,12 +108,12 @@ def handle_errors(fn):
         except (HpcframeError, OSError) as exc:  # 2 for a wrong spec, query or column
             raise Failure(str(exc), exit_code(exc), exc) from exc
         except KeyboardInterrupt as exc:
-            _abort_alone("interrupted (KeyboardInterrupt) outside a computation the ranks "
-                         "share")
+            _abort_alone("interrupted (KeyboardInterrupt) outside a computation the ranks share")
             raise Failure("interrupted", exit_code(exc)) from None
         except Exception as exc:  # noqa: BLE001 - an unexpected error: say so, briefly
             hint = "" if debug() else " (rerun with --debug for the traceback)"
-            raise Failure(f"unexpected {type(exc).__name__}: {exc}{hint}", exit_code(exc), exc,
-                          everywhere=True) from exc
+            raise Failure(
+                f"unexpected {type(exc).__name__}: {exc}{hint}", exit_code(exc), exc, everywhere=True
+            ) from exc
 
     return wrapper

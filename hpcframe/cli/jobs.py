@@ -5,6 +5,7 @@ command failed (its command, exit code and output are shown), 2 a usage error (b
 profile or value: the message says what to change), 3 (``status`` only) a task FAILED,
 CANCELLED or TIMEOUT.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,10 +25,16 @@ def _usage(exc: Exception):
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option("--profile", "-P", envvar="HPCFRAME_PROFILE", help="Profile name (configs/, "
-              "~/.config/hpcframe/profiles, $HPCFRAME_PROFILES) or a YAML path. [env: HPCFRAME_PROFILE]")
-@click.option("--scheduler", type=click.Choice(["slurm", "pbs", "torque"]),
-              help="Override the profile's scheduler.")
+@click.option(
+    "--profile",
+    "-P",
+    envvar="HPCFRAME_PROFILE",
+    help="Profile name (configs/, "
+    "~/.config/hpcframe/profiles, $HPCFRAME_PROFILES) or a YAML path. [env: HPCFRAME_PROFILE]",
+)
+@click.option(
+    "--scheduler", type=click.Choice(["slurm", "pbs", "torque"]), help="Override the profile's scheduler."
+)
 @click.option("--name", "-J", help="Job name (letters, digits, _ . + -).")
 @click.option("--nodes", "-N", type=int, help="Number of nodes.")
 @click.option("--ntasks-per-node", type=int, help="MPI ranks per node.")
@@ -36,15 +43,38 @@ def _usage(exc: Exception):
 @click.option("--mem", help="Memory per node, e.g. 16G.")
 @click.option("--partition", "--queue", "-p", "partition", help="Partition (SLURM) / queue (PBS).")
 @click.option("--account", "-A", help="Account / project to charge.")
-@click.option("--array", help="Job array: NAME=START-END[:STEP] or NAME=V1,V2; {NAME} in the spec "
-              "or script arguments becomes each task's value.")
+@click.option(
+    "--array",
+    help="Job array: NAME=START-END[:STEP] or NAME=V1,V2; {NAME} in the spec "
+    "or script arguments becomes each task's value.",
+)
 @click.option("--after", multiple=True, help="Start only after job ID finished OK (repeatable).")
-@click.option("--dask-config", type=click.Path(exists=True, dir_okay=False),
-              help="Reuse jobqueue.slurm / jobqueue.pbs from this dask-jobqueue YAML file.")
+@click.option(
+    "--dask-config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Reuse jobqueue.slurm / jobqueue.pbs from this dask-jobqueue YAML file.",
+)
 @click.option("--launcher", help='How ranks start, e.g. "srun --mpi=pmi2" or "mpiexec".')
 @click.option("--dry-run", is_flag=True, help="Print the job script; submit nothing.")
-def submit(target, args, profile, scheduler, name, nodes, ntasks_per_node, cpus_per_task, time_,
-           mem, partition, account, array, after, dask_config, launcher, dry_run):
+def submit(
+    target,
+    args,
+    profile,
+    scheduler,
+    name,
+    nodes,
+    ntasks_per_node,
+    cpus_per_task,
+    time_,
+    mem,
+    partition,
+    account,
+    array,
+    after,
+    dask_config,
+    launcher,
+    dry_run,
+):
     """Submit TARGET (a job spec .yaml, or your own MPI Python script) as a batch job.
 
     Arguments after `--` go to the script. Prints the job id (with --dry-run: the script).
@@ -54,18 +84,30 @@ def submit(target, args, profile, scheduler, name, nodes, ntasks_per_node, cpus_
       hpcframe submit analysis.py --profile mycluster -- --arg 1
       hpcframe submit job.yaml --profile slurm --array month=1-12 --after 1234
     """
-    overrides = {"name": name, "nodes": nodes, "ntasks_per_node": ntasks_per_node,
-                 "cpus_per_task": cpus_per_task, "time": time_, "mem": mem,
-                 "partition": partition, "account": account, "launcher": launcher}
+    overrides = {
+        "name": name,
+        "nodes": nodes,
+        "ntasks_per_node": ntasks_per_node,
+        "cpus_per_task": cpus_per_task,
+        "time": time_,
+        "mem": mem,
+        "partition": partition,
+        "account": account,
+        "launcher": launcher,
+    }
     if not profile and not scheduler:
         import shutil
+
         scheduler = "slurm" if shutil.which("sbatch") else "pbs" if shutil.which("qsub") else None
         if scheduler is None:
-            raise click.UsageError("no cluster profile and neither sbatch nor qsub on PATH: pass "
-                                   "--profile NAME (see configs/*.yaml) or --scheduler slurm|pbs|torque")
+            raise click.UsageError(
+                "no cluster profile and neither sbatch nor qsub on PATH: pass "
+                "--profile NAME (see configs/*.yaml) or --scheduler slurm|pbs|torque"
+            )
     try:
-        params = make_params(profile, overrides, array=array, after=after,
-                             dask_config=dask_config, scheduler=scheduler)
+        params = make_params(
+            profile, overrides, array=array, after=after, dask_config=dask_config, scheduler=scheduler
+        )
         if dry_run:
             click.echo(render_job(params, target, args, run_dir="<run-dir>"), nl=False)
             return

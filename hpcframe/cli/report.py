@@ -1,4 +1,5 @@
 """``hpcframe report DIR``: the run report of a profile directory (:mod:`hpcframe.diagnostics`)."""
+
 from __future__ import annotations
 
 import os
@@ -8,10 +9,16 @@ import click
 
 @click.command("report")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--png", is_flag=True, help="Also write DIR/report.png (matplotlib) for "
-                                          "terminals and job e-mails.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the HTML report (default DIR/report.html).")
+@click.option(
+    "--png", is_flag=True, help="Also write DIR/report.png (matplotlib) for terminals and job e-mails."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the HTML report (default DIR/report.html).",
+)
 def report(directory, png, output):
     """Write DIRECTORY/report.html from a profile directory made by
     `hpcframe run ... --profile-dir DIRECTORY`, and print the bottleneck."""
@@ -25,11 +32,14 @@ def report(directory, png, output):
     html_path = output or os.path.join(directory, "report.html")
     folder = os.path.dirname(os.path.abspath(html_path))
     if not os.path.isdir(folder):
-        raise click.UsageError(f"cannot write {html_path!r}: the folder {folder!r} does not "
-                               f"exist; create it first or choose another -o/--output")
+        raise click.UsageError(
+            f"cannot write {html_path!r}: the folder {folder!r} does not "
+            f"exist; create it first or choose another -o/--output"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise click.UsageError(f"cannot write {html_path!r}: the folder {folder!r} is not "
-                               f"writable; choose another -o/--output")
+        raise click.UsageError(
+            f"cannot write {html_path!r}: the folder {folder!r} is not writable; choose another -o/--output"
+        )
     try:
         write_html(profile, html_path)
     except OSError as exc:

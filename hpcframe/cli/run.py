@@ -4,6 +4,7 @@ The library returns data (:func:`hpcframe.spec.dataset_info` a dict,
 :func:`hpcframe.spec.run_job` a :class:`~hpcframe.spec.RunSummary`); how it reads on a
 terminal is decided here (:func:`format_info`, :func:`format_summary`).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,12 @@ from .common import CONTEXT, EXIT_CODES, handle_errors, rank
 
 @click.command(context_settings=CONTEXT, epilog=EXIT_CODES)
 @click.argument("path")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "hdf5"]),
-              help="Input format (default: from the file names).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "hdf5"]),
+    help="Input format (default: from the file names).",
+)
 @click.option("--key", help="HDF5: the table inside the files (default: the only one).")
 @click.option("--partitions", "show_parts", is_flag=True, help="List every partition.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -47,27 +52,51 @@ def info(path: str, fmt: str | None, key: str | None, show_parts: bool, as_json:
 
 @click.command(context_settings=CONTEXT, epilog=EXIT_CODES)
 @click.argument("spec", metavar="SPEC")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a spec key (dotted path), e.g. --set filter=\"x > 0\" "
-                   "--set options.sort=false. Repeatable.")
-@click.option("-o", "--output", metavar="PATH",
-              help="Write here instead of the spec's output (format from the extension).")
-@click.option("--overwrite", is_flag=True, default=None,
-              help="Replace an existing output file.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help='Override a spec key (dotted path), e.g. --set filter="x > 0" --set options.sort=false. Repeatable.',
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="PATH",
+    help="Write here instead of the spec's output (format from the extension).",
+)
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--explain", is_flag=True,
-              help="Show the plan (columns read, pushed filters, partitions per rank) and stop.")
-@click.option("--progress", is_flag=True,
-              help="Show progress across all ranks on rank 0 while the job runs (a bar in a "
-                   "terminal, periodic lines in a batch log).")
-@click.option("--profile-dir", metavar="DIR",
-              help="Record task and resource profiles of the run into DIR (Parquet + JSON); "
-                   "`hpcframe report DIR` turns them into an HTML/PNG report.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Show the plan (columns read, pushed filters, partitions per rank) and stop.",
+)
+@click.option(
+    "--progress",
+    is_flag=True,
+    help="Show progress across all ranks on rank 0 while the job runs (a bar in a "
+    "terminal, periodic lines in a batch log).",
+)
+@click.option(
+    "--profile-dir",
+    metavar="DIR",
+    help="Record task and resource profiles of the run into DIR (Parquet + JSON); "
+    "`hpcframe report DIR` turns them into an HTML/PNG report.",
+)
 @handle_errors
-def run(spec: str, overrides: tuple[str, ...], output: str | None, overwrite: bool | None,
-        quiet: bool, as_json: bool, explain: bool, progress: bool,
-        profile_dir: str | None) -> None:
+def run(
+    spec: str,
+    overrides: tuple[str, ...],
+    output: str | None,
+    overwrite: bool | None,
+    quiet: bool,
+    as_json: bool,
+    explain: bool,
+    progress: bool,
+    profile_dir: str | None,
+) -> None:
     """Run the job spec SPEC (YAML): read, filter, group, aggregate, write.
 
     Under mpiexec/srun every rank runs it; rank 0 writes the output (atomically) and prints.
@@ -115,12 +144,13 @@ def format_summary(summary) -> str:
     """A :class:`~hpcframe.spec.RunSummary` as a few human-readable lines."""
     s = summary
     total = f"{s.rows_total:,}" if s.rows_total is not None else "?"
-    lines = [f"rows in:  {total} ({s.rows_read:,} read; {s.partitions_pruned} of "
-             f"{s.partitions} block(s) skipped by statistics)",
-             f"rows out: {s.rows_out:,}" if s.rows_out is not None else "rows out: ?",
-             f"output:   {s.output} ({s.format})" if s.output else
-             "output:   (none: printed above)",
-             f"seconds:  {s.seconds:.2f} on {s.ranks} rank(s)"]
+    lines = [
+        f"rows in:  {total} ({s.rows_read:,} read; {s.partitions_pruned} of "
+        f"{s.partitions} block(s) skipped by statistics)",
+        f"rows out: {s.rows_out:,}" if s.rows_out is not None else "rows out: ?",
+        f"output:   {s.output} ({s.format})" if s.output else "output:   (none: printed above)",
+        f"seconds:  {s.seconds:.2f} on {s.ranks} rank(s)",
+    ]
     return "\n".join(lines)
 
 
@@ -140,17 +170,24 @@ def format_info(info: dict, partitions: bool = False) -> str:
         "",
     ]
     head = ("column", "arrow type", "pandas dtype", "nulls", "min", "max")
-    rows = [(c["name"] + (" (hive)" if c["name"] in info["hive"] else ""), c["arrow"],
-             c["pandas"], "-" if c["nulls"] is None else f"{c['nulls']:,}",
-             _compact(c["min"]), _compact(c["max"])) for c in info["columns"]]
+    rows = [
+        (
+            c["name"] + (" (hive)" if c["name"] in info["hive"] else ""),
+            c["arrow"],
+            c["pandas"],
+            "-" if c["nulls"] is None else f"{c['nulls']:,}",
+            _compact(c["min"]),
+            _compact(c["max"]),
+        )
+        for c in info["columns"]
+    ]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     for r in [head] + rows:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     if partitions:
         lines += ["", "partitions:"]
         for i, p in enumerate(parts):
-            lines.append(f"  {i:>4}  {p['path']} [{p['piece']}]  {p['rows']:,} rows  "
-                         f"{_bytes(p['bytes'])}")
+            lines.append(f"  {i:>4}  {p['path']} [{p['piece']}]  {p['rows']:,} rows  {_bytes(p['bytes'])}")
     return "\n".join(lines)
 
 
@@ -175,4 +212,4 @@ def _compact(v, width: int = 22) -> str:
         text = v.decode("utf-8", "replace")
     else:
         text = str(v)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."

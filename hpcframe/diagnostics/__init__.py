@@ -9,6 +9,7 @@
 Everything here is off unless used: the engine only checks a list of active callbacks.
 Bokeh and matplotlib are imported only when a report is written.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,18 @@ from .report import summarize, visualize
 from .resource import ResourceProfiler
 from .store import RunProfile, collect, load, save
 
-__all__ = ["ProgressBar", "Profiler", "ResourceProfiler", "visualize", "profiling",
-           "RunProfile", "collect", "load", "save", "summarize"]
+__all__ = [
+    "ProgressBar",
+    "Profiler",
+    "ResourceProfiler",
+    "visualize",
+    "profiling",
+    "RunProfile",
+    "collect",
+    "load",
+    "save",
+    "summarize",
+]
 
 
 @contextmanager
@@ -120,11 +131,11 @@ def _check_writable(path: str) -> None:
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
-        raise OSError(f"cannot create the profile directory {path!r}: {exc.strerror}; "
-                      "pass a writable --profile-dir") from exc
+        raise OSError(
+            f"cannot create the profile directory {path!r}: {exc.strerror}; pass a writable --profile-dir"
+        ) from exc
     if not os.access(path, os.W_OK | os.X_OK):
-        raise OSError(f"the profile directory {path!r} is not writable; "
-                      "pass a writable --profile-dir")
+        raise OSError(f"the profile directory {path!r} is not writable; pass a writable --profile-dir")
 
 
 def _world_rank() -> int:

@@ -5,6 +5,7 @@ barrier, which they leave within microseconds of each other, and rank 0 broadcas
 clock at that moment. Each rank then maps its ``time.perf_counter()`` values onto rank 0's
 wall clock (:class:`Clock`). Everything is gathered to rank 0 in ``on_run_end`` (collective).
 """
+
 from __future__ import annotations
 
 import time
@@ -12,11 +13,37 @@ import time
 from ..callbacks import Callback
 from .progress import safe_to_meet
 
-TASK_COLUMNS = ["run", "source", "leaf", "rank", "host", "start", "read_end", "end", "rows",
-                "bytes", "rows_out", "pruned", "path", "partition"]
+TASK_COLUMNS = [
+    "run",
+    "source",
+    "leaf",
+    "rank",
+    "host",
+    "start",
+    "read_end",
+    "end",
+    "rows",
+    "bytes",
+    "rows_out",
+    "pruned",
+    "path",
+    "partition",
+]
 COLLECTIVE_COLUMNS = ["run", "rank", "host", "name", "start", "end"]
-RUN_COLUMNS = ["run", "source", "rank", "host", "start", "end", "leaves", "rows", "bytes",
-               "ok", "read_start", "format"]
+RUN_COLUMNS = [
+    "run",
+    "source",
+    "rank",
+    "host",
+    "start",
+    "end",
+    "leaves",
+    "rows",
+    "bytes",
+    "ok",
+    "read_start",
+    "format",
+]
 
 
 class Clock:
@@ -92,8 +119,8 @@ class Profiler(Callback):
     def _reset(self):
         self._tasks, self._colls, self._runs = [], [], []
         self._local = None
-        self.t0 = None           # rank 0's wall clock at the start of the first scan
-        self.root = True         # becomes False on ranks other than 0
+        self.t0 = None  # rank 0's wall clock at the start of the first scan
+        self.root = True  # becomes False on ranks other than 0
         self.nranks = 1
         self._run_no = 0
 
@@ -115,29 +142,55 @@ class Profiler(Callback):
         if self.t0 is None:
             self.t0 = start
         self._my_leaves = set(run.my_leaves)
-        self._local = {"tasks": [], "colls": [], "clock": clk,
-                       "run": [self._run_no, run.source, comm.rank, comm.host, start, None,
-                               len(run.my_leaves), run.my_rows, run.my_bytes, True,
-                               read_start, getattr(run, "source_format", "") or ""]}
+        self._local = {
+            "tasks": [],
+            "colls": [],
+            "clock": clk,
+            "run": [
+                self._run_no,
+                run.source,
+                comm.rank,
+                comm.host,
+                start,
+                None,
+                len(run.my_leaves),
+                run.my_rows,
+                run.my_bytes,
+                True,
+                read_start,
+                getattr(run, "source_format", "") or "",
+            ],
+        }
 
     def on_leaf_done(self, run, leaf, times) -> None:
         """Record one leaf: where it was read and when it was read and computed."""
         loc = self._local
         wall = loc["clock"].wall
         first = leaf.parts[0] if leaf.parts else None
-        loc["tasks"].append((
-            self._run_no, run.source, leaf.index, run.comm.rank, run.comm.host,
-            wall(times["start"]), wall(times["read_end"]), wall(times["end"]),
-            int(times.get("rows", 0)), int(times.get("nbytes", 0)),
-            times.get("rows_out"), leaf.index not in self._my_leaves,
-            getattr(first, "path", ""), leaf.describe()))
+        loc["tasks"].append(
+            (
+                self._run_no,
+                run.source,
+                leaf.index,
+                run.comm.rank,
+                run.comm.host,
+                wall(times["start"]),
+                wall(times["read_end"]),
+                wall(times["end"]),
+                int(times.get("rows", 0)),
+                int(times.get("nbytes", 0)),
+                times.get("rows_out"),
+                leaf.index not in self._my_leaves,
+                getattr(first, "path", ""),
+                leaf.describe(),
+            )
+        )
 
     def on_collective(self, run, name, start, end) -> None:
         """Record the time this rank spent in the collective ``name``."""
         loc = self._local
         wall = loc["clock"].wall
-        loc["colls"].append((self._run_no, run.comm.rank, run.comm.host, name,
-                             wall(start), wall(end)))
+        loc["colls"].append((self._run_no, run.comm.rank, run.comm.host, name, wall(start), wall(end)))
 
     def on_run_end(self, run, error) -> None:
         """Collective (unless this rank failed alone): gather the records to rank 0."""

@@ -18,6 +18,7 @@ How rank 0 learns about the other ranks (one-sided MPI, no message per leaf):
 
 In one process (serial engine or one rank) the counters are plain integers: no MPI at all.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,18 @@ import time
 
 from ..callbacks import Callback
 
-_LAUNCHERS = ("mpiexec", "mpiexec.hydra", "mpirun", "orterun", "prterun", "srun", "aprun",
-              "hydra_pmi_proxy", "orted", "prted")
+_LAUNCHERS = (
+    "mpiexec",
+    "mpiexec.hydra",
+    "mpirun",
+    "orterun",
+    "prterun",
+    "srun",
+    "aprun",
+    "hydra_pmi_proxy",
+    "orted",
+    "prted",
+)
 
 
 class _LocalCounters:
@@ -178,8 +189,9 @@ def progress_fraction(done: tuple, totals: tuple, rows_known: bool = True) -> fl
     return min(max(frac, 0.0), 1.0)
 
 
-def format_progress(done: tuple, totals: tuple, elapsed: float, width: int = 0,
-                    rows_known: bool = True, final: bool = False) -> str:
+def format_progress(
+    done: tuple, totals: tuple, elapsed: float, width: int = 0, rows_known: bool = True, final: bool = False
+) -> str:
     """One progress line for ``done = (leaves, rows, bytes)`` of ``totals`` after ``elapsed``
     seconds; with ``width`` > 0 it starts with a bar of that many characters.
 
@@ -209,9 +221,11 @@ def format_progress(done: tuple, totals: tuple, elapsed: float, width: int = 0,
         rows_text = f"{_human(rows)} rows"
     else:
         rows_text = f"{_human(rows)} rows (~{_human(t_rows)} est.)"
-    return (f"{head}{frac * 100:5.1f}% | {leaves}/{t_leaves} partitions | {rows_text} | "
-            f"{_human(nbytes, 'B')}/{_human(t_bytes, 'B')} | "
-            f"{_human(rate)} rows/s | {_duration(elapsed)} elapsed | {eta}")
+    return (
+        f"{head}{frac * 100:5.1f}% | {leaves}/{t_leaves} partitions | {rows_text} | "
+        f"{_human(nbytes, 'B')}/{_human(t_bytes, 'B')} | "
+        f"{_human(rate)} rows/s | {_duration(elapsed)} elapsed | {eta}"
+    )
 
 
 class ProgressBar(Callback):
@@ -257,8 +271,9 @@ class ProgressBar(Callback):
     (True, True)
     """
 
-    def __init__(self, out=None, mode: str | None = None, interval: float = 10.0,
-                 refresh: float = 0.2, width: int = 30):
+    def __init__(
+        self, out=None, mode: str | None = None, interval: float = 10.0, refresh: float = 0.2, width: int = 30
+    ):
         if mode not in (None, "bar", "lines"):
             raise ValueError(f"ProgressBar(mode={mode!r}): use 'bar', 'lines' or None (detect)")
         self.out, self.mode, self.interval = out, mode, float(interval)
@@ -284,15 +299,21 @@ class ProgressBar(Callback):
         self._bar = bar
         self._last_len = 0
         if not bar:
-            rows = (f"{_human(run.rows_total)} rows" if self._rows_known else
-                    f"~{_human(run.rows_total)} rows (estimated; progress counts bytes)")
+            rows = (
+                f"{_human(run.rows_total)} rows"
+                if self._rows_known
+                else f"~{_human(run.rows_total)} rows (estimated; progress counts bytes)"
+            )
             t_plan = getattr(run, "t_plan", None)
             planned = f", planned in {run.t0 - t_plan:.2f}s" if t_plan is not None else ""
-            self._write(f"hpcframe: {run.source}: {run.leaves_total} partitions, "
-                        f"{rows}, {_human(run.bytes_total, 'B')} "
-                        f"on {comm.size} rank(s){planned}\n")
-        self._thread = threading.Thread(target=self._loop, args=(run.t0,), name="hpcframe-progress",
-                                        daemon=True)
+            self._write(
+                f"hpcframe: {run.source}: {run.leaves_total} partitions, "
+                f"{rows}, {_human(run.bytes_total, 'B')} "
+                f"on {comm.size} rank(s){planned}\n"
+            )
+        self._thread = threading.Thread(
+            target=self._loop, args=(run.t0,), name="hpcframe-progress", daemon=True
+        )
         self._thread.start()
 
     def on_leaf_done(self, run, leaf, times) -> None:
@@ -314,8 +335,14 @@ class ProgressBar(Callback):
             done = self._counters.read()
             elapsed = time.perf_counter() - run.t0
             # a run that ended without error is done, whatever the estimates said: 100 %
-            line = format_progress(done, self._totals, elapsed, self.width if self._bar else 0,
-                                   rows_known=self._rows_known, final=error is None)
+            line = format_progress(
+                done,
+                self._totals,
+                elapsed,
+                self.width if self._bar else 0,
+                rows_known=self._rows_known,
+                final=error is None,
+            )
             if error is not None:
                 line += f" | FAILED after {_duration(elapsed)}"
             self._show(line, final=True)
@@ -333,16 +360,16 @@ class ProgressBar(Callback):
             done = counters.read() if counters.reads_in_thread else self._snapshot
             now = time.perf_counter()
             if self._bar:
-                self._show(format_progress(done, self._totals, now - t0, self.width,
-                                           rows_known=self._rows_known))
+                self._show(
+                    format_progress(done, self._totals, now - t0, self.width, rows_known=self._rows_known)
+                )
                 continue
             frac = progress_fraction(done, self._totals, self._rows_known)
             decile = int(frac * 10)
             if now - last_print >= self.interval or decile > last_decile:
                 if decile >= 10:
                     continue  # the final line is printed by on_run_end
-                self._show(format_progress(done, self._totals, now - t0,
-                                           rows_known=self._rows_known))
+                self._show(format_progress(done, self._totals, now - t0, rows_known=self._rows_known))
                 last_print, last_decile = now, max(decile, last_decile)
 
     def _show(self, line: str, final: bool = False) -> None:

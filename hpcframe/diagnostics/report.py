@@ -5,6 +5,7 @@ Two renderings of the same panels: a self-contained HTML file (Bokeh, resources 
 offline) and a PNG (matplotlib, Agg) for terminals and job e-mails. The PNG records its panel
 titles and their pixel boxes in the ``hpcframe:panels`` text chunk.
 """
+
 from __future__ import annotations
 
 import html
@@ -16,15 +17,38 @@ from ..io.fs import write_bytes_atomic
 from .store import RunProfile, collect, load
 from .summary import FORMAT_NAMES, IMBALANCE, TASK_KINDS, planning_times, summarize
 
-__all__ = ["summarize", "visualize", "write_html", "write_png", "html_layout", "png_figure",
-           "FORMAT_NAMES", "IMBALANCE"]
+__all__ = [
+    "summarize",
+    "visualize",
+    "write_html",
+    "write_png",
+    "html_layout",
+    "png_figure",
+    "FORMAT_NAMES",
+    "IMBALANCE",
+]
 
 PANELS = ("Summary", "Timeline per rank", "CPU % per rank", "Memory (RSS) per rank")
-COLORS = {"planning": "#8172B3", "read": "#4C72B0", "compute": "#55A868", "agree": "#C44E52",
-          "exchange": "#DD8452"}
-RANK_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-               "#7f7f7f", "#bcbd22", "#17becf"]
-Segment = tuple[int, float, float, str]   # (rank, left, right, label) of one timeline bar
+COLORS = {
+    "planning": "#8172B3",
+    "read": "#4C72B0",
+    "compute": "#55A868",
+    "agree": "#C44E52",
+    "exchange": "#DD8452",
+}
+RANK_COLORS = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
+Segment = tuple[int, float, float, str]  # (rank, left, right, label) of one timeline bar
 
 
 def _as_profile(what) -> RunProfile | None:
@@ -55,15 +79,21 @@ def visualize(profilers, path="report.html"):
 
 def _segments(profile: RunProfile) -> dict[str, list[Segment]]:
     """Timeline bars per kind: lists of (rank, left, right, label) in seconds since t0."""
-    tasks: Any = profile.tasks   # DataFrames (RunProfile types them as object)
+    tasks: Any = profile.tasks  # DataFrames (RunProfile types them as object)
     t = tasks[~tasks["pruned"].astype(bool)] if len(tasks) else tasks
     segs: dict[str, list[Segment]] = {"planning": [], "read": [], "compute": []}
     runs: Any = profile.runs
     if len(runs) and "read_start" in runs:
         for row, planning in zip(runs.itertuples(index=False), planning_times(runs)):
             if planning > 0:
-                segs["planning"].append((int(row.rank), float(row.start), float(row.start) +
-                                     float(planning), f"planning the scan of {row.source}"))
+                segs["planning"].append(
+                    (
+                        int(row.rank),
+                        float(row.start),
+                        float(row.start) + float(planning),
+                        f"planning the scan of {row.source}",
+                    )
+                )
     for row in t.itertuples(index=False):
         label = f"{row.partition} ({row.rows} rows)"
         segs["read"].append((int(row.rank), float(row.start), float(row.read_end), label))
@@ -71,7 +101,8 @@ def _segments(profile: RunProfile) -> dict[str, list[Segment]]:
     collectives: Any = profile.collectives
     for row in collectives.itertuples(index=False):
         segs.setdefault(str(row.name), []).append(
-            (int(row.rank), float(row.start), float(row.end), f"collective {row.name}"))
+            (int(row.rank), float(row.start), float(row.end), f"collective {row.name}")
+        )
     return segs
 
 
@@ -82,10 +113,13 @@ def _summary_html(profile: RunProfile, s: dict) -> str:
         f"<tr><td>{p['rank']}</td><td>{p['leaves']}</td><td>{p['rows']:,}</td>"
         f"<td>{p.get('planning', 0.0):.3f}</td><td>{p['read']:.3f}</td><td>{p['compute']:.3f}</td>"
         f"<td>{p['collective']:.3f}</td></tr>"
-        for p in s["per_rank"])
+        for p in s["per_rank"]
+    )
     slow = "".join(
         f"<tr><td>{esc(x['partition'])}</td><td>{x['rank']}</td><td>{x['seconds']:.3f}</td>"
-        f"<td>{x['read']:.3f}</td><td>{x['rows']:,}</td></tr>" for x in s["slowest"])
+        f"<td>{x['read']:.3f}</td><td>{x['rows']:,}</td></tr>"
+        for x in s["slowest"]
+    )
     sh = s["shares"]
     return (
         f"<h2>hpcframe run report</h2>"
@@ -104,7 +138,8 @@ def _summary_html(profile: RunProfile, s: dict) -> str:
         f"{rows}</table>"
         f"<h3>Slowest partitions</h3><table border='1' cellspacing='0' cellpadding='3'>"
         f"<tr><th>partition</th><th>rank</th><th>seconds</th><th>of which read</th>"
-        f"<th>rows</th></tr>{slow}</table>")
+        f"<th>rows</th></tr>{slow}</table>"
+    )
 
 
 def write_html(profile: RunProfile, path: str) -> str:
@@ -124,10 +159,16 @@ def _legend_above(fig, items) -> None:
     if not items:
         return
     # bokeh's stub types Legend.padding as Property[Property[int] | ...]; an int is valid
-    legend = Legend(items=[LegendItem(label=label, renderers=[r]) for label, r in items],
-                    orientation="horizontal", location="top_right", margin=2,
-                    padding=4,  # type: ignore[arg-type]
-                    spacing=12, label_text_font_size="9pt", border_line_alpha=0)
+    legend = Legend(
+        items=[LegendItem(label=label, renderers=[r]) for label, r in items],
+        orientation="horizontal",
+        location="top_right",
+        margin=2,
+        padding=4,  # type: ignore[arg-type]
+        spacing=12,
+        label_text_font_size="9pt",
+        border_line_alpha=0,
+    )
     fig.add_layout(legend, "above")
 
 
@@ -141,53 +182,107 @@ def html_layout(profile: RunProfile):
 
     s = summarize(profile)
     nranks = max(int(profile.meta.get("ranks") or 1), s["ranks"], 1)
-    res: Any = profile.resources   # a DataFrame (RunProfile types it as object)
+    res: Any = profile.resources  # a DataFrame (RunProfile types it as object)
     end = max([s["wall"]] + [float(res["time"].max()) if len(res) else 0.0]) or 1.0
     x_range = Range1d(start=-0.02 * end, end=end * 1.02)
-    timeline = figure(title=PANELS[1], height=120 + 40 * nranks, x_range=x_range,
-                      y_range=Range1d(start=nranks - 0.5, end=-0.5), sizing_mode="stretch_width",
-                      x_axis_label="seconds since start", y_axis_label="rank",
-                      tools="xpan,xwheel_zoom,box_zoom,reset,save", name="timeline")
+    timeline = figure(
+        title=PANELS[1],
+        height=120 + 40 * nranks,
+        x_range=x_range,
+        y_range=Range1d(start=nranks - 0.5, end=-0.5),
+        sizing_mode="stretch_width",
+        x_axis_label="seconds since start",
+        y_axis_label="rank",
+        tools="xpan,xwheel_zoom,box_zoom,reset,save",
+        name="timeline",
+    )
     items = []
     for kind, segs in _segments(profile).items():
         if not segs:
             continue
         is_task = kind in TASK_KINDS
-        src = ColumnDataSource({"y": [r + (0 if is_task else 0.3) for r, *_ in segs],
-                                "left": [a for _, a, _, _ in segs],
-                                "right": [b for _, _, b, _ in segs],
-                                "label": [x for *_, x in segs],
-                                "seconds": [b - a for _, a, b, _ in segs]})
-        items.append((kind, timeline.hbar(
-            y="y", left="left", right="right", height=0.55 if is_task else 0.25, source=src,
-            color=COLORS.get(kind, "#937860"), line_color="white", line_width=0.5)))
+        src = ColumnDataSource(
+            {
+                "y": [r + (0 if is_task else 0.3) for r, *_ in segs],
+                "left": [a for _, a, _, _ in segs],
+                "right": [b for _, _, b, _ in segs],
+                "label": [x for *_, x in segs],
+                "seconds": [b - a for _, a, b, _ in segs],
+            }
+        )
+        items.append(
+            (
+                kind,
+                timeline.hbar(
+                    y="y",
+                    left="left",
+                    right="right",
+                    height=0.55 if is_task else 0.25,
+                    source=src,
+                    color=COLORS.get(kind, "#937860"),
+                    line_color="white",
+                    line_width=0.5,
+                ),
+            )
+        )
     timeline.add_tools(HoverTool(tooltips=[("", "@label"), ("seconds", "@seconds{0.000}")]))
     timeline.yaxis.ticker = list(range(nranks))
     _legend_above(timeline, items)
     figs = [timeline]
-    for title, col, scale, unit in ((PANELS[2], "cpu", 1.0, "CPU %"),
-                                    (PANELS[3], "rss", 1 / 2**20, "RSS MiB")):
-        f = figure(title=title, height=220, x_range=x_range, sizing_mode="stretch_width",
-                   x_axis_label="seconds since start", y_axis_label=unit,
-                   tools="xpan,xwheel_zoom,box_zoom,reset,save", name=col)
+    for title, col, scale, unit in (
+        (PANELS[2], "cpu", 1.0, "CPU %"),
+        (PANELS[3], "rss", 1 / 2**20, "RSS MiB"),
+    ):
+        f = figure(
+            title=title,
+            height=220,
+            x_range=x_range,
+            sizing_mode="stretch_width",
+            x_axis_label="seconds since start",
+            y_axis_label=unit,
+            tools="xpan,xwheel_zoom,box_zoom,reset,save",
+            name=col,
+        )
         if len(res):
-            _legend_above(f, [(f"rank {r}", f.line(
-                list(res[res["rank"] == r]["time"]), list(res[res["rank"] == r][col] * scale),
-                line_width=2, color=RANK_COLORS[int(r) % len(RANK_COLORS)]))
-                for r in sorted(set(res["rank"]))])
+            _legend_above(
+                f,
+                [
+                    (
+                        f"rank {r}",
+                        f.line(
+                            list(res[res["rank"] == r]["time"]),
+                            list(res[res["rank"] == r][col] * scale),
+                            line_width=2,
+                            color=RANK_COLORS[int(r) % len(RANK_COLORS)],
+                        ),
+                    )
+                    for r in sorted(set(res["rank"]))
+                ],
+            )
         else:
             f.line([0, end], [0, 0], color="#cccccc")
             cast(Title, f.title).text = f"{title} (no samples: use ResourceProfiler)"
         figs.append(f)
-    return column(Div(text=_summary_html(profile, s), sizing_mode="stretch_width",
-                      name="summary"), *figs, sizing_mode="stretch_width")
+    return column(
+        Div(text=_summary_html(profile, s), sizing_mode="stretch_width", name="summary"),
+        *figs,
+        sizing_mode="stretch_width",
+    )
 
 
 def _legend_above_axes(ax):
     """The legend of ``ax`` in one row above its top right corner, outside the plot area
     (the panel titles are on the left), so that it never covers the first rank's row."""
-    return ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=10, fontsize=8,
-                     frameon=False, borderaxespad=0.2, handlelength=1.5, columnspacing=1.2)
+    return ax.legend(
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        ncol=10,
+        fontsize=8,
+        frameon=False,
+        borderaxespad=0.2,
+        handlelength=1.5,
+        columnspacing=1.2,
+    )
 
 
 def png_figure(profile: RunProfile):
@@ -206,22 +301,26 @@ def png_figure(profile: RunProfile):
     ax_sum.axis("off")
     ax_sum.set_title(PANELS[0], loc="left", fontweight="bold")
     sh = s["shares"]
-    lines = [f"Bottleneck: {s['bottleneck']}",
-             f"{s['ranks']} rank(s), wall {s['wall']:.2f} s (planning "
-             f"{s.get('planning', 0.0):.2f} s); planning {sh.get('planning', 0.0):.0%}, "
-             f"I/O {sh['io']:.0%}, compute {sh['compute']:.0%}, communication "
-             f"{sh['communication']:.0%}; imbalance {s['imbalance']:.2f}"
-             + (f"; format: {', '.join(s['formats'])}" if s.get("formats") else ""),
-             "Slowest partitions:"]
-    lines += [f"  {x['seconds']:.3f} s  rank {x['rank']}  {x['partition']}"
-              for x in s["slowest"][:4]]
+    lines = [
+        f"Bottleneck: {s['bottleneck']}",
+        f"{s['ranks']} rank(s), wall {s['wall']:.2f} s (planning "
+        f"{s.get('planning', 0.0):.2f} s); planning {sh.get('planning', 0.0):.0%}, "
+        f"I/O {sh['io']:.0%}, compute {sh['compute']:.0%}, communication "
+        f"{sh['communication']:.0%}; imbalance {s['imbalance']:.2f}"
+        + (f"; format: {', '.join(s['formats'])}" if s.get("formats") else ""),
+        "Slowest partitions:",
+    ]
+    lines += [f"  {x['seconds']:.3f} s  rank {x['rank']}  {x['partition']}" for x in s["slowest"][:4]]
     import textwrap
 
-    text = "\n".join(textwrap.shorten(t, 150, placeholder="...") if not t.startswith("Bott")
-                     else "\n".join(textwrap.wrap(t, 150)) for t in lines)
-    ax_sum.text(0, 1, text, va="top", ha="left", family="monospace", fontsize=8.5,
-                transform=ax_sum.transAxes)
-    res: Any = profile.resources   # a DataFrame (RunProfile types it as object)
+    text = "\n".join(
+        textwrap.shorten(t, 150, placeholder="...")
+        if not t.startswith("Bott")
+        else "\n".join(textwrap.wrap(t, 150))
+        for t in lines
+    )
+    ax_sum.text(0, 1, text, va="top", ha="left", family="monospace", fontsize=8.5, transform=ax_sum.transAxes)
+    res: Any = profile.resources  # a DataFrame (RunProfile types it as object)
     end = max([s["wall"]] + [float(res["time"].max()) if len(res) else 0.0]) or 1.0
     for kind, segs in _segments(profile).items():
         for r in range(nranks):
@@ -230,28 +329,31 @@ def png_figure(profile: RunProfile):
                 continue
             is_task = kind in TASK_KINDS
             y = r - 0.3 if is_task else r + 0.15
-            ax_tl.broken_barh(bars, (y, 0.55 if is_task else 0.25),
-                              color=COLORS.get(kind, "#937860"),
-                              label=kind if r == min(rr for rr, *_ in segs) else None)
+            ax_tl.broken_barh(
+                bars,
+                (y, 0.55 if is_task else 0.25),
+                color=COLORS.get(kind, "#937860"),
+                label=kind if r == min(rr for rr, *_ in segs) else None,
+            )
     ax_tl.set_ylim(nranks - 0.5, -0.5)
     ax_tl.set_yticks(range(nranks))
     ax_tl.set_ylabel("rank")
     ax_tl.set_title(PANELS[1], loc="left", fontweight="bold")
     if ax_tl.get_legend_handles_labels()[0]:
         _legend_above_axes(ax_tl)
-    for ax, title, col, scale, unit in ((ax_cpu, PANELS[2], "cpu", 1.0, "CPU %"),
-                                        (ax_mem, PANELS[3], "rss", 1 / 2**20, "RSS MiB")):
+    for ax, title, col, scale, unit in (
+        (ax_cpu, PANELS[2], "cpu", 1.0, "CPU %"),
+        (ax_mem, PANELS[3], "rss", 1 / 2**20, "RSS MiB"),
+    ):
         ax.set_title(title, loc="left", fontweight="bold")
         ax.set_ylabel(unit)
         if len(res):
             for r in sorted(set(res["rank"])):
                 d = res[res["rank"] == r]
-                ax.plot(d["time"], d[col] * scale, color=RANK_COLORS[int(r) % 10],
-                        label=f"rank {r}")
+                ax.plot(d["time"], d[col] * scale, color=RANK_COLORS[int(r) % 10], label=f"rank {r}")
             _legend_above_axes(ax)
         else:
-            ax.text(0.5, 0.5, "no samples: use ResourceProfiler", ha="center",
-                    transform=ax.transAxes)
+            ax.text(0.5, 0.5, "no samples: use ResourceProfiler", ha="center", transform=ax.transAxes)
     for ax in (ax_tl, ax_cpu, ax_mem):
         ax.set_xlim(-0.02 * end, end * 1.02)
         ax.grid(alpha=0.3)
@@ -277,7 +379,13 @@ def write_png(profile: RunProfile, path: str) -> str:
         bb = ax.get_window_extent()
         boxes[title] = [int(bb.x0), int(height - bb.y1), int(bb.x1), int(height - bb.y0)]
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={
-        "Title": "hpcframe run report", "Description": s["bottleneck"],
-        "hpcframe:panels": json.dumps(boxes)})
+    fig.savefig(
+        buf,
+        format="png",
+        metadata={
+            "Title": "hpcframe run report",
+            "Description": s["bottleneck"],
+            "hpcframe:panels": json.dumps(boxes),
+        },
+    )
     return write_bytes_atomic(path, buf.getvalue())

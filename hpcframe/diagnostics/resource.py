@@ -1,4 +1,5 @@
 """Resource profile: CPU % and resident memory of every rank, sampled by a thread."""
+
 from __future__ import annotations
 
 import threading
@@ -64,8 +65,9 @@ class ResourceProfiler(Callback):
         proc = psutil.Process()
         proc.cpu_percent(None)  # the first call only starts the measurement
         self._sample(proc)
-        self._thread = threading.Thread(target=self._loop, args=(proc,), daemon=True,
-                                        name="hpcframe-resources")
+        self._thread = threading.Thread(
+            target=self._loop, args=(proc,), daemon=True, name="hpcframe-resources"
+        )
         self._thread.start()
         return super().__enter__()
 

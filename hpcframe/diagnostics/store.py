@@ -13,6 +13,7 @@ Layout of a profile directory (every file loads with pandas / any Parquet reader
 Files are written under temporary names and renamed, ``run.json`` last: a directory with a
 ``run.json`` is complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,26 +56,32 @@ def collect(profilers, status: str = "ok") -> RunProfile:
         elif isinstance(p, ResourceProfiler):
             rprof = p
         else:
-            raise TypeError(f"cannot report on {type(p).__name__}: pass Profiler and/or "
-                            "ResourceProfiler objects, a RunProfile or a profile directory")
+            raise TypeError(
+                f"cannot report on {type(p).__name__}: pass Profiler and/or "
+                "ResourceProfiler objects, a RunProfile or a profile directory"
+            )
     tasks = prof.results if prof else empty_frame(TASK_COLUMNS)
     colls = prof.collectives if prof else empty_frame(COLLECTIVE_COLUMNS)
     runs = prof.runs if prof else empty_frame(RUN_COLUMNS)
     res = rprof.results if rprof else empty_frame(RESOURCE_COLUMNS + ["time"])
-    t0 = prof.t0 if prof and prof.t0 is not None else (
-        float(res["epoch"].min()) if len(res) else time.time())
+    t0 = prof.t0 if prof and prof.t0 is not None else (float(res["epoch"].min()) if len(res) else time.time())
     if len(res):
         res = res.assign(time=res["epoch"] - t0)
     hosts = sorted(set(runs["host"])) if len(runs) else []
-    meta = {"version": FORMAT_VERSION, "t0": t0, "status": status,
-            "ranks": int(runs["rank"].max()) + 1 if len(runs) else (
-                int(res["rank"].max()) + 1 if len(res) else 1),
-            "hosts": hosts,
-            "sources": list(dict.fromkeys(runs["source"])) if len(runs) else [],
-            "formats": [f for f in dict.fromkeys(runs["format"]) if f]
-            if len(runs) and "format" in runs else [],
-            "leaves": int(len(tasks)), "rows": int(tasks["rows"].sum()) if len(tasks) else 0,
-            "dt": rprof.dt if rprof else None}
+    meta = {
+        "version": FORMAT_VERSION,
+        "t0": t0,
+        "status": status,
+        "ranks": int(runs["rank"].max()) + 1
+        if len(runs)
+        else (int(res["rank"].max()) + 1 if len(res) else 1),
+        "hosts": hosts,
+        "sources": list(dict.fromkeys(runs["source"])) if len(runs) else [],
+        "formats": [f for f in dict.fromkeys(runs["format"]) if f] if len(runs) and "format" in runs else [],
+        "leaves": int(len(tasks)),
+        "rows": int(tasks["rows"].sum()) if len(tasks) else 0,
+        "dt": rprof.dt if rprof else None,
+    }
     return RunProfile(tasks, colls, runs, res, meta)
 
 
@@ -85,9 +92,12 @@ def save(profile: RunProfile, directory) -> str:
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
-        raise OSError(f"cannot create the profile directory {directory!r}: {exc.strerror}; "
-                      "pass a writable --profile-dir") from exc
+        raise OSError(
+            f"cannot create the profile directory {directory!r}: {exc.strerror}; "
+            "pass a writable --profile-dir"
+        ) from exc
     meta = dict(profile.meta, created=time.time(), summary=summarize(profile))
+
     def table(name):
         return lambda tmp: getattr(profile, name).to_parquet(tmp, index=False)
 
@@ -96,8 +106,10 @@ def save(profile: RunProfile, directory) -> str:
             json.dump(meta, fh, indent=1, default=str)
 
     # every file is written before any is renamed into place
-    replace_all([(os.path.join(directory, f"{name}.parquet"), table(name)) for name in _TABLES]
-                + [(os.path.join(directory, "run.json"), run_json)])
+    replace_all(
+        [(os.path.join(directory, f"{name}.parquet"), table(name)) for name in _TABLES]
+        + [(os.path.join(directory, "run.json"), run_json)]
+    )
     return directory
 
 
@@ -111,15 +123,18 @@ def load(directory) -> RunProfile:
     if not os.path.isfile(meta_path):
         raise FileNotFoundError(
             f"{directory!r} is not a profile directory (no run.json in it): create one with "
-            "`hpcframe run JOB --profile-dir DIR` or hpcframe.diagnostics.profiling(DIR)")
+            "`hpcframe run JOB --profile-dir DIR` or hpcframe.diagnostics.profiling(DIR)"
+        )
     with open(meta_path) as fh:
         try:
             meta = json.load(fh)
         except ValueError as exc:
             raise ValueError(f"{meta_path} is not valid JSON ({exc}); re-run the job") from None
     if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{meta_path} has profile format version {meta.get('version')!r}; "
-                         f"this hpcframe reads version {FORMAT_VERSION}")
+        raise ValueError(
+            f"{meta_path} has profile format version {meta.get('version')!r}; "
+            f"this hpcframe reads version {FORMAT_VERSION}"
+        )
     tables = {}
     for name in _TABLES:
         path = os.path.join(directory, f"{name}.parquet")

@@ -4,6 +4,7 @@ communication), how unequal the ranks were, and what to try (see :func:`summariz
 Plain data in, plain data out: used by the store (a saved profile carries its summary) and by
 the report (which draws it).
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ from ..io.formats import CSV_COMPRESSION
 
 FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet", "hdf5": "HDF5", "pandas": "pandas"}
 _COMPRESSED = tuple(CSV_COMPRESSION)
-TASK_KINDS = ("planning", "read", "compute")   # drawn on the rank's row (collectives below it)
-IMBALANCE = 1.25   # slowest rank busy / mean busy at or above this: load imbalance
+TASK_KINDS = ("planning", "read", "compute")  # drawn on the rank's row (collectives below it)
+IMBALANCE = 1.25  # slowest rank busy / mean busy at or above this: load imbalance
 
 
 def summarize(profile, top: int = 5) -> dict:
@@ -32,21 +33,31 @@ def summarize(profile, top: int = 5) -> dict:
         comp = float((t["end"] - t["read_end"]).sum())
         wait = float((c["end"] - c["start"]).sum())
         planning = float(plan[runs["rank"] == r].sum()) if len(runs) else 0.0
-        per_rank.append({"rank": int(r), "leaves": int(len(t)), "rows": int(t["rows"].sum()),
-                         "planning": planning, "read": read, "compute": comp,
-                         "busy": read + comp, "collective": wait})
+        per_rank.append(
+            {
+                "rank": int(r),
+                "leaves": int(len(t)),
+                "rows": int(t["rows"].sum()),
+                "planning": planning,
+                "read": read,
+                "compute": comp,
+                "busy": read + comp,
+                "collective": wait,
+            }
+        )
     wall = 0.0
     if len(runs):  # from the start of the first scan's planning to the end of the last scan
         wall = float(runs["end"].max() - runs["start"].min())
     elif len(tasks):
         wall = float(tasks["end"].max() - tasks["start"].min())
-    totals = {k: sum(p[k] for p in per_rank)
-              for k in ("planning", "read", "compute", "collective")}
+    totals = {k: sum(p[k] for p in per_rank) for k in ("planning", "read", "compute", "collective")}
     spent = sum(totals.values())
-    shares = {"io": totals["read"] / spent if spent else 0.0,
-              "compute": totals["compute"] / spent if spent else 0.0,
-              "communication": totals["collective"] / spent if spent else 0.0,
-              "planning": totals["planning"] / spent if spent else 0.0}
+    shares = {
+        "io": totals["read"] / spent if spent else 0.0,
+        "compute": totals["compute"] / spent if spent else 0.0,
+        "communication": totals["collective"] / spent if spent else 0.0,
+        "planning": totals["planning"] / spent if spent else 0.0,
+    }
     busy = [p["busy"] for p in per_rank]
     mean = sum(busy) / len(busy) if busy else 0.0
     imbalance = max(busy) / mean if mean > 0 else 1.0
@@ -56,14 +67,27 @@ def summarize(profile, top: int = 5) -> dict:
         dur = (tasks["end"] - tasks["start"]).rename("seconds")
         for i in dur.sort_values(ascending=False, kind="stable").index[:top]:
             row = tasks.loc[i]
-            slowest.append({"partition": str(row["partition"]), "rank": int(row["rank"]),
-                            "seconds": float(dur[i]), "rows": int(row["rows"]),
-                            "read": float(row["read_end"] - row["start"])})
-    result = {"ranks": len(ranks), "wall": wall, "planning": max(
-                  [p["planning"] for p in per_rank], default=0.0),
-              "per_rank": per_rank, "shares": shares, "formats": _formats(profile),
-              "imbalance": imbalance, "slowest_rank": slow_rank, "mean_busy": mean,
-              "slowest": slowest}
+            slowest.append(
+                {
+                    "partition": str(row["partition"]),
+                    "rank": int(row["rank"]),
+                    "seconds": float(dur[i]),
+                    "rows": int(row["rows"]),
+                    "read": float(row["read_end"] - row["start"]),
+                }
+            )
+    result = {
+        "ranks": len(ranks),
+        "wall": wall,
+        "planning": max([p["planning"] for p in per_rank], default=0.0),
+        "per_rank": per_rank,
+        "shares": shares,
+        "formats": _formats(profile),
+        "imbalance": imbalance,
+        "slowest_rank": slow_rank,
+        "mean_busy": mean,
+        "slowest": slowest,
+    }
     result["bottleneck"] = _bottleneck(result)
     return result
 
@@ -73,21 +97,26 @@ def _bottleneck(s: dict) -> str:
         return "nothing was read: no partition was processed (all pruned, or no computation)"
     slow = next(p for p in s["per_rank"] if p["rank"] == s["slowest_rank"])
     if s["ranks"] > 1 and s["imbalance"] >= IMBALANCE:
-        return (f"load imbalance: rank {slow['rank']} was busy {slow['busy']:.2f} s, "
-                f"{s['imbalance']:.2f}x the mean of {s['mean_busy']:.2f} s; the other ranks "
-                "waited for it in collectives (more, smaller partitions or a lower "
-                "hf.config.block_rows spread the work better)")
+        return (
+            f"load imbalance: rank {slow['rank']} was busy {slow['busy']:.2f} s, "
+            f"{s['imbalance']:.2f}x the mean of {s['mean_busy']:.2f} s; the other ranks "
+            "waited for it in collectives (more, smaller partitions or a lower "
+            "hf.config.block_rows spread the work better)"
+        )
     name, share = max(s["shares"].items(), key=lambda kv: kv[1])
     formats = s.get("formats") or []
     what = _format_text(formats)
-    advice = {"io": f"reading {what} dominates: {_io_advice(formats)}",
-              "compute": "pandas work dominates: simplify the expressions or use more ranks",
-              "communication": "time in collectives dominates: the partial results are large "
-                               "(many groups) or the work per rank is too small",
-              "planning": f"planning the scan (discovering the partitions of {what}) "
-                          f"dominates: {_planning_advice(formats)}"}[name]
-    label = {"io": "I/O", "compute": "compute", "communication": "communication",
-             "planning": "planning"}[name]
+    advice = {
+        "io": f"reading {what} dominates: {_io_advice(formats)}",
+        "compute": "pandas work dominates: simplify the expressions or use more ranks",
+        "communication": "time in collectives dominates: the partial results are large "
+        "(many groups) or the work per rank is too small",
+        "planning": f"planning the scan (discovering the partitions of {what}) "
+        f"dominates: {_planning_advice(formats)}",
+    }[name]
+    label = {"io": "I/O", "compute": "compute", "communication": "communication", "planning": "planning"}[
+        name
+    ]
     return f"{label}-bound: {share:.0%} of the ranks' time; {advice}"
 
 
@@ -109,8 +138,13 @@ def _formats(profile) -> list:
     for fmt in dict.fromkeys(str(f) for f in runs["format"] if f):
         entry = fmt
         if fmt == "csv" and len(tasks) and "path" in tasks:
-            exts = sorted({os.path.splitext(str(p))[1].lower() for p in tasks["path"]
-                           if str(p).lower().endswith(_COMPRESSED)})
+            exts = sorted(
+                {
+                    os.path.splitext(str(p))[1].lower()
+                    for p in tasks["path"]
+                    if str(p).lower().endswith(_COMPRESSED)
+                }
+            )
             if exts:
                 entry = f"csv ({', '.join(e[1:] for e in exts)}-compressed)"
         out.append(entry)
@@ -124,20 +158,23 @@ def _format_text(formats) -> str:
     for f in formats:
         base, _, rest = f.partition(" ")
         name = FORMAT_NAMES.get(base, base)
-        names.append(f"{rest[1:-1].replace('-compressed', '')}-compressed {name}"
-                     if rest else name)
+        names.append(f"{rest[1:-1].replace('-compressed', '')}-compressed {name}" if rest else name)
     return "/".join(names)
 
 
 def _io_advice(formats) -> str:
     bases = {f.partition(" ")[0] for f in formats}
     if "csv" in bases:
-        return ("CSV text is parsed in full (a compressed file is also decompressed, from "
-                "its start); convert it once to Parquet (`hpcframe convert`) and query that, "
-                "read fewer columns, or use more ranks/nodes")
+        return (
+            "CSV text is parsed in full (a compressed file is also decompressed, from "
+            "its start); convert it once to Parquet (`hpcframe convert`) and query that, "
+            "read fewer columns, or use more ranks/nodes"
+        )
     if bases == {"parquet"}:
-        return ("read fewer columns, filter on columns with Parquet statistics so partitions "
-                "are pruned, or use more ranks/nodes for more bandwidth")
+        return (
+            "read fewer columns, filter on columns with Parquet statistics so partitions "
+            "are pruned, or use more ranks/nodes for more bandwidth"
+        )
     if bases == {"pandas"}:
         return "converting the in-memory DataFrame dominates: use more ranks"
     return "read fewer columns, or use more ranks/nodes for more bandwidth"
@@ -146,8 +183,12 @@ def _io_advice(formats) -> str:
 def _planning_advice(formats) -> str:
     bases = {f.partition(" ")[0] for f in formats}
     if "csv" in bases:
-        return ("every CSV file is opened (and a compressed one partly decompressed) to "
-                "estimate its rows; reuse the same frame for several queries (its partitions "
-                "are discovered once), or convert to Parquet (`hpcframe convert`)")
-    return ("many files or row groups: reuse the same frame for several queries (its "
-            "partitions are discovered once), or use fewer, larger files")
+        return (
+            "every CSV file is opened (and a compressed one partly decompressed) to "
+            "estimate its rows; reuse the same frame for several queries (its partitions "
+            "are discovered once), or convert to Parquet (`hpcframe convert`)"
+        )
+    return (
+        "many files or row groups: reuse the same frame for several queries (its "
+        "partitions are discovered once), or use fewer, larger files"
+    )

@@ -33,6 +33,7 @@ Schema
     :class:`DatasetError` naming the file, line, column and value — or, with
     ``on_bad_lines="skip"``/``"warn"``, the line is dropped (and reported).
 """
+
 from __future__ import annotations
 
 import io
@@ -51,9 +52,23 @@ COMPRESSION = CSV_COMPRESSION
 CSV_SUFFIXES = CSV.read_suffixes
 SAMPLE_FILES = 8
 DEFAULT_CHUNK_BYTES = 64 << 20
-_CSV_OPTIONS = ("sep", "delimiter", "header", "names", "quotechar", "escapechar", "doublequote",
-                "na_values", "keep_default_na", "true_values", "false_values", "encoding",
-                "newlines_in_values", "skip_blank_lines", "date_format")
+_CSV_OPTIONS = (
+    "sep",
+    "delimiter",
+    "header",
+    "names",
+    "quotechar",
+    "escapechar",
+    "doublequote",
+    "na_values",
+    "keep_default_na",
+    "true_values",
+    "false_values",
+    "encoding",
+    "newlines_in_values",
+    "skip_blank_lines",
+    "date_format",
+)
 
 
 @dataclass(frozen=True)
@@ -103,8 +118,10 @@ def open_decompressed(path: str, raw=None):
         try:
             import zstandard
         except ImportError:
-            raise DatasetError(f"{path}: reading .zst files needs pyarrow built with zstd or "
-                               f"the 'zstandard' package (pip install zstandard)") from None
+            raise DatasetError(
+                f"{path}: reading .zst files needs pyarrow built with zstd or "
+                f"the 'zstandard' package (pip install zstandard)"
+            ) from None
         return zstandard.ZstdDecompressor().stream_reader(raw)
     import bz2
     import gzip
@@ -172,9 +189,11 @@ def _pandas_type(t, column: str) -> pa.DataType:
     try:
         return pa.from_numpy_dtype(np.dtype(pd.api.types.pandas_dtype(t)))
     except (TypeError, ValueError, pa.ArrowException):
-        raise ValueError(f"dtype {t!r} for column {column!r} is not understood; use a numpy "
-                         f"dtype ('int64', 'float64', 'bool'), 'str', 'category' or "
-                         f"'datetime64[us]'") from None
+        raise ValueError(
+            f"dtype {t!r} for column {column!r} is not understood; use a numpy "
+            f"dtype ('int64', 'float64', 'bool'), 'str', 'category' or "
+            f"'datetime64[us]'"
+        ) from None
 
 
 def unify_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
@@ -199,13 +218,23 @@ class CSVSource:
     #: known counts: progress is measured in bytes and explain() labels the rows estimated
     exact_row_counts = False
 
-    def __init__(self, path, dtype=None, parse_dates=None, usecols=None, on_bad_lines="error",
-                 sample_rows: int = 10_000, chunk_bytes: int | None = DEFAULT_CHUNK_BYTES,
-                 **options):
+    def __init__(
+        self,
+        path,
+        dtype=None,
+        parse_dates=None,
+        usecols=None,
+        on_bad_lines="error",
+        sample_rows: int = 10_000,
+        chunk_bytes: int | None = DEFAULT_CHUNK_BYTES,
+        **options,
+    ):
         unknown = sorted(set(options) - set(_CSV_OPTIONS))
         if unknown:
-            raise TypeError(f"read_csv got unsupported option(s) {', '.join(unknown)}; "
-                            f"supported: {', '.join(_CSV_OPTIONS)}")
+            raise TypeError(
+                f"read_csv got unsupported option(s) {', '.join(unknown)}; "
+                f"supported: {', '.join(_CSV_OPTIONS)}"
+            )
         if on_bad_lines not in ("error", "skip", "warn"):
             raise ValueError(f"on_bad_lines={on_bad_lines!r}: use 'error', 'skip' or 'warn'")
         if chunk_bytes is not None and chunk_bytes < 1024:
@@ -213,8 +242,7 @@ class CSVSource:
         if sample_rows < 1:
             raise ValueError(f"sample_rows must be positive, got {sample_rows}")
         self.files, _ = expand_paths(path, CSV_SUFFIXES, "CSV")
-        self.label = str(path) if not isinstance(path, (list, tuple)) else \
-            f"{len(self.files)} CSV files"
+        self.label = str(path) if not isinstance(path, (list, tuple)) else f"{len(self.files)} CSV files"
         self.dtype = {k: _pandas_type(v, k) for k, v in (dtype or {}).items()}
         self.parse_dates = list(parse_dates or [])
         self.usecols = list(usecols) if usecols is not None else None
@@ -283,10 +311,13 @@ class CSVSource:
         o = self.options
         return pcsv.ParseOptions(
             delimiter=o.get("sep", o.get("delimiter", ",")),
-            quote_char=o.get("quotechar", '"'), double_quote=o.get("doublequote", True),
+            quote_char=o.get("quotechar", '"'),
+            double_quote=o.get("doublequote", True),
             escape_char=o.get("escapechar") or False,
             newlines_in_values=self.newlines_in_values,
-            ignore_empty_lines=o.get("skip_blank_lines", True), invalid_row_handler=handler)
+            ignore_empty_lines=o.get("skip_blank_lines", True),
+            invalid_row_handler=handler,
+        )
 
     def _convert_options(self, types: dict, columns=None):
         import pyarrow.csv as pcsv
@@ -302,16 +333,25 @@ class CSVSource:
             kw["false_values"] = list(o["false_values"])
         if o.get("date_format"):
             kw["timestamp_parsers"] = [o["date_format"]]
-        return pcsv.ConvertOptions(column_types=types, include_columns=columns,
-                                   null_values=nulls, strings_can_be_null=True,
-                                   quoted_strings_can_be_null=True, **kw)
+        return pcsv.ConvertOptions(
+            column_types=types,
+            include_columns=columns,
+            null_values=nulls,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            **kw,
+        )
 
     def _read_options(self, skip_header: bool, block_size: int | None = None):
         import pyarrow.csv as pcsv
 
         kw = {"block_size": block_size} if block_size else {}
-        return pcsv.ReadOptions(column_names=self._names, skip_rows=1 if skip_header else 0,
-                                encoding=self.options.get("encoding", "utf8"), **kw)
+        return pcsv.ReadOptions(
+            column_names=self._names,
+            skip_rows=1 if skip_header else 0,
+            encoding=self.options.get("encoding", "utf8"),
+            **kw,
+        )
 
     # -- schema inference -----------------------------------------------------------------
     def _sample(self, path: str) -> bytes:
@@ -341,12 +381,15 @@ class CSVSource:
                     column_names=list(names) if names else None,
                     autogenerate_column_names=self.header is None and not names,
                     skip_rows=1 if (names and self.header == 0) else 0,
-                    encoding=self.options.get("encoding", "utf8"))
+                    encoding=self.options.get("encoding", "utf8"),
+                )
                 bad: list[Any] = []  # pyarrow InvalidRow objects
-                table = pcsv.read_csv(pa.BufferReader(data), read_options=ropts,
-                                      parse_options=self._parse_options(self._handler(bad)),
-                                      convert_options=self._convert_options(
-                                          {k: v for k, v in self.dtype.items()}))
+                table = pcsv.read_csv(
+                    pa.BufferReader(data),
+                    read_options=ropts,
+                    parse_options=self._parse_options(self._handler(bad)),
+                    convert_options=self._convert_options({k: v for k, v in self.dtype.items()}),
+                )
             except (OSError, EOFError) as exc:
                 raise DatasetError(f"{path}: cannot read ({exc})") from exc
             except pa.ArrowException as exc:
@@ -354,9 +397,10 @@ class CSVSource:
                     at = data.find(bad[0].text.encode("utf8", "replace"))
                     line = data.count(b"\n", 0, at) + 1 if at >= 0 else "?"
                     raise DatasetError(self._fields_message(path, line, bad[0])) from None
-                raise DatasetError(f"{path}: cannot parse the first {self.sample_rows} rows as "
-                                   f"CSV ({exc}); check sep=, header=, encoding=" +
-                                   _newline_hint(exc)) from exc
+                raise DatasetError(
+                    f"{path}: cannot parse the first {self.sample_rows} rows as "
+                    f"CSV ({exc}); check sep=, header=, encoding=" + _newline_hint(exc)
+                ) from exc
             if self._names is None:
                 self._names = [str(n) for n in table.column_names]
             elif [str(n) for n in table.column_names] != self._names:
@@ -373,11 +417,12 @@ class CSVSource:
         self._row_bytes = max(1.0, nbytes / max(nrows, 1))
         assert self._names is not None  # set by the first sample file (files is never empty)
         wanted = self.usecols if self.usecols is not None else self._names
-        missing = [c for c in list(wanted) + self.parse_dates + list(self.dtype)
-                   if c not in self._names]
+        missing = [c for c in list(wanted) + self.parse_dates + list(self.dtype) if c not in self._names]
         if missing:
-            raise DatasetError(f"{first}: no column {missing[0]!r} (columns: "
-                               f"{', '.join(self._names)}); check usecols=/dtype=/parse_dates=")
+            raise DatasetError(
+                f"{first}: no column {missing[0]!r} (columns: "
+                f"{', '.join(self._names)}); check usecols=/dtype=/parse_dates="
+            )
         fields = []
         for name in self._names:
             if name not in wanted:
@@ -410,10 +455,16 @@ class CSVSource:
         # every chunk but the last holds exactly ``per`` rows (if the file is that long); the
         # last one reads to the end of the file and holds an *estimate* of the rest, not its
         # capacity (``stop`` of a last chunk is never used to read)
-        return [Partition(path, RowChunk(k, k == n - 1), k * per,
-                          (k + 1) * per if k < n - 1 else max(k * per + 1, est_rows),
-                          int(size / n) if k < n - 1 else size - (n - 1) * int(size / n))
-                for k in range(n)]
+        return [
+            Partition(
+                path,
+                RowChunk(k, k == n - 1),
+                k * per,
+                (k + 1) * per if k < n - 1 else max(k * per + 1, est_rows),
+                int(size / n) if k < n - 1 else size - (n - 1) * int(size / n),
+            )
+            for k in range(n)
+        ]
 
     def _ranges(self, path: str, size: int) -> list[Partition]:
         step = max(1024, min(self.chunk_bytes, int(self._rows_per_part() * self._row_bytes)))
@@ -433,9 +484,11 @@ class CSVSource:
         with open_decompressed(path) as f:
             first = f.readline()
         try:
-            names = pcsv.read_csv(pa.BufferReader(first), parse_options=self._parse_options(),
-                                  read_options=pcsv.ReadOptions(
-                                      encoding=self.options.get("encoding", "utf8"))).column_names
+            names = pcsv.read_csv(
+                pa.BufferReader(first),
+                parse_options=self._parse_options(),
+                read_options=pcsv.ReadOptions(encoding=self.options.get("encoding", "utf8")),
+            ).column_names
         except pa.ArrowException:
             names = []
         if [str(n) for n in names] != self._names:
@@ -480,22 +533,25 @@ class CSVSource:
         types = self._types(columns)
         bad: list[Any] = []  # pyarrow InvalidRow objects
         try:
-            table = pcsv.read_csv(pa.BufferReader(buf),
-                                  read_options=self._read_options(False),
-                                  parse_options=self._parse_options(self._handler(bad)),
-                                  convert_options=self._convert_options(types, columns))
+            table = pcsv.read_csv(
+                pa.BufferReader(buf),
+                read_options=self._read_options(False),
+                parse_options=self._parse_options(self._handler(bad)),
+                convert_options=self._convert_options(types, columns),
+            )
         except pa.ArrowInvalid as exc:
             if bad and self.on_bad_lines == "error":
-                raise DatasetError(self._bad_line_message(part, data.get(), pos, bad[0])) \
-                    from None
+                raise DatasetError(self._bad_line_message(part, data.get(), pos, bad[0])) from None
             if "conversion error" not in str(exc):
-                raise DatasetError(f"{part.path}: cannot parse {part.piece} as CSV ({exc})"
-                                   + _newline_hint(exc)) from None
-            strings = pcsv.read_csv(pa.BufferReader(buf),
-                                    read_options=self._read_options(False),
-                                    parse_options=self._parse_options(self._handler([])),
-                                    convert_options=self._convert_options(
-                                        {c: pa.string() for c in columns}, columns))
+                raise DatasetError(
+                    f"{part.path}: cannot parse {part.piece} as CSV ({exc})" + _newline_hint(exc)
+                ) from None
+            strings = pcsv.read_csv(
+                pa.BufferReader(buf),
+                read_options=self._read_options(False),
+                parse_options=self._parse_options(self._handler([])),
+                convert_options=self._convert_options({c: pa.string() for c in columns}, columns),
+            )
             first_line = _line_of(part.path, pos)
             table = self._cast_checked(strings, types, part.path, lambda i: first_line + i)
         self._report(bad, part.path, lambda b: _line_in(data.get(), pos, b, part.path))
@@ -512,23 +568,30 @@ class CSVSource:
         def handler(row):
             bad.append(row)
             return "error" if self.on_bad_lines == "error" else "skip"
+
         return handler
 
     def _report(self, bad, path, line_of) -> None:
         if bad and self.on_bad_lines == "warn":
             shown = "; ".join(f"line {line_of(b)}: {b.text[:60]!r}" for b in bad[:5])
-            warnings.warn(f"{path}: skipped {len(bad)} line(s) with a wrong number of fields "
-                          f"({shown})", stacklevel=3)
+            warnings.warn(
+                f"{path}: skipped {len(bad)} line(s) with a wrong number of fields ({shown})", stacklevel=3
+            )
 
     def _bad_line_message(self, part, data, pos, row) -> str:
         return self._fields_message(part.path, _line_in(data, pos, row, part.path), row)
 
     def _fields_message(self, path, line, row) -> str:
-        return (f"{path}, line {line}: expected {row.expected_columns} fields, found "
-                f"{row.actual_columns}: {row.text[:200]!r}. Fix the line, or pass "
-                f"on_bad_lines='skip' (or 'warn') to drop such lines" + (
-                    "; if quoted fields contain line breaks, pass newlines_in_values=True"
-                    if row.actual_columns < row.expected_columns else ""))
+        return (
+            f"{path}, line {line}: expected {row.expected_columns} fields, found "
+            f"{row.actual_columns}: {row.text[:200]!r}. Fix the line, or pass "
+            f"on_bad_lines='skip' (or 'warn') to drop such lines"
+            + (
+                "; if quoted fields contain line breaks, pass newlines_in_values=True"
+                if row.actual_columns < row.expected_columns
+                else ""
+            )
+        )
 
     def _cast_checked(self, strings: pa.Table, types: dict, path: str, line_of) -> pa.Table:
         """Cast a table of strings to ``types``: bad values raise (file, line, column, value)
@@ -546,8 +609,7 @@ class CSVSource:
                 continue
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass
-            bad_values = [v for v in pc.unique(col).to_pylist() if v is not None
-                          and not _fits(v, t)]
+            bad_values = [v for v in pc.unique(col).to_pylist() if v is not None and not _fits(v, t)]
             mask = pc.is_in(col, value_set=pa.array(bad_values, pa.string()))
             idx = pc.indices_nonzero(mask).to_pylist()
             problems.append((idx[0], name, t, strings.column(name)[idx[0]].as_py(), len(idx)))
@@ -562,17 +624,25 @@ class CSVSource:
                     f"{path}, line {line_of(i)}: value {value!r} in column {name!r} is not "
                     f"{t} (the type inferred from the first {self.sample_rows} rows of "
                     f"{min(len(self.files), SAMPLE_FILES)} file(s)). Pass dtype={{{name!r}: "
-                    f"'str'}} (or 'float64'), or on_bad_lines='skip' to drop such lines")
+                    f"'str'}} (or 'float64'), or on_bad_lines='skip' to drop such lines"
+                )
             if self.on_bad_lines == "warn":
                 n = len(keep) - pc.sum(keep).as_py()
-                warnings.warn(f"{path}: skipped {n} line(s) with values that do not fit the "
-                              f"schema (first: line {line_of(i)}, column {name!r}, value "
-                              f"{value!r}, expected {t})", stacklevel=4)
+                warnings.warn(
+                    f"{path}: skipped {n} line(s) with values that do not fit the "
+                    f"schema (first: line {line_of(i)}, column {name!r}, value "
+                    f"{value!r}, expected {t})",
+                    stacklevel=4,
+                )
             strings = strings.filter(keep)
-        arrays = [strings.column(n).cast(_cast_target(types[n])) if n in types else
-                  strings.column(n) for n in strings.column_names]
-        arrays = [a if a.type.equals(types.get(n, a.type)) else a.cast(types[n])
-                  for a, n in zip(arrays, strings.column_names)]
+        arrays = [
+            strings.column(n).cast(_cast_target(types[n])) if n in types else strings.column(n)
+            for n in strings.column_names
+        ]
+        arrays = [
+            a if a.type.equals(types.get(n, a.type)) else a.cast(types[n])
+            for a, n in zip(arrays, strings.column_names)
+        ]
         return pa.table(arrays, names=strings.column_names)
 
     # -- reading a row chunk (streamed) ---------------------------------------------------
@@ -603,9 +673,11 @@ class _Cursor:
         read_types = self.types if self.strict else {c: pa.string() for c in columns}
         try:
             self.reader = pcsv.open_csv(
-                self.file, read_options=source._read_options(source.header == 0, 4 << 20),
+                self.file,
+                read_options=source._read_options(source.header == 0, 4 << 20),
                 parse_options=source._parse_options(source._handler(self.bad)),
-                convert_options=source._convert_options(read_types, columns))
+                convert_options=source._convert_options(read_types, columns),
+            )
         except pa.ArrowInvalid as exc:
             self._fail(exc, 0)
         except StopIteration:
@@ -631,8 +703,9 @@ class _Cursor:
         if not self.strict:
             base = self.row
             header = 1 if self.source.header == 0 else 0
-            t = self.source._cast_checked(t, self.types, self.path,
-                                          lambda i, base=base: base + i + 1 + header)
+            t = self.source._cast_checked(
+                t, self.types, self.path, lambda i, base=base: base + i + 1 + header
+            )
         self.source._report(self.bad, self.path, lambda b: b.number or "?")
         self.bad.clear()
         return t
@@ -662,7 +735,8 @@ class _Cursor:
             raise DatasetError(
                 f"{self.path}, line {b.number or '?'}: expected {b.expected_columns} fields, "
                 f"found {b.actual_columns}: {b.text[:200]!r}. Fix the line, or pass "
-                f"on_bad_lines='skip' (or 'warn') to drop such lines") from None
+                f"on_bad_lines='skip' (or 'warn') to drop such lines"
+            ) from None
         if "conversion error" in str(exc):
             # find the value: stream the file again as strings, from this chunk on
             import pyarrow.csv as pcsv
@@ -670,20 +744,25 @@ class _Cursor:
             header = 1 if src.header == 0 else 0
             with open_decompressed(self.path) as f:
                 reader = pcsv.open_csv(
-                    f, read_options=src._read_options(header == 1, 4 << 20),
+                    f,
+                    read_options=src._read_options(header == 1, 4 << 20),
                     parse_options=src._parse_options(),
                     convert_options=src._convert_options(
-                        {c: pa.string() for c in self.columns}, self.columns))
+                        {c: pa.string() for c in self.columns}, self.columns
+                    ),
+                )
                 seen = 0
                 for batch in reader:
                     t = pa.Table.from_batches([batch])
                     if seen + t.num_rows > row:
                         base = seen
-                        src._cast_checked(t, self.types, self.path,
-                                          lambda i, base=base: base + i + 1 + header)
+                        src._cast_checked(
+                            t, self.types, self.path, lambda i, base=base: base + i + 1 + header
+                        )
                     seen += t.num_rows
-        raise DatasetError(f"{self.path}: cannot parse as CSV near data row {row} ({exc})"
-                           + _newline_hint(exc)) from None
+        raise DatasetError(
+            f"{self.path}: cannot parse as CSV near data row {row} ({exc})" + _newline_hint(exc)
+        ) from None
 
 
 def _line_end(mm, at: int, size: int) -> int:
@@ -751,11 +830,16 @@ def _line_in(data: bytes, pos: int, row, path: str):
 
 
 def _newline_hint(exc) -> str:
-    return ("; if quoted fields contain line breaks, pass newlines_in_values=True"
-            if "Expected" in str(exc) else "")
+    return (
+        "; if quoted fields contain line breaks, pass newlines_in_values=True"
+        if "Expected" in str(exc)
+        else ""
+    )
 
 
 def _header_mismatch(path, got, first, want) -> str:
-    return (f"{path}: the header {', '.join(map(str, got))} differs from the header of "
-            f"{first} ({', '.join(map(str, want))}); all files of a dataset must have the "
-            f"same columns in the same order — read them as separate datasets")
+    return (
+        f"{path}: the header {', '.join(map(str, got))} differs from the header of "
+        f"{first} ({', '.join(map(str, want))}); all files of a dataset must have the "
+        f"same columns in the same order — read them as separate datasets"
+    )

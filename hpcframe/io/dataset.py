@@ -29,6 +29,7 @@ writers and every error message use:
 ``files``
     The data files, in dataset order (discovery order: see :mod:`hpcframe.io.paths`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -158,8 +159,11 @@ def _float_stats(part: Partition, names) -> Partition:
     for n in names:
         st = stats.get(n)
         if st is not None and (st.min is not None or st.max is not None):
-            stats[n] = ColumnStats(None if st.min is None else float(st.min),
-                                   None if st.max is None else float(st.max), st.null_count)
+            stats[n] = ColumnStats(
+                None if st.min is None else float(st.min),
+                None if st.max is None else float(st.max),
+                st.null_count,
+            )
             changed = True
     return replace(part, stats=stats) if changed else part
 

@@ -3,14 +3,21 @@
 The one home of these facts: the command line, the job spec, ``read_hdf`` and the writers all
 ask this registry instead of keeping their own suffix lists.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
 #: Compressions of CSV files, by suffix (the codec name Python's modules use).
-CSV_COMPRESSION = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd",
-                   ".zstd": "zstd"}
+CSV_COMPRESSION = {
+    ".gz": "gzip",
+    ".gzip": "gzip",
+    ".bz2": "bz2",
+    ".xz": "xz",
+    ".zst": "zstd",
+    ".zstd": "zstd",
+}
 
 
 @dataclass(frozen=True)
@@ -36,14 +43,18 @@ class Format:
         return getattr(importlib.import_module(module), name)
 
 
-PARQUET = Format("parquet", (".parquet", ".parq", ".pq"), (".parquet", ".parq", ".pq"),
-                 "hpcframe.io.parquet:ParquetSource")
-HDF5 = Format("hdf5", (".h5", ".hdf5", ".hdf", ".he5"), (".h5", ".hdf5", ".hdf", ".he5"),
-              "hpcframe.io.hdf5:HDF5Source")
-CSV = Format("csv", (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv"),
-             tuple(f"{ext}{c}" for ext in (".csv", ".tsv", ".txt", ".dat")
-                   for c in ("", *CSV_COMPRESSION)),
-             "hpcframe.io.csv:CSVSource")
+PARQUET = Format(
+    "parquet", (".parquet", ".parq", ".pq"), (".parquet", ".parq", ".pq"), "hpcframe.io.parquet:ParquetSource"
+)
+HDF5 = Format(
+    "hdf5", (".h5", ".hdf5", ".hdf", ".he5"), (".h5", ".hdf5", ".hdf", ".he5"), "hpcframe.io.hdf5:HDF5Source"
+)
+CSV = Format(
+    "csv",
+    (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv"),
+    tuple(f"{ext}{c}" for ext in (".csv", ".tsv", ".txt", ".dat") for c in ("", *CSV_COMPRESSION)),
+    "hpcframe.io.csv:CSVSource",
+)
 
 #: Every format by name, in the order they are offered to users.
 FORMATS: dict[str, Format] = {f.name: f for f in (PARQUET, HDF5, CSV)}

@@ -6,6 +6,7 @@ to the target (created with ``O_EXCL | O_NOFOLLOW``, never through a link), fsyn
 renames it onto the target (the rename replaces a link instead of following it). A crash
 leaves only a ``.<name>.<pid>.tmp`` file behind, which the next writer removes.
 """
+
 from __future__ import annotations
 
 import errno
@@ -20,16 +21,18 @@ def temporary_of(final: str) -> str:
     return os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{os.getpid()}.tmp")
 
 
-def replace_atomic(write: Callable[[str], None], final: str,
-                   before: Callable[[str], None] | None = None) -> None:
+def replace_atomic(
+    write: Callable[[str], None], final: str, before: Callable[[str], None] | None = None
+) -> None:
     """``write(tmp_path)``, fsync, then rename onto ``final``. ``before(final)`` runs after
     the temporary file is created (the writers' fault-injection point). Raises the
     ``OSError`` of the write; a full disk as one that names ``final`` (:func:`named`)."""
     replace_all([(final, write)], before)
 
 
-def replace_all(writes: Iterable[tuple[str, Callable[[str], None]]],
-                before: Callable[[str], None] | None = None) -> None:
+def replace_all(
+    writes: Iterable[tuple[str, Callable[[str], None]]], before: Callable[[str], None] | None = None
+) -> None:
     """Write every ``(final, write)`` to its temporary file first, then rename them all into
     place: a failure while writing leaves every target as it was. Raises as
     :func:`replace_atomic` does."""
@@ -58,6 +61,7 @@ def replace_all(writes: Iterable[tuple[str, Callable[[str], None]]],
 
 def write_bytes_atomic(path: str, data: bytes) -> str:
     """Write ``data`` to ``path`` atomically (:func:`replace_atomic`); returns ``path``."""
+
     def write(tmp):
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -68,9 +72,11 @@ def write_bytes_atomic(path: str, data: bytes) -> str:
 
 def disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says the disk (or the quota) is full."""
-    return isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or
-                                         "No space left" in str(exc) or
-                                         "quota exceeded" in str(exc).lower())
+    return isinstance(exc, OSError) and (
+        exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        or "No space left" in str(exc)
+        or "quota exceeded" in str(exc).lower()
+    )
 
 
 def named(exc: OSError, path: str) -> OSError:
@@ -79,9 +85,13 @@ def named(exc: OSError, path: str) -> OSError:
     if not disk_full(exc):
         return exc
     code = exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else errno.ENOSPC
-    return OSError(code, f"no space left on the device (or quota exceeded) while writing "
-                         f"{path}; free some space and re-run the same write to resume "
-                         f"(finished parts are kept)", path)
+    return OSError(
+        code,
+        f"no space left on the device (or quota exceeded) while writing "
+        f"{path}; free some space and re-run the same write to resume "
+        f"(finished parts are kept)",
+        path,
+    )
 
 
 def fsync(path: str) -> None:

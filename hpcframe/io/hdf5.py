@@ -28,6 +28,7 @@ None/bool, lists, tuples, dicts, sets). Class references and calls (``GLOBAL``, 
 become inert :class:`Opaque` placeholders: nothing is imported, called or executed. The work is
 bounded (see :func:`safe_unpickle`), so a crafted "pickle bomb" attribute is refused quickly.
 """
+
 from __future__ import annotations
 
 import os
@@ -74,9 +75,26 @@ PICKLE_BASE_BUDGET = 10_000
 PICKLE_BUDGET_PER_BYTE = 8
 
 _LITERALS = {
-    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
-    "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
-    "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "BYTEARRAY8",
+    "INT",
+    "BININT",
+    "BININT1",
+    "BININT2",
+    "LONG",
+    "LONG1",
+    "LONG4",
+    "FLOAT",
+    "BINFLOAT",
+    "STRING",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+    "BINBYTES",
+    "SHORT_BINBYTES",
+    "BINBYTES8",
+    "UNICODE",
+    "BINUNICODE",
+    "SHORT_BINUNICODE",
+    "BINUNICODE8",
+    "BYTEARRAY8",
 }
 _CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 _EMPTY = {"EMPTY_LIST": list, "EMPTY_TUPLE": tuple, "EMPTY_DICT": dict, "EMPTY_SET": set}
@@ -96,8 +114,9 @@ def safe_unpickle(data: bytes):
     """
     data = bytes(data)
     if len(data) > MAX_PICKLE_BYTES:
-        raise PickleLimitError(f"pickle of {len(data):,} bytes is larger than the limit of "
-                               f"{MAX_PICKLE_BYTES:,} bytes")
+        raise PickleLimitError(
+            f"pickle of {len(data):,} bytes is larger than the limit of {MAX_PICKLE_BYTES:,} bytes"
+        )
     budget = [PICKLE_BASE_BUDGET + PICKLE_BUDGET_PER_BYTE * len(data)]
     depth: dict[int, int] = {}  # id(container) -> nesting depth (containers are never shared)
 
@@ -106,7 +125,8 @@ def safe_unpickle(data: bytes):
         if budget[0] < 0:
             raise PickleLimitError(
                 f"pickle of {len(data):,} bytes expands to more values than allowed (it "
-                "references the same objects over and over: a 'pickle bomb'?)")
+                "references the same objects over and over: a 'pickle bomb'?)"
+            )
 
     def cost(v) -> int:
         return 1 + (len(v) // 64 if isinstance(v, (str, bytes, bytearray)) else 0)
@@ -168,8 +188,7 @@ def safe_unpickle(data: bytes):
                 marks.append(len(stack))
             elif n in ("LIST", "TUPLE", "FROZENSET"):
                 items = pop_mark()
-                push(nest({"LIST": list, "TUPLE": tuple, "FROZENSET": frozenset}[n](items),
-                          items))
+                push(nest({"LIST": list, "TUPLE": tuple, "FROZENSET": frozenset}[n](items), items))
             elif n in ("TUPLE1", "TUPLE2", "TUPLE3"):
                 k = int(n[-1])
                 items = stack[-k:]
@@ -226,8 +245,7 @@ def safe_unpickle(data: bytes):
                 args = stack.pop()
                 func = stack.pop()
                 what = getattr(func, "what", str(func))
-                push(Opaque(f"{what}(...)", _callable_name(func),
-                            args if isinstance(args, tuple) else None))
+                push(Opaque(f"{what}(...)", _callable_name(func), args if isinstance(args, tuple) else None))
             elif n == "BUILD":
                 stack.pop()  # the state; the object below stays an Opaque
             elif n in ("INST", "OBJ"):
@@ -251,8 +269,12 @@ def _callable_name(func) -> str | None:
     (how classmethods are pickled) as ``"module cls.attr"``."""
     if not isinstance(func, Opaque):
         return None
-    if func.func in ("builtins getattr", "__builtin__ getattr") and func.args \
-            and len(func.args) == 2 and isinstance(func.args[1], str):
+    if (
+        func.func in ("builtins getattr", "__builtin__ getattr")
+        and func.args
+        and len(func.args) == 2
+        and isinstance(func.args[1], str)
+    ):
         owner = _callable_name(func.args[0])
         return f"{owner}.{func.args[1]}" if owner else None
     return func.func if func.args is None else None
@@ -275,7 +297,8 @@ def _attr(obj, name: str, path: str, default=None):
                 raise DatasetError(
                     f"{path}: attribute {name!r} of {obj.name} is a pickle that cannot be "
                     f"decoded within the safety limits ({e}); the file is damaged or was "
-                    "crafted, rewrite it with pandas.DataFrame.to_hdf") from e
+                    "crafted, rewrite it with pandas.DataFrame.to_hdf"
+                ) from e
             except ValueError:
                 pass
         return raw.decode("utf-8", "replace")
@@ -291,7 +314,8 @@ def _str_attr(obj, name: str, path: str, default: str) -> str:
     if not isinstance(v, str):
         raise DatasetError(
             f"{path}: attribute {name!r} of {obj.name} should be text but holds "
-            f"{_describe_value(v)}; the file was not written by pandas/PyTables or is damaged")
+            f"{_describe_value(v)}; the file was not written by pandas/PyTables or is damaged"
+        )
     return v
 
 
@@ -350,8 +374,10 @@ def _unit(s: str) -> str:
 
 def _check_1d(ds, path: str):
     if ds.ndim != 1:
-        raise DatasetError(f"{path}: dataset {ds.name} has shape {ds.shape}; only 1-D datasets "
-                           "(one per column) or 1-D compound datasets are supported")
+        raise DatasetError(
+            f"{path}: dataset {ds.name} has shape {ds.shape}; only 1-D datasets "
+            "(one per column) or 1-D compound datasets are supported"
+        )
 
 
 def _chunk(ds) -> int | None:
@@ -361,34 +387,54 @@ def _chunk(ds) -> int | None:
 def _group_layout(g, path: str) -> _Layout:
     dsets = [(name, obj) for name, obj in g.items() if isinstance(obj, h5py.Dataset)]
     if not dsets:
-        raise DatasetError(f"{path}: group {g.name} holds no datasets (members: "
-                           f"{', '.join(g.keys()) or 'none'}); pass key= naming a table")
+        raise DatasetError(
+            f"{path}: group {g.name} holds no datasets (members: "
+            f"{', '.join(g.keys()) or 'none'}); pass key= naming a table"
+        )
     for _, ds in dsets:
         _check_1d(ds, path)
     lengths = {name: ds.shape[0] for name, ds in dsets}
     if len(set(lengths.values())) > 1:
         desc = ", ".join(f"{n}={k}" for n, k in lengths.items())
         raise DatasetError(f"{path}: columns of group {g.name} have different lengths: {desc}")
-    cols = tuple(_Col(name, ds.name, None, None, decoded_type(
-        _arrow_type(ds.dtype, f"column {name!r}", path), ds.attrs)) for name, ds in dsets)
+    cols = tuple(
+        _Col(
+            name, ds.name, None, None, decoded_type(_arrow_type(ds.dtype, f"column {name!r}", path), ds.attrs)
+        )
+        for name, ds in dsets
+    )
     chunks = [c for _, ds in dsets if (c := _chunk(ds))]
-    return _Layout(g.name, dsets[0][1].shape[0], max(chunks) if chunks else None,
-                   sum(ds.dtype.itemsize for _, ds in dsets), cols)
+    return _Layout(
+        g.name,
+        dsets[0][1].shape[0],
+        max(chunks) if chunks else None,
+        sum(ds.dtype.itemsize for _, ds in dsets),
+        cols,
+    )
 
 
 def _dataset_layout(ds, path: str) -> _Layout:
     _check_1d(ds, path)
     if ds.dtype.names is None:  # a lone 1-D dataset: one column
         name = ds.name.rsplit("/", 1)[-1]
-        cols: tuple[_Col, ...] = (_Col(name, ds.name, None, None, decoded_type(
-            _arrow_type(ds.dtype, f"column {name!r}", path), ds.attrs)),)
+        cols: tuple[_Col, ...] = (
+            _Col(
+                name,
+                ds.name,
+                None,
+                None,
+                decoded_type(_arrow_type(ds.dtype, f"column {name!r}", path), ds.attrs),
+            ),
+        )
     else:
         found: list[_Col] = []
         for f in ds.dtype.names:
             dt = ds.dtype.fields[f][0]
             if dt.shape:
-                raise DatasetError(f"{path}: field {f!r} of {ds.name} is an array {dt.shape}; "
-                                   "only scalar fields are supported")
+                raise DatasetError(
+                    f"{path}: field {f!r} of {ds.name} is an array {dt.shape}; "
+                    "only scalar fields are supported"
+                )
             found.append(_Col(f, ds.name, f, None, _arrow_type(dt, f"field {f!r}", path)))
         cols = tuple(found)
     return _Layout(ds.name, ds.shape[0], _chunk(ds), ds.dtype.itemsize, cols)
@@ -402,25 +448,35 @@ def _time_zone(tz, what: str, path: str) -> str | None:
         return tz
     if isinstance(tz, Opaque) and tz.func in ("pytz _UTC", "pytz utc"):
         return "UTC"
-    if isinstance(tz, Opaque) and tz.func in ("zoneinfo ZoneInfo._unpickle", "pytz _p") \
-            and tz.args and isinstance(tz.args[0], str) and tz.args[0] \
-            and _zone_known(tz.args[0]):
+    if (
+        isinstance(tz, Opaque)
+        and tz.func in ("zoneinfo ZoneInfo._unpickle", "pytz _p")
+        and tz.args
+        and isinstance(tz.args[0], str)
+        and tz.args[0]
+        and _zone_known(tz.args[0])
+    ):
         return tz.args[0]  # ZoneInfo("Europe/Paris") / a pytz zone, pickled by name
     if isinstance(tz, Opaque) and tz.func == "datetime timezone" and tz.args:
         delta = tz.args[0]
-        if (isinstance(delta, Opaque) and delta.func == "datetime timedelta"
-                and delta.args is not None and len(delta.args) <= 3
-                and all(isinstance(x, int) and not isinstance(x, bool) for x in delta.args)):
+        if (
+            isinstance(delta, Opaque)
+            and delta.func == "datetime timedelta"
+            and delta.args is not None
+            and len(delta.args) <= 3
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in delta.args)
+        ):
             days, seconds, micros = (tuple(delta.args) + (0, 0, 0))[:3]
-            if micros == 0 and -86400 < (total := days * 86400 + seconds) < 86400 \
-                    and total % 60 == 0:
+            if micros == 0 and -86400 < (total := days * 86400 + seconds) < 86400 and total % 60 == 0:
                 if total == 0:
                     return "UTC"
                 sign, total = ("+", total) if total > 0 else ("-", -total)
                 return f"{sign}{total // 3600:02d}:{total % 3600 // 60:02d}"
-    raise DatasetError(f"{path}: {what} has a time zone stored as a Python object "
-                       f"({_describe_value(tz)}); only named time zones, UTC and fixed "
-                       "offsets in whole minutes are supported")
+    raise DatasetError(
+        f"{path}: {what} has a time zone stored as a Python object "
+        f"({_describe_value(tz)}); only named time zones, UTC and fixed "
+        "offsets in whole minutes are supported"
+    )
 
 
 def _zone_known(name: str) -> bool:
@@ -452,17 +508,21 @@ def _encoding(g, path: str) -> str:
     try:
         codecs.lookup(enc)
     except LookupError:
-        raise DatasetError(f"{path}: attribute 'encoding' of {g.name} names an unknown text "
-                           f"encoding {enc[:60]!r}; the file is damaged or was not written "
-                           "by pandas") from None
+        raise DatasetError(
+            f"{path}: attribute 'encoding' of {g.name} names an unknown text "
+            f"encoding {enc[:60]!r}; the file is damaged or was not written "
+            "by pandas"
+        ) from None
     return enc
 
 
 def _pandas_layout(g, path: str) -> _Layout:
     ptype = _attr(g, "pandas_type", path)
     if ptype in ("frame", "series"):
-        raise DatasetError(f"{path}: {g.name} was written by pandas with format='fixed'; only "
-                           "format='table' is supported (rewrite with to_hdf(..., format='table'))")
+        raise DatasetError(
+            f"{path}: {g.name} was written by pandas with format='fixed'; only "
+            "format='table' is supported (rewrite with to_hdf(..., format='table'))"
+        )
     if not (isinstance(ptype, str) and ptype.endswith("_table")) or "table" not in g:
         raise DatasetError(f"{path}: {g.name} has unsupported pandas_type {ptype!r}")
     ds = g["table"]
@@ -485,18 +545,21 @@ def _pandas_layout(g, path: str) -> _Layout:
             index = _Col(name, ds.name, field, None, typ, None, encoding)
             continue
         if _attr(ds, f"{field}_meta", path) == "category":
-            raise DatasetError(f"{path}: field {field!r} of {ds.name} is categorical; "
-                               "categorical columns are not supported")
+            raise DatasetError(
+                f"{path}: field {field!r} of {ds.name} is categorical; categorical columns are not supported"
+            )
         names = _attr(ds, f"{field}_kind", path)
         width = dt.shape[0] if dt.shape else None
         if not isinstance(names, list) or len(names) != (width or 1):
             names = [field] if width is None else [f"{field}_{j}" for j in range(width)]
-        typ = _pandas_type(dt.base, _attr(ds, f"{field}_dtype", path), finfo.get("tz"),
-                           f"field {field!r}", path)
+        typ = _pandas_type(
+            dt.base, _attr(ds, f"{field}_dtype", path), finfo.get("tz"), f"field {field!r}", path
+        )
         nan_rep = _str_attr(ds, f"{field}_nan_rep", path, nan_default) if typ == pa.string() else None
         for j, name in enumerate(names):
-            cols[str(name)] = _Col(str(name), ds.name, field, None if width is None else j,
-                                   typ, nan_rep, encoding)
+            cols[str(name)] = _Col(
+                str(name), ds.name, field, None if width is None else j, typ, nan_rep, encoding
+            )
     # pandas' column order: non_index_axes = [(1, [names...])]
     nia = _attr(g, "non_index_axes", path)
     try:
@@ -516,14 +579,17 @@ def _open(path: str):
     from .paths import check_regular_file
 
     if not os.path.lexists(path):
-        raise DatasetError(f"{path}: no such file (paths must be existing local HDF5 files; "
-                           "globs are expanded by the caller)")
+        raise DatasetError(
+            f"{path}: no such file (paths must be existing local HDF5 files; "
+            "globs are expanded by the caller)"
+        )
     check_regular_file(path, "HDF5")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise DatasetError(f"{path}: cannot open as HDF5 ({e}); is it an HDF5 file "
-                           "(.h5/.hdf5), complete and readable?") from e
+        raise DatasetError(
+            f"{path}: cannot open as HDF5 ({e}); is it an HDF5 file (.h5/.hdf5), complete and readable?"
+        ) from e
     try:
         with f:
             yield f
@@ -535,16 +601,18 @@ def _detect(f, key: str | None, path: str) -> _Layout:
     root = list(f.keys())
     if key is None:
         if len(root) != 1:
-            raise DatasetError(f"{path}: {len(root)} candidate objects at the root level "
-                               f"({', '.join(root) or 'file is empty'}); pass key= to choose one")
+            raise DatasetError(
+                f"{path}: {len(root)} candidate objects at the root level "
+                f"({', '.join(root) or 'file is empty'}); pass key= to choose one"
+            )
         key = root[0]
     if key not in f:
-        raise DatasetError(f"{path}: no object {key!r} in the file (root level: "
-                           f"{', '.join(root) or 'empty'})")
+        raise DatasetError(
+            f"{path}: no object {key!r} in the file (root level: {', '.join(root) or 'empty'})"
+        )
     obj = f[key]
     parent = obj.parent
-    if isinstance(obj, h5py.Dataset) and "pandas_type" in parent.attrs and obj.name.endswith(
-            "/table"):
+    if isinstance(obj, h5py.Dataset) and "pandas_type" in parent.attrs and obj.name.endswith("/table"):
         obj = parent  # key named a pandas table's inner dataset
     if isinstance(obj, h5py.Group):
         if "pandas_type" in obj.attrs:
@@ -574,8 +642,9 @@ def _to_arrow(arr: np.ndarray, col: _Col) -> pa.Array:
     t = col.type
     if pa.types.is_string(t):
         if arr.dtype.kind == "O":  # variable-length strings
-            out = pa.array([x.decode(col.encoding) if isinstance(x, bytes) else x for x in arr],
-                           type=pa.string())
+            out = pa.array(
+                [x.decode(col.encoding) if isinstance(x, bytes) else x for x in arr], type=pa.string()
+            )
         elif col.encoding.lower().replace("-", "") in ("utf8", "ascii"):
             out = pa.array(np.ascontiguousarray(arr)).cast(pa.string())  # NUL padding stripped
         else:
@@ -605,8 +674,13 @@ class HDF5Source:
 
     format = "hdf5"
 
-    def __init__(self, paths: list[str], key: str | None = None, chunk_rows: int | None = None,
-                 label: str | None = None):
+    def __init__(
+        self,
+        paths: list[str],
+        key: str | None = None,
+        chunk_rows: int | None = None,
+        label: str | None = None,
+    ):
         if not paths:
             raise DatasetError("HDF5 dataset: no files given")
         if chunk_rows is not None and chunk_rows <= 0:
@@ -615,8 +689,7 @@ class HDF5Source:
         self.files = self.paths  # the name the other sources use
         self.key = key
         #: what the user named (a path, a glob, "3 HDF5 files"), for messages and explain()
-        self.label = source_label(label, self.paths, "HDF5") + (
-            f" (key {key!r})" if key is not None else "")
+        self.label = source_label(label, self.paths, "HDF5") + (f" (key {key!r})" if key is not None else "")
         self.chunk_rows = chunk_rows or DEFAULT_CHUNK_ROWS
         self._layouts: dict[str, _Layout] = {}
 
@@ -642,8 +715,7 @@ class HDF5Source:
             lay = self._layout(path)
             got = lay.schema()
             if not got.equals(want):
-                raise DatasetError(f"{path}: columns differ from {self.paths[0]}: "
-                                   f"{_schema_diff(want, got)}")
+                raise DatasetError(f"{path}: columns differ from {self.paths[0]}: {_schema_diff(want, got)}")
             step = self.chunk_rows
             if lay.chunk:
                 step = max(1, (step + lay.chunk // 2) // lay.chunk) * lay.chunk
@@ -662,8 +734,9 @@ class HDF5Source:
         by_name = {c.name: c for c in lay.columns}
         for name in columns:
             if name not in by_name:
-                raise DatasetError(f"{part.path}: no column {name!r} in {lay.piece} "
-                                   f"(available: {', '.join(by_name)})")
+                raise DatasetError(
+                    f"{part.path}: no column {name!r} in {lay.piece} (available: {', '.join(by_name)})"
+                )
         needed: dict[str, list[_Col]] = {}
         for name in dict.fromkeys(columns):
             needed.setdefault(by_name[name].obj, []).append(by_name[name])

@@ -14,6 +14,7 @@ order:
   (``timestamp[ns]``, ``timestamp[us, tz=UTC]``) and ``units`` saying it in words. The reader
   gives the column that type back.
 """
+
 from __future__ import annotations
 
 import re
@@ -57,8 +58,10 @@ def encode_arrow(col, name: str):
     if col.null_count:
         col = col.fill_null(float("nan"))
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-        raise EncodeError(f"cannot write column {name!r} of type {t} to HDF5; convert it to "
-                          "numbers, strings or timestamps, or write Parquet")
+        raise EncodeError(
+            f"cannot write column {name!r} of type {t} to HDF5; convert it to "
+            "numbers, strings or timestamps, or write Parquet"
+        )
     return col.to_numpy(), None, {}
 
 
@@ -89,12 +92,16 @@ def encode_pandas(s, name: str):
             elif isinstance(v, str):
                 values.append(v)
             else:
-                raise EncodeError(f"cannot write column {name!r} to HDF5: it holds "
-                                  f"{type(v).__name__} values ({v!r}); only strings, numbers, "
-                                  "booleans and datetimes can be written")
+                raise EncodeError(
+                    f"cannot write column {name!r} to HDF5: it holds "
+                    f"{type(v).__name__} values ({v!r}); only strings, numbers, "
+                    "booleans and datetimes can be written"
+                )
         return np.array(values, dtype=h5py.string_dtype("utf-8")), {}
-    raise EncodeError(f"cannot write column {name!r} of type {dtype} to HDF5; convert it to "
-                      "numbers or strings, or write Parquet")
+    raise EncodeError(
+        f"cannot write column {name!r} of type {dtype} to HDF5; convert it to "
+        "numbers or strings, or write Parquet"
+    )
 
 
 def decoded_type(stored: pa.DataType, attrs) -> pa.DataType:

@@ -2,6 +2,7 @@
 
 In an SPMD program every rank holds the same frame; each rank converts only its own share.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -42,20 +43,38 @@ class PandasSource:
         bounds = [n * i // k for i in range(k + 1)]
         row_bytes = max(1, int(self.df.memory_usage(deep=False, index=False).sum()) // max(n, 1))
         # one "file" per partition: the user chose the partitioning, keep it
-        return [Partition(f"<pandas partition {i}>", "in memory", bounds[i], bounds[i + 1],
-                          (bounds[i + 1] - bounds[i]) * row_bytes) for i in range(k)]
+        return [
+            Partition(
+                f"<pandas partition {i}>",
+                "in memory",
+                bounds[i],
+                bounds[i + 1],
+                (bounds[i + 1] - bounds[i]) * row_bytes,
+            )
+            for i in range(k)
+        ]
 
     def read(self, part: Partition, columns: list[str]) -> pa.Table:
         """The rows of ``part``, restricted to ``columns``, as an Arrow table of the schema's types."""
-        chunk = self.df.iloc[part.start:part.stop][list(columns)]
-        return pa.Table.from_pandas(chunk, schema=_select(self._schema, columns),
-                                    preserve_index=False)
+        chunk = self.df.iloc[part.start : part.stop][list(columns)]
+        return pa.Table.from_pandas(chunk, schema=_select(self._schema, columns), preserve_index=False)
 
 
 # pandas' nullable (masked) dtypes: without a flag an Int64 column would be int64 in blocks
 # without NA and float64 in the others
-_NULLABLE = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
-             "Float32", "Float64", "boolean"}
+_NULLABLE = {
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    "UInt64",
+    "Float32",
+    "Float64",
+    "boolean",
+}
 
 
 def _frame_schema(df) -> pa.Schema:
@@ -85,13 +104,13 @@ def _frame_schema(df) -> pa.Schema:
             continue
         try:
             t = pa.array(df[name], from_pandas=True).type
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
-                OverflowError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
             kinds = sorted({type(v).__name__ for v in df[name].dropna().head(10_000)})
             raise DatasetError(
                 f"from_pandas: column {name!r} (object dtype) holds values hpcframe cannot "
                 f"store in one typed column ({', '.join(kinds)}: {exc}). Convert it to one "
-                f"type first, e.g. df[{name!r}].astype(str)") from exc
+                f"type first, e.g. df[{name!r}].astype(str)"
+            ) from exc
         fields[i] = fields[i].with_type(t)
         if not is_string(t):
             flags[fields[i].name] = OBJECT

@@ -9,6 +9,7 @@ and an existing output is replaced only when ``overwrite=True``. A full disk is 
 HDF5 output is a group (``/data``) of equal-length 1-D datasets, one per column, encoded as
 :mod:`hpcframe.io.hdf5codec` says (the codec ``to_hdf`` uses and ``read_hdf`` reads back).
 """
+
 from __future__ import annotations
 
 import errno
@@ -35,19 +36,22 @@ def check_writable(path: str, overwrite: bool = False) -> None:
     its directory is missing, ``PermissionError`` when the directory is not writable."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise OutputExistsError(f"output {path!r} is a directory; name a file, e.g. "
-                                f"{os.path.join(path, 'result.parquet')!r}")
+        raise OutputExistsError(
+            f"output {path!r} is a directory; name a file, e.g. {os.path.join(path, 'result.parquet')!r}"
+        )
     if os.path.exists(path) and not overwrite:
-        raise OutputExistsError(f"output {path!r} exists already; choose another path, remove "
-                                "it, or allow replacing it (overwrite: true in the spec, "
-                                "--overwrite on the command line)")
+        raise OutputExistsError(
+            f"output {path!r} exists already; choose another path, remove "
+            "it, or allow replacing it (overwrite: true in the spec, "
+            "--overwrite on the command line)"
+        )
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"the directory of output {path!r} does not exist: create "
-                                f"{directory!r} first")
+        raise FileNotFoundError(
+            f"the directory of output {path!r} does not exist: create {directory!r} first"
+        )
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write output {path!r}: directory {directory!r} is not "
-                              "writable")
+        raise PermissionError(f"cannot write output {path!r}: directory {directory!r} is not writable")
 
 
 def write_table(df, path: str, fmt: str | None = None, overwrite: bool = False) -> str:
@@ -61,11 +65,12 @@ def write_table(df, path: str, fmt: str | None = None, overwrite: bool = False) 
     check_writable(path, overwrite)
     fmt = fmt or format_of(path)
     if fmt not in FORMATS:
-        raise ValueError(f"cannot tell the output format of {path!r}: use a name ending in "
-                         f".parquet, .h5 or .csv, or give the format (parquet, hdf5, csv)")
+        raise ValueError(
+            f"cannot tell the output format of {path!r}: use a name ending in "
+            f".parquet, .h5 or .csv, or give the format (parquet, hdf5, csv)"
+        )
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     os.close(fd)
     try:
         _WRITERS[fmt](df, tmp, path)
@@ -75,10 +80,13 @@ def write_table(df, path: str, fmt: str | None = None, overwrite: bool = False) 
     except OSError as exc:
         remove_file(tmp)
         if disk_full(exc):
-            raise OSError(exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else
-                          errno.ENOSPC, f"no space left on the device (or quota exceeded) "
-                          f"while writing output {path}; free some space and run again "
-                          f"(nothing was written)", path) from exc
+            raise OSError(
+                exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else errno.ENOSPC,
+                f"no space left on the device (or quota exceeded) "
+                f"while writing output {path}; free some space and run again "
+                f"(nothing was written)",
+                path,
+            ) from exc
         raise
     except BaseException:
         remove_file(tmp)
@@ -101,11 +109,12 @@ def _move(tmp: str, path: str, overwrite: bool) -> None:
     try:  # fails if the target appeared meanwhile: never replace a file by accident
         os.link(tmp, path)
     except FileExistsError:
-        raise OutputExistsError(f"output {path!r} was created by someone else while this job "
-                                "ran; nothing was replaced (the result was not written)") from None
+        raise OutputExistsError(
+            f"output {path!r} was created by someone else while this job "
+            "ran; nothing was replaced (the result was not written)"
+        ) from None
     except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
-                             errno.EMLINK):
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
         if os.path.exists(path):  # a file system without hard links: check, then rename
             raise OutputExistsError(f"output {path!r} exists already") from None
@@ -139,8 +148,10 @@ def _write_hdf5(df, tmp: str, path: str, group: str = HDF5_GROUP) -> None:
         g = f.create_group(group, track_order=True)  # columns read back in written order
         for name in df.columns:
             if not isinstance(name, str) or not name or "/" in name:
-                raise ValueError(f"cannot write column {name!r} to HDF5: column names must be "
-                                 "non-empty strings without '/'")
+                raise ValueError(
+                    f"cannot write column {name!r} to HDF5: column names must be "
+                    "non-empty strings without '/'"
+                )
             data, attrs = encode_pandas(df[name], name)
             ds = g.create_dataset(name, data=data)
             for k, v in attrs.items():

@@ -6,6 +6,7 @@ corrupt page is a :class:`DatasetError` naming the file and row group. Under MPI
 are read by all ranks (file ``i`` by rank ``i % size``) and the descriptors exchanged with one
 ``allgather``.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -66,8 +67,7 @@ class ParquetSource:
         file_cols = [c for c in columns if c not in self._hive_types]
         try:
             pf = self._file(part.path)
-            table = pf.read_row_groups([p.piece for p in parts], columns=file_cols,
-                                       use_threads=True)
+            table = pf.read_row_groups([p.piece for p in parts], columns=file_cols, use_threads=True)
         except (OSError, pa.ArrowException) as exc:
             raise self._read_error(parts, file_cols, exc) from exc
         if len(parts) == 1 and (part.start or part.stop < table.num_rows):
@@ -91,8 +91,7 @@ class ParquetSource:
         if len(parts) > 1:
             for p in parts:
                 try:
-                    self._file(p.path).read_row_groups([p.piece], columns=file_cols,
-                                                       use_threads=False)
+                    self._file(p.path).read_row_groups([p.piece], columns=file_cols, use_threads=False)
                 except (OSError, pa.ArrowException) as again:
                     bad, exc = p, again
                     break
@@ -101,7 +100,8 @@ class ParquetSource:
             return DatasetError(
                 f"{where} is corrupt: a data page does not match the CRC checksum written with "
                 f"it ({exc}). The file was damaged after it was written; restore it from a "
-                f"copy or rewrite it")
+                f"copy or rewrite it"
+            )
         return DatasetError(f"cannot read {where} (rows {bad.start}:{bad.stop}): {exc}")
 
     def _file(self, path: str) -> pq.ParquetFile:
@@ -110,12 +110,12 @@ class ParquetSource:
             if len(self._open) >= 4:
                 self._open.pop(next(iter(self._open)))
             # strings come as dictionaries (no string materialised until pandas needs it)
-            strings = [f.name for f in self.schema() if f.name not in self._hive_types
-                       and is_string(f.type)]
+            strings = [f.name for f in self.schema() if f.name not in self._hive_types and is_string(f.type)]
             # pages written with a CRC checksum are verified (those without are read as they
             # are): a corrupt page is an error, never silently wrong values
-            pf = self._open[path] = pq.ParquetFile(path, read_dictionary=strings,
-                                                   page_checksum_verification=True)
+            pf = self._open[path] = pq.ParquetFile(
+                path, read_dictionary=strings, page_checksum_verification=True
+            )
         return pf
 
     def _file_partitions(self, path: str, schema: pa.Schema) -> list[Partition]:
@@ -125,25 +125,25 @@ class ParquetSource:
         except (OSError, pa.ArrowException) as exc:
             raise DatasetError(_not_parquet(path, exc)) from exc
         _check_schema(path, file_schema, schema, set(self._hive_types))
-        hive = {k: _hive_value(v, self._hive_types[k])
-                for k, v in self._hive.get(path, {}).items()}
+        hive = {k: _hive_value(v, self._hive_types[k]) for k, v in self._hive.get(path, {}).items()}
         names = [meta.schema.column(j).path for j in range(meta.num_columns)]
         # integer and bool columns: the dataset's pandas dtype depends on whether any row
         # group holds a null, so their null counts must be known (see mark_dataset_types)
-        counted = {f.name for f in schema if pa.types.is_integer(f.type)
-                   or pa.types.is_boolean(f.type)}
+        counted = {f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)}
         parts = []
         for g in range(meta.num_row_groups):
             rg = meta.row_group(g)
             # a null hive value (__HIVE_DEFAULT_PARTITION__) is a null in every row
-            stats = {k: ColumnStats(v, v, 0) if v is not None else ColumnStats(None, None,
-                                                                               rg.num_rows)
-                     for k, v in hive.items()}
+            stats = {
+                k: ColumnStats(v, v, 0) if v is not None else ColumnStats(None, None, rg.num_rows)
+                for k, v in hive.items()
+            }
             for j, name in enumerate(names):
                 s = _stats(rg.column(j).statistics)
                 if name in counted and (s is None or s.null_count is None):
-                    s = ColumnStats(s.min if s else None, s.max if s else None,
-                                    _null_count(path, meta, g, j, name))
+                    s = ColumnStats(
+                        s.min if s else None, s.max if s else None, _null_count(path, meta, g, j, name)
+                    )
                 if s is not None:
                     stats[name] = s
             parts.append(Partition(path, g, 0, rg.num_rows, rg.total_byte_size, stats, hive))
@@ -159,8 +159,10 @@ def _null_count(path: str, meta, g: int, j: int, name: str) -> int:
     try:
         return pq.ParquetFile(path).read_row_group(g, columns=[name]).column(0).null_count
     except (OSError, pa.ArrowException) as exc:
-        raise DatasetError(f"cannot read column {name!r} of {path}, row group {g}, to count its "
-                           f"nulls (the file has no statistics for it): {exc}") from exc
+        raise DatasetError(
+            f"cannot read column {name!r} of {path}, row group {g}, to count its "
+            f"nulls (the file has no statistics for it): {exc}"
+        ) from exc
 
 
 def _file_schema(path: str) -> pa.Schema:
@@ -171,8 +173,10 @@ def _file_schema(path: str) -> pa.Schema:
 
 
 def _not_parquet(path, exc) -> str:
-    return (f"{path} is not a readable Parquet file ({exc}). Check the path, or remove the "
-            f"file from the dataset directory.")
+    return (
+        f"{path} is not a readable Parquet file ({exc}). Check the path, or remove the "
+        f"file from the dataset directory."
+    )
 
 
 def _check_schema(path: str, got: pa.Schema, want: pa.Schema, hive: set[str]) -> None:
@@ -181,13 +185,16 @@ def _check_schema(path: str, got: pa.Schema, want: pa.Schema, hive: set[str]) ->
             continue
         idx = got.get_field_index(field.name)
         if idx < 0:
-            raise DatasetError(f"{path} has no column {field.name!r}, which the dataset's first "
-                               f"file has; all files of a dataset must have the same columns")
+            raise DatasetError(
+                f"{path} has no column {field.name!r}, which the dataset's first "
+                f"file has; all files of a dataset must have the same columns"
+            )
         if not got.field(idx).type.equals(field.type):
             raise DatasetError(
                 f"column {field.name!r} is {got.field(idx).type} in {path} but {field.type} in "
                 f"the dataset's first file; rewrite the file with the same type, or read the "
-                f"files as separate datasets")
+                f"files as separate datasets"
+            )
 
 
 def _hive_types(hive: dict[str, dict[str, str]]) -> dict[str, pa.DataType]:
@@ -209,7 +216,7 @@ def _is_int(v: str) -> bool:
     """True when the hive value ``v`` is a plain ASCII decimal integer (optional ``-``, no
     ``+``, underscores, spaces or non-ASCII digits: pyarrow keeps those as strings) that fits
     int64. Anything else makes the hive column a string column."""
-    return _INT_TEXT.fullmatch(v) is not None and -2**63 <= int(v) < 2**63
+    return _INT_TEXT.fullmatch(v) is not None and -(2**63) <= int(v) < 2**63
 
 
 def _hive_value(v, t):

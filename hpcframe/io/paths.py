@@ -19,6 +19,7 @@ misbehave when opened, so every candidate is checked with ``stat`` *before* anyt
 such a file, or a broken symbolic link, is refused with a :class:`NotARegularFileError` naming
 it, whether it was found in a directory, matched by a glob or named directly.
 """
+
 from __future__ import annotations
 
 import glob
@@ -36,8 +37,9 @@ class NotARegularFileError(DatasetError, OSError):
     symbolic link): refused before it is opened."""
 
 
-def expand_paths(path: str | os.PathLike | list | tuple, suffixes: tuple[str, ...],
-                 what: str) -> tuple[list[str], str | None]:
+def expand_paths(
+    path: str | os.PathLike | list | tuple, suffixes: tuple[str, ...], what: str
+) -> tuple[list[str], str | None]:
     """Return ``(files, root)``: the data files named by ``path`` in a stable order (see the
     module docstring), and the directory hive partition values are read relative to (``None``
     for plain files and lists).
@@ -54,8 +56,9 @@ def expand_paths(path: str | os.PathLike | list | tuple, suffixes: tuple[str, ..
         return files, None
     path = os.fspath(path)
     if any(ch in path for ch in _GLOB_CHARS) and not os.path.lexists(path):
-        files = sorted(p for p in glob.glob(path, recursive=True)
-                       if not os.path.isdir(p) and check_regular_file(p, what))
+        files = sorted(
+            p for p in glob.glob(path, recursive=True) if not os.path.isdir(p) and check_regular_file(p, what)
+        )
         if not files:
             raise FileNotFoundError(f"no file matches the pattern {path!r}")
         return files, _glob_root(path)
@@ -80,7 +83,8 @@ def expand_paths(path: str | os.PathLike | list | tuple, suffixes: tuple[str, ..
         if not found:
             raise FileNotFoundError(
                 f"directory {path!r} contains no {what} files (looked for names ending in "
-                f"{', '.join(suffixes)})")
+                f"{', '.join(suffixes)})"
+            )
         return [full for _, full in sorted(found)], path
     _refuse_unless_regular(path, mode, what)
     return [path], None
@@ -95,7 +99,8 @@ def check_regular_file(path: str, what: str) -> bool:
         if os.path.islink(path):
             raise NotARegularFileError(
                 f"{path} is a broken symbolic link (to {os.readlink(path)!r}); fix or remove "
-                f"it from the {what} dataset") from None
+                f"it from the {what} dataset"
+            ) from None
         raise
     _refuse_unless_regular(path, mode, what)
     return True
@@ -105,14 +110,24 @@ def _refuse_unless_regular(path: str, mode: int, what: str) -> None:
     """Raise :class:`NotARegularFileError` naming ``path`` unless ``mode`` is a regular file's."""
     if stat.S_ISREG(mode):
         return
-    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a character device" if stat.S_ISCHR(mode) else "a block device"
-            if stat.S_ISBLK(mode) else "a directory" if stat.S_ISDIR(mode)
-            else "not a regular file")
+    kind = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a directory"
+        if stat.S_ISDIR(mode)
+        else "not a regular file"
+    )
     raise NotARegularFileError(
         f"{path} is {kind}, not a regular {what} file; it is refused without being opened "
         f"(reading it could block). Remove it from the dataset, or name the data files "
-        f"explicitly")
+        f"explicitly"
+    )
 
 
 def _glob_root(pattern: str) -> str | None:

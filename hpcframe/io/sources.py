@@ -6,6 +6,7 @@ A source implements ``schema()``, ``discover(comm)`` and ``read(part, columns)``
 :mod:`hpcframe.io.memory`). The functions here are the only readers and writers of the cache,
 so that the engine, ``explain`` and the command line agree on it.
 """
+
 from __future__ import annotations
 
 from .dataset import Partition
@@ -39,8 +40,7 @@ def source_format(source) -> str:
     if isinstance(fmt, str) and fmt:
         return fmt
     name = type(source).__name__
-    return (name[:-len("Source")] if name.endswith("Source") and name != "Source"
-            else name).lower()
+    return (name[: -len("Source")] if name.endswith("Source") and name != "Source" else name).lower()
 
 
 def source_label(source) -> str:

@@ -38,6 +38,7 @@ schema as field metadata (:data:`DTYPE_KEY`):
     a column of a ``from_pandas`` frame with a pandas nullable dtype (``Int64``, ``boolean``,
     ``Float64``, ...): every block is rebuilt with that dtype.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -113,8 +114,9 @@ def normalize_schema(schema: pa.Schema) -> pa.Schema:
 def filter_schema(schema: pa.Schema) -> pa.Schema:
     """The types predicates are evaluated on while reading: as :func:`normalize_schema`, but
     dates stay dates (the expression compares them with date scalars: no cast per row)."""
-    return pa.schema([pa.field(f.name, f.type if pat.is_date(f.type)
-                               else field_arrow_type(f)) for f in schema])
+    return pa.schema(
+        [pa.field(f.name, f.type if pat.is_date(f.type) else field_arrow_type(f)) for f in schema]
+    )
 
 
 def is_string(t: pa.DataType) -> bool:
@@ -122,8 +124,9 @@ def is_string(t: pa.DataType) -> bool:
     return pat.is_string(t) or pat.is_large_string(t) or _is_string_view(t)
 
 
-def normalize_table(table: pa.Table, declared: pa.Schema | None = None, keep_dict=(),
-                    keep_dates: bool = False) -> pa.Table:
+def normalize_table(
+    table: pa.Table, declared: pa.Schema | None = None, keep_dict=(), keep_dates: bool = False
+) -> pa.Table:
     """Cast the columns of ``table`` to the types pandas users expect (see the module table),
     judged by the ``declared`` dataset schema (a reader may hand string columns over as
     dictionaries). String columns named in ``keep_dict`` stay dictionary-encoded (they become
@@ -174,7 +177,7 @@ def decimal_to_float64(col) -> pa.ChunkedArray:
     return pa.chunked_array(out, pa.float64())
 
 
-_EXACT_INT = 2 ** 53
+_EXACT_INT = 2**53
 
 
 def _decimal_chunk_to_float64(arr: pa.Array, t: pa.DataType) -> pa.Array:
@@ -190,7 +193,7 @@ def _decimal_chunk_to_float64(arr: pa.Array, t: pa.DataType) -> pa.Array:
     if pat.is_decimal256(t):
         return _via_text(arr)
     off = arr.offset
-    words = np.frombuffer(arr.buffers()[1], dtype=np.uint64, count=2 * (off + n))[2 * off:]
+    words = np.frombuffer(arr.buffers()[1], dtype=np.uint64, count=2 * (off + n))[2 * off :]
     lo, hi = words[0::2], words[1::2].view(np.int64)
     signed = lo.view(np.int64)
     # the value fits int64 when the high word is the sign extension of the low word
@@ -201,9 +204,9 @@ def _decimal_chunk_to_float64(arr: pa.Array, t: pa.DataType) -> pa.Array:
     if abs(scale) > 22:
         small[:] = False
     elif scale > 0:
-        values /= float(10 ** scale)
+        values /= float(10**scale)
     elif scale < 0:
-        values *= float(10 ** -scale)
+        values *= float(10**-scale)
     rest = np.flatnonzero(~small if mask is None else ~small & ~mask)
     if len(rest):
         values[rest] = _via_text(arr.take(pa.array(rest))).to_numpy(zero_copy_only=False)
@@ -219,8 +222,11 @@ def _via_text(arr: pa.Array) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         import numpy as np
 
-        return pa.array(np.array([np.nan if v is None else float(v) for v in arr.to_pylist()],
-                                 dtype=np.float64), pa.float64(), mask=arr.is_null())
+        return pa.array(
+            np.array([np.nan if v is None else float(v) for v in arr.to_pylist()], dtype=np.float64),
+            pa.float64(),
+            mask=arr.is_null(),
+        )
 
 
 def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
@@ -238,7 +244,7 @@ def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
         if flag == OBJECT and not pat.is_dictionary(col.type):
             df[f.name] = _objects(col, df.index)
         elif flag.startswith(EXTENSION):
-            df[f.name] = _extension(col, flag[len(EXTENSION):].decode(), df.index)
+            df[f.name] = _extension(col, flag[len(EXTENSION) :].decode(), df.index)
         elif flag == NULLS and pat.is_boolean(col.type) and df[f.name].dtype != object:
             df[f.name] = df[f.name].astype(object)
     return df

@@ -47,6 +47,7 @@ Layouts
       group ``data`` holds *virtual datasets* (h5py VDS) presenting all parts as one table,
       readable by ``hf.read_hdf(dst)``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -107,8 +108,9 @@ def to_arrow(df, schema: pa.Schema, where: str) -> pa.Table:
             try:
                 col = col.cast(f.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise DatasetError(f"{where}: column {f.name!r} ({col.type}) cannot be written "
-                                   f"as {f.type}: {exc}") from exc
+                raise DatasetError(
+                    f"{where}: column {f.name!r} ({col.type}) cannot be written as {f.type}: {exc}"
+                ) from exc
         cols.append(col)
     # one chunk per column: the Parquet writer is about twice as fast on contiguous columns
     return pa.Table.from_arrays(cols, schema=schema).combine_chunks()
@@ -135,8 +137,10 @@ def _real_dir(path: str, what: str) -> bool:
     except FileNotFoundError:
         return False
     if stat.S_ISLNK(st.st_mode):
-        raise DatasetError(f"{path} ({what}) is a symbolic link; hpcframe never writes "
-                           f"through links there. Remove the link (rm {path}) and re-run")
+        raise DatasetError(
+            f"{path} ({what}) is a symbolic link; hpcframe never writes "
+            f"through links there. Remove the link (rm {path}) and re-run"
+        )
     if not stat.S_ISDIR(st.st_mode):
         raise DatasetError(f"{path} ({what}) exists and is not a folder; remove it and re-run")
     return True
@@ -253,8 +257,7 @@ class _Format:
             final = os.path.join(staging, rel)
             _makedirs_nofollow(staging, rel_dir)
             _replace_atomic(lambda tmp, t=t: self.write_file(t, tmp), final)
-            out.append({"path": rel, "rows": t.num_rows, "bytes": os.path.getsize(final),
-                        "leaf": leaf})
+            out.append({"path": rel, "rows": t.num_rows, "bytes": os.path.getsize(final), "leaf": leaf})
         return out
 
     def write_file(self, table: pa.Table, path: str) -> None:
@@ -266,20 +269,19 @@ class _Format:
         for f in files:
             src = os.path.join(staging, f["path"])
             if not os.path.isfile(src) or os.path.islink(src):
-                raise DatasetError(f"{src}: the staged file is missing (deleted during the "
-                                   f"write?); remove {staging} and write again")
+                raise DatasetError(
+                    f"{src}: the staged file is missing (deleted during the "
+                    f"write?); remove {staging} and write again"
+                )
 
     def empty_file(self, schema: pa.Schema, staging: str) -> list[dict]:
         """The one file an empty result is written as (so that readers find a dataset)."""
-        return self.write_leaf(schema.empty_table(), 0, staging) or [
-            self._write_empty(schema, staging)]
+        return self.write_leaf(schema.empty_table(), 0, staging) or [self._write_empty(schema, staging)]
 
     def _write_empty(self, schema, staging):
         rel = f"part-empty{self.suffix}"
-        _replace_atomic(lambda tmp: self.write_file(schema.empty_table(), tmp),
-                        os.path.join(staging, rel))
-        return {"path": rel, "rows": 0, "bytes": os.path.getsize(os.path.join(staging, rel)),
-                "leaf": -1}
+        _replace_atomic(lambda tmp: self.write_file(schema.empty_table(), tmp), os.path.join(staging, rel))
+        return {"path": rel, "rows": 0, "bytes": os.path.getsize(os.path.join(staging, rel)), "leaf": -1}
 
 
 def _split_hive(table: pa.Table, keys: list[str]):
@@ -291,8 +293,7 @@ def _split_hive(table: pa.Table, keys: list[str]):
     groups = table.select(keys).group_by(keys, use_threads=False).aggregate([])
     rest = [c for c in table.column_names if c not in keys]
     out = []
-    rows = sorted(groups.to_pylist(), key=lambda r: tuple((v is None, str(v)) for v in
-                                                          (r[k] for k in keys)))
+    rows = sorted(groups.to_pylist(), key=lambda r: tuple((v is None, str(v)) for v in (r[k] for k in keys)))
     for row in rows:
         mask = None
         for k in keys:
@@ -305,30 +306,38 @@ def _split_hive(table: pa.Table, keys: list[str]):
 
 class ParquetFormat(_Format):
     """Parquet part files (statistics, page checksums), optionally in hive folders."""
+
     name, suffix = "parquet", PARQUET.suffixes[0]
 
-    def __init__(self, dst, partition_by=None, row_group_size=1 << 20, compression="zstd",
-                 compression_level=None):
+    def __init__(
+        self, dst, partition_by=None, row_group_size=1 << 20, compression="zstd", compression_level=None
+    ):
         super().__init__(dst, partition_by)
         self.row_group_size, self.compression = row_group_size, compression
         self.compression_level = compression_level
 
     def options(self):
         """The options that make two writes the same write (recorded in the plan)."""
-        return {**super().options(), "row_group_size": self.row_group_size,
-                "compression": self.compression}
+        return {**super().options(), "row_group_size": self.row_group_size, "compression": self.compression}
 
     def write_file(self, table, path):
         """Write the Arrow ``table`` as one file at ``path``."""
         import pyarrow.parquet as pq
 
-        pq.write_table(table, path, row_group_size=self.row_group_size,
-                       compression=self.compression, compression_level=self.compression_level,
-                       write_statistics=True, write_page_checksum=True)
+        pq.write_table(
+            table,
+            path,
+            row_group_size=self.row_group_size,
+            compression=self.compression,
+            compression_level=self.compression_level,
+            write_statistics=True,
+            write_page_checksum=True,
+        )
 
 
 class CSVFormat(_Format):
     """CSV part files (with header), optionally in hive folders."""
+
     name, suffix = "csv", CSV.suffixes[0]
 
     def write_file(self, table, path):
@@ -365,8 +374,13 @@ class HDF5Format(_Format):
             for name, col in zip(table.column_names, table.columns):
                 data, dtype, attrs = encode_arrow(col, name)
                 chunks = (max(1, min(self.chunk_rows, len(data))),) if len(data) else None
-                ds = g.create_dataset(name, data=data, dtype=dtype, chunks=chunks,
-                                      compression=self.compression if chunks else None)
+                ds = g.create_dataset(
+                    name,
+                    data=data,
+                    dtype=dtype,
+                    chunks=chunks,
+                    compression=self.compression if chunks else None,
+                )
                 ds.attrs.update(attrs)
 
     def finish(self, files, schema, staging):
@@ -382,8 +396,7 @@ class HDF5Format(_Format):
             with h5py.File(tmp, "w") as out:
                 g = out.create_group(GROUP, track_order=True)
                 with h5py.File(os.path.join(staging, files[0]["path"]), "r") as first:
-                    cols = [(n, first[GROUP][n].dtype, dict(first[GROUP][n].attrs))
-                            for n in first[GROUP]]
+                    cols = [(n, first[GROUP][n].dtype, dict(first[GROUP][n].attrs)) for n in first[GROUP]]
                 for name, dtype, attrs in cols:
                     if total == 0:
                         ds = g.create_dataset(name, shape=(0,), dtype=dtype)
@@ -392,8 +405,9 @@ class HDF5Format(_Format):
                         at = 0
                         for f in files:
                             rel = os.path.join(os.path.basename(self.data_dir), f["path"])
-                            layout[at:at + f["rows"]] = h5py.VirtualSource(
-                                rel, f"{GROUP}/{name}", shape=(f["rows"],))
+                            layout[at : at + f["rows"]] = h5py.VirtualSource(
+                                rel, f"{GROUP}/{name}", shape=(f["rows"],)
+                            )
                             at += f["rows"]
                         ds = g.create_virtual_dataset(name, layout)
                     ds.attrs.update(attrs)
@@ -445,9 +459,14 @@ class Lock:
         """Take the lock or raise :class:`DestinationLockedError` naming its holder. A lock
         whose holder ran on this host and is gone (killed) is broken and taken."""
         token = uuid.uuid4().hex
-        info = {"host": socket.gethostname(), "pid": os.getpid(), "token": token,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "target": target,
-                "command": " ".join(sys.argv)[:300]}
+        info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "token": token,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "target": target,
+            "command": " ".join(sys.argv)[:300],
+        }
         tmp = f"{path}.{info['host']}.{info['pid']}.{token}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
@@ -471,8 +490,9 @@ class Lock:
                 if not _stale(holder):
                     raise DestinationLockedError(_locked_message(path, target, holder))
                 _break(path, holder)
-            raise DestinationLockedError(f"{target}: could not take the lock {path} (other "
-                                         f"writers keep taking it); try again later")
+            raise DestinationLockedError(
+                f"{target}: could not take the lock {path} (other writers keep taking it); try again later"
+            )
         finally:
             remove_file(tmp)
 
@@ -484,8 +504,7 @@ class Lock:
         except FileExistsError:
             return False
         except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
-                                 errno.EMLINK):
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
                 raise
         try:  # no hard links here: exclusive create, then write the owner
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
@@ -512,9 +531,13 @@ def _sweep(path: str) -> None:
     for name in os.listdir(folder or "."):
         if not (name.startswith(base + ".") and name.endswith(".tmp")):
             continue
-        fields = name[len(base) + 1:-4].rsplit(".", 2)
-        if len(fields) == 3 and fields[0] == host and fields[1].isdigit() and \
-                _stale({"host": host, "pid": int(fields[1])}):
+        fields = name[len(base) + 1 : -4].rsplit(".", 2)
+        if (
+            len(fields) == 3
+            and fields[0] == host
+            and fields[1].isdigit()
+            and _stale({"host": host, "pid": int(fields[1])})
+        ):
             remove_file(os.path.join(folder, name))
 
 
@@ -574,19 +597,27 @@ def _break(path: str, holder: dict) -> None:
 
 def _locked_message(path: str, target: str, holder: dict) -> str:
     if not holder:
-        return (f"{target} is locked by {path}, which does not say who holds it (a writer "
-                f"killed while taking it?). If no other hpcframe write into {target} is "
-                f"running, remove the lock (rm {path}) and re-run")
-    who = (f"pid {holder.get('pid')} on host {holder.get('host')}, since "
-           f"{holder.get('started')}, command: {holder.get('command')}")
+        return (
+            f"{target} is locked by {path}, which does not say who holds it (a writer "
+            f"killed while taking it?). If no other hpcframe write into {target} is "
+            f"running, remove the lock (rm {path}) and re-run"
+        )
+    who = (
+        f"pid {holder.get('pid')} on host {holder.get('host')}, since "
+        f"{holder.get('started')}, command: {holder.get('command')}"
+    )
     if holder.get("host") == socket.gethostname():
-        return (f"{target} is being written by another hpcframe job ({who}); wait for it to "
-                f"finish, or stop it and re-run this write (its lock {path} is then cleared "
-                f"automatically). If pid {holder.get('pid')} is not an hpcframe job (the pid "
-                f"was reused), the lock is stale: remove it (rm {path}) and re-run")
-    return (f"{target} is being written by another hpcframe job ({who}); wait for it to "
-            f"finish. If that job is no longer running (killed), remove its lock "
-            f"(rm {path}) and re-run: the write resumes")
+        return (
+            f"{target} is being written by another hpcframe job ({who}); wait for it to "
+            f"finish, or stop it and re-run this write (its lock {path} is then cleared "
+            f"automatically). If pid {holder.get('pid')} is not an hpcframe job (the pid "
+            f"was reused), the lock is stale: remove it (rm {path}) and re-run"
+        )
+    return (
+        f"{target} is being written by another hpcframe job ({who}); wait for it to "
+        f"finish. If that job is no longer running (killed), remove its lock "
+        f"(rm {path}) and re-run: the write resumes"
+    )
 
 
 # --------------------------------------------------------------------------- checks
@@ -616,9 +647,11 @@ def _checked_files(record: str, base: str, files) -> list:
                 raise ValueError("an entry is not an object")
             _inside(base, f.get("path"))
         except ValueError as exc:
-            raise DatasetError(f"{record}: refusing the file entry {f!r} ({exc}); hpcframe only "
-                               f"touches files inside {base}. Remove {record} by hand or "
-                               f"choose another path") from None
+            raise DatasetError(
+                f"{record}: refusing the file entry {f!r} ({exc}); hpcframe only "
+                f"touches files inside {base}. Remove {record} by hand or "
+                f"choose another path"
+            ) from None
     return files
 
 
@@ -628,12 +661,15 @@ def _read_manifest(manifest: str, data_dir: str) -> dict:
     try:
         old = _read_json(manifest)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{manifest} is not an hpcframe manifest ({exc}); remove it or "
-                           f"choose another path") from None
-    if not isinstance(old, dict) or not isinstance(old.get("files", []), list) or (
-            "plan" in old and not isinstance(old["plan"], dict)):
-        raise DatasetError(f"{manifest} is not an hpcframe manifest; remove it or choose "
-                           f"another path")
+        raise DatasetError(
+            f"{manifest} is not an hpcframe manifest ({exc}); remove it or choose another path"
+        ) from None
+    if (
+        not isinstance(old, dict)
+        or not isinstance(old.get("files", []), list)
+        or ("plan" in old and not isinstance(old["plan"], dict))
+    ):
+        raise DatasetError(f"{manifest} is not an hpcframe manifest; remove it or choose another path")
     _checked_files(manifest, data_dir, old.get("files", []))
     return old
 
@@ -666,10 +702,12 @@ def _check_replaceable(final: str, old: dict) -> None:
             if rel not in listed:
                 foreign.append(rel)
     if foreign:
-        raise FileExistsError(f"{final} holds files that are not part of the dataset hpcframe "
-                              f"wrote there ({', '.join(sorted(foreign)[:3])}); overwriting "
-                              f"replaces the whole folder, so move them away first (or choose "
-                              f"another path)")
+        raise FileExistsError(
+            f"{final} holds files that are not part of the dataset hpcframe "
+            f"wrote there ({', '.join(sorted(foreign)[:3])}); overwriting "
+            f"replaces the whole folder, so move them away first (or choose "
+            f"another path)"
+        )
 
 
 def prepare(fmt, staging, plan, overwrite) -> str:
@@ -685,10 +723,14 @@ def prepare(fmt, staging, plan, overwrite) -> str:
     legacy = os.path.join(final, STAGING)
     if _real_dir(final, "the destination") and os.path.lexists(legacy):
         if os.path.islink(legacy):
-            raise DatasetError(f"{legacy} is a symbolic link; hpcframe never writes through "
-                               f"links. Remove it (rm {legacy}) and re-run")
-        raise FileExistsError(f"{legacy} is an unfinished write by an older hpcframe version; "
-                              f"remove it (rm -r {legacy}) and re-run")
+            raise DatasetError(
+                f"{legacy} is a symbolic link; hpcframe never writes through "
+                f"links. Remove it (rm {legacy}) and re-run"
+            )
+        raise FileExistsError(
+            f"{legacy} is an unfinished write by an older hpcframe version; "
+            f"remove it (rm -r {legacy}) and re-run"
+        )
     manifest = os.path.join(final, MANIFEST)
     old = _read_manifest(manifest, final) if os.path.exists(manifest) else None
 
@@ -702,21 +744,23 @@ def prepare(fmt, staging, plan, overwrite) -> str:
                     f"{staging} holds a finished write of "
                     f"{committed.get('plan', {}).get('source')!r} into {fmt.dst} that was "
                     f"interrupted while publishing; re-run that write to publish it, or pass "
-                    f"overwrite=True (--overwrite) to discard it")
+                    f"overwrite=True (--overwrite) to discard it"
+                )
             shutil.rmtree(staging)
             staged = False
         elif old is not None and old.get("plan") != plan and not overwrite:
-            raise FileExistsError(f"{fmt.dst} already holds a dataset written by hpcframe "
-                                  f"(from {old.get('plan', {}).get('source')!r}); pass "
-                                  f"overwrite=True (--overwrite) to replace it")
+            raise FileExistsError(
+                f"{fmt.dst} already holds a dataset written by hpcframe "
+                f"(from {old.get('plan', {}).get('source')!r}); pass "
+                f"overwrite=True (--overwrite) to replace it"
+            )
         else:
             return "publish"
-    if hdf5 and old is not None and old.get("plan") == plan and \
-            os.path.lexists(os.path.join(final, VDS)):
+    if hdf5 and old is not None and old.get("plan") == plan and os.path.lexists(os.path.join(final, VDS)):
         return "publish"  # the folder is in place, the file dst not yet
 
     # a swap interrupted before the new folder was in place: put the old dataset back
-    for path in ([final, fmt.dst] if hdf5 else [final]):
+    for path in [final, fmt.dst] if hdf5 else [final]:
         trash = _trash(path)
         if os.path.lexists(trash):
             if not os.path.lexists(path):
@@ -731,23 +775,29 @@ def prepare(fmt, staging, plan, overwrite) -> str:
         if old.get("plan") == plan and not overwrite and (not hdf5 or os.path.isfile(fmt.dst)):
             return "complete"
         if not overwrite:
-            raise FileExistsError(f"{fmt.dst} already holds a dataset written by hpcframe "
-                                  f"(from {old.get('plan', {}).get('source')!r}); pass "
-                                  f"overwrite=True (--overwrite) or choose another path")
+            raise FileExistsError(
+                f"{fmt.dst} already holds a dataset written by hpcframe "
+                f"(from {old.get('plan', {}).get('source')!r}); pass "
+                f"overwrite=True (--overwrite) or choose another path"
+            )
         _check_replaceable(final, old)
     elif _real_dir(final, "the destination"):
         others = sorted(os.listdir(final))
         if others:
-            raise FileExistsError(f"{final} exists and holds files that hpcframe did not "
-                                  f"write ({', '.join(others[:3])}); choose a new or empty "
-                                  f"folder")
+            raise FileExistsError(
+                f"{final} exists and holds files that hpcframe did not "
+                f"write ({', '.join(others[:3])}); choose a new or empty "
+                f"folder"
+            )
     if hdf5 and os.path.lexists(fmt.dst):
         if os.path.islink(fmt.dst) or not os.path.isfile(fmt.dst):
-            raise FileExistsError(f"{fmt.dst} exists and is not a file (a folder or a link); "
-                                  f"remove it or choose another path")
+            raise FileExistsError(
+                f"{fmt.dst} exists and is not a file (a folder or a link); remove it or choose another path"
+            )
         if not overwrite:
-            raise FileExistsError(f"{fmt.dst} exists; pass overwrite=True (--overwrite) or "
-                                  f"choose another path")
+            raise FileExistsError(
+                f"{fmt.dst} exists; pass overwrite=True (--overwrite) or choose another path"
+            )
 
     # the staging folder
     plan_file = os.path.join(staging, PLAN)
@@ -761,7 +811,8 @@ def prepare(fmt, staging, plan, overwrite) -> str:
                     f"{staging} holds an unfinished write of something else into {fmt.dst} "
                     f"(from {source!r}, or another query or options); re-run that write to "
                     f"finish it, remove the folder (rm -r {staging}), or pass overwrite=True "
-                    f"(--overwrite) to discard it")
+                    f"(--overwrite) to discard it"
+                )
             shutil.rmtree(staging)
             staged = False
     if not staged:
@@ -787,8 +838,7 @@ def _publish_steps(fmt, staging) -> None:
     final = fmt.data_dir
     hdf5 = fmt.name == "hdf5"
     parent = os.path.dirname(final)
-    if _real_dir(staging, "the staging folder") and \
-            os.path.isfile(os.path.join(staging, MANIFEST)):
+    if _real_dir(staging, "the staging folder") and os.path.isfile(os.path.join(staging, MANIFEST)):
         _fault("cleanup", staging)
         _remove_temporaries(staging)
         shutil.rmtree(os.path.join(staging, LEAVES), ignore_errors=True)
@@ -812,15 +862,17 @@ def _publish_steps(fmt, staging) -> None:
                 raise
             if moved:
                 os.rename(_trash(final), final)
-            raise FileExistsError(f"{final} was created by someone else while this write ran; "
-                                  f"the finished dataset is kept in {staging}: move {final} "
-                                  f"away and re-run the same write to publish it") from None
+            raise FileExistsError(
+                f"{final} was created by someone else while this write ran; "
+                f"the finished dataset is kept in {staging}: move {final} "
+                f"away and re-run the same write to publish it"
+            ) from None
         fsync_dir(parent)
         _fault("published", final)
     if hdf5 and os.path.lexists(os.path.join(final, VDS)):
         os.replace(os.path.join(final, VDS), fmt.dst)
         fsync_dir(parent)
-    for path in ([final, fmt.dst] if hdf5 else [final]):
+    for path in [final, fmt.dst] if hdf5 else [final]:
         try:
             _remove_tree(_trash(path))
         except OSError:
@@ -850,24 +902,46 @@ def commit(fmt, files, schema, staging, plan, skipped, size, seconds) -> dict:
     if not files:
         files = fmt.empty_file(schema, staging)
     fmt.finish(files, schema, staging)
-    manifest = {"format": fmt.name, "plan": plan, "files": files,
-                "rows": sum(f["rows"] for f in files), "schema": [
-                    {"name": f.name, "type": str(f.type)} for f in schema],
-                "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _replace_atomic(lambda tmp: _write_json(tmp, manifest),
-                    os.path.join(staging, MANIFEST), "manifest")
+    manifest = {
+        "format": fmt.name,
+        "plan": plan,
+        "files": files,
+        "rows": sum(f["rows"] for f in files),
+        "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    _replace_atomic(lambda tmp: _write_json(tmp, manifest), os.path.join(staging, MANIFEST), "manifest")
     fsync_dir(staging)
     publish(fmt, staging)
-    return {"path": fmt.dst, "files": len(files), "rows": manifest["rows"],
-            "rows_in": rows_in, "bytes_in": bytes_in,
-            "bytes_out": sum(f["bytes"] for f in files), "seconds": seconds, "ranks": size,
-            "leaves": plan["leaves"], "skipped": skipped, "state": "written"}
+    return {
+        "path": fmt.dst,
+        "files": len(files),
+        "rows": manifest["rows"],
+        "rows_in": rows_in,
+        "bytes_in": bytes_in,
+        "bytes_out": sum(f["bytes"] for f in files),
+        "seconds": seconds,
+        "ranks": size,
+        "leaves": plan["leaves"],
+        "skipped": skipped,
+        "state": "written",
+    }
 
 
 def summary_from_manifest(fmt, size, seconds, state) -> dict:
     """The summary of a write published earlier, from its manifest."""
     m = _read_json(os.path.join(fmt.data_dir, MANIFEST))
-    return {"path": fmt.dst, "files": len(m["files"]), "rows": m["rows"], "rows_in": 0,
-            "bytes_in": 0, "bytes_out": sum(f["bytes"] for f in m["files"]),
-            "seconds": seconds, "ranks": size, "leaves": m["plan"]["leaves"],
-            "skipped": m["plan"]["leaves"], "state": state, "written": m.get("written")}
+    return {
+        "path": fmt.dst,
+        "files": len(m["files"]),
+        "rows": m["rows"],
+        "rows_in": 0,
+        "bytes_in": 0,
+        "bytes_out": sum(f["bytes"] for f in m["files"]),
+        "seconds": seconds,
+        "ranks": size,
+        "leaves": m["plan"]["leaves"],
+        "skipped": m["plan"]["leaves"],
+        "state": state,
+        "written": m.get("written"),
+    }

@@ -7,6 +7,7 @@ The library behind ``hpcframe submit/status/logs/cancel`` (:mod:`.commands`)::
     info = submit("job.yaml", params)                            # -> job.json record
     status(info["job_id"]); cancel(info["job_id"])
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -32,17 +33,39 @@ from .base import (
     write_atomic,
 )
 
-__all__ = ["ArraySpec", "CommandError", "JobError", "JobParams", "Scheduler", "scheduler_for",
-           "make_params", "program_for", "render_job", "submit", "status", "cancel",
-           "log_files", "find_run", "wait"]
+__all__ = [
+    "ArraySpec",
+    "CommandError",
+    "JobError",
+    "JobParams",
+    "Scheduler",
+    "scheduler_for",
+    "make_params",
+    "program_for",
+    "render_job",
+    "submit",
+    "status",
+    "cancel",
+    "log_files",
+    "find_run",
+    "wait",
+]
 
 
-def make_params(profile: str | None = None, overrides: dict | None = None, *, array=None,
-                after=(), dask_config: str | None = None, scheduler: str | None = None) -> JobParams:
+def make_params(
+    profile: str | None = None,
+    overrides: dict | None = None,
+    *,
+    array=None,
+    after=(),
+    dask_config: str | None = None,
+    scheduler: str | None = None,
+) -> JobParams:
     """Validated :class:`JobParams`: dask-jobqueue file < profile < ``overrides`` (None values
     are ignored) < ``scheduler``/``array``/``after``. Raises :class:`JobError`."""
     from .base import check_keys
     from .profiles import from_dask_jobqueue, load_profile
+
     values: dict = load_profile(profile) if profile else {}
     sched = scheduler or values.get("scheduler") or "slurm"
     if dask_config:
@@ -94,12 +117,22 @@ def submit(target: str, params: JobParams, args=(), runs_root: str | None = None
     script = os.path.join(run_dir, "job.sh")
     write_atomic(script, sched.render(params, program, run_dir), 0o755)
     cmd = sched.submit_command(script, params)
-    info = {"scheduler": sched.name, "job_id": None, "name": params.name, "run_dir": run_dir,
-            "script": script, "submit_command": cmd, "target": program[2],
-            "args": list(args), "array": params.array.range_text() if params.array else None,
-            "array_name": params.array.name if params.array else None,
-            "after": params.after, "ntasks": params.ntasks, "cwd": os.getcwd(),
-            "submitted_at": _dt.datetime.now().isoformat(timespec="seconds")}
+    info = {
+        "scheduler": sched.name,
+        "job_id": None,
+        "name": params.name,
+        "run_dir": run_dir,
+        "script": script,
+        "submit_command": cmd,
+        "target": program[2],
+        "args": list(args),
+        "array": params.array.range_text() if params.array else None,
+        "array_name": params.array.name if params.array else None,
+        "after": params.after,
+        "ntasks": params.ntasks,
+        "cwd": os.getcwd(),
+        "submitted_at": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
     record = os.path.join(run_dir, "job.json")
     try:
         out = run_command(cmd).stdout

@@ -4,6 +4,7 @@ A scheduler backend (:mod:`.slurm`, :mod:`.pbs`) subclasses :class:`Scheduler` a
 hooks: the directive lines, how the ranks are started, the submit command, how to read the job
 id from its output, and the status/cancel commands. Everything else lives here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,10 @@ class CommandError(HpcframeError):
     def __init__(self, cmd, returncode, stdout, stderr):
         self.cmd, self.returncode, self.stdout, self.stderr = list(cmd), returncode, stdout, stderr
         shown = " ".join(shlex.quote(c) for c in self.cmd)
-        super().__init__(f"command `{shown}` failed with exit code {returncode}\n"
-                         f"stdout: {stdout.strip() or '(empty)'}\nstderr: {stderr.strip() or '(empty)'}")
+        super().__init__(
+            f"command `{shown}` failed with exit code {returncode}\n"
+            f"stdout: {stdout.strip() or '(empty)'}\nstderr: {stderr.strip() or '(empty)'}"
+        )
 
 
 def run_command(cmd, *, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
@@ -76,7 +79,7 @@ def _short(value, limit: int = 80) -> str:
         return repr(value) if value.bit_length() <= 64 else f"<an integer of {value.bit_length()} bits>"
     if not isinstance(value, str):
         return f"<a {type(value).__name__}>"
-    text = repr(value[:limit + 1])
+    text = repr(value[: limit + 1])
     return text if len(value) <= limit else text[:limit] + "...'"
 
 
@@ -87,10 +90,12 @@ def check_printable(what: str, value) -> str:
     if m:
         ch = m.group()
         names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL"}
-        raise JobError(f"{what} {_short(value)} contains {names.get(ch, 'a control character')}"
-                       f" ({ch!r} at position {m.start()}): values written into a job script may "
-                       "not contain newlines, tabs or other control characters (U+0000-U+001F, "
-                       "U+007F-U+009F); rename it or use a value without them")
+        raise JobError(
+            f"{what} {_short(value)} contains {names.get(ch, 'a control character')}"
+            f" ({ch!r} at position {m.start()}): values written into a job script may "
+            "not contain newlines, tabs or other control characters (U+0000-U+001F, "
+            "U+007F-U+009F); rename it or use a value without them"
+        )
     return value
 
 
@@ -105,9 +110,11 @@ def check_name(what: str, value, pattern=NAME_RE) -> str:
     """Return ``value`` if it is a safe name for ``what``; raise :class:`JobError` otherwise."""
     value = _text(what, value)
     if not pattern.fullmatch(value):
-        raise JobError(f"{what} {_short(value)} is not allowed: use letters, digits and _ . + -"
-                       f"{' /' if pattern is MODULE_RE else ''} (at most "
-                       f"{64 if pattern is NAME_RE else 128} characters, starting with a letter or digit)")
+        raise JobError(
+            f"{what} {_short(value)} is not allowed: use letters, digits and _ . + -"
+            f"{' /' if pattern is MODULE_RE else ''} (at most "
+            f"{64 if pattern is NAME_RE else 128} characters, starting with a letter or digit)"
+        )
     return value
 
 
@@ -115,8 +122,9 @@ def check_job_id(job_id) -> str:
     """Return ``job_id`` as a string if it looks like a SLURM/PBS job id, else raise JobError."""
     job_id = _text("job id", job_id).strip()
     if not JOBID_RE.fullmatch(job_id):
-        raise JobError(f"job id {_short(job_id)} is not valid: expected digits, e.g. 1234, 1234_5 "
-                       "or 1234.server (PBS)")
+        raise JobError(
+            f"job id {_short(job_id)} is not valid: expected digits, e.g. 1234, 1234_5 or 1234.server (PBS)"
+        )
     return job_id
 
 
@@ -129,15 +137,16 @@ def parse_time(value) -> str:
     text = _text("time", value).strip()
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
     if not m:
-        raise JobError(f"time {_short(text)} is not valid: use HH:MM:SS (e.g. 01:30:00), D-HH:MM:SS "
-                       "or whole minutes")
+        raise JobError(
+            f"time {_short(text)} is not valid: use HH:MM:SS (e.g. 01:30:00), D-HH:MM:SS or whole minutes"
+        )
     days, a, b, c = m.groups()
-    if days is not None:           # D-HH[:MM[:SS]]
+    if days is not None:  # D-HH[:MM[:SS]]
         h, mi, s = int(a), int(b or 0), int(c or 0)
         h += 24 * int(days)
-    elif b is None:                # minutes
+    elif b is None:  # minutes
         h, mi, s = 0, int(a), 0
-    elif c is None:                # MM:SS
+    elif c is None:  # MM:SS
         h, mi, s = 0, int(a), int(b)
     else:
         h, mi, s = int(a), int(b), int(c)
@@ -173,6 +182,7 @@ class ArraySpec:
     Inside each task ``HPCFRAME_ARRAY_NAME`` is ``name``, ``HPCFRAME_ARRAY_INDEX`` the task's
     value, and ``{name}`` in the spec file or the script arguments is replaced by that value.
     """
+
     name: str
     start: int | None = None
     stop: int | None = None
@@ -199,8 +209,10 @@ class ArraySpec:
             if len(set(vals)) != len(vals):
                 raise JobError(f"array {raw!r}: values repeat")
             return cls(name, values=vals)
-        raise JobError(f"array {raw!r} is not valid: use NAME=START-END[:STEP] (e.g. month=1-12) "
-                       "or NAME=V1,V2,... (e.g. year=2019,2021)")
+        raise JobError(
+            f"array {raw!r} is not valid: use NAME=START-END[:STEP] (e.g. month=1-12) "
+            "or NAME=V1,V2,... (e.g. year=2019,2021)"
+        )
 
     @property
     def is_range(self) -> bool:
@@ -227,6 +239,7 @@ class ArraySpec:
 @dataclass
 class JobParams:
     """Everything a job script depends on. Profiles and command-line options fill it."""
+
     scheduler: str = "slurm"
     name: str = "hpcframe"
     nodes: int = 1
@@ -236,16 +249,16 @@ class JobParams:
     mem: str | None = None
     partition: str | None = None
     account: str | None = None
-    node_cpus: int | None = None        # cores of one node, if known: checked against the request
+    node_cpus: int | None = None  # cores of one node, if known: checked against the request
     modules: list = field(default_factory=list)
-    setup: list = field(default_factory=list)   # shell lines from the profile, run before the ranks
-    launcher: str | None = None          # "srun --mpi=pmi2", "mpiexec", ... (None: scheduler's)
+    setup: list = field(default_factory=list)  # shell lines from the profile, run before the ranks
+    launcher: str | None = None  # "srun --mpi=pmi2", "mpiexec", ... (None: scheduler's)
     python: str = sys.executable
     extra_directives: list = field(default_factory=list)
     array: ArraySpec | None = None
     after: list = field(default_factory=list)
-    env: dict = field(default_factory=dict)     # extra NAME: value exports (values quoted)
-    workdir: str | None = None           # where the ranks run (SLURM --chdir); None: submit dir
+    env: dict = field(default_factory=dict)  # extra NAME: value exports (values quoted)
+    workdir: str | None = None  # where the ranks run (SLURM --chdir); None: submit dir
 
     @classmethod
     def fields(cls) -> list[str]:
@@ -292,8 +305,9 @@ def _split_words(what: str, value: str) -> list[str]:
     try:
         return shlex.split(value)
     except ValueError as exc:
-        raise JobError(f"{what} {value!r} cannot be split into words ({exc}): close the quote "
-                       "or escape it") from None
+        raise JobError(
+            f"{what} {value!r} cannot be split into words ({exc}): close the quote or escape it"
+        ) from None
 
 
 def validate(p: JobParams) -> JobParams:
@@ -318,21 +332,23 @@ def validate(p: JobParams) -> JobParams:
         p.node_cpus = _positive_int("node_cpus", p.node_cpus)
         need = p.ntasks_per_node * p.cpus_per_task
         if need > p.node_cpus:
-            raise JobError(f"ntasks-per-node {p.ntasks_per_node} x cpus-per-task {p.cpus_per_task} "
-                           f"= {need} CPUs, but a node has {p.node_cpus} (node_cpus in the "
-                           "profile): lower --ntasks-per-node or add --nodes")
+            raise JobError(
+                f"ntasks-per-node {p.ntasks_per_node} x cpus-per-task {p.cpus_per_task} "
+                f"= {need} CPUs, but a node has {p.node_cpus} (node_cpus in the "
+                "profile): lower --ntasks-per-node or add --nodes"
+            )
     p.modules = [check_name("module", m, MODULE_RE) for m in _as_list(p.modules, "modules")]
     p.setup = [_one_line("setup line", s) for s in _as_list(p.setup, "setup")]
-    p.extra_directives = [_one_line("extra directive", d)
-                          for d in _as_list(p.extra_directives, "extra_directives")]
+    p.extra_directives = [
+        _one_line("extra directive", d) for d in _as_list(p.extra_directives, "extra_directives")
+    ]
     for d in p.extra_directives:
         _split_words("extra directive", d)
     p.after = [check_job_id(j) for j in _as_list(p.after, "after")]
     if isinstance(p.array, str):
         p.array = ArraySpec.parse(p.array)
     if p.array is not None and not isinstance(p.array, ArraySpec):
-        raise JobError(f"array must be NAME=START-END[:STEP] or NAME=V1,V2,..., got "
-                       f"{_short(p.array)}")
+        raise JobError(f"array must be NAME=START-END[:STEP] or NAME=V1,V2,..., got {_short(p.array)}")
     if not isinstance(p.env, dict):
         raise JobError(f"env must be a mapping of NAME: value, got {type(p.env).__name__}")
     for k, v in p.env.items():
@@ -345,8 +361,9 @@ def validate(p: JobParams) -> JobParams:
             raise JobError("launcher is empty; give a command such as 'srun' or 'mpiexec'")
     p.python = check_printable("python", _text("python", p.python))
     if p.workdir is not None:
-        p.workdir = check_printable("working directory (workdir, default: the directory you "
-                                    "submit from)", _text("workdir", p.workdir))
+        p.workdir = check_printable(
+            "working directory (workdir, default: the directory you submit from)", _text("workdir", p.workdir)
+        )
     sched.check(p)
     return p
 
@@ -389,13 +406,14 @@ def scheduler_for(name: str) -> Scheduler:
 
 class Scheduler:
     """One batch system. Subclasses fill the hooks; :meth:`render` is shared."""
+
     name = "?"
     aliases: tuple[str, ...] = ()  # other names that select it (e.g. "pbspro")
-    prefix = "#?"                 # directive prefix, e.g. "#SBATCH"
+    prefix = "#?"  # directive prefix, e.g. "#SBATCH"
     default_launcher = "mpiexec"
     managed: tuple[str, ...] = ()  # directive words hpcframe sets itself (extra ones may not)
-    ntasks_shell = "1"            # shell expression: the number of ranks granted
-    array_env = ""                # variable holding the array task's index
+    ntasks_shell = "1"  # shell expression: the number of ranks granted
+    array_env = ""  # variable holding the array task's index
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -408,8 +426,10 @@ class Scheduler:
         for d in p.extra_directives:
             word = re.split(r"[\s=]", d.strip(), maxsplit=1)[0]
             if word in self.managed:
-                raise JobError(f"extra directive {d!r} sets {word}, which hpcframe renders from "
-                               "the job's options: use the matching option/profile key instead")
+                raise JobError(
+                    f"extra directive {d!r} sets {word}, which hpcframe renders from "
+                    "the job's options: use the matching option/profile key instead"
+                )
 
     def directives(self, p: JobParams, run_dir: str) -> list[tuple[str, ...]]:
         """Directive words for ``p`` (each tuple becomes one quoted directive line)."""
@@ -464,8 +484,9 @@ class Scheduler:
         for words in sorted(self.directives(p, run_dir)):
             lines.append(" ".join([self.prefix, *(shlex.quote(w) for w in words)]))
         for d in p.extra_directives:
-            lines.append(" ".join([self.prefix, *(shlex.quote(w) for w in
-                                                  _split_words("extra directive", d))]))
+            lines.append(
+                " ".join([self.prefix, *(shlex.quote(w) for w in _split_words("extra directive", d))])
+            )
         lines += ["", "set -eo pipefail"]
         lines += self.body_preamble(p)
         if p.modules:
@@ -484,33 +505,54 @@ class Scheduler:
         lines.append(self.launch_line(p, program))
         for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line
             if CONTROL_RE.search(line):
-                raise JobError(f"line {i} of the job script would contain a control character: "
-                               f"{_short(line)}; remove newlines, tabs and other control "
-                               "characters from the job's options, profile and paths")
+                raise JobError(
+                    f"line {i} of the job script would contain a control character: "
+                    f"{_short(line)}; remove newlines, tabs and other control "
+                    "characters from the job's options, profile and paths"
+                )
         return "\n".join(lines) + "\n"
 
     def check_rendered(self, p: JobParams, program: list[str], run_dir: str) -> None:
         """Raise :class:`JobError` naming the parameter if a value written into the script
         has a control character (newline, CR, tab, ...; see :data:`CONTROL_RE`)."""
-        check_printable("run directory (under $HPCFRAME_RUNS, default ./hpcframe-runs in the "
-                        "directory you submit from)", _text("run directory", run_dir))
-        check_printable("working directory (workdir, default: the directory you submit from)",
-                        _text("workdir", p.workdir or os.getcwd()))
-        for what, value in (("job name", p.name), ("partition/queue", p.partition),
-                            ("account", p.account), ("launcher", p.launcher),
-                            ("python", p.python), ("time", p.time), ("mem", p.mem)):
+        check_printable(
+            "run directory (under $HPCFRAME_RUNS, default ./hpcframe-runs in the directory you submit from)",
+            _text("run directory", run_dir),
+        )
+        check_printable(
+            "working directory (workdir, default: the directory you submit from)",
+            _text("workdir", p.workdir or os.getcwd()),
+        )
+        for what, value in (
+            ("job name", p.name),
+            ("partition/queue", p.partition),
+            ("account", p.account),
+            ("launcher", p.launcher),
+            ("python", p.python),
+            ("time", p.time),
+            ("mem", p.mem),
+        ):
             if value is not None:
                 check_printable(what, _text(what, value))
-        for what, values in (("module", p.modules), ("setup line", p.setup),
-                             ("extra directive", p.extra_directives), ("after", p.after)):
+        for what, values in (
+            ("module", p.modules),
+            ("setup line", p.setup),
+            ("extra directive", p.extra_directives),
+            ("after", p.after),
+        ):
             for v in values or ():
                 check_printable(what, _text(what, v))
         for k, v in (p.env or {}).items():
             check_printable("env name", _text("env name", k))
             check_printable(f"env value of {k}", _text(f"env value of {k}", v))
         for i, word in enumerate(program):
-            what = ("job target path" if i == 2 and program[:2] == ["-m", "hpcframe.jobs.launch"]
-                    else f"script argument {i - 2}" if i > 2 else "program")
+            what = (
+                "job target path"
+                if i == 2 and program[:2] == ["-m", "hpcframe.jobs.launch"]
+                else f"script argument {i - 2}"
+                if i > 2
+                else "program"
+            )
             check_printable(what, _text(what, word))
 
 
@@ -525,8 +567,9 @@ def runs_root() -> str:
 def new_run_dir(name: str, root: str | None = None) -> str:
     """Create and return ``<root>/<YYYYmmdd-HHMMSS>-<name>[-N]/``."""
     root = root or runs_root()
-    check_printable("run directory root ($HPCFRAME_RUNS, default ./hpcframe-runs in the "
-                    "directory you submit from)", root)
+    check_printable(
+        "run directory root ($HPCFRAME_RUNS, default ./hpcframe-runs in the directory you submit from)", root
+    )
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = os.path.join(root, f"{stamp}-{check_name('job name', name)}")
     path, n = base, 1
@@ -570,9 +613,11 @@ def find_run(job_id: str, roots=None) -> dict:
                     info = json.load(fh)
                 if re.split(r"[_\[.]", str(info.get("job_id")))[0] == base:
                     return info
-    raise JobError(f"no run directory records job {job_id} under {', '.join(roots)}: run the "
-                   "command from the directory you submitted from, set HPCFRAME_RUNS, or pass "
-                   "the run directory instead of the job id")
+    raise JobError(
+        f"no run directory records job {job_id} under {', '.join(roots)}: run the "
+        "command from the directory you submitted from, set HPCFRAME_RUNS, or pass "
+        "the run directory instead of the job id"
+    )
 
 
 def wait(job_id: str, scheduler: Scheduler, timeout: float = 120, poll: float = 1.0) -> list:

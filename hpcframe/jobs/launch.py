@@ -14,6 +14,7 @@ Then :func:`main`:
 3. runs TARGET: a job spec (``.yaml``) with :func:`hpcframe.spec.run_job`, else a Python script with
    :func:`runpy.run_path` as ``__main__`` with ``sys.argv = [script, *args]``.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,6 +61,7 @@ def check_world(comm=None, env=None) -> int:
     """
     if comm is None:
         from mpi4py import MPI
+
         comm = MPI.COMM_WORLD
     size = comm.Get_size()
     exp = expected_size(env)
@@ -67,15 +69,21 @@ def check_world(comm=None, env=None) -> int:
         return size
     n, source = exp
     if size == 1:
-        cause = ("each rank is an MPI singleton of size 1: the launcher did not wire up MPI. "
-                 "Under SLURM use `srun --mpi=pmi2` (plain srun with MpiDefault=none starts N "
-                 "separate singletons), or `mpiexec` from the same MPI library mpi4py was built "
-                 "with")
+        cause = (
+            "each rank is an MPI singleton of size 1: the launcher did not wire up MPI. "
+            "Under SLURM use `srun --mpi=pmi2` (plain srun with MpiDefault=none starts N "
+            "separate singletons), or `mpiexec` from the same MPI library mpi4py was built "
+            "with"
+        )
     else:
-        cause = ("the launcher started a different number of ranks than granted: check -n / "
-                 "--ntasks-per-node, and that the launcher belongs to the MPI library mpi4py uses")
-    raise LaunchError(f"MPI world size is {size} but the scheduler granted {n} tasks ({source}) "
-                      f"on rank {comm.Get_rank()}: {cause}")
+        cause = (
+            "the launcher started a different number of ranks than granted: check -n / "
+            "--ntasks-per-node, and that the launcher belongs to the MPI library mpi4py uses"
+        )
+    raise LaunchError(
+        f"MPI world size is {size} but the scheduler granted {n} tasks ({source}) "
+        f"on rank {comm.Get_rank()}: {cause}"
+    )
 
 
 def array_index(env=None) -> str | None:
@@ -106,9 +114,11 @@ def run_spec(path: str) -> None:
     filled = substitute(text)
     if filled != text:  # an array task: a per-task copy beside the logs
         from .base import write_atomic
+
         run_dir = os.environ.get("HPCFRAME_RUN_DIR") or os.path.dirname(path)
         task_path = os.path.join(run_dir, f"spec.{array_index()}.yaml")
         from mpi4py import MPI
+
         if MPI.COMM_WORLD.Get_rank() == 0:
             write_atomic(task_path, filled)
         MPI.COMM_WORLD.Barrier()
@@ -125,13 +135,17 @@ def run_spec(path: str) -> None:
     rows_in = "?" if summary.rows_total is None else f"{summary.rows_total:,}"
     rows_out = "?" if summary.rows_out is None else f"{summary.rows_out:,}"
     where = f"{summary.output} ({summary.format})" if summary.output else "(none: printed above)"
-    print(f"{path}: rows in: {rows_in}; rows out: {rows_out}; output: {where}; "
-          f"{summary.seconds:.2f} s on {summary.ranks} rank(s)", flush=True)
+    print(
+        f"{path}: rows in: {rows_in}; rows out: {rows_out}; output: {where}; "
+        f"{summary.seconds:.2f} s on {summary.ranks} rank(s)",
+        flush=True,
+    )
 
 
 def run_script(path: str, args) -> None:
     """Run a user script as ``__main__`` with ``sys.argv = [path, *args]``."""
     import runpy
+
     sys.argv = [path, *args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     runpy.run_path(path, run_name="__main__")

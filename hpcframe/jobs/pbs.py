@@ -4,6 +4,7 @@ PBS Pro asks for chunks (``-l select=N:ncpus=C:mpiprocs=M``) and arrays with ``-
 asks for ``-l nodes=N:ppn=M`` and arrays with ``-t``. Both start the body in ``$HOME``, so the
 body changes to ``$PBS_O_WORKDIR`` (the directory ``qsub`` ran in) first.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,18 @@ import re
 
 from .base import ArraySpec, JobError, JobParams, Scheduler, run_command
 
-_STATES = {"Q": "PENDING", "H": "PENDING", "W": "PENDING", "T": "PENDING", "S": "RUNNING",
-           "R": "RUNNING", "E": "RUNNING", "B": "RUNNING", "X": "COMPLETED", "M": "RUNNING"}
+_STATES = {
+    "Q": "PENDING",
+    "H": "PENDING",
+    "W": "PENDING",
+    "T": "PENDING",
+    "S": "RUNNING",
+    "R": "RUNNING",
+    "E": "RUNNING",
+    "B": "RUNNING",
+    "X": "COMPLETED",
+    "M": "RUNNING",
+}
 
 
 class PBSPro(Scheduler):
@@ -31,11 +42,15 @@ class PBSPro(Scheduler):
         """Extra directives as :meth:`check_extra`; arrays must be ranges of two or more."""
         self.check_extra(p)
         if p.array is not None and not p.array.is_range:
-            raise JobError(f"PBS Pro arrays (-J) take a range START-END[:STEP], not a list "
-                           f"({p.array.range_text()}): use --array {p.array.name}=START-END[:STEP]")
+            raise JobError(
+                f"PBS Pro arrays (-J) take a range START-END[:STEP], not a list "
+                f"({p.array.range_text()}): use --array {p.array.name}=START-END[:STEP]"
+            )
         if p.array is not None and p.array.start == p.array.stop:
-            raise JobError("PBS Pro arrays need at least two indices (-J START-END with START < END): "
-                           "submit a single job instead")
+            raise JobError(
+                "PBS Pro arrays need at least two indices (-J START-END with START < END): "
+                "submit a single job instead"
+            )
 
     def check_extra(self, p: JobParams) -> None:
         """Extra ``-l`` directives may add resources, not re-set the ones hpcframe renders."""
@@ -46,17 +61,20 @@ class PBSPro(Scheduler):
                 names = [r.split("=")[0].strip() for r in " ".join(words[1:]).split(",")]
                 clash = [n for n in names if n in own]
                 if clash:
-                    raise JobError(f"extra directive {d!r} sets {', '.join(clash)}, which hpcframe "
-                                   "renders from --nodes/--ntasks-per-node/--cpus-per-task/--time/"
-                                   "--mem: use those options (or profile keys) instead")
+                    raise JobError(
+                        f"extra directive {d!r} sets {', '.join(clash)}, which hpcframe "
+                        "renders from --nodes/--ntasks-per-node/--cpus-per-task/--time/"
+                        "--mem: use those options (or profile keys) instead"
+                    )
             elif words and words[0] in self.managed:
-                raise JobError(f"extra directive {d!r} sets {words[0]}, which hpcframe renders "
-                               "from the job's options: use the matching option/profile key instead")
+                raise JobError(
+                    f"extra directive {d!r} sets {words[0]}, which hpcframe renders "
+                    "from the job's options: use the matching option/profile key instead"
+                )
 
     def resources(self, p: JobParams) -> list[tuple[str, ...]]:
         """The ``-l`` directives asking for nodes, cores and memory."""
-        chunk = (f"select={p.nodes}:ncpus={p.ntasks_per_node * p.cpus_per_task}"
-                 f":mpiprocs={p.ntasks_per_node}")
+        chunk = f"select={p.nodes}:ncpus={p.ntasks_per_node * p.cpus_per_task}:mpiprocs={p.ntasks_per_node}"
         if p.mem:
             chunk += f":mem={int(p.mem[:-1])}mb"
         return [("-l", chunk), ("-l", "place=scatter")]
@@ -64,9 +82,12 @@ class PBSPro(Scheduler):
     def directives(self, p: JobParams, run_dir: str) -> list[tuple[str, ...]]:
         """``(flag, value)`` pairs for ``p``; the logs go to ``run_dir``."""
         sub = ".^array_index^" if p.array is not None and self.name == "pbs" else ""
-        d: list[tuple[str, ...]] = [("-N", p.name), ("-l", f"walltime={p.time}"),
-             ("-o", os.path.join(run_dir, f"stdout{sub}.log")),
-             ("-e", os.path.join(run_dir, f"stderr{sub}.log"))]
+        d: list[tuple[str, ...]] = [
+            ("-N", p.name),
+            ("-l", f"walltime={p.time}"),
+            ("-o", os.path.join(run_dir, f"stdout{sub}.log")),
+            ("-e", os.path.join(run_dir, f"stderr{sub}.log")),
+        ]
         d += self.resources(p)
         if p.partition:
             d.append(("-q", p.partition))

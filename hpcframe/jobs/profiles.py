@@ -5,6 +5,7 @@ A profile is a YAML mapping whose keys are :class:`~hpcframe.jobs.base.JobParams
 (read ``jobqueue.<scheduler>`` from the user's Dask configuration) or a path to a Dask config
 file. Precedence, lowest first: dask-jobqueue settings < profile < command-line options.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,10 @@ def find_profile(name: str) -> str:
                 return path
         if os.path.isdir(d):
             found += sorted(f.rsplit(".", 1)[0] for f in os.listdir(d) if f.endswith((".yaml", ".yml")))
-    raise JobError(f"profile {name!r} not found in {', '.join(search_dirs())} "
-                   f"(available: {', '.join(found) or 'none'}); pass a name or a path to a YAML file")
+    raise JobError(
+        f"profile {name!r} not found in {', '.join(search_dirs())} "
+        f"(available: {', '.join(found) or 'none'}); pass a name or a path to a YAML file"
+    )
 
 
 def _normalise(raw: dict, where: str) -> dict:
@@ -110,18 +113,23 @@ def from_dask_jobqueue(scheduler: str, path: str | None = None) -> dict:
         raise JobError(f"cannot read the Dask configuration {path or dask.config.paths}: {exc}") from None
     section_name = "slurm" if scheduler == "slurm" else "pbs"
     from ..spec import YAMLLimitError, check_yaml_size
+
     try:
         check_yaml_size(cfg.get("jobqueue"))
     except YAMLLimitError as exc:
         where = "jobqueue" + (f".{exc.key}" if exc.key else "")
-        raise JobError(f"the Dask configuration {path or dask.config.paths}: {where}: "
-                       f"{exc.detail}") from None
+        raise JobError(f"the Dask configuration {path or dask.config.paths}: {where}: {exc.detail}") from None
     jq = {str(k).replace("_", "-"): v for k, v in (cfg.get("jobqueue") or {}).items()}
     sec = jq.get(section_name) or {}
     sec = {str(k).replace("_", "-"): v for k, v in sec.items()}
     out: dict = {}
-    for src, dst in (("queue", "partition"), ("account", "account"), ("walltime", "time"),
-                     ("memory", "mem"), ("cores", "ntasks_per_node")):
+    for src, dst in (
+        ("queue", "partition"),
+        ("account", "account"),
+        ("walltime", "time"),
+        ("memory", "mem"),
+        ("cores", "ntasks_per_node"),
+    ):
         if sec.get(src) not in (None, ""):
             out[dst] = sec[src]
     extra = sec.get("job-extra-directives") or sec.get("job-extra") or []

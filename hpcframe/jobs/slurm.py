@@ -1,4 +1,5 @@
 """SLURM: ``#SBATCH`` directives, ``sbatch --parsable``, ``squeue``/``scontrol``, ``scancel``."""
+
 from __future__ import annotations
 
 import os
@@ -8,11 +9,22 @@ from .base import CommandError, JobParams, Scheduler, run_command
 
 # scheduler words -> hpcframe's states
 _STATES = {
-    "PENDING": "PENDING", "CONFIGURING": "RUNNING", "RUNNING": "RUNNING", "COMPLETING": "RUNNING",
-    "SUSPENDED": "RUNNING", "REQUEUED": "PENDING", "RESIZING": "RUNNING",
-    "COMPLETED": "COMPLETED", "FAILED": "FAILED", "NODE_FAIL": "FAILED", "OUT_OF_MEMORY": "FAILED",
-    "BOOT_FAIL": "FAILED", "DEADLINE": "TIMEOUT", "PREEMPTED": "CANCELLED",
-    "CANCELLED": "CANCELLED", "TIMEOUT": "TIMEOUT",
+    "PENDING": "PENDING",
+    "CONFIGURING": "RUNNING",
+    "RUNNING": "RUNNING",
+    "COMPLETING": "RUNNING",
+    "SUSPENDED": "RUNNING",
+    "REQUEUED": "PENDING",
+    "RESIZING": "RUNNING",
+    "COMPLETED": "COMPLETED",
+    "FAILED": "FAILED",
+    "NODE_FAIL": "FAILED",
+    "OUT_OF_MEMORY": "FAILED",
+    "BOOT_FAIL": "FAILED",
+    "DEADLINE": "TIMEOUT",
+    "PREEMPTED": "CANCELLED",
+    "CANCELLED": "CANCELLED",
+    "TIMEOUT": "TIMEOUT",
 }
 
 
@@ -22,10 +34,34 @@ class Slurm(Scheduler):
     name = "slurm"
     prefix = "#SBATCH"
     default_launcher = "srun --mpi=pmi2"
-    managed = ("--job-name", "-J", "--nodes", "-N", "--ntasks-per-node", "--ntasks", "-n",
-               "--cpus-per-task", "-c", "--time", "-t", "--mem", "--partition", "-p",
-               "--account", "-A", "--output", "-o", "--error", "-e", "--array", "-a",
-               "--dependency", "-d", "--chdir", "-D")
+    managed = (
+        "--job-name",
+        "-J",
+        "--nodes",
+        "-N",
+        "--ntasks-per-node",
+        "--ntasks",
+        "-n",
+        "--cpus-per-task",
+        "-c",
+        "--time",
+        "-t",
+        "--mem",
+        "--partition",
+        "-p",
+        "--account",
+        "-A",
+        "--output",
+        "-o",
+        "--error",
+        "-e",
+        "--array",
+        "-a",
+        "--dependency",
+        "-d",
+        "--chdir",
+        "-D",
+    )
     ntasks_shell = '"${SLURM_NTASKS:-${SLURM_NPROCS:-1}}"'
     array_env = "SLURM_ARRAY_TASK_ID"
 
@@ -76,10 +112,17 @@ class Slurm(Scheduler):
             out = run_command(["squeue", "-h", "-j", job_id, "-o", "%i|%T|%r"]).stdout
         except CommandError:
             out = ""
-        rows = [(i, _STATES.get(s, s), r) for i, s, r in
-                (ln.split("|", 2) for ln in out.splitlines() if ln.count("|") == 2)]
-        return rows or [(job_id, "UNKNOWN", "not known to scontrol/squeue any more "
-                                             "(finished long ago?): see `hpcframe logs`")]
+        rows = [
+            (i, _STATES.get(s, s), r)
+            for i, s, r in (ln.split("|", 2) for ln in out.splitlines() if ln.count("|") == 2)
+        ]
+        return rows or [
+            (
+                job_id,
+                "UNKNOWN",
+                "not known to scontrol/squeue any more (finished long ago?): see `hpcframe logs`",
+            )
+        ]
 
     def cancel_command(self, job_id: str) -> list[str]:
         """``scancel JOB_ID``."""

@@ -23,6 +23,7 @@ validation), :mod:`~hpcframe.spec.build` (the lazy computation), :mod:`~hpcframe
 (running it on every rank) and :mod:`~hpcframe.spec.info` (``hpcframe info``'s data). They
 return data; how it is printed is decided by :mod:`hpcframe.cli`.
 """
+
 from __future__ import annotations
 
 from .build import build, open_input
@@ -51,9 +52,30 @@ from .validate import (
 )
 
 __all__ = [
-    "HDF5_SUFFIXES", "INPUT_FORMATS", "MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_INT_BITS",
-    "MAX_YAML_VALUES", "OUTPUT_FORMATS", "PARQUET_SUFFIXES", "AggSpec", "InputSpec", "JobSpec",
-    "OutputSpec", "RunSummary", "SpecError", "YAMLLimitError", "apply_overrides", "build",
-    "check_yaml_size", "dataset_info", "explain_job", "load_spec", "load_yaml", "open_input",
-    "parse_spec", "run_job", "run_spec",
+    "HDF5_SUFFIXES",
+    "INPUT_FORMATS",
+    "MAX_YAML_BYTES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_INT_BITS",
+    "MAX_YAML_VALUES",
+    "OUTPUT_FORMATS",
+    "PARQUET_SUFFIXES",
+    "AggSpec",
+    "InputSpec",
+    "JobSpec",
+    "OutputSpec",
+    "RunSummary",
+    "SpecError",
+    "YAMLLimitError",
+    "apply_overrides",
+    "build",
+    "check_yaml_size",
+    "dataset_info",
+    "explain_job",
+    "load_spec",
+    "load_yaml",
+    "open_input",
+    "parse_spec",
+    "run_job",
+    "run_spec",
 ]

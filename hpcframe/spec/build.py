@@ -1,6 +1,7 @@
 """Building a job: a validated :class:`~hpcframe.spec.JobSpec` → the lazy frames and
 results it computes (:func:`build`), reading only metadata.
 """
+
 from __future__ import annotations
 
 from ..errors import ColumnNotFoundError, HpcframeError
@@ -55,8 +56,7 @@ def build(spec: JobSpec):
     if early is not None:
         frame = _at("filter", spec.filter, lambda: apply_filter(frame, early, condition))
     for name, text in spec.assign:
-        value = _at(f"assign.{name}", text,
-                    lambda: apply_expression(frame, text, what="assign"))  # noqa: B023 - called at once
+        value = _at(f"assign.{name}", text, lambda: apply_expression(frame, text, what="assign"))  # noqa: B023 - called at once
         frame = frame.assign(**{name: value})
     if late is not None:
         frame = _at("filter", spec.filter, lambda: apply_filter(frame, late, condition))
@@ -99,8 +99,12 @@ def _whole(spec: JobSpec, frame):
             parts.append(frame.len())
             continue
         if a.agg in ("first", "last"):
-            raise SpecError(a.key, f"{a.agg!r} needs groupby; without groupby use min, max, "
-                            "sum, mean, count, var, std, nunique or size", a.agg)
+            raise SpecError(
+                a.key,
+                f"{a.agg!r} needs groupby; without groupby use min, max, "
+                "sum, mean, count, var, std, nunique or size",
+                a.agg,
+            )
         series = _at(a.key, a.column, lambda: frame[a.column])  # noqa: B023 - called at once
         parts.append(getattr(series, a.agg)())
     lazy = _Many(parts)
@@ -122,10 +126,13 @@ def _check_type(frame, a: AggSpec):
         return
     agg = AGGREGATIONS.get(a.agg)
     dtype = frame.dtypes[a.column]
-    if agg is not None and (agg.numeric_only or a.agg == "sum") \
-            and not pd.api.types.is_numeric_dtype(dtype):
-        raise SpecError(a.key, f"{a.agg} needs a numeric column; {a.column!r} is {dtype} "
-                        "(use count, nunique, min, max, first or last)", a.agg)
+    if agg is not None and (agg.numeric_only or a.agg == "sum") and not pd.api.types.is_numeric_dtype(dtype):
+        raise SpecError(
+            a.key,
+            f"{a.agg} needs a numeric column; {a.column!r} is {dtype} "
+            "(use count, nunique, min, max, first or last)",
+            a.agg,
+        )
 
 
 class _Many:

@@ -1,5 +1,5 @@
-"""``hpcframe info``'s data: :func:`dataset_info` describes a dataset from its metadata only.
-"""
+"""``hpcframe info``'s data: :func:`dataset_info` describes a dataset from its metadata only."""
+
 from __future__ import annotations
 
 from .build import open_input
@@ -39,15 +39,28 @@ def dataset_info(path: str, format: str | None = None, key: str | None = None) -
             values = [p.hive.get(f.name) for p in parts]
             known = [v for v in values if v is not None]
             lo, hi = (min(known), max(known)) if known else (None, None)
-        columns.append({"name": f.name, "arrow": str(f.type), "pandas": str(meta[f.name].dtype),
-                        "min": lo, "max": hi, "nulls": nulls})
+        columns.append(
+            {
+                "name": f.name,
+                "arrow": str(f.type),
+                "pandas": str(meta[f.name].dtype),
+                "min": lo,
+                "max": hi,
+                "nulls": nulls,
+            }
+        )
     return {
-        "path": path, "format": inp.format, "key": inp.key,
+        "path": path,
+        "format": inp.format,
+        "key": inp.key,
         "files": len({p.path for p in parts}),
-        "partitions": [{"path": p.path, "piece": p.piece, "rows": p.num_rows,
-                        "bytes": p.nbytes} for p in parts],
-        "rows": sum(p.num_rows for p in parts), "bytes": sum(p.nbytes for p in parts),
-        "hive": hive, "columns": columns,
+        "partitions": [
+            {"path": p.path, "piece": p.piece, "rows": p.num_rows, "bytes": p.nbytes} for p in parts
+        ],
+        "rows": sum(p.num_rows for p in parts),
+        "bytes": sum(p.nbytes for p in parts),
+        "hive": hive,
+        "columns": columns,
     }
 
 

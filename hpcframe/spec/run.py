@@ -3,6 +3,7 @@
 shows the plan instead. They return data (:class:`RunSummary`, text of the plan); the
 command line decides how to print it.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,9 @@ class RunSummary:
     result: Any = field(default=None, repr=False)
 
 
-def run_spec(spec: JobSpec, comm=None, output: str | None = None,
-             overwrite: bool | None = None) -> RunSummary:
+def run_spec(
+    spec: JobSpec, comm=None, output: str | None = None, overwrite: bool | None = None
+) -> RunSummary:
     """Run ``spec`` on every rank of ``comm`` (``None``: ``COMM_WORLD`` under an MPI launcher,
     else the local engine). Collective: call it on every rank. ``output``/``overwrite``
     override the spec's. Rank 0 writes the output atomically (or keeps the table in
@@ -45,8 +47,9 @@ def run_spec(spec: JobSpec, comm=None, output: str | None = None,
         return _run(spec, c, output, overwrite)
 
 
-def run_job(path: str, overrides=(), output: str | None = None, overwrite: bool | None = None,
-            comm=None) -> RunSummary:
+def run_job(
+    path: str, overrides=(), output: str | None = None, overwrite: bool | None = None, comm=None
+) -> RunSummary:
     """Load the spec file ``path`` (with ``overrides``, see :func:`load_spec`) and run it,
     collectively: if loading fails on any rank, every rank raises. See :func:`run_spec`."""
     from ..comm import communicator
@@ -80,13 +83,21 @@ def _with_output(spec: JobSpec, output, overwrite) -> JobSpec:
         fmt = format_of(output)
         if fmt is None:
             suffixes = ", ".join(x for fmts in FORMATS.values() for x in fmts)
-            raise SpecError("--output", f"cannot tell the format of {output!r}: end the name "
-                            f"in one of {suffixes}", output, spec.source)
+            raise SpecError(
+                "--output",
+                f"cannot tell the format of {output!r}: end the name in one of {suffixes}",
+                output,
+                spec.source,
+            )
         out = OutputSpec(output, fmt, False)
     if overwrite is not None:
         if out is None:
-            raise SpecError("--overwrite", "there is no output to overwrite; give --output "
-                            "or output: in the spec", overwrite, spec.source)
+            raise SpecError(
+                "--overwrite",
+                "there is no output to overwrite; give --output or output: in the spec",
+                overwrite,
+                spec.source,
+            )
         out = replace(out, overwrite=bool(overwrite))
     return replace(spec, output=out)
 
@@ -158,7 +169,9 @@ def _run(spec: JobSpec, c, output, overwrite) -> RunSummary:
         rows_total = sum(p.num_rows for p in parts)
     first = stats[0] if stats else {}
     return RunSummary(
-        rank=c.rank, ranks=c.size, rows_total=rows_total,
+        rank=c.rank,
+        ranks=c.size,
+        rows_total=rows_total,
         rows_read=sum(s.get("rows_read", 0) for s in stats) if stats else 0,
         partitions=first.get("partitions_total", 0),
         partitions_pruned=first.get("partitions_pruned", 0),
@@ -166,4 +179,5 @@ def _run(spec: JobSpec, c, output, overwrite) -> RunSummary:
         output=out.path if out is not None else None,
         format=out.format if out is not None else None,
         seconds=time.perf_counter() - t0,
-        result=table if (c.rank == 0 and out is None) else None)
+        result=table if (c.rank == 0 and out is None) else None,
+    )

@@ -2,6 +2,7 @@
 overrides (:func:`apply_overrides`) → a :class:`JobSpec` (:func:`parse_spec`), or a
 :class:`SpecError` naming the key, its value and what to do.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -17,16 +18,14 @@ PARQUET_SUFFIXES = PARQUET.suffixes  # from the format registry (hpcframe.io.for
 HDF5_SUFFIXES = HDF5.suffixes
 INPUT_FORMATS = ("parquet", "hdf5")
 OUTPUT_FORMATS = ("parquet", "hdf5", "csv")
-TOP_KEYS = ("input", "filter", "assign", "groupby", "aggregate", "options", "subtotals",
-            "output")
+TOP_KEYS = ("input", "filter", "assign", "groupby", "aggregate", "options", "subtotals", "output")
 INPUT_KEYS = ("path", "format", "key", "columns")
 OUTPUT_KEYS = ("path", "format", "overwrite")
 OPTION_KEYS = ("dropna", "sort")
 NAMED_AGG_KEYS = ("column", "agg")
 SUBTOTAL_AGGS = ("sum", "mean", "count", "min", "max", "var", "std")
 # keys whose --set value is taken as text, never parsed as YAML
-_TEXT_KEYS = ("filter", "input.path", "input.key", "input.format", "output.path",
-              "output.format")
+_TEXT_KEYS = ("filter", "input.path", "input.key", "input.format", "output.path", "output.format")
 
 # Limits on YAML read from files that may come from someone else (job specs, profiles). YAML
 # aliases let a few hundred bytes stand for millions of values ("billion laughs"): loading
@@ -60,18 +59,23 @@ def load_yaml(text: str):
     import yaml
 
     if len(text) > MAX_YAML_BYTES:
-        raise YAMLLimitError("", f"the document is {len(text):,} characters long; the limit is "
-                             f"{MAX_YAML_BYTES:,}")
+        raise YAMLLimitError(
+            "", f"the document is {len(text):,} characters long; the limit is {MAX_YAML_BYTES:,}"
+        )
     # libyaml's parser, when present, is fast and refuses nesting deeper than 1,000 itself
     loader = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
     try:
         data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except RecursionError:
-        raise YAMLLimitError("", f"lists or mappings are nested too deeply (the limit is "
-                             f"{MAX_YAML_DEPTH} levels)") from None
+        raise YAMLLimitError(
+            "", f"lists or mappings are nested too deeply (the limit is {MAX_YAML_DEPTH} levels)"
+        ) from None
     except ValueError as exc:  # an integer of more than 4,300 decimal digits
-        raise YAMLLimitError("", f"a value cannot be read: {_show(str(exc), 120)[1:-1]} "
-                             f"(integers must be below 2**{MAX_YAML_INT_BITS})") from None
+        raise YAMLLimitError(
+            "",
+            f"a value cannot be read: {_show(str(exc), 120)[1:-1]} "
+            f"(integers must be below 2**{MAX_YAML_INT_BITS})",
+        ) from None
     check_yaml_size(data)
     return data
 
@@ -80,15 +84,17 @@ def check_yaml_size(data) -> None:
     """Raise :class:`YAMLLimitError` naming the key if ``data`` (loaded YAML: dicts, lists and
     scalars, possibly sharing sub-objects through aliases) is over the limits of
     :func:`load_yaml`. Costs one visit per distinct object, never expands shared ones."""
-    sizes: dict[int, int] = {}   # id -> size with aliases expanded (containers done)
-    active: set[int] = set()      # containers on the current path (a cycle if met again)
+    sizes: dict[int, int] = {}  # id -> size with aliases expanded (containers done)
+    active: set[int] = set()  # containers on the current path (a cycle if met again)
     stack = [(data, "", 1, False)]
     while stack:
         obj, key, depth, done = stack.pop()
-        if isinstance(obj, int) and not isinstance(obj, bool) \
-                and abs(obj).bit_length() >= MAX_YAML_INT_BITS:
-            raise YAMLLimitError(key, f"an integer of {abs(obj).bit_length()} bits is too "
-                                 f"large; integers must be below 2**{MAX_YAML_INT_BITS}")
+        if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj).bit_length() >= MAX_YAML_INT_BITS:
+            raise YAMLLimitError(
+                key,
+                f"an integer of {abs(obj).bit_length()} bits is too "
+                f"large; integers must be below 2**{MAX_YAML_INT_BITS}",
+            )
         if not isinstance(obj, (dict, list, tuple, set)):
             continue
         oid = id(obj)
@@ -97,19 +103,20 @@ def check_yaml_size(data) -> None:
             items = list(obj.items()) if isinstance(obj, dict) else [(None, v) for v in obj]
             total = 1 + sum((k is not None) + sizes.get(id(v), 1) for k, v in items)
             if total > MAX_YAML_VALUES:
-                raise YAMLLimitError(key, f"holds {total:,} values or more once its aliases "
-                                     f"(*name) are expanded; the limit is {MAX_YAML_VALUES:,}: "
-                                     "write the values out, or use fewer aliases")
+                raise YAMLLimitError(
+                    key,
+                    f"holds {total:,} values or more once its aliases "
+                    f"(*name) are expanded; the limit is {MAX_YAML_VALUES:,}: "
+                    "write the values out, or use fewer aliases",
+                )
             sizes[oid] = total
             continue
         if oid in sizes:
             continue
         if oid in active:
-            raise YAMLLimitError(key, "refers to itself (a recursive YAML alias): write the "
-                                 "value out")
+            raise YAMLLimitError(key, "refers to itself (a recursive YAML alias): write the value out")
         if depth > MAX_YAML_DEPTH:
-            raise YAMLLimitError(key, f"lists or mappings are nested more than "
-                                 f"{MAX_YAML_DEPTH} levels deep")
+            raise YAMLLimitError(key, f"lists or mappings are nested more than {MAX_YAML_DEPTH} levels deep")
         active.add(oid)
         stack.append((obj, key, depth, True))
         if isinstance(obj, dict):
@@ -195,22 +202,22 @@ def load_spec(path: str, overrides=(), check_paths: bool = True) -> JobSpec:
             text = fh.read(MAX_YAML_BYTES + 1)
         data = load_yaml(text)
     except YAMLLimitError as exc:
-        raise SpecError(exc.key, f"job spec {path!r} is over a limit: {exc.detail}",
-                        None, path) from None
+        raise SpecError(exc.key, f"job spec {path!r} is over a limit: {exc.detail}", None, path) from None
     except UnicodeDecodeError as exc:
-        raise SpecError("", f"job spec {path!r} is not UTF-8 text ({exc.reason} at byte "
-                        f"{exc.start})", path) from None
+        raise SpecError(
+            "", f"job spec {path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})", path
+        ) from None
     except FileNotFoundError:
         raise SpecError("", f"job spec {path!r} does not exist", path) from None
     except OSError as exc:
-        raise SpecError("", f"cannot read job spec {path!r}: {exc.strerror or exc}",
-                        path) from None
+        raise SpecError("", f"cannot read job spec {path!r}: {exc.strerror or exc}", path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError("", f"job spec {path!r} is not valid YAML{where}: "
-                        f"{_show(str(problem), 200)[1:-1]}", path) from None
+        raise SpecError(
+            "", f"job spec {path!r} is not valid YAML{where}: {_show(str(problem), 200)[1:-1]}", path
+        ) from None
     data = apply_overrides(data, overrides, source=path)
     return parse_spec(data, source=path, check_paths=check_paths)
 
@@ -226,14 +233,22 @@ def apply_overrides(data, overrides, source: str | None = None) -> dict:
 
     data = copy.deepcopy(data) if data is not None else {}
     if not isinstance(data, dict):
-        raise SpecError("", f"a job spec must be a mapping of keys ({', '.join(TOP_KEYS)}), "
-                        f"not {type(data).__name__}", data, source)
+        raise SpecError(
+            "",
+            f"a job spec must be a mapping of keys ({', '.join(TOP_KEYS)}), not {type(data).__name__}",
+            data,
+            source,
+        )
     for item in overrides or ():
         key, sep, raw = str(item).partition("=")
         key = key.strip()
         if not sep or not key:
-            raise SpecError("--set", f"{item!r} is not KEY=VALUE; e.g. --set "
-                            "filter=\"carrier == 'UA'\" or --set output.path=out.parquet", item)
+            raise SpecError(
+                "--set",
+                f"{item!r} is not KEY=VALUE; e.g. --set "
+                "filter=\"carrier == 'UA'\" or --set output.path=out.parquet",
+                item,
+            )
         value: Any  # the text as given, or what YAML makes of it
         if key in _TEXT_KEYS or key.startswith("assign."):
             value = raw
@@ -243,8 +258,7 @@ def apply_overrides(data, overrides, source: str | None = None) -> dict:
             except yaml.YAMLError:
                 value = raw
             except YAMLLimitError as exc:
-                raise SpecError(_join(key, exc.key), f"--set {key}=...: {exc.detail}", None,
-                                source) from None
+                raise SpecError(_join(key, exc.key), f"--set {key}=...: {exc.detail}", None, source) from None
         parts = key.split(".")
         target = data
         for i, part in enumerate(parts[:-1]):
@@ -254,8 +268,12 @@ def apply_overrides(data, overrides, source: str | None = None) -> dict:
             if current is None:
                 current = {}
             if not isinstance(current, dict):
-                raise SpecError(".".join(parts[:i + 1]), f"--set {key}=...: this key holds "
-                                f"{type(current).__name__}, not a mapping", current, source)
+                raise SpecError(
+                    ".".join(parts[: i + 1]),
+                    f"--set {key}=...: this key holds {type(current).__name__}, not a mapping",
+                    current,
+                    source,
+                )
             target[part] = current
             target = current
         target[parts[-1]] = value
@@ -275,7 +293,7 @@ def parse_spec(data, source: str | None = None, check_paths: bool = True) -> Job
     inp = v.input(data["input"], check_paths)
     flt = data.get("filter")
     if flt is not None and not (isinstance(flt, str) and flt.strip()):
-        raise v.error("filter", "must be a query string such as \"dep_delay > 0\"", flt)
+        raise v.error("filter", 'must be a query string such as "dep_delay > 0"', flt)
     assign = v.assign(data.get("assign"))
     groupby = v.names("groupby", data.get("groupby"))
     options = v.mapping("options", data.get("options") or {}, OPTION_KEYS)
@@ -284,8 +302,11 @@ def parse_spec(data, source: str | None = None, check_paths: bool = True) -> Job
     subtotals = v.boolean("subtotals", data.get("subtotals", False))
     aggs = v.aggregate(data.get("aggregate"), groupby)
     if groupby and not aggs:
-        raise v.error("aggregate", "groupby needs an aggregate: e.g. aggregate: {dep_delay: "
-                      "mean}", data.get("aggregate"))
+        raise v.error(
+            "aggregate",
+            "groupby needs an aggregate: e.g. aggregate: {dep_delay: mean}",
+            data.get("aggregate"),
+        )
     if subtotals:
         v.subtotals(aggs, groupby, sort)
     output = v.output(data.get("output"))
@@ -302,14 +323,18 @@ class _Validator:
     def mapping(self, key, value, allowed, required=()) -> dict:
         if not isinstance(value, dict):
             what = "the spec" if not key else key
-            raise self.error(key, f"{what} must be a mapping with keys "
-                             f"{', '.join(allowed)}; got {_show(value)}", value)
+            raise self.error(
+                key, f"{what} must be a mapping with keys {', '.join(allowed)}; got {_show(value)}", value
+            )
         for k in value:
             if k not in allowed:
                 close = difflib.get_close_matches(k, allowed, n=1) if isinstance(k, str) else []
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise self.error(_join(key, k), f"unknown key.{hint} Valid keys"
-                                 f"{' of ' + key if key else ''}: {', '.join(allowed)}", k)
+                raise self.error(
+                    _join(key, k),
+                    f"unknown key.{hint} Valid keys{' of ' + key if key else ''}: {', '.join(allowed)}",
+                    k,
+                )
         for k in required:
             if value.get(k) is None:
                 raise self.error(_join(key, k), "is required", None)
@@ -338,12 +363,12 @@ class _Validator:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not value:
-            raise self.error(key, f"must be a column name or a list of column names, got "
-                             f"{_show(value)}", value)
+            raise self.error(
+                key, f"must be a column name or a list of column names, got {_show(value)}", value
+            )
         for i, name in enumerate(value):
             if not isinstance(name, str) or not name:
-                raise self.error(f"{key}[{i}]", f"must be a column name, got {_show(name)}",
-                                 name)
+                raise self.error(f"{key}[{i}]", f"must be a column name, got {_show(name)}", name)
         if len(set(value)) != len(value):
             raise self.error(key, f"lists a column twice: {_show(value, 200)}", value)
         return tuple(value)
@@ -355,8 +380,9 @@ class _Validator:
         path = self.text("input.path", value["path"], allow_none=False)
         fmt = self.text("input.format", value.get("format"))
         if fmt is not None and fmt not in INPUT_FORMATS:
-            raise self.error("input.format", f"unknown format {fmt!r}; use one of "
-                             f"{', '.join(INPUT_FORMATS)}", fmt)
+            raise self.error(
+                "input.format", f"unknown format {fmt!r}; use one of {', '.join(INPUT_FORMATS)}", fmt
+            )
         key = self.text("input.key", value.get("key"))
         columns = value.get("columns")
         columns = self.names("input.columns", columns) if columns is not None else None
@@ -365,8 +391,11 @@ class _Validator:
         elif check_paths:
             self._exists(path)
         if key is not None and fmt != "hdf5":
-            raise self.error("input.key", "is only used with HDF5 input (it names the table "
-                             "inside the files); remove it", key)
+            raise self.error(
+                "input.key",
+                "is only used with HDF5 input (it names the table inside the files); remove it",
+                key,
+            )
         return InputSpec(path, fmt, key, columns)
 
     def _exists(self, path):
@@ -375,9 +404,12 @@ class _Validator:
         try:
             return expand_paths(path, PARQUET_SUFFIXES + HDF5_SUFFIXES, "Parquet or HDF5")[0]
         except FileNotFoundError as exc:
-            raise self.error("input.path", f"{exc}; check the path (relative paths are "
-                             f"relative to the current directory, {os.getcwd()!r})",
-                             path) from None
+            raise self.error(
+                "input.path",
+                f"{exc}; check the path (relative paths are "
+                f"relative to the current directory, {os.getcwd()!r})",
+                path,
+            ) from None
 
     def _detect(self, path, check_paths) -> str:
         name = path.lower().rstrip("/*")
@@ -394,20 +426,23 @@ class _Validator:
             return "hdf5"
         if first.endswith(PARQUET_SUFFIXES):
             return "parquet"
-        raise self.error("input.format", f"cannot tell the format of {path!r}; add "
-                         "format: parquet or format: hdf5", path)
+        raise self.error(
+            "input.format", f"cannot tell the format of {path!r}; add format: parquet or format: hdf5", path
+        )
 
     def assign(self, value) -> tuple[tuple[str, str], ...]:
         if value is None:
             return ()
         if not isinstance(value, dict) or not value:
-            raise self.error("assign", "must map new column names to expressions, e.g. "
-                             "assign: {gain: \"dep_delay - arr_delay\"}", value)
+            raise self.error(
+                "assign",
+                'must map new column names to expressions, e.g. assign: {gain: "dep_delay - arr_delay"}',
+                value,
+            )
         out = []
         for name, text in value.items():
             if not isinstance(name, str) or not name:
-                raise self.error("assign", f"column names must be strings, got {_show(name)}",
-                                 name)
+                raise self.error("assign", f"column names must be strings, got {_show(name)}", name)
             if isinstance(text, (int, float)) and not isinstance(text, bool):
                 text = repr(text)
             self.text(f"assign.{name}", text, allow_none=False)
@@ -420,15 +455,17 @@ class _Validator:
         if value is None:
             return ()
         if not isinstance(value, dict) or not value:
-            raise self.error("aggregate", "must be a mapping: {column: agg or [aggs]} or "
-                             "{output_name: {column: ..., agg: ...}}", value)
+            raise self.error(
+                "aggregate",
+                "must be a mapping: {column: agg or [aggs]} or {output_name: {column: ..., agg: ...}}",
+                value,
+            )
         known = sorted(AGGREGATIONS) + ["size"]
         out = []
         for key, spec in value.items():
             where = f"aggregate.{key}"
             if not isinstance(key, str) or not key:
-                raise self.error("aggregate", f"keys must be column or output names, got "
-                                 f"{_show(key)}", key)
+                raise self.error("aggregate", f"keys must be column or output names, got {_show(key)}", key)
             if isinstance(spec, dict):
                 spec = self.mapping(where, spec, NAMED_AGG_KEYS, required=NAMED_AGG_KEYS)
                 col = self.text(f"{where}.column", spec["column"], allow_none=False)
@@ -441,15 +478,23 @@ class _Validator:
                     agg = self._agg(f"{where}[{i}]", a, known)
                     out.append(AggSpec(f"{key}_{agg}", key, agg, f"{where}[{i}]"))
             else:
-                raise self.error(where, f"must be an aggregation name, a list of names, or "
-                                 f"{{column: ..., agg: ...}}; got {_show(spec)}", spec)
+                raise self.error(
+                    where,
+                    f"must be an aggregation name, a list of names, or "
+                    f"{{column: ..., agg: ...}}; got {_show(spec)}",
+                    spec,
+                )
         seen: dict[str, str] = {}  # output name -> the key that produces it
         for a in out:
             if a.name in seen or a.name in groupby:
                 other = seen.get(a.name, "groupby")
-                raise self.error(a.key, f"output column {a.name!r} is also produced by "
-                                 f"{other}; use the named form {{column: ..., agg: ...}} "
-                                 "under another name", a.name)
+                raise self.error(
+                    a.key,
+                    f"output column {a.name!r} is also produced by "
+                    f"{other}; use the named form {{column: ..., agg: ...}} "
+                    "under another name",
+                    a.name,
+                )
             seen[a.name] = a.key
         return tuple(out)
 
@@ -457,25 +502,31 @@ class _Validator:
         if not isinstance(value, str) or value not in known:
             close = difflib.get_close_matches(value, known, n=1) if isinstance(value, str) else []
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise self.error(key, f"unknown aggregation {_show(value)}.{hint} Known: "
-                             f"{', '.join(known)}", value)
+            raise self.error(
+                key, f"unknown aggregation {_show(value)}.{hint} Known: {', '.join(known)}", value
+            )
         return value
 
     def subtotals(self, aggs, groupby, sort):
         if not groupby:
-            raise self.error("subtotals", "needs groupby (totals are per level of the group "
-                             "keys)", True)
+            raise self.error("subtotals", "needs groupby (totals are per level of the group keys)", True)
         if not sort:
-            raise self.error("subtotals", "needs options.sort: true (totals are placed after "
-                             "the rows they add up)", True)
+            raise self.error(
+                "subtotals", "needs options.sort: true (totals are placed after the rows they add up)", True
+            )
         names = {a.agg for a in aggs}
         if len(names) != 1 or any(a.name != a.column for a in aggs):
-            raise self.error("subtotals", "needs one aggregation for all columns in the dict "
-                             "form, e.g. aggregate: {dep_delay: mean, arr_delay: mean}", True)
+            raise self.error(
+                "subtotals",
+                "needs one aggregation for all columns in the dict "
+                "form, e.g. aggregate: {dep_delay: mean, arr_delay: mean}",
+                True,
+            )
         agg = names.pop()
         if agg not in SUBTOTAL_AGGS:
-            raise self.error("subtotals", f"does not support {agg!r}; use one of "
-                             f"{', '.join(SUBTOTAL_AGGS)}", agg)
+            raise self.error(
+                "subtotals", f"does not support {agg!r}; use one of {', '.join(SUBTOTAL_AGGS)}", agg
+            )
 
     def output(self, value) -> OutputSpec | None:
         from ..io.output import format_of
@@ -488,13 +539,17 @@ class _Validator:
         path = self.text("output.path", value["path"], allow_none=False)
         fmt = self.text("output.format", value.get("format"))
         if fmt is not None and fmt not in OUTPUT_FORMATS:
-            raise self.error("output.format", f"unknown format {fmt!r}; use one of "
-                             f"{', '.join(OUTPUT_FORMATS)}", fmt)
+            raise self.error(
+                "output.format", f"unknown format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}", fmt
+            )
         fmt = fmt or format_of(path)
         if fmt is None:
-            raise self.error("output.path", f"cannot tell the format of {path!r} from its "
-                             "name: end it in .parquet, .h5 or .csv, or add output.format",
-                             path)
+            raise self.error(
+                "output.path",
+                f"cannot tell the format of {path!r} from its "
+                "name: end it in .parquet, .h5 or .csv, or add output.format",
+                path,
+            )
         overwrite = self.boolean("output.overwrite", value.get("overwrite", False))
         return OutputSpec(path, fmt, overwrite)
 
@@ -524,9 +579,7 @@ _REPR = _Repr()
 def _show(value, limit: int = 60) -> str:
     """A short ``repr`` of ``value`` for an error message, in bounded time and memory."""
     if isinstance(value, str):
-        text = repr(value[:limit + 1])
+        text = repr(value[: limit + 1])
     else:
         text = _REPR.repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
+    return text if len(text) <= limit else text[: limit - 3] + "..."

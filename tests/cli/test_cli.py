@@ -1,5 +1,6 @@
 """``hpcframe info`` and ``hpcframe run`` through click's CliRunner (in this process, local
 engine): outputs equal pandas, exit codes, and no half-written files."""
+
 from __future__ import annotations
 
 import json
@@ -30,10 +31,12 @@ def read_output(path) -> pd.DataFrame:
 def by_day_pandas(df: pd.DataFrame) -> pd.DataFrame:
     """The pandas result of SPEC below."""
     sel = df[df.carrier.isin(["AA", "UA"]) & (df.dep_delay > -5)]
-    out = sel.groupby(["month", "day"]).agg(dep_delay_mean=("dep_delay", "mean"),
-                                             dep_delay_max=("dep_delay", "max"),
-                                             arr_delay=("arr_delay", "mean"),
-                                             flights=("dep_delay", "count"))
+    out = sel.groupby(["month", "day"]).agg(
+        dep_delay_mean=("dep_delay", "mean"),
+        dep_delay_max=("dep_delay", "max"),
+        arr_delay=("arr_delay", "mean"),
+        flights=("dep_delay", "count"),
+    )
     return out.reset_index()
 
 
@@ -50,8 +53,13 @@ output: {{path: {out}}}
 
 
 def assert_same(got: pd.DataFrame, want: pd.DataFrame):
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True),
-                                  check_dtype=False, check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True),
+        want.reset_index(drop=True),
+        check_dtype=False,
+        check_exact=False,
+        rtol=1e-12,
+    )
 
 
 # ------------------------------------------------------------------------------ basics
@@ -133,62 +141,85 @@ def test_run_refuses_to_overwrite(tmp_path, parquet_dir, flights_ordered):
 def test_overrides_and_output_option(tmp_path, parquet_dir, flights_ordered):
     spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=parquet_dir, out="unused.csv"))
     out = tmp_path / "ua.csv"
-    r = invoke("run", spec, "--set", "filter=carrier == 'UA'", "--set", "groupby=[origin]",
-               "--output", out)
+    r = invoke("run", spec, "--set", "filter=carrier == 'UA'", "--set", "groupby=[origin]", "--output", out)
     assert r.exit_code == 0, r.output
     sel = flights_ordered[flights_ordered.carrier == "UA"]
-    want = sel.groupby("origin").agg(dep_delay_mean=("dep_delay", "mean"),
-                                     dep_delay_max=("dep_delay", "max"),
-                                     arr_delay=("arr_delay", "mean"),
-                                     flights=("dep_delay", "count")).reset_index()
+    want = (
+        sel.groupby("origin")
+        .agg(
+            dep_delay_mean=("dep_delay", "mean"),
+            dep_delay_max=("dep_delay", "max"),
+            arr_delay=("arr_delay", "mean"),
+            flights=("dep_delay", "count"),
+        )
+        .reset_index()
+    )
     assert_same(read_output(out), want)
     assert not os.path.exists("unused.csv")
 
 
 def test_whole_frame_aggregation_and_assign(tmp_path, parquet_dir, flights_ordered):
     out = tmp_path / "total.parquet"
-    spec = write_spec(tmp_path / "job.yaml", f"""
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        f"""
 input: {parquet_dir}
 assign: {{gain: "dep_delay - arr_delay", km: "distance * 1.609"}}
 filter: "gain > 0 and origin == 'JFK'"
 aggregate: {{gain: [mean, max], km: sum, rows: {{column: gain, agg: size}}}}
 output: {out}
-""")
+""",
+    )
     r = invoke("run", spec)
     assert r.exit_code == 0, r.output
-    df = flights_ordered.assign(gain=flights_ordered.dep_delay - flights_ordered.arr_delay,
-                                km=flights_ordered.distance * 1.609)
+    df = flights_ordered.assign(
+        gain=flights_ordered.dep_delay - flights_ordered.arr_delay, km=flights_ordered.distance * 1.609
+    )
     sel = df[(df.gain > 0) & (df.origin == "JFK")]
-    want = pd.DataFrame({"gain_mean": [sel.gain.mean()], "gain_max": [sel.gain.max()],
-                         "km": [sel.km.sum()], "rows": [len(sel)]})
+    want = pd.DataFrame(
+        {
+            "gain_mean": [sel.gain.mean()],
+            "gain_max": [sel.gain.max()],
+            "km": [sel.km.sum()],
+            "rows": [len(sel)],
+        }
+    )
     assert_same(read_output(out), want)
 
 
 def test_select_rows_without_aggregate(tmp_path, parquet_dir, flights_ordered):
     out = tmp_path / "late.parquet"
-    spec = write_spec(tmp_path / "job.yaml", f"""
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        f"""
 input: {{path: {parquet_dir}, columns: [carrier, dep_delay, time_hour]}}
 filter: "dep_delay > 60 and time_hour < '2013-02-15'"
 output: {out}
-""")
+""",
+    )
     r = invoke("run", spec)
     assert r.exit_code == 0, r.output
     df = flights_ordered[["carrier", "dep_delay", "time_hour"]]
     want = df[(df.dep_delay > 60) & (df.time_hour < pd.Timestamp("2013-02-15"))]
     got = read_output(out)
-    assert_same(got.assign(time_hour=got.time_hour.astype("datetime64[ns]")),
-                want.assign(time_hour=want.time_hour.astype("datetime64[ns]")))
+    assert_same(
+        got.assign(time_hour=got.time_hour.astype("datetime64[ns]")),
+        want.assign(time_hour=want.time_hour.astype("datetime64[ns]")),
+    )
 
 
 def test_subtotals(tmp_path, parquet_dir, flights_ordered):
     out = tmp_path / "sub.csv"
-    spec = write_spec(tmp_path / "job.yaml", f"""
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        f"""
 input: {parquet_dir}
 groupby: [origin, carrier]
 aggregate: {{dep_delay: mean}}
 subtotals: true
 output: {out}
-""")
+""",
+    )
     r = invoke("run", spec)
     assert r.exit_code == 0, r.output
     got = pd.read_csv(out)
@@ -202,27 +233,36 @@ output: {out}
 
 def test_hdf5_input(tmp_path, hdf5_file, flights):
     out = tmp_path / "o.parquet"
-    spec = write_spec(tmp_path / "job.yaml", f"""
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        f"""
 input: {{path: {hdf5_file}, key: flights}}
 filter: "carrier.str.startswith('A') or distance.between(500, 1000)"
 groupby: carrier
 aggregate: {{distance: [sum, nunique]}}
 output: {out}
-""")
+""",
+    )
     r = invoke("run", spec)
     assert r.exit_code == 0, r.output
     sel = flights[flights.carrier.str.startswith("A") | flights.distance.between(500, 1000)]
-    want = sel.groupby("carrier").agg(distance_sum=("distance", "sum"),
-                                      distance_nunique=("distance", "nunique")).reset_index()
+    want = (
+        sel.groupby("carrier")
+        .agg(distance_sum=("distance", "sum"), distance_nunique=("distance", "nunique"))
+        .reset_index()
+    )
     assert_same(read_output(out), want)
 
 
 def test_no_output_prints_the_table(tmp_path, parquet_dir):
-    spec = write_spec(tmp_path / "job.yaml", f"""
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        f"""
 input: {parquet_dir}
 groupby: origin
 aggregate: {{distance: max}}
-""")
+""",
+    )
     r = invoke("run", spec)
     assert r.exit_code == 0, r.output
     assert "JFK" in r.output and "LGA" in r.output and "output:   (none" in r.output
@@ -250,8 +290,10 @@ def test_spec_error_exit_2_one_line_no_temp(tmp_path, parquet_dir):
 
 
 def test_spec_error_names_the_key(tmp_path, parquet_dir):
-    spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=parquet_dir, out="o.parquet")
-                      .replace("arr_delay: mean", "arr_delay: avg"))
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        SPEC.format(data=parquet_dir, out="o.parquet").replace("arr_delay: mean", "arr_delay: avg"),
+    )
     r = invoke("run", spec)
     assert r.exit_code == 2
     assert "aggregate.arr_delay: unknown aggregation 'avg'" in r.stderr
@@ -265,8 +307,10 @@ def test_query_injection_is_a_usage_error(tmp_path, parquet_dir):
 
 
 def test_sum_of_strings_is_a_spec_error(tmp_path, parquet_dir):
-    spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=parquet_dir, out="o.parquet")
-                      .replace("arr_delay: mean", "carrier: sum"))
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        SPEC.format(data=parquet_dir, out="o.parquet").replace("arr_delay: mean", "carrier: sum"),
+    )
     r = invoke("run", spec)
     assert r.exit_code == 2 and "aggregate.carrier: sum needs a numeric column" in r.stderr
 
@@ -289,13 +333,16 @@ def test_unreadable_file_exit_1_no_output(tmp_path, parquet_dir):
 def test_failing_write_exit_1_no_temp(tmp_path, parquet_dir):
     out = tmp_path / "out" / "o.h5"
     out.parent.mkdir()
-    spec = write_spec(tmp_path / "job.yaml", f"""
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        f"""
 input: {parquet_dir}
 assign: {{"a/b": "distance * 2"}}
 groupby: origin
 aggregate: {{"a/b": sum}}
 output: {out}
-""")
+""",
+    )
     r = invoke("run", spec)
     assert r.exit_code == 1, r.output
     assert "'a/b'" in r.stderr

@@ -1,5 +1,6 @@
 """``mpiexec -n 3 hpcframe run spec.yaml``: the installed console script on three real MPI
 ranks writes what pandas computes; only rank 0 prints; errors exit non-zero on every rank."""
+
 from __future__ import annotations
 
 import os
@@ -12,17 +13,26 @@ from tests.helpers.cli import write_spec
 from tests.helpers.mpi import BIN, MPIEXEC
 
 HPCFRAME = os.path.join(BIN, "hpcframe")
-pytestmark = [pytest.mark.timeout(150),
-              pytest.mark.skipif(not (os.path.exists(MPIEXEC) and os.path.exists(HPCFRAME)),
-                                 reason="needs mpiexec and the hpcframe console script "
-                                        "(pip install -e '.[mpich]')")]
+pytestmark = [
+    pytest.mark.timeout(150),
+    pytest.mark.skipif(
+        not (os.path.exists(MPIEXEC) and os.path.exists(HPCFRAME)),
+        reason="needs mpiexec and the hpcframe console script (pip install -e '.[mpich]')",
+    ),
+]
 
 
 def mpirun(n: int, *args, cwd=None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HPCFRAME_DEBUG"}
     env["HPCFRAME_BLOCK_ROWS"] = "50"  # small blocks: every rank gets a share of the data
-    return subprocess.run([MPIEXEC, "-n", str(n), HPCFRAME, *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [MPIEXEC, "-n", str(n), HPCFRAME, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("ext", ["parquet", "h5"])
@@ -91,8 +101,9 @@ def _rank_pids(root_pid: int) -> dict:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the ranks in /proc")
-@pytest.mark.parametrize("target,signame", [("rank 1", "SIGINT"), ("rank 1", "SIGTERM"),
-                                            ("mpiexec", "SIGINT")])
+@pytest.mark.parametrize(
+    "target,signame", [("rank 1", "SIGINT"), ("rank 1", "SIGTERM"), ("mpiexec", "SIGINT")]
+)
 def test_a_signal_to_one_rank_ends_every_rank(tmp_path, target, signame):
     """``kill -INT`` (or -TERM) to rank 1 of ``mpiexec -n 2 hpcframe run`` while the ranks
     read: every rank ends promptly and non-zero. A SIGINT is agreed on: each rank says it was
@@ -109,14 +120,20 @@ def test_a_signal_to_one_rank_ends_every_rank(tmp_path, target, signame):
     data = tmp_path / "many_blocks.parquet"
     n = 20_000
     pd.DataFrame({"k": np.arange(n) % 7, "x": np.arange(n, dtype="float64")}).to_parquet(
-        data, row_group_size=20)
-    spec = write_spec(tmp_path / "job.yaml",
-                      f"input: {{path: {data}}}\ngroupby: [k]\naggregate:\n  x: [sum, mean]\n")
+        data, row_group_size=20
+    )
+    spec = write_spec(
+        tmp_path / "job.yaml", f"input: {{path: {data}}}\ngroupby: [k]\naggregate:\n  x: [sum, mean]\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "HPCFRAME_DEBUG"}
-    env.update(HPCFRAME_BLOCK_ROWS="20", HPCFRAME_PROGRESS="lines",
-               HPCFRAME_INTERRUPT_GRACE="60")
-    proc = subprocess.Popen([MPIEXEC, "-n", "2", HPCFRAME, "run", spec, "--progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    env.update(HPCFRAME_BLOCK_ROWS="20", HPCFRAME_PROGRESS="lines", HPCFRAME_INTERRUPT_GRACE="60")
+    proc = subprocess.Popen(
+        [MPIEXEC, "-n", "2", HPCFRAME, "run", spec, "--progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         lines = []
         while True:  # rank 0 prints this line when every rank starts reading

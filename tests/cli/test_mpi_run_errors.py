@@ -1,6 +1,7 @@
 """``hpcframe run``'s steps failing on one of two real MPI ranks (subprocesses with
 timeouts): a failure of rank 0's ``finish`` step reaches every rank (no hang) and nothing is
 written."""
+
 from __future__ import annotations
 
 import textwrap
@@ -37,8 +38,10 @@ FINISH_FAILS = textwrap.dedent("""
 
 
 def test_rank0_finish_failure_with_mocked_finish_reaches_every_rank(tmp_path, parquet_dir):
-    spec = write_spec(tmp_path / "job.yaml", f"input: {{path: {parquet_dir}}}\n"
-                      "groupby: [month]\naggregate: {dep_delay: mean}\n")
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        f"input: {{path: {parquet_dir}}}\ngroupby: [month]\naggregate: {{dep_delay: mean}}\n",
+    )
     out = tmp_path / "o.parquet"
     proc = run_mpi(2, ["-c", FINISH_FAILS, spec, out], timeout=60)
     assert proc.returncode != 0

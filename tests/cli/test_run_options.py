@@ -3,6 +3,7 @@
 every known one, and a filter given with ``--set filter=...`` that cannot run on the data's
 schema (``.str`` on a number column, a literal too large for any column) is a usage error
 naming the filter before anything runs (a ``QueryError`` from the query API)."""
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,7 @@ def test_output_mode_follows_the_umask(tmp_path, mask):
 
 
 def test_output_option_does_not_inherit_the_spec_overwrite(tmp_path, parquet_dir):
-    spec = write_spec(tmp_path / "job.yaml",
-                      SPEC.format(data=parquet_dir, out=tmp_path / "spec.parquet"))
+    spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=parquet_dir, out=tmp_path / "spec.parquet"))
     other = tmp_path / "other.parquet"
     other.write_text("precious")
     r = invoke("run", spec, "--output", other)
@@ -54,8 +54,7 @@ def test_output_option_does_not_inherit_the_spec_overwrite(tmp_path, parquet_dir
 
 @pytest.mark.parametrize("name", ["out.xlsx", "out.json", "out"])
 def test_output_with_an_unknown_suffix_lists_every_suffix(tmp_path, parquet_dir, name):
-    spec = write_spec(tmp_path / "job.yaml",
-                      SPEC.format(data=parquet_dir, out=tmp_path / "spec.parquet"))
+    spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=parquet_dir, out=tmp_path / "spec.parquet"))
     r = invoke("run", spec, "--output", tmp_path / name)
     assert r.exit_code == 2, r.output
     assert "--output" in r.output
@@ -65,17 +64,18 @@ def test_output_with_an_unknown_suffix_lists_every_suffix(tmp_path, parquet_dir,
     assert not (tmp_path / name).exists()
 
 
-@pytest.mark.parametrize("flt,words", [
-    ("dep_delay.str.contains('a')", ["str.contains needs a text column", "'dep_delay'",
-                                     "float64"]),
-    ("dep_delay.str.startswith('a')", ["str.startswith needs a text column"]),
-    ("dep_delay > 10**5000", ["too large", "float64"]),
-    ("dep_delay < -10**400 or dep_delay > 1", ["too large"]),
-    ("dep_delay.between(0, 10**400)", ["too large"]),
-])
+@pytest.mark.parametrize(
+    "flt,words",
+    [
+        ("dep_delay.str.contains('a')", ["str.contains needs a text column", "'dep_delay'", "float64"]),
+        ("dep_delay.str.startswith('a')", ["str.startswith needs a text column"]),
+        ("dep_delay > 10**5000", ["too large", "float64"]),
+        ("dep_delay < -10**400 or dep_delay > 1", ["too large"]),
+        ("dep_delay.between(0, 10**400)", ["too large"]),
+    ],
+)
 def test_filters_that_fail_on_the_schema_are_usage_errors(tmp_path, parquet_dir, flt, words):
-    spec = write_spec(tmp_path / "job.yaml",
-                      SPEC.format(data=parquet_dir, out=tmp_path / "o.parquet"))
+    spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=parquet_dir, out=tmp_path / "o.parquet"))
     r = invoke("run", spec, "--set", f"filter={flt}")
     assert r.exit_code == 2, r.output
     assert "filter" in r.output and "unexpected" not in r.output
@@ -86,8 +86,7 @@ def test_filters_that_fail_on_the_schema_are_usage_errors(tmp_path, parquet_dir,
 
 
 def test_text_filter_on_a_text_column_still_works(tmp_path, parquet_dir):
-    spec = write_spec(tmp_path / "job.yaml",
-                      SPEC.format(data=parquet_dir, out=tmp_path / "o.parquet"))
+    spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=parquet_dir, out=tmp_path / "o.parquet"))
     r = invoke("run", spec, "--set", "filter=carrier.str.contains('A') and dep_delay > 1e300")
     assert r.exit_code == 0, r.output
 

@@ -2,6 +2,7 @@
 xz-compressed CSV), the job script run under a real ``mpiexec -n N`` (piped, or on a terminal
 through util-linux ``script``), and headless Chromium (installed with apt-get when missing and
 running as root). The runners are in :mod:`tests.helpers.diagnostics`."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ def dataset(tmp_path_factory):
     rng = np.random.default_rng(0)
     frames = []
     for i in range(FILES):
-        df = pd.DataFrame({"key": rng.integers(0, 20, ROWS), "x": rng.normal(size=ROWS),
-                           "y": rng.normal(size=ROWS)})
+        df = pd.DataFrame(
+            {"key": rng.integers(0, 20, ROWS), "x": rng.normal(size=ROWS), "y": rng.normal(size=ROWS)}
+        )
         df.to_parquet(out / f"part-{i}.parquet", row_group_size=ROW_GROUP)
         frames.append(df)
     return str(out), pd.concat(frames, ignore_index=True)
@@ -39,7 +41,7 @@ def csv_dataset(dataset, tmp_path_factory):
     _, df = dataset
     out = tmp_path_factory.mktemp("diag-csv")
     for i in range(FILES):
-        part = df.iloc[i * ROWS:(i + 1) * ROWS]
+        part = df.iloc[i * ROWS : (i + 1) * ROWS]
         with lzma.open(out / f"part-{i}.csv.xz", "wt") as fh:
             part.to_csv(fh, index=False)
     return str(out / "*.csv.xz"), df
@@ -71,14 +73,22 @@ def chromium():
             return path
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        proc = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends",
-                               "chromium"], capture_output=True, text=True, timeout=900,
-                              env=env)
+        proc = subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=env,
+        )
         if proc.returncode != 0:  # the package lists may be missing on a fresh machine
             subprocess.run(["apt-get", "update"], capture_output=True, timeout=600, env=env)
-            proc = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends",
-                                   "chromium"], capture_output=True, text=True, timeout=900,
-                                  env=env)
+            proc = subprocess.run(
+                ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env=env,
+            )
         path = shutil.which("chromium")
         if path:
             return path

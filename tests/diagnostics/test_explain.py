@@ -1,5 +1,6 @@
 """explain(): what it says about row counts and statistics must be true of the source
 (CSV: estimated rows, no statistics), and it works for every kind of source."""
+
 from __future__ import annotations
 
 import re

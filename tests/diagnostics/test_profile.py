@@ -1,5 +1,6 @@
 """Task and resource profiles of real multi-rank runs: every leaf exactly once, consistent
 times, and saved files that pandas loads."""
+
 from __future__ import annotations
 
 import json
@@ -21,15 +22,17 @@ def saved(request, runs):
 
 
 def _load(directory):
-    return {name: pd.read_parquet(os.path.join(directory, f"{name}.parquet"))
-            for name in ("tasks", "collectives", "runs", "resources")}
+    return {
+        name: pd.read_parquet(os.path.join(directory, f"{name}.parquet"))
+        for name in ("tasks", "collectives", "runs", "resources")
+    }
 
 
 @pytest.mark.timeout(300)
 def test_every_leaf_exactly_once_across_ranks(saved):
     ranks, directory = saved
     tasks = _load(directory)["tasks"]
-    assert sorted(tasks["run"].unique()) == [1, 2]   # two scans in the with block
+    assert sorted(tasks["run"].unique()) == [1, 2]  # two scans in the with block
     for _, t in tasks.groupby("run"):
         assert sorted(t["leaf"]) == list(range(LEAVES))
         assert set(t["rank"]) == set(range(ranks))

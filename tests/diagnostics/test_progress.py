@@ -1,5 +1,6 @@
 """Progress across ranks, printed by rank 0 while the job runs: plain lines in a batch log
 (stdout is a pipe), a rewritten bar on a terminal (``script`` gives mpiexec a pty)."""
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,9 @@ PCT = re.compile(r"(\d+\.\d)% \| (\d+)/(\d+) partitions")
 
 
 def _percentages(chunks):
-    return [(float(m.group(1)), int(m.group(2)), int(m.group(3)))
-            for c in chunks for m in [PCT.search(c)] if m]
+    return [
+        (float(m.group(1)), int(m.group(2)), int(m.group(3))) for c in chunks for m in [PCT.search(c)] if m
+    ]
 
 
 def _check_lines(text, ranks):
@@ -107,8 +109,10 @@ def test_bad_mode():
 
 
 # -- compressed CSV: row counts are estimates (the seed workflow) ---------------------------
-ANY = re.compile(r"(\d+\.\d)% \| (\d+)/(\d+) partitions \| ([^|]+) rows[^|]*\|.*\| "
-                 r"(done|finishing|ETA [^|]+)$")
+ANY = re.compile(
+    r"(\d+\.\d)% \| (\d+)/(\d+) partitions \| ([^|]+) rows[^|]*\|.*\| "
+    r"(done|finishing|ETA [^|]+)$"
+)
 
 
 def _csv_progress_lines(text):
@@ -153,7 +157,7 @@ def test_progress_of_compressed_csv_ends_with_done(csv_dataset, mode):
     pd.testing.assert_series_equal(got, df.groupby("key").y.sum(), check_exact=False)
     text = out.getvalue()
     _check_csv_progress(text, scans=1)
-    assert f"| {len(df) / 1000:.1f}k rows |" in text   # the final line: rows really read
+    assert f"| {len(df) / 1000:.1f}k rows |" in text  # the final line: rows really read
     if mode == "lines":
         header = text.splitlines()[0]
         assert "rows (estimated" in header and "~" in header, header
@@ -163,16 +167,13 @@ def test_progress_of_compressed_csv_ends_with_done(csv_dataset, mode):
 
 def test_format_progress_with_estimated_rows():
     # 12/12 partitions and every byte read while the estimate said 7.0M rows: 100 %
-    line = format_progress((12, 336_776, 4_900_000), (12, 6_967_128, 4_900_000), 2.0,
-                           rows_known=False)
+    line = format_progress((12, 336_776, 4_900_000), (12, 6_967_128, 4_900_000), 2.0, rows_known=False)
     assert line.startswith("100.0% | 12/12") and line.endswith("finishing"), line
     # half of the bytes: 50 % and an ETA from the bytes, whatever the rows say
-    line = format_progress((6, 10, 2_450_000), (12, 6_967_128, 4_900_000), 2.0,
-                           rows_known=False)
+    line = format_progress((6, 10, 2_450_000), (12, 6_967_128, 4_900_000), 2.0, rows_known=False)
     assert " 50.0% |" in line and "10 rows (~7.0M est.)" in line and line.endswith("ETA 2s")
     # a finished run is 100 % even when the counts fell short of the estimates
-    line = format_progress((11, 300, 10), (12, 6_967_128, 4_900_000), 2.0, rows_known=False,
-                           final=True)
+    line = format_progress((11, 300, 10), (12, 6_967_128, 4_900_000), 2.0, rows_known=False, final=True)
     assert line.startswith("100.0%") and line.endswith("done") and "| 300 rows |" in line
 
 
@@ -197,7 +198,10 @@ def test_plain_lines_of_compressed_csv_under_mpiexec(csv_dataset, tmp_path, rank
     assert summary["planning"] > 0 and summary["wall"] > summary["planning"]
     # explain() under mpiexec: the rows are labelled estimates, no statistics are claimed
     plan = next(ln for ln in text.splitlines() if ln.startswith("EXPLAIN "))
-    assert re.search(r"Partitions: 8 file\(s\), \d+ partition\(s\), ~[\d,]+ rows "
-                     r"\(estimated", plan), plan
+    assert re.search(
+        r"Partitions: 8 file\(s\), \d+ partition\(s\), ~[\d,]+ rows "
+        r"\(estimated",
+        plan,
+    ), plan
     assert "statistics pruning on" not in plan and "pruned by statistics" not in plan
     assert len(re.findall(r"\| rank \d: ", plan)) == ranks, plan

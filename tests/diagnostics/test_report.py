@@ -1,5 +1,6 @@
 """The run report: the HTML drawn by headless Chromium, the PNG's panels, the `report`
 command, and the bottleneck analysis."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from tests.helpers.diagnostics import chromium_run
 
 
 def _rgb(hexcolor):
-    return tuple(int(hexcolor[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(hexcolor[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def _has_color(pixels, hexcolor, tol=12, at_least=20):
@@ -32,15 +33,16 @@ def test_html_report_is_drawn_by_chromium(runs, chromium, tmp_path):
     _, out = runs(3)
     html = os.path.join(out, "report.html")
     text = open(html, encoding="utf-8").read()
-    assert "cdn.bokeh.org" not in text and "Bokeh" in text   # resources inlined: offline
+    assert "cdn.bokeh.org" not in text and "Bokeh" in text  # resources inlined: offline
     dom = chromium_run(chromium, tmp_path, "--dump-dom", f"file://{html}")
     assert dom.returncode == 0, dom.stderr[-2000:]
     # bokeh's JS ran and built its views (their canvases live in shadow roots)
     assert b'class="bk-Column' in dom.stdout
     assert b"Bottleneck:" in dom.stdout
     shot = tmp_path / "shot.png"
-    proc = chromium_run(chromium, tmp_path, "--window-size=1400,1600",
-                        f"--screenshot={shot}", f"file://{html}")
+    proc = chromium_run(
+        chromium, tmp_path, "--window-size=1400,1600", f"--screenshot={shot}", f"file://{html}"
+    )
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.std() > 10, "the screenshot is blank"
@@ -87,8 +89,7 @@ def test_report_command(runs, tmp_path):
     assert bad.exit_code == 2 and "not a profile directory (no run.json" in bad.output
 
 
-def _profile(busy_per_rank, read_share=0.1, wait=0.01, planning=0.0, fmt="parquet",
-             path="f{rank}"):
+def _profile(busy_per_rank, read_share=0.1, wait=0.01, planning=0.0, fmt="parquet", path="f{rank}"):
     """A synthetic profile: every rank plans for ``planning`` s, then reads 4 leaves."""
     tasks, colls, run_rows = [], [], []
     end_all = planning + max(busy_per_rank) + wait
@@ -96,20 +97,36 @@ def _profile(busy_per_rank, read_share=0.1, wait=0.01, planning=0.0, fmt="parque
         t = planning
         for leaf in range(4):
             d = busy / 4
-            tasks.append((1, "src", rank * 4 + leaf, rank, "h", t, t + d * read_share, t + d,
-                          10, 100, None, False, path.format(rank=rank),
-                          f"f{rank} [row group {leaf}]"))
+            tasks.append(
+                (
+                    1,
+                    "src",
+                    rank * 4 + leaf,
+                    rank,
+                    "h",
+                    t,
+                    t + d * read_share,
+                    t + d,
+                    10,
+                    100,
+                    None,
+                    False,
+                    path.format(rank=rank),
+                    f"f{rank} [row group {leaf}]",
+                )
+            )
             t += d
         colls.append((1, rank, "h", "agree", t, end_all))
         run_rows.append((1, "src", rank, "h", 0.0, end_all, 4, 40, 400, True, planning, fmt))
     from hpcframe.diagnostics.profile import COLLECTIVE_COLUMNS, RUN_COLUMNS, TASK_COLUMNS
 
-    return RunProfile(pd.DataFrame(tasks, columns=TASK_COLUMNS),
-                      pd.DataFrame(colls, columns=COLLECTIVE_COLUMNS),
-                      pd.DataFrame(run_rows, columns=RUN_COLUMNS[:10] + ["read_start",
-                                                                          "format"]),
-                      pd.DataFrame(columns=["rank", "host", "epoch", "cpu", "rss", "time"]),
-                      {"ranks": len(busy_per_rank), "hosts": ["h"], "t0": 0.0})
+    return RunProfile(
+        pd.DataFrame(tasks, columns=TASK_COLUMNS),
+        pd.DataFrame(colls, columns=COLLECTIVE_COLUMNS),
+        pd.DataFrame(run_rows, columns=RUN_COLUMNS[:10] + ["read_start", "format"]),
+        pd.DataFrame(columns=["rank", "host", "epoch", "cpu", "rss", "time"]),
+        {"ranks": len(busy_per_rank), "hosts": ["h"], "t0": 0.0},
+    )
 
 
 def test_summary_names_load_imbalance():
@@ -140,11 +157,15 @@ def test_reports_of_an_empty_profile(tmp_path):
         visualize([1], tmp_path / "x.html")
 
 
-@pytest.mark.parametrize("fmt,path,name", [
-    ("csv", "f{rank}.csv.xz", "reading xz-compressed CSV dominates"),
-    ("csv", "f{rank}.csv", "reading CSV dominates"),
-    ("hdf5", "f{rank}.h5", "reading HDF5 dominates"),
-    ("parquet", "f{rank}.parquet", "reading Parquet dominates")])
+@pytest.mark.parametrize(
+    "fmt,path,name",
+    [
+        ("csv", "f{rank}.csv.xz", "reading xz-compressed CSV dominates"),
+        ("csv", "f{rank}.csv", "reading CSV dominates"),
+        ("hdf5", "f{rank}.h5", "reading HDF5 dominates"),
+        ("parquet", "f{rank}.parquet", "reading Parquet dominates"),
+    ],
+)
 def test_io_bottleneck_names_the_format_of_the_source(fmt, path, name):
     """The I/O advice names what was read (it once said "reading Parquet/HDF5" for CSV)."""
     s = summarize(_profile([2.0, 2.0], read_share=0.9, fmt=fmt, path=path))
@@ -167,8 +188,7 @@ def test_wall_time_and_shares_include_planning():
     assert s["shares"]["planning"] == pytest.approx(4.0 / (4.0 + 2.0 + 0.02))
     assert sum(s["shares"].values()) == pytest.approx(1.0)
     assert s["bottleneck"].startswith("planning-bound") and "CSV" in s["bottleneck"]
-    assert [(r, a, b) for r, a, b, _ in _segments(p)["planning"]] == [(0, 0.0, 2.0),
-                                                                      (1, 0.0, 2.0)]
+    assert [(r, a, b) for r, a, b, _ in _segments(p)["planning"]] == [(0, 0.0, 2.0), (1, 0.0, 2.0)]
 
 
 def test_real_run_profile_includes_planning(csv_dataset, monkeypatch):
@@ -197,7 +217,7 @@ def test_real_run_profile_includes_planning(csv_dataset, monkeypatch):
     assert got == pytest.approx(df.y.sum())
     s = summarize(collect([prof]))
     assert s["planning"] >= 0.4 and s["wall"] >= 0.4
-    assert called - 0.05 <= prof.t0 <= called + 0.2     # the run starts with its planning
+    assert called - 0.05 <= prof.t0 <= called + 0.2  # the run starts with its planning
     assert s["wall"] >= 0.8 * (returned - called), (s["wall"], returned - called)
     runs = prof.runs
     assert (runs["read_start"] - runs["start"]).min() >= 0.4 and list(runs["format"]) == ["csv"]
@@ -211,9 +231,16 @@ def test_legends_are_outside_the_plot_areas():
     from hpcframe.diagnostics.report import html_layout, png_figure
 
     p = _profile([1.0, 1.2, 0.9], planning=0.3)
-    p.resources = pd.DataFrame({"rank": [0, 0, 1, 1, 2, 2], "host": "h",
-                                "epoch": [0.0, 1.0] * 3, "cpu": [50.0, 90.0] * 3,
-                                "rss": [1e8, 2e8] * 3, "time": [0.0, 1.0] * 3})
+    p.resources = pd.DataFrame(
+        {
+            "rank": [0, 0, 1, 1, 2, 2],
+            "host": "h",
+            "epoch": [0.0, 1.0] * 3,
+            "cpu": [50.0, 90.0] * 3,
+            "rss": [1e8, 2e8] * 3,
+            "time": [0.0, 1.0] * 3,
+        }
+    )
     fig, axes, _ = png_figure(p)
     FigureCanvasAgg(fig).draw()
     legends = 0
@@ -222,7 +249,7 @@ def test_legends_are_outside_the_plot_areas():
         assert leg is not None
         legends += 1
         lb, ab = leg.get_window_extent(), ax.get_window_extent()
-        assert lb.y0 >= ab.y1 - 1, (ax.get_title(), lb, ab)   # above the plot area
+        assert lb.y0 >= ab.y1 - 1, (ax.get_title(), lb, ab)  # above the plot area
         assert lb.y1 <= fig.bbox.height and lb.x1 <= fig.bbox.width + 1  # on the page
     assert legends == 3
 
@@ -283,10 +310,13 @@ def test_report_into_a_missing_folder_is_a_usage_error(tmp_path, parquet_dir):
     def invoke(*args):
         return CliRunner().invoke(main, [str(a) for a in args], env={"HPCFRAME_DEBUG": ""})
 
-    spec = write_spec(tmp_path / "job.yaml", f"input: {{path: {parquet_dir}}}\n"
-                      'filter: "dep_delay > -5"\ngroupby: [month]\n'
-                      "aggregate: {dep_delay: mean}\n"
-                      f"output: {{path: {tmp_path / 'o.parquet'}, overwrite: true}}\n")
+    spec = write_spec(
+        tmp_path / "job.yaml",
+        f"input: {{path: {parquet_dir}}}\n"
+        'filter: "dep_delay > -5"\ngroupby: [month]\n'
+        "aggregate: {dep_delay: mean}\n"
+        f"output: {{path: {tmp_path / 'o.parquet'}, overwrite: true}}\n",
+    )
     prof = tmp_path / "prof"
     r = invoke("run", spec, "-q", "--profile-dir", prof)
     assert r.exit_code == 0, r.output

@@ -1,5 +1,6 @@
 """The same query gives bit-identical floating-point results in local mode and on 1, 2, 3 and 4
 ranks (the combine tree is fixed by the data, not by the rank count). Real mpiexec."""
+
 import os
 import subprocess
 import sys
@@ -21,9 +22,14 @@ def data(tmp_path_factory):
     rng = np.random.default_rng(42)
     for i in range(5):
         n = 1500 + 317 * i
-        t = pa.table({"k": rng.choice(["a", "b", "c"], n), "c": rng.integers(0, 4, n),
-                      "x": rng.normal(size=n) * 10.0 ** rng.integers(-3, 6, n),
-                      "y": 1e9 + rng.normal(size=n)})
+        t = pa.table(
+            {
+                "k": rng.choice(["a", "b", "c"], n),
+                "c": rng.integers(0, 4, n),
+                "x": rng.normal(size=n) * 10.0 ** rng.integers(-3, 6, n),
+                "y": 1e9 + rng.normal(size=n),
+            }
+        )
         pq.write_table(t, d / f"p{i}.parquet", row_group_size=1000)
     return str(d)
 

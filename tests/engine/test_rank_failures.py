@@ -1,4 +1,5 @@
 """A failure on one rank ends every rank, promptly, with the error named (real mpiexec)."""
+
 import os
 import subprocess
 import sys
@@ -24,9 +25,20 @@ def data(tmp_path_factory):
 
 def _run(n, mode, data):
     t0 = time.time()
-    proc = subprocess.run([MPIEXEC, "-n", str(n), sys.executable,
-                           os.path.join(HERE, "scripts", "fail_one_rank.py"), mode, data],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            MPIEXEC,
+            "-n",
+            str(n),
+            sys.executable,
+            os.path.join(HERE, "scripts", "fail_one_rank.py"),
+            mode,
+            data,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return proc, time.time() - t0
 
 
@@ -80,9 +92,21 @@ def test_sigint_to_one_rank_while_the_others_are_stuck_aborts_the_job(data):
     HPCFRAME_INTERRUPT_GRACE seconds the interrupted rank aborts the whole job."""
     env = dict(os.environ, HPCFRAME_INTERRUPT_GRACE="3")
     t0 = time.time()
-    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable,
-                           os.path.join(HERE, "scripts", "fail_one_rank.py"), "sigint-stuck",
-                           data], capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [
+            MPIEXEC,
+            "-n",
+            "2",
+            sys.executable,
+            os.path.join(HERE, "scripts", "fail_one_rank.py"),
+            "sigint-stuck",
+            data,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     seconds = time.time() - t0
     assert proc.returncode != 0
     assert "no error" not in proc.stdout
@@ -93,10 +117,21 @@ def test_sigint_to_one_rank_while_the_others_are_stuck_aborts_the_job(data):
 
 
 def _start(n, mode, data, **env):
-    return subprocess.Popen([MPIEXEC, "-n", str(n), sys.executable,
-                             os.path.join(HERE, "scripts", "fail_one_rank.py"), mode, data],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **env))
+    return subprocess.Popen(
+        [
+            MPIEXEC,
+            "-n",
+            str(n),
+            sys.executable,
+            os.path.join(HERE, "scripts", "fail_one_rank.py"),
+            mode,
+            data,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, **env),
+    )
 
 
 def _read_until(proc, marker, timeout=60):

@@ -11,6 +11,7 @@
 
 Fixtures live in ``tests/conftest.py`` (shared) and in each folder's ``conftest.py``.
 """
+
 from __future__ import annotations
 
 import os

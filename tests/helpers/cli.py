@@ -1,5 +1,6 @@
 """Data and files of the command-line and job-spec tests: flight-like rows (the shared
 ``flights`` fixtures of tests/conftest.py are built from them) and spec files."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,17 +12,18 @@ def flights_frame(n: int = 600, seed: int = 3) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     dep = rng.normal(10, 30, n).round(1)
     dep[rng.random(n) < 0.1] = np.nan
-    return pd.DataFrame({
-        "month": rng.integers(1, 4, n),
-        "day": rng.integers(1, 6, n),
-        "carrier": pd.array(rng.choice(["AA", "UA", "DL", "B6"], n), dtype="str"),
-        "origin": pd.array(rng.choice(["JFK", "LGA", "EWR"], n), dtype="str"),
-        "dep_delay": dep,
-        "arr_delay": (dep + rng.normal(0, 5, n)).round(1),
-        "distance": rng.integers(100, 3000, n),
-        "time_hour": pd.Timestamp("2013-01-01") + pd.to_timedelta(rng.integers(0, 90 * 24, n),
-                                                                   unit="h"),
-    })
+    return pd.DataFrame(
+        {
+            "month": rng.integers(1, 4, n),
+            "day": rng.integers(1, 6, n),
+            "carrier": pd.array(rng.choice(["AA", "UA", "DL", "B6"], n), dtype="str"),
+            "origin": pd.array(rng.choice(["JFK", "LGA", "EWR"], n), dtype="str"),
+            "dep_delay": dep,
+            "arr_delay": (dep + rng.normal(0, 5, n)).round(1),
+            "distance": rng.integers(100, 3000, n),
+            "time_hour": pd.Timestamp("2013-01-01") + pd.to_timedelta(rng.integers(0, 90 * 24, n), unit="h"),
+        }
+    )
 
 
 def read_back_parquet_dataset(flights: pd.DataFrame) -> pd.DataFrame:

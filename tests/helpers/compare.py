@@ -1,5 +1,6 @@
 """hpcframe results compared with the pandas reference: the tolerances of the suite, dtype
 normalisation where the spec leaves the dtype open, and bit-identity fingerprints."""
+
 from __future__ import annotations
 
 import math
@@ -94,8 +95,19 @@ def _categorical_columns(obj):
     return [c for c in obj.columns if isinstance(obj[c].dtype, pd.CategoricalDtype)]
 
 
-def assert_same(result, expected, *, hive=(), exact=False, sort_index=False, reset_index=False,
-                check_dtype=True, check_index_type="equiv", column_order=True, msg=""):
+def assert_same(
+    result,
+    expected,
+    *,
+    hive=(),
+    exact=False,
+    sort_index=False,
+    reset_index=False,
+    check_dtype=True,
+    check_index_type="equiv",
+    column_order=True,
+    msg="",
+):
     """Compare an hpcframe result (lazy or computed) with the pandas reference.
 
     exact: compare floats exactly (counts/min/max/first/last); otherwise rtol=1e-12.
@@ -117,7 +129,8 @@ def assert_same(result, expected, *, hive=(), exact=False, sort_index=False, res
                 assert list(result.columns) == list(expected.columns), f"columns differ{where}"
             else:
                 assert sorted(map(str, result.columns)) == sorted(map(str, expected.columns)), (
-                    f"columns differ{where}")
+                    f"columns differ{where}"
+                )
                 result = result[expected.columns]
         if reset_index:
             expected = expected.reset_index(drop=True)
@@ -157,7 +170,8 @@ def assert_scalar(result, expected, *, exact=False, msg=""):
             assert float(result) == float(expected), f"{result!r} != {expected!r}{where}"
         else:
             assert float(result) == pytest.approx(float(expected), rel=RTOL, abs=ATOL), (
-                f"{result!r} != {expected!r}{where}")
+                f"{result!r} != {expected!r}{where}"
+            )
     else:
         assert result == expected, f"{result!r} != {expected!r}{where}"
         if isinstance(expected, (int, np.integer)) and not isinstance(expected, (bool, np.bool_)):

@@ -23,6 +23,7 @@ ts      timestamp[us]                      tsz     timestamp[ms, tz=Europe/Paris
 noisy   float64 1e9 + N(0, 1): ill-conditioned for var/std
 ls      large_string                       sv      string_view
 """
+
 from __future__ import annotations
 
 import decimal
@@ -89,7 +90,7 @@ def make_table(n: int, seed: int, start_id: int = 0, block: int | None = None) -
     price = [decimal.Decimal(int(c)).scaleb(-2) for c in cents]
     price_mask = missing(0.05)
     price = [None if m else p for p, m in zip(price, price_mask)]
-    day = (np.datetime64("2013-01-01") + rng.integers(0, 365, n).astype("timedelta64[D]"))
+    day = np.datetime64("2013-01-01") + rng.integers(0, 365, n).astype("timedelta64[D]")
     ts = np.datetime64("2013-01-01T00:00:00", "us") + rng.integers(0, 365 * 86400 * 10**6, n).astype(
         "timedelta64[us]"
     )
@@ -223,8 +224,9 @@ def build_all(root: str) -> None:
     # dir6: 6 files x 500 rows, one row group each (the "6-partition" data set)
     os.makedirs(os.path.dirname(L["dir6"][0]), exist_ok=True)
     for i, p in enumerate(L["dir6"]):
-        t = make_table(DIR6_ROWS_PER_FILE, SEED + i, start_id=i * DIR6_ROWS_PER_FILE,
-                       block=DIR6_ROWS_PER_FILE)
+        t = make_table(
+            DIR6_ROWS_PER_FILE, SEED + i, start_id=i * DIR6_ROWS_PER_FILE, block=DIR6_ROWS_PER_FILE
+        )
         pq.write_table(t, p)
 
     # rowgroups: a single file of 2600 rows in row groups of 400 (the last one partial)
@@ -249,8 +251,9 @@ def build_all(root: str) -> None:
     os.makedirs(gdir, exist_ok=True)
     for i, p in enumerate(L["glob"]):
         pq.write_table(make_table(300, SEED + 300 + i, start_id=300 * i, block=300), p)
-    pq.write_table(pa.table({"other": pa.array(["not", "part", "of", "it"])}),
-                   os.path.join(gdir, "extra-00.parquet"))
+    pq.write_table(
+        pa.table({"other": pa.array(["not", "part", "of", "it"])}), os.path.join(gdir, "extra-00.parquet")
+    )
     with open(os.path.join(gdir, "notes.txt"), "w") as f:
         f.write("not a parquet file\n")
 
@@ -340,30 +343,83 @@ def catalog(root: str) -> dict[str, Dataset]:
         return _read_ref(L["dir6"])
 
     ds = [
-        Dataset("dir6", "full", lambda: hf().read_parquet(os.path.dirname(L["dir6"][0])),
-                lambda: _read_ref(L["dir6"]), nparts=DIR6_FILES),
-        Dataset("rowgroups", "full", lambda: hf().read_parquet(L["rowgroups"]),
-                lambda: _read_ref([L["rowgroups"]]), nparts=7),
-        Dataset("empty_parts", "full", lambda: hf().read_parquet(os.path.dirname(L["empty_parts"][0])),
-                lambda: _read_ref(L["empty_parts"])),
-        Dataset("glob", "full",
-                lambda: hf().read_parquet(os.path.join(os.path.dirname(L["glob"][0]), "part-*.parquet")),
-                lambda: _read_ref(L["glob"]), nparts=4),
-        Dataset("filelist", "full", lambda: hf().read_parquet([L["dir6"][1], L["dir6"][3], L["dir6"][4]]),
-                lambda: _read_ref([L["dir6"][1], L["dir6"][3], L["dir6"][4]]), nparts=3),
-        Dataset("one_part", "full", lambda: hf().read_parquet(L["one_part"]),
-                lambda: _read_ref([L["one_part"]]), nparts=1),
-        Dataset("two_parts", "full", lambda: hf().read_parquet(os.path.dirname(L["two_parts"][0])),
-                lambda: _read_ref(L["two_parts"]), nparts=2),
-        Dataset("hive", "full", lambda: hf().read_parquet(os.path.join(root, "hive")), hive_ref,
-                nparts=6, hive=list(HIVE_COLUMNS)),
-        Dataset("from_pandas", "full", lambda: hf().from_pandas(from_pandas_ref(), npartitions=4),
-                from_pandas_ref, nparts=4),
-        Dataset("h5_columns", "core", lambda: hf().read_hdf(L["h5_columns"]),
-                lambda: h5_columns_ref(L["h5_columns"], "flights"), ordered_columns=False),
+        Dataset(
+            "dir6",
+            "full",
+            lambda: hf().read_parquet(os.path.dirname(L["dir6"][0])),
+            lambda: _read_ref(L["dir6"]),
+            nparts=DIR6_FILES,
+        ),
+        Dataset(
+            "rowgroups",
+            "full",
+            lambda: hf().read_parquet(L["rowgroups"]),
+            lambda: _read_ref([L["rowgroups"]]),
+            nparts=7,
+        ),
+        Dataset(
+            "empty_parts",
+            "full",
+            lambda: hf().read_parquet(os.path.dirname(L["empty_parts"][0])),
+            lambda: _read_ref(L["empty_parts"]),
+        ),
+        Dataset(
+            "glob",
+            "full",
+            lambda: hf().read_parquet(os.path.join(os.path.dirname(L["glob"][0]), "part-*.parquet")),
+            lambda: _read_ref(L["glob"]),
+            nparts=4,
+        ),
+        Dataset(
+            "filelist",
+            "full",
+            lambda: hf().read_parquet([L["dir6"][1], L["dir6"][3], L["dir6"][4]]),
+            lambda: _read_ref([L["dir6"][1], L["dir6"][3], L["dir6"][4]]),
+            nparts=3,
+        ),
+        Dataset(
+            "one_part",
+            "full",
+            lambda: hf().read_parquet(L["one_part"]),
+            lambda: _read_ref([L["one_part"]]),
+            nparts=1,
+        ),
+        Dataset(
+            "two_parts",
+            "full",
+            lambda: hf().read_parquet(os.path.dirname(L["two_parts"][0])),
+            lambda: _read_ref(L["two_parts"]),
+            nparts=2,
+        ),
+        Dataset(
+            "hive",
+            "full",
+            lambda: hf().read_parquet(os.path.join(root, "hive")),
+            hive_ref,
+            nparts=6,
+            hive=list(HIVE_COLUMNS),
+        ),
+        Dataset(
+            "from_pandas",
+            "full",
+            lambda: hf().from_pandas(from_pandas_ref(), npartitions=4),
+            from_pandas_ref,
+            nparts=4,
+        ),
+        Dataset(
+            "h5_columns",
+            "core",
+            lambda: hf().read_hdf(L["h5_columns"]),
+            lambda: h5_columns_ref(L["h5_columns"], "flights"),
+            ordered_columns=False,
+        ),
         Dataset("h5_compound", "core", lambda: hf().read_hdf(L["h5_compound"]), h5_compound_ref),
-        Dataset("h5_pandas", "core", lambda: hf().read_hdf(L["h5_pandas"], key="flights"),
-                lambda: pd.read_hdf(L["h5_pandas"], "flights").reset_index(drop=True)),
+        Dataset(
+            "h5_pandas",
+            "core",
+            lambda: hf().read_hdf(L["h5_pandas"], key="flights"),
+            lambda: pd.read_hdf(L["h5_pandas"], "flights").reset_index(drop=True),
+        ),
     ]
     out = {d.name: d for d in ds}
     out["_layout"] = L  # paths, for tests that need a file name
@@ -371,7 +427,16 @@ def catalog(root: str) -> dict[str, Dataset]:
 
 
 # names, for parametrization: FULL have the logical schema, HDF5 only the numeric core columns
-FULL = ["dir6", "rowgroups", "empty_parts", "glob", "filelist", "one_part", "two_parts", "hive",
-        "from_pandas"]
+FULL = [
+    "dir6",
+    "rowgroups",
+    "empty_parts",
+    "glob",
+    "filelist",
+    "one_part",
+    "two_parts",
+    "hive",
+    "from_pandas",
+]
 HDF5 = ["h5_columns", "h5_compound", "h5_pandas"]
 ALL = FULL + HDF5

@@ -30,6 +30,7 @@ a runnable repro (:meth:`Query.source`). Constants are drawn from the values the
 actually holds (computed with pandas while generating), plus special values (NaN, None, ±inf,
 0.1, 2**53 + 1, the int64 limits, ``datetime.date``).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -53,19 +54,19 @@ from tests.helpers.datasets import arrow_to_pandas
 LAYOUTS = ("parquet", "rowgroups", "hive", "h5_pandas", "h5_columns", "pandas")
 # column -> kind. "nn" is the int-with-nulls column (support.normalize relaxes its dtype).
 KINDS = {
-    "k": "int",        # small int key 0..4, no nulls
-    "ks": "str",       # string key, missing values
-    "i": "int",        # int64, small or near the limits
-    "nn": "int",       # int64 with nulls
-    "f": "float",      # float64 with NaN, nulls, +-inf
-    "g": "f32",        # float32
-    "dec": "dec",      # decimal128(18, s), ~17 digits
-    "day": "date",     # date32 with nulls
-    "ts": "ts",        # timestamp[us, tz] with nulls
-    "b": "boolnull",   # bool with nulls
-    "flag": "bool",    # bool, no nulls
-    "cat": "cat",      # dictionary<int32, string> with nulls
-    "s": "str",        # short strings with missing values
+    "k": "int",  # small int key 0..4, no nulls
+    "ks": "str",  # string key, missing values
+    "i": "int",  # int64, small or near the limits
+    "nn": "int",  # int64 with nulls
+    "f": "float",  # float64 with NaN, nulls, +-inf
+    "g": "f32",  # float32
+    "dec": "dec",  # decimal128(18, s), ~17 digits
+    "day": "date",  # date32 with nulls
+    "ts": "ts",  # timestamp[us, tz] with nulls
+    "b": "boolnull",  # bool with nulls
+    "flag": "bool",  # bool, no nulls
+    "cat": "cat",  # dictionary<int32, string> with nulls
+    "s": "str",  # short strings with missing values
 }
 NUMERIC = ("int", "float", "f32", "dec", "num")
 # what each HDF5 layout can hold (pandas' to_hdf cannot store object bools with nulls,
@@ -104,7 +105,9 @@ class Spec:
         rng = np.random.default_rng([seed, 0x5EED])
         layout = LAYOUTS[int(rng.integers(len(LAYOUTS)))]
         nfiles = int(rng.integers(1, 5))
-        rows = tuple(int(r) for r in rng.choice([0, 1, 3, 17, 40, 90], nfiles, p=[.15, .1, .15, .2, .2, .2]))
+        rows = tuple(
+            int(r) for r in rng.choice([0, 1, 3, 17, 40, 90], nfiles, p=[0.15, 0.1, 0.15, 0.2, 0.2, 0.2])
+        )
         # at most ~24 blocks per case: tiny blocks on small data, and a bounded run time
         block_rows = max(int(rng.choice([2, 7, 16, 500])), -(-sum(rows) // 24))
         return Spec(
@@ -164,8 +167,10 @@ def make_table(spec: Spec, nrows: int, rng, tz: str, scale: int) -> pa.Table:
     dec = [None if m else v for v, m in zip(dec, _mask(rng, n, p / 2))]
     day = np.datetime64("2020-01-01") + rng.integers(-400, 400, n).astype("timedelta64[D]")
     day_null = _mask(rng, n, p / 2)
-    ts = (np.datetime64("2021-03-28T00:00:00", "us")
-          + rng.integers(0, 3 * 86400 * 10**6, n).astype("timedelta64[us]")).astype("int64")
+    ts = (
+        np.datetime64("2021-03-28T00:00:00", "us")
+        + rng.integers(0, 3 * 86400 * 10**6, n).astype("timedelta64[us]")
+    ).astype("int64")
     ts_null = _mask(rng, n, p / 2)
     b = rng.random(n) < 0.5
     b_null = _mask(rng, n, p)
@@ -176,21 +181,23 @@ def make_table(spec: Spec, nrows: int, rng, tz: str, scale: int) -> pa.Table:
     letters = np.array(list("abc"))
     s = np.array(["".join(rng.choice(letters, int(m))) for m in rng.integers(1, 4, n)], dtype=object)
     s[_mask(rng, n, p / 2)] = None
-    return pa.table({
-        "k": pa.array(k, pa.int64()),
-        "ks": pa.array(ks, pa.string()),
-        "i": pa.array(i, pa.int64()),
-        "nn": pa.array(nn, pa.int64(), mask=nn_null),
-        "f": pa.array(f, pa.float64(), mask=f_null),
-        "g": pa.array(g, pa.float32()),
-        "dec": pa.array(dec, pa.decimal128(18, scale)),
-        "day": pa.array(day.astype("datetime64[D]"), pa.date32(), mask=day_null),
-        "ts": pa.array(ts, pa.timestamp("us", tz=tz), mask=ts_null),
-        "b": pa.array(b, pa.bool_(), mask=b_null),
-        "flag": pa.array(flag, pa.bool_()),
-        "cat": pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32(), mask=cat_null), pa.array(cats)),
-        "s": pa.array(s, pa.string()),
-    })
+    return pa.table(
+        {
+            "k": pa.array(k, pa.int64()),
+            "ks": pa.array(ks, pa.string()),
+            "i": pa.array(i, pa.int64()),
+            "nn": pa.array(nn, pa.int64(), mask=nn_null),
+            "f": pa.array(f, pa.float64(), mask=f_null),
+            "g": pa.array(g, pa.float32()),
+            "dec": pa.array(dec, pa.decimal128(18, scale)),
+            "day": pa.array(day.astype("datetime64[D]"), pa.date32(), mask=day_null),
+            "ts": pa.array(ts, pa.timestamp("us", tz=tz), mask=ts_null),
+            "b": pa.array(b, pa.bool_(), mask=b_null),
+            "flag": pa.array(flag, pa.bool_()),
+            "cat": pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32(), mask=cat_null), pa.array(cats)),
+            "s": pa.array(s, pa.string()),
+        }
+    )
 
 
 @dataclass
@@ -201,18 +208,20 @@ class Case:
     root: str
     pdf: pd.DataFrame
     kinds: dict
-    open_src: str                        # Python source that opens it (for repros)
-    write: Callable[[], None]            # writes the files (rank 0 only)
-    open: Callable[[], Any]              # the hpcframe Frame
+    open_src: str  # Python source that opens it (for repros)
+    write: Callable[[], None]  # writes the files (rank 0 only)
+    open: Callable[[], Any]  # the hpcframe Frame
     hive: list = field(default_factory=list)
     nfiles: int = 0
 
 
 def _hive_ref_column(values):
     """int64 if every value is a decimal integer that fits int64, else str (the docs' rule)."""
+
     def fits(v):
         t = str(v)
         return t.lstrip("-").isdigit() and -(2**63) <= int(t) < 2**63
+
     if all(fits(v) for v in values):
         return "int64"
     return "str"
@@ -278,8 +287,10 @@ def build_case(spec: Spec, root: str) -> Case:
                 vals.append(pool[int(rng.integers(len(pool)))])
             choices.append(vals)
         # each file goes to its own folder (j keeps paths distinct)
-        rels = [os.path.join(*[f"{k}={v}" for k, v in zip(keys, vals)], f"part-{j}.parquet")
-                for j, vals in enumerate(choices)]
+        rels = [
+            os.path.join(*[f"{k}={v}" for k, v in zip(keys, vals)], f"part-{j}.parquet")
+            for j, vals in enumerate(choices)
+        ]
         order = sorted(range(len(tables)), key=lambda j: rels[j].split(os.sep))
 
         def write():
@@ -291,8 +302,11 @@ def build_case(spec: Spec, root: str) -> Case:
         pdf = arrow_to_pandas(pa.concat_tables([tables[j] for j in order]))
         for key_i, key in enumerate(keys):
             values = [choices[j][key_i] for j in order]
-            per_row = np.concatenate([[values[m]] * tables[j].num_rows for m, j in enumerate(order)]
-                                     ) if len(pdf) else np.array([], dtype=object)
+            per_row = (
+                np.concatenate([[values[m]] * tables[j].num_rows for m, j in enumerate(order)])
+                if len(pdf)
+                else np.array([], dtype=object)
+            )
             if _hive_ref_column([choices[j][key_i] for j in range(len(tables))]) == "int64":
                 pdf[key] = pd.Series(per_row.astype(np.int64) if len(per_row) else [], dtype="int64")
                 kinds[key] = "int"
@@ -317,8 +331,9 @@ def build_case(spec: Spec, root: str) -> Case:
         def write():
             os.makedirs(root, exist_ok=True)
             for pth, fr in zip(paths, frames):
-                fr.to_hdf(pth, key="t", format="table", mode="w",
-                          data_columns=["k", "i"] if spec.seed % 2 else None)
+                fr.to_hdf(
+                    pth, key="t", format="table", mode="w", data_columns=["k", "i"] if spec.seed % 2 else None
+                )
 
         pdf = pd.concat(frames, ignore_index=True) if frames else None
         for c in ("ks", "s"):
@@ -344,20 +359,27 @@ def build_case(spec: Spec, root: str) -> Case:
         def write():
             os.makedirs(root, exist_ok=True)
             for pth, fr in zip(paths, frames):
-                arrays = {c: np.array([v.encode() for v in fr[c]], dtype="S4") if c == "s"
-                          else fr[c].to_numpy() for c in cols}
+                arrays = {
+                    c: np.array([v.encode() for v in fr[c]], dtype="S4") if c == "s" else fr[c].to_numpy()
+                    for c in cols
+                }
                 with h5py.File(pth, "w") as fh:
                     if compound:  # one 1-D structured dataset, its fields are the columns
                         rec = np.zeros(len(fr), dtype=[(c, arrays[c].dtype) for c in cols])
                         for c in cols:
                             rec[c] = arrays[c]
-                        fh.create_dataset("t", data=rec, shape=(len(fr),), chunks=(chunk,),
-                                          maxshape=(None,))
+                        fh.create_dataset("t", data=rec, shape=(len(fr),), chunks=(chunk,), maxshape=(None,))
                         continue
                     grp = fh.create_group("t")
                     for c in cols:  # a group of equal-length 1-D datasets
-                        grp.create_dataset(c, data=arrays[c], shape=(len(fr),), dtype=arrays[c].dtype,
-                                           chunks=(chunk,), maxshape=(None,))
+                        grp.create_dataset(
+                            c,
+                            data=arrays[c],
+                            shape=(len(fr),),
+                            dtype=arrays[c].dtype,
+                            chunks=(chunk,),
+                            maxshape=(None,),
+                        )
 
         pdf = pd.concat(frames, ignore_index=True)
         kinds = {c: KINDS[c] for c in cols}
@@ -396,22 +418,22 @@ class Ex:
 
 @dataclass
 class Step:
-    src: str                              # "{d}" = current frame name
-    fn: Callable                          # (frame, is_pandas) -> frame
-    kinds: dict                           # the column kinds after this step
+    src: str  # "{d}" = current frame name
+    fn: Callable  # (frame, is_pandas) -> frame
+    kinds: dict  # the column kinds after this step
 
 
 @dataclass
 class Query:
     steps: list
     final_src: str
-    final: Callable                       # (frame, is_pandas) -> result
-    exact: bool                           # exact comparison (else rtol)
-    ill: bool = False                     # ill-conditioned (var/std of huge ints): looser rtol
-    sort_index: bool = False              # row order not specified (categorical keys)
+    final: Callable  # (frame, is_pandas) -> result
+    exact: bool  # exact comparison (else rtol)
+    ill: bool = False  # ill-conditioned (var/std of huge ints): looser rtol
+    sort_index: bool = False  # row order not specified (categorical keys)
     value_counts: bool = False
-    f32: bool = False                     # a floating-point aggregate over float32 values
-    int_nulls: bool = False               # aggregates "nn" (int64 with nulls)
+    f32: bool = False  # a floating-point aggregate over float32 values
+    int_nulls: bool = False  # aggregates "nn" (int64 with nulls)
 
     @property
     def is_len(self) -> bool:
@@ -500,8 +522,12 @@ def _const_for(kind, series, rng):
 
 OPS = ["==", "!=", "<", "<=", ">", ">="]
 _OPF = {
-    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
 }
 
 
@@ -540,20 +566,27 @@ def _leaf_mask(rng, kinds, pdf) -> Ex:
             if p:  # hpcframe documents na=False; for a category pandas gives NaN otherwise
                 return getattr(acc, meth)(pat, na=False).astype(bool)
             return getattr(acc, meth)(pat)
+
         return Ex(f"{col.src}.str.{meth}({pat!r})", strf, "mask")
     if kind in ("int", "float", "f32", "num", "dec") and r < 0.4:
-        a, b = sorted([_const_for(kind, pdf[c], rng) for _ in range(2)],
-                      key=lambda v: (np.isnan(v) if isinstance(v, float) else False, v))
-        return Ex(f"{col.src}.between({_lit(a)}, {_lit(b)})",
-                  lambda d, p, a=a, b=b: col.fn(d, p).between(a, b), "mask")
+        a, b = sorted(
+            [_const_for(kind, pdf[c], rng) for _ in range(2)],
+            key=lambda v: (np.isnan(v) if isinstance(v, float) else False, v),
+        )
+        return Ex(
+            f"{col.src}.between({_lit(a)}, {_lit(b)})",
+            lambda d, p, a=a, b=b: col.fn(d, p).between(a, b),
+            "mask",
+        )
     op = OPS[int(rng.integers(len(OPS)))]
     if kind in ("int", "float", "f32", "num", "dec") and r < 0.55:
         others = [o for o in cols if kinds[o] in NUMERIC and o != c]
         if others:
             o = others[int(rng.integers(len(others)))]
             oc = _col(o, kinds[o])
-            return Ex(f"({col.src} {op} {oc.src})",
-                      lambda d, p, op=op: _OPF[op](col.fn(d, p), oc.fn(d, p)), "mask")
+            return Ex(
+                f"({col.src} {op} {oc.src})", lambda d, p, op=op: _OPF[op](col.fn(d, p), oc.fn(d, p)), "mask"
+            )
     if kind in ("str", "cat", "boolnull") and op not in ("==", "!="):
         op = "=="
     v = _const_for(kind, pdf[c], rng)
@@ -608,8 +641,7 @@ def _step(rng, kinds, pdf):
         name = f"z{int(rng.integers(0, 3))}"
         new = dict(kinds)
         new[name] = e.kind
-        return Step(f"{{d}}.assign({name}={e.code('{d}')})",
-                    lambda d, p: d.assign(**{name: e.fn(d, p)}), new)
+        return Step(f"{{d}}.assign({name}={e.code('{d}')})", lambda d, p: d.assign(**{name: e.fn(d, p)}), new)
     keep = [c for c in kinds if rng.random() < 0.6] or [list(kinds)[0]]
     new = {c: kinds[c] for c in keep}
     return Step(f"{{d}}[{keep!r}]", lambda d, p: d[keep], new)
@@ -638,17 +670,32 @@ def _terminal(rng, kinds, big_ints):
             aggs += ["mean"]
         a = _pick(rng, aggs)
         exact = a in ("count", "nunique", "min", "max") or kinds[c] == "int" and a == "sum"
-        return (f"{{d}}.{c}.{a}()", lambda d, p: getattr(d[c], a)(), exact,
-                a in fl and not exact and big(c), False, False)
+        return (
+            f"{{d}}.{c}.{a}()",
+            lambda d, p: getattr(d[c], a)(),
+            exact,
+            a in fl and not exact and big(c),
+            False,
+            False,
+        )
     if r < 0.4 and nums:
         sel = [c for c in nums if rng.random() < 0.6] or nums[:1]
         a = _pick(rng, ["sum", "mean", "min", "max", "count", "var", "std", "nunique"])
         exact = a in ("count", "nunique", "min", "max")
-        return (f"{{d}}[{sel!r}].{a}()", lambda d, p: getattr(d[sel], a)(), exact,
-                a in fl and any(big(c) for c in sel), False, False)
+        return (
+            f"{{d}}[{sel!r}].{a}()",
+            lambda d, p: getattr(d[sel], a)(),
+            exact,
+            a in fl and any(big(c) for c in sel),
+            False,
+            False,
+        )
     if r < 0.7:
-        keyable = [c for c in cols if kinds[c] in ("int", "str", "cat", "boolnull", "bool", "date", "ts",
-                                                   "float", "f32")]
+        keyable = [
+            c
+            for c in cols
+            if kinds[c] in ("int", "str", "cat", "boolnull", "bool", "date", "ts", "float", "f32")
+        ]
         if not keyable:
             return ("{d}.len()", lambda d, p: len(d) if p else d.len(), True, False, False, False)
         keys = [_pick(rng, keyable)]
@@ -658,8 +705,9 @@ def _terminal(rng, kinds, big_ints):
                 keys.append(k2)
         dropna = bool(rng.random() < 0.6)
         vals = [c for c in cols if c not in keys and kinds[c] in NUMERIC + ("str",)]
-        a = _pick(rng, ["sum", "mean", "min", "max", "count", "var", "std", "nunique", "size",
-                        "first", "last"])
+        a = _pick(
+            rng, ["sum", "mean", "min", "max", "count", "var", "std", "nunique", "size", "first", "last"]
+        )
         if a in ("sum", "mean", "var", "std"):
             vals = [c for c in vals if kinds[c] in NUMERIC]
         sel = [c for c in vals if rng.random() < 0.5] or vals[:1]
@@ -672,40 +720,80 @@ def _terminal(rng, kinds, big_ints):
         kw = "" if dropna else ", dropna=False"
         by = keys[0] if len(keys) == 1 and rng.random() < 0.5 else keys
         if a == "size" or not sel:
-            return (f"{{d}}.groupby({by!r}{kw}).size()",
-                    lambda d, p: d.groupby(by, dropna=dropna).size(), True, False, sort_index, False)
+            return (
+                f"{{d}}.groupby({by!r}{kw}).size()",
+                lambda d, p: d.groupby(by, dropna=dropna).size(),
+                True,
+                False,
+                sort_index,
+                False,
+            )
         if len(sel) == 1 and rng.random() < 0.5:
             s = sel[0]
-            return (f"{{d}}.groupby({by!r}{kw}).{s}.{a}()",
-                    lambda d, p: getattr(d.groupby(by, dropna=dropna)[s], a)(), exact, ill, sort_index, False)
+            return (
+                f"{{d}}.groupby({by!r}{kw}).{s}.{a}()",
+                lambda d, p: getattr(d.groupby(by, dropna=dropna)[s], a)(),
+                exact,
+                ill,
+                sort_index,
+                False,
+            )
         if rng.random() < 0.3 and len(sel) >= 1:
             spec = {c: [a, "count"] if a != "count" else ["count"] for c in sel}
-            return (f"{{d}}.groupby({by!r}{kw}).agg({spec!r})",
-                    lambda d, p: d.groupby(by, dropna=dropna).agg(spec), False if not exact else exact,
-                    ill, sort_index, False)
-        return (f"{{d}}.groupby({by!r}{kw})[{sel!r}].{a}()",
-                lambda d, p: getattr(d.groupby(by, dropna=dropna)[sel], a)(), exact, ill, sort_index, False)
+            return (
+                f"{{d}}.groupby({by!r}{kw}).agg({spec!r})",
+                lambda d, p: d.groupby(by, dropna=dropna).agg(spec),
+                False if not exact else exact,
+                ill,
+                sort_index,
+                False,
+            )
+        return (
+            f"{{d}}.groupby({by!r}{kw})[{sel!r}].{a}()",
+            lambda d, p: getattr(d.groupby(by, dropna=dropna)[sel], a)(),
+            exact,
+            ill,
+            sort_index,
+            False,
+        )
     if r < 0.78:
         n = int(rng.choice([0, 1, 3, 10, 1000]))
-        return (f"{{d}}.head({n})", lambda d, p: d.head(n).reset_index(drop=True) if p else d.head(n),
-                True, False, False, False)
+        return (
+            f"{{d}}.head({n})",
+            lambda d, p: d.head(n).reset_index(drop=True) if p else d.head(n),
+            True,
+            False,
+            False,
+            False,
+        )
     if r < 0.85 and nums:
         if rng.random() < 0.5:
             sel = [c for c in nums if rng.random() < 0.6] or nums[:1]
-            return (f"{{d}}[{sel!r}].describe()", lambda d, p: _describe(d[sel], p), False,
-                    any(big(c) for c in sel), False, False)
+            return (
+                f"{{d}}[{sel!r}].describe()",
+                lambda d, p: _describe(d[sel], p),
+                False,
+                any(big(c) for c in sel),
+                False,
+                False,
+            )
         c = _pick(rng, nums)
         return (f"{{d}}.{c}.describe()", lambda d, p: _describe(d[c], p), False, big(c), False, False)
     if r < 0.9:
         c = _pick(rng, [c for c in cols if kinds[c] not in ("num",)] or cols)
         dropna = bool(rng.random() < 0.7)
         kw = "" if dropna else "dropna=False"
-        return (f"{{d}}.{c}.value_counts({kw})", lambda d, p: d[c].value_counts(dropna=dropna),
-                True, False, False, True)
+        return (
+            f"{{d}}.{c}.value_counts({kw})",
+            lambda d, p: d[c].value_counts(dropna=dropna),
+            True,
+            False,
+            False,
+            True,
+        )
     if r < 0.93:
         return ("{d}.len()", lambda d, p: len(d) if p else d.len(), True, False, False, False)
-    return ("{d}.compute()", lambda d, p: d.reset_index(drop=True) if p else d,
-            True, False, False, False)
+    return ("{d}.compute()", lambda d, p: d.reset_index(drop=True) if p else d, True, False, False, False)
 
 
 def _aggregated_columns(src: str) -> set:
@@ -730,10 +818,10 @@ def make_queries(case: Case, n: int) -> list[Query]:
             steps.append(st)
             kinds = st.kinds
         src, fn, exact, ill, sort_index, vc = _terminal(  # ill: int64 limits
-            rng, kinds, case.spec.big_ints or case.spec.specials > 0)
+            rng, kinds, case.spec.big_ints or case.spec.specials > 0
+        )
         f32 = not exact and any(kinds.get(c) == "f32" for c in _aggregated_columns(src))
-        out.append(Query(steps, src, fn, exact, ill, sort_index, vc, f32,
-                         "nn" in _aggregated_columns(src)))
+        out.append(Query(steps, src, fn, exact, ill, sort_index, vc, f32, "nn" in _aggregated_columns(src)))
     return out
 
 

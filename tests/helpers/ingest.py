@@ -1,5 +1,6 @@
 """Helpers of the ingest tests: small CSV-like data sets and compressed copies of files.
 (``mpiexec`` runs: :func:`tests.helpers.mpi.run_mpi`.)"""
+
 import bz2
 import gzip
 import lzma
@@ -17,13 +18,19 @@ HERE = os.path.join(TESTS, "ingest")
 def flights(n, seed=0, year=2016):
     """``n`` rows of a BTS-like flights table (a text column with commas and empty values)."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "Year": year, "Month": rng.integers(1, 13, n),
-        "FlightDate": [f"{year}-{m:02d}-{d:02d}" for m, d in
-                       zip(rng.integers(1, 13, n), rng.integers(1, 29, n))],
-        "Carrier": rng.choice(["AA", "UA", "DL", "WN"], n),
-        "Flights": rng.integers(0, 5, n), "Cancelled": rng.random(n).round(3),
-        "Origin": rng.choice(["JFK", "a, quoted", "LAX", ""], n)})
+    return pd.DataFrame(
+        {
+            "Year": year,
+            "Month": rng.integers(1, 13, n),
+            "FlightDate": [
+                f"{year}-{m:02d}-{d:02d}" for m, d in zip(rng.integers(1, 13, n), rng.integers(1, 29, n))
+            ],
+            "Carrier": rng.choice(["AA", "UA", "DL", "WN"], n),
+            "Flights": rng.integers(0, 5, n),
+            "Cancelled": rng.random(n).round(3),
+            "Origin": rng.choice(["JFK", "a, quoted", "LAX", ""], n),
+        }
+    )
 
 
 def compress(path, kind):

@@ -1,5 +1,6 @@
 """Helpers of the batch-job tests: the click group of the job commands, reference job
 scripts, the job scripts run by tests, and a small data set with its expected result."""
+
 from __future__ import annotations
 
 import os
@@ -18,11 +19,13 @@ def cli_group() -> click.Group:
     """``hpcframe``'s real group when part A's cli exists, else a group with only our commands."""
     try:
         from hpcframe.cli import main
+
         if "submit" in main.commands:
             return main
     except ImportError:
         pass
     from hpcframe.cli.jobs import register
+
     group = click.Group("hpcframe")
     register(group)
     return group
@@ -38,8 +41,12 @@ def make_dataset(root) -> tuple[str, object]:
     os.makedirs(src, exist_ok=True)
     parts = []
     for i in range(4):
-        df = pd.DataFrame({"carrier": rng.choice(["AA", "DL", "UA"], 50),
-                           "delay": rng.integers(-10, 100, 50).astype("int64")})
+        df = pd.DataFrame(
+            {
+                "carrier": rng.choice(["AA", "DL", "UA"], 50),
+                "delay": rng.integers(-10, 100, 50).astype("int64"),
+            }
+        )
         df.to_parquet(os.path.join(src, f"part-{i}.parquet"), index=False)
         parts.append(df)
     return src, pd.concat(parts, ignore_index=True)

@@ -1,6 +1,7 @@
 """MPI in the tests: whether this process was started by an MPI launcher (without importing
 mpi4py when it was not), this rank and the world size, collectives that also work without
 MPI, and ``mpiexec`` started as a subprocess with a timeout."""
+
 from __future__ import annotations
 
 import os
@@ -89,10 +90,10 @@ def run_mpi(n: int, args, timeout: float = 120, env=None, **kw) -> subprocess.Co
     this process's environment."""
     cmd = mpiexec(n, PYTHON, *args)
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})}, **kw)
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, **kw
+        )
     except subprocess.TimeoutExpired as exc:  # a hang: fail with what the ranks printed
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
-        pytest.fail(f"{' '.join(cmd)} did not finish in {timeout} s\nstdout:\n{out}\n"
-                    f"stderr:\n{err}")
+        pytest.fail(f"{' '.join(cmd)} did not finish in {timeout} s\nstdout:\n{out}\nstderr:\n{err}")

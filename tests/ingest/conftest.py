@@ -1,4 +1,5 @@
 """Fixtures of the ingest tests."""
+
 import pytest
 
 

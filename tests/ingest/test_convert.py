@@ -1,6 +1,7 @@
 """``hpcframe convert`` in one process (under mpiexec: test_mpi_convert.py): ``--overwrite``
 stays inside the destination, a bad manifest is a clear error on every rank (no hang),
 OSErrors keep their file name, exit codes, and ``--compression`` checked up front."""
+
 import json
 
 import pandas as pd
@@ -57,13 +58,15 @@ def test_overwrite_refuses_a_leaf_record_outside_the_staging_folder(tmp_path, sr
     victim.write_text("precious")
     out = tmp_path / "out"
     # a run that stops before its commit (injected disk full) leaves its leaf records
-    r = CliRunner().invoke(main, ["convert", str(src), str(out)],
-                           env={"HPCFRAME_DEBUG": "", "HPCFRAME_TEST_FAULT": "manifest:enospc"})
+    r = CliRunner().invoke(
+        main,
+        ["convert", str(src), str(out)],
+        env={"HPCFRAME_DEBUG": "", "HPCFRAME_TEST_FAULT": "manifest:enospc"},
+    )
     assert r.exit_code == 1, r.output
     record = tmp_path / ".out.hpcframe-staging" / LEAVES / "leaf-000000.json"
     assert record.exists()
-    record.write_text(json.dumps([{"path": "../../victim.txt", "rows": 1, "bytes": 1,
-                                   "leaf": 0}]))
+    record.write_text(json.dumps([{"path": "../../victim.txt", "rows": 1, "bytes": 1, "leaf": 0}]))
     r = invoke("convert", src, out)
     assert r.exit_code == 1, r.output
     assert victim.read_text() == "precious" and "leaf-000000.json" in r.output
@@ -84,8 +87,7 @@ def test_bad_manifest_fails_every_rank_without_hanging(tmp_path, src, manifest):
     out = tmp_path / "out"
     out.mkdir()
     (out / MANIFEST).write_text(manifest)
-    proc = run_mpi(2, ["-m", "hpcframe.cli", "convert", str(src), str(out), "--overwrite"],
-                   timeout=60)
+    proc = run_mpi(2, ["-m", "hpcframe.cli", "convert", str(src), str(out), "--overwrite"], timeout=60)
     assert proc.returncode != 0
     assert "is not an hpcframe manifest" in proc.stderr, proc.stderr
 
@@ -117,8 +119,9 @@ def test_debug_shows_the_traceback(tmp_path, src):
     assert r.exit_code == 1 and "Traceback" in r.output, r.output
 
 
-@pytest.mark.parametrize("to,codec", [("parquet", "lzf"), ("parquet", "bogus"),
-                                      ("hdf5", "zstd"), ("csv", "gzip")])
+@pytest.mark.parametrize(
+    "to,codec", [("parquet", "lzf"), ("parquet", "bogus"), ("hdf5", "zstd"), ("csv", "gzip")]
+)
 def test_bad_compression_is_refused_up_front(tmp_path, src, to, codec):
     out = tmp_path / "out"
     r = invoke("convert", src, out, "--to", to, "--compression", codec)
@@ -126,8 +129,9 @@ def test_bad_compression_is_refused_up_front(tmp_path, src, to, codec):
     assert "--compression" in r.output and not out.exists()
 
 
-@pytest.mark.parametrize("to,codec", [("parquet", "none"), ("parquet", "LZ4"),
-                                      ("hdf5", "none"), ("hdf5", "lzf")])
+@pytest.mark.parametrize(
+    "to,codec", [("parquet", "none"), ("parquet", "LZ4"), ("hdf5", "none"), ("hdf5", "lzf")]
+)
 def test_good_compression_is_accepted(tmp_path, src, to, codec):
     out = tmp_path / ("out.h5" if to == "hdf5" else "out")
     r = invoke("convert", src, out, "--to", to, "--compression", codec)

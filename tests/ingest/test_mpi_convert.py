@@ -1,4 +1,5 @@
 """`hpcframe convert` under a real mpiexec with 1-4 ranks (subprocesses with timeouts)."""
+
 import os
 import re
 
@@ -39,9 +40,22 @@ def sort(df):
 def test_convert_to_hive_parquet_on_n_ranks(tmp_path, csvs, n):
     pattern, exp = csvs
     out = str(tmp_path / "out")
-    proc = run_mpi(n, CONVERT + [pattern, out, "--to", "parquet", "--partition-by",
-                                 "Year,Month", "--chunk-bytes", "64KB", "--progress"],
-                   env=SMALL)
+    proc = run_mpi(
+        n,
+        CONVERT
+        + [
+            pattern,
+            out,
+            "--to",
+            "parquet",
+            "--partition-by",
+            "Year,Month",
+            "--chunk-bytes",
+            "64KB",
+            "--progress",
+        ],
+        env=SMALL,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"{len(exp):,} rows" in proc.stdout and f"on {n} rank(s)" in proc.stdout
     assert proc.stdout.count("wrote /") == 1  # summary from rank 0 only
@@ -53,8 +67,7 @@ def test_convert_to_hive_parquet_on_n_ranks(tmp_path, csvs, n):
 def test_convert_to_hdf5_on_two_ranks(tmp_path, csvs):
     pattern, exp = csvs
     out = str(tmp_path / "flights.h5")
-    proc = run_mpi(2, CONVERT + [pattern, out, "--to", "hdf5", "--chunk-bytes", "64KB"],
-                   env=SMALL)
+    proc = run_mpi(2, CONVERT + [pattern, out, "--to", "hdf5", "--chunk-bytes", "64KB"], env=SMALL)
     assert proc.returncode == 0, proc.stderr
     got = hf.read_hdf(out).compute()
     pd.testing.assert_frame_equal(sort(got), sort(exp.fillna({"Origin": ""})))
@@ -63,8 +76,7 @@ def test_convert_to_hdf5_on_two_ranks(tmp_path, csvs):
 def test_dry_run_shows_files_ranks_and_outputs(tmp_path, csvs):
     pattern, _ = csvs
     out = str(tmp_path / "out")
-    proc = run_mpi(3, CONVERT + [pattern, out, "--dry-run", "--chunk-bytes", "64KB"],
-                   env=SMALL)
+    proc = run_mpi(3, CONVERT + [pattern, out, "--dry-run", "--chunk-bytes", "64KB"], env=SMALL)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert "over 3 rank(s)" in text and "rank 2:" in text
@@ -101,16 +113,21 @@ def test_peak_memory_per_rank_is_bounded_by_the_chunk(tmp_path):
     below the file size (a rank that loaded the file would need well over 400 MB)."""
     path = tmp_path / "big.csv"
     rng = np.random.default_rng(1)
-    block = "".join(f"{i},{rng.integers(0, 10**9)},{rng.random():.6f},name{i % 97},{i % 13}\n"
-                    for i in range(20000)).encode()
+    block = "".join(
+        f"{i},{rng.integers(0, 10**9)},{rng.random():.6f},name{i % 97},{i % 13}\n" for i in range(20000)
+    ).encode()
     with open(path, "wb") as f:
         f.write(b"a,b,c,d,e\n")
         while f.tell() < 200e6:
             f.write(block)
     size_mb = os.path.getsize(path) / 1e6
     script = os.path.join(HERE, "scripts", "convert_report.py")
-    proc = run_mpi(2, [script, str(path), str(tmp_path / "out"), str(4 << 20)],
-                   env={"HPCFRAME_BLOCK_ROWS": "100000"}, timeout=240)
+    proc = run_mpi(
+        2,
+        [script, str(path), str(tmp_path / "out"), str(4 << 20)],
+        env={"HPCFRAME_BLOCK_ROWS": "100000"},
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr
     peaks = [float(x) for x in re.findall(r"maxrss_mb=(\d+)", proc.stdout)]
     assert len(peaks) == 2
@@ -129,17 +146,23 @@ def _beside(tmp_path):
     return sorted(n for n in os.listdir(tmp_path))
 
 
-@pytest.mark.parametrize("stage,rank", [("part", 1), ("leaf-record", 0), ("manifest", 0),
-                                        ("publish", 0)])
+@pytest.mark.parametrize("stage,rank", [("part", 1), ("leaf-record", 0), ("manifest", 0), ("publish", 0)])
 def test_kill_of_one_rank_at_a_stage_then_resume(tmp_path, csvs, stage, rank):
     """SIGKILL of one rank of ``mpiexec -n 2`` at ``stage``: the job ends (no hang), a reader
     sees nothing, and the same command on 2 ranks resumes and equals pandas."""
     pattern, exp = csvs
     out = str(tmp_path / "out")
     args = CONVERT + [pattern, out, "--chunk-bytes", "64KB"]
-    proc = run_mpi(2, args, env={**SMALL, "HPCFRAME_TEST_FAULT": f"{stage}:kill:{rank}:2"
-                                 if stage in ("part", "leaf-record") else
-                                 f"{stage}:kill:{rank}"})
+    proc = run_mpi(
+        2,
+        args,
+        env={
+            **SMALL,
+            "HPCFRAME_TEST_FAULT": f"{stage}:kill:{rank}:2"
+            if stage in ("part", "leaf-record")
+            else f"{stage}:kill:{rank}",
+        },
+    )
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert not os.path.exists(out)
     proc = run_mpi(2, args, env=SMALL)
@@ -194,10 +217,16 @@ def test_two_parallel_writers_racing_never_mix(tmp_path, csvs):
     pattern, _ = csvs
     patterns = [pattern, pattern.replace("flights-*", "flights-[01]*")]
     out = str(tmp_path / "out")
-    procs = [subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *CONVERT, p, out,
-                               "--chunk-bytes", "64KB"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, **SMALL})
-             for p in patterns]
+    procs = [
+        subprocess.Popen(
+            [MPIEXEC, "-n", "2", sys.executable, *CONVERT, p, out, "--chunk-bytes", "64KB"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **SMALL},
+        )
+        for p in patterns
+    ]
     try:
         results = [p.communicate(timeout=240) for p in procs]
     finally:
@@ -209,8 +238,9 @@ def test_two_parallel_writers_racing_never_mix(tmp_path, csvs):
     err = results[1 - winner][1]
     assert "being written by another" in err or "already holds a dataset" in err, err
     got = hf.read_parquet(out).compute()
-    pd.testing.assert_frame_equal(sort(got[list(exp_cols(got))]),
-                                  sort(_pandas(patterns[winner])[list(exp_cols(got))]))
+    pd.testing.assert_frame_equal(
+        sort(got[list(exp_cols(got))]), sort(_pandas(patterns[winner])[list(exp_cols(got))])
+    )
     assert _beside(tmp_path) == ["out"]
 
 

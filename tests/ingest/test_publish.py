@@ -7,6 +7,7 @@ The faults are real: ``SIGKILL`` of a real ``hpcframe convert`` process at a cho
 ENOSPC from a small tmpfs (where mounting one is allowed), an injected ``OSError(ENOSPC)`` at
 each stage (tests named ``injected``), and concurrent processes.
 """
+
 import io
 import json
 import multiprocessing
@@ -33,8 +34,7 @@ pytestmark = pytest.mark.timeout(240)
 ENV = {"HPCFRAME_BLOCK_ROWS": "1500", "HPCFRAME_DEBUG": ""}
 #: Stages of a write, in order (``vds`` only for HDF5). ``part``/``leaf-record`` are hit on
 #: the 3rd/2nd time, i.e. in the middle of the data.
-STAGES = ["lock", "plan", "part", "leaf-record", "manifest", "vds", "cleanup", "publish",
-          "published"]
+STAGES = ["lock", "plan", "part", "leaf-record", "manifest", "vds", "cleanup", "publish", "published"]
 NTH = {"part": 3, "leaf-record": 2}
 
 
@@ -101,9 +101,13 @@ def start(src, dst, *args, fault=None, env=None):
     e = {**os.environ, **ENV, **(env or {})}
     if fault:
         e["HPCFRAME_TEST_FAULT"] = fault
-    return subprocess.Popen([sys.executable, "-m", "hpcframe.cli", "convert", src, dst,
-                             "--chunk-bytes", "32KB", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=e)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpcframe.cli", "convert", src, dst, "--chunk-bytes", "32KB", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=e,
+    )
 
 
 def sort(df):
@@ -174,8 +178,7 @@ def test_kill_at_every_stage_of_an_overwrite(tmp_path, sources, to, stage):
     (src_a, exp_a), (src_b, exp_b) = sources
     dst = str(tmp_path / ("out.h5" if to == "hdf5" else "out"))
     assert convert(src_a, dst, "--to", to).returncode == 0
-    p = convert(src_b, dst, "--to", to, "--overwrite",
-                fault=f"{stage}:kill::{NTH.get(stage, 1)}")
+    p = convert(src_b, dst, "--to", to, "--overwrite", fault=f"{stage}:kill::{NTH.get(stage, 1)}")
     assert p.returncode == -signal.SIGKILL, p.stdout + p.stderr
     seen = visible(dst, to)
     if stage == "publish" or (stage == "published" and to == "hdf5"):
@@ -190,8 +193,7 @@ def test_kill_at_every_stage_of_an_overwrite(tmp_path, sources, to, stage):
     assert_clean(tmp_path, dst_names(to))
 
 
-def test_a_finished_publish_is_resumed_without_overwrite_only_when_it_was_asked(tmp_path,
-                                                                                sources):
+def test_a_finished_publish_is_resumed_without_overwrite_only_when_it_was_asked(tmp_path, sources):
     """Killed between the commit and the publish of an overwrite: the same command finishes
     it; without --overwrite the old dataset is kept and the message says what to do."""
     (src_a, exp_a), (src_b, exp_b) = sources
@@ -214,8 +216,7 @@ DISK_STAGES = ["lock", "plan", "part", "leaf-record", "manifest", "vds", "cleanu
 
 @pytest.mark.parametrize("to", ["parquet", "hdf5"])
 @pytest.mark.parametrize("stage", DISK_STAGES)
-def test_disk_full_injected_at_every_stage_then_resume(tmp_path, sources, to, stage,
-                                                        monkeypatch):
+def test_disk_full_injected_at_every_stage_then_resume(tmp_path, sources, to, stage, monkeypatch):
     """An ``OSError(ENOSPC)`` injected at the write call of ``stage``: exit 1, the message
     names the file and says to re-run; nothing visible; the re-run finishes the write."""
     if stage == "vds" and to != "hdf5":
@@ -229,9 +230,16 @@ def test_disk_full_injected_at_every_stage_then_resume(tmp_path, sources, to, st
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1, r.output
     assert "no space left" in r.output and "re-run" in r.output, r.output
-    named = {"lock": ".hpcframe-lock", "plan": "_hpcframe_plan.json", "part": "part-0000",
-             "leaf-record": "leaf-0000", "manifest": MANIFEST, "vds": "_hpcframe_vds.h5",
-             "cleanup": ".hpcframe-staging", "publish": dst}
+    named = {
+        "lock": ".hpcframe-lock",
+        "plan": "_hpcframe_plan.json",
+        "part": "part-0000",
+        "leaf-record": "leaf-0000",
+        "manifest": MANIFEST,
+        "vds": "_hpcframe_vds.h5",
+        "cleanup": ".hpcframe-staging",
+        "publish": dst,
+    }
     assert named[stage] in r.output, r.output
     assert visible(dst, to) is None
     monkeypatch.delenv("HPCFRAME_TEST_FAULT")
@@ -248,8 +256,12 @@ def small_fs(tmp_path):
     """A 2 MB tmpfs at ``tmp_path/fs`` (skipped where mounting is not allowed)."""
     mnt = tmp_path / "fs"
     mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if p.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
     yield mnt
@@ -264,8 +276,14 @@ def test_real_disk_full_at_every_stage_then_resume(tmp_path, sources, small_fs, 
     (src, exp), _ = sources
     dst = str(small_fs / "out")
     filler = str(small_fs / "filler")
-    p = convert(src, dst, "--compression", "none",
-                fault=f"{stage}:fill::{NTH.get(stage, 1)}", env={"HPCFRAME_TEST_FILLER": filler})
+    p = convert(
+        src,
+        dst,
+        "--compression",
+        "none",
+        fault=f"{stage}:fill::{NTH.get(stage, 1)}",
+        env={"HPCFRAME_TEST_FILLER": filler},
+    )
     assert p.returncode == 1, p.stdout + p.stderr
     assert "no space left" in p.stderr and "re-run" in p.stderr and str(small_fs) in p.stderr
     assert "Traceback" not in p.stderr
@@ -277,8 +295,7 @@ def test_real_disk_full_at_every_stage_then_resume(tmp_path, sources, small_fs, 
     assert_clean(small_fs, ["out"])
 
 
-def test_real_disk_too_small_names_the_file_then_resume_after_growing(tmp_path, sources,
-                                                                      small_fs):
+def test_real_disk_too_small_names_the_file_then_resume_after_growing(tmp_path, sources, small_fs):
     """The data does not fit the file system: the error names a part file; after the file
     system grows, the same command resumes (the finished parts are kept)."""
     (_, exp), _ = sources
@@ -358,8 +375,7 @@ def test_two_writers_racing_never_mix(tmp_path, sources, round_):
     assert_clean(tmp_path, ["out"])
 
 
-def test_stale_lock_of_a_killed_writer_is_cleared_and_a_foreign_one_explained(tmp_path,
-                                                                              sources):
+def test_stale_lock_of_a_killed_writer_is_cleared_and_a_foreign_one_explained(tmp_path, sources):
     """A lock left by a killed writer on this host is cleared by the next run; a lock from
     another host is refused with the command that clears it."""
     (src, exp), _ = sources
@@ -370,8 +386,17 @@ def test_stale_lock_of_a_killed_writer_is_cleared_and_a_foreign_one_explained(tm
     p = convert(src, dst)
     assert p.returncode == 0, p.stderr
     assert not lock.exists()
-    lock.write_text(json.dumps({"host": "node-elsewhere", "pid": 4242, "started": "then",
-                                "token": "x", "command": "hpcframe convert ..."}))
+    lock.write_text(
+        json.dumps(
+            {
+                "host": "node-elsewhere",
+                "pid": 4242,
+                "started": "then",
+                "token": "x",
+                "command": "hpcframe convert ...",
+            }
+        )
+    )
     p = convert(src, dst, "--overwrite")
     assert p.returncode == 2 and f"rm {lock}" in p.stderr and "node-elsewhere" in p.stderr
     lock.unlink()
@@ -510,11 +535,14 @@ def test_an_empty_destination_folder_is_replaced_by_the_publish(tmp_path, source
     assert_clean(tmp_path, ["out"])
 
 
-@pytest.mark.parametrize("stage,code,says", [
-    ("manifest", 2, "holds files that hpcframe did not write"),  # before the commit
-    ("cleanup", 1, "was created by someone else")])  # after it: the publish refuses
-def test_a_file_appearing_in_the_destination_during_the_write_is_kept(tmp_path, sources,
-                                                                      stage, code, says):
+@pytest.mark.parametrize(
+    "stage,code,says",
+    [
+        ("manifest", 2, "holds files that hpcframe did not write"),  # before the commit
+        ("cleanup", 1, "was created by someone else"),
+    ],
+)  # after it: the publish refuses
+def test_a_file_appearing_in_the_destination_during_the_write_is_kept(tmp_path, sources, stage, code, says):
     """Someone else creates a file in the (empty) destination while a write is unfinished:
     the write refuses (their file is kept, the finished parts too) and says what to do; once
     the file is moved away, the re-run publishes."""

@@ -1,4 +1,5 @@
 """hf.read_csv: lazy, split or streamed, one schema, results equal to pandas.read_csv."""
+
 import os
 import warnings
 
@@ -40,8 +41,7 @@ def test_query_on_a_glob_of_compressed_files(tmp_path, small_blocks):
         os.remove(p)
         frames.append(df)
     raw = read_csv(str(tmp_path / "flights-2016-*.csv.*"), chunk_bytes=32 << 10)
-    got = raw[raw.Carrier == "AA"].groupby("FlightDate")[["Flights", "Cancelled"]].sum() \
-        .compute()
+    got = raw[raw.Carrier == "AA"].groupby("FlightDate")[["Flights", "Cancelled"]].sum().compute()
     exp = pd.concat(frames, ignore_index=True)
     exp = exp[exp.Carrier == "AA"].groupby("FlightDate")[["Flights", "Cancelled"]].sum()
     pd.testing.assert_frame_equal(got, exp)
@@ -77,13 +77,16 @@ def test_types_are_unified_across_files(tmp_path):
 def test_dtype_parse_dates_usecols(tmp_path):
     path = tmp_path / "f.csv"
     flights(500).to_csv(path, index=False)
-    raw = read_csv(str(path), dtype={"Flights": "float64", "Carrier": "category"},
-                   parse_dates=["FlightDate"], usecols=["FlightDate", "Carrier", "Flights"])
+    raw = read_csv(
+        str(path),
+        dtype={"Flights": "float64", "Carrier": "category"},
+        parse_dates=["FlightDate"],
+        usecols=["FlightDate", "Carrier", "Flights"],
+    )
     got = raw.compute()
     assert list(got.columns) == ["FlightDate", "Carrier", "Flights"]
     assert got.Flights.dtype == "float64" and isinstance(got.Carrier.dtype, pd.CategoricalDtype)
-    exp = pd.read_csv(path, parse_dates=["FlightDate"], usecols=["FlightDate", "Carrier",
-                                                                 "Flights"])
+    exp = pd.read_csv(path, parse_dates=["FlightDate"], usecols=["FlightDate", "Carrier", "Flights"])
     assert (got.FlightDate.values == exp.FlightDate.values.astype(got.FlightDate.dtype)).all()
 
 
@@ -155,12 +158,13 @@ def test_quoted_newlines_are_detected_and_the_file_streamed(tmp_path):
     """A line break inside a quoted field (seen in the sample) turns byte-range splitting
     off: the file is streamed, and rows stay whole."""
     path = tmp_path / "f.csv"
-    rows = [f'{i},"line {i}\nsecond part"' if i % 7 == 0 else f"{i},plain {i}"
-            for i in range(3000)]
+    rows = [f'{i},"line {i}\nsecond part"' if i % 7 == 0 else f"{i},plain {i}" for i in range(3000)]
     path.write_text("a,b\n" + "\n".join(rows) + "\n")
     raw = read_csv(str(path), chunk_bytes=4096)
-    assert all(isinstance(p.piece, RowChunk) for p in raw._node.source.discover(
-        __import__("hpcframe.comm", fromlist=["Comm"]).Comm()))
+    assert all(
+        isinstance(p.piece, RowChunk)
+        for p in raw._node.source.discover(__import__("hpcframe.comm", fromlist=["Comm"]).Comm())
+    )
     pd.testing.assert_frame_equal(raw.compute(), pd.read_csv(path))
 
 
@@ -179,8 +183,7 @@ def test_lowering_block_rows_after_a_query_rediscovers(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("block_rows", [None, 1000])
-def test_compressed_files_estimate_their_rows_not_the_chunk_capacity(tmp_path, monkeypatch,
-                                                                       block_rows):
+def test_compressed_files_estimate_their_rows_not_the_chunk_capacity(tmp_path, monkeypatch, block_rows):
     """A compressed file's partitions say how many rows it probably has: the last chunk of
     a file holds the estimated rest, not a full chunk (12 small .xz files once claimed
     6,967,128 rows for 336,776). Earlier chunks hold exactly their rows."""
@@ -209,6 +212,5 @@ def test_compressed_files_estimate_their_rows_not_the_chunk_capacity(tmp_path, m
         assert mine[-1].piece.last and not any(p.piece.last for p in mine[:-1])
         assert abs(sum(p.num_rows for p in mine) - len(f)) <= 0.1 * len(f)
         assert sum(p.nbytes for p in mine) == os.path.getsize(mine[0].path)
-    exp = pd.concat([pd.read_csv(tmp_path / f"m{i:02d}.csv.xz") for i in range(12)],
-                    ignore_index=True)
+    exp = pd.concat([pd.read_csv(tmp_path / f"m{i:02d}.csv.xz") for i in range(12)], ignore_index=True)
     pd.testing.assert_frame_equal(raw.compute(), exp)

@@ -1,4 +1,5 @@
 """to_parquet / to_hdf / to_csv: read back equal, atomic, resumable."""
+
 import json
 import os
 
@@ -36,8 +37,9 @@ def sort(df, cols):
 def test_hive_parquet_read_back_by_hpcframe_pandas_and_pyarrow(tmp_path, src):
     pattern, exp = src
     out = str(tmp_path / "flights")
-    s = to_parquet(read_csv(pattern, chunk_bytes=32 << 10), out, partition_by=["Year", "Month"],
-                   row_group_size=500)
+    s = to_parquet(
+        read_csv(pattern, chunk_bytes=32 << 10), out, partition_by=["Year", "Month"], row_group_size=500
+    )
     assert s["rows"] == len(exp) and s["leaves"] > 4
     assert os.path.isdir(os.path.join(out, "Year=2016", "Month=7"))
     assert not os.path.exists(staging_of(ParquetFormat(out)))
@@ -60,8 +62,7 @@ def test_hive_parquet_read_back_by_hpcframe_pandas_and_pyarrow(tmp_path, src):
     # a query on the result equals pandas
     f = hf.read_parquet(out)
     q = f[f.Carrier == "AA"].groupby("Month")[["Flights"]].sum().compute()
-    pd.testing.assert_frame_equal(q, exp[exp.Carrier == "AA"].groupby("Month")[["Flights"]]
-                                  .sum())
+    pd.testing.assert_frame_equal(q, exp[exp.Carrier == "AA"].groupby("Month")[["Flights"]].sum())
 
 
 def test_hdf5_read_back_by_read_hdf(tmp_path, src):
@@ -135,8 +136,9 @@ def test_parquet_copy_keeps_large_ints_of_a_column_with_nulls_elsewhere(tmp_path
 
     src = tmp_path / "src"
     src.mkdir()
-    exact = pa.table({"i": pa.array([2**53 + 1, 2**62 + 1], pa.int64()),
-                      "u": pa.array([2**64 - 1, 3], pa.uint64())})
+    exact = pa.table(
+        {"i": pa.array([2**53 + 1, 2**62 + 1], pa.int64()), "u": pa.array([2**64 - 1, 3], pa.uint64())}
+    )
     holes = pa.table({"i": pa.array([None, 5], pa.int64()), "u": pa.array([None, 3], pa.uint64())})
     pq.write_table(exact, src / "a.parquet")
     pq.write_table(holes, src / "b.parquet")

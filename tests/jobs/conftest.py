@@ -1,6 +1,7 @@
 """Fixtures for the batch-job tests: a CLI runner over hpcframe's job commands, a clean working
 directory, and (session scope) a REAL single-node SLURM cluster from tests/slurm/start_slurm.sh.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,6 +22,7 @@ def hf():
 
     def invoke(*args):
         return runner.invoke(group, [str(a) for a in args], catch_exceptions=False)
+
     return invoke
 
 
@@ -44,6 +46,7 @@ def slurm_cluster():
     Needs root (slurmd, munge). When that or the start script fails, the tests FAIL if the
     ``CI`` environment variable is set (CI must run them) and are skipped otherwise.
     """
+
     def unavailable(why):
         if os.environ.get("CI"):
             pytest.fail(f"SLURM end-to-end tests must run in CI but cannot: {why}")

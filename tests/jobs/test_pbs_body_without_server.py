@@ -4,6 +4,7 @@ this host twice, ``PBS_O_WORKDIR``, ``PBS_JOBID``, ``PBS_ARRAY_INDEX``/``PBS_ARR
 output redirected to the log files the ``#PBS -o/-e`` directives name. What is NOT covered:
 ``qsub`` parsing the directives, and ``qstat``/``qdel`` (their output parsers are tested on
 recorded text below)."""
+
 from __future__ import annotations
 
 import json
@@ -27,26 +28,38 @@ def run_like_a_pbs_server(script_text, tmp_path, extra_env, timeout=90):
     nodefile = tmp_path / "pbs_nodefile"
     nodefile.write_text(f"{socket.gethostname()}\n" * 2)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PMI_", "HYDRA_"))}
-    env.update({"PBS_NODEFILE": str(nodefile), "PBS_O_WORKDIR": str(tmp_path / "submit-dir"),
-                "PBS_JOBID": "4242.fakeserver", "PBS_ENVIRONMENT": "PBS_BATCH", **extra_env})
+    env.update(
+        {
+            "PBS_NODEFILE": str(nodefile),
+            "PBS_O_WORKDIR": str(tmp_path / "submit-dir"),
+            "PBS_JOBID": "4242.fakeserver",
+            "PBS_ENVIRONMENT": "PBS_BATCH",
+            **extra_env,
+        }
+    )
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    return subprocess.run(["bash", str(script)], cwd=home, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(script)], cwd=home, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("scheduler,index_var", [("pbs", "PBS_ARRAY_INDEX"), ("torque", "PBS_ARRAYID")])
-def test_rendered_pbs_body_runs_two_ranks_without_a_pbs_server(scheduler, index_var, tmp_path,
-                                                               monkeypatch):
+def test_rendered_pbs_body_runs_two_ranks_without_a_pbs_server(scheduler, index_var, tmp_path, monkeypatch):
     submit_dir = tmp_path / "submit-dir"
     submit_dir.mkdir()
     monkeypatch.chdir(submit_dir)
     src, df = make_dataset(tmp_path)
-    p = make_params(None, {"ntasks_per_node": 2, "launcher": MPIEXEC}, scheduler=scheduler,
-                    array=ArraySpec.parse("month=1-3"))
-    text = render_job(p, os.path.join(SCRIPTS, "groupby_job.py"), [src, "out", "m{month}"],
-                      run_dir=str(tmp_path / "run"))
+    p = make_params(
+        None,
+        {"ntasks_per_node": 2, "launcher": MPIEXEC},
+        scheduler=scheduler,
+        array=ArraySpec.parse("month=1-3"),
+    )
+    text = render_job(
+        p, os.path.join(SCRIPTS, "groupby_job.py"), [src, "out", "m{month}"], run_dir=str(tmp_path / "run")
+    )
     assert 'cd "$PBS_O_WORKDIR"' in text
     proc = run_like_a_pbs_server(text, tmp_path, {index_var: "2"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -73,7 +86,11 @@ Job Id: 104.pbs01
 def test_qstat_output_parsing_on_recorded_text():
     """No PBS server: ``qstat -x -f`` output as PBS Pro prints it, parsed."""
     rows = parse_qstat_f(QSTAT_PBSPRO)
-    assert [(r[0], r[1]) for r in rows] == [("101.pbs01", "COMPLETED"), ("102.pbs01", "FAILED"),
-                                            ("103.pbs01", "RUNNING"), ("104.pbs01", "PENDING")]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("101.pbs01", "COMPLETED"),
+        ("102.pbs01", "FAILED"),
+        ("103.pbs01", "RUNNING"),
+        ("104.pbs01", "PENDING"),
+    ]
     assert PBSPro().parse_job_id("4242.pbs01\n") == "4242.pbs01"
     assert PBSPro().parse_job_id("4243[].pbs01\n") == "4243[].pbs01"

@@ -1,4 +1,5 @@
 """Profiles: where they are found, how they merge with options, and reuse of dask-jobqueue."""
+
 from __future__ import annotations
 
 import os
@@ -54,16 +55,21 @@ def test_search_order_configs_then_home_then_env(workdir, monkeypatch):
 
 
 def test_options_override_profile(workdir):
-    write(workdir / "configs/c.yaml", {"scheduler": "slurm", "queue": "big", "nodes": 4,
-                                       "ntasks-per-node": 8, "time": "02:00:00"})
+    write(
+        workdir / "configs/c.yaml",
+        {"scheduler": "slurm", "queue": "big", "nodes": 4, "ntasks-per-node": 8, "time": "02:00:00"},
+    )
     p = make_params("c", {"nodes": 2, "time": None, "partition": None})
     assert (p.nodes, p.ntasks_per_node, p.partition, p.time) == (2, 8, "big", "02:00:00")
 
 
 def test_profile_errors_name_the_file_and_key(workdir):
     write(workdir / "configs/bad.yaml", {"scheduler": "slurm", "ntasks": 4})
-    with pytest.raises(JobError, match=r"bad.yaml \(also allowed: dask_jobqueue\): "
-                                       r"unknown key\(s\) ntasks; valid keys"):
+    with pytest.raises(
+        JobError,
+        match=r"bad.yaml \(also allowed: dask_jobqueue\): "
+        r"unknown key\(s\) ntasks; valid keys",
+    ):
         make_params("bad")
     write(workdir / "configs/lsf.yaml", {"scheduler": "lsf"})
     with pytest.raises(JobError, match="scheduler 'lsf' is not one of slurm, pbs, torque"):
@@ -79,9 +85,15 @@ def test_profile_errors_name_the_file_and_key(workdir):
 def test_dask_jobqueue_file_is_reused(workdir):
     path = write(workdir / "jobqueue.yaml", DASK_YAML)
     got = from_dask_jobqueue("slurm", str(path))
-    assert got == {"partition": "regular", "account": "m1234", "time": "02:00:00", "mem": "64GB",
-                   "ntasks_per_node": 32, "extra_directives": ["--constraint=cpu", "--qos=debug"],
-                   "setup": ["module load python", "conda activate analysis"]}
+    assert got == {
+        "partition": "regular",
+        "account": "m1234",
+        "time": "02:00:00",
+        "mem": "64GB",
+        "ntasks_per_node": 32,
+        "extra_directives": ["--constraint=cpu", "--qos=debug"],
+        "setup": ["module load python", "conda activate analysis"],
+    }
     assert from_dask_jobqueue("torque", str(path))["partition"] == "workq"
     # dask settings < options; rendered
     p = make_params(None, {"nodes": 2}, dask_config=str(path), scheduler="slurm")
@@ -94,6 +106,7 @@ def test_dask_jobqueue_from_users_dask_config_dir(workdir, monkeypatch):
     with lower priority than the profile."""
     write(workdir / "home/.config/dask/jobqueue.yaml", DASK_YAML)
     import dask.config
+
     monkeypatch.setattr(dask.config, "paths", [str(workdir / "home/.config/dask")])
     write(workdir / "configs/d.yaml", {"scheduler": "pbs", "dask_jobqueue": True, "time": "00:10:00"})
     p = make_params("d")

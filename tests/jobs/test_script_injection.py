@@ -3,6 +3,7 @@ return, tab, ...) in ANY value written into a job script -- the submit directory
 directory, names, profile values, the target path, script arguments -- is refused with an error
 naming the parameter, and hostile-but-printable values render into a script that, run by
 bash, executes nothing but the launch line."""
+
 from __future__ import annotations
 
 import os
@@ -35,15 +36,16 @@ def fake_tools(tmp_path):
     log = tmp_path / "calls.log"
     for tool in ("sbatch", "qsub", "srun", "mpiexec", "module"):
         p = bindir / tool
-        p.write_text(f'#!/bin/bash\nprintf "%q " {tool} "$@" >> {shlex.quote(str(log))}\n'
-                     f'echo >> {shlex.quote(str(log))}\necho 4242\n')
+        p.write_text(
+            f'#!/bin/bash\nprintf "%q " {tool} "$@" >> {shlex.quote(str(log))}\n'
+            f"echo >> {shlex.quote(str(log))}\necho 4242\n"
+        )
         p.chmod(p.stat().st_mode | stat.S_IXUSR)
     return bindir, log
 
 
 def injected(root) -> list[str]:
-    return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files
-            if f.startswith("INJECTED")]
+    return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.startswith("INJECTED")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,9 +70,16 @@ def test_newline_in_the_submit_directory_is_refused(scheduler, workdir, monkeypa
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-@pytest.mark.parametrize("char,name", [("\n", "newline"), ("\r", "carriage return"),
-                                       ("\t", "tab"), ("\x1b", "control character"),
-                                       ("\x85", "control character")])
+@pytest.mark.parametrize(
+    "char,name",
+    [
+        ("\n", "newline"),
+        ("\r", "carriage return"),
+        ("\t", "tab"),
+        ("\x1b", "control character"),
+        ("\x85", "control character"),
+    ],
+)
 def test_control_character_in_the_run_directory_is_refused(scheduler, char, name, workdir):
     """The run directory becomes ``--output/--error`` (SLURM) and ``-o/-e`` (PBS)."""
     target = write_target(workdir)
@@ -92,8 +101,7 @@ FIELDS = [
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 @pytest.mark.parametrize("field,template,what", FIELDS, ids=[f[0] for f in FIELDS])
 @pytest.mark.parametrize("char", ["\n", "\t", "\x00", "\x7f"], ids=["nl", "tab", "nul", "del"])
-def test_control_characters_in_any_parameter_are_refused(scheduler, field, template, what,
-                                                         char):
+def test_control_characters_in_any_parameter_are_refused(scheduler, field, template, what, char):
     def fill(t):
         if isinstance(t, list):
             return [fill(x) for x in t]
@@ -106,15 +114,22 @@ def test_control_characters_in_any_parameter_are_refused(scheduler, field, templ
     with pytest.raises(JobError) as info:
         validate(JobParams(**kw))
     msg = str(info.value)
-    assert msg.startswith(what) and ("single line" in msg or "control character" in msg
-                                     or "a tab" in msg), msg
+    assert msg.startswith(what) and ("single line" in msg or "control character" in msg or "a tab" in msg), (
+        msg
+    )
 
 
-@pytest.mark.parametrize("field,value,what", [
-    ("name", "flights\n", "job name"), ("partition", "compute\n", "partition/queue"),
-    ("account", "proj42\n", "account"), ("modules", ["mpich\n"], "module"),
-    ("name", "flights\r", "job name"), ("partition", "a\tb", "partition/queue"),
-])
+@pytest.mark.parametrize(
+    "field,value,what",
+    [
+        ("name", "flights\n", "job name"),
+        ("partition", "compute\n", "partition/queue"),
+        ("account", "proj42\n", "account"),
+        ("modules", ["mpich\n"], "module"),
+        ("name", "flights\r", "job name"),
+        ("partition", "a\tb", "partition/queue"),
+    ],
+)
 def test_trailing_newline_in_a_name_is_refused(field, value, what):
     """``re.match(r"...$")`` accepted a final newline (``$`` matches before it)."""
     with pytest.raises(JobError, match=f"^{what} .* is not allowed: use letters"):
@@ -136,8 +151,9 @@ def test_newline_in_a_target_path_or_script_argument_is_refused(workdir):
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-def test_submit_from_a_directory_with_a_newline_submits_nothing(scheduler, workdir, hf,
-                                                                monkeypatch, tmp_path):
+def test_submit_from_a_directory_with_a_newline_submits_nothing(
+    scheduler, workdir, hf, monkeypatch, tmp_path
+):
     """Through ``hpcframe submit`` (not --dry-run): exit 2 naming the directory, no run
     directory, the submit command never called, nothing injected."""
     bindir, log = fake_tools(tmp_path)
@@ -171,8 +187,7 @@ HOSTILE = "d $(touch INJECTED1) ; touch INJECTED2 `touch INJECTED3` 'q' \"dq\" \
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-def test_hostile_printable_values_run_nothing_but_the_launch_line(scheduler, workdir, tmp_path,
-                                                                  monkeypatch):
+def test_hostile_printable_values_run_nothing_but_the_launch_line(scheduler, workdir, tmp_path, monkeypatch):
     bindir, log = fake_tools(tmp_path)
     submit_dir = workdir / f"submit {HOSTILE}"
     submit_dir.mkdir()
@@ -180,30 +195,37 @@ def test_hostile_printable_values_run_nothing_but_the_launch_line(scheduler, wor
     target = submit_dir / f"job {HOSTILE}.py"
     target.write_text("print(1)\n")
     args = [HOSTILE, "$(touch INJECTED4)", "a b"]
-    p = make_params(scheduler=scheduler, overrides={
-        "python": f"/opt/{HOSTILE}/python", "env": {"X": HOSTILE},
-        "extra_directives": ["--comment=$(touch INJECTED5)" if scheduler == "slurm"
-                             else "-m abe"],
-        "launcher": "mpiexec"})
+    p = make_params(
+        scheduler=scheduler,
+        overrides={
+            "python": f"/opt/{HOSTILE}/python",
+            "env": {"X": HOSTILE},
+            "extra_directives": ["--comment=$(touch INJECTED5)" if scheduler == "slurm" else "-m abe"],
+            "launcher": "mpiexec",
+        },
+    )
     run_dir = str(tmp_path / f"run {HOSTILE}")
     text = render_job(p, str(target), args, run_dir=run_dir)
     # every value stayed on its line: the script has exactly the lines it was built from
     assert not CONTROL_RE.search(text.replace("\n", ""))
     directives = [ln for ln in text.splitlines() if ln.startswith(("#SBATCH", "#PBS"))]
-    assert any(run_dir in shlex.split(ln)[1] or run_dir in " ".join(shlex.split(ln)[1:])
-               for ln in directives)
+    assert any(run_dir in shlex.split(ln)[1] or run_dir in " ".join(shlex.split(ln)[1:]) for ln in directives)
     script = tmp_path / "job.sh"
     script.write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_"))}
-    env.update(PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", PBS_O_WORKDIR=str(submit_dir),
-               PBS_NODEFILE=str(tmp_path / "nodefile"))
+    env.update(
+        PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}",
+        PBS_O_WORKDIR=str(submit_dir),
+        PBS_NODEFILE=str(tmp_path / "nodefile"),
+    )
     (tmp_path / "nodefile").write_text("n1\nn1\n")
-    proc = subprocess.run(["bash", str(script)], cwd=submit_dir, env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(script)], cwd=submit_dir, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     calls = [shlex.split(ln) for ln in log.read_text().splitlines()]
     assert len(calls) == 1 and calls[0][0] == "mpiexec", calls
-    assert calls[0][-len(args):] == args
-    assert calls[0][-len(args) - 3:-len(args)] == ["-m", "hpcframe.jobs.launch", str(target)]
+    assert calls[0][-len(args) :] == args
+    assert calls[0][-len(args) - 3 : -len(args)] == ["-m", "hpcframe.jobs.launch", str(target)]
     assert f"/opt/{HOSTILE}/python" in calls[0]
     assert not injected(workdir) and not injected(tmp_path)

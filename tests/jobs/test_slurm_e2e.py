@@ -1,6 +1,7 @@
 """REAL SLURM end to end: ``hpcframe submit/status/logs/cancel`` against the single-node cluster
 of tests/slurm/start_slurm.sh (slurmctld + slurmd + munged on this machine), jobs started with
 ``srun --mpi=pmi2`` and the pip MPICH. Fails (not skips) in CI when the cluster cannot start."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,20 @@ def finished(job_id, timeout=180):
 
 def test_user_mpi_script_two_tasks(slurm_cluster, workdir, hf):
     src, df = make_dataset(workdir)
-    job = submit(hf, os.path.join(SCRIPTS, "groupby_job.py"), "--profile", PROFILE,
-                 "--ntasks-per-node", "2", "--name", "groupby", "--", src, "out", "result")
+    job = submit(
+        hf,
+        os.path.join(SCRIPTS, "groupby_job.py"),
+        "--profile",
+        PROFILE,
+        "--ntasks-per-node",
+        "2",
+        "--name",
+        "groupby",
+        "--",
+        src,
+        "out",
+        "result",
+    )
     assert [s for _, s, _ in finished(job)] == ["COMPLETED"]
     for r in (0, 1):
         seen = json.loads((workdir / "out" / f"result.rank{r}.json").read_text())
@@ -48,8 +61,19 @@ def test_user_mpi_script_two_tasks(slurm_cluster, workdir, hf):
 
 
 def test_dry_run_prints_the_script_and_submits_nothing(slurm_cluster, workdir, hf):
-    res = hf("submit", os.path.join(SCRIPTS, "sleep_job.py"), "--profile", PROFILE, "--nodes", "1",
-             "--ntasks-per-node", "2", "--time", "00:05:00", "--dry-run")
+    res = hf(
+        "submit",
+        os.path.join(SCRIPTS, "sleep_job.py"),
+        "--profile",
+        PROFILE,
+        "--nodes",
+        "1",
+        "--ntasks-per-node",
+        "2",
+        "--time",
+        "00:05:00",
+        "--dry-run",
+    )
     assert res.exit_code == 0
     assert "#SBATCH --ntasks-per-node=2" in res.stdout and "#SBATCH --time=00:05:00" in res.stdout
     assert not (workdir / "hpcframe-runs").exists()
@@ -57,8 +81,20 @@ def test_dry_run_prints_the_script_and_submits_nothing(slurm_cluster, workdir, h
 
 def test_array_of_three_tasks(slurm_cluster, workdir, hf):
     src, df = make_dataset(workdir)
-    job = submit(hf, os.path.join(SCRIPTS, "groupby_job.py"), "--profile", PROFILE,
-                 "--ntasks-per-node", "1", "--array", "part=1-3", "--", src, "out", "p{part}")
+    job = submit(
+        hf,
+        os.path.join(SCRIPTS, "groupby_job.py"),
+        "--profile",
+        PROFILE,
+        "--ntasks-per-node",
+        "1",
+        "--array",
+        "part=1-3",
+        "--",
+        src,
+        "out",
+        "p{part}",
+    )
     rows = finished(job)
     assert sorted(t for t, _, _ in rows) == [f"{job}_{i}" for i in (1, 2, 3)]
     assert {s for _, s, _ in rows} == {"COMPLETED"}
@@ -73,10 +109,32 @@ def test_array_of_three_tasks(slurm_cluster, workdir, hf):
 
 def test_dependency_runs_after_the_first_job(slurm_cluster, workdir, hf):
     src, _ = make_dataset(workdir)
-    first = submit(hf, os.path.join(SCRIPTS, "groupby_job.py"), "--profile", PROFILE,
-                   "--ntasks-per-node", "1", "--", src, "out", "first")
-    second = submit(hf, os.path.join(SCRIPTS, "groupby_job.py"), "--profile", PROFILE,
-                    "--ntasks-per-node", "1", "--after", first, "--", src, "out", "second")
+    first = submit(
+        hf,
+        os.path.join(SCRIPTS, "groupby_job.py"),
+        "--profile",
+        PROFILE,
+        "--ntasks-per-node",
+        "1",
+        "--",
+        src,
+        "out",
+        "first",
+    )
+    second = submit(
+        hf,
+        os.path.join(SCRIPTS, "groupby_job.py"),
+        "--profile",
+        PROFILE,
+        "--ntasks-per-node",
+        "1",
+        "--after",
+        first,
+        "--",
+        src,
+        "out",
+        "second",
+    )
     assert "--dependency=afterok:" + first in open(find_run(second)["script"]).read()
     assert [s for _, s, _ in finished(second)] == ["COMPLETED"]
     t1 = os.path.getmtime(workdir / "out/first.rank0.json")
@@ -85,17 +143,23 @@ def test_dependency_runs_after_the_first_job(slurm_cluster, workdir, hf):
 
 
 def test_dependency_on_a_failed_job_never_runs(slurm_cluster, workdir, hf):
-    bad = submit(hf, os.path.join(SCRIPTS, "fail_job.py"), "--profile", PROFILE,
-                 "--ntasks-per-node", "2")
-    after = submit(hf, os.path.join(SCRIPTS, "sleep_job.py"), "--profile", PROFILE,
-                   "--ntasks-per-node", "1", "--after", bad)
+    bad = submit(hf, os.path.join(SCRIPTS, "fail_job.py"), "--profile", PROFILE, "--ntasks-per-node", "2")
+    after = submit(
+        hf,
+        os.path.join(SCRIPTS, "sleep_job.py"),
+        "--profile",
+        PROFILE,
+        "--ntasks-per-node",
+        "1",
+        "--after",
+        bad,
+    )
     rows = finished(after)
     assert rows[0][1] == "CANCELLED" and "DependencyNeverSatisfied" in rows[0][2]
 
 
 def test_cancel_a_sleeping_job(slurm_cluster, workdir, hf):
-    job = submit(hf, os.path.join(SCRIPTS, "sleep_job.py"), "--profile", PROFILE,
-                 "--ntasks-per-node", "1")
+    job = submit(hf, os.path.join(SCRIPTS, "sleep_job.py"), "--profile", PROFILE, "--ntasks-per-node", "1")
     deadline = time.monotonic() + 60
     while scheduler_for("slurm").status(job)[0][1] == "PENDING" and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -106,8 +170,7 @@ def test_cancel_a_sleeping_job(slurm_cluster, workdir, hf):
 
 
 def test_failing_job_shows_failed_and_its_log(slurm_cluster, workdir, hf):
-    job = submit(hf, os.path.join(SCRIPTS, "fail_job.py"), "--profile", PROFILE,
-                 "--ntasks-per-node", "2")
+    job = submit(hf, os.path.join(SCRIPTS, "fail_job.py"), "--profile", PROFILE, "--ntasks-per-node", "2")
     finished(job)
     res = hf("status", job)
     assert res.exit_code == 3 and "FAILED" in res.stdout, res.output
@@ -117,8 +180,16 @@ def test_failing_job_shows_failed_and_its_log(slurm_cluster, workdir, hf):
 
 def test_mismatched_launcher_fails_with_the_size_check(slurm_cluster, workdir, hf):
     """Plain ``srun`` (MpiDefault=none) starts 2 singletons: the job must fail saying so."""
-    job = submit(hf, os.path.join(SCRIPTS, "sleep_job.py"), "--profile", PROFILE,
-                 "--ntasks-per-node", "2", "--launcher", "srun")
+    job = submit(
+        hf,
+        os.path.join(SCRIPTS, "sleep_job.py"),
+        "--profile",
+        PROFILE,
+        "--ntasks-per-node",
+        "2",
+        "--launcher",
+        "srun",
+    )
     finished(job)
     assert "FAILED" in hf("status", job).stdout
     assert "MPI world size is 1 but the scheduler granted 2 tasks" in hf("logs", job).stdout
@@ -157,10 +228,10 @@ def test_job_spec_array_one_task_per_month(slurm_cluster, workdir, hf):
         d = workdir / "by_month" / f"month={m}"
         d.mkdir(parents=True)
         part.drop(columns="month").to_parquet(d / "part-0.parquet", index=False)
-    (workdir / "job.yaml").write_text(SPEC.format(src="by_month/month={month}/",
-                                                  out="carrier_{month}.parquet"))
-    job = submit(hf, "job.yaml", "--profile", PROFILE, "--ntasks-per-node", "1",
-                 "--array", "month=1-3")
+    (workdir / "job.yaml").write_text(
+        SPEC.format(src="by_month/month={month}/", out="carrier_{month}.parquet")
+    )
+    job = submit(hf, "job.yaml", "--profile", PROFILE, "--ntasks-per-node", "1", "--array", "month=1-3")
     assert {s for _, s, _ in finished(job)} == {"COMPLETED"}, hf("logs", job).stdout
     for m in (1, 2, 3):
         got = pd.read_parquet(workdir / f"carrier_{m}.parquet")
@@ -170,8 +241,9 @@ def test_job_spec_array_one_task_per_month(slurm_cluster, workdir, hf):
 
 def test_bad_spec_job_fails_and_says_why(slurm_cluster, workdir, hf):
     make_dataset(workdir)
-    (workdir / "job.yaml").write_text(SPEC.format(src="flights/", out="x.parquet")
-                                      .replace("delay: sum", "no_such_column: sum"))
+    (workdir / "job.yaml").write_text(
+        SPEC.format(src="flights/", out="x.parquet").replace("delay: sum", "no_such_column: sum")
+    )
     job = submit(hf, "job.yaml", "--profile", PROFILE, "--ntasks-per-node", "2")
     finished(job)
     assert "FAILED" in hf("status", job).stdout
@@ -182,8 +254,7 @@ def test_bad_spec_job_fails_and_says_why(slurm_cluster, workdir, hf):
 HOSTILE_DIR = "sub $(touch INJECTED1) ;touch INJECTED2 `touch INJECTED3` 'q' \"dq\" %"
 
 
-def test_hostile_submit_and_run_directories_inject_nothing(slurm_cluster, workdir, hf,
-                                                           monkeypatch):
+def test_hostile_submit_and_run_directories_inject_nothing(slurm_cluster, workdir, hf, monkeypatch):
     """A submit directory (-> ``--chdir``) and run directory (-> ``--output/--error``) full of
     shell syntax: sbatch reads the quoted directives, the job runs in that directory, its logs
     land in the run directory, and no command hidden in the names runs. A newline in the
@@ -193,7 +264,8 @@ def test_hostile_submit_and_run_directories_inject_nothing(slurm_cluster, workdi
     monkeypatch.chdir(submit_dir)
     (submit_dir / "where.py").write_text(
         "import os, sys\nopen('where.txt', 'w').write(os.getcwd() + '\\n' + sys.argv[1])\n"
-        "print('hello from the job')\n")
+        "print('hello from the job')\n"
+    )
     job = submit(hf, "where.py", "--profile", PROFILE, "--ntasks-per-node", "1", "--", "$(id)")
     assert [s for _, s, _ in finished(job)] == ["COMPLETED"], hf("logs", job).stdout
     assert (submit_dir / "where.txt").read_text() == f"{submit_dir}\n$(id)"

@@ -9,6 +9,7 @@ rank.
   failure on one rank never leaves the others blocked in the next collective
   (set HPCFRAME_TEST_NO_ABORT=1 to disable).
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ files without statistics; every query is compared with ``pd.read_parquet`` of th
 locally and on 1-4 ranks. ``from_pandas`` must accept any frame pandas holds (object columns
 of bools with ``None``, Python ints with ``None``) and answer as pandas does on it.
 """
+
 import os
 import traceback
 
@@ -24,7 +25,7 @@ from tests.helpers.mpi import rank, timeout, world
 
 pytestmark = timeout(120)
 
-I64_MIN, I64_MAX, U64_MAX = -2**63, 2**63 - 1, 2**64 - 1
+I64_MIN, I64_MAX, U64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 
 def _files():
@@ -33,26 +34,61 @@ def _files():
     and ``kb`` never hold a null (they stay int64 / uint64 / bool). In a.parquet (no nulls)
     ``i - nn`` overflows int64 in its first row (``-2**63 - 5``): pandas gives -9.2e18 in
     float64, int64 would wrap to +9.2e18 (the maximum of the column)."""
+
     def t(i, nn, u, b, k, ku, kb):
-        return pa.table({
-            "i": pa.array(i, pa.int64()), "nn": pa.array(nn, pa.int64()),
-            "u": pa.array(u, pa.uint64()), "b": pa.array(b, pa.bool_()),
-            "k": pa.array(k, pa.int64()), "ku": pa.array(ku, pa.uint64()),
-            "kb": pa.array(kb, pa.bool_())})
+        return pa.table(
+            {
+                "i": pa.array(i, pa.int64()),
+                "nn": pa.array(nn, pa.int64()),
+                "u": pa.array(u, pa.uint64()),
+                "b": pa.array(b, pa.bool_()),
+                "k": pa.array(k, pa.int64()),
+                "ku": pa.array(ku, pa.uint64()),
+                "kb": pa.array(kb, pa.bool_()),
+            }
+        )
 
     return {
-        "a.parquet": (t([I64_MIN + 5, 2**62, -2**62, 2**53 + 1],
-                        [10, 3, -7, 1], [U64_MAX, 2**63 + 1, 5, 2**53 + 1],
-                        [True, False, True, True], [1, 2, 3, 4], [U64_MAX, 1, 2, 3],
-                        [True, False, True, False]), {"row_group_size": 2}),
-        "b.parquet": (t([7, 8, -9], [0, 1, 2], [1, 2, 3], [None, True, False], [5, 6, 7],
-                        [4, 5, 6], [True, True, False]), {}),
-        "c.parquet": (t([I64_MAX, 2**62 + 3, 11, I64_MIN], [2**62, 5, None, 6],
-                        [2**64 - 2, 7, 8, 9], [False, True, True, False], [8, 9, 10, 11],
-                        [7, 8, 9, 10], [False, True, False, True]),
-                      {"row_group_size": 2, "write_statistics": False}),
-        "d.parquet": (t([12, -13], [8, 9], [None, U64_MAX - 1], [True, False], [12, 13],
-                        [11, 12], [True, True]), {}),
+        "a.parquet": (
+            t(
+                [I64_MIN + 5, 2**62, -(2**62), 2**53 + 1],
+                [10, 3, -7, 1],
+                [U64_MAX, 2**63 + 1, 5, 2**53 + 1],
+                [True, False, True, True],
+                [1, 2, 3, 4],
+                [U64_MAX, 1, 2, 3],
+                [True, False, True, False],
+            ),
+            {"row_group_size": 2},
+        ),
+        "b.parquet": (
+            t(
+                [7, 8, -9],
+                [0, 1, 2],
+                [1, 2, 3],
+                [None, True, False],
+                [5, 6, 7],
+                [4, 5, 6],
+                [True, True, False],
+            ),
+            {},
+        ),
+        "c.parquet": (
+            t(
+                [I64_MAX, 2**62 + 3, 11, I64_MIN],
+                [2**62, 5, None, 6],
+                [2**64 - 2, 7, 8, 9],
+                [False, True, True, False],
+                [8, 9, 10, 11],
+                [7, 8, 9, 10],
+                [False, True, False, True],
+            ),
+            {"row_group_size": 2, "write_statistics": False},
+        ),
+        "d.parquet": (
+            t([12, -13], [8, 9], [None, U64_MAX - 1], [True, False], [12, 13], [11, 12], [True, True]),
+            {},
+        ),
     }
 
 
@@ -85,9 +121,24 @@ def test_dtypes_follow_the_whole_dataset(nulls_dir):
     assert got.dtypes.to_dict() == ref.dtypes.to_dict()
 
 
-@pytest.mark.parametrize("query", [
-    "max_diff", "sum_diff", "filter_diff", "filter_nn", "u_sum", "u_max", "u_plus",
-    "k_sum", "ku_max", "kb_sum", "group_nn", "group_b", "group_diff"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "max_diff",
+        "sum_diff",
+        "filter_diff",
+        "filter_nn",
+        "u_sum",
+        "u_max",
+        "u_plus",
+        "k_sum",
+        "ku_max",
+        "kb_sum",
+        "group_nn",
+        "group_b",
+        "group_diff",
+    ],
+)
 def test_arithmetic_in_the_dataset_dtype(nulls_dir, query):
     df, p = hf.read_parquet(nulls_dir), pd.read_parquet(nulls_dir)
     q = {
@@ -111,9 +162,14 @@ def test_arithmetic_in_the_dataset_dtype(nulls_dir, query):
 
 def test_every_block_sees_the_dataset_dtypes(nulls_dir):
     ref = pd.read_parquet(nulls_dir)
-    per_block = hf.read_parquet(nulls_dir).map_partitions(
-        lambda f: [{c: str(t) for c, t in f.dtypes.items()}],
-        combine=lambda parts: [d for p in parts for d in p]).compute()
+    per_block = (
+        hf.read_parquet(nulls_dir)
+        .map_partitions(
+            lambda f: [{c: str(t) for c, t in f.dtypes.items()}],
+            combine=lambda parts: [d for p in parts for d in p],
+        )
+        .compute()
+    )
     assert len(per_block) >= 4
     want = {c: str(t) for c, t in ref.dtypes.items()}
     assert all(d == want for d in per_block), per_block
@@ -125,21 +181,21 @@ def test_pruning_uses_the_float_values(nulls_dir):
     df, p = hf.read_parquet(nulls_dir), pd.read_parquet(nulls_dir)
     # i has no nulls (int64): exact ints; nn - i is float64 because of nn
     assert_same(df[df.nn == 3.0].i.count(), p[p.nn == 3.0].i.count(), exact=True)
-    assert_same(df[df.u == float(U64_MAX)].k.count(), p[p.u == float(U64_MAX)].k.count(),
-                exact=True)
+    assert_same(df[df.u == float(U64_MAX)].k.count(), p[p.u == float(U64_MAX)].k.count(), exact=True)
 
 
 # --------------------------------------------------------------------------- from_pandas
 def _object_frame():
-    return pd.DataFrame({
-        "b": pd.Series([True, None, False, True, None, False, True], dtype=object),
-        "o": pd.Series([1, None, 2**62, -3, 5, None, 2**62], dtype=object),
-        "x": np.arange(7, dtype="int64"),
-    })
+    return pd.DataFrame(
+        {
+            "b": pd.Series([True, None, False, True, None, False, True], dtype=object),
+            "o": pd.Series([1, None, 2**62, -3, 5, None, 2**62], dtype=object),
+            "x": np.arange(7, dtype="int64"),
+        }
+    )
 
 
-@pytest.mark.parametrize("query", ["count", "frame", "group_b", "filter_b", "o_sum", "o_max",
-                                   "b_sum"])
+@pytest.mark.parametrize("query", ["count", "frame", "group_b", "filter_b", "o_sum", "o_max", "b_sum"])
 @pytest.mark.parametrize("npartitions", [1, 3])
 def test_from_pandas_object_columns(query, npartitions):
     pdf = _object_frame()
@@ -170,16 +226,32 @@ def test_from_pandas_refuses_mixed_objects_by_name():
 
 def _nullable_frame():
     """pandas nullable dtypes with NA in the middle partition only (of 3)."""
-    return pd.DataFrame({
-        "I": pd.array([1, 2, None, -3, 2**62, 7], dtype="Int64"),
-        "B": pd.array([True, False, None, True, True, False], dtype="boolean"),
-        "F": pd.array([1.5, 2.0, None, 3.25, 4.0, 0.5], dtype="Float64"),
-        "x": np.arange(6, dtype="int64"),
-    })
+    return pd.DataFrame(
+        {
+            "I": pd.array([1, 2, None, -3, 2**62, 7], dtype="Int64"),
+            "B": pd.array([True, False, None, True, True, False], dtype="boolean"),
+            "F": pd.array([1.5, 2.0, None, 3.25, 4.0, 0.5], dtype="Float64"),
+            "x": np.arange(6, dtype="int64"),
+        }
+    )
 
 
-@pytest.mark.parametrize("query", ["frame", "I_sum", "I_max", "F_sum", "B_sum", "I_count",
-                                   "group_B", "group_I", "filter_I", "group_x_I", "I_plus"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "frame",
+        "I_sum",
+        "I_max",
+        "F_sum",
+        "B_sum",
+        "I_count",
+        "group_B",
+        "group_I",
+        "filter_I",
+        "group_x_I",
+        "I_plus",
+    ],
+)
 @pytest.mark.parametrize("shuffle_rows", [None, 0])
 def test_from_pandas_nullable_dtypes(query, shuffle_rows, monkeypatch):
     """Every block keeps the frame's Int64 / boolean / Float64 dtype (not int64 in blocks
@@ -218,8 +290,7 @@ def test_stored_dtype_flags_are_not_trusted(shared_dir):
     if rank() == 0:
         os.makedirs(root, exist_ok=True)
         t = pa.table({"i": pa.array([1, 2**62 + 1], pa.int64())})
-        pq.write_table(t.cast(flag_fields(t.schema, {"i": NULLS})),
-                       os.path.join(root, "x.parquet"))
+        pq.write_table(t.cast(flag_fields(t.schema, {"i": NULLS})), os.path.join(root, "x.parquet"))
     if c is not None:
         c.Barrier()
     ref = pd.read_parquet(root)

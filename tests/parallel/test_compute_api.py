@@ -1,6 +1,7 @@
 """compute() entry points: every rank gets the result, root=, several outputs in one pass,
 sub-communicators, and results that are bit-identical on all ranks (and, optionally, across
 configurations: set HPCFRAME_TEST_CROSSCHECK_DIR to a directory kept between the runs)."""
+
 import json
 import os
 

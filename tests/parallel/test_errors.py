@@ -1,5 +1,6 @@
 """Errors: bad column names, bad paths and files, failures inside user functions on one rank,
 and that a multi-output compute reads every partition once."""
+
 import os
 import re
 import socket
@@ -134,8 +135,10 @@ def test_failure_on_every_partition(dir6, rank):
 # --------------------------------------------------------------------------------------------
 # sys.exit() and KeyboardInterrupt in user code: a failure of that rank, on every rank
 # --------------------------------------------------------------------------------------------
-BASE_EXCEPTIONS = [pytest.param(lambda: SystemExit(3), id="sys_exit"),
-                   pytest.param(KeyboardInterrupt, id="keyboard_interrupt")]
+BASE_EXCEPTIONS = [
+    pytest.param(lambda: SystemExit(3), id="sys_exit"),
+    pytest.param(KeyboardInterrupt, id="keyboard_interrupt"),
+]
 
 
 def _check_base_exception(ei, make, bad, where=None):
@@ -233,8 +236,9 @@ class _small_blocks:
 
 
 @timeout(30)
-@pytest.mark.parametrize("make", [pytest.param(lambda: RuntimeError("callback failed"),
-                                               id="exception"), *BASE_EXCEPTIONS])
+@pytest.mark.parametrize(
+    "make", [pytest.param(lambda: RuntimeError("callback failed"), id="exception"), *BASE_EXCEPTIONS]
+)
 def test_a_callback_failing_at_the_end_of_a_run_fails_every_rank(dir6, rank, size, make):
     """on_run_end raising on the last rank only: every rank raises (no rank goes on alone to
     its next collective while the others return results)."""
@@ -258,8 +262,7 @@ _REGISTERED: dict = {}
 @timeout(30)
 @pytest.mark.parametrize("shuffle", [False, True], ids=["gather", "shuffle"])
 @pytest.mark.parametrize("make", BASE_EXCEPTIONS)
-def test_base_exception_in_a_registered_aggregation_combine(dir6, rank, size, make, shuffle,
-                                                            monkeypatch):
+def test_base_exception_in_a_registered_aggregation_combine(dir6, rank, size, make, shuffle, monkeypatch):
     """The combine of a registered aggregation fails on the last rank only, on the plain path
     or while the ranks finish their groups of a hash shuffle."""
     from hpcframe.config import config
@@ -269,6 +272,7 @@ def test_base_exception_in_a_registered_aggregation_combine(dir6, rank, size, ma
     name = f"sum_failing_{'interrupt' if make is KeyboardInterrupt else 'exit'}_on_last_rank"
     state = _REGISTERED.setdefault(name, {})
     if not state:
+
         def combine(sgb):
             if state["rank"] == state["bad"]:
                 raise state["make"]()
@@ -314,7 +318,7 @@ def _eight_partitions():
 
 
 def test_unpicklable_partial_fails_on_every_rank():
-    query = _eight_partitions().map_partitions(lambda part: (lambda: len(part)), combine=len)
+    query = _eight_partitions().map_partitions(lambda part: lambda: len(part), combine=len)
     if not UNDER_MPI:
         assert query.compute() == 8  # the local engine sends nothing: works
     else:

@@ -4,6 +4,7 @@ Each query is a function of a frame, written once and applied to both the pandas
 and the hpcframe frame (``q(pdf)`` vs ``q(df).compute()``). compute() returns a RangeIndex,
 so the reference index is reset before comparing.
 """
+
 import pandas as pd
 import pytest
 
@@ -67,8 +68,9 @@ FILTERS = {
 
 def _check(got, ref, hive=(), msg=""):
     dec = [c for c in ref.columns if c in DECIMAL_COLUMNS]
-    assert_same(got.drop(columns=dec), ref.drop(columns=dec), hive=hive, exact=True,
-                reset_index=True, msg=msg)
+    assert_same(
+        got.drop(columns=dec), ref.drop(columns=dec), hive=hive, exact=True, reset_index=True, msg=msg
+    )
     assert_same(got[dec], ref[dec], hive=hive, reset_index=True, msg=msg)
 
 
@@ -114,8 +116,14 @@ def test_filter_on_hive_columns(catalog, query):
     got = query(ds.open()).compute()
     ref = query(ds.pdf)
     dec = [c for c in ref.columns if c in DECIMAL_COLUMNS]
-    assert_same(got.drop(columns=dec), ref.drop(columns=dec), hive=ds.hive, exact=True,
-                reset_index=True, column_order=False)
+    assert_same(
+        got.drop(columns=dec),
+        ref.drop(columns=dec),
+        hive=ds.hive,
+        exact=True,
+        reset_index=True,
+        column_order=False,
+    )
 
 
 def test_filter_on_row_group_statistics_range(catalog):

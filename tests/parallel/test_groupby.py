@@ -4,6 +4,7 @@ as_index=True; categorical keys give only the observed categories, like pandas 3
 Most tests compute a whole battery of aggregations with one ``hf.compute(...)`` (one pass over
 the data) and compare each result with pandas; the failing aggregation is named in the message.
 """
+
 import statistics
 
 import numpy as np
@@ -89,8 +90,12 @@ def test_groupby_every_layout(dataset):
 def test_groupby_filtered(catalog):
     ds = catalog["rowgroups"]
     df, ref = ds.open(), ds.pdf
-    _battery(df[df.n > 500], ref[ref.n > 500], ["carrier"],
-             aggs={k: AGGS[k] for k in ("sum", "mean", "size", "first")})
+    _battery(
+        df[df.n > 500],
+        ref[ref.n > 500],
+        ["carrier"],
+        aggs={k: AGGS[k] for k in ("sum", "mean", "size", "first")},
+    )
 
 
 def test_groupby_as_index_false(dir6):
@@ -223,10 +228,11 @@ def null_keys(shared_dir):
     d = os.path.join(shared_dir, "groupby_null_keys")
     if rank() == 0:
         os.makedirs(d)
-        pq.write_table(pa.table({"k": pa.array([None, None], pa.string()), "x": [1.0, 2.0]}),
-                       os.path.join(d, "a.parquet"))
-        pq.write_table(pa.table({"k": ["a", "b"], "x": [3.0, 4.0]}),
-                       os.path.join(d, "b.parquet"))
+        pq.write_table(
+            pa.table({"k": pa.array([None, None], pa.string()), "x": [1.0, 2.0]}),
+            os.path.join(d, "a.parquet"),
+        )
+        pq.write_table(pa.table({"k": ["a", "b"], "x": [3.0, 4.0]}), os.path.join(d, "b.parquet"))
     barrier()
     return d
 
@@ -235,7 +241,5 @@ def test_groupby_dropna_false_with_a_partition_of_null_keys(null_keys):
     import os
 
     df = hf.read_parquet(null_keys)
-    ref = pd.concat([pd.read_parquet(os.path.join(null_keys, f)) for f in ("a.parquet",
-                                                                          "b.parquet")])
-    assert_same(df.groupby("k", dropna=False).x.sum(),
-                ref.groupby("k", dropna=False).x.sum())
+    ref = pd.concat([pd.read_parquet(os.path.join(null_keys, f)) for f in ("a.parquet", "b.parquet")])
+    assert_same(df.groupby("k", dropna=False).x.sum(), ref.groupby("k", dropna=False).x.sum())

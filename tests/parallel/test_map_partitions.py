@@ -2,6 +2,7 @@
 
 The index of a concatenated map_partitions result is not compared (only values and order).
 """
+
 import pandas as pd
 import pytest
 
@@ -21,14 +22,17 @@ def test_map_partitions_concat_in_partition_order(dataset):
 
 
 @pytest.mark.parametrize(
-    "dataset", ["dir6", "rowgroups", "empty_parts", "one_part", "hive", "from_pandas", "h5_columns"],
-    indirect=True
+    "dataset",
+    ["dir6", "rowgroups", "empty_parts", "one_part", "hive", "from_pandas", "h5_columns"],
+    indirect=True,
 )
 def test_map_partitions_combine_receives_parts_in_order(dataset):
     """Concatenating the per-partition id lists gives the ids in dataset order."""
-    ids = dataset.open().map_partitions(
-        lambda p: p["id"].tolist(), combine=lambda parts: [i for part in parts for i in part]
-    ).compute()
+    ids = (
+        dataset.open()
+        .map_partitions(lambda p: p["id"].tolist(), combine=lambda parts: [i for part in parts for i in part])
+        .compute()
+    )
     assert ids == dataset.pdf["id"].tolist()
 
 
@@ -44,8 +48,9 @@ def test_map_partitions_after_filter_and_projection(catalog):
     ds = catalog["rowgroups"]
     df, ref = ds.open(), ds.pdf
     sel = df[df.carrier.isin(["AA", "DL"])][["carrier", "x"]]
-    got = sel.map_partitions(lambda p: p.groupby("carrier").x.sum(), combine=lambda parts: pd.concat(parts)
-                             .groupby(level=0).sum()).compute()
+    got = sel.map_partitions(
+        lambda p: p.groupby("carrier").x.sum(), combine=lambda parts: pd.concat(parts).groupby(level=0).sum()
+    ).compute()
     exp = ref[ref.carrier.isin(["AA", "DL"])].groupby("carrier").x.sum()
     assert_same(got, exp)
     seen = sel.map_partitions(lambda p: list(p.columns), combine=lambda parts: parts).compute()

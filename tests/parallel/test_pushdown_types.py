@@ -8,6 +8,7 @@ pandas), NaN and ±inf, float32 values that are not float64 values (0.1), dates,
 tz-aware timestamps, bools with and without nulls, dictionary (category) strings and strings
 with nulls, in 8 row groups of 8 rows whose statistics must not prune wrongly.
 """
+
 import datetime
 import os
 
@@ -31,10 +32,14 @@ def _table() -> pa.Table:
     rng = np.random.default_rng(8)
     i = rng.integers(-50, 50, N).astype(object)
     i[0:8] = [BIG + 1, BIG + 3, BIG + 1, BIG + 5, BIG + 1, BIG + 7, BIG + 3, BIG + 1]
-    i[8:16] = [2**62, 2**63 - 1, -2**63, 0, 1, -1, 5, BIG]
+    i[8:16] = [2**62, 2**63 - 1, -(2**63), 0, 1, -1, 5, BIG]
     i[20] = 16777217
-    inull = [None if k % 8 == 3 else v for k, v in enumerate(
-        [BIG + 1 if k % 5 == 0 else int(x) for k, x in enumerate(rng.integers(-9, 9, N))])]
+    inull = [
+        None if k % 8 == 3 else v
+        for k, v in enumerate(
+            [BIG + 1 if k % 5 == 0 else int(x) for k, x in enumerate(rng.integers(-9, 9, N))]
+        )
+    ]
     f = rng.normal(0, 10, N)
     f[[1, 9, 17, 33]] = np.nan
     f[[2, 18]] = np.inf
@@ -58,21 +63,23 @@ def _table() -> pa.Table:
     s = [strs[k] for k in rng.integers(0, len(strs), N)]
     u = rng.integers(0, 100, N).astype(np.uint64)
     u[[0, 9, 30]] = [2**63 + 5, 2**64 - 1, 2**63]
-    return pa.table({
-        "id": pa.array(np.arange(N), pa.int64()),
-        "i": pa.array(list(i), pa.int64()),
-        "inull": pa.array(inull, pa.int64()),
-        "f": pa.array(f, pa.float64()),
-        "g": pa.array(g, pa.float32()),
-        "d": pa.array(d, pa.date32()),
-        "ts": pa.array(ts_null, pa.timestamp("ns")),
-        "tsz": pa.array(ts.tz_localize("Europe/Paris"), pa.timestamp("us", tz="Europe/Paris")),
-        "flag": pa.array(flag, pa.bool_()),
-        "bn": pa.array(bn, pa.bool_()),
-        "cat": pa.array(cat, pa.string()).dictionary_encode(),
-        "s": pa.array(s, pa.string()),
-        "u": pa.array(u, pa.uint64()),
-    })
+    return pa.table(
+        {
+            "id": pa.array(np.arange(N), pa.int64()),
+            "i": pa.array(list(i), pa.int64()),
+            "inull": pa.array(inull, pa.int64()),
+            "f": pa.array(f, pa.float64()),
+            "g": pa.array(g, pa.float32()),
+            "d": pa.array(d, pa.date32()),
+            "ts": pa.array(ts_null, pa.timestamp("ns")),
+            "tsz": pa.array(ts.tz_localize("Europe/Paris"), pa.timestamp("us", tz="Europe/Paris")),
+            "flag": pa.array(flag, pa.bool_()),
+            "bn": pa.array(bn, pa.bool_()),
+            "cat": pa.array(cat, pa.string()).dictionary_encode(),
+            "s": pa.array(s, pa.string()),
+            "u": pa.array(u, pa.uint64()),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +90,7 @@ def nasty(shared_dir):
     if rank() == 0:
         os.makedirs(d)
         for k in range(4):
-            pq.write_table(table.slice(16 * k, 16), os.path.join(d, f"part{k}.parquet"),
-                           row_group_size=8)
+            pq.write_table(table.slice(16 * k, 16), os.path.join(d, f"part{k}.parquet"), row_group_size=8)
     if world() is not None:
         world().Barrier()
     return hf.read_parquet(d), arrow_to_pandas(table)
@@ -158,7 +164,7 @@ QUERIES = {
     "int_eq_int_2_53": lambda d: d[d.i == BIG],
     "int_gt_float32_column": lambda d: d[d.i > d.g],
     "int_lt_beyond_int64": lambda d: d[d.i < 2**64],
-    "int_eq_beyond_int64": lambda d: d[d.i == -2**70],
+    "int_eq_beyond_int64": lambda d: d[d.i == -(2**70)],
     "int_nulls_eq_int": lambda d: d[d.inull == BIG],
     "int_nulls_gt_float": lambda d: d[d.inull > 1.5],
     "int_times_float": lambda d: d[d.i * 0.5 > 1.0],
@@ -213,7 +219,7 @@ QUERIES = {
     "int_plus_wraps": lambda d: d[d.i + 1 < 0],
     "int_div": lambda d: d[d.i / 3 > 1.0],
     "int_floordiv_mod": lambda d: d[(d.i // 7 > 1) | (d.i % 5 == 1)],
-    "float_pow": lambda d: d[d.f ** 2 > 4.0],
+    "float_pow": lambda d: d[d.f**2 > 4.0],
 }
 
 
@@ -241,7 +247,8 @@ def test_pushed_unpushed_and_pandas_agree(nasty, name):
     plain, plain_err = _rows(q, _unpushed(df))
     if want_err is not None:
         assert pushed_err is not None and plain_err is not None, (
-            f"{name}: pandas raises {want_err}; hpcframe gave {pushed} pushed, {plain} unpushed")
+            f"{name}: pandas raises {want_err}; hpcframe gave {pushed} pushed, {plain} unpushed"
+        )
         return
     assert pushed_err is None, f"{name}: pandas works, hpcframe raised {pushed_err} (pushed)"
     assert plain_err is None, f"{name}: pandas works, hpcframe raised {plain_err} (unpushed)"
@@ -252,8 +259,14 @@ def test_pushed_unpushed_and_pandas_agree(nasty, name):
 def test_the_awkward_filters_are_pushed(nasty):
     """The filters above run while reading (as Arrow or pandas on the predicate columns)."""
     df, _ = nasty
-    for name in ("f32_eq_py_float", "date_eq_date", "int_gt_float_column", "cat_startswith",
-                 "bool_and_cmp", "isin_nan_float"):
+    for name in (
+        "f32_eq_py_float",
+        "date_eq_date",
+        "int_gt_float_column",
+        "cat_startswith",
+        "bool_and_cmp",
+        "isin_nan_float",
+    ):
         text = QUERIES[name](df).explain()
         assert "filter in Arrow while reading: -" not in text, (name, text)
         assert "filter in pandas:" not in text or "filter in pandas: -" in text, (name, text)

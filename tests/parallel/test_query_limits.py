@@ -2,6 +2,7 @@
 every shape (operator chains, unary chains, nested parentheses, nested and/or) and hundreds of
 and/or terms give the same rows as pandas, with no RecursionError in the engine (which
 evaluates expression trees recursively, also on the Arrow path and for pruning)."""
+
 import functools
 import operator
 
@@ -19,10 +20,11 @@ SHAPES = {
     "unary_minus_chain": (lambda k: "-" * k + "x > 1", MAX_DEPTH - 2),
     "nested_negation": (lambda k: "".join(["-("] * k) + "x" + ")" * k + " > 1", MAX_DEPTH - 2),
     "invert_chain": (lambda k: "~" * k + "(x > 10)", MAX_DEPTH - 2),
-    "nested_and_or": (lambda k: "".join(f"(n > {7 * i} {'and' if i % 2 else 'or'} "
-                                        for i in range(k)) + "x > 12" + ")" * k, MAX_DEPTH - 2),
-    "nested_products": (lambda k: "".join(["(y * "] * k) + "2" + ")" * k + " > 1e-30",
-                        MAX_DEPTH - 2),
+    "nested_and_or": (
+        lambda k: "".join(f"(n > {7 * i} {'and' if i % 2 else 'or'} " for i in range(k)) + "x > 12" + ")" * k,
+        MAX_DEPTH - 2,
+    ),
+    "nested_products": (lambda k: "".join(["(y * "] * k) + "2" + ")" * k + " > 1e-30", MAX_DEPTH - 2),
 }
 
 

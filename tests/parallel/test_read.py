@@ -1,4 +1,5 @@
 """Reading every data set layout: the whole frame, columns/dtypes, projections, head, HDF5 keys."""
+
 import pandas as pd
 import pytest
 
@@ -74,8 +75,9 @@ def test_head(dataset):
     got = materialize(df.head(7))
     g, _ = _split_decimals(got)
     r, _ = _split_decimals(ref.head(7))
-    assert_same(g, r, hive=dataset.hive, exact=True,
-                column_order=dataset.ordered_columns and not dataset.hive)
+    assert_same(
+        g, r, hive=dataset.hive, exact=True, column_order=dataset.ordered_columns and not dataset.hive
+    )
 
 
 def test_head_after_filter_spans_partitions(dir6):
@@ -147,8 +149,13 @@ def h5_mismatch(shared_dir):
     d = os.path.join(shared_dir, "read_hdf5_describe")
     if rank() == 0:
         os.makedirs(d)
-        df = pd.DataFrame({"x": np.arange(6.0), "y": np.arange(6),
-                           "t": pd.date_range("2024-03-31", periods=6, freq="h", tz="UTC")})
+        df = pd.DataFrame(
+            {
+                "x": np.arange(6.0),
+                "y": np.arange(6),
+                "t": pd.date_range("2024-03-31", periods=6, freq="h", tz="UTC"),
+            }
+        )
         df.to_hdf(os.path.join(d, "a.h5"), key="df", format="table")
         df.drop(columns="y").to_hdf(os.path.join(d, "b.h5"), key="df", format="table")
     if world() is not None:
@@ -172,8 +179,7 @@ def test_hdf5_explain_and_utc_times(h5_mismatch):
     df = hf.read_hdf(path)
     assert "hdf5" in df.explain() and "a.h5" in df.explain()
     ref = pd.read_hdf(path)
-    assert_same(df[df.t > ref.t.iloc[2]].compute(), ref[ref.t > ref.t.iloc[2]],
-                reset_index=True, exact=True)
+    assert_same(df[df.t > ref.t.iloc[2]].compute(), ref[ref.t > ref.t.iloc[2]], reset_index=True, exact=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,15 +198,15 @@ def deep_tree(shared_dir):
     from tests.helpers.mpi import rank, world
 
     d = os.path.join(shared_dir, "read_deep_tree")
-    names = ["z.parquet", "a/x.parquet", "a.parquet", "a-b/y.parquet", "a/deep/c.parquet",
-             "B/q.parquet"]
+    names = ["z.parquet", "a/x.parquet", "a.parquet", "a-b/y.parquet", "a/deep/c.parquet", "B/q.parquet"]
     if rank() == 0:
         for sub in ("ok", "fifo"):
             for i, name in enumerate(sorted(names)):
                 path = os.path.join(d, sub, name)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                pq.write_table(pa.table({"x": np.arange(5.0 * i, 5.0 * i + 5),
-                                         "f": [name] * 5}), path, row_group_size=2)
+                pq.write_table(
+                    pa.table({"x": np.arange(5.0 * i, 5.0 * i + 5), "f": [name] * 5}), path, row_group_size=2
+                )
         os.mkfifo(os.path.join(d, "fifo", "a", "pipe.parquet"))
     if world() is not None:
         world().Barrier()
@@ -215,8 +221,7 @@ def test_directory_is_read_in_sorted_path_order(deep_tree):
     df = hf.read_parquet(path)
     assert_same(df.compute(), ref, exact=True)
     assert_same(df.head(7).compute(), ref.head(7), exact=True)
-    assert_same(df[df.x > 12].head(4).compute(), ref[ref.x > 12].head(4), exact=True,
-                reset_index=True)
+    assert_same(df[df.x > 12].head(4).compute(), ref[ref.x > 12].head(4), exact=True, reset_index=True)
 
 
 def test_fifo_in_a_dataset_is_refused_on_every_rank(deep_tree):
@@ -247,9 +252,11 @@ def decimals17(shared_dir):
         os.makedirs(d)
         rng = np.random.default_rng(17)
         for f in range(3):
-            ints = rng.integers(10 ** 16, 10 ** 17, 400) * rng.choice([-1, 1], 400)
-            cols = {f"d{s}": pa.array([decimal.Decimal(int(v)).scaleb(-s) for v in ints],
-                                      pa.decimal128(18, s)) for s in (2, 9, 17)}
+            ints = rng.integers(10**16, 10**17, 400) * rng.choice([-1, 1], 400)
+            cols = {
+                f"d{s}": pa.array([decimal.Decimal(int(v)).scaleb(-s) for v in ints], pa.decimal128(18, s))
+                for s in (2, 9, 17)
+            }
             cols["i"] = pa.array(np.arange(400) + 400 * f)
             pq.write_table(pa.table(cols), os.path.join(d, f"part{f}.parquet"), row_group_size=100)
     if world() is not None:
@@ -289,10 +296,16 @@ def small(shared_dir):
     d = os.path.join(shared_dir, "read_small")
     if rank() == 0:
         os.makedirs(d)
-        pq.write_table(pa.table({"x": np.arange(10.0), "s": list("abcdefghij")}),
-                       os.path.join(d, "rg.parquet"), row_group_size=2)
-        pq.write_to_dataset(pa.table({"x": [1.0, 2.0, 3.0], "city": ["New York", "Paris", "a/b"]}),
-                            os.path.join(d, "hive"), partition_cols=["city"])
+        pq.write_table(
+            pa.table({"x": np.arange(10.0), "s": list("abcdefghij")}),
+            os.path.join(d, "rg.parquet"),
+            row_group_size=2,
+        )
+        pq.write_to_dataset(
+            pa.table({"x": [1.0, 2.0, 3.0], "city": ["New York", "Paris", "a/b"]}),
+            os.path.join(d, "hive"),
+            partition_cols=["city"],
+        )
     barrier()
     return d
 
@@ -303,8 +316,7 @@ def test_head_after_a_filter_statistics_cannot_prune(small):
     df = hf.read_parquet(os.path.join(small, "rg.parquet"))
     ref = pd.read_parquet(os.path.join(small, "rg.parquet"))
     assert_same(df[~(df.x <= 5)].head(3), ref[~(ref.x <= 5)].head(3), reset_index=True)
-    assert_same(df[(df.x * 2.0) > 10].head(3), ref[(ref.x * 2.0) > 10].head(3),
-                reset_index=True)
+    assert_same(df[(df.x * 2.0) > 10].head(3), ref[(ref.x * 2.0) > 10].head(3), reset_index=True)
 
 
 def test_hive_values_are_url_decoded(small):

@@ -1,5 +1,6 @@
 """Parquet page CRC checksums: a page that does not match its checksum is an error naming the
 file and row group, on every rank; files and columns that are intact read as pandas does."""
+
 import os
 
 import numpy as np
@@ -37,9 +38,14 @@ def crc_data(shared_dir):
             for f in range(3):
                 path = os.path.join(d, sub, f"part{f}.parquet")
                 n = np.arange(1000) + 1000 * f
-                pq.write_table(pa.table({"x": n * 0.5, "y": n}), path, row_group_size=250,
-                               compression="NONE", use_dictionary=False,
-                               write_page_checksum=crc)
+                pq.write_table(
+                    pa.table({"x": n * 0.5, "y": n}),
+                    path,
+                    row_group_size=250,
+                    compression="NONE",
+                    use_dictionary=False,
+                    write_page_checksum=crc,
+                )
                 if sub != "good" and f == 1:
                     _corrupt_page(path, 2, 0)
     if world() is not None:
@@ -52,16 +58,19 @@ def test_intact_files_with_checksums_read_as_pandas(crc_data):
     assert_same(hf.read_parquet(path).compute(), pd.read_parquet(path), exact=True)
 
 
-@pytest.mark.parametrize("query", [
-    lambda df: df.compute(),
-    lambda df: df.x.sum().compute(),
-    lambda df: df.groupby("y").x.mean().compute(root=0),
-    lambda df: df[df.y > 1600].x.max().compute(),
-], ids=["compute", "sum", "groupby-root0", "filtered-max"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        lambda df: df.compute(),
+        lambda df: df.x.sum().compute(),
+        lambda df: df.groupby("y").x.mean().compute(root=0),
+        lambda df: df[df.y > 1600].x.max().compute(),
+    ],
+    ids=["compute", "sum", "groupby-root0", "filtered-max"],
+)
 def test_a_corrupt_page_is_an_error_on_every_rank(crc_data, query):
     df = hf.read_parquet(os.path.join(crc_data, "bad"))
-    with pytest.raises(hf.DatasetError,
-                       match=r"part1\.parquet, row group 2 is corrupt.*CRC checksum"):
+    with pytest.raises(hf.DatasetError, match=r"part1\.parquet, row group 2 is corrupt.*CRC checksum"):
         query(df)
 
 
@@ -69,8 +78,9 @@ def test_columns_without_a_corrupt_page_still_read(crc_data):
     path = os.path.join(crc_data, "bad")
     assert hf.read_parquet(path).y.sum().compute() == int(np.arange(3000).sum())
     statistics_prune_it = hf.read_parquet(path)
-    assert statistics_prune_it[statistics_prune_it.y < 1400].x.sum().compute() == \
-        float((np.arange(1400) * 0.5).sum())
+    assert statistics_prune_it[statistics_prune_it.y < 1400].x.sum().compute() == float(
+        (np.arange(1400) * 0.5).sum()
+    )
 
 
 def test_files_without_checksums_are_read_unverified(crc_data):

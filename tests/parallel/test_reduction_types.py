@@ -2,6 +2,7 @@
 float32, a datetime mean is a Timestamp, int64/uint8 maxima are int64, counts of distinct
 values and lengths are Python ints, categoricals stay categorical, bool/string/categorical
 Series describe themselves with count/unique/top/freq; and iterating a GroupBy works."""
+
 import os
 
 import numpy as np
@@ -30,23 +31,31 @@ def typed(shared_dir):
         start = 0
         for f, n in enumerate(FILES):
             nulls = (rng.random(n) < 0.1) if f in (2, 5) else np.zeros(n, dtype=bool)
-            ts = np.datetime64("2013-01-01T00:00:00", "us") + rng.integers(
-                0, 365 * 86400 * 10**6, n).astype("timedelta64[us]")
-            pq.write_table(pa.table({
-                "id": np.arange(start, start + n, dtype=np.int64),
-                "k": pa.array(rng.integers(0, 4, n), pa.int64()),
-                "f32": pa.array(rng.normal(3.0, 2.0, n).astype(np.float32)),
-                "x": rng.normal(size=n),
-                "u8": pa.array(rng.integers(0, 256, n).astype(np.uint8)),
-                "i64": pa.array(rng.integers(-1000, 1000, n), pa.int64()),
-                "ts": pa.array(ts, pa.timestamp("us"), mask=nulls),
-                "tsz": pa.array(ts.astype("datetime64[ms]").astype("int64"),
-                                pa.timestamp("ms", tz="Europe/Paris")),
-                "day": pa.array(ts.astype("datetime64[D]"), pa.date32()),
-                "flag": pa.array(rng.random(n) < 0.3, pa.bool_(), mask=nulls),
-                "s": pa.array(rng.choice(["u", "v", "w"], n), pa.string(), mask=nulls),
-                "cat": pa.array(rng.choice(["hi", "lo", "mid"], n)).dictionary_encode(),
-            }), os.path.join(d, f"part-{f}.parquet"), row_group_size=500)
+            ts = np.datetime64("2013-01-01T00:00:00", "us") + rng.integers(0, 365 * 86400 * 10**6, n).astype(
+                "timedelta64[us]"
+            )
+            pq.write_table(
+                pa.table(
+                    {
+                        "id": np.arange(start, start + n, dtype=np.int64),
+                        "k": pa.array(rng.integers(0, 4, n), pa.int64()),
+                        "f32": pa.array(rng.normal(3.0, 2.0, n).astype(np.float32)),
+                        "x": rng.normal(size=n),
+                        "u8": pa.array(rng.integers(0, 256, n).astype(np.uint8)),
+                        "i64": pa.array(rng.integers(-1000, 1000, n), pa.int64()),
+                        "ts": pa.array(ts, pa.timestamp("us"), mask=nulls),
+                        "tsz": pa.array(
+                            ts.astype("datetime64[ms]").astype("int64"), pa.timestamp("ms", tz="Europe/Paris")
+                        ),
+                        "day": pa.array(ts.astype("datetime64[D]"), pa.date32()),
+                        "flag": pa.array(rng.random(n) < 0.3, pa.bool_(), mask=nulls),
+                        "s": pa.array(rng.choice(["u", "v", "w"], n), pa.string(), mask=nulls),
+                        "cat": pa.array(rng.choice(["hi", "lo", "mid"], n)).dictionary_encode(),
+                    }
+                ),
+                os.path.join(d, f"part-{f}.parquet"),
+                row_group_size=500,
+            )
             start += n
     if world() is not None:
         world().Barrier()
@@ -101,8 +110,9 @@ def test_nunique_and_len_are_python_ints(typed, where):
 def test_datetime_mean(typed, col):
     df, ref = _open(typed)
     # float64 sums of ticks in another order: the truncated mean can be one tick apart
-    tick = pd.Timedelta(1, unit=np.datetime_data(ref[col].dtype.base)[0] if col != "tsz"
-                        else ref[col].dtype.unit)
+    tick = pd.Timedelta(
+        1, unit=np.datetime_data(ref[col].dtype.base)[0] if col != "tsz" else ref[col].dtype.unit
+    )
     got, exp = df[col].mean().compute(), ref[col].mean()
     assert isinstance(got, pd.Timestamp) and abs(got - exp) <= tick, (got, exp)
     got, exp = df.groupby("k")[col].mean().compute(), ref.groupby("k")[col].mean()
@@ -117,15 +127,21 @@ def test_datetime_mean(typed, col):
 @pytest.mark.parametrize("where", ["all", "blocks_without_nulls", "nothing"])
 def test_describe_of_bool_string_and_categorical_series(typed, col, where):
     df, ref = _open(typed)
-    pick = {"all": lambda d: d, "blocks_without_nulls": lambda d: d[d.id < 600],
-            "nothing": lambda d: d[d.id < 0]}[where]
+    pick = {
+        "all": lambda d: d,
+        "blocks_without_nulls": lambda d: d[d.id < 600],
+        "nothing": lambda d: d[d.id < 0],
+    }[where]
     got, exp = pick(df)[col].describe().compute(), pick(ref)[col].describe()
     assert got.dtype == exp.dtype == object
     assert list(got.index) == list(exp.index) == ["count", "unique", "top", "freq"]
     assert got.name == exp.name
     for label in exp.index:
-        assert (pd.isna(got[label]) and pd.isna(exp[label])) or got[label] == exp[label], \
-            (label, got[label], exp[label])
+        assert (pd.isna(got[label]) and pd.isna(exp[label])) or got[label] == exp[label], (
+            label,
+            got[label],
+            exp[label],
+        )
 
 
 @pytest.mark.parametrize("how", ["first", "last"])
@@ -152,6 +168,7 @@ def test_filter_keeping_no_rows_keeps_the_categories(typed):
 @pytest.mark.parametrize("by", ["k", ["k"], ["k", "flag"]])
 def test_iterating_a_groupby(typed, by):
     df, ref = _open(typed)
+
     def sub(d):
         return d[d.id % 7 == 0]
 
@@ -181,8 +198,9 @@ def test_describe_of_a_frame_without_numeric_columns(typed, where):
 
 
 def test_timedelta_mean():
-    ref = pd.DataFrame({"k": np.arange(40) % 3,
-                        "t": pd.to_timedelta(np.arange(40) * 1500, unit="ms").as_unit("us")})
+    ref = pd.DataFrame(
+        {"k": np.arange(40) % 3, "t": pd.to_timedelta(np.arange(40) * 1500, unit="ms").as_unit("us")}
+    )
     ref.loc[[3, 17], "t"] = pd.NaT
     df = hf.from_pandas(ref, npartitions=6)
     got, exp = df.t.mean().compute(), ref.t.mean()

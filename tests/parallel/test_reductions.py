@@ -1,4 +1,5 @@
 """Whole-column and whole-frame reductions, describe(), value_counts(), and the empty case."""
+
 import statistics
 
 import numpy as np
@@ -152,5 +153,6 @@ def test_value_counts(dir6, catalog):
         assert_same(canon_value_counts(got), canon_value_counts(q(dir6.pdf)), exact=True, msg=name)
     h5 = catalog["h5_pandas"]
     got = materialize(h5.open().carrier.value_counts())
-    assert_same(canon_value_counts(got), canon_value_counts(h5.pdf.carrier.value_counts()),
-                exact=True, msg="hdf5")
+    assert_same(
+        canon_value_counts(got), canon_value_counts(h5.pdf.carrier.value_counts()), exact=True, msg="hdf5"
+    )

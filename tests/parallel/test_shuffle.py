@@ -1,5 +1,6 @@
 """Group-bys finished with the hash shuffle (forced with config.shuffle_rows = 1) equal pandas
 and are bit-identical to the plain (allgather) path, on every rank count."""
+
 import pandas as pd
 import pytest
 
@@ -12,10 +13,10 @@ pytestmark = timeout(60)
 QUERIES = {
     "sum_two_str_keys": lambda df: df.groupby(["origin", "carrier"])[["x", "n"]].sum(),
     "mean_var_nan_keys": lambda df: df.groupby("kf", dropna=False).agg(
-        m=("x", "mean"), v=("y", "var"), c=("x", "count")),
+        m=("x", "mean"), v=("y", "var"), c=("x", "count")
+    ),
     "unsorted_first_appearance": lambda df: df.groupby("carrier", sort=False)[["x"]].max(),
-    "category_keys": lambda df: df.groupby(["cat", "flag"]).agg(
-        s=("x", "sum"), u=("name", "nunique")),
+    "category_keys": lambda df: df.groupby(["cat", "flag"]).agg(s=("x", "sum"), u=("name", "nunique")),
     "as_index_false": lambda df: df.groupby("ki", as_index=False).x.mean(),
 }
 
@@ -70,20 +71,27 @@ def mixed_keys(shared_dir):
     if rank() == 0:
         os.makedirs(d)
         rng = np.random.default_rng(7)
-        for f, (n, nulls) in enumerate([(300, False), (700, True), (40, False), (0, False),
-                                        (650, True), (120, True), (260, False)]):
+        for f, (n, nulls) in enumerate(
+            [(300, False), (700, True), (40, False), (0, False), (650, True), (120, True), (260, False)]
+        ):
             b = rng.random(n) < 0.4
             i = rng.integers(-2, 3, n)
             c = rng.choice(["p", "q", "r"], n).astype(object)
             mask = (rng.random(n) < 0.2) if nulls else np.zeros(n, dtype=bool)
             if f == 5:
                 c[:] = None
-            pq.write_table(pa.table({
-                "b": pa.array(b, pa.bool_(), mask=mask),
-                "i": pa.array(i, pa.int64(), mask=mask),
-                "c": pa.array(c, pa.string()).dictionary_encode(),
-                "x": pa.array(np.round(rng.normal(size=n), 3)),
-            }), os.path.join(d, f"part-{f}.parquet"), row_group_size=250)
+            pq.write_table(
+                pa.table(
+                    {
+                        "b": pa.array(b, pa.bool_(), mask=mask),
+                        "i": pa.array(i, pa.int64(), mask=mask),
+                        "c": pa.array(c, pa.string()).dictionary_encode(),
+                        "x": pa.array(np.round(rng.normal(size=n), 3)),
+                    }
+                ),
+                os.path.join(d, f"part-{f}.parquet"),
+                row_group_size=250,
+            )
     if world() is not None:
         world().Barrier()
     return d
@@ -92,7 +100,8 @@ def mixed_keys(shared_dir):
 MIXED = {
     "bool_key": lambda df: df.groupby("b").x.sum(),
     "bool_key_dropna_false": lambda df: df.groupby("b", dropna=False).agg(
-        s=("x", "sum"), m=("x", "mean"), n=("x", "count")),
+        s=("x", "sum"), m=("x", "mean"), n=("x", "count")
+    ),
     "int_key_floats_in_some_blocks": lambda df: df.groupby("i").x.sum(),
     "int_key_dropna_false": lambda df: df.groupby("i", dropna=False).x.mean(),
     "category_key_all_null_file": lambda df: df.groupby("c", dropna=False).x.sum(),
@@ -115,8 +124,7 @@ def test_shuffle_key_dtype_differs_between_blocks(mixed_keys, name, forced_shuff
     assert shuffled.index.is_unique, shuffled
     # pandas keeps NaN among a MultiIndex's levels with dropna=False (same values, so only
     # the levels' inferred type differs); single keys must have pandas' index dtype
-    assert_same(shuffled, expected, msg=name,
-                check_index_type=not isinstance(expected.index, pd.MultiIndex))
+    assert_same(shuffled, expected, msg=name, check_index_type=not isinstance(expected.index, pd.MultiIndex))
     if isinstance(plain, pd.DataFrame):
         pd.testing.assert_frame_equal(shuffled, plain, check_exact=True)
     else:

@@ -1,6 +1,7 @@
 """Reductions, describe() and group-bys over special values spread across blocks: ±inf in
 float columns (pandas gives NaN for inf - inf and for every variance with an inf) and int64
 values near 2**62 (pandas' mean accumulates in float64 and never wraps; its sum wraps)."""
+
 import os
 
 import numpy as np
@@ -47,12 +48,22 @@ def special(shared_dir):
                 within[[4, 250]] = [np.inf, -np.inf]  # both in one block: NaN
             big = rng.integers(BIG, BIG + 2**40, n).astype(np.int64)
             near = rng.integers(2**63 - 2**20, 2**63 - 1, n).astype(np.int64)
-            pq.write_table(pa.table({
-                "id": np.arange(start, start + n, dtype=np.int64),
-                "k": pa.array(k, pa.string()),
-                "x": x, "pinf": pinf, "across": across, "within": within,
-                "big": pa.array(big, pa.int64()), "near": pa.array(near, pa.int64()),
-            }), os.path.join(d, f"part-{f}.parquet"), row_group_size=500)
+            pq.write_table(
+                pa.table(
+                    {
+                        "id": np.arange(start, start + n, dtype=np.int64),
+                        "k": pa.array(k, pa.string()),
+                        "x": x,
+                        "pinf": pinf,
+                        "across": across,
+                        "within": within,
+                        "big": pa.array(big, pa.int64()),
+                        "near": pa.array(near, pa.int64()),
+                    }
+                ),
+                os.path.join(d, f"part-{f}.parquet"),
+                row_group_size=500,
+            )
             start += n
     if world() is not None:
         world().Barrier()
@@ -94,13 +105,13 @@ def test_inf_cases_are_what_pandas_says(special):
 @pytest.mark.parametrize("where", ["all", "some_blocks", "nothing"])
 def test_describe_with_inf_and_huge_ints(special, where):
     df, ref = _open(special)
-    pick = {"all": lambda d: d, "some_blocks": lambda d: d[d.id >= 900],
-            "nothing": lambda d: d[d.id < 0]}[where]
+    pick = {"all": lambda d: d, "some_blocks": lambda d: d[d.id >= 900], "nothing": lambda d: d[d.id < 0]}[
+        where
+    ]
     cols = ["x", "pinf", "across", "within", "big"]
     got, exp = pick(df)[cols].describe().compute(), pick(ref)[cols].describe()
     # std of 2**62 + [0, 2**40) is ill-conditioned (see test_reductions)
-    assert got.loc["std", "big"] == pytest.approx(exp.loc["std", "big"], rel=ILL_RTOL,
-                                                  nan_ok=True)
+    assert got.loc["std", "big"] == pytest.approx(exp.loc["std", "big"], rel=ILL_RTOL, nan_ok=True)
     got.loc["std", "big"] = exp.loc["std", "big"]
     assert_same(got, exp, msg=where)
     for c in cols:
@@ -144,11 +155,14 @@ def test_groupby_with_inf_and_huge_ints_shuffled(special, name):
         hf.config.shuffle_rows = old
 
 
-@pytest.mark.parametrize("values", [
-    [1.0, np.inf, 3.5],                 # 50% sits on 3.5, next to inf: pandas gives NaN
-    [3.5, 2.0, np.inf, -np.inf, 1.0],
-    [np.inf, 1.0, 2.0, 3.0, 4.0, np.inf, -np.inf, 5.0, 6.0],
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.0, np.inf, 3.5],  # 50% sits on 3.5, next to inf: pandas gives NaN
+        [3.5, 2.0, np.inf, -np.inf, 1.0],
+        [np.inf, 1.0, 2.0, 3.0, 4.0, np.inf, -np.inf, 5.0, 6.0],
+    ],
+)
 def test_describe_quartiles_next_to_inf(values):
     ref = pd.DataFrame({"x": values * 7})
     df = hf.from_pandas(ref, npartitions=4)

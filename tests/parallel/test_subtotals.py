@@ -5,6 +5,7 @@ subtotal row (k1, "All"), and last the grand total ("All", "All"). The index lev
 dtype. With dropna=True rows whose keys are missing are left out everywhere (also from the
 totals): this suite's reading of "NaN keys excluded when dropna=True".
 """
+
 import pandas as pd
 import pytest
 

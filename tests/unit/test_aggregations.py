@@ -1,5 +1,6 @@
 """Unit tests of the partial-table machinery: the shuffle's routing hash depends on key
 values only, and combines of partials keep pandas' NaN for ±inf."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,17 +9,22 @@ from hpcframe import aggregations as A
 from hpcframe.execute import _route
 
 SAME_VALUES = {
-    "bool_vs_object_with_none": (pd.Series([False, True, False]),
-                                 pd.Series([False, True, False], dtype=object)),
+    "bool_vs_object_with_none": (
+        pd.Series([False, True, False]),
+        pd.Series([False, True, False], dtype=object),
+    ),
     "int_vs_float": (pd.Series([1, -3, 2**40]), pd.Series([1.0, -3.0, 2.0**40])),
-    "category_vs_str": (pd.Series(["a", "b", "a"], dtype="category"),
-                        pd.Series(["a", "b", "a"], dtype="str")),
-    "str_vs_object": (pd.Series(["a", "b", "c"], dtype="str"),
-                      pd.Series(["a", "b", "c"], dtype=object)),
+    "category_vs_str": (
+        pd.Series(["a", "b", "a"], dtype="category"),
+        pd.Series(["a", "b", "a"], dtype="str"),
+    ),
+    "str_vs_object": (pd.Series(["a", "b", "c"], dtype="str"), pd.Series(["a", "b", "c"], dtype=object)),
     "zero_signs": (pd.Series([0.0, 1.0]), pd.Series([-0.0, 1.0])),
     "missing_kinds": (pd.Series([None, None], dtype=object), pd.Series([np.nan, np.nan])),
-    "datetime_units": (pd.Series(pd.to_datetime(["2020-01-01", "2021-05-06"]).as_unit("ms")),
-                       pd.Series(pd.to_datetime(["2020-01-01", "2021-05-06"]).as_unit("ns"))),
+    "datetime_units": (
+        pd.Series(pd.to_datetime(["2020-01-01", "2021-05-06"]).as_unit("ms")),
+        pd.Series(pd.to_datetime(["2020-01-01", "2021-05-06"]).as_unit("ns")),
+    ),
 }
 
 
@@ -32,8 +38,12 @@ def test_route_depends_on_the_value_not_the_dtype(name, size):
 
 
 def test_route_nulls_meet_across_dtypes():
-    keys = [pd.Series([None, True], dtype=object), pd.Series([np.nan, 1.0]),
-            pd.Series([None, "x"], dtype="str"), pd.Series([pd.NaT, pd.Timestamp(0)])]
+    keys = [
+        pd.Series([None, True], dtype=object),
+        pd.Series([np.nan, 1.0]),
+        pd.Series([None, "x"], dtype="str"),
+        pd.Series([pd.NaT, pd.Timestamp(0)]),
+    ]
     routes = {_route(pd.DataFrame({"k": k}), ["k"], 5)[0] for k in keys}
     assert len(routes) == 1
 
@@ -48,13 +58,16 @@ def _partial(values, inters):
     return A.chunk_partial(df, [A.ALL_KEY], inters, True)
 
 
-@pytest.mark.parametrize("blocks", [
-    [[1.0, np.inf], [-np.inf, 2.0]],
-    [[np.inf, -np.inf], [3.0]],
-    [[5.0], [np.inf, -np.inf, 1.0], [2.0]],
-    [[np.inf], [np.nan], [4.0]],
-    [[-np.inf, 1.0], [-np.inf]],
-])
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        [[1.0, np.inf], [-np.inf, 2.0]],
+        [[np.inf, -np.inf], [3.0]],
+        [[5.0], [np.inf, -np.inf, 1.0], [2.0]],
+        [[np.inf], [np.nan], [4.0]],
+        [[-np.inf, 1.0], [-np.inf]],
+    ],
+)
 def test_combined_sum_mean_var_match_pandas_with_inf(blocks):
     specs = [("x", "sum"), ("x", "mean"), ("x", "var"), ("x", "std")]
     inters = A.needed(specs)
@@ -72,8 +85,7 @@ def test_mean_of_int64_near_the_limit_does_not_wrap():
     values = np.array([2**62, 2**62 + 5, 2**62 + 9], dtype=np.int64)
     specs = [("x", "mean"), ("x", "sum")]
     inters = A.needed(specs)
-    table = A.combine_partials(_partial(values[:2], inters), _partial(values[2:], inters),
-                               [A.ALL_KEY])
+    table = A.combine_partials(_partial(values[:2], inters), _partial(values[2:], inters), [A.ALL_KEY])
     mean, total = (s.iloc[0] for s in A.finalize_columns(table, specs))
     assert mean == pytest.approx(pd.Series(values).mean(), rel=1e-15)
     assert total == pd.Series(values).sum()  # wraps around, as pandas' int64 sum does
@@ -84,8 +96,7 @@ def test_quantile_from_counts_is_numpys_linear_interpolation():
 
     rng = np.random.default_rng(5)
     for _ in range(2000):
-        s = pd.Series(rng.choice([1.0, 2.0, 3.5, np.inf, -np.inf, 1e300, -1e-300],
-                                 rng.integers(1, 12)))
+        s = pd.Series(rng.choice([1.0, 2.0, 3.5, np.inf, -np.inf, 1e300, -1e-300], rng.integers(1, 12)))
         for q in (0.25, 0.5, 0.75):
             got = quantile_from_counts(s.value_counts().sort_index(), q)
             exp = s.quantile(q)

@@ -10,6 +10,7 @@ arithmetic, isin (with missing values), between, isna, string methods, ``~``, ``
 The fixed-seed run is part of the normal suite; a longer run:
 ``HPCFRAME_EXPR_EXAMPLES=20000 python -m pytest tests/unit/test_expr.py --timeout=0``.
 """
+
 import datetime
 import io
 import os
@@ -30,13 +31,30 @@ from hpcframe.io.types import filter_schema, normalize_table, to_pandas
 EXAMPLES = int(os.environ.get("HPCFRAME_EXPR_EXAMPLES", "300"))
 BIG = 2**53
 
-INTS = [0, 1, -1, 7, BIG, BIG + 1, BIG - 1, 2**62, 2**63 - 1, -2**63, 16777217]
+INTS = [0, 1, -1, 7, BIG, BIG + 1, BIG - 1, 2**62, 2**63 - 1, -(2**63), 16777217]
 UINTS = [0, 1, 7, 2**63, 2**63 + 5, 2**64 - 1]
-FLOATS = [0.0, -0.0, 0.1, 1.5, -2.5, float(BIG), float(2**63), np.inf, -np.inf, np.nan, 3.4e38,
-          1e39, 16777216.0, 16777217.0]
+FLOATS = [
+    0.0,
+    -0.0,
+    0.1,
+    1.5,
+    -2.5,
+    float(BIG),
+    float(2**63),
+    np.inf,
+    -np.inf,
+    np.nan,
+    3.4e38,
+    1e39,
+    16777216.0,
+    16777217.0,
+]
 DATES = [datetime.date(2013, 6, 30), datetime.date(2013, 7, 1), datetime.date(2013, 7, 2)]
-TIMES = [pd.Timestamp("2013-07-01"), pd.Timestamp("2013-07-01 10:00"),
-         pd.Timestamp("2013-06-30 23:59:59.999999999")]
+TIMES = [
+    pd.Timestamp("2013-07-01"),
+    pd.Timestamp("2013-07-01 10:00"),
+    pd.Timestamp("2013-06-30 23:59:59.999999999"),
+]
 STRINGS = ["", "a", "ab", "abc", "b", "B", "a.b", "é"]
 
 COLUMNS = {
@@ -49,21 +67,41 @@ COLUMNS = {
     "g": (pa.float32(), st.one_of(st.none(), st.sampled_from(FLOATS))),
     "d": (pa.date32(), st.one_of(st.none(), st.sampled_from(DATES))),
     "ts": (pa.timestamp("ns"), st.one_of(st.none(), st.sampled_from(TIMES))),
-    "tsz": (pa.timestamp("us", tz="Europe/Paris"),
-            st.one_of(st.none(), st.sampled_from([t.tz_localize("Europe/Paris")
-                                                  for t in TIMES[:2]]))),
+    "tsz": (
+        pa.timestamp("us", tz="Europe/Paris"),
+        st.one_of(st.none(), st.sampled_from([t.tz_localize("Europe/Paris") for t in TIMES[:2]])),
+    ),
     "b": (pa.bool_(), st.booleans()),
     "bn": (pa.bool_(), st.one_of(st.none(), st.booleans())),
     "s": (pa.string(), st.one_of(st.none(), st.sampled_from(STRINGS))),
     "c": ("dict", st.one_of(st.none(), st.sampled_from(STRINGS[:5]))),
 }
 
-LITERALS = (INTS + [2**64, -2**70, 128, -129, 2**32] + FLOATS
-            + [np.float32(0.1), np.float64(0.1), np.int64(BIG + 1), np.uint64(2**63),
-               np.int8(-1), np.uint8(7), np.float16(0.1)]
-            + DATES + TIMES + [pd.Timestamp("2013-07-01", tz="UTC"), np.datetime64("2013-07-01"),
-                               datetime.datetime(2013, 7, 1), pd.NaT, "2013-07-01"]
-            + STRINGS + [True, False, None])
+LITERALS = (
+    INTS
+    + [2**64, -(2**70), 128, -129, 2**32]
+    + FLOATS
+    + [
+        np.float32(0.1),
+        np.float64(0.1),
+        np.int64(BIG + 1),
+        np.uint64(2**63),
+        np.int8(-1),
+        np.uint8(7),
+        np.float16(0.1),
+    ]
+    + DATES
+    + TIMES
+    + [
+        pd.Timestamp("2013-07-01", tz="UTC"),
+        np.datetime64("2013-07-01"),
+        datetime.datetime(2013, 7, 1),
+        pd.NaT,
+        "2013-07-01",
+    ]
+    + STRINGS
+    + [True, False, None]
+)
 
 
 @st.composite
@@ -76,8 +114,7 @@ def tables(draw):
             arrays[name] = pa.array(vals, pa.string()).dictionary_encode()
         elif t == pa.float32():
             with np.errstate(over="ignore"):
-                arrays[name] = pa.array([None if v is None else np.float32(v) for v in vals],
-                                        pa.float32())
+                arrays[name] = pa.array([None if v is None else np.float32(v) for v in vals], pa.float32())
         elif pa.types.is_timestamp(t):
             arrays[name] = pa.array([None if v is None else v for v in vals], t)
         else:
@@ -91,27 +128,37 @@ lits = st.sampled_from(LITERALS)
 
 def _expressions():
     leaf_value = st.one_of(cols.map(E.Col), lits.map(E.Lit))
-    arith = st.builds(lambda op, a, b: E.Bin(op, a, b), st.sampled_from(["+", "-", "*"]),
-                      cols.map(E.Col), st.one_of(cols.map(E.Col), lits.map(E.Lit)))
+    arith = st.builds(
+        lambda op, a, b: E.Bin(op, a, b),
+        st.sampled_from(["+", "-", "*"]),
+        cols.map(E.Col),
+        st.one_of(cols.map(E.Col), lits.map(E.Lit)),
+    )
     value = st.one_of(leaf_value, arith)
-    cmp = st.builds(lambda op, a, b: E.Bin(op, a, b), st.sampled_from(list(E._CMP)),
-                    value, value)
+    cmp = st.builds(lambda op, a, b: E.Bin(op, a, b), st.sampled_from(list(E._CMP)), value, value)
     isin = st.builds(E.IsIn, cols.map(E.Col), st.lists(lits, max_size=3))
-    between = st.builds(E.Between, cols.map(E.Col), lits, lits,
-                        st.sampled_from(["both", "neither", "left", "right"]))
+    between = st.builds(
+        E.Between, cols.map(E.Col), lits, lits, st.sampled_from(["both", "neither", "left", "right"])
+    )
     isna = st.builds(E.IsNa, cols.map(E.Col), st.booleans())
-    strmatch = st.builds(E.StrMatch, st.sampled_from(["s", "c"]).map(E.Col),
-                         st.sampled_from(["startswith", "endswith", "contains"]),
-                         st.sampled_from(["a", "b", ".", "^a", "B"]), st.booleans(),
-                         st.booleans())
+    strmatch = st.builds(
+        E.StrMatch,
+        st.sampled_from(["s", "c"]).map(E.Col),
+        st.sampled_from(["startswith", "endswith", "contains"]),
+        st.sampled_from(["a", "b", ".", "^a", "B"]),
+        st.booleans(),
+        st.booleans(),
+    )
     bool_col = st.sampled_from(["b", "bn"]).map(E.Col)
     leaf = st.one_of(cmp, isin, between, isna, strmatch, bool_col)
     return st.recursive(
         leaf,
-        lambda inner: st.one_of(inner.map(E.Not),
-                                st.builds(lambda op, a, b: E.Bin(op, a, b),
-                                          st.sampled_from(["&", "|"]), inner, inner)),
-        max_leaves=4)
+        lambda inner: st.one_of(
+            inner.map(E.Not),
+            st.builds(lambda op, a, b: E.Bin(op, a, b), st.sampled_from(["&", "|"]), inner, inner),
+        ),
+        max_leaves=4,
+    )
 
 
 def _pandas_mask(expr, table):
@@ -167,37 +214,47 @@ def _statistics(table):
 
 
 @pytest.mark.timeout(600)
-@settings(derandomize=True, max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    derandomize=True,
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(table=tables(), expr=_expressions())
 def test_arrow_evaluation_equals_pandas(table, expr):
     want, want_exc = _pandas_mask(expr, table)
     got, got_exc = _pushed_mask(expr, table)
     if want_exc is not None:
-        assert got_exc is not None, (
-            f"{expr.text()}: pandas raises {want_exc!r}, pushed gives {got}")
+        assert got_exc is not None, f"{expr.text()}: pandas raises {want_exc!r}, pushed gives {got}"
         return
     assert got_exc is None, f"{expr.text()}: pandas gives {want}, pushed raises {got_exc!r}"
     assert got.tolist() == want.tolist(), f"{expr.text()}: pushed {got} != pandas {want}"
     if want.any():
         stats = _statistics(table)
         assert E.and_all(E.conjuncts(expr)).may_match(stats), (
-            f"{expr.text()}: statistics {stats} prune rows that pass: {want}")
+            f"{expr.text()}: statistics {stats} prune rows that pass: {want}"
+        )
 
 
-@pytest.mark.parametrize("expr, stats, may", [
-    (E.Bin("==", E.Col("g"), E.Lit(0.1)), {"g": (float(np.float32(0.1)), 0.7)}, True),
-    (E.Bin("<=", E.Col("g"), E.Lit(0.1)), {"g": (float(np.float32(0.1)), 0.7)}, True),
-    (E.Bin("==", E.Col("i"), E.Lit(float(BIG))), {"i": (BIG + 1, BIG + 7)}, True),
-    (E.Bin(">", E.Col("i"), E.Lit(float(BIG))), {"i": (BIG - 1, BIG + 1)}, True),
-    (E.IsIn(E.Col("f"), [np.nan]), {"f": (0.0, 1.0)}, True),
-    (E.IsIn(E.Col("s"), [None]), {"s": ("a", "b")}, True),
-    (E.Bin("==", E.Col("d"), E.Lit(datetime.date(2013, 7, 1))),
-     {"d": (pd.Timestamp("2013-06-01"), pd.Timestamp("2013-06-02"))}, True),
-    # still prunes where no domain can match
-    (E.Bin("==", E.Col("g"), E.Lit(0.1)), {"g": (0.5, 0.7)}, False),
-    (E.Bin(">", E.Col("i"), E.Lit(10)), {"i": (0, 5)}, False),
-    (E.IsIn(E.Col("i"), [1, 2]), {"i": (5, 9)}, False),
-])
+@pytest.mark.parametrize(
+    "expr, stats, may",
+    [
+        (E.Bin("==", E.Col("g"), E.Lit(0.1)), {"g": (float(np.float32(0.1)), 0.7)}, True),
+        (E.Bin("<=", E.Col("g"), E.Lit(0.1)), {"g": (float(np.float32(0.1)), 0.7)}, True),
+        (E.Bin("==", E.Col("i"), E.Lit(float(BIG))), {"i": (BIG + 1, BIG + 7)}, True),
+        (E.Bin(">", E.Col("i"), E.Lit(float(BIG))), {"i": (BIG - 1, BIG + 1)}, True),
+        (E.IsIn(E.Col("f"), [np.nan]), {"f": (0.0, 1.0)}, True),
+        (E.IsIn(E.Col("s"), [None]), {"s": ("a", "b")}, True),
+        (
+            E.Bin("==", E.Col("d"), E.Lit(datetime.date(2013, 7, 1))),
+            {"d": (pd.Timestamp("2013-06-01"), pd.Timestamp("2013-06-02"))},
+            True,
+        ),
+        # still prunes where no domain can match
+        (E.Bin("==", E.Col("g"), E.Lit(0.1)), {"g": (0.5, 0.7)}, False),
+        (E.Bin(">", E.Col("i"), E.Lit(10)), {"i": (0, 5)}, False),
+        (E.IsIn(E.Col("i"), [1, 2]), {"i": (5, 9)}, False),
+    ],
+)
 def test_statistics_pruning_is_conservative(expr, stats, may):
     assert expr.may_match(stats) is may

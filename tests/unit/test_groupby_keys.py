@@ -1,4 +1,5 @@
 """groupby() with no keys: refused up front, as pandas does."""
+
 from __future__ import annotations
 
 import pandas as pd

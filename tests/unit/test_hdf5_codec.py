@@ -1,4 +1,5 @@
 """One HDF5 codec: what write_table and to_hdf write, read_hdf reads back with its dtype."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,22 +11,27 @@ pytest.importorskip("h5py")
 
 
 def frame():
-    return pd.DataFrame({
-        "i": np.array([1, 2, 3], dtype="int64"),
-        "i32": np.array([4, 5, 6], dtype="int32"),
-        "b": [True, False, True],
-        "t": pd.to_datetime(["2013-01-01 00:00", "2013-01-02 10:00", None]),
-        "tz": pd.to_datetime(["2013-01-01", "2013-01-02", "2013-01-03"]).tz_localize("UTC"),
-        "s": ["a", "b", "ünï"],
-        "f": [1.5, np.nan, 3.0],
-    })
+    return pd.DataFrame(
+        {
+            "i": np.array([1, 2, 3], dtype="int64"),
+            "i32": np.array([4, 5, 6], dtype="int32"),
+            "b": [True, False, True],
+            "t": pd.to_datetime(["2013-01-01 00:00", "2013-01-02 10:00", None]),
+            "tz": pd.to_datetime(["2013-01-01", "2013-01-02", "2013-01-03"]).tz_localize("UTC"),
+            "s": ["a", "b", "ünï"],
+            "f": [1.5, np.nan, 3.0],
+        }
+    )
 
 
 def check(got, df):
     assert list(got.columns) == list(df.columns)
     for c in df.columns:
-        assert got[c].dtype == df[c].dtype or (c == "s" and got[c].dtype.kind in "OUT"), \
-            (c, got[c].dtype, df[c].dtype)
+        assert got[c].dtype == df[c].dtype or (c == "s" and got[c].dtype.kind in "OUT"), (
+            c,
+            got[c].dtype,
+            df[c].dtype,
+        )
         assert got[c].tolist() == df[c].tolist() or c in ("t", "f"), c
     pd.testing.assert_series_equal(got.t, df.t, check_dtype=False)
     np.testing.assert_array_equal(got.f.to_numpy(), df.f.to_numpy())

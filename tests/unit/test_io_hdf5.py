@@ -1,4 +1,5 @@
 """HDF5Source: layouts, chunk-aligned partitions, multi-file datasets, errors, no unpickling."""
+
 import datetime
 import pickle
 
@@ -42,13 +43,15 @@ def sample_frame(n=50, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
     x[::5] = np.nan
-    return pd.DataFrame({
-        "i": np.arange(n, dtype="int64"),
-        "x": x,
-        "i32": rng.integers(-100, 100, n).astype("int32"),
-        "flag": rng.random(n) > 0.5,
-        "s": [None if k % 7 == 3 else f"s{k}é" for k in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "i": np.arange(n, dtype="int64"),
+            "x": x,
+            "i32": rng.integers(-100, 100, n).astype("int32"),
+            "flag": rng.random(n) > 0.5,
+            "s": [None if k % 7 == 3 else f"s{k}é" for k in range(n)],
+        }
+    )
 
 
 def write_column_group(path, df, chunk=7, key="data", **extra):
@@ -69,8 +72,15 @@ def test_column_group_roundtrip_and_chunk_alignment(tmp_path):
     path = str(tmp_path / "cols.h5")
     write_column_group(path, df, chunk=7, compression="gzip")
     src = HDF5Source([path], chunk_rows=20)
-    assert src.schema() == pa.schema([("i", pa.int64()), ("x", pa.float64()), ("i32", pa.int32()),
-                                      ("flag", pa.bool_()), ("s", pa.string())])
+    assert src.schema() == pa.schema(
+        [
+            ("i", pa.int64()),
+            ("x", pa.float64()),
+            ("i32", pa.int32()),
+            ("flag", pa.bool_()),
+            ("s", pa.string()),
+        ]
+    )
     out, parts = read_all(src)
     assert [(p.start, p.stop) for p in parts] == [(0, 21), (21, 42), (42, 50)]
     assert_chunk_aligned(parts, 7, 50)
@@ -85,8 +95,7 @@ def test_column_group_aligns_to_largest_chunk_and_vlen_strings(tmp_path):
     with h5py.File(path, "w") as f:
         f.create_dataset("t/a", data=np.arange(n), chunks=(10,))
         f.create_dataset("t/b", data=np.arange(n) * 0.5, chunks=(16,))
-        f.create_dataset("t/c", data=[f"v{k}" for k in range(n)], dtype=h5py.string_dtype(),
-                         chunks=(16,))
+        f.create_dataset("t/c", data=[f"v{k}" for k in range(n)], dtype=h5py.string_dtype(), chunks=(16,))
     src = HDF5Source([path], chunk_rows=45)  # ~45 rows -> 3 chunks of 16
     out, parts = read_all(src, ["c", "a"])
     assert_chunk_aligned(parts, 16, n)
@@ -140,8 +149,7 @@ def test_compound_dataset_reads_only_needed_fields(tmp_path):
     assert src.schema().field("val").type == pa.float64()
     out, parts = read_all(src, ["name", "val"])
     assert_chunk_aligned(parts, 8, n)
-    expected = pd.DataFrame({"name": [f"n{k}" for k in range(n)],
-                             "val": rec["val"].astype("<f8")})
+    expected = pd.DataFrame({"name": [f"n{k}" for k in range(n)], "val": rec["val"].astype("<f8")})
     pd.testing.assert_frame_equal(out, expected)
     one = src.read(parts[1], ["id"])  # single-field read
     assert one.column("id").to_pylist() == list(range(parts[1].start, parts[1].stop))
@@ -198,6 +206,7 @@ def test_pandas_table_is_never_unpickled(tmp_path, monkeypatch):
         raise AssertionError("pickle must not be used to read HDF5 attributes")
 
     import _pickle
+
     for mod in (pickle, _pickle):
         for name in ("loads", "load", "Unpickler"):
             monkeypatch.setattr(mod, name, forbidden)
@@ -333,16 +342,22 @@ def test_pandas_table_with_a_pickle_bomb_attribute_is_a_clear_error(tmp_path):
     pandas_frame(20).to_hdf(path, key="df", format="table")
     with h5py.File(path, "a") as f:
         f["df/table"].attrs["values_block_0_kind"] = np.bytes_(_memo_bomb())
-    with pytest.raises(DatasetError, match=r"bomb\.h5.*'values_block_0_kind' of /df/table.*"
-                                           r"safety limits"):
+    with pytest.raises(
+        DatasetError,
+        match=r"bomb\.h5.*'values_block_0_kind' of /df/table.*"
+        r"safety limits",
+    ):
         HDF5Source([path]).schema()
 
 
-@pytest.mark.parametrize("value, what", [
-    (np.void(b"\x01\x02\x03"), "opaque bytes"),  # an HDF5 OPAQUE attribute
-    (np.bytes_(pickle.dumps(datetime.timezone.utc, protocol=0)), "pickled Python object"),
-    (np.int64(7), "int"),
-])
+@pytest.mark.parametrize(
+    "value, what",
+    [
+        (np.void(b"\x01\x02\x03"), "opaque bytes"),  # an HDF5 OPAQUE attribute
+        (np.bytes_(pickle.dumps(datetime.timezone.utc, protocol=0)), "pickled Python object"),
+        (np.int64(7), "int"),
+    ],
+)
 def test_pandas_table_with_a_non_text_encoding_is_a_clear_error(tmp_path, value, what):
     path = str(tmp_path / "enc.h5")
     pandas_frame(20).to_hdf(path, key="df", format="table")
@@ -361,14 +376,22 @@ def test_pandas_table_with_an_unknown_encoding_is_a_clear_error(tmp_path):
         HDF5Source([path]).schema()
 
 
-@pytest.mark.parametrize("tz", [
-    "UTC", datetime.timezone.utc, datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
-    datetime.timezone(datetime.timedelta(hours=-3)), "Europe/Paris"],
-    ids=["utc-name", "utc-object", "plus-0530", "minus-03", "paris"])
+@pytest.mark.parametrize(
+    "tz",
+    [
+        "UTC",
+        datetime.timezone.utc,
+        datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
+        datetime.timezone(datetime.timedelta(hours=-3)),
+        "Europe/Paris",
+    ],
+    ids=["utc-name", "utc-object", "plus-0530", "minus-03", "paris"],
+)
 def test_pandas_table_time_zones_roundtrip(tmp_path, tz):
-    df = pd.DataFrame({"t": pd.date_range("2020-03-29", periods=40, freq="37min", tz=tz),
-                       "x": np.arange(40.0)},
-                      index=pd.date_range("2021-01-01", periods=40, freq="D", tz=tz, name="day"))
+    df = pd.DataFrame(
+        {"t": pd.date_range("2020-03-29", periods=40, freq="37min", tz=tz), "x": np.arange(40.0)},
+        index=pd.date_range("2021-01-01", periods=40, freq="D", tz=tz, name="day"),
+    )
     path = str(tmp_path / "tz.h5")
     df.to_hdf(path, key="df", format="table")
     out, _ = read_all(HDF5Source([path], chunk_rows=16))
@@ -376,17 +399,18 @@ def test_pandas_table_time_zones_roundtrip(tmp_path, tz):
     pd.testing.assert_frame_equal(out, expected)
     assert str(out.t.dtype) == str(expected.t.dtype) and str(out.day.dtype) == str(df.index.dtype)
     import hpcframe as hf
+
     frame = hf.read_hdf(path)
     assert (frame.t == expected.t.iloc[3]).sum().compute() == 1
 
 
 def test_time_zone_objects_that_are_not_offsets_are_refused(tmp_path):
     from hpcframe.io.hdf5 import _time_zone
+
     evil = safe_unpickle(pickle.dumps(Evil(), protocol=2))
     with pytest.raises(DatasetError, match=r"f\.h5.*field 't'.*time zone stored as a Python"):
         _time_zone(evil, "field 't'", "f.h5")
-    half_second = safe_unpickle(pickle.dumps(
-        datetime.timezone(datetime.timedelta(seconds=30)), protocol=0))
+    half_second = safe_unpickle(pickle.dumps(datetime.timezone(datetime.timedelta(seconds=30)), protocol=0))
     with pytest.raises(DatasetError, match="whole minutes"):
         _time_zone(half_second, "field 't'", "f.h5")
     assert CALLED == []
@@ -394,6 +418,7 @@ def test_time_zone_objects_that_are_not_offsets_are_refused(tmp_path):
 
 def test_hdf5_source_describes_itself_like_the_other_sources(tmp_path):
     import hpcframe as hf
+
     path = str(tmp_path / "pd.h5")
     df = pandas_frame(300)
     df.to_hdf(path, key="df", format="table")
@@ -404,8 +429,7 @@ def test_hdf5_source_describes_itself_like_the_other_sources(tmp_path):
     assert "hdf5" in text and path in text
     out = str(tmp_path / "out")
     hf.to_parquet(frame[frame.x > 0], out)
-    pd.testing.assert_frame_equal(hf.read_parquet(out).compute(),
-                                  df[df.x > 0].reset_index(drop=True))
+    pd.testing.assert_frame_equal(hf.read_parquet(out).compute(), df[df.x > 0].reset_index(drop=True))
     many = HDF5Source([path, path])
     assert many.label.startswith("2 HDF5 files")
 
@@ -416,8 +440,7 @@ class WithListArgs:
 
 
 def test_safe_unpickle_keeps_call_arguments_and_opaque_keys_hashable():
-    out = safe_unpickle(pickle.dumps({WithListArgs(): 1, "tz": datetime.timezone.utc},
-                                     protocol=2))
+    out = safe_unpickle(pickle.dumps({WithListArgs(): 1, "tz": datetime.timezone.utc}, protocol=2))
     (key,) = [k for k in out if isinstance(k, Opaque)]
     assert key.args == ([1, 2],) and out[key] == 1
     assert out["tz"].func == "datetime timezone" and out["tz"].args[0].args == (0, 0, 0)

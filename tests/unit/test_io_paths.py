@@ -1,5 +1,6 @@
 """Dataset discovery (hpcframe.io.paths): file order, which files are data files, and refusal of
 non-regular files before anything opens them. Shared by Parquet, HDF5 and CSV."""
+
 import os
 import socket
 
@@ -13,8 +14,17 @@ import hpcframe as hf
 from hpcframe.io.paths import NotARegularFileError, expand_paths
 
 PQ = (".parquet", ".parq", ".pq")
-NAMES = ["z.parquet", "a/x.parquet", "a.parquet", "a-b/y.parquet", "B/q.parquet", "a/b.parquet",
-         "a/deeper/c.parquet", "é.parquet", "k=1/m.parquet"]
+NAMES = [
+    "z.parquet",
+    "a/x.parquet",
+    "a.parquet",
+    "a-b/y.parquet",
+    "B/q.parquet",
+    "a/b.parquet",
+    "a/deeper/c.parquet",
+    "é.parquet",
+    "k=1/m.parquet",
+]
 
 
 def _write_tree(root, names=NAMES):
@@ -79,8 +89,7 @@ def test_non_regular_files_are_refused_before_opening(tmp_path, kind):
         os.symlink(os.path.join(root, "missing.parquet"), bad)
         what = "broken symbolic link"
     try:
-        for path in (root, bad, os.path.join(root, "*", "*.parquet"),
-                     [os.path.join(root, "a.parquet"), bad]):
+        for path in (root, bad, os.path.join(root, "*", "*.parquet"), [os.path.join(root, "a.parquet"), bad]):
             with pytest.raises(NotARegularFileError, match=rf"c\.parquet is .*{what}") as ei:
                 hf.read_parquet(path).compute()
             assert isinstance(ei.value, hf.DatasetError) and isinstance(ei.value, OSError)
@@ -118,17 +127,20 @@ def test_symlinks_to_regular_files_are_followed(tmp_path):
     assert hf.read_parquet(str(root)).x.sum().compute() == 3.0
 
 
-@pytest.mark.parametrize("values, dtype", [
-    (["99999999999999999999", "1"], "str"),
-    (["1_000", "2"], "str"),
-    (["+5", "3"], "str"),
-    ([" 7", "3"], "str"),
-    (["١٢", "1"], "str"),  # non-ASCII digits
-    (["9223372036854775808", "1"], "str"),
-    (["-9223372036854775809", "1"], "str"),
-    (["9223372036854775807", "-9223372036854775808"], "int64"),
-    (["-5", "007", "3"], "int64"),
-])
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        (["99999999999999999999", "1"], "str"),
+        (["1_000", "2"], "str"),
+        (["+5", "3"], "str"),
+        ([" 7", "3"], "str"),
+        (["١٢", "1"], "str"),  # non-ASCII digits
+        (["9223372036854775808", "1"], "str"),
+        (["-9223372036854775809", "1"], "str"),
+        (["9223372036854775807", "-9223372036854775808"], "int64"),
+        (["-5", "007", "3"], "int64"),
+    ],
+)
 def test_hive_values_are_int64_only_when_plain_digits_that_fit(tmp_path, values, dtype):
     root = tmp_path / "hive"
     for i, v in enumerate(values):

@@ -3,6 +3,7 @@
 Every ``import`` in ``hpcframe`` counts, at module level or inside a function: a function-level
 import is still a dependency, only a later one.
 """
+
 from __future__ import annotations
 
 import ast
@@ -10,8 +11,7 @@ import os
 
 import pytest
 
-ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                    "hpcframe")
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "hpcframe")
 
 #: Modules of hpcframe that ``io/`` may import: the bottom of the house.
 IO_MAY_IMPORT = ("hpcframe.io", "hpcframe.errors", "hpcframe.config")
@@ -19,7 +19,7 @@ IO_MAY_IMPORT = ("hpcframe.io", "hpcframe.errors", "hpcframe.config")
 
 def _module_name(path: str) -> str:
     rel = os.path.relpath(path, os.path.dirname(ROOT))[:-3].replace(os.sep, ".")
-    return rel[:-len(".__init__")] if rel.endswith(".__init__") else rel
+    return rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
 
 
 def _modules() -> dict[str, str]:
@@ -40,7 +40,7 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
     if node.level:
         parts = module.split(".")
         base = parts if is_package else parts[:-1]
-        base = base[:len(base) - (node.level - 1)]
+        base = base[: len(base) - (node.level - 1)]
         prefix = ".".join(base + ([node.module] if node.module else []))
     else:
         prefix = node.module or ""
@@ -94,7 +94,7 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for dep in sorted(g.get(node, ())):
             if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
+                return stack[stack.index(dep) :] + [dep]
             if dep not in state:
                 found = visit(dep)
                 if found:
@@ -125,17 +125,23 @@ def test_io_imports_nothing_above_it():
     offending = {}
     for module in MODULES:
         if module == "hpcframe.io" or module.startswith("hpcframe.io."):
-            bad = sorted(d for d in _internal(imports_of(module))
-                         if not any(d == ok or d.startswith(ok + ".") for ok in IO_MAY_IMPORT))
+            bad = sorted(
+                d
+                for d in _internal(imports_of(module))
+                if not any(d == ok or d.startswith(ok + ".") for ok in IO_MAY_IMPORT)
+            )
             if bad:
                 offending[module] = bad
     assert not offending, f"io/ imports from above it: {offending}"
 
 
 def test_only_the_cli_imports_click():
-    importers = sorted(m for m in MODULES
-                       if any(n == "click" or n.startswith("click.") for n in imports_of(m))
-                       and not (m == "hpcframe.cli" or m.startswith("hpcframe.cli.")))
+    importers = sorted(
+        m
+        for m in MODULES
+        if any(n == "click" or n.startswith("click.") for n in imports_of(m))
+        and not (m == "hpcframe.cli" or m.startswith("hpcframe.cli."))
+    )
     assert not importers, f"click imported outside hpcframe/cli: {importers}"
 
 

@@ -2,6 +2,7 @@
 column pruning (``required_columns``), the predicate split between Arrow and pandas
 (``split_filters``), the predicate tested against partition statistics
 (``prune_predicate``), and the pandas part of a chain (``run_pandas``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,7 @@ from hpcframe import plan as P
 from hpcframe.errors import ColumnNotFoundError
 from hpcframe.expr import Bin, Col, IsIn, Lit, StrMatch
 
-SCHEMA = pa.schema([("x", pa.float64()), ("y", pa.int64()), ("s", pa.string()),
-                    ("z", pa.float64())])
+SCHEMA = pa.schema([("x", pa.float64()), ("y", pa.int64()), ("s", pa.string()), ("z", pa.float64())])
 COLUMNS = SCHEMA.names
 
 
@@ -30,9 +30,14 @@ def pdf() -> pd.DataFrame:
     n = 40
     x = rng.normal(size=n)
     x[::9] = np.nan
-    return pd.DataFrame({"x": x, "y": rng.integers(-5, 5, n),
-                         "s": pd.array(rng.choice(["ab", "b", "axb", "c"], n), dtype="str"),
-                         "z": rng.normal(size=n)})
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": rng.integers(-5, 5, n),
+            "s": pd.array(rng.choice(["ab", "b", "axb", "c"], n), dtype="str"),
+            "z": rng.normal(size=n),
+        }
+    )
 
 
 @pytest.fixture
@@ -63,11 +68,14 @@ def test_chain_runs_from_the_scan_and_meta_follows_the_nodes(scan):
     assert list(p.meta.columns) == ["w", "y"] and str(p.meta["w"].dtype) == "float64"
 
 
-@pytest.mark.parametrize("make", [
-    lambda s: P.Filter(s, gt("nope", 1)),
-    lambda s: P.Assign(s, "w", Col("nope")),
-    lambda s: P.Project(s, ["x", "nope"]),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: P.Filter(s, gt("nope", 1)),
+        lambda s: P.Assign(s, "w", Col("nope")),
+        lambda s: P.Project(s, ["x", "nope"]),
+    ],
+)
 def test_unknown_columns_are_refused_when_the_node_is_built(scan, make):
     with pytest.raises(ColumnNotFoundError, match="nope"):
         make(scan)
@@ -79,7 +87,7 @@ def test_unknown_columns_are_refused_when_the_node_is_built(scan, make):
 def test_only_the_columns_an_output_needs_are_read_in_source_order(scan):
     node = P.Project(P.Filter(scan, gt("x", 0.0)), ["z", "y"])
     columns, _ = P.required_columns(node.chain()[1:], {"z"}, COLUMNS)
-    assert columns == ["x", "z"]   # the filter's column too; y is projected but not needed
+    assert columns == ["x", "z"]  # the filter's column too; y is projected but not needed
 
 
 def test_an_assign_nobody_reads_is_dead(scan):
@@ -87,7 +95,7 @@ def test_an_assign_nobody_reads_is_dead(scan):
     node = P.Project(dead, ["y"])
     columns, after = P.required_columns(node.chain()[1:], {"y"}, COLUMNS)
     assert columns == ["y"]
-    assert "w" not in after[id(dead)]   # run_pandas skips it
+    assert "w" not in after[id(dead)]  # run_pandas skips it
 
 
 def test_an_assign_needs_its_inputs_not_its_name(scan):
@@ -112,7 +120,7 @@ def test_a_filter_after_an_assign_reads_the_assigns_inputs(scan):
 # predicate split: Arrow while reading, pandas after
 # --------------------------------------------------------------------------------------------
 def test_leading_filters_are_split_into_arrow_and_pandas_terms(scan):
-    regex = StrMatch(Col("s"), "contains", "a.*b")        # a regex: pandas only
+    regex = StrMatch(Col("s"), "contains", "a.*b")  # a regex: pandas only
     node = P.Filter(P.Filter(scan, both(gt("x", 0.0), regex)), lt("y", 3))
     pred, pred_columns, rest = P.split_filters(node, SCHEMA)
     assert pred is not None and pred_columns == {"x", "y"}
@@ -121,8 +129,7 @@ def test_leading_filters_are_split_into_arrow_and_pandas_terms(scan):
 
 
 def test_string_terms_arrow_does_exactly_are_pushed(scan):
-    node = P.Filter(scan, both(StrMatch(Col("s"), "startswith", "a"),
-                               IsIn(Col("s"), ["b", "c"])))
+    node = P.Filter(scan, both(StrMatch(Col("s"), "startswith", "a"), IsIn(Col("s"), ["b", "c"])))
     pred, pred_columns, rest = P.split_filters(node, SCHEMA)
     assert pred_columns == {"s"} and rest == []
 
@@ -151,8 +158,16 @@ def test_an_or_is_one_term_and_is_not_split(scan):
     assert len(rest) == 1 and rest[0].expr is term
 
 
-@pytest.mark.parametrize("text", ["x > 0", "x > 0 & y < 3", "s.str.contains('a.*b') & z < 0",
-                                  "s == 'b' & y >= 0", "y.isin([1, 2]) & x < 1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x > 0",
+        "x > 0 & y < 3",
+        "s.str.contains('a.*b') & z < 0",
+        "s == 'b' & y >= 0",
+        "y.isin([1, 2]) & x < 1",
+    ],
+)
 def test_arrow_and_pandas_parts_together_give_the_pandas_rows(scan, pdf, text):
     from hpcframe.query import parse_query
 
@@ -182,19 +197,19 @@ def test_the_pruning_predicate_is_the_conjunction_of_the_filters(scan):
     node = P.Filter(P.Filter(scan, gt("x", 5.0)), lt("y", 0))
     prune = P.prune_predicate(node)
     assert prune.columns() == {"x", "y"}
-    assert not prune.may_match({"x": (0.0, 4.0), "y": (-3, 3)})    # no x > 5
-    assert not prune.may_match({"x": (0.0, 9.0), "y": (1, 3)})     # no y < 0
+    assert not prune.may_match({"x": (0.0, 4.0), "y": (-3, 3)})  # no x > 5
+    assert not prune.may_match({"x": (0.0, 9.0), "y": (1, 3)})  # no y < 0
     assert prune.may_match({"x": (0.0, 9.0), "y": (-3, 3)})
-    assert prune.may_match({"x": (None, None), "y": (-3, 3)})      # unknown: may match
-    assert prune.may_match({"y": (-3, 3)})                         # no stats for x
+    assert prune.may_match({"x": (None, None), "y": (-3, 3)})  # unknown: may match
+    assert prune.may_match({"y": (-3, 3)})  # no stats for x
 
 
 def test_a_term_over_an_assigned_column_never_prunes(scan):
-    a = P.Assign(scan, "x", Bin("*", Col("z"), Lit(100.0)))   # x redefined from z
+    a = P.Assign(scan, "x", Bin("*", Col("z"), Lit(100.0)))  # x redefined from z
     node = P.Filter(P.Filter(a, gt("x", 5.0)), lt("y", 0))
     prune = P.prune_predicate(node)
     assert prune.columns() == {"y"}
-    assert prune.may_match({"x": (0.0, 1.0), "y": (-3, 3)})    # x's stats are not x's values
+    assert prune.may_match({"x": (0.0, 1.0), "y": (-3, 3)})  # x's stats are not x's values
 
 
 def test_a_filter_before_the_assign_still_prunes(scan):

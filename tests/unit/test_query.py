@@ -1,5 +1,6 @@
 """The restricted query parser: the same rows as ``pandas.DataFrame.query``, and nothing that
 could run code."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,13 +20,15 @@ def pdf() -> pd.DataFrame:
     x = rng.integers(-5, 10, n).astype(float)
     x[::7] = np.nan
     carriers = np.array(["AA", "UA", "DL", "B6", None], dtype=object)
-    return pd.DataFrame({
-        "x": x,
-        "y": rng.integers(0, 100, n),
-        "carrier": pd.array(carriers[rng.integers(0, 5, n)], dtype="str"),
-        "when": pd.Timestamp("2013-01-01") + pd.to_timedelta(rng.integers(0, 60, n), unit="D"),
-        "dep delay": rng.normal(0, 10, n),
-    })
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": rng.integers(0, 100, n),
+            "carrier": pd.array(carriers[rng.integers(0, 5, n)], dtype="str"),
+            "when": pd.Timestamp("2013-01-01") + pd.to_timedelta(rng.integers(0, 60, n), unit="D"),
+            "dep delay": rng.normal(0, 10, n),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +98,10 @@ def test_expression_for_assign(pdf, frame):
 
 def test_tree_shapes():
     cols = ["x", "s"]
-    assert parse_query("1 < x <= 5", cols).key() == E.Bin(
-        "&", E.Bin("<", E.Lit(1), E.Col("x")), E.Bin("<=", E.Col("x"), E.Lit(5))).key()
+    assert (
+        parse_query("1 < x <= 5", cols).key()
+        == E.Bin("&", E.Bin("<", E.Lit(1), E.Col("x")), E.Bin("<=", E.Col("x"), E.Lit(5))).key()
+    )
     assert isinstance(parse_query("s not in ['a']", cols), E.Not)
     assert parse_query("x > 2 ** 3", cols).key() == E.Bin(">", E.Col("x"), E.Lit(8)).key()
     assert parse_query("x > -2", cols).key() == E.Bin(">", E.Col("x"), E.Lit(-2)).key()
@@ -215,28 +220,34 @@ def test_hundreds_of_terms_give_pandas_rows(pdf, frame):
     pd.testing.assert_frame_equal(got, pdf[mask].reset_index(drop=True))
 
 
-@pytest.mark.parametrize("text", [
-    " + ".join(["y"] * (MAX_DEPTH + 1)) + " > 0",
-    "-" * MAX_DEPTH + "y > 0",
-    "~" * MAX_DEPTH + "(y > 0)",
-    "".join(["(y * "] * MAX_DEPTH) + "y" + ")" * MAX_DEPTH + " > 0",
-    "".join(f"(y > {i} and " for i in range(MAX_DEPTH)) + "x > 0" + ")" * MAX_DEPTH,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        " + ".join(["y"] * (MAX_DEPTH + 1)) + " > 0",
+        "-" * MAX_DEPTH + "y > 0",
+        "~" * MAX_DEPTH + "(y > 0)",
+        "".join(["(y * "] * MAX_DEPTH) + "y" + ")" * MAX_DEPTH + " > 0",
+        "".join(f"(y > {i} and " for i in range(MAX_DEPTH)) + "x > 0" + ")" * MAX_DEPTH,
+    ],
+)
 def test_too_deep_is_refused_with_the_limit(text):
     with pytest.raises(QueryError, match=rf"nested \d+ levels deep; the limit is {MAX_DEPTH}"):
         parse_query(text, ["x", "y"])
 
 
-@pytest.mark.parametrize("text,what", [
-    ("x.isin([15**25000])", "15 \\*\\* 25000 is too large"),
-    ("x == 2**1024", "the result of 2 \\*\\* 1024 is too large \\(an integer of about 309 digits"),
-    ("x == 2**1023 + 2**1023", "the result of .* \\+ .* is too large"),
-    ("x == 2**600 * 2**600", "the result of .* \\* .* is too large"),
-    ("x == -(2**1023) - 2**1023", "the result of .* - .* is too large"),
-    ("x == 0x" + "f" * 300, "an integer literal is too large \\(an integer of about 362 digits"),
-    ("x.between(0, 2**2000)", "too large"),
-    ("x == " + " * ".join(["15**250"] * 90), "the result of .* \\* .* is too large"),
-])
+@pytest.mark.parametrize(
+    "text,what",
+    [
+        ("x.isin([15**25000])", "15 \\*\\* 25000 is too large"),
+        ("x == 2**1024", "the result of 2 \\*\\* 1024 is too large \\(an integer of about 309 digits"),
+        ("x == 2**1023 + 2**1023", "the result of .* \\+ .* is too large"),
+        ("x == 2**600 * 2**600", "the result of .* \\* .* is too large"),
+        ("x == -(2**1023) - 2**1023", "the result of .* - .* is too large"),
+        ("x == 0x" + "f" * 300, "an integer literal is too large \\(an integer of about 362 digits"),
+        ("x.between(0, 2**2000)", "too large"),
+        ("x == " + " * ".join(["15**250"] * 90), "the result of .* \\* .* is too large"),
+    ],
+)
 def test_integers_are_bounded_everywhere(text, what):
     with pytest.raises(QueryError, match=what) as info:
         parse_query(text, ["x"])
@@ -247,10 +258,12 @@ def test_constant_folding_stays_fast():
     """``15**25000 * 15**25000 * ...`` (200 factors) took 76 s on every rank."""
     import time
 
-    for text in ["x == " + " * ".join(["15**25000"] * 200),  # too deep, and too large
-                 "x == " + " * ".join(["(15**250 // 7)"] * 99),
-                 "x == " + " + ".join(["2**1000"] * 99),
-                 "x.isin([" + ", ".join(["15**25000 * 15**25000"] * 150) + "])"]:
+    for text in [
+        "x == " + " * ".join(["15**25000"] * 200),  # too deep, and too large
+        "x == " + " * ".join(["(15**250 // 7)"] * 99),
+        "x == " + " + ".join(["2**1000"] * 99),
+        "x.isin([" + ", ".join(["15**25000 * 15**25000"] * 150) + "])",
+    ]:
         t0 = time.perf_counter()
         with pytest.raises(QueryError, match="too large|too deep|levels deep"):
             parse_query(text, ["x"])
@@ -258,8 +271,11 @@ def test_constant_folding_stays_fast():
 
 
 def test_huge_decimal_literal_is_a_clear_error():
-    with pytest.raises(QueryError, match=rf"integer literal that is too large: integers must be "
-                                         rf"below 2\*\*{MAX_INT_BITS}") as info:
+    with pytest.raises(
+        QueryError,
+        match=rf"integer literal that is too large: integers must be "
+        rf"below 2\*\*{MAX_INT_BITS}",
+    ) as info:
         parse_query("x == " + "1" * 5000, ["x"])
     assert len(str(info.value)) < 300
 
@@ -271,11 +287,13 @@ def test_complex_result_is_refused():
 
 def test_largest_allowed_integers_work(pdf, frame):
     """Integers up to 2**1024 - 1 are fine, also in isin (it gave OverflowError in Arrow)."""
-    big = 2 ** 1024 - 1
+    big = 2**1024 - 1
     assert parse_query(f"x < {big}", ["x"]).key() == E.Bin("<", E.Col("x"), E.Lit(big)).key()
-    for text, ref in [("y.isin([2**100, 3, 7])", pdf[pdf.y.isin([2 ** 100, 3, 7])]),
-                      ("x.isin([2**70, 1.0])", pdf[pdf.x.isin([2 ** 70, 1.0])]),
-                      ("x < 2**1000", pdf[pdf.x < 2 ** 1000]),
-                      ("y < 2**100 and x != 2**64", pdf[(pdf.y < 2 ** 100) & (pdf.x != 2 ** 64)])]:
+    for text, ref in [
+        ("y.isin([2**100, 3, 7])", pdf[pdf.y.isin([2**100, 3, 7])]),
+        ("x.isin([2**70, 1.0])", pdf[pdf.x.isin([2**70, 1.0])]),
+        ("x < 2**1000", pdf[pdf.x < 2**1000]),
+        ("y < 2**100 and x != 2**64", pdf[(pdf.y < 2**100) & (pdf.x != 2**64)]),
+    ]:
         got = apply_query(frame, text).compute()
         pd.testing.assert_frame_equal(got, ref.reset_index(drop=True))

@@ -1,5 +1,6 @@
 """Job specs: validation names the key, overrides, every example spec loads, and the atomic
 output writer."""
+
 from __future__ import annotations
 
 import glob
@@ -28,8 +29,12 @@ def test_every_example_spec_validates(path):
 
 
 def base(parquet_dir, **changes):
-    data = {"input": {"path": parquet_dir}, "groupby": ["carrier"],
-            "aggregate": {"dep_delay": "mean"}, "output": {"path": "out.parquet"}}
+    data = {
+        "input": {"path": parquet_dir},
+        "groupby": ["carrier"],
+        "aggregate": {"dep_delay": "mean"},
+        "output": {"path": "out.parquet"},
+    }
     data.update(changes)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -56,11 +61,13 @@ BAD = [
     ({"aggregate": None}, "aggregate", "groupby needs an aggregate"),
     ({"options": {"dropna": "yes"}}, "options.dropna", "true or false"),
     ({"options": {"ascending": True}}, "options.ascending", "dropna, sort"),
-    ({"subtotals": True, "aggregate": {"dep_delay": "mean", "arr_delay": "sum"}}, "subtotals",
-     "one aggregation"),
+    (
+        {"subtotals": True, "aggregate": {"dep_delay": "mean", "arr_delay": "sum"}},
+        "subtotals",
+        "one aggregation",
+    ),
     ({"subtotals": True, "aggregate": {"dep_delay": "nunique"}}, "subtotals", "does not support"),
-    ({"subtotals": True, "groupby": None, "aggregate": {"dep_delay": "sum"}}, "subtotals",
-     "needs groupby"),
+    ({"subtotals": True, "groupby": None, "aggregate": {"dep_delay": "sum"}}, "subtotals", "needs groupby"),
     ({"subtotals": "yes"}, "subtotals", "true or false"),
     ({"output": {"path": "out.xlsx"}}, "output.path", "output.format"),
     ({"output": {"path": "o.parquet", "format": "json"}}, "output.format", "parquet, hdf5, csv"),
@@ -73,8 +80,14 @@ BAD = [
 
 @pytest.mark.parametrize("changes,key,words", BAD, ids=[b[1] for b in BAD])
 def test_validation_names_the_key(parquet_dir, changes, key, words):
-    changes = {k: ({kk: (parquet_dir if vv == "DIR" else vv) for kk, vv in v.items()}
-                   if isinstance(v, dict) and k == "input" else v) for k, v in changes.items()}
+    changes = {
+        k: (
+            {kk: (parquet_dir if vv == "DIR" else vv) for kk, vv in v.items()}
+            if isinstance(v, dict) and k == "input"
+            else v
+        )
+        for k, v in changes.items()
+    }
     with pytest.raises(SpecError) as info:
         parse_spec(base(parquet_dir, **changes), source="job.yaml")
     err = info.value
@@ -102,18 +115,29 @@ def test_yaml_errors_and_missing_file(tmp_path):
 
 
 def test_aggregate_forms(parquet_dir):
-    spec = parse_spec(base(parquet_dir, aggregate={
-        "dep_delay": ["mean", "max"], "arr_delay": "sum",
-        "n": {"column": "dep_delay", "agg": "size"}}))
+    spec = parse_spec(
+        base(
+            parquet_dir,
+            aggregate={
+                "dep_delay": ["mean", "max"],
+                "arr_delay": "sum",
+                "n": {"column": "dep_delay", "agg": "size"},
+            },
+        )
+    )
     assert [(a.name, a.column, a.agg) for a in spec.aggregate] == [
-        ("dep_delay_mean", "dep_delay", "mean"), ("dep_delay_max", "dep_delay", "max"),
-        ("arr_delay", "arr_delay", "sum"), ("n", "dep_delay", "size")]
+        ("dep_delay_mean", "dep_delay", "mean"),
+        ("dep_delay_max", "dep_delay", "max"),
+        ("arr_delay", "arr_delay", "sum"),
+        ("n", "dep_delay", "size"),
+    ]
     assert isinstance(spec.aggregate[0], AggSpec)
 
 
 def test_shorthands_and_defaults(parquet_dir):
-    spec = parse_spec({"input": parquet_dir, "groupby": "carrier",
-                       "aggregate": {"dep_delay": "mean"}, "output": "x.h5"})
+    spec = parse_spec(
+        {"input": parquet_dir, "groupby": "carrier", "aggregate": {"dep_delay": "mean"}, "output": "x.h5"}
+    )
     assert spec.input.format == "parquet" and spec.groupby == ("carrier",)
     assert spec.output.format == "hdf5" and spec.output.overwrite is False
     assert spec.dropna and spec.sort and not spec.subtotals
@@ -121,9 +145,17 @@ def test_shorthands_and_defaults(parquet_dir):
 
 def test_overrides():
     data = {"input": "a/", "output": "o.parquet", "options": {"sort": True}}
-    out = apply_overrides(data, ["filter=carrier == 'UA'", "output.overwrite=true",
-                                 "options.sort=false", "groupby=[a, b]", "assign.z=x + 1",
-                                 "input.path=b/"])
+    out = apply_overrides(
+        data,
+        [
+            "filter=carrier == 'UA'",
+            "output.overwrite=true",
+            "options.sort=false",
+            "groupby=[a, b]",
+            "assign.z=x + 1",
+            "input.path=b/",
+        ],
+    )
     assert out["filter"] == "carrier == 'UA'"
     assert out["output"] == {"path": "o.parquet", "overwrite": True}
     assert out["options"]["sort"] is False and out["groupby"] == ["a", "b"]
@@ -173,14 +205,16 @@ def test_write_errors_name_the_path(tmp_path):
 
 
 def test_hdf5_output_reads_back_with_read_hdf(tmp_path):
-    df = pd.DataFrame({
-        "s": pd.array(["a", None, "ünï"], dtype="str"),
-        "i": np.array([1, 2, 3], dtype="int32"),
-        "f": [1.5, np.nan, 3.0],
-        "b": [True, False, True],
-        "t": pd.to_datetime(["2013-01-01 00:00:00", "2013-01-02 10:00:00", "2014-01-01 00:00:00"]),
-        "c": pd.Categorical(["x", "y", "x"]),
-    })
+    df = pd.DataFrame(
+        {
+            "s": pd.array(["a", None, "ünï"], dtype="str"),
+            "i": np.array([1, 2, 3], dtype="int32"),
+            "f": [1.5, np.nan, 3.0],
+            "b": [True, False, True],
+            "t": pd.to_datetime(["2013-01-01 00:00:00", "2013-01-02 10:00:00", "2014-01-01 00:00:00"]),
+            "c": pd.Categorical(["x", "y", "x"]),
+        }
+    )
     path = tmp_path / "o.h5"
     write_table(df, path)
     got = hf.read_hdf(path).compute()

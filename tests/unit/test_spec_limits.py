@@ -3,6 +3,7 @@ expand to millions of values, self-references, huge integers, deep nesting and h
 refused quickly with an error naming the key and the limit, and no error message does work
 (repr) proportional to the expanded value; legitimate aliases still work. Their filters: many
 and/or terms run like pandas, too deep or too large ones are usage errors (exit 2)."""
+
 from __future__ import annotations
 
 import time
@@ -26,7 +27,7 @@ from hpcframe.spec import (
 def bomb(levels: int = 8, width: int = 9) -> str:
     """A flow sequence of anchors, each level ``width`` aliases of the previous one: a few
     hundred bytes that stand for ``width ** levels`` strings."""
-    parts = ['&a0 [' + ", ".join(['"lol"'] * width) + ']']
+    parts = ["&a0 [" + ", ".join(['"lol"'] * width) + "]"]
     for i in range(1, levels):
         parts.append(f"&a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
     return "[" + ", ".join(parts) + "]"
@@ -47,17 +48,21 @@ def bounded(fn, seconds=2.0, megabytes=30):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert elapsed < seconds, f"took {elapsed:.1f} s"
-    assert peak < megabytes * 2 ** 20, f"peak {peak / 2 ** 20:.0f} MB"
+    assert peak < megabytes * 2**20, f"peak {peak / 2**20:.0f} MB"
     assert err is not None, "no error raised"
     return err
 
 
-@pytest.mark.parametrize("key", ["subtotals", "groupby", "filter", "aggregate", "options",
-                                 "assign", "output", "input"])
+@pytest.mark.parametrize(
+    "key", ["subtotals", "groupby", "filter", "aggregate", "options", "assign", "output", "input"]
+)
 def test_alias_bomb_is_refused_quickly_naming_the_key(tmp_path, parquet_dir, key):
     """A ~400-byte alias bomb took 5.5 s and 760 MB: an error message repr()'d it in full."""
-    text = f"input: {parquet_dir}\n{key}: {bomb()}\n" if key != "input" else \
-        f"input: {{path: {parquet_dir}, columns: {bomb()}}}\n"
+    text = (
+        f"input: {parquet_dir}\n{key}: {bomb()}\n"
+        if key != "input"
+        else f"input: {{path: {parquet_dir}, columns: {bomb()}}}\n"
+    )
     assert len(text) < 600
     path = tmp_path / "job.yaml"
     path.write_text(text)
@@ -86,14 +91,20 @@ def test_shared_python_objects_are_counted_expanded(parquet_dir):
     assert isinstance(err, SpecError) and err.key == "groupby"
 
 
-@pytest.mark.parametrize("text,key,words", [
-    ("groupby: &a [*a]\n", "groupby[0]", "refers to itself"),
-    ("groupby: 0x" + "f" * 2000 + "\n", "groupby", "integer of 8000 bits is too large"),
-    ("groupby: " + "1" * 5000 + "\n", "", "below 2**1024"),
-    ("groupby: " + "[" * 60 + "]" * 60 + "\n", "groupby" + "[0]" * (MAX_YAML_DEPTH - 1),
-     f"more than {MAX_YAML_DEPTH} levels"),
-    ("groupby: " + "[" * 5000 + "]" * 5000 + "\n", "", "nest"),
-])
+@pytest.mark.parametrize(
+    "text,key,words",
+    [
+        ("groupby: &a [*a]\n", "groupby[0]", "refers to itself"),
+        ("groupby: 0x" + "f" * 2000 + "\n", "groupby", "integer of 8000 bits is too large"),
+        ("groupby: " + "1" * 5000 + "\n", "", "below 2**1024"),
+        (
+            "groupby: " + "[" * 60 + "]" * 60 + "\n",
+            "groupby" + "[0]" * (MAX_YAML_DEPTH - 1),
+            f"more than {MAX_YAML_DEPTH} levels",
+        ),
+        ("groupby: " + "[" * 5000 + "]" * 5000 + "\n", "", "nest"),
+    ],
+)
 def test_other_hostile_yaml(tmp_path, parquet_dir, text, key, words):
     path = tmp_path / "job.yaml"
     path.write_text(f"input: {parquet_dir}\n" + text)
@@ -125,10 +136,12 @@ def test_override_values_are_bounded_too(parquet_dir):
 
 def test_ordinary_aliases_still_work(tmp_path, parquet_dir):
     path = tmp_path / "job.yaml"
-    path.write_text(f"input: {{path: {parquet_dir}, columns: &cols [carrier, dep_delay]}}\n"
-                    "groupby: [carrier]\n"
-                    "aggregate: {dep_delay: &aggs [mean, max]}\n"
-                    "output: {path: out.parquet}\n")
+    path.write_text(
+        f"input: {{path: {parquet_dir}, columns: &cols [carrier, dep_delay]}}\n"
+        "groupby: [carrier]\n"
+        "aggregate: {dep_delay: &aggs [mean, max]}\n"
+        "output: {path: out.parquet}\n"
+    )
     spec = load_spec(path)
     assert spec.input.columns == ("carrier", "dep_delay")
     assert [a.agg for a in spec.aggregate] == ["mean", "max"]
@@ -159,9 +172,11 @@ def test_spec_filter_with_390_terms_runs_like_pandas(tmp_path, parquet_dir, flig
 
     terms = [f"distance != {100 + 7 * i}" for i in range(390)]
     path = tmp_path / "job.yaml"
-    path.write_text(f"input: {parquet_dir}\nfilter: \"{' and '.join(terms)}\"\n"
-                    "groupby: [month]\naggregate: {distance: sum}\n"
-                    f"output: {tmp_path / 'o.parquet'}\n")
+    path.write_text(
+        f'input: {parquet_dir}\nfilter: "{" and ".join(terms)}"\n'
+        "groupby: [month]\naggregate: {distance: sum}\n"
+        f"output: {tmp_path / 'o.parquet'}\n"
+    )
     r = _run("run", path, "-q")
     assert r.exit_code == 0, r.output
     mask = ~flights.distance.isin([100 + 7 * i for i in range(390)])
@@ -170,14 +185,17 @@ def test_spec_filter_with_390_terms_runs_like_pandas(tmp_path, parquet_dir, flig
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
-@pytest.mark.parametrize("flt,words", [
-    (" + ".join(["distance"] * 150) + " > 0", "levels deep; the limit is 100"),
-    ("distance.isin([15**25000])", "too large"),
-    ("distance == " + " * ".join(["15**25000"] * 200), "the limit is 100"),
-])
+@pytest.mark.parametrize(
+    "flt,words",
+    [
+        (" + ".join(["distance"] * 150) + " > 0", "levels deep; the limit is 100"),
+        ("distance.isin([15**25000])", "too large"),
+        ("distance == " + " * ".join(["15**25000"] * 200), "the limit is 100"),
+    ],
+)
 def test_spec_filter_over_a_limit_is_a_usage_error(tmp_path, parquet_dir, flt, words):
     path = tmp_path / "job.yaml"
-    path.write_text(f"input: {parquet_dir}\nfilter: \"{flt}\"\noutput: {tmp_path / 'o.csv'}\n")
+    path.write_text(f'input: {parquet_dir}\nfilter: "{flt}"\noutput: {tmp_path / "o.csv"}\n')
     t0 = time.perf_counter()
     r = _run("run", path)
     assert time.perf_counter() - t0 < 5

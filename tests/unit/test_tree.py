@@ -1,6 +1,7 @@
 """Unit tests of the fixed combine tree (hpcframe.tree): the tree is fixed by the number of
 leaves, not by how they are split over ranks, so every split gives the same bracketing (hence
 bit-identical floating-point results) and each rank keeps only O(log n) partials."""
+
 from __future__ import annotations
 
 import itertools

@@ -7,6 +7,7 @@ argument ``noreport`` skips writing the reports. To make the
 progress visible while the job runs, each leaf is slowed down by HPCFRAME_TEST_LEAF_DELAY
 seconds (default 0.05) by a test-only callback; the data is read and computed for real.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,7 +40,7 @@ def main(data, out, mode, report="report"):
     bar = ProgressBar(mode=None if mode == "auto" else mode, interval=0.3, refresh=0.05)
     with bar, SlowLeaves(delay), Profiler() as prof, ResourceProfiler(dt=0.05) as rprof:
         by_key, s = hf.compute(query, total)
-        n = frame.x.count().compute()      # a second scan in the same block
+        n = frame.x.count().compute()  # a second scan in the same block
     if prof.root:
         os.makedirs(out, exist_ok=True)
         save(collect([prof, rprof]), os.path.join(out, "profile"))

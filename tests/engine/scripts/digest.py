@@ -1,4 +1,5 @@
 """Print a digest of float results (bit patterns) of several queries, on rank 0."""
+
 import hashlib
 import sys
 
@@ -7,17 +8,25 @@ import pandas as pd
 
 import hpcframe as hf
 
-hf.config.block_rows = 700   # many leaves, row groups cut into blocks
+hf.config.block_rows = 700  # many leaves, row groups cut into blocks
 df = hf.read_parquet(sys.argv[1])
 f = df[df.x > -1.5]
 results = hf.compute(
     f.groupby("k").agg(s=("x", "sum"), m=("x", "mean"), v=("y", "var"), sd=("x", "std")),
     f.groupby(["k", "c"]).y.sum(),
-    df.x.sum(), df.y.var(), df[["x", "y"]].mean(), df.describe(), root=0)
+    df.x.sum(),
+    df.y.var(),
+    df[["x", "y"]].mean(),
+    df.describe(),
+    root=0,
+)
 if results[0] is not None:
     h = hashlib.sha256()
     for r in results:
-        values = np.asarray(r, dtype="float64").ravel() if not isinstance(r, (pd.Series, pd.DataFrame)) \
+        values = (
+            np.asarray(r, dtype="float64").ravel()
+            if not isinstance(r, (pd.Series, pd.DataFrame))
             else r.to_numpy(dtype="float64").ravel()
+        )
         h.update(values.tobytes())
     print("digest", h.hexdigest(), flush=True)

@@ -7,6 +7,7 @@ itself a SIGINT while it runs the function), ``sigint-stuck`` (the same, while r
 in its own partition for minutes), ``wait-sigint`` (the last rank prints ``last-done`` and
 waits in the agreement while rank 0 sleeps ``SLOW`` seconds; the test signals it).
 """
+
 import os
 import signal
 import sys

@@ -3,6 +3,7 @@
 usage: convert_report.py SRC DST CHUNK_BYTES [FAIL_LEAF]
 FAIL_LEAF: a leaf index whose write raises (simulates a crash mid-way).
 """
+
 import resource
 import sys
 
@@ -17,8 +18,7 @@ fail = int(sys.argv[4]) if len(sys.argv) > 4 else None
 with communicator() as comm:
     rank = comm.rank
     try:
-        s = write(read_csv(src, chunk_bytes=chunk), ParquetFormat(dst), comm=comm,
-                  fail_leaf=fail)
+        s = write(read_csv(src, chunk_bytes=chunk), ParquetFormat(dst), comm=comm, fail_leaf=fail)
         print(f"rank {rank}: rows={s['rows']} leaves={s['leaves']} skipped={s['skipped']}")
     except ComputeError as exc:
         print(f"rank {rank}: ComputeError {str(exc).splitlines()[0]}")

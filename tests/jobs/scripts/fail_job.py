@@ -1,4 +1,5 @@
 """A user script that fails on rank 1 only: python -m mpi4py must abort the whole job."""
+
 import sys
 
 from mpi4py import MPI

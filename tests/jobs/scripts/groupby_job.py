@@ -3,6 +3,7 @@ hpcframe on every rank; rank 0 writes the result; every rank writes what it saw.
 
     python groupby_job.py SRC OUT_DIR [TAG]
 """
+
 import json
 import os
 import sys
@@ -20,5 +21,12 @@ res = flights.groupby("carrier")["delay"].sum().compute()
 if comm.rank == 0:
     res.to_frame().to_parquet(os.path.join(out_dir, f"{tag}.parquet"))
 with open(os.path.join(out_dir, f"{tag}.rank{comm.rank}.json"), "w") as fh:
-    json.dump({"rank": comm.rank, "size": comm.size, "argv": sys.argv[1:],
-               "array_index": os.environ.get("HPCFRAME_ARRAY_INDEX")}, fh)
+    json.dump(
+        {
+            "rank": comm.rank,
+            "size": comm.size,
+            "argv": sys.argv[1:],
+            "array_index": os.environ.get("HPCFRAME_ARRAY_INDEX"),
+        },
+        fh,
+    )
