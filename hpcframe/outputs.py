@@ -11,6 +11,7 @@ rows of one plan chain.
 partials of earlier (``a``) and later (``b``) partitions; ``finalize(p)`` makes the pandas result
 (``p`` is ``None`` when no partition had rows).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from . import aggregations as A
 
 class Output:
     """A chunk / combine / finalize triple over one plan chain (see the module docstring)."""
+
     node = None  # the plan chain this output reads
 
     def columns(self) -> set[str]:
@@ -46,14 +48,22 @@ class AggOutput(Output):
     is run on the empty frame to give empty results exactly the shape and dtypes pandas gives.
     """
 
-    def __init__(self, node, keys, specs, shape: Callable, pandas_fn: Callable,
-                 dropna=True, sort=True, label="aggregate"):
+    def __init__(
+        self,
+        node,
+        keys,
+        specs,
+        shape: Callable,
+        pandas_fn: Callable,
+        dropna=True,
+        sort=True,
+        label="aggregate",
+    ):
         self.node, self.keys, self.specs = node, list(keys), list(specs)
         self.shape, self.pandas_fn = shape, pandas_fn
         self.dropna, self.sort, self.label = dropna, sort, label
         self.inters = A.needed(self.specs)
-        self.cat_keys = [k for k in self.keys
-                         if isinstance(node.meta[k].dtype, pd.CategoricalDtype)]
+        self.cat_keys = [k for k in self.keys if isinstance(node.meta[k].dtype, pd.CategoricalDtype)]
 
     def columns(self):
         """The columns of the chain this output reads."""
@@ -72,8 +82,7 @@ class AggOutput(Output):
             df = df.assign(**{A.ALL_KEY: np.zeros(len(df), dtype="int8")})
         if len(df) == 0:
             return None
-        return A.chunk_partial(df, keys, self.inters, self.dropna,
-                               None if self.sort else leaf.row_offset)
+        return A.chunk_partial(df, keys, self.inters, self.dropna, None if self.sort else leaf.row_offset)
 
     def combine(self, a, b):
         """The partial of earlier (``a``) and later (``b``) blocks together."""
@@ -128,7 +137,11 @@ class CollectOutput(Output):
         return f"collect{'' if self.limit is None else f' head({self.limit})'}"
 
     def chunk(self, df, leaf):
-        """The partial of one block's pandas rows ``df`` (of ``leaf``)."""
+        """The partial of one block's pandas rows ``df`` (of ``leaf``), in the frame's column
+        order (a skipped dead Assign must not move a re-assigned column to the end)."""
+        cols = list(self.node.meta.columns)
+        if list(df.columns) != cols and set(df.columns) == set(cols):
+            df = df[cols]
         return df if self.limit is None else df.head(self.limit)
 
     def combine(self, a, b):
@@ -154,17 +167,26 @@ def concat_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         out = b if len(a) == 0 and len(b) else a
         for col in out.columns:
             ta, tb = a[col].dtype, b[col].dtype
-            if (isinstance(ta, pd.CategoricalDtype) and isinstance(tb, pd.CategoricalDtype)
-                    and not ta.categories.equals(tb.categories)):
-                cats = tb.categories if len(ta.categories) == 0 else ta.categories.append(
-                    tb.categories[~tb.categories.isin(ta.categories)])
+            if (
+                isinstance(ta, pd.CategoricalDtype)
+                and isinstance(tb, pd.CategoricalDtype)
+                and not ta.categories.equals(tb.categories)
+            ):
+                cats = (
+                    tb.categories
+                    if len(ta.categories) == 0
+                    else ta.categories.append(tb.categories[~tb.categories.isin(ta.categories)])
+                )
                 out = out.assign(**{col: out[col].cat.set_categories(cats)})
         return out
     fixed = {}
     for col in a.columns:
         ta, tb = a[col].dtype, b[col].dtype
-        if (isinstance(ta, pd.CategoricalDtype) and isinstance(tb, pd.CategoricalDtype)
-                and not ta.categories.equals(tb.categories)):
+        if (
+            isinstance(ta, pd.CategoricalDtype)
+            and isinstance(tb, pd.CategoricalDtype)
+            and not ta.categories.equals(tb.categories)
+        ):
             u = pd.api.types.union_categoricals([a[col], b[col]], ignore_order=True)
             fixed[col] = pd.Categorical.from_codes(u.codes, dtype=u.dtype)
     out = pd.concat([a, b], ignore_index=True)

@@ -1,4 +1,5 @@
 """Column arithmetic with assign(): + - * / // % ** and unary minus, scalars and columns."""
+
 import pandas as pd
 import pytest
 
@@ -13,12 +14,14 @@ ASSIGNS = {
     "mixed": lambda d: d.assign(c=d.x * 2 + d.y / 3 - 1),
     "int_floordiv_mod": lambda d: d.assign(q=d.n // 7, r=d.n % 7),
     "float_floordiv_mod_negative": lambda d: d.assign(q=(d.x - 10) // 0.75, r=(d.x - 10) % 0.75),
-    "pow_and_neg": lambda d: d.assign(p=d.y ** 2, m=-d.x, i=d.ki ** 2),
+    "pow_and_neg": lambda d: d.assign(p=d.y**2, m=-d.x, i=d.ki**2),
     "columns_only": lambda d: d.assign(c=d.x - d.y * d.n),
-    "reflected_scalars": lambda d: d.assign(a=3 - d.x, b=1 / d.y, c=2 ** d.ki, e=100 // (d.ki + 1)),
+    "reflected_scalars": lambda d: d.assign(a=3 - d.x, b=1 / d.y, c=2**d.ki, e=100 // (d.ki + 1)),
     "divide_by_zero": lambda d: d.assign(c=d.n / d.ki, e=d.x / (d.ki - d.ki)),  # inf, -inf, NaN
     "overwrite_existing": lambda d: d.assign(x=d.x * 10),  # keeps the column's position
     "int_plus_float": lambda d: d.assign(c=d.n + d.y, e=d.n * 2, f=d.n - d.ki),
+    # the first z is dead (overwritten before use), but z keeps its place before w, as in pandas
+    "reassign_new_column_after_another": lambda d: d.assign(z=d.x + 1).assign(w=d.y).assign(z=d.n * 2),
 }
 
 
