@@ -1,6 +1,6 @@
 # The two commands of the README. Both set everything up on a fresh machine.
 #   make demo   install, build the demo dataset, run the demo queries on 2 MPI ranks
-#   make test   install, run the whole suite (local engine, then mpiexec -n 1..4)
+#   make test   install, lint (ruff, mypy), run the whole suite (local engine, then mpiexec -n 1..4)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -23,9 +23,11 @@ demo: install
 # ruff (lint, import order, docstrings on public API) and mypy, configured in pyproject.toml
 lint: install
 	$(VENV)/bin/ruff check hpcframe tests benchmarks
+	$(VENV)/bin/ruff format --check hpcframe tests benchmarks
 	$(VENV)/bin/mypy
 
-test: install
+# lint first: a lint failure fails the suite (and so CI)
+test: install lint
 	$(PY) tests/run_suite.py
 
 clean:
