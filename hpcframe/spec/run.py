@@ -109,14 +109,15 @@ def _together(c, fn):
 
     try:
         value, error = fn(), None
-    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
-        value, error = None, exc
+    except BaseException as exc:  # re-raised below, on every rank; SystemExit and
+        value, error = None, exc  # KeyboardInterrupt too, so no rank skips the allgather
     if c.size == 1:
         if error is not None:
             raise error
         return value
     usage = (SpecError, QueryError, ColumnNotFoundError)
-    brief = None if error is None else (str(error), isinstance(error, usage))
+    text = str(error) if isinstance(error, Exception) else f"{type(error).__name__}: {error}"
+    brief = None if error is None else (text, isinstance(error, usage))
     gathered = c.allgather(brief)
     if error is not None:
         raise error
