@@ -583,13 +583,18 @@ def new_run_dir(name: str, root: str | None = None) -> str:
 
 
 def write_atomic(path: str, text: str, mode: int | None = None) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` through a temporary file and a rename
+    (:func:`hpcframe.io.fs.replace_atomic`); ``mode`` is set before the rename, so a job script
+    is never visible without its permissions."""
+    from ..io.fs import replace_atomic
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
+
+    replace_atomic(write, path)
 
 
 def find_run(job_id: str, roots=None) -> dict:
