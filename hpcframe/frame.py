@@ -27,6 +27,36 @@ def compute(*objs, comm=None, root=None):
     returns results on every rank; a rank number returns them there and ``None`` elsewhere.
     Returns a tuple with one result per object. Raises :class:`~hpcframe.ComputeError` on
     every rank if any rank fails.
+
+    Parameters
+    ----------
+    *objs : Frame, Series or Result
+        The lazy objects to compute.
+    comm : mpi4py communicator, optional
+        As above.
+    root : int, optional
+        As above.
+
+    Returns
+    -------
+    tuple
+        One pandas result per object (``None`` on ranks other than ``root``).
+
+    Raises
+    ------
+    ComputeError
+        On every rank if any rank fails.
+    TypeError
+        For an object that is not an hpcframe lazy object.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"carrier": ["AA", "UA", "AA", "DL"], "dep_delay": [5.0, 12.0, -3.0, 7.0]})
+    >>> flights = hf.from_pandas(df)
+    >>> mean, n = hf.compute(flights.dep_delay.mean(), flights.len())
+    >>> float(mean), n
+    (5.25, 4)
     """
     from .execute import compute as run
 
@@ -59,7 +89,30 @@ class Lazy:
 
 
 class Result(Lazy):
-    """A lazy result of a reduction, group-by, value_counts, describe or map_partitions."""
+    """A lazy result of a reduction, group-by, value_counts, describe or map_partitions.
+
+    Made by the methods of :class:`Frame`, :class:`Series` and :class:`GroupBy`, not directly.
+
+    Parameters
+    ----------
+    output : Output
+        The output (:mod:`hpcframe.outputs`) that computes it.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"carrier": ["AA", "UA", "AA", "DL"], "dep_delay": [5.0, 12.0, -3.0, 7.0]})
+    >>> flights = hf.from_pandas(df)
+    >>> by_carrier = flights.groupby("carrier").dep_delay.mean()
+    >>> by_carrier
+    <hpcframe lazy groupby mean: mean(dep_delay) by ['carrier']; call .compute()>
+    >>> by_carrier.compute()
+    carrier
+    AA     1.0
+    DL     7.0
+    UA    12.0
+    Name: dep_delay, dtype: float64
+    """
 
     def __init__(self, output: Output):
         self._out = output
@@ -72,7 +125,37 @@ class Result(Lazy):
 
 
 class Frame(Lazy):
-    """A lazy DataFrame. Build it with :func:`hpcframe.read_parquet` and friends."""
+    """A lazy DataFrame. Build it with :func:`hpcframe.read_parquet` and friends.
+
+    Parameters
+    ----------
+    node : hpcframe.plan.Node
+        The plan node the frame is the result of.
+
+    Raises
+    ------
+    ColumnNotFoundError
+        When an operation names a column the frame does not have (``frame["x"]``,
+        ``frame.groupby("x")``); ``AttributeError`` for ``frame.x``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"carrier": ["AA", "UA", "AA", "DL"], "dep_delay": [5.0, 12.0, -3.0, 7.0]})
+    >>> flights = hf.from_pandas(df)
+    >>> late = flights[flights.dep_delay > 0]
+    >>> late
+    <hpcframe Frame [carrier: str, dep_delay: float64] from Scan pandas pandas DataFrame 4x2>
+    >>> late.compute()
+      carrier  dep_delay
+    0      AA        5.0
+    1      UA       12.0
+    2      DL        7.0
+    >>> flights.assign(hours=flights.dep_delay / 60).head(2).compute()
+      carrier  dep_delay     hours
+    0      AA        5.0  0.083333
+    1      UA       12.0  0.200000
+    """
 
     def __init__(self, node: P.Node):
         self._node = node
@@ -250,7 +333,35 @@ _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 
 
 class Series(Lazy):
-    """A lazy column, or an expression over the columns of one frame."""
+    """A lazy column, or an expression over the columns of one frame.
+
+    Made by selecting a column of a :class:`Frame` (``frame.col`` or ``frame["col"]``) and
+    by operators on such columns, not directly.
+
+    Parameters
+    ----------
+    node : hpcframe.plan.Node
+        The plan node of the frame the columns belong to.
+    expr : hpcframe.expr.Expr
+        The expression over its columns.
+    name : str, optional
+        The name of the computed pandas Series.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"carrier": ["AA", "UA", "AA", "DL"], "dep_delay": [5.0, 12.0, -3.0, 7.0]})
+    >>> flights = hf.from_pandas(df)
+    >>> minutes = flights.dep_delay * 60
+    >>> minutes
+    <hpcframe Series (dep_delay * 60)>
+    >>> minutes.head(2).compute()
+    0    300.0
+    1    720.0
+    Name: dep_delay, dtype: float64
+    >>> float(flights.dep_delay.max().compute())
+    12.0
+    """
 
     def __init__(self, node: P.Node, expr: E.Expr, name=None):
         self._node, self._expr, self.name = node, expr, name
@@ -512,7 +623,50 @@ def _scalar(node, col, agg, pandas_fn) -> Result:
 
 
 class GroupBy:
-    """``frame.groupby(keys)``: pick columns with ``[...]`` and aggregate."""
+    """``frame.groupby(keys)``: pick columns with ``[...]`` and aggregate.
+
+    Made by :meth:`Frame.groupby`, not directly; its aggregations return a lazy
+    :class:`Result` holding what pandas' group-by returns.
+
+    Parameters
+    ----------
+    node : hpcframe.plan.Node
+        The plan node of the grouped frame.
+    keys : list of str
+        The group keys.
+    dropna, sort, as_index : bool, default True
+        As for ``pandas.DataFrame.groupby``.
+    selection : list of str, optional
+        The columns picked with ``[...]`` (all other columns by default).
+    series : bool, default False
+        One column was picked as ``["col"]`` (results are Series).
+    by_list : bool, default False
+        The keys were given as a list (as pandas, results then have tuple keys).
+
+    Raises
+    ------
+    ColumnNotFoundError
+        When a key or a picked column is not a column of the frame.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"carrier": ["AA", "UA", "AA", "DL"], "dep_delay": [5.0, 12.0, -3.0, 7.0]})
+    >>> flights = hf.from_pandas(df)
+    >>> by_carrier = flights.groupby("carrier")
+    >>> by_carrier.dep_delay.mean().compute()
+    carrier
+    AA     1.0
+    DL     7.0
+    UA    12.0
+    Name: dep_delay, dtype: float64
+    >>> by_carrier.size().compute()
+    carrier
+    AA    2
+    DL    1
+    UA    1
+    dtype: int64
+    """
 
     def __init__(
         self, node, keys, dropna=True, sort=True, as_index=True, selection=None, series=False, by_list=False

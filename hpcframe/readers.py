@@ -82,6 +82,11 @@ def read_hdf(path, key: str | None = None, columns=None) -> Frame:
         When nothing matches ``path``.
     DatasetError
         When a file is not HDF5 or holds no table at ``key``.
+
+    Examples
+    --------
+    >>> flights = hf.read_hdf("flights.h5", key="flights")  # doctest: +SKIP
+    >>> delays = hf.read_hdf("runs/*.h5", key="flights", columns=["carrier", "dep_delay"])  # doctest: +SKIP
     """
     from .io.hdf5 import HDF5Source
     from .io.paths import expand_paths
@@ -110,6 +115,20 @@ def from_pandas(df, npartitions: int = 1) -> Frame:
     -------
     Frame
         Lazy.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"carrier": ["AA", "UA", "AA", "DL"], "dep_delay": [5.0, 12.0, -3.0, 7.0]})
+    >>> flights = hf.from_pandas(df, npartitions=2)
+    >>> list(flights.columns)
+    ['carrier', 'dep_delay']
+    >>> flights.groupby("carrier").dep_delay.mean().compute()
+    carrier
+    AA     1.0
+    DL     7.0
+    UA    12.0
+    Name: dep_delay, dtype: float64
     """
     from .io.memory import PandasSource
 
@@ -165,6 +184,11 @@ def read_csv(
         When a file cannot be parsed or headers differ.
     TypeError, ValueError
         For unknown or invalid options.
+
+    Examples
+    --------
+    >>> flights = hf.read_csv("data/flights/*.csv.gz", parse_dates=["date"])  # doctest: +SKIP
+    >>> flights = hf.read_csv("flights.psv", sep="|", dtype={"carrier": "category"})  # doctest: +SKIP
     """
     from .io.csv import CSVSource
 

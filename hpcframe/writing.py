@@ -310,6 +310,14 @@ def to_hdf(
     ------
     FileExistsError, ComputeError
         As for :func:`to_parquet`.
+
+    Examples
+    --------
+    >>> summary = hf.to_hdf(flights, "out/flights.h5")  # doctest: +SKIP
+    >>> summary["rows"], summary["state"]  # doctest: +SKIP
+    (4, 'written')
+    >>> int(hf.read_hdf("out/flights.h5").dep_delay.count().compute())  # doctest: +SKIP
+    4
     """
     fmt = HDF5Format(path, compression, chunk_rows)
     return write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
@@ -338,5 +346,13 @@ def to_csv(
     ------
     FileExistsError, ComputeError
         As for :func:`to_parquet`.
+
+    Examples
+    --------
+    >>> summary = hf.to_csv(flights, "out/flights")  # doctest: +SKIP
+    >>> summary["rows"], summary["state"]  # doctest: +SKIP
+    (4, 'written')
+    >>> # one folder per carrier: out/by_carrier/carrier=AA/part-000000.csv, ...
+    >>> _ = hf.to_csv(flights, "out/by_carrier", partition_by=["carrier"])  # doctest: +SKIP
     """
     return write(frame, CSVFormat(path, partition_by), comm=comm, overwrite=overwrite, progress=progress)

@@ -67,7 +67,35 @@ def visualize(profilers, path="report.html"):
     :class:`ResourceProfiler`, a :class:`RunProfile`, or a profile directory) to ``path``: a
     self-contained HTML file, or a PNG when ``path`` ends in ``.png``. Returns ``path``; on
     ranks other than 0 (whose records were sent to rank 0) writes nothing and returns None.
-    Raises ``TypeError`` for objects that are not profilers."""
+    Raises ``TypeError`` for objects that are not profilers.
+
+    Parameters
+    ----------
+    profilers : list, RunProfile, str or os.PathLike
+        :class:`Profiler` / :class:`ResourceProfiler` objects, a :class:`RunProfile`, or a
+        profile directory.
+    path : str or os.PathLike, default "report.html"
+        The report file: HTML, or PNG when it ends in ``.png``.
+
+    Returns
+    -------
+    str or None
+        ``path`` on rank 0; ``None`` on the other ranks.
+
+    Raises
+    ------
+    TypeError
+        For objects that are not profilers.
+
+    Examples
+    --------
+    >>> with hf.Profiler() as prof:  # doctest: +SKIP
+    ...     by_carrier = flights.groupby("carrier").dep_delay.mean().compute()
+    >>> hf.visualize([prof], "report.html")  # doctest: +SKIP
+    'report.html'
+    >>> hf.visualize([prof], "timeline.png")  # doctest: +SKIP
+    'timeline.png'
+    """
     profile = _as_profile(profilers)
     if profile is None:
         return None
