@@ -268,7 +268,7 @@ def to_parquet(
 
     Examples
     --------
-    >>> hf.to_parquet(flights[flights.carrier == "AA"], "out/aa", partition_by=["year"])
+    >>> hf.to_parquet(flights[flights.carrier == "AA"], "out/aa", partition_by=["year"])  # doctest: +SKIP
     """
     fmt = ParquetFormat(path, partition_by, row_group_size, compression, compression_level)
     return write(frame, fmt, comm=comm, overwrite=overwrite, progress=progress)
