@@ -49,6 +49,10 @@ _ARITH = {
     "**": operator.pow,
 }
 _LOGIC = {"&": operator.and_, "|": operator.or_}
+#: The Python function of every comparison and arithmetic operator (``"+"`` -> ``operator.add``):
+#: evaluation uses it, and so does the query parser's constant folding.
+PYTHON_OPERATORS = {**_CMP, **_ARITH}
+
 _ARROW_CMP = {
     "==": "equal",
     "!=": "not_equal",

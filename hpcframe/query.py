@@ -28,7 +28,6 @@ module imports nothing of the frame API.
 from __future__ import annotations
 
 import ast
-import operator
 
 from . import expr as E
 from .errors import ColumnNotFoundError, HpcframeError
@@ -65,21 +64,7 @@ _ARITH_OPS = {
     ast.Mod: "%",
     ast.Pow: "**",
 }
-_PY = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": operator.truediv,
-    "//": operator.floordiv,
-    "%": operator.mod,
-    "**": operator.pow,
-}
+_PY = E.PYTHON_OPERATORS  # constant folding computes what evaluation would
 _METHODS = {
     "isna": (0, ()),
     "isnull": (0, ()),
