@@ -228,15 +228,6 @@ def _finish(o, results):
     return results[id(o)]
 
 
-def _label(source) -> str:
-    """The source's label for an error message; never raises (an error while describing an
-    error would leave this rank out of the agreement the others wait in)."""
-    try:
-        return str(source.label)
-    except Exception:
-        return type(source).__name__
-
-
 def _run_scan(outs, comm, root):
     t_plan = time.perf_counter()  # planning (discovery, pruning) is part of the run's time
     source = outs[0].node.scan().source
@@ -245,8 +236,8 @@ def _run_scan(outs, comm, root):
         leaves = leaves_of(source, comm)
         plans = [_OutputPlan(o, source.schema()) for o in outs]
     except BaseException as exc:  # agree first: another rank may have failed too
-        error = failure(comm, f"planning the scan of {_label(source)}", exc)
-    comm.agree(error or _interrupted(comm, lambda: f"planning the scan of {_label(source)}"))
+        error = failure(comm, f"planning the scan of {source_label(source)}", exc)
+    comm.agree(error or _interrupted(comm, lambda: f"planning the scan of {source_label(source)}"))
     wanted = [wanted_parts(leaf, plans) for leaf in leaves]
     costs = [sum(p.num_rows for p in parts) for _, parts in wanted]
     start, stop = assign(costs, comm.size)[comm.rank]
@@ -279,7 +270,7 @@ def _run_scan(outs, comm, root):
     cache.clear()
     try:
         nodes = [s.nodes() for s in stacks]
-        error = error or _interrupted(comm, lambda: f"reading {_label(source)}")
+        error = error or _interrupted(comm, lambda: f"reading {source_label(source)}")
         try:
             _collective(run, "agree", comm.agree, error or _unsendable(comm, nodes))
         except BaseException as exc:
@@ -303,8 +294,8 @@ def _run_scan(outs, comm, root):
                 with interruptible():  # user combines/finalize: no collective inside
                     results = _finish_results(outs, shuffle, shuffled, everyone, len(leaves))
             except BaseException as exc:
-                error = failure(comm, f"finishing the results of {_label(source)}", exc)
-        error = error or _interrupted(comm, lambda: f"combining the results of {_label(source)}")
+                error = failure(comm, f"finishing the results of {source_label(source)}", exc)
+        error = error or _interrupted(comm, lambda: f"combining the results of {source_label(source)}")
         _collective(run, "agree", comm.agree, error)  # a root-only failure reaches every rank
     except BaseException as exc:
         if run is not None:

@@ -45,7 +45,15 @@ def source_format(source) -> str:
 
 def source_label(source) -> str:
     """A short human label of a data source: its ``label`` attribute when it has one, else
-    its file(s) (``files``/``paths``/``path``), else its format. Never raises."""
+    its file(s) (``files``/``paths``/``path``), else its format. Never raises: error messages
+    are built with it while the other ranks wait in an agreement."""
+    try:
+        return _describe(source)
+    except Exception:
+        return type(source).__name__
+
+
+def _describe(source) -> str:
     label = getattr(source, "label", None)
     if isinstance(label, str) and label:
         return label
