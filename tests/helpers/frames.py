@@ -1,0 +1,139 @@
+"""Test data and comparisons for the distributed-frame tests (issue 9): group-by results that
+are lazy frames, persist, ``groupby().apply``/``transform``, ``drop_duplicates``.
+
+- :func:`build_nasty` writes (on one rank) a small Parquet dataset whose columns are the
+  awkward cases: string keys with nulls, one giant group, bools with nulls, float32, int64
+  values at the edges of the range, decimals, dates, tz-aware times, a dictionary column; one
+  file is empty and the others are cut into small row groups, so that some blocks (and, under
+  MPI, some ranks) have no rows. :func:`nasty_reference` is what pandas makes of it (the
+  documented type mapping of :func:`tests.helpers.datasets.arrow_to_pandas`).
+- :func:`local` computes a lazy object with the serial engine in this process, for the
+  bit-identity checks (same ``hf.config``, one rank).
+- :func:`assert_bits` compares two computed results exactly (every float bit, NaN == NaN).
+- :func:`by_index_values` orders rows by their index values (missing last), for the one case
+  where pandas' group order is not defined by sorting (bool keys with missing values).
+"""
+
+from __future__ import annotations
+
+import decimal
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tests.helpers.datasets import arrow_to_pandas
+
+NASTY_FILES = [(120, 1), (0, 2), (90, 3), (1, 4), (150, 5)]  # (rows, seed) per file
+NASTY_ROW_GROUP = 40
+CATEGORIES = ["hi", "lo", "mid"]
+BIG = [2**63 - 1, 2**63 - 2, -(2**63), -(2**63) + 1, 2**62 + 3]
+
+
+def nasty_table(n: int, seed: int, start: int) -> pa.Table:
+    """``n`` rows of the nasty schema (deterministic in ``seed``); ``id`` starts at ``start``."""
+    rng = np.random.default_rng(seed)
+    s = rng.choice(["p", "q", "r", "s"], n).astype(object)
+    s[rng.random(n) < 0.15] = None
+    kb = rng.random(n) < 0.5
+    kb_mask = rng.random(n) < 0.2
+    f32 = rng.choice([0.5, 1.25, -3.0, np.nan, 7.75], n).astype(np.float32)
+    big = rng.choice(np.array(BIG, dtype=np.int64), n)
+    cents = rng.integers(-500, 500, n)
+    dec = [None if rng.random() < 0.1 else decimal.Decimal(int(c)).scaleb(-3) for c in cents]
+    day = np.datetime64("2024-02-27") + rng.integers(0, 4, n).astype("timedelta64[D]")  # a leap day
+    tz = np.datetime64("2024-03-10T06:00:00", "us") + rng.integers(0, 4, n).astype("timedelta64[h]")
+    codes = rng.integers(0, 3, n).astype(np.int32)
+    v = rng.normal(0.0, 10.0, n)
+    v[rng.random(n) < 0.1] = np.nan
+    return pa.table(
+        {
+            "id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+            "s": pa.array(s, pa.string()),
+            "one": pa.array(["all"] * n, pa.string()),
+            "kb": pa.array(kb, pa.bool_(), mask=kb_mask),
+            "f32": pa.array(f32, pa.float32()),
+            "big": pa.array(big, pa.int64()),
+            "dec": pa.array(dec, pa.decimal128(12, 3)),
+            "d": pa.array(day.astype("datetime64[D]"), pa.date32()),
+            # across the 2024 DST change of New York (2024-03-10 07:00 UTC)
+            "tz": pa.array(tz.astype("int64"), pa.timestamp("us", tz="America/New_York")),
+            "cat": pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(CATEGORIES)),
+            "v": pa.array(v, pa.float64()),
+            "n": pa.array(rng.integers(0, 50, n), pa.int64()),
+        }
+    )
+
+
+def _tables() -> list[pa.Table]:
+    out, start = [], 0
+    for rows, seed in NASTY_FILES:
+        out.append(nasty_table(rows, seed, start))
+        start += rows
+    return out
+
+
+def build_nasty(path: str) -> None:
+    """Write the nasty dataset into the folder ``path`` (call on one rank only)."""
+    os.makedirs(path)
+    for i, t in enumerate(_tables()):
+        pq.write_table(t, os.path.join(path, f"part-{i:02d}.parquet"), row_group_size=NASTY_ROW_GROUP)
+
+
+def nasty_reference() -> pd.DataFrame:
+    """What pandas makes of the nasty dataset (RangeIndex, documented type mapping)."""
+    return arrow_to_pandas(pa.concat_tables(_tables()))
+
+
+def local(lazy):
+    """``lazy`` computed by the serial engine in this process (same ``hf.config``)."""
+    import hpcframe as hf
+    from hpcframe.comm import Comm
+
+    return hf.compute(lazy, comm=Comm())[0]
+
+
+def assert_bits(got, expected, msg: str = "") -> None:
+    """Exact equality of two computed results: values (every float bit), dtypes and index."""
+    if isinstance(expected, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=msg or "DataFrame")
+    elif isinstance(expected, pd.Series):
+        pd.testing.assert_series_equal(got, expected, check_exact=True, obj=msg or "Series")
+    else:
+        same = (pd.isna(got) and pd.isna(expected)) or got == expected
+        assert same, f"{got!r} != {expected!r} {msg}"
+        if isinstance(expected, (float, np.floating)) and not pd.isna(expected):
+            assert float(got).hex() == float(expected).hex(), (
+                f"{float(got).hex()} != {float(expected).hex()} {msg}"
+            )
+
+
+def by_index_values(obj):
+    """``obj`` with rows ordered by the values of its index (missing last), level by level."""
+    idx = obj.index
+    levels = [idx.get_level_values(i) for i in range(idx.nlevels)]
+    keys = [[(bool(pd.isna(v)), str(v)) for v in level] for level in levels]
+    order = sorted(range(len(idx)), key=lambda i: [k[i] for k in keys])
+    return obj.iloc[order]
+
+
+def nasty_dir(shared_dir: str) -> str:
+    """The nasty dataset under ``shared_dir`` (written by rank 0 the first time; every rank
+    waits for it)."""
+    from tests.helpers import mpi
+
+    path = os.path.join(shared_dir, "distributed_frames_nasty")
+    error = None
+    if mpi.rank() == 0 and not os.path.exists(path):
+        try:
+            build_nasty(path)
+        except Exception as exc:  # tell the other ranks instead of leaving them at the barrier
+            error = f"{type(exc).__name__}: {exc}"
+    c = mpi.world()
+    if c is not None:
+        error = c.bcast(error, root=0)
+    if error:
+        raise RuntimeError(f"writing the nasty dataset failed on rank 0: {error}")
+    return path
