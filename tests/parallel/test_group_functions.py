@@ -1,0 +1,452 @@
+"""Operations that need all the rows of a group (issue 9), compared with pandas:
+``groupby().apply(fn)``, ``groupby().col.transform(name or fn)``, ``drop_duplicates(subset,
+keep)``.
+
+The reference is plain pandas on the same data with a ``RangeIndex``: hpcframe passes ``fn``
+the group's rows as a pandas object indexed by the rows' positions in the frame that is
+grouped (pandas 3 leaves the grouping columns out of it), so ``ref.groupby(k).apply(fn)`` is
+the exact expected result, index and order included. ``transform`` results line up with the
+frame's rows, so they can be assigned to it. A frame made by a filter computes with a fresh
+``RangeIndex`` (so the reference of a filtered frame is ``ref[mask].reset_index(drop=True)``).
+
+A user function that raises on one group fails every rank with :class:`hf.ComputeError`
+naming the rank and the group.
+
+Hypothesis drives ``drop_duplicates`` and ``transform`` over a few small random frames
+(derandomized, no shrinking under MPI, so that every rank draws the same examples).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hpcframe as hf
+from tests.helpers import mpi
+from tests.helpers.compare import assert_same, materialize
+from tests.helpers.frames import assert_bits, local, nasty_dir, nasty_reference
+
+pytestmark = mpi.timeout(120)
+
+
+def same(got, expected, msg="", **kw):
+    """``assert_same`` (floats within rtol), then integer columns / values exactly."""
+    got = materialize(got)
+    assert_same(got, expected, msg=msg, **kw)
+    if isinstance(expected, pd.DataFrame):
+        for c in expected.columns:
+            if expected[c].dtype.kind in "iu":
+                pd.testing.assert_series_equal(
+                    got[c], expected[c], check_exact=True, obj=f"{msg} column {c!r}"
+                )
+    elif isinstance(expected, pd.Series) and expected.dtype.kind in "iu":
+        pd.testing.assert_series_equal(got, expected, check_exact=True, obj=msg or "Series")
+
+
+@pytest.fixture(scope="module")
+def nasty(shared_dir):
+    """(path, pandas reference) of the nasty dataset (see tests/helpers/frames.py)."""
+    return nasty_dir(shared_dir), nasty_reference()
+
+
+@pytest.fixture
+def cfg(monkeypatch):
+    def set_(**values):
+        for k, v in values.items():
+            monkeypatch.setattr(hf.config, k, v)
+
+    return set_
+
+
+# --------------------------------------------------------------------------------------------
+# groupby().apply
+# --------------------------------------------------------------------------------------------
+APPLY_FNS = {
+    # the issue's example: needs the group's rows in dataset order
+    "scalar_diff_mean": lambda g: g.sort_values("ts").x.diff().mean(),
+    "int_scalar": lambda g: int(g.n.sum()),
+    "series": lambda g: pd.Series({"rows": len(g), "xsum": g.x.sum(), "nmax": g.n.max()}),
+    "frame_top2": lambda g: g.nlargest(2, "n")[["id", "n", "x"]],
+    "frame_same_rows": lambda g: g[["id", "x"]].assign(c=g.x - g.x.mean()),
+    "frame_typed_columns": lambda g: g.head(3)[["day", "tsz", "cat", "price", "flag"]],
+}
+
+APPLY_KEYS = {
+    "str_with_nulls": (["carrier"], True),
+    "str_with_nulls_dropna_false": (["carrier"], False),
+    "two_keys": (["origin", "ki"], True),
+    "categorical": (["cat"], True),
+    "float_with_nan_dropna_false": (["kf"], False),
+}
+
+
+@pytest.mark.parametrize("keyset", list(APPLY_KEYS))
+def test_apply_shapes(dir6, keyset):
+    keys, dropna = APPLY_KEYS[keyset]
+    df, ref = dir6.open(), dir6.pdf
+    fns = {k: f for k, f in APPLY_FNS.items() if not (k == "frame_typed_columns" and "cat" in keys)}
+    names = list(fns)
+    got = hf.compute(*[df.groupby(keys, dropna=dropna).apply(fns[k]) for k in names])
+    for k, g in zip(names, got):
+        exp = ref.groupby(keys, dropna=dropna).apply(fns[k])
+        same(g, exp, msg=f"{keyset} {k}")
+
+
+def test_apply_on_filtered_and_selected_frames(dir6):
+    df, ref = dir6.open(), dir6.pdf
+    f, rf = df[df.n > 500], ref[ref.n > 500].reset_index(drop=True)
+    s, rs = df[["carrier", "x", "n", "id"]], ref[["carrier", "x", "n", "id"]]
+    cases = {
+        "filtered_scalar": (f.groupby("carrier").apply(lambda g: g.x.max() - g.x.min()), rf),
+        "filtered_frame": (f.groupby("origin").apply(lambda g: g.nsmallest(2, "x")[["id", "x"]]), rf),
+        "selected": (s.groupby("carrier").apply(lambda g: g.n.mean()), rs),
+    }
+    refs = {
+        "filtered_scalar": lambda r: r.groupby("carrier").apply(lambda g: g.x.max() - g.x.min()),
+        "filtered_frame": lambda r: r.groupby("origin").apply(lambda g: g.nsmallest(2, "x")[["id", "x"]]),
+        "selected": lambda r: r.groupby("carrier").apply(lambda g: g.n.mean()),
+    }
+    got = hf.compute(*[c[0] for c in cases.values()])
+    for (k, (_, r)), g in zip(cases.items(), got):
+        same(g, refs[k](r), msg=k)
+
+
+NASTY_APPLY = {
+    "giant_group": (["one"], True),
+    "str_with_nulls_dropna_false": (["s"], False),
+    "bool_with_nulls": (["kb"], True),
+    "int_near_2_63": (["big"], True),
+    "float32_dropna_false": (["f32"], False),
+    "date_and_categorical": (["d", "cat"], True),
+}
+NASTY_FNS = {
+    "int_scalar": lambda g: g.n.max(),
+    "float_scalar": lambda g: g.v.sum(),
+    "frame_head": lambda g: g.head(2)[["id", "tz", "dec", "v"]],
+    "series": lambda g: pd.Series({"rows": float(len(g)), "v": g.v.mean()}),
+}
+
+
+@pytest.mark.parametrize("keyset", list(NASTY_APPLY))
+def test_apply_nasty_keys(nasty, keyset):
+    path, ref = nasty
+    keys, dropna = NASTY_APPLY[keyset]
+    df = hf.read_parquet(path)
+    names = list(NASTY_FNS)
+    got = hf.compute(*[df.groupby(keys, dropna=dropna).apply(NASTY_FNS[k]) for k in names])
+    for k, g in zip(names, got):
+        exp = ref.groupby(keys, dropna=dropna).apply(NASTY_FNS[k])
+        if "kb" in keys and not dropna:
+            g, exp = materialize(g).sort_index(), exp.sort_index()
+        same(g, exp, msg=f"{keyset} {k}")
+
+
+def test_apply_more_ranks_than_partitions_and_empty(dir6, cfg):
+    ref = dir6.pdf
+    cfg(partitions=2)
+    df = hf.from_pandas(ref, npartitions=1)
+    fn = APPLY_FNS["frame_top2"]
+    got = df.groupby("carrier").apply(fn).compute()
+    same(got, ref.groupby("carrier").apply(fn), msg="one partition")
+    # a filter that keeps no row: an empty result with the key as its index
+    e = df[df.n < 0]
+    for name in ("int_scalar", "frame_top2"):
+        res = e.groupby("carrier").apply(APPLY_FNS[name]).compute()
+        assert len(res) == 0, name
+        assert list(res.index.names)[:1] == ["carrier"], name
+
+
+@pytest.mark.parametrize("keys,bad", [(["carrier"], "UA"), (["origin", "ki"], ("JFK", 3))])
+def test_apply_bad_function_fails_every_rank(dir6, keys, bad):
+    df, ref = dir6.open(), dir6.pdf
+    # the ids of the bad group's rows (the key columns are not in the frame fn gets)
+    bad_ids = set(ref.set_index(keys).loc[[bad]].id) if len(keys) > 1 else set(ref[ref[keys[0]] == bad].id)
+
+    def fn(g):
+        if g.id.isin(bad_ids).any():
+            raise ValueError(f"bad group on purpose: {len(g)} rows")
+        return len(g)
+
+    with pytest.raises(hf.ComputeError) as ei:
+        df.groupby(keys).apply(fn).compute()
+    text = str(ei.value)
+    assert "bad group on purpose" in text
+    assert "rank" in text
+    for part in bad if isinstance(bad, tuple) else (bad,):
+        assert str(part) in text, f"the group {bad!r} is not named in:\n{text}"
+    assert ei.value.failures, "ComputeError.failures is empty"
+
+
+# --------------------------------------------------------------------------------------------
+# transform
+# --------------------------------------------------------------------------------------------
+NAMED = ["mean", "sum", "count", "min", "max", "std", "size", "first"]
+FUNCS = {
+    "demean": lambda s: s - s.mean(),
+    "cumsum": lambda s: s.cumsum(),
+    "rank": lambda s: s.rank(method="first"),
+    "fill_median": lambda s: s.fillna(s.median()),
+}
+
+
+@pytest.mark.parametrize(
+    "keyset", ["str_with_nulls", "str_with_nulls_dropna_false", "two_keys", "categorical"]
+)
+def test_transform(dir6, keyset):
+    keys, dropna = APPLY_KEYS[keyset]
+    df, ref = dir6.open(), dir6.pdf
+    cases = {f"x.{n}": (lambda d, n=n: d.groupby(keys, dropna=dropna).x.transform(n)) for n in NAMED}
+    cases["n.sum"] = lambda d: d.groupby(keys, dropna=dropna).n.transform("sum")
+    cases["n.max"] = lambda d: d.groupby(keys, dropna=dropna).n.transform("max")
+    for k, f in FUNCS.items():
+        cases[f"x.{k}"] = lambda d, f=f: d.groupby(keys, dropna=dropna).x.transform(f)
+    names = list(cases)
+    got = hf.compute(*[cases[k](df) for k in names])
+    for k, g in zip(names, got):
+        exp = cases[k](ref)
+        assert isinstance(materialize(g).index, pd.RangeIndex), k
+        same(g, exp, msg=f"{keyset} {k}")
+
+
+def test_transform_assigned_to_the_frame(dir6):
+    df, ref = dir6.open(), dir6.pdf
+
+    def q(d):
+        return d.assign(
+            carrier_mean=d.groupby("carrier").x.transform("mean"),
+            share=d.n / d.groupby(["origin", "ki"]).n.transform("sum"),
+            centred=d.groupby("origin").y.transform(lambda s: s - s.mean()),
+        )
+
+    def q_filtered(d):
+        a = q(d)
+        return a[a.x > a.carrier_mean][["id", "carrier", "x", "carrier_mean", "share"]]
+
+    def q_after_filter(d):
+        f = d[d.n > 500]
+        return f.assign(
+            m=f.groupby(["origin", "ki"]).x.transform("mean"), c=f.groupby("carrier").n.transform("count")
+        )
+
+    got = hf.compute(q(df), q_filtered(df), q_after_filter(df), q_filtered(df).len())
+    same(got[0], q(ref), msg="assign")
+    same(got[1], q_filtered(ref).reset_index(drop=True), msg="assign then filter")
+    same(got[2], q_after_filter(ref).reset_index(drop=True), msg="filter then transform")
+    assert got[3] == len(q_filtered(ref))
+
+
+NASTY_TRANSFORMS = {
+    "str_dropna_false_mean": lambda d: d.groupby("s", dropna=False).v.transform("mean"),
+    "str_demean": lambda d: d.groupby("s").v.transform(lambda s: s - s.mean()),
+    "giant_sum": lambda d: d.groupby("one").v.transform("sum"),
+    "giant_cumsum": lambda d: d.groupby("one").n.transform(lambda s: s.cumsum()),
+    "big_key_max": lambda d: d.groupby("big").n.transform("max"),
+    "big_values_min": lambda d: d.groupby("d").big.transform("min"),
+    "bool_key_f32_max": lambda d: d.groupby("kb").f32.transform("max"),
+    "cat_key_dec_sum": lambda d: d.groupby("cat").dec.transform("sum"),
+    "tz_key_count": lambda d: d.groupby("tz").v.transform("count"),
+    "f32_key_dropna_false": lambda d: d.groupby("f32", dropna=False).n.transform("sum"),
+}
+
+
+def test_transform_nasty(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    names = list(NASTY_TRANSFORMS)
+    got = hf.compute(*[NASTY_TRANSFORMS[k](df) for k in names])
+    for k, g in zip(names, got):
+        same(g, NASTY_TRANSFORMS[k](ref), msg=k)
+
+
+def test_transform_empty_and_one_partition(dir6, cfg):
+    ref = dir6.pdf
+    cfg(partitions=3)
+    df = hf.from_pandas(ref, npartitions=1)
+    e, re_ = df[df.n < 0], ref[ref.n < 0].reset_index(drop=True)
+    got = hf.compute(
+        df.groupby("carrier").x.transform("mean"),
+        e.groupby("carrier").x.transform("mean"),
+        e.assign(m=e.groupby("carrier").n.transform("sum")),
+    )
+    same(got[0], ref.groupby("carrier").x.transform("mean"), msg="one partition")
+    same(got[1], re_.groupby("carrier").x.transform("mean"), msg="empty", check_index_type=False)
+    same(
+        got[2],
+        re_.assign(m=re_.groupby("carrier").n.transform("sum")),
+        msg="empty assign",
+        check_index_type=False,
+    )
+
+
+def test_group_functions_bit_identical_to_serial_engine(dir6, nasty, cfg):
+    """Float results of apply/transform/drop_duplicates do not depend on the rank count: the
+    same bits as one process with the same ``hf.config.partitions``."""
+    cfg(partitions=5)
+    df = dir6.open()
+    ndf = hf.read_parquet(nasty[0])
+    queries = {
+        "transform_mean": df.groupby(["origin", "ki"]).x.transform("mean"),
+        "transform_std": df.groupby("carrier", dropna=False).y.transform("std"),
+        "transform_fn": df.groupby("carrier").x.transform(FUNCS["demean"]),
+        "apply_series": df.groupby("origin").apply(APPLY_FNS["series"]),
+        "apply_scalar": df.groupby("carrier").apply(APPLY_FNS["scalar_diff_mean"]),
+        "nasty_transform": NASTY_TRANSFORMS["str_dropna_false_mean"](ndf),
+        "drop_duplicates": df.drop_duplicates(["carrier", "ki"], keep="last"),
+    }
+    got = hf.compute(*queries.values())
+    for (k, q), g in zip(queries.items(), got):
+        assert_bits(g, local(q), msg=k)
+
+
+# --------------------------------------------------------------------------------------------
+# drop_duplicates
+# --------------------------------------------------------------------------------------------
+KEEPS = ["first", "last", False]
+
+
+def test_drop_duplicates(dir6):
+    df, ref = dir6.open(), dir6.pdf
+    subsets = [["carrier", "origin"], ["ki"], ["kf"], ["carrier"], ["day", "flag"]]
+    lazy, exp = [], []
+    for sub in subsets:
+        for keep in KEEPS:
+            d = df.drop_duplicates(sub, keep=keep)
+            assert isinstance(d, hf.Frame)
+            lazy += [d, d.len()]
+            r = ref.drop_duplicates(sub, keep=keep)
+            exp += [(f"{sub} keep={keep}", r.reset_index(drop=True)), (f"{sub} keep={keep} len", len(r))]
+    sel = df[["origin", "ki", "kf"]]
+    lazy += [sel.drop_duplicates(), df.drop_duplicates("origin")]
+    exp += [
+        ("no subset", ref[["origin", "ki", "kf"]].drop_duplicates().reset_index(drop=True)),
+        ("subset as a string", ref.drop_duplicates("origin").reset_index(drop=True)),
+    ]
+    got = hf.compute(*lazy)
+    for g, (msg, e) in zip(got, exp):
+        if isinstance(e, pd.DataFrame):
+            same(g, e, msg=msg)
+        else:
+            assert g == e, f"{msg}: {g} != {e}"
+
+
+def test_drop_duplicates_then_more(dir6):
+    df, ref = dir6.open(), dir6.pdf
+
+    def q(d):
+        f = d[d.x > 10]
+        u = f.drop_duplicates(["carrier", "ki"], keep="last")
+        return u, u.groupby("origin").n.sum(), u.assign(z=u.n * 2)[["id", "z"]]
+
+    got = hf.compute(*q(df))
+    exp = q(ref)
+    same(got[0], exp[0].reset_index(drop=True), msg="filtered")
+    same(got[1], exp[1], msg="grouped after")
+    same(got[2], exp[2].reset_index(drop=True), msg="assigned after")
+
+
+def test_drop_duplicates_nasty(nasty, cfg):
+    path, ref = nasty
+    cfg(partitions=3)
+    df = hf.read_parquet(path)
+    subsets = [["s"], ["kb"], ["f32"], ["big"], ["tz"], ["dec"], ["cat"], ["d", "s"], ["one"]]
+    lazy, exp = [], []
+    for sub in subsets:
+        for keep in KEEPS:
+            lazy.append(df.drop_duplicates(sub, keep=keep))
+            exp.append((f"{sub} keep={keep}", ref.drop_duplicates(sub, keep=keep).reset_index(drop=True)))
+    empty = df[df.n < 0]
+    lazy += [empty.drop_duplicates(["s"]), empty.drop_duplicates(["s"]).len()]
+    got = hf.compute(*lazy)
+    for g, (msg, e) in zip(got, exp):
+        same(g, e, msg=msg, check_index_type=len(e) > 0)
+    assert len(materialize(got[-2])) == 0 and got[-1] == 0
+    one = hf.from_pandas(ref, npartitions=1)
+    for keep in KEEPS:
+        same(
+            one.drop_duplicates(["s", "kb"], keep=keep).compute(),
+            ref.drop_duplicates(["s", "kb"], keep=keep).reset_index(drop=True),
+            msg=f"one partition keep={keep}",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis: small random frames
+# --------------------------------------------------------------------------------------------
+try:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
+    st = None
+
+EXAMPLES = int(os.environ.get("HPCFRAME_GROUP_FN_EXAMPLES", "4"))
+
+if st is not None:
+    _rows = st.lists(
+        st.tuples(
+            st.sampled_from([None, "a", "b", "c"]),
+            st.integers(-2, 2),
+            st.sampled_from([np.nan, -1.5, 0.0, 2.25, 1e15, 3.0]),
+        ),
+        max_size=40,
+    )
+    frames = st.builds(
+        lambda rows, nparts: (
+            pd.DataFrame(
+                {
+                    "k": pd.array([r[0] for r in rows], dtype="str"),
+                    "i": np.array([r[1] for r in rows], dtype=np.int64),
+                    "v": np.array([r[2] for r in rows], dtype=np.float64),
+                }
+            ),
+            nparts,
+        ),
+        _rows,
+        st.integers(1, 4),
+    )
+    # derandomized and not shrunk under MPI: every rank must draw the same examples
+    _SETTINGS = settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        phases=[Phase.explicit, Phase.generate]
+        if mpi.UNDER_MPI
+        else [Phase.explicit, Phase.generate, Phase.shrink],
+    )
+
+    @_SETTINGS
+    @given(
+        frame=frames,
+        subset=st.sampled_from([["k"], ["i"], ["v"], ["k", "i"], ["k", "v"]]),
+        keep=st.sampled_from(KEEPS),
+    )
+    def test_drop_duplicates_hypothesis(frame, subset, keep):
+        pdf, nparts = frame
+        df = hf.from_pandas(pdf, npartitions=nparts)
+        d = df.drop_duplicates(subset, keep=keep)
+        got, n = hf.compute(d, d.len())
+        exp = pdf.drop_duplicates(subset, keep=keep).reset_index(drop=True)
+        same(got, exp, msg=f"{subset} keep={keep} npartitions={nparts}", check_index_type=len(exp) > 0)
+        assert n == len(exp)
+
+    @_SETTINGS
+    @given(
+        frame=frames,
+        keys=st.sampled_from([["k"], ["i"], ["k", "i"]]),
+        how=st.sampled_from(["mean", "sum", "count", "max", "size", "demean"]),
+        dropna=st.booleans(),
+    )
+    def test_transform_hypothesis(frame, keys, how, dropna):
+        pdf, nparts = frame
+        df = hf.from_pandas(pdf, npartitions=nparts)
+        fn = FUNCS["demean"] if how == "demean" else how
+        got = df.assign(t=df.groupby(keys, dropna=dropna).v.transform(fn)).compute()
+        exp = pdf.assign(t=pdf.groupby(keys, dropna=dropna).v.transform(fn))
+        same(
+            got, exp, msg=f"{keys} {how} dropna={dropna} npartitions={nparts}", check_index_type=len(exp) > 0
+        )
