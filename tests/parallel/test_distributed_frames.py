@@ -140,6 +140,12 @@ def test_group_result_keeps_key_index_and_order(dir6):
     flat = d[d.n > 100].reset_index().compute()
     assert isinstance(flat.index, pd.RangeIndex)
     same(flat, exp.reset_index(), msg="reset_index")
+    # gathered on one rank only
+    on_root = d[d.n > 100].compute(root=0)
+    if mpi.rank() == 0:
+        same(on_root, exp, msg="root=0")
+    else:
+        assert on_root is None
 
 
 def test_group_results_chain_of_three_groupbys(dir6):
@@ -464,6 +470,21 @@ def test_gather_and_shuffle_agree_bitwise(dir6, nasty, cfg):
         results[mode] = hf.compute(*queries)
     for i, (a, b) in enumerate(zip(results["gather"], results["shuffle"])):
         assert_bits(b, a, msg=f"query {i}: shuffle vs gather")
+
+
+@pytest.mark.parametrize("mode", ["gather", "shuffle"])
+def test_config_shuffle_is_obeyed(dir6, cfg, size, mode):
+    """A forced mode is used (``shuffled_outputs`` of ``hf.last_run_stats()``) and gives
+    pandas' answer."""
+    cfg(shuffle=mode)
+    df, ref = dir6.open(), dir6.pdf
+    got = df.groupby(["origin", "carrier"]).x.sum().compute()
+    shuffled = hf.last_run_stats()["shuffled_outputs"]
+    if mode == "gather":
+        assert shuffled == 0
+    elif size > 1:
+        assert shuffled >= 1
+    same(got, ref.groupby(["origin", "carrier"]).x.sum(), msg=mode)
 
 
 def test_config_defaults():
