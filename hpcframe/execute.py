@@ -17,8 +17,10 @@ from __future__ import annotations
 import os
 import pickle
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -26,10 +28,12 @@ from . import callbacks
 from . import plan as P
 from .comm import communicator, deferred, failure, interrupt_guard, interruptible, take_interrupt
 from .config import config
-from .io.dataset import Partition
+from .io.dataset import DatasetError, Partition
+from .io.ranked import RankedData
 from .io.sources import partitions_of, source_format, source_label, source_rows_exact
 from .io.types import block_to_pandas, filter_schema, is_string, normalize_table
-from .outputs import Composite
+from .outputs import Composite, Output
+from .stages import POSITION, AggStage, PersistStage, ShuffleStage, stages_below
 from .tree import TreeStack, finish
 
 _last_stats: dict = {}
@@ -105,7 +109,13 @@ def leaves_of(source, comm) -> list[Leaf]:
             offset += sum(p.num_rows for p in group)
             group = []
 
+    splittable = getattr(source, "splittable", True)
     for p in parts:
+        if not splittable:  # held partitions: one leaf each, never cut (whole groups)
+            flush()
+            group.append(p)
+            flush()
+            continue
         if p.num_rows > limit:
             flush()
             for block in p.split(limit):
@@ -178,11 +188,12 @@ def wanted_parts(leaf: Leaf, plans) -> tuple[list[bool], list[Partition]]:
 
 def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
-    with communicator(comm) as c, interrupt_guard(c), deferred():
+    with communicator(comm) as c, interrupt_guard(c), deferred(), stage_scope():
         _share_cores(c)
         if root is not None and not (0 <= root < c.size):
             raise ValueError(f"root={root} is not a rank of a communicator of size {c.size}")
         flat = [leaf for o in outputs for leaf in o.leaves()]
+        prepare([o.node for o in flat], c)
         by_scan: dict[int, list] = {}
         for o in flat:
             by_scan.setdefault(id(o.node.scan()), []).append(o)
@@ -240,7 +251,7 @@ def _run_scan(outs, comm, root):
     comm.agree(error or _interrupted(comm, lambda: f"planning the scan of {source_label(source)}"))
     wanted = [wanted_parts(leaf, plans) for leaf in leaves]
     costs = [sum(p.num_rows for p in parts) for _, parts in wanted]
-    start, stop = assign(costs, comm.size)[comm.rank]
+    mine = owned_leaves(source, leaves, costs, comm.size)[comm.rank]
     read_cols = [
         c for c in source.schema().names if any(c in p.columns for p in plans)
     ] or source.schema().names[:1]
@@ -251,7 +262,7 @@ def _run_scan(outs, comm, root):
     if callbacks.active():
         context = "starting the diagnostics callbacks"
         try:
-            run = _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan)
+            run = _run_info(comm, source, outs, leaves, wanted, mine, t_plan)
         except BaseException as exc:
             error = failure(comm, context, exc)
         comm.agree(error or _interrupted(comm, context))
@@ -262,7 +273,7 @@ def _run_scan(outs, comm, root):
     notices = comm.notices()  # a failing rank tells the others to stop reading
     try:
         error = _read_my_leaves(
-            leaves, wanted, plans, stacks, limits, produced, cache, run, range(start, stop), comm, notices
+            leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm, notices
         )
     except BaseException:
         notices.close()
@@ -277,8 +288,9 @@ def _run_scan(outs, comm, root):
             notices.close(getattr(exc, "_notices_to_me", 0))
             raise
         notices.close()
+        spread = [isinstance(o, _Spread) for o in outs]
         shuffle = _shuffle_choice(outs, nodes, comm)
-        plain = [[] if sh else n for n, sh in zip(nodes, shuffle)]
+        plain = [[] if sh or sp else n for n, sh, sp in zip(nodes, shuffle, spread)]
         if root is None:
             everyone = _collective(run, "exchange", comm.allgather, plain)
         else:
@@ -288,6 +300,9 @@ def _run_scan(outs, comm, root):
             for k, o in enumerate(outs)
             if shuffle[k]
         }
+        for k, o in enumerate(outs):
+            if spread[k]:
+                shuffled[k] = _collective(run, "shuffle", o.spread, nodes[k], len(leaves), comm)
         results, error = {}, None
         if root is None or comm.rank == root:
             try:
@@ -375,7 +390,9 @@ def _finish_results(outs, shuffle, shuffled, everyone, n):
     the shuffled tables."""
     results = {}
     for k, o in enumerate(outs):
-        if shuffle[k]:
+        if isinstance(o, _Spread):
+            results[id(o)] = shuffled[k]
+        elif shuffle[k]:
             tables = [t for t in shuffled[k] if t is not None]
             results[id(o)] = o.shape_result(pd.concat(tables, ignore_index=True) if tables else None)
         else:
@@ -398,9 +415,14 @@ def _unsendable(comm, obj):
 
 def _shuffle_choice(outs, nodes, comm) -> list[bool]:
     """Collective: which group-by outputs are large enough to finish with a shuffle."""
-    candidates = [bool(getattr(o, "keys", None)) and hasattr(o, "finish_table") for o in outs]
-    if comm.size == 1 or not any(candidates):
+    candidates = [
+        bool(getattr(o, "keys", None)) and hasattr(o, "finish_table") and not isinstance(o, _Spread)
+        for o in outs
+    ]
+    if comm.size == 1 or not any(candidates) or config.shuffle == "gather":
         return [False] * len(outs)
+    if config.shuffle == "shuffle":
+        return candidates
     local = [sum(len(p) for _, _, p in n if p is not None) if c else 0 for n, c in zip(nodes, candidates)]
     totals = [sum(x) for x in zip(*comm.allgather(local))]
     return [c and t >= config.shuffle_rows for c, t in zip(candidates, totals)]
@@ -523,8 +545,8 @@ def _collective(run, name, fn, *args):
             warnings.warn(f"diagnostics callback on_collective failed: {exc!r}", stacklevel=2)
 
 
-def _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan=None):
-    mine = [i for i in range(start, stop) if wanted[i][1]]
+def _run_info(comm, source, outs, leaves, wanted, my_leaves, t_plan=None):
+    mine = [i for i in my_leaves if wanted[i][1]]
     run = callbacks.RunInfo(
         comm=comm,
         source=source_label(source),
@@ -639,3 +661,248 @@ def _arrow_mask(table, plan, declared):
 
 def _add_stat(name, value):
     _last_stats[name] = _last_stats.get(name, 0) + value
+
+
+# ------------------------------------------------------------------------------------------
+# stages: sources computed by an earlier part of the plan (see hpcframe.stages)
+# ------------------------------------------------------------------------------------------
+def owned_leaves(source, leaves, costs, size) -> list[list[int]]:
+    """The leaves each rank reads: contiguous ranges balanced by ``costs`` for files, the
+    leaves it holds for data held by the ranks (a stage: see :mod:`hpcframe.stages`)."""
+    owner_of = getattr(source, "owner_of", None)
+    if owner_of is None:
+        return [list(range(a, b)) for a, b in assign(costs, size)]
+    out: list[list[int]] = [[] for _ in range(size)]
+    for i, leaf in enumerate(leaves):
+        out[owner_of(leaf.parts[0])].append(i)
+    return out
+
+
+_scopes: list[list] = []
+
+
+@contextmanager
+def stage_scope():
+    """Stages materialised inside (and not persisted) are released when the outermost
+    scope ends, on success or failure (a local operation on every rank)."""
+    _scopes.append([])
+    try:
+        yield
+    finally:
+        made = _scopes.pop()
+        if _scopes:
+            _scopes[-1].extend(made)
+        else:
+            for stage in made:
+                if not stage.persisted:
+                    stage.release()
+
+
+def prepare(nodes, comm) -> None:
+    """Collective: materialise every stage the plan ``nodes`` read (inputs first), in the
+    same order on every rank. Each is computed once per scope (see :func:`stage_scope`)."""
+    for stage in stages_below(nodes):
+        if stage.ready:
+            continue
+        if stage.dropped:
+            raise DatasetError(
+                f"{stage.label} was unpersisted: persist the frame again (or use the frame it was made from)"
+            )
+        materialise(stage, comm)
+        if _scopes:
+            _scopes[-1].append(stage)
+
+
+def materialise(stage, comm) -> None:
+    """Collective: compute ``stage`` and keep its partitions on the ranks."""
+    if isinstance(stage, PersistStage):
+        keep = _Keep(stage.node, comm.rank)
+        owners_of_leaves = _run_scan([keep], comm, None)[id(keep)]
+        read = sorted(owners_of_leaves)
+        owners = [owners_of_leaves[leaf] for leaf in read]
+        frames = {j: keep.frames[leaf] for j, leaf in enumerate(read) if leaf in keep.frames}
+        if not owners:  # nothing read (no rows, or every partition pruned): one empty partition
+            owners, frames = [0], ({0: stage.node.meta.iloc[:0]} if comm.rank == 0 else {})
+    elif isinstance(stage, AggStage):
+        spread = _Spread(stage, config.partitions)
+        frames = _run_scan([spread], comm, None)[id(spread)]
+        owners = partition_owners(config.partitions, comm.size)
+    elif isinstance(stage, ShuffleStage):
+        rows = _Rows(stage, config.partitions)
+        _run_scan([rows], comm, None)
+        frames = _exchange_rows(rows, comm)
+        owners = partition_owners(config.partitions, comm.size)
+    else:  # pragma: no cover - every stage kind is listed above
+        raise TypeError(f"unknown stage {type(stage).__name__}")
+    stage.data = RankedData.build(comm, stage.label, owners, frames, empty=stage.meta.iloc[:0])
+
+
+def partition_owners(nparts: int, size: int) -> list[int]:
+    """The rank holding each of ``nparts`` hash partitions: contiguous, balanced ranges."""
+    return [p * size // nparts for p in range(nparts)]
+
+
+class _Keep(Output):
+    """Keeps each leaf's rows on the rank that read it (``persist``); the partial maps
+    leaves to the rank that read them, so that every rank learns who holds what."""
+
+    def __init__(self, node, rank):
+        self.node, self.rank, self.frames = node, rank, {}
+        self.cols = list(node.meta.columns)
+
+    def columns(self):
+        """Every column of the frame."""
+        return set(self.cols)
+
+    def text(self):
+        """``persist`` (for explain and errors)."""
+        return "persist"
+
+    def chunk(self, df, leaf):
+        """Keep ``df`` (this leaf's rows)."""
+        self.frames[leaf.index] = df[self.cols].reset_index(drop=True)
+        return {leaf.index: self.rank}
+
+    def combine(self, a, b):
+        """Merge the leaf → rank maps."""
+        return {**(a or {}), **(b or {})}
+
+    def finalize(self, owners):
+        """Every read leaf's rank."""
+        return owners or {}
+
+
+class _Spread:
+    """A group-by output finished into hash partitions held by the ranks (an AggStage)."""
+
+    limit = None
+
+    def __init__(self, stage, nparts):
+        self.stage, self.inner, self.nparts = stage, stage.output, nparts
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def leaves(self):
+        """Itself."""
+        return [self]
+
+    def spread(self, my_nodes, n, comm) -> dict:
+        """Collective: route the tree nodes' groups to the ranks holding their partitions,
+        finish the (fixed) combine tree there and split the groups into partitions. Per
+        group the bracketing is the one of a gathered result: values are identical."""
+        o, keys = self.inner, self.inner.keys
+        owners = np.asarray(partition_owners(self.nparts, comm.size))
+        sends: list[list] = [[] for _ in range(comm.size)]
+        for level, i, p in my_nodes:
+            if p is None or len(p) == 0:
+                for r in range(comm.size):
+                    sends[r].append((level, i, None))
+                continue
+            dest = owners[_route(p, keys, self.nparts)]
+            for r in range(comm.size):
+                sends[r].append((level, i, p[dest == r].reset_index(drop=True)))
+        received = comm.alltoall(sends)
+        frames: dict = {}
+        error = None
+        context = "finishing the groups of a group-by result"
+        try:
+            with interruptible():  # user combines: no collective inside
+                table = o.finish_table(finish(n, [node for lst in received for node in lst], o.combine))
+                frames = self.partitions(table, comm.rank, owners)
+        except BaseException as exc:
+            error = failure(comm, context, exc)
+        comm.agree(error or _interrupted(comm, context))
+        return frames
+
+    def partitions(self, table, rank, owners) -> dict:
+        """This rank's partitions of the finished ``table``: the stage's columns, each
+        partition sorted by the frame's row order."""
+        if table is None or len(table) == 0:
+            return {}
+        keys, stage = self.inner.keys, self.stage
+        extra = [c for c in stage.hidden if c in table.columns]
+        bucket = _route(table, keys, self.nparts)
+        out = {}
+        for b in np.flatnonzero(owners == rank):
+            part = table[bucket == b]
+            if not len(part):
+                continue
+            part = part.sort_values(stage.order, na_position="last", kind="mergesort")
+            frame = part[keys + extra].reset_index(drop=True)
+            for j, label in enumerate(stage.labels):
+                frame[label] = part[f"__result{j}"].reset_index(drop=True)
+            out[int(b)] = frame
+        return out
+
+
+class _Rows(Output):
+    """A frame's rows split by the hash partition of their keys (a ShuffleStage's first
+    half): every block's rows get their position, are reduced by the stage's ``local``
+    function and put into this rank's outbox, per partition."""
+
+    def __init__(self, stage, nparts):
+        self.stage, self.node, self.nparts = stage, stage.node, nparts
+        self.cols = list(stage.node.meta.columns)
+        self.outbox: dict[int, list] = {}
+
+    def columns(self):
+        """Every column of the frame."""
+        return set(self.cols)
+
+    def text(self):
+        """``shuffle by keys`` (for explain and errors)."""
+        return f"shuffle by {self.stage.keys}"
+
+    def chunk(self, df, leaf):
+        """Put this block's rows into the outbox."""
+        df = df[self.cols]
+        if POSITION not in df.columns:
+            df = df.assign(**{POSITION: np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")})
+        if self.stage.local is not None:
+            df = self.stage.local(df)
+        if len(df) == 0:
+            return None
+        bucket = _route(df, self.stage.keys, self.nparts)
+        for b in np.unique(bucket):
+            self.outbox.setdefault(int(b), []).append(df[bucket == b])
+        return None
+
+    def combine(self, a, b):
+        """Nothing to combine (the rows travel in the exchange)."""
+        return None
+
+    def finalize(self, _):
+        """Nothing (the rows travel in the exchange)."""
+        return None
+
+
+def _exchange_rows(rows: _Rows, comm) -> dict:
+    """Collective: send every partition's rows to the rank holding it; there, order each
+    partition by the frame's row order and run the stage's per-partition function."""
+    stage = rows.stage
+    owners = partition_owners(rows.nparts, comm.size)
+    sends: list[dict] = [{} for _ in range(comm.size)]
+    for b, pieces in rows.outbox.items():
+        sends[owners[b]][b] = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+    rows.outbox = {}
+    received = comm.alltoall(sends)
+    frames: dict = {}
+    error = None
+    context = f"running {stage.label} on its partitions"
+    try:
+        with interruptible():  # user functions: no collective inside
+            for b in [p for p, o in enumerate(owners) if o == comm.rank]:
+                pieces = [got[b] for got in received if b in got]
+                if not pieces:
+                    continue
+                df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+                df = df.sort_values(stage.order, na_position="last", kind="mergesort")
+                df.index = pd.Index(df[POSITION].to_numpy(), name=None)
+                if stage.per_partition is not None:
+                    df = stage.per_partition(df)
+                frames[b] = df.reset_index(drop=True)
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or _interrupted(comm, context))
+    return frames
