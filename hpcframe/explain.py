@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from .comm import communicator
 from .config import config
-from .execute import _OutputPlan, assign, leaves_of, wanted_parts
+from .execute import _OutputPlan, leaves_of, owned_leaves, wanted_parts
 from .io.sources import known_partitions, source_format, source_label, source_rows_exact
+from .stages import StageSource, stages_below
 
 __all__ = ["explain", "source_format", "source_label", "source_rows_exact"]
 
@@ -19,10 +20,19 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
         by_scan: dict[int, list] = {}  # id(scan) -> its outputs
         for o in output.leaves():
             by_scan.setdefault(id(o.node.scan()), []).append(o)
+        stages = stages_below([o.node for o in output.leaves()])
+        for k, stage in enumerate(stages):
+            lines.extend(_stage_lines(k, stage, stages, nranks))
         lines.append(f"Output: {output.text()}")
         for outs in by_scan.values():
             scan = outs[0].node.scan()
             source = scan.source
+            if isinstance(source, StageSource) and not source.ready:
+                lines.append(f"Scan: stage {stages.index(source)} ({source.label}), computed when this runs")
+                for o in outs:
+                    lines.append(f"  {o.text()}")
+                    lines.extend(f"    {n.text()}" for n in o.node.chain()[1:])
+                continue
             leaves = leaves_of(source, c)
             plans = [_OutputPlan(o, source.schema()) for o in outs]
             parts = known_partitions(source) or list(
@@ -90,8 +100,9 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
                 f"{pruned}"
             )
             costs = [sum(p.num_rows for p in ps) for _, ps in wanted]
-            for r, (a, b) in enumerate(assign(costs, nranks)):
-                mine = [i for i in range(a, b) if wants[i]]
+            for r, held in enumerate(owned_leaves(source, leaves, costs, nranks)):
+                a, b = (held[0], held[-1] + 1) if held else (0, 0)
+                mine = [i for i in held if wants[i]]
                 nbytes = sum(p.nbytes for i in mine for p in wanted[i][1])
                 share = (
                     (
@@ -104,3 +115,25 @@ def explain(output, comm=None, ranks: int | None = None) -> str:
                 )
                 lines.append(f"  rank {r}: {share}")
     return "\n".join(lines)
+
+
+def _stage_lines(k, stage, stages, nranks) -> list[str]:
+    """The description of one stage of the plan (a source computed by an earlier part)."""
+    from .config import config
+
+    state = "held by the ranks" if stage.ready else "computed when the output runs"
+    lines = [f"Stage {k}: {stage.text()} [{state}]"]
+    if stage.partitioning != "as read":
+        per_rank = -(-config.partitions // nranks)
+        lines.append(
+            f"  partitions: {config.partitions} ({stage.partitioning}), up to {per_rank} held by each "
+            f"of {nranks} rank(s)"
+        )
+    else:
+        lines.append("  partitions: the blocks of its input, each held by the rank that read it")
+    for node in stage.inputs():
+        src = node.scan().source
+        where = f"stage {stages.index(src)}" if isinstance(src, StageSource) else source_label(src)
+        lines.append(f"  reads: {where}")
+        lines.extend(f"    {n.text()}" for n in node.chain()[1:])
+    return lines
