@@ -457,14 +457,17 @@ def _key_hash(col):
     elif kind == "M":
         values = col.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(col.dtype, "tz", None) else col
         values = values.astype("datetime64[ns]").to_numpy().view("int64").astype("float64")
-    else:  # object/str: numbers (bools with nulls) as floats, everything else as text
+    elif isinstance(col.dtype, pd.StringDtype):  # only strings and missing values
+        arr = col.to_numpy(dtype=object, na_value=None)
+        h = np.zeros(len(arr), dtype=np.uint64)
+        if (~missing).any():
+            h[~missing] = pd.util.hash_array(arr[~missing], categorize=False)
+        values = None
+    else:  # object: numbers (bools with nulls) as floats, everything else as text
         arr = col.to_numpy(dtype=object)
-        if isinstance(col.dtype, pd.StringDtype):
-            numeric = np.zeros(len(arr), dtype=bool)
-        else:
-            numbers = (bool, int, float, np.bool_, np.number)
-            numeric = np.fromiter((isinstance(v, numbers) for v in arr), bool, len(arr))
-            numeric &= ~missing
+        numbers = (bool, int, float, np.bool_, np.number)
+        numeric = np.fromiter((isinstance(v, numbers) for v in arr), bool, len(arr))
+        numeric &= ~missing
         h = np.zeros(len(arr), dtype=np.uint64)
         if numeric.any():
             h[numeric] = pd.util.hash_array(arr[numeric].astype("float64") + 0.0, categorize=False)
@@ -822,18 +825,12 @@ class _Spread:
             return {}
         keys, stage = self.inner.keys, self.stage
         extra = [c for c in stage.hidden if c in table.columns]
-        bucket = _route(table, keys, self.nparts)
-        out = {}
-        for b in np.flatnonzero(owners == rank):
-            part = table[bucket == b]
-            if not len(part):
-                continue
-            part = part.sort_values(stage.order, na_position="last", kind="mergesort")
-            frame = part[keys + extra].reset_index(drop=True)
-            for j, label in enumerate(stage.labels):
-                frame[label] = part[f"__result{j}"].reset_index(drop=True)
-            out[int(b)] = frame
-        return out
+        frame = table[keys + extra].reset_index(drop=True)
+        for j, label in enumerate(stage.labels):
+            frame[label] = table[f"__result{j}"].reset_index(drop=True)
+        # the finished groups are in the order of the fixed combine tree (first appearance),
+        # the same on any number of ranks: a partition keeps that order
+        return split_by(frame, _route(frame, keys, self.nparts), np.flatnonzero(owners == rank))
 
 
 class _Rows(Output):
@@ -864,8 +861,8 @@ class _Rows(Output):
         if len(df) == 0:
             return None
         bucket = _route(df, self.stage.keys, self.nparts)
-        for b in np.unique(bucket):
-            self.outbox.setdefault(int(b), []).append(df[bucket == b])
+        for b, piece in split_by(df, bucket, np.unique(bucket)).items():
+            self.outbox.setdefault(b, []).append(piece)
         return None
 
     def combine(self, a, b):
@@ -875,6 +872,19 @@ class _Rows(Output):
     def finalize(self, _):
         """Nothing (the rows travel in the exchange)."""
         return None
+
+
+def split_by(df, bucket, wanted) -> dict:
+    """``{b: rows of df whose bucket is b}`` for the buckets ``wanted`` that have rows, each
+    keeping the rows' order (one stable sort instead of a mask per bucket)."""
+    order = np.argsort(bucket, kind="stable")
+    sorted_buckets = bucket[order]
+    out = {}
+    for b in wanted:
+        lo, hi = np.searchsorted(sorted_buckets, [b, b + 1])
+        if hi > lo:
+            out[int(b)] = df.take(order[lo:hi]).reset_index(drop=True)
+    return out
 
 
 def _exchange_rows(rows: _Rows, comm) -> dict:
@@ -897,7 +907,10 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
                 if not pieces:
                     continue
                 df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
-                df = df.sort_values(stage.order, na_position="last", kind="mergesort")
+                # pieces arrive in rank order, each in position order: already in the frame's
+                # order unless that is a sort (a group-by result's keys)
+                if stage.order != [POSITION] or not df[POSITION].is_monotonic_increasing:
+                    df = df.sort_values(stage.order, na_position="last", kind="mergesort")
                 df.index = pd.Index(df[POSITION].to_numpy(), name=None)
                 if stage.per_partition is not None:
                     df = stage.per_partition(df)
