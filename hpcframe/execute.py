@@ -18,7 +18,6 @@ import os
 import pickle
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,11 +27,12 @@ from . import callbacks
 from . import plan as P
 from .comm import communicator, deferred, failure, interrupt_guard, interruptible, take_interrupt
 from .config import config
-from .io.dataset import DatasetError, Partition
+from .io.dataset import DatasetError
 from .io.ranked import RankedData
-from .io.sources import partitions_of, source_format, source_label, source_rows_exact
-from .io.types import block_to_pandas, filter_schema, is_string, normalize_table
+from .io.sources import source_format, source_label, source_rows_exact
+from .io.types import block_to_pandas, normalize_table
 from .outputs import Composite, Output
+from .physical import Leaf, partition_owners, plan_scan, scans_of
 from .stages import POSITION, AggStage, PersistStage, ShuffleStage, stages_below
 from .tree import TreeStack, finish
 
@@ -63,147 +63,21 @@ def last_run_stats() -> dict:
     return dict(_last_stats)
 
 
-@dataclass(frozen=True)
-class Leaf:
-    """One leaf of the combine tree: contiguous partitions of one file read together
-    (``parent`` is ``None``), or one block of a partition longer than ``block_rows``."""
-
-    index: int
-    parts: tuple
-    parent: Partition | None
-    row_offset: int
-
-    @property
-    def num_rows(self) -> int:
-        """Rows of the leaf's partitions."""
-        return sum(p.num_rows for p in self.parts)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the leaf's partitions (on disk)."""
-        return sum(p.nbytes for p in self.parts)
-
-    def describe(self) -> str:
-        """The leaf's partitions, for messages."""
-        if len(self.parts) == 1:
-            return self.parts[0].describe()
-        first, last = self.parts[0], self.parts[-1]
-        return f"{first.path} [pieces {first.piece}..{last.piece}]"
-
-
-def leaves_of(source, comm) -> list[Leaf]:
-    """The leaves of ``source`` in dataset order. Small partitions of one file are grouped
-    and long ones cut, so that leaves have about ``config.block_rows`` rows; the result
-    depends only on the data, never on the number of ranks. Partitions are discovered once
-    per source."""
-    parts = partitions_of(source, comm)
-    limit = config.block_rows
-    out: list[Leaf] = []
-    group: list[Partition] = []
-    offset = 0
-
-    def flush():
-        nonlocal offset, group
-        if group:
-            out.append(Leaf(len(out), tuple(group), None, offset))
-            offset += sum(p.num_rows for p in group)
-            group = []
-
-    splittable = getattr(source, "splittable", True)
-    for p in parts:
-        if not splittable:  # held partitions: one leaf each, never cut (whole groups)
-            flush()
-            group.append(p)
-            flush()
-            continue
-        if p.num_rows > limit:
-            flush()
-            for block in p.split(limit):
-                out.append(Leaf(len(out), (block,), p, offset))
-                offset += block.num_rows
-            continue
-        if group and (group[0].path != p.path or sum(g.num_rows for g in group) + p.num_rows > limit):
-            flush()
-        group.append(p)
-    flush()
-    return out
-
-
-def assign(costs: list[int], size: int) -> list[tuple[int, int]]:
-    """Contiguous ``[start, stop)`` leaf ranges per rank, balanced by cost (rows to read).
-    Deterministic: depends only on the costs and the number of ranks."""
-    n = len(costs)
-    total = sum(costs)
-    owner = []
-    before = 0
-    for i, c in enumerate(costs):
-        if total > 0:
-            r = int((before + c / 2) * size // total)
-        else:
-            r = i * size // max(n, 1)
-        owner.append(min(size - 1, r))
-        before += c
-    ranges = []
-    for r in range(size):
-        idx = [i for i, o in enumerate(owner) if o == r]
-        ranges.append((idx[0], idx[-1] + 1) if idx else (0, 0))
-    return ranges
-
-
-class _OutputPlan:
-    """Per output: the columns it needs, what Arrow filters, what pandas runs, what prunes."""
-
-    def __init__(self, out, declared):
-        self.out, self.declared = out, declared
-        self.arrow_pred, self.pred_columns, self.steps = P.split_filters(out.node, filter_schema(declared))
-        self.pandas_columns, self.after = P.required_columns(self.steps, out.columns(), declared.names)
-        wanted = set(self.pandas_columns) | self.pred_columns
-        self.columns = [c for c in declared.names if c in wanted]
-        # string group keys that no pandas step looks at: aggregate on dictionary codes
-        used = set().union(*(s.expr.columns() for s in self.steps if hasattr(s, "expr")))
-        keys = getattr(out, "keys", [])
-        self.keep_dict = frozenset(
-            k for k in keys if k in declared.names and k not in used and is_string(declared.field(k).type)
-        )
-        self.prune = P.prune_predicate(out.node)
-        self.filters = self.arrow_pred is not None or any(
-            type(s).__name__ in ("Filter", "_BareFilter") for s in self.steps
-        )
-        self.key = (str(self.arrow_pred), id(out.node), frozenset(out.columns()), self.keep_dict)
-
-    def wants(self, part: Partition) -> bool:
-        """False when ``part``'s statistics prove no row passes this output's filters."""
-        if self.prune is None or not part.stats:
-            return True
-        stats = {k: (s.min, s.max) for k, s in part.stats.items()}
-        return self.prune.may_match(stats)
-
-
-def wanted_parts(leaf: Leaf, plans) -> tuple[list[bool], list[Partition]]:
-    """Which outputs need ``leaf``, and which of its partitions must be read."""
-    per_part = [[p.wants(part) for p in plans] for part in leaf.parts]
-    outputs = [any(w[k] for w in per_part) for k in range(len(plans))]
-    return outputs, [part for part, w in zip(leaf.parts, per_part) if any(w)]
-
-
 def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
     with communicator(comm) as c, interrupt_guard(c), deferred(), stage_scope():
         _share_cores(c)
         if root is not None and not (0 <= root < c.size):
             raise ValueError(f"root={root} is not a rank of a communicator of size {c.size}")
-        flat = [leaf for o in outputs for leaf in o.leaves()]
-        prepare([o.node for o in flat], c)
-        by_scan: dict[int, list] = {}
-        for o in flat:
-            by_scan.setdefault(id(o.node.scan()), []).append(o)
+        groups = scans_of(outputs)
+        prepare([o.node for outs in groups for o in outs], c)
         results: dict[int, object] = {}
         _last_stats.clear()
         _last_stats.update(
             partitions_total=0, partitions_pruned=0, partitions_read=0, rows_read=0, shuffled_outputs=0
         )
         t0 = time.perf_counter()
-        for outs in by_scan.values():
+        for outs in groups:
             results.update(_run_scan(outs, c, root))
         _last_stats["seconds"] = time.perf_counter() - t0
         if root is not None and c.rank != root:
@@ -243,18 +117,16 @@ def _run_scan(outs, comm, root):
     t_plan = time.perf_counter()  # planning (discovery, pruning) is part of the run's time
     source = outs[0].node.scan().source
     error = None
+    scan = None
     try:  # not interruptible: discovery has collectives
-        leaves = leaves_of(source, comm)
-        plans = [_OutputPlan(o, source.schema()) for o in outs]
+        scan = plan_scan(outs, comm)
     except BaseException as exc:  # agree first: another rank may have failed too
         error = failure(comm, f"planning the scan of {source_label(source)}", exc)
     comm.agree(error or _interrupted(comm, lambda: f"planning the scan of {source_label(source)}"))
-    wanted = [wanted_parts(leaf, plans) for leaf in leaves]
-    costs = [sum(p.num_rows for p in parts) for _, parts in wanted]
-    mine = owned_leaves(source, leaves, costs, comm.size)[comm.rank]
-    read_cols = [
-        c for c in source.schema().names if any(c in p.columns for p in plans)
-    ] or source.schema().names[:1]
+    assert scan is not None  # every rank planned (or every rank raised in agree)
+    leaves, plans, wanted, costs = scan.leaves, scan.plans, scan.wanted, scan.costs
+    mine = scan.ranks[comm.rank]
+    read_cols = scan.read_columns()
     stacks = [TreeStack(len(leaves), o.combine) for o in outs]
     _add_stat("partitions_total", len(leaves))
     _add_stat("partitions_pruned", sum(1 for c in costs if c == 0))
@@ -669,18 +541,6 @@ def _add_stat(name, value):
 # ------------------------------------------------------------------------------------------
 # stages: sources computed by an earlier part of the plan (see hpcframe.stages)
 # ------------------------------------------------------------------------------------------
-def owned_leaves(source, leaves, costs, size) -> list[list[int]]:
-    """The leaves each rank reads: contiguous ranges balanced by ``costs`` for files, the
-    leaves it holds for data held by the ranks (a stage: see :mod:`hpcframe.stages`)."""
-    owner_of = getattr(source, "owner_of", None)
-    if owner_of is None:
-        return [list(range(a, b)) for a, b in assign(costs, size)]
-    out: list[list[int]] = [[] for _ in range(size)]
-    for i, leaf in enumerate(leaves):
-        out[owner_of(leaf.parts[0])].append(i)
-    return out
-
-
 _scopes: list[list] = []
 
 
@@ -738,11 +598,6 @@ def materialise(stage, comm) -> None:
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
     stage.data = RankedData.build(comm, stage.label, owners, frames, empty=stage.meta.iloc[:0])
-
-
-def partition_owners(nparts: int, size: int) -> list[int]:
-    """The rank holding each of ``nparts`` hash partitions: contiguous, balanced ranges."""
-    return [p * size // nparts for p in range(nparts)]
 
 
 class _Keep(Output):

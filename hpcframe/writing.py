@@ -1,6 +1,6 @@
 """The ``to_*`` entry points: write a lazy frame as a dataset, in parallel, as one transaction.
 
-Every rank writes the leaves (blocks of partitions, see :func:`hpcframe.execute.leaves_of`) it
+Every rank writes the leaves (blocks of partitions, see :func:`hpcframe.physical.leaves_of`) it
 reads, through :class:`WriteOutput` — an output whose ``chunk`` writes one leaf's rows to files
 named after the leaf and returns their descriptors; ``combine`` concatenates the lists and the
 root rank commits and publishes the dataset. What is on disk (formats, staging folder, lock,
@@ -17,7 +17,7 @@ import pyarrow as pa
 from . import plan as P
 from .comm import communicator, on_root
 from .errors import ColumnNotFoundError
-from .execute import compute, leaves_of, read_parts, stage_scope
+from .execute import compute, read_parts, stage_scope
 from .execute import prepare as prepare_stages
 from .io.types import NULLS, strip_flags
 from .io.writers import (
@@ -40,6 +40,7 @@ from .io.writers import (
     to_arrow,
 )
 from .outputs import Output
+from .physical import leaves_of
 
 __all__ = ["to_parquet", "to_hdf", "to_csv", "write", "WriteOutput"]
 
