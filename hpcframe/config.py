@@ -35,12 +35,16 @@ class Config:
     shuffle_rows : int, default 200_000 (``HPCFRAME_SHUFFLE_ROWS``)
         A group-by whose partial tables hold at least this many rows in all is finished with
         a hash shuffle across the ranks instead of on every rank.
+    shuffle_round_bytes : int, default 268_435_456 = 256 MiB (``HPCFRAME_SHUFFLE_ROUND_BYTES``)
+        The shuffle moves rows between ranks in rounds; in one round no rank sends, nor
+        receives, more than this many bytes (serialised Arrow data), so the exchange's send
+        and receive buffers hold at most this much each. Larger values mean fewer rounds.
 
     Raises
     ------
     ValueError
-        At import, when ``HPCFRAME_BLOCK_ROWS`` or ``HPCFRAME_SHUFFLE_ROWS`` is not a positive
-        whole number.
+        At import, when ``HPCFRAME_BLOCK_ROWS``, ``HPCFRAME_SHUFFLE_ROWS`` or
+        ``HPCFRAME_SHUFFLE_ROUND_BYTES`` is not a positive whole number.
 
     Examples
     --------
@@ -61,6 +65,9 @@ class Config:
     #: ranks) is finished with a hash shuffle: each rank completes the combine tree for the
     #: groups that hash to it (Alltoall), instead of every rank finishing every group.
     shuffle_rows: int = _env_int("shuffle_rows", 200_000)
+    #: The shuffle's data exchange (:func:`hpcframe.exchange.exchange_tables`) runs in rounds;
+    #: per round no rank sends or receives more than this many bytes of serialised Arrow data.
+    shuffle_round_bytes: int = _env_int("shuffle_round_bytes", 256 << 20)
 
 
 #: The engine's tunables (see :class:`Config`).
