@@ -51,6 +51,8 @@ from .errors import HpcframeError
 #: buffer end of any ``Alltoallv`` exceeds it. A module constant so that tests can lower it.
 _MAX_COUNT = 2**31 - 1
 
+_NOTHING = np.empty(0, dtype=np.uint8)
+
 
 def share_budget(lengths, cap: int) -> np.ndarray:
     """Split ``cap`` bytes per round over byte streams of the given lengths.
@@ -373,26 +375,43 @@ def _move(comm: Comm, streams: list[pa.Buffer | None], budget: int) -> list[pa.B
     received: list[pa.Buffer | None] = [pa.allocate_buffer(int(n)) if n > 0 else None for n in recv_len]
     recv_views = [None if b is None else np.frombuffer(b, dtype=np.uint8) for b in received]
     send_views = [None if b is None else np.frombuffer(b, dtype=np.uint8) for b in streams]
-    # round 0 moves the most: its totals size the two buffers (each at most cap bytes)
-    sendbuf = np.empty(int(round_counts(send_len, send_chunk, 0).sum()), dtype=np.uint8)
-    recvbuf = np.empty(int(round_counts(recv_len, recv_chunk, 0).sum()), dtype=np.uint8)
+    # the packing buffers, made when a round moves slices of several streams (round 0 moves the
+    # most: its totals size them, at most cap bytes each); a single slice moves in place
+    sendbuf = recvbuf = _NOTHING
+    zeros = [0] * size
     for k in range(int(rounds[0])):
         sc = round_counts(send_len, send_chunk, k)
         rc = round_counts(recv_len, recv_chunk, k)
-        sd = np.cumsum(sc) - sc
-        rd = np.cumsum(rc) - rc
-        for d in np.flatnonzero(sc):
+        to, frm = np.flatnonzero(sc), np.flatnonzero(rc)
+        if len(to) == 1:
+            d = int(to[0])
             start = k * int(send_chunk[d])
-            sendbuf[sd[d] : sd[d] + sc[d]] = send_views[d][start : start + sc[d]]  # type: ignore[index]
-            if start + sc[d] == send_len[d]:  # fully sent: free it
-                send_views[d] = None
-                streams[d] = None
-        mpi.Alltoallv(
-            [sendbuf, (sc.tolist(), sd.tolist()), MPI.BYTE], [recvbuf, (rc.tolist(), rd.tolist()), MPI.BYTE]
-        )
-        for s in np.flatnonzero(rc):
+            sbuf, sd = send_views[d][start : start + sc[d]], zeros  # type: ignore[index]
+        else:
+            if len(sendbuf) == 0 and len(to):
+                sendbuf = np.empty(int(round_counts(send_len, send_chunk, 0).sum()), dtype=np.uint8)
+            sbuf, sd = sendbuf, (np.cumsum(sc) - sc).tolist()
+            for j in to.tolist():
+                start = k * int(send_chunk[j])
+                sendbuf[sd[j] : sd[j] + sc[j]] = send_views[j][start : start + sc[j]]
+        if len(frm) == 1:
+            s = int(frm[0])
             start = k * int(recv_chunk[s])
-            recv_views[s][start : start + rc[s]] = recvbuf[rd[s] : rd[s] + rc[s]]  # type: ignore[index]
+            rbuf, rd = recv_views[s][start : start + rc[s]], zeros  # type: ignore[index]
+        else:
+            if len(recvbuf) == 0 and len(frm):
+                recvbuf = np.empty(int(round_counts(recv_len, recv_chunk, 0).sum()), dtype=np.uint8)
+            rbuf, rd = recvbuf, (np.cumsum(rc) - rc).tolist()
+        mpi.Alltoallv([sbuf, (sc.tolist(), sd), MPI.BYTE], [rbuf, (rc.tolist(), rd), MPI.BYTE])
+        if len(frm) > 1:
+            for j in frm.tolist():
+                start = k * int(recv_chunk[j])
+                recv_views[j][start : start + rc[j]] = recvbuf[rd[j] : rd[j] + rc[j]]
+        for j in to.tolist():
+            if (k + 1) * send_chunk[j] >= send_len[j]:  # fully sent: free it
+                send_views[j] = None
+                streams[j] = None
+        del sbuf, rbuf
     return received
 
 
