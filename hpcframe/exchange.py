@@ -26,6 +26,11 @@ a stream is the smaller of its sender's and its receiver's share, which both lea
 is agreed with an ``Allreduce(MAX)``. Ranks that have nothing left still take part in every
 round with zero counts.
 
+A round copies the slices of several streams into one send buffer and out of one receive
+buffer; a rank that sends (receives) a single slice in a round passes it in place. Derived
+datatypes at absolute addresses (``Alltoallw`` with ``MPI.BOTTOM``) would avoid those copies,
+but measured slower than packing with MPICH, and would not lift the ``int`` limits anyway.
+
 Memory per rank: the serialised outgoing streams (each freed once fully sent), one send and
 one receive buffer of at most ``cap`` bytes each, and the received streams, which the returned
 tables use without a copy (Arrow IPC reads them in place).

@@ -49,6 +49,8 @@ def make_table(src: int, dst: int, n: int, seed: int = 0) -> pa.Table:
     s = words[rng.integers(0, len(words), n)]
     s[null] = None
     cats = pa.array(list(words[rng.integers(0, 3, n)]), pa.string())
+    h = n // 2  # two chunks with different dictionaries (dictionary replacement in the stream)
+    dcol = pa.chunked_array([cats[:h].dictionary_encode(), cats[h:][::-1].dictionary_encode()[::-1]])
     ts = rng.integers(-(2**62), 2**62, n)
     dec = [
         None if m else decimal.Decimal(int(v)).scaleb(-4)
@@ -60,7 +62,7 @@ def make_table(src: int, dst: int, n: int, seed: int = 0) -> pa.Table:
         pa.array(rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)),
         pa.array(f, mask=rng.random(n) < 0.1),
         pa.array(list(s), pa.string()),
-        cats.dictionary_encode(),
+        dcol,
         pa.array(ts, TZ_TS, mask=null),
         pa.array(dec, pa.decimal128(20, 4)),
         pa.array(b, mask=rng.random(n) < 0.3),
