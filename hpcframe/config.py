@@ -62,12 +62,16 @@ class Config:
     spill_dir : str or None (``HPCFRAME_SPILL_DIR``)
         Where spill files go (a private folder per process, removed when the data is
         released and at exit); default ``$TMPDIR`` or the system's temporary directory.
+    shuffle_round_bytes : int, default 268_435_456 = 256 MiB (``HPCFRAME_SHUFFLE_ROUND_BYTES``)
+        The shuffle moves rows between ranks in rounds; in one round no rank sends, nor
+        receives, more than this many bytes (serialised Arrow data), so the exchange's send
+        and receive buffers hold at most this much each. Larger values mean fewer rounds.
 
     Raises
     ------
     ValueError
-        At import, when ``HPCFRAME_BLOCK_ROWS`` or ``HPCFRAME_SHUFFLE_ROWS`` is not a positive
-        whole number.
+        At import, when a ``HPCFRAME_<NAME>`` number is not a positive whole number, or
+        ``HPCFRAME_SHUFFLE`` is not one of ``auto``, ``shuffle``, ``gather``.
 
     Examples
     --------
@@ -96,6 +100,9 @@ class Config:
     memory_budget: int = _env_int("memory_budget", 2 << 30)
     #: Folder for spill files (default: $TMPDIR or the system's temporary directory).
     spill_dir: str | None = _env_str("spill_dir", None)
+    #: The shuffle's data exchange (:func:`hpcframe.exchange.exchange_tables`) runs in rounds;
+    #: per round no rank sends or receives more than this many bytes of serialised Arrow data.
+    shuffle_round_bytes: int = _env_int("shuffle_round_bytes", 256 << 20)
 
 
 #: The engine's tunables (see :class:`Config`).
