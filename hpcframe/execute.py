@@ -28,7 +28,7 @@ from . import plan as P
 from .comm import communicator, deferred, failure, interrupt_guard, interruptible, take_interrupt
 from .config import config
 from .io.dataset import DatasetError
-from .io.ranked import RankedData
+from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import block_to_pandas, normalize_table
 from .outputs import Composite, Output
@@ -42,7 +42,9 @@ _last_stats: dict = {}
 def last_run_stats() -> dict:
     """Counters of this rank's part in the last computation: ``partitions_total`` (blocks in
     the datasets), ``partitions_pruned``, ``partitions_read`` (blocks this rank read),
-    ``rows_read``, ``shuffled_outputs`` (group-bys finished with a hash shuffle), ``seconds``.
+    ``rows_read``, ``shuffled_outputs`` (group-bys finished with a hash shuffle),
+    ``exchanges_arrow`` and ``exchanges_pickled`` (data exchanges of shuffles and group-by
+    results as Arrow buffers, or pickled because some value could not be Arrow), ``seconds``.
 
     Returns
     -------
@@ -70,13 +72,19 @@ def compute(outputs, comm=None, root=None):
         if root is not None and not (0 <= root < c.size):
             raise ValueError(f"root={root} is not a rank of a communicator of size {c.size}")
         groups = scans_of(outputs)
-        prepare([o.node for outs in groups for o in outs], c)
         results: dict[int, object] = {}
         _last_stats.clear()
         _last_stats.update(
-            partitions_total=0, partitions_pruned=0, partitions_read=0, rows_read=0, shuffled_outputs=0
+            partitions_total=0,
+            partitions_pruned=0,
+            partitions_read=0,
+            rows_read=0,
+            shuffled_outputs=0,
+            exchanges_arrow=0,
+            exchanges_pickled=0,
         )
         t0 = time.perf_counter()
+        prepare([o.node for outs in groups for o in outs], c)  # the stages they read, counted too
         for outs in groups:
             results.update(_run_scan(outs, c, root))
         _last_stats["seconds"] = time.perf_counter() - t0
@@ -660,7 +668,7 @@ class _Spread:
             dest = owners[_route(p, keys, self.nparts)]
             for r in range(comm.size):
                 sends[r].append((level, i, p[dest == r].reset_index(drop=True)))
-        received = comm.alltoall(sends)
+        received = _exchange_nodes(comm, sends, n)
         frames: dict = {}
         error = None
         context = "finishing the groups of a group-by result"
@@ -729,6 +737,36 @@ class _Rows(Output):
         return None
 
 
+def exchange_frames(comm, outgoing: list, tag: str) -> list | None:
+    """Collective: ``outgoing[r]`` (a pandas DataFrame or ``None``; every non-``None`` one
+    with the same columns) goes to rank ``r``, as Arrow IPC buffers (``Alltoallv`` in
+    bounded rounds, :func:`hpcframe.exchange.exchange_tables`); returns what every rank
+    sent here, by source rank, with the same pandas dtypes (``None`` where it sent nothing).
+    Returns ``None`` on every rank when some rank's frames cannot be Arrow tables (a column
+    of mixed Python objects, a user aggregation's state): the caller then sends them pickled.
+    ``tag`` names the exchange in errors."""
+    from .exchange import exchange_tables
+
+    sample = next((df for df in outgoing if df is not None and len(df)), None)
+    if sample is None:
+        sample = next((df for df in outgoing if df is not None), None)
+    schema, errors = agree_schema(comm, sample)
+    if errors or schema is None:
+        return None if errors else [None] * comm.size
+    tables, bad = [], False
+    try:
+        for df in outgoing:
+            table = None if df is None else pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            tables.append(table)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        bad = True
+    if comm.any_true(bad):  # one rank's value does not fit the agreed type: all pickle
+        return None
+    _add_stat("exchanges_arrow", 1)
+    received = exchange_tables(comm, tables, schema=schema)
+    return [block_to_pandas(t, schema) if t.num_rows or t is tables[comm.rank] else None for t in received]
+
+
 def split_by(df, bucket, wanted) -> dict:
     """``{b: rows of df whose bucket is b}`` for the buckets ``wanted`` that have rows, each
     keeping the rows' order (one stable sort instead of a mask per bucket)."""
@@ -742,6 +780,59 @@ def split_by(df, bucket, wanted) -> dict:
     return out
 
 
+_PART = "__hpcframe_partition__"
+_NODE = "__hpcframe_tree_node__"
+
+
+def _exchange_nodes(comm, sends: list[list], n: int) -> list[list]:
+    """Collective: ``sends[r]`` (``[(level, i, partial or None)]``, tree nodes' rows for
+    rank ``r``) to rank ``r``; returns the lists received, by source rank. The rows travel
+    as Arrow buffers tagged with their node (pickled only when a partial cannot be Arrow,
+    e.g. a user aggregation's state); which nodes each rank kept is allgathered (small)."""
+    ids = [(level, i) for level, i, _ in sends[0]] if sends else []
+    width = n + 1
+    frames = []
+    for lst in sends:
+        pieces = [p.assign(**{_NODE: np.int64(level * width + i)}) for level, i, p in lst if p is not None]
+        frames.append(pd.concat(pieces, ignore_index=True) if pieces else None)
+    got = exchange_frames(comm, frames, "the partial results of a group-by")
+    if got is None:
+        _add_stat("exchanges_pickled", 1)
+        return comm.alltoall(sends)
+    everyone = comm.allgather(ids)
+    out = []
+    for src, df in enumerate(got):
+        tags = df[_NODE].to_numpy() if df is not None and len(df) else np.empty(0, dtype=np.int64)
+        pieces = split_by(df.drop(columns=[_NODE]), tags, np.unique(tags)) if len(tags) else {}
+        out.append([(level, i, pieces.get(level * width + i)) for level, i in everyone[src]])
+    return out
+
+
+def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:
+    """Collective: ``sends[r]`` (``{partition: DataFrame}``) to rank ``r``, on Arrow buffers
+    (pickled only when some frame cannot be Arrow, see :func:`exchange_frames`); returns the
+    dicts received, by source rank."""
+    frames = [
+        pd.concat([df.assign(**{_PART: np.int32(b)}) for b, df in d.items()], ignore_index=True)
+        if d
+        else None
+        for d in sends
+    ]
+    got = exchange_frames(comm, frames, tag)
+    if got is None:
+        _add_stat("exchanges_pickled", 1)
+        return comm.alltoall(sends)
+    out = []
+    for df in got:
+        if df is None or not len(df):
+            out.append({})
+            continue
+        part = df[_PART].to_numpy()
+        df = df.drop(columns=[_PART])
+        out.append(split_by(df, part, np.unique(part)))
+    return out
+
+
 def _exchange_rows(rows: _Rows, comm) -> dict:
     """Collective: send every partition's rows to the rank holding it; there, order each
     partition by the frame's row order and run the stage's per-partition function."""
@@ -751,7 +842,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
     for b, pieces in rows.outbox.items():
         sends[owners[b]][b] = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
     rows.outbox = {}
-    received = comm.alltoall(sends)
+    received = _exchange_partitions(comm, sends, f"the rows of {stage.label}")
     frames: dict = {}
     error = None
     context = f"running {stage.label} on its partitions"

@@ -63,24 +63,16 @@ class RankedData:
         up to ``budget`` bytes (default ``config.memory_budget``) and spills the rest to Arrow
         IPC files. ``empty`` (an empty DataFrame of the columns) gives the schema when no
         rank has a row. Every rank must call it (the schema and the sizes are exchanged)."""
-        from .memory import _frame_schema
-
         me = comm.rank
         mine = [i for i, o in enumerate(owners) if o == me]
         sample = next((df for i, df in sorted(frames.items()) if df is not None and len(df)), None)
         if sample is None:
             sample = next((df for df in frames.values() if df is not None), empty)
-        error = None
-        local_schema = None
-        try:
-            local_schema = _frame_schema(sample) if sample is not None else None
-        except Exception as exc:  # every rank must reach the exchange below
-            error = f"rank {me}: {exc}"
-        gathered = comm.allgather((local_schema, error))
-        _raise_any(label, [e for _, e in gathered])
-        schema = _agree_schema([s for s, _ in gathered])
+        schema, errors = agree_schema(comm, sample)
+        _raise_any(label, errors)
         if schema is None:
             raise DatasetError(f"{label}: no rank produced a table to learn the columns from")
+        error = None
         budget = config.memory_budget if budget is None else budget
         local: dict[int, object] = {}
         sizes: dict[int, tuple[int, int]] = {}
@@ -180,6 +172,23 @@ class RankedData:
                 f"{self.label} is held by {self.size} rank(s) and cannot be used with a "
                 f"communicator of {comm.size}: compute it with the communicator it was made with"
             )
+
+
+def agree_schema(comm, sample) -> tuple[pa.Schema | None, list[str]]:
+    """Collective: one Arrow schema (with pandas dtype flags, see :mod:`hpcframe.io.types`)
+    for pandas frames like ``sample`` on every rank (``None`` on a rank without data), and
+    the ranks' errors (a column Arrow cannot hold). Each column's type is the first rank's
+    that is not null."""
+    from .memory import _frame_schema
+
+    error, local = None, None
+    try:
+        local = _frame_schema(sample) if sample is not None else None
+    except Exception as exc:  # every rank must reach the allgather
+        error = f"rank {comm.rank}: {exc}"
+    gathered = comm.allgather((local, error))
+    errors = [e for _, e in gathered if e]
+    return (None if errors else _agree_schema([s for s, _ in gathered])), errors
 
 
 def _raise_any(label, errors) -> None:
