@@ -19,6 +19,19 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _env_str(name: str, default, choices=None):
+    raw = os.environ.get(f"HPCFRAME_{name.upper()}")
+    if raw is None or raw == "":
+        return default
+    if choices is not None and raw not in choices:
+        raise ValueError(f"HPCFRAME_{name.upper()}={raw!r} must be one of {', '.join(choices)}")
+    return raw
+
+
+#: how group-bys are finished (:attr:`Config.shuffle`)
+SHUFFLE_CHOICES = ("auto", "shuffle", "gather")
+
+
 @dataclass
 class Config:
     """Tunables of the engine; the one instance is ``hpcframe.config``.
@@ -35,12 +48,30 @@ class Config:
     shuffle_rows : int, default 200_000 (``HPCFRAME_SHUFFLE_ROWS``)
         A group-by whose partial tables hold at least this many rows in all is finished with
         a hash shuffle across the ranks instead of on every rank.
+    shuffle : str, default "auto" (``HPCFRAME_SHUFFLE``)
+        How a computed group-by is finished: ``"auto"`` decides collectively from the size
+        of the partial tables (``shuffle_rows``), ``"shuffle"`` always hash-shuffles,
+        ``"gather"`` always combines every partial on every rank (or on ``root``).
+    partitions : int, default 32 (``HPCFRAME_PARTITIONS``)
+        Hash partitions of a group-by result used as a frame, and of a shuffled frame
+        (``drop_duplicates``, ``groupby().apply``, ``transform``). Independent of the number
+        of ranks, so that later reductions combine in the same order on any number of ranks.
+    memory_budget : int, default 2 GiB (``HPCFRAME_MEMORY_BUDGET``)
+        Bytes of persisted or shuffled data a rank keeps in memory; the rest is spilled to
+        Arrow IPC files in ``spill_dir``.
+    spill_dir : str or None (``HPCFRAME_SPILL_DIR``)
+        Where spill files go (a private folder per process, removed when the data is
+        released and at exit); default ``$TMPDIR`` or the system's temporary directory.
+    shuffle_round_bytes : int, default 268_435_456 = 256 MiB (``HPCFRAME_SHUFFLE_ROUND_BYTES``)
+        The shuffle moves rows between ranks in rounds; in one round no rank sends, nor
+        receives, more than this many bytes (serialised Arrow data), so the exchange's send
+        and receive buffers hold at most this much each. Larger values mean fewer rounds.
 
     Raises
     ------
     ValueError
-        At import, when ``HPCFRAME_BLOCK_ROWS`` or ``HPCFRAME_SHUFFLE_ROWS`` is not a positive
-        whole number.
+        At import, when a ``HPCFRAME_<NAME>`` number is not a positive whole number, or
+        ``HPCFRAME_SHUFFLE`` is not one of ``auto``, ``shuffle``, ``gather``.
 
     Examples
     --------
@@ -61,6 +92,17 @@ class Config:
     #: ranks) is finished with a hash shuffle: each rank completes the combine tree for the
     #: groups that hash to it (Alltoall), instead of every rank finishing every group.
     shuffle_rows: int = _env_int("shuffle_rows", 200_000)
+    #: "auto", "shuffle" or "gather": how a computed group-by is finished (see above).
+    shuffle: str = _env_str("shuffle", "auto", SHUFFLE_CHOICES)
+    #: Hash partitions of grouped and shuffled frames (independent of the number of ranks).
+    partitions: int = _env_int("partitions", 32)
+    #: Bytes of persisted/shuffled data kept in memory per rank before spilling.
+    memory_budget: int = _env_int("memory_budget", 2 << 30)
+    #: Folder for spill files (default: $TMPDIR or the system's temporary directory).
+    spill_dir: str | None = _env_str("spill_dir", None)
+    #: The shuffle's data exchange (:func:`hpcframe.exchange.exchange_tables`) runs in rounds;
+    #: per round no rank sends or receives more than this many bytes of serialised Arrow data.
+    shuffle_round_bytes: int = _env_int("shuffle_round_bytes", 256 << 20)
 
 
 #: The engine's tunables (see :class:`Config`).

@@ -76,21 +76,20 @@ def plan(frame, to: str, ranks: int, comm=None) -> dict:
     file_name)`` for each output part it writes (empty: the rank is idle).
     """
     from .comm import communicator
-    from .execute import assign, leaves_of
     from .io import writers as W
-    from .io.sources import known_partitions
+    from .outputs import CollectOutput
+    from .physical import plan_scan
 
     if to not in FORMATS:
         raise ValueError(f"unknown output format {to!r}; use one of {', '.join(FORMATS)}")
     suffix = {"parquet": W.ParquetFormat.suffix, "hdf5": W.HDF5Format.suffix, "csv": W.CSVFormat.suffix}[to]
     source = frame.node.scan().source
     with communicator(comm) as c:
-        leaves = leaves_of(source, c)
-    parts = known_partitions(source)
-    assert parts is not None  # leaves_of() discovered and cached them
+        scan = plan_scan([CollectOutput(frame.node)], c, ranks)  # what the write will run
+    parts, leaves = scan.partitions, scan.leaves
     per_rank = [
-        [(leaf.describe(), leaf.num_rows, f"part-{leaf.index:06d}{suffix}") for leaf in leaves[a:b]]
-        for a, b in assign([leaf.num_rows for leaf in leaves], ranks)
+        [(leaves[i].describe(), leaves[i].num_rows, f"part-{leaves[i].index:06d}{suffix}") for i in held]
+        for held in scan.ranks
     ]
     return {
         "source": source.label,

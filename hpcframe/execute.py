@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import pickle
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -26,10 +27,13 @@ from . import callbacks
 from . import plan as P
 from .comm import communicator, deferred, failure, interrupt_guard, interruptible, take_interrupt
 from .config import config
-from .io.dataset import Partition
-from .io.sources import partitions_of, source_format, source_label, source_rows_exact
-from .io.types import block_to_pandas, filter_schema, is_string, normalize_table
-from .outputs import Composite
+from .io.dataset import DatasetError
+from .io.ranked import RankedData, agree_schema
+from .io.sources import source_format, source_label, source_rows_exact
+from .io.types import block_to_pandas, normalize_table
+from .outputs import Composite, Output
+from .physical import Leaf, partition_owners, plan_scan, scans_of
+from .stages import POSITION, AggStage, PersistStage, ShuffleStage, stages_below
 from .tree import TreeStack, finish
 
 _last_stats: dict = {}
@@ -38,7 +42,9 @@ _last_stats: dict = {}
 def last_run_stats() -> dict:
     """Counters of this rank's part in the last computation: ``partitions_total`` (blocks in
     the datasets), ``partitions_pruned``, ``partitions_read`` (blocks this rank read),
-    ``rows_read``, ``shuffled_outputs`` (group-bys finished with a hash shuffle), ``seconds``.
+    ``rows_read``, ``shuffled_outputs`` (group-bys finished with a hash shuffle),
+    ``exchanges_arrow`` and ``exchanges_pickled`` (data exchanges of shuffles and group-by
+    results as Arrow buffers, or pickled because some value could not be Arrow), ``seconds``.
 
     Returns
     -------
@@ -59,140 +65,27 @@ def last_run_stats() -> dict:
     return dict(_last_stats)
 
 
-@dataclass(frozen=True)
-class Leaf:
-    """One leaf of the combine tree: contiguous partitions of one file read together
-    (``parent`` is ``None``), or one block of a partition longer than ``block_rows``."""
-
-    index: int
-    parts: tuple
-    parent: Partition | None
-    row_offset: int
-
-    @property
-    def num_rows(self) -> int:
-        """Rows of the leaf's partitions."""
-        return sum(p.num_rows for p in self.parts)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the leaf's partitions (on disk)."""
-        return sum(p.nbytes for p in self.parts)
-
-    def describe(self) -> str:
-        """The leaf's partitions, for messages."""
-        if len(self.parts) == 1:
-            return self.parts[0].describe()
-        first, last = self.parts[0], self.parts[-1]
-        return f"{first.path} [pieces {first.piece}..{last.piece}]"
-
-
-def leaves_of(source, comm) -> list[Leaf]:
-    """The leaves of ``source`` in dataset order. Small partitions of one file are grouped
-    and long ones cut, so that leaves have about ``config.block_rows`` rows; the result
-    depends only on the data, never on the number of ranks. Partitions are discovered once
-    per source."""
-    parts = partitions_of(source, comm)
-    limit = config.block_rows
-    out: list[Leaf] = []
-    group: list[Partition] = []
-    offset = 0
-
-    def flush():
-        nonlocal offset, group
-        if group:
-            out.append(Leaf(len(out), tuple(group), None, offset))
-            offset += sum(p.num_rows for p in group)
-            group = []
-
-    for p in parts:
-        if p.num_rows > limit:
-            flush()
-            for block in p.split(limit):
-                out.append(Leaf(len(out), (block,), p, offset))
-                offset += block.num_rows
-            continue
-        if group and (group[0].path != p.path or sum(g.num_rows for g in group) + p.num_rows > limit):
-            flush()
-        group.append(p)
-    flush()
-    return out
-
-
-def assign(costs: list[int], size: int) -> list[tuple[int, int]]:
-    """Contiguous ``[start, stop)`` leaf ranges per rank, balanced by cost (rows to read).
-    Deterministic: depends only on the costs and the number of ranks."""
-    n = len(costs)
-    total = sum(costs)
-    owner = []
-    before = 0
-    for i, c in enumerate(costs):
-        if total > 0:
-            r = int((before + c / 2) * size // total)
-        else:
-            r = i * size // max(n, 1)
-        owner.append(min(size - 1, r))
-        before += c
-    ranges = []
-    for r in range(size):
-        idx = [i for i, o in enumerate(owner) if o == r]
-        ranges.append((idx[0], idx[-1] + 1) if idx else (0, 0))
-    return ranges
-
-
-class _OutputPlan:
-    """Per output: the columns it needs, what Arrow filters, what pandas runs, what prunes."""
-
-    def __init__(self, out, declared):
-        self.out, self.declared = out, declared
-        self.arrow_pred, self.pred_columns, self.steps = P.split_filters(out.node, filter_schema(declared))
-        self.pandas_columns, self.after = P.required_columns(self.steps, out.columns(), declared.names)
-        wanted = set(self.pandas_columns) | self.pred_columns
-        self.columns = [c for c in declared.names if c in wanted]
-        # string group keys that no pandas step looks at: aggregate on dictionary codes
-        used = set().union(*(s.expr.columns() for s in self.steps if hasattr(s, "expr")))
-        keys = getattr(out, "keys", [])
-        self.keep_dict = frozenset(
-            k for k in keys if k in declared.names and k not in used and is_string(declared.field(k).type)
-        )
-        self.prune = P.prune_predicate(out.node)
-        self.filters = self.arrow_pred is not None or any(
-            type(s).__name__ in ("Filter", "_BareFilter") for s in self.steps
-        )
-        self.key = (str(self.arrow_pred), id(out.node), frozenset(out.columns()), self.keep_dict)
-
-    def wants(self, part: Partition) -> bool:
-        """False when ``part``'s statistics prove no row passes this output's filters."""
-        if self.prune is None or not part.stats:
-            return True
-        stats = {k: (s.min, s.max) for k, s in part.stats.items()}
-        return self.prune.may_match(stats)
-
-
-def wanted_parts(leaf: Leaf, plans) -> tuple[list[bool], list[Partition]]:
-    """Which outputs need ``leaf``, and which of its partitions must be read."""
-    per_part = [[p.wants(part) for p in plans] for part in leaf.parts]
-    outputs = [any(w[k] for w in per_part) for k in range(len(plans))]
-    return outputs, [part for part, w in zip(leaf.parts, per_part) if any(w)]
-
-
 def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
-    with communicator(comm) as c, interrupt_guard(c), deferred():
+    with communicator(comm) as c, interrupt_guard(c), deferred(), stage_scope():
         _share_cores(c)
         if root is not None and not (0 <= root < c.size):
             raise ValueError(f"root={root} is not a rank of a communicator of size {c.size}")
-        flat = [leaf for o in outputs for leaf in o.leaves()]
-        by_scan: dict[int, list] = {}
-        for o in flat:
-            by_scan.setdefault(id(o.node.scan()), []).append(o)
+        groups = scans_of(outputs)
         results: dict[int, object] = {}
         _last_stats.clear()
         _last_stats.update(
-            partitions_total=0, partitions_pruned=0, partitions_read=0, rows_read=0, shuffled_outputs=0
+            partitions_total=0,
+            partitions_pruned=0,
+            partitions_read=0,
+            rows_read=0,
+            shuffled_outputs=0,
+            exchanges_arrow=0,
+            exchanges_pickled=0,
         )
         t0 = time.perf_counter()
-        for outs in by_scan.values():
+        prepare([o.node for outs in groups for o in outs], c)  # the stages they read, counted too
+        for outs in groups:
             results.update(_run_scan(outs, c, root))
         _last_stats["seconds"] = time.perf_counter() - t0
         if root is not None and c.rank != root:
@@ -232,18 +125,16 @@ def _run_scan(outs, comm, root):
     t_plan = time.perf_counter()  # planning (discovery, pruning) is part of the run's time
     source = outs[0].node.scan().source
     error = None
+    scan = None
     try:  # not interruptible: discovery has collectives
-        leaves = leaves_of(source, comm)
-        plans = [_OutputPlan(o, source.schema()) for o in outs]
+        scan = plan_scan(outs, comm)
     except BaseException as exc:  # agree first: another rank may have failed too
         error = failure(comm, f"planning the scan of {source_label(source)}", exc)
     comm.agree(error or _interrupted(comm, lambda: f"planning the scan of {source_label(source)}"))
-    wanted = [wanted_parts(leaf, plans) for leaf in leaves]
-    costs = [sum(p.num_rows for p in parts) for _, parts in wanted]
-    start, stop = assign(costs, comm.size)[comm.rank]
-    read_cols = [
-        c for c in source.schema().names if any(c in p.columns for p in plans)
-    ] or source.schema().names[:1]
+    assert scan is not None  # every rank planned (or every rank raised in agree)
+    leaves, plans, wanted, costs = scan.leaves, scan.plans, scan.wanted, scan.costs
+    mine = scan.ranks[comm.rank]
+    read_cols = scan.read_columns()
     stacks = [TreeStack(len(leaves), o.combine) for o in outs]
     _add_stat("partitions_total", len(leaves))
     _add_stat("partitions_pruned", sum(1 for c in costs if c == 0))
@@ -251,7 +142,7 @@ def _run_scan(outs, comm, root):
     if callbacks.active():
         context = "starting the diagnostics callbacks"
         try:
-            run = _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan)
+            run = _run_info(comm, source, outs, leaves, wanted, mine, t_plan)
         except BaseException as exc:
             error = failure(comm, context, exc)
         comm.agree(error or _interrupted(comm, context))
@@ -262,7 +153,7 @@ def _run_scan(outs, comm, root):
     notices = comm.notices()  # a failing rank tells the others to stop reading
     try:
         error = _read_my_leaves(
-            leaves, wanted, plans, stacks, limits, produced, cache, run, range(start, stop), comm, notices
+            leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm, notices
         )
     except BaseException:
         notices.close()
@@ -277,8 +168,9 @@ def _run_scan(outs, comm, root):
             notices.close(getattr(exc, "_notices_to_me", 0))
             raise
         notices.close()
+        spread = [isinstance(o, _Spread) for o in outs]
         shuffle = _shuffle_choice(outs, nodes, comm)
-        plain = [[] if sh else n for n, sh in zip(nodes, shuffle)]
+        plain = [[] if sh or sp else n for n, sh, sp in zip(nodes, shuffle, spread)]
         if root is None:
             everyone = _collective(run, "exchange", comm.allgather, plain)
         else:
@@ -288,6 +180,9 @@ def _run_scan(outs, comm, root):
             for k, o in enumerate(outs)
             if shuffle[k]
         }
+        for k, o in enumerate(outs):
+            if spread[k]:
+                shuffled[k] = _collective(run, "shuffle", o.spread, nodes[k], len(leaves), comm)
         results, error = {}, None
         if root is None or comm.rank == root:
             try:
@@ -375,7 +270,9 @@ def _finish_results(outs, shuffle, shuffled, everyone, n):
     the shuffled tables."""
     results = {}
     for k, o in enumerate(outs):
-        if shuffle[k]:
+        if isinstance(o, _Spread):
+            results[id(o)] = shuffled[k]
+        elif shuffle[k]:
             tables = [t for t in shuffled[k] if t is not None]
             results[id(o)] = o.shape_result(pd.concat(tables, ignore_index=True) if tables else None)
         else:
@@ -398,9 +295,14 @@ def _unsendable(comm, obj):
 
 def _shuffle_choice(outs, nodes, comm) -> list[bool]:
     """Collective: which group-by outputs are large enough to finish with a shuffle."""
-    candidates = [bool(getattr(o, "keys", None)) and hasattr(o, "finish_table") for o in outs]
-    if comm.size == 1 or not any(candidates):
+    candidates = [
+        bool(getattr(o, "keys", None)) and hasattr(o, "finish_table") and not isinstance(o, _Spread)
+        for o in outs
+    ]
+    if comm.size == 1 or not any(candidates) or config.shuffle == "gather":
         return [False] * len(outs)
+    if config.shuffle == "shuffle":
+        return candidates
     local = [sum(len(p) for _, _, p in n if p is not None) if c else 0 for n, c in zip(nodes, candidates)]
     totals = [sum(x) for x in zip(*comm.allgather(local))]
     return [c and t >= config.shuffle_rows for c, t in zip(candidates, totals)]
@@ -435,14 +337,17 @@ def _key_hash(col):
     elif kind == "M":
         values = col.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(col.dtype, "tz", None) else col
         values = values.astype("datetime64[ns]").to_numpy().view("int64").astype("float64")
-    else:  # object/str: numbers (bools with nulls) as floats, everything else as text
+    elif isinstance(col.dtype, pd.StringDtype):  # only strings and missing values
+        arr = col.to_numpy(dtype=object, na_value=None)
+        h = np.zeros(len(arr), dtype=np.uint64)
+        if (~missing).any():
+            h[~missing] = pd.util.hash_array(arr[~missing], categorize=False)
+        values = None
+    else:  # object: numbers (bools with nulls) as floats, everything else as text
         arr = col.to_numpy(dtype=object)
-        if isinstance(col.dtype, pd.StringDtype):
-            numeric = np.zeros(len(arr), dtype=bool)
-        else:
-            numbers = (bool, int, float, np.bool_, np.number)
-            numeric = np.fromiter((isinstance(v, numbers) for v in arr), bool, len(arr))
-            numeric &= ~missing
+        numbers = (bool, int, float, np.bool_, np.number)
+        numeric = np.fromiter((isinstance(v, numbers) for v in arr), bool, len(arr))
+        numeric &= ~missing
         h = np.zeros(len(arr), dtype=np.uint64)
         if numeric.any():
             h[numeric] = pd.util.hash_array(arr[numeric].astype("float64") + 0.0, categorize=False)
@@ -523,8 +428,8 @@ def _collective(run, name, fn, *args):
             warnings.warn(f"diagnostics callback on_collective failed: {exc!r}", stacklevel=2)
 
 
-def _run_info(comm, source, outs, leaves, wanted, start, stop, t_plan=None):
-    mine = [i for i in range(start, stop) if wanted[i][1]]
+def _run_info(comm, source, outs, leaves, wanted, my_leaves, t_plan=None):
+    mine = [i for i in my_leaves if wanted[i][1]]
     run = callbacks.RunInfo(
         comm=comm,
         source=source_label(source),
@@ -639,3 +544,324 @@ def _arrow_mask(table, plan, declared):
 
 def _add_stat(name, value):
     _last_stats[name] = _last_stats.get(name, 0) + value
+
+
+# ------------------------------------------------------------------------------------------
+# stages: sources computed by an earlier part of the plan (see hpcframe.stages)
+# ------------------------------------------------------------------------------------------
+_scopes: list[list] = []
+
+
+@contextmanager
+def stage_scope():
+    """Stages materialised inside (and not persisted) are released when the outermost
+    scope ends, on success or failure (a local operation on every rank)."""
+    _scopes.append([])
+    try:
+        yield
+    finally:
+        made = _scopes.pop()
+        if _scopes:
+            _scopes[-1].extend(made)
+        else:
+            for stage in made:
+                if not stage.persisted:
+                    stage.release()
+
+
+def prepare(nodes, comm) -> None:
+    """Collective: materialise every stage the plan ``nodes`` read (inputs first), in the
+    same order on every rank. Each is computed once per scope (see :func:`stage_scope`)."""
+    for stage in stages_below(nodes):
+        if stage.ready:
+            continue
+        if stage.dropped:
+            raise DatasetError(
+                f"{stage.label} was unpersisted: persist the frame again (or use the frame it was made from)"
+            )
+        materialise(stage, comm)
+        if _scopes:
+            _scopes[-1].append(stage)
+
+
+def materialise(stage, comm) -> None:
+    """Collective: compute ``stage`` and keep its partitions on the ranks."""
+    if isinstance(stage, PersistStage):
+        keep = _Keep(stage.node, comm.rank)
+        owners_of_leaves = _run_scan([keep], comm, None)[id(keep)]
+        read = sorted(owners_of_leaves)
+        owners = [owners_of_leaves[leaf] for leaf in read]
+        frames = {j: keep.frames[leaf] for j, leaf in enumerate(read) if leaf in keep.frames}
+        if not owners:  # nothing read (no rows, or every partition pruned): one empty partition
+            owners, frames = [0], ({0: stage.node.meta.iloc[:0]} if comm.rank == 0 else {})
+    elif isinstance(stage, AggStage):
+        spread = _Spread(stage, config.partitions)
+        frames = _run_scan([spread], comm, None)[id(spread)]
+        owners = partition_owners(config.partitions, comm.size)
+    elif isinstance(stage, ShuffleStage):
+        rows = _Rows(stage, config.partitions)
+        _run_scan([rows], comm, None)
+        frames = _exchange_rows(rows, comm)
+        owners = partition_owners(config.partitions, comm.size)
+    else:  # pragma: no cover - every stage kind is listed above
+        raise TypeError(f"unknown stage {type(stage).__name__}")
+    stage.data = RankedData.build(comm, stage.label, owners, frames, empty=stage.meta.iloc[:0])
+
+
+class _Keep(Output):
+    """Keeps each leaf's rows on the rank that read it (``persist``); the partial maps
+    leaves to the rank that read them, so that every rank learns who holds what."""
+
+    def __init__(self, node, rank):
+        self.node, self.rank, self.frames = node, rank, {}
+        self.cols = list(node.meta.columns)
+
+    def columns(self):
+        """Every column of the frame."""
+        return set(self.cols)
+
+    def text(self):
+        """``persist`` (for explain and errors)."""
+        return "persist"
+
+    def chunk(self, df, leaf):
+        """Keep ``df`` (this leaf's rows)."""
+        self.frames[leaf.index] = df[self.cols].reset_index(drop=True)
+        return {leaf.index: self.rank}
+
+    def combine(self, a, b):
+        """Merge the leaf → rank maps."""
+        return {**(a or {}), **(b or {})}
+
+    def finalize(self, owners):
+        """Every read leaf's rank."""
+        return owners or {}
+
+
+class _Spread:
+    """A group-by output finished into hash partitions held by the ranks (an AggStage)."""
+
+    limit = None
+
+    def __init__(self, stage, nparts):
+        self.stage, self.inner, self.nparts = stage, stage.output, nparts
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def leaves(self):
+        """Itself."""
+        return [self]
+
+    def spread(self, my_nodes, n, comm) -> dict:
+        """Collective: route the tree nodes' groups to the ranks holding their partitions,
+        finish the (fixed) combine tree there and split the groups into partitions. Per
+        group the bracketing is the one of a gathered result: values are identical."""
+        o, keys = self.inner, self.inner.keys
+        owners = np.asarray(partition_owners(self.nparts, comm.size))
+        sends: list[list] = [[] for _ in range(comm.size)]
+        for level, i, p in my_nodes:
+            if p is None or len(p) == 0:
+                for r in range(comm.size):
+                    sends[r].append((level, i, None))
+                continue
+            dest = owners[_route(p, keys, self.nparts)]
+            for r in range(comm.size):
+                sends[r].append((level, i, p[dest == r].reset_index(drop=True)))
+        received = _exchange_nodes(comm, sends, n)
+        frames: dict = {}
+        error = None
+        context = "finishing the groups of a group-by result"
+        try:
+            with interruptible():  # user combines: no collective inside
+                table = o.finish_table(finish(n, [node for lst in received for node in lst], o.combine))
+                frames = self.partitions(table, comm.rank, owners)
+        except BaseException as exc:
+            error = failure(comm, context, exc)
+        comm.agree(error or _interrupted(comm, context))
+        return frames
+
+    def partitions(self, table, rank, owners) -> dict:
+        """This rank's partitions of the finished ``table``: the stage's columns, each
+        partition sorted by the frame's row order."""
+        if table is None or len(table) == 0:
+            return {}
+        keys, stage = self.inner.keys, self.stage
+        extra = [c for c in stage.hidden if c in table.columns]
+        frame = table[keys + extra].reset_index(drop=True)
+        for j, label in enumerate(stage.labels):
+            frame[label] = table[f"__result{j}"].reset_index(drop=True)
+        # the finished groups are in the order of the fixed combine tree (first appearance),
+        # the same on any number of ranks: a partition keeps that order
+        return split_by(frame, _route(frame, keys, self.nparts), np.flatnonzero(owners == rank))
+
+
+class _Rows(Output):
+    """A frame's rows split by the hash partition of their keys (a ShuffleStage's first
+    half): every block's rows get their position, are reduced by the stage's ``local``
+    function and put into this rank's outbox, per partition."""
+
+    def __init__(self, stage, nparts):
+        self.stage, self.node, self.nparts = stage, stage.node, nparts
+        self.cols = list(stage.node.meta.columns)
+        self.outbox: dict[int, list] = {}
+
+    def columns(self):
+        """Every column of the frame."""
+        return set(self.cols)
+
+    def text(self):
+        """``shuffle by keys`` (for explain and errors)."""
+        return f"shuffle by {self.stage.keys}"
+
+    def chunk(self, df, leaf):
+        """Put this block's rows into the outbox."""
+        df = df[self.cols]
+        if POSITION not in df.columns:
+            df = df.assign(**{POSITION: np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")})
+        if self.stage.local is not None:
+            df = self.stage.local(df)
+        if len(df) == 0:
+            return None
+        bucket = _route(df, self.stage.keys, self.nparts)
+        for b, piece in split_by(df, bucket, np.unique(bucket)).items():
+            self.outbox.setdefault(b, []).append(piece)
+        return None
+
+    def combine(self, a, b):
+        """Nothing to combine (the rows travel in the exchange)."""
+        return None
+
+    def finalize(self, _):
+        """Nothing (the rows travel in the exchange)."""
+        return None
+
+
+def exchange_frames(comm, outgoing: list, tag: str) -> list | None:
+    """Collective: ``outgoing[r]`` (a pandas DataFrame or ``None``; every non-``None`` one
+    with the same columns) goes to rank ``r``, as Arrow IPC buffers (``Alltoallv`` in
+    bounded rounds, :func:`hpcframe.exchange.exchange_tables`); returns what every rank
+    sent here, by source rank, with the same pandas dtypes (``None`` where it sent nothing).
+    Returns ``None`` on every rank when some rank's frames cannot be Arrow tables (a column
+    of mixed Python objects, a user aggregation's state): the caller then sends them pickled.
+    ``tag`` names the exchange in errors."""
+    from .exchange import exchange_tables
+
+    sample = next((df for df in outgoing if df is not None and len(df)), None)
+    if sample is None:
+        sample = next((df for df in outgoing if df is not None), None)
+    schema, errors = agree_schema(comm, sample)
+    if errors or schema is None:
+        return None if errors else [None] * comm.size
+    tables, bad = [], False
+    try:
+        for df in outgoing:
+            table = None if df is None else pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            tables.append(table)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        bad = True
+    if comm.any_true(bad):  # one rank's value does not fit the agreed type: all pickle
+        return None
+    _add_stat("exchanges_arrow", 1)
+    received = exchange_tables(comm, tables, schema=schema)
+    return [block_to_pandas(t, schema) if t.num_rows or t is tables[comm.rank] else None for t in received]
+
+
+def split_by(df, bucket, wanted) -> dict:
+    """``{b: rows of df whose bucket is b}`` for the buckets ``wanted`` that have rows, each
+    keeping the rows' order (one stable sort instead of a mask per bucket)."""
+    order = np.argsort(bucket, kind="stable")
+    sorted_buckets = bucket[order]
+    out = {}
+    for b in wanted:
+        lo, hi = np.searchsorted(sorted_buckets, [b, b + 1])
+        if hi > lo:
+            out[int(b)] = df.take(order[lo:hi]).reset_index(drop=True)
+    return out
+
+
+_PART = "__hpcframe_partition__"
+_NODE = "__hpcframe_tree_node__"
+
+
+def _exchange_nodes(comm, sends: list[list], n: int) -> list[list]:
+    """Collective: ``sends[r]`` (``[(level, i, partial or None)]``, tree nodes' rows for
+    rank ``r``) to rank ``r``; returns the lists received, by source rank. The rows travel
+    as Arrow buffers tagged with their node (pickled only when a partial cannot be Arrow,
+    e.g. a user aggregation's state); which nodes each rank kept is allgathered (small)."""
+    ids = [(level, i) for level, i, _ in sends[0]] if sends else []
+    width = n + 1
+    frames = []
+    for lst in sends:
+        pieces = [p.assign(**{_NODE: np.int64(level * width + i)}) for level, i, p in lst if p is not None]
+        frames.append(pd.concat(pieces, ignore_index=True) if pieces else None)
+    got = exchange_frames(comm, frames, "the partial results of a group-by")
+    if got is None:
+        _add_stat("exchanges_pickled", 1)
+        return comm.alltoall(sends)
+    everyone = comm.allgather(ids)
+    out = []
+    for src, df in enumerate(got):
+        tags = df[_NODE].to_numpy() if df is not None and len(df) else np.empty(0, dtype=np.int64)
+        pieces = split_by(df.drop(columns=[_NODE]), tags, np.unique(tags)) if len(tags) else {}
+        out.append([(level, i, pieces.get(level * width + i)) for level, i in everyone[src]])
+    return out
+
+
+def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:
+    """Collective: ``sends[r]`` (``{partition: DataFrame}``) to rank ``r``, on Arrow buffers
+    (pickled only when some frame cannot be Arrow, see :func:`exchange_frames`); returns the
+    dicts received, by source rank."""
+    frames = [
+        pd.concat([df.assign(**{_PART: np.int32(b)}) for b, df in d.items()], ignore_index=True)
+        if d
+        else None
+        for d in sends
+    ]
+    got = exchange_frames(comm, frames, tag)
+    if got is None:
+        _add_stat("exchanges_pickled", 1)
+        return comm.alltoall(sends)
+    out = []
+    for df in got:
+        if df is None or not len(df):
+            out.append({})
+            continue
+        part = df[_PART].to_numpy()
+        df = df.drop(columns=[_PART])
+        out.append(split_by(df, part, np.unique(part)))
+    return out
+
+
+def _exchange_rows(rows: _Rows, comm) -> dict:
+    """Collective: send every partition's rows to the rank holding it; there, order each
+    partition by the frame's row order and run the stage's per-partition function."""
+    stage = rows.stage
+    owners = partition_owners(rows.nparts, comm.size)
+    sends: list[dict] = [{} for _ in range(comm.size)]
+    for b, pieces in rows.outbox.items():
+        sends[owners[b]][b] = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+    rows.outbox = {}
+    received = _exchange_partitions(comm, sends, f"the rows of {stage.label}")
+    frames: dict = {}
+    error = None
+    context = f"running {stage.label} on its partitions"
+    try:
+        with interruptible():  # user functions: no collective inside
+            for b in [p for p, o in enumerate(owners) if o == comm.rank]:
+                pieces = [got[b] for got in received if b in got]
+                if not pieces:
+                    continue
+                df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+                # pieces arrive in rank order, each in position order: already in the frame's
+                # order unless that is a sort (a group-by result's keys)
+                if stage.order != [POSITION] or not df[POSITION].is_monotonic_increasing:
+                    df = df.sort_values(stage.order, na_position="last", kind="mergesort")
+                df.index = pd.Index(df[POSITION].to_numpy(), name=None)
+                if stage.per_partition is not None:
+                    df = stage.per_partition(df)
+                frames[b] = df.reset_index(drop=True)
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or _interrupted(comm, context))
+    return frames

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from . import expr as E
@@ -169,13 +170,14 @@ class Frame(Lazy):
     # -- metadata --------------------------------------------------------------------------
     @property
     def columns(self) -> pd.Index:
-        """The column names (from the schema; nothing is read)."""
-        return self._node.meta.columns
+        """The column names (from the schema; nothing is read). A group-by result's keys
+        are its index, not columns (as in pandas)."""
+        return pd.Index(P.visible_columns(self._node))
 
     @property
     def dtypes(self) -> pd.Series:
         """The pandas dtype of each column (from the schema; nothing is read)."""
-        return self._node.meta.dtypes
+        return self._node.meta.dtypes[P.visible_columns(self._node)]
 
     def __repr__(self):
         cols = ", ".join(f"{c}: {t}" for c, t in self.dtypes.items())
@@ -198,19 +200,125 @@ class Frame(Lazy):
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        node = self.__dict__.get("_node")
-        if node is not None and name in node.meta.columns:
+        try:
+            node = self._node
+        except (AttributeError, TypeError):
+            node = None
+        if node is not None and name in node.meta.columns and name not in P.hidden_columns(node):
             return Series(node, E.Col(name), name)
         raise AttributeError(f"Frame has no attribute or column {name!r}")
 
     def assign(self, **columns):
-        """New columns from expressions of existing ones (``df.assign(c=df.a * 2)``)."""
+        """New columns from expressions of existing ones (``df.assign(c=df.a * 2)``), or
+        from a group-wise ``transform`` of this frame (rows stay aligned, as in pandas)."""
         node = self._node
+        visible = None
         for name, value in columns.items():
             if callable(value) and not isinstance(value, Series):
                 value = value(Frame(node))
+            if isinstance(value, _TransformSeries):
+                if value._base is not self._node:
+                    raise ValueError(
+                        "assign() takes a transform of the same frame (df.assign(x=df.groupby(k).c"
+                        ".transform(f))); this one was made from another frame"
+                    )
+                if visible is None:
+                    visible = P.visible_columns(node)
+                value = value._rebuilt(node)
+                node = P.Assign(value._node, name, value._expr)
+                visible = visible + ([name] if name not in visible else [])
+                node = P.Project(node, visible)
+                continue
             node = P.Assign(node, name, _expr_of(value))
         return Frame(node)
+
+    def reset_index(self, drop: bool = False) -> Frame:
+        """The index (a group-by result's keys) as ordinary columns in front, as pandas;
+        ``drop=True`` drops it. A frame without such an index is returned unchanged."""
+        if not P.frame_index(self._node):
+            return self
+        return Frame(P.ResetIndex(self._node, drop))
+
+    # -- writing -------------------------------------------------------------------------------
+    def to_parquet(self, path, **options) -> dict:
+        """Write the frame as a Parquet dataset: every rank writes the rows it holds or
+        reads, nothing is gathered (see :func:`hpcframe.to_parquet` for the options)."""
+        from .writing import to_parquet
+
+        return to_parquet(self, path, **options)
+
+    def to_hdf(self, path, **options) -> dict:
+        """Write the frame as HDF5 (see :func:`hpcframe.to_hdf` for the options)."""
+        from .writing import to_hdf
+
+        return to_hdf(self, path, **options)
+
+    def to_csv(self, path, **options) -> dict:
+        """Write the frame as CSV files (see :func:`hpcframe.to_csv` for the options)."""
+        from .writing import to_csv
+
+        return to_csv(self, path, **options)
+
+    # -- distributed operations ----------------------------------------------------------------
+    def persist(self, comm=None) -> Frame:
+        """Compute this frame once and keep its rows on the ranks (Arrow tables; beyond
+        ``hf.config.memory_budget`` bytes per rank they are spilled to
+        ``hf.config.spill_dir``). Later queries on the returned frame read no file.
+        Collective under MPI; release the memory with :meth:`unpersist`."""
+        from .comm import communicator
+        from .execute import prepare, stage_scope
+        from .stages import PersistStage
+
+        stage = PersistStage(self._node)
+        with communicator(comm) as c, stage_scope():
+            prepare([P.Scan(stage, stage.meta)], c)
+        return Frame(P.Scan(stage, stage.meta))
+
+    def unpersist(self) -> None:
+        """Release the rows :meth:`persist` kept (on this rank; call it on every rank).
+        Using the frame afterwards raises an error saying so."""
+        from .stages import PersistStage
+
+        src = self._node.scan().source
+        if not isinstance(src, PersistStage):
+            raise ValueError("unpersist() is for a frame returned by persist()")
+        src.release()
+        src.dropped = True
+
+    @property
+    def is_persisted(self) -> bool:
+        """Whether this frame's rows are held on the ranks (by :meth:`persist`)."""
+        from .stages import PersistStage
+
+        src = self._node.scan().source
+        return isinstance(src, PersistStage) and src.ready
+
+    def drop_duplicates(self, subset=None, keep="first") -> Frame:
+        """The rows without duplicates of ``subset`` (default: every column), keeping the
+        ``"first"`` or ``"last"`` of each, or none of them (``keep=False``), as pandas.
+        Rows are shuffled by a hash of ``subset`` (each rank first drops the duplicates
+        of its own blocks), so memory per rank stays bounded for any number of distinct
+        rows. The result keeps the frame's row order."""
+        cols = P.visible_columns(self._node)
+        subset = cols if subset is None else ([subset] if isinstance(subset, str) else list(subset))
+        if not subset:
+            raise ValueError("drop_duplicates: subset is empty")
+        self._node.check_columns(subset)
+        if keep not in ("first", "last", False):
+            raise ValueError(f"keep must be 'first', 'last' or False, not {keep!r}")
+        from .stages import ShuffleStage
+
+        def dedupe(df):
+            return df.drop_duplicates(subset, keep=keep)
+
+        stage = ShuffleStage(
+            self._node,
+            subset,
+            f"drop_duplicates({subset}, keep={keep!r})",
+            local=dedupe if keep else None,
+            per_partition=dedupe,
+        )
+        return Frame(P.Scan(stage, stage.meta))
 
     def expression(self, expr: E.Expr, name=None) -> Series:
         """A lazy Series computing ``expr`` (an :mod:`hpcframe.expr` tree over this frame's
@@ -368,6 +476,14 @@ class Series(Lazy):
 
     def __repr__(self):
         return f"<hpcframe Series {self._expr.text()}>"
+
+    def __getitem__(self, mask):
+        """The values where a boolean lazy Series of the same frame is true (``s[s > 0]``)."""
+        if not isinstance(mask, Series):
+            raise TypeError("a lazy Series is indexed by a boolean lazy Series of its frame, e.g. s[s > 0]")
+        if mask._node.scan() is not self._node.scan():
+            raise ValueError("a boolean mask must come from the same frame as the Series")
+        return Series(P.Filter(self._node, mask._expr), self._expr, self.name)
 
     @property
     def dtype(self):
@@ -544,9 +660,29 @@ class Series(Lazy):
         """The standard deviation (ddof=1) of the column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._agg("std")
 
-    def nunique(self):
-        """The number of distinct values of the column, as pandas computes it (lazy: a :class:`Result`)."""
-        return self._agg("nunique")
+    def nunique(self, dropna: bool = True):
+        """The number of distinct values of the column, as pandas computes it (lazy: a
+        :class:`Result`). Any number of distinct values: they are shuffled by hash over the
+        ranks (after each block drops its own duplicates), so no rank holds them all."""
+        from .stages import ShuffleStage
+
+        node, col = self._as_column()
+        node = P.Project(node, [col])
+
+        def dedupe(df):
+            return df.drop_duplicates([col])
+
+        stage = ShuffleStage(node, [col], f"distinct values of {col}", local=dedupe, per_partition=dedupe)
+        scan = P.Scan(stage, stage.meta)
+
+        def shape(values, keys):
+            return int(values[0].iloc[0])
+
+        def pandas_fn(m):
+            return m[col].nunique(dropna=dropna)
+
+        agg = "count" if dropna else "size"
+        return Result(AggOutput(scan, [], [(col if dropna else "", agg)], shape, pandas_fn, label="nunique"))
 
     def describe(self) -> Result:
         """Summary statistics as pandas' ``describe`` (lazy: a :class:`Result`)."""
@@ -762,11 +898,12 @@ class GroupBy:
                 key_frame.columns = pd.MultiIndex.from_tuples([(k, "") for k in keys])
             return pd.concat([key_frame, out], axis=1)
 
-        return Result(
-            AggOutput(
-                self._node, keys, specs, shape, pandas_fn, dropna=self._dropna, sort=self._sort, label=label
-            )
+        out = AggOutput(
+            self._node, keys, specs, shape, pandas_fn, dropna=self._dropna, sort=self._sort, label=label
         )
+        if series_name != "__none__":
+            return GroupSeries(out, series_name)
+        return GroupFrame(out, labels, as_index)
 
     def agg(self, func=None, **named):
         """Aggregate like pandas: a name, a list of names, a dict ``{column: name or list}``,
@@ -911,9 +1048,243 @@ class GroupBy:
             specs, pd.Index(["size"]), lambda m: self._pandas_groupby(m).size(), label="groupby size"
         )
 
+    def apply(self, fn, *args, **kwargs) -> Result:
+        """``fn`` on every group's pandas DataFrame (or Series, after ``[col]``), results
+        shaped as pandas' ``groupby().apply`` shapes them (lazy: a :class:`Result`). Rows
+        are shuffled by the keys so that every group is whole on one rank; a failing ``fn``
+        fails every rank, naming the group. ``fn`` sees the group's rows in the frame's
+        order, indexed by their row positions."""
+        return _apply(self, fn, args, kwargs)
+
+    def transform(self, func, *args, **kwargs) -> Series:
+        """``func`` (an aggregation name such as ``"mean"``, or a function of a group's
+        Series) on every group of one column, broadcast back to the group's rows: a lazy
+        Series with one value per row in the frame's order, usable in ``frame.assign(...)``
+        as in pandas. Rows are shuffled by the keys (whole groups on one rank)."""
+        return _transform(self, func, args, kwargs)
+
 
 def _check_agg(agg):
     if agg == "size":
         return agg
     get_aggregation(agg)
     return agg
+
+
+# ------------------------------------------------------------------------------------------
+# group-by results as frames, group-wise functions
+# ------------------------------------------------------------------------------------------
+def _group_stage(output: AggOutput, labels, as_index: bool):
+    """The Scan of a group-by result as a frame: its groups hash-partitioned over the ranks
+    (an :class:`hpcframe.stages.AggStage`). Raises TypeError for results whose columns are
+    not plain names (a MultiIndex of ``(column, aggregation)``)."""
+    from .aggregations import FIRST_POS
+    from .stages import AggStage
+
+    labels = list(labels) if labels is not None else []
+    if not labels or not all(isinstance(x, str) for x in labels):
+        raise TypeError(
+            "this group-by result has MultiIndex columns, so it cannot be used as a frame; use "
+            "named aggregation (g.agg(total=('x', 'sum'), n=('x', 'size'))) or .compute() it"
+        )
+    clash = [x for x in labels if x in output.keys]
+    if clash or len(set(labels)) != len(labels):
+        raise ValueError(
+            f"the group-by result would have the column {(clash or labels)[0]!r} twice (a key and "
+            f"a value, or two values); rename it with named aggregation"
+        )
+    node = output.node
+    assert node is not None  # every AggOutput reads a plan chain
+    empty = output.pandas_fn(node.meta)
+    if isinstance(empty, pd.Series):
+        values = [empty]
+    else:  # the value columns are the last ones (as_index=False puts the keys in front)
+        values = [empty.iloc[:, j - len(labels)] for j in range(len(labels))]
+    meta = node.meta[output.keys].iloc[:0].reset_index(drop=True)
+    if not output.sort:
+        meta[FIRST_POS] = pd.Series([], dtype="int64")
+    for label, v in zip(labels, values):
+        meta[label] = pd.Series([], dtype=v.dtype)
+    stage = AggStage(output, labels, meta, as_index)
+    return P.Scan(stage, meta)
+
+
+class GroupFrame(Frame):
+    """A group-by result shaped as a DataFrame (``g.agg(...)``, ``g.sum()``, ...): lazy,
+    and a :class:`Frame` too. ``compute()`` gathers it exactly as pandas returns it; every
+    frame operation (filter, assign, select, group again, ``to_parquet``, ``persist``) runs
+    on its groups hash-partitioned over the ranks, so nothing is gathered.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"carrier": ["AA", "UA", "AA", "DL"], "dep_delay": [5.0, 12.0, -3.0, 7.0]})
+    >>> flights = hf.from_pandas(df)
+    >>> stats = flights.groupby("carrier").agg(n=("dep_delay", "size"), delay=("dep_delay", "mean"))
+    >>> stats[stats.n > 1].compute()
+             n  delay
+    carrier
+    AA       2    1.0
+    """
+
+    def __init__(self, output: AggOutput, labels, as_index: bool = True):
+        self._out, self._labels, self._as_index = output, labels, as_index
+        self._scan = None
+
+    @property
+    def _node(self):
+        if self._scan is None:
+            self._scan = _group_stage(self._out, self._labels, self._as_index)
+        return self._scan
+
+    def _output(self):
+        return self._out
+
+    def __repr__(self):
+        return f"<hpcframe lazy {self._out.text()}; a Frame: filter, assign, group, write or .compute()>"
+
+
+class GroupSeries(Series):
+    """A group-by result shaped as a Series (``g.col.sum()``, ``g.size()``): lazy, and a
+    :class:`Series` too (``s[s > 3]``, ``s * 2``, ``s.sum()``). ``compute()`` gathers it as
+    pandas returns it; other operations run on its groups hash-partitioned over the ranks."""
+
+    def __init__(self, output: AggOutput, name):
+        self._out, self.name = output, name
+        self._expr = E.Col(_VALUE)
+        self._scan = None
+
+    @property
+    def _node(self):
+        if self._scan is None:
+            self._scan = _group_stage(self._out, [_VALUE], True)
+        return self._scan
+
+    def _output(self):
+        return self._out
+
+    def __repr__(self):
+        return f"<hpcframe lazy {self._out.text()}; call .compute()>"
+
+
+class _TransformSeries(Series):
+    """``g.col.transform(func)``: one value per row of the grouped frame, in its order."""
+
+    def __init__(self, base, build, name):
+        self._base, self._build, self.name = base, build, name
+        node = build(base)
+        super().__init__(node, E.Col(_TRANSFORMED), name)
+
+    def _rebuilt(self, node) -> _TransformSeries:
+        """The same transform over ``node`` (the grouped frame with earlier assigns)."""
+        return self if node is self._base else _TransformSeries(node, self._build, self.name)
+
+
+_TRANSFORMED = "__hpcframe_transformed__"
+
+
+def _group_key(keys, name):
+    return name if len(keys) > 1 or not isinstance(name, tuple) else name[0]
+
+
+def _apply(self: GroupBy, fn, args, kwargs) -> Result:
+    """``groupby(keys).apply(fn)``: rows shuffled by the keys, pandas' apply on each hash
+    partition (whole groups), the partition results ordered as pandas orders groups."""
+    from .stages import POSITION, ShuffleStage
+
+    keys, by = self._keys, (self._keys if self._by_list else self._keys[0])
+    name = getattr(fn, "__name__", "fn")
+    node = self._node
+    if self._selection is not None:
+        node = P.Project(node, keys + [c for c in self._selection if c not in keys])
+    stage = ShuffleStage(node, keys, f"groupby({keys}).apply({name})")
+    scan = P.Scan(stage, stage.meta)
+    hidden = P.hidden_columns(scan)
+    nkeys = len(keys)
+    selection, series = self._selection, self._series
+    dropna, sort = self._dropna, self._sort
+
+    def guarded(group, *a, **kw):
+        try:
+            return fn(group, *a, **kw)
+        except Exception as exc:
+            raise type(exc)(f"{name} failed on the group {group.name!r}: {exc}") from exc
+
+    def grouped(df):
+        g = df.groupby(by, dropna=dropna, sort=sort, observed=True)
+        if selection is not None:
+            g = g[selection[0] if series else selection]
+        return g
+
+    def per_partition(df):
+        positions = df[POSITION].to_numpy()
+        first = df.groupby(by, dropna=dropna, sort=False, observed=True)[POSITION].min()
+        df = df.drop(columns=[c for c in hidden if c in df.columns])
+        df.index = pd.Index(positions)
+        return grouped(df).apply(guarded, *args, **kwargs), first
+
+    def combine(parts):
+        parts = [(r, f) for r, f in parts if r is not None and len(f)]
+        if not parts:
+            return grouped(node.meta.drop(columns=[c for c in hidden if c in node.meta.columns])).apply(
+                fn, *args, **kwargs
+            )
+        results = [r for r, _ in parts]
+        out = pd.concat(results) if len(results) > 1 else results[0]
+        if len(results) == 1 and sort:
+            return out
+        # as pandas: groups sorted by key (NaN last), or by their first row (sort=False)
+        levels = out.index.to_frame(index=False).iloc[:, :nkeys]
+        levels.columns = [f"k{i}" for i in range(nkeys)]
+        if sort:
+            order = levels.sort_values(list(levels.columns), na_position="last", kind="mergesort").index
+        else:
+            firsts = pd.concat([f for _, f in parts])
+            idx = firsts.index if nkeys > 1 else pd.Index(firsts.index)
+            lookup = pd.Series(firsts.to_numpy(), index=idx)
+            keys_of_rows = pd.MultiIndex.from_frame(levels) if nkeys > 1 else pd.Index(levels["k0"])
+            pos = lookup.reindex(keys_of_rows).to_numpy()
+            order = pd.Series(pos).sort_values(kind="mergesort").index
+        return out.iloc[np.asarray(order)]
+
+    return Result(MapOutput(scan, per_partition, combine))
+
+
+def _transform(self: GroupBy, func, args, kwargs):
+    """``groupby(keys)[col].transform(func)`` as a lazy Series aligned with the frame."""
+    from .stages import POSITION, ShuffleStage
+
+    if not self._series:
+        raise NotImplementedError(
+            "transform() of several columns is not supported yet: transform one column, "
+            "e.g. df.groupby(k).x.transform('mean')"
+        )
+    keys, by = self._keys, (self._keys if self._by_list else self._keys[0])
+    col = self._selection[0]
+    dropna = self._dropna
+    fname = func if isinstance(func, str) else getattr(func, "__name__", "fn")
+
+    def build(node):
+        hidden = [POSITION]
+
+        def per_partition(df):
+            data = df.drop(columns=[c for c in hidden if c in df.columns])
+            values = data.groupby(by, dropna=dropna, sort=False, observed=True)[col].transform(
+                func, *args, **kwargs
+            )
+            return df.assign(**{_TRANSFORMED: values.to_numpy()})
+
+        probe = node.meta.groupby(by, dropna=dropna, observed=True)[col]
+        dtype = node.meta[col].dtype
+        if isinstance(func, str):  # pandas tells the dtype of a named transform
+            try:
+                dtype = probe.transform(func, *args, **kwargs).dtype
+            except Exception:
+                pass
+        meta = node.meta.assign(**{_TRANSFORMED: pd.Series([], dtype=dtype)})
+        stage = ShuffleStage(
+            node, keys, f"groupby({keys}).{col}.transform({fname})", per_partition=per_partition, meta=meta
+        )
+        return P.Scan(stage, stage.meta)
+
+    return _TransformSeries(self._node, build, col)

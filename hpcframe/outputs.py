@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import aggregations as A
+from . import plan as P
 
 
 class Output:
@@ -127,6 +128,12 @@ class CollectOutput(Output):
 
     def __init__(self, node, limit: int | None = None):
         self.node, self.limit = node, limit
+        # a hash-partitioned frame is stored by partition: its first rows are known only
+        # after sorting everything by its row order (see hpcframe.stages)
+        self.order = P.row_order(node)
+        self.head = limit
+        if self.order:
+            self.limit = None
 
     def columns(self):
         """The columns of the chain this output reads."""
@@ -154,9 +161,21 @@ class CollectOutput(Output):
         return out if self.limit is None else out.head(self.limit)
 
     def finalize(self, df):
-        """The pandas result from the combined partial (``None``: no block had rows)."""
+        """The pandas result from the combined partial (``None``: no block had rows): sorted
+        by the frame's row order, with its index (a group-by result's keys) and without its
+        internal columns."""
         if df is None:
             df = self.node.meta.iloc[:0]
+        if self.order:
+            df = df.sort_values(self.order, na_position="last", kind="mergesort")
+            if self.head is not None:
+                df = df.head(self.head)
+        index = P.frame_index(self.node)
+        visible = P.visible_columns(self.node)
+        if list(df.columns) != visible:
+            df = df[index + visible]
+        if index:
+            return df.set_index(index if len(index) > 1 else index[0])
         return df.reset_index(drop=True)
 
 

@@ -113,16 +113,78 @@ class Assign(Node):
 
 
 class Project(Node):
-    """A subset of the columns, in a given order."""
+    """A subset of the columns, in a given order. The frame's index and internal columns
+    (see :func:`kept_columns`) are always kept, in front."""
 
     def __init__(self, child: Node, columns: list[str]):
         child.check_columns(columns)
-        self.child, self.columns = child, list(columns)
+        keep = [c for c in kept_columns(child) if c not in columns and c in child.meta.columns]
+        self.child, self.columns, self.user_columns = child, keep + list(columns), list(columns)
         self.meta = child.meta[self.columns]
 
     def text(self):
         """A one-line description of the node (for explain)."""
         return f"Project {self.columns}"
+
+
+class ResetIndex(Node):
+    """The index (a group-by result's keys) becomes ordinary columns (``drop``: is dropped)."""
+
+    def __init__(self, child: Node, drop: bool = False):
+        self.child, self.drop, self.meta = child, drop, child.meta
+        self.index = frame_index(child)
+
+    def text(self):
+        """A one-line description of the node (for explain)."""
+        return f"ResetIndex {self.index}{' (dropped)' if self.drop else ''}"
+
+
+def frame_index(node: Node) -> list[str]:
+    """The columns that are the pandas index of ``node``'s frame (a group-by result's keys)."""
+    index = list(getattr(node.scan().source, "index", []))
+    for n in node.chain()[1:]:
+        if isinstance(n, ResetIndex):
+            index = []
+    return index
+
+
+def hidden_columns(node: Node) -> list[str]:
+    """Internal columns of ``node``'s frame (row positions): never shown to the user."""
+    return list(getattr(node.scan().source, "hidden", []))
+
+
+def row_order(node: Node) -> list[str]:
+    """The columns a collected result of ``node`` is sorted by (a hash-partitioned frame
+    is stored by partition, not in the order pandas shows it); empty: dataset order."""
+    return list(getattr(node.scan().source, "order", []))
+
+
+def kept_columns(node: Node) -> list[str]:
+    """Columns every projection keeps: the index, the internal ones and the sort order."""
+    out: list[str] = []
+    for c in frame_index(node) + hidden_columns(node) + row_order(node):
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def visible_columns(node: Node) -> list[str]:
+    """The columns the user sees (``Frame.columns``): neither index nor internal columns,
+    nor columns a projection kept only for the index or the row order."""
+    chain = node.chain()
+    index = list(getattr(node.scan().source, "index", []))
+    skip = set(index) | set(hidden_columns(node))
+    cols = [c for c in chain[0].meta.columns if c not in skip]
+    for n in chain[1:]:
+        if isinstance(n, Assign) and n.name not in cols and n.name not in skip:
+            cols.append(n.name)
+        elif isinstance(n, Project):
+            cols = [c for c in n.user_columns if c not in skip]
+        elif isinstance(n, ResetIndex) and n.index:
+            if not n.drop:
+                cols = n.index + [c for c in cols if c not in n.index]
+                skip -= set(n.index)
+    return cols
 
 
 def _dtype_of(value):

@@ -1,6 +1,6 @@
 """The ``to_*`` entry points: write a lazy frame as a dataset, in parallel, as one transaction.
 
-Every rank writes the leaves (blocks of partitions, see :func:`hpcframe.execute.leaves_of`) it
+Every rank writes the leaves (blocks of partitions, see :func:`hpcframe.physical.leaves_of`) it
 reads, through :class:`WriteOutput` — an output whose ``chunk`` writes one leaf's rows to files
 named after the leaf and returns their descriptors; ``combine`` concatenates the lists and the
 root rank commits and publishes the dataset. What is on disk (formats, staging folder, lock,
@@ -17,8 +17,8 @@ import pyarrow as pa
 from . import plan as P
 from .comm import communicator, on_root
 from .errors import ColumnNotFoundError
-from .execute import compute, leaves_of, read_parts
-from .frame import Frame
+from .execute import compute, read_parts, stage_scope
+from .execute import prepare as prepare_stages
 from .io.types import NULLS, strip_flags
 from .io.writers import (
     CSVFormat,
@@ -40,6 +40,7 @@ from .io.writers import (
     to_arrow,
 )
 from .outputs import Output
+from .physical import leaves_of
 
 __all__ = ["to_parquet", "to_hdf", "to_csv", "write", "WriteOutput"]
 
@@ -160,8 +161,8 @@ def write(
     staging folder is kept, so that the next run resumes). ``fail_leaf`` (tests only) makes
     the write of that leaf raise, to simulate a crash.
     """
-    node = frame.node if isinstance(frame, Frame) else None
-    if node is None:
+    node = getattr(frame, "node", None)
+    if not isinstance(node, P.Node):
         raise TypeError(
             f"expected an hpcframe Frame, not {type(frame).__name__} (to write a "
             f"pandas result, use pandas' own to_parquet/to_hdf)"
@@ -170,9 +171,10 @@ def write(
     if missing:
         raise ColumnNotFoundError(missing[0], list(node.meta.columns), "the frame to write")
     scan = node.scan()
-    with communicator(comm) as c:
+    with communicator(comm) as c, stage_scope():
         start_faults(c.rank)
         t0 = time.perf_counter()
+        prepare_stages([node], c)  # a group-by result or a shuffled frame: computed, held by the ranks
         leaves = leaves_of(scan.source, c)
         staging = staging_of(fmt)
         plan = {

@@ -1,0 +1,239 @@
+"""Data held by the ranks: the partitions of a persisted or shuffled frame, as Arrow tables.
+
+A :class:`RankedData` is a dataset whose partitions live in the memory of the ranks that
+computed them (or in a per-rank spill directory when they exceed the memory budget) instead
+of in files. It implements the source protocol of :mod:`hpcframe.io.dataset` (``schema``,
+``discover``, ``read``) with two differences the engine honours:
+
+* every partition has an **owner** rank (:meth:`RankedData.owner_of`), and only that rank can
+  read it: the engine gives each rank exactly the partitions it owns;
+* partitions are never cut into blocks (``splittable = False``): a partition of a shuffled
+  frame holds whole groups, and per-group functions must see all of a group's rows.
+
+The number of partitions and their order depend only on the data and on
+:attr:`hpcframe.config.Config.partitions`, never on the number of ranks (owners do), so that
+a reduction over them combines in the same order on any number of ranks.
+
+The data is bound to the communicator size it was built with; using it with another one is
+refused. Spill files are Arrow IPC files (never pickles) in a private directory under
+:attr:`hpcframe.config.Config.spill_dir` (default: ``$TMPDIR``), removed by
+:meth:`RankedData.release`, when the data is garbage-collected and at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+
+import pyarrow as pa
+
+from ..config import config
+from .dataset import DatasetError, Partition
+
+
+class RankedData:
+    """Partitions ``0..nparts-1`` held by their owner ranks (see the module docstring).
+
+    Build it collectively with :meth:`build`; the constructor is for that method only.
+    """
+
+    format = "memory"
+    splittable = False
+    files: list[str] = []
+
+    def __init__(self, label, owners, local, schema, size, rows, nbytes, spill_dir):
+        self.label = label
+        self.owners = list(owners)
+        self.size = size
+        self._local = local  # index -> pa.Table, or str (the path of its spill file)
+        self._schema = schema
+        self._rows, self._nbytes = rows, nbytes
+        self._spill_dir = spill_dir
+        self._cleanup = weakref.finalize(self, _remove, spill_dir) if spill_dir else None
+        self.released = False
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def build(cls, comm, label: str, owners: list[int], frames: dict, empty=None, budget: int | None = None):
+        """Collective: ``frames`` maps the indices of the partitions this rank owns to pandas
+        DataFrames (missing ones are empty). Converts them to Arrow with one schema agreed
+        over the ranks (the first rank's non-null type of every column), keeps them in memory
+        up to ``budget`` bytes (default ``config.memory_budget``) and spills the rest to Arrow
+        IPC files. ``empty`` (an empty DataFrame of the columns) gives the schema when no
+        rank has a row. Every rank must call it (the schema and the sizes are exchanged)."""
+        me = comm.rank
+        mine = [i for i, o in enumerate(owners) if o == me]
+        sample = next((df for i, df in sorted(frames.items()) if df is not None and len(df)), None)
+        if sample is None:
+            sample = next((df for df in frames.values() if df is not None), empty)
+        schema, errors = agree_schema(comm, sample)
+        _raise_any(label, errors)
+        if schema is None:
+            raise DatasetError(f"{label}: no rank produced a table to learn the columns from")
+        error = None
+        budget = config.memory_budget if budget is None else budget
+        local: dict[int, object] = {}
+        sizes: dict[int, tuple[int, int]] = {}
+        spill_dir = None
+        used = 0
+        try:
+            for i in mine:
+                df = frames.get(i)
+                if df is None:
+                    table = schema.empty_table()
+                else:
+                    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+                used += table.nbytes
+                sizes[i] = (table.num_rows, table.nbytes)
+                if used > budget and table.num_rows:
+                    if spill_dir is None:
+                        spill_dir = _spill_dir()
+                    local[i] = _spill(table, spill_dir, i)
+                else:
+                    local[i] = table
+        except Exception as exc:
+            error = f"rank {me}: {exc}"
+        everyone = comm.allgather((sizes, error))
+        if any(e for _, e in everyone):
+            if spill_dir is not None:
+                _remove(spill_dir)
+            _raise_any(label, [e for _, e in everyone])
+        rows = [0] * len(owners)
+        nbytes = [0] * len(owners)
+        for part, _ in everyone:
+            for i, (r, b) in part.items():
+                rows[i], nbytes[i] = r, b
+        return cls(label, owners, local, schema, comm.size, rows, nbytes, spill_dir)
+
+    # -- the source protocol -----------------------------------------------------------------
+    def schema(self) -> pa.Schema:
+        """The Arrow schema shared by every partition (with pandas dtype flags)."""
+        return self._schema
+
+    def discover(self, comm) -> list[Partition]:
+        """One partition per index, with its row count (known on every rank)."""
+        self._check(comm)
+        return [
+            Partition(f"<{self.label} partition {i}>", i, 0, self._rows[i], self._nbytes[i])
+            for i in range(len(self.owners))
+        ]
+
+    def owner_of(self, part: Partition) -> int:
+        """The rank that holds ``part``."""
+        return self.owners[part.piece]
+
+    def read(self, part: Partition, columns: list[str]) -> pa.Table:
+        """The rows of ``part`` (held by this rank), restricted to ``columns``."""
+        if self.released:
+            raise DatasetError(f"{self.label} was released (unpersist): compute it again from its source")
+        held = self._local.get(part.piece)
+        if held is None:
+            raise DatasetError(
+                f"{self.label}: partition {part.piece} is held by rank {self.owners[part.piece]}, "
+                f"not by this one"
+            )
+        if isinstance(held, str):
+            with pa.memory_map(held) as source:
+                table = pa.ipc.open_file(source).read_all()
+        else:
+            table = held
+        return table.select(list(columns))
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def num_rows(self) -> int:
+        """Rows over all ranks."""
+        return sum(self._rows)
+
+    @property
+    def spilled(self) -> int:
+        """How many of this rank's partitions are in spill files."""
+        return sum(1 for t in self._local.values() if isinstance(t, str))
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of this rank's partitions held in memory."""
+        return sum(t.nbytes for t in self._local.values() if isinstance(t, pa.Table))
+
+    def release(self) -> None:
+        """Drop this rank's partitions and spill files (local: no collective)."""
+        self._local = {}
+        self.released = True
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def _check(self, comm) -> None:
+        if self.released:
+            raise DatasetError(f"{self.label} was released (unpersist): compute it again from its source")
+        if comm.size != self.size:
+            raise DatasetError(
+                f"{self.label} is held by {self.size} rank(s) and cannot be used with a "
+                f"communicator of {comm.size}: compute it with the communicator it was made with"
+            )
+
+
+def agree_schema(comm, sample) -> tuple[pa.Schema | None, list[str]]:
+    """Collective: one Arrow schema (with pandas dtype flags, see :mod:`hpcframe.io.types`)
+    for pandas frames like ``sample`` on every rank (``None`` on a rank without data), and
+    the ranks' errors (a column Arrow cannot hold). Each column's type is the first rank's
+    that is not null."""
+    from .memory import _frame_schema
+
+    error, local = None, None
+    try:
+        local = _frame_schema(sample) if sample is not None else None
+    except Exception as exc:  # every rank must reach the allgather
+        error = f"rank {comm.rank}: {exc}"
+    gathered = comm.allgather((local, error))
+    errors = [e for _, e in gathered if e]
+    return (None if errors else _agree_schema([s for s, _ in gathered])), errors
+
+
+def _raise_any(label, errors) -> None:
+    errors = [e for e in errors if e]
+    if errors:
+        raise DatasetError(f"{label}: cannot keep the data as Arrow tables: {'; '.join(errors)}")
+
+
+def _agree_schema(schemas) -> pa.Schema | None:
+    """One schema from the ranks' (``None`` for ranks without data): the first rank's, with
+    each column's type taken from the first rank where it is not null."""
+    present = [s for s in schemas if s is not None]
+    if not present:
+        return None
+    base = present[0]
+    fields = []
+    for j, f in enumerate(base):
+        if pa.types.is_null(f.type):
+            for s in present[1:]:
+                if j < len(s) and s.field(j).name == f.name and not pa.types.is_null(s.field(j).type):
+                    f = s.field(j)
+                    break
+        fields.append(f)
+    return pa.schema(fields, metadata=base.metadata)
+
+
+def _spill_dir() -> str:
+    base = config.spill_dir or os.environ.get("TMPDIR") or tempfile.gettempdir()
+    os.makedirs(base, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f"hpcframe-spill-{os.getpid()}-", dir=base)
+
+
+def _spill(table: pa.Table, folder: str, index: int) -> str:
+    path = os.path.join(folder, f"part-{index:06d}.arrow")
+    try:
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot spill a partition of {table.num_rows} rows to {path}: {exc}. Set "
+            f"hf.config.spill_dir (HPCFRAME_SPILL_DIR) to a local directory with space, or raise "
+            f"hf.config.memory_budget"
+        ) from exc
+    return path
+
+
+def _remove(folder: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,228 @@
+"""Stages: sources computed by an earlier part of the plan, held by the ranks.
+
+The plan is a DAG of stages. A stage's rows are row-wise chains (Scan → Filter/Assign/
+Project) over one source; a *stage source* is a source whose partitions are produced by
+another stage and held on the ranks as Arrow data (:class:`hpcframe.io.ranked.RankedData`):
+
+* :class:`PersistStage` — a frame's rows, kept where they were read (``Frame.persist``);
+* :class:`AggStage` — a group-by result hash-partitioned by its keys (a group-by result
+  used as a frame: filtered, written, grouped again);
+* :class:`ShuffleStage` — a frame's rows hash-partitioned by key columns, so that every
+  partition holds whole groups (``drop_duplicates``, ``groupby().apply``, ``transform``,
+  ``nunique``), optionally reduced per block before and per partition after the exchange.
+
+A stage is *materialised* collectively by :func:`hpcframe.execute.prepare` before the
+outputs that read it run (its own inputs first); the engine then reads its partitions like
+any others, except that each rank reads exactly the partitions it holds. A stage that is not
+persisted is released when the computation that materialised it ends.
+
+Every stage knows how its rows are partitioned (``partitioning``), which columns are the
+pandas index of its frame (``index``), which rows order a collected result (``order``) and
+which columns are internal (``hidden``). Partition counts come from
+:attr:`hpcframe.config.Config.partitions`, never from the number of ranks.
+
+This module describes stages; :mod:`hpcframe.execute` runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .io.dataset import DatasetError
+
+#: hidden column: a row's position in the frame it came from (orders shuffled rows)
+POSITION = "__hpcframe_row__"
+
+
+class StageSource:
+    """A source whose partitions an earlier stage computes (see the module docstring)."""
+
+    format = "memory"
+    splittable = False
+    files: list[str] = []
+    partitioning = "as read"
+
+    def __init__(self, meta, label: str, index=(), order=None, hidden=()):
+        self.meta = meta
+        self.label = label
+        self.index = list(index)
+        self.order = list(order) if order else []
+        self.hidden = list(hidden)
+        self.data = None  # a RankedData once materialised
+        self.persisted = False
+        self.dropped = False
+        self._parts = None
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Whether the stage's data is held by the ranks now."""
+        return self.data is not None and not self.data.released
+
+    def inputs(self) -> list:
+        """The plan nodes this stage reads (materialised before it)."""
+        raise NotImplementedError
+
+    def text(self) -> str:
+        """A one-line description (for explain)."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop this rank's partitions (local; every rank does it)."""
+        if self.data is not None:
+            self.data.release()
+        self.data, self._parts = None, None
+
+    # the engine's partition cache (io.sources.CACHE): valid only while the data is held
+    @property
+    def _hf_partitions(self):
+        return self._parts if self.ready else None
+
+    @_hf_partitions.setter
+    def _hf_partitions(self, parts):
+        self._parts = parts
+
+    # -- the source protocol (valid once materialised) -----------------------------------------
+    def _held(self):
+        if self.dropped:
+            raise DatasetError(
+                f"{self.label} was unpersisted: persist the frame again (or use the frame it was made from)"
+            )
+        if not self.ready:
+            raise DatasetError(f"{self.label} is not computed yet (internal: prepare() was not run)")
+        return self.data
+
+    def schema(self):
+        """The Arrow schema of the held partitions."""
+        return self._held().schema()
+
+    def discover(self, comm):
+        """The held partitions (no collective: their sizes are known on every rank)."""
+        return self._held().discover(comm)
+
+    def read(self, part, columns):
+        """Rows of a partition this rank holds."""
+        return self._held().read(part, columns)
+
+    def owner_of(self, part) -> int:
+        """The rank holding ``part``."""
+        return self._held().owner_of(part)
+
+
+def _parent_layout(node):
+    """``(index, order, hidden)`` of the frame ``node`` belongs to."""
+    src = node.scan().source
+    return list(getattr(src, "index", [])), list(getattr(src, "order", [])), list(getattr(src, "hidden", []))
+
+
+class PersistStage(StageSource):
+    """A frame's rows kept on the ranks that read them (``Frame.persist``)."""
+
+    def __init__(self, node):
+        index, order, hidden = _parent_layout(node)
+        super().__init__(node.meta, f"persisted {node.scan().source.label}", index, order, hidden)
+        self.node = node
+        self.persisted = True
+
+    def inputs(self):
+        """The persisted frame's plan."""
+        return [self.node]
+
+    def text(self):
+        """A one-line description (for explain)."""
+        return f"persist: {self.node.scan().text()} + {len(self.node.chain()) - 1} step(s)"
+
+
+class AggStage(StageSource):
+    """A group-by result as a frame: one row per group, hash-partitioned by the keys.
+
+    ``output`` is the :class:`hpcframe.outputs.AggOutput` that computes it; ``labels`` the
+    names of its value columns; ``as_index``: the keys are the frame's index (as pandas)."""
+
+    def __init__(self, output, labels: list[str], meta, as_index: bool):
+        keys = list(output.keys)
+        from .aggregations import FIRST_POS
+
+        order = keys if output.sort else [FIRST_POS]
+        hidden = [] if output.sort else [FIRST_POS]
+        super().__init__(meta, f"group-by result ({output.text()})", keys if as_index else [], order, hidden)
+        self.output, self.labels = output, list(labels)
+        self.partitioning = f"hash of {keys}"
+
+    def inputs(self):
+        """The grouped frame's plan."""
+        return [self.output.node]
+
+    def text(self):
+        """A one-line description (for explain)."""
+        return f"aggregate into hash partitions of {self.output.keys}: {self.output.text()}"
+
+
+class ShuffleStage(StageSource):
+    """A frame's rows hash-partitioned by ``keys`` (whole groups per partition), ordered by
+    their position in the frame within each partition.
+
+    ``local(df)`` (optional) reduces each block's rows before the exchange (it must keep
+    the rows a later ``per_partition`` needs, e.g. the first of each duplicate);
+    ``per_partition(df)`` (optional) maps each partition's rows (sorted by position, with
+    their position as the index) to the stage's rows, keeping the ``POSITION`` column;
+    ``meta`` describes the result (default: the frame's columns)."""
+
+    def __init__(
+        self,
+        node,
+        keys: list[str],
+        label: str,
+        local: Callable | None = None,
+        per_partition: Callable | None = None,
+        meta=None,
+        index=None,
+    ):
+        import pandas as pd
+
+        p_index, p_order, p_hidden = _parent_layout(node)
+        base = node.meta if meta is None else meta
+        if POSITION not in base.columns:
+            base = base.assign(**{POSITION: pd.Series([], dtype="int64")})
+        # rows keep the order of the frame they come from: its own order (a shuffled or
+        # grouped frame), else their position in it
+        order = p_order if p_order else [POSITION]
+        hidden = p_hidden + ([POSITION] if POSITION not in p_hidden else [])
+        super().__init__(base, label, p_index if index is None else index, order, hidden)
+        self.node, self.keys = node, list(keys)
+        self.local, self.per_partition = local, per_partition
+        self.partitioning = f"hash of {self.keys}"
+
+    def inputs(self):
+        """The shuffled frame's plan."""
+        return [self.node]
+
+    def text(self):
+        """A one-line description (for explain)."""
+        return f"shuffle rows into hash partitions of {self.keys}: {self.label}"
+
+
+def stage_of(node) -> StageSource | None:
+    """The stage source ``node``'s chain reads, or ``None`` for a file or pandas source."""
+    src = node.scan().source
+    return src if isinstance(src, StageSource) else None
+
+
+def stages_below(nodes) -> list[StageSource]:
+    """Every stage the ``nodes`` depend on, inputs before the stages that read them (each
+    once, in a deterministic order: the same on every rank)."""
+    out: list[StageSource] = []
+    seen: set[int] = set()
+
+    def visit(node):
+        stage = stage_of(node)
+        if stage is None or id(stage) in seen:
+            return
+        seen.add(id(stage))
+        for inp in stage.inputs():
+            visit(inp)
+        out.append(stage)
+
+    for n in nodes:
+        visit(n)
+    return out
