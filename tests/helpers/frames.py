@@ -137,3 +137,14 @@ def nasty_dir(shared_dir: str) -> str:
     if error:
         raise RuntimeError(f"writing the nasty dataset failed on rank 0: {error}")
     return path
+
+
+def canon(obj):
+    """One representation of a MultiIndex with missing keys: pandas' group-bys keep a missing
+    key either as a level value or as a ``-1`` code (the user guide's differences from
+    pandas); rebuilt from the level values, both compare equal when the values are."""
+    if isinstance(obj, (pd.DataFrame, pd.Series)) and isinstance(obj.index, pd.MultiIndex):
+        idx = obj.index
+        arrays = [idx.get_level_values(i) for i in range(idx.nlevels)]
+        obj = obj.set_axis(pd.MultiIndex.from_arrays(arrays, names=idx.names))
+    return obj
