@@ -443,9 +443,7 @@ CONFIG_QUERIES = {
 }
 
 
-@pytest.mark.parametrize(
-    "shuffle,partitions", [("gather", 3), ("shuffle", 1), ("shuffle", 3), ("shuffle", 32), ("auto", 32)]
-)
+@pytest.mark.parametrize("shuffle,partitions", [("gather", 3), ("shuffle", 1), ("shuffle", 32)])
 def test_config_partitions_and_shuffle(dir6, cfg, shuffle, partitions):
     cfg(shuffle=shuffle, partitions=partitions)
     df, ref = dir6.open(), dir6.pdf
