@@ -380,7 +380,7 @@ def _shuffle_exchange(o, my_nodes, n, comm, root):
             # an empty piece still carries the key dtypes (bool vs object with None), so
             # every rank concatenates the same dtypes as the plain path
             sends[r].append((level, i, piece.reset_index(drop=True)))
-    received = comm.alltoall(sends)
+    received = _exchange_nodes(comm, sends, n)
     table, error = None, None
     context = "finishing the groups of a shuffled group-by"
     try:
