@@ -380,7 +380,7 @@ def _shuffle_exchange(o, my_nodes, n, comm, root):
             # an empty piece still carries the key dtypes (bool vs object with None), so
             # every rank concatenates the same dtypes as the plain path
             sends[r].append((level, i, piece.reset_index(drop=True)))
-    received = comm.alltoall(sends)
+    received = _exchange_nodes(comm, sends, n)
     table, error = None, None
     context = "finishing the groups of a shuffled group-by"
     try:
@@ -800,11 +800,11 @@ def _exchange_nodes(comm, sends: list[list], n: int) -> list[list]:
         _add_stat("exchanges_pickled", 1)
         return comm.alltoall(sends)
     everyone = comm.allgather(ids)
-    out = []
+    out: list[list] = []
     for src, df in enumerate(got):
         tags = df[_NODE].to_numpy() if df is not None and len(df) else np.empty(0, dtype=np.int64)
-        pieces = split_by(df.drop(columns=[_NODE]), tags, np.unique(tags)) if len(tags) else {}
-        out.append([(level, i, pieces.get(level * width + i)) for level, i in everyone[src]])
+        by_node = split_by(df.drop(columns=[_NODE]), tags, np.unique(tags)) if len(tags) else {}
+        out.append([(level, i, by_node.get(level * width + i)) for level, i in everyone[src]])
     return out
 
 
@@ -822,7 +822,7 @@ def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:
     if got is None:
         _add_stat("exchanges_pickled", 1)
         return comm.alltoall(sends)
-    out = []
+    out: list[dict] = []
     for df in got:
         if df is None or not len(df):
             out.append({})
