@@ -22,6 +22,7 @@ refused. Spill files are Arrow IPC files (never pickles) in a private directory 
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -31,6 +32,8 @@ import pyarrow as pa
 
 from ..config import config
 from .dataset import DatasetError, Partition
+
+_serials = itertools.count()
 
 
 class RankedData:
@@ -45,6 +48,7 @@ class RankedData:
 
     def __init__(self, label, owners, local, schema, size, rows, nbytes, spill_dir):
         self.label = label
+        self.serial = next(_serials)  # tells one computation of a stage from another
         self.owners = list(owners)
         self.size = size
         self._local = local  # index -> pa.Table, or str (the path of its spill file)
