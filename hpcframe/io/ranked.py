@@ -221,8 +221,16 @@ def _agree_schema(schemas) -> pa.Schema | None:
 
 def _spill_dir() -> str:
     base = config.spill_dir or os.environ.get("TMPDIR") or tempfile.gettempdir()
-    os.makedirs(base, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f"hpcframe-spill-{os.getpid()}-", dir=base)
+    try:
+        os.makedirs(base, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f"hpcframe-spill-{os.getpid()}-", dir=base)
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot create a spill directory in {base}: {exc}. The data beyond "
+            f"hf.config.memory_budget ({config.memory_budget:,} bytes per rank) is spilled there: "
+            f"set hf.config.spill_dir (HPCFRAME_SPILL_DIR) to a writable local directory, or "
+            f"raise the budget"
+        ) from exc
 
 
 def _spill(table: pa.Table, folder: str, index: int) -> str:
