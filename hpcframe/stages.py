@@ -51,7 +51,6 @@ class StageSource:
         self.data = None  # a RankedData once materialised
         self.persisted = False
         self.dropped = False
-        self._parts = None
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -71,16 +70,12 @@ class StageSource:
         """Drop this rank's partitions (local; every rank does it)."""
         if self.data is not None:
             self.data.release()
-        self.data, self._parts = None, None
+        self.data = None
 
-    # the engine's partition cache (io.sources.CACHE): valid only while the data is held
-    @property
-    def _hf_partitions(self):
-        return self._parts if self.ready else None
-
-    @_hf_partitions.setter
-    def _hf_partitions(self, parts):
-        self._parts = parts
+    def partition_token(self):
+        """What the engine's cache of :meth:`discover` depends on: the data now held (a
+        released or recomputed stage has new partitions)."""
+        return self.data.serial if self.data is not None and self.ready else None
 
     # -- the source protocol (valid once materialised) -----------------------------------------
     def _held(self):

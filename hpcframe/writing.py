@@ -19,6 +19,7 @@ from .comm import communicator, on_root
 from .errors import ColumnNotFoundError
 from .execute import compute, read_parts, stage_scope
 from .execute import prepare as prepare_stages
+from .io.sources import partitions_of
 from .io.types import NULLS, strip_flags
 from .io.writers import (
     CSVFormat,
@@ -102,6 +103,10 @@ class _SkipDone:
         """The source's schema without the dataset-level float64 cast of integer columns
         with nulls (see hpcframe.io.types): a write keeps the stored integers exact."""
         return strip_flags(self._inner.schema(), only=NULLS)
+
+    def discover(self, comm):
+        """The inner source's partitions (discovered once, for the inner source)."""
+        return partitions_of(self._inner, comm)
 
     def read(self, part, columns):
         if _part_key(part) in self._skip:

@@ -70,8 +70,11 @@ def info(path: str, fmt: str | None, key: str | None, show_parts: bool, as_json:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(
     "--explain",
+    "--dry-run",
+    "explain",
     is_flag=True,
-    help="Show the plan (columns read, pushed filters, partitions per rank) and stop.",
+    help="Show the physical plan (stages, columns read, pushed filters, partitions per rank) "
+    "and stop; reads only metadata.",
 )
 @click.option(
     "--progress",
@@ -107,7 +110,7 @@ def run(
       hpcframe run configs/examples/flights_by_day.yaml
       mpiexec -n 4 hpcframe run job.yaml
       hpcframe run job.yaml --set filter="carrier == 'UA'" --output ua.parquet --overwrite
-      hpcframe run job.yaml --explain
+      hpcframe run job.yaml --dry-run      # the plan only (same as --explain)
       mpiexec -n 8 hpcframe run job.yaml --progress --profile-dir runs/today
     """
     from ..comm import world_interrupt_guard

@@ -259,21 +259,14 @@ class CSVSource:
         self._row_bytes = 100.0
         self._cursor: _Cursor | None = None
 
-    @property
-    def _hf_partitions(self):
-        """The engine's cache of :meth:`discover` (see ``execute.leaves_of``), dropped when
-        ``config.block_rows`` changed since: partitions are sized for it, and one with more
-        estimated rows than ``block_rows`` would be cut by rows, which estimates cannot do."""
+    def partition_token(self):
+        """What the engine's cache of :meth:`discover` depends on (see
+        :mod:`hpcframe.io.sources`): ``config.block_rows``. Partitions are sized for it, and
+        one with more estimated rows than ``block_rows`` would be cut by rows, which
+        estimates cannot do."""
         from ..config import config
 
-        parts, rows = self.__dict__.get("_parts_cache", (None, None))
-        return parts if rows == config.block_rows else None
-
-    @_hf_partitions.setter
-    def _hf_partitions(self, parts):
-        from ..config import config
-
-        self.__dict__["_parts_cache"] = (parts, config.block_rows)
+        return config.block_rows
 
     def __getstate__(self):
         state = dict(self.__dict__)

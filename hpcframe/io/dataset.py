@@ -33,9 +33,45 @@ writers and every error message use:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import DatasetError  # noqa: F401  (re-exported for the format modules)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """The source protocol (see the module docstring): what the engine, ``explain``, the
+    writers and the command line use of a data source, and all they use.
+
+    Optional capabilities, used when present:
+
+    ``read_many(parts, columns)``
+        Several contiguous partitions of one file in one read.
+    ``exact_row_counts`` (bool, default True)
+        False when partition row counts are estimates (CSV).
+    ``partition_token()``
+        What discovered partitions depend on besides the source (they are rediscovered when
+        it changes): a CSV source's block size, a stage's current data.
+    ``owner_of(part)`` and ``splittable = False``
+        Data held by the ranks (:mod:`hpcframe.io.ranked`): only the owner reads a
+        partition, and partitions are never cut into blocks.
+    """
+
+    format: str
+    label: str
+    files: list[str]
+
+    def schema(self) -> Any:
+        """The Arrow schema (with pandas dtype flags)."""
+        ...
+
+    def discover(self, comm) -> list[Partition]:
+        """Every partition, in dataset order (collective)."""
+        ...
+
+    def read(self, part: Partition, columns: list[str]) -> Any:
+        """The rows of one partition, only ``columns``, as an Arrow table."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ refused. Spill files are Arrow IPC files (never pickles) in a private directory 
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -31,6 +32,8 @@ import pyarrow as pa
 
 from ..config import config
 from .dataset import DatasetError, Partition
+
+_serials = itertools.count()
 
 
 class RankedData:
@@ -45,6 +48,7 @@ class RankedData:
 
     def __init__(self, label, owners, local, schema, size, rows, nbytes, spill_dir):
         self.label = label
+        self.serial = next(_serials)  # tells one computation of a stage from another
         self.owners = list(owners)
         self.size = size
         self._local = local  # index -> pa.Table, or str (the path of its spill file)
@@ -217,8 +221,16 @@ def _agree_schema(schemas) -> pa.Schema | None:
 
 def _spill_dir() -> str:
     base = config.spill_dir or os.environ.get("TMPDIR") or tempfile.gettempdir()
-    os.makedirs(base, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f"hpcframe-spill-{os.getpid()}-", dir=base)
+    try:
+        os.makedirs(base, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f"hpcframe-spill-{os.getpid()}-", dir=base)
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot create a spill directory in {base}: {exc}. The data beyond "
+            f"hf.config.memory_budget ({config.memory_budget:,} bytes per rank) is spilled there: "
+            f"set hf.config.spill_dir (HPCFRAME_SPILL_DIR) to a writable local directory, or "
+            f"raise the budget"
+        ) from exc
 
 
 def _spill(table: pa.Table, folder: str, index: int) -> str:

@@ -1,25 +1,40 @@
 """What every data source offers beyond the read protocol: its name in messages, and the
-partitions the engine discovered for it (discovered once per source, then cached on it).
+partitions the engine discovered for it (discovered once per source, then cached here).
 
-A source implements ``schema()``, ``discover(comm)`` and ``read(part, columns)`` (see
-:mod:`hpcframe.io.parquet`, :mod:`hpcframe.io.hdf5`, :mod:`hpcframe.io.csv`,
-:mod:`hpcframe.io.memory`). The functions here are the only readers and writers of the cache,
-so that the engine, ``explain`` and the command line agree on it.
+A source implements :class:`hpcframe.io.dataset.Source` (``schema()``, ``discover(comm)``,
+``read(part, columns)``; see :mod:`hpcframe.io.parquet`, :mod:`hpcframe.io.hdf5`,
+:mod:`hpcframe.io.csv`, :mod:`hpcframe.io.memory`, :mod:`hpcframe.io.ranked`). The functions
+here are the only readers and writers of the partition cache, so that the engine, ``explain``
+and the command line agree on it. The cache lives here, keyed weakly by the source: the engine
+sets no attribute on a source.
 """
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
 from .dataset import Partition
 
-#: The attribute a source caches its discovered partitions in (a source may define it as a
-#: property to drop a stale cache, as :class:`hpcframe.io.csv.CSVSource` does).
-CACHE = "_hf_partitions"
+# source -> (partitions, the source's partition_token() when they were discovered). Weak: a
+# source that is no longer used drops its entry; no attribute is ever set on a source.
+_CACHE: weakref.WeakKeyDictionary[Any, tuple[list[Partition], Any]] = weakref.WeakKeyDictionary()
+
+
+def _token(source):
+    """What the cached partitions of ``source`` depend on besides the source itself (its
+    optional ``partition_token()``; e.g. a CSV source's block size, a stage's data)."""
+    fn = getattr(source, "partition_token", None)
+    return fn() if fn is not None else None
 
 
 def known_partitions(source) -> list[Partition] | None:
     """The partitions discovered for ``source`` by an earlier run, ``explain`` or
     :func:`partitions_of`, or ``None`` when none was discovered yet (reads no file)."""
-    return getattr(source, CACHE, None)
+    entry = _CACHE.get(source)
+    if entry is None or entry[1] != _token(source):
+        return None
+    return entry[0]
 
 
 def partitions_of(source, comm) -> list[Partition]:
@@ -28,7 +43,7 @@ def partitions_of(source, comm) -> list[Partition]:
     parts = known_partitions(source)
     if parts is None:
         parts = source.discover(comm)
-        setattr(source, CACHE, parts)
+        _CACHE[source] = (parts, _token(source))
     return parts
 
 

@@ -270,9 +270,10 @@ aggregate: {{distance: max}}
     assert json.loads(r.output)["rows_out"] == 3
 
 
-def test_explain(tmp_path, parquet_dir):
+@pytest.mark.parametrize("flag", ["--explain", "--dry-run"])
+def test_explain(tmp_path, parquet_dir, flag):
     spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=parquet_dir, out="x.parquet"))
-    r = invoke("run", spec, "--explain")
+    r = invoke("run", spec, flag)
     assert r.exit_code == 0, r.output
     assert "Scan: parquet" in r.output and "columns read" in r.output
     assert not os.path.exists("x.parquet")

@@ -8,6 +8,7 @@ import pytest
 
 from hpcframe.errors import DatasetError
 from hpcframe.io.csv import ByteRange, RowChunk
+from hpcframe.io.sources import known_partitions
 from hpcframe.readers import read_csv
 from tests.helpers.ingest import compress, flights
 
@@ -26,7 +27,7 @@ def test_plain_and_compressed_files_equal_pandas(tmp_path, kind, small_blocks):
     raw = read_csv(path, chunk_bytes=64 << 10)
     got = raw.compute()
     pd.testing.assert_frame_equal(got, pandas_read(plain))
-    parts = raw._node.source._hf_partitions
+    parts = known_partitions(raw.node.scan().source)
     assert len(parts) > 3  # really split / chunked
     assert all(isinstance(p.piece, RowChunk if kind else ByteRange) for p in parts)
 
@@ -60,7 +61,7 @@ def test_byte_ranges_give_every_line_exactly_once(tmp_path, newline, trailing, c
     assert os.path.getsize(path) % chunk  # not a multiple of the chunk
     raw = read_csv(str(path), chunk_bytes=chunk)
     pd.testing.assert_frame_equal(raw.compute(), pd.read_csv(path))
-    assert len(raw._node.source._hf_partitions) > 10
+    assert len(known_partitions(raw.node.scan().source)) > 10
 
 
 def test_types_are_unified_across_files(tmp_path):
@@ -179,7 +180,7 @@ def test_lowering_block_rows_after_a_query_rediscovers(tmp_path, monkeypatch):
     assert raw.len().compute() == 6000
     monkeypatch.setattr(config, "block_rows", 700)
     pd.testing.assert_frame_equal(raw.compute(), pd.read_csv(path))
-    assert all(p.num_rows <= 700 for p in raw._node.source._hf_partitions)
+    assert all(p.num_rows <= 700 for p in known_partitions(raw.node.scan().source))
 
 
 @pytest.mark.parametrize("block_rows", [None, 1000])
