@@ -365,8 +365,16 @@ def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None, keys: list[
         return b
     if b is None:
         return a
-    t = pd.concat([a, b], ignore_index=True)
-    gb = t.groupby(keys, dropna=False, sort=False, observed=True)
+    return combine_many(pd.concat([a, b], ignore_index=True), keys)
+
+
+def combine_many(t: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The partials stacked in ``t`` (earlier partitions' rows first) merged into one: every
+    intermediate combines all of a group's rows at once, in row order (so the result depends
+    only on that order). Groups come out in order of first appearance, with the key values
+    of their first row."""
+    ids, first = group_ids(t, keys)
+    gb = t.groupby(ids, sort=False)
     cols = {}
     for name in t.columns:
         if name in keys:
@@ -379,39 +387,67 @@ def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None, keys: list[
         elif inter in ("mean", "m2"):
             continue
         elif inter == "count" and (col + SEP + "mean") in t.columns:
-            cols.update(_combine_moments(t, gb, col))
+            cols.update(_combine_moments(t, gb, col, ids))
         else:
             cols[name] = INTERMEDIATES[inter].combine(gb[name])
-    return pd.DataFrame(cols).reset_index()
+    out = t[keys].take(first).reset_index(drop=True)
+    for k in keys:  # typed as a group-by index types them (object bools -> bool, strings -> str)
+        if out[k].dtype == object:
+            typed = pd.Series(pd.Index(out[k].to_numpy()).infer_objects())
+            # a missing key of an object column is NaN in a group-by's index, never None
+            out[k] = typed.where(typed.notna(), np.nan) if typed.dtype == object else typed
+    for name, values in cols.items():
+        out[name] = values.reset_index(drop=True)
+    return out
 
 
-def _combine_moments(t, gb, col):
+def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, first)``: a group number per row of ``t`` by the values of ``keys`` (missing
+    values are a group of their own, as ``dropna=False``), numbered in order of first
+    appearance, and the row where each group first appears. One integer key instead of
+    several columns: grouping by it is much cheaper than a multi-column group-by."""
+    ids = None
+    for k in keys:
+        codes, uniques = pd.factorize(t[k], use_na_sentinel=False)
+        codes = codes.astype(np.int64, copy=False)
+        if ids is None:
+            ids = codes
+            continue
+        width = max(len(uniques), 1)
+        if int(ids.max(initial=0)) >= (2**62) // width:  # compress before it could overflow
+            ids = pd.factorize(ids)[0].astype(np.int64, copy=False)
+        ids = ids * width + codes
+    if ids is None:
+        return np.zeros(len(t), dtype=np.int64), np.zeros(min(len(t), 1), dtype=np.int64)
+    ids = pd.factorize(ids)[0].astype(np.int64, copy=False)  # first-appearance numbering
+    first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
+    np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
+    return ids, first
+
+
+def _combine_moments(t, gb, col, ids):
     """Chan et al.: n = Σnᵢ, mean = Σnᵢ·meanᵢ / n, M2 = ΣM2ᵢ + Σnᵢ·(meanᵢ − mean)²."""
     n_name, mean_name, m2_name = (col + SEP + s for s in ("count", "mean", "m2"))
     n_i = t[n_name].astype("float64")
     mean_i = t[mean_name].astype("float64").where(n_i > 0, 0.0)
     n = gb[n_name].transform("sum").astype("float64")
-    by = [t[k] for k in gb.keys]
-    weighted = (n_i * mean_i).groupby(by, dropna=False, sort=False, observed=True).transform("sum")
+    by = ids
+    weighted = (n_i * mean_i).groupby(by, sort=False).transform("sum")
     mean = _div(weighted, n.where(n > 0))
     # a group with one contributing partial keeps its mean bit for bit (combining with an
     # empty partial must be an identity, whichever path the partials took)
-    contributors = (n_i > 0).groupby(by, dropna=False, sort=False, observed=True).transform("sum")
-    only = mean_i.where(n_i > 0).groupby(by, dropna=False, sort=False, observed=True).transform("max")
+    contributors = (n_i > 0).groupby(by, sort=False).transform("sum")
+    only = mean_i.where(n_i > 0).groupby(by, sort=False).transform("max")
     mean = only.where(contributors == 1, mean)
     out = {
         n_name: gb[n_name].sum(),
-        mean_name: mean.groupby([t[k] for k in gb.keys], dropna=False, sort=False, observed=True).first(),
+        mean_name: mean.groupby(ids, sort=False).first(),
     }
     if m2_name in t.columns:
         dev = (n_i * (mean_i - mean.fillna(0.0)) ** 2).where(n_i > 0, 0.0)
         m2_i = t[m2_name].astype("float64").where(n_i > 0, 0.0)
         # skipna=False: a NaN here comes from ±inf in the group, and pandas' variance is NaN
-        out[m2_name] = (
-            (m2_i + dev)
-            .groupby([t[k] for k in gb.keys], dropna=False, sort=False, observed=True)
-            .sum(skipna=False)
-        )
+        out[m2_name] = (m2_i + dev).groupby(ids, sort=False).sum(skipna=False)
     return out
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from . import aggregations as A
 from . import callbacks
 from . import plan as P
 from .comm import communicator, deferred, failure, interrupt_guard, interruptible, take_interrupt
@@ -338,10 +339,12 @@ def _key_hash(col):
         values = col.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(col.dtype, "tz", None) else col
         values = values.astype("datetime64[ns]").to_numpy().view("int64").astype("float64")
     elif isinstance(col.dtype, pd.StringDtype):  # only strings and missing values
-        arr = col.to_numpy(dtype=object, na_value=None)
-        h = np.zeros(len(arr), dtype=np.uint64)
-        if (~missing).any():
-            h[~missing] = pd.util.hash_array(arr[~missing], categorize=False)
+        # hash each distinct string once (factorize runs in Arrow for Arrow-backed strings):
+        # no Python object per row
+        codes, uniques = pd.factorize(col)
+        unique_hashes = pd.util.hash_array(np.asarray(uniques, dtype=object), categorize=False)
+        h = np.zeros(len(col), dtype=np.uint64)
+        h[codes >= 0] = unique_hashes[codes[codes >= 0]]
         values = None
     else:  # object: numbers (bools with nulls) as floats, everything else as text
         arr = col.to_numpy(dtype=object)
@@ -595,7 +598,7 @@ def materialise(stage, comm) -> None:
         if not owners:  # nothing read (no rows, or every partition pruned): one empty partition
             owners, frames = [0], ({0: stage.node.meta.iloc[:0]} if comm.rank == 0 else {})
     elif isinstance(stage, AggStage):
-        spread = _Spread(stage, config.partitions)
+        spread = _Spread(stage, config.partitions, comm)
         frames = _run_scan([spread], comm, None)[id(spread)]
         owners = partition_owners(config.partitions, comm.size)
     elif isinstance(stage, ShuffleStage):
@@ -639,12 +642,21 @@ class _Keep(Output):
 
 
 class _Spread:
-    """A group-by output finished into hash partitions held by the ranks (an AggStage)."""
+    """A group-by output finished into hash partitions held by the ranks (an AggStage).
+
+    Unlike a gathered result, no rank combines partials before the exchange: every leaf's
+    partial travels (split by the partition of its groups) to the rank holding them, which
+    combines all of a group's partials at once, in leaf order
+    (:func:`hpcframe.aggregations.combine_many`). The order depends only on the data, so
+    results are identical on any number of ranks, and each partial row is combined once
+    instead of once per tree level."""
 
     limit = None
 
-    def __init__(self, stage, nparts):
+    def __init__(self, stage, nparts, comm):
         self.stage, self.inner, self.nparts = stage, stage.output, nparts
+        self.owners = np.asarray(partition_owners(nparts, comm.size))
+        self.outbox: list[list] = [[] for _ in range(comm.size)]  # per rank: (leaf, rows)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -653,29 +665,38 @@ class _Spread:
         """Itself."""
         return [self]
 
+    def chunk(self, df, leaf):
+        """This leaf's partial, split at once by the rank holding each group's partition
+        (into the outbox: nothing is kept in the combine tree)."""
+        p = self.inner.chunk(df, leaf)
+        if p is not None and len(p):
+            dest = self.owners[_route(p, self.inner.keys, self.nparts)]
+            for r, piece in split_by(p, dest, np.unique(dest)).items():
+                self.outbox[r].append((leaf.index, piece))
+        return None
+
+    def combine(self, a, b):
+        """Nothing to combine before the exchange."""
+        return None
+
     def spread(self, my_nodes, n, comm) -> dict:
-        """Collective: route the tree nodes' groups to the ranks holding their partitions,
-        finish the (fixed) combine tree there and split the groups into partitions. Per
-        group the bracketing is the one of a gathered result: values are identical."""
+        """Collective: send every leaf partial's groups to the ranks holding their partitions;
+        there, combine them and split the groups into partitions."""
         o, keys = self.inner, self.inner.keys
-        owners = np.asarray(partition_owners(self.nparts, comm.size))
-        sends: list[list] = [[] for _ in range(comm.size)]
-        for level, i, p in my_nodes:
-            if p is None or len(p) == 0:
-                for r in range(comm.size):
-                    sends[r].append((level, i, None))
-                continue
-            dest = owners[_route(p, keys, self.nparts)]
-            for r in range(comm.size):
-                sends[r].append((level, i, p[dest == r].reset_index(drop=True)))
-        received = _exchange_nodes(comm, sends, n)
+        sends, self.outbox = self.outbox, [[] for _ in range(comm.size)]
+        stacked = _exchange_leaf_partials(comm, sends)
+        del sends
         frames: dict = {}
         error = None
         context = "finishing the groups of a group-by result"
         try:
             with interruptible():  # user combines: no collective inside
-                table = o.finish_table(finish(n, [node for lst in received for node in lst], o.combine))
-                frames = self.partitions(table, comm.rank, owners)
+                # drop each intermediate as soon as the next exists (millions of groups)
+                table = None if stacked is None else A.combine_many(stacked, keys or [A.ALL_KEY])
+                del stacked
+                finished = o.finish_table(table)
+                del table
+                frames = self.partitions(finished, comm.rank, self.owners)
         except BaseException as exc:
             error = failure(comm, context, exc)
         comm.agree(error or _interrupted(comm, context))
@@ -683,16 +704,13 @@ class _Spread:
 
     def partitions(self, table, rank, owners) -> dict:
         """This rank's partitions of the finished ``table``: the stage's columns, each
-        partition sorted by the frame's row order."""
+        partition in the order of first appearance (the same on any number of ranks)."""
         if table is None or len(table) == 0:
             return {}
         keys, stage = self.inner.keys, self.stage
         extra = [c for c in stage.hidden if c in table.columns]
-        frame = table[keys + extra].reset_index(drop=True)
-        for j, label in enumerate(stage.labels):
-            frame[label] = table[f"__result{j}"].reset_index(drop=True)
-        # the finished groups are in the order of the fixed combine tree (first appearance),
-        # the same on any number of ranks: a partition keeps that order
+        frame = table[keys + extra + [f"__result{j}" for j in range(len(stage.labels))]]
+        frame.columns = keys + extra + list(stage.labels)
         return split_by(frame, _route(frame, keys, self.nparts), np.flatnonzero(owners == rank))
 
 
@@ -737,22 +755,27 @@ class _Rows(Output):
         return None
 
 
-def exchange_frames(comm, outgoing: list, tag: str) -> list | None:
+def exchange_frames(comm, outgoing: list, tag: str, stacked: bool = False):
     """Collective: ``outgoing[r]`` (a pandas DataFrame or ``None``; every non-``None`` one
     with the same columns) goes to rank ``r``, as Arrow IPC buffers (``Alltoallv`` in
     bounded rounds, :func:`hpcframe.exchange.exchange_tables`); returns what every rank
     sent here, by source rank, with the same pandas dtypes (``None`` where it sent nothing).
     Returns ``None`` on every rank when some rank's frames cannot be Arrow tables (a column
     of mixed Python objects, a user aggregation's state): the caller then sends them pickled.
-    ``tag`` names the exchange in errors."""
+    ``tag`` names the exchange in errors. ``stacked``: return one DataFrame of everything
+    received, in rank order (``None`` if empty), converted to pandas once."""
     from .exchange import exchange_tables
 
+    if comm.size == 1:  # nothing travels: no conversion
+        if stacked:
+            return outgoing[0] if outgoing[0] is not None and len(outgoing[0]) else None
+        return list(outgoing)
     sample = next((df for df in outgoing if df is not None and len(df)), None)
     if sample is None:
         sample = next((df for df in outgoing if df is not None), None)
     schema, errors = agree_schema(comm, sample)
     if errors or schema is None:
-        return None if errors else [None] * comm.size
+        return None if errors else (None if stacked else [None] * comm.size)
     tables, bad = [], False
     try:
         for df in outgoing:
@@ -764,7 +787,11 @@ def exchange_frames(comm, outgoing: list, tag: str) -> list | None:
         return None
     _add_stat("exchanges_arrow", 1)
     received = exchange_tables(comm, tables, schema=schema)
-    return [block_to_pandas(t, schema) if t.num_rows or t is tables[comm.rank] else None for t in received]
+    del tables
+    if stacked:
+        rows = [t for t in received if t.num_rows]
+        return block_to_pandas(pa.concat_tables(rows), schema) if rows else None
+    return [block_to_pandas(t, schema) if t.num_rows else None for t in received]
 
 
 def split_by(df, bucket, wanted) -> dict:
@@ -806,6 +833,21 @@ def _exchange_nodes(comm, sends: list[list], n: int) -> list[list]:
         by_node = split_by(df.drop(columns=[_NODE]), tags, np.unique(tags)) if len(tags) else {}
         out.append([(level, i, by_node.get(level * width + i)) for level, i in everyone[src]])
     return out
+
+
+def _exchange_leaf_partials(comm, sends: list[list]):
+    """Collective: ``sends[r]`` (``[(leaf, partial rows)]`` in leaf order) to rank ``r``, as
+    Arrow buffers (pickled only when a partial cannot be Arrow, e.g. a user aggregation's
+    state). Returns every received row stacked in leaf order (``None``: nothing arrived):
+    ranks hold increasing leaf ranges, so rank order is leaf order."""
+    frames = [pd.concat([p for _, p in lst], ignore_index=True) if lst else None for lst in sends]
+    got = exchange_frames(comm, frames, "the partial results of a group-by", stacked=True)
+    if got is None:
+        _add_stat("exchanges_pickled", 1)
+        received = comm.alltoall(sends)
+        pieces = [p for lst in received for _, p in sorted(lst, key=lambda x: x[0])]
+        return pd.concat(pieces, ignore_index=True) if pieces else None
+    return got
 
 
 def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:

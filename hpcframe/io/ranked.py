@@ -62,7 +62,8 @@ class RankedData:
     @classmethod
     def build(cls, comm, label: str, owners: list[int], frames: dict, empty=None, budget: int | None = None):
         """Collective: ``frames`` maps the indices of the partitions this rank owns to pandas
-        DataFrames (missing ones are empty). Converts them to Arrow with one schema agreed
+        DataFrames (missing ones are empty; each is removed from the dict once converted).
+        Converts them to Arrow with one schema agreed
         over the ranks (the first rank's non-null type of every column), keeps them in memory
         up to ``budget`` bytes (default ``config.memory_budget``) and spills the rest to Arrow
         IPC files. ``empty`` (an empty DataFrame of the columns) gives the schema when no
@@ -84,7 +85,7 @@ class RankedData:
         used = 0
         try:
             for i in mine:
-                df = frames.get(i)
+                df = frames.pop(i, None)  # the pandas partition is freed once converted
                 if df is None:
                     table = schema.empty_table()
                 else:
