@@ -1095,11 +1095,14 @@ def _group_stage(output: AggOutput, labels, as_index: bool):
         )
     node = output.node
     assert node is not None  # every AggOutput reads a plan chain
-    empty = output.pandas_fn(node.meta)
-    if isinstance(empty, pd.Series):
-        values = [empty]
-    else:  # the value columns are the last ones (as_index=False puts the keys in front)
-        values = [empty.iloc[:, j - len(labels)] for j in range(len(labels))]
+    try:  # pandas tells the result dtypes (of the builtin aggregations)
+        empty = output.pandas_fn(node.meta)
+        if isinstance(empty, pd.Series):
+            values = [empty]
+        else:  # the value columns are the last ones (as_index=False puts the keys in front)
+            values = [empty.iloc[:, j - len(labels)] for j in range(len(labels))]
+    except Exception:  # a registered aggregation pandas does not know: types known once run
+        values = [pd.Series([], dtype=object) for _ in labels]
     meta = node.meta[output.keys].iloc[:0].reset_index(drop=True)
     if not output.sort:
         meta[FIRST_POS] = pd.Series([], dtype="int64")
