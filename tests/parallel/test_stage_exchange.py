@@ -7,7 +7,6 @@ Local and 1-4 ranks."""
 import decimal
 
 import pandas as pd
-import pytest
 
 import hpcframe as hf
 from tests.helpers.compare import assert_same
