@@ -22,7 +22,8 @@ Every value is drawn uniformly with replacement, as R's ``sample(x, N, TRUE)``; 
 generator is NumPy's (seed 108, as the R script, but not R's stream, so the rows differ from
 db-benchmark's CSV while the distribution is the same). The rows are split evenly over
 ``--files`` files (``part-00.parquet`` ...), each file drawn from its own child seed (so any
-file can be regenerated alone), written with row groups of ``--row-group`` rows, Snappy, string
+file can be regenerated alone), written in equal row groups of at most ``--row-group`` rows
+(1e7 rows: 8 files of 2 row groups of 625,000 rows), Snappy, string
 columns as plain Arrow strings (Parquet dictionary-encodes them on disk).
 
 The dataset goes to ``OUT/G1_<N>_<K>_0_0/`` (db-benchmark's name, e.g. ``G1_1e7_1e2_0_0``),
@@ -103,7 +104,7 @@ def generate(rows: int, k: int, out: str = DEFAULT_OUT, files: int = 8, row_grou
     files : int
         How many Parquet files the rows are split into.
     row_group : int
-        Rows per Parquet row group.
+        The most rows of a Parquet row group (a file's row groups are of equal size).
 
     Returns
     -------
@@ -124,8 +125,11 @@ def generate(rows: int, k: int, out: str = DEFAULT_OUT, files: int = 8, row_grou
     children = np.random.SeedSequence(SEED).spawn(files)
     bounds = [rows * i // files for i in range(files + 1)]
     for i in range(files):
-        table = make_table(bounds[i + 1] - bounds[i], rows, k, children[i])
-        pq.write_table(table, os.path.join(staging, f"part-{i:02d}.parquet"), row_group_size=row_group)
+        n = bounds[i + 1] - bounds[i]
+        table = make_table(n, rows, k, children[i])
+        groups = max(-(-n // row_group), 1)  # equal row groups of at most row_group rows
+        size = -(-n // groups)
+        pq.write_table(table, os.path.join(staging, f"part-{i:02d}.parquet"), row_group_size=size)
     os.rename(staging, final)
     print(f"generated {final}: {rows:,} rows in {files} files, {time.perf_counter() - t0:.1f} s", flush=True)
     return final

@@ -428,8 +428,8 @@ def measure(engine: str, q: str, args, tmp_json: str) -> dict:
                 if p.pid not in peaks:
                     cmdline = p.cmdline()
                     rank = None
-                    if "--hf-worker" in cmdline:
-                        rank = int(p.environ().get("PMI_RANK", "-1"))
+                    if "--hf-worker" in cmdline and "PMI_RANK" in (environ := p.environ()):
+                        rank = int(environ["PMI_RANK"])
                     peaks[p.pid] = {
                         "name": os.path.basename(cmdline[0]) if cmdline else p.name(),
                         "rank": rank,
