@@ -641,6 +641,14 @@ def main(argv=None) -> int:
     os.makedirs(args.scratch, exist_ok=True)
     tmp_json = out_json + ".worker.tmp"
 
+    hf_commit = subprocess.run(
+        ["git", "-C", args.hf_path, "log", "-1", "--format=%h %s"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", args.hf_path, "status", "--porcelain", "--", "hpcframe"], capture_output=True, text=True
+    ).stdout.strip()
+    if dirty:
+        hf_commit += " (+ uncommitted changes in hpcframe/)"
     meta = {
         "data": args.data,
         "rows": rows,
@@ -650,9 +658,7 @@ def main(argv=None) -> int:
         "hf_python": args.hf_python,
         "mpiexec": args.mpiexec,
         "hf_path": args.hf_path,
-        "hf_commit": subprocess.run(
-            ["git", "-C", args.hf_path, "log", "-1", "--format=%h %s"], capture_output=True, text=True
-        ).stdout.strip(),
+        "hf_commit": hf_commit,
     }
     results: list[dict] = []
     skip: set[tuple[str, str]] = set()
