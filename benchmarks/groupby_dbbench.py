@@ -642,7 +642,9 @@ def main(argv=None) -> int:
     tmp_json = out_json + ".worker.tmp"
 
     hf_commit = subprocess.run(
-        ["git", "-C", args.hf_path, "log", "-1", "--format=%h %s"], capture_output=True, text=True
+        ["git", "-C", args.hf_path, "log", "-1", "--format=%h %s", "--", "hpcframe"],
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     dirty = subprocess.run(
         ["git", "-C", args.hf_path, "status", "--porcelain", "--", "hpcframe"], capture_output=True, text=True
@@ -694,7 +696,7 @@ def main(argv=None) -> int:
         json.dump({"meta": meta, "summary": summary, "runs": results}, fh, indent=1)
     header = (
         f"db-benchmark group-by, G1 N={rows:,} K={k}, {args.reps} round(s), "
-        f"{meta['started_utc']} – {meta['finished_utc']}, hpcframe at {meta['hf_commit']}\n\n"
+        f"{meta['started_utc']} – {meta['finished_utc']}, hpcframe/ last changed in {meta['hf_commit']}\n\n"
     )
     with open(out_md, "w") as fh:
         fh.write(header + md)
