@@ -443,7 +443,9 @@ def measure(engine: str, q: str, args, tmp_json: str) -> dict:
         time.sleep(0.02)
     wall = time.perf_counter() - t0
     if status is None:
-        status = "ok" if proc.returncode == 0 and os.path.exists(tmp_json) else "failed"
+        # the worker writes its JSON once measured; an error while shutting down (a Dask
+        # cluster, MPI) after that is kept in "returncode" but does not void the run
+        status = "ok" if os.path.exists(tmp_json) else "failed"
     rank_peaks = sorted((v["rank"], v["peak"]) for v in peaks.values() if v["rank"] is not None)
     rec = {
         "engine": engine,
@@ -468,7 +470,7 @@ def measure(engine: str, q: str, args, tmp_json: str) -> dict:
     if status == "ok":
         with open(tmp_json) as fh:
             rec.update(json.load(fh))
-    else:
+    if status != "ok" or proc.returncode != 0:
         with open(err_path, errors="replace") as fh:
             rec["stderr_tail"] = fh.read()[-3000:]
         print(rec["stderr_tail"], file=sys.stderr, flush=True)
