@@ -770,10 +770,8 @@ def exchange_frames(comm, outgoing: list, tag: str, stacked: bool = False):
         if stacked:
             return outgoing[0] if outgoing[0] is not None else pd.DataFrame()
         return list(outgoing)
-    sample = next((df for df in outgoing if df is not None and len(df)), None)
-    if sample is None:
-        sample = next((df for df in outgoing if df is not None), None)
-    schema, errors = agree_schema(comm, sample)
+    present = [df for df in outgoing if df is not None and len(df)]
+    schema, errors = agree_schema(comm, present or [df for df in outgoing if df is not None][:1])
     if errors:
         return None
     if schema is None:  # no rank sends anything
