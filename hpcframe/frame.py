@@ -1211,8 +1211,13 @@ def _apply(self: GroupBy, fn, args, kwargs) -> Result:
     def guarded(group, *a, **kw):
         try:
             return fn(group, *a, **kw)
-        except Exception as exc:
-            raise type(exc)(f"{name} failed on the group {group.name!r}: {exc}") from exc
+        except Exception as exc:  # same type if it takes a message, so callers can catch it
+            message = f"{name} failed on the group {group.name!r}: {exc}"
+            try:
+                named = type(exc)(message)
+            except Exception:
+                named = RuntimeError(f"{type(exc).__name__}: {message}")
+            raise named from exc
 
     def grouped(df):
         g = df.groupby(by, dropna=dropna, sort=sort, observed=True)
