@@ -763,19 +763,19 @@ def exchange_frames(comm, outgoing: list, tag: str, stacked: bool = False):
     Returns ``None`` on every rank when some rank's frames cannot be Arrow tables (a column
     of mixed Python objects, a user aggregation's state): the caller then sends them pickled.
     ``tag`` names the exchange in errors. ``stacked``: return one DataFrame of everything
-    received, in rank order (``None`` if empty), converted to pandas once."""
+    received, in rank order (empty if nothing arrived), converted to pandas once."""
     from .exchange import exchange_tables
 
     if comm.size == 1:  # nothing travels: no conversion
         if stacked:
-            return outgoing[0] if outgoing[0] is not None and len(outgoing[0]) else None
+            return outgoing[0] if outgoing[0] is not None else pd.DataFrame()
         return list(outgoing)
-    sample = next((df for df in outgoing if df is not None and len(df)), None)
-    if sample is None:
-        sample = next((df for df in outgoing if df is not None), None)
-    schema, errors = agree_schema(comm, sample)
-    if errors or schema is None:
-        return None if errors else (None if stacked else [None] * comm.size)
+    present = [df for df in outgoing if df is not None and len(df)]
+    schema, errors = agree_schema(comm, present or [df for df in outgoing if df is not None][:1])
+    if errors:
+        return None
+    if schema is None:  # no rank sends anything
+        return pd.DataFrame() if stacked else [None] * comm.size
     tables, bad = [], False
     try:
         for df in outgoing:
@@ -788,9 +788,9 @@ def exchange_frames(comm, outgoing: list, tag: str, stacked: bool = False):
     _add_stat("exchanges_arrow", 1)
     received = exchange_tables(comm, tables, schema=schema)
     del tables
-    if stacked:
+    if stacked:  # never None here: None means "not Arrow" to the caller
         rows = [t for t in received if t.num_rows]
-        return block_to_pandas(pa.concat_tables(rows), schema) if rows else None
+        return block_to_pandas(pa.concat_tables(rows), schema) if rows else pd.DataFrame()
     return [block_to_pandas(t, schema) if t.num_rows else None for t in received]
 
 
@@ -847,7 +847,7 @@ def _exchange_leaf_partials(comm, sends: list[list]):
         received = comm.alltoall(sends)
         pieces = [p for lst in received for _, p in sorted(lst, key=lambda x: x[0])]
         return pd.concat(pieces, ignore_index=True) if pieces else None
-    return got
+    return got if len(got) else None
 
 
 def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:

@@ -1056,11 +1056,12 @@ class GroupBy:
         order, indexed by their row positions."""
         return _apply(self, fn, args, kwargs)
 
-    def transform(self, func, *args, **kwargs) -> Series:
+    def transform(self, func, *args, **kwargs):
         """``func`` (an aggregation name such as ``"mean"``, or a function of a group's
-        Series) on every group of one column, broadcast back to the group's rows: a lazy
-        Series with one value per row in the frame's order, usable in ``frame.assign(...)``
-        as in pandas. Rows are shuffled by the keys (whole groups on one rank)."""
+        Series) on every group, broadcast back to the group's rows, as in pandas: after
+        ``[col]`` a lazy Series with one value per row in the frame's order (usable in
+        ``frame.assign(...)``), else a lazy Frame of the transformed value columns. Rows are
+        shuffled by the keys (whole groups on one rank)."""
         return _transform(self, func, args, kwargs)
 
 
@@ -1095,11 +1096,14 @@ def _group_stage(output: AggOutput, labels, as_index: bool):
         )
     node = output.node
     assert node is not None  # every AggOutput reads a plan chain
-    empty = output.pandas_fn(node.meta)
-    if isinstance(empty, pd.Series):
-        values = [empty]
-    else:  # the value columns are the last ones (as_index=False puts the keys in front)
-        values = [empty.iloc[:, j - len(labels)] for j in range(len(labels))]
+    try:  # pandas tells the result dtypes (of the builtin aggregations)
+        empty = output.pandas_fn(node.meta)
+        if isinstance(empty, pd.Series):
+            values = [empty]
+        else:  # the value columns are the last ones (as_index=False puts the keys in front)
+            values = [empty.iloc[:, j - len(labels)] for j in range(len(labels))]
+    except Exception:  # a registered aggregation pandas does not know: types known once run
+        values = [pd.Series([], dtype=object) for _ in labels]
     meta = node.meta[output.keys].iloc[:0].reset_index(drop=True)
     if not output.sort:
         meta[FIRST_POS] = pd.Series([], dtype="int64")
@@ -1207,8 +1211,13 @@ def _apply(self: GroupBy, fn, args, kwargs) -> Result:
     def guarded(group, *a, **kw):
         try:
             return fn(group, *a, **kw)
-        except Exception as exc:
-            raise type(exc)(f"{name} failed on the group {group.name!r}: {exc}") from exc
+        except Exception as exc:  # same type if it takes a message, so callers can catch it
+            message = f"{name} failed on the group {group.name!r}: {exc}"
+            try:
+                named = type(exc)(message)
+            except Exception:
+                named = RuntimeError(f"{type(exc).__name__}: {message}")
+            raise named from exc
 
     def grouped(df):
         g = df.groupby(by, dropna=dropna, sort=sort, observed=True)
@@ -1251,40 +1260,66 @@ def _apply(self: GroupBy, fn, args, kwargs) -> Result:
 
 
 def _transform(self: GroupBy, func, args, kwargs):
-    """``groupby(keys)[col].transform(func)`` as a lazy Series aligned with the frame."""
+    """``groupby(keys)[col].transform(func)`` as a lazy Series aligned with the frame, or
+    ``groupby(keys).transform(func)`` as a lazy Frame of the transformed value columns."""
     from .stages import POSITION, ShuffleStage
 
-    if not self._series:
-        raise NotImplementedError(
-            "transform() of several columns is not supported yet: transform one column, "
-            "e.g. df.groupby(k).x.transform('mean')"
-        )
     keys, by = self._keys, (self._keys if self._by_list else self._keys[0])
-    col = self._selection[0]
+    cols = self._value_columns()
     dropna = self._dropna
     fname = func if isinstance(func, str) else getattr(func, "__name__", "fn")
+    single = self._series
 
-    def build(node):
-        hidden = [POSITION]
+    def transformed(df):
+        """The transformed value columns of one partition (whole groups), aligned with it.
+        With ``dropna``, rows with a missing key get NaN, as pandas gives them (computed on
+        the other rows: pandas fails on a frame whose every key is missing)."""
+        data = df.drop(columns=[POSITION])
+        pick = cols[0] if single else cols
+        if dropna:
+            valid = data[keys].notna().all(axis=1).to_numpy()
+            if not valid.all():
+                rest = data[valid]
+                if not len(rest):  # missing values of each column's own kind (NaN, NaT)
+                    nothing = data[pick]
+                    return nothing.where(np.zeros(nothing.shape, dtype=bool))
+                out = rest.groupby(by, sort=False, observed=True)[pick].transform(func, *args, **kwargs)
+                return out.reindex(data.index)
+        g = data.groupby(by, dropna=dropna, sort=False, observed=True)
+        return g[pick].transform(func, *args, **kwargs)
 
-        def per_partition(df):
-            data = df.drop(columns=[c for c in hidden if c in df.columns])
-            values = data.groupby(by, dropna=dropna, sort=False, observed=True)[col].transform(
-                func, *args, **kwargs
-            )
-            return df.assign(**{_TRANSFORMED: values.to_numpy()})
-
-        probe = node.meta.groupby(by, dropna=dropna, observed=True)[col]
-        dtype = node.meta[col].dtype
-        if isinstance(func, str):  # pandas tells the dtype of a named transform
+    def dtypes_of(node) -> dict:
+        probe = node.meta.groupby(by, dropna=dropna, observed=True)
+        out = {c: node.meta[c].dtype for c in cols}
+        if isinstance(func, str):  # pandas tells the dtypes of a named transform
             try:
-                dtype = probe.transform(func, *args, **kwargs).dtype
+                empty = probe[cols].transform(func, *args, **kwargs)
+                out.update({c: empty[c].dtype for c in cols})
             except Exception:
                 pass
-        meta = node.meta.assign(**{_TRANSFORMED: pd.Series([], dtype=dtype)})
-        stage = ShuffleStage(
-            node, keys, f"groupby({keys}).{col}.transform({fname})", per_partition=per_partition, meta=meta
-        )
-        return P.Scan(stage, stage.meta)
+        return out
 
-    return _TransformSeries(self._node, build, col)
+    label = f"groupby({keys}){'.' + cols[0] if single else ''}.transform({fname})"
+
+    if single:
+
+        def build(node):
+            def per_partition(df):
+                return df.assign(**{_TRANSFORMED: transformed(df)})
+
+            meta = node.meta.assign(**{_TRANSFORMED: pd.Series([], dtype=dtypes_of(node)[cols[0]])})
+            stage = ShuffleStage(node, keys, label, per_partition=per_partition, meta=meta)
+            return P.Scan(stage, stage.meta)
+
+        return _TransformSeries(self._node, build, cols[0])
+
+    node = self._node
+
+    def per_partition(df):
+        values = transformed(df)
+        return df.assign(**{c: values[c] for c in cols})
+
+    types = dtypes_of(node)
+    meta = node.meta.assign(**{c: pd.Series([], dtype=types[c]) for c in cols})
+    stage = ShuffleStage(node, keys, label, per_partition=per_partition, meta=meta)
+    return Frame(P.Project(P.Scan(stage, stage.meta), cols))

@@ -107,6 +107,8 @@ class Partition:
 
     def describe(self) -> str:
         """A short human label, used in error messages and explain()."""
+        if self.path.startswith("<") and isinstance(self.piece, int):  # held by the ranks
+            return f"{self.path} [rows {self.start}:{self.stop}]"
         where = f"row group {self.piece}" if isinstance(self.piece, int) else str(self.piece)
         return f"{self.path} [{where}, rows {self.start}:{self.stop}]"
 

@@ -70,10 +70,8 @@ class RankedData:
         rank has a row. Every rank must call it (the schema and the sizes are exchanged)."""
         me = comm.rank
         mine = [i for i, o in enumerate(owners) if o == me]
-        sample = next((df for i, df in sorted(frames.items()) if df is not None and len(df)), None)
-        if sample is None:
-            sample = next((df for df in frames.values() if df is not None), empty)
-        schema, errors = agree_schema(comm, sample)
+        local_frames = [df for _, df in sorted(frames.items()) if df is not None and len(df)]
+        schema, errors = agree_schema(comm, local_frames or ([empty] if empty is not None else []))
         _raise_any(label, errors)
         if schema is None:
             raise DatasetError(f"{label}: no rank produced a table to learn the columns from")
@@ -179,21 +177,24 @@ class RankedData:
             )
 
 
-def agree_schema(comm, sample) -> tuple[pa.Schema | None, list[str]]:
+def agree_schema(comm, frames) -> tuple[pa.Schema | None, list[str]]:
     """Collective: one Arrow schema (with pandas dtype flags, see :mod:`hpcframe.io.types`)
-    for pandas frames like ``sample`` on every rank (``None`` on a rank without data), and
-    the ranks' errors (a column Arrow cannot hold). Each column's type is the first rank's
-    that is not null."""
+    for the pandas ``frames`` of every rank (a DataFrame, a list of them, or ``None``), and
+    the ranks' errors (a column Arrow cannot hold). See :func:`merge_schemas`."""
     from .memory import _frame_schema
 
+    if frames is None:
+        frames = []
+    elif not isinstance(frames, list):
+        frames = [frames]
     error, local = None, None
     try:
-        local = _frame_schema(sample) if sample is not None else None
+        local = merge_schemas([_frame_schema(df) for df in frames if df is not None])
     except Exception as exc:  # every rank must reach the allgather
         error = f"rank {comm.rank}: {exc}"
     gathered = comm.allgather((local, error))
     errors = [e for _, e in gathered if e]
-    return (None if errors else _agree_schema([s for s, _ in gathered])), errors
+    return (None if errors else merge_schemas([s for s, _ in gathered])), errors
 
 
 def _raise_any(label, errors) -> None:
@@ -202,20 +203,29 @@ def _raise_any(label, errors) -> None:
         raise DatasetError(f"{label}: cannot keep the data as Arrow tables: {'; '.join(errors)}")
 
 
-def _agree_schema(schemas) -> pa.Schema | None:
-    """One schema from the ranks' (``None`` for ranks without data): the first rank's, with
-    each column's type taken from the first rank where it is not null."""
+def merge_schemas(schemas) -> pa.Schema | None:
+    """One schema for data described by ``schemas`` (``None`` entries: no data), in the
+    first one's column order. Per column: the first type that is not null; integers and
+    floats together are float64 (as pandas makes a column with NaN somewhere); a dtype flag
+    of any of them is kept."""
     present = [s for s in schemas if s is not None]
     if not present:
         return None
     base = present[0]
     fields = []
-    for j, f in enumerate(base):
-        if pa.types.is_null(f.type):
-            for s in present[1:]:
-                if j < len(s) and s.field(j).name == f.name and not pa.types.is_null(s.field(j).type):
-                    f = s.field(j)
-                    break
+    for f in base:
+        others = [s.field(f.name) for s in present if f.name in s.names]
+        types = [g.type for g in others if not pa.types.is_null(g.type)]
+        if types:
+            chosen = types[0]
+            if any(t != chosen for t in types):
+                numeric = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types)
+                if numeric and any(pa.types.is_floating(t) for t in types):
+                    chosen = pa.float64()
+            f = f.with_type(chosen)
+        flagged = next((g for g in others if g.metadata), None)
+        if flagged is not None and not f.metadata:
+            f = f.with_metadata(flagged.metadata)
         fields.append(f)
     return pa.schema(fields, metadata=base.metadata)
 

@@ -1,0 +1,712 @@
+#!/usr/bin/env python
+"""db-benchmark group-by (G1 layout) with hpcframe on 1 and 2 MPI ranks, Polars, DuckDB, pandas
+and Dask, in one run.
+
+Usage (run it with the Python that has polars, duckdb, dask, psutil; hpcframe runs from its own
+venv through ``mpiexec``)::
+
+    /work/bench-venv/bin/python benchmarks/groupby_dbbench.py [RESULTS.json] --rows 1e7 --reps 3 \
+        [--engines hpcframe-1,hpcframe-2,polars,duckdb,pandas,dask] [--queries q1,q2,q3,q4,q5,q7,q10] \
+        [--timeout 600] [--hf-python /work/main/.venv/bin/python] [--mpiexec /work/main/.venv/bin/mpiexec] \
+        [--hf-path REPO]
+
+The data (``benchmarks/dbbench_datagen.py``: N rows, K groups, no NAs, 8 Parquet files) is made
+under ``--data-root`` unless it is there. The questions, as db-benchmark defines them:
+
+====  ===============================================
+q1    sum v1 by id1
+q2    sum v1 by id1, id2
+q3    sum v1, mean v3 by id3
+q4    mean v1, v2, v3 by id4
+q5    sum v1, v2, v3 by id6
+q7    max(v1) - min(v2) by id3
+q10   sum v3, count by id1..id6 (about N groups): every engine *writes Parquet* to a temp folder
+====  ===============================================
+
+Each (engine, question, repetition) runs in a fresh process tree; a round of repetitions runs
+every question on every engine in turn (engines alternate, so a change of load hits all of them).
+The worker measures the *query seconds* in process: from before opening the dataset to the
+result in memory (q1–q7) or written (q10) — reading the Parquet files is included; imports,
+the DuckDB connection and the Dask cluster start are not. hpcframe's time is rank 0's, between
+barriers. The parent measures the *process seconds* (the whole ``mpiexec``/``python`` process,
+start to exit), polls the process tree with psutil every 20 ms for the peak RSS of every process
+(hpcframe: per rank, plus each rank's own ``ru_maxrss``; Dask: scheduler process and each worker)
+and of the tree's sum, and records the load average before each run. A run longer than
+``--timeout`` seconds is killed and recorded as ``timeout`` (that engine's question is not
+repeated).
+
+Engine settings: Polars ``POLARS_MAX_THREADS=2``, lazy ``scan_parquet``; DuckDB ``SET threads=2``
+on a view over ``read_parquet``; pandas one process, ``read_parquet`` of the needed columns;
+Dask ``LocalCluster(n_workers=2, threads_per_worker=1)``, ``read_parquet`` of the needed columns
+(q10 with ``split_out`` = number of partitions); hpcframe ``hf.read_parquet`` under ``mpiexec -n
+1`` and ``-n 2``, results gathered on rank 0 (``compute(root=0)``), q10 written with
+``to_parquet`` when a group-by result has it (else ``compute(root=0)``, marked in the output).
+
+Writes RESULTS.json (every run) and RESULTS.md (the tables of medians) and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+ENGINES = ("hpcframe-1", "hpcframe-2", "polars", "duckdb", "pandas", "dask")
+QUERIES = ("q1", "q2", "q3", "q4", "q5", "q7", "q10")
+KEYS6 = ["id1", "id2", "id3", "id4", "id5", "id6"]
+DEFAULT_DATA_ROOT = "/work/bench-data/dbbench"
+DEFAULT_HF_PYTHON = "/work/main/.venv/bin/python"
+DEFAULT_MPIEXEC = "/work/main/.venv/bin/mpiexec"
+
+
+# --------------------------------------------------------------------------
+# the questions, per engine
+# --------------------------------------------------------------------------
+def q_hpcframe(q, hf, path):
+    """The lazy hpcframe result of question ``q`` (q7: the max/min per group; the difference
+    is taken on the gathered result)."""
+    x = hf.read_parquet(path)
+    if q == "q1":
+        return x.groupby("id1").agg(v1=("v1", "sum"))
+    if q == "q2":
+        return x.groupby(["id1", "id2"]).agg(v1=("v1", "sum"))
+    if q == "q3":
+        return x.groupby("id3").agg(v1=("v1", "sum"), v3=("v3", "mean"))
+    if q == "q4":
+        return x.groupby("id4").agg(v1=("v1", "mean"), v2=("v2", "mean"), v3=("v3", "mean"))
+    if q == "q5":
+        return x.groupby("id6").agg(v1=("v1", "sum"), v2=("v2", "sum"), v3=("v3", "sum"))
+    if q == "q7":
+        return x.groupby("id3").agg(v1=("v1", "max"), v2=("v2", "min"))
+    if q == "q10":
+        return x.groupby(KEYS6).agg(v3=("v3", "sum"), count=("v1", "size"))
+    raise SystemExit(f"unknown question {q}")
+
+
+def q_polars(q, pl, path):
+    x = pl.scan_parquet(os.path.join(path, "*.parquet"))
+    if q == "q1":
+        return x.group_by("id1").agg(pl.col("v1").sum())
+    if q == "q2":
+        return x.group_by(["id1", "id2"]).agg(pl.col("v1").sum())
+    if q == "q3":
+        return x.group_by("id3").agg(pl.col("v1").sum(), pl.col("v3").mean())
+    if q == "q4":
+        return x.group_by("id4").agg(pl.col("v1", "v2", "v3").mean())
+    if q == "q5":
+        return x.group_by("id6").agg(pl.col("v1", "v2", "v3").sum())
+    if q == "q7":
+        return x.group_by("id3").agg((pl.col("v1").max() - pl.col("v2").min()).alias("range_v1_v2"))
+    if q == "q10":
+        return x.group_by(KEYS6).agg(pl.col("v3").sum(), pl.len().alias("count"))
+    raise SystemExit(f"unknown question {q}")
+
+
+DUCKDB_SQL = {
+    "q1": "SELECT id1, sum(v1) AS v1 FROM x GROUP BY id1",
+    "q2": "SELECT id1, id2, sum(v1) AS v1 FROM x GROUP BY id1, id2",
+    "q3": "SELECT id3, sum(v1) AS v1, avg(v3) AS v3 FROM x GROUP BY id3",
+    "q4": "SELECT id4, avg(v1) AS v1, avg(v2) AS v2, avg(v3) AS v3 FROM x GROUP BY id4",
+    "q5": "SELECT id6, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3 FROM x GROUP BY id6",
+    "q7": "SELECT id3, max(v1) - min(v2) AS range_v1_v2 FROM x GROUP BY id3",
+    "q10": "SELECT id1, id2, id3, id4, id5, id6, sum(v3) AS v3, count(*) AS count FROM x "
+    "GROUP BY id1, id2, id3, id4, id5, id6",
+}
+
+COLUMNS = {
+    "q1": ["id1", "v1"],
+    "q2": ["id1", "id2", "v1"],
+    "q3": ["id3", "v1", "v3"],
+    "q4": ["id4", "v1", "v2", "v3"],
+    "q5": ["id6", "v1", "v2", "v3"],
+    "q7": ["id3", "v1", "v2"],
+    "q10": KEYS6 + ["v1", "v3"],
+}
+
+
+def q_pandas(q, pd, x):
+    """db-benchmark's pandas solution (``sort=False, observed=True, dropna=False``)."""
+    kw = dict(sort=False, observed=True, dropna=False)
+    if q == "q1":
+        return x.groupby("id1", **kw).agg({"v1": "sum"})
+    if q == "q2":
+        return x.groupby(["id1", "id2"], **kw).agg({"v1": "sum"})
+    if q == "q3":
+        return x.groupby("id3", **kw).agg({"v1": "sum", "v3": "mean"})
+    if q == "q4":
+        return x.groupby("id4", **kw).agg({"v1": "mean", "v2": "mean", "v3": "mean"})
+    if q == "q5":
+        return x.groupby("id6", **kw).agg({"v1": "sum", "v2": "sum", "v3": "sum"})
+    if q == "q7":
+        r = x.groupby("id3", **kw).agg({"v1": "max", "v2": "min"})
+        return (r["v1"] - r["v2"]).rename("range_v1_v2").to_frame()
+    if q == "q10":
+        return x.groupby(KEYS6, **kw).agg(v3=("v3", "sum"), count=("v1", "size"))
+    raise SystemExit(f"unknown question {q}")
+
+
+def q_dask(q, x):
+    """db-benchmark's dask solution (``dropna=False, observed=True``); q10 ``split_out``."""
+    kw = dict(dropna=False, observed=True)
+    if q == "q1":
+        return x.groupby("id1", **kw).agg({"v1": "sum"})
+    if q == "q2":
+        return x.groupby(["id1", "id2"], **kw).agg({"v1": "sum"})
+    if q == "q3":
+        return x.groupby("id3", **kw).agg({"v1": "sum", "v3": "mean"})
+    if q == "q4":
+        return x.groupby("id4", **kw).agg({"v1": "mean", "v2": "mean", "v3": "mean"})
+    if q == "q5":
+        return x.groupby("id6", **kw).agg({"v1": "sum", "v2": "sum", "v3": "sum"})
+    if q == "q7":
+        r = x.groupby("id3", **kw).agg({"v1": "max", "v2": "min"})
+        return r.assign(range_v1_v2=r["v1"] - r["v2"])[["range_v1_v2"]]
+    if q == "q10":
+        r = x.groupby(KEYS6, **kw).agg({"v3": "sum", "v1": "size"}, split_out=x.npartitions)
+        return r.rename(columns={"v1": "count"})
+    raise SystemExit(f"unknown question {q}")
+
+
+# --------------------------------------------------------------------------
+# worker side (one process per run; hpcframe: every rank)
+# --------------------------------------------------------------------------
+def fingerprint(df) -> dict:
+    """Rows and the sum of every value column of a pandas result (keys excluded), sorted, to
+    compare engines."""
+    import pandas as pd
+
+    if isinstance(df, pd.Series):
+        df = df.to_frame()
+    df = df.reset_index(drop=False)
+    sums = []
+    for c in df.columns:
+        name = c if isinstance(c, str) else str(c)
+        if name.startswith("id") or name == "index":
+            continue
+        try:  # DuckDB's sum of integers is a HUGEINT: decimal objects in pandas
+            col = df[c].astype("float64")
+        except (TypeError, ValueError):
+            continue
+        sums.append(float(col.sum()))
+    return {"rows": int(len(df)), "sums": sorted(sums)}
+
+
+def parquet_fingerprint(path) -> dict:
+    """Rows and the sums of ``v3`` and ``count`` of a written q10 result (after the timing)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = []
+    for root, _dirs, names in os.walk(path):
+        files += [os.path.join(root, n) for n in names if n.endswith(".parquet")]
+    t = ds.dataset(sorted(files), format="parquet").to_table(columns=["v3", "count"])
+    sums = [float(pc.sum(t["v3"]).as_py() or 0), float(pc.sum(t["count"]).as_py() or 0)]
+    return {"rows": int(t.num_rows), "sums": sorted(sums), "files": len(files)}
+
+
+def worker(engine: str, q: str, data: str, out_json: str, tmp: str) -> None:
+    t_proc = time.perf_counter()
+    info: dict = {"engine": engine, "query": q}
+    client = cluster = None
+    if engine == "polars":
+        import polars as pl
+
+        info["version"] = pl.__version__
+        info["threads"] = pl.thread_pool_size()
+
+        def run():
+            lf = q_polars(q, pl, data)
+            if q == "q10":
+                target = os.path.join(tmp, "q10.parquet")
+                try:
+                    lf.sink_parquet(target)
+                    info["q10_write"] = "LazyFrame.sink_parquet"
+                except Exception as exc:  # an engine that cannot stream this plan
+                    lf.collect().write_parquet(target)
+                    info["q10_write"] = f"collect().write_parquet (sink_parquet failed: {exc!r:.200})"
+                return None
+            return lf.collect().to_pandas()
+
+    elif engine == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET threads=2")
+        info["version"] = duckdb.__version__
+        info["threads"] = con.execute("SELECT current_setting('threads')").fetchone()[0]
+
+        def run():
+            glob = os.path.join(data, "*.parquet").replace("'", "''")
+            con.execute(f"CREATE OR REPLACE VIEW x AS SELECT * FROM read_parquet('{glob}')")
+            if q == "q10":
+                target = os.path.join(tmp, "q10.parquet").replace("'", "''")
+                con.execute(f"COPY ({DUCKDB_SQL[q]}) TO '{target}' (FORMAT parquet)")
+                info["q10_write"] = "COPY (query) TO file (FORMAT parquet)"
+                return None
+            return con.execute(DUCKDB_SQL[q]).to_arrow_table().to_pandas()
+
+    elif engine == "pandas":
+        import pandas as pd
+
+        info["version"] = pd.__version__
+
+        def run():
+            x = pd.read_parquet(data, columns=COLUMNS[q])
+            r = q_pandas(q, pd, x)
+            if q == "q10":
+                r.reset_index().to_parquet(os.path.join(tmp, "q10.parquet"), index=False)
+                info["q10_write"] = "reset_index().to_parquet(file)"
+                return None
+            return r
+
+    elif engine == "dask":
+        import dask
+        import dask.dataframe as dd
+
+        info["version"] = dask.__version__
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)  # the default scheduler from now on
+        info["dask_scheduler"] = "distributed.LocalCluster(n_workers=2, threads_per_worker=1)"
+
+        def run():
+            x = dd.read_parquet(data, columns=COLUMNS[q])
+            r = q_dask(q, x)
+            if q == "q10":
+                r.to_parquet(os.path.join(tmp, "q10"))
+                info["q10_write"] = f"to_parquet(dir) with split_out={x.npartitions}"
+                return None
+            return r.compute()
+
+    else:
+        raise SystemExit(f"unknown engine {engine}")
+
+    t0 = time.perf_counter()
+    result = run()
+    info["seconds"] = time.perf_counter() - t0
+    info["process_seconds_in_worker"] = time.perf_counter() - t_proc
+    info["check"] = parquet_fingerprint(tmp) if q == "q10" else fingerprint(result)
+    with open(out_json, "w") as fh:
+        json.dump(info, fh)
+    if client is not None:
+        client.close()
+        cluster.close()
+
+
+def hf_worker(q: str, data: str, out_json: str, tmp: str) -> None:
+    """Run question ``q`` with hpcframe on every rank of ``COMM_WORLD``; rank 0 writes the JSON."""
+    import resource
+
+    t_proc = time.perf_counter()
+    import hpcframe as hf
+    from hpcframe.comm import get_comm
+
+    comm = get_comm()
+    info: dict = {"engine": f"hpcframe-{comm.size}", "query": q, "ranks": comm.size}
+    info["version"] = getattr(hf, "__version__", "?")
+    comm.barrier()
+    t0 = time.perf_counter()
+    res = q_hpcframe(q, hf, data)
+    result = None
+    if q == "q10" and hasattr(res, "to_parquet"):
+        res.to_parquet(os.path.join(tmp, "q10"))
+        info["q10_write"] = "GroupBy result .to_parquet(dir): every rank writes its groups"
+    else:
+        result = res.compute(comm=comm, root=0)
+        if q == "q10":
+            info["q10_write"] = (
+                "FALLBACK compute(root=0): this hpcframe has no to_parquet on a group-by result "
+                "(the result is gathered on rank 0, nothing is written)"
+            )
+        if q == "q7" and result is not None:
+            result = (result["v1"] - result["v2"]).rename("range_v1_v2").to_frame()
+    comm.barrier()
+    info["seconds"] = time.perf_counter() - t0
+    info["process_seconds_in_worker"] = time.perf_counter() - t_proc
+    rss = comm.allgather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if comm.rank == 0:
+        info["ru_maxrss_mb_per_rank"] = [round(r, 1) for r in rss]
+        if q == "q10" and result is None:
+            info["check"] = parquet_fingerprint(os.path.join(tmp, "q10"))
+        else:
+            info["check"] = fingerprint(result)
+        with open(out_json, "w") as fh:
+            json.dump(info, fh)
+
+
+# --------------------------------------------------------------------------
+# parent side
+# --------------------------------------------------------------------------
+def _uptime() -> tuple[str, list[float]]:
+    try:
+        text = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        text = ""
+    return text, [round(x, 2) for x in os.getloadavg()]
+
+
+def _kill_tree(proc, ps, seen) -> None:
+    """Kill the run's process group and every process of its tree seen while polling."""
+    import psutil
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    left = []
+    for pid in seen:
+        try:
+            p = psutil.Process(pid)
+            p.kill()
+            left.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    proc.wait()
+    psutil.wait_procs(left, timeout=10)
+
+
+def measure(engine: str, q: str, args, tmp_json: str) -> dict:
+    import psutil
+
+    env = dict(os.environ)
+    env["POLARS_MAX_THREADS"] = "2"
+    tmp = tempfile.mkdtemp(prefix=f"{engine}-{q}-", dir=args.scratch)
+    script = os.path.abspath(__file__)
+    if engine.startswith("hpcframe-"):
+        ranks = int(engine.split("-")[1])
+        env["PYTHONPATH"] = args.hf_path + os.pathsep + env.get("PYTHONPATH", "")
+        cmd = [
+            args.mpiexec,
+            "-n",
+            str(ranks),
+            args.hf_python,
+            script,
+            "--hf-worker",
+            q,
+            args.data,
+            tmp_json,
+            tmp,
+        ]
+    else:
+        cmd = [sys.executable, script, "--worker", engine, q, args.data, tmp_json, tmp]
+    uptime_text, load = _uptime()
+    print(f"  [{engine} {q}] {uptime_text}", flush=True)
+    if os.path.exists(tmp_json):
+        os.remove(tmp_json)
+    t0 = time.perf_counter()
+    err_path = os.path.join(tmp, "stderr.txt")
+    err = open(err_path, "w")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=err)
+    ps = psutil.Process(proc.pid)
+    peak_tree = 0
+    peaks: dict[int, dict] = {}  # pid -> {"name", "rank", "peak"}
+    status = None
+    while proc.poll() is None:
+        if time.perf_counter() - t0 > args.timeout:
+            _kill_tree(proc, ps, list(peaks))
+            status = "timeout"
+            break
+        try:
+            procs = [ps] + ps.children(recursive=True)
+        except psutil.NoSuchProcess:
+            procs = []
+        total = 0
+        for p in procs:
+            try:
+                rss = p.memory_info().rss
+                if p.pid not in peaks:
+                    cmdline = p.cmdline()
+                    rank = None
+                    if "--hf-worker" in cmdline and "PMI_RANK" in (environ := p.environ()):
+                        rank = int(environ["PMI_RANK"])
+                    peaks[p.pid] = {
+                        "name": os.path.basename(cmdline[0]) if cmdline else p.name(),
+                        "rank": rank,
+                    }
+                    peaks[p.pid]["peak"] = 0
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, IndexError):
+                continue
+            total += rss
+            peaks[p.pid]["peak"] = max(peaks[p.pid]["peak"], rss)
+        peak_tree = max(peak_tree, total)
+        time.sleep(0.02)
+    wall = time.perf_counter() - t0
+    if status is None:
+        # the worker writes its JSON once measured; an error while shutting down (a Dask
+        # cluster, MPI) after that is kept in "returncode" but does not void the run
+        status = "ok" if os.path.exists(tmp_json) else "failed"
+    rank_peaks = sorted((v["rank"], v["peak"]) for v in peaks.values() if v["rank"] is not None)
+    rec = {
+        "engine": engine,
+        "query": q,
+        "status": status,
+        "returncode": proc.returncode,
+        "process_seconds": wall,
+        "peak_rss_tree_mb": round(peak_tree / 2**20, 1),
+        "peak_rss_largest_process_mb": round(max((v["peak"] for v in peaks.values()), default=0) / 2**20, 1),
+        "peak_rss_per_process_mb": {
+            f"{v['name']}[{pid}]" + (f" rank {v['rank']}" if v["rank"] is not None else ""): round(
+                v["peak"] / 2**20, 1
+            )
+            for pid, v in peaks.items()
+        },
+        "peak_rss_per_rank_mb": [round(p / 2**20, 1) for _r, p in rank_peaks],
+        "uptime": uptime_text,
+        "loadavg_before": load,
+        "command": cmd,
+    }
+    err.close()
+    if status == "ok":
+        with open(tmp_json) as fh:
+            rec.update(json.load(fh))
+    if status != "ok" or proc.returncode != 0:
+        with open(err_path, errors="replace") as fh:
+            rec["stderr_tail"] = fh.read()[-3000:]
+        print(rec["stderr_tail"], file=sys.stderr, flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return rec
+
+
+def _median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def summarize(results, engines, queries) -> tuple[list[dict], str]:
+    """Medians per (engine, question) and the markdown tables."""
+    summary = []
+    for e in engines:
+        for q in queries:
+            runs = [r for r in results if r["engine"] == e and r["query"] == q]
+            if not runs:
+                continue
+            ok = [r for r in runs if r["status"] == "ok"]
+            bad = [r["status"] for r in runs if r["status"] != "ok"]
+            row = {
+                "engine": e,
+                "query": q,
+                "n_ok": len(ok),
+                "n_runs": len(runs),
+                "status": "ok" if ok else bad[0],
+                "median_seconds": _median([r["seconds"] for r in ok]),
+                "all_seconds": [round(r["seconds"], 3) for r in ok],
+                "median_process_seconds": _median([r["process_seconds"] for r in ok]),
+                "peak_rss_tree_mb": max(r["peak_rss_tree_mb"] for r in runs),
+                "peak_rss_largest_process_mb": max(r["peak_rss_largest_process_mb"] for r in runs),
+                "loadavg_1m_before": [r["loadavg_before"][0] for r in runs],
+                "q10_write": next((r["q10_write"] for r in ok if "q10_write" in r), None),
+                "check": ok[0].get("check") if ok else None,
+            }
+            if e.startswith("hpcframe-") and ok:
+                per_rank = [r.get("ru_maxrss_mb_per_rank") or r["peak_rss_per_rank_mb"] for r in ok]
+                row["peak_rss_per_rank_mb"] = [max(v) for v in zip(*per_rank)]
+            summary.append(row)
+    return summary, tables(summary, engines, queries)
+
+
+def _cell(row, key, fmt="{:.2f}"):
+    if row is None:
+        return "–"
+    if row["status"] != "ok":
+        return row["status"]
+    v = row[key]
+    return fmt.format(v) if v is not None else "–"
+
+
+def tables(summary, engines, queries) -> str:
+    get = {(r["engine"], r["query"]): r for r in summary}
+    head = "| engine | " + " | ".join(queries) + " |\n|---|" + "---|" * len(queries) + "\n"
+    out = ["Median query seconds (reading the Parquet files included):\n", head]
+    for e in engines:
+        out.append(
+            f"| {e} | " + " | ".join(_cell(get.get((e, q)), "median_seconds") for q in queries) + " |\n"
+        )
+    for e in ("hpcframe-1", "hpcframe-2"):
+        if e not in engines or "polars" not in engines:
+            continue
+        cells = []
+        for q in queries:
+            a, b = get.get((e, q)), get.get(("polars", q))
+            ok = a and b and a["status"] == b["status"] == "ok" and b["median_seconds"]
+            cells.append(f"{a['median_seconds'] / b['median_seconds']:.2f}" if ok else "–")
+        out.append(f"| {e} / Polars | " + " | ".join(cells) + " |\n")
+    out += ["\nMedian whole-process seconds (start to exit, imports and cluster start included):\n", head]
+    for e in engines:
+        out.append(
+            f"| {e} | "
+            + " | ".join(_cell(get.get((e, q)), "median_process_seconds") for q in queries)
+            + " |\n"
+        )
+    out += [
+        "\nPeak RSS MB (max over runs): hpcframe per rank (rank 0 + rank 1, `ru_maxrss`); "
+        "others the largest process, and for Dask also the sum over all its processes:\n",
+        head,
+    ]
+    for e in engines:
+        cells = []
+        for q in queries:
+            r = get.get((e, q))
+            if r is None:
+                cells.append("–")
+            elif e.startswith("hpcframe-") and r.get("peak_rss_per_rank_mb"):
+                cells.append(" + ".join(f"{v:.0f}" for v in r["peak_rss_per_rank_mb"]))
+            elif e == "dask":
+                cells.append(f"{r['peak_rss_largest_process_mb']:.0f} (Σ {r['peak_rss_tree_mb']:.0f})")
+            else:
+                cells.append(f"{r['peak_rss_largest_process_mb']:.0f}")
+        out.append(f"| {e} | " + " | ".join(cells) + " |\n")
+    loads = [x for r in summary for x in r["loadavg_1m_before"]]
+    if loads:
+        out.append(f"\nLoad average (1 min) before the runs: {min(loads):.2f}–{max(loads):.2f}.\n")
+    # consistency of the answers
+    notes = []
+    for q in queries:
+        checks = [(r["engine"], r["check"]) for r in summary if r["query"] == q and r.get("check")]
+        if not checks:
+            continue
+        ref_e, ref = checks[0]
+        for e, c in checks[1:]:
+            same = c["rows"] == ref["rows"] and len(c["sums"]) == len(ref["sums"])
+            same = same and all(abs(a - b) <= 1e-6 * max(1.0, abs(b)) for a, b in zip(c["sums"], ref["sums"]))
+            if not same:
+                notes.append(f"{q}: {e} {c} differs from {ref_e} {ref}")
+    if any(r.get("check") for r in summary):
+        out.append(
+            "\nAnswers: " + ("rows and column sums agree across engines.\n" if not notes else "MISMATCH\n")
+        )
+    out += [f"- {n}\n" for n in notes]
+    q10 = [(r["engine"], r["q10_write"]) for r in summary if r["query"] == "q10" and r.get("q10_write")]
+    if q10:
+        out.append("\nq10 output per engine:\n")
+        out += [f"- {e}: {w}\n" for e, w in q10]
+    return "".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out_json", nargs="?", help="default benchmarks/results-dbbench-<N>-<date>.json")
+    ap.add_argument("--rows", default="1e7", help="N (accepts 1e7)")
+    ap.add_argument("--k", default="100", help="K (accepts 1e2)")
+    ap.add_argument("--files", type=int, default=8, help="Parquet files of a new dataset")
+    ap.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
+    ap.add_argument("--scratch", default=None, help="temp folders for q10's output (default DATA_ROOT/tmp)")
+    ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--queries", default=",".join(QUERIES))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per run before it is killed")
+    ap.add_argument(
+        "--single-run-above", type=float, default=120.0, help="do not repeat a run whose query took longer"
+    )
+    ap.add_argument("--hf-python", default=DEFAULT_HF_PYTHON, help="the Python with hpcframe's dependencies")
+    ap.add_argument("--mpiexec", default=DEFAULT_MPIEXEC)
+    ap.add_argument("--hf-path", default=REPO, help="put on PYTHONPATH for hpcframe (default: this repo)")
+    ap.add_argument("--worker", nargs=5, metavar=("ENGINE", "QUERY", "DATA", "OUT", "TMP"))
+    ap.add_argument("--hf-worker", nargs=4, metavar=("QUERY", "DATA", "OUT", "TMP"))
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        worker(*args.worker)
+        return 0
+    if args.hf_worker:
+        hf_worker(*args.hf_worker)
+        return 0
+
+    sys.path.insert(0, HERE)
+    from dbbench_datagen import generate, pretty_sci
+
+    rows, k = int(float(args.rows)), int(float(args.k))
+    engines = [e for e in args.engines.split(",") if e]
+    queries = [q for q in args.queries.split(",") if q]
+    for e in engines:
+        if e not in ENGINES and not e.startswith("hpcframe-"):
+            ap.error(f"unknown engine {e!r}; known: {', '.join(ENGINES)} (hpcframe-N for N ranks)")
+    for q in queries:
+        if q not in QUERIES:
+            ap.error(f"unknown question {q!r}; known: {', '.join(QUERIES)}")
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    out_json = args.out_json or os.path.join(
+        HERE, f"results-dbbench-{pretty_sci(rows)}-{stamp:%Y-%m-%d}.json"
+    )
+    out_md = os.path.splitext(out_json)[0] + ".md"
+    args.data = generate(rows, k, args.data_root, args.files)
+    args.scratch = args.scratch or os.path.join(args.data_root, "tmp")
+    os.makedirs(args.scratch, exist_ok=True)
+    tmp_json = out_json + ".worker.tmp"
+
+    hf_commit = subprocess.run(
+        ["git", "-C", args.hf_path, "log", "-1", "--format=%h %s", "--", "hpcframe"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", args.hf_path, "status", "--porcelain", "--", "hpcframe"], capture_output=True, text=True
+    ).stdout.strip()
+    if dirty:
+        hf_commit += " (+ uncommitted changes in hpcframe/)"
+    meta = {
+        "data": args.data,
+        "rows": rows,
+        "k": k,
+        "started_utc": stamp.isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "hf_python": args.hf_python,
+        "mpiexec": args.mpiexec,
+        "hf_path": args.hf_path,
+        "hf_commit": hf_commit,
+    }
+    results: list[dict] = []
+    skip: set[tuple[str, str]] = set()
+    for rep in range(args.reps):
+        print(f"round {rep + 1}/{args.reps}", flush=True)
+        for q in queries:
+            for e in engines:
+                if (e, q) in skip:
+                    continue
+                rec = measure(e, q, args, tmp_json)
+                rec["rep"] = rep
+                results.append(rec)
+                secs = rec.get("seconds")
+                query_s = f"{secs:.2f}" if secs is not None else "-"
+                print(
+                    f"  -> {e} {q} rep{rep}: {rec['status']} query={query_s}s "
+                    f"proc={rec['process_seconds']:.2f}s "
+                    f"rss largest={rec['peak_rss_largest_process_mb']:.0f}MB "
+                    f"tree={rec['peak_rss_tree_mb']:.0f}MB"
+                    + (f" ranks={rec.get('ru_maxrss_mb_per_rank')}" if e.startswith("hpcframe-") else ""),
+                    flush=True,
+                )
+                if rec["status"] != "ok" or (secs or 0) > args.single_run_above:
+                    skip.add((e, q))
+                with open(out_json, "w") as fh:
+                    json.dump({"meta": meta, "runs": results}, fh, indent=1)
+    if os.path.exists(tmp_json):
+        os.remove(tmp_json)
+
+    summary, md = summarize(results, engines, queries)
+    meta["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    with open(out_json, "w") as fh:
+        json.dump({"meta": meta, "summary": summary, "runs": results}, fh, indent=1)
+    header = (
+        f"db-benchmark group-by, G1 N={rows:,} K={k}, {args.reps} round(s), "
+        f"{meta['started_utc']} – {meta['finished_utc']}, hpcframe/ last changed in {meta['hf_commit']}\n\n"
+    )
+    with open(out_md, "w") as fh:
+        fh.write(header + md)
+    print()
+    print(header + md)
+    print(f"wrote {out_json} and {out_md}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
