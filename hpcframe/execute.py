@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import aggregations as A
 from . import callbacks
@@ -31,7 +32,7 @@ from .config import config
 from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
-from .io.types import block_to_pandas, normalize_table
+from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
 from .outputs import Composite, Output
 from .physical import Leaf, partition_owners, plan_scan, scans_of
 from .stages import POSITION, AggStage, PersistStage, ShuffleStage, stages_below
@@ -519,6 +520,12 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
                 base = block_to_pandas(t, declared)
             else:  # only rows are counted
                 base = pd.DataFrame(index=pd.RangeIndex(t.num_rows))
+            if mask is not None and len(base):
+                # rows keep their position in the block, as a pandas filter keeps labels (a
+                # shuffle orders rows by it; apply shows it as the index)
+                base.index = pd.Index(
+                    np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
+                )
             df = frames[plan.key] = P.run_pandas(base, plan.steps, plan.after)
             if cache.rows_out is None:
                 cache.rows_out = len(df)
@@ -608,7 +615,33 @@ def materialise(stage, comm) -> None:
         owners = partition_owners(config.partitions, comm.size)
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
-    stage.data = RankedData.build(comm, stage.label, owners, frames, empty=stage.meta.iloc[:0])
+    stage.data = RankedData.build(
+        comm,
+        stage.label,
+        owners,
+        frames,
+        empty=_declared_meta(stage),
+        object_like_empty=not isinstance(stage, AggStage),  # group results: typed by values
+    )
+
+
+def _declared_meta(stage):
+    """The empty frame of a stage that keeps its input's rows, with the dtypes its input
+    datasets have now that they are discovered: an int or bool column with a null in any
+    partition is float64 or object in every one (see hpcframe.io.types), which the schema of
+    the first file cannot tell."""
+    meta = stage.meta.iloc[:0].copy()
+    if isinstance(stage, AggStage):  # group keys are typed by their values, as a pandas index
+        return meta
+    for node in stage.inputs():
+        source = node.scan().source
+        schema = source.schema()
+        flagged = [f.name for f in schema if dtype_flag(f) == NULLS and f.name in meta.columns]
+        if flagged:
+            declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
+            for c in flagged:
+                meta[c] = declared[c]
+    return meta
 
 
 class _Keep(Output):
@@ -711,6 +744,9 @@ class _Spread:
         extra = [c for c in stage.hidden if c in table.columns]
         frame = table[keys + extra + [f"__result{j}" for j in range(len(stage.labels))]]
         frame.columns = keys + extra + list(stage.labels)
+        for label in stage.labels:  # a registered aggregation's floats in an object column
+            if frame[label].dtype == object:
+                frame[label] = frame[label].infer_objects()
         return split_by(frame, _route(frame, keys, self.nparts), np.flatnonzero(owners == rank))
 
 
@@ -779,7 +815,11 @@ def exchange_frames(comm, outgoing: list, tag: str, stacked: bool = False):
     tables, bad = [], False
     try:
         for df in outgoing:
-            table = None if df is None else pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            table = (
+                None
+                if df is None or not len(df)
+                else pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            )
             tables.append(table)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         bad = True

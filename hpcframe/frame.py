@@ -189,6 +189,9 @@ class Frame(Lazy):
     # -- selection -------------------------------------------------------------------------
     def __getitem__(self, key):
         if isinstance(key, Series):
+            if isinstance(key, _TransformSeries) and key._base is self._node:
+                # df[df.x > df.groupby(k).x.transform("mean")]: filter the transform's rows
+                return Frame(P.Project(P.Filter(key._node, key._expr), P.visible_columns(self._node)))
             if key._node.scan() is not self._node.scan():
                 raise ValueError("a boolean mask must come from the same dataset as the frame")
             return Frame(P.Filter(self._node, key._expr))
@@ -507,7 +510,16 @@ class Series(Lazy):
 
     def _bin(self, op, other, reverse=False):
         if isinstance(other, Series) and other._node.scan() is not self._node.scan():
-            raise ValueError("cannot combine columns of different datasets")
+            # a column of a frame and a transform of that frame: computed on the transform's
+            # rows, which carry every column of the frame
+            if isinstance(other, _TransformSeries) and self._node is other._base:
+                return other._lift(self)._bin(op, other, reverse)
+            if isinstance(self, _TransformSeries) and other._node is self._base:
+                return self._bin(op, self._lift(other), reverse)
+            raise ValueError(
+                "cannot combine columns of different datasets (or two transforms: assign "
+                "one of them to the frame first)"
+            )
         if isinstance(other, str) and op in _COMPARISONS:
             other = E.datetime_literal(other, self.dtype)
         o = _expr_of(other)
@@ -1172,16 +1184,25 @@ class GroupSeries(Series):
 
 
 class _TransformSeries(Series):
-    """``g.col.transform(func)``: one value per row of the grouped frame, in its order."""
+    """``g.col.transform(func)``: one value per row of the grouped frame (``base``), in its
+    order, and expressions combining it with that frame's columns. It lives on a shuffle
+    stage of the frame (``build(base)``) whose rows carry every column of the frame."""
 
-    def __init__(self, base, build, name):
-        self._base, self._build, self.name = base, build, name
-        node = build(base)
-        super().__init__(node, E.Col(_TRANSFORMED), name)
+    def __init__(self, base, build, name, expr=None, node=None):
+        self._base, self._build = base, build
+        super().__init__(build(base) if node is None else node, expr or E.Col(_TRANSFORMED), name)
+
+    def _new(self, expr, name="__same__"):
+        name = self.name if name == "__same__" else name
+        return _TransformSeries(self._base, self._build, name, expr, self._node)
+
+    def _lift(self, other: Series) -> _TransformSeries:
+        """A column expression of the base frame, evaluated on this stage's rows."""
+        return _TransformSeries(self._base, self._build, other.name, other._expr, self._node)
 
     def _rebuilt(self, node) -> _TransformSeries:
-        """The same transform over ``node`` (the grouped frame with earlier assigns)."""
-        return self if node is self._base else _TransformSeries(node, self._build, self.name)
+        """The same expression over ``node`` (the grouped frame with earlier assigns)."""
+        return self if node is self._base else _TransformSeries(node, self._build, self.name, self._expr)
 
 
 _TRANSFORMED = "__hpcframe_transformed__"

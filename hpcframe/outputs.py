@@ -175,6 +175,9 @@ class CollectOutput(Output):
         if list(df.columns) != visible:
             df = df[index + visible]
         if index:
+            for k in index:  # as in a group-by's index, a missing object key is NaN, not None
+                if df[k].dtype == object:
+                    df = df.assign(**{k: df[k].where(df[k].notna(), np.nan)})
             return df.set_index(index if len(index) > 1 else index[0])
         return df.reset_index(drop=True)
 

@@ -60,7 +60,16 @@ class RankedData:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def build(cls, comm, label: str, owners: list[int], frames: dict, empty=None, budget: int | None = None):
+    def build(
+        cls,
+        comm,
+        label: str,
+        owners: list[int],
+        frames: dict,
+        empty=None,
+        budget: int | None = None,
+        object_like_empty: bool = False,
+    ):
         """Collective: ``frames`` maps the indices of the partitions this rank owns to pandas
         DataFrames (missing ones are empty; each is removed from the dict once converted).
         Converts them to Arrow with one schema agreed
@@ -75,6 +84,8 @@ class RankedData:
         _raise_any(label, errors)
         if schema is None:
             raise DatasetError(f"{label}: no rank produced a table to learn the columns from")
+        if empty is not None and object_like_empty:
+            schema = with_meta_flags(schema, empty)
         error = None
         budget = config.memory_budget if budget is None else budget
         local: dict[int, object] = {}
@@ -84,7 +95,7 @@ class RankedData:
         try:
             for i in mine:
                 df = frames.pop(i, None)  # the pandas partition is freed once converted
-                if df is None:
+                if df is None or not len(df):
                     table = schema.empty_table()
                 else:
                     table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
@@ -207,7 +218,7 @@ def merge_schemas(schemas) -> pa.Schema | None:
     """One schema for data described by ``schemas`` (``None`` entries: no data), in the
     first one's column order. Per column: the first type that is not null; integers and
     floats together are float64 (as pandas makes a column with NaN somewhere); a dtype flag
-    of any of them is kept."""
+    of any of them that has values is kept."""
     present = [s for s in schemas if s is not None]
     if not present:
         return None
@@ -215,7 +226,7 @@ def merge_schemas(schemas) -> pa.Schema | None:
     fields = []
     for f in base:
         others = [s.field(f.name) for s in present if f.name in s.names]
-        types = [g.type for g in others if not pa.types.is_null(g.type)]
+        types = [g.type for g in others if not _is_empty_type(g.type)]
         if types:
             chosen = types[0]
             if any(t != chosen for t in types):
@@ -223,11 +234,33 @@ def merge_schemas(schemas) -> pa.Schema | None:
                 if numeric and any(pa.types.is_floating(t) for t in types):
                     chosen = pa.float64()
             f = f.with_type(chosen)
-        flagged = next((g for g in others if g.metadata), None)
-        if flagged is not None and not f.metadata:
+        flagged = next((g for g in others if g.metadata and not _is_empty_type(g.type)), None)
+        if flagged is not None:
             f = f.with_metadata(flagged.metadata)
+        elif types:  # the flags of a column without values say nothing
+            f = f.remove_metadata()
         fields.append(f)
     return pa.schema(fields, metadata=base.metadata)
+
+
+def _is_empty_type(t: pa.DataType) -> bool:
+    """A type that says nothing about the values: null, or a dictionary of nulls (a
+    categorical column without categories)."""
+    return pa.types.is_null(t) or (pa.types.is_dictionary(t) and pa.types.is_null(t.value_type))
+
+
+def with_meta_flags(schema: pa.Schema, meta) -> pa.Schema:
+    """``schema`` with the ``object`` flag on the columns that ``meta`` (an empty pandas frame
+    of the dataset-level dtypes) holds as ``object`` but the data typed otherwise (bools with
+    a null somewhere else: object in every partition, as pandas has them)."""
+    from .types import OBJECT, dtype_flag, flag_fields, is_string
+
+    flags = {}
+    for f in schema:
+        if f.name in meta.columns and str(meta[f.name].dtype) == "object":
+            if dtype_flag(f) is None and not is_string(f.type):
+                flags[f.name] = OBJECT
+    return flag_fields(schema, flags) if flags else schema
 
 
 def _spill_dir() -> str:

@@ -55,3 +55,17 @@ def test_assign_two_transforms_of_one_frame(data):
     got = frame.assign(m=g.x.transform("mean"), n=g.y.transform("count")).compute()
     exp = df.assign(m=pg.x.transform("mean"), n=pg.y.transform("count"))
     pd.testing.assert_frame_equal(got, exp, check_exact=False, rtol=1e-12)
+
+
+def test_filter_by_a_transform_of_the_frame(data):
+    df, frame = data
+    got = frame[frame.x > frame.groupby("k").x.transform("mean")].compute()
+    exp = df[df.x > df.groupby("k").x.transform("mean")].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, exp)
+
+
+def test_two_transforms_in_one_expression_are_refused_with_a_hint(data):
+    _, frame = data
+    g = frame.groupby("k")
+    with pytest.raises(ValueError, match="assign one of them"):
+        g.x.transform("mean") - g.x.transform("max")
