@@ -616,6 +616,119 @@ class StrMatch(Expr):
         return ArrowOp("coalesce", out, AScalar(False))
 
 
+#: The pandas methods :class:`Method` may call, by accessor ("" for the Series itself):
+#: element-wise ones only, so that every block computes its rows as the whole frame would.
+METHODS = {
+    "": {"abs", "round", "clip", "fillna", "astype"},
+    "dt": {
+        "year",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "weekday",
+        "dayofweek",
+        "day_of_week",
+        "dayofyear",
+        "day_of_year",
+        "quarter",
+        "date",
+        "floor",
+        "ceil",
+        "normalize",
+    },
+    "str": {"len", "lower", "upper", "strip", "slice", "replace"},
+}
+#: accessor members that are properties in pandas (no call)
+PROPERTIES = {
+    "dt": {
+        "year",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "weekday",
+        "dayofweek",
+        "day_of_week",
+        "dayofyear",
+        "day_of_year",
+        "quarter",
+        "date",
+    }
+}
+
+
+class Method(Expr):
+    """An element-wise pandas method of the values, with constant arguments:
+    ``arg.abs()``, ``arg.round(2)``, ``arg.dt.year``, ``arg.str.slice(0, 3)``, ... (the
+    names in :data:`METHODS`). Evaluated in pandas (a filter on it runs while reading, on
+    the block's pandas values)."""
+
+    def __init__(self, arg: Expr, accessor: str, name: str, args: tuple = (), kwargs: tuple = ()):
+        if name not in METHODS.get(accessor, ()):
+            where = f".{accessor}" if accessor else ""
+            raise AttributeError(f"hpcframe does not offer Series{where}.{name}")
+        self.arg, self.accessor, self.name = arg, accessor, name
+        self.args, self.kwargs = tuple(args), tuple(sorted(kwargs))
+        for value in self.args + tuple(v for _, v in self.kwargs):
+            if isinstance(value, Expr):
+                raise TypeError(f"{name}() takes constants here, not a column expression")
+
+    def children(self) -> tuple[Expr, ...]:
+        """``(arg,)``."""
+        return (self.arg,)
+
+    def key(self) -> tuple:
+        """``("Method", arg key, accessor, name, args, kwargs)`` (constants by ``repr``)."""
+        return ("Method", self.arg.key(), self.accessor, self.name, repr(self.args), repr(self.kwargs))
+
+    def text(self) -> str:
+        """``arg.name(args)`` or ``arg.dt.year``."""
+        where = f".{self.accessor}" if self.accessor else ""
+        if self.name in PROPERTIES.get(self.accessor, ()):
+            return f"{self.arg.text()}{where}.{self.name}"
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
+        return f"{self.arg.text()}{where}.{self.name}({', '.join(parts)})"
+
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """The pandas method on the values; raises what pandas raises (``AttributeError``
+        for ``.dt`` on a column that is not times, ``TypeError`` for ``abs`` of strings...)."""
+        values = self.arg.evaluate(df)
+        owner = getattr(values, self.accessor) if self.accessor else values
+        member = getattr(owner, self.name)
+        if self.name in PROPERTIES.get(self.accessor, ()):
+            return member
+        return member(*self.args, **dict(self.kwargs))
+
+
+class Where(Expr):
+    """``arg.where(cond, other)`` (``arg.mask(cond, other)`` with ``mask``): the values where
+    ``cond`` is true (false), else ``other`` (a constant or an expression; NaN by default)."""
+
+    def __init__(self, arg: Expr, cond: Expr, other: Expr, mask: bool = False):
+        self.arg, self.cond, self.other, self.mask = arg, cond, other, mask
+
+    def children(self) -> tuple[Expr, ...]:
+        """``(arg, cond, other)``."""
+        return (self.arg, self.cond, self.other)
+
+    def key(self) -> tuple:
+        """``("Where", arg, cond, other, mask)`` keys."""
+        return ("Where", self.arg.key(), self.cond.key(), self.other.key(), self.mask)
+
+    def text(self) -> str:
+        """``arg.where(cond, other)`` or ``arg.mask(cond, other)``."""
+        name = "mask" if self.mask else "where"
+        return f"{self.arg.text()}.{name}({self.cond.text()}, {self.other.text()})"
+
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """``Series.where``/``Series.mask`` as pandas computes them."""
+        values, cond, other = self.arg.evaluate(df), self.cond.evaluate(df), self.other.evaluate(df)
+        return values.mask(cond, other) if self.mask else values.where(cond, other)
+
+
 def _naive_timestamp(v):
     """``v`` as a tz-naive pandas Timestamp if it is a date/time value, else None."""
     import datetime

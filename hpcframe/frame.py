@@ -636,8 +636,60 @@ class Series(Lazy):
 
     @property
     def str(self):
-        """String methods: ``startswith``, ``endswith``, ``contains``."""
+        """String methods: ``startswith``, ``endswith``, ``contains``, ``len``, ``lower``,
+        ``upper``, ``strip``, ``slice``, ``replace`` and ``[start:stop]``."""
         return _StrAccessor(self)
+
+    @property
+    def dt(self):
+        """Date/time fields and rounding, as pandas' ``.dt``: ``year``, ``month``, ``day``,
+        ``hour``, ``minute``, ``second``, ``weekday``/``dayofweek``, ``dayofyear``,
+        ``quarter``, ``date``, ``floor(freq)``, ``ceil(freq)``, ``normalize()``."""
+        return _DtAccessor(self)
+
+    # element-wise methods (lazy, as pandas computes them)
+    def _method(self, name, *args, **kwargs):
+        if any(isinstance(v, Lazy) for v in (*args, *kwargs.values())):
+            raise TypeError(f"{name}() takes constants here, not a lazy column")
+        return self._new(E.Method(self._expr, "", name, args, tuple(kwargs.items())))
+
+    def abs(self):
+        """The absolute values (lazy; as pandas)."""
+        return self._method("abs")
+
+    def __abs__(self):
+        return self.abs()
+
+    def round(self, decimals: int = 0):
+        """The values rounded to ``decimals`` places, half to even (lazy; as pandas)."""
+        return self._method("round", decimals)
+
+    def clip(self, lower=None, upper=None):
+        """The values limited to ``[lower, upper]`` (lazy; as pandas)."""
+        return self._method("clip", lower=lower, upper=upper)
+
+    def fillna(self, value):
+        """Missing values replaced by ``value``, a constant or a lazy Series of the same
+        frame (lazy; as pandas)."""
+        if isinstance(value, Series):
+            return self._new(E.Where(self._expr, E.IsNa(self._expr, negate=True), _expr_of(value)))
+        return self._method("fillna", value)
+
+    def astype(self, dtype):
+        """The values converted to ``dtype`` (a name such as ``"float64"``, ``"int32"``,
+        ``"str"``, ``"category"``; lazy; as pandas)."""
+        return self._method(
+            "astype", dtype if isinstance(dtype, str) else str(pd.api.types.pandas_dtype(dtype))
+        )
+
+    def where(self, cond, other=float("nan")):
+        """The values where ``cond`` (a boolean lazy Series of the same frame) is true, else
+        ``other`` (a constant or a lazy Series; NaN by default), as pandas."""
+        return self._new(E.Where(self._expr, _expr_of(cond), _expr_of(other)))
+
+    def mask(self, cond, other=float("nan")):
+        """The values where ``cond`` is false, else ``other``, as pandas."""
+        return self._new(E.Where(self._expr, _expr_of(cond), _expr_of(other), mask=True))
 
     # reductions
     def _agg(self, agg, **kw):
@@ -750,6 +802,53 @@ class _StrAccessor:
 
     def contains(self, pat, case=True, regex=True):
         return self._s._new(E.StrMatch(self._s._expr, "contains", pat, regex=regex, case=case))
+
+    def _call(self, name, *args, **kwargs):
+        return self._s._new(E.Method(self._s._expr, "str", name, args, tuple(kwargs.items())))
+
+    def len(self):
+        """The length of each string (lazy; as pandas)."""
+        return self._call("len")
+
+    def lower(self):
+        """Lower-cased strings (lazy; as pandas)."""
+        return self._call("lower")
+
+    def upper(self):
+        """Upper-cased strings (lazy; as pandas)."""
+        return self._call("upper")
+
+    def strip(self, to_strip=None):
+        """Strings without leading and trailing whitespace or ``to_strip`` (lazy)."""
+        return self._call("strip", to_strip)
+
+    def slice(self, start=None, stop=None, step=None):
+        """Substrings ``[start:stop:step]`` (lazy; as pandas)."""
+        return self._call("slice", start, stop, step)
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            raise TypeError("str[...] takes a slice, e.g. s.str[:3]")
+        return self.slice(key.start, key.stop, key.step)
+
+    def replace(self, pat, repl, regex: bool = False, case=None):
+        """``pat`` replaced by ``repl`` in each string (a plain string unless ``regex``)."""
+        return self._call("replace", pat, repl, regex=regex, case=case)
+
+
+class _DtAccessor:
+    def __init__(self, s: Series):
+        self._s = s
+
+    def _get(self, name, *args):
+        return self._s._new(E.Method(self._s._expr, "dt", name, args))
+
+    def __getattr__(self, name):
+        if name in E.PROPERTIES["dt"]:
+            return self._get(name)
+        if name in E.METHODS["dt"]:
+            return lambda *args: self._get(name, *args)
+        raise AttributeError(f"hpcframe does not offer Series.dt.{name}")
 
 
 def _expr_of(value) -> E.Expr:
