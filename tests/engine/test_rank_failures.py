@@ -111,11 +111,14 @@ def test_sigint_to_one_rank_while_the_others_are_stuck_aborts_the_job(data):
     assert proc.returncode != 0
     assert "no error" not in proc.stdout
     err = proc.stderr
-    assert "rank 1 of 2 on" in err and "did not agree to stop within 3 s" in err, (
-        f"exit {proc.returncode} after {seconds:.1f} s\nstdout:\n{proc.stdout}\nstderr:\n{err}"
-    )
-    assert "aborting the MPI job" in err
-    assert seconds < 30
+    report = f"exit {proc.returncode} after {seconds:.1f} s\nstdout:\n{proc.stdout}\nstderr:\n{err}"
+    # the job ends with MPI_Abort's code long before rank 0 would wake up (600 s)
+    assert proc.returncode == 130 and seconds < 30, report
+    # the rank writes why before it aborts; under load mpiexec can kill the job before it
+    # forwarded that line (seen in CI), so the message is checked when it arrived
+    if err.strip():
+        assert "rank 1 of 2 on" in err and "did not agree to stop within 3 s" in err, report
+        assert "aborting the MPI job" in err, report
 
 
 def _start(n, mode, data, **env):
@@ -184,5 +187,7 @@ def test_sigint_to_a_rank_blocked_in_a_collective(data, grace, expect, slow):
         assert "rank 1 on" in out and "interrupted (SIGINT)" in out
         assert seconds < 20
     else:
-        assert "rank 1 of 2 on" in err and "aborting the MPI job" in err, err
+        assert proc.returncode == 130, out + err  # MPI_Abort's code
+        if err.strip():  # the reason, when mpiexec forwarded it before the abort (see above)
+            assert "rank 1 of 2 on" in err and "aborting the MPI job" in err, err
         assert seconds < 25  # rank 0 would still be asleep for 40 s without the abort
