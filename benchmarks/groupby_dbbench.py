@@ -134,19 +134,22 @@ COLUMNS = {
 }
 
 
+#: q1-q5: (keys, {column: aggregation}), the same for pandas and Dask (db-benchmark's solutions)
+SIMPLE = {
+    "q1": ("id1", {"v1": "sum"}),
+    "q2": (["id1", "id2"], {"v1": "sum"}),
+    "q3": ("id3", {"v1": "sum", "v3": "mean"}),
+    "q4": ("id4", {"v1": "mean", "v2": "mean", "v3": "mean"}),
+    "q5": ("id6", {"v1": "sum", "v2": "sum", "v3": "sum"}),
+}
+
+
 def q_pandas(q, pd, x):
     """db-benchmark's pandas solution (``sort=False, observed=True, dropna=False``)."""
     kw = dict(sort=False, observed=True, dropna=False)
-    if q == "q1":
-        return x.groupby("id1", **kw).agg({"v1": "sum"})
-    if q == "q2":
-        return x.groupby(["id1", "id2"], **kw).agg({"v1": "sum"})
-    if q == "q3":
-        return x.groupby("id3", **kw).agg({"v1": "sum", "v3": "mean"})
-    if q == "q4":
-        return x.groupby("id4", **kw).agg({"v1": "mean", "v2": "mean", "v3": "mean"})
-    if q == "q5":
-        return x.groupby("id6", **kw).agg({"v1": "sum", "v2": "sum", "v3": "sum"})
+    if q in SIMPLE:
+        keys, aggs = SIMPLE[q]
+        return x.groupby(keys, **kw).agg(aggs)
     if q == "q7":
         r = x.groupby("id3", **kw).agg({"v1": "max", "v2": "min"})
         return (r["v1"] - r["v2"]).rename("range_v1_v2").to_frame()
@@ -158,16 +161,9 @@ def q_pandas(q, pd, x):
 def q_dask(q, x):
     """db-benchmark's dask solution (``dropna=False, observed=True``); q10 ``split_out``."""
     kw = dict(dropna=False, observed=True)
-    if q == "q1":
-        return x.groupby("id1", **kw).agg({"v1": "sum"})
-    if q == "q2":
-        return x.groupby(["id1", "id2"], **kw).agg({"v1": "sum"})
-    if q == "q3":
-        return x.groupby("id3", **kw).agg({"v1": "sum", "v3": "mean"})
-    if q == "q4":
-        return x.groupby("id4", **kw).agg({"v1": "mean", "v2": "mean", "v3": "mean"})
-    if q == "q5":
-        return x.groupby("id6", **kw).agg({"v1": "sum", "v2": "sum", "v3": "sum"})
+    if q in SIMPLE:
+        keys, aggs = SIMPLE[q]
+        return x.groupby(keys, **kw).agg(aggs)
     if q == "q7":
         r = x.groupby("id3", **kw).agg({"v1": "max", "v2": "min"})
         return r.assign(range_v1_v2=r["v1"] - r["v2"])[["range_v1_v2"]]

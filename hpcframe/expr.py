@@ -616,47 +616,32 @@ class StrMatch(Expr):
         return ArrowOp("coalesce", out, AScalar(False))
 
 
+#: Accessor members that are properties in pandas (read, not called).
+PROPERTIES = {
+    "dt": frozenset(
+        {
+            "year",
+            "month",
+            "day",
+            "hour",
+            "minute",
+            "second",
+            "weekday",
+            "dayofweek",
+            "day_of_week",
+            "dayofyear",
+            "day_of_year",
+            "quarter",
+            "date",
+        }
+    )
+}
 #: The pandas methods :class:`Method` may call, by accessor ("" for the Series itself):
 #: element-wise ones only, so that every block computes its rows as the whole frame would.
 METHODS = {
-    "": {"abs", "round", "clip", "fillna", "astype"},
-    "dt": {
-        "year",
-        "month",
-        "day",
-        "hour",
-        "minute",
-        "second",
-        "weekday",
-        "dayofweek",
-        "day_of_week",
-        "dayofyear",
-        "day_of_year",
-        "quarter",
-        "date",
-        "floor",
-        "ceil",
-        "normalize",
-    },
-    "str": {"len", "lower", "upper", "strip", "slice", "replace"},
-}
-#: accessor members that are properties in pandas (no call)
-PROPERTIES = {
-    "dt": {
-        "year",
-        "month",
-        "day",
-        "hour",
-        "minute",
-        "second",
-        "weekday",
-        "dayofweek",
-        "day_of_week",
-        "dayofyear",
-        "day_of_year",
-        "quarter",
-        "date",
-    }
+    "": frozenset({"abs", "round", "clip", "fillna", "astype"}),
+    "dt": PROPERTIES["dt"] | {"floor", "ceil", "normalize"},
+    "str": frozenset({"len", "lower", "upper", "strip", "slice", "replace"}),
 }
 
 

@@ -1307,10 +1307,6 @@ class _TransformSeries(Series):
 _TRANSFORMED = "__hpcframe_transformed__"
 
 
-def _group_key(keys, name):
-    return name if len(keys) > 1 or not isinstance(name, tuple) else name[0]
-
-
 def _apply(self: GroupBy, fn, args, kwargs) -> Result:
     """``groupby(keys).apply(fn)``: rows shuffled by the keys, pandas' apply on each hash
     partition (whole groups), the partition results ordered as pandas orders groups."""
@@ -1368,9 +1364,7 @@ def _apply(self: GroupBy, fn, args, kwargs) -> Result:
         if sort:
             order = levels.sort_values(list(levels.columns), na_position="last", kind="mergesort").index
         else:
-            firsts = pd.concat([f for _, f in parts])
-            idx = firsts.index if nkeys > 1 else pd.Index(firsts.index)
-            lookup = pd.Series(firsts.to_numpy(), index=idx)
+            lookup = pd.concat([f for _, f in parts])  # group -> its first row's position
             keys_of_rows = pd.MultiIndex.from_frame(levels) if nkeys > 1 else pd.Index(levels["k0"])
             pos = lookup.reindex(keys_of_rows).to_numpy()
             order = pd.Series(pos).sort_values(kind="mergesort").index

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tests.helpers.compare import assert_same, materialize, normalize
 from tests.helpers.datasets import arrow_to_pandas
 
 NASTY_FILES = [(120, 1), (0, 2), (90, 3), (1, 4), (150, 5)]  # (rows, seed) per file
@@ -148,3 +149,18 @@ def canon(obj):
         arrays = [idx.get_level_values(i) for i in range(idx.nlevels)]
         obj = obj.set_axis(pd.MultiIndex.from_arrays(arrays, names=idx.names))
     return obj
+
+
+def same(got, expected, msg="", **kw):
+    """``assert_same`` (floats within rtol), then every integer column / index exactly."""
+    got, expected = canon(materialize(got)), canon(expected)
+    assert_same(got, expected, msg=msg, **kw)
+    got, expected = normalize(got), normalize(expected)
+    if isinstance(expected, pd.DataFrame) and not kw.get("reset_index") and not kw.get("sort_index"):
+        for c in expected.columns:
+            if expected[c].dtype.kind in "iu":
+                pd.testing.assert_series_equal(
+                    got[c], expected[c], check_exact=True, obj=f"{msg} column {c!r}"
+                )
+    elif isinstance(expected, pd.Series) and expected.dtype.kind in "iu" and not kw.get("sort_index"):
+        pd.testing.assert_series_equal(got, expected, check_exact=True, obj=msg or "Series")

@@ -131,3 +131,15 @@ def dataset(request, catalog) -> datasets.Dataset:
 def dir6(catalog) -> datasets.Dataset:
     """The main data set: a directory of 6 Parquet files (6 partitions, 3000 rows)."""
     return catalog["dir6"]
+
+
+@pytest.fixture
+def cfg(monkeypatch):
+    """Set ``hf.config`` attributes for one test: ``cfg(partitions=3, shuffle="gather")``
+    (an unknown attribute is an error)."""
+
+    def set_(**values):
+        for k, v in values.items():
+            monkeypatch.setattr(hpcframe.config, k, v)
+
+    return set_

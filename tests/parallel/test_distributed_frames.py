@@ -30,8 +30,8 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
-from tests.helpers.compare import assert_same, canon_value_counts, materialize, normalize
-from tests.helpers.frames import assert_bits, by_index_values, canon, local, nasty_dir, nasty_reference
+from tests.helpers.compare import canon_value_counts, materialize
+from tests.helpers.frames import assert_bits, by_index_values, local, nasty_dir, nasty_reference, same
 
 pytestmark = mpi.timeout(120)
 # hash partitions of grouped/shuffled frames in these tests, unless a test sets another value:
@@ -48,32 +48,6 @@ def few_partitions(monkeypatch):
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def same(got, expected, msg="", **kw):
-    """``assert_same`` (floats within rtol), then every integer column / index exactly."""
-    got, expected = canon(materialize(got)), canon(expected)
-    assert_same(got, expected, msg=msg, **kw)
-    got, expected = normalize(got), normalize(expected)
-    if isinstance(expected, pd.DataFrame) and not kw.get("reset_index") and not kw.get("sort_index"):
-        for c in expected.columns:
-            if expected[c].dtype.kind in "iu":
-                pd.testing.assert_series_equal(
-                    got[c], expected[c], check_exact=True, obj=f"{msg} column {c!r}"
-                )
-    elif isinstance(expected, pd.Series) and expected.dtype.kind in "iu" and not kw.get("sort_index"):
-        pd.testing.assert_series_equal(got, expected, check_exact=True, obj=msg or "Series")
-
-
-@pytest.fixture
-def cfg(monkeypatch):
-    """Set ``hf.config`` attributes for one test (an unknown attribute is an error)."""
-
-    def set_(**values):
-        for k, v in values.items():
-            monkeypatch.setattr(hf.config, k, v)
-
-    return set_
-
-
 @pytest.fixture(scope="module")
 def nasty(shared_dir):
     """(path, pandas reference) of the nasty dataset (see tests/helpers/frames.py)."""

@@ -26,8 +26,8 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
-from tests.helpers.compare import assert_same, materialize, normalize
-from tests.helpers.frames import assert_bits, canon, local, nasty_dir, nasty_reference
+from tests.helpers.compare import materialize
+from tests.helpers.frames import assert_bits, local, nasty_dir, nasty_reference, same
 
 pytestmark = mpi.timeout(120)
 # hash partitions of grouped/shuffled frames in these tests, unless a test sets another value:
@@ -41,34 +41,10 @@ def few_partitions(monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", PARTITIONS)
 
 
-def same(got, expected, msg="", **kw):
-    """``assert_same`` (floats within rtol), then integer columns / values exactly."""
-    got, expected = canon(materialize(got)), canon(expected)
-    assert_same(got, expected, msg=msg, **kw)
-    got, expected = normalize(got), normalize(expected)
-    if isinstance(expected, pd.DataFrame):
-        for c in expected.columns:
-            if expected[c].dtype.kind in "iu":
-                pd.testing.assert_series_equal(
-                    got[c], expected[c], check_exact=True, obj=f"{msg} column {c!r}"
-                )
-    elif isinstance(expected, pd.Series) and expected.dtype.kind in "iu":
-        pd.testing.assert_series_equal(got, expected, check_exact=True, obj=msg or "Series")
-
-
 @pytest.fixture(scope="module")
 def nasty(shared_dir):
     """(path, pandas reference) of the nasty dataset (see tests/helpers/frames.py)."""
     return nasty_dir(shared_dir), nasty_reference()
-
-
-@pytest.fixture
-def cfg(monkeypatch):
-    def set_(**values):
-        for k, v in values.items():
-            monkeypatch.setattr(hf.config, k, v)
-
-    return set_
 
 
 # --------------------------------------------------------------------------------------------
