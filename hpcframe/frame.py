@@ -270,8 +270,9 @@ class Frame(Lazy):
         Collective under MPI; release the memory with :meth:`unpersist`."""
         from .comm import communicator
         from .execute import prepare, stage_scope
-        from .stages import PersistStage, SortStage
+        from .stages import PersistStage, SortStage, StageSource
 
+        stage: StageSource
         src = self._node.scan().source
         if isinstance(src, SortStage) and self._node is self._node.scan() and not src.ready:
             stage = src  # set_index(): keep its sorted partitions and divisions

@@ -151,7 +151,7 @@ class CollectOutput(Output):
         self.ordered = bool(self.spec) or self.tail
         self.limit = None if self.ordered else limit
         self.index = P.frame_index(node)
-        base = P.row_sort(self.sort.child) if self.sort is not None else self.spec
+        base = P.row_sort(self.sort.child) if self.sort is not None and self.sort.child else self.spec
         # labels of an unsorted frame over a source with an order (a shuffled or grouped
         # frame) are ranks in that order: known only with every row
         self.base = base if (base and not self.index) else None
@@ -277,7 +277,7 @@ class TopOutput(Output):
         self.spec = P.row_sort(node)
         self.index = P.frame_index(node)
         sort = P.last_sort(node)
-        base = P.row_sort(sort.child) if sort is not None else self.spec
+        base = P.row_sort(sort.child) if sort is not None and sort.child else self.spec
         self.base = base if (base and not self.index) else None
         self.labels_ignored = sort is not None and sort.ignore_index
         self.prune = self.base is None and not self.labels_ignored
