@@ -254,8 +254,18 @@ class CollectOutput(Output):
             return df
         if labels is None:
             return df.reset_index(drop=True)
-        df.index = pd.Index(labels, dtype="int64")
+        df.index = _labels_index(labels)
         return df
+
+
+def _labels_index(labels) -> pd.Index:
+    """Row labels as an index: a ``RangeIndex`` when they are consecutive (an unsorted
+    frame, its head or tail), as pandas gives them."""
+    labels = np.asarray(labels, dtype="int64")
+    if len(labels) == 0 or (labels[-1] - labels[0] == len(labels) - 1 and bool((np.diff(labels) == 1).all())):
+        start = int(labels[0]) if len(labels) else 0
+        return pd.RangeIndex(start, start + len(labels))
+    return pd.Index(labels, dtype="int64")
 
 
 def _categorical(node, cols) -> bool:
@@ -338,7 +348,7 @@ class TopOutput(Output):
         elif self.labels_ignored:
             out = out.reset_index(drop=True)
         else:
-            out.index = pd.Index(df[LABEL].to_numpy(), dtype="int64")
+            out.index = _labels_index(df[LABEL].to_numpy())
         return self._select(out, self.n, self.keep)
 
 
