@@ -151,10 +151,12 @@ class CollectOutput(Output):
         self.ordered = bool(self.spec) or self.tail
         self.limit = None if self.ordered else limit
         self.index = P.frame_index(node)
-        base = P.row_sort(self.sort.child) if self.sort is not None and self.sort.child else self.spec
-        # labels of an unsorted frame over a source with an order (a shuffled or grouped
-        # frame) are ranks in that order: known only with every row
+        # labels of a frame over a source with an order (a shuffled or grouped frame) are
+        # ranks in that order: known only with every row
+        base = P.source_sort(node.scan().source)
         self.base = base if (base and not self.index) else None
+        # a filter after the sort: labels are the rows' positions in the dataset
+        self.absolute = _filtered_after_sort(node)
         self.topn = (
             self.ordered and limit is not None and self.base is None and not _categorical(node, self.order)
         )
@@ -189,8 +191,7 @@ class CollectOutput(Output):
         df = self._frame(df)
         if not self.ordered:
             return df if self.limit is None else df.head(self.limit)
-        n = len(df)
-        df = df.assign(**{LABEL: np.arange(n, dtype="int64")})
+        df, n = _with_labels(df, leaf, self.absolute)
         if self.topn:
             df = self._cut(df)
         return (df, n)
@@ -258,6 +259,24 @@ class CollectOutput(Output):
         return df
 
 
+def _filtered_after_sort(node) -> bool:
+    """Whether a filter follows the last ``sort_values`` of ``node``'s chain."""
+    chain = node.chain()
+    sort = P.last_sort(node)
+    return sort is not None and any(isinstance(n, P.Filter) for n in chain[chain.index(sort) + 1 :])
+
+
+def _with_labels(df, leaf, absolute: bool):
+    """``(df with its rows' labels, rows counted for the next blocks' labels)``: positions
+    among the block's rows, offset later by the rows of earlier blocks; or (``absolute``)
+    the rows' positions in the dataset (a pandas filter keeps them as the index)."""
+    if absolute:
+        pos = np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")
+        return df.assign(**{LABEL: pos}), 0
+    n = len(df)
+    return df.assign(**{LABEL: np.arange(n, dtype="int64")}), n
+
+
 def _labels_index(labels) -> pd.Index:
     """Row labels as an index: a ``RangeIndex`` when they are consecutive (an unsorted
     frame, its head or tail), as pandas gives them."""
@@ -277,8 +296,8 @@ def _categorical(node, cols) -> bool:
 class TopOutput(Output):
     """``nlargest``/``nsmallest``: the ``n`` rows with the largest (smallest) values of
     ``columns``, as pandas selects them, without sorting the frame. Each block keeps its
-    candidates (its own ``n`` best rows with every tie of the ``n``-th, and the ``n`` best
-    preferring later rows: a superset of its rows in the answer for any ``keep``), partials
+    candidates (its own ``n + 1`` best rows with every tie, and those preferring later
+    rows: a superset of its rows in the answer for any ``keep``), partials
     are combined in leaf order, and pandas' own ``nlargest`` picks the answer from the
     candidates put back in the frame's order, with their labels."""
 
@@ -287,8 +306,9 @@ class TopOutput(Output):
         self.spec = P.row_sort(node)
         self.index = P.frame_index(node)
         sort = P.last_sort(node)
-        base = P.row_sort(sort.child) if sort is not None and sort.child else self.spec
+        base = P.source_sort(node.scan().source)
         self.base = base if (base and not self.index) else None
+        self.absolute = _filtered_after_sort(node)
         self.labels_ignored = sort is not None and sort.ignore_index
         self.prune = self.base is None and not self.labels_ignored
 
@@ -304,11 +324,14 @@ class TopOutput(Output):
         return df.nlargest(n, self.by, keep=keep) if self.largest else df.nsmallest(n, self.by, keep=keep)
 
     def _candidates(self, df):
-        if not self.prune or len(df) <= self.n:
+        # n + 1: pandas sorts instead of selecting when asked for as many rows as it has,
+        # so the candidates of more than n rows are more than n rows too
+        k = self.n + 1
+        if not self.prune or len(df) <= k:
             return df
         rows = np.union1d(
-            self._select(df, self.n, "all")[LABEL].to_numpy(),
-            self._select(df, self.n, "last")[LABEL].to_numpy(),
+            self._select(df, k, "all")[LABEL].to_numpy(),
+            self._select(df, k, "last")[LABEL].to_numpy(),
         )
         return df[df[LABEL].isin(rows)]
 
@@ -317,9 +340,8 @@ class TopOutput(Output):
         cols = list(self.node.meta.columns)
         if list(df.columns) != cols and set(df.columns) == set(cols):
             df = df[cols]
-        n = len(df)
-        df = df.assign(**{LABEL: np.arange(n, dtype="int64")}).reset_index(drop=True)
-        return (self._candidates(df), n)
+        df, n = _with_labels(df, leaf, self.absolute)
+        return (self._candidates(df.reset_index(drop=True)), n)
 
     def combine(self, a, b):
         """The candidates of earlier (``a``) and later (``b``) blocks together."""
