@@ -254,13 +254,13 @@ class Frame(Lazy):
         """Write the frame as HDF5 (see :func:`hpcframe.to_hdf` for the options)."""
         from .writing import to_hdf
 
-        return to_hdf(self, path, **options)
+        return to_hdf(_stored_sorted(self), path, **options)
 
     def to_csv(self, path, **options) -> dict:
         """Write the frame as CSV files (see :func:`hpcframe.to_csv` for the options)."""
         from .writing import to_csv
 
-        return to_csv(self, path, **options)
+        return to_csv(_stored_sorted(self), path, **options)
 
     # -- distributed operations ----------------------------------------------------------------
     def persist(self, comm=None) -> Frame:
