@@ -5,8 +5,7 @@ range partitions: partition ``p`` holds rows that all come before those of ``p +
 frame's order, each partition sorted. :func:`sample_sort` computes it collectively:
 
 1. every rank reads its blocks (:class:`SortRows`: each block gets its rows' position in the
-   frame, ``stages.POSITION``, is sorted stably and keeps an evenly spaced sample of its
-   sorted keys);
+   frame, ``stages.POSITION``, and gives a sample: its keys at evenly spaced rows);
 2. the samples are allgathered (small), put in leaf order and sorted; ``partitions - 1``
    evenly spaced ones are the *splitters*. The blocks, and so the samples, depend only on
    the data, never on the number of ranks: every rank count agrees on the same splitters;
@@ -53,7 +52,7 @@ def full_spec(spec: P.RowSort) -> P.RowSort:
 
 class SortRows(Output):
     """The first half of a sample sort: every block of the frame, with each row's position,
-    stably sorted and kept on the rank that read it, and an evenly spaced sample of it."""
+    kept on the rank that read it, and a sample of it (its keys at evenly spaced rows)."""
 
     limit = None
 
@@ -73,7 +72,7 @@ class SortRows(Output):
         return f"sample sort by {self.stage.spec.columns}"
 
     def chunk(self, df, leaf):
-        """Keep this block, sorted, and its sample."""
+        """Keep this block and its sample."""
         if POSITION in df.columns:
             pos = df[POSITION].to_numpy(dtype="int64")
         else:
@@ -82,11 +81,12 @@ class SortRows(Output):
         df = df[self.cols + keys].reset_index(drop=True).assign(**{POSITION: pos})
         if len(df) == 0:
             return None
-        df = P.sort_rows(df, self.spec).reset_index(drop=True)
         self.blocks[leaf.index] = df
+        # evenly spaced rows of the block (deterministic: the same on any number of ranks)
         k = min(len(df), SAMPLE_PER_PARTITION * self.nparts)
         at = ((2 * np.arange(k, dtype="int64") + 1) * len(df)) // (2 * k)
-        self.samples[leaf.index] = df.iloc[at][self.spec.columns].reset_index(drop=True)
+        sample = df.iloc[at][self.spec.columns].reset_index(drop=True)
+        self.samples[leaf.index] = P.sort_rows(sample, self.spec).reset_index(drop=True)
         return None
 
     def combine(self, a, b):
@@ -143,10 +143,10 @@ def route(block: pd.DataFrame, split, spec: P.RowSort) -> np.ndarray:
         [split[keys].assign(**{_SPLIT: 1}), block[keys].assign(**{_SPLIT: 0})],
         ignore_index=True,
     )
-    ordered = P.sort_rows(both, spec)
-    flags = ordered[_SPLIT].to_numpy()
+    order = P.sort_order(both, spec)
+    flags = both[_SPLIT].to_numpy()[order]
     before = np.cumsum(flags)
-    rows = ordered.index.to_numpy() - len(split)
+    rows = order - len(split)
     out = np.empty(len(block), dtype="int64")
     mask = flags == 0
     out[rows[mask]] = before[mask]
