@@ -212,6 +212,20 @@ def test_persist_of_a_sorted_frame(nasty):
         p.unpersist()
 
 
+def test_sample_sort_of_categorical_strings_and_times(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    for by, asc in [(["cat", "id"], [False, True]), (["s", "tz"], [True, False]), (["kb", "d", "f32"], True)]:
+        p = df.sort_values(by, ascending=asc, na_position="first").persist()
+        try:
+            exp = ref.sort_values(by, ascending=asc, na_position="first", kind="stable").reset_index(
+                drop=True
+            )
+            exact(p.compute(), exp, f"{by}")
+        finally:
+            p.unpersist()
+
+
 def test_to_parquet_writes_sorted_row_groups_that_prune(nasty, shared_dir):
     path, ref = nasty
     df = hf.read_parquet(path)
