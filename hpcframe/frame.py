@@ -490,7 +490,9 @@ class Frame(Lazy):
         collected result equals pandas' ``set_index(keys).sort_index(kind="stable")``).
 
         ``sorted=False`` sorts by a distributed sample sort (computed when first used);
-        ``sorted=True`` promises the frame is already in index order. Each partition's
+        ``sorted=True`` promises the frame is already in index order: no splitters, the
+        blocks are cut into partitions in dataset order (a ``ValueError`` when their ranges
+        overlap: the rows were not sorted). Each partition's
         min/max (its *division*) is recorded, so ``.loc[a:b]`` reads only the partitions
         whose range overlaps ``[a, b]``."""
         return _set_index(self, keys, drop, sorted)
@@ -1644,9 +1646,8 @@ def _set_index(frame: Frame, keys, drop: bool, presorted: bool) -> Frame:
     node.check_columns([key], "the frame to index")
     old = [c for c in P.frame_index(node) if c != key]
     spec = P.RowSort([key], [True], ["last"])
-    # sorted=True: the rows are promised in key order; the sample sort keeps that order (ties
-    # by position) and records the divisions either way
     stage = SortStage(node, spec, index=[key], drop=old, divisions_column=key)
+    stage.presorted = bool(presorted)  # no splitters: blocks cut into partitions in order
     return Frame(P.Scan(stage, stage.meta))
 
 

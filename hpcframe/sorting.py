@@ -178,10 +178,14 @@ def sample_sort(stage, comm, nparts: int, run_scan, exchange_partitions, agree_c
     context = f"routing the rows of {stage.label} to their sorted partitions"
     try:
         with interruptible():
-            split = splitters(everyone, spec, nparts)
+            split = None if stage.presorted else splitters(everyone, spec, nparts)
+            nleaves = max(everyone, default=0) + 1
             for i in sorted(rows.blocks):
                 block = rows.blocks.pop(i)
-                dest = route(block, split, spec)
+                if stage.presorted:  # in order already: consecutive blocks, consecutive partitions
+                    dest = np.full(len(block), i * nparts // nleaves, dtype="int64")
+                else:
+                    dest = route(block, split, spec)
                 order = np.argsort(dest, kind="stable")
                 sorted_dest = dest[order]
                 for b in np.unique(dest):
@@ -219,7 +223,21 @@ def sample_sort(stage, comm, nparts: int, run_scan, exchange_partitions, agree_c
         for d in comm.allgather(mine_div):
             for b, v in d.items():
                 divisions[b] = v
+    if stage.presorted:  # the same divisions on every rank: every rank raises alike
+        _check_presorted(stage, divisions)
     return frames, owners, divisions
+
+
+def _check_presorted(stage, divisions) -> None:
+    """Raise ``ValueError`` when the partitions of a frame promised sorted overlap."""
+    held = [(b, d) for b, d in enumerate(divisions) if d is not None and d[0] is not None]
+    for (a, da), (b, db) in zip(held, held[1:]):
+        if da[1] > db[0] or (da[2] and b > a):
+            raise ValueError(
+                f"set_index({stage.divisions_column!r}, sorted=True): the rows are not sorted by "
+                f"{stage.divisions_column!r} (partition {a} reaches {da[1]!r}, partition {b} starts at "
+                f"{db[0]!r}); use sorted=False to sort them"
+            )
 
 
 def _division(values: pd.Series):

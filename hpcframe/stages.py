@@ -277,6 +277,9 @@ class SortStage(StageSource):
         self.partitioning = f"sorted ranges of [{keys}]"
         self.divisions_column = divisions_column
         self.divisions: list | None = None
+        # the rows are promised in order already (set_index(sorted=True)): blocks are cut
+        # into partitions in dataset order instead of by splitters, and the order is checked
+        self.presorted = False
 
     def inputs(self):
         """The sorted frame's plan."""

@@ -117,6 +117,26 @@ def test_set_index_of_empty_and_more_ranks_than_partitions(nasty, monkeypatch):
     exact(df.set_index("n").loc[3:40].compute(), ref.set_index("n").sort_index(kind="stable").loc[3:40])
 
 
+def test_set_index_sorted_true(nasty, shared_dir):
+    """sorted=True: no splitters, the blocks of data already in order become the partitions."""
+    import os
+
+    path, ref = nasty
+    out = os.path.join(shared_dir, "by_id_desc_then_n")
+    hf.read_parquet(path).sort_values("n").to_parquet(out)
+    back = hf.read_parquet(out)
+    ts = back.set_index("n", sorted=True).persist()
+    try:
+        rn = ref.sort_values("n", kind="stable").set_index("n")
+        exact(ts.compute()[list(rn.columns)], rn)
+        exact(ts.loc[5:9].compute()[list(rn.columns)], rn.loc[5:9])
+        assert hf.last_run_stats()["partitions_pruned"] >= 1
+    finally:
+        ts.unpersist()
+    with pytest.raises(ValueError, match="not sorted"):
+        hf.read_parquet(path).set_index("v", sorted=True).compute()
+
+
 def test_errors(nasty):
     path, _ = nasty
     df = hf.read_parquet(path)
