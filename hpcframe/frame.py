@@ -419,7 +419,8 @@ class Frame(Lazy):
         return Result(describe_frame(self._node))
 
     def head(self, n: int = 5) -> Result:
-        """The first ``n`` rows in dataset order."""
+        """The first ``n`` rows in the frame's order (dataset order, or its ``sort_values``:
+        then a top-n, each block keeps only its first ``n`` rows)."""
         return Result(CollectOutput(self._node, limit=int(n)))
 
     def map_partitions(self, fn: Callable, combine: Callable | None = None) -> Result:
@@ -881,7 +882,7 @@ class Series(Lazy):
         )
 
     def head(self, n=5) -> Result:
-        """The first ``n`` rows in dataset order (lazy: a :class:`Result`)."""
+        """The first ``n`` values in the frame's order (lazy: a :class:`Result`)."""
         node, col = self._as_column()
         out = CollectOutput(P.Project(node, [col]), limit=int(n))
         name = self.name
