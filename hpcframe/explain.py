@@ -122,6 +122,11 @@ def _stage_lines(k, stage, stages, nranks) -> list[str]:
         )
     else:
         lines.append("  partitions: the blocks of its input, each held by the rank that read it")
+    divisions = getattr(stage, "divisions", None)
+    if divisions and stage.ready:  # a SortStage: each partition's range of its index
+        ranges = [f"[{d[0]}, {d[1]}]" for d in divisions if d is not None and d[0] is not None]
+        shown = ", ".join(ranges[:3]) + (f", ... ({len(ranges)} in all)" if len(ranges) > 3 else "")
+        lines.append(f"  divisions of {stage.divisions_column}: {shown or 'none (no rows)'}")
     for node in stage.inputs():
         src = node.scan().source
         where = f"stage {stages.index(src)}" if isinstance(src, StageSource) else source_label(src)
