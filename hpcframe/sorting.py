@@ -178,8 +178,25 @@ def _route_float(block: pd.DataFrame, split, spec: P.RowSort):
     sg, sv = keyed(split[col].to_numpy())
     bp, sp = block[POSITION].to_numpy(), split[POSITION].to_numpy()
     out = np.zeros(len(block), dtype="int64")
-    for j in range(len(split)):  # the splitter comes before the row (a full tie: first)
-        out += (bg > sg[j]) | ((bg == sg[j]) & ((bv > sv[j]) | ((bv == sv[j]) & (bp >= sp[j]))))
+    # the splitters are sorted by (group, value, position): per group, a binary search on the
+    # values counts those strictly before a row; among the splitters of equal value, those
+    # at or before the row's position come first too (a full tie: the splitter first)
+    for g in (-1, 0, 1):
+        rows = np.flatnonzero(bg == g)
+        if not len(rows):
+            continue
+        out[rows] = np.count_nonzero(sg < g)
+        lo_s, hi_s = np.searchsorted(sg, [g, g + 1])  # sg is sorted: the splitters of group g
+        if hi_s == lo_s:
+            continue
+        values = sv[lo_s:hi_s]
+        left = np.searchsorted(values, bv[rows], side="left")
+        right = np.searchsorted(values, bv[rows], side="right")
+        out[rows] += left
+        tied = np.flatnonzero(right > left)
+        for a, b in set(zip(left[tied].tolist(), right[tied].tolist())):
+            these = tied[(left[tied] == a) & (right[tied] == b)]
+            out[rows[these]] += np.searchsorted(sp[lo_s + a : lo_s + b], bp[rows[these]], side="right")
     return out
 
 
@@ -216,7 +233,8 @@ def sample_sort(stage, comm, nparts: int, run_scan, exchange_partitions, agree_c
                     dest = np.full(len(block), i * nparts // nleaves, dtype="int64")
                 else:
                     dest = route(block, split, spec)
-                order = np.argsort(dest, kind="stable")
+                # small integers: numpy's stable sort is a radix sort
+                order = np.argsort(dest.astype(np.uint16) if nparts < 2**16 else dest, kind="stable")
                 sorted_dest = dest[order]
                 for b in np.unique(dest):
                     lo, hi = np.searchsorted(sorted_dest, [b, b + 1])
