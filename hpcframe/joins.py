@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import plan as P
 from .config import config
@@ -167,18 +168,6 @@ def build_merge(
                 raise ColumnNotFoundError(k, names, f"the {side} frame of merge")
     lmeta, rmeta = left.meta[lvis], right.meta[rvis]
     _check_key_types(lmeta, rmeta, lkeys, rkeys)
-    try:  # pandas on the empty frames: its own checks, the result's columns and dtypes
-        if how == "cross":
-            expected = pd.merge(lmeta, rmeta, how="cross", suffixes=suffixes, indicator=indicator)
-        else:
-            expected = pd.merge(
-                lmeta, rmeta, how=how, left_on=lkeys, right_on=rkeys, suffixes=suffixes, indicator=indicator
-            )
-    except KeyError as exc:
-        raise ColumnNotFoundError(
-            exc.args[0] if exc.args else str(exc), lvis + rvis, "the frames of merge"
-        ) from None
-
     # result names: pandas' suffixing, applied here once (every result name is distinct)
     same = {lk for lk, rk in zip(lkeys, rkeys) if lk == rk}
     overlap = (set(lvis) & set(rvis)) - same
@@ -201,6 +190,22 @@ def build_merge(
             origins[r] = ("both", c, c)
         else:
             origins[r] = ("right", c)
+    try:  # pandas on the empty frames: its own checks, the result's columns and dtypes
+        if how == "cross":
+            expected = pd.merge(lmeta, rmeta, how="cross", suffixes=suffixes, indicator=indicator)
+        else:
+            expected = pd.merge(
+                lmeta, rmeta, how=how, left_on=lkeys, right_on=rkeys, suffixes=suffixes, indicator=indicator
+            )
+    except KeyError as exc:
+        raise ColumnNotFoundError(exc.args[0] if exc.args else str(exc), lvis + rvis, "the frames of merge") from None
+    except (ValueError, TypeError) as exc:
+        if not isinstance(exc, pa.ArrowException):
+            raise
+        # pandas fails on some empty frames (several string keys): the columns
+        expected = _empty_result(lmeta, rmeta, left_cols, right_cols, same, indicator)
+    except Exception:  # pandas fails on some empty frames (several string keys): the columns
+        expected = _empty_result(lmeta, rmeta, left_cols, right_cols, same, indicator)
     left_order = _order_pairs(left, _LEFT_ORDER)
     right_order = _order_pairs(right, _RIGHT_ORDER)
     join_keys = [_JOIN_KEY.format(i) for i in range(len(lkeys))] if how == "outer" else []
@@ -245,6 +250,18 @@ def build_merge(
         origins,
         ascending=None if all(asc) else asc,
     )
+
+
+def _empty_result(lmeta, rmeta, left_cols, right_cols, same, indicator):
+    """The empty result of a merge, column by column (where pandas cannot merge the empty
+    frames itself)."""
+    out = {r: lmeta[c] for c, r in left_cols}
+    out.update({r: rmeta[c] for c, r in right_cols if c not in same})
+    if indicator:
+        out[indicator if isinstance(indicator, str) else "_merge"] = pd.Series(
+            pd.Categorical([], categories=["left_only", "right_only", "both"])
+        )
+    return pd.DataFrame({k: v.reset_index(drop=True) for k, v in out.items()})
 
 
 def _coalesced_dtype(expected, lk, rk):
@@ -333,6 +350,20 @@ def _side_names(stage: JoinStage, side: str) -> dict:
     return out
 
 
+def _nan_keeps_dtypes(stage: JoinStage, side: str) -> bool:
+    """Whether ``side``'s result columns keep their dtypes when some row has no match there
+    (no int or bool column, which pandas turns into float64/object): only then does a
+    filter moved below an outer/left/right join leave the result's dtypes as pandas has them
+    (pandas decides them from the unfiltered join)."""
+    pairs = stage.left_cols if side == "left" else stage.right_cols
+    for _, r in pairs:
+        if stage.origins.get(r, ("",))[0] == "both" or r not in stage.meta.columns:
+            continue
+        if getattr(stage.meta[r].dtype, "kind", "O") in "iub":
+            return False
+    return True
+
+
 def push_filter(stage: JoinStage, expr):
     """``(new stage or None, remaining conjuncts)``: the conjuncts of the filter ``expr`` on
     the join's result that only read columns of one side (legal for the join type: any side
@@ -342,6 +373,9 @@ def push_filter(stage: JoinStage, expr):
     if stage.ready or stage.persisted:
         return None, conjuncts(expr)
     names = {s: _side_names(stage, s) for s in ("left", "right")}
+    exposed = {"left": ["right"], "right": ["left"], "outer": ["left", "right"]}.get(stage.how, [])
+    if not all(_nan_keeps_dtypes(stage, s) for s in exposed):
+        return None, conjuncts(expr)
     if stage.how in ("semi", "anti"):
         names["right"] = {}
     moved: dict[str, list] = {"left": [], "right": []}
@@ -446,6 +480,8 @@ def merge_part(stage: JoinStage, left, right):
     """pandas' merge of one partition's (or block's) rows of the two sides, with the hidden
     coalesced keys of an outer join."""
     how = stage.how
+    if not len(left) and not len(right):  # (pandas fails on some empty frames)
+        return stage.meta.iloc[:0].copy()
     if how in ("semi", "anti"):
         mask = left[stage.left_keys[0]].isin(right[_SEMI_VALUE]).to_numpy()
         return left[~mask if how == "anti" else mask]
