@@ -1576,8 +1576,12 @@ class _SemiMask(Series):
 
     def __init__(self, node, terms, rest=None):
         self._node, self._terms, self._rest = node, list(terms), rest
-        self._expr = E.Col("__hpcframe_semi_join__")  # never evaluated
         self.name = None
+
+    @property
+    def _expr(self):
+        """Refused: the mask is no expression over its frame's columns (see _SEMI_HELP)."""
+        raise TypeError(_SEMI_HELP)
 
     def __repr__(self):
         return f"<hpcframe semi-join filter ({len(self._terms)} isin term(s)); use it as df[mask]>"

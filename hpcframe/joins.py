@@ -198,7 +198,9 @@ def build_merge(
                 lmeta, rmeta, how=how, left_on=lkeys, right_on=rkeys, suffixes=suffixes, indicator=indicator
             )
     except KeyError as exc:
-        raise ColumnNotFoundError(exc.args[0] if exc.args else str(exc), lvis + rvis, "the frames of merge") from None
+        raise ColumnNotFoundError(
+            exc.args[0] if exc.args else str(exc), lvis + rvis, "the frames of merge"
+        ) from None
     except (ValueError, TypeError) as exc:
         if not isinstance(exc, pa.ArrowException):
             raise

@@ -208,10 +208,15 @@ def test_cross(frames):
     left, right, lref, rref = frames
     lsmall = left[left.id < 12][["id", "n"]]
     got = lsmall.merge(right[["w", "name"]], how="cross")
-    check(got, pd.merge(lref[lref.id < 12][["id", "n"]].reset_index(drop=True), rref[["w", "name"]], how="cross"))
+    check(
+        got,
+        pd.merge(lref[lref.id < 12][["id", "n"]].reset_index(drop=True), rref[["w", "name"]], how="cross"),
+    )
     # the left side smaller than the right one: the left side is broadcast, order unchanged
     small = right[right.w > 40][["w"]]
-    check(left[["id"]].merge(small, how="cross"), pd.merge(lref[["id"]], rref[rref.w > 40][["w"]], how="cross"))
+    check(
+        left[["id"]].merge(small, how="cross"), pd.merge(lref[["id"]], rref[rref.w > 40][["w"]], how="cross")
+    )
 
 
 def test_common_columns_default_on(frames):
@@ -257,7 +262,10 @@ def test_pandas_right_side_and_hf_merge(frames):
     got = left[["id", "s"]].merge(names, on="s", how="left")
     check(got, pd.merge(lref[["id", "s"]], names, on="s", how="left"))
     check(hf.merge(left[["id", "s"]], names, on="s"), pd.merge(lref[["id", "s"]], names, on="s"))
-    check(hf.merge(names, left[["id", "s"]], on="s", how="right"), pd.merge(names, lref[["id", "s"]], on="s", how="right"))
+    check(
+        hf.merge(names, left[["id", "s"]], on="s", how="right"),
+        pd.merge(names, lref[["id", "s"]], on="s", how="right"),
+    )
 
 
 def test_duplicate_keys_both_sides():
@@ -268,7 +276,11 @@ def test_duplicate_keys_both_sides():
         for bc in (None, True, False):
             if how == "outer" and bc:
                 continue
-            check(lf.merge(rf, on="k", how=how, broadcast=bc), pd.merge(left, right, on="k", how=how), f"{how} {bc}")
+            check(
+                lf.merge(rf, on="k", how=how, broadcast=bc),
+                pd.merge(left, right, on="k", how=how),
+                f"{how} {bc}",
+            )
 
 
 @pytest.mark.parametrize("empty", ["left", "right", "both"])
@@ -286,7 +298,9 @@ def test_empty_sides(frames, empty, how):
     for bc in (None, False):
         if how == "cross" and bc is False:
             continue
-        check(lf.merge(rf, how=how, broadcast=bc, **kw), pd.merge(lp, rp, how=how, **kw), f"{how} {empty} {bc}")
+        check(
+            lf.merge(rf, how=how, broadcast=bc, **kw), pd.merge(lp, rp, how=how, **kw), f"{how} {empty} {bc}"
+        )
 
 
 def test_all_rows_filtered_after_merge(frames):
@@ -329,11 +343,15 @@ def test_chained_merges(frames):
     left, right, lref, rref = frames
     names = pd.DataFrame({"c": CATS, "cname": ["ex", "why", "zed"]})
     m = left[["id", "k", "c"]].merge(right[["k", "w"]], on="k", how="left").merge(names, on="c", how="left")
-    e = pd.merge(lref[["id", "k", "c"]], rref[["k", "w"]], on="k", how="left").merge(names, on="c", how="left")
+    e = pd.merge(lref[["id", "k", "c"]], rref[["k", "w"]], on="k", how="left").merge(
+        names, on="c", how="left"
+    )
     check(m, e)
     m2 = left[["id", "k"]].merge(right[["k", "w"]], on="k", how="outer", broadcast=False)
     m2 = m2.merge(right[["k", "name"]], on="k", how="right", broadcast=False)
-    e2 = pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how="outer").merge(rref[["k", "name"]], on="k", how="right")
+    e2 = pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how="outer").merge(
+        rref[["k", "name"]], on="k", how="right"
+    )
     check(m2, e2)
 
 
@@ -411,7 +429,9 @@ def test_strategy_choice_and_explain(frames, monkeypatch):
     m = left[["id", "k"]].merge(right[["k", "w"]], on="k")
     text = m.explain()
     assert "chosen when it runs" in text and "broadcast_bytes" in text
-    assert "strategy: broadcast the smaller side (forced)" in left.merge(right, on="k", broadcast=True).explain()
+    assert (
+        "strategy: broadcast the smaller side (forced)" in left.merge(right, on="k", broadcast=True).explain()
+    )
     assert "shuffle both sides by the keys (forced)" in left.merge(right, on="k", broadcast=False).explain()
     m.compute()
     assert hf.last_run_stats()["joins_broadcast"] == 1
@@ -433,7 +453,11 @@ def test_strategy_choice_and_explain(frames, monkeypatch):
 # --------------------------------------------------------------------------------------------
 def _sides(frame):
     stage = frame.node.scan().source
-    return stage, [type(n).__name__ for n in stage.left.chain()], [type(n).__name__ for n in stage.right.chain()]
+    return (
+        stage,
+        [type(n).__name__ for n in stage.left.chain()],
+        [type(n).__name__ for n in stage.right.chain()],
+    )
 
 
 def test_filters_pushed_into_the_sides(frames):
@@ -490,7 +514,9 @@ def test_filter_pushdown_reads_fewer_rows(frames):
     left, right, lref, rref = frames
     m = left[["id", "k", "n"]].merge(right[["k", "w"]], on="k")
     f = m[m.id < 30]  # statistics prune the left side's later row groups
-    check(f, pd.merge(lref[["id", "k", "n"]], rref[["k", "w"]], on="k").query("id < 30").reset_index(drop=True))
+    check(
+        f, pd.merge(lref[["id", "k", "n"]], rref[["k", "w"]], on="k").query("id < 30").reset_index(drop=True)
+    )
     pruned = hf.last_run_stats()["partitions_pruned"]
     assert pruned > 0
 
