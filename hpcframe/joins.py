@@ -677,7 +677,10 @@ def adopt_schema(stage: JoinStage) -> None:
     schema = stage.data.schema()
     empty = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
     for c in stage.meta.columns:
-        if c in empty.columns and empty[c].dtype != stage.meta[c].dtype:
+        declared = stage.meta[c].dtype
+        if getattr(declared, "kind", "O") not in "iub":  # only ints and bools change with NaN
+            continue
+        if c in empty.columns and empty[c].dtype != declared:
             stage.meta[c] = pd.Series([], dtype=empty[c].dtype)
 
 

@@ -584,3 +584,80 @@ def test_merge_reads_each_side_once(frames):
 def test_series_isin_list_unchanged(frames):
     left, _, lref, _ = frames
     check(left[left.k.isin([1, 2, 3])], lref[lref.k.isin([1, 2, 3])].reset_index(drop=True))
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis: small random frames, every how and strategy
+# --------------------------------------------------------------------------------------------
+try:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
+    st = None
+
+EXAMPLES = int(os.environ.get("HPCFRAME_MERGE_EXAMPLES", "12"))
+
+if st is not None:
+
+    def _frame(rows, name):
+        return pd.DataFrame(
+            {
+                "k1": np.array([r[0] for r in rows], dtype=np.float64),
+                "k2": pd.array([r[1] for r in rows], dtype="str"),
+                name: np.array([r[2] for r in rows], dtype=np.int64),
+            }
+        )
+
+    _rows = st.lists(
+        st.tuples(
+            st.sampled_from([np.nan, 0.0, 1.0, 2.0, 3.0]),
+            st.sampled_from([None, "a", "b"]),
+            st.integers(-3, 3),
+        ),
+        max_size=25,
+    )
+    # derandomized and not shrunk under MPI: every rank must draw the same examples
+    _SETTINGS = settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        phases=[Phase.explicit, Phase.generate]
+        if mpi.UNDER_MPI
+        else [Phase.explicit, Phase.generate, Phase.shrink],
+    )
+
+    @_SETTINGS
+    @given(
+        left=_rows,
+        right=_rows,
+        nparts=st.tuples(st.integers(1, 4), st.integers(1, 3)),
+        partitions=st.integers(1, 6),
+        keys=st.sampled_from([["k1"], ["k2"], ["k1", "k2"], "int_vs_float"]),
+        how=st.sampled_from(["inner", "left", "right", "outer", "cross"]),
+        broadcast=st.sampled_from([None, True, False]),
+        indicator=st.booleans(),
+    )
+    def test_merge_hypothesis(left, right, nparts, partitions, keys, how, broadcast, indicator):
+        if (how == "outer" and broadcast) or (how == "cross" and broadcast is False):
+            return
+        lp, rp = _frame(left, "a"), _frame(right, "b")
+        if keys == "int_vs_float":
+            lp = lp.assign(k1=lp.k1.fillna(-1).astype("int64"))
+            kw = dict(left_on="k1", right_on="k1")
+        else:
+            kw = {} if how == "cross" else dict(on=keys)
+        if how == "cross":
+            kw = {}
+        old = hf.config.partitions
+        hf.config.partitions = partitions
+        try:
+            lf, rf = hf.from_pandas(lp, npartitions=nparts[0]), hf.from_pandas(rp, npartitions=nparts[1])
+            got = lf.merge(rf, how=how, broadcast=broadcast, indicator=indicator, **kw).compute()
+        finally:
+            hf.config.partitions = old
+        expected = pd.merge(lp, rp, how=how, indicator=indicator, **kw)
+        # an empty result's categorical _merge has no categories (the user guide's differences)
+        pd.testing.assert_frame_equal(got, expected, check_categorical=len(expected) > 0)
