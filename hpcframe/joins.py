@@ -614,7 +614,7 @@ def _broadcast(stage: JoinStage, sides: dict, small: str, comm):
 def _shuffle(stage: JoinStage, sides: dict, comm):
     """Hash-partition both sides by their keys; merge each owned partition."""
     from .comm import failure, interruptible
-    from .execute import _exchange_partitions, _interrupted, _route, split_by
+    from .execute import _exchange_partitions, _interrupted, _route
     from .physical import partition_owners
 
     nparts = config.partitions
@@ -628,13 +628,16 @@ def _shuffle(stage: JoinStage, sides: dict, comm):
             if not len(df):
                 continue
             bucket = _route(df, keys, nparts)
-            for b, piece in split_by(df, bucket, np.unique(bucket)).items():
+            for b, piece in _split(df, bucket).items():
                 outbox.setdefault(b, []).append(piece)
         sends: list[dict] = [{} for _ in range(comm.size)]
         for b, pieces in outbox.items():
             sends[owners[b]][b] = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
         del outbox
-        received[which] = _exchange_partitions(comm, sends, f"the {which} side of {stage.label}")
+        if comm.size == 1:  # nothing travels
+            received[which] = sends
+        else:
+            received[which] = _exchange_partitions(comm, sends, f"the {which} side of {stage.label}")
     out: dict = {}
     error = None
     context = f"merging the partitions of {stage.label}"
@@ -664,6 +667,20 @@ def _shuffle(stage: JoinStage, sides: dict, comm):
         error = failure(comm, context, exc)
     comm.agree(error or _interrupted(comm, context))
     return owners, out
+
+
+def _split(df, bucket) -> dict:
+    """``{b: rows of df in bucket b}`` (each in the rows' order): one stable sort and one
+    ``take`` of the whole frame, then slices (a take per bucket costs a copy of the string
+    columns per bucket)."""
+    order = np.argsort(bucket, kind="stable")
+    ordered = bucket[order]
+    taken = df.take(order)
+    out = {}
+    for b in np.unique(ordered):
+        lo, hi = np.searchsorted(ordered, [b, b + 1])
+        out[int(b)] = taken.iloc[lo:hi].reset_index(drop=True)
+    return out
 
 
 def adopt_schema(stage: JoinStage) -> None:
