@@ -35,7 +35,7 @@ from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
 from .outputs import Composite, Output
 from .physical import Leaf, partition_owners, plan_scan, scans_of
-from .stages import POSITION, AggStage, PersistStage, ShuffleStage, SortStage, stages_below
+from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage, stages_below
 from .tree import TreeStack, finish
 
 _last_stats: dict = {}
@@ -619,6 +619,10 @@ def materialise(stage, comm) -> None:
         frames, owners, stage.divisions = sample_sort(
             stage, comm, config.partitions, _run_scan, _exchange_partitions, _interrupted
         )
+    elif isinstance(stage, JoinStage):
+        from .joins import materialise_join
+
+        owners, frames = materialise_join(stage, comm)
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
     stage.data = RankedData.build(
@@ -629,6 +633,10 @@ def materialise(stage, comm) -> None:
         empty=_declared_meta(stage),
         object_like_empty=not isinstance(stage, AggStage),  # group results: typed by values
     )
+    if isinstance(stage, JoinStage):  # its dtypes as the data decided them (as pandas)
+        from .joins import adopt_schema
+
+        adopt_schema(stage)
 
 
 def _declared_meta(stage):

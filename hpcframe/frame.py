@@ -188,6 +188,16 @@ class Frame(Lazy):
 
     # -- selection -------------------------------------------------------------------------
     def __getitem__(self, key):
+        if isinstance(key, _SemiMask):  # isin with a lazy Series (joins region below)
+            return _semi_filter(self, key)
+        if isinstance(key, Series) and not isinstance(key, _TransformSeries):
+            pushed = _join_filter(self, key)  # a filter moved into a join's sides
+            if pushed is not None:
+                return pushed
+        if isinstance(key, (list, tuple, pd.Index)):
+            pruned = _join_project(self, key)  # a join computing fewer columns
+            if pruned is not None:
+                return pruned
         if isinstance(key, Series):
             if isinstance(key, _TransformSeries) and key._base is self._node:
                 # df[df.x > df.groupby(k).x.transform("mean")]: filter the transform's rows
@@ -711,7 +721,10 @@ class Series(Lazy):
     __hash__ = None  # type: ignore[assignment]
 
     def isin(self, values):
-        """Whether each value is one of ``values`` (lazy; as pandas)."""
+        """Whether each value is one of ``values`` (lazy; as pandas). ``values`` may be a lazy
+        Series: the result then filters this Series' frame as a semi-join (``~``: anti-join)."""
+        if isinstance(values, Series):
+            return _isin_lazy(self, values)
         return self._new(E.IsIn(self._expr, list(values)))
 
     def between(self, left, right, inclusive="both"):
@@ -1798,3 +1811,250 @@ def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result
         return out.astype(probe.dtypes.to_dict()) if len(cols) else probe
 
     return Result(Composite(parts, finish, "median" if median else f"quantile({q})"))
+
+
+# -- joins: merge, isin with a lazy Series (semi/anti-join) --
+# ------------------------------------------------------------------------------------------
+def _merge(
+    self: Frame,
+    right,
+    how="inner",
+    on=None,
+    left_on=None,
+    right_on=None,
+    suffixes=("_x", "_y"),
+    indicator=False,
+    broadcast=None,
+) -> Frame:
+    """Join with ``right`` (a Frame or a pandas DataFrame) on key columns, as ``pandas.merge``.
+
+    Parameters
+    ----------
+    right : Frame or pandas.DataFrame
+        The other frame (a pandas DataFrame is wrapped with :func:`hpcframe.from_pandas`;
+        under MPI every rank must hold the same one).
+    how : {"inner", "left", "right", "outer", "cross"}, default "inner"
+        As pandas: the rows kept, and their order (left order for inner and left, right
+        order for right, the keys sorted for outer; duplicate matches in the other side's
+        order). ``cross``: every pair of rows.
+    on, left_on, right_on : str or list of str, optional
+        The key columns (default: the columns the frames have in common). A group-by result
+        merges on its index levels by name, as pandas.
+    suffixes : (str or None, str or None), default ("_x", "_y")
+        Added to the names of non-key columns both frames have.
+    indicator : bool or str, default False
+        Add a categorical column ``_merge`` (or this name): ``left_only``, ``right_only`` or
+        ``both``.
+    broadcast : bool or None, default None
+        ``None``: copy the small side to every rank when it holds at most
+        ``hf.config.broadcast_bytes`` bytes (measured when the join runs), else shuffle both
+        sides by the keys; ``True``/``False`` force either (``explain()`` shows the choice).
+
+    Returns
+    -------
+    Frame
+        Lazy; the result has a fresh RangeIndex, as pandas.
+
+    Raises
+    ------
+    ColumnNotFoundError
+        For a key column a frame does not have.
+    ValueError
+        For key columns pandas cannot match (numbers with strings or dates, ...), naming
+        both, and for invalid ``how``, ``suffixes`` or ``broadcast``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> flights = hf.from_pandas(pd.DataFrame({"carrier": ["AA", "UA", "AA"], "delay": [5, 12, -3]}))
+    >>> names = pd.DataFrame({"carrier": ["AA", "UA"], "name": ["American", "United"]})
+    >>> flights.merge(names, on="carrier", how="left").compute()
+      carrier  delay      name
+    0      AA      5  American
+    1      UA     12    United
+    2      AA     -3  American
+    """
+    from .joins import build_merge
+    from .readers import from_pandas
+
+    if isinstance(right, pd.DataFrame):
+        right = from_pandas(right)
+    if not isinstance(right, Frame):
+        raise TypeError(
+            f"merge: right must be an hpcframe Frame or a pandas DataFrame, not {type(right).__name__}"
+        )
+    stage = build_merge(self._node, right._node, how, on, left_on, right_on, suffixes, indicator, broadcast)
+    return Frame(P.Scan(stage, stage.meta))
+
+
+Frame.merge = _merge  # type: ignore[attr-defined]
+
+
+def merge(
+    left,
+    right,
+    how="inner",
+    on=None,
+    left_on=None,
+    right_on=None,
+    suffixes=("_x", "_y"),
+    indicator=False,
+    broadcast=None,
+):
+    """``left.merge(right, ...)`` (see :meth:`Frame.merge`); either may be a pandas DataFrame.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> a = hf.from_pandas(pd.DataFrame({"k": [1, 2, 3], "x": [10, 20, 30]}))
+    >>> hf.merge(a, pd.DataFrame({"k": [3, 1], "y": ["c", "a"]}), on="k").compute()
+       k   x  y
+    0  1  10  a
+    1  3  30  c
+    """
+    from .readers import from_pandas
+
+    if isinstance(left, pd.DataFrame):
+        left = from_pandas(left)
+    if not isinstance(left, Frame):
+        raise TypeError(
+            f"merge: left must be an hpcframe Frame or a pandas DataFrame, not {type(left).__name__}"
+        )
+    return left.merge(right, how, on, left_on, right_on, suffixes, indicator, broadcast)
+
+
+_SEMI_HELP = (
+    "isin with a lazy Series is a semi-join: use it to filter the frame its column comes from, "
+    "df[df.k.isin(other.col)] or df[~df.k.isin(other.col)] (an anti-join), alone or combined "
+    "with & and other conditions; compute the Series first (.compute()) for any other use"
+)
+
+
+class _SemiMask(Series):
+    """``s.isin(lazy_series)``: usable only as a filter of the frame ``s`` comes from (a
+    semi-join; ``~``: an anti-join), alone or with ``&``."""
+
+    def __init__(self, node, terms, rest=None):
+        self._node, self._terms, self._rest = node, list(terms), rest
+        self.name = None
+
+    @property
+    def _expr(self):
+        """Refused: the mask is no expression over its frame's columns (see _SEMI_HELP)."""
+        raise TypeError(_SEMI_HELP)
+
+    def __repr__(self):
+        return f"<hpcframe semi-join filter ({len(self._terms)} isin term(s)); use it as df[mask]>"
+
+    def _unsupported(self, *args, **kwargs):
+        raise TypeError(_SEMI_HELP)
+
+    _bin = _new = _output = __getitem__ = _unsupported
+
+    def __invert__(self):
+        if len(self._terms) != 1 or self._rest is not None:
+            raise TypeError(_SEMI_HELP + " (~ applies to one isin, not to a combination)")
+        key, values, negate = self._terms[0]
+        return _SemiMask(self._node, [(key, values, not negate)])
+
+    def __and__(self, other):
+        if isinstance(other, _SemiMask):
+            if other._node.scan() is not self._node.scan():
+                raise ValueError("a boolean mask must come from the same dataset as the frame")
+            rest = E.and_all([e for e in (self._rest, other._rest) if e is not None])
+            return _SemiMask(self._node, self._terms + other._terms, rest)
+        if isinstance(other, Series) and not isinstance(other, _TransformSeries):
+            if other._node.scan() is not self._node.scan():
+                raise ValueError("a boolean mask must come from the same dataset as the frame")
+            rest = other._expr if self._rest is None else E.Bin("&", self._rest, other._expr)
+            return _SemiMask(self._node, self._terms, rest)
+        raise TypeError(_SEMI_HELP)
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        raise TypeError(_SEMI_HELP + " (| with an isin of a lazy Series is not supported)")
+
+    __ror__ = __or__
+
+
+def _isin_lazy(self: Series, values: Series) -> _SemiMask:
+    if isinstance(self, (_TransformSeries, _SemiMask)) or isinstance(values, (_TransformSeries, _SemiMask)):
+        raise TypeError(_SEMI_HELP + " (not with a transform)")
+    return _SemiMask(self._node, [(self._expr, values, False)])
+
+
+def _semi_filter(frame: Frame, mask: _SemiMask) -> Frame:
+    from .joins import semi_join
+
+    if mask._node.scan() is not frame._node.scan():
+        raise ValueError("a boolean mask must come from the same dataset as the frame")
+    node = frame._node
+    if mask._rest is not None:
+        pushed = _join_filter(frame, Series(mask._node, mask._rest))
+        node = pushed._node if pushed is not None else P.Filter(node, mask._rest)
+    for key, values, negate in mask._terms:
+        vnode, vcol = values._as_column()
+        stage, visible = semi_join(node, key, vnode, vcol, negate)
+        node = P.Project(P.Scan(stage, stage.meta), visible)
+    return Frame(node)
+
+
+def _join_chain(node):
+    """``(join stage, steps above its Scan)`` when ``node`` is a not-yet-computed join with
+    only filters and projections on it, else ``(None, None)``."""
+    from .stages import JoinStage
+
+    chain = node.chain()
+    src = chain[0].source
+    if not isinstance(src, JoinStage) or src.ready or src.persisted:
+        return None, None
+    steps = chain[1:]
+    if not all(isinstance(n, (P.Filter, P.Project)) for n in steps):
+        return None, None
+    return src, steps
+
+
+def _rebuild(stage, steps):
+    node = P.Scan(stage, stage.meta)
+    for n in steps:
+        node = P.Filter(node, n.expr) if isinstance(n, P.Filter) else P.Project(node, n.user_columns)
+    return node
+
+
+def _join_filter(frame: Frame, mask: Series) -> Frame | None:
+    """A filter on a merged frame, its one-sided conjuncts moved into the join's sides
+    (``None``: nothing to move)."""
+    from .joins import push_filter
+
+    stage, steps = _join_chain(frame._node)
+    if stage is None or mask._node.scan() is not frame._node.scan():
+        return None
+    new, rest = push_filter(stage, mask._expr)
+    if new is None:
+        return None
+    node = _rebuild(new, steps)
+    term = E.and_all(rest)
+    return Frame(P.Filter(node, term) if term is not None else node)
+
+
+def _join_project(frame: Frame, columns) -> Frame | None:
+    """A projection of a merged frame: the join computes only the columns kept (``None``:
+    nothing to leave out)."""
+    from .joins import prune
+
+    stage, steps = _join_chain(frame._node)
+    if stage is None:
+        return None
+    columns = list(columns)
+    frame._node.check_columns(columns)
+    needed = set(columns)
+    for n in steps:
+        if isinstance(n, P.Filter):
+            needed |= n.expr.columns()
+    if any(isinstance(n, P.Project) for n in steps):  # an earlier projection already pruned
+        return None
+    new = prune(stage, sorted(needed))
+    if new is None:
+        return None
+    return Frame(P.Project(_rebuild(new, steps), columns))
