@@ -178,7 +178,10 @@ class CollectOutput(Output):
             for k in index:  # as in a group-by's index, a missing object key is NaN, not None
                 if df[k].dtype == object:
                     df = df.assign(**{k: df[k].where(df[k].notna(), np.nan)})
-            return df.set_index(index if len(index) > 1 else index[0])
+            df = df.set_index(index if len(index) > 1 else index[0])
+            # internal index columns (row labels, a quantile level) are unnamed, as in pandas
+            names = [None if str(n).startswith("__hpcframe") else n for n in df.index.names]
+            return df.rename_axis(names if len(names) > 1 else names[0])
         return df.reset_index(drop=True)
 
 
