@@ -403,11 +403,12 @@ class Frame(Lazy):
         """The number of distinct values of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("nunique")
 
-    def describe(self) -> Result:
-        """count, mean, std, min, quartiles and max of the numeric columns (exact quantiles)."""
+    def describe(self, percentiles=None) -> Result:
+        """count, mean, std, min, quartiles (or the ``percentiles`` given, as pandas) and max
+        of the numeric columns (exact quantiles)."""
         from .describe import describe_frame
 
-        return Result(describe_frame(self._node))
+        return Result(describe_frame(self._node, percentiles))
 
     def head(self, n: int = 5) -> Result:
         """The first ``n`` rows in dataset order."""
@@ -748,12 +749,13 @@ class Series(Lazy):
         agg = "count" if dropna else "size"
         return Result(AggOutput(scan, [], [(col if dropna else "", agg)], shape, pandas_fn, label="nunique"))
 
-    def describe(self) -> Result:
-        """Summary statistics as pandas' ``describe`` (lazy: a :class:`Result`)."""
+    def describe(self, percentiles=None) -> Result:
+        """Summary statistics as pandas' ``describe`` (``percentiles`` too; lazy: a
+        :class:`Result`)."""
         from .describe import describe_series
 
         node, col = self._as_column()
-        return Result(describe_series(node, col, self.name))
+        return Result(describe_series(node, col, self.name, percentiles))
 
     def value_counts(
         self, dropna: bool = True, sort: bool = True, ascending: bool = False, normalize: bool = False
@@ -1594,11 +1596,34 @@ def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
     by = _group_by_arg(keys)
     dropna, selection, series = self._dropna, self._selection, self._series
 
-    def run(data):
+    def run(data, as_float=()):
+        if as_float:  # as pandas when some key is missing anywhere: the ints become floats first
+            data = data.assign(**{c: data[c].astype("float64") for c in as_float})
         g = data.groupby(by, dropna=dropna, sort=False, observed=True)
         if selection is not None:
             g = g[selection[0] if series else selection]
         return getattr(g, method)(**kwargs)
+
+    def shuffle(node, label, per_partition, meta):
+        """The stage (and, for sums, products and ranks of ints, the stage telling whether a key is
+        missing anywhere: pandas then sums floats, which differs beyond 2**53)."""
+        value_cols = selection if selection is not None else [c for c in node.meta.columns if c not in keys]
+        ints = [c for c in value_cols if c in node.meta.columns and node.meta[c].dtype.kind in "iu"]
+        nullable = [k for k in keys if node.meta[k].dtype.kind not in "iub"]
+        if not (dropna and method in ("cumsum", "cumprod", "rank") and ints and nullable):
+            return ShuffleStage(node, keys, label, per_partition=lambda df: per_partition(df, ()), meta=meta)
+        missing = None
+        for k in nullable:
+            m = E.IsNa(E.Col(k))
+            missing = m if missing is None else E.Bin("|", missing, m)
+        probe = P.Filter(P.Project(node, keys), missing)
+        flag = ShuffleStage(probe, keys, f"missing keys of {label}", local=lambda df: df.head(1))
+        flag_node = P.Scan(flag, flag.meta)
+
+        def flagged(df):
+            return per_partition(df, ints if flag.data is not None and flag.data.num_rows else ())
+
+        return _AfterShuffle(node, keys, label, per_partition=flagged, meta=meta, after=[flag_node])
 
     def visible_meta(node):
         return _data_columns(node.meta, P.hidden_columns(node)).iloc[:0]
@@ -1617,11 +1642,11 @@ def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
         def build(node):
             hidden = P.hidden_columns(node)
 
-            def per_partition(df):
-                return df.assign(**{_TRANSFORMED: run(_data_columns(df, hidden))})
+            def per_partition(df, as_float):
+                return df.assign(**{_TRANSFORMED: run(_data_columns(df, hidden), as_float)})
 
             meta = node.meta.assign(**{_TRANSFORMED: pd.Series([], dtype=dtype)})
-            stage = ShuffleStage(node, keys, label, per_partition=per_partition, meta=meta)
+            stage = shuffle(node, label, per_partition, meta)
             return P.Scan(stage, stage.meta)
 
         return _TransformSeries(self._node, build, name)
@@ -1630,13 +1655,41 @@ def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
     hidden = P.hidden_columns(node)
     cols = [c for c in probe.columns]
 
-    def per_partition(df):
-        values = run(_data_columns(df, hidden))
+    def per_partition(df, as_float):
+        values = run(_data_columns(df, hidden), as_float)
         return df.assign(**{c: values[c] for c in cols})
 
     meta = node.meta.assign(**{c: pd.Series([], dtype=probe[c].dtype) for c in cols})
-    stage = ShuffleStage(node, keys, label, per_partition=per_partition, meta=meta)
+    stage = shuffle(node, label, per_partition, meta)
     return Frame(P.Project(P.Scan(stage, stage.meta), cols))
+
+
+def _after_shuffle_class():
+    from .stages import ShuffleStage
+
+    class AfterShuffle(ShuffleStage):
+        """A ShuffleStage materialised after the stages read by the plan nodes ``after``
+        (its per-partition function may look at their sizes)."""
+
+        def __init__(self, *args, after=(), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.after = list(after)
+
+        def inputs(self):
+            """The plans of the stages it waits for, then the shuffled frame's plan."""
+            return self.after + [self.node]
+
+    return AfterShuffle
+
+
+def _AfterShuffle(*args, **kwargs):
+    global _AFTER_SHUFFLE
+    if _AFTER_SHUFFLE is None:
+        _AFTER_SHUFFLE = _after_shuffle_class()
+    return _AFTER_SHUFFLE(*args, **kwargs)
+
+
+_AFTER_SHUFFLE = None
 
 
 def _group_rows(self: GroupBy, method: str, n):
