@@ -1753,6 +1753,11 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     flat = list(labels) if plain else [f"__hpcframe_v{j}__" for j in range(len(labels))]
     qname = _QLEVEL if as_index else f"level_{len(keys)}"
     meta = node.meta[keys].iloc[:0].reset_index(drop=True)
+    if dropna:  # a key of Python objects without its missing values is typed by its values,
+        # as pandas types a group index (bools with a null elsewhere: a bool index)
+        for k in keys:
+            if meta[k].dtype == object:
+                meta[k] = pd.Series([], dtype="bool")
     if qlevel:
         meta[qname] = pd.Series([], dtype="float64")
         meta[_QPOS] = pd.Series([], dtype="int64")
@@ -1771,6 +1776,9 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
         table.columns = flat
         table.index = table.index.set_names(keys + ([qname] if qlevel else []))
         table = table.reset_index()
+        for k in keys:  # as pandas types a group index: by its values (bools: bool)
+            if table[k].dtype == object:
+                table[k] = table[k].infer_objects()
         per_group = len(table) // len(first) if len(first) else 0
         if len(table) != len(first) * per_group:  # pragma: no cover - pandas' shape changed
             raise RuntimeError(f"groupby({keys}).{name}: {len(table)} result rows for {len(first)} groups")
@@ -1785,6 +1793,8 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     stage = ShuffleStage(
         node, keys, f"groupby({keys}).{name}", local=local, per_partition=per_partition, meta=meta, index=index
     )
+    # keys that may hold bools with nulls: typed by their values, as a pandas group index
+    stage.typed_by_values = [k for k in keys if node.meta[k].dtype in (object, bool)]
     stage.order = (list(keys) if sort else [POSITION]) + ([_QPOS] if qlevel else [])
     stage.hidden = [POSITION] + ([_QPOS] if qlevel else [])
     scan = P.Scan(stage, stage.meta)
