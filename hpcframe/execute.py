@@ -647,10 +647,15 @@ def _declared_meta(stage):
     meta = stage.meta.iloc[:0].copy()
     if isinstance(stage, AggStage):  # group keys are typed by their values, as a pandas index
         return meta
+    by_values = set(getattr(stage, "typed_by_values", ()))  # group keys made by the stage
     for node in stage.inputs():
         source = node.scan().source
         schema = source.schema()
-        flagged = [f.name for f in schema if dtype_flag(f) == NULLS and f.name in meta.columns]
+        flagged = [
+            f.name
+            for f in schema
+            if dtype_flag(f) == NULLS and f.name in meta.columns and f.name not in by_values
+        ]
         if flagged:
             declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
             for c in flagged:
