@@ -150,7 +150,8 @@ def _run_scan(outs, comm, root):
         comm.agree(error or _interrupted(comm, context))
     cache = _ReadCache(source, read_cols)
     # head(n): once this rank holds n rows, its later leaves cannot be among the first n
-    limits = [getattr(o, "limit", None) for o in outs]
+    # (not for an ordered output, a top-n: its first rows can be in any leaf)
+    limits = [None if getattr(o, "ordered", False) else getattr(o, "limit", None) for o in outs]
     produced = [0] * len(outs)
     notices = comm.notices()  # a failing rank tells the others to stop reading
     try:

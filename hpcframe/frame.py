@@ -264,13 +264,13 @@ class Frame(Lazy):
         """Write the frame as HDF5 (see :func:`hpcframe.to_hdf` for the options)."""
         from .writing import to_hdf
 
-        return to_hdf(self, path, **options)
+        return to_hdf(_stored_sorted(self), path, **options)
 
     def to_csv(self, path, **options) -> dict:
         """Write the frame as CSV files (see :func:`hpcframe.to_csv` for the options)."""
         from .writing import to_csv
 
-        return to_csv(self, path, **options)
+        return to_csv(_stored_sorted(self), path, **options)
 
     # -- distributed operations ----------------------------------------------------------------
     def persist(self, comm=None) -> Frame:
@@ -1875,6 +1875,34 @@ def _loc(frame: Frame, key):
     return Result(Composite([out], finish, f"loc[{key!r}]"))
 
 
+def _declared_meta(node):
+    """``node.meta`` with the dtypes the data has: an int or bool column of a file with a
+    null in any partition is float64 or object in every one (the source's schema flags
+    them; see hpcframe.io.types), which the first file's schema cannot tell."""
+    from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
+    from .stages import StageSource
+
+    meta = node.meta
+    source = node.scan().source
+    if isinstance(source, StageSource):
+        return meta
+    try:
+        schema = source.schema()
+    except Exception:  # a source that cannot tell: its first file's types
+        return meta
+    assigned = {n.name for n in node.chain()[1:] if isinstance(n, P.Assign)}
+    flagged = [
+        f.name for f in schema if dtype_flag(f) == NULLS and f.name in meta.columns and f.name not in assigned
+    ]
+    if not flagged:
+        return meta
+    declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
+    meta = meta.copy()
+    for c in flagged:
+        meta[c] = declared[c]
+    return meta
+
+
 def _quantiles(q) -> tuple[list[float], bool]:
     scalar = np.ndim(q) == 0
     qs = [q] if scalar else list(q)
@@ -1890,11 +1918,12 @@ def _quantile_output(node, col, qs, finish):
     from .sorting import QuantileOutput
     from .stages import SortStage
 
-    s = Series(node, E.Col(col), col)
-    filtered = P.Filter(P.Project(node, [col]), s.notna()._expr)
-    others = [c for c in filtered.meta.columns if c != col]
-    spec = P.RowSort([col], [True], ["last"])
-    stage = SortStage(filtered, spec, index=[], drop=others, label=f"sorted values of {col}")
+    projected = P.Project(node, [col])
+    others = [c for c in projected.meta.columns if c != col]
+    spec = P.RowSort([col], [True], ["last"])  # missing values last, counted by the divisions
+    stage = SortStage(
+        projected, spec, index=[], drop=others, divisions_column=col, label=f"sorted values of {col}"
+    )
     return QuantileOutput(P.Scan(stage, stage.meta), stage, col, qs, finish)
 
 
@@ -1905,11 +1934,11 @@ def _series_quantile(series: Series, q, median: bool) -> Result:
     if median:
         probe.median()  # pandas' type errors (strings, ...)
 
-        return Result(_quantile_output(node, col, None, lambda values: values[0]))
+        return Result(_quantile_output(node, col, None, lambda values, dtype: values[0]))
     qs, scalar = _quantiles(q)
     probe.quantile(q)
 
-    def finish(values):
+    def finish(values, dtype):
         if scalar:
             return values[0].iloc[0]
         return pd.concat(values).set_axis(pd.Index(qs, dtype="float64")).rename(name)
@@ -1928,20 +1957,30 @@ def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result
         probe = meta.quantile(q, numeric_only=numeric_only)
     cols = list(probe.index if scalar else probe.columns)
     parts: list[Output] = [
-        _quantile_output(node, c, None if median else qs, (lambda values: values)) for c in cols
+        _quantile_output(node, c, None if median else qs, (lambda values, dtype: (values, dtype)))
+        for c in cols
     ]
 
     def finish(results):
-        if median:
-            return pd.Series([r[0] for r in results], index=probe.index, dtype=probe.dtype, name=probe.name)
-        if scalar:
-            values = [r[0].iloc[0] for r in results]
-            return pd.Series(values, index=probe.index, dtype=probe.dtype, name=probe.name)
-        out = pd.DataFrame(
-            {c: pd.concat(r).to_numpy() if len(r) else [] for c, r in zip(cols, results)},
-            index=probe.index,
-        )
-        return out.astype(probe.dtypes.to_dict()) if len(cols) else probe
+        # a column whose data turns out not numeric (bools with nulls are objects): left out
+        # by numeric_only, as pandas leaves it out
+        kept = [
+            (c, v)
+            for c, (v, dtype) in zip(cols, results)
+            if not numeric_only or (pd.api.types.is_numeric_dtype(dtype) and len(v))
+        ]
+        index = pd.Index([c for c, _ in kept], dtype=probe.index.dtype if scalar else probe.columns.dtype)
+        if median or scalar:
+            values = [v[0] if median else v[0].iloc[0] for _, v in kept]
+            dtype = probe.dtype if len(kept) == len(cols) else None
+            out = pd.Series(values, index=index, dtype=dtype, name=probe.name)
+            return out.astype("float64") if out.dtype == object and len(out) and numeric_only else out
+        if not kept:
+            return probe[[]]
+        out = pd.concat([pd.concat(v).set_axis(probe.index).rename(c) for c, v in kept], axis=1)
+        out.index = probe.index
+        out.columns = index
+        return out
 
     return Result(Composite(parts, finish, "median" if median else f"quantile({q})"))
 
