@@ -549,15 +549,16 @@ def _choose(stage: JoinStage, lbytes: int, rbytes: int) -> str:
     return f"broadcast {min(fits, key=lambda s: sizes[s])}"
 
 
-def materialise_join(stage: JoinStage, comm):
+def materialise_join(stage: JoinStage, comm, engine):
     """Collective: compute ``stage``; returns ``(owners, frames)``: the rank holding each
-    result partition and this rank's partitions (see the module docstring)."""
-    from .execute import _add_stat, _run_scan
+    result partition and this rank's partitions (see the module docstring). ``engine`` is
+    the :mod:`hpcframe.execute` module, passed in by it (this module sits below the engine
+    and does not import it): its scans, exchanges and counters."""
 
     sides = {}
     for which in ("left", "right"):
         side = _Side(stage, which, comm.rank)
-        owners = _run_scan([side], comm, None)[id(side)]
+        owners = engine._run_scan([side], comm, None)[id(side)]
         sides[which] = (side.frames, owners)
     local = [
         int(sum(df.memory_usage(deep=True, index=False).sum() for df in sides[s][0].values()))
@@ -567,25 +568,24 @@ def materialise_join(stage: JoinStage, comm):
     strategy = _choose(stage, totals[0], totals[1])
     stage.strategy, stage.sizes = strategy, (totals[0], totals[1])
     stage.partitioning = "hash of the keys" if strategy == "shuffle" else "as read"
-    _add_stat("joins_broadcast" if strategy.startswith("broadcast") else "joins_shuffled", 1)
+    engine._add_stat("joins_broadcast" if strategy.startswith("broadcast") else "joins_shuffled", 1)
     if strategy == "shuffle":
-        return _shuffle(stage, sides, comm)
+        return _shuffle(stage, sides, comm, engine)
     small = strategy.split()[1]
-    return _broadcast(stage, sides, small, comm)
+    return _broadcast(stage, sides, small, comm, engine)
 
 
-def _broadcast(stage: JoinStage, sides: dict, small: str, comm):
+def _broadcast(stage: JoinStage, sides: dict, small: str, comm, engine):
     """Copy the ``small`` side to every rank; merge each kept block of the other with it."""
     from .comm import failure
-    from .execute import _add_stat, _interrupted, exchange_frames
 
     big = "left" if small == "right" else "right"
     frames, _ = sides[small]
     pieces = [frames[i] for i in sorted(frames) if len(frames[i])]
     mine = pd.concat(pieces, ignore_index=True) if pieces else None
-    got = exchange_frames(comm, [mine] * comm.size, f"the {small} side of {stage.label}", stacked=True)
+    got = engine.exchange_frames(comm, [mine] * comm.size, f"the {small} side of {stage.label}", stacked=True)
     if got is None:  # some value is not Arrow: pickled
-        _add_stat("exchanges_pickled", 1)
+        engine._add_stat("exchanges_pickled", 1)
         parts = [p for p in comm.allgather(mine) if p is not None]
         got = pd.concat(parts, ignore_index=True) if parts else None
     whole = got if got is not None and len(got) else _empty_side(stage, small)
@@ -602,7 +602,7 @@ def _broadcast(stage: JoinStage, sides: dict, small: str, comm):
             out[leaf] = res
     except BaseException as exc:
         error = failure(comm, context, exc)
-    comm.agree(error or _interrupted(comm, context))
+    comm.agree(error or engine._interrupted(comm, context))
     read = sorted(owners_of_leaves)
     owners = [owners_of_leaves[leaf] for leaf in read]
     frames_out = {j: _finish_part(stage, out[leaf]) for j, leaf in enumerate(read) if leaf in out}
@@ -611,10 +611,9 @@ def _broadcast(stage: JoinStage, sides: dict, small: str, comm):
     return owners, frames_out
 
 
-def _shuffle(stage: JoinStage, sides: dict, comm):
+def _shuffle(stage: JoinStage, sides: dict, comm, engine):
     """Hash-partition both sides by their keys; merge each owned partition."""
     from .comm import failure, interruptible
-    from .execute import _exchange_partitions, _interrupted, _route
     from .physical import partition_owners
 
     nparts = config.partitions
@@ -627,7 +626,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm):
             df = frames.pop(leaf)
             if not len(df):
                 continue
-            bucket = _route(df, keys, nparts)
+            bucket = engine._route(df, keys, nparts)
             for b, piece in _split(df, bucket).items():
                 outbox.setdefault(b, []).append(piece)
         sends: list[dict] = [{} for _ in range(comm.size)]
@@ -637,7 +636,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm):
         if comm.size == 1:  # nothing travels
             received[which] = sends
         else:
-            received[which] = _exchange_partitions(comm, sends, f"the {which} side of {stage.label}")
+            received[which] = engine._exchange_partitions(comm, sends, f"the {which} side of {stage.label}")
     out: dict = {}
     error = None
     context = f"merging the partitions of {stage.label}"
@@ -665,7 +664,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm):
                 out[b] = _finish_part(stage, merge_part(stage, lf, rf))
     except BaseException as exc:
         error = failure(comm, context, exc)
-    comm.agree(error or _interrupted(comm, context))
+    comm.agree(error or engine._interrupted(comm, context))
     return owners, out
 
 
