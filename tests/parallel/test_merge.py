@@ -686,3 +686,23 @@ def test_small_left_side_is_broadcast(frames, monkeypatch, how):
     )
     check(m, expected)
     assert m.node.scan().source.strategy == "broadcast left"
+
+
+def test_sides_that_are_stages(frames):
+    """Sides computed by earlier stages keep their own row order: a group-by result with
+    sort=False (first appearance), a persisted frame, a deduplicated frame."""
+    left, right, lref, rref = frames
+    g = left.groupby("s", sort=False, as_index=False).agg(total=("n", "sum"))
+    gp = lref.groupby("s", sort=False, as_index=False).agg(total=("n", "sum"))
+    check(g.merge(right[["s", "w"]], on="s", how="left"), pd.merge(gp, rref[["s", "w"]], on="s", how="left"))
+    d = right[["k", "w"]].drop_duplicates(["k"])
+    dp = rref[["k", "w"]].drop_duplicates(["k"]).reset_index(drop=True)
+    p = left[["id", "k"]].persist()
+    try:
+        for how in ("inner", "right", "outer"):
+            got = p.merge(d, on="k", how=how, broadcast=False)
+            check(got, pd.merge(lref[["id", "k"]], dp, on="k", how=how), how)
+            got = d.merge(p, on="k", how=how)
+            check(got, pd.merge(dp, lref[["id", "k"]], on="k", how=how), how)
+    finally:
+        p.unpersist()
