@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import time
 from contextlib import contextmanager
 
@@ -623,7 +624,7 @@ def materialise(stage, comm) -> None:
     elif isinstance(stage, JoinStage):
         from .joins import materialise_join
 
-        owners, frames = materialise_join(stage, comm)
+        owners, frames = materialise_join(stage, comm, sys.modules[__name__])
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
     stage.data = RankedData.build(

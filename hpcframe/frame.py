@@ -2047,10 +2047,9 @@ def _merge(
     2      AA     -3  American
     """
     from .joins import build_merge
-    from .readers import from_pandas
 
     if isinstance(right, pd.DataFrame):
-        right = from_pandas(right)
+        right = _from_pandas(right)
     if not isinstance(right, Frame):
         raise TypeError(
             f"merge: right must be an hpcframe Frame or a pandas DataFrame, not {type(right).__name__}"
@@ -2084,15 +2083,22 @@ def merge(
     0  1  10  a
     1  3  30  c
     """
-    from .readers import from_pandas
-
     if isinstance(left, pd.DataFrame):
-        left = from_pandas(left)
+        left = _from_pandas(left)
     if not isinstance(left, Frame):
         raise TypeError(
             f"merge: left must be an hpcframe Frame or a pandas DataFrame, not {type(left).__name__}"
         )
     return left.merge(right, how, on, left_on, right_on, suffixes, indicator, broadcast)
+
+
+def _from_pandas(df) -> Frame:
+    """``hf.from_pandas(df)`` (without importing the readers, which import this module)."""
+    from .io.memory import PandasSource
+    from .io.types import empty_frame
+
+    source = PandasSource(df, 1)
+    return Frame(P.Scan(source, empty_frame(source.schema())))
 
 
 _SEMI_HELP = (
