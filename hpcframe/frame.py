@@ -16,6 +16,7 @@ from . import expr as E
 from . import plan as P
 from .aggregations import AGGREGATIONS, get_aggregation
 from .outputs import AggOutput, CollectOutput, Composite, MapOutput, Output
+from .stages import POSITION, ShuffleStage
 
 _VALUE = "__hpcframe_value__"
 
@@ -1226,7 +1227,9 @@ class GroupBy:
         ``pct_change(fill_method=None)`` (lazy, aligned with the frame)."""
         return _window(self, "pct_change", {"periods": int(periods)})
 
-    def rank(self, method: str = "average", ascending: bool = True, na_option: str = "keep", pct: bool = False):
+    def rank(
+        self, method: str = "average", ascending: bool = True, na_option: str = "keep", pct: bool = False
+    ):
         """The rank of each value within its group, as pandas (float64; lazy, aligned with the
         frame). ``method``: average, min, max, first (frame order breaks ties), dense."""
         if method not in ("average", "min", "max", "first", "dense"):
@@ -1288,8 +1291,15 @@ class GroupBy:
             other = other._selection[0]
         self._node.check_columns([other])
         x = self._selection[0]
-        base = GroupBy(self._node, self._keys, self._dropna, self._sort, self._as_index, [x, other],
-                       by_list=self._by_list)
+        base = GroupBy(
+            self._node,
+            self._keys,
+            self._dropna,
+            self._sort,
+            self._as_index,
+            [x, other],
+            by_list=self._by_list,
+        )
 
         def run(g):
             out = g.apply(lambda d: d[x].corr(d[other]))
@@ -1580,8 +1590,6 @@ def _group_by_arg(keys):
 
 def _data_columns(df, node_hidden):
     """``df`` without the internal columns of its stage (row positions, ...)."""
-    from .stages import POSITION
-
     drop = [c for c in list(node_hidden) + [POSITION, _QPOS] if c in df.columns]
     return df.drop(columns=drop) if drop else df
 
@@ -1590,8 +1598,6 @@ def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
     """``g.cumsum()``, ``g.x.shift(1)``, ...: pandas' group window ``method`` on every
     partition's whole groups, aligned with the frame's rows (a lazy Series like a transform
     result, or a lazy Frame of the value columns)."""
-    from .stages import ShuffleStage
-
     keys = self._keys
     by = _group_by_arg(keys)
     dropna, selection, series = self._dropna, self._selection, self._series
@@ -1623,7 +1629,7 @@ def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
         def flagged(df):
             return per_partition(df, ints if flag.data is not None and flag.data.num_rows else ())
 
-        return _AfterShuffle(node, keys, label, per_partition=flagged, meta=meta, after=[flag_node])
+        return _GroupStage(node, keys, label, per_partition=flagged, meta=meta, after=[flag_node])
 
     def visible_meta(node):
         return _data_columns(node.meta, P.hidden_columns(node)).iloc[:0]
@@ -1664,40 +1670,25 @@ def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
     return Frame(P.Project(P.Scan(stage, stage.meta), cols))
 
 
-def _after_shuffle_class():
-    from .stages import ShuffleStage
+class _GroupStage(ShuffleStage):
+    """A ShuffleStage of this module's group functions: materialised after the stages read
+    by the plan nodes ``after`` (its per-partition function may look at their sizes);
+    ``typed_by_values``: key columns whose dtype the stage's values decide (a group index)."""
 
-    class AfterShuffle(ShuffleStage):
-        """A ShuffleStage materialised after the stages read by the plan nodes ``after``
-        (its per-partition function may look at their sizes)."""
+    def __init__(self, *args, after=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.after = list(after)
+        self.typed_by_values: list[str] = []
 
-        def __init__(self, *args, after=(), **kwargs):
-            super().__init__(*args, **kwargs)
-            self.after = list(after)
-
-        def inputs(self):
-            """The plans of the stages it waits for, then the shuffled frame's plan."""
-            return self.after + [self.node]
-
-    return AfterShuffle
-
-
-def _AfterShuffle(*args, **kwargs):
-    global _AFTER_SHUFFLE
-    if _AFTER_SHUFFLE is None:
-        _AFTER_SHUFFLE = _after_shuffle_class()
-    return _AFTER_SHUFFLE(*args, **kwargs)
-
-
-_AFTER_SHUFFLE = None
+    def inputs(self):
+        """The plans of the stages it waits for, then the shuffled frame's plan."""
+        return self.after + [self.node]
 
 
 def _group_rows(self: GroupBy, method: str, n):
     """``g.head(n)``, ``g.tail(n)``, ``g.nth(n)``: pandas' row selection on every
     partition's whole groups, a lazy Frame (Series after ``[col]``) in the frame's row order
     whose rows keep their labels (positions in the frame) as pandas keeps them."""
-    from .stages import POSITION, ShuffleStage
-
     keys = self._keys
     by = _group_by_arg(keys)
     dropna = self._dropna
@@ -1708,7 +1699,9 @@ def _group_rows(self: GroupBy, method: str, n):
         return getattr(g, method)(n)
 
     index = P.frame_index(node) or [POSITION]
-    stage = ShuffleStage(node, keys, f"groupby({keys}).{method}({n!r})", per_partition=per_partition, index=index)
+    stage = ShuffleStage(
+        node, keys, f"groupby({keys}).{method}({n!r})", per_partition=per_partition, index=index
+    )
     if index == [POSITION]:  # a ResetIndex in the chain: the parent's index is a column now
         stage.index = [POSITION]
     scan = P.Scan(stage, stage.meta)
@@ -1725,8 +1718,6 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     (as_index=True) on every hash partition of the keys. Returned as a lazy group result
     (a Series or Frame over the partitions: filter, assign, reset_index, compute) when its
     columns are plain names, else as a computed :class:`Result` of pandas' shape."""
-    from .stages import POSITION, ShuffleStage
-
     keys, as_index, sort, dropna = self._keys, self._as_index, self._sort, self._dropna
     by = _group_by_arg(keys)
     selection, series = self._selection, self._series
@@ -1790,8 +1781,14 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     index = (keys + ([qname] if qlevel else [])) if as_index else []
     # the stage's order also sorts its input rows: they get the (constant) column too
     local = (lambda df: df.assign(**{_QPOS: np.int64(0)})) if qlevel else None
-    stage = ShuffleStage(
-        node, keys, f"groupby({keys}).{name}", local=local, per_partition=per_partition, meta=meta, index=index
+    stage = _GroupStage(
+        node,
+        keys,
+        f"groupby({keys}).{name}",
+        local=local,
+        per_partition=per_partition,
+        meta=meta,
+        index=index,
     )
     # keys that may hold bools with nulls: typed by their values, as a pandas group index
     stage.typed_by_values = [k for k in keys if node.meta[k].dtype in (object, bool)]
@@ -1863,7 +1860,13 @@ def _exact_agg(self: GroupBy, func, named):
     if isinstance(func, dict):
         self._node.check_columns(list(func))
         base = GroupBy(
-            self._node, self._keys, self._dropna, self._sort, self._as_index, list(func), by_list=self._by_list
+            self._node,
+            self._keys,
+            self._dropna,
+            self._sort,
+            self._as_index,
+            list(func),
+            by_list=self._by_list,
         )
         return _exact(base, lambda g: g.agg(func), "agg")
     return _exact(self, lambda g: g.agg(func), "agg")

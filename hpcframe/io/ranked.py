@@ -107,7 +107,9 @@ class RankedData:
                         and c in schema.names
                         and pa.types.is_floating(schema.field(c).type)
                     }
-                    table = pa.Table.from_pandas(df.assign(**ints) if ints else df, schema=schema, preserve_index=False)
+                    table = pa.Table.from_pandas(
+                        df.assign(**ints) if ints else df, schema=schema, preserve_index=False
+                    )
                 used += table.nbytes
                 sizes[i] = (table.num_rows, table.nbytes)
                 if used > budget and table.num_rows:

@@ -158,7 +158,9 @@ NASTY = {
     "giant_median_f32": lambda d: d.groupby("one").f32.median(),
     "giant_quantile_n": lambda d: d.groupby("one").n.quantile(0.37),
     "bool_key_median_n": lambda d: d.groupby("kb").n.median(),
-    "bool_key_dropna_false_named": lambda d: d.groupby("kb", dropna=False).agg(m=("v", "median"), n=("n", "max")),
+    "bool_key_dropna_false_named": lambda d: d.groupby("kb", dropna=False).agg(
+        m=("v", "median"), n=("n", "max")
+    ),
     "big_key_median_v": lambda d: d.groupby("big").v.median(),
     "f32_key_dropna_false_median": lambda d: d.groupby("f32", dropna=False)[["v", "n"]].median(),
     "date_cat_median_tz": lambda d: d.groupby(["d", "cat"]).tz.median(),
