@@ -16,6 +16,7 @@ from . import expr as E
 from . import plan as P
 from .aggregations import AGGREGATIONS, get_aggregation
 from .outputs import AggOutput, CollectOutput, Composite, MapOutput, Output
+from .stages import POSITION, ShuffleStage
 
 _VALUE = "__hpcframe_value__"
 
@@ -2254,8 +2255,6 @@ def _group_by_arg(keys):
 
 def _data_columns(df, node_hidden):
     """``df`` without the internal columns of its stage (row positions, ...)."""
-    from .stages import POSITION
-
     drop = [c for c in list(node_hidden) + [POSITION, _QPOS] if c in df.columns]
     return df.drop(columns=drop) if drop else df
 
@@ -2264,8 +2263,6 @@ def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
     """``g.cumsum()``, ``g.x.shift(1)``, ...: pandas' group window ``method`` on every
     partition's whole groups, aligned with the frame's rows (a lazy Series like a transform
     result, or a lazy Frame of the value columns)."""
-    from .stages import ShuffleStage
-
     keys = self._keys
     by = _group_by_arg(keys)
     dropna, selection, series = self._dropna, self._selection, self._series
@@ -2297,7 +2294,7 @@ def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
         def flagged(df):
             return per_partition(df, ints if flag.data is not None and flag.data.num_rows else ())
 
-        return _AfterShuffle(node, keys, label, per_partition=flagged, meta=meta, after=[flag_node])
+        return _GroupStage(node, keys, label, per_partition=flagged, meta=meta, after=[flag_node])
 
     def visible_meta(node):
         return _data_columns(node.meta, P.hidden_columns(node)).iloc[:0]
@@ -2338,40 +2335,25 @@ def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
     return Frame(P.Project(P.Scan(stage, stage.meta), cols))
 
 
-def _after_shuffle_class():
-    from .stages import ShuffleStage
+class _GroupStage(ShuffleStage):
+    """A ShuffleStage of this module's group functions: materialised after the stages read
+    by the plan nodes ``after`` (its per-partition function may look at their sizes);
+    ``typed_by_values``: key columns whose dtype the stage's values decide (a group index)."""
 
-    class AfterShuffle(ShuffleStage):
-        """A ShuffleStage materialised after the stages read by the plan nodes ``after``
-        (its per-partition function may look at their sizes)."""
+    def __init__(self, *args, after=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.after = list(after)
+        self.typed_by_values: list[str] = []
 
-        def __init__(self, *args, after=(), **kwargs):
-            super().__init__(*args, **kwargs)
-            self.after = list(after)
-
-        def inputs(self):
-            """The plans of the stages it waits for, then the shuffled frame's plan."""
-            return self.after + [self.node]
-
-    return AfterShuffle
-
-
-def _AfterShuffle(*args, **kwargs):
-    global _AFTER_SHUFFLE
-    if _AFTER_SHUFFLE is None:
-        _AFTER_SHUFFLE = _after_shuffle_class()
-    return _AFTER_SHUFFLE(*args, **kwargs)
-
-
-_AFTER_SHUFFLE = None
+    def inputs(self):
+        """The plans of the stages it waits for, then the shuffled frame's plan."""
+        return self.after + [self.node]
 
 
 def _group_rows(self: GroupBy, method: str, n):
     """``g.head(n)``, ``g.tail(n)``, ``g.nth(n)``: pandas' row selection on every
     partition's whole groups, a lazy Frame (Series after ``[col]``) in the frame's row order
     whose rows keep their labels (positions in the frame) as pandas keeps them."""
-    from .stages import POSITION, ShuffleStage
-
     keys = self._keys
     by = _group_by_arg(keys)
     dropna = self._dropna
@@ -2401,8 +2383,6 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     (as_index=True) on every hash partition of the keys. Returned as a lazy group result
     (a Series or Frame over the partitions: filter, assign, reset_index, compute) when its
     columns are plain names, else as a computed :class:`Result` of pandas' shape."""
-    from .stages import POSITION, ShuffleStage
-
     keys, as_index, sort, dropna = self._keys, self._as_index, self._sort, self._dropna
     by = _group_by_arg(keys)
     selection, series = self._selection, self._series
@@ -2466,7 +2446,7 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     index = (keys + ([qname] if qlevel else [])) if as_index else []
     # the stage's order also sorts its input rows: they get the (constant) column too
     local = (lambda df: df.assign(**{_QPOS: np.int64(0)})) if qlevel else None
-    stage = ShuffleStage(
+    stage = _GroupStage(
         node,
         keys,
         f"groupby({keys}).{name}",
