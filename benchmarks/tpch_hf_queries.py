@@ -4,7 +4,7 @@ Each query ``qN(tables)`` takes a dict of the eight tables (``"lineitem"``, ``"o
 and returns its answer. The tables are either plain pandas DataFrames (:func:`load_pandas`)
 or lazy hpcframe Frames (:func:`load_hpcframe`): the query text is the same, written with
 the pandas API subset hpcframe offers (boolean filters, ``assign``, ``merge``, ``isin``,
-``groupby(..., as_index=False).agg(name=(column, func))``, ``sort_values``, ``head``, ``.dt``,
+``groupby(...).agg(name=(column, func)).reset_index()``, ``sort_values``, ``head``, ``.dt``,
 ``.str``, ``where``), in the style of the pandas versions of the Polars decision-support
 benchmark (pola-rs/polars-benchmark, ``queries/pandas``). Two shims are the only
 engine-specific parts:
@@ -55,9 +55,9 @@ def collect(x, comm=None):
         A pandas DataFrame or Series, or a scalar.
     """
     compute = getattr(x, "compute", None)
-    if compute is not None and not isinstance(x, (pd.DataFrame, pd.Series)):
-        return compute(comm=comm)
-    return x
+    if compute is None or isinstance(x, (pd.DataFrame, pd.Series)):
+        return x
+    return compute(comm=comm) if comm is not None else compute()
 
 
 def scalar(x):
@@ -114,6 +114,26 @@ def load_pandas(data_dir: str, tables=TABLES) -> dict[str, pd.DataFrame]:
     return out
 
 
+def load_dask(data_dir: str, tables=TABLES) -> dict:
+    """The tables as Dask DataFrames (``dd.read_parquet``), with the types of :func:`load_pandas`
+    (decimals cast to float64, dates to ``datetime64[ms]``)."""
+    import dask.dataframe as dd
+
+    out = {}
+    for table in tables:
+        ddf = dd.read_parquet(_table_path(data_dir, table))
+        casts = {}
+        for name, dtype in ddf.dtypes.items():
+            text = str(dtype)
+            if text.startswith("decimal"):
+                casts[name] = "float64"
+            elif text.startswith("date32") or text.startswith("date64"):
+                casts[name] = "datetime64[ms]"
+        # column by column: dask-expr pushes a projection through astype({...}) and loses the cast
+        out[table] = ddf.assign(**{name: ddf[name].astype(dtype) for name, dtype in casts.items()})
+    return out
+
+
 def load_hpcframe(data_dir: str, tables=TABLES) -> dict:
     """The tables as lazy hpcframe Frames (``hf.read_parquet`` of each table's folder)."""
     import hpcframe as hf
@@ -130,15 +150,19 @@ def q1(t):
     f = li[li.l_shipdate <= cutoff]
     f = f.assign(disc_price=f.l_extendedprice * (1 - f.l_discount))
     f = f.assign(charge=f.disc_price * (1 + f.l_tax))
-    g = f.groupby(["l_returnflag", "l_linestatus"], as_index=False).agg(
-        sum_qty=("l_quantity", "sum"),
-        sum_base_price=("l_extendedprice", "sum"),
-        sum_disc_price=("disc_price", "sum"),
-        sum_charge=("charge", "sum"),
-        avg_qty=("l_quantity", "mean"),
-        avg_price=("l_extendedprice", "mean"),
-        avg_disc=("l_discount", "mean"),
-        count_order=("l_quantity", "count"),
+    g = (
+        f.groupby(["l_returnflag", "l_linestatus"])
+        .agg(
+            sum_qty=("l_quantity", "sum"),
+            sum_base_price=("l_extendedprice", "sum"),
+            sum_disc_price=("disc_price", "sum"),
+            sum_charge=("charge", "sum"),
+            avg_qty=("l_quantity", "mean"),
+            avg_price=("l_extendedprice", "mean"),
+            avg_disc=("l_discount", "mean"),
+            count_order=("l_quantity", "count"),
+        )
+        .reset_index()
     )
     return g.sort_values(["l_returnflag", "l_linestatus"])
 
@@ -152,7 +176,7 @@ def q2(t):
     ps = partsupp.merge(s, left_on="ps_suppkey", right_on="s_suppkey")
     p = part[(part.p_size == 15) & part.p_type.str.endswith("BRASS")]
     j = p.merge(ps, left_on="p_partkey", right_on="ps_partkey")
-    cheapest = j.groupby("p_partkey", as_index=False).agg(min_cost=("ps_supplycost", "min"))
+    cheapest = j.groupby("p_partkey").agg(min_cost=("ps_supplycost", "min")).reset_index()
     j = j.merge(cheapest, on="p_partkey")
     j = j[j.ps_supplycost == j.min_cost]
     j = j[["s_acctbal", "s_name", "n_name", "p_partkey", "p_mfgr", "s_address", "s_phone", "s_comment"]]
@@ -169,8 +193,10 @@ def q3(t):
     j = c.merge(o, left_on="c_custkey", right_on="o_custkey")
     j = j.merge(li, left_on="o_orderkey", right_on="l_orderkey")
     j = j.assign(revenue=j.l_extendedprice * (1 - j.l_discount))
-    g = j.groupby(["l_orderkey", "o_orderdate", "o_shippriority"], as_index=False).agg(
-        revenue=("revenue", "sum")
+    g = (
+        j.groupby(["l_orderkey", "o_orderdate", "o_shippriority"])
+        .agg(revenue=("revenue", "sum"))
+        .reset_index()
     )
     g = g[["l_orderkey", "revenue", "o_orderdate", "o_shippriority"]]
     return g.sort_values(["revenue", "o_orderdate"], ascending=[False, True]).head(10)
@@ -181,7 +207,7 @@ def q4(t):
     o = orders[(orders.o_orderdate >= _date("1993-07-01")) & (orders.o_orderdate < _date("1993-10-01"))]
     late = lineitem[lineitem.l_commitdate < lineitem.l_receiptdate]
     o = o[o.o_orderkey.isin(late.l_orderkey)]  # EXISTS: a semi-join
-    g = o.groupby("o_orderpriority", as_index=False).agg(order_count=("o_orderkey", "count"))
+    g = o.groupby("o_orderpriority").agg(order_count=("o_orderkey", "count")).reset_index()
     return g.sort_values("o_orderpriority")
 
 
@@ -196,7 +222,7 @@ def q5(t):
     j = j.merge(lineitem, left_on="o_orderkey", right_on="l_orderkey")
     j = j.merge(supplier, left_on=["l_suppkey", "c_nationkey"], right_on=["s_suppkey", "s_nationkey"])
     j = j.assign(revenue=j.l_extendedprice * (1 - j.l_discount))
-    g = j.groupby("n_name", as_index=False).agg(revenue=("revenue", "sum"))
+    g = j.groupby("n_name").agg(revenue=("revenue", "sum")).reset_index()
     return g.sort_values("revenue", ascending=False)
 
 
@@ -227,7 +253,7 @@ def q7(t):
     j = j.merge(c, left_on="o_custkey", right_on="c_custkey")
     j = j[j.supp_nation != j.cust_nation]
     j = j.assign(l_year=j.l_shipdate.dt.year, volume=j.l_extendedprice * (1 - j.l_discount))
-    g = j.groupby(["supp_nation", "cust_nation", "l_year"], as_index=False).agg(revenue=("volume", "sum"))
+    g = j.groupby(["supp_nation", "cust_nation", "l_year"]).agg(revenue=("volume", "sum")).reset_index()
     return g.sort_values(["supp_nation", "cust_nation", "l_year"])
 
 
@@ -247,7 +273,7 @@ def q8(t):
     j = j.merge(s, left_on="l_suppkey", right_on="s_suppkey")
     j = j.assign(o_year=j.o_orderdate.dt.year, volume=j.l_extendedprice * (1 - j.l_discount))
     j = j.assign(brazil=j.volume.where(j.nation == "BRAZIL", 0.0))
-    g = j.groupby("o_year", as_index=False).agg(brazil=("brazil", "sum"), total=("volume", "sum"))
+    g = j.groupby("o_year").agg(brazil=("brazil", "sum"), total=("volume", "sum")).reset_index()
     g = g.assign(mkt_share=g.brazil / g.total)[["o_year", "mkt_share"]]
     return g.sort_values("o_year")
 
@@ -266,7 +292,7 @@ def q9(t):
         o_year=j.o_orderdate.dt.year,
         amount=j.l_extendedprice * (1 - j.l_discount) - j.ps_supplycost * j.l_quantity,
     )
-    g = j.groupby(["nation", "o_year"], as_index=False).agg(sum_profit=("amount", "sum"))
+    g = j.groupby(["nation", "o_year"]).agg(sum_profit=("amount", "sum")).reset_index()
     return g.sort_values(["nation", "o_year"], ascending=[True, False])
 
 
@@ -279,7 +305,7 @@ def q10(t):
     j = j.merge(nation, left_on="c_nationkey", right_on="n_nationkey")
     j = j.assign(revenue=j.l_extendedprice * (1 - j.l_discount))
     keys = ["c_custkey", "c_name", "c_acctbal", "c_phone", "n_name", "c_address", "c_comment"]
-    g = j.groupby(keys, as_index=False).agg(revenue=("revenue", "sum"))
+    g = j.groupby(keys).agg(revenue=("revenue", "sum")).reset_index()
     g = g[["c_custkey", "c_name", "revenue", "c_acctbal", "n_name", "c_address", "c_phone", "c_comment"]]
     return g.sort_values("revenue", ascending=False).head(20)
 
@@ -291,7 +317,7 @@ def q11(t):
     ps = partsupp.merge(s, left_on="ps_suppkey", right_on="s_suppkey")
     ps = ps.assign(value=ps.ps_supplycost * ps.ps_availqty)
     threshold = scalar(ps["value"].sum()) * 0.0001
-    g = ps.groupby("ps_partkey", as_index=False).agg(value=("value", "sum"))
+    g = ps.groupby("ps_partkey").agg(value=("value", "sum")).reset_index()
     g = g[g["value"] > threshold]
     return g.sort_values("value", ascending=False)
 
@@ -308,8 +334,10 @@ def q12(t):
     j = orders.merge(li, left_on="o_orderkey", right_on="l_orderkey")
     high = j.o_orderpriority.isin(["1-URGENT", "2-HIGH"])
     j = j.assign(high_line_count=high.astype("int64"), low_line_count=(~high).astype("int64"))
-    g = j.groupby("l_shipmode", as_index=False).agg(
-        high_line_count=("high_line_count", "sum"), low_line_count=("low_line_count", "sum")
+    g = (
+        j.groupby("l_shipmode")
+        .agg(high_line_count=("high_line_count", "sum"), low_line_count=("low_line_count", "sum"))
+        .reset_index()
     )
     return g.sort_values("l_shipmode")
 
@@ -318,8 +346,8 @@ def q13(t):
     customer, orders = t["customer"], t["orders"]
     o = orders[~orders.o_comment.str.contains("special.*requests", regex=True)]
     j = customer.merge(o, left_on="c_custkey", right_on="o_custkey", how="left")
-    per_customer = j.groupby("c_custkey", as_index=False).agg(c_count=("o_orderkey", "count"))
-    g = per_customer.groupby("c_count", as_index=False).agg(custdist=("c_custkey", "count"))
+    per_customer = j.groupby("c_custkey").agg(c_count=("o_orderkey", "count")).reset_index()
+    g = per_customer.groupby("c_count").agg(custdist=("c_custkey", "count")).reset_index()
     return g.sort_values(["custdist", "c_count"], ascending=[False, False])
 
 
@@ -336,7 +364,7 @@ def q15(t):
     lineitem, supplier = t["lineitem"], t["supplier"]
     li = lineitem[(lineitem.l_shipdate >= _date("1996-01-01")) & (lineitem.l_shipdate < _date("1996-04-01"))]
     li = li.assign(revenue=li.l_extendedprice * (1 - li.l_discount))
-    rev = li.groupby("l_suppkey", as_index=False).agg(total_revenue=("revenue", "sum"))
+    rev = li.groupby("l_suppkey").agg(total_revenue=("revenue", "sum")).reset_index()
     top = scalar(rev.total_revenue.max())
     best = rev[rev.total_revenue == top]
     j = supplier.merge(best, left_on="s_suppkey", right_on="l_suppkey")
@@ -354,7 +382,7 @@ def q16(t):
     complaints = supplier[supplier.s_comment.str.contains("Customer.*Complaints", regex=True)]
     ps = partsupp[~partsupp.ps_suppkey.isin(complaints.s_suppkey)]  # NOT IN: an anti-join
     j = ps.merge(p, left_on="ps_partkey", right_on="p_partkey")
-    g = j.groupby(["p_brand", "p_type", "p_size"], as_index=False).agg(supplier_cnt=("ps_suppkey", "nunique"))
+    g = j.groupby(["p_brand", "p_type", "p_size"]).agg(supplier_cnt=("ps_suppkey", "nunique")).reset_index()
     return g.sort_values(["supplier_cnt", "p_brand", "p_type", "p_size"], ascending=[False, True, True, True])
 
 
@@ -362,7 +390,7 @@ def q17(t):
     lineitem, part = t["lineitem"], t["part"]
     p = part[(part.p_brand == "Brand#23") & (part.p_container == "MED BOX")][["p_partkey"]]
     j = lineitem.merge(p, left_on="l_partkey", right_on="p_partkey")
-    avg = j.groupby("p_partkey", as_index=False).agg(avg_quantity=("l_quantity", "mean"))
+    avg = j.groupby("p_partkey").agg(avg_quantity=("l_quantity", "mean")).reset_index()
     j = j.merge(avg, on="p_partkey")
     j = j[j.l_quantity < 0.2 * j.avg_quantity]
     return scalar(j.l_extendedprice.sum()) / 7.0
@@ -370,13 +398,13 @@ def q17(t):
 
 def q18(t):
     customer, orders, lineitem = t["customer"], t["orders"], t["lineitem"]
-    per_order = lineitem.groupby("l_orderkey", as_index=False).agg(sum_qty=("l_quantity", "sum"))
+    per_order = lineitem.groupby("l_orderkey").agg(sum_qty=("l_quantity", "sum")).reset_index()
     big = per_order[per_order.sum_qty > 300]
     o = orders[orders.o_orderkey.isin(big.l_orderkey)]
     j = customer.merge(o, left_on="c_custkey", right_on="o_custkey")
     j = j.merge(lineitem, left_on="o_orderkey", right_on="l_orderkey")
     keys = ["c_name", "c_custkey", "o_orderkey", "o_orderdate", "o_totalprice"]
-    g = j.groupby(keys, as_index=False).agg(sum_qty=("l_quantity", "sum"))
+    g = j.groupby(keys).agg(sum_qty=("l_quantity", "sum")).reset_index()
     return g.sort_values(["o_totalprice", "o_orderdate"], ascending=[False, True]).head(100)
 
 
@@ -414,7 +442,7 @@ def q20(t):
     supplier, nation = t["supplier"], t["nation"]
     p = part[part.p_name.str.startswith("forest")][["p_partkey"]]
     li = lineitem[(lineitem.l_shipdate >= _date("1994-01-01")) & (lineitem.l_shipdate < _date("1995-01-01"))]
-    shipped = li.groupby(["l_partkey", "l_suppkey"], as_index=False).agg(sum_qty=("l_quantity", "sum"))
+    shipped = li.groupby(["l_partkey", "l_suppkey"]).agg(sum_qty=("l_quantity", "sum")).reset_index()
     ps = partsupp.merge(p, left_on="ps_partkey", right_on="p_partkey")
     ps = ps.merge(shipped, left_on=["ps_partkey", "ps_suppkey"], right_on=["l_partkey", "l_suppkey"])
     ps = ps[ps.ps_availqty > 0.5 * ps.sum_qty]
@@ -428,9 +456,9 @@ def q21(t):
     lineitem, supplier, orders, nation = t["lineitem"], t["supplier"], t["orders"], t["nation"]
     li = lineitem[["l_orderkey", "l_suppkey", "l_receiptdate", "l_commitdate"]]
     # EXISTS another supplier in the order; NOT EXISTS another supplier late in it
-    suppliers = li.groupby("l_orderkey", as_index=False).agg(n_supp=("l_suppkey", "nunique"))
+    suppliers = li.groupby("l_orderkey").agg(n_supp=("l_suppkey", "nunique")).reset_index()
     late = li[li.l_receiptdate > li.l_commitdate]
-    late_suppliers = late.groupby("l_orderkey", as_index=False).agg(n_late=("l_suppkey", "nunique"))
+    late_suppliers = late.groupby("l_orderkey").agg(n_late=("l_suppkey", "nunique")).reset_index()
     j = late.merge(suppliers, on="l_orderkey").merge(late_suppliers, on="l_orderkey")
     j = j[(j.n_supp > 1) & (j.n_late == 1)]
     n = nation[nation.n_name == "SAUDI ARABIA"]
@@ -438,7 +466,7 @@ def q21(t):
     o = orders[orders.o_orderstatus == "F"]
     j = j.merge(s, left_on="l_suppkey", right_on="s_suppkey")
     j = j.merge(o, left_on="l_orderkey", right_on="o_orderkey")
-    g = j.groupby("s_name", as_index=False).agg(numwait=("l_orderkey", "count"))
+    g = j.groupby("s_name").agg(numwait=("l_orderkey", "count")).reset_index()
     return g.sort_values(["numwait", "s_name"], ascending=[False, True]).head(100)
 
 
@@ -449,8 +477,10 @@ def q22(t):
     c = c[c.cntrycode.isin(codes)]
     average = scalar(c[c.c_acctbal > 0.0].c_acctbal.mean())
     c = c[(c.c_acctbal > average) & ~c.c_custkey.isin(orders.o_custkey)]  # NOT EXISTS: anti-join
-    g = c.groupby("cntrycode", as_index=False).agg(
-        numcust=("c_acctbal", "count"), totacctbal=("c_acctbal", "sum")
+    g = (
+        c.groupby("cntrycode")
+        .agg(numcust=("c_acctbal", "count"), totacctbal=("c_acctbal", "sum"))
+        .reset_index()
     )
     return g.sort_values("cntrycode")
 
