@@ -503,12 +503,14 @@ def compare(query: str, got, expected, rtol: float = 1e-6) -> None:
     """
     import pandas as pd
 
+    if isinstance(got, pd.DataFrame) and got.shape == (1, 1) and expected.shape == (1, 1):
+        got = got.iloc[0, 0]  # a one-value answer
     if not isinstance(got, (pd.DataFrame, pd.Series)):
         if expected.shape != (1, 1):
             raise AssertionError(f"{query}: got a scalar {got!r}, DuckDB answered {expected.shape[0]} rows")
         want = expected.iloc[0, 0]
         want = 0.0 if want is None or want != want else float(want)
-        value = float(got)
+        value = 0.0 if got is None or got != got else float(got)
         if not abs(value - want) <= rtol * max(abs(value), abs(want)) + 1e-9:
             raise AssertionError(f"{query}: got {value!r}, DuckDB answered {want!r}")
         return
