@@ -398,9 +398,20 @@ ORDER: dict[str, list[tuple[str, bool]]] = {
 }
 
 
+def create_views(con, data_dir: str) -> None:
+    """One view per TPC-H table on DuckDB connection ``con`` over ``data_dir/<table>/*.parquet``
+    (tpchgen-cli's ``--parts`` layout) or ``data_dir/<table>.parquet``."""
+    for table in TABLES:
+        folder = os.path.join(data_dir, table)
+        path = os.path.join(folder, "*.parquet") if os.path.isdir(folder) else folder + ".parquet"
+        if not os.path.isdir(folder) and not os.path.exists(path):
+            raise FileNotFoundError(f"TPC-H table {table!r} not found under {data_dir} (expected {folder}/)")
+        quoted = path.replace("'", "''")
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{quoted}')")
+
+
 def connect(data_dir: str, threads: int | None = None):
-    """A DuckDB connection with one view per TPC-H table over ``data_dir/<table>/*.parquet``
-    (tpchgen-cli's ``--parts`` layout) or ``data_dir/<table>.parquet``.
+    """A DuckDB connection with one view per TPC-H table (see :func:`create_views`).
 
     Parameters
     ----------
@@ -418,13 +429,7 @@ def connect(data_dir: str, threads: int | None = None):
     con = duckdb.connect()
     if threads is not None:
         con.execute(f"SET threads={int(threads)}")
-    for table in TABLES:
-        folder = os.path.join(data_dir, table)
-        path = os.path.join(folder, "*.parquet") if os.path.isdir(folder) else folder + ".parquet"
-        if not os.path.exists(folder) and not os.path.exists(path):
-            raise FileNotFoundError(f"TPC-H table {table!r} not found under {data_dir} (expected {folder}/)")
-        quoted = path.replace("'", "''")
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{quoted}')")
+    create_views(con, data_dir)
     return con
 
 
@@ -436,7 +441,7 @@ def run(con, query: str):
 # --------------------------------------------------------------------------------------------
 # comparing an answer with DuckDB's
 # --------------------------------------------------------------------------------------------
-def _normalise(df):
+def normalise(df):
     """Each column as float64 (numbers, decimals), ``YYYY-MM-DD`` text (dates) or text."""
     import decimal
 
@@ -524,7 +529,7 @@ def compare(query: str, got, expected, rtol: float = 1e-6) -> None:
             f"{query}: {len(got)} rows, DuckDB answered {len(expected)} rows\n"
             f"got:\n{got.head(10)}\nexpected:\n{expected.head(10)}"
         )
-    a, b = _normalise(got), _normalise(expected)
+    a, b = normalise(got), normalise(expected)
     for name, _asc in ORDER.get(query, []):
         bad = _columns_equal(a[name], b[name], rtol)
         if bad:
