@@ -116,6 +116,6 @@ def test_pandas_query_matches_duckdb(name, pandas_tables, expected):
 @pytest.mark.parametrize("name", QUERIES)
 def test_hpcframe_query_matches_duckdb(name, tpch_dir, expected, cfg):
     """The same query text on hpcframe Frames, on this run's ranks."""
-    cfg(block_rows=4000)  # several blocks per file, so that 4 ranks all get some
+    cfg(block_rows=8000, partitions=8)  # lineitem: 2 blocks per file; fewer, larger shuffle partitions
     tables = Q.load_hpcframe(tpch_dir)
     S.compare(name, Q.run(name, tables, comm=mpi.world()), expected[name])
