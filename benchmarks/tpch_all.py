@@ -393,19 +393,19 @@ def main(argv=None) -> int:
             ap.error(f"--queries: unknown query {q!r} (q1 .. q22)")
     out_json = args.out_json or os.path.join(HERE, f"results-tpch-{datetime.date.today().isoformat()}.json")
     results: list[dict] = []
-    timed_out: set = set()
+    dropped: set = set()
     tmp_json = os.path.join(tempfile.mkdtemp(prefix="tpch-all-"), "run.json")
     for rep in range(args.reps):
         print(f"round {rep + 1} of {args.reps}", flush=True)
         for q in queries:
             for e in engines:
-                if (e, q) in timed_out:
+                if (e, q) in dropped:
                     continue
                 rec = measure(e, q, args, tmp_json)
                 rec["rep"] = rep
                 results.append(rec)
                 if rec["status"] in ("timeout", "error"):
-                    timed_out.add((e, q))  # neither repeated
+                    dropped.add((e, q))  # not repeated
     check_answers(results)
     summary = summarize(results, engines, queries)
     text = table(summary, engines, queries)
