@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import time
 from contextlib import contextmanager
 
@@ -35,7 +36,7 @@ from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
 from .outputs import Composite, Output
 from .physical import Leaf, partition_owners, plan_scan, scans_of
-from .stages import POSITION, AggStage, PersistStage, ShuffleStage, SortStage, stages_below
+from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage, stages_below
 from .tree import TreeStack, finish
 
 _last_stats: dict = {}
@@ -620,6 +621,10 @@ def materialise(stage, comm) -> None:
         frames, owners, stage.divisions = sample_sort(
             stage, comm, config.partitions, _run_scan, _exchange_partitions, _interrupted
         )
+    elif isinstance(stage, JoinStage):
+        from .joins import materialise_join
+
+        owners, frames = materialise_join(stage, comm, sys.modules[__name__])
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
     stage.data = RankedData.build(
@@ -630,6 +635,10 @@ def materialise(stage, comm) -> None:
         empty=_declared_meta(stage),
         object_like_empty=not isinstance(stage, AggStage),  # group results: typed by values
     )
+    if isinstance(stage, JoinStage):  # its dtypes as the data decided them (as pandas)
+        from .joins import adopt_schema
+
+        adopt_schema(stage)
 
 
 def _declared_meta(stage):
@@ -640,10 +649,15 @@ def _declared_meta(stage):
     meta = stage.meta.iloc[:0].copy()
     if isinstance(stage, AggStage):  # group keys are typed by their values, as a pandas index
         return meta
+    by_values = set(getattr(stage, "typed_by_values", ()))  # group keys made by the stage
     for node in stage.inputs():
         source = node.scan().source
         schema = source.schema()
-        flagged = [f.name for f in schema if dtype_flag(f) == NULLS and f.name in meta.columns]
+        flagged = [
+            f.name
+            for f in schema
+            if dtype_flag(f) == NULLS and f.name in meta.columns and f.name not in by_values
+        ]
         if flagged:
             declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
             for c in flagged:

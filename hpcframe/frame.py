@@ -16,6 +16,7 @@ from . import expr as E
 from . import plan as P
 from .aggregations import AGGREGATIONS, get_aggregation
 from .outputs import AggOutput, CollectOutput, Composite, MapOutput, Output
+from .stages import POSITION, ShuffleStage
 
 _VALUE = "__hpcframe_value__"
 
@@ -188,6 +189,16 @@ class Frame(Lazy):
 
     # -- selection -------------------------------------------------------------------------
     def __getitem__(self, key):
+        if isinstance(key, _SemiMask):  # isin with a lazy Series (joins region below)
+            return _semi_filter(self, key)
+        if isinstance(key, Series) and not isinstance(key, _TransformSeries):
+            pushed = _join_filter(self, key)  # a filter moved into a join's sides
+            if pushed is not None:
+                return pushed
+        if isinstance(key, (list, tuple, pd.Index)):
+            pruned = _join_project(self, key)  # a join computing fewer columns
+            if pruned is not None:
+                return pruned
         if isinstance(key, Series):
             if isinstance(key, _TransformSeries) and key._base is self._node:
                 # df[df.x > df.groupby(k).x.transform("mean")]: filter the transform's rows
@@ -412,11 +423,12 @@ class Frame(Lazy):
         """The number of distinct values of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("nunique")
 
-    def describe(self) -> Result:
-        """count, mean, std, min, quartiles and max of the numeric columns (exact quantiles)."""
+    def describe(self, percentiles=None) -> Result:
+        """count, mean, std, min, quartiles (or the ``percentiles`` given, as pandas) and max
+        of the numeric columns (exact quantiles)."""
         from .describe import describe_frame
 
-        return Result(describe_frame(self._node))
+        return Result(describe_frame(self._node, percentiles))
 
     def head(self, n: int = 5) -> Result:
         """The first ``n`` rows in the frame's order (dataset order, or its ``sort_values``:
@@ -714,7 +726,10 @@ class Series(Lazy):
     __hash__ = None  # type: ignore[assignment]
 
     def isin(self, values):
-        """Whether each value is one of ``values`` (lazy; as pandas)."""
+        """Whether each value is one of ``values`` (lazy; as pandas). ``values`` may be a lazy
+        Series: the result then filters this Series' frame as a semi-join (``~``: anti-join)."""
+        if isinstance(values, Series):
+            return _isin_lazy(self, values)
         return self._new(E.IsIn(self._expr, list(values)))
 
     def between(self, left, right, inclusive="both"):
@@ -847,12 +862,13 @@ class Series(Lazy):
         agg = "count" if dropna else "size"
         return Result(AggOutput(scan, [], [(col if dropna else "", agg)], shape, pandas_fn, label="nunique"))
 
-    def describe(self) -> Result:
-        """Summary statistics as pandas' ``describe`` (lazy: a :class:`Result`)."""
+    def describe(self, percentiles=None) -> Result:
+        """Summary statistics as pandas' ``describe`` (``percentiles`` too; lazy: a
+        :class:`Result`)."""
         from .describe import describe_series
 
         node, col = self._as_column()
-        return Result(describe_series(node, col, self.name))
+        return Result(describe_series(node, col, self.name, percentiles))
 
     def value_counts(
         self, dropna: bool = True, sort: bool = True, ascending: bool = False, normalize: bool = False
@@ -1166,7 +1182,11 @@ class GroupBy:
 
     def agg(self, func=None, **named):
         """Aggregate like pandas: a name, a list of names, a dict ``{column: name or list}``,
-        or named aggregation ``agg(total=("x", "sum"))``."""
+        or named aggregation ``agg(total=("x", "sum"))``. ``median``, ``quantile`` and
+        functions of a group's Series (``("x", lambda s: s.quantile(0.9))``) are computed
+        exactly on whole groups (see :meth:`median`), together with the other aggregations."""
+        if _wants_whole_groups(func, named):
+            return _exact_agg(self, func, named)
         if named:
             if func is not None:
                 raise TypeError("pass either a function spec or named aggregations, not both")
@@ -1322,6 +1342,133 @@ class GroupBy:
         ``frame.assign(...)``), else a lazy Frame of the transformed value columns. Rows are
         shuffled by the keys (whole groups on one rank)."""
         return _transform(self, func, args, kwargs)
+
+    # -- GROUPWIN: group windows, head/tail/nth, exact per-group order statistics -------------
+    # (helpers: _window, _group_rows, _exact below; all run pandas on whole groups after a
+    # hash shuffle of the rows by the keys, in the frame's row order)
+    def cumsum(self):
+        """The running sum within each group, as pandas (lazy, aligned with the frame's rows:
+        a Series after ``[col]``, else a Frame of the value columns). Rows with a missing
+        key get NaN (``dropna=True``), as in pandas."""
+        return _window(self, "cumsum", {})
+
+    def cumprod(self):
+        """The running product within each group, as pandas (lazy, aligned with the frame)."""
+        return _window(self, "cumprod", {})
+
+    def cummax(self):
+        """The running maximum within each group, as pandas (lazy, aligned with the frame)."""
+        return _window(self, "cummax", {})
+
+    def cummin(self):
+        """The running minimum within each group, as pandas (lazy, aligned with the frame)."""
+        return _window(self, "cummin", {})
+
+    def cumcount(self, ascending: bool = True):
+        """The number of each row within its group (0, 1, ...; from the end with
+        ``ascending=False``), as pandas: a lazy int64 Series aligned with the frame (float64
+        with NaN where a key is missing, as pandas gives it)."""
+        return _window(self, "cumcount", {"ascending": bool(ascending)}, whole=True)
+
+    def diff(self, periods: int = 1):
+        """The difference with the row ``periods`` before in the same group, as pandas (lazy,
+        aligned with the frame; the frame's row order, e.g. after ``sort_values``)."""
+        return _window(self, "diff", {"periods": int(periods)})
+
+    def shift(self, periods: int = 1, fill_value=None):
+        """The value ``periods`` rows before (negative: after) in the same group, as pandas
+        (lazy, aligned with the frame); ``fill_value`` replaces what is shifted in."""
+        kw: dict = {"periods": int(periods)}
+        if fill_value is not None:
+            kw["fill_value"] = fill_value
+        return _window(self, "shift", kw)
+
+    def pct_change(self, periods: int = 1):
+        """The relative change to the row ``periods`` before in the same group, as pandas'
+        ``pct_change(fill_method=None)`` (lazy, aligned with the frame)."""
+        return _window(self, "pct_change", {"periods": int(periods)})
+
+    def rank(
+        self, method: str = "average", ascending: bool = True, na_option: str = "keep", pct: bool = False
+    ):
+        """The rank of each value within its group, as pandas (float64; lazy, aligned with the
+        frame). ``method``: average, min, max, first (frame order breaks ties), dense."""
+        if method not in ("average", "min", "max", "first", "dense"):
+            raise ValueError(f"rank(method={method!r}): use average, min, max, first or dense")
+        if na_option not in ("keep", "top", "bottom"):
+            raise ValueError(f"rank(na_option={na_option!r}): use keep, top or bottom")
+        kw = {"method": method, "ascending": bool(ascending), "na_option": na_option, "pct": bool(pct)}
+        return _window(self, "rank", kw)
+
+    def head(self, n: int = 5):
+        """The first ``n`` rows of each group (negative: all but the last ``-n``), as pandas:
+        a lazy Frame (a Series after ``[col]``) in the frame's row order whose computed result
+        keeps the rows' labels (their positions in the frame)."""
+        return _group_rows(self, "head", int(n))
+
+    def tail(self, n: int = 5):
+        """The last ``n`` rows of each group, as pandas (lazy, see :meth:`head`)."""
+        return _group_rows(self, "tail", int(n))
+
+    def nth(self, n):
+        """The ``n``-th row of each group (an int, negative from the end, or a list of them),
+        as pandas 2+: a filter keeping the rows' labels (lazy, see :meth:`head`)."""
+        if isinstance(n, (list, tuple)):
+            n = [int(i) for i in n]
+        elif isinstance(n, slice):
+            pass
+        else:
+            n = int(n)
+        return _group_rows(self, "nth", n)
+
+    def median(self, numeric_only: bool = False):
+        """The exact median per group, as pandas: rows are shuffled by the keys and pandas
+        computes every whole group (a lazy group result: filter, assign, reset_index or
+        ``.compute()``)."""
+        return _exact(self, lambda g: g.median(numeric_only=numeric_only), "median")
+
+    def quantile(self, q=0.5, interpolation: str = "linear", numeric_only: bool = False):
+        """The exact ``q`` quantile(s) per group, as pandas (``q`` a number or a list: then
+        one row per group and ``q``, as pandas' MultiIndex). Lazy, as :meth:`median`."""
+        qs = [float(x) for x in q] if isinstance(q, (list, tuple, np.ndarray, pd.Index)) else float(q)
+        for x in qs if isinstance(qs, list) else [qs]:
+            if not 0 <= x <= 1:
+                raise ValueError(f"quantile q={x} is outside [0, 1]")
+
+        def run(g):
+            return g.quantile(qs, interpolation=interpolation, numeric_only=numeric_only)
+
+        return _exact(self, run, "quantile", qlevel=isinstance(qs, list))
+
+    def corr(self, other=None):
+        """Per-group correlation: ``g.x.corr(g.y)`` (or ``g.x.corr("y")``) is the Pearson
+        correlation of two columns within each group, one value per group (as
+        ``g.apply(lambda d: d.x.corr(d.y))`` in pandas; exact, whole groups)."""
+        if not self._series or other is None:
+            raise TypeError("per-group correlation is g.x.corr(g.y) or g.x.corr('y') (two columns)")
+        if isinstance(other, GroupBy):
+            if not other._series or other._keys != self._keys:
+                raise TypeError("g.x.corr(other): other must be a column of the same group-by, as g.y")
+            other = other._selection[0]
+        self._node.check_columns([other])
+        x = self._selection[0]
+        base = GroupBy(
+            self._node,
+            self._keys,
+            self._dropna,
+            self._sort,
+            self._as_index,
+            [x, other],
+            by_list=self._by_list,
+        )
+
+        def run(g):
+            out = g.apply(lambda d: d[x].corr(d[other]))
+            if not isinstance(out, pd.Series):  # no group: pandas gives an empty frame
+                out = pd.Series([], index=g.size().index, dtype="float64")
+            return out.astype("float64").rename(x)
+
+        return _exact(base, run, "corr", series_name=x)
 
 
 def _check_agg(agg):
@@ -1839,3 +1986,554 @@ def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result
         return out
 
     return Result(Composite(parts, finish, "median" if median else f"quantile({q})"))
+
+
+# -- joins: merge, isin with a lazy Series (semi/anti-join) --
+# ------------------------------------------------------------------------------------------
+def _merge(
+    self: Frame,
+    right,
+    how="inner",
+    on=None,
+    left_on=None,
+    right_on=None,
+    suffixes=("_x", "_y"),
+    indicator=False,
+    broadcast=None,
+) -> Frame:
+    """Join with ``right`` (a Frame or a pandas DataFrame) on key columns, as ``pandas.merge``.
+
+    Parameters
+    ----------
+    right : Frame or pandas.DataFrame
+        The other frame (a pandas DataFrame is wrapped with :func:`hpcframe.from_pandas`;
+        under MPI every rank must hold the same one).
+    how : {"inner", "left", "right", "outer", "cross"}, default "inner"
+        As pandas: the rows kept, and their order (left order for inner and left, right
+        order for right, the keys sorted for outer; duplicate matches in the other side's
+        order). ``cross``: every pair of rows.
+    on, left_on, right_on : str or list of str, optional
+        The key columns (default: the columns the frames have in common). A group-by result
+        merges on its index levels by name, as pandas.
+    suffixes : (str or None, str or None), default ("_x", "_y")
+        Added to the names of non-key columns both frames have.
+    indicator : bool or str, default False
+        Add a categorical column ``_merge`` (or this name): ``left_only``, ``right_only`` or
+        ``both``.
+    broadcast : bool or None, default None
+        ``None``: copy the small side to every rank when it holds at most
+        ``hf.config.broadcast_bytes`` bytes (measured when the join runs), else shuffle both
+        sides by the keys; ``True``/``False`` force either (``explain()`` shows the choice).
+
+    Returns
+    -------
+    Frame
+        Lazy; the result has a fresh RangeIndex, as pandas.
+
+    Raises
+    ------
+    ColumnNotFoundError
+        For a key column a frame does not have.
+    ValueError
+        For key columns pandas cannot match (numbers with strings or dates, ...), naming
+        both, and for invalid ``how``, ``suffixes`` or ``broadcast``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> flights = hf.from_pandas(pd.DataFrame({"carrier": ["AA", "UA", "AA"], "delay": [5, 12, -3]}))
+    >>> names = pd.DataFrame({"carrier": ["AA", "UA"], "name": ["American", "United"]})
+    >>> flights.merge(names, on="carrier", how="left").compute()
+      carrier  delay      name
+    0      AA      5  American
+    1      UA     12    United
+    2      AA     -3  American
+    """
+    from .joins import build_merge
+
+    if isinstance(right, pd.DataFrame):
+        right = _from_pandas(right)
+    if not isinstance(right, Frame):
+        raise TypeError(
+            f"merge: right must be an hpcframe Frame or a pandas DataFrame, not {type(right).__name__}"
+        )
+    stage = build_merge(self._node, right._node, how, on, left_on, right_on, suffixes, indicator, broadcast)
+    return Frame(P.Scan(stage, stage.meta))
+
+
+Frame.merge = _merge  # type: ignore[attr-defined]
+
+
+def merge(
+    left,
+    right,
+    how="inner",
+    on=None,
+    left_on=None,
+    right_on=None,
+    suffixes=("_x", "_y"),
+    indicator=False,
+    broadcast=None,
+):
+    """``left.merge(right, ...)`` (see :meth:`Frame.merge`); either may be a pandas DataFrame.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> a = hf.from_pandas(pd.DataFrame({"k": [1, 2, 3], "x": [10, 20, 30]}))
+    >>> hf.merge(a, pd.DataFrame({"k": [3, 1], "y": ["c", "a"]}), on="k").compute()
+       k   x  y
+    0  1  10  a
+    1  3  30  c
+    """
+    if isinstance(left, pd.DataFrame):
+        left = _from_pandas(left)
+    if not isinstance(left, Frame):
+        raise TypeError(
+            f"merge: left must be an hpcframe Frame or a pandas DataFrame, not {type(left).__name__}"
+        )
+    return left.merge(right, how, on, left_on, right_on, suffixes, indicator, broadcast)
+
+
+def _from_pandas(df) -> Frame:
+    """``hf.from_pandas(df)`` (without importing the readers, which import this module)."""
+    from .io.memory import PandasSource
+    from .io.types import empty_frame
+
+    source = PandasSource(df, 1)
+    return Frame(P.Scan(source, empty_frame(source.schema())))
+
+
+_SEMI_HELP = (
+    "isin with a lazy Series is a semi-join: use it to filter the frame its column comes from, "
+    "df[df.k.isin(other.col)] or df[~df.k.isin(other.col)] (an anti-join), alone or combined "
+    "with & and other conditions; compute the Series first (.compute()) for any other use"
+)
+
+
+class _SemiMask(Series):
+    """``s.isin(lazy_series)``: usable only as a filter of the frame ``s`` comes from (a
+    semi-join; ``~``: an anti-join), alone or with ``&``."""
+
+    def __init__(self, node, terms, rest=None):
+        self._node, self._terms, self._rest = node, list(terms), rest
+        self.name = None
+
+    @property
+    def _expr(self):
+        """Refused: the mask is no expression over its frame's columns (see _SEMI_HELP)."""
+        raise TypeError(_SEMI_HELP)
+
+    def __repr__(self):
+        return f"<hpcframe semi-join filter ({len(self._terms)} isin term(s)); use it as df[mask]>"
+
+    def _unsupported(self, *args, **kwargs):
+        raise TypeError(_SEMI_HELP)
+
+    _bin = _new = _output = __getitem__ = _unsupported
+
+    def __invert__(self):
+        if len(self._terms) != 1 or self._rest is not None:
+            raise TypeError(_SEMI_HELP + " (~ applies to one isin, not to a combination)")
+        key, values, negate = self._terms[0]
+        return _SemiMask(self._node, [(key, values, not negate)])
+
+    def __and__(self, other):
+        if isinstance(other, _SemiMask):
+            if other._node.scan() is not self._node.scan():
+                raise ValueError("a boolean mask must come from the same dataset as the frame")
+            rest = E.and_all([e for e in (self._rest, other._rest) if e is not None])
+            return _SemiMask(self._node, self._terms + other._terms, rest)
+        if isinstance(other, Series) and not isinstance(other, _TransformSeries):
+            if other._node.scan() is not self._node.scan():
+                raise ValueError("a boolean mask must come from the same dataset as the frame")
+            rest = other._expr if self._rest is None else E.Bin("&", self._rest, other._expr)
+            return _SemiMask(self._node, self._terms, rest)
+        raise TypeError(_SEMI_HELP)
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        raise TypeError(_SEMI_HELP + " (| with an isin of a lazy Series is not supported)")
+
+    __ror__ = __or__
+
+
+def _isin_lazy(self: Series, values: Series) -> _SemiMask:
+    if isinstance(self, (_TransformSeries, _SemiMask)) or isinstance(values, (_TransformSeries, _SemiMask)):
+        raise TypeError(_SEMI_HELP + " (not with a transform)")
+    return _SemiMask(self._node, [(self._expr, values, False)])
+
+
+def _semi_filter(frame: Frame, mask: _SemiMask) -> Frame:
+    from .joins import semi_join
+
+    if mask._node.scan() is not frame._node.scan():
+        raise ValueError("a boolean mask must come from the same dataset as the frame")
+    node = frame._node
+    if mask._rest is not None:
+        pushed = _join_filter(frame, Series(mask._node, mask._rest))
+        node = pushed._node if pushed is not None else P.Filter(node, mask._rest)
+    for key, values, negate in mask._terms:
+        vnode, vcol = values._as_column()
+        stage, visible = semi_join(node, key, vnode, vcol, negate)
+        node = P.Project(P.Scan(stage, stage.meta), visible)
+    return Frame(node)
+
+
+def _join_chain(node):
+    """``(join stage, steps above its Scan)`` when ``node`` is a not-yet-computed join with
+    only filters and projections on it, else ``(None, None)``."""
+    from .stages import JoinStage
+
+    chain = node.chain()
+    src = chain[0].source
+    if not isinstance(src, JoinStage) or src.ready or src.persisted:
+        return None, None
+    steps = chain[1:]
+    if not all(isinstance(n, (P.Filter, P.Project)) for n in steps):
+        return None, None
+    return src, steps
+
+
+def _rebuild(stage, steps):
+    node = P.Scan(stage, stage.meta)
+    for n in steps:
+        node = P.Filter(node, n.expr) if isinstance(n, P.Filter) else P.Project(node, n.user_columns)
+    return node
+
+
+def _join_filter(frame: Frame, mask: Series) -> Frame | None:
+    """A filter on a merged frame, its one-sided conjuncts moved into the join's sides
+    (``None``: nothing to move)."""
+    from .joins import push_filter
+
+    stage, steps = _join_chain(frame._node)
+    if stage is None or mask._node.scan() is not frame._node.scan():
+        return None
+    new, rest = push_filter(stage, mask._expr)
+    if new is None:
+        return None
+    node = _rebuild(new, steps)
+    term = E.and_all(rest)
+    return Frame(P.Filter(node, term) if term is not None else node)
+
+
+def _join_project(frame: Frame, columns) -> Frame | None:
+    """A projection of a merged frame: the join computes only the columns kept (``None``:
+    nothing to leave out)."""
+    from .joins import prune
+
+    stage, steps = _join_chain(frame._node)
+    if stage is None:
+        return None
+    columns = list(columns)
+    frame._node.check_columns(columns)
+    needed = set(columns)
+    for n in steps:
+        if isinstance(n, P.Filter):
+            needed |= n.expr.columns()
+    if any(isinstance(n, P.Project) for n in steps):  # an earlier projection already pruned
+        return None
+    new = prune(stage, sorted(needed))
+    if new is None:
+        return None
+    return Frame(P.Project(_rebuild(new, steps), columns))
+
+
+# GROUPWIN: group windows, groupby head/tail/nth, exact per-group order statistics
+# ------------------------------------------------------------------------------------------
+# All of them shuffle the frame's rows by the group keys (a ShuffleStage: whole groups per
+# hash partition, each partition in the frame's row order) and let pandas compute every
+# whole group, so the answers are pandas' own and do not depend on the number of ranks.
+_ORDER_STATS = frozenset({"median", "quantile"})
+_QLEVEL = "__hpcframe_q__"  # the quantile level of g.quantile([...]) (an index level)
+_QPOS = "__hpcframe_qpos__"  # its place in the list (orders a group's rows)
+
+
+def _group_by_arg(keys):
+    return keys if len(keys) > 1 else keys[0]
+
+
+def _data_columns(df, node_hidden):
+    """``df`` without the internal columns of its stage (row positions, ...)."""
+    drop = [c for c in list(node_hidden) + [POSITION, _QPOS] if c in df.columns]
+    return df.drop(columns=drop) if drop else df
+
+
+def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
+    """``g.cumsum()``, ``g.x.shift(1)``, ...: pandas' group window ``method`` on every
+    partition's whole groups, aligned with the frame's rows (a lazy Series like a transform
+    result, or a lazy Frame of the value columns)."""
+    keys = self._keys
+    by = _group_by_arg(keys)
+    dropna, selection, series = self._dropna, self._selection, self._series
+
+    def run(data, as_float=()):
+        if as_float:  # as pandas when some key is missing anywhere: the ints become floats first
+            data = data.assign(**{c: data[c].astype("float64") for c in as_float})
+        g = data.groupby(by, dropna=dropna, sort=False, observed=True)
+        if selection is not None:
+            g = g[selection[0] if series else selection]
+        return getattr(g, method)(**kwargs)
+
+    def shuffle(node, label, per_partition, meta):
+        """The stage (and, for sums, products and ranks of ints, the stage telling whether a key is
+        missing anywhere: pandas then sums floats, which differs beyond 2**53)."""
+        value_cols = selection if selection is not None else [c for c in node.meta.columns if c not in keys]
+        ints = [c for c in value_cols if c in node.meta.columns and node.meta[c].dtype.kind in "iu"]
+        nullable = [k for k in keys if node.meta[k].dtype.kind not in "iub"]
+        if not (dropna and method in ("cumsum", "cumprod", "rank") and ints and nullable):
+            return ShuffleStage(node, keys, label, per_partition=lambda df: per_partition(df, ()), meta=meta)
+        missing = None
+        for k in nullable:
+            m = E.IsNa(E.Col(k))
+            missing = m if missing is None else E.Bin("|", missing, m)
+        probe = P.Filter(P.Project(node, keys), missing)
+        flag = ShuffleStage(probe, keys, f"missing keys of {label}", local=lambda df: df.head(1))
+        flag_node = P.Scan(flag, flag.meta)
+
+        def flagged(df):
+            return per_partition(df, ints if flag.data is not None and flag.data.num_rows else ())
+
+        return _GroupStage(node, keys, label, per_partition=flagged, meta=meta, after=[flag_node])
+
+    def visible_meta(node):
+        return _data_columns(node.meta, P.hidden_columns(node)).iloc[:0]
+
+    try:  # pandas tells the shape, names and (empty) dtypes; and rejects wrong columns now
+        probe = run(visible_meta(self._node))
+    except Exception as exc:
+        raise TypeError(f"groupby({keys}).{method}() cannot run on these columns: {exc}") from exc
+    what = f"{selection[0]}." if series and selection else ""
+    label = f"groupby({keys}).{what}{method}()"
+
+    if isinstance(probe, pd.Series):
+        name = probe.name
+        dtype = probe.dtype
+
+        def build(node):
+            hidden = P.hidden_columns(node)
+
+            def per_partition(df, as_float):
+                return df.assign(**{_TRANSFORMED: run(_data_columns(df, hidden), as_float)})
+
+            meta = node.meta.assign(**{_TRANSFORMED: pd.Series([], dtype=dtype)})
+            stage = shuffle(node, label, per_partition, meta)
+            return P.Scan(stage, stage.meta)
+
+        return _TransformSeries(self._node, build, name)
+
+    node = self._node
+    hidden = P.hidden_columns(node)
+    cols = [c for c in probe.columns]
+
+    def per_partition(df, as_float):
+        values = run(_data_columns(df, hidden), as_float)
+        return df.assign(**{c: values[c] for c in cols})
+
+    meta = node.meta.assign(**{c: pd.Series([], dtype=probe[c].dtype) for c in cols})
+    stage = shuffle(node, label, per_partition, meta)
+    return Frame(P.Project(P.Scan(stage, stage.meta), cols))
+
+
+class _GroupStage(ShuffleStage):
+    """A ShuffleStage of this module's group functions: materialised after the stages read
+    by the plan nodes ``after`` (its per-partition function may look at their sizes);
+    ``typed_by_values``: key columns whose dtype the stage's values decide (a group index)."""
+
+    def __init__(self, *args, after=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.after = list(after)
+        self.typed_by_values: list[str] = []
+
+    def inputs(self):
+        """The plans of the stages it waits for, then the shuffled frame's plan."""
+        return self.after + [self.node]
+
+
+def _group_rows(self: GroupBy, method: str, n):
+    """``g.head(n)``, ``g.tail(n)``, ``g.nth(n)``: pandas' row selection on every
+    partition's whole groups, a lazy Frame (Series after ``[col]``) in the frame's row order
+    whose rows keep their labels (positions in the frame) as pandas keeps them."""
+    keys = self._keys
+    by = _group_by_arg(keys)
+    dropna = self._dropna
+    node = self._node
+
+    def per_partition(df):
+        g = df.groupby(by, dropna=dropna, sort=False, observed=True)
+        return getattr(g, method)(n)
+
+    index = P.frame_index(node) or [POSITION]
+    stage = ShuffleStage(
+        node, keys, f"groupby({keys}).{method}({n!r})", per_partition=per_partition, index=index
+    )
+    if index == [POSITION]:  # a ResetIndex in the chain: the parent's index is a column now
+        stage.index = [POSITION]
+    scan = P.Scan(stage, stage.meta)
+    if self._selection is None:
+        return Frame(scan)
+    if self._series:
+        col = self._selection[0]
+        return Series(scan, E.Col(col), col)
+    return Frame(P.Project(scan, list(self._selection)))
+
+
+def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series_name="__auto__"):
+    """A group-by result that pandas computes on whole groups: ``run(pandas_groupby)``
+    (as_index=True) on every hash partition of the keys. Returned as a lazy group result
+    (a Series or Frame over the partitions: filter, assign, reset_index, compute) when its
+    columns are plain names, else as a computed :class:`Result` of pandas' shape."""
+    keys, as_index, sort, dropna = self._keys, self._as_index, self._sort, self._dropna
+    by = _group_by_arg(keys)
+    selection, series = self._selection, self._series
+    node = self._node
+    if selection is not None:
+        node = P.Project(node, keys + [c for c in selection if c not in keys])
+    hidden = P.hidden_columns(node)
+    parent_order = P.row_order(node) or [POSITION]
+
+    def grouped(data, group_sort=True):
+        g = data.groupby(by, dropna=dropna, sort=group_sort, observed=True)
+        if selection is not None:
+            g = g[selection[0] if series else selection]
+        return g
+
+    try:
+        probe = run(grouped(_data_columns(node.meta, hidden).iloc[:0]))
+    except Exception as exc:
+        raise TypeError(f"groupby({keys}).{name}() cannot run on these columns: {exc}") from exc
+    is_series = isinstance(probe, pd.Series)
+    labels = [probe.name] if is_series else list(probe.columns)
+    reserved = set(keys) | {POSITION, _QLEVEL, _QPOS}
+    plain = all(isinstance(x, str) and x not in reserved for x in labels) and len(set(labels)) == len(labels)
+    flat = list(labels) if plain else [f"__hpcframe_v{j}__" for j in range(len(labels))]
+    qname = _QLEVEL if as_index else f"level_{len(keys)}"
+    meta = node.meta[keys].iloc[:0].reset_index(drop=True)
+    if dropna:  # a key of Python objects without its missing values is typed by its values,
+        # as pandas types a group index (bools with a null elsewhere: a bool index)
+        for k in keys:
+            if meta[k].dtype == object:
+                meta[k] = pd.Series([], dtype="bool")
+    if qlevel:
+        meta[qname] = pd.Series([], dtype="float64")
+        meta[_QPOS] = pd.Series([], dtype="int64")
+    probe_frame = probe.to_frame() if is_series else probe
+    for f, j in zip(flat, range(len(labels))):
+        meta[f] = pd.Series([], dtype=probe_frame.iloc[:, j].dtype)
+    meta[POSITION] = pd.Series([], dtype="int64")
+    columns = list(meta.columns)
+
+    def per_partition(df):
+        data = df.sort_values(parent_order, kind="mergesort") if len(df) > 1 else df
+        # each group's first row (orders groups for sort=False), in the groups' sorted order
+        first = data.groupby(by, dropna=dropna, sort=True, observed=True)[POSITION].min().to_numpy()
+        res = run(grouped(_data_columns(data, hidden)))
+        table = res.to_frame() if isinstance(res, pd.Series) else res.copy()
+        table.columns = flat
+        table.index = table.index.set_names(keys + ([qname] if qlevel else []))
+        table = table.reset_index()
+        for k in keys:  # as pandas types a group index: by its values (bools: bool)
+            if table[k].dtype == object:
+                table[k] = table[k].infer_objects()
+        per_group = len(table) // len(first) if len(first) else 0
+        if len(table) != len(first) * per_group:  # pragma: no cover - pandas' shape changed
+            raise RuntimeError(f"groupby({keys}).{name}: {len(table)} result rows for {len(first)} groups")
+        if qlevel:  # pandas lists each group's quantiles in the order of q
+            table[_QPOS] = np.tile(np.arange(per_group, dtype="int64"), len(first))
+        table[POSITION] = np.repeat(first.astype("int64"), per_group)
+        return table[columns]
+
+    index = (keys + ([qname] if qlevel else [])) if as_index else []
+    # the stage's order also sorts its input rows: they get the (constant) column too
+    local = (lambda df: df.assign(**{_QPOS: np.int64(0)})) if qlevel else None
+    stage = _GroupStage(
+        node,
+        keys,
+        f"groupby({keys}).{name}",
+        local=local,
+        per_partition=per_partition,
+        meta=meta,
+        index=index,
+    )
+    # keys that may hold bools with nulls: typed by their values, as a pandas group index
+    stage.typed_by_values = [k for k in keys if node.meta[k].dtype in (object, bool)]
+    stage.order = (list(keys) if sort else [POSITION]) + ([_QPOS] if qlevel else [])
+    stage.hidden = [POSITION] + ([_QPOS] if qlevel else [])
+    scan = P.Scan(stage, stage.meta)
+    if plain:
+        if is_series and as_index:
+            return Series(scan, E.Col(flat[0]), labels[0] if series_name == "__auto__" else series_name)
+        return Frame(scan)
+
+    out = CollectOutput(scan)
+    nkeys = len(keys)
+
+    def finish(results):
+        df = results[0]
+        if as_index:
+            if is_series:
+                return df.iloc[:, 0].rename(labels[0])
+            df.columns = probe.columns
+            return df
+        cols = list(df.columns)
+        tail = cols[nkeys + (1 if qlevel else 0) :]
+        if isinstance(probe.columns, pd.MultiIndex):
+            head = [(c, "") for c in cols[: len(cols) - len(tail)]]
+            df.columns = pd.MultiIndex.from_tuples(head + list(probe.columns))
+        else:
+            df.columns = cols[: len(cols) - len(tail)] + list(probe.columns)
+        return df
+
+    return Result(Composite([out], finish, f"groupby({keys}).{name}"))
+
+
+def _is_whole_group_agg(a) -> bool:
+    return (callable(a) and not isinstance(a, str)) or (isinstance(a, str) and a in _ORDER_STATS)
+
+
+def _wants_whole_groups(func, named) -> bool:
+    """Whether an ``agg`` call has an aggregation that needs whole groups (an order
+    statistic or a function of the group's values)."""
+    specs: list = []
+    if named:
+        specs = [v[1] for v in named.values() if isinstance(v, tuple) and len(v) == 2]
+    elif isinstance(func, dict):
+        for v in func.values():
+            specs += list(v) if isinstance(v, (list, tuple)) else [v]
+    elif isinstance(func, (list, tuple)):
+        specs = list(func)
+    elif func is not None:
+        specs = [func]
+    return any(_is_whole_group_agg(a) for a in specs)
+
+
+def _exact_agg(self: GroupBy, func, named):
+    """``g.agg(...)`` with an order statistic or a function: every aggregation of the call
+    computed by pandas on whole groups (see :func:`_exact`)."""
+    if named:
+        for out_name, spec in named.items():
+            if not (isinstance(spec, tuple) and len(spec) == 2):
+                raise TypeError(
+                    f"named aggregation {out_name}= must be a (column, aggregation) tuple, got {spec!r}"
+                )
+            self._node.check_columns([spec[0]])
+        cols = list(dict.fromkeys(spec[0] for spec in named.values()))
+        base = GroupBy(
+            self._node, self._keys, self._dropna, self._sort, self._as_index, cols, by_list=self._by_list
+        )
+        return _exact(base, lambda g: g.agg(**named), "agg")
+    if isinstance(func, dict):
+        self._node.check_columns(list(func))
+        base = GroupBy(
+            self._node,
+            self._keys,
+            self._dropna,
+            self._sort,
+            self._as_index,
+            list(func),
+            by_list=self._by_list,
+        )
+        return _exact(base, lambda g: g.agg(func), "agg")
+    return _exact(self, lambda g: g.agg(func), "agg")

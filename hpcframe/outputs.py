@@ -252,7 +252,10 @@ class CollectOutput(Output):
             df = df.set_index(index if len(index) > 1 else index[0])
             if self.sort is not None and self.sort.ignore_index:
                 df.index = pd.Index(labels if labels is not None else np.arange(len(df)), dtype="int64")
-            return df
+                return df
+            # internal index columns (row labels, a quantile level) are unnamed, as in pandas
+            names = [None if str(n).startswith("__hpcframe") else n for n in df.index.names]
+            return df.rename_axis(names if len(names) > 1 else names[0])
         if labels is None:
             return df.reset_index(drop=True)
         df.index = _labels_index(labels)

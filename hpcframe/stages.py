@@ -305,3 +305,123 @@ class SortStage(StageSource):
                 p = dataclasses.replace(p, stats={self.divisions_column: ColumnStats(d[0], d[1], d[2])})
             out.append(p)
         return out
+
+
+# -- joins (merge, isin semi/anti-join) ----------------------------------------------------
+class JoinStage(StageSource):
+    """Two frames joined on key columns (``Frame.merge``), or a frame's rows whose key is
+    (not) among another frame's values (``isin`` with a lazy Series: ``how`` ``"semi"`` or
+    ``"anti"``). :mod:`hpcframe.joins` builds and materialises it.
+
+    ``left``/``right`` are the plan nodes of the two sides; ``left_cols``/``right_cols`` the
+    ``(side column, result column)`` pairs each side contributes (keys included; every
+    result name is distinct, so pandas never suffixes: the suffixes were applied when the
+    stage was built); ``left_keys``/``right_keys`` the key columns by their result names;
+    ``left_order``/``right_order`` the ``(side column or None for the row position, hidden
+    result column)`` pairs that carry each side's row order; ``join_keys`` hidden columns
+    holding the coalesced keys (an outer join is sorted by them, as pandas sorts).
+    ``broadcast``: ``None`` (chosen when it runs from the measured sizes), ``True`` or
+    ``False``; ``strategy`` is the one chosen once materialised (``"broadcast left"``,
+    ``"broadcast right"`` or ``"shuffle"``) and ``sizes`` the measured bytes."""
+
+    def __init__(
+        self,
+        left,
+        right,
+        how: str,
+        left_cols: list,
+        right_cols: list,
+        left_keys: list[str],
+        right_keys: list[str],
+        left_order: list,
+        right_order: list,
+        join_keys: list[str],
+        indicator,
+        broadcast,
+        meta,
+        label: str,
+        origins: dict,
+        ascending=None,
+    ):
+        if how == "right":
+            order = [h for _, h in right_order] + [h for _, h in left_order]
+        elif how == "outer":
+            order = list(join_keys) + [h for _, h in left_order] + [h for _, h in right_order]
+        else:
+            order = [h for _, h in left_order] + [h for _, h in right_order]
+        hidden = [h for _, h in left_order] + [h for _, h in right_order] + list(join_keys)
+        super().__init__(meta, label, (), order, hidden)
+        self.left, self.right, self.how = left, right, how
+        self.left_cols, self.right_cols = list(left_cols), list(right_cols)
+        self.left_keys, self.right_keys = list(left_keys), list(right_keys)
+        self.left_order, self.right_order = list(left_order), list(right_order)
+        self.join_keys = list(join_keys)
+        self.indicator, self.broadcast = indicator, broadcast
+        #: result column -> ("left", side column) / ("right", side column) / ("both", l, r)
+        self.origins = dict(origins)
+        if ascending is not None:  # a side sorted otherwise than ascending (sort_values)
+            self.ascending = list(ascending)
+        self.strategy: str | None = None
+        self.sizes: tuple | None = None
+        forced = how == "cross" or broadcast is True
+        self.partitioning = "as read" if forced else "hash of the keys when shuffled"
+
+    def inputs(self):
+        """The two sides' plans."""
+        return [self.left, self.right]
+
+    def text(self):
+        """A one-line description (for explain), with the strategy: the one chosen when the
+        stage ran, the forced one, or the rule that will choose."""
+        if self.how in ("semi", "anti"):
+            what = f"{'semi' if self.how == 'semi' else 'anti'}-join ({self.label})"
+        elif self.how == "cross":
+            what = "cross join"
+        else:
+            what = f"{self.how} join on {self.left_keys} = {self.right_keys}"
+        if self.strategy is not None:
+            measured = ""
+            if self.sizes:
+                measured = ", ".join(
+                    f"{side} {'not measured (merged while read)' if n is None else f'{n:,} bytes'}"
+                    for side, n in zip(("left", "right"), self.sizes)
+                )
+                measured = f" (measured: {measured})"
+            how = f"strategy: {self.strategy}{measured}"
+        elif self.broadcast is True:
+            how = f"strategy: broadcast the {self.small_side()} side (forced)"
+        elif self.broadcast is False:
+            how = "strategy: shuffle both sides by the keys (forced)"
+        elif self.how == "outer":
+            how = "strategy: shuffle both sides by the keys (an outer join cannot broadcast)"
+        else:
+            from .config import config
+
+            how = (
+                f"strategy: chosen when it runs: broadcast the {self.small_side()} side if it holds "
+                f"at most hf.config.broadcast_bytes = {config.broadcast_bytes:,} bytes, else shuffle"
+            )
+        return f"{what}; {how}"
+
+    def small_side(self) -> str:
+        """Which side a broadcast copies to every rank: the right one (the left one of a
+        right join); an inner or cross join whose right side is too big broadcasts the left
+        side if that one is small enough."""
+        return "left" if self.how == "right" else "right"
+
+    def with_sides(self, left, right, left_cols=None, right_cols=None, meta=None):
+        """The same join over other side plans (a filter or a projection pushed into a side);
+        not computed yet."""
+        import copy
+
+        new = copy.copy(self)
+        new.left, new.right = left, right
+        if left_cols is not None:
+            new.left_cols = list(left_cols)
+        if right_cols is not None:
+            new.right_cols = list(right_cols)
+        if meta is not None:
+            new.meta = meta
+        new.data, new.strategy, new.sizes = None, None, None
+        new.persisted = new.dropped = False
+        return new
