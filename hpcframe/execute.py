@@ -795,8 +795,8 @@ class _Rows(Output):
         if POSITION not in df.columns:
             df = df.assign(**{POSITION: np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")})
         if self.stage.local is not None:
-            if self.stage.order != [POSITION]:  # the block in the frame's order (a sort_values)
-                df = P.sort_rows(df, P.source_sort(self.stage))
+            if P.last_sort(self.stage.node) is not None:  # the block in the frame's sorted order
+                df = P.sort_rows(df, P.only_columns(P.source_sort(self.stage), df.columns))
             df = self.stage.local(df)
         if len(df) == 0:
             return None

@@ -205,10 +205,25 @@ def source_sort(source) -> RowSort:
     ``na_position`` attributes; empty: dataset order)."""
     cols = list(getattr(source, "order", []) or [])
     asc = getattr(source, "order_ascending", None)
-    asc = [True] * len(cols) if asc is None else [bool(a) for a in asc]
+    # a list that does not match ``order`` (code that set ``order`` alone): the defaults
+    asc = [bool(a) for a in asc] if asc is not None and len(asc) == len(cols) else [True] * len(cols)
     na = getattr(source, "na_position", "last") or "last"
-    nas = [na] * len(cols) if isinstance(na, str) else list(na)
+    nas = (
+        list(na)
+        if not isinstance(na, str) and len(na) == len(cols)
+        else [na if isinstance(na, str) else "last"] * len(cols)
+    )
     return RowSort(cols, asc, nas)
+
+
+def only_columns(spec: RowSort, columns) -> RowSort:
+    """``spec`` restricted to the keys among ``columns``."""
+    keep = [i for i, c in enumerate(spec.columns) if c in set(columns)]
+    return RowSort(
+        [spec.columns[i] for i in keep],
+        [spec.ascending[i] for i in keep],
+        [spec.na_position[i] for i in keep],
+    )
 
 
 def row_sort(node: Node) -> RowSort:
