@@ -522,13 +522,48 @@ def merge_part(stage: JoinStage, left, right):
 
 
 def _finish_part(stage: JoinStage, df):
-    """A result partition in the result's column order, sorted by its row order."""
+    """A result partition in the result's column order, sorted by its row order (a merge
+    mostly gives it in that order already: checked first, in O(rows))."""
     df = df[list(stage.meta.columns)]
     asc = getattr(stage, "ascending", None)
-    df = df.sort_values(
-        stage.order, ascending=asc if asc is not None else True, na_position="last", kind="mergesort"
-    )
+    if not _is_sorted(df, stage.order, asc):
+        df = df.sort_values(
+            stage.order, ascending=asc if asc is not None else True, na_position="last", kind="mergesort"
+        )
     return df.reset_index(drop=True)
+
+
+def _is_sorted(df, cols: list[str], asc) -> bool:
+    """Whether ``df``'s rows are in ascending order of the numeric columns ``cols``
+    (missing last); ties count as sorted (a stable sort keeps them). ``False`` when unsure
+    (a non-numeric column, a descending one)."""
+    if asc is not None and not all(asc):
+        return False
+    n = len(df)
+    if n < 2:
+        return True
+    undecided = np.ones(n - 1, dtype=bool)  # pairs of neighbours equal in the columns so far
+    for c in cols:
+        col = df[c]
+        kind = getattr(col.dtype, "kind", "O")
+        if kind in "iu":
+            a = col.to_numpy()
+            lt, eq = a[:-1] < a[1:], a[:-1] == a[1:]
+        elif kind == "f":
+            a = col.to_numpy(dtype="float64", na_value=np.nan)
+            x, y = a[:-1], a[1:]
+            xn, yn = np.isnan(x), np.isnan(y)
+            with np.errstate(invalid="ignore"):
+                lt = (x < y) | (~xn & yn)
+                eq = (x == y) | (xn & yn)
+        else:
+            return False
+        if (undecided & ~lt & ~eq).any():
+            return False
+        undecided &= eq
+        if not undecided.any():
+            return True
+    return True
 
 
 def _choose(stage: JoinStage, lbytes: int, rbytes: int) -> str:
