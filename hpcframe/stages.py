@@ -336,8 +336,8 @@ class JoinStage(StageSource):
             new.left_cols = list(left_cols)
         if right_cols is not None:
             new.right_cols = list(right_cols)
-        if meta is not None:
-            new.meta = meta
+        # its own meta: the dtypes of the data it computes are adopted into it
+        new.meta = (self.meta if meta is None else meta).copy()
         new.data, new.strategy, new.sizes = None, None, None
         new.persisted = new.dropped = False
         return new
