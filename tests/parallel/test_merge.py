@@ -555,6 +555,8 @@ def test_errors(frames):
     assert "left frame" in str(info.value) and "right frame" in str(info.value)
     with pytest.raises(ValueError, match="datetime64"):
         left.merge(right, left_on="d", right_on="w")
+    with pytest.raises(ValueError, match="'tz'.*'d'"):  # tz-aware with naive times
+        left.merge(right, left_on="tz", right_on="d")
     with pytest.raises(ValueError, match="how must be one of"):
         left.merge(right, on="k", how="semi")
     with pytest.raises(ValueError, match="outer join cannot broadcast"):
@@ -706,3 +708,11 @@ def test_sides_that_are_stages(frames):
             check(got, pd.merge(dp, lref[["id", "k"]], on="k", how=how), how)
     finally:
         p.unpersist()
+
+
+def test_semi_join_explain(frames):
+    left, right, lref, rref = frames
+    f = left[left.k.isin(right[right.w > 0].k)]
+    text = f.explain()
+    assert "semi-join" in text and "strategy: chosen when it runs" in text
+    assert "Filter (w > 0)" in text
