@@ -36,7 +36,7 @@ from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
 from .outputs import Composite, Output
 from .physical import Leaf, partition_owners, plan_scan, scans_of
-from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, stages_below
+from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage, stages_below
 from .tree import TreeStack, finish
 
 _last_stats: dict = {}
@@ -151,7 +151,8 @@ def _run_scan(outs, comm, root):
         comm.agree(error or _interrupted(comm, context))
     cache = _ReadCache(source, read_cols)
     # head(n): once this rank holds n rows, its later leaves cannot be among the first n
-    limits = [getattr(o, "limit", None) for o in outs]
+    # (not for an ordered output, a top-n: its first rows can be in any leaf)
+    limits = [None if getattr(o, "ordered", False) else getattr(o, "limit", None) for o in outs]
     produced = [0] * len(outs)
     notices = comm.notices()  # a failing rank tells the others to stop reading
     try:
@@ -614,6 +615,12 @@ def materialise(stage, comm) -> None:
         _run_scan([rows], comm, None)
         frames = _exchange_rows(rows, comm)
         owners = partition_owners(config.partitions, comm.size)
+    elif isinstance(stage, SortStage):
+        from .sorting import sample_sort
+
+        frames, owners, stage.divisions = sample_sort(
+            stage, comm, config.partitions, _run_scan, _exchange_partitions, _interrupted
+        )
     elif isinstance(stage, JoinStage):
         from .joins import materialise_join
 
@@ -642,10 +649,15 @@ def _declared_meta(stage):
     meta = stage.meta.iloc[:0].copy()
     if isinstance(stage, AggStage):  # group keys are typed by their values, as a pandas index
         return meta
+    by_values = set(getattr(stage, "typed_by_values", ()))  # group keys made by the stage
     for node in stage.inputs():
         source = node.scan().source
         schema = source.schema()
-        flagged = [f.name for f in schema if dtype_flag(f) == NULLS and f.name in meta.columns]
+        flagged = [
+            f.name
+            for f in schema
+            if dtype_flag(f) == NULLS and f.name in meta.columns and f.name not in by_values
+        ]
         if flagged:
             declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
             for c in flagged:
@@ -783,6 +795,8 @@ class _Rows(Output):
         if POSITION not in df.columns:
             df = df.assign(**{POSITION: np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")})
         if self.stage.local is not None:
+            if self.stage.order != [POSITION]:  # the block in the frame's order (a sort_values)
+                df = P.sort_rows(df, P.source_sort(self.stage))
             df = self.stage.local(df)
         if len(df) == 0:
             return None
@@ -945,9 +959,9 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
                     continue
                 df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
                 # pieces arrive in rank order, each in position order: already in the frame's
-                # order unless that is a sort (a group-by result's keys)
+                # order unless that is a sort (a group-by result's keys, a sort_values)
                 if stage.order != [POSITION] or not df[POSITION].is_monotonic_increasing:
-                    df = df.sort_values(stage.order, na_position="last", kind="mergesort")
+                    df = P.sort_rows(df, P.source_sort(stage))
                 df.index = pd.Index(df[POSITION].to_numpy(), name=None)
                 if stage.per_partition is not None:
                     df = stage.per_partition(df)

@@ -42,11 +42,16 @@ class StageSource:
     files: list[str] = []
     partitioning = "as read"
 
-    def __init__(self, meta, label: str, index=(), order=None, hidden=()):
+    def __init__(
+        self, meta, label: str, index=(), order=None, hidden=(), order_ascending=None, na_position="last"
+    ):
         self.meta = meta
         self.label = label
         self.index = list(index)
         self.order = list(order) if order else []
+        # per column of ``order`` (default: ascending, missing values last); see plan.row_sort
+        self.order_ascending = list(order_ascending) if order_ascending is not None else None
+        self.na_position = na_position
         self.hidden = list(hidden)
         self.data = None  # a RankedData once materialised
         self.persisted = False
@@ -105,9 +110,12 @@ class StageSource:
 
 
 def _parent_layout(node):
-    """``(index, order, hidden)`` of the frame ``node`` belongs to."""
+    """``(index, order, hidden)`` of the frame ``node`` belongs to; ``order`` is its
+    :class:`hpcframe.plan.RowSort` (a ``sort_values`` of the chain, or its source's order)."""
+    from . import plan as P
+
     src = node.scan().source
-    return list(getattr(src, "index", [])), list(getattr(src, "order", [])), list(getattr(src, "hidden", []))
+    return list(getattr(src, "index", [])), P.row_sort(node), list(getattr(src, "hidden", []))
 
 
 class PersistStage(StageSource):
@@ -115,7 +123,9 @@ class PersistStage(StageSource):
 
     def __init__(self, node):
         index, order, hidden = _parent_layout(node)
-        super().__init__(node.meta, f"persisted {node.scan().source.label}", index, order, hidden)
+        super().__init__(
+            node.meta, f"persisted {node.scan().source.label}", index, order.columns, hidden, *order[1:]
+        )
         self.node = node
         self.persisted = True
 
@@ -180,10 +190,16 @@ class ShuffleStage(StageSource):
         if POSITION not in base.columns:
             base = base.assign(**{POSITION: pd.Series([], dtype="int64")})
         # rows keep the order of the frame they come from: its own order (a shuffled or
-        # grouped frame), else their position in it
-        order = p_order if p_order else [POSITION]
+        # grouped frame), its sort (ties by position), else their position in it
+        from . import plan as P
+
+        order, asc, na = p_order
+        if P.last_sort(node) is not None and POSITION not in order:
+            order, asc, na = order + [POSITION], asc + [True], na + ["last"]
+        elif not order:
+            order, asc, na = [POSITION], [True], ["last"]
         hidden = p_hidden + ([POSITION] if POSITION not in p_hidden else [])
-        super().__init__(base, label, p_index if index is None else index, order, hidden)
+        super().__init__(base, label, p_index if index is None else index, order, hidden, asc, na)
         self.node, self.keys = node, list(keys)
         self.local, self.per_partition = local, per_partition
         self.partitioning = f"hash of {self.keys}"
@@ -221,6 +237,71 @@ def stages_below(nodes) -> list[StageSource]:
     for n in nodes:
         visit(n)
     return out
+
+
+class SortStage(StageSource):
+    """A frame's rows sorted into range partitions by a distributed sample sort (see
+    :mod:`hpcframe.sorting`): its dataset order is the sort (``spec``, a
+    :class:`hpcframe.plan.RowSort`; default: the frame's own order), so reading its
+    partitions in order reads the rows sorted, and ``head(n)`` reads only the first ones.
+
+    ``index``: the columns that become the frame's index (``set_index``; default: the
+    frame's index); ``drop``: columns left out (e.g. the index replaced by ``set_index``);
+    ``divisions_column``: a column whose ``(min, max)`` per partition is recorded once
+    materialised (``divisions``) and given as the partitions' statistics, so a filter on
+    it (``.loc[a:b]``) reads only the partitions whose range overlaps."""
+
+    def __init__(self, node, spec=None, index=None, drop=(), divisions_column=None, label=None):
+        from . import plan as P
+
+        p_index, p_order, p_hidden = _parent_layout(node)
+        spec = p_order if spec is None else spec
+        if not spec:
+            raise ValueError("a sort needs at least one key")
+        leave_out = set(drop) | {POSITION}
+        self.columns = [c for c in node.meta.columns if c not in leave_out]
+        meta = node.meta[self.columns].iloc[:0]
+        hidden = [h for h in p_hidden if h not in leave_out]
+        keys = ", ".join(f"{k}{'' if a else ' desc'}" for k, a in zip(spec.columns, spec.ascending))
+        super().__init__(
+            meta,
+            label or f"sorted {node.scan().source.label} by [{keys}]",
+            p_index if index is None else index,
+            [],
+            hidden,
+        )
+        self.node, self.spec = (
+            node,
+            P.RowSort(list(spec.columns), list(spec.ascending), list(spec.na_position)),
+        )
+        self.partitioning = f"sorted ranges of [{keys}]"
+        self.divisions_column = divisions_column
+        self.divisions: list | None = None
+
+    def inputs(self):
+        """The sorted frame's plan."""
+        return [self.node]
+
+    def text(self):
+        """A one-line description (for explain)."""
+        return f"sample sort into range partitions: {self.label}"
+
+    def discover(self, comm):
+        """The held partitions, with the divisions as statistics of ``divisions_column``."""
+        parts = super().discover(comm)
+        if self.divisions_column is None or self.divisions is None:
+            return parts
+        import dataclasses
+
+        from .io.dataset import ColumnStats
+
+        out = []
+        for p in parts:
+            d = self.divisions[p.piece] if p.piece < len(self.divisions) else None
+            if d is not None and d[0] is not None:
+                p = dataclasses.replace(p, stats={self.divisions_column: ColumnStats(d[0], d[1], d[2])})
+            out.append(p)
+        return out
 
 
 # -- joins (merge, isin semi/anti-join) ----------------------------------------------------
