@@ -338,7 +338,8 @@ class JoinStage(StageSource):
         meta,
         label: str,
         origins: dict,
-        ascending=None,
+        order_ascending=None,
+        na_position=None,
     ):
         if how == "right":
             order = [h for _, h in right_order] + [h for _, h in left_order]
@@ -347,7 +348,8 @@ class JoinStage(StageSource):
         else:
             order = [h for _, h in left_order] + [h for _, h in right_order]
         hidden = [h for _, h in left_order] + [h for _, h in right_order] + list(join_keys)
-        super().__init__(meta, label, (), order, hidden)
+        # per order column (sides sorted by sort_values keep their directions and NaN places)
+        super().__init__(meta, label, (), order, hidden, order_ascending, na_position or "last")
         self.left, self.right, self.how = left, right, how
         self.left_cols, self.right_cols = list(left_cols), list(right_cols)
         self.left_keys, self.right_keys = list(left_keys), list(right_keys)
@@ -356,8 +358,6 @@ class JoinStage(StageSource):
         self.indicator, self.broadcast = indicator, broadcast
         #: result column -> ("left", side column) / ("right", side column) / ("both", l, r)
         self.origins = dict(origins)
-        if ascending is not None:  # a side sorted otherwise than ascending (sort_values)
-            self.ascending = list(ascending)
         self.strategy: str | None = None
         self.sizes: tuple | None = None
         forced = how == "cross" or broadcast is True

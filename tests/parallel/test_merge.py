@@ -716,3 +716,28 @@ def test_semi_join_explain(frames):
     text = f.explain()
     assert "semi-join" in text and "strategy: chosen when it runs" in text
     assert "Filter (w > 0)" in text
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "right", "outer"])
+def test_sorted_sides_keep_their_order(frames, how):
+    """A side sorted by sort_values (any direction, NaN first or last) keeps that order in
+    the result, as pandas' merge keeps its inputs' order; a merged frame sorts as pandas."""
+    left, right, lref, rref = frames
+    ls = left[["id", "k", "f"]].sort_values(["f", "id"], ascending=[False, True], na_position="first")
+    rs = right[["k", "w"]].sort_values("w")
+    lp = lref[["id", "k", "f"]].sort_values(
+        ["f", "id"], ascending=[False, True], na_position="first", kind="stable"
+    )
+    rp = rref[["k", "w"]].sort_values("w", kind="stable")
+    for bc in (None, False):
+        if how == "outer" and bc is None:
+            continue
+        check(ls.merge(rs, on="k", how=how, broadcast=bc), pd.merge(lp, rp, on="k", how=how), f"{how} {bc}")
+    got = (
+        left[["id", "k"]].merge(right[["k", "w"]], on="k", how=how).sort_values("w", ascending=False).head(7)
+    )
+    expected = pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how=how)
+    check(
+        got.compute().reset_index(drop=True),
+        expected.sort_values("w", ascending=False, kind="stable").head(7).reset_index(drop=True),
+    )
