@@ -56,24 +56,18 @@ def _listify(x) -> list:
     return [x] if isinstance(x, str) or not isinstance(x, (list, tuple)) else list(x)
 
 
-def _order_pairs(node, template: str) -> list:
-    """``(side column or None, hidden result column)`` for the row order of ``node``'s frame:
-    its own order columns, or its row position (``None``)."""
-    order = P.row_order(node)
-    if not order:
-        return [(None, template.format(0))]
-    return [(c, template.format(i)) for i, c in enumerate(order)]
-
-
-def _ascending(node, n: int) -> list[bool]:
-    """Per order column of ``node``'s frame, whether it sorts ascending (a sorted stage may
-    say otherwise, attribute ``ascending``)."""
-    src = node.scan().source
-    asc = getattr(src, "ascending", None)
-    if asc is None:
-        return [True] * n
-    asc = [bool(asc)] * n if isinstance(asc, (bool, np.bool_)) else [bool(a) for a in asc]
-    return (asc + [True] * n)[:n]
+def _order_of(node, template: str):
+    """``(pairs, ascending, na_position)``: for the row order of ``node``'s frame
+    (:func:`hpcframe.plan.row_sort`: its sort_values keys, then its source's own order), the
+    ``(side column or None for the row position, hidden result column)`` pairs and, per pair,
+    the direction and the place of missing values. Rows that tie keep dataset order: the
+    row position comes last when the source has no order of its own."""
+    spec = P.row_sort(node)
+    cols: list[str | None] = list(spec.columns)
+    asc, nas = list(spec.ascending), list(spec.na_position)
+    if not P.source_sort(node.scan().source):
+        cols, asc, nas = cols + [None], asc + [True], nas + ["last"]
+    return [(c, template.format(i)) for i, c in enumerate(cols)], asc, nas
 
 
 def _check_key_types(lmeta, rmeta, lkeys, rkeys) -> None:
@@ -208,8 +202,8 @@ def build_merge(
         expected = _empty_result(lmeta, rmeta, left_cols, right_cols, same, indicator)
     except Exception:  # pandas fails on some empty frames (several string keys): the columns
         expected = _empty_result(lmeta, rmeta, left_cols, right_cols, same, indicator)
-    left_order = _order_pairs(left, _LEFT_ORDER)
-    right_order = _order_pairs(right, _RIGHT_ORDER)
+    left_order, lasc, lnas = _order_of(left, _LEFT_ORDER)
+    right_order, rasc, rnas = _order_of(right, _RIGHT_ORDER)
     join_keys = [_JOIN_KEY.format(i) for i in range(len(lkeys))] if how == "outer" else []
     meta = expected.iloc[:0].copy()
     mine = [r for _, r in left_cols] + [r for c, r in right_cols if c not in same]
@@ -226,11 +220,11 @@ def build_merge(
     for i, (lk, rk) in enumerate(zip(left_keys, right_keys)):
         if how == "outer":
             meta[join_keys[i]] = pd.Series([], dtype=_coalesced_dtype(expected, lk, rk))
-    asc = _ascending(left, len(left_order)) + _ascending(right, len(right_order))
+    asc, nas = lasc + rasc, lnas + rnas
     if how == "right":
-        asc = _ascending(right, len(right_order)) + _ascending(left, len(left_order))
+        asc, nas = rasc + lasc, rnas + lnas
     elif how == "outer":
-        asc = [True] * len(join_keys) + asc
+        asc, nas = [True] * len(join_keys) + asc, ["last"] * len(join_keys) + nas
     label = (
         f"merge(how={how!r}, left_on={lkeys}, right_on={rkeys})" if how != "cross" else "merge(how='cross')"
     )
@@ -250,7 +244,8 @@ def build_merge(
         meta,
         label,
         origins,
-        ascending=None if all(asc) else asc,
+        order_ascending=asc,
+        na_position=nas,
     )
 
 
@@ -295,13 +290,12 @@ def semi_join(node, key_expr, values_node, values_col: str, negate: bool, broadc
     right = P.Project(values_node, [values_col]) if values_col in values_node.meta.columns else values_node
     left_cols = [(c, c) for c in visible] + ([(key, key)] if key not in visible else [])
     right_cols = [(values_col, _SEMI_VALUE)]
-    left_order = _order_pairs(node, _LEFT_ORDER)
+    left_order, asc, nas = _order_of(node, _LEFT_ORDER)
     meta = node.meta[[c for c, _ in left_cols]].iloc[:0].copy()
     for c, h in left_order:
         meta[h] = pd.Series([], dtype="int64" if c is None else node.meta[c].dtype)
     how = "anti" if negate else "semi"
     label = f"{'~' if negate else ''}{key_expr.text()}.isin(<lazy Series>)"
-    asc = _ascending(node, len(left_order))
     stage = JoinStage(
         node,
         right,
@@ -318,7 +312,8 @@ def semi_join(node, key_expr, values_node, values_col: str, negate: bool, broadc
         meta,
         label,
         {c: ("left", c) for c in visible},
-        ascending=None if all(asc) else asc,
+        order_ascending=asc,
+        na_position=nas,
     )
     return stage, visible
 
@@ -522,13 +517,48 @@ def merge_part(stage: JoinStage, left, right):
 
 
 def _finish_part(stage: JoinStage, df):
-    """A result partition in the result's column order, sorted by its row order."""
+    """A result partition in the result's column order, sorted by its row order (a merge
+    mostly gives it in that order already: checked first, in O(rows))."""
     df = df[list(stage.meta.columns)]
-    asc = getattr(stage, "ascending", None)
-    df = df.sort_values(
-        stage.order, ascending=asc if asc is not None else True, na_position="last", kind="mergesort"
-    )
+    spec = P.source_sort(stage)
+    if not _is_sorted(df, spec):
+        df = P.sort_rows(df, spec)
     return df.reset_index(drop=True)
+
+
+def _is_sorted(df, spec) -> bool:
+    """Whether ``df``'s rows are in the order ``spec`` (a :class:`hpcframe.plan.RowSort`)
+    when it is ascending, missing values last, on numeric columns; ties count as sorted (a
+    stable sort keeps them). ``False`` when unsure (a non-numeric column, another
+    direction)."""
+    cols = spec.columns
+    if not all(spec.ascending) or any(na != "last" for na in spec.na_position):
+        return False
+    n = len(df)
+    if n < 2:
+        return True
+    undecided = np.ones(n - 1, dtype=bool)  # pairs of neighbours equal in the columns so far
+    for c in cols:
+        col = df[c]
+        kind = getattr(col.dtype, "kind", "O")
+        if kind in "iu":
+            a = col.to_numpy()
+            lt, eq = a[:-1] < a[1:], a[:-1] == a[1:]
+        elif kind == "f":
+            a = col.to_numpy(dtype="float64", na_value=np.nan)
+            x, y = a[:-1], a[1:]
+            xn, yn = np.isnan(x), np.isnan(y)
+            with np.errstate(invalid="ignore"):
+                lt = (x < y) | (~xn & yn)
+                eq = (x == y) | (xn & yn)
+        else:
+            return False
+        if (undecided & ~lt & ~eq).any():
+            return False
+        undecided &= eq
+        if not undecided.any():
+            return True
+    return True
 
 
 def _choose(stage: JoinStage, lbytes: int, rbytes: int) -> str:

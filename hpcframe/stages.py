@@ -341,7 +341,8 @@ class JoinStage(StageSource):
         meta,
         label: str,
         origins: dict,
-        ascending=None,
+        order_ascending=None,
+        na_position=None,
     ):
         if how == "right":
             order = [h for _, h in right_order] + [h for _, h in left_order]
@@ -350,7 +351,8 @@ class JoinStage(StageSource):
         else:
             order = [h for _, h in left_order] + [h for _, h in right_order]
         hidden = [h for _, h in left_order] + [h for _, h in right_order] + list(join_keys)
-        super().__init__(meta, label, (), order, hidden)
+        # per order column (sides sorted by sort_values keep their directions and NaN places)
+        super().__init__(meta, label, (), order, hidden, order_ascending, na_position or "last")
         self.left, self.right, self.how = left, right, how
         self.left_cols, self.right_cols = list(left_cols), list(right_cols)
         self.left_keys, self.right_keys = list(left_keys), list(right_keys)
@@ -359,8 +361,6 @@ class JoinStage(StageSource):
         self.indicator, self.broadcast = indicator, broadcast
         #: result column -> ("left", side column) / ("right", side column) / ("both", l, r)
         self.origins = dict(origins)
-        if ascending is not None:  # a side sorted otherwise than ascending (sort_values)
-            self.ascending = list(ascending)
         self.strategy: str | None = None
         self.sizes: tuple | None = None
         forced = how == "cross" or broadcast is True
@@ -420,8 +420,8 @@ class JoinStage(StageSource):
             new.left_cols = list(left_cols)
         if right_cols is not None:
             new.right_cols = list(right_cols)
-        if meta is not None:
-            new.meta = meta
+        # its own meta: the dtypes of the data it computes are adopted into it
+        new.meta = (self.meta if meta is None else meta).copy()
         new.data, new.strategy, new.sizes = None, None, None
         new.persisted = new.dropped = False
         return new

@@ -555,6 +555,8 @@ def test_errors(frames):
     assert "left frame" in str(info.value) and "right frame" in str(info.value)
     with pytest.raises(ValueError, match="datetime64"):
         left.merge(right, left_on="d", right_on="w")
+    with pytest.raises(ValueError, match="'tz'.*'d'"):  # tz-aware with naive times
+        left.merge(right, left_on="tz", right_on="d")
     with pytest.raises(ValueError, match="how must be one of"):
         left.merge(right, on="k", how="semi")
     with pytest.raises(ValueError, match="outer join cannot broadcast"):
@@ -706,3 +708,36 @@ def test_sides_that_are_stages(frames):
             check(got, pd.merge(dp, lref[["id", "k"]], on="k", how=how), how)
     finally:
         p.unpersist()
+
+
+def test_semi_join_explain(frames):
+    left, right, lref, rref = frames
+    f = left[left.k.isin(right[right.w > 0].k)]
+    text = f.explain()
+    assert "semi-join" in text and "strategy: chosen when it runs" in text
+    assert "Filter (w > 0)" in text
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "right", "outer"])
+def test_sorted_sides_keep_their_order(frames, how):
+    """A side sorted by sort_values (any direction, NaN first or last) keeps that order in
+    the result, as pandas' merge keeps its inputs' order; a merged frame sorts as pandas."""
+    left, right, lref, rref = frames
+    ls = left[["id", "k", "f"]].sort_values(["f", "id"], ascending=[False, True], na_position="first")
+    rs = right[["k", "w"]].sort_values("w")
+    lp = lref[["id", "k", "f"]].sort_values(
+        ["f", "id"], ascending=[False, True], na_position="first", kind="stable"
+    )
+    rp = rref[["k", "w"]].sort_values("w", kind="stable")
+    for bc in (None, False):
+        if how == "outer" and bc is None:
+            continue
+        check(ls.merge(rs, on="k", how=how, broadcast=bc), pd.merge(lp, rp, on="k", how=how), f"{how} {bc}")
+    got = (
+        left[["id", "k"]].merge(right[["k", "w"]], on="k", how=how).sort_values("w", ascending=False).head(7)
+    )
+    expected = pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how=how)
+    check(
+        got.compute().reset_index(drop=True),
+        expected.sort_values("w", ascending=False, kind="stable").head(7).reset_index(drop=True),
+    )

@@ -12,6 +12,8 @@ Every test runs on every rank, locally and under ``mpiexec -n 1..4``.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -160,3 +162,70 @@ def test_unsupported_uses_say_what_is_supported(frames):
     other = hf.from_pandas(pd.DataFrame({"tailnum": [1, 2]}))
     with pytest.raises(ValueError, match="same dataset"):
         other[mask]
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis: small random frames
+# --------------------------------------------------------------------------------------------
+try:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
+    st = None
+
+EXAMPLES = int(os.environ.get("HPCFRAME_SEMI_JOIN_EXAMPLES", "10"))
+
+if st is not None:
+    _rows = st.lists(
+        st.tuples(
+            st.sampled_from([np.nan, 0.0, 1.0, 2.0]), st.sampled_from([None, "a", "b"]), st.integers(-2, 2)
+        ),
+        max_size=25,
+    )
+
+    def _frame(rows):
+        return pd.DataFrame(
+            {
+                "f": np.array([r[0] for r in rows], dtype=np.float64),
+                "s": pd.array([r[1] for r in rows], dtype="str"),
+                "i": np.array([r[2] for r in rows], dtype=np.int64),
+            }
+        )
+
+    # derandomized and not shrunk under MPI: every rank must draw the same examples
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        phases=[Phase.explicit, Phase.generate]
+        if mpi.UNDER_MPI
+        else [Phase.explicit, Phase.generate, Phase.shrink],
+    )
+    @given(
+        left=_rows,
+        right=_rows,
+        nparts=st.tuples(st.integers(1, 4), st.integers(1, 3)),
+        col=st.sampled_from(["f", "s", "i"]),
+        negate=st.booleans(),
+        shuffle=st.booleans(),
+        cond=st.booleans(),
+    )
+    def test_semi_join_hypothesis(left, right, nparts, col, negate, shuffle, cond):
+        lp, rp = _frame(left), _frame(right)
+        old = hf.config.broadcast_bytes
+        hf.config.broadcast_bytes = 1 if shuffle else old
+        try:
+            lf, rf = hf.from_pandas(lp, npartitions=nparts[0]), hf.from_pandas(rp, npartitions=nparts[1])
+            mask = lf[col].isin(rf[rf.i >= 0][col])
+            mask = ~mask if negate else mask
+            got = lf[mask & (lf.i != 0) if cond else mask].compute()
+        finally:
+            hf.config.broadcast_bytes = old
+        expected = lp[col].isin(rp[rp.i >= 0][col])
+        expected = ~expected if negate else expected
+        if cond:
+            expected = expected & (lp.i != 0)
+        pd.testing.assert_frame_equal(got, lp[expected].reset_index(drop=True))
