@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""The h2oai db-benchmark group-by data (G1 layout) as a Parquet dataset, made with NumPy.
+"""The h2oai db-benchmark group-by data (G1 layout) and join data (J1) as Parquet, made with NumPy.
 
     python benchmarks/dbbench_datagen.py --rows 1e7 --k 100 [--files 8] [--out /work/bench-data/dbbench]
+    python benchmarks/dbbench_datagen.py --join --rows 1e7      # J1: see generate_join()
 
 Follows ``_data/groupby-datagen.R`` of db-benchmark (``Rscript groupby-datagen.R N K 0 0``:
 no missing values, random order) column by column:
@@ -135,6 +136,109 @@ def generate(rows: int, k: int, out: str = DEFAULT_OUT, files: int = 8, row_grou
     return final
 
 
+# --------------------------------------------------------------------------
+# the join data (J1)
+# --------------------------------------------------------------------------
+def join_dir(out: str, rows: int) -> str:
+    """The folder of the J1 data of ``rows`` rows under ``out`` (tables ``x``, ``small``,
+    ``medium`` and ``big`` in subfolders)."""
+    return os.path.join(out, f"J1_{pretty_sci(rows)}_NA_0_0")
+
+
+def _split_xlr(rng, n: int):
+    """db-benchmark's ``split_xlr``: a permutation of 1..1.1n split into keys common to both
+    sides (0.9n), keys only on the left (0.1n) and only on the right (0.1n)."""
+    import numpy as np
+
+    key = rng.permutation(np.arange(1, int(n * 1.1) + 1, dtype=np.int64))
+    a, b = int(n * 0.9), n
+    return {"x": key[:a], "l": key[a:b], "r": key[b:]}
+
+
+def _sample_all(rng, values, size: int):
+    """db-benchmark's ``sample_all``: every value at least once, the rest drawn with
+    replacement, shuffled."""
+    import numpy as np
+
+    extra = rng.choice(values, size=max(size - len(values), 0), replace=True)
+    return rng.permutation(np.concatenate([values, extra]))
+
+
+def _with_labels(cols: dict):
+    """Add the string twins of the int keys (``id4 = "id" + id1`` ...), columns in
+    db-benchmark's order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = {}
+    for i in ("id1", "id2", "id3"):
+        if i in cols:
+            out[i] = pa.array(cols[i])
+    for i, s in (("id1", "id4"), ("id2", "id5"), ("id3", "id6")):
+        if i in cols:
+            out[s] = pc.binary_join_element_wise("id", pc.cast(out[i], pa.string()), "")
+    for v in ("v1", "v2"):
+        if v in cols:
+            out[v] = pa.array(cols[v])
+    return pa.table(out)
+
+
+def generate_join(rows: int, out: str = DEFAULT_OUT, files: int = 8) -> str:
+    """Write the J1 join data of ``rows`` rows (db-benchmark's ``join-datagen.R N 0 0 0``:
+    no missing values, random order) unless it is there: ``x`` (N rows: id1..id3 int keys
+    with N/1e6, N/1e3 and N distinct values, id4..id6 their ``"id<n>"`` strings, v1) and the
+    right-hand tables ``small`` (N/1e6 rows: id1, id4, v2), ``medium`` (N/1e3 rows: id1, id2,
+    id4, id5, v2) and ``big`` (N rows: id1..id6, v2). 90% of each key's values are on both
+    sides, 10% only on the left and 10% only on the right; the right-hand key of each table
+    is unique. ``x`` and ``big`` are split over ``files`` Parquet files.
+
+    Returns
+    -------
+    str
+        The dataset folder (tables in subfolders ``x/``, ``small/``, ``medium/``, ``big/``).
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    if rows < 10**7:
+        raise ValueError("the J1 data needs at least 1e7 rows, as db-benchmark's (small has N/1e6 rows)")
+    final = join_dir(out, rows)
+    if os.path.isdir(final):
+        return final
+    os.makedirs(out, exist_ok=True)
+    staging = final + f".tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(SEED)
+    keys = [_split_xlr(rng, rows // 10**6), _split_xlr(rng, rows // 10**3), _split_xlr(rng, rows)]
+
+    def side(k, which):
+        return np.concatenate([k[w] for w in which])
+
+    def v(n):
+        return np.round(rng.uniform(0.0, 100.0, size=n), 6)
+
+    lhs = {f"id{j + 1}": _sample_all(rng, side(keys[j], "xl"), rows) for j in range(3)}
+    lhs["v1"] = v(rows)
+    tables = {"x": _with_labels(lhs)}
+    del lhs
+    for name, n, depth in (("small", rows // 10**6, 1), ("medium", rows // 10**3, 2), ("big", rows, 3)):
+        cols = {f"id{j + 1}": _sample_all(rng, side(keys[j], "xr"), n) for j in range(depth)}
+        cols["v2"] = v(n)
+        tables[name] = _with_labels(cols)
+    for name, table in tables.items():
+        os.makedirs(os.path.join(staging, name))
+        parts = files if table.num_rows >= 10**6 else 1
+        bounds = [table.num_rows * i // parts for i in range(parts + 1)]
+        for i in range(parts):
+            piece = table.slice(bounds[i], bounds[i + 1] - bounds[i])
+            target = os.path.join(staging, name, f"part-{i:02d}.parquet")
+            pq.write_table(piece, target, row_group_size=1 << 20)
+    os.rename(staging, final)
+    print(f"generated {final}: x and big {rows:,} rows, {time.perf_counter() - t0:.1f} s", flush=True)
+    return final
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="1e7", help="N (accepts 1e7)")
@@ -142,8 +246,12 @@ def main(argv=None) -> int:
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--row-group", type=int, default=1 << 20)
     ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--join", action="store_true", help="write the J1 join data instead of G1")
     args = ap.parse_args(argv)
-    path = generate(int(float(args.rows)), int(float(args.k)), args.out, args.files, args.row_group)
+    if args.join:
+        path = generate_join(int(float(args.rows)), args.out, args.files)
+    else:
+        path = generate(int(float(args.rows)), int(float(args.k)), args.out, args.files, args.row_group)
     print(path)
     return 0
 

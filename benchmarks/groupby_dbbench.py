@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""db-benchmark group-by (G1 layout) with hpcframe on 1 and 2 MPI ranks, Polars, DuckDB, pandas
-and Dask, in one run.
+"""db-benchmark group-by (G1 layout) and join (J1) with hpcframe on 1 and 2 MPI ranks, Polars,
+DuckDB, pandas and Dask, in one run.
 
 Usage (run it with the Python that has polars, duckdb, dask, psutil; hpcframe runs from its own
 venv through ``mpiexec``)::
@@ -19,9 +19,23 @@ q2    sum v1 by id1, id2
 q3    sum v1, mean v3 by id3
 q4    mean v1, v2, v3 by id4
 q5    sum v1, v2, v3 by id6
+q6    median v3, sd v3 by id4, id5
 q7    max(v1) - min(v2) by id3
+q8    largest two v3 by id6 (about N/K groups: ``sort_values(...).groupby(...).head(2)``)
+q9    squared correlation of v1 and v2 by id2, id4
 q10   sum v3, count by id1..id6 (about N groups): every engine *writes Parquet* to a temp folder
+j1    x ⋈ small on id1 (inner; int key, 1e1 right rows)
+j2    x ⋈ medium on id2 (inner; int key, 1e4 right rows)
+j3    x ⟕ medium on id2 (left)
+j4    x ⋈ medium on id5 (inner; string key)
+j5    x ⋈ big on id3 (inner; int key, N right rows)
 ====  ===============================================
+
+The join questions (``--queries j1,...``) read the J1 data (``dbbench_datagen.py --join``, made
+under ``--data-root`` unless it is there): every engine materialises the joined table (pandas:
+in memory; Polars ``collect``; DuckDB ``CREATE TABLE``; Dask and hpcframe ``persist``: held on
+the workers/ranks) and then computes its row count and the sums of v1 and v2, as db-benchmark
+checks them.
 
 Each (engine, question, repetition) runs in a fresh process tree; a round of repetitions runs
 every question on every engine in turn (engines alternate, so a change of load hits all of them).
@@ -62,7 +76,15 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 ENGINES = ("hpcframe-1", "hpcframe-2", "polars", "duckdb", "pandas", "dask")
-QUERIES = ("q1", "q2", "q3", "q4", "q5", "q7", "q10")
+QUERIES = ("q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10")
+JOINS = {  # question: (right table, key, how)
+    "j1": ("small", "id1", "inner"),
+    "j2": ("medium", "id2", "inner"),
+    "j3": ("medium", "id2", "left"),
+    "j4": ("medium", "id5", "inner"),
+    "j5": ("big", "id3", "inner"),
+}
+ALL_QUESTIONS = QUERIES + tuple(JOINS)
 KEYS6 = ["id1", "id2", "id3", "id4", "id5", "id6"]
 DEFAULT_DATA_ROOT = "/work/bench-data/dbbench"
 DEFAULT_HF_PYTHON = "/work/main/.venv/bin/python"
@@ -86,11 +108,31 @@ def q_hpcframe(q, hf, path):
         return x.groupby("id4").agg(v1=("v1", "mean"), v2=("v2", "mean"), v3=("v3", "mean"))
     if q == "q5":
         return x.groupby("id6").agg(v1=("v1", "sum"), v2=("v2", "sum"), v3=("v3", "sum"))
+    if q == "q6":
+        return x.groupby(["id4", "id5"]).agg(median_v3=("v3", "median"), sd_v3=("v3", "std"))
     if q == "q7":
         return x.groupby("id3").agg(v1=("v1", "max"), v2=("v2", "min"))
+    if q == "q8":
+        x = x[x.v3.notna()][["id6", "v3"]]
+        return x.sort_values("v3", ascending=False).groupby("id6").head(2)
+    if q == "q9":
+        return x[["id2", "id4", "v1", "v2"]].groupby(["id2", "id4"]).apply(_r2)
     if q == "q10":
         return x.groupby(KEYS6).agg(v3=("v3", "sum"), count=("v1", "size"))
     raise SystemExit(f"unknown question {q}")
+
+
+def _r2(g):
+    """db-benchmark's q9 per group: the squared correlation of v1 and v2."""
+    import pandas as pd
+
+    return pd.Series({"r2": g["v1"].corr(g["v2"]) ** 2})
+
+
+def join_tables(q, read, path):
+    """``(x, right, key, how)`` of join question ``q``, tables read with ``read(folder)``."""
+    right, key, how = JOINS[q]
+    return read(os.path.join(path, "x")), read(os.path.join(path, right)), key, how
 
 
 def q_polars(q, pl, path):
@@ -105,8 +147,21 @@ def q_polars(q, pl, path):
         return x.group_by("id4").agg(pl.col("v1", "v2", "v3").mean())
     if q == "q5":
         return x.group_by("id6").agg(pl.col("v1", "v2", "v3").sum())
+    if q == "q6":
+        return x.group_by(["id4", "id5"]).agg(
+            pl.col("v3").median().alias("median_v3"), pl.col("v3").std().alias("sd_v3")
+        )
     if q == "q7":
         return x.group_by("id3").agg((pl.col("v1").max() - pl.col("v2").min()).alias("range_v1_v2"))
+    if q == "q8":
+        return (
+            x.drop_nulls("v3")
+            .group_by("id6")
+            .agg(pl.col("v3").top_k(2).alias("largest2_v3"))
+            .explode("largest2_v3")
+        )
+    if q == "q9":
+        return x.group_by(["id2", "id4"]).agg((pl.corr("v1", "v2") ** 2).alias("r2"))
     if q == "q10":
         return x.group_by(KEYS6).agg(pl.col("v3").sum(), pl.len().alias("count"))
     raise SystemExit(f"unknown question {q}")
@@ -118,7 +173,11 @@ DUCKDB_SQL = {
     "q3": "SELECT id3, sum(v1) AS v1, avg(v3) AS v3 FROM x GROUP BY id3",
     "q4": "SELECT id4, avg(v1) AS v1, avg(v2) AS v2, avg(v3) AS v3 FROM x GROUP BY id4",
     "q5": "SELECT id6, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3 FROM x GROUP BY id6",
+    "q6": "SELECT id4, id5, median(v3) AS median_v3, stddev(v3) AS sd_v3 FROM x GROUP BY id4, id5",
     "q7": "SELECT id3, max(v1) - min(v2) AS range_v1_v2 FROM x GROUP BY id3",
+    "q8": "SELECT id6, largest2_v3 FROM (SELECT id6, v3 AS largest2_v3, row_number() OVER "
+    "(PARTITION BY id6 ORDER BY v3 DESC) AS order_v3 FROM x WHERE v3 IS NOT NULL) sub WHERE order_v3 <= 2",
+    "q9": "SELECT id2, id4, pow(corr(v1, v2), 2) AS r2 FROM x GROUP BY id2, id4",
     "q10": "SELECT id1, id2, id3, id4, id5, id6, sum(v3) AS v3, count(*) AS count FROM x "
     "GROUP BY id1, id2, id3, id4, id5, id6",
 }
@@ -129,7 +188,10 @@ COLUMNS = {
     "q3": ["id3", "v1", "v3"],
     "q4": ["id4", "v1", "v2", "v3"],
     "q5": ["id6", "v1", "v2", "v3"],
+    "q6": ["id4", "id5", "v3"],
     "q7": ["id3", "v1", "v2"],
+    "q8": ["id6", "v3"],
+    "q9": ["id2", "id4", "v1", "v2"],
     "q10": KEYS6 + ["v1", "v3"],
 }
 
@@ -150,9 +212,16 @@ def q_pandas(q, pd, x):
     if q in SIMPLE:
         keys, aggs = SIMPLE[q]
         return x.groupby(keys, **kw).agg(aggs)
+    if q == "q6":
+        return x.groupby(["id4", "id5"], **kw).agg(median_v3=("v3", "median"), sd_v3=("v3", "std"))
     if q == "q7":
         r = x.groupby("id3", **kw).agg({"v1": "max", "v2": "min"})
         return (r["v1"] - r["v2"]).rename("range_v1_v2").to_frame()
+    if q == "q8":
+        x = x[~x["v3"].isna()][["id6", "v3"]]
+        return x.sort_values("v3", ascending=False).groupby("id6", **kw).head(2)
+    if q == "q9":
+        return x[["id2", "id4", "v1", "v2"]].groupby(["id2", "id4"], **kw).apply(_r2)
     if q == "q10":
         return x.groupby(KEYS6, **kw).agg(v3=("v3", "sum"), count=("v1", "size"))
     raise SystemExit(f"unknown question {q}")
@@ -164,9 +233,19 @@ def q_dask(q, x):
     if q in SIMPLE:
         keys, aggs = SIMPLE[q]
         return x.groupby(keys, **kw).agg(aggs)
+    if q == "q6":  # as db-benchmark's dask solution: an exact median needs a shuffle
+        return x.groupby(["id4", "id5"], **kw).agg({"v3": ["median", "std"]}, shuffle_method="tasks")
     if q == "q7":
         r = x.groupby("id3", **kw).agg({"v1": "max", "v2": "min"})
         return r.assign(range_v1_v2=r["v1"] - r["v2"])[["range_v1_v2"]]
+    if q == "q8":
+        return (
+            x[~x["v3"].isna()][["id6", "v3"]]
+            .groupby("id6", **kw)
+            .apply(lambda g: g.nlargest(2, "v3"), meta={"id6": "int64", "v3": "float64"})
+        )
+    if q == "q9":
+        return x[["id2", "id4", "v1", "v2"]].groupby(["id2", "id4"], **kw).apply(_r2, meta={"r2": "float64"})
     if q == "q10":
         r = x.groupby(KEYS6, **kw).agg({"v3": "sum", "v1": "size"}, split_out=x.npartitions)
         return r.rename(columns={"v1": "count"})
@@ -176,10 +255,18 @@ def q_dask(q, x):
 # --------------------------------------------------------------------------
 # worker side (one process per run; hpcframe: every rank)
 # --------------------------------------------------------------------------
+def join_check(rows, v1, v2) -> dict:
+    """A join question's answer check, as db-benchmark's: the rows and the sums of v1 and v2."""
+    return {"rows": int(rows), "sums": sorted([float(v1), float(v2)])}
+
+
 def fingerprint(df) -> dict:
     """Rows and the sum of every value column of a pandas result (keys excluded), sorted, to
-    compare engines."""
+    compare engines (a join question's check is passed through)."""
     import pandas as pd
+
+    if isinstance(df, dict):
+        return df
 
     if isinstance(df, pd.Series):
         df = df.to_frame()
@@ -221,6 +308,10 @@ def worker(engine: str, q: str, data: str, out_json: str, tmp: str) -> None:
         info["threads"] = pl.thread_pool_size()
 
         def run():
+            if q in JOINS:
+                x, r, key, how = join_tables(q, lambda p: pl.scan_parquet(os.path.join(p, "*.parquet")), data)
+                ans = x.join(r, on=key, how=how, suffix="_r").collect()
+                return join_check(ans.height, ans["v1"].sum(), ans["v2"].sum())
             lf = q_polars(q, pl, data)
             if q == "q10":
                 target = os.path.join(tmp, "q10.parquet")
@@ -242,6 +333,14 @@ def worker(engine: str, q: str, data: str, out_json: str, tmp: str) -> None:
         info["threads"] = con.execute("SELECT current_setting('threads')").fetchone()[0]
 
         def run():
+            if q in JOINS:
+                right, key, how = JOINS[q]
+                for t in ("x", right):
+                    g = os.path.join(data, t, "*.parquet").replace("'", "''")
+                    con.execute(f"CREATE OR REPLACE VIEW {t} AS SELECT * FROM read_parquet('{g}')")
+                join = "JOIN" if how == "inner" else "LEFT JOIN"
+                con.execute(f"CREATE OR REPLACE TABLE ans AS SELECT * FROM x {join} {right} USING ({key})")
+                return join_check(*con.execute("SELECT count(*), sum(v1), sum(v2) FROM ans").fetchone())
             glob = os.path.join(data, "*.parquet").replace("'", "''")
             con.execute(f"CREATE OR REPLACE VIEW x AS SELECT * FROM read_parquet('{glob}')")
             if q == "q10":
@@ -257,6 +356,10 @@ def worker(engine: str, q: str, data: str, out_json: str, tmp: str) -> None:
         info["version"] = pd.__version__
 
         def run():
+            if q in JOINS:
+                x, r, key, how = join_tables(q, pd.read_parquet, data)
+                ans = x.merge(r, on=key, how=how)
+                return join_check(len(ans), ans["v1"].sum(), ans["v2"].sum())
             x = pd.read_parquet(data, columns=COLUMNS[q])
             r = q_pandas(q, pd, x)
             if q == "q10":
@@ -277,6 +380,10 @@ def worker(engine: str, q: str, data: str, out_json: str, tmp: str) -> None:
         info["dask_scheduler"] = "distributed.LocalCluster(n_workers=2, threads_per_worker=1)"
 
         def run():
+            if q in JOINS:
+                x, r, key, how = join_tables(q, dd.read_parquet, data)
+                ans = x.merge(r, on=key, how=how).persist()
+                return join_check(*dask.compute(ans.shape[0], ans["v1"].sum(), ans["v2"].sum()))
             x = dd.read_parquet(data, columns=COLUMNS[q])
             r = q_dask(q, x)
             if q == "q10":
@@ -313,9 +420,14 @@ def hf_worker(q: str, data: str, out_json: str, tmp: str) -> None:
     info["version"] = getattr(hf, "__version__", "?")
     comm.barrier()
     t0 = time.perf_counter()
-    res = q_hpcframe(q, hf, data)
+    res = None if q in JOINS else q_hpcframe(q, hf, data)
     result = None
-    if q == "q10" and hasattr(res, "to_parquet"):
+    if q in JOINS:
+        x, r, key, how = join_tables(q, hf.read_parquet, data)
+        ans = x.merge(r, on=key, how=how).persist(comm=comm)
+        result = join_check(*hf.compute(ans.len(), ans.v1.sum(), ans.v2.sum(), comm=comm))
+        ans.unpersist()
+    elif q == "q10" and hasattr(res, "to_parquet"):
         res.to_parquet(os.path.join(tmp, "q10"))
         info["q10_write"] = "GroupBy result .to_parquet(dir): every rank writes its groups"
     else:
@@ -327,6 +439,8 @@ def hf_worker(q: str, data: str, out_json: str, tmp: str) -> None:
             )
         if q == "q7" and result is not None:
             result = (result["v1"] - result["v2"]).rename("range_v1_v2").to_frame()
+        if q == "q8" and result is not None:  # the values of the answer, as the others give them
+            result = result[["v3"]]
     comm.barrier()
     info["seconds"] = time.perf_counter() - t0
     info["process_seconds_in_worker"] = time.perf_counter() - t_proc
@@ -378,6 +492,7 @@ def measure(engine: str, q: str, args, tmp_json: str) -> dict:
     env = dict(os.environ)
     env["POLARS_MAX_THREADS"] = "2"
     tmp = tempfile.mkdtemp(prefix=f"{engine}-{q}-", dir=args.scratch)
+    data = args.data_join if q in JOINS else args.data
     script = os.path.abspath(__file__)
     if engine.startswith("hpcframe-"):
         ranks = int(engine.split("-")[1])
@@ -390,12 +505,12 @@ def measure(engine: str, q: str, args, tmp_json: str) -> dict:
             script,
             "--hf-worker",
             q,
-            args.data,
+            data,
             tmp_json,
             tmp,
         ]
     else:
-        cmd = [sys.executable, script, "--worker", engine, q, args.data, tmp_json, tmp]
+        cmd = [sys.executable, script, "--worker", engine, q, data, tmp_json, tmp]
     uptime_text, load = _uptime()
     print(f"  [{engine} {q}] {uptime_text}", flush=True)
     if os.path.exists(tmp_json):
@@ -618,7 +733,7 @@ def main(argv=None) -> int:
         return 0
 
     sys.path.insert(0, HERE)
-    from dbbench_datagen import generate, pretty_sci
+    from dbbench_datagen import generate, generate_join, pretty_sci
 
     rows, k = int(float(args.rows)), int(float(args.k))
     engines = [e for e in args.engines.split(",") if e]
@@ -627,14 +742,15 @@ def main(argv=None) -> int:
         if e not in ENGINES and not e.startswith("hpcframe-"):
             ap.error(f"unknown engine {e!r}; known: {', '.join(ENGINES)} (hpcframe-N for N ranks)")
     for q in queries:
-        if q not in QUERIES:
-            ap.error(f"unknown question {q!r}; known: {', '.join(QUERIES)}")
+        if q not in ALL_QUESTIONS:
+            ap.error(f"unknown question {q!r}; known: {', '.join(ALL_QUESTIONS)}")
     stamp = datetime.datetime.now(datetime.timezone.utc)
     out_json = args.out_json or os.path.join(
         HERE, f"results-dbbench-{pretty_sci(rows)}-{stamp:%Y-%m-%d}.json"
     )
     out_md = os.path.splitext(out_json)[0] + ".md"
-    args.data = generate(rows, k, args.data_root, args.files)
+    args.data = generate(rows, k, args.data_root, args.files) if set(queries) - set(JOINS) else None
+    args.data_join = generate_join(rows, args.data_root, args.files) if set(queries) & set(JOINS) else None
     args.scratch = args.scratch or os.path.join(args.data_root, "tmp")
     os.makedirs(args.scratch, exist_ok=True)
     tmp_json = out_json + ".worker.tmp"
@@ -651,6 +767,7 @@ def main(argv=None) -> int:
         hf_commit += " (+ uncommitted changes in hpcframe/)"
     meta = {
         "data": args.data,
+        "data_join": args.data_join,
         "rows": rows,
         "k": k,
         "started_utc": stamp.isoformat(timespec="seconds"),

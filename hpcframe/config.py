@@ -66,6 +66,12 @@ class Config:
         The shuffle moves rows between ranks in rounds; in one round no rank sends, nor
         receives, more than this many bytes (serialised Arrow data), so the exchange's send
         and receive buffers hold at most this much each. Larger values mean fewer rounds.
+    broadcast_bytes : int, default 67_108_864 = 64 MiB (``HPCFRAME_BROADCAST_BYTES``)
+        ``merge(..., broadcast=None)`` copies the small side of a join to every rank (and
+        leaves the other side's rows where they are read) when that side's rows, as read
+        and measured in memory (summed over the ranks), take at most this many bytes;
+        otherwise both sides are hash-shuffled by the keys. Every rank then holds the small
+        side once, so keep it well below the memory of one rank.
 
     Raises
     ------
@@ -103,6 +109,8 @@ class Config:
     #: The shuffle's data exchange (:func:`hpcframe.exchange.exchange_tables`) runs in rounds;
     #: per round no rank sends or receives more than this many bytes of serialised Arrow data.
     shuffle_round_bytes: int = _env_int("shuffle_round_bytes", 256 << 20)
+    #: A join side of at most this many bytes (measured, over all ranks) is broadcast.
+    broadcast_bytes: int = _env_int("broadcast_bytes", 64 << 20)
 
 
 #: The engine's tunables (see :class:`Config`).

@@ -35,7 +35,7 @@ from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
 from .outputs import Composite, Output
 from .physical import Leaf, partition_owners, plan_scan, scans_of
-from .stages import POSITION, AggStage, PersistStage, ShuffleStage, stages_below
+from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage, stages_below
 from .tree import TreeStack, finish
 
 _last_stats: dict = {}
@@ -613,6 +613,16 @@ def materialise(stage, comm) -> None:
         _run_scan([rows], comm, None)
         frames = _exchange_rows(rows, comm)
         owners = partition_owners(config.partitions, comm.size)
+    elif isinstance(stage, SortStage):
+        from .sorting import sample_sort
+
+        frames, owners, stage.divisions = sample_sort(
+            stage, comm, config.partitions, _run_scan, _exchange_partitions, _interrupted
+        )
+    elif isinstance(stage, JoinStage):
+        from .joins import materialise_join
+
+        owners, frames = materialise_join(stage, comm)
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
     stage.data = RankedData.build(
@@ -623,6 +633,10 @@ def materialise(stage, comm) -> None:
         empty=_declared_meta(stage),
         object_like_empty=not isinstance(stage, AggStage),  # group results: typed by values
     )
+    if isinstance(stage, JoinStage):  # its dtypes as the data decided them (as pandas)
+        from .joins import adopt_schema
+
+        adopt_schema(stage)
 
 
 def _declared_meta(stage):
@@ -779,6 +793,8 @@ class _Rows(Output):
         if POSITION not in df.columns:
             df = df.assign(**{POSITION: np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")})
         if self.stage.local is not None:
+            if self.stage.order != [POSITION]:  # the block in the frame's order (a sort_values)
+                df = P.sort_rows(df, P.source_sort(self.stage))
             df = self.stage.local(df)
         if len(df) == 0:
             return None
@@ -941,9 +957,9 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
                     continue
                 df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
                 # pieces arrive in rank order, each in position order: already in the frame's
-                # order unless that is a sort (a group-by result's keys)
+                # order unless that is a sort (a group-by result's keys, a sort_values)
                 if stage.order != [POSITION] or not df[POSITION].is_monotonic_increasing:
-                    df = df.sort_values(stage.order, na_position="last", kind="mergesort")
+                    df = P.sort_rows(df, P.source_sort(stage))
                 df.index = pd.Index(df[POSITION].to_numpy(), name=None)
                 if stage.per_partition is not None:
                     df = stage.per_partition(df)

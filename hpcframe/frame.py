@@ -189,6 +189,16 @@ class Frame(Lazy):
 
     # -- selection -------------------------------------------------------------------------
     def __getitem__(self, key):
+        if isinstance(key, _SemiMask):  # isin with a lazy Series (joins region below)
+            return _semi_filter(self, key)
+        if isinstance(key, Series) and not isinstance(key, _TransformSeries):
+            pushed = _join_filter(self, key)  # a filter moved into a join's sides
+            if pushed is not None:
+                return pushed
+        if isinstance(key, (list, tuple, pd.Index)):
+            pruned = _join_project(self, key)  # a join computing fewer columns
+            if pruned is not None:
+                return pruned
         if isinstance(key, Series):
             if isinstance(key, _TransformSeries) and key._base is self._node:
                 # df[df.x > df.groupby(k).x.transform("mean")]: filter the transform's rows
@@ -249,7 +259,7 @@ class Frame(Lazy):
         reads, nothing is gathered (see :func:`hpcframe.to_parquet` for the options)."""
         from .writing import to_parquet
 
-        return to_parquet(self, path, **options)
+        return to_parquet(_stored_sorted(self), path, **options)
 
     def to_hdf(self, path, **options) -> dict:
         """Write the frame as HDF5 (see :func:`hpcframe.to_hdf` for the options)."""
@@ -271,9 +281,18 @@ class Frame(Lazy):
         Collective under MPI; release the memory with :meth:`unpersist`."""
         from .comm import communicator
         from .execute import prepare, stage_scope
-        from .stages import PersistStage
+        from .stages import PersistStage, SortStage, StageSource
 
-        stage = PersistStage(self._node)
+        stage: StageSource
+        src = self._node.scan().source
+        if isinstance(src, SortStage) and self._node is self._node.scan() and not src.ready:
+            stage = src  # set_index(): keep its sorted partitions and divisions
+            stage.persisted = True
+        elif P.last_sort(self._node) is not None:  # sort_values(): stored sorted (sample sort)
+            stage = SortStage(self._node)
+            stage.persisted = True
+        else:
+            stage = PersistStage(self._node)
         with communicator(comm) as c, stage_scope():
             prepare([P.Scan(stage, stage.meta)], c)
         return Frame(P.Scan(stage, stage.meta))
@@ -281,10 +300,10 @@ class Frame(Lazy):
     def unpersist(self) -> None:
         """Release the rows :meth:`persist` kept (on this rank; call it on every rank).
         Using the frame afterwards raises an error saying so."""
-        from .stages import PersistStage
+        from .stages import PersistStage, SortStage
 
         src = self._node.scan().source
-        if not isinstance(src, PersistStage):
+        if not isinstance(src, (PersistStage, SortStage)) or not src.persisted:
             raise ValueError("unpersist() is for a frame returned by persist()")
         src.release()
         src.dropped = True
@@ -292,10 +311,10 @@ class Frame(Lazy):
     @property
     def is_persisted(self) -> bool:
         """Whether this frame's rows are held on the ranks (by :meth:`persist`)."""
-        from .stages import PersistStage
+        from .stages import PersistStage, SortStage
 
         src = self._node.scan().source
-        return isinstance(src, PersistStage) and src.ready
+        return isinstance(src, (PersistStage, SortStage)) and src.persisted and src.ready
 
     def drop_duplicates(self, subset=None, keep="first") -> Frame:
         """The rows without duplicates of ``subset`` (default: every column), keeping the
@@ -420,6 +439,93 @@ class Frame(Lazy):
         ``combine(list_of_results)`` if given, else concatenated (DataFrame/Series results)
         or returned as a list."""
         return Result(MapOutput(self._node, fn, combine))
+
+    # -- sort: sorting, top-n, set_index/.loc, order statistics (see hpcframe.sorting) ----------
+    def sort_values(self, by, ascending=True, na_position="last", kind=None, ignore_index=False) -> Frame:
+        """The rows sorted by ``by`` (a column or a list), as pandas' ``sort_values``.
+
+        Always a stable sort: rows that tie keep the frame's order (pandas with
+        ``kind="stable"``; pandas' default quicksort may order ties of a single key
+        differently). Lazy: the order is applied when the frame is collected
+        (``compute``, ``head``, ``tail``), by a group-wise operation after it, or by a
+        distributed sample sort when the rows must be stored sorted (``persist``,
+        ``to_parquet``).
+
+        Parameters
+        ----------
+        by : str or list of str
+            The columns to sort by.
+        ascending : bool or list of bool
+            One for all keys or one per key.
+        na_position : {"last", "first"}
+            Where missing values go (NaN, None, NaT).
+        kind : str, optional
+            Accepted for pandas compatibility; the sort is always stable.
+        ignore_index : bool
+            The collected result gets a fresh ``RangeIndex`` instead of the rows' labels.
+
+        Returns
+        -------
+        Frame
+            The sorted lazy frame.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"carrier": ["AA", "UA", "AA", "DL"], "dep_delay": [5.0, 12.0, -3.0, 7.0]})
+        >>> hf.from_pandas(df).sort_values("dep_delay", ascending=False).head(2).compute()
+          carrier  dep_delay
+        1      UA       12.0
+        3      DL        7.0
+        """
+        _check_kind(kind)
+        return Frame(P.Sort(self._node, by, ascending, na_position, ignore_index))
+
+    def tail(self, n: int = 5) -> Result:
+        """The last ``n`` rows in the frame's order (each block keeps only its last ``n``)."""
+        return Result(CollectOutput(self._node, limit=int(n), tail=True))
+
+    def nlargest(self, n: int, columns, keep: str = "first") -> Result:
+        """The ``n`` rows with the largest values of ``columns``, as pandas' ``nlargest``
+        (``keep``: ``"first"``, ``"last"`` or ``"all"`` ties), without sorting the frame:
+        each block keeps only its candidates."""
+        return _top(self._node, n, columns, keep, True)
+
+    def nsmallest(self, n: int, columns, keep: str = "first") -> Result:
+        """The ``n`` rows with the smallest values of ``columns``, as pandas' ``nsmallest``
+        (see :meth:`nlargest`)."""
+        return _top(self._node, n, columns, keep, False)
+
+    def set_index(self, keys, drop: bool = True, sorted: bool = False) -> Frame:
+        """The column ``keys`` as the index, with the rows **sorted by it** (as Dask: sorted
+        partitions with known divisions, unlike pandas, which keeps the row order: the
+        collected result equals pandas' ``set_index(keys).sort_index(kind="stable")``).
+
+        ``sorted=False`` sorts by a distributed sample sort (computed when first used);
+        ``sorted=True`` promises the frame is already in index order. Each partition's
+        min/max (its *division*) is recorded, so ``.loc[a:b]`` reads only the partitions
+        whose range overlaps ``[a, b]``."""
+        return _set_index(self, keys, drop, sorted)
+
+    @property
+    def loc(self):
+        """Label selection on a frame made by :meth:`set_index`: ``.loc[a:b]`` (both ends
+        included, as pandas; a string is parsed as a time for a datetime index, and a
+        partial date covers its whole period) and ``.loc[label]``."""
+        return _Loc(self)
+
+    def quantile(self, q=0.5, numeric_only: bool = False) -> Result:
+        """Exact quantiles of each column (linear interpolation, missing values skipped), as
+        pandas' ``DataFrame.quantile``: a Series for a scalar ``q``, a DataFrame indexed by
+        ``q`` for a list. Each column is sample-sorted over the ranks; only the values next
+        to each quantile are gathered (bounded memory)."""
+        return _frame_quantile(self, q, numeric_only, median=False)
+
+    def median(self, numeric_only: bool = False) -> Result:
+        """The exact median of each column, as pandas' ``DataFrame.median``."""
+        return _frame_quantile(self, 0.5, numeric_only, median=True)
+
+    # -- end of sort ---------------------------------------------------------------------------
 
 
 def _reduce_columns(meta, agg, numeric_only):
@@ -617,7 +723,10 @@ class Series(Lazy):
     __hash__ = None  # type: ignore[assignment]
 
     def isin(self, values):
-        """Whether each value is one of ``values`` (lazy; as pandas)."""
+        """Whether each value is one of ``values`` (lazy; as pandas). ``values`` may be a lazy
+        Series: the result then filters this Series' frame as a semi-join (``~``: anti-join)."""
+        if isinstance(values, Series):
+            return _isin_lazy(self, values)
         return self._new(E.IsIn(self._expr, list(values)))
 
     def between(self, left, right, inclusive="both"):
@@ -791,6 +900,55 @@ class Series(Lazy):
         out = CollectOutput(P.Project(node, [col]), limit=int(n))
         name = self.name
         return Result(Composite([out], lambda r: r[0][col].rename(name), f"head({n})"))
+
+    # -- sort: Series sorting, top-n, order statistics (see hpcframe.sorting) -------------------
+    def sort_values(self, ascending=True, na_position="last", kind=None, ignore_index=False) -> Series:
+        """The values sorted, as pandas' ``Series.sort_values`` with ``kind="stable"`` (ties
+        keep the frame's order); lazy, see :meth:`Frame.sort_values`."""
+        _check_kind(kind)
+        if isinstance(ascending, (list, tuple)):
+            if len(ascending) != 1:
+                raise ValueError(f"Length of ascending ({len(ascending)}) must be 1 for Series")
+            ascending = ascending[0]
+        node, col = self._as_column()
+        return Series(P.Sort(node, [col], ascending, na_position, ignore_index), E.Col(col), self.name)
+
+    def tail(self, n=5) -> Result:
+        """The last ``n`` values in the frame's order (lazy: a :class:`Result`)."""
+        node, col = self._as_column()
+        out = CollectOutput(P.Project(node, [col]), limit=int(n), tail=True)
+        name = self.name
+        return Result(Composite([out], lambda r: r[0][col].rename(name), f"tail({n})"))
+
+    def nlargest(self, n: int = 5, keep="first") -> Result:
+        """The ``n`` largest values, as pandas' ``Series.nlargest`` (without a full sort)."""
+        return self._top(n, keep, True)
+
+    def nsmallest(self, n: int = 5, keep="first") -> Result:
+        """The ``n`` smallest values, as pandas' ``Series.nsmallest`` (without a full sort)."""
+        return self._top(n, keep, False)
+
+    def _top(self, n, keep, largest):
+        node, col = self._as_column()
+        name = self.name
+        probe = node.meta[col]
+        getattr(probe, "nlargest" if largest else "nsmallest")(int(n), keep=keep)  # pandas' errors
+        inner = _top(P.Project(node, [col]), n, [col], keep, largest)._output()
+        label = f"{'nlargest' if largest else 'nsmallest'}({n})"
+        return Result(Composite([inner], lambda r: r[0][col].rename(name), label))
+
+    def quantile(self, q=0.5) -> Result:
+        """The exact ``q`` quantile(s) (linear interpolation, missing values skipped), as
+        pandas' ``Series.quantile``: a scalar for a scalar ``q``, a Series indexed by ``q``
+        for a list. The column is sample-sorted over the ranks and only the values next
+        to each quantile are gathered."""
+        return _series_quantile(self, q, median=False)
+
+    def median(self) -> Result:
+        """The exact median (missing values skipped), as pandas' ``Series.median``."""
+        return _series_quantile(self, 0.5, median=True)
+
+    # -- end of sort ---------------------------------------------------------------------------
 
 
 class _StrAccessor:
@@ -1724,8 +1882,20 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     node = self._node
     if selection is not None:
         node = P.Project(node, keys + [c for c in selection if c not in keys])
-    hidden = P.hidden_columns(node)
-    parent_order = P.row_order(node) or [POSITION]
+    if qlevel:  # the stage's order (keys, then the place of q) also sorts its input rows
+        node = P.Assign(node, _QPOS, E.Lit(np.int64(0)))
+    # sort=False orders groups by their first row in the frame's order: after a sort_values,
+    # by copies of the sort's columns (then the position) taken from each group's first row
+    parent = P.row_sort(node)
+    copies: list[str] = []
+    copy_sort: list[tuple[bool, str]] = []
+    if not sort:
+        for j, (c, a, na) in enumerate(zip(*parent)):
+            if c != POSITION:
+                copies.append(f"__hpcframe_o{j}__")
+                copy_sort.append((a, na))
+                node = P.Assign(node, copies[-1], E.Col(c))
+    hidden = P.hidden_columns(node) + copies
 
     def grouped(data, group_sort=True):
         g = data.groupby(by, dropna=dropna, sort=group_sort, observed=True)
@@ -1756,12 +1926,19 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     for f, j in zip(flat, range(len(labels))):
         meta[f] = pd.Series([], dtype=probe_frame.iloc[:, j].dtype)
     meta[POSITION] = pd.Series([], dtype="int64")
+    for c in copies:
+        meta[c] = node.meta[c].iloc[:0].reset_index(drop=True)
     columns = list(meta.columns)
 
     def per_partition(df):
-        data = df.sort_values(parent_order, kind="mergesort") if len(df) > 1 else df
+        # the frame's row order (sort_values, else positions): the stage sorted by the keys
+        data = P.sort_rows(df, rows_in) if len(df) > 1 else df
         # each group's first row (orders groups for sort=False), in the groups' sorted order
-        first = data.groupby(by, dropna=dropna, sort=True, observed=True)[POSITION].min().to_numpy()
+        ng = data.groupby(by, dropna=dropna, sort=True, observed=True).ngroup()
+        ng = ng.fillna(-1).to_numpy(dtype="int64")
+        _, at = np.unique(ng, return_index=True)
+        first_rows = data.iloc[at[ng[at] >= 0]].reset_index(drop=True)
+        first = first_rows[POSITION].to_numpy()
         res = run(grouped(_data_columns(data, hidden)))
         table = res.to_frame() if isinstance(res, pd.Series) else res.copy()
         table.columns = flat
@@ -1776,24 +1953,36 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
         if qlevel:  # pandas lists each group's quantiles in the order of q
             table[_QPOS] = np.tile(np.arange(per_group, dtype="int64"), len(first))
         table[POSITION] = np.repeat(first.astype("int64"), per_group)
+        repeat = np.repeat(np.arange(len(first_rows)), per_group)
+        for c in copies:
+            table[c] = first_rows[c].iloc[repeat].reset_index(drop=True)
         return table[columns]
 
     index = (keys + ([qname] if qlevel else [])) if as_index else []
-    # the stage's order also sorts its input rows: they get the (constant) column too
-    local = (lambda df: df.assign(**{_QPOS: np.int64(0)})) if qlevel else None
     stage = _GroupStage(
         node,
         keys,
         f"groupby({keys}).{name}",
-        local=local,
         per_partition=per_partition,
         meta=meta,
         index=index,
     )
     # keys that may hold bools with nulls: typed by their values, as a pandas group index
     stage.typed_by_values = [k for k in keys if node.meta[k].dtype in (object, bool)]
-    stage.order = (list(keys) if sort else [POSITION]) + ([_QPOS] if qlevel else [])
-    stage.hidden = [POSITION] + ([_QPOS] if qlevel else [])
+    # the frame's order of the input rows (per_partition restores it in each group) ...
+    rows_in = P.source_sort(stage)
+    # ... and the order of the result: its groups sorted, or by their first row
+    order = (
+        [(k, True, "last") for k in keys] if sort else [(c, a, na) for c, (a, na) in zip(copies, copy_sort)]
+    )
+    if not sort:
+        order.append((POSITION, True, "last"))
+    if qlevel:
+        order.append((_QPOS, True, "last"))
+    stage.order = [c for c, _, _ in order]
+    stage.order_ascending = [a for _, a, _ in order]
+    stage.na_position = [na for _, _, na in order]
+    stage.hidden = [POSITION] + ([_QPOS] if qlevel else []) + copies
     scan = P.Scan(stage, stage.meta)
     if plain:
         if is_series and as_index:
@@ -1870,3 +2059,466 @@ def _exact_agg(self: GroupBy, func, named):
         )
         return _exact(base, lambda g: g.agg(func), "agg")
     return _exact(self, lambda g: g.agg(func), "agg")
+
+
+# ------------------------------------------------------------------------------------------
+# sort: helpers of sort_values, nlargest/nsmallest and .loc
+# ------------------------------------------------------------------------------------------
+_SORT_KINDS = (None, "quicksort", "mergesort", "heapsort", "stable")
+
+
+def _check_kind(kind) -> None:
+    if kind not in _SORT_KINDS:
+        raise ValueError(
+            f"kind must be one of {list(_SORT_KINDS[1:])}, not {kind!r} (hpcframe's sort is always stable)"
+        )
+
+
+def _top(node, n, columns, keep, largest) -> Result:
+    from .outputs import TopOutput
+
+    cols = [columns] if isinstance(columns, str) else list(columns)
+    node.check_columns(cols)
+    if keep not in ("first", "last", "all"):
+        raise ValueError('keep must be either "first", "last" or "all"')
+    probe = node.meta
+    getattr(probe, "nlargest" if largest else "nsmallest")(int(n), cols, keep=keep)  # pandas' errors
+    return Result(TopOutput(node, int(n), cols, keep, largest))
+
+
+class _Loc:
+    """``frame.loc[...]`` of a frame indexed by :meth:`Frame.set_index`."""
+
+    def __init__(self, frame: Frame):
+        self._frame = frame
+
+    def __getitem__(self, key):
+        return _loc(self._frame, key)
+
+
+def _stored_sorted(frame: Frame) -> Frame:
+    """A sorted frame as its rows stored in order (a SortStage: sample sort), for writing;
+    any other frame unchanged."""
+    from .stages import SortStage
+
+    if P.last_sort(frame._node) is None:
+        return frame
+    stage = SortStage(frame._node)
+    return Frame(P.Scan(stage, stage.meta))
+
+
+def _set_index(frame: Frame, keys, drop: bool, presorted: bool) -> Frame:
+    """``frame.set_index(keys)``: a SortStage of the frame by the key, which becomes the
+    index (the old index is dropped, as pandas does), with divisions recorded."""
+    from .stages import SortStage
+
+    key = keys if isinstance(keys, str) else (list(keys)[0] if len(list(keys)) == 1 else None)
+    if key is None:
+        raise NotImplementedError("set_index takes one column (a MultiIndex is not supported)")
+    if not drop:
+        raise NotImplementedError("set_index(drop=False) is not supported: assign a copy of the column first")
+    node = frame._node
+    node.check_columns([key], "the frame to index")
+    old = [c for c in P.frame_index(node) if c != key]
+    spec = P.RowSort([key], [True], ["last"])
+    # sorted=True: the rows are promised in key order; the sample sort keeps that order (ties
+    # by position) and records the divisions either way
+    stage = SortStage(node, spec, index=[key], drop=old, divisions_column=key)
+    return Frame(P.Scan(stage, stage.meta))
+
+
+_RESO_FREQ = {
+    "year": "Y",
+    "quarter": "Q",
+    "month": "M",
+    "day": "D",
+    "hour": "h",
+    "minute": "min",
+    "second": "s",
+    "millisecond": "ms",
+    "microsecond": "us",
+    "nanosecond": "ns",
+}
+
+
+def _time_bounds(text: str, dtype) -> tuple:
+    """``(first, last)`` instants of the period a date string names (pandas' partial string
+    indexing: "2013-06" is all of June), in the index's time zone."""
+    from pandas._libs.tslibs.parsing import parse_datetime_string_with_reso
+
+    try:
+        parsed, reso = parse_datetime_string_with_reso(text)
+    except (ValueError, TypeError) as exc:
+        raise KeyError(f"{text!r} is not a date or time the datetime index can be compared with") from exc
+    period = pd.Period(parsed.replace(tzinfo=None), freq=_RESO_FREQ.get(reso, "ns"))
+    lo, hi = period.start_time, period.end_time
+    tz = getattr(dtype, "tz", None)
+    if tz is not None:
+        lo, hi = lo.tz_localize(tz), hi.tz_localize(tz)
+    return lo, hi
+
+
+def _index_value(value, dtype, side: str):
+    """A bound of a label slice in the index's type (a string is a time for a datetime
+    index: the start, or the end, of the period it names)."""
+    if value is None:
+        return None
+    if getattr(dtype, "kind", "") == "M":
+        if isinstance(value, str):
+            lo, hi = _time_bounds(value, dtype)
+            return lo if side == "left" else hi
+        value = pd.Timestamp(value)
+        tz = getattr(dtype, "tz", None)
+        if tz is not None and value.tzinfo is None:
+            value = value.tz_localize(tz)
+    return value
+
+
+def _loc(frame: Frame, key):
+    node = frame._node
+    index = P.frame_index(node)
+    if len(index) != 1:
+        raise TypeError(".loc needs a frame indexed by one column: use set_index(column) first")
+    col = index[0]
+    dtype = node.meta[col].dtype
+    s = Series(node, E.Col(col), col)
+    if isinstance(key, slice):
+        if key.step is not None:
+            raise ValueError(".loc[a:b:step] is not supported (no step)")
+        lo, hi = _index_value(key.start, dtype, "left"), _index_value(key.stop, dtype, "right")
+        mask = None
+        if lo is not None:
+            mask = s >= lo
+        if hi is not None:
+            mask = (s <= hi) if mask is None else (mask & (s <= hi))
+        return frame if mask is None else Frame(P.Filter(node, mask._expr))
+    if getattr(dtype, "kind", "") == "M" and isinstance(key, str):
+        return _loc(frame, slice(key, key))  # a date string selects its whole period: a frame
+    value = _index_value(key, dtype, "left")
+    out = CollectOutput(P.Filter(node, (s == value)._expr))
+
+    def finish(r):
+        df = r[0]
+        if not len(df):
+            raise KeyError(key)
+        return df.iloc[0] if len(df) == 1 else df
+
+    return Result(Composite([out], finish, f"loc[{key!r}]"))
+
+
+def _quantiles(q) -> tuple[list[float], bool]:
+    scalar = np.ndim(q) == 0
+    qs = [q] if scalar else list(q)
+    for v in qs:
+        if not 0 <= float(v) <= 1:
+            raise ValueError("percentiles should all be in the interval [0, 1]")
+    return [float(v) for v in qs], scalar
+
+
+def _quantile_output(node, col, qs, finish):
+    """The :class:`hpcframe.sorting.QuantileOutput` of column ``col``: its non-missing
+    values sample-sorted over the ranks (a SortStage), the neighbours of each quantile read."""
+    from .sorting import QuantileOutput
+    from .stages import SortStage
+
+    s = Series(node, E.Col(col), col)
+    filtered = P.Filter(P.Project(node, [col]), s.notna()._expr)
+    others = [c for c in filtered.meta.columns if c != col]
+    spec = P.RowSort([col], [True], ["last"])
+    stage = SortStage(filtered, spec, index=[], drop=others, label=f"sorted values of {col}")
+    return QuantileOutput(P.Scan(stage, stage.meta), stage, col, qs, finish)
+
+
+def _series_quantile(series: Series, q, median: bool) -> Result:
+    node, col = series._as_column()
+    name = series.name
+    probe = node.meta[col]
+    if median:
+        probe.median()  # pandas' type errors (strings, ...)
+
+        return Result(_quantile_output(node, col, None, lambda values: values[0]))
+    qs, scalar = _quantiles(q)
+    probe.quantile(q)
+
+    def finish(values):
+        if scalar:
+            return values[0].iloc[0]
+        return pd.concat(values).set_axis(pd.Index(qs, dtype="float64")).rename(name)
+
+    return Result(_quantile_output(node, col, qs, finish))
+
+
+def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result:
+    node = frame._node
+    meta = node.meta[P.visible_columns(node)]
+    if median:
+        probe = meta.median(numeric_only=numeric_only)
+        qs, scalar = [0.5], True
+    else:
+        qs, scalar = _quantiles(q)
+        probe = meta.quantile(q, numeric_only=numeric_only)
+    cols = list(probe.index if scalar else probe.columns)
+    parts: list[Output] = [
+        _quantile_output(node, c, None if median else qs, (lambda values: values)) for c in cols
+    ]
+
+    def finish(results):
+        if median:
+            return pd.Series([r[0] for r in results], index=probe.index, dtype=probe.dtype, name=probe.name)
+        if scalar:
+            values = [r[0].iloc[0] for r in results]
+            return pd.Series(values, index=probe.index, dtype=probe.dtype, name=probe.name)
+        out = pd.DataFrame(
+            {c: pd.concat(r).to_numpy() if len(r) else [] for c, r in zip(cols, results)},
+            index=probe.index,
+        )
+        return out.astype(probe.dtypes.to_dict()) if len(cols) else probe
+
+    return Result(Composite(parts, finish, "median" if median else f"quantile({q})"))
+
+
+# -- joins: merge, isin with a lazy Series (semi/anti-join) --
+# ------------------------------------------------------------------------------------------
+def _merge(
+    self: Frame,
+    right,
+    how="inner",
+    on=None,
+    left_on=None,
+    right_on=None,
+    suffixes=("_x", "_y"),
+    indicator=False,
+    broadcast=None,
+) -> Frame:
+    """Join with ``right`` (a Frame or a pandas DataFrame) on key columns, as ``pandas.merge``.
+
+    Parameters
+    ----------
+    right : Frame or pandas.DataFrame
+        The other frame (a pandas DataFrame is wrapped with :func:`hpcframe.from_pandas`;
+        under MPI every rank must hold the same one).
+    how : {"inner", "left", "right", "outer", "cross"}, default "inner"
+        As pandas: the rows kept, and their order (left order for inner and left, right
+        order for right, the keys sorted for outer; duplicate matches in the other side's
+        order). ``cross``: every pair of rows.
+    on, left_on, right_on : str or list of str, optional
+        The key columns (default: the columns the frames have in common). A group-by result
+        merges on its index levels by name, as pandas.
+    suffixes : (str or None, str or None), default ("_x", "_y")
+        Added to the names of non-key columns both frames have.
+    indicator : bool or str, default False
+        Add a categorical column ``_merge`` (or this name): ``left_only``, ``right_only`` or
+        ``both``.
+    broadcast : bool or None, default None
+        ``None``: copy the small side to every rank when it holds at most
+        ``hf.config.broadcast_bytes`` bytes (measured when the join runs), else shuffle both
+        sides by the keys; ``True``/``False`` force either (``explain()`` shows the choice).
+
+    Returns
+    -------
+    Frame
+        Lazy; the result has a fresh RangeIndex, as pandas.
+
+    Raises
+    ------
+    ColumnNotFoundError
+        For a key column a frame does not have.
+    ValueError
+        For key columns pandas cannot match (numbers with strings or dates, ...), naming
+        both, and for invalid ``how``, ``suffixes`` or ``broadcast``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> flights = hf.from_pandas(pd.DataFrame({"carrier": ["AA", "UA", "AA"], "delay": [5, 12, -3]}))
+    >>> names = pd.DataFrame({"carrier": ["AA", "UA"], "name": ["American", "United"]})
+    >>> flights.merge(names, on="carrier", how="left").compute()
+      carrier  delay      name
+    0      AA      5  American
+    1      UA     12    United
+    2      AA     -3  American
+    """
+    from .joins import build_merge
+    from .readers import from_pandas
+
+    if isinstance(right, pd.DataFrame):
+        right = from_pandas(right)
+    if not isinstance(right, Frame):
+        raise TypeError(
+            f"merge: right must be an hpcframe Frame or a pandas DataFrame, not {type(right).__name__}"
+        )
+    stage = build_merge(self._node, right._node, how, on, left_on, right_on, suffixes, indicator, broadcast)
+    return Frame(P.Scan(stage, stage.meta))
+
+
+Frame.merge = _merge  # type: ignore[attr-defined]
+
+
+def merge(
+    left,
+    right,
+    how="inner",
+    on=None,
+    left_on=None,
+    right_on=None,
+    suffixes=("_x", "_y"),
+    indicator=False,
+    broadcast=None,
+):
+    """``left.merge(right, ...)`` (see :meth:`Frame.merge`); either may be a pandas DataFrame.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> a = hf.from_pandas(pd.DataFrame({"k": [1, 2, 3], "x": [10, 20, 30]}))
+    >>> hf.merge(a, pd.DataFrame({"k": [3, 1], "y": ["c", "a"]}), on="k").compute()
+       k   x  y
+    0  1  10  a
+    1  3  30  c
+    """
+    from .readers import from_pandas
+
+    if isinstance(left, pd.DataFrame):
+        left = from_pandas(left)
+    if not isinstance(left, Frame):
+        raise TypeError(
+            f"merge: left must be an hpcframe Frame or a pandas DataFrame, not {type(left).__name__}"
+        )
+    return left.merge(right, how, on, left_on, right_on, suffixes, indicator, broadcast)
+
+
+_SEMI_HELP = (
+    "isin with a lazy Series is a semi-join: use it to filter the frame its column comes from, "
+    "df[df.k.isin(other.col)] or df[~df.k.isin(other.col)] (an anti-join), alone or combined "
+    "with & and other conditions; compute the Series first (.compute()) for any other use"
+)
+
+
+class _SemiMask(Series):
+    """``s.isin(lazy_series)``: usable only as a filter of the frame ``s`` comes from (a
+    semi-join; ``~``: an anti-join), alone or with ``&``."""
+
+    def __init__(self, node, terms, rest=None):
+        self._node, self._terms, self._rest = node, list(terms), rest
+        self.name = None
+
+    @property
+    def _expr(self):
+        """Refused: the mask is no expression over its frame's columns (see _SEMI_HELP)."""
+        raise TypeError(_SEMI_HELP)
+
+    def __repr__(self):
+        return f"<hpcframe semi-join filter ({len(self._terms)} isin term(s)); use it as df[mask]>"
+
+    def _unsupported(self, *args, **kwargs):
+        raise TypeError(_SEMI_HELP)
+
+    _bin = _new = _output = __getitem__ = _unsupported
+
+    def __invert__(self):
+        if len(self._terms) != 1 or self._rest is not None:
+            raise TypeError(_SEMI_HELP + " (~ applies to one isin, not to a combination)")
+        key, values, negate = self._terms[0]
+        return _SemiMask(self._node, [(key, values, not negate)])
+
+    def __and__(self, other):
+        if isinstance(other, _SemiMask):
+            if other._node.scan() is not self._node.scan():
+                raise ValueError("a boolean mask must come from the same dataset as the frame")
+            rest = E.and_all([e for e in (self._rest, other._rest) if e is not None])
+            return _SemiMask(self._node, self._terms + other._terms, rest)
+        if isinstance(other, Series) and not isinstance(other, _TransformSeries):
+            if other._node.scan() is not self._node.scan():
+                raise ValueError("a boolean mask must come from the same dataset as the frame")
+            rest = other._expr if self._rest is None else E.Bin("&", self._rest, other._expr)
+            return _SemiMask(self._node, self._terms, rest)
+        raise TypeError(_SEMI_HELP)
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        raise TypeError(_SEMI_HELP + " (| with an isin of a lazy Series is not supported)")
+
+    __ror__ = __or__
+
+
+def _isin_lazy(self: Series, values: Series) -> _SemiMask:
+    if isinstance(self, (_TransformSeries, _SemiMask)) or isinstance(values, (_TransformSeries, _SemiMask)):
+        raise TypeError(_SEMI_HELP + " (not with a transform)")
+    return _SemiMask(self._node, [(self._expr, values, False)])
+
+
+def _semi_filter(frame: Frame, mask: _SemiMask) -> Frame:
+    from .joins import semi_join
+
+    if mask._node.scan() is not frame._node.scan():
+        raise ValueError("a boolean mask must come from the same dataset as the frame")
+    node = frame._node
+    if mask._rest is not None:
+        pushed = _join_filter(frame, Series(mask._node, mask._rest))
+        node = pushed._node if pushed is not None else P.Filter(node, mask._rest)
+    for key, values, negate in mask._terms:
+        vnode, vcol = values._as_column()
+        stage, visible = semi_join(node, key, vnode, vcol, negate)
+        node = P.Project(P.Scan(stage, stage.meta), visible)
+    return Frame(node)
+
+
+def _join_chain(node):
+    """``(join stage, steps above its Scan)`` when ``node`` is a not-yet-computed join with
+    only filters and projections on it, else ``(None, None)``."""
+    from .stages import JoinStage
+
+    chain = node.chain()
+    src = chain[0].source
+    if not isinstance(src, JoinStage) or src.ready or src.persisted:
+        return None, None
+    steps = chain[1:]
+    if not all(isinstance(n, (P.Filter, P.Project)) for n in steps):
+        return None, None
+    return src, steps
+
+
+def _rebuild(stage, steps):
+    node = P.Scan(stage, stage.meta)
+    for n in steps:
+        node = P.Filter(node, n.expr) if isinstance(n, P.Filter) else P.Project(node, n.user_columns)
+    return node
+
+
+def _join_filter(frame: Frame, mask: Series) -> Frame | None:
+    """A filter on a merged frame, its one-sided conjuncts moved into the join's sides
+    (``None``: nothing to move)."""
+    from .joins import push_filter
+
+    stage, steps = _join_chain(frame._node)
+    if stage is None or mask._node.scan() is not frame._node.scan():
+        return None
+    new, rest = push_filter(stage, mask._expr)
+    if new is None:
+        return None
+    node = _rebuild(new, steps)
+    term = E.and_all(rest)
+    return Frame(P.Filter(node, term) if term is not None else node)
+
+
+def _join_project(frame: Frame, columns) -> Frame | None:
+    """A projection of a merged frame: the join computes only the columns kept (``None``:
+    nothing to leave out)."""
+    from .joins import prune
+
+    stage, steps = _join_chain(frame._node)
+    if stage is None:
+        return None
+    columns = list(columns)
+    frame._node.check_columns(columns)
+    needed = set(columns)
+    for n in steps:
+        if isinstance(n, P.Filter):
+            needed |= n.expr.columns()
+    if any(isinstance(n, P.Project) for n in steps):  # an earlier projection already pruned
+        return None
+    new = prune(stage, sorted(needed))
+    if new is None:
+        return None
+    return Frame(P.Project(_rebuild(new, steps), columns))

@@ -123,17 +123,43 @@ class AggOutput(Output):
         return self.shape(cols, keys)
 
 
-class CollectOutput(Output):
-    """The rows of a chain, in dataset order (optionally only the first ``limit``)."""
+#: internal column of ordered collected results: a row's position in the frame (its label)
+LABEL = "__hpcframe_label__"
 
-    def __init__(self, node, limit: int | None = None):
-        self.node, self.limit = node, limit
-        # a hash-partitioned frame is stored by partition: its first rows are known only
-        # after sorting everything by its row order (see hpcframe.stages)
-        self.order = P.row_order(node)
+
+class CollectOutput(Output):
+    """The rows of a chain, in the frame's row order (:func:`hpcframe.plan.row_sort`:
+    dataset order, a ``sort_values`` or a stage's order), optionally only the first
+    (``limit``) or last (``tail=True``) ``n`` of them.
+
+    A frame without an order keeps the plain path: partials are concatenated in dataset
+    order and ``head(n)`` stops reading once it holds ``n`` rows (``self.limit``). An
+    ordered frame (and any ``tail``) is a *top-n*: each block keeps only its first ``n`` rows
+    in the frame's order (a stable sort of the block, then head) and partials are combined
+    in leaf order, so ties stay in dataset order; the shortcut of reading only the leading
+    partitions is not used (``self.limit`` is ``None``). Every row carries its position in
+    the unsorted frame (``LABEL``, offset by the rows of earlier partials), which becomes
+    the result's index, as pandas keeps row labels through a sort."""
+
+    def __init__(self, node, limit: int | None = None, tail: bool = False):
+        self.node = node
+        self.spec = P.row_sort(node)
+        self.order = self.spec.columns
+        self.sort = P.last_sort(node)
         self.head = limit
-        if self.order:
-            self.limit = None
+        self.tail = bool(tail)
+        self.ordered = bool(self.spec) or self.tail
+        self.limit = None if self.ordered else limit
+        self.index = P.frame_index(node)
+        # labels of a frame over a source with an order (a shuffled or grouped frame) are
+        # ranks in that order: known only with every row
+        base = P.source_sort(node.scan().source)
+        self.base = base if (base and not self.index) else None
+        # a filter after the sort: labels are the rows' positions in the dataset
+        self.absolute = _filtered_after_sort(node)
+        self.topn = (
+            self.ordered and limit is not None and self.base is None and not _categorical(node, self.order)
+        )
 
     def columns(self):
         """The columns of the chain this output reads."""
@@ -141,38 +167,83 @@ class CollectOutput(Output):
 
     def text(self):
         """A one-line description (for explain and errors)."""
-        return f"collect{'' if self.limit is None else f' head({self.limit})'}"
+        if self.head is None:
+            what = ""
+        else:
+            what = f" {'tail' if self.tail else 'head'}({self.head})"
+        by = f" sorted by {self.order}" if self.order else ""
+        return f"collect{what}{by}"
 
-    def chunk(self, df, leaf):
-        """The partial of one block's pandas rows ``df`` (of ``leaf``), in the frame's column
-        order (a skipped dead Assign must not move a re-assigned column to the end)."""
+    def _frame(self, df):
         cols = list(self.node.meta.columns)
         if list(df.columns) != cols and set(df.columns) == set(cols):
             df = df[cols]
-        return df if self.limit is None else df.head(self.limit)
+        return df
+
+    def _cut(self, df):
+        df = P.sort_rows(df, self.spec)
+        return df.tail(self.head) if self.tail else df.head(self.head)
+
+    def chunk(self, df, leaf):
+        """The partial of one block's pandas rows ``df`` (of ``leaf``), in the frame's column
+        order (a skipped dead Assign must not move a re-assigned column to the end); for an
+        ordered frame ``(rows with their LABEL, number of rows in the block)``."""
+        df = self._frame(df)
+        if not self.ordered:
+            return df if self.limit is None else df.head(self.limit)
+        df, n = _with_labels(df, leaf, self.absolute)
+        if self.topn:
+            df = self._cut(df)
+        return (df, n)
 
     def combine(self, a, b):
         """The partial of earlier (``a``) and later (``b``) blocks together."""
         if a is None:
             return b
-        if b is None or (self.limit is not None and len(a) >= self.limit):
+        if b is None:
+            return a
+        if self.ordered:
+            (da, na), (db, nb) = a, b
+            db = db.assign(**{LABEL: db[LABEL].to_numpy() + np.int64(na)})
+            out = concat_frames(da, db)
+            return (self._cut(out) if self.topn else out, na + nb)
+        if self.limit is not None and len(a) >= self.limit:
             return a
         out = concat_frames(a, b)
         return out if self.limit is None else out.head(self.limit)
 
     def finalize(self, df):
-        """The pandas result from the combined partial (``None``: no block had rows): sorted
-        by the frame's row order, with its index (a group-by result's keys) and without its
-        internal columns."""
+        """The pandas result from the combined partial (``None``: no block had rows): in the
+        frame's row order, with its index (a group-by result's keys, or the rows' labels)
+        and without its internal columns."""
+        if self.ordered:
+            return self._finalize_ordered(df)
         if df is None:
             df = self.node.meta.iloc[:0]
-        if self.order:
-            df = df.sort_values(self.order, na_position="last", kind="mergesort")
-            if self.head is not None:
-                df = df.head(self.head)
-        index = P.frame_index(self.node)
+        return self._shape(df)
+
+    def _finalize_ordered(self, partial):
+        if partial is None:
+            df = self.node.meta.iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
+        else:
+            df = partial[0]
+        if self.base is not None:  # labels: the rank of each row in the frame's own order
+            df = P.sort_rows(df.sort_values(LABEL, kind="stable"), self.base)
+            df = df.assign(**{LABEL: np.arange(len(df), dtype="int64")})
+        df = P.sort_rows(df, self.spec)
+        if self.head is not None:
+            df = df.tail(self.head) if self.tail else df.head(self.head)
+        labels = df[LABEL].to_numpy()
+        if self.sort is not None and self.sort.ignore_index:  # positions in the sorted frame
+            total = 0 if partial is None else partial[1]
+            first = total - len(df) if self.tail else 0
+            labels = np.arange(first, first + len(df), dtype="int64")
+        return self._shape(df, labels=labels)
+
+    def _shape(self, df, labels=None):
+        index = self.index
         visible = P.visible_columns(self.node)
-        if list(df.columns) != visible:
+        if list(df.columns) != index + visible:
             df = df[index + visible]
         if index:
             for k in index:  # as in a group-by's index, a missing object key is NaN, not None
@@ -181,8 +252,130 @@ class CollectOutput(Output):
             df = df.set_index(index if len(index) > 1 else index[0])
             # internal index columns (row labels, a quantile level) are unnamed, as in pandas
             names = [None if str(n).startswith("__hpcframe") else n for n in df.index.names]
-            return df.rename_axis(names if len(names) > 1 else names[0])
-        return df.reset_index(drop=True)
+            if names != list(df.index.names):
+                df = df.rename_axis(names if len(names) > 1 else names[0])
+            if self.sort is not None and self.sort.ignore_index:
+                df.index = pd.Index(labels if labels is not None else np.arange(len(df)), dtype="int64")
+            return df
+        if labels is None:
+            return df.reset_index(drop=True)
+        df.index = _labels_index(labels)
+        return df
+
+
+def _filtered_after_sort(node) -> bool:
+    """Whether a filter follows the last ``sort_values`` of ``node``'s chain."""
+    chain = node.chain()
+    sort = P.last_sort(node)
+    return sort is not None and any(isinstance(n, P.Filter) for n in chain[chain.index(sort) + 1 :])
+
+
+def _with_labels(df, leaf, absolute: bool):
+    """``(df with its rows' labels, rows counted for the next blocks' labels)``: positions
+    among the block's rows, offset later by the rows of earlier blocks; or (``absolute``)
+    the rows' positions in the dataset (a pandas filter keeps them as the index)."""
+    if absolute:
+        pos = np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")
+        return df.assign(**{LABEL: pos}), 0
+    n = len(df)
+    return df.assign(**{LABEL: np.arange(n, dtype="int64")}), n
+
+
+def _labels_index(labels) -> pd.Index:
+    """Row labels as an index: a ``RangeIndex`` when they are consecutive (an unsorted
+    frame, its head or tail), as pandas gives them."""
+    labels = np.asarray(labels, dtype="int64")
+    if len(labels) == 0 or (labels[-1] - labels[0] == len(labels) - 1 and bool((np.diff(labels) == 1).all())):
+        start = int(labels[0]) if len(labels) else 0
+        return pd.RangeIndex(start, start + len(labels))
+    return pd.Index(labels, dtype="int64")
+
+
+def _categorical(node, cols) -> bool:
+    """Whether one of ``cols`` is categorical: its order is the categories' order, which
+    each partition may list differently (known only once all are combined)."""
+    return any(isinstance(node.meta[c].dtype, pd.CategoricalDtype) for c in cols if c in node.meta.columns)
+
+
+class TopOutput(Output):
+    """``nlargest``/``nsmallest``: the ``n`` rows with the largest (smallest) values of
+    ``columns``, as pandas selects them, without sorting the frame. Each block keeps its
+    candidates (its own ``n + 1`` best rows with every tie, and those preferring later
+    rows: a superset of its rows in the answer for any ``keep``), partials
+    are combined in leaf order, and pandas' own ``nlargest`` picks the answer from the
+    candidates put back in the frame's order, with their labels."""
+
+    def __init__(self, node, n: int, columns: list[str], keep: str, largest: bool):
+        self.node, self.n, self.by, self.keep, self.largest = node, int(n), list(columns), keep, largest
+        self.spec = P.row_sort(node)
+        self.index = P.frame_index(node)
+        sort = P.last_sort(node)
+        base = P.source_sort(node.scan().source)
+        self.base = base if (base and not self.index) else None
+        self.absolute = _filtered_after_sort(node)
+        self.labels_ignored = sort is not None and sort.ignore_index
+        self.prune = self.base is None and not self.labels_ignored
+
+    def columns(self):
+        """The columns of the chain this output reads."""
+        return set(self.node.meta.columns)
+
+    def text(self):
+        """A one-line description (for explain and errors)."""
+        return f"{'nlargest' if self.largest else 'nsmallest'}({self.n}, {self.by}, keep={self.keep!r})"
+
+    def _select(self, df, n, keep):
+        return df.nlargest(n, self.by, keep=keep) if self.largest else df.nsmallest(n, self.by, keep=keep)
+
+    def _candidates(self, df):
+        # n + 1: pandas sorts instead of selecting when asked for as many rows as it has,
+        # so the candidates of more than n rows are more than n rows too
+        k = self.n + 1
+        if not self.prune or len(df) <= k:
+            return df
+        rows = np.union1d(
+            self._select(df, k, "all")[LABEL].to_numpy(),
+            self._select(df, k, "last")[LABEL].to_numpy(),
+        )
+        return df[df[LABEL].isin(rows)]
+
+    def chunk(self, df, leaf):
+        """This block's candidates with their labels, and its number of rows."""
+        cols = list(self.node.meta.columns)
+        if list(df.columns) != cols and set(df.columns) == set(cols):
+            df = df[cols]
+        df, n = _with_labels(df, leaf, self.absolute)
+        return (self._candidates(df.reset_index(drop=True)), n)
+
+    def combine(self, a, b):
+        """The candidates of earlier (``a``) and later (``b``) blocks together."""
+        if a is None:
+            return b
+        if b is None:
+            return a
+        (da, na), (db, nb) = a, b
+        db = db.assign(**{LABEL: db[LABEL].to_numpy() + np.int64(na)})
+        return (self._candidates(concat_frames(da, db)), na + nb)
+
+    def finalize(self, partial):
+        """pandas' selection from the candidates in the frame's order."""
+        if partial is None:
+            df = self.node.meta.iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
+        else:
+            df = partial[0].sort_values(LABEL, kind="stable")
+        if self.base is not None:
+            df = P.sort_rows(df, self.base)
+            df = df.assign(**{LABEL: np.arange(len(df), dtype="int64")})
+        df = P.sort_rows(df, self.spec)
+        visible = P.visible_columns(self.node)
+        out = df[self.index + visible]
+        if self.index:
+            out = out.set_index(self.index if len(self.index) > 1 else self.index[0])
+        elif self.labels_ignored:
+            out = out.reset_index(drop=True)
+        else:
+            out.index = _labels_index(df[LABEL].to_numpy())
+        return self._select(out, self.n, self.keep)
 
 
 def concat_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:

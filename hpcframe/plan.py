@@ -14,7 +14,7 @@ The optimiser's passes are plain functions over a chain:
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from .errors import ColumnNotFoundError
 from .expr import Expr, and_all, as_mask, balanced, conjuncts
@@ -153,10 +153,128 @@ def hidden_columns(node: Node) -> list[str]:
     return list(getattr(node.scan().source, "hidden", []))
 
 
+class Sort(Node):
+    """The same rows, ordered by ``by`` (``sort_values``): changes no row, only the order
+    of the frame (see :func:`row_sort`). ``ascending``: one bool per key; ``na_position``:
+    ``"last"`` or ``"first"``; ``ignore_index``: the collected result gets a fresh
+    ``RangeIndex`` instead of the rows' labels."""
+
+    def __init__(self, child: Node, by, ascending, na_position: str = "last", ignore_index: bool = False):
+        by = [by] if isinstance(by, str) else list(by)
+        if not by:
+            raise ValueError("sort_values: 'by' names no column")
+        child.check_columns(by, "the frame to sort")
+        if isinstance(ascending, (list, tuple)):
+            if len(ascending) != len(by):
+                raise ValueError(f"Length of ascending ({len(ascending)}) != length of by ({len(by)})")
+            ascending = list(ascending)
+        else:
+            ascending = [ascending] * len(by)
+        import numpy as np
+
+        for a in ascending:
+            if not isinstance(a, (bool, np.bool_)):
+                raise ValueError(f"ascending must be a bool or a list of bools, not {a!r}")
+        if na_position not in ("first", "last"):
+            raise ValueError(f"invalid na_position: {na_position!r} (use 'first' or 'last')")
+        self.child, self.meta = child, child.meta
+        self.by, self.ascending = by, [bool(a) for a in ascending]
+        self.na_position, self.ignore_index = na_position, bool(ignore_index)
+
+    def text(self):
+        """A one-line description of the node (for explain)."""
+        keys = ", ".join(f"{k} {'asc' if a else 'desc'}" for k, a in zip(self.by, self.ascending))
+        return f"Sort [{keys}] nulls {self.na_position}"
+
+
+class RowSort(NamedTuple):
+    """The order of a frame's rows: sort by ``columns`` (``ascending`` and ``na_position``:
+    one per column); rows that tie on every column stay in dataset order (a stable sort of
+    the rows concatenated in partition order). Empty ``columns``: dataset order."""
+
+    columns: list[str]
+    ascending: list[bool]
+    na_position: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.columns)
+
+
+def source_sort(source) -> RowSort:
+    """The order a source declares for its rows (``order``, ``order_ascending``,
+    ``na_position`` attributes; empty: dataset order)."""
+    cols = list(getattr(source, "order", []) or [])
+    asc = getattr(source, "order_ascending", None)
+    asc = [True] * len(cols) if asc is None else [bool(a) for a in asc]
+    na = getattr(source, "na_position", "last") or "last"
+    nas = [na] * len(cols) if isinstance(na, str) else list(na)
+    return RowSort(cols, asc, nas)
+
+
+def row_sort(node: Node) -> RowSort:
+    """The order of ``node``'s rows (:class:`RowSort`): the keys of the last ``Sort`` of its
+    chain, then (ties) the order before that sort, down to the source's own order (its
+    ``order``, ``order_ascending`` and ``na_position`` attributes: a hash-partitioned
+    stage is stored by partition, not in the order pandas shows it); ties of everything
+    keep dataset order. Every consumer (collected results, shuffles, sorts) uses this.
+
+    Raises ``ValueError`` when a column the order depends on was replaced by an Assign
+    after the sort (the order would need the old values)."""
+    levels: list[Sort] = []
+    for n in node.chain()[1:]:
+        if isinstance(n, Sort):
+            levels.append(n)
+        elif isinstance(n, Assign) and levels and any(n.name in s.by for s in levels):
+            raise ValueError(
+                f"the column {n.name!r} was replaced after sort_values() sorted by it; assign "
+                f"it before sorting, or sort again afterwards"
+            )
+    cols: list[str] = []
+    asc: list[bool] = []
+    nas: list[str] = []
+    for s in reversed(levels):
+        for k, a in zip(s.by, s.ascending):
+            if k not in cols:
+                cols.append(k)
+                asc.append(a)
+                nas.append(s.na_position)
+    base = source_sort(node.scan().source)
+    for k, a, na in zip(*base):
+        if k not in cols:
+            cols.append(k)
+            asc.append(a)
+            nas.append(na)
+    return RowSort(cols, asc, nas)
+
+
 def row_order(node: Node) -> list[str]:
-    """The columns a collected result of ``node`` is sorted by (a hash-partitioned frame
-    is stored by partition, not in the order pandas shows it); empty: dataset order."""
-    return list(getattr(node.scan().source, "order", []))
+    """The columns a collected result of ``node`` is sorted by (see :func:`row_sort`)."""
+    return row_sort(node).columns
+
+
+def last_sort(node: Node) -> Sort | None:
+    """The last ``Sort`` of ``node``'s chain (``None``: not sorted by the user)."""
+    for n in reversed(node.chain()[1:]):
+        if isinstance(n, Sort):
+            return n
+    return None
+
+
+def sort_rows(df, spec: RowSort):
+    """``df`` stably sorted by ``spec`` (pandas' ``sort_values(kind="stable")``; one stable
+    pass per run of columns with the same ``na_position``, the last run first)."""
+    if not spec.columns or len(df) < 2:
+        return df
+    runs: list[tuple[list[str], list[bool], str]] = []
+    for c, a, na in zip(*spec):
+        if runs and runs[-1][2] == na:
+            runs[-1][0].append(c)
+            runs[-1][1].append(a)
+        else:
+            runs.append(([c], [a], na))
+    for cols, asc, na in reversed(runs):
+        df = df.sort_values(cols, ascending=asc, na_position=na, kind="stable")
+    return df
 
 
 def kept_columns(node: Node) -> list[str]:
@@ -209,6 +327,8 @@ def required_columns(steps, needed: set[str], source_columns) -> tuple[list[str]
                 need |= n.expr.columns()
         elif isinstance(n, Project):
             need &= set(n.columns)
+        elif isinstance(n, Sort):
+            need |= set(n.by)
     return [c for c in source_columns if c in need], after
 
 
@@ -220,7 +340,7 @@ def split_filters(node: Node, arrow_schema) -> tuple[object, set[str], list]:
     arrow_terms: list[tuple[Expr, Any]] = []
     rest_terms: list[tuple[Expr, Any]] = []
     i = 0
-    while i < len(chain) and isinstance(chain[i], (Filter, Project)):
+    while i < len(chain) and isinstance(chain[i], (Filter, Project, Sort)):
         step = chain[i]
         if isinstance(step, Filter):
             for term in conjuncts(step.expr):
@@ -229,7 +349,9 @@ def split_filters(node: Node, arrow_schema) -> tuple[object, set[str], list]:
         i += 1
     pred = balanced([a for _, a in arrow_terms], lambda x, y: x & y)  # shallow: no recursion limit
     rest = (
-        [_BareFilter(t) for t, _ in rest_terms] + [n for n in chain[:i] if isinstance(n, Project)] + chain[i:]
+        [_BareFilter(t) for t, _ in rest_terms]
+        + [n for n in chain[:i] if isinstance(n, (Project, Sort))]
+        + chain[i:]
     )
     pred_columns = set().union(*(t.columns() for t, _ in arrow_terms))
     return pred, pred_columns, rest

@@ -42,11 +42,16 @@ class StageSource:
     files: list[str] = []
     partitioning = "as read"
 
-    def __init__(self, meta, label: str, index=(), order=None, hidden=()):
+    def __init__(
+        self, meta, label: str, index=(), order=None, hidden=(), order_ascending=None, na_position="last"
+    ):
         self.meta = meta
         self.label = label
         self.index = list(index)
         self.order = list(order) if order else []
+        # per column of ``order`` (default: ascending, missing values last); see plan.row_sort
+        self.order_ascending = list(order_ascending) if order_ascending is not None else None
+        self.na_position = na_position
         self.hidden = list(hidden)
         self.data = None  # a RankedData once materialised
         self.persisted = False
@@ -105,9 +110,12 @@ class StageSource:
 
 
 def _parent_layout(node):
-    """``(index, order, hidden)`` of the frame ``node`` belongs to."""
+    """``(index, order, hidden)`` of the frame ``node`` belongs to; ``order`` is its
+    :class:`hpcframe.plan.RowSort` (a ``sort_values`` of the chain, or its source's order)."""
+    from . import plan as P
+
     src = node.scan().source
-    return list(getattr(src, "index", [])), list(getattr(src, "order", [])), list(getattr(src, "hidden", []))
+    return list(getattr(src, "index", [])), P.row_sort(node), list(getattr(src, "hidden", []))
 
 
 class PersistStage(StageSource):
@@ -115,7 +123,9 @@ class PersistStage(StageSource):
 
     def __init__(self, node):
         index, order, hidden = _parent_layout(node)
-        super().__init__(node.meta, f"persisted {node.scan().source.label}", index, order, hidden)
+        super().__init__(
+            node.meta, f"persisted {node.scan().source.label}", index, order.columns, hidden, *order[1:]
+        )
         self.node = node
         self.persisted = True
 
@@ -180,10 +190,16 @@ class ShuffleStage(StageSource):
         if POSITION not in base.columns:
             base = base.assign(**{POSITION: pd.Series([], dtype="int64")})
         # rows keep the order of the frame they come from: its own order (a shuffled or
-        # grouped frame), else their position in it
-        order = p_order if p_order else [POSITION]
+        # grouped frame), its sort (ties by position), else their position in it
+        from . import plan as P
+
+        order, asc, na = p_order
+        if P.last_sort(node) is not None and POSITION not in order:
+            order, asc, na = order + [POSITION], asc + [True], na + ["last"]
+        elif not order:
+            order, asc, na = [POSITION], [True], ["last"]
         hidden = p_hidden + ([POSITION] if POSITION not in p_hidden else [])
-        super().__init__(base, label, p_index if index is None else index, order, hidden)
+        super().__init__(base, label, p_index if index is None else index, order, hidden, asc, na)
         self.node, self.keys = node, list(keys)
         self.local, self.per_partition = local, per_partition
         self.partitioning = f"hash of {self.keys}"
@@ -221,3 +237,187 @@ def stages_below(nodes) -> list[StageSource]:
     for n in nodes:
         visit(n)
     return out
+
+
+class SortStage(StageSource):
+    """A frame's rows sorted into range partitions by a distributed sample sort (see
+    :mod:`hpcframe.sorting`): its dataset order is the sort (``spec``, a
+    :class:`hpcframe.plan.RowSort`; default: the frame's own order), so reading its
+    partitions in order reads the rows sorted, and ``head(n)`` reads only the first ones.
+
+    ``index``: the columns that become the frame's index (``set_index``; default: the
+    frame's index); ``drop``: columns left out (e.g. the index replaced by ``set_index``);
+    ``divisions_column``: a column whose ``(min, max)`` per partition is recorded once
+    materialised (``divisions``) and given as the partitions' statistics, so a filter on
+    it (``.loc[a:b]``) reads only the partitions whose range overlaps."""
+
+    def __init__(self, node, spec=None, index=None, drop=(), divisions_column=None, label=None):
+        from . import plan as P
+
+        p_index, p_order, p_hidden = _parent_layout(node)
+        spec = p_order if spec is None else spec
+        if not spec:
+            raise ValueError("a sort needs at least one key")
+        leave_out = set(drop) | {POSITION}
+        self.columns = [c for c in node.meta.columns if c not in leave_out]
+        meta = node.meta[self.columns].iloc[:0]
+        hidden = [h for h in p_hidden if h not in leave_out]
+        keys = ", ".join(f"{k}{'' if a else ' desc'}" for k, a in zip(spec.columns, spec.ascending))
+        super().__init__(
+            meta,
+            label or f"sorted {node.scan().source.label} by [{keys}]",
+            p_index if index is None else index,
+            [],
+            hidden,
+        )
+        self.node, self.spec = (
+            node,
+            P.RowSort(list(spec.columns), list(spec.ascending), list(spec.na_position)),
+        )
+        self.partitioning = f"sorted ranges of [{keys}]"
+        self.divisions_column = divisions_column
+        self.divisions: list | None = None
+
+    def inputs(self):
+        """The sorted frame's plan."""
+        return [self.node]
+
+    def text(self):
+        """A one-line description (for explain)."""
+        return f"sample sort into range partitions: {self.label}"
+
+    def discover(self, comm):
+        """The held partitions, with the divisions as statistics of ``divisions_column``."""
+        parts = super().discover(comm)
+        if self.divisions_column is None or self.divisions is None:
+            return parts
+        import dataclasses
+
+        from .io.dataset import ColumnStats
+
+        out = []
+        for p in parts:
+            d = self.divisions[p.piece] if p.piece < len(self.divisions) else None
+            if d is not None and d[0] is not None:
+                p = dataclasses.replace(p, stats={self.divisions_column: ColumnStats(d[0], d[1], d[2])})
+            out.append(p)
+        return out
+
+
+# -- joins (merge, isin semi/anti-join) ----------------------------------------------------
+class JoinStage(StageSource):
+    """Two frames joined on key columns (``Frame.merge``), or a frame's rows whose key is
+    (not) among another frame's values (``isin`` with a lazy Series: ``how`` ``"semi"`` or
+    ``"anti"``). :mod:`hpcframe.joins` builds and materialises it.
+
+    ``left``/``right`` are the plan nodes of the two sides; ``left_cols``/``right_cols`` the
+    ``(side column, result column)`` pairs each side contributes (keys included; every
+    result name is distinct, so pandas never suffixes: the suffixes were applied when the
+    stage was built); ``left_keys``/``right_keys`` the key columns by their result names;
+    ``left_order``/``right_order`` the ``(side column or None for the row position, hidden
+    result column)`` pairs that carry each side's row order; ``join_keys`` hidden columns
+    holding the coalesced keys (an outer join is sorted by them, as pandas sorts).
+    ``broadcast``: ``None`` (chosen when it runs from the measured sizes), ``True`` or
+    ``False``; ``strategy`` is the one chosen once materialised (``"broadcast left"``,
+    ``"broadcast right"`` or ``"shuffle"``) and ``sizes`` the measured bytes."""
+
+    def __init__(
+        self,
+        left,
+        right,
+        how: str,
+        left_cols: list,
+        right_cols: list,
+        left_keys: list[str],
+        right_keys: list[str],
+        left_order: list,
+        right_order: list,
+        join_keys: list[str],
+        indicator,
+        broadcast,
+        meta,
+        label: str,
+        origins: dict,
+        ascending=None,
+    ):
+        if how == "right":
+            order = [h for _, h in right_order] + [h for _, h in left_order]
+        elif how == "outer":
+            order = list(join_keys) + [h for _, h in left_order] + [h for _, h in right_order]
+        else:
+            order = [h for _, h in left_order] + [h for _, h in right_order]
+        hidden = [h for _, h in left_order] + [h for _, h in right_order] + list(join_keys)
+        super().__init__(meta, label, (), order, hidden)
+        self.left, self.right, self.how = left, right, how
+        self.left_cols, self.right_cols = list(left_cols), list(right_cols)
+        self.left_keys, self.right_keys = list(left_keys), list(right_keys)
+        self.left_order, self.right_order = list(left_order), list(right_order)
+        self.join_keys = list(join_keys)
+        self.indicator, self.broadcast = indicator, broadcast
+        #: result column -> ("left", side column) / ("right", side column) / ("both", l, r)
+        self.origins = dict(origins)
+        if ascending is not None:  # a side sorted otherwise than ascending (sort_values)
+            self.ascending = list(ascending)
+        self.strategy: str | None = None
+        self.sizes: tuple | None = None
+        forced = how == "cross" or broadcast is True
+        self.partitioning = "as read" if forced else "hash of the keys when shuffled"
+
+    def inputs(self):
+        """The two sides' plans."""
+        return [self.left, self.right]
+
+    def text(self):
+        """A one-line description (for explain), with the strategy: the one chosen when the
+        stage ran, the forced one, or the rule that will choose."""
+        if self.how in ("semi", "anti"):
+            what = f"{'semi' if self.how == 'semi' else 'anti'}-join ({self.label})"
+        elif self.how == "cross":
+            what = "cross join"
+        else:
+            what = f"{self.how} join on {self.left_keys} = {self.right_keys}"
+        if self.strategy is not None:
+            measured = ""
+            if self.sizes:
+                measured = f" (measured: left {self.sizes[0]:,} bytes, right {self.sizes[1]:,} bytes)"
+            how = f"strategy: {self.strategy}{measured}"
+        elif self.broadcast is True:
+            how = f"strategy: broadcast the {self.small_side()} side (forced)"
+        elif self.broadcast is False:
+            how = "strategy: shuffle both sides by the keys (forced)"
+        elif self.how == "outer":
+            how = "strategy: shuffle both sides by the keys (an outer join cannot broadcast)"
+        else:
+            from .config import config
+
+            how = (
+                f"strategy: chosen when it runs: broadcast the {self.small_side()} side if it holds "
+                f"at most hf.config.broadcast_bytes = {config.broadcast_bytes:,} bytes, else shuffle"
+            )
+        return f"{what}; {how}"
+
+    def small_side(self) -> str:
+        """Which side a broadcast would copy to every rank (``inner`` and ``cross``: the
+        smaller one, measured when it runs; named here as the right one, or "smaller")."""
+        if self.how == "right":
+            return "left"
+        if self.how in ("inner", "cross"):
+            return "smaller"
+        return "right"
+
+    def with_sides(self, left, right, left_cols=None, right_cols=None, meta=None):
+        """The same join over other side plans (a filter or a projection pushed into a side);
+        not computed yet."""
+        import copy
+
+        new = copy.copy(self)
+        new.left, new.right = left, right
+        if left_cols is not None:
+            new.left_cols = list(left_cols)
+        if right_cols is not None:
+            new.right_cols = list(right_cols)
+        if meta is not None:
+            new.meta = meta
+        new.data, new.strategy, new.sizes = None, None, None
+        new.persisted = new.dropped = False
+        return new

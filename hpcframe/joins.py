@@ -1,0 +1,704 @@
+"""Joins: ``Frame.merge`` and ``isin`` with a lazy Series, built and run as a JoinStage.
+
+A join is a stage (:class:`hpcframe.stages.JoinStage`): a source computed from two plans,
+held by the ranks. :func:`build_merge` checks a merge against the two frames' schemas as
+pandas does and describes its result; :func:`semi_join` describes ``frame[frame.k.isin(
+other.col)]``; :func:`materialise_join` (called by :func:`hpcframe.execute.materialise`)
+computes it collectively:
+
+1. each side's rows are read once and kept where they are read (as ``persist`` keeps them),
+   with the columns the result needs, renamed to their result names (suffixes applied), and
+   hidden columns carrying the side's row order (its position, or its own order columns);
+2. the ranks agree on the sizes (bytes of the kept rows) and choose a strategy:
+   **broadcast** the small side (allgathered as Arrow buffers) and merge every kept block of
+   the other side with it, where it was read; or **shuffle** both sides into
+   ``config.partitions`` hash partitions of the keys (equal values meet: numbers hash as
+   float64, missing keys alike) and merge each partition where it is owned;
+3. each result partition is sorted by the result's row order (pandas': left order then right
+   order; right order for ``how="right"``; the keys for ``how="outer"``), so a collected
+   result is pandas' row for row on any number of ranks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import plan as P
+from .config import config
+from .errors import ColumnNotFoundError
+from .stages import POSITION, JoinStage
+
+HOWS = ("inner", "left", "right", "outer", "cross")
+_LEFT_ORDER = "__hpcframe_jl{}__"
+_RIGHT_ORDER = "__hpcframe_jr{}__"
+_JOIN_KEY = "__hpcframe_jk{}__"
+_SEMI_VALUE = "__hpcframe_semi_value__"
+
+
+# ------------------------------------------------------------------------------------------
+# describing a join (at API time)
+# ------------------------------------------------------------------------------------------
+def side_node(node, keys: list[str]):
+    """``node`` as a side of a merge: a frame with an index (a group-by result) merges on its
+    index levels by name as pandas does (they become columns); otherwise the index is
+    dropped (pandas gives a merged frame a fresh RangeIndex)."""
+    index = P.frame_index(node)
+    if not index:
+        return node
+    return P.ResetIndex(node, drop=not any(k in index for k in keys))
+
+
+def _listify(x) -> list:
+    if x is None:
+        return []
+    return [x] if isinstance(x, str) or not isinstance(x, (list, tuple)) else list(x)
+
+
+def _order_pairs(node, template: str) -> list:
+    """``(side column or None, hidden result column)`` for the row order of ``node``'s frame:
+    its own order columns, or its row position (``None``)."""
+    order = P.row_order(node)
+    if not order:
+        return [(None, template.format(0))]
+    return [(c, template.format(i)) for i, c in enumerate(order)]
+
+
+def _ascending(node, n: int) -> list[bool]:
+    """Per order column of ``node``'s frame, whether it sorts ascending (a sorted stage may
+    say otherwise, attribute ``ascending``)."""
+    src = node.scan().source
+    asc = getattr(src, "ascending", None)
+    if asc is None:
+        return [True] * n
+    asc = [bool(asc)] * n if isinstance(asc, (bool, np.bool_)) else [bool(a) for a in asc]
+    return (asc + [True] * n)[:n]
+
+
+def _check_key_types(lmeta, rmeta, lkeys, rkeys) -> None:
+    """Raise pandas' ValueError for key pairs whose types cannot be compared, naming both."""
+    for lk, rk in zip(lkeys, rkeys):
+        ld, rd = lmeta[lk].dtype, rmeta[rk].dtype
+        try:
+            pd.merge(lmeta[[lk]], rmeta[[rk]], left_on=lk, right_on=rk)
+        except ValueError as exc:
+            raise ValueError(
+                f"merge: the key column {lk!r} of the left frame ({ld}) and the key column {rk!r} of "
+                f"the right frame ({rd}) cannot be matched: pandas refuses to merge {ld} with {rd} "
+                f"keys ({exc}); convert one of them with astype() first"
+            ) from None
+        numeric = {"i", "u", "f"}
+        lkind, rkind = getattr(ld, "kind", "O"), getattr(rd, "kind", "O")
+        if (lkind in numeric and isinstance(rd, pd.StringDtype)) or (
+            rkind in numeric and isinstance(ld, pd.StringDtype)
+        ):
+            raise ValueError(
+                f"merge: the key column {lk!r} of the left frame ({ld}) and the key column {rk!r} of "
+                f"the right frame ({rd}) cannot be matched: pandas refuses to merge numbers with "
+                f"strings; convert one of them with astype() first"
+            )
+
+
+def build_merge(
+    left,
+    right,
+    how="inner",
+    on=None,
+    left_on=None,
+    right_on=None,
+    suffixes=("_x", "_y"),
+    indicator=False,
+    broadcast=None,
+) -> JoinStage:
+    """The :class:`~hpcframe.stages.JoinStage` of ``merge(left, right, ...)`` over two plan
+    nodes, checked as pandas checks it (unknown key: ColumnNotFoundError; key types that
+    cannot match: ValueError naming both columns; overlapping columns without suffix)."""
+    if how not in HOWS:
+        raise ValueError(f"merge: how must be one of {', '.join(HOWS)}, not {how!r}")
+    if broadcast not in (None, True, False):
+        raise ValueError(f"merge: broadcast must be None, True or False, not {broadcast!r}")
+    if how == "outer" and broadcast is True:
+        raise ValueError(
+            "merge: an outer join cannot broadcast a side (its unmatched rows would appear once per "
+            "rank); use broadcast=None or False"
+        )
+    if how == "cross" and broadcast is False:
+        raise ValueError("merge: a cross join has no keys to shuffle by; use broadcast=None or True")
+    if suffixes is None or len(suffixes) != 2:
+        raise ValueError(f"merge: suffixes must be a pair such as ('_x', '_y'), not {suffixes!r}")
+    on, left_on, right_on = _listify(on), _listify(left_on), _listify(right_on)
+    if how == "cross":
+        if on or left_on or right_on:
+            raise pd.errors.MergeError(
+                "Can not pass on, right_on, left_on or set right_index=True or left_index=True"
+            )
+        lkeys, rkeys = [], []
+    elif on:
+        if left_on or right_on:
+            raise pd.errors.MergeError(
+                'Can only pass argument "on" OR "left_on" and "right_on", not a combination of both.'
+            )
+        lkeys, rkeys = on, on
+    elif left_on or right_on:
+        if not (left_on and right_on):
+            raise pd.errors.MergeError(
+                'Must pass "right_on" OR "right_index".'
+                if left_on
+                else 'Must pass "left_on" OR "left_index".'
+            )
+        if len(left_on) != len(right_on):
+            raise ValueError("len(right_on) must equal len(left_on)")
+        lkeys, rkeys = left_on, right_on
+    else:
+        lnames = P.visible_columns(side_node(left, []))
+        rnames = set(P.visible_columns(side_node(right, [])))
+        common = [c for c in lnames if c in rnames]
+        if not common:
+            raise pd.errors.MergeError(
+                "No common columns to perform merge on. Merge options: left_on=None, right_on=None, "
+                "left_index=False, right_index=False"
+            )
+        lkeys, rkeys = common, common
+    left, right = side_node(left, lkeys), side_node(right, rkeys)
+    lvis, rvis = P.visible_columns(left), P.visible_columns(right)
+    for keys, names, side in ((lkeys, lvis, "left"), (rkeys, rvis, "right")):
+        for k in keys:
+            if k not in names:
+                raise ColumnNotFoundError(k, names, f"the {side} frame of merge")
+    lmeta, rmeta = left.meta[lvis], right.meta[rvis]
+    _check_key_types(lmeta, rmeta, lkeys, rkeys)
+    # result names: pandas' suffixing, applied here once (every result name is distinct)
+    same = {lk for lk, rk in zip(lkeys, rkeys) if lk == rk}
+    overlap = (set(lvis) & set(rvis)) - same
+
+    def name(col, suffix):
+        return col + suffix if col in overlap and suffix is not None else col
+
+    left_cols = [(c, name(c, suffixes[0])) for c in lvis]
+    right_cols = [(c, name(c, suffixes[1])) for c in rvis if c not in same]
+    right_cols += [(c, c) for c in rvis if c in same]  # matched with the left key of that name
+    res_left = dict(left_cols)
+    res_right = dict(right_cols)
+    left_keys = [res_left[k] for k in lkeys]
+    right_keys = [res_right[k] for k in rkeys]
+    origins: dict = {}
+    for c, r in left_cols:
+        origins[r] = ("left", c)
+    for c, r in right_cols:
+        if c in same:
+            origins[r] = ("both", c, c)
+        else:
+            origins[r] = ("right", c)
+    try:  # pandas on the empty frames: its own checks, the result's columns and dtypes
+        if how == "cross":
+            expected = pd.merge(lmeta, rmeta, how="cross", suffixes=suffixes, indicator=indicator)
+        else:
+            expected = pd.merge(
+                lmeta, rmeta, how=how, left_on=lkeys, right_on=rkeys, suffixes=suffixes, indicator=indicator
+            )
+    except KeyError as exc:
+        raise ColumnNotFoundError(
+            exc.args[0] if exc.args else str(exc), lvis + rvis, "the frames of merge"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        if not isinstance(exc, pa.ArrowException):
+            raise
+        # pandas fails on some empty frames (several string keys): the columns
+        expected = _empty_result(lmeta, rmeta, left_cols, right_cols, same, indicator)
+    except Exception:  # pandas fails on some empty frames (several string keys): the columns
+        expected = _empty_result(lmeta, rmeta, left_cols, right_cols, same, indicator)
+    left_order = _order_pairs(left, _LEFT_ORDER)
+    right_order = _order_pairs(right, _RIGHT_ORDER)
+    join_keys = [_JOIN_KEY.format(i) for i in range(len(lkeys))] if how == "outer" else []
+    meta = expected.iloc[:0].copy()
+    mine = [r for _, r in left_cols] + [r for c, r in right_cols if c not in same]
+    if indicator:
+        mine.append(indicator if isinstance(indicator, str) else "_merge")
+    if list(meta.columns) != mine:  # pragma: no cover - a pandas rule not reproduced here
+        raise NotImplementedError(
+            f"merge: hpcframe names the result columns {mine}, pandas {list(meta.columns)}; "
+            f"please report this case"
+        )
+    for side, pairs in ((left, left_order), (right, right_order)):
+        for c, h in pairs:
+            meta[h] = pd.Series([], dtype="int64" if c is None else side.meta[c].dtype)
+    for i, (lk, rk) in enumerate(zip(left_keys, right_keys)):
+        if how == "outer":
+            meta[join_keys[i]] = pd.Series([], dtype=_coalesced_dtype(expected, lk, rk))
+    asc = _ascending(left, len(left_order)) + _ascending(right, len(right_order))
+    if how == "right":
+        asc = _ascending(right, len(right_order)) + _ascending(left, len(left_order))
+    elif how == "outer":
+        asc = [True] * len(join_keys) + asc
+    label = (
+        f"merge(how={how!r}, left_on={lkeys}, right_on={rkeys})" if how != "cross" else "merge(how='cross')"
+    )
+    return JoinStage(
+        left,
+        right,
+        how,
+        left_cols,
+        right_cols,
+        left_keys,
+        right_keys,
+        left_order,
+        right_order,
+        join_keys,
+        indicator,
+        broadcast,
+        meta,
+        label,
+        origins,
+        ascending=None if all(asc) else asc,
+    )
+
+
+def _empty_result(lmeta, rmeta, left_cols, right_cols, same, indicator):
+    """The empty result of a merge, column by column (where pandas cannot merge the empty
+    frames itself)."""
+    out = {r: lmeta[c] for c, r in left_cols}
+    out.update({r: rmeta[c] for c, r in right_cols if c not in same})
+    if indicator:
+        out[indicator if isinstance(indicator, str) else "_merge"] = pd.Series(
+            pd.Categorical([], categories=["left_only", "right_only", "both"])
+        )
+    return pd.DataFrame({k: v.reset_index(drop=True) for k, v in out.items()})
+
+
+def _coalesced_dtype(expected, lk, rk):
+    """The dtype of the hidden column an outer join is sorted by (the key of either side)."""
+    ld, rd = expected[lk].dtype, expected[rk].dtype
+    if lk == rk or ld == rd:
+        return ld
+    return object
+
+
+def semi_join(node, key_expr, values_node, values_col: str, negate: bool, broadcast=None):
+    """The :class:`~hpcframe.stages.JoinStage` of ``frame[key.isin(values)]`` (``negate``:
+    ``~isin``, an anti-join) where ``values`` is a lazy Series (column ``values_col`` of
+    ``values_node``); ``key_expr`` is an expression over ``node``'s columns. The result has
+    ``node``'s columns and rows (in its order), NaN matching NaN as in pandas' ``isin``."""
+    from . import expr as E
+
+    if P.frame_index(node):
+        raise NotImplementedError(
+            "isin with a lazy Series filters a frame without an index; call reset_index() on the "
+            "group-by result first"
+        )
+    visible = P.visible_columns(node)
+    if isinstance(key_expr, E.Col):
+        key = key_expr.name
+    else:
+        key = "__hpcframe_semi_key__"
+        node = P.Assign(node, key, key_expr)
+    right = P.Project(values_node, [values_col]) if values_col in values_node.meta.columns else values_node
+    left_cols = [(c, c) for c in visible] + ([(key, key)] if key not in visible else [])
+    right_cols = [(values_col, _SEMI_VALUE)]
+    left_order = _order_pairs(node, _LEFT_ORDER)
+    meta = node.meta[[c for c, _ in left_cols]].iloc[:0].copy()
+    for c, h in left_order:
+        meta[h] = pd.Series([], dtype="int64" if c is None else node.meta[c].dtype)
+    how = "anti" if negate else "semi"
+    label = f"{'~' if negate else ''}{key_expr.text()}.isin(<lazy Series>)"
+    asc = _ascending(node, len(left_order))
+    stage = JoinStage(
+        node,
+        right,
+        how,
+        left_cols,
+        right_cols,
+        [key],
+        [_SEMI_VALUE],
+        left_order,
+        [],
+        [],
+        False,
+        broadcast,
+        meta,
+        label,
+        {c: ("left", c) for c in visible},
+        ascending=None if all(asc) else asc,
+    )
+    return stage, visible
+
+
+# ------------------------------------------------------------------------------------------
+# pushing filters and projections into the sides (at API time)
+# ------------------------------------------------------------------------------------------
+def _side_names(stage: JoinStage, side: str) -> dict:
+    """``{result column: side column}`` of the columns a filter may be moved into ``side``
+    with (legal for the join type, same name on both sides of the move)."""
+    how = stage.how
+    out = {}
+    for res, origin in stage.origins.items():
+        if origin[0] == "both":
+            lk, rk = origin[1], origin[2]
+            same_type = stage.left.meta[lk].dtype == stage.right.meta[rk].dtype
+            # a key value is the same on both sides of a match: rows of the other side whose
+            # key fails the filter would only meet rows the filter drops anyway
+            ok = {"inner": True, "left": side == "left" or same_type, "right": side == "right" or same_type}
+            ok["outer"] = same_type
+            if ok.get(how, False) and res == (lk if side == "left" else rk):
+                out[res] = lk if side == "left" else rk
+        elif origin[0] == side and res == origin[1]:
+            legal = (
+                how in ("inner", "cross", "semi", "anti")
+                or (how == "left" and side == "left")
+                or (how == "right" and side == "right")
+            )
+            if legal:
+                out[res] = origin[1]
+    return out
+
+
+def _nan_keeps_dtypes(stage: JoinStage, side: str) -> bool:
+    """Whether ``side``'s result columns keep their dtypes when some row has no match there
+    (no int or bool column, which pandas turns into float64/object): only then does a
+    filter moved below an outer/left/right join leave the result's dtypes as pandas has them
+    (pandas decides them from the unfiltered join)."""
+    pairs = stage.left_cols if side == "left" else stage.right_cols
+    for _, r in pairs:
+        if stage.origins.get(r, ("",))[0] == "both" or r not in stage.meta.columns:
+            continue
+        if getattr(stage.meta[r].dtype, "kind", "O") in "iub":
+            return False
+    return True
+
+
+def push_filter(stage: JoinStage, expr):
+    """``(new stage or None, remaining conjuncts)``: the conjuncts of the filter ``expr`` on
+    the join's result that only read columns of one side (legal for the join type: any side
+    of an inner join, the left side of a left join, ...) moved into that side's plan."""
+    from .expr import conjuncts
+
+    if stage.ready or stage.persisted:
+        return None, conjuncts(expr)
+    names = {s: _side_names(stage, s) for s in ("left", "right")}
+    exposed = {"left": ["right"], "right": ["left"], "outer": ["left", "right"]}.get(stage.how, [])
+    if not all(_nan_keeps_dtypes(stage, s) for s in exposed):
+        return None, conjuncts(expr)
+    if stage.how in ("semi", "anti"):
+        names["right"] = {}
+    moved: dict[str, list] = {"left": [], "right": []}
+    rest = []
+    for term in conjuncts(expr):
+        cols = term.columns()
+        targets = [s for s in ("left", "right") if cols and cols <= set(names[s])]
+        if not targets:
+            rest.append(term)
+            continue
+        for s in targets:
+            moved[s].append(term)
+    if not moved["left"] and not moved["right"]:
+        return None, rest
+    left, right = stage.left, stage.right
+    for term in moved["left"]:
+        left = P.Filter(left, term)
+    for term in moved["right"]:
+        right = P.Filter(right, term)
+    return stage.with_sides(left, right), rest
+
+
+def prune(stage: JoinStage, wanted: list[str]):
+    """A join computing only the result columns ``wanted`` (and the keys and order), or
+    ``None`` when nothing can be left out."""
+    if stage.ready or stage.persisted or stage.how in ("semi", "anti"):
+        return None
+    keep = set(wanted) | set(stage.left_keys) | set(stage.right_keys)
+    left_cols = [(c, r) for c, r in stage.left_cols if r in keep]
+    right_cols = [(c, r) for c, r in stage.right_cols if r in keep]
+    if len(left_cols) == len(stage.left_cols) and len(right_cols) == len(stage.right_cols):
+        return None
+    dropped = {r for _, r in stage.left_cols + stage.right_cols} - keep
+    meta = stage.meta[[c for c in stage.meta.columns if c not in dropped]]
+    return stage.with_sides(stage.left, stage.right, left_cols, right_cols, meta)
+
+
+# ------------------------------------------------------------------------------------------
+# running a join (collective)
+# ------------------------------------------------------------------------------------------
+class _Side:
+    """Output over one side of a join: each block's rows with the columns the result needs
+    (renamed to their result names) and the hidden order columns, kept on the rank that read
+    them; the partial maps leaves to that rank (as ``persist``)."""
+
+    limit = None
+
+    def __init__(self, stage: JoinStage, which: str, rank: int):
+        self.stage, self.which, self.rank = stage, which, rank
+        self.node = stage.left if which == "left" else stage.right
+        self.pairs = stage.left_cols if which == "left" else stage.right_cols
+        self.order = stage.left_order if which == "left" else stage.right_order
+        self.frames: dict = {}
+
+    def leaves(self):
+        """Itself."""
+        return [self]
+
+    def columns(self):
+        """The side's columns the result needs."""
+        return {c for c, _ in self.pairs} | {c for c, _ in self.order if c is not None}
+
+    def text(self):
+        """For explain and errors."""
+        return f"{self.which} side of {self.stage.label}"
+
+    def chunk(self, df, leaf):
+        """Keep this block's rows, renamed."""
+        self.frames[leaf.index] = shape_side(df, self.pairs, self.order, leaf.row_offset, self.stage.how)
+        return {leaf.index: self.rank}
+
+    def combine(self, a, b):
+        """Merge the leaf → rank maps."""
+        return {**(a or {}), **(b or {})}
+
+    def finalize(self, owners):
+        """Every read leaf's rank."""
+        return owners or {}
+
+
+def shape_side(df, pairs, order, row_offset: int, how: str):
+    """One block of a side as the join reads it: result names, hidden order columns."""
+    out = df[[c for c, _ in pairs]].set_axis([r for _, r in pairs], axis=1).reset_index(drop=True)
+    for c, h in order:
+        if c is None:
+            out[h] = np.int64(row_offset) + df.index.to_numpy(dtype="int64")
+        else:
+            out[h] = df[c].reset_index(drop=True)
+    if how in ("semi", "anti") and _SEMI_VALUE in out.columns:
+        out = out.drop_duplicates(_SEMI_VALUE, ignore_index=True)
+    return out
+
+
+def _empty_side(stage: JoinStage, which: str):
+    node = stage.left if which == "left" else stage.right
+    pairs = stage.left_cols if which == "left" else stage.right_cols
+    order = stage.left_order if which == "left" else stage.right_order
+    return shape_side(node.meta, pairs, order, 0, stage.how)
+
+
+def merge_part(stage: JoinStage, left, right):
+    """pandas' merge of one partition's (or block's) rows of the two sides, with the hidden
+    coalesced keys of an outer join."""
+    how = stage.how
+    if not len(left) and not len(right):  # (pandas fails on some empty frames)
+        return stage.meta.iloc[:0].copy()
+    if how in ("semi", "anti"):
+        mask = left[stage.left_keys[0]].isin(right[_SEMI_VALUE]).to_numpy()
+        return left[~mask if how == "anti" else mask]
+    if how == "cross":
+        return pd.merge(left, right, how="cross", indicator=stage.indicator)
+    out = pd.merge(
+        left,
+        right,
+        how=how,
+        left_on=stage.left_keys,
+        right_on=stage.right_keys,
+        indicator=stage.indicator,
+        sort=False,
+    )
+    if stage.join_keys:
+        present = out[stage.left_order[0][1]].notna().to_numpy()
+        for h, lk, rk in zip(stage.join_keys, stage.left_keys, stage.right_keys):
+            if lk == rk:
+                out[h] = out[lk]
+            else:
+                lv, rv = out[lk], out[rk]
+                if lv.dtype != rv.dtype:
+                    lv, rv = lv.astype(object), rv.astype(object)
+                out[h] = lv.where(present, rv)
+    return out
+
+
+def _finish_part(stage: JoinStage, df):
+    """A result partition in the result's column order, sorted by its row order."""
+    df = df[list(stage.meta.columns)]
+    asc = getattr(stage, "ascending", None)
+    df = df.sort_values(
+        stage.order, ascending=asc if asc is not None else True, na_position="last", kind="mergesort"
+    )
+    return df.reset_index(drop=True)
+
+
+def _choose(stage: JoinStage, lbytes: int, rbytes: int) -> str:
+    """``"broadcast left"``, ``"broadcast right"`` or ``"shuffle"`` (the same on every rank:
+    from the agreed sizes and the stage's parameters)."""
+    how, force = stage.how, stage.broadcast
+    limit = config.broadcast_bytes
+    if how == "outer":
+        return "shuffle"
+    if how == "cross":
+        return "broadcast left" if lbytes < rbytes else "broadcast right"
+    legal = {
+        "inner": ["right", "left"],
+        "left": ["right"],
+        "right": ["left"],
+        "semi": ["right"],
+        "anti": ["right"],
+    }[how]
+    sizes = {"left": lbytes, "right": rbytes}
+    if force is False:
+        return "shuffle"
+    if force is True:
+        side = min(legal, key=lambda s: sizes[s])
+        return f"broadcast {side}"
+    fits = [s for s in legal if sizes[s] <= limit]
+    if not fits:
+        return "shuffle"
+    return f"broadcast {min(fits, key=lambda s: sizes[s])}"
+
+
+def materialise_join(stage: JoinStage, comm):
+    """Collective: compute ``stage``; returns ``(owners, frames)``: the rank holding each
+    result partition and this rank's partitions (see the module docstring)."""
+    from .execute import _add_stat, _run_scan
+
+    sides = {}
+    for which in ("left", "right"):
+        side = _Side(stage, which, comm.rank)
+        owners = _run_scan([side], comm, None)[id(side)]
+        sides[which] = (side.frames, owners)
+    local = [
+        int(sum(df.memory_usage(deep=True, index=False).sum() for df in sides[s][0].values()))
+        for s in ("left", "right")
+    ]
+    totals = [sum(x) for x in zip(*comm.allgather(local))]
+    strategy = _choose(stage, totals[0], totals[1])
+    stage.strategy, stage.sizes = strategy, (totals[0], totals[1])
+    stage.partitioning = "hash of the keys" if strategy == "shuffle" else "as read"
+    _add_stat("joins_broadcast" if strategy.startswith("broadcast") else "joins_shuffled", 1)
+    if strategy == "shuffle":
+        return _shuffle(stage, sides, comm)
+    small = strategy.split()[1]
+    return _broadcast(stage, sides, small, comm)
+
+
+def _broadcast(stage: JoinStage, sides: dict, small: str, comm):
+    """Copy the ``small`` side to every rank; merge each kept block of the other with it."""
+    from .comm import failure
+    from .execute import _add_stat, _interrupted, exchange_frames
+
+    big = "left" if small == "right" else "right"
+    frames, _ = sides[small]
+    pieces = [frames[i] for i in sorted(frames) if len(frames[i])]
+    mine = pd.concat(pieces, ignore_index=True) if pieces else None
+    got = exchange_frames(comm, [mine] * comm.size, f"the {small} side of {stage.label}", stacked=True)
+    if got is None:  # some value is not Arrow: pickled
+        _add_stat("exchanges_pickled", 1)
+        parts = [p for p in comm.allgather(mine) if p is not None]
+        got = pd.concat(parts, ignore_index=True) if parts else None
+    whole = got if got is not None and len(got) else _empty_side(stage, small)
+    if stage.how in ("semi", "anti"):
+        whole = whole.drop_duplicates(_SEMI_VALUE, ignore_index=True)
+    held, owners_of_leaves = sides[big]
+    out: dict = {}
+    error = None
+    context = f"merging the blocks of {stage.label}"
+    try:
+        for leaf in sorted(held):
+            block = held.pop(leaf)
+            res = merge_part(stage, block, whole) if big == "left" else merge_part(stage, whole, block)
+            out[leaf] = res
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or _interrupted(comm, context))
+    read = sorted(owners_of_leaves)
+    owners = [owners_of_leaves[leaf] for leaf in read]
+    frames_out = {j: _finish_part(stage, out[leaf]) for j, leaf in enumerate(read) if leaf in out}
+    if not owners:  # the big side has no block at all: one empty partition
+        owners, frames_out = [0], {}
+    return owners, frames_out
+
+
+def _shuffle(stage: JoinStage, sides: dict, comm):
+    """Hash-partition both sides by their keys; merge each owned partition."""
+    from .comm import failure, interruptible
+    from .execute import _exchange_partitions, _interrupted, _route
+    from .physical import partition_owners
+
+    nparts = config.partitions
+    owners = partition_owners(nparts, comm.size)
+    received = {}
+    for which, keys in (("left", stage.left_keys), ("right", stage.right_keys)):
+        frames, _ = sides[which]
+        outbox: dict[int, list] = {}
+        for leaf in sorted(frames):
+            df = frames.pop(leaf)
+            if not len(df):
+                continue
+            bucket = _route(df, keys, nparts)
+            for b, piece in _split(df, bucket).items():
+                outbox.setdefault(b, []).append(piece)
+        sends: list[dict] = [{} for _ in range(comm.size)]
+        for b, pieces in outbox.items():
+            sends[owners[b]][b] = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+        del outbox
+        if comm.size == 1:  # nothing travels
+            received[which] = sends
+        else:
+            received[which] = _exchange_partitions(comm, sends, f"the {which} side of {stage.label}")
+    out: dict = {}
+    error = None
+    context = f"merging the partitions of {stage.label}"
+    how = stage.how
+    try:
+        with interruptible():
+            for b in [p for p, o in enumerate(owners) if o == comm.rank]:
+                parts = {}
+                for which in ("left", "right"):
+                    pieces = [got[b] for got in received[which] if b in got]
+                    parts[which] = (
+                        (pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0])
+                        if pieces
+                        else None
+                    )
+                lf, rf = parts["left"], parts["right"]
+                needs_left = how in ("inner", "left", "semi", "anti")
+                needs_right = how in ("inner", "right", "semi")
+                if (lf is None and (needs_left or rf is None)) or (rf is None and needs_right):
+                    continue
+                if lf is None:
+                    lf = _empty_side(stage, "left")
+                if rf is None:
+                    rf = _empty_side(stage, "right")
+                out[b] = _finish_part(stage, merge_part(stage, lf, rf))
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or _interrupted(comm, context))
+    return owners, out
+
+
+def _split(df, bucket) -> dict:
+    """``{b: rows of df in bucket b}`` (each in the rows' order): one stable sort and one
+    ``take`` of the whole frame, then slices (a take per bucket costs a copy of the string
+    columns per bucket)."""
+    order = np.argsort(bucket, kind="stable")
+    ordered = bucket[order]
+    taken = df.take(order)
+    out = {}
+    for b in np.unique(ordered):
+        lo, hi = np.searchsorted(ordered, [b, b + 1])
+        out[int(b)] = taken.iloc[lo:hi].reset_index(drop=True)
+    return out
+
+
+def adopt_schema(stage: JoinStage) -> None:
+    """After the join ran: its declared dtypes become the ones its data has (a left join's
+    int columns of the right side are float64 when some row found no match, as pandas
+    decides from the data). The meta is updated in place, so frames built on it see it."""
+    from .io.types import block_to_pandas, normalize_table
+
+    if stage.data is None:
+        return
+    schema = stage.data.schema()
+    empty = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
+    for c in stage.meta.columns:
+        declared = stage.meta[c].dtype
+        if getattr(declared, "kind", "O") not in "iub":  # only ints and bools change with NaN
+            continue
+        if c in empty.columns and empty[c].dtype != declared:
+            stage.meta[c] = pd.Series([], dtype=empty[c].dtype)
+
+
+__all__ = ["build_merge", "semi_join", "push_filter", "prune", "materialise_join", "POSITION"]

@@ -1,0 +1,322 @@
+"""The distributed sample sort and exact order statistics.
+
+A :class:`hpcframe.stages.SortStage` holds a frame's rows sorted into ``config.partitions``
+range partitions: partition ``p`` holds rows that all come before those of ``p + 1`` in the
+frame's order, each partition sorted. :func:`sample_sort` computes it collectively:
+
+1. every rank reads its blocks (:class:`SortRows`: each block gets its rows' position in the
+   frame, ``stages.POSITION``, is sorted stably and keeps an evenly spaced sample of its
+   sorted keys);
+2. the samples are allgathered (small), put in leaf order and sorted; ``partitions - 1``
+   evenly spaced ones are the *splitters*. The blocks, and so the samples, depend only on
+   the data, never on the number of ranks: every rank count agrees on the same splitters;
+3. each block's rows are routed by range (a row goes after every splitter that comes
+   before it in the order: keys, then position, so ties of the keys are split in position
+   order) and sent with ``Alltoallv`` to the rank holding their partition;
+4. each partition is sorted stably by keys then position (pandas' stable sort of the whole
+   frame) and held by the ranks (:class:`hpcframe.io.ranked.RankedData`).
+
+The engine's own functions (reading, the exchange) are passed in by
+:func:`hpcframe.execute.materialise`, which imports this module (not the other way round).
+
+:class:`QuantileOutput` reads a column sorted this way: the global rank of a row is its
+partition's offset plus its place in it, so the one or two neighbouring values a quantile
+interpolates between are read from the partitions that hold them, and pandas computes the
+value from them exactly as from the whole column (same ``numpy`` interpolation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import plan as P
+from .comm import failure, interruptible
+from .outputs import Output
+from .physical import partition_owners
+from .stages import POSITION
+
+#: rows each block contributes to the sample (per partition of the result)
+SAMPLE_PER_PARTITION = 8
+_SPLIT = "__hpcframe_splitter__"
+
+
+def full_spec(spec: P.RowSort) -> P.RowSort:
+    """``spec`` with the rows' position as the last key (a total order: ties broken the way
+    a stable sort of the frame breaks them)."""
+    if POSITION in spec.columns:
+        return spec
+    return P.RowSort(spec.columns + [POSITION], spec.ascending + [True], spec.na_position + ["last"])
+
+
+class SortRows(Output):
+    """The first half of a sample sort: every block of the frame, with each row's position,
+    stably sorted and kept on the rank that read it, and an evenly spaced sample of it."""
+
+    limit = None
+
+    def __init__(self, stage, nparts: int):
+        self.stage, self.node, self.nparts = stage, stage.node, nparts
+        self.cols = [c for c in stage.columns if c != POSITION]
+        self.spec = full_spec(stage.spec)
+        self.blocks: dict[int, pd.DataFrame] = {}
+        self.samples: dict[int, pd.DataFrame] = {}
+
+    def columns(self):
+        """The stage's columns (and the sort keys)."""
+        return set(self.cols) | set(self.stage.spec.columns)
+
+    def text(self):
+        """``sample sort by keys`` (for explain and errors)."""
+        return f"sample sort by {self.stage.spec.columns}"
+
+    def chunk(self, df, leaf):
+        """Keep this block, sorted, and its sample."""
+        if POSITION in df.columns:
+            pos = df[POSITION].to_numpy(dtype="int64")
+        else:
+            pos = np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")
+        keys = [c for c in self.stage.spec.columns if c not in self.cols]
+        df = df[self.cols + keys].reset_index(drop=True).assign(**{POSITION: pos})
+        if len(df) == 0:
+            return None
+        df = P.sort_rows(df, self.spec).reset_index(drop=True)
+        self.blocks[leaf.index] = df
+        k = min(len(df), SAMPLE_PER_PARTITION * self.nparts)
+        at = ((2 * np.arange(k, dtype="int64") + 1) * len(df)) // (2 * k)
+        self.samples[leaf.index] = df.iloc[at][self.spec.columns].reset_index(drop=True)
+        return None
+
+    def combine(self, a, b):
+        """Nothing to combine (the rows travel in the exchange)."""
+        return None
+
+    def finalize(self, _):
+        """Nothing (the rows travel in the exchange)."""
+        return None
+
+
+def _categories(rows: SortRows, comm) -> dict:
+    """Collective: one list of categories per categorical sort key, the union of every
+    block's in leaf order (as a collected frame has them), so that codes order the same
+    way in every block."""
+    keys = [c for c in rows.stage.spec.columns if isinstance(rows.stage.meta[c].dtype, pd.CategoricalDtype)]
+    if not keys:
+        return {}
+    mine = {i: {k: list(df[k].cat.categories) for k in keys} for i, df in rows.blocks.items()}
+    everyone: dict = {}
+    for d in comm.allgather(mine):
+        everyone.update(d)
+    out: dict = {}
+    for k in keys:
+        seen: dict = {}
+        for i in sorted(everyone):
+            for c in everyone[i][k]:
+                seen.setdefault(c, None)
+        out[k] = list(seen)
+    return out
+
+
+def splitters(samples: dict, spec: P.RowSort, nparts: int):
+    """The ``nparts - 1`` splitter rows from every block's sample (``{leaf: rows}``): the
+    samples in leaf order, sorted, cut evenly (``None`` when there is no row)."""
+    pieces = [samples[i] for i in sorted(samples) if len(samples[i])]
+    if not pieces or nparts < 2:
+        return None
+    everything = P.sort_rows(pd.concat(pieces, ignore_index=True), spec).reset_index(drop=True)
+    m = len(everything)
+    at = (np.arange(1, nparts, dtype="int64") * m) // nparts
+    return everything.iloc[at].reset_index(drop=True)
+
+
+def route(block: pd.DataFrame, split, spec: P.RowSort) -> np.ndarray:
+    """The range partition of every row of ``block``: the number of splitters that come
+    before it in the order ``spec`` (a splitter equal to a row comes first). Computed by a
+    stable sort of the splitters followed by the rows, so it uses pandas' own order (NaN
+    placement, strings, times) and nothing else."""
+    if split is None or not len(block):
+        return np.zeros(len(block), dtype="int64")
+    keys = spec.columns
+    both = pd.concat(
+        [split[keys].assign(**{_SPLIT: 1}), block[keys].assign(**{_SPLIT: 0})],
+        ignore_index=True,
+    )
+    ordered = P.sort_rows(both, spec)
+    flags = ordered[_SPLIT].to_numpy()
+    before = np.cumsum(flags)
+    rows = ordered.index.to_numpy() - len(split)
+    out = np.empty(len(block), dtype="int64")
+    mask = flags == 0
+    out[rows[mask]] = before[mask]
+    return out
+
+
+def sample_sort(stage, comm, nparts: int, run_scan, exchange_partitions, agree_context) -> tuple:
+    """Collective: the sample sort of ``stage`` (see the module docstring). ``run_scan`` and
+    ``exchange_partitions`` are :mod:`hpcframe.execute`'s. Returns ``(frames, owners,
+    divisions)``: this rank's sorted partitions (``{partition: DataFrame}``), the owner rank
+    of every partition, and per partition ``(min, max, null_count)`` of the stage's
+    ``divisions_column`` (``None`` for an empty partition, or without such a column)."""
+    rows = SortRows(stage, nparts)
+    run_scan([rows], comm, None)
+    spec = rows.spec
+    owners = partition_owners(nparts, comm.size)
+    cats = _categories(rows, comm)
+    if cats:
+        for i, df in rows.blocks.items():
+            rows.blocks[i] = df.assign(**{k: df[k].cat.set_categories(v) for k, v in cats.items()})
+        for i, df in rows.samples.items():
+            rows.samples[i] = df.assign(**{k: df[k].cat.set_categories(v) for k, v in cats.items()})
+    everyone: dict = {}
+    for d in comm.allgather(rows.samples):
+        everyone.update(d)
+    rows.samples = {}
+    sends: list[dict] = [{} for _ in range(comm.size)]
+    error = None
+    context = f"routing the rows of {stage.label} to their sorted partitions"
+    try:
+        with interruptible():
+            split = splitters(everyone, spec, nparts)
+            for i in sorted(rows.blocks):
+                block = rows.blocks.pop(i)
+                dest = route(block, split, spec)
+                order = np.argsort(dest, kind="stable")
+                sorted_dest = dest[order]
+                for b in np.unique(dest):
+                    lo, hi = np.searchsorted(sorted_dest, [b, b + 1])
+                    piece = block.take(order[lo:hi]).reset_index(drop=True)
+                    sends[owners[b]].setdefault(int(b), []).append(piece)
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or agree_context(comm, context))
+    sends = [{b: pd.concat(p, ignore_index=True) for b, p in d.items()} for d in sends]
+    received = exchange_partitions(comm, sends, f"the rows of {stage.label}")
+    del sends
+    frames: dict = {}
+    mine_div: dict = {}
+    column = stage.divisions_column
+    context = f"sorting the partitions of {stage.label}"
+    try:
+        with interruptible():
+            for b in [p for p, o in enumerate(owners) if o == comm.rank]:
+                pieces = [got[b] for got in received if b in got]
+                if not pieces:
+                    continue
+                df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+                if cats:
+                    df = df.assign(**{k: df[k].astype(pd.CategoricalDtype(v)) for k, v in cats.items()})
+                df = P.sort_rows(df, spec)
+                frames[b] = df[stage.columns].reset_index(drop=True)
+                if column is not None:
+                    mine_div[b] = _division(df[column])
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or agree_context(comm, context))
+    divisions: list = [None] * nparts
+    if column is not None:
+        for d in comm.allgather(mine_div):
+            for b, v in d.items():
+                divisions[b] = v
+    return frames, owners, divisions
+
+
+def _division(values: pd.Series):
+    """``(min, max, null_count)`` of a partition's sorted index values (``None``: no value)."""
+    present = values.dropna()
+    nulls = int(len(values) - len(present))
+    if not len(present):
+        return (None, None, nulls)
+    return (present.min(), present.max(), nulls)
+
+
+# ------------------------------------------------------------------------------------------
+# exact order statistics over a sorted column
+# ------------------------------------------------------------------------------------------
+def quantile_ranks(n: int, qs: list[float]) -> list[tuple]:
+    """For each ``q``: ``(ranks, gamma)``, the ranks of the sorted non-missing values numpy's
+    linear method interpolates between and the weight of the second (``(n - 1) * q``,
+    split into its floor and fraction as ``numpy.quantile`` splits it)."""
+    out: list[tuple] = []
+    for q in qs:
+        virtual = (n - 1) * np.float64(q)
+        if virtual >= n - 1:
+            out.append(((n - 1,), 1.0))
+        elif virtual < 0:
+            out.append(((0,), 1.0))
+        else:
+            lo = int(math.floor(virtual))
+            out.append(((lo, lo + 1), float(virtual - lo)))
+    return out
+
+
+def median_ranks(n: int) -> tuple:
+    """The ranks of the one or two middle values (pandas takes their mean)."""
+    return ((n - 1) // 2,) if n % 2 else (n // 2 - 1, n // 2)
+
+
+class QuantileOutput(Output):
+    """Picks the values at given ranks of a column held sorted by a SortStage (``node``: a
+    Scan of it), for ``qs`` quantiles (or the median); ``finish(values)`` builds the result.
+
+    Each partition knows its first row's global rank (its leaf's ``row_offset``), so only
+    the one or two rows per quantile are kept; ``finalize`` computes every quantile with
+    pandas from those neighbours (bit-identical to pandas on the whole column)."""
+
+    limit = None
+
+    def __init__(self, node, stage, col: str, qs: list[float] | None, finish):
+        self.node, self.stage, self.col, self.qs, self.finish = node, stage, col, qs, finish
+
+    def columns(self):
+        """The column."""
+        return {self.col}
+
+    def text(self):
+        """``quantile(col, qs)`` (for explain and errors)."""
+        return f"{'median' if self.qs is None else f'quantile {self.qs}'} of {self.col}"
+
+    def _wanted(self, n: int) -> list[tuple]:
+        if self.qs is None:
+            return [(median_ranks(n), None)] if n else []
+        return quantile_ranks(n, self.qs) if n else []
+
+    def chunk(self, df, leaf):
+        """The rows of this partition at the wanted ranks (``{rank: value}`` as a frame)."""
+        n = self.stage.data.num_rows
+        start = leaf.row_offset
+        ranks = sorted({r for rs, _ in self._wanted(n) for r in rs if start <= r < start + len(df)})
+        if not ranks:
+            return None
+        values = df[self.col].iloc[[r - start for r in ranks]].reset_index(drop=True)
+        return pd.DataFrame({"rank": np.asarray(ranks, dtype="int64"), "value": values})
+
+    def combine(self, a, b):
+        """Both sets of picked values."""
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return pd.concat([a, b], ignore_index=True)
+
+    def finalize(self, table):
+        """Every quantile from the picked neighbours: per ``q`` a one-value Series (pandas'
+        ``quantile([q])`` of them), or the median as a scalar."""
+        n = self.stage.data.num_rows
+        meta = self.node.meta[self.col]
+        if table is None or not n:
+            empty = meta.iloc[:0]
+            if self.qs is None:
+                return self.finish([empty.median()])
+            return self.finish([empty.quantile([q]) for q in self.qs])
+        by_rank = dict(zip(table["rank"].tolist(), range(len(table))))
+        values = table["value"]
+        out = []
+        for rs, gamma in self._wanted(n):
+            pick = values.iloc[[by_rank[r] for r in rs]].reset_index(drop=True)
+            if self.qs is None:
+                out.append(pick.median())
+            else:
+                out.append(pick.quantile([1.0 if len(pick) == 1 else gamma]))
+        return self.finish(out)

@@ -1,0 +1,663 @@
+"""``merge`` (issue 10), compared with pandas: every ``how``, both strategies (broadcast the
+small side, shuffle both sides by the keys), several keys, NaN keys (pandas matches NaN with
+NaN), duplicate keys, empty sides, categoricals, dates, tz-aware times, strings, float32/int
+keys, suffix collisions, ``indicator``, a pandas right side, merges followed by other
+operations, type-mismatch errors, filters and projections pushed into the sides.
+
+Row order is part of the answer (pandas': left order for inner/left, right order for right,
+keys sorted for outer) and the result has a fresh RangeIndex, so results are compared with
+``pd.testing.assert_frame_equal`` including dtypes (a left join's int columns of the right
+side become float64 when some row finds no match, as pandas decides from the data).
+
+Every test runs on every rank, locally and under ``mpiexec -n 1..4``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import hpcframe as hf
+from tests.helpers import mpi
+from tests.helpers.datasets import arrow_to_pandas
+from tests.helpers.frames import assert_bits, local
+
+pytestmark = mpi.timeout(120)
+PARTITIONS = 5
+CATS = ["x", "y", "z"]
+
+
+@pytest.fixture(autouse=True)
+def few_partitions(monkeypatch):
+    monkeypatch.setattr(hf.config, "partitions", PARTITIONS)
+    monkeypatch.setattr(hf.config, "block_rows", 40)
+
+
+def _left_table(n, seed, start):
+    rng = np.random.default_rng(seed)
+    s = rng.choice(["a", "b", "c", "d", "e"], n).astype(object)
+    s[rng.random(n) < 0.15] = None
+    f = rng.choice([0.5, 1.5, 2.5, np.nan], n)
+    day = np.datetime64("2024-02-27") + rng.integers(0, 5, n).astype("timedelta64[D]")
+    tz = np.datetime64("2024-03-10T05:00:00", "us") + rng.integers(0, 5, n).astype("timedelta64[h]")
+    return pa.table(
+        {
+            "id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+            "k": pa.array(rng.integers(0, 30, n), pa.int64()),
+            "s": pa.array(s, pa.string()),
+            "f": pa.array(f, pa.float64()),
+            "d": pa.array(day.astype("datetime64[D]"), pa.date32()),
+            "tz": pa.array(tz.astype("int64"), pa.timestamp("us", tz="America/New_York")),
+            "c": pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, 3, n), pa.int32()), pa.array(CATS)),
+            "v": pa.array(rng.normal(0, 10, n), pa.float64()),
+            "n": pa.array(rng.integers(0, 100, n), pa.int64()),
+        }
+    )
+
+
+def _right_table(n, seed):
+    rng = np.random.default_rng(seed)
+    k = rng.integers(0, 40, n)
+    kf = k.astype("float64")
+    kf[rng.random(n) < 0.1] = np.nan
+    s = rng.choice(["a", "b", "c", "f"], n).astype(object)
+    s[rng.random(n) < 0.15] = None
+    day = np.datetime64("2024-02-26") + rng.integers(0, 5, n).astype("timedelta64[D]")
+    tz = np.datetime64("2024-03-10T05:00:00", "us") + rng.integers(0, 6, n).astype("timedelta64[h]")
+    return pa.table(
+        {
+            "k": pa.array(k, pa.int64()),
+            "kf": pa.array(kf, pa.float64()),
+            "k32": pa.array(k.astype(np.float32), pa.float32()),
+            "s": pa.array(s, pa.string()),
+            "f": pa.array(rng.choice([0.5, 2.5, 3.5, np.nan], n), pa.float64()),
+            "d": pa.array(day.astype("datetime64[D]"), pa.date32()),
+            "tz": pa.array(tz.astype("int64"), pa.timestamp("us", tz="America/New_York")),
+            "c": pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, 3, n), pa.int32()), pa.array(CATS)),
+            "w": pa.array(rng.integers(-50, 50, n), pa.int64()),
+            "name": pa.array([f"r{i}" for i in range(n)], pa.string()),
+        }
+    )
+
+
+LEFT_FILES = [(90, 1), (0, 2), (70, 3), (1, 4), (60, 5)]
+RIGHT_FILES = [(25, 11), (30, 12)]
+
+
+def _tables():
+    left, start = [], 0
+    for n, seed in LEFT_FILES:
+        left.append(_left_table(n, seed, start))
+        start += n
+    right = [_right_table(n, seed) for n, seed in RIGHT_FILES]
+    return left, right
+
+
+@pytest.fixture(scope="module")
+def data(shared_dir):
+    """(left path, right path, left pandas, right pandas)."""
+    root = os.path.join(shared_dir, "merge_data")
+    left, right = _tables()
+    error = None
+    if mpi.rank() == 0 and not os.path.exists(root):
+        try:
+            for name, tables in (("left", left), ("right", right)):
+                os.makedirs(os.path.join(root, name))
+                for i, t in enumerate(tables):
+                    pq.write_table(t, os.path.join(root, name, f"part-{i}.parquet"), row_group_size=17)
+        except Exception as exc:  # tell the other ranks
+            error = repr(exc)
+    c = mpi.world()
+    if c is not None:
+        error = c.bcast(error, root=0)
+    assert error is None, error
+    return (
+        os.path.join(root, "left"),
+        os.path.join(root, "right"),
+        arrow_to_pandas(pa.concat_tables(left)),
+        arrow_to_pandas(pa.concat_tables(right)),
+    )
+
+
+@pytest.fixture
+def frames(data):
+    lp, rp, lref, rref = data
+    return hf.read_parquet(lp), hf.read_parquet(rp), lref, rref
+
+
+def check(got, expected, msg=""):
+    """Equal to pandas: rows in order, RangeIndex, dtypes; floats within 1e-12."""
+    if isinstance(got, (hf.Frame, hf.Series, hf.Result)):
+        got = got.compute()
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, obj=msg or "merge")
+
+
+# --------------------------------------------------------------------------------------------
+# every how, both strategies, several key kinds
+# --------------------------------------------------------------------------------------------
+KEYS = {
+    "int": dict(on="k"),
+    "two_keys": dict(on=["k", "s"]),
+    "str_with_nulls": dict(on="s"),
+    "float_with_nan": dict(on="f"),
+    "int_vs_float_with_nan": dict(left_on="k", right_on="kf"),
+    "int_vs_float32": dict(left_on="k", right_on="k32"),
+    "date": dict(on="d"),
+    "tz_aware": dict(on="tz"),
+    "categorical": dict(on="c"),
+}
+# columns per key kind (few, so that str/date keys with many duplicates stay small)
+COLS = {
+    "int": (["id", "k", "s", "v", "n"], ["k", "w", "name", "s"]),
+    "two_keys": (["id", "k", "s", "n"], ["k", "s", "w"]),
+    "str_with_nulls": (["id", "s", "n"], ["s", "w"]),
+    "float_with_nan": (["id", "f", "n"], ["f", "w"]),
+    "int_vs_float_with_nan": (["id", "k", "n"], ["kf", "w", "name"]),
+    "int_vs_float32": (["id", "k"], ["k32", "w"]),
+    "date": (["id", "d", "n"], ["d", "w"]),
+    "tz_aware": (["id", "tz"], ["tz", "w"]),
+    "categorical": (["id", "c"], ["c", "w"]),
+}
+STRATEGIES = {"broadcast": True, "shuffle": False, "auto": None}
+
+
+def _cases():
+    out = []
+    for key in KEYS:
+        for how in ("inner", "left", "right", "outer"):
+            for strategy in STRATEGIES:
+                if how == "outer" and strategy == "broadcast":
+                    continue
+                # the wide product on the int key, fewer combinations on the others
+                if key != "int" and strategy == "auto":
+                    continue
+                out.append((key, how, strategy))
+    return out
+
+
+@pytest.mark.parametrize("key,how,strategy", _cases())
+def test_merge_how_strategy_keys(frames, key, how, strategy):
+    left, right, lref, rref = frames
+    lc, rc = COLS[key]
+    kw = KEYS[key]
+    indicator = how in ("left", "outer")
+    got = left[lc].merge(right[rc], how=how, broadcast=STRATEGIES[strategy], indicator=indicator, **kw)
+    expected = pd.merge(lref[lc], rref[rc], how=how, indicator=indicator, **kw)
+    check(got, expected, f"{key} {how} {strategy}")
+    stats = hf.last_run_stats()
+    if strategy == "broadcast":
+        assert stats.get("joins_broadcast") == 1
+    elif strategy == "shuffle":
+        assert stats.get("joins_shuffled") == 1
+
+
+@pytest.mark.parametrize("strategy", ["broadcast", "shuffle"])
+def test_merge_full_frames_default_suffixes(frames, strategy):
+    left, right, lref, rref = frames
+    got = left.merge(right, on="k", broadcast=STRATEGIES[strategy])
+    check(got, pd.merge(lref, rref, on="k"))
+    assert list(got.columns) == list(pd.merge(lref, rref, on="k").columns)
+
+
+def test_cross(frames):
+    left, right, lref, rref = frames
+    lsmall = left[left.id < 12][["id", "n"]]
+    got = lsmall.merge(right[["w", "name"]], how="cross")
+    check(
+        got,
+        pd.merge(lref[lref.id < 12][["id", "n"]].reset_index(drop=True), rref[["w", "name"]], how="cross"),
+    )
+    # the left side smaller than the right one: the left side is broadcast, order unchanged
+    small = right[right.w > 40][["w"]]
+    check(
+        left[["id"]].merge(small, how="cross"), pd.merge(lref[["id"]], rref[rref.w > 40][["w"]], how="cross")
+    )
+
+
+def test_common_columns_default_on(frames):
+    left, right, lref, rref = frames
+    got = left[["id", "k", "s"]].merge(right[["k", "s", "w"]])
+    check(got, pd.merge(lref[["id", "k", "s"]], rref[["k", "s", "w"]]))
+
+
+@pytest.mark.parametrize(
+    "suffixes", [("_x", "_y"), ("", "_r"), ("_l", None), ("_left", "_right")], ids=lambda s: repr(s)
+)
+def test_suffix_collisions(frames, suffixes):
+    left, right, lref, rref = frames
+    lc, rc = ["id", "k", "s", "f", "d"], ["k", "s", "f", "w", "d"]
+    for how in ("left", "outer"):
+        got = left[lc].merge(right[rc], on="k", how=how, suffixes=suffixes)
+        check(got, pd.merge(lref[lc], rref[rc], on="k", how=how, suffixes=suffixes), f"{how} {suffixes}")
+
+
+def test_left_on_right_on_collisions(frames):
+    """A left key whose name is a non-key column of the right side: both suffixed."""
+    left, right, lref, rref = frames
+    r = right[["kf", "k", "w"]]
+    for how in ("inner", "right", "outer"):
+        got = left[["k", "id"]].merge(r, left_on="k", right_on="kf", how=how)
+        check(got, pd.merge(lref[["k", "id"]], rref[["kf", "k", "w"]], left_on="k", right_on="kf", how=how))
+
+
+def test_indicator_name(frames):
+    left, right, lref, rref = frames
+    got = left[["id", "k"]].merge(right[["k", "w"]], on="k", how="outer", indicator="src")
+    expected = pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how="outer", indicator="src")
+    check(got, expected)
+    assert list(got.compute().src.cat.categories) == ["left_only", "right_only", "both"]
+
+
+# --------------------------------------------------------------------------------------------
+# pandas right side, hf.merge, duplicates, empty sides, partitions
+# --------------------------------------------------------------------------------------------
+def test_pandas_right_side_and_hf_merge(frames):
+    left, _, lref, _ = frames
+    names = pd.DataFrame({"s": ["a", "b", "c", None], "label": ["A", "B", "C", "none"]})
+    got = left[["id", "s"]].merge(names, on="s", how="left")
+    check(got, pd.merge(lref[["id", "s"]], names, on="s", how="left"))
+    check(hf.merge(left[["id", "s"]], names, on="s"), pd.merge(lref[["id", "s"]], names, on="s"))
+    check(
+        hf.merge(names, left[["id", "s"]], on="s", how="right"),
+        pd.merge(names, lref[["id", "s"]], on="s", how="right"),
+    )
+
+
+def test_duplicate_keys_both_sides():
+    left = pd.DataFrame({"k": [1, 1, 2, 2, 2, np.nan, np.nan, 3], "a": range(8)})
+    right = pd.DataFrame({"k": [2, 1, 2, np.nan, 1, np.nan, 4], "b": range(7)})
+    lf, rf = hf.from_pandas(left, npartitions=3), hf.from_pandas(right, npartitions=2)
+    for how in ("inner", "left", "right", "outer"):
+        for bc in (None, True, False):
+            if how == "outer" and bc:
+                continue
+            check(
+                lf.merge(rf, on="k", how=how, broadcast=bc),
+                pd.merge(left, right, on="k", how=how),
+                f"{how} {bc}",
+            )
+
+
+@pytest.mark.parametrize("empty", ["left", "right", "both"])
+@pytest.mark.parametrize("how", ["inner", "left", "right", "outer", "cross"])
+def test_empty_sides(frames, empty, how):
+    left, right, lref, rref = frames
+    lc, rc = ["id", "k", "n"], ["k", "w", "name"]
+    lf, rf = left[lc], right[rc]
+    lp, rp = lref[lc], rref[rc]
+    if empty in ("left", "both"):
+        lf, lp = lf[lf.id < 0], lp[lp.id < 0].reset_index(drop=True)
+    if empty in ("right", "both"):
+        rf, rp = rf[rf.w > 1000], rp[rp.w > 1000].reset_index(drop=True)
+    kw = {} if how == "cross" else {"on": "k"}
+    for bc in (None, False):
+        if how == "cross" and bc is False:
+            continue
+        check(
+            lf.merge(rf, how=how, broadcast=bc, **kw), pd.merge(lp, rp, how=how, **kw), f"{how} {empty} {bc}"
+        )
+
+
+def test_all_rows_filtered_after_merge(frames):
+    left, right, lref, rref = frames
+    m = left[["id", "k"]].merge(right[["k", "w"]], on="k", how="left")
+    expected = pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how="left")
+    got = m[m.id < -1]
+    check(got, expected[expected.id < -1].reset_index(drop=True))
+    assert got.len().compute() == 0
+
+
+def test_more_ranks_than_partitions(frames, monkeypatch):
+    monkeypatch.setattr(hf.config, "partitions", 2)
+    left, right, lref, rref = frames
+    for how in ("inner", "outer", "right"):
+        got = left[["id", "k"]].merge(right[["k", "w"]], on="k", how=how, broadcast=False)
+        check(got, pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how=how))
+
+
+def test_default_partitions(frames, monkeypatch):
+    monkeypatch.setattr(hf.config, "partitions", 32)
+    left, right, lref, rref = frames
+    got = left[["id", "s"]].merge(right[["s", "w"]], on="s", how="outer", broadcast=False)
+    check(got, pd.merge(lref[["id", "s"]], rref[["s", "w"]], on="s", how="outer"))
+
+
+def test_group_result_merges_on_its_index(frames):
+    left, right, lref, rref = frames
+    g = left.groupby("k").agg(total=("n", "sum"), rows=("n", "size"))
+    gp = lref.groupby("k").agg(total=("n", "sum"), rows=("n", "size"))
+    check(g.merge(right[["k", "w"]], on="k"), gp.merge(rref[["k", "w"]], on="k"))
+    # not merging on the index: pandas drops it
+    g2 = left.groupby("s").agg(total=("n", "sum"))
+    gp2 = lref.groupby("s").agg(total=("n", "sum"))
+    got = g2.merge(right[["w"]].assign(total=right.w), on="total", how="inner")
+    check(got, gp2.merge(rref[["w"]].assign(total=rref.w), on="total", how="inner"))
+
+
+def test_chained_merges(frames):
+    left, right, lref, rref = frames
+    names = pd.DataFrame({"c": CATS, "cname": ["ex", "why", "zed"]})
+    m = left[["id", "k", "c"]].merge(right[["k", "w"]], on="k", how="left").merge(names, on="c", how="left")
+    e = pd.merge(lref[["id", "k", "c"]], rref[["k", "w"]], on="k", how="left").merge(
+        names, on="c", how="left"
+    )
+    check(m, e)
+    m2 = left[["id", "k"]].merge(right[["k", "w"]], on="k", how="outer", broadcast=False)
+    m2 = m2.merge(right[["k", "name"]], on="k", how="right", broadcast=False)
+    e2 = pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how="outer").merge(
+        rref[["k", "name"]], on="k", how="right"
+    )
+    check(m2, e2)
+
+
+# --------------------------------------------------------------------------------------------
+# merge, then other operations
+# --------------------------------------------------------------------------------------------
+def test_merge_then_operations(frames):
+    left, right, lref, rref = frames
+    m = left[["id", "k", "s", "v"]].merge(right[["k", "w", "name"]], on="k", how="left")
+    e = pd.merge(lref[["id", "k", "s", "v"]], rref[["k", "w", "name"]], on="k", how="left")
+    check(m[m.w > 0], e[e.w > 0].reset_index(drop=True))
+    check(m.assign(t=m.v * m.w), e.assign(t=e.v * e.w))
+    got = m.groupby("s").agg(total=("w", "sum"), mean=("v", "mean"), rows=("id", "size")).compute()
+    expected = e.groupby("s").agg(total=("w", "sum"), mean=("v", "mean"), rows=("id", "size"))
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
+    assert m.len().compute() == len(e)
+    check(m.drop_duplicates(["k"]), e.drop_duplicates(["k"]).reset_index(drop=True))
+    p = m.persist()
+    try:
+        check(p, e)
+        check(p[p.s == "a"], e[e.s == "a"].reset_index(drop=True))
+    finally:
+        p.unpersist()
+
+
+def test_same_answer_on_any_rank_count(frames):
+    """A float sum over a shuffled join: bit-identical to the serial engine."""
+    left, right, _, _ = frames
+    m = left[["k", "v"]].merge(right[["k", "w"]], on="k", broadcast=False)
+    total = (m.v * m.w).sum()
+    assert_bits(total.compute(), local(total))
+    m = left[["k", "v"]].merge(right[["k", "w"]], on="k", broadcast=True)
+    total = (m.v * m.w).sum()
+    assert_bits(total.compute(), local(total))
+
+
+def test_declared_dtypes_follow_the_data(frames):
+    """Before the join runs, dtypes are pandas' for a full match; once it ran (persist), the
+    declared dtypes are the data's (right int columns float64 when a row found no match)."""
+    left, right, lref, rref = frames
+    m = left[["id", "k"]].merge(right[["k", "w"]], on="k", how="left")
+    assert m.dtypes["w"] == np.dtype("int64")
+    p = m.persist()
+    try:
+        got = p.compute()
+        assert got.w.dtype == np.dtype("float64")
+        pd.testing.assert_series_equal(p.dtypes, got.dtypes)
+        check(got, pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how="left"))
+    finally:
+        p.unpersist()
+    # every row matches: int64 stays int64, as pandas
+    inner = left[["id", "k"]].merge(right[["k", "w"]], on="k")
+    assert inner.compute().w.dtype == np.dtype("int64")
+
+
+def test_bool_columns_of_unmatched_rows():
+    left = pd.DataFrame({"k": [1, 2, 3, 4], "flag": [True, False, True, False]})
+    right = pd.DataFrame({"k": [1, 3], "ok": [True, False]})
+    lf, rf = hf.from_pandas(left, npartitions=2), hf.from_pandas(right)
+    for bc in (True, False):
+        got = lf.merge(rf, on="k", how="left", broadcast=bc).compute()
+        assert got.ok.dtype == object
+        # a documented difference: the missing values of an object column of bools are None
+        # (as hpcframe reads bools with nulls), pandas' merge shows NaN
+        assert got.ok[1] is None
+        got["ok"] = got.ok.where(got.ok.notna(), np.nan)
+        check(got, pd.merge(left, right, on="k", how="left"))
+
+
+# --------------------------------------------------------------------------------------------
+# strategy choice and explain
+# --------------------------------------------------------------------------------------------
+def test_strategy_choice_and_explain(frames, monkeypatch):
+    left, right, lref, rref = frames
+    m = left[["id", "k"]].merge(right[["k", "w"]], on="k")
+    text = m.explain()
+    assert "chosen when it runs" in text and "broadcast_bytes" in text
+    assert (
+        "strategy: broadcast the smaller side (forced)" in left.merge(right, on="k", broadcast=True).explain()
+    )
+    assert "shuffle both sides by the keys (forced)" in left.merge(right, on="k", broadcast=False).explain()
+    m.compute()
+    assert hf.last_run_stats()["joins_broadcast"] == 1
+    monkeypatch.setattr(hf.config, "broadcast_bytes", 1)
+    m2 = left[["id", "k"]].merge(right[["k", "w"]], on="k")
+    check(m2, pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k"))
+    assert hf.last_run_stats()["joins_shuffled"] == 1
+    p = m2.persist()
+    try:
+        stage = m2.node.scan().source
+        assert stage.strategy == "shuffle"
+        assert "strategy: shuffle (measured" in stage.text()
+    finally:
+        p.unpersist()
+
+
+# --------------------------------------------------------------------------------------------
+# pushdown
+# --------------------------------------------------------------------------------------------
+def _sides(frame):
+    stage = frame.node.scan().source
+    return (
+        stage,
+        [type(n).__name__ for n in stage.left.chain()],
+        [type(n).__name__ for n in stage.right.chain()],
+    )
+
+
+def test_filters_pushed_into_the_sides(frames):
+    left, right, lref, rref = frames
+    lc, rc = ["id", "k", "n"], ["k", "w", "name"]
+    e_inner = pd.merge(lref[lc], rref[rc], on="k")
+    m = left[lc].merge(right[rc], on="k")
+    f = m[(m.n > 50) & (m.w < 0) & (m.n + m.w > 0) & (m.k > 5)]
+    stage, lchain, rchain = _sides(f)
+    assert lchain.count("Filter") == 2 and rchain.count("Filter") == 2  # n, k | w, k
+    assert [type(n).__name__ for n in f.node.chain()] == ["Scan", "Filter"]  # n + w stays
+    ef = e_inner[(e_inner.n > 50) & (e_inner.w < 0) & (e_inner.n + e_inner.w > 0) & (e_inner.k > 5)]
+    check(f, ef.reset_index(drop=True))
+    assert "Filter (n > 50)" in f.explain()
+
+    # left join: pandas decides the dtypes from the unfiltered join (an int column of the
+    # right side is float64 when some row had no match), so nothing moves while the right
+    # side has int columns
+    e_left = pd.merge(lref[lc], rref[rc], on="k", how="left")
+    m = left[lc].merge(right[rc], on="k", how="left")
+    f = m[m.w.isna() & (m.n > 10)]
+    stage, lchain, rchain = _sides(f)
+    assert lchain.count("Filter") == 0 and rchain.count("Filter") == 0
+    check(f, e_left[e_left.w.isna() & (e_left.n > 10)].reset_index(drop=True))
+
+    # ... with only float and string columns on the right: left filters move into the left
+    # side; a filter on the right side's column stays above (NaN of unmatched rows)
+    rc2, lc2 = ["k", "f", "name"], ["k", "v", "s"]
+    e_left = pd.merge(lref[lc], rref[rc2], on="k", how="left")
+    m = left[lc].merge(right[rc2], on="k", how="left")
+    f = m[m.f.isna() & (m.n > 10)]
+    stage, lchain, rchain = _sides(f)
+    assert lchain.count("Filter") == 1 and rchain.count("Filter") == 0
+    check(f, e_left[e_left.f.isna() & (e_left.n > 10)].reset_index(drop=True))
+
+    # outer join: only filters on the shared key move (into both sides)
+    e_outer = pd.merge(lref[lc2], rref[rc2], on="k", how="outer")
+    m = left[lc2].merge(right[rc2], on="k", how="outer")
+    f = m[(m.k < 20) & (m.v > 0)]
+    stage, lchain, rchain = _sides(f)
+    assert lchain.count("Filter") == 1 and rchain.count("Filter") == 1
+    check(f, e_outer[(e_outer.k < 20) & (e_outer.v > 0)].reset_index(drop=True))
+
+    # right join: right-side columns move into the right side only
+    e_right = pd.merge(lref[lc2], rref[rc], on="k", how="right")
+    m = left[lc2].merge(right[rc], on="k", how="right")
+    f = m[(m.w > 0) & (m.v > 0)]
+    stage, lchain, rchain = _sides(f)
+    assert lchain.count("Filter") == 0 and rchain.count("Filter") == 1
+    check(f, e_right[(e_right.w > 0) & (e_right.v > 0)].reset_index(drop=True))
+
+
+def test_filter_pushdown_reads_fewer_rows(frames):
+    left, right, lref, rref = frames
+    m = left[["id", "k", "n"]].merge(right[["k", "w"]], on="k")
+    f = m[m.id < 30]  # statistics prune the left side's later row groups
+    check(
+        f, pd.merge(lref[["id", "k", "n"]], rref[["k", "w"]], on="k").query("id < 30").reset_index(drop=True)
+    )
+    pruned = hf.last_run_stats()["partitions_pruned"]
+    assert pruned > 0
+
+
+def test_projection_prunes_the_sides(frames):
+    left, right, lref, rref = frames
+    m = left.merge(right, on="k", how="left")
+    sel = m[["id", "w"]]
+    stage = sel.node.scan().source
+    assert [r for _, r in stage.left_cols] == ["id", "k"]
+    assert [r for _, r in stage.right_cols] == ["w", "k"]
+    expected = pd.merge(lref, rref, on="k", how="left")[["id", "w"]]
+    check(sel, expected)
+    # suffixed names keep their meaning when the other one is pruned
+    sel = m[["id", "s_y"]]
+    check(sel, pd.merge(lref, rref, on="k", how="left")[["id", "s_y"]])
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------------------------
+def test_errors(frames):
+    left, right, _, _ = frames
+    with pytest.raises(hf.ColumnNotFoundError, match="nope"):
+        left.merge(right, on="nope")
+    with pytest.raises(hf.ColumnNotFoundError):
+        left.merge(right, left_on="k", right_on="nope")
+    with pytest.raises(ValueError, match=r"'s'.*'k'|'k'.*'s'") as info:
+        left.merge(right, left_on="s", right_on="k")
+    assert "left frame" in str(info.value) and "right frame" in str(info.value)
+    with pytest.raises(ValueError, match="datetime64"):
+        left.merge(right, left_on="d", right_on="w")
+    with pytest.raises(ValueError, match="how must be one of"):
+        left.merge(right, on="k", how="semi")
+    with pytest.raises(ValueError, match="outer join cannot broadcast"):
+        left.merge(right, on="k", how="outer", broadcast=True)
+    with pytest.raises(pd.errors.MergeError, match="No common columns"):
+        left[["id"]].merge(right[["w"]])
+    with pytest.raises(ValueError, match="suffix"):
+        left[["k", "s"]].merge(right[["k", "s"]], on="k", suffixes=(None, None))
+    with pytest.raises(TypeError, match="Frame or a pandas DataFrame"):
+        left.merge([1, 2], on="k")
+
+
+def test_int_float_keys_warn_as_pandas():
+    left = pd.DataFrame({"k": [1, 2, 3]})
+    right = pd.DataFrame({"k": [1.0, 2.5], "v": [1, 2]})
+    got = hf.from_pandas(left).merge(hf.from_pandas(right), on="k", how="left")
+    with pytest.warns(UserWarning):
+        expected = pd.merge(left, right, on="k", how="left")
+    check(got, expected)
+
+
+def test_merge_reads_each_side_once(frames):
+    left, right, lref, rref = frames
+    m = left[["id", "k"]].merge(right[["k", "w"]], on="k")
+    m.compute()
+    rows = hf.last_run_stats()["rows_read"]
+    # read once per side, then the held result once (the sums over all ranks)
+    comm = mpi.world()
+    total = rows if comm is None else comm.allreduce(rows)
+    assert total == len(lref) + len(rref) + len(pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k"))
+
+
+def test_series_isin_list_unchanged(frames):
+    left, _, lref, _ = frames
+    check(left[left.k.isin([1, 2, 3])], lref[lref.k.isin([1, 2, 3])].reset_index(drop=True))
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis: small random frames, every how and strategy
+# --------------------------------------------------------------------------------------------
+try:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
+    st = None
+
+EXAMPLES = int(os.environ.get("HPCFRAME_MERGE_EXAMPLES", "12"))
+
+if st is not None:
+
+    def _frame(rows, name):
+        return pd.DataFrame(
+            {
+                "k1": np.array([r[0] for r in rows], dtype=np.float64),
+                "k2": pd.array([r[1] for r in rows], dtype="str"),
+                name: np.array([r[2] for r in rows], dtype=np.int64),
+            }
+        )
+
+    _rows = st.lists(
+        st.tuples(
+            st.sampled_from([np.nan, 0.0, 1.0, 2.0, 3.0]),
+            st.sampled_from([None, "a", "b"]),
+            st.integers(-3, 3),
+        ),
+        max_size=25,
+    )
+    # derandomized and not shrunk under MPI: every rank must draw the same examples
+    _SETTINGS = settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        phases=[Phase.explicit, Phase.generate]
+        if mpi.UNDER_MPI
+        else [Phase.explicit, Phase.generate, Phase.shrink],
+    )
+
+    @_SETTINGS
+    @given(
+        left=_rows,
+        right=_rows,
+        nparts=st.tuples(st.integers(1, 4), st.integers(1, 3)),
+        partitions=st.integers(1, 6),
+        keys=st.sampled_from([["k1"], ["k2"], ["k1", "k2"], "int_vs_float"]),
+        how=st.sampled_from(["inner", "left", "right", "outer", "cross"]),
+        broadcast=st.sampled_from([None, True, False]),
+        indicator=st.booleans(),
+    )
+    def test_merge_hypothesis(left, right, nparts, partitions, keys, how, broadcast, indicator):
+        if (how == "outer" and broadcast) or (how == "cross" and broadcast is False):
+            return
+        lp, rp = _frame(left, "a"), _frame(right, "b")
+        if keys == "int_vs_float":
+            lp = lp.assign(k1=lp.k1.fillna(-1).astype("int64"))
+            kw = dict(left_on="k1", right_on="k1")
+        else:
+            kw = {} if how == "cross" else dict(on=keys)
+        if how == "cross":
+            kw = {}
+        old = hf.config.partitions
+        hf.config.partitions = partitions
+        try:
+            lf, rf = hf.from_pandas(lp, npartitions=nparts[0]), hf.from_pandas(rp, npartitions=nparts[1])
+            got = lf.merge(rf, how=how, broadcast=broadcast, indicator=indicator, **kw).compute()
+        finally:
+            hf.config.partitions = old
+        expected = pd.merge(lp, rp, how=how, indicator=indicator, **kw)
+        # an empty result's categorical _merge has no categories (the user guide's differences)
+        pd.testing.assert_frame_equal(got, expected, check_categorical=len(expected) > 0)

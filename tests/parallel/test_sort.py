@@ -1,0 +1,333 @@
+"""``sort_values`` (Frame and Series), ``head``/``tail`` after a sort, sorted frames under
+group-wise operations, and sorted frames stored by the distributed sample sort
+(``persist``, ``to_parquet``), compared with pandas' stable sort.
+
+hpcframe's sort is always stable, so the reference is ``sort_values(..., kind="stable")``;
+the result keeps the rows' labels (their positions in the unsorted collected frame), as
+pandas does. The data is the nasty dataset (tests/helpers/frames.py): strings with nulls,
+bools with nulls, float32, int64 at the ends of the range, dates, tz-aware times, a
+categorical, NaN floats; an empty file and small row groups, so some blocks (and ranks) have
+no rows. Runs locally and under ``mpiexec -n 1..4``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hpcframe as hf
+from tests.helpers import mpi
+from tests.helpers.frames import nasty_dir, nasty_reference, same
+
+pytestmark = mpi.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def few_partitions(monkeypatch):
+    monkeypatch.setattr(hf.config, "partitions", 5)
+
+
+@pytest.fixture(scope="module")
+def nasty(shared_dir):
+    return nasty_dir(shared_dir), nasty_reference()
+
+
+def exact(got, exp, msg=""):
+    same(got, exp, msg=msg, exact=True)
+
+
+SORTS = {
+    "float_nan": (["v"], True),
+    "float_desc": (["v"], False),
+    "str_nulls": (["s"], True),
+    "two_keys_mixed": (["s", "n"], [False, True]),
+    "ints_many_ties": (["n"], True),
+    "int64_extremes": (["big", "id"], [False, True]),
+    "float32": (["f32"], True),
+    "bool_with_nulls": (["kb"], True),
+    "dates": (["d", "n"], [True, False]),
+    "tz_times": (["tz"], False),
+    "categorical": (["cat", "v"], True),
+    "all_equal": (["one"], True),
+}
+
+
+@pytest.mark.parametrize("na_position", ["last", "first"])
+@pytest.mark.parametrize("case", list(SORTS))
+def test_sort_values(nasty, case, na_position):
+    path, ref = nasty
+    by, asc = SORTS[case]
+    df = hf.read_parquet(path)
+    s = df.sort_values(by, ascending=asc, na_position=na_position)
+    full, head, tail = hf.compute(s, s.head(7), s.tail(9))
+    exp = ref.sort_values(by, ascending=asc, na_position=na_position, kind="stable")
+    exact(full, exp, f"{case} {na_position}")
+    exact(head, exp.head(7), f"{case} head")
+    exact(tail, exp.tail(9), f"{case} tail")
+
+
+def test_sort_is_stable_with_many_ties(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    got = df.sort_values("one").compute()
+    exact(got, ref)  # every key equal: dataset order
+    got = df.sort_values(["n"], ascending=False)[["id", "n"]].compute()
+    exact(got, ref.sort_values("n", ascending=False, kind="stable")[["id", "n"]])
+
+
+def test_sort_after_filter_and_filter_after_sort(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    got = df[df.n > 20].sort_values("v", na_position="first").compute()
+    exp = ref[ref.n > 20].reset_index(drop=True).sort_values("v", na_position="first", kind="stable")
+    exact(got, exp)
+    s = df.sort_values(["s", "v"], ascending=[True, False])
+    got = s[s.n % 3 == 0][["id", "v"]].head(11).compute()
+    r = ref.sort_values(["s", "v"], ascending=[True, False], kind="stable")
+    exact(got, r[r.n % 3 == 0][["id", "v"]].head(11))
+    got = s.assign(w=s.v * 2).tail(4).compute()
+    exact(got, r.assign(w=r.v * 2).tail(4))
+
+
+def test_sort_twice_keeps_the_first_sort_for_ties(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    got = df.sort_values("v", ascending=False).sort_values("s", na_position="first").compute()
+    exp = ref.sort_values("v", ascending=False, kind="stable").sort_values(
+        "s", na_position="first", kind="stable"
+    )
+    exact(got, exp)
+
+
+def test_series_sort_values(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    got = hf.compute(
+        df.v.sort_values(ascending=False),
+        df.s.sort_values(na_position="first").head(5),
+        (df.n * 2).sort_values().tail(3),
+        df.tz.sort_values(ignore_index=True),
+    )
+    exact(got[0], ref.v.sort_values(ascending=False, kind="stable"))
+    exact(got[1], ref.s.sort_values(na_position="first", kind="stable").head(5))
+    exact(got[2], (ref.n * 2).sort_values(kind="stable").tail(3))
+    exact(got[3], ref.tz.sort_values(ignore_index=True, kind="stable"))
+
+
+def test_ignore_index(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    s = df.sort_values("v", ignore_index=True)
+    full, tail = hf.compute(s, s.tail(4))
+    exp = ref.sort_values("v", ignore_index=True, kind="stable")
+    exact(full, exp)
+    exact(tail, exp.tail(4))
+
+
+def test_special_values():
+    big = 2**63 - 1
+    pdf = pd.DataFrame(
+        {
+            "x": [1.0, np.inf, np.nan, -np.inf, 0.0, -0.0, np.inf, np.nan, 2.5, -np.inf],
+            "i": [big, -big - 1, 5, big - 1, 0, -1, big, 3, -big, 2],
+            "t": pd.to_datetime(["2020-01-01", None, "2019-05-05", None, "2021-01-01"] * 2),
+            "o": pd.array(["b", None, "a", "c", None, "a", "b", "c", None, "a"], dtype="str"),
+        }
+    )
+    df = hf.from_pandas(pdf, npartitions=3)
+    for by, asc, na in [
+        ("x", True, "last"),
+        ("x", False, "first"),
+        ("i", False, "last"),
+        (["t", "i"], [False, True], "first"),
+        (["o", "x"], [True, False], "last"),
+    ]:
+        got = df.sort_values(by, ascending=asc, na_position=na).compute()
+        exact(got, pdf.sort_values(by, ascending=asc, na_position=na, kind="stable"), f"{by}")
+
+
+def test_empty_frames(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    none = df[df.n > 1000]
+    got = hf.compute(none.sort_values("v"), none.sort_values("s").head(3), none.tail(2))
+    r = ref[ref.n > 1000]
+    exact(got[0], r.sort_values("v"))
+    exact(got[1], r.sort_values("s").head(3))
+    exact(got[2], r.tail(2))
+    empty = pd.DataFrame({"a": pd.Series([], dtype="float64"), "b": pd.Series([], dtype="int64")})
+    e = hf.from_pandas(empty)
+    exact(e.sort_values("a").compute(), empty)
+    exact(e.sort_values("a").tail(3).compute(), empty)
+
+
+def test_tail_without_a_sort(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    got = hf.compute(df.tail(3), df.tail(500), df[df.n < 10].tail(4), df.v.tail(2))
+    exact(got[0], ref.tail(3))
+    exact(got[1], ref.tail(500))
+    exact(got[2], ref[ref.n < 10].reset_index(drop=True).tail(4))
+    exact(got[3], ref.v.tail(2))
+
+
+def test_sort_of_a_group_by_result(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    g = df.groupby("s").agg(total=("n", "sum"), m=("v", "max"))
+    got = hf.compute(g.sort_values("total", ascending=False), g.sort_values("m").head(2))
+    r = ref.groupby("s").agg(total=("n", "sum"), m=("v", "max"))
+    exact(got[0], r.sort_values("total", ascending=False, kind="stable"))
+    exact(got[1], r.sort_values("m", kind="stable").head(2))
+
+
+def test_group_operations_see_the_sorted_order(nasty):
+    """A shuffle of a sorted frame orders each partition by the sort (ties by position)."""
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    s = df.sort_values("v", ascending=False, na_position="first")
+    r = ref.sort_values("v", ascending=False, na_position="first", kind="stable")
+    first = s.drop_duplicates("s").compute()
+    exact(first, r.drop_duplicates("s").reset_index(drop=True))
+    cum = s.groupby("s", dropna=False).n.transform("cumsum").compute()
+    exp = r.groupby("s", dropna=False).n.transform("cumsum").reset_index(drop=True)
+    exact(cum, exp)
+
+
+def test_persist_of_a_sorted_frame(nasty):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    p = df.sort_values(["s", "v"], ascending=[False, True], na_position="first").persist()
+    try:
+        exp = ref.sort_values(["s", "v"], ascending=[False, True], na_position="first", kind="stable")
+        exact(p.compute(), exp.reset_index(drop=True))  # a new dataset: rows numbered from 0
+        exact(p.head(4).compute(), exp.head(4).reset_index(drop=True))
+        assert p.is_persisted
+        # stored sorted: later sorts of the same keys keep it
+        exact(p[p.n > 25].compute(), exp[exp.n > 25].reset_index(drop=True))
+    finally:
+        p.unpersist()
+
+
+def test_to_parquet_writes_sorted_row_groups_that_prune(nasty, shared_dir):
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    out = os.path.join(shared_dir, "sorted_by_n")
+    df.sort_values("n").to_parquet(out)
+    back = hf.read_parquet(out)
+    exp = ref.sort_values("n", kind="stable").reset_index(drop=True)
+    got = back.compute()
+    exact(got[list(exp.columns)], exp)
+    sel = back[back.n >= 45].compute()
+    stats = hf.last_run_stats()
+    exact(sel[list(exp.columns)], exp[exp.n >= 45].reset_index(drop=True))
+    assert stats["partitions_pruned"] >= 3, stats  # 5 range partitions, only the last overlaps
+
+
+def test_more_ranks_than_partitions(nasty, monkeypatch):
+    monkeypatch.setattr(hf.config, "partitions", 2)
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    p = df.sort_values("v").persist()
+    try:
+        exact(p.compute(), ref.sort_values("v", kind="stable").reset_index(drop=True))
+    finally:
+        p.unpersist()
+    small = hf.from_pandas(ref.head(3), npartitions=1)
+    exact(
+        small.sort_values("n").persist().compute(),
+        ref.head(3).sort_values("n", kind="stable").reset_index(drop=True),
+    )
+
+
+def test_errors(nasty):
+    path, _ = nasty
+    df = hf.read_parquet(path)
+    with pytest.raises(hf.ColumnNotFoundError):
+        df.sort_values("nope")
+    with pytest.raises(ValueError, match="Length of ascending"):
+        df.sort_values(["v", "n"], ascending=[True])
+    with pytest.raises(ValueError, match="na_position"):
+        df.sort_values("v", na_position="middle")
+    with pytest.raises(ValueError, match="kind"):
+        df.sort_values("v", kind="bogo")
+    s = df.sort_values("v")
+    with pytest.raises(ValueError, match="replaced after sort_values"):
+        s.assign(v=s.n).compute()
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis: small random frames, random keys, directions, NaN placement and head/tail
+# --------------------------------------------------------------------------------------------
+try:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
+    st = None
+
+EXAMPLES = int(os.environ.get("HPCFRAME_SORT_EXAMPLES", "6"))
+
+if st is not None:
+    _rows = st.lists(
+        st.tuples(
+            st.sampled_from([None, "a", "b", "c"]),
+            st.integers(-2, 2),
+            st.sampled_from([np.nan, -1.5, 0.0, 2.25, np.inf, 3.0]),
+        ),
+        max_size=40,
+    )
+    frames = st.builds(
+        lambda rows, nparts: (
+            pd.DataFrame(
+                {
+                    "k": pd.array([r[0] for r in rows], dtype="str"),
+                    "i": np.array([r[1] for r in rows], dtype=np.int64),
+                    "v": np.array([r[2] for r in rows], dtype=np.float64),
+                }
+            ),
+            nparts,
+        ),
+        _rows,
+        st.integers(1, 4),
+    )
+    # derandomized and not shrunk under MPI: every rank must draw the same examples
+    _SETTINGS = settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        phases=[Phase.explicit, Phase.generate]
+        if mpi.UNDER_MPI
+        else [Phase.explicit, Phase.generate, Phase.shrink],
+    )
+
+    @_SETTINGS
+    @given(
+        frame=frames,
+        by=st.sampled_from([["k"], ["i"], ["v"], ["k", "i"], ["v", "k"], ["i", "v", "k"]]),
+        asc=st.lists(st.booleans(), min_size=3, max_size=3),
+        na=st.sampled_from(["first", "last"]),
+        n=st.integers(0, 12),
+        keep=st.sampled_from(["first", "last", "all"]),
+    )
+    def test_sort_hypothesis(frame, by, asc, na, n, keep):
+        pdf, nparts = frame
+        df = hf.from_pandas(pdf, npartitions=nparts)
+        a = asc[: len(by)]
+        s = df.sort_values(by, ascending=a, na_position=na)
+        num = [c for c in by if c != "k"] or ["i"]
+        got = hf.compute(
+            s, s.head(n), s.tail(n), df.nlargest(n, num, keep=keep), df.nsmallest(n, num, keep=keep)
+        )
+        exp = pdf.sort_values(by, ascending=a, na_position=na, kind="stable")
+        msg = f"{by} {a} {na} n={n} npartitions={nparts}"
+        exact(got[0], exp, msg)
+        exact(got[1], exp.head(n), msg)
+        exact(got[2], exp.tail(n), msg)
+        exact(got[3], pdf.nlargest(n, num, keep=keep), msg + f" nlargest keep={keep}")
+        exact(got[4], pdf.nsmallest(n, num, keep=keep), msg + f" nsmallest keep={keep}")
