@@ -1837,6 +1837,7 @@ class _GroupStage(ShuffleStage):
         super().__init__(*args, **kwargs)
         self.after = list(after)
         self.typed_by_values: list[str] = []
+        self.input_sort = None  # the order of the input rows, when not the stage's own
 
     def inputs(self):
         """The plans of the stages it waits for, then the shuffled frame's plan."""
@@ -1882,20 +1883,17 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     node = self._node
     if selection is not None:
         node = P.Project(node, keys + [c for c in selection if c not in keys])
-    if qlevel:  # the stage's order (keys, then the place of q) also sorts its input rows
-        node = P.Assign(node, _QPOS, E.Lit(np.int64(0)))
     # sort=False orders groups by their first row in the frame's order: after a sort_values,
     # by copies of the sort's columns (then the position) taken from each group's first row
     parent = P.row_sort(node)
-    copies: list[str] = []
+    copies: list[tuple[str, str]] = []  # (copy, column of the frame)
     copy_sort: list[tuple[bool, str]] = []
     if not sort:
         for j, (c, a, na) in enumerate(zip(*parent)):
             if c != POSITION:
-                copies.append(f"__hpcframe_o{j}__")
+                copies.append((f"__hpcframe_o{j}__", c))
                 copy_sort.append((a, na))
-                node = P.Assign(node, copies[-1], E.Col(c))
-    hidden = P.hidden_columns(node) + copies
+    hidden = P.hidden_columns(node)
 
     def grouped(data, group_sort=True):
         g = data.groupby(by, dropna=dropna, sort=group_sort, observed=True)
@@ -1926,13 +1924,12 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     for f, j in zip(flat, range(len(labels))):
         meta[f] = pd.Series([], dtype=probe_frame.iloc[:, j].dtype)
     meta[POSITION] = pd.Series([], dtype="int64")
-    for c in copies:
-        meta[c] = node.meta[c].iloc[:0].reset_index(drop=True)
+    for c, src in copies:
+        meta[c] = node.meta[src].iloc[:0].reset_index(drop=True)
     columns = list(meta.columns)
 
     def per_partition(df):
-        # the frame's row order (sort_values, else positions): the stage sorted by the keys
-        data = P.sort_rows(df, rows_in) if len(df) > 1 else df
+        data = df  # in the frame's row order (sort_values, else positions): input_sort below
         # each group's first row (orders groups for sort=False), in the groups' sorted order
         ng = data.groupby(by, dropna=dropna, sort=True, observed=True).ngroup()
         ng = ng.fillna(-1).to_numpy(dtype="int64")
@@ -1954,8 +1951,8 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
             table[_QPOS] = np.tile(np.arange(per_group, dtype="int64"), len(first))
         table[POSITION] = np.repeat(first.astype("int64"), per_group)
         repeat = np.repeat(np.arange(len(first_rows)), per_group)
-        for c in copies:
-            table[c] = first_rows[c].iloc[repeat].reset_index(drop=True)
+        for c, src in copies:
+            table[c] = first_rows[src].iloc[repeat].reset_index(drop=True)
         return table[columns]
 
     index = (keys + ([qname] if qlevel else [])) if as_index else []
@@ -1969,12 +1966,11 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     )
     # keys that may hold bools with nulls: typed by their values, as a pandas group index
     stage.typed_by_values = [k for k in keys if node.meta[k].dtype in (object, bool)]
-    # the frame's order of the input rows (per_partition restores it in each group) ...
-    rows_in = P.source_sort(stage)
+    # the input rows are put in the frame's order (per_partition sees it in each group) ...
+    stage.input_sort = P.source_sort(stage)
     # ... and the order of the result: its groups sorted, or by their first row
-    order = (
-        [(k, True, "last") for k in keys] if sort else [(c, a, na) for c, (a, na) in zip(copies, copy_sort)]
-    )
+    order = [(k, True, "last") for k in keys] if sort else []
+    order += [(c, a, na) for (c, _), (a, na) in zip(copies, copy_sort)]
     if not sort:
         order.append((POSITION, True, "last"))
     if qlevel:
@@ -1982,7 +1978,7 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     stage.order = [c for c, _, _ in order]
     stage.order_ascending = [a for _, a, _ in order]
     stage.na_position = [na for _, _, na in order]
-    stage.hidden = [POSITION] + ([_QPOS] if qlevel else []) + copies
+    stage.hidden = [POSITION] + ([_QPOS] if qlevel else []) + [c for c, _ in copies]
     scan = P.Scan(stage, stage.meta)
     if plain:
         if is_series and as_index:
