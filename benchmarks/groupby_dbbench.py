@@ -486,9 +486,59 @@ def _kill_tree(proc, ps, seen) -> None:
     psutil.wait_procs(left, timeout=10)
 
 
-def measure(engine: str, q: str, args, tmp_json: str) -> dict:
+def run_polled(cmd, env, timeout, stderr, done=None, done_arg=None, rank_flag="--hf-worker") -> dict:
+    """Run ``cmd`` in a new session and poll its process tree with psutil every 20 ms: the peak
+    RSS of every process (MPI ranks, those whose command line has ``rank_flag``, are told by
+    ``PMI_RANK``) and of the tree's sum. Killed after ``timeout`` seconds (status ``timeout``);
+    else the status is ``ok`` when ``done(done_arg)`` is true (the worker wrote its result; no
+    ``done``: exit code 0), ``failed`` otherwise. Also used by ``tpch_all.py``."""
     import psutil
 
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=stderr)
+    ps = psutil.Process(proc.pid)
+    peak_tree = 0
+    peaks: dict[int, dict] = {}  # pid -> {"name", "rank", "peak"}
+    status = None
+    while proc.poll() is None:
+        if time.perf_counter() - t0 > timeout:
+            _kill_tree(proc, ps, list(peaks))
+            status = "timeout"
+            break
+        try:
+            procs = [ps] + ps.children(recursive=True)
+        except psutil.NoSuchProcess:
+            procs = []
+        total = 0
+        for p in procs:
+            try:
+                rss = p.memory_info().rss
+                if p.pid not in peaks:
+                    cmdline = p.cmdline()
+                    rank = None
+                    if rank_flag in cmdline and "PMI_RANK" in (environ := p.environ()):
+                        rank = int(environ["PMI_RANK"])
+                    peaks[p.pid] = {
+                        "name": os.path.basename(cmdline[0]) if cmdline else p.name(),
+                        "rank": rank,
+                    }
+                    peaks[p.pid]["peak"] = 0
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, IndexError):
+                continue
+            total += rss
+            peaks[p.pid]["peak"] = max(peaks[p.pid]["peak"], rss)
+        peak_tree = max(peak_tree, total)
+        time.sleep(0.02)
+    wall = time.perf_counter() - t0
+    if status is None:
+        # the worker writes its result once measured; an error while shutting down (a Dask
+        # cluster, MPI) after that is kept in the return code but does not void the run
+        ok = done(done_arg) if done is not None else proc.returncode == 0
+        status = "ok" if ok else "failed"
+    return {"status": status, "proc": proc, "wall": wall, "peak_tree": peak_tree, "peaks": peaks}
+
+
+def measure(engine: str, q: str, args, tmp_json: str) -> dict:
     env = dict(os.environ)
     env["POLARS_MAX_THREADS"] = "2"
     tmp = tempfile.mkdtemp(prefix=f"{engine}-{q}-", dir=args.scratch)
@@ -515,48 +565,12 @@ def measure(engine: str, q: str, args, tmp_json: str) -> dict:
     print(f"  [{engine} {q}] {uptime_text}", flush=True)
     if os.path.exists(tmp_json):
         os.remove(tmp_json)
-    t0 = time.perf_counter()
     err_path = os.path.join(tmp, "stderr.txt")
     err = open(err_path, "w")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=err)
-    ps = psutil.Process(proc.pid)
-    peak_tree = 0
-    peaks: dict[int, dict] = {}  # pid -> {"name", "rank", "peak"}
-    status = None
-    while proc.poll() is None:
-        if time.perf_counter() - t0 > args.timeout:
-            _kill_tree(proc, ps, list(peaks))
-            status = "timeout"
-            break
-        try:
-            procs = [ps] + ps.children(recursive=True)
-        except psutil.NoSuchProcess:
-            procs = []
-        total = 0
-        for p in procs:
-            try:
-                rss = p.memory_info().rss
-                if p.pid not in peaks:
-                    cmdline = p.cmdline()
-                    rank = None
-                    if "--hf-worker" in cmdline and "PMI_RANK" in (environ := p.environ()):
-                        rank = int(environ["PMI_RANK"])
-                    peaks[p.pid] = {
-                        "name": os.path.basename(cmdline[0]) if cmdline else p.name(),
-                        "rank": rank,
-                    }
-                    peaks[p.pid]["peak"] = 0
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, IndexError):
-                continue
-            total += rss
-            peaks[p.pid]["peak"] = max(peaks[p.pid]["peak"], rss)
-        peak_tree = max(peak_tree, total)
-        time.sleep(0.02)
-    wall = time.perf_counter() - t0
-    if status is None:
-        # the worker writes its JSON once measured; an error while shutting down (a Dask
-        # cluster, MPI) after that is kept in "returncode" but does not void the run
-        status = "ok" if os.path.exists(tmp_json) else "failed"
+    polled = run_polled(cmd, env, args.timeout, err, os.path.exists, tmp_json)
+    err.close()
+    status, proc, wall = polled["status"], polled["proc"], polled["wall"]
+    peak_tree, peaks = polled["peak_tree"], polled["peaks"]
     rank_peaks = sorted((v["rank"], v["peak"]) for v in peaks.values() if v["rank"] is not None)
     rec = {
         "engine": engine,
@@ -577,7 +591,6 @@ def measure(engine: str, q: str, args, tmp_json: str) -> dict:
         "loadavg_before": load,
         "command": cmd,
     }
-    err.close()
     if status == "ok":
         with open(tmp_json) as fh:
             rec.update(json.load(fh))

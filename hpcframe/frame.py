@@ -265,13 +265,13 @@ class Frame(Lazy):
         """Write the frame as HDF5 (see :func:`hpcframe.to_hdf` for the options)."""
         from .writing import to_hdf
 
-        return to_hdf(self, path, **options)
+        return to_hdf(_stored_sorted(self), path, **options)
 
     def to_csv(self, path, **options) -> dict:
         """Write the frame as CSV files (see :func:`hpcframe.to_csv` for the options)."""
         from .writing import to_csv
 
-        return to_csv(self, path, **options)
+        return to_csv(_stored_sorted(self), path, **options)
 
     # -- distributed operations ----------------------------------------------------------------
     def persist(self, comm=None) -> Frame:
@@ -1732,6 +1732,513 @@ def _transform(self: GroupBy, func, args, kwargs):
 
 
 # ------------------------------------------------------------------------------------------
+# sort: helpers of sort_values, nlargest/nsmallest and .loc
+# ------------------------------------------------------------------------------------------
+_SORT_KINDS = (None, "quicksort", "mergesort", "heapsort", "stable")
+
+
+def _check_kind(kind) -> None:
+    if kind not in _SORT_KINDS:
+        raise ValueError(
+            f"kind must be one of {list(_SORT_KINDS[1:])}, not {kind!r} (hpcframe's sort is always stable)"
+        )
+
+
+def _top(node, n, columns, keep, largest) -> Result:
+    from .outputs import TopOutput
+
+    cols = [columns] if isinstance(columns, str) else list(columns)
+    node.check_columns(cols)
+    if keep not in ("first", "last", "all"):
+        raise ValueError('keep must be either "first", "last" or "all"')
+    probe = node.meta
+    getattr(probe, "nlargest" if largest else "nsmallest")(int(n), cols, keep=keep)  # pandas' errors
+    return Result(TopOutput(node, int(n), cols, keep, largest))
+
+
+class _Loc:
+    """``frame.loc[...]`` of a frame indexed by :meth:`Frame.set_index`."""
+
+    def __init__(self, frame: Frame):
+        self._frame = frame
+
+    def __getitem__(self, key):
+        return _loc(self._frame, key)
+
+
+def _stored_sorted(frame: Frame) -> Frame:
+    """A sorted frame as its rows stored in order (a SortStage: sample sort), for writing;
+    any other frame unchanged."""
+    from .stages import SortStage
+
+    if P.last_sort(frame._node) is None:
+        return frame
+    stage = SortStage(frame._node)
+    return Frame(P.Scan(stage, stage.meta))
+
+
+def _set_index(frame: Frame, keys, drop: bool, presorted: bool) -> Frame:
+    """``frame.set_index(keys)``: a SortStage of the frame by the key, which becomes the
+    index (the old index is dropped, as pandas does), with divisions recorded."""
+    from .stages import SortStage
+
+    key = keys if isinstance(keys, str) else (list(keys)[0] if len(list(keys)) == 1 else None)
+    if key is None:
+        raise NotImplementedError("set_index takes one column (a MultiIndex is not supported)")
+    if not drop:
+        raise NotImplementedError("set_index(drop=False) is not supported: assign a copy of the column first")
+    node = frame._node
+    node.check_columns([key], "the frame to index")
+    old = [c for c in P.frame_index(node) if c != key]
+    spec = P.RowSort([key], [True], ["last"])
+    # sorted=True: the rows are promised in key order; the sample sort keeps that order (ties
+    # by position) and records the divisions either way
+    stage = SortStage(node, spec, index=[key], drop=old, divisions_column=key)
+    return Frame(P.Scan(stage, stage.meta))
+
+
+_RESO_FREQ = {
+    "year": "Y",
+    "quarter": "Q",
+    "month": "M",
+    "day": "D",
+    "hour": "h",
+    "minute": "min",
+    "second": "s",
+    "millisecond": "ms",
+    "microsecond": "us",
+    "nanosecond": "ns",
+}
+
+
+def _time_bounds(text: str, dtype) -> tuple:
+    """``(first, last)`` instants of the period a date string names (pandas' partial string
+    indexing: "2013-06" is all of June), in the index's time zone."""
+    from pandas._libs.tslibs.parsing import parse_datetime_string_with_reso
+
+    try:
+        parsed, reso = parse_datetime_string_with_reso(text)
+    except (ValueError, TypeError) as exc:
+        raise KeyError(f"{text!r} is not a date or time the datetime index can be compared with") from exc
+    period = pd.Period(parsed.replace(tzinfo=None), freq=_RESO_FREQ.get(reso, "ns"))
+    lo, hi = period.start_time, period.end_time
+    tz = getattr(dtype, "tz", None)
+    if tz is not None:
+        lo, hi = lo.tz_localize(tz), hi.tz_localize(tz)
+    return lo, hi
+
+
+def _index_value(value, dtype, side: str):
+    """A bound of a label slice in the index's type (a string is a time for a datetime
+    index: the start, or the end, of the period it names)."""
+    if value is None:
+        return None
+    if getattr(dtype, "kind", "") == "M":
+        if isinstance(value, str):
+            lo, hi = _time_bounds(value, dtype)
+            return lo if side == "left" else hi
+        value = pd.Timestamp(value)
+        tz = getattr(dtype, "tz", None)
+        if tz is not None and value.tzinfo is None:
+            value = value.tz_localize(tz)
+    return value
+
+
+def _loc(frame: Frame, key):
+    node = frame._node
+    index = P.frame_index(node)
+    if len(index) != 1:
+        raise TypeError(".loc needs a frame indexed by one column: use set_index(column) first")
+    col = index[0]
+    dtype = node.meta[col].dtype
+    s = Series(node, E.Col(col), col)
+    if isinstance(key, slice):
+        if key.step is not None:
+            raise ValueError(".loc[a:b:step] is not supported (no step)")
+        lo, hi = _index_value(key.start, dtype, "left"), _index_value(key.stop, dtype, "right")
+        mask = None
+        if lo is not None:
+            mask = s >= lo
+        if hi is not None:
+            mask = (s <= hi) if mask is None else (mask & (s <= hi))
+        return frame if mask is None else Frame(P.Filter(node, mask._expr))
+    if getattr(dtype, "kind", "") == "M" and isinstance(key, str):
+        return _loc(frame, slice(key, key))  # a date string selects its whole period: a frame
+    value = _index_value(key, dtype, "left")
+    out = CollectOutput(P.Filter(node, (s == value)._expr))
+
+    def finish(r):
+        df = r[0]
+        if not len(df):
+            raise KeyError(key)
+        return df.iloc[0] if len(df) == 1 else df
+
+    return Result(Composite([out], finish, f"loc[{key!r}]"))
+
+
+def _declared_meta(node):
+    """``node.meta`` with the dtypes the data has: an int or bool column of a file with a
+    null in any partition is float64 or object in every one (the source's schema flags
+    them; see hpcframe.io.types), which the first file's schema cannot tell."""
+    from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
+    from .stages import StageSource
+
+    meta = node.meta
+    source = node.scan().source
+    if isinstance(source, StageSource):
+        return meta
+    try:
+        schema = source.schema()
+    except Exception:  # a source that cannot tell: its first file's types
+        return meta
+    assigned = {n.name for n in node.chain()[1:] if isinstance(n, P.Assign)}
+    flagged = [
+        f.name for f in schema if dtype_flag(f) == NULLS and f.name in meta.columns and f.name not in assigned
+    ]
+    if not flagged:
+        return meta
+    declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
+    meta = meta.copy()
+    for c in flagged:
+        meta[c] = declared[c]
+    return meta
+
+
+def _quantiles(q) -> tuple[list[float], bool]:
+    scalar = np.ndim(q) == 0
+    qs = [q] if scalar else list(q)
+    for v in qs:
+        if not 0 <= float(v) <= 1:
+            raise ValueError("percentiles should all be in the interval [0, 1]")
+    return [float(v) for v in qs], scalar
+
+
+def _quantile_output(node, col, qs, finish):
+    """The :class:`hpcframe.sorting.QuantileOutput` of column ``col``: its non-missing
+    values sample-sorted over the ranks (a SortStage), the neighbours of each quantile read."""
+    from .sorting import QuantileOutput
+    from .stages import SortStage
+
+    projected = P.Project(node, [col])
+    others = [c for c in projected.meta.columns if c != col]
+    spec = P.RowSort([col], [True], ["last"])  # missing values last, counted by the divisions
+    stage = SortStage(
+        projected, spec, index=[], drop=others, divisions_column=col, label=f"sorted values of {col}"
+    )
+    return QuantileOutput(P.Scan(stage, stage.meta), stage, col, qs, finish)
+
+
+def _series_quantile(series: Series, q, median: bool) -> Result:
+    node, col = series._as_column()
+    name = series.name
+    probe = node.meta[col]
+    if median:
+        probe.median()  # pandas' type errors (strings, ...)
+
+        return Result(_quantile_output(node, col, None, lambda values, dtype: values[0]))
+    qs, scalar = _quantiles(q)
+    probe.quantile(q)
+
+    def finish(values, dtype):
+        if scalar:
+            return values[0].iloc[0]
+        return pd.concat(values).set_axis(pd.Index(qs, dtype="float64")).rename(name)
+
+    return Result(_quantile_output(node, col, qs, finish))
+
+
+def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result:
+    node = frame._node
+    meta = node.meta[P.visible_columns(node)]
+    if median:
+        probe = meta.median(numeric_only=numeric_only)
+        qs, scalar = [0.5], True
+    else:
+        qs, scalar = _quantiles(q)
+        probe = meta.quantile(q, numeric_only=numeric_only)
+    cols = list(probe.index if scalar else probe.columns)
+    parts: list[Output] = [
+        _quantile_output(node, c, None if median else qs, (lambda values, dtype: (values, dtype)))
+        for c in cols
+    ]
+
+    def finish(results):
+        # a column whose data turns out not numeric (bools with nulls are objects): left out
+        # by numeric_only, as pandas leaves it out
+        kept = [
+            (c, v)
+            for c, (v, dtype) in zip(cols, results)
+            if not numeric_only or (pd.api.types.is_numeric_dtype(dtype) and len(v))
+        ]
+        index = pd.Index([c for c, _ in kept], dtype=probe.index.dtype if scalar else probe.columns.dtype)
+        if median or scalar:
+            values = [v[0] if median else v[0].iloc[0] for _, v in kept]
+            dtype = probe.dtype if len(kept) == len(cols) else None
+            out = pd.Series(values, index=index, dtype=dtype, name=probe.name)
+            return out.astype("float64") if out.dtype == object and len(out) and numeric_only else out
+        if not kept:
+            return probe[[]]
+        out = pd.concat([pd.concat(v).set_axis(probe.index).rename(c) for c, v in kept], axis=1)
+        out.index = probe.index
+        out.columns = index
+        return out
+
+    return Result(Composite(parts, finish, "median" if median else f"quantile({q})"))
+
+
+# -- joins: merge, isin with a lazy Series (semi/anti-join) --
+# ------------------------------------------------------------------------------------------
+def _merge(
+    self: Frame,
+    right,
+    how="inner",
+    on=None,
+    left_on=None,
+    right_on=None,
+    suffixes=("_x", "_y"),
+    indicator=False,
+    broadcast=None,
+) -> Frame:
+    """Join with ``right`` (a Frame or a pandas DataFrame) on key columns, as ``pandas.merge``.
+
+    Parameters
+    ----------
+    right : Frame or pandas.DataFrame
+        The other frame (a pandas DataFrame is wrapped with :func:`hpcframe.from_pandas`;
+        under MPI every rank must hold the same one).
+    how : {"inner", "left", "right", "outer", "cross"}, default "inner"
+        As pandas: the rows kept, and their order (left order for inner and left, right
+        order for right, the keys sorted for outer; duplicate matches in the other side's
+        order). ``cross``: every pair of rows.
+    on, left_on, right_on : str or list of str, optional
+        The key columns (default: the columns the frames have in common). A group-by result
+        merges on its index levels by name, as pandas.
+    suffixes : (str or None, str or None), default ("_x", "_y")
+        Added to the names of non-key columns both frames have.
+    indicator : bool or str, default False
+        Add a categorical column ``_merge`` (or this name): ``left_only``, ``right_only`` or
+        ``both``.
+    broadcast : bool or None, default None
+        ``None``: copy the small side to every rank when it holds at most
+        ``hf.config.broadcast_bytes`` bytes (measured when the join runs), else shuffle both
+        sides by the keys; ``True``/``False`` force either (``explain()`` shows the choice).
+
+    Returns
+    -------
+    Frame
+        Lazy; the result has a fresh RangeIndex, as pandas.
+
+    Raises
+    ------
+    ColumnNotFoundError
+        For a key column a frame does not have.
+    ValueError
+        For key columns pandas cannot match (numbers with strings or dates, ...), naming
+        both, and for invalid ``how``, ``suffixes`` or ``broadcast``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> flights = hf.from_pandas(pd.DataFrame({"carrier": ["AA", "UA", "AA"], "delay": [5, 12, -3]}))
+    >>> names = pd.DataFrame({"carrier": ["AA", "UA"], "name": ["American", "United"]})
+    >>> flights.merge(names, on="carrier", how="left").compute()
+      carrier  delay      name
+    0      AA      5  American
+    1      UA     12    United
+    2      AA     -3  American
+    """
+    from .joins import build_merge
+
+    if isinstance(right, pd.DataFrame):
+        right = _from_pandas(right)
+    if not isinstance(right, Frame):
+        raise TypeError(
+            f"merge: right must be an hpcframe Frame or a pandas DataFrame, not {type(right).__name__}"
+        )
+    stage = build_merge(self._node, right._node, how, on, left_on, right_on, suffixes, indicator, broadcast)
+    return Frame(P.Scan(stage, stage.meta))
+
+
+Frame.merge = _merge  # type: ignore[attr-defined]
+
+
+def merge(
+    left,
+    right,
+    how="inner",
+    on=None,
+    left_on=None,
+    right_on=None,
+    suffixes=("_x", "_y"),
+    indicator=False,
+    broadcast=None,
+):
+    """``left.merge(right, ...)`` (see :meth:`Frame.merge`); either may be a pandas DataFrame.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> a = hf.from_pandas(pd.DataFrame({"k": [1, 2, 3], "x": [10, 20, 30]}))
+    >>> hf.merge(a, pd.DataFrame({"k": [3, 1], "y": ["c", "a"]}), on="k").compute()
+       k   x  y
+    0  1  10  a
+    1  3  30  c
+    """
+    if isinstance(left, pd.DataFrame):
+        left = _from_pandas(left)
+    if not isinstance(left, Frame):
+        raise TypeError(
+            f"merge: left must be an hpcframe Frame or a pandas DataFrame, not {type(left).__name__}"
+        )
+    return left.merge(right, how, on, left_on, right_on, suffixes, indicator, broadcast)
+
+
+def _from_pandas(df) -> Frame:
+    """``hf.from_pandas(df)`` (without importing the readers, which import this module)."""
+    from .io.memory import PandasSource
+    from .io.types import empty_frame
+
+    source = PandasSource(df, 1)
+    return Frame(P.Scan(source, empty_frame(source.schema())))
+
+
+_SEMI_HELP = (
+    "isin with a lazy Series is a semi-join: use it to filter the frame its column comes from, "
+    "df[df.k.isin(other.col)] or df[~df.k.isin(other.col)] (an anti-join), alone or combined "
+    "with & and other conditions; compute the Series first (.compute()) for any other use"
+)
+
+
+class _SemiMask(Series):
+    """``s.isin(lazy_series)``: usable only as a filter of the frame ``s`` comes from (a
+    semi-join; ``~``: an anti-join), alone or with ``&``."""
+
+    def __init__(self, node, terms, rest=None):
+        self._node, self._terms, self._rest = node, list(terms), rest
+        self.name = None
+
+    @property
+    def _expr(self):
+        """Refused: the mask is no expression over its frame's columns (see _SEMI_HELP)."""
+        raise TypeError(_SEMI_HELP)
+
+    def __repr__(self):
+        return f"<hpcframe semi-join filter ({len(self._terms)} isin term(s)); use it as df[mask]>"
+
+    def _unsupported(self, *args, **kwargs):
+        raise TypeError(_SEMI_HELP)
+
+    _bin = _new = _output = __getitem__ = _unsupported
+
+    def __invert__(self):
+        if len(self._terms) != 1 or self._rest is not None:
+            raise TypeError(_SEMI_HELP + " (~ applies to one isin, not to a combination)")
+        key, values, negate = self._terms[0]
+        return _SemiMask(self._node, [(key, values, not negate)])
+
+    def __and__(self, other):
+        if isinstance(other, _SemiMask):
+            if other._node.scan() is not self._node.scan():
+                raise ValueError("a boolean mask must come from the same dataset as the frame")
+            rest = E.and_all([e for e in (self._rest, other._rest) if e is not None])
+            return _SemiMask(self._node, self._terms + other._terms, rest)
+        if isinstance(other, Series) and not isinstance(other, _TransformSeries):
+            if other._node.scan() is not self._node.scan():
+                raise ValueError("a boolean mask must come from the same dataset as the frame")
+            rest = other._expr if self._rest is None else E.Bin("&", self._rest, other._expr)
+            return _SemiMask(self._node, self._terms, rest)
+        raise TypeError(_SEMI_HELP)
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        raise TypeError(_SEMI_HELP + " (| with an isin of a lazy Series is not supported)")
+
+    __ror__ = __or__
+
+
+def _isin_lazy(self: Series, values: Series) -> _SemiMask:
+    if isinstance(self, (_TransformSeries, _SemiMask)) or isinstance(values, (_TransformSeries, _SemiMask)):
+        raise TypeError(_SEMI_HELP + " (not with a transform)")
+    return _SemiMask(self._node, [(self._expr, values, False)])
+
+
+def _semi_filter(frame: Frame, mask: _SemiMask) -> Frame:
+    from .joins import semi_join
+
+    if mask._node.scan() is not frame._node.scan():
+        raise ValueError("a boolean mask must come from the same dataset as the frame")
+    node = frame._node
+    if mask._rest is not None:
+        pushed = _join_filter(frame, Series(mask._node, mask._rest))
+        node = pushed._node if pushed is not None else P.Filter(node, mask._rest)
+    for key, values, negate in mask._terms:
+        vnode, vcol = values._as_column()
+        stage, visible = semi_join(node, key, vnode, vcol, negate)
+        node = P.Project(P.Scan(stage, stage.meta), visible)
+    return Frame(node)
+
+
+def _join_chain(node):
+    """``(join stage, steps above its Scan)`` when ``node`` is a not-yet-computed join with
+    only filters and projections on it, else ``(None, None)``."""
+    from .stages import JoinStage
+
+    chain = node.chain()
+    src = chain[0].source
+    if not isinstance(src, JoinStage) or src.ready or src.persisted:
+        return None, None
+    steps = chain[1:]
+    if not all(isinstance(n, (P.Filter, P.Project)) for n in steps):
+        return None, None
+    return src, steps
+
+
+def _rebuild(stage, steps):
+    node = P.Scan(stage, stage.meta)
+    for n in steps:
+        node = P.Filter(node, n.expr) if isinstance(n, P.Filter) else P.Project(node, n.user_columns)
+    return node
+
+
+def _join_filter(frame: Frame, mask: Series) -> Frame | None:
+    """A filter on a merged frame, its one-sided conjuncts moved into the join's sides
+    (``None``: nothing to move)."""
+    from .joins import push_filter
+
+    stage, steps = _join_chain(frame._node)
+    if stage is None or mask._node.scan() is not frame._node.scan():
+        return None
+    new, rest = push_filter(stage, mask._expr)
+    if new is None:
+        return None
+    node = _rebuild(new, steps)
+    term = E.and_all(rest)
+    return Frame(P.Filter(node, term) if term is not None else node)
+
+
+def _join_project(frame: Frame, columns) -> Frame | None:
+    """A projection of a merged frame: the join computes only the columns kept (``None``:
+    nothing to leave out)."""
+    from .joins import prune
+
+    stage, steps = _join_chain(frame._node)
+    if stage is None:
+        return None
+    columns = list(columns)
+    frame._node.check_columns(columns)
+    needed = set(columns)
+    for n in steps:
+        if isinstance(n, P.Filter):
+            needed |= n.expr.columns()
+    if any(isinstance(n, P.Project) for n in steps):  # an earlier projection already pruned
+        return None
+    new = prune(stage, sorted(needed))
+    if new is None:
+        return None
+    return Frame(P.Project(_rebuild(new, steps), columns))
+
+
 # GROUPWIN: group windows, groupby head/tail/nth, exact per-group order statistics
 # ------------------------------------------------------------------------------------------
 # All of them shuffle the frame's rows by the group keys (a ShuffleStage: whole groups per
@@ -2055,466 +2562,3 @@ def _exact_agg(self: GroupBy, func, named):
         )
         return _exact(base, lambda g: g.agg(func), "agg")
     return _exact(self, lambda g: g.agg(func), "agg")
-
-
-# ------------------------------------------------------------------------------------------
-# sort: helpers of sort_values, nlargest/nsmallest and .loc
-# ------------------------------------------------------------------------------------------
-_SORT_KINDS = (None, "quicksort", "mergesort", "heapsort", "stable")
-
-
-def _check_kind(kind) -> None:
-    if kind not in _SORT_KINDS:
-        raise ValueError(
-            f"kind must be one of {list(_SORT_KINDS[1:])}, not {kind!r} (hpcframe's sort is always stable)"
-        )
-
-
-def _top(node, n, columns, keep, largest) -> Result:
-    from .outputs import TopOutput
-
-    cols = [columns] if isinstance(columns, str) else list(columns)
-    node.check_columns(cols)
-    if keep not in ("first", "last", "all"):
-        raise ValueError('keep must be either "first", "last" or "all"')
-    probe = node.meta
-    getattr(probe, "nlargest" if largest else "nsmallest")(int(n), cols, keep=keep)  # pandas' errors
-    return Result(TopOutput(node, int(n), cols, keep, largest))
-
-
-class _Loc:
-    """``frame.loc[...]`` of a frame indexed by :meth:`Frame.set_index`."""
-
-    def __init__(self, frame: Frame):
-        self._frame = frame
-
-    def __getitem__(self, key):
-        return _loc(self._frame, key)
-
-
-def _stored_sorted(frame: Frame) -> Frame:
-    """A sorted frame as its rows stored in order (a SortStage: sample sort), for writing;
-    any other frame unchanged."""
-    from .stages import SortStage
-
-    if P.last_sort(frame._node) is None:
-        return frame
-    stage = SortStage(frame._node)
-    return Frame(P.Scan(stage, stage.meta))
-
-
-def _set_index(frame: Frame, keys, drop: bool, presorted: bool) -> Frame:
-    """``frame.set_index(keys)``: a SortStage of the frame by the key, which becomes the
-    index (the old index is dropped, as pandas does), with divisions recorded."""
-    from .stages import SortStage
-
-    key = keys if isinstance(keys, str) else (list(keys)[0] if len(list(keys)) == 1 else None)
-    if key is None:
-        raise NotImplementedError("set_index takes one column (a MultiIndex is not supported)")
-    if not drop:
-        raise NotImplementedError("set_index(drop=False) is not supported: assign a copy of the column first")
-    node = frame._node
-    node.check_columns([key], "the frame to index")
-    old = [c for c in P.frame_index(node) if c != key]
-    spec = P.RowSort([key], [True], ["last"])
-    # sorted=True: the rows are promised in key order; the sample sort keeps that order (ties
-    # by position) and records the divisions either way
-    stage = SortStage(node, spec, index=[key], drop=old, divisions_column=key)
-    return Frame(P.Scan(stage, stage.meta))
-
-
-_RESO_FREQ = {
-    "year": "Y",
-    "quarter": "Q",
-    "month": "M",
-    "day": "D",
-    "hour": "h",
-    "minute": "min",
-    "second": "s",
-    "millisecond": "ms",
-    "microsecond": "us",
-    "nanosecond": "ns",
-}
-
-
-def _time_bounds(text: str, dtype) -> tuple:
-    """``(first, last)`` instants of the period a date string names (pandas' partial string
-    indexing: "2013-06" is all of June), in the index's time zone."""
-    from pandas._libs.tslibs.parsing import parse_datetime_string_with_reso
-
-    try:
-        parsed, reso = parse_datetime_string_with_reso(text)
-    except (ValueError, TypeError) as exc:
-        raise KeyError(f"{text!r} is not a date or time the datetime index can be compared with") from exc
-    period = pd.Period(parsed.replace(tzinfo=None), freq=_RESO_FREQ.get(reso, "ns"))
-    lo, hi = period.start_time, period.end_time
-    tz = getattr(dtype, "tz", None)
-    if tz is not None:
-        lo, hi = lo.tz_localize(tz), hi.tz_localize(tz)
-    return lo, hi
-
-
-def _index_value(value, dtype, side: str):
-    """A bound of a label slice in the index's type (a string is a time for a datetime
-    index: the start, or the end, of the period it names)."""
-    if value is None:
-        return None
-    if getattr(dtype, "kind", "") == "M":
-        if isinstance(value, str):
-            lo, hi = _time_bounds(value, dtype)
-            return lo if side == "left" else hi
-        value = pd.Timestamp(value)
-        tz = getattr(dtype, "tz", None)
-        if tz is not None and value.tzinfo is None:
-            value = value.tz_localize(tz)
-    return value
-
-
-def _loc(frame: Frame, key):
-    node = frame._node
-    index = P.frame_index(node)
-    if len(index) != 1:
-        raise TypeError(".loc needs a frame indexed by one column: use set_index(column) first")
-    col = index[0]
-    dtype = node.meta[col].dtype
-    s = Series(node, E.Col(col), col)
-    if isinstance(key, slice):
-        if key.step is not None:
-            raise ValueError(".loc[a:b:step] is not supported (no step)")
-        lo, hi = _index_value(key.start, dtype, "left"), _index_value(key.stop, dtype, "right")
-        mask = None
-        if lo is not None:
-            mask = s >= lo
-        if hi is not None:
-            mask = (s <= hi) if mask is None else (mask & (s <= hi))
-        return frame if mask is None else Frame(P.Filter(node, mask._expr))
-    if getattr(dtype, "kind", "") == "M" and isinstance(key, str):
-        return _loc(frame, slice(key, key))  # a date string selects its whole period: a frame
-    value = _index_value(key, dtype, "left")
-    out = CollectOutput(P.Filter(node, (s == value)._expr))
-
-    def finish(r):
-        df = r[0]
-        if not len(df):
-            raise KeyError(key)
-        return df.iloc[0] if len(df) == 1 else df
-
-    return Result(Composite([out], finish, f"loc[{key!r}]"))
-
-
-def _quantiles(q) -> tuple[list[float], bool]:
-    scalar = np.ndim(q) == 0
-    qs = [q] if scalar else list(q)
-    for v in qs:
-        if not 0 <= float(v) <= 1:
-            raise ValueError("percentiles should all be in the interval [0, 1]")
-    return [float(v) for v in qs], scalar
-
-
-def _quantile_output(node, col, qs, finish):
-    """The :class:`hpcframe.sorting.QuantileOutput` of column ``col``: its non-missing
-    values sample-sorted over the ranks (a SortStage), the neighbours of each quantile read."""
-    from .sorting import QuantileOutput
-    from .stages import SortStage
-
-    s = Series(node, E.Col(col), col)
-    filtered = P.Filter(P.Project(node, [col]), s.notna()._expr)
-    others = [c for c in filtered.meta.columns if c != col]
-    spec = P.RowSort([col], [True], ["last"])
-    stage = SortStage(filtered, spec, index=[], drop=others, label=f"sorted values of {col}")
-    return QuantileOutput(P.Scan(stage, stage.meta), stage, col, qs, finish)
-
-
-def _series_quantile(series: Series, q, median: bool) -> Result:
-    node, col = series._as_column()
-    name = series.name
-    probe = node.meta[col]
-    if median:
-        probe.median()  # pandas' type errors (strings, ...)
-
-        return Result(_quantile_output(node, col, None, lambda values: values[0]))
-    qs, scalar = _quantiles(q)
-    probe.quantile(q)
-
-    def finish(values):
-        if scalar:
-            return values[0].iloc[0]
-        return pd.concat(values).set_axis(pd.Index(qs, dtype="float64")).rename(name)
-
-    return Result(_quantile_output(node, col, qs, finish))
-
-
-def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result:
-    node = frame._node
-    meta = node.meta[P.visible_columns(node)]
-    if median:
-        probe = meta.median(numeric_only=numeric_only)
-        qs, scalar = [0.5], True
-    else:
-        qs, scalar = _quantiles(q)
-        probe = meta.quantile(q, numeric_only=numeric_only)
-    cols = list(probe.index if scalar else probe.columns)
-    parts: list[Output] = [
-        _quantile_output(node, c, None if median else qs, (lambda values: values)) for c in cols
-    ]
-
-    def finish(results):
-        if median:
-            return pd.Series([r[0] for r in results], index=probe.index, dtype=probe.dtype, name=probe.name)
-        if scalar:
-            values = [r[0].iloc[0] for r in results]
-            return pd.Series(values, index=probe.index, dtype=probe.dtype, name=probe.name)
-        out = pd.DataFrame(
-            {c: pd.concat(r).to_numpy() if len(r) else [] for c, r in zip(cols, results)},
-            index=probe.index,
-        )
-        return out.astype(probe.dtypes.to_dict()) if len(cols) else probe
-
-    return Result(Composite(parts, finish, "median" if median else f"quantile({q})"))
-
-
-# -- joins: merge, isin with a lazy Series (semi/anti-join) --
-# ------------------------------------------------------------------------------------------
-def _merge(
-    self: Frame,
-    right,
-    how="inner",
-    on=None,
-    left_on=None,
-    right_on=None,
-    suffixes=("_x", "_y"),
-    indicator=False,
-    broadcast=None,
-) -> Frame:
-    """Join with ``right`` (a Frame or a pandas DataFrame) on key columns, as ``pandas.merge``.
-
-    Parameters
-    ----------
-    right : Frame or pandas.DataFrame
-        The other frame (a pandas DataFrame is wrapped with :func:`hpcframe.from_pandas`;
-        under MPI every rank must hold the same one).
-    how : {"inner", "left", "right", "outer", "cross"}, default "inner"
-        As pandas: the rows kept, and their order (left order for inner and left, right
-        order for right, the keys sorted for outer; duplicate matches in the other side's
-        order). ``cross``: every pair of rows.
-    on, left_on, right_on : str or list of str, optional
-        The key columns (default: the columns the frames have in common). A group-by result
-        merges on its index levels by name, as pandas.
-    suffixes : (str or None, str or None), default ("_x", "_y")
-        Added to the names of non-key columns both frames have.
-    indicator : bool or str, default False
-        Add a categorical column ``_merge`` (or this name): ``left_only``, ``right_only`` or
-        ``both``.
-    broadcast : bool or None, default None
-        ``None``: copy the small side to every rank when it holds at most
-        ``hf.config.broadcast_bytes`` bytes (measured when the join runs), else shuffle both
-        sides by the keys; ``True``/``False`` force either (``explain()`` shows the choice).
-
-    Returns
-    -------
-    Frame
-        Lazy; the result has a fresh RangeIndex, as pandas.
-
-    Raises
-    ------
-    ColumnNotFoundError
-        For a key column a frame does not have.
-    ValueError
-        For key columns pandas cannot match (numbers with strings or dates, ...), naming
-        both, and for invalid ``how``, ``suffixes`` or ``broadcast``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> flights = hf.from_pandas(pd.DataFrame({"carrier": ["AA", "UA", "AA"], "delay": [5, 12, -3]}))
-    >>> names = pd.DataFrame({"carrier": ["AA", "UA"], "name": ["American", "United"]})
-    >>> flights.merge(names, on="carrier", how="left").compute()
-      carrier  delay      name
-    0      AA      5  American
-    1      UA     12    United
-    2      AA     -3  American
-    """
-    from .joins import build_merge
-    from .readers import from_pandas
-
-    if isinstance(right, pd.DataFrame):
-        right = from_pandas(right)
-    if not isinstance(right, Frame):
-        raise TypeError(
-            f"merge: right must be an hpcframe Frame or a pandas DataFrame, not {type(right).__name__}"
-        )
-    stage = build_merge(self._node, right._node, how, on, left_on, right_on, suffixes, indicator, broadcast)
-    return Frame(P.Scan(stage, stage.meta))
-
-
-Frame.merge = _merge  # type: ignore[attr-defined]
-
-
-def merge(
-    left,
-    right,
-    how="inner",
-    on=None,
-    left_on=None,
-    right_on=None,
-    suffixes=("_x", "_y"),
-    indicator=False,
-    broadcast=None,
-):
-    """``left.merge(right, ...)`` (see :meth:`Frame.merge`); either may be a pandas DataFrame.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> a = hf.from_pandas(pd.DataFrame({"k": [1, 2, 3], "x": [10, 20, 30]}))
-    >>> hf.merge(a, pd.DataFrame({"k": [3, 1], "y": ["c", "a"]}), on="k").compute()
-       k   x  y
-    0  1  10  a
-    1  3  30  c
-    """
-    from .readers import from_pandas
-
-    if isinstance(left, pd.DataFrame):
-        left = from_pandas(left)
-    if not isinstance(left, Frame):
-        raise TypeError(
-            f"merge: left must be an hpcframe Frame or a pandas DataFrame, not {type(left).__name__}"
-        )
-    return left.merge(right, how, on, left_on, right_on, suffixes, indicator, broadcast)
-
-
-_SEMI_HELP = (
-    "isin with a lazy Series is a semi-join: use it to filter the frame its column comes from, "
-    "df[df.k.isin(other.col)] or df[~df.k.isin(other.col)] (an anti-join), alone or combined "
-    "with & and other conditions; compute the Series first (.compute()) for any other use"
-)
-
-
-class _SemiMask(Series):
-    """``s.isin(lazy_series)``: usable only as a filter of the frame ``s`` comes from (a
-    semi-join; ``~``: an anti-join), alone or with ``&``."""
-
-    def __init__(self, node, terms, rest=None):
-        self._node, self._terms, self._rest = node, list(terms), rest
-        self.name = None
-
-    @property
-    def _expr(self):
-        """Refused: the mask is no expression over its frame's columns (see _SEMI_HELP)."""
-        raise TypeError(_SEMI_HELP)
-
-    def __repr__(self):
-        return f"<hpcframe semi-join filter ({len(self._terms)} isin term(s)); use it as df[mask]>"
-
-    def _unsupported(self, *args, **kwargs):
-        raise TypeError(_SEMI_HELP)
-
-    _bin = _new = _output = __getitem__ = _unsupported
-
-    def __invert__(self):
-        if len(self._terms) != 1 or self._rest is not None:
-            raise TypeError(_SEMI_HELP + " (~ applies to one isin, not to a combination)")
-        key, values, negate = self._terms[0]
-        return _SemiMask(self._node, [(key, values, not negate)])
-
-    def __and__(self, other):
-        if isinstance(other, _SemiMask):
-            if other._node.scan() is not self._node.scan():
-                raise ValueError("a boolean mask must come from the same dataset as the frame")
-            rest = E.and_all([e for e in (self._rest, other._rest) if e is not None])
-            return _SemiMask(self._node, self._terms + other._terms, rest)
-        if isinstance(other, Series) and not isinstance(other, _TransformSeries):
-            if other._node.scan() is not self._node.scan():
-                raise ValueError("a boolean mask must come from the same dataset as the frame")
-            rest = other._expr if self._rest is None else E.Bin("&", self._rest, other._expr)
-            return _SemiMask(self._node, self._terms, rest)
-        raise TypeError(_SEMI_HELP)
-
-    __rand__ = __and__
-
-    def __or__(self, other):
-        raise TypeError(_SEMI_HELP + " (| with an isin of a lazy Series is not supported)")
-
-    __ror__ = __or__
-
-
-def _isin_lazy(self: Series, values: Series) -> _SemiMask:
-    if isinstance(self, (_TransformSeries, _SemiMask)) or isinstance(values, (_TransformSeries, _SemiMask)):
-        raise TypeError(_SEMI_HELP + " (not with a transform)")
-    return _SemiMask(self._node, [(self._expr, values, False)])
-
-
-def _semi_filter(frame: Frame, mask: _SemiMask) -> Frame:
-    from .joins import semi_join
-
-    if mask._node.scan() is not frame._node.scan():
-        raise ValueError("a boolean mask must come from the same dataset as the frame")
-    node = frame._node
-    if mask._rest is not None:
-        pushed = _join_filter(frame, Series(mask._node, mask._rest))
-        node = pushed._node if pushed is not None else P.Filter(node, mask._rest)
-    for key, values, negate in mask._terms:
-        vnode, vcol = values._as_column()
-        stage, visible = semi_join(node, key, vnode, vcol, negate)
-        node = P.Project(P.Scan(stage, stage.meta), visible)
-    return Frame(node)
-
-
-def _join_chain(node):
-    """``(join stage, steps above its Scan)`` when ``node`` is a not-yet-computed join with
-    only filters and projections on it, else ``(None, None)``."""
-    from .stages import JoinStage
-
-    chain = node.chain()
-    src = chain[0].source
-    if not isinstance(src, JoinStage) or src.ready or src.persisted:
-        return None, None
-    steps = chain[1:]
-    if not all(isinstance(n, (P.Filter, P.Project)) for n in steps):
-        return None, None
-    return src, steps
-
-
-def _rebuild(stage, steps):
-    node = P.Scan(stage, stage.meta)
-    for n in steps:
-        node = P.Filter(node, n.expr) if isinstance(n, P.Filter) else P.Project(node, n.user_columns)
-    return node
-
-
-def _join_filter(frame: Frame, mask: Series) -> Frame | None:
-    """A filter on a merged frame, its one-sided conjuncts moved into the join's sides
-    (``None``: nothing to move)."""
-    from .joins import push_filter
-
-    stage, steps = _join_chain(frame._node)
-    if stage is None or mask._node.scan() is not frame._node.scan():
-        return None
-    new, rest = push_filter(stage, mask._expr)
-    if new is None:
-        return None
-    node = _rebuild(new, steps)
-    term = E.and_all(rest)
-    return Frame(P.Filter(node, term) if term is not None else node)
-
-
-def _join_project(frame: Frame, columns) -> Frame | None:
-    """A projection of a merged frame: the join computes only the columns kept (``None``:
-    nothing to leave out)."""
-    from .joins import prune
-
-    stage, steps = _join_chain(frame._node)
-    if stage is None:
-        return None
-    columns = list(columns)
-    frame._node.check_columns(columns)
-    needed = set(columns)
-    for n in steps:
-        if isinstance(n, P.Filter):
-            needed |= n.expr.columns()
-    if any(isinstance(n, P.Project) for n in steps):  # an earlier projection already pruned
-        return None
-    new = prune(stage, sorted(needed))
-    if new is None:
-        return None
-    return Frame(P.Project(_rebuild(new, steps), columns))
