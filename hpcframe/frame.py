@@ -1365,7 +1365,7 @@ class GroupBy:
         """The number of each row within its group (0, 1, ...; from the end with
         ``ascending=False``), as pandas: a lazy int64 Series aligned with the frame (float64
         with NaN where a key is missing, as pandas gives it)."""
-        return _window(self, "cumcount", {"ascending": bool(ascending)}, whole=True)
+        return _window(self, "cumcount", {"ascending": bool(ascending)})
 
     def diff(self, periods: int = 1):
         """The difference with the row ``periods`` before in the same group, as pandas (lazy,
@@ -2259,7 +2259,7 @@ def _data_columns(df, node_hidden):
     return df.drop(columns=drop) if drop else df
 
 
-def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
+def _window(self: GroupBy, method: str, kwargs: dict):
     """``g.cumsum()``, ``g.x.shift(1)``, ...: pandas' group window ``method`` on every
     partition's whole groups, aligned with the frame's rows (a lazy Series like a transform
     result, or a lazy Frame of the value columns)."""
