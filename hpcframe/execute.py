@@ -960,8 +960,10 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
                 df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
                 # pieces arrive in rank order, each in position order: already in the frame's
                 # order unless that is a sort (a group-by result's keys, a sort_values)
-                if stage.order != [POSITION] or not df[POSITION].is_monotonic_increasing:
-                    df = P.sort_rows(df, P.source_sort(stage))
+                # (a stage whose own order differs from its input's tells the input's)
+                spec = getattr(stage, "input_sort", None) or P.source_sort(stage)
+                if spec.columns != [POSITION] or not df[POSITION].is_monotonic_increasing:
+                    df = P.sort_rows(df, spec)
                 df.index = pd.Index(df[POSITION].to_numpy(), name=None)
                 if stage.per_partition is not None:
                     df = stage.per_partition(df)

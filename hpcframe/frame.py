@@ -1368,7 +1368,7 @@ class GroupBy:
         """The number of each row within its group (0, 1, ...; from the end with
         ``ascending=False``), as pandas: a lazy int64 Series aligned with the frame (float64
         with NaN where a key is missing, as pandas gives it)."""
-        return _window(self, "cumcount", {"ascending": bool(ascending)}, whole=True)
+        return _window(self, "cumcount", {"ascending": bool(ascending)})
 
     def diff(self, periods: int = 1):
         """The difference with the row ``periods`` before in the same group, as pandas (lazy,
@@ -2261,7 +2261,7 @@ def _data_columns(df, node_hidden):
     return df.drop(columns=drop) if drop else df
 
 
-def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
+def _window(self: GroupBy, method: str, kwargs: dict):
     """``g.cumsum()``, ``g.x.shift(1)``, ...: pandas' group window ``method`` on every
     partition's whole groups, aligned with the frame's rows (a lazy Series like a transform
     result, or a lazy Frame of the value columns)."""
@@ -2346,6 +2346,7 @@ class _GroupStage(ShuffleStage):
         super().__init__(*args, **kwargs)
         self.after = list(after)
         self.typed_by_values: list[str] = []
+        self.input_sort = None  # the order of the input rows, when not the stage's own
 
     def inputs(self):
         """The plans of the stages it waits for, then the shuffled frame's plan."""
@@ -2391,8 +2392,17 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     node = self._node
     if selection is not None:
         node = P.Project(node, keys + [c for c in selection if c not in keys])
+    # sort=False orders groups by their first row in the frame's order: after a sort_values,
+    # by copies of the sort's columns (then the position) taken from each group's first row
+    parent = P.row_sort(node)
+    copies: list[tuple[str, str]] = []  # (copy, column of the frame)
+    copy_sort: list[tuple[bool, str]] = []
+    if not sort:
+        for j, (c, a, na) in enumerate(zip(*parent)):
+            if c != POSITION:
+                copies.append((f"__hpcframe_o{j}__", c))
+                copy_sort.append((a, na))
     hidden = P.hidden_columns(node)
-    parent_order = P.row_order(node) or [POSITION]
 
     def grouped(data, group_sort=True):
         g = data.groupby(by, dropna=dropna, sort=group_sort, observed=True)
@@ -2423,12 +2433,18 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     for f, j in zip(flat, range(len(labels))):
         meta[f] = pd.Series([], dtype=probe_frame.iloc[:, j].dtype)
     meta[POSITION] = pd.Series([], dtype="int64")
+    for c, src in copies:
+        meta[c] = node.meta[src].iloc[:0].reset_index(drop=True)
     columns = list(meta.columns)
 
     def per_partition(df):
-        data = df.sort_values(parent_order, kind="mergesort") if len(df) > 1 else df
+        data = df  # in the frame's row order (sort_values, else positions): input_sort below
         # each group's first row (orders groups for sort=False), in the groups' sorted order
-        first = data.groupby(by, dropna=dropna, sort=True, observed=True)[POSITION].min().to_numpy()
+        ng = data.groupby(by, dropna=dropna, sort=True, observed=True).ngroup()
+        ng = ng.fillna(-1).to_numpy(dtype="int64")
+        _, at = np.unique(ng, return_index=True)
+        first_rows = data.iloc[at[ng[at] >= 0]].reset_index(drop=True)
+        first = first_rows[POSITION].to_numpy()
         res = run(grouped(_data_columns(data, hidden)))
         table = res.to_frame() if isinstance(res, pd.Series) else res.copy()
         table.columns = flat
@@ -2443,24 +2459,35 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
         if qlevel:  # pandas lists each group's quantiles in the order of q
             table[_QPOS] = np.tile(np.arange(per_group, dtype="int64"), len(first))
         table[POSITION] = np.repeat(first.astype("int64"), per_group)
+        repeat = np.repeat(np.arange(len(first_rows)), per_group)
+        for c, src in copies:
+            table[c] = first_rows[src].iloc[repeat].reset_index(drop=True)
         return table[columns]
 
     index = (keys + ([qname] if qlevel else [])) if as_index else []
-    # the stage's order also sorts its input rows: they get the (constant) column too
-    local = (lambda df: df.assign(**{_QPOS: np.int64(0)})) if qlevel else None
     stage = _GroupStage(
         node,
         keys,
         f"groupby({keys}).{name}",
-        local=local,
         per_partition=per_partition,
         meta=meta,
         index=index,
     )
     # keys that may hold bools with nulls: typed by their values, as a pandas group index
     stage.typed_by_values = [k for k in keys if node.meta[k].dtype in (object, bool)]
-    stage.order = (list(keys) if sort else [POSITION]) + ([_QPOS] if qlevel else [])
-    stage.hidden = [POSITION] + ([_QPOS] if qlevel else [])
+    # the input rows are put in the frame's order (per_partition sees it in each group) ...
+    stage.input_sort = P.source_sort(stage)
+    # ... and the order of the result: its groups sorted, or by their first row
+    order = [(k, True, "last") for k in keys] if sort else []
+    order += [(c, a, na) for (c, _), (a, na) in zip(copies, copy_sort)]
+    if not sort:
+        order.append((POSITION, True, "last"))
+    if qlevel:
+        order.append((_QPOS, True, "last"))
+    stage.order = [c for c, _, _ in order]
+    stage.order_ascending = [a for _, a, _ in order]
+    stage.na_position = [na for _, _, na in order]
+    stage.hidden = [POSITION] + ([_QPOS] if qlevel else []) + [c for c, _ in copies]
     scan = P.Scan(stage, stage.meta)
     if plain:
         if is_series and as_index:

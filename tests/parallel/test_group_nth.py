@@ -163,14 +163,27 @@ def test_empty_and_more_ranks_than_partitions(dir6, cfg):
     assert len(materialize(got[3])) == 0 and materialize(got[3]).dtype == re_.x.dtype
 
 
-def test_top_per_group_after_sort(dir6):
-    """db-benchmark q8's shape: the largest two per group (sort, then head)."""
+def test_rows_per_group_after_sort(dir6):
+    """db-benchmark q8's shape (the largest two per group: sort, then head), and other
+    selections after a sort: the sorted order and the original labels, as pandas."""
     df, ref = dir6.open()[COLS], dir6.pdf[COLS]
-    if not hasattr(df, "sort_values"):
-        pytest.skip("sort_values is not in this build")
-    got = df.sort_values("x", ascending=False).groupby("carrier").head(2).compute()
-    exp = ref.sort_values("x", ascending=False).groupby("carrier").head(2)
-    exact(got.sort_index(), exp.sort_index(), "sort then head")
+    s, rs = df.sort_values("x", ascending=False), ref.sort_values("x", ascending=False, kind="stable")
+    s2 = df.sort_values(["origin", "day"], ascending=[True, False], na_position="first")
+    rs2 = ref.sort_values(["origin", "day"], ascending=[True, False], na_position="first", kind="stable")
+    got = hf.compute(
+        s[s.x.notna()].groupby("carrier").head(2),
+        s2.groupby("carrier").nth([0, -1]),
+        s2.groupby(["cat", "ki"]).x.tail(1),
+        s2[s2.n > 300].groupby("origin").head(3),
+    )
+    exp = [
+        rs[rs.x.notna()].groupby("carrier").head(2),
+        rs2.groupby("carrier").nth([0, -1]),
+        rs2.groupby(["cat", "ki"]).x.tail(1),
+        rs2[rs2.n > 300].groupby("origin").head(3),
+    ]
+    for i, (g, e) in enumerate(zip(got, exp)):
+        exact(g, e, msg=f"after sort case {i}")
 
 
 # --------------------------------------------------------------------------------------------

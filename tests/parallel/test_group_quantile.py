@@ -128,6 +128,22 @@ CORR = {
 }
 
 
+def test_after_sort_values(dir6):
+    """Functions of the group's values see its rows in the sorted order; ``sort=False``
+    orders the groups by their first row in that order."""
+    df, ref = dir6.open(), dir6.pdf
+    s = df.sort_values(["ki", "y"], ascending=[False, True])
+    rs = ref.sort_values(["ki", "y"], ascending=[False, True], kind="stable")
+
+    def q(d, **kw):
+        return d.groupby(["carrier"], **kw).agg(first=("x", lambda v: v.iloc[0]), m=("x", "median"))
+
+    got = hf.compute(q(s), q(s, sort=False), s.groupby("origin", sort=False).n.quantile([0.5, 0.1]))
+    exact(got[0], q(rs), "sorted keys")
+    exact(got[1], q(rs, sort=False), "sort=False")
+    exact(got[2], rs.groupby("origin", sort=False).n.quantile([0.5, 0.1]), "sort=False quantiles")
+
+
 def test_corr_and_dbbench_q6_q9(dir6):
     df, ref = dir6.open(), dir6.pdf
     got = hf.compute(*[f(df) for f in CORR.values()])

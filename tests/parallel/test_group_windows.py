@@ -234,20 +234,33 @@ def test_windows_errors(dir6):
 
 
 def test_windows_after_sort_values(dir6):
-    """The windows follow the frame's row order, e.g. after ``sort_values``."""
+    """The windows follow the frame's row order, e.g. after ``sort_values`` (in that order,
+    with a fresh ``RangeIndex``, as ``transform`` results after a sort)."""
     df, ref = dir6.open(), dir6.pdf
-    if not hasattr(df, "sort_values"):
-        pytest.skip("sort_values is not in this build")
-    s, rs = df.sort_values("ts"), ref.sort_values("ts")
+    s, rs = df.sort_values("ts"), ref.sort_values("ts", kind="stable")
+    s2 = df.sort_values(["ki", "x"], ascending=[False, True], na_position="first")
+    rs2 = ref.sort_values(["ki", "x"], ascending=[False, True], na_position="first", kind="stable")
 
     def q(d):
         g = d.groupby("carrier")
         return d.assign(prev=g.x.shift(1), run=g.n.cumsum(), k=g.cumcount(), d=g.ts.diff())
 
-    same(q(s).compute(), q(rs), msg="sorted then windows", reset_index=True)
-    got = s.groupby("carrier").x.shift(1).compute()
-    exp = rs.groupby("carrier").x.shift(1)
-    same(got.reset_index(drop=True), exp.reset_index(drop=True), msg="shift after sort")
+    got = hf.compute(
+        q(s),
+        s.groupby("carrier").x.shift(1),
+        s2.groupby("origin").n.cumsum(),
+        s2.groupby(["origin", "cat"]).y.rank(method="first"),
+        s2[s2.n > 300].groupby("carrier").x.diff(),
+    )
+    exp = [
+        q(rs),
+        rs.groupby("carrier").x.shift(1),
+        rs2.groupby("origin").n.cumsum(),
+        rs2.groupby(["origin", "cat"]).y.rank(method="first"),
+        rs2[rs2.n > 300].groupby("carrier").x.diff(),
+    ]
+    for i, (g, e) in enumerate(zip(got, exp)):
+        same(g, e.reset_index(drop=True), msg=f"after sort case {i}")
 
 
 # --------------------------------------------------------------------------------------------
