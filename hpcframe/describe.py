@@ -1,6 +1,7 @@
-"""``describe()``: count, mean, std, min, exact quartiles and max, computed in one pass.
+"""``describe()``: count, mean, std, min, exact quartiles (or the ``percentiles`` asked for)
+and max, computed in one pass.
 
-Quartiles are exact (they equal pandas' linear interpolation) because every rank sends the
+Quantiles are exact (they equal pandas' linear interpolation) because every rank sends the
 distinct values of each numeric column with their counts; memory is O(distinct values).
 A bool, string or categorical Series gives pandas' count/unique/top/freq instead.
 """
@@ -64,19 +65,42 @@ def quantile_from_counts(counts: pd.Series, q: float) -> float:
     return float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t)
 
 
-def _stats_frame(cols, moments, counts):
+def refine_percentiles(percentiles) -> np.ndarray:
+    """The percentiles pandas' ``describe`` reports: ``None`` gives the quartiles; else the
+    given ones, sorted (each in [0, 1], no duplicates: ``ValueError`` otherwise)."""
+    if percentiles is None:
+        return np.array(_PERCENTILES)
+    values = np.asarray(list(percentiles) if not np.isscalar(percentiles) else [percentiles], dtype="float64")
+    if np.isnan(values).any() or ((values < 0) | (values > 1)).any():
+        raise ValueError(f"describe(percentiles={list(values)}): every percentile must be between 0 and 1")
+    unique = np.unique(values)
+    if len(unique) < len(values):
+        raise ValueError(f"describe(percentiles={list(values)}): percentiles cannot contain duplicates")
+    return unique
+
+
+def _percentile_labels(percentiles) -> list[str]:
+    """pandas' labels of ``percentiles`` (``25%``, ``12.3%``, ...)."""
+    from pandas.io.formats.format import format_percentiles
+
+    return list(format_percentiles(percentiles)) if len(percentiles) else []
+
+
+def _stats_frame(cols, moments, counts, percentiles=_PERCENTILES):
     rows = {}
     for j, c in enumerate(cols):
         cnt, mean, std, mn, mx = moments[j * 5 : (j + 1) * 5]
-        qs = [quantile_from_counts(counts[j], q) for q in _PERCENTILES]
+        qs = [quantile_from_counts(counts[j], q) for q in percentiles]
         rows[c] = [float(cnt), mean, std, mn] + qs + [mx]
-    index = ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]
+    index = ["count", "mean", "std", "min", *_percentile_labels(percentiles), "max"]
     return pd.DataFrame(rows, index=index, dtype="float64")
 
 
-def describe_frame(node):
+def describe_frame(node, percentiles=None):
     """The :class:`~hpcframe.outputs.Composite` output of ``Frame.describe()`` over ``node``
-    (raises ``TypeError`` when no column can be described)."""
+    (raises ``TypeError`` when no column can be described; ``ValueError`` for percentiles
+    outside [0, 1] or repeated)."""
+    pcts = refine_percentiles(percentiles)
     meta = node.meta
     cols = [
         c
@@ -94,7 +118,7 @@ def describe_frame(node):
             "and categorical columns; select columns first"
         )
     parts = [_moments(node, cols)] + [_value_counts(node, c) for c in cols]
-    return Composite(parts, lambda r: _stats_frame(cols, r[0], r[1:]), "describe")
+    return Composite(parts, lambda r: _stats_frame(cols, r[0], r[1:], pcts), "describe")
 
 
 def _is_counted(dtype) -> bool:
@@ -107,9 +131,11 @@ def _is_counted(dtype) -> bool:
     )
 
 
-def describe_series(node, col, name):
+def describe_series(node, col, name, percentiles=None):
     """The :class:`~hpcframe.outputs.Composite` output of ``Series.describe()`` for column
-    ``col`` of ``node``, named ``name`` (raises ``TypeError`` for unsupported dtypes)."""
+    ``col`` of ``node``, named ``name`` (raises ``TypeError`` for unsupported dtypes,
+    ``ValueError`` for percentiles outside [0, 1] or repeated)."""
+    pcts = refine_percentiles(percentiles)
     dtype = node.meta[col].dtype
     if _is_counted(dtype):
         return _describe_counted(node, col, name)
@@ -121,7 +147,7 @@ def describe_series(node, col, name):
     parts = [_moments(node, [col]), _value_counts(node, col)]
 
     def finish(r):
-        out = _stats_frame([col], r[0], r[1:])[col]
+        out = _stats_frame([col], r[0], r[1:], pcts)[col]
         return out.rename(name)
 
     return Composite(parts, finish, f"describe {name}")

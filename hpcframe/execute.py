@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import time
 from contextlib import contextmanager
 
@@ -150,7 +151,8 @@ def _run_scan(outs, comm, root):
         comm.agree(error or _interrupted(comm, context))
     cache = _ReadCache(source, read_cols)
     # head(n): once this rank holds n rows, its later leaves cannot be among the first n
-    limits = [getattr(o, "limit", None) for o in outs]
+    # (not for an ordered output, a top-n: its first rows can be in any leaf)
+    limits = [None if getattr(o, "ordered", False) else getattr(o, "limit", None) for o in outs]
     produced = [0] * len(outs)
     notices = comm.notices()  # a failing rank tells the others to stop reading
     try:
@@ -622,7 +624,7 @@ def materialise(stage, comm) -> None:
     elif isinstance(stage, JoinStage):
         from .joins import materialise_join
 
-        owners, frames = materialise_join(stage, comm)
+        owners, frames = materialise_join(stage, comm, sys.modules[__name__])
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
     stage.data = RankedData.build(
@@ -647,10 +649,15 @@ def _declared_meta(stage):
     meta = stage.meta.iloc[:0].copy()
     if isinstance(stage, AggStage):  # group keys are typed by their values, as a pandas index
         return meta
+    by_values = set(getattr(stage, "typed_by_values", ()))  # group keys made by the stage
     for node in stage.inputs():
         source = node.scan().source
         schema = source.schema()
-        flagged = [f.name for f in schema if dtype_flag(f) == NULLS and f.name in meta.columns]
+        flagged = [
+            f.name
+            for f in schema
+            if dtype_flag(f) == NULLS and f.name in meta.columns and f.name not in by_values
+        ]
         if flagged:
             declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
             for c in flagged:

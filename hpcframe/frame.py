@@ -16,6 +16,7 @@ from . import expr as E
 from . import plan as P
 from .aggregations import AGGREGATIONS, get_aggregation
 from .outputs import AggOutput, CollectOutput, Composite, MapOutput, Output
+from .stages import POSITION, ShuffleStage
 
 _VALUE = "__hpcframe_value__"
 
@@ -264,13 +265,13 @@ class Frame(Lazy):
         """Write the frame as HDF5 (see :func:`hpcframe.to_hdf` for the options)."""
         from .writing import to_hdf
 
-        return to_hdf(self, path, **options)
+        return to_hdf(_stored_sorted(self), path, **options)
 
     def to_csv(self, path, **options) -> dict:
         """Write the frame as CSV files (see :func:`hpcframe.to_csv` for the options)."""
         from .writing import to_csv
 
-        return to_csv(self, path, **options)
+        return to_csv(_stored_sorted(self), path, **options)
 
     # -- distributed operations ----------------------------------------------------------------
     def persist(self, comm=None) -> Frame:
@@ -422,11 +423,12 @@ class Frame(Lazy):
         """The number of distinct values of each column, as pandas computes it (lazy: a :class:`Result`)."""
         return self._reduce("nunique")
 
-    def describe(self) -> Result:
-        """count, mean, std, min, quartiles and max of the numeric columns (exact quantiles)."""
+    def describe(self, percentiles=None) -> Result:
+        """count, mean, std, min, quartiles (or the ``percentiles`` given, as pandas) and max
+        of the numeric columns (exact quantiles)."""
         from .describe import describe_frame
 
-        return Result(describe_frame(self._node))
+        return Result(describe_frame(self._node, percentiles))
 
     def head(self, n: int = 5) -> Result:
         """The first ``n`` rows in dataset order."""
@@ -857,12 +859,13 @@ class Series(Lazy):
         agg = "count" if dropna else "size"
         return Result(AggOutput(scan, [], [(col if dropna else "", agg)], shape, pandas_fn, label="nunique"))
 
-    def describe(self) -> Result:
-        """Summary statistics as pandas' ``describe`` (lazy: a :class:`Result`)."""
+    def describe(self, percentiles=None) -> Result:
+        """Summary statistics as pandas' ``describe`` (``percentiles`` too; lazy: a
+        :class:`Result`)."""
         from .describe import describe_series
 
         node, col = self._as_column()
-        return Result(describe_series(node, col, self.name))
+        return Result(describe_series(node, col, self.name, percentiles))
 
     def value_counts(
         self, dropna: bool = True, sort: bool = True, ascending: bool = False, normalize: bool = False
@@ -1176,7 +1179,11 @@ class GroupBy:
 
     def agg(self, func=None, **named):
         """Aggregate like pandas: a name, a list of names, a dict ``{column: name or list}``,
-        or named aggregation ``agg(total=("x", "sum"))``."""
+        or named aggregation ``agg(total=("x", "sum"))``. ``median``, ``quantile`` and
+        functions of a group's Series (``("x", lambda s: s.quantile(0.9))``) are computed
+        exactly on whole groups (see :meth:`median`), together with the other aggregations."""
+        if _wants_whole_groups(func, named):
+            return _exact_agg(self, func, named)
         if named:
             if func is not None:
                 raise TypeError("pass either a function spec or named aggregations, not both")
@@ -1332,6 +1339,133 @@ class GroupBy:
         ``frame.assign(...)``), else a lazy Frame of the transformed value columns. Rows are
         shuffled by the keys (whole groups on one rank)."""
         return _transform(self, func, args, kwargs)
+
+    # -- GROUPWIN: group windows, head/tail/nth, exact per-group order statistics -------------
+    # (helpers: _window, _group_rows, _exact below; all run pandas on whole groups after a
+    # hash shuffle of the rows by the keys, in the frame's row order)
+    def cumsum(self):
+        """The running sum within each group, as pandas (lazy, aligned with the frame's rows:
+        a Series after ``[col]``, else a Frame of the value columns). Rows with a missing
+        key get NaN (``dropna=True``), as in pandas."""
+        return _window(self, "cumsum", {})
+
+    def cumprod(self):
+        """The running product within each group, as pandas (lazy, aligned with the frame)."""
+        return _window(self, "cumprod", {})
+
+    def cummax(self):
+        """The running maximum within each group, as pandas (lazy, aligned with the frame)."""
+        return _window(self, "cummax", {})
+
+    def cummin(self):
+        """The running minimum within each group, as pandas (lazy, aligned with the frame)."""
+        return _window(self, "cummin", {})
+
+    def cumcount(self, ascending: bool = True):
+        """The number of each row within its group (0, 1, ...; from the end with
+        ``ascending=False``), as pandas: a lazy int64 Series aligned with the frame (float64
+        with NaN where a key is missing, as pandas gives it)."""
+        return _window(self, "cumcount", {"ascending": bool(ascending)}, whole=True)
+
+    def diff(self, periods: int = 1):
+        """The difference with the row ``periods`` before in the same group, as pandas (lazy,
+        aligned with the frame; the frame's row order, e.g. after ``sort_values``)."""
+        return _window(self, "diff", {"periods": int(periods)})
+
+    def shift(self, periods: int = 1, fill_value=None):
+        """The value ``periods`` rows before (negative: after) in the same group, as pandas
+        (lazy, aligned with the frame); ``fill_value`` replaces what is shifted in."""
+        kw: dict = {"periods": int(periods)}
+        if fill_value is not None:
+            kw["fill_value"] = fill_value
+        return _window(self, "shift", kw)
+
+    def pct_change(self, periods: int = 1):
+        """The relative change to the row ``periods`` before in the same group, as pandas'
+        ``pct_change(fill_method=None)`` (lazy, aligned with the frame)."""
+        return _window(self, "pct_change", {"periods": int(periods)})
+
+    def rank(
+        self, method: str = "average", ascending: bool = True, na_option: str = "keep", pct: bool = False
+    ):
+        """The rank of each value within its group, as pandas (float64; lazy, aligned with the
+        frame). ``method``: average, min, max, first (frame order breaks ties), dense."""
+        if method not in ("average", "min", "max", "first", "dense"):
+            raise ValueError(f"rank(method={method!r}): use average, min, max, first or dense")
+        if na_option not in ("keep", "top", "bottom"):
+            raise ValueError(f"rank(na_option={na_option!r}): use keep, top or bottom")
+        kw = {"method": method, "ascending": bool(ascending), "na_option": na_option, "pct": bool(pct)}
+        return _window(self, "rank", kw)
+
+    def head(self, n: int = 5):
+        """The first ``n`` rows of each group (negative: all but the last ``-n``), as pandas:
+        a lazy Frame (a Series after ``[col]``) in the frame's row order whose computed result
+        keeps the rows' labels (their positions in the frame)."""
+        return _group_rows(self, "head", int(n))
+
+    def tail(self, n: int = 5):
+        """The last ``n`` rows of each group, as pandas (lazy, see :meth:`head`)."""
+        return _group_rows(self, "tail", int(n))
+
+    def nth(self, n):
+        """The ``n``-th row of each group (an int, negative from the end, or a list of them),
+        as pandas 2+: a filter keeping the rows' labels (lazy, see :meth:`head`)."""
+        if isinstance(n, (list, tuple)):
+            n = [int(i) for i in n]
+        elif isinstance(n, slice):
+            pass
+        else:
+            n = int(n)
+        return _group_rows(self, "nth", n)
+
+    def median(self, numeric_only: bool = False):
+        """The exact median per group, as pandas: rows are shuffled by the keys and pandas
+        computes every whole group (a lazy group result: filter, assign, reset_index or
+        ``.compute()``)."""
+        return _exact(self, lambda g: g.median(numeric_only=numeric_only), "median")
+
+    def quantile(self, q=0.5, interpolation: str = "linear", numeric_only: bool = False):
+        """The exact ``q`` quantile(s) per group, as pandas (``q`` a number or a list: then
+        one row per group and ``q``, as pandas' MultiIndex). Lazy, as :meth:`median`."""
+        qs = [float(x) for x in q] if isinstance(q, (list, tuple, np.ndarray, pd.Index)) else float(q)
+        for x in qs if isinstance(qs, list) else [qs]:
+            if not 0 <= x <= 1:
+                raise ValueError(f"quantile q={x} is outside [0, 1]")
+
+        def run(g):
+            return g.quantile(qs, interpolation=interpolation, numeric_only=numeric_only)
+
+        return _exact(self, run, "quantile", qlevel=isinstance(qs, list))
+
+    def corr(self, other=None):
+        """Per-group correlation: ``g.x.corr(g.y)`` (or ``g.x.corr("y")``) is the Pearson
+        correlation of two columns within each group, one value per group (as
+        ``g.apply(lambda d: d.x.corr(d.y))`` in pandas; exact, whole groups)."""
+        if not self._series or other is None:
+            raise TypeError("per-group correlation is g.x.corr(g.y) or g.x.corr('y') (two columns)")
+        if isinstance(other, GroupBy):
+            if not other._series or other._keys != self._keys:
+                raise TypeError("g.x.corr(other): other must be a column of the same group-by, as g.y")
+            other = other._selection[0]
+        self._node.check_columns([other])
+        x = self._selection[0]
+        base = GroupBy(
+            self._node,
+            self._keys,
+            self._dropna,
+            self._sort,
+            self._as_index,
+            [x, other],
+            by_list=self._by_list,
+        )
+
+        def run(g):
+            out = g.apply(lambda d: d[x].corr(d[other]))
+            if not isinstance(out, pd.Series):  # no group: pandas gives an empty frame
+                out = pd.Series([], index=g.size().index, dtype="float64")
+            return out.astype("float64").rename(x)
+
+        return _exact(base, run, "corr", series_name=x)
 
 
 def _check_agg(agg):
@@ -1742,6 +1876,34 @@ def _loc(frame: Frame, key):
     return Result(Composite([out], finish, f"loc[{key!r}]"))
 
 
+def _declared_meta(node):
+    """``node.meta`` with the dtypes the data has: an int or bool column of a file with a
+    null in any partition is float64 or object in every one (the source's schema flags
+    them; see hpcframe.io.types), which the first file's schema cannot tell."""
+    from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
+    from .stages import StageSource
+
+    meta = node.meta
+    source = node.scan().source
+    if isinstance(source, StageSource):
+        return meta
+    try:
+        schema = source.schema()
+    except Exception:  # a source that cannot tell: its first file's types
+        return meta
+    assigned = {n.name for n in node.chain()[1:] if isinstance(n, P.Assign)}
+    flagged = [
+        f.name for f in schema if dtype_flag(f) == NULLS and f.name in meta.columns and f.name not in assigned
+    ]
+    if not flagged:
+        return meta
+    declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
+    meta = meta.copy()
+    for c in flagged:
+        meta[c] = declared[c]
+    return meta
+
+
 def _quantiles(q) -> tuple[list[float], bool]:
     scalar = np.ndim(q) == 0
     qs = [q] if scalar else list(q)
@@ -1757,11 +1919,12 @@ def _quantile_output(node, col, qs, finish):
     from .sorting import QuantileOutput
     from .stages import SortStage
 
-    s = Series(node, E.Col(col), col)
-    filtered = P.Filter(P.Project(node, [col]), s.notna()._expr)
-    others = [c for c in filtered.meta.columns if c != col]
-    spec = P.RowSort([col], [True], ["last"])
-    stage = SortStage(filtered, spec, index=[], drop=others, label=f"sorted values of {col}")
+    projected = P.Project(node, [col])
+    others = [c for c in projected.meta.columns if c != col]
+    spec = P.RowSort([col], [True], ["last"])  # missing values last, counted by the divisions
+    stage = SortStage(
+        projected, spec, index=[], drop=others, divisions_column=col, label=f"sorted values of {col}"
+    )
     return QuantileOutput(P.Scan(stage, stage.meta), stage, col, qs, finish)
 
 
@@ -1772,11 +1935,11 @@ def _series_quantile(series: Series, q, median: bool) -> Result:
     if median:
         probe.median()  # pandas' type errors (strings, ...)
 
-        return Result(_quantile_output(node, col, None, lambda values: values[0]))
+        return Result(_quantile_output(node, col, None, lambda values, dtype: values[0]))
     qs, scalar = _quantiles(q)
     probe.quantile(q)
 
-    def finish(values):
+    def finish(values, dtype):
         if scalar:
             return values[0].iloc[0]
         return pd.concat(values).set_axis(pd.Index(qs, dtype="float64")).rename(name)
@@ -1795,20 +1958,30 @@ def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result
         probe = meta.quantile(q, numeric_only=numeric_only)
     cols = list(probe.index if scalar else probe.columns)
     parts: list[Output] = [
-        _quantile_output(node, c, None if median else qs, (lambda values: values)) for c in cols
+        _quantile_output(node, c, None if median else qs, (lambda values, dtype: (values, dtype)))
+        for c in cols
     ]
 
     def finish(results):
-        if median:
-            return pd.Series([r[0] for r in results], index=probe.index, dtype=probe.dtype, name=probe.name)
-        if scalar:
-            values = [r[0].iloc[0] for r in results]
-            return pd.Series(values, index=probe.index, dtype=probe.dtype, name=probe.name)
-        out = pd.DataFrame(
-            {c: pd.concat(r).to_numpy() if len(r) else [] for c, r in zip(cols, results)},
-            index=probe.index,
-        )
-        return out.astype(probe.dtypes.to_dict()) if len(cols) else probe
+        # a column whose data turns out not numeric (bools with nulls are objects): left out
+        # by numeric_only, as pandas leaves it out
+        kept = [
+            (c, v)
+            for c, (v, dtype) in zip(cols, results)
+            if not numeric_only or (pd.api.types.is_numeric_dtype(dtype) and len(v))
+        ]
+        index = pd.Index([c for c, _ in kept], dtype=probe.index.dtype if scalar else probe.columns.dtype)
+        if median or scalar:
+            values = [v[0] if median else v[0].iloc[0] for _, v in kept]
+            dtype = probe.dtype if len(kept) == len(cols) else None
+            out = pd.Series(values, index=index, dtype=dtype, name=probe.name)
+            return out.astype("float64") if out.dtype == object and len(out) and numeric_only else out
+        if not kept:
+            return probe[[]]
+        out = pd.concat([pd.concat(v).set_axis(probe.index).rename(c) for c, v in kept], axis=1)
+        out.index = probe.index
+        out.columns = index
+        return out
 
     return Result(Composite(parts, finish, "median" if median else f"quantile({q})"))
 
@@ -1875,10 +2048,9 @@ def _merge(
     2      AA     -3  American
     """
     from .joins import build_merge
-    from .readers import from_pandas
 
     if isinstance(right, pd.DataFrame):
-        right = from_pandas(right)
+        right = _from_pandas(right)
     if not isinstance(right, Frame):
         raise TypeError(
             f"merge: right must be an hpcframe Frame or a pandas DataFrame, not {type(right).__name__}"
@@ -1912,15 +2084,22 @@ def merge(
     0  1  10  a
     1  3  30  c
     """
-    from .readers import from_pandas
-
     if isinstance(left, pd.DataFrame):
-        left = from_pandas(left)
+        left = _from_pandas(left)
     if not isinstance(left, Frame):
         raise TypeError(
             f"merge: left must be an hpcframe Frame or a pandas DataFrame, not {type(left).__name__}"
         )
     return left.merge(right, how, on, left_on, right_on, suffixes, indicator, broadcast)
+
+
+def _from_pandas(df) -> Frame:
+    """``hf.from_pandas(df)`` (without importing the readers, which import this module)."""
+    from .io.memory import PandasSource
+    from .io.types import empty_frame
+
+    source = PandasSource(df, 1)
+    return Frame(P.Scan(source, empty_frame(source.schema())))
 
 
 _SEMI_HELP = (
@@ -2058,3 +2237,301 @@ def _join_project(frame: Frame, columns) -> Frame | None:
     if new is None:
         return None
     return Frame(P.Project(_rebuild(new, steps), columns))
+
+
+# GROUPWIN: group windows, groupby head/tail/nth, exact per-group order statistics
+# ------------------------------------------------------------------------------------------
+# All of them shuffle the frame's rows by the group keys (a ShuffleStage: whole groups per
+# hash partition, each partition in the frame's row order) and let pandas compute every
+# whole group, so the answers are pandas' own and do not depend on the number of ranks.
+_ORDER_STATS = frozenset({"median", "quantile"})
+_QLEVEL = "__hpcframe_q__"  # the quantile level of g.quantile([...]) (an index level)
+_QPOS = "__hpcframe_qpos__"  # its place in the list (orders a group's rows)
+
+
+def _group_by_arg(keys):
+    return keys if len(keys) > 1 else keys[0]
+
+
+def _data_columns(df, node_hidden):
+    """``df`` without the internal columns of its stage (row positions, ...)."""
+    drop = [c for c in list(node_hidden) + [POSITION, _QPOS] if c in df.columns]
+    return df.drop(columns=drop) if drop else df
+
+
+def _window(self: GroupBy, method: str, kwargs: dict, whole: bool = False):
+    """``g.cumsum()``, ``g.x.shift(1)``, ...: pandas' group window ``method`` on every
+    partition's whole groups, aligned with the frame's rows (a lazy Series like a transform
+    result, or a lazy Frame of the value columns)."""
+    keys = self._keys
+    by = _group_by_arg(keys)
+    dropna, selection, series = self._dropna, self._selection, self._series
+
+    def run(data, as_float=()):
+        if as_float:  # as pandas when some key is missing anywhere: the ints become floats first
+            data = data.assign(**{c: data[c].astype("float64") for c in as_float})
+        g = data.groupby(by, dropna=dropna, sort=False, observed=True)
+        if selection is not None:
+            g = g[selection[0] if series else selection]
+        return getattr(g, method)(**kwargs)
+
+    def shuffle(node, label, per_partition, meta):
+        """The stage (and, for sums, products and ranks of ints, the stage telling whether a key is
+        missing anywhere: pandas then sums floats, which differs beyond 2**53)."""
+        value_cols = selection if selection is not None else [c for c in node.meta.columns if c not in keys]
+        ints = [c for c in value_cols if c in node.meta.columns and node.meta[c].dtype.kind in "iu"]
+        nullable = [k for k in keys if node.meta[k].dtype.kind not in "iub"]
+        if not (dropna and method in ("cumsum", "cumprod", "rank") and ints and nullable):
+            return ShuffleStage(node, keys, label, per_partition=lambda df: per_partition(df, ()), meta=meta)
+        missing = None
+        for k in nullable:
+            m = E.IsNa(E.Col(k))
+            missing = m if missing is None else E.Bin("|", missing, m)
+        probe = P.Filter(P.Project(node, keys), missing)
+        flag = ShuffleStage(probe, keys, f"missing keys of {label}", local=lambda df: df.head(1))
+        flag_node = P.Scan(flag, flag.meta)
+
+        def flagged(df):
+            return per_partition(df, ints if flag.data is not None and flag.data.num_rows else ())
+
+        return _GroupStage(node, keys, label, per_partition=flagged, meta=meta, after=[flag_node])
+
+    def visible_meta(node):
+        return _data_columns(node.meta, P.hidden_columns(node)).iloc[:0]
+
+    try:  # pandas tells the shape, names and (empty) dtypes; and rejects wrong columns now
+        probe = run(visible_meta(self._node))
+    except Exception as exc:
+        raise TypeError(f"groupby({keys}).{method}() cannot run on these columns: {exc}") from exc
+    what = f"{selection[0]}." if series and selection else ""
+    label = f"groupby({keys}).{what}{method}()"
+
+    if isinstance(probe, pd.Series):
+        name = probe.name
+        dtype = probe.dtype
+
+        def build(node):
+            hidden = P.hidden_columns(node)
+
+            def per_partition(df, as_float):
+                return df.assign(**{_TRANSFORMED: run(_data_columns(df, hidden), as_float)})
+
+            meta = node.meta.assign(**{_TRANSFORMED: pd.Series([], dtype=dtype)})
+            stage = shuffle(node, label, per_partition, meta)
+            return P.Scan(stage, stage.meta)
+
+        return _TransformSeries(self._node, build, name)
+
+    node = self._node
+    hidden = P.hidden_columns(node)
+    cols = [c for c in probe.columns]
+
+    def per_partition(df, as_float):
+        values = run(_data_columns(df, hidden), as_float)
+        return df.assign(**{c: values[c] for c in cols})
+
+    meta = node.meta.assign(**{c: pd.Series([], dtype=probe[c].dtype) for c in cols})
+    stage = shuffle(node, label, per_partition, meta)
+    return Frame(P.Project(P.Scan(stage, stage.meta), cols))
+
+
+class _GroupStage(ShuffleStage):
+    """A ShuffleStage of this module's group functions: materialised after the stages read
+    by the plan nodes ``after`` (its per-partition function may look at their sizes);
+    ``typed_by_values``: key columns whose dtype the stage's values decide (a group index)."""
+
+    def __init__(self, *args, after=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.after = list(after)
+        self.typed_by_values: list[str] = []
+
+    def inputs(self):
+        """The plans of the stages it waits for, then the shuffled frame's plan."""
+        return self.after + [self.node]
+
+
+def _group_rows(self: GroupBy, method: str, n):
+    """``g.head(n)``, ``g.tail(n)``, ``g.nth(n)``: pandas' row selection on every
+    partition's whole groups, a lazy Frame (Series after ``[col]``) in the frame's row order
+    whose rows keep their labels (positions in the frame) as pandas keeps them."""
+    keys = self._keys
+    by = _group_by_arg(keys)
+    dropna = self._dropna
+    node = self._node
+
+    def per_partition(df):
+        g = df.groupby(by, dropna=dropna, sort=False, observed=True)
+        return getattr(g, method)(n)
+
+    index = P.frame_index(node) or [POSITION]
+    stage = ShuffleStage(
+        node, keys, f"groupby({keys}).{method}({n!r})", per_partition=per_partition, index=index
+    )
+    if index == [POSITION]:  # a ResetIndex in the chain: the parent's index is a column now
+        stage.index = [POSITION]
+    scan = P.Scan(stage, stage.meta)
+    if self._selection is None:
+        return Frame(scan)
+    if self._series:
+        col = self._selection[0]
+        return Series(scan, E.Col(col), col)
+    return Frame(P.Project(scan, list(self._selection)))
+
+
+def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series_name="__auto__"):
+    """A group-by result that pandas computes on whole groups: ``run(pandas_groupby)``
+    (as_index=True) on every hash partition of the keys. Returned as a lazy group result
+    (a Series or Frame over the partitions: filter, assign, reset_index, compute) when its
+    columns are plain names, else as a computed :class:`Result` of pandas' shape."""
+    keys, as_index, sort, dropna = self._keys, self._as_index, self._sort, self._dropna
+    by = _group_by_arg(keys)
+    selection, series = self._selection, self._series
+    node = self._node
+    if selection is not None:
+        node = P.Project(node, keys + [c for c in selection if c not in keys])
+    hidden = P.hidden_columns(node)
+    parent_order = P.row_order(node) or [POSITION]
+
+    def grouped(data, group_sort=True):
+        g = data.groupby(by, dropna=dropna, sort=group_sort, observed=True)
+        if selection is not None:
+            g = g[selection[0] if series else selection]
+        return g
+
+    try:
+        probe = run(grouped(_data_columns(node.meta, hidden).iloc[:0]))
+    except Exception as exc:
+        raise TypeError(f"groupby({keys}).{name}() cannot run on these columns: {exc}") from exc
+    is_series = isinstance(probe, pd.Series)
+    labels = [probe.name] if is_series else list(probe.columns)
+    reserved = set(keys) | {POSITION, _QLEVEL, _QPOS}
+    plain = all(isinstance(x, str) and x not in reserved for x in labels) and len(set(labels)) == len(labels)
+    flat = list(labels) if plain else [f"__hpcframe_v{j}__" for j in range(len(labels))]
+    qname = _QLEVEL if as_index else f"level_{len(keys)}"
+    meta = node.meta[keys].iloc[:0].reset_index(drop=True)
+    if dropna:  # a key of Python objects without its missing values is typed by its values,
+        # as pandas types a group index (bools with a null elsewhere: a bool index)
+        for k in keys:
+            if meta[k].dtype == object:
+                meta[k] = pd.Series([], dtype="bool")
+    if qlevel:
+        meta[qname] = pd.Series([], dtype="float64")
+        meta[_QPOS] = pd.Series([], dtype="int64")
+    probe_frame = probe.to_frame() if is_series else probe
+    for f, j in zip(flat, range(len(labels))):
+        meta[f] = pd.Series([], dtype=probe_frame.iloc[:, j].dtype)
+    meta[POSITION] = pd.Series([], dtype="int64")
+    columns = list(meta.columns)
+
+    def per_partition(df):
+        data = df.sort_values(parent_order, kind="mergesort") if len(df) > 1 else df
+        # each group's first row (orders groups for sort=False), in the groups' sorted order
+        first = data.groupby(by, dropna=dropna, sort=True, observed=True)[POSITION].min().to_numpy()
+        res = run(grouped(_data_columns(data, hidden)))
+        table = res.to_frame() if isinstance(res, pd.Series) else res.copy()
+        table.columns = flat
+        table.index = table.index.set_names(keys + ([qname] if qlevel else []))
+        table = table.reset_index()
+        for k in keys:  # as pandas types a group index: by its values (bools: bool)
+            if table[k].dtype == object:
+                table[k] = table[k].infer_objects()
+        per_group = len(table) // len(first) if len(first) else 0
+        if len(table) != len(first) * per_group:  # pragma: no cover - pandas' shape changed
+            raise RuntimeError(f"groupby({keys}).{name}: {len(table)} result rows for {len(first)} groups")
+        if qlevel:  # pandas lists each group's quantiles in the order of q
+            table[_QPOS] = np.tile(np.arange(per_group, dtype="int64"), len(first))
+        table[POSITION] = np.repeat(first.astype("int64"), per_group)
+        return table[columns]
+
+    index = (keys + ([qname] if qlevel else [])) if as_index else []
+    # the stage's order also sorts its input rows: they get the (constant) column too
+    local = (lambda df: df.assign(**{_QPOS: np.int64(0)})) if qlevel else None
+    stage = _GroupStage(
+        node,
+        keys,
+        f"groupby({keys}).{name}",
+        local=local,
+        per_partition=per_partition,
+        meta=meta,
+        index=index,
+    )
+    # keys that may hold bools with nulls: typed by their values, as a pandas group index
+    stage.typed_by_values = [k for k in keys if node.meta[k].dtype in (object, bool)]
+    stage.order = (list(keys) if sort else [POSITION]) + ([_QPOS] if qlevel else [])
+    stage.hidden = [POSITION] + ([_QPOS] if qlevel else [])
+    scan = P.Scan(stage, stage.meta)
+    if plain:
+        if is_series and as_index:
+            return Series(scan, E.Col(flat[0]), labels[0] if series_name == "__auto__" else series_name)
+        return Frame(scan)
+
+    out = CollectOutput(scan)
+    nkeys = len(keys)
+
+    def finish(results):
+        df = results[0]
+        if as_index:
+            if is_series:
+                return df.iloc[:, 0].rename(labels[0])
+            df.columns = probe.columns
+            return df
+        cols = list(df.columns)
+        tail = cols[nkeys + (1 if qlevel else 0) :]
+        if isinstance(probe.columns, pd.MultiIndex):
+            head = [(c, "") for c in cols[: len(cols) - len(tail)]]
+            df.columns = pd.MultiIndex.from_tuples(head + list(probe.columns))
+        else:
+            df.columns = cols[: len(cols) - len(tail)] + list(probe.columns)
+        return df
+
+    return Result(Composite([out], finish, f"groupby({keys}).{name}"))
+
+
+def _is_whole_group_agg(a) -> bool:
+    return (callable(a) and not isinstance(a, str)) or (isinstance(a, str) and a in _ORDER_STATS)
+
+
+def _wants_whole_groups(func, named) -> bool:
+    """Whether an ``agg`` call has an aggregation that needs whole groups (an order
+    statistic or a function of the group's values)."""
+    specs: list = []
+    if named:
+        specs = [v[1] for v in named.values() if isinstance(v, tuple) and len(v) == 2]
+    elif isinstance(func, dict):
+        for v in func.values():
+            specs += list(v) if isinstance(v, (list, tuple)) else [v]
+    elif isinstance(func, (list, tuple)):
+        specs = list(func)
+    elif func is not None:
+        specs = [func]
+    return any(_is_whole_group_agg(a) for a in specs)
+
+
+def _exact_agg(self: GroupBy, func, named):
+    """``g.agg(...)`` with an order statistic or a function: every aggregation of the call
+    computed by pandas on whole groups (see :func:`_exact`)."""
+    if named:
+        for out_name, spec in named.items():
+            if not (isinstance(spec, tuple) and len(spec) == 2):
+                raise TypeError(
+                    f"named aggregation {out_name}= must be a (column, aggregation) tuple, got {spec!r}"
+                )
+            self._node.check_columns([spec[0]])
+        cols = list(dict.fromkeys(spec[0] for spec in named.values()))
+        base = GroupBy(
+            self._node, self._keys, self._dropna, self._sort, self._as_index, cols, by_list=self._by_list
+        )
+        return _exact(base, lambda g: g.agg(**named), "agg")
+    if isinstance(func, dict):
+        self._node.check_columns(list(func))
+        base = GroupBy(
+            self._node,
+            self._keys,
+            self._dropna,
+            self._sort,
+            self._as_index,
+            list(func),
+            by_list=self._by_list,
+        )
+        return _exact(base, lambda g: g.agg(func), "agg")
+    return _exact(self, lambda g: g.agg(func), "agg")

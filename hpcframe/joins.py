@@ -425,8 +425,8 @@ class _Side:
 
     limit = None
 
-    def __init__(self, stage: JoinStage, which: str, rank: int):
-        self.stage, self.which, self.rank = stage, which, rank
+    def __init__(self, stage: JoinStage, which: str, rank: int, whole=None):
+        self.stage, self.which, self.rank, self.whole = stage, which, rank, whole
         self.node = stage.left if which == "left" else stage.right
         self.pairs = stage.left_cols if which == "left" else stage.right_cols
         self.order = stage.left_order if which == "left" else stage.right_order
@@ -445,8 +445,18 @@ class _Side:
         return f"{self.which} side of {self.stage.label}"
 
     def chunk(self, df, leaf):
-        """Keep this block's rows, renamed."""
-        self.frames[leaf.index] = shape_side(df, self.pairs, self.order, leaf.row_offset, self.stage.how)
+        """Keep this block's rows, renamed; or, with the other side broadcast (``whole``),
+        this block's part of the result (the block itself is not kept)."""
+        block = shape_side(df, self.pairs, self.order, leaf.row_offset, self.stage.how)
+        if self.whole is not None:
+            stage = self.stage
+            res = (
+                merge_part(stage, block, self.whole)
+                if self.which == "left"
+                else merge_part(stage, self.whole, block)
+            )
+            block = _finish_part(stage, res)
+        self.frames[leaf.index] = block
         return {leaf.index: self.rank}
 
     def combine(self, a, b):
@@ -549,48 +559,92 @@ def _choose(stage: JoinStage, lbytes: int, rbytes: int) -> str:
     return f"broadcast {min(fits, key=lambda s: sizes[s])}"
 
 
-def materialise_join(stage: JoinStage, comm):
+def materialise_join(stage: JoinStage, comm, engine):
     """Collective: compute ``stage``; returns ``(owners, frames)``: the rank holding each
-    result partition and this rank's partitions (see the module docstring)."""
-    from .execute import _add_stat, _run_scan
+    result partition and this rank's partitions (see the module docstring). ``engine`` is
+    the :mod:`hpcframe.execute` module, passed in by it (this module sits below the engine
+    and does not import it): its scans, exchanges and counters.
 
-    sides = {}
-    for which in ("left", "right"):
-        side = _Side(stage, which, comm.rank)
-        owners = _run_scan([side], comm, None)[id(side)]
-        sides[which] = (side.frames, owners)
-    local = [
-        int(sum(df.memory_usage(deep=True, index=False).sum() for df in sides[s][0].values()))
-        for s in ("left", "right")
-    ]
-    totals = [sum(x) for x in zip(*comm.allgather(local))]
-    strategy = _choose(stage, totals[0], totals[1])
-    stage.strategy, stage.sizes = strategy, (totals[0], totals[1])
+    The side that is usually the small one (the right side; the left one of a right join)
+    is read first. When it may be broadcast, it is, and the other side is merged with it
+    block by block while it is read (its rows are never all held); otherwise the other side
+    is read and held too, and the strategy is chosen from both sizes."""
+    first = "left" if stage.how == "right" else "right"
+    other = "right" if first == "left" else "left"
+    sides = {first: _read(stage, first, comm, engine)}
+    first_bytes = _total_bytes(sides[first][0], comm)
+    limit = config.broadcast_bytes
+    stream = stage.how != "outer" and stage.broadcast is not False
+    stream = stream and (stage.broadcast is True or first_bytes <= limit)
+    sizes: tuple[int | None, int | None]
+    if stream:
+        strategy = f"broadcast {first}"
+        sizes = (None, first_bytes) if first == "right" else (first_bytes, None)
+    else:
+        sides[other] = _read(stage, other, comm, engine)
+        other_bytes = _total_bytes(sides[other][0], comm)
+        both = (other_bytes, first_bytes) if first == "right" else (first_bytes, other_bytes)
+        strategy = _choose(stage, both[0], both[1])
+        sizes = both
+    stage.strategy, stage.sizes = strategy, sizes
     stage.partitioning = "hash of the keys" if strategy == "shuffle" else "as read"
-    _add_stat("joins_broadcast" if strategy.startswith("broadcast") else "joins_shuffled", 1)
+    engine._add_stat("joins_broadcast" if strategy.startswith("broadcast") else "joins_shuffled", 1)
     if strategy == "shuffle":
-        return _shuffle(stage, sides, comm)
+        return _shuffle(stage, sides, comm, engine)
     small = strategy.split()[1]
-    return _broadcast(stage, sides, small, comm)
+    whole = _gather_side(stage, small, sides.pop(small)[0], comm, engine)
+    if stream:
+        frames, owners_of_leaves = _read(stage, other, comm, engine, whole)
+        return _by_leaf(frames, owners_of_leaves)
+    return _broadcast(stage, sides, small, whole, comm, engine)
 
 
-def _broadcast(stage: JoinStage, sides: dict, small: str, comm):
-    """Copy the ``small`` side to every rank; merge each kept block of the other with it."""
-    from .comm import failure
-    from .execute import _add_stat, _interrupted, exchange_frames
+def _read(stage: JoinStage, which: str, comm, engine, whole=None):
+    """Collective: read one side (see :class:`_Side`); ``(frames by leaf, leaf → rank)``."""
+    side = _Side(stage, which, comm.rank, whole)
+    owners = engine._run_scan([side], comm, None)[id(side)]
+    return side.frames, owners
 
-    big = "left" if small == "right" else "right"
-    frames, _ = sides[small]
+
+def _total_bytes(frames: dict, comm) -> int:
+    """Collective: the bytes of every rank's kept blocks of a side."""
+    local = int(sum(df.memory_usage(deep=True, index=False).sum() for df in frames.values()))
+    return int(sum(comm.allgather(local)))
+
+
+def _gather_side(stage: JoinStage, small: str, frames: dict, comm, engine):
+    """Collective: every rank's blocks of the ``small`` side, on every rank (Arrow buffers;
+    pickled when some value cannot be Arrow)."""
     pieces = [frames[i] for i in sorted(frames) if len(frames[i])]
     mine = pd.concat(pieces, ignore_index=True) if pieces else None
-    got = exchange_frames(comm, [mine] * comm.size, f"the {small} side of {stage.label}", stacked=True)
+    got = engine.exchange_frames(comm, [mine] * comm.size, f"the {small} side of {stage.label}", stacked=True)
     if got is None:  # some value is not Arrow: pickled
-        _add_stat("exchanges_pickled", 1)
+        engine._add_stat("exchanges_pickled", 1)
         parts = [p for p in comm.allgather(mine) if p is not None]
         got = pd.concat(parts, ignore_index=True) if parts else None
     whole = got if got is not None and len(got) else _empty_side(stage, small)
     if stage.how in ("semi", "anti"):
         whole = whole.drop_duplicates(_SEMI_VALUE, ignore_index=True)
+    return whole
+
+
+def _by_leaf(frames: dict, owners_of_leaves: dict):
+    """``(owners, frames)`` of result partitions that are the blocks of the side read last
+    (in leaf order; one empty partition when it has none)."""
+    read = sorted(owners_of_leaves)
+    owners = [owners_of_leaves[leaf] for leaf in read]
+    out = {j: frames[leaf] for j, leaf in enumerate(read) if leaf in frames}
+    if not owners:
+        return [0], {}
+    return owners, out
+
+
+def _broadcast(stage: JoinStage, sides: dict, small: str, whole, comm, engine):
+    """Merge each kept block of the side other than ``small`` with ``whole`` (``small``
+    gathered on every rank)."""
+    from .comm import failure
+
+    big = "left" if small == "right" else "right"
     held, owners_of_leaves = sides[big]
     out: dict = {}
     error = None
@@ -599,22 +653,16 @@ def _broadcast(stage: JoinStage, sides: dict, small: str, comm):
         for leaf in sorted(held):
             block = held.pop(leaf)
             res = merge_part(stage, block, whole) if big == "left" else merge_part(stage, whole, block)
-            out[leaf] = res
+            out[leaf] = _finish_part(stage, res)
     except BaseException as exc:
         error = failure(comm, context, exc)
-    comm.agree(error or _interrupted(comm, context))
-    read = sorted(owners_of_leaves)
-    owners = [owners_of_leaves[leaf] for leaf in read]
-    frames_out = {j: _finish_part(stage, out[leaf]) for j, leaf in enumerate(read) if leaf in out}
-    if not owners:  # the big side has no block at all: one empty partition
-        owners, frames_out = [0], {}
-    return owners, frames_out
+    comm.agree(error or engine._interrupted(comm, context))
+    return _by_leaf(out, owners_of_leaves)
 
 
-def _shuffle(stage: JoinStage, sides: dict, comm):
+def _shuffle(stage: JoinStage, sides: dict, comm, engine):
     """Hash-partition both sides by their keys; merge each owned partition."""
     from .comm import failure, interruptible
-    from .execute import _exchange_partitions, _interrupted, _route
     from .physical import partition_owners
 
     nparts = config.partitions
@@ -627,7 +675,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm):
             df = frames.pop(leaf)
             if not len(df):
                 continue
-            bucket = _route(df, keys, nparts)
+            bucket = engine._route(df, keys, nparts)
             for b, piece in _split(df, bucket).items():
                 outbox.setdefault(b, []).append(piece)
         sends: list[dict] = [{} for _ in range(comm.size)]
@@ -637,7 +685,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm):
         if comm.size == 1:  # nothing travels
             received[which] = sends
         else:
-            received[which] = _exchange_partitions(comm, sends, f"the {which} side of {stage.label}")
+            received[which] = engine._exchange_partitions(comm, sends, f"the {which} side of {stage.label}")
     out: dict = {}
     error = None
     context = f"merging the partitions of {stage.label}"
@@ -665,7 +713,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm):
                 out[b] = _finish_part(stage, merge_part(stage, lf, rf))
     except BaseException as exc:
         error = failure(comm, context, exc)
-    comm.agree(error or _interrupted(comm, context))
+    comm.agree(error or engine._interrupted(comm, context))
     return owners, out
 
 

@@ -181,7 +181,7 @@ class CollectOutput(Output):
         return df
 
     def _cut(self, df):
-        df = P.sort_rows(df, self.spec)
+        df = P.sort_rows(_candidate_rows(df, self.spec, self.head, self.tail), self.spec)
         return df.tail(self.head) if self.tail else df.head(self.head)
 
     def chunk(self, df, leaf):
@@ -252,11 +252,54 @@ class CollectOutput(Output):
             df = df.set_index(index if len(index) > 1 else index[0])
             if self.sort is not None and self.sort.ignore_index:
                 df.index = pd.Index(labels if labels is not None else np.arange(len(df)), dtype="int64")
-            return df
+                return df
+            # internal index columns (row labels, a quantile level) are unnamed, as in pandas
+            names = [None if str(n).startswith("__hpcframe") else n for n in df.index.names]
+            return df.rename_axis(names if len(names) > 1 else names[0])
         if labels is None:
             return df.reset_index(drop=True)
         df.index = _labels_index(labels)
         return df
+
+
+def _candidate_rows(df, spec: P.RowSort, n: int, tail: bool):
+    """The rows of ``df`` that can be among its first (``tail``: last) ``n`` in the order
+    ``spec``, in their order: those not after the ``n``-th value of the first key (every tie
+    kept), found by a linear-time selection instead of a sort. ``df`` itself when the first
+    key is not a plain numpy number or time column, or when that would not remove much."""
+    if not spec.columns:  # dataset order (a tail): the block's last rows
+        return df.tail(n) if tail else df.head(n)
+    if len(df) <= 4 * max(n, 1):
+        return df
+    col = df[spec.columns[0]]
+    dtype = col.dtype
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "iufM":
+        return df
+    values = col.to_numpy()
+    missing = np.isnan(values) if dtype.kind == "f" else (np.isnat(values) if dtype.kind == "M" else None)
+    if dtype.kind == "M":
+        values = values.view("int64")
+    ascending, missing_first = spec.ascending[0], spec.na_position[0] == "first"
+    if tail:  # the last rows: the first ones of the reversed order
+        ascending, missing_first = not ascending, not missing_first
+    present = values if missing is None else values[~missing]
+    n_missing = len(values) - len(present)
+    if missing_first and n_missing >= n:
+        return df[missing]
+    need = n - n_missing if missing_first else n
+    if len(present) <= need or need <= 0:
+        return df
+    if ascending:
+        bound = np.partition(present, need - 1)[need - 1]
+        keep = values <= bound
+    else:
+        bound = np.partition(present, len(present) - need)[len(present) - need]
+        keep = values >= bound
+    if missing is not None:
+        keep &= ~missing
+        if missing_first:
+            keep |= missing
+    return df[keep]
 
 
 def _filtered_after_sort(node) -> bool:

@@ -5,8 +5,7 @@ range partitions: partition ``p`` holds rows that all come before those of ``p +
 frame's order, each partition sorted. :func:`sample_sort` computes it collectively:
 
 1. every rank reads its blocks (:class:`SortRows`: each block gets its rows' position in the
-   frame, ``stages.POSITION``, is sorted stably and keeps an evenly spaced sample of its
-   sorted keys);
+   frame, ``stages.POSITION``, and gives a sample: its keys at evenly spaced rows);
 2. the samples are allgathered (small), put in leaf order and sorted; ``partitions - 1``
    evenly spaced ones are the *splitters*. The blocks, and so the samples, depend only on
    the data, never on the number of ranks: every rank count agrees on the same splitters;
@@ -53,7 +52,7 @@ def full_spec(spec: P.RowSort) -> P.RowSort:
 
 class SortRows(Output):
     """The first half of a sample sort: every block of the frame, with each row's position,
-    stably sorted and kept on the rank that read it, and an evenly spaced sample of it."""
+    kept on the rank that read it, and a sample of it (its keys at evenly spaced rows)."""
 
     limit = None
 
@@ -73,7 +72,7 @@ class SortRows(Output):
         return f"sample sort by {self.stage.spec.columns}"
 
     def chunk(self, df, leaf):
-        """Keep this block, sorted, and its sample."""
+        """Keep this block and its sample."""
         if POSITION in df.columns:
             pos = df[POSITION].to_numpy(dtype="int64")
         else:
@@ -82,11 +81,12 @@ class SortRows(Output):
         df = df[self.cols + keys].reset_index(drop=True).assign(**{POSITION: pos})
         if len(df) == 0:
             return None
-        df = P.sort_rows(df, self.spec).reset_index(drop=True)
         self.blocks[leaf.index] = df
+        # evenly spaced rows of the block (deterministic: the same on any number of ranks)
         k = min(len(df), SAMPLE_PER_PARTITION * self.nparts)
         at = ((2 * np.arange(k, dtype="int64") + 1) * len(df)) // (2 * k)
-        self.samples[leaf.index] = df.iloc[at][self.spec.columns].reset_index(drop=True)
+        sample = df.iloc[at][self.spec.columns].reset_index(drop=True)
+        self.samples[leaf.index] = P.sort_rows(sample, self.spec).reset_index(drop=True)
         return None
 
     def combine(self, a, b):
@@ -143,10 +143,10 @@ def route(block: pd.DataFrame, split, spec: P.RowSort) -> np.ndarray:
         [split[keys].assign(**{_SPLIT: 1}), block[keys].assign(**{_SPLIT: 0})],
         ignore_index=True,
     )
-    ordered = P.sort_rows(both, spec)
-    flags = ordered[_SPLIT].to_numpy()
+    order = P.sort_order(both, spec)
+    flags = both[_SPLIT].to_numpy()[order]
     before = np.cumsum(flags)
-    rows = ordered.index.to_numpy() - len(split)
+    rows = order - len(split)
     out = np.empty(len(block), dtype="int64")
     mask = flags == 0
     out[rows[mask]] = before[mask]
@@ -258,7 +258,7 @@ def median_ranks(n: int) -> tuple:
 
 class QuantileOutput(Output):
     """Picks the values at given ranks of a column held sorted by a SortStage (``node``: a
-    Scan of it), for ``qs`` quantiles (or the median); ``finish(values)`` builds the result.
+    Scan of it), for ``qs`` quantiles (or the median); ``finish(values, dtype)`` builds the result.
 
     Each partition knows its first row's global rank (its leaf's ``row_offset``), so only
     the one or two rows per quantile are kept; ``finalize`` computes every quantile with
@@ -277,6 +277,13 @@ class QuantileOutput(Output):
         """``quantile(col, qs)`` (for explain and errors)."""
         return f"{'median' if self.qs is None else f'quantile {self.qs}'} of {self.col}"
 
+    def _counts(self) -> tuple[int, int]:
+        """``(non-missing values, missing values)`` of the column: missing ones are sorted
+        last, counted per partition by the sort (its divisions)."""
+        divisions = self.stage.divisions or []
+        missing = sum(d[2] for d in divisions if d is not None)
+        return self.stage.data.num_rows - missing, missing
+
     def _wanted(self, n: int) -> list[tuple]:
         if self.qs is None:
             return [(median_ranks(n), None)] if n else []
@@ -284,7 +291,7 @@ class QuantileOutput(Output):
 
     def chunk(self, df, leaf):
         """The rows of this partition at the wanted ranks (``{rank: value}`` as a frame)."""
-        n = self.stage.data.num_rows
+        n = self._counts()[0]
         start = leaf.row_offset
         ranks = sorted({r for rs, _ in self._wanted(n) for r in rs if start <= r < start + len(df)})
         if not ranks:
@@ -303,13 +310,16 @@ class QuantileOutput(Output):
     def finalize(self, table):
         """Every quantile from the picked neighbours: per ``q`` a one-value Series (pandas'
         ``quantile([q])`` of them), or the median as a scalar."""
-        n = self.stage.data.num_rows
-        meta = self.node.meta[self.col]
+        n, missing = self._counts()
+        dtype = self.data_dtype()
         if table is None or not n:
-            empty = meta.iloc[:0]
-            if self.qs is None:
-                return self.finish([empty.median()])
-            return self.finish([empty.quantile([q]) for q in self.qs])
+            empty = pd.Series([], dtype=dtype)
+            try:
+                if self.qs is None:
+                    return self.finish([empty.median()], dtype)
+                return self.finish([empty.quantile([q]) for q in self.qs], dtype)
+            except TypeError:  # an object column of bools with nulls: left out (numeric_only)
+                return self.finish([], dtype)
         by_rank = dict(zip(table["rank"].tolist(), range(len(table))))
         values = table["value"]
         out = []
@@ -318,5 +328,16 @@ class QuantileOutput(Output):
             if self.qs is None:
                 out.append(pick.median())
             else:
-                out.append(pick.quantile([1.0 if len(pick) == 1 else gamma]))
-        return self.finish(out)
+                value = pick.quantile([1.0 if len(pick) == 1 else gamma])
+                if missing and value.dtype.kind == "f" and pick.dtype.kind == "f":
+                    value = value.astype(pick.dtype)  # as pandas' quantile of a column with NaN
+                out.append(value)
+        return self.finish(out, dtype)
+
+    def data_dtype(self):
+        """The column's pandas dtype in the data (an int or bool column with a null in some
+        partition is float64 or object, which the first file's schema cannot tell)."""
+        from .io.types import block_to_pandas, normalize_table
+
+        schema = self.stage.schema()
+        return block_to_pandas(normalize_table(schema.empty_table(), schema), schema)[self.col].dtype

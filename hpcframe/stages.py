@@ -379,7 +379,11 @@ class JoinStage(StageSource):
         if self.strategy is not None:
             measured = ""
             if self.sizes:
-                measured = f" (measured: left {self.sizes[0]:,} bytes, right {self.sizes[1]:,} bytes)"
+                measured = ", ".join(
+                    f"{side} {'not measured (merged while read)' if n is None else f'{n:,} bytes'}"
+                    for side, n in zip(("left", "right"), self.sizes)
+                )
+                measured = f" (measured: {measured})"
             how = f"strategy: {self.strategy}{measured}"
         elif self.broadcast is True:
             how = f"strategy: broadcast the {self.small_side()} side (forced)"
@@ -397,13 +401,10 @@ class JoinStage(StageSource):
         return f"{what}; {how}"
 
     def small_side(self) -> str:
-        """Which side a broadcast would copy to every rank (``inner`` and ``cross``: the
-        smaller one, measured when it runs; named here as the right one, or "smaller")."""
-        if self.how == "right":
-            return "left"
-        if self.how in ("inner", "cross"):
-            return "smaller"
-        return "right"
+        """Which side a broadcast copies to every rank: the right one (the left one of a
+        right join); an inner or cross join whose right side is too big broadcasts the left
+        side if that one is small enough."""
+        return "left" if self.how == "right" else "right"
 
     def with_sides(self, left, right, left_cols=None, right_cols=None, meta=None):
         """The same join over other side plans (a filter or a projection pushed into a side);

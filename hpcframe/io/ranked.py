@@ -98,7 +98,18 @@ class RankedData:
                 if df is None or not len(df):
                     table = schema.empty_table()
                 else:
-                    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+                    # integers of a column that is float64 on another rank (NaN there): cast
+                    # as pandas casts them (rounded beyond 2**53, where Arrow would refuse)
+                    ints = {
+                        c: df[c].astype("float64")
+                        for c in df.columns
+                        if df[c].dtype.kind in "iu"
+                        and c in schema.names
+                        and pa.types.is_floating(schema.field(c).type)
+                    }
+                    table = pa.Table.from_pandas(
+                        df.assign(**ints) if ints else df, schema=schema, preserve_index=False
+                    )
                 used += table.nbytes
                 sizes[i] = (table.num_rows, table.nbytes)
                 if used > budget and table.num_rows:

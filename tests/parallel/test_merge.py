@@ -430,7 +430,7 @@ def test_strategy_choice_and_explain(frames, monkeypatch):
     text = m.explain()
     assert "chosen when it runs" in text and "broadcast_bytes" in text
     assert (
-        "strategy: broadcast the smaller side (forced)" in left.merge(right, on="k", broadcast=True).explain()
+        "strategy: broadcast the right side (forced)" in left.merge(right, on="k", broadcast=True).explain()
     )
     assert "shuffle both sides by the keys (forced)" in left.merge(right, on="k", broadcast=False).explain()
     m.compute()
@@ -443,7 +443,13 @@ def test_strategy_choice_and_explain(frames, monkeypatch):
     try:
         stage = m2.node.scan().source
         assert stage.strategy == "shuffle"
-        assert "strategy: shuffle (measured" in stage.text()
+        assert "strategy: shuffle (measured: left" in stage.text()
+        m3 = left[["id", "k"]].merge(right[["k", "w"]], on="k", broadcast=True)
+        p3 = m3.persist()
+        stage3 = m3.node.scan().source
+        assert stage3.strategy == "broadcast right"
+        assert "left not measured (merged while read), right" in stage3.text()
+        p3.unpersist()
     finally:
         p.unpersist()
 
@@ -661,3 +667,42 @@ if st is not None:
         expected = pd.merge(lp, rp, how=how, indicator=indicator, **kw)
         # an empty result's categorical _merge has no categories (the user guide's differences)
         pd.testing.assert_frame_equal(got, expected, check_categorical=len(expected) > 0)
+
+
+@pytest.mark.parametrize("how", ["inner", "cross"])
+def test_small_left_side_is_broadcast(frames, monkeypatch, how):
+    """The right side is too big to broadcast, the left one is not: the left side is copied
+    to every rank, the right side's blocks are merged where they are held; pandas' order."""
+    left, right, lref, rref = frames
+    monkeypatch.setattr(hf.config, "broadcast_bytes", 200)
+    small = left[left.id < 5][["id", "k"]]
+    kw = {"on": "k"} if how == "inner" else {}
+    m = small.merge(right[["k", "w"]] if how == "inner" else right[["w"]], how=how, **kw)
+    expected = pd.merge(
+        lref[lref.id < 5][["id", "k"]].reset_index(drop=True),
+        rref[["k", "w"]] if how == "inner" else rref[["w"]],
+        how=how,
+        **kw,
+    )
+    check(m, expected)
+    assert m.node.scan().source.strategy == "broadcast left"
+
+
+def test_sides_that_are_stages(frames):
+    """Sides computed by earlier stages keep their own row order: a group-by result with
+    sort=False (first appearance), a persisted frame, a deduplicated frame."""
+    left, right, lref, rref = frames
+    g = left.groupby("s", sort=False, as_index=False).agg(total=("n", "sum"))
+    gp = lref.groupby("s", sort=False, as_index=False).agg(total=("n", "sum"))
+    check(g.merge(right[["s", "w"]], on="s", how="left"), pd.merge(gp, rref[["s", "w"]], on="s", how="left"))
+    d = right[["k", "w"]].drop_duplicates(["k"])
+    dp = rref[["k", "w"]].drop_duplicates(["k"]).reset_index(drop=True)
+    p = left[["id", "k"]].persist()
+    try:
+        for how in ("inner", "right", "outer"):
+            got = p.merge(d, on="k", how=how, broadcast=False)
+            check(got, pd.merge(lref[["id", "k"]], dp, on="k", how=how), how)
+            got = d.merge(p, on="k", how=how)
+            check(got, pd.merge(dp, lref[["id", "k"]], on="k", how=how), how)
+    finally:
+        p.unpersist()

@@ -1,0 +1,237 @@
+"""``groupby().head(n)``, ``tail(n)`` and ``nth(n)`` (issue 10), compared with pandas.
+
+They are lazy frames (Series after ``[col]``) in the frame's row order; the computed result
+keeps pandas' row labels (the rows' positions in the frame; pandas 2+ ``nth`` is a filter,
+not an aggregation). Rows with a missing key are left out (``dropna=True``), as in pandas.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hpcframe as hf
+from tests.helpers import mpi
+from tests.helpers.compare import materialize
+from tests.helpers.frames import nasty_dir, nasty_reference
+
+pytestmark = mpi.timeout(120)
+PARTITIONS = 5
+
+
+@pytest.fixture(autouse=True)
+def few_partitions(monkeypatch):
+    monkeypatch.setattr(hf.config, "partitions", PARTITIONS)
+
+
+@pytest.fixture(scope="module")
+def nasty(shared_dir):
+    return nasty_dir(shared_dir), nasty_reference()
+
+
+def exact(got, exp, msg=""):
+    """Rows, labels, values and dtypes exactly as pandas."""
+    got = materialize(got)
+    if isinstance(exp, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, exp, check_exact=True, obj=msg or "DataFrame")
+    else:
+        pd.testing.assert_series_equal(got, exp, check_exact=True, obj=msg or "Series")
+
+
+SELECT = {
+    "head2": lambda g: g.head(2),
+    "head_-3": lambda g: g.head(-3),
+    "tail1": lambda g: g.tail(1),
+    "tail3": lambda g: g.tail(3),
+    "nth0": lambda g: g.nth(0),
+    "nth1": lambda g: g.nth(1),
+    "nth-1": lambda g: g.nth(-1),
+    "nth_list": lambda g: g.nth([0, 2, -1]),
+    "nth_slice": lambda g: g.nth(slice(1, 3)),
+}
+
+KEYSETS = {
+    "str_with_nulls": (["carrier"], True),
+    "str_with_nulls_dropna_false": (["carrier"], False),
+    "two_keys": (["origin", "ki"], True),
+    "categorical": (["cat"], True),
+    "float_with_nan_dropna_false": (["kf"], False),
+}
+COLS = ["id", "carrier", "origin", "ki", "kf", "cat", "x", "n", "day", "tsz", "flag"]
+
+
+@pytest.mark.parametrize("keyset", list(KEYSETS))
+def test_head_tail_nth(dir6, keyset):
+    keys, dropna = KEYSETS[keyset]
+    df, ref = dir6.open()[COLS], dir6.pdf[COLS]
+    names = list(SELECT)
+    lazy = [SELECT[k](df.groupby(keys, dropna=dropna)) for k in names]
+    lazy += [SELECT[k](df.groupby(keys, dropna=dropna).x) for k in ("head2", "nth-1", "nth_list")]
+    lazy += [df.groupby(keys, dropna=dropna)[["x", "n"]].tail(2)]
+    got = hf.compute(*lazy)
+    exp = [SELECT[k](ref.groupby(keys, dropna=dropna)) for k in names]
+    exp += [SELECT[k](ref.groupby(keys, dropna=dropna).x) for k in ("head2", "nth-1", "nth_list")]
+    exp += [ref.groupby(keys, dropna=dropna)[["x", "n"]].tail(2)]
+    for i, (g, e) in enumerate(zip(got, exp)):
+        exact(g, e, msg=f"{keyset} case {i}")
+
+
+def test_lazy_use_of_the_rows(dir6):
+    """Filter, assign, aggregate and group again: the rows are a lazy frame."""
+    df, ref = dir6.open()[COLS], dir6.pdf[COLS]
+
+    def q(d):
+        h = d.groupby("carrier").head(3)
+        return (
+            h[h.x > 10],
+            h.assign(z=h.n * 2)[["id", "z"]],
+            h.n.sum(),
+            h.groupby("origin").x.mean(),
+            h.len() if hasattr(h, "len") else len(h),
+        )
+
+    got = hf.compute(*q(df)[:4], q(df)[4])
+    exp = q(ref)
+    exact(got[0], exp[0], "filtered")
+    exact(got[1], exp[1], "assigned")
+    assert got[2] == exp[2]
+    pd.testing.assert_series_equal(got[3], exp[3], rtol=1e-12)
+    assert got[4] == len(ref.groupby("carrier").head(3))
+
+
+def test_after_a_filter(dir6):
+    """pandas keeps the labels of the filtered frame (positions in the whole frame)."""
+    df, ref = dir6.open()[COLS], dir6.pdf[COLS]
+    f, rf = df[df.n > 500], ref[ref.n > 500]
+    got = hf.compute(f.groupby("carrier").nth(1), f.groupby(["origin", "cat"]).tail(2).x)
+    exact(got[0], rf.groupby("carrier").nth(1), "nth after filter")
+    exact(got[1], rf.groupby(["origin", "cat"]).tail(2).x, "tail after filter")
+
+
+NASTY_KEYS = {
+    "giant_group": (["one"], True),
+    "str_with_nulls": (["s"], True),
+    "bool_with_nulls": (["kb"], True),
+    "bool_with_nulls_dropna_false": (["kb"], False),
+    "int_near_2_63": (["big"], True),
+    "float32_dropna_false": (["f32"], False),
+    "date_and_categorical": (["d", "cat"], True),
+    "tz": (["tz"], True),
+}
+
+
+@pytest.mark.parametrize("keyset", list(NASTY_KEYS))
+def test_nasty_keys(nasty, keyset):
+    path, ref = nasty
+    keys, dropna = NASTY_KEYS[keyset]
+    df = hf.read_parquet(path)
+    got = hf.compute(
+        df.groupby(keys, dropna=dropna).head(2),
+        df.groupby(keys, dropna=dropna).nth([0, -1]),
+        df.groupby(keys, dropna=dropna).v.tail(1),
+    )
+    exp = [
+        ref.groupby(keys, dropna=dropna).head(2),
+        ref.groupby(keys, dropna=dropna).nth([0, -1]),
+        ref.groupby(keys, dropna=dropna).v.tail(1),
+    ]
+    for i, (g, e) in enumerate(zip(got, exp)):
+        exact(g, e, msg=f"{keyset} case {i}")
+
+
+def test_empty_and_more_ranks_than_partitions(dir6, cfg):
+    ref = dir6.pdf[COLS]
+    cfg(partitions=2)
+    df = hf.from_pandas(ref, npartitions=1)
+    e, re_ = df[df.n < 0], ref[ref.n < 0]
+    got = hf.compute(
+        df.groupby("carrier").head(2),
+        df.groupby("origin").nth(-1),
+        e.groupby("carrier").head(2),
+        e.groupby("carrier").x.nth(0),
+    )
+    exact(got[0], ref.groupby("carrier").head(2), "one partition head")
+    exact(got[1], ref.groupby("origin").nth(-1), "one partition nth")
+    empty = materialize(got[2])
+    assert len(empty) == 0 and list(empty.columns) == COLS
+    # (an empty categorical column has no categories: the user guide's differences)
+    kinds = [d.name if isinstance(d, pd.CategoricalDtype) else d for d in empty.dtypes]
+    assert kinds == [d.name if isinstance(d, pd.CategoricalDtype) else d for d in re_.dtypes]
+    assert len(materialize(got[3])) == 0 and materialize(got[3]).dtype == re_.x.dtype
+
+
+def test_top_per_group_after_sort(dir6):
+    """db-benchmark q8's shape: the largest two per group (sort, then head)."""
+    df, ref = dir6.open()[COLS], dir6.pdf[COLS]
+    if not hasattr(df, "sort_values"):
+        pytest.skip("sort_values is not in this build")
+    got = df.sort_values("x", ascending=False).groupby("carrier").head(2).compute()
+    exp = ref.sort_values("x", ascending=False).groupby("carrier").head(2)
+    exact(got.sort_index(), exp.sort_index(), "sort then head")
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis: small random frames
+# --------------------------------------------------------------------------------------------
+try:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
+    st = None
+
+EXAMPLES = int(os.environ.get("HPCFRAME_GROUP_NTH_EXAMPLES", "5"))
+
+if st is not None:
+    _rows = st.lists(
+        st.tuples(
+            st.sampled_from([None, "a", "b", "c"]),
+            st.integers(-2, 2),
+            st.sampled_from([np.nan, -1.5, 0.0, 2.25, np.inf]),
+        ),
+        max_size=40,
+    )
+    frames = st.builds(
+        lambda rows, nparts: (
+            pd.DataFrame(
+                {
+                    "k": pd.array([r[0] for r in rows], dtype="str"),
+                    "i": np.array([r[1] for r in rows], dtype=np.int64),
+                    "v": np.array([r[2] for r in rows], dtype=np.float64),
+                }
+            ),
+            nparts,
+        ),
+        _rows,
+        st.integers(1, 4),
+    )
+    _SETTINGS = settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        phases=[Phase.explicit, Phase.generate]
+        if mpi.UNDER_MPI
+        else [Phase.explicit, Phase.generate, Phase.shrink],
+    )
+
+    @_SETTINGS
+    @given(
+        frame=frames,
+        keys=st.sampled_from([["k"], ["i"], ["k", "i"]]),
+        how=st.sampled_from(sorted(SELECT)),
+        dropna=st.booleans(),
+    )
+    def test_head_nth_hypothesis(frame, keys, how, dropna):
+        pdf, nparts = frame
+        df = hf.from_pandas(pdf, npartitions=nparts)
+        got = SELECT[how](df.groupby(keys, dropna=dropna)).compute()
+        exp = SELECT[how](pdf.groupby(keys, dropna=dropna))
+        if len(exp) == 0:
+            assert len(got) == 0 and list(got.columns) == list(exp.columns)
+        else:
+            exact(got, exp, msg=f"{keys} {how} dropna={dropna} npartitions={nparts}")
