@@ -407,6 +407,10 @@ def main(argv=None) -> int:
                 if rec["status"] in ("timeout", "error"):
                     dropped.add((e, q))  # not repeated
     check_answers(results)
+    for r in results:  # the answers were for the check; the JSON keeps their size
+        answer = r.pop("answer", None)
+        if answer is not None:
+            r["answer_rows"] = 1 if "scalar" in answer else len(answer["data"])
     summary = summarize(results, engines, queries)
     text = table(summary, engines, queries)
     meta = {

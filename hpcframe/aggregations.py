@@ -48,12 +48,35 @@ class Aggregation:
     numeric_only: bool = False
 
 
+# -- TPCH: vectorised nunique partials (one pass for all groups, not a Python call per group) --
+def _uniq_by_group(sgb, ids, values) -> pd.Series:
+    """Per group of ``sgb`` (in its order), the distinct non-missing ``values`` of its rows,
+    in order of first appearance: ``ids`` is each value's group number (``sgb.ngroup()``
+    numbering; NaN for rows in no group)."""
+    size = sgb.size()
+    ids = np.asarray(ids, dtype="float64")
+    keep = ~np.isnan(ids) & ~np.asarray(pd.isna(values), dtype=bool).reshape(-1)
+    pairs = pd.DataFrame({"g": ids[keep].astype(np.int64), "v": values[keep]}).drop_duplicates()
+    g = pairs["g"].to_numpy()
+    order = np.argsort(g, kind="stable")  # by group, first appearance within it
+    g, v = g[order], pairs["v"].to_numpy()[order]
+    bounds = np.searchsorted(g, np.arange(len(size) + 1))
+    out = np.empty(len(size), dtype=object)
+    for i in range(len(size)):
+        out[i] = v[bounds[i] : bounds[i + 1]]
+    return pd.Series(out, index=size.index, dtype=object)
+
+
 def _uniq_chunk(sgb):
-    return sgb.agg(lambda s: _unique(s.to_numpy()))
+    return _uniq_by_group(sgb, sgb.ngroup().to_numpy(), sgb.obj.to_numpy())
 
 
 def _uniq_combine(sgb):
-    return sgb.agg(lambda s: _unique(np.concatenate(list(s))) if len(s) else np.array([]))
+    arrays = list(sgb.obj)
+    lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    values = np.concatenate(arrays) if arrays else np.array([], dtype=object)
+    ids = np.repeat(sgb.ngroup().to_numpy().astype("float64"), lengths)
+    return _uniq_by_group(sgb, ids, values)
 
 
 def _as_float(s: pd.Series) -> pd.Series:
@@ -100,11 +123,6 @@ def _with_count(g):
     """The ``combine`` of ``mean`` and ``m2``: never called, they are merged jointly with their
     ``count`` (see :func:`_combine_moments`)."""
     raise RuntimeError("mean and m2 partials are combined with their count, not on their own")
-
-
-def _unique(values):
-    u = pd.unique(values)
-    return u[~pd.isna(u)] if len(u) else u
 
 
 INTERMEDIATES: dict[str, Intermediate] = {
