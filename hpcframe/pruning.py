@@ -111,9 +111,9 @@ def narrowed(stage, need: set):
         cols = [c for c in stage.columns if c in keep]
         if len(cols) == len(stage.columns):
             return stage
-        new = copy.copy(stage)
-        new.columns, new.meta, new.data = cols, stage.meta[cols].iloc[:0], None
-        return new
+        fewer = copy.copy(stage)
+        fewer.columns, fewer.meta, fewer.data = cols, stage.meta[cols].iloc[:0], None
+        return fewer
     if type(stage) is ShuffleStage and (
         stage.reads is not None or (stage.local is None and stage.per_partition is None)
     ):
