@@ -76,7 +76,7 @@ def plan_stages(nodes, needs=None) -> tuple[list, dict]:
         if need is None:
             runs[id(stage)] = UNREAD
             continue
-        if stage.ready and (stage.persisted or need <= set(stage.data.schema().names)):
+        if stage.ready and (stage.persisted or need <= set(stage.schema().names)):
             runs[id(stage)] = HELD
             continue
         run = stage if stage.persisted else narrowed(stage, need)

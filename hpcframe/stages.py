@@ -207,6 +207,8 @@ class ShuffleStage(StageSource):
         #: columns they were given, unchanged (``drop_duplicates``): the stage may then carry
         #: only the columns its readers need (:mod:`hpcframe.pruning`); ``None``: unknown
         self.reads: list[str] | None = None
+        #: the input columns it carries, when narrowed for one computation (``None``: all)
+        self.carried: list[str] | None = None
 
     def inputs(self):
         """The shuffled frame's plan."""
