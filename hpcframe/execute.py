@@ -36,7 +36,7 @@ from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
 from .outputs import Composite, Output
 from .physical import Leaf, partition_owners, plan_scan, scans_of
-from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage, stages_below
+from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage
 from .tree import TreeStack, finish
 
 _last_stats: dict = {}
@@ -47,7 +47,10 @@ def last_run_stats() -> dict:
     the datasets), ``partitions_pruned``, ``partitions_read`` (blocks this rank read),
     ``rows_read``, ``shuffled_outputs`` (group-bys finished with a hash shuffle),
     ``exchanges_arrow`` and ``exchanges_pickled`` (data exchanges of shuffles and group-by
-    results as Arrow buffers, or pickled because some value could not be Arrow), ``seconds``.
+    results as Arrow buffers, or pickled because some value could not be Arrow),
+    ``stage_columns_pruned`` (columns the stages computed in this run left out because no
+    reader needs them, see :mod:`hpcframe.pruning`), ``stage_bytes`` (bytes of the
+    partitions of those stages, over all ranks), ``seconds``.
 
     Returns
     -------
@@ -85,9 +88,13 @@ def compute(outputs, comm=None, root=None):
             shuffled_outputs=0,
             exchanges_arrow=0,
             exchanges_pickled=0,
+            stage_columns_pruned=0,
+            stage_bytes=0,
         )
         t0 = time.perf_counter()
-        prepare([o.node for outs in groups for o in outs], c)  # the stages they read, counted too
+        leaves = [o for outs in groups for o in outs]
+        # the stages they read, counted too, each with the columns these outputs need
+        prepare([o.node for o in leaves], c, [o.columns() for o in leaves])
         for outs in groups:
             results.update(_run_scan(outs, c, root))
         _last_stats["seconds"] = time.perf_counter() - t0
@@ -581,23 +588,40 @@ def stage_scope():
                     stage.release()
 
 
-def prepare(nodes, comm) -> None:
+def prepare(nodes, comm, needs=None) -> None:
     """Collective: materialise every stage the plan ``nodes`` read (inputs first), in the
-    same order on every rank. Each is computed once per scope (see :func:`stage_scope`)."""
-    for stage in stages_below(nodes):
-        if stage.ready:
+    same order on every rank. Each is computed once per scope (see :func:`stage_scope`),
+    with only the columns its readers need (:mod:`hpcframe.pruning`): ``needs`` gives, per
+    node, the columns its reader takes from it (an output's ``columns()``; default: every
+    column). A stage held already with fewer columns than now needed is computed again; a
+    stage nothing reads now (the input of a held stage) is not computed."""
+    from .pruning import HELD, UNREAD, plan_stages
+
+    stages, runs = plan_stages(nodes, needs)
+    for stage in stages:
+        run = runs[id(stage)]
+        if run is HELD or run is UNREAD:
             continue
         if stage.dropped:
             raise DatasetError(
                 f"{stage.label} was unpersisted: persist the frame again (or use the frame it was made from)"
             )
-        materialise(stage, comm)
+        if stage.ready:  # held with fewer columns (an earlier computation of this scope)
+            stage.release()
+        materialise(stage, comm, run)
         if _scopes:
             _scopes[-1].append(stage)
 
 
-def materialise(stage, comm) -> None:
-    """Collective: compute ``stage`` and keep its partitions on the ranks."""
+def materialise(stage, comm, run=None) -> None:
+    """Collective: compute ``stage`` and keep its partitions on the ranks. ``run``: the
+    stage narrowed for this computation (:func:`hpcframe.pruning.narrowed`; default: the
+    stage itself, every column): it is computed, and the stage holds its data."""
+    dropped = 0
+    if run is None or run is stage:
+        run = stage
+    else:
+        dropped = len(stage.meta.columns) - len(run.meta.columns)
     if isinstance(stage, PersistStage):
         keep = _Keep(stage.node, comm.rank)
         owners_of_leaves = _run_scan([keep], comm, None)[id(keep)]
@@ -611,7 +635,7 @@ def materialise(stage, comm) -> None:
         frames = _run_scan([spread], comm, None)[id(spread)]
         owners = partition_owners(config.partitions, comm.size)
     elif isinstance(stage, ShuffleStage):
-        rows = _Rows(stage, config.partitions)
+        rows = _Rows(run, config.partitions)
         _run_scan([rows], comm, None)
         frames = _exchange_rows(rows, comm)
         owners = partition_owners(config.partitions, comm.size)
@@ -619,12 +643,13 @@ def materialise(stage, comm) -> None:
         from .sorting import sample_sort
 
         frames, owners, stage.divisions = sample_sort(
-            stage, comm, config.partitions, _run_scan, _exchange_partitions, _interrupted
+            run, comm, config.partitions, _run_scan, _exchange_partitions, _interrupted
         )
     elif isinstance(stage, JoinStage):
         from .joins import materialise_join
 
-        owners, frames = materialise_join(stage, comm, sys.modules[__name__])
+        owners, frames = materialise_join(run, comm, sys.modules[__name__])
+        stage.strategy, stage.sizes, stage.partitioning = run.strategy, run.sizes, run.partitioning
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
     stage.data = RankedData.build(
@@ -632,9 +657,11 @@ def materialise(stage, comm) -> None:
         stage.label,
         owners,
         frames,
-        empty=_declared_meta(stage),
+        empty=_declared_meta(run),
         object_like_empty=not isinstance(stage, AggStage),  # group results: typed by values
     )
+    _add_stat("stage_columns_pruned", dropped)
+    _add_stat("stage_bytes", sum(p.nbytes for p in stage.data.discover(comm)))
     if isinstance(stage, JoinStage):  # its dtypes as the data decided them (as pandas)
         from .joins import adopt_schema
 
@@ -777,12 +804,14 @@ class _Rows(Output):
     function and put into this rank's outbox, per partition."""
 
     def __init__(self, stage, nparts):
+        from .pruning import shuffle_columns
+
         self.stage, self.node, self.nparts = stage, stage.node, nparts
-        self.cols = list(stage.node.meta.columns)
+        self.cols = shuffle_columns(stage)
         self.outbox: dict[int, list] = {}
 
     def columns(self):
-        """Every column of the frame."""
+        """The columns of the frame the stage carries (every one unless narrowed)."""
         return set(self.cols)
 
     def text(self):

@@ -341,6 +341,7 @@ class Frame(Lazy):
             local=dedupe if keep else None,
             per_partition=dedupe,
         )
+        stage.reads = list(subset)  # the other columns pass through (projection, hpcframe.pruning)
         return Frame(P.Scan(stage, stage.meta))
 
     def expression(self, expr: E.Expr, name=None) -> Series:

@@ -400,14 +400,32 @@ def prune(stage: JoinStage, wanted: list[str]):
     ``None`` when nothing can be left out."""
     if stage.ready or stage.persisted or stage.how in ("semi", "anti"):
         return None
+    new = narrow(stage, wanted)
+    return None if new is stage else new
+
+
+def narrow(stage: JoinStage, wanted):
+    """The join computing only the result columns ``wanted`` plus its keys and its hidden
+    order columns (each side then reads only what these need), or ``stage`` itself when
+    nothing can be left out. A dtype pandas decides from the data (an int column of a side
+    that can miss a match) is decided per column, so a kept column gets the same one.
+    Used by the engine for one computation (:mod:`hpcframe.pruning`) and by :func:`prune`."""
     keep = set(wanted) | set(stage.left_keys) | set(stage.right_keys)
     left_cols = [(c, r) for c, r in stage.left_cols if r in keep]
     right_cols = [(c, r) for c, r in stage.right_cols if r in keep]
     if len(left_cols) == len(stage.left_cols) and len(right_cols) == len(stage.right_cols):
-        return None
+        return stage
     dropped = {r for _, r in stage.left_cols + stage.right_cols} - keep
     meta = stage.meta[[c for c in stage.meta.columns if c not in dropped]]
     return stage.with_sides(stage.left, stage.right, left_cols, right_cols, meta)
+
+
+def side_columns(stage: JoinStage, which: str) -> set:
+    """The columns of the ``which`` side's frame the join reads: those it contributes to
+    the result (keys included) and those carrying the side's row order."""
+    pairs = stage.left_cols if which == "left" else stage.right_cols
+    order = stage.left_order if which == "left" else stage.right_order
+    return {c for c, _ in pairs} | {c for c, _ in order if c is not None}
 
 
 # ------------------------------------------------------------------------------------------
@@ -433,7 +451,7 @@ class _Side:
 
     def columns(self):
         """The side's columns the result needs."""
-        return {c for c, _ in self.pairs} | {c for c, _ in self.order if c is not None}
+        return side_columns(self.stage, self.which)
 
     def text(self):
         """For explain and errors."""
@@ -779,4 +797,13 @@ def adopt_schema(stage: JoinStage) -> None:
             stage.meta[c] = pd.Series([], dtype=empty[c].dtype)
 
 
-__all__ = ["build_merge", "semi_join", "push_filter", "prune", "materialise_join", "POSITION"]
+__all__ = [
+    "build_merge",
+    "semi_join",
+    "push_filter",
+    "prune",
+    "narrow",
+    "side_columns",
+    "materialise_join",
+    "POSITION",
+]

@@ -171,7 +171,7 @@ class ShuffleStage(StageSource):
     the rows a later ``per_partition`` needs, e.g. the first of each duplicate);
     ``per_partition(df)`` (optional) maps each partition's rows (sorted by position, with
     their position as the index) to the stage's rows, keeping the ``POSITION`` column;
-    ``meta`` describes the result (default: the frame's columns)."""
+    ``meta`` describes the result (default: the frame's columns); ``reads``: see below."""
 
     def __init__(
         self,
@@ -203,6 +203,12 @@ class ShuffleStage(StageSource):
         self.node, self.keys = node, list(keys)
         self.local, self.per_partition = local, per_partition
         self.partitioning = f"hash of {self.keys}"
+        #: the columns ``local`` and ``per_partition`` read, when they return rows with the
+        #: columns they were given, unchanged (``drop_duplicates``): the stage may then carry
+        #: only the columns its readers need (:mod:`hpcframe.pruning`); ``None``: unknown
+        self.reads: list[str] | None = None
+        #: the input columns it carries, when narrowed for one computation (``None``: all)
+        self.carried: list[str] | None = None
 
     def inputs(self):
         """The shuffled frame's plan."""
