@@ -164,3 +164,51 @@ def same(got, expected, msg="", **kw):
                 )
     elif isinstance(expected, pd.Series) and expected.dtype.kind in "iu" and not kw.get("sort_index"):
         pd.testing.assert_series_equal(got, expected, check_exact=True, obj=msg or "Series")
+
+
+# -- Hypothesis: strategies and settings shared by the differential tests of tests/parallel --
+def spmd_settings(max_examples: int):
+    """Hypothesis settings every rank draws alike: derandomized, no example database, no
+    deadline, and not shrunk under MPI (ranks must run the same examples in step)."""
+    from hypothesis import HealthCheck, Phase, settings
+
+    from tests.helpers import mpi
+
+    phases = [Phase.explicit, Phase.generate]
+    if not mpi.UNDER_MPI:
+        phases.append(Phase.shrink)
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        phases=phases,
+    )
+
+
+def keyed_frames(values):
+    """A strategy of ``(frame, npartitions)``: up to 40 rows of a string key ``k`` (a, b, c
+    or missing), an int64 ``i`` in [-2, 2] and a float64 ``v`` drawn from ``values``, split
+    into 1-4 partitions."""
+    from hypothesis import strategies as st
+
+    rows = st.lists(
+        st.tuples(st.sampled_from([None, "a", "b", "c"]), st.integers(-2, 2), st.sampled_from(list(values))),
+        max_size=40,
+    )
+    return st.builds(
+        lambda rows, nparts: (
+            pd.DataFrame(
+                {
+                    "k": pd.array([r[0] for r in rows], dtype="str"),
+                    "i": np.array([r[1] for r in rows], dtype=np.int64),
+                    "v": np.array([r[2] for r in rows], dtype=np.float64),
+                }
+            ),
+            nparts,
+        ),
+        rows,
+        st.integers(1, 4),
+    )

@@ -27,7 +27,15 @@ import pytest
 import hpcframe as hf
 from tests.helpers import mpi
 from tests.helpers.compare import materialize
-from tests.helpers.frames import assert_bits, local, nasty_dir, nasty_reference, same
+from tests.helpers.frames import (
+    assert_bits,
+    keyed_frames,
+    local,
+    nasty_dir,
+    nasty_reference,
+    same,
+    spmd_settings,
+)
 
 pytestmark = mpi.timeout(120)
 # hash partitions of grouped/shuffled frames in these tests, unless a test sets another value:
@@ -398,7 +406,7 @@ def test_drop_duplicates_nasty(nasty, cfg):
 # Hypothesis: small random frames
 # --------------------------------------------------------------------------------------------
 try:
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
     st = None
@@ -406,40 +414,9 @@ except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
 EXAMPLES = int(os.environ.get("HPCFRAME_GROUP_FN_EXAMPLES", "4"))
 
 if st is not None:
-    _rows = st.lists(
-        st.tuples(
-            st.sampled_from([None, "a", "b", "c"]),
-            st.integers(-2, 2),
-            st.sampled_from([np.nan, -1.5, 0.0, 2.25, 1e15, 3.0]),
-        ),
-        max_size=40,
-    )
-    frames = st.builds(
-        lambda rows, nparts: (
-            pd.DataFrame(
-                {
-                    "k": pd.array([r[0] for r in rows], dtype="str"),
-                    "i": np.array([r[1] for r in rows], dtype=np.int64),
-                    "v": np.array([r[2] for r in rows], dtype=np.float64),
-                }
-            ),
-            nparts,
-        ),
-        _rows,
-        st.integers(1, 4),
-    )
+    frames = keyed_frames([np.nan, -1.5, 0.0, 2.25, 1e15, 3.0])
     # derandomized and not shrunk under MPI: every rank must draw the same examples
-    _SETTINGS = settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-        phases=[Phase.explicit, Phase.generate]
-        if mpi.UNDER_MPI
-        else [Phase.explicit, Phase.generate, Phase.shrink],
-    )
+    _SETTINGS = spmd_settings(EXAMPLES)
 
     @_SETTINGS
     @given(

@@ -21,7 +21,16 @@ import pytest
 import hpcframe as hf
 from tests.helpers import mpi
 from tests.helpers.compare import materialize
-from tests.helpers.frames import assert_bits, by_index_values, local, nasty_dir, nasty_reference, same
+from tests.helpers.frames import (
+    assert_bits,
+    by_index_values,
+    keyed_frames,
+    local,
+    nasty_dir,
+    nasty_reference,
+    same,
+    spmd_settings,
+)
 
 pytestmark = mpi.timeout(120)
 PARTITIONS = 5
@@ -293,7 +302,7 @@ def test_describe_percentiles(dir6, nasty):
 # Hypothesis: small random frames
 # --------------------------------------------------------------------------------------------
 try:
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
     st = None
@@ -301,39 +310,8 @@ except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
 EXAMPLES = int(os.environ.get("HPCFRAME_GROUP_QUANTILE_EXAMPLES", "5"))
 
 if st is not None:
-    _rows = st.lists(
-        st.tuples(
-            st.sampled_from([None, "a", "b", "c"]),
-            st.integers(-2, 2),
-            st.sampled_from([np.nan, -1.5, 0.0, 2.25, 1e15, 3.0, np.inf, -np.inf]),
-        ),
-        max_size=40,
-    )
-    frames = st.builds(
-        lambda rows, nparts: (
-            pd.DataFrame(
-                {
-                    "k": pd.array([r[0] for r in rows], dtype="str"),
-                    "i": np.array([r[1] for r in rows], dtype=np.int64),
-                    "v": np.array([r[2] for r in rows], dtype=np.float64),
-                }
-            ),
-            nparts,
-        ),
-        _rows,
-        st.integers(1, 4),
-    )
-    _SETTINGS = settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-        phases=[Phase.explicit, Phase.generate]
-        if mpi.UNDER_MPI
-        else [Phase.explicit, Phase.generate, Phase.shrink],
-    )
+    frames = keyed_frames([np.nan, -1.5, 0.0, 2.25, 1e15, 3.0, np.inf, -np.inf])
+    _SETTINGS = spmd_settings(EXAMPLES)
     HOW = {
         "median": lambda g: g.v.median(),
         "quantile": lambda g: g.v.quantile(0.3),

@@ -20,7 +20,7 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
-from tests.helpers.frames import nasty_dir, nasty_reference, same
+from tests.helpers.frames import keyed_frames, nasty_dir, nasty_reference, same, spmd_settings
 
 pytestmark = mpi.timeout(120)
 
@@ -277,7 +277,7 @@ def test_errors(nasty):
 # Hypothesis: small random frames, random keys, directions, NaN placement and head/tail
 # --------------------------------------------------------------------------------------------
 try:
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
     st = None
@@ -285,40 +285,9 @@ except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
 EXAMPLES = int(os.environ.get("HPCFRAME_SORT_EXAMPLES", "6"))
 
 if st is not None:
-    _rows = st.lists(
-        st.tuples(
-            st.sampled_from([None, "a", "b", "c"]),
-            st.integers(-2, 2),
-            st.sampled_from([np.nan, -1.5, 0.0, 2.25, np.inf, 3.0]),
-        ),
-        max_size=40,
-    )
-    frames = st.builds(
-        lambda rows, nparts: (
-            pd.DataFrame(
-                {
-                    "k": pd.array([r[0] for r in rows], dtype="str"),
-                    "i": np.array([r[1] for r in rows], dtype=np.int64),
-                    "v": np.array([r[2] for r in rows], dtype=np.float64),
-                }
-            ),
-            nparts,
-        ),
-        _rows,
-        st.integers(1, 4),
-    )
+    frames = keyed_frames([np.nan, -1.5, 0.0, 2.25, np.inf, 3.0])
     # derandomized and not shrunk under MPI: every rank must draw the same examples
-    _SETTINGS = settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-        phases=[Phase.explicit, Phase.generate]
-        if mpi.UNDER_MPI
-        else [Phase.explicit, Phase.generate, Phase.shrink],
-    )
+    _SETTINGS = spmd_settings(EXAMPLES)
 
     @_SETTINGS
     @given(
