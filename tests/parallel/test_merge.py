@@ -25,7 +25,7 @@ import pytest
 import hpcframe as hf
 from tests.helpers import mpi
 from tests.helpers.datasets import arrow_to_pandas
-from tests.helpers.frames import assert_bits, local
+from tests.helpers.frames import assert_bits, local, spmd_settings
 
 pytestmark = mpi.timeout(120)
 PARTITIONS = 5
@@ -598,7 +598,7 @@ def test_series_isin_list_unchanged(frames):
 # Hypothesis: small random frames, every how and strategy
 # --------------------------------------------------------------------------------------------
 try:
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
     st = None
@@ -624,18 +624,7 @@ if st is not None:
         ),
         max_size=25,
     )
-    # derandomized and not shrunk under MPI: every rank must draw the same examples
-    _SETTINGS = settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-        phases=[Phase.explicit, Phase.generate]
-        if mpi.UNDER_MPI
-        else [Phase.explicit, Phase.generate, Phase.shrink],
-    )
+    _SETTINGS = spmd_settings(EXAMPLES)
 
     @_SETTINGS
     @given(

@@ -20,7 +20,7 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
-from tests.helpers.frames import assert_bits, local
+from tests.helpers.frames import assert_bits, local, spmd_settings
 
 pytestmark = mpi.timeout(120)
 
@@ -168,7 +168,7 @@ def test_unsupported_uses_say_what_is_supported(frames):
 # Hypothesis: small random frames
 # --------------------------------------------------------------------------------------------
 try:
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
     st = None
@@ -192,18 +192,7 @@ if st is not None:
             }
         )
 
-    # derandomized and not shrunk under MPI: every rank must draw the same examples
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-        phases=[Phase.explicit, Phase.generate]
-        if mpi.UNDER_MPI
-        else [Phase.explicit, Phase.generate, Phase.shrink],
-    )
+    @spmd_settings(EXAMPLES)
     @given(
         left=_rows,
         right=_rows,
