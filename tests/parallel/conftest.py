@@ -92,6 +92,15 @@ def shared_dir():
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def nasty(shared_dir):
+    """``(path, pandas reference)`` of the nasty dataset (see tests/helpers/frames.py): written
+    once into the shared folder, the reference rebuilt per module (tests may change it)."""
+    from tests.helpers.frames import nasty_dir, nasty_reference
+
+    return nasty_dir(shared_dir), nasty_reference()
+
+
 @pytest.fixture(scope="session")
 def data_root(shared_dir):
     """The data sets of tests/helpers/datasets.py, written by rank 0; all ranks wait for them."""

@@ -31,7 +31,7 @@ import pytest
 import hpcframe as hf
 from tests.helpers import mpi
 from tests.helpers.compare import canon_value_counts, materialize
-from tests.helpers.frames import assert_bits, by_index_values, local, nasty_dir, nasty_reference, same
+from tests.helpers.frames import assert_bits, by_index_values, local, same
 
 pytestmark = mpi.timeout(120)
 # hash partitions of grouped/shuffled frames in these tests, unless a test sets another value:
@@ -48,12 +48,6 @@ def few_partitions(monkeypatch):
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def nasty(shared_dir):
-    """(path, pandas reference) of the nasty dataset (see tests/helpers/frames.py)."""
-    return nasty_dir(shared_dir), nasty_reference()
-
-
 def daily(d):
     """The user guide's example, on the suite's schema (works on hpcframe and pandas)."""
     return d.groupby(["origin", "carrier"]).agg(n=("x", "size"), delay=("x", "mean"), total=("n", "sum"))

@@ -31,8 +31,6 @@ from tests.helpers.frames import (
     assert_bits,
     keyed_frames,
     local,
-    nasty_dir,
-    nasty_reference,
     same,
     spmd_settings,
 )
@@ -47,12 +45,6 @@ PARTITIONS = 5
 @pytest.fixture(autouse=True)
 def few_partitions(monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", PARTITIONS)
-
-
-@pytest.fixture(scope="module")
-def nasty(shared_dir):
-    """(path, pandas reference) of the nasty dataset (see tests/helpers/frames.py)."""
-    return nasty_dir(shared_dir), nasty_reference()
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 import hpcframe as hf
 from tests.helpers import mpi
 from tests.helpers.compare import materialize
-from tests.helpers.frames import keyed_frames, nasty_dir, nasty_reference, spmd_settings
+from tests.helpers.frames import keyed_frames, spmd_settings
 
 pytestmark = mpi.timeout(120)
 PARTITIONS = 5
@@ -25,11 +25,6 @@ PARTITIONS = 5
 @pytest.fixture(autouse=True)
 def few_partitions(monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", PARTITIONS)
-
-
-@pytest.fixture(scope="module")
-def nasty(shared_dir):
-    return nasty_dir(shared_dir), nasty_reference()
 
 
 def exact(got, exp, msg=""):

@@ -12,16 +12,11 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
-from tests.helpers.frames import nasty_dir, nasty_reference, same
+from tests.helpers.frames import same
 
 pytestmark = mpi.timeout(120)
 
 VALUES = ["s", "one", "kb", "f32", "big", "dec", "d", "tz", "cat", "v", "n"]
-
-
-@pytest.fixture(scope="module")
-def nasty(shared_dir):
-    return nasty_dir(shared_dir), nasty_reference()
 
 
 @pytest.mark.parametrize("keys", ["s", "n", "id", ["s", "kb"]], ids=str)

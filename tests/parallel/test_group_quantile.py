@@ -26,8 +26,6 @@ from tests.helpers.frames import (
     by_index_values,
     keyed_frames,
     local,
-    nasty_dir,
-    nasty_reference,
     same,
     spmd_settings,
 )
@@ -39,11 +37,6 @@ PARTITIONS = 5
 @pytest.fixture(autouse=True)
 def few_partitions(monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", PARTITIONS)
-
-
-@pytest.fixture(scope="module")
-def nasty(shared_dir):
-    return nasty_dir(shared_dir), nasty_reference()
 
 
 def exact(got, exp, msg=""):

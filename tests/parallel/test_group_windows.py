@@ -29,8 +29,6 @@ from tests.helpers.frames import (
     assert_bits,
     keyed_frames,
     local,
-    nasty_dir,
-    nasty_reference,
     same,
     spmd_settings,
 )
@@ -42,12 +40,6 @@ PARTITIONS = 5  # more than the ranks (some hold two with 3 ranks), few: the dat
 @pytest.fixture(autouse=True)
 def few_partitions(monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", PARTITIONS)
-
-
-@pytest.fixture(scope="module")
-def nasty(shared_dir):
-    """(path, pandas reference) of the nasty dataset (see tests/helpers/frames.py)."""
-    return nasty_dir(shared_dir), nasty_reference()
 
 
 WINDOWS = {

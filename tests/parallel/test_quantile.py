@@ -16,7 +16,7 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
-from tests.helpers.frames import assert_bits, nasty_dir, nasty_reference
+from tests.helpers.frames import assert_bits
 
 pytestmark = mpi.timeout(120)
 
@@ -26,11 +26,6 @@ QS = [0.0, 0.1, 0.25, 1 / 3, 0.5, 0.9, 0.999, 1.0]
 @pytest.fixture(autouse=True)
 def few_partitions(monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", 5)
-
-
-@pytest.fixture(scope="module")
-def nasty(shared_dir):
-    return nasty_dir(shared_dir), nasty_reference()
 
 
 @pytest.mark.parametrize("col", ["v", "n", "big", "f32", "id", "d", "tz"])

@@ -15,7 +15,7 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
-from tests.helpers.frames import nasty_dir, nasty_reference, same
+from tests.helpers.frames import same
 
 pytestmark = mpi.timeout(120)
 
@@ -23,11 +23,6 @@ pytestmark = mpi.timeout(120)
 @pytest.fixture(autouse=True)
 def few_partitions(monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", 6)
-
-
-@pytest.fixture(scope="module")
-def nasty(shared_dir):
-    return nasty_dir(shared_dir), nasty_reference()
 
 
 def exact(got, exp, msg=""):

@@ -20,7 +20,7 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
-from tests.helpers.frames import keyed_frames, nasty_dir, nasty_reference, same, spmd_settings
+from tests.helpers.frames import keyed_frames, same, spmd_settings
 
 pytestmark = mpi.timeout(120)
 
@@ -28,11 +28,6 @@ pytestmark = mpi.timeout(120)
 @pytest.fixture(autouse=True)
 def few_partitions(monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", 5)
-
-
-@pytest.fixture(scope="module")
-def nasty(shared_dir):
-    return nasty_dir(shared_dir), nasty_reference()
 
 
 def exact(got, exp, msg=""):
