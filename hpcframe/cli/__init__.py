@@ -6,7 +6,8 @@ Commands parse their arguments, call the library, print, and map errors to exit 
 - :mod:`~hpcframe.cli.run`: ``info`` and ``run`` (job specs, :mod:`hpcframe.spec`);
 - :mod:`~hpcframe.cli.convert`: ``convert`` (:mod:`hpcframe.convert`);
 - :mod:`~hpcframe.cli.jobs`: ``submit``, ``status``, ``logs``, ``cancel`` (:mod:`hpcframe.jobs`);
-- :mod:`~hpcframe.cli.report`: ``report`` (:mod:`hpcframe.diagnostics`).
+- :mod:`~hpcframe.cli.report`: ``report`` (:mod:`hpcframe.diagnostics`);
+- :mod:`~hpcframe.cli.profiles`: ``profiles`` (cluster profiles, :mod:`hpcframe.jobs.profiles`).
 
 ``python -m hpcframe.cli ARGS`` is the same as ``hpcframe ARGS``.
 """
@@ -46,3 +47,8 @@ for _cmd in JOB_COMMANDS:
     main.add_command(_cmd)
 main.add_command(report, "report")
 main.add_command(convert_command, "convert")
+# -- JOBSRENDER: hpcframe profiles (cluster profiles) --
+from .profiles import profiles as _profiles  # noqa: E402
+
+main.add_command(_profiles, "profiles")
+# -- end JOBSRENDER --

@@ -22,15 +22,48 @@ def _usage(exc: Exception):
     return click.UsageError(str(exc))
 
 
+# -- JOBSRENDER: --cluster-profile / --array / --exclusive option parsing --
+def _cluster_profile(ctx, param, value):
+    """Resolve an old profile name (``local`` -> ``slurm-local``), saying so on stderr."""
+    if not value:
+        return value
+    from ..jobs.profiles import renamed
+
+    new, message = renamed(value)
+    if message:
+        click.echo(f"hpcframe: {message}", err=True)
+    return new
+
+
+CLUSTER_PROFILE_HELP = (
+    "Cluster profile: the scheduler settings (partition, nodes, ranks, launcher...) by name "
+    "(see `hpcframe profiles`) or a YAML path. Not the performance record (that is "
+    "`hpcframe run --profile-dir`). --profile and -P are the same option. [env: HPCFRAME_PROFILE]"
+)
+ARRAY_HELP = (
+    "Job array, one task per value: NAME=START-END[:STEP] (month=1-12), integers "
+    "NAME=V1,V2 (year=2019,2021) or strings NAME=A,B (carrier=AA,UA: tasks 0..n-1, task i "
+    "gets the i-th string). {NAME} in the spec or script arguments becomes the task's value "
+    "(also $HPCFRAME_ARRAY_INDEX). Strings: no , / quotes backslash or braces."
+)
+EXCLUSIVE_HELP = (
+    "Whole nodes, shared with no other job (SLURM --exclusive, PBS Pro place=scatter:excl, "
+    "Torque -n). --no-exclusive overrides a profile's exclusive: true."
+)
+# -- end JOBSRENDER --
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option(
+@click.option(  # -- JOBSRENDER --
+    "--cluster-profile",
     "--profile",
     "-P",
+    "profile",
     envvar="HPCFRAME_PROFILE",
-    help="Profile name (configs/, "
-    "~/.config/hpcframe/profiles, $HPCFRAME_PROFILES) or a YAML path. [env: HPCFRAME_PROFILE]",
+    callback=_cluster_profile,
+    help=CLUSTER_PROFILE_HELP,
 )
 @click.option(
     "--scheduler", type=click.Choice(["slurm", "pbs", "torque"]), help="Override the profile's scheduler."
@@ -43,11 +76,8 @@ def _usage(exc: Exception):
 @click.option("--mem", help="Memory per node, e.g. 16G.")
 @click.option("--partition", "--queue", "-p", "partition", help="Partition (SLURM) / queue (PBS).")
 @click.option("--account", "-A", help="Account / project to charge.")
-@click.option(
-    "--array",
-    help="Job array: NAME=START-END[:STEP] or NAME=V1,V2; {NAME} in the spec "
-    "or script arguments becomes each task's value.",
-)
+@click.option("--array", help=ARRAY_HELP)  # -- JOBSRENDER --
+@click.option("--exclusive/--no-exclusive", default=None, help=EXCLUSIVE_HELP)  # -- JOBSRENDER --
 @click.option("--after", multiple=True, help="Start only after job ID finished OK (repeatable).")
 @click.option(
     "--dask-config",
@@ -70,6 +100,7 @@ def submit(
     partition,
     account,
     array,
+    exclusive,
     after,
     dask_config,
     launcher,
@@ -83,6 +114,7 @@ def submit(
       hpcframe submit job.yaml --profile mycluster --nodes 2 --time 01:00:00 --dry-run
       hpcframe submit analysis.py --profile mycluster -- --arg 1
       hpcframe submit job.yaml --profile slurm --array month=1-12 --after 1234
+      hpcframe submit job.yaml --cluster-profile slurm-local --array carrier=AA,UA
     """
     overrides = {
         "name": name,
@@ -94,6 +126,7 @@ def submit(
         "partition": partition,
         "account": account,
         "launcher": launcher,
+        "exclusive": exclusive,  # -- JOBSRENDER --
     }
     if not profile and not scheduler:
         import shutil
@@ -102,7 +135,7 @@ def submit(
         if scheduler is None:
             raise click.UsageError(
                 "no cluster profile and neither sbatch nor qsub on PATH: pass "
-                "--profile NAME (see configs/*.yaml) or --scheduler slurm|pbs|torque"
+                "--cluster-profile NAME (see `hpcframe profiles`) or --scheduler slurm|pbs|torque"
             )
     try:
         params = make_params(

@@ -85,8 +85,9 @@ def info(path: str, fmt: str | None, key: str | None, show_parts: bool, as_json:
 @click.option(
     "--profile-dir",
     metavar="DIR",
-    help="Record task and resource profiles of the run into DIR (Parquet + JSON); "
-    "`hpcframe report DIR` turns them into an HTML/PNG report.",
+    help="Record a performance record (task and resource timings) of the run into DIR "
+    "(Parquet + JSON); `hpcframe report DIR` turns it into an HTML/PNG report. Not a "
+    "cluster profile (that is `hpcframe submit --cluster-profile`).",
 )
 @handle_errors
 def run(

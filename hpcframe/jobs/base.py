@@ -175,12 +175,23 @@ def parse_mem(value) -> int:
     return max(1, int(-(-mib // 1)))
 
 
+# -- JOBSRENDER: arrays of integers or strings --
+#: Characters a string array value may not contain: ``,`` separates values, ``/`` would make the
+#: per-task file names (``spec.VALUE.yaml``) paths, quotes and ``{}`` would break the ``{NAME}``
+#: substitution into a job spec. Everything else is shell-quoted where it is written.
+_BAD_LABEL_RE = re.compile(r"[,/'\"{}\\]")
+
+
 @dataclass(frozen=True)
 class ArraySpec:
-    """A job array: one task per value of ``name`` (``month=1-12``, ``part=0-9:3``, ``k=1,4,7``).
+    """A job array: one task per value of ``name``.
 
-    Inside each task ``HPCFRAME_ARRAY_NAME`` is ``name``, ``HPCFRAME_ARRAY_INDEX`` the task's
-    value, and ``{name}`` in the spec file or the script arguments is replaced by that value.
+    Accepted forms: ``month=1-12`` and ``part=0-9:3`` (ranges), ``year=2019,2021`` (integers)
+    and ``carrier=AA,UA`` (strings; any list that is not all integers). Inside each task
+    ``HPCFRAME_ARRAY_NAME`` is ``name``, ``HPCFRAME_ARRAY_INDEX`` the task's value, and ``{name}``
+    in the spec file or the script arguments is replaced by that value. String lists (and, on PBS
+    Pro, integer lists) are *mapped*: the scheduler runs tasks ``0 .. n-1`` and task ``i`` gets
+    the ``i``-th value through a shell array in the job script (see :meth:`Scheduler.render`).
     """
 
     name: str
@@ -188,49 +199,93 @@ class ArraySpec:
     stop: int | None = None
     step: int = 1
     values: tuple[int, ...] = ()
+    labels: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> ArraySpec:
-        """Parse ``NAME=START-END[:STEP]`` or ``NAME=V1,V2,...``; raise JobError if invalid."""
+        """Parse ``NAME=START-END[:STEP]``, ``NAME=1,4,7`` or ``NAME=AA,UA``; JobError if invalid."""
         raw = _text("array", text).strip()
         name, sep, rng = raw.partition("=")
         if not sep:
             name, rng = "array", raw
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", name):
             raise JobError(f"array {raw!r}: name {name!r} must be an identifier such as month")
+        usage = (
+            "use NAME=START-END[:STEP] (e.g. month=1-12), NAME=V1,V2,... with integers "
+            "(e.g. year=2019,2021) or strings (e.g. carrier=AA,UA)"
+        )
         m = re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?", rng)
         if m:
             a, b, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
             if b < a or s < 1:
                 raise JobError(f"array {raw!r}: the range must go up (START <= END, STEP >= 1)")
             return cls(name, a, b, s)
-        if re.fullmatch(r"\d+(,\d+)*", rng):
-            vals = tuple(int(v) for v in rng.split(","))
-            if len(set(vals)) != len(vals):
-                raise JobError(f"array {raw!r}: values repeat")
-            return cls(name, values=vals)
-        raise JobError(
-            f"array {raw!r} is not valid: use NAME=START-END[:STEP] (e.g. month=1-12) "
-            "or NAME=V1,V2,... (e.g. year=2019,2021)"
-        )
+        items = rng.split(",")
+        if not rng.strip() or any(not v.strip() for v in items):
+            raise JobError(f"array {raw!r} has an empty value: {usage}")
+        if len(set(v.strip() for v in items)) != len(items):
+            raise JobError(f"array {raw!r}: values repeat")
+        if all(re.fullmatch(r"\d+", v.strip(), re.ASCII) for v in items):
+            return cls(name, values=tuple(int(v) for v in items))
+        if not sep:  # a bare word is a mistake (``--array month``), not a one-string array
+            raise JobError(f"array {raw!r} is not valid: {usage}")
+        labels = tuple(v.strip() for v in items)
+        for v in labels:
+            check_printable(f"array {name} value", v)
+            if _BAD_LABEL_RE.search(v) or len(v) > 128:
+                raise JobError(
+                    f"array {raw!r}: value {v!r} is not allowed (at most 128 characters, "
+                    "no , / quotes backslash or braces): " + usage
+                )
+        return cls(name, labels=labels)
 
     @property
     def is_range(self) -> bool:
         """True for ``START-END[:STEP]``, False for a list of values."""
-        return not self.values
+        return not self.values and not self.labels
 
-    def task_values(self) -> list[int]:
-        """The index of every task, in order."""
+    @property
+    def is_strings(self) -> bool:
+        """True for a list of strings (always mapped through an index)."""
+        return bool(self.labels)
+
+    def task_values(self) -> list:
+        """The value of every task, in order (integers, or strings for a string list)."""
+        if self.labels:
+            return list(self.labels)
         if self.values:
             return list(self.values)
         assert self.start is not None and self.stop is not None, "a range has start and stop"
         return list(range(self.start, self.stop + 1, self.step))
 
     def range_text(self) -> str:
-        """The scheduler's index list: ``1-12``, ``0-9:3`` or ``1,4,7``."""
+        """The values as written: ``1-12``, ``0-9:3``, ``1,4,7`` or ``AA,UA``."""
+        if self.labels:
+            return ",".join(self.labels)
         if self.values:
             return ",".join(map(str, self.values))
         return f"{self.start}-{self.stop}" + (f":{self.step}" if self.step != 1 else "")
+
+    def index_text(self) -> str:
+        """The scheduler's indices of a mapped array: ``0-N`` (N = number of values - 1)."""
+        return f"0-{len(self.task_values()) - 1}"
+
+
+
+def task_order(row) -> tuple:
+    """Sort key of a status row: job id, then array task id as a number (``12_2`` before
+    ``12_10``); a pending remainder such as ``12_[3-9]`` after the tasks listed one by one.
+    Also reads PBS ids (``12[3].server``)."""
+    text = str(row[0])
+    m = re.fullmatch(r"(\d+)(?:_(\d+)|_\[(.*)\]|\[(\d*)\])?(\..*)?", text)
+    if not m:
+        return (1, 0, 0, text)
+    task = m.group(2) or m.group(4)
+    rest = m.group(3) or ""
+    return (0, int(m.group(1)), int(task) if task else (10**18 if rest else -1), rest)
+
+
+# -- end JOBSRENDER arrays --
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,6 +314,7 @@ class JobParams:
     after: list = field(default_factory=list)
     env: dict = field(default_factory=dict)  # extra NAME: value exports (values quoted)
     workdir: str | None = None  # where the ranks run (SLURM --chdir); None: submit dir
+    exclusive: bool = False  # whole nodes: SLURM --exclusive, PBS Pro place=...:excl, Torque -n
 
     @classmethod
     def fields(cls) -> list[str]:
@@ -349,6 +405,8 @@ def validate(p: JobParams) -> JobParams:
         p.array = ArraySpec.parse(p.array)
     if p.array is not None and not isinstance(p.array, ArraySpec):
         raise JobError(f"array must be NAME=START-END[:STEP] or NAME=V1,V2,..., got {_short(p.array)}")
+    if not isinstance(p.exclusive, bool):
+        raise JobError(f"exclusive must be true or false, got {_short(p.exclusive)}")
     if not isinstance(p.env, dict):
         raise JobError(f"env must be a mapping of NAME: value, got {type(p.env).__name__}")
     for k, v in p.env.items():
@@ -460,6 +518,33 @@ class Scheduler:
         """Shell expression for the number of ranks the scheduler granted."""
         return self.ntasks_shell
 
+    # -- JOBSRENDER: mapped arrays --
+    def array_mapped(self, array: ArraySpec) -> bool:
+        """True if ``array``'s values reach the tasks through an index (``0 .. n-1``) and a
+        shell array in the script rather than as the scheduler's own task ids: string lists
+        always; subclasses add lists their scheduler cannot express (PBS Pro)."""
+        return array.is_strings
+
+    def array_indices(self, array: ArraySpec) -> str:
+        """The scheduler's task ids for ``array``: ``0-N`` when mapped, else its own values."""
+        return array.index_text() if self.array_mapped(array) else array.range_text()
+
+    def array_lines(self, p: JobParams) -> list[str]:
+        """Body lines that export ``HPCFRAME_ARRAY_INDEX`` (the task's value)."""
+        assert p.array is not None
+        task = f"${{{self.array_env}}}"
+        if not self.array_mapped(p.array):
+            return [f'export HPCFRAME_ARRAY_INDEX="{task}"']
+        values = " ".join(shlex.quote(str(v)) for v in p.array.task_values())
+        return [
+            f"# task i of the array gets the i-th value of {p.array.name}",
+            f"HPCFRAME_ARRAY_VALUES=({values})",
+            f'export HPCFRAME_ARRAY_TASK_ID="{task}"',
+            f'export HPCFRAME_ARRAY_INDEX="${{HPCFRAME_ARRAY_VALUES[{task}]}}"',
+        ]
+
+    # -- end JOBSRENDER --
+
     # shared -----------------------------------------------------------------
     def launch_line(self, p: JobParams, program: list[str]) -> str:
         """The line that starts the ranks: launcher + python -m mpi4py + program."""
@@ -501,7 +586,7 @@ class Scheduler:
             lines.append(f"export {k}={shlex.quote(env[k])}")
         lines.append(f"export HPCFRAME_NTASKS={self.ntasks_expr(p)}")
         if p.array is not None:
-            lines.append(f'export HPCFRAME_ARRAY_INDEX="${{{self.array_env}}}"')
+            lines += self.array_lines(p)
         lines.append(self.launch_line(p, program))
         for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line
             if CONTROL_RE.search(line):

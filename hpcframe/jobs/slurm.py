@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from .base import CommandError, JobParams, Scheduler, run_command
+from .base import CommandError, JobError, JobParams, Scheduler, run_command, task_order
 
 # scheduler words -> hpcframe's states
 _STATES = {
@@ -65,6 +65,21 @@ class Slurm(Scheduler):
     ntasks_shell = '"${SLURM_NTASKS:-${SLURM_NPROCS:-1}}"'
     array_env = "SLURM_ARRAY_TASK_ID"
 
+    # -- JOBSRENDER: exclusive nodes --
+    def check(self, p: JobParams) -> None:
+        """As :meth:`Scheduler.check`; an extra ``--exclusive`` directive turns on
+        ``exclusive`` (rendered once), ``--exclusive=...`` variants cannot be combined with it."""
+        if "--exclusive" in p.extra_directives:
+            p.extra_directives = [d for d in p.extra_directives if d != "--exclusive"]
+            p.exclusive = True
+        if p.exclusive and any(d.startswith("--exclusive=") for d in p.extra_directives):
+            raise JobError(
+                "exclusive is on (--exclusive) and an extra directive sets --exclusive=...: keep one"
+            )
+        super().check(p)
+
+    # -- end JOBSRENDER --
+
     def directives(self, p: JobParams, run_dir: str) -> list[tuple[str, ...]]:
         """``--option=value`` words for ``p``; the logs go to ``run_dir``."""
         log = "%A_%a" if p.array is not None else "%j"
@@ -85,7 +100,9 @@ class Slurm(Scheduler):
         if p.account:
             d.append((f"--account={p.account}",))
         if p.array is not None:
-            d.append((f"--array={p.array.range_text()}",))
+            d.append((f"--array={self.array_indices(p.array)}",))
+        if p.exclusive:
+            d.append(("--exclusive",))
         if p.after:
             d.append((f"--dependency=afterok:{':'.join(p.after)}",))
         return d
@@ -112,10 +129,13 @@ class Slurm(Scheduler):
             out = run_command(["squeue", "-h", "-j", job_id, "-o", "%i|%T|%r"]).stdout
         except CommandError:
             out = ""
-        rows = [
-            (i, _STATES.get(s, s), r)
-            for i, s, r in (ln.split("|", 2) for ln in out.splitlines() if ln.count("|") == 2)
-        ]
+        rows = sorted(
+            (
+                (i, _STATES.get(s, s), r)
+                for i, s, r in (ln.split("|", 2) for ln in out.splitlines() if ln.count("|") == 2)
+            ),
+            key=task_order,
+        )
         return rows or [
             (
                 job_id,
@@ -142,4 +162,5 @@ def parse_scontrol(text: str) -> list[tuple[str, str, str]]:
         state = kv.get("JobState", "UNKNOWN")
         detail = f"Reason={kv.get('Reason', '')} ExitCode={kv.get('ExitCode', '')}"
         rows.append((tid, _STATES.get(state, state), detail))
-    return rows
+    return sorted(rows, key=task_order)  # -- JOBSRENDER: scontrol lists array tasks last first --
+
