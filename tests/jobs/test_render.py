@@ -43,6 +43,17 @@ CASES = {
     "slurm.sbatch": dict(scheduler="slurm", extra_directives=["--exclusive"]),
     "pbs.pbs": dict(scheduler="pbs", launcher="mpiexec", extra_directives=["-m abe"]),
     "torque.pbs": dict(scheduler="torque", launcher="mpiexec"),
+    # exclusive placement, per-task logs of a string array, ranks per node (issue 13 item 6)
+    "pbs_exclusive.pbs": dict(
+        scheduler="pbs", launcher="mpiexec", exclusive=True, array=ArraySpec.parse("carrier=AA,UA,New York")
+    ),
+    "pbs_place_extra.pbs": dict(
+        scheduler="pbs", launcher="mpiexec", extra_directives=["-l place=pack:excl"], after=[]
+    ),
+    "torque_exclusive.pbs": dict(
+        scheduler="torque", launcher="mpiexec", exclusive=True, array=ArraySpec.parse("carrier=AA,UA,New York")
+    ),
+    "slurm_strings.sbatch": dict(scheduler="slurm", array=ArraySpec.parse("carrier=AA,UA,New York")),
 }
 
 
@@ -127,7 +138,14 @@ def test_hostile_extra_directive_is_quoted():
         (dict(extra_directives=["--nodes=4"]), "sets --nodes"),
         (dict(scheduler="pbs", extra_directives=["-l select=4:ncpus=8"]), "sets select"),
         (dict(scheduler="pbs", extra_directives=["-q other"]), "sets -q"),
-        (dict(scheduler="pbs", array=ArraySpec.parse("year=2019,2021")), "take a range"),
+        (dict(scheduler="pbs", array=ArraySpec.parse("carrier=AA")), "at least two tasks"),
+        (dict(scheduler="pbs", array=ArraySpec.parse("month=3-3")), "at least two tasks"),
+        (dict(scheduler="pbs", extra_directives=["-l place=pack"], exclusive=True), "does not ask for excl"),
+        (dict(scheduler="pbs", extra_directives=["-l place=sideways"]), "not a PBS placement"),
+        (dict(scheduler="pbs", extra_directives=["-l place=excl,ncpus=2"]), "one directive of its own"),
+        (dict(scheduler="torque", extra_directives=["-l place=scatter"]), "Torque has no place"),
+        (dict(scheduler="slurm", exclusive=True, extra_directives=["--exclusive=user"]), "keep one"),
+        (dict(exclusive="yes"), "exclusive must be true or false"),
         (dict(scheduler="lsf"), "not supported"),
         (dict(env={"A B": "1"}), "valid shell variable"),
     ],
@@ -137,7 +155,10 @@ def test_impossible_combinations_are_rejected(kw, match):
         params(**kw)
 
 
-@pytest.mark.parametrize("text", ["month", "month=12-1", "m=1-3:0", "1month=1-3", "m=1,,2", "m=a-b", "m=1,1"])
+@pytest.mark.parametrize(
+    "text",
+    ["month", "month=12-1", "m=1-3:0", "1month=1-3", "m=1,,2", "m=1,1", "m=a,a", "m=a/b", "m=a,'b'", "m=x{y}", "m="],
+)
 def test_invalid_array_specs(text):
     with pytest.raises(JobError, match="array"):
         ArraySpec.parse(text)
@@ -148,9 +169,73 @@ def test_array_specs():
     assert ArraySpec.parse("part=0-9:3").range_text() == "0-9:3"
     assert ArraySpec.parse("year=2019,2021").task_values() == [2019, 2021]
     assert ArraySpec.parse("1-3").name == "array"
-    # Torque takes lists, PBS Pro does not (checked above), SLURM does
+    strings = ArraySpec.parse("carrier=AA, UA,JFK-LAX")
+    assert strings.is_strings and strings.task_values() == ["AA", "UA", "JFK-LAX"]
+    assert strings.index_text() == "0-2"
+    # Torque and SLURM take integer lists; PBS Pro's -J takes one range: lists are mapped
     p = params(scheduler="torque", array=ArraySpec.parse("year=2019,2021"), launcher="mpiexec")
     assert "#PBS -t 2019,2021" in scheduler_for("torque").render(p, PROGRAM, RUN_DIR)
+    p = params(scheduler="pbs", array=ArraySpec.parse("year=2019,2021"), launcher="mpiexec")
+    text = scheduler_for("pbs").render(p, PROGRAM, RUN_DIR)
+    assert "#PBS -J 0-1" in text and "HPCFRAME_ARRAY_VALUES=(2019 2021)" in text
+
+
+HOSTILE_VALUES = ["AA", "New York", "$(touch pwned)", "`id`", "a;b", "it&s", "*", "~root", "$HOME"]
+
+
+@pytest.mark.parametrize("scheduler,task_var", [("slurm", "SLURM_ARRAY_TASK_ID"), ("torque", "PBS_ARRAYID")])
+def test_string_array_values_reach_each_task_intact(scheduler, task_var, tmp_path):
+    """The array lines of the script, run by bash: task i sees exactly the i-th string (quoted,
+    never expanded or run)."""
+    import subprocess
+
+    array = ArraySpec.parse("v=" + ",".join(HOSTILE_VALUES))
+    p = params(scheduler=scheduler, array=array, launcher="mpiexec", after=[])
+    lines = scheduler_for(scheduler).array_lines(p)
+    body = "\n".join(ln for ln in lines if not ln.startswith(("exec ", "mkdir"))) + '\nprintf %s "$HPCFRAME_ARRAY_INDEX"\n'
+    for i, want in enumerate(HOSTILE_VALUES):
+        env = {"PATH": os.environ["PATH"], task_var: str(i), "HOME": str(tmp_path)}
+        out = subprocess.run(["bash", "-c", body], env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout == want, out
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_pbs_place_from_dask_jobqueue_is_accepted():
+    """dask-jobqueue's ``job-extra-directives: ['-l place=excl']`` was refused; now it sets
+    exclusive and replaces hpcframe's own ``place=scatter`` line."""
+    p = params(scheduler="pbs", launcher="mpiexec", extra_directives=["-l place=excl"], array=None)
+    assert p.exclusive
+    text = scheduler_for("pbs").render(p, PROGRAM, RUN_DIR)
+    assert [ln for ln in text.splitlines() if "place=" in ln] == ["#PBS -l place=excl"]
+    p = params(scheduler="pbs", launcher="mpiexec", exclusive=True, array=None)
+    assert "#PBS -l place=scatter:excl" in scheduler_for("pbs").render(p, PROGRAM, RUN_DIR)
+    p = params(scheduler="torque", launcher="mpiexec", extra_directives=["-l place=scatter:excl"], array=None)
+    text = scheduler_for("torque").render(p, PROGRAM, RUN_DIR)
+    assert p.exclusive and "#PBS -n" in text and "place=" not in text
+
+
+def test_torque_ranks_per_node_respects_a_placement_in_the_launcher():
+    p = params(scheduler="torque", launcher="mpiexec --map-by ppr:16:node", array=None)
+    launch = scheduler_for("torque").render(p, PROGRAM, RUN_DIR).splitlines()[-1]
+    assert launch.startswith("mpiexec --map-by ppr:16:node -n ") and "-ppn" not in launch
+    p = params(scheduler="torque", launcher="srun", array=None)
+    assert "-ppn" not in scheduler_for("torque").render(p, PROGRAM, RUN_DIR)
+
+
+def test_status_rows_are_in_task_order():
+    from hpcframe.jobs.pbs import parse_qstat_f
+    from hpcframe.jobs.slurm import parse_scontrol
+
+    text = "\n".join(
+        f"JobId={100 + t} ArrayJobId=99 ArrayTaskId={t} JobState=COMPLETED Reason=None ExitCode=0:0"
+        for t in (10, 2, 1)
+    )
+    text += "\nJobId=99 ArrayJobId=99 ArrayTaskId=11-12 JobState=PENDING Reason=None ExitCode=0:0"
+    assert [r[0] for r in parse_scontrol(text)] == ["99_1", "99_2", "99_10", "99_11-12"]
+    qstat = "".join(f"Job Id: 7[{t}].srv\n    job_state = R\n" for t in (3, 1, 2))
+    from hpcframe.jobs.base import task_order
+
+    assert [r[0] for r in sorted(parse_qstat_f(qstat), key=task_order)] == ["7[1].srv", "7[2].srv", "7[3].srv"]
 
 
 @pytest.mark.parametrize(
@@ -208,3 +293,33 @@ def test_unbalanced_quote_launcher_submit_exits_2(workdir, hf):
     )
     assert res.exit_code == 2, res.output
     assert "launcher" in res.stderr and "quote" in res.stderr
+
+
+@pytest.mark.timeout(150)
+def test_torque_string_array_task_runs_and_logs_to_its_own_file(tmp_path, monkeypatch):
+    """The rendered Torque body, run by bash with the environment Torque gives array task 1 of
+    job ``4242[1].fakeserver`` (no server here): 2 ranks with ``-ppn 2``, the task sees ``UA``,
+    and its output lands in ``stdout.4242_1.log`` (not the shared ``-o`` file)."""
+    from hpcframe.jobs import render_job
+    from tests.helpers.jobs import make_dataset
+    from tests.helpers.mpi import MPIEXEC
+    from tests.jobs.test_pbs_body_without_server import run_like_a_pbs_server
+
+    submit_dir = tmp_path / "submit-dir"
+    submit_dir.mkdir()
+    monkeypatch.chdir(submit_dir)
+    src, _ = make_dataset(tmp_path)
+    p = make_params(
+        None, {"ntasks_per_node": 2, "launcher": MPIEXEC}, scheduler="torque", array="carrier=AA,UA"
+    )
+    run = tmp_path / "run"
+    text = render_job(p, os.path.join(SCRIPTS, "groupby_job.py"), [src, "out", "c{carrier}"], run_dir=str(run))
+    assert f"{shlex.quote(MPIEXEC)} -ppn 2 -n " in text
+    proc = run_like_a_pbs_server(text, tmp_path, {"PBS_ARRAYID": "1", "PBS_JOBID": "4242[1].fakeserver"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+
+    seen = [json.loads((submit_dir / "out" / f"cUA.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [(s["array_index"], s["size"]) for s in seen] == [("UA", 2), ("UA", 2)]
+    assert (run / "stdout.4242_1.log").exists() and (run / "stderr.4242_1.log").exists()
+    assert proc.stdout == ""  # everything after the redirect went to the task's own log
