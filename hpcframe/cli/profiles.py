@@ -16,7 +16,7 @@ _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _list() -> None:
-    from ..jobs.profiles import SHIPPED_DIR, list_profiles, renamed, search_dirs
+    from ..jobs.profiles import RENAMED, SHIPPED_DIR, list_profiles, renamed, search_dirs
 
     rows = list_profiles()
     shipped = os.path.realpath(SHIPPED_DIR)
@@ -35,6 +35,10 @@ def _list() -> None:
             notes.append(f"hidden by {shadowed}")
         note = f"  ({'; '.join(notes)})" if notes else ""
         click.echo(f"{name:<16} {sched:<10} {path}{note}")
+    names = {n for n, _, _ in rows}
+    for old, new in sorted(RENAMED.items()):
+        if old not in names:
+            click.echo(f"{old:<16} {'':<10} (old name of {new}: still works, with a message)")
     click.echo("\nsearched in order: " + ", ".join(search_dirs()), err=True)
 
 
@@ -96,7 +100,7 @@ def show(name, dask_config) -> None:
         value = getattr(params, key)
         if key == "array":
             continue
-        shown = value if not isinstance(value, (list, dict)) or value else "(none)"
+        shown = "(none)" if value is None or (isinstance(value, (list, dict)) and not value) else value
         if key == "launcher" and value is None:
             from ..jobs import scheduler_for
 
