@@ -271,7 +271,6 @@ class ArraySpec:
         return f"0-{len(self.task_values()) - 1}"
 
 
-
 def task_order(row) -> tuple:
     """Sort key of a status row: job id, then array task id as a number (``12_2`` before
     ``12_10``); a pending remainder such as ``12_[3-9]`` after the tasks listed one by one.

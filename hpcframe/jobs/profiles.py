@@ -431,10 +431,14 @@ def init_profile(scheduler: str | None = None, python: str | None = None) -> str
         if not usable:
             raise JobError("sinfo reported no partitions: is SLURM running (sinfo -s)?")
         part = next((p for p in usable if p["default"]), usable[0])
-        head.append("# Partitions (sinfo): " + ", ".join(
-            f"{p['name']}{'*' if p['default'] else ''} ({p['nodes']} nodes x {p['cpus']} cpus, "
-            f"limit {p['time_limit']})" for p in parts
-        ))
+        head.append(
+            "# Partitions (sinfo): "
+            + ", ".join(
+                f"{p['name']}{'*' if p['default'] else ''} ({p['nodes']} nodes x {p['cpus']} cpus, "
+                f"limit {p['time_limit']})"
+                for p in parts
+            )
+        )
         cpus = part["cpus"] or 1
         body += [
             f"partition: {part['name']}",

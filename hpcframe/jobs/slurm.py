@@ -163,4 +163,3 @@ def parse_scontrol(text: str) -> list[tuple[str, str, str]]:
         detail = f"Reason={kv.get('Reason', '')} ExitCode={kv.get('ExitCode', '')}"
         rows.append((tid, _STATES.get(state, state), detail))
     return sorted(rows, key=task_order)  # -- JOBSRENDER: scontrol lists array tasks last first --
-

@@ -170,7 +170,14 @@ def test_dask_jobqueue_missing_file(workdir):
 
 @pytest.mark.parametrize(
     "memory,mem",
-    [("4GB", "3815M"), ("4GiB", "4096M"), ("4 GB", "3815M"), ("500MB", "477M"), ("1e9", "954M"), (2**30, "1024M")],
+    [
+        ("4GB", "3815M"),
+        ("4GiB", "4096M"),
+        ("4 GB", "3815M"),
+        ("500MB", "477M"),
+        ("1e9", "954M"),
+        (2**30, "1024M"),
+    ],
 )
 def test_dask_memory_means_what_dask_means(workdir, memory, mem):
     """dask.utils.parse_bytes: GB = 10**9 bytes, GiB = 2**30; hpcframe renders MiB, rounded up
@@ -192,7 +199,15 @@ def test_dask_memory_unreadable_names_the_setting(workdir):
 def test_dask_resource_spec_is_used_not_ignored(workdir):
     path = write(
         workdir / "jq.yaml",
-        {"jobqueue": {"pbs": {"cores": 4, "memory": "8GB", "resource-spec": "select=2:ncpus=24:mpiprocs=12:mem=100GB"}}},
+        {
+            "jobqueue": {
+                "pbs": {
+                    "cores": 4,
+                    "memory": "8GB",
+                    "resource-spec": "select=2:ncpus=24:mpiprocs=12:mem=100GB",
+                }
+            }
+        },
     )
     got = from_dask_jobqueue("pbs", str(path))
     assert (got["nodes"], got["ntasks_per_node"], got["cpus_per_task"], got["mem"]) == ("2", "12", 2, "100GB")
@@ -220,7 +235,9 @@ def test_dask_resource_spec_it_cannot_use_is_an_error(workdir, spec, match):
 
 def test_dask_job_extra_place_excl_is_accepted(workdir):
     """The dask-jobqueue config of issue 13, refused before: now exclusive placement."""
-    path = write(workdir / "jq.yaml", {"jobqueue": {"pbs": {"cores": 8, "job-extra-directives": ["-l place=excl"]}}})
+    path = write(
+        workdir / "jq.yaml", {"jobqueue": {"pbs": {"cores": 8, "job-extra-directives": ["-l place=excl"]}}}
+    )
     p = make_params(None, dask_config=str(path), scheduler="pbs", overrides={"launcher": "mpiexec"})
     assert p.exclusive and p.extra_directives == ["-l place=excl"]
 
@@ -284,8 +301,13 @@ def test_sinfo_and_qstat_q_parsing_on_recorded_text():
         ("long", False, 64, "2-00:00:00", True),
         ("short", False, 8, "30:00", False),
     ]
-    assert [(q["name"], q["type"]) for q in parse_qstat_q(QSTAT_Q_PBSPRO)] == [("routeq", "R"), ("workq", "E")]
-    assert [(q["name"], q["enabled"], q["type"]) for q in parse_qstat_q(QSTAT_Q_TORQUE)] == [("batch", True, "E")]
+    assert [(q["name"], q["type"]) for q in parse_qstat_q(QSTAT_Q_PBSPRO)] == [
+        ("routeq", "R"),
+        ("workq", "E"),
+    ]
+    assert [(q["name"], q["enabled"], q["type"]) for q in parse_qstat_q(QSTAT_Q_TORQUE)] == [
+        ("batch", True, "E")
+    ]
 
 
 def test_profiles_init_asks_the_real_slurm(slurm_cluster, workdir, hf):
@@ -307,7 +329,13 @@ def test_profiles_init_asks_the_real_slurm(slurm_cluster, workdir, hf):
     assert hf("profiles", "init", "--name", "here", "--force").exit_code == 0
     printed = hf("profiles", "init", "--output", "-")
     assert printed.exit_code == 0 and "partition: debug" in printed.stdout
-    dry = hf("submit", os.path.join(ROOT, "tests/jobs/scripts/sleep_job.py"), "--cluster-profile", "here", "--dry-run")
+    dry = hf(
+        "submit",
+        os.path.join(ROOT, "tests/jobs/scripts/sleep_job.py"),
+        "--cluster-profile",
+        "here",
+        "--dry-run",
+    )
     assert dry.exit_code == 0 and "#SBATCH --partition=debug" in dry.stdout
 
 

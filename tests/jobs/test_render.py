@@ -51,7 +51,10 @@ CASES = {
         scheduler="pbs", launcher="mpiexec", extra_directives=["-l place=pack:excl"], after=[]
     ),
     "torque_exclusive.pbs": dict(
-        scheduler="torque", launcher="mpiexec", exclusive=True, array=ArraySpec.parse("carrier=AA,UA,New York")
+        scheduler="torque",
+        launcher="mpiexec",
+        exclusive=True,
+        array=ArraySpec.parse("carrier=AA,UA,New York"),
     ),
     "slurm_strings.sbatch": dict(scheduler="slurm", array=ArraySpec.parse("carrier=AA,UA,New York")),
 }
@@ -157,7 +160,19 @@ def test_impossible_combinations_are_rejected(kw, match):
 
 @pytest.mark.parametrize(
     "text",
-    ["month", "month=12-1", "m=1-3:0", "1month=1-3", "m=1,,2", "m=1,1", "m=a,a", "m=a/b", "m=a,'b'", "m=x{y}", "m="],
+    [
+        "month",
+        "month=12-1",
+        "m=1-3:0",
+        "1month=1-3",
+        "m=1,,2",
+        "m=1,1",
+        "m=a,a",
+        "m=a/b",
+        "m=a,'b'",
+        "m=x{y}",
+        "m=",
+    ],
 )
 def test_invalid_array_specs(text):
     with pytest.raises(JobError, match="array"):
@@ -192,7 +207,10 @@ def test_string_array_values_reach_each_task_intact(scheduler, task_var, tmp_pat
     array = ArraySpec.parse("v=" + ",".join(HOSTILE_VALUES))
     p = params(scheduler=scheduler, array=array, launcher="mpiexec", after=[])
     lines = scheduler_for(scheduler).array_lines(p)
-    body = "\n".join(ln for ln in lines if not ln.startswith(("exec ", "mkdir"))) + '\nprintf %s "$HPCFRAME_ARRAY_INDEX"\n'
+    body = (
+        "\n".join(ln for ln in lines if not ln.startswith(("exec ", "mkdir")))
+        + '\nprintf %s "$HPCFRAME_ARRAY_INDEX"\n'
+    )
     for i, want in enumerate(HOSTILE_VALUES):
         env = {"PATH": os.environ["PATH"], task_var: str(i), "HOME": str(tmp_path)}
         out = subprocess.run(["bash", "-c", body], env=env, cwd=tmp_path, capture_output=True, text=True)
@@ -235,7 +253,11 @@ def test_status_rows_are_in_task_order():
     qstat = "".join(f"Job Id: 7[{t}].srv\n    job_state = R\n" for t in (3, 1, 2))
     from hpcframe.jobs.base import task_order
 
-    assert [r[0] for r in sorted(parse_qstat_f(qstat), key=task_order)] == ["7[1].srv", "7[2].srv", "7[3].srv"]
+    assert [r[0] for r in sorted(parse_qstat_f(qstat), key=task_order)] == [
+        "7[1].srv",
+        "7[2].srv",
+        "7[3].srv",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -313,7 +335,9 @@ def test_torque_string_array_task_runs_and_logs_to_its_own_file(tmp_path, monkey
         None, {"ntasks_per_node": 2, "launcher": MPIEXEC}, scheduler="torque", array="carrier=AA,UA"
     )
     run = tmp_path / "run"
-    text = render_job(p, os.path.join(SCRIPTS, "groupby_job.py"), [src, "out", "c{carrier}"], run_dir=str(run))
+    text = render_job(
+        p, os.path.join(SCRIPTS, "groupby_job.py"), [src, "out", "c{carrier}"], run_dir=str(run)
+    )
     assert f"{shlex.quote(MPIEXEC)} -ppn 2 -n " in text
     proc = run_like_a_pbs_server(text, tmp_path, {"PBS_ARRAYID": "1", "PBS_JOBID": "4242[1].fakeserver"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
