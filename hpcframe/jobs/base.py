@@ -471,6 +471,21 @@ class Scheduler:
         words += [shlex.quote(p.python), "-m", "mpi4py"] + [shlex.quote(a) for a in program]
         return " ".join(words)
 
+    def exit_status_suffix(self, p: JobParams, program: list[str]) -> str:
+        """`` || PYTHON -m hpcframe.jobs.launch --exit-status "$?"`` after the launch line of an
+        hpcframe program: when a rank failed, the launcher's status (137 after srun killed
+        the step) is replaced by the status the failed rank recorded. Empty otherwise."""
+        if program[:2] != ["-m", "hpcframe.jobs.launch"]:
+            return ""
+        return f' || {shlex.quote(p.python)} -m hpcframe.jobs.launch --exit-status "$?"'
+
+    def query(self, job_id: str) -> list[dict]:
+        """What the scheduler knows of ``job_id`` (a job hpcframe has no record of): one dict
+        per task with ``job_id``, ``name``, ``state``, ``exit_status``, ``elapsed``,
+        ``stdout``, ``stderr``, ``workdir`` (None where unknown). Empty when it does not know
+        the job. The default asks nothing."""
+        return []
+
     def render(self, p: JobParams, program: list[str], run_dir: str) -> str:
         """The job script text: a pure function of ``p``, ``program`` and ``run_dir``.
 
@@ -502,7 +517,8 @@ class Scheduler:
         lines.append(f"export HPCFRAME_NTASKS={self.ntasks_expr(p)}")
         if p.array is not None:
             lines.append(f'export HPCFRAME_ARRAY_INDEX="${{{self.array_env}}}"')
-        lines.append(self.launch_line(p, program))
+        # -- JOBSFOLLOW: the job's exit status is the failed rank's (see hpcframe.jobs.launch) --
+        lines.append(self.launch_line(p, program) + self.exit_status_suffix(p, program))
         for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line
             if CONTROL_RE.search(line):
                 raise JobError(
@@ -600,8 +616,20 @@ def write_atomic(path: str, text: str, mode: int | None = None) -> None:
 def find_run(job_id: str, roots=None) -> dict:
     """The ``job.json`` record of ``job_id`` (a job id, ``ID_N`` array task, or a run dir path).
 
-    Looks in ``roots`` (default: :func:`runs_root`). Raises JobError when none matches.
+    Looks in ``roots`` (default: :func:`runs_root`, then -- from any directory -- the
+    per-user job record and the scheduler, see :func:`hpcframe.jobs.records.lookup`). Raises
+    JobError when none matches.
     """
+    if roots is not None:
+        return find_run_dir(job_id, roots)
+    from .records import lookup  # -- JOBSFOLLOW --
+
+    return lookup(job_id)
+
+
+def find_run_dir(job_id: str, roots=None) -> dict:
+    """:func:`find_run` in the run directories only: ``job_id`` is a run directory or a job
+    recorded under ``roots`` (default :func:`runs_root`). Raises JobError when none matches."""
     if os.path.isfile(os.path.join(str(job_id), "job.json")):
         with open(os.path.join(job_id, "job.json")) as fh:
             return json.load(fh)
