@@ -33,11 +33,10 @@ def _is_command(target: str) -> bool:
 
     if os.path.exists(target):
         return False
-    from . import main as cli_main
-
     if target in _NOT_SUBMITTABLE:
         raise click.UsageError(f"`hpcframe {target}` follows jobs; it cannot itself be submitted")
-    return target in cli_main.commands
+    root = click.get_current_context().find_root().command
+    return target in getattr(root, "commands", {})
 
 
 # -- end JOBSFOLLOW --
@@ -170,9 +169,7 @@ def status(job_id):
     for tid, state, detail in rows:
         click.echo(f"{tid}\t{state}\t{detail}")
         if state in ("FAILED", "CANCELLED", "TIMEOUT"):
-            from ..jobs.launch import describe_failure
-
-            for line in describe_failure(records.failures(info, tid)):
+            for line in records.describe_failure(records.failures(info, tid)):
                 click.echo(f"  {line}")
     click.echo(f"run directory: {info.get('run_dir') or '(none: submitted outside hpcframe)'}", err=True)
     if any(state in ("FAILED", "CANCELLED", "TIMEOUT") for _, state, _ in rows):
@@ -183,7 +180,9 @@ def status(job_id):
 @click.argument("job_id")
 @click.option("--stderr/--no-stderr", default=True, help="Include the stderr logs.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the job ends.")
-@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between checks with --follow.")
+@click.option(
+    "--poll", type=float, default=1.0, show_default=True, help="Seconds between checks with --follow."
+)
 def logs(job_id, stderr, follow, poll):
     """Print the stdout and stderr logs of JOB_ID (or a run directory), from any directory.
 
@@ -218,7 +217,9 @@ def logs(job_id, stderr, follow, poll):
 
 
 @click.command("jobs", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--limit", "-n", type=int, default=20, show_default=True, help="Show the N newest recorded jobs.")
+@click.option(
+    "--limit", "-n", type=int, default=20, show_default=True, help="Show the N newest recorded jobs."
+)
 @click.option("--all", "show_all", is_flag=True, help="Show every recorded job.")
 @click.option("--mine-only", is_flag=True, help="Only jobs submitted with hpcframe (not others from squeue).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
@@ -240,7 +241,13 @@ def jobs(limit, show_all, mine_only, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    cols = [("job_id", "JOBID"), ("name", "NAME"), ("state", "STATE"), ("elapsed", "ELAPSED"), ("output", "OUTPUT")]
+    cols = [
+        ("job_id", "JOBID"),
+        ("name", "NAME"),
+        ("state", "STATE"),
+        ("elapsed", "ELAPSED"),
+        ("output", "OUTPUT"),
+    ]
     width = {k: max([len(h)] + [len(str(r[k])) for r in rows]) for k, h in cols[:-1]}
     click.echo("  ".join(h.ljust(width.get(k, 0)) for k, h in cols).rstrip())
     for r in rows:
@@ -263,7 +270,6 @@ def wait_cmd(job_id, timeout, poll):
     import re
 
     from ..jobs import records
-    from ..jobs.launch import describe_failure
 
     try:
         info = find_run(job_id)
@@ -281,7 +287,7 @@ def wait_cmd(job_id, timeout, poll):
     for t in tasks:
         click.echo(f"{t['job_id']}\t{t['state']}\texit status {t.get('exit_status')}")
         if t["state"] != "COMPLETED":
-            for line in describe_failure(records.failures(info, t["job_id"])):
+            for line in records.describe_failure(records.failures(info, t["job_id"])):
                 click.echo(f"  {line}", err=True)
     sys.exit(code)
 

@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from . import pbs, records, slurm  # noqa: F401,E402  (the built-in schedulers register themselves)
+from . import base, pbs, records, slurm  # noqa: F401,E402  (the built-in schedulers register themselves)
 from .base import (
     ArraySpec,
     CommandError,
@@ -23,7 +23,6 @@ from .base import (
     JobParams,
     Scheduler,
     check_printable,
-    find_run,
     new_run_dir,
     run_command,
     scheduler_for,
@@ -111,7 +110,9 @@ def program_for(target: str, args=(), command: bool = False) -> list[str]:
     return ["-m", "hpcframe.jobs.launch", path, *[str(a) for a in args]]
 
 
-def render_job(params: JobParams, target: str, args=(), run_dir: str = "RUN_DIR", command: bool = False) -> str:
+def render_job(
+    params: JobParams, target: str, args=(), run_dir: str = "RUN_DIR", command: bool = False
+) -> str:
     """The job script text for running ``target`` with ``args`` under ``params``."""
     return scheduler_for(params.scheduler).render(params, program_for(target, args, command), run_dir)
 
@@ -179,6 +180,18 @@ def cancel(job_id: str) -> dict:
     info = find_run(job_id)
     run_command(scheduler_for(info["scheduler"]).cancel_command(str(info["job_id"])))
     return info
+
+
+def find_run(job_id: str, roots=None) -> dict:
+    """The record of ``job_id`` (a job id, ``ID_N`` array task, or a run directory path).
+
+    With ``roots``: only the run directories under them. Default: the run directories under
+    ``$HPCFRAME_RUNS``/``./hpcframe-runs``, then -- from any directory -- the per-user job
+    record and the scheduler (:func:`hpcframe.jobs.records.lookup`). Raises JobError.
+    """
+    if roots is not None:
+        return base.find_run_dir(job_id, roots)
+    return records.lookup(job_id)
 
 
 def log_files(job_id: str) -> tuple[dict, list[str]]:

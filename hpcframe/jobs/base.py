@@ -471,13 +471,15 @@ class Scheduler:
         words += [shlex.quote(p.python), "-m", "mpi4py"] + [shlex.quote(a) for a in program]
         return " ".join(words)
 
-    def exit_status_suffix(self, p: JobParams, program: list[str]) -> str:
-        """`` || PYTHON -m hpcframe.jobs.launch --exit-status "$?"`` after the launch line of an
-        hpcframe program: when a rank failed, the launcher's status (137 after srun killed
-        the step) is replaced by the status the failed rank recorded. Empty otherwise."""
+    def exit_status_lines(self, p: JobParams, program: list[str]) -> list[str]:
+        """Before the launch line of an hpcframe program: an ERR trap that replaces the
+        launcher's exit status (137 after srun killed the step of a rank that called
+        ``MPI_Abort``) by the status the failed rank recorded (``hpcframe.jobs.launch
+        --exit-status``). Nothing for other programs."""
         if program[:2] != ["-m", "hpcframe.jobs.launch"]:
-            return ""
-        return f' || {shlex.quote(p.python)} -m hpcframe.jobs.launch --exit-status "$?"'
+            return []
+        status = shlex.quote(f'exec {shlex.quote(p.python)} -m hpcframe.jobs.launch --exit-status "$?"')
+        return ["# if a rank fails, the job exits with that rank's own exit status", f"trap {status} ERR"]
 
     def query(self, job_id: str) -> list[dict]:
         """What the scheduler knows of ``job_id`` (a job hpcframe has no record of): one dict
@@ -517,8 +519,8 @@ class Scheduler:
         lines.append(f"export HPCFRAME_NTASKS={self.ntasks_expr(p)}")
         if p.array is not None:
             lines.append(f'export HPCFRAME_ARRAY_INDEX="${{{self.array_env}}}"')
-        # -- JOBSFOLLOW: the job's exit status is the failed rank's (see hpcframe.jobs.launch) --
-        lines.append(self.launch_line(p, program) + self.exit_status_suffix(p, program))
+        lines += self.exit_status_lines(p, program)  # -- JOBSFOLLOW --
+        lines.append(self.launch_line(p, program))
         for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line
             if CONTROL_RE.search(line):
                 raise JobError(
@@ -616,15 +618,10 @@ def write_atomic(path: str, text: str, mode: int | None = None) -> None:
 def find_run(job_id: str, roots=None) -> dict:
     """The ``job.json`` record of ``job_id`` (a job id, ``ID_N`` array task, or a run dir path).
 
-    Looks in ``roots`` (default: :func:`runs_root`, then -- from any directory -- the
-    per-user job record and the scheduler, see :func:`hpcframe.jobs.records.lookup`). Raises
-    JobError when none matches.
+    Looks in ``roots`` (default: :func:`runs_root`). Raises JobError when none matches.
+    :func:`hpcframe.jobs.find_run` also looks in the per-user job record and asks the scheduler.
     """
-    if roots is not None:
-        return find_run_dir(job_id, roots)
-    from .records import lookup  # -- JOBSFOLLOW --
-
-    return lookup(job_id)
+    return find_run_dir(job_id, roots)
 
 
 def find_run_dir(job_id: str, roots=None) -> dict:

@@ -177,7 +177,9 @@ def run_command_in_job(name: str, args) -> None:
     from ..cli import main as cli_main
 
     if name not in cli_main.commands:
-        raise LaunchError(f"hpcframe has no command {name!r}; commands: {', '.join(sorted(cli_main.commands))}")
+        raise LaunchError(
+            f"hpcframe has no command {name!r}; commands: {', '.join(sorted(cli_main.commands))}"
+        )
     try:
         cli_main.main(args=[name, *args], prog_name="hpcframe", standalone_mode=True)
     except SystemExit as exc:
@@ -304,43 +306,6 @@ def _rank_size() -> tuple[int, int]:
     return 0, 1
 
 
-def read_failures(run_dir: str, job: str) -> list[dict]:
-    """The failure records of job (array task) ``job`` in ``run_dir``, of its latest attempt,
-    the rank whose own error it is first (see :func:`failure_record`)."""
-    import glob
-
-    key = re.sub(r"[^A-Za-z0-9_.-]", "_", str(job))
-    records = []
-    for path in glob.glob(os.path.join(glob.escape(run_dir), f"failure.{key}.rank*.json")):
-        try:
-            with open(path) as fh:
-                rec = json.load(fh)
-        except (OSError, ValueError):
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("rank"), int):
-            records.append(rec)
-    if not records:
-        return []
-    last = max(r.get("attempt", 0) for r in records)
-    records = [r for r in records if r.get("attempt", 0) == last]
-    # a rank's own error first, then lowest rank
-    records.sort(key=lambda r: (r.get("origin") != r["rank"], r["rank"]))
-    return records
-
-
-def describe_failure(records: list[dict]) -> list[str]:
-    """Lines for ``hpcframe status``: which rank failed, with which exit status, and why."""
-    if not records:
-        return []
-    first = records[0]
-    origin = first.get("origin", first["rank"])
-    lines = first["error"] if origin == first["rank"] or not first.get("origin_error") else first["origin_error"]
-    head = f"rank {origin} of {first.get('size', '?')} failed (exit status {first['exit_status']})"
-    if origin == first["rank"]:
-        head += f" on {first.get('host', '?')}"
-    return [head + ":", *("    " + ln for ln in lines)]
-
-
 def exit_status_main(status: str, env=None) -> int:
     """``--exit-status N``: the last step of a job script after the ranks failed with status N.
 
@@ -350,6 +315,8 @@ def exit_status_main(status: str, env=None) -> int:
     env = os.environ if env is None else env
     code = int(status) if status.isdigit() else 1
     run_dir = env.get("HPCFRAME_RUN_DIR")
+    from .records import describe_failure, read_failures
+
     records = read_failures(run_dir, job_key(env)) if run_dir else []
     if records:
         recorded = int(records[0]["exit_status"])

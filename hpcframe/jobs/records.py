@@ -57,8 +57,9 @@ def save(info: dict) -> str | None:
         write_atomic(path, json.dumps(info, indent=2) + "\n")
     except OSError as exc:
         print(
-            f"warning: cannot record job {info['job_id']} in {os.path.dirname(path)} ({exc.strerror or exc}); "
-            "follow it from this directory or with its run directory; set XDG_STATE_HOME to a writable place",
+            f"warning: cannot record job {info['job_id']} in {os.path.dirname(path)} "
+            f"({exc.strerror or exc}); follow it from this directory or with its run "
+            "directory; set XDG_STATE_HOME to a writable place",
             file=sys.stderr,
         )
         return None
@@ -126,7 +127,8 @@ def lookup(job_id: str) -> dict:
             logs = sorted({p for t in tasks for p in (t.get("stdout"), t.get("stderr")) if p})
             folder = os.path.dirname(first.get("stdout") or "") or None
             if folder and not (
-                os.path.isfile(os.path.join(folder, "job.json")) or glob.glob(os.path.join(glob.escape(folder), "failure.*.json"))
+                os.path.isfile(os.path.join(folder, "job.json"))
+                or glob.glob(os.path.join(glob.escape(folder), "failure.*.json"))
             ):
                 folder = None  # not an hpcframe run directory (its failure records are there)
             return {
@@ -191,15 +193,15 @@ def parse_qstat_full(text: str) -> list[dict]:
         m = re.match(r"Job Id:\s*(\S+)", raw)
         if m:
             cur = {"Job Id": m.group(1)}
-            tasks.append(cur)  # type: ignore[arg-type]
+            tasks.append(cur)
             last = None
             continue
         if cur is None:
             continue
-        kv = re.match(r"\s+([\w.]+) = (.*)$", raw)
-        if kv:
-            last = kv.group(1)
-            cur[last] = kv.group(2)
+        field = re.match(r"\s+([\w.]+) = (.*)$", raw)
+        if field:
+            last = field.group(1)
+            cur[last] = field.group(2)
         elif last and raw.startswith("\t"):
             cur[last] += raw.strip()
     out = []
@@ -235,7 +237,12 @@ def tasks_of(info: dict, task: str | None = None) -> list[dict]:
     job, from the final state cached in the record (``UNKNOWN`` if there is none). A final
     answer is cached in the record. ``task``: only that array task (``123_4``)."""
     tasks = query(info["scheduler"], task or str(info["job_id"]))
-    if task is None and tasks and all(t["state"] in FINAL for t in tasks) and info.get("source") != "scheduler":
+    if (
+        task is None
+        and tasks
+        and all(t["state"] in FINAL for t in tasks)
+        and info.get("source") != "scheduler"
+    ):
         if info.get("final") != tasks:
             info["final"] = tasks
             save(info)
@@ -258,11 +265,49 @@ def tasks_of(info: dict, task: str | None = None) -> list[dict]:
     return tasks
 
 
-def failures(info: dict, task_id: str) -> list[dict]:
-    """The failure records the ranks of task ``task_id`` wrote (see
-    :func:`hpcframe.jobs.launch.read_failures`); empty without a run directory."""
-    from .launch import read_failures
+# -- failure records (written by hpcframe.jobs.launch.record_failure on the failed rank) --
+def read_failures(run_dir: str, job: str) -> list[dict]:
+    """The failure records of job (array task) ``job`` in ``run_dir``, of its latest attempt,
+    the rank whose own error it is first (see :func:`hpcframe.jobs.launch.failure_record`)."""
+    import glob
 
+    key = re.sub(r"[^A-Za-z0-9_.-]", "_", str(job))
+    records = []
+    for path in glob.glob(os.path.join(glob.escape(run_dir), f"failure.{key}.rank*.json")):
+        try:
+            with open(path) as fh:
+                rec = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("rank"), int):
+            records.append(rec)
+    if not records:
+        return []
+    last = max(r.get("attempt", 0) for r in records)
+    records = [r for r in records if r.get("attempt", 0) == last]
+    # a rank's own error first, then lowest rank
+    records.sort(key=lambda r: (r.get("origin") != r["rank"], r["rank"]))
+    return records
+
+
+def describe_failure(records: list[dict]) -> list[str]:
+    """Lines for ``hpcframe status``: which rank failed, with which exit status, and why."""
+    if not records:
+        return []
+    first = records[0]
+    origin = first.get("origin", first["rank"])
+    lines = (
+        first["error"] if origin == first["rank"] or not first.get("origin_error") else first["origin_error"]
+    )
+    head = f"rank {origin} of {first.get('size', '?')} failed (exit status {first['exit_status']})"
+    if origin == first["rank"]:
+        head += f" on {first.get('host', '?')}"
+    return [head + ":", *("    " + ln for ln in lines)]
+
+
+def failures(info: dict, task_id: str) -> list[dict]:
+    """The failure records the ranks of task ``task_id`` wrote (see :func:`read_failures`);
+    empty without a run directory."""
     run_dir = info.get("run_dir")
     return read_failures(run_dir, task_id) if run_dir and os.path.isdir(run_dir) else []
 
@@ -280,7 +325,9 @@ def job_exit_status(info: dict, tasks: list[dict]) -> int:
     return 0
 
 
-def wait_for(info: dict, timeout: float | None = None, poll: float = 2.0, task: str | None = None) -> list[dict]:
+def wait_for(
+    info: dict, timeout: float | None = None, poll: float = 2.0, task: str | None = None
+) -> list[dict]:
     """Block until every task of the job is finished; return the final task dicts. Raises
     :class:`JobError` after ``timeout`` seconds (None: wait as long as it takes) or when the
     job is UNKNOWN to the scheduler and has no cached final state."""

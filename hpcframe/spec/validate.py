@@ -462,9 +462,9 @@ class _Validator:
         try:
             if fmt is not None:
                 return expand_paths(path, suffixes[fmt], what[fmt])[0]
-            return expand_paths(path, PARQUET_SUFFIXES + HDF5_SUFFIXES + CSV_SUFFIXES, "Parquet, HDF5 or CSV")[
-                0
-            ]
+            return expand_paths(
+                path, PARQUET_SUFFIXES + HDF5_SUFFIXES + CSV_SUFFIXES, "Parquet, HDF5 or CSV"
+            )[0]
         except FileNotFoundError as exc:
             raise self.error(
                 "input.path",
