@@ -275,10 +275,10 @@ def wait_cmd(job_id, timeout, poll):
         info = find_run(job_id)
         task = str(job_id) if re.fullmatch(r"\d+_\d+", str(job_id)) else None
         tasks = records.wait_for(info, timeout=timeout, poll=max(poll, 0.1), task=task)
+    except records.WaitTimeout as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(124)
     except JobError as exc:
-        if "after" in str(exc) and timeout is not None and "still" in str(exc):
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(124)
         raise _usage(exc) from None
     except CommandError as exc:
         click.echo(f"Error: {exc}", err=True)

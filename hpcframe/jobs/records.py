@@ -29,6 +29,10 @@ FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
 """States a job task does not leave."""
 
 
+class WaitTimeout(JobError):
+    """:func:`wait_for`/:func:`follow` gave up after their ``timeout``: the job still runs."""
+
+
 def state_dir(env=None) -> str:
     """``$XDG_STATE_HOME/hpcframe`` (default ``~/.local/state/hpcframe``)."""
     env = os.environ if env is None else env
@@ -329,7 +333,7 @@ def wait_for(
     info: dict, timeout: float | None = None, poll: float = 2.0, task: str | None = None
 ) -> list[dict]:
     """Block until every task of the job is finished; return the final task dicts. Raises
-    :class:`JobError` after ``timeout`` seconds (None: wait as long as it takes) or when the
+    :class:`WaitTimeout` after ``timeout`` seconds (None: wait as long as it takes), JobError when the
     job is UNKNOWN to the scheduler and has no cached final state."""
     deadline = None if timeout is None else _time.monotonic() + timeout
     unknown = 0
@@ -346,7 +350,7 @@ def wait_for(
                     "its final state was never seen: see `hpcframe logs` for what it printed"
                 )
         if deadline is not None and _time.monotonic() > deadline:
-            raise JobError(
+            raise WaitTimeout(
                 f"job {task or info['job_id']} is still {'/'.join(sorted(states))} after {timeout:g} s"
             )
         _time.sleep(poll)
@@ -373,7 +377,7 @@ def follow(
 ) -> list[dict]:
     """``tail -f`` the job's logs until it has finished: ``write(text)`` gets new output (and
     a ``==> file <==`` line when the file changes; ``stderr=False``: stdout only); returns
-    the final task dicts. Raises :class:`JobError` after ``timeout`` seconds."""
+    the final task dicts. Raises :class:`WaitTimeout` after ``timeout`` seconds."""
     offsets: dict[str, int] = {}
     current = None
     deadline = None if timeout is None else _time.monotonic() + timeout
@@ -406,7 +410,7 @@ def follow(
         if done:
             return tasks
         if deadline is not None and _time.monotonic() > deadline:
-            raise JobError(f"job {task or info['job_id']} still running after {timeout:g} s")
+            raise WaitTimeout(f"job {task or info['job_id']} still running after {timeout:g} s")
         _time.sleep(poll)
 
 
