@@ -309,6 +309,32 @@ def cancel(job_id):
     click.echo(f"cancelled {info['job_id']}")
 
 
+# -- JOBSFOLLOW: an hpcframe command inside a batch job (hpcframe.jobs.launch --command) --
+def run_in_job(cli_main: click.Group, name: str, args: list[str]) -> None:
+    """Run ``hpcframe NAME ARGS`` (``cli_main``: the ``hpcframe`` group, which imports this
+    module) on this rank of a batch job; errors are printed as the
+    command line prints them, then raised as :class:`hpcframe.jobs.base.CommandFailed`
+    (exit code, message, failed ranks) so the launcher records which rank failed and why."""
+    from ..jobs.base import CommandFailed
+
+    if name not in cli_main.commands or name in _NOT_SUBMITTABLE:
+        known = ", ".join(sorted(c for c in cli_main.commands if c not in _NOT_SUBMITTABLE))
+        raise CommandFailed(f"hpcframe has no command {name!r} to run in a job; commands: {known}", 2)
+    try:
+        cli_main.main(args=[name, *args], prog_name="hpcframe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        if exc.exit_code:
+            raise CommandFailed(f"hpcframe {name} exited with {exc.exit_code}", exc.exit_code) from None
+    except click.ClickException as exc:
+        exc.show()
+        cause = getattr(exc, "cause", None)
+        raise CommandFailed(
+            f"hpcframe {name}: {exc.format_message()}", exc.exit_code, getattr(cause, "failures", ())
+        ) from None
+    except click.Abort:
+        raise CommandFailed(f"hpcframe {name}: aborted", 1) from None
+
+
 COMMANDS = [submit, status, logs, cancel, jobs, wait_cmd]  # -- JOBSFOLLOW: + jobs, wait --
 
 

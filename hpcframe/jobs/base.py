@@ -25,6 +25,18 @@ class JobError(HpcframeError):
     """A job cannot be rendered or submitted as asked (bad parameter, profile, combination)."""
 
 
+class CommandFailed(HpcframeError):
+    """An hpcframe command run inside a job (``hpcframe submit -- convert ...``) failed.
+
+    Carries the command's own ``exit_code`` and, when ranks failed in a computation, their
+    ``failures`` (as :class:`~hpcframe.errors.ComputeError` has them)."""
+
+    def __init__(self, message: str, exit_code: int = 1, failures=()):
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]
+        self.failures = list(failures)
+
+
 class CommandError(HpcframeError):
     """A scheduler command failed. Carries ``cmd``, ``returncode``, ``stdout`` and ``stderr``."""
 

@@ -172,19 +172,13 @@ def run_script(path: str, args) -> None:
 
 def run_command_in_job(name: str, args) -> None:
     """Run ``hpcframe NAME ARGS`` (``convert``, ``run``, ``info`` ...) on this rank, as the
-    command line would under ``mpiexec``/``srun``. Returns normally on success; raises
-    ``SystemExit`` with the command's exit status otherwise."""
+    command line would under ``mpiexec``/``srun`` (its errors printed as it prints them).
+    Raises :class:`~hpcframe.jobs.base.CommandFailed` with the command's exit code and
+    message when it fails or is unknown."""
     from ..cli import main as cli_main
+    from ..cli.jobs import run_in_job
 
-    if name not in cli_main.commands:
-        raise LaunchError(
-            f"hpcframe has no command {name!r}; commands: {', '.join(sorted(cli_main.commands))}"
-        )
-    try:
-        cli_main.main(args=[name, *args], prog_name="hpcframe", standalone_mode=True)
-    except SystemExit as exc:
-        if exc.code not in (None, 0):
-            raise
+    run_in_job(cli_main, name, list(args))
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +221,7 @@ def _error_lines(exc: BaseException) -> list[str]:
     if isinstance(exc, SystemExit):
         lines = [f"SystemExit: {exc.code}"]
     else:
-        lines = "".join(traceback.format_exception_only(type(exc), exc)).rstrip().splitlines()
+        lines = f"{type(exc).__name__}: {exc}".rstrip().splitlines()
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)

@@ -182,17 +182,22 @@ def test_submit_dry_run_of_a_command(workdir, hf):
     assert spec_args.exit_code == 2 and "-- run job.yaml --progress" in spec_args.stderr
 
 
-def test_launch_runs_a_command_on_this_rank(tmp_path, monkeypatch):
-    from hpcframe.jobs.launch import LaunchError, run_command_in_job
+def test_launch_runs_a_command_on_this_rank(tmp_path, monkeypatch, capsys):
+    from hpcframe.jobs.base import CommandFailed
+    from hpcframe.jobs.launch import failure_record, run_command_in_job
 
     monkeypatch.chdir(tmp_path)
     pd.DataFrame({"a": [1, 2, 3]}).to_csv("x.csv", index=False)
     run_command_in_job("convert", ["x.csv", "out", "--to", "parquet"])
     pd.testing.assert_frame_equal(pd.read_parquet("out"), pd.DataFrame({"a": [1, 2, 3]}), check_dtype=False)
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(CommandFailed) as exc:
         run_command_in_job("convert", ["missing.csv", "out2", "--to", "parquet"])
-    assert exc.value.code not in (0, None)
-    with pytest.raises(LaunchError, match="no command 'nope'"):
+    assert (
+        exc.value.exit_code != 0 and "Error: CSV path 'missing.csv' does not exist" in capsys.readouterr().err
+    )
+    rec = failure_record(exc.value, 0, 1)  # what the failed rank records
+    assert rec["error"] == ["CommandFailed: hpcframe convert: CSV path 'missing.csv' does not exist"]
+    with pytest.raises(CommandFailed, match="no command 'nope'"):
         run_command_in_job("nope", [])
 
 
