@@ -303,7 +303,12 @@ def describe_failure(records: list[dict]) -> list[str]:
     lines = (
         first["error"] if origin == first["rank"] or not first.get("origin_error") else first["origin_error"]
     )
-    head = f"rank {origin} of {first.get('size', '?')} failed (exit status {first['exit_status']})"
+    same = [r["rank"] for r in records if r.get("origin") == r["rank"] and r["error"] == first["error"]]
+    if origin == first["rank"] and len(same) > 1:  # e.g. a bad job spec: every rank says so
+        ranks = ", ".join(map(str, sorted(same)))
+        head = f"ranks {ranks} of {first.get('size', '?')} failed (exit status {first['exit_status']})"
+    else:
+        head = f"rank {origin} of {first.get('size', '?')} failed (exit status {first['exit_status']})"
     if origin == first["rank"]:
         head += f" on {first.get('host', '?')}"
     return [head + ":", *("    " + ln for ln in lines)]

@@ -79,6 +79,10 @@ def test_a_consequence_points_at_the_rank_that_failed():
     assert (rec["rank"], rec["origin"], rec["origin_error"]) == (0, 2, ["OSError: disk gone"])
     lines = records.describe_failure([rec])
     assert lines[0] == "rank 2 of 3 failed (exit status 1):" and lines[1].strip() == "OSError: disk gone"
+    from hpcframe.spec import SpecError
+
+    both = [failure_record(SpecError("aggregate.x", "column 'x' not found"), r, 2) for r in (0, 1)]
+    assert records.describe_failure(both)[0].startswith("ranks 0, 1 of 2 failed (exit status 2) on ")
 
 
 FAILING = """\
