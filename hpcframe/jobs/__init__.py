@@ -11,12 +11,11 @@ The library behind ``hpcframe submit/status/logs/cancel`` (:mod:`.commands`)::
 from __future__ import annotations
 
 import datetime as _dt
-import glob
 import json
 import os
 import re
 
-from . import pbs, slurm  # noqa: F401,E402  (the built-in schedulers register themselves)
+from . import base, pbs, records, slurm  # noqa: F401,E402  (the built-in schedulers register themselves)
 from .base import (
     ArraySpec,
     CommandError,
@@ -24,7 +23,6 @@ from .base import (
     JobParams,
     Scheduler,
     check_printable,
-    find_run,
     new_run_dir,
     run_command,
     scheduler_for,
@@ -82,37 +80,56 @@ def make_params(
     return validate(JobParams.from_dict(values, f"profile {profile}" if profile else "options"))
 
 
-def program_for(target: str, args=()) -> list[str]:
+def program_for(target: str, args=(), command: bool = False) -> list[str]:
     """What follows ``python -m mpi4py`` in the job: ``-m hpcframe.jobs.launch TARGET ARGS``.
 
-    ``target`` is a job spec (``.yaml``/``.yml``) or a Python script; it must exist. Raises
-    JobError if not, or if arguments are given for a spec.
+    ``target`` is a job spec (``.yaml``/``.yml``) or a Python script; it must exist. With
+    ``command``, ``target`` is an hpcframe command (``convert``, ``run`` ...) run on every
+    rank: ``-m hpcframe.jobs.launch --command NAME ARGS``. Raises JobError if the target does
+    not exist, or if arguments are given for a spec.
     """
-    path = os.path.abspath(target)
-    if not os.path.isfile(path):
-        raise JobError(f"{target!r} does not exist: give a job spec (.yaml) or a Python script")
-    if path.endswith((".yaml", ".yml")) and args:
-        raise JobError(f"arguments after -- are for a user script, not for the job spec {target}")
-    check_printable("job target path", path)
     for i, a in enumerate(args, 1):
         check_printable(f"script argument {i}", str(a))
+    if command:  # -- JOBSFOLLOW: any hpcframe command --
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", str(target)):
+            raise JobError(f"{target!r} is not an hpcframe command name")
+        return ["-m", "hpcframe.jobs.launch", "--command", str(target), *[str(a) for a in args]]
+    path = os.path.abspath(target)
+    if not os.path.isfile(path):
+        raise JobError(
+            f"{target!r} does not exist: give a job spec (.yaml), a Python script, or an hpcframe "
+            "command after -- (e.g. hpcframe submit --profile P -- convert SRC DST --to parquet)"
+        )
+    if path.endswith((".yaml", ".yml")) and args:
+        raise JobError(
+            f"arguments after -- are for a user script, not for the job spec {target}: put "
+            "progress: true / profile_dir: DIR in the spec, or submit the command itself: "
+            f"hpcframe submit ... -- run {target} {' '.join(map(str, args))}"
+        )
+    check_printable("job target path", path)
     return ["-m", "hpcframe.jobs.launch", path, *[str(a) for a in args]]
 
 
-def render_job(params: JobParams, target: str, args=(), run_dir: str = "RUN_DIR") -> str:
+def render_job(
+    params: JobParams, target: str, args=(), run_dir: str = "RUN_DIR", command: bool = False
+) -> str:
     """The job script text for running ``target`` with ``args`` under ``params``."""
-    return scheduler_for(params.scheduler).render(params, program_for(target, args), run_dir)
+    return scheduler_for(params.scheduler).render(params, program_for(target, args, command), run_dir)
 
 
-def submit(target: str, params: JobParams, args=(), runs_root: str | None = None) -> dict:
-    """Render, write and submit the job; return its ``job.json`` record (also on disk).
+def submit(
+    target: str, params: JobParams, args=(), runs_root: str | None = None, command: bool = False
+) -> dict:
+    """Render, write and submit the job; return its ``job.json`` record (also on disk, and in
+    the per-user job record, :mod:`hpcframe.jobs.records`, so it can be followed from anywhere).
 
     Creates a run directory holding ``job.sh`` (the script), ``job.json`` and later the logs.
-    Raises :class:`CommandError` if the submit command fails (the run directory is kept, with
+    ``command``: ``target`` is an hpcframe command (see :func:`program_for`). Raises
+    :class:`CommandError` if the submit command fails (the run directory is kept, with
     ``job.json`` saying ``"job_id": null``).
     """
     sched = scheduler_for(params.scheduler)
-    program = program_for(target, args)
+    program = program_for(target, args, command)
     run_dir = new_run_dir(params.name, runs_root)
     script = os.path.join(run_dir, "job.sh")
     write_atomic(script, sched.render(params, program, run_dir), 0o755)
@@ -124,7 +141,7 @@ def submit(target: str, params: JobParams, args=(), runs_root: str | None = None
         "run_dir": run_dir,
         "script": script,
         "submit_command": cmd,
-        "target": program[2],
+        "target": f"hpcframe {target}" if command else program[2],
         "args": list(args),
         "array": params.array.range_text() if params.array else None,
         "array_name": params.array.name if params.array else None,
@@ -139,14 +156,22 @@ def submit(target: str, params: JobParams, args=(), runs_root: str | None = None
         info["job_id"] = sched.parse_job_id(out)
     finally:
         write_atomic(record, json.dumps(info, indent=2) + "\n")
+    records.save(info)  # -- JOBSFOLLOW --
     return info
 
 
 def status(job_id: str) -> tuple[dict, list]:
-    """``(job.json record, [(task id, STATE, detail)])`` for a job submitted from here."""
+    """``(record, [(task id, STATE, detail)])`` for a job submitted from anywhere (or by hand:
+    see :func:`hpcframe.jobs.records.lookup`)."""
     info = find_run(job_id)
     task = str(job_id) if re.fullmatch(r"\d+_\d+", str(job_id)) else str(info["job_id"])
     rows = scheduler_for(info["scheduler"]).status(task)
+    if rows and all(state == "UNKNOWN" for _, state, _ in rows) and info.get("final"):
+        rows = [  # the scheduler forgot the job; its final state was recorded
+            (t["job_id"], t["state"], f"ExitStatus={t.get('exit_status')} (recorded)")
+            for t in info["final"]
+            if task == str(info["job_id"]) or t["job_id"] == task
+        ] or rows
     return info, rows
 
 
@@ -157,8 +182,21 @@ def cancel(job_id: str) -> dict:
     return info
 
 
+def find_run(job_id: str, roots=None) -> dict:
+    """The record of ``job_id`` (a job id, ``ID_N`` array task, or a run directory path).
+
+    With ``roots``: only the run directories under them. Default: the run directories under
+    ``$HPCFRAME_RUNS``/``./hpcframe-runs``, then -- from any directory -- the per-user job
+    record and the scheduler (:func:`hpcframe.jobs.records.lookup`). Raises JobError.
+    """
+    if roots is not None:
+        return base.find_run_dir(job_id, roots)
+    return records.lookup(job_id)
+
+
 def log_files(job_id: str) -> tuple[dict, list[str]]:
-    """``(record, sorted paths of the job's stdout/stderr logs in its run directory)``."""
+    """``(record, sorted paths of the job's stdout/stderr logs)``: those in its run directory,
+    or what the scheduler says for a job submitted by hand (``ID_N``: that task's only)."""
     info = find_run(job_id)
-    files = sorted(glob.glob(os.path.join(info["run_dir"], "std*.log")))
-    return info, files
+    task = str(job_id) if re.fullmatch(r"\d+_\d+", str(job_id)) else None
+    return info, records.log_paths(info, task)

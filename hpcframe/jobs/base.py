@@ -25,6 +25,18 @@ class JobError(HpcframeError):
     """A job cannot be rendered or submitted as asked (bad parameter, profile, combination)."""
 
 
+class CommandFailed(HpcframeError):
+    """An hpcframe command run inside a job (``hpcframe submit -- convert ...``) failed.
+
+    Carries the command's own ``exit_code`` and, when ranks failed in a computation, their
+    ``failures`` (as :class:`~hpcframe.errors.ComputeError` has them)."""
+
+    def __init__(self, message: str, exit_code: int = 1, failures=()):
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]
+        self.failures = list(failures)
+
+
 class CommandError(HpcframeError):
     """A scheduler command failed. Carries ``cmd``, ``returncode``, ``stdout`` and ``stderr``."""
 
@@ -555,6 +567,23 @@ class Scheduler:
         words += [shlex.quote(p.python), "-m", "mpi4py"] + [shlex.quote(a) for a in program]
         return " ".join(words)
 
+    def exit_status_lines(self, p: JobParams, program: list[str]) -> list[str]:
+        """Before the launch line of an hpcframe program: an ERR trap that replaces the
+        launcher's exit status (137 after srun killed the step of a rank that called
+        ``MPI_Abort``) by the status the failed rank recorded (``hpcframe.jobs.launch
+        --exit-status``). Nothing for other programs."""
+        if program[:2] != ["-m", "hpcframe.jobs.launch"]:
+            return []
+        status = shlex.quote(f'exec {shlex.quote(p.python)} -m hpcframe.jobs.launch --exit-status "$?"')
+        return ["# if a rank fails, the job exits with that rank's own exit status", f"trap {status} ERR"]
+
+    def query(self, job_id: str) -> list[dict]:
+        """What the scheduler knows of ``job_id`` (a job hpcframe has no record of): one dict
+        per task with ``job_id``, ``name``, ``state``, ``exit_status``, ``elapsed``,
+        ``stdout``, ``stderr``, ``workdir`` (None where unknown). Empty when it does not know
+        the job. The default asks nothing."""
+        return []
+
     def render(self, p: JobParams, program: list[str], run_dir: str) -> str:
         """The job script text: a pure function of ``p``, ``program`` and ``run_dir``.
 
@@ -586,6 +615,7 @@ class Scheduler:
         lines.append(f"export HPCFRAME_NTASKS={self.ntasks_expr(p)}")
         if p.array is not None:
             lines += self.array_lines(p)
+        lines += self.exit_status_lines(p, program)  # -- JOBSFOLLOW --
         lines.append(self.launch_line(p, program))
         for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line
             if CONTROL_RE.search(line):
@@ -685,7 +715,14 @@ def find_run(job_id: str, roots=None) -> dict:
     """The ``job.json`` record of ``job_id`` (a job id, ``ID_N`` array task, or a run dir path).
 
     Looks in ``roots`` (default: :func:`runs_root`). Raises JobError when none matches.
+    :func:`hpcframe.jobs.find_run` also looks in the per-user job record and asks the scheduler.
     """
+    return find_run_dir(job_id, roots)
+
+
+def find_run_dir(job_id: str, roots=None) -> dict:
+    """:func:`find_run` in the run directories only: ``job_id`` is a run directory or a job
+    recorded under ``roots`` (default :func:`runs_root`). Raises JobError when none matches."""
     if os.path.isfile(os.path.join(str(job_id), "job.json")):
         with open(os.path.join(job_id, "job.json")) as fh:
             return json.load(fh)

@@ -148,6 +148,25 @@ class Slurm(Scheduler):
         """``scancel JOB_ID``."""
         return ["scancel", job_id]
 
+    # -- JOBSFOLLOW: jobs hpcframe has no record of (submitted by hand with sbatch) --
+    def query(self, job_id: str) -> list[dict]:
+        """``scontrol show job`` (jobs finished less than MinJobAge ago included), else
+        ``sacct`` when accounting is on (no log paths there). See :meth:`Scheduler.query`."""
+        proc = run_command(["scontrol", "show", "job", "--oneliner", job_id], check=False)
+        tasks = parse_scontrol_tasks(proc.stdout) if proc.returncode == 0 else []
+        if tasks:
+            return tasks
+        proc = run_command(
+            ["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "JobID,JobName,State,ExitCode,Elapsed,WorkDir"],
+            check=False,
+        )
+        return parse_sacct(proc.stdout) if proc.returncode == 0 else []
+
+    def query_all(self) -> list[dict]:
+        """Every job ``scontrol show job`` knows (all users), as :meth:`query` describes them."""
+        proc = run_command(["scontrol", "show", "job", "--oneliner"], check=False)
+        return parse_scontrol_tasks(proc.stdout) if proc.returncode == 0 else []
+
 
 def parse_scontrol(text: str) -> list[tuple[str, str, str]]:
     """``[(task id, STATE, detail)]`` from ``scontrol show job --oneliner`` output."""
@@ -163,3 +182,70 @@ def parse_scontrol(text: str) -> list[tuple[str, str, str]]:
         detail = f"Reason={kv.get('Reason', '')} ExitCode={kv.get('ExitCode', '')}"
         rows.append((tid, _STATES.get(state, state), detail))
     return sorted(rows, key=task_order)  # -- JOBSRENDER: scontrol lists array tasks last first --
+
+
+# -- JOBSFOLLOW: scontrol/sacct fields -> task dicts --
+def exit_status(text: str) -> int | None:
+    """The shell-style exit status of SLURM's ``ExitCode=N:S``: N, or 128+S when a signal
+    ended it (``0:9`` -> 137); None if unreadable."""
+    m = re.fullmatch(r"(\d+):(\d+)", text.strip())
+    if not m:
+        return None
+    code, sig = int(m.group(1)), int(m.group(2))
+    return code if code or not sig else 128 + sig
+
+
+def parse_scontrol_tasks(text: str) -> list[dict]:
+    """One dict per task of ``scontrol show job --oneliner`` output: ``job_id`` (``A_T`` for
+    array tasks), ``name``, ``state`` (hpcframe's word), ``exit_status``, ``elapsed``,
+    ``stdout``, ``stderr``, ``workdir``, ``user``, ``reason``."""
+    tasks = []
+    for line in text.splitlines():
+        kv: dict[str, str] = dict(re.findall(r"(\w+)=(\S*)", line))
+        if "JobId" not in kv:
+            continue
+        tid = kv["JobId"]
+        if kv.get("ArrayJobId") and kv.get("ArrayTaskId"):
+            tid = f"{kv['ArrayJobId']}_{kv['ArrayTaskId']}"
+        state = kv.get("JobState", "UNKNOWN")
+        tasks.append(
+            {
+                "job_id": tid,
+                "name": kv.get("JobName") or None,
+                "state": _STATES.get(state, state),
+                "exit_status": exit_status(kv.get("ExitCode", "")),
+                "elapsed": kv.get("RunTime") or None,
+                "stdout": kv.get("StdOut") or None,
+                "stderr": kv.get("StdErr") or None,
+                "workdir": kv.get("WorkDir") or None,
+                "user": (kv.get("UserId") or "").split("(")[0] or None,
+                "reason": kv.get("Reason") or None,
+            }
+        )
+    return tasks
+
+
+def parse_sacct(text: str) -> list[dict]:
+    """Task dicts (as :func:`parse_scontrol_tasks`) from ``sacct -n -P -o
+    JobID,JobName,State,ExitCode,Elapsed,WorkDir``; sacct does not know the log paths."""
+    tasks = []
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) < 6 or not parts[0]:
+            continue
+        state = parts[2].split()[0] if parts[2] else "UNKNOWN"
+        tasks.append(
+            {
+                "job_id": parts[0],
+                "name": parts[1] or None,
+                "state": _STATES.get(state, state),
+                "exit_status": exit_status(parts[3]),
+                "elapsed": parts[4] or None,
+                "stdout": None,
+                "stderr": None,
+                "workdir": parts[5] or None,
+                "user": None,
+                "reason": None,
+            }
+        )
+    return tasks

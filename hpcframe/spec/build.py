@@ -9,10 +9,17 @@ from .validate import AggSpec, InputSpec, JobSpec, SpecError
 
 
 def open_input(inp: InputSpec):
-    """The lazy frame of an input: ``hf.read_parquet``/``hf.read_hdf``, with its columns."""
-    from .. import read_hdf, read_parquet
+    """The lazy frame of an input: ``hf.read_parquet``/``hf.read_hdf``/``hf.read_csv`` (with
+    the spec's ``input.csv`` options), with its columns."""
+    from .. import read_csv, read_hdf, read_parquet
 
-    frame = read_hdf(inp.path, key=inp.key) if inp.format == "hdf5" else read_parquet(inp.path)
+    if inp.format == "csv":
+        options = dict(inp.csv or {})
+        frame = _at("input.csv", options, lambda: read_csv(inp.path, **options))
+    elif inp.format == "hdf5":
+        frame = read_hdf(inp.path, key=inp.key)
+    else:
+        frame = read_parquet(inp.path)
     if inp.columns is not None:
         frame = _at("input.columns", inp.columns, lambda: frame[list(inp.columns)])
     return frame

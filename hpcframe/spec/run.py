@@ -56,7 +56,25 @@ def run_job(
 
     with communicator(comm) as c:
         spec = _together(c, lambda: load_spec(path, overrides))
-        return _run(spec, c, output, overwrite)
+        with _spec_diagnostics(spec, c):
+            return _run(spec, c, output, overwrite)
+
+
+def _spec_diagnostics(spec: JobSpec, c):
+    """``hf.profiling`` for the spec's ``progress:``/``profile_dir:`` keys, leaving out what
+    the caller already turned on (``hpcframe run --progress --profile-dir`` wins)."""
+    from contextlib import nullcontext
+
+    from ..callbacks import active
+
+    if not (spec.progress or spec.profile_dir):
+        return nullcontext()
+    from ..diagnostics import Profiler, ProgressBar, profiling
+
+    on = active()
+    progress = spec.progress and not any(isinstance(cb, ProgressBar) for cb in on)
+    profile_dir = spec.profile_dir if not any(isinstance(cb, Profiler) for cb in on) else None
+    return profiling(profile_dir, progress, comm=c)
 
 
 def explain_job(path: str, overrides=(), comm=None) -> str:

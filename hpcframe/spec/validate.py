@@ -12,20 +12,62 @@ from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 from ..errors import HpcframeError
-from ..io.formats import HDF5, PARQUET
+from ..io.formats import CSV, HDF5, PARQUET
 
 PARQUET_SUFFIXES = PARQUET.suffixes  # from the format registry (hpcframe.io.formats)
 HDF5_SUFFIXES = HDF5.suffixes
-INPUT_FORMATS = ("parquet", "hdf5")
+CSV_SUFFIXES = CSV.read_suffixes  # .csv, .tsv, .txt, .dat, each plain or compressed
+INPUT_FORMATS = ("parquet", "hdf5", "csv")
 OUTPUT_FORMATS = ("parquet", "hdf5", "csv")
-TOP_KEYS = ("input", "filter", "assign", "groupby", "aggregate", "options", "subtotals", "output")
-INPUT_KEYS = ("path", "format", "key", "columns")
+TOP_KEYS = (
+    "input",
+    "filter",
+    "assign",
+    "groupby",
+    "aggregate",
+    "options",
+    "subtotals",
+    "output",
+    "progress",
+    "profile_dir",
+)
+INPUT_KEYS = ("path", "format", "key", "columns", "csv")
+#: ``input.csv:`` keys, passed to :func:`hpcframe.read_csv` (which checks their values).
+CSV_KEYS = (
+    "sep",
+    "header",
+    "names",
+    "dtype",
+    "parse_dates",
+    "date_format",
+    "na_values",
+    "keep_default_na",
+    "true_values",
+    "false_values",
+    "quotechar",
+    "escapechar",
+    "doublequote",
+    "encoding",
+    "skip_blank_lines",
+    "newlines_in_values",
+    "on_bad_lines",
+    "sample_rows",
+    "chunk_bytes",
+)
 OUTPUT_KEYS = ("path", "format", "overwrite")
 OPTION_KEYS = ("dropna", "sort")
 NAMED_AGG_KEYS = ("column", "agg")
 SUBTOTAL_AGGS = ("sum", "mean", "count", "min", "max", "var", "std")
 # keys whose --set value is taken as text, never parsed as YAML
-_TEXT_KEYS = ("filter", "input.path", "input.key", "input.format", "output.path", "output.format")
+_TEXT_KEYS = (
+    "filter",
+    "input.path",
+    "input.key",
+    "input.format",
+    "output.path",
+    "output.format",
+    "profile_dir",
+)
 
 # Limits on YAML read from files that may come from someone else (job specs, profiles). YAML
 # aliases let a few hundred bytes stand for millions of values ("billion laughs"): loading
@@ -149,9 +191,10 @@ class InputSpec:
     """The ``input:`` of a job spec: where to read, in which format, which columns."""
 
     path: str
-    format: str  # parquet | hdf5
+    format: str  # parquet | hdf5 | csv
     key: str | None = None
     columns: tuple[str, ...] | None = None
+    csv: dict | None = None  # read_csv options (input.csv:), CSV input only
 
 
 @dataclass(frozen=True)
@@ -187,6 +230,8 @@ class JobSpec:
     subtotals: bool = False
     output: OutputSpec | None = None
     source: str | None = None
+    progress: bool = False  # progress: true -- as hpcframe run --progress
+    profile_dir: str | None = None  # profile_dir: DIR -- as hpcframe run --profile-dir DIR
 
 
 def load_spec(path: str, overrides=(), check_paths: bool = True) -> JobSpec:
@@ -310,7 +355,11 @@ def parse_spec(data, source: str | None = None, check_paths: bool = True) -> Job
     if subtotals:
         v.subtotals(aggs, groupby, sort)
     output = v.output(data.get("output"))
-    return JobSpec(inp, flt, assign, groupby, aggs, dropna, sort, subtotals, output, source)
+    progress = v.boolean("progress", data.get("progress", False))
+    profile_dir = v.text("profile_dir", data.get("profile_dir"))
+    return JobSpec(
+        inp, flt, assign, groupby, aggs, dropna, sort, subtotals, output, source, progress, profile_dir
+    )
 
 
 class _Validator:
@@ -386,23 +435,36 @@ class _Validator:
         key = self.text("input.key", value.get("key"))
         columns = value.get("columns")
         columns = self.names("input.columns", columns) if columns is not None else None
+        csv = value.get("csv")
+        if csv is not None:
+            csv = dict(self.mapping("input.csv", csv, CSV_KEYS))
         if fmt is None:
             fmt = self._detect(path, check_paths)
         elif check_paths:
-            self._exists(path)
+            self._exists(path, fmt)
         if key is not None and fmt != "hdf5":
             raise self.error(
                 "input.key",
                 "is only used with HDF5 input (it names the table inside the files); remove it",
                 key,
             )
-        return InputSpec(path, fmt, key, columns)
+        if csv is not None and fmt != "csv":
+            raise self.error(
+                "input.csv", f"read_csv options are for CSV input, but the input is {fmt}; remove them", csv
+            )
+        return InputSpec(path, fmt, key, columns, csv)
 
-    def _exists(self, path):
+    def _exists(self, path, fmt=None):
         from ..io.paths import expand_paths
 
+        suffixes = {"parquet": PARQUET_SUFFIXES, "hdf5": HDF5_SUFFIXES, "csv": CSV_SUFFIXES}
+        what = {"parquet": "Parquet", "hdf5": "HDF5", "csv": "CSV"}
         try:
-            return expand_paths(path, PARQUET_SUFFIXES + HDF5_SUFFIXES, "Parquet or HDF5")[0]
+            if fmt is not None:
+                return expand_paths(path, suffixes[fmt], what[fmt])[0]
+            return expand_paths(
+                path, PARQUET_SUFFIXES + HDF5_SUFFIXES + CSV_SUFFIXES, "Parquet, HDF5 or CSV"
+            )[0]
         except FileNotFoundError as exc:
             raise self.error(
                 "input.path",
@@ -413,21 +475,22 @@ class _Validator:
 
     def _detect(self, path, check_paths) -> str:
         name = path.lower().rstrip("/*")
-        for fmt, suffixes in (("parquet", PARQUET_SUFFIXES), ("hdf5", HDF5_SUFFIXES)):
+        for fmt, suffixes in (("parquet", PARQUET_SUFFIXES), ("hdf5", HDF5_SUFFIXES), ("csv", CSV_SUFFIXES)):
             if name.endswith(suffixes):
                 if check_paths:
-                    self._exists(path)
+                    self._exists(path, fmt)
                 return fmt
         if not check_paths:
             return "parquet"
-        files = self._exists(path)
-        first = files[0].lower()
-        if first.endswith(HDF5_SUFFIXES):
-            return "hdf5"
-        if first.endswith(PARQUET_SUFFIXES):
-            return "parquet"
+        files = [f.lower() for f in self._exists(path)]
+        # a folder: Parquet or HDF5 files decide over stray text files (a README.txt)
+        for fmt, suffixes in (("parquet", PARQUET_SUFFIXES), ("hdf5", HDF5_SUFFIXES), ("csv", CSV_SUFFIXES)):
+            if any(f.endswith(suffixes) for f in files):
+                return fmt
         raise self.error(
-            "input.format", f"cannot tell the format of {path!r}; add format: parquet or format: hdf5", path
+            "input.format",
+            f"cannot tell the format of {path!r}; add format: parquet, format: hdf5 or format: csv",
+            path,
         )
 
     def assign(self, value) -> tuple[tuple[str, str], ...]:
