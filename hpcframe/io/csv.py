@@ -37,7 +37,10 @@ Schema
     disagrees → string). As in ``pandas.read_csv``, dates are only parsed for the columns in
     ``parse_dates``. ``dtype=`` overrides, ``usecols=`` selects. A value that does not fit is a
     :class:`DatasetError` naming the file, line, column and value — or, with
-    ``on_bad_lines="skip"``/``"warn"``, the line is dropped (and reported).
+    ``on_bad_lines="skip"``/``"warn"``, the line is dropped (and reported). The sample of a
+    compressed file leaves its stream open: the first read of that file in the process goes on
+    from there (the sampled bytes replayed) instead of decompressing its start again, unless
+    the file changed (size or modification time) in between.
 """
 
 from __future__ import annotations
@@ -157,6 +160,39 @@ class _ArrowRaw(io.RawIOBase):
         super().close()
 
 
+class _Prefixed(io.RawIOBase):
+    """The bytes ``prefix``, then the rest of the binary stream ``f`` (closed with it)."""
+
+    def __init__(self, prefix: bytes, f):
+        self.prefix, self.pos, self.f = memoryview(prefix), 0, f
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self.pos < len(self.prefix):
+            n = min(len(b), len(self.prefix) - self.pos)
+            b[:n] = self.prefix[self.pos : self.pos + n]
+            self.pos += n
+            return n
+        data = self.f.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self):
+        if not self.closed:
+            self.f.close()
+            self.prefix = memoryview(b"")
+        super().close()
+
+
+def _identity(path: str) -> tuple:
+    """What tells that a file changed: its size and modification time."""
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns)
+
+
 class _Counting(io.RawIOBase):
     """A raw reader that counts the compressed bytes handed to the decompressor."""
 
@@ -264,6 +300,10 @@ class CSVSource:
         self._names: list[str] | None = None  # every column of the files, in file order
         self._row_bytes = 100.0
         self._cursor: _Cursor | None = None
+        # path -> (file identity, decompressed bytes read by the sample, the open stream after
+        # them): the first read of a sampled compressed file goes on from where the sample
+        # stopped instead of decompressing its start again (see :meth:`_sample`)
+        self._kept: dict[str, tuple[tuple, bytes, Any]] = {}
         #: path -> how this process found the decompressed size of the file when it described
         #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
         #: file is described by one rank only, so the keys of all ranks are disjoint
@@ -281,6 +321,7 @@ class CSVSource:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_cursor"] = None
+        state["_kept"] = {}
         return state
 
     # -- the source protocol ------------------------------------------------------------
@@ -359,15 +400,47 @@ class CSVSource:
     # -- schema inference -----------------------------------------------------------------
     def _sample(self, path: str) -> bytes:
         """The first ``sample_rows`` lines (plus the header) of ``path``, decompressed."""
-        lines = []
-        with open_decompressed(path) as f:
-            reader = f
-            for _ in range(self.sample_rows + (1 if self.header == 0 else 0)):
-                line = reader.readline()
-                if not line:
-                    break
-                lines.append(line)
-        return b"".join(lines)
+        want = self.sample_rows + (1 if self.header == 0 else 0)  # lines
+        blocks: list[bytes] = []
+        seen = 0
+        identity = _identity(path)
+        f = open_decompressed(path)
+        try:
+            # blocks, not readline(): a Python call per line cost more than the decompression
+            while True:
+                block = f.read(1 << 16)
+                if not block:
+                    return b"".join(blocks)
+                n = block.count(b"\n")
+                blocks.append(block)
+                if seen + n >= want:  # the line ``want`` ends in this block: cut after it
+                    at = -1
+                    for _ in range(want - seen):
+                        at = block.index(b"\n", at + 1)
+                    read = b"".join(blocks)
+                    if compression_of(path) is not None:  # keep the stream for the first read
+                        old = self._kept.pop(path, None)
+                        if old is not None:
+                            old[2].close()
+                        self._kept[path] = (identity, read, f)
+                        f = None
+                    return read[: len(read) - len(block) + at + 1]
+                seen += n
+        finally:
+            if f is not None:
+                f.close()
+
+    def _open(self, path: str):
+        """The decompressed stream of ``path`` from its start: the one the sample left open
+        (its bytes replayed first) when there is one and the file is unchanged, else a new
+        one."""
+        kept = self._kept.pop(path, None)
+        if kept is not None:
+            identity, read, f = kept
+            if identity == _identity(path):
+                return io.BufferedReader(_Prefixed(read, f), 1 << 20)
+            f.close()
+        return open_decompressed(path)
 
     def _infer(self) -> pa.Schema:
         import pyarrow.csv as pcsv
@@ -696,7 +769,7 @@ class _Cursor:
         self.bad: list[Any] = []  # pyarrow InvalidRow objects
         self.strict = source.on_bad_lines == "error"
         self.types = source._types(columns)
-        self.file = open_decompressed(path)
+        self.file = source._open(path)
         read_types = self.types if self.strict else {c: pa.string() for c in columns}
         try:
             self.reader = pcsv.open_csv(
