@@ -195,10 +195,9 @@ def hf_seed_worker(data: str, out_json: str) -> None:
     import resource
 
     t_proc = time.perf_counter()
-    import pandas  # noqa: F401  (imported before the clock, as for the other engines)
-    import pyarrow  # noqa: F401
-
     import hpcframe as hf
+    import hpcframe.execute  # noqa: F401  (lazy in `import hpcframe`: the engine, pandas and pyarrow
+    import hpcframe.readers  # noqa: F401  are imported before the clock, as the other engines are)
     from hpcframe.comm import get_comm
 
     comm = get_comm()

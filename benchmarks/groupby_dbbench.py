@@ -412,10 +412,9 @@ def hf_worker(q: str, data: str, out_json: str, tmp: str) -> None:
     import resource
 
     t_proc = time.perf_counter()
-    import pandas  # noqa: F401  (`import hpcframe` is lazy: data libraries before the clock, as for the others)
-    import pyarrow  # noqa: F401
-
     import hpcframe as hf
+    import hpcframe.execute  # noqa: F401  (lazy in `import hpcframe`: the engine, pandas and pyarrow
+    import hpcframe.readers  # noqa: F401  are imported before the clock, as the other engines are)
     from hpcframe.comm import get_comm
 
     comm = get_comm()
