@@ -413,6 +413,8 @@ def hf_worker(q: str, data: str, out_json: str, tmp: str) -> None:
 
     t_proc = time.perf_counter()
     import hpcframe as hf
+    import hpcframe.execute  # noqa: F401  (lazy in `import hpcframe`: the engine, pandas and pyarrow
+    import hpcframe.readers  # noqa: F401  are imported before the clock, as the other engines are)
     from hpcframe.comm import get_comm
 
     comm = get_comm()

@@ -5,15 +5,19 @@
 >>> by_day = flights[flights.carrier == "AA"].groupby(["year", "month", "day"]).dep_delay.mean()
 >>> by_day.compute()        # local engine; the same script under mpiexec runs on every rank
 
-``import hpcframe`` is light: pandas and pyarrow are imported, mpi4py only when the process
-runs under an MPI launcher (or a communicator is passed), h5py only by :func:`read_hdf`.
+``import hpcframe`` is light: it imports only the configuration and the error classes. pandas,
+pyarrow and numpy are imported on first use of a name that needs them (``hf.read_parquet``,
+``hf.Frame`` ...; see :data:`_LAZY`), mpi4py only when a computation starts in a process run by
+an MPI launcher (or a communicator is passed), h5py only by :func:`read_hdf`.
+tests/unit/test_startup.py keeps it so.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .aggregations import register_aggregation
 from .config import config
 from .errors import (
     ColumnNotFoundError,
@@ -23,9 +27,6 @@ from .errors import (
     HpcframeError,
     JobInterrupted,
 )
-from .execute import last_run_stats
-from .frame import Frame, GroupBy, Result, Series, compute
-from .readers import from_pandas, read_csv, read_hdf, read_parquet
 
 __all__ = [
     "read_parquet",
@@ -60,10 +61,21 @@ __all__ = [
 
 
 _LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays light
+    "read_parquet": "hpcframe.readers",
+    "read_hdf": "hpcframe.readers",
+    "read_csv": "hpcframe.readers",
+    "from_pandas": "hpcframe.readers",
+    "compute": "hpcframe.frame",
+    "merge": "hpcframe.frame",
+    "Frame": "hpcframe.frame",
+    "Series": "hpcframe.frame",
+    "GroupBy": "hpcframe.frame",
+    "Result": "hpcframe.frame",
+    "register_aggregation": "hpcframe.aggregations",
+    "last_run_stats": "hpcframe.execute",
     "to_parquet": "hpcframe.writing",
     "to_hdf": "hpcframe.writing",
     "to_csv": "hpcframe.writing",
-    "merge": "hpcframe.frame",
     "ProgressBar": "hpcframe.diagnostics",
     "Profiler": "hpcframe.diagnostics",
     "ResourceProfiler": "hpcframe.diagnostics",
@@ -73,6 +85,14 @@ _LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays l
     "SpecError": "hpcframe.spec",
 }
 
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from .aggregations import register_aggregation
+    from .diagnostics import Profiler, ProgressBar, ResourceProfiler, profiling, visualize
+    from .execute import last_run_stats
+    from .frame import Frame, GroupBy, Result, Series, compute, merge
+    from .readers import from_pandas, read_csv, read_hdf, read_parquet
+    from .writing import to_csv, to_hdf, to_parquet
+
 
 def __getattr__(name):
     """The lazily exported names (:data:`_LAZY`), imported on first use."""
@@ -81,7 +101,9 @@ def __getattr__(name):
         raise AttributeError(f"module 'hpcframe' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
 
 def __dir__():

@@ -66,8 +66,8 @@ def _is_command(target: str) -> bool:
         return False
     if target in _NOT_SUBMITTABLE:
         raise click.UsageError(f"`hpcframe {target}` follows jobs; it cannot itself be submitted")
-    root = click.get_current_context().find_root().command
-    return target in getattr(root, "commands", {})
+    ctx = click.get_current_context().find_root()
+    return target in ctx.command.list_commands(ctx)  # the group loads its commands lazily
 
 
 # -- end JOBSFOLLOW --
@@ -350,8 +350,9 @@ def run_in_job(cli_main: click.Group, name: str, args: list[str]) -> None:
     (exit code, message, failed ranks) so the launcher records which rank failed and why."""
     from ..jobs.base import CommandFailed
 
-    if name not in cli_main.commands or name in _NOT_SUBMITTABLE:
-        known = ", ".join(sorted(c for c in cli_main.commands if c not in _NOT_SUBMITTABLE))
+    names = cli_main.list_commands(click.Context(cli_main))  # loaded lazily: not all in .commands
+    if name not in names or name in _NOT_SUBMITTABLE:
+        known = ", ".join(sorted(c for c in names if c not in _NOT_SUBMITTABLE))
         raise CommandFailed(f"hpcframe has no command {name!r} to run in a job; commands: {known}", 2)
     try:
         cli_main.main(args=[name, *args], prog_name="hpcframe", standalone_mode=False)

@@ -11,8 +11,14 @@ Partitions
       beginning with pyarrow's streaming CSV reader. A rank keeps its stream open from one
       chunk to the next, so reading a whole file costs one decompression; a rank whose share
       starts in the middle of a file decompresses (and discards) the rows before it. The
-      number of chunks is estimated from the compression ratio of the file's first bytes;
-      the last chunk reads to the end of the file.
+      number of chunks is estimated from the file's decompressed size: read from the
+      file's own metadata where the format records it (the index of an ``.xz`` file, exact;
+      the size field at the end of a ``.gz`` file), so that planning decompresses nothing,
+      else (``.bz2``, ``.zst``, multi-member gzip) from the compression ratio of its first
+      few MB. The last chunk reads to the end of the file.
+    * Planning is done once per job: :meth:`CSVSource.discover` describes file ``i`` on rank
+      ``i % size`` only and the descriptors are allgathered; :attr:`CSVSource.examined`
+      records, per process, which files it described and how their size was found.
     * With ``newlines_in_values=True`` (quoted fields that contain line breaks) a plain file
       cannot be split on line boundaries either, and is streamed like a compressed one.
 
@@ -31,7 +37,10 @@ Schema
     disagrees → string). As in ``pandas.read_csv``, dates are only parsed for the columns in
     ``parse_dates``. ``dtype=`` overrides, ``usecols=`` selects. A value that does not fit is a
     :class:`DatasetError` naming the file, line, column and value — or, with
-    ``on_bad_lines="skip"``/``"warn"``, the line is dropped (and reported).
+    ``on_bad_lines="skip"``/``"warn"``, the line is dropped (and reported). The sample of a
+    compressed file leaves its stream open: the first read of that file in the process goes on
+    from there (the sampled bytes replayed) instead of decompressing its start again, unless
+    the file changed (size or modification time) in between.
 """
 
 from __future__ import annotations
@@ -151,6 +160,39 @@ class _ArrowRaw(io.RawIOBase):
         super().close()
 
 
+class _Prefixed(io.RawIOBase):
+    """The bytes ``prefix``, then the rest of the binary stream ``f`` (closed with it)."""
+
+    def __init__(self, prefix: bytes, f):
+        self.prefix, self.pos, self.f = memoryview(prefix), 0, f
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self.pos < len(self.prefix):
+            n = min(len(b), len(self.prefix) - self.pos)
+            b[:n] = self.prefix[self.pos : self.pos + n]
+            self.pos += n
+            return n
+        data = self.f.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self):
+        if not self.closed:
+            self.f.close()
+            self.prefix = memoryview(b"")
+        super().close()
+
+
+def _identity(path: str) -> tuple:
+    """What tells that a file changed: its size and modification time."""
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns)
+
+
 class _Counting(io.RawIOBase):
     """A raw reader that counts the compressed bytes handed to the decompressor."""
 
@@ -258,6 +300,14 @@ class CSVSource:
         self._names: list[str] | None = None  # every column of the files, in file order
         self._row_bytes = 100.0
         self._cursor: _Cursor | None = None
+        # path -> (file identity, decompressed bytes read by the sample, the open stream after
+        # them): the first read of a sampled compressed file goes on from where the sample
+        # stopped instead of decompressing its start again (see :meth:`_sample`)
+        self._kept: dict[str, tuple[tuple, bytes, Any]] = {}
+        #: path -> how this process found the decompressed size of the file when it described
+        #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
+        #: file is described by one rank only, so the keys of all ranks are disjoint
+        self.examined: dict[str, str] = {}
 
     def partition_token(self):
         """What the engine's cache of :meth:`discover` depends on (see
@@ -271,6 +321,7 @@ class CSVSource:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_cursor"] = None
+        state["_kept"] = {}
         return state
 
     # -- the source protocol ------------------------------------------------------------
@@ -349,15 +400,47 @@ class CSVSource:
     # -- schema inference -----------------------------------------------------------------
     def _sample(self, path: str) -> bytes:
         """The first ``sample_rows`` lines (plus the header) of ``path``, decompressed."""
-        lines = []
-        with open_decompressed(path) as f:
-            reader = f
-            for _ in range(self.sample_rows + (1 if self.header == 0 else 0)):
-                line = reader.readline()
-                if not line:
-                    break
-                lines.append(line)
-        return b"".join(lines)
+        want = self.sample_rows + (1 if self.header == 0 else 0)  # lines
+        blocks: list[bytes] = []
+        seen = 0
+        identity = _identity(path)
+        f = open_decompressed(path)
+        try:
+            # blocks, not readline(): a Python call per line cost more than the decompression
+            while True:
+                block = f.read(1 << 16)
+                if not block:
+                    return b"".join(blocks)
+                n = block.count(b"\n")
+                blocks.append(block)
+                if seen + n >= want:  # the line ``want`` ends in this block: cut after it
+                    at = -1
+                    for _ in range(want - seen):
+                        at = block.index(b"\n", at + 1)
+                    read = b"".join(blocks)
+                    if compression_of(path) is not None:  # keep the stream for the first read
+                        old = self._kept.pop(path, None)
+                        if old is not None:
+                            old[2].close()
+                        self._kept[path] = (identity, read, f)
+                        f = None
+                    return read[: len(read) - len(block) + at + 1]
+                seen += n
+        finally:
+            if f is not None:
+                f.close()
+
+    def _open(self, path: str):
+        """The decompressed stream of ``path`` from its start: the one the sample left open
+        (its bytes replayed first) when there is one and the file is unchanged, else a new
+        one."""
+        kept = self._kept.pop(path, None)
+        if kept is not None:
+            identity, read, f = kept
+            if identity == _identity(path):
+                return io.BufferedReader(_Prefixed(read, f), 1 << 20)
+            f.close()
+        return open_decompressed(path)
 
     def _infer(self) -> pa.Schema:
         import pyarrow.csv as pcsv
@@ -439,9 +522,11 @@ class CSVSource:
     def _file_partitions(self, path: str) -> list[Partition]:
         size = os.path.getsize(path)
         self._check_header(path)
-        if compression_of(path) is None and not self.newlines_in_values:
-            return self._ranges(path, size)
-        total = size * self._ratio(path) if compression_of(path) else size
+        if compression_of(path) is None:
+            self.examined[path] = "plain"
+            if not self.newlines_in_values:
+                return self._ranges(path, size)
+        total = self._decompressed_size(path, size) if compression_of(path) else size
         per = self._rows_per_part()
         est_rows = max(1, int(total / self._row_bytes))
         n = max(1, -(-est_rows // per))
@@ -487,8 +572,30 @@ class CSVSource:
         if [str(n) for n in names] != self._names:
             raise DatasetError(_header_mismatch(path, names, self.files[0], self._names))
 
-    def _ratio(self, path: str) -> float:
-        """Decompressed / compressed size, measured on the first few MB of ``path``."""
+    def _decompressed_size(self, path: str, size: int) -> float:
+        """The (estimated) decompressed size of the compressed file ``path`` (``size`` bytes):
+        from the file's metadata when it has it, else from the ratio of its first few MB."""
+        comp = compression_of(path)
+        exact = None
+        try:
+            if comp == "xz":
+                exact = xz_decompressed_size(path)
+                how = "xz index"
+            elif comp == "gzip":
+                exact = gzip_decompressed_size(path, size)
+                how = "gzip trailer"
+        except OSError:
+            exact = None
+        if exact is not None:
+            self.examined[path] = how
+            return float(exact)
+        ratio, nbytes = self._ratio(path)
+        self.examined[path] = f"probe {nbytes} bytes"
+        return size * ratio
+
+    def _ratio(self, path: str) -> tuple[float, int]:
+        """Decompressed / compressed size, measured on the first few MB of ``path``, and the
+        number of bytes decompressed to measure it."""
         with open(path, "rb") as raw:
             counting = _Counting(raw)
             with open_decompressed(path, io.BufferedReader(counting, 1 << 16)) as f:
@@ -496,9 +603,9 @@ class CSVSource:
                 while out < (8 << 20):
                     block = f.read(1 << 20)
                     if not block:
-                        return out / max(counting.count, 1)
+                        break
                     out += len(block)
-            return out / max(counting.count, 1)
+            return out / max(counting.count, 1), out
 
     # -- reading a byte range -------------------------------------------------------------
     def _range_bytes(self, path: str, r: ByteRange) -> tuple[pa.Buffer, int]:
@@ -662,7 +769,7 @@ class _Cursor:
         self.bad: list[Any] = []  # pyarrow InvalidRow objects
         self.strict = source.on_bad_lines == "error"
         self.types = source._types(columns)
-        self.file = open_decompressed(path)
+        self.file = source._open(path)
         read_types = self.types if self.strict else {c: pa.string() for c in columns}
         try:
             self.reader = pcsv.open_csv(
@@ -756,6 +863,86 @@ class _Cursor:
         raise DatasetError(
             f"{self.path}: cannot parse as CSV near data row {row} ({exc})" + _newline_hint(exc)
         ) from None
+
+
+_XZ_HEADER = b"\xfd7zXZ\x00"
+
+
+def _multibyte(data: bytes, pos: int) -> tuple[int, int]:
+    """An xz variable-length integer at ``data[pos:]``: ``(value, position after it)``."""
+    value = shift = 0
+    for i in range(9):
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise ValueError("bad xz integer")
+
+
+def xz_decompressed_size(path: str) -> int | None:
+    """The exact decompressed size of the ``.xz`` file ``path``, from the indexes at the end
+    of its streams (no decompression: a few small reads), or ``None`` when the file does not
+    look like a well-formed xz file (then the caller measures instead).
+
+    Reads, from the end: stream padding, the 12-byte stream footer (its backward size locates
+    the index), the index (one record per block: unpadded and uncompressed size), and so on
+    for every concatenated stream (the xz file format, section 2 and 4)."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        total = 0
+        while end > 0:
+            while end >= 4:  # stream padding: zero bytes, a multiple of four
+                f.seek(end - 4)
+                if f.read(4) != b"\0\0\0\0":
+                    break
+                end -= 4
+            if end < 32:
+                return None
+            f.seek(end - 12)
+            footer = f.read(12)
+            if footer[10:12] != b"YZ":
+                return None
+            backward = (int.from_bytes(footer[4:8], "little") + 1) * 4
+            index_start = end - 12 - backward
+            if index_start < 12:
+                return None
+            f.seek(index_start)
+            index = f.read(backward)
+            if len(index) != backward or index[0] != 0:
+                return None
+            try:
+                records, pos = _multibyte(index, 1)
+                blocks = 0
+                for _ in range(records):
+                    unpadded, pos = _multibyte(index, pos)
+                    uncompressed, pos = _multibyte(index, pos)
+                    blocks += -(-unpadded // 4) * 4
+                    total += uncompressed
+            except (ValueError, IndexError):
+                return None
+            end = index_start - blocks - 12
+            if end < 0:
+                return None
+            f.seek(end)
+            if f.read(6) != _XZ_HEADER:
+                return None
+        return total
+
+
+def gzip_decompressed_size(path: str, size: int) -> int | None:
+    """The decompressed size of the ``.gz`` file ``path`` (``size`` bytes) from its trailer
+    (ISIZE: the size modulo 2**32 of the last member), or ``None`` when that cannot be
+    trusted: a file of 512 MiB or more (the size may have wrapped) or a ratio below 1 or
+    above 64 (several members, or a wrapped size); the caller then measures instead."""
+    if size < 18 or size >= (512 << 20):
+        return None
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return None
+        f.seek(size - 4)
+        isize = int.from_bytes(f.read(4), "little")
+    return isize if size <= isize <= 64 * size else None
 
 
 def _line_end(mm, at: int, size: int) -> int:

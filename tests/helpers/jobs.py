@@ -20,7 +20,7 @@ def cli_group() -> click.Group:
     try:
         from hpcframe.cli import main
 
-        if "submit" in main.commands:
+        if "submit" in main.commands or "submit" in getattr(main, "lazy_commands", {}):  # lazy since issue 11
             return main
     except ImportError:
         pass
