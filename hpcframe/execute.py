@@ -28,7 +28,17 @@ import pyarrow.compute as pc
 from . import aggregations as A
 from . import callbacks
 from . import plan as P
-from .comm import communicator, deferred, failure, interrupt_guard, interruptible, take_interrupt
+from .comm import (  # -- CHECKPOINT --
+    block_in_flight,
+    checkpoint_failure,
+    communicator,
+    deferred,
+    failure,
+    install_checkpoint_handlers,
+    interrupt_guard,
+    interruptible,
+    take_interrupt,
+)
 from .config import config
 from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
@@ -73,6 +83,7 @@ def last_run_stats() -> dict:
 
 def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
+    install_checkpoint_handlers()  # -- CHECKPOINT: HPCFRAME_CHECKPOINT_SIGNALS, if set --
     with communicator(comm) as c, interrupt_guard(c), deferred(), stage_scope():
         _share_cores(c)
         if root is not None and not (0 <= root < c.size):
@@ -228,9 +239,14 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
     another rank's notice says it failed."""
     error = None
     for i in mine:
+        leaf = leaves[i]
+        # -- CHECKPOINT: a checkpoint signal stops this rank here, at a block boundary --
+        error = checkpoint_failure(comm, f"starting partition {leaf.describe()}")
+        if error is not None:
+            break
+        # -- end CHECKPOINT --
         if notices.received():  # another rank failed: its error is raised at the agreement
             break
-        leaf = leaves[i]
         t0 = time.perf_counter()
         cache.read_end, cache.rows, cache.rows_out = None, 0, None
         wants, parts = wanted[i]
@@ -242,7 +258,8 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
             need = max(lim - n for w, lim, n in zip(wants, limits, produced) if w)
             parts = _first_rows(parts, need)
         try:
-            with interruptible():  # reading and user code: a SIGINT stops it at once
+            # reading and user code: a SIGINT stops it at once (and a 2nd checkpoint signal)
+            with interruptible(), block_in_flight():
                 partials = _run_leaf(leaf, plans, wants, parts, cache)
                 t_computed = time.perf_counter()
                 for k, (stack, p) in enumerate(zip(stacks, partials)):

@@ -1,0 +1,134 @@
+"""A checkpoint signal (SIGUSR1/SIGTERM with HPCFRAME_CHECKPOINT_SIGNALS) stops every rank at a
+block boundary, agreed, with exit code 75; a stopped conversion resumes where it stopped and
+equals an uninterrupted one (real signals, real mpiexec, 1-4 ranks)."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.helpers.mpi import MPIEXEC
+
+HERE = os.path.dirname(__file__)
+SCRIPT = os.path.join(HERE, "scripts", "checkpoint_stop.py")
+ROOT = os.path.dirname(os.path.dirname(HERE))
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt") / "data"
+    d.mkdir()
+    for i in range(12):  # x = 0..119, one block of 10 rows per file
+        pd.DataFrame({"x": np.arange(i * 10, (i + 1) * 10), "y": np.arange(10) * 1.5}).to_parquet(
+            d / f"part-{i:02d}.parquet"
+        )
+    return str(d)
+
+
+def _env(**extra):
+    env = dict(os.environ, HPCFRAME_CHECKPOINT_SIGNALS="USR1,TERM", PYTHONPATH=ROOT)
+    env.pop("HPCFRAME_CHECKPOINT_FILE", None)
+    env.update(extra)
+    return env
+
+
+def _cmd(n, *args):
+    return ([MPIEXEC, "-n", str(n)] if n > 1 else []) + [sys.executable, SCRIPT, *args]
+
+
+def _run(n, *args, **env):
+    return subprocess.run(_cmd(n, *args), capture_output=True, text=True, timeout=120, env=_env(**env))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_a_signal_to_one_rank_stops_every_rank_at_a_block_boundary(data, n):
+    proc = _run(n, "self", data)
+    out = proc.stdout
+    report = out + proc.stderr
+    assert proc.returncode == 75, report
+    assert out.count("rank-caught: JobCheckpointed") == n, report
+    assert "result" not in out
+    assert f"rank {n - 1} on" in out and "stopped at a block boundary" in out, report
+    # the signalling rank ran exactly two blocks: it stopped before its third
+    assert len(re.findall(rf"block \d+ rank {n - 1}\b", out)) == 2, report
+
+
+def test_a_second_signal_drops_the_block_in_flight(data):
+    t0 = time.time()
+    proc = _run(2, "drop", data)
+    out = proc.stdout
+    assert proc.returncode == 75, out + proc.stderr
+    assert out.count("rank-caught: JobCheckpointed") == 2
+    assert "dropped the block in flight" in out
+    assert time.time() - t0 < 25  # the 30 s block was dropped, not finished
+
+
+def test_a_signal_from_outside_to_every_rank(data):
+    """As srun forwards a job's SIGUSR1 (or SLURM sends SIGTERM at the time limit) to every
+    task: both ranks stop, agree, and exit 75."""
+    proc = subprocess.Popen(
+        _cmd(2, "wait", data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(SLOW="0.3")
+    )
+    pids, lines = {}, []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("pid "):
+            _, rank, pid = line.split()
+            pids[int(rank)] = int(pid)
+        if line.startswith("block") and len(pids) == 2:
+            break
+    for sig, pid in zip((signal.SIGUSR1, signal.SIGTERM), pids.values()):
+        os.kill(pid, sig)
+    rest, err = proc.communicate(timeout=60)
+    out = "".join(lines) + rest
+    assert proc.returncode == 75, out + err
+    assert out.count("rank-caught: JobCheckpointed") == 2, out + err
+    # each rank stops at its next block boundary, or at the other's notice: one or both named
+    assert "SIGUSR1 arrived" in out or "SIGTERM arrived" in out, out + err
+    assert "result" not in out
+
+
+def test_a_request_file_stops_the_ranks(data, tmp_path):
+    """The job script's fallback for launchers that do not forward signals: the batch shell
+    creates HPCFRAME_CHECKPOINT_FILE; the ranks see it at their next block boundary."""
+    flag = tmp_path / "checkpoint.request"
+    env = _env(SLOW="0.3", HPCFRAME_CHECKPOINT_FILE=str(flag))
+    proc = subprocess.Popen(
+        _cmd(2, "wait", data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("block"):
+            break
+    flag.write_text("")
+    rest, err = proc.communicate(timeout=60)
+    out = "".join(lines) + rest
+    assert proc.returncode == 75, out + err
+    assert out.count("rank-caught: JobCheckpointed") == 2
+    assert "checkpoint request" in out
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_signalled_conversion_resumes_and_equals_an_uninterrupted_one(data, tmp_path, n):
+    out = str(tmp_path / "out")
+    first = _run(n, "convert", data, out)
+    assert first.returncode == 75, first.stdout + first.stderr
+    assert not os.path.exists(out)  # nothing published yet
+    done_before = len(re.findall(r"block \d+ rank", first.stdout))
+    second = _run(n, "convert", data, out, NOSIGNAL="1")
+    assert second.returncode == 0, second.stdout + second.stderr
+    redone = len(re.findall(r"block \d+ rank", second.stdout))
+    assert redone == 12 - done_before  # no finished block was written again
+    assert f"skipped {done_before}" in second.stdout
+    got, want = pd.read_parquet(out), pd.read_parquet(data)
+    pd.testing.assert_frame_equal(got, want)
