@@ -167,6 +167,7 @@ class Comm:
             cls = JobInterrupted
         elif all(f.kind == CHECKPOINT_KIND for f in failures):  # -- CHECKPOINT --
             cls = JobCheckpointed
+            _checkpoint_agreed[0] = True
         elif all(f.kind == "DatasetError" for f in failures):
             cls = DatasetComputeError
         else:
@@ -362,7 +363,9 @@ def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
             "KeyboardInterrupt",
         )
     if isinstance(exc, CheckpointNow):  # -- CHECKPOINT: a second signal dropped the block --
-        return checkpoint_failure(comm, context, dropped=True)
+        dropped = checkpoint_failure(comm, context, dropped=True)
+        assert dropped is not None  # always a failure when dropped
+        return dropped
     if isinstance(exc, SystemExit):
         text = (
             f"SystemExit: sys.exit({exc.code!r}) was called; it cannot end one rank alone, "
@@ -700,6 +703,13 @@ CHECKPOINT_ENV = "HPCFRAME_CHECKPOINT_SIGNALS"
 _checkpoint_signal: int | None = None  # the checkpoint signal that arrived (sticky)
 _checkpoint_installed: dict[int, object] = {}  # signal -> the handler it had before
 _in_block = False  # this rank is inside a block (reading, user code): a second signal drops it
+_checkpoint_agreed = [False]  # the ranks agreed to stop on a checkpoint (JobCheckpointed raised)
+
+
+def checkpoint_agreed() -> bool:
+    """True once this rank raised :class:`~hpcframe.errors.JobCheckpointed` (every rank of the
+    computation did): the process should leave with exit code 75."""
+    return _checkpoint_agreed[0]
 
 
 class CheckpointNow(BaseException):
@@ -763,6 +773,7 @@ def uninstall_checkpoint_handlers() -> None:
         signal.signal(num, old)  # type: ignore[arg-type]
         del _checkpoint_installed[num]
     _checkpoint_signal = None
+    _checkpoint_agreed[0] = False
 
 
 #: A file whose appearance asks for a checkpoint like a signal (the job script creates it when

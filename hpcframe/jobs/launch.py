@@ -178,4 +178,8 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # -- CHECKPOINT: a run stopped on a checkpoint signal leaves MPI cleanly with status 75 --
+    from .checkpoint import exit_when_checkpointed
+
+    with exit_when_checkpointed():
+        main()
