@@ -32,12 +32,14 @@ sorts over files. A partial is written only if reading it back gives the same pa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -339,6 +341,17 @@ def source_fingerprint(source):
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _version() -> str:
+    """hpcframe's installed version ("" when run from a source tree)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("hpcframe")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
 def plan_fingerprint(plan, source) -> str | None:
     """The fingerprint of the partial one output plan makes of a block (see the module
     docstring), or ``None`` when that partial is not cacheable (not a built-in aggregation,
@@ -351,7 +364,8 @@ def plan_fingerprint(plan, source) -> str | None:
     if type(out) is not AggOutput or any(a not in A.BUILTIN for _, a in out.specs):
         return None
     steps = []
-    for n in out.node.chain()[1:]:
+    node: Any = out.node
+    for n in node.chain()[1:]:
         if type(n) not in (P.Filter, P.Assign, P.Project, P.ResetIndex, P.Sort):
             return None
         expr = getattr(n, "expr", None)
@@ -364,13 +378,11 @@ def plan_fingerprint(plan, source) -> str | None:
             )
         )
     pandas_steps = [(type(s).__name__, s.expr.key() if hasattr(s, "expr") else s.text()) for s in plan.steps]
-    import hpcframe
-
     return hashlib.sha256(
         repr(
             (
                 FORMAT,
-                hpcframe.__version__,
+                _version(),
                 pd.__version__,
                 pa.__version__,
                 np.__version__,
@@ -466,6 +478,7 @@ class ScanCache:
         self.sort = [getattr(p.out, "sort", True) for p in plans]
         self.pending: dict = {}
         self.partials = cache.partials is not None or cache.store is not None
+        self.source_id: str | None = None
         try:
             self.source_id = repr(source_fingerprint(source))
         except Exception:  # noqa: BLE001 - an unusual source is simply not cached
@@ -503,7 +516,7 @@ class ScanCache:
                         _count(level, "uncacheable")
                 continue
             value = mem.get(key, _MISS) if mem is not None else _MISS
-            if value is not _MISS:
+            if value is not _MISS and mem is not None:
                 _count("memory partials", "hits")
                 _count("memory partials", "bytes", mem.nbytes.get(key, 0))
                 found[k] = _shallow(value)
@@ -559,9 +572,9 @@ class ScanCache:
         """The table of ``columns`` of the block ``parts``: the cached decoded columns, and
         ``reader(missing columns)`` for the others (then kept)."""
         mem = self.cache.chunks
-        ident = None
-        if mem is not None and self.source_id is not None and columns:
-            ident = block_identity(parts, self.cache.hash_content, self.files)
+        if mem is None or self.source_id is None or not columns:
+            return reader(columns)
+        ident = block_identity(parts, self.cache.hash_content, self.files)
         if ident is None:
             return reader(columns)
         base = repr((self.source_id, ident))

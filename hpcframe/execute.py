@@ -494,7 +494,7 @@ class _ReadCache:
                 else:
                     self.table = self.source.read(leaf.parent, self.columns)
                 self.parent = leaf.parent
-        # -- end CACHE --
+            # -- end CACHE --
             block = leaf.parts[0]
             table = self.table.slice(block.start - leaf.parent.start, block.num_rows)
         self.read_end, self.rows = time.perf_counter(), table.num_rows
