@@ -26,9 +26,9 @@ def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpt") / "data"
     d.mkdir()
     for i in range(12):  # x = 0..119, one block of 10 rows per file
-        pd.DataFrame({"x": np.arange(i * 10, (i + 1) * 10), "y": np.arange(10) * 1.5}).to_parquet(
-            d / f"part-{i:02d}.parquet"
-        )
+        pd.DataFrame({"x": np.arange(i * 10, (i + 1) * 10), "y": np.arange(10) * 1.5}).assign(
+            k=lambda f: f.x % 3
+        ).to_parquet(d / f"part-{i:02d}.parquet")
     return str(d)
 
 
@@ -132,3 +132,22 @@ def test_a_signalled_conversion_resumes_and_equals_an_uninterrupted_one(data, tm
     assert f"skipped {done_before}" in second.stdout
     got, want = pd.read_parquet(out), pd.read_parquet(data)
     pd.testing.assert_frame_equal(got, want)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_a_signalled_query_resumes_from_the_kept_partials(data, tmp_path, n):
+    """With HPCFRAME_CACHE_DIR (what a checkpointing job script sets), the partials of the
+    blocks finished before the signal are kept; the resumed run reads only the others and its
+    result equals pandas' (and so an uninterrupted run's)."""
+    out, store = str(tmp_path / "result.parquet"), str(tmp_path / "checkpoint")
+    first = _run(n, "query", data, out, HPCFRAME_CACHE_DIR=store)
+    assert first.returncode == 75, first.stdout + first.stderr
+    assert first.stdout.count("rank-caught: JobCheckpointed") == n
+    done_before = len(re.findall(r"block \d+ rank", first.stdout))
+    assert 0 < done_before < 12
+    second = _run(n, "query", data, out, HPCFRAME_CACHE_DIR=store, NOSIGNAL="1")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"computed read {12 - done_before}" in second.stdout, second.stdout
+    df = pd.read_parquet(data)
+    want = df.groupby("k").agg(total=("x", "sum"), mean_y=("y", "mean"), n=("y", "count"))
+    pd.testing.assert_frame_equal(pd.read_parquet(out), want)

@@ -7,6 +7,8 @@ block sleeps ``SLOW`` seconds (default 0.05) and prints ``block N rank R``. Mode
 * ``self``: the last rank sends itself SIGUSR1 while it computes its second block;
 * ``drop``: the same, twice (the second signal drops the block in flight);
 * ``wait``: no signal from inside; the test signals the ranks from outside;
+* ``query``: a group-by of DATA written to OUT by rank 0, the last rank signalling itself after
+  its second block (unless ``NOSIGNAL``); prints ``computed read N`` (blocks read, all ranks);
 * ``convert``: converts DATA into OUT (Parquet), the last rank signalling itself as in ``self``
   unless ``NOSIGNAL`` is set; prints ``converted ROWS`` when done.
 
@@ -59,6 +61,26 @@ try:
         writing.WriteOutput.chunk = slow_chunk
         summary = convert(data, sys.argv[3], to="parquet", comm=comm)
         print(f"converted {summary['rows']} skipped {summary['skipped']}", flush=True)
+    elif mode == "query":  # a group-by (partials kept in HPCFRAME_CACHE_DIR), written by rank 0
+        from hpcframe.callbacks import Callback
+
+        class Slow(Callback):
+            def on_leaf_done(self, run, leaf, times):
+                seen[0] += 1
+                print(f"block {leaf.index} rank {comm.rank}", flush=True)
+                last = comm.rank == comm.size - 1
+                if last and seen[0] == 2 and not os.environ.get("NOSIGNAL"):
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                time.sleep(slow)
+
+        frame = hf.read_parquet(data)
+        with Slow():
+            got = frame.groupby("k").agg(total=("x", "sum"), mean_y=("y", "mean"), n=("y", "count"))
+            result = got.compute(comm=comm)
+        read = sum(comm.allgather(hf.last_run_stats()["partitions_read"]))
+        if comm.rank == 0:
+            result.to_parquet(sys.argv[3])
+        print(f"computed read {read}", flush=True)
     else:
         total = hf.read_parquet(data).map_partitions(work, combine=sum).compute(comm=comm)
         print(f"result {total}", flush=True)
