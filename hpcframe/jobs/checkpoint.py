@@ -115,9 +115,12 @@ def body_lines(sched, p: JobParams, launch: str) -> list[str]:
     task = "${HPCFRAME_ARRAY_INDEX:+.$HPCFRAME_ARRAY_INDEX}"
     lines = ["# -- checkpoint and requeue (hpcframe submit --requeue/--signal/--retries; docs/jobs.md) --"]
     lines += [f"export {k}={v}" for k, v in env.items()]
+    if p.retries:
+        lines += [
+            f"hpcframe_retries={p.retries}",
+            f'hpcframe_count="$HPCFRAME_RUN_DIR/retries{task}.count"',
+        ]
     lines += [
-        f"hpcframe_retries={p.retries}",
-        f'hpcframe_count="$HPCFRAME_RUN_DIR/retries{task}.count"',
         'rm -f "$HPCFRAME_CHECKPOINT_FILE"',
         "hpcframe_checkpoint() {  # the warning: every rank stops at its next block boundary",
         '    echo "hpcframe: SIG$1 received: asking the ranks to checkpoint" >&2',
@@ -147,17 +150,18 @@ def body_lines(sched, p: JobParams, launch: str) -> list[str]:
     ]
     if p.requeue:
         lines += ["    " + line for line in requeue]
+    if p.retries:
+        lines += [
+            'elif [ "$hpcframe_status" -ne 0 ]; then',
+            '    hpcframe_tries=$(cat "$hpcframe_count" 2>/dev/null || echo 0)',
+            '    if [ "$hpcframe_tries" -lt "$hpcframe_retries" ]; then',
+            '        echo $((hpcframe_tries + 1)) > "$hpcframe_count"',
+            '        echo "hpcframe: the run failed (exit status $hpcframe_status): retry'
+            ' $((hpcframe_tries + 1)) of $hpcframe_retries" >&2',
+        ]
+        lines += ["        " + line for line in requeue]
+        lines.append("    fi")
     lines += [
-        'elif [ "$hpcframe_status" -ne 0 ]; then',
-        '    hpcframe_tries=$(cat "$hpcframe_count" 2>/dev/null || echo 0)',
-        '    if [ "$hpcframe_tries" -lt "$hpcframe_retries" ]; then',
-        '        echo $((hpcframe_tries + 1)) > "$hpcframe_count"',
-        '        echo "hpcframe: the run failed (exit status $hpcframe_status): retry'
-        ' $((hpcframe_tries + 1)) of $hpcframe_retries" >&2',
-    ]
-    lines += ["        " + line for line in requeue]
-    lines += [
-        "    fi",
         "fi",
         'exit "$hpcframe_status"',
         "# -- end checkpoint and requeue --",

@@ -64,6 +64,9 @@ def _start_now_when_requeued(job):
         time.sleep(0.3)
     for _ in range(40):
         if scheduler_for("slurm").status(job)[0][1] == "PENDING":
+            # slurmd refuses a credential made in the second its last run's was revoked
+            # ("Job credential revoked"): start a few seconds later
+            time.sleep(3)
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], timeout=30, check=False)
             return
         time.sleep(0.5)

@@ -5,7 +5,7 @@ writes the result and every run writes how many blocks it read.
     python checkpoint_job.py SRC OUT_DIR          # the group-by
     python checkpoint_job.py --fail-first OUT_DIR # fails on its first run, succeeds on a retry
 
-``K`` is ``SLURM_RESTART_COUNT`` (0 on the first run, 1 after one requeue ...). A
+``K`` is ``HPCFRAME_TEST_RUN`` or ``SLURM_RESTART_COUNT`` (0 on the first run, 1 after one requeue ...). A
 ``JobCheckpointed`` is left to propagate: the launcher turns it into exit status 75.
 """
 
@@ -20,7 +20,7 @@ import hpcframe as hf
 from hpcframe.callbacks import Callback
 
 comm = MPI.COMM_WORLD
-run = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+run = int(os.environ.get("HPCFRAME_TEST_RUN") or os.environ.get("SLURM_RESTART_COUNT") or 0)
 
 if sys.argv[1] == "--fail-first":
     out_dir = sys.argv[2]
