@@ -186,9 +186,10 @@ def exit_when_checkpointed():
     (:class:`~hpcframe.errors.JobCheckpointed`, or the exit status 75 it becomes), leave MPI
     cleanly (``MPI_Finalize``, not ``MPI_Abort``) with exit status 75 on every rank, so that
     the launcher returns 75 and the job script requeues the job."""
-    from ..comm import checkpoint_agreed
+    from ..comm import checkpoint_agreed, install_checkpoint_handlers
     from ..errors import JobCheckpointed
 
+    install_checkpoint_handlers()  # a signal before the first computation is kept too
     try:
         yield
     except (JobCheckpointed, SystemExit) as exc:

@@ -151,3 +151,45 @@ def test_a_signalled_query_resumes_from_the_kept_partials(data, tmp_path, n):
     df = pd.read_parquet(data)
     want = df.groupby("k").agg(total=("x", "sum"), mean_y=("y", "mean"), n=("y", "count"))
     pd.testing.assert_frame_equal(pd.read_parquet(out), want)
+
+
+def test_hpcframe_convert_checkpoints_with_exit_75_and_resumes(data, tmp_path):
+    """The command line: a checkpoint request while ``hpcframe convert`` runs on 2 ranks ends
+    it with exit status 75 (the job script requeues on it), its written parts kept; the same
+    command again finishes the conversion, equal to the source."""
+    from hpcframe.io.writers import leaves_recorded
+
+    out = tmp_path / "out"
+    flag = tmp_path / "checkpoint.request"
+    staging = tmp_path / ".out.hpcframe-staging"
+    cmd = [
+        MPIEXEC,
+        "-n",
+        "2",
+        sys.executable,
+        "-m",
+        "hpcframe.cli",
+        "convert",
+        data,
+        str(out),
+        "--to",
+        "parquet",
+    ]
+    # rank 0 pauses 4 s before its 2nd part: the request arrives while it is busy
+    env = _env(
+        HPCFRAME_CHECKPOINT_FILE=str(flag), HPCFRAME_TEST_FAULT="part:pause:0:2", HPCFRAME_TEST_PAUSE="4"
+    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not (staging.is_dir() and leaves_recorded(str(staging)) >= 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    flag.write_text("")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 75, stdout + stderr
+    assert "checkpointed" in stderr and "re-run the same command to resume" in stderr, stderr
+    kept = leaves_recorded(str(staging))
+    assert 0 < kept < 12 and not out.exists()
+    flag.unlink()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env())
+    assert again.returncode == 0, again.stdout + again.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(data))
