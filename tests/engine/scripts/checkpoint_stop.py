@@ -58,7 +58,7 @@ try:
                 work(df)
             return chunk(self, df, leaf)
 
-        writing.WriteOutput.chunk = slow_chunk
+        writing.WriteOutput.chunk = slow_chunk  # type: ignore[method-assign]
         summary = convert(data, sys.argv[3], to="parquet", comm=comm)
         print(f"converted {summary['rows']} skipped {summary['skipped']}", flush=True)
     elif mode == "query":  # a group-by (partials kept in HPCFRAME_CACHE_DIR), written by rank 0
