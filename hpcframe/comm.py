@@ -172,7 +172,10 @@ class Comm:
             cls = DatasetComputeError
         else:
             cls = ComputeError
-        exc = cls(_failure_message(failures, self.size), [tuple(f)[:4] for f in failures])
+        head = None
+        if cls is JobCheckpointed:  # -- CHECKPOINT: not a failure: say what happened --
+            head = f"checkpoint: every rank stopped; {len(failures)} of {self.size} rank(s) got the request:"
+        exc = cls(_failure_message(failures, self.size, head), [tuple(f)[:4] for f in failures])
         # how many other ranks sent this one a stop notice (see notices()): to receive them
         # (a private attribute, read back with getattr() in execute.py)
         exc._notices_to_me = sum(  # type: ignore[attr-defined]
@@ -444,8 +447,8 @@ def _innermost_own_frame(exc):
     return own[-1] if own else (frames[-1] if frames else None)
 
 
-def _failure_message(failures, size) -> str:
-    lines = [f"{len(failures)} of {size} rank(s) failed:"]
+def _failure_message(failures, size, head: str | None = None) -> str:
+    lines = [head or f"{len(failures)} of {size} rank(s) failed:"]
     for rank, host, context, message, *_ in failures:
         lines.append(f"- rank {rank} on {host}, while {context}:\n    " + message.replace("\n", "\n    "))
     return "\n".join(lines)

@@ -193,3 +193,30 @@ def test_hpcframe_convert_checkpoints_with_exit_75_and_resumes(data, tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env())
     assert again.returncode == 0, again.stdout + again.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(data))
+
+
+def test_a_job_spec_in_the_launcher_leaves_mpi_cleanly_with_75_and_resumes(data, tmp_path):
+    """What a job's ranks run (``python -m mpi4py -m hpcframe.jobs.launch job.yaml``): a
+    checkpoint request ends every rank with MPI_Finalize and exit status 75 (no MPI_Abort);
+    the same command again resumes from the partials in HPCFRAME_CACHE_DIR."""
+    out, flag = tmp_path / "out.parquet", tmp_path / "checkpoint.request"
+    spec = tmp_path / "job.yaml"
+    spec.write_text(
+        f"input:\n  path: {data}\ngroupby: [k]\naggregate:\n  x: sum\n  y: mean\n"
+        f"output:\n  path: {out}\n  overwrite: true\n"
+    )
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "mpi4py", "-m", "hpcframe.jobs.launch", str(spec)]
+    env = _env(HPCFRAME_CHECKPOINT_FILE=str(flag), HPCFRAME_CACHE_DIR=str(tmp_path / "checkpoint"))
+    flag.write_text("")  # asked before the first block: nothing is done, everything is kept
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    report = first.stdout + first.stderr
+    assert first.returncode == 75, report
+    assert "checkpoint: every rank stopped; 2 of 2 rank(s) got the request" in report
+    assert "hpcframe: checkpointed" in report and "BAD TERMINATION" not in report, report
+    assert not out.exists()
+    flag.unlink()
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    df = pd.read_parquet(data)
+    want = df.groupby("k").agg(x=("x", "sum"), y=("y", "mean")).reset_index()
+    pd.testing.assert_frame_equal(pd.read_parquet(out), want)

@@ -131,3 +131,24 @@ def test_pbs_body_checkpoints_on_its_own_timer_reruns_and_resumes(tmp_path, monk
     df = pd.concat(frames, ignore_index=True)
     want = df.groupby("k").agg(total=("x", "sum"), mean_y=("y", "mean"), n=("y", "count"))
     pd.testing.assert_frame_equal(pd.read_parquet(out / "result.parquet"), want)
+
+
+def test_submit_options_reach_the_script(hf, workdir):
+    script = os.path.join(SCRIPTS, "checkpoint_job.py")
+    res = hf(
+        "submit",
+        script,
+        "--scheduler",
+        "slurm",
+        "--requeue",
+        "--retries",
+        "2",
+        "--signal",
+        "USR2@90",
+        "--dry-run",
+    )
+    assert res.exit_code == 0, res.output
+    assert "#SBATCH --signal=B:USR2@90" in res.stdout and "#SBATCH --requeue" in res.stdout
+    assert "hpcframe_retries=2" in res.stdout and "trap 'hpcframe_checkpoint USR2' USR2" in res.stdout
+    bad = hf("submit", script, "--scheduler", "slurm", "--signal", "HUP@60", "--dry-run")
+    assert bad.exit_code == 2 and "--signal 'HUP@60' is not valid" in bad.output
