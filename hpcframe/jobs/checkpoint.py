@@ -133,6 +133,10 @@ def body_lines(sched, p: JobParams, launch: str) -> list[str]:
     timer = sched.warning_timer(p, name, seconds) if hasattr(sched, "warning_timer") else []
     lines += timer
     lines += [
+        # an ERR trap set before the launch line (the failed rank's exit status) must not end
+        # the script before the requeue decision: it is set again for the final exit
+        'hpcframe_err_trap="$(trap -p ERR)"',
+        "trap - ERR",
         "set +e",
         f"{launch} &",
         "hpcframe_pid=$!",
@@ -163,6 +167,8 @@ def body_lines(sched, p: JobParams, launch: str) -> list[str]:
         lines.append("    fi")
     lines += [
         "fi",
+        'eval "$hpcframe_err_trap"',
+        '[ "$hpcframe_status" -eq 0 ] || (exit "$hpcframe_status")',
         'exit "$hpcframe_status"',
         "# -- end checkpoint and requeue --",
     ]
