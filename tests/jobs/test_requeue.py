@@ -115,6 +115,8 @@ def test_a_signalled_job_requeues_itself_and_resumes(slurm_cluster, workdir, hf)
     assert resumed["ranks"] == 2
     # only the blocks that were not finished before the signal were read again
     assert resumed["blocks_read"] == BLOCKS - first, logs
+    assert len(re.findall(r"block \d+ rank \d run 1", logs)) == BLOCKS - first, logs
+    assert len(re.findall(r"cached \d+ rank \d run 1", logs)) == first, logs
     want = df.groupby("k").agg(total=("x", "sum"), mean_y=("y", "mean"), n=("y", "count"))
     got = pd.read_parquet(os.path.join(out, "result.parquet"))
     pd.testing.assert_frame_equal(got, want)

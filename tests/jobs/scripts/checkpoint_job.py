@@ -1,5 +1,6 @@
 """A user's MPI script for the checkpoint/requeue tests: a slow group-by over a Parquet dataset
-(every block sleeps SLOW seconds, default 0.5, and prints ``block N rank R run K``); rank 0
+(every block computed sleeps SLOW seconds, default 0.5, and prints ``block N rank R run K``;
+a block whose partial came from the checkpoint prints ``cached N rank R run K``); rank 0
 writes the result and every run writes how many blocks it read.
 
     python checkpoint_job.py SRC OUT_DIR          # the group-by
@@ -39,6 +40,9 @@ os.makedirs(out_dir, exist_ok=True)
 
 class Slow(Callback):
     def on_leaf_done(self, info, leaf, times):
+        if times["rows"] == 0:  # nothing read: its partial came from the checkpoint
+            print(f"cached {leaf.index} rank {comm.rank} run {run}", flush=True)
+            return
         print(f"block {leaf.index} rank {comm.rank} run {run}", flush=True)
         time.sleep(slow)
 
