@@ -42,6 +42,8 @@ __all__ = [
     "ProgressBar",
     "Profiler",
     "ResourceProfiler",
+    "Cache",
+    "CacheProfiler",
     "visualize",
     "profiling",
     "last_run_stats",
@@ -82,6 +84,8 @@ _LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays l
     "visualize": "hpcframe.diagnostics",
     "profiling": "hpcframe.diagnostics",
     "QueryError": "hpcframe.query",
+    "Cache": "hpcframe.cache",  # CACHE (issue 14)
+    "CacheProfiler": "hpcframe.diagnostics",  # CACHE (issue 14)
     "SpecError": "hpcframe.spec",
 }
 

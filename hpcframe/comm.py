@@ -16,6 +16,12 @@ failed contributes its error; if any rank failed, every rank raises the same
 ``KeyboardInterrupt`` (SIGINT) on any rank makes every rank raise
 :class:`~hpcframe.errors.JobInterrupted`.
 
+Checkpoint signals: when ``HPCFRAME_CHECKPOINT_SIGNALS`` names signals (``USR1,TERM``; the job
+script of ``hpcframe submit --signal``/``--requeue`` sets it), :func:`install_checkpoint_handlers`
+makes them a request to stop: every rank finishes its block in flight, stops at the block
+boundary (a second signal drops the block in flight), the ranks agree and every rank raises
+:class:`~hpcframe.errors.JobCheckpointed` (exit code 75), keeping the work already done.
+
 Signals: :func:`interrupt_guard` is active during a computation on more than one rank. A SIGINT
 to one rank raises ``KeyboardInterrupt`` at once while the rank reads or runs user code, and is
 kept for the next agreement while it is between or inside collectives. If the rank cannot reach
@@ -35,7 +41,14 @@ import time
 import traceback
 from contextlib import contextmanager
 
-from .errors import ComputeError, DatasetComputeError, DatasetError, HpcframeError, JobInterrupted
+from .errors import (
+    ComputeError,
+    DatasetComputeError,
+    DatasetError,
+    HpcframeError,
+    JobCheckpointed,
+    JobInterrupted,
+)
 
 # Environment variables set by MPI launchers (MPICH/Hydra and PMI-2 via srun, Open MPI, PMIx,
 # MVAPICH, Intel MPI).
@@ -152,11 +165,17 @@ class Comm:
         cls: type[ComputeError]
         if any(f.kind == "KeyboardInterrupt" for f in failures):
             cls = JobInterrupted
+        elif all(f.kind == CHECKPOINT_KIND for f in failures):  # -- CHECKPOINT --
+            cls = JobCheckpointed
+            _checkpoint_agreed[0] = True
         elif all(f.kind == "DatasetError" for f in failures):
             cls = DatasetComputeError
         else:
             cls = ComputeError
-        exc = cls(_failure_message(failures, self.size), [tuple(f)[:4] for f in failures])
+        head = None
+        if cls is JobCheckpointed:  # -- CHECKPOINT: not a failure: say what happened --
+            head = f"checkpoint: every rank stopped; {len(failures)} of {self.size} rank(s) got the request:"
+        exc = cls(_failure_message(failures, self.size, head), [tuple(f)[:4] for f in failures])
         # how many other ranks sent this one a stop notice (see notices()): to receive them
         # (a private attribute, read back with getattr() in execute.py)
         exc._notices_to_me = sum(  # type: ignore[attr-defined]
@@ -346,6 +365,10 @@ def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
             f"KeyboardInterrupt: interrupted ({how}) on this rank; the job was stopped on every rank",
             "KeyboardInterrupt",
         )
+    if isinstance(exc, CheckpointNow):  # -- CHECKPOINT: a second signal dropped the block --
+        dropped = checkpoint_failure(comm, context, dropped=True)
+        assert dropped is not None  # always a failure when dropped
+        return dropped
     if isinstance(exc, SystemExit):
         text = (
             f"SystemExit: sys.exit({exc.code!r}) was called; it cannot end one rank alone, "
@@ -424,8 +447,8 @@ def _innermost_own_frame(exc):
     return own[-1] if own else (frames[-1] if frames else None)
 
 
-def _failure_message(failures, size) -> str:
-    lines = [f"{len(failures)} of {size} rank(s) failed:"]
+def _failure_message(failures, size, head: str | None = None) -> str:
+    lines = [head or f"{len(failures)} of {size} rank(s) failed:"]
     for rank, host, context, message, *_ in failures:
         lines.append(f"- rank {rank} on {host}, while {context}:\n    " + message.replace("\n", "\n    "))
     return "\n".join(lines)
@@ -671,3 +694,144 @@ def take_interrupt() -> bool:
         return False
     g.pending = False
     return True
+
+
+# ------------------------------------------------------------------ CHECKPOINT: checkpoint signals
+# -- CHECKPOINT: a checkpoint signal stops every rank at the next block boundary (issue 13.7) --
+#: The ``RankFailure.kind`` of a rank that stopped on a checkpoint signal.
+CHECKPOINT_KIND = "Checkpoint"
+#: The environment variable naming the checkpoint signals (``USR1,TERM``).
+CHECKPOINT_ENV = "HPCFRAME_CHECKPOINT_SIGNALS"
+
+_checkpoint_signal: int | None = None  # the checkpoint signal that arrived (sticky)
+_checkpoint_installed: dict[int, object] = {}  # signal -> the handler it had before
+_in_block = False  # this rank is inside a block (reading, user code): a second signal drops it
+_checkpoint_agreed = [False]  # the ranks agreed to stop on a checkpoint (JobCheckpointed raised)
+
+
+def checkpoint_agreed() -> bool:
+    """True once this rank raised :class:`~hpcframe.errors.JobCheckpointed` (every rank of the
+    computation did): the process should leave with exit code 75."""
+    return _checkpoint_agreed[0]
+
+
+class CheckpointNow(BaseException):
+    """Raised by a second checkpoint signal while a rank is inside a block: the block in
+    flight is dropped (redone on resume). A ``BaseException``, so user code does not catch it."""
+
+
+def checkpoint_signals(env=None) -> list[int]:
+    """The signal numbers named by ``HPCFRAME_CHECKPOINT_SIGNALS`` (``USR1,TERM``, ``SIGUSR2``
+    or numbers; empty when unset). Raises :class:`HpcframeError` naming an unknown one."""
+    raw = (os.environ if env is None else env).get(CHECKPOINT_ENV, "").strip()
+    out: list[int] = []
+    for word in filter(None, (w.strip() for w in raw.replace(" ", ",").split(","))):
+        name = word.upper()
+        try:
+            num = (
+                int(name)
+                if name.isdigit()
+                else int(getattr(signal, name if name.startswith("SIG") else "SIG" + name))
+            )
+            signal.Signals(num)
+        except (AttributeError, ValueError):
+            raise HpcframeError(
+                f"{CHECKPOINT_ENV}={raw!r}: {word!r} is not a signal; use names such as USR1,TERM"
+            ) from None
+        if num in (signal.SIGINT, signal.SIGKILL, signal.SIGSTOP):
+            raise HpcframeError(
+                f"{CHECKPOINT_ENV}={raw!r}: {word} cannot be a checkpoint signal; use USR1, USR2 or TERM"
+            )
+        if num not in out:
+            out.append(num)
+    return out
+
+
+def _checkpoint_handler(signum, frame):
+    global _checkpoint_signal
+    if _checkpoint_signal is not None and _in_block:
+        raise CheckpointNow()  # the second signal: drop the block in flight
+    if _checkpoint_signal is None:
+        _checkpoint_signal = signum
+
+
+def install_checkpoint_handlers(signals=None) -> list[int]:
+    """Make ``signals`` (default: :func:`checkpoint_signals`) checkpoint requests in this
+    process: the handler only records the signal; the engine stops at the next block boundary
+    (:func:`checkpoint_requested`). Idempotent; a no-op outside the main thread. Returns the
+    signals handled."""
+    sigs = checkpoint_signals() if signals is None else list(signals)
+    if not sigs or threading.current_thread() is not threading.main_thread():
+        return sorted(_checkpoint_installed)
+    for num in sigs:
+        if num not in _checkpoint_installed:
+            _checkpoint_installed[num] = signal.signal(num, _checkpoint_handler)
+    return sorted(_checkpoint_installed)
+
+
+def uninstall_checkpoint_handlers() -> None:
+    """Give the checkpoint signals back their earlier handlers and forget a request."""
+    global _checkpoint_signal
+    for num, old in list(_checkpoint_installed.items()):
+        signal.signal(num, old)  # type: ignore[arg-type]
+        del _checkpoint_installed[num]
+    _checkpoint_signal = None
+    _checkpoint_agreed[0] = False
+
+
+#: A file whose appearance asks for a checkpoint like a signal (the job script creates it when
+#: the batch shell gets the warning signal: launchers such as Hydra's mpiexec do not forward it).
+CHECKPOINT_FILE_ENV = "HPCFRAME_CHECKPOINT_FILE"
+_checkpoint_polled = [0.0]
+
+
+def checkpoint_requested() -> str | None:
+    """The name of the checkpoint signal that arrived in this process (``"SIGUSR1"``), or
+    ``None``. Sticky: once asked, every later block boundary stops. The file named by
+    ``HPCFRAME_CHECKPOINT_FILE`` (looked for at most every half second) asks too."""
+    global _checkpoint_signal
+    if _checkpoint_signal is None and _checkpoint_installed:
+        path = os.environ.get(CHECKPOINT_FILE_ENV)
+        now = time.monotonic()
+        if path and now - _checkpoint_polled[0] >= 0.5:
+            _checkpoint_polled[0] = now
+            if os.path.exists(path):
+                _checkpoint_signal = -1
+    if _checkpoint_signal is None:
+        return None
+    if _checkpoint_signal == -1:
+        return f"a checkpoint request ({os.environ.get(CHECKPOINT_FILE_ENV)})"
+    return signal.Signals(_checkpoint_signal).name
+
+
+@contextmanager
+def block_in_flight():
+    """Around one block's reading and computing: a second checkpoint signal inside raises
+    :class:`CheckpointNow` (the block is dropped)."""
+    global _in_block
+    before = _in_block
+    _in_block = True
+    try:
+        yield
+    finally:
+        _in_block = before
+
+
+def checkpoint_failure(comm: Comm, context: str, dropped: bool = False) -> RankFailure | None:
+    """This rank's :data:`CHECKPOINT_KIND` failure for the next agreement if a checkpoint signal
+    arrived (``None`` otherwise): every rank then raises :class:`JobCheckpointed`."""
+    name = checkpoint_requested()
+    if name is None and not dropped:
+        return None
+    how = "dropped the block in flight" if dropped else "stopped at a block boundary"
+    return RankFailure(
+        comm.rank,
+        comm.host,
+        context,
+        f"checkpoint: {name or 'a checkpoint signal'} arrived; this rank {how}. Work already "
+        "done is kept: run the same command again to resume",
+        CHECKPOINT_KIND,
+    )
+
+
+# -- end CHECKPOINT --

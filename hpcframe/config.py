@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .units import parse_size  # CACHE: HPCFRAME_CACHE_BYTES=2GB
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(f"HPCFRAME_{name.upper()}")
@@ -66,6 +68,12 @@ class Config:
         The shuffle moves rows between ranks in rounds; in one round no rank sends, nor
         receives, more than this many bytes (serialised Arrow data), so the exchange's send
         and receive buffers hold at most this much each. Larger values mean fewer rounds.
+    cache_bytes : int, default 0 (``HPCFRAME_CACHE_BYTES``)
+        Memory per rank for caching blocks' decoded columns and partials (see
+        :class:`hpcframe.Cache`, which overrides it inside its ``with`` block); 0: off.
+    cache_dir : str or None (``HPCFRAME_CACHE_DIR``)
+        A directory of per-block partials shared by ranks and jobs (``hpcframe run
+        --cache-dir``); ``None``: off. See docs/caching.md.
     broadcast_bytes : int, default 67_108_864 = 64 MiB (``HPCFRAME_BROADCAST_BYTES``)
         ``merge(..., broadcast=None)`` copies the small side of a join to every rank (and
         leaves the other side's rows where they are read) when that side's rows, as read
@@ -111,6 +119,14 @@ class Config:
     shuffle_round_bytes: int = _env_int("shuffle_round_bytes", 256 << 20)
     #: A join side of at most this many bytes (measured, over all ranks) is broadcast.
     broadcast_bytes: int = _env_int("broadcast_bytes", 64 << 20)
+    # -- CACHE: issue 14 (see hpcframe.cache) --
+    #: Bytes of memory per rank for the cache of blocks' decoded columns and partials when
+    #: no ``hf.Cache`` block is active (0: none). ``HPCFRAME_CACHE_BYTES``.
+    cache_bytes: int = int(parse_size(_env_str("cache_bytes", "0")))
+    #: A directory of per-block partials shared by ranks and jobs when no ``hf.Cache`` block
+    #: is active (``None``: none). ``HPCFRAME_CACHE_DIR``; ``hpcframe run --cache-dir``.
+    cache_dir: str | None = _env_str("cache_dir", None)
+    # -- end CACHE --
 
 
 #: The engine's tunables (see :class:`Config`).

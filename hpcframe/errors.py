@@ -104,6 +104,34 @@ class JobInterrupted(ComputeError, KeyboardInterrupt):
     exit_code = 130
 
 
+# -- CHECKPOINT: the agreed stop on a checkpoint signal (issue 13 item 7) --
+#: The exit code of a run that stopped on a checkpoint signal (SIGUSR1/SIGTERM of a batch job):
+#: ``EX_TEMPFAIL`` of sysexits.h, "try again". The job script requeues the job on it.
+CHECKPOINT_EXIT = 75
+
+
+class JobCheckpointed(ComputeError):
+    """Every rank stopped at a block boundary because a checkpoint signal arrived (SIGUSR1 or
+    SIGTERM of a batch job; see ``HPCFRAME_CHECKPOINT_SIGNALS`` and docs/jobs.md).
+
+    Raised on *every* rank, like :class:`ComputeError`, after the ranks agreed. Finished work
+    is kept (a conversion's written parts, the partials in the checkpoint directory), so running
+    the same command again resumes it. Its exit code is :data:`CHECKPOINT_EXIT` (75): the job
+    script requeues the job on that code.
+
+    Examples
+    --------
+    >>> import hpcframe.errors as E
+    >>> issubclass(E.JobCheckpointed, E.ComputeError), E.exit_code(E.JobCheckpointed("stop"))
+    (True, 75)
+    """
+
+    exit_code = CHECKPOINT_EXIT
+
+
+# -- end CHECKPOINT --
+
+
 class ColumnNotFoundError(KeyError, HpcframeError):
     """A column name that the data does not have; the message suggests close names.
 

@@ -28,7 +28,17 @@ import pyarrow.compute as pc
 from . import aggregations as A
 from . import callbacks
 from . import plan as P
-from .comm import communicator, deferred, failure, interrupt_guard, interruptible, take_interrupt
+from .comm import (  # -- CHECKPOINT --
+    block_in_flight,
+    checkpoint_failure,
+    communicator,
+    deferred,
+    failure,
+    install_checkpoint_handlers,
+    interrupt_guard,
+    interruptible,
+    take_interrupt,
+)
 from .config import config
 from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
@@ -73,6 +83,7 @@ def last_run_stats() -> dict:
 
 def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
+    install_checkpoint_handlers()  # -- CHECKPOINT: HPCFRAME_CHECKPOINT_SIGNALS, if set --
     with communicator(comm) as c, interrupt_guard(c), deferred(), stage_scope():
         _share_cores(c)
         if root is not None and not (0 <= root < c.size):
@@ -157,6 +168,11 @@ def _run_scan(outs, comm, root):
             error = failure(comm, context, exc)
         comm.agree(error or _interrupted(comm, context))
     cache = _ReadCache(source, read_cols)
+    # -- CACHE: blocks' partials and decoded columns kept by hpcframe.cache (issue 14) --
+    from .cache import for_scan
+
+    cache.kept = for_scan(source, plans)
+    # -- end CACHE --
     # head(n): once this rank holds n rows, its later leaves cannot be among the first n
     # (not for an ordered output, a top-n: its first rows can be in any leaf)
     limits = [None if getattr(o, "ordered", False) else getattr(o, "limit", None) for o in outs]
@@ -228,9 +244,14 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
     another rank's notice says it failed."""
     error = None
     for i in mine:
+        leaf = leaves[i]
+        # -- CHECKPOINT: a checkpoint signal stops this rank here, at a block boundary --
+        error = checkpoint_failure(comm, f"starting partition {leaf.describe()}")
+        if error is not None:
+            break
+        # -- end CHECKPOINT --
         if notices.received():  # another rank failed: its error is raised at the agreement
             break
-        leaf = leaves[i]
         t0 = time.perf_counter()
         cache.read_end, cache.rows, cache.rows_out = None, 0, None
         wants, parts = wanted[i]
@@ -242,7 +263,8 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
             need = max(lim - n for w, lim, n in zip(wants, limits, produced) if w)
             parts = _first_rows(parts, need)
         try:
-            with interruptible():  # reading and user code: a SIGINT stops it at once
+            # reading and user code: a SIGINT stops it at once (and a 2nd checkpoint signal)
+            with interruptible(), block_in_flight():
                 partials = _run_leaf(leaf, plans, wants, parts, cache)
                 t_computed = time.perf_counter()
                 for k, (stack, p) in enumerate(zip(stacks, partials)):
@@ -468,15 +490,28 @@ class _ReadCache:
         self.source, self.columns = source, columns
         self.parent, self.table = None, None
         self.read_end, self.rows, self.rows_out = None, 0, None
+        self.kept = None  # CACHE: a hpcframe.cache.ScanCache when a cache is active
 
     def get(self, leaf: Leaf, parts):
+        # -- CACHE: decoded column chunks from hpcframe.cache when a cache is active --
+        kept = self.kept
         if leaf.parent is None:
-            table = read_parts(self.source, parts, self.columns)
+            if kept is not None:
+                table = kept.read(parts, self.columns, lambda cols: read_parts(self.source, parts, cols))
+            else:
+                table = read_parts(self.source, parts, self.columns)
         else:
             if self.parent is not leaf.parent:
                 self.table = None
-                self.table = self.source.read(leaf.parent, self.columns)
+                if kept is not None:
+                    parent = leaf.parent
+                    self.table = kept.read(
+                        (parent,), self.columns, lambda cols: self.source.read(parent, cols)
+                    )
+                else:
+                    self.table = self.source.read(leaf.parent, self.columns)
                 self.parent = leaf.parent
+            # -- end CACHE --
             block = leaf.parts[0]
             table = self.table.slice(block.start - leaf.parent.start, block.num_rows)
         self.read_end, self.rows = time.perf_counter(), table.num_rows
@@ -500,6 +535,25 @@ def read_parts(source, parts, columns):
 def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     if not any(wants):
         return [None] * len(plans)
+    # -- CACHE: partials of this block found in hpcframe.cache are not computed again --
+    kept, found = cache.kept, {}
+    if kept is not None:
+        t_start = time.perf_counter()
+        found = kept.lookup(leaf, parts, wants)
+        if found:
+            wants = [w and k not in found for k, w in enumerate(wants)]
+            if not any(wants):
+                cache.read_end = time.perf_counter()
+                return [found.get(k) for k in range(len(plans))]
+    out = _compute_leaf(leaf, plans, wants, parts, cache)
+    if kept is not None:
+        kept.keep(leaf, out, time.perf_counter() - t_start)
+        out = [found[k] if k in found else p for k, p in enumerate(out)]
+    return out
+    # -- end CACHE --
+
+
+def _compute_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     table = cache.get(leaf, parts)
     _add_stat("partitions_read", 1)
     declared = plans[0].declared

@@ -95,7 +95,7 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..errors import ComputeError, HpcframeError, JobInterrupted, exit_code
+        from ..errors import ComputeError, HpcframeError, JobCheckpointed, JobInterrupted, exit_code
 
         try:
             return fn(*args, **kwargs)
@@ -103,6 +103,8 @@ def handle_errors(fn):
             raise
         except JobInterrupted as exc:  # every rank knows: say so on every rank
             raise Failure(f"interrupted: {exc}", exit_code(exc), exc, everywhere=True) from exc
+        except JobCheckpointed as exc:  # -- CHECKPOINT: every rank stopped on a signal: 75 --
+            raise Failure(f"checkpointed: {exc}", exit_code(exc), exc) from exc
         except ComputeError as exc:
             raise Failure(f"computation failed: {exc}", exit_code(exc), exc) from exc
         except (HpcframeError, OSError) as exc:  # 2 for a wrong spec, query or column

@@ -177,7 +177,7 @@ def _convert_body(
     """The command body; errors become exit codes: 2 for usage (bad options, an existing
     destination), 1 for a failed run (see ``hpcframe --help``)."""
     from ..comm import communicator
-    from ..errors import ComputeError, HpcframeError
+    from ..errors import ComputeError, HpcframeError, JobCheckpointed
 
     try:
         check_compression(to, compression)
@@ -218,6 +218,10 @@ def _convert_body(
                 click.echo(summary_text(summary))
     except FileExistsError as exc:  # the destination holds something: a usage error
         raise Failure(str(exc), 2, exc) from exc
+    except JobCheckpointed as exc:  # -- CHECKPOINT: stopped on a signal, parts kept: exit 75 --
+        raise Failure(
+            f"hpcframe convert checkpointed; re-run the same command to resume:\n{exc}", 75, exc
+        ) from exc
     except ComputeError as exc:
         raise Failure(f"hpcframe convert failed; re-run the same command to resume:\n{exc}", 1, exc) from exc
     except HpcframeError:

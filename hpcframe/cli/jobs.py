@@ -105,6 +105,25 @@ def _is_command(target: str) -> bool:
     help="Reuse jobqueue.slurm / jobqueue.pbs from this dask-jobqueue YAML file.",
 )
 @click.option("--launcher", help='How ranks start, e.g. "srun --mpi=pmi2" or "mpiexec".')
+# -- CHECKPOINT: checkpoint and requeue (hpcframe.jobs.checkpoint) --
+@click.option(
+    "--requeue",
+    is_flag=True,
+    default=None,
+    help="On the warning signal (or SIGTERM: time limit, preemption) every rank stops at a "
+    "block boundary keeping finished blocks, and the job requeues itself and resumes.",
+)
+@click.option(
+    "--signal",
+    "signal_",
+    metavar="NAME@SECONDS",
+    help="Warning signal before the time limit: USR1@120 (default with --requeue/--retries), "
+    "USR2@300, TERM@60. SLURM sends it; on PBS the job script does.",
+)
+@click.option(
+    "--retries", type=int, help="Requeue a failed run (not a checkpoint) up to N times. [default: 0]"
+)
+# -- end CHECKPOINT --
 @click.option("--dry-run", is_flag=True, help="Print the job script; submit nothing.")
 def submit(
     target,
@@ -124,6 +143,9 @@ def submit(
     after,
     dask_config,
     launcher,
+    requeue,
+    signal_,
+    retries,
     dry_run,
 ):
     """Submit TARGET (a job spec .yaml, your own MPI Python script, or any hpcframe command)
@@ -140,6 +162,7 @@ def submit(
       hpcframe submit job.yaml --cluster-profile slurm-local --array carrier=AA,UA
       hpcframe submit --profile mycluster -- convert data/*.csv.xz flights/ --to parquet
       hpcframe submit --profile mycluster -- run job.yaml --profile-dir prof/
+      hpcframe submit job.yaml --time 04:00:00 --requeue --signal USR1@120 --retries 2
     """
     overrides = {
         "name": name,
@@ -152,6 +175,9 @@ def submit(
         "account": account,
         "launcher": launcher,
         "exclusive": exclusive,  # -- JOBSRENDER --
+        "requeue": requeue,  # -- CHECKPOINT --
+        "signal": signal_,
+        "retries": retries,
     }
     if not profile and not scheduler:
         import shutil

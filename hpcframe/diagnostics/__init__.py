@@ -6,6 +6,10 @@
         result = query.compute()
     hf.visualize([prof, rprof], "report.html")
 
+    with hf.Cache("2GB"), hf.CacheProfiler() as cprof:   # cache hits, misses, evictions
+        ...
+    hf.visualize([prof, rprof, cprof], "report.html")
+
 Everything here is off unless used: the engine only checks a list of active callbacks.
 Bokeh and matplotlib are imported only when a report is written.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack, contextmanager
 
+from .cacheprof import CacheProfiler  # CACHE (issue 14)
 from .profile import Profiler
 from .progress import ProgressBar
 from .report import summarize, visualize
@@ -25,6 +30,7 @@ __all__ = [
     "ProgressBar",
     "Profiler",
     "ResourceProfiler",
+    "CacheProfiler",
     "visualize",
     "profiling",
     "RunProfile",

@@ -167,7 +167,32 @@ def _summary_html(profile: RunProfile, s: dict) -> str:
         f"<h3>Slowest partitions</h3><table border='1' cellspacing='0' cellpadding='3'>"
         f"<tr><th>partition</th><th>rank</th><th>seconds</th><th>of which read</th>"
         f"<th>rows</th></tr>{slow}</table>"
+        f"{_cache_html(profile)}"
     )
+
+
+# -- CACHE: the CacheProfiler's table (issue 14) --
+def _cache_html(profile: RunProfile) -> str:
+    cache: Any = profile.cache
+    if cache is None or not len(cache):
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{int(r.rank)}</td><td>{esc(str(r.level))}</td><td>{int(r.hits):,}</td>"
+        f"<td>{int(r.misses):,}</td><td>{'' if r.hit_rate != r.hit_rate else f'{r.hit_rate:.0%}'}</td>"
+        f"<td>{int(r.uncacheable):,}</td><td>{int(r.bytes):,}</td><td>{int(r.stored):,}</td>"
+        f"<td>{int(r.evictions):,}</td><td>{int(r.rejected):,}</td></tr>"
+        for r in cache.itertuples(index=False)
+    )
+    return (
+        "<h3>Cache</h3><table border='1' cellspacing='0' cellpadding='3' class='cache'><tr><th>rank</th>"
+        "<th>level</th><th>hits</th><th>misses</th><th>hit rate</th><th>uncacheable</th>"
+        "<th>bytes served</th><th>bytes stored</th><th>evictions</th><th>rejected</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+# -- end CACHE --
 
 
 def write_html(profile: RunProfile, path: str) -> str:

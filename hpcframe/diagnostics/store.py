@@ -9,6 +9,7 @@ Layout of a profile directory (every file loads with pandas / any Parquet reader
     runs.parquet           one row per scan per rank (``start``: planning began,
                            ``read_start``: reading began; ``format`` of the source)
     resources.parquet      CPU % / RSS samples (ResourceProfiler.results, plus ``time`` since t0)
+    cache.parquet          optional: cache counts per rank and level (CacheProfiler.results)
 
 Files are written under temporary names and renamed, ``run.json`` last: a directory with a
 ``run.json`` is complete.
@@ -39,6 +40,7 @@ class RunProfile:
     runs: object
     resources: object
     meta: dict = field(default_factory=dict)
+    cache: object = None  # CACHE: CacheProfiler.results, or None
 
     @property
     def t0(self) -> float:
@@ -49,16 +51,20 @@ class RunProfile:
 def collect(profilers, status: str = "ok") -> RunProfile:
     """A :class:`RunProfile` from :class:`Profiler` / :class:`ResourceProfiler` objects (any
     of them may be missing). Raises ``TypeError`` for anything else."""
-    prof = rprof = None
+    from .cacheprof import CacheProfiler  # CACHE
+
+    prof = rprof = cprof = None
     for p in profilers:
-        if isinstance(p, Profiler):
+        if isinstance(p, CacheProfiler):  # CACHE
+            cprof = p
+        elif isinstance(p, Profiler):
             prof = p
         elif isinstance(p, ResourceProfiler):
             rprof = p
         else:
             raise TypeError(
-                f"cannot report on {type(p).__name__}: pass Profiler and/or "
-                "ResourceProfiler objects, a RunProfile or a profile directory"
+                f"cannot report on {type(p).__name__}: pass Profiler, ResourceProfiler "
+                "and/or CacheProfiler objects, a RunProfile or a profile directory"
             )
     tasks = prof.results if prof else empty_frame(TASK_COLUMNS)
     colls = prof.collectives if prof else empty_frame(COLLECTIVE_COLUMNS)
@@ -82,7 +88,7 @@ def collect(profilers, status: str = "ok") -> RunProfile:
         "rows": int(tasks["rows"].sum()) if len(tasks) else 0,
         "dt": rprof.dt if rprof else None,
     }
-    return RunProfile(tasks, colls, runs, res, meta)
+    return RunProfile(tasks, colls, runs, res, meta, cache=cprof.results if cprof else None)
 
 
 def save(profile: RunProfile, directory) -> str:
@@ -108,6 +114,9 @@ def save(profile: RunProfile, directory) -> str:
     # every file is written before any is renamed into place
     replace_all(
         [(os.path.join(directory, f"{name}.parquet"), table(name)) for name in _TABLES]
+        + (  # CACHE
+            [(os.path.join(directory, "cache.parquet"), table("cache"))] if profile.cache is not None else []
+        )
         + [(os.path.join(directory, "run.json"), run_json)]
     )
     return directory
@@ -146,4 +155,6 @@ def load(directory) -> RunProfile:
         runs["read_start"] = runs["start"] if len(runs) else []
     if "format" not in runs:
         runs["format"] = "" if len(runs) else []
-    return RunProfile(meta=meta, **tables)
+    cache_path = os.path.join(directory, "cache.parquet")  # CACHE: optional
+    cache = pd.read_parquet(cache_path) if os.path.isfile(cache_path) else None
+    return RunProfile(meta=meta, cache=cache, **tables)

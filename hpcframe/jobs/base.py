@@ -326,6 +326,11 @@ class JobParams:
     env: dict = field(default_factory=dict)  # extra NAME: value exports (values quoted)
     workdir: str | None = None  # where the ranks run (SLURM --chdir); None: submit dir
     exclusive: bool = False  # whole nodes: SLURM --exclusive, PBS Pro place=...:excl, Torque -n
+    # -- CHECKPOINT: checkpoint and requeue (hpcframe.jobs.checkpoint) --
+    requeue: bool = False  # a checkpointed run (exit status 75) requeues the job
+    signal: str | None = None  # warning signal before the time limit, NAME@SECONDS (USR1@120)
+    retries: int = 0  # a failed run is requeued up to this many times
+    # -- end CHECKPOINT --
 
     @classmethod
     def fields(cls) -> list[str]:
@@ -433,6 +438,9 @@ def validate(p: JobParams) -> JobParams:
         p.workdir = check_printable(
             "working directory (workdir, default: the directory you submit from)", _text("workdir", p.workdir)
         )
+    from .checkpoint import validate as _checkpoint  # -- CHECKPOINT --
+
+    _checkpoint(p)
     sched.check(p)
     return p
 
@@ -617,6 +625,9 @@ class Scheduler:
             lines += self.array_lines(p)
         lines += self.exit_status_lines(p, program)  # -- JOBSFOLLOW --
         lines.append(self.launch_line(p, program))
+        from .checkpoint import wrap  # -- CHECKPOINT: requeue/signal/retries wrap the launch line --
+
+        lines = wrap(self, p, lines)
         for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line
             if CONTROL_RE.search(line):
                 raise JobError(

@@ -272,10 +272,13 @@ def record_failure(exc: BaseException, run_dir: str | None = None) -> str | None
     """Write this rank's failure record for ``exc`` into the run directory (default
     ``$HPCFRAME_RUN_DIR``); return its path, or None outside a batch job, for a clean exit
     (``SystemExit(0)``/``SystemExit(None)``) or when it cannot be written (the job's own
-    error matters more than its record). Written atomically."""
+    error matters more than its record) and for a checkpoint. Written atomically."""
+    from ..errors import CHECKPOINT_EXIT
+
     global _recorded
     run_dir = run_dir or os.environ.get("HPCFRAME_RUN_DIR")
-    if _recorded or not run_dir or status_of(exc) == 0:
+    # a checkpoint (every rank stopped on request, status 75) is not a failure: the job requeues
+    if _recorded or not run_dir or status_of(exc) in (0, CHECKPOINT_EXIT):
         return None
     rank, size = _rank_size()
     record = failure_record(exc, rank, size)
@@ -361,4 +364,8 @@ def _main(argv) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # -- CHECKPOINT: a run stopped on a checkpoint signal leaves MPI cleanly with status 75 --
+    from .checkpoint import exit_when_checkpointed
+
+    with exit_when_checkpointed():
+        main()

@@ -45,7 +45,7 @@ class PBSPro(Scheduler):
     aliases: tuple[str, ...] = ("pbspro",)
     prefix = "#PBS"
     default_launcher = "mpiexec"
-    managed = ("-N", "-l", "-q", "-A", "-o", "-e", "-J", "-t", "-W")
+    managed = ("-N", "-l", "-q", "-A", "-o", "-e", "-J", "-t", "-W", "-r")  # CHECKPOINT: -r
     ntasks_shell = '"$(wc -l < "$PBS_NODEFILE")"'
     array_env = "PBS_ARRAY_INDEX"
 
@@ -155,7 +155,28 @@ class PBSPro(Scheduler):
             d.append(self.array_directive(p.array))
         if p.after:
             d.append(("-W", f"depend=afterok:{':'.join(p.after)}"))
+        if p.requeue or p.retries:  # -- CHECKPOINT: rerunnable (qrerun) --
+            d.append(("-r", "y"))
         return d
+
+    # -- CHECKPOINT: the warning timer and the rerun of a checkpointed or failed run --
+    def warning_timer(self, p: JobParams, name: str, seconds: int) -> list[str]:
+        """PBS has no warning signal: a timer in the job script sends it to the batch shell."""
+        from .checkpoint import warning_timer
+
+        return warning_timer(name, seconds, p.time)
+
+    def requeue_lines(self, p: JobParams) -> list[str]:
+        """``qrerun $PBS_JOBID`` (the job is rerunnable: ``-r y``); where users may not rerun
+        jobs (PBS Pro without operator rights), the same job script is submitted again."""
+        return [
+            'echo "hpcframe: rerunning job $PBS_JOBID" >&2',
+            'qrerun "$PBS_JOBID" && exit 0',
+            'echo "hpcframe: qrerun $PBS_JOBID refused; submitting $HPCFRAME_RUN_DIR/job.sh again" >&2',
+            'qsub "$HPCFRAME_RUN_DIR/job.sh" && exit 0',
+        ]
+
+    # -- end CHECKPOINT --
 
     def array_directive(self, array: ArraySpec) -> tuple[str, str]:
         """The directive that makes ``array`` a job array (``-J 1-12``; ``-J 0-N`` mapped)."""

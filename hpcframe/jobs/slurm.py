@@ -61,6 +61,10 @@ class Slurm(Scheduler):
         "-d",
         "--chdir",
         "-D",
+        "--requeue",  # -- CHECKPOINT: --requeue/--retries/--signal set these --
+        "--no-requeue",
+        "--signal",
+        "--open-mode",
     )
     ntasks_shell = '"${SLURM_NTASKS:-${SLURM_NPROCS:-1}}"'
     array_env = "SLURM_ARRAY_TASK_ID"
@@ -105,7 +109,26 @@ class Slurm(Scheduler):
             d.append(("--exclusive",))
         if p.after:
             d.append((f"--dependency=afterok:{':'.join(p.after)}",))
+        # -- CHECKPOINT: requeueable, the warning signal to the batch shell, logs appended --
+        if p.requeue or p.retries:
+            d.append(("--requeue",))
+        if p.signal:
+            d.append((f"--signal=B:{p.signal}",))
+            d.append(("--open-mode=append",))  # a requeued run adds to the same logs
+        # -- end CHECKPOINT --
         return d
+
+    # -- CHECKPOINT: how a checkpointed or failed run requeues the job (hpcframe.jobs.checkpoint) --
+    def requeue_lines(self, p: JobParams) -> list[str]:
+        """``scontrol requeue $SLURM_JOB_ID`` (the job needs ``--requeue``); SLURM then ends
+        this run and starts the job again with the same id and run directory."""
+        return [
+            'echo "hpcframe: requeueing job $SLURM_JOB_ID" >&2',
+            'scontrol requeue "$SLURM_JOB_ID" && exit 0',
+            'echo "hpcframe: scontrol requeue $SLURM_JOB_ID failed; submit the job again" >&2',
+        ]
+
+    # -- end CHECKPOINT --
 
     def submit_command(self, script: str, p: JobParams) -> list[str]:
         """``sbatch --parsable SCRIPT``."""
