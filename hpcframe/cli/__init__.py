@@ -6,7 +6,8 @@ Commands parse their arguments, call the library, print, and map errors to exit 
 - :mod:`~hpcframe.cli.run`: ``info`` and ``run`` (job specs, :mod:`hpcframe.spec`);
 - :mod:`~hpcframe.cli.convert`: ``convert`` (:mod:`hpcframe.convert`);
 - :mod:`~hpcframe.cli.jobs`: ``submit``, ``status``, ``logs``, ``cancel`` (:mod:`hpcframe.jobs`);
-- :mod:`~hpcframe.cli.report`: ``report`` (:mod:`hpcframe.diagnostics`).
+- :mod:`~hpcframe.cli.report`: ``report`` (:mod:`hpcframe.diagnostics`);
+- :mod:`~hpcframe.cli.cache`: ``cache info``, ``cache clear`` (:mod:`hpcframe.cache`).
 
 ``python -m hpcframe.cli ARGS`` is the same as ``hpcframe ARGS``.
 """
@@ -46,3 +47,8 @@ for _cmd in JOB_COMMANDS:
     main.add_command(_cmd)
 main.add_command(report, "report")
 main.add_command(convert_command, "convert")
+# -- CACHE: hpcframe cache info|clear (issue 14) --
+from .cache import cache as _cache_group  # noqa: E402
+
+main.add_command(_cache_group, "cache")
+# -- end CACHE --
