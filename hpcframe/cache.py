@@ -289,10 +289,12 @@ def _file_id(path: str, hash_content: bool):
     return _hashes[k]
 
 
-def block_identity(parts, hash_content: bool = False, files: dict | None = None):
+def block_identity(parts, hash_content: bool = False, files: dict | None = None, rows: bool = True):
     """The identity of the partitions ``parts`` (a block): per partition the file's absolute
-    path and :func:`_file_id`, the piece (row group / HDF5 object), the row range and hive
-    values. ``None`` when a partition is not a plain file (data held by the ranks, memory)."""
+    path and :func:`_file_id`, the piece (row group / HDF5 object / CSV byte range), the row
+    range (``rows=False``: not, for sources whose row ranges are estimates that depend on the
+    other files, e.g. CSV) and hive values. ``None`` when a partition is not a plain file
+    (data held by the ranks, memory)."""
     files = {} if files is None else files
     out = []
     for p in parts:
@@ -305,7 +307,8 @@ def block_identity(parts, hash_content: bool = False, files: dict | None = None)
         if fid is None:
             return None
         hive = sorted((str(k), repr(v)) for k, v in (p.hive or {}).items())
-        out.append((os.path.abspath(path), fid, repr(p.piece), p.start, p.stop, hive))
+        span = (p.start, p.stop) if rows else None
+        out.append((os.path.abspath(path), fid, repr(p.piece), span, hive))
     return out
 
 
@@ -478,6 +481,9 @@ class ScanCache:
         self.sort = [getattr(p.out, "sort", True) for p in plans]
         self.pending: dict = {}
         self.partials = cache.partials is not None or cache.store is not None
+        from .io.sources import source_rows_exact
+
+        self.rows = bool(source_rows_exact(source))  # CSV: row ranges are estimates
         self.source_id: str | None = None
         try:
             self.source_id = repr(source_fingerprint(source))
@@ -486,7 +492,7 @@ class ScanCache:
 
     # -- partials ---------------------------------------------------------------------------
     def _keys(self, leaf, parts, wants):
-        ident = block_identity(parts, self.cache.hash_content, self.files)
+        ident = block_identity(parts, self.cache.hash_content, self.files, self.rows)
         keys: list = []
         for k, w in enumerate(wants):
             fp = self.fingerprints[k]
@@ -574,7 +580,7 @@ class ScanCache:
         mem = self.cache.chunks
         if mem is None or self.source_id is None or not columns:
             return reader(columns)
-        ident = block_identity(parts, self.cache.hash_content, self.files)
+        ident = block_identity(parts, self.cache.hash_content, self.files, self.rows)
         if ident is None:
             return reader(columns)
         base = repr((self.source_id, ident))
