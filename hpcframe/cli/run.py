@@ -132,7 +132,7 @@ def run(
         if rank() == 0:
             click.echo(text)
         return
-    with world_interrupt_guard(), profiling(profile_dir, progress), _caching(cache_dir):
+    with world_interrupt_guard(), _caching(cache_dir), profiling(profile_dir, progress):
         # (world_interrupt_guard: a SIGINT to one rank stops every rank)
         summary = run_job(spec, overrides, output=output, overwrite=overwrite)
     if summary.rank != 0:

@@ -168,3 +168,17 @@ def test_two_jobs_share_a_cache_directory_at_once(tmp_path, daily):
     assert store.info()["entries"] == 4
     leftovers = [f for _, _, fs in os.walk(cache) for f in fs if f.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_profile_dir_records_the_cache(tmp_path, daily):
+    cache, prof = tmp_path / "cache", tmp_path / "prof"
+    spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=daily, out=tmp_path / "o.parquet"))
+    assert invoke("run", spec, "--cache-dir", cache, "-q").exit_code == 0
+    r = invoke("run", spec, "--cache-dir", cache, "--profile-dir", prof, "-q")
+    assert r.exit_code == 0, r.output
+    got = pd.read_parquet(prof / "cache.parquet").set_index("level")
+    assert got.loc["disk partials", "hits"] == 3 and got.loc["disk partials", "misses"] == 0
+    r = invoke("report", prof)
+    assert r.exit_code == 0, r.output
+    page = (prof / "report.html").read_text()
+    assert "bytes served" in page and "disk partials" in page  # the Cache table
