@@ -452,8 +452,11 @@ def decode_partial(table, meta):
 def _nbytes(partial) -> int:
     if partial is None:
         return 64
-    try:
-        return int(partial.memory_usage(deep=True, index=True).sum()) + 64
+    try:  # not memory_usage(deep=True) (slow): a Python object counts 56 bytes
+        total = 64 + int(partial.index.nbytes)
+        for _, col in partial.items():
+            total += int(col.array.nbytes) + (48 * len(col) if col.dtype == object else 0)
+        return total
     except (AttributeError, TypeError):
         return 1 << 20
 
