@@ -226,7 +226,8 @@ class Cache:
             from .io.partials import PartialStore
 
             self.dir = os.fspath(dir)
-            self.store = PartialStore(self.dir)
+            # no fsync: entries are checksummed, so one torn by a crash is found and recomputed
+            self.store = PartialStore(self.dir, fsync=False)
 
     def __enter__(self):
         _stack.append(self)
@@ -415,15 +416,20 @@ def _same(a, b) -> bool:
         return a is None and b is None
     if type(a) is not type(b) or not isinstance(a, pd.DataFrame):
         return False
-    try:
-        if list(a.columns) != list(b.columns) or list(a.dtypes) != list(b.dtypes):
-            return False
-        pd.testing.assert_frame_equal(
-            a, b, check_exact=True, check_index_type=True, check_column_type=True, check_flags=True
+    try:  # names, dtypes, index (kind, dtype, labels) and values (NaN equal to NaN)
+        return (
+            list(a.columns) == list(b.columns)
+            and type(a.columns) is type(b.columns)
+            and a.columns.dtype == b.columns.dtype
+            and list(a.dtypes) == list(b.dtypes)
+            and type(a.index) is type(b.index)
+            and a.index.dtype == b.index.dtype
+            and a.index.names == b.index.names
+            and a.index.equals(b.index)
+            and a.equals(b)
         )
-    except (AssertionError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return False
-    return True
 
 
 def encode_partial(partial):
