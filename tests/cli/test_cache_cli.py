@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from hpcframe.cli import main
 from hpcframe.io.partials import PartialStore
+from tests.helpers import mpi
 from tests.helpers.cli import write_spec
 
 SPEC = """
@@ -182,3 +183,33 @@ def test_profile_dir_records_the_cache(tmp_path, daily):
     assert r.exit_code == 0, r.output
     page = (prof / "report.html").read_text()
     assert "bytes served" in page and "disk partials" in page  # the Cache table
+
+
+@mpi.needs_mpiexec
+def test_cache_filled_by_two_ranks_serves_one(tmp_path, daily):
+    """A job on 2 MPI ranks fills the cache; the next job, on 1 rank, reads nothing and
+    writes the same bytes of results (keys do not depend on the rank count)."""
+    cache, out = tmp_path / "cache", tmp_path / "out.parquet"
+    spec = write_spec(tmp_path / "job.yaml", SPEC.format(data=daily, out=out))
+    env = {**_env(), "HPCFRAME_BLOCK_ROWS": "200"}  # 2 blocks per file: both ranks compute
+    proc = subprocess.run(
+        mpi.mpiexec(2, sys.executable, "-m", "hpcframe.cli", "run", spec, "--cache-dir", cache),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "blocks:   6 read, 0 from the cache" in proc.stdout
+    first = pd.read_parquet(out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcframe.cli", "run", spec, "--cache-dir", cache],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "blocks:   0 read, 6 from the cache" in proc.stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(out), first, check_exact=True)
+    _check(out, daily)
