@@ -52,7 +52,9 @@ def _day(i: int, rows: int):
     delay[rng.random(rows) < 0.05] = np.nan
     return pd.DataFrame(
         {
-            "FlightDate": pd.Timestamp("2026-01-01") + pd.Timedelta(days=i) + pd.to_timedelta(np.zeros(rows), "s"),
+            "FlightDate": pd.Timestamp("2026-01-01")
+            + pd.Timedelta(days=i)
+            + pd.to_timedelta(np.zeros(rows), "s"),
             "Carrier": pd.array(rng.choice(["AA", "UA", "DL", "WN", "B6", "AS", "NK"], rows), dtype="str"),
             "Origin": pd.array(rng.choice([f"A{j:02d}" for j in range(60)], rows), dtype="str"),
             "Flights": rng.integers(1, 4, rows).astype("int64"),
@@ -173,7 +175,7 @@ def session(root: str, reps: int) -> dict:
     for r in range(reps):
         load = _load()
         got = {}
-        for which in (["cached", "plain"] if r % 2 == 0 else ["plain", "cached"]):
+        for which in ["cached", "plain"] if r % 2 == 0 else ["plain", "cached"]:
             proc = subprocess.run(
                 [sys.executable, "-c", SESSION, data, "1" if which == "cached" else "0"],
                 capture_output=True,
@@ -200,7 +202,8 @@ def session(root: str, reps: int) -> dict:
 def _summary(rows: list[dict]) -> dict:
     keys = [k for k in rows[0] if k not in ("rep",) and isinstance(rows[0][k], (int, float))]
     out = {k: statistics.median(r[k] for r in rows) for k in keys}
-    for a, b in (("plain_wall", "cached_wall"), ("plain_query", "cached_query"), ("plain_total", "cached_total")):
+    pairs = (("plain_wall", "cached_wall"), ("plain_query", "cached_query"), ("plain_total", "cached_total"))
+    for a, b in pairs:
         if a in rows[0]:
             out[f"ratio_{a}_over_{b}"] = statistics.median(r[a] / r[b] for r in rows)
     if "plain_rounds" in rows[0]:
