@@ -45,7 +45,8 @@ def _write_day(folder: str, i: int, frame: pd.DataFrame | None = None) -> None:
 
 
 def _on_root(fn) -> None:
-    """Run ``fn`` on rank 0 (files are shared), then every rank waits."""
+    """Once every rank is here, run ``fn`` on rank 0 (files are shared); every rank waits."""
+    mpi.barrier()  # no rank still reads the files fn changes
     error = None
     if mpi.rank() == 0:
         try:
