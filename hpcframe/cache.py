@@ -226,7 +226,8 @@ class Cache:
             from .io.partials import PartialStore
 
             self.dir = os.fspath(dir)
-            self.store = PartialStore(self.dir)
+            # no fsync: entries are checksummed, so one torn by a crash is found and recomputed
+            self.store = PartialStore(self.dir, fsync=False)
 
     def __enter__(self):
         _stack.append(self)
@@ -289,10 +290,12 @@ def _file_id(path: str, hash_content: bool):
     return _hashes[k]
 
 
-def block_identity(parts, hash_content: bool = False, files: dict | None = None):
+def block_identity(parts, hash_content: bool = False, files: dict | None = None, rows: bool = True):
     """The identity of the partitions ``parts`` (a block): per partition the file's absolute
-    path and :func:`_file_id`, the piece (row group / HDF5 object), the row range and hive
-    values. ``None`` when a partition is not a plain file (data held by the ranks, memory)."""
+    path and :func:`_file_id`, the piece (row group / HDF5 object / CSV byte range), the row
+    range (``rows=False``: not, for sources whose row ranges are estimates that depend on the
+    other files, e.g. CSV) and hive values. ``None`` when a partition is not a plain file
+    (data held by the ranks, memory)."""
     files = {} if files is None else files
     out = []
     for p in parts:
@@ -305,7 +308,8 @@ def block_identity(parts, hash_content: bool = False, files: dict | None = None)
         if fid is None:
             return None
         hive = sorted((str(k), repr(v)) for k, v in (p.hive or {}).items())
-        out.append((os.path.abspath(path), fid, repr(p.piece), p.start, p.stop, hive))
+        span = (p.start, p.stop) if rows else None
+        out.append((os.path.abspath(path), fid, repr(p.piece), span, hive))
     return out
 
 
@@ -412,15 +416,20 @@ def _same(a, b) -> bool:
         return a is None and b is None
     if type(a) is not type(b) or not isinstance(a, pd.DataFrame):
         return False
-    try:
-        if list(a.columns) != list(b.columns) or list(a.dtypes) != list(b.dtypes):
-            return False
-        pd.testing.assert_frame_equal(
-            a, b, check_exact=True, check_index_type=True, check_column_type=True, check_flags=True
+    try:  # names, dtypes, index (kind, dtype, labels) and values (NaN equal to NaN)
+        return (
+            list(a.columns) == list(b.columns)
+            and type(a.columns) is type(b.columns)
+            and a.columns.dtype == b.columns.dtype
+            and list(a.dtypes) == list(b.dtypes)
+            and type(a.index) is type(b.index)
+            and a.index.dtype == b.index.dtype
+            and a.index.names == b.index.names
+            and a.index.equals(b.index)
+            and a.equals(b)
         )
-    except (AssertionError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return False
-    return True
 
 
 def encode_partial(partial):
@@ -449,8 +458,11 @@ def decode_partial(table, meta):
 def _nbytes(partial) -> int:
     if partial is None:
         return 64
-    try:
-        return int(partial.memory_usage(deep=True, index=True).sum()) + 64
+    try:  # not memory_usage(deep=True) (slow): a Python object counts 56 bytes
+        total = 64 + int(partial.index.nbytes)
+        for _, col in partial.items():
+            total += int(col.array.nbytes) + (48 * len(col) if col.dtype == object else 0)
+        return total
     except (AttributeError, TypeError):
         return 1 << 20
 
@@ -478,6 +490,9 @@ class ScanCache:
         self.sort = [getattr(p.out, "sort", True) for p in plans]
         self.pending: dict = {}
         self.partials = cache.partials is not None or cache.store is not None
+        from .io.sources import source_rows_exact
+
+        self.rows = bool(source_rows_exact(source))  # CSV: row ranges are estimates
         self.source_id: str | None = None
         try:
             self.source_id = repr(source_fingerprint(source))
@@ -486,7 +501,7 @@ class ScanCache:
 
     # -- partials ---------------------------------------------------------------------------
     def _keys(self, leaf, parts, wants):
-        ident = block_identity(parts, self.cache.hash_content, self.files)
+        ident = block_identity(parts, self.cache.hash_content, self.files, self.rows)
         keys: list = []
         for k, w in enumerate(wants):
             fp = self.fingerprints[k]
@@ -574,7 +589,7 @@ class ScanCache:
         mem = self.cache.chunks
         if mem is None or self.source_id is None or not columns:
             return reader(columns)
-        ident = block_identity(parts, self.cache.hash_content, self.files)
+        ident = block_identity(parts, self.cache.hash_content, self.files, self.rows)
         if ident is None:
             return reader(columns)
         base = repr((self.source_id, ident))

@@ -8,7 +8,8 @@ Commands parse their arguments, call the library, print, and map errors to exit 
 - :mod:`~hpcframe.cli.jobs`: ``submit``, ``status``, ``logs``, ``cancel``, ``jobs``, ``wait``
   (:mod:`hpcframe.jobs`);
 - :mod:`~hpcframe.cli.report`: ``report`` (:mod:`hpcframe.diagnostics`);
-- :mod:`~hpcframe.cli.profiles`: ``profiles`` (cluster profiles, :mod:`hpcframe.jobs.profiles`).
+- :mod:`~hpcframe.cli.profiles`: ``profiles`` (cluster profiles, :mod:`hpcframe.jobs.profiles`);
+- :mod:`~hpcframe.cli.cache`: ``cache info``, ``cache clear`` (:mod:`hpcframe.cache`).
 
 Commands are loaded lazily (click's "lazily loading subcommands"): ``hpcframe --version``
 imports no command module, ``hpcframe run ...`` only :mod:`~hpcframe.cli.run`, and no command
@@ -44,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "jobs": "hpcframe.cli.jobs:jobs",
     "wait": "hpcframe.cli.jobs:wait_cmd",
     "profiles": "hpcframe.cli.profiles:profiles",
+    "cache": "hpcframe.cli.cache:cache",  # CACHE (issue 14)
     # -- end JOBS --
 }
 

@@ -67,7 +67,9 @@ def _is_command(target: str) -> bool:
     if target in _NOT_SUBMITTABLE:
         raise click.UsageError(f"`hpcframe {target}` follows jobs; it cannot itself be submitted")
     ctx = click.get_current_context().find_root()
-    return target in ctx.command.list_commands(ctx)  # the group loads its commands lazily
+    root = ctx.command
+    # the group loads its commands lazily: ask it for their names, not .commands
+    return isinstance(root, click.Group) and target in root.list_commands(ctx)
 
 
 # -- end JOBSFOLLOW --

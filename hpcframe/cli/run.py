@@ -89,6 +89,14 @@ def info(path: str, fmt: str | None, key: str | None, show_parts: bool, as_json:
     "(Parquet + JSON); `hpcframe report DIR` turns it into an HTML/PNG report. Not a "
     "cluster profile (that is `hpcframe submit --cluster-profile`).",
 )
+# -- CACHE: --cache-dir (issue 14) --
+@click.option(
+    "--cache-dir",
+    metavar="DIR",
+    help="Keep every block's partial results in DIR (shared by the ranks and by later jobs): "
+    "a re-run reads only new or changed files. See `hpcframe cache info|clear DIR`.",
+)
+# -- end CACHE --
 @handle_errors
 def run(
     spec: str,
@@ -100,6 +108,7 @@ def run(
     explain: bool,
     progress: bool,
     profile_dir: str | None,
+    cache_dir: str | None = None,  # CACHE
 ) -> None:
     """Run the job spec SPEC (YAML): read, filter, group, aggregate, write.
 
@@ -113,6 +122,7 @@ def run(
       hpcframe run job.yaml --set filter="carrier == 'UA'" --output ua.parquet --overwrite
       hpcframe run job.yaml --dry-run      # the plan only (same as --explain)
       mpiexec -n 8 hpcframe run job.yaml --progress --profile-dir runs/today
+      hpcframe run daily.yaml --cache-dir cache/   # tomorrow: reads only the new file
     """
     from ..comm import world_interrupt_guard
     from ..diagnostics import profiling
@@ -123,7 +133,8 @@ def run(
         if rank() == 0:
             click.echo(text)
         return
-    with world_interrupt_guard(), profiling(profile_dir, progress):  # SIGINT to one rank
+    with world_interrupt_guard(), _caching(cache_dir), profiling(profile_dir, progress):
+        # (world_interrupt_guard: a SIGINT to one rank stops every rank)
         summary = run_job(spec, overrides, output=output, overwrite=overwrite)
     if summary.rank != 0:
         return
@@ -133,7 +144,28 @@ def run(
         fields = {k: v for k, v in vars(summary).items() if k not in ("result", "rank")}
         click.echo(json.dumps(fields))
     elif not quiet:
-        click.echo(format_summary(summary))
+        click.echo(format_summary(summary, cached=cache_dir is not None))
+
+
+# -- CACHE: --cache-dir (issue 14) --
+def _caching(cache_dir: str | None):
+    """The ``hf.Cache`` of ``--cache-dir`` (a no-op without one)."""
+    import contextlib
+
+    if cache_dir is None:
+        return contextlib.nullcontext()
+    from ..cache import Cache
+
+    try:
+        return Cache(dir=cache_dir)
+    except OSError as exc:
+        raise click.UsageError(
+            f"cannot use the cache directory {cache_dir!r}: {exc.strerror or exc}; "
+            "pass a writable --cache-dir"
+        ) from None
+
+
+# -- end CACHE --
 
 
 def format_result(table) -> str:
@@ -144,8 +176,9 @@ def format_result(table) -> str:
         return table.to_string(max_rows=60)
 
 
-def format_summary(summary) -> str:
-    """A :class:`~hpcframe.spec.RunSummary` as a few human-readable lines."""
+def format_summary(summary, cached: bool = False) -> str:
+    """A :class:`~hpcframe.spec.RunSummary` as a few human-readable lines (``cached``: a cache
+    was used: also say how many blocks it served)."""
     s = summary
     total = f"{s.rows_total:,}" if s.rows_total is not None else "?"
     lines = [
@@ -155,6 +188,11 @@ def format_summary(summary) -> str:
         f"output:   {s.output} ({s.format})" if s.output else "output:   (none: printed above)",
         f"seconds:  {s.seconds:.2f} on {s.ranks} rank(s)",
     ]
+    # -- CACHE: blocks not read because a cache held their partials --
+    read = getattr(s, "partitions_read", None)
+    if cached and read is not None:
+        lines.insert(1, f"blocks:   {read} read, {s.partitions - s.partitions_pruned - read} from the cache")
+    # -- end CACHE --
     return "\n".join(lines)
 
 

@@ -99,6 +99,14 @@ def profiling(profile_dir=None, progress: bool = False, dt: float = 0.5, comm=No
             prof = stack.enter_context(Profiler())
             rprof = stack.enter_context(ResourceProfiler(dt=dt))
             active += [prof, rprof]
+            recorded = [prof, rprof]
+            # -- CACHE: with a cache in use (hf.Cache, --cache-dir), its counts too --
+            from ..cache import current
+
+            if current() is not None:
+                recorded.append(stack.enter_context(CacheProfiler()))
+                active.append(recorded[-1])
+            # -- end CACHE --
         try:
             yield active
         except BaseException as exc:
@@ -108,7 +116,7 @@ def profiling(profile_dir=None, progress: bool = False, dt: float = 0.5, comm=No
             if profile_dir is not None:
                 stack.close()  # stop the sampler before saving
                 if prof.root and _world_rank() == 0:
-                    save(collect([prof, rprof], status=status), profile_dir)
+                    save(collect(recorded, status=status), profile_dir)
 
 
 def _check_everywhere(path: str, comm=None) -> None:

@@ -9,9 +9,11 @@ fingerprint, see :func:`digest`), a value is a :class:`pyarrow.Table` plus a sma
 
 API
 ---
-``store = PartialStore(directory)``
+``store = PartialStore(directory, fsync=True)``
     Opens (creates) the store. Many processes, ranks and concurrent jobs may share one
-    directory, also on a shared file system.
+    directory, also on a shared file system. ``fsync=False`` skips flushing each entry to
+    the disk before the rename (faster; an entry torn by a machine crash is still detected
+    by its checksum and treated as absent).
 ``store.put(key, table, meta=None) -> bool``
     Writes the entry atomically (a uniquely named temporary file beside it, fsynced, then
     renamed into place): a reader sees the old entry, the new one or none, never a partial
@@ -83,6 +85,8 @@ class PartialStore:
     ----------
     directory : str or os.PathLike
         The store's folder, created if missing. Share it between ranks and jobs.
+    fsync : bool, default True
+        Flush every entry to the disk before renaming it into place.
 
     Attributes
     ----------
@@ -103,8 +107,9 @@ class PartialStore:
     True
     """
 
-    def __init__(self, directory) -> None:
+    def __init__(self, directory, fsync: bool = True) -> None:
         self.directory = os.fspath(directory)
+        self.fsync = bool(fsync)
         self.root = os.path.join(self.directory, _LAYOUT)
         os.makedirs(self.root, exist_ok=True)
         self.rejected = 0
@@ -188,8 +193,9 @@ class PartialStore:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(_HEADER.pack(MAGIC, hashlib.sha256(payload).digest(), len(payload)))
                     fh.write(payload)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    if self.fsync:
+                        fh.flush()
+                        os.fsync(fh.fileno())
             except BaseException:
                 self._remove(tmp)
                 raise

@@ -160,3 +160,8 @@ def test_concurrent_processes_share_a_directory(tmp_path):
     assert store.info()["entries"] == 8 + 15
     tmp_left = [e.name for e in store._files() if e.name.endswith(".tmp")]
     assert tmp_left == []
+
+
+def test_store_without_fsync_round_trips(tmp_path):
+    store = PartialStore(tmp_path, fsync=False)
+    assert store.put("k", _table(50)) and store.get("k")[0].equals(_table(50))
