@@ -26,10 +26,10 @@ from .base import (
     new_run_dir,
     run_command,
     scheduler_for,
-    validate,
     wait,
     write_atomic,
 )
+from .profiles import make_params
 
 __all__ = [
     "ArraySpec",
@@ -48,36 +48,6 @@ __all__ = [
     "find_run",
     "wait",
 ]
-
-
-def make_params(
-    profile: str | None = None,
-    overrides: dict | None = None,
-    *,
-    array=None,
-    after=(),
-    dask_config: str | None = None,
-    scheduler: str | None = None,
-) -> JobParams:
-    """Validated :class:`JobParams`: dask-jobqueue file < profile < ``overrides`` (None values
-    are ignored) < ``scheduler``/``array``/``after``. Raises :class:`JobError`."""
-    from .base import check_keys
-    from .profiles import from_dask_jobqueue, load_profile
-
-    values: dict = load_profile(profile) if profile else {}
-    sched = scheduler or values.get("scheduler") or "slurm"
-    if dask_config:
-        values = {**from_dask_jobqueue(sched, dask_config), **values}
-    over = {k: v for k, v in (overrides or {}).items() if v is not None and v != ()}
-    check_keys(over, "options")
-    values.update(over)
-    values["scheduler"] = sched
-    values.setdefault("workdir", os.getcwd())
-    if array:
-        values["array"] = ArraySpec.parse(array) if isinstance(array, str) else array
-    if after:
-        values["after"] = list(values.get("after") or []) + list(after)
-    return validate(JobParams.from_dict(values, f"profile {profile}" if profile else "options"))
 
 
 def program_for(target: str, args=(), command: bool = False) -> list[str]:

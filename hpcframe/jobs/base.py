@@ -438,9 +438,7 @@ def validate(p: JobParams) -> JobParams:
         p.workdir = check_printable(
             "working directory (workdir, default: the directory you submit from)", _text("workdir", p.workdir)
         )
-    from .checkpoint import validate as _checkpoint  # -- CHECKPOINT --
-
-    _checkpoint(p)
+    sched.check_checkpoint(p)  # -- CHECKPOINT --
     sched.check(p)
     return p
 
@@ -498,6 +496,20 @@ class Scheduler:
             _SCHEDULERS[n] = cls
 
     # hooks ------------------------------------------------------------------
+    # -- CHECKPOINT: schedulers that can requeue a job (SLURM, PBS) override these two with
+    # hpcframe.jobs.checkpoint's validate and wrap (which import this module, not the reverse)
+    def check_checkpoint(self, p: JobParams) -> None:
+        """Validate ``requeue``/``signal``/``retries``; this scheduler cannot requeue jobs."""
+        if p.requeue or p.signal or p.retries:
+            raise JobError(
+                f"{self.name} jobs cannot be requeued: --requeue, --signal and --retries need SLURM or PBS"
+            )
+
+    def wrap_launch(self, p: JobParams, lines: list[str]) -> list[str]:
+        """The job script's lines, the launch line last, wrapped for checkpoint and requeue."""
+        return lines
+
+    # -- end CHECKPOINT --
     def check(self, p: JobParams) -> None:
         """Scheduler-specific validation (raise JobError)."""
         for d in p.extra_directives:
@@ -625,9 +637,7 @@ class Scheduler:
             lines += self.array_lines(p)
         lines += self.exit_status_lines(p, program)  # -- JOBSFOLLOW --
         lines.append(self.launch_line(p, program))
-        from .checkpoint import wrap  # -- CHECKPOINT: requeue/signal/retries wrap the launch line --
-
-        lines = wrap(self, p, lines)
+        lines = self.wrap_launch(p, lines)  # -- CHECKPOINT: requeue/signal/retries --
         for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line
             if CONTROL_RE.search(line):
                 raise JobError(

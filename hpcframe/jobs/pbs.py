@@ -49,6 +49,22 @@ class PBSPro(Scheduler):
     ntasks_shell = '"$(wc -l < "$PBS_NODEFILE")"'
     array_env = "PBS_ARRAY_INDEX"
 
+    # -- CHECKPOINT: checkpoint and requeue (hpcframe.jobs.checkpoint) --
+    def check_checkpoint(self, p: JobParams) -> None:
+        """Validate ``requeue``/``signal``/``retries`` (:func:`hpcframe.jobs.checkpoint.validate`)."""
+        from .checkpoint import validate
+
+        validate(p)
+
+    def wrap_launch(self, p: JobParams, lines: list[str]) -> list[str]:
+        """The launch line wrapped for checkpoint, requeue and retries
+        (:func:`hpcframe.jobs.checkpoint.wrap`)."""
+        from .checkpoint import wrap
+
+        return wrap(self, p, lines)
+
+    # -- end CHECKPOINT --
+
     def check(self, p: JobParams) -> None:
         """Extra directives as :meth:`check_extra`; arrays need two or more tasks."""
         self.check_extra(p)

@@ -24,7 +24,7 @@ import shutil
 import sys
 import warnings
 
-from .base import CommandError, JobError, JobParams, check_keys, run_command
+from .base import ArraySpec, CommandError, JobError, JobParams, check_keys, run_command, validate
 
 SCHEDULERS = ("slurm", "pbs", "torque")
 
@@ -175,8 +175,6 @@ def resolve(name: str | None, dask_config: str | None = None) -> tuple[JobParams
     """``(validated JobParams, key -> where its value came from)`` for profile ``name``: what
     ``hpcframe profiles show`` prints. Sources: ``default``, ``scheduler default`` (the
     launcher), ``dask-jobqueue ...`` or ``profile PATH``."""
-    from . import make_params
-
     sources: dict = {}
     values = load_profile(name, sources) if name else {}
     if dask_config:
@@ -483,7 +481,6 @@ def _yaml_str(text: str) -> str:
 def write_profile(text: str, path: str, force: bool = False) -> str:
     """Write profile ``text`` to ``path`` (after checking it loads and validates); refuse to
     replace an existing file unless ``force``. Returns the path."""
-    from . import make_params
     from .base import write_atomic
 
     path = os.path.abspath(os.path.expanduser(path))
@@ -513,3 +510,30 @@ __all__ = [
     "search_dirs",
     "write_profile",
 ]
+
+
+def make_params(
+    profile: str | None = None,
+    overrides: dict | None = None,
+    *,
+    array=None,
+    after=(),
+    dask_config: str | None = None,
+    scheduler: str | None = None,
+) -> JobParams:
+    """Validated :class:`JobParams`: dask-jobqueue file < profile < ``overrides`` (None values
+    are ignored) < ``scheduler``/``array``/``after``. Raises :class:`JobError`."""
+    values: dict = load_profile(profile) if profile else {}
+    sched = scheduler or values.get("scheduler") or "slurm"
+    if dask_config:
+        values = {**from_dask_jobqueue(sched, dask_config), **values}
+    over = {k: v for k, v in (overrides or {}).items() if v is not None and v != ()}
+    check_keys(over, "options")
+    values.update(over)
+    values["scheduler"] = sched
+    values.setdefault("workdir", os.getcwd())
+    if array:
+        values["array"] = ArraySpec.parse(array) if isinstance(array, str) else array
+    if after:
+        values["after"] = list(values.get("after") or []) + list(after)
+    return validate(JobParams.from_dict(values, f"profile {profile}" if profile else "options"))

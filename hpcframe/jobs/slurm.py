@@ -69,6 +69,22 @@ class Slurm(Scheduler):
     ntasks_shell = '"${SLURM_NTASKS:-${SLURM_NPROCS:-1}}"'
     array_env = "SLURM_ARRAY_TASK_ID"
 
+    # -- CHECKPOINT: checkpoint and requeue (hpcframe.jobs.checkpoint) --
+    def check_checkpoint(self, p: JobParams) -> None:
+        """Validate ``requeue``/``signal``/``retries`` (:func:`hpcframe.jobs.checkpoint.validate`)."""
+        from .checkpoint import validate
+
+        validate(p)
+
+    def wrap_launch(self, p: JobParams, lines: list[str]) -> list[str]:
+        """The launch line wrapped for checkpoint, requeue and retries
+        (:func:`hpcframe.jobs.checkpoint.wrap`)."""
+        from .checkpoint import wrap
+
+        return wrap(self, p, lines)
+
+    # -- end CHECKPOINT --
+
     # -- JOBSRENDER: exclusive nodes --
     def check(self, p: JobParams) -> None:
         """As :meth:`Scheduler.check`; an extra ``--exclusive`` directive turns on
