@@ -32,6 +32,7 @@ __all__ = [
     "read_hdf",
     "from_pandas",
     "compute",
+    "cluster",  # DASK
     "merge",
     "register_aggregation",
     "read_csv",
@@ -71,6 +72,10 @@ _LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays l
     "profiling": "hpcframe.diagnostics",
     "QueryError": "hpcframe.query",
     "SpecError": "hpcframe.spec",
+    # -- DASK: the Dask engine's cluster and error (dask imported only when used) --
+    "cluster": "hpcframe.jobs.dask",
+    "DaskEngineError": "hpcframe.dask_engine",
+    # -- end DASK --
 }
 
 

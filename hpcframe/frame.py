@@ -21,7 +21,7 @@ from .stages import POSITION, ShuffleStage
 _VALUE = "__hpcframe_value__"
 
 
-def compute(*objs, comm=None, root=None):
+def compute(*objs, comm=None, root=None, engine=None):
     """Compute several lazy objects with one pass over each dataset they read.
 
     ``comm``: an mpi4py communicator (hpcframe works on a duplicate), or ``None`` for
@@ -38,6 +38,10 @@ def compute(*objs, comm=None, root=None):
         As above.
     root : int, optional
         As above.
+    engine : None, "local", "dask", distributed.Client or Dask cluster, optional
+        Where to run: default ``hpcframe.config.engine`` (``None``: the local engine, or
+        MPI under mpiexec); ``"dask"``, a Client or a cluster (:func:`hpcframe.cluster`):
+        the Dask engine (``docs/dask.md``), whose results are identical.
 
     Returns
     -------
@@ -63,7 +67,7 @@ def compute(*objs, comm=None, root=None):
     from .execute import compute as run
 
     outputs = [_as_output(o) for o in objs]
-    return tuple(run(outputs, comm=comm, root=root))
+    return tuple(run(outputs, comm=comm, root=root, engine=engine))
 
 
 def _as_output(obj) -> Output:
@@ -78,9 +82,9 @@ class Lazy:
     def _output(self) -> Output:
         raise NotImplementedError
 
-    def compute(self, comm=None, root=None):
-        """The pandas result (see :func:`compute` for ``comm`` and ``root``)."""
-        return compute(self, comm=comm, root=root)[0]
+    def compute(self, comm=None, root=None, engine=None):
+        """The pandas result (see :func:`compute` for ``comm``, ``root`` and ``engine``)."""
+        return compute(self, comm=comm, root=root, engine=engine)[0]
 
     def explain(self, comm=None, ranks: int | None = None) -> str:
         """The plan, the pushed-down columns and predicates, the pruned partitions and each

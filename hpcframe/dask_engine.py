@@ -1,0 +1,400 @@
+"""The Dask engine: the same queries on a Dask cluster (``compute(engine=...)``).
+
+One Dask task per leaf of the combine tree (a block of partitions): it reads the leaf, runs
+every output's local pipeline and returns the leaf's partials -- the very code the local and
+MPI engines run (:func:`hpcframe.execute._run_leaf`, planned by
+:func:`hpcframe.physical.plan_scan` with a serial communicator). The partials are combined by
+Dask tasks in the same fixed tree (node ``(level, i)`` = ``combine(node(level-1, 2i),
+node(level-1, 2i+1))``, :mod:`hpcframe.tree`), so every floating-point operation is bracketed
+as on the local and MPI engines: results are identical bit for bit. The root of the tree
+comes back to the client, which finalises the results.
+
+Stages (``persist``, shuffles, joins, sorts, group-by results used as frames) are not run on
+Dask: they need the ranks' collective exchanges. A query that needs one raises
+:class:`DaskEngineError` naming the operation; run it with ``engine="local"`` or under
+``mpiexec``.
+
+Engines (``engine=`` of :func:`hpcframe.compute`, or ``hpcframe.config.engine``):
+
+- ``None`` / ``"local"`` / ``"mpi"``: the local engine, or MPI under ``mpiexec``;
+- ``"dask"``: a ``distributed.LocalCluster`` on this machine, started on first use and kept
+  until the process ends (or :func:`close_default`);
+- a ``distributed.Client``, a Dask cluster (``LocalCluster``, ``SLURMCluster``, ...) or the
+  cluster of :func:`hpcframe.cluster`.
+
+Dask is imported only here, when such an engine is used.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import weakref
+
+from . import callbacks
+from .comm import Comm, RankFailure, failure
+from .errors import ComputeError, DatasetComputeError, HpcframeError, JobInterrupted
+
+#: engine names that mean "not Dask"
+LOCAL_NAMES = ("local", "mpi")
+
+
+class DaskEngineError(HpcframeError):
+    """The Dask engine cannot run this query (or the engine setting is wrong)."""
+
+
+def wants_dask(engine) -> bool:
+    """Whether ``engine`` (``compute(engine=...)``, resolved against ``config.engine``) asks
+    for the Dask engine."""
+    if engine is None:
+        from .config import config
+
+        engine = config.engine
+    if engine is None:
+        return False
+    if isinstance(engine, str):
+        if engine in LOCAL_NAMES:
+            return False
+        if engine == "dask":
+            return True
+        raise DaskEngineError(
+            f"engine={engine!r} is not known: use None or 'local' (the local engine, or MPI under "
+            "mpiexec), 'dask' (a LocalCluster on this machine), a distributed.Client or a Dask cluster"
+        )
+    return True
+
+
+# ------------------------------------------------------------------------------------ clients
+_default: dict = {}  # "client", "cluster": the engine="dask" LocalCluster
+_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # cluster -> Client
+
+
+def default_client():
+    """The client of the shared ``engine="dask"`` LocalCluster (started on first use, with
+    one single-threaded worker process per core; its dashboard link is printed)."""
+    client = _default.get("client")
+    if client is not None and client.status == "running":
+        return client
+    import os
+
+    from distributed import Client, LocalCluster
+
+    n = max(1, min(os.cpu_count() or 1, 8))
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0")
+    client = Client(cluster, set_as_default=False)
+    _default.update(client=client, cluster=cluster)
+    print(f"hpcframe: Dask engine on a LocalCluster of {n} worker(s); dashboard: {cluster.dashboard_link}")
+    import atexit
+
+    atexit.register(close_default)
+    return client
+
+
+def close_default() -> None:
+    """Shut down the shared ``engine="dask"`` LocalCluster, if one was started."""
+    client, cluster = _default.pop("client", None), _default.pop("cluster", None)
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def client_of(engine):
+    """The ``distributed.Client`` to run on for ``engine`` (see the module docstring)."""
+    if engine is None:
+        from .config import config
+
+        engine = config.engine
+    if isinstance(engine, str):
+        return default_client()
+    from distributed import Client
+
+    if isinstance(engine, Client):
+        return engine
+    own = getattr(engine, "hpcframe_client", None)  # hpcframe.cluster()
+    if callable(own):
+        return own()
+    if hasattr(engine, "scheduler_address"):  # a Dask cluster object
+        client = _clients.get(engine)
+        if client is None or client.status != "running":
+            client = _clients[engine] = Client(engine, set_as_default=False)
+        return client
+    raise DaskEngineError(
+        f"engine must be None, 'local', 'dask', a distributed.Client or a Dask cluster, "
+        f"not {type(engine).__name__}"
+    )
+
+
+# ------------------------------------------------------------------------------------- tasks
+class _TaskFailed(Exception):
+    """Raised by a task: carries the failure record (picklable) to the client."""
+
+
+def _where() -> str:
+    try:
+        from distributed import get_worker
+
+        return f"Dask worker {get_worker().address}"
+    except (ImportError, ValueError):
+        return socket.gethostname()
+
+
+class _TaskComm(Comm):
+    """A serial communicator for failure records made inside a task (rank = leaf)."""
+
+    def __init__(self, rank: int):
+        self.rank, self.host = rank, _where()
+
+
+def _leaf_task(source, leaf, plans, wants, parts, read_cols):
+    """One leaf: read, local pipeline, partials (exactly the local engine's
+    :func:`hpcframe.execute._run_leaf`). Returns ``(partials, times)``."""
+    from .execute import _ReadCache, _run_leaf
+
+    cache = _ReadCache(source, read_cols)
+    cache.read_end, cache.rows, cache.rows_out = None, 0, None
+    t0 = time.perf_counter()
+    try:
+        partials = _run_leaf(leaf, plans, wants, parts, cache)
+    except BaseException as exc:  # sys.exit() and KeyboardInterrupt in user code too
+        context = f"processing partition {leaf.describe()}"
+        raise _TaskFailed(failure(_TaskComm(leaf.index), context, exc)) from None
+    t1 = time.perf_counter()
+    times = {
+        "start": t0,
+        "read_end": cache.read_end or t0,
+        "compute_end": t1,
+        "end": t1,
+        "rows": cache.rows,
+        "rows_out": cache.rows_out,
+        "nbytes": sum(p.nbytes for p in parts),
+    }
+    return partials, times
+
+
+def _partials(x):
+    return x[0] if isinstance(x, tuple) else x
+
+
+def _combine_task(outs, left, right, where):
+    """Node of the tree: every output's ``combine(left, right)``."""
+    a, b = _partials(left), _partials(right)
+    try:
+        return [o.combine(x, y) for o, x, y in zip(outs, a, b)]
+    except BaseException as exc:
+        raise _TaskFailed(failure(_TaskComm(0), f"combining the partial results of {where}", exc)) from None
+
+
+def _times(x):
+    return x[1]
+
+
+# ------------------------------------------------------------------------------------ compute
+def _unsupported(nodes) -> None:
+    """Raise :class:`DaskEngineError` if the plan ``nodes`` need a stage."""
+    from .stages import stages_below
+
+    stages = stages_below(nodes)
+    if stages:
+        what = "; ".join(dict.fromkeys(s.label for s in stages))
+        raise DaskEngineError(
+            f"the Dask engine does not run stages (persist, shuffles, joins, sorts, group-by "
+            f"results used as frames); this query needs: {what}. These run on the local and MPI "
+            "engines: use engine='local' (or hf.config.engine = None), or run the script under mpiexec"
+        )
+
+
+def compute(outputs, engine=None) -> list:
+    """Results of ``outputs`` computed on the Dask cluster of ``engine`` (see the module
+    docstring); identical to the local and MPI engines' results.
+
+    Parameters
+    ----------
+    outputs : list of Output
+        The outputs to compute together (one pass over each dataset).
+    engine : str, distributed.Client or Dask cluster, optional
+        Default: ``hpcframe.config.engine``.
+
+    Returns
+    -------
+    list
+        One result per output.
+
+    Raises
+    ------
+    DaskEngineError
+        When the query needs a stage (persist, shuffle, join, sort).
+    ComputeError
+        When a task fails (the message names the partition and the worker).
+    """
+    from . import execute as X
+    from .physical import plan_scan, scans_of
+    from .stages import StageSource
+
+    groups = scans_of(outputs)
+    leaves_all = [o for outs in groups for o in outs]
+    _unsupported([o.node for o in leaves_all])
+    if any(isinstance(outs[0].node.scan().source, StageSource) for outs in groups):
+        _unsupported([outs[0].node for outs in groups])  # pragma: no cover - stages_below finds them
+    client = client_of(engine)
+    stats: dict[str, float] = dict.fromkeys(
+        (
+            "partitions_total",
+            "partitions_pruned",
+            "partitions_read",
+            "rows_read",
+            "shuffled_outputs",
+            "exchanges_arrow",
+            "exchanges_pickled",
+            "stage_columns_pruned",
+            "stage_bytes",
+        ),
+        0,
+    )
+    t0 = time.perf_counter()
+    results: dict[int, object] = {}
+    for outs in groups:
+        results.update(_run_scan(outs, client, stats, plan_scan))
+    stats["seconds"] = time.perf_counter() - t0
+    X._last_stats.clear()
+    X._last_stats.update(stats)
+    return [X._finish(o, results) for o in outputs]
+
+
+def _raise(failures, n_tasks) -> None:
+    cls: type[ComputeError]
+    if any(f.kind == "KeyboardInterrupt" for f in failures):
+        cls = JobInterrupted
+    elif all(f.kind == "DatasetError" for f in failures):
+        cls = DatasetComputeError
+    else:
+        cls = ComputeError
+    lines = [f"{len(failures)} of {n_tasks} Dask task(s) failed:"]
+    for f in failures:
+        _, host, context, message = tuple(f)[:4]
+        lines.append(f"- on {host}, while {context}:\n    " + message.replace("\n", "\n    "))
+    raise cls("\n".join(lines), [tuple(f)[:4] for f in failures])
+
+
+def _result(future, what: str, n_tasks: int):
+    """``future.result()``, with a task's failure raised as :class:`ComputeError`."""
+    try:
+        return future.result()
+    except _TaskFailed as exc:
+        _raise([RankFailure(*exc.args[0])], n_tasks)
+    except (KeyboardInterrupt, ComputeError):
+        raise
+    except Exception as exc:  # the cluster itself: a worker died (KilledWorker), lost data
+        raise ComputeError(
+            f"the Dask cluster failed while {what}: {type(exc).__name__}: {exc} "
+            "(a worker out of memory is killed: give the workers more memory or lower "
+            "hpcframe.config.block_rows)",
+            [],
+        ) from exc
+
+
+def _run_scan(outs, client, stats, plan_scan):
+    from .io.sources import source_label
+
+    t_plan = time.perf_counter()
+    comm = Comm()
+    source = outs[0].node.scan().source
+    label = source_label(source)
+    try:
+        scan = plan_scan(outs, comm)
+    except BaseException as exc:
+        comm.agree(failure(comm, f"planning the scan of {label}", exc))
+        raise  # pragma: no cover - agree raised
+    leaves, plans, wanted, costs = scan.leaves, scan.plans, scan.wanted, scan.costs
+    n = len(leaves)
+    stats["partitions_total"] += n
+    stats["partitions_pruned"] += sum(1 for c in costs if c == 0)
+    read_cols = scan.read_columns()
+    run = None
+    if callbacks.active():
+        from .execute import _run_info
+
+        try:
+            run = _run_info(comm, source, outs, leaves, wanted, list(range(n)), t_plan)
+        except BaseException as exc:
+            comm.agree(failure(comm, "starting the diagnostics callbacks", exc))
+    none = [None] * len(outs)
+    held: list = []  # the small futures (times of each leaf, the root): cancelled on failure
+    error = None
+    try:
+        # the scan's shared objects travel to the workers once, not once per task
+        src_f, plans_f, outs_f = client.scatter([source, plans, list(outs)], hash=False)
+        level: list = []
+        timing: dict = {}  # leaf -> future of its times (the partials stay on the workers)
+        for i, leaf in enumerate(leaves):
+            wants, parts = wanted[i]
+            if any(wants):
+                f = client.submit(
+                    _leaf_task, src_f, leaf, plans_f, list(wants), list(parts), read_cols, pure=False
+                )
+                timing[i] = client.submit(_times, f, pure=False)
+                level.append(f)
+            else:
+                level.append(none)
+        held.extend(timing.values())
+        n_tasks = len(timing)
+        # the fixed tree of hpcframe.tree: node (L, i) = combine(node(L-1, 2i), node(L-1, 2i+1)),
+        # a lone left child promoted unchanged
+        while len(level) > 1:
+            nxt = []
+            for j in range(0, len(level), 2):
+                if j + 1 == len(level):
+                    nxt.append(level[j])
+                    continue
+                a, b = level[j], level[j + 1]
+                if isinstance(a, list) and isinstance(b, list):  # no leaf read below: here
+                    nxt.append([o.combine(x, y) for o, x, y in zip(outs, a, b)])
+                    continue
+                nxt.append(client.submit(_combine_task, outs_f, a, b, label, pure=False))
+                n_tasks += 1
+            level = nxt
+        root = level[0] if level else none
+        del level
+        if not isinstance(root, list):
+            held.append(root)
+        if run is not None:
+            _follow(client, timing, leaves, run, n_tasks)
+        partials = root if isinstance(root, list) else _partials(_result(root, f"computing {label}", n_tasks))
+        if timing:
+            times = client.gather(list(timing.values()))
+            stats["partitions_read"] += len(times)
+            stats["rows_read"] += sum(t["rows"] for t in times)
+        results = {}
+        try:
+            for o, p in zip(outs, partials):
+                # finish(): None with no leaves, else the root of the tree
+                results[id(o)] = o.finalize(None if n == 0 else p)
+        except BaseException as exc:
+            comm.agree(failure(comm, f"finishing the results of {label}", exc))
+    except BaseException as exc:
+        error = exc
+        if held:
+            client.cancel(held)
+        raise
+    finally:
+        if run is not None:
+            try:
+                callbacks.emit("on_run_end", run, error)
+            except BaseException as cb_exc:
+                if error is None:
+                    raise
+                import warnings
+
+                warnings.warn(f"diagnostics callback on_run_end failed: {cb_exc!r}", stacklevel=2)
+    return results
+
+
+def _follow(client, timing, leaves, run, n_tasks) -> None:
+    """Report every finished leaf to the diagnostics callbacks, as the tasks complete."""
+    from distributed import as_completed
+
+    small = {f: i for i, f in timing.items()}
+    for f in as_completed(list(small), loop=client.loop):
+        i = small[f]
+        times = _result(f, f"processing partition {leaves[i].describe()}", n_tasks)
+        callbacks.emit("on_leaf_done", run, leaves[i], times)
