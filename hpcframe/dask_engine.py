@@ -198,9 +198,10 @@ def _unsupported(nodes) -> None:
     if stages:
         what = "; ".join(dict.fromkeys(s.label for s in stages))
         raise DaskEngineError(
-            f"the Dask engine does not run stages (persist, shuffles, joins, sorts, group-by "
-            f"results used as frames); this query needs: {what}. These run on the local and MPI "
-            "engines: use engine='local' (or hf.config.engine = None), or run the script under mpiexec"
+            f"the Dask engine cannot run this query: it needs {what}, a stage (persist, shuffle, "
+            "join, sort, or a group-by result used as a frame), which runs on the local and MPI "
+            "engines only. Use engine='local' (or hf.config.engine = None), or run the script "
+            "under mpiexec"
         )
 
 

@@ -225,7 +225,9 @@ def cluster(profile: str | None = None, jobs: int | None = None, quiet: bool = F
             raise JobError(
                 "hf.cluster(profile=...) needs dask-jobqueue: pip install 'hpcframe[dask]'"
             ) from None
-        opts = {**jobqueue_kwargs(values), "dashboard_address": ":0", **kwargs}
+        opts = {**jobqueue_kwargs(values), **kwargs}
+        # a free port for the dashboard (several clusters on one login node)
+        opts["scheduler_options"] = {"dashboard_address": ":0", **(opts.get("scheduler_options") or {})}
         if not opts.get("memory"):
             raise JobError(
                 f"profile {profile!r} has no mem: dask-jobqueue needs the memory of one job; "
