@@ -146,11 +146,39 @@ class _TaskComm(Comm):
         self.rank, self.host = rank, _where()
 
 
-def _leaf_task(source, leaf, plans, wants, parts, read_cols):
+_plans: dict = {}  # on a worker: id(scattered outputs) -> (outputs, their OutputPlans)
+
+
+def _worker_plans(source, outs):
+    """The outputs' plans, made on this worker from the outputs it received: a plan refers
+    to plan nodes by ``id()`` (:func:`hpcframe.plan.run_pandas`'s ``after``), which pickling
+    does not keep. Made once per scan and worker (the entry holds the outputs, so their id
+    is not reused while it is cached)."""
+    from .physical import OutputPlan
+
+    entry = _plans.get(id(outs))
+    if entry is None or entry[0] is not outs:
+        while len(_plans) >= 8:
+            _plans.pop(next(iter(_plans)))
+        entry = _plans[id(outs)] = (outs, [OutputPlan(o, source.schema()) for o in outs])
+    return entry[1]
+
+
+def _leaf_task(source, leaf, outs, wants, parts, read_cols):
     """One leaf: read, local pipeline, partials (exactly the local engine's
     :func:`hpcframe.execute._run_leaf`). Returns ``(partials, times)``."""
     from .execute import _ReadCache, _run_leaf
 
+    # a copy as pickling makes it (no open files), own to this task: tasks of one worker may
+    # run in threads, and a source keeps open files
+    if hasattr(source, "__dict__"):
+        getstate = getattr(source, "__getstate__", None)  # object has none before Python 3.11
+        state = getstate() if getstate is not None else vars(source)
+        if isinstance(state, dict):
+            copy = object.__new__(type(source))
+            copy.__dict__.update(state)
+            source = copy
+    plans = _worker_plans(source, outs)
     cache = _ReadCache(source, read_cols)
     cache.read_end, cache.rows, cache.rows_out = None, 0, None
     t0 = time.perf_counter()
@@ -324,14 +352,33 @@ def _run_scan(outs, client, stats, plan_scan):
     error = None
     try:
         # the scan's shared objects travel to the workers once, not once per task
-        src_f, plans_f, outs_f = client.scatter([source, plans, list(outs)], hash=False)
+        src_f, outs_f = client.scatter([source, list(outs)], hash=False)
         level: list = []
         timing: dict = {}  # leaf -> future of its times (the partials stay on the workers)
+        # head(n) without a filter: as the local engine, the leaves after the first n rows are
+        # not read, and the last one only as far as needed (row counts known from metadata)
+        from .execute import _first_rows
+        from .io.sources import source_rows_exact
+
+        exact = source_rows_exact(source)
+        limits = [
+            None
+            if getattr(o, "ordered", False) or not exact or plans[k].filters
+            else getattr(o, "limit", None)
+            for k, o in enumerate(outs)
+        ]
+        produced = [0] * len(outs)
         for i, leaf in enumerate(leaves):
             wants, parts = wanted[i]
+            wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
+            if any(wants) and all(lim is not None for w, lim in zip(wants, limits) if w):
+                need = max(lim - n for w, lim, n in zip(wants, limits, produced) if w)
+                parts = _first_rows(parts, need)
+            rows = sum(p.num_rows for p in parts)
+            produced = [n + rows if w else n for w, n in zip(wants, produced)]
             if any(wants):
                 f = client.submit(
-                    _leaf_task, src_f, leaf, plans_f, list(wants), list(parts), read_cols, pure=False
+                    _leaf_task, src_f, leaf, outs_f, list(wants), list(parts), read_cols, pure=False
                 )
                 timing[i] = client.submit(_times, f, pure=False)
                 level.append(f)

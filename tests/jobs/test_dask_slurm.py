@@ -64,7 +64,11 @@ def test_profile_to_jobqueue_and_back(tmp_path):
     assert kw["queue"] == "short" and kw["account"] == "proj" and kw["walltime"] == "02:00:00"
     assert kw["memory"] == "16G" and kw["cores"] == 8 and kw["processes"] == 4
     assert kw["job_extra_directives"] == ["--constraint=ib"]
-    assert kw["job_script_prologue"] == ["module load python/3.11", "source env.sh", "export OMP_NUM_THREADS=2"]
+    assert kw["job_script_prologue"] == [
+        "module load python/3.11",
+        "source env.sh",
+        "export OMP_NUM_THREADS=2",
+    ]
     import yaml
 
     cfg = tmp_path / "dask.yaml"
@@ -77,7 +81,13 @@ def test_profile_to_jobqueue_and_back(tmp_path):
     from dask_jobqueue import SLURMCluster
 
     script = SLURMCluster(**kw, dashboard_address=None).job_script()
-    for want in ("#SBATCH -p short", "#SBATCH -A proj", "#SBATCH -t 02:00:00", "--constraint=ib", "module load"):
+    for want in (
+        "#SBATCH -p short",
+        "#SBATCH -A proj",
+        "#SBATCH -t 02:00:00",
+        "--constraint=ib",
+        "module load",
+    ):
         assert want in script, script
 
 
