@@ -164,10 +164,42 @@ def _worker_plans(source, outs):
     return entry[1]
 
 
-def _leaf_task(source, leaf, outs, wants, parts, read_cols):
+_threads_set: list = []  # on a worker: the Arrow thread count set (once per process)
+
+
+def _share_cores(host_threads: dict) -> None:
+    """As the MPI engine does per rank: the tasks running at once on this node share its
+    cores, so Arrow's thread pools get cores ÷ (worker threads on this node) threads each,
+    not one per core each (``host_threads``: Dask threads per host, from the scheduler)."""
+    import os
+
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        if worker.address.startswith("inproc"):  # threads of the client's process: leave it
+            return
+        mine = worker.state.nthreads
+        host = worker.address.split("://")[-1].rsplit(":", 1)[0]
+    except (ImportError, ValueError, AttributeError):
+        return
+    total = max(host_threads.get(host, mine), mine, 1)
+    per = max(1, (os.cpu_count() or 1) // total)
+    if _threads_set == [per]:
+        return
+    import pyarrow as pa
+
+    pa.set_cpu_count(per)
+    pa.set_io_thread_count(max(per, 2))
+    _threads_set[:] = [per]
+
+
+def _leaf_task(source, leaf, outs, wants, parts, read_cols, host_threads=None):
     """One leaf: read, local pipeline, partials (exactly the local engine's
     :func:`hpcframe.execute._run_leaf`). Returns ``(partials, times)``."""
     from .execute import _ReadCache, _run_leaf
+
+    _share_cores(host_threads or {})
 
     # a copy as pickling makes it (no open files), own to this task: tasks of one worker may
     # run in threads, and a source keeps open files
@@ -353,6 +385,10 @@ def _run_scan(outs, client, stats, plan_scan):
     try:
         # the scan's shared objects travel to the workers once, not once per task
         src_f, outs_f = client.scatter([source, list(outs)], hash=False)
+        host_threads: dict = {}
+        for w in client.scheduler_info().get("workers", {}).values():
+            host = str(w.get("host", ""))
+            host_threads[host] = host_threads.get(host, 0) + int(w.get("nthreads", 1))
         level: list = []
         timing: dict = {}  # leaf -> future of its times (the partials stay on the workers)
         # head(n) without a filter: as the local engine, the leaves after the first n rows are
@@ -378,7 +414,15 @@ def _run_scan(outs, client, stats, plan_scan):
             produced = [n + rows if w else n for w, n in zip(wants, produced)]
             if any(wants):
                 f = client.submit(
-                    _leaf_task, src_f, leaf, outs_f, list(wants), list(parts), read_cols, pure=False
+                    _leaf_task,
+                    src_f,
+                    leaf,
+                    outs_f,
+                    list(wants),
+                    list(parts),
+                    read_cols,
+                    host_threads,
+                    pure=False,
                 )
                 timing[i] = client.submit(_times, f, pure=False)
                 level.append(f)

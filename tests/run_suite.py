@@ -4,7 +4,7 @@
    under a real mpiexec, and the parallel suite on the local engine, no MPI);
 2. ``pytest tests/cli tests/diagnostics tests/ingest tests/jobs`` in one process: the
    end-to-end tests, which start mpiexec, Chromium or a real SLURM themselves;
-3. ``HPCFRAME_TEST_ENGINE=dask pytest`` over the query files of tests/parallel
+3. ``HPCFRAME_TEST_ENGINE=dask pytest tests/dask`` and the query files of tests/parallel
    (:data:`DASK_FILES`): the same queries on the Dask engine, with a LocalCluster;
 4. ``mpiexec -n N python -m pytest tests/parallel`` once per rank count N = 1, 2, 3, 4 (the
    suite launched once per rank count, as Heat and mpi4py do). Rank 0 prints; the other ranks
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> int:
     import importlib.util
 
     if importlib.util.find_spec("distributed") is not None:
-        files = [f"{PARALLEL}/{f}.py" for f in DASK_FILES]
+        files = ["tests/dask"] + [f"{PARALLEL}/{f}.py" for f in DASK_FILES]
         cmd = ["env", "HPCFRAME_TEST_ENGINE=dask", py, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider"]
         add(run("parallel queries on the Dask engine (LocalCluster)", cmd + list(extra)))
     else:
