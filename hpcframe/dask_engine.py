@@ -220,11 +220,12 @@ def _leaf_task(source, leaf, outs, wants, parts, read_cols, host_threads=None):
         context = f"processing partition {leaf.describe()}"
         raise _TaskFailed(failure(_TaskComm(leaf.index), context, exc)) from None
     t1 = time.perf_counter()
+    wall = time.time() - t1  # the times travel as wall-clock times (another process's clock)
     times = {
-        "start": t0,
-        "read_end": cache.read_end or t0,
-        "compute_end": t1,
-        "end": t1,
+        "start": t0 + wall,
+        "read_end": (cache.read_end or t0) + wall,
+        "compute_end": t1 + wall,
+        "end": t1 + wall,
         "rows": cache.rows,
         "rows_out": cache.rows_out,
         "nbytes": sum(p.nbytes for p in parts),
@@ -488,5 +489,8 @@ def _follow(client, timing, leaves, run, n_tasks) -> None:
     small = {f: i for i, f in timing.items()}
     for f in as_completed(list(small), loop=client.loop):
         i = small[f]
-        times = _result(f, f"processing partition {leaves[i].describe()}", n_tasks)
+        times = dict(_result(f, f"processing partition {leaves[i].describe()}", n_tasks))
+        shift = time.perf_counter() - time.time()  # the worker's wall clock -> this perf_counter
+        for key in ("start", "read_end", "compute_end", "end"):
+            times[key] += shift
         callbacks.emit("on_leaf_done", run, leaves[i], times)

@@ -238,3 +238,15 @@ def test_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_profiler_records_every_leaf(client, data):
+    path, _ = data
+    with hf.Profiler() as prof:
+        hf.read_parquet(path).x.sum().compute(engine=client)
+    res = prof.results
+    assert len(res) == 6 and res["rows"].sum() == N
+    time_cols = [c for c in res.columns if c in ("start", "read_end", "compute_end", "end")]
+    assert time_cols, list(res.columns)
+    assert (res[time_cols].to_numpy() > -1).all()  # on the client's clock (its planning began at 0)
+    assert (res["end"] >= res["start"]).all()
