@@ -71,19 +71,8 @@ def last_run_stats() -> dict:
     return dict(_last_stats)
 
 
-def compute(outputs, comm=None, root=None, engine=None):
+def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
-    # -- DASK: compute(engine=...) / config.engine on a Dask cluster (hpcframe.dask_engine) --
-    if engine is not None or config.engine is not None:
-        from . import dask_engine
-
-        if dask_engine.wants_dask(engine):
-            if comm is not None:
-                raise dask_engine.DaskEngineError(
-                    "compute() got both comm= (the MPI engine) and a Dask engine: pass one of them"
-                )
-            return dask_engine.compute(outputs, engine)
-    # -- end DASK --
     with communicator(comm) as c, interrupt_guard(c), deferred(), stage_scope():
         _share_cores(c)
         if root is not None and not (0 <= root < c.size):

@@ -64,10 +64,22 @@ def compute(*objs, comm=None, root=None, engine=None):
     >>> float(mean), n
     (5.25, 4)
     """
+    from .config import config
     from .execute import compute as run
 
     outputs = [_as_output(o) for o in objs]
-    return tuple(run(outputs, comm=comm, root=root, engine=engine))
+    # -- DASK: compute(engine=...) / config.engine on a Dask cluster (hpcframe.dask_engine) --
+    if engine is not None or config.engine is not None:
+        from . import dask_engine
+
+        if dask_engine.wants_dask(engine):
+            if comm is not None:
+                raise dask_engine.DaskEngineError(
+                    "compute() got both comm= (the MPI engine) and a Dask engine: pass one of them"
+                )
+            return tuple(dask_engine.compute(outputs, engine))
+    # -- end DASK --
+    return tuple(run(outputs, comm=comm, root=root))
 
 
 def _as_output(obj) -> Output:
