@@ -52,16 +52,15 @@ GROUPS = {
 }
 PARALLEL = "tests/parallel"
 # -- DASK: the files of tests/parallel run again with HPCFRAME_TEST_ENGINE=dask (the Dask
-# engine); reductions, group-bys, filters, expressions, dtypes, head/top-n, map_partitions --
+# engine): reductions, group-bys, assign/expressions, dtypes, head/top-n (tests/dask covers
+# map_partitions, errors, diagnostics); about 3 minutes on the 2-core machine --
 DASK_FILES = [
     "test_reductions",
     "test_groupby",
-    "test_filter",
     "test_assign",
     "test_column_types",
     "test_expression_methods",
     "test_topn",
-    "test_map_partitions",
 ]
 # -- end DASK --
 
