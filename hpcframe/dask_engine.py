@@ -464,6 +464,14 @@ def _run_scan(outs, client, stats, plan_scan):
                 results[id(o)] = o.finalize(None if n == 0 else p)
         except BaseException as exc:
             comm.agree(failure(comm, f"finishing the results of {label}", exc))
+    except KeyboardInterrupt as exc:  # Ctrl-C in the notebook: stop the tasks, as the ranks stop
+        error = exc
+        if held:
+            client.cancel(held)
+        raise JobInterrupted(
+            f"interrupted while computing {label} on Dask; its tasks were cancelled",
+            [(0, comm.host, f"computing {label}", "KeyboardInterrupt")],
+        ) from None
     except BaseException as exc:
         error = exc
         if held:

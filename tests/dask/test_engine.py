@@ -250,3 +250,17 @@ def test_profiler_records_every_leaf(client, data):
     assert time_cols, list(res.columns)
     assert (res[time_cols].to_numpy() > -1).all()  # on the client's clock (its planning began at 0)
     assert (res["end"] >= res["start"]).all()
+
+
+def test_interrupt_on_the_client_cancels_and_raises_job_interrupted(client, data):
+    """Ctrl-C while the client waits (here: raised by a callback as the first leaf is
+    reported) cancels the tasks and raises JobInterrupted, as on the other engines."""
+    from hpcframe.callbacks import Callback
+
+    class CtrlC(Callback):
+        def on_leaf_done(self, run, leaf, times):
+            raise KeyboardInterrupt
+
+    with CtrlC(), pytest.raises(hf.JobInterrupted, match="tasks were cancelled"):
+        hf.read_parquet(data[0]).x.sum().compute(engine=client)
+    assert hf.read_parquet(data[0]).len().compute(engine=client) == N  # the cluster still works

@@ -150,3 +150,18 @@ def test_slurm_cluster_end_to_end(slurm_cluster, tmp_path):
         assert not _squeue(name), f"SLURM job still queued after scale(0): {_squeue(name)}"
     assert c.cluster.status.name == "closed"
     assert not _squeue(name)
+
+
+def test_pbs_profile_renders_a_pbs_cluster(tmp_path):
+    """A PBS profile gives a dask-jobqueue PBSCluster (its job script; nothing submitted)."""
+    prof = tmp_path / "pbs.yaml"
+    prof.write_text(
+        "scheduler: pbs\nqueue: workq\naccount: myproject\nntasks_per_node: 2\ncpus_per_task: 1\n"
+        'time: "01:00:00"\nmem: 4G\nmodules: [python/3.11]\n'
+    )
+    with hf.cluster(profile=str(prof), quiet=True) as c:
+        assert c.kind == "pbs"
+        script = c.job_script()
+    for want in ("#PBS -q workq", "#PBS -A myproject", "walltime=01:00:00", "module load python/3.11"):
+        assert want in script, script
+    assert "--nworkers 2" in script or "--nprocs 2" in script, script
