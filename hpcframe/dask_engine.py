@@ -233,15 +233,40 @@ def _leaf_task(source, leaf, outs, wants, parts, read_cols, host_threads=None):
     return partials, times
 
 
-def _partials(x):
-    return x[0] if isinstance(x, tuple) else x
+def _node(x):
+    """``(partials, rows of each leaf read)`` of a tree node: a leaf task's result
+    ``(partials, times)`` or a combine task's."""
+    partials, extra = x
+    return partials, [extra["rows"]] if isinstance(extra, dict) else extra
 
 
-def _combine_task(outs, left, right, where):
-    """Node of the tree: every output's ``combine(left, right)``."""
-    a, b = _partials(left), _partials(right)
+#: tree levels one combine task completes: 8 consecutive nodes of one level -> one node 3
+#: levels up (fewer, larger tasks; the bracketing is the tree's, see _fold)
+FAN_IN = 8
+
+
+def _fold(outs, nodes):
+    """The node ``log2(FAN_IN)`` levels above ``nodes`` (consecutive nodes of one level,
+    starting at a multiple of FAN_IN): pairs ``(2i, 2i+1)`` combined level by level, a lone
+    last node promoted unchanged -- exactly :func:`hpcframe.tree.finish`'s bracketing, since
+    the groups are aligned and only the dataset's last group can be incomplete."""
+    level = [_node(x) for x in nodes]
+    while len(level) > 1:
+        nxt = []
+        for j in range(0, len(level), 2):
+            if j + 1 == len(level):
+                nxt.append(level[j])
+            else:
+                (a, ra), (b, rb) = level[j], level[j + 1]
+                nxt.append(([o.combine(x, y) for o, x, y in zip(outs, a, b)], ra + rb))
+        level = nxt
+    return level[0]
+
+
+def _combine_task(outs, where, *nodes):
+    """Tree nodes ``nodes`` folded into their ancestor (every output's ``combine``)."""
     try:
-        return [o.combine(x, y) for o, x, y in zip(outs, a, b)]
+        return _fold(outs, nodes)
     except BaseException as exc:
         raise _TaskFailed(failure(_TaskComm(0), f"combining the partial results of {where}", exc)) from None
 
@@ -380,7 +405,7 @@ def _run_scan(outs, client, stats, plan_scan):
             run = _run_info(comm, source, outs, leaves, wanted, list(range(n)), t_plan)
         except BaseException as exc:
             comm.agree(failure(comm, "starting the diagnostics callbacks", exc))
-    none = [None] * len(outs)
+    none = ([None] * len(outs), [])  # a tree node no leaf below was read for
     held: list = []  # the small futures (times of each leaf, the root): cancelled on failure
     error = None
     try:
@@ -391,7 +416,7 @@ def _run_scan(outs, client, stats, plan_scan):
             host = str(w.get("host", ""))
             host_threads[host] = host_threads.get(host, 0) + int(w.get("nthreads", 1))
         level: list = []
-        timing: dict = {}  # leaf -> future of its times (the partials stay on the workers)
+        timing: dict = {}  # with diagnostics: leaf -> future of its times (partials stay there)
         # head(n) without a filter: as the local engine, the leaves after the first n rows are
         # not read, and the last one only as far as needed (row counts known from metadata)
         from .execute import _first_rows
@@ -405,6 +430,7 @@ def _run_scan(outs, client, stats, plan_scan):
             for k, o in enumerate(outs)
         ]
         produced = [0] * len(outs)
+        n_tasks = 0
         for i, leaf in enumerate(leaves):
             wants, parts = wanted[i]
             wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
@@ -425,38 +451,38 @@ def _run_scan(outs, client, stats, plan_scan):
                     host_threads,
                     pure=False,
                 )
-                timing[i] = client.submit(_times, f, pure=False)
+                if run is not None:
+                    timing[i] = client.submit(_times, f, pure=False)
                 level.append(f)
+                n_tasks += 1
             else:
                 level.append(none)
         held.extend(timing.values())
-        n_tasks = len(timing)
         # the fixed tree of hpcframe.tree: node (L, i) = combine(node(L-1, 2i), node(L-1, 2i+1)),
-        # a lone left child promoted unchanged
+        # a lone left child promoted unchanged; one task folds FAN_IN nodes (3 levels)
         while len(level) > 1:
             nxt = []
-            for j in range(0, len(level), 2):
-                if j + 1 == len(level):
-                    nxt.append(level[j])
-                    continue
-                a, b = level[j], level[j + 1]
-                if isinstance(a, list) and isinstance(b, list):  # no leaf read below: here
-                    nxt.append([o.combine(x, y) for o, x, y in zip(outs, a, b)])
-                    continue
-                nxt.append(client.submit(_combine_task, outs_f, a, b, label, pure=False))
-                n_tasks += 1
+            for j in range(0, len(level), FAN_IN):
+                group = level[j : j + FAN_IN]
+                if all(isinstance(x, tuple) for x in group):  # no leaf read below: here
+                    nxt.append(_fold(outs, group))
+                elif len(group) == 1:
+                    nxt.append(group[0])
+                else:
+                    nxt.append(client.submit(_combine_task, outs_f, label, *group, pure=False))
+                    n_tasks += 1
             level = nxt
         root = level[0] if level else none
         del level
-        if not isinstance(root, list):
+        if not isinstance(root, tuple):
             held.append(root)
         if run is not None:
             _follow(client, timing, leaves, run, n_tasks)
-        partials = root if isinstance(root, list) else _partials(_result(root, f"computing {label}", n_tasks))
-        if timing:
-            times = client.gather(list(timing.values()))
-            stats["partitions_read"] += len(times)
-            stats["rows_read"] += sum(t["rows"] for t in times)
+        if not isinstance(root, tuple):
+            root = _result(root, f"computing {label}", n_tasks)
+        partials, rows = _node(root)
+        stats["partitions_read"] += len(rows)
+        stats["rows_read"] += sum(rows)
         results = {}
         try:
             for o, p in zip(outs, partials):
