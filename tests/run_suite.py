@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
     if importlib.util.find_spec("distributed") is not None:
         files = ["tests/dask"] + [f"{PARALLEL}/{f}.py" for f in DASK_FILES]
         cmd = ["env", "HPCFRAME_TEST_ENGINE=dask", py, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider"]
-        add(run("parallel queries on the Dask engine (LocalCluster)", cmd + list(extra)))
+        add(run("parallel queries on the Dask engine (LocalCluster)", cmd + list(extra), timeout=2 * TIMEOUT))
     else:
         print("\n=== Dask engine: skipped (distributed is not installed: pip install -e '.[test]')")
     # -- end DASK --
