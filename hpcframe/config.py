@@ -80,6 +80,10 @@ class Config:
         and measured in memory (summed over the ranks), take at most this many bytes;
         otherwise both sides are hash-shuffled by the keys. Every rank then holds the small
         side once, so keep it well below the memory of one rank.
+    engine : None, str, distributed.Client or Dask cluster, default None
+        The engine of ``compute()`` calls without ``engine=``: ``None`` (local, or MPI under
+        mpiexec), ``"dask"`` (a LocalCluster on this machine), a Client or a Dask cluster
+        (see :func:`hpcframe.cluster` and ``docs/dask.md``).
 
     Raises
     ------
@@ -127,6 +131,14 @@ class Config:
     #: is active (``None``: none). ``HPCFRAME_CACHE_DIR``; ``hpcframe run --cache-dir``.
     cache_dir: str | None = _env_str("cache_dir", None)
     # -- end CACHE --
+
+    # -- DASK: the engine setting (hpcframe.dask_engine) --
+    #: Where ``compute()`` runs when no ``engine=`` is given: ``None`` (the local engine, or
+    #: MPI under mpiexec), ``"dask"`` (a LocalCluster), a ``distributed.Client`` or a Dask
+    #: cluster (e.g. :func:`hpcframe.cluster`). Not read from the environment
+    #: (``HPCFRAME_ENGINE=local|mpi`` chooses between the local and MPI engines).
+    engine: object = None
+    # -- end DASK --
 
 
 #: The engine's tunables (see :class:`Config`).

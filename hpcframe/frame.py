@@ -21,7 +21,7 @@ from .stages import POSITION, ShuffleStage
 _VALUE = "__hpcframe_value__"
 
 
-def compute(*objs, comm=None, root=None):
+def compute(*objs, comm=None, root=None, engine=None):
     """Compute several lazy objects with one pass over each dataset they read.
 
     ``comm``: an mpi4py communicator (hpcframe works on a duplicate), or ``None`` for
@@ -38,6 +38,10 @@ def compute(*objs, comm=None, root=None):
         As above.
     root : int, optional
         As above.
+    engine : None, "local", "dask", distributed.Client or Dask cluster, optional
+        Where to run: default ``hpcframe.config.engine`` (``None``: the local engine, or
+        MPI under mpiexec); ``"dask"``, a Client or a cluster (:func:`hpcframe.cluster`):
+        the Dask engine (``docs/dask.md``), whose results are identical.
 
     Returns
     -------
@@ -60,9 +64,21 @@ def compute(*objs, comm=None, root=None):
     >>> float(mean), n
     (5.25, 4)
     """
+    from .config import config
     from .execute import compute as run
 
     outputs = [_as_output(o) for o in objs]
+    # -- DASK: compute(engine=...) / config.engine on a Dask cluster (hpcframe.dask_engine) --
+    if engine is not None or config.engine is not None:
+        from . import dask_engine
+
+        if dask_engine.wants_dask(engine):
+            if comm is not None:
+                raise dask_engine.DaskEngineError(
+                    "compute() got both comm= (the MPI engine) and a Dask engine: pass one of them"
+                )
+            return tuple(dask_engine.compute(outputs, engine))
+    # -- end DASK --
     return tuple(run(outputs, comm=comm, root=root))
 
 
@@ -78,9 +94,9 @@ class Lazy:
     def _output(self) -> Output:
         raise NotImplementedError
 
-    def compute(self, comm=None, root=None):
-        """The pandas result (see :func:`compute` for ``comm`` and ``root``)."""
-        return compute(self, comm=comm, root=root)[0]
+    def compute(self, comm=None, root=None, engine=None):
+        """The pandas result (see :func:`compute` for ``comm``, ``root`` and ``engine``)."""
+        return compute(self, comm=comm, root=root, engine=engine)[0]
 
     def explain(self, comm=None, ranks: int | None = None) -> str:
         """The plan, the pushed-down columns and predicates, the pruned partitions and each

@@ -4,7 +4,9 @@
    under a real mpiexec, and the parallel suite on the local engine, no MPI);
 2. ``pytest tests/cli tests/diagnostics tests/ingest tests/jobs`` in one process: the
    end-to-end tests, which start mpiexec, Chromium or a real SLURM themselves;
-3. ``mpiexec -n N python -m pytest tests/parallel`` once per rank count N = 1, 2, 3, 4 (the
+3. ``HPCFRAME_TEST_ENGINE=dask pytest tests/dask`` and the query files of tests/parallel
+   (:data:`DASK_FILES`): the same queries on the Dask engine, with a LocalCluster;
+4. ``mpiexec -n N python -m pytest tests/parallel`` once per rank count N = 1, 2, 3, 4 (the
    suite launched once per rank count, as Heat and mpi4py do). Rank 0 prints; the other ranks
    write to log files that are shown if the run fails.
 
@@ -49,6 +51,18 @@ GROUPS = {
     "end to end (cli, diagnostics, ingest, jobs with a real SLURM)": ["cli", "diagnostics", "ingest", "jobs"],
 }
 PARALLEL = "tests/parallel"
+# -- DASK: the files of tests/parallel run again with HPCFRAME_TEST_ENGINE=dask (the Dask
+# engine): reductions, group-bys, assign/expressions, dtypes, head/top-n (tests/dask covers
+# map_partitions, errors, diagnostics); about 3 minutes on the 2-core machine --
+DASK_FILES = [
+    "test_reductions",
+    "test_groupby",
+    "test_assign",
+    "test_column_types",
+    "test_expression_methods",
+    "test_topn",
+]
+# -- end DASK --
 
 
 def run(name: str, cmd: list[str], logs: list[str] = (), timeout: int = TIMEOUT) -> dict[str, int]:
@@ -100,6 +114,17 @@ def main(argv: list[str]) -> int:
                 timeout=TIMEOUT * len(paths),
             )
         )
+    # -- DASK: the query tests again on the Dask engine (one LocalCluster of 2 worker processes
+    # per run; stage queries must raise its clear error, see tests/parallel/conftest.py) --
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is not None:
+        files = ["tests/dask"] + [f"{PARALLEL}/{f}.py" for f in DASK_FILES]
+        cmd = ["env", "HPCFRAME_TEST_ENGINE=dask", py, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider"]
+        add(run("parallel queries on the Dask engine (LocalCluster)", cmd + list(extra), timeout=2 * TIMEOUT))
+    else:
+        print("\n=== Dask engine: skipped (distributed is not installed: pip install -e '.[test]')")
+    # -- end DASK --
     mpiexec = os.path.join(BIN, "mpiexec")
     logdir = tempfile.mkdtemp(prefix="hpcframe-test-logs-")
     pytest = f"{shlex.quote(py)} -m pytest {PARALLEL} -q -p no:cacheprovider " + " ".join(

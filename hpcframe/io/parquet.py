@@ -37,6 +37,12 @@ class ParquetSource:
         self._schema = None
         self._open: dict[str, pq.ParquetFile] = {}
 
+    def __getstate__(self):
+        # -- DASK: the source travels to Dask workers; open files stay behind --
+        state = dict(self.__dict__)
+        state["_open"] = {}
+        return state
+
     # -- the source protocol ------------------------------------------------------------
     def schema(self) -> pa.Schema:
         """The dataset schema: the first file's columns, then the hive partition columns."""
