@@ -410,7 +410,9 @@ def _category_values(col: pd.Series) -> pd.Series:
     categories (Arrow's take: no Python string per row, as the cast makes)."""
     cats = col.cat.categories
     if isinstance(cats.dtype, pd.StringDtype):
-        values = cats.array.take(col.cat.codes.to_numpy(), allow_fill=True)
+        codes = col.cat.codes.to_numpy()
+        # no fill without missing values: the result then has no validity bitmap
+        values = cats.array.take(codes, allow_fill=bool((codes < 0).any()))
         return pd.Series(values, index=col.index, name=col.name)
     return col.astype(cats.dtype)
 
