@@ -128,7 +128,10 @@ def sort_by_keys(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     sorts raw int64 keys with ``numpy.lexsort`` (a merge sort per key); here every key
     becomes small ordered codes (an integer key its offset from the minimum, a string key
     its categorical codes, as pandas' sort makes them), combined into one int64 sorted
-    once (stable). The same permutation; other key types use ``sort_values``."""
+    once (stable). The same permutation; one key (pandas sorts it alone, without a lexsort)
+    and other key types use ``sort_values``."""
+    if len(keys) < 2:
+        return table.sort_values(keys, na_position="last", kind="mergesort")
     codes = []
     for k in keys:
         col = table[k]
