@@ -251,8 +251,10 @@ def needed(specs) -> list[tuple[str, str]]:
     return out
 
 
-_FAST = {"sum", "fsum", "count", "size"}
+_FAST = {"sum", "fsum", "count", "size", "min", "max"}
 _MAX_DENSE_GROUPS = 1 << 20
+#: float64 adds integers exactly while every partial sum stays below this magnitude
+_EXACT_FLOAT_INT = 2**53
 
 
 def _dense_codes(df, keys, dropna):
@@ -286,15 +288,30 @@ def _dense_codes(df, keys, dropna):
     return codes, keep, levels, stride
 
 
+def _exact_int_sum(col: pd.Series) -> bool:
+    """Whether every sum of values of the int64 column ``col`` is exact in float64 (so
+    ``numpy.bincount`` sums it exactly, as pandas' integer sum does)."""
+    if col.dtype != np.int64 or len(col) == 0:
+        return col.dtype == np.int64
+    x = col.to_numpy()
+    big = max(abs(int(x.max())), abs(int(x.min())))
+    return big * len(x) < _EXACT_FLOAT_INT
+
+
 def _dense_partial(df, keys, inters, dropna):
     """``chunk_partial`` for sums, counts and sizes over categorical keys: aggregation on
     integer codes with ``numpy.bincount`` (no hashing, no sorting). ``None`` if not
     applicable."""
     if any(inter not in _FAST for _, inter in inters):
         return None
+    sums = {col for col, inter in inters if inter in ("sum", "fsum")}
+    # float sums as before (all float64); integer sums only where float64 adds them exactly,
+    # and not next to float sums (those stay on pandas' compensated path with them)
+    if not (all(df[col].dtype == np.float64 for col in sums) or all(_exact_int_sum(df[col]) for col in sums)):
+        return None
     for col, inter in inters:
-        if inter in ("sum", "fsum") and df[col].dtype != np.float64:
-            return None
+        if inter in ("min", "max") and df[col].dtype != np.int64:
+            return None  # floats: NaN and signed zeros follow pandas' own rules
     dense = _dense_codes(df, keys, dropna)
     if dense is None:
         return None
@@ -326,6 +343,17 @@ def _dense_partial(df, keys, inters, dropna):
         if inter == "count":
             ok = ~pd.isna(x)
             cols[name] = np.bincount(codes[ok], minlength=ngroups)[present].astype(np.int64)
+        elif inter in ("min", "max"):  # int64 (checked above): every present group has a value
+            if inter == "min":
+                acc = np.full(ngroups, np.iinfo(np.int64).max, dtype=np.int64)
+                np.minimum.at(acc, codes, x)
+            else:
+                acc = np.full(ngroups, np.iinfo(np.int64).min, dtype=np.int64)
+                np.maximum.at(acc, codes, x)
+            cols[name] = acc[present]
+        elif x.dtype == np.int64:  # exact in float64 (checked above); as pandas: int64 or float64
+            total = np.bincount(codes, weights=x.astype(np.float64), minlength=ngroups)[present]
+            cols[name] = total.astype(np.int64) if inter == "sum" else total
         else:
             cols[name] = np.bincount(codes, weights=np.where(np.isnan(x), 0.0, x), minlength=ngroups)[present]
     return pd.DataFrame(cols)
@@ -373,8 +401,20 @@ def chunk_partial(
     table = pd.DataFrame(cols).reset_index()
     for k in keys:  # grouped on codes; partials carry values (dictionaries differ per partition)
         if isinstance(table[k].dtype, pd.CategoricalDtype):
-            table[k] = table[k].astype(table[k].cat.categories.dtype)
+            table[k] = _category_values(table[k])
     return table
+
+
+def _category_values(col: pd.Series) -> pd.Series:
+    """``col.astype(col.cat.categories.dtype)``; for string categories by a take on the
+    categories (Arrow's take: no Python string per row, as the cast makes)."""
+    cats = col.cat.categories
+    if isinstance(cats.dtype, pd.StringDtype):
+        codes = col.cat.codes.to_numpy()
+        # no fill without missing values: the result then has no validity bitmap
+        values = cats.array.take(codes, allow_fill=bool((codes < 0).any()))
+        return pd.Series(values, index=col.index, name=col.name)
+    return col.astype(cats.dtype)
 
 
 def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame | None:
@@ -426,12 +466,10 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     several columns: grouping by it is much cheaper than a multi-column group-by."""
     ids = None
     for k in keys:
-        codes, uniques = pd.factorize(t[k], use_na_sentinel=False)
-        codes = codes.astype(np.int64, copy=False)
+        codes, width = _key_codes(t[k])
         if ids is None:
             ids = codes
             continue
-        width = max(len(uniques), 1)
         if int(ids.max(initial=0)) >= (2**62) // width:  # compress before it could overflow
             ids = pd.factorize(ids)[0].astype(np.int64, copy=False)
         ids = ids * width + codes
@@ -441,6 +479,20 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
     np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
     return ids, first
+
+
+def _key_codes(col: pd.Series) -> tuple[np.ndarray, int]:
+    """``(codes, width)``: an int64 code per value of ``col`` in ``[0, width)``, equal codes
+    for equal values (missing values one code). A numpy integer column with a small range is
+    coded by its offset from the minimum (no hashing); anything else is factorized."""
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu" and len(col):
+        x = col.to_numpy()
+        lo, hi = int(x.min()), int(x.max())
+        if hi - lo < max(4 * len(x), 1 << 16):
+            return (x - lo).astype(np.int64, copy=False) if lo else x.astype(np.int64), hi - lo + 1
+    codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    return codes.astype(np.int64, copy=False), max(len(uniques), 1)
 
 
 def _combine_moments(t, gb, col, ids):
