@@ -333,7 +333,9 @@ def source_fingerprint(source):
     settings = sorted(
         (k, _simple(v))
         for k, v in vars(source).items()
-        if not k.startswith("_") and k not in ("files", "label", "root", "path", "paths")
+        # not the files, names and planning records (CSVSource.examined: which rank planned
+        # which file, which changes when a file is appended)
+        if not k.startswith("_") and k not in ("files", "label", "root", "path", "paths", "examined")
     )
     schema = source.schema()
     return (
