@@ -183,7 +183,8 @@ class Cache:
     hash_content : bool, default False
         Identify files by a SHA-256 of their bytes instead of (size, mtime): robust to
         files rewritten within the file system's timestamp resolution, or copied with new
-        times, at the cost of reading each file once per process.
+        times, at the cost of reading each file once per computation (hashes are
+        never remembered between computations: an in-place rewrite keeps size, times and inode).
     halflife : float, default 1000
         Accesses after which an old use counts half (the cachey policy's decay).
 
@@ -269,25 +270,28 @@ def current() -> Cache | None:
 # ------------------------------------------------------------------------------------------
 # keys: the block's identity and the plan's fingerprint
 # ------------------------------------------------------------------------------------------
-_hashes: dict = {}
-
-
 def _file_id(path: str, hash_content: bool):
-    """``(size, mtime_ns)`` or ``("sha256", hex)`` of a file; ``None`` if not a file."""
+    """``(size, mtime_ns)`` or ``("sha256", hex)`` of a file; ``None`` if not a file.
+
+    The content hash is computed at every call, never remembered across computations by
+    (path, size, mtime, inode): a file rewritten in place with the same size within the
+    timestamp resolution (or with its times restored) keeps all four, and a remembered hash
+    would serve its old partials — exactly what ``hash_content=True`` promises to prevent.
+    (:class:`ScanCache` asks once per file and scan.)"""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if not hash_content:
         return (st.st_size, st.st_mtime_ns)
-    k = (path, st.st_size, st.st_mtime_ns, st.st_ino)
-    if k not in _hashes:
-        h = hashlib.sha256()
+    h = hashlib.sha256()
+    try:
         with open(path, "rb") as fh:
             for b in iter(lambda: fh.read(1 << 20), b""):
                 h.update(b)
-        _hashes[k] = ("sha256", h.hexdigest())
-    return _hashes[k]
+    except OSError:
+        return None
+    return ("sha256", h.hexdigest())
 
 
 def block_identity(parts, hash_content: bool = False, files: dict | None = None, rows: bool = True):
