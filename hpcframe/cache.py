@@ -345,7 +345,13 @@ def source_fingerprint(source):
         type(source).__name__,
         getattr(source, "format", ""),
         settings,
-        schema.to_string(show_field_metadata=True, show_schema_metadata=False),
+        # in full: to_string cuts names and types past 100 characters, metadata past ~80
+        schema.to_string(
+            show_field_metadata=True,
+            show_schema_metadata=False,
+            truncate_metadata=False,
+            element_size_limit=1 << 30,
+        ),
     )
 
 

@@ -418,3 +418,29 @@ if st is not None:
             # None where pandas keeps the column's name (cached and uncached agree)
             want = want.rename(None)
         assert_same(uncached, want, exact=exact, msg=what)
+
+
+# ----------------------------------------------------------------------------------------------
+# regression: the source's fingerprint holds its schema in full (pyarrow's to_string cuts long
+# names, types and metadata, so two schemas differing past the cut would share entries)
+# ----------------------------------------------------------------------------------------------
+def test_source_fingerprint_holds_long_names_and_metadata_in_full():
+    import pyarrow as pa
+
+    from hpcframe.cache import source_fingerprint
+
+    class _Source:
+        format = "parquet"
+
+        def __init__(self, schema):
+            self._schema = schema
+
+        def schema(self):
+            return self._schema
+
+    long = "c" * 150
+    a = pa.schema([pa.field(long + "1", pa.int64(), metadata={b"hpcframe": b"x" * 100 + b"1"})])
+    b = pa.schema([pa.field(long + "1", pa.int64(), metadata={b"hpcframe": b"x" * 100 + b"2"})])
+    c = pa.schema([pa.field(long + "2", pa.int64(), metadata={b"hpcframe": b"x" * 100 + b"1"})])
+    fps = {repr(source_fingerprint(_Source(s))) for s in (a, b, c)}
+    assert len(fps) == 3
