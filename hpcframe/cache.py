@@ -18,10 +18,10 @@ path, size and modification time in ns — or a SHA-256 of their content with
 ``hash_content=True`` — and the row groups / row ranges read) and a fingerprint of the plan
 that produced it (the source's options and schema, every filter, assignment, projection and
 sort of the chain with their literal values, the aggregation's keys and intermediates, the
-dtypes, and the versions of hpcframe, pandas, pyarrow and NumPy), never the number of ranks:
-the combine tree is fed the stored partials in place of computed ones, so results are
-identical to a fresh run on any rank count. Appending a file adds blocks (only they are
-read); modifying or deleting a file changes the identity of its blocks only.
+dtypes, and the versions of hpcframe (and a hash of its source files), pandas, pyarrow and
+NumPy), never the number of ranks: the combine tree is fed the stored partials in place of
+computed ones, so results are identical to a fresh run on any rank count. Appending a file
+adds blocks (only they are read); modifying or deleting a file changes the identity of its blocks only.
 
 Only partials that round-trip exactly are cached: group-by and reduction partials
 (``AggOutput`` with built-in aggregations) of chains of filters, assignments, projections and
@@ -337,7 +337,8 @@ def source_fingerprint(source):
     settings = sorted(
         (k, _simple(v))
         for k, v in vars(source).items()
-        if not k.startswith("_") and k not in ("files", "label", "root", "path", "paths")
+        # not "examined" either: CSV's record of how each file was sized (names every file)
+        if not k.startswith("_") and k not in ("files", "label", "root", "path", "paths", "examined")
     )
     schema = source.schema()
     return (
@@ -357,13 +358,33 @@ def source_fingerprint(source):
 
 @functools.lru_cache(maxsize=1)
 def _version() -> str:
-    """hpcframe's installed version ("" when run from a source tree)."""
+    """hpcframe's installed version and a SHA-256 of its own source files.
+
+    The version alone is not enough: an editable install or a source tree keeps one version
+    string across code changes, and entries made by older code (a partial computed
+    differently before a fix) would be served to newer code as if they were right. Hashing
+    the package's ``.py`` files (about 1 MB) costs a millisecond once per process."""
     from importlib import metadata
 
     try:
-        return metadata.version("hpcframe")
+        version = metadata.version("hpcframe")
     except metadata.PackageNotFoundError:
-        return ""
+        version = ""
+    package = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for folder, dirs, names in os.walk(package):
+        dirs.sort()
+        for name in sorted(names):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            h.update(os.path.relpath(path, package).encode() + b"\0")
+            try:
+                with open(path, "rb") as fh:
+                    h.update(fh.read())
+            except OSError:
+                h.update(b"<unreadable>")
+    return f"{version}+{h.hexdigest()[:16]}"
 
 
 def plan_fingerprint(plan, source) -> str | None:

@@ -444,3 +444,23 @@ def test_source_fingerprint_holds_long_names_and_metadata_in_full():
     c = pa.schema([pa.field(long + "2", pa.int64(), metadata={b"hpcframe": b"x" * 100 + b"1"})])
     fps = {repr(source_fingerprint(_Source(s))) for s in (a, b, c)}
     assert len(fps) == 3
+
+
+# ----------------------------------------------------------------------------------------------
+# regression: entries made by other hpcframe code are never used (the version string alone
+# stays the same across the commits of a source tree or an editable install)
+# ----------------------------------------------------------------------------------------------
+def test_code_change_changes_every_key(tmp_path, monkeypatch):
+    import hpcframe.cache as C
+
+    real = C._version()
+    package = os.path.dirname(os.path.abspath(C.__file__))
+    copy = tmp_path / "hpcframe"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(C, "__file__", str(copy / "cache.py"))
+    same = C._version.__wrapped__()
+    with open(copy / "aggregations.py", "a") as fh:
+        fh.write("\n# a fix in how partials are computed\n")
+    changed = C._version.__wrapped__()
+    assert same == real  # a copy of the same code: the same keys
+    assert changed != same
