@@ -18,10 +18,10 @@ path, size and modification time in ns — or a SHA-256 of their content with
 ``hash_content=True`` — and the row groups / row ranges read) and a fingerprint of the plan
 that produced it (the source's options and schema, every filter, assignment, projection and
 sort of the chain with their literal values, the aggregation's keys and intermediates, the
-dtypes, and the versions of hpcframe, pandas, pyarrow and NumPy), never the number of ranks:
-the combine tree is fed the stored partials in place of computed ones, so results are
-identical to a fresh run on any rank count. Appending a file adds blocks (only they are
-read); modifying or deleting a file changes the identity of its blocks only.
+dtypes, and the versions of hpcframe (and a hash of its source files), pandas, pyarrow and
+NumPy), never the number of ranks: the combine tree is fed the stored partials in place of
+computed ones, so results are identical to a fresh run on any rank count. Appending a file
+adds blocks (only they are read); modifying or deleting a file changes the identity of its blocks only.
 
 Only partials that round-trip exactly are cached: group-by and reduction partials
 (``AggOutput`` with built-in aggregations) of chains of filters, assignments, projections and
@@ -183,7 +183,8 @@ class Cache:
     hash_content : bool, default False
         Identify files by a SHA-256 of their bytes instead of (size, mtime): robust to
         files rewritten within the file system's timestamp resolution, or copied with new
-        times, at the cost of reading each file once per process.
+        times, at the cost of reading each file once per computation (hashes are
+        never remembered between computations: an in-place rewrite keeps size, times and inode).
     halflife : float, default 1000
         Accesses after which an old use counts half (the cachey policy's decay).
 
@@ -269,25 +270,28 @@ def current() -> Cache | None:
 # ------------------------------------------------------------------------------------------
 # keys: the block's identity and the plan's fingerprint
 # ------------------------------------------------------------------------------------------
-_hashes: dict = {}
-
-
 def _file_id(path: str, hash_content: bool):
-    """``(size, mtime_ns)`` or ``("sha256", hex)`` of a file; ``None`` if not a file."""
+    """``(size, mtime_ns)`` or ``("sha256", hex)`` of a file; ``None`` if not a file.
+
+    The content hash is computed at every call, never remembered across computations by
+    (path, size, mtime, inode): a file rewritten in place with the same size within the
+    timestamp resolution (or with its times restored) keeps all four, and a remembered hash
+    would serve its old partials — exactly what ``hash_content=True`` promises to prevent.
+    (:class:`ScanCache` asks once per file and scan.)"""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if not hash_content:
         return (st.st_size, st.st_mtime_ns)
-    k = (path, st.st_size, st.st_mtime_ns, st.st_ino)
-    if k not in _hashes:
-        h = hashlib.sha256()
+    h = hashlib.sha256()
+    try:
         with open(path, "rb") as fh:
             for b in iter(lambda: fh.read(1 << 20), b""):
                 h.update(b)
-        _hashes[k] = ("sha256", h.hexdigest())
-    return _hashes[k]
+    except OSError:
+        return None
+    return ("sha256", h.hexdigest())
 
 
 def block_identity(parts, hash_content: bool = False, files: dict | None = None, rows: bool = True):
@@ -333,8 +337,7 @@ def source_fingerprint(source):
     settings = sorted(
         (k, _simple(v))
         for k, v in vars(source).items()
-        # not the files, names and planning records (CSVSource.examined: which rank planned
-        # which file, which changes when a file is appended)
+        # not "examined" either: CSV's record of how each file was sized (names every file)
         if not k.startswith("_") and k not in ("files", "label", "root", "path", "paths", "examined")
     )
     schema = source.schema()
@@ -343,19 +346,45 @@ def source_fingerprint(source):
         type(source).__name__,
         getattr(source, "format", ""),
         settings,
-        schema.to_string(show_field_metadata=True, show_schema_metadata=False),
+        # in full: to_string cuts names and types past 100 characters, metadata past ~80
+        schema.to_string(
+            show_field_metadata=True,
+            show_schema_metadata=False,
+            truncate_metadata=False,
+            element_size_limit=1 << 30,
+        ),
     )
 
 
 @functools.lru_cache(maxsize=1)
 def _version() -> str:
-    """hpcframe's installed version ("" when run from a source tree)."""
+    """hpcframe's installed version and a SHA-256 of its own source files.
+
+    The version alone is not enough: an editable install or a source tree keeps one version
+    string across code changes, and entries made by older code (a partial computed
+    differently before a fix) would be served to newer code as if they were right. Hashing
+    the package's ``.py`` files (about 1 MB) costs a millisecond once per process."""
     from importlib import metadata
 
     try:
-        return metadata.version("hpcframe")
+        version = metadata.version("hpcframe")
     except metadata.PackageNotFoundError:
-        return ""
+        version = ""
+    package = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for folder, dirs, names in os.walk(package):
+        dirs.sort()
+        for name in sorted(names):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            h.update(os.path.relpath(path, package).encode() + b"\0")
+            try:
+                with open(path, "rb") as fh:
+                    h.update(fh.read())
+            except OSError:
+                h.update(b"<unreadable>")
+    return f"{version}+{h.hexdigest()[:16]}"
 
 
 def plan_fingerprint(plan, source) -> str | None:
