@@ -10,7 +10,7 @@ profile (``hpcframe submit``)          dask-jobqueue
 ``partition`` (``queue``)              ``queue``
 ``account``                            ``account``
 ``time``                               ``walltime``
-``mem``                                ``memory`` (of one job)
+``mem``                                ``memory`` (of one job, as MiB: both binary)
 ``ntasks_per_node`` x ``cpus_per_task``  ``cores`` (of one job)
 ``ntasks_per_node``                    ``processes`` (worker processes per job)
 ``extra_directives``                   ``job_extra_directives``
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import shlex
 
-from .base import JobError
+from .base import JobError, parse_mem
 
 
 def jobqueue_kwargs(values: dict) -> dict:
@@ -56,12 +56,15 @@ def jobqueue_kwargs(values: dict) -> dict:
         ("partition", "queue"),
         ("account", "account"),
         ("time", "walltime"),
-        ("mem", "memory"),
         ("python", "python"),
         ("name", "job_name"),
     ):
         if values.get(src) not in (None, ""):
             out[dst] = str(values[src])
+    if values.get("mem") not in (None, ""):
+        # a profile's mem is binary (SLURM/PBS: 16G = 16 GiB); Dask reads "16G" as 16e9 bytes,
+        # so it gets MiB, which it reads as binary too
+        out["memory"] = f"{parse_mem(values['mem'])}MiB"
     if values.get("extra_directives"):
         out["job_extra_directives"] = [str(d) for d in values["extra_directives"]]
     prologue = [f"module load {shlex.quote(str(m))}" for m in values.get("modules") or []]

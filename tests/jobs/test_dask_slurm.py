@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import hpcframe as hf
+from hpcframe.jobs.base import parse_mem
 from hpcframe.jobs.dask import jobqueue_kwargs
 from hpcframe.jobs.profiles import from_dask_jobqueue, load_profile
 
@@ -62,7 +63,7 @@ def test_profile_to_jobqueue_and_back(tmp_path):
     )
     kw = jobqueue_kwargs(load_profile(str(prof)))
     assert kw["queue"] == "short" and kw["account"] == "proj" and kw["walltime"] == "02:00:00"
-    assert kw["memory"] == "16G" and kw["cores"] == 8 and kw["processes"] == 4
+    assert kw["memory"] == "16384MiB" and kw["cores"] == 8 and kw["processes"] == 4
     assert kw["job_extra_directives"] == ["--constraint=ib"]
     assert kw["job_script_prologue"] == [
         "module load python/3.11",
@@ -76,7 +77,7 @@ def test_profile_to_jobqueue_and_back(tmp_path):
     cfg.write_text(yaml.safe_dump({"jobqueue": {"slurm": section}}))
     back = from_dask_jobqueue("slurm", str(cfg))
     assert back["partition"] == "short" and back["account"] == "proj" and back["time"] == "02:00:00"
-    assert back["mem"] == "16G" and back["extra_directives"] == ["--constraint=ib"]
+    assert parse_mem(back["mem"]) == parse_mem("16G") and back["extra_directives"] == ["--constraint=ib"]
     # the job script dask-jobqueue renders from it (no submission)
     from dask_jobqueue import SLURMCluster
 
