@@ -1336,9 +1336,10 @@ class GroupBy:
     def size(self):
         """The number of rows per group, as pandas computes it (lazy: a :class:`Result`)."""
         specs = [("", "size")]
-        if self._as_index:
+        if self._as_index:  # pandas names it after the column of a SeriesGroupBy, else None
+            name = self._selection[0] if self._series else None
             return self._result(
-                specs, None, lambda m: self._pandas_groupby(m).size(), series_name=None, label="groupby size"
+                specs, None, lambda m: self._pandas_groupby(m).size(), series_name=name, label="groupby size"
             )
         return self._result(
             specs, pd.Index(["size"]), lambda m: self._pandas_groupby(m).size(), label="groupby size"

@@ -417,10 +417,6 @@ if st is not None:
         _equal(second, uncached, what + " [cached twice]")
         _equal(disk, uncached, what + " [disk only]")
         exact = agg in ("count", "size", "nunique", "min", "max", "first", "last")
-        if agg == "size" and isinstance(want, pd.Series):
-            # found here, not a cache matter: hpcframe's SeriesGroupBy.size() names its result
-            # None where pandas keeps the column's name (cached and uncached agree)
-            want = want.rename(None)
         assert_same(uncached, want, exact=exact, msg=what)
 
 

@@ -33,6 +33,7 @@ AGGS = {
     "mean": (lambda g: g.x.mean(), False),
     "count": (lambda g: g.count(), True),
     "size": (lambda g: g.size(), True),
+    "series_size": (lambda g: g.x.size(), True),  # named after the column, as pandas names it
     "min": (lambda g: g[["x", "n", "name", "ts"]].min(), True),
     "max": (lambda g: g[["x", "n", "name", "ts"]].max(), True),
     "var": (lambda g: g[["x", "y"]].var(), False),
