@@ -67,19 +67,39 @@ def _flat_kind(values: np.ndarray) -> bool:
     return False
 
 
+def _distinct_pairs(g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``(g, v)`` pairs of numbers (no missing values), sorted by ``g`` then
+    ``v``: one sort, no hash tables (``nunique`` needs only how many values a group has,
+    not their order). Equal as numpy compares them, so ``-0.0`` equals ``0.0`` as in
+    pandas."""
+    key = v.view(np.int64) if v.dtype.kind in "mM" else v
+    order = np.lexsort((key, g))
+    g, v = g[order], v[order]
+    del order
+    key = v.view(np.int64) if v.dtype.kind in "mM" else v
+    new = np.ones(len(g), dtype=bool)
+    if len(g) > 1:
+        new[1:] = (g[1:] != g[:-1]) | (key[1:] != key[:-1])
+    return g[new], v[new]
+
+
 def _uniq_by_group(sgb, ids, values) -> pd.Series:
-    """Per group of ``sgb`` (in its order), the distinct non-missing ``values`` of its rows,
-    in order of first appearance: ``ids`` is each value's group number (``sgb.ngroup()``
+    """Per group of ``sgb`` (in its order), the distinct non-missing ``values`` of its rows
+    (in order of first appearance, or sorted for numbers): ``ids`` is each value's group number (``sgb.ngroup()``
     numbering; NaN for rows in no group). A list column on Arrow (flat offsets and values)
     where the values allow it, else an object column of numpy arrays."""
     size = sgb.size()
     ids = np.asarray(ids, dtype="float64")
     keep = ~np.isnan(ids) & ~np.asarray(pd.isna(values), dtype=bool).reshape(-1)
-    pairs = pd.DataFrame({"g": ids[keep].astype(np.int64), "v": values[keep]}).drop_duplicates()
-    g = pairs["g"].to_numpy()
-    order = np.argsort(g, kind="stable")  # by group, first appearance within it
-    g, v = g[order], pairs["v"].to_numpy()[order]
-    del pairs, order
+    if isinstance(values, np.ndarray) and _flat_kind(values):
+        g, v = _distinct_pairs(ids[keep].astype(np.int64), values[keep])
+    else:
+        pairs = pd.DataFrame({"g": ids[keep].astype(np.int64), "v": values[keep]}).drop_duplicates()
+        g = pairs["g"].to_numpy()
+        order = np.argsort(g, kind="stable")  # by group, first appearance within it
+        g, v = g[order], pairs["v"].to_numpy()[order]
+        del pairs, order
+    del ids, keep
     bounds = np.searchsorted(g, np.arange(len(size) + 1))
     if _flat_kind(v):
         lists = pa.LargeListArray.from_arrays(pa.array(bounds.astype(np.int64)), pa.array(v))
