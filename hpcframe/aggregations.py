@@ -128,9 +128,40 @@ def _uniq_chunk(sgb):
 
 
 def _uniq_combine(sgb):
-    lengths, values = _uniq_flat(sgb.obj)
+    col = sgb.obj
+    rows = sgb.ngroup().to_numpy()
+    if isinstance(col.dtype, pd.ArrowDtype) and rows.dtype.kind in "iu" and (rows >= 0).all():
+        return _uniq_combine_lists(sgb, col, rows.astype(np.int64, copy=False))
+    lengths, values = _uniq_flat(col)
     ids = np.repeat(sgb.ngroup().to_numpy().astype("float64"), lengths)
     return _uniq_by_group(sgb, ids, values)
+
+
+def _uniq_combine_lists(sgb, col: pd.Series, rows: np.ndarray) -> pd.Series:
+    """:func:`_uniq_combine` of Arrow list partials (``rows``: each partial row's group).
+    A group met in one partial row keeps that row's list as it is (the partials of
+    neighbouring blocks share few groups): only the groups met in several rows have their
+    values merged, and the result is one ``take`` of the lists, no per-value temporaries."""
+    size = sgb.size()
+    n = len(size)
+    lists = pa.chunked_array(col.array._pa_array).combine_chunks()  # type: ignore[attr-defined]
+    counts = np.bincount(rows, minlength=n)
+    first = np.full(n, len(rows), dtype=np.int64)
+    np.minimum.at(first, rows, np.arange(len(rows), dtype=np.int64))
+    multi = np.flatnonzero(counts > 1)  # ascending group numbers
+    if not len(multi):
+        result = lists.take(pa.array(first))
+        return pd.Series(pd.arrays.ArrowExtensionArray(result), index=size.index)
+    mine = counts[rows] > 1  # the partial rows of those groups
+    part = lists.filter(pa.array(mine))
+    lengths = pc.fill_null(pc.list_value_length(part), 0).to_numpy().astype(np.int64)
+    g, v = _distinct_pairs(np.repeat(rows[mine], lengths), part.flatten().to_numpy(zero_copy_only=False))
+    offsets = np.append(np.searchsorted(g, multi), len(g)).astype(np.int64)
+    merged = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(v, type=lists.type.value_type))
+    index = first
+    index[multi] = len(lists) + np.arange(len(multi), dtype=np.int64)
+    result = pa.chunked_array([lists, merged]).take(pa.array(index))
+    return pd.Series(pd.arrays.ArrowExtensionArray(result), index=size.index)
 
 
 def _uniq_count(col: pd.Series) -> pd.Series:
