@@ -85,9 +85,10 @@ def _distinct_pairs(g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _uniq_by_group(sgb, ids, values) -> pd.Series:
     """Per group of ``sgb`` (in its order), the distinct non-missing ``values`` of its rows
-    (in order of first appearance, or sorted for numbers): ``ids`` is each value's group number (``sgb.ngroup()``
-    numbering; NaN for rows in no group). A list column on Arrow (flat offsets and values)
-    where the values allow it, else an object column of numpy arrays."""
+    (in order of first appearance, or sorted for numbers): ``ids`` is each value's group
+    number (``sgb.ngroup()`` numbering; NaN for rows in no group). A list column on Arrow
+    (flat offsets and values) where the values allow it, else an object column of numpy
+    arrays."""
     size = sgb.size()
     ids = np.asarray(ids, dtype="float64")
     keep = ~np.isnan(ids) & ~np.asarray(pd.isna(values), dtype=bool).reshape(-1)
@@ -114,7 +115,7 @@ def _uniq_flat(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """``(lengths, values)`` of a column of nunique partials: the number of distinct values
     of each row's group and all of them, row after row."""
     if isinstance(col.dtype, pd.ArrowDtype):
-        lists = pa.chunked_array(col.array._pa_array).combine_chunks()  # type: ignore[attr-defined]
+        lists = pa.chunked_array(col.array._pa_array).combine_chunks()
         lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
         return lengths, lists.flatten().to_numpy(zero_copy_only=False)
     arrays = [np.asarray(a) for a in col]
@@ -144,7 +145,7 @@ def _uniq_combine_lists(sgb, col: pd.Series, rows: np.ndarray) -> pd.Series:
     values merged, and the result is one ``take`` of the lists, no per-value temporaries."""
     size = sgb.size()
     n = len(size)
-    lists = pa.chunked_array(col.array._pa_array).combine_chunks()  # type: ignore[attr-defined]
+    lists = pa.chunked_array(col.array._pa_array).combine_chunks()
     counts = np.bincount(rows, minlength=n)
     first = np.full(n, len(rows), dtype=np.int64)
     np.minimum.at(first, rows, np.arange(len(rows), dtype=np.int64))
