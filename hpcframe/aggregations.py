@@ -145,7 +145,7 @@ def _uniq_combine_lists(sgb, col: pd.Series, rows: np.ndarray) -> pd.Series:
     values merged, and the result is one ``take`` of the lists, no per-value temporaries."""
     size = sgb.size()
     n = len(size)
-    lists = pa.chunked_array(col.array._pa_array).combine_chunks()
+    lists = col.array._pa_array  # a ChunkedArray: no copy of the concatenated partials
     counts = np.bincount(rows, minlength=n)
     first = np.full(n, len(rows), dtype=np.int64)
     np.minimum.at(first, rows, np.arange(len(rows), dtype=np.int64))
@@ -154,14 +154,14 @@ def _uniq_combine_lists(sgb, col: pd.Series, rows: np.ndarray) -> pd.Series:
         result = lists.take(pa.array(first))
         return pd.Series(pd.arrays.ArrowExtensionArray(result), index=size.index)
     mine = counts[rows] > 1  # the partial rows of those groups
-    part = lists.filter(pa.array(mine))
+    part = lists.filter(pa.array(mine)).combine_chunks()
     lengths = pc.fill_null(pc.list_value_length(part), 0).to_numpy().astype(np.int64)
     g, v = _distinct_pairs(np.repeat(rows[mine], lengths), part.flatten().to_numpy(zero_copy_only=False))
     offsets = np.append(np.searchsorted(g, multi), len(g)).astype(np.int64)
     merged = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(v, type=lists.type.value_type))
     index = first
     index[multi] = len(lists) + np.arange(len(multi), dtype=np.int64)
-    result = pa.chunked_array([lists, merged]).take(pa.array(index))
+    result = pa.chunked_array([*lists.chunks, merged], type=lists.type).take(pa.array(index))
     return pd.Series(pd.arrays.ArrowExtensionArray(result), index=size.index)
 
 
