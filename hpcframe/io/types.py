@@ -235,7 +235,7 @@ def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
     schema): a bool column with nulls in the dataset is object even in a block without any,
     an ``object`` column of a pandas frame comes back as Python objects."""
     declared = declared if declared is not None else table.schema
-    df = table.to_pandas(date_as_object=False, split_blocks=True)
+    df = table.to_pandas(date_as_object=False, split_blocks=True, types_mapper=_arrow_backed(table.schema))
     for f in declared:
         flag = dtype_flag(f)
         if flag is None or f.name not in table.column_names:
@@ -250,12 +250,35 @@ def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
     return df
 
 
+# -- Q21MEM: Arrow-backed pandas columns (ArrowDtype) come back as such --
+def _arrow_backed(schema: pa.Schema):
+    """A ``types_mapper`` for ``to_pandas`` giving the columns that pandas wrote as
+    ``ArrowDtype`` (e.g. ``large_list<item: int64>[pyarrow]``, which pyarrow cannot parse
+    by name) back as ``ArrowDtype``; ``None`` when there are none."""
+    meta = schema.pandas_metadata or {}
+    names = {
+        c.get("field_name", c.get("name"))
+        for c in meta.get("columns", [])
+        if str(c.get("numpy_type", "")).endswith("[pyarrow]")
+    }
+    types = {f.type for f in schema if f.name in names}
+    if not types:
+        return None
+    import pandas as pd
+
+    return lambda t: pd.ArrowDtype(t) if t in types else None
+
+
 def _extension(col, name: str, index):
     """A column as a pandas nullable extension array (``Int64``, ``boolean``, ``Float64``...)."""
     import pandas as pd
 
-    dtype = pd.api.types.pandas_dtype(name)
     chunked = col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])
+    # -- Q21MEM: an Arrow-backed column (pandas cannot parse nested types such as
+    #    "large_list<item: int64>[pyarrow]" by name): the Arrow data as it is --
+    if name.endswith("[pyarrow]"):
+        return pd.Series(pd.arrays.ArrowExtensionArray(chunked), index=index)
+    dtype = pd.api.types.pandas_dtype(name)
     return pd.Series(dtype.__from_arrow__(chunked), index=index, dtype=dtype)
 
 
