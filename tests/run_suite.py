@@ -52,8 +52,9 @@ GROUPS = {
 }
 PARALLEL = "tests/parallel"
 # -- DASK: the files of tests/parallel run again with HPCFRAME_TEST_ENGINE=dask (the Dask
-# engine): reductions, group-bys, assign/expressions, dtypes, head/top-n (tests/dask covers
-# map_partitions, errors, diagnostics); about 3 minutes on the 2-core machine --
+# engine): reductions, group-bys, assign/expressions, dtypes, head/top-n, filters and pushdown,
+# special values, subtotals (tests/dask covers map_partitions, errors, diagnostics); about 3–4
+# minutes on the 2-core machine --
 DASK_FILES = [
     "test_reductions",
     "test_groupby",
@@ -61,6 +62,11 @@ DASK_FILES = [
     "test_column_types",
     "test_expression_methods",
     "test_topn",
+    "test_filter",
+    "test_special_values",
+    "test_reduction_types",
+    "test_subtotals",
+    "test_pushdown_types",
 ]
 # -- end DASK --
 
