@@ -183,6 +183,20 @@ def wrap(sched, p: JobParams, lines: list[str]) -> list[str]:
     return lines[:-1] + body_lines(sched, p, lines[-1])
 
 
+class Requeueable:
+    """Mixin for the schedulers that can requeue a job (SLURM, PBS Pro, Torque): their
+    :class:`~hpcframe.jobs.base.Scheduler` hooks for ``requeue``/``signal``/``retries`` are
+    :func:`validate` and :func:`wrap` (the base scheduler refuses them)."""
+
+    def check_checkpoint(self, p: JobParams) -> None:
+        """Validate ``requeue``/``signal``/``retries`` (:func:`validate`)."""
+        validate(p)
+
+    def wrap_launch(self, p: JobParams, lines: list[str]) -> list[str]:
+        """The launch line wrapped for checkpoint, requeue and retries (:func:`wrap`)."""
+        return wrap(self, p, lines)
+
+
 # --------------------------------------------------------------------------------------------
 # inside the job: leave MPI cleanly after an agreed checkpoint
 # --------------------------------------------------------------------------------------------

@@ -23,8 +23,11 @@ import os
 import re
 
 from .base import ArraySpec, JobError, JobParams, Scheduler, _split_words, run_command, task_order
+from .checkpoint import Requeueable
 
-_STATES = {
+#: qstat's job_state letters -> hpcframe's words (PBS Pro; Torque's C = completed; F = finished,
+#: shown by ``qstat -x``)
+PBS_STATES = {
     "Q": "PENDING",
     "H": "PENDING",
     "W": "PENDING",
@@ -35,10 +38,12 @@ _STATES = {
     "B": "RUNNING",
     "X": "COMPLETED",
     "M": "RUNNING",
+    "F": "COMPLETED",
+    "C": "COMPLETED",
 }
 
 
-class PBSPro(Scheduler):
+class PBSPro(Requeueable, Scheduler):
     """PBS Pro: ``-l select=...`` chunks, ``-J`` arrays, ``qstat -x`` for finished jobs."""
 
     name = "pbs"
@@ -48,22 +53,6 @@ class PBSPro(Scheduler):
     managed = ("-N", "-l", "-q", "-A", "-o", "-e", "-J", "-t", "-W", "-r")  # CHECKPOINT: -r
     ntasks_shell = '"$(wc -l < "$PBS_NODEFILE")"'
     array_env = "PBS_ARRAY_INDEX"
-
-    # -- CHECKPOINT: checkpoint and requeue (hpcframe.jobs.checkpoint) --
-    def check_checkpoint(self, p: JobParams) -> None:
-        """Validate ``requeue``/``signal``/``retries`` (:func:`hpcframe.jobs.checkpoint.validate`)."""
-        from .checkpoint import validate
-
-        validate(p)
-
-    def wrap_launch(self, p: JobParams, lines: list[str]) -> list[str]:
-        """The launch line wrapped for checkpoint, requeue and retries
-        (:func:`hpcframe.jobs.checkpoint.wrap`)."""
-        from .checkpoint import wrap
-
-        return wrap(self, p, lines)
-
-    # -- end CHECKPOINT --
 
     def check(self, p: JobParams) -> None:
         """Extra directives as :meth:`check_extra`; arrays need two or more tasks."""
@@ -338,6 +327,6 @@ def parse_qstat_f(text: str) -> list[tuple[str, str, str]]:
             cancelled = code in ("271", "-1")
             state = "COMPLETED" if code in (None, "0") else ("CANCELLED" if cancelled else "FAILED")
         else:
-            state = _STATES.get(st, "UNKNOWN")
+            state = PBS_STATES.get(st, "UNKNOWN")
         out.append((r["id"], state, f"job_state={st}" + (f" exit_status={code}" if code else "")))
     return out

@@ -24,6 +24,7 @@ import sys
 import time as _time
 
 from .base import CommandError, JobError, check_job_id, find_run_dir, run_command, scheduler_for, write_atomic
+from .pbs import PBS_STATES
 
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
 """States a job task does not leave."""
@@ -162,21 +163,6 @@ def query(scheduler: str, job_id: str) -> list[dict]:
     return scheduler_for(scheduler).query(job_id)
 
 
-_PBS_STATES = {
-    "Q": "PENDING",
-    "H": "PENDING",
-    "W": "PENDING",
-    "T": "PENDING",
-    "S": "RUNNING",
-    "R": "RUNNING",
-    "E": "RUNNING",
-    "B": "RUNNING",
-    "X": "COMPLETED",
-    "F": "COMPLETED",
-    "C": "COMPLETED",
-}
-
-
 def query_pbs(job_id: str, torque: bool = False) -> list[dict]:
     """:func:`query` for PBS Pro (``qstat -x -f``) and Torque (``qstat -f``)."""
     cmd = ["qstat", "-f", job_id] if torque else ["qstat", "-x", "-f", job_id]
@@ -210,7 +196,7 @@ def parse_qstat_full(text: str) -> list[dict]:
             cur[last] += raw.strip()
     out = []
     for kv in tasks:
-        state = _PBS_STATES.get(kv.get("job_state", ""), "UNKNOWN")
+        state = PBS_STATES.get(kv.get("job_state", ""), "UNKNOWN")
         code = kv.get("Exit_status", "").strip()
         status = int(code) if re.fullmatch(r"-?\d+", code) else None
         if status is not None and status < 0:

@@ -6,6 +6,7 @@ import os
 import re
 
 from .base import CommandError, JobError, JobParams, Scheduler, run_command, task_order
+from .checkpoint import Requeueable
 
 # scheduler words -> hpcframe's states
 _STATES = {
@@ -28,7 +29,7 @@ _STATES = {
 }
 
 
-class Slurm(Scheduler):
+class Slurm(Requeueable, Scheduler):
     """SLURM: ``#SBATCH`` directives, ranks started with ``srun --mpi=pmi2``."""
 
     name = "slurm"
@@ -68,22 +69,6 @@ class Slurm(Scheduler):
     )
     ntasks_shell = '"${SLURM_NTASKS:-${SLURM_NPROCS:-1}}"'
     array_env = "SLURM_ARRAY_TASK_ID"
-
-    # -- CHECKPOINT: checkpoint and requeue (hpcframe.jobs.checkpoint) --
-    def check_checkpoint(self, p: JobParams) -> None:
-        """Validate ``requeue``/``signal``/``retries`` (:func:`hpcframe.jobs.checkpoint.validate`)."""
-        from .checkpoint import validate
-
-        validate(p)
-
-    def wrap_launch(self, p: JobParams, lines: list[str]) -> list[str]:
-        """The launch line wrapped for checkpoint, requeue and retries
-        (:func:`hpcframe.jobs.checkpoint.wrap`)."""
-        from .checkpoint import wrap
-
-        return wrap(self, p, lines)
-
-    # -- end CHECKPOINT --
 
     # -- JOBSRENDER: exclusive nodes --
     def check(self, p: JobParams) -> None:
@@ -207,9 +192,9 @@ class Slurm(Scheduler):
         return parse_scontrol_tasks(proc.stdout) if proc.returncode == 0 else []
 
 
-def parse_scontrol(text: str) -> list[tuple[str, str, str]]:
-    """``[(task id, STATE, detail)]`` from ``scontrol show job --oneliner`` output."""
-    rows = []
+def _scontrol_jobs(text: str):
+    """``(task id, {field: value})`` per job line of ``scontrol show job --oneliner`` output;
+    array tasks are ``A_T``."""
     for line in text.splitlines():
         kv: dict[str, str] = dict(re.findall(r"(\w+)=(\S*)", line))
         if "JobId" not in kv:
@@ -217,6 +202,13 @@ def parse_scontrol(text: str) -> list[tuple[str, str, str]]:
         tid = kv["JobId"]
         if kv.get("ArrayJobId") and kv.get("ArrayTaskId"):
             tid = f"{kv['ArrayJobId']}_{kv['ArrayTaskId']}"
+        yield tid, kv
+
+
+def parse_scontrol(text: str) -> list[tuple[str, str, str]]:
+    """``[(task id, STATE, detail)]`` from ``scontrol show job --oneliner`` output."""
+    rows = []
+    for tid, kv in _scontrol_jobs(text):
         state = kv.get("JobState", "UNKNOWN")
         detail = f"Reason={kv.get('Reason', '')} ExitCode={kv.get('ExitCode', '')}"
         rows.append((tid, _STATES.get(state, state), detail))
@@ -239,13 +231,7 @@ def parse_scontrol_tasks(text: str) -> list[dict]:
     array tasks), ``name``, ``state`` (hpcframe's word), ``exit_status``, ``elapsed``,
     ``stdout``, ``stderr``, ``workdir``, ``user``, ``reason``."""
     tasks = []
-    for line in text.splitlines():
-        kv: dict[str, str] = dict(re.findall(r"(\w+)=(\S*)", line))
-        if "JobId" not in kv:
-            continue
-        tid = kv["JobId"]
-        if kv.get("ArrayJobId") and kv.get("ArrayTaskId"):
-            tid = f"{kv['ArrayJobId']}_{kv['ArrayTaskId']}"
+    for tid, kv in _scontrol_jobs(text):
         state = kv.get("JobState", "UNKNOWN")
         tasks.append(
             {
