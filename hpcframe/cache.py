@@ -555,11 +555,10 @@ class ScanCache:
             if not w:
                 continue
             if key is None:
-                for level in ("memory partials", "disk partials"):
-                    if (level == "memory partials" and mem is not None) or (
-                        level == "disk partials" and store is not None
-                    ):
-                        _count(level, "uncacheable")
+                if mem is not None:
+                    _count("memory partials", "uncacheable")
+                if store is not None:
+                    _count("disk partials", "uncacheable")
                 continue
             value = mem.get(key, _MISS) if mem is not None else _MISS
             if value is not _MISS and mem is not None:
