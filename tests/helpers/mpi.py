@@ -79,6 +79,21 @@ def allsum(value):
     return sum(allgather(value))
 
 
+def on_root(fn) -> None:
+    """Once every rank is here, run ``fn`` on rank 0 (files are shared); every rank waits, and
+    a failure on rank 0 fails the test on every rank (instead of leaving them at a barrier)."""
+    barrier()  # no rank still reads the files fn changes
+    error = None
+    if rank() == 0:
+        try:
+            fn()
+        except Exception as exc:  # tell the other ranks instead of leaving them at the barrier
+            error = repr(exc)
+    errors = allgather(error)
+    if any(errors):
+        pytest.fail(f"setting up on rank 0 failed: {next(e for e in errors if e)}")
+
+
 def mpiexec(n: int, *args) -> list[str]:
     """The command ``mpiexec -n n args...``."""
     return [MPIEXEC, "-n", str(n), *map(str, args)]

@@ -44,20 +44,6 @@ def _write_day(folder: str, i: int, frame: pd.DataFrame | None = None) -> None:
     )
 
 
-def _on_root(fn) -> None:
-    """Once every rank is here, run ``fn`` on rank 0 (files are shared); every rank waits."""
-    mpi.barrier()  # no rank still reads the files fn changes
-    error = None
-    if mpi.rank() == 0:
-        try:
-            fn()
-        except Exception as exc:  # tell the other ranks instead of leaving them at the barrier
-            error = repr(exc)
-    errors = mpi.allgather(error)
-    if any(errors):
-        pytest.fail(f"setting up on rank 0 failed: {errors[0]}")
-
-
 @pytest.fixture
 def daily(shared_dir, request):
     """A fresh folder of 4 daily files and a cache folder beside it (shared by the ranks)."""
@@ -70,7 +56,7 @@ def daily(shared_dir, request):
         for i in range(4):
             _write_day(data, i)
 
-    _on_root(make)
+    mpi.on_root(make)
     return data, cache
 
 
@@ -190,7 +176,7 @@ def test_disk_cache_survives_the_process_and_rank_count(daily):
         with hf.Cache(dir=cache):
             hf.compute(*_queries(hf.read_parquet(data)), comm=comm)
 
-    _on_root(fill)
+    mpi.on_root(fill)
     hits = _count("disk partials", "hits")
     with hf.Cache(dir=cache):
         got, read = _run(data)
@@ -205,7 +191,7 @@ def test_incremental_append_modify_delete(daily):
     with hf.Cache(dir=cache):
         _run(data)
         # append a day: only its 2 blocks are read
-        _on_root(lambda: _write_day(data, 4))
+        mpi.on_root(lambda: _write_day(data, 4))
         got, read = _run(data)
         assert read == 2
         _identical(got, _run_plain(data))
@@ -219,13 +205,13 @@ def test_incremental_append_modify_delete(daily):
             st = os.stat(os.path.join(data, "day01.parquet"))
             os.utime(os.path.join(data, "day01.parquet"), ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
 
-        _on_root(modify)
+        mpi.on_root(modify)
         got, read = _run(data)
         assert read == 2
         _identical(got, _run_plain(data))
         _check_pandas(got, data)
         # delete a day: nothing is read, the day is gone from the results
-        _on_root(lambda: os.remove(os.path.join(data, "day02.parquet")))
+        mpi.on_root(lambda: os.remove(os.path.join(data, "day02.parquet")))
         got, read = _run(data)
         assert read == 0
         _identical(got, _run_plain(data))
@@ -291,7 +277,7 @@ def test_corrupt_and_foreign_entries_are_recomputed(daily):
             fh.write(bytes([byte[0] ^ 0xFF]))
         shutil.copyfile(paths[3], paths[2])  # a valid entry of another key
 
-    _on_root(damage)
+    mpi.on_root(damage)
     rejected = _count("disk partials", "rejected")
     with hf.Cache(dir=cache):
         got, read = _run(data)
@@ -345,7 +331,7 @@ def test_csv_append_reads_only_the_new_file(daily, cfg):
         os.makedirs(csv, exist_ok=True)
         _day(i).to_csv(os.path.join(csv, f"day{i:02d}.csv"), index=False)
 
-    _on_root(lambda: [write(i) for i in range(3)])
+    mpi.on_root(lambda: [write(i) for i in range(3)])
 
     def run():
         df = hf.read_csv(os.path.join(csv, "*.csv"))
@@ -354,7 +340,7 @@ def test_csv_append_reads_only_the_new_file(daily, cfg):
 
     with hf.Cache(dir=cache):
         _, first = run()
-        _on_root(lambda: write(3))
+        mpi.on_root(lambda: write(3))
         got, read = run()
     assert (first, read) == (3, 1)
     plain, _ = run()

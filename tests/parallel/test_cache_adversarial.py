@@ -27,20 +27,6 @@ from tests.helpers.compare import assert_same
 CACHE_SIZE = "64MB"
 
 
-def _on_root(fn) -> None:
-    """Once every rank is here, run ``fn`` on rank 0 (files are shared); every rank waits."""
-    mpi.barrier()
-    error = None
-    if mpi.rank() == 0:
-        try:
-            fn()
-        except Exception as exc:  # tell the other ranks instead of leaving them at the barrier
-            error = repr(exc)
-    errors = mpi.allgather(error)
-    if any(errors):
-        pytest.fail(f"setting up on rank 0 failed: {errors[0]}")
-
-
 def _frame(seed: int, n: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     kf = rng.integers(0, 4, n).astype("float64")
@@ -86,7 +72,7 @@ def data(shared_dir):
         small.to_hdf(h5, key="a", format="table")
         (small.assign(x=small.x * 10)).to_hdf(h5, key="b", format="table")
 
-    _on_root(make)
+    mpi.on_root(make)
     ref = pd.concat(frames, ignore_index=True)
     return root, ref
 
@@ -94,7 +80,7 @@ def data(shared_dir):
 @pytest.fixture
 def cache_dir(shared_dir, request):
     path = os.path.join(shared_dir, "cache-adv-" + request.node.name.replace("[", "-").replace("]", ""))
-    _on_root(lambda: shutil.rmtree(path, ignore_errors=True))
+    mpi.on_root(lambda: shutil.rmtree(path, ignore_errors=True))
     return path
 
 
@@ -318,7 +304,7 @@ def test_hash_content_sees_an_in_place_rewrite_in_the_same_process(shared_dir, c
         st = os.stat(path)
         times["t"] = (st.st_atime_ns, st.st_mtime_ns, st.st_size, st.st_ino)
 
-    _on_root(write_first)
+    mpi.on_root(write_first)
     with hf.Cache(CACHE_SIZE, dir=cache_dir, hash_content=True):
         assert_same(hf.read_parquet(folder).groupby("k").x.sum(), before.groupby("k").x.sum())
 
@@ -329,7 +315,7 @@ def test_hash_content_sees_an_in_place_rewrite_in_the_same_process(shared_dir, c
         assert (st.st_size, st.st_ino) == times["t"][2:], "the rewrite should keep size and inode"
         os.utime(path, ns=times["t"][:2])  # and the times (as within a coarse timestamp tick)
 
-    _on_root(rewrite_in_place)
+    mpi.on_root(rewrite_in_place)
     # the same process (its memory of file hashes) and the same cache object kind
     with hf.Cache(CACHE_SIZE, dir=cache_dir, hash_content=True):
         assert_same(hf.read_parquet(folder).groupby("k").x.sum(), after.groupby("k").x.sum())
