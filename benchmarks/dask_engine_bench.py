@@ -26,17 +26,11 @@ Prints one JSON line per (workload, repetition): {"engine", "query", "rep", "sec
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import glob
 import json
 import os
 import sys
 import time
-
-import pandas as pd
-
-Q1_CUTOFF = pd.Timestamp(dt.date(1998, 12, 1) - dt.timedelta(days=90))
-Q6_FROM, Q6_TO = pd.Timestamp("1994-01-01"), pd.Timestamp("1995-01-01")
 
 
 def seed_files(out: str) -> str:
@@ -58,38 +52,22 @@ def seed_files(out: str) -> str:
 
 # ------------------------------------------------------------------------------- hpcframe
 def hf_queries(lineitem: str, seed: str):
+    from tpch_hpcframe import q1, q6  # the TPC-H texts of the MPI benchmark, in the pandas API
+
     import hpcframe as hf
 
     li = hf.read_parquet(lineitem)
-    f = li[li.l_shipdate <= Q1_CUTOFF]
-    f = f.assign(disc_price=f.l_extendedprice * (1 - f.l_discount))
-    f = f.assign(charge=f.disc_price * (1 + f.l_tax))
-    q1 = f.groupby(["l_returnflag", "l_linestatus"]).agg(
-        sum_qty=("l_quantity", "sum"),
-        sum_base_price=("l_extendedprice", "sum"),
-        sum_disc_price=("disc_price", "sum"),
-        sum_charge=("charge", "sum"),
-        avg_qty=("l_quantity", "mean"),
-        avg_price=("l_extendedprice", "mean"),
-        avg_disc=("l_discount", "mean"),
-        count_order=("l_quantity", "count"),
-    )
-    g = li[
-        (li.l_shipdate >= Q6_FROM)
-        & (li.l_shipdate < Q6_TO)
-        & li.l_discount.between(0.05, 0.07)
-        & (li.l_quantity < 24)
-    ]
-    q6 = (g.l_extendedprice * g.l_discount).sum()
     fl = hf.read_csv(seed)
     aa = fl[fl.carrier == "AA"]
     s = aa.groupby(["year", "month", "day"])[["dep_delay", "arr_delay"]].sum()
-    return {"q1": q1, "q6": q6, "seed": s}
+    return {"q1": q1(li), "q6": q6(li), "seed": s}
 
 
 # ------------------------------------------------------------------------------- Dask DataFrame
 def dd_queries(lineitem: str, seed: str):
     import dask.dataframe as dd
+    from tpch_hpcframe import q1 as tpch_q1
+    from tpch_hpcframe import q6 as tpch_q6
 
     def q1():
         li = dd.read_parquet(
@@ -106,31 +84,13 @@ def dd_queries(lineitem: str, seed: str):
         )
         li = li.astype({c: "float64" for c in ("l_quantity", "l_extendedprice", "l_discount", "l_tax")})
         li["l_shipdate"] = dd.to_datetime(li.l_shipdate)
-        f = li[li.l_shipdate <= Q1_CUTOFF]
-        f = f.assign(disc_price=f.l_extendedprice * (1 - f.l_discount))
-        f = f.assign(charge=f.disc_price * (1 + f.l_tax))
-        return f.groupby(["l_returnflag", "l_linestatus"]).agg(
-            sum_qty=("l_quantity", "sum"),
-            sum_base_price=("l_extendedprice", "sum"),
-            sum_disc_price=("disc_price", "sum"),
-            sum_charge=("charge", "sum"),
-            avg_qty=("l_quantity", "mean"),
-            avg_price=("l_extendedprice", "mean"),
-            avg_disc=("l_discount", "mean"),
-            count_order=("l_quantity", "count"),
-        )
+        return tpch_q1(li)
 
     def q6():
         li = dd.read_parquet(lineitem, columns=["l_shipdate", "l_discount", "l_quantity", "l_extendedprice"])
         li = li.astype({c: "float64" for c in ("l_quantity", "l_extendedprice", "l_discount")})
         li["l_shipdate"] = dd.to_datetime(li.l_shipdate)
-        g = li[
-            (li.l_shipdate >= Q6_FROM)
-            & (li.l_shipdate < Q6_TO)
-            & li.l_discount.between(0.05, 0.07)
-            & (li.l_quantity < 24)
-        ]
-        return (g.l_extendedprice * g.l_discount).sum()
+        return tpch_q6(li)
 
     def s():
         fl = dd.read_csv(seed, compression="xz", blocksize=None)
