@@ -21,6 +21,8 @@ computes it collectively:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -438,7 +440,7 @@ class _Side:
 
     limit = None
 
-    def __init__(self, stage: JoinStage, which: str, rank: int, whole=None):
+    def __init__(self, stage: JoinStage, which: str, rank: int, whole: Probe | None = None):
         self.stage, self.which, self.rank, self.whole = stage, which, rank, whole
         self.node = stage.left if which == "left" else stage.right
         self.pairs = stage.left_cols if which == "left" else stage.right_cols
@@ -462,13 +464,7 @@ class _Side:
         this block's part of the result (the block itself is not kept)."""
         block = shape_side(df, self.pairs, self.order, leaf.row_offset, self.stage.how)
         if self.whole is not None:
-            stage = self.stage
-            res = (
-                merge_part(stage, block, self.whole)
-                if self.which == "left"
-                else merge_part(stage, self.whole, block)
-            )
-            block = _finish_part(stage, res)
+            block = _finish_part(self.stage, merge_block(self.stage, block, self.whole))
         self.frames[leaf.index] = block
         return {leaf.index: self.rank}
 
@@ -532,6 +528,171 @@ def merge_part(stage: JoinStage, left, right):
                     lv, rv = lv.astype(object), rv.astype(object)
                 out[h] = lv.where(present, rv)
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# the broadcast side, hashed once
+# ------------------------------------------------------------------------------------------
+_RADIX_LIMIT = 1 << 62  # several keys are combined into one int64 code below this
+
+
+def _probe_dtype(dtype) -> bool:
+    """Whether keys of ``dtype`` are matched by :class:`Probe` (NumPy numbers, bools,
+    datetimes and timedeltas: what ``pandas.Index.get_indexer`` matches exactly as ``merge``
+    and ``isin`` do, NaN and NaT matching each other)."""
+    return isinstance(dtype, np.dtype) and dtype.kind in "biufmM"
+
+
+class _HashIndex(NamedTuple):
+    """:class:`Probe`'s index: per key the Index of its distinct values and their number
+    (several keys: one int64 code per row, mixed radix, and the Index of the distinct
+    codes); the rows of ``whole`` by group (``order``), ``counts`` and ``starts`` per group."""
+
+    uniques: list
+    radices: list
+    combined: pd.Index | None
+    counts: np.ndarray
+    starts: np.ndarray
+    order: np.ndarray
+
+
+class Probe:
+    """The broadcast side of a join (``whole``), its keys hashed once for all the blocks of
+    the other side merged with it (``pandas.merge`` and ``isin`` hash the whole side again for
+    every block: at TPC-H scale factor 10 that was most of a broadcast join's time).
+
+    The matches of a block are computed from the hash index and handed to pandas as row
+    positions (:meth:`indexers`); the result is built by ``take`` and so has pandas' values
+    and dtypes. Only the cases where that is provably pandas' result use it
+    (:meth:`usable`): same key dtypes on both sides (:func:`_probe_dtype`), no indicator,
+    and every row of the block's side kept (inner joins; left/right joins whose block rows
+    all found a match). Everything else goes through :func:`merge_part`.
+    """
+
+    def __init__(self, stage: JoinStage, which: str, whole: pd.DataFrame):
+        self.stage, self.which, self.whole = stage, which, whole
+        self.keys = stage.left_keys if which == "left" else stage.right_keys
+        self.other_keys = stage.right_keys if which == "left" else stage.left_keys
+        self._index: _HashIndex | None = None
+        self._unusable = False  # too many distinct key combinations for one int64
+
+    def usable(self, block: pd.DataFrame) -> bool:
+        """Whether :meth:`merge` computes this block's result (see the class docstring)."""
+        stage = self.stage
+        if stage.indicator or stage.how in ("cross", "outer") or stage.join_keys:
+            return False
+        kept = {"semi": "left", "anti": "left", "left": "left", "right": "right"}.get(stage.how)
+        if kept == self.which:  # the side every row of which is kept is not the probed one
+            return False
+        for k, ok in zip(self.keys, self.other_keys):
+            dtype = self.whole[k].dtype
+            if dtype != block[ok].dtype or not _probe_dtype(dtype):
+                return False
+        return self._build() is not None
+
+    def _build(self) -> _HashIndex | None:
+        if self._index is None and not self._unusable:
+            whole = self.whole
+            uniques, codes, radices = [], None, []
+            size = 1
+            for k in self.keys:
+                c, u = pd.factorize(whole[k].to_numpy(), use_na_sentinel=False)
+                uniques.append(pd.Index(u))
+                radices.append(len(u))
+                size *= max(len(u), 1)
+                if size >= _RADIX_LIMIT:
+                    self._unusable = True
+                    return None
+                c = c.astype(np.int64, copy=False)
+                codes = c if codes is None else codes * len(u) + c
+            assert codes is not None  # a join that is not a cross join has keys
+            if len(self.keys) > 1:
+                group, combos = pd.factorize(codes)
+                combined = pd.Index(combos)
+            else:
+                group, combined = codes, None
+            counts = np.bincount(group, minlength=len(combined) if combined is not None else radices[0])
+            order = np.argsort(group, kind="stable")
+            starts = np.cumsum(counts) - counts
+            self._index = _HashIndex(uniques, radices, combined, counts, starts, order)
+        return self._index
+
+    def _groups(self, block: pd.DataFrame) -> np.ndarray:
+        """The group of every block row's keys in ``whole`` (-1: no match)."""
+        ix = self._build()
+        assert ix is not None
+        uniques, radices, combined = ix.uniques, ix.radices, ix.combined
+        codes: np.ndarray | None = None
+        missing = np.zeros(len(block), dtype=bool)
+        for k, u, r in zip(self.other_keys, uniques, radices):
+            c = u.get_indexer(block[k].to_numpy()).astype(np.int64, copy=False)
+            missing |= c < 0
+            codes = c if codes is None else codes * r + c
+        assert codes is not None
+        if combined is None:
+            return codes
+        out = combined.get_indexer(np.where(missing, 0, codes)).astype(np.int64, copy=False)
+        out[missing] = -1
+        return out
+
+    def contains(self, block: pd.DataFrame) -> np.ndarray:
+        """For a semi/anti join: whether each block row's key is among ``whole``'s values
+        (``isin``, NaN matching NaN)."""
+        return self._groups(block) >= 0
+
+    def indexers(self, block: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, bool]:
+        """``(block rows, whole rows, every block row matched)`` of the matches: block rows
+        in order, and for each the matching whole rows in ``whole``'s order (pandas' order of
+        an inner merge with the block on the left)."""
+        ix = self._build()
+        assert ix is not None
+        counts, starts, order = ix.counts, ix.starts, ix.order
+        g = self._groups(block)
+        found = g >= 0
+        per = np.zeros(len(block), dtype=np.int64)
+        at = np.zeros(len(block), dtype=np.int64)
+        per[found] = counts[g[found]]
+        at[found] = starts[g[found]]
+        total = int(per.sum())
+        rows = np.repeat(np.arange(len(block), dtype=np.int64), per)
+        within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per) - per, per)
+        return rows, order[np.repeat(at, per) + within], bool(found.all())
+
+    def merge(self, block: pd.DataFrame):
+        """The block's merge with ``whole`` (as :func:`merge_part` gives it), or ``None`` when
+        it must go through pandas (a left/right join with an unmatched row of the block, or
+        too many key combinations for the index)."""
+        stage = self.stage
+        if self._build() is None:
+            return None
+        if stage.how in ("semi", "anti"):
+            mask = self.contains(block)
+            return block[~mask if stage.how == "anti" else mask]
+        rows, matches, all_found = self.indexers(block)
+        if stage.how != "inner" and not all_found:
+            return None
+        if stage.how == "inner" and self.which == "left":  # left rows first, as pandas
+            perm = np.argsort(matches, kind="stable")
+            rows, matches = rows[perm], matches[perm]
+        left, right = (self.whole, block) if self.which == "left" else (block, self.whole)
+        lrows, rrows = (matches, rows) if self.which == "left" else (rows, matches)
+        cols = {c: left[c].take(lrows).reset_index(drop=True) for c in left.columns}
+        for c in right.columns:
+            if c not in cols:  # a key of the same name on both sides: the left one
+                cols[c] = right[c].take(rrows).reset_index(drop=True)
+        return pd.DataFrame(cols, copy=False)
+
+
+def merge_block(stage: JoinStage, block: pd.DataFrame, probe: Probe):
+    """One block of the side that is not broadcast merged with the broadcast side (held by
+    ``probe``): by the probe's hash index where it gives pandas' result, else by pandas."""
+    if probe.usable(block):
+        res = probe.merge(block)
+        if res is not None:
+            return res
+    if probe.which == "left":
+        return merge_part(stage, probe.whole, block)
+    return merge_part(stage, block, probe.whole)
 
 
 def _finish_part(stage: JoinStage, df):
@@ -640,7 +801,7 @@ def materialise_join(stage: JoinStage, comm, engine):
     if strategy == "shuffle":
         return _shuffle(stage, sides, comm, engine)
     small = strategy.split()[1]
-    whole = _gather_side(stage, small, sides.pop(small)[0], comm, engine)
+    whole = Probe(stage, small, _gather_side(stage, small, sides.pop(small)[0], comm, engine))
     if stream:
         frames, owners_of_leaves = _read(stage, other, comm, engine, whole)
         return _by_leaf(frames, owners_of_leaves)
@@ -700,8 +861,7 @@ def _broadcast(stage: JoinStage, sides: dict, small: str, whole, comm, engine):
     try:
         for leaf in sorted(held):
             block = held.pop(leaf)
-            res = merge_part(stage, block, whole) if big == "left" else merge_part(stage, whole, block)
-            out[leaf] = _finish_part(stage, res)
+            out[leaf] = _finish_part(stage, merge_block(stage, block, whole))
     except BaseException as exc:
         error = failure(comm, context, exc)
     comm.agree(error or engine._interrupted(comm, context))

@@ -1,0 +1,161 @@
+"""The broadcast side's hash index (:class:`hpcframe.joins.Probe`) against pandas.
+
+A broadcast join merges every block of one side with the whole other side. The probe hashes
+the whole side once and hands pandas the matching row positions; this file checks, block by
+block, that its result is the one ``pandas.merge`` / ``isin`` give (:func:`merge_part`):
+same rows, order, values and dtypes, for inner, left, right, semi and anti joins, one and
+two keys of every dtype it accepts (ints, floats with NaN and -0.0, bools, datetimes with
+NaT, timedeltas), duplicate keys on both sides, empty sides and the whole side on the left
+or the right. The end-to-end merges (every strategy, on 1–4 ranks) are in
+``tests/parallel/test_merge.py`` and ``test_semi_join.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import hpcframe as hf
+from hpcframe import joins
+
+KEYS = {
+    "i": st.sampled_from([0, 1, 2, -(2**63), 2**63 - 1]),
+    "f": st.sampled_from([np.nan, 0.0, -0.0, 1.5, np.inf, -np.inf]),
+    "b": st.booleans(),
+    "M": st.sampled_from([None, "2024-01-01", "2024-01-02 05:00:00"]),
+    "m": st.sampled_from([None, 0, 3600]),
+}
+
+
+def _column(kind, values):
+    if kind == "i":
+        return np.array(values, dtype=np.int64)
+    if kind == "f":
+        return np.array(values, dtype=np.float64)
+    if kind == "b":
+        return np.array(values, dtype=bool)
+    if kind == "M":
+        stamps = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
+        return stamps.astype("datetime64[ns]").to_numpy()
+    return pd.to_timedelta(pd.Series(values, dtype="float64"), unit="s").to_numpy()
+
+
+def _frame(kinds, rows, value):
+    cols = {f"k{j}": _column(kind, [r[j] for r in rows]) for j, kind in enumerate(kinds)}
+    cols[value] = np.arange(len(rows), dtype=np.int64) * 10
+    return pd.DataFrame(cols)
+
+
+def _stage(lp, rp, how, keys):
+    lf, rf = hf.from_pandas(lp), hf.from_pandas(rp)
+    if how in ("semi", "anti"):
+        test = lf[keys[0]].isin(rf[keys[0]])
+        node = lf[~test if how == "anti" else test].node
+    else:
+        node = lf.merge(rf, on=keys, how=how).node
+    return node.scan().source
+
+
+def _shaped(stage, which, df):
+    pairs = stage.left_cols if which == "left" else stage.right_cols
+    order = stage.left_order if which == "left" else stage.right_order
+    return joins.shape_side(df, pairs, order, 0, stage.how)
+
+
+def _check(stage, whole_side, lp, rp):
+    block_side = "right" if whole_side == "left" else "left"
+    whole = _shaped(stage, whole_side, lp if whole_side == "left" else rp)
+    block = _shaped(stage, block_side, lp if block_side == "left" else rp)
+    probe = joins.Probe(stage, whole_side, whole)
+    assert probe.usable(block)
+    got = probe.merge(block)
+    if got is None:  # a left/right join with an unmatched row: pandas computes it
+        assert stage.how in ("left", "right")
+        return
+    pair = (block, whole) if block_side == "left" else (whole, block)
+    expected = joins.merge_part(stage, *pair)
+    pd.testing.assert_frame_equal(joins._finish_part(stage, got), joins._finish_part(stage, expected))
+
+
+@st.composite
+def _case(draw):
+    kinds = draw(st.sampled_from([["i"], ["f"], ["b"], ["M"], ["m"], ["i", "f"], ["M", "b"]]))
+    row = st.tuples(*[KEYS[k] for k in kinds])
+    return kinds, draw(st.lists(row, max_size=20)), draw(st.lists(row, max_size=20))
+
+
+def _settings(examples):
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+@_settings(150)
+@given(case=_case(), how=st.sampled_from(["inner", "left", "right"]))
+def test_probe_merge_equals_pandas(case, how):
+    kinds, left, right = case
+    lp, rp = _frame(kinds, left, "a"), _frame(kinds, right, "b")
+    keys = [f"k{j}" for j in range(len(kinds))]
+    stage = _stage(lp, rp, how, keys)
+    # the side whose every row is kept is never the broadcast one
+    for whole_side in {"inner": ("left", "right"), "left": ("right",), "right": ("left",)}[how]:
+        _check(stage, whole_side, lp, rp)
+
+
+@_settings(80)
+@given(case=_case(), how=st.sampled_from(["semi", "anti"]))
+def test_probe_isin_equals_pandas(case, how):
+    kinds, left, right = case
+    lp, rp = _frame(kinds[:1], left, "a"), _frame(kinds[:1], right, "b")
+    stage = _stage(lp, rp, how, ["k0"])
+    whole = joins.shape_side(rp, stage.right_cols, stage.right_order, 0, how)
+    block = _shaped(stage, "left", lp)
+    probe = joins.Probe(stage, "right", whole)
+    assert probe.usable(block)
+    pd.testing.assert_frame_equal(probe.merge(block), joins.merge_part(stage, block, whole))
+
+
+def test_duplicates_on_both_sides_keep_pandas_order():
+    """Every pair of duplicates meets, in pandas' order (left rows first, then right rows)."""
+    lp = pd.DataFrame({"k0": [3, 1, 3, 2, 3, 1], "a": np.arange(6)})
+    rp = pd.DataFrame({"k0": [1, 3, 3, 4, 1], "b": np.arange(5) * 10})
+    stage = _stage(lp, rp, "inner", ["k0"])
+    for whole_side in ("left", "right"):
+        _check(stage, whole_side, lp, rp)
+
+
+def test_unmatched_row_of_a_left_join_goes_to_pandas():
+    """A left join whose block has an unmatched row is pandas' (its int columns of the other
+    side become float64 there); every row matched: the probe's result, dtypes kept."""
+    lp = pd.DataFrame({"k0": [1, 2], "a": [1, 2]})
+    rp = pd.DataFrame({"k0": [1], "b": [7]})
+    stage = _stage(lp, rp, "left", ["k0"])
+    whole, block = _shaped(stage, "right", rp), _shaped(stage, "left", lp)
+    probe = joins.Probe(stage, "right", whole)
+    assert probe.merge(block) is None
+    got = joins.merge_block(stage, block, probe)
+    assert got["b"].dtype == np.float64 and np.isnan(got["b"].iloc[1])
+    assert probe.merge(block.iloc[:1]).b.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "left, right",
+    [
+        (np.array([1, 2], dtype=np.int64), np.array([1.0, 2.0])),  # int vs float keys
+        (pd.array(["a"], dtype="str"), pd.array(["a"], dtype="str")),  # strings
+        (pd.Categorical(["a"]), pd.Categorical(["a"])),  # categoricals
+    ],
+)
+def test_other_key_types_are_not_probed(left, right):
+    """Keys whose matching the probe does not reproduce exactly stay with pandas."""
+    lp, rp = pd.DataFrame({"k0": left}), pd.DataFrame({"k0": right, "b": np.arange(len(right))})
+    stage = _stage(lp, rp, "inner", ["k0"])
+    probe = joins.Probe(stage, "right", _shaped(stage, "right", rp))
+    assert not probe.usable(_shaped(stage, "left", lp))
