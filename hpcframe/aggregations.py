@@ -467,7 +467,8 @@ def _dense_partial(df, keys, inters, dropna):
         elif x.dtype == np.int64:  # exact in float64 (checked above); as pandas: int64 or float64
             total = totals.get(col)
             if total is None:
-                total = totals[col] = np.bincount(codes, weights=x.astype(np.float64), minlength=ngroups)[present]
+                w = x.astype(np.float64)
+                total = totals[col] = np.bincount(codes, weights=w, minlength=ngroups)[present]
             cols[name] = total.astype(np.int64) if inter == "sum" else total.copy()
         else:
             total = totals.get(col)

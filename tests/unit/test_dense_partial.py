@@ -88,7 +88,8 @@ def _reference(df, keys, inters, dropna):
                     if not np.isnan(x):
                         acc += float(x)
                 out.append(acc)
-        kind = np.float64 if (inter in ("sum", "fsum") and df[col].dtype != np.int64) or inter == "fsum" else np.int64
+        floats = inter == "fsum" or (inter == "sum" and df[col].dtype != np.int64)
+        kind = np.float64 if floats else np.int64
         cols[name] = np.array(out, dtype=kind)
     return pd.DataFrame(cols)
 
@@ -105,9 +106,10 @@ def test_dense_partial_matches_row_by_row_reference(case):
     if len(want) == 0:  # no group (e.g. every key missing, dropna): numpy's empty bincount is int
         return
     for k in keys:
-        assert got[k].astype(object).where(got[k].notna(), None).tolist() == want[k].where(
-            want[k].notna(), None
-        ).tolist()
+        assert (
+            got[k].astype(object).where(got[k].notna(), None).tolist()
+            == want[k].where(want[k].notna(), None).tolist()
+        )
     for col, inter in inters:
         name = col + SEP + inter
         g, w = got[name].to_numpy(), want[name].to_numpy()
