@@ -619,7 +619,11 @@ def _compute_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
             if mask is None:
                 mask = filtered[pk] = _arrow_mask(table, plan, declared)
             t = table.select(plan.pandas_columns)
-            if mask is not None:
+            if mask is not None and 2 * (pc.sum(mask).as_py() or 0) > t.num_rows:
+                # most rows pass: cast first (elementwise, so the same values), then filter
+                # the narrower columns (float64, not 16-byte decimals)
+                t = normalize_table(t, declared, plan.keep_dict).filter(mask)
+            elif mask is not None:
                 kept = t.filter(mask)
                 if kept.num_rows == 0 and t.num_rows:
                     t = _no_rows(t, declared, plan.keep_dict)
