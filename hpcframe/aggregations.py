@@ -361,7 +361,8 @@ def _dense_codes(df, keys, dropna):
         if k == ALL_KEY:
             c, cats = np.zeros(len(df), dtype=np.int64), pd.Index([0])
         elif isinstance(col.dtype, pd.CategoricalDtype) and len(col.cat.categories):
-            c, cats = col.cat.codes.to_numpy().astype(np.int64), col.cat.categories
+            # -- SCANHOT: the codes array without the Series pandas' .cat.codes builds --
+            c, cats = col.array.codes.astype(np.int64), col.cat.categories
         else:
             return None
         n = len(cats)
@@ -373,7 +374,13 @@ def _dense_codes(df, keys, dropna):
                 c = np.where(missing, n, c)
             n += 1
         levels.insert(0, (k, cats, n))
-        codes = c * stride if codes is None else codes + c * stride
+        # -- SCANHOT: in place on the fresh int64 copy (same integers) --
+        if stride != 1:
+            c *= stride
+        if codes is None:
+            codes = c
+        else:
+            codes += c
         stride *= n
         if stride > _MAX_DENSE_GROUPS:
             return None
@@ -424,16 +431,30 @@ def _dense_partial(df, keys, inters, dropna):
         decoded[k] = values
     for k in keys:
         cols[k] = decoded[k]
+    # -- SCANHOT: per column once: its values, whether it has NaN, its bincount sum (shared by
+    #    "sum" and "fsum", which run the same bincount); a count without NaN is the size --
+    values: dict = {}
+    nans: dict = {}
+    totals: dict = {}
     for col, inter in inters:
         name = col + SEP + inter
         if inter == "size":
             cols[name] = size[present].astype(np.int64)
             continue
-        x = df[col].to_numpy()
-        if keep is not None:
-            x = x[keep]
+        x = values.get(col)
+        if x is None:
+            x = df[col].to_numpy()
+            if keep is not None:
+                x = x[keep]
+            values[col] = x
+        if inter in ("count", "sum", "fsum") and x.dtype == np.float64 and col not in nans:
+            isnan = np.isnan(x)
+            nans[col] = isnan if isnan.any() else None
         if inter == "count":
-            ok = ~pd.isna(x)
+            if x.dtype.kind in "iub" or (x.dtype == np.float64 and nans[col] is None):
+                cols[name] = size[present].astype(np.int64)  # no missing value
+                continue
+            ok = ~nans[col] if x.dtype == np.float64 else ~pd.isna(x)
             cols[name] = np.bincount(codes[ok], minlength=ngroups)[present].astype(np.int64)
         elif inter in ("min", "max"):  # int64 (checked above): every present group has a value
             if inter == "min":
@@ -444,10 +465,17 @@ def _dense_partial(df, keys, inters, dropna):
                 np.maximum.at(acc, codes, x)
             cols[name] = acc[present]
         elif x.dtype == np.int64:  # exact in float64 (checked above); as pandas: int64 or float64
-            total = np.bincount(codes, weights=x.astype(np.float64), minlength=ngroups)[present]
-            cols[name] = total.astype(np.int64) if inter == "sum" else total
+            total = totals.get(col)
+            if total is None:
+                w = x.astype(np.float64)
+                total = totals[col] = np.bincount(codes, weights=w, minlength=ngroups)[present]
+            cols[name] = total.astype(np.int64) if inter == "sum" else total.copy()
         else:
-            cols[name] = np.bincount(codes, weights=np.where(np.isnan(x), 0.0, x), minlength=ngroups)[present]
+            total = totals.get(col)
+            if total is None:
+                w = x if nans[col] is None else np.where(nans[col], 0.0, x)
+                total = totals[col] = np.bincount(codes, weights=w, minlength=ngroups)[present]
+            cols[name] = total.copy()
     return pd.DataFrame(cols)
 
 

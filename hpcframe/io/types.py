@@ -41,6 +41,9 @@ schema as field metadata (:data:`DTYPE_KEY`):
 
 from __future__ import annotations
 
+import functools
+import json
+
 import pyarrow as pa
 import pyarrow.types as pat
 
@@ -173,11 +176,45 @@ def decimal_to_float64(col) -> pa.ChunkedArray:
     """
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
     t = col.type
+    # -- SCANHOT: the common exact case into one array (pandas then takes it without a copy) --
+    if pat.is_decimal128(t) and t.precision <= _EXACT_DIGITS and 0 <= t.scale <= 22:
+        if sum(len(a) for a in chunks):
+            return pa.chunked_array([_exact_decimals(chunks, t)], pa.float64())
     out = [_decimal_chunk_to_float64(arr, t) for arr in chunks]
     return pa.chunked_array(out, pa.float64())
 
 
+def _exact_decimals(chunks, t: pa.DataType) -> pa.Array:
+    """decimal128 chunks of precision at most 15 (every ``|v| < 10**15 < 2**53``, so the low
+    64-bit word is the value and an exact float) as one float64 array: each value converted,
+    then one IEEE division by ``10**scale`` (exact, scale <= 22) — correctly rounded, the same
+    operations as :func:`_decimal_chunk_to_float64`."""
+    import numpy as np
+
+    total = sum(len(a) for a in chunks)
+    values = np.empty(total, dtype=np.float64)
+    nulls = None
+    pos = 0
+    for arr in chunks:
+        n = len(arr)
+        if n == 0:
+            continue
+        off = arr.offset
+        words = np.frombuffer(arr.buffers()[1], dtype=np.uint64, count=2 * (off + n))[2 * off :]
+        values[pos : pos + n] = words[0::2].view(np.int64)  # exact: |v| < 2**53
+        if arr.null_count:
+            if nulls is None:
+                nulls = np.zeros(total, dtype=bool)
+            nulls[pos : pos + n] = arr.is_null().to_numpy(zero_copy_only=False)
+        pos += n
+    if t.scale:
+        values /= float(10**t.scale)
+    return pa.array(values, pa.float64(), mask=nulls)
+
+
 _EXACT_INT = 2**53
+#: decimals of at most this many digits are below 2**53 in magnitude (10**15 < 2**53)
+_EXACT_DIGITS = 15
 
 
 def _decimal_chunk_to_float64(arr: pa.Array, t: pa.DataType) -> pa.Array:
@@ -196,6 +233,14 @@ def _decimal_chunk_to_float64(arr: pa.Array, t: pa.DataType) -> pa.Array:
     words = np.frombuffer(arr.buffers()[1], dtype=np.uint64, count=2 * (off + n))[2 * off :]
     lo, hi = words[0::2], words[1::2].view(np.int64)
     signed = lo.view(np.int64)
+    # -- SCANHOT: precision <= 15 (TPC-H's decimal(15, 2)): every |v| < 10**15 < 2**53, so the
+    #    low word is the value and it is an exact float: one conversion, one IEEE operation
+    #    per value, exactly what the general path below does for its "small" values --
+    if t.precision <= _EXACT_DIGITS and 0 <= t.scale <= 22:
+        values = signed.astype(np.float64)
+        if t.scale:
+            values /= float(10**t.scale)
+        return pa.array(values, pa.float64(), mask=mask)
     # the value fits int64 when the high word is the sign extension of the low word
     fits = hi == (signed >> np.int64(63))
     small = fits & (signed >= -_EXACT_INT) & (signed <= _EXACT_INT)
@@ -255,18 +300,29 @@ def _arrow_backed(schema: pa.Schema):
     """A ``types_mapper`` for ``to_pandas`` giving the columns that pandas wrote as
     ``ArrowDtype`` (e.g. ``large_list<item: int64>[pyarrow]``, which pyarrow cannot parse
     by name) back as ``ArrowDtype``; ``None`` when there are none."""
-    meta = schema.pandas_metadata or {}
-    names = {
-        c.get("field_name", c.get("name"))
-        for c in meta.get("columns", [])
-        if str(c.get("numpy_type", "")).endswith("[pyarrow]")
-    }
+    # -- SCANHOT: the pandas metadata JSON is parsed once per distinct text, not per block --
+    names = _arrow_backed_names((schema.metadata or {}).get(b"pandas"))
+    if not names:
+        return None
     types = {f.type for f in schema if f.name in names}
     if not types:
         return None
     import pandas as pd
 
     return lambda t: pd.ArrowDtype(t) if t in types else None
+
+
+@functools.lru_cache(maxsize=32)
+def _arrow_backed_names(text: bytes | None) -> frozenset:
+    """The columns the pandas metadata ``text`` (JSON) records as ``ArrowDtype``."""
+    if not text:
+        return frozenset()
+    meta = json.loads(text)
+    return frozenset(
+        c.get("field_name", c.get("name"))
+        for c in meta.get("columns", [])
+        if str(c.get("numpy_type", "")).endswith("[pyarrow]")
+    )
 
 
 def _extension(col, name: str, index):
