@@ -165,8 +165,45 @@ def _uniq_combine_lists(sgb, col: pd.Series, rows: np.ndarray) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(result), index=size.index)
 
 
+def _uniq_final(sgb) -> pd.Series | None:
+    """The LAST combine of Arrow list partials, when every partial of each group is here (a
+    group-by result's groups after the exchange): each group's number of distinct values,
+    int64, not its merged list. A group met in one partial row counts that row's list (the
+    values of one partial are distinct already); only groups met in several rows have
+    their values sorted, so no copy of all values is made. ``None`` for other partials
+    (numpy arrays of objects): the caller combines them as usual."""
+    col = sgb.obj
+    if not isinstance(col.dtype, pd.ArrowDtype):
+        return None
+    rows = sgb.ngroup().to_numpy()
+    if rows.dtype.kind not in "iu" or not (rows >= 0).all():
+        return None
+    rows = rows.astype(np.int64, copy=False)
+    size = sgb.size()
+    n = len(size)
+    lists = col.array._pa_array  # a ChunkedArray: read in place
+    lengths = np.concatenate(
+        [np.zeros(0, dtype=np.int64)]
+        + [pc.fill_null(pc.list_value_length(c), 0).to_numpy().astype(np.int64) for c in lists.chunks]
+    )
+    counts = np.bincount(rows, minlength=n)
+    mine = counts[rows] > 1  # the partial rows of groups met in several rows
+    out = np.zeros(n, dtype=np.int64)
+    out[rows[~mine]] = lengths[~mine]
+    if mine.any():
+        part = lists.filter(pa.array(mine)).combine_chunks()
+        values = part.flatten().to_numpy(zero_copy_only=False)
+        g, _ = _distinct_pairs(np.repeat(rows[mine], lengths[mine]), values)
+        multi = np.flatnonzero(counts > 1)
+        out[multi] = np.bincount(g, minlength=n)[multi]
+    return pd.Series(out, index=size.index)
+
+
 def _uniq_count(col: pd.Series) -> pd.Series:
-    """``nunique`` from the combined partials: the length of each group's distinct values."""
+    """``nunique`` from the combined partials: the length of each group's distinct values
+    (or the counts :func:`_uniq_final` made already)."""
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
+        return col.astype(np.int64)
     lengths, _ = _uniq_flat(col) if isinstance(col.dtype, pd.ArrowDtype) else (col.map(len), None)
     return pd.Series(np.asarray(lengths, dtype=np.int64), index=col.index, name=col.name)
 
@@ -518,11 +555,13 @@ def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None, keys: list[
     return combine_many(pd.concat([a, b], ignore_index=True), keys)
 
 
-def combine_many(t: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def combine_many(t: pd.DataFrame, keys: list[str], final: bool = False) -> pd.DataFrame:
     """The partials stacked in ``t`` (earlier partitions' rows first) merged into one: every
     intermediate combines all of a group's rows at once, in row order (so the result depends
     only on that order). Groups come out in order of first appearance, with the key values
-    of their first row."""
+    of their first row. ``final``: every partial of each group is in ``t`` and the result is
+    only finalized, never combined again: a ``nunique`` partial then becomes its count
+    (:func:`_uniq_final`), not a merged list of values."""
     ids, first = group_ids(t, keys)
     gb = t.groupby(ids, sort=False)
     cols = {}
@@ -539,7 +578,8 @@ def combine_many(t: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         elif inter == "count" and (col + SEP + "mean") in t.columns:
             cols.update(_combine_moments(t, gb, col, ids))
         else:
-            cols[name] = INTERMEDIATES[inter].combine(gb[name])
+            counted = _uniq_final(gb[name]) if final and inter == "uniq" else None  # -- Q21MEM --
+            cols[name] = INTERMEDIATES[inter].combine(gb[name]) if counted is None else counted
     out = t[keys].take(first).reset_index(drop=True)
     for k in keys:  # typed as a group-by index types them (object bools -> bool, strings -> str)
         if out[k].dtype == object:

@@ -743,7 +743,8 @@ def _shuffle(stage: JoinStage, sides: dict, comm, engine):
             for b in [p for p, o in enumerate(owners) if o == comm.rank]:
                 parts = {}
                 for which in ("left", "right"):
-                    pieces = [got[b] for got in received[which] if b in got]
+                    # -- Q21MEM: pop: a partition's rows are freed once merged --
+                    pieces = [got.pop(b) for got in received[which] if b in got]
                     parts[which] = (
                         (pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0])
                         if pieces
