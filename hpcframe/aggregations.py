@@ -165,22 +165,16 @@ def _uniq_combine_lists(sgb, col: pd.Series, rows: np.ndarray) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(result), index=size.index)
 
 
-def _uniq_final(sgb) -> pd.Series | None:
+def _uniq_final(col: pd.Series, rows: np.ndarray, n: int) -> pd.Series | None:
     """The LAST combine of Arrow list partials, when every partial of each group is here (a
     group-by result's groups after the exchange): each group's number of distinct values,
     int64, not its merged list. A group met in one partial row counts that row's list (the
     values of one partial are distinct already); only groups met in several rows have
-    their values sorted, so no copy of all values is made. ``None`` for other partials
-    (numpy arrays of objects): the caller combines them as usual."""
-    col = sgb.obj
+    their values sorted, so no copy of all values is made. ``rows``: each partial row's
+    group number in ``[0, n)`` (:func:`group_ids`; no pandas group-by needed). ``None``
+    for other partials (numpy arrays of objects): the caller combines them as usual."""
     if not isinstance(col.dtype, pd.ArrowDtype):
         return None
-    rows = sgb.ngroup().to_numpy()
-    if rows.dtype.kind not in "iu" or not (rows >= 0).all():
-        return None
-    rows = rows.astype(np.int64, copy=False)
-    size = sgb.size()
-    n = len(size)
     lists = col.array._pa_array  # a ChunkedArray: read in place
     lengths = np.concatenate(
         [np.zeros(0, dtype=np.int64)]
@@ -196,7 +190,7 @@ def _uniq_final(sgb) -> pd.Series | None:
         g, _ = _distinct_pairs(np.repeat(rows[mine], lengths[mine]), values)
         multi = np.flatnonzero(counts > 1)
         out[multi] = np.bincount(g, minlength=n)[multi]
-    return pd.Series(out, index=size.index)
+    return pd.Series(out)
 
 
 def _uniq_count(col: pd.Series) -> pd.Series:
@@ -578,7 +572,8 @@ def combine_many(t: pd.DataFrame, keys: list[str], final: bool = False) -> pd.Da
         elif inter == "count" and (col + SEP + "mean") in t.columns:
             cols.update(_combine_moments(t, gb, col, ids))
         else:
-            counted = _uniq_final(gb[name]) if final and inter == "uniq" else None  # -- Q21MEM --
+            # -- Q21MEM: the last combine of nunique counts --
+            counted = _uniq_final(t[name], ids, len(first)) if final and inter == "uniq" else None
             cols[name] = INTERMEDIATES[inter].combine(gb[name]) if counted is None else counted
     out = t[keys].take(first).reset_index(drop=True)
     for k in keys:  # typed as a group-by index types them (object bools -> bool, strings -> str)
@@ -596,6 +591,12 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     values are a group of their own, as ``dropna=False``), numbered in order of first
     appearance, and the row where each group first appears. One integer key instead of
     several columns: grouping by it is much cheaper than a multi-column group-by."""
+    if len(keys) == 1:  # -- Q21MEM: one key: factorized once (one hash table, not two) --
+        codes, _ = pd.factorize(t[keys[0]], use_na_sentinel=False)
+        ids = codes.astype(np.int64, copy=False)
+        first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
+        np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
+        return ids, first
     ids = None
     for k in keys:
         codes, width = _key_codes(t[k])

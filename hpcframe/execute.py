@@ -1053,18 +1053,15 @@ def _exchange_leaf_partials(comm, sends: list[list]):
 
 
 def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:
-    """Collective: ``sends[r]`` (``{partition: DataFrame}``) to rank ``r``, on Arrow buffers
+    """Collective: ``sends[r]`` (``{partition: DataFrame}``, or a list of DataFrames to be
+    stacked) to rank ``r``, on Arrow buffers
     (pickled only when some frame cannot be Arrow, see :func:`exchange_frames`); returns the
     dicts received, by source rank."""
     # -- Q21MEM: the caller's frames are released as they are packed (``sends`` is emptied),
     #    and each received frame as soon as it is split: one copy of the rows at a time --
     frames = []
     for d in sends:
-        frames.append(
-            pd.concat([df.assign(**{_PART: np.int32(b)}) for b, df in d.items()], ignore_index=True)
-            if d
-            else None
-        )
+        frames.append(_tagged(d) if d else None)
         d.clear()
     got = exchange_frames(comm, frames, tag, consume=True)
     if got is None:
@@ -1077,6 +1074,18 @@ def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:
         out.append({} if df is None or not len(df) else _by_part(df))
         del df
     return out
+
+
+def _tagged(d: dict):
+    """The frames of ``d`` (``{partition: DataFrame or list of DataFrames}``) stacked in
+    one, each row tagged with its partition (one copy of the rows)."""
+    pieces, parts = [], []
+    for b, frames in d.items():
+        for df in frames if isinstance(frames, list) else [frames]:
+            pieces.append(df)
+            parts.append(np.full(len(df), b, dtype=np.int32))
+    out = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+    return out.assign(**{_PART: np.concatenate(parts)})
 
 
 def _by_part(df) -> dict:
