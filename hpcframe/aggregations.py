@@ -180,15 +180,15 @@ def _uniq_final(col: pd.Series, rows: np.ndarray, n: int) -> pd.Series | None:
         [np.zeros(0, dtype=np.int64)]
         + [pc.fill_null(pc.list_value_length(c), 0).to_numpy().astype(np.int64) for c in lists.chunks]
     )
-    counts = np.bincount(rows, minlength=n)
-    mine = counts[rows] > 1  # the partial rows of groups met in several rows
     out = np.zeros(n, dtype=np.int64)
-    out[rows[~mine]] = lengths[~mine]
-    if mine.any():
+    out[rows] = lengths  # right for groups met in one row; the others are set below
+    several = np.bincount(rows, minlength=n) > 1
+    if several.any():
+        mine = several[rows]  # the partial rows of groups met in several rows
         part = lists.filter(pa.array(mine)).combine_chunks()
         values = part.flatten().to_numpy(zero_copy_only=False)
         g, _ = _distinct_pairs(np.repeat(rows[mine], lengths[mine]), values)
-        multi = np.flatnonzero(counts > 1)
+        multi = np.flatnonzero(several)
         out[multi] = np.bincount(g, minlength=n)[multi]
     return pd.Series(out)
 
@@ -592,7 +592,10 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     appearance, and the row where each group first appears. One integer key instead of
     several columns: grouping by it is much cheaper than a multi-column group-by."""
     if len(keys) == 1:  # -- Q21MEM: one key: factorized once (one hash table, not two) --
-        codes, _ = pd.factorize(t[keys[0]], use_na_sentinel=False)
+        col = t[keys[0]]
+        if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu" and len(col):
+            return _sorted_ids(col.to_numpy())
+        codes, _ = pd.factorize(col, use_na_sentinel=False)
         ids = codes.astype(np.int64, copy=False)
         first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
         np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
@@ -611,6 +614,35 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     ids = pd.factorize(ids)[0].astype(np.int64, copy=False)  # first-appearance numbering
     first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
     np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
+    return ids, first
+
+
+def _sorted_ids(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`group_ids` of one integer key by a stable sort instead of a hash table: less
+    memory (a hash table of millions of keys takes ~40 bytes per row), and fast on the
+    sorted runs the partials of ordered data arrive in (the stacked partials of a shuffle:
+    one run per source rank). Groups numbered by first appearance, as ``pd.factorize``."""
+    # (each temporary dropped as soon as the next exists: ~5 int64 arrays of len(x) at most)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    new = np.empty(len(x), dtype=bool)
+    new[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=new[1:])
+    del xs
+    starts = order[new]  # each group's first row (the sort is stable), groups by value
+    group = np.cumsum(new, dtype=np.int64)
+    group -= 1  # each sorted row's group, numbered by value
+    del new
+    by_first = np.argsort(starts, kind="stable")
+    first = starts[by_first]
+    del starts
+    renumber = np.empty(len(first), dtype=np.int64)
+    renumber[by_first] = np.arange(len(first), dtype=np.int64)
+    del by_first
+    np.take(renumber, group, out=group)  # numbered by first appearance
+    del renumber
+    ids = np.empty(len(x), dtype=np.int64)
+    ids[order] = group
     return ids, first
 
 

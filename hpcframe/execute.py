@@ -1041,6 +1041,7 @@ def _exchange_leaf_partials(comm, sends: list[list]):
     for lst in sends:
         frames.append(pd.concat([p for _, p in lst], ignore_index=True) if lst else None)
         lst.clear()
+    release_memory()  # the pieces just stacked
     got = exchange_frames(comm, frames, "the partial results of a group-by", stacked=True, consume=True)
     if got is None:
         _add_stat("exchanges_pickled", 1)
@@ -1063,6 +1064,7 @@ def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:
     for d in sends:
         frames.append(_tagged(d) if d else None)
         d.clear()
+    release_memory()  # the pieces just stacked
     got = exchange_frames(comm, frames, tag, consume=True)
     if got is None:
         _add_stat("exchanges_pickled", 1)
