@@ -165,8 +165,39 @@ def _uniq_combine_lists(sgb, col: pd.Series, rows: np.ndarray) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(result), index=size.index)
 
 
+def _uniq_final(col: pd.Series, rows: np.ndarray, n: int) -> pd.Series | None:
+    """The LAST combine of Arrow list partials, when every partial of each group is here (a
+    group-by result's groups after the exchange): each group's number of distinct values,
+    int64, not its merged list. A group met in one partial row counts that row's list (the
+    values of one partial are distinct already); only groups met in several rows have
+    their values sorted, so no copy of all values is made. ``rows``: each partial row's
+    group number in ``[0, n)`` (:func:`group_ids`; no pandas group-by needed). ``None``
+    for other partials (numpy arrays of objects): the caller combines them as usual."""
+    if not isinstance(col.dtype, pd.ArrowDtype):
+        return None
+    lists = col.array._pa_array  # a ChunkedArray: read in place
+    lengths = np.concatenate(
+        [np.zeros(0, dtype=np.int64)]
+        + [pc.fill_null(pc.list_value_length(c), 0).to_numpy().astype(np.int64) for c in lists.chunks]
+    )
+    out = np.zeros(n, dtype=np.int64)
+    out[rows] = lengths  # right for groups met in one row; the others are set below
+    several = np.bincount(rows, minlength=n) > 1
+    if several.any():
+        mine = several[rows]  # the partial rows of groups met in several rows
+        part = lists.filter(pa.array(mine)).combine_chunks()
+        values = part.flatten().to_numpy(zero_copy_only=False)
+        g, _ = _distinct_pairs(np.repeat(rows[mine], lengths[mine]), values)
+        multi = np.flatnonzero(several)
+        out[multi] = np.bincount(g, minlength=n)[multi]
+    return pd.Series(out)
+
+
 def _uniq_count(col: pd.Series) -> pd.Series:
-    """``nunique`` from the combined partials: the length of each group's distinct values."""
+    """``nunique`` from the combined partials: the length of each group's distinct values
+    (or the counts :func:`_uniq_final` made already)."""
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
+        return col.astype(np.int64)
     lengths, _ = _uniq_flat(col) if isinstance(col.dtype, pd.ArrowDtype) else (col.map(len), None)
     return pd.Series(np.asarray(lengths, dtype=np.int64), index=col.index, name=col.name)
 
@@ -546,11 +577,13 @@ def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None, keys: list[
     return combine_many(pd.concat([a, b], ignore_index=True), keys)
 
 
-def combine_many(t: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def combine_many(t: pd.DataFrame, keys: list[str], final: bool = False) -> pd.DataFrame:
     """The partials stacked in ``t`` (earlier partitions' rows first) merged into one: every
     intermediate combines all of a group's rows at once, in row order (so the result depends
     only on that order). Groups come out in order of first appearance, with the key values
-    of their first row."""
+    of their first row. ``final``: every partial of each group is in ``t`` and the result is
+    only finalized, never combined again: a ``nunique`` partial then becomes its count
+    (:func:`_uniq_final`), not a merged list of values."""
     ids, first = group_ids(t, keys)
     gb = t.groupby(ids, sort=False)
     cols = {}
@@ -567,7 +600,9 @@ def combine_many(t: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         elif inter == "count" and (col + SEP + "mean") in t.columns:
             cols.update(_combine_moments(t, gb, col, ids))
         else:
-            cols[name] = INTERMEDIATES[inter].combine(gb[name])
+            # -- Q21MEM: the last combine of nunique counts --
+            counted = _uniq_final(t[name], ids, len(first)) if final and inter == "uniq" else None
+            cols[name] = INTERMEDIATES[inter].combine(gb[name]) if counted is None else counted
     out = t[keys].take(first).reset_index(drop=True)
     for k in keys:  # typed as a group-by index types them (object bools -> bool, strings -> str)
         if out[k].dtype == object:
@@ -584,6 +619,15 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     values are a group of their own, as ``dropna=False``), numbered in order of first
     appearance, and the row where each group first appears. One integer key instead of
     several columns: grouping by it is much cheaper than a multi-column group-by."""
+    if len(keys) == 1:  # -- Q21MEM: one key: factorized once (one hash table, not two) --
+        col = t[keys[0]]
+        if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu" and len(col):
+            return _sorted_ids(col.to_numpy())
+        codes, _ = pd.factorize(col, use_na_sentinel=False)
+        ids = codes.astype(np.int64, copy=False)
+        first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
+        np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
+        return ids, first
     ids = None
     for k in keys:
         codes, width = _key_codes(t[k])
@@ -598,6 +642,35 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     ids = pd.factorize(ids)[0].astype(np.int64, copy=False)  # first-appearance numbering
     first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
     np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
+    return ids, first
+
+
+def _sorted_ids(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`group_ids` of one integer key by a stable sort instead of a hash table: less
+    memory (a hash table of millions of keys takes ~40 bytes per row), and fast on the
+    sorted runs the partials of ordered data arrive in (the stacked partials of a shuffle:
+    one run per source rank). Groups numbered by first appearance, as ``pd.factorize``."""
+    # (each temporary dropped as soon as the next exists: ~5 int64 arrays of len(x) at most)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    new = np.empty(len(x), dtype=bool)
+    new[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=new[1:])
+    del xs
+    starts = order[new]  # each group's first row (the sort is stable), groups by value
+    group = np.cumsum(new, dtype=np.int64)
+    group -= 1  # each sorted row's group, numbered by value
+    del new
+    by_first = np.argsort(starts, kind="stable")
+    first = starts[by_first]
+    del starts
+    renumber = np.empty(len(first), dtype=np.int64)
+    renumber[by_first] = np.arange(len(first), dtype=np.int64)
+    del by_first
+    np.take(renumber, group, out=group)  # numbered by first appearance
+    del renumber
+    ids = np.empty(len(x), dtype=np.int64)
+    ids[order] = group
     return ids, first
 
 

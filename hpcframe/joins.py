@@ -887,12 +887,15 @@ def _shuffle(stage: JoinStage, sides: dict, comm, engine):
             for b, piece in _split(df, bucket).items():
                 outbox.setdefault(b, []).append(piece)
         sends: list[dict] = [{} for _ in range(comm.size)]
-        for b, pieces in outbox.items():
-            sends[owners[b]][b] = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
-        del outbox
         if comm.size == 1:  # nothing travels
+            for b, pieces in outbox.items():
+                sends[owners[b]][b] = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+            del outbox
             received[which] = sends
-        else:
+        else:  # -- Q21MEM: the pieces go as they are (one concatenation, in the exchange) --
+            for b, pieces in outbox.items():
+                sends[owners[b]][b] = pieces
+            del outbox
             received[which] = engine._exchange_partitions(comm, sends, f"the {which} side of {stage.label}")
     out: dict = {}
     error = None
@@ -903,7 +906,8 @@ def _shuffle(stage: JoinStage, sides: dict, comm, engine):
             for b in [p for p, o in enumerate(owners) if o == comm.rank]:
                 parts = {}
                 for which in ("left", "right"):
-                    pieces = [got[b] for got in received[which] if b in got]
+                    # -- Q21MEM: pop: a partition's rows are freed once merged --
+                    pieces = [got.pop(b) for got in received[which] if b in got]
                     parts[which] = (
                         (pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0])
                         if pieces
