@@ -559,6 +559,26 @@ _MALLOC_TUNED = False
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
+_GLIBC: list = []  # the C library once looked up: [CDLL] with glibc, [None] without
+
+
+def _glibc():
+    """This process's glibc (``ctypes.CDLL``), or ``None`` elsewhere (musl's ``mallopt`` and
+    ``malloc_trim`` do nothing or do not exist; other systems have neither)."""
+    if not _GLIBC:
+        libc = None
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            try:
+                libc = ctypes.CDLL(None)
+                libc.gnu_get_libc_version  # noqa: B018 -- glibc only
+            except (OSError, AttributeError):
+                libc = None
+        _GLIBC.append(libc)
+    return _GLIBC[0]
+
+
 def _keep_block_buffers() -> None:
     """Let glibc's malloc keep freed block-sized buffers for the next block (once per process).
 
@@ -583,16 +603,12 @@ def _keep_block_buffers() -> None:
         k.startswith("MALLOC_") and k.endswith("_") for k in env
     ):
         return
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return
-    try:
-        import ctypes
+    import ctypes
 
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 -- glibc only (musl's mallopt does nothing)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     mallopt(_M_MMAP_THRESHOLD, 32 << 20)
@@ -791,15 +807,12 @@ def release_memory() -> None:
     SF 10, q21 on 2 ranks, ~0.9-1.2 GB per rank between stages. Cheap (milliseconds)."""
     pa.default_memory_pool().release_unused()
     if not _malloc_trim:
-        trim = None
-        if sys.platform.startswith("linux"):
+        trim, libc = None, _glibc()
+        if libc is not None:
             import ctypes
 
-            try:
-                trim = ctypes.CDLL(None).malloc_trim  # glibc only (not musl)
-                trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-            except (OSError, AttributeError):
-                trim = None
+            trim = libc.malloc_trim
+            trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
         _malloc_trim.append(trim)
     if _malloc_trim[0] is not None:
         _malloc_trim[0](0)
