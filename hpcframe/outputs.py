@@ -23,6 +23,57 @@ from . import aggregations as A
 from . import plan as P
 
 
+# -- PRUNEDTYPE: empty results with the dtypes the dataset has --
+def empty_meta(node):
+    """``node.meta`` with the dtypes the data has, for results without any row (every
+    partition pruned by its statistics, or no row passing the filters).
+
+    ``node.meta`` comes from the first file's schema; after discovery the source's schema
+    flags every int or bool column with a null in any partition (float64, resp. object, in
+    pandas: see :mod:`hpcframe.io.types`). Those columns are replaced in the Scan's empty
+    frame and the chain's Assigns and Projects are run again on it, so that a column computed
+    from them gets pandas' dtype too. Stage sources keep their meta (their empty frame is
+    decided when they are materialised)."""
+    import pyarrow as pa
+
+    from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
+    from .stages import StageSource
+
+    chain = node.chain()
+    source = chain[0].source
+    if isinstance(source, StageSource):
+        return node.meta
+    try:
+        schema = source.schema()
+    except Exception:  # a source that cannot tell: its first file's types
+        return node.meta
+    base = chain[0].meta
+    flagged = [f.name for f in schema if dtype_flag(f) == NULLS and f.name in base.columns]
+    if not flagged:
+        return node.meta
+    empty = pa.schema([schema.field(c) for c in flagged]).empty_table()
+    declared = block_to_pandas(normalize_table(empty, schema), schema)
+    df = base.copy()
+    for c in flagged:
+        df[c] = declared[c]
+    try:
+        for n in chain[1:]:
+            if isinstance(n, P.Assign):  # as Assign.__init__ computes its meta
+                value = n.expr.evaluate(df)
+                df[n.name] = value if isinstance(value, pd.Series) else pd.Series([], dtype=np.asarray(value).dtype)
+            elif isinstance(n, P.Project):
+                df = df[n.columns]
+    except Exception:  # an expression pandas refuses on these dtypes: it fails on the data too
+        return node.meta
+    if list(df.columns) != list(node.meta.columns):
+        return node.meta
+    df.index = node.meta.index
+    return df
+
+
+# -- end PRUNEDTYPE --
+
+
 class Output:
     """A chunk / combine / finalize triple over one plan chain (see the module docstring)."""
 
@@ -108,8 +159,8 @@ class AggOutput(Output):
         """The pandas result from finished tables: groups ordered as pandas orders them."""
         if table is None or len(table) == 0:
             if all(a in A.BUILTIN for _, a in self.specs):
-                return self.pandas_fn(self.node.meta)  # pandas decides empty shapes/dtypes
-            keys = self.node.meta[self.keys].iloc[:0].reset_index(drop=True)
+                return self.pandas_fn(empty_meta(self.node))  # pandas decides empty shapes/dtypes
+            keys = empty_meta(self.node)[self.keys].iloc[:0].reset_index(drop=True)
             return self.shape([pd.Series([], dtype="float64") for _ in self.specs], keys)
         if self.keys:
             if self.sort:
@@ -255,12 +306,12 @@ class CollectOutput(Output):
         if self.ordered:
             return self._finalize_ordered(df)
         if df is None:
-            df = self.node.meta.iloc[:0]
+            df = empty_meta(self.node).iloc[:0]
         return self._shape(df)
 
     def _finalize_ordered(self, partial):
         if partial is None:
-            df = self.node.meta.iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
+            df = empty_meta(self.node).iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
         else:
             df = partial[0]
         if self.base is not None:  # labels: the rank of each row in the frame's own order
@@ -435,7 +486,7 @@ class TopOutput(Output):
     def finalize(self, partial):
         """pandas' selection from the candidates in the frame's order."""
         if partial is None:
-            df = self.node.meta.iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
+            df = empty_meta(self.node).iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
         else:
             df = partial[0].sort_values(LABEL, kind="stable")
         if self.base is not None:
@@ -518,7 +569,7 @@ class MapOutput(Output):
         if self.combine_fn is not None:
             return self.combine_fn(parts)
         if not parts:
-            return self.fn(self.node.meta)
+            return self.fn(empty_meta(self.node))
         if all(isinstance(p, (pd.DataFrame, pd.Series)) for p in parts):
             return pd.concat(parts)
         return parts
