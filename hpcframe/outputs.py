@@ -60,7 +60,9 @@ def empty_meta(node):
         for n in chain[1:]:
             if isinstance(n, P.Assign):  # as Assign.__init__ computes its meta
                 value = n.expr.evaluate(df)
-                df[n.name] = value if isinstance(value, pd.Series) else pd.Series([], dtype=np.asarray(value).dtype)
+                if not isinstance(value, pd.Series):  # a scalar
+                    value = pd.Series([], dtype=np.asarray(value).dtype)
+                df[n.name] = value
             elif isinstance(n, P.Project):
                 df = df[n.columns]
     except Exception:  # an expression pandas refuses on these dtypes: it fails on the data too
