@@ -32,29 +32,39 @@ def empty_meta(node):
     flags every int or bool column with a null in any partition (float64, resp. object, in
     pandas: see :mod:`hpcframe.io.types`). Those columns are replaced in the Scan's empty
     frame and the chain's Assigns and Projects are run again on it, so that a column computed
-    from them gets pandas' dtype too. Stage sources keep their meta (their empty frame is
-    decided when they are materialised)."""
+    from them gets pandas' dtype too. A materialised stage (``persist``...) is read the same
+    way: its held data's schema tells which of its int or bool columns hold nulls."""
     import pyarrow as pa
 
-    from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
+    from .io.types import block_to_pandas, normalize_table
     from .stages import StageSource
 
     chain = node.chain()
-    source = chain[0].source
-    if isinstance(source, StageSource):
+    source, base = chain[0].source, chain[0].meta
+    if isinstance(source, StageSource) and not source.ready:
         return node.meta
     try:
-        schema = source.schema()
+        schema = source.schema()  # discovered by now: flags the columns with a null
     except Exception:  # a source that cannot tell: its first file's types
         return node.meta
-    base = chain[0].meta
-    flagged = [f.name for f in schema if dtype_flag(f) == NULLS and f.name in base.columns]
-    if not flagged:
+    narrow = [
+        c
+        for c in base.columns
+        if isinstance(base[c].dtype, np.dtype) and base[c].dtype.kind in "iub" and c in schema.names
+    ]
+    if not narrow:
         return node.meta
-    empty = pa.schema([schema.field(c) for c in flagged]).empty_table()
+    empty = pa.schema([schema.field(c) for c in narrow]).empty_table()
     declared = block_to_pandas(normalize_table(empty, schema), schema)
+    wide = [
+        c
+        for c in narrow
+        if declared[c].dtype == (object if base[c].dtype.kind == "b" else np.dtype("float64"))
+    ]
+    if not wide:
+        return node.meta
     df = base.copy()
-    for c in flagged:
+    for c in wide:
         df[c] = declared[c]
     try:
         for n in chain[1:]:

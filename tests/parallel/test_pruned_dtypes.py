@@ -2,7 +2,8 @@
 whole directory: an int column with a null in any file is float64 and a bool column with a
 null is object, also when min/max statistics prune every file (no block is read, the result
 comes from the frame's empty meta) or when no row of the blocks read passes. Filtered frames,
-``head``, ``len``, column sums and group-by sums; every file pruned, some, none."""
+``head``, ``len``, column sums and group-by sums; every file pruned, some, none; read from
+the files and from the same frame persisted (held by the ranks)."""
 
 import os
 
@@ -52,10 +53,21 @@ def data(shared_dir):
     return d, pd.read_parquet(d)
 
 
+@pytest.fixture(scope="module", params=["read", "persist"])
+def frame(request, data):
+    """The dataset as a lazy frame: read from the files, or persisted by the ranks."""
+    df = hf.read_parquet(data[0])
+    if request.param == "read":
+        yield df
+        return
+    held = df.persist()
+    yield held
+    held.unpersist()
+
+
 @pytest.mark.parametrize("cut", list(CUTS))
-def test_filtered_frame_and_head(data, cut):
-    path, ref = data
-    df = hf.read_parquet(path)
+def test_filtered_frame_and_head(data, frame, cut):
+    ref, df = data[1], frame
     got = df[CUTS[cut](df)].compute().reset_index(drop=True)
     want = ref[CUTS[cut](ref)].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
@@ -67,9 +79,8 @@ def test_filtered_frame_and_head(data, cut):
 
 @pytest.mark.parametrize("col", COLUMNS)
 @pytest.mark.parametrize("cut", list(CUTS))
-def test_column_sum(data, cut, col):
-    path, ref = data
-    df = hf.read_parquet(path)
+def test_column_sum(data, frame, cut, col):
+    ref, df = data[1], frame
     got = df[CUTS[cut](df)][col].sum().compute()
     want = ref[CUTS[cut](ref)][col].sum()
     assert type(got) is type(want) and got == want, (got, want)
@@ -77,9 +88,8 @@ def test_column_sum(data, cut, col):
 
 @pytest.mark.parametrize("col", COLUMNS)
 @pytest.mark.parametrize("cut", list(CUTS))
-def test_group_by_sum(data, cut, col):
-    path, ref = data
-    df = hf.read_parquet(path)
+def test_group_by_sum(data, frame, cut, col):
+    ref, df = data[1], frame
     got = df[CUTS[cut](df)].groupby("q")[col].sum().compute()
     want = ref[CUTS[cut](ref)].groupby("q")[col].sum()
     pd.testing.assert_series_equal(got, want)
@@ -89,10 +99,9 @@ def test_group_by_sum(data, cut, col):
 
 
 @pytest.mark.parametrize("cut", list(CUTS))
-def test_assigned_column_of_a_column_with_nulls(data, cut):
+def test_assigned_column_of_a_column_with_nulls(data, frame, cut):
     """A column computed from an int column with nulls is float64 in an empty result too."""
-    path, ref = data
-    df = hf.read_parquet(path)
+    ref, df = data[1], frame
     df, ref = df.assign(m=df.n * 2), ref.assign(m=ref.n * 2)
     got = df[CUTS[cut](df)][["m", "i"]].compute().reset_index(drop=True)
     want = ref[CUTS[cut](ref)][["m", "i"]].reset_index(drop=True)
