@@ -23,6 +23,69 @@ from . import aggregations as A
 from . import plan as P
 
 
+# -- PRUNEDTYPE: empty results with the dtypes the dataset has --
+def empty_meta(node):
+    """``node.meta`` with the dtypes the data has, for results without any row (every
+    partition pruned by its statistics, or no row passing the filters).
+
+    ``node.meta`` comes from the first file's schema; after discovery the source's schema
+    flags every int or bool column with a null in any partition (float64, resp. object, in
+    pandas: see :mod:`hpcframe.io.types`). Those columns are replaced in the Scan's empty
+    frame and the chain's Assigns and Projects are run again on it, so that a column computed
+    from them gets pandas' dtype too. A materialised stage (``persist``...) is read the same
+    way: its held data's schema tells which of its int or bool columns hold nulls."""
+    import pyarrow as pa
+
+    from .io.types import block_to_pandas, normalize_table
+    from .stages import StageSource
+
+    chain = node.chain()
+    source, base = chain[0].source, chain[0].meta
+    if isinstance(source, StageSource) and not source.ready:
+        return node.meta
+    try:
+        schema = source.schema()  # discovered by now: flags the columns with a null
+    except Exception:  # a source that cannot tell: its first file's types
+        return node.meta
+    narrow = [
+        c
+        for c in base.columns
+        if isinstance(base[c].dtype, np.dtype) and base[c].dtype.kind in "iub" and c in schema.names
+    ]
+    if not narrow:
+        return node.meta
+    empty = pa.schema([schema.field(c) for c in narrow]).empty_table()
+    declared = block_to_pandas(normalize_table(empty, schema), schema)
+    wide = [
+        c
+        for c in narrow
+        if declared[c].dtype == (object if base[c].dtype.kind == "b" else np.dtype("float64"))
+    ]
+    if not wide:
+        return node.meta
+    df = base.copy()
+    for c in wide:
+        df[c] = declared[c]
+    try:
+        for n in chain[1:]:
+            if isinstance(n, P.Assign):  # as Assign.__init__ computes its meta
+                value = n.expr.evaluate(df)
+                if not isinstance(value, pd.Series):  # a scalar
+                    value = pd.Series([], dtype=np.asarray(value).dtype)
+                df[n.name] = value
+            elif isinstance(n, P.Project):
+                df = df[n.columns]
+    except Exception:  # an expression pandas refuses on these dtypes: it fails on the data too
+        return node.meta
+    if list(df.columns) != list(node.meta.columns):
+        return node.meta
+    df.index = node.meta.index
+    return df
+
+
+# -- end PRUNEDTYPE --
+
+
 class Output:
     """A chunk / combine / finalize triple over one plan chain (see the module docstring)."""
 
@@ -108,8 +171,8 @@ class AggOutput(Output):
         """The pandas result from finished tables: groups ordered as pandas orders them."""
         if table is None or len(table) == 0:
             if all(a in A.BUILTIN for _, a in self.specs):
-                return self.pandas_fn(self.node.meta)  # pandas decides empty shapes/dtypes
-            keys = self.node.meta[self.keys].iloc[:0].reset_index(drop=True)
+                return self.pandas_fn(empty_meta(self.node))  # pandas decides empty shapes/dtypes
+            keys = empty_meta(self.node)[self.keys].iloc[:0].reset_index(drop=True)
             return self.shape([pd.Series([], dtype="float64") for _ in self.specs], keys)
         if self.keys:
             if self.sort:
@@ -255,12 +318,12 @@ class CollectOutput(Output):
         if self.ordered:
             return self._finalize_ordered(df)
         if df is None:
-            df = self.node.meta.iloc[:0]
+            df = empty_meta(self.node).iloc[:0]
         return self._shape(df)
 
     def _finalize_ordered(self, partial):
         if partial is None:
-            df = self.node.meta.iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
+            df = empty_meta(self.node).iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
         else:
             df = partial[0]
         if self.base is not None:  # labels: the rank of each row in the frame's own order
@@ -435,7 +498,7 @@ class TopOutput(Output):
     def finalize(self, partial):
         """pandas' selection from the candidates in the frame's order."""
         if partial is None:
-            df = self.node.meta.iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
+            df = empty_meta(self.node).iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
         else:
             df = partial[0].sort_values(LABEL, kind="stable")
         if self.base is not None:
@@ -518,7 +581,7 @@ class MapOutput(Output):
         if self.combine_fn is not None:
             return self.combine_fn(parts)
         if not parts:
-            return self.fn(self.node.meta)
+            return self.fn(empty_meta(self.node))
         if all(isinstance(p, (pd.DataFrame, pd.Series)) for p in parts):
             return pd.concat(parts)
         return parts

@@ -91,9 +91,8 @@ def data(shared_dir):
 
 
 COLUMNS = ["d15", "d18", "d38", "big", "inull", "f", "g", "bn", "day", "tsz", "key", "s"]
-# q > 0: row 0 (sel 0.0) always passes, so statistics never prune every file (a dataset read
-# with every partition pruned gives int-with-null columns as int64: a known gap, not the scan's)
-CUTS = st.one_of(st.sampled_from([0.001, 0.3, 0.5, 0.51, 0.9, 1.0, 1.5]), st.floats(0.001, 1.1))
+# q = 0: statistics prune every file (sel >= 0), the empty result still has the dataset's dtypes
+CUTS = st.one_of(st.sampled_from([0.0, 0.001, 0.3, 0.5, 0.51, 0.9, 1.0, 1.5]), st.floats(0.0, 1.1))
 
 
 @spmd_settings(25)
@@ -137,4 +136,17 @@ def test_no_row_passes_in_blocks_that_are_read(data, cols):
     df = hf.read_parquet(path)
     got = df[df.sel == 0.123456789][cols].compute()
     want = ref[ref.sel == 0.123456789][cols].reset_index(drop=True)
+    assert_same(got, want, exact=True, reset_index=True)
+
+
+@pytest.mark.parametrize(
+    "cols", [["d15", "d18", "d38", "big", "f", "g"], ["inull", "bn", "day", "tsz", "key", "s"]]
+)
+def test_every_file_pruned(data, cols):
+    """A filter the statistics rule out in every file (sel >= 0): no block is read; the
+    empty result has pandas' dtypes (ints and bools with nulls: float64, object)."""
+    path, ref = data
+    df = hf.read_parquet(path)
+    got = df[df.sel < 0][cols].compute()
+    want = ref[ref.sel < 0][cols].reset_index(drop=True)
     assert_same(got, want, exact=True, reset_index=True)
