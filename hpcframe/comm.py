@@ -145,6 +145,13 @@ class Comm:
         """Whether ``flag`` is true on any rank (collective)."""
         return bool(flag)
 
+    def any_true_each(self, flags):
+        """Elementwise :meth:`any_true` of a boolean NumPy array of the same length on every
+        rank (collective)."""
+        import numpy as np
+
+        return np.asarray(flags, dtype=bool)
+
     def barrier(self):
         """Wait until every rank arrives."""
         pass
@@ -302,6 +309,16 @@ class MPIComm(Comm):
         from mpi4py import MPI
 
         return bool(self._comm.allreduce(bool(flag), op=MPI.LOR))
+
+    def any_true_each(self, flags):
+        """Elementwise :meth:`any_true` of a boolean NumPy array of the same length on every
+        rank (collective: one ``Allreduce`` with bitwise or)."""
+        import numpy as np
+        from mpi4py import MPI
+
+        buf = np.ascontiguousarray(flags, dtype=np.uint8)
+        self._comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.BOR)
+        return buf.astype(bool)
 
     def barrier(self):
         """Wait until every rank arrives."""

@@ -753,8 +753,8 @@ def _choose(stage: JoinStage, lbytes: int, rbytes: int) -> str:
         "inner": ["right", "left"],
         "left": ["right"],
         "right": ["left"],
-        "semi": ["right"],
-        "anti": ["right"],
+        "semi": ["right", "left"],  # left: see _filter_broadcast_left
+        "anti": ["right", "left"],
     }[how]
     sizes = {"left": lbytes, "right": rbytes}
     if force is False:
@@ -765,6 +765,8 @@ def _choose(stage: JoinStage, lbytes: int, rbytes: int) -> str:
     fits = [s for s in legal if sizes[s] <= limit]
     if not fits:
         return "shuffle"
+    if how in ("semi", "anti") and "right" in fits:  # the values: deduplicated, streamed
+        return "broadcast right"
     return f"broadcast {min(fits, key=lambda s: sizes[s])}"
 
 
@@ -801,6 +803,8 @@ def materialise_join(stage: JoinStage, comm, engine):
     if strategy == "shuffle":
         return _shuffle(stage, sides, comm, engine)
     small = strategy.split()[1]
+    if small == "left" and stage.how in ("semi", "anti"):
+        return _filter_broadcast_left(stage, sides, comm, engine)
     whole = Probe(stage, small, _gather_side(stage, small, sides.pop(small)[0], comm, engine))
     if stream:
         frames, owners_of_leaves = _read(stage, other, comm, engine, whole)
@@ -821,20 +825,68 @@ def _total_bytes(frames: dict, comm) -> int:
     return int(sum(comm.allgather(local)))
 
 
-def _gather_side(stage: JoinStage, small: str, frames: dict, comm, engine):
-    """Collective: every rank's blocks of the ``small`` side, on every rank (Arrow buffers;
-    pickled when some value cannot be Arrow)."""
-    pieces = [frames[i] for i in sorted(frames) if len(frames[i])]
-    mine = pd.concat(pieces, ignore_index=True) if pieces else None
-    got = engine.exchange_frames(comm, [mine] * comm.size, f"the {small} side of {stage.label}", stacked=True)
+def _allgather(mine, tag: str, comm, engine):
+    """Collective: every rank's frame ``mine`` (or ``None``), stacked in rank order on every
+    rank (Arrow buffers; pickled when some value cannot be Arrow); ``None`` when all are."""
+    got = engine.exchange_frames(comm, [mine] * comm.size, tag, stacked=True)
     if got is None:  # some value is not Arrow: pickled
         engine._add_stat("exchanges_pickled", 1)
         parts = [p for p in comm.allgather(mine) if p is not None]
         got = pd.concat(parts, ignore_index=True) if parts else None
+    return got
+
+
+def _gather_side(stage: JoinStage, small: str, frames: dict, comm, engine):
+    """Collective: every rank's blocks of the ``small`` side, on every rank."""
+    pieces = [frames[i] for i in sorted(frames) if len(frames[i])]
+    mine = pd.concat(pieces, ignore_index=True) if pieces else None
+    got = _allgather(mine, f"the {small} side of {stage.label}", comm, engine)
     whole = got if got is not None and len(got) else _empty_side(stage, small)
     if stage.how in ("semi", "anti"):
         whole = whole.drop_duplicates(_SEMI_VALUE, ignore_index=True)
     return whole
+
+
+def _filter_broadcast_left(stage: JoinStage, sides: dict, comm, engine):
+    """Collective: a semi/anti join (``isin`` of a lazy Series) whose rows to filter (the
+    left side) are few and whose values (the right side) are many — an EXISTS over a big
+    table. The left side's keys (not its rows) are gathered on every rank; each rank marks
+    the keys found among the values of its own right blocks (``isin``, as pandas: NaN
+    matching NaN), the marks are OR-ed over the ranks, and each rank keeps (semi) or drops
+    (anti) the marked rows of its own left blocks. The values never travel, and the result's
+    partitions are the left side's blocks where they were read (as for a broadcast right
+    side), so they do not depend on the number of ranks."""
+    from .comm import failure
+
+    key = stage.left_keys[0]
+    held, owners_of_leaves = sides["left"]
+    values, _ = sides.pop("right")
+    leaves = sorted(held)
+    mine = [held[i][[key]] for i in leaves if len(held[i])]
+    local = pd.concat(mine, ignore_index=True) if mine else None
+    counts = comm.allgather(0 if local is None else len(local))
+    got = _allgather(local, f"the keys of the left side of {stage.label}", comm, engine)
+    keys = got[key] if got is not None and len(got) else pd.Series([], dtype=stage.left.meta[key].dtype)
+    marks = np.zeros(len(keys), dtype=bool)
+    error = None
+    context = f"matching the left keys of {stage.label} with the values"
+    try:
+        for leaf in sorted(values):
+            block = values.pop(leaf)
+            if len(block) and len(keys):
+                marks |= keys.isin(block[_SEMI_VALUE]).to_numpy()
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or engine._interrupted(comm, context))
+    marks = comm.any_true_each(marks)
+    out: dict = {}
+    at = sum(counts[: comm.rank])
+    for leaf in leaves:
+        block = held.pop(leaf)
+        found = marks[at : at + len(block)]
+        at += len(block)
+        out[leaf] = _finish_part(stage, block[~found if stage.how == "anti" else found])
+    return _by_leaf(out, owners_of_leaves)
 
 
 def _by_leaf(frames: dict, owners_of_leaves: dict):

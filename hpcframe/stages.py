@@ -412,7 +412,7 @@ class JoinStage(StageSource):
     def small_side(self) -> str:
         """Which side a broadcast copies to every rank: the right one (the left one of a
         right join); an inner or cross join whose right side is too big broadcasts the left
-        side if that one is small enough."""
+        side if that one is small enough, and a semi/anti join the left side's keys."""
         return "left" if self.how == "right" else "right"
 
     def with_sides(self, left, right, left_cols=None, right_cols=None, meta=None):

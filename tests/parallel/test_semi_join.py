@@ -218,3 +218,66 @@ if st is not None:
         if cond:
             expected = expected & (lp.i != 0)
         pd.testing.assert_frame_equal(got, lp[expected].reset_index(drop=True))
+
+
+# --------------------------------------------------------------------------------------------
+# few rows to filter, many values: the left side's keys broadcast (an EXISTS over a big table)
+# --------------------------------------------------------------------------------------------
+def _few_and_many(col):
+    """20 rows to filter and 3,000 mostly distinct values, missing keys on both sides."""
+    rng = np.random.default_rng(11)
+
+    def frame(n, hi):
+        f = rng.integers(0, hi, n).astype(float)
+        f[rng.random(n) < 0.1] = np.nan
+        s = np.array([f"k{int(v)}" if v == v else None for v in f], dtype=object)
+        return pd.DataFrame(
+            {"i": rng.integers(0, hi, n), "f": f, "s": pd.array(s, dtype="str"), "x": np.arange(n)}
+        )
+
+    return frame(20, 40), frame(3000, 6000)
+
+
+@pytest.mark.parametrize("col", ["i", "f", "s"])
+@pytest.mark.parametrize("negate", [False, True])
+@pytest.mark.parametrize("nparts", [(1, 1), (3, 4), (7, 2)])
+def test_few_rows_many_values_broadcast_the_keys(monkeypatch, col, negate, nparts):
+    """The values do not fit ``broadcast_bytes``, the rows to filter do: their keys are
+    gathered, matched where the values are read, and the marks OR-ed over the ranks; the
+    answer is pandas' (NaN finds NaN), with more ranks than blocks on either side."""
+    lp, rp = _few_and_many(col)
+    monkeypatch.setattr(hf.config, "broadcast_bytes", 20_000)
+    lf, rf = hf.from_pandas(lp, npartitions=nparts[0]), hf.from_pandas(rp, npartitions=nparts[1])
+    mask = lf[col].isin(rf[col])
+    got = lf[~mask if negate else mask]
+    expected = lp[col].isin(rp[col])
+    expected = ~expected if negate else expected
+    pd.testing.assert_frame_equal(got.compute(), lp[expected].reset_index(drop=True))
+    assert got.node.scan().source.strategy == "broadcast left"
+
+
+@pytest.mark.parametrize("case", ["no rows", "no values", "int keys, float values", "then a group-by"])
+def test_few_rows_many_values_edge_cases(monkeypatch, case):
+    """No row to filter, no value (every value filtered out), keys and values of different
+    number types (pandas' ``isin`` finds 1 among 1.0), and a reduction of the result (its
+    partitions are the left side's blocks: the same answer on any number of ranks)."""
+    lp, rp = _few_and_many("i")
+    monkeypatch.setattr(hf.config, "broadcast_bytes", 20_000)
+    lf, rf = hf.from_pandas(lp, npartitions=3), hf.from_pandas(rp, npartitions=4)
+    lsel, rsel = lf, rf
+    lref, rref = lp, rp
+    key, vals = "i", "i"
+    if case == "no rows":
+        lsel, lref = lf[lf.i < 0], lp[lp.i < 0]
+    elif case == "no values":
+        rsel, rref = rf[rf.i < 0], rp[rp.i < 0]
+    elif case == "int keys, float values":
+        vals = "f"
+    got = lsel[lsel[key].isin(rsel[vals])]
+    expected = lref[lref[key].isin(rref[vals])].reset_index(drop=True)
+    if case == "then a group-by":
+        got = got.groupby("i").x.sum()
+        expected = expected.groupby("i").x.sum()
+        pd.testing.assert_series_equal(got.compute(), expected)
+    else:
+        pd.testing.assert_frame_equal(got.compute(), expected)
