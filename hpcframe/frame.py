@@ -1896,34 +1896,6 @@ def _loc(frame: Frame, key):
     return Result(Composite([out], finish, f"loc[{key!r}]"))
 
 
-def _declared_meta(node):
-    """``node.meta`` with the dtypes the data has: an int or bool column of a file with a
-    null in any partition is float64 or object in every one (the source's schema flags
-    them; see hpcframe.io.types), which the first file's schema cannot tell."""
-    from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
-    from .stages import StageSource
-
-    meta = node.meta
-    source = node.scan().source
-    if isinstance(source, StageSource):
-        return meta
-    try:
-        schema = source.schema()
-    except Exception:  # a source that cannot tell: its first file's types
-        return meta
-    assigned = {n.name for n in node.chain()[1:] if isinstance(n, P.Assign)}
-    flagged = [
-        f.name for f in schema if dtype_flag(f) == NULLS and f.name in meta.columns and f.name not in assigned
-    ]
-    if not flagged:
-        return meta
-    declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
-    meta = meta.copy()
-    for c in flagged:
-        meta[c] = declared[c]
-    return meta
-
-
 def _quantiles(q) -> tuple[list[float], bool]:
     scalar = np.ndim(q) == 0
     qs = [q] if scalar else list(q)
