@@ -676,11 +676,10 @@ class Probe:
             rows, matches = rows[perm], matches[perm]
         left, right = (self.whole, block) if self.which == "left" else (block, self.whole)
         lrows, rrows = (matches, rows) if self.which == "left" else (rows, matches)
-        cols = {c: left[c].take(lrows).reset_index(drop=True) for c in left.columns}
-        for c in right.columns:
-            if c not in cols:  # a key of the same name on both sides: the left one
-                cols[c] = right[c].take(rrows).reset_index(drop=True)
-        return pd.DataFrame(cols, copy=False)
+        # a key of the same name on both sides: the left one
+        rcols = [c for c in right.columns if c not in left.columns]
+        parts = [left.take(lrows).reset_index(drop=True), right[rcols].take(rrows).reset_index(drop=True)]
+        return pd.concat(parts, axis=1)
 
 
 def merge_block(stage: JoinStage, block: pd.DataFrame, probe: Probe):
