@@ -211,12 +211,34 @@ def agree_schema(comm, frames) -> tuple[pa.Schema | None, list[str]]:
         frames = [frames]
     error, local = None, None
     try:
-        local = merge_schemas([_frame_schema(df) for df in frames if df is not None])
+        local = merge_schemas(_distinct_schemas(frames, _frame_schema))
     except Exception as exc:  # every rank must reach the allgather
         error = f"rank {comm.rank}: {exc}"
     gathered = comm.allgather((local, error))
     errors = [e for _, e in gathered if e]
     return (None if errors else merge_schemas([s for s, _ in gathered])), errors
+
+
+def _distinct_schemas(frames, schema_of) -> list[pa.Schema]:
+    """The schemas of ``frames`` (``None`` entries skipped), each computed once per distinct
+    set of column names and dtypes when no column is ``object`` (whose Arrow type depends on
+    the values): a join or a shuffle holds many blocks of the same dtypes, and building a
+    schema with its pandas metadata costs about a millisecond each."""
+    from pandas.api.types import is_object_dtype
+
+    out, seen = [], set()
+    for df in frames:
+        if df is None:
+            continue
+        dtypes = tuple(df.dtypes)
+        if any(is_object_dtype(d) for d in dtypes):
+            out.append(schema_of(df))
+            continue
+        key = (tuple(df.columns), dtypes)
+        if key not in seen:
+            seen.add(key)
+            out.append(schema_of(df))
+    return out
 
 
 def _raise_any(label, errors) -> None:
