@@ -573,6 +573,8 @@ def _glibc():
             try:
                 libc = ctypes.CDLL(None)
                 libc.gnu_get_libc_version  # noqa: B018 -- glibc only
+                libc.malloc_trim.argtypes = [ctypes.c_size_t]
+                libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
             except (OSError, AttributeError):
                 libc = None
         _GLIBC.append(libc)
@@ -604,20 +606,13 @@ def _keep_block_buffers() -> None:
     ):
         return
     libc = _glibc()
-    if libc is None:
-        return
-    import ctypes
-
-    mallopt = libc.mallopt
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
 
 
 def _compute_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
-    if not _MALLOC_TUNED:
-        _keep_block_buffers()
+    _keep_block_buffers()
     table = cache.get(leaf, parts)
     _add_stat("partitions_read", 1)
     declared = plans[0].declared
@@ -795,9 +790,6 @@ def materialise(stage, comm, run=None) -> None:
 
 
 # -- Q21MEM: give the memory a finished stage freed back to the system --
-_malloc_trim: list = []
-
-
 def release_memory() -> None:
     """Return the free memory of this process's allocators to the operating system: Arrow's
     memory pool (mimalloc or jemalloc keep freed pages for reuse) and, with glibc, the C
@@ -806,16 +798,9 @@ def release_memory() -> None:
     the process, counted in its RSS, and the next stage starts from that level: at TPC-H
     SF 10, q21 on 2 ranks, ~0.9-1.2 GB per rank between stages. Cheap (milliseconds)."""
     pa.default_memory_pool().release_unused()
-    if not _malloc_trim:
-        trim, libc = None, _glibc()
-        if libc is not None:
-            import ctypes
-
-            trim = libc.malloc_trim
-            trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-        _malloc_trim.append(trim)
-    if _malloc_trim[0] is not None:
-        _malloc_trim[0](0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 # -- end Q21MEM --

@@ -880,11 +880,16 @@ def _filter_broadcast_left(stage: JoinStage, sides: dict, comm, engine):
     marks = comm.any_true_each(marks)
     out: dict = {}
     at = sum(counts[: comm.rank])
-    for leaf in leaves:
-        block = held.pop(leaf)
-        found = marks[at : at + len(block)]
-        at += len(block)
-        out[leaf] = _finish_part(stage, block[~found if stage.how == "anti" else found])
+    context = f"filtering the left blocks of {stage.label}"
+    try:
+        for leaf in leaves:
+            block = held.pop(leaf)
+            found = marks[at : at + len(block)]
+            at += len(block)
+            out[leaf] = _finish_part(stage, block[~found if stage.how == "anti" else found])
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or engine._interrupted(comm, context))
     return _by_leaf(out, owners_of_leaves)
 
 

@@ -233,14 +233,6 @@ def _decimal_chunk_to_float64(arr: pa.Array, t: pa.DataType) -> pa.Array:
     words = np.frombuffer(arr.buffers()[1], dtype=np.uint64, count=2 * (off + n))[2 * off :]
     lo, hi = words[0::2], words[1::2].view(np.int64)
     signed = lo.view(np.int64)
-    # -- SCANHOT: precision <= 15 (TPC-H's decimal(15, 2)): every |v| < 10**15 < 2**53, so the
-    #    low word is the value and it is an exact float: one conversion, one IEEE operation
-    #    per value, exactly what the general path below does for its "small" values --
-    if t.precision <= _EXACT_DIGITS and 0 <= t.scale <= 22:
-        values = signed.astype(np.float64)
-        if t.scale:
-            values /= float(10**t.scale)
-        return pa.array(values, pa.float64(), mask=mask)
     # the value fits int64 when the high word is the sign extension of the low word
     fits = hi == (signed >> np.int64(63))
     small = fits & (signed >= -_EXACT_INT) & (signed <= _EXACT_INT)
