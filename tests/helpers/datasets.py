@@ -126,6 +126,23 @@ def make_table(n: int, seed: int, start_id: int = 0, block: int | None = None) -
     )
 
 
+def write_parquet_slices(directory: str, table: pa.Table, rows_per_file: int, row_group_size: int) -> str:
+    """Write ``table`` on rank 0 as ``part0.parquet``, ``part1.parquet``, ... of
+    ``rows_per_file`` rows each into the shared ``directory``; every rank waits, and a
+    failure fails the test on every rank (:func:`tests.helpers.mpi.on_root`)."""
+    from tests.helpers import mpi
+
+    def write():
+        os.makedirs(directory)
+        for k, start in enumerate(range(0, table.num_rows, rows_per_file)):
+            part = table.slice(start, rows_per_file)
+            pq.write_table(part, os.path.join(directory, f"part{k}.parquet"), row_group_size=row_group_size)
+
+    mpi.on_root(write)
+    mpi.barrier()  # the files are there for every rank
+    return directory
+
+
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     """The documented Arrow -> pandas mapping: decimal -> float64, date -> datetime64[ms],
     string/large_string/string_view -> ``str``, dictionary -> category, timestamps keep unit

@@ -15,12 +15,11 @@ import os
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import hpcframe as hf
-from tests.helpers.datasets import arrow_to_pandas
-from tests.helpers.mpi import rank, timeout, world
+from tests.helpers.datasets import arrow_to_pandas, write_parquet_slices
+from tests.helpers.mpi import timeout
 
 pytestmark = timeout(120)
 
@@ -85,14 +84,8 @@ def _table() -> pa.Table:
 @pytest.fixture(scope="module")
 def nasty(shared_dir):
     """4 Parquet files of 2 row groups of 8 rows each, and the pandas reference."""
-    d = os.path.join(shared_dir, "pushdown_types")
     table = _table()
-    if rank() == 0:
-        os.makedirs(d)
-        for k in range(4):
-            pq.write_table(table.slice(16 * k, 16), os.path.join(d, f"part{k}.parquet"), row_group_size=8)
-    if world() is not None:
-        world().Barrier()
+    d = write_parquet_slices(os.path.join(shared_dir, "pushdown_types"), table, 16, row_group_size=8)
     return hf.read_parquet(d), arrow_to_pandas(table)
 
 

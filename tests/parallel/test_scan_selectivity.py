@@ -13,16 +13,15 @@ import os
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import hpcframe as hf
 from tests.helpers.compare import assert_same
-from tests.helpers.datasets import arrow_to_pandas
+from tests.helpers.datasets import arrow_to_pandas, write_parquet_slices
 from tests.helpers.frames import spmd_settings
-from tests.helpers.mpi import rank, timeout, world
+from tests.helpers.mpi import timeout
 
 pytestmark = timeout(300)
 
@@ -79,14 +78,8 @@ def _table() -> pa.Table:
 
 @pytest.fixture(scope="module")
 def data(shared_dir):
-    d = os.path.join(shared_dir, "scan_selectivity")
     table = _table()
-    if rank() == 0:
-        os.makedirs(d)
-        for k in range(4):
-            pq.write_table(table.slice(80 * k, 80), os.path.join(d, f"part{k}.parquet"), row_group_size=40)
-    if world() is not None:
-        world().Barrier()
+    d = write_parquet_slices(os.path.join(shared_dir, "scan_selectivity"), table, 80, row_group_size=40)
     return d, arrow_to_pandas(table)
 
 

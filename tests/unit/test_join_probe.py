@@ -15,11 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import hpcframe as hf
 from hpcframe import joins
+from tests.helpers.frames import spmd_settings
 
 KEYS = {
     "i": st.sampled_from([0, 1, 2, -(2**63), 2**63 - 1]),
@@ -87,17 +88,7 @@ def _case(draw):
     return kinds, draw(st.lists(row, max_size=20)), draw(st.lists(row, max_size=20))
 
 
-def _settings(examples):
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-
-
-@_settings(150)
+@spmd_settings(150)
 @given(case=_case(), how=st.sampled_from(["inner", "left", "right"]))
 def test_probe_merge_equals_pandas(case, how):
     kinds, left, right = case
@@ -109,7 +100,7 @@ def test_probe_merge_equals_pandas(case, how):
         _check(stage, whole_side, lp, rp)
 
 
-@_settings(80)
+@spmd_settings(80)
 @given(case=_case(), how=st.sampled_from(["semi", "anti"]))
 def test_probe_isin_equals_pandas(case, how):
     kinds, left, right = case
