@@ -1,10 +1,11 @@
 """A group-by with millions of groups written with to_parquet, each rank under an address-space
-cap: ``memory_cap.py DATA OUT CAP_BYTES``. Prints ``groups ROWS maxrss MB`` on every rank."""
+cap: ``memory_cap.py DATA OUT CAP_BYTES``. Rank 0 prints every rank's ``groups ROWS maxrss MB``
+line (gathered, so that mpiexec cannot interleave two ranks' output within a line)."""
 
 import resource
 import sys
 
-from mpi4py import MPI  # noqa: F401  (MPI maps its shared memory before the cap)
+from mpi4py import MPI  # (imported first: MPI maps its shared memory before the cap)
 
 cap = int(float(sys.argv[3]))
 resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -14,4 +15,6 @@ import hpcframe as hf  # noqa: E402
 df = hf.read_parquet(sys.argv[1])
 summary = df.groupby(["k1", "k2"]).agg(total=("v", "sum"), n=("v", "size")).to_parquet(sys.argv[2])
 maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-print("groups", summary["rows"], "maxrss", maxrss, "MB", flush=True)
+lines = MPI.COMM_WORLD.gather(f"groups {summary['rows']} maxrss {maxrss} MB", root=0)
+if MPI.COMM_WORLD.Get_rank() == 0:
+    print("\n".join(lines), flush=True)
