@@ -32,6 +32,8 @@ def _env_str(name: str, default, choices=None):
 
 #: how group-bys are finished (:attr:`Config.shuffle`)
 SHUFFLE_CHOICES = ("auto", "shuffle", "gather")
+#: when the next block is read while this one is computed (:attr:`Config.readahead`)
+READAHEAD_CHOICES = ("auto", "on", "off")  # READAHEAD
 
 
 @dataclass
@@ -80,6 +82,12 @@ class Config:
         and measured in memory (summed over the ranks), take at most this many bytes;
         otherwise both sides are hash-shuffled by the keys. Every rank then holds the small
         side once, so keep it well below the memory of one rank.
+    readahead : str, default "auto" (``HPCFRAME_READAHEAD``)
+        Whether a rank reads (decompresses, parses, decodes) its next block of a CSV,
+        Parquet or HDF5 file in a background thread while it computes the current one:
+        ``"auto"`` when this rank has a core to spare (fewer ranks on the node than cores
+        this process may run on), ``"on"`` always, ``"off"`` never. At most one block is
+        read ahead (one more block in memory); not with a cache or a ``head(n)``.
     engine : None, str, distributed.Client or Dask cluster, default None
         The engine of ``compute()`` calls without ``engine=``: ``None`` (local, or MPI under
         mpiexec), ``"dask"`` (a LocalCluster on this machine), a Client or a Dask cluster
@@ -89,7 +97,8 @@ class Config:
     ------
     ValueError
         At import, when a ``HPCFRAME_<NAME>`` number is not a positive whole number, or
-        ``HPCFRAME_SHUFFLE`` is not one of ``auto``, ``shuffle``, ``gather``.
+        ``HPCFRAME_SHUFFLE`` is not one of ``auto``, ``shuffle``, ``gather``, or
+        ``HPCFRAME_READAHEAD`` is not one of ``auto``, ``on``, ``off``.
 
     Examples
     --------
@@ -131,6 +140,11 @@ class Config:
     #: is active (``None``: none). ``HPCFRAME_CACHE_DIR``; ``hpcframe run --cache-dir``.
     cache_dir: str | None = _env_str("cache_dir", None)
     # -- end CACHE --
+    # -- READAHEAD: issue 11 (see hpcframe.execute._ReadAhead) --
+    #: "auto", "on" or "off": read the next block in a background thread while this one is
+    #: computed (auto: when the node has more cores than ranks). ``HPCFRAME_READAHEAD``.
+    readahead: str = _env_str("readahead", "auto", READAHEAD_CHOICES)
+    # -- end READAHEAD --
 
     # -- DASK: the engine setting (hpcframe.dask_engine) --
     #: Where ``compute()`` runs when no ``engine=`` is given: ``None`` (the local engine, or

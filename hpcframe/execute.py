@@ -177,6 +177,11 @@ def _run_scan(outs, comm, root):
     # (not for an ordered output, a top-n: its first rows can be in any leaf)
     limits = [None if getattr(o, "ordered", False) else getattr(o, "limit", None) for o in outs]
     produced = [0] * len(outs)
+    # -- READAHEAD: the same decision on every rank (local_size may be collective) --
+    _settle_reads()
+    on = _readahead_on(source, cache, limits, comm)
+    cache.ahead = _ReadAhead(bool(getattr(source, "concurrent_reads", False))) if on else None
+    # -- end READAHEAD --
     notices = comm.notices()  # a failing rank tells the others to stop reading
     try:
         error = _read_my_leaves(
@@ -242,6 +247,26 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
     """Read and compute this rank's leaves, folding partials into ``stacks``. Returns this
     rank's failure (``None`` if none). Stops at a failure (and tells the other ranks) or when
     another rank's notice says it failed."""
+    # -- READAHEAD: the leaf read after each leaf (the next one that reads anything); reads
+    #    still happen one at a time, in leaf order, and the one in flight is waited for
+    #    before this returns (a source's open streams are never used by two threads) --
+    ahead = cache.ahead
+    upcoming = {}
+    if ahead is not None:
+        reading = [i for i in mine if any(wanted[i][0]) and wanted[i][1]]
+        upcoming = {i: (leaves[j], wanted[j][1]) for i, j in zip(reading, reading[1:])}
+    try:
+        return _read_leaves(
+            leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm, notices, upcoming
+        )
+    finally:
+        if ahead is not None:
+            ahead.drain()
+    # -- end READAHEAD --
+
+
+def _read_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm, notices, upcoming):
+    """The loop of :func:`_read_my_leaves` (``upcoming``: leaf -> the leaf to read ahead)."""
     error = None
     for i in mine:
         leaf = leaves[i]
@@ -254,6 +279,7 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
             break
         t0 = time.perf_counter()
         cache.read_end, cache.rows, cache.rows_out = None, 0, None
+        cache.upcoming = upcoming.get(i)  # READAHEAD: read once this leaf's table is there
         wants, parts = wanted[i]
         wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
         if any(wants) and all(
@@ -491,13 +517,19 @@ class _ReadCache:
         self.parent, self.table = None, None
         self.read_end, self.rows, self.rows_out = None, 0, None
         self.kept = None  # CACHE: a hpcframe.cache.ScanCache when a cache is active
+        # -- READAHEAD: a _ReadAhead when on, and the (leaf, parts) to read after this one --
+        self.ahead: _ReadAhead | None = None
+        self.upcoming = None
 
     def get(self, leaf: Leaf, parts):
         # -- CACHE: decoded column chunks from hpcframe.cache when a cache is active --
-        kept = self.kept
+        kept, ahead = self.kept, self.ahead
+        nxt = self._next_read(leaf) if ahead is not None else None  # READAHEAD
         if leaf.parent is None:
             if kept is not None:
                 table = kept.read(parts, self.columns, lambda cols: read_parts(self.source, parts, cols))
+            elif ahead is not None:  # READAHEAD: read in the background, or now
+                table = ahead.take(leaf.index, self._reader(leaf, parts), _paths(leaf, parts), nxt)
             else:
                 table = read_parts(self.source, parts, self.columns)
         else:
@@ -508,6 +540,8 @@ class _ReadCache:
                     self.table = kept.read(
                         (parent,), self.columns, lambda cols: self.source.read(parent, cols)
                     )
+                elif ahead is not None:  # READAHEAD
+                    self.table = ahead.take(leaf.index, self._reader(leaf, parts), _paths(leaf, parts), nxt)
                 else:
                     self.table = self.source.read(leaf.parent, self.columns)
                 self.parent = leaf.parent
@@ -516,10 +550,151 @@ class _ReadCache:
             table = self.table.slice(block.start - leaf.parent.start, block.num_rows)
         self.read_end, self.rows = time.perf_counter(), table.num_rows
         _add_stat("rows_read", table.num_rows)
+        if nxt is not None:  # READAHEAD: read the next leaf while this one is computed
+            ahead.start(nxt)
         return table
+
+    # -- READAHEAD --
+    def _reader(self, leaf: Leaf, parts):
+        """A function that reads what ``leaf`` needs: its partitions, or its parent's rows."""
+        source, columns, parent = self.source, self.columns, leaf.parent
+        if parent is None:
+            return lambda: read_parts(source, parts, columns)
+        return lambda: source.read(parent, columns)
+
+    def _next_read(self, leaf: Leaf):
+        """``(index, read, files)`` of the read after ``leaf``'s (``None``: nothing to read,
+        e.g. the next leaf is another block of ``leaf``'s parent)."""
+        upcoming, self.upcoming = self.upcoming, None
+        if upcoming is None:
+            return None
+        nxt, parts = upcoming
+        if nxt.parent is not None and nxt.parent is leaf.parent:
+            return None
+        return nxt.index, self._reader(nxt, parts), _paths(nxt, parts)
+
+    # -- end READAHEAD --
 
     def clear(self):
         self.parent, self.table = None, None
+
+
+# -- READAHEAD: reading a rank's next block while it computes the current one (issue 11) --
+_READERS: list = []  # the pool of background reading threads of this process (when needed)
+_IN_FLIGHT: list = []  # the reads started there and not yet waited for (Futures)
+#: sources that read files (decompressing, parsing, decoding releases the GIL); not memory
+READAHEAD_FORMATS = ("csv", "parquet", "hdf5")
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under SLURM)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _readahead_on(source, cache, limits, comm) -> bool:
+    """Whether this scan reads ahead (:attr:`hpcframe.config.Config.readahead`): a file
+    source, no cache (a cached block must not be read), no head(n) output (which may stop
+    before the next block), and for ``"auto"`` a core to spare on this node. The same on
+    every rank (``comm.local_size`` is collective the first time)."""
+    mode = config.readahead
+    if mode == "off" or cache.kept is not None or any(lim is not None for lim in limits):
+        return False
+    if source_format(source) not in READAHEAD_FORMATS:
+        return False
+    if mode == "on":
+        return True
+    local = comm.local_size if comm.size > 1 else 1
+    return _cores() > local
+
+
+def _settle_reads() -> None:
+    """Wait for a read left running by an earlier scan (one interrupted while it waited for
+    it): no two reads of one source ever run at once."""
+    while _IN_FLIGHT:
+        _wait(_IN_FLIGHT[-1])
+        _forget(_IN_FLIGHT[-1])
+
+
+def _wait(future) -> None:
+    """Wait for ``future`` to end (its result or error is dropped)."""
+    import concurrent.futures
+
+    concurrent.futures.wait([future])
+
+
+class _ReadAhead:
+    """This rank's reads, at most one leaf ahead of the leaf it computes, in a background
+    thread pool: :meth:`take` returns a leaf's rows (or raises its read's error, as if read
+    here) and :meth:`start` begins reading the next leaf. Two reads run at once only when the
+    source allows it (``concurrent_reads``) and for leaves of different files (a file's open
+    stream is never read by two threads); a leaf nothing was started for is read by the
+    calling thread. Reading (decompression, parsing,
+    decoding) mostly releases the GIL, so it runs on the spare core while this rank computes."""
+
+    def __init__(self, concurrent: bool = False):
+        self.pending: dict = {}  # leaf index -> Future of its rows
+        #: the source may read two files at once (``concurrent_reads``, e.g. CSV's streams);
+        #: otherwise one read at a time (overlapping only the computation)
+        self.concurrent = concurrent
+
+    def start(self, nxt) -> None:
+        """Start reading ``nxt`` (``(index, read, files)``) unless it is started already."""
+        index, read, _ = nxt
+        if index in self.pending:
+            return
+        if not _READERS:
+            import concurrent.futures
+
+            _READERS.append(concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hpcframe-readahead"))
+        future = _READERS[0].submit(read)
+        _IN_FLIGHT.append(future)
+        self.pending[index] = future
+
+    def take(self, index: int, read, files, nxt):
+        """The rows of leaf ``index`` (``read``: how to read them, from ``files``): read ahead
+        (waiting for them), or read now. ``nxt``: the read after this one, started at once
+        when it reads other files (both reads then run at once)."""
+        future = self.pending.pop(index, None)
+        if future is None:
+            self.drain()  # (nothing else is expected in flight)
+        if self.concurrent and nxt is not None and files and nxt[2] and not files & nxt[2]:
+            self.start(nxt)
+        if future is None:
+            return read()
+        try:
+            return future.result()  # the read's own error, if it failed
+        finally:
+            if future.done():
+                _forget(future)
+            else:  # interrupted while waiting: drain() waits for it
+                self.pending[index] = future
+
+    def drain(self) -> None:
+        """Wait for the reads in flight and drop them (the scan stops, or they were not
+        needed): no read of this scan runs once this returns."""
+        while self.pending:
+            future = self.pending.pop(next(iter(self.pending)))
+            _wait(future)
+            _forget(future)
+
+
+def _paths(leaf: Leaf, parts):
+    """The files a leaf's read opens (``None``: not known; read alone)."""
+    paths = {getattr(p, "path", None) for p in ([leaf.parent] if leaf.parent is not None else parts)}
+    return None if None in paths else paths
+
+
+def _forget(future) -> None:
+    try:
+        _IN_FLIGHT.remove(future)
+    except ValueError:
+        pass
+
+
+# -- end READAHEAD --
 
 
 def read_parts(source, parts, columns):

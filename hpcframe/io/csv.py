@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading  # READAHEAD
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -259,6 +260,10 @@ class CSVSource:
     #: partition row counts are estimates (from a sample and the compression ratio), not
     #: known counts: progress is measured in bytes and explain() labels the rows estimated
     exact_row_counts = False
+    #: READAHEAD: two files may be read at once by two threads (one stream per file, see
+    #: :meth:`_read_chunk`; byte ranges share nothing): the engine's read-ahead
+    #: (hpcframe.execute._ReadAhead) then decompresses the next file while this one is read
+    concurrent_reads = True
 
     def __init__(
         self,
@@ -299,7 +304,9 @@ class CSVSource:
         self._schema = None
         self._names: list[str] | None = None  # every column of the files, in file order
         self._row_bytes = 100.0
-        self._cursor: _Cursor | None = None
+        # -- READAHEAD: the open streams, one per file (at most _CURSORS): the engine may
+        #    read two files at once (hpcframe.execute._ReadAhead), never one file twice --
+        self._cursors: dict[str, _Cursor] = {}
         # path -> (file identity, decompressed bytes read by the sample, the open stream after
         # them): the first read of a sampled compressed file goes on from where the sample
         # stopped instead of decompressing its start again (see :meth:`_sample`)
@@ -320,7 +327,7 @@ class CSVSource:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_cursor"] = None
+        state["_cursors"] = {}  # READAHEAD
         state["_kept"] = {}
         return state
 
@@ -747,14 +754,36 @@ class CSVSource:
 
     # -- reading a row chunk (streamed) ---------------------------------------------------
     def _read_chunk(self, part: Partition, columns: list[str]) -> pa.Table:
-        cur = self._cursor
+        # -- READAHEAD: the file's cursor is out of ``_cursors`` while it reads, so two threads
+        #    reading two files never share one, and only idle ones are closed --
         key = (part.path, tuple(columns))
+        with _CURSORS_LOCK:
+            cur = self._cursors.pop(part.path, None)
         if cur is None or cur.key != key or cur.row > part.start:
             if cur is not None:
                 cur.close()
-            self._cursor = cur = _Cursor(self, part.path, columns, key)
+            cur = _Cursor(self, part.path, columns, key)
         stop = None if part.piece.last else part.stop
-        return cur.take(part.start, stop, part)
+        try:
+            table = cur.take(part.start, stop, part)
+        except BaseException:
+            cur.close()
+            raise
+        if cur.reader is None and cur.pending is None:  # at the end of the file: done
+            cur.close()
+            return table
+        with _CURSORS_LOCK:
+            self._cursors[part.path] = cur
+            while len(self._cursors) > _CURSORS:
+                self._cursors.pop(next(iter(self._cursors))).close()
+        return table
+        # -- end READAHEAD --
+
+
+# -- READAHEAD --
+_CURSORS = 2  # open streams kept per source: this rank's thread and the read-ahead's
+_CURSORS_LOCK = threading.Lock()
+# -- end READAHEAD --
 
 
 class _Cursor:
