@@ -550,7 +550,7 @@ class _ReadCache:
             table = self.table.slice(block.start - leaf.parent.start, block.num_rows)
         self.read_end, self.rows = time.perf_counter(), table.num_rows
         _add_stat("rows_read", table.num_rows)
-        if nxt is not None:  # READAHEAD: read the next leaf while this one is computed
+        if ahead is not None and nxt is not None:  # READAHEAD: read the next leaf meanwhile
             ahead.start(nxt)
         return table
 
