@@ -250,3 +250,53 @@ def test_the_setting_is_checked():
     )
     assert out.returncode != 0
     assert "HPCFRAME_READAHEAD='sometimes' must be one of auto, on, off" in out.stderr
+
+
+_CHILD = """
+import sys, hpcframe as hf
+hf.config.readahead = "on"
+path = sys.argv[1]
+
+def total():
+    raw = hf.read_csv(path)
+    return raw.groupby("Carrier").Flights.sum().compute()
+
+expected = total()
+print("started", flush=True)
+try:
+    while True:
+        total()
+except (KeyboardInterrupt, hf.ComputeError) as exc:
+    print("interrupted", type(exc).__name__, flush=True)
+# nothing is left reading: the next computation is the same
+assert total().equals(expected)
+print("ok", flush=True)
+"""
+
+
+@pytest.mark.skipif(mpi.UNDER_MPI, reason="one process, interrupted from outside")
+def test_ctrl_c_while_reading_ahead_stops_and_the_next_query_works(csv_dirs):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    good, _, _ = csv_dirs
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(hf.__file__)))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, good],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout.readline().strip() == "started"
+        time.sleep(0.3)  # inside one of the computations (or between two: the same outcome)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    assert out.split("\n")[0].startswith("interrupted") and "ok" in out, (out, err)
