@@ -631,8 +631,9 @@ class _ReadAhead:
     here) and :meth:`start` begins reading the next leaf. Two reads run at once only when the
     source allows it (``concurrent_reads``) and for leaves of different files (a file's open
     stream is never read by two threads); a leaf nothing was started for is read by the
-    calling thread. Reading (decompression, parsing,
-    decoding) mostly releases the GIL, so it runs on the spare core while this rank computes."""
+    calling thread. Reading (decompression, parsing, decoding) mostly releases the GIL, so it
+    runs on the spare core while this rank computes. Memory: the leaf computed and the next
+    one (a leaf's rows are dropped when it is computed)."""
 
     def __init__(self, concurrent: bool = False):
         self.pending: dict = {}  # leaf index -> Future of its rows
