@@ -449,6 +449,28 @@ class CSVSource:
             f.close()
         return open_decompressed(path)
 
+    # -- READAHEAD: the type sample's files decompressed two at a time --
+    def _samples(self, paths: list[str]) -> dict:
+        """``{path: function returning the sample of path}`` (:meth:`_sample`; its error
+        raised by the function): started two files at a time in background threads when
+        :attr:`hpcframe.config.Config.readahead` is not ``"off"`` and the process may run on
+        more than one core (decompression releases the GIL), else read when called."""
+        from ..config import config
+
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        if config.readahead == "off" or cores < 2 or len(paths) < 2:
+            return {p: (lambda p=p: self._sample(p)) for p in paths}
+        if not _SAMPLERS:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _SAMPLERS.append(ThreadPoolExecutor(2, thread_name_prefix="hpcframe-sample"))
+        return {p: _SAMPLERS[0].submit(self._sample, p).result for p in paths}
+
+    # -- end READAHEAD --
+
     def _infer(self) -> pa.Schema:
         import pyarrow.csv as pcsv
 
@@ -456,9 +478,10 @@ class CSVSource:
         sample_files = self.files[:SAMPLE_FILES]
         unified: dict[str, pa.DataType] = {}
         nbytes = nrows = 0
+        samples = self._samples(sample_files)  # READAHEAD: two files at a time
         for path in sample_files:
             try:
-                data = self._sample(path)
+                data = samples[path]()  # the file's own error, raised here
                 names = self.options.get("names")
                 ropts = pcsv.ReadOptions(
                     column_names=list(names) if names else None,
@@ -783,6 +806,7 @@ class CSVSource:
 # -- READAHEAD --
 _CURSORS = 2  # open streams kept per source: this rank's thread and the read-ahead's
 _CURSORS_LOCK = threading.Lock()
+_SAMPLERS: list = []  # the threads that read type samples (made when first needed)
 # -- end READAHEAD --
 
 

@@ -300,3 +300,25 @@ def test_ctrl_c_while_reading_ahead_stops_and_the_next_query_works(csv_dirs):
         child.kill()
     assert child.returncode == 0, err
     assert out.split("\n")[0].startswith("interrupted") and "ok" in out, (out, err)
+
+
+def test_type_sample_errors_are_raised_in_file_order(shared_dir, comm, readahead):
+    """The type sample's files are read two at a time: the error raised is still the first
+    file's in order (a header that differs), not a later broken file's, as when read one by one."""
+    root = os.path.join(shared_dir, "readahead-sample")
+    if mpi.rank() == 0:
+        os.makedirs(root, exist_ok=True)
+        _write(root, "s00.csv.xz", flights(200, seed=1), "xz")
+        _write(root, "s01.csv.xz", flights(200, seed=2).assign(Extra=1), "xz")
+        with open(os.path.join(root, "s02.csv.xz"), "wb") as f:
+            f.write(b"\xfd7zXZ\x00 not really xz" * 100)
+    if comm is not None:
+        comm.Barrier()
+    messages = {}
+    for mode in ("on", "off"):
+        readahead(mode)
+        with pytest.raises(hf.DatasetError) as ei:
+            hf.read_csv(root)
+        messages[mode] = str(ei.value)
+    assert messages["on"] == messages["off"]
+    assert "s01.csv.xz" in messages["on"] and "header" in messages["on"], messages["on"]
