@@ -452,16 +452,25 @@ class CSVSource:
     # -- READAHEAD: the type sample's files decompressed two at a time --
     def _samples(self, paths: list[str]) -> dict:
         """``{path: function returning the sample of path}`` (:meth:`_sample`; its error
-        raised by the function): started two files at a time in background threads when
-        :attr:`hpcframe.config.Config.readahead` is not ``"off"`` and the process may run on
-        more than one core (decompression releases the GIL), else read when called."""
+        raised by the function): started two files at a time in background threads as
+        :attr:`hpcframe.config.Config.readahead` says (``"auto"``: when the process may run
+        on more cores than the launcher put ranks on this node; decompression releases the
+        GIL), else read when called."""
         from ..config import config
 
         try:
             cores = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             cores = os.cpu_count() or 1
-        if config.readahead == "off" or cores < 2 or len(paths) < 2:
+        # ranks of this job on this node, as the MPI launcher tells (read_csv has no
+        # communicator): with no core to spare, one file at a time ("on" forces threads)
+        local = 1
+        for var in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+            if os.environ.get(var, "").isdigit():
+                local = int(os.environ[var])
+                break
+        spare = config.readahead == "on" or cores > local
+        if config.readahead == "off" or cores < 2 or not spare or len(paths) < 2:
             return {p: (lambda p=p: self._sample(p)) for p in paths}
         if not _SAMPLERS:
             from concurrent.futures import ThreadPoolExecutor
