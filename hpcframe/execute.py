@@ -44,7 +44,7 @@ from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
-from .outputs import Composite, Output
+from .outputs import Composite, Output, widen_frame, widen_result  # CSVTYPES: widen_*
 from .physical import Leaf, partition_owners, plan_scan, scans_of
 from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage
 from .tree import TreeStack, finish
@@ -195,6 +195,7 @@ def _run_scan(outs, comm, root):
             notices.close(getattr(exc, "_notices_to_me", 0))
             raise
         notices.close()
+        widen = _agree_nulls(source, comm)  # -- CSVTYPES --
         spread = [isinstance(o, _Spread) for o in outs]
         shuffle = _shuffle_choice(outs, nodes, comm)
         plain = [[] if sh or sp else n for n, sh, sp in zip(nodes, shuffle, spread)]
@@ -215,6 +216,8 @@ def _run_scan(outs, comm, root):
             try:
                 with interruptible():  # user combines/finalize: no collective inside
                     results = _finish_results(outs, shuffle, shuffled, everyone, len(leaves))
+                    if widen:  # -- CSVTYPES: the dtypes of the whole dataset --
+                        results = {k: widen_result(o, results[k]) for k, o in ((id(o), o) for o in outs)}
             except BaseException as exc:
                 error = failure(comm, f"finishing the results of {source_label(source)}", exc)
         error = error or _interrupted(comm, lambda: f"combining the results of {source_label(source)}")
@@ -236,6 +239,26 @@ def _run_scan(outs, comm, root):
             error = failure(comm, "running a diagnostics callback (on_run_end)", exc)
         comm.agree(error or _interrupted(comm, "running the diagnostics callbacks"))
     return results
+
+
+# -- CSVTYPES: integer/bool columns with an empty field in some block of a CSV dataset --
+def _agree_nulls(source, comm) -> bool:
+    """Collective for sources that learn while reading which integer or bool columns hold
+    a null (CSV, :meth:`~hpcframe.io.csv.CSVSource.learned_nulls`; the same source on every
+    rank, so every rank calls it, right after the agreement that follows the reads): the
+    union over the ranks is flagged in the source's schema. Returns whether results must be
+    cast (:func:`hpcframe.outputs.widen_result`): the schema flags a column. No collective
+    for other sources."""
+    learned = getattr(source, "learned_nulls", None)
+    if learned is None:
+        return False
+    mine = sorted(learned())
+    union = {c for got in comm.allgather(mine) for c in got} if comm.size > 1 else set(mine)
+    source.adopt_nulls(union)
+    return bool(getattr(source, "_nulls", ()))
+
+
+# -- end CSVTYPES --
 
 
 def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm, notices):
@@ -772,12 +795,17 @@ def materialise(stage, comm, run=None) -> None:
         stage.strategy, stage.sizes, stage.partitioning = run.strategy, run.sizes, run.partitioning
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
+    declared = _declared_meta(run)
+    # -- CSVTYPES: blocks read before their CSV dataset's nulls were known: its dtypes --
+    csv_input = any(hasattr(n.scan().source, "learned_nulls") for n in run.inputs())
+    if csv_input and not isinstance(stage, AggStage):
+        frames = {j: widen_frame(df, declared, run.meta) for j, df in frames.items()}
     stage.data = RankedData.build(
         comm,
         stage.label,
         owners,
         frames,
-        empty=_declared_meta(run),
+        empty=declared,
         object_like_empty=not isinstance(stage, AggStage),  # group results: typed by values
     )
     _add_stat("stage_columns_pruned", dropped)

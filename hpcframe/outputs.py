@@ -86,6 +86,118 @@ def empty_meta(node):
 # -- end PRUNEDTYPE --
 
 
+# -- CSVTYPES: results with the dtypes of the dataset when blocks decided them --
+def widen_result(out, result):
+    """``result`` of ``out`` with the dtypes pandas gives it over the whole dataset.
+
+    A CSV source learns while it reads which integer (bool) columns hold an empty field
+    somewhere (:meth:`hpcframe.io.csv.CSVSource.adopt_nulls`); pandas makes them float64
+    (object) in the whole frame, but blocks read before that was known kept int64 (bool). A
+    result whose rows all come from such blocks is cast here to the dtypes pandas gives it:
+    those of the same query on :func:`empty_meta` (the widened dtypes), where they differ
+    from the query on the frame's first-file dtypes and the result still has the narrow
+    integer or bool dtype. Integers beyond 2**53 are rounded as pandas rounds them. Row
+    results (``compute``, ``head``, ``nlargest``) and aggregates with built-in functions
+    are handled; other outputs (``map_partitions``, user aggregations) keep their dtypes."""
+    if result is None or not isinstance(out, (AggOutput, CollectOutput, TopOutput)):
+        return result
+    narrow = out.node.meta.iloc[:0]
+    wide = empty_meta(out.node)
+    if wide is out.node.meta or list(wide.dtypes) == list(narrow.dtypes):
+        return result
+    try:
+        if isinstance(out, AggOutput):
+            if not all(a in A.BUILTIN for _, a in out.specs):
+                return result
+            return _cast_like(result, out.pandas_fn(wide.iloc[:0]), out.pandas_fn(narrow))
+        if isinstance(result, pd.DataFrame):
+            return _cast_columns(result, wide, narrow)
+    except Exception:  # pandas refuses the query on the empty frames: keep the result as is
+        return result
+    return result
+
+
+def _widened(got, want, had) -> bool:
+    """Whether a column of dtype ``got`` must become ``want`` (it is ``had`` on the frame's
+    first-file dtypes): an integer or bool result that pandas makes float64 or object."""
+    return (
+        isinstance(got, np.dtype)
+        and got.kind in "iub"
+        and want != had
+        and (want == np.dtype("float64") or want == np.dtype(object))
+    )
+
+
+def widen_frame(df, wide: pd.DataFrame, narrow: pd.DataFrame):
+    """``df`` (rows of a frame, e.g. a partition of a persisted frame) with its integer or
+    bool columns cast to float64 or object where the frame's dtypes over the whole dataset
+    (``wide``, :func:`empty_meta`) differ from its first-file dtypes (``narrow``)."""
+    if not isinstance(df, pd.DataFrame):
+        return df
+    return _cast_columns(df, wide, narrow)
+
+
+def _cast_columns(result: pd.DataFrame, wide: pd.DataFrame, narrow: pd.DataFrame) -> pd.DataFrame:
+    fixed = {
+        c: result[c].astype(wide[c].dtype)
+        for c in result.columns
+        if c in wide.columns
+        and c in narrow.columns
+        and _widened(result[c].dtype, wide[c].dtype, narrow[c].dtype)
+    }
+    return result.assign(**fixed) if fixed else result
+
+
+def _cast_index(index: pd.Index, wide: pd.Index, narrow: pd.Index) -> pd.Index:
+    if isinstance(index, pd.MultiIndex):
+        if not (isinstance(wide, pd.MultiIndex) and isinstance(narrow, pd.MultiIndex)):
+            return index
+        if not (index.nlevels == wide.nlevels == narrow.nlevels):
+            return index
+        levels = [
+            lev.astype(w.dtype) if _widened(lev.dtype, w.dtype, n.dtype) else lev
+            for lev, w, n in zip(index.levels, wide.levels, narrow.levels)
+        ]
+        return index.set_levels(levels)
+    if isinstance(wide, pd.MultiIndex) or isinstance(narrow, pd.MultiIndex):
+        return index
+    if _widened(index.dtype, wide.dtype, narrow.dtype):
+        return index.astype(wide.dtype)
+    return index
+
+
+def _cast_like(result, wide, narrow):
+    """``result`` (a query's answer) cast where the same query on the widened empty frame
+    (``wide``) and on the first-file empty frame (``narrow``) differ in dtype."""
+    frames = (result, wide, narrow)
+    if all(isinstance(x, pd.DataFrame) for x in frames):
+        if not (list(result.columns) == list(wide.columns) == list(narrow.columns)):
+            return result
+        out = result.copy(deep=False)
+        for j, (w, n) in enumerate(zip(wide.dtypes, narrow.dtypes)):
+            if _widened(result.iloc[:, j].dtype, w, n):
+                out.isetitem(j, result.iloc[:, j].astype(w))
+        out.index = _cast_index(result.index, wide.index, narrow.index)
+        return out
+    if all(isinstance(x, pd.Series) for x in frames):
+        if _widened(result.dtype, wide.dtype, narrow.dtype):
+            result = result.astype(wide.dtype)
+        index = _cast_index(result.index, wide.index, narrow.index)
+        if index is not result.index:
+            result = result.set_axis(index)
+        return result
+    if (
+        isinstance(result, (int, np.integer))
+        and not isinstance(result, (bool, np.bool_))
+        and isinstance(wide, (float, np.floating))
+    ):
+        return np.float64(result)
+    return result
+
+
+# -- end CSVTYPES --
+
+
 class Output:
     """A chunk / combine / finalize triple over one plan chain (see the module docstring)."""
 

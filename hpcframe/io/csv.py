@@ -304,6 +304,11 @@ class CSVSource:
         # them): the first read of a sampled compressed file goes on from where the sample
         # stopped instead of decompressing its start again (see :meth:`_sample`)
         self._kept: dict[str, tuple[tuple, bytes, Any]] = {}
+        # -- CSVTYPES: integer/bool columns known to hold an empty field somewhere in the
+        #    dataset (from the sample, or agreed by the ranks after a scan): flagged NULLS in
+        #    :meth:`schema`; and those this process saw while reading, not agreed yet --
+        self._nulls: frozenset[str] = frozenset()
+        self._seen_nulls: set[str] = set()
         #: path -> how this process found the decompressed size of the file when it described
         #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
         #: file is described by one rank only, so the keys of all ranks are disjoint
@@ -326,10 +331,43 @@ class CSVSource:
 
     # -- the source protocol ------------------------------------------------------------
     def schema(self) -> pa.Schema:
-        """The unified schema inferred from a sample (see the module docstring)."""
+        """The unified schema inferred from a sample (see the module docstring), with the
+        integer and bool columns known to hold an empty field flagged (see "Dtypes")."""
         if self._schema is None:
             self._schema = self._infer()
         return self._schema
+
+    # -- CSVTYPES: dtypes of the dataset, learned while reading --
+    def learned_nulls(self) -> frozenset[str]:
+        """The integer and bool columns in which this process read an empty field that
+        :meth:`schema` does not flag yet (to be agreed by the ranks: :meth:`adopt_nulls`)."""
+        return frozenset(self._seen_nulls - self._nulls)
+
+    def adopt_nulls(self, columns) -> bool:
+        """Flag ``columns`` (integer or bool columns with an empty field somewhere, agreed by
+        every rank) in :meth:`schema` from now on: float64 (object) in every block, as
+        ``pandas.read_csv`` of the files gives them. Returns whether anything changed."""
+        schema = self.schema()
+        new = {c for c in columns if c in schema.names and _nullable_narrow(schema.field(c).type)}
+        new -= self._nulls
+        self._seen_nulls -= new
+        if not new:
+            return False
+        from .types import NULLS, flag_fields
+
+        self._nulls = self._nulls | new
+        self._schema = flag_fields(schema, dict.fromkeys(new, NULLS))
+        return True
+
+    def _note_nulls(self, table: pa.Table) -> pa.Table:
+        """Record the integer/bool columns of a block read that hold a null (Arrow's
+        ``null_count``: no pass over the data)."""
+        for name, col in zip(table.column_names, table.columns):
+            if col.null_count and name not in self._nulls and _nullable_narrow(col.type):
+                self._seen_nulls.add(name)
+        return table
+
+    # -- end CSVTYPES --
 
     def discover(self, comm) -> list[Partition]:
         """Byte ranges of plain files and row chunks of streamed ones, in file order.
@@ -343,8 +381,8 @@ class CSVSource:
         columns = list(columns)
         try:
             if isinstance(part.piece, ByteRange):
-                return self._read_range(part, columns)
-            return self._read_chunk(part, columns)
+                return self._note_nulls(self._read_range(part, columns))  # CSVTYPES
+            return self._note_nulls(self._read_chunk(part, columns))
         except (OSError, EOFError) as exc:
             raise DatasetError(f"cannot read {part.describe()}: {exc}") from exc
 
@@ -448,6 +486,7 @@ class CSVSource:
         first = self.files[0]
         sample_files = self.files[:SAMPLE_FILES]
         unified: dict[str, pa.DataType] = {}
+        sampled_nulls: set[str] = set()
         nbytes = nrows = 0
         for path in sample_files:
             try:
@@ -483,6 +522,8 @@ class CSVSource:
                 raise DatasetError(_header_mismatch(path, table.column_names, first, self._names))
             for f in table.schema:
                 unified[f.name] = unify_types(unified.get(f.name, pa.null()), f.type)
+                if table.column(f.name).null_count:  # CSVTYPES: an empty field in the sample
+                    sampled_nulls.add(f.name)
                 if pa.types.is_string(f.type) and not self.newlines_in_values:
                     # quoted line breaks: lines are not rows, so stream instead of split
                     col = table.column(f.name)
@@ -511,7 +552,16 @@ class CSVSource:
             elif pa.types.is_temporal(t) or pa.types.is_null(t):
                 t = pa.string()  # like pandas: dates only when asked for
             fields.append(pa.field(name, t))
-        return pa.schema(fields)
+        schema = pa.schema(fields)
+        # -- CSVTYPES: an integer/bool column with an empty field in the sample is float64
+        #    (object) in every block from the start --
+        nulls = {f.name for f in schema if f.name in sampled_nulls and _nullable_narrow(f.type)}
+        if nulls:
+            from .types import NULLS, flag_fields
+
+            self._nulls = frozenset(nulls)
+            schema = flag_fields(schema, dict.fromkeys(nulls, NULLS))
+        return schema
 
     # -- partitions -----------------------------------------------------------------------
     def _rows_per_part(self) -> int:
@@ -973,6 +1023,12 @@ def pc_any_newline(col) -> bool:
     import pyarrow.compute as pc
 
     return bool(pc.any(pc.match_substring_regex(col, "[\\r\\n]")).as_py())
+
+
+def _nullable_narrow(t: pa.DataType) -> bool:
+    """Whether pandas gives a column of Arrow type ``t`` another dtype when it holds a null:
+    integers (float64) and bools (object)."""
+    return pa.types.is_integer(t) or pa.types.is_boolean(t)
 
 
 def _cast_target(t: pa.DataType) -> pa.DataType:
