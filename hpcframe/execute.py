@@ -44,7 +44,13 @@ from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
-from .outputs import Composite, Output, widen_frame, widen_result  # CSVTYPES: widen_*
+from .outputs import (  # CSVTYPES: group_frame_dtypes, widen_*
+    Composite,
+    Output,
+    group_frame_dtypes,
+    widen_frame,
+    widen_result,
+)
 from .physical import Leaf, partition_owners, plan_scan, scans_of
 from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage
 from .tree import TreeStack, finish
@@ -800,6 +806,8 @@ def materialise(stage, comm, run=None) -> None:
     csv_input = any(hasattr(n.scan().source, "learned_nulls") for n in run.inputs())
     if csv_input and not isinstance(stage, AggStage):
         frames = {j: widen_frame(df, declared, run.meta) for j, df in frames.items()}
+    elif csv_input and (typed := group_frame_dtypes(stage.output, stage.labels)) is not None:
+        frames = {j: widen_frame(df, *typed) for j, df in frames.items()}
     stage.data = RankedData.build(
         comm,
         stage.label,

@@ -137,6 +137,35 @@ def widen_frame(df, wide: pd.DataFrame, narrow: pd.DataFrame):
     return _cast_columns(df, wide, narrow)
 
 
+def group_frame_dtypes(out, labels: list[str]):
+    """For a group-by result held as a frame (an ``AggStage``: columns ``out.keys`` then
+    ``labels``): ``(wide, narrow)`` empty frames with those columns, the dtypes pandas gives
+    them over the whole dataset and over the first file's dtypes (see
+    :func:`widen_frame`), or ``None`` when nothing differs or pandas cannot tell."""
+    if not isinstance(out, AggOutput) or not all(a in A.BUILTIN for _, a in out.specs):
+        return None
+    wide = empty_meta(out.node)
+    if wide is out.node.meta:
+        return None
+    flat = []
+    try:
+        for meta in (wide.iloc[:0], out.node.meta.iloc[:0]):
+            r = out.pandas_fn(meta)
+            r = r.to_frame() if isinstance(r, pd.Series) else r
+            if not isinstance(r, pd.DataFrame) or r.shape[1] != len(labels):
+                return None
+            values = r.set_axis(labels, axis=1)
+            keys = r.index.to_frame(index=False) if list(r.index.names) == out.keys else None
+            flat.append(
+                values.reset_index(drop=True)
+                if keys is None
+                else pd.concat([keys, values.reset_index(drop=True)], axis=1)
+            )
+    except Exception:  # pandas refuses the query on the empty frames
+        return None
+    return flat[0], flat[1]
+
+
 def _cast_columns(result: pd.DataFrame, wide: pd.DataFrame, narrow: pd.DataFrame) -> pd.DataFrame:
     fixed = {
         c: result[c].astype(wide[c].dtype)
