@@ -44,10 +44,12 @@ from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
-from .outputs import (  # CSVTYPES: group_frame_dtypes, widen_*
+from .outputs import (  # CSVTYPES: empty_meta, *_frame_dtypes, widen_*
     Composite,
     Output,
+    empty_meta,
     group_frame_dtypes,
+    join_frame_dtypes,
     widen_frame,
     widen_result,
 )
@@ -786,6 +788,9 @@ def materialise(stage, comm, run=None) -> None:
     elif isinstance(stage, ShuffleStage):
         rows = _Rows(run, config.partitions)
         _run_scan([rows], comm, None)
+        if hasattr(rows.node.scan().source, "learned_nulls"):  # -- CSVTYPES: before the stage's functions --
+            wide, narrow = empty_meta(rows.node), rows.node.meta
+            rows.outbox = {b: [widen_frame(p, wide, narrow) for p in ps] for b, ps in rows.outbox.items()}
         frames = _exchange_rows(rows, comm)
         owners = partition_owners(config.partitions, comm.size)
     elif isinstance(stage, SortStage):
@@ -804,7 +809,10 @@ def materialise(stage, comm, run=None) -> None:
     declared = _declared_meta(run)
     # -- CSVTYPES: blocks read before their CSV dataset's nulls were known: its dtypes --
     csv_input = any(hasattr(n.scan().source, "learned_nulls") for n in run.inputs())
-    if csv_input and not isinstance(stage, AggStage):
+    if csv_input and isinstance(stage, JoinStage):
+        wide, narrow = join_frame_dtypes(run)
+        frames = {j: widen_frame(df, wide, narrow) for j, df in frames.items()}
+    elif csv_input and not isinstance(stage, AggStage):
         frames = {j: widen_frame(df, declared, run.meta) for j, df in frames.items()}
     elif csv_input and (typed := group_frame_dtypes(stage.output, stage.labels)) is not None:
         frames = {j: widen_frame(df, *typed) for j, df in frames.items()}

@@ -166,6 +166,21 @@ def group_frame_dtypes(out, labels: list[str]):
     return flat[0], flat[1]
 
 
+def join_frame_dtypes(stage):
+    """For a join's result partitions (a ``JoinStage``): ``(wide, narrow)`` empty frames of
+    the columns each side contributes, under their result names, with the dtypes of the
+    side over its whole dataset and over its first file's dtypes (see :func:`widen_frame`).
+    pandas' own decisions of the merge (an int column of a side that can miss a match
+    becomes float64) are made afterwards from the data (``joins.adopt_schema``)."""
+    wide, narrow = {}, {}
+    for node, pairs in ((stage.left, stage.left_cols), (stage.right, stage.right_cols)):
+        w, n = empty_meta(node), node.meta
+        for col, name in pairs:
+            if col in w.columns and col in n.columns:
+                wide[name], narrow[name] = w[col], n[col].iloc[:0]
+    return pd.DataFrame(wide), pd.DataFrame(narrow)
+
+
 def _cast_columns(result: pd.DataFrame, wide: pd.DataFrame, narrow: pd.DataFrame) -> pd.DataFrame:
     fixed = {
         c: result[c].astype(wide[c].dtype)
