@@ -255,15 +255,15 @@ def _agree_nulls(source, comm) -> bool:
     a null (CSV, :meth:`~hpcframe.io.csv.CSVSource.learned_nulls`; the same source on every
     rank, so every rank calls it, right after the agreement that follows the reads): the
     union over the ranks is flagged in the source's schema. Returns whether results must be
-    cast (:func:`hpcframe.outputs.widen_result`): the schema flags a column. No collective
-    for other sources."""
+    cast (:func:`hpcframe.outputs.widen_result`): a column was flagged now, so blocks of
+    this scan were converted without it (a flag known when the scan was planned made every
+    block float64/object already). No collective for other sources."""
     learned = getattr(source, "learned_nulls", None)
     if learned is None:
         return False
     mine = sorted(learned())
     union = {c for got in comm.allgather(mine) for c in got} if comm.size > 1 else set(mine)
-    source.adopt_nulls(union)
-    return bool(getattr(source, "_nulls", ()))
+    return bool(source.adopt_nulls(union))
 
 
 # -- end CSVTYPES --
@@ -788,8 +788,9 @@ def materialise(stage, comm, run=None) -> None:
     elif isinstance(stage, ShuffleStage):
         rows = _Rows(run, config.partitions)
         _run_scan([rows], comm, None)
-        if hasattr(rows.node.scan().source, "learned_nulls"):  # -- CSVTYPES: before the stage's functions --
-            wide, narrow = empty_meta(rows.node), rows.node.meta
+        node = run.node  # -- CSVTYPES: the rows in the dataset's dtypes before the stage's functions --
+        if hasattr(node.scan().source, "learned_nulls"):
+            wide, narrow = empty_meta(node), node.meta
             rows.outbox = {b: [widen_frame(p, wide, narrow) for p in ps] for b, ps in rows.outbox.items()}
         frames = _exchange_rows(rows, comm)
         owners = partition_owners(config.partitions, comm.size)

@@ -15,6 +15,7 @@ partials of earlier (``a``) and later (``b``) partitions; ``finalize(p)`` makes 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -144,12 +145,13 @@ def group_frame_dtypes(out, labels: list[str]):
     :func:`widen_frame`), or ``None`` when nothing differs or pandas cannot tell."""
     if not isinstance(out, AggOutput) or not all(a in A.BUILTIN for _, a in out.specs):
         return None
-    wide = empty_meta(out.node)
-    if wide is out.node.meta:
+    node: Any = out.node
+    wide = empty_meta(node)
+    if wide is node.meta:
         return None
     flat = []
     try:
-        for meta in (wide.iloc[:0], out.node.meta.iloc[:0]):
+        for meta in (wide.iloc[:0], node.meta.iloc[:0]):
             r = out.pandas_fn(meta)
             r = r.to_frame() if isinstance(r, pd.Series) else r
             if not isinstance(r, pd.DataFrame) or r.shape[1] != len(labels):

@@ -41,6 +41,25 @@ Schema
     compressed file leaves its stream open: the first read of that file in the process goes on
     from there (the sampled bytes replayed) instead of decompressing its start again, unless
     the file changed (size or modification time) in between.
+
+Dtypes (CSVTYPES)
+    pandas' frame of a CSV dataset is ``pd.concat([pd.read_csv(f) for f in files])``: an
+    integer column with one empty field anywhere is float64 in the whole frame, a bool
+    column object. The schema flags such a column (``NULLS``, :mod:`hpcframe.io.types`), so
+    that every block is converted that way, as soon as it is known:
+
+    * from the sample: a column with an empty field in the sampled rows is flagged at once;
+    * while reading: :meth:`CSVSource.read` notes the integer/bool columns of each block
+      that hold a null (Arrow's ``null_count``); after the scan the engine gathers them from
+      every rank (:meth:`CSVSource.learned_nulls`, one small allgather per CSV scan) and
+      flags the union (:meth:`CSVSource.adopt_nulls`). The blocks of that scan that were
+      converted before are made right by casting the results
+      (:func:`hpcframe.outputs.widen_result`) and the blocks held by stages; later scans of
+      the same frame convert every block as float64/object from the start.
+
+    Columns a scan did not read, and blocks it did not read (``head(n)`` stops early; a
+    block whose partials came from the on-disk cache), teach nothing: see docs/design.md,
+    "Not done yet".
 """
 
 from __future__ import annotations
@@ -332,7 +351,8 @@ class CSVSource:
     # -- the source protocol ------------------------------------------------------------
     def schema(self) -> pa.Schema:
         """The unified schema inferred from a sample (see the module docstring), with the
-        integer and bool columns known to hold an empty field flagged (see "Dtypes")."""
+        integer and bool columns known to hold an empty field flagged (see "Dtypes" in the
+        module docstring)."""
         if self._schema is None:
             self._schema = self._infer()
         return self._schema
