@@ -238,6 +238,8 @@ def _cast_like(result, wide, narrow):
         and isinstance(wide, (float, np.floating))
     ):
         return np.float64(result)
+    if type(wide) is int and type(narrow) is not int and isinstance(result, np.integer):
+        return int(result)  # the sum of an object (bool with nulls) column: a Python int
     return result
 
 
