@@ -571,6 +571,17 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     if kept is not None:
         t_start = time.perf_counter()
         found = kept.lookup(leaf, parts, wants)
+        # -- CSVTYPES: a CSV block's nulls are recorded with its partials (or it is read) --
+        learns = found is not None and hasattr(cache.source, "take_block_nulls")
+        if found and learns:
+            nulls = kept.block_nulls(parts, cache.columns)
+            if nulls is None:
+                found = {}
+            else:
+                cache.source.saw_nulls(nulls)
+        if learns:
+            cache.source.take_block_nulls()
+        # -- end CSVTYPES --
         if found:
             wants = [w and k not in found for k, w in enumerate(wants)]
             if not any(wants):
@@ -579,6 +590,9 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     out = _compute_leaf(leaf, plans, wants, parts, cache)
     if kept is not None:
         kept.keep(leaf, out, time.perf_counter() - t_start)
+        read = cache.source.take_block_nulls() if hasattr(cache.source, "take_block_nulls") else None
+        if read is not None:  # -- CSVTYPES: read from the file (not from memory): record --
+            kept.keep_block_nulls(parts, cache.columns, read)
         out = [found[k] if k in found else p for k, p in enumerate(out)]
     return out
     # -- end CACHE --

@@ -328,6 +328,7 @@ class CSVSource:
         #    :meth:`schema`; and those this process saw while reading, not agreed yet --
         self._nulls: frozenset[str] = frozenset()
         self._seen_nulls: set[str] = set()
+        self._block_nulls: set[str] | None = None  # see take_block_nulls
         #: path -> how this process found the decompressed size of the file when it described
         #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
         #: file is described by one rank only, so the keys of all ranks are disjoint
@@ -382,10 +383,32 @@ class CSVSource:
     def _note_nulls(self, table: pa.Table) -> pa.Table:
         """Record the integer/bool columns of a block read that hold a null (Arrow's
         ``null_count``: no pass over the data)."""
+        block = self._block_nulls
         for name, col in zip(table.column_names, table.columns):
-            if col.null_count and name not in self._nulls and _nullable_narrow(col.type):
-                self._seen_nulls.add(name)
+            if col.null_count and _nullable_narrow(col.type):
+                if name not in self._nulls:
+                    self._seen_nulls.add(name)
+                if block is not None:
+                    block.add(name)
+        if block is None:
+            self._block_nulls = {
+                n
+                for n, c in zip(table.column_names, table.columns)
+                if c.null_count and _nullable_narrow(c.type)
+            }
         return table
+
+    def take_block_nulls(self) -> set[str] | None:
+        """The integer/bool columns holding a null in the blocks read since the last call
+        (``None``: nothing was read since), for the engine's partial cache: a block whose
+        partials come from the cache is not read, so its nulls are recorded with them
+        (:meth:`hpcframe.cache.ScanCache.keep_block_nulls`)."""
+        block, self._block_nulls = self._block_nulls, None
+        return block
+
+    def saw_nulls(self, columns) -> None:
+        """Count ``columns`` as read with a null by this process (a cached block's record)."""
+        self._seen_nulls.update(c for c in columns if c not in self._nulls)
 
     # -- end CSVTYPES --
 

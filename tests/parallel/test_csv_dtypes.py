@@ -329,3 +329,20 @@ def test_more_results(data, query):
     if isinstance(exp, pd.DataFrame) and "row" in exp.columns:  # rows: labels after a filter
         got, exp = got.reset_index(drop=True), exp.reset_index(drop=True)  # are not the point
     _same(got, exp)
+
+
+def test_on_disk_cache_keeps_the_blocks_nulls(data, shared_dir):
+    """A block whose partials come from the on-disk cache is not read: the columns in which
+    it held a null are recorded with its partials, so a new process (here: a new source)
+    answering from the cache alone still gives pandas' dtypes."""
+    path = data["multi"]
+    ref = _reference(path)
+    exp = ref[ref.f != NULL_FILE].groupby("k").x.sum()
+    store = os.path.join(shared_dir, "csv-dtypes-cache")
+    for run in range(2):
+        with hf.Cache(dir=store):
+            df = _read(path)
+            got = df[df.f != NULL_FILE].groupby("k").x.sum().compute()
+        _same(got, exp)
+        if run == 1:  # every partial from the cache: no block read
+            assert hf.last_run_stats()["partitions_read"] == 0
