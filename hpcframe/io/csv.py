@@ -57,9 +57,10 @@ Dtypes (CSVTYPES)
       (:func:`hpcframe.outputs.widen_result`) and the blocks held by stages; later scans of
       the same frame convert every block as float64/object from the start.
 
-    Columns a scan did not read, and blocks it did not read (``head(n)`` stops early; a
-    block whose partials came from the on-disk cache), teach nothing: see docs/design.md,
-    "Not done yet".
+    Columns a scan did not read, and blocks it did not read (``head(n)`` stops early),
+    teach nothing: see docs/design.md, "Not done yet". A block whose partials come from
+    the engine's partial cache is not read: the cache keeps the columns in which it held
+    a null with them (:meth:`CSVSource.take_block_nulls`, :meth:`CSVSource.saw_nulls`).
 """
 
 from __future__ import annotations
