@@ -572,15 +572,12 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
         t_start = time.perf_counter()
         found = kept.lookup(leaf, parts, wants)
         # -- CSVTYPES: a CSV block's nulls are recorded with its partials (or it is read) --
-        learns = found is not None and hasattr(cache.source, "take_block_nulls")
-        if found and learns:
+        if found and hasattr(cache.source, "saw_nulls"):
             nulls = kept.block_nulls(parts, cache.columns)
             if nulls is None:
                 found = {}
             else:
                 cache.source.saw_nulls(nulls)
-        if learns:
-            cache.source.take_block_nulls()
         # -- end CSVTYPES --
         if found:
             wants = [w and k not in found for k, w in enumerate(wants)]
@@ -590,7 +587,7 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     out = _compute_leaf(leaf, plans, wants, parts, cache)
     if kept is not None:
         kept.keep(leaf, out, time.perf_counter() - t_start)
-        read = cache.source.take_block_nulls() if hasattr(cache.source, "take_block_nulls") else None
+        read = cache.source.block_nulls(parts) if hasattr(cache.source, "saw_nulls") else None
         if read is not None:  # -- CSVTYPES: read from the file (not from memory): record --
             kept.keep_block_nulls(parts, cache.columns, read)
         out = [found[k] if k in found else p for k, p in enumerate(out)]

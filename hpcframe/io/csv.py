@@ -60,7 +60,7 @@ Dtypes (CSVTYPES)
     Columns a scan did not read, and blocks it did not read (``head(n)`` stops early),
     teach nothing: see docs/design.md, "Not done yet". A block whose partials come from
     the engine's partial cache is not read: the cache keeps the columns in which it held
-    a null with them (:meth:`CSVSource.take_block_nulls`, :meth:`CSVSource.saw_nulls`).
+    a null with them (:meth:`CSVSource.block_nulls`, :meth:`CSVSource.saw_nulls`).
 """
 
 from __future__ import annotations
@@ -329,7 +329,9 @@ class CSVSource:
         #    :meth:`schema`; and those this process saw while reading, not agreed yet --
         self._nulls: frozenset[str] = frozenset()
         self._seen_nulls: set[str] = set()
-        self._block_nulls: set[str] | None = None  # see take_block_nulls
+        # (path, piece) of a partition read -> its int/bool columns with a null (see
+        # block_nulls; popped by the engine when its partial cache is active)
+        self._part_nulls: dict[tuple, frozenset[str]] = {}
         #: path -> how this process found the decompressed size of the file when it described
         #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
         #: file is described by one rank only, so the keys of all ranks are disjoint
@@ -348,6 +350,7 @@ class CSVSource:
         state = dict(self.__dict__)
         state["_cursor"] = None
         state["_kept"] = {}
+        state["_part_nulls"] = {}
         return state
 
     # -- the source protocol ------------------------------------------------------------
@@ -381,31 +384,35 @@ class CSVSource:
         self._schema = flag_fields(schema, dict.fromkeys(new, NULLS))
         return True
 
-    def _note_nulls(self, table: pa.Table) -> pa.Table:
-        """Record the integer/bool columns of a block read that hold a null (Arrow's
+    def _note_nulls(self, part: Partition, table: pa.Table) -> pa.Table:
+        """Record the integer/bool columns of a partition read that hold a null (Arrow's
         ``null_count``: no pass over the data)."""
-        block = self._block_nulls
-        for name, col in zip(table.column_names, table.columns):
-            if col.null_count and _nullable_narrow(col.type):
-                if name not in self._nulls:
-                    self._seen_nulls.add(name)
-                if block is not None:
-                    block.add(name)
-        if block is None:
-            self._block_nulls = {
-                n
-                for n, c in zip(table.column_names, table.columns)
-                if c.null_count and _nullable_narrow(c.type)
-            }
+        found = frozenset(
+            n for n, c in zip(table.column_names, table.columns) if c.null_count and _nullable_narrow(c.type)
+        )
+        self._seen_nulls.update(found - self._nulls)
+        # popped by the engine when a partial cache is active; else only the latest are kept
+        self._part_nulls[(part.path, part.piece)] = found
+        if len(self._part_nulls) > 1024:
+            del self._part_nulls[next(iter(self._part_nulls))]
         return table
 
-    def take_block_nulls(self) -> set[str] | None:
-        """The integer/bool columns holding a null in the blocks read since the last call
-        (``None``: nothing was read since), for the engine's partial cache: a block whose
-        partials come from the cache is not read, so its nulls are recorded with them
-        (:meth:`hpcframe.cache.ScanCache.keep_block_nulls`)."""
-        block, self._block_nulls = self._block_nulls, None
-        return block
+    def block_nulls(self, parts) -> frozenset[str] | None:
+        """The integer/bool columns holding a null in the partitions ``parts`` (a block)
+        read from their files by this process, forgotten once asked; ``None`` when one of
+        them was not read from its file (e.g. its columns came from a memory cache). The
+        engine's partial cache keeps it with the block's partials
+        (:meth:`hpcframe.cache.ScanCache.keep_block_nulls`): a block answered from the cache
+        is not read."""
+        found: set[str] = set()
+        missing = False
+        for p in parts:
+            got = self._part_nulls.pop((p.path, p.piece), None)
+            if got is None:
+                missing = True
+            else:
+                found |= got
+        return None if missing else frozenset(found)
 
     def saw_nulls(self, columns) -> None:
         """Count ``columns`` as read with a null by this process (a cached block's record)."""
@@ -425,8 +432,8 @@ class CSVSource:
         columns = list(columns)
         try:
             if isinstance(part.piece, ByteRange):
-                return self._note_nulls(self._read_range(part, columns))  # CSVTYPES
-            return self._note_nulls(self._read_chunk(part, columns))
+                return self._note_nulls(part, self._read_range(part, columns))  # CSVTYPES
+            return self._note_nulls(part, self._read_chunk(part, columns))
         except (OSError, EOFError) as exc:
             raise DatasetError(f"cannot read {part.describe()}: {exc}") from exc
 
