@@ -779,7 +779,7 @@ def materialise_join(stage: JoinStage, comm, engine):
     is read first. When it may be broadcast, it is, and the other side is merged with it
     block by block while it is read (its rows are never all held); otherwise the other side
     is read and held too, and the strategy is chosen from both sizes."""
-    first = "left" if stage.how == "right" else "right"
+    first = _first_side(stage, comm)
     other = "right" if first == "left" else "left"
     sides = {first: _read(stage, first, comm, engine)}
     first_bytes = _total_bytes(sides[first][0], comm)
@@ -809,6 +809,36 @@ def materialise_join(stage: JoinStage, comm, engine):
         frames, owners_of_leaves = _read(stage, other, comm, engine, whole)
         return _by_leaf(frames, owners_of_leaves)
     return _broadcast(stage, sides, small, whole, comm, engine)
+
+
+def _first_side(stage: JoinStage, comm) -> str:
+    """Collective: the side to read first — the one that may be broadcast (the right side;
+    the left one of a right join). An inner join may broadcast either: there the side with
+    the smaller estimate (:func:`_estimated_bytes`) is read first, so that when it fits,
+    the other side streams past it instead of being held (``small.merge(big)`` as well as
+    ``big.merge(small)``). The choice only orders the reading: the strategy is still
+    decided from the sizes read."""
+    if stage.how == "right":
+        return "left"
+    if stage.how != "inner" or stage.broadcast is not None:
+        return "right"
+    left, right = _estimated_bytes(stage, "left", comm), _estimated_bytes(stage, "right", comm)
+    return "left" if left < right else "right"
+
+
+def _estimated_bytes(stage: JoinStage, which: str, comm) -> float:
+    """Collective (the first scan of a source discovers it): the bytes of the ``which``
+    side's source that its scan reads — the partitions left after pruning by statistics,
+    times the share of the source's columns the join uses — before any filter runs (its
+    selectivity is unknown). Partitions of a held stage are exact; a Parquet row group's
+    size is its uncompressed size. The same on every rank."""
+    from .physical import plan_scan
+
+    side = _Side(stage, which, comm.rank)
+    plan = plan_scan([side], comm)
+    nbytes = sum(part.nbytes for _, parts in plan.wanted for part in parts)
+    total = len(side.node.scan().meta.columns) or 1
+    return nbytes * min(1.0, len(side.columns()) / total)
 
 
 def _read(stage: JoinStage, which: str, comm, engine, whole=None):

@@ -454,6 +454,30 @@ def test_strategy_choice_and_explain(frames, monkeypatch):
         p.unpersist()
 
 
+def test_inner_join_reads_the_smaller_estimate_first(frames):
+    """An inner join reads first the side whose scan is estimated smaller (statistics prune
+    ``id < 12`` to the first row group): written ``small.merge(big)`` the small left side
+    is broadcast and the big side streams past it (never held: its size is not measured),
+    as ``big.merge(small)`` broadcasts the right side. Answers equal pandas either way."""
+    left, right, lref, rref = frames
+    small, small_ref = left[left.id < 12][["id", "k"]], lref[lref.id < 12][["id", "k"]]
+    for got, expected, strategy, sizes in (
+        (small.merge(right, on="k"), pd.merge(small_ref, rref, on="k"), "broadcast left", 0),
+        (right.merge(small, on="k"), pd.merge(rref, small_ref, on="k"), "broadcast right", 1),
+    ):
+        held = got.persist()
+        try:
+            stage = got.node.scan().source
+            assert stage.strategy == strategy
+            assert stage.sizes[sizes] is not None and stage.sizes[1 - sizes] is None
+            check(got, expected, strategy)
+        finally:
+            held.unpersist()
+    # a left join can only broadcast its right side: read first, whatever the estimates
+    got = small.merge(right, on="k", how="left")
+    check(got, pd.merge(small_ref, rref, on="k", how="left"), "left join")
+
+
 # --------------------------------------------------------------------------------------------
 # pushdown
 # --------------------------------------------------------------------------------------------
