@@ -367,7 +367,7 @@ def push_filter(stage: JoinStage, expr):
     """``(new stage or None, remaining conjuncts)``: the conjuncts of the filter ``expr`` on
     the join's result that only read columns of one side (legal for the join type: any side
     of an inner join, the left side of a left join, ...) moved into that side's plan."""
-    from .expr import conjuncts
+    from .expr import conjuncts, implied_by
 
     if stage.ready or stage.persisted:
         return None, conjuncts(expr)
@@ -384,6 +384,11 @@ def push_filter(stage: JoinStage, expr):
         targets = [s for s in ("left", "right") if cols and cols <= set(names[s])]
         if not targets:
             rest.append(term)
+            # an | over both sides: each side may still get the part of it the side implies
+            for s in ("left", "right"):
+                derived = implied_by(term, _only_columns(set(names[s])))
+                if derived is not None:
+                    moved[s].append(derived)
             continue
         for s in targets:
             moved[s].append(term)
@@ -395,6 +400,16 @@ def push_filter(stage: JoinStage, expr):
     for term in moved["right"]:
         right = P.Filter(right, term)
     return stage.with_sides(left, right), rest
+
+
+def _only_columns(cols: set):
+    """Whether an expression reads columns, all among ``cols``."""
+
+    def usable(term) -> bool:
+        used = term.columns()
+        return bool(used) and used <= cols
+
+    return usable
 
 
 def prune(stage: JoinStage, wanted: list[str]):

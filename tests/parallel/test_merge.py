@@ -540,6 +540,34 @@ def test_filters_pushed_into_the_sides(frames):
     check(f, e_right[(e_right.w > 0) & (e_right.v > 0)].reset_index(drop=True))
 
 
+def test_or_over_both_sides_pushes_what_each_side_implies(frames):
+    """TPC-H Q19's shape: ``(a1 & b1) | (a2 & b2)`` with ``a`` on the left side and ``b`` on
+    the right. Each side gets ``a1 | a2`` (``b1 | b2``), which every passing row satisfies;
+    the whole condition stays above the join. Answers equal pandas, also with NaN (the
+    comparisons of pandas are False there), string and between terms, and when a chain has
+    no term of one side (then nothing is derived for that side)."""
+    left, right, lref, rref = frames
+    lc, rc = ["id", "k", "n", "f", "s"], ["k", "w", "name", "kf"]
+    exp_m = pd.merge(lref[lc], rref[rc], on="k")
+    m = left[lc].merge(right[rc], on="k")
+    conditions = {
+        "both_sides": lambda d: (
+            ((d.n > 50) & (d.w < 0) & d.f.between(0.5, 1.5))
+            | ((d.s == "a") & d.name.isin(["r1", "r3", "r5"]))
+            | ((d.n < 10) & (d.kf > 20))
+        ),
+        "one_side_missing": lambda d: ((d.n > 50) & (d.w < 0)) | (d.kf > 20),
+        "nested": lambda d: (((d.n > 50) | (d.f == 2.5)) & (d.w < 1)) | ((d.s != "b") & (d.kf >= 3)),
+    }
+    derived = {"both_sides": (1, 1), "one_side_missing": (0, 1), "nested": (1, 1)}
+    for name, cond in conditions.items():
+        f = m[cond(m)]
+        stage, lchain, rchain = _sides(f)
+        assert (lchain.count("Filter"), rchain.count("Filter")) == derived[name], name
+        assert [type(n).__name__ for n in f.node.chain()] == ["Scan", "Filter"], name  # stays
+        check(f, exp_m[cond(exp_m)].reset_index(drop=True), name)
+
+
 def test_filter_pushdown_reads_fewer_rows(frames):
     left, right, lref, rref = frames
     m = left[["id", "k", "n"]].merge(right[["k", "w"]], on="k")
