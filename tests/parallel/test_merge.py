@@ -540,6 +540,27 @@ def test_filters_pushed_into_the_sides(frames):
     check(f, e_right[(e_right.w > 0) & (e_right.v > 0)].reset_index(drop=True))
 
 
+@pytest.mark.parametrize("keys", [("id", "k"), ("f", "kf")], ids=["int", "float_with_nan"])
+def test_keys_of_a_big_first_side_filter_the_other_side(frames, monkeypatch, keys):
+    """An inner join whose side read first (the right one: estimated smaller) is too big
+    to broadcast but whose distinct keys are small: the left side's rows that cannot match
+    are dropped while it is read (NaN keys matching NaN, as pandas' merge), and the answer
+    equals pandas for the strategy chosen after. Int keys, float keys with NaN."""
+    left, right, lref, rref = frames
+    lk, rk = keys
+    lc = ["id", "n", "s", "v", "f", "d"]  # wide: the right side (all its columns) is read first
+    expected = pd.merge(lref[lc], rref, left_on=lk, right_on=rk)
+    for limit in (3000, 1 << 30):  # the right side is ~5 KB, its keys < 700 bytes; then fits
+        monkeypatch.setattr(hf.config, "broadcast_bytes", limit)
+        got = left[lc].merge(right, left_on=lk, right_on=rk)
+        check(got, expected, f"{keys} limit {limit}")
+        dropped = mpi.allsum(hf.last_run_stats().get("join_rows_dropped_by_keys", 0))
+        if limit == 3000:
+            assert dropped > 0
+        else:  # the right side was broadcast: the left side streamed past it, no key filter
+            assert dropped == 0
+
+
 def test_or_over_both_sides_pushes_what_each_side_implies(frames):
     """TPC-H Q19's shape: ``(a1 & b1) | (a2 & b2)`` with ``a`` on the left side and ``b`` on
     the right. Each side gets ``a1 | a2`` (``b1 | b2``), which every passing row satisfies;
