@@ -243,8 +243,8 @@ def fixed_width_codes(arr: pa.Array):
 
 def _dictionary_from_codes(arr: pa.Array, codes) -> pa.Array | None:
     """``arr`` as a dictionary array from its first-appearance ``codes`` (``None`` past int32):
-    a row holds the
-    first occurrence of its value exactly when its code exceeds every earlier code."""
+    a row holds the first occurrence of its value exactly when its code exceeds every earlier
+    code."""
     import numpy as np
 
     if int(codes.max(initial=0)) >= 2**31 - 1:
