@@ -152,6 +152,8 @@ def normalize_table(
         meta = decl.metadata
         if name in keep_dict and is_string(dtype):  # -- DICTCAT: only a group key's codes count --
             meta = {**(meta or {}), DICT_KEY: b"1"}
+        elif meta and DICT_KEY in meta:  # (never taken over from a file or an earlier block)
+            meta = {k: v for k, v in meta.items() if k != DICT_KEY} or None
         if col.type == target:
             cols.append(col)
         elif pat.is_dictionary(target) and is_string(col.type):  # -- DICTCAT --
