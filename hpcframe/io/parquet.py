@@ -119,8 +119,10 @@ class ParquetSource:
             strings = [f.name for f in self.schema() if f.name not in self._hive_types and is_string(f.type)]
             # -- DICTCAT: ... except those whose pages are mostly not dictionary-encoded --
             meta = pq.read_metadata(path) if strings else None
-            if meta is not None:
-                plain = _plain_strings(meta, strings)
+            if meta is not None:  # (string_view stays a dictionary: Arrow cannot take it)
+                types = {f.name: f.type for f in self.schema()}
+                narrow = [c for c in strings if not pa.types.is_string_view(types[c])]
+                plain = _plain_strings(meta, narrow)
                 strings = [c for c in strings if c not in plain]
             # pages written with a CRC checksum are verified (those without are read as they
             # are): a corrupt page is an error, never silently wrong values

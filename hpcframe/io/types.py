@@ -188,6 +188,8 @@ def encode_strings(col) -> pa.ChunkedArray:
     out = []
     for arr in chunks:
         made = None
+        if not (pat.is_string(arr.type) or pat.is_large_string(arr.type)):
+            arr = arr.cast(pa.large_string())  # string_view: Arrow has no dictionary cast for it
         if len(arr) and not arr.null_count:
             codes = fixed_width_codes(arr)
             if codes is not None:

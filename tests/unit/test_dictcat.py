@@ -109,6 +109,16 @@ def test_encode_strings_equals_arrow(values, width, large, same):
     _check_encoding(values, large)
 
 
+def test_encode_strings_string_view():
+    col = pa.chunked_array([pa.array(["ab", None, "cd", "ab"], pa.string_view())])
+    got = T.encode_strings(col)
+    assert got.type == DICT
+    assert got.to_pylist() == ["ab", None, "cd", "ab"]
+    assert got.chunk(0).dictionary.to_pylist() == ["ab", "cd"]
+    fixed = T.encode_strings(pa.chunked_array([pa.array(["ab", "cd", "ab"], pa.string_view())]))
+    assert fixed.chunk(0).indices.to_pylist() == [0, 1, 0]
+
+
 def test_encode_strings_multibyte_equal_byte_length():
     _check_encoding(["éa", "abc", "aé", "éa", "abc"], True)  # 3 bytes each
     _check_encoding(["é", "ab", "é"], False)
