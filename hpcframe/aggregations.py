@@ -531,6 +531,13 @@ def chunk_partial(
                 source[name] = col
             else:
                 extra[name], source[name] = values, name
+    # -- DICTCAT: categorical keys are grouped by their integer codes (pandas' categorical
+    #    group-by hashes the categories more than once per block); the codes map back to the
+    #    values below. Each group holds the same rows in the same order either way, so every
+    #    aggregate is the same bit for bit. --
+    coded = _coded_keys(df, keys, {col for col, _ in inters})
+    if coded:
+        extra.update({k: codes for k, (codes, _) in coded.items()})
     if extra:
         df = df.assign(**extra)
     gb = df.groupby(keys, dropna=dropna, sort=False, observed=True)
@@ -550,9 +557,40 @@ def chunk_partial(
     if not cols:
         cols["__n"] = gb.size()
     table = pd.DataFrame(cols).reset_index()
+    if coded:
+        table = _decode_keys(table, coded, dropna)
     for k in keys:  # grouped on codes; partials carry values (dictionaries differ per partition)
         if isinstance(table[k].dtype, pd.CategoricalDtype):
             table[k] = _category_values(table[k])
+    return table
+
+
+def _coded_keys(df: pd.DataFrame, keys: list[str], aggregated: set) -> dict:
+    """``{key: (codes, CategoricalDtype)}`` for the categorical keys of ``df`` that are not
+    aggregated too: the integer codes, ``-1`` for a missing key (a group of its own, which
+    :func:`_decode_keys` drops or names NaN)."""
+    out = {}
+    for k in keys:
+        col = df[k]
+        if k not in aggregated and isinstance(col.dtype, pd.CategoricalDtype):
+            out[k] = (col.array.codes, col.dtype)
+    return out
+
+
+def _decode_keys(table: pd.DataFrame, coded: dict, dropna: bool) -> pd.DataFrame:
+    """The partial ``table`` grouped on the codes of :func:`_coded_keys`, with each coded key
+    as its values (what :func:`_category_values` gives): the groups of a missing key are
+    dropped with ``dropna`` (pandas drops rows whose key is missing), else their key is NaN."""
+    if dropna:
+        drop = None
+        for k in coded:
+            missing = table[k].to_numpy() < 0
+            drop = missing if drop is None else drop | missing
+        if drop is not None and drop.any():
+            table = table[~drop].reset_index(drop=True)
+    for k, (_, dtype) in coded.items():
+        cat = pd.Categorical.from_codes(table[k].to_numpy(), dtype=dtype, validate=False)
+        table[k] = _category_values(pd.Series(cat, index=table.index, name=k))
     return table
 
 

@@ -612,6 +612,48 @@ class ScanCache:
                 if store.put(key, encoded[0], encoded[1]):
                     _count("disk partials", "stored", encoded[0].nbytes)
 
+    # -- CSVTYPES: which int/bool columns of a CSV block hold a null (hpcframe.io.csv) --
+    def _nulls_key(self, parts, columns) -> str | None:
+        ident = block_identity(parts, self.cache.hash_content, self.files, self.rows)
+        if ident is None or self.source_id is None:
+            return None
+        return hashlib.sha256(
+            repr(("csv nulls", self.source_id, ident, sorted(columns))).encode()
+        ).hexdigest()
+
+    def block_nulls(self, parts, columns) -> list[str] | None:
+        """The columns (of ``columns``, the columns read) in which this block held a null
+        when its partials were computed, or ``None`` if that is not recorded: a CSV
+        source learns its dtypes from the blocks it reads, and a block whose partials come
+        from the cache is not read."""
+        key = self._nulls_key(parts, columns)
+        if key is None:
+            return None
+        mem, store = self.cache.partials, self.cache.store
+        value = mem.get(key, _MISS) if mem is not None else _MISS
+        if isinstance(value, tuple):
+            return list(value)
+        got = store.get(key) if store is not None else None
+        if got is None or not isinstance(got[1], dict) or got[1].get("kind") != "nulls":
+            return None
+        names = [str(n) for n in got[1].get("nulls", [])]
+        if mem is not None:
+            mem.put(key, tuple(names), 1e-3, 64)
+        return names
+
+    def keep_block_nulls(self, parts, columns, names) -> None:
+        """Record ``names``: the columns in which this block, just read, held a null."""
+        key = self._nulls_key(parts, columns)
+        if key is None:
+            return
+        mem, store = self.cache.partials, self.cache.store
+        if mem is not None:
+            mem.put(key, tuple(sorted(names)), 1e-3, 64)
+        if store is not None:
+            store.put(key, pa.table({}), {"kind": "nulls", "nulls": sorted(names)})
+
+    # -- end CSVTYPES --
+
     # -- column chunks ----------------------------------------------------------------------
     def read(self, parts, columns, reader: Callable):
         """The table of ``columns`` of the block ``parts``: the cached decoded columns, and

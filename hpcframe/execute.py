@@ -44,7 +44,15 @@ from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
-from .outputs import Composite, Output
+from .outputs import (  # CSVTYPES: empty_meta, *_frame_dtypes, widen_*
+    Composite,
+    Output,
+    empty_meta,
+    group_frame_dtypes,
+    join_frame_dtypes,
+    widen_frame,
+    widen_result,
+)
 from .physical import Leaf, partition_owners, plan_scan, scans_of
 from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage
 from .tree import TreeStack, finish
@@ -200,6 +208,7 @@ def _run_scan(outs, comm, root):
             notices.close(getattr(exc, "_notices_to_me", 0))
             raise
         notices.close()
+        widen = _agree_nulls(source, comm)  # -- CSVTYPES --
         spread = [isinstance(o, _Spread) for o in outs]
         shuffle = _shuffle_choice(outs, nodes, comm)
         plain = [[] if sh or sp else n for n, sh, sp in zip(nodes, shuffle, spread)]
@@ -220,6 +229,8 @@ def _run_scan(outs, comm, root):
             try:
                 with interruptible():  # user combines/finalize: no collective inside
                     results = _finish_results(outs, shuffle, shuffled, everyone, len(leaves))
+                    if widen:  # -- CSVTYPES: the dtypes of the whole dataset --
+                        results = {k: widen_result(o, results[k]) for k, o in ((id(o), o) for o in outs)}
             except BaseException as exc:
                 error = failure(comm, f"finishing the results of {source_label(source)}", exc)
         error = error or _interrupted(comm, lambda: f"combining the results of {source_label(source)}")
@@ -241,6 +252,26 @@ def _run_scan(outs, comm, root):
             error = failure(comm, "running a diagnostics callback (on_run_end)", exc)
         comm.agree(error or _interrupted(comm, "running the diagnostics callbacks"))
     return results
+
+
+# -- CSVTYPES: integer/bool columns with an empty field in some block of a CSV dataset --
+def _agree_nulls(source, comm) -> bool:
+    """Collective for sources that learn while reading which integer or bool columns hold
+    a null (CSV, :meth:`~hpcframe.io.csv.CSVSource.learned_nulls`; the same source on every
+    rank, so every rank calls it, right after the agreement that follows the reads): the
+    union over the ranks is flagged in the source's schema. Returns whether results must be
+    cast (:func:`hpcframe.outputs.widen_result`): a column was flagged now, so blocks of
+    this scan were converted without it (a flag known when the scan was planned made every
+    block float64/object already). No collective for other sources."""
+    learned = getattr(source, "learned_nulls", None)
+    if learned is None:
+        return False
+    mine = sorted(learned())
+    union = {c for got in comm.allgather(mine) for c in got} if comm.size > 1 else set(mine)
+    return bool(source.adopt_nulls(union))
+
+
+# -- end CSVTYPES --
 
 
 def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm, notices):
@@ -716,6 +747,14 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     if kept is not None:
         t_start = time.perf_counter()
         found = kept.lookup(leaf, parts, wants)
+        # -- CSVTYPES: a CSV block's nulls are recorded with its partials (or it is read) --
+        if found and hasattr(cache.source, "saw_nulls"):
+            nulls = kept.block_nulls(parts, cache.columns)
+            if nulls is None:
+                found = {}
+            else:
+                cache.source.saw_nulls(nulls)
+        # -- end CSVTYPES --
         if found:
             wants = [w and k not in found for k, w in enumerate(wants)]
             if not any(wants):
@@ -724,6 +763,9 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     out = _compute_leaf(leaf, plans, wants, parts, cache)
     if kept is not None:
         kept.keep(leaf, out, time.perf_counter() - t_start)
+        read = cache.source.block_nulls(parts) if hasattr(cache.source, "saw_nulls") else None
+        if read is not None:  # -- CSVTYPES: read from the file (not from memory): record --
+            kept.keep_block_nulls(parts, cache.columns, read)
         out = [found[k] if k in found else p for k, p in enumerate(out)]
     return out
     # -- end CACHE --
@@ -933,6 +975,10 @@ def materialise(stage, comm, run=None) -> None:
     elif isinstance(stage, ShuffleStage):
         rows = _Rows(run, config.partitions)
         _run_scan([rows], comm, None)
+        node = run.node  # -- CSVTYPES: the rows in the dataset's dtypes before the stage's functions --
+        if hasattr(node.scan().source, "learned_nulls"):
+            wide, narrow = empty_meta(node), node.meta
+            rows.outbox = {b: [widen_frame(p, wide, narrow) for p in ps] for b, ps in rows.outbox.items()}
         frames = _exchange_rows(rows, comm)
         owners = partition_owners(config.partitions, comm.size)
     elif isinstance(stage, SortStage):
@@ -948,12 +994,22 @@ def materialise(stage, comm, run=None) -> None:
         stage.strategy, stage.sizes, stage.partitioning = run.strategy, run.sizes, run.partitioning
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
+    declared = _declared_meta(run)
+    # -- CSVTYPES: blocks read before their CSV dataset's nulls were known: its dtypes --
+    csv_input = any(hasattr(n.scan().source, "learned_nulls") for n in run.inputs())
+    if csv_input and isinstance(stage, JoinStage):
+        wide, narrow = join_frame_dtypes(run)
+        frames = {j: widen_frame(df, wide, narrow) for j, df in frames.items()}
+    elif csv_input and not isinstance(stage, AggStage):
+        frames = {j: widen_frame(df, declared, run.meta) for j, df in frames.items()}
+    elif csv_input and (typed := group_frame_dtypes(stage.output, stage.labels)) is not None:
+        frames = {j: widen_frame(df, *typed) for j, df in frames.items()}
     stage.data = RankedData.build(
         comm,
         stage.label,
         owners,
         frames,
-        empty=_declared_meta(run),
+        empty=declared,
         object_like_empty=not isinstance(stage, AggStage),  # group results: typed by values
     )
     _add_stat("stage_columns_pruned", dropped)

@@ -919,6 +919,39 @@ def conjuncts(e: Expr | None) -> list[Expr]:
     return [e]
 
 
+def disjuncts(e: Expr) -> list[Expr]:
+    """The terms of a top-level ``|`` chain of predicates (``[e]`` when ``e`` is not one)."""
+    if isinstance(e, Bin) and e.op == "|" and _is_predicate(e.left) and _is_predicate(e.right):
+        return disjuncts(e.left) + disjuncts(e.right)
+    return [e]
+
+
+def implied_by(e: Expr, usable: Callable[[Expr], bool]) -> Expr | None:
+    """A predicate over the terms that ``usable`` accepts which is true wherever ``e`` is
+    (``None`` when there is none): for ``e`` an ``|`` of ``&`` chains (each a predicate,
+    see :func:`_is_predicate`), the ``|`` over each chain's usable terms — every chain must
+    have one. A row passing ``e`` passes one chain, so every term of it, so the result: a
+    filter on one side of a join derived from a condition over both (TPC-H Q19)."""
+    chains = disjuncts(e)
+    if len(chains) < 2:
+        return None
+    parts: list[Expr] = []
+    for chain in chains:
+        terms = [t for t in conjuncts(chain) if usable(t)]
+        if not terms:
+            return None
+        parts.append(balanced(terms, _and))  # type: ignore[arg-type]  # terms is not empty
+    return balanced(parts, _or)
+
+
+def _and(a: Expr, b: Expr) -> Expr:
+    return Bin("&", a, b)
+
+
+def _or(a: Expr, b: Expr) -> Expr:
+    return Bin("|", a, b)
+
+
 def balanced(items: Iterable[_T], combine: Callable[[_T, _T], _T]) -> _T | None:
     """``combine`` (associative, e.g. ``&``) over ``items`` as a balanced tree: log2(n) deep,
     so that evaluating hundreds of terms recursively stays far from the recursion limit.

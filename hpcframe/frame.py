@@ -1480,7 +1480,15 @@ class GroupBy:
             by_list=self._by_list,
         )
 
+        from .groupstats import corr_per_group, fast_corr_dtype
+
+        # numeric columns: pandas' arithmetic per group on NumPy slices (bit-identical,
+        # without a pandas object per group); other dtypes: pandas' apply
+        fast = all(fast_corr_dtype(self._node.meta[c].dtype) for c in (x, other))
+
         def run(g):
+            if fast:
+                return corr_per_group(g, x, other)
             out = g.apply(lambda d: d[x].corr(d[other]))
             if not isinstance(out, pd.Series):  # no group: pandas gives an empty frame
                 out = pd.Series([], index=g.size().index, dtype="float64")

@@ -15,6 +15,7 @@ partials of earlier (``a``) and later (``b``) partitions; ``finalize(p)`` makes 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,165 @@ def empty_meta(node):
 
 
 # -- end PRUNEDTYPE --
+
+
+# -- CSVTYPES: results with the dtypes of the dataset when blocks decided them --
+def widen_result(out, result):
+    """``result`` of ``out`` with the dtypes pandas gives it over the whole dataset.
+
+    A CSV source learns while it reads which integer (bool) columns hold an empty field
+    somewhere (:meth:`hpcframe.io.csv.CSVSource.adopt_nulls`); pandas makes them float64
+    (object) in the whole frame, but blocks read before that was known kept int64 (bool). A
+    result whose rows all come from such blocks is cast here to the dtypes pandas gives it:
+    those of the same query on :func:`empty_meta` (the widened dtypes), where they differ
+    from the query on the frame's first-file dtypes and the result still has the narrow
+    integer or bool dtype. Integers beyond 2**53 are rounded as pandas rounds them. Row
+    results (``compute``, ``head``, ``nlargest``) and aggregates with built-in functions
+    are handled; other outputs (``map_partitions``, user aggregations) keep their dtypes."""
+    if result is None or not isinstance(out, (AggOutput, CollectOutput, TopOutput)):
+        return result
+    narrow = out.node.meta.iloc[:0]
+    wide = empty_meta(out.node)
+    if wide is out.node.meta or list(wide.dtypes) == list(narrow.dtypes):
+        return result
+    try:
+        if isinstance(out, AggOutput):
+            if not all(a in A.BUILTIN for _, a in out.specs):
+                return result
+            return _cast_like(result, out.pandas_fn(wide.iloc[:0]), out.pandas_fn(narrow))
+        if isinstance(result, pd.DataFrame):
+            return _cast_columns(result, wide, narrow)
+    except Exception:  # pandas refuses the query on the empty frames: keep the result as is
+        return result
+    return result
+
+
+def _widened(got, want, had) -> bool:
+    """Whether a column of dtype ``got`` must become ``want`` (it is ``had`` on the frame's
+    first-file dtypes): an integer or bool result that pandas makes float64 or object."""
+    return (
+        isinstance(got, np.dtype)
+        and got.kind in "iub"
+        and want != had
+        and (want == np.dtype("float64") or want == np.dtype(object))
+    )
+
+
+def widen_frame(df, wide: pd.DataFrame, narrow: pd.DataFrame):
+    """``df`` (rows of a frame, e.g. a partition of a persisted frame) with its integer or
+    bool columns cast to float64 or object where the frame's dtypes over the whole dataset
+    (``wide``, :func:`empty_meta`) differ from its first-file dtypes (``narrow``)."""
+    if not isinstance(df, pd.DataFrame):
+        return df
+    return _cast_columns(df, wide, narrow)
+
+
+def group_frame_dtypes(out, labels: list[str]):
+    """For a group-by result held as a frame (an ``AggStage``: columns ``out.keys`` then
+    ``labels``): ``(wide, narrow)`` empty frames with those columns, the dtypes pandas gives
+    them over the whole dataset and over the first file's dtypes (see
+    :func:`widen_frame`), or ``None`` when nothing differs or pandas cannot tell."""
+    if not isinstance(out, AggOutput) or not all(a in A.BUILTIN for _, a in out.specs):
+        return None
+    node: Any = out.node
+    wide = empty_meta(node)
+    if wide is node.meta:
+        return None
+    flat = []
+    try:
+        for meta in (wide.iloc[:0], node.meta.iloc[:0]):
+            r = out.pandas_fn(meta)
+            r = r.to_frame() if isinstance(r, pd.Series) else r
+            if not isinstance(r, pd.DataFrame) or r.shape[1] != len(labels):
+                return None
+            values = r.set_axis(labels, axis=1)
+            keys = r.index.to_frame(index=False) if list(r.index.names) == out.keys else None
+            flat.append(
+                values.reset_index(drop=True)
+                if keys is None
+                else pd.concat([keys, values.reset_index(drop=True)], axis=1)
+            )
+    except Exception:  # pandas refuses the query on the empty frames
+        return None
+    return flat[0], flat[1]
+
+
+def join_frame_dtypes(stage):
+    """For a join's result partitions (a ``JoinStage``): ``(wide, narrow)`` empty frames of
+    the columns each side contributes, under their result names, with the dtypes of the
+    side over its whole dataset and over its first file's dtypes (see :func:`widen_frame`).
+    pandas' own decisions of the merge (an int column of a side that can miss a match
+    becomes float64) are made afterwards from the data (``joins.adopt_schema``)."""
+    wide, narrow = {}, {}
+    for node, pairs in ((stage.left, stage.left_cols), (stage.right, stage.right_cols)):
+        w, n = empty_meta(node), node.meta
+        for col, name in pairs:
+            if col in w.columns and col in n.columns:
+                wide[name], narrow[name] = w[col], n[col].iloc[:0]
+    return pd.DataFrame(wide), pd.DataFrame(narrow)
+
+
+def _cast_columns(result: pd.DataFrame, wide: pd.DataFrame, narrow: pd.DataFrame) -> pd.DataFrame:
+    fixed = {
+        c: result[c].astype(wide[c].dtype)
+        for c in result.columns
+        if c in wide.columns
+        and c in narrow.columns
+        and _widened(result[c].dtype, wide[c].dtype, narrow[c].dtype)
+    }
+    return result.assign(**fixed) if fixed else result
+
+
+def _cast_index(index: pd.Index, wide: pd.Index, narrow: pd.Index) -> pd.Index:
+    if isinstance(index, pd.MultiIndex):
+        if not (isinstance(wide, pd.MultiIndex) and isinstance(narrow, pd.MultiIndex)):
+            return index
+        if not (index.nlevels == wide.nlevels == narrow.nlevels):
+            return index
+        levels = [
+            lev.astype(w.dtype) if _widened(lev.dtype, w.dtype, n.dtype) else lev
+            for lev, w, n in zip(index.levels, wide.levels, narrow.levels)
+        ]
+        return index.set_levels(levels)
+    if isinstance(wide, pd.MultiIndex) or isinstance(narrow, pd.MultiIndex):
+        return index
+    if _widened(index.dtype, wide.dtype, narrow.dtype):
+        return index.astype(wide.dtype)
+    return index
+
+
+def _cast_like(result, wide, narrow):
+    """``result`` (a query's answer) cast where the same query on the widened empty frame
+    (``wide``) and on the first-file empty frame (``narrow``) differ in dtype."""
+    frames = (result, wide, narrow)
+    if all(isinstance(x, pd.DataFrame) for x in frames):
+        if not (list(result.columns) == list(wide.columns) == list(narrow.columns)):
+            return result
+        out = result.copy(deep=False)
+        for j, (w, n) in enumerate(zip(wide.dtypes, narrow.dtypes)):
+            if _widened(result.iloc[:, j].dtype, w, n):
+                out.isetitem(j, result.iloc[:, j].astype(w))
+        out.index = _cast_index(result.index, wide.index, narrow.index)
+        return out
+    if all(isinstance(x, pd.Series) for x in frames):
+        if _widened(result.dtype, wide.dtype, narrow.dtype):
+            result = result.astype(wide.dtype)
+        index = _cast_index(result.index, wide.index, narrow.index)
+        if index is not result.index:
+            result = result.set_axis(index)
+        return result
+    if (
+        isinstance(result, (int, np.integer))
+        and not isinstance(result, (bool, np.bool_))
+        and isinstance(wide, (float, np.floating))
+    ):
+        return np.float64(result)
+    if type(wide) is int and type(narrow) is not int and isinstance(result, np.integer):
+        return int(result)  # the sum of an object (bool with nulls) column: a Python int
+    return result
+
+
+# -- end CSVTYPES --
 
 
 class Output:

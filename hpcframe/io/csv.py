@@ -41,6 +41,26 @@ Schema
     compressed file leaves its stream open: the first read of that file in the process goes on
     from there (the sampled bytes replayed) instead of decompressing its start again, unless
     the file changed (size or modification time) in between.
+
+Dtypes (CSVTYPES)
+    pandas' frame of a CSV dataset is ``pd.concat([pd.read_csv(f) for f in files])``: an
+    integer column with one empty field anywhere is float64 in the whole frame, a bool
+    column object. The schema flags such a column (``NULLS``, :mod:`hpcframe.io.types`), so
+    that every block is converted that way, as soon as it is known:
+
+    * from the sample: a column with an empty field in the sampled rows is flagged at once;
+    * while reading: :meth:`CSVSource.read` notes the integer/bool columns of each block
+      that hold a null (Arrow's ``null_count``); after the scan the engine gathers them from
+      every rank (:meth:`CSVSource.learned_nulls`, one small allgather per CSV scan) and
+      flags the union (:meth:`CSVSource.adopt_nulls`). The blocks of that scan that were
+      converted before are made right by casting the results
+      (:func:`hpcframe.outputs.widen_result`) and the blocks held by stages; later scans of
+      the same frame convert every block as float64/object from the start.
+
+    Columns a scan did not read, and blocks it did not read (``head(n)`` stops early),
+    teach nothing: see docs/design.md, "Not done yet". A block whose partials come from
+    the engine's partial cache is not read: the cache keeps the columns in which it held
+    a null with them (:meth:`CSVSource.block_nulls`, :meth:`CSVSource.saw_nulls`).
 """
 
 from __future__ import annotations
@@ -311,6 +331,14 @@ class CSVSource:
         # them): the first read of a sampled compressed file goes on from where the sample
         # stopped instead of decompressing its start again (see :meth:`_sample`)
         self._kept: dict[str, tuple[tuple, bytes, Any]] = {}
+        # -- CSVTYPES: integer/bool columns known to hold an empty field somewhere in the
+        #    dataset (from the sample, or agreed by the ranks after a scan): flagged NULLS in
+        #    :meth:`schema`; and those this process saw while reading, not agreed yet --
+        self._nulls: frozenset[str] = frozenset()
+        self._seen_nulls: set[str] = set()
+        # (path, piece) of a partition read -> its int/bool columns with a null (see
+        # block_nulls; popped by the engine when its partial cache is active)
+        self._part_nulls: dict[tuple, frozenset[str]] = {}
         #: path -> how this process found the decompressed size of the file when it described
         #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
         #: file is described by one rank only, so the keys of all ranks are disjoint
@@ -329,14 +357,75 @@ class CSVSource:
         state = dict(self.__dict__)
         state["_cursors"] = {}  # READAHEAD
         state["_kept"] = {}
+        state["_part_nulls"] = {}
         return state
 
     # -- the source protocol ------------------------------------------------------------
     def schema(self) -> pa.Schema:
-        """The unified schema inferred from a sample (see the module docstring)."""
+        """The unified schema inferred from a sample (see the module docstring), with the
+        integer and bool columns known to hold an empty field flagged (see "Dtypes" in the
+        module docstring)."""
         if self._schema is None:
             self._schema = self._infer()
         return self._schema
+
+    # -- CSVTYPES: dtypes of the dataset, learned while reading --
+    def learned_nulls(self) -> frozenset[str]:
+        """The integer and bool columns in which this process read an empty field that
+        :meth:`schema` does not flag yet (to be agreed by the ranks: :meth:`adopt_nulls`)."""
+        return frozenset(self._seen_nulls - self._nulls)
+
+    def adopt_nulls(self, columns) -> bool:
+        """Flag ``columns`` (integer or bool columns with an empty field somewhere, agreed by
+        every rank) in :meth:`schema` from now on: float64 (object) in every block, as
+        ``pandas.read_csv`` of the files gives them. Returns whether anything changed."""
+        schema = self.schema()
+        new = {c for c in columns if c in schema.names and _nullable_narrow(schema.field(c).type)}
+        new -= self._nulls
+        self._seen_nulls -= new
+        if not new:
+            return False
+        from .types import NULLS, flag_fields
+
+        self._nulls = self._nulls | new
+        self._schema = flag_fields(schema, dict.fromkeys(new, NULLS))
+        return True
+
+    def _note_nulls(self, part: Partition, table: pa.Table) -> pa.Table:
+        """Record the integer/bool columns of a partition read that hold a null (Arrow's
+        ``null_count``: no pass over the data)."""
+        found = frozenset(
+            n for n, c in zip(table.column_names, table.columns) if c.null_count and _nullable_narrow(c.type)
+        )
+        self._seen_nulls.update(found - self._nulls)
+        # popped by the engine when a partial cache is active; else only the latest are kept
+        self._part_nulls[(part.path, part.piece)] = found
+        if len(self._part_nulls) > 1024:
+            del self._part_nulls[next(iter(self._part_nulls))]
+        return table
+
+    def block_nulls(self, parts) -> frozenset[str] | None:
+        """The integer/bool columns holding a null in the partitions ``parts`` (a block)
+        read from their files by this process, forgotten once asked; ``None`` when one of
+        them was not read from its file (e.g. its columns came from a memory cache). The
+        engine's partial cache keeps it with the block's partials
+        (:meth:`hpcframe.cache.ScanCache.keep_block_nulls`): a block answered from the cache
+        is not read."""
+        found: set[str] = set()
+        missing = False
+        for p in parts:
+            got = self._part_nulls.pop((p.path, p.piece), None)
+            if got is None:
+                missing = True
+            else:
+                found |= got
+        return None if missing else frozenset(found)
+
+    def saw_nulls(self, columns) -> None:
+        """Count ``columns`` as read with a null by this process (a cached block's record)."""
+        self._seen_nulls.update(c for c in columns if c not in self._nulls)
+
+    # -- end CSVTYPES --
 
     def discover(self, comm) -> list[Partition]:
         """Byte ranges of plain files and row chunks of streamed ones, in file order.
@@ -350,8 +439,8 @@ class CSVSource:
         columns = list(columns)
         try:
             if isinstance(part.piece, ByteRange):
-                return self._read_range(part, columns)
-            return self._read_chunk(part, columns)
+                return self._note_nulls(part, self._read_range(part, columns))  # CSVTYPES
+            return self._note_nulls(part, self._read_chunk(part, columns))
         except (OSError, EOFError) as exc:
             raise DatasetError(f"cannot read {part.describe()}: {exc}") from exc
 
@@ -486,6 +575,7 @@ class CSVSource:
         first = self.files[0]
         sample_files = self.files[:SAMPLE_FILES]
         unified: dict[str, pa.DataType] = {}
+        sampled_nulls: set[str] = set()
         nbytes = nrows = 0
         samples = self._samples(sample_files)  # READAHEAD: two files at a time
         for path in sample_files:
@@ -522,6 +612,8 @@ class CSVSource:
                 raise DatasetError(_header_mismatch(path, table.column_names, first, self._names))
             for f in table.schema:
                 unified[f.name] = unify_types(unified.get(f.name, pa.null()), f.type)
+                if table.column(f.name).null_count:  # CSVTYPES: an empty field in the sample
+                    sampled_nulls.add(f.name)
                 if pa.types.is_string(f.type) and not self.newlines_in_values:
                     # quoted line breaks: lines are not rows, so stream instead of split
                     col = table.column(f.name)
@@ -550,7 +642,16 @@ class CSVSource:
             elif pa.types.is_temporal(t) or pa.types.is_null(t):
                 t = pa.string()  # like pandas: dates only when asked for
             fields.append(pa.field(name, t))
-        return pa.schema(fields)
+        schema = pa.schema(fields)
+        # -- CSVTYPES: an integer/bool column with an empty field in the sample is float64
+        #    (object) in every block from the start --
+        nulls = {f.name for f in schema if f.name in sampled_nulls and _nullable_narrow(f.type)}
+        if nulls:
+            from .types import NULLS, flag_fields
+
+            self._nulls = frozenset(nulls)
+            schema = flag_fields(schema, dict.fromkeys(nulls, NULLS))
+        return schema
 
     # -- partitions -----------------------------------------------------------------------
     def _rows_per_part(self) -> int:
@@ -1035,6 +1136,12 @@ def pc_any_newline(col) -> bool:
     import pyarrow.compute as pc
 
     return bool(pc.any(pc.match_substring_regex(col, "[\\r\\n]")).as_py())
+
+
+def _nullable_narrow(t: pa.DataType) -> bool:
+    """Whether pandas gives a column of Arrow type ``t`` another dtype when it holds a null:
+    integers (float64) and bools (object)."""
+    return pa.types.is_integer(t) or pa.types.is_boolean(t)
 
 
 def _cast_target(t: pa.DataType) -> pa.DataType:

@@ -117,10 +117,17 @@ class ParquetSource:
                 self._open.pop(next(iter(self._open)))
             # strings come as dictionaries (no string materialised until pandas needs it)
             strings = [f.name for f in self.schema() if f.name not in self._hive_types and is_string(f.type)]
+            # -- DICTCAT: ... except those whose pages are mostly not dictionary-encoded --
+            meta = pq.read_metadata(path) if strings else None
+            if meta is not None:  # (string_view stays a dictionary: Arrow cannot take it)
+                types = {f.name: f.type for f in self.schema()}
+                narrow = [c for c in strings if not pa.types.is_string_view(types[c])]
+                plain = _plain_strings(meta, narrow)
+                strings = [c for c in strings if c not in plain]
             # pages written with a CRC checksum are verified (those without are read as they
             # are): a corrupt page is an error, never silently wrong values
             pf = self._open[path] = pq.ParquetFile(
-                path, read_dictionary=strings, page_checksum_verification=True
+                path, metadata=meta, read_dictionary=strings, page_checksum_verification=True
             )
         return pf
 
@@ -176,6 +183,35 @@ def _file_schema(path: str) -> pa.Schema:
         return pq.read_schema(path)
     except (OSError, pa.ArrowException) as exc:
         raise DatasetError(_not_parquet(path, exc)) from exc
+
+
+# -- DICTCAT --
+#: a string column chunk larger than this many bytes per row (uncompressed) is mostly in
+#: PLAIN pages: dictionary-encoded pages take at most 4 bytes per row (the index)
+_DICT_BYTES_PER_ROW = 6
+
+
+def _plain_strings(meta: pq.FileMetaData, names: list[str]) -> set[str]:
+    """The string columns ``names`` of a file read as plain strings, not as dictionaries:
+    those whose pages are mostly PLAIN (the writer's dictionary outgrew its page limit, as
+    with ~1e5 distinct values per row group). Arrow would build their dictionary by hashing
+    every value of those pages while reading; a group-by key among them is encoded after the
+    read instead (:func:`~hpcframe.io.types.encode_strings`, faster for equal-length values),
+    and other string columns need plain strings anyway."""
+    if meta.num_rows == 0:
+        return set()
+    wanted = set(names)
+    where = {}
+    for j in range(meta.num_columns):
+        path = meta.schema.column(j).path
+        if path in wanted:
+            where[path] = j
+    plain = set()
+    for name, j in where.items():
+        size = sum(meta.row_group(g).column(j).total_uncompressed_size for g in range(meta.num_row_groups))
+        if size > _DICT_BYTES_PER_ROW * meta.num_rows:
+            plain.add(name)
+    return plain
 
 
 def _not_parquet(path, exc) -> str:

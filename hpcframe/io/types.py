@@ -49,6 +49,9 @@ import pyarrow.types as pat
 
 #: field metadata key of the dataset-level dtype decision (see the module docstring)
 DTYPE_KEY = b"hpcframe.pandas"
+#: field metadata key :func:`normalize_table` puts on the string columns it keeps as
+#: dictionaries for a group-by (``keep_dict``; see :func:`block_to_pandas`)
+DICT_KEY = b"hpcframe.dictkey"
 NULLS = b"nulls"
 OBJECT = b"object"
 EXTENSION = b"ext:"  # + a pandas nullable dtype name (from_pandas): rebuilt as that dtype
@@ -146,8 +149,15 @@ def normalize_table(
             target = pa.dictionary(pa.int32(), pa.large_string())
         else:
             target = field_arrow_type(decl)
+        meta = decl.metadata
+        if name in keep_dict and is_string(dtype):  # -- DICTCAT: only a group key's codes count --
+            meta = {**(meta or {}), DICT_KEY: b"1"}
+        elif meta and DICT_KEY in meta:  # (never taken over from a file or an earlier block)
+            meta = {k: v for k, v in meta.items() if k != DICT_KEY} or None
         if col.type == target:
             cols.append(col)
+        elif pat.is_dictionary(target) and is_string(col.type):  # -- DICTCAT --
+            cols.append(encode_strings(col))
         elif pat.is_decimal(col.type) and target == pa.float64():
             cols.append(decimal_to_float64(col))
         elif pat.is_integer(col.type) and pat.is_floating(target):
@@ -156,10 +166,99 @@ def normalize_table(
             cols.append(col.cast(target, safe=False))
         else:
             cols.append(col.cast(target))
-        fields.append(pa.field(name, target, metadata=decl.metadata))  # keeps the dtype flag
+        fields.append(pa.field(name, target, metadata=meta))  # keeps the dtype flag
     if not cols:
         return table
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))
+
+
+# -- DICTCAT: dictionary-encoding string columns of equal-length values without a string hash --
+#: strings longer than this are encoded by Arrow's hash
+_FIXED_WIDTH_MAX = 32
+
+
+def encode_strings(col) -> pa.ChunkedArray:
+    """A string column as ``dictionary<int32, large_string>``, each chunk encoded on its own
+    with the values in order of first appearance (what Arrow's ``dictionary_encode`` gives).
+    A chunk whose values all have the same length (at most 32 bytes, no nulls: identifiers,
+    codes) is encoded by :func:`fixed_width_codes` (integer hashing, about twice as fast as
+    hashing the strings); the others by Arrow."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    target = pa.dictionary(pa.int32(), pa.large_string())
+    out = []
+    for arr in chunks:
+        made = None
+        if not (pat.is_string(arr.type) or pat.is_large_string(arr.type)):
+            arr = arr.cast(pa.large_string())  # string_view: Arrow has no dictionary cast for it
+        if len(arr) and not arr.null_count:
+            codes = fixed_width_codes(arr)
+            if codes is not None:
+                made = _dictionary_from_codes(arr, codes)
+        out.append(made if made is not None else arr.cast(target))
+    return pa.chunked_array(out, target)
+
+
+def fixed_width_codes(arr: pa.Array):
+    """Group codes (int64, numbered by first appearance, as ``pandas.factorize``) of a string
+    array without nulls whose values all have the same byte length ``L`` (1 to 32), or
+    ``None``. Equal strings of one length are equal byte rows: the rows are read as ``ceil(L /
+    8)`` unsigned 64-bit words, each word is factorized as integers and the word codes are
+    combined (mixed radix, renumbered before they could overflow)."""
+    import numpy as np
+    import pandas as pd
+
+    t = arr.type
+    if arr.null_count or not (pat.is_string(t) or pat.is_large_string(t)):
+        return None
+    n = len(arr)
+    if n == 0:
+        return None
+    buffers = arr.buffers()
+    off_type = np.int64 if pat.is_large_string(t) else np.int32
+    offsets = np.frombuffer(buffers[1], dtype=off_type)[arr.offset : arr.offset + n + 1]
+    start = int(offsets[0])
+    width = int(offsets[1]) - start
+    if width <= 0 or width > _FIXED_WIDTH_MAX or int(offsets[-1]) - start != n * width:
+        return None
+    if not (np.diff(offsets) == width).all():
+        return None
+    data = np.frombuffer(buffers[2], dtype=np.uint8, count=start + n * width)[start:].reshape(n, width)
+    words = -(-width // 8)
+    if width == 8 * words:
+        packed = np.ascontiguousarray(data)
+    else:
+        packed = np.zeros((n, 8 * words), dtype=np.uint8)
+        packed[:, :width] = data
+    packed = packed.view(np.uint64)
+    ids = None
+    for w in range(words):
+        codes, uniques = pd.factorize(packed[:, w])
+        codes = codes.astype(np.int64, copy=False)
+        if ids is None:
+            ids = codes
+            continue
+        if int(ids.max(initial=0)) >= (2**62) // max(len(uniques), 1):
+            ids = pd.factorize(ids)[0].astype(np.int64, copy=False)
+        ids = ids * len(uniques) + codes
+    if words > 1:
+        ids = pd.factorize(ids)[0].astype(np.int64, copy=False)  # first-appearance numbering
+    return ids
+
+
+def _dictionary_from_codes(arr: pa.Array, codes) -> pa.Array | None:
+    """``arr`` as a dictionary array from its first-appearance ``codes`` (``None`` past int32):
+    a row holds the first occurrence of its value exactly when its code exceeds every earlier
+    code."""
+    import numpy as np
+
+    if int(codes.max(initial=0)) >= 2**31 - 1:
+        return None
+    seen = np.maximum.accumulate(codes)
+    first = np.empty(len(codes), dtype=bool)
+    first[0] = True
+    np.greater(seen[1:], seen[:-1], out=first[1:])
+    dictionary = arr.take(pa.array(np.flatnonzero(first))).cast(pa.large_string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary)
 
 
 def decimal_to_float64(col) -> pa.ChunkedArray:
@@ -272,7 +371,20 @@ def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
     schema): a bool column with nulls in the dataset is object even in a block without any,
     an ``object`` column of a pandas frame comes back as Python objects."""
     declared = declared if declared is not None else table.schema
-    df = table.to_pandas(date_as_object=False, split_blocks=True, types_mapper=_arrow_backed(table.schema))
+    # -- DICTCAT: string dictionaries become categoricals from their codes and the Arrow
+    #    dictionary as it is (pyarrow's to_pandas turns the dictionary into Python strings and
+    #    pandas hashes them again to validate the categories: ~50 ms per 1e5-entry block) --
+    cats = _fast_categoricals(table)
+    view = table
+    for i, (codes, _) in cats.items():
+        view = view.set_column(i, pa.field(table.schema.field(i).name, codes.type), codes)
+    df = view.to_pandas(date_as_object=False, split_blocks=True, types_mapper=_arrow_backed(table.schema))
+    if cats:
+        import pandas as pd
+
+        for i, (_, cat_dtype) in cats.items():
+            codes = df.iloc[:, i].to_numpy()
+            df.isetitem(i, pd.Categorical.from_codes(codes, dtype=cat_dtype, validate=False))
     for f in declared:
         flag = dtype_flag(f)
         if flag is None or f.name not in table.column_names:
@@ -285,6 +397,104 @@ def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
         elif flag == NULLS and pat.is_boolean(col.type) and df[f.name].dtype != object:
             df[f.name] = df[f.name].astype(object)
     return df
+
+
+# -- DICTCAT: categoricals straight from Arrow dictionaries --
+def _fast_categoricals(table: pa.Table) -> dict:
+    """``{position: (codes, CategoricalDtype)}`` for the string dictionary columns of ``table``
+    that :func:`block_to_pandas` turns into categoricals itself: codes as an Arrow integer
+    array (``-1`` for null), the dtype with the dictionary as categories. The others (nulls
+    in the dictionary, other value types) are left to pyarrow's ``to_pandas``."""
+    out: dict = {}
+    if len(set(table.column_names)) != table.num_columns:
+        return out
+    for i, f in enumerate(table.schema):
+        if not pat.is_dictionary(f.type) or not is_string(f.type.value_type):
+            continue
+        col = table.column(i)
+        made = _dictionary_codes(col, f)
+        if made is not None:
+            out[i] = made
+    return out
+
+
+def _dictionary_codes(col: pa.ChunkedArray, f: pa.Field):
+    """``(codes, CategoricalDtype)`` of one string dictionary column (see
+    :func:`_fast_categoricals`), or ``None``.
+
+    Several chunks with different dictionaries are unified first (the dictionary of the first
+    chunk, then the new values of each later one, as ``to_pandas`` unifies them). A dictionary
+    is checked to hold distinct values (pandas' rule for categories) in Arrow, unless the
+    column is a group key :func:`normalize_table` kept as dictionary (:data:`DICT_KEY`): Arrow
+    builds those dictionaries by hashing (the Parquet and CSV readers, ``dictionary_encode``),
+    and the group-by only uses its codes and maps them back to values per block. The dtype of
+    a dictionary equal to a recent one is reused (the row groups of a file often share one)."""
+    import pyarrow.compute as pc
+
+    if col.num_chunks == 0:
+        return None
+    if col.num_chunks > 1 and not all(c.dictionary.equals(col.chunk(0).dictionary) for c in col.chunks[1:]):
+        unify = getattr(col, "unify_dictionaries", None)
+        if unify is None:
+            return None
+        col = unify()
+        trusted = True  # a unified dictionary is built by hashing: distinct values
+    else:
+        trusted = DICT_KEY in (f.metadata or {})
+    dictionary = col.chunk(0).dictionary
+    if dictionary.null_count:
+        return None
+    dtype = _category_dtype(dictionary, f.type.ordered, trusted)
+    if dtype is None:
+        return None
+    chunks = [c.indices for c in col.chunks]
+    indices = chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks).combine_chunks()
+    if indices.null_count:
+        indices = pc.fill_null(indices, -1)
+    return indices, dtype
+
+
+#: recently made categorical dtypes: ``(dictionary, ordered, dtype)``, newest last
+_RECENT_DTYPES: list = []
+
+
+def _category_dtype(dictionary: pa.Array, ordered: bool, trusted: bool):
+    """The ``CategoricalDtype`` with the values of ``dictionary`` (distinct, no nulls) as
+    categories, in the dtype pyarrow's ``to_pandas`` gives them; ``None`` when the values are
+    not distinct (pandas' own conversion then raises its error) or not of that dtype."""
+    import pyarrow.compute as pc
+
+    for d, o, dtype in reversed(_RECENT_DTYPES):
+        if o == ordered and len(d) == len(dictionary) and (d is dictionary or d.equals(dictionary)):
+            return dtype
+    values_dtype = _category_values_dtype(dictionary.type)
+    if values_dtype is None:
+        return None
+    if not trusted and pc.count_distinct(dictionary, mode="all").as_py() != len(dictionary):
+        return None
+    import pandas as pd
+
+    values = values_dtype.__from_arrow__(pa.chunked_array([dictionary]))
+    cats = pd.Index(values, copy=False)
+    if cats.dtype != values_dtype:
+        return None
+    make = getattr(pd.CategoricalDtype, "_from_fastpath", None)  # no second uniqueness check
+    dtype = make(cats, ordered) if make is not None else pd.CategoricalDtype(cats, ordered)
+    _RECENT_DTYPES[:] = [*_RECENT_DTYPES[-3:], (dictionary, ordered, dtype)]
+    return dtype
+
+
+@functools.lru_cache(maxsize=8)
+def _category_values_dtype(value_type: pa.DataType):
+    """The dtype pyarrow's ``to_pandas`` gives the categories of a dictionary of
+    ``value_type`` when it is a pandas Arrow string dtype (else ``None``)."""
+    import pandas as pd
+
+    one = pa.DictionaryArray.from_arrays(pa.array([0], pa.int32()), pa.array(["a"], value_type))
+    dtype = pa.table({"c": one}).to_pandas()["c"].cat.categories.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return dtype
+    return None
 
 
 # -- Q21MEM: Arrow-backed pandas columns (ArrowDtype) come back as such --

@@ -454,6 +454,30 @@ def test_strategy_choice_and_explain(frames, monkeypatch):
         p.unpersist()
 
 
+def test_inner_join_reads_the_smaller_estimate_first(frames):
+    """An inner join reads first the side whose scan is estimated smaller (statistics prune
+    ``id < 12`` to the first row group): written ``small.merge(big)`` the small left side
+    is broadcast and the big side streams past it (never held: its size is not measured),
+    as ``big.merge(small)`` broadcasts the right side. Answers equal pandas either way."""
+    left, right, lref, rref = frames
+    small, small_ref = left[left.id < 12][["id", "k"]], lref[lref.id < 12][["id", "k"]]
+    for got, expected, strategy, sizes in (
+        (small.merge(right, on="k"), pd.merge(small_ref, rref, on="k"), "broadcast left", 0),
+        (right.merge(small, on="k"), pd.merge(rref, small_ref, on="k"), "broadcast right", 1),
+    ):
+        held = got.persist()
+        try:
+            stage = got.node.scan().source
+            assert stage.strategy == strategy
+            assert stage.sizes[sizes] is not None and stage.sizes[1 - sizes] is None
+            check(got, expected, strategy)
+        finally:
+            held.unpersist()
+    # a left join can only broadcast its right side: read first, whatever the estimates
+    got = small.merge(right, on="k", how="left")
+    check(got, pd.merge(small_ref, rref, on="k", how="left"), "left join")
+
+
 # --------------------------------------------------------------------------------------------
 # pushdown
 # --------------------------------------------------------------------------------------------
@@ -514,6 +538,55 @@ def test_filters_pushed_into_the_sides(frames):
     stage, lchain, rchain = _sides(f)
     assert lchain.count("Filter") == 0 and rchain.count("Filter") == 1
     check(f, e_right[(e_right.w > 0) & (e_right.v > 0)].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("keys", [("id", "k"), ("f", "kf")], ids=["int", "float_with_nan"])
+def test_keys_of_a_big_first_side_filter_the_other_side(frames, monkeypatch, keys):
+    """An inner join whose side read first (the right one: estimated smaller) is too big
+    to broadcast but whose distinct keys are small: the left side's rows that cannot match
+    are dropped while it is read (NaN keys matching NaN, as pandas' merge), and the answer
+    equals pandas for the strategy chosen after. Int keys, float keys with NaN."""
+    left, right, lref, rref = frames
+    lk, rk = keys
+    lc = ["id", "n", "s", "v", "f", "d"]  # wide: the right side (all its columns) is read first
+    expected = pd.merge(lref[lc], rref, left_on=lk, right_on=rk)
+    for limit in (3000, 1 << 30):  # the right side is ~5 KB, its keys < 700 bytes; then fits
+        monkeypatch.setattr(hf.config, "broadcast_bytes", limit)
+        got = left[lc].merge(right, left_on=lk, right_on=rk)
+        check(got, expected, f"{keys} limit {limit}")
+        dropped = mpi.allsum(hf.last_run_stats().get("join_rows_dropped_by_keys", 0))
+        if limit == 3000:
+            assert dropped > 0
+        else:  # the right side was broadcast: the left side streamed past it, no key filter
+            assert dropped == 0
+
+
+def test_or_over_both_sides_pushes_what_each_side_implies(frames):
+    """TPC-H Q19's shape: ``(a1 & b1) | (a2 & b2)`` with ``a`` on the left side and ``b`` on
+    the right. Each side gets ``a1 | a2`` (``b1 | b2``), which every passing row satisfies;
+    the whole condition stays above the join. Answers equal pandas, also with NaN (the
+    comparisons of pandas are False there), string and between terms, and when a chain has
+    no term of one side (then nothing is derived for that side)."""
+    left, right, lref, rref = frames
+    lc, rc = ["id", "k", "n", "f", "s"], ["k", "w", "name", "kf"]
+    exp_m = pd.merge(lref[lc], rref[rc], on="k")
+    m = left[lc].merge(right[rc], on="k")
+    conditions = {
+        "both_sides": lambda d: (
+            ((d.n > 50) & (d.w < 0) & d.f.between(0.5, 1.5))
+            | ((d.s == "a") & d.name.isin(["r1", "r3", "r5"]))
+            | ((d.n < 10) & (d.kf > 20))
+        ),
+        "one_side_missing": lambda d: ((d.n > 50) & (d.w < 0)) | (d.kf > 20),
+        "nested": lambda d: (((d.n > 50) | (d.f == 2.5)) & (d.w < 1)) | ((d.s != "b") & (d.kf >= 3)),
+    }
+    derived = {"both_sides": (1, 1), "one_side_missing": (0, 1), "nested": (1, 1)}
+    for name, cond in conditions.items():
+        f = m[cond(m)]
+        stage, lchain, rchain = _sides(f)
+        assert (lchain.count("Filter"), rchain.count("Filter")) == derived[name], name
+        assert [type(n).__name__ for n in f.node.chain()] == ["Scan", "Filter"], name  # stays
+        check(f, exp_m[cond(exp_m)].reset_index(drop=True), name)
 
 
 def test_filter_pushdown_reads_fewer_rows(frames):

@@ -258,3 +258,68 @@ def test_arrow_evaluation_equals_pandas(table, expr):
 )
 def test_statistics_pruning_is_conservative(expr, stats, may):
     assert expr.may_match(stats) is may
+
+
+# ------------------------------------------------------------------------------------------
+# implied_by: the part of an | over both sides of a join that one side implies
+# ------------------------------------------------------------------------------------------
+_SIDE_A, _SIDE_B = {"a", "s"}, {"b"}
+
+
+@st.composite
+def _or_of_ands(draw):
+    """``(t & t ...) | (t & ...) | ...`` with terms over the columns a, s (one side) and b."""
+
+    def term():
+        kind = draw(st.sampled_from(["a_cmp", "b_cmp", "s_eq", "a_between", "b_isin", "a_or_b", "a_isna"]))
+        v = draw(st.sampled_from([-1.0, 0.0, 0.5, 2.0]))
+        op = draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))
+        if kind == "a_cmp":
+            return E.Bin(op, E.Col("a"), E.Lit(v))
+        if kind == "b_cmp":
+            return E.Bin(op, E.Col("b"), E.Lit(v))
+        if kind == "s_eq":
+            return E.Bin(op if op in ("==", "!=") else "==", E.Col("s"), E.Lit("x"))
+        if kind == "a_between":
+            return E.Between(E.Col("a"), v, v + 1.0)
+        if kind == "b_isin":
+            return E.IsIn(E.Col("b"), [v, 2.0])
+        if kind == "a_isna":
+            return E.IsNa(E.Col("a"))
+        return E.Bin("|", E.Bin(op, E.Col("a"), E.Lit(v)), E.Bin("<", E.Col("b"), E.Lit(v)))
+
+    chains = []
+    for _ in range(draw(st.integers(2, 4))):
+        terms = [term() for _ in range(draw(st.integers(1, 3)))]
+        chains.append(E.balanced(terms, lambda x, y: E.Bin("&", x, y)))
+    return E.balanced(chains, lambda x, y: E.Bin("|", x, y))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    expr=_or_of_ands(),
+    a=st.lists(st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0, np.nan, np.inf]), min_size=8, max_size=8),
+    b=st.lists(st.sampled_from([-1.0, 0.5, 2.0, np.nan, -np.inf]), min_size=8, max_size=8),
+    s=st.lists(st.sampled_from(["x", "y", None]), min_size=8, max_size=8),
+)
+def test_implied_by_holds_wherever_the_condition_does(expr, a, b, s):
+    """A row passing the condition passes what each side implies (pandas' evaluation, NaN
+    and None included), and the implied predicate reads only that side's columns."""
+    df = pd.DataFrame({"a": a, "b": b, "s": pd.Series(s, dtype=object)})
+    whole = np.asarray(expr.evaluate(df), dtype=bool)
+    for side in (_SIDE_A, _SIDE_B):
+        derived = E.implied_by(expr, lambda t, c=side: bool(t.columns()) and t.columns() <= c)
+        if derived is None:
+            continue
+        assert derived.columns() <= side
+        part = np.asarray(derived.evaluate(df), dtype=bool)
+        assert not (whole & ~part).any(), (expr.text(), derived.text())
+
+
+def test_implied_by_needs_a_term_in_every_chain():
+    a, b = E.Bin(">", E.Col("a"), E.Lit(1)), E.Bin("<", E.Col("b"), E.Lit(0))
+    usable = lambda t: t.columns() <= {"a"}  # noqa: E731
+    assert E.implied_by(E.Bin("|", E.Bin("&", a, b), b), usable) is None
+    assert E.implied_by(E.Bin("&", a, b), usable) is None  # not an |: conjuncts move as they are
+    got = E.implied_by(E.Bin("|", E.Bin("&", a, b), E.Bin("&", b, a)), usable)
+    assert got is not None and got.text() == "((a > 1) | (a > 1))"
