@@ -397,11 +397,13 @@ class CSVSource:
         found = frozenset(
             n for n, c in zip(table.column_names, table.columns) if c.null_count and _nullable_narrow(c.type)
         )
-        self._seen_nulls.update(found - self._nulls)
-        # popped by the engine when a partial cache is active; else only the latest are kept
-        self._part_nulls[(part.path, part.piece)] = found
-        if len(self._part_nulls) > 1024:
-            del self._part_nulls[next(iter(self._part_nulls))]
+        # READAHEAD: two threads may read two files at once (concurrent_reads): one at a time here
+        with _CURSORS_LOCK:
+            self._seen_nulls.update(found - self._nulls)
+            # popped by the engine when a partial cache is active; else only the latest are kept
+            self._part_nulls[(part.path, part.piece)] = found
+            if len(self._part_nulls) > 1024:
+                del self._part_nulls[next(iter(self._part_nulls))]
         return table
 
     def block_nulls(self, parts) -> frozenset[str] | None:
