@@ -613,6 +613,16 @@ class _ReadCache:
 # -- READAHEAD: reading a rank's next block while it computes the current one (issue 11) --
 _READERS: list = []  # the pool of background reading threads of this process (when needed)
 _IN_FLIGHT: list = []  # the reads started there and not yet waited for (Futures)
+
+
+def _forget_readers_after_fork() -> None:
+    """In a forked child the pool's threads do not exist (work submitted to the inherited
+    pool would never run, and its reads in flight never finish): start afresh."""
+    _READERS.clear()
+    _IN_FLIGHT.clear()
+
+
+os.register_at_fork(after_in_child=_forget_readers_after_fork)
 #: sources that read files (decompressing, parsing, decoding releases the GIL); not memory
 READAHEAD_FORMATS = ("csv", "parquet", "hdf5")
 

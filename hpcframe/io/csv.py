@@ -919,6 +919,16 @@ class CSVSource:
 _CURSORS = 2  # open streams kept per source: this rank's thread and the read-ahead's
 _CURSORS_LOCK = threading.Lock()
 _SAMPLERS: list = []  # the threads that read type samples (made when first needed)
+# a forked child has none of the pool's threads: it makes its own, and its own lock
+os.register_at_fork(after_in_child=_SAMPLERS.clear)
+
+
+def _new_cursors_lock_after_fork() -> None:
+    global _CURSORS_LOCK
+    _CURSORS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_cursors_lock_after_fork)
 # -- end READAHEAD --
 
 
