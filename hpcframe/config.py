@@ -36,6 +36,16 @@ SHUFFLE_CHOICES = ("auto", "shuffle", "gather")
 READAHEAD_CHOICES = ("auto", "on", "off")  # READAHEAD
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (e.g. a SLURM allocation), else
+    every core of the machine. Read-ahead (``readahead="auto"``) compares it with the ranks
+    of the job on the node."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 @dataclass
 class Config:
     """Tunables of the engine; the one instance is ``hpcframe.config``.

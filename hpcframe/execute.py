@@ -39,7 +39,7 @@ from .comm import (  # -- CHECKPOINT --
     interruptible,
     take_interrupt,
 )
-from .config import config
+from .config import config, usable_cores
 from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
@@ -627,14 +627,6 @@ os.register_at_fork(after_in_child=_forget_readers_after_fork)
 READAHEAD_FORMATS = ("csv", "parquet", "hdf5")
 
 
-def _cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. under SLURM)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _readahead_on(source, cache, limits, comm) -> bool:
     """Whether this scan reads ahead (:attr:`hpcframe.config.Config.readahead`): a file
     source, no cache (a cached block must not be read), no head(n) output (which may stop
@@ -648,7 +640,7 @@ def _readahead_on(source, cache, limits, comm) -> bool:
     if mode == "on":
         return True
     local = comm.local_size if comm.size > 1 else 1
-    return _cores() > local
+    return usable_cores() > local
 
 
 def _settle_reads() -> None:

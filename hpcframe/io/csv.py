@@ -547,12 +547,9 @@ class CSVSource:
         :attr:`hpcframe.config.Config.readahead` says (``"auto"``: when the process may run
         on more cores than the launcher put ranks on this node; decompression releases the
         GIL), else read when called."""
-        from ..config import config
+        from ..config import config, usable_cores
 
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
+        cores = usable_cores()
         # ranks of this job on this node, as the MPI launcher tells (read_csv has no
         # communicator): with no core to spare, one file at a time ("on" forces threads)
         local = 1
