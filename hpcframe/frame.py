@@ -2368,6 +2368,9 @@ def _group_rows(self: GroupBy, method: str, n):
     stage = ShuffleStage(
         node, keys, f"groupby({keys}).{method}({n!r})", per_partition=per_partition, index=index
     )
+    reach = _rows_reach(method, n)
+    if reach is not None:  # per-group top-n: each block sends only its candidate rows
+        stage.local = _candidates(stage, by, dropna, *reach)
     if index == [POSITION]:  # a ResetIndex in the chain: the parent's index is a column now
         stage.index = [POSITION]
     scan = P.Scan(stage, stage.meta)
@@ -2377,6 +2380,49 @@ def _group_rows(self: GroupBy, method: str, n):
         col = self._selection[0]
         return Series(scan, E.Col(col), col)
     return Frame(P.Project(scan, list(self._selection)))
+
+
+def _rows_reach(method: str, n) -> tuple[int, int] | None:
+    """``(first, last)``: ``g.head(n)``/``tail(n)``/``nth(n)`` picks rows only among the
+    first ``first`` and the last ``last`` rows of each group (``None``: it may pick any row,
+    e.g. ``head(-2)`` or a slice)."""
+    if method == "head":
+        return (n, 0) if n >= 0 else None
+    if method == "tail":
+        return (0, n) if n >= 0 else None
+    if method != "nth" or isinstance(n, slice):
+        return None
+    picks = n if isinstance(n, list) else [n]
+    return (max([i + 1 for i in picks if i >= 0], default=0), max([-i for i in picks if i < 0], default=0))
+
+
+def _candidates(stage, by, dropna: bool, first: int, last: int) -> Callable:
+    """The ``local`` function of a ShuffleStage of ``g.head``/``tail``/``nth``: a block's
+    rows in the frame's order (its sort, ties by position) reduced to the first ``first``
+    and last ``last`` rows of every group. The rows a group keeps in the whole frame are
+    among those its blocks keep (a stable order by the sort keys and the global position:
+    ties keep the frame's order across blocks and ranks), so the exchange carries at most
+    ``first + last`` rows per group and block instead of every row (a top-n per group
+    without sorting the frame). The block is left whole when a column of the order is
+    not in it."""
+
+    def local(df):
+        if len(df) == 0:
+            return df
+        spec = getattr(stage, "input_sort", None) or P.source_sort(stage)
+        if not set(spec.columns) <= set(df.columns):
+            return df
+        if P.last_sort(stage.node) is None:  # the engine sorted it only after a sort_values
+            df = P.sort_rows(df, spec)
+        g = df.groupby(by, dropna=dropna, sort=False, observed=True)
+        keep = np.zeros(len(df), dtype=bool)
+        if first:
+            keep |= g.cumcount().to_numpy() < first
+        if last:
+            keep |= g.cumcount(ascending=False).to_numpy() < last
+        return df[keep]  # a row with a missing key (dropna): in no group, not kept
+
+    return local
 
 
 def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series_name="__auto__"):
