@@ -1280,7 +1280,10 @@ def exchange_frames(comm, outgoing: list, tag: str, stacked: bool = False, consu
 def split_by(df, bucket, wanted) -> dict:
     """``{b: rows of df whose bucket is b}`` for the buckets ``wanted`` that have rows, each
     keeping the rows' order (one stable sort instead of a mask per bucket)."""
-    order = np.argsort(bucket, kind="stable")
+    # -- GROUPTOPN: small non-negative buckets sorted as uint16 (NumPy's stable radix sort) --
+    small = len(bucket) and bucket.dtype.kind in "iu" and bucket.min() >= 0 and bucket.max() < 2**16
+    order = np.argsort(bucket.astype(np.uint16) if small else bucket, kind="stable")
+    # -- end GROUPTOPN --
     sorted_buckets = bucket[order]
     out = {}
     for b in wanted:

@@ -2486,8 +2486,11 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
         # each group's first row (orders groups for sort=False), in the groups' sorted order
         ng = data.groupby(by, dropna=dropna, sort=True, observed=True).ngroup()
         ng = ng.fillna(-1).to_numpy(dtype="int64")
-        _, at = np.unique(ng, return_index=True)
-        first_rows = data.iloc[at[ng[at] >= 0]].reset_index(drop=True)
+        # the first row of every group (O(n): no sort of the group numbers)
+        grouped_rows = np.flatnonzero(ng >= 0)
+        at = np.full(int(ng.max(initial=-1)) + 1, len(ng), dtype="int64")
+        np.minimum.at(at, ng[grouped_rows], grouped_rows)
+        first_rows = data.iloc[at].reset_index(drop=True)
         first = first_rows[POSITION].to_numpy()
         res = run(grouped(_data_columns(data, hidden)))
         table = res.to_frame() if isinstance(res, pd.Series) else res.copy()
