@@ -1203,7 +1203,8 @@ class _Rows(Output):
         if len(df) == 0:
             return None
         bucket = _route(df, self.stage.keys, self.nparts)
-        for b, piece in split_by(df, bucket, np.unique(bucket)).items():
+        wanted = np.flatnonzero(np.bincount(bucket))  # -- GROUPTOPN: O(n), not np.unique's sort --
+        for b, piece in split_by(df, bucket, wanted).items():
             self.outbox.setdefault(b, []).append(piece)
         return None
 

@@ -259,3 +259,30 @@ if st is not None:
         rs = pdf.sort_values(by, ascending=asc, na_position=na, kind="stable")
         exp = PICKS[pick](rs.groupby(keys, dropna=dropna))
         exact(got.compute(), exp, msg=f"{keys} by {by} asc={asc} {na} {pick} dropna={dropna} n={nparts}")
+
+
+# --------------------------------------------------------------------------------------------
+# per-group median and standard deviation (db-benchmark q6), exactly as pandas
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sort", [True, False])
+@pytest.mark.parametrize("dropna", [True, False])
+def test_median_std_q6_shape(sort, dropna):
+    ref = tied_frame(700, seed=8)
+    df = hf.from_pandas(ref, npartitions=6)
+    named = dict(
+        median_v=("v", "median"), sd_v=("v", "std"), med_f32=("f32", "median"), q_big=("big", "median")
+    )
+    got = hf.compute(
+        df.groupby(["k", "ki"], sort=sort, dropna=dropna).agg(**named),
+        df.sort_values("v", ascending=False).groupby("kf", sort=sort, dropna=dropna).agg(**named),
+        df[df.row < 0].groupby("k", sort=sort).agg(**named),
+    )
+    exp = [
+        ref.groupby(["k", "ki"], sort=sort, dropna=dropna).agg(**named),
+        ref.sort_values("v", ascending=False, kind="stable")
+        .groupby("kf", sort=sort, dropna=dropna)
+        .agg(**named),
+    ]
+    for i, (out, e) in enumerate(zip(got, exp)):
+        exact(out, e, msg=f"q6 case {i} sort={sort} dropna={dropna}")
+    assert len(materialize(got[2])) == 0
