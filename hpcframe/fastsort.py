@@ -83,12 +83,18 @@ def _stable(key: np.ndarray) -> np.ndarray:
     ties = ranked[1:] == ranked[:-1]
     if not ties.any():
         return order
-    # every run of equal values gets a number; sorting (run, row) pairs (unique, so any
-    # sort is stable) puts each run's rows in row order
+    # every run of equal values gets a number; sorting the (run, row) pairs of the rows in
+    # a run of two or more (unique pairs, so any sort is stable) puts each run's rows in row
+    # order, in the places the run already takes
     run = np.empty(m, dtype=np.int64)
     run[0] = 0
     np.cumsum(~ties, out=run[1:])
+    tied = np.zeros(m, dtype=bool)
+    tied[:-1] = ties
+    tied[1:] |= ties
+    at = np.flatnonzero(tied)
     if m < 2**31:
-        pair = run * np.int64(m) + order
-        return np.sort(pair) % np.int64(m)
-    return order[np.lexsort((order, run))]  # pragma: no cover - over 2**31 rows in one block
+        order[at] = np.sort(run[at] * np.int64(m) + order[at]) % np.int64(m)
+    else:  # pragma: no cover - over 2**31 rows in one block
+        order[at] = order[at][np.lexsort((order[at], run[at]))]
+    return order
