@@ -2448,8 +2448,8 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
                 copy_sort.append((a, na))
     hidden = P.hidden_columns(node)
 
-    def grouped(data, group_sort=True):
-        g = data.groupby(by, dropna=dropna, sort=group_sort, observed=True)
+    def grouped(data, group_sort=True, base=None):
+        g = data.groupby(by, dropna=dropna, sort=group_sort, observed=True) if base is None else base
         if selection is not None:
             g = g[selection[0] if series else selection]
         return g
@@ -2484,7 +2484,11 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
     def per_partition(df):
         data = df  # in the frame's row order (sort_values, else positions): input_sort below
         # each group's first row (orders groups for sort=False), in the groups' sorted order
-        ng = data.groupby(by, dropna=dropna, sort=True, observed=True).ngroup()
+        # one grouping of the rows, for the group numbers and for ``run`` (pandas keeps the
+        # group codes in it: the keys are factorized once)
+        values = _data_columns(data, hidden)
+        base = values.groupby(by, dropna=dropna, sort=True, observed=True)
+        ng = base.ngroup()
         ng = ng.fillna(-1).to_numpy(dtype="int64")
         # the first row of every group (O(n): no sort of the group numbers)
         grouped_rows = np.flatnonzero(ng >= 0)
@@ -2492,7 +2496,7 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
         np.minimum.at(at, ng[grouped_rows], grouped_rows)
         first_rows = data.iloc[at].reset_index(drop=True)
         first = first_rows[POSITION].to_numpy()
-        res = run(grouped(_data_columns(data, hidden)))
+        res = run(grouped(values, base=base))
         table = res.to_frame() if isinstance(res, pd.Series) else res.copy()
         table.columns = flat
         table.index = table.index.set_names(keys + ([qname] if qlevel else []))
