@@ -67,6 +67,10 @@ _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 class _Pred:
     """Arrow-side nodes combine with ``&``, ``|`` and ``~`` into :class:`ArrowOp` trees."""
 
+    def __call__(self, table: pa.Table) -> Any:
+        """The node's value on ``table`` (each subclass says what it is)."""
+        raise NotImplementedError
+
     def __and__(self, other: _Pred) -> ArrowOp:
         return ArrowOp("and_", self, other)
 
@@ -970,3 +974,114 @@ def balanced(items: Iterable[_T], combine: Callable[[_T, _T], _T]) -> _T | None:
 def and_all(terms: list[Expr]) -> Expr | None:
     """The conjunction of ``terms`` (a balanced tree of ``&``), or None for no terms."""
     return balanced(terms, lambda a, b: Bin("&", a, b))
+
+
+# -- DICTPRED: string predicates evaluated on the dictionaries of dictionary-encoded columns --
+def _pred_columns(p: Any) -> set[str] | None:
+    """The columns an Arrow-side predicate node reads; ``None`` for a node it cannot tell."""
+    if isinstance(p, AField):
+        return {p.name}
+    if isinstance(p, AScalar):
+        return set()
+    if isinstance(p, ArrowOp):
+        out: set[str] = set()
+        for a in p.args:
+            got = _pred_columns(a)
+            if got is None:
+                return None
+            out |= got
+        return out
+    if isinstance(p, PandasOp):
+        return set(p.expr.columns())
+    if isinstance(p, NumCmp):
+        return {p.name} | set(p.fallback.expr.columns())
+    return None
+
+
+def _arrow_only(p: Any) -> bool:
+    """Whether ``p`` is made of Arrow compute calls, columns and constants only (each an
+    elementwise function of its row: no pandas evaluation, no per-batch dtype choice)."""
+    if isinstance(p, (AField, AScalar)):
+        return True
+    return isinstance(p, ArrowOp) and all(_arrow_only(a) for a in p.args)
+
+
+def _and_terms(p: Any) -> list:
+    """The operands of a (balanced) tree of ``and_`` nodes."""
+    if isinstance(p, ArrowOp) and p.fn == "and_" and not p.kw:
+        return [t for a in p.args for t in _and_terms(a)]
+    return [p]
+
+
+def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable, strings) -> Any:
+    """``pred(normalize(table))`` — the mask of an Arrow predicate on a batch read with
+    dictionary-encoded string columns — without decoding the dictionaries where it need not.
+    ``strings`` names the dataset's string columns (a reader hands them over as dictionaries;
+    a dictionary column of another declared type, a pandas categorical, is left alone).
+
+    A conjunct that reads only one dictionary-encoded column and is made of Arrow calls only
+    (each elementwise: ``==``, ``isin``, ``startswith``, ...) is evaluated once per entry of
+    each chunk's dictionary, plus one null entry, and the answers are taken by the chunk's
+    indices (a null index takes the null entry's answer): the same values, element for
+    element, as evaluating it on the decoded strings, at the cost of the dictionary. Every
+    other conjunct sees the batch normalized as usual (its dictionary columns decoded). A
+    dictionary larger than its chunk is decoded instead (nothing to save)."""
+    import pyarrow.compute as pc
+    import pyarrow.types as pat
+
+    from .io.types import is_string
+
+    encoded = {
+        n
+        for n, c in zip(table.column_names, table.columns)
+        if n in strings and pat.is_dictionary(c.type) and is_string(c.type.value_type)
+    }
+    if not encoded:
+        return pred(normalize(table))
+    on_dicts, rest = [], []
+    for term in _and_terms(pred):
+        cols = _pred_columns(term)
+        if cols is not None and len(cols) == 1 and cols <= encoded and _arrow_only(term):
+            on_dicts.append((term, next(iter(cols))))
+        else:
+            rest.append(term)
+    if not on_dicts:
+        return pred(normalize(table))
+    masks = []
+    for term, name in on_dicts:
+        masks.append(_on_dictionary(term, name, table.column(name), normalize))
+    if rest:
+        needed: set[str] | None = set()
+        for term in rest:
+            cols = _pred_columns(term)
+            needed = None if cols is None or needed is None else needed | cols
+        sub = table if needed is None else table.select([c for c in table.column_names if c in needed])
+        sub = normalize(sub)
+        masks += [term(sub) for term in rest]
+    return balanced(masks, pc.and_)
+
+
+def _on_dictionary(term: _Pred, name: str, col: pa.ChunkedArray, normalize: Callable) -> pa.ChunkedArray:
+    """``term`` (elementwise over column ``name``) on each chunk of the dictionary column
+    ``col``, through the chunk's dictionary (see :func:`evaluate_with_dictionaries`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = []
+    for chunk in col.chunks:
+        values = chunk.dictionary
+        if len(values) > len(chunk):
+            decoded = pa.table({name: chunk.dictionary_decode()})
+            out.append(term(normalize(decoded)))
+            continue
+        entries = pa.concat_arrays([values, pa.nulls(1, values.type)])
+        answers = term(normalize(pa.table({name: entries})))
+        if isinstance(answers, pa.ChunkedArray):
+            answers = answers.combine_chunks()
+        if not isinstance(answers, pa.Array):  # a constant answer
+            answers = pa.array([answers.as_py() if hasattr(answers, "as_py") else answers] * len(entries))
+        index = pc.fill_null(chunk.indices, pa.scalar(len(values), chunk.indices.type))
+        out.append(answers.take(index))
+    if not out:
+        return term(normalize(pa.table({name: col})))
+    return pa.chunked_array(out, out[0].type)

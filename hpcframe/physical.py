@@ -127,6 +127,10 @@ class OutputPlan:
         self.keep_dict = frozenset(
             k for k in keys if k in declared.names and k not in used and is_string(declared.field(k).type)
         )
+        # -- DICTPRED: the dataset's string columns (a reader hands them over as dictionaries) --
+        self.string_columns = frozenset(
+            c for c in self.pred_columns if c in declared.names and is_string(declared.field(c).type)
+        )
         self.prune = P.prune_predicate(out.node)
         self.filters = self.arrow_pred is not None or any(
             type(s).__name__ in ("Filter", "_BareFilter") for s in self.steps
