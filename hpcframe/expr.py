@@ -995,6 +995,8 @@ def _pred_columns(p: Any) -> set[str] | None:
         return set(p.expr.columns())
     if isinstance(p, NumCmp):
         return {p.name} | set(p.fallback.expr.columns())
+    if isinstance(p, KeyIn):
+        return {p.name}
     return None
 
 
@@ -1025,12 +1027,31 @@ def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable
     indices (a null index takes the null entry's answer): the same values, element for
     element, as evaluating it on the decoded strings, at the cost of the dictionary. Every
     other conjunct sees the batch normalized as usual (its dictionary columns decoded). A
-    dictionary larger than its chunk is decoded instead (nothing to save)."""
+    dictionary larger than its chunk is decoded instead (nothing to save). Join-key terms
+    (:class:`KeyIn`) come last, on the rows the other terms keep (their hash lookups are the
+    costly part, and their count of dropped rows is then the join's)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.types as pat
 
     from .io.types import is_string
 
+    terms = _and_terms(pred)
+    keys = [t for t in terms if isinstance(t, KeyIn)]
+    if keys:  # join keys last, looked up only for the rows the other terms keep
+        others = [t for t in terms if not isinstance(t, KeyIn)]
+        if not others:
+            return balanced([k(table) for k in keys], pc.and_)
+        rest_pred = balanced(others, lambda a, b: a & b)
+        assert rest_pred is not None
+        kept = evaluate_with_dictionaries(rest_pred, table, normalize, strings)
+        where = np.flatnonzero(pc.fill_null(kept, False).to_numpy(zero_copy_only=False))
+        mask = np.zeros(table.num_rows, dtype=bool)
+        mask[where] = True
+        for k in keys:
+            sub = table.select([k.name]).take(pa.array(where[mask[where]]))
+            mask[where[mask[where]]] = k(sub).to_numpy(zero_copy_only=False)
+        return pa.array(mask)
     encoded = {
         n
         for n, c in zip(table.column_names, table.columns)
@@ -1039,7 +1060,7 @@ def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable
     if not encoded:
         return pred(normalize(table))
     on_dicts, rest = [], []
-    for term in _and_terms(pred):
+    for term in terms:
         cols = _pred_columns(term)
         if cols is not None and len(cols) == 1 and cols <= encoded and _arrow_only(term):
             on_dicts.append((term, next(iter(cols))))
@@ -1085,3 +1106,52 @@ def _on_dictionary(term: _Pred, name: str, col: pa.ChunkedArray, normalize: Call
     if not out:
         return term(normalize(pa.table({name: col})))
     return pa.chunked_array(out, out[0].type)
+
+
+class KeyIn(_Pred):
+    """The rows whose int64 key ``name`` is among ``keys`` (the distinct keys of the
+    broadcast side of an inner join, a ``pandas.Index``: the others cannot match; see
+    ``joins._Side.key_term``). A block with a missing key is kept whole. Counts
+    the rows it drops in ``dropped``. Keys spanning a compact range are looked up in a
+    bitset of the range (a few vector operations per row); others in the Index's hash table,
+    built once for all blocks (Arrow's ``is_in`` would hash the keys again for every
+    block)."""
+
+    #: a bitset is used when the keys' range is at most this many bits (64 MiB of bits)
+    BITSET_MAX = 1 << 29
+
+    def __init__(self, name: str, keys: pd.Index):
+        self.name, self.keys, self.dropped = name, keys, 0
+        values = keys.to_numpy()
+        self.low = int(values.min()) if len(values) else 0
+        span = int(values.max()) - self.low + 1 if len(values) else 0
+        self.bits = None
+        if 0 < span <= self.BITSET_MAX:
+            flags = np.zeros(span, dtype=bool)
+            flags[values - self.low] = True
+            self.bits = np.packbits(flags, bitorder="little")
+            self.span = span
+
+    def __call__(self, table: pa.Table) -> Any:
+        """The bool mask of ``table``'s rows whose key may match."""
+        import pyarrow as pa
+
+        col = table.column(self.name)
+        n = table.num_rows
+        if col.type != pa.int64() or col.null_count:
+            # a file storing a narrower type, or missing keys (pandas makes the column
+            # float64, whose merge with int64 keys matches by rounded value): the join decides
+            return pa.array(np.ones(n, dtype=bool))
+        values = col.to_numpy()
+        if self.bits is not None:
+            off = values - np.int64(self.low)
+            inside = (off >= 0) & (off < self.span)
+            at = np.where(inside, off, 0)
+            mask = inside & ((self.bits[at >> 3] >> (at & 7).astype(np.uint8)) & 1).astype(bool)
+        else:
+            mask = self.keys.get_indexer(values) >= 0
+        self.dropped += n - int(mask.sum())
+        return pa.array(mask)
+
+    def __str__(self) -> str:
+        return f"key_in({self.name}, {len(self.keys)} keys, #{id(self):x})"

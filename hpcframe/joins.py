@@ -30,6 +30,7 @@ import pyarrow as pa
 from . import plan as P
 from .config import config
 from .errors import ColumnNotFoundError
+from .expr import KeyIn
 from .stages import POSITION, JoinStage
 
 HOWS = ("inner", "left", "right", "outer", "cross")
@@ -471,6 +472,37 @@ class _Side:
         self.pairs = stage.left_cols if which == "left" else stage.right_cols
         self.order = stage.left_order if which == "left" else stage.right_order
         self.frames: dict = {}
+        self.term: KeyIn | None = None
+
+    def key_term(self, declared) -> KeyIn | None:
+        """An Arrow filter for the read (:class:`hpcframe.expr.KeyIn`) that keeps only the rows
+        whose key is among the keys of the broadcast side (``whole``) or of the key filter
+        (``reduce``), so that rows which cannot match are dropped before their conversion
+        to pandas. Only for an inner join on one key that is an int64 column of the source
+        on this side (not reassigned) and int64 on the other side: there Arrow's ``is_in``
+        matches exactly what the merge matches (a missing key matches nothing). ``None``
+        otherwise: the join then drops those rows itself."""
+        probe = self.whole if self.whole is not None else getattr(self.reduce, "probe", None)
+        stage = self.stage
+        if probe is None or stage.how != "inner" or stage.indicator or stage.join_keys:
+            return None
+        if self.term is not None:
+            return self.term
+        if len(probe.keys) != 1 or probe.whole[probe.keys[0]].dtype != np.dtype("int64"):
+            return None
+        sources = [c for c, r in self.pairs if r == probe.other_keys[0]]
+        if len(sources) != 1 or sources[0] not in declared.names:
+            return None
+        column = sources[0]
+        if declared.field(column).type != pa.int64() or self.node.meta[column].dtype != np.dtype("int64"):
+            return None  # (float64 in pandas where the dataset has missing keys)
+        if any(isinstance(n, P.Assign) and n.name == column for n in self.node.chain()):
+            return None
+        index = probe._build()
+        if index is None:
+            return None
+        self.term = KeyIn(column, index.uniques[0])
+        return self.term
 
     def leaves(self):
         """Itself."""
@@ -675,15 +707,17 @@ class Probe:
         assert ix is not None
         counts, starts, order = ix.counts, ix.starts, ix.order
         g = self._groups(block)
-        found = g >= 0
-        per = np.zeros(len(block), dtype=np.int64)
-        at = np.zeros(len(block), dtype=np.int64)
-        per[found] = counts[g[found]]
-        at[found] = starts[g[found]]
+        # only the rows that found a match are expanded (a selective join keeps few)
+        hit = np.flatnonzero(g >= 0)
+        gh = g[hit]
+        per, at = counts[gh], starts[gh]
+        all_found = len(hit) == len(block)
+        if bool((per == 1).all()):  # each key once in ``whole`` (a primary key): no repeats
+            return hit, order[at], all_found
         total = int(per.sum())
-        rows = np.repeat(np.arange(len(block), dtype=np.int64), per)
+        rows = np.repeat(hit, per)
         within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per) - per, per)
-        return rows, order[np.repeat(at, per) + within], bool(found.all())
+        return rows, order[np.repeat(at, per) + within], all_found
 
     def merge(self, block: pd.DataFrame):
         """The block's merge with ``whole`` (as :func:`merge_part` gives it), or ``None`` when
@@ -933,8 +967,11 @@ def _read(stage: JoinStage, which: str, comm, engine, whole=None, reduce=None):
     """Collective: read one side (see :class:`_Side`); ``(frames by leaf, leaf → rank)``."""
     side = _Side(stage, which, comm.rank, whole, reduce)
     owners = engine._run_scan([side], comm, None)[id(side)]
+    dropped = side.term.dropped if side.term is not None else 0
     if reduce is not None:
-        engine._add_stat("join_rows_dropped_by_keys", reduce.dropped)
+        engine._add_stat("join_rows_dropped_by_keys", reduce.dropped + dropped)
+    elif dropped:
+        engine._add_stat("join_rows_dropped_while_read", dropped)
     return side.frames, owners
 
 

@@ -118,6 +118,12 @@ class OutputPlan:
     def __init__(self, out, declared):
         self.out, self.declared = out, declared
         self.arrow_pred, self.pred_columns, self.steps = P.split_filters(out.node, filter_schema(declared))
+        # -- KEYIN: a join side's rows that cannot match are dropped before the conversion --
+        key_term = getattr(out, "key_term", None)
+        term = key_term(declared) if key_term is not None else None
+        if term is not None:
+            self.arrow_pred = term if self.arrow_pred is None else self.arrow_pred & term
+            self.pred_columns = self.pred_columns | {term.name}
         self.pandas_columns, self.after = P.required_columns(self.steps, out.columns(), declared.names)
         wanted = set(self.pandas_columns) | self.pred_columns
         self.columns = [c for c in declared.names if c in wanted]

@@ -561,6 +561,31 @@ def test_keys_of_a_big_first_side_filter_the_other_side(frames, monkeypatch, key
             assert dropped == 0
 
 
+@pytest.mark.parametrize("how", ["inner", "left"])
+def test_rows_that_cannot_match_are_dropped_before_the_conversion(frames, how):
+    """A side streamed past a broadcast side on one int64 key: in an inner join its rows
+    whose key is not among the broadcast keys are dropped while the block is read, before
+    pandas sees them (``join_rows_dropped_while_read``); a left join keeps them (they are
+    in its result). Equal to pandas, with and without a filter on the streamed side, a
+    broadcast side with duplicate keys, and a broadcast side left with no rows."""
+    left, right, lref, rref = frames
+    lc, rc = ["id", "k", "s", "v", "n"], ["k", "w", "name"]
+    cases = {
+        "some_keys": (right[right.w > 0], rref[rref.w > 0]),
+        "no_keys": (right[right.w > 1e9], rref[rref.w > 1e9]),
+        "all": (right, rref),
+    }
+    for name, (r, rr) in cases.items():
+        for filtered in (False, True):
+            lsel, lrsel = (left[left.n > 20], lref[lref.n > 20]) if filtered else (left, lref)
+            got = lsel[lc].merge(r[rc], on="k", how=how, broadcast=True)
+            expected = pd.merge(lrsel[lc], rr[rc], on="k", how=how).reset_index(drop=True)
+            check(got, expected, f"{how} {name} filtered={filtered}")
+            dropped = mpi.allsum(hf.last_run_stats().get("join_rows_dropped_while_read", 0))
+            unmatched = int((~lrsel.k.isin(rr.k)).sum())
+            assert dropped == (unmatched if how == "inner" else 0), (name, filtered)
+
+
 def test_or_over_both_sides_pushes_what_each_side_implies(frames):
     """TPC-H Q19's shape: ``(a1 & b1) | (a2 & b2)`` with ``a`` on the left side and ``b`` on
     the right. Each side gets ``a1 | a2`` (``b1 | b2``), which every passing row satisfies;
