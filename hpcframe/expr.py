@@ -1155,3 +1155,64 @@ class KeyIn(_Pred):
 
     def __str__(self) -> str:
         return f"key_in({self.name}, {len(self.keys)} keys, #{id(self):x})"
+
+
+# -- SELECTIVITY: the share of a partition's rows a range filter keeps, from its statistics --
+def range_of(term: Expr) -> tuple[str, Any, Any] | None:
+    """``(column, low, high)`` when ``term`` bounds one column by constants
+    (``col < v``, ``v <= col``, ``col.between(a, b)``; ``None`` for an open end), else
+    ``None``. Only for estimates: inclusive and exclusive ends are not told apart."""
+    if isinstance(term, Between) and isinstance(term.arg, Col):
+        return term.arg.name, term.low, term.high
+    if not isinstance(term, Bin) or term.op not in ("<", "<=", ">", ">="):
+        return None
+    op, left, right = term.op, term.left, term.right
+    if isinstance(left, Lit) and isinstance(right, Col):
+        op, left, right = _FLIP[op], right, left
+    if not (isinstance(left, Col) and isinstance(right, Lit)):
+        return None
+    return (left.name, None, right.value) if op in ("<", "<=") else (left.name, right.value, None)
+
+
+def line_position(v: Any) -> float | None:
+    """``v`` on a number line shared by the statistics of a column and its literals
+    (numbers as floats, dates and times as nanoseconds), or ``None``."""
+    import datetime
+
+    if v is None or isinstance(v, (bool, np.bool_, str, bytes)):
+        return None
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        f = float(v)
+        return f if np.isfinite(f) else None
+    if isinstance(v, (datetime.date, np.datetime64)):
+        import pandas as pd
+
+        try:
+            ts = pd.Timestamp(v)
+        except (ValueError, OverflowError):
+            return None
+        if ts is pd.NaT:
+            return None
+        return float((ts.tz_convert(None) if ts.tz is not None else ts).value)
+    return None
+
+
+def range_share(bounds: tuple[Any, Any], stats: tuple[Any, Any] | None) -> float:
+    """The share of a partition's rows whose column lies in ``bounds`` (``(low, high)``,
+    ``None`` open), if its values were spread evenly between the statistics' ``(min,
+    max)``; 1.0 when that cannot be told."""
+    if stats is None:
+        return 1.0
+    lo, hi = line_position(stats[0]), line_position(stats[1])
+    if lo is None or hi is None or hi < lo:
+        return 1.0
+    a = lo if bounds[0] is None else line_position(bounds[0])
+    b = hi if bounds[1] is None else line_position(bounds[1])
+    if a is None or b is None:
+        return 1.0
+    a, b = max(a, lo), min(b, hi)
+    if b < a:
+        return 0.0
+    if hi == lo:
+        return 1.0
+    return (b - a) / (hi - lo)

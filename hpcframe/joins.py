@@ -30,7 +30,7 @@ import pyarrow as pa
 from . import plan as P
 from .config import config
 from .errors import ColumnNotFoundError
-from .expr import KeyIn
+from .expr import KeyIn, conjuncts, line_position, range_of, range_share
 from .stages import POSITION, JoinStage
 
 HOWS = ("inner", "left", "right", "outer", "cross")
@@ -891,18 +891,68 @@ def _first_side(stage: JoinStage, comm) -> str:
 def _estimated_bytes(stage: JoinStage, which: str, comm) -> float:
     """Collective (the first scan of a source discovers it): the bytes of the ``which``
     side's source that its scan reads — the partitions left after pruning by statistics,
-    times the share of the source's columns the join uses — times a guessed selectivity of
-    1/5 per filter of the side (``FILTER_SELECTIVITY``, as DuckDB's planner guesses; at
-    least 1/100). Partitions of a held stage are exact; a Parquet row group's size is its
+    each times the share of its rows the side's range filters keep if its values were
+    spread evenly between its min/max statistics (:func:`_filter_ranges`), times the share
+    of the source's columns the join uses — times a guessed selectivity of 1/5 per other
+    filter of the side (``FILTER_SELECTIVITY``, as DuckDB's planner guesses; at least
+    1/100). Partitions of a held stage are exact; a Parquet row group's size is its
     uncompressed size. The same on every rank."""
     from .physical import plan_scan
 
     side = _Side(stage, which, comm.rank)
     plan = plan_scan([side], comm)
-    nbytes = sum(part.nbytes for _, parts in plan.wanted for part in parts)
+    bounds, guessed = _filter_ranges(side.node)
+    nbytes = 0.0
+    for _, parts in plan.wanted:
+        for part in parts:
+            share = 1.0
+            for col, (low, high) in bounds.items():
+                st = part.stats.get(col) if part.stats else None
+                share *= range_share((low, high), None if st is None else (st.min, st.max))
+            nbytes += part.nbytes * share
     total = len(side.node.scan().meta.columns) or 1
-    filters = sum(isinstance(n, P.Filter) for n in side.node.chain())
-    return nbytes * min(1.0, len(side.columns()) / total) * max(FILTER_SELECTIVITY**filters, 0.01)
+    return nbytes * min(1.0, len(side.columns()) / total) * max(FILTER_SELECTIVITY**guessed, 0.01)
+
+
+def _filter_ranges(node) -> tuple[dict, int]:
+    """The filters of a side's chain as ``(bounds, guessed)``: per source column the
+    interval its range terms leave (``col >= a``, ``col < b``, ``between``: intersected),
+    whose share of each partition's rows :func:`_estimated_bytes` takes from the
+    partition's statistics; and the number of filters with another kind of term (each
+    guessed to keep ``FILTER_SELECTIVITY``). Terms on a column an Assign before them
+    redefines count as guessed."""
+    bounds: dict = {}
+    guessed, assigned = 0, set()
+    for n in node.chain()[1:]:
+        if isinstance(n, P.Assign):
+            assigned.add(n.name)
+            continue
+        if not isinstance(n, P.Filter):
+            continue
+        other = False
+        for term in conjuncts(n.expr):
+            r = range_of(term)
+            if r is None or r[0] in assigned:
+                other = True
+                continue
+            col, low, high = r
+            was_low, was_high = bounds.get(col, (None, None))
+            bounds[col] = (_tighter(was_low, low, max), _tighter(was_high, high, min))
+        guessed += other
+    return bounds, guessed
+
+
+def _tighter(a, b, pick):
+    """The tighter of two interval ends (``pick``: max for low ends, min for high ends);
+    one alone when the other is open or they cannot be compared."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    pa_, pb = line_position(a), line_position(b)
+    if pa_ is None or pb is None:
+        return a
+    return a if pick(pa_, pb) == pa_ else b
 
 
 class _KeyFilter:

@@ -478,6 +478,26 @@ def test_inner_join_reads_the_smaller_estimate_first(frames):
     check(got, pd.merge(small_ref, rref, on="k", how="left"), "left join")
 
 
+def test_a_narrow_range_filter_makes_its_side_the_smaller_estimate(frames):
+    """A side filtered to a narrow range of a column (``40 <= n < 42`` of values spread over
+    0–99 in every row group: statistics prune nothing) is estimated from the share of each
+    row group's min/max range it keeps, not from a flat guess per filter: it is read first
+    and broadcast, and the other side streams past it (TPC-H Q14: one month of lineitem
+    against part). Answers equal pandas."""
+    left, right, lref, rref = frames
+    narrow = left[(left.n >= 40) & (left.n < 42)]
+    narrow_ref = lref[(lref.n >= 40) & (lref.n < 42)]
+    got = narrow.merge(right[["k", "w"]], on="k")
+    held = got.persist()
+    try:
+        stage = got.node.scan().source
+        assert stage.strategy == "broadcast left"
+        assert stage.sizes[0] is not None and stage.sizes[1] is None  # the right side streamed
+        check(got, pd.merge(narrow_ref, rref[["k", "w"]], on="k"))
+    finally:
+        held.unpersist()
+
+
 # --------------------------------------------------------------------------------------------
 # pushdown
 # --------------------------------------------------------------------------------------------

@@ -400,3 +400,42 @@ def test_string_terms_on_dictionaries_equal_the_decoded_evaluation(table, expr, 
         warnings.simplefilter("ignore")
         got = E.evaluate_with_dictionaries(pred, encoded, normalize, {"s", "c"})
     assert got.to_pylist() == want.to_pylist(), f"{pred}: dictionaries {got} != decoded {want}"
+
+
+# -- SELECTIVITY: the share of rows a range filter keeps, estimated from min/max --
+@pytest.mark.parametrize(
+    "term, want",
+    [
+        (E.Bin("<", E.Col("x"), E.Lit(5)), ("x", None, 5)),
+        (E.Bin(">=", E.Col("x"), E.Lit(5)), ("x", 5, None)),
+        (E.Bin(">", E.Lit(5), E.Col("x")), ("x", None, 5)),  # 5 > x: x < 5
+        (E.Between(E.Col("x"), 1, 2), ("x", 1, 2)),
+        (E.Bin("==", E.Col("x"), E.Lit(5)), None),
+        (E.Bin("<", E.Col("x"), E.Col("y")), None),
+    ],
+)
+def test_range_of_reads_constant_bounds(term, want):
+    assert E.range_of(term) == want
+
+
+@pytest.mark.parametrize(
+    "bounds, stats, share",
+    [
+        ((40, 42), (0, 100), 0.02),
+        ((None, 50), (0, 100), 0.5),
+        ((200, None), (0, 100), 0.0),
+        ((None, None), (0, 100), 1.0),
+        ((5, 5), (5, 5), 1.0),  # one value: kept whole
+        ((pd.Timestamp("1995-09-01"), pd.Timestamp("1995-10-01")), (DATES[0], DATES[0]), 0.0),
+        (
+            (pd.Timestamp("2013-06-30"), pd.Timestamp("2013-07-01")),
+            (datetime.date(2013, 6, 30), datetime.date(2013, 7, 2)),
+            0.5,
+        ),
+        (("a", "b"), ("a", "z"), 1.0),  # strings: not told
+        ((0, 1), (None, 5), 1.0),  # unknown statistics
+        ((0, 1), (0.0, np.inf), 1.0),
+    ],
+)
+def test_range_share_assumes_values_spread_evenly(bounds, stats, share):
+    assert E.range_share(bounds, stats) == pytest.approx(share)
