@@ -40,6 +40,7 @@ from .comm import (  # -- CHECKPOINT --
     take_interrupt,
 )
 from .config import config, usable_cores
+from .expr import evaluate_with_dictionaries
 from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
@@ -895,7 +896,13 @@ def _arrow_mask(table, plan, declared):
     if plan.arrow_pred is None:
         return None
     cols = [c for c in table.column_names if c in plan.pred_columns]
-    return plan.arrow_pred(normalize_table(table.select(cols), declared, keep_dates=True))
+    # -- DICTPRED: string terms on the dictionaries, not on every decoded string --
+    return evaluate_with_dictionaries(
+        plan.arrow_pred,
+        table.select(cols),
+        lambda t: normalize_table(t, declared, keep_dates=True),
+        plan.string_columns,
+    )
 
 
 # -- end SCANHOT --

@@ -67,6 +67,10 @@ _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 class _Pred:
     """Arrow-side nodes combine with ``&``, ``|`` and ``~`` into :class:`ArrowOp` trees."""
 
+    def __call__(self, table: pa.Table) -> Any:
+        """The node's value on ``table`` (each subclass says what it is)."""
+        raise NotImplementedError
+
     def __and__(self, other: _Pred) -> ArrowOp:
         return ArrowOp("and_", self, other)
 
@@ -970,3 +974,245 @@ def balanced(items: Iterable[_T], combine: Callable[[_T, _T], _T]) -> _T | None:
 def and_all(terms: list[Expr]) -> Expr | None:
     """The conjunction of ``terms`` (a balanced tree of ``&``), or None for no terms."""
     return balanced(terms, lambda a, b: Bin("&", a, b))
+
+
+# -- DICTPRED: string predicates evaluated on the dictionaries of dictionary-encoded columns --
+def _pred_columns(p: Any) -> set[str] | None:
+    """The columns an Arrow-side predicate node reads; ``None`` for a node it cannot tell."""
+    if isinstance(p, AField):
+        return {p.name}
+    if isinstance(p, AScalar):
+        return set()
+    if isinstance(p, ArrowOp):
+        out: set[str] = set()
+        for a in p.args:
+            got = _pred_columns(a)
+            if got is None:
+                return None
+            out |= got
+        return out
+    if isinstance(p, PandasOp):
+        return set(p.expr.columns())
+    if isinstance(p, NumCmp):
+        return {p.name} | set(p.fallback.expr.columns())
+    if isinstance(p, KeyIn):
+        return {p.name}
+    return None
+
+
+def _arrow_only(p: Any) -> bool:
+    """Whether ``p`` is made of Arrow compute calls, columns and constants only (each an
+    elementwise function of its row: no pandas evaluation, no per-batch dtype choice)."""
+    if isinstance(p, (AField, AScalar)):
+        return True
+    return isinstance(p, ArrowOp) and all(_arrow_only(a) for a in p.args)
+
+
+def _and_terms(p: Any) -> list:
+    """The operands of a (balanced) tree of ``and_`` nodes."""
+    if isinstance(p, ArrowOp) and p.fn == "and_" and not p.kw:
+        return [t for a in p.args for t in _and_terms(a)]
+    return [p]
+
+
+def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable, strings) -> Any:
+    """``pred(normalize(table))`` — the mask of an Arrow predicate on a batch read with
+    dictionary-encoded string columns — without decoding the dictionaries where it need not.
+    ``strings`` names the dataset's string columns (a reader hands them over as dictionaries;
+    a dictionary column of another declared type, a pandas categorical, is left alone).
+
+    A conjunct that reads only one dictionary-encoded column and is made of Arrow calls only
+    (each elementwise: ``==``, ``isin``, ``startswith``, ...) is evaluated once per entry of
+    each chunk's dictionary, plus one null entry, and the answers are taken by the chunk's
+    indices (a null index takes the null entry's answer): the same values, element for
+    element, as evaluating it on the decoded strings, at the cost of the dictionary. Every
+    other conjunct sees the batch normalized as usual (its dictionary columns decoded). A
+    dictionary larger than its chunk is decoded instead (nothing to save). Join-key terms
+    (:class:`KeyIn`) come last, on the rows the other terms keep (their hash lookups are the
+    costly part, and their count of dropped rows is then the join's)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.types as pat
+
+    from .io.types import is_string
+
+    terms = _and_terms(pred)
+    keys = [t for t in terms if isinstance(t, KeyIn)]
+    if keys:  # join keys last, looked up only for the rows the other terms keep
+        others = [t for t in terms if not isinstance(t, KeyIn)]
+        if not others:
+            return balanced([k(table) for k in keys], pc.and_)
+        rest_pred = balanced(others, lambda a, b: a & b)
+        assert rest_pred is not None
+        kept = evaluate_with_dictionaries(rest_pred, table, normalize, strings)
+        where = np.flatnonzero(pc.fill_null(kept, False).to_numpy(zero_copy_only=False))
+        mask = np.zeros(table.num_rows, dtype=bool)
+        mask[where] = True
+        for k in keys:
+            sub = table.select([k.name]).take(pa.array(where[mask[where]]))
+            mask[where[mask[where]]] = k(sub).to_numpy(zero_copy_only=False)
+        return pa.array(mask)
+    encoded = {
+        n
+        for n, c in zip(table.column_names, table.columns)
+        if n in strings and pat.is_dictionary(c.type) and is_string(c.type.value_type)
+    }
+    if not encoded:
+        return pred(normalize(table))
+    on_dicts, rest = [], []
+    for term in terms:
+        cols = _pred_columns(term)
+        if cols is not None and len(cols) == 1 and cols <= encoded and _arrow_only(term):
+            on_dicts.append((term, next(iter(cols))))
+        else:
+            rest.append(term)
+    if not on_dicts:
+        return pred(normalize(table))
+    masks = []
+    for term, name in on_dicts:
+        masks.append(_on_dictionary(term, name, table.column(name), normalize))
+    if rest:
+        needed: set[str] | None = set()
+        for term in rest:
+            cols = _pred_columns(term)
+            needed = None if cols is None or needed is None else needed | cols
+        sub = table if needed is None else table.select([c for c in table.column_names if c in needed])
+        sub = normalize(sub)
+        masks += [term(sub) for term in rest]
+    return balanced(masks, pc.and_)
+
+
+def _on_dictionary(term: _Pred, name: str, col: pa.ChunkedArray, normalize: Callable) -> pa.ChunkedArray:
+    """``term`` (elementwise over column ``name``) on each chunk of the dictionary column
+    ``col``, through the chunk's dictionary (see :func:`evaluate_with_dictionaries`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = []
+    for chunk in col.chunks:
+        values = chunk.dictionary
+        if len(values) > len(chunk):
+            decoded = pa.table({name: chunk.dictionary_decode()})
+            out.append(term(normalize(decoded)))
+            continue
+        entries = pa.concat_arrays([values, pa.nulls(1, values.type)])
+        answers = term(normalize(pa.table({name: entries})))
+        if isinstance(answers, pa.ChunkedArray):
+            answers = answers.combine_chunks()
+        if not isinstance(answers, pa.Array):  # a constant answer
+            answers = pa.array([answers.as_py() if hasattr(answers, "as_py") else answers] * len(entries))
+        index = pc.fill_null(chunk.indices, pa.scalar(len(values), chunk.indices.type))
+        out.append(answers.take(index))
+    if not out:
+        return term(normalize(pa.table({name: col})))
+    return pa.chunked_array(out, out[0].type)
+
+
+class KeyIn(_Pred):
+    """The rows whose int64 key ``name`` is among ``keys`` (the distinct keys of the
+    broadcast side of an inner join, a ``pandas.Index``: the others cannot match; see
+    ``joins._Side.key_term``). A block with a missing key is kept whole. Counts
+    the rows it drops in ``dropped``. Keys spanning a compact range are looked up in a
+    bitset of the range (a few vector operations per row); others in the Index's hash table,
+    built once for all blocks (Arrow's ``is_in`` would hash the keys again for every
+    block)."""
+
+    #: a bitset is used when the keys' range is at most this many bits (64 MiB of bits)
+    BITSET_MAX = 1 << 29
+
+    def __init__(self, name: str, keys: pd.Index):
+        self.name, self.keys, self.dropped = name, keys, 0
+        values = keys.to_numpy()
+        self.low = int(values.min()) if len(values) else 0
+        span = int(values.max()) - self.low + 1 if len(values) else 0
+        self.bits = None
+        if 0 < span <= self.BITSET_MAX:
+            flags = np.zeros(span, dtype=bool)
+            flags[values - self.low] = True
+            self.bits = np.packbits(flags, bitorder="little")
+            self.span = span
+
+    def __call__(self, table: pa.Table) -> Any:
+        """The bool mask of ``table``'s rows whose key may match."""
+        import pyarrow as pa
+
+        col = table.column(self.name)
+        n = table.num_rows
+        if col.type != pa.int64() or col.null_count:
+            # a file storing a narrower type, or missing keys (pandas makes the column
+            # float64, whose merge with int64 keys matches by rounded value): the join decides
+            return pa.array(np.ones(n, dtype=bool))
+        values = col.to_numpy()
+        if self.bits is not None:
+            off = values - np.int64(self.low)
+            inside = (off >= 0) & (off < self.span)
+            at = np.where(inside, off, 0)
+            mask = inside & ((self.bits[at >> 3] >> (at & 7).astype(np.uint8)) & 1).astype(bool)
+        else:
+            mask = self.keys.get_indexer(values) >= 0
+        self.dropped += n - int(mask.sum())
+        return pa.array(mask)
+
+    def __str__(self) -> str:
+        return f"key_in({self.name}, {len(self.keys)} keys, #{id(self):x})"
+
+
+# -- SELECTIVITY: the share of a partition's rows a range filter keeps, from its statistics --
+def range_of(term: Expr) -> tuple[str, Any, Any] | None:
+    """``(column, low, high)`` when ``term`` bounds one column by constants
+    (``col < v``, ``v <= col``, ``col.between(a, b)``; ``None`` for an open end), else
+    ``None``. Only for estimates: inclusive and exclusive ends are not told apart."""
+    if isinstance(term, Between) and isinstance(term.arg, Col):
+        return term.arg.name, term.low, term.high
+    if not isinstance(term, Bin) or term.op not in ("<", "<=", ">", ">="):
+        return None
+    op, left, right = term.op, term.left, term.right
+    if isinstance(left, Lit) and isinstance(right, Col):
+        op, left, right = _FLIP[op], right, left
+    if not (isinstance(left, Col) and isinstance(right, Lit)):
+        return None
+    return (left.name, None, right.value) if op in ("<", "<=") else (left.name, right.value, None)
+
+
+def line_position(v: Any) -> float | None:
+    """``v`` on a number line shared by the statistics of a column and its literals
+    (numbers as floats, dates and times as nanoseconds), or ``None``."""
+    import datetime
+
+    if v is None or isinstance(v, (bool, np.bool_, str, bytes)):
+        return None
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        f = float(v)
+        return f if np.isfinite(f) else None
+    if isinstance(v, (datetime.date, np.datetime64)):
+        import pandas as pd
+
+        try:
+            ts = pd.Timestamp(v)
+        except (ValueError, OverflowError):
+            return None
+        if ts is pd.NaT:
+            return None
+        return float((ts.tz_convert(None) if ts.tz is not None else ts).value)
+    return None
+
+
+def range_share(bounds: tuple[Any, Any], stats: tuple[Any, Any] | None) -> float:
+    """The share of a partition's rows whose column lies in ``bounds`` (``(low, high)``,
+    ``None`` open), if its values were spread evenly between the statistics' ``(min,
+    max)``; 1.0 when that cannot be told."""
+    if stats is None:
+        return 1.0
+    lo, hi = line_position(stats[0]), line_position(stats[1])
+    if lo is None or hi is None or hi < lo:
+        return 1.0
+    a = lo if bounds[0] is None else line_position(bounds[0])
+    b = hi if bounds[1] is None else line_position(bounds[1])
+    if a is None or b is None:
+        return 1.0
+    a, b = max(a, lo), min(b, hi)
+    if b < a:
+        return 0.0
+    if hi == lo:
+        return 1.0
+    return (b - a) / (hi - lo)

@@ -30,6 +30,7 @@ import pyarrow as pa
 from . import plan as P
 from .config import config
 from .errors import ColumnNotFoundError
+from .expr import KeyIn, conjuncts, line_position, range_of, range_share
 from .stages import POSITION, JoinStage
 
 HOWS = ("inner", "left", "right", "outer", "cross")
@@ -471,6 +472,37 @@ class _Side:
         self.pairs = stage.left_cols if which == "left" else stage.right_cols
         self.order = stage.left_order if which == "left" else stage.right_order
         self.frames: dict = {}
+        self.term: KeyIn | None = None
+
+    def key_term(self, declared) -> KeyIn | None:
+        """An Arrow filter for the read (:class:`hpcframe.expr.KeyIn`) that keeps only the rows
+        whose key is among the keys of the broadcast side (``whole``) or of the key filter
+        (``reduce``), so that rows which cannot match are dropped before their conversion
+        to pandas. Only for an inner join on one key that is an int64 column of the source
+        on this side (not reassigned) and int64 on the other side: there Arrow's ``is_in``
+        matches exactly what the merge matches (a missing key matches nothing). ``None``
+        otherwise: the join then drops those rows itself."""
+        probe = self.whole if self.whole is not None else getattr(self.reduce, "probe", None)
+        stage = self.stage
+        if probe is None or stage.how != "inner" or stage.indicator or stage.join_keys:
+            return None
+        if self.term is not None:
+            return self.term
+        if len(probe.keys) != 1 or probe.whole[probe.keys[0]].dtype != np.dtype("int64"):
+            return None
+        sources = [c for c, r in self.pairs if r == probe.other_keys[0]]
+        if len(sources) != 1 or sources[0] not in declared.names:
+            return None
+        column = sources[0]
+        if declared.field(column).type != pa.int64() or self.node.meta[column].dtype != np.dtype("int64"):
+            return None  # (float64 in pandas where the dataset has missing keys)
+        if any(isinstance(n, P.Assign) and n.name == column for n in self.node.chain()):
+            return None
+        index = probe._build()
+        if index is None:
+            return None
+        self.term = KeyIn(column, index.uniques[0])
+        return self.term
 
     def leaves(self):
         """Itself."""
@@ -675,15 +707,17 @@ class Probe:
         assert ix is not None
         counts, starts, order = ix.counts, ix.starts, ix.order
         g = self._groups(block)
-        found = g >= 0
-        per = np.zeros(len(block), dtype=np.int64)
-        at = np.zeros(len(block), dtype=np.int64)
-        per[found] = counts[g[found]]
-        at[found] = starts[g[found]]
+        # only the rows that found a match are expanded (a selective join keeps few)
+        hit = np.flatnonzero(g >= 0)
+        gh = g[hit]
+        per, at = counts[gh], starts[gh]
+        all_found = len(hit) == len(block)
+        if bool((per == 1).all()):  # each key once in ``whole`` (a primary key): no repeats
+            return hit, order[at], all_found
         total = int(per.sum())
-        rows = np.repeat(np.arange(len(block), dtype=np.int64), per)
+        rows = np.repeat(hit, per)
         within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per) - per, per)
-        return rows, order[np.repeat(at, per) + within], bool(found.all())
+        return rows, order[np.repeat(at, per) + within], all_found
 
     def merge(self, block: pd.DataFrame):
         """The block's merge with ``whole`` (as :func:`merge_part` gives it), or ``None`` when
@@ -857,18 +891,68 @@ def _first_side(stage: JoinStage, comm) -> str:
 def _estimated_bytes(stage: JoinStage, which: str, comm) -> float:
     """Collective (the first scan of a source discovers it): the bytes of the ``which``
     side's source that its scan reads — the partitions left after pruning by statistics,
-    times the share of the source's columns the join uses — times a guessed selectivity of
-    1/5 per filter of the side (``FILTER_SELECTIVITY``, as DuckDB's planner guesses; at
-    least 1/100). Partitions of a held stage are exact; a Parquet row group's size is its
+    each times the share of its rows the side's range filters keep if its values were
+    spread evenly between its min/max statistics (:func:`_filter_ranges`), times the share
+    of the source's columns the join uses — times a guessed selectivity of 1/5 per other
+    filter of the side (``FILTER_SELECTIVITY``, as DuckDB's planner guesses; at least
+    1/100). Partitions of a held stage are exact; a Parquet row group's size is its
     uncompressed size. The same on every rank."""
     from .physical import plan_scan
 
     side = _Side(stage, which, comm.rank)
     plan = plan_scan([side], comm)
-    nbytes = sum(part.nbytes for _, parts in plan.wanted for part in parts)
+    bounds, guessed = _filter_ranges(side.node)
+    nbytes = 0.0
+    for _, parts in plan.wanted:
+        for part in parts:
+            share = 1.0
+            for col, (low, high) in bounds.items():
+                st = part.stats.get(col) if part.stats else None
+                share *= range_share((low, high), None if st is None else (st.min, st.max))
+            nbytes += part.nbytes * share
     total = len(side.node.scan().meta.columns) or 1
-    filters = sum(isinstance(n, P.Filter) for n in side.node.chain())
-    return nbytes * min(1.0, len(side.columns()) / total) * max(FILTER_SELECTIVITY**filters, 0.01)
+    return nbytes * min(1.0, len(side.columns()) / total) * max(FILTER_SELECTIVITY**guessed, 0.01)
+
+
+def _filter_ranges(node) -> tuple[dict, int]:
+    """The filters of a side's chain as ``(bounds, guessed)``: per source column the
+    interval its range terms leave (``col >= a``, ``col < b``, ``between``: intersected),
+    whose share of each partition's rows :func:`_estimated_bytes` takes from the
+    partition's statistics; and the number of filters with another kind of term (each
+    guessed to keep ``FILTER_SELECTIVITY``). Terms on a column an Assign before them
+    redefines count as guessed."""
+    bounds: dict = {}
+    guessed, assigned = 0, set()
+    for n in node.chain()[1:]:
+        if isinstance(n, P.Assign):
+            assigned.add(n.name)
+            continue
+        if not isinstance(n, P.Filter):
+            continue
+        other = False
+        for term in conjuncts(n.expr):
+            r = range_of(term)
+            if r is None or r[0] in assigned:
+                other = True
+                continue
+            col, low, high = r
+            was_low, was_high = bounds.get(col, (None, None))
+            bounds[col] = (_tighter(was_low, low, max), _tighter(was_high, high, min))
+        guessed += other
+    return bounds, guessed
+
+
+def _tighter(a, b, pick):
+    """The tighter of two interval ends (``pick``: max for low ends, min for high ends);
+    one alone when the other is open or they cannot be compared."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    pa_, pb = line_position(a), line_position(b)
+    if pa_ is None or pb is None:
+        return a
+    return a if pick(pa_, pb) == pa_ else b
 
 
 class _KeyFilter:
@@ -933,8 +1017,11 @@ def _read(stage: JoinStage, which: str, comm, engine, whole=None, reduce=None):
     """Collective: read one side (see :class:`_Side`); ``(frames by leaf, leaf → rank)``."""
     side = _Side(stage, which, comm.rank, whole, reduce)
     owners = engine._run_scan([side], comm, None)[id(side)]
+    dropped = side.term.dropped if side.term is not None else 0
     if reduce is not None:
-        engine._add_stat("join_rows_dropped_by_keys", reduce.dropped)
+        engine._add_stat("join_rows_dropped_by_keys", reduce.dropped + dropped)
+    elif dropped:
+        engine._add_stat("join_rows_dropped_while_read", dropped)
     return side.frames, owners
 
 

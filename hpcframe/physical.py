@@ -118,6 +118,12 @@ class OutputPlan:
     def __init__(self, out, declared):
         self.out, self.declared = out, declared
         self.arrow_pred, self.pred_columns, self.steps = P.split_filters(out.node, filter_schema(declared))
+        # -- KEYIN: a join side's rows that cannot match are dropped before the conversion --
+        key_term = getattr(out, "key_term", None)
+        term = key_term(declared) if key_term is not None else None
+        if term is not None:
+            self.arrow_pred = term if self.arrow_pred is None else self.arrow_pred & term
+            self.pred_columns = self.pred_columns | {term.name}
         self.pandas_columns, self.after = P.required_columns(self.steps, out.columns(), declared.names)
         wanted = set(self.pandas_columns) | self.pred_columns
         self.columns = [c for c in declared.names if c in wanted]
@@ -126,6 +132,10 @@ class OutputPlan:
         keys = getattr(out, "keys", [])
         self.keep_dict = frozenset(
             k for k in keys if k in declared.names and k not in used and is_string(declared.field(k).type)
+        )
+        # -- DICTPRED: the dataset's string columns (a reader hands them over as dictionaries) --
+        self.string_columns = frozenset(
+            c for c in self.pred_columns if c in declared.names and is_string(declared.field(c).type)
         )
         self.prune = P.prune_predicate(out.node)
         self.filters = self.arrow_pred is not None or any(

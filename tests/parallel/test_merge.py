@@ -478,6 +478,26 @@ def test_inner_join_reads_the_smaller_estimate_first(frames):
     check(got, pd.merge(small_ref, rref, on="k", how="left"), "left join")
 
 
+def test_a_narrow_range_filter_makes_its_side_the_smaller_estimate(frames):
+    """A side filtered to a narrow range of a column (``40 <= n < 42`` of values spread over
+    0–99 in every row group: statistics prune nothing) is estimated from the share of each
+    row group's min/max range it keeps, not from a flat guess per filter: it is read first
+    and broadcast, and the other side streams past it (TPC-H Q14: one month of lineitem
+    against part). Answers equal pandas."""
+    left, right, lref, rref = frames
+    narrow = left[(left.n >= 40) & (left.n < 42)]
+    narrow_ref = lref[(lref.n >= 40) & (lref.n < 42)]
+    got = narrow.merge(right[["k", "w"]], on="k")
+    held = got.persist()
+    try:
+        stage = got.node.scan().source
+        assert stage.strategy == "broadcast left"
+        assert stage.sizes[0] is not None and stage.sizes[1] is None  # the right side streamed
+        check(got, pd.merge(narrow_ref, rref[["k", "w"]], on="k"))
+    finally:
+        held.unpersist()
+
+
 # --------------------------------------------------------------------------------------------
 # pushdown
 # --------------------------------------------------------------------------------------------
@@ -559,6 +579,31 @@ def test_keys_of_a_big_first_side_filter_the_other_side(frames, monkeypatch, key
             assert dropped > 0
         else:  # the right side was broadcast: the left side streamed past it, no key filter
             assert dropped == 0
+
+
+@pytest.mark.parametrize("how", ["inner", "left"])
+def test_rows_that_cannot_match_are_dropped_before_the_conversion(frames, how):
+    """A side streamed past a broadcast side on one int64 key: in an inner join its rows
+    whose key is not among the broadcast keys are dropped while the block is read, before
+    pandas sees them (``join_rows_dropped_while_read``); a left join keeps them (they are
+    in its result). Equal to pandas, with and without a filter on the streamed side, a
+    broadcast side with duplicate keys, and a broadcast side left with no rows."""
+    left, right, lref, rref = frames
+    lc, rc = ["id", "k", "s", "v", "n"], ["k", "w", "name"]
+    cases = {
+        "some_keys": (right[right.w > 0], rref[rref.w > 0]),
+        "no_keys": (right[right.w > 1e9], rref[rref.w > 1e9]),
+        "all": (right, rref),
+    }
+    for name, (r, rr) in cases.items():
+        for filtered in (False, True):
+            lsel, lrsel = (left[left.n > 20], lref[lref.n > 20]) if filtered else (left, lref)
+            got = lsel[lc].merge(r[rc], on="k", how=how, broadcast=True)
+            expected = pd.merge(lrsel[lc], rr[rc], on="k", how=how).reset_index(drop=True)
+            check(got, expected, f"{how} {name} filtered={filtered}")
+            dropped = mpi.allsum(hf.last_run_stats().get("join_rows_dropped_while_read", 0))
+            unmatched = int((~lrsel.k.isin(rr.k)).sum())
+            assert dropped == (unmatched if how == "inner" else 0), (name, filtered)
 
 
 def test_or_over_both_sides_pushes_what_each_side_implies(frames):

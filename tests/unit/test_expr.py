@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -323,3 +324,118 @@ def test_implied_by_needs_a_term_in_every_chain():
     assert E.implied_by(E.Bin("&", a, b), usable) is None  # not an |: conjuncts move as they are
     got = E.implied_by(E.Bin("|", E.Bin("&", a, b), E.Bin("&", b, a)), usable)
     assert got is not None and got.text() == "((a > 1) | (a > 1))"
+
+
+# -- DICTPRED: string terms evaluated on the dictionaries of dictionary-encoded columns --
+def _dictionary_chunks(col: pa.Array, cuts: list[int], grow: bool) -> pa.ChunkedArray:
+    """``col`` (strings) as dictionary chunks cut at ``cuts``, each with its own dictionary
+    (as a Parquet reader hands row groups over); with ``grow`` one chunk's dictionary has
+    more entries than the chunk has rows (the decoded path)."""
+    bounds = sorted({0, len(col), *(c for c in cuts if 0 < c < len(col))})
+    chunks = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        part = col.slice(a, b - a)
+        if grow and i == 0:
+            values = pa.array(list(STRINGS) + [v for v in part.to_pylist() if v is not None], pa.string())
+            values = pc.unique(values)
+            indices = pa.array(
+                [None if v is None else values.to_pylist().index(v) for v in part.to_pylist()], pa.int32()
+            )
+            chunks.append(pa.DictionaryArray.from_arrays(indices, values))
+        else:
+            chunks.append(part.dictionary_encode())
+    if not chunks:
+        return pa.chunked_array([], pa.dictionary(pa.int32(), pa.string()))
+    return pa.chunked_array(chunks)
+
+
+@pytest.mark.timeout(600)
+@settings(
+    derandomize=True,
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    table=tables(),
+    expr=_expressions(),
+    cuts=st.lists(st.integers(0, 10), max_size=3),
+    grow=st.booleans(),
+)
+def test_string_terms_on_dictionaries_equal_the_decoded_evaluation(table, expr, cuts, grow):
+    """The reader's mask (``evaluate_with_dictionaries``: single-column string terms on each
+    chunk's dictionary, taken by the indices, a null index taking a null entry's answer)
+    equals the predicate on the decoded, normalized batch, element for element — nulls,
+    ``~isin``, ``!=``, startswith/contains, several chunks each with its own dictionary,
+    a dictionary bigger than its chunk."""
+    declared = pa.schema(
+        [pa.field(n, pa.string()) if n in ("s", "c") else table.schema.field(n) for n in table.column_names]
+    )
+    decoded = table.set_column(table.column_names.index("c"), "c", table.column("c").cast(pa.string()))
+    encoded = decoded
+    for name in ("s", "c"):
+        col = decoded.column(name).combine_chunks()
+        encoded = encoded.set_column(
+            encoded.column_names.index(name), name, _dictionary_chunks(col, cuts, grow)
+        )
+    schema = filter_schema(declared)
+    terms = [t.to_arrow(schema) for t in E.conjuncts(expr)]
+    terms = [t for t in terms if t is not None]
+    if not terms:
+        return
+    pred = E.balanced(terms, lambda a, b: a & b)
+
+    def normalize(t):
+        return normalize_table(t, declared, keep_dates=True)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = pred(normalize(decoded))
+    except Exception as exc:  # noqa: BLE001 - both must raise
+        with pytest.raises(type(exc)):
+            E.evaluate_with_dictionaries(pred, encoded, normalize, {"s", "c"})
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = E.evaluate_with_dictionaries(pred, encoded, normalize, {"s", "c"})
+    assert got.to_pylist() == want.to_pylist(), f"{pred}: dictionaries {got} != decoded {want}"
+
+
+# -- SELECTIVITY: the share of rows a range filter keeps, estimated from min/max --
+@pytest.mark.parametrize(
+    "term, want",
+    [
+        (E.Bin("<", E.Col("x"), E.Lit(5)), ("x", None, 5)),
+        (E.Bin(">=", E.Col("x"), E.Lit(5)), ("x", 5, None)),
+        (E.Bin(">", E.Lit(5), E.Col("x")), ("x", None, 5)),  # 5 > x: x < 5
+        (E.Between(E.Col("x"), 1, 2), ("x", 1, 2)),
+        (E.Bin("==", E.Col("x"), E.Lit(5)), None),
+        (E.Bin("<", E.Col("x"), E.Col("y")), None),
+    ],
+)
+def test_range_of_reads_constant_bounds(term, want):
+    assert E.range_of(term) == want
+
+
+@pytest.mark.parametrize(
+    "bounds, stats, share",
+    [
+        ((40, 42), (0, 100), 0.02),
+        ((None, 50), (0, 100), 0.5),
+        ((200, None), (0, 100), 0.0),
+        ((None, None), (0, 100), 1.0),
+        ((5, 5), (5, 5), 1.0),  # one value: kept whole
+        ((pd.Timestamp("1995-09-01"), pd.Timestamp("1995-10-01")), (DATES[0], DATES[0]), 0.0),
+        (
+            (pd.Timestamp("2013-06-30"), pd.Timestamp("2013-07-01")),
+            (datetime.date(2013, 6, 30), datetime.date(2013, 7, 2)),
+            0.5,
+        ),
+        (("a", "b"), ("a", "z"), 1.0),  # strings: not told
+        ((0, 1), (None, 5), 1.0),  # unknown statistics
+        ((0, 1), (0.0, np.inf), 1.0),
+    ],
+)
+def test_range_share_assumes_values_spread_evenly(bounds, stats, share):
+    assert E.range_share(bounds, stats) == pytest.approx(share)

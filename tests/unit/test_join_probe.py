@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import hpcframe as hf
@@ -150,3 +150,61 @@ def test_other_key_types_are_not_probed(left, right):
     stage = _stage(lp, rp, "inner", ["k0"])
     probe = joins.Probe(stage, "right", _shaped(stage, "right", rp))
     assert not probe.usable(_shaped(stage, "left", lp))
+
+
+# -- KEYIN: a join side's rows that cannot match, dropped while read (before pandas) --
+INT_KEYS = st.one_of(
+    st.integers(-3, 40),
+    st.sampled_from([-(2**63), -(2**63) + 1, 2**62, 2**63 - 2, 2**63 - 1, 2**29, -(2**29)]),
+)
+
+
+@st.composite
+def _keys_and_block(draw):
+    """The broadcast side's keys and a block's key column drawn mostly from them (and from
+    their neighbours), with missing values in some blocks."""
+    keys = draw(st.lists(INT_KEYS, min_size=1, max_size=12))
+    near = st.tuples(st.sampled_from(keys), st.sampled_from([-1, 1])).map(
+        lambda kd: min(max(kd[0] + kd[1], -(2**63)), 2**63 - 1)
+    )
+    value = st.one_of(st.sampled_from(keys), near, INT_KEYS)
+    if draw(st.booleans()):
+        value = st.one_of(st.none(), value)
+    values = draw(st.lists(value, min_size=1, max_size=30))
+    return keys, values, draw(st.integers(0, len(values)))
+
+
+@pytest.mark.parametrize("bitset", [True, False], ids=["bitset", "hash"])
+@spmd_settings(max_examples=200)
+@example(data=([1, 2**62], [1, 2, 0, 2**62, 2**62 + 1], 2))
+@example(data=([2**63 - 1, -(2**63)], [2**63 - 1, -(2**63), 0], 1))
+@given(data=_keys_and_block())
+def test_key_term_keeps_exactly_the_rows_merge_can_match(bitset, data, monkeypatch):
+    """``KeyIn`` (the Arrow-side filter of a join side read against a broadcast side) keeps
+    a row exactly when pandas' inner merge on that int64 key could match it: its key is
+    among the other side's keys; a block with a missing key (float64 in pandas, matched by
+    rounded value) is kept whole. Both lookups
+    (the bitset of a compact key range, the hash of the keys), keys near ±2**63, blocks in
+    two chunks."""
+    import pyarrow as pa
+
+    from hpcframe.expr import KeyIn
+
+    keys, values, cut = data
+    if not bitset:
+        monkeypatch.setattr(KeyIn, "BITSET_MAX", 0)
+    index = pd.Index(pd.unique(np.array(keys, dtype=np.int64)))
+    term = KeyIn("k", index)
+    assert (term.bits is not None) == (bitset and int(index.max()) - int(index.min()) < KeyIn.BITSET_MAX)
+    col = pa.array(values, pa.int64())
+    table = pa.table({"k": pa.chunked_array([col.slice(0, cut), col.slice(cut)], pa.int64())})
+    got = term(table).to_numpy(zero_copy_only=False)
+    if None in values:  # pandas: a float64 column, matched by rounded value: all kept
+        want = np.ones(len(values), dtype=bool)
+    else:
+        left = pd.DataFrame({"k": np.array(values, dtype=np.int64), "pos": range(len(values))})
+        right = pd.DataFrame({"k": index.to_numpy()})
+        matched = pd.merge(left, right, on="k")["pos"].unique()
+        want = np.isin(np.arange(len(values)), matched)
+    assert got.tolist() == want.tolist()
+    assert term.dropped == len(values) - int(want.sum())
