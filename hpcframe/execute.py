@@ -68,7 +68,8 @@ def last_run_stats() -> dict:
     results as Arrow buffers, or pickled because some value could not be Arrow),
     ``stage_columns_pruned`` (columns the stages computed in this run left out because no
     reader needs them, see :mod:`hpcframe.pruning`), ``stage_bytes`` (bytes of the
-    partitions of those stages, over all ranks), ``seconds``.
+    partitions of those stages, over all ranks), ``stages_reused`` (stages held from an
+    earlier computation and used again, see :mod:`hpcframe.reuse`), ``seconds``.
 
     Returns
     -------
@@ -109,6 +110,7 @@ def compute(outputs, comm=None, root=None):
             exchanges_pickled=0,
             stage_columns_pruned=0,
             stage_bytes=0,
+            stages_reused=0,  # SMALLQ: stages held from an earlier computation (hpcframe.reuse)
         )
         t0 = time.perf_counter()
         leaves = [o for outs in groups for o in outs]
@@ -916,16 +918,27 @@ def stage_scope():
     """Stages materialised inside (and not persisted) are released when the outermost
     scope ends, on success or failure (a local operation on every rank)."""
     _scopes.append([])
+    ok = False
     try:
         yield
+        ok = True
     finally:
         made = _scopes.pop()
         if _scopes:
             _scopes[-1].extend(made)
         else:
+            # -- SMALLQ: stages retained for later computations (hpcframe.reuse) --
+            from . import reuse
+
             for stage in made:
-                if not stage.persisted:
+                if not stage.persisted and not (ok and reuse.keep(stage)):
                     stage.release()
+            # -- end SMALLQ --
+
+
+def _in_scope(stage) -> bool:
+    """Whether ``stage`` was materialised in the current (outermost) stage scope."""
+    return any(stage is s for scope in _scopes for s in scope)
 
 
 def prepare(nodes, comm, needs=None) -> None:
@@ -937,7 +950,17 @@ def prepare(nodes, comm, needs=None) -> None:
     stage nothing reads now (the input of a held stage) is not computed."""
     from .pruning import HELD, UNREAD, plan_stages
 
+    # -- SMALLQ: stages an earlier computation left held, if every rank can reuse them --
+    from . import reuse
+    from .stages import stages_below
+
+    below = stages_below(nodes)
+    candidates = [s for s in below if s.ready and not s.persisted and not _in_scope(s)]
+    if any(not s.persisted for s in below):
+        reuse.agree(candidates, comm)
+    # -- end SMALLQ --
     stages, runs = plan_stages(nodes, needs)
+    _add_stat("stages_reused", sum(1 for s in candidates if runs.get(id(s)) is HELD))  # SMALLQ
     for stage in stages:
         run = runs[id(stage)]
         if run is HELD or run is UNREAD:
