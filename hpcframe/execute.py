@@ -948,12 +948,11 @@ def prepare(nodes, comm, needs=None) -> None:
     node, the columns its reader takes from it (an output's ``columns()``; default: every
     column). A stage held already with fewer columns than now needed is computed again; a
     stage nothing reads now (the input of a held stage) is not computed."""
+    from . import reuse  # SMALLQ
     from .pruning import HELD, UNREAD, plan_stages
+    from .stages import stages_below  # SMALLQ
 
     # -- SMALLQ: stages an earlier computation left held, if every rank can reuse them --
-    from . import reuse
-    from .stages import stages_below
-
     below = stages_below(nodes)
     candidates = [s for s in below if s.ready and not s.persisted and not _in_scope(s)]
     if any(not s.persisted for s in below):

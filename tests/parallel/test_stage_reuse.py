@@ -200,4 +200,5 @@ def test_group_result_used_as_a_frame_is_reused(data):
     assert hf.last_run_stats()["stages_reused"] == 1
     ref = facts.groupby("k").agg(total=("x", "sum")).reset_index()
     assert top == ref.total.max()
-    pd.testing.assert_frame_equal(best.reset_index(drop=True), ref[ref.total == ref.total.max()].reset_index(drop=True))
+    expected = ref[ref.total == ref.total.max()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(best.reset_index(drop=True), expected)
