@@ -971,6 +971,7 @@ def prepare(nodes, comm, needs=None) -> None:
         if stage.ready:  # held with fewer columns (an earlier computation of this scope)
             stage.release()
         materialise(stage, comm, run)
+        reuse.made_with(stage, comm)  # SMALLQ
         if _scopes:
             _scopes[-1].append(stage)
 

@@ -24,6 +24,9 @@ computed again, as before. The design choices:
   through the stages it reads) is a Parquet or HDF5 dataset. A pandas input
   (``from_pandas``, ``merge`` with a DataFrame) may be modified in place by the user; a CSV
   dataset learns its dtypes while it is read. Stages over them are released as before.
+* **Communicator**: a stage is reused only by a computation on the communicator that made it
+  (same kind, size, rank and MPI handle): partitions held by 3 ranks cannot serve a serial
+  ``compute(comm=Comm())`` in one of them.
 * **Invalidation**: at retention the size and modification time (ns) of every file below the
   stage are recorded; a computation about to reuse the stage compares them again, and a
   file modified, replaced or deleted makes it compute the stage again.
@@ -54,14 +57,33 @@ _entries: OrderedDict[int, _Entry] = OrderedDict()
 _offered = 0
 
 
-class _Entry:
-    __slots__ = ("ref", "nbytes", "files", "serial")
+# stage -> the communicator it was last materialised with (see made_with)
+_made_with: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def __init__(self, stage, nbytes: int, files: tuple, serial: int):
+
+class _Entry:
+    __slots__ = ("ref", "nbytes", "files", "serial", "comm")
+
+    def __init__(self, stage, nbytes: int, files: tuple, serial: int, comm):
         self.ref = weakref.ref(stage)
         self.nbytes = nbytes
         self.files = files
         self.serial = serial  # of the RankedData held when retained
+        self.comm = comm  # _comm_key of the communicator that computed it
+
+
+def _comm_key(comm) -> tuple:
+    """What identifies a communicator for held partitions: its kind, size, this rank and the
+    MPI handle (a stage made on 3 ranks cannot serve a serial computation, nor one on a
+    sub-communicator)."""
+    raw = getattr(comm, "_comm", None)
+    handle = raw.py2f() if raw is not None and hasattr(raw, "py2f") else None
+    return (type(comm).__name__, comm.size, comm.rank, handle)
+
+
+def made_with(stage, comm) -> None:
+    """Record that ``stage`` was just materialised with ``comm`` (local)."""
+    _made_with[stage] = _comm_key(comm)
 
 
 def _budget() -> int:
@@ -150,13 +172,14 @@ def keep(stage) -> bool:
     if nbytes > budget:
         return False
     files = file_identity(stage)
-    if files is None:
+    made = _made_with.get(stage)
+    if files is None or made is None:
         return False
     for old in [s for s, e in _entries.items() if _alive(e) is None]:
         del _entries[old]
     while _entries and sum(e.nbytes for e in _entries.values()) + nbytes > budget:
         _evict(next(iter(_entries)))
-    _entries[seq] = _Entry(stage, nbytes, files, data.serial)
+    _entries[seq] = _Entry(stage, nbytes, files, data.serial, made)
     return True
 
 
@@ -167,17 +190,16 @@ def agree(stages, comm) -> int:
     :func:`hpcframe.pruning.plan_stages`, on every rank, with the same ``stages``."""
     if not stages:
         return 0
+    here = _comm_key(comm)
     mine = []
-    by_seq = {}
     for seq, entry in list(_entries.items()):
         stage = _alive(entry)
         if stage is None or not any(stage is s for s in stages):
             continue
-        if file_identity(stage) != entry.files:
+        if entry.comm != here or file_identity(stage) != entry.files:
             _evict(seq)
             continue
         mine.append(seq)
-        by_seq[seq] = stage
     if comm.size > 1:
         common = set(mine)
         for theirs in comm.allgather(mine):

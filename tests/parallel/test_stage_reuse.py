@@ -202,3 +202,18 @@ def test_group_result_used_as_a_frame_is_reused(data):
     assert top == ref.total.max()
     expected = ref[ref.total == ref.total.max()].reset_index(drop=True)
     pd.testing.assert_frame_equal(best.reset_index(drop=True), expected)
+
+
+def test_other_communicator_computes_again(data):
+    """A join held by the ranks of one communicator is not used by a serial computation in
+    one of them (its partitions are spread over the ranks), and the answers are the same."""
+    from tests.helpers.frames import assert_bits, local
+
+    j = _join(data)
+    total = j.x.sum()
+    first = total.compute()
+    serial = local(total)
+    assert hf.last_run_stats()["stages_reused"] == 0 or mpi.size() == 1
+    again = total.compute()
+    assert_bits(again, first)
+    assert serial == pytest.approx(first, rel=1e-12)
