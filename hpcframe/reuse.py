@@ -24,9 +24,9 @@ computed again, as before. The design choices:
   through the stages it reads) is a Parquet or HDF5 dataset. A pandas input
   (``from_pandas``, ``merge`` with a DataFrame) may be modified in place by the user; a CSV
   dataset learns its dtypes while it is read. Stages over them are released as before.
-* **Communicator**: a stage is reused only by a computation on the communicator that made it
-  (same kind, size, rank and MPI handle): partitions held by 3 ranks cannot serve a serial
-  ``compute(comm=Comm())`` in one of them.
+* **Communicator**: a stage is reused only by a computation over the same processes in the
+  same rank order (``compute()`` duplicates its communicator every time: duplicates match),
+  so partitions held by 3 ranks never serve a serial computation (``hpcframe.comm.Comm()``) in one of them.
 * **Invalidation**: at retention the size and modification time (ns) of every file below the
   stage are recorded; a computation about to reuse the stage compares them again, and a
   file modified, replaced or deleted makes it compute the stage again.
@@ -73,12 +73,23 @@ class _Entry:
 
 
 def _comm_key(comm) -> tuple:
-    """What identifies a communicator for held partitions: its kind, size, this rank and the
-    MPI handle (a stage made on 3 ranks cannot serve a serial computation, nor one on a
-    sub-communicator)."""
+    """What identifies a communicator for held partitions: which processes, in which rank
+    order (their ranks in ``MPI.COMM_WORLD``), and this rank. ``compute()`` duplicates the
+    communicator it is given (or ``COMM_WORLD``) for every computation: the duplicates of one
+    communicator have the same key, so a stage made by one serves the next; a stage made on 3
+    ranks does not serve a serial computation (``hpcframe.comm.Comm()``), nor a sub-communicator."""
     raw = getattr(comm, "_comm", None)
-    handle = raw.py2f() if raw is not None and hasattr(raw, "py2f") else None
-    return (type(comm).__name__, comm.size, comm.rank, handle)
+    if raw is None or not hasattr(raw, "Get_group"):
+        return (type(comm).__name__, comm.size, comm.rank)
+    from mpi4py import MPI
+
+    group, world = raw.Get_group(), MPI.COMM_WORLD.Get_group()
+    try:
+        ranks = tuple(group.Translate_ranks(list(range(comm.size)), world))
+    finally:
+        group.Free()
+        world.Free()
+    return ("mpi", ranks, comm.rank)
 
 
 def made_with(stage, comm) -> None:

@@ -217,3 +217,15 @@ def test_other_communicator_computes_again(data):
     again = total.compute()
     assert_bits(again, first)
     assert serial == pytest.approx(first, rel=1e-12)
+
+
+def test_reused_across_duplicated_communicators(data):
+    """``compute()`` duplicates the communicator for every computation (``comm=None`` or an
+    mpi4py communicator): a stage made under one duplicate serves the next computation."""
+    j = _join(data)
+    ref = _expected(data)
+    first = j.x.sum().compute()  # the default communicator
+    comm = mpi.world()
+    second = j.x.sum().compute(comm=comm) if comm is not None else j.x.sum().compute()
+    assert hf.last_run_stats()["stages_reused"] == 1
+    assert first == second == pytest.approx(ref.x.sum(), rel=1e-12)
