@@ -195,12 +195,12 @@ def keep(stage) -> bool:
 
 
 def agree(stages, comm) -> int:
-    """Collective (when ``stages`` is not empty): of the ``stages`` a computation reads, the
-    retained ones every rank still holds with unchanged files stay held; the others are
-    released here (they are computed again). Returns the number kept. Call it before
-    :func:`hpcframe.pruning.plan_stages`, on every rank, with the same ``stages``."""
-    if not stages:
-        return 0
+    """Collective (one ``allgather`` on more than one rank, even when this rank holds
+    nothing: another may): of the ``stages`` (held stages a computation reads, made by an
+    earlier computation) the retained ones every rank still holds with unchanged files stay
+    held; the others are released here (they are computed again). Returns the number kept.
+    Call it before :func:`hpcframe.pruning.plan_stages`, on every rank, whenever the plan
+    reads a stage that is not persisted (a decision the same on every rank)."""
     here = _comm_key(comm)
     mine = []
     for seq, entry in list(_entries.items()):
@@ -222,6 +222,11 @@ def agree(stages, comm) -> int:
             _entries.move_to_end(seq)  # used now: the least recently used go first
         else:
             _evict(seq)
+    # whatever else is held here without being agreed is computed again, as on the others
+    agreed = [_entries[seq].ref() for seq in common]
+    for stage in stages:
+        if stage.ready and not stage.persisted and not any(stage is a for a in agreed):
+            stage.release()
     return len(common)
 
 

@@ -229,3 +229,19 @@ def test_reused_across_duplicated_communicators(data):
     second = j.x.sum().compute(comm=comm) if comm is not None else j.x.sum().compute()
     assert hf.last_run_stats()["stages_reused"] == 1
     assert first == second == pytest.approx(ref.x.sum(), rel=1e-12)
+
+
+def test_a_rank_that_lost_the_stage_makes_every_rank_compute_it(data):
+    """The ranks agree before reusing: when one rank no longer holds a kept stage (freed
+    there only), every rank computes it again (no rank waits in a stage the others skip)."""
+    j = _join(data)
+    ref = _expected(data)
+    j.x.sum().compute()
+    if mpi.rank() == 0:
+        reuse.clear()  # local: only rank 0 lets the join go
+    got = j.groupby("k").x.sum().compute()
+    reused = mpi.allgather(hf.last_run_stats()["stages_reused"])
+    assert reused == [0] * mpi.size()
+    pd.testing.assert_series_equal(got, ref.groupby("k").x.sum(), check_exact=False, rtol=1e-12)
+    j.groupby("k").x.sum().compute()  # kept again by every rank
+    assert mpi.allgather(hf.last_run_stats()["stages_reused"]) == [1] * mpi.size()
