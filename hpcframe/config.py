@@ -83,6 +83,10 @@ class Config:
     cache_bytes : int, default 0 (``HPCFRAME_CACHE_BYTES``)
         Memory per rank for caching blocks' decoded columns and partials (see
         :class:`hpcframe.Cache`, which overrides it inside its ``with`` block); 0: off.
+    stage_reuse_bytes : int, default 268_435_456 = 256 MiB (``HPCFRAME_STAGE_REUSE_BYTES``)
+        Memory per rank for the stages (joins, shuffles, sorts, group-by results used as
+        frames) a computation keeps for later computations of frames built on them (see
+        :mod:`hpcframe.reuse`); 0: every stage is released when its computation ends.
     cache_dir : str or None (``HPCFRAME_CACHE_DIR``)
         A directory of per-block partials shared by ranks and jobs (``hpcframe run
         --cache-dir``); ``None``: off. See docs/caching.md.
@@ -150,6 +154,12 @@ class Config:
     #: is active (``None``: none). ``HPCFRAME_CACHE_DIR``; ``hpcframe run --cache-dir``.
     cache_dir: str | None = _env_str("cache_dir", None)
     # -- end CACHE --
+    # -- SMALLQ: stage reuse across computations (see hpcframe.reuse) --
+    #: Bytes per rank of computed stages (joins, group-by results used as frames, shuffles,
+    #: sorts) kept after a computation for later ones reading the same frame (0: off).
+    #: ``HPCFRAME_STAGE_REUSE_BYTES``.
+    stage_reuse_bytes: int = int(parse_size(_env_str("stage_reuse_bytes", "256MiB")))
+    # -- end SMALLQ --
     # -- READAHEAD: issue 11 (see hpcframe.execute._ReadAhead) --
     #: "auto", "on" or "off": read the next block in a background thread while this one is
     #: computed (auto: when the node has more cores than ranks). ``HPCFRAME_READAHEAD``.

