@@ -615,9 +615,33 @@ class StrMatch(Expr):
             out = ArrowOp("ends_with", field, pattern=self.pattern)
         elif not self.regex or not any(ch in self.pattern for ch in ".^$*+?{}[]\\|()"):
             out = ArrowOp("match_substring", field, pattern=self.pattern)
+        elif _same_in_re2(self.pattern):
+            out = ArrowOp("match_substring_regex", field, pattern=self.pattern)
         else:
             return None
         return ArrowOp("coalesce", out, AScalar(False))
+
+
+#: regex patterns that Python's ``re`` and Arrow's RE2 read alike: literal characters,
+#: ``.``, ``*``, ``+``, ``?``, ``|``, groups, classes and ``^`` — no escapes (``\\s``, ``\\w``,
+#: ``\\d``, ``\\b`` differ on non-ASCII data), no ``$`` (Python also matches before a final
+#: newline), no ``{}`` and no ``(?`` constructs (lookaround, flags: RE2 has none or others)
+_RE2_ALIKE = r"[^\\${}]*"
+
+
+def _same_in_re2(pattern: str) -> bool:
+    """Whether ``str.contains(pattern)`` (case-sensitive) finds the same strings with
+    Arrow's RE2 as with Python's ``re`` (pandas' Arrow-backed strings use RE2 for these
+    patterns too); a pattern ``re`` refuses is left to pandas (its error)."""
+    import re
+
+    if "(?" in pattern or not re.fullmatch(_RE2_ALIKE, pattern):
+        return False
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
 
 
 #: Accessor members that are properties in pandas (read, not called).

@@ -414,8 +414,13 @@ def run_pandas(df, steps, after: dict[int, set]):
     """Apply the pandas part of a chain to one partition's DataFrame."""
     for n in steps:
         if isinstance(n, (Filter, _BareFilter)):
-            mask = n.expr.evaluate(df)
-            df = df[as_mask(mask, len(df), n.expr)]
+            mask = as_mask(n.expr.evaluate(df), len(df), n.expr)
+            keep = after.get(id(n))
+            if keep is not None and len(keep) < len(df.columns):
+                # columns only this filter read are not carried through it (a string
+                # column's take is the costly part of filtering it)
+                df = df[[c for c in df.columns if c in keep]]
+            df = df[mask]
         elif isinstance(n, Assign):
             if n.name in after.get(id(n), ()):
                 df = df.assign(**{n.name: n.expr.evaluate(df)})

@@ -56,7 +56,7 @@ TIMES = [
     pd.Timestamp("2013-07-01 10:00"),
     pd.Timestamp("2013-06-30 23:59:59.999999999"),
 ]
-STRINGS = ["", "a", "ab", "abc", "b", "B", "a.b", "é"]
+STRINGS = ["", "a", "ab", "abc", "b", "B", "a.b", "é", "a\nb", "é\n", "aa"]
 
 COLUMNS = {
     "i": (pa.int64(), st.sampled_from(INTS)),
@@ -146,7 +146,9 @@ def _expressions():
         E.StrMatch,
         st.sampled_from(["s", "c"]).map(E.Col),
         st.sampled_from(["startswith", "endswith", "contains"]),
-        st.sampled_from(["a", "b", ".", "^a", "B"]),
+        st.sampled_from(
+            ["a", "b", ".", "^a", "B", "a.*b", "a|é", "[ab]c?", "(a|b)+.", "a$", "\\w", "a{2}", "(?i)a"]
+        ),
         st.booleans(),
         st.booleans(),
     )
