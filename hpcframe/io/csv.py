@@ -343,6 +343,9 @@ class CSVSource:
         #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
         #: file is described by one rank only, so the keys of all ranks are disjoint
         self.examined: dict[str, str] = {}
+        #: SEED2: the files this process read a type sample of (:meth:`infer_schema` spreads
+        #: them over the ranks: each sample file is sampled by one rank of the job)
+        self.sampled: list[str] = []
 
     def partition_token(self):
         """What the engine's cache of :meth:`discover` depends on (see
@@ -568,58 +571,127 @@ class CSVSource:
 
     # -- end READAHEAD --
 
-    def _infer(self) -> pa.Schema:
+    # -- SEED2: the type sample spread over the ranks (issue 11, "planning once") --
+    def infer_schema(self, comm) -> pa.Schema:
+        """Infer :meth:`schema` collectively: the sample files are split over the ranks of
+        ``comm`` (an :class:`hpcframe.comm.Comm`), each rank samples its share (preferably the
+        files it will read: their streams stay open for that read) and the per-file results are
+        exchanged with one ``allgather``. Every rank then unifies them in file order, so the
+        schema is the one a single process gets. Collective (every rank of ``comm`` calls it
+        with the same files); an error in any sample file is raised on every rank."""
+        if self._schema is None:
+            self._schema = self._infer(comm)
+        return self._schema
+
+    def _sample_owners(self, size: int) -> list[int]:
+        """The rank that samples each sample file: the rank that will probably read the file
+        (the engine hands out contiguous runs of files, balanced by size; here every file
+        counts the same), so that its sample's open stream is used by that read."""
+        n = len(self.files)
+        return [min(size - 1, int((i + 0.5) * size // n)) for i in range(min(n, SAMPLE_FILES))]
+
+    def _sample_file(self, path: str, sample) -> tuple:
+        """What the type sample of one file says: ``(names, [(column, type)], columns with an
+        empty field, whether a string value holds a line break, bytes, rows)``. ``sample()``
+        returns the sample's bytes. Raises :class:`DatasetError`."""
         import pyarrow.csv as pcsv
 
+        try:
+            data = sample()  # the file's own error, raised here
+            names = self.options.get("names")
+            ropts = pcsv.ReadOptions(
+                column_names=list(names) if names else None,
+                autogenerate_column_names=self.header is None and not names,
+                skip_rows=1 if (names and self.header == 0) else 0,
+                encoding=self.options.get("encoding", "utf8"),
+            )
+            bad: list[Any] = []  # pyarrow InvalidRow objects
+            table = pcsv.read_csv(
+                pa.BufferReader(data),
+                read_options=ropts,
+                parse_options=self._parse_options(self._handler(bad)),
+                convert_options=self._convert_options({k: v for k, v in self.dtype.items()}),
+            )
+        except (OSError, EOFError) as exc:
+            raise DatasetError(f"{path}: cannot read ({exc})") from exc
+        except pa.ArrowException as exc:
+            if bad:
+                at = data.find(bad[0].text.encode("utf8", "replace"))
+                line = data.count(b"\n", 0, at) + 1 if at >= 0 else "?"
+                raise DatasetError(self._fields_message(path, line, bad[0])) from None
+            raise DatasetError(
+                f"{path}: cannot parse the first {self.sample_rows} rows as "
+                f"CSV ({exc}); check sep=, header=, encoding=" + _newline_hint(exc)
+            ) from exc
+        self.sampled.append(path)
+        newline = False
+        if not self.newlines_in_values:
+            # quoted line breaks: lines are not rows, so stream instead of split
+            newline = any(
+                pa.types.is_string(f.type) and pc_any_newline(table.column(f.name)) for f in table.schema
+            )
+        return (
+            [str(n) for n in table.column_names],
+            [(f.name, f.type) for f in table.schema],
+            {f.name for f in table.schema if table.column(f.name).null_count},
+            newline,
+            len(data),
+            table.num_rows,
+        )
+
+    def _sample_all(self, sample_files: list[str], comm) -> list:
+        """The :meth:`_sample_file` result of each sample file, in file order (an error: its
+        message, a string): all of them here, or spread over the ranks of ``comm``."""
+        if comm is None or comm.size == 1:
+            samples = self._samples(sample_files)  # READAHEAD: two files at a time
+            return [self._sample_file(p, samples[p]) for p in sample_files]
+        owners = self._sample_owners(comm.size)
+        mine = [i for i, r in enumerate(owners) if r == comm.rank]
+        samples = self._samples([sample_files[i] for i in mine])
+        found: dict[int, Any] = {}
+        for i in mine:
+            path = sample_files[i]
+            try:
+                found[i] = self._sample_file(path, samples[path])
+            except DatasetError as exc:
+                found[i] = str(exc)
+                break
+            except Exception as exc:  # anything else must not leave the other ranks waiting
+                found[i] = f"{path}: cannot sample it for its types ({type(exc).__name__}: {exc})"
+                break
+        merged: dict[int, Any] = {}
+        for part in comm.allgather(found):
+            merged.update(part)
+        out = []
+        for i in range(len(sample_files)):
+            if i not in merged:  # after an earlier error of the rank that owns it
+                break
+            out.append(merged[i])
+            if isinstance(merged[i], str):
+                break
+        return out
+
+    def _infer(self, comm=None) -> pa.Schema:
         first = self.files[0]
         sample_files = self.files[:SAMPLE_FILES]
         unified: dict[str, pa.DataType] = {}
         sampled_nulls: set[str] = set()
         nbytes = nrows = 0
-        samples = self._samples(sample_files)  # READAHEAD: two files at a time
-        for path in sample_files:
-            try:
-                data = samples[path]()  # the file's own error, raised here
-                names = self.options.get("names")
-                ropts = pcsv.ReadOptions(
-                    column_names=list(names) if names else None,
-                    autogenerate_column_names=self.header is None and not names,
-                    skip_rows=1 if (names and self.header == 0) else 0,
-                    encoding=self.options.get("encoding", "utf8"),
-                )
-                bad: list[Any] = []  # pyarrow InvalidRow objects
-                table = pcsv.read_csv(
-                    pa.BufferReader(data),
-                    read_options=ropts,
-                    parse_options=self._parse_options(self._handler(bad)),
-                    convert_options=self._convert_options({k: v for k, v in self.dtype.items()}),
-                )
-            except (OSError, EOFError) as exc:
-                raise DatasetError(f"{path}: cannot read ({exc})") from exc
-            except pa.ArrowException as exc:
-                if bad:
-                    at = data.find(bad[0].text.encode("utf8", "replace"))
-                    line = data.count(b"\n", 0, at) + 1 if at >= 0 else "?"
-                    raise DatasetError(self._fields_message(path, line, bad[0])) from None
-                raise DatasetError(
-                    f"{path}: cannot parse the first {self.sample_rows} rows as "
-                    f"CSV ({exc}); check sep=, header=, encoding=" + _newline_hint(exc)
-                ) from exc
+        for path, got in zip(sample_files, self._sample_all(sample_files, comm)):
+            if isinstance(got, str):  # the first error in file order, the same on every rank
+                raise DatasetError(got)
+            names, types, nulls, newline, size, rows = got
             if self._names is None:
-                self._names = [str(n) for n in table.column_names]
-            elif [str(n) for n in table.column_names] != self._names:
-                raise DatasetError(_header_mismatch(path, table.column_names, first, self._names))
-            for f in table.schema:
-                unified[f.name] = unify_types(unified.get(f.name, pa.null()), f.type)
-                if table.column(f.name).null_count:  # CSVTYPES: an empty field in the sample
-                    sampled_nulls.add(f.name)
-                if pa.types.is_string(f.type) and not self.newlines_in_values:
-                    # quoted line breaks: lines are not rows, so stream instead of split
-                    col = table.column(f.name)
-                    if pc_any_newline(col):
-                        self.newlines_in_values = True
-            nbytes += len(data)
-            nrows += table.num_rows
+                self._names = names
+            elif names != self._names:
+                raise DatasetError(_header_mismatch(path, names, first, self._names))
+            for name, t in types:
+                unified[name] = unify_types(unified.get(name, pa.null()), t)
+            sampled_nulls |= nulls  # CSVTYPES: an empty field in the sample
+            self.newlines_in_values = self.newlines_in_values or newline
+            nbytes += size
+            nrows += rows
+        # -- end SEED2 --
         self._row_bytes = max(1.0, nbytes / max(nrows, 1))
         assert self._names is not None  # set by the first sample file (files is never empty)
         wanted = self.usecols if self.usecols is not None else self._names
@@ -695,6 +767,8 @@ class CSVSource:
 
     def _check_header(self, path: str) -> None:
         if self.header != 0 or self.options.get("names"):
+            return
+        if path in self.files[:SAMPLE_FILES]:  # SEED2: compared by the type sample already
             return
         import pyarrow.csv as pcsv
 
