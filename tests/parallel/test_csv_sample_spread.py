@@ -1,0 +1,153 @@
+"""The CSV type sample is read once per job (issue 11, "planning once"): each sample file is
+sampled by one rank only — the rank that then reads it, going on from the stream its sample
+left open — and the types are exchanged, so every rank gets the schema one process gets.
+
+Observed for real: the calls of ``CSVSource._sample`` and of ``open_decompressed`` (every
+decompression of a file from its start) are counted on each rank and gathered. Results and
+dtypes are compared with pandas on the same files.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+import hpcframe as hf
+from hpcframe.io import csv as csvmod
+from hpcframe.io.csv import SAMPLE_FILES
+from hpcframe.io.dataset import DatasetError
+from tests.helpers import mpi
+from tests.helpers.ingest import compress, flights
+from tests.helpers.mpi import timeout
+
+pytestmark = timeout(60)
+
+NFILES = 12  # more files than the sample holds (SAMPLE_FILES)
+ROWS = 400
+SAMPLE_ROWS = 150  # a part of each file: its read goes on after the sample
+
+
+def _gathered(comm, value):
+    return [value] if comm is None else comm.allgather(value)
+
+
+def _write(root, frames, comm):
+    if mpi.rank() == 0:
+        os.makedirs(root, exist_ok=True)
+        for i, df in enumerate(frames):
+            plain = os.path.join(root, f"m{i:02d}.csv")
+            df.to_csv(plain, index=False)
+            compress(plain, "xz")
+            os.remove(plain)
+    if comm is not None:
+        comm.Barrier()
+
+
+@pytest.fixture(scope="module")
+def xz_files(shared_dir, comm):
+    """:data:`NFILES` ``.xz`` files of :data:`ROWS` rows (one with an empty integer field
+    after the sample) and their pandas frame."""
+    root = os.path.join(shared_dir, "csv-sample-spread")
+    frames = [flights(ROWS, seed=i) for i in range(NFILES)]
+    frames[9]["Month"] = frames[9]["Month"].astype("Int64")
+    frames[9].loc[ROWS - 3, "Month"] = pd.NA  # an int column with a null, not in any sample
+    _write(root, frames, comm)
+    files = sorted(os.path.join(root, f) for f in os.listdir(root))
+    return root, files, pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """``{"sample": {path: n}, "open": {path: n}}``: this process's type samples and
+    decompressions from the start of a file."""
+    calls: dict[str, dict[str, int]] = {"sample": {}, "open": {}}
+    sample, opened = csvmod.CSVSource._sample, csvmod.open_decompressed
+
+    def counting_sample(self, path):
+        calls["sample"][path] = calls["sample"].get(path, 0) + 1
+        return sample(self, path)
+
+    def counting_open(path, raw=None):
+        calls["open"][path] = calls["open"].get(path, 0) + 1
+        return opened(path, raw)
+
+    monkeypatch.setattr(csvmod.CSVSource, "_sample", counting_sample)
+    monkeypatch.setattr(csvmod, "open_decompressed", counting_open)
+    return calls
+
+
+def _total(per_rank: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for mine in per_rank:
+        for path, n in mine.items():
+            out[path] = out.get(path, 0) + n
+    return out
+
+
+def test_each_sample_file_is_sampled_and_decompressed_once_per_job(xz_files, comm, size, counted):
+    root, files, df = xz_files
+    raw = hf.read_csv(os.path.join(root, "*.csv.xz"), sample_rows=SAMPLE_ROWS)
+    query = raw[raw.Carrier == "AA"].groupby(["Year", "Month"])[["Flights", "Cancelled"]].sum()
+    got = query.compute()
+    exp = df[df.Carrier == "AA"].groupby(["Year", "Month"])[["Flights", "Cancelled"]].sum()
+    pd.testing.assert_frame_equal(got, exp)  # Month: float64 (a null after the samples), as pandas
+    pd.testing.assert_frame_equal(raw.compute(), df)  # every dtype as pandas.read_csv's
+
+    sample_files = files[:SAMPLE_FILES]
+    samples = _total(_gathered(comm, counted["sample"]))
+    assert samples == dict.fromkeys(sample_files, 1), f"sampled more than once in the job: {samples}"
+    sampled = _gathered(comm, raw._node.source.sampled)
+    assert sorted(p for mine in sampled for p in mine) == sample_files
+    if size > 1:  # spread: not every file on one rank
+        assert sum(1 for mine in sampled if mine) > 1, sampled
+    # the first computation decompressed each sampled file once in the whole job: the sample's
+    # open stream went on into the read of the same rank (the second computation reads again)
+    counted["open"].clear()
+    counted["sample"].clear()
+    raw2 = hf.read_csv(os.path.join(root, "*.csv.xz"), sample_rows=SAMPLE_ROWS)
+    pd.testing.assert_series_equal(
+        raw2.groupby("Carrier").Flights.sum().compute(), df.groupby("Carrier").Flights.sum()
+    )
+    opened = _total(_gathered(comm, counted["open"]))
+    assert {p: opened.get(p, 0) for p in sample_files} == dict.fromkeys(sample_files, 1), opened
+    # the schema is the same on every rank (and the one pandas' dtypes match)
+    assert len(set(map(str, _gathered(comm, raw2._node.source.schema())))) == 1
+
+
+def test_a_bad_sample_file_fails_on_every_rank(shared_dir, comm):
+    """A sample file with a wrong number of fields (sampled by the last rank that samples)
+    raises the same DatasetError, naming the file and line, on every rank."""
+    root = os.path.join(shared_dir, "csv-sample-spread-bad")
+    frames = [flights(60, seed=i) for i in range(NFILES)]
+    _write(root, frames, comm)
+    bad = os.path.join(root, "m07.csv.xz")
+    if mpi.rank() == 0:
+        import lzma
+
+        with lzma.open(bad) as f:
+            text = f.read().splitlines(keepends=True)
+        text[5] = b"1,2,3\n"
+        with lzma.open(bad + ".tmp", "wb") as f:
+            f.write(b"".join(text))
+        os.replace(bad + ".tmp", bad)
+    if comm is not None:
+        comm.Barrier()
+    with pytest.raises(DatasetError) as info:
+        hf.read_csv(os.path.join(root, "*.csv.xz"))
+    message = str(info.value)
+    assert "m07.csv.xz, line 6" in message and "expected" in message
+    assert len(set(_gathered(comm, message))) == 1
+
+
+def test_a_different_header_in_a_sample_file_fails_on_every_rank(shared_dir, comm):
+    root = os.path.join(shared_dir, "csv-sample-spread-header")
+    frames = [flights(50, seed=i) for i in range(NFILES)]
+    frames[6] = frames[6].rename(columns={"Carrier": "Airline"})
+    _write(root, frames, comm)
+    with pytest.raises(DatasetError) as info:
+        hf.read_csv(os.path.join(root, "*.csv.xz"))
+    message = str(info.value)
+    assert "m06.csv.xz: the header" in message and "Airline" in message
+    assert len(set(_gathered(comm, message))) == 1
