@@ -639,12 +639,13 @@ class CSVSource:
             table.num_rows,
         )
 
-    def _sample_all(self, sample_files: list[str], comm) -> list:
+    def _sample_all(self, sample_files: list[str], comm):
         """The :meth:`_sample_file` result of each sample file, in file order (an error: its
-        message, a string): all of them here, or spread over the ranks of ``comm``."""
+        message, a string): all of them here (one by one, as the caller unifies them, so that
+        the first error in file order is raised), or spread over the ranks of ``comm``."""
         if comm is None or comm.size == 1:
             samples = self._samples(sample_files)  # READAHEAD: two files at a time
-            return [self._sample_file(p, samples[p]) for p in sample_files]
+            return (self._sample_file(p, samples[p]) for p in sample_files)
         owners = self._sample_owners(comm.size)
         mine = [i for i, r in enumerate(owners) if r == comm.rank]
         samples = self._samples([sample_files[i] for i in mine])
