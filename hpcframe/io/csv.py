@@ -343,9 +343,15 @@ class CSVSource:
         #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
         #: file is described by one rank only, so the keys of all ranks are disjoint
         self.examined: dict[str, str] = {}
-        #: SEED2: the files this process read a type sample of (:meth:`infer_schema` spreads
-        #: them over the ranks: each sample file is sampled by one rank of the job)
-        self.sampled: list[str] = []
+        # SEED2: the files this process read a type sample of (see :attr:`sampled`); private:
+        # the partial cache's fingerprint of the source (vars()) must not depend on it
+        self._sampled: list[str] = []
+
+    @property
+    def sampled(self) -> list[str]:
+        """The files this process read a type sample of (SEED2): :meth:`infer_schema` spreads
+        them over the ranks, so each sample file is sampled by one rank of the job."""
+        return list(self._sampled)
 
     def partition_token(self):
         """What the engine's cache of :meth:`discover` depends on (see
@@ -623,7 +629,7 @@ class CSVSource:
                 f"{path}: cannot parse the first {self.sample_rows} rows as "
                 f"CSV ({exc}); check sep=, header=, encoding=" + _newline_hint(exc)
             ) from exc
-        self.sampled.append(path)
+        self._sampled.append(path)
         newline = False
         if not self.newlines_in_values:
             # quoted line breaks: lines are not rows, so stream instead of split
