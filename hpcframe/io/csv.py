@@ -331,6 +331,9 @@ class CSVSource:
         # them): the first read of a sampled compressed file goes on from where the sample
         # stopped instead of decompressing its start again (see :meth:`_sample`)
         self._kept: dict[str, tuple[tuple, bytes, Any]] = {}
+        # SEED2: path -> (the sample parsed, its bytes, its lines) of a kept stream: the first
+        # read goes on from the end of the sample instead of parsing it again (see _resume)
+        self._kept_parsed: dict[str, tuple[pa.Table, int, int]] = {}
         # -- CSVTYPES: integer/bool columns known to hold an empty field somewhere in the
         #    dataset (from the sample, or agreed by the ranks after a scan): flagged NULLS in
         #    :meth:`schema`; and those this process saw while reading, not agreed yet --
@@ -366,6 +369,7 @@ class CSVSource:
         state = dict(self.__dict__)
         state["_cursors"] = {}  # READAHEAD
         state["_kept"] = {}
+        state["_kept_parsed"] = {}  # SEED2
         state["_part_nulls"] = {}
         return state
 
@@ -537,10 +541,39 @@ class CSVSource:
             if f is not None:
                 f.close()
 
+    # -- SEED2: the first read of a sampled file goes on from the sample's parsed rows --
+    def _resume(self, path: str, types: dict):
+        """``(the sample's rows of columns types, the decompressed stream after them, lines
+        before it)`` when the sample of ``path`` left its stream open, the file is unchanged
+        and the sample was parsed with exactly ``types`` for those columns (its rows are then
+        what reading them again gives); else ``None`` (the file is read from its start)."""
+        parsed = self._kept_parsed.pop(path, None)
+        kept = self._kept.get(path)
+        if parsed is None or kept is None or self.on_bad_lines != "error":
+            return None
+        table, cut, lines = parsed
+        identity, read, f = kept
+        names = table.column_names
+        if (
+            identity != _identity(path)
+            or names != self._names
+            or any(not table.schema.field(c).type.equals(t) for c, t in types.items())
+        ):
+            return None
+        del self._kept[path]
+        rest = read[cut:] + f.read(1 << 16)  # empty: the file ends with the sample
+        if not rest:
+            f.close()
+            return table.select(list(types)), None, lines
+        return table.select(list(types)), io.BufferedReader(_Prefixed(rest, f), 1 << 20), lines
+
+    # -- end SEED2 --
+
     def _open(self, path: str):
         """The decompressed stream of ``path`` from its start: the one the sample left open
         (its bytes replayed first) when there is one and the file is unchanged, else a new
         one."""
+        self._kept_parsed.pop(path, None)  # SEED2
         kept = self._kept.pop(path, None)
         if kept is not None:
             identity, read, f = kept
@@ -636,6 +669,8 @@ class CSVSource:
             newline = any(
                 pa.types.is_string(f.type) and pc_any_newline(table.column(f.name)) for f in table.schema
             )
+        if path in self._kept and not newline and self.on_bad_lines == "error":
+            self._kept_parsed[path] = (table, len(data), data.count(b"\n"))
         return (
             [str(n) for n in table.column_names],
             [(f.name, f.type) for f in table.schema],
@@ -1022,17 +1057,31 @@ class _Cursor:
         self.bad: list[Any] = []  # pyarrow InvalidRow objects
         self.strict = source.on_bad_lines == "error"
         self.types = source._types(columns)
-        self.file = source._open(path)
+        self.lines = 0  # SEED2: lines of the file before the stream (a resumed sample's)
+        resumed = source._resume(path, self.types) if self.strict else None
+        skip_header = source.header == 0
+        if resumed is not None:  # SEED2: the sample's rows first, then the rest of the file
+            self.pending, stream, self.lines = resumed
+            skip_header = False
+            if stream is None:
+                self.file, self.reader = io.BytesIO(), None
+                return
+            self.file = stream
+        else:
+            self.file = source._open(path)
         read_types = self.types if self.strict else {c: pa.string() for c in columns}
         try:
             self.reader = pcsv.open_csv(
                 self.file,
-                read_options=source._read_options(source.header == 0, 4 << 20),
+                read_options=source._read_options(skip_header, 4 << 20),
                 parse_options=source._parse_options(source._handler(self.bad)),
                 convert_options=source._convert_options(read_types, columns),
             )
         except pa.ArrowInvalid as exc:
-            self._fail(exc, 0)
+            if resumed is not None and "Empty CSV file" in str(exc):  # SEED2: blank lines left
+                self.reader = None
+                return
+            self._fail(exc, 0 if resumed is None else resumed[0].num_rows)
         except StopIteration:
             self.reader = None
 
@@ -1085,8 +1134,9 @@ class _Cursor:
         src = self.source
         if self.bad:
             b = self.bad[0]
+            line = b.number + self.lines if b.number else "?"  # SEED2: after a resumed sample
             raise DatasetError(
-                f"{self.path}, line {b.number or '?'}: expected {b.expected_columns} fields, "
+                f"{self.path}, line {line}: expected {b.expected_columns} fields, "
                 f"found {b.actual_columns}: {b.text[:200]!r}. Fix the line, or pass "
                 f"on_bad_lines='skip' (or 'warn') to drop such lines"
             ) from None
