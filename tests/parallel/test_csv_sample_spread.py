@@ -151,3 +151,50 @@ def test_a_different_header_in_a_sample_file_fails_on_every_rank(shared_dir, com
     message = str(info.value)
     assert "m06.csv.xz: the header" in message and "Airline" in message
     assert len(set(_gathered(comm, message))) == 1
+
+
+def _one_xz(shared_dir, comm, name, text: bytes) -> str:
+    root = os.path.join(shared_dir, "csv-sample-resume")
+    path = os.path.join(root, name)
+    if mpi.rank() == 0:
+        import lzma
+
+        os.makedirs(root, exist_ok=True)
+        with lzma.open(path, "wb") as f:
+            f.write(text)
+    if comm is not None:
+        comm.Barrier()
+    return path
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"", b"\n\n", b"7,8.5,x\n"],
+    ids=["sample-is-the-file", "blank-lines-after", "one-row-after"],
+)
+def test_the_read_goes_on_from_the_parsed_sample(shared_dir, comm, tail):
+    """The sample's parsed rows start the first read; what follows is parsed from the open
+    stream (nothing, blank lines, one row): the frame is pandas'."""
+    text = b"a,b,c\n" + b"".join(b"%d,%d.25,s%d\n" % (i, i, i % 3) for i in range(40)) + tail
+    path = _one_xz(shared_dir, comm, f"t{len(tail)}.csv.xz", text)
+    raw = hf.read_csv(path, sample_rows=40)
+    pd.testing.assert_frame_equal(raw.compute(), pd.read_csv(path))
+    assert raw[raw.a > 3].b.sum().compute() == pd.read_csv(path).query("a > 3").b.sum()
+
+
+def test_a_bad_line_after_the_parsed_sample_names_the_file(shared_dir, comm):
+    text = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(30)) + b"1,2,3\n4,5\n"
+    path = _one_xz(shared_dir, comm, "bad-after.csv.xz", text)
+    with pytest.raises(DatasetError, match=r"bad-after\.csv\.xz.*expected 2 fields, found 3"):
+        hf.read_csv(path, sample_rows=10).compute()
+
+
+def test_a_parsed_sample_of_other_types_is_not_reused(shared_dir, comm):
+    """A date column (a string unless parse_dates) and an int column with an empty field
+    after the sample: the sample's types are not the read's, the rows are read again."""
+    text = b"d,n\n" + b"".join(b"2024-01-%02d,%d\n" % (i % 28 + 1, i) for i in range(30)) + b"2024-02-01,\n"
+    path = _one_xz(shared_dir, comm, "dates.csv.xz", text)
+    pd.testing.assert_frame_equal(hf.read_csv(path, sample_rows=10).compute(), pd.read_csv(path))
+    got = hf.read_csv(path, sample_rows=10, parse_dates=["d"]).compute()
+    pd.testing.assert_frame_equal(got, pd.read_csv(path, parse_dates=["d"]), check_dtype=False)
+    assert str(got.d.dtype).startswith("datetime64")
