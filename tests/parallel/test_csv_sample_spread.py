@@ -198,3 +198,24 @@ def test_a_parsed_sample_of_other_types_is_not_reused(shared_dir, comm):
     got = hf.read_csv(path, sample_rows=10, parse_dates=["d"]).compute()
     pd.testing.assert_frame_equal(got, pd.read_csv(path, parse_dates=["d"]), check_dtype=False)
     assert str(got.d.dtype).startswith("datetime64")
+
+
+def test_a_frame_built_on_one_rank_samples_alone(xz_files, comm):
+    """Under MPI ``read_csv`` is collective like ``compute``; ``comm=COMM_SELF`` builds (and
+    computes) a frame on one rank only, without waiting for the others."""
+    root, files, df = xz_files
+
+    def alone():
+        self_comm = None
+        if mpi.UNDER_MPI:
+            from mpi4py import MPI
+
+            self_comm = MPI.COMM_SELF
+        raw = hf.read_csv(os.path.join(root, "*.csv.xz"), sample_rows=SAMPLE_ROWS, comm=self_comm)
+        got = raw.groupby("Carrier").Flights.sum().compute(comm=self_comm)
+        pd.testing.assert_series_equal(got, df.groupby("Carrier").Flights.sum())
+        assert raw._node.source.sampled == files[:SAMPLE_FILES]
+
+    mpi.on_root(alone)
+    if comm is not None:
+        comm.Barrier()
