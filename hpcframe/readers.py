@@ -217,6 +217,10 @@ def read_csv(
         from .comm import communicator
 
         with communicator(comm) as c:
+            if c.size > 1:  # Arrow's threads shared by the ranks of a node, as in compute()
+                from .execute import _share_cores
+
+                _share_cores(c)
             source.infer_schema(c)
     # -- end SEED2 --
     return frame_of(source)
