@@ -40,7 +40,15 @@ Schema
     ``on_bad_lines="skip"``/``"warn"``, the line is dropped (and reported). The sample of a
     compressed file leaves its stream open: the first read of that file in the process goes on
     from there (the sampled bytes replayed) instead of decompressing its start again, unless
-    the file changed (size or modification time) in between.
+    the file changed (size or modification time) in between; when the sample was parsed with
+    the read's types (and ``on_bad_lines="error"``), its parsed rows are used and only the rest
+    of the file is parsed (SEED2).
+
+    Under MPI the sample is read once per job (SEED2, :meth:`CSVSource.infer_schema`, called
+    by ``read_csv``, which is then collective): sample file ``i`` is sampled by the rank that
+    will probably read it (contiguous runs of files per rank, as the engine hands them out),
+    the per-file results are allgathered and unified in file order on every rank — the schema
+    one process would infer, and each sampled file decompressed and parsed once in the job.
 
 Dtypes (CSVTYPES)
     pandas' frame of a CSV dataset is ``pd.concat([pd.read_csv(f) for f in files])``: an
