@@ -45,10 +45,11 @@ Schema
     of the file is parsed (SEED2).
 
     Under MPI the sample is read once per job (SEED2, :meth:`CSVSource.infer_schema`, called
-    by ``read_csv``, which is then collective): sample file ``i`` is sampled by the rank that
-    will probably read it (contiguous runs of files per rank, as the engine hands them out),
-    the per-file results are allgathered and unified in file order on every rank — the schema
-    one process would infer, and each sampled file decompressed and parsed once in the job.
+    by ``read_csv``, which is then collective): the sample files are split evenly over the
+    ranks, each preferably to the rank that will read it (contiguous runs of files per rank, as
+    the engine hands them out), the per-file results are allgathered and unified in file order
+    on every rank — the schema one process would infer; each sample file is sampled once in the
+    job, and a file its sampling rank reads is decompressed and parsed once.
 
 Dtypes (CSVTYPES)
     pandas' frame of a CSV dataset is ``pd.concat([pd.read_csv(f) for f in files])``: an
@@ -631,11 +632,31 @@ class CSVSource:
         return self._schema
 
     def _sample_owners(self, size: int) -> list[int]:
-        """The rank that samples each sample file: the rank that will probably read the file
-        (the engine hands out contiguous runs of files, balanced by size; here every file
-        counts the same), so that its sample's open stream is used by that read."""
+        """The rank that samples each sample file. Balanced first: a rank samples at most
+        ``ceil(sample files / size)`` of them (the others wait for the slowest in the exchange);
+        within that, a file goes to the rank that will probably read it (the engine hands out
+        contiguous runs of files, balanced by size; here every file counts the same), so that
+        its sample's open stream and parsed rows are used by that read. The files left over go
+        to the ranks with the fewest, lowest rank first."""
         n = len(self.files)
-        return [min(size - 1, int((i + 0.5) * size // n)) for i in range(min(n, SAMPLE_FILES))]
+        count = min(n, SAMPLE_FILES)
+        cap = -(-count // size)
+        load = [0] * size
+        owners: list[int] = []
+        left = []
+        for i in range(count):
+            r = min(size - 1, int((i + 0.5) * size // n))
+            if load[r] < cap:
+                load[r] += 1
+                owners.append(r)
+            else:
+                owners.append(-1)
+                left.append(i)
+        for i in left:
+            r = min(range(size), key=lambda k: (load[k], k))
+            load[r] += 1
+            owners[i] = r
+        return owners
 
     def _sample_file(self, path: str, sample) -> tuple:
         """What the type sample of one file says: ``(names, [(column, type)], columns with an
