@@ -143,6 +143,7 @@ def read_csv(
     on_bad_lines="error",
     sample_rows: int = 10_000,
     chunk_bytes: int | None = None,
+    comm=None,
     **options,
 ) -> Frame:
     """A lazy frame over CSV files: plain or compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``).
@@ -165,6 +166,13 @@ def read_csv(
         Rows per file read to infer the types.
     chunk_bytes : int, optional
         Target size of one partition (bounds the memory of a rank; default 64 MiB).
+    comm : mpi4py communicator or hpcframe Comm, optional
+        The ranks that share the type sample: each samples some of the files and the types
+        are exchanged (one ``allgather``), so every rank gets the same schema without
+        decompressing every sample file itself. By default, in a process started by an MPI
+        launcher, the world communicator: then ``read_csv`` is collective, like
+        :meth:`Frame.compute` — every rank calls it with the same arguments. Pass
+        ``mpi4py.MPI.COMM_SELF`` to sample alone (e.g. a frame built on one rank only).
     **options
         ``sep``, ``header`` (0 or None), ``names``, ``quotechar``, ``escapechar``,
         ``doublequote``, ``na_values``, ``keep_default_na``, ``true_values``,
@@ -192,15 +200,27 @@ def read_csv(
     """
     from .io.csv import CSVSource
 
-    return frame_of(
-        CSVSource(
-            path,
-            dtype=dtype,
-            parse_dates=parse_dates,
-            usecols=usecols,
-            on_bad_lines=on_bad_lines,
-            sample_rows=sample_rows,
-            chunk_bytes=chunk_bytes,
-            **options,
-        )
+    source = CSVSource(
+        path,
+        dtype=dtype,
+        parse_dates=parse_dates,
+        usecols=usecols,
+        on_bad_lines=on_bad_lines,
+        sample_rows=sample_rows,
+        chunk_bytes=chunk_bytes,
+        **options,
     )
+    # -- SEED2: the type sample spread over the ranks of the job (issue 11) --
+    from .comm import launched_by_mpi
+
+    if comm is not None or launched_by_mpi():
+        from .comm import communicator
+
+        with communicator(comm) as c:
+            if c.size > 1:  # Arrow's threads shared by the ranks of a node, as in compute()
+                from .execute import _share_cores
+
+                _share_cores(c)
+            source.infer_schema(c)
+    # -- end SEED2 --
+    return frame_of(source)

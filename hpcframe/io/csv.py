@@ -40,7 +40,16 @@ Schema
     ``on_bad_lines="skip"``/``"warn"``, the line is dropped (and reported). The sample of a
     compressed file leaves its stream open: the first read of that file in the process goes on
     from there (the sampled bytes replayed) instead of decompressing its start again, unless
-    the file changed (size or modification time) in between.
+    the file changed (size or modification time) in between; when the sample was parsed with
+    the read's types (and ``on_bad_lines="error"``), its parsed rows are used and only the rest
+    of the file is parsed (SEED2).
+
+    Under MPI the sample is read once per job (SEED2, :meth:`CSVSource.infer_schema`, called
+    by ``read_csv``, which is then collective): the sample files are split evenly over the
+    ranks, each preferably to the rank that will read it (contiguous runs of files per rank, as
+    the engine hands them out), the per-file results are allgathered and unified in file order
+    on every rank — the schema one process would infer; each sample file is sampled once in the
+    job, and a file its sampling rank reads is decompressed and parsed once.
 
 Dtypes (CSVTYPES)
     pandas' frame of a CSV dataset is ``pd.concat([pd.read_csv(f) for f in files])``: an
@@ -331,6 +340,9 @@ class CSVSource:
         # them): the first read of a sampled compressed file goes on from where the sample
         # stopped instead of decompressing its start again (see :meth:`_sample`)
         self._kept: dict[str, tuple[tuple, bytes, Any]] = {}
+        # SEED2: path -> (the sample parsed, its bytes, its lines) of a kept stream: the first
+        # read goes on from the end of the sample instead of parsing it again (see _resume)
+        self._kept_parsed: dict[str, tuple[pa.Table, int, int]] = {}
         # -- CSVTYPES: integer/bool columns known to hold an empty field somewhere in the
         #    dataset (from the sample, or agreed by the ranks after a scan): flagged NULLS in
         #    :meth:`schema`; and those this process saw while reading, not agreed yet --
@@ -343,6 +355,15 @@ class CSVSource:
         #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
         #: file is described by one rank only, so the keys of all ranks are disjoint
         self.examined: dict[str, str] = {}
+        # SEED2: the files this process read a type sample of (see :attr:`sampled`); private:
+        # the partial cache's fingerprint of the source (vars()) must not depend on it
+        self._sampled: list[str] = []
+
+    @property
+    def sampled(self) -> list[str]:
+        """The files this process read a type sample of (SEED2): :meth:`infer_schema` spreads
+        them over the ranks, so each sample file is sampled by one rank of the job."""
+        return list(self._sampled)
 
     def partition_token(self):
         """What the engine's cache of :meth:`discover` depends on (see
@@ -357,6 +378,7 @@ class CSVSource:
         state = dict(self.__dict__)
         state["_cursors"] = {}  # READAHEAD
         state["_kept"] = {}
+        state["_kept_parsed"] = {}  # SEED2
         state["_part_nulls"] = {}
         return state
 
@@ -528,10 +550,39 @@ class CSVSource:
             if f is not None:
                 f.close()
 
+    # -- SEED2: the first read of a sampled file goes on from the sample's parsed rows --
+    def _resume(self, path: str, types: dict):
+        """``(the sample's rows of columns types, the decompressed stream after them, lines
+        before it)`` when the sample of ``path`` left its stream open, the file is unchanged
+        and the sample was parsed with exactly ``types`` for those columns (its rows are then
+        what reading them again gives); else ``None`` (the file is read from its start)."""
+        parsed = self._kept_parsed.pop(path, None)
+        kept = self._kept.get(path)
+        if parsed is None or kept is None or self.on_bad_lines != "error":
+            return None
+        table, cut, lines = parsed
+        identity, read, f = kept
+        names = table.column_names
+        if (
+            identity != _identity(path)
+            or names != self._names
+            or any(not table.schema.field(c).type.equals(t) for c, t in types.items())
+        ):
+            return None
+        del self._kept[path]
+        rest = read[cut:] + f.read(1 << 16)  # empty: the file ends with the sample
+        if not rest:
+            f.close()
+            return table.select(list(types)), None, lines
+        return table.select(list(types)), io.BufferedReader(_Prefixed(rest, f), 1 << 20), lines
+
+    # -- end SEED2 --
+
     def _open(self, path: str):
         """The decompressed stream of ``path`` from its start: the one the sample left open
         (its bytes replayed first) when there is one and the file is unchanged, else a new
         one."""
+        self._kept_parsed.pop(path, None)  # SEED2
         kept = self._kept.pop(path, None)
         if kept is not None:
             identity, read, f = kept
@@ -568,58 +619,150 @@ class CSVSource:
 
     # -- end READAHEAD --
 
-    def _infer(self) -> pa.Schema:
+    # -- SEED2: the type sample spread over the ranks (issue 11, "planning once") --
+    def infer_schema(self, comm) -> pa.Schema:
+        """Infer :meth:`schema` collectively: the sample files are split over the ranks of
+        ``comm`` (an :class:`hpcframe.comm.Comm`), each rank samples its share (preferably the
+        files it will read: their streams stay open for that read) and the per-file results are
+        exchanged with one ``allgather``. Every rank then unifies them in file order, so the
+        schema is the one a single process gets. Collective (every rank of ``comm`` calls it
+        with the same files); an error in any sample file is raised on every rank."""
+        if self._schema is None:
+            self._schema = self._infer(comm)
+        return self._schema
+
+    def _sample_owners(self, size: int) -> list[int]:
+        """The rank that samples each sample file. Balanced first: a rank samples at most
+        ``ceil(sample files / size)`` of them (the others wait for the slowest in the exchange);
+        within that, a file goes to the rank that will probably read it (the engine hands out
+        contiguous runs of files, balanced by size; here every file counts the same), so that
+        its sample's open stream and parsed rows are used by that read. The files left over go
+        to the ranks with the fewest, lowest rank first."""
+        n = len(self.files)
+        count = min(n, SAMPLE_FILES)
+        cap = -(-count // size)
+        load = [0] * size
+        owners: list[int] = []
+        left = []
+        for i in range(count):
+            r = min(size - 1, int((i + 0.5) * size // n))
+            if load[r] < cap:
+                load[r] += 1
+                owners.append(r)
+            else:
+                owners.append(-1)
+                left.append(i)
+        for i in left:
+            r = min(range(size), key=lambda k: (load[k], k))
+            load[r] += 1
+            owners[i] = r
+        return owners
+
+    def _sample_file(self, path: str, sample) -> tuple:
+        """What the type sample of one file says: ``(names, [(column, type)], columns with an
+        empty field, whether a string value holds a line break, bytes, rows)``. ``sample()``
+        returns the sample's bytes. Raises :class:`DatasetError`."""
         import pyarrow.csv as pcsv
 
+        try:
+            data = sample()  # the file's own error, raised here
+            names = self.options.get("names")
+            ropts = pcsv.ReadOptions(
+                column_names=list(names) if names else None,
+                autogenerate_column_names=self.header is None and not names,
+                skip_rows=1 if (names and self.header == 0) else 0,
+                encoding=self.options.get("encoding", "utf8"),
+            )
+            bad: list[Any] = []  # pyarrow InvalidRow objects
+            table = pcsv.read_csv(
+                pa.BufferReader(data),
+                read_options=ropts,
+                parse_options=self._parse_options(self._handler(bad)),
+                convert_options=self._convert_options({k: v for k, v in self.dtype.items()}),
+            )
+        except (OSError, EOFError) as exc:
+            raise DatasetError(f"{path}: cannot read ({exc})") from exc
+        except pa.ArrowException as exc:
+            if bad:
+                at = data.find(bad[0].text.encode("utf8", "replace"))
+                line = data.count(b"\n", 0, at) + 1 if at >= 0 else "?"
+                raise DatasetError(self._fields_message(path, line, bad[0])) from None
+            raise DatasetError(
+                f"{path}: cannot parse the first {self.sample_rows} rows as "
+                f"CSV ({exc}); check sep=, header=, encoding=" + _newline_hint(exc)
+            ) from exc
+        self._sampled.append(path)
+        newline = False
+        if not self.newlines_in_values:
+            # quoted line breaks: lines are not rows, so stream instead of split
+            newline = any(
+                pa.types.is_string(f.type) and pc_any_newline(table.column(f.name)) for f in table.schema
+            )
+        if path in self._kept and not newline and self.on_bad_lines == "error":
+            self._kept_parsed[path] = (table, len(data), data.count(b"\n"))
+        return (
+            [str(n) for n in table.column_names],
+            [(f.name, f.type) for f in table.schema],
+            {f.name for f in table.schema if table.column(f.name).null_count},
+            newline,
+            len(data),
+            table.num_rows,
+        )
+
+    def _sample_all(self, sample_files: list[str], comm):
+        """The :meth:`_sample_file` result of each sample file, in file order (an error: its
+        message, a string): all of them here (one by one, as the caller unifies them, so that
+        the first error in file order is raised), or spread over the ranks of ``comm``."""
+        if comm is None or comm.size == 1:
+            samples = self._samples(sample_files)  # READAHEAD: two files at a time
+            return (self._sample_file(p, samples[p]) for p in sample_files)
+        owners = self._sample_owners(comm.size)
+        mine = [i for i, r in enumerate(owners) if r == comm.rank]
+        samples = self._samples([sample_files[i] for i in mine])
+        found: dict[int, Any] = {}
+        for i in mine:
+            path = sample_files[i]
+            try:
+                found[i] = self._sample_file(path, samples[path])
+            except DatasetError as exc:
+                found[i] = str(exc)
+                break
+            except Exception as exc:  # anything else must not leave the other ranks waiting
+                found[i] = f"{path}: cannot sample it for its types ({type(exc).__name__}: {exc})"
+                break
+        merged: dict[int, Any] = {}
+        for part in comm.allgather(found):
+            merged.update(part)
+        out = []
+        for i in range(len(sample_files)):
+            if i not in merged:  # after an earlier error of the rank that owns it
+                break
+            out.append(merged[i])
+            if isinstance(merged[i], str):
+                break
+        return out
+
+    def _infer(self, comm=None) -> pa.Schema:
         first = self.files[0]
         sample_files = self.files[:SAMPLE_FILES]
         unified: dict[str, pa.DataType] = {}
         sampled_nulls: set[str] = set()
         nbytes = nrows = 0
-        samples = self._samples(sample_files)  # READAHEAD: two files at a time
-        for path in sample_files:
-            try:
-                data = samples[path]()  # the file's own error, raised here
-                names = self.options.get("names")
-                ropts = pcsv.ReadOptions(
-                    column_names=list(names) if names else None,
-                    autogenerate_column_names=self.header is None and not names,
-                    skip_rows=1 if (names and self.header == 0) else 0,
-                    encoding=self.options.get("encoding", "utf8"),
-                )
-                bad: list[Any] = []  # pyarrow InvalidRow objects
-                table = pcsv.read_csv(
-                    pa.BufferReader(data),
-                    read_options=ropts,
-                    parse_options=self._parse_options(self._handler(bad)),
-                    convert_options=self._convert_options({k: v for k, v in self.dtype.items()}),
-                )
-            except (OSError, EOFError) as exc:
-                raise DatasetError(f"{path}: cannot read ({exc})") from exc
-            except pa.ArrowException as exc:
-                if bad:
-                    at = data.find(bad[0].text.encode("utf8", "replace"))
-                    line = data.count(b"\n", 0, at) + 1 if at >= 0 else "?"
-                    raise DatasetError(self._fields_message(path, line, bad[0])) from None
-                raise DatasetError(
-                    f"{path}: cannot parse the first {self.sample_rows} rows as "
-                    f"CSV ({exc}); check sep=, header=, encoding=" + _newline_hint(exc)
-                ) from exc
+        for path, got in zip(sample_files, self._sample_all(sample_files, comm)):
+            if isinstance(got, str):  # the first error in file order, the same on every rank
+                raise DatasetError(got)
+            names, types, nulls, newline, size, rows = got
             if self._names is None:
-                self._names = [str(n) for n in table.column_names]
-            elif [str(n) for n in table.column_names] != self._names:
-                raise DatasetError(_header_mismatch(path, table.column_names, first, self._names))
-            for f in table.schema:
-                unified[f.name] = unify_types(unified.get(f.name, pa.null()), f.type)
-                if table.column(f.name).null_count:  # CSVTYPES: an empty field in the sample
-                    sampled_nulls.add(f.name)
-                if pa.types.is_string(f.type) and not self.newlines_in_values:
-                    # quoted line breaks: lines are not rows, so stream instead of split
-                    col = table.column(f.name)
-                    if pc_any_newline(col):
-                        self.newlines_in_values = True
-            nbytes += len(data)
-            nrows += table.num_rows
+                self._names = names
+            elif names != self._names:
+                raise DatasetError(_header_mismatch(path, names, first, self._names))
+            for name, t in types:
+                unified[name] = unify_types(unified.get(name, pa.null()), t)
+            sampled_nulls |= nulls  # CSVTYPES: an empty field in the sample
+            self.newlines_in_values = self.newlines_in_values or newline
+            nbytes += size
+            nrows += rows
+        # -- end SEED2 --
         self._row_bytes = max(1.0, nbytes / max(nrows, 1))
         assert self._names is not None  # set by the first sample file (files is never empty)
         wanted = self.usecols if self.usecols is not None else self._names
@@ -695,6 +838,8 @@ class CSVSource:
 
     def _check_header(self, path: str) -> None:
         if self.header != 0 or self.options.get("names"):
+            return
+        if path in self.files[:SAMPLE_FILES]:  # SEED2: compared by the type sample already
             return
         import pyarrow.csv as pcsv
 
@@ -941,17 +1086,31 @@ class _Cursor:
         self.bad: list[Any] = []  # pyarrow InvalidRow objects
         self.strict = source.on_bad_lines == "error"
         self.types = source._types(columns)
-        self.file = source._open(path)
+        self.lines = 0  # SEED2: lines of the file before the stream (a resumed sample's)
+        resumed = source._resume(path, self.types) if self.strict else None
+        skip_header = source.header == 0
+        if resumed is not None:  # SEED2: the sample's rows first, then the rest of the file
+            self.pending, stream, self.lines = resumed
+            skip_header = False
+            if stream is None:
+                self.file, self.reader = io.BytesIO(), None
+                return
+            self.file = stream
+        else:
+            self.file = source._open(path)
         read_types = self.types if self.strict else {c: pa.string() for c in columns}
         try:
             self.reader = pcsv.open_csv(
                 self.file,
-                read_options=source._read_options(source.header == 0, 4 << 20),
+                read_options=source._read_options(skip_header, 4 << 20),
                 parse_options=source._parse_options(source._handler(self.bad)),
                 convert_options=source._convert_options(read_types, columns),
             )
         except pa.ArrowInvalid as exc:
-            self._fail(exc, 0)
+            if resumed is not None and "Empty CSV file" in str(exc):  # SEED2: blank lines left
+                self.reader = None
+                return
+            self._fail(exc, 0 if resumed is None else resumed[0].num_rows)
         except StopIteration:
             self.reader = None
 
@@ -1004,8 +1163,9 @@ class _Cursor:
         src = self.source
         if self.bad:
             b = self.bad[0]
+            line = b.number + self.lines if b.number else "?"  # SEED2: after a resumed sample
             raise DatasetError(
-                f"{self.path}, line {b.number or '?'}: expected {b.expected_columns} fields, "
+                f"{self.path}, line {line}: expected {b.expected_columns} fields, "
                 f"found {b.actual_columns}: {b.text[:200]!r}. Fix the line, or pass "
                 f"on_bad_lines='skip' (or 'warn') to drop such lines"
             ) from None
