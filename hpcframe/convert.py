@@ -39,10 +39,11 @@ def check_compression(to: str, compression) -> str | None:
     return None if value == "none" else value
 
 
-def open_source(src, **csv_options):
+def open_source(src, comm=None, **csv_options):
     """A lazy frame over ``src``: Parquet (``.parquet`` files or a folder of them), HDF5
     (``.h5``/``.hdf5``) or CSV (anything else, compressed or not). Raises
-    ``FileNotFoundError`` when nothing matches."""
+    ``FileNotFoundError`` when nothing matches. ``comm``: the ranks converting (a CSV type
+    sample is collective over them, see :func:`hpcframe.read_csv`)."""
     import hpcframe as hf
 
     from .io.formats import HDF5, PARQUET
@@ -56,7 +57,7 @@ def open_source(src, **csv_options):
     if low.endswith(HDF5.suffixes):
         files, _ = expand_paths(src, HDF5.suffixes, "HDF5")
         return hf.read_hdf(files)
-    return read_csv(src, **csv_options)
+    return read_csv(src, comm=comm, **csv_options)
 
 
 def _has(folder, suffixes) -> bool:
@@ -127,7 +128,7 @@ def convert(
     codec = check_compression(to, compression)
     if partition_by and to == "hdf5":
         raise ValueError("partition_by is only for --to parquet or csv (HDF5 output is one table)")
-    frame = open_source(src, **csv_options)
+    frame = open_source(src, comm, **csv_options)
     fmt: W.ParquetFormat | W.CSVFormat | W.HDF5Format
     if to == "parquet":
         fmt = W.ParquetFormat(dst, partition_by, row_group_size, codec or "none")

@@ -197,7 +197,7 @@ def _convert_body(
     try:
         with communicator() as comm:
             if dry_run:
-                frame = open_source(src, **csv_options)
+                frame = open_source(src, comm, **csv_options)
                 text = plan_text(plan(frame, to, comm.size, comm), to, dst)
                 if comm.rank == 0:
                     click.echo(text)

@@ -8,14 +8,15 @@ from ..errors import ColumnNotFoundError, HpcframeError
 from .validate import AggSpec, InputSpec, JobSpec, SpecError
 
 
-def open_input(inp: InputSpec):
+def open_input(inp: InputSpec, comm=None):
     """The lazy frame of an input: ``hf.read_parquet``/``hf.read_hdf``/``hf.read_csv`` (with
-    the spec's ``input.csv`` options), with its columns."""
+    the spec's ``input.csv`` options), with its columns. ``comm``: the ranks that run the job
+    (``read_csv`` is collective over them)."""
     from .. import read_csv, read_hdf, read_parquet
 
     if inp.format == "csv":
         options = dict(inp.csv or {})
-        frame = _at("input.csv", options, lambda: read_csv(inp.path, **options))
+        frame = _at("input.csv", options, lambda: read_csv(inp.path, comm=comm, **options))
     elif inp.format == "hdf5":
         frame = read_hdf(inp.path, key=inp.key)
     else:
@@ -39,15 +40,16 @@ def _at(key, value, fn):
         raise SpecError(key, f"{type(exc).__name__}: {str(exc)[:300]}", value) from exc
 
 
-def build(spec: JobSpec):
+def build(spec: JobSpec, comm=None):
     """The lazy parts of a job: ``(input_frame, lazy_result, finish)`` where
     ``finish(computed) -> pandas.DataFrame`` gives the table to write. Reads only metadata.
     Raises :class:`SpecError` naming the key for unknown columns, bad expressions, or
-    aggregations that do not apply to a column's type."""
+    aggregations that do not apply to a column's type. ``comm``: the ranks that run the job
+    (a CSV input's type sample is collective over them)."""
     from ..expr import and_all, conjuncts
     from ..query import apply_expression, apply_filter, parse_query
 
-    source = open_input(spec.input)
+    source = open_input(spec.input, comm)
     frame = source
     assigned = {name for name, _ in spec.assign}
     early = late = None

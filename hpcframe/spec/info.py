@@ -26,7 +26,7 @@ def dataset_info(path: str, format: str | None = None, key: str | None = None) -
     except SpecError as exc:  # name the command's arguments, not spec keys
         names = {"input.path": "PATH", "input.format": "--format", "input.key": "--key"}
         raise SpecError(names.get(exc.key, exc.key), exc.detail, exc.value) from None
-    frame = open_input(inp)
+    frame = open_input(inp, Comm())  # (serial: discovered below with a serial Comm too)
     src = frame.node.scan().source
     schema = src.schema()
     parts = src.discover(Comm())

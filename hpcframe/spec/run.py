@@ -87,7 +87,7 @@ def explain_job(path: str, overrides=(), comm=None) -> str:
 
     with communicator(comm) as c:
         spec = _together(c, lambda: load_spec(path, overrides))
-        _, lazy, _ = _together(c, lambda: build(spec))
+        _, lazy, _ = _together(c, lambda: build(spec, c))
         objs = lazy.parts if isinstance(lazy, _Many) else [lazy]
         return "\n".join(o.explain(comm=c) for o in objs)
 
@@ -159,7 +159,7 @@ def _run(spec: JobSpec, c, output, overwrite) -> RunSummary:
 
     t0 = time.perf_counter()
     spec = _with_output(spec, output, overwrite)
-    source, lazy, finish = _together(c, lambda: build(spec))
+    source, lazy, finish = _together(c, lambda: build(spec, c))
     out = spec.output
 
     def check():

@@ -229,3 +229,27 @@ def test_a_frame_built_on_one_rank_samples_alone(xz_files, comm):
     mpi.on_root(alone)
     if comm is not None:
         comm.Barrier()
+
+
+def test_convert_on_one_rank_samples_on_its_communicator(comm, tmp_path):
+    """``convert(..., comm=COMM_SELF)`` on every rank at once, each rank its own CSV with its
+    own columns: the type sample runs on the converting communicator, not on the world
+    (there every rank would take the others' samples for its file's schema). Each output
+    equals pandas' read of its file."""
+    from hpcframe.convert import convert
+
+    rank = 0 if comm is None else comm.Get_rank()
+    self_comm = None
+    if mpi.UNDER_MPI:
+        from mpi4py import MPI
+
+        self_comm = MPI.COMM_SELF
+    want = pd.DataFrame({"id": range(50), f"rank{rank}": [f"r{rank}-{i}" for i in range(50)]})
+    want[f"x{rank}"] = [i * 0.5 + rank for i in range(50)]
+    src = str(tmp_path / f"in-{rank}.csv")
+    want.to_csv(src, index=False)
+    dst = str(tmp_path / f"out-{rank}")
+    convert(src, dst, to="parquet", comm=self_comm)
+    got = pd.read_parquet(dst).reset_index(drop=True)
+    assert list(got.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
