@@ -21,8 +21,8 @@ FINISH_FAILS = textwrap.dedent("""
     rank = MPI.COMM_WORLD.Get_rank()
     real = S.build
 
-    def build(spec):  # mocked: rank 0's finish step fails (nothing real makes it fail)
-        source, lazy, finish = real(spec)
+    def build(spec, comm=None):  # mocked: rank 0's finish step fails (nothing real makes it fail)
+        source, lazy, finish = real(spec, comm)
         def broken(values):
             if sys.argv[3] == "exit":
                 sys.exit("finish exited")
