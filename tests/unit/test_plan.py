@@ -120,7 +120,7 @@ def test_a_filter_after_an_assign_reads_the_assigns_inputs(scan):
 # predicate split: Arrow while reading, pandas after
 # --------------------------------------------------------------------------------------------
 def test_leading_filters_are_split_into_arrow_and_pandas_terms(scan):
-    regex = StrMatch(Col("s"), "contains", "a.*b")  # a regex: pandas only
+    regex = StrMatch(Col("s"), "contains", r"a\d")  # \d: RE2 and re differ on non-ASCII: pandas
     node = P.Filter(P.Filter(scan, both(gt("x", 0.0), regex)), lt("y", 3))
     pred, pred_columns, rest = P.split_filters(node, SCHEMA)
     assert pred is not None and pred_columns == {"x", "y"}
@@ -131,6 +131,9 @@ def test_leading_filters_are_split_into_arrow_and_pandas_terms(scan):
 def test_string_terms_arrow_does_exactly_are_pushed(scan):
     node = P.Filter(scan, both(StrMatch(Col("s"), "startswith", "a"), IsIn(Col("s"), ["b", "c"])))
     pred, pred_columns, rest = P.split_filters(node, SCHEMA)
+    assert pred_columns == {"s"} and rest == []
+    # a regex RE2 reads as Python's re does (as pandas' Arrow-backed strings evaluate it)
+    pred, pred_columns, rest = P.split_filters(P.Filter(scan, StrMatch(Col("s"), "contains", "a.*b")), SCHEMA)
     assert pred_columns == {"s"} and rest == []
 
 
@@ -152,7 +155,7 @@ def test_a_filter_after_a_projection_is_still_pushed(scan):
 def test_an_or_is_one_term_and_is_not_split(scan):
     """``x > 0 | s.str.contains(regex)``: Arrow could do the left side, not the right one,
     and an or cannot be cut in two: the whole term runs in pandas after the conversion."""
-    term = Bin("|", gt("x", 0.0), StrMatch(Col("s"), "contains", "a.*b"))
+    term = Bin("|", gt("x", 0.0), StrMatch(Col("s"), "contains", r"a\d"))
     pred, pred_columns, rest = P.split_filters(P.Filter(scan, term), SCHEMA)
     assert pred is None and pred_columns == set()
     assert len(rest) == 1 and rest[0].expr is term
@@ -164,6 +167,7 @@ def test_an_or_is_one_term_and_is_not_split(scan):
         "x > 0",
         "x > 0 & y < 3",
         "s.str.contains('a.*b') & z < 0",
+        "s.str.contains('a\\\\d') & z < 0",
         "s == 'b' & y >= 0",
         "y.isin([1, 2]) & x < 1",
     ],
