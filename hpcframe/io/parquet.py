@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import os
 import re
 
 import pyarrow as pa
@@ -35,7 +36,7 @@ class ParquetSource:
         self._hive = {f: hive_values(f, self.root) for f in self.files} if hive else {}
         self._hive_types = _hive_types(self._hive)
         self._schema = None
-        self._open: dict[str, pq.ParquetFile] = {}
+        self._open: dict[str, tuple] = {}  # path -> (file identity, ParquetFile)
 
     def __getstate__(self):
         # -- DASK: the source travels to Dask workers; open files stay behind --
@@ -111,8 +112,17 @@ class ParquetSource:
         return DatasetError(f"cannot read {where} (rows {bad.start}:{bad.stop}): {exc}")
 
     def _file(self, path: str) -> pq.ParquetFile:
-        pf = self._open.get(path)
+        # a handle is kept while its file is the one it opened: a file replaced or rewritten
+        # since (another inode, size or modification time) is opened again, never read stale
+        try:
+            st = os.stat(path)
+            ident = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            ident = None
+        kept = self._open.get(path)
+        pf = kept[1] if kept is not None and kept[0] == ident else None
         if pf is None:
+            self._open.pop(path, None)
             if len(self._open) >= 4:
                 self._open.pop(next(iter(self._open)))
             # strings come as dictionaries (no string materialised until pandas needs it)
@@ -126,9 +136,8 @@ class ParquetSource:
                 strings = [c for c in strings if c not in plain]
             # pages written with a CRC checksum are verified (those without are read as they
             # are): a corrupt page is an error, never silently wrong values
-            pf = self._open[path] = pq.ParquetFile(
-                path, metadata=meta, read_dictionary=strings, page_checksum_verification=True
-            )
+            pf = pq.ParquetFile(path, metadata=meta, read_dictionary=strings, page_checksum_verification=True)
+            self._open[path] = (ident, pf)
         return pf
 
     def _file_partitions(self, path: str, schema: pa.Schema) -> list[Partition]:
