@@ -199,3 +199,14 @@ def float_fingerprint(value) -> list[str]:
     else:
         arr = np.array([float(value)])
     return ["nan" if math.isnan(v) else float(v).hex() for v in arr]
+
+
+def exact(got, exp, msg=""):
+    """Rows, labels, values (every bit) and dtypes exactly as pandas."""
+    import pandas as pd
+
+    got = materialize(got)
+    if isinstance(exp, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, exp, check_exact=True, obj=msg or "DataFrame")
+    else:
+        pd.testing.assert_series_equal(got, exp, check_exact=True, obj=msg or "Series")

@@ -21,7 +21,7 @@ import pytest
 import hpcframe as hf
 from hpcframe.fastsort import stable_argsort
 from tests.helpers import mpi
-from tests.helpers.compare import materialize
+from tests.helpers.compare import exact, materialize
 from tests.helpers.frames import assert_bits, local, spmd_settings
 
 pytestmark = mpi.timeout(120)
@@ -31,15 +31,6 @@ PARTITIONS = 5
 @pytest.fixture(autouse=True)
 def few_partitions(monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", PARTITIONS)
-
-
-def exact(got, exp, msg=""):
-    """Rows, labels, values and dtypes exactly as pandas."""
-    got = materialize(got)
-    if isinstance(exp, pd.DataFrame):
-        pd.testing.assert_frame_equal(got, exp, check_exact=True, obj=msg or "DataFrame")
-    else:
-        pd.testing.assert_series_equal(got, exp, check_exact=True, obj=msg or "Series")
 
 
 PICKS = {
