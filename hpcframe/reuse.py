@@ -35,9 +35,9 @@ computed again, as before. The design choices:
   the budget; a stage larger than the budget, or spilled to disk, is released at once.
 * **Collective safety**: what each rank holds could differ (a stage freed by the garbage
   collector on one rank only, a file changed between two ranks' checks), so before a
-  computation uses any retained stage the ranks agree (one ``allgather`` of small integers
-  per computation that reads stages) on the stages every one of them can reuse; the others
-  are released and computed again. Results are those of a fresh computation on any rank
+  computation uses any retained stage the ranks agree (one ``allgather`` per computation
+  that reads stages, of the numbers the stages have on their communicator) on the stages
+  every one of them can reuse; the others are released and computed again. Results are those of a fresh computation on any rank
   count: a stage's partitions depend only on the plan and the files.
 
 ``hf.last_run_stats()["stages_reused"]`` counts the stages a computation took from an earlier
@@ -52,9 +52,13 @@ from collections import OrderedDict
 
 from .config import config
 
-# sequence number (same on every rank: stages are offered in plan order) -> entry
-_entries: OrderedDict[int, _Entry] = OrderedDict()
-_offered = 0
+# (the communicator's processes, sequence number) -> entry. The number counts the stages
+# offered on that communicator: the same on each of its ranks, which offer the same stages in
+# plan order. (One count for all communicators would differ between ranks as soon as one
+# rank computes alone, e.g. with ``MPI.COMM_SELF``: the ranks' numbers for one stage would
+# then differ, and a number could even name different stages on two ranks.)
+_entries: OrderedDict[tuple, _Entry] = OrderedDict()
+_offered: dict[tuple, int] = {}
 
 
 # stage -> the communicator it was last materialised with (see made_with)
@@ -154,7 +158,7 @@ def _alive(entry: _Entry):
     return stage
 
 
-def _evict(seq: int) -> None:
+def _evict(seq: tuple) -> None:
     entry = _entries.pop(seq)
     stage = _alive(entry)
     if stage is not None:
@@ -166,9 +170,10 @@ def keep(stage) -> bool:
     least recently used retained stages to stay within the budget. Local (every rank offers
     the same stages in the same order). Returns False when it is not retained: the caller
     releases it."""
-    global _offered
-    _offered += 1
-    seq = _offered
+    made = _made_with.get(stage)
+    group = None if made is None else made[:2]  # which processes, not this rank
+    _offered[group] = _offered.get(group, 0) + 1
+    seq = (group, _offered[group])
     for old in [s for s, e in _entries.items() if e.ref() is stage]:
         del _entries[old]  # computed again (with more columns): the new data replaces it
     from .stages import SortStage
@@ -183,7 +188,6 @@ def keep(stage) -> bool:
     if nbytes > budget:
         return False
     files = file_identity(stage)
-    made = _made_with.get(stage)
     if files is None or made is None:
         return False
     for old in [s for s, e in _entries.items() if _alive(e) is None]:

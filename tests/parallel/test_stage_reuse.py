@@ -245,3 +245,22 @@ def test_a_rank_that_lost_the_stage_makes_every_rank_compute_it(data):
     pd.testing.assert_series_equal(got, ref.groupby("k").x.sum(), check_exact=False, rtol=1e-12)
     j.groupby("k").x.sum().compute()  # kept again by every rank
     assert mpi.allgather(hf.last_run_stats()["stages_reused"]) == [1] * mpi.size()
+
+
+def test_a_computation_on_one_rank_alone_does_not_stop_reuse(data):
+    """Regression: rank 0 computing a join alone (``MPI.COMM_SELF``) offers stages the other
+    ranks never see. The numbers the ranks agree on count the stages per communicator, so
+    the world's next computations still agree on their held join (with one count for every
+    communicator, rank 0's numbers ran ahead and no stage was ever reused again)."""
+    comm = mpi.world()
+    if comm is not None and mpi.rank() == 0:
+        from mpi4py import MPI
+
+        alone = _join(data)
+        assert alone.x.sum().compute(comm=MPI.COMM_SELF) == pytest.approx(_expected(data).x.sum(), rel=1e-12)
+    j = _join(data)
+    ref = _expected(data)
+    j.x.sum().compute()
+    got = j.groupby("k").x.sum().compute()
+    assert mpi.allgather(hf.last_run_stats()["stages_reused"]) == [1] * mpi.size()
+    pd.testing.assert_series_equal(got, ref.groupby("k").x.sum(), check_exact=False, rtol=1e-12)
