@@ -37,8 +37,9 @@ computed again, as before. The design choices:
   collector on one rank only, a file changed between two ranks' checks), so before a
   computation uses any retained stage the ranks agree (one ``allgather`` per computation
   that reads stages, of the numbers the stages have on their communicator) on the stages
-  every one of them can reuse; the others are released and computed again. Results are those of a fresh computation on any rank
-  count: a stage's partitions depend only on the plan and the files.
+  every one of them can reuse; the others are released and computed again. Results are
+  those of a fresh computation on any rank count: a stage's partitions depend only on the
+  plan and the files.
 
 ``hf.last_run_stats()["stages_reused"]`` counts the stages a computation took from an earlier
 one; :func:`clear` releases every retained stage.

@@ -54,20 +54,6 @@ def _write_facts(table: pa.Table, path: str) -> None:
     pq.write_table(table, path, row_group_size=100, compression="none", use_dictionary=False)
 
 
-def _rank0(fn) -> None:
-    """Run ``fn`` on rank 0 and raise its error on every rank."""
-    error = None
-    if mpi.rank() == 0:
-        try:
-            fn()
-        except Exception as exc:
-            error = repr(exc)
-    c = mpi.world()
-    if c is not None:
-        error = c.bcast(error, root=0)
-    assert error is None, error
-
-
 @pytest.fixture
 def data(shared_dir, request):
     root = os.path.join(shared_dir, f"reuse_{request.node.name}")
@@ -79,7 +65,7 @@ def data(shared_dir, request):
             _write_facts(_facts(i), os.path.join(root, "facts", f"f{i}.parquet"))
         pq.write_table(_dims(), os.path.join(root, "dims", "d.parquet"))
 
-    _rank0(write)
+    mpi.on_root(write)
     return root
 
 
@@ -145,11 +131,10 @@ def test_changed_file_computes_again(data):
         _write_facts(t, path)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
 
-    # every rank has checked the first result (reading the files for pandas) before rank 0
-    # rewrites one: a rank still reading them compared the old result with the new file
-    mpi.barrier()
-    _rank0(rewrite)
-    mpi.barrier()
+    # on_root: every rank has checked the first result (reading the files for its pandas
+    # reference) before rank 0 rewrites one (a private helper without that barrier made a rank
+    # still reading them compare the old result with the new file: CI on 3-4 ranks)
+    mpi.on_root(rewrite)
     second = j.groupby("region").x.sum().compute()
     assert hf.last_run_stats()["stages_reused"] == 0
     pd.testing.assert_series_equal(
