@@ -68,3 +68,31 @@ def test_the_engine_sets_no_attribute_on_a_source(tmp_path):
         frame.explain()
         after = vars(source)
         assert set(after) == set(before), (type(source).__name__, set(after) ^ set(before))
+
+
+def test_a_parquet_file_replaced_since_it_was_opened_is_read_anew(tmp_path):
+    """The Parquet reader keeps a few files open between reads: a file replaced since (written
+    to a temporary name and renamed over it, as hpcframe's own writers do) is another inode,
+    and must be opened again, not read through the kept handle of the old file."""
+    import os
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import hpcframe as hf
+
+    path = tmp_path / "d" / "f.parquet"
+    path.parent.mkdir()
+
+    def write(values, target):
+        pq.write_table(pa.table({"x": values}), target, compression="none", use_dictionary=False)
+
+    write(np.arange(100.0), path)
+    frame = hf.read_parquet(str(path.parent))
+    assert frame.x.sum().compute() == 4950.0
+    st = os.stat(path)
+    write(np.arange(100.0) + 1, tmp_path / "new.parquet")  # the same layout, other values
+    os.replace(tmp_path / "new.parquet", path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old times
+    assert frame.x.sum().compute() == 5050.0
