@@ -480,11 +480,18 @@ class _Side:
         (``reduce``), so that rows which cannot match are dropped before their conversion
         to pandas. Only for an inner join on one key that is an int64 column of the source
         on this side (not reassigned) and int64 on the other side: there Arrow's ``is_in``
-        matches exactly what the merge matches (a missing key matches nothing). ``None``
+        matches exactly what the merge matches (a missing key matches nothing). Also for a
+        semi/anti join: its values (right side) against the key filter of the rows to filter
+        (a value no row has changes nothing), and a semi join's rows (left side) against the
+        broadcast values (a row whose key is not among them is not kept); both sides then
+        are int64 without a missing value, where ``isin`` and ``is_in`` agree. ``None``
         otherwise: the join then drops those rows itself."""
         probe = self.whole if self.whole is not None else getattr(self.reduce, "probe", None)
         stage = self.stage
-        if probe is None or stage.how != "inner" or stage.indicator or stage.join_keys:
+        semi = (stage.how in ("semi", "anti") and self.which == "right" and self.reduce is not None) or (
+            stage.how == "semi" and self.which == "left" and self.whole is not None
+        )
+        if probe is None or not (stage.how == "inner" or semi) or stage.indicator or stage.join_keys:
             return None
         if self.term is not None:
             return self.term
@@ -847,6 +854,8 @@ def materialise_join(stage: JoinStage, comm, engine):
     limit = config.broadcast_bytes
     stream = stage.how != "outer" and stage.broadcast is not False
     stream = stream and (stage.broadcast is True or first_bytes <= limit)
+    # the rows a semi/anti join filters are never broadcast for the values to stream past
+    stream = stream and not (stage.how in ("semi", "anti") and first == "left")
     sizes: tuple[int | None, int | None]
     if stream:
         strategy = f"broadcast {first}"
@@ -878,11 +887,14 @@ def _first_side(stage: JoinStage, comm) -> str:
     the left one of a right join). An inner join may broadcast either: there the side with
     the smaller estimate (:func:`_estimated_bytes`) is read first, so that when it fits,
     the other side streams past it instead of being held (``small.merge(big)`` as well as
-    ``big.merge(small)``). The choice only orders the reading: the strategy is still
+    ``big.merge(small)``). A semi/anti join (``isin`` of a lazy Series) whose rows to filter
+    have the smaller estimate reads them first too: their keys then filter the values while
+    they are read (:func:`_key_filter`; TPC-H Q4: a quarter's orders, then the lineitem rows
+    of those orders only). The choice only orders the reading: the strategy is still
     decided from the sizes read."""
     if stage.how == "right":
         return "left"
-    if stage.how != "inner" or stage.broadcast is not None:
+    if stage.how not in ("inner", "semi", "anti") or stage.broadcast is not None:
         return "right"
     left, right = _estimated_bytes(stage, "left", comm), _estimated_bytes(stage, "right", comm)
     return "left" if left < right else "right"
@@ -983,14 +995,17 @@ class _KeyFilter:
 
 def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _KeyFilter | None:
     """Collective: for an inner join whose side ``which`` (read first, held in ``frames``)
-    is too big to broadcast, a :class:`_KeyFilter` of its distinct keys when they take at
+    is too big to broadcast, or a semi/anti join whose rows to filter were read first (a
+    value not among their keys changes no row: ``isin``, NaN matching NaN, as the probe
+    matches), a :class:`_KeyFilter` of its distinct keys when they take at
     most a quarter of ``config.broadcast_bytes`` (gathered on every rank), else ``None``
     (the same on every rank). The other side is then read already reduced to the rows that
     can match, and its size decides the strategy (TPC-H Q10: 15 M lineitem rows → 1.1 M,
     broadcast instead of shuffled)."""
     from .comm import failure
 
-    if stage.how != "inner" or stage.indicator or stage.join_keys:
+    semi = stage.how in ("semi", "anti") and which == "left"  # values not among the keys: no effect
+    if not (stage.how == "inner" or semi) or stage.indicator or stage.join_keys:
         return None
     keys = stage.left_keys if which == "left" else stage.right_keys
     local, error = None, None

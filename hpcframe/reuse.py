@@ -172,7 +172,7 @@ def keep(stage) -> bool:
     the same stages in the same order). Returns False when it is not retained: the caller
     releases it."""
     made = _made_with.get(stage)
-    group = None if made is None else made[:2]  # which processes, not this rank
+    group = () if made is None else made[:2]  # which processes, not this rank
     _offered[group] = _offered.get(group, 0) + 1
     seq = (group, _offered[group])
     for old in [s for s, e in _entries.items() if e.ref() is stage]:

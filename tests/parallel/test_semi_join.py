@@ -242,9 +242,12 @@ def _few_and_many(col):
 @pytest.mark.parametrize("negate", [False, True])
 @pytest.mark.parametrize("nparts", [(1, 1), (3, 4), (7, 2)])
 def test_few_rows_many_values_broadcast_the_keys(monkeypatch, col, negate, nparts):
-    """The values do not fit ``broadcast_bytes``, the rows to filter do: their keys are
-    gathered, matched where the values are read, and the marks OR-ed over the ranks; the
-    answer is pandas' (NaN finds NaN), with more ranks than blocks on either side."""
+    """The values do not fit ``broadcast_bytes``, the rows to filter do. They are read
+    first, and where the probe matches keys exactly as ``isin`` (numbers: NaN finds NaN) their
+    keys drop the values no row has while the values are read; what is left fits and is
+    broadcast. Where it does not (strings), the keys are gathered, matched where the values
+    are read, and the marks OR-ed over the ranks. The answer is pandas', with more ranks
+    than blocks on either side."""
     lp, rp = _few_and_many(col)
     monkeypatch.setattr(hf.config, "broadcast_bytes", 20_000)
     lf, rf = hf.from_pandas(lp, npartitions=nparts[0]), hf.from_pandas(rp, npartitions=nparts[1])
@@ -253,7 +256,10 @@ def test_few_rows_many_values_broadcast_the_keys(monkeypatch, col, negate, npart
     expected = lp[col].isin(rp[col])
     expected = ~expected if negate else expected
     pd.testing.assert_frame_equal(got.compute(), lp[expected].reset_index(drop=True))
-    assert got.node.scan().source.strategy == "broadcast left"
+    reduced = col != "s"
+    dropped = sum(mpi.allgather(hf.last_run_stats().get("join_rows_dropped_by_keys", 0)))
+    assert (dropped > 0) == reduced, dropped
+    assert got.node.scan().source.strategy == ("broadcast right" if reduced else "broadcast left")
 
 
 @pytest.mark.parametrize("case", ["no rows", "no values", "int keys, float values", "then a group-by"])
@@ -281,3 +287,59 @@ def test_few_rows_many_values_edge_cases(monkeypatch, case):
         pd.testing.assert_series_equal(got.compute(), expected)
     else:
         pd.testing.assert_frame_equal(got.compute(), expected)
+
+
+@pytest.fixture
+def parquet_pair(shared_dir, request):
+    """A Parquet table of rows to filter (int64 keys, 4 files) and one of values (int64,
+    3 files, many more rows), written by rank 0; and their pandas frames."""
+    root = os.path.join(shared_dir, f"semi_{request.node.name}")
+    rng = np.random.default_rng(5)
+    rows = pd.DataFrame({"k": rng.integers(-(2**62), 2**62, 300), "x": np.arange(300.0)})
+    rows.loc[::7, "k"] = 2**63 - 1  # the largest int64, also among the values
+    values = pd.DataFrame({"v": rng.choice(rows.k.to_numpy()[:100], 6000), "y": np.arange(6000)})
+    values = pd.concat([values, pd.DataFrame({"v": rng.integers(-(2**63), 2**63 - 1, 6000), "y": 0})])
+    values = values.sample(frac=1.0, random_state=3, ignore_index=True)
+
+    def write():
+        for name, df, n in (("rows", rows, 4), ("values", values, 3)):
+            os.makedirs(os.path.join(root, name))
+            for i, part in enumerate(np.array_split(np.arange(len(df)), n)):
+                path = os.path.join(root, name, f"p{i}.parquet")
+                df.iloc[part].to_parquet(path, index=False, row_group_size=500)
+
+    mpi.on_root(write)
+    return os.path.join(root, "rows"), os.path.join(root, "values"), rows, values
+
+
+@pytest.mark.parametrize("negate", [False, True])
+def test_values_read_against_the_keys_of_fewer_rows(parquet_pair, monkeypatch, negate):
+    """Regression (TPC-H Q4, Q22): the rows to filter have the smaller estimate, so they are
+    read first and their keys drop, while the values are read, every value no row has
+    (Arrow ``is_in`` on int64 without missing values, as pandas' ``isin``); the few values
+    left are broadcast. Semi and anti joins equal pandas'."""
+    rows_dir, values_dir, rows, values = parquet_pair
+    monkeypatch.setattr(hf.config, "broadcast_bytes", 40_000)  # the values alone do not fit
+    lf, rf = hf.read_parquet(rows_dir), hf.read_parquet(values_dir)
+    mask = lf.k.isin(rf.v)
+    got = lf[~mask if negate else mask].compute()
+    expected = rows.k.isin(values.v)
+    check(got, rows[~expected if negate else expected])
+    dropped = sum(mpi.allgather(hf.last_run_stats().get("join_rows_dropped_by_keys", 0)))
+    assert dropped >= 6000, dropped  # the values of no row (counted where read)
+
+
+@pytest.mark.parametrize("negate", [False, True])
+def test_rows_streamed_past_few_values(parquet_pair, negate):
+    """The values are few (broadcast) and the rows stream past them: a semi join's rows whose
+    key is not among the values are dropped while read; an anti join keeps exactly those."""
+    rows_dir, values_dir, rows, values = parquet_pair
+    lf, rf = hf.read_parquet(rows_dir), hf.read_parquet(values_dir)
+    few = rf[rf.y.between(1, 40)]
+    mask = lf.k.isin(few.v)
+    got = lf[~mask if negate else mask].compute()
+    ref = values[values.y.between(1, 40)]
+    expected = rows.k.isin(ref.v)
+    check(got, rows[~expected if negate else expected])
+    dropped = sum(mpi.allgather(hf.last_run_stats().get("join_rows_dropped_while_read", 0)))
+    assert (dropped > 0) == (not negate), dropped
