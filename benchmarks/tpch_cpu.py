@@ -1,0 +1,61 @@
+"""CPU seconds per rank of one TPC-H query (hpcframe), for A/B comparisons on a busy machine.
+
+Usage::
+
+    TREE=/path/to/hpcframe mpiexec -n 2 python benchmarks/tpch_cpu.py DATA_DIR q4 [--profile]
+
+``TREE`` is the hpcframe source tree to measure (default: this file's repository), so an old
+and a new tree can alternate in one session. The tables are opened with
+``tpch_hf_queries.load_hpcframe``; the query runs once to warm up (imports, footers), then
+once more, and every rank prints its wall and ``time.process_time()`` seconds (all of the
+process's threads; MPICH's busy polling inside collectives counts as CPU: an upper bound of
+the work) and its peak RSS. ``--profile`` prints rank 0's cProfile of the second run (by
+cumulative time). On a machine other work keeps busy, compare CPU seconds, not wall times.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import pstats
+import resource
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TREE = os.environ.get("TREE", os.path.dirname(HERE))
+sys.path[:0] = [TREE, os.path.join(TREE, "benchmarks")]
+
+import tpch_hf_queries as queries  # noqa: E402
+
+import hpcframe.execute  # noqa: E402,F401  (the engine, imported before the clock)
+
+
+def main() -> None:
+    """Run the query of ``sys.argv`` twice and print this rank's figures of the second run."""
+    data, name = sys.argv[1], sys.argv[2]
+    tables = queries.load_hpcframe(data)
+    query = getattr(queries, name)
+
+    def run():
+        result = query(tables)
+        return result.compute() if hasattr(result, "compute") else result
+
+    run()
+    rank = int(os.environ.get("PMI_RANK", "0"))
+    profile = cProfile.Profile() if "--profile" in sys.argv and rank == 0 else None
+    c0, w0 = time.process_time(), time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    run()
+    if profile is not None:
+        profile.disable()
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    print(f"{name} rank {rank}: wall {wall:.3f} s, cpu {cpu:.3f} s, peak rss {rss:.0f} MB", flush=True)
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+
+
+if __name__ == "__main__":
+    main()
