@@ -66,7 +66,8 @@ def corr_per_group(g, x: str, y: str) -> pd.Series:
         keep &= ~np.isnan(codes)
     codes = codes.to_numpy(dtype=np.int64) if isinstance(codes, pd.Series) else codes
     if not keep.all():
-        codes, a, b = codes[keep].astype(np.int64), a[keep], b[keep]
+        codes, a, b = codes[keep], a[keep], b[keep]
+    codes = codes.astype(np.int64, copy=False)  # float64 when a key may be missing
     counts = np.bincount(codes, minlength=n)
     live = counts >= 2
     if not live.any():
