@@ -1315,13 +1315,29 @@ def split_by(df, bucket, wanted) -> dict:
     small = len(bucket) and bucket.dtype.kind in "iu" and bucket.min() >= 0 and bucket.max() < 2**16
     order = np.argsort(bucket.astype(np.uint16) if small else bucket, kind="stable")
     # -- end GROUPTOPN --
+    # -- DBQ9: one take of the whole frame in bucket order, then a slice per bucket (zero-copy
+    #    views under copy-on-write): a take per column instead of one per column and bucket
+    #    (Arrow strings' take has a large cost per call; q9's 32 buckets: 0.2 -> 0.1 s a block) --
+    #    Only the rows of the wanted buckets are taken.
     sorted_buckets = bucket[order]
-    out = {}
-    for b in wanted:
-        lo, hi = np.searchsorted(sorted_buckets, [b, b + 1])
-        if hi > lo:
-            out[int(b)] = df.take(order[lo:hi]).reset_index(drop=True)
+    present = [
+        (int(b), lo, hi)
+        for b in wanted
+        for lo, hi in [np.searchsorted(sorted_buckets, [b, b + 1])]
+        if hi > lo
+    ]
+    if not present:
+        return {}
+    runs = [(lo, hi) for _, lo, hi in present]
+    if runs != sorted(runs) or sum(hi - lo for lo, hi in runs) < len(order):  # not all, in order
+        order = np.concatenate([order[lo:hi] for lo, hi in runs])
+    whole = df.take(order).reset_index(drop=True)
+    out, at = {}, 0
+    for b, lo, hi in present:
+        out[b] = whole.iloc[at : at + hi - lo].reset_index(drop=True)
+        at += hi - lo
     return out
+    # -- end DBQ9 --
 
 
 _PART = "__hpcframe_partition__"
@@ -1425,7 +1441,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
     owners = partition_owners(rows.nparts, comm.size)
     sends: list[dict] = [{} for _ in range(comm.size)]
     for b, pieces in rows.outbox.items():
-        sends[owners[b]][b] = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+        sends[owners[b]][b] = pieces  # -- DBQ9: stacked once, by _tagged (not here and there) --
     rows.outbox = {}
     received = _exchange_partitions(comm, sends, f"the rows of {stage.label}")
     frames: dict = {}

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpcframe.groupstats import corr_per_group, fast_corr_dtype
+from hpcframe.groupstats import _segment_sums, corr_per_group, fast_corr_dtype
 
 
 def reference(g):
@@ -87,3 +87,39 @@ def test_no_rows():
 def test_other_dtypes_go_to_pandas():
     for dtype in ["object", "category", "datetime64[ns]", "string"]:
         assert not fast_corr_dtype(pd.Series([], dtype=dtype).dtype)
+
+
+def test_segment_sums_are_numpy_sums():
+    """Each segment's sum is NumPy's ``sum`` of its slice, bit for bit, also for segments
+    longer than NumPy's pairwise block (128) and buffer (8192), and for ``-0.0`` alone
+    (``sum`` starts from ``0.0``; a bare ``np.add.reduceat`` from the first value)."""
+    rng = np.random.default_rng(7)
+    sizes = np.array([1, 2, 7, 8, 9, 127, 128, 129, 1000, 8191, 8192, 8193, 30001, 1, 3])
+    values = rng.standard_normal(sizes.sum()) * 10.0 ** rng.uniform(-8, 8, sizes.sum())
+    values[0] = -0.0
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    got = _segment_sums(values, starts)
+    want = np.array([values[s : s + k].sum() for s, k in zip(starts, sizes)])
+    assert got.tobytes() == want.tobytes()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    groups=st.integers(1, 40),
+    rows=st.integers(0, 40_000),
+    nan_share=st.sampled_from([0.0, 0.01, 0.5]),
+    spread=st.sampled_from([1.0, 1e-9, 1e12]),
+)
+def test_large_groups_equal_pandas_apply(seed, groups, rows, nan_share, spread):
+    """Groups of thousands of rows (NumPy's pairwise summation and BLAS' dot products over
+    long slices), values with a large common offset, NaNs, constant groups."""
+    rng = np.random.default_rng(seed)
+    k = rng.integers(0, groups, rows)
+    x = 1e6 + rng.standard_normal(rows) * spread
+    y = rng.standard_normal(rows) + 0.3 * x
+    x[rng.random(rows) < nan_share] = np.nan
+    x[k == 0] = 2.5  # a constant group
+    df = pd.DataFrame({"k": k, "x": x, "y": y})
+    check(df, ["k"])
+    check(df, ["k"], sort=False)
