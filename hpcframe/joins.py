@@ -910,9 +910,14 @@ def _first_side(stage: JoinStage, comm, engine) -> str:
     decided from the sizes read.
 
     A side over a join left to this one (:func:`deferrable_joins`) is estimated from that
-    join's sides (:func:`_deferred_estimate`); when the other side is estimated smaller, it
-    is read first and its keys reduce the deferred join (see :func:`_read`); otherwise the
-    deferred join is computed in full here."""
+    join's sides (:func:`_deferred_estimate`); when the other side is filtered (a filter in
+    its chain: its keys are likely few) and estimated smaller, and small — at most a quarter
+    of ``config.broadcast_bytes``, so that broadcasting it instead of a small deferred join
+    costs little (TPC-H q8's orders of two years: 134 MB at SF 10, not read first) — it is
+    read first and its keys reduce the deferred join (see :func:`_read`); otherwise the
+    deferred join is computed in full here. (A join of unfiltered tables as the other side,
+    q8's suppliers with their nations, would be broadcast in place of a smaller deferred
+    join and reduce nothing.)"""
     if stage.how == "right":
         return "left"
     nodes = {"left": stage.left, "right": stage.right}
@@ -923,11 +928,10 @@ def _first_side(stage: JoinStage, comm, engine) -> str:
             continue
         other = "right" if which == "left" else "left"
         onode = stage.right if which == "left" else stage.left
-        selective = stage_of(onode) is not None or any(isinstance(n, P.Filter) for n in onode.chain())
-        if selective:
+        if any(isinstance(n, P.Filter) for n in onode.chain()):  # its keys: a subset
             mine = _deferred_estimate(run, comm, engine)
             theirs = _estimated_bytes(stage, other, comm)
-            if theirs < mine and theirs <= config.broadcast_bytes:
+            if theirs < mine and theirs <= config.broadcast_bytes // 4:
                 return other
         engine.materialise_deferred(child, comm)
     if stage.how != "inner" or stage.broadcast is not None:

@@ -194,10 +194,13 @@ def test_an_empty_side_reduces_the_child_to_nothing(t):
     assert stat(REDUCED) == 1 and stat(DROPPED) == len(rf)
 
 
-@pytest.mark.parametrize("case", ["left_parent", "left_child", "float_keys", "reassigned", "forced"])
+@pytest.mark.parametrize(
+    "case", ["left_parent", "left_child", "float_keys", "reassigned", "forced", "unfiltered"]
+)
 def test_where_it_must_not_apply(t, case):
     """A left parent (unmatched rows are in its result), a left child, float keys with NaN,
-    a key the reading chain reassigns, a forced strategy: nothing is reduced; equal to pandas."""
+    a key the reading chain reassigns, a forced strategy, an other side without a filter
+    (its keys would hardly reduce): nothing is reduced; equal to pandas."""
     hft, ref = t
 
     def q(d, hfl):
@@ -217,6 +220,8 @@ def test_where_it_must_not_apply(t, case):
             child = m(fact, supp, on="sk")
             child = child.assign(pk=child.pk + 1)
             return m(p, child, on="pk")
+        if case == "unfiltered":
+            return m(part, m(fact, supp, on="sk"), on="pk")
         kw = {"broadcast": True} if hfl else {}
         return m(p, m(fact, supp, on="sk"), on="pk", **kw)
 
