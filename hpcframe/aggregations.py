@@ -71,7 +71,18 @@ def _distinct_pairs(g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """The distinct ``(g, v)`` pairs of numbers (no missing values), sorted by ``g`` then
     ``v``: one sort, no hash tables (``nunique`` needs only how many values a group has,
     not their order). Equal as numpy compares them, so ``-0.0`` equals ``0.0`` as in
-    pandas."""
+    pandas. Integers whose ``(g, v)`` pairs fit one int64 code (mixed radix) are sorted as
+    that code (one ``np.sort``: ~4x faster than ``lexsort`` of the two arrays; TPC-H q16's
+    ``nunique`` of supplier keys per part group)."""
+    if len(g) and v.dtype.kind in "iu" and g.dtype.kind in "iu":
+        low, high, groups = int(v.min()), int(v.max()), int(g.max()) + 1
+        span = high - low + 1
+        if int(g.min()) >= 0 and high < 2**63 and groups * span < 2**62:
+            code = g.astype(np.int64) * np.int64(span) + (v.astype(np.int64) - np.int64(low))
+            code = np.sort(code)  # (np.unique hashes in NumPy 2.4: far slower here)
+            if len(code) > 1:
+                code = code[np.concatenate(([True], code[1:] != code[:-1]))]
+            return (code // span).astype(g.dtype), (code % span + low).astype(v.dtype)
     key = v.view(np.int64) if v.dtype.kind in "mM" else v
     order = np.lexsort((key, g))
     g, v = g[order], v[order]

@@ -967,20 +967,61 @@ def prepare(nodes, comm, needs=None) -> None:
     # -- end SMALLQ --
     stages, runs = plan_stages(nodes, needs)
     _add_stat("stages_reused", sum(1 for s in candidates if runs.get(id(s)) is HELD))  # SMALLQ
-    for stage in stages:
-        run = runs[id(stage)]
-        if run is HELD or run is UNREAD:
-            continue
-        if stage.dropped:
-            raise DatasetError(
-                f"{stage.label} was unpersisted: persist the frame again (or use the frame it was made from)"
-            )
-        if stage.ready:  # held with fewer columns (an earlier computation of this scope)
-            stage.release()
-        materialise(stage, comm, run)
-        reuse.made_with(stage, comm)  # SMALLQ
-        if _scopes:
-            _scopes[-1].append(stage)
+    # -- JOINQ: joins computed by the join reading them, with its other side's keys --
+    from .joins import deferrable_joins
+
+    planned = [(s, runs[id(s)]) for s in stages if runs[id(s)] is not HELD and runs[id(s)] is not UNREAD]
+    deferred = deferrable_joins(planned, nodes)
+    _deferred.update(deferred)
+    try:
+        for stage in stages:
+            run = runs[id(stage)]
+            if run is HELD or run is UNREAD or id(stage) in deferred:
+                continue
+            _materialise_planned(stage, run, comm)
+    finally:
+        for key in deferred:
+            _deferred.pop(key, None)
+
+
+def _materialise_planned(stage, run, comm) -> None:
+    """Collective: materialise ``stage`` as :func:`prepare` planned it (``run``: the
+    stage narrowed for this computation), in the current stage scope."""
+    from . import reuse
+
+    if stage.dropped:
+        raise DatasetError(
+            f"{stage.label} was unpersisted: persist the frame again (or use the frame it was made from)"
+        )
+    if stage.ready:  # held with fewer columns (an earlier computation of this scope)
+        stage.release()
+    materialise(stage, comm, run)
+    reuse.made_with(stage, comm)  # SMALLQ
+    if _scopes:
+        _scopes[-1].append(stage)
+
+
+# -- JOINQ: a join stage read only by one side of an inner join is computed by that join
+# (hpcframe.joins.deferrable_joins): {id(stage): (stage, run)} while prepare() runs --
+_deferred: dict[int, tuple] = {}
+
+
+def deferred_run(stage):
+    """The run (narrowed stage) of ``stage`` when its materialisation was left to the join
+    reading it, else ``None`` (local; the same on every rank)."""
+    got = _deferred.get(id(stage)) if stage is not None else None
+    return got[1] if got is not None and got[0] is stage else None
+
+
+def materialise_deferred(stage, comm) -> None:
+    """Collective: compute a deferred ``stage`` in full, as :func:`prepare` would have."""
+    _stage, run = _deferred.pop(id(stage))
+    _materialise_planned(stage, run, comm)
+
+
+def forget_deferred(stage) -> None:
+    """``stage`` is computed by its reader in a reduced form (local): not by prepare."""
+    _deferred.pop(id(stage), None)
 
 
 def materialise(stage, comm, run=None) -> None:
@@ -1081,7 +1122,7 @@ def _declared_meta(stage):
     by_values = set(getattr(stage, "typed_by_values", ()))  # group keys made by the stage
     for node in stage.inputs():
         source = node.scan().source
-        schema = source.schema()
+        schema = getattr(stage, "input_schemas", {}).get(id(source)) or source.schema()  # JOINQ
         flagged = [
             f.name
             for f in schema

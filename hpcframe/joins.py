@@ -31,7 +31,7 @@ from . import plan as P
 from .config import config
 from .errors import ColumnNotFoundError
 from .expr import KeyIn, conjuncts, line_position, range_of, range_share
-from .stages import POSITION, JoinStage
+from .stages import POSITION, JoinStage, stage_of
 
 HOWS = ("inner", "left", "right", "outer", "cross")
 _LEFT_ORDER = "__hpcframe_jl{}__"
@@ -466,13 +466,31 @@ class _Side:
         rank: int,
         whole: Probe | None = None,
         reduce: _KeyFilter | None = None,
+        node=None,
     ):
         self.stage, self.which, self.rank, self.whole, self.reduce = stage, which, rank, whole, reduce
-        self.node = stage.left if which == "left" else stage.right
+        self.node = node if node is not None else stage.left if which == "left" else stage.right
         self.pairs = stage.left_cols if which == "left" else stage.right_cols
         self.order = stage.left_order if which == "left" else stage.right_order
         self.frames: dict = {}
         self.term: KeyIn | None = None
+        self.pushed: KeyIn | None = None
+
+    def key_terms(self, declared) -> list[KeyIn]:
+        """The Arrow filters of the read: :meth:`key_term` and, for a join computed for the
+        inner join reading it (``stage.pushed``), the reading join's keys on this side's
+        column (:func:`reduced_input`)."""
+        out = []
+        term = self.key_term(declared)
+        if term is not None:
+            out.append(term)
+        pushed = self.stage.pushed.get(self.which)
+        if pushed is not None:
+            if self.pushed is None and _int64_source_column(self.node, pushed[0], declared):
+                self.pushed = KeyIn(pushed[0], pushed[1])
+            if self.pushed is not None:
+                out.append(self.pushed)
+        return out
 
     def key_term(self, declared) -> KeyIn | None:
         """An Arrow filter for the read (:class:`hpcframe.expr.KeyIn`) that keeps only the rows
@@ -500,15 +518,12 @@ class _Side:
         sources = [c for c, r in self.pairs if r == probe.other_keys[0]]
         if len(sources) != 1 or sources[0] not in declared.names:
             return None
-        column = sources[0]
-        if declared.field(column).type != pa.int64() or self.node.meta[column].dtype != np.dtype("int64"):
-            return None  # (float64 in pandas where the dataset has missing keys)
-        if any(isinstance(n, P.Assign) and n.name == column for n in self.node.chain()):
+        if not _int64_source_column(self.node, sources[0], declared):
             return None
         index = probe._build()
         if index is None:
             return None
-        self.term = KeyIn(column, index.uniques[0])
+        self.term = KeyIn(sources[0], index.uniques[0])
         return self.term
 
     def leaves(self):
@@ -541,6 +556,18 @@ class _Side:
     def finalize(self, owners):
         """Every read leaf's rank."""
         return owners or {}
+
+
+def _int64_source_column(node, column: str, declared) -> bool:
+    """Whether ``column`` of ``node``'s frame is the int64 column of that name of its
+    source (``declared``: the source's Arrow schema; not reassigned by the chain; int64 in
+    pandas too: float64 where the dataset has missing keys) — where a :class:`KeyIn` on the
+    source column drops exactly the rows whose key is not among its keys."""
+    if column not in declared.names or declared.field(column).type != pa.int64():
+        return False
+    if column not in node.meta.columns or node.meta[column].dtype != np.dtype("int64"):
+        return False
+    return not any(isinstance(n, P.Assign) and n.name == column for n in node.chain())
 
 
 def shape_side(df, pairs, order, row_offset: int, how: str):
@@ -847,7 +874,8 @@ def materialise_join(stage: JoinStage, comm, engine):
     is read first. When it may be broadcast, it is, and the other side is merged with it
     block by block while it is read (its rows are never all held); otherwise the other side
     is read and held too, and the strategy is chosen from both sizes."""
-    first = _first_side(stage, comm)
+    stage.input_schemas = {}
+    first = _first_side(stage, comm, engine)
     other = "right" if first == "left" else "left"
     sides = {first: _read(stage, first, comm, engine)}
     first_bytes = _total_bytes(sides[first][0], comm)
@@ -882,7 +910,7 @@ def materialise_join(stage: JoinStage, comm, engine):
     return _broadcast(stage, sides, small, whole, comm, engine)
 
 
-def _first_side(stage: JoinStage, comm) -> str:
+def _first_side(stage: JoinStage, comm, engine) -> str:
     """Collective: the side to read first — the one that may be broadcast (the right side;
     the left one of a right join). An inner join may broadcast either: there the side with
     the smaller estimate (:func:`_estimated_bytes`) is read first, so that when it fits,
@@ -891,13 +919,51 @@ def _first_side(stage: JoinStage, comm) -> str:
     have the smaller estimate reads them first too: their keys then filter the values while
     they are read (:func:`_key_filter`; TPC-H Q4: a quarter's orders, then the lineitem rows
     of those orders only). The choice only orders the reading: the strategy is still
-    decided from the sizes read."""
+    decided from the sizes read.
+
+    A side over a join left to this one (:func:`deferrable_joins`) is estimated from that
+    join's sides (:func:`_deferred_estimate`); when the other side is filtered (a filter in
+    its chain: its keys are likely few) and estimated smaller, and small — at most a quarter
+    of ``config.broadcast_bytes``, so that broadcasting it instead of a small deferred join
+    costs little (TPC-H q8's orders of two years: 134 MB at SF 10, not read first) — it is
+    read first and its keys reduce the deferred join (see :func:`_read`); otherwise the
+    deferred join is computed in full here. (A join of unfiltered tables as the other side,
+    q8's suppliers with their nations, would be broadcast in place of a smaller deferred
+    join and reduce nothing.)"""
     if stage.how == "right":
         return "left"
+    nodes = {"left": stage.left, "right": stage.right}
+    for which, node in nodes.items():
+        child = stage_of(node)
+        run = engine.deferred_run(child)
+        if run is None:
+            continue
+        other = "right" if which == "left" else "left"
+        onode = stage.right if which == "left" else stage.left
+        if any(isinstance(n, P.Filter) for n in onode.chain()):  # its keys: a subset
+            mine = _deferred_estimate(run, comm, engine)
+            theirs = _estimated_bytes(stage, other, comm)
+            if theirs < mine and theirs <= config.broadcast_bytes // 4:
+                return other
+        engine.materialise_deferred(child, comm)
     if stage.how not in ("inner", "semi", "anti") or stage.broadcast is not None:
         return "right"
     left, right = _estimated_bytes(stage, "left", comm), _estimated_bytes(stage, "right", comm)
     return "left" if left < right else "right"
+
+
+def _deferred_estimate(run: JoinStage, comm, engine) -> float:
+    """Collective: a deferred join's estimated bytes (it is not computed yet): its larger
+    side's estimate — an inner join with a smaller side (a dimension table) keeps at most
+    about the rows of the larger one; a semi/anti join its left side's. A side over another
+    deferred join is estimated the same way."""
+    whiches = ["left"] if run.how in ("semi", "anti") else ["left", "right"]
+    out = 0.0
+    for which in whiches:
+        child = engine.deferred_run(stage_of(run.left if which == "left" else run.right))
+        got = _deferred_estimate(child, comm, engine) if child is not None else None
+        out = max(out, got if got is not None else _estimated_bytes(run, which, comm))
+    return out
 
 
 def _estimated_bytes(stage: JoinStage, which: str, comm) -> float:
@@ -967,6 +1033,108 @@ def _tighter(a, b, pick):
     return a if pick(pa_, pb) == pa_ else b
 
 
+# -- JOINQ: a join's keys reduce the join it reads (sideways information passing) --------
+def _pushable(parent: JoinStage, which: str) -> list[tuple[str, str]]:
+    """``[(side of the child, its column)]``: where the keys of the inner join ``parent``
+    may reduce the join stage its ``which`` side reads (the child): the child's side
+    columns its key comes from, each an int64 column not reassigned on its way. A child
+    row (or a child side's row) whose key is not among the other side's keys cannot be in
+    ``parent``'s result: dropping it changes nothing else (the child is an inner join, or a
+    semi/anti join whose left rows are filtered each on its own). Empty when not so."""
+    if parent.how != "inner" or parent.indicator or parent.join_keys or len(parent.left_keys) != 1:
+        return []
+    node = parent.left if which == "left" else parent.right
+    child = stage_of(node)
+    if not isinstance(child, JoinStage) or child.indicator or child.join_keys:
+        return []
+    if child.how not in ("inner", "semi", "anti"):
+        return []
+    pairs = parent.left_cols if which == "left" else parent.right_cols
+    key = (parent.left_keys if which == "left" else parent.right_keys)[0]
+    cols = [c for c, r in pairs if r == key]
+    int64 = np.dtype("int64")
+    if len(cols) != 1 or node.meta[cols[0]].dtype != int64:
+        return []
+    if any(isinstance(n, P.Assign) and n.name == cols[0] for n in node.chain()):
+        return []
+    origin = child.origins.get(cols[0])
+    if origin is None:
+        return []
+    if origin[0] == "both":
+        candidates = [("left", origin[1]), ("right", origin[2])]
+    elif origin[0] == "left" or child.how == "inner":
+        candidates = [(origin[0], origin[1])]
+    else:  # the values of a semi/anti join: not filtered (an anti-join would keep more)
+        return []
+    out = []
+    for side, col in candidates:
+        snode = child.left if side == "left" else child.right
+        if col not in snode.meta.columns or snode.meta[col].dtype != int64:
+            continue
+        if any(isinstance(n, P.Assign) and n.name == col for n in snode.chain()):
+            continue
+        out.append((side, col))
+    return out
+
+
+def deferrable_joins(planned, nodes) -> dict:
+    """``{id(stage): (stage, run)}`` of the join stages of ``planned`` (the ``(stage, run)``
+    pairs a computation materialises, inputs first; ``run``: the stage narrowed for it, see
+    :func:`hpcframe.pruning.plan_stages`) that the inner join reading them computes, instead
+    of :func:`hpcframe.execute.prepare` before it: a join stage computed now (not held, not
+    persisted) that nothing else of this computation reads — no output (``nodes``), no
+    other stage, not both sides — and whose reader's key comes from an int64 column of its
+    sides (:func:`_pushable`). The reader reads its other side first when that one is
+    filtered and estimated smaller (:func:`_first_side`), and computes the child with the
+    rows whose key is not among that side's keys dropped while read
+    (:func:`reduced_input`; TPC-H q2: part's 0.4 % cut partsupp before its join with the
+    suppliers). At most one per reader. The same on every rank (from the plan only)."""
+    reads: dict[int, list] = {}
+    for node in nodes:
+        st = stage_of(node)
+        if st is not None:
+            reads.setdefault(id(st), []).append(None)
+    for _stage, run in planned:
+        for which, node in zip(("left", "right"), run.inputs()):
+            st = stage_of(node)
+            if st is not None:
+                reads.setdefault(id(st), []).append((run, which) if isinstance(run, JoinStage) else None)
+    out: dict = {}
+    readers: set[int] = set()
+    for stage, run in planned:
+        if not isinstance(run, JoinStage) or stage.ready or stage.persisted or stage.dropped:
+            continue
+        got = reads.get(id(stage), [])
+        if len(got) != 1 or got[0] is None:
+            continue
+        parent, which = got[0]
+        if id(parent) in readers or parent.broadcast is not None:
+            continue
+        if not _pushable(parent, which):
+            continue
+        other = stage_of(parent.right if which == "left" else parent.left)
+        if other is not None and id(other) in out:
+            continue
+        readers.add(id(parent))
+        out[id(stage)] = (stage, run)
+    return out
+
+
+def reduced_input(parent: JoinStage, which: str, run: JoinStage, probe: Probe | None):
+    """A copy of the deferred join ``run`` (the stage ``parent``'s ``which`` side reads)
+    whose sides drop, while read, the rows whose key is not among ``probe``'s (the other
+    side's distinct keys: one int64 key), or ``None`` when that cannot be done exactly."""
+    if probe is None or len(probe.keys) != 1 or probe.whole[probe.keys[0]].dtype != np.dtype("int64"):
+        return None
+    targets = _pushable(parent, which)
+    index = probe._build() if targets else None
+    if index is None:
+        return None
+    reduced = run.with_sides(run.left, run.right)
+    reduced.pushed = {side: (col, index.uniques[0]) for side, col in targets}
+    return reduced
+
+
 class _KeyFilter:
     """The distinct keys of the side of an inner join read first, hashed once (a
     :class:`Probe` of them): the other side's rows whose keys are not among them are dropped
@@ -1029,10 +1197,34 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
 
 
 def _read(stage: JoinStage, which: str, comm, engine, whole=None, reduce=None):
-    """Collective: read one side (see :class:`_Side`); ``(frames by leaf, leaf → rank)``."""
-    side = _Side(stage, which, comm.rank, whole, reduce)
-    owners = engine._run_scan([side], comm, None)[id(side)]
+    """Collective: read one side (see :class:`_Side`); ``(frames by leaf, leaf → rank)``.
+    A side over a join left to this one (:func:`deferrable_joins`) is computed first:
+    reduced by the keys of the other side (``whole`` or ``reduce``) where
+    :func:`reduced_input` can, else in full."""
+    node = stage.left if which == "left" else stage.right
+    child = stage_of(node)
+    run = engine.deferred_run(child)
+    reduced = None
+    if run is not None:
+        probe = whole if whole is not None else getattr(reduce, "probe", None)
+        reduced = reduced_input(stage, which, run, probe)
+        if reduced is None:
+            engine.materialise_deferred(child, comm)
+        else:
+            engine.forget_deferred(child)
+            engine._add_stat("joins_reduced_by_reading_join", 1)
+            engine.materialise(reduced, comm, reduced)
+            stage.input_schemas[id(child)] = reduced.schema()
+            node = P.with_source(node, reduced)
+    try:
+        side = _Side(stage, which, comm.rank, whole, reduce, node)
+        owners = engine._run_scan([side], comm, None)[id(side)]
+    finally:
+        if reduced is not None:  # its rows are this side's now (a reduced copy: never reused)
+            reduced.release()
     dropped = side.term.dropped if side.term is not None else 0
+    if side.pushed is not None:
+        engine._add_stat("join_rows_dropped_by_reading_join", side.pushed.dropped)
     if reduce is not None:
         engine._add_stat("join_rows_dropped_by_keys", reduce.dropped + dropped)
     elif dropped:

@@ -119,9 +119,8 @@ class OutputPlan:
         self.out, self.declared = out, declared
         self.arrow_pred, self.pred_columns, self.steps = P.split_filters(out.node, filter_schema(declared))
         # -- KEYIN: a join side's rows that cannot match are dropped before the conversion --
-        key_term = getattr(out, "key_term", None)
-        term = key_term(declared) if key_term is not None else None
-        if term is not None:
+        key_terms = getattr(out, "key_terms", None)
+        for term in key_terms(declared) if key_terms is not None else ():
             self.arrow_pred = term if self.arrow_pred is None else self.arrow_pred & term
             self.pred_columns = self.pred_columns | {term.name}
         self.pandas_columns, self.after = P.required_columns(self.steps, out.columns(), declared.names)

@@ -369,6 +369,13 @@ class JoinStage(StageSource):
         self.origins = dict(origins)
         self.strategy: str | None = None
         self.sizes: tuple | None = None
+        #: side -> (side column, pandas.Index of int64 keys): rows of that side whose key is
+        #: not among the keys are dropped while read (a copy computed for the inner join
+        #: reading it, with that join's other side's keys: see hpcframe.joins.reduced_input)
+        self.pushed: dict = {}
+        #: id(stage read by a side) -> the Arrow schema of the reduced copy of it this join
+        #: read instead (that stage itself is not computed then)
+        self.input_schemas: dict = {}
         forced = how == "cross" or broadcast is True
         self.partitioning = "as read" if forced else "hash of the keys when shuffled"
 

@@ -101,3 +101,37 @@ def test_quantile_from_counts_is_numpys_linear_interpolation():
             got = quantile_from_counts(s.value_counts().sort_index(), q)
             exp = s.quantile(q)
             assert (np.isnan(got) and np.isnan(exp)) or got == exp, (s.tolist(), q, got, exp)
+
+
+def _distinct_pairs_by_lexsort(g, v):
+    order = np.lexsort((v, g))
+    g, v = g[order], v[order]
+    new = np.ones(len(g), dtype=bool)
+    if len(g) > 1:
+        new[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
+    return g[new], v[new]
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "int8", "uint8", "uint64", "float64", "bool"])
+@pytest.mark.parametrize("n", [0, 1, 2, 500])
+def test_distinct_pairs_equal_the_lexsort_of_both_arrays(dtype, n):
+    """``_distinct_pairs`` (integers: one sort of a combined int64 code; others: lexsort)
+    gives the distinct (group, value) pairs sorted by group then value, in the input
+    dtypes, for any range of values (int64 and uint64 extremes: the lexsort path)."""
+    rng = np.random.default_rng(n)
+    g = rng.integers(0, 9, n).astype(np.int64)
+    if dtype == "bool":
+        v = rng.random(n) < 0.5
+    elif dtype == "float64":
+        v = rng.choice([-0.0, 0.0, 1.5, -2.0], n)
+    else:
+        info = np.iinfo(dtype)
+        v = rng.integers(info.min, info.max, n, endpoint=True, dtype=dtype)
+        if n > 1:
+            v[:2] = [info.min, info.max]
+    for vals in (v, v % 7 if dtype not in ("bool", "float64") else v):
+        got = A._distinct_pairs(g, vals)
+        want = _distinct_pairs_by_lexsort(g, vals)
+        for a, b in zip(got, want):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
