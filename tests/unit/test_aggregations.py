@@ -101,3 +101,74 @@ def test_quantile_from_counts_is_numpys_linear_interpolation():
             got = quantile_from_counts(s.value_counts().sort_index(), q)
             exp = s.quantile(q)
             assert (np.isnan(got) and np.isnan(exp)) or got == exp, (s.tolist(), q, got, exp)
+
+
+# -- Q21Q9: nunique's distinct (group, value) pairs by one packed int64 sort --
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_I64 = st.integers(-(2**63), 2**63 - 1)
+_U64 = st.integers(0, 2**64 - 1)
+_EXTREMES = {
+    "int64": [-(2**63), -(2**63) + 1, -1, 0, 1, 2**63 - 2, 2**63 - 1],
+    "uint64": [0, 1, 2**63 - 1, 2**63, 2**64 - 1],
+}
+
+
+def _pairs_reference(g, v):
+    """The distinct (group, value) pairs, sorted, by Python sets (``-0.0 == 0.0``)."""
+    ints = v.view(np.int64) if v.dtype.kind in "mM" else v
+    return sorted({(int(a), b.item() + 0 if v.dtype.kind != "f" else float(b) + 0.0) for a, b in zip(g, ints)})
+
+
+def _check_pairs(g, v):
+    groups, values = A._distinct_pairs(np.asarray(g, dtype=np.int64), v)
+    assert groups.dtype == np.int64 and values.dtype == v.dtype
+    ints = values.view(np.int64) if v.dtype.kind in "mM" else values
+    got = [(int(a), b.item() + 0 if v.dtype.kind != "f" else float(b) + 0.0) for a, b in zip(groups, ints)]
+    assert got == _pairs_reference(g, v)
+
+
+@st.composite
+def _groups_and_values(draw):
+    n = draw(st.integers(0, 40))
+    gmax = draw(st.sampled_from([0, 3, 1000, 2**40, 2**62]))
+    g = draw(st.lists(st.integers(0, gmax), min_size=n, max_size=n))
+    dtype = draw(st.sampled_from(["int64", "uint64", "int8", "uint32", "bool", "float64", "float32", "M8[ns]", "m8[s]"]))
+    if dtype in _EXTREMES:
+        pool = st.one_of(st.sampled_from(_EXTREMES[dtype]), _I64 if dtype == "int64" else _U64)
+        v = np.array(draw(st.lists(pool, min_size=n, max_size=n)), dtype=dtype)
+    elif dtype == "bool":
+        v = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    elif dtype in ("int8", "uint32"):
+        info = np.iinfo(dtype)
+        v = np.array(draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=n, max_size=n)), dtype=dtype)
+    elif dtype.startswith("float"):
+        pool = st.one_of(st.sampled_from([0.0, -0.0, np.inf, -np.inf, 1.5]), st.floats(allow_nan=False, width=32))
+        v = np.array(draw(st.lists(pool, min_size=n, max_size=n)), dtype=dtype)
+    else:  # datetimes, timedeltas (no NaT: missing values are dropped before)
+        v = np.array(draw(st.lists(st.integers(-(2**63) + 1, 2**63 - 1), min_size=n, max_size=n)), dtype=np.int64)
+        v = v.view(dtype)
+    return g, v
+
+
+@settings(max_examples=300, deadline=None)
+@given(_groups_and_values())
+def test_distinct_pairs_are_the_sorted_distinct_pairs(gv):
+    _check_pairs(*gv)
+
+
+@pytest.mark.parametrize(
+    "g,v",
+    [
+        ([0, 0, 1, 1, 1], np.array([-(2**63), 2**63 - 1, 2**63 - 1, -(2**63), 0], dtype=np.int64)),
+        ([5, 5, 5], np.array([2**64 - 1, 0, 2**64 - 1], dtype=np.uint64)),
+        ([0, 1, 1, 1], np.array([2**63, 2**64 - 1, 2**63, 2**63 + 1], dtype=np.uint64)),  # min >= 2**63
+        ([0, 2**62, 2**62, 0], np.array([-(2**63), 2**63 - 1, 2**63 - 1, 7], dtype=np.int64)),  # lexsort
+        ([3, 3, 3, 4], np.array([-0.0, 0.0, np.inf, 0.0])),
+        ([1, 1, 1], np.array([True, False, True])),
+        ([], np.array([], dtype="M8[ms]")),
+    ],
+)
+def test_distinct_pairs_extremes(g, v):
+    _check_pairs(g, v)
