@@ -124,7 +124,7 @@ def _distinct_pairs(g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarra
     groups += np.int64(gmin)
     if uniques is not None:
         return groups, uniques[code]
-    if ints.dtype == np.uint64:
+    if v.dtype == np.uint64:
         return groups, code.astype(np.uint64) + np.uint64(lo)
     code += np.int64(lo)  # back to the values: exact in int64 (wrapping where they do)
     if kind in "mM":

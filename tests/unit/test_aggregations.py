@@ -4,6 +4,8 @@ values only, and combines of partials keep pandas' NaN for ±inf."""
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpcframe import aggregations as A
 from hpcframe.execute import _route
@@ -104,8 +106,6 @@ def test_quantile_from_counts_is_numpys_linear_interpolation():
 
 
 # -- Q21Q9: nunique's distinct (group, value) pairs by one packed int64 sort --
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _I64 = st.integers(-(2**63), 2**63 - 1)
 _U64 = st.integers(0, 2**64 - 1)
@@ -118,7 +118,9 @@ _EXTREMES = {
 def _pairs_reference(g, v):
     """The distinct (group, value) pairs, sorted, by Python sets (``-0.0 == 0.0``)."""
     ints = v.view(np.int64) if v.dtype.kind in "mM" else v
-    return sorted({(int(a), b.item() + 0 if v.dtype.kind != "f" else float(b) + 0.0) for a, b in zip(g, ints)})
+    return sorted(
+        {(int(a), b.item() + 0 if v.dtype.kind != "f" else float(b) + 0.0) for a, b in zip(g, ints)}
+    )
 
 
 def _check_pairs(g, v):
@@ -137,7 +139,11 @@ def _groups_and_values(draw):
     g = draw(st.lists(st.integers(0, gmax), min_size=n, max_size=n))
     if draw(st.booleans()):  # rows in group order (runs), as lineitem by l_orderkey
         g = sorted(g)
-    dtype = draw(st.sampled_from(["int64", "uint64", "int8", "uint32", "bool", "float64", "float32", "M8[ns]", "m8[s]"]))
+    dtype = draw(
+        st.sampled_from(
+            ["int64", "uint64", "int8", "uint32", "bool", "float64", "float32", "M8[ns]", "m8[s]"]
+        )
+    )
     if dtype in _EXTREMES:
         pool = st.one_of(st.sampled_from(_EXTREMES[dtype]), _I64 if dtype == "int64" else _U64)
         v = np.array(draw(st.lists(pool, min_size=n, max_size=n)), dtype=dtype)
@@ -145,12 +151,18 @@ def _groups_and_values(draw):
         v = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
     elif dtype in ("int8", "uint32"):
         info = np.iinfo(dtype)
-        v = np.array(draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=n, max_size=n)), dtype=dtype)
+        v = np.array(
+            draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=n, max_size=n)), dtype=dtype
+        )
     elif dtype.startswith("float"):
-        pool = st.one_of(st.sampled_from([0.0, -0.0, np.inf, -np.inf, 1.5]), st.floats(allow_nan=False, width=32))
+        pool = st.one_of(
+            st.sampled_from([0.0, -0.0, np.inf, -np.inf, 1.5]), st.floats(allow_nan=False, width=32)
+        )
         v = np.array(draw(st.lists(pool, min_size=n, max_size=n)), dtype=dtype)
     else:  # datetimes, timedeltas (no NaT: missing values are dropped before)
-        v = np.array(draw(st.lists(st.integers(-(2**63) + 1, 2**63 - 1), min_size=n, max_size=n)), dtype=np.int64)
+        v = np.array(
+            draw(st.lists(st.integers(-(2**63) + 1, 2**63 - 1), min_size=n, max_size=n)), dtype=np.int64
+        )
         v = v.view(dtype)
     return g, v
 

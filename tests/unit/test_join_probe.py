@@ -248,7 +248,9 @@ def test_distinct_key_bytes_lower_bound(blocks):
     floor = joins.distinct_bytes_at_least(kept)
     exact = 0
     if kept:
-        exact = int(pd.concat(kept, ignore_index=True).drop_duplicates().memory_usage(deep=True, index=False).sum())
+        exact = int(
+            pd.concat(kept, ignore_index=True).drop_duplicates().memory_usage(deep=True, index=False).sum()
+        )
     assert 0 <= floor <= exact
     if not kept or len(kept[0].columns) != 1 or kept[0].k.dtype.kind not in "iumM":
         assert floor == 0
