@@ -1176,14 +1176,25 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
     if not (stage.how == "inner" or semi) or stage.indicator or stage.join_keys:
         return None
     keys = stage.left_keys if which == "left" else stage.right_keys
-    local, error = None, None
+    local, error, pieces, floor = None, None, [], 0
     context = f"collecting the keys of the {which} side of {stage.label}"
     try:
         pieces = [f[keys] for f in frames.values() if len(f)]
+        floor = distinct_bytes_at_least(pieces)
+    except BaseException as exc:
+        error = failure(comm, context, exc)
+    comm.agree(error or engine._interrupted(comm, context))
+    # -- Q21Q9: keys that cannot fit are known without hashing them (Q21: 30 M lineitem
+    #    rows of sorted, disjoint blocks); the same decision as from the distinct keys --
+    if sum(comm.allgather(floor)) > config.broadcast_bytes // 4:
+        engine._add_stat("join_key_filters_given_up_early", 1)
+        return None
+    try:
         if pieces:
             local = pd.concat(pieces, ignore_index=True).drop_duplicates(ignore_index=True)
     except BaseException as exc:
         error = failure(comm, context, exc)
+    del pieces
     comm.agree(error or engine._interrupted(comm, context))
     mine = 0 if local is None else int(local.memory_usage(deep=True, index=False).sum())
     if sum(comm.allgather(mine)) > config.broadcast_bytes // 4:
@@ -1194,6 +1205,36 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
     else:
         whole = _empty_side(stage, which)[keys]
     return _KeyFilter(Probe(stage, which, whole))
+
+
+def distinct_bytes_at_least(pieces: list) -> int:
+    """A lower bound, found in one pass without hashing, of the bytes (as
+    ``memory_usage(deep=True, index=False)`` counts them) of the distinct rows of
+    ``pieces`` (frames of one key column each, or several): for one integer, datetime or
+    timedelta column whose blocks are each in ascending order, the runs of equal values of
+    each block — summed when the blocks' value ranges do not overlap (lineitem's blocks by
+    ``l_orderkey``: then exact), else the largest block's. ``0`` for other keys."""
+    if not pieces or len(pieces[0].columns) != 1:
+        return 0
+    counts, ranges, overlap = [], [], False
+    for piece in pieces:
+        values = piece.iloc[:, 0].to_numpy()
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "iumM":
+            return 0
+        ints = values.view(np.int64) if values.dtype.kind in "mM" else values
+        if not len(ints):
+            continue
+        if (ints[1:] < ints[:-1]).any():  # not ascending: counted as overlapping the rest
+            overlap = True
+            continue
+        counts.append(1 + int(np.count_nonzero(ints[1:] != ints[:-1])))
+        ranges.append((int(ints[0]), int(ints[-1])))
+    if not counts:
+        return 0
+    ranges.sort()
+    overlap = overlap or any(a[1] >= b[0] for a, b in zip(ranges, ranges[1:]))
+    itemsize = pieces[0].iloc[:, 0].dtype.itemsize
+    return (max(counts) if overlap else sum(counts)) * itemsize
 
 
 def _read(stage: JoinStage, which: str, comm, engine, whole=None, reduce=None):

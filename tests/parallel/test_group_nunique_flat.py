@@ -76,3 +76,47 @@ def test_nunique_series_groupby_then_filter(cfg):
     exp = exp[exp.n > 1][["k", "i", "n"]]
     order = ["k", "i"]
     same(got.sort_values(order).reset_index(drop=True), exp.sort_values(order).reset_index(drop=True))
+
+
+# -- Q21Q9: the packed (group, value) sort, at the edges of its packing --
+def _edges() -> pd.DataFrame:
+    rng = np.random.default_rng(9)
+    n = 2000
+    key = np.sort(rng.integers(0, 400, n))
+    pick = rng.integers(0, 4, n)
+    wide = np.array([-(2**63), 2**63 - 1, 0, -1], dtype=np.int64)[pick]
+    uwide = np.array([0, 2**64 - 1, 2**63, 2**63 - 1], dtype=np.uint64)[pick]
+    when = pd.Series(pd.to_datetime("2024-06-01 01:30") + pd.to_timedelta(pick, unit="h"))
+    return pd.DataFrame(
+        {
+            "k": key.astype(np.int64),
+            "kf": np.where(rng.random(n) < 0.05, np.nan, key.astype(np.float64)),
+            "wide": wide,
+            "near": (np.int64(2**63 - 4) + pick).astype(np.int64),
+            "uwide": uwide,
+            "b": pd.array(np.where(rng.random(n) < 0.1, None, pick % 2 == 0), dtype="boolean"),
+            "tz": when.dt.tz_localize("Europe/Berlin").where(rng.random(n) > 0.1),
+            "c": pd.Categorical(np.array(["x", "y", "z", "w"])[pick]),
+            "sel": rng.integers(0, 10, n),
+        }
+    )
+
+
+EDGE_VALUES = ["wide", "near", "uwide", "b", "tz", "c"]
+
+
+@pytest.mark.parametrize("npartitions", [1, 6])  # 1: more ranks than partitions
+@pytest.mark.parametrize("where", ["all", "first_half", "none"])  # empty partitions, no rows
+@pytest.mark.parametrize("key,dropna", [("k", True), ("kf", True), ("kf", False)])
+def test_nunique_at_the_packing_edges(cfg, npartitions, where, key, dropna):
+    cfg(shuffle="shuffle")
+    ref = _edges()
+    df = hf.from_pandas(ref, npartitions=npartitions)
+    if where == "first_half":  # the later partitions (clustered keys) have no rows left
+        ref, df = ref[ref.k < 150], df[df.k < 150]
+    elif where == "none":
+        ref, df = ref[ref.sel > 100], df[df.sel > 100]
+    spec = {f"u_{c}": (c, "nunique") for c in EDGE_VALUES}
+    got = df.groupby(key, dropna=dropna).agg(**spec).compute(comm=mpi.world())
+    exp = ref.groupby(key, dropna=dropna, observed=True).agg(**spec)
+    same(got, exp, msg=f"nunique by {key} ({npartitions} partitions, {where}, dropna={dropna})")

@@ -581,6 +581,47 @@ def test_keys_of_a_big_first_side_filter_the_other_side(frames, monkeypatch, key
             assert dropped == 0
 
 
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+@pytest.mark.parametrize("kind", ["int", "date"])
+def test_key_filter_of_sorted_blocks_gives_up_without_hashing(monkeypatch, order, kind):
+    """Q21Q9: the side read first has too many distinct keys to filter the other side
+    with; when its blocks are sorted and disjoint (lineitem by ``l_orderkey``) that is known
+    from one pass (``join_key_filters_given_up_early``), and the join goes on as it did
+    after hashing them. With a limit the keys fit, they still filter. Equal to pandas."""
+    rng = np.random.default_rng(5)
+    keys = np.repeat(np.arange(600, dtype=np.int64), 2)  # 600 distinct keys: 4800 bytes
+    if order == "shuffled":
+        keys = rng.permutation(keys)
+    right = pd.DataFrame({"k": keys, "w": rng.random(len(keys)), "name": [f"n{i:0200d}" for i in keys]})
+    n = 3000
+    left = pd.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "k": rng.integers(-50, 700, n),
+            "v": rng.random(n),
+            "s": [f"row{i:0300d}" for i in range(n)],  # wider: read second
+        }
+    )
+    if kind == "date":
+        for df in (left, right):
+            df["k"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(df["k"], unit="D")
+    expected = pd.merge(left, right, on="k")
+    # keys > limit/4; then every rank's distinct keys (<= 4 x 4800 bytes) <= limit/4 < the side
+    for limit, gives_up in ((4000, True), (80000, False)):
+        monkeypatch.setattr(hf.config, "broadcast_bytes", limit)
+        got = hf.from_pandas(left, npartitions=3).merge(hf.from_pandas(right, npartitions=4), on="k")
+        check(got.compute(comm=mpi.world()), expected, f"{order} {kind} limit {limit}")
+        stats = hf.last_run_stats()
+        early = mpi.allsum(stats.get("join_key_filters_given_up_early", 0))
+        dropped = mpi.allsum(stats.get("join_rows_dropped_by_keys", 0))
+        if gives_up:
+            assert dropped == 0
+            if order == "sorted":
+                assert early > 0
+        else:
+            assert early == 0 and dropped > 0
+
+
 @pytest.mark.parametrize("how", ["inner", "left"])
 def test_rows_that_cannot_match_are_dropped_before_the_conversion(frames, how):
     """A side streamed past a broadcast side on one int64 key: in an inner join its rows

@@ -4,6 +4,8 @@ values only, and combines of partials keep pandas' NaN for ±inf."""
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpcframe import aggregations as A
 from hpcframe.execute import _route
@@ -103,35 +105,88 @@ def test_quantile_from_counts_is_numpys_linear_interpolation():
             assert (np.isnan(got) and np.isnan(exp)) or got == exp, (s.tolist(), q, got, exp)
 
 
-def _distinct_pairs_by_lexsort(g, v):
-    order = np.lexsort((v, g))
-    g, v = g[order], v[order]
-    new = np.ones(len(g), dtype=bool)
-    if len(g) > 1:
-        new[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
-    return g[new], v[new]
+# -- Q21Q9: nunique's distinct (group, value) pairs by one packed int64 sort --
+
+_I64 = st.integers(-(2**63), 2**63 - 1)
+_U64 = st.integers(0, 2**64 - 1)
+_EXTREMES = {
+    "int64": [-(2**63), -(2**63) + 1, -1, 0, 1, 2**63 - 2, 2**63 - 1],
+    "uint64": [0, 1, 2**63 - 1, 2**63, 2**64 - 1],
+}
 
 
-@pytest.mark.parametrize("dtype", ["int64", "int32", "int8", "uint8", "uint64", "float64", "bool"])
-@pytest.mark.parametrize("n", [0, 1, 2, 500])
-def test_distinct_pairs_equal_the_lexsort_of_both_arrays(dtype, n):
-    """``_distinct_pairs`` (integers: one sort of a combined int64 code; others: lexsort)
-    gives the distinct (group, value) pairs sorted by group then value, in the input
-    dtypes, for any range of values (int64 and uint64 extremes: the lexsort path)."""
-    rng = np.random.default_rng(n)
-    g = rng.integers(0, 9, n).astype(np.int64)
-    if dtype == "bool":
-        v = rng.random(n) < 0.5
-    elif dtype == "float64":
-        v = rng.choice([-0.0, 0.0, 1.5, -2.0], n)
-    else:
+def _pairs_reference(g, v):
+    """The distinct (group, value) pairs, sorted, by Python sets (``-0.0 == 0.0``)."""
+    ints = v.view(np.int64) if v.dtype.kind in "mM" else v
+    return sorted(
+        {(int(a), b.item() + 0 if v.dtype.kind != "f" else float(b) + 0.0) for a, b in zip(g, ints)}
+    )
+
+
+def _check_pairs(g, v):
+    groups, values = A._distinct_pairs(np.asarray(g, dtype=np.int64), v)
+    assert groups.dtype == np.int64 and values.dtype == v.dtype
+    ints = values.view(np.int64) if v.dtype.kind in "mM" else values
+    got = [(int(a), b.item() + 0 if v.dtype.kind != "f" else float(b) + 0.0) for a, b in zip(groups, ints)]
+    assert (np.diff(groups) >= 0).all()  # by group; a group's values in any order
+    assert len(set(got)) == len(got) and sorted(got) == _pairs_reference(g, v)
+
+
+@st.composite
+def _groups_and_values(draw):
+    n = draw(st.integers(0, 40))
+    gmax = draw(st.sampled_from([0, 3, 1000, 2**40, 2**62]))
+    g = draw(st.lists(st.integers(0, gmax), min_size=n, max_size=n))
+    if draw(st.booleans()):  # rows in group order (runs), as lineitem by l_orderkey
+        g = sorted(g)
+    dtype = draw(
+        st.sampled_from(
+            ["int64", "uint64", "int8", "uint32", "bool", "float64", "float32", "M8[ns]", "m8[s]"]
+        )
+    )
+    if dtype in _EXTREMES:
+        pool = st.one_of(st.sampled_from(_EXTREMES[dtype]), _I64 if dtype == "int64" else _U64)
+        v = np.array(draw(st.lists(pool, min_size=n, max_size=n)), dtype=dtype)
+    elif dtype == "bool":
+        v = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    elif dtype in ("int8", "uint32"):
         info = np.iinfo(dtype)
-        v = rng.integers(info.min, info.max, n, endpoint=True, dtype=dtype)
-        if n > 1:
-            v[:2] = [info.min, info.max]
-    for vals in (v, v % 7 if dtype not in ("bool", "float64") else v):
-        got = A._distinct_pairs(g, vals)
-        want = _distinct_pairs_by_lexsort(g, vals)
-        for a, b in zip(got, want):
-            assert a.dtype == b.dtype
-            np.testing.assert_array_equal(a, b)
+        v = np.array(
+            draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=n, max_size=n)), dtype=dtype
+        )
+    elif dtype.startswith("float"):
+        pool = st.one_of(
+            st.sampled_from([0.0, -0.0, np.inf, -np.inf, 1.5]), st.floats(allow_nan=False, width=32)
+        )
+        v = np.array(draw(st.lists(pool, min_size=n, max_size=n)), dtype=dtype)
+    else:  # datetimes, timedeltas (no NaT: missing values are dropped before)
+        v = np.array(
+            draw(st.lists(st.integers(-(2**63) + 1, 2**63 - 1), min_size=n, max_size=n)), dtype=np.int64
+        )
+        v = v.view(dtype)
+    return g, v
+
+
+@settings(max_examples=300, deadline=None)
+@given(_groups_and_values())
+def test_distinct_pairs_are_the_sorted_distinct_pairs(gv):
+    _check_pairs(*gv)
+
+
+@pytest.mark.parametrize(
+    "g,v",
+    [
+        ([0, 0, 1, 1, 1], np.array([-(2**63), 2**63 - 1, 2**63 - 1, -(2**63), 0], dtype=np.int64)),
+        ([5, 5, 5], np.array([2**64 - 1, 0, 2**64 - 1], dtype=np.uint64)),
+        ([0, 1, 1, 1], np.array([2**63, 2**64 - 1, 2**63, 2**63 + 1], dtype=np.uint64)),  # min >= 2**63
+        ([0, 2**62, 2**62, 0], np.array([-(2**63), 2**63 - 1, 2**63 - 1, 7], dtype=np.int64)),  # lexsort
+        ([3, 3, 3, 4], np.array([-0.0, 0.0, np.inf, 0.0])),
+        ([1, 1, 1], np.array([True, False, True])),
+        ([], np.array([], dtype="M8[ms]")),
+        ([7] * 40 + [8] * 3, np.arange(43) % 5),  # a run longer than RUN_LIMIT: sorted instead
+        ([1, 1, 2, 2, 2], np.array([0.0, -0.0, np.inf, 1.0, np.inf])),  # runs
+        ([0, 0, 0, 1], np.array([3, 1, 3, 3], dtype="m8[s]")),  # runs
+    ],
+)
+def test_distinct_pairs_extremes(g, v):
+    _check_pairs(g, v)

@@ -208,3 +208,62 @@ def test_key_term_keeps_exactly_the_rows_merge_can_match(bitset, data, monkeypat
         want = np.isin(np.arange(len(values)), matched)
     assert got.tolist() == want.tolist()
     assert term.dropped == len(values) - int(want.sum())
+
+
+# -- Q21Q9: the cheap lower bound of a side's distinct key bytes (the key filter's give-up) --
+@st.composite
+def _key_blocks(draw):
+    kind = draw(st.sampled_from(["int64", "uint64", "int32", "M8[ns]", "m8[s]", "float64", "str", "two"]))
+    nblocks = draw(st.integers(0, 4))
+    pool = st.integers(-5, 40) if kind not in ("uint64",) else st.integers(0, 2**64 - 1)
+    blocks = []
+    for _ in range(nblocks):
+        vals = draw(st.lists(pool, max_size=12))
+        if draw(st.booleans()):
+            vals = sorted(vals)
+        if kind in ("M8[ns]", "m8[s]"):
+            col = pd.Series(np.array(vals, dtype=np.int64).view(kind))
+            if vals and draw(st.booleans()):
+                col.iloc[0] = None  # NaT (the smallest int64), first
+        elif kind == "str":
+            col = pd.Series([str(v) for v in vals], dtype=object)
+        elif kind in ("float64", "two"):
+            col = pd.Series(vals, dtype="float64")
+        else:
+            col = pd.Series(np.array(vals, dtype=kind))
+        frame = pd.DataFrame({"k": col})
+        if kind == "two":
+            frame = pd.DataFrame({"k": np.array(vals, dtype=np.int64), "j": np.zeros(len(vals), np.int64)})
+        blocks.append(frame)
+    return blocks
+
+
+@given(_key_blocks())
+@spmd_settings(max_examples=300)
+def test_distinct_key_bytes_lower_bound(blocks):
+    """Never more than the bytes of the distinct keys that the key filter would gather (so
+    giving up on it early decides as before); exactly those bytes for one int/datetime key
+    whose blocks are each ascending and do not overlap (lineitem's by ``l_orderkey``)."""
+    kept = [b for b in blocks if len(b)]
+    floor = joins.distinct_bytes_at_least(kept)
+    exact = 0
+    if kept:
+        exact = int(
+            pd.concat(kept, ignore_index=True).drop_duplicates().memory_usage(deep=True, index=False).sum()
+        )
+    assert 0 <= floor <= exact
+    if not kept or len(kept[0].columns) != 1 or kept[0].k.dtype.kind not in "iumM":
+        assert floor == 0
+        return
+    ints = [b.k.to_numpy().view(np.int64) if b.k.dtype.kind in "mM" else b.k.to_numpy() for b in kept]
+    ascending = all((a[1:] >= a[:-1]).all() for a in ints)
+    spans = sorted((int(a[0]), int(a[-1])) for a in ints)
+    if ascending and all(x[1] < y[0] for x, y in zip(spans, spans[1:])):
+        assert floor == exact
+
+
+def test_distinct_key_bytes_of_sorted_disjoint_blocks_are_exact():
+    blocks = [pd.DataFrame({"k": np.repeat(np.arange(s, s + 50, dtype=np.int64), 3)}) for s in (100, 0, 300)]
+    assert joins.distinct_bytes_at_least(blocks) == 150 * 8
+    blocks.append(pd.DataFrame({"k": np.arange(20, 30, dtype=np.int64)}))  # overlaps [0, 50)
+    assert joins.distinct_bytes_at_least(blocks) == 50 * 8  # the largest block's
