@@ -176,7 +176,8 @@ def _distinct_pairs_lexsort(g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, n
 
 def _uniq_by_group(sgb, ids, values) -> pd.Series:
     """Per group of ``sgb`` (in its order), the distinct non-missing ``values`` of its rows
-    (in order of first appearance, or sorted for numbers): ``ids`` is each value's group
+    (in no promised order: numbers come sorted, or in order of first appearance for rows
+    already in group order): ``ids`` is each value's group
     number (``sgb.ngroup()`` numbering; NaN for rows in no group). A list column on Arrow
     (flat offsets and values) where the values allow it, else an object column of numpy
     arrays."""

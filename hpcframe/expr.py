@@ -1133,13 +1133,14 @@ def _on_dictionary(term: _Pred, name: str, col: pa.ChunkedArray, normalize: Call
 
 
 class KeyIn(_Pred):
-    """The rows whose int64 key ``name`` is among ``keys`` (the distinct keys of the
-    broadcast side of an inner join, a ``pandas.Index``: the others cannot match; see
-    ``joins._Side.key_term``). A block with a missing key is kept whole. Counts
-    the rows it drops in ``dropped``. Keys spanning a compact range are looked up in a
-    bitset of the range (a few vector operations per row); others in the Index's hash table,
-    built once for all blocks (Arrow's ``is_in`` would hash the keys again for every
-    block)."""
+    """The rows whose int64 key ``name`` is among ``keys`` (a ``pandas.Index``: the distinct
+    keys of the other side of a join, where the other rows cannot change its result — the
+    broadcast side or key filter of an inner join, the rows to filter of a semi/anti join,
+    the reading join of a reduced join; see ``joins._Side.key_term`` and ``key_terms``). A
+    block with a missing key is kept whole. Counts the rows it drops in ``dropped``. Keys
+    spanning a compact range are looked up in a bitset of the range (a few vector operations
+    per row); others in the Index's hash table, built once for all blocks (Arrow's ``is_in``
+    would hash the keys again for every block)."""
 
     #: a bitset is used when the keys' range is at most this many bits (64 MiB of bits)
     BITSET_MAX = 1 << 29

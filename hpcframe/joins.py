@@ -870,8 +870,9 @@ def materialise_join(stage: JoinStage, comm, engine):
     the :mod:`hpcframe.execute` module, passed in by it (this module sits below the engine
     and does not import it): its scans, exchanges and counters.
 
-    The side that is usually the small one (the right side; the left one of a right join)
-    is read first. When it may be broadcast, it is, and the other side is merged with it
+    The side that may be broadcast is read first (see :func:`_first_side`: usually the
+    right side; the left one of a right join; the smaller estimate of an inner or semi/anti
+    join). When it may be broadcast, it is, and the other side is merged with it
     block by block while it is read (its rows are never all held); otherwise the other side
     is read and held too, and the strategy is chosen from both sizes."""
     stage.input_schemas = {}
@@ -1136,7 +1137,8 @@ def reduced_input(parent: JoinStage, which: str, run: JoinStage, probe: Probe | 
 
 
 class _KeyFilter:
-    """The distinct keys of the side of an inner join read first, hashed once (a
+    """The distinct keys of the side of an inner join (or the rows to filter of a semi/anti
+    join) read first, hashed once (a
     :class:`Probe` of them): the other side's rows whose keys are not among them are dropped
     as its blocks are read — they could not match. A block whose key dtypes the probe does
     not match exactly as ``merge`` does is kept whole (the join drops the rows anyway)."""
@@ -1175,6 +1177,10 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
     semi = stage.how in ("semi", "anti") and which == "left"  # values not among the keys: no effect
     if not (stage.how == "inner" or semi) or stage.indicator or stage.join_keys:
         return None
+    if semi:  # keys the probe cannot match as isin does (strings, other dtypes): not gathered
+        lt, rt = stage.left.meta[stage.left_keys[0]].dtype, stage.right.meta[stage.right_cols[0][0]].dtype
+        if lt != rt or not _probe_dtype(lt):
+            return None
     keys = stage.left_keys if which == "left" else stage.right_keys
     local, error, pieces, floor = None, None, [], 0
     context = f"collecting the keys of the {which} side of {stage.label}"
