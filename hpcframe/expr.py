@@ -1144,6 +1144,8 @@ class KeyIn(_Pred):
 
     #: a bitset is used when the keys' range is at most this many bits (64 MiB of bits)
     BITSET_MAX = 1 << 29
+    #: the bitset is built this many bits at a time (a multiple of 8; a 64 MiB bool array)
+    BITSET_PASS = 1 << 26
 
     def __init__(self, name: str, keys: pd.Index):
         self.name, self.keys, self.dropped = name, keys, 0
@@ -1152,10 +1154,14 @@ class KeyIn(_Pred):
         span = int(values.max()) - self.low + 1 if len(values) else 0
         self.bits = None
         if 0 < span <= self.BITSET_MAX:
-            flags = np.zeros(span, dtype=bool)
-            flags[values - self.low] = True
-            self.bits = np.packbits(flags, bitorder="little")
-            self.span = span
+            off = values.astype(np.int64) - np.int64(self.low)
+            bits = np.zeros((span + 7) // 8, dtype=np.uint8)
+            for start in range(0, span, self.BITSET_PASS):  # a bool array of one pass at a time
+                stop = min(span, start + self.BITSET_PASS)
+                flags = np.zeros(stop - start, dtype=bool)
+                flags[off[(off >= start) & (off < stop)] - start] = True
+                bits[start // 8 : (stop + 7) // 8] = np.packbits(flags, bitorder="little")
+            self.bits, self.span = bits, span
 
     def __call__(self, table: pa.Table) -> Any:
         """The bool mask of ``table``'s rows whose key may match."""

@@ -174,7 +174,7 @@ def _keys_and_block(draw):
     return keys, values, draw(st.integers(0, len(values)))
 
 
-@pytest.mark.parametrize("bitset", [True, False], ids=["bitset", "hash"])
+@pytest.mark.parametrize("bitset", [True, "passes", False], ids=["bitset", "bitset-in-passes", "hash"])
 @spmd_settings(max_examples=200)
 @example(data=([1, 2**62], [1, 2, 0, 2**62, 2**62 + 1], 2))
 @example(data=([2**63 - 1, -(2**63)], [2**63 - 1, -(2**63), 0], 1))
@@ -184,8 +184,9 @@ def test_key_term_keeps_exactly_the_rows_merge_can_match(bitset, data, monkeypat
     a row exactly when pandas' inner merge on that int64 key could match it: its key is
     among the other side's keys; a block with a missing key (float64 in pandas, matched by
     rounded value) is kept whole. Both lookups
-    (the bitset of a compact key range, the hash of the keys), keys near ±2**63, blocks in
-    two chunks."""
+    (the bitset of a compact key range — built in one pass, or 8 bits per pass as a range
+    wider than ``BITSET_PASS`` is — the hash of the keys), keys near ±2**63, blocks in two
+    chunks."""
     import pyarrow as pa
 
     from hpcframe.expr import KeyIn
@@ -193,6 +194,9 @@ def test_key_term_keeps_exactly_the_rows_merge_can_match(bitset, data, monkeypat
     keys, values, cut = data
     if not bitset:
         monkeypatch.setattr(KeyIn, "BITSET_MAX", 0)
+    if bitset == "passes":  # a small range, so that 8 bits per pass stays a few passes
+        monkeypatch.setattr(KeyIn, "BITSET_MAX", 1 << 12)
+        monkeypatch.setattr(KeyIn, "BITSET_PASS", 8)
     index = pd.Index(pd.unique(np.array(keys, dtype=np.int64)))
     term = KeyIn("k", index)
     assert (term.bits is not None) == (bitset and int(index.max()) - int(index.min()) < KeyIn.BITSET_MAX)
