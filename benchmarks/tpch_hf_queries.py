@@ -6,12 +6,11 @@ or lazy hpcframe Frames (:func:`load_hpcframe`): the query text is the same, wri
 the pandas API subset hpcframe offers (boolean filters, ``assign``, ``merge``, ``isin``,
 ``groupby(...).agg(name=(column, func)).reset_index()``, ``sort_values``, ``head``, ``.dt``,
 ``.str``, ``where``), in the style of the pandas versions of the Polars decision-support
-benchmark (pola-rs/polars-benchmark, ``queries/pandas``). Two shims are the only
-engine-specific parts:
+benchmark (pola-rs/polars-benchmark, ``queries/pandas``). A scalar a query uses in the
+middle (Q11, Q14, Q15, Q17, Q22: a threshold or a ratio) is written as in pandas,
+``ps["value"].sum() * 0.0001``: with hpcframe it is a lazy scalar, computed in the same
+computation as the rows that use it. The one engine-specific part:
 
-- :func:`scalar` turns a lazy scalar (hpcframe ``Result``) into its value where a query uses
-  one in the middle (Q11, Q14, Q15, Q17, Q22: a threshold or a ratio); with pandas it is the
-  value already. Under MPI it is collective, like every computation.
 - :func:`collect` turns the answer into pandas (``.compute()`` when lazy).
 
 Substitution parameters are those of the TPC-H validation run (the same as the SQL texts of
@@ -58,13 +57,6 @@ def collect(x, comm=None):
     if compute is None or isinstance(x, (pd.DataFrame, pd.Series)):
         return x
     return compute(comm=comm) if comm is not None else compute()
-
-
-def scalar(x):
-    """The value of a scalar a query uses in the middle (a lazy hpcframe reduction is
-    computed; a pandas or Python scalar is returned as it is)."""
-    value = collect(x)
-    return value.item() if hasattr(value, "item") else value
 
 
 def _table_path(data_dir: str, table: str) -> str:
@@ -316,7 +308,7 @@ def q11(t):
     s = supplier.merge(n, left_on="s_nationkey", right_on="n_nationkey")[["s_suppkey"]]
     ps = partsupp.merge(s, left_on="ps_suppkey", right_on="s_suppkey")
     ps = ps.assign(value=ps.ps_supplycost * ps.ps_availqty)
-    threshold = scalar(ps["value"].sum()) * 0.0001
+    threshold = ps["value"].sum() * 0.0001
     g = ps.groupby("ps_partkey").agg(value=("value", "sum")).reset_index()
     g = g[g["value"] > threshold]
     return g.sort_values("value", ascending=False)
@@ -357,7 +349,7 @@ def q14(t):
     j = li.merge(part, left_on="l_partkey", right_on="p_partkey")
     j = j.assign(revenue=j.l_extendedprice * (1 - j.l_discount))
     j = j.assign(promo=j.revenue.where(j.p_type.str.startswith("PROMO"), 0.0))
-    return 100.0 * scalar(j.promo.sum()) / scalar(j.revenue.sum())
+    return 100.0 * j.promo.sum() / j.revenue.sum()
 
 
 def q15(t):
@@ -365,7 +357,7 @@ def q15(t):
     li = lineitem[(lineitem.l_shipdate >= _date("1996-01-01")) & (lineitem.l_shipdate < _date("1996-04-01"))]
     li = li.assign(revenue=li.l_extendedprice * (1 - li.l_discount))
     rev = li.groupby("l_suppkey").agg(total_revenue=("revenue", "sum")).reset_index()
-    top = scalar(rev.total_revenue.max())
+    top = rev.total_revenue.max()
     best = rev[rev.total_revenue == top]
     j = supplier.merge(best, left_on="s_suppkey", right_on="l_suppkey")
     j = j[["s_suppkey", "s_name", "s_address", "s_phone", "total_revenue"]]
@@ -393,7 +385,7 @@ def q17(t):
     avg = j.groupby("p_partkey").agg(avg_quantity=("l_quantity", "mean")).reset_index()
     j = j.merge(avg, on="p_partkey")
     j = j[j.l_quantity < 0.2 * j.avg_quantity]
-    return scalar(j.l_extendedprice.sum()) / 7.0
+    return j.l_extendedprice.sum() / 7.0
 
 
 def q18(t):
@@ -475,7 +467,7 @@ def q22(t):
     codes = ["13", "31", "23", "29", "30", "18", "17"]
     c = customer.assign(cntrycode=customer.c_phone.str.slice(0, 2))
     c = c[c.cntrycode.isin(codes)]
-    average = scalar(c[c.c_acctbal > 0.0].c_acctbal.mean())
+    average = c[c.c_acctbal > 0.0].c_acctbal.mean()
     c = c[(c.c_acctbal > average) & ~c.c_custkey.isin(orders.o_custkey)]  # NOT EXISTS: anti-join
     g = (
         c.groupby("cntrycode")

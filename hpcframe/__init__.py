@@ -53,6 +53,7 @@ __all__ = [
     "Series",
     "GroupBy",
     "Result",
+    "Scalar",
     "HpcframeError",
     "DatasetError",
     "ComputeError",
@@ -74,6 +75,7 @@ _LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays l
     "Series": "hpcframe.frame",
     "GroupBy": "hpcframe.frame",
     "Result": "hpcframe.frame",
+    "Scalar": "hpcframe.frame",
     "register_aggregation": "hpcframe.aggregations",
     "last_run_stats": "hpcframe.execute",
     "to_parquet": "hpcframe.writing",
@@ -98,7 +100,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .aggregations import register_aggregation
     from .diagnostics import Profiler, ProgressBar, ResourceProfiler, profiling, visualize
     from .execute import last_run_stats
-    from .frame import Frame, GroupBy, Result, Series, compute, merge
+    from .frame import Frame, GroupBy, Result, Scalar, Series, compute, merge
     from .readers import from_pandas, read_csv, read_hdf, read_parquet
     from .writing import to_csv, to_hdf, to_parquet
 

@@ -340,8 +340,16 @@ def compute(outputs, engine=None) -> list:
     )
     t0 = time.perf_counter()
     results: dict[int, object] = {}
-    for outs in groups:
-        results.update(_run_scan(outs, client, stats, plan_scan))
+    # lazy scalars the rows use (df[df.x > df.x.mean()]): computed first (their own scalars
+    # by the same call), then literals; a plan goes to the workers with their values in it
+    from . import expr as E
+    from .stages import scalar_refs_read
+
+    refs = [r for r in scalar_refs_read([o.node for o in leaves_all]) if not r.resolved]
+    values = compute([r.output for r in refs], engine) if refs else []
+    with E.resolving(zip(refs, values)):
+        for outs in groups:
+            results.update(_run_scan(outs, client, stats, plan_scan))
     stats["seconds"] = time.perf_counter() - t0
     X._last_stats.clear()
     X._last_stats.update(stats)

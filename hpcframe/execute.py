@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from . import aggregations as A
 from . import callbacks
+from . import expr as E
 from . import plan as P
 from .comm import (  # -- CHECKPOINT --
     block_in_flight,
@@ -115,14 +116,54 @@ def compute(outputs, comm=None, root=None):
         )
         t0 = time.perf_counter()
         leaves = [o for outs in groups for o in outs]
-        # the stages they read, counted too, each with the columns these outputs need
-        prepare([o.node for o in leaves], c, [o.columns() for o in leaves])
-        for outs in groups:
-            results.update(_run_scan(outs, c, root))
+        with E.resolving(_resolve_scalars(leaves, c)):
+            # the stages they read, counted too, each with the columns these outputs need
+            prepare([o.node for o in leaves], c, [o.columns() for o in leaves])
+            for outs in groups:
+                results.update(_run_scan(outs, c, root))
         _last_stats["seconds"] = time.perf_counter() - t0
         if root is not None and c.rank != root:
             return [None] * len(outputs)
         return [_finish(o, results) for o in outputs]
+
+
+def _resolve_scalars(leaves, comm) -> list:
+    """Collective: the value of every lazy scalar (:class:`hpcframe.expr.ScalarRef`) the
+    outputs ``leaves`` use (``df[df.x > df.x.mean()]``), as ``(reference, value)`` pairs, on
+    every rank: a scalar used by another's plan first. Stages the scalars and the outputs
+    both read (a join under a sum and a group-by) are computed once before, with the
+    columns all of them need — except those that use a scalar themselves (computed later,
+    by the computation that reads them). Empty when none is used (no collective)."""
+    from .stages import scalar_refs_read, stage_scalar_refs, stages_below
+
+    order: list = []
+
+    def add(ref) -> None:
+        for inner in scalar_refs_read([o.node for o in ref.output.leaves()]):
+            add(inner)
+        if all(ref is not r for r in order):
+            order.append(ref)
+
+    for ref in scalar_refs_read([o.node for o in leaves]):
+        if not ref.resolved:  # (resolved: by the computation this one runs inside)
+            add(ref)
+    if not order:
+        return []
+    every = list(leaves) + [o for ref in order for o in ref.output.leaves()]
+    ready = [o for o in every if not any(stage_scalar_refs(s) for s in stages_below([o.node]))]
+    if ready:
+        prepare([o.node for o in ready], comm, [o.columns() for o in ready])
+    values: list = []
+    for ref in order:
+        with E.resolving(values):
+            groups = scans_of([ref.output])
+            got: dict[int, object] = {}
+            mine = [o for outs in groups for o in outs]
+            prepare([o.node for o in mine], comm, [o.columns() for o in mine])
+            for outs in groups:
+                got.update(_run_scan(outs, comm, None))
+            values.append((ref, _finish(ref.output, got)))
+    return values
 
 
 _threads_set = False

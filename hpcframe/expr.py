@@ -16,9 +16,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import numpy as np
 
@@ -330,6 +331,97 @@ class Lit(Expr):
         return repr(self.value)
 
 
+class ScalarRef(Lit):
+    """A lazy scalar (a reduction such as ``df.x.mean()``, see :class:`hpcframe.Scalar`) used
+    in an expression: ``df[df.x > df.x.mean()]``. Its value is computed before the rows that
+    use it (:func:`hpcframe.execute.compute` resolves every reference of a computation first,
+    with :func:`resolving`); from then on, within that computation, it is a literal
+    (:class:`Lit`) in every evaluation — pandas', Arrow's and the statistics'. Before that,
+    ``evaluate`` gives ``placeholder`` (a value of the reduction's dtype: the frames' empty
+    ``meta`` are checked with it), and pushdown and pruning treat it as unknown.
+
+    ``output``: the :class:`hpcframe.outputs.Output` that computes the value; ``label``: how
+    it is shown (``sum(x)``)."""
+
+    def __init__(self, output: Any, placeholder: Any, label: str):
+        self.output, self.placeholder, self.label = output, placeholder, label
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the value is known (inside the computation that resolved it)."""
+        return id(self) in _RESOLVED
+
+    @property
+    def value(self) -> Any:
+        """The computed value, or ``placeholder`` while it is not known."""
+        got = _RESOLVED.get(id(self))
+        return got[1] if got is not None else self.placeholder
+
+    def key(self) -> tuple:
+        """A resolved reference is keyed as the literal of its value; an unresolved one by
+        identity (two references of one reduction are the same only when resolved)."""
+        if self.resolved:
+            return super().key()
+        return ("ScalarRef", id(self))
+
+    def _arrow_value(self, schema: pa.Schema) -> AScalar | None:
+        return super()._arrow_value(schema) if self.resolved else None
+
+    def __reduce__(self):
+        # sent to another process (a Dask worker) as the literal of its value: the
+        # resolution (_RESOLVED) is of this process and this computation only
+        if not self.resolved:
+            raise TypeError(f"the lazy scalar {self.text()} is sent elsewhere before it is computed")
+        return (Lit, (self.value,))
+
+    def text(self) -> str:
+        """``<sum(x)>``: the reduction it stands for (its value once resolved, as ``repr``)."""
+        return repr(self.value) if self.resolved else f"<{self.label}>"
+
+
+#: {id(ScalarRef): (the reference, its value)} of the computations running (see resolving)
+_RESOLVED: dict[int, tuple[ScalarRef, Any]] = {}
+
+
+def _known(e: Expr) -> TypeGuard[Lit]:
+    """A literal whose value is known now (a resolved :class:`ScalarRef` is one)."""
+    return isinstance(e, Lit) and (not isinstance(e, ScalarRef) or e.resolved)
+
+
+@contextlib.contextmanager
+def resolving(values: Mapping[ScalarRef, Any] | Iterable[tuple[ScalarRef, Any]]):
+    """Inside, each :class:`ScalarRef` of ``values`` (pairs of reference and value) is a
+    literal of that value; outside, it is unresolved again (a later computation computes it
+    anew: the data may have changed). Nests (a reference resolved by an outer computation
+    stays so)."""
+    pairs = list(values.items()) if isinstance(values, Mapping) else list(values)
+    added = [id(ref) for ref, _ in pairs if id(ref) not in _RESOLVED]
+    for ref, value in pairs:
+        if id(ref) not in _RESOLVED:
+            _RESOLVED[id(ref)] = (ref, value)
+    try:
+        yield
+    finally:
+        for key in added:
+            _RESOLVED.pop(key, None)
+
+
+def scalar_refs(expr: Expr) -> list[ScalarRef]:
+    """The :class:`ScalarRef` in ``expr``, each once, in the order met (depth first)."""
+    out: list[ScalarRef] = []
+
+    def visit(e: Expr) -> None:
+        if isinstance(e, ScalarRef):
+            if all(e is not r for r in out):
+                out.append(e)
+            return
+        for c in e.children():
+            visit(c)
+
+    visit(expr)
+    return out
+
+
 class Bin(Expr):
     """A binary operation: comparison, arithmetic, or logical ``&``/``|``."""
 
@@ -394,9 +486,9 @@ class Bin(Expr):
         if self.op not in _CMP:
             return True
         op, col, lit = self.op, self.left, self.right
-        if isinstance(col, Lit) and isinstance(lit, Col):
+        if _known(col) and isinstance(lit, Col):
             op, col, lit = _FLIP[op], lit, col
-        if not (isinstance(col, Col) and isinstance(lit, Lit)) or col.name not in stats:
+        if not (isinstance(col, Col) and _known(lit)) or col.name not in stats:
             return True
         lo, hi = stats[col.name]
         if lo is None or hi is None:
@@ -861,9 +953,9 @@ def _date_comparison(op, left, right, schema):
     import pandas as pd
     import pyarrow as pa
 
-    if isinstance(left, Lit) and isinstance(right, Col):
+    if _known(left) and isinstance(right, Col):
         op, left, right = _FLIP[op], right, left
-    if not (isinstance(left, Col) and isinstance(right, Lit)):
+    if not (isinstance(left, Col) and _known(right)):
         return False
     t = _arrow_type(left, schema)
     if t is None or not pa.types.is_date(t):
@@ -896,9 +988,9 @@ def _number_comparison(e: Bin, schema: pa.Schema) -> NumCmp | None:
     import pyarrow.types as pat
 
     op, col, lit = e.op, e.left, e.right
-    if isinstance(col, Lit) and isinstance(lit, Col):
+    if _known(col) and isinstance(lit, Col):
         op, col, lit = _FLIP[op], lit, col
-    if not (isinstance(col, Col) and isinstance(lit, Lit)):
+    if not (isinstance(col, Col) and _known(lit)):
         return None
     t, v = _arrow_type(col, schema), lit.value
     if t is None or isinstance(v, (bool, np.bool_)):
@@ -932,7 +1024,7 @@ def _is_plain_string(e: Expr, schema: pa.Schema) -> bool:
     """A string literal, or a (non-dictionary) string column of ``schema``."""
     import pyarrow.types as pat
 
-    if isinstance(e, Lit):
+    if _known(e):
         return isinstance(e.value, str)
     t = _arrow_type(e, schema)
     return t is not None and (pat.is_string(t) or pat.is_large_string(t))
@@ -1198,9 +1290,9 @@ def range_of(term: Expr) -> tuple[str, Any, Any] | None:
     if not isinstance(term, Bin) or term.op not in ("<", "<=", ">", ">="):
         return None
     op, left, right = term.op, term.left, term.right
-    if isinstance(left, Lit) and isinstance(right, Col):
+    if _known(left) and isinstance(right, Col):
         op, left, right = _FLIP[op], right, left
-    if not (isinstance(left, Col) and isinstance(right, Lit)):
+    if not (isinstance(left, Col) and _known(right)):
         return None
     return (left.name, None, right.value) if op in ("<", "<=") else (left.name, right.value, None)
 

@@ -142,6 +142,132 @@ class Result(Lazy):
         return f"<hpcframe lazy {self._out.text()}; call .compute()>"
 
 
+class Scalar(Result):
+    """A lazy scalar: a reduction of a column (``df.x.sum()``, ``.mean()``, ``.max()`` ...),
+    or arithmetic and comparisons of such reductions and constants (``df.x.sum() * 0.01``).
+
+    ``.compute()`` gives the value pandas gives. Like a number, it can be used in the
+    expressions of a frame, in any computation over any dataset:
+    ``df[df.x > df.x.mean()]``, ``df.assign(share=df.x / df.x.sum())``,
+    ``df.x.where(df.x < df.x.max(), 0)`` — the value is computed first, in the same computation
+    (stages both read, such as a join, are computed once), and then used as a literal, also
+    for pushdown and statistics pruning. It has no truth value (``if s > 0`` raises): compute
+    it to decide in Python.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = hf.from_pandas(pd.DataFrame({"x": [1.0, 2.0, 6.0]}))
+    >>> df[df.x > df.x.mean()].compute()  # (a fresh index, see the user guide)
+         x
+    0  6.0
+    >>> (df.x.sum() * 0.5).compute()
+    np.float64(4.5)
+    """
+
+    def __init__(self, expr: E.Expr, output: Output):
+        super().__init__(output)
+        self._expr = expr
+
+    @classmethod
+    def _of(cls, output: Output, placeholder, label: str) -> Scalar:
+        return cls(E.ScalarRef(output, placeholder, label), output)
+
+    def __repr__(self):
+        return f"<hpcframe lazy scalar {self._expr.text()}; call .compute()>"
+
+    def __bool__(self):
+        raise TypeError(
+            f"the truth value of a lazy scalar ({self._expr.text()}) is not known before it is "
+            f"computed: use .compute() to decide in Python, or use it in a frame's expression"
+        )
+
+    def _bin(self, op, other, reverse=False):
+        if isinstance(other, Series):
+            return NotImplemented  # the Series' reflected operator: a column expression
+        if isinstance(other, Scalar):
+            o = other._expr
+        elif isinstance(other, Lazy):
+            return NotImplemented
+        else:
+            o = E.Lit(other)
+        left, right = (o, self._expr) if reverse else (self._expr, o)
+        return _derived_scalar(E.Bin(op, left, right))
+
+    def __lt__(self, o):
+        return self._bin("<", o)
+
+    def __le__(self, o):
+        return self._bin("<=", o)
+
+    def __gt__(self, o):
+        return self._bin(">", o)
+
+    def __ge__(self, o):
+        return self._bin(">=", o)
+
+    def __add__(self, o):
+        return self._bin("+", o)
+
+    def __radd__(self, o):
+        return self._bin("+", o, reverse=True)
+
+    def __sub__(self, o):
+        return self._bin("-", o)
+
+    def __rsub__(self, o):
+        return self._bin("-", o, reverse=True)
+
+    def __mul__(self, o):
+        return self._bin("*", o)
+
+    def __rmul__(self, o):
+        return self._bin("*", o, reverse=True)
+
+    def __truediv__(self, o):
+        return self._bin("/", o)
+
+    def __rtruediv__(self, o):
+        return self._bin("/", o, reverse=True)
+
+    def __floordiv__(self, o):
+        return self._bin("//", o)
+
+    def __rfloordiv__(self, o):
+        return self._bin("//", o, reverse=True)
+
+    def __mod__(self, o):
+        return self._bin("%", o)
+
+    def __rmod__(self, o):
+        return self._bin("%", o, reverse=True)
+
+    def __pow__(self, o):
+        return self._bin("**", o)
+
+    def __rpow__(self, o):
+        return self._bin("**", o, reverse=True)
+
+    def __neg__(self):
+        return _derived_scalar(E.Neg(self._expr))
+
+    __hash__ = Result.__hash__
+
+
+def _derived_scalar(expr: E.Expr) -> Scalar:
+    """A :class:`Scalar` computed from the lazy scalars in ``expr`` (and constants)."""
+    refs = E.scalar_refs(expr)
+
+    def finish(values):
+        with E.resolving(zip(refs, values)):
+            return expr.evaluate(_EMPTY)
+
+    return Scalar(expr, Composite([r.output for r in refs], finish, label=expr.text()))
+
+
+_EMPTY = pd.DataFrame()
+
+
 class Frame(Lazy):
     """A lazy DataFrame. Build it with :func:`hpcframe.read_parquet` and friends.
 
@@ -781,7 +907,10 @@ class Series(Lazy):
     # element-wise methods (lazy, as pandas computes them)
     def _method(self, name, *args, **kwargs):
         if any(isinstance(v, Lazy) for v in (*args, *kwargs.values())):
-            raise TypeError(f"{name}() takes constants here, not a lazy column")
+            raise TypeError(
+                f"{name}() takes constants here, not a lazy column or scalar: compute a lazy "
+                f"scalar first (.compute())"
+            )
         return self._new(E.Method(self._expr, "", name, args, tuple(kwargs.items())))
 
     def abs(self):
@@ -1035,19 +1164,23 @@ class _DtAccessor:
 def _expr_of(value) -> E.Expr:
     if isinstance(value, Series):
         return value._expr
+    if isinstance(value, Scalar):
+        return value._expr
     if isinstance(value, (Frame, Lazy)):
         raise TypeError("expected a column expression or a scalar")
     return E.Lit(value)
 
 
-def _scalar(node, col, agg, pandas_fn) -> Result:
+def _scalar(node, col, agg, pandas_fn) -> Scalar:
     def shape(values, keys):
         value = values[0].iloc[0]
         if agg in ("nunique", "size"):  # pandas: a Python int
             return int(value)
         return value
 
-    return Result(AggOutput(node, [], [(col, agg)], shape, pandas_fn, label=agg))
+    output = AggOutput(node, [], [(col, agg)], shape, pandas_fn, label=agg)
+    # a value of the result's dtype for the frames' empty meta: pandas' answer on no rows
+    return Scalar._of(output, pandas_fn(node.meta), f"{agg}({col})")
 
 
 class GroupBy:

@@ -109,8 +109,8 @@ def _budget() -> int:
 def file_identity(stage) -> tuple | None:
     """``((path, size, mtime_ns), ...)`` of every file below ``stage`` (through the stages it
     reads), or ``None`` when a source below it is not a Parquet or HDF5 dataset of plain
-    files (or a file is missing)."""
-    from .stages import StageSource
+    files (or a file is missing), or when a stage uses a lazy scalar."""
+    from .stages import StageSource, stage_scalar_refs
 
     out: list[tuple] = []
     seen: set[int] = set()
@@ -119,6 +119,8 @@ def file_identity(stage) -> tuple | None:
         if id(st) in seen:
             return True
         seen.add(id(st))
+        if stage_scalar_refs(st):  # a lazy scalar's value may come from other files
+            return False
         for node in st.inputs():
             src = node.scan().source
             if isinstance(src, StageSource):

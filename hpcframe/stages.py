@@ -245,6 +245,50 @@ def stages_below(nodes) -> list[StageSource]:
     return out
 
 
+def _exprs_of(obj):
+    """The expressions (:class:`hpcframe.expr.Expr`) a plan node or a stage holds in its
+    attributes, directly or in lists and tuples of them."""
+    from .expr import Expr
+
+    for value in vars(obj).values():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            for x in item if isinstance(item, tuple) else (item,):
+                if isinstance(x, Expr):
+                    yield x
+
+
+def _chain_refs(node, out: list) -> None:
+    from .expr import scalar_refs
+
+    for n in node.chain():
+        for e in _exprs_of(n):
+            out.extend(r for r in scalar_refs(e) if all(r is not o for o in out))
+
+
+def stage_scalar_refs(stage) -> list:
+    """The lazy scalars (:class:`hpcframe.expr.ScalarRef`) ``stage`` itself evaluates: in
+    its own expressions and in the chains of its inputs (not in the stages below)."""
+    from .expr import scalar_refs
+
+    out: list = []
+    for e in _exprs_of(stage):
+        out.extend(r for r in scalar_refs(e) if all(r is not o for o in out))
+    for node in stage.inputs():
+        _chain_refs(node, out)
+    return out
+
+
+def scalar_refs_read(nodes) -> list:
+    """The lazy scalars (:class:`hpcframe.expr.ScalarRef`) the chains ``nodes`` and every
+    stage below them evaluate, each once, in a deterministic order (the same on every rank)."""
+    out: list = []
+    for node in nodes:
+        _chain_refs(node, out)
+    for stage in stages_below(nodes):
+        out.extend(r for r in stage_scalar_refs(stage) if all(r is not o for o in out))
+    return out
+
+
 class SortStage(StageSource):
     """A frame's rows sorted into range partitions by a distributed sample sort (see
     :mod:`hpcframe.sorting`): its dataset order is the sort (``spec``, a

@@ -67,6 +67,7 @@ DASK_FILES = [
     "test_reduction_types",
     "test_subtotals",
     "test_pushdown_types",
+    "test_lazy_scalar",
 ]
 # -- end DASK --
 
