@@ -19,10 +19,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import hpcframe as hf
 from tests.helpers import mpi
 from tests.helpers.compare import assert_same
+from tests.helpers.frames import spmd_settings
 
 pytestmark = mpi.timeout(120)
 
@@ -226,3 +229,38 @@ def _write_thresholds(path, level):
     tmp = os.path.join(path, ".part-0.parquet.tmp")
     pq.write_table(pa.table({"t": pa.array([level - 1.0, level], pa.float64())}), tmp)
     os.replace(tmp, os.path.join(path, "part-0.parquet"))
+
+
+# -- randomized: any reduction, comparison and factor, on columns with NaN/±inf/int edges ----
+@st.composite
+def _case(draw):
+    kind = draw(st.sampled_from(["float", "int", "float32"]))
+    if kind == "int":
+        values = st.integers(-(2**63), 2**63 - 1) | st.integers(-3, 3)
+    else:
+        values = st.floats(allow_nan=True, allow_infinity=True, width=32 if kind == "float32" else 64)
+    xs = draw(st.lists(values, min_size=0, max_size=40))
+    dtype = {"float": np.float64, "int": np.int64, "float32": np.float32}[kind]
+    agg = draw(
+        st.sampled_from(["min", "max", "mean", "sum", "count"] if kind != "int" else ["min", "max", "count"])
+    )
+    op = draw(st.sampled_from(sorted(OPS)))
+    factor = draw(st.sampled_from([None, 1, 0.5, -2]))
+    parts = draw(st.integers(1, 4))
+    return np.array(xs, dtype=dtype), agg, op, factor, parts
+
+
+@spmd_settings(max_examples=60)
+@given(case=_case())
+def test_any_filter_by_a_reduction_equals_pandas(case):
+    """``df[df.x <op> df.x.<agg>() (* factor)]`` against pandas, the frame in 1–4 partitions
+    (some empty): min/max/count exactly; mean/sum of floats with NaN and ±inf as pandas."""
+    xs, agg, op, factor, parts = case
+    ref = pd.DataFrame({"x": xs, "i": np.arange(len(xs))})
+    df = hf.from_pandas(ref, npartitions=parts)
+    value, want = getattr(df.x, agg)(), getattr(ref.x, agg)()
+    if factor is not None:
+        value, want = value * factor, want * factor
+    with np.errstate(all="ignore"):
+        expected = ref[OPS[op](ref.x, want)]
+    assert_same(df[OPS[op](df.x, value)], expected, exact=True, reset_index=True)
