@@ -707,7 +707,9 @@ def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None, keys: list[
     return combine_many(pd.concat([a, b], ignore_index=True), keys)
 
 
-def combine_many(t: pd.DataFrame, keys: list[str], final: bool = False, carried: list[str] | None = None) -> pd.DataFrame:
+def combine_many(
+    t: pd.DataFrame, keys: list[str], final: bool = False, carried: list[str] | None = None
+) -> pd.DataFrame:
     """The partials stacked in ``t`` (earlier partitions' rows first) merged into one: every
     intermediate combines all of a group's rows at once, in row order (so the result depends
     only on that order). Groups come out in order of first appearance, with the key values

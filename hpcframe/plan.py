@@ -288,7 +288,9 @@ def sort_order(df, spec: RowSort, order=None):
     spec = _decisive(df, spec)
     for c, a, na in reversed(list(zip(*spec))):
         col = df[c]
-        identity = len(order) == len(df) and (not len(order) or (order[0] == 0 and bool((np.diff(order) == 1).all())))
+        identity = len(order) == len(df) and (
+            not len(order) or (order[0] == 0 and bool((np.diff(order) == 1).all()))
+        )
         if identity and a and col.is_monotonic_increasing:
             continue  # already in order (rows in position order): nothing to do
         if not identity:
