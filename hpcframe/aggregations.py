@@ -707,18 +707,23 @@ def combine_partials(a: pd.DataFrame | None, b: pd.DataFrame | None, keys: list[
     return combine_many(pd.concat([a, b], ignore_index=True), keys)
 
 
-def combine_many(t: pd.DataFrame, keys: list[str], final: bool = False) -> pd.DataFrame:
+def combine_many(
+    t: pd.DataFrame, keys: list[str], final: bool = False, carried: list[str] | None = None
+) -> pd.DataFrame:
     """The partials stacked in ``t`` (earlier partitions' rows first) merged into one: every
     intermediate combines all of a group's rows at once, in row order (so the result depends
     only on that order). Groups come out in order of first appearance, with the key values
     of their first row. ``final``: every partial of each group is in ``t`` and the result is
     only finalized, never combined again: a ``nunique`` partial then becomes its count
-    (:func:`_uniq_final`), not a merged list of values."""
+    (:func:`_uniq_final`), not a merged list of values. ``carried``: columns of ``t`` that
+    are functions of the keys (equal in every row of a group), kept like the keys (from
+    each group's first row) but not grouped on."""
+    carried = list(carried or [])
     ids, first = group_ids(t, keys)
     gb = t.groupby(ids, sort=False)
     cols = {}
     for name in t.columns:
-        if name in keys:
+        if name in keys or name in carried:
             continue
         col, _, inter = name.rpartition(SEP)
         if name == FIRST_POS:
@@ -733,7 +738,7 @@ def combine_many(t: pd.DataFrame, keys: list[str], final: bool = False) -> pd.Da
             # -- Q21MEM: the last combine of nunique counts --
             counted = _uniq_final(t[name], ids, len(first)) if final and inter == "uniq" else None
             cols[name] = INTERMEDIATES[inter].combine(gb[name]) if counted is None else counted
-    out = t[keys].take(first).reset_index(drop=True)
+    out = t[keys + carried].take(first).reset_index(drop=True)
     for k in keys:  # typed as a group-by index types them (object bools -> bool, strings -> str)
         if out[k].dtype == object:
             typed = pd.Series(pd.Index(out[k].to_numpy()).infer_objects())

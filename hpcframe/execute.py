@@ -1235,7 +1235,11 @@ class _Spread:
         (into the outbox: nothing is kept in the combine tree)."""
         p = self.inner.chunk(df, leaf)
         if p is not None and len(p):
-            dest = self.owners[_route(p, self.inner.keys, self.nparts)]
+            part = _route(p, self.inner.keys, self.nparts)
+            dest = self.owners[part]
+            # -- Q10ROUTE: each row's partition travels with it (a hidden column carried
+            #    through the combine), so the finished groups are not hashed again --
+            p = p.assign(**{_PART: part.astype(np.int32)})
             for r, piece in split_by(p, dest, np.unique(dest)).items():
                 self.outbox[r].append((leaf.index, piece))
         return None
@@ -1257,20 +1261,27 @@ class _Spread:
         try:
             with interruptible():  # user combines: no collective inside
                 # drop each intermediate as soon as the next exists (millions of groups)
-                table = None if stacked is None else A.combine_many(stacked, keys or [A.ALL_KEY], final=True)
+                table = (
+                    None
+                    if stacked is None
+                    else A.combine_many(stacked, keys or [A.ALL_KEY], final=True, carried=[_PART])
+                )
                 del stacked
+                parts = None if table is None else table[_PART].to_numpy()
                 finished = o.finish_table(table)
                 del table
                 release_memory()  # -- Q21MEM: the combine's temporaries --
-                frames = self.partitions(finished, comm.rank, self.owners)
+                frames = self.partitions(finished, comm.rank, self.owners, parts)
         except BaseException as exc:
             error = failure(comm, context, exc)
         comm.agree(error or _interrupted(comm, context))
         return frames
 
-    def partitions(self, table, rank, owners) -> dict:
+    def partitions(self, table, rank, owners, parts) -> dict:
         """This rank's partitions of the finished ``table``: the stage's columns, each
-        partition in the order of first appearance (the same on any number of ranks)."""
+        partition in the order of first appearance (the same on any number of ranks).
+        ``parts``: each row's partition (the hash of its keys, computed when its partials
+        were routed)."""
         if table is None or len(table) == 0:
             return {}
         keys, stage = self.inner.keys, self.stage
@@ -1280,7 +1291,7 @@ class _Spread:
         for label in stage.labels:  # a registered aggregation's floats in an object column
             if frame[label].dtype == object:
                 frame[label] = frame[label].infer_objects()
-        return split_by(frame, _route(frame, keys, self.nparts), np.flatnonzero(owners == rank))
+        return split_by(frame, np.asarray(parts, dtype=np.int64), np.flatnonzero(owners == rank))
 
 
 class _Rows(Output):

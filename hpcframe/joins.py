@@ -1450,11 +1450,14 @@ def _split(df, bucket) -> dict:
     """``{b: rows of df in bucket b}`` (each in the rows' order): one stable sort and one
     ``take`` of the whole frame, then slices (a take per bucket costs a copy of the string
     columns per bucket)."""
-    order = np.argsort(bucket, kind="stable")
+    # -- Q13SPLIT: partition numbers (small, non-negative) sorted as uint16 (NumPy's stable
+    #    radix sort) and listed by a bincount (np.unique sorted them all again) --
+    small = len(bucket) and bucket.min() >= 0 and bucket.max() < 2**16
+    order = np.argsort(bucket.astype(np.uint16) if small else bucket, kind="stable")
     ordered = bucket[order]
     taken = df.take(order)
     out = {}
-    for b in np.unique(ordered):
+    for b in np.flatnonzero(np.bincount(bucket)) if small else np.unique(ordered):
         lo, hi = np.searchsorted(ordered, [b, b + 1])
         out[int(b)] = taken.iloc[lo:hi].reset_index(drop=True)
     return out

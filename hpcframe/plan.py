@@ -275,17 +275,22 @@ def last_sort(node: Node) -> Sort | None:
     return None
 
 
-def sort_order(df, spec: RowSort):
+def sort_order(df, spec: RowSort, order=None):
     """The positions of ``df``'s rows in the order ``spec`` (a stable sort: rows that tie
     keep their order in ``df``), as pandas' ``sort_values(kind="stable")`` orders them. One
     stable pass per column, the last column first, on that column alone: faster than
-    pandas' multi-key sort, which factorizes every key."""
+    pandas' multi-key sort, which factorizes every key. ``order``: positions of ``df``'s
+    rows to sort instead (ties keep their order in ``order``): the result is
+    ``order[sort_order(df.take(order), spec)]``, without taking the other columns."""
     import numpy as np
 
-    order = np.arange(len(df))
+    order = np.arange(len(df)) if order is None else np.asarray(order, dtype=np.int64)
+    spec = _decisive(df, spec)
     for c, a, na in reversed(list(zip(*spec))):
         col = df[c]
-        identity = not len(order) or (order[0] == 0 and bool((np.diff(order) == 1).all()))
+        identity = len(order) == len(df) and (
+            not len(order) or (order[0] == 0 and bool((np.diff(order) == 1).all()))
+        )
         if identity and a and col.is_monotonic_increasing:
             continue  # already in order (rows in position order): nothing to do
         if not identity:
@@ -301,6 +306,49 @@ def sort_order(df, spec: RowSort):
         ranked = col.reset_index(drop=True).sort_values(ascending=a, na_position=na, kind="stable")
         order = order[ranked.index.to_numpy()]
     return order
+
+
+# -- Q10SORT: a sort by keys of which one is unique stops at that key --
+def _decisive(df, spec: RowSort) -> RowSort:
+    """``spec`` without the columns after its first NumPy number, boolean or time column
+    whose values are all distinct (no two equal as the sort compares them: ``-0.0`` equals
+    ``0.0``, missing values tie): such a column orders every pair of rows, so the later
+    columns never decide and the stable sort by the shorter ``spec`` is the same
+    permutation. Checked only while a later column is one NumPy cannot sort (strings,
+    objects, extension types: sorted by pandas, much dearer than this check's one
+    quicksort); a group-by result's key order, ``[id, name, address, ...]``, is then sorted
+    by ``id`` alone (TPC-H q10, q3, q18)."""
+    import numpy as np
+
+    from .fastsort import KINDS
+
+    cols = spec.columns
+    dear = [not (isinstance(df[c].dtype, np.dtype) and df[c].dtype.kind in KINDS) for c in cols]
+    for j, c in enumerate(cols[:-1]):
+        if not any(dear[j + 1 :]):
+            break
+        if dear[j]:
+            continue
+        values = df[c].to_numpy()
+        kind = values.dtype.kind
+        if kind in "mM":
+            values = values.view(np.int64)
+            missing = values == np.iinfo(np.int64).min
+        elif kind == "f":
+            missing = np.isnan(values)
+        else:
+            missing = None
+        if missing is not None and missing.any():
+            if int(missing.sum()) > 1:
+                continue
+            values = values[~missing]
+        ranked = np.sort(values)
+        if not bool((ranked[1:] == ranked[:-1]).any()):
+            return RowSort(cols[: j + 1], spec.ascending[: j + 1], spec.na_position[: j + 1])
+    return spec
+
+
+# -- end Q10SORT --
 
 
 def sort_rows(df, spec: RowSort):

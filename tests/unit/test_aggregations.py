@@ -190,3 +190,27 @@ def test_distinct_pairs_are_the_sorted_distinct_pairs(gv):
 )
 def test_distinct_pairs_extremes(g, v):
     _check_pairs(g, v)
+
+
+# -- Q10ROUTE: the partition of a group's partials is carried through the last combine --
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 80))
+def test_combine_many_carries_a_column_of_the_keys(seed, n):
+    """A carried column (each partial row's partition, from the hash of its keys) comes out
+    of the combine as each group's value, with the groups and sums of the plain combine,
+    and equals the partition the finished keys hash to (so they need not be hashed again)."""
+    rng = np.random.default_rng(seed)
+    names = np.array(["a", "bb", None, "ccc"], dtype=object)
+    t = pd.DataFrame(
+        {
+            "k": rng.integers(0, 6, n).astype(np.int64),
+            "s": pd.array(rng.choice(names, n), dtype="str"),
+            "x" + A.SEP + "sum": rng.random(n),
+        }
+    )
+    keys = ["k", "s"]
+    t["__part"] = _route(t, keys, 5).astype(np.int32)
+    plain = A.combine_many(t.drop(columns="__part"), keys, final=True)
+    got = A.combine_many(t, keys, final=True, carried=["__part"])
+    pd.testing.assert_frame_equal(got.drop(columns="__part"), plain, check_exact=True)
+    assert np.array_equal(got["__part"].to_numpy(), _route(got, keys, 5))
