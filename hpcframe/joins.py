@@ -1172,8 +1172,10 @@ def deferrable_joins(planned, nodes) -> dict:
     (:func:`reduced_input`; TPC-H q2: part's 0.4 % cut partsupp before its join with the
     suppliers). A group-by result read by one side of an inner join on its group keys is
     deferred alike (:func:`_pushable_group_keys`; TPC-H q20: the lineitem rows of 1994 grouped
-    by part and supplier, reduced to the parts named 'forest%'). At most one per reader. The
-    same on every rank (from the plan only)."""
+    by part and supplier, reduced to the parts named 'forest%'). Only when the reader's
+    other side is filtered (:func:`_selective`; else the reader would compute the child in
+    full anyway), so that of two deferrable sides the one that can be reduced is. At most
+    one per reader. The same on every rank (from the plan only)."""
     reads: dict[int, list] = {}
     for node in nodes:
         st = stage_of(node)
@@ -1196,6 +1198,10 @@ def deferrable_joins(planned, nodes) -> dict:
         if id(parent) in readers or parent.broadcast is not None:
             continue
         if not _pushable(parent, which) and not _pushable_group_keys(parent, which):
+            continue
+        # -- Q20Q2: only where the reader may reduce it (its other side filtered, see
+        #    _first_side), so that the other side, when also deferrable, may be instead --
+        if not _selective(parent.right if which == "left" else parent.left):
             continue
         other = stage_of(parent.right if which == "left" else parent.left)
         if other is not None and id(other) in out:

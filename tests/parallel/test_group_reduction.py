@@ -267,3 +267,18 @@ def test_q20_then_a_semi_join_of_its_keys(t):
 
     check(q(hft), q(ref))
     assert stat(REDUCED) == 1
+
+
+def test_a_semi_join_as_the_other_side_counts_as_filtered(t):
+    """The other side is the rows of a semi join (``isin`` of a lazy Series: a filter with
+    no Filter step of its own): its keys reduce the group-by."""
+    hft, ref = t
+
+    def q(d):
+        part, ps = d["part"], d["ps"]
+        p = part[part.pk.isin(ps[ps.avail > 90].pk)]
+        g = d["fact"].groupby("pk").agg(tot=("q", "sum"), n=("q", "size")).reset_index()
+        return m(p, g, on="pk")
+
+    check(q(hft), q(ref))
+    assert stat(REDUCED) == 1 and stat(DROPPED) > 0
