@@ -1085,6 +1085,8 @@ def materialise(stage, comm, run=None) -> None:
     elif isinstance(stage, AggStage):
         spread = _Spread(stage, config.partitions, comm)
         frames = _run_scan([spread], comm, None)[id(spread)]
+        if spread.terms:  # -- Q20Q2: a copy reduced by the keys of the join reading it --
+            _add_stat("join_rows_dropped_by_reading_join", sum(t.dropped for t in spread.terms))
         owners = partition_owners(config.partitions, comm.size)
     elif isinstance(stage, ShuffleStage):
         rows = _Rows(run, config.partitions)
@@ -1222,6 +1224,22 @@ class _Spread:
         self.stage, self.inner, self.nparts = stage, stage.output, nparts
         self.owners = np.asarray(partition_owners(nparts, comm.size))
         self.outbox: list[list] = [[] for _ in range(comm.size)]  # per rank: (leaf, rows)
+        self.terms: list | None = None
+
+    def key_terms(self, declared) -> list:
+        """-- Q20Q2 -- The Arrow filters of the read of a group-by result computed for the
+        inner join reading it (``stage.pushed``, see :func:`hpcframe.joins.reduced_input`):
+        the rows whose group key is not among that join's other side's keys are dropped
+        (on keys that are int64 columns of the source, not reassigned)."""
+        if self.terms is None:
+            from .expr import KeyIn
+            from .joins import _int64_source_column
+
+            node, pushed = self.inner.node, self.stage.pushed
+            self.terms = [
+                KeyIn(col, keys) for col, keys in pushed if _int64_source_column(node, col, declared)
+            ]
+        return self.terms
 
     def __getattr__(self, name):
         return getattr(self.inner, name)

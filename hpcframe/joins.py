@@ -31,7 +31,7 @@ from . import plan as P
 from .config import config
 from .errors import ColumnNotFoundError
 from .expr import KeyIn, conjuncts, line_position, range_of, range_share
-from .stages import POSITION, JoinStage, stage_of
+from .stages import POSITION, AggStage, JoinStage, stage_of
 
 HOWS = ("inner", "left", "right", "outer", "cross")
 _LEFT_ORDER = "__hpcframe_jl{}__"
@@ -922,15 +922,15 @@ def _first_side(stage: JoinStage, comm, engine) -> str:
     of those orders only). The choice only orders the reading: the strategy is still
     decided from the sizes read.
 
-    A side over a join left to this one (:func:`deferrable_joins`) is estimated from that
-    join's sides (:func:`_deferred_estimate`); when the other side is filtered (a filter in
-    its chain: its keys are likely few) and estimated smaller, and small — at most a quarter
-    of ``config.broadcast_bytes``, so that broadcasting it instead of a small deferred join
-    costs little (TPC-H q8's orders of two years: 134 MB at SF 10, not read first) — it is
-    read first and its keys reduce the deferred join (see :func:`_read`); otherwise the
-    deferred join is computed in full here. (A join of unfiltered tables as the other side,
-    q8's suppliers with their nations, would be broadcast in place of a smaller deferred
-    join and reduce nothing.)"""
+    A side over a join (or group-by result) left to this one (:func:`deferrable_joins`) is
+    estimated from that join's sides (:func:`_deferred_estimate`); when the other side is
+    filtered (:func:`_selective`: its keys are likely few) and estimated smaller, and
+    small — at most a quarter of ``config.broadcast_bytes``, so that broadcasting it
+    instead of a small deferred join costs little (TPC-H q8's orders of two years: 134 MB
+    at SF 10, not read first) — it is read first and its keys reduce the deferred join (see
+    :func:`_read`); otherwise the deferred join is computed in full here. (A join of
+    unfiltered tables as the other side, q8's suppliers with their nations, would be
+    broadcast in place of a smaller deferred join and reduce nothing.)"""
     if stage.how == "right":
         return "left"
     nodes = {"left": stage.left, "right": stage.right}
@@ -941,7 +941,7 @@ def _first_side(stage: JoinStage, comm, engine) -> str:
             continue
         other = "right" if which == "left" else "left"
         onode = stage.right if which == "left" else stage.left
-        if any(isinstance(n, P.Filter) for n in onode.chain()):  # its keys: a subset
+        if _selective(onode):  # its keys: a subset
             mine = _deferred_estimate(run, comm, engine)
             theirs = _estimated_bytes(stage, other, comm)
             if theirs < mine and theirs <= config.broadcast_bytes // 4:
@@ -953,11 +953,27 @@ def _first_side(stage: JoinStage, comm, engine) -> str:
     return "left" if left < right else "right"
 
 
-def _deferred_estimate(run: JoinStage, comm, engine) -> float:
+def _selective(node) -> bool:
+    """Whether the rows of ``node`` (a side of a join) are likely few of its tables' rows,
+    so that its keys are likely a small subset of those they meet: a filter in its chain,
+    or a join stage it reads that is a semi/anti join (a filter) or an inner join with such
+    a side (TPC-H q20: partsupp joined with the 1 % of parts named 'forest%')."""
+    if any(isinstance(n, P.Filter) for n in node.chain()):
+        return True
+    st = stage_of(node)
+    if isinstance(st, JoinStage) and st.how in ("semi", "anti"):
+        return True
+    return isinstance(st, JoinStage) and st.how == "inner" and (_selective(st.left) or _selective(st.right))
+
+
+def _deferred_estimate(run, comm, engine) -> float:
     """Collective: a deferred join's estimated bytes (it is not computed yet): its larger
     side's estimate — an inner join with a smaller side (a dimension table) keeps at most
     about the rows of the larger one; a semi/anti join its left side's. A side over another
-    deferred join is estimated the same way."""
+    deferred join is estimated the same way. A deferred group-by result (an AggStage): the
+    estimate of the rows its group-by reads."""
+    if isinstance(run, AggStage):  # -- Q20Q2: a group-by result: its input's rows --
+        return _scan_estimate(run.output, comm)
     whiches = ["left"] if run.how in ("semi", "anti") else ["left", "right"]
     out = 0.0
     for which in whiches:
@@ -976,9 +992,15 @@ def _estimated_bytes(stage: JoinStage, which: str, comm) -> float:
     filter of the side (``FILTER_SELECTIVITY``, as DuckDB's planner guesses; at least
     1/100). Partitions of a held stage are exact; a Parquet row group's size is its
     uncompressed size. The same on every rank."""
+    return _scan_estimate(_Side(stage, which, comm.rank), comm)
+
+
+def _scan_estimate(out, comm) -> float:
+    """Collective: :func:`_estimated_bytes` of the read of one output ``out`` (a join side,
+    or the group-by computing a group-by result)."""
     from .physical import plan_scan
 
-    side = _Side(stage, which, comm.rank)
+    side = out
     plan = plan_scan([side], comm)
     bounds, guessed = _filter_ranges(side.node)
     nbytes = 0.0
@@ -1078,6 +1100,65 @@ def _pushable(parent: JoinStage, which: str) -> list[tuple[str, str]]:
     return out
 
 
+# -- Q20Q2: the keys of a join reduce the group-by result it reads --------------------------
+def _pushable_group_keys(parent: JoinStage, which: str) -> list[tuple[int, str]]:
+    """``[(position of the key among parent's keys, group key column)]``: where the keys of
+    the inner join ``parent`` may reduce the group-by result (an
+    :class:`~hpcframe.stages.AggStage`) its ``which`` side reads, while the group-by reads
+    its rows: each of ``parent``'s keys on that side that is a group key of the child, int64
+    in the side and in the group-by's input, reassigned on neither way. A row of the
+    group-by's input whose key is not among the other side's keys only adds to a group
+    whose key has no match, which the inner join drops; every other group keeps all its
+    rows, so its values are the same. Each key alone gives a superset of the matching rows,
+    so any number of keys may be joined on (TPC-H q20: the lineitem rows of 1994 grouped by
+    (part, supplier), joined with the partsupp rows of 1 % of the parts). Empty when not
+    so."""
+    if parent.how != "inner" or parent.indicator or parent.join_keys:
+        return []
+    node = parent.left if which == "left" else parent.right
+    child = stage_of(node)
+    if not isinstance(child, AggStage):
+        return []
+    grouped = child.output.node
+    pairs = parent.left_cols if which == "left" else parent.right_cols
+    keys = parent.left_keys if which == "left" else parent.right_keys
+    int64 = np.dtype("int64")
+    out = []
+    for i, key in enumerate(keys):
+        cols = [c for c, r in pairs if r == key]
+        if len(cols) != 1 or cols[0] not in child.output.keys:
+            continue
+        col = cols[0]
+        if node.meta[col].dtype != int64 or grouped.meta.dtypes.get(col) != int64:
+            continue
+        if any(isinstance(n, P.Assign) and n.name == col for n in (*node.chain(), *grouped.chain())):
+            continue
+        out.append((i, col))
+    return out
+
+
+def _reduced_groups(parent: JoinStage, which: str, run: AggStage, probe: Probe):
+    """A copy of the deferred group-by result ``run`` whose group-by drops, while reading,
+    the rows whose group key is not among ``probe``'s keys (:func:`_pushable_group_keys`;
+    the keys with the fewest distinct values first), or ``None``."""
+    import copy
+
+    int64 = np.dtype("int64")
+    targets = _pushable_group_keys(parent, which)
+    targets = [(i, c) for i, c in targets if probe.whole[probe.keys[i]].dtype == int64]
+    index = probe._build() if targets else None
+    if index is None:
+        return None
+    reduced = copy.copy(run)
+    reduced.data = None
+    reduced.persisted = reduced.dropped = False
+    reduced.pushed = sorted(((c, index.uniques[i]) for i, c in targets), key=lambda t: len(t[1]))
+    return reduced
+
+
+# -- end Q20Q2 --
+
+
 def deferrable_joins(planned, nodes) -> dict:
     """``{id(stage): (stage, run)}`` of the join stages of ``planned`` (the ``(stage, run)``
     pairs a computation materialises, inputs first; ``run``: the stage narrowed for it, see
@@ -1089,7 +1170,12 @@ def deferrable_joins(planned, nodes) -> dict:
     filtered and estimated smaller (:func:`_first_side`), and computes the child with the
     rows whose key is not among that side's keys dropped while read
     (:func:`reduced_input`; TPC-H q2: part's 0.4 % cut partsupp before its join with the
-    suppliers). At most one per reader. The same on every rank (from the plan only)."""
+    suppliers). A group-by result read by one side of an inner join on its group keys is
+    deferred alike (:func:`_pushable_group_keys`; TPC-H q20: the lineitem rows of 1994 grouped
+    by part and supplier, reduced to the parts named 'forest%'). Only when the reader's
+    other side is filtered (:func:`_selective`; else the reader would compute the child in
+    full anyway), so that of two deferrable sides the one that can be reduced is. At most
+    one per reader. The same on every rank (from the plan only)."""
     reads: dict[int, list] = {}
     for node in nodes:
         st = stage_of(node)
@@ -1103,7 +1189,7 @@ def deferrable_joins(planned, nodes) -> dict:
     out: dict = {}
     readers: set[int] = set()
     for stage, run in planned:
-        if not isinstance(run, JoinStage) or stage.ready or stage.persisted or stage.dropped:
+        if not isinstance(run, (JoinStage, AggStage)) or stage.ready or stage.persisted or stage.dropped:
             continue
         got = reads.get(id(stage), [])
         if len(got) != 1 or got[0] is None:
@@ -1111,7 +1197,11 @@ def deferrable_joins(planned, nodes) -> dict:
         parent, which = got[0]
         if id(parent) in readers or parent.broadcast is not None:
             continue
-        if not _pushable(parent, which):
+        if not _pushable(parent, which) and not _pushable_group_keys(parent, which):
+            continue
+        # -- Q20Q2: only where the reader may reduce it (its other side filtered, see
+        #    _first_side), so that the other side, when also deferrable, may be instead --
+        if not _selective(parent.right if which == "left" else parent.left):
             continue
         other = stage_of(parent.right if which == "left" else parent.left)
         if other is not None and id(other) in out:
@@ -1121,10 +1211,13 @@ def deferrable_joins(planned, nodes) -> dict:
     return out
 
 
-def reduced_input(parent: JoinStage, which: str, run: JoinStage, probe: Probe | None):
+def reduced_input(parent: JoinStage, which: str, run, probe: Probe | None):
     """A copy of the deferred join ``run`` (the stage ``parent``'s ``which`` side reads)
     whose sides drop, while read, the rows whose key is not among ``probe``'s (the other
-    side's distinct keys: one int64 key), or ``None`` when that cannot be done exactly."""
+    side's distinct keys: one int64 key), or ``None`` when that cannot be done exactly.
+    A deferred group-by result: see :func:`_reduced_groups`."""
+    if isinstance(run, AggStage) and probe is not None:
+        return _reduced_groups(parent, which, run, probe)
     if probe is None or len(probe.keys) != 1 or probe.whole[probe.keys[0]].dtype != np.dtype("int64"):
         return None
     targets = _pushable(parent, which)

@@ -153,6 +153,10 @@ class AggStage(StageSource):
         super().__init__(meta, f"group-by result ({output.text()})", keys if as_index else [], order, hidden)
         self.output, self.labels = output, list(labels)
         self.partitioning = f"hash of {keys}"
+        #: [(group key column, pandas.Index of int64 keys)]: the group-by drops, while it
+        #: reads, the rows whose key is not among them (a copy computed for the inner join
+        #: reading it, with that join's other side's keys: see hpcframe.joins.reduced_input)
+        self.pushed: list = []
 
     def inputs(self):
         """The grouped frame's plan."""
