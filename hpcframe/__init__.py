@@ -33,7 +33,7 @@ __all__ = [
     "read_hdf",
     "from_pandas",
     "compute",
-    "cluster",  # DASK
+    "cluster",
     "merge",
     "register_aggregation",
     "read_csv",
@@ -87,13 +87,12 @@ _LAZY = {  # name -> module: imported on first use, so `import hpcframe` stays l
     "visualize": "hpcframe.diagnostics",
     "profiling": "hpcframe.diagnostics",
     "QueryError": "hpcframe.query",
-    "Cache": "hpcframe.cache",  # CACHE (issue 14)
-    "CacheProfiler": "hpcframe.diagnostics",  # CACHE (issue 14)
+    "Cache": "hpcframe.cache",
+    "CacheProfiler": "hpcframe.diagnostics",
     "SpecError": "hpcframe.spec",
-    # -- DASK: the Dask engine's cluster and error (dask imported only when used) --
+    # the Dask engine's cluster and error (dask imported only when used)
     "cluster": "hpcframe.jobs.dask",
     "DaskEngineError": "hpcframe.dask_engine",
-    # -- end DASK --
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs

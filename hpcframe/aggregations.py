@@ -72,7 +72,7 @@ def _distinct_pairs(g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarra
     values of a group in no promised order: ``nunique`` needs only how many values a group
     has). Equal as numpy compares them, so ``-0.0`` equals ``0.0`` as in pandas.
 
-    -- Q21Q9: rows already in group order with small groups (a block of lineitem grouped by
+    Rows already in group order with small groups (a block of lineitem grouped by
     ``l_orderkey``: at most 7 rows each) are deduplicated in place by :func:`_distinct_runs`,
     without sorting. Otherwise each pair is packed into one int64,
     ``(g - min g) * span + code(v)``, and that one column is sorted (NumPy's SIMD quicksort:
@@ -484,7 +484,7 @@ def _dense_codes(df, keys, dropna):
         if k == ALL_KEY:
             c, cats = np.zeros(len(df), dtype=np.int64), pd.Index([0])
         elif isinstance(col.dtype, pd.CategoricalDtype) and len(col.cat.categories):
-            # -- SCANHOT: the codes array without the Series pandas' .cat.codes builds --
+            # the codes array without the Series pandas' .cat.codes builds
             c, cats = col.array.codes.astype(np.int64), col.cat.categories
         else:
             return None
@@ -497,7 +497,7 @@ def _dense_codes(df, keys, dropna):
                 c = np.where(missing, n, c)
             n += 1
         levels.insert(0, (k, cats, n))
-        # -- SCANHOT: in place on the fresh int64 copy (same integers) --
+        # in place on the fresh int64 copy (same integers)
         if stride != 1:
             c *= stride
         if codes is None:
@@ -554,7 +554,7 @@ def _dense_partial(df, keys, inters, dropna):
         decoded[k] = values
     for k in keys:
         cols[k] = decoded[k]
-    # -- SCANHOT: per column once: its values, whether it has NaN, its bincount sum (shared by
+    # per column once: its values, whether it has NaN, its bincount sum (shared by
     #    "sum" and "fsum", which run the same bincount); a count without NaN is the size --
     values: dict = {}
     nans: dict = {}
@@ -623,7 +623,7 @@ def chunk_partial(
                 source[name] = col
             else:
                 extra[name], source[name] = values, name
-    # -- DICTCAT: categorical keys are grouped by their integer codes (pandas' categorical
+    # categorical keys are grouped by their integer codes (pandas' categorical
     #    group-by hashes the categories more than once per block); the codes map back to the
     #    values below. Each group holds the same rows in the same order either way, so every
     #    aggregate is the same bit for bit. --

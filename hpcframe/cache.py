@@ -612,7 +612,7 @@ class ScanCache:
                 if store.put(key, encoded[0], encoded[1]):
                     _count("disk partials", "stored", encoded[0].nbytes)
 
-    # -- CSVTYPES: which int/bool columns of a CSV block hold a null (hpcframe.io.csv) --
+    # which int/bool columns of a CSV block hold a null (hpcframe.io.csv)
     def _nulls_key(self, parts, columns) -> str | None:
         ident = block_identity(parts, self.cache.hash_content, self.files, self.rows)
         if ident is None or self.source_id is None:
@@ -651,8 +651,6 @@ class ScanCache:
             mem.put(key, tuple(sorted(names)), 1e-3, 64)
         if store is not None:
             store.put(key, pa.table({}), {"kind": "nulls", "nulls": sorted(names)})
-
-    # -- end CSVTYPES --
 
     # -- column chunks ----------------------------------------------------------------------
     def read(self, parts, columns, reader: Callable):

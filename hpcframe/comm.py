@@ -172,7 +172,7 @@ class Comm:
         cls: type[ComputeError]
         if any(f.kind == "KeyboardInterrupt" for f in failures):
             cls = JobInterrupted
-        elif all(f.kind == CHECKPOINT_KIND for f in failures):  # -- CHECKPOINT --
+        elif all(f.kind == CHECKPOINT_KIND for f in failures):
             cls = JobCheckpointed
             _checkpoint_agreed[0] = True
         elif all(f.kind == "DatasetError" for f in failures):
@@ -180,7 +180,7 @@ class Comm:
         else:
             cls = ComputeError
         head = None
-        if cls is JobCheckpointed:  # -- CHECKPOINT: not a failure: say what happened --
+        if cls is JobCheckpointed:  # not a failure: say what happened
             head = f"checkpoint: every rank stopped; {len(failures)} of {self.size} rank(s) got the request:"
         exc = cls(_failure_message(failures, self.size, head), [tuple(f)[:4] for f in failures])
         # how many other ranks sent this one a stop notice (see notices()): to receive them
@@ -382,7 +382,7 @@ def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
             f"KeyboardInterrupt: interrupted ({how}) on this rank; the job was stopped on every rank",
             "KeyboardInterrupt",
         )
-    if isinstance(exc, CheckpointNow):  # -- CHECKPOINT: a second signal dropped the block --
+    if isinstance(exc, CheckpointNow):  # a second signal dropped the block
         dropped = checkpoint_failure(comm, context, dropped=True)
         assert dropped is not None  # always a failure when dropped
         return dropped
@@ -714,7 +714,7 @@ def take_interrupt() -> bool:
 
 
 # ------------------------------------------------------------------ CHECKPOINT: checkpoint signals
-# -- CHECKPOINT: a checkpoint signal stops every rank at the next block boundary (issue 13.7) --
+# a checkpoint signal stops every rank at the next block boundary (issue 13.7)
 #: The ``RankFailure.kind`` of a rank that stopped on a checkpoint signal.
 CHECKPOINT_KIND = "Checkpoint"
 #: The environment variable naming the checkpoint signals (``USR1,TERM``).
@@ -849,6 +849,3 @@ def checkpoint_failure(comm: Comm, context: str, dropped: bool = False) -> RankF
         "done is kept: run the same command again to resume",
         CHECKPOINT_KIND,
     )
-
-
-# -- end CHECKPOINT --

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .units import parse_size  # CACHE: HPCFRAME_CACHE_BYTES=2GB
+from .units import parse_size  # HPCFRAME_CACHE_BYTES=2GB
 
 
 def _env_int(name: str, default: int) -> int:
@@ -33,7 +33,7 @@ def _env_str(name: str, default, choices=None):
 #: how group-bys are finished (:attr:`Config.shuffle`)
 SHUFFLE_CHOICES = ("auto", "shuffle", "gather")
 #: when the next block is read while this one is computed (:attr:`Config.readahead`)
-READAHEAD_CHOICES = ("auto", "on", "off")  # READAHEAD
+READAHEAD_CHOICES = ("auto", "on", "off")
 
 
 def usable_cores() -> int:
@@ -146,33 +146,29 @@ class Config:
     shuffle_round_bytes: int = _env_int("shuffle_round_bytes", 256 << 20)
     #: A join side of at most this many bytes (measured, over all ranks) is broadcast.
     broadcast_bytes: int = _env_int("broadcast_bytes", 64 << 20)
-    # -- CACHE: issue 14 (see hpcframe.cache) --
+    # issue 14 (see hpcframe.cache)
     #: Bytes of memory per rank for the cache of blocks' decoded columns and partials when
     #: no ``hf.Cache`` block is active (0: none). ``HPCFRAME_CACHE_BYTES``.
     cache_bytes: int = int(parse_size(_env_str("cache_bytes", "0")))
     #: A directory of per-block partials shared by ranks and jobs when no ``hf.Cache`` block
     #: is active (``None``: none). ``HPCFRAME_CACHE_DIR``; ``hpcframe run --cache-dir``.
     cache_dir: str | None = _env_str("cache_dir", None)
-    # -- end CACHE --
-    # -- SMALLQ: stage reuse across computations (see hpcframe.reuse) --
+    # stage reuse across computations (see hpcframe.reuse)
     #: Bytes per rank of computed stages (joins, group-by results used as frames, shuffles,
     #: sorts) kept after a computation for later ones reading the same frame (0: off).
     #: ``HPCFRAME_STAGE_REUSE_BYTES``.
     stage_reuse_bytes: int = int(parse_size(_env_str("stage_reuse_bytes", "256MiB")))
-    # -- end SMALLQ --
-    # -- READAHEAD: issue 11 (see hpcframe.execute._ReadAhead) --
+    # issue 11 (see hpcframe.execute._ReadAhead)
     #: "auto", "on" or "off": read the next block in a background thread while this one is
     #: computed (auto: when the node has more cores than ranks). ``HPCFRAME_READAHEAD``.
     readahead: str = _env_str("readahead", "auto", READAHEAD_CHOICES)
-    # -- end READAHEAD --
 
-    # -- DASK: the engine setting (hpcframe.dask_engine) --
+    # the engine setting (hpcframe.dask_engine)
     #: Where ``compute()`` runs when no ``engine=`` is given: ``None`` (the local engine, or
     #: MPI under mpiexec), ``"dask"`` (a LocalCluster), a ``distributed.Client`` or a Dask
     #: cluster (e.g. :func:`hpcframe.cluster`). Not read from the environment
     #: (``HPCFRAME_ENGINE=local|mpi`` chooses between the local and MPI engines).
     engine: object = None
-    # -- end DASK --
 
 
 #: The engine's tunables (see :class:`Config`).

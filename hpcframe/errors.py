@@ -104,7 +104,7 @@ class JobInterrupted(ComputeError, KeyboardInterrupt):
     exit_code = 130
 
 
-# -- CHECKPOINT: the agreed stop on a checkpoint signal (issue 13 item 7) --
+# the agreed stop on a checkpoint signal (issue 13 item 7)
 #: The exit code of a run that stopped on a checkpoint signal (SIGUSR1/SIGTERM of a batch job):
 #: ``EX_TEMPFAIL`` of sysexits.h, "try again". The job script requeues the job on it.
 CHECKPOINT_EXIT = 75
@@ -127,9 +127,6 @@ class JobCheckpointed(ComputeError):
     """
 
     exit_code = CHECKPOINT_EXIT
-
-
-# -- end CHECKPOINT --
 
 
 class ColumnNotFoundError(KeyError, HpcframeError):

@@ -29,7 +29,7 @@ from . import aggregations as A
 from . import callbacks
 from . import expr as E
 from . import plan as P
-from .comm import (  # -- CHECKPOINT --
+from .comm import (
     block_in_flight,
     checkpoint_failure,
     communicator,
@@ -46,7 +46,7 @@ from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
-from .outputs import (  # CSVTYPES: empty_meta, *_frame_dtypes, widen_*
+from .outputs import (  # empty_meta, *_frame_dtypes, widen_*
     Composite,
     Output,
     empty_meta,
@@ -94,7 +94,7 @@ def last_run_stats() -> dict:
 
 def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
-    install_checkpoint_handlers()  # -- CHECKPOINT: HPCFRAME_CHECKPOINT_SIGNALS, if set --
+    install_checkpoint_handlers()  # HPCFRAME_CHECKPOINT_SIGNALS, if set
     with communicator(comm) as c, interrupt_guard(c), deferred(), stage_scope():
         _share_cores(c)
         if root is not None and not (0 <= root < c.size):
@@ -112,7 +112,7 @@ def compute(outputs, comm=None, root=None):
             exchanges_pickled=0,
             stage_columns_pruned=0,
             stage_bytes=0,
-            stages_reused=0,  # SMALLQ: stages held from an earlier computation (hpcframe.reuse)
+            stages_reused=0,  # stages held from an earlier computation (hpcframe.reuse)
         )
         t0 = time.perf_counter()
         leaves = [o for outs in groups for o in outs]
@@ -220,20 +220,18 @@ def _run_scan(outs, comm, root):
             error = failure(comm, context, exc)
         comm.agree(error or _interrupted(comm, context))
     cache = _ReadCache(source, read_cols)
-    # -- CACHE: blocks' partials and decoded columns kept by hpcframe.cache (issue 14) --
+    # blocks' partials and decoded columns kept by hpcframe.cache (issue 14)
     from .cache import for_scan
 
     cache.kept = for_scan(source, plans)
-    # -- end CACHE --
     # head(n): once this rank holds n rows, its later leaves cannot be among the first n
     # (not for an ordered output, a top-n: its first rows can be in any leaf)
     limits = [None if getattr(o, "ordered", False) else getattr(o, "limit", None) for o in outs]
     produced = [0] * len(outs)
-    # -- READAHEAD: the same decision on every rank (local_size may be collective) --
+    # the same decision on every rank (local_size may be collective)
     _settle_reads()
     on = _readahead_on(source, cache, limits, comm)
     cache.ahead = _ReadAhead(bool(getattr(source, "concurrent_reads", False))) if on else None
-    # -- end READAHEAD --
     notices = comm.notices()  # a failing rank tells the others to stop reading
     try:
         error = _read_my_leaves(
@@ -252,7 +250,7 @@ def _run_scan(outs, comm, root):
             notices.close(getattr(exc, "_notices_to_me", 0))
             raise
         notices.close()
-        widen = _agree_nulls(source, comm)  # -- CSVTYPES --
+        widen = _agree_nulls(source, comm)
         spread = [isinstance(o, _Spread) for o in outs]
         shuffle = _shuffle_choice(outs, nodes, comm)
         plain = [[] if sh or sp else n for n, sh, sp in zip(nodes, shuffle, spread)]
@@ -273,7 +271,7 @@ def _run_scan(outs, comm, root):
             try:
                 with interruptible():  # user combines/finalize: no collective inside
                     results = _finish_results(outs, shuffle, shuffled, everyone, len(leaves))
-                    if widen:  # -- CSVTYPES: the dtypes of the whole dataset --
+                    if widen:  # the dtypes of the whole dataset
                         results = {k: widen_result(o, results[k]) for k, o in ((id(o), o) for o in outs)}
             except BaseException as exc:
                 error = failure(comm, f"finishing the results of {source_label(source)}", exc)
@@ -298,7 +296,7 @@ def _run_scan(outs, comm, root):
     return results
 
 
-# -- CSVTYPES: integer/bool columns with an empty field in some block of a CSV dataset --
+# integer/bool columns with an empty field in some block of a CSV dataset
 def _agree_nulls(source, comm) -> bool:
     """Collective for sources that learn while reading which integer or bool columns hold
     a null (CSV, :meth:`~hpcframe.io.csv.CSVSource.learned_nulls`; the same source on every
@@ -315,14 +313,11 @@ def _agree_nulls(source, comm) -> bool:
     return bool(source.adopt_nulls(union))
 
 
-# -- end CSVTYPES --
-
-
 def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm, notices):
     """Read and compute this rank's leaves, folding partials into ``stacks``. Returns this
     rank's failure (``None`` if none). Stops at a failure (and tells the other ranks) or when
     another rank's notice says it failed."""
-    # -- READAHEAD: the leaf read after each leaf (the next one that reads anything); reads
+    # the leaf read after each leaf (the next one that reads anything); reads
     #    still happen one at a time, in leaf order, and the one in flight is waited for
     #    before this returns (a source's open streams are never used by two threads) --
     ahead = cache.ahead
@@ -337,7 +332,6 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
     finally:
         if ahead is not None:
             ahead.drain()
-    # -- end READAHEAD --
 
 
 def _read_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mine, comm, notices, upcoming):
@@ -345,16 +339,15 @@ def _read_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mi
     error = None
     for i in mine:
         leaf = leaves[i]
-        # -- CHECKPOINT: a checkpoint signal stops this rank here, at a block boundary --
+        # a checkpoint signal stops this rank here, at a block boundary
         error = checkpoint_failure(comm, f"starting partition {leaf.describe()}")
         if error is not None:
             break
-        # -- end CHECKPOINT --
         if notices.received():  # another rank failed: its error is raised at the agreement
             break
         t0 = time.perf_counter()
         cache.read_end, cache.rows, cache.rows_out = None, 0, None
-        cache.upcoming = upcoming.get(i)  # READAHEAD: read once this leaf's table is there
+        cache.upcoming = upcoming.get(i)  # read once this leaf's table is there
         wants, parts = wanted[i]
         wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
         if any(wants) and all(
@@ -591,19 +584,19 @@ class _ReadCache:
         self.source, self.columns = source, columns
         self.parent, self.table = None, None
         self.read_end, self.rows, self.rows_out = None, 0, None
-        self.kept = None  # CACHE: a hpcframe.cache.ScanCache when a cache is active
-        # -- READAHEAD: a _ReadAhead when on, and the (leaf, parts) to read after this one --
+        self.kept = None  # a hpcframe.cache.ScanCache when a cache is active
+        # a _ReadAhead when on, and the (leaf, parts) to read after this one
         self.ahead: _ReadAhead | None = None
         self.upcoming = None
 
     def get(self, leaf: Leaf, parts):
-        # -- CACHE: decoded column chunks from hpcframe.cache when a cache is active --
+        # decoded column chunks from hpcframe.cache when a cache is active
         kept, ahead = self.kept, self.ahead
-        nxt = self._next_read(leaf) if ahead is not None else None  # READAHEAD
+        nxt = self._next_read(leaf) if ahead is not None else None
         if leaf.parent is None:
             if kept is not None:
                 table = kept.read(parts, self.columns, lambda cols: read_parts(self.source, parts, cols))
-            elif ahead is not None:  # READAHEAD: read in the background, or now
+            elif ahead is not None:  # read in the background, or now
                 table = ahead.take(leaf.index, self._reader(leaf, parts), _paths(leaf, parts), nxt)
             else:
                 table = read_parts(self.source, parts, self.columns)
@@ -615,21 +608,19 @@ class _ReadCache:
                     self.table = kept.read(
                         (parent,), self.columns, lambda cols: self.source.read(parent, cols)
                     )
-                elif ahead is not None:  # READAHEAD
+                elif ahead is not None:
                     self.table = ahead.take(leaf.index, self._reader(leaf, parts), _paths(leaf, parts), nxt)
                 else:
                     self.table = self.source.read(leaf.parent, self.columns)
                 self.parent = leaf.parent
-            # -- end CACHE --
             block = leaf.parts[0]
             table = self.table.slice(block.start - leaf.parent.start, block.num_rows)
         self.read_end, self.rows = time.perf_counter(), table.num_rows
         _add_stat("rows_read", table.num_rows)
-        if ahead is not None and nxt is not None:  # READAHEAD: read the next leaf meanwhile
+        if ahead is not None and nxt is not None:  # read the next leaf meanwhile
             ahead.start(nxt)
         return table
 
-    # -- READAHEAD --
     def _reader(self, leaf: Leaf, parts):
         """A function that reads what ``leaf`` needs: its partitions, or its parent's rows."""
         source, columns, parent = self.source, self.columns, leaf.parent
@@ -648,13 +639,11 @@ class _ReadCache:
             return None
         return nxt.index, self._reader(nxt, parts), _paths(nxt, parts)
 
-    # -- end READAHEAD --
-
     def clear(self):
         self.parent, self.table = None, None
 
 
-# -- READAHEAD: reading a rank's next block while it computes the current one (issue 11) --
+# reading a rank's next block while it computes the current one (issue 11)
 _READERS: list = []  # the pool of background reading threads of this process (when needed)
 _IN_FLIGHT: list = []  # the reads started there and not yet waited for (Futures)
 
@@ -772,9 +761,6 @@ def _forget(future) -> None:
         pass
 
 
-# -- end READAHEAD --
-
-
 def read_parts(source, parts, columns):
     """The rows of ``parts`` (contiguous partitions of one file) as one Arrow table."""
     many = getattr(source, "read_many", None)
@@ -788,19 +774,18 @@ def read_parts(source, parts, columns):
 def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     if not any(wants):
         return [None] * len(plans)
-    # -- CACHE: partials of this block found in hpcframe.cache are not computed again --
+    # partials of this block found in hpcframe.cache are not computed again
     kept, found = cache.kept, {}
     if kept is not None:
         t_start = time.perf_counter()
         found = kept.lookup(leaf, parts, wants)
-        # -- CSVTYPES: a CSV block's nulls are recorded with its partials (or it is read) --
+        # a CSV block's nulls are recorded with its partials (or it is read)
         if found and hasattr(cache.source, "saw_nulls"):
             nulls = kept.block_nulls(parts, cache.columns)
             if nulls is None:
                 found = {}
             else:
                 cache.source.saw_nulls(nulls)
-        # -- end CSVTYPES --
         if found:
             wants = [w and k not in found for k, w in enumerate(wants)]
             if not any(wants):
@@ -810,14 +795,13 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     if kept is not None:
         kept.keep(leaf, out, time.perf_counter() - t_start)
         read = cache.source.block_nulls(parts) if hasattr(cache.source, "saw_nulls") else None
-        if read is not None:  # -- CSVTYPES: read from the file (not from memory): record --
+        if read is not None:  # read from the file (not from memory): record
             kept.keep_block_nulls(parts, cache.columns, read)
         out = [found[k] if k in found else p for k, p in enumerate(out)]
     return out
-    # -- end CACHE --
 
 
-# -- SCANHOT: the scan hot path (issue 11, item 1): _compute_leaf, _no_rows, _arrow_mask
+# the scan hot path (issue 11, item 1): _compute_leaf, _no_rows, _arrow_mask
 #    and the allocator setting below --
 _MALLOC_TUNED = False
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
@@ -948,9 +932,6 @@ def _arrow_mask(table, plan, declared):
     )
 
 
-# -- end SCANHOT --
-
-
 def _add_stat(name, value):
     _last_stats[name] = _last_stats.get(name, 0) + value
 
@@ -975,13 +956,12 @@ def stage_scope():
         if _scopes:
             _scopes[-1].extend(made)
         else:
-            # -- SMALLQ: stages retained for later computations (hpcframe.reuse) --
+            # stages retained for later computations (hpcframe.reuse)
             from . import reuse
 
             for stage in made:
                 if not stage.persisted and not (ok and reuse.keep(stage)):
                     stage.release()
-            # -- end SMALLQ --
 
 
 def _in_scope(stage) -> bool:
@@ -996,19 +976,18 @@ def prepare(nodes, comm, needs=None) -> None:
     node, the columns its reader takes from it (an output's ``columns()``; default: every
     column). A stage held already with fewer columns than now needed is computed again; a
     stage nothing reads now (the input of a held stage) is not computed."""
-    from . import reuse  # SMALLQ
+    from . import reuse
     from .pruning import HELD, UNREAD, plan_stages
-    from .stages import stages_below  # SMALLQ
+    from .stages import stages_below
 
-    # -- SMALLQ: stages an earlier computation left held, if every rank can reuse them --
+    # stages an earlier computation left held, if every rank can reuse them
     below = stages_below(nodes)
     candidates = [s for s in below if s.ready and not s.persisted and not _in_scope(s)]
     if any(not s.persisted for s in below):
         reuse.agree(candidates, comm)
-    # -- end SMALLQ --
     stages, runs = plan_stages(nodes, needs)
-    _add_stat("stages_reused", sum(1 for s in candidates if runs.get(id(s)) is HELD))  # SMALLQ
-    # -- JOINQ: joins computed by the join reading them, with its other side's keys --
+    _add_stat("stages_reused", sum(1 for s in candidates if runs.get(id(s)) is HELD))
+    # joins computed by the join reading them, with its other side's keys
     from .joins import deferrable_joins
 
     planned = [(s, runs[id(s)]) for s in stages if runs[id(s)] is not HELD and runs[id(s)] is not UNREAD]
@@ -1037,12 +1016,12 @@ def _materialise_planned(stage, run, comm) -> None:
     if stage.ready:  # held with fewer columns (an earlier computation of this scope)
         stage.release()
     materialise(stage, comm, run)
-    reuse.made_with(stage, comm)  # SMALLQ
+    reuse.made_with(stage, comm)
     if _scopes:
         _scopes[-1].append(stage)
 
 
-# -- JOINQ: a join stage read only by one side of an inner join is computed by that join
+# a join stage read only by one side of an inner join is computed by that join
 # (hpcframe.joins.deferrable_joins): {id(stage): (stage, run)} while prepare() runs --
 _deferred: dict[int, tuple] = {}
 
@@ -1085,13 +1064,13 @@ def materialise(stage, comm, run=None) -> None:
     elif isinstance(stage, AggStage):
         spread = _Spread(stage, config.partitions, comm)
         frames = _run_scan([spread], comm, None)[id(spread)]
-        if spread.terms:  # -- Q20Q2: a copy reduced by the keys of the join reading it --
+        if spread.terms:  # a copy reduced by the keys of the join reading it
             _add_stat("join_rows_dropped_by_reading_join", sum(t.dropped for t in spread.terms))
         owners = partition_owners(config.partitions, comm.size)
     elif isinstance(stage, ShuffleStage):
         rows = _Rows(run, config.partitions)
         _run_scan([rows], comm, None)
-        node = run.node  # -- CSVTYPES: the rows in the dataset's dtypes before the stage's functions --
+        node = run.node  # the rows in the dataset's dtypes before the stage's functions
         if hasattr(node.scan().source, "learned_nulls"):
             wide, narrow = empty_meta(node), node.meta
             rows.outbox = {b: [widen_frame(p, wide, narrow) for p in ps] for b, ps in rows.outbox.items()}
@@ -1111,7 +1090,7 @@ def materialise(stage, comm, run=None) -> None:
     else:  # pragma: no cover - every stage kind is listed above
         raise TypeError(f"unknown stage {type(stage).__name__}")
     declared = _declared_meta(run)
-    # -- CSVTYPES: blocks read before their CSV dataset's nulls were known: its dtypes --
+    # blocks read before their CSV dataset's nulls were known: its dtypes
     csv_input = any(hasattr(n.scan().source, "learned_nulls") for n in run.inputs())
     if csv_input and isinstance(stage, JoinStage):
         wide, narrow = join_frame_dtypes(run)
@@ -1165,7 +1144,7 @@ def _declared_meta(stage):
     by_values = set(getattr(stage, "typed_by_values", ()))  # group keys made by the stage
     for node in stage.inputs():
         source = node.scan().source
-        schema = getattr(stage, "input_schemas", {}).get(id(source)) or source.schema()  # JOINQ
+        schema = getattr(stage, "input_schemas", {}).get(id(source)) or source.schema()
         flagged = [
             f.name
             for f in schema
@@ -1227,7 +1206,7 @@ class _Spread:
         self.terms: list | None = None
 
     def key_terms(self, declared) -> list:
-        """-- Q20Q2 -- The Arrow filters of the read of a group-by result computed for the
+        """The Arrow filters of the read of a group-by result computed for the
         inner join reading it (``stage.pushed``, see :func:`hpcframe.joins.reduced_input`):
         the rows whose group key is not among that join's other side's keys are dropped
         (on keys that are int64 columns of the source, not reassigned)."""
@@ -1344,7 +1323,7 @@ class _Rows(Output):
         if len(df) == 0:
             return None
         bucket = _route(df, self.stage.keys, self.nparts)
-        wanted = np.flatnonzero(np.bincount(bucket))  # -- GROUPTOPN: O(n), not np.unique's sort --
+        wanted = np.flatnonzero(np.bincount(bucket))  # O(n), not np.unique's sort
         for b, piece in split_by(df, bucket, wanted).items():
             self.outbox.setdefault(b, []).append(piece)
         return None
@@ -1422,11 +1401,10 @@ def exchange_frames(comm, outgoing: list, tag: str, stacked: bool = False, consu
 def split_by(df, bucket, wanted) -> dict:
     """``{b: rows of df whose bucket is b}`` for the buckets ``wanted`` that have rows, each
     keeping the rows' order (one stable sort instead of a mask per bucket)."""
-    # -- GROUPTOPN: small non-negative buckets sorted as uint16 (NumPy's stable radix sort) --
+    # small non-negative buckets sorted as uint16 (NumPy's stable radix sort)
     small = len(bucket) and bucket.dtype.kind in "iu" and bucket.min() >= 0 and bucket.max() < 2**16
     order = np.argsort(bucket.astype(np.uint16) if small else bucket, kind="stable")
-    # -- end GROUPTOPN --
-    # -- DBQ9: one take of the whole frame in bucket order, then a slice per bucket (zero-copy
+    # one take of the whole frame in bucket order, then a slice per bucket (zero-copy
     #    views under copy-on-write): a take per column instead of one per column and bucket
     #    (Arrow strings' take has a large cost per call; q9's 32 buckets: 0.2 -> 0.1 s a block) --
     #    Only the rows of the wanted buckets are taken.
@@ -1448,7 +1426,6 @@ def split_by(df, bucket, wanted) -> dict:
         out[b] = whole.iloc[at : at + hi - lo].reset_index(drop=True)
         at += hi - lo
     return out
-    # -- end DBQ9 --
 
 
 _PART = "__hpcframe_partition__"
@@ -1552,7 +1529,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
     owners = partition_owners(rows.nparts, comm.size)
     sends: list[dict] = [{} for _ in range(comm.size)]
     for b, pieces in rows.outbox.items():
-        sends[owners[b]][b] = pieces  # -- DBQ9: stacked once, by _tagged (not here and there) --
+        sends[owners[b]][b] = pieces  # stacked once, by _tagged (not here and there)
     rows.outbox = {}
     received = _exchange_partitions(comm, sends, f"the rows of {stage.label}")
     frames: dict = {}
@@ -1581,7 +1558,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
     return frames
 
 
-# -- SMALLQ: the engine's parts are imported with the engine, not inside the first
+# the engine's parts are imported with the engine, not inside the first
 #    computation. Each TPC-H query of benchmarks/tpch_all.py runs in a fresh process
 #    (imports before the clock, as for the other engines): these lazy imports (Parquet
 #    reader and file systems, joins, pruning, exchange, cache, Arrow's pandas conversion)
@@ -1597,5 +1574,3 @@ def _import_engine_parts() -> None:
 
 
 _import_engine_parts()
-
-# -- end SMALLQ --

@@ -68,7 +68,7 @@ def compute(*objs, comm=None, root=None, engine=None):
     from .execute import compute as run
 
     outputs = [_as_output(o) for o in objs]
-    # -- DASK: compute(engine=...) / config.engine on a Dask cluster (hpcframe.dask_engine) --
+    # compute(engine=...) / config.engine on a Dask cluster (hpcframe.dask_engine)
     if engine is not None or config.engine is not None:
         from . import dask_engine
 
@@ -78,7 +78,6 @@ def compute(*objs, comm=None, root=None, engine=None):
                     "compute() got both comm= (the MPI engine) and a Dask engine: pass one of them"
                 )
             return tuple(dask_engine.compute(outputs, engine))
-    # -- end DASK --
     return tuple(run(outputs, comm=comm, root=root))
 
 

@@ -972,7 +972,7 @@ def _deferred_estimate(run, comm, engine) -> float:
     about the rows of the larger one; a semi/anti join its left side's. A side over another
     deferred join is estimated the same way. A deferred group-by result (an AggStage): the
     estimate of the rows its group-by reads."""
-    if isinstance(run, AggStage):  # -- Q20Q2: a group-by result: its input's rows --
+    if isinstance(run, AggStage):  # a group-by result: its input's rows
         return _scan_estimate(run.output, comm)
     whiches = ["left"] if run.how in ("semi", "anti") else ["left", "right"]
     out = 0.0
@@ -1056,7 +1056,7 @@ def _tighter(a, b, pick):
     return a if pick(pa_, pb) == pa_ else b
 
 
-# -- JOINQ: a join's keys reduce the join it reads (sideways information passing) --------
+# a join's keys reduce the join it reads (sideways information passing)
 def _pushable(parent: JoinStage, which: str) -> list[tuple[str, str]]:
     """``[(side of the child, its column)]``: where the keys of the inner join ``parent``
     may reduce the join stage its ``which`` side reads (the child): the child's side
@@ -1100,7 +1100,7 @@ def _pushable(parent: JoinStage, which: str) -> list[tuple[str, str]]:
     return out
 
 
-# -- Q20Q2: the keys of a join reduce the group-by result it reads --------------------------
+# the keys of a join reduce the group-by result it reads
 def _pushable_group_keys(parent: JoinStage, which: str) -> list[tuple[int, str]]:
     """``[(position of the key among parent's keys, group key column)]``: where the keys of
     the inner join ``parent`` may reduce the group-by result (an
@@ -1156,9 +1156,6 @@ def _reduced_groups(parent: JoinStage, which: str, run: AggStage, probe: Probe):
     return reduced
 
 
-# -- end Q20Q2 --
-
-
 def deferrable_joins(planned, nodes) -> dict:
     """``{id(stage): (stage, run)}`` of the join stages of ``planned`` (the ``(stage, run)``
     pairs a computation materialises, inputs first; ``run``: the stage narrowed for it, see
@@ -1199,7 +1196,7 @@ def deferrable_joins(planned, nodes) -> dict:
             continue
         if not _pushable(parent, which) and not _pushable_group_keys(parent, which):
             continue
-        # -- Q20Q2: only where the reader may reduce it (its other side filtered, see
+        # only where the reader may reduce it (its other side filtered, see
         #    _first_side), so that the other side, when also deferrable, may be instead --
         if not _selective(parent.right if which == "left" else parent.left):
             continue
@@ -1283,7 +1280,7 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
     except BaseException as exc:
         error = failure(comm, context, exc)
     comm.agree(error or engine._interrupted(comm, context))
-    # -- Q21Q9: keys that cannot fit are known without hashing them (Q21: 30 M lineitem
+    # keys that cannot fit are known without hashing them (Q21: 30 M lineitem
     #    rows of sorted, disjoint blocks); the same decision as from the distinct keys --
     if sum(comm.allgather(floor)) > config.broadcast_bytes // 4:
         engine._add_stat("join_key_filters_given_up_early", 1)

@@ -87,7 +87,7 @@ def empty_meta(node):
 # -- end PRUNEDTYPE --
 
 
-# -- CSVTYPES: results with the dtypes of the dataset when blocks decided them --
+# results with the dtypes of the dataset when blocks decided them
 def widen_result(out, result):
     """``result`` of ``out`` with the dtypes pandas gives it over the whole dataset.
 
@@ -241,9 +241,6 @@ def _cast_like(result, wide, narrow):
     if type(wide) is int and type(narrow) is not int and isinstance(result, np.integer):
         return int(result)  # the sum of an object (bool with nulls) column: a Python int
     return result
-
-
-# -- end CSVTYPES --
 
 
 class Output:

@@ -295,14 +295,13 @@ def sort_order(df, spec: RowSort, order=None):
             continue  # already in order (rows in position order): nothing to do
         if not identity:
             col = col.take(order)
-        # -- GROUPTOPN: numbers, booleans and times: NumPy's quicksort made stable (fastsort) --
+        # numbers, booleans and times: NumPy's quicksort made stable (fastsort)
         from .fastsort import stable_argsort
 
         fast = stable_argsort(col.to_numpy() if isinstance(col.dtype, np.dtype) else None, a, na == "last")
         if fast is not None:
             order = order[fast]
             continue
-        # -- end GROUPTOPN --
         ranked = col.reset_index(drop=True).sort_values(ascending=a, na_position=na, kind="stable")
         order = order[ranked.index.to_numpy()]
     return order

@@ -210,7 +210,7 @@ def read_csv(
         chunk_bytes=chunk_bytes,
         **options,
     )
-    # -- SEED2: the type sample spread over the ranks of the job (issue 11) --
+    # the type sample spread over the ranks of the job (issue 11)
     from .comm import launched_by_mpi
 
     if comm is not None or launched_by_mpi():
@@ -222,5 +222,4 @@ def read_csv(
 
                 _share_cores(c)
             source.infer_schema(c)
-    # -- end SEED2 --
     return frame_of(source)

@@ -51,7 +51,7 @@ GROUPS = {
     "end to end (cli, diagnostics, ingest, jobs with a real SLURM)": ["cli", "diagnostics", "ingest", "jobs"],
 }
 PARALLEL = "tests/parallel"
-# -- DASK: the files of tests/parallel run again with HPCFRAME_TEST_ENGINE=dask (the Dask
+# the files of tests/parallel run again with HPCFRAME_TEST_ENGINE=dask (the Dask
 # engine): reductions, group-bys, assign/expressions, dtypes, head/top-n, filters and pushdown,
 # special values, subtotals (tests/dask covers map_partitions, errors, diagnostics); about 3–4
 # minutes on the 2-core machine --
@@ -69,7 +69,6 @@ DASK_FILES = [
     "test_pushdown_types",
     "test_lazy_scalar",
 ]
-# -- end DASK --
 
 
 def run(name: str, cmd: list[str], logs: list[str] = (), timeout: int = TIMEOUT) -> dict[str, int]:
@@ -121,7 +120,7 @@ def main(argv: list[str]) -> int:
                 timeout=TIMEOUT * len(paths),
             )
         )
-    # -- DASK: the query tests again on the Dask engine (one LocalCluster of 2 worker processes
+    # the query tests again on the Dask engine (one LocalCluster of 2 worker processes
     # per run; stage queries must raise its clear error, see tests/parallel/conftest.py) --
     import importlib.util
 
@@ -131,7 +130,6 @@ def main(argv: list[str]) -> int:
         add(run("parallel queries on the Dask engine (LocalCluster)", cmd + list(extra), timeout=2 * TIMEOUT))
     else:
         print("\n=== Dask engine: skipped (distributed is not installed: pip install -e '.[test]')")
-    # -- end DASK --
     mpiexec = os.path.join(BIN, "mpiexec")
     logdir = tempfile.mkdtemp(prefix="hpcframe-test-logs-")
     pytest = f"{shlex.quote(py)} -m pytest {PARALLEL} -q -p no:cacheprovider " + " ".join(

@@ -45,7 +45,7 @@ COMMANDS: dict[str, str] = {
     "jobs": "hpcframe.cli.jobs:jobs",
     "wait": "hpcframe.cli.jobs:wait_cmd",
     "profiles": "hpcframe.cli.profiles:profiles",
-    "cache": "hpcframe.cli.cache:cache",  # CACHE (issue 14)
+    "cache": "hpcframe.cli.cache:cache",
     # -- end JOBS --
 }
 

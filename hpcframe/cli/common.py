@@ -103,7 +103,7 @@ def handle_errors(fn):
             raise
         except JobInterrupted as exc:  # every rank knows: say so on every rank
             raise Failure(f"interrupted: {exc}", exit_code(exc), exc, everywhere=True) from exc
-        except JobCheckpointed as exc:  # -- CHECKPOINT: every rank stopped on a signal: 75 --
+        except JobCheckpointed as exc:  # every rank stopped on a signal: 75
             raise Failure(f"checkpointed: {exc}", exit_code(exc), exc) from exc
         except ComputeError as exc:
             raise Failure(f"computation failed: {exc}", exit_code(exc), exc) from exc

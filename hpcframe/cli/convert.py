@@ -218,7 +218,7 @@ def _convert_body(
                 click.echo(summary_text(summary))
     except FileExistsError as exc:  # the destination holds something: a usage error
         raise Failure(str(exc), 2, exc) from exc
-    except JobCheckpointed as exc:  # -- CHECKPOINT: stopped on a signal, parts kept: exit 75 --
+    except JobCheckpointed as exc:  # stopped on a signal, parts kept: exit 75
         raise Failure(
             f"hpcframe convert checkpointed; re-run the same command to resume:\n{exc}", 75, exc
         ) from exc

@@ -107,7 +107,7 @@ def _is_command(target: str) -> bool:
     help="Reuse jobqueue.slurm / jobqueue.pbs from this dask-jobqueue YAML file.",
 )
 @click.option("--launcher", help='How ranks start, e.g. "srun --mpi=pmi2" or "mpiexec".')
-# -- CHECKPOINT: checkpoint and requeue (hpcframe.jobs.checkpoint) --
+# checkpoint and requeue (hpcframe.jobs.checkpoint)
 @click.option(
     "--requeue",
     is_flag=True,
@@ -125,7 +125,6 @@ def _is_command(target: str) -> bool:
 @click.option(
     "--retries", type=int, help="Requeue a failed run (not a checkpoint) up to N times. [default: 0]"
 )
-# -- end CHECKPOINT --
 @click.option("--dry-run", is_flag=True, help="Print the job script; submit nothing.")
 def submit(
     target,
@@ -177,7 +176,7 @@ def submit(
         "account": account,
         "launcher": launcher,
         "exclusive": exclusive,  # -- JOBSRENDER --
-        "requeue": requeue,  # -- CHECKPOINT --
+        "requeue": requeue,
         "signal": signal_,
         "retries": retries,
     }

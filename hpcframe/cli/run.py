@@ -89,14 +89,13 @@ def info(path: str, fmt: str | None, key: str | None, show_parts: bool, as_json:
     "(Parquet + JSON); `hpcframe report DIR` turns it into an HTML/PNG report. Not a "
     "cluster profile (that is `hpcframe submit --cluster-profile`).",
 )
-# -- CACHE: --cache-dir (issue 14) --
+# --cache-dir (issue 14)
 @click.option(
     "--cache-dir",
     metavar="DIR",
     help="Keep every block's partial results in DIR (shared by the ranks and by later jobs): "
     "a re-run reads only new or changed files. See `hpcframe cache info|clear DIR`.",
 )
-# -- end CACHE --
 @handle_errors
 def run(
     spec: str,
@@ -108,7 +107,7 @@ def run(
     explain: bool,
     progress: bool,
     profile_dir: str | None,
-    cache_dir: str | None = None,  # CACHE
+    cache_dir: str | None = None,
 ) -> None:
     """Run the job spec SPEC (YAML): read, filter, group, aggregate, write.
 
@@ -147,7 +146,7 @@ def run(
         click.echo(format_summary(summary, cached=cache_dir is not None))
 
 
-# -- CACHE: --cache-dir (issue 14) --
+# --cache-dir (issue 14)
 def _caching(cache_dir: str | None):
     """The ``hf.Cache`` of ``--cache-dir`` (a no-op without one)."""
     import contextlib
@@ -163,9 +162,6 @@ def _caching(cache_dir: str | None):
             f"cannot use the cache directory {cache_dir!r}: {exc.strerror or exc}; "
             "pass a writable --cache-dir"
         ) from None
-
-
-# -- end CACHE --
 
 
 def format_result(table) -> str:
@@ -188,11 +184,10 @@ def format_summary(summary, cached: bool = False) -> str:
         f"output:   {s.output} ({s.format})" if s.output else "output:   (none: printed above)",
         f"seconds:  {s.seconds:.2f} on {s.ranks} rank(s)",
     ]
-    # -- CACHE: blocks not read because a cache held their partials --
+    # blocks not read because a cache held their partials
     read = getattr(s, "partitions_read", None)
     if cached and read is not None:
         lines.insert(1, f"blocks:   {read} read, {s.partitions - s.partitions_pruned - read} from the cache")
-    # -- end CACHE --
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack, contextmanager
 
-from .cacheprof import CacheProfiler  # CACHE (issue 14)
+from .cacheprof import CacheProfiler
 from .profile import Profiler
 from .progress import ProgressBar
 from .report import summarize, visualize
@@ -100,13 +100,12 @@ def profiling(profile_dir=None, progress: bool = False, dt: float = 0.5, comm=No
             rprof = stack.enter_context(ResourceProfiler(dt=dt))
             active += [prof, rprof]
             recorded = [prof, rprof]
-            # -- CACHE: with a cache in use (hf.Cache, --cache-dir), its counts too --
+            # with a cache in use (hf.Cache, --cache-dir), its counts too
             from ..cache import current
 
             if current() is not None:
                 recorded.append(stack.enter_context(CacheProfiler()))
                 active.append(recorded[-1])
-            # -- end CACHE --
         try:
             yield active
         except BaseException as exc:

@@ -171,7 +171,7 @@ def _summary_html(profile: RunProfile, s: dict) -> str:
     )
 
 
-# -- CACHE: the CacheProfiler's table (issue 14) --
+# the CacheProfiler's table (issue 14)
 def _cache_html(profile: RunProfile) -> str:
     cache: Any = profile.cache
     if cache is None or not len(cache):
@@ -190,9 +190,6 @@ def _cache_html(profile: RunProfile) -> str:
         "<th>bytes served</th><th>bytes stored</th><th>evictions</th><th>rejected</th></tr>"
         f"{rows}</table>"
     )
-
-
-# -- end CACHE --
 
 
 def write_html(profile: RunProfile, path: str) -> str:

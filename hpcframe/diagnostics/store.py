@@ -40,7 +40,7 @@ class RunProfile:
     runs: object
     resources: object
     meta: dict = field(default_factory=dict)
-    cache: object = None  # CACHE: CacheProfiler.results, or None
+    cache: object = None  # CacheProfiler.results, or None
 
     @property
     def t0(self) -> float:
@@ -51,11 +51,11 @@ class RunProfile:
 def collect(profilers, status: str = "ok") -> RunProfile:
     """A :class:`RunProfile` from :class:`Profiler` / :class:`ResourceProfiler` objects (any
     of them may be missing). Raises ``TypeError`` for anything else."""
-    from .cacheprof import CacheProfiler  # CACHE
+    from .cacheprof import CacheProfiler
 
     prof = rprof = cprof = None
     for p in profilers:
-        if isinstance(p, CacheProfiler):  # CACHE
+        if isinstance(p, CacheProfiler):
             cprof = p
         elif isinstance(p, Profiler):
             prof = p
@@ -114,9 +114,7 @@ def save(profile: RunProfile, directory) -> str:
     # every file is written before any is renamed into place
     replace_all(
         [(os.path.join(directory, f"{name}.parquet"), table(name)) for name in _TABLES]
-        + (  # CACHE
-            [(os.path.join(directory, "cache.parquet"), table("cache"))] if profile.cache is not None else []
-        )
+        + ([(os.path.join(directory, "cache.parquet"), table("cache"))] if profile.cache is not None else [])
         + [(os.path.join(directory, "run.json"), run_json)]
     )
     return directory
@@ -155,6 +153,6 @@ def load(directory) -> RunProfile:
         runs["read_start"] = runs["start"] if len(runs) else []
     if "format" not in runs:
         runs["format"] = "" if len(runs) else []
-    cache_path = os.path.join(directory, "cache.parquet")  # CACHE: optional
+    cache_path = os.path.join(directory, "cache.parquet")  # optional
     cache = pd.read_parquet(cache_path) if os.path.isfile(cache_path) else None
     return RunProfile(meta=meta, cache=cache, **tables)

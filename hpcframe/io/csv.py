@@ -42,16 +42,16 @@ Schema
     from there (the sampled bytes replayed) instead of decompressing its start again, unless
     the file changed (size or modification time) in between; when the sample was parsed with
     the read's types (and ``on_bad_lines="error"``), its parsed rows are used and only the rest
-    of the file is parsed (SEED2).
+    of the file is parsed.
 
-    Under MPI the sample is read once per job (SEED2, :meth:`CSVSource.infer_schema`, called
+    Under MPI the sample is read once per job (:meth:`CSVSource.infer_schema`, called
     by ``read_csv``, which is then collective): the sample files are split evenly over the
     ranks, each preferably to the rank that will read it (contiguous runs of files per rank, as
     the engine hands them out), the per-file results are allgathered and unified in file order
     on every rank — the schema one process would infer; each sample file is sampled once in the
     job, and a file its sampling rank reads is decompressed and parsed once.
 
-Dtypes (CSVTYPES)
+Dtypes
     pandas' frame of a CSV dataset is ``pd.concat([pd.read_csv(f) for f in files])``: an
     integer column with one empty field anywhere is float64 in the whole frame, a bool
     column object. The schema flags such a column (``NULLS``, :mod:`hpcframe.io.types`), so
@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import io
 import os
-import threading  # READAHEAD
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -289,7 +289,7 @@ class CSVSource:
     #: partition row counts are estimates (from a sample and the compression ratio), not
     #: known counts: progress is measured in bytes and explain() labels the rows estimated
     exact_row_counts = False
-    #: READAHEAD: two files may be read at once by two threads (one stream per file, see
+    #: two files may be read at once by two threads (one stream per file, see
     #: :meth:`_read_chunk`; byte ranges share nothing): the engine's read-ahead
     #: (hpcframe.execute._ReadAhead) then decompresses the next file while this one is read
     concurrent_reads = True
@@ -333,17 +333,17 @@ class CSVSource:
         self._schema = None
         self._names: list[str] | None = None  # every column of the files, in file order
         self._row_bytes = 100.0
-        # -- READAHEAD: the open streams, one per file (at most _CURSORS): the engine may
+        # the open streams, one per file (at most _CURSORS): the engine may
         #    read two files at once (hpcframe.execute._ReadAhead), never one file twice --
         self._cursors: dict[str, _Cursor] = {}
         # path -> (file identity, decompressed bytes read by the sample, the open stream after
         # them): the first read of a sampled compressed file goes on from where the sample
         # stopped instead of decompressing its start again (see :meth:`_sample`)
         self._kept: dict[str, tuple[tuple, bytes, Any]] = {}
-        # SEED2: path -> (the sample parsed, its bytes, its lines) of a kept stream: the first
+        # path -> (the sample parsed, its bytes, its lines) of a kept stream: the first
         # read goes on from the end of the sample instead of parsing it again (see _resume)
         self._kept_parsed: dict[str, tuple[pa.Table, int, int]] = {}
-        # -- CSVTYPES: integer/bool columns known to hold an empty field somewhere in the
+        # integer/bool columns known to hold an empty field somewhere in the
         #    dataset (from the sample, or agreed by the ranks after a scan): flagged NULLS in
         #    :meth:`schema`; and those this process saw while reading, not agreed yet --
         self._nulls: frozenset[str] = frozenset()
@@ -355,13 +355,13 @@ class CSVSource:
         #: it in :meth:`discover` ("plain", "xz index", "gzip trailer" or "probe N bytes"): each
         #: file is described by one rank only, so the keys of all ranks are disjoint
         self.examined: dict[str, str] = {}
-        # SEED2: the files this process read a type sample of (see :attr:`sampled`); private:
+        # the files this process read a type sample of (see :attr:`sampled`); private:
         # the partial cache's fingerprint of the source (vars()) must not depend on it
         self._sampled: list[str] = []
 
     @property
     def sampled(self) -> list[str]:
-        """The files this process read a type sample of (SEED2): :meth:`infer_schema` spreads
+        """The files this process read a type sample of: :meth:`infer_schema` spreads
         them over the ranks, so each sample file is sampled by one rank of the job."""
         return list(self._sampled)
 
@@ -376,9 +376,9 @@ class CSVSource:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_cursors"] = {}  # READAHEAD
+        state["_cursors"] = {}
         state["_kept"] = {}
-        state["_kept_parsed"] = {}  # SEED2
+        state["_kept_parsed"] = {}
         state["_part_nulls"] = {}
         return state
 
@@ -391,7 +391,7 @@ class CSVSource:
             self._schema = self._infer()
         return self._schema
 
-    # -- CSVTYPES: dtypes of the dataset, learned while reading --
+    # dtypes of the dataset, learned while reading
     def learned_nulls(self) -> frozenset[str]:
         """The integer and bool columns in which this process read an empty field that
         :meth:`schema` does not flag yet (to be agreed by the ranks: :meth:`adopt_nulls`)."""
@@ -419,7 +419,7 @@ class CSVSource:
         found = frozenset(
             n for n, c in zip(table.column_names, table.columns) if c.null_count and _nullable_narrow(c.type)
         )
-        # READAHEAD: two threads may read two files at once (concurrent_reads): one at a time here
+        # two threads may read two files at once (concurrent_reads): one at a time here
         with _CURSORS_LOCK:
             self._seen_nulls.update(found - self._nulls)
             # popped by the engine when a partial cache is active; else only the latest are kept
@@ -449,8 +449,6 @@ class CSVSource:
         """Count ``columns`` as read with a null by this process (a cached block's record)."""
         self._seen_nulls.update(c for c in columns if c not in self._nulls)
 
-    # -- end CSVTYPES --
-
     def discover(self, comm) -> list[Partition]:
         """Byte ranges of plain files and row chunks of streamed ones, in file order.
         Collective: file ``i`` is examined by rank ``i % size``."""
@@ -463,7 +461,7 @@ class CSVSource:
         columns = list(columns)
         try:
             if isinstance(part.piece, ByteRange):
-                return self._note_nulls(part, self._read_range(part, columns))  # CSVTYPES
+                return self._note_nulls(part, self._read_range(part, columns))
             return self._note_nulls(part, self._read_chunk(part, columns))
         except (OSError, EOFError) as exc:
             raise DatasetError(f"cannot read {part.describe()}: {exc}") from exc
@@ -550,7 +548,7 @@ class CSVSource:
             if f is not None:
                 f.close()
 
-    # -- SEED2: the first read of a sampled file goes on from the sample's parsed rows --
+    # the first read of a sampled file goes on from the sample's parsed rows
     def _resume(self, path: str, types: dict):
         """``(the sample's rows of columns types, the decompressed stream after them, lines
         before it)`` when the sample of ``path`` left its stream open, the file is unchanged
@@ -576,13 +574,11 @@ class CSVSource:
             return table.select(list(types)), None, lines
         return table.select(list(types)), io.BufferedReader(_Prefixed(rest, f), 1 << 20), lines
 
-    # -- end SEED2 --
-
     def _open(self, path: str):
         """The decompressed stream of ``path`` from its start: the one the sample left open
         (its bytes replayed first) when there is one and the file is unchanged, else a new
         one."""
-        self._kept_parsed.pop(path, None)  # SEED2
+        self._kept_parsed.pop(path, None)
         kept = self._kept.pop(path, None)
         if kept is not None:
             identity, read, f = kept
@@ -591,7 +587,7 @@ class CSVSource:
             f.close()
         return open_decompressed(path)
 
-    # -- READAHEAD: the type sample's files decompressed two at a time --
+    # the type sample's files decompressed two at a time
     def _samples(self, paths: list[str]) -> dict:
         """``{path: function returning the sample of path}`` (:meth:`_sample`; its error
         raised by the function): started two files at a time in background threads as
@@ -617,9 +613,7 @@ class CSVSource:
             _SAMPLERS.append(ThreadPoolExecutor(2, thread_name_prefix="hpcframe-sample"))
         return {p: _SAMPLERS[0].submit(self._sample, p).result for p in paths}
 
-    # -- end READAHEAD --
-
-    # -- SEED2: the type sample spread over the ranks (issue 11, "planning once") --
+    # the type sample spread over the ranks (issue 11, "planning once")
     def infer_schema(self, comm) -> pa.Schema:
         """Infer :meth:`schema` collectively: the sample files are split over the ranks of
         ``comm`` (an :class:`hpcframe.comm.Comm`), each rank samples its share (preferably the
@@ -714,7 +708,7 @@ class CSVSource:
         message, a string): all of them here (one by one, as the caller unifies them, so that
         the first error in file order is raised), or spread over the ranks of ``comm``."""
         if comm is None or comm.size == 1:
-            samples = self._samples(sample_files)  # READAHEAD: two files at a time
+            samples = self._samples(sample_files)  # two files at a time
             return (self._sample_file(p, samples[p]) for p in sample_files)
         owners = self._sample_owners(comm.size)
         mine = [i for i, r in enumerate(owners) if r == comm.rank]
@@ -758,11 +752,10 @@ class CSVSource:
                 raise DatasetError(_header_mismatch(path, names, first, self._names))
             for name, t in types:
                 unified[name] = unify_types(unified.get(name, pa.null()), t)
-            sampled_nulls |= nulls  # CSVTYPES: an empty field in the sample
+            sampled_nulls |= nulls  # an empty field in the sample
             self.newlines_in_values = self.newlines_in_values or newline
             nbytes += size
             nrows += rows
-        # -- end SEED2 --
         self._row_bytes = max(1.0, nbytes / max(nrows, 1))
         assert self._names is not None  # set by the first sample file (files is never empty)
         wanted = self.usecols if self.usecols is not None else self._names
@@ -785,7 +778,7 @@ class CSVSource:
                 t = pa.string()  # like pandas: dates only when asked for
             fields.append(pa.field(name, t))
         schema = pa.schema(fields)
-        # -- CSVTYPES: an integer/bool column with an empty field in the sample is float64
+        # an integer/bool column with an empty field in the sample is float64
         #    (object) in every block from the start --
         nulls = {f.name for f in schema if f.name in sampled_nulls and _nullable_narrow(f.type)}
         if nulls:
@@ -839,7 +832,7 @@ class CSVSource:
     def _check_header(self, path: str) -> None:
         if self.header != 0 or self.options.get("names"):
             return
-        if path in self.files[:SAMPLE_FILES]:  # SEED2: compared by the type sample already
+        if path in self.files[:SAMPLE_FILES]:  # compared by the type sample already
             return
         import pyarrow.csv as pcsv
 
@@ -1031,7 +1024,7 @@ class CSVSource:
 
     # -- reading a row chunk (streamed) ---------------------------------------------------
     def _read_chunk(self, part: Partition, columns: list[str]) -> pa.Table:
-        # -- READAHEAD: the file's cursor is out of ``_cursors`` while it reads, so two threads
+        # the file's cursor is out of ``_cursors`` while it reads, so two threads
         #    reading two files never share one, and only idle ones are closed --
         key = (part.path, tuple(columns))
         with _CURSORS_LOCK:
@@ -1054,10 +1047,8 @@ class CSVSource:
             while len(self._cursors) > _CURSORS:
                 self._cursors.pop(next(iter(self._cursors))).close()
         return table
-        # -- end READAHEAD --
 
 
-# -- READAHEAD --
 _CURSORS = 2  # open streams kept per source: this rank's thread and the read-ahead's
 _CURSORS_LOCK = threading.Lock()
 _SAMPLERS: list = []  # the threads that read type samples (made when first needed)
@@ -1071,7 +1062,6 @@ def _new_cursors_lock_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_new_cursors_lock_after_fork)
-# -- end READAHEAD --
 
 
 class _Cursor:
@@ -1086,10 +1076,10 @@ class _Cursor:
         self.bad: list[Any] = []  # pyarrow InvalidRow objects
         self.strict = source.on_bad_lines == "error"
         self.types = source._types(columns)
-        self.lines = 0  # SEED2: lines of the file before the stream (a resumed sample's)
+        self.lines = 0  # lines of the file before the stream (a resumed sample's)
         resumed = source._resume(path, self.types) if self.strict else None
         skip_header = source.header == 0
-        if resumed is not None:  # SEED2: the sample's rows first, then the rest of the file
+        if resumed is not None:  # the sample's rows first, then the rest of the file
             self.pending, stream, self.lines = resumed
             skip_header = False
             if stream is None:
@@ -1107,7 +1097,7 @@ class _Cursor:
                 convert_options=source._convert_options(read_types, columns),
             )
         except pa.ArrowInvalid as exc:
-            if resumed is not None and "Empty CSV file" in str(exc):  # SEED2: blank lines left
+            if resumed is not None and "Empty CSV file" in str(exc):  # blank lines left
                 self.reader = None
                 return
             self._fail(exc, 0 if resumed is None else resumed[0].num_rows)
@@ -1163,7 +1153,7 @@ class _Cursor:
         src = self.source
         if self.bad:
             b = self.bad[0]
-            line = b.number + self.lines if b.number else "?"  # SEED2: after a resumed sample
+            line = b.number + self.lines if b.number else "?"  # after a resumed sample
             raise DatasetError(
                 f"{self.path}, line {line}: expected {b.expected_columns} fields, "
                 f"found {b.actual_columns}: {b.text[:200]!r}. Fix the line, or pass "

@@ -39,7 +39,7 @@ class ParquetSource:
         self._open: dict[str, tuple] = {}  # path -> (file identity, ParquetFile)
 
     def __getstate__(self):
-        # -- DASK: the source travels to Dask workers; open files stay behind --
+        # the source travels to Dask workers; open files stay behind
         state = dict(self.__dict__)
         state["_open"] = {}
         return state
@@ -127,7 +127,7 @@ class ParquetSource:
                 self._open.pop(next(iter(self._open)))
             # strings come as dictionaries (no string materialised until pandas needs it)
             strings = [f.name for f in self.schema() if f.name not in self._hive_types and is_string(f.type)]
-            # -- DICTCAT: ... except those whose pages are mostly not dictionary-encoded --
+            # ... except those whose pages are mostly not dictionary-encoded
             meta = pq.read_metadata(path) if strings else None
             if meta is not None:  # (string_view stays a dictionary: Arrow cannot take it)
                 types = {f.name: f.type for f in self.schema()}
@@ -194,7 +194,6 @@ def _file_schema(path: str) -> pa.Schema:
         raise DatasetError(_not_parquet(path, exc)) from exc
 
 
-# -- DICTCAT --
 #: a string column chunk larger than this many bytes per row (uncompressed) is mostly in
 #: PLAIN pages: dictionary-encoded pages take at most 4 bytes per row (the index)
 _DICT_BYTES_PER_ROW = 6

@@ -150,13 +150,13 @@ def normalize_table(
         else:
             target = field_arrow_type(decl)
         meta = decl.metadata
-        if name in keep_dict and is_string(dtype):  # -- DICTCAT: only a group key's codes count --
+        if name in keep_dict and is_string(dtype):  # only a group key's codes count
             meta = {**(meta or {}), DICT_KEY: b"1"}
         elif meta and DICT_KEY in meta:  # (never taken over from a file or an earlier block)
             meta = {k: v for k, v in meta.items() if k != DICT_KEY} or None
         if col.type == target:
             cols.append(col)
-        elif pat.is_dictionary(target) and is_string(col.type):  # -- DICTCAT --
+        elif pat.is_dictionary(target) and is_string(col.type):
             cols.append(encode_strings(col))
         elif pat.is_decimal(col.type) and target == pa.float64():
             cols.append(decimal_to_float64(col))
@@ -172,7 +172,7 @@ def normalize_table(
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))
 
 
-# -- DICTCAT: dictionary-encoding string columns of equal-length values without a string hash --
+# dictionary-encoding string columns of equal-length values without a string hash
 #: strings longer than this are encoded by Arrow's hash
 _FIXED_WIDTH_MAX = 32
 
@@ -275,7 +275,7 @@ def decimal_to_float64(col) -> pa.ChunkedArray:
     """
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
     t = col.type
-    # -- SCANHOT: the common exact case into one array (pandas then takes it without a copy) --
+    # the common exact case into one array (pandas then takes it without a copy)
     if pat.is_decimal128(t) and t.precision <= _EXACT_DIGITS and 0 <= t.scale <= 22:
         if sum(len(a) for a in chunks):
             return pa.chunked_array([_exact_decimals(chunks, t)], pa.float64())
@@ -371,7 +371,7 @@ def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
     schema): a bool column with nulls in the dataset is object even in a block without any,
     an ``object`` column of a pandas frame comes back as Python objects."""
     declared = declared if declared is not None else table.schema
-    # -- DICTCAT: string dictionaries become categoricals from their codes and the Arrow
+    # string dictionaries become categoricals from their codes and the Arrow
     #    dictionary as it is (pyarrow's to_pandas turns the dictionary into Python strings and
     #    pandas hashes them again to validate the categories: ~50 ms per 1e5-entry block) --
     cats = _fast_categoricals(table)
@@ -399,7 +399,7 @@ def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
     return df
 
 
-# -- DICTCAT: categoricals straight from Arrow dictionaries --
+# categoricals straight from Arrow dictionaries
 def _fast_categoricals(table: pa.Table) -> dict:
     """``{position: (codes, CategoricalDtype)}`` for the string dictionary columns of ``table``
     that :func:`block_to_pandas` turns into categoricals itself: codes as an Arrow integer
@@ -502,7 +502,7 @@ def _arrow_backed(schema: pa.Schema):
     """A ``types_mapper`` for ``to_pandas`` giving the columns that pandas wrote as
     ``ArrowDtype`` (e.g. ``large_list<item: int64>[pyarrow]``, which pyarrow cannot parse
     by name) back as ``ArrowDtype``; ``None`` when there are none."""
-    # -- SCANHOT: the pandas metadata JSON is parsed once per distinct text, not per block --
+    # the pandas metadata JSON is parsed once per distinct text, not per block
     names = _arrow_backed_names((schema.metadata or {}).get(b"pandas"))
     if not names:
         return None

@@ -326,11 +326,10 @@ class JobParams:
     env: dict = field(default_factory=dict)  # extra NAME: value exports (values quoted)
     workdir: str | None = None  # where the ranks run (SLURM --chdir); None: submit dir
     exclusive: bool = False  # whole nodes: SLURM --exclusive, PBS Pro place=...:excl, Torque -n
-    # -- CHECKPOINT: checkpoint and requeue (hpcframe.jobs.checkpoint) --
+    # checkpoint and requeue (hpcframe.jobs.checkpoint)
     requeue: bool = False  # a checkpointed run (exit status 75) requeues the job
     signal: str | None = None  # warning signal before the time limit, NAME@SECONDS (USR1@120)
     retries: int = 0  # a failed run is requeued up to this many times
-    # -- end CHECKPOINT --
 
     @classmethod
     def fields(cls) -> list[str]:
@@ -438,7 +437,7 @@ def validate(p: JobParams) -> JobParams:
         p.workdir = check_printable(
             "working directory (workdir, default: the directory you submit from)", _text("workdir", p.workdir)
         )
-    sched.check_checkpoint(p)  # -- CHECKPOINT --
+    sched.check_checkpoint(p)
     sched.check(p)
     return p
 
@@ -496,7 +495,7 @@ class Scheduler:
             _SCHEDULERS[n] = cls
 
     # hooks ------------------------------------------------------------------
-    # -- CHECKPOINT: schedulers that can requeue a job (SLURM, PBS) override these two with
+    # schedulers that can requeue a job (SLURM, PBS) override these two with
     # hpcframe.jobs.checkpoint's validate and wrap (which import this module, not the reverse)
     def check_checkpoint(self, p: JobParams) -> None:
         """Validate ``requeue``/``signal``/``retries``; this scheduler cannot requeue jobs."""
@@ -509,7 +508,6 @@ class Scheduler:
         """The job script's lines, the launch line last, wrapped for checkpoint and requeue."""
         return lines
 
-    # -- end CHECKPOINT --
     def check(self, p: JobParams) -> None:
         """Scheduler-specific validation (raise JobError)."""
         for d in p.extra_directives:
@@ -637,7 +635,7 @@ class Scheduler:
             lines += self.array_lines(p)
         lines += self.exit_status_lines(p, program)  # -- JOBSFOLLOW --
         lines.append(self.launch_line(p, program))
-        lines = self.wrap_launch(p, lines)  # -- CHECKPOINT: requeue/signal/retries --
+        lines = self.wrap_launch(p, lines)  # requeue/signal/retries
         for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line
             if CONTROL_RE.search(line):
                 raise JobError(

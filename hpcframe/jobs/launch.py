@@ -364,7 +364,7 @@ def _main(argv) -> None:
 
 
 if __name__ == "__main__":
-    # -- CHECKPOINT: a run stopped on a checkpoint signal leaves MPI cleanly with status 75 --
+    # a run stopped on a checkpoint signal leaves MPI cleanly with status 75
     from .checkpoint import exit_when_checkpointed
 
     with exit_when_checkpointed():

@@ -50,7 +50,7 @@ class PBSPro(Requeueable, Scheduler):
     aliases: tuple[str, ...] = ("pbspro",)
     prefix = "#PBS"
     default_launcher = "mpiexec"
-    managed = ("-N", "-l", "-q", "-A", "-o", "-e", "-J", "-t", "-W", "-r")  # CHECKPOINT: -r
+    managed = ("-N", "-l", "-q", "-A", "-o", "-e", "-J", "-t", "-W", "-r")  # -r
     ntasks_shell = '"$(wc -l < "$PBS_NODEFILE")"'
     array_env = "PBS_ARRAY_INDEX"
 
@@ -160,11 +160,11 @@ class PBSPro(Requeueable, Scheduler):
             d.append(self.array_directive(p.array))
         if p.after:
             d.append(("-W", f"depend=afterok:{':'.join(p.after)}"))
-        if p.requeue or p.retries:  # -- CHECKPOINT: rerunnable (qrerun) --
+        if p.requeue or p.retries:  # rerunnable (qrerun)
             d.append(("-r", "y"))
         return d
 
-    # -- CHECKPOINT: the warning timer and the rerun of a checkpointed or failed run --
+    # the warning timer and the rerun of a checkpointed or failed run
     def warning_timer(self, p: JobParams, name: str, seconds: int) -> list[str]:
         """PBS has no warning signal: a timer in the job script sends it to the batch shell."""
         from .checkpoint import warning_timer
@@ -180,8 +180,6 @@ class PBSPro(Requeueable, Scheduler):
             'echo "hpcframe: qrerun $PBS_JOBID refused; submitting $HPCFRAME_RUN_DIR/job.sh again" >&2',
             'qsub "$HPCFRAME_RUN_DIR/job.sh" && exit 0',
         ]
-
-    # -- end CHECKPOINT --
 
     def array_directive(self, array: ArraySpec) -> tuple[str, str]:
         """The directive that makes ``array`` a job array (``-J 1-12``; ``-J 0-N`` mapped)."""

@@ -62,7 +62,7 @@ class Slurm(Requeueable, Scheduler):
         "-d",
         "--chdir",
         "-D",
-        "--requeue",  # -- CHECKPOINT: --requeue/--retries/--signal set these --
+        "--requeue",  # --requeue/--retries/--signal set these
         "--no-requeue",
         "--signal",
         "--open-mode",
@@ -110,16 +110,15 @@ class Slurm(Requeueable, Scheduler):
             d.append(("--exclusive",))
         if p.after:
             d.append((f"--dependency=afterok:{':'.join(p.after)}",))
-        # -- CHECKPOINT: requeueable, the warning signal to the batch shell, logs appended --
+        # requeueable, the warning signal to the batch shell, logs appended
         if p.requeue or p.retries:
             d.append(("--requeue",))
         if p.signal:
             d.append((f"--signal=B:{p.signal}",))
             d.append(("--open-mode=append",))  # a requeued run adds to the same logs
-        # -- end CHECKPOINT --
         return d
 
-    # -- CHECKPOINT: how a checkpointed or failed run requeues the job (hpcframe.jobs.checkpoint) --
+    # how a checkpointed or failed run requeues the job (hpcframe.jobs.checkpoint)
     def requeue_lines(self, p: JobParams) -> list[str]:
         """``scontrol requeue $SLURM_JOB_ID`` (the job needs ``--requeue``); SLURM then ends
         this run and starts the job again with the same id and run directory."""
@@ -128,8 +127,6 @@ class Slurm(Requeueable, Scheduler):
             'scontrol requeue "$SLURM_JOB_ID" && exit 0',
             'echo "hpcframe: scontrol requeue $SLURM_JOB_ID failed; submit the job again" >&2',
         ]
-
-    # -- end CHECKPOINT --
 
     def submit_command(self, script: str, p: JobParams) -> list[str]:
         """``sbatch --parsable SCRIPT``."""

@@ -30,9 +30,8 @@ class RunSummary:
     format: str | None
     seconds: float
     result: Any = field(default=None, repr=False)
-    # -- CACHE: blocks read (the others were pruned or came from a cache, issue 14) --
+    # blocks read (the others were pruned or came from a cache, issue 14)
     partitions_read: int | None = None
-    # -- end CACHE --
 
 
 def run_spec(
@@ -202,5 +201,5 @@ def _run(spec: JobSpec, c, output, overwrite) -> RunSummary:
         format=out.format if out is not None else None,
         seconds=time.perf_counter() - t0,
         result=table if (c.rank == 0 and out is None) else None,
-        partitions_read=sum(s.get("partitions_read", 0) for s in stats) if stats else None,  # CACHE
+        partitions_read=sum(s.get("partitions_read", 0) for s in stats) if stats else None,
     )

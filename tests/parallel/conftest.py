@@ -46,12 +46,12 @@ def pytest_runtest_logreport(report):
 def pytest_report_header(config):
     if mpi.UNDER_MPI:
         return f"hpcframe tests: MPI rank {mpi.rank()} of {mpi.size()}"
-    if DASK_ENGINE:  # DASK
+    if DASK_ENGINE:
         return "hpcframe tests: Dask engine (a LocalCluster of 2 worker processes)"
     return "hpcframe tests: local engine (no MPI)"
 
 
-# -- DASK: HPCFRAME_TEST_ENGINE=dask runs every query on the Dask engine --------------------
+# HPCFRAME_TEST_ENGINE=dask runs every query on the Dask engine
 # One LocalCluster (2 single-threaded worker processes) for the session is hf.config.engine,
 # so every compute() without comm= goes through hpcframe.dask_engine. A query that needs a
 # stage (persist, shuffle, join, sort) must then raise the engine's clear DaskEngineError:
@@ -95,9 +95,6 @@ def pytest_runtest_makereport(item, call):
         report = outcome.get_result()
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1], f"Dask engine: {str(exc)[:200]}")
-
-
-# -- end DASK --
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""CSV dtypes are properties of the dataset, not of the block (CSVTYPES).
+"""CSV dtypes are properties of the dataset, not of the block.
 
 pandas' reference for a CSV dataset is ``pd.concat([pd.read_csv(f) for f in files],
 ignore_index=True)``: one empty field anywhere in an integer column makes that column

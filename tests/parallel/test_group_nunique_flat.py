@@ -78,7 +78,7 @@ def test_nunique_series_groupby_then_filter(cfg):
     same(got.sort_values(order).reset_index(drop=True), exp.sort_values(order).reset_index(drop=True))
 
 
-# -- Q21Q9: the packed (group, value) sort, at the edges of its packing --
+# the packed (group, value) sort, at the edges of its packing
 def _edges() -> pd.DataFrame:
     rng = np.random.default_rng(9)
     n = 2000

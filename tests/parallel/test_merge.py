@@ -584,7 +584,7 @@ def test_keys_of_a_big_first_side_filter_the_other_side(frames, monkeypatch, key
 @pytest.mark.parametrize("order", ["sorted", "shuffled"])
 @pytest.mark.parametrize("kind", ["int", "date"])
 def test_key_filter_of_sorted_blocks_gives_up_without_hashing(monkeypatch, order, kind):
-    """Q21Q9: the side read first has too many distinct keys to filter the other side
+    """The side read first has too many distinct keys to filter the other side
     with; when its blocks are sorted and disjoint (lineitem by ``l_orderkey``) that is known
     from one pass (``join_key_filters_given_up_early``), and the join goes on as it did
     after hashing them. With a limit the keys fit, they still filter. Equal to pandas."""

@@ -105,7 +105,7 @@ def test_quantile_from_counts_is_numpys_linear_interpolation():
             assert (np.isnan(got) and np.isnan(exp)) or got == exp, (s.tolist(), q, got, exp)
 
 
-# -- Q21Q9: nunique's distinct (group, value) pairs by one packed int64 sort --
+# nunique's distinct (group, value) pairs by one packed int64 sort
 
 _I64 = st.integers(-(2**63), 2**63 - 1)
 _U64 = st.integers(0, 2**64 - 1)

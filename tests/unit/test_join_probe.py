@@ -214,7 +214,7 @@ def test_key_term_keeps_exactly_the_rows_merge_can_match(bitset, data, monkeypat
     assert term.dropped == len(values) - int(want.sum())
 
 
-# -- Q21Q9: the cheap lower bound of a side's distinct key bytes (the key filter's give-up) --
+# the cheap lower bound of a side's distinct key bytes (the key filter's give-up)
 @st.composite
 def _key_blocks(draw):
     kind = draw(st.sampled_from(["int64", "uint64", "int32", "M8[ns]", "m8[s]", "float64", "str", "two"]))
