@@ -14,6 +14,7 @@ user code, and kept for the next agreement while it is between collectives
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -116,7 +117,7 @@ def compute(outputs, comm=None, root=None):
         )
         t0 = time.perf_counter()
         leaves = [o for outs in groups for o in outs]
-        with E.resolving(_resolve_scalars(leaves, c)):
+        with scalars_resolved([o.node for o in leaves], c, [o.columns() for o in leaves]):
             # the stages they read, counted too, each with the columns these outputs need
             prepare([o.node for o in leaves], c, [o.columns() for o in leaves])
             for outs in groups:
@@ -127,13 +128,25 @@ def compute(outputs, comm=None, root=None):
         return [_finish(o, results) for o in outputs]
 
 
-def _resolve_scalars(leaves, comm) -> list:
-    """Collective: the value of every lazy scalar (:class:`hpcframe.expr.ScalarRef`) the
-    outputs ``leaves`` use (``df[df.x > df.x.mean()]``), as ``(reference, value)`` pairs, on
-    every rank: a scalar used by another's plan first. Stages the scalars and the outputs
-    both read (a join under a sum and a group-by) are computed once before, with the
-    columns all of them need — except those that use a scalar themselves (computed later,
-    by the computation that reads them). Empty when none is used (no collective)."""
+@contextlib.contextmanager
+def scalars_resolved(nodes, comm, needs=None):
+    """Collective: inside, every lazy scalar (:class:`hpcframe.expr.ScalarRef`) the chains
+    ``nodes`` use — in their own expressions or in the stages below them — is computed and is
+    a literal (see :func:`_resolve_scalars`; ``needs``: per node, the columns its reader takes,
+    as for :func:`prepare`). Every computation that evaluates a plan runs inside one:
+    :func:`compute`, writing a frame, ``persist``. No collective when none is used."""
+    needs = [None] * len(nodes) if needs is None else list(needs)
+    with E.resolving(_resolve_scalars(list(nodes), needs, comm)):
+        yield
+
+
+def _resolve_scalars(nodes, needs, comm) -> list:
+    """Collective: the value of every lazy scalar the chains ``nodes`` use
+    (``df[df.x > df.x.mean()]``), as ``(reference, value)`` pairs, on every rank: a scalar
+    used by another's plan first. Stages the scalars and the chains both read (a join under a
+    sum and a group-by) are computed once before, with the columns all of them need — except
+    those that use a scalar themselves (computed later, by the computation that reads them).
+    Empty when none is used (no collective)."""
     from .stages import scalar_refs_read, stage_scalar_refs, stages_below
 
     order: list = []
@@ -144,15 +157,15 @@ def _resolve_scalars(leaves, comm) -> list:
         if all(ref is not r for r in order):
             order.append(ref)
 
-    for ref in scalar_refs_read([o.node for o in leaves]):
+    for ref in scalar_refs_read(nodes):
         if not ref.resolved:  # (resolved: by the computation this one runs inside)
             add(ref)
     if not order:
         return []
-    every = list(leaves) + [o for ref in order for o in ref.output.leaves()]
-    ready = [o for o in every if not any(stage_scalar_refs(s) for s in stages_below([o.node]))]
+    every = list(zip(nodes, needs)) + [(o.node, o.columns()) for ref in order for o in ref.output.leaves()]
+    ready = [(n, c) for n, c in every if not any(stage_scalar_refs(s) for s in stages_below([n]))]
     if ready:
-        prepare([o.node for o in ready], comm, [o.columns() for o in ready])
+        prepare([n for n, _ in ready], comm, [c for _, c in ready])
     values: list = []
     for ref in order:
         with E.resolving(values):

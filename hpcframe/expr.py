@@ -357,6 +357,18 @@ class ScalarRef(Lit):
         got = _RESOLVED.get(id(self))
         return got[1] if got is not None else self.placeholder
 
+    def evaluate(self, df: pd.DataFrame) -> Any:
+        """The computed value; ``placeholder`` on a frame without rows (the empty ``meta``
+        a frame is checked with when written). Raises ``RuntimeError`` on rows while it is
+        not computed (a plan evaluated outside :func:`hpcframe.execute.scalars_resolved`:
+        an hpcframe bug, never a silent placeholder)."""
+        if not self.resolved and len(df):
+            raise RuntimeError(
+                f"internal error: the lazy scalar {self.label} is used on rows before it is "
+                f"computed; please report it (compute the scalar first as a workaround)"
+            )
+        return self.value
+
     def key(self) -> tuple:
         """A resolved reference is keyed as the literal of its value; an unresolved one by
         identity (two references of one reduction are the same only when resolved)."""

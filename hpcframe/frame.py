@@ -186,12 +186,18 @@ class Scalar(Result):
             return NotImplemented  # the Series' reflected operator: a column expression
         if isinstance(other, Scalar):
             o = other._expr
-        elif isinstance(other, Lazy):
-            return NotImplemented
+        elif isinstance(other, Lazy) or not (other is None or np.ndim(other) == 0):
+            return NotImplemented  # (== then compares identities, as for other objects)
         else:
             o = E.Lit(other)
         left, right = (o, self._expr) if reverse else (self._expr, o)
         return _derived_scalar(E.Bin(op, left, right))
+
+    def __eq__(self, o):
+        return self._bin("==", o)
+
+    def __ne__(self, o):
+        return self._bin("!=", o)
 
     def __lt__(self, o):
         return self._bin("<", o)
@@ -421,7 +427,7 @@ class Frame(Lazy):
         ``hf.config.spill_dir``). Later queries on the returned frame read no file.
         Collective under MPI; release the memory with :meth:`unpersist`."""
         from .comm import communicator
-        from .execute import prepare, stage_scope
+        from .execute import prepare, scalars_resolved, stage_scope
         from .stages import PersistStage, SortStage, StageSource
 
         stage: StageSource
@@ -434,9 +440,10 @@ class Frame(Lazy):
             stage.persisted = True
         else:
             stage = PersistStage(self._node)
-        with communicator(comm) as c, stage_scope():
-            prepare([P.Scan(stage, stage.meta)], c)
-        return Frame(P.Scan(stage, stage.meta))
+        node = P.Scan(stage, stage.meta)
+        with communicator(comm) as c, stage_scope(), scalars_resolved([node], c):
+            prepare([node], c)
+        return Frame(node)
 
     def unpersist(self) -> None:
         """Release the rows :meth:`persist` kept (on this rank; call it on every rank).

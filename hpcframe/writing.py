@@ -17,7 +17,7 @@ import pyarrow as pa
 from . import plan as P
 from .comm import communicator, on_root
 from .errors import ColumnNotFoundError
-from .execute import compute, read_parts, stage_scope
+from .execute import compute, read_parts, scalars_resolved, stage_scope
 from .execute import prepare as prepare_stages
 from .io.sources import partitions_of
 from .io.types import NULLS, strip_flags
@@ -46,6 +46,13 @@ from .physical import leaves_of
 __all__ = ["to_parquet", "to_hdf", "to_csv", "write", "WriteOutput"]
 
 
+def written_columns(node) -> list[str]:
+    """The columns of ``node``'s frame that are written: all but the internal ones (a join's
+    row-order columns, row positions: :func:`hpcframe.plan.hidden_columns`)."""
+    hidden = set(P.hidden_columns(node))
+    return [c for c in node.meta.columns if c not in hidden]
+
+
 class WriteOutput(Output):
     """Writes every leaf's rows with ``fmt`` into ``staging``; the partial is the list of
     file descriptors. Leaves in ``done`` (index → descriptors) are not written again.
@@ -55,7 +62,8 @@ class WriteOutput(Output):
         self, node, fmt: _Format, staging: str, done: dict, progress=None, fail_leaf: int | None = None
     ):
         self.node, self.fmt, self.staging, self.done = node, fmt, staging, done
-        self.schema = target_schema(node.meta)
+        self.written = written_columns(node)
+        self.schema = target_schema(node.meta[self.written])
         self.progress = progress
         self.fail_leaf = fail_leaf
 
@@ -74,7 +82,7 @@ class WriteOutput(Output):
         if leaf.index in self.done:
             files = self.done[leaf.index]
         else:
-            table = to_arrow(df, self.schema, leaf.describe())
+            table = to_arrow(df[self.written], self.schema, leaf.describe())
             files = self.fmt.write_leaf(table, leaf.index, self.staging)
             record_leaf(self.staging, leaf.index, files)
         if self.progress is not None:
@@ -176,7 +184,7 @@ def write(
     if missing:
         raise ColumnNotFoundError(missing[0], list(node.meta.columns), "the frame to write")
     scan = node.scan()
-    with communicator(comm) as c, stage_scope():
+    with communicator(comm) as c, stage_scope(), scalars_resolved([node], c):
         start_faults(c.rank)
         t0 = time.perf_counter()
         prepare_stages([node], c)  # a group-by result or a shuffled frame: computed, held by the ranks
@@ -188,7 +196,7 @@ def write(
             "leaves": len(leaves),
             "plan": [n.text() for n in node.chain()],
             "options": fmt.options(),
-            "schema": str(target_schema(node.meta)),
+            "schema": str(target_schema(node.meta[written_columns(node)])),
         }
         locks = []
 

@@ -264,3 +264,35 @@ def test_any_filter_by_a_reduction_equals_pandas(case):
     with np.errstate(all="ignore"):
         expected = ref[OPS[op](ref.x, want)]
     assert_same(df[OPS[op](df.x, value)], expected, exact=True, reset_index=True)
+
+
+def test_equality_of_a_scalar_is_lazy_too(nasty_frames):
+    """``s == c`` and ``s != c`` are lazy scalars (not an identity test that is always False),
+    with no truth value before they are computed."""
+    df, ref = nasty_frames
+    assert bool((df.n.max() == ref.n.max()).compute()) is True
+    assert bool((df.n.max() != ref.n.max()).compute()) is False
+    assert bool((df.v.count() == df.v.count()).compute()) is True
+    with pytest.raises(TypeError, match="truth value of a lazy scalar"):
+        bool(df.n.max() == 0)
+
+
+def test_written_and_persisted_frames_use_the_value(joined, shared_dir):
+    """Writing a frame and ``persist`` evaluate its plan outside ``compute``: a filter by a
+    scalar — in the chain and in a join side — uses the computed value there too."""
+    fact, dim = (hf.read_parquet(os.path.join(joined, t)) for t in ("fact", "dim"))
+    ref = {k: t.to_pandas() for k, t in _tables().items()}
+    f = ref["fact"]
+    expected = pd.merge(f[f.v > f.v.mean()], ref["dim"], on="s")
+    expected = expected[expected.v < expected.v.max()].sort_values(["k", "v"]).reset_index(drop=True)
+    joined_rows = fact[fact.v > fact.v.mean()].merge(dim, on="s")
+    frame = joined_rows[joined_rows.v < joined_rows.v.max()]
+    out = os.path.join(shared_dir, "lazy_scalar_written")
+    hf.to_parquet(frame, out)
+    got = hf.read_parquet(out).compute().sort_values(["k", "v"]).reset_index(drop=True)
+    assert_same(got, expected)
+    kept = frame.persist()
+    try:
+        assert_same(kept.compute().sort_values(["k", "v"]).reset_index(drop=True), expected)
+    finally:
+        kept.unpersist()

@@ -889,3 +889,21 @@ def test_sorted_sides_keep_their_order(frames, how):
         got.compute().reset_index(drop=True),
         expected.sort_values("w", ascending=False, kind="stable").head(7).reset_index(drop=True),
     )
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "outer"])
+def test_a_written_join_has_the_columns_of_the_frame(shared_dir, how):
+    """``to_parquet`` of a join result writes the frame's columns, not the join's internal
+    row-order columns (``__hpcframe_jl0__`` ... were written before); read back it equals
+    pandas' merge (row order aside)."""
+    left = pd.DataFrame({"k": [1, 2, 2, 3, 5], "a": [0.5, 1.5, 2.5, np.nan, 4.5]})
+    right = pd.DataFrame({"k": [2, 3, 3, 4], "b": ["x", "y", "z", "w"]})
+    joined = hf.from_pandas(left, npartitions=2).merge(hf.from_pandas(right), on="k", how=how)
+    out = os.path.join(shared_dir, f"written_join_{how}")
+    hf.to_parquet(joined, out)
+    back = hf.read_parquet(out).compute()
+    expected = pd.merge(left, right, on="k", how=how)
+    assert list(back.columns) == list(expected.columns)
+    key = ["k", "a", "b"]
+    got = back.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected.sort_values(key).reset_index(drop=True), check_dtype=False)
