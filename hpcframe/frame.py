@@ -141,7 +141,76 @@ class Result(Lazy):
         return f"<hpcframe lazy {self._out.text()}; call .compute()>"
 
 
-class Scalar(Result):
+class _Operators:
+    """Python's comparison and arithmetic operators (both operand orders) as ``self._bin(op,
+    other, reverse)``: the one list for lazy columns (:class:`Series`) and lazy scalars
+    (:class:`Scalar`)."""
+
+    def _bin(self, op, other, reverse=False):
+        raise NotImplementedError
+
+    def __eq__(self, o):
+        return self._bin("==", o)
+
+    def __ne__(self, o):
+        return self._bin("!=", o)
+
+    def __lt__(self, o):
+        return self._bin("<", o)
+
+    def __le__(self, o):
+        return self._bin("<=", o)
+
+    def __gt__(self, o):
+        return self._bin(">", o)
+
+    def __ge__(self, o):
+        return self._bin(">=", o)
+
+    def __add__(self, o):
+        return self._bin("+", o)
+
+    def __radd__(self, o):
+        return self._bin("+", o, True)
+
+    def __sub__(self, o):
+        return self._bin("-", o)
+
+    def __rsub__(self, o):
+        return self._bin("-", o, True)
+
+    def __mul__(self, o):
+        return self._bin("*", o)
+
+    def __rmul__(self, o):
+        return self._bin("*", o, True)
+
+    def __truediv__(self, o):
+        return self._bin("/", o)
+
+    def __rtruediv__(self, o):
+        return self._bin("/", o, True)
+
+    def __floordiv__(self, o):
+        return self._bin("//", o)
+
+    def __rfloordiv__(self, o):
+        return self._bin("//", o, True)
+
+    def __mod__(self, o):
+        return self._bin("%", o)
+
+    def __rmod__(self, o):
+        return self._bin("%", o, True)
+
+    def __pow__(self, o):
+        return self._bin("**", o)
+
+    def __rpow__(self, o):
+        return self._bin("**", o, True)
+
+
+class Scalar(_Operators, Result):
     """A lazy scalar: a reduction of a column (``df.x.sum()``, ``.mean()``, ``.max()`` ...),
     or arithmetic and comparisons of such reductions and constants (``df.x.sum() * 0.01``).
 
@@ -192,66 +261,6 @@ class Scalar(Result):
             o = E.Lit(other)
         left, right = (o, self._expr) if reverse else (self._expr, o)
         return _derived_scalar(E.Bin(op, left, right))
-
-    def __eq__(self, o):
-        return self._bin("==", o)
-
-    def __ne__(self, o):
-        return self._bin("!=", o)
-
-    def __lt__(self, o):
-        return self._bin("<", o)
-
-    def __le__(self, o):
-        return self._bin("<=", o)
-
-    def __gt__(self, o):
-        return self._bin(">", o)
-
-    def __ge__(self, o):
-        return self._bin(">=", o)
-
-    def __add__(self, o):
-        return self._bin("+", o)
-
-    def __radd__(self, o):
-        return self._bin("+", o, reverse=True)
-
-    def __sub__(self, o):
-        return self._bin("-", o)
-
-    def __rsub__(self, o):
-        return self._bin("-", o, reverse=True)
-
-    def __mul__(self, o):
-        return self._bin("*", o)
-
-    def __rmul__(self, o):
-        return self._bin("*", o, reverse=True)
-
-    def __truediv__(self, o):
-        return self._bin("/", o)
-
-    def __rtruediv__(self, o):
-        return self._bin("/", o, reverse=True)
-
-    def __floordiv__(self, o):
-        return self._bin("//", o)
-
-    def __rfloordiv__(self, o):
-        return self._bin("//", o, reverse=True)
-
-    def __mod__(self, o):
-        return self._bin("%", o)
-
-    def __rmod__(self, o):
-        return self._bin("%", o, reverse=True)
-
-    def __pow__(self, o):
-        return self._bin("**", o)
-
-    def __rpow__(self, o):
-        return self._bin("**", o, reverse=True)
 
     def __neg__(self):
         return _derived_scalar(E.Neg(self._expr))
@@ -703,7 +712,7 @@ def _reduce_columns(meta, agg, numeric_only):
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 
 
-class Series(Lazy):
+class Series(_Operators, Lazy):
     """A lazy column, or an expression over the columns of one frame.
 
     Made by selecting a column of a :class:`Frame` (``frame.col`` or ``frame["col"]``) and
@@ -787,67 +796,7 @@ class Series(Lazy):
         name = self.name if not isinstance(other, Series) or other.name == self.name else None
         return self._new(E.Bin(op, left, right), name)
 
-    # comparisons, arithmetic, logic
-    def __eq__(self, o):
-        return self._bin("==", o)
-
-    def __ne__(self, o):
-        return self._bin("!=", o)
-
-    def __lt__(self, o):
-        return self._bin("<", o)
-
-    def __le__(self, o):
-        return self._bin("<=", o)
-
-    def __gt__(self, o):
-        return self._bin(">", o)
-
-    def __ge__(self, o):
-        return self._bin(">=", o)
-
-    def __add__(self, o):
-        return self._bin("+", o)
-
-    def __radd__(self, o):
-        return self._bin("+", o, True)
-
-    def __sub__(self, o):
-        return self._bin("-", o)
-
-    def __rsub__(self, o):
-        return self._bin("-", o, True)
-
-    def __mul__(self, o):
-        return self._bin("*", o)
-
-    def __rmul__(self, o):
-        return self._bin("*", o, True)
-
-    def __truediv__(self, o):
-        return self._bin("/", o)
-
-    def __rtruediv__(self, o):
-        return self._bin("/", o, True)
-
-    def __floordiv__(self, o):
-        return self._bin("//", o)
-
-    def __rfloordiv__(self, o):
-        return self._bin("//", o, True)
-
-    def __mod__(self, o):
-        return self._bin("%", o)
-
-    def __rmod__(self, o):
-        return self._bin("%", o, True)
-
-    def __pow__(self, o):
-        return self._bin("**", o)
-
-    def __rpow__(self, o):
-        return self._bin("**", o, True)
-
+    # comparisons and arithmetic: _Operators; logic
     def __and__(self, o):
         return self._bin("&", o)
 
