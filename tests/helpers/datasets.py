@@ -457,3 +457,22 @@ FULL = [
 ]
 HDF5 = ["h5_columns", "h5_compound", "h5_pandas"]
 ALL = FULL + HDF5
+
+
+def write_tables(root: str, tables: dict, pieces: dict | None = None, row_group_size: int = 40) -> None:
+    """Each Arrow table of ``tables`` as a Parquet folder ``root/<name>/part-<i>.parquet``, cut
+    into ``pieces[name]`` files (default 1) of ``row_group_size``-row groups. Call on one rank
+    (``tests.helpers.mpi.on_root``); a folder already there is left as it is."""
+    for name, t in tables.items():
+        folder = os.path.join(root, name)
+        if os.path.exists(folder):
+            continue
+        os.makedirs(folder)
+        n = (pieces or {}).get(name, 1)
+        step = -(-t.num_rows // n)
+        for i in range(n):
+            pq.write_table(
+                t.slice(i * step, step),
+                os.path.join(folder, f"part-{i}.parquet"),
+                row_group_size=row_group_size,
+            )

@@ -18,12 +18,11 @@ import os
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
-from tests.helpers.datasets import arrow_to_pandas
+from tests.helpers.datasets import arrow_to_pandas, write_tables
 
 pytestmark = mpi.timeout(120)
 
@@ -74,25 +73,7 @@ def data(shared_dir):
     """({name: path}, {name: pandas frame})."""
     root = os.path.join(shared_dir, "group_reduction")
     tables = _tables()
-    error = None
-    if mpi.rank() == 0 and not os.path.exists(root):
-        try:
-            for name, t in tables.items():
-                os.makedirs(os.path.join(root, name))
-                pieces = 3 if name == "fact" else 1
-                step = -(-t.num_rows // pieces)
-                for i in range(pieces):
-                    pq.write_table(
-                        t.slice(i * step, step),
-                        os.path.join(root, name, f"part-{i}.parquet"),
-                        row_group_size=40,
-                    )
-        except Exception as exc:  # tell the other ranks
-            error = repr(exc)
-    c = mpi.world()
-    if c is not None:
-        error = c.bcast(error, root=0)
-    assert error is None, error
+    mpi.on_root(lambda: write_tables(root, tables, pieces={"fact": 3}))
     return {k: os.path.join(root, k) for k in tables}, {k: arrow_to_pandas(t) for k, t in tables.items()}
 
 

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import hpcframe as hf
 from tests.helpers import mpi
 from tests.helpers.compare import assert_same
+from tests.helpers.datasets import write_tables
 from tests.helpers.frames import spmd_settings
 
 pytestmark = mpi.timeout(120)
@@ -130,10 +131,7 @@ def test_misuse_is_refused_clearly(nasty_frames):
 
 # -- joins: the scalar and the rows share a stage (TPC-H q11) -----------------------------------
 def _write(root, tables):
-    for name, t in tables.items():
-        os.makedirs(os.path.join(root, name), exist_ok=True)
-        for i, piece in enumerate([t.slice(0, t.num_rows // 2), t.slice(t.num_rows // 2)]):
-            pq.write_table(piece, os.path.join(root, name, f"part-{i}.parquet"), row_group_size=30)
+    write_tables(root, tables, pieces={name: 2 for name in tables}, row_group_size=30)
 
 
 def _tables(scale=1.0):
