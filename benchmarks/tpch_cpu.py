@@ -47,6 +47,7 @@ def main() -> None:
         run()
     rank = int(os.environ.get("PMI_RANK", "0"))
     profile = cProfile.Profile() if "--profile" in sys.argv and rank == 0 else None
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     c0, w0 = time.process_time(), time.perf_counter()
     if profile is not None:
         profile.enable()
@@ -54,10 +55,18 @@ def main() -> None:
     if profile is not None:
         profile.disable()
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
-    print(f"{name} rank {rank}: wall {wall:.3f} s, cpu {cpu:.3f} s, peak rss {rss:.0f} MB", flush=True)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    rss = r1.ru_maxrss / 1e3
+    sys_s, faults = r1.ru_stime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt
+    print(
+        f"{name} rank {rank}: wall {wall:.3f} s, cpu {cpu:.3f} s (system {sys_s:.3f} s, "
+        f"{faults} page faults), peak rss {rss:.0f} MB",
+        flush=True,
+    )
     if profile is not None:
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profile).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(
+            int(os.environ.get("NPROF", "40"))
+        )
 
 
 if __name__ == "__main__":

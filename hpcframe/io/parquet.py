@@ -135,8 +135,17 @@ class ParquetSource:
                 plain = _plain_strings(meta, narrow)
                 strings = [c for c in strings if c not in plain]
             # pages written with a CRC checksum are verified (those without are read as they
-            # are): a corrupt page is an error, never silently wrong values
-            pf = pq.ParquetFile(path, metadata=meta, read_dictionary=strings, page_checksum_verification=True)
+            # are): a corrupt page is an error, never silently wrong values. No pre-buffering:
+            # each column chunk is still read with one call, but not first copied whole into
+            # fresh memory (at TPC-H SF 10 that copy cost ~9 % of a scan query's CPU per rank and
+            # ~90 MB of peak memory; see docs/benchmarks.md, "Session 25")
+            pf = pq.ParquetFile(
+                path,
+                metadata=meta,
+                read_dictionary=strings,
+                page_checksum_verification=True,
+                pre_buffer=False,
+            )
             self._open[path] = (ident, pf)
         return pf
 
