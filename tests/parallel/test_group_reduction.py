@@ -14,6 +14,7 @@ Every test runs on every rank, locally and under ``mpiexec -n 1..4``.
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
+from tests.helpers.compare import close
 from tests.helpers.datasets import arrow_to_pandas, write_tables
 
 pytestmark = mpi.timeout(120)
@@ -83,14 +85,7 @@ def t(data):
     return {k: hf.read_parquet(p) for k, p in paths.items()}, ref
 
 
-def check(got, expected, msg=""):
-    """``got`` equals pandas' ``expected`` (float sums within rounding: blocks are summed
-    apart, as always) and returns it."""
-    if isinstance(got, (hf.Frame, hf.Series, hf.Result)):
-        got = got.compute()
-    expected = expected.reset_index(drop=True)
-    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, obj=msg or "merge")
-    return got
+check = partial(close, fresh_index=True)  # a join's rows are numbered 0..n-1
 
 
 def same_as_unreduced(frame, got, group_result):

@@ -12,6 +12,7 @@ Every test runs on every rank, locally and under ``mpiexec -n 1..4``.
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
+from tests.helpers.compare import close
 from tests.helpers.datasets import arrow_to_pandas, write_tables
 
 pytestmark = mpi.timeout(120)
@@ -81,10 +83,7 @@ def t(data):
     return {k: hf.read_parquet(p) for k, p in paths.items()}, ref
 
 
-def check(got, expected, msg=""):
-    if isinstance(got, (hf.Frame, hf.Series, hf.Result)):
-        got = got.compute()
-    pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_exact=True, obj=msg or "merge")
+check = partial(close, exact=True, fresh_index=True)  # every bit, rows numbered 0..n-1
 
 
 def stat(name):

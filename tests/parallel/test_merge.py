@@ -24,6 +24,7 @@ import pytest
 
 import hpcframe as hf
 from tests.helpers import mpi
+from tests.helpers.compare import close as check
 from tests.helpers.datasets import arrow_to_pandas
 from tests.helpers.frames import assert_bits, local, spmd_settings
 
@@ -128,13 +129,6 @@ def data(shared_dir):
 def frames(data):
     lp, rp, lref, rref = data
     return hf.read_parquet(lp), hf.read_parquet(rp), lref, rref
-
-
-def check(got, expected, msg=""):
-    """Equal to pandas: rows in order, RangeIndex, dtypes; floats within 1e-12."""
-    if isinstance(got, (hf.Frame, hf.Series, hf.Result)):
-        got = got.compute()
-    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, obj=msg or "merge")
 
 
 # --------------------------------------------------------------------------------------------

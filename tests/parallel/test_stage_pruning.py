@@ -22,6 +22,7 @@ import pytest
 import hpcframe as hf
 from hpcframe.execute import stage_scope
 from tests.helpers import mpi
+from tests.helpers.compare import close as check
 
 pytestmark = mpi.timeout(120)
 
@@ -69,16 +70,6 @@ def data():
         hf.from_pandas(tref, npartitions=1),
     )
     return lazy, (lref, rref, tref)
-
-
-def check(got, expected, msg=""):
-    """Equal to pandas (floats within 1e-12), dtypes and index included."""
-    if isinstance(expected, pd.DataFrame):
-        pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, obj=msg or "frame")
-    elif isinstance(expected, pd.Series):
-        pd.testing.assert_series_equal(got, expected, check_exact=False, rtol=1e-12, obj=msg or "series")
-    else:
-        assert got == pytest.approx(expected, rel=1e-12), msg
 
 
 def stats():
