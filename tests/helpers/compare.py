@@ -214,17 +214,17 @@ def exact(got, exp, msg=""):
 
 def close(got, expected, msg: str = "", *, exact: bool = False, fresh_index: bool = False):
     """``got`` (lazy or computed) equals pandas' ``expected`` frame, series or scalar: rows in
-    order, labels and dtypes; floats within ``RTOL`` (``exact``: every bit). ``fresh_index``
+    order, labels and dtypes; floats within ``RTOL`` and ``ATOL`` (``exact``: every bit). ``fresh_index``
     compares with ``expected.reset_index(drop=True)`` (a filter or join of a frame numbers its
     rows 0..n-1). Returns the computed result."""
     got = materialize(got)
     if fresh_index:
         expected = expected.reset_index(drop=True)
-    kw = dict(check_exact=True) if exact else dict(check_exact=False, rtol=RTOL)
+    kw = dict(check_exact=True) if exact else dict(check_exact=False, rtol=RTOL, atol=ATOL)
     if isinstance(expected, pd.DataFrame):
         pd.testing.assert_frame_equal(got, expected, obj=msg or "DataFrame", **kw)
     elif isinstance(expected, pd.Series):
         pd.testing.assert_series_equal(got, expected, obj=msg or "Series", **kw)
     else:
-        assert got == (expected if exact else pytest.approx(expected, rel=RTOL)), msg
+        assert got == (expected if exact else pytest.approx(expected, rel=RTOL, abs=ATOL)), msg
     return got
