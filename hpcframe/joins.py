@@ -639,7 +639,8 @@ def _probe_dtype(dtype) -> bool:
 class _HashIndex(NamedTuple):
     """:class:`Probe`'s index: per key the Index of its distinct values and their number
     (several keys: one int64 code per row, mixed radix, and the Index of the distinct
-    codes); the rows of ``whole`` by group (``order``), ``counts`` and ``starts`` per group."""
+    codes); the rows of ``whole`` by group (``order``), ``counts`` and ``starts`` per group;
+    the :class:`_DenseLookup` tables that replace an Index where its values are compact."""
 
     uniques: list
     radices: list
@@ -647,6 +648,46 @@ class _HashIndex(NamedTuple):
     counts: np.ndarray
     starts: np.ndarray
     order: np.ndarray
+    dense: list  # per key, then (several keys) of the combined codes: a _DenseLookup or None
+
+
+class _DenseLookup(NamedTuple):
+    """The positions of a key's distinct integer values (``pd.factorize``'s uniques) as a
+    table over their range, ``table[value - low]`` (-1: absent): one gather per row instead of
+    a hash lookup (TPC-H part, supplier and order keys are dense ranges)."""
+
+    low: int
+    high: int
+    table: np.ndarray
+
+    #: the table is used when the keys' range is at most this many times their number (or
+    #: at most ``SMALL`` entries) ...
+    SPREAD = 64
+    SMALL = 1 << 20
+    #: ... and at most this many entries (int32: 64 MiB)
+    MAX_ENTRIES = 1 << 24
+
+    @classmethod
+    def of(cls, uniques: np.ndarray) -> _DenseLookup | None:
+        """The table of ``uniques`` (distinct values), or ``None`` when they are not signed
+        integers spanning a compact range."""
+        if uniques.dtype.kind != "i" or not len(uniques):
+            return None
+        low, high = int(uniques.min()), int(uniques.max())
+        span = high - low + 1
+        if span > cls.MAX_ENTRIES or span > max(cls.SPREAD * len(uniques), cls.SMALL):
+            return None
+        table = np.full(span, -1, dtype=np.int32)
+        table[uniques.astype(np.int64) - np.int64(low)] = np.arange(len(uniques), dtype=np.int32)
+        return cls(low, high, table)
+
+    def get_indexer(self, values: np.ndarray) -> np.ndarray:
+        """As ``pd.Index(uniques).get_indexer(values)`` for ``values`` of the uniques' dtype."""
+        inside = (values >= self.low) & (values <= self.high)
+        at = np.where(inside, values.astype(np.int64, copy=False) - np.int64(self.low), 0)
+        out = self.table.take(at).astype(np.int64)
+        out[~inside] = -1
+        return out
 
 
 class Probe:
@@ -686,11 +727,12 @@ class Probe:
     def _build(self) -> _HashIndex | None:
         if self._index is None and not self._unusable:
             whole = self.whole
-            uniques, codes, radices = [], None, []
+            uniques, codes, radices, dense = [], None, [], []
             size = 1
             for k in self.keys:
                 c, u = pd.factorize(whole[k].to_numpy(), use_na_sentinel=False)
                 uniques.append(pd.Index(u))
+                dense.append(_DenseLookup.of(u))
                 radices.append(len(u))
                 size *= max(len(u), 1)
                 if size >= _RADIX_LIMIT:
@@ -702,12 +744,13 @@ class Probe:
             if len(self.keys) > 1:
                 group, combos = pd.factorize(codes)
                 combined = pd.Index(combos)
+                dense.append(_DenseLookup.of(combos))
             else:
                 group, combined = codes, None
             counts = np.bincount(group, minlength=len(combined) if combined is not None else radices[0])
             order = np.argsort(group, kind="stable")
             starts = np.cumsum(counts) - counts
-            self._index = _HashIndex(uniques, radices, combined, counts, starts, order)
+            self._index = _HashIndex(uniques, radices, combined, counts, starts, order, dense)
         return self._index
 
     def _groups(self, block: pd.DataFrame) -> np.ndarray:
@@ -717,14 +760,16 @@ class Probe:
         uniques, radices, combined = ix.uniques, ix.radices, ix.combined
         codes: np.ndarray | None = None
         missing = np.zeros(len(block), dtype=bool)
-        for k, u, r in zip(self.other_keys, uniques, radices):
-            c = u.get_indexer(block[k].to_numpy()).astype(np.int64, copy=False)
+        for k, u, r, d in zip(self.other_keys, uniques, radices, ix.dense):
+            values = block[k].to_numpy()
+            c = (u if d is None else d).get_indexer(values).astype(np.int64, copy=False)
             missing |= c < 0
             codes = c if codes is None else codes * r + c
         assert codes is not None
         if combined is None:
             return codes
-        out = combined.get_indexer(np.where(missing, 0, codes)).astype(np.int64, copy=False)
+        lookup = combined if ix.dense[len(uniques)] is None else ix.dense[len(uniques)]
+        out = lookup.get_indexer(np.where(missing, 0, codes)).astype(np.int64, copy=False)
         out[missing] = -1
         return out
 
