@@ -730,7 +730,7 @@ class Probe:
             uniques, codes, radices, dense = [], None, [], []
             size = 1
             for k in self.keys:
-                c, u = pd.factorize(whole[k].to_numpy(), use_na_sentinel=False)
+                c, u = _factorize(whole[k].to_numpy())
                 uniques.append(pd.Index(u))
                 dense.append(_DenseLookup.of(u))
                 radices.append(len(u))
@@ -820,6 +820,27 @@ class Probe:
         rcols = [c for c in right.columns if c not in left.columns]
         parts = [left.take(lrows).reset_index(drop=True), right[rcols].take(rrows).reset_index(drop=True)]
         return pd.concat(parts, axis=1)
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values, use_na_sentinel=False)``; integers in strictly ascending order
+    (the distinct keys gathered from sorted blocks: lineitem's order keys) without hashing."""
+    if values.dtype.kind in "iu" and (len(values) < 2 or bool((values[1:] > values[:-1]).all())):
+        return np.arange(len(values), dtype=np.intp), values
+    return pd.factorize(values, use_na_sentinel=False)
+
+
+def _distinct_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.drop_duplicates(ignore_index=True)``; one integer column in ascending order
+    (keys from sorted blocks) by its runs, without hashing."""
+    if len(frame.columns) == 1 and len(frame) > 1:
+        values = frame.iloc[:, 0].to_numpy()
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+            step = values[1:] != values[:-1]
+            if bool((values[1:] >= values[:-1]).all()):
+                heads = values[np.concatenate(([True], step))]
+                return pd.DataFrame({frame.columns[0]: heads})
+    return frame.drop_duplicates(ignore_index=True)
 
 
 def merge_block(stage: JoinStage, block: pd.DataFrame, probe: Probe):
@@ -1281,6 +1302,7 @@ class _KeyFilter:
     def __init__(self, probe: Probe):
         self.probe = probe
         self.dropped = 0
+        self._member: KeyIn | None = None
 
     def keep(self, block: pd.DataFrame) -> pd.DataFrame:
         """The rows of ``block`` (a shaped side block) whose keys may match."""
@@ -1289,9 +1311,17 @@ class _KeyFilter:
             dtype = probe.whole[k].dtype
             if dtype != block[ok].dtype or not _probe_dtype(dtype):
                 return block
-        if probe._build() is None:  # too many key combinations for one int64
+        index = probe._build()
+        if index is None:  # too many key combinations for one int64
             return block
-        mask = probe.contains(block)
+        if len(probe.keys) == 1 and probe.whole[probe.keys[0]].dtype == np.dtype("int64"):
+            # one int64 key: a bitset of the keys' range where compact (KeyIn: the rows a
+            #    key term of the read already filtered are tested in a few vector operations) --
+            if self._member is None:
+                self._member = KeyIn(probe.other_keys[0], index.uniques[0])
+            mask = self._member.member(block[probe.other_keys[0]].to_numpy())
+        else:
+            mask = probe.contains(block)
         if mask.all():
             return block
         self.dropped += int(len(mask) - mask.sum())
@@ -1337,7 +1367,7 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
         return None
     try:
         if pieces:
-            local = pd.concat(pieces, ignore_index=True).drop_duplicates(ignore_index=True)
+            local = _distinct_rows(pd.concat(pieces, ignore_index=True))
     except BaseException as exc:
         error = failure(comm, context, exc)
     del pieces
@@ -1350,7 +1380,7 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
         return None
     got = _allgather(local, f"the keys of the {which} side of {stage.label}", comm, engine)
     if got is not None and len(got):
-        whole = got.drop_duplicates(ignore_index=True)
+        whole = _distinct_rows(got)
     else:
         whole = _empty_side(stage, which)[keys]
     return _KeyFilter(Probe(stage, which, whole))

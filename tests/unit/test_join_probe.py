@@ -323,3 +323,45 @@ def test_distinct_key_bytes_of_sorted_disjoint_blocks_are_exact():
     assert joins.distinct_bytes_at_least(blocks) == 150 * 8
     blocks.append(pd.DataFrame({"k": np.arange(20, 30, dtype=np.int64)}))  # overlaps [0, 50)
     assert joins.distinct_bytes_at_least(blocks) == 50 * 8  # the largest block's
+
+
+# -- SORTEDKEYS: the distinct keys of sorted blocks, found without hashing --
+@spmd_settings(200)
+@given(
+    values=st.lists(st.one_of(st.integers(-5, 30), st.sampled_from([-(2**63), 2**63 - 1])), max_size=30),
+    ascending=st.booleans(),
+    dtype=st.sampled_from(["int64", "uint8", "float64"]),
+)
+def test_distinct_rows_and_factorize_equal_pandas(values, ascending, dtype):
+    """Keys in ascending order (lineitem's order keys) are deduplicated and factorized by
+    their runs; in any other order, or of another dtype, by pandas: the same result."""
+    if ascending:
+        values = sorted(values)
+    if dtype == "uint8":
+        values = [v % 256 for v in values]
+    frame = pd.DataFrame({"k": np.array(values, dtype=dtype)})
+    pd.testing.assert_frame_equal(joins._distinct_rows(frame), frame.drop_duplicates(ignore_index=True))
+    uniques = frame.k.drop_duplicates().to_numpy()
+    codes, got = joins._factorize(uniques)
+    want_codes, want = pd.factorize(uniques, use_na_sentinel=False)
+    np.testing.assert_array_equal(codes, want_codes)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+
+
+@pytest.mark.parametrize("far", [False, True], ids=["bitset", "hash"])
+def test_key_filter_tests_one_int64_key_in_a_bitset(far):
+    """A key filter of one int64 key keeps exactly the rows whose key is among its keys
+    (by the bitset of a :class:`~hpcframe.expr.KeyIn`; keys spread too far: its hash
+    table), counting the others."""
+    keys = [5, 1, 9, 3] + ([2**62] if far else [])
+    lp = pd.DataFrame({"k0": np.array(keys, dtype=np.int64), "a": np.arange(len(keys))})
+    rp = pd.DataFrame({"k0": np.arange(-2, 12, dtype=np.int64), "b": np.arange(14)})
+    stage = _stage(lp, rp, "inner", ["k0"])
+    whole = _shaped(stage, "left", lp)[["k0"]]
+    keep = joins._KeyFilter(joins.Probe(stage, "left", whole))
+    block = _shaped(stage, "right", rp)
+    got = keep.keep(block)
+    pd.testing.assert_frame_equal(got, block[block.k0.isin(lp.k0)].reset_index(drop=True))
+    assert keep.dropped == 10
+    assert (keep._member.bits is None) == far
