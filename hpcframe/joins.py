@@ -651,14 +651,12 @@ class _HashIndex(NamedTuple):
     dense: list  # per key, then (several keys) of the combined codes: a _DenseLookup or None
 
 
-class _DenseLookup(NamedTuple):
+class _DenseLookup:
     """The positions of a key's distinct integer values (``pd.factorize``'s uniques) as a
     table over their range, ``table[value - low]`` (-1: absent): one gather per row instead of
     a hash lookup (TPC-H part, supplier and order keys are dense ranges)."""
 
-    low: int
-    high: int
-    table: np.ndarray
+    __slots__ = ("low", "high", "table")
 
     #: the table is used when the keys' range is at most this many times their number (or
     #: at most ``SMALL`` entries) ...
@@ -680,6 +678,9 @@ class _DenseLookup(NamedTuple):
         table = np.full(span, -1, dtype=np.int32)
         table[uniques.astype(np.int64) - np.int64(low)] = np.arange(len(uniques), dtype=np.int32)
         return cls(low, high, table)
+
+    def __init__(self, low: int, high: int, table: np.ndarray):
+        self.low, self.high, self.table = low, high, table
 
     def get_indexer(self, values: np.ndarray) -> np.ndarray:
         """As ``pd.Index(uniques).get_indexer(values)`` for ``values`` of the uniques' dtype."""
