@@ -1277,16 +1277,18 @@ class KeyIn(_Pred):
             # a file storing a narrower type, or missing keys (pandas makes the column
             # float64, whose merge with int64 keys matches by rounded value): the join decides
             return pa.array(np.ones(n, dtype=bool))
-        values = col.to_numpy()
+        mask = self.member(col.to_numpy())
+        self.dropped += n - int(mask.sum())
+        return pa.array(mask)
+
+    def member(self, values: np.ndarray) -> np.ndarray:
+        """Whether each of the int64 ``values`` is among the keys (bool array)."""
         if self.bits is not None:
             off = values - np.int64(self.low)
             inside = (off >= 0) & (off < self.span)
             at = np.where(inside, off, 0)
-            mask = inside & ((self.bits[at >> 3] >> (at & 7).astype(np.uint8)) & 1).astype(bool)
-        else:
-            mask = self.keys.get_indexer(values) >= 0
-        self.dropped += n - int(mask.sum())
-        return pa.array(mask)
+            return inside & ((self.bits[at >> 3] >> (at & 7).astype(np.uint8)) & 1).astype(bool)
+        return self.keys.get_indexer(values) >= 0
 
     def __str__(self) -> str:
         return f"key_in({self.name}, {len(self.keys)} keys, #{id(self):x})"

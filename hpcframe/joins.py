@@ -639,7 +639,8 @@ def _probe_dtype(dtype) -> bool:
 class _HashIndex(NamedTuple):
     """:class:`Probe`'s index: per key the Index of its distinct values and their number
     (several keys: one int64 code per row, mixed radix, and the Index of the distinct
-    codes); the rows of ``whole`` by group (``order``), ``counts`` and ``starts`` per group."""
+    codes); the rows of ``whole`` by group (``order``), ``counts`` and ``starts`` per group;
+    the :class:`_DenseLookup` tables that replace an Index where its values are compact."""
 
     uniques: list
     radices: list
@@ -647,6 +648,47 @@ class _HashIndex(NamedTuple):
     counts: np.ndarray
     starts: np.ndarray
     order: np.ndarray
+    dense: list  # per key, then (several keys) of the combined codes: a _DenseLookup or None
+
+
+class _DenseLookup:
+    """The positions of a key's distinct integer values (``pd.factorize``'s uniques) as a
+    table over their range, ``table[value - low]`` (-1: absent): one gather per row instead of
+    a hash lookup (TPC-H part, supplier and order keys are dense ranges)."""
+
+    __slots__ = ("low", "high", "table")
+
+    #: the table is used when the keys' range is at most this many times their number (or
+    #: at most ``SMALL`` entries) ...
+    SPREAD = 64
+    SMALL = 1 << 20
+    #: ... and at most this many entries (int32: 64 MiB)
+    MAX_ENTRIES = 1 << 24
+
+    @classmethod
+    def of(cls, uniques: np.ndarray) -> _DenseLookup | None:
+        """The table of ``uniques`` (distinct values), or ``None`` when they are not signed
+        integers spanning a compact range."""
+        if uniques.dtype.kind != "i" or not len(uniques):
+            return None
+        low, high = int(uniques.min()), int(uniques.max())
+        span = high - low + 1
+        if span > cls.MAX_ENTRIES or span > max(cls.SPREAD * len(uniques), cls.SMALL):
+            return None
+        table = np.full(span, -1, dtype=np.int32)
+        table[uniques.astype(np.int64) - np.int64(low)] = np.arange(len(uniques), dtype=np.int32)
+        return cls(low, high, table)
+
+    def __init__(self, low: int, high: int, table: np.ndarray):
+        self.low, self.high, self.table = low, high, table
+
+    def get_indexer(self, values: np.ndarray) -> np.ndarray:
+        """As ``pd.Index(uniques).get_indexer(values)`` for ``values`` of the uniques' dtype."""
+        inside = (values >= self.low) & (values <= self.high)
+        at = np.where(inside, values.astype(np.int64, copy=False) - np.int64(self.low), 0)
+        out = self.table.take(at).astype(np.int64)
+        out[~inside] = -1
+        return out
 
 
 class Probe:
@@ -686,11 +728,12 @@ class Probe:
     def _build(self) -> _HashIndex | None:
         if self._index is None and not self._unusable:
             whole = self.whole
-            uniques, codes, radices = [], None, []
+            uniques, codes, radices, dense = [], None, [], []
             size = 1
             for k in self.keys:
-                c, u = pd.factorize(whole[k].to_numpy(), use_na_sentinel=False)
+                c, u = _factorize(whole[k].to_numpy())
                 uniques.append(pd.Index(u))
+                dense.append(_DenseLookup.of(u))
                 radices.append(len(u))
                 size *= max(len(u), 1)
                 if size >= _RADIX_LIMIT:
@@ -702,12 +745,13 @@ class Probe:
             if len(self.keys) > 1:
                 group, combos = pd.factorize(codes)
                 combined = pd.Index(combos)
+                dense.append(_DenseLookup.of(combos))
             else:
                 group, combined = codes, None
             counts = np.bincount(group, minlength=len(combined) if combined is not None else radices[0])
             order = np.argsort(group, kind="stable")
             starts = np.cumsum(counts) - counts
-            self._index = _HashIndex(uniques, radices, combined, counts, starts, order)
+            self._index = _HashIndex(uniques, radices, combined, counts, starts, order, dense)
         return self._index
 
     def _groups(self, block: pd.DataFrame) -> np.ndarray:
@@ -717,14 +761,16 @@ class Probe:
         uniques, radices, combined = ix.uniques, ix.radices, ix.combined
         codes: np.ndarray | None = None
         missing = np.zeros(len(block), dtype=bool)
-        for k, u, r in zip(self.other_keys, uniques, radices):
-            c = u.get_indexer(block[k].to_numpy()).astype(np.int64, copy=False)
+        for k, u, r, d in zip(self.other_keys, uniques, radices, ix.dense):
+            values = block[k].to_numpy()
+            c = (u if d is None else d).get_indexer(values).astype(np.int64, copy=False)
             missing |= c < 0
             codes = c if codes is None else codes * r + c
         assert codes is not None
         if combined is None:
             return codes
-        out = combined.get_indexer(np.where(missing, 0, codes)).astype(np.int64, copy=False)
+        lookup = combined if ix.dense[len(uniques)] is None else ix.dense[len(uniques)]
+        out = lookup.get_indexer(np.where(missing, 0, codes)).astype(np.int64, copy=False)
         out[missing] = -1
         return out
 
@@ -775,6 +821,27 @@ class Probe:
         rcols = [c for c in right.columns if c not in left.columns]
         parts = [left.take(lrows).reset_index(drop=True), right[rcols].take(rrows).reset_index(drop=True)]
         return pd.concat(parts, axis=1)
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values, use_na_sentinel=False)``; integers in strictly ascending order
+    (the distinct keys gathered from sorted blocks: lineitem's order keys) without hashing."""
+    if values.dtype.kind in "iu" and (len(values) < 2 or bool((values[1:] > values[:-1]).all())):
+        return np.arange(len(values), dtype=np.intp), values
+    return pd.factorize(values, use_na_sentinel=False)
+
+
+def _distinct_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.drop_duplicates(ignore_index=True)``; one integer column in ascending order
+    (keys from sorted blocks) by its runs, without hashing."""
+    if len(frame.columns) == 1 and len(frame) > 1:
+        values = frame.iloc[:, 0].to_numpy()
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+            step = values[1:] != values[:-1]
+            if bool((values[1:] >= values[:-1]).all()):
+                heads = values[np.concatenate(([True], step))]
+                return pd.DataFrame({frame.columns[0]: heads})
+    return frame.drop_duplicates(ignore_index=True)
 
 
 def merge_block(stage: JoinStage, block: pd.DataFrame, probe: Probe):
@@ -1236,6 +1303,7 @@ class _KeyFilter:
     def __init__(self, probe: Probe):
         self.probe = probe
         self.dropped = 0
+        self._member: KeyIn | None = None
 
     def keep(self, block: pd.DataFrame) -> pd.DataFrame:
         """The rows of ``block`` (a shaped side block) whose keys may match."""
@@ -1244,9 +1312,17 @@ class _KeyFilter:
             dtype = probe.whole[k].dtype
             if dtype != block[ok].dtype or not _probe_dtype(dtype):
                 return block
-        if probe._build() is None:  # too many key combinations for one int64
+        index = probe._build()
+        if index is None:  # too many key combinations for one int64
             return block
-        mask = probe.contains(block)
+        if len(probe.keys) == 1 and probe.whole[probe.keys[0]].dtype == np.dtype("int64"):
+            # one int64 key: a bitset of the keys' range where compact (KeyIn: the rows a
+            #    key term of the read already filtered are tested in a few vector operations) --
+            if self._member is None:
+                self._member = KeyIn(probe.other_keys[0], index.uniques[0])
+            mask = self._member.member(block[probe.other_keys[0]].to_numpy())
+        else:
+            mask = probe.contains(block)
         if mask.all():
             return block
         self.dropped += int(len(mask) - mask.sum())
@@ -1258,7 +1334,8 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
     is too big to broadcast, or a semi/anti join whose rows to filter were read first (a
     value not among their keys changes no row: ``isin``, NaN matching NaN, as the probe
     matches), a :class:`_KeyFilter` of its distinct keys when they take at
-    most a quarter of ``config.broadcast_bytes`` (gathered on every rank), else ``None``
+    most a quarter of ``config.broadcast_bytes`` — or more when the other side is much
+    bigger (:func:`_key_filter_limit`) — (gathered on every rank), else ``None``
     (the same on every rank). The other side is then read already reduced to the rows that
     can match, and its size decides the strategy (TPC-H Q10: 15 M lineitem rows → 1.1 M,
     broadcast instead of shuffled)."""
@@ -1282,25 +1359,54 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
     comm.agree(error or engine._interrupted(comm, context))
     # keys that cannot fit are known without hashing them (Q21: 30 M lineitem
     #    rows of sorted, disjoint blocks); the same decision as from the distinct keys --
-    if sum(comm.allgather(floor)) > config.broadcast_bytes // 4:
+    limit = config.broadcast_bytes // 4
+    total_floor = sum(comm.allgather(floor))
+    if total_floor > limit:  # (the same on every rank: collective below)
+        limit = _key_filter_limit(stage, which, comm, engine)
+    if total_floor > limit:
         engine._add_stat("join_key_filters_given_up_early", 1)
         return None
     try:
         if pieces:
-            local = pd.concat(pieces, ignore_index=True).drop_duplicates(ignore_index=True)
+            local = _distinct_rows(pd.concat(pieces, ignore_index=True))
     except BaseException as exc:
         error = failure(comm, context, exc)
     del pieces
     comm.agree(error or engine._interrupted(comm, context))
     mine = 0 if local is None else int(local.memory_usage(deep=True, index=False).sum())
-    if sum(comm.allgather(mine)) > config.broadcast_bytes // 4:
+    total = sum(comm.allgather(mine))
+    if total > limit and limit == config.broadcast_bytes // 4:
+        limit = _key_filter_limit(stage, which, comm, engine)
+    if total > limit:
         return None
     got = _allgather(local, f"the keys of the {which} side of {stage.label}", comm, engine)
     if got is not None and len(got):
-        whole = got.drop_duplicates(ignore_index=True)
+        whole = _distinct_rows(got)
     else:
         whole = _empty_side(stage, which)[keys]
     return _KeyFilter(Probe(stage, which, whole))
+
+
+#: the keys of a join's side read first may take up to ``config.broadcast_bytes`` (instead of
+#: a quarter of it) when the other side is estimated at least this many times their size
+KEY_FILTER_GAIN = 8
+
+
+def _key_filter_limit(stage: JoinStage, which: str, comm, engine) -> int:
+    """Collective: the most bytes of distinct keys of the side ``which`` (read first) that
+    :func:`_key_filter` gathers on every rank: a quarter of ``config.broadcast_bytes``, or
+    up to all of it when the other side is estimated (:func:`_estimated_bytes`; a deferred
+    join: :func:`_deferred_estimate`) ``KEY_FILTER_GAIN`` times bigger than the keys — then
+    gathering them costs far less than shuffling that side whole (TPC-H q9 at SF 10: 23 MB
+    of order keys of the green parts' lineitem rows cut the 15 M orders, 360 MB, to the
+    3 M rows that match, before they are converted and shuffled)."""
+    other = "right" if which == "left" else "left"
+    run = engine.deferred_run(stage_of(stage.right if other == "right" else stage.left))
+    estimate = (
+        _deferred_estimate(run, comm, engine) if run is not None else _estimated_bytes(stage, other, comm)
+    )
+    quarter = config.broadcast_bytes // 4
+    return int(max(quarter, min(config.broadcast_bytes, estimate // KEY_FILTER_GAIN)))
 
 
 def distinct_bytes_at_least(pieces: list) -> int:

@@ -616,6 +616,40 @@ def test_key_filter_of_sorted_blocks_gives_up_without_hashing(monkeypatch, order
             assert early == 0 and dropped > 0
 
 
+@pytest.mark.parametrize("gain", [8, 10**9], ids=["other_side_much_bigger", "other_side_not"])
+def test_key_filter_may_take_more_when_the_other_side_is_much_bigger(monkeypatch, gain):
+    """Keys of the side read first above a quarter of ``broadcast_bytes`` still filter the
+    other side when that side is estimated ``joins.KEY_FILTER_GAIN`` times bigger (up to
+    ``broadcast_bytes``; TPC-H q9: the order keys of the green parts' lineitem rows cut the
+    orders before they are shuffled); otherwise they do not. Equal to pandas either way."""
+    from hpcframe import joins
+
+    rng = np.random.default_rng(11)
+    keys = np.arange(600, dtype=np.int64)  # 600 distinct keys: 4800 bytes, sorted blocks
+    right = pd.DataFrame({"k": keys, "w": rng.random(len(keys))})
+    n = 3000
+    left = pd.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "k": rng.integers(-50, 2000, n),
+            "v": rng.random(n),
+            "s": [f"row{i:0300d}" for i in range(n)],  # ~1 MB: read second, > 8 x the keys
+        }
+    )
+    expected = pd.merge(left, right, on="k")
+    monkeypatch.setattr(hf.config, "broadcast_bytes", 8000)  # a quarter (2000) < the keys < 8000
+    monkeypatch.setattr(joins, "KEY_FILTER_GAIN", gain)
+    got = hf.from_pandas(left, npartitions=3).merge(hf.from_pandas(right, npartitions=4), on="k")
+    check(got.compute(comm=mpi.world()), expected, f"gain {gain}")
+    stats = hf.last_run_stats()
+    early = mpi.allsum(stats.get("join_key_filters_given_up_early", 0))
+    dropped = mpi.allsum(stats.get("join_rows_dropped_by_keys", 0))
+    if gain == 8:
+        assert early == 0 and dropped > 0
+    else:
+        assert early > 0 and dropped == 0
+
+
 @pytest.mark.parametrize("how", ["inner", "left"])
 def test_rows_that_cannot_match_are_dropped_before_the_conversion(frames, how):
     """A side streamed past a broadcast side on one int64 key: in an inner join its rows

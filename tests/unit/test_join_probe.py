@@ -152,6 +152,58 @@ def test_other_key_types_are_not_probed(left, right):
     assert not probe.usable(_shaped(stage, "left", lp))
 
 
+# -- DENSE: int keys spanning a compact range are looked up in a table, not hashed --
+@spmd_settings(200)
+@given(
+    uniques=st.lists(st.one_of(st.integers(-5, 60), st.sampled_from([2**40])), max_size=30, unique=True),
+    values=st.lists(
+        st.one_of(st.integers(-8, 70), st.sampled_from([-(2**63), 2**63 - 1, 2**40, 2**40 + 1])), max_size=40
+    ),
+    dtype=st.sampled_from(["int64", "int32", "int8"]),
+)
+def test_dense_lookup_equals_index_get_indexer(uniques, values, dtype):
+    """The table gives every value the position ``Index.get_indexer`` gives it (-1: absent),
+    values outside the range and near the int64 limits included; none for a range too spread."""
+    u = np.array([x for x in uniques if np.can_cast(np.min_scalar_type(x), dtype)], dtype=dtype)
+    v = np.array([x for x in values if np.can_cast(np.min_scalar_type(x), dtype)], dtype=dtype)
+    lookup = joins._DenseLookup.of(u)
+    dense = joins._DenseLookup
+    if not len(u) or int(u.max()) - int(u.min()) + 1 > max(dense.SPREAD * len(u), dense.SMALL):
+        assert lookup is None
+        return
+    assert lookup is not None
+    np.testing.assert_array_equal(lookup.get_indexer(v), pd.Index(u).get_indexer(v))
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "right", "semi", "anti"])
+@pytest.mark.parametrize("nkeys", [1, 2])
+def test_dense_keys_probe_equals_pandas(how, nkeys):
+    """A broadcast side with compact int keys (TPC-H's part, supplier and order keys) is
+    matched through the tables, per key and for the combined codes of two keys: pandas'
+    result, duplicates and unmatched rows included."""
+    rng = np.random.default_rng(7)
+    lp = pd.DataFrame({"k0": rng.integers(90, 160, 400), "k1": rng.integers(0, 3, 400), "a": np.arange(400)})
+    rp = pd.DataFrame({"k0": rng.integers(100, 150, 120), "k1": rng.integers(0, 4, 120), "b": np.arange(120)})
+    keys = ["k0", "k1"][:nkeys]
+    if how in ("semi", "anti"):
+        stage = _stage(lp, rp, how, ["k0"])
+        whole = joins.shape_side(rp, stage.right_cols, stage.right_order, 0, how)
+        probe = joins.Probe(stage, "right", whole)
+        block = _shaped(stage, "left", lp)
+        assert probe._build().dense[0] is not None
+        pd.testing.assert_frame_equal(probe.merge(block), joins.merge_part(stage, block, whole))
+        return
+    stage = _stage(lp, rp, how, keys)
+    for whole_side in {"inner": ("left", "right"), "left": ("right",), "right": ("left",)}[how]:
+        probe = joins.Probe(stage, whole_side, _shaped(stage, whole_side, lp if whole_side == "left" else rp))
+        assert all(d is not None for d in probe._build().dense)
+        _check(stage, whole_side, lp, rp)
+        if how != "inner":  # rows without a match go to pandas: check a matched slice too
+            matched = lp[lp.k0.between(100, 149)] if whole_side == "right" else lp
+            other = rp if whole_side == "right" else rp[rp.k0.between(90, 159)]
+            _check(stage, whole_side, matched.reset_index(drop=True), other.reset_index(drop=True))
+
+
 # -- KEYIN: a join side's rows that cannot match, dropped while read (before pandas) --
 INT_KEYS = st.one_of(
     st.integers(-3, 40),
@@ -271,3 +323,45 @@ def test_distinct_key_bytes_of_sorted_disjoint_blocks_are_exact():
     assert joins.distinct_bytes_at_least(blocks) == 150 * 8
     blocks.append(pd.DataFrame({"k": np.arange(20, 30, dtype=np.int64)}))  # overlaps [0, 50)
     assert joins.distinct_bytes_at_least(blocks) == 50 * 8  # the largest block's
+
+
+# -- SORTEDKEYS: the distinct keys of sorted blocks, found without hashing --
+@spmd_settings(200)
+@given(
+    values=st.lists(st.one_of(st.integers(-5, 30), st.sampled_from([-(2**63), 2**63 - 1])), max_size=30),
+    ascending=st.booleans(),
+    dtype=st.sampled_from(["int64", "uint8", "float64"]),
+)
+def test_distinct_rows_and_factorize_equal_pandas(values, ascending, dtype):
+    """Keys in ascending order (lineitem's order keys) are deduplicated and factorized by
+    their runs; in any other order, or of another dtype, by pandas: the same result."""
+    if ascending:
+        values = sorted(values)
+    if dtype == "uint8":
+        values = [v % 256 for v in values]
+    frame = pd.DataFrame({"k": np.array(values, dtype=dtype)})
+    pd.testing.assert_frame_equal(joins._distinct_rows(frame), frame.drop_duplicates(ignore_index=True))
+    uniques = frame.k.drop_duplicates().to_numpy()
+    codes, got = joins._factorize(uniques)
+    want_codes, want = pd.factorize(uniques, use_na_sentinel=False)
+    np.testing.assert_array_equal(codes, want_codes)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+
+
+@pytest.mark.parametrize("far", [False, True], ids=["bitset", "hash"])
+def test_key_filter_tests_one_int64_key_in_a_bitset(far):
+    """A key filter of one int64 key keeps exactly the rows whose key is among its keys
+    (by the bitset of a :class:`~hpcframe.expr.KeyIn`; keys spread too far: its hash
+    table), counting the others."""
+    keys = [5, 1, 9, 3] + ([2**62] if far else [])
+    lp = pd.DataFrame({"k0": np.array(keys, dtype=np.int64), "a": np.arange(len(keys))})
+    rp = pd.DataFrame({"k0": np.arange(-2, 12, dtype=np.int64), "b": np.arange(14)})
+    stage = _stage(lp, rp, "inner", ["k0"])
+    whole = _shaped(stage, "left", lp)[["k0"]]
+    keep = joins._KeyFilter(joins.Probe(stage, "left", whole))
+    block = _shaped(stage, "right", rp)
+    got = keep.keep(block)
+    pd.testing.assert_frame_equal(got, block[block.k0.isin(lp.k0)].reset_index(drop=True))
+    assert keep.dropped == 10
+    assert (keep._member.bits is None) == far
