@@ -958,13 +958,22 @@ def dtype_on(expr: Expr, meta):
 
 def _date_comparison(op, left, right, schema):
     """A date column compared with a timestamp literal, as a comparison of dates (no cast of
-    the column): ``d <= 1998-09-02 10:00`` is ``d <= 1998-09-02``. ``False`` when the
-    comparison is not of that form, ``None`` when it cannot be translated."""
+    the column): ``d <= 1998-09-02 10:00`` is ``d <= 1998-09-02``; or with another date
+    column of the same type (pandas compares the two ``datetime64[ms]`` columns, whose values
+    are those dates at midnight: the same order; a missing date compares False, or True for
+    ``!=``). ``False`` when the comparison is not of that form, ``None`` when it cannot be
+    translated."""
     import datetime
 
     import pandas as pd
     import pyarrow as pa
 
+    if isinstance(left, Col) and isinstance(right, Col):
+        t = _arrow_type(left, schema)
+        if t is None or not pa.types.is_date(t) or _arrow_type(right, schema) != t:
+            return False
+        out = ArrowOp(_ARROW_CMP[op], AField(left.name), AField(right.name))
+        return ArrowOp("coalesce", out, AScalar(op == "!="))
     if _known(left) and isinstance(right, Col):
         op, left, right = _FLIP[op], right, left
     if not (isinstance(left, Col) and _known(right)):
@@ -1143,21 +1152,105 @@ def _and_terms(p: Any) -> list:
     return [p]
 
 
+#: the Arrow functions of :class:`ArrowOp` trees whose answer for a row depends on that row
+#: alone and which raise no error that depends on a value (only, e.g., on a regex pattern):
+#: a term made of them gives each row the same answer on any subset of the batch
+_ROWWISE = frozenset(
+    {
+        "and_",
+        "or_",
+        "invert",
+        "coalesce",
+        "is_in",
+        "is_null",
+        "equal",
+        "not_equal",
+        "less",
+        "less_equal",
+        "greater",
+        "greater_equal",
+        "starts_with",
+        "ends_with",
+        "match_substring",
+        "match_substring_regex",
+    }
+)
+
+
+def _rowwise(p: Any, table: pa.Table) -> bool:
+    """Whether the Arrow-side predicate node ``p`` answers each row of ``table`` from that row
+    alone, the same on any subset of the rows (so it may be evaluated on the rows the other
+    terms keep): Arrow calls of :data:`_ROWWISE`, and a :class:`NumCmp` unless its column is
+    an integer column with nulls in this batch (then pandas' float64 evaluation of the whole
+    batch decides; a subset without nulls would compare exactly)."""
+    import pyarrow.types as pat
+
+    if isinstance(p, (AField, AScalar)):
+        return True
+    if isinstance(p, ArrowOp):
+        return p.fn in _ROWWISE and all(_rowwise(a, table) for a in p.args)
+    if isinstance(p, NumCmp):
+        col = table.column(p.name)
+        return not (pat.is_integer(col.type) and col.null_count)
+    return False
+
+
+def _costly(table: pa.Table, cols: set[str]) -> bool:
+    """Whether reading ``cols`` of ``table`` for a predicate costs a conversion per row
+    (decimals become float64, dictionary-encoded strings are decoded)."""
+    import pyarrow.types as pat
+
+    from .io.types import is_string
+
+    for name in cols:
+        t = table.schema.field(name).type
+        if pat.is_decimal(t) or is_string(t) or pat.is_dictionary(t):
+            return True
+    return False
+
+
+def _as_numpy_mask(answer: Any, n: int) -> np.ndarray:
+    """An Arrow predicate's answer (array, chunked array or constant) as a NumPy bool array
+    of ``n`` rows, a missing answer False (a filter drops the row either way)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(answer, (pa.Array, pa.ChunkedArray)):
+        if answer.null_count:
+            answer = pc.fill_null(answer, False)
+        return np.asarray(answer.to_numpy(zero_copy_only=False), dtype=bool)
+    value = answer.as_py() if hasattr(answer, "as_py") else answer
+    return np.full(n, bool(value), dtype=bool)
+
+
 def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable, strings) -> Any:
     """``pred(normalize(table))`` — the mask of an Arrow predicate on a batch read with
-    dictionary-encoded string columns — without decoding the dictionaries where it need not.
-    ``strings`` names the dataset's string columns (a reader hands them over as dictionaries;
-    a dictionary column of another declared type, a pandas categorical, is left alone).
+    dictionary-encoded string columns — without decoding the dictionaries, or converting
+    other columns, where it need not. ``strings`` names the dataset's string columns (a
+    reader hands them over as dictionaries; a dictionary column of another declared type, a
+    pandas categorical, is left alone). The mask is a bool array; a row whose answer is
+    missing is False in it (a filter drops it either way).
 
-    A conjunct that reads only one dictionary-encoded column and is made of Arrow calls only
-    (each elementwise: ``==``, ``isin``, ``startswith``, ...) is evaluated once per entry of
-    each chunk's dictionary, plus one null entry, and the answers are taken by the chunk's
-    indices (a null index takes the null entry's answer): the same values, element for
-    element, as evaluating it on the decoded strings, at the cost of the dictionary. Every
-    other conjunct sees the batch normalized as usual (its dictionary columns decoded). A
-    dictionary larger than its chunk is decoded instead (nothing to save). Join-key terms
-    (:class:`KeyIn`) come last, on the rows the other terms keep (their hash lookups are the
-    costly part, and their count of dropped rows is then the join's)."""
+    The ``&``-terms are evaluated in this order, each and-ed into the mask:
+
+    1. a term that reads only one dictionary-encoded column and is made of Arrow calls only
+       (each elementwise: ``==``, ``isin``, ``startswith``, ...) is evaluated once per entry
+       of each chunk's dictionary, plus one null entry, and the answers are taken by the
+       chunk's indices (a null index takes the null entry's answer): the same values,
+       element for element, as evaluating it on the decoded strings, at the cost of the
+       dictionary. A dictionary larger than its chunk is decoded instead (nothing to save);
+    2. a term whose answer for a row may depend on the other rows of the batch (a
+       :class:`PandasOp`; a :class:`NumCmp` on an integer column with nulls: see
+       :func:`_rowwise`), and a row-wise term over columns that need no conversion (dates,
+       numbers), sees the whole batch, normalized as usual;
+    3. the other row-wise terms (over decimals or strings, which normalizing converts) see
+       only the rows kept so far, when they are fewer than half: a row-wise term gives
+       those rows the same answers there, and the conversion is paid for them alone. When
+       no row is kept they see the first row (any error of the term is raised as the whole
+       batch would raise it; its answers are not used);
+    4. join-key terms (:class:`KeyIn`) come last, on the rows the other terms keep (their
+       hash lookups are the costly part, and their count of dropped rows is then the
+       join's)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.types as pat
@@ -1165,54 +1258,80 @@ def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable
     from .io.types import is_string
 
     terms = _and_terms(pred)
-    keys = [t for t in terms if isinstance(t, KeyIn)]
-    if keys:  # join keys last, looked up only for the rows the other terms keep
-        others = [t for t in terms if not isinstance(t, KeyIn)]
-        if not others:
-            return balanced([k(table) for k in keys], pc.and_)
-        rest_pred = balanced(others, lambda a, b: a & b)
-        assert rest_pred is not None
-        kept = evaluate_with_dictionaries(rest_pred, table, normalize, strings)
-        where = np.flatnonzero(pc.fill_null(kept, False).to_numpy(zero_copy_only=False))
-        mask = np.zeros(table.num_rows, dtype=bool)
-        mask[where] = True
-        for k in keys:
-            sub = table.select([k.name]).take(pa.array(where[mask[where]]))
-            mask[where[mask[where]]] = k(sub).to_numpy(zero_copy_only=False)
-        return pa.array(mask)
+    n = table.num_rows
     encoded = {
-        n
-        for n, c in zip(table.column_names, table.columns)
-        if n in strings and pat.is_dictionary(c.type) and is_string(c.type.value_type)
+        name
+        for name, c in zip(table.column_names, table.columns)
+        if name in strings and pat.is_dictionary(c.type) and is_string(c.type.value_type)
     }
-    if not encoded:
-        return pred(normalize(table))
-    on_dicts, rest = [], []
+    keys, on_dicts, whole, later = [], [], [], []
     for term in terms:
+        if isinstance(term, KeyIn):
+            keys.append(term)
+            continue
         cols = _pred_columns(term)
         if cols is not None and len(cols) == 1 and cols <= encoded and _arrow_only(term):
             on_dicts.append((term, next(iter(cols))))
+        elif cols is not None and _rowwise(term, table) and _costly(table, cols):
+            later.append((term, cols))
         else:
-            rest.append(term)
-    if not on_dicts:
-        return pred(normalize(table))
-    masks = []
+            whole.append((term, cols))
+    if not keys and not on_dicts and not later:
+        return pred(normalize(table))  # nothing to order
+    if not on_dicts and not whole and not later:
+        return balanced([k(table) for k in keys], pc.and_)
+    mask: np.ndarray | None = None  # None: every row kept so far
     for term, name in on_dicts:
-        masks.append(_on_dictionary(term, name, table.column(name), normalize))
-    if rest:
-        needed: set[str] | None = set()
-        for term in rest:
-            cols = _pred_columns(term)
-            needed = None if cols is None or needed is None else needed | cols
-        sub = table if needed is None else table.select([c for c in table.column_names if c in needed])
-        sub = normalize(sub)
-        masks += [term(sub) for term in rest]
-    return balanced(masks, pc.and_)
+        got = _on_dictionary(term, name, table.column(name), normalize)
+        mask = got if mask is None else mask & got
+    if whole:  # one Arrow evaluation of their conjunction, one conversion of its answer
+        conj = balanced([term for term, _ in whole], lambda a, b: a & b)
+        assert conj is not None
+        got = _as_numpy_mask(conj(normalize(table.select(_needed(table, [c for _, c in whole])))), n)
+        mask = got if mask is None else mask & got
+    if later:
+        needed = _needed(table, [cols for _, cols in later])
+        kept = n if mask is None else int(np.count_nonzero(mask))
+        if 2 * kept >= n:
+            sub = normalize(table.select(needed))
+            for term, _ in later:
+                got = _as_numpy_mask(term(sub), n)
+                mask = got if mask is None else mask & got
+        elif kept:
+            assert mask is not None
+            where = np.flatnonzero(mask)
+            sub = normalize(table.select(needed).filter(pa.array(mask)))
+            answers = np.ones(kept, dtype=bool)
+            for term, _ in later:
+                answers &= _as_numpy_mask(term(sub), kept)
+            mask[where] = answers
+        else:
+            sub = normalize(table.select(needed).slice(0, 1))
+            for term, _ in later:
+                term(sub)  # for its errors only; no row is kept
+    for k in keys:  # join keys last, looked up only for the rows the other terms keep
+        if mask is None:
+            mask = _as_numpy_mask(k(table), n)
+            continue
+        where = np.flatnonzero(mask)
+        mask[where] = k(table.select([k.name]).take(pa.array(where))).to_numpy(zero_copy_only=False)
+    assert mask is not None
+    return pa.array(mask)
 
 
-def _on_dictionary(term: _Pred, name: str, col: pa.ChunkedArray, normalize: Callable) -> pa.ChunkedArray:
+def _needed(table: pa.Table, column_sets: list) -> list[str]:
+    """The columns of ``table`` (in its order) that the terms reading ``column_sets`` need
+    (all of them when one set is ``None``: a term that cannot tell)."""
+    if any(cols is None for cols in column_sets):
+        return list(table.column_names)
+    want = set().union(*column_sets)
+    return [c for c in table.column_names if c in want]
+
+
+def _on_dictionary(term: _Pred, name: str, col: pa.ChunkedArray, normalize: Callable) -> np.ndarray:
     """``term`` (elementwise over column ``name``) on each chunk of the dictionary column
-    ``col``, through the chunk's dictionary (see :func:`evaluate_with_dictionaries`)."""
+    ``col``, through the chunk's dictionary (see :func:`evaluate_with_dictionaries`), as a
+    NumPy bool array (a missing answer False)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -1221,19 +1340,17 @@ def _on_dictionary(term: _Pred, name: str, col: pa.ChunkedArray, normalize: Call
         values = chunk.dictionary
         if len(values) > len(chunk):
             decoded = pa.table({name: chunk.dictionary_decode()})
-            out.append(term(normalize(decoded)))
+            out.append(_as_numpy_mask(term(normalize(decoded)), len(chunk)))
             continue
         entries = pa.concat_arrays([values, pa.nulls(1, values.type)])
-        answers = term(normalize(pa.table({name: entries})))
-        if isinstance(answers, pa.ChunkedArray):
-            answers = answers.combine_chunks()
-        if not isinstance(answers, pa.Array):  # a constant answer
-            answers = pa.array([answers.as_py() if hasattr(answers, "as_py") else answers] * len(entries))
-        index = pc.fill_null(chunk.indices, pa.scalar(len(values), chunk.indices.type))
-        out.append(answers.take(index))
+        answers = _as_numpy_mask(term(normalize(pa.table({name: entries}))), len(entries))
+        indices = chunk.indices
+        if indices.null_count:
+            indices = pc.fill_null(indices, pa.scalar(len(values), indices.type))
+        out.append(np.take(answers, indices.to_numpy(zero_copy_only=False)))
     if not out:
-        return term(normalize(pa.table({name: col})))
-    return pa.chunked_array(out, out[0].type)
+        return _as_numpy_mask(term(normalize(pa.table({name: col}))), len(col))
+    return np.concatenate(out) if len(out) > 1 else out[0]
 
 
 class KeyIn(_Pred):

@@ -10,6 +10,7 @@ with nulls, in 8 row groups of 8 rows whose statistics must not prune wrongly.
 """
 
 import datetime
+import decimal
 import os
 
 import numpy as np
@@ -62,6 +63,12 @@ def _table() -> pa.Table:
     s = [strs[k] for k in rng.integers(0, len(strs), N)]
     u = rng.integers(0, 100, N).astype(np.uint64)
     u[[0, 9, 30]] = [2**63 + 5, 2**64 - 1, 2**63]
+    days2 = pd.to_datetime("2013-06-28") + pd.to_timedelta(rng.integers(0, 7, N), "D")
+    d2 = [None if k % 7 == 2 else t.date() for k, t in enumerate(days2)]
+    dec = [
+        None if k % 9 == 1 else decimal.Decimal(int(v)).scaleb(-2)
+        for k, v in enumerate(rng.integers(-999, 999, N))
+    ]
     return pa.table(
         {
             "id": pa.array(np.arange(N), pa.int64()),
@@ -77,6 +84,8 @@ def _table() -> pa.Table:
             "cat": pa.array(cat, pa.string()).dictionary_encode(),
             "s": pa.array(s, pa.string()),
             "u": pa.array(u, pa.uint64()),
+            "d2": pa.array(d2, pa.date32()),
+            "dec": pa.array(dec, pa.decimal128(12, 2)),
         }
     )
 
@@ -136,6 +145,10 @@ QUERIES = {
     "date_eq_datetime": lambda d: d[d.d == datetime.datetime(2013, 7, 1)],
     "date_lt_np_datetime64": lambda d: d[d.d < np.datetime64("2013-07-02")],
     "date_eq_nat": lambda d: d[d.d != pd.NaT],
+    "date_lt_date_column": lambda d: d[d.d < d.d2],
+    "date_ne_date_column": lambda d: d[d.d != d.d2],
+    "date_eq_date_column": lambda d: d[d.d2 == d.d],
+    "date_ge_date_column": lambda d: d[d.d >= d.d2],
     "ts_le_timestamp": lambda d: d[d.ts <= T0],
     "ts_gt_date": lambda d: d[d.ts > D0],
     "ts_between": lambda d: d[d.ts.between(T0, T0 + pd.Timedelta("1D"))],
@@ -213,6 +226,16 @@ QUERIES = {
     "int_div": lambda d: d[d.i / 3 > 1.0],
     "int_floordiv_mod": lambda d: d[(d.i // 7 > 1) | (d.i % 5 == 1)],
     "float_pow": lambda d: d[d.f**2 > 4.0],
+    # terms in the reader's order: dictionary terms, whole-batch terms, the row-wise terms
+    # over decimals and strings on the rows kept so far
+    "category_then_decimal": lambda d: d[d.cat.isin(["lo", "b"]) & d.dec.between(-5, 5)],
+    "category_then_decimal_or_string": lambda d: d[(d.cat == "hi") & ((d.dec > 0) | (d.s == "ab"))],
+    "category_then_int_nulls_or_decimal": lambda d: d[(d.cat == "lo") & ((d.inull == BIG) | (d.dec < -9))],
+    "category_dates_decimal_string": lambda d: d[
+        d.cat.str.startswith("l") & (d.d < d.d2) & (d.dec >= 0) & d.s.str.contains("b")
+    ],
+    "category_keeps_none_then_decimal": lambda d: d[(d.cat == "none such") & (d.dec > 0)],
+    "decimal_then_string_most_kept": lambda d: d[(d.dec > -9.9) & (d.s != "x")],
 }
 
 

@@ -3,7 +3,7 @@ the mask pandas gives (``Expr.evaluate`` on the converted batch), or both raise;
 statistics never prune a partition that has a matching row.
 
 Data: ints near 2**53 and the int64/uint64 limits, ints with nulls, NaN, ±inf, float32,
-dates, naive and tz-aware timestamps, bools with nulls, strings with nulls, dictionary
+decimals, dates, naive and tz-aware timestamps, bools with nulls, strings with nulls, dictionary
 strings. Expressions: comparisons with literals of every kind and between columns,
 arithmetic, isin (with missing values), between, isna, string methods, ``~``, ``&``, ``|``.
 
@@ -12,6 +12,7 @@ The fixed-seed run is part of the normal suite; a longer run:
 """
 
 import datetime
+import decimal
 import io
 import os
 import warnings
@@ -56,6 +57,7 @@ TIMES = [
     pd.Timestamp("2013-07-01 10:00"),
     pd.Timestamp("2013-06-30 23:59:59.999999999"),
 ]
+DECIMALS = [decimal.Decimal(v) for v in ("0.00", "1.00", "-2.50", "0.10", "7.00", "9999999999.99")]
 STRINGS = ["", "a", "ab", "abc", "b", "B", "a.b", "é", "a\nb", "é\n", "aa"]
 
 COLUMNS = {
@@ -67,6 +69,7 @@ COLUMNS = {
     "f": (pa.float64(), st.one_of(st.none(), st.sampled_from(FLOATS))),
     "g": (pa.float32(), st.one_of(st.none(), st.sampled_from(FLOATS))),
     "d": (pa.date32(), st.one_of(st.none(), st.sampled_from(DATES))),
+    "d2": (pa.date32(), st.one_of(st.none(), st.sampled_from(DATES))),
     "ts": (pa.timestamp("ns"), st.one_of(st.none(), st.sampled_from(TIMES))),
     "tsz": (
         pa.timestamp("us", tz="Europe/Paris"),
@@ -76,6 +79,7 @@ COLUMNS = {
     "bn": (pa.bool_(), st.one_of(st.none(), st.booleans())),
     "s": (pa.string(), st.one_of(st.none(), st.sampled_from(STRINGS))),
     "c": ("dict", st.one_of(st.none(), st.sampled_from(STRINGS[:5]))),
+    "dec": (pa.decimal128(12, 2), st.one_of(st.none(), st.sampled_from(DECIMALS))),
 }
 
 LITERALS = (
@@ -402,6 +406,106 @@ def test_string_terms_on_dictionaries_equal_the_decoded_evaluation(table, expr, 
         warnings.simplefilter("ignore")
         got = E.evaluate_with_dictionaries(pred, encoded, normalize, {"s", "c"})
     assert got.to_pylist() == want.to_pylist(), f"{pred}: dictionaries {got} != decoded {want}"
+
+
+@pytest.mark.timeout(600)
+@settings(
+    derandomize=True,
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    table=tables(),
+    exprs=st.lists(_expressions(), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(0, 10), max_size=3),
+    keys=st.one_of(st.none(), st.lists(st.sampled_from(INTS), max_size=4, unique=True)),
+)
+def test_terms_in_any_order_equal_the_whole_evaluation(table, exprs, cuts, keys):
+    """The reader's mask evaluates the &-terms in its own order — dictionary terms, then the
+    terms that see the whole batch, then the row-wise terms over decimals and strings on the
+    rows kept so far, then a join-key term on the rows kept — and still equals the
+    conjunction on the whole decoded, normalized batch, element for element (a missing
+    answer as False), or raises as it raises: ints with nulls (pandas' float64 decides
+    there), decimals, string columns compared with each other, few or no rows kept."""
+    declared = pa.schema(
+        [pa.field(n, pa.string()) if n in ("s", "c") else table.schema.field(n) for n in table.column_names]
+    )
+    decoded = table.set_column(table.column_names.index("c"), "c", table.column("c").cast(pa.string()))
+    encoded = decoded
+    for name in ("s", "c"):
+        col = decoded.column(name).combine_chunks()
+        encoded = encoded.set_column(
+            encoded.column_names.index(name), name, _dictionary_chunks(col, cuts, False)
+        )
+    schema = filter_schema(declared)
+    terms = [t.to_arrow(schema) for e in exprs for t in E.conjuncts(e)]
+    terms = [t for t in terms if t is not None]
+    key = None if keys is None else E.KeyIn("i", pd.Index(keys, dtype="int64"))
+    if not terms:
+        return
+    pred = E.balanced(terms + ([key] if key is not None else []), lambda a, b: a & b)
+
+    def normalize(t):
+        return normalize_table(t, declared, keep_dates=True)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = pc.fill_null(E.balanced(terms, lambda a, b: a & b)(normalize(decoded)), False)
+            if key is not None:
+                want = pc.and_(want, pc.is_in(decoded.column("i"), value_set=pa.array(keys, pa.int64())))
+    except Exception as exc:  # noqa: BLE001 - both must raise
+        with pytest.raises(type(exc)):
+            E.evaluate_with_dictionaries(pred, encoded, normalize, {"s", "c"})
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = E.evaluate_with_dictionaries(pred, encoded, normalize, {"s", "c"})
+    got = pc.fill_null(got, False)
+    assert got.to_pylist() == want.to_pylist(), f"{pred}: in order {got} != whole {want}"
+
+
+def test_a_term_over_ints_with_nulls_sees_the_whole_batch():
+    """An integer column with nulls in the batch is float64 in pandas (2**53 + 1 becomes
+    2**53): a term comparing it is evaluated on the whole batch, not on the rows a string
+    term kept (which have no null: Arrow would compare them exactly), even when it also
+    reads a decimal column."""
+    table = pa.table(
+        {
+            "inull": pa.array([None, BIG + 1, 5], pa.int64()),
+            "s": pa.array(["b", "a", "b"]).dictionary_encode(),
+            "dec": pa.array([decimal.Decimal("1.00")] * 3, pa.decimal128(12, 2)),
+        }
+    )
+    declared = pa.schema([("inull", pa.int64()), ("s", pa.string()), ("dec", pa.decimal128(12, 2))])
+    either = E.Bin("|", E.Bin("==", E.Col("inull"), E.Lit(BIG)), E.Bin("<", E.Col("dec"), E.Lit(0)))
+    expr = E.Bin("&", E.Bin("==", E.Col("s"), E.Lit("a")), either)
+    schema = filter_schema(declared)
+    pred = E.balanced([t.to_arrow(schema) for t in E.conjuncts(expr)], lambda a, b: a & b)
+    got = E.evaluate_with_dictionaries(
+        pred, table, lambda t: normalize_table(t, declared, keep_dates=True), {"s"}
+    )
+    df = to_pandas(normalize_table(table, declared))
+    want = E.as_mask(expr.evaluate(df), 3, expr)
+    assert want.tolist() == [False, True, False]
+    assert got.to_pylist() == want.tolist()
+
+
+@pytest.mark.parametrize("op", sorted(E._CMP))
+def test_date_columns_compared_in_arrow_as_pandas_compares_them(op):
+    """Two date columns compared while reading (Arrow, dates kept as dates) give pandas'
+    answer on the ``datetime64[ms]`` columns: a missing date compares False, except with
+    ``!=`` (True)."""
+    d = [datetime.date(2013, 7, 1), datetime.date(2013, 7, 2), None, None]
+    e = [datetime.date(2013, 7, 2), datetime.date(2013, 7, 2), datetime.date(2013, 7, 2), None]
+    table = pa.table({"a": pa.array(d, pa.date32()), "b": pa.array(e, pa.date32())})
+    expr = E.Bin(op, E.Col("a"), E.Col("b"))
+    term = expr.to_arrow(filter_schema(table.schema))
+    assert isinstance(term, E.ArrowOp), term  # no pandas evaluation
+    got = term(normalize_table(table, keep_dates=True))
+    want = E.as_mask(expr.evaluate(to_pandas(table)), 4, expr)
+    assert got.to_pylist() == want.tolist()
 
 
 # -- SELECTIVITY: the share of rows a range filter keeps, estimated from min/max --
