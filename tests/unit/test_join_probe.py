@@ -174,7 +174,9 @@ def _keys_and_block(draw):
     return keys, values, draw(st.integers(0, len(values)))
 
 
-@pytest.mark.parametrize("bitset", [True, "passes", False], ids=["bitset", "bitset-in-passes", "hash"])
+@pytest.mark.parametrize(
+    "bitset", ["flags", True, "passes", False], ids=["flags", "bitset", "bitset-in-passes", "hash"]
+)
 @spmd_settings(max_examples=200)
 @example(data=([1, 2**62], [1, 2, 0, 2**62, 2**62 + 1], 2))
 @example(data=([2**63 - 1, -(2**63)], [2**63 - 1, -(2**63), 0], 1))
@@ -183,15 +185,17 @@ def test_key_term_keeps_exactly_the_rows_merge_can_match(bitset, data, monkeypat
     """``KeyIn`` (the Arrow-side filter of a join side read against a broadcast side) keeps
     a row exactly when pandas' inner merge on that int64 key could match it: its key is
     among the other side's keys; a block with a missing key (float64 in pandas, matched by
-    rounded value) is kept whole. Both lookups
-    (the bitset of a compact key range — built in one pass, or 8 bits per pass as a range
-    wider than ``BITSET_PASS`` is — the hash of the keys), keys near ±2**63, blocks in two
-    chunks."""
+    rounded value) is kept whole. Every lookup (one flag per key of a compact key range —
+    values outside it, even near ±2**63, wrap modulo 2**64 to the last flag —, the bitset of
+    a wider range — built in one pass, or 8 bits per pass as a range wider than
+    ``BITSET_PASS`` is —, the hash of the keys), keys near ±2**63, blocks in two chunks."""
     import pyarrow as pa
 
     from hpcframe.expr import KeyIn
 
     keys, values, cut = data
+    if bitset != "flags":
+        monkeypatch.setattr(KeyIn, "FLAGS_MAX", 0)
     if not bitset:
         monkeypatch.setattr(KeyIn, "BITSET_MAX", 0)
     if bitset == "passes":  # a small range, so that 8 bits per pass stays a few passes
@@ -199,7 +203,9 @@ def test_key_term_keeps_exactly_the_rows_merge_can_match(bitset, data, monkeypat
         monkeypatch.setattr(KeyIn, "BITSET_PASS", 8)
     index = pd.Index(pd.unique(np.array(keys, dtype=np.int64)))
     term = KeyIn("k", index)
-    assert (term.bits is not None) == (bitset and int(index.max()) - int(index.min()) < KeyIn.BITSET_MAX)
+    span = int(index.max()) - int(index.min()) + 1
+    assert (term.flags is not None) == (bitset == "flags" and span <= KeyIn.FLAGS_MAX)
+    assert (term.bits is not None) == (bitset not in (False, "flags") and span <= KeyIn.BITSET_MAX)
     col = pa.array(values, pa.int64())
     table = pa.table({"k": pa.chunked_array([col.slice(0, cut), col.slice(cut)], pa.int64())})
     got = term(table).to_numpy(zero_copy_only=False)
