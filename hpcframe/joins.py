@@ -806,7 +806,8 @@ def merge_block(stage: JoinStage, block: pd.DataFrame, probe: Probe):
 def _finish_part(stage: JoinStage, df):
     """A result partition in the result's column order, sorted by its row order (a merge
     mostly gives it in that order already: checked first, in O(rows))."""
-    df = df[list(stage.meta.columns)]
+    if not df.columns.equals(stage.meta.columns):  # (a merge mostly gives that order too)
+        df = df[list(stage.meta.columns)]
     spec = P.source_sort(stage)
     if not _is_sorted(df, spec):
         df = P.sort_rows(df, spec)
