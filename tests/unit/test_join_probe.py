@@ -277,3 +277,61 @@ def test_distinct_key_bytes_of_sorted_disjoint_blocks_are_exact():
     assert joins.distinct_bytes_at_least(blocks) == 150 * 8
     blocks.append(pd.DataFrame({"k": np.arange(20, 30, dtype=np.int64)}))  # overlaps [0, 50)
     assert joins.distinct_bytes_at_least(blocks) == 50 * 8  # the largest block's
+
+
+# a block of a join side: result names, hidden order columns (shape_side)
+def _shape_side_reference(df, pairs, order, row_offset, how):
+    """The plain pandas formulation of ``joins.shape_side``."""
+    out = df[[c for c, _ in pairs]].set_axis([r for _, r in pairs], axis=1).reset_index(drop=True)
+    for c, h in order:
+        if c is None:
+            out[h] = np.int64(row_offset) + df.index.to_numpy(dtype="int64")
+        else:
+            out[h] = df[c].reset_index(drop=True)
+    if how in ("semi", "anti") and joins._SEMI_VALUE in out.columns:
+        out = out.drop_duplicates(joins._SEMI_VALUE, ignore_index=True)
+    return out
+
+
+_SIDE = pd.DataFrame(
+    {
+        "a": [3, 1, 2, 5, 1],
+        "b": pd.Categorical(["x", "y", "x", None, "y"]),
+        "c": ["p", None, "q", "r", "p"],
+        "d": [True, None, False, True, True],
+        "e": pd.to_datetime(["2020-01-01", None, "2021-01-01", "2022-01-01", "2020-01-01"]),
+        "f": [1.5, np.nan, 2.0, 3.0, 1.5],
+        "g": pd.array([1, None, 3, 4, 1], dtype="Int64"),
+    },
+    index=[7, 2, 9, 11, 12],  # a filtered block keeps its rows' positions as labels
+)
+
+
+@pytest.mark.parametrize(
+    "rows", [slice(None), slice(0, 0), [1], [0, 2, 4]], ids=["all", "none", "one", "filtered"]
+)
+@pytest.mark.parametrize(
+    "pairs, order",
+    [
+        ([(c, c) for c in _SIDE.columns], [(None, "__o")]),
+        ([("a", "x_a"), ("c", "c"), ("b", "bb")], [(None, "__o"), ("f", "__o2")]),
+        ([("a", "a")], []),
+        ([("a", joins._SEMI_VALUE), ("c", "c")], [(None, "__o")]),
+    ],
+    ids=["every-column", "renamed", "no-order", "semi-value"],
+)
+@pytest.mark.parametrize("how", ["inner", "semi"])
+def test_shape_side_equals_the_pandas_formulation(rows, pairs, order, how):
+    """``shape_side`` (one concat of the renamed columns) gives the select / rename / reset /
+    insert formulation's frame exactly — values, dtypes, column labels, RangeIndex — and a
+    write into its result leaves the block as it was (copy-on-write, no shared buffer)."""
+    df = _SIDE.iloc[rows]
+    got = joins.shape_side(df, pairs, order, 100, how)
+    want = _shape_side_reference(df, pairs, order, 100, how)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.columns.dtype == want.columns.dtype
+    assert isinstance(got.index, pd.RangeIndex)
+    if len(got):
+        before = df.copy()
+        got.iloc[0, 0] = got.iloc[-1, 0]
+        pd.testing.assert_frame_equal(df, before)
