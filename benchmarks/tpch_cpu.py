@@ -8,10 +8,10 @@ Usage::
 and a new tree can alternate in one session. The tables are opened with
 ``tpch_hf_queries.load_hpcframe``; the query runs once to warm up (imports, footers), then
 once more (``--cold``: the first run is measured, as ``tpch_all.py`` measures a fresh
-process, and stages held by stage reuse do not serve it), and every rank prints its wall and
-``time.process_time()`` seconds (all of the
-process's threads; MPICH's busy polling inside collectives counts as CPU: an upper bound of
-the work) and its peak RSS. ``--profile`` prints rank 0's cProfile of the second run (by
+process, and stages held by stage reuse do not serve it; MPI is started before the clock, as
+``tpch_all.py`` starts it), and every rank prints its wall and ``time.process_time()`` seconds
+(all of the process's threads; MPICH's busy polling inside collectives counts as CPU: an
+upper bound of the work) and its peak RSS. ``--profile`` prints rank 0's cProfile of the second run (by
 cumulative time). On a machine other work keeps busy, compare CPU seconds, not wall times.
 """
 
@@ -31,6 +31,10 @@ sys.path[:0] = [TREE, os.path.join(TREE, "benchmarks")]
 import tpch_hf_queries as queries  # noqa: E402
 
 import hpcframe.execute  # noqa: E402,F401  (the engine, imported before the clock)
+from hpcframe.comm import launched_by_mpi  # noqa: E402
+
+if launched_by_mpi():  # MPI started before the clock too, as tpch_all.py does (get_comm)
+    from mpi4py import MPI  # noqa: F401
 
 
 def main() -> None:

@@ -36,7 +36,8 @@ class ParquetSource:
         self._hive = {f: hive_values(f, self.root) for f in self.files} if hive else {}
         self._hive_types = _hive_types(self._hive)
         self._schema = None
-        self._open: dict[str, tuple] = {}  # path -> (file identity, ParquetFile)
+        # path -> (file identity, ParquetFile, its string_view columns read as plain strings)
+        self._open: dict[str, tuple] = {}
 
     def __getstate__(self):
         # the source travels to Dask workers; open files stay behind
@@ -73,8 +74,15 @@ class ParquetSource:
         part = parts[0]
         file_cols = [c for c in columns if c not in self._hive_types]
         try:
-            pf = self._file(part.path)
+            pf, views = self._file_and_views(part.path)
             table = pf.read_row_groups([p.piece for p in parts], columns=file_cols, use_threads=True)
+            for c in views.intersection(file_cols):  # (Arrow cannot take or filter string_view)
+                i = table.schema.get_field_index(c)
+                table = table.set_column(
+                    i,
+                    table.schema.field(i).with_type(pa.large_string()),
+                    table.column(i).cast(pa.large_string()),
+                )
         except (OSError, pa.ArrowException) as exc:
             raise self._read_error(parts, file_cols, exc) from exc
         if len(parts) == 1 and (part.start or part.stop < table.num_rows):
@@ -112,6 +120,9 @@ class ParquetSource:
         return DatasetError(f"cannot read {where} (rows {bad.start}:{bad.stop}): {exc}")
 
     def _file(self, path: str) -> pq.ParquetFile:
+        return self._file_and_views(path)[0]
+
+    def _file_and_views(self, path: str) -> tuple[pq.ParquetFile, frozenset]:
         # a handle is kept while its file is the one it opened: a file replaced or rewritten
         # since (another inode, size or modification time) is opened again, never read stale
         try:
@@ -120,34 +131,39 @@ class ParquetSource:
         except OSError:
             ident = None
         kept = self._open.get(path)
-        pf = kept[1] if kept is not None and kept[0] == ident else None
-        if pf is None:
-            self._open.pop(path, None)
-            if len(self._open) >= 4:
-                self._open.pop(next(iter(self._open)))
-            # strings come as dictionaries (no string materialised until pandas needs it)
-            strings = [f.name for f in self.schema() if f.name not in self._hive_types and is_string(f.type)]
-            # ... except those whose pages are mostly not dictionary-encoded
-            meta = pq.read_metadata(path) if strings else None
-            if meta is not None:  # (string_view stays a dictionary: Arrow cannot take it)
-                types = {f.name: f.type for f in self.schema()}
-                narrow = [c for c in strings if not pa.types.is_string_view(types[c])]
-                plain = _plain_strings(meta, narrow)
-                strings = [c for c in strings if c not in plain]
-            # pages written with a CRC checksum are verified (those without are read as they
-            # are): a corrupt page is an error, never silently wrong values. No pre-buffering:
-            # each column chunk is still read with one call, but not first copied whole into
-            # fresh memory (at TPC-H SF 10 that copy cost ~9 % of a scan query's CPU per rank and
-            # ~90 MB of peak memory; see docs/benchmarks.md, "Session 25")
-            pf = pq.ParquetFile(
-                path,
-                metadata=meta,
-                read_dictionary=strings,
-                page_checksum_verification=True,
-                pre_buffer=False,
-            )
-            self._open[path] = (ident, pf)
-        return pf
+        if kept is not None and kept[0] == ident:
+            return kept[1], kept[2]
+        self._open.pop(path, None)
+        if len(self._open) >= 4:
+            self._open.pop(next(iter(self._open)))
+        # strings come as dictionaries (no string materialised until pandas needs it)
+        strings = [f.name for f in self.schema() if f.name not in self._hive_types and is_string(f.type)]
+        # ... except those whose pages are mostly not dictionary-encoded
+        meta = pq.read_metadata(path) if strings else None
+        views: frozenset = frozenset()
+        if meta is not None:
+            plain = _plain_strings(meta, strings)
+            strings = [c for c in strings if c not in plain]
+            # a plain string_view column is cast to large_string when read (Arrow has no
+            # take for string_view; a dictionary of ~1e5 distinct values per row group,
+            # built by hashing every value, cost twice as much: TPC-H's comments, names,
+            # addresses and phones)
+            types = {f.name: f.type for f in self.schema()}
+            views = frozenset(c for c in plain if pa.types.is_string_view(types[c]))
+        # pages written with a CRC checksum are verified (those without are read as they
+        # are): a corrupt page is an error, never silently wrong values. No pre-buffering:
+        # each column chunk is still read with one call, but not first copied whole into
+        # fresh memory (at TPC-H SF 10 that copy cost ~9 % of a scan query's CPU per rank and
+        # ~90 MB of peak memory; see docs/benchmarks.md, "Session 25")
+        pf = pq.ParquetFile(
+            path,
+            metadata=meta,
+            read_dictionary=strings,
+            page_checksum_verification=True,
+            pre_buffer=False,
+        )
+        self._open[path] = (ident, pf, views)
+        return pf, views
 
     def _file_partitions(self, path: str, schema: pa.Schema) -> list[Partition]:
         try:

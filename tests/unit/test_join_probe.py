@@ -226,7 +226,9 @@ def _keys_and_block(draw):
     return keys, values, draw(st.integers(0, len(values)))
 
 
-@pytest.mark.parametrize("bitset", [True, "passes", False], ids=["bitset", "bitset-in-passes", "hash"])
+@pytest.mark.parametrize(
+    "bitset", ["flags", True, "passes", False], ids=["flags", "bitset", "bitset-in-passes", "hash"]
+)
 @spmd_settings(max_examples=200)
 @example(data=([1, 2**62], [1, 2, 0, 2**62, 2**62 + 1], 2))
 @example(data=([2**63 - 1, -(2**63)], [2**63 - 1, -(2**63), 0], 1))
@@ -235,15 +237,17 @@ def test_key_term_keeps_exactly_the_rows_merge_can_match(bitset, data, monkeypat
     """``KeyIn`` (the Arrow-side filter of a join side read against a broadcast side) keeps
     a row exactly when pandas' inner merge on that int64 key could match it: its key is
     among the other side's keys; a block with a missing key (float64 in pandas, matched by
-    rounded value) is kept whole. Both lookups
-    (the bitset of a compact key range — built in one pass, or 8 bits per pass as a range
-    wider than ``BITSET_PASS`` is — the hash of the keys), keys near ±2**63, blocks in two
-    chunks."""
+    rounded value) is kept whole. Every lookup (one flag per key of a compact key range —
+    values outside it, even near ±2**63, wrap modulo 2**64 to the last flag —, the bitset of
+    a wider range — built in one pass, or 8 bits per pass as a range wider than
+    ``BITSET_PASS`` is —, the hash of the keys), keys near ±2**63, blocks in two chunks."""
     import pyarrow as pa
 
     from hpcframe.expr import KeyIn
 
     keys, values, cut = data
+    if bitset != "flags":
+        monkeypatch.setattr(KeyIn, "FLAGS_MAX", 0)
     if not bitset:
         monkeypatch.setattr(KeyIn, "BITSET_MAX", 0)
     if bitset == "passes":  # a small range, so that 8 bits per pass stays a few passes
@@ -251,7 +255,9 @@ def test_key_term_keeps_exactly_the_rows_merge_can_match(bitset, data, monkeypat
         monkeypatch.setattr(KeyIn, "BITSET_PASS", 8)
     index = pd.Index(pd.unique(np.array(keys, dtype=np.int64)))
     term = KeyIn("k", index)
-    assert (term.bits is not None) == (bitset and int(index.max()) - int(index.min()) < KeyIn.BITSET_MAX)
+    span = int(index.max()) - int(index.min()) + 1
+    assert (term.flags is not None) == (bitset == "flags" and span <= KeyIn.FLAGS_MAX)
+    assert (term.bits is not None) == (bitset not in (False, "flags") and span <= KeyIn.BITSET_MAX)
     col = pa.array(values, pa.int64())
     table = pa.table({"k": pa.chunked_array([col.slice(0, cut), col.slice(cut)], pa.int64())})
     got = term(table).to_numpy(zero_copy_only=False)
@@ -364,4 +370,62 @@ def test_key_filter_tests_one_int64_key_in_a_bitset(far):
     got = keep.keep(block)
     pd.testing.assert_frame_equal(got, block[block.k0.isin(lp.k0)].reset_index(drop=True))
     assert keep.dropped == 10
-    assert (keep._member.bits is None) == far
+    assert (keep._member.bits is None and keep._member.flags is None) == far  # flags or bits
+
+
+# a block of a join side: result names, hidden order columns (shape_side)
+def _shape_side_reference(df, pairs, order, row_offset, how):
+    """The plain pandas formulation of ``joins.shape_side``."""
+    out = df[[c for c, _ in pairs]].set_axis([r for _, r in pairs], axis=1).reset_index(drop=True)
+    for c, h in order:
+        if c is None:
+            out[h] = np.int64(row_offset) + df.index.to_numpy(dtype="int64")
+        else:
+            out[h] = df[c].reset_index(drop=True)
+    if how in ("semi", "anti") and joins._SEMI_VALUE in out.columns:
+        out = out.drop_duplicates(joins._SEMI_VALUE, ignore_index=True)
+    return out
+
+
+_SIDE = pd.DataFrame(
+    {
+        "a": [3, 1, 2, 5, 1],
+        "b": pd.Categorical(["x", "y", "x", None, "y"]),
+        "c": ["p", None, "q", "r", "p"],
+        "d": [True, None, False, True, True],
+        "e": pd.to_datetime(["2020-01-01", None, "2021-01-01", "2022-01-01", "2020-01-01"]),
+        "f": [1.5, np.nan, 2.0, 3.0, 1.5],
+        "g": pd.array([1, None, 3, 4, 1], dtype="Int64"),
+    },
+    index=[7, 2, 9, 11, 12],  # a filtered block keeps its rows' positions as labels
+)
+
+
+@pytest.mark.parametrize(
+    "rows", [slice(None), slice(0, 0), [1], [0, 2, 4]], ids=["all", "none", "one", "filtered"]
+)
+@pytest.mark.parametrize(
+    "pairs, order",
+    [
+        ([(c, c) for c in _SIDE.columns], [(None, "__o")]),
+        ([("a", "x_a"), ("c", "c"), ("b", "bb")], [(None, "__o"), ("f", "__o2")]),
+        ([("a", "a")], []),
+        ([("a", joins._SEMI_VALUE), ("c", "c")], [(None, "__o")]),
+    ],
+    ids=["every-column", "renamed", "no-order", "semi-value"],
+)
+@pytest.mark.parametrize("how", ["inner", "semi"])
+def test_shape_side_equals_the_pandas_formulation(rows, pairs, order, how):
+    """``shape_side`` (one concat of the renamed columns) gives the select / rename / reset /
+    insert formulation's frame exactly — values, dtypes, column labels, RangeIndex — and a
+    write into its result leaves the block as it was (copy-on-write, no shared buffer)."""
+    df = _SIDE.iloc[rows]
+    got = joins.shape_side(df, pairs, order, 100, how)
+    want = _shape_side_reference(df, pairs, order, 100, how)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.columns.dtype == want.columns.dtype
+    assert isinstance(got.index, pd.RangeIndex)
+    if len(got):
+        before = df.copy()
+        got.iloc[0, 0] = got.iloc[-1, 0]
+        pd.testing.assert_frame_equal(df, before)
