@@ -50,10 +50,10 @@ class Aggregation:
     numeric_only: bool = False
 
 
-# -- TPCH: vectorised nunique partials (one pass for all groups, not a Python call per group) --
-# -- Q21MEM: the distinct values of all groups in two flat arrays (an Arrow list column:
+# vectorised nunique partials (one pass for all groups, not a Python call per group)
+# the distinct values of all groups in two flat arrays (an Arrow list column:
 #    offsets + values), not a numpy array object per group: ~8 bytes per distinct value
-#    instead of ~120 bytes per group, and exchanged as plain Arrow buffers --
+#    instead of ~120 bytes per group, and exchanged as plain Arrow buffers
 def _flat_kind(values: np.ndarray) -> bool:
     """Whether ``values`` (a numpy array) can be kept as a flat Arrow list column and read
     back unchanged: numbers, bools, naive datetimes and timedeltas."""
@@ -555,7 +555,7 @@ def _dense_partial(df, keys, inters, dropna):
     for k in keys:
         cols[k] = decoded[k]
     # per column once: its values, whether it has NaN, its bincount sum (shared by
-    #    "sum" and "fsum", which run the same bincount); a count without NaN is the size --
+    #    "sum" and "fsum", which run the same bincount); a count without NaN is the size
     values: dict = {}
     nans: dict = {}
     totals: dict = {}
@@ -626,7 +626,7 @@ def chunk_partial(
     # categorical keys are grouped by their integer codes (pandas' categorical
     #    group-by hashes the categories more than once per block); the codes map back to the
     #    values below. Each group holds the same rows in the same order either way, so every
-    #    aggregate is the same bit for bit. --
+    #    aggregate is the same bit for bit.
     coded = _coded_keys(df, keys, {col for col, _ in inters})
     if coded:
         extra.update({k: codes for k, (codes, _) in coded.items()})
@@ -735,7 +735,7 @@ def combine_many(
         elif inter == "count" and (col + SEP + "mean") in t.columns:
             cols.update(_combine_moments(t, gb, col, ids))
         else:
-            # -- Q21MEM: the last combine of nunique counts --
+            # the last combine of nunique counts
             counted = _uniq_final(t[name], ids, len(first)) if final and inter == "uniq" else None
             cols[name] = INTERMEDIATES[inter].combine(gb[name]) if counted is None else counted
     out = t[keys + carried].take(first).reset_index(drop=True)
@@ -754,7 +754,7 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     values are a group of their own, as ``dropna=False``), numbered in order of first
     appearance, and the row where each group first appears. One integer key instead of
     several columns: grouping by it is much cheaper than a multi-column group-by."""
-    if len(keys) == 1:  # -- Q21MEM: one key: factorized once (one hash table, not two) --
+    if len(keys) == 1:  # one key: factorized once (one hash table, not two)
         col = t[keys[0]]
         if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu" and len(col):
             return _sorted_ids(col.to_numpy())

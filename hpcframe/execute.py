@@ -332,7 +332,7 @@ def _read_my_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run,
     another rank's notice says it failed."""
     # the leaf read after each leaf (the next one that reads anything); reads
     #    still happen one at a time, in leaf order, and the one in flight is waited for
-    #    before this returns (a source's open streams are never used by two threads) --
+    #    before this returns (a source's open streams are never used by two threads)
     ahead = cache.ahead
     upcoming = {}
     if ahead is not None:
@@ -815,7 +815,7 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
 
 
 # the scan hot path (issue 11, item 1): _compute_leaf, _no_rows, _arrow_mask
-#    and the allocator setting below --
+#    and the allocator setting below
 _MALLOC_TUNED = False
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
@@ -936,7 +936,7 @@ def _arrow_mask(table, plan, declared):
     if plan.arrow_pred is None:
         return None
     cols = [c for c in table.column_names if c in plan.pred_columns]
-    # -- DICTPRED: string terms on the dictionaries, not on every decoded string --
+    # string terms on the dictionaries, not on every decoded string
     return evaluate_with_dictionaries(
         plan.arrow_pred,
         table.select(cols),
@@ -1035,7 +1035,7 @@ def _materialise_planned(stage, run, comm) -> None:
 
 
 # a join stage read only by one side of an inner join is computed by that join
-# (hpcframe.joins.deferrable_joins): {id(stage): (stage, run)} while prepare() runs --
+# (hpcframe.joins.deferrable_joins): {id(stage): (stage, run)} while prepare() runs
 _deferred: dict[int, tuple] = {}
 
 
@@ -1126,10 +1126,10 @@ def materialise(stage, comm, run=None) -> None:
         from .joins import adopt_schema
 
         adopt_schema(stage)
-    release_memory()  # -- Q21MEM --
+    release_memory()
 
 
-# -- Q21MEM: give the memory a finished stage freed back to the system --
+# give the memory a finished stage freed back to the system
 def release_memory() -> None:
     """Return the free memory of this process's allocators to the operating system: Arrow's
     memory pool (mimalloc or jemalloc keep freed pages for reuse) and, with glibc, the C
@@ -1141,9 +1141,6 @@ def release_memory() -> None:
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
-
-
-# -- end Q21MEM --
 
 
 def _declared_meta(stage):
@@ -1247,8 +1244,8 @@ class _Spread:
         if p is not None and len(p):
             part = _route(p, self.inner.keys, self.nparts)
             dest = self.owners[part]
-            # -- Q10ROUTE: each row's partition travels with it (a hidden column carried
-            #    through the combine), so the finished groups are not hashed again --
+            # each row's partition travels with it (a hidden column carried
+            #    through the combine), so the finished groups are not hashed again
             p = p.assign(**{_PART: part.astype(np.int32)})
             for r, piece in split_by(p, dest, np.unique(dest)).items():
                 self.outbox[r].append((leaf.index, piece))
@@ -1280,7 +1277,7 @@ class _Spread:
                 parts = None if table is None else table[_PART].to_numpy()
                 finished = o.finish_table(table)
                 del table
-                release_memory()  # -- Q21MEM: the combine's temporaries --
+                release_memory()  # the combine's temporaries
                 frames = self.partitions(finished, comm.rank, self.owners, parts)
         except BaseException as exc:
             error = failure(comm, context, exc)
@@ -1387,8 +1384,8 @@ def exchange_frames(comm, outgoing: list, tag: str, stacked: bool = False, consu
         bad = True
     if comm.any_true(bad):  # one rank's value does not fit the agreed type: all pickle
         return None
-    # -- Q21MEM: hold each piece of data once: frames dropped once they are tables (consume),
-    #    received tables dropped one by one as they become frames --
+    # hold each piece of data once: frames dropped once they are tables (consume),
+    #    received tables dropped one by one as they become frames
     if consume:
         outgoing[:] = [None] * len(outgoing)
     _add_stat("exchanges_arrow", 1)
@@ -1408,7 +1405,6 @@ def exchange_frames(comm, outgoing: list, tag: str, stacked: bool = False, consu
         del table
     release_memory()
     return out
-    # -- end Q21MEM --
 
 
 def split_by(df, bucket, wanted) -> dict:
@@ -1419,7 +1415,7 @@ def split_by(df, bucket, wanted) -> dict:
     order = np.argsort(bucket.astype(np.uint16) if small else bucket, kind="stable")
     # one take of the whole frame in bucket order, then a slice per bucket (zero-copy
     #    views under copy-on-write): a take per column instead of one per column and bucket
-    #    (Arrow strings' take has a large cost per call; q9's 32 buckets: 0.2 -> 0.1 s a block) --
+    #    (Arrow strings' take has a large cost per call; q9's 32 buckets: 0.2 -> 0.1 s a block)
     #    Only the rows of the wanted buckets are taken.
     sorted_buckets = bucket[order]
     present = [
@@ -1474,7 +1470,7 @@ def _exchange_leaf_partials(comm, sends: list[list]):
     Arrow buffers (pickled only when a partial cannot be Arrow, e.g. a user aggregation's
     state). Returns every received row stacked in leaf order (``None``: nothing arrived):
     ranks hold increasing leaf ranges, so rank order is leaf order."""
-    # -- Q21MEM: each rank's pieces are released once packed (``sends`` is emptied) --
+    # each rank's pieces are released once packed (``sends`` is emptied)
     frames = []
     for lst in sends:
         frames.append(pd.concat([p for _, p in lst], ignore_index=True) if lst else None)
@@ -1488,7 +1484,6 @@ def _exchange_leaf_partials(comm, sends: list[list]):
         pieces = [p for p in comm.alltoall(frames) if p is not None]
         return pd.concat(pieces, ignore_index=True) if pieces else None
     return got if len(got) else None
-    # -- end Q21MEM --
 
 
 def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:
@@ -1496,8 +1491,8 @@ def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:
     stacked) to rank ``r``, on Arrow buffers
     (pickled only when some frame cannot be Arrow, see :func:`exchange_frames`); returns the
     dicts received, by source rank."""
-    # -- Q21MEM: the caller's frames are released as they are packed (``sends`` is emptied),
-    #    and each received frame as soon as it is split: one copy of the rows at a time --
+    # the caller's frames are released as they are packed (``sends`` is emptied),
+    #    and each received frame as soon as it is split: one copy of the rows at a time
     frames = []
     for d in sends:
         frames.append(_tagged(d) if d else None)
@@ -1532,7 +1527,6 @@ def _by_part(df) -> dict:
     """``{partition: rows}`` of a frame whose rows are tagged with their partition."""
     part = df[_PART].to_numpy()
     return split_by(df.drop(columns=[_PART]), part, np.unique(part))
-    # -- end Q21MEM --
 
 
 def _exchange_rows(rows: _Rows, comm) -> dict:
@@ -1576,7 +1570,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
 #    (imports before the clock, as for the other engines): these lazy imports (Parquet
 #    reader and file systems, joins, pruning, exchange, cache, Arrow's pandas conversion)
 #    cost 0.1-0.3 s inside the first query of every process. ``import hpcframe`` stays light:
-#    it does not import this module. --
+#    it does not import this module.
 def _import_engine_parts() -> None:
     import importlib
 

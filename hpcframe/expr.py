@@ -1113,7 +1113,7 @@ def and_all(terms: list[Expr]) -> Expr | None:
     return balanced(terms, lambda a, b: Bin("&", a, b))
 
 
-# -- DICTPRED: string predicates evaluated on the dictionaries of dictionary-encoded columns --
+# string predicates evaluated on the dictionaries of dictionary-encoded columns
 def _pred_columns(p: Any) -> set[str] | None:
     """The columns an Arrow-side predicate node reads; ``None`` for a node it cannot tell."""
     if isinstance(p, AField):
@@ -1426,7 +1426,7 @@ class KeyIn(_Pred):
         return f"key_in({self.name}, {len(self.keys)} keys, #{id(self):x})"
 
 
-# -- SELECTIVITY: the share of a partition's rows a range filter keeps, from its statistics --
+# the share of a partition's rows a range filter keeps, from its statistics
 def range_of(term: Expr) -> tuple[str, Any, Any] | None:
     """``(column, low, high)`` when ``term`` bounds one column by constants
     (``col < v``, ``v <= col``, ``col.between(a, b)``; ``None`` for an open end), else

@@ -1449,7 +1449,7 @@ class GroupBy:
         shuffled by the keys (whole groups on one rank)."""
         return _transform(self, func, args, kwargs)
 
-    # -- GROUPWIN: group windows, head/tail/nth, exact per-group order statistics -------------
+    # group windows, head/tail/nth, exact per-group order statistics
     # (helpers: _window, _group_rows, _exact below; all run pandas on whole groups after a
     # hash shuffle of the rows by the keys, in the frame's row order)
     def cumsum(self):
@@ -2074,7 +2074,7 @@ def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result
     return Result(Composite(parts, finish, "median" if median else f"quantile({q})"))
 
 
-# -- joins: merge, isin with a lazy Series (semi/anti-join) --
+# joins: merge, isin with a lazy Series (semi/anti-join)
 # ------------------------------------------------------------------------------------------
 def _merge(
     self: Frame,

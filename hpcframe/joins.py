@@ -1279,7 +1279,7 @@ def deferrable_joins(planned, nodes) -> dict:
         if not _pushable(parent, which) and not _pushable_group_keys(parent, which):
             continue
         # only where the reader may reduce it (its other side filtered, see
-        #    _first_side), so that the other side, when also deferrable, may be instead --
+        #    _first_side), so that the other side, when also deferrable, may be instead
         if not _selective(parent.right if which == "left" else parent.left):
             continue
         other = stage_of(parent.right if which == "left" else parent.left)
@@ -1332,7 +1332,7 @@ class _KeyFilter:
             return block
         if len(probe.keys) == 1 and probe.whole[probe.keys[0]].dtype == np.dtype("int64"):
             # one int64 key: a bitset of the keys' range where compact (KeyIn: the rows a
-            #    key term of the read already filtered are tested in a few vector operations) --
+            #    key term of the read already filtered are tested in a few vector operations)
             if self._member is None:
                 self._member = KeyIn(probe.other_keys[0], index.uniques[0])
             mask = self._member.member(block[probe.other_keys[0]].to_numpy())
@@ -1373,7 +1373,7 @@ def _key_filter(stage: JoinStage, which: str, frames: dict, comm, engine) -> _Ke
         error = failure(comm, context, exc)
     comm.agree(error or engine._interrupted(comm, context))
     # keys that cannot fit are known without hashing them (Q21: 30 M lineitem
-    #    rows of sorted, disjoint blocks); the same decision as from the distinct keys --
+    #    rows of sorted, disjoint blocks); the same decision as from the distinct keys
     limit = config.broadcast_bytes // 4
     total_floor = sum(comm.allgather(floor))
     if total_floor > limit:  # (the same on every rank: collective below)
@@ -1620,7 +1620,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm, engine):
                 sends[owners[b]][b] = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
             del outbox
             received[which] = sends
-        else:  # -- Q21MEM: the pieces go as they are (one concatenation, in the exchange) --
+        else:  # the pieces go as they are (one concatenation, in the exchange)
             for b, pieces in outbox.items():
                 sends[owners[b]][b] = pieces
             del outbox
@@ -1634,7 +1634,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm, engine):
             for b in [p for p, o in enumerate(owners) if o == comm.rank]:
                 parts = {}
                 for which in ("left", "right"):
-                    # -- Q21MEM: pop: a partition's rows are freed once merged --
+                    # pop: a partition's rows are freed once merged
                     pieces = [got.pop(b) for got in received[which] if b in got]
                     parts[which] = (
                         (pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0])
@@ -1661,8 +1661,8 @@ def _split(df, bucket) -> dict:
     """``{b: rows of df in bucket b}`` (each in the rows' order): one stable sort and one
     ``take`` of the whole frame, then slices (a take per bucket costs a copy of the string
     columns per bucket)."""
-    # -- Q13SPLIT: partition numbers (small, non-negative) sorted as uint16 (NumPy's stable
-    #    radix sort) and listed by a bincount (np.unique sorted them all again) --
+    # partition numbers (small, non-negative) sorted as uint16 (NumPy's stable
+    #    radix sort) and listed by a bincount (np.unique sorted them all again)
     small = len(bucket) and bucket.min() >= 0 and bucket.max() < 2**16
     order = np.argsort(bucket.astype(np.uint16) if small else bucket, kind="stable")
     ordered = bucket[order]

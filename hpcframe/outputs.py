@@ -24,7 +24,7 @@ from . import aggregations as A
 from . import plan as P
 
 
-# -- PRUNEDTYPE: empty results with the dtypes the dataset has --
+# empty results with the dtypes the dataset has
 def empty_meta(node):
     """``node.meta`` with the dtypes the data has, for results without any row (every
     partition pruned by its statistics, or no row passing the filters).
@@ -82,9 +82,6 @@ def empty_meta(node):
         return node.meta
     df.index = node.meta.index
     return df
-
-
-# -- end PRUNEDTYPE --
 
 
 # results with the dtypes of the dataset when blocks decided them
@@ -483,8 +480,8 @@ class CollectOutput(Output):
             df = empty_meta(self.node).iloc[:0].assign(**{LABEL: np.zeros(0, dtype="int64")})
         else:
             df = partial[0]
-        # -- Q10SORT: the orders are computed on the columns they need, and only the rows
-        #    returned are taken (a head of a group-by result: 20 rows of 400 k) --
+        # the orders are computed on the columns they need, and only the rows
+        #    returned are taken (a head of a group-by result: 20 rows of 400 k)
         order = None
         if self.base is not None and len(df):  # labels: the rank of each row in the frame's own order
             order = P.sort_order(df, self.base, np.argsort(df[LABEL].to_numpy(), kind="stable"))
@@ -500,7 +497,6 @@ class CollectOutput(Output):
             df = df.take(order)
         elif self.head is not None:
             df = df.tail(self.head) if self.tail else df.head(self.head)
-        # -- end Q10SORT --
         labels = df[LABEL].to_numpy()
         if self.sort is not None and self.sort.ignore_index:  # positions in the sorted frame
             total = 0 if partial is None else partial[1]

@@ -118,7 +118,7 @@ class OutputPlan:
     def __init__(self, out, declared):
         self.out, self.declared = out, declared
         self.arrow_pred, self.pred_columns, self.steps = P.split_filters(out.node, filter_schema(declared))
-        # -- KEYIN: a join side's rows that cannot match are dropped before the conversion --
+        # a join side's rows that cannot match are dropped before the conversion
         key_terms = getattr(out, "key_terms", None)
         for term in key_terms(declared) if key_terms is not None else ():
             self.arrow_pred = term if self.arrow_pred is None else self.arrow_pred & term
@@ -132,7 +132,7 @@ class OutputPlan:
         self.keep_dict = frozenset(
             k for k in keys if k in declared.names and k not in used and is_string(declared.field(k).type)
         )
-        # -- DICTPRED: the dataset's string columns (a reader hands them over as dictionaries) --
+        # the dataset's string columns (a reader hands them over as dictionaries)
         self.string_columns = frozenset(
             c for c in self.pred_columns if c in declared.names and is_string(declared.field(c).type)
         )

@@ -307,7 +307,7 @@ def sort_order(df, spec: RowSort, order=None):
     return order
 
 
-# -- Q10SORT: a sort by keys of which one is unique stops at that key --
+# a sort by keys of which one is unique stops at that key
 def _decisive(df, spec: RowSort) -> RowSort:
     """``spec`` without the columns after its first NumPy number, boolean or time column
     whose values are all distinct (no two equal as the sort compares them: ``-0.0`` equals
@@ -345,9 +345,6 @@ def _decisive(df, spec: RowSort) -> RowSort:
         if not bool((ranked[1:] == ranked[:-1]).any()):
             return RowSort(cols[: j + 1], spec.ascending[: j + 1], spec.na_position[: j + 1])
     return spec
-
-
-# -- end Q10SORT --
 
 
 def sort_rows(df, spec: RowSort):

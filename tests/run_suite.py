@@ -54,7 +54,7 @@ PARALLEL = "tests/parallel"
 # the files of tests/parallel run again with HPCFRAME_TEST_ENGINE=dask (the Dask
 # engine): reductions, group-bys, assign/expressions, dtypes, head/top-n, filters and pushdown,
 # special values, subtotals (tests/dask covers map_partitions, errors, diagnostics); about 3–4
-# minutes on the 2-core machine --
+# minutes on the 2-core machine
 DASK_FILES = [
     "test_reductions",
     "test_groupby",
@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
             )
         )
     # the query tests again on the Dask engine (one LocalCluster of 2 worker processes
-    # per run; stage queries must raise its clear error, see tests/parallel/conftest.py) --
+    # per run; stage queries must raise its clear error, see tests/parallel/conftest.py)
     import importlib.util
 
     if importlib.util.find_spec("distributed") is not None:

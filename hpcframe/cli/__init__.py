@@ -37,7 +37,7 @@ COMMANDS: dict[str, str] = {
     "run": "hpcframe.cli.run:run",
     "convert": "hpcframe.cli.convert:convert_command",
     "report": "hpcframe.cli.report:report",
-    # -- JOBS: batch-job commands (hpcframe/cli/jobs.py) --
+    # batch-job commands (hpcframe/cli/jobs.py)
     "submit": "hpcframe.cli.jobs:submit",
     "status": "hpcframe.cli.jobs:status",
     "logs": "hpcframe.cli.jobs:logs",
@@ -46,7 +46,6 @@ COMMANDS: dict[str, str] = {
     "wait": "hpcframe.cli.jobs:wait_cmd",
     "profiles": "hpcframe.cli.profiles:profiles",
     "cache": "hpcframe.cli.cache:cache",
-    # -- end JOBS --
 }
 
 

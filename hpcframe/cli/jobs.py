@@ -23,7 +23,7 @@ def _usage(exc: Exception):
     return click.UsageError(str(exc))
 
 
-# -- JOBSRENDER: --cluster-profile / --array / --exclusive option parsing --
+# --cluster-profile / --array / --exclusive option parsing
 def _cluster_profile(ctx, param, value):
     """Resolve an old profile name (``local`` -> ``slurm-local``), saying so on stderr."""
     if not value:
@@ -51,10 +51,9 @@ EXCLUSIVE_HELP = (
     "Whole nodes, shared with no other job (SLURM --exclusive, PBS Pro place=scatter:excl, "
     "Torque -n). --no-exclusive overrides a profile's exclusive: true."
 )
-# -- end JOBSRENDER --
 
 
-# -- JOBSFOLLOW: commands that cannot run inside a batch job --
+# commands that cannot run inside a batch job
 _NOT_SUBMITTABLE = ("submit", "status", "logs", "cancel", "jobs", "wait")
 
 
@@ -72,13 +71,10 @@ def _is_command(target: str) -> bool:
     return isinstance(root, click.Group) and target in root.list_commands(ctx)
 
 
-# -- end JOBSFOLLOW --
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option(  # -- JOBSRENDER --
+@click.option(
     "--cluster-profile",
     "--profile",
     "-P",
@@ -98,8 +94,8 @@ def _is_command(target: str) -> bool:
 @click.option("--mem", help="Memory per node, e.g. 16G.")
 @click.option("--partition", "--queue", "-p", "partition", help="Partition (SLURM) / queue (PBS).")
 @click.option("--account", "-A", help="Account / project to charge.")
-@click.option("--array", help=ARRAY_HELP)  # -- JOBSRENDER --
-@click.option("--exclusive/--no-exclusive", default=None, help=EXCLUSIVE_HELP)  # -- JOBSRENDER --
+@click.option("--array", help=ARRAY_HELP)
+@click.option("--exclusive/--no-exclusive", default=None, help=EXCLUSIVE_HELP)
 @click.option("--after", multiple=True, help="Start only after job ID finished OK (repeatable).")
 @click.option(
     "--dask-config",
@@ -175,7 +171,7 @@ def submit(
         "partition": partition,
         "account": account,
         "launcher": launcher,
-        "exclusive": exclusive,  # -- JOBSRENDER --
+        "exclusive": exclusive,
         "requeue": requeue,
         "signal": signal_,
         "retries": retries,
@@ -193,7 +189,7 @@ def submit(
         params = make_params(
             profile, overrides, array=array, after=after, dask_config=dask_config, scheduler=scheduler
         )
-        command = _is_command(target)  # -- JOBSFOLLOW --
+        command = _is_command(target)
         if dry_run:
             click.echo(render_job(params, target, args, run_dir="<run-dir>", command=command), nl=False)
             return
@@ -207,7 +203,7 @@ def submit(
     click.echo(info["job_id"])
 
 
-# -- JOBSFOLLOW: status, logs, jobs, wait --
+# status, logs, jobs, wait
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("job_id")
 def status(job_id):
@@ -352,9 +348,6 @@ def wait_cmd(job_id, timeout, poll):
     sys.exit(code)
 
 
-# -- end JOBSFOLLOW --
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("job_id")
 def cancel(job_id):
@@ -369,7 +362,7 @@ def cancel(job_id):
     click.echo(f"cancelled {info['job_id']}")
 
 
-# -- JOBSFOLLOW: an hpcframe command inside a batch job (hpcframe.jobs.launch --command) --
+# an hpcframe command inside a batch job (hpcframe.jobs.launch --command)
 def run_in_job(cli_main: click.Group, name: str, args: list[str]) -> None:
     """Run ``hpcframe NAME ARGS`` (``cli_main``: the ``hpcframe`` group, which imports this
     module) on this rank of a batch job; errors are printed as the
@@ -396,7 +389,7 @@ def run_in_job(cli_main: click.Group, name: str, args: list[str]) -> None:
         raise CommandFailed(f"hpcframe {name}: aborted", 1) from None
 
 
-COMMANDS = [submit, status, logs, cancel, jobs, wait_cmd]  # -- JOBSFOLLOW: + jobs, wait --
+COMMANDS = [submit, status, logs, cancel, jobs, wait_cmd]
 
 
 def register(group: click.Group) -> None:

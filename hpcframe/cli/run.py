@@ -19,7 +19,7 @@ from .common import CONTEXT, EXIT_CODES, handle_errors, rank
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["parquet", "hdf5", "csv"]),  # -- JOBSFOLLOW: + csv --
+    type=click.Choice(["parquet", "hdf5", "csv"]),
     help="Input format (default: from the file names).",
 )
 @click.option("--key", help="HDF5: the table inside the files (default: the only one).")

@@ -334,7 +334,7 @@ class CSVSource:
         self._names: list[str] | None = None  # every column of the files, in file order
         self._row_bytes = 100.0
         # the open streams, one per file (at most _CURSORS): the engine may
-        #    read two files at once (hpcframe.execute._ReadAhead), never one file twice --
+        #    read two files at once (hpcframe.execute._ReadAhead), never one file twice
         self._cursors: dict[str, _Cursor] = {}
         # path -> (file identity, decompressed bytes read by the sample, the open stream after
         # them): the first read of a sampled compressed file goes on from where the sample
@@ -345,7 +345,7 @@ class CSVSource:
         self._kept_parsed: dict[str, tuple[pa.Table, int, int]] = {}
         # integer/bool columns known to hold an empty field somewhere in the
         #    dataset (from the sample, or agreed by the ranks after a scan): flagged NULLS in
-        #    :meth:`schema`; and those this process saw while reading, not agreed yet --
+        #    :meth:`schema`; and those this process saw while reading, not agreed yet
         self._nulls: frozenset[str] = frozenset()
         self._seen_nulls: set[str] = set()
         # (path, piece) of a partition read -> its int/bool columns with a null (see
@@ -779,7 +779,7 @@ class CSVSource:
             fields.append(pa.field(name, t))
         schema = pa.schema(fields)
         # an integer/bool column with an empty field in the sample is float64
-        #    (object) in every block from the start --
+        #    (object) in every block from the start
         nulls = {f.name for f in schema if f.name in sampled_nulls and _nullable_narrow(f.type)}
         if nulls:
             from .types import NULLS, flag_fields
@@ -1025,7 +1025,7 @@ class CSVSource:
     # -- reading a row chunk (streamed) ---------------------------------------------------
     def _read_chunk(self, part: Partition, columns: list[str]) -> pa.Table:
         # the file's cursor is out of ``_cursors`` while it reads, so two threads
-        #    reading two files never share one, and only idle ones are closed --
+        #    reading two files never share one, and only idle ones are closed
         key = (part.path, tuple(columns))
         with _CURSORS_LOCK:
             cur = self._cursors.pop(part.path, None)

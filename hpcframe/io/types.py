@@ -373,7 +373,7 @@ def block_to_pandas(table: pa.Table, declared: pa.Schema | None = None):
     declared = declared if declared is not None else table.schema
     # string dictionaries become categoricals from their codes and the Arrow
     #    dictionary as it is (pyarrow's to_pandas turns the dictionary into Python strings and
-    #    pandas hashes them again to validate the categories: ~50 ms per 1e5-entry block) --
+    #    pandas hashes them again to validate the categories: ~50 ms per 1e5-entry block)
     cats = _fast_categoricals(table)
     view = table
     for i, (codes, _) in cats.items():
@@ -497,7 +497,7 @@ def _category_values_dtype(value_type: pa.DataType):
     return None
 
 
-# -- Q21MEM: Arrow-backed pandas columns (ArrowDtype) come back as such --
+# Arrow-backed pandas columns (ArrowDtype) come back as such
 def _arrow_backed(schema: pa.Schema):
     """A ``types_mapper`` for ``to_pandas`` giving the columns that pandas wrote as
     ``ArrowDtype`` (e.g. ``large_list<item: int64>[pyarrow]``, which pyarrow cannot parse
@@ -532,8 +532,8 @@ def _extension(col, name: str, index):
     import pandas as pd
 
     chunked = col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])
-    # -- Q21MEM: an Arrow-backed column (pandas cannot parse nested types such as
-    #    "large_list<item: int64>[pyarrow]" by name): the Arrow data as it is --
+    # an Arrow-backed column (pandas cannot parse nested types such as
+    #    "large_list<item: int64>[pyarrow]" by name): the Arrow data as it is
     if name.endswith("[pyarrow]"):
         return pd.Series(pd.arrays.ArrowExtensionArray(chunked), index=index)
     dtype = pd.api.types.pandas_dtype(name)

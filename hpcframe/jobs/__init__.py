@@ -60,7 +60,7 @@ def program_for(target: str, args=(), command: bool = False) -> list[str]:
     """
     for i, a in enumerate(args, 1):
         check_printable(f"script argument {i}", str(a))
-    if command:  # -- JOBSFOLLOW: any hpcframe command --
+    if command:  # any hpcframe command
         if not re.fullmatch(r"[a-z][a-z0-9-]*", str(target)):
             raise JobError(f"{target!r} is not an hpcframe command name")
         return ["-m", "hpcframe.jobs.launch", "--command", str(target), *[str(a) for a in args]]
@@ -126,7 +126,7 @@ def submit(
         info["job_id"] = sched.parse_job_id(out)
     finally:
         write_atomic(record, json.dumps(info, indent=2) + "\n")
-    records.save(info)  # -- JOBSFOLLOW --
+    records.save(info)
     return info
 
 

@@ -187,7 +187,7 @@ def parse_mem(value) -> int:
     return max(1, int(-(-mib // 1)))
 
 
-# -- JOBSRENDER: arrays of integers or strings --
+# arrays of integers or strings
 #: Characters a string array value may not contain: ``,`` separates values, ``/`` would make the
 #: per-task file names (``spec.VALUE.yaml``) paths, quotes and ``{}`` would break the ``{NAME}``
 #: substitution into a job spec. Everything else is shell-quoted where it is written.
@@ -294,9 +294,6 @@ def task_order(row) -> tuple:
     task = m.group(2) or m.group(4)
     rest = m.group(3) or ""
     return (0, int(m.group(1)), int(task) if task else (10**18 if rest else -1), rest)
-
-
-# -- end JOBSRENDER arrays --
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,7 +544,7 @@ class Scheduler:
         """Shell expression for the number of ranks the scheduler granted."""
         return self.ntasks_shell
 
-    # -- JOBSRENDER: mapped arrays --
+    # mapped arrays
     def array_mapped(self, array: ArraySpec) -> bool:
         """True if ``array``'s values reach the tasks through an index (``0 .. n-1``) and a
         shell array in the script rather than as the scheduler's own task ids: string lists
@@ -571,8 +568,6 @@ class Scheduler:
             f'export HPCFRAME_ARRAY_TASK_ID="{task}"',
             f'export HPCFRAME_ARRAY_INDEX="${{HPCFRAME_ARRAY_VALUES[{task}]}}"',
         ]
-
-    # -- end JOBSRENDER --
 
     # shared -----------------------------------------------------------------
     def launch_line(self, p: JobParams, program: list[str]) -> str:
@@ -633,7 +628,7 @@ class Scheduler:
         lines.append(f"export HPCFRAME_NTASKS={self.ntasks_expr(p)}")
         if p.array is not None:
             lines += self.array_lines(p)
-        lines += self.exit_status_lines(p, program)  # -- JOBSFOLLOW --
+        lines += self.exit_status_lines(p, program)
         lines.append(self.launch_line(p, program))
         lines = self.wrap_launch(p, lines)  # requeue/signal/retries
         for i, line in enumerate(lines, 1):  # a net under the checks above: one value, one line

@@ -67,7 +67,7 @@ class PBSPro(Requeueable, Scheduler):
         """PBS Pro's ``-J`` takes one range: every list (integers too) is mapped."""
         return not array.is_range
 
-    # -- JOBSRENDER: exclusive placement --
+    # exclusive placement
     ARRANGEMENTS = ("free", "pack", "scatter", "vscatter")
     SHARING = ("excl", "shared", "exclhost")
 
@@ -108,8 +108,6 @@ class PBSPro(Requeueable, Scheduler):
                 f"exclusive is on (--exclusive / exclusive: true) but extra directive {d!r} "
                 "does not ask for excl: add :excl to it or drop it"
             )
-
-    # -- end JOBSRENDER --
 
     def check_extra(self, p: JobParams) -> None:
         """Extra ``-l`` directives may add resources, not re-set the ones hpcframe renders

@@ -255,7 +255,7 @@ def tasks_of(info: dict, task: str | None = None) -> list[dict]:
     return tasks
 
 
-# -- failure records (written by hpcframe.jobs.launch.record_failure on the failed rank) --
+# failure records (written by hpcframe.jobs.launch.record_failure on the failed rank)
 def read_failures(run_dir: str, job: str) -> list[dict]:
     """The failure records of job (array task) ``job`` in ``run_dir``, of its latest attempt,
     the rank whose own error it is first (see :func:`hpcframe.jobs.launch.failure_record`)."""

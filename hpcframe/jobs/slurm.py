@@ -70,7 +70,7 @@ class Slurm(Requeueable, Scheduler):
     ntasks_shell = '"${SLURM_NTASKS:-${SLURM_NPROCS:-1}}"'
     array_env = "SLURM_ARRAY_TASK_ID"
 
-    # -- JOBSRENDER: exclusive nodes --
+    # exclusive nodes
     def check(self, p: JobParams) -> None:
         """As :meth:`Scheduler.check`; an extra ``--exclusive`` directive turns on
         ``exclusive`` (rendered once), ``--exclusive=...`` variants cannot be combined with it."""
@@ -82,8 +82,6 @@ class Slurm(Requeueable, Scheduler):
                 "exclusive is on (--exclusive) and an extra directive sets --exclusive=...: keep one"
             )
         super().check(p)
-
-    # -- end JOBSRENDER --
 
     def directives(self, p: JobParams, run_dir: str) -> list[tuple[str, ...]]:
         """``--option=value`` words for ``p``; the logs go to ``run_dir``."""
@@ -169,7 +167,7 @@ class Slurm(Requeueable, Scheduler):
         """``scancel JOB_ID``."""
         return ["scancel", job_id]
 
-    # -- JOBSFOLLOW: jobs hpcframe has no record of (submitted by hand with sbatch) --
+    # jobs hpcframe has no record of (submitted by hand with sbatch)
     def query(self, job_id: str) -> list[dict]:
         """``scontrol show job`` (jobs finished less than MinJobAge ago included), else
         ``sacct`` when accounting is on (no log paths there). See :meth:`Scheduler.query`."""
@@ -209,10 +207,10 @@ def parse_scontrol(text: str) -> list[tuple[str, str, str]]:
         state = kv.get("JobState", "UNKNOWN")
         detail = f"Reason={kv.get('Reason', '')} ExitCode={kv.get('ExitCode', '')}"
         rows.append((tid, _STATES.get(state, state), detail))
-    return sorted(rows, key=task_order)  # -- JOBSRENDER: scontrol lists array tasks last first --
+    return sorted(rows, key=task_order)  # scontrol lists array tasks last first
 
 
-# -- JOBSFOLLOW: scontrol/sacct fields -> task dicts --
+# scontrol/sacct fields -> task dicts
 def exit_status(text: str) -> int | None:
     """The shell-style exit status of SLURM's ``ExitCode=N:S``: N, or 128+S when a signal
     ended it (``0:9`` -> 137); None if unreadable."""

@@ -166,7 +166,7 @@ def same(got, expected, msg="", **kw):
         pd.testing.assert_series_equal(got, expected, check_exact=True, obj=msg or "Series")
 
 
-# -- Hypothesis: strategies and settings shared by the differential tests of tests/parallel --
+# Hypothesis: strategies and settings shared by the differential tests of tests/parallel
 def spmd_settings(max_examples: int):
     """Hypothesis settings every rank draws alike: derandomized, no example database, no
     deadline, and not shrunk under MPI (ranks must run the same examples in step)."""

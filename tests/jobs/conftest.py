@@ -36,7 +36,7 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.delenv("HPCFRAME_PROFILE", raising=False)
     monkeypatch.delenv("HPCFRAME_RUNS", raising=False)
     monkeypatch.delenv("DASK_CONFIG", raising=False)
-    monkeypatch.delenv("XDG_STATE_HOME", raising=False)  # job records go under HOME (JOBSFOLLOW)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)  # job records go under HOME
     return tmp_path
 
 

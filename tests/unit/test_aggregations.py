@@ -192,7 +192,7 @@ def test_distinct_pairs_extremes(g, v):
     _check_pairs(g, v)
 
 
-# -- Q10ROUTE: the partition of a group's partials is carried through the last combine --
+# the partition of a group's partials is carried through the last combine
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 80))
 def test_combine_many_carries_a_column_of_the_keys(seed, n):

@@ -332,7 +332,7 @@ def test_implied_by_needs_a_term_in_every_chain():
     assert got is not None and got.text() == "((a > 1) | (a > 1))"
 
 
-# -- DICTPRED: string terms evaluated on the dictionaries of dictionary-encoded columns --
+# string terms evaluated on the dictionaries of dictionary-encoded columns
 def _dictionary_chunks(col: pa.Array, cuts: list[int], grow: bool) -> pa.ChunkedArray:
     """``col`` (strings) as dictionary chunks cut at ``cuts``, each with its own dictionary
     (as a Parquet reader hands row groups over); with ``grow`` one chunk's dictionary has
@@ -508,7 +508,7 @@ def test_date_columns_compared_in_arrow_as_pandas_compares_them(op):
     assert got.to_pylist() == want.tolist()
 
 
-# -- SELECTIVITY: the share of rows a range filter keeps, estimated from min/max --
+# the share of rows a range filter keeps, estimated from min/max
 @pytest.mark.parametrize(
     "term, want",
     [

@@ -152,7 +152,7 @@ def test_other_key_types_are_not_probed(left, right):
     assert not probe.usable(_shaped(stage, "left", lp))
 
 
-# -- DENSE: int keys spanning a compact range are looked up in a table, not hashed --
+# int keys spanning a compact range are looked up in a table, not hashed
 @spmd_settings(200)
 @given(
     uniques=st.lists(st.one_of(st.integers(-5, 60), st.sampled_from([2**40])), max_size=30, unique=True),
@@ -204,7 +204,7 @@ def test_dense_keys_probe_equals_pandas(how, nkeys):
             _check(stage, whole_side, matched.reset_index(drop=True), other.reset_index(drop=True))
 
 
-# -- KEYIN: a join side's rows that cannot match, dropped while read (before pandas) --
+# a join side's rows that cannot match, dropped while read (before pandas)
 INT_KEYS = st.one_of(
     st.integers(-3, 40),
     st.sampled_from([-(2**63), -(2**63) + 1, 2**62, 2**63 - 2, 2**63 - 1, 2**29, -(2**29)]),
@@ -331,7 +331,7 @@ def test_distinct_key_bytes_of_sorted_disjoint_blocks_are_exact():
     assert joins.distinct_bytes_at_least(blocks) == 50 * 8  # the largest block's
 
 
-# -- SORTEDKEYS: the distinct keys of sorted blocks, found without hashing --
+# the distinct keys of sorted blocks, found without hashing
 @spmd_settings(200)
 @given(
     values=st.lists(st.one_of(st.integers(-5, 30), st.sampled_from([-(2**63), 2**63 - 1])), max_size=30),
