@@ -720,6 +720,8 @@ def combine_many(
     each group's first row) but not grouped on."""
     carried = list(carried or [])
     ids, first = group_ids(t, keys)
+    uniq_t, uniq_ids = t, ids
+    t, ids, skip = _unsorted_ids(t, ids)
     gb = t.groupby(ids, sort=False)
     cols = {}
     for name in t.columns:
@@ -736,17 +738,42 @@ def combine_many(
             cols.update(_combine_moments(t, gb, col, ids))
         else:
             # the last combine of nunique counts
-            counted = _uniq_final(t[name], ids, len(first)) if final and inter == "uniq" else None
+            counted = _uniq_final(uniq_t[name], uniq_ids, len(first)) if final and inter == "uniq" else None
+            if counted is not None:  # one per group of uniq_t already
+                counted = pd.concat([counted.iloc[:skip], counted], ignore_index=True)
             cols[name] = INTERMEDIATES[inter].combine(gb[name]) if counted is None else counted
-    out = t[keys + carried].take(first).reset_index(drop=True)
+    out = uniq_t[keys + carried].take(first).reset_index(drop=True)
     for k in keys:  # typed as a group-by index types them (object bools -> bool, strings -> str)
         if out[k].dtype == object:
             typed = pd.Series(pd.Index(out[k].to_numpy()).infer_objects())
             # a missing key of an object column is NaN in a group-by's index, never None
             out[k] = typed.where(typed.notna(), np.nan) if typed.dtype == object else typed
-    for name, values in cols.items():
-        out[name] = values.reset_index(drop=True)
+    for name, values in cols.items():  # (without _unsorted_ids' extra group, if any)
+        out[name] = values.iloc[skip : skip + len(first)].reset_index(drop=True)
     return out
+
+
+def _unsorted_ids(t: pd.DataFrame, ids: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """``t`` and its group numbers ``ids`` such that pandas never sees every group's rows
+    together in order, and how many groups (0 or 1) its results then have before ``t``'s.
+
+    pandas (3.x) sums a group-by with Kahan-compensated sums, except when each group's rows
+    are together and in order of first appearance: then with ``numpy.add.reduceat``, a
+    plain sum that can differ in the last bit (and keeps a lone ``-0.0``). Which case a
+    combine met depended on which other groups shared its table — under a shuffle, on the
+    number of ranks (TPC-H q5 at SF 1: on 3 ranks one nation's partials alone on a rank,
+    summed plainly; on 1 and 2 ranks beside the others', compensated). Such a table gets a
+    copy of its first row before and after it as a group of its own (first in pandas'
+    results: the caller skips it), so every combine takes the compensated sums."""
+    n = len(ids)
+    if n == 0 or (n > 1 and bool((ids[1:] < ids[:-1]).any())):
+        return t, ids, 0
+    extra = np.array([int(ids[-1]) + 1], dtype=ids.dtype)  # ascending: ids[-1] is the largest
+    return (
+        pd.concat([t.iloc[:1], t, t.iloc[:1]], ignore_index=True),
+        np.concatenate([extra, ids, extra]),
+        1,
+    )
 
 
 def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:

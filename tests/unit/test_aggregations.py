@@ -214,3 +214,78 @@ def test_combine_many_carries_a_column_of_the_keys(seed, n):
     got = A.combine_many(t, keys, final=True, carried=["__part"])
     pd.testing.assert_frame_equal(got.drop(columns="__part"), plain, check_exact=True)
     assert np.array_equal(got["__part"].to_numpy(), _route(got, keys, 5))
+
+
+# the combine of a group's partials does not depend on the other groups in its table
+def _q5_india_partials() -> list[float]:
+    """TPC-H q5's 8 partial revenue sums of one nation at SF 1 (one per lineitem block)."""
+    return [
+        float.fromhex(h)
+        for h in (
+            "0x1.c39e643c84b5cp+22",
+            "0x1.04d2bcad7731bp+22",
+            "0x1.0d8324f6a161fp+23",
+            "0x1.017076350b0f3p+22",
+            "0x1.0e4163a8240b5p+23",
+            "0x1.38e9714a09031p+22",
+            "0x1.00639a139c0ecp+23",
+            "0x1.2ce39232617c0p+22",
+        )
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False, width=64, min_value=-1e12, max_value=1e12),
+            st.sampled_from([0.1, -0.0, 1e16, -1e16, 3.0e-300]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    others=st.integers(0, 3),
+    layout=st.sampled_from(["alone", "together", "interleaved"]),
+)
+def test_a_groups_combined_sum_is_the_same_whichever_groups_share_its_table(values, others, layout):
+    """Regression (TPC-H q5 at SF 1 differed in the last bit on 3 ranks): pandas sums a
+    group-by by ``numpy.add.reduceat`` when every group's rows are together, else with
+    Kahan compensation; ``combine_many`` must give a group's sum (and mean) the same bits
+    alone, beside other groups' rows, or interleaved with them."""
+    mine = pd.DataFrame({"k": "g", "x" + A.SEP + "sum": values, "x" + A.SEP + "size": 1})
+    rest = pd.DataFrame(
+        {
+            "k": [f"o{i % max(others, 1)}" for i in range(3 * others)],
+            "x" + A.SEP + "sum": 1.5,
+            "x" + A.SEP + "size": 1,
+        }
+    )
+    if layout == "alone" or not others:
+        table = mine
+    elif layout == "together":
+        table = pd.concat([rest, mine], ignore_index=True)
+    else:  # one of the others' rows after each of this group's rows
+        pieces = [mine.iloc[[i]] for i in range(len(mine))]
+        extra = [rest.iloc[[i % len(rest)]] for i in range(len(mine))]
+        table = pd.concat([p for pair in zip(pieces, extra) for p in pair], ignore_index=True)
+    got = A.combine_many(table, ["k"], final=True).set_index("k")
+    reference = A.combine_many(
+        pd.concat([mine.iloc[[0]].assign(k="z"), mine, mine.iloc[[0]].assign(k="z")], ignore_index=True),
+        ["k"],
+        final=True,
+    ).set_index("k")
+    assert got.loc["g", "x" + A.SEP + "sum"].hex() == reference.loc["g", "x" + A.SEP + "sum"].hex()
+    assert got.loc["g", "x" + A.SEP + "size"] == len(values)
+
+
+def test_q5s_partials_sum_alike_alone_and_among_other_nations():
+    """The values that exposed it: alone (3 ranks) and among other nations (1, 2 ranks)."""
+    values = _q5_india_partials()
+    alone = pd.DataFrame({"n": "INDIA", "r" + A.SEP + "sum": values})
+    mixed = pd.concat(
+        [pd.DataFrame({"n": ["INDIA", "CHINA"], "r" + A.SEP + "sum": [v, 1.0]}) for v in values],
+        ignore_index=True,
+    )
+    a = A.combine_many(alone, ["n"], final=True).iloc[0, 1]
+    m = A.combine_many(mixed, ["n"], final=True).set_index("n").loc["INDIA"].iloc[0]
+    assert a.hex() == m.hex()
