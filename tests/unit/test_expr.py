@@ -355,6 +355,23 @@ def _dictionary_chunks(col: pa.Array, cuts: list[int], grow: bool) -> pa.Chunked
     return pa.chunked_array(chunks)
 
 
+def _as_read(table, cuts, grow):
+    """``table`` as the reader sees it: the declared schema (``s`` and ``c`` strings), the
+    decoded batch, and the batch with ``s`` and ``c`` as dictionary chunks (``cuts``, ``grow``:
+    :func:`_dictionary_chunks`)."""
+    declared = pa.schema(
+        [pa.field(n, pa.string()) if n in ("s", "c") else table.schema.field(n) for n in table.column_names]
+    )
+    decoded = table.set_column(table.column_names.index("c"), "c", table.column("c").cast(pa.string()))
+    encoded = decoded
+    for name in ("s", "c"):
+        col = decoded.column(name).combine_chunks()
+        encoded = encoded.set_column(
+            encoded.column_names.index(name), name, _dictionary_chunks(col, cuts, grow)
+        )
+    return declared, decoded, encoded
+
+
 @pytest.mark.timeout(600)
 @settings(
     derandomize=True,
@@ -374,16 +391,7 @@ def test_string_terms_on_dictionaries_equal_the_decoded_evaluation(table, expr, 
     equals the predicate on the decoded, normalized batch, element for element — nulls,
     ``~isin``, ``!=``, startswith/contains, several chunks each with its own dictionary,
     a dictionary bigger than its chunk."""
-    declared = pa.schema(
-        [pa.field(n, pa.string()) if n in ("s", "c") else table.schema.field(n) for n in table.column_names]
-    )
-    decoded = table.set_column(table.column_names.index("c"), "c", table.column("c").cast(pa.string()))
-    encoded = decoded
-    for name in ("s", "c"):
-        col = decoded.column(name).combine_chunks()
-        encoded = encoded.set_column(
-            encoded.column_names.index(name), name, _dictionary_chunks(col, cuts, grow)
-        )
+    declared, decoded, encoded = _as_read(table, cuts, grow)
     schema = filter_schema(declared)
     terms = [t.to_arrow(schema) for t in E.conjuncts(expr)]
     terms = [t for t in terms if t is not None]
@@ -428,16 +436,7 @@ def test_terms_in_any_order_equal_the_whole_evaluation(table, exprs, cuts, keys)
     conjunction on the whole decoded, normalized batch, element for element (a missing
     answer as False), or raises as it raises: ints with nulls (pandas' float64 decides
     there), decimals, string columns compared with each other, few or no rows kept."""
-    declared = pa.schema(
-        [pa.field(n, pa.string()) if n in ("s", "c") else table.schema.field(n) for n in table.column_names]
-    )
-    decoded = table.set_column(table.column_names.index("c"), "c", table.column("c").cast(pa.string()))
-    encoded = decoded
-    for name in ("s", "c"):
-        col = decoded.column(name).combine_chunks()
-        encoded = encoded.set_column(
-            encoded.column_names.index(name), name, _dictionary_chunks(col, cuts, False)
-        )
+    declared, decoded, encoded = _as_read(table, cuts, False)
     schema = filter_schema(declared)
     terms = [t.to_arrow(schema) for e in exprs for t in E.conjuncts(e)]
     terms = [t for t in terms if t is not None]
