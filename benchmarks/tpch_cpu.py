@@ -12,7 +12,9 @@ process, and stages held by stage reuse do not serve it; MPI is started before t
 ``tpch_all.py`` starts it), and every rank prints its wall and ``time.process_time()`` seconds
 (all of the process's threads; MPICH's busy polling inside collectives counts as CPU: an
 upper bound of the work) and its peak RSS. ``--profile`` prints rank 0's cProfile of the second run (by
-cumulative time). On a machine other work keeps busy, compare CPU seconds, not wall times.
+cumulative time; ``SORT=tottime`` and ``NPROF=N`` change the listing, ``PROFILE_OUT=FILE``
+also writes the statistics to a file). On a machine other work keeps busy, compare CPU seconds,
+not wall times.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def main() -> None:
         f"{faults} page faults), peak rss {rss:.0f} MB",
         flush=True,
     )
+    if profile is not None and os.environ.get("PROFILE_OUT"):
+        profile.dump_stats(os.environ["PROFILE_OUT"])  # for pstats' print_callers
     if profile is not None:
         pstats.Stats(profile).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(
             int(os.environ.get("NPROF", "40"))

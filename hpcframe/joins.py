@@ -846,16 +846,56 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _distinct_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame.drop_duplicates(ignore_index=True)``; one integer column in ascending order
-    (keys from sorted blocks) by its runs, without hashing."""
-    if len(frame.columns) == 1 and len(frame) > 1:
-        values = frame.iloc[:, 0].to_numpy()
-        if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
-            step = values[1:] != values[:-1]
-            if bool((values[1:] >= values[:-1]).all()):
-                heads = values[np.concatenate(([True], step))]
-                return pd.DataFrame({frame.columns[0]: heads})
-    return frame.drop_duplicates(ignore_index=True)
+    """The distinct rows of ``frame`` (the key columns of a join's side) as a frame with a
+    fresh RangeIndex, as ``frame.drop_duplicates(ignore_index=True)`` has them but in an
+    order of this function's choosing: the key filter only asks whether a key is among them.
+
+    Integer columns (numpy dtypes, so no missing value) are not hashed row by row as pandas
+    hashes a frame's rows (TPC-H q9 at SF 10: 0.4 s per rank for 2.9 M order keys, and
+    0.27 s for 1.6 M (supplier, part) pairs):
+
+    - one column: sorted and its runs kept. The keys gathered from the ranks are a few
+      sorted runs (every rank's distinct keys are sorted), which the stable sort (timsort)
+      merges in about linear time; and the sorted result is what ``_factorize`` then takes
+      without hashing.
+    - several columns whose value ranges pack into one int64 (offset from each column's
+      minimum): the packed codes deduplicated by one hash pass (``pd.unique``, first
+      occurrences in order) and unpacked.
+    """
+    n = len(frame)
+    cols = [frame.iloc[:, i].to_numpy() for i in range(len(frame.columns))]
+    if n < 2 or not cols or not all(isinstance(c, np.ndarray) and c.dtype.kind in "iu" for c in cols):
+        return frame.drop_duplicates(ignore_index=True)
+    names = list(frame.columns)
+    if len(set(names)) != len(names):
+        return frame.drop_duplicates(ignore_index=True)
+    if len(cols) == 1:
+        values = cols[0]
+        if not bool((values[1:] >= values[:-1]).all()):
+            values = np.sort(values, kind="stable")
+        heads = np.concatenate(([True], values[1:] != values[:-1]))
+        return pd.DataFrame({names[0]: values[heads]})
+    lows = [int(c.min()) for c in cols]
+    spans = [int(c.max()) - low + 1 for c, low in zip(cols, lows)]
+    if np.prod([float(s) for s in spans]) >= 2.0**62:  # (floats: no overflow deciding it)
+        return frame.drop_duplicates(ignore_index=True)
+    code = np.zeros(n, dtype=np.int64)
+    for c, low, span in zip(cols, lows, spans):  # column-major: the last column varies fastest
+        code *= span
+        if c.dtype.kind == "i":
+            code += c.astype(np.int64, copy=False) - np.int64(low)
+        else:
+            code += (c.astype(np.uint64, copy=False) - np.uint64(low)).astype(np.int64)
+    distinct = pd.unique(code)
+    out = {}
+    for name, c, low, span in reversed(list(zip(names, cols, lows, spans))):
+        digit = distinct % span
+        distinct = distinct // span
+        if c.dtype.kind == "i":
+            out[name] = (digit + np.int64(low)).astype(c.dtype)
+        else:
+            out[name] = (digit.astype(np.uint64) + np.uint64(low)).astype(c.dtype)
+    return pd.DataFrame({name: out[name] for name in names})
 
 
 def merge_block(stage: JoinStage, block: pd.DataFrame, probe: Probe):

@@ -331,28 +331,61 @@ def test_distinct_key_bytes_of_sorted_disjoint_blocks_are_exact():
     assert joins.distinct_bytes_at_least(blocks) == 50 * 8  # the largest block's
 
 
-# the distinct keys of sorted blocks, found without hashing
+# the distinct keys of a join side (the key filter), found without hashing rows
+_KEY = st.one_of(st.integers(-5, 30), st.sampled_from([-(2**63), 2**63 - 1]))
+
+
 @spmd_settings(200)
 @given(
-    values=st.lists(st.one_of(st.integers(-5, 30), st.sampled_from([-(2**63), 2**63 - 1])), max_size=30),
+    values=st.lists(_KEY, max_size=30),
     ascending=st.booleans(),
     dtype=st.sampled_from(["int64", "uint8", "float64"]),
 )
 def test_distinct_rows_and_factorize_equal_pandas(values, ascending, dtype):
-    """Keys in ascending order (lineitem's order keys) are deduplicated and factorized by
-    their runs; in any other order, or of another dtype, by pandas: the same result."""
+    """One key column: the distinct values of ``drop_duplicates``, integers sorted (so that
+    ``_factorize`` takes them by their runs), other dtypes in pandas' order; and
+    ``_factorize`` of distinct values equals ``pd.factorize``."""
     if ascending:
         values = sorted(values)
     if dtype == "uint8":
         values = [v % 256 for v in values]
     frame = pd.DataFrame({"k": np.array(values, dtype=dtype)})
-    pd.testing.assert_frame_equal(joins._distinct_rows(frame), frame.drop_duplicates(ignore_index=True))
+    got, want = joins._distinct_rows(frame), frame.drop_duplicates(ignore_index=True)
+    if dtype == "float64":
+        pd.testing.assert_frame_equal(got, want)
+    else:
+        pd.testing.assert_frame_equal(got, want.sort_values("k", ignore_index=True))
     uniques = frame.k.drop_duplicates().to_numpy()
-    codes, got = joins._factorize(uniques)
-    want_codes, want = pd.factorize(uniques, use_na_sentinel=False)
+    codes, got_u = joins._factorize(uniques)
+    want_codes, want_u = pd.factorize(uniques, use_na_sentinel=False)
     np.testing.assert_array_equal(codes, want_codes)
-    np.testing.assert_array_equal(got, want)
-    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got_u, want_u)
+    assert got_u.dtype == want_u.dtype
+
+
+@spmd_settings(200)
+@given(
+    rows=st.lists(st.tuples(_KEY, _KEY, st.integers(0, 3)), max_size=30),
+    dtypes=st.tuples(*[st.sampled_from(["int64", "int32", "uint64", "uint8", "float64"])] * 3),
+    width=st.integers(2, 3),
+    runs=st.integers(1, 3),
+)
+def test_distinct_rows_of_several_key_columns_equal_drop_duplicates(rows, dtypes, width, runs):
+    """Several key columns (q9's (supplier, part) pairs): ``drop_duplicates``' rows in its
+    order, with the columns' dtypes — by packed codes where the columns' ranges fit one
+    int64, else by pandas; also gathered from several ranks (repeated runs)."""
+    cols = {}
+    for i, dtype in enumerate(dtypes[:width]):
+        vals = [r[i] for r in rows] * runs
+        if dtype == "int32":
+            vals = [max(min(v, 2**31 - 1), -(2**31)) for v in vals]
+        elif dtype == "uint8":
+            vals = [v % 256 for v in vals]
+        elif dtype == "uint64":
+            vals = [v % 2**64 for v in vals]
+        cols[f"k{i}"] = np.array(vals, dtype=dtype)
+    frame = pd.DataFrame(cols)
+    pd.testing.assert_frame_equal(joins._distinct_rows(frame), frame.drop_duplicates(ignore_index=True))
 
 
 @pytest.mark.parametrize("far", [False, True], ids=["bitset", "hash"])
