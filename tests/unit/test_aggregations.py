@@ -289,3 +289,65 @@ def test_q5s_partials_sum_alike_alone_and_among_other_nations():
     a = A.combine_many(alone, ["n"], final=True).iloc[0, 1]
     m = A.combine_many(mixed, ["n"], final=True).set_index("n").loc["INDIA"].iloc[0]
     assert a.hex() == m.hex()
+
+
+# groups of one partial (the blocks of a sorted key hold disjoint ranges of it)
+def _general_combine(table, keys):
+    saved = A.SINGLE_PARTIALS_MIN_GROUPS
+    A.SINGLE_PARTIALS_MIN_GROUPS = 1 << 62  # never the single-partial path
+    try:
+        return A.combine_many(table, keys, final=True)
+    finally:
+        A.SINGLE_PARTIALS_MIN_GROUPS = saved
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    groups=st.integers(1030, 1600),
+    repeated=st.integers(0, 40),
+    string_keys=st.booleans(),
+)
+def test_groups_of_one_partial_combine_as_pandas_combines_them(seed, groups, repeated, string_keys):
+    """A combine whose groups mostly have one partial row (TPC-H q18's order keys) takes
+    each such row as its group's result and combines only the groups of several rows: the
+    same values, dtypes and bits (a lone -0.0 sum is 0.0, NaN and ±inf stay) as the pandas
+    group-by of the whole table, in the same group order."""
+    rng = np.random.default_rng(seed)
+    special = np.array([-0.0, 0.0, np.nan, np.inf, -np.inf, 1e16, 0.1, -3.5])
+    ids = np.arange(groups)
+    extra = rng.integers(0, groups, repeated)  # some groups get further partials, anywhere
+    ids = np.concatenate([ids, extra])
+    rng.shuffle(ids[: groups // 3])  # partly out of order
+    n = len(ids)
+    floats = np.where(rng.random(n) < 0.3, special[rng.integers(0, len(special), n)], rng.normal(0, 1e6, n))
+    keys = np.array([f"k{i}" for i in ids], dtype=object) if string_keys else ids.astype(np.int64) * 7 - 3000
+    table = pd.DataFrame(
+        {
+            "k": keys,
+            "x" + A.SEP + "sum": floats,
+            "i" + A.SEP + "sum": rng.integers(-(2**62), 2**62, n),
+            "x" + A.SEP + "count": rng.integers(0, 5, n),
+            "x" + A.SEP + "min": floats[::-1].copy(),
+            "x" + A.SEP + "max": floats,
+            "u" + A.SEP + "first": rng.integers(0, 2**64 - 1, n, dtype=np.uint64),
+            A.FIRST_POS: np.arange(n, dtype=np.int64),
+        }
+    )
+    got = A.combine_many(table, ["k"], final=True)
+    want = _general_combine(table, ["k"])
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    for name in got.columns:
+        if got[name].dtype.kind == "f":  # the signs of zeros too
+            np.testing.assert_array_equal(np.signbit(got[name]), np.signbit(want[name]))
+
+
+def test_a_lone_negative_zero_sum_combines_to_zero_as_in_pandas():
+    """pandas' compensated group sum of a single -0.0 is 0.0 (it starts from 0; its plain
+    ``reduceat`` sum, for groups in order, would keep -0.0: see ``_unsorted_ids``)."""
+    n = A.SINGLE_PARTIALS_MIN_GROUPS
+    table = pd.DataFrame({"k": np.arange(n, dtype=np.int64), "x" + A.SEP + "sum": np.full(n, -0.0)})
+    got = A.combine_many(table, ["k"], final=True)["x" + A.SEP + "sum"]
+    assert not np.signbit(got).any()
+    compensated = table.iloc[::-1].groupby("k")["x" + A.SEP + "sum"].sum()  # (groups not in order)
+    assert not np.signbit(compensated).any()
