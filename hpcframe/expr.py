@@ -1264,7 +1264,7 @@ def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable
         for name, c in zip(table.column_names, table.columns)
         if name in strings and pat.is_dictionary(c.type) and is_string(c.type.value_type)
     }
-    keys, on_dicts, whole, later = [], [], [], []
+    keys, on_dicts, trees, whole, later = [], [], [], [], []
     for term in terms:
         if isinstance(term, KeyIn):
             keys.append(term)
@@ -1272,17 +1272,22 @@ def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable
         cols = _pred_columns(term)
         if cols is not None and len(cols) == 1 and cols <= encoded and _arrow_only(term):
             on_dicts.append((term, next(iter(cols))))
+        elif _dictionary_tree(term, encoded):
+            trees.append(term)
         elif cols is not None and _rowwise(term, table) and _costly(table, cols):
             later.append((term, cols))
         else:
             whole.append((term, cols))
-    if not keys and not on_dicts and not later:
+    if not keys and not on_dicts and not trees and not later:
         return pred(normalize(table))  # nothing to order
-    if not on_dicts and not whole and not later:
+    if not on_dicts and not trees and not whole and not later:
         return balanced([k(table) for k in keys], pc.and_)
     mask: np.ndarray | None = None  # None: every row kept so far
     for term, name in on_dicts:
         got = _on_dictionary(term, name, table.column(name), normalize)
+        mask = got if mask is None else mask & got
+    for term in trees:
+        got = _on_tree(term, table, normalize, encoded)
         mask = got if mask is None else mask & got
     if whole:  # one Arrow evaluation of their conjunction, one conversion of its answer
         conj = balanced([term for term, _ in whole], lambda a, b: a & b)
@@ -1317,6 +1322,66 @@ def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable
         mask[where] = k(table.select([k.name]).take(pa.array(where))).to_numpy(zero_copy_only=False)
     assert mask is not None
     return pa.array(mask)
+
+
+def _null_free(p: Any) -> bool:
+    """Whether the Arrow-side predicate node ``p`` never answers null: a ``coalesce`` whose
+    last argument is a bool constant (how comparisons, ``isin`` and string tests are built:
+    missing values answer as pandas answers them), a :class:`NumCmp` (coalesced too, or its
+    pandas fallback's bool mask), and ``and_``/``or_`` of such nodes."""
+    if isinstance(p, NumCmp):
+        return True
+    if not isinstance(p, ArrowOp) or p.kw:
+        return False
+    if p.fn == "coalesce" and p.args and isinstance(p.args[-1], AScalar):
+        last = p.args[-1].value
+        return isinstance(last.as_py() if hasattr(last, "as_py") else last, bool)
+    return p.fn in ("and_", "or_") and all(_null_free(a) for a in p.args)
+
+
+def _one_dictionary(p: Any, encoded: set) -> str | None:
+    """The dictionary-encoded column ``p`` alone reads when it is made of Arrow calls only
+    (evaluable on that column's dictionaries: :func:`_on_dictionary`), else ``None``."""
+    cols = _pred_columns(p)
+    if cols is not None and len(cols) == 1 and cols <= encoded and _arrow_only(p):
+        return next(iter(cols))
+    return None
+
+
+def _dictionary_tree(p: Any, encoded: set) -> bool:
+    """Whether ``p`` is an ``and_``/``or_`` tree that never answers null (:func:`_null_free`)
+    with a branch over one dictionary-encoded column (TPC-H q19's part predicate: an ``|`` of
+    ``&``-chains over ``p_brand``, ``p_container`` and ``p_size``): :func:`_on_tree` then
+    evaluates those branches on the dictionaries instead of decoding the strings."""
+    if not (isinstance(p, ArrowOp) and p.fn in ("and_", "or_") and _null_free(p)):
+        return False
+
+    def has_branch(q: Any) -> bool:
+        if _one_dictionary(q, encoded) is not None:
+            return True
+        return isinstance(q, ArrowOp) and q.fn in ("and_", "or_") and any(has_branch(a) for a in q.args)
+
+    return has_branch(p)
+
+
+def _on_tree(p: Any, table: pa.Table, normalize: Callable, encoded: set) -> np.ndarray:
+    """A :func:`_dictionary_tree` predicate on the whole batch as a NumPy bool array: each
+    branch over one dictionary-encoded column on its dictionaries (:func:`_on_dictionary`),
+    each other branch on its own columns of the normalized batch, the ``and_``/``or_``
+    nodes as NumPy ``&``/``|``. No node answers null (:func:`_null_free`), so these are
+    Arrow's ``and_``/``or_`` element for element."""
+    name = _one_dictionary(p, encoded)
+    if name is not None:
+        return _on_dictionary(p, name, table.column(name), normalize)
+    if isinstance(p, ArrowOp) and p.fn in ("and_", "or_"):
+        parts = [_on_tree(a, table, normalize, encoded) for a in p.args]
+        out = parts[0]
+        for got in parts[1:]:
+            out = out & got if p.fn == "and_" else out | got
+        return out
+    cols = _pred_columns(p)
+    sub = normalize(table.select(_needed(table, [cols])))
+    return _as_numpy_mask(p(sub), table.num_rows)
 
 
 def _needed(table: pa.Table, column_sets: list) -> list[str]:

@@ -296,10 +296,14 @@ class AggOutput(Output):
     def chunk(self, df, leaf):
         """The partial of one block's pandas rows ``df`` (of ``leaf``)."""
         keys = self.keys or [A.ALL_KEY]
-        if not self.keys:
-            df = df.assign(**{A.ALL_KEY: np.zeros(len(df), dtype="int8")})
         if len(df) == 0:
             return None
+        if not self.keys:
+            if self.sort:  # the same partial, without a key column added to the block
+                fast = A.whole_partial(df, self.inters)
+                if fast is not None:
+                    return fast
+            df = df.assign(**{A.ALL_KEY: np.zeros(len(df), dtype="int8")})
         return A.chunk_partial(df, keys, self.inters, self.dropna, None if self.sort else leaf.row_offset)
 
     def combine(self, a, b):

@@ -351,3 +351,84 @@ def test_a_lone_negative_zero_sum_combines_to_zero_as_in_pandas():
     assert not np.signbit(got).any()
     compensated = table.iloc[::-1].groupby("k")["x" + A.SEP + "sum"].sum()  # (groups not in order)
     assert not np.signbit(compensated).any()
+
+
+# whole-frame reductions: the partials of a block and their combines without pandas' group-by
+_FLOATS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan, 1e308, -1e308, 5e-324, 0.1, 2.0**53]),
+)
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+def _whole(name, inter, value, dtype, key_dtype):
+    return pd.DataFrame(
+        {A.ALL_KEY: np.zeros(1, dtype=key_dtype), name + A.SEP + inter: np.array([value], dtype=dtype)}
+    )
+
+
+def _same_table(got, want):
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    for c in want.columns:  # bit for bit, signed zeros and NaN included
+        assert got[c].to_numpy().tobytes() == want[c].to_numpy().tobytes(), c
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_FLOATS, b=_FLOATS, inter=st.sampled_from(["sum", "fsum"]), key=st.sampled_from(["int8", "int64"]))
+def test_whole_frame_float_combine_is_pandas_groupby_sum(a, b, inter, key):
+    pa_, pb = _whole("x", inter, a, np.float64, key), _whole("x", inter, b, np.float64, key)
+    fast = A._combine_whole(pa_, pb)
+    assert fast is not None
+    _same_table(fast, A.combine_many(pd.concat([pa_, pb], ignore_index=True), [A.ALL_KEY]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_INT64, b=_INT64, inter=st.sampled_from(["sum", "count", "size", "min", "max"]))
+def test_whole_frame_int_combine_is_pandas_groupby(a, b, inter):
+    pa_, pb = _whole("x", inter, a, np.int64, "int64"), _whole("x", inter, b, np.int64, "int64")
+    fast = A._combine_whole(pa_, pb)
+    if fast is None:  # only a sum that leaves int64 (pandas would wrap) is left to pandas
+        assert inter in ("sum", "count", "size") and not -(2**63) <= a + b < 2**63
+        return
+    _same_table(fast, A.combine_many(pd.concat([pa_, pb], ignore_index=True), [A.ALL_KEY]))
+
+
+def test_whole_frame_combine_leaves_other_partials_to_pandas():
+    mean = pd.DataFrame({A.ALL_KEY: [0], "x" + A.SEP + "count": [2], "x" + A.SEP + "mean": [1.5]})
+    assert A._combine_whole(mean, mean) is None  # mean/m2 are merged with their count
+    floats_min = _whole("x", "min", 1.0, np.float64, "int64")
+    assert A._combine_whole(floats_min, floats_min) is None  # NaN and signed zeros: pandas' rules
+    two = pd.concat([floats_min, floats_min], ignore_index=True)
+    assert A._combine_whole(two, floats_min) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(_FLOATS, min_size=1, max_size=40),
+    ints=st.integers(0, 2**40),
+    specs=st.sampled_from(
+        [[("x", "fsum")], [("x", "sum"), ("x", "count")], [("n", "sum"), ("x", "size")], [("n", "min")]]
+    ),
+)
+def test_whole_partial_is_the_partial_with_the_key_column(values, ints, specs):
+    df = pd.DataFrame({"x": values, "n": np.arange(len(values), dtype=np.int64) * ints})
+    keyed = df.assign(**{A.ALL_KEY: np.zeros(len(df), dtype="int8")})
+    want = A.chunk_partial(keyed, [A.ALL_KEY], specs, True)
+    got = A.whole_partial(df, specs)
+    if got is None:
+        return  # not the dense path's case (chunk_partial took pandas' group-by too)
+    _same_table(got, want)
+
+
+@pytest.mark.parametrize("blocks", [[[1.5, -0.0], [np.inf]], [[-0.0], [-0.0]], [[1e308], [1e308], [-np.inf]]])
+def test_whole_frame_sum_over_blocks_is_unchanged(blocks):
+    # the partials of the blocks folded left to right, as a rank's TreeStack folds them
+    specs = [("x", "fsum"), ("x", "count")]
+    key = {A.ALL_KEY: 0}
+    old = new = None
+    for values in blocks:
+        df = pd.DataFrame({"x": values})
+        slow = A.chunk_partial(df.assign(**key), [A.ALL_KEY], specs, True)
+        old = slow if old is None else A.combine_many(pd.concat([old, slow], ignore_index=True), [A.ALL_KEY])
+        new = A.combine_partials(new, A.whole_partial(df, specs), [A.ALL_KEY])
+    _same_table(new, old)

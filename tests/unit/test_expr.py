@@ -544,3 +544,113 @@ def test_range_of_reads_constant_bounds(term, want):
 )
 def test_range_share_assumes_values_spread_evenly(bounds, stats, share):
     assert E.range_share(bounds, stats) == pytest.approx(share)
+
+
+def _or_of_string_ands():
+    """``|`` of ``&``-chains mixing terms over the dictionary string columns ``s`` and ``c``
+    with terms over other columns (TPC-H q19's shape), ``~`` here and there."""
+    string_term = st.one_of(
+        st.builds(
+            lambda op, col, v: E.Bin(op, E.Col(col), E.Lit(v)),
+            st.sampled_from(["==", "!="]),
+            st.sampled_from(["s", "c"]),
+            st.sampled_from(STRINGS),
+        ),
+        st.builds(
+            lambda col, vs: E.IsIn(E.Col(col), vs),
+            st.sampled_from(["s", "c"]),
+            st.lists(st.sampled_from(STRINGS), max_size=3),
+        ),
+        st.builds(
+            lambda col, how, pat: E.StrMatch(E.Col(col), how, pat, False, False),
+            st.sampled_from(["s", "c"]),
+            st.sampled_from(["startswith", "endswith", "contains"]),
+            st.sampled_from(["a", "b", "é"]),
+        ),
+    )
+    other_term = st.one_of(
+        st.builds(
+            lambda op, v: E.Bin(op, E.Col("i"), E.Lit(v)),
+            st.sampled_from(list(E._CMP)),
+            st.sampled_from(INTS),
+        ),
+        st.builds(
+            lambda op, v: E.Bin(op, E.Col("f"), E.Lit(v)),
+            st.sampled_from(list(E._CMP)),
+            st.sampled_from(FLOATS),
+        ),
+        st.builds(
+            lambda lo, hi: E.Between(E.Col("inull"), lo, hi, "both"),
+            st.sampled_from(INTS),
+            st.sampled_from(INTS),
+        ),
+    )
+    term = st.one_of(string_term, other_term, string_term.map(E.Not))
+
+    @st.composite
+    def build(draw):
+        chains = []
+        for _ in range(draw(st.integers(1, 3))):
+            terms = [draw(term) for _ in range(draw(st.integers(1, 3)))]
+            chains.append(E.balanced(terms, lambda x, y: E.Bin("&", x, y)))
+        return E.balanced(chains, lambda x, y: E.Bin("|", x, y))
+
+    return build()
+
+
+@pytest.mark.timeout(600)
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(
+    table=tables(),
+    expr=_or_of_string_ands(),
+    more=st.lists(_or_of_string_ands(), max_size=1),
+    cuts=st.lists(st.integers(0, 10), max_size=3),
+    grow=st.booleans(),
+)
+def test_or_of_ands_on_dictionaries_equals_the_decoded_evaluation(table, expr, more, cuts, grow):
+    """An ``|`` of ``&``-chains over dictionary string columns and other columns (TPC-H q19's
+    part predicate) is evaluated branch by branch — string branches on each chunk's
+    dictionary, the others on their columns, combined in NumPy — and equals the predicate on
+    the decoded, normalized batch, element for element (nulls, ``!=``, ``~``, several
+    chunks, a dictionary bigger than its chunk)."""
+    declared, decoded, encoded = _as_read(table, cuts, grow)
+    schema = filter_schema(declared)
+    terms = [t.to_arrow(schema) for e in [expr, *more] for t in E.conjuncts(e)]
+    terms = [t for t in terms if t is not None]
+    if not terms:
+        return
+    pred = E.balanced(terms, lambda a, b: a & b)
+
+    def normalize(t):
+        return normalize_table(t, declared, keep_dates=True)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = pc.fill_null(pred(normalize(decoded)), False)
+    except Exception as exc:  # noqa: BLE001 - both must raise
+        with pytest.raises(type(exc)):
+            E.evaluate_with_dictionaries(pred, encoded, normalize, {"s", "c"})
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = pc.fill_null(E.evaluate_with_dictionaries(pred, encoded, normalize, {"s", "c"}), False)
+    assert got.to_pylist() == want.to_pylist(), f"{pred}: branch by branch {got} != decoded {want}"
+
+
+def test_q19s_part_predicate_is_a_dictionary_tree():
+    """The shape the reader evaluates branch by branch: TPC-H q19's part predicate."""
+    schema = pa.schema([("p_brand", pa.string()), ("p_container", pa.string()), ("p_size", pa.int32())])
+    chain = [
+        E.Bin("==", E.Col("p_brand"), E.Lit("Brand#12")),
+        E.IsIn(E.Col("p_container"), ["SM CASE", "SM BOX"]),
+        E.Between(E.Col("p_size"), 1, 5, "both"),
+    ]
+    expr = E.Bin(
+        "|", E.balanced(chain, lambda x, y: E.Bin("&", x, y)), E.Bin("==", E.Col("p_brand"), E.Lit("B"))
+    )
+    term = expr.to_arrow(schema)
+    assert E._dictionary_tree(term, {"p_brand", "p_container"})
+    assert not E._dictionary_tree(term, set())  # no dictionary column: the usual path
