@@ -316,19 +316,19 @@ def _memo_bomb(levels=30, fanout=4) -> bytes:
 
 
 def test_safe_unpickle_bounds_a_memo_bomb():
-    import time
+    """A 400-byte pickle that would expand exponentially through its memo is refused with
+    bounded memory (no wall-clock limit: the machine may be busy; an unbounded expansion
+    would exhaust the memory bound long before it finished)."""
     import tracemalloc
 
     bomb = _memo_bomb()
     assert len(bomb) < 402
     tracemalloc.start()
-    t0 = time.perf_counter()
     with pytest.raises(PickleLimitError, match="pickle bomb"):
         safe_unpickle(bomb)
-    elapsed = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert elapsed < 2.0 and peak < 50e6, (elapsed, peak)
+    assert peak < 50e6, peak
     # sharing through the memo is still decoded (as independent copies)
     shared = safe_unpickle(pickle.dumps([["a"]] * 3, protocol=2))
     assert shared == [["a"]] * 3 and shared[0] is not shared[1]

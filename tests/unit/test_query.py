@@ -267,7 +267,7 @@ def test_constant_folding_stays_fast():
         t0 = time.perf_counter()
         with pytest.raises(QueryError, match="too large|too deep|levels deep"):
             parse_query(text, ["x"])
-        assert time.perf_counter() - t0 < 1.0
+        assert time.perf_counter() - t0 < 10.0  # not the minutes it took (a busy machine: generous)
 
 
 def test_huge_decimal_literal_is_a_clear_error():

@@ -33,9 +33,10 @@ def bomb(levels: int = 8, width: int = 9) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-def bounded(fn, seconds=2.0, megabytes=30):
-    """Run ``fn`` (expected to raise); assert it took little time and memory; return the
-    exception."""
+def bounded(fn, seconds=10.0, megabytes=30):
+    """Run ``fn`` (expected to raise); assert it took little memory and not the minutes the
+    unbounded input would take (a generous limit: the machine may be busy; the memory bound
+    is the sharp check); return the exception."""
     tracemalloc.start()
     t0 = time.perf_counter()
     try:
@@ -78,7 +79,7 @@ def test_value_below_the_limit_gives_a_short_error_cheaply(parquet_dir):
     import yaml
 
     data = {"input": parquet_dir, "subtotals": yaml.safe_load(bomb(levels=5))}
-    err = bounded(lambda: parse_spec(data), seconds=1.0, megabytes=5)
+    err = bounded(lambda: parse_spec(data), megabytes=5)
     assert isinstance(err, SpecError) and err.key == "subtotals"
     assert "true or false" in str(err) and len(str(err)) < 200
 
