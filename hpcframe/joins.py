@@ -878,7 +878,7 @@ def _distinct_index(values: np.ndarray) -> _HashIndex | None:
         if not bool((at == np.arange(n, dtype=np.int32)).all()):
             return None
     else:
-        head = values[: _DISTINCT_SAMPLE]
+        head = values[:_DISTINCT_SAMPLE]
         if len(np.unique(head)) != len(head):  # (repeats show early: skip a wasted hash)
             return None
     index = pd.Index(values, copy=False)

@@ -208,7 +208,7 @@ def test_dense_keys_probe_equals_pandas(how, nkeys):
 @spmd_settings(200)
 @given(
     values=st.lists(
-        st.one_of(st.integers(-20, 300), st.sampled_from([-(2**63), 2**63 - 1, 2**40, 3 * 2**40])), max_size=40
+        st.one_of(st.integers(-20, 300), st.sampled_from([-(2**63), 2**63 - 1, 2**40])), max_size=40
     ),
     dtype=st.sampled_from(["int64", "int32", "uint8", "float64"]),
     repeat_at=st.one_of(st.none(), st.integers(0, 40)),
@@ -277,7 +277,8 @@ def test_probe_result_keeps_every_value_dtype():
                 f"{prefix}s": pd.array(s, dtype="str"),
                 f"{prefix}c": pd.Categorical(rng.choice(["p", "q"], len(keys))),
                 f"{prefix}I": pd.array(rng.choice([1, 2, None], len(keys)), dtype="Int64"),
-                f"{prefix}d": np.datetime64("2024-01-01", "ms") + rng.integers(0, 9, len(keys)).astype("m8[D]"),
+                f"{prefix}d": np.datetime64("2024-01-01", "ms")
+                + rng.integers(0, 9, len(keys)).astype("m8[h]"),
                 f"{prefix}z": pd.date_range("2024-03-10", periods=len(keys), freq="h", tz="America/New_York"),
                 f"{prefix}b": rng.random(len(keys)) < 0.5,
                 f"{prefix}f": rng.random(len(keys)).astype("float32"),
