@@ -832,6 +832,8 @@ class Probe:
             perm = np.argsort(matches, kind="stable")
             rows, matches = rows[perm], matches[perm]
         left, right = (self.whole, block) if self.which == "left" else (block, self.whole)
+        if all_found and len(rows) == len(block) and not (stage.how == "inner" and self.which == "left"):
+            rows = None  # every block row once, in order (a primary key's side): kept as it is
         lrows, rrows = (matches, rows) if self.which == "left" else (rows, matches)
         # a key of the same name on both sides: the left one
         rcols = [c for c in right.columns if c not in left.columns]
@@ -843,10 +845,19 @@ def _taken(stage: JoinStage, left: pd.DataFrame, lrows, right: pd.DataFrame, rco
     from the positions :meth:`Probe.indexers` found, in the result's column order when those
     are its columns. One ``take`` of each column's array and one frame of them (the frames'
     ``take`` and ``concat`` cost pandas a copy of ``right[rcols]`` and more calls per block
-    than the gathers themselves); the same arrays, so the same values and dtypes."""
+    than the gathers themselves); the same arrays, so the same values and dtypes. Positions
+    ``None``: every row of that frame once, in order — its columns are shared, not copied,
+    as pandas' ``take`` does for such positions (every block row matching one row of a
+    broadcast primary key: TPC-H's joins with ``nation``)."""
     if not left.columns.is_unique or len(set(rcols)) != len(rcols):  # (unusual names)
+        lrows = np.arange(len(left)) if lrows is None else lrows
+        rrows = np.arange(len(right)) if rrows is None else rrows
         parts = [left.take(lrows).reset_index(drop=True), right[rcols].take(rrows).reset_index(drop=True)]
         return pd.concat(parts, axis=1)
+    if lrows is None and not left.index.equals(pd.RangeIndex(len(left))):
+        left = left.reset_index(drop=True)  # (no copy: the index of the result's Series)
+    if rrows is None and not right.index.equals(pd.RangeIndex(len(right))):
+        right = right.reset_index(drop=True)
     where = {c: (left, lrows) for c in left.columns}
     where.update((c, (right, rrows)) for c in rcols)
     names = list(stage.meta.columns)
@@ -856,7 +867,10 @@ def _taken(stage: JoinStage, left: pd.DataFrame, lrows, right: pd.DataFrame, rco
     for c in names:
         frame, at = where[c]
         col = frame[c]
-        data[c] = col.to_numpy().take(at) if isinstance(col.dtype, np.dtype) else col.array.take(at)
+        if at is None:  # (a Series: the frame built of it knows they share the values)
+            data[c] = col
+        else:
+            data[c] = col.to_numpy().take(at) if isinstance(col.dtype, np.dtype) else col.array.take(at)
     return pd.DataFrame(data, copy=False)
 
 

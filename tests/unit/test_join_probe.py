@@ -299,6 +299,32 @@ def test_probe_result_keeps_every_value_dtype():
         pd.testing.assert_frame_equal(joins._finish_part(stage, got), expected)
 
 
+@pytest.mark.parametrize("how", ["inner", "left"])
+@pytest.mark.parametrize("index", ["default", "filtered"])
+def test_block_rows_matching_a_primary_key_once_are_shared(how, index):
+    """Every block row matching one row of the broadcast side (a primary key: TPC-H's joins
+    with ``nation``) keeps the block's columns without a copy (as pandas' ``take`` of all
+    rows in order does), also from a block whose index is not the default one (rows
+    filtered without a reset); writing into the result leaves the block as it was."""
+    rng = np.random.default_rng(11)
+    lp = pd.DataFrame(
+        {"k0": rng.integers(0, 25, 300), "a": rng.normal(size=300), "s": rng.choice(["x", "y"], 300)}
+    )
+    rp = pd.DataFrame({"k0": np.arange(25), "b": np.arange(25) * 3, "name": [f"n{i}" for i in range(25)]})
+    stage = _stage(lp, rp, how, ["k0"])
+    whole, block = _shaped(stage, "right", rp), _shaped(stage, "left", lp)
+    if index == "filtered":
+        block = block[block.k0 != 3]
+    before = block.copy()
+    got = joins.Probe(stage, "right", whole).merge(block)
+    expected = joins.merge_part(stage, block.reset_index(drop=True), whole)
+    pd.testing.assert_frame_equal(joins._finish_part(stage, got), joins._finish_part(stage, expected))
+    assert np.shares_memory(got["a"].to_numpy(), block["a"].to_numpy())
+    got.loc[0, "a"] = 1e9
+    got.iloc[1, list(got.columns).index("k0")] = -1
+    pd.testing.assert_frame_equal(block, before)
+
+
 # a join side's rows that cannot match, dropped while read (before pandas)
 INT_KEYS = st.one_of(
     st.integers(-3, 40),
