@@ -832,15 +832,18 @@ class Probe:
             perm = np.argsort(matches, kind="stable")
             rows, matches = rows[perm], matches[perm]
         left, right = (self.whole, block) if self.which == "left" else (block, self.whole)
+        at: np.ndarray | None = rows
         if all_found and len(rows) == len(block) and not (stage.how == "inner" and self.which == "left"):
-            rows = None  # every block row once, in order (a primary key's side): kept as it is
-        lrows, rrows = (matches, rows) if self.which == "left" else (rows, matches)
+            at = None  # every block row once, in order (a primary key's side): kept as it is
+        lrows, rrows = (matches, at) if self.which == "left" else (at, matches)
         # a key of the same name on both sides: the left one
         rcols = [c for c in right.columns if c not in left.columns]
         return _taken(stage, left, lrows, right, rcols, rrows)
 
 
-def _taken(stage: JoinStage, left: pd.DataFrame, lrows, right: pd.DataFrame, rcols: list, rrows):
+def _taken(
+    stage: JoinStage, left: pd.DataFrame, lrows, right: pd.DataFrame, rcols: list, rrows
+) -> pd.DataFrame:
     """``left.take(lrows)`` beside ``right[rcols].take(rrows)`` (index reset): a join's rows
     from the positions :meth:`Probe.indexers` found, in the result's column order when those
     are its columns. One ``take`` of each column's array and one frame of them (the frames'
