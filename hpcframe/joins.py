@@ -740,6 +740,8 @@ class Probe:
         return self._build() is not None
 
     def _build(self) -> _HashIndex | None:
+        if self._index is None and not self._unusable and len(self.keys) == 1:
+            self._index = _distinct_index(self.whole[self.keys[0]].to_numpy())
         if self._index is None and not self._unusable:
             whole = self.whole
             uniques, codes, radices, dense = [], None, [], []
@@ -830,11 +832,81 @@ class Probe:
             perm = np.argsort(matches, kind="stable")
             rows, matches = rows[perm], matches[perm]
         left, right = (self.whole, block) if self.which == "left" else (block, self.whole)
-        lrows, rrows = (matches, rows) if self.which == "left" else (rows, matches)
+        at: np.ndarray | None = rows
+        if all_found and len(rows) == len(block) and not (stage.how == "inner" and self.which == "left"):
+            at = None  # every block row once, in order (a primary key's side): kept as it is
+        lrows, rrows = (matches, at) if self.which == "left" else (at, matches)
         # a key of the same name on both sides: the left one
         rcols = [c for c in right.columns if c not in left.columns]
+        return _taken(stage, left, lrows, right, rcols, rrows)
+
+
+def _taken(
+    stage: JoinStage, left: pd.DataFrame, lrows, right: pd.DataFrame, rcols: list, rrows
+) -> pd.DataFrame:
+    """``left.take(lrows)`` beside ``right[rcols].take(rrows)`` (index reset): a join's rows
+    from the positions :meth:`Probe.indexers` found, in the result's column order when those
+    are its columns. One ``take`` of each column's array and one frame of them (the frames'
+    ``take`` and ``concat`` cost pandas a copy of ``right[rcols]`` and more calls per block
+    than the gathers themselves); the same arrays, so the same values and dtypes. Positions
+    ``None``: every row of that frame once, in order — its columns are shared, not copied,
+    as pandas' ``take`` does for such positions (every block row matching one row of a
+    broadcast primary key: TPC-H's joins with ``nation``)."""
+    if not left.columns.is_unique or len(set(rcols)) != len(rcols):  # (unusual names)
+        lrows = np.arange(len(left)) if lrows is None else lrows
+        rrows = np.arange(len(right)) if rrows is None else rrows
         parts = [left.take(lrows).reset_index(drop=True), right[rcols].take(rrows).reset_index(drop=True)]
         return pd.concat(parts, axis=1)
+    if lrows is None and not left.index.equals(pd.RangeIndex(len(left))):
+        left = left.reset_index(drop=True)  # (no copy: the index of the result's Series)
+    if rrows is None and not right.index.equals(pd.RangeIndex(len(right))):
+        right = right.reset_index(drop=True)
+    where = {c: (left, lrows) for c in left.columns}
+    where.update((c, (right, rrows)) for c in rcols)
+    names = list(stage.meta.columns)
+    if len(names) != len(where) or not all(c in where for c in names):
+        names = list(where)
+    data = {}
+    for c in names:
+        frame, at = where[c]
+        col = frame[c]
+        if at is None:  # (a Series: the frame built of it knows they share the values)
+            data[c] = col
+        else:
+            data[c] = col.to_numpy().take(at) if isinstance(col.dtype, np.dtype) else col.array.take(at)
+    return pd.DataFrame(data, copy=False)
+
+
+def _distinct_index(values: np.ndarray) -> _HashIndex | None:
+    """The :class:`_HashIndex` of one integer key whose values are all distinct (a primary
+    key: TPC-H's order, customer, part and supplier keys), or ``None`` when some repeat or the
+    values are not integers. It is the index ``pd.factorize`` gives (codes ``arange``, the
+    values as uniques, one row per group in row order) without that hash pass: a compact
+    range is checked distinct by its :class:`_DenseLookup` table, any other by the hash table
+    of the uniques' Index, which is then the one the probe looks blocks up in (the general
+    path hashes the values twice: to factorize them, then in the Index of the uniques)."""
+    n = len(values)
+    if values.dtype.kind not in "iu" or n < 2:
+        return None
+    dense = _DenseLookup.of(values)
+    if dense is not None:
+        # a repeated value's table entry holds its last position only
+        at = dense.table.take(values.astype(np.int64) - np.int64(dense.low))
+        if not bool((at == np.arange(n, dtype=np.int32)).all()):
+            return None
+    else:
+        head = values[:_DISTINCT_SAMPLE]
+        if len(np.unique(head)) != len(head):  # (repeats show early: skip a wasted hash)
+            return None
+    index = pd.Index(values, copy=False)
+    if dense is None and not index.is_unique:
+        return None
+    rows = np.arange(n, dtype=np.intp)
+    return _HashIndex([index], [n], None, np.ones(n, dtype=np.intp), rows, rows, [dense])
+
+
+#: the first values of a key :func:`_distinct_index` checks by a sort before hashing them all
+_DISTINCT_SAMPLE = 4096
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -204,6 +204,127 @@ def test_dense_keys_probe_equals_pandas(how, nkeys):
             _check(stage, whole_side, matched.reset_index(drop=True), other.reset_index(drop=True))
 
 
+# one int key whose values are all distinct (a primary key): no factorize pass
+@spmd_settings(200)
+@given(
+    values=st.lists(
+        st.one_of(st.integers(-20, 300), st.sampled_from([-(2**63), 2**63 - 1, 2**40])), max_size=40
+    ),
+    dtype=st.sampled_from(["int64", "int32", "uint8", "float64"]),
+    repeat_at=st.one_of(st.none(), st.integers(0, 40)),
+)
+def test_distinct_index_equals_factorize(values, dtype, repeat_at):
+    """Distinct integer keys get pandas' factorization (codes ``arange``, the values as
+    uniques, one row per group) without hashing them for it; repeated keys, or keys that are
+    not integers, get ``None`` (the general path)."""
+    values = [v for v in values if v >= 0] if dtype == "uint8" else values
+    arr = np.array([v % 256 if dtype == "uint8" else v for v in values], dtype="int64")
+    if repeat_at is not None and len(arr):
+        arr = np.insert(arr, min(repeat_at, len(arr)), arr[repeat_at % len(arr)])
+    if dtype == "int32":
+        arr = arr[(arr >= -(2**31)) & (arr < 2**31)]
+    arr = arr.astype(dtype)
+    got = joins._distinct_index(arr)
+    distinct = len(pd.unique(arr)) == len(arr)
+    if dtype == "float64" or len(arr) < 2 or not distinct:
+        assert got is None
+        return
+    assert got is not None
+    codes, uniques = pd.factorize(arr, use_na_sentinel=False)
+    np.testing.assert_array_equal(got.uniques[0].to_numpy(), uniques)
+    assert got.uniques[0].dtype == uniques.dtype and got.radices == [len(uniques)]
+    np.testing.assert_array_equal(got.counts, np.bincount(codes, minlength=len(uniques)))
+    np.testing.assert_array_equal(got.order, np.argsort(codes, kind="stable"))
+    np.testing.assert_array_equal(got.starts, np.cumsum(got.counts) - got.counts)
+    assert (got.dense[0] is None) == (joins._DenseLookup.of(uniques) is None)
+
+
+@pytest.mark.parametrize("spread", [1, 1000], ids=["dense", "sparse"])
+@pytest.mark.parametrize("repeat", [None, 3, 6000], ids=["distinct", "early-repeat", "late-repeat"])
+@pytest.mark.parametrize("whole_side", ["left", "right"])
+def test_probe_of_a_primary_key_equals_pandas(spread, repeat, whole_side):
+    """A broadcast side of 7000 rows with one int key, distinct (the unique-key index), or
+    with one repeat early (seen by the sample) or late (beyond the sample of
+    ``_DISTINCT_SAMPLE`` keys: only the Index's hash shows it): pandas' inner merge."""
+    rng = np.random.default_rng(3)
+    n = 7000
+    keys = rng.permutation(n).astype(np.int64) * spread
+    if repeat is not None:
+        keys[repeat] = keys[repeat - 1]
+    wp = pd.DataFrame({"k0": keys, "w": rng.normal(size=n)})
+    bp = pd.DataFrame({"k0": rng.choice(keys, 3000) + rng.choice([0, 1], 3000), "a": np.arange(3000)})
+    lp, rp = (wp, bp) if whole_side == "left" else (bp, wp)
+    stage = _stage(lp, rp, "inner", ["k0"])
+    probe = joins.Probe(stage, whole_side, _shaped(stage, whole_side, wp))
+    index = probe._build()
+    assert (index.combined is None) and (index.counts.max() == (1 if repeat is None else 2))
+    _check(stage, whole_side, lp, rp)
+
+
+def test_probe_result_keeps_every_value_dtype():
+    """The probe's result built column by column (``_taken``) has pandas' merge values and
+    dtypes for every kind of column on both sides (object, str, categorical, nullable ints,
+    dates, tz-aware times, bools, float32), already in the result's column order."""
+    n = 12
+    rng = np.random.default_rng(5)
+
+    def side(prefix, keys):
+        s = rng.choice(["x", "y", None], len(keys)).astype(object)
+        return pd.DataFrame(
+            {
+                "k0": keys,
+                f"{prefix}o": s,
+                f"{prefix}s": pd.array(s, dtype="str"),
+                f"{prefix}c": pd.Categorical(rng.choice(["p", "q"], len(keys))),
+                f"{prefix}I": pd.array(rng.choice([1, 2, None], len(keys)), dtype="Int64"),
+                f"{prefix}d": np.datetime64("2024-01-01", "ms")
+                + rng.integers(0, 9, len(keys)).astype("m8[h]"),
+                f"{prefix}z": pd.date_range("2024-03-10", periods=len(keys), freq="h", tz="America/New_York"),
+                f"{prefix}b": rng.random(len(keys)) < 0.5,
+                f"{prefix}f": rng.random(len(keys)).astype("float32"),
+            }
+        )
+
+    lp = side("l", rng.integers(0, 6, n))
+    rp = side("r", np.arange(8, dtype=np.int64))
+    stage = _stage(lp, rp, "inner", ["k0"])
+    for whole_side in ("left", "right"):
+        block_side = "right" if whole_side == "left" else "left"
+        whole = _shaped(stage, whole_side, lp if whole_side == "left" else rp)
+        block = _shaped(stage, block_side, lp if block_side == "left" else rp)
+        got = joins.Probe(stage, whole_side, whole).merge(block)
+        assert list(got.columns) == list(stage.meta.columns)
+        pair = (block, whole) if block_side == "left" else (whole, block)
+        expected = joins._finish_part(stage, joins.merge_part(stage, *pair))
+        pd.testing.assert_frame_equal(joins._finish_part(stage, got), expected)
+
+
+@pytest.mark.parametrize("how", ["inner", "left"])
+@pytest.mark.parametrize("index", ["default", "filtered"])
+def test_block_rows_matching_a_primary_key_once_are_shared(how, index):
+    """Every block row matching one row of the broadcast side (a primary key: TPC-H's joins
+    with ``nation``) keeps the block's columns without a copy (as pandas' ``take`` of all
+    rows in order does), also from a block whose index is not the default one (rows
+    filtered without a reset); writing into the result leaves the block as it was."""
+    rng = np.random.default_rng(11)
+    lp = pd.DataFrame(
+        {"k0": rng.integers(0, 25, 300), "a": rng.normal(size=300), "s": rng.choice(["x", "y"], 300)}
+    )
+    rp = pd.DataFrame({"k0": np.arange(25), "b": np.arange(25) * 3, "name": [f"n{i}" for i in range(25)]})
+    stage = _stage(lp, rp, how, ["k0"])
+    whole, block = _shaped(stage, "right", rp), _shaped(stage, "left", lp)
+    if index == "filtered":
+        block = block[block.k0 != 3]
+    before = block.copy()
+    got = joins.Probe(stage, "right", whole).merge(block)
+    expected = joins.merge_part(stage, block.reset_index(drop=True), whole)
+    pd.testing.assert_frame_equal(joins._finish_part(stage, got), joins._finish_part(stage, expected))
+    assert np.shares_memory(got["a"].to_numpy(), block["a"].to_numpy())
+    got.loc[0, "a"] = 1e9
+    got.iloc[1, list(got.columns).index("k0")] = -1
+    pd.testing.assert_frame_equal(block, before)
+
+
 # a join side's rows that cannot match, dropped while read (before pandas)
 INT_KEYS = st.one_of(
     st.integers(-3, 40),
