@@ -111,12 +111,13 @@ def _small_file_runs(parts: list[Partition], limit: int) -> dict[int, list[list[
     """Runs of two or more consecutive *small* files (at most ``limit / 2`` rows each: two
     of them fit in one leaf), by the index of their first partition, each cut into the
     fewest contiguous groups of whole files of at most ``limit`` rows, balanced by rows as
-    :func:`assign` balances ranks (TPC-H SF 10: 16 supplier files of 6,250 rows are one
-    leaf, 16 partsupp files of 500,000 rows eight, 16 customer files of 93,750 rows two of
-    750,000 rows). A per-block cost (a pandas frame, a join's merge, a held partition of
-    every stage built from it) is then paid once per ~``limit`` rows, not once per file.
-    Larger files keep their own leaves, so the leaves of large datasets do not move. Like
-    every leaf, the groups depend only on the data."""
+    :func:`assign` balances ranks (used when ``config.group_files`` is ``"on"``; TPC-H
+    SF 10: 16 supplier files of 6,250 rows are one leaf, 16 partsupp files of 500,000 rows
+    eight, 16 customer files of 93,750 rows two of 750,000 rows). A per-block cost (a
+    pandas frame, a join's merge, a held partition of every stage built from it) is then
+    paid once per ~``limit`` rows, not once per file. Larger files keep their own leaves,
+    so the leaves of large datasets do not move. Like every leaf, the groups depend only
+    on the data."""
     files: list[list[Partition]] = []  # the partitions of each file, in dataset order
     for p in parts:
         if files and files[-1][0].path == p.path:

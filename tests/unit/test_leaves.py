@@ -1,7 +1,8 @@
 """Leaves (blocks) of a dataset: small files grouped, large ones kept, never by rank count.
 
-``physical.leaves_of`` groups the row groups of consecutive *small* Parquet files (at most
-``block_rows / 2`` rows each) into leaves of balanced sizes (SMALLQ: TPC-H's 16 supplier
+With ``config.group_files = "on"``, ``physical.leaves_of`` groups the row groups of
+consecutive *small* Parquet files (at most ``block_rows / 2`` rows each) into leaves of
+balanced sizes (SMALLQ: TPC-H's 16 supplier
 files of 6,250 rows were 16 leaves, each a pandas frame, a join merge and a held partition
 of every stage built from them). Sources that cannot read several files at once (CSV, HDF5,
 held data) keep one file per leaf at least.
@@ -44,11 +45,10 @@ class _Fake:
 
 
 @pytest.fixture
-def limit():
-    before = config.block_rows
-    config.block_rows = 1000
-    yield 1000
-    config.block_rows = before
+def limit(monkeypatch):
+    monkeypatch.setattr(config, "block_rows", 1000)
+    monkeypatch.setattr(config, "group_files", "on")
+    return 1000
 
 
 def _layout(leaves):
@@ -106,12 +106,12 @@ def test_leaves_cover_the_data_in_order_within_the_limit(files):
         sizes = [sum(p.num_rows for p in g) for g in groups]
         total = sum(sizes)
         assert len(groups) >= -(-total // 1000)
-    before = config.block_rows
-    config.block_rows = 1000
+    before = config.block_rows, config.group_files
+    config.block_rows, config.group_files = 1000, "on"
     try:
         leaves = leaves_of(_Fake(parts), Comm())
     finally:
-        config.block_rows = before
+        config.block_rows, config.group_files = before
     flat = [(p.path, p.piece, p.start, p.stop) for leaf in leaves for p in leaf.parts]
     pieces = [(p.path, p.piece) for p in parts]
     assert [x[:2] for x in flat if x[2] == 0] == [x for x in pieces if x in {y[:2] for y in flat}]
@@ -161,3 +161,9 @@ def test_group_files_off_keeps_every_file_apart(limit, monkeypatch):
     monkeypatch.setattr(config, "group_files", "off")
     leaves = leaves_of(_Fake(_parts([[125, 125]] * 16)), Comm())
     assert len(leaves) == 16 and all(len({p.path for p in leaf.parts}) == 1 for leaf in leaves)
+
+
+def test_group_files_is_off_by_default():
+    from hpcframe.config import Config
+
+    assert Config().group_files == "off" or "HPCFRAME_GROUP_FILES" in os.environ
