@@ -34,6 +34,8 @@ def _env_str(name: str, default, choices=None):
 SHUFFLE_CHOICES = ("auto", "shuffle", "gather")
 #: when the next block is read while this one is computed (:attr:`Config.readahead`)
 READAHEAD_CHOICES = ("auto", "on", "off")
+#: whether consecutive small files share blocks (:attr:`Config.group_files`)
+GROUP_FILES_CHOICES = ("on", "off")
 
 
 def usable_cores() -> int:
@@ -59,6 +61,13 @@ class Config:
     block_rows : int, default 1_048_576 (``HPCFRAME_BLOCK_ROWS``)
         Partitions (row groups, HDF5 row ranges) longer than this are cut into blocks of at
         most this many rows; the blocks are the leaves of the combine tree.
+    group_files : str, default "off" (``HPCFRAME_GROUP_FILES``)
+        ``"on"``: consecutive small Parquet files (at most ``block_rows / 2`` rows each)
+        share blocks of up to ``block_rows`` rows, of balanced sizes, so that a dataset of
+        many small files costs a few blocks, not one per file (see ``docs/design.md`` §3);
+        ``"off"``: every file has its own blocks (more ranks get work on a small dataset,
+        ``map_partitions`` sees one file at a time, and a file added to a dataset leaves
+        the other files' blocks, and their cached partials, as they were).
     shuffle_rows : int, default 200_000 (``HPCFRAME_SHUFFLE_ROWS``)
         A group-by whose partial tables hold at least this many rows in all is finished with
         a hash shuffle across the ranks instead of on every rank.
@@ -111,8 +120,9 @@ class Config:
     ------
     ValueError
         At import, when a ``HPCFRAME_<NAME>`` number is not a positive whole number, or
-        ``HPCFRAME_SHUFFLE`` is not one of ``auto``, ``shuffle``, ``gather``, or
-        ``HPCFRAME_READAHEAD`` is not one of ``auto``, ``on``, ``off``.
+        ``HPCFRAME_SHUFFLE`` is not one of ``auto``, ``shuffle``, ``gather``,
+        ``HPCFRAME_READAHEAD`` is not one of ``auto``, ``on``, ``off``, or
+        ``HPCFRAME_GROUP_FILES`` is not one of ``on``, ``off``.
 
     Examples
     --------
@@ -129,6 +139,9 @@ class Config:
     #: data, so results are identical for any number of ranks. Lower it to spread a dataset
     #: with few, large row groups over more ranks.
     block_rows: int = _env_int("block_rows", 1 << 20)
+    #: "on" or "off": consecutive small Parquet files (at most ``block_rows / 2`` rows each)
+    #: share blocks (:func:`hpcframe.physical.leaves_of`). ``HPCFRAME_GROUP_FILES``.
+    group_files: str = _env_str("group_files", "off", GROUP_FILES_CHOICES)
     #: A group-by whose partial tables hold at least this many rows in all (summed over the
     #: ranks) is finished with a hash shuffle: each rank completes the combine tree for the
     #: groups that hash to it (Alltoall), instead of every rank finishing every group.

@@ -26,8 +26,9 @@ from .stages import StageSource, stages_below
 
 @dataclass(frozen=True)
 class Leaf:
-    """One leaf of the combine tree: contiguous partitions of one file read together
-    (``parent`` is ``None``), or one block of a partition longer than ``block_rows``."""
+    """One leaf of the combine tree: contiguous partitions of one file, or the partitions of
+    consecutive small files, read together (``parent`` is ``None``), or one block of a
+    partition longer than ``block_rows``."""
 
     index: int
     parts: tuple
@@ -49,14 +50,18 @@ class Leaf:
         if len(self.parts) == 1:
             return self.parts[0].describe()
         first, last = self.parts[0], self.parts[-1]
+        if first.path != last.path:  # small files read together
+            files = len({p.path for p in self.parts})
+            return f"{first.path} [piece {first.piece}] .. {last.path} [piece {last.piece}] ({files} files)"
         return f"{first.path} [pieces {first.piece}..{last.piece}]"
 
 
 def leaves_of(source, comm) -> list[Leaf]:
     """The leaves of ``source`` in dataset order. Small partitions of one file are grouped
-    and long ones cut, so that leaves have about ``config.block_rows`` rows; the result
-    depends only on the data, never on the number of ranks. Partitions are discovered once
-    per source."""
+    and long ones cut, so that leaves have about ``config.block_rows`` rows; consecutive
+    small files are grouped too where the source can read them together and
+    ``config.group_files`` is ``"on"`` (:func:`_small_file_runs`). The result depends only
+    on the data, never on the number of ranks. Partitions are discovered once per source."""
     parts = partitions_of(source, comm)
     limit = config.block_rows
     out: list[Leaf] = []
@@ -71,7 +76,19 @@ def leaves_of(source, comm) -> list[Leaf]:
             group = []
 
     splittable = getattr(source, "splittable", True)
-    for p in parts:
+    across = splittable and config.group_files == "on" and getattr(source, "reads_across_files", False)
+    runs = _small_file_runs(parts, limit) if across else {}
+    i = 0
+    while i < len(parts):
+        p = parts[i]
+        if i in runs:  # whole small files, grouped into leaves of balanced sizes
+            flush()
+            for whole in runs[i]:
+                group = whole
+                flush()
+            i += sum(len(g) for g in runs[i])
+            continue
+        i += 1
         if not splittable:  # held partitions: one leaf each, never cut (whole groups)
             flush()
             group.append(p)
@@ -90,9 +107,72 @@ def leaves_of(source, comm) -> list[Leaf]:
     return out
 
 
-def assign(costs: list[int], size: int) -> list[tuple[int, int]]:
-    """Contiguous ``[start, stop)`` leaf ranges per rank, balanced by cost (rows to read).
-    Deterministic: depends only on the costs and the number of ranks."""
+def _small_file_runs(parts: list[Partition], limit: int) -> dict[int, list[list[Partition]]]:
+    """Runs of two or more consecutive *small* files (at most ``limit / 2`` rows each: two
+    of them fit in one leaf), by the index of their first partition, each cut into the
+    fewest contiguous groups of whole files of at most ``limit`` rows, balanced by rows as
+    :func:`assign` balances ranks (used when ``config.group_files`` is ``"on"``; TPC-H
+    SF 10: 16 supplier files of 6,250 rows are one leaf, 16 partsupp files of 500,000 rows
+    eight, 16 customer files of 93,750 rows two of 750,000 rows). A per-block cost (a
+    pandas frame, a join's merge, a held partition of every stage built from it) is then
+    paid once per ~``limit`` rows, not once per file. Larger files keep their own leaves,
+    so the leaves of large datasets do not move. Like every leaf, the groups depend only
+    on the data."""
+    files: list[list[Partition]] = []  # the partitions of each file, in dataset order
+    for p in parts:
+        if files and files[-1][0].path == p.path:
+            files[-1].append(p)
+        else:
+            files.append([p])
+    runs: dict[int, list[list[Partition]]] = {}
+    start = 0  # the index of the run's first partition
+    run: list[list[Partition]] = []  # the run's files
+
+    def close():
+        if len(run) > 1:
+            runs[start] = _balanced(run, limit)
+
+    at = 0
+    for f in files:
+        if 2 * sum(p.num_rows for p in f) <= limit:
+            if not run:
+                start = at
+            run.append(f)
+        else:
+            close()
+            run = []
+        at += len(f)
+    close()
+    return runs
+
+
+def _balanced(files: list[list[Partition]], limit: int) -> list[list[Partition]]:
+    """``files`` (each at most ``limit / 2`` rows) cut into contiguous groups of at most
+    ``limit`` rows: the fewest groups (or one more) balanced by rows as :func:`assign`
+    balances ranks (:func:`_owners`), else greedily (each group takes files while they fit)."""
+    rows = [sum(p.num_rows for p in f) for f in files]
+    fewest = max(1, -(-sum(rows) // limit))
+    for k in (fewest, fewest + 1):
+        owner = _owners(rows, k)
+        cuts = [0] + [i for i in range(1, len(files)) if owner[i] != owner[i - 1]] + [len(files)]
+        ranges = list(zip(cuts[:-1], cuts[1:]))
+        if all(sum(rows[a:b]) <= limit for a, b in ranges):
+            return [[p for f in files[a:b] for p in f] for a, b in ranges]
+    groups: list[list[Partition]] = []
+    size = limit + 1
+    for f, n in zip(files, rows):
+        if size + n > limit:
+            groups.append([])
+            size = 0
+        groups[-1].extend(f)
+        size += n
+    return groups
+
+
+def _owners(costs: list[int], size: int) -> list[int]:
+    """The owner (``0 .. size - 1``) of each item of a sequence split into ``size``
+    contiguous ranges balanced by ``costs``: item *i* goes to ⌊(costs before *i* + its cost
+    / 2) · size / total⌋ (by position when every cost is 0)."""
     n = len(costs)
     total = sum(costs)
     owner = []
@@ -104,6 +184,13 @@ def assign(costs: list[int], size: int) -> list[tuple[int, int]]:
             r = i * size // max(n, 1)
         owner.append(min(size - 1, r))
         before += c
+    return owner
+
+
+def assign(costs: list[int], size: int) -> list[tuple[int, int]]:
+    """Contiguous ``[start, stop)`` leaf ranges per rank, balanced by cost (rows to read).
+    Deterministic: depends only on the costs and the number of ranks."""
+    owner = _owners(costs, size)
     ranges = []
     for r in range(size):
         idx = [i for i, o in enumerate(owner) if o == r]

@@ -68,9 +68,27 @@ class ParquetSource:
         """The rows of one partition (see :meth:`read_many`); raises DatasetError if unreadable."""
         return self.read_many([part], columns)
 
+    #: a leaf may hold the small row groups of several consecutive files
+    #: (:func:`hpcframe.physical.leaves_of`): :meth:`read_many` reads them file by file
+    reads_across_files = True
+
     def read_many(self, parts: list[Partition], columns: list[str]) -> pa.Table:
-        """Rows of several partitions of one file, read with one call (parallel decoding of
-        the column chunks); a single partition may be a row range of its row group."""
+        """Rows of several consecutive partitions as one table: those of one file read with
+        one call (parallel decoding of the column chunks), the files' tables concatenated
+        in order (:func:`_concat_files`); a single partition may be a row range of its row
+        group."""
+        if parts[0].path == parts[-1].path:
+            return self._read_file(parts, columns)
+        runs: list[list[Partition]] = []
+        for p in parts:
+            if runs and runs[-1][0].path == p.path:
+                runs[-1].append(p)
+            else:
+                runs.append([p])
+        return _concat_files([self._read_file(run, columns) for run in runs])
+
+    def _read_file(self, parts: list[Partition], columns: list[str]) -> pa.Table:
+        """Rows of contiguous partitions of one file (see :meth:`read_many`)."""
         part = parts[0]
         file_cols = [c for c in columns if c not in self._hive_types]
         try:
@@ -195,6 +213,28 @@ class ParquetSource:
                     stats[name] = s
             parts.append(Partition(path, g, 0, rg.num_rows, rg.total_byte_size, stats, hive))
         return parts
+
+
+def _concat_files(tables: list[pa.Table]) -> pa.Table:
+    """The tables of consecutive files as one: a string column read as a dictionary from
+    one file and as plain strings from another (:func:`_plain_strings` decides per file) is
+    decoded to the plain type in all (the values are the same, and so are the pandas
+    values; every other type is the dataset's, :func:`_check_schema`)."""
+    first = tables[0].schema
+    if any(not t.schema.equals(first) for t in tables[1:]):
+        plain: dict[str, pa.DataType] = {}
+        for t in tables:
+            for f in t.schema:
+                if not pa.types.is_dictionary(f.type):
+                    plain.setdefault(f.name, f.type)
+        fixed = []
+        for t in tables:
+            for i, f in enumerate(t.schema):
+                if pa.types.is_dictionary(f.type) and f.name in plain:
+                    t = t.set_column(i, f.with_type(plain[f.name]), t.column(i).cast(plain[f.name]))
+            fixed.append(t.replace_schema_metadata(None))
+        tables = fixed
+    return pa.concat_tables(tables)
 
 
 def _null_count(path: str, meta, g: int, j: int, name: str) -> int:

@@ -104,9 +104,12 @@ def pytest_runtest_makereport(item, call):
 def small_blocks(monkeypatch):
     """Small blocks, so that the small test data sets still spread over up to 4 ranks, row
     groups are cut into blocks (the 2000-row HDF5 tables) and grouped (none: 400-row groups
-    stay alone). Set per test, so that other folders run in the same process keep the
-    default."""
+    stay alone); small files are not grouped (every file its own blocks: the nasty data
+    set's five files would be one block), except in the tests that ask for it
+    (``cfg(group_files="on")``: test_tpch, test_small_files). Set per test, so that other
+    folders run in the same process keep the default."""
     monkeypatch.setattr(hpcframe.config, "block_rows", 500)
+    monkeypatch.setattr(hpcframe.config, "group_files", "off")
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,8 @@ def test_pandas_query_matches_duckdb(name, pandas_tables, expected):
 @pytest.mark.parametrize("name", QUERIES)
 def test_hpcframe_query_matches_duckdb(name, tpch_dir, expected, cfg):
     """The same query text on hpcframe Frames, on this run's ranks."""
-    cfg(block_rows=8000, partitions=8)  # lineitem: 2 blocks per file; fewer, larger shuffle partitions
+    # lineitem: 2 blocks per file; the small files of the other tables grouped (as the
+    # TPC-H figures of docs/benchmarks.md, SMALLQ); fewer, larger shuffle partitions
+    cfg(block_rows=8000, partitions=8, group_files="on")
     tables = Q.load_hpcframe(tpch_dir)
     S.compare(name, Q.run(name, tables, comm=mpi.world()), expected[name])
