@@ -881,7 +881,8 @@ def _distinct_index(values: np.ndarray) -> _HashIndex | None:
     """The :class:`_HashIndex` of one integer key whose values are all distinct (a primary
     key: TPC-H's order, customer, part and supplier keys), or ``None`` when some repeat or the
     values are not integers. It is the index ``pd.factorize`` gives (codes ``arange``, the
-    values as uniques, one row per group in row order) without that hash pass: a compact
+    values as uniques, one row per group in row order) without that hash pass: strictly
+    ascending values are distinct, a compact
     range is checked distinct by its :class:`_DenseLookup` table, any other by the hash table
     of the uniques' Index, which is then the one the probe looks blocks up in (the general
     path hashes the values twice: to factorize them, then in the Index of the uniques)."""
@@ -889,7 +890,10 @@ def _distinct_index(values: np.ndarray) -> _HashIndex | None:
     if values.dtype.kind not in "iu" or n < 2:
         return None
     dense = _DenseLookup.of(values)
-    if dense is not None:
+    ascending = bool((values[1:] > values[:-1]).all())  # strictly: distinct, nothing to check
+    if ascending:
+        pass  # (the key filter's sorted keys)
+    elif dense is not None:
         # a repeated value's table entry holds its last position only
         at = dense.table.take(values.astype(np.int64) - np.int64(dense.low))
         if not bool((at == np.arange(n, dtype=np.int32)).all()):
@@ -899,7 +903,7 @@ def _distinct_index(values: np.ndarray) -> _HashIndex | None:
         if len(np.unique(head)) != len(head):  # (repeats show early: skip a wasted hash)
             return None
     index = pd.Index(values, copy=False)
-    if dense is None and not index.is_unique:
+    if dense is None and not ascending and not index.is_unique:
         return None
     rows = np.arange(n, dtype=np.intp)
     return _HashIndex([index], [n], None, np.ones(n, dtype=np.intp), rows, rows, [dense])

@@ -242,13 +242,18 @@ def test_distinct_index_equals_factorize(values, dtype, repeat_at):
 @pytest.mark.parametrize("spread", [1, 1000], ids=["dense", "sparse"])
 @pytest.mark.parametrize("repeat", [None, 3, 6000], ids=["distinct", "early-repeat", "late-repeat"])
 @pytest.mark.parametrize("whole_side", ["left", "right"])
-def test_probe_of_a_primary_key_equals_pandas(spread, repeat, whole_side):
+@pytest.mark.parametrize("ascending", [False, True], ids=["permuted", "ascending"])
+def test_probe_of_a_primary_key_equals_pandas(spread, repeat, whole_side, ascending):
     """A broadcast side of 7000 rows with one int key, distinct (the unique-key index), or
     with one repeat early (seen by the sample) or late (beyond the sample of
-    ``_DISTINCT_SAMPLE`` keys: only the Index's hash shows it): pandas' inner merge."""
+    ``_DISTINCT_SAMPLE`` keys: only the Index's hash shows it); in any order or ascending
+    (strictly ascending keys are distinct unchecked; a repeat makes them not strictly
+    ascending): pandas' inner merge."""
     rng = np.random.default_rng(3)
     n = 7000
     keys = rng.permutation(n).astype(np.int64) * spread
+    if ascending:
+        keys = np.sort(keys)
     if repeat is not None:
         keys[repeat] = keys[repeat - 1]
     wp = pd.DataFrame({"k0": keys, "w": rng.normal(size=n)})
