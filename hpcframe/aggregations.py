@@ -634,7 +634,10 @@ def chunk_partial(
         extra.update({k: codes for k, (codes, _) in coded.items()})
     if extra:
         df = df.assign(**extra)
-    gb = df.groupby(keys, dropna=dropna, sort=False, observed=True)
+    by, dependent = keys, _dependent_keys(df, keys) if not coded else None
+    if dependent is not None:  # grouped by the integer keys; the others taken per group
+        by = [k for k in keys if k not in dependent[0]]
+    gb = df.groupby(by, dropna=dropna, sort=False, observed=True)
     cols = {}
     done = {}  # (source column, chunk function) -> column: float sums serve sum and fsum
     for col, inter in inters:
@@ -651,12 +654,45 @@ def chunk_partial(
     if not cols:
         cols["__n"] = gb.size()
     table = pd.DataFrame(cols).reset_index()
+    if dependent is not None:
+        named, first = dependent
+        for k in keys:  # in the keys' order, before the partial columns
+            if k in named:
+                table.insert(keys.index(k), k, df[k].take(first).reset_index(drop=True))
     if coded:
         table = _decode_keys(table, coded, dropna)
     for k in keys:  # grouped on codes; partials carry values (dictionaries differ per partition)
         if isinstance(table[k].dtype, pd.CategoricalDtype):
             table[k] = _category_values(table[k])
     return table
+
+
+#: whether a partial groups by its integer keys alone when the other keys depend on them
+#: (:func:`_dependent_keys`; off only to compare with the plain group-by in tests)
+GROUP_BY_DETERMINING_KEYS = True
+
+
+def _dependent_keys(df: pd.DataFrame, keys: list[str]) -> tuple[set, np.ndarray] | None:
+    """``(keys, first rows)`` when the keys of ``df`` other than its integer keys are each
+    constant within the groups of the integer keys (:func:`_determined_ids`) and grouping by
+    the integer keys alone gives pandas' groups: those other keys then have no missing value
+    (which ``dropna`` would drop or pandas would group apart) and a dtype pandas keeps as
+    the index level's (not object, not categorical). ``first``: each group's first row, in
+    order of first appearance (pandas' order with ``sort=False``). Else ``None``."""
+    if not GROUP_BY_DETERMINING_KEYS or len(keys) < 2 or len(df) < 2:
+        return None
+    base = _int_keys(df, keys)
+    rest = [k for k in keys if k not in base]
+    if not base or not rest:
+        return None
+    for k in rest:
+        dtype = df[k].dtype
+        if dtype == np.dtype(object) or isinstance(dtype, pd.CategoricalDtype) or df[k].isna().any():
+            return None
+    got = _determined_ids(df, keys)
+    if got is None:
+        return None
+    return set(rest), got[1]
 
 
 def _coded_keys(df: pd.DataFrame, keys: list[str], aggregated: set) -> dict:
@@ -910,6 +946,9 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
         first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
         np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
         return ids, first
+    determined = _determined_ids(t, keys)
+    if determined is not None:
+        return determined
     ids = None
     for k in keys:
         codes, width = _key_codes(t[k])
@@ -924,6 +963,46 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     ids = pd.factorize(ids)[0].astype(np.int64, copy=False)  # first-appearance numbering
     first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
     np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
+    return ids, first
+
+
+def _int_keys(t: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The keys of ``t`` that are NumPy integer columns (no missing value, cheap to group)."""
+    out = []
+    for k in keys:
+        dtype = t[k].dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+            out.append(k)
+    return out
+
+
+def _constant_within(col: pd.Series, ids: np.ndarray, first: np.ndarray) -> bool:
+    """Whether ``col`` has one value in every group (``ids``, each group's ``first`` row):
+    equal to its group's first value, or missing where that is missing."""
+    if not len(col):
+        return True
+    ref = col.take(first[ids])
+    same = np.asarray(col.reset_index(drop=True).eq(ref.reset_index(drop=True)).fillna(False), dtype=bool)
+    if same.all():
+        return True
+    return bool((same | (col.isna().to_numpy() & ref.isna().to_numpy())).all())
+
+
+def _determined_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`group_ids` of several keys by their integer keys alone when every other key
+    is constant within those groups in ``t`` (an id with its descriptive columns: TPC-H q10
+    groups by ``c_custkey`` and six more customer columns, q3 by ``l_orderkey`` and two order
+    columns): the same groups in the same order, without hashing the strings. ``None`` when
+    there is no integer key, only integer keys, or another key varies within a group."""
+    base = _int_keys(t, keys) if GROUP_BY_DETERMINING_KEYS else []
+    if not base or len(base) == len(keys) or len(t) < 2:
+        return None
+    ids, first = group_ids(t, base)
+    if len(first) == len(t):  # every row its own group: nothing else to check
+        return ids, first
+    for k in keys:
+        if k not in base and not _constant_within(t[k], ids, first):
+            return None
     return ids, first
 
 

@@ -432,3 +432,62 @@ def test_whole_frame_sum_over_blocks_is_unchanged(blocks):
         old = slow if old is None else A.combine_many(pd.concat([old, slow], ignore_index=True), [A.ALL_KEY])
         new = A.combine_partials(new, A.whole_partial(df, specs), [A.ALL_KEY])
     _same_table(new, old)
+
+
+# keys that depend on the integer keys (an id and its descriptive columns): grouped by the id
+def _plain(fn):
+    saved = A.GROUP_BY_DETERMINING_KEYS
+    A.GROUP_BY_DETERMINING_KEYS = False
+    try:
+        return fn()
+    finally:
+        A.GROUP_BY_DETERMINING_KEYS = saved
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 60),
+    groups=st.integers(1, 12),
+    breaks=st.sampled_from([None, "differs", "missing"]),
+    dropna=st.booleans(),
+    order=st.sampled_from(["ak", "ka", "kak"]),
+)
+def test_keys_determined_by_the_integer_keys_group_as_all_keys(seed, n, groups, breaks, dropna, order):
+    """TPC-H q10 groups by ``c_custkey`` and six customer columns: grouped by the integer
+    key alone (the others taken from each group's first row) when they are constant within
+    its groups, the partial table (keys in order, dtypes, values, bits) and the group ids are
+    the plain group-by's; a key that varies within a group, or a missing value, takes the
+    plain path."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-3, groups, n).astype(np.int64)
+    b = (a % 2).astype(np.uint8)
+    name = pd.array([f"n{x}" for x in a], dtype="str")
+    when = pd.to_datetime(a, unit="D").tz_localize("Europe/Paris")
+    score = a * 0.5 - 0.0
+    flag = a > 2
+    if breaks == "differs" and n > 1:
+        name[int(rng.integers(0, n))] = "other"
+    elif breaks == "missing" and n:
+        score = score.copy()
+        score[int(rng.integers(0, n))] = np.nan
+    v = np.where(
+        rng.random(n) < 0.2, np.array([np.nan, -0.0, np.inf])[rng.integers(0, 3, n)], rng.normal(0, 1e3, n)
+    )
+    df = pd.DataFrame({"a": a, "b": b, "name": name, "when": when, "score": score, "flag": flag, "v": v})
+    keys = {
+        "ak": ["a", "name", "when", "score", "flag"],
+        "ka": ["name", "b", "a", "score"],
+        "kak": ["when", "a", "name", "b"],
+    }[order]
+    inters = [("v", "sum"), ("v", "count"), ("v", "min"), ("v", "max"), ("v", "size"), ("v", "first")]
+    got = A.chunk_partial(df, keys, inters, dropna)
+    want = _plain(lambda: A.chunk_partial(df, keys, inters, dropna))
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    for c in got.columns:
+        if got[c].dtype.kind == "f":
+            np.testing.assert_array_equal(np.signbit(got[c]), np.signbit(want[c]))
+    ids, first = A.group_ids(df, keys)
+    want_ids, want_first = _plain(lambda: A.group_ids(df, keys))
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(first, want_first)
