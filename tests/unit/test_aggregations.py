@@ -291,14 +291,21 @@ def test_q5s_partials_sum_alike_alone_and_among_other_nations():
     assert a.hex() == m.hex()
 
 
+def _with(setting, value, fn):
+    """``fn()`` with the module setting ``A.<setting>`` (one a fast path checks) set to
+    ``value``: the plain path, to compare the fast one with."""
+    saved = getattr(A, setting)
+    setattr(A, setting, value)
+    try:
+        return fn()
+    finally:
+        setattr(A, setting, saved)
+
+
 # groups of one partial (the blocks of a sorted key hold disjoint ranges of it)
 def _general_combine(table, keys):
-    saved = A.SINGLE_PARTIALS_MIN_GROUPS
-    A.SINGLE_PARTIALS_MIN_GROUPS = 1 << 62  # never the single-partial path
-    try:
-        return A.combine_many(table, keys, final=True)
-    finally:
-        A.SINGLE_PARTIALS_MIN_GROUPS = saved
+    # (never the single-partial path)
+    return _with("SINGLE_PARTIALS_MIN_GROUPS", 1 << 62, lambda: A.combine_many(table, keys, final=True))
 
 
 @settings(max_examples=60, deadline=None)
@@ -436,12 +443,7 @@ def test_whole_frame_sum_over_blocks_is_unchanged(blocks):
 
 # keys that depend on the integer keys (an id and its descriptive columns): grouped by the id
 def _plain(fn):
-    saved = A.GROUP_BY_DETERMINING_KEYS
-    A.GROUP_BY_DETERMINING_KEYS = False
-    try:
-        return fn()
-    finally:
-        A.GROUP_BY_DETERMINING_KEYS = saved
+    return _with("GROUP_BY_DETERMINING_KEYS", False, fn)
 
 
 @settings(max_examples=150, deadline=None)

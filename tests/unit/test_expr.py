@@ -372,6 +372,20 @@ def _as_read(table, cuts, grow):
     return declared, decoded, encoded
 
 
+def _read_terms(table, cuts, grow, exprs):
+    """:func:`_as_read` of ``table`` (the decoded and the dictionary-encoded batch), the
+    Arrow terms of the conjuncts of ``exprs`` on its declared schema, and the reader's
+    normalization of a batch."""
+    declared, decoded, encoded = _as_read(table, cuts, grow)
+    schema = filter_schema(declared)
+    terms = [t.to_arrow(schema) for e in exprs for t in E.conjuncts(e)]
+
+    def normalize(t):
+        return normalize_table(t, declared, keep_dates=True)
+
+    return decoded, encoded, [t for t in terms if t is not None], normalize
+
+
 @pytest.mark.timeout(600)
 @settings(
     derandomize=True,
@@ -391,17 +405,10 @@ def test_string_terms_on_dictionaries_equal_the_decoded_evaluation(table, expr, 
     equals the predicate on the decoded, normalized batch, element for element — nulls,
     ``~isin``, ``!=``, startswith/contains, several chunks each with its own dictionary,
     a dictionary bigger than its chunk."""
-    declared, decoded, encoded = _as_read(table, cuts, grow)
-    schema = filter_schema(declared)
-    terms = [t.to_arrow(schema) for t in E.conjuncts(expr)]
-    terms = [t for t in terms if t is not None]
+    decoded, encoded, terms, normalize = _read_terms(table, cuts, grow, [expr])
     if not terms:
         return
     pred = E.balanced(terms, lambda a, b: a & b)
-
-    def normalize(t):
-        return normalize_table(t, declared, keep_dates=True)
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -436,18 +443,11 @@ def test_terms_in_any_order_equal_the_whole_evaluation(table, exprs, cuts, keys)
     conjunction on the whole decoded, normalized batch, element for element (a missing
     answer as False), or raises as it raises: ints with nulls (pandas' float64 decides
     there), decimals, string columns compared with each other, few or no rows kept."""
-    declared, decoded, encoded = _as_read(table, cuts, False)
-    schema = filter_schema(declared)
-    terms = [t.to_arrow(schema) for e in exprs for t in E.conjuncts(e)]
-    terms = [t for t in terms if t is not None]
+    decoded, encoded, terms, normalize = _read_terms(table, cuts, False, exprs)
     key = None if keys is None else E.KeyIn("i", pd.Index(keys, dtype="int64"))
     if not terms:
         return
     pred = E.balanced(terms + ([key] if key is not None else []), lambda a, b: a & b)
-
-    def normalize(t):
-        return normalize_table(t, declared, keep_dates=True)
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -615,17 +615,10 @@ def test_or_of_ands_on_dictionaries_equals_the_decoded_evaluation(table, expr, m
     dictionary, the others on their columns, combined in NumPy — and equals the predicate on
     the decoded, normalized batch, element for element (nulls, ``!=``, ``~``, several
     chunks, a dictionary bigger than its chunk)."""
-    declared, decoded, encoded = _as_read(table, cuts, grow)
-    schema = filter_schema(declared)
-    terms = [t.to_arrow(schema) for e in [expr, *more] for t in E.conjuncts(e)]
-    terms = [t for t in terms if t is not None]
+    decoded, encoded, terms, normalize = _read_terms(table, cuts, grow, [expr, *more])
     if not terms:
         return
     pred = E.balanced(terms, lambda a, b: a & b)
-
-    def normalize(t):
-        return normalize_table(t, declared, keep_dates=True)
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
