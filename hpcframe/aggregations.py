@@ -815,13 +815,10 @@ def combine_many(
     each group's first row) but not grouped on."""
     carried = list(carried or [])
     ids, first = group_ids(t, keys)
-    uniq_t = t
-    cols = _single_partial_groups(t, ids, first, keys, carried)
+    cols, skip = _single_partial_groups(t, ids, first, keys, carried), 0
     if cols is None:
         cols, skip = _combine_groups(t, ids, first, keys, carried, final)
-    else:
-        skip = 0
-    out = uniq_t[keys + carried].take(first).reset_index(drop=True)
+    out = t[keys + carried].take(first).reset_index(drop=True)
     for k in keys:  # typed as a group-by index types them (object bools -> bool, strings -> str)
         if out[k].dtype == object:
             typed = pd.Series(pd.Index(out[k].to_numpy()).infer_objects())
