@@ -36,6 +36,8 @@ SHUFFLE_CHOICES = ("auto", "shuffle", "gather")
 READAHEAD_CHOICES = ("auto", "on", "off")
 #: whether consecutive small files share blocks (:attr:`Config.group_files`)
 GROUP_FILES_CHOICES = ("on", "off")
+#: whether NumPy asks for transparent huge pages during a computation (:attr:`Config.huge_pages`)
+HUGE_PAGES_CHOICES = ("on", "off")
 
 
 def usable_cores() -> int:
@@ -111,6 +113,14 @@ class Config:
         ``"auto"`` when this rank has a core to spare (fewer ranks on the node than cores
         this process may run on), ``"on"`` always, ``"off"`` never. At most one block is
         read ahead (one more block in memory); not with a cache or a ``head(n)``.
+    huge_pages : str, default "off" (``HPCFRAME_HUGE_PAGES``)
+        NumPy asks the kernel for transparent huge pages (2 MiB) for large arrays. Where
+        the kernel defragments memory on such a request (``defrag`` is ``madvise``, the
+        usual default), a fault may wait for memory to be compacted, and each huge page is
+        zeroed whole. ``"off"`` turns NumPy's request off while hpcframe computes (and
+        back to NumPy's own choice afterwards); ``"on"`` leaves NumPy's choice. At TPC-H
+        SF 10 on 2 ranks "off" took about 5 % off the CPU time of the longest queries
+        (docs/benchmarks.md, "Session 27"). The local and MPI engines only.
     engine : None, str, distributed.Client or Dask cluster, default None
         The engine of ``compute()`` calls without ``engine=``: ``None`` (local, or MPI under
         mpiexec), ``"dask"`` (a LocalCluster on this machine), a Client or a Dask cluster
@@ -122,7 +132,7 @@ class Config:
         At import, when a ``HPCFRAME_<NAME>`` number is not a positive whole number, or
         ``HPCFRAME_SHUFFLE`` is not one of ``auto``, ``shuffle``, ``gather``,
         ``HPCFRAME_READAHEAD`` is not one of ``auto``, ``on``, ``off``, or
-        ``HPCFRAME_GROUP_FILES`` is not one of ``on``, ``off``.
+        ``HPCFRAME_GROUP_FILES`` or ``HPCFRAME_HUGE_PAGES`` is not one of ``on``, ``off``.
 
     Examples
     --------
@@ -175,6 +185,12 @@ class Config:
     #: "auto", "on" or "off": read the next block in a background thread while this one is
     #: computed (auto: when the node has more cores than ranks). ``HPCFRAME_READAHEAD``.
     readahead: str = _env_str("readahead", "auto", READAHEAD_CHOICES)
+    #: "on" or "off": whether NumPy asks the kernel for transparent huge pages
+    #: (``madvise(MADV_HUGEPAGE)``) for the arrays a computation allocates. "off" (the
+    #: default) turns NumPy's request off while hpcframe computes (see
+    #: :func:`hpcframe.execute.process_settings`); "on" leaves NumPy's own choice.
+    #: ``HPCFRAME_HUGE_PAGES``.
+    huge_pages: str = _env_str("huge_pages", "off", HUGE_PAGES_CHOICES)
 
     # the engine setting (hpcframe.dask_engine)
     #: Where ``compute()`` runs when no ``engine=`` is given: ``None`` (the local engine, or

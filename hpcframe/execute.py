@@ -15,6 +15,7 @@ user code, and kept for the next agreement while it is between collectives
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import pickle
 import sys
@@ -96,8 +97,7 @@ def last_run_stats() -> dict:
 def compute(outputs, comm=None, root=None):
     """Results of ``outputs`` (a list), computed together; see :func:`hpcframe.compute`."""
     install_checkpoint_handlers()  # HPCFRAME_CHECKPOINT_SIGNALS, if set
-    with communicator(comm) as c, interrupt_guard(c), deferred(), stage_scope():
-        _share_cores(c)
+    with communicator(comm) as c, interrupt_guard(c), deferred(), stage_scope(), process_settings(c):
         if root is not None and not (0 <= root < c.size):
             raise ValueError(f"root={root} is not a rank of a communicator of size {c.size}")
         groups = scans_of(outputs)
@@ -180,6 +180,47 @@ def _resolve_scalars(nodes, needs, comm) -> list:
 
 
 _threads_set = False
+
+
+@contextmanager
+def process_settings(comm):
+    """This process's settings while it computes on ``comm`` (every computation that
+    evaluates a plan runs inside: :func:`compute`, writing a frame, ``persist``): Arrow's
+    and numexpr's thread pools get this rank's share of the node's cores (:func:`_share_cores`,
+    once per process), and NumPy asks for transparent huge pages as ``config.huge_pages``
+    says — with "off" (the default), not until the computation ends, when NumPy's own
+    choice is back.
+
+    Why "off": NumPy advises huge pages (``madvise(MADV_HUGEPAGE)``) for arrays of 4 MiB
+    and more. Where the kernel's ``transparent_hugepage/defrag`` is ``madvise`` (the usual
+    default), such a fault compacts memory first when no huge page is free — after other
+    processes have fragmented it, that stalls — and every huge page is zeroed whole. The
+    engine allocates and frees arrays of that size per block; at TPC-H SF 10 on 2 ranks,
+    asking for none took about 5 % off the CPU time of the longest queries
+    (docs/benchmarks.md, "Session 27")."""
+    _share_cores(comm)
+    switch = _numpy_huge_pages_switch() if config.huge_pages == "off" else None
+    if switch is None:
+        yield
+        return
+    before = switch(False)
+    try:
+        yield
+    finally:
+        switch(before)
+
+
+def _numpy_huge_pages_switch():
+    """NumPy's switch of its huge-page requests (``_set_madvise_hugepage(enabled)``, which
+    returns the previous value; private, present since NumPy 1.20), or ``None`` where this
+    NumPy has none."""
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return getattr(module, "_set_madvise_hugepage", None)
+    return None
 
 
 def _share_cores(comm) -> None:

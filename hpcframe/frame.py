@@ -436,7 +436,7 @@ class Frame(Lazy):
         ``hf.config.spill_dir``). Later queries on the returned frame read no file.
         Collective under MPI; release the memory with :meth:`unpersist`."""
         from .comm import communicator
-        from .execute import prepare, scalars_resolved, stage_scope
+        from .execute import prepare, process_settings, scalars_resolved, stage_scope
         from .stages import PersistStage, SortStage, StageSource
 
         stage: StageSource
@@ -450,7 +450,7 @@ class Frame(Lazy):
         else:
             stage = PersistStage(self._node)
         node = P.Scan(stage, stage.meta)
-        with communicator(comm) as c, stage_scope(), scalars_resolved([node], c):
+        with communicator(comm) as c, stage_scope(), process_settings(c), scalars_resolved([node], c):
             prepare([node], c)
         return Frame(node)
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from . import plan as P
 from .comm import communicator, on_root
 from .errors import ColumnNotFoundError
-from .execute import compute, read_parts, scalars_resolved, stage_scope
+from .execute import compute, process_settings, read_parts, scalars_resolved, stage_scope
 from .execute import prepare as prepare_stages
 from .io.sources import partitions_of
 from .io.types import NULLS, strip_flags
@@ -184,7 +184,7 @@ def write(
     if missing:
         raise ColumnNotFoundError(missing[0], list(node.meta.columns), "the frame to write")
     scan = node.scan()
-    with communicator(comm) as c, stage_scope(), scalars_resolved([node], c):
+    with communicator(comm) as c, stage_scope(), process_settings(c), scalars_resolved([node], c):
         start_faults(c.rank)
         t0 = time.perf_counter()
         prepare_stages([node], c)  # a group-by result or a shuffled frame: computed, held by the ranks
