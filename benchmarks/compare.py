@@ -106,6 +106,7 @@ def seed_worker(engine: str, data: str, out_json: str) -> None:
     import lzma
 
     import pandas as pd
+    from groupby_dbbench import own_peak_mb
 
     files = sorted(glob.glob(os.path.join(data, SEED_GLOB)))
     keys = ["year", "month", "day"]
@@ -183,6 +184,7 @@ def seed_worker(engine: str, data: str, out_json: str) -> None:
         info["error"] = f"{type(exc).__name__}: {exc}"
         info["traceback"] = traceback.format_exc()[-3000:]
     info["process_seconds_in_worker"] = time.perf_counter() - t_proc
+    info["ru_maxrss_mb"] = own_peak_mb()
     with open(out_json, "w") as fh:
         json.dump(info, fh)
     if client is not None:
@@ -302,7 +304,7 @@ def command(suite: str, engine: str, q: str, data: str, tmp_json: str, tmp: str,
 def measure(suite: str, engine: str, q: str, data: str, args, tmp_json: str) -> dict:
     """One run in a fresh process tree: whole-process seconds and peak RSS from polling, the
     worker's own record (query seconds, answer) merged in."""
-    from groupby_dbbench import _uptime, run_polled
+    from groupby_dbbench import _uptime, merge_worker_record, run_polled
 
     env = dict(os.environ)
     env["POLARS_MAX_THREADS"] = "2"
@@ -315,7 +317,9 @@ def measure(suite: str, engine: str, q: str, data: str, args, tmp_json: str) -> 
         os.remove(tmp_json)
     flag = "--hf-seed-worker" if suite == "seed" else "--hf-worker"
     with tempfile.TemporaryFile("w+") as err:
-        polled = run_polled(cmd, env, args.timeout, err, os.path.exists, tmp_json, rank_flag=flag)
+        polled = run_polled(
+            cmd, env, args.timeout, err, os.path.exists, tmp_json, rank_flag=flag, interval=args.poll_seconds
+        )
         err.seek(0)
         stderr = err.read()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -340,7 +344,7 @@ def measure(suite: str, engine: str, q: str, data: str, args, tmp_json: str) -> 
             worker = json.load(fh)
         worker.pop("engine", None)
         worker.pop("query", None)
-        rec.update(worker)
+        merge_worker_record(rec, worker)
         if "error" in rec:
             rec["status"] = "error"
         if suite == "tpch" and engine == "pandas" and "result" in rec:
@@ -524,6 +528,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed-csv", default=None, help="folder of the 12 flights-2013-MM.csv.xz files")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per run before it is killed")
+    ap.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=0.25,
+        help="interval of the RSS polls of each run's processes (each poll takes CPU from them; "
+        "the peaks come from the workers' own getrusage)",
+    )
     ap.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
     ap.add_argument("--scratch", default=None, help="temp folders (default DATA_ROOT/tmp)")
     ap.add_argument("--hf-python", default=DEFAULT_HF_PYTHON, help="the Python with hpcframe's dependencies")

@@ -23,9 +23,13 @@ measures the *query seconds* in process: from opening the tables (Parquet metada
 answer in memory as pandas; imports, the DuckDB connection and the Dask cluster start are not
 included. hpcframe's time is rank 0's, between barriers; its answer is computed on every rank
 (the queries use ``compute()`` also in the middle, for scalars: Q11, Q14, Q15, Q17, Q22). The
-parent measures the *process seconds* (start to exit) and polls the process tree for the peak
-RSS of every process (``groupby_dbbench.run_polled``; hpcframe: per rank, plus each rank's
-``ru_maxrss``). A run longer than ``--timeout`` seconds is killed (``timeout``; not repeated);
+parent measures the *process seconds* (start to exit) and polls the process tree every
+``--poll-seconds`` (default 0.25 s) for the RSS of every process and of the tree
+(``groupby_dbbench.run_polled``). Each poll walks /proc and takes CPU from the processes it
+measures; at 20 ms it made hpcframe's small queries ~10 % slower (2 ranks on 2 cores), so
+the peaks come from the processes themselves: each hpcframe rank's and the Polars/DuckDB
+worker's own ``ru_maxrss`` (exact), the poll's figure where it is larger (Dask's worker
+processes). A run longer than ``--timeout`` seconds is killed (``timeout``; not repeated);
 a query that raises is recorded as ``error`` with the message.
 
 Engine settings: Polars ``POLARS_MAX_THREADS=2``; DuckDB ``SET threads=2``; Dask
@@ -97,6 +101,7 @@ def worker(engine: str, q: str, data: str, out_json: str) -> None:
     sys.path.insert(0, HERE)
     import pandas  # noqa: F401  (imported before the clock starts: answers become pandas)
     import pyarrow  # noqa: F401
+    from groupby_dbbench import own_peak_mb
 
     info: dict = {"engine": engine, "query": q}
     client = cluster = None
@@ -150,6 +155,7 @@ def worker(engine: str, q: str, data: str, out_json: str) -> None:
         info["error"] = f"{type(exc).__name__}: {exc}"
         info["traceback"] = traceback.format_exc()[-3000:]
     info["process_seconds_in_worker"] = time.perf_counter() - t_proc
+    info["ru_maxrss_mb"] = own_peak_mb()
     _write(out_json, info)
     if client is not None:
         client.close()
@@ -195,7 +201,7 @@ def hf_worker(q: str, data: str, out_json: str) -> None:
 # --------------------------------------------------------------------------
 def measure(engine: str, q: str, args, tmp_json: str) -> dict:
     """One run in a fresh process tree, polled for time and RSS."""
-    from groupby_dbbench import _uptime, run_polled
+    from groupby_dbbench import _uptime, merge_worker_record, run_polled
 
     env = dict(os.environ)
     env["POLARS_MAX_THREADS"] = "2"
@@ -211,7 +217,7 @@ def measure(engine: str, q: str, args, tmp_json: str) -> dict:
     if os.path.exists(tmp_json):
         os.remove(tmp_json)
     with tempfile.TemporaryFile("w+") as err:
-        polled = run_polled(cmd, env, args.timeout, err, os.path.exists, tmp_json)
+        polled = run_polled(cmd, env, args.timeout, err, os.path.exists, tmp_json, interval=args.poll_seconds)
         err.seek(0)
         stderr = err.read()
     status, proc, peaks = polled["status"], polled["proc"], polled["peaks"]
@@ -231,7 +237,7 @@ def measure(engine: str, q: str, args, tmp_json: str) -> dict:
     }
     if status == "ok":
         with open(tmp_json) as fh:
-            rec.update(json.load(fh))
+            merge_worker_record(rec, json.load(fh))
         if "error" in rec:
             rec["status"] = "error"
     if rec["status"] not in ("ok", "error"):
@@ -373,6 +379,12 @@ def main(argv=None) -> int:
     ap.add_argument("--hf-python", default=DEFAULT_HF_PYTHON)
     ap.add_argument("--mpiexec", default=DEFAULT_MPIEXEC)
     ap.add_argument("--hf-path", default=REPO, help="the hpcframe checkout put on the workers' PYTHONPATH")
+    ap.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=0.25,
+        help="interval of the parent's RSS polls (each takes CPU from the measured processes)",
+    )
     ap.add_argument("--worker", nargs=4, metavar=("ENGINE", "QUERY", "DATA", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--hf-worker", nargs=3, metavar=("QUERY", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -421,6 +433,7 @@ def main(argv=None) -> int:
         "queries": queries,
         "reps": args.reps,
         "timeout": args.timeout,
+        "poll_seconds": args.poll_seconds,
         "hf_python": args.hf_python,
         "mpiexec": args.mpiexec,
         "hf_path": args.hf_path,
