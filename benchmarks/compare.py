@@ -40,8 +40,9 @@ alternate, so a change of load hits all of them). *Query seconds* are measured i
 (from opening the data to the answer in memory; imports, DuckDB's connection and Dask's cluster
 start excluded; hpcframe: rank 0, between barriers). *Process seconds* are the whole process,
 start to exit, measured by this script, which also polls the process tree with psutil every
-20 ms for the peak RSS of every process (hpcframe per rank; Dask also the sum over its
-processes). The load average before each run is kept.
+``--poll-seconds`` (0.25 s: each poll takes CPU from the ranks) for the RSS of every process
+(hpcframe per rank; Dask also the sum over its processes); the peaks are each worker's own
+``ru_maxrss`` where the poll saw less. The load average before each run is kept.
 
 Engine settings: Polars ``POLARS_MAX_THREADS=2``; DuckDB ``SET threads=2``; Dask
 ``LocalCluster(n_workers=2, threads_per_worker=1)``; pandas one process; hpcframe ``mpiexec -n
@@ -512,6 +513,8 @@ def available(engine: str) -> bool:
 
 
 def main(argv=None) -> int:
+    from groupby_dbbench import add_poll_option
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_json", nargs="?", help="default benchmarks/results-compare-<date>.json")
     ap.add_argument("--suites", default=",".join(SUITES))
@@ -528,13 +531,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed-csv", default=None, help="folder of the 12 flights-2013-MM.csv.xz files")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per run before it is killed")
-    ap.add_argument(
-        "--poll-seconds",
-        type=float,
-        default=0.25,
-        help="interval of the RSS polls of each run's processes (each poll takes CPU from them; "
-        "the peaks come from the workers' own getrusage)",
-    )
+    add_poll_option(ap)
     ap.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
     ap.add_argument("--scratch", default=None, help="temp folders (default DATA_ROOT/tmp)")
     ap.add_argument("--hf-python", default=DEFAULT_HF_PYTHON, help="the Python with hpcframe's dependencies")

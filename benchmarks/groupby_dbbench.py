@@ -43,9 +43,10 @@ The worker measures the *query seconds* in process: from before opening the data
 result in memory (q1–q7) or written (q10) — reading the Parquet files is included; imports,
 the DuckDB connection and the Dask cluster start are not. hpcframe's time is rank 0's, between
 barriers. The parent measures the *process seconds* (the whole ``mpiexec``/``python`` process,
-start to exit), polls the process tree with psutil every 20 ms for the peak RSS of every process
-(hpcframe: per rank, plus each rank's own ``ru_maxrss``; Dask: scheduler process and each worker)
-and of the tree's sum, and records the load average before each run. A run longer than
+start to exit), polls the process tree with psutil every ``--poll-seconds`` (0.25 s: each poll
+takes CPU from the ranks) for the RSS of every process (hpcframe: per rank, plus each rank's own
+``ru_maxrss``; Dask: scheduler process and each worker; each worker's own ``ru_maxrss`` where
+the poll saw less) and of the tree's sum, and records the load average before each run. A run longer than
 ``--timeout`` seconds is killed and recorded as ``timeout`` (that engine's question is not
 repeated).
 
@@ -498,6 +499,18 @@ def own_peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def add_poll_option(ap) -> None:
+    """The ``--poll-seconds`` option of the benchmark scripts (the interval of
+    :func:`run_polled`; ``tpch_all.py`` and ``compare.py`` too)."""
+    ap.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=0.25,
+        help="interval of the RSS polls of each run's processes (each poll takes CPU from them; "
+        "the peaks come from the workers' own getrusage)",
+    )
+
+
 def merge_worker_record(rec: dict, worker: dict) -> dict:
     """``rec`` (the parent's record of a run) updated with the worker's own record; the
     largest process's peak is at least the worker's own ``ru_maxrss`` (exact, where the
@@ -509,12 +522,12 @@ def merge_worker_record(rec: dict, worker: dict) -> dict:
 
 
 def run_polled(
-    cmd, env, timeout, stderr, done=None, done_arg=None, rank_flag="--hf-worker", interval=0.02
+    cmd, env, timeout, stderr, done=None, done_arg=None, rank_flag="--hf-worker", interval=0.25
 ) -> dict:
     """Run ``cmd`` in a new session and poll its process tree with psutil every ``interval``
-    seconds (default 20 ms; each poll walks /proc and takes CPU from the measured processes:
-    ``tpch_all.py`` polls every 250 ms and takes each process's exact peak from its own
-    ``getrusage``): the peak
+    seconds (the scripts' ``--poll-seconds``, 0.25 s: each poll walks /proc and takes CPU from
+    the measured processes, so the exact peaks come from the workers' own ``getrusage``,
+    :func:`merge_worker_record`): the peak
     RSS of every process (MPI ranks, those whose command line has ``rank_flag``, are told by
     ``PMI_RANK``) and of the tree's sum. Killed after ``timeout`` seconds (status ``timeout``);
     else the status is ``ok`` when ``done(done_arg)`` is true (the worker wrote its result; no
@@ -755,13 +768,7 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", default=",".join(QUERIES))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per run before it is killed")
-    ap.add_argument(
-        "--poll-seconds",
-        type=float,
-        default=0.25,
-        help="interval of the RSS polls of each run's processes (each poll takes CPU from them; "
-        "the peaks come from the workers' own getrusage)",
-    )
+    add_poll_option(ap)
     ap.add_argument(
         "--single-run-above", type=float, default=120.0, help="do not repeat a run whose query took longer"
     )

@@ -369,6 +369,9 @@ def table(summary, engines, queries) -> str:
 
 
 def main(argv=None) -> int:
+    sys.path.insert(0, HERE)
+    from groupby_dbbench import add_poll_option
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="?", help="the tpchgen-cli output folder")
     ap.add_argument("out_json", nargs="?", help="default benchmarks/results-tpch-<date>.json")
@@ -379,12 +382,7 @@ def main(argv=None) -> int:
     ap.add_argument("--hf-python", default=DEFAULT_HF_PYTHON)
     ap.add_argument("--mpiexec", default=DEFAULT_MPIEXEC)
     ap.add_argument("--hf-path", default=REPO, help="the hpcframe checkout put on the workers' PYTHONPATH")
-    ap.add_argument(
-        "--poll-seconds",
-        type=float,
-        default=0.25,
-        help="interval of the parent's RSS polls (each takes CPU from the measured processes)",
-    )
+    add_poll_option(ap)
     ap.add_argument("--worker", nargs=4, metavar=("ENGINE", "QUERY", "DATA", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--hf-worker", nargs=3, metavar=("QUERY", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
