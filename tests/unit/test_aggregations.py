@@ -454,13 +454,25 @@ def _plain(fn):
     breaks=st.sampled_from([None, "differs", "missing"]),
     dropna=st.booleans(),
     order=st.sampled_from(["ak", "ka", "kak"]),
+    sampled=st.booleans(),
 )
-def test_keys_determined_by_the_integer_keys_group_as_all_keys(seed, n, groups, breaks, dropna, order):
+def test_keys_determined_by_the_integer_keys_group_as_all_keys(
+    seed, n, groups, breaks, dropna, order, sampled
+):
     """TPC-H q10 groups by ``c_custkey`` and six customer columns: grouped by the integer
     key alone (the others taken from each group's first row) when they are constant within
     its groups, the partial table (keys in order, dtypes, values, bits) and the group ids are
     the plain group-by's; a key that varies within a group, or a missing value, takes the
-    plain path."""
+    plain path. ``sampled``: every table is first checked on every 8th row (as tables of
+    131,072 rows and more are), whether or not the break falls among them."""
+    if sampled:
+        return _with(
+            "DETERMINED_SAMPLE_MIN_ROWS", 2, lambda: _determined_case(seed, n, groups, breaks, dropna, order)
+        )
+    _determined_case(seed, n, groups, breaks, dropna, order)
+
+
+def _determined_case(seed, n, groups, breaks, dropna, order):
     rng = np.random.default_rng(seed)
     a = rng.integers(-3, groups, n).astype(np.int64)
     b = (a % 2).astype(np.uint8)
@@ -491,5 +503,27 @@ def test_keys_determined_by_the_integer_keys_group_as_all_keys(seed, n, groups, 
             np.testing.assert_array_equal(np.signbit(got[c]), np.signbit(want[c]))
     ids, first = A.group_ids(df, keys)
     want_ids, want_first = _plain(lambda: A.group_ids(df, keys))
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(first, want_first)
+
+
+@pytest.mark.parametrize("at, checks", [(8 * 3, 1), (8 * 3 + 5, 2)], ids=["among-every-8th", "elsewhere"])
+def test_determined_keys_sample_rejects_early_and_never_wrongly(monkeypatch, at, checks):
+    """A large table is checked on every 8th row before the whole check: a name that varies
+    within an id among those rows rejects the id-only grouping at once (one check); a name
+    that varies elsewhere passes the sample and is found by the whole check (two checks).
+    Either way the group ids are the plain group-by's."""
+    n = 64
+    a = np.arange(n, dtype=np.int64) % 4
+    name = pd.array([f"n{x}" for x in a], dtype="str")
+    name[at] = "other"  # row `at` has id at % 4 == 0 or 1, with another name
+    df = pd.DataFrame({"a": a, "name": name})
+    calls = []
+    real = A._ids_if_determined
+    monkeypatch.setattr(A, "_ids_if_determined", lambda *args: calls.append(len(args[0])) or real(*args))
+    monkeypatch.setattr(A, "DETERMINED_SAMPLE_MIN_ROWS", 32)
+    ids, first = A.group_ids(df, ["a", "name"])
+    assert calls == [8, n][:checks]
+    want_ids, want_first = _plain(lambda: A.group_ids(df, ["a", "name"]))
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_array_equal(first, want_first)
