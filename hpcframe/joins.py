@@ -882,10 +882,10 @@ def _distinct_index(values: np.ndarray) -> _HashIndex | None:
     key: TPC-H's order, customer, part and supplier keys), or ``None`` when some repeat or the
     values are not integers. It is the index ``pd.factorize`` gives (codes ``arange``, the
     values as uniques, one row per group in row order) without that hash pass: strictly
-    ascending values are distinct, a compact
-    range is checked distinct by its :class:`_DenseLookup` table, any other by the hash table
-    of the uniques' Index, which is then the one the probe looks blocks up in (the general
-    path hashes the values twice: to factorize them, then in the Index of the uniques)."""
+    ascending values are distinct, a compact range is checked distinct by its
+    :class:`_DenseLookup` table, any other by the hash table of the uniques' Index, which is
+    then the one the probe looks blocks up in (the general path hashes the values twice: to
+    factorize them, then in the Index of the uniques)."""
     n = len(values)
     if values.dtype.kind not in "iu" or n < 2:
         return None

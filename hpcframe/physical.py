@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from . import plan as P
 from .config import config
-from .io.dataset import Partition
+from .io.dataset import Partition, by_file
 from .io.sources import known_partitions, partitions_of
 from .io.types import filter_schema, is_string
 from .stages import StageSource, stages_below
@@ -118,12 +118,7 @@ def _small_file_runs(parts: list[Partition], limit: int) -> dict[int, list[list[
     paid once per ~``limit`` rows, not once per file. Larger files keep their own leaves,
     so the leaves of large datasets do not move. Like every leaf, the groups depend only
     on the data."""
-    files: list[list[Partition]] = []  # the partitions of each file, in dataset order
-    for p in parts:
-        if files and files[-1][0].path == p.path:
-            files[-1].append(p)
-        else:
-            files.append([p])
+    files = by_file(parts)  # the partitions of each file, in dataset order
     runs: dict[int, list[list[Partition]]] = {}
     start = 0  # the index of the run's first partition
     run: list[list[Partition]] = []  # the run's files

@@ -125,6 +125,17 @@ class Partition:
         return out
 
 
+def by_file(parts: list[Partition]) -> list[list[Partition]]:
+    """``parts`` (in dataset order) as runs of consecutive partitions of one file each."""
+    runs: list[list[Partition]] = []
+    for p in parts:
+        if runs and runs[-1][0].path == p.path:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
 def discover_files(comm, files: list[str], describe) -> list[Partition]:
     """The partitions of every file, in file order. File ``i`` is described by rank
     ``i % size`` (``describe(path) -> list[Partition]``, reading only metadata) and the

@@ -17,7 +17,15 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .dataset import ColumnStats, DatasetError, Partition, discover_files, mark_dataset_types, source_label
+from .dataset import (
+    ColumnStats,
+    DatasetError,
+    Partition,
+    by_file,
+    discover_files,
+    mark_dataset_types,
+    source_label,
+)
 from .formats import PARQUET
 from .paths import expand_paths, hive_values
 from .types import is_string, strip_flags
@@ -79,13 +87,7 @@ class ParquetSource:
         group."""
         if parts[0].path == parts[-1].path:
             return self._read_file(parts, columns)
-        runs: list[list[Partition]] = []
-        for p in parts:
-            if runs and runs[-1][0].path == p.path:
-                runs[-1].append(p)
-            else:
-                runs.append([p])
-        return _concat_files([self._read_file(run, columns) for run in runs])
+        return _concat_files([self._read_file(run, columns) for run in by_file(parts)])
 
     def _read_file(self, parts: list[Partition], columns: list[str]) -> pa.Table:
         """Rows of contiguous partitions of one file (see :meth:`read_many`)."""
