@@ -1234,16 +1234,22 @@ class GroupBy:
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in self._node.meta.columns and name not in self._keys:
+        if name in P.visible_columns(self._node) and name not in self._keys:
             return self[name]
         raise AttributeError(f"GroupBy has no attribute or column {name!r}")
 
     def _value_columns(self):
+        """The aggregated columns: those picked, else every column the user sees but the keys
+        (not the index, nor a join's hidden row-order columns)."""
         if self._selection is not None:
             return self._selection
-        return [c for c in self._node.meta.columns if c not in self._keys]
+        return [c for c in P.visible_columns(self._node) if c not in self._keys]
 
     def _pandas_groupby(self, m):
+        visible = set(P.visible_columns(self._node)) | set(self._keys)
+        hidden = [c for c in m.columns if c not in visible]
+        if hidden:  # pandas aggregates every column it is given
+            m = m.drop(columns=hidden)
         g = m.groupby(
             self._keys if len(self._keys) > 1 else self._keys[0],
             dropna=self._dropna,

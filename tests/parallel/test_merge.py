@@ -935,3 +935,16 @@ def test_a_written_join_has_the_columns_of_the_frame(shared_dir, how):
     key = ["k", "a", "b"]
     got = back.sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected.sort_values(key).reset_index(drop=True), check_dtype=False)
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "outer"])
+def test_groupby_of_every_column_after_merge(frames, how):
+    """A group-by aggregating every column of a merged frame (``agg(["count"])``,
+    ``count()``) aggregates the user's columns only, not the join's hidden row-order
+    columns (regression: they appeared as ``__hpcframe_jl0__`` result columns)."""
+    left, right, lref, rref = frames
+    m = left[["id", "k"]].merge(right[["k", "w"]], how=how, on="k")
+    mp = pd.merge(lref[["id", "k"]], rref[["k", "w"]], how=how, on="k")
+    check(m.groupby("k").agg(["count"]), mp.groupby("k").agg(["count"]))
+    check(m.groupby("k").count(), mp.groupby("k").count())
+    check(m.groupby("k").max(), mp.groupby("k").max())
