@@ -1263,6 +1263,11 @@ class GroupBy:
 
     def _result(self, specs, labels, pandas_fn, series_name="__none__", label="groupby"):
         keys, as_index = self._keys, self._as_index
+        node = self._node
+        counted = _counted_before_join(node, keys, specs, pandas_fn)
+        if counted is not None:
+            node, specs, pandas_fn = counted
+            label = f"{label} (the counts taken per key before the join)"
 
         def shape(values, key_frame):
             if as_index:
@@ -1285,7 +1290,7 @@ class GroupBy:
             return pd.concat([key_frame, out], axis=1)
 
         out = AggOutput(
-            self._node, keys, specs, shape, pandas_fn, dropna=self._dropna, sort=self._sort, label=label
+            node, keys, specs, shape, pandas_fn, dropna=self._dropna, sort=self._sort, label=label
         )
         if series_name != "__none__":
             return GroupSeries(out, series_name)
@@ -1601,6 +1606,86 @@ def _check_agg(agg):
 # ------------------------------------------------------------------------------------------
 # group-by results as frames, group-wise functions
 # ------------------------------------------------------------------------------------------
+#: a group-by by left columns of a join counting only right-side columns counts per key
+#: before the join (:func:`_counted_before_join`); ``False`` joins first (tests compare both)
+COUNT_BEFORE_JOIN = True
+
+_COUNT = "__hpcframe_count{}__"
+
+
+def _counted_before_join(node, keys, specs, pandas_fn):
+    """``(node, specs, pandas_fn)`` of the same group-by with the counts taken before the join,
+    or ``None`` where that does not apply.
+
+    ``left.merge(right, how="left" or "inner").groupby(left columns)`` counting only
+    columns of ``right`` (TPC-H q13: orders per customer) needs no row of ``right`` after
+    the join, only how many non-missing values each key has there. ``right`` is grouped by
+    its keys first (``dropna=False``: a missing key matches a missing key, as in pandas'
+    merge), the counts are joined to ``left`` (a left row without a match gets 0) and
+    summed per group: a left row with ``m`` matches contributes the ``m`` rows' count
+    either way, so the groups, their order and the counts are pandas'. The large side is
+    then not shuffled for the join, only its per-key counts. Applies only where every
+    aggregation is ``count`` of a non-key column of the right side, no group key comes from
+    the right side alone, and the join is not computed or persisted yet (``COUNT_BEFORE_JOIN``
+    turns it off); the group keys must keep their dtypes."""
+    from .stages import JoinStage
+
+    if not COUNT_BEFORE_JOIN or not specs or not keys or not isinstance(node, P.Scan):
+        return None
+    stage = node.source
+    if not isinstance(stage, JoinStage) or stage.how not in ("inner", "left"):
+        return None
+    if stage.indicator or stage.join_keys or stage.ready or stage.persisted:
+        return None
+    origins = stage.origins
+    for k in keys:  # a left column under its own name (a key of both sides is the left one)
+        origin = origins.get(k)
+        if origin is None or origin[0] not in ("left", "both") or origin[1] != k:
+            return None
+    lkeys = [origins[k][1] for k in stage.left_keys]
+    rkeys = [origins[k][-1] for k in stage.right_keys]
+    if len(set(lkeys)) != len(lkeys) or len(set(rkeys)) != len(rkeys):
+        return None
+    counted: dict = {}  # result column -> (right column, count column)
+    for col, agg in specs:
+        origin = origins.get(col)
+        if agg != "count" or origin is None or origin[0] != "right" or origin[1] in rkeys:
+            return None
+        counted.setdefault(col, (origin[1], _COUNT.format(len(counted))))
+    try:
+        pre = (
+            Frame(stage.right)
+            .groupby(rkeys, dropna=False, as_index=False)
+            .agg(**{name: (c, "count") for c, name in counted.values()})
+        )
+        joined = Frame(stage.left).merge(
+            pre,
+            how=stage.how,
+            left_on=lkeys,
+            right_on=rkeys,
+            suffixes=("", "__hpcframe_right"),
+            broadcast=stage.broadcast,
+        )
+        if stage.how == "left":  # a left row without a match has no count: 0
+            joined = joined.assign(
+                **{name: joined[name].fillna(0).astype("int64") for _, name in counted.values()}
+            )
+    except (ValueError, TypeError, KeyError, pd.errors.MergeError):  # pandas refuses: join first
+        return None
+    meta = joined._node.meta
+    if any(meta[k].dtype != node.meta[k].dtype for k in keys):
+        return None
+    original = node.meta.iloc[:0]
+
+    def in_pandas(m):  # the original query on the original columns (empty frames: dtypes)
+        base = original.copy()
+        for k in keys:
+            base[k] = pd.Series(m[k].iloc[:0].array, index=base.index[:0])
+        return pandas_fn(base)
+
+    return joined._node, [(counted[col][1], "sum") for col, _ in specs], in_pandas
+
+
 def _group_stage(output: AggOutput, labels, as_index: bool):
     """The Scan of a group-by result as a frame: its groups hash-partitioned over the ranks
     (an :class:`hpcframe.stages.AggStage`). Raises TypeError for results whose columns are
