@@ -937,7 +937,11 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
     if len(keys) == 1:  # one key: factorized once (one hash table, not two)
         col = t[keys[0]]
         if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu" and len(col):
-            return _sorted_ids(col.to_numpy())
+            x = col.to_numpy()
+            lo, hi = int(x.min()), int(x.max())
+            if hi - lo < DENSE_IDS_SPAN * len(x):
+                return _dense_ids(x, lo, hi - lo + 1)
+            return _sorted_ids(x)
         codes, _ = pd.factorize(col, use_na_sentinel=False)
         ids = codes.astype(np.int64, copy=False)
         first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
@@ -1021,6 +1025,37 @@ def _ids_if_determined(
         if k not in base and not _constant_within(t[k], ids, first):
             return None
     return ids, first
+
+
+#: :func:`group_ids` numbers one integer key by its offset from the minimum when the keys
+#: span fewer than this many values per row (else by a sort: :func:`_sorted_ids`)
+DENSE_IDS_SPAN = 2
+
+
+def _dense_ids(x: np.ndarray, lo: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`group_ids` of one integer key whose values ``lo .. lo + span - 1`` are few
+    (``span`` below :data:`DENSE_IDS_SPAN` per row): each value's first row found by one
+    pass over a table of ``span`` slots, no sort of the rows. The combine of a group-by whose
+    every block holds most groups (per-customer counts: 6 M partial rows in any order over
+    1.5 M keys) took 1.0 s by the stable sort, 0.3 s this way; on the sorted runs of ordered
+    data both are alike. Groups numbered by first appearance, as ``pd.factorize``."""
+    n = len(x)
+    if x.dtype == np.uint64:
+        codes = (x - np.uint64(lo)).astype(np.int64)
+    else:  # the offsets are in [0, span): exact in int64 even where the subtraction wraps
+        codes = x.astype(np.int64, copy=False) - np.int64(lo)
+    first_at = np.full(span, n, dtype=np.int64)
+    np.minimum.at(first_at, codes, np.arange(n, dtype=np.int64))
+    present = np.flatnonzero(first_at < n)  # the values that occur, in value order
+    firsts = first_at[present]
+    del first_at
+    by_first = np.argsort(firsts)  # (distinct rows: any sort gives the one order)
+    first = firsts[by_first]
+    renumber = np.empty(span, dtype=np.int64)
+    renumber[present[by_first]] = np.arange(len(first), dtype=np.int64)
+    del present, by_first, firsts
+    np.take(renumber, codes, out=codes)
+    return codes, first
 
 
 def _sorted_ids(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -527,3 +527,35 @@ def test_determined_keys_sample_rejects_early_and_never_wrongly(monkeypatch, at,
     want_ids, want_first = _plain(lambda: A.group_ids(df, ["a", "name"]))
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_array_equal(first, want_first)
+
+
+# one integer key: numbered by its offset from the minimum (few values) or by a sort
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 80),
+    width=st.integers(1, 400),
+    dtype=st.sampled_from(["int8", "int16", "int32", "int64", "uint8", "uint32", "uint64"]),
+    edge=st.sampled_from(["low", "high", "zero"]),
+    runs=st.booleans(),
+)
+def test_one_integer_key_ids_dense_and_sorted_equal_factorize(seed, n, width, dtype, edge, runs):
+    """``group_ids`` of one integer key equals ``pd.factorize``'s numbering (first
+    appearance) and first rows, whether the keys are numbered densely (a span below
+    ``DENSE_IDS_SPAN`` per row) or sorted; keys at either end of their dtype (offsets that
+    wrap when subtracted) and sorted runs (the stacked partials of a shuffle)."""
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    lo, hi = int(info.min), int(info.max)
+    base = {"low": lo, "high": max(lo, hi - width), "zero": max(lo, 0)}[edge]
+    offsets = rng.integers(0, min(width, hi - base) + 1, n)
+    if runs:
+        offsets = np.concatenate([np.sort(part) for part in np.array_split(offsets, 3)])
+    x = np.array([base + int(o) for o in offsets], dtype=object).astype(dtype)
+    df = pd.DataFrame({"k": x})
+    codes, _ = pd.factorize(x)
+    want_first = np.array([np.flatnonzero(codes == g)[0] for g in range(codes.max() + 1)])
+    for span in (0, 10**6):  # sorted only / dense wherever it may
+        ids, first = _with("DENSE_IDS_SPAN", span, lambda: A.group_ids(df, ["k"]))
+        np.testing.assert_array_equal(ids, codes)
+        np.testing.assert_array_equal(first, want_first)
