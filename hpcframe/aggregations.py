@@ -472,19 +472,65 @@ _MAX_DENSE_GROUPS = 1 << 20
 _EXACT_FLOAT_INT = 2**53
 
 
-def _dense_codes(df, keys, dropna):
-    """Group codes from categorical keys (or the constant key) without hashing:
-    ``(codes, rows_mask, levels)`` or ``None`` when the keys do not allow it."""
+@dataclass(frozen=True)
+class _IntLevel:
+    """A level of :func:`_dense_codes` from an integer key: code ``c`` is the value
+    ``lo + c`` of ``dtype``; ``span`` codes."""
+
+    lo: int
+    span: int
+    dtype: np.dtype
+
+    def __len__(self) -> int:
+        return self.span
+
+    def values(self, codes: np.ndarray) -> pd.Series:
+        """The key values of ``codes`` (all in ``[0, span)``)."""
+        if self.dtype == np.uint64:
+            return pd.Series(codes.astype(np.uint64) + np.uint64(self.lo))
+        return pd.Series((codes + np.int64(self.lo)).astype(self.dtype))
+
+
+#: an integer key takes the dense path of a block's partial when its values span at most
+#: this many per row of a block of at least 16,384 rows (65,536 values for the default 4)
+#: and no float is summed; 0 turns the path off
+DENSE_INT_KEY_SPAN = 4
+
+
+def _int_level(x: np.ndarray) -> tuple[np.ndarray, _IntLevel] | None:
+    """``(codes, level)`` of an integer key of few values (:data:`DENSE_INT_KEY_SPAN`): each
+    value's offset from the minimum, or ``None``."""
+    lo, hi = int(x.min()), int(x.max())
+    span = hi - lo + 1
+    if span > DENSE_INT_KEY_SPAN * max(len(x), 1 << 14):
+        return None
+    if x.dtype == np.uint64:
+        codes = (x - np.uint64(lo)).astype(np.int64)
+    else:  # the offsets are in [0, span): exact in int64 even where the subtraction wraps
+        codes = x.astype(np.int64, copy=False) - np.int64(lo)
+    return codes, _IntLevel(lo, span, x.dtype)
+
+
+def _dense_codes(df, keys, dropna, int_keys=False):
+    """Group codes from categorical keys (or the constant key; ``int_keys``: integer keys of
+    few values, :func:`_int_level`) without hashing: ``(codes, rows_mask, levels)`` or
+    ``None`` when the keys do not allow it."""
     codes = None
-    levels = []
+    levels: list = []
     keep = None
     stride = 1
     for k in reversed(keys):
+        cats: pd.Index | _IntLevel
         if k == ALL_KEY:  # (need not be a column of df: see whole_partial)
             c, cats = np.zeros(len(df), dtype=np.int64), pd.Index([0])
         elif isinstance(df[k].dtype, pd.CategoricalDtype) and len(df[k].cat.categories):
             # the codes array without the Series pandas' .cat.codes builds
             c, cats = df[k].array.codes.astype(np.int64), df[k].cat.categories
+        elif int_keys and isinstance(df[k].dtype, np.dtype) and df[k].dtype.kind in "iu" and len(df):
+            level = _int_level(df[k].to_numpy())
+            if level is None:
+                return None
+            c, cats = level
         else:
             return None
         n = len(cats)
@@ -504,7 +550,10 @@ def _dense_codes(df, keys, dropna):
         else:
             codes += c
         stride *= n
-        if stride > _MAX_DENSE_GROUPS:
+        cap = _MAX_DENSE_GROUPS
+        if int_keys:  # (an integer level is at most this long by itself)
+            cap = max(cap, DENSE_INT_KEY_SPAN * len(df))
+        if stride > cap:
             return None
     return codes, keep, levels, stride
 
@@ -533,7 +582,10 @@ def _dense_partial(df, keys, inters, dropna):
     for col, inter in inters:
         if inter in ("min", "max") and df[col].dtype != np.int64:
             return None  # floats: NaN and signed zeros follow pandas' own rules
-    dense = _dense_codes(df, keys, dropna)
+    # integer keys by their offsets only where the result is exact either way (counts, sizes,
+    # integer sums, mins and maxes): a float sum by bincount is not pandas' compensated sum
+    exact = all(df[col].dtype.kind != "f" for col in sums)
+    dense = _dense_codes(df, keys, dropna, int_keys=exact)
     if dense is None:
         return None
     codes, keep, levels, ngroups = dense
@@ -549,6 +601,9 @@ def _dense_partial(df, keys, inters, dropna):
         rest //= n
         if k == ALL_KEY:  # its one group: what the take below gives (int64 zeros), directly
             decoded[k] = np.zeros(len(c), dtype=np.int64)
+            continue
+        if isinstance(cats, _IntLevel):
+            decoded[k] = cats.values(c)
             continue
         values = pd.Series(cats.take(np.minimum(c, len(cats) - 1)))
         if (c >= len(cats)).any():
