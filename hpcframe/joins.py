@@ -714,8 +714,9 @@ class Probe:
     positions (:meth:`indexers`); the result is built by ``take`` and so has pandas' values
     and dtypes. Only the cases where that is provably pandas' result use it
     (:meth:`usable`): same key dtypes on both sides (:func:`_probe_dtype`), no indicator,
-    and every row of the block's side kept (inner joins; left/right joins whose block rows
-    all found a match). Everything else goes through :func:`merge_part`.
+    and every row of the block's side kept (inner joins; left joins, a block row without a
+    match filled as pandas fills it; right joins whose block rows all found a match).
+    Everything else goes through :func:`merge_part`.
     """
 
     def __init__(self, stage: JoinStage, which: str, whole: pd.DataFrame):
@@ -795,14 +796,26 @@ class Probe:
         (``isin``, NaN matching NaN)."""
         return self._groups(block) >= 0
 
-    def indexers(self, block: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, bool]:
+    def indexers(self, block: pd.DataFrame, unmatched: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
         """``(block rows, whole rows, every block row matched)`` of the matches: block rows
         in order, and for each the matching whole rows in ``whole``'s order (pandas' order of
-        an inner merge with the block on the left)."""
+        an inner merge with the block on the left). ``unmatched``: a block row without a match
+        is kept too, once, with whole row ``-1`` (a left join's row of missing values)."""
         ix = self._build()
         assert ix is not None
         counts, starts, order = ix.counts, ix.starts, ix.order
         g = self._groups(block)
+        if unmatched and len(order):
+            found = g >= 0
+            if not bool(found.all()):
+                g = np.where(found, g, 0)
+                per = np.where(found, counts[g], 1)
+                total = int(per.sum())
+                rows = np.repeat(np.arange(len(block), dtype=np.int64), per)
+                within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per) - per, per)
+                matches = order[np.repeat(starts[g], per) + within]
+                matches[np.repeat(~found, per)] = -1
+                return rows, matches, False
         # only the rows that found a match are expanded (a selective join keeps few)
         hit = np.flatnonzero(g >= 0)
         gh = g[hit]
@@ -825,24 +838,33 @@ class Probe:
         if stage.how in ("semi", "anti"):
             mask = self.contains(block)
             return block[~mask if stage.how == "anti" else mask]
-        rows, matches, all_found = self.indexers(block)
-        if stage.how != "inner" and not all_found:
+        # a left join's block rows without a match: the whole side's columns missing there,
+        # taken as pandas' merge takes them (ints become float64, bools object, ...)
+        fill = stage.how == "left" and self.which == "right" and len(self.whole) > 0
+        rows, matches, all_found = self.indexers(block, unmatched=fill)
+        if stage.how != "inner" and not all_found and not fill:
             return None
         if stage.how == "inner" and self.which == "left":  # left rows first, as pandas
             perm = np.argsort(matches, kind="stable")
             rows, matches = rows[perm], matches[perm]
         left, right = (self.whole, block) if self.which == "left" else (block, self.whole)
         at: np.ndarray | None = rows
-        if all_found and len(rows) == len(block) and not (stage.how == "inner" and self.which == "left"):
+        if (
+            len(rows) == len(block)
+            and (all_found or fill)
+            and not (stage.how == "inner" and self.which == "left")
+        ):
             at = None  # every block row once, in order (a primary key's side): kept as it is
         lrows, rrows = (matches, at) if self.which == "left" else (at, matches)
         # a key of the same name on both sides: the left one
         rcols = [c for c in right.columns if c not in left.columns]
-        return _taken(stage, left, lrows, right, rcols, rrows)
+        if not all_found and not (left.columns.is_unique and len(set(rcols)) == len(rcols)):
+            return None  # (unusual names: the frames' take, which cannot fill)
+        return _taken(stage, left, lrows, right, rcols, rrows, fill=not all_found)
 
 
 def _taken(
-    stage: JoinStage, left: pd.DataFrame, lrows, right: pd.DataFrame, rcols: list, rrows
+    stage: JoinStage, left: pd.DataFrame, lrows, right: pd.DataFrame, rcols: list, rrows, fill: bool = False
 ) -> pd.DataFrame:
     """``left.take(lrows)`` beside ``right[rcols].take(rrows)`` (index reset): a join's rows
     from the positions :meth:`Probe.indexers` found, in the result's column order when those
@@ -851,7 +873,9 @@ def _taken(
     than the gathers themselves); the same arrays, so the same values and dtypes. Positions
     ``None``: every row of that frame once, in order — its columns are shared, not copied,
     as pandas' ``take`` does for such positions (every block row matching one row of a
-    broadcast primary key: TPC-H's joins with ``nation``)."""
+    broadcast primary key: TPC-H's joins with ``nation``). ``fill``: ``rrows`` holds ``-1``
+    for a left join's unmatched rows, taken as pandas' merge takes them (``allow_fill``: the
+    missing value of the dtype pandas promotes to)."""
     if not left.columns.is_unique or len(set(rcols)) != len(rcols):  # (unusual names)
         lrows = np.arange(len(left)) if lrows is None else lrows
         rrows = np.arange(len(right)) if rrows is None else rrows
@@ -872,6 +896,9 @@ def _taken(
         col = frame[c]
         if at is None:  # (a Series: the frame built of it knows they share the values)
             data[c] = col
+        elif fill and frame is right:
+            values = col.to_numpy() if isinstance(col.dtype, np.dtype) else col.array
+            data[c] = pd.api.extensions.take(values, at, allow_fill=True)
         else:
             data[c] = col.to_numpy().take(at) if isinstance(col.dtype, np.dtype) else col.array.take(at)
     return pd.DataFrame(data, copy=False)

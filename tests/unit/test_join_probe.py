@@ -122,18 +122,26 @@ def test_duplicates_on_both_sides_keep_pandas_order():
         _check(stage, whole_side, lp, rp)
 
 
-def test_unmatched_row_of_a_left_join_goes_to_pandas():
-    """A left join whose block has an unmatched row is pandas' (its int columns of the other
-    side become float64 there); every row matched: the probe's result, dtypes kept."""
+def test_unmatched_row_of_a_left_join_is_filled_as_pandas():
+    """A left join whose block has an unmatched row: the probe's result has pandas' missing
+    values and dtypes there (the other side's int columns become float64); every row
+    matched: dtypes kept. An empty broadcast side and a right join with an unmatched row
+    still go to pandas."""
     lp = pd.DataFrame({"k0": [1, 2], "a": [1, 2]})
     rp = pd.DataFrame({"k0": [1], "b": [7]})
     stage = _stage(lp, rp, "left", ["k0"])
     whole, block = _shaped(stage, "right", rp), _shaped(stage, "left", lp)
     probe = joins.Probe(stage, "right", whole)
-    assert probe.merge(block) is None
-    got = joins.merge_block(stage, block, probe)
-    assert got["b"].dtype == np.float64 and np.isnan(got["b"].iloc[1])
+    got = probe.merge(block)
+    assert got is not None and got["b"].dtype == np.float64 and np.isnan(got["b"].iloc[1])
+    pd.testing.assert_frame_equal(
+        joins._finish_part(stage, got), joins._finish_part(stage, joins.merge_part(stage, block, whole))
+    )
     assert probe.merge(block.iloc[:1]).b.dtype == np.int64
+    assert joins.Probe(stage, "right", whole.iloc[:0]).merge(block) is None
+    right = _stage(rp, lp, "right", ["k0"])
+    whole, block = _shaped(right, "left", rp), _shaped(right, "right", lp)
+    assert joins.Probe(right, "left", whole).merge(block) is None
 
 
 @pytest.mark.parametrize(
@@ -293,6 +301,15 @@ def test_probe_result_keeps_every_value_dtype():
     lp = side("l", rng.integers(0, 6, n))
     rp = side("r", np.arange(8, dtype=np.int64))
     stage = _stage(lp, rp, "inner", ["k0"])
+    # a left join whose block rows miss a match: every kind of column filled as pandas does
+    lpm = side("l", rng.integers(0, 12, n))
+    left = _stage(lpm, rp, "left", ["k0"])
+    whole, block = _shaped(left, "right", rp), _shaped(left, "left", lpm)
+    got = joins.Probe(left, "right", whole).merge(block)
+    assert got is not None and list(got.columns) == list(left.meta.columns)
+    expected = joins._finish_part(left, joins.merge_part(left, block, whole))
+    pd.testing.assert_frame_equal(joins._finish_part(left, got), expected)
+    assert expected["rb"].dtype == object and expected["rI"].dtype == "Int64"
     for whole_side in ("left", "right"):
         block_side = "right" if whole_side == "left" else "left"
         whole = _shaped(stage, whole_side, lp if whole_side == "left" else rp)
