@@ -33,7 +33,8 @@ Partitions
 
 Schema
     Types are inferred by pyarrow from the first ``sample_rows`` rows of up to
-    :data:`SAMPLE_FILES` files and unified (int and float → float; anything else that
+    :data:`SAMPLE_FILES` files spread evenly over the dataset (:meth:`CSVSource.sample_files`)
+    and unified (int and float → float; anything else that
     disagrees → string). As in ``pandas.read_csv``, dates are only parsed for the columns in
     ``parse_dates``. ``dtype=`` overrides, ``usecols=`` selects. A value that does not fit is a
     :class:`DatasetError` naming the file, line, column and value — or, with
@@ -625,6 +626,17 @@ class CSVSource:
             self._schema = self._infer(comm)
         return self._schema
 
+    def sample_files(self) -> list[str]:
+        """The files whose first ``sample_rows`` rows give the types: up to
+        :data:`SAMPLE_FILES` of them, spread evenly over the dataset in file order (the first
+        file always among them; every file when there are no more). The same files on any
+        number of ranks, so the schema is too; spread, so that under MPI each rank can sample
+        files it reads itself (:meth:`_sample_owners`) and its read goes on from the sample
+        instead of another rank decompressing the sample's rows again."""
+        n = len(self.files)
+        count = min(n, SAMPLE_FILES)
+        return [self.files[i * n // count] for i in range(count)]
+
     def _sample_owners(self, size: int) -> list[int]:
         """The rank that samples each sample file. Balanced first: a rank samples at most
         ``ceil(sample files / size)`` of them (the others wait for the slowest in the exchange);
@@ -639,7 +651,8 @@ class CSVSource:
         owners: list[int] = []
         left = []
         for i in range(count):
-            r = min(size - 1, int((i + 0.5) * size // n))
+            at = i * n // count  # the sample file's place among all files
+            r = min(size - 1, int((at + 0.5) * size // n))
             if load[r] < cap:
                 load[r] += 1
                 owners.append(r)
@@ -738,7 +751,7 @@ class CSVSource:
 
     def _infer(self, comm=None) -> pa.Schema:
         first = self.files[0]
-        sample_files = self.files[:SAMPLE_FILES]
+        sample_files = self.sample_files()
         unified: dict[str, pa.DataType] = {}
         sampled_nulls: set[str] = set()
         nbytes = nrows = 0
@@ -832,7 +845,7 @@ class CSVSource:
     def _check_header(self, path: str) -> None:
         if self.header != 0 or self.options.get("names"):
             return
-        if path in self.files[:SAMPLE_FILES]:  # compared by the type sample already
+        if path in self.sample_files():  # compared by the type sample already
             return
         import pyarrow.csv as pcsv
 
