@@ -1450,7 +1450,8 @@ class KeyIn(_Pred):
             self.flags, self.span = flags, span
         elif 0 < span <= self.BITSET_MAX:
             off = values.astype(np.int64) - np.int64(self.low)
-            bits = np.zeros((span + 7) // 8, dtype=np.uint8)
+            # one byte more: bit ``span`` (every value outside the range, see member) is 0
+            bits = np.zeros((span + 7) // 8 + 1, dtype=np.uint8)
             for start in range(0, span, self.BITSET_PASS):  # a bool array of one pass at a time
                 stop = min(span, start + self.BITSET_PASS)
                 flags = np.zeros(stop - start, dtype=bool)
@@ -1480,11 +1481,13 @@ class KeyIn(_Pred):
             off = values.view(np.uint64) - np.uint64(self.low % (1 << 64))
             np.minimum(off, np.uint64(self.span), out=off)
             return self.flags.take(off.view(np.int64))
-        if self.bits is not None:
-            off = values - np.int64(self.low)
-            inside = (off >= 0) & (off < self.span)
-            at = np.where(inside, off, 0)
-            return inside & ((self.bits[at >> 3] >> (at & 7).astype(np.uint8)) & 1).astype(bool)
+        if self.bits is not None:  # the same offsets; bit ``span`` is 0
+            off = values.view(np.uint64) - np.uint64(self.low % (1 << 64))
+            np.minimum(off, np.uint64(self.span), out=off)
+            byte = self.bits.take((off >> np.uint64(3)).view(np.int64))
+            np.right_shift(byte, (off & np.uint64(7)).astype(np.uint8), out=byte)
+            np.bitwise_and(byte, 1, out=byte)
+            return byte.view(bool)
         return self.keys.get_indexer(values) >= 0
 
     def __str__(self) -> str:
