@@ -504,11 +504,15 @@ def _int_level(x: np.ndarray) -> tuple[np.ndarray, _IntLevel] | None:
     span = hi - lo + 1
     if span > DENSE_INT_KEY_SPAN * max(len(x), 1 << 14):
         return None
+    return _offsets(x, lo), _IntLevel(lo, span, x.dtype)
+
+
+def _offsets(x: np.ndarray, lo: int) -> np.ndarray:
+    """``x - lo`` as a new int64 array, for integers ``x`` of any dtype whose minimum is
+    ``lo`` and whose range fits int64 (exact even where the subtraction wraps)."""
     if x.dtype == np.uint64:
-        codes = (x - np.uint64(lo)).astype(np.int64)
-    else:  # the offsets are in [0, span): exact in int64 even where the subtraction wraps
-        codes = x.astype(np.int64, copy=False) - np.int64(lo)
-    return codes, _IntLevel(lo, span, x.dtype)
+        return (x - np.uint64(lo)).astype(np.int64)
+    return x.astype(np.int64, copy=False) - np.int64(lo)
 
 
 def _dense_codes(df, keys, dropna, int_keys=False):
@@ -1095,10 +1099,7 @@ def _dense_ids(x: np.ndarray, lo: int, span: int) -> tuple[np.ndarray, np.ndarra
     1.5 M keys) took 1.0 s by the stable sort, 0.3 s this way; on the sorted runs of ordered
     data both are alike. Groups numbered by first appearance, as ``pd.factorize``."""
     n = len(x)
-    if x.dtype == np.uint64:
-        codes = (x - np.uint64(lo)).astype(np.int64)
-    else:  # the offsets are in [0, span): exact in int64 even where the subtraction wraps
-        codes = x.astype(np.int64, copy=False) - np.int64(lo)
+    codes = _offsets(x, lo)
     first_at = np.full(span, n, dtype=np.int64)
     np.minimum.at(first_at, codes, np.arange(n, dtype=np.int64))
     present = np.flatnonzero(first_at < n)  # the values that occur, in value order

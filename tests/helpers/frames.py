@@ -212,3 +212,19 @@ def keyed_frames(values):
         rows,
         st.integers(1, 4),
     )
+
+
+def merge_key_rows(max_size: int = 25):
+    """Hypothesis strategy: the rows ``(k1, k2, n)`` of small random frames to merge, a float
+    key that may be NaN (pandas' merge matches NaN with NaN), a string key that may be None
+    and a small int (test_merge, test_count_before_join)."""
+    from hypothesis import strategies as st
+
+    return st.lists(
+        st.tuples(
+            st.sampled_from([np.nan, 0.0, 1.0, 2.0, 3.0]),
+            st.sampled_from([None, "a", "b"]),
+            st.integers(-3, 3),
+        ),
+        max_size=max_size,
+    )

@@ -26,7 +26,7 @@ import hpcframe.frame as hframe
 from tests.helpers import mpi
 from tests.helpers.compare import close
 from tests.helpers.datasets import arrow_to_pandas, write_tables
-from tests.helpers.frames import spmd_settings
+from tests.helpers.frames import merge_key_rows, spmd_settings
 
 pytestmark = mpi.timeout(120)
 
@@ -297,14 +297,7 @@ if st is not None:
             }
         )
 
-    _rows = st.lists(
-        st.tuples(
-            st.sampled_from([np.nan, 0.0, 1.0, 2.0, 3.0]),
-            st.sampled_from([None, "a", "b"]),
-            st.integers(-3, 3),
-        ),
-        max_size=25,
-    )
+    _rows = merge_key_rows()
 
     @spmd_settings(EXAMPLES)
     @given(

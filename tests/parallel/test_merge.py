@@ -26,7 +26,7 @@ import hpcframe as hf
 from tests.helpers import mpi
 from tests.helpers.compare import close as check
 from tests.helpers.datasets import arrow_to_pandas
-from tests.helpers.frames import assert_bits, local, spmd_settings
+from tests.helpers.frames import assert_bits, local, merge_key_rows, spmd_settings
 
 pytestmark = mpi.timeout(120)
 PARTITIONS = 5
@@ -803,14 +803,7 @@ if st is not None:
             }
         )
 
-    _rows = st.lists(
-        st.tuples(
-            st.sampled_from([np.nan, 0.0, 1.0, 2.0, 3.0]),
-            st.sampled_from([None, "a", "b"]),
-            st.integers(-3, 3),
-        ),
-        max_size=25,
-    )
+    _rows = merge_key_rows()
     _SETTINGS = spmd_settings(EXAMPLES)
 
     @_SETTINGS
