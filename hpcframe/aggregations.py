@@ -523,6 +523,8 @@ def _dense_codes(df, keys, dropna, int_keys=False):
     levels: list = []
     keep = None
     stride = 1
+    # (an integer level is at most DENSE_INT_KEY_SPAN * rows long by itself)
+    cap = max(_MAX_DENSE_GROUPS, DENSE_INT_KEY_SPAN * len(df)) if int_keys else _MAX_DENSE_GROUPS
     for k in reversed(keys):
         cats: pd.Index | _IntLevel
         if k == ALL_KEY:  # (need not be a column of df: see whole_partial)
@@ -554,9 +556,6 @@ def _dense_codes(df, keys, dropna, int_keys=False):
         else:
             codes += c
         stride *= n
-        cap = _MAX_DENSE_GROUPS
-        if int_keys:  # (an integer level is at most this long by itself)
-            cap = max(cap, DENSE_INT_KEY_SPAN * len(df))
         if stride > cap:
             return None
     return codes, keep, levels, stride

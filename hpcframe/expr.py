@@ -1475,20 +1475,19 @@ class KeyIn(_Pred):
 
     def member(self, values: np.ndarray) -> np.ndarray:
         """Whether each of the int64 ``values`` is among the keys (bool array)."""
+        if self.flags is None and self.bits is None:
+            return self.keys.get_indexer(values) >= 0
+        # value - low modulo 2**64 is below span exactly for the values in the range
+        # (low + span <= 2**63); every other value is sent to the last flag or bit, False
+        off = values.view(np.uint64) - np.uint64(self.low % (1 << 64))
+        np.minimum(off, np.uint64(self.span), out=off)
         if self.flags is not None:
-            # value - low modulo 2**64 is below span exactly for the values in the range
-            # (low + span <= 2**63); every other value is sent to the last flag, False
-            off = values.view(np.uint64) - np.uint64(self.low % (1 << 64))
-            np.minimum(off, np.uint64(self.span), out=off)
             return self.flags.take(off.view(np.int64))
-        if self.bits is not None:  # the same offsets; bit ``span`` is 0
-            off = values.view(np.uint64) - np.uint64(self.low % (1 << 64))
-            np.minimum(off, np.uint64(self.span), out=off)
-            byte = self.bits.take((off >> np.uint64(3)).view(np.int64))
-            np.right_shift(byte, (off & np.uint64(7)).astype(np.uint8), out=byte)
-            np.bitwise_and(byte, 1, out=byte)
-            return byte.view(bool)
-        return self.keys.get_indexer(values) >= 0
+        assert self.bits is not None
+        byte = self.bits.take((off >> np.uint64(3)).view(np.int64))  # bit ``span`` is 0
+        np.right_shift(byte, (off & np.uint64(7)).astype(np.uint8), out=byte)
+        np.bitwise_and(byte, 1, out=byte)
+        return byte.view(bool)
 
     def __str__(self) -> str:
         return f"key_in({self.name}, {len(self.keys)} keys, #{id(self):x})"

@@ -805,28 +805,28 @@ class Probe:
         assert ix is not None
         counts, starts, order = ix.counts, ix.starts, ix.order
         g = self._groups(block)
-        if unmatched and len(order):
-            found = g >= 0
-            if not bool(found.all()):
-                g = np.where(found, g, 0)
-                per = np.where(found, counts[g], 1)
-                total = int(per.sum())
-                rows = np.repeat(np.arange(len(block), dtype=np.int64), per)
-                within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per) - per, per)
-                matches = order[np.repeat(starts[g], per) + within]
-                matches[np.repeat(~found, per)] = -1
-                return rows, matches, False
-        # only the rows that found a match are expanded (a selective join keeps few)
-        hit = np.flatnonzero(g >= 0)
-        gh = g[hit]
-        per, at = counts[gh], starts[gh]
-        all_found = len(hit) == len(block)
+        found = g >= 0
+        if unmatched and len(order) and not bool(found.all()):
+            hit = np.arange(len(block), dtype=np.int64)  # every row, an unmatched one once
+            gh = np.where(found, g, 0)
+            per = np.where(found, counts[gh], 1)
+            missing = np.repeat(~found, per)
+        else:  # only the rows that found a match are expanded (a selective join keeps few)
+            hit = np.flatnonzero(found)
+            gh = g[hit]
+            per, missing = counts[gh], None
+        at = starts[gh]
+        all_found = missing is None and len(hit) == len(block)
         if bool((per == 1).all()):  # each key once in ``whole`` (a primary key): no repeats
-            return hit, order[at], all_found
-        total = int(per.sum())
-        rows = np.repeat(hit, per)
-        within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per) - per, per)
-        return rows, order[np.repeat(at, per) + within], all_found
+            rows, matches = hit, order[at]
+        else:
+            total = int(per.sum())
+            rows = np.repeat(hit, per)
+            within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per) - per, per)
+            matches = order[np.repeat(at, per) + within]
+        if missing is not None:
+            matches[missing] = -1
+        return rows, matches, all_found
 
     def merge(self, block: pd.DataFrame):
         """The block's merge with ``whole`` (as :func:`merge_part` gives it), or ``None`` when
@@ -858,8 +858,6 @@ class Probe:
         lrows, rrows = (matches, at) if self.which == "left" else (at, matches)
         # a key of the same name on both sides: the left one
         rcols = [c for c in right.columns if c not in left.columns]
-        if not all_found and not (left.columns.is_unique and len(set(rcols)) == len(rcols)):
-            return None  # (unusual names: the frames' take, which cannot fill)
         return _taken(stage, left, lrows, right, rcols, rrows, fill=not all_found)
 
 
@@ -875,8 +873,11 @@ def _taken(
     as pandas' ``take`` does for such positions (every block row matching one row of a
     broadcast primary key: TPC-H's joins with ``nation``). ``fill``: ``rrows`` holds ``-1``
     for a left join's unmatched rows, taken as pandas' merge takes them (``allow_fill``: the
-    missing value of the dtype pandas promotes to)."""
+    missing value of the dtype pandas promotes to); ``None`` when that cannot be taken so
+    (unusual names: the frames' ``take`` cannot fill), for pandas to merge."""
     if not left.columns.is_unique or len(set(rcols)) != len(rcols):  # (unusual names)
+        if fill:
+            return None
         lrows = np.arange(len(left)) if lrows is None else lrows
         rrows = np.arange(len(right)) if rrows is None else rrows
         parts = [left.take(lrows).reset_index(drop=True), right[rcols].take(rrows).reset_index(drop=True)]
