@@ -423,8 +423,12 @@ def record_leaf(staging: str, index: int, files: list[dict]) -> None:
 
 
 def leaves_recorded(staging: str) -> int:
-    """How many leaves of the write staged in ``staging`` are recorded as done (all ranks)."""
-    return len(os.listdir(os.path.join(staging, LEAVES)))
+    """How many leaves of the write staged in ``staging`` are recorded as done (all ranks);
+    0 while the staging folder is still being made (its record folder not there yet)."""
+    try:
+        return len(os.listdir(os.path.join(staging, LEAVES)))
+    except FileNotFoundError:
+        return 0
 
 
 def _write_json(path, obj):
