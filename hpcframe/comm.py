@@ -22,12 +22,19 @@ makes them a request to stop: every rank finishes its block in flight, stops at 
 boundary (a second signal drops the block in flight), the ranks agree and every rank raises
 :class:`~hpcframe.errors.JobCheckpointed` (exit code 75), keeping the work already done.
 
-Signals: :func:`interrupt_guard` is active during a computation on more than one rank. A SIGINT
-to one rank raises ``KeyboardInterrupt`` at once while the rank reads or runs user code, and is
-kept for the next agreement while it is between or inside collectives. If the rank cannot reach
-the agreement within ``HPCFRAME_INTERRUPT_GRACE`` seconds (default 10; the other ranks are stuck,
-or it is blocked in a collective), or gets a second SIGINT, it aborts the MPI job
-(``MPI_Abort``, exit code 130): the last resort, never the first.
+Signals: :func:`interrupt_guard` is active during a computation. On more than one rank, a
+SIGINT to one rank raises ``KeyboardInterrupt`` at once while the rank reads or runs user code,
+and is kept for the next agreement while it is between or inside collectives. If the rank cannot
+reach the agreement within ``HPCFRAME_INTERRUPT_GRACE`` seconds (default 10; the other ranks are
+stuck, or it is blocked in a collective), or gets a second SIGINT, it aborts the MPI job
+(``MPI_Abort``, exit code 130): the last resort, never the first. On one rank (and in local
+mode) a SIGINT raises ``KeyboardInterrupt`` at once, as without the guard.
+
+Either way a SIGINT is remembered until it has become a failure (:func:`failure`) or left the
+computation: a ``KeyboardInterrupt`` raised inside code called from C that clears every error
+(NumPy's ctypes check in a dtype comparison, an ``io`` object's finalizer asking ``closed``)
+would otherwise be lost and the computation would go on; the remembered one is raised at the
+next block or agreement instead.
 """
 
 from __future__ import annotations
@@ -374,6 +381,8 @@ def failure(comm: Comm, context: str, exc: BaseException) -> RankFailure:
     ``sys.exit()`` and ``KeyboardInterrupt`` are failures of this rank too (kind
     ``"SystemExit"``/``"KeyboardInterrupt"``), reported on every rank by :meth:`Comm.agree`."""
     if isinstance(exc, KeyboardInterrupt):
+        if _guard is not None:
+            _guard.pending = False  # this SIGINT is accounted for: this failure reports it
         how = "SIGINT" if _guard is not None and _guard.signalled else "KeyboardInterrupt"
         return RankFailure(
             comm.rank,
@@ -522,8 +531,13 @@ class _Guard:
 
     def __init__(self, comm: Comm, grace: float):
         self.comm, self.grace = comm, grace
+        #: ranks wait for each other: a SIGINT between collectives is kept for the agreement,
+        #: a rank that cannot reach it aborts the job (one rank, local mode: neither)
+        self.across_ranks = comm.is_mpi and comm.size > 1
         self.interruptible = True  # raise KeyboardInterrupt at once (else keep it pending)
-        self.pending = False  # a SIGINT not yet turned into a KeyboardInterrupt
+        #: a SIGINT not yet turned into a failure (:func:`failure`): kept while it is only
+        #: raised, since C code that clears errors may swallow the ``KeyboardInterrupt``
+        self.pending = False
         self.signalled = False  # a SIGINT arrived during the guard
         self.done = threading.Event()
         self._rfd = self._wfd = None
@@ -533,7 +547,7 @@ class _Guard:
 
     def handler(self, signum, frame):
         """The Python-level handler: runs in the main thread between bytecodes."""
-        if self._thread is None:  # no watcher thread: count the signals here
+        if self.across_ranks and self._thread is None:  # no watcher thread: count them here
             if self._timer is not None:
                 if time.monotonic() - self._first > _SECOND_SIGINT:
                     _abort(self.comm, "interrupted twice (SIGINT)")
@@ -543,10 +557,9 @@ class _Guard:
                 self._timer.daemon = True
                 self._timer.start()
         self.signalled = True
-        if self.interruptible:
-            self.pending = False
-            raise KeyboardInterrupt
         self.pending = True
+        if self.interruptible:
+            raise KeyboardInterrupt
 
     def _expired(self):
         if not self.done.is_set():
@@ -627,15 +640,13 @@ def _abort(comm: Comm, why: str) -> None:
 
 @contextmanager
 def interrupt_guard(comm: Comm):
-    """Handle SIGINT so that a signal to one rank ends every rank (see the module docstring).
-    Active only on more than one MPI rank, in the main thread, when SIGINT has Python's
-    default handler; nested guards are no-ops. Leaving it with a SIGINT still pending raises
+    """Handle SIGINT so that a signal to one rank ends every rank, and no SIGINT is lost (see
+    the module docstring). Active in the main thread when SIGINT has Python's default handler;
+    nested guards are no-ops. Leaving it normally with a SIGINT still pending raises
     ``KeyboardInterrupt``."""
     global _guard
     if (
         _guard is not None
-        or not comm.is_mpi
-        or comm.size == 1
         or threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     ):
@@ -644,7 +655,8 @@ def interrupt_guard(comm: Comm):
     g = _Guard(comm, _grace())
     signal.signal(signal.SIGINT, g.handler)
     _guard = g
-    g.start()
+    if g.across_ranks:
+        g.start()
     try:
         yield g
         if g.pending:
@@ -681,8 +693,7 @@ def interruptible():
     before = g.interruptible
     g.interruptible = True
     try:
-        if g.pending:
-            g.pending = False
+        if g.pending:  # (it stays pending until it becomes a failure)
             raise KeyboardInterrupt
         yield
     finally:
@@ -691,9 +702,10 @@ def interruptible():
 
 @contextmanager
 def deferred():
-    """Inside: a SIGINT is kept pending (collectives must not be skipped)."""
+    """Inside: a SIGINT is kept pending (collectives must not be skipped). On one rank there
+    are none to skip: it is raised at once."""
     g = _guard
-    if g is None:
+    if g is None or not g.across_ranks:
         yield
         return
     before = g.interruptible
@@ -705,7 +717,8 @@ def deferred():
 
 
 def take_interrupt() -> bool:
-    """True (once) if a SIGINT arrived while it was kept pending."""
+    """True (once) if a SIGINT arrived that has not become a failure yet: kept pending between
+    collectives, or raised and swallowed by code that clears errors."""
     g = _guard
     if g is None or not g.pending:
         return False

@@ -134,6 +134,26 @@ class RowChunk:
         return f"row chunk {self.index}{' (to end of file)' if self.last else ''}"
 
 
+def read_csv_quietly(*args, **kwargs) -> pa.Table:
+    """``pyarrow.csv.read_csv(*args, **kwargs)`` without pyarrow's own SIGINT handler. In the
+    main thread pyarrow installs one for the read that hands a SIGINT to a helper thread to
+    request a stop; a SIGINT that arrives as the read ends is lost when the read returns
+    before the stop is requested (seen: about one Ctrl-C in 50 during CSV scans went
+    unanswered). Without it the SIGINT is Python's (or :func:`hpcframe.comm.interrupt_guard`'s)
+    and is raised as soon as this read, one block or one sample, returns. pyarrow's switch
+    (``pyarrow.enable_signal_handlers``) is turned on again after the read: its default, and
+    the only state it can be read back as."""
+    import pyarrow.csv as pcsv
+
+    if threading.current_thread() is not threading.main_thread():
+        return pcsv.read_csv(*args, **kwargs)  # (pyarrow installs no handler here)
+    pa.enable_signal_handlers(False)
+    try:
+        return pcsv.read_csv(*args, **kwargs)
+    finally:
+        pa.enable_signal_handlers(True)
+
+
 def compression_of(path: str) -> str | None:
     """``"gzip"``, ``"bz2"``, ``"xz"``, ``"zstd"`` or ``None``, from the file name."""
     return COMPRESSION.get(os.path.splitext(path)[1].lower())
@@ -681,7 +701,7 @@ class CSVSource:
                 encoding=self.options.get("encoding", "utf8"),
             )
             bad: list[Any] = []  # pyarrow InvalidRow objects
-            table = pcsv.read_csv(
+            table = read_csv_quietly(
                 pa.BufferReader(data),
                 read_options=ropts,
                 parse_options=self._parse_options(self._handler(bad)),
@@ -852,7 +872,7 @@ class CSVSource:
         with open_decompressed(path) as f:
             first = f.readline()
         try:
-            names = pcsv.read_csv(
+            names = read_csv_quietly(
                 pa.BufferReader(first),
                 parse_options=self._parse_options(),
                 read_options=pcsv.ReadOptions(encoding=self.options.get("encoding", "utf8")),
@@ -910,7 +930,6 @@ class CSVSource:
             return mm.read_buffer(stop - pos), pos
 
     def _read_range(self, part: Partition, columns: list[str]) -> pa.Table:
-        import pyarrow.csv as pcsv
 
         buf, pos = self._range_bytes(part.path, part.piece)
         if pos == 0 and self.header == 0:  # the header is not data (every range uses names)
@@ -923,7 +942,7 @@ class CSVSource:
         types = self._types(columns)
         bad: list[Any] = []  # pyarrow InvalidRow objects
         try:
-            table = pcsv.read_csv(
+            table = read_csv_quietly(
                 pa.BufferReader(buf),
                 read_options=self._read_options(False),
                 parse_options=self._parse_options(self._handler(bad)),
@@ -936,7 +955,7 @@ class CSVSource:
                 raise DatasetError(
                     f"{part.path}: cannot parse {part.piece} as CSV ({exc})" + _newline_hint(exc)
                 ) from None
-            strings = pcsv.read_csv(
+            strings = read_csv_quietly(
                 pa.BufferReader(buf),
                 read_options=self._read_options(False),
                 parse_options=self._parse_options(self._handler([])),

@@ -13,6 +13,7 @@ import hpcframe as hf
 from tests.helpers.compare import assert_same
 from tests.helpers.datasets import DIR6_FILES, DIR6_ROWS_PER_FILE
 from tests.helpers.mpi import UNDER_MPI, allgather, allsum, timeout
+from tests.parallel.conftest import DASK_ENGINE
 
 pytestmark = timeout(60)
 
@@ -174,6 +175,36 @@ def test_base_exception_in_map_partitions_on_one_partition(dir6, layout, make):
     bad = [r for r, f in enumerate(allgather(bool(failed_here))) if f][0]
     _check_base_exception(ei, make, bad, os.path.basename(layout["dir6"][-1]))
     assert dir6.open().n.sum().compute() == dir6.pdf.n.sum()  # nothing left hanging
+
+
+@timeout(30)
+@pytest.mark.skipif(DASK_ENGINE, reason="the signal guard is part of the local and MPI engines")
+def test_a_sigint_whose_keyboard_interrupt_is_swallowed_still_stops_the_computation(dir6, layout):
+    """A SIGINT whose ``KeyboardInterrupt`` is swallowed where it is raised (inside code called
+    from C that clears every error: NumPy's ctypes check in a dtype comparison, an ``io``
+    object's finalizer asking ``closed``) still stops the computation: the guard keeps it
+    until it has become a failure, and it is raised at the next block or agreement, as
+    :class:`~hpcframe.JobInterrupted` on every rank. The signal is real (``raise_signal`` in
+    the main thread); the swallowing C code is played by a ``try``/``except`` in user code."""
+    import signal
+
+    swallowed = []
+
+    def fn(part):
+        if (part["id"] == LAST_ID).any():  # one partition, on one rank
+            try:
+                signal.raise_signal(signal.SIGINT)  # the handler raises in here...
+            except KeyboardInterrupt:
+                swallowed.append(True)  # ...and the exception is gone
+        return part[["id"]]
+
+    with pytest.raises(hf.ComputeError) as ei:
+        dir6.open().map_partitions(fn).compute()
+    bad = [r for r, f in enumerate(allgather(bool(swallowed))) if f]
+    assert len(bad) == 1  # the interrupt was raised, and swallowed, on one rank
+    _check_base_exception(ei, KeyboardInterrupt, bad[0])
+    assert "interrupted (SIGINT)" in str(ei.value)
+    assert dir6.open().n.sum().compute() == dir6.pdf.n.sum()  # nothing kept pending
 
 
 @timeout(30)
