@@ -1627,7 +1627,8 @@ def _counted_before_join(node, keys, specs, pandas_fn):
     then not shuffled for the join, only its per-key counts. Applies only where every
     aggregation is ``count`` of a non-key column of the right side, no group key comes from
     the right side alone, and the join is not computed or persisted yet (``COUNT_BEFORE_JOIN``
-    turns it off); the group keys must keep their dtypes."""
+    turns it off); the group keys must keep their dtypes, and no join key may be categorical
+    on both sides."""
     from .stages import JoinStage
 
     if not COUNT_BEFORE_JOIN or not specs or not keys or not isinstance(node, P.Scan):
@@ -1646,6 +1647,14 @@ def _counted_before_join(node, keys, specs, pandas_fn):
     rkeys = [origins[k][-1] for k in stage.right_keys]
     if len(set(lkeys)) != len(lkeys) or len(set(rkeys)) != len(rkeys):
         return None
+    for lk, rk in zip(lkeys, rkeys):
+        # categorical on both sides: the join's key stays categorical only when the two
+        #    sides' categories are equal (pandas), which the data decides
+        #    (joins.adopt_schema); joined with the counts instead it would not be
+        if isinstance(stage.left.meta[lk].dtype, pd.CategoricalDtype) and isinstance(
+            stage.right.meta[rk].dtype, pd.CategoricalDtype
+        ):
+            return None
     counted: dict = {}  # result column -> (right column, count column)
     for col, agg in specs:
         origin = origins.get(col)

@@ -1786,9 +1786,11 @@ def _split(df, bucket) -> dict:
 
 
 def adopt_schema(stage: JoinStage) -> None:
-    """After the join ran: its declared dtypes become the ones its data has (a left join's
-    int columns of the right side are float64 when some row found no match, as pandas
-    decides from the data). The meta is updated in place, so frames built on it see it."""
+    """After the join ran: its declared dtypes become the ones its data has, where pandas
+    decides them from the data: a left join's int columns of the right side are float64 when
+    some row found no match, and a key categorical on both sides stays categorical only when
+    the two sides have the same categories (``str`` otherwise; the declared dtype, from the
+    empty frames, cannot know). The meta is updated in place, so frames built on it see it."""
     from .io.types import block_to_pandas, normalize_table
 
     if stage.data is None:
@@ -1797,8 +1799,11 @@ def adopt_schema(stage: JoinStage) -> None:
     empty = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
     for c in stage.meta.columns:
         declared = stage.meta[c].dtype
-        if getattr(declared, "kind", "O") not in "iub":  # only ints and bools change with NaN
+        categorical = isinstance(declared, pd.CategoricalDtype)
+        if getattr(declared, "kind", "O") not in "iub" and not categorical:
             continue
+        if categorical and isinstance(empty[c].dtype, pd.CategoricalDtype):
+            continue  # (its categories are the data's, not the declared ones)
         if c in empty.columns and empty[c].dtype != declared:
             stage.meta[c] = pd.Series([], dtype=empty[c].dtype)
 

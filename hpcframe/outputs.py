@@ -281,7 +281,6 @@ class AggOutput(Output):
         self.shape, self.pandas_fn = shape, pandas_fn
         self.dropna, self.sort, self.label = dropna, sort, label
         self.inters = A.needed(self.specs)
-        self.cat_keys = [k for k in self.keys if isinstance(node.meta[k].dtype, pd.CategoricalDtype)]
 
     def columns(self):
         """The columns of the chain this output reads."""
@@ -338,7 +337,8 @@ class AggOutput(Output):
             else:
                 table = table.sort_values(A.FIRST_POS, kind="mergesort")
         keys = table[self.keys].reset_index(drop=True)
-        for k in self.cat_keys:
+        # (the meta as it is now: a join that ran may have found a key not categorical)
+        for k in [k for k in self.keys if isinstance(self.node.meta[k].dtype, pd.CategoricalDtype)]:
             keys[k] = keys[k].astype(pd.CategoricalDtype(sorted(keys[k].dropna().unique())))
         cols = [table[f"__result{j}"].reset_index(drop=True) for j in range(len(self.specs))]
         return self.shape(cols, keys)

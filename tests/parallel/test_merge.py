@@ -941,3 +941,32 @@ def test_groupby_of_every_column_after_merge(frames, how):
     check(m.groupby("k").agg(["count"]), mp.groupby("k").agg(["count"]))
     check(m.groupby("k").count(), mp.groupby("k").count())
     check(m.groupby("k").max(), mp.groupby("k").max())
+
+
+@pytest.mark.parametrize("how", ["inner", "left"])
+@pytest.mark.parametrize(
+    "right_categories", [["a", "c", "d"], ["a", "b", "c"]], ids=["other_categories", "same_categories"]
+)
+def test_groupby_after_merge_on_a_key_categorical_on_both_sides(right_categories, how):
+    """A merge on a key that is categorical on both sides: pandas keeps it categorical only
+    when the two sides have the same categories (``str`` otherwise). The merged frame's dtype
+    (once the join ran) and a group-by of it by that key follow pandas, also when the
+    counts of right columns are taken before the join (regression: the key stayed
+    ``category`` as declared from the empty frames, and the group-by returned a
+    ``CategoricalIndex`` where pandas has a ``str`` index). The result's categories are the
+    observed ones (the user guide's differences), so they are not compared."""
+    left = pd.DataFrame({"k": pd.Categorical(list("abcabca"), categories=list("abc")), "x": np.arange(7)})
+    keys = pd.Categorical(["a", "c", "c"], categories=right_categories)
+    right = pd.DataFrame({"k": keys, "y": [10, 20, 30]})
+    merged = hf.from_pandas(left, npartitions=3).merge(hf.from_pandas(right, npartitions=2), on="k", how=how)
+    expected = left.merge(right, on="k", how=how)
+    pd.testing.assert_frame_equal(merged.compute(), expected, check_categorical=False)
+    assert isinstance(merged.dtypes["k"], pd.CategoricalDtype) == isinstance(
+        expected.k.dtype, pd.CategoricalDtype
+    )
+    fresh = hf.from_pandas(left, npartitions=3).merge(hf.from_pandas(right, npartitions=2), on="k", how=how)
+    for got, exp in [
+        (merged.groupby("k").x.sum(), expected.groupby("k", observed=True).x.sum()),
+        (fresh.groupby("k").y.count(), expected.groupby("k", observed=True).y.count()),
+    ]:
+        pd.testing.assert_series_equal(got.compute(), exp, check_categorical=False)
