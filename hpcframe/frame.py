@@ -333,8 +333,11 @@ class Frame(Lazy):
 
     @property
     def dtypes(self) -> pd.Series:
-        """The pandas dtype of each column (from the schema; nothing is read)."""
-        return self._node.meta.dtypes[P.visible_columns(self._node)]
+        """The pandas dtype of each column (from the schema; nothing is read). A join's
+        columns whose dtype pandas decides from the data show it once the join ran."""
+        out = self._node.meta.dtypes[P.visible_columns(self._node)].copy()
+        out[:] = [self._node.dtype_now(c) for c in out.index]
+        return out
 
     def __repr__(self):
         cols = ", ".join(f"{c}: {t}" for c, t in self.dtypes.items())

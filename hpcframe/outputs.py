@@ -337,8 +337,8 @@ class AggOutput(Output):
             else:
                 table = table.sort_values(A.FIRST_POS, kind="mergesort")
         keys = table[self.keys].reset_index(drop=True)
-        # (the meta as it is now: a join that ran may have found a key not categorical)
-        for k in [k for k in self.keys if isinstance(self.node.meta[k].dtype, pd.CategoricalDtype)]:
+        # (as it is now: a join that ran may have found a key not categorical)
+        for k in [k for k in self.keys if isinstance(self.node.dtype_now(k), pd.CategoricalDtype)]:
             keys[k] = keys[k].astype(pd.CategoricalDtype(sorted(keys[k].dropna().unique())))
         cols = [table[f"__result{j}"].reset_index(drop=True) for j in range(len(self.specs))]
         return self.shape(cols, keys)

@@ -39,6 +39,17 @@ class Node:
         """The Scan at the start of this chain."""
         return cast("Scan", self.chain()[0])  # every chain starts at a Scan
 
+    def dtype_now(self, column: str):
+        """The dtype of ``column`` as it is now. A join's declared dtypes become its data's
+        once it ran (``joins.adopt_schema`` updates the Scan's meta in place), but a node
+        built on it holds a copy: a column passed on unchanged from the Scan has the Scan's
+        dtype, one computed along the chain (:class:`Assign`) its own."""
+        for node in reversed(self.chain()[1:]):
+            if isinstance(node, Assign) and node.name == column:
+                return node.meta[column].dtype
+        meta = self.scan().meta
+        return (meta if column in meta.columns else self.meta)[column].dtype
+
     def text(self) -> str:
         """A one-line description of the node (for explain); every node kind defines it."""
         raise NotImplementedError

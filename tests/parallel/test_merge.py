@@ -953,13 +953,16 @@ def test_groupby_after_merge_on_a_key_categorical_on_both_sides(right_categories
     (once the join ran) and a group-by of it by that key follow pandas, also when the
     counts of right columns are taken before the join (regression: the key stayed
     ``category`` as declared from the empty frames, and the group-by returned a
-    ``CategoricalIndex`` where pandas has a ``str`` index). The result's categories are the
-    observed ones (the user guide's differences), so they are not compared."""
+    ``CategoricalIndex`` where pandas has a ``str`` index), and on frames built on the merged
+    one before the join ran (a projection, an assigned column). The result's categories are
+    the observed ones (the user guide's differences), so they are not compared."""
     left = pd.DataFrame({"k": pd.Categorical(list("abcabca"), categories=list("abc")), "x": np.arange(7)})
     keys = pd.Categorical(["a", "c", "c"], categories=right_categories)
     right = pd.DataFrame({"k": keys, "y": [10, 20, 30]})
     merged = hf.from_pandas(left, npartitions=3).merge(hf.from_pandas(right, npartitions=2), on="k", how=how)
     expected = left.merge(right, on="k", how=how)
+    projected, exp_projected = merged[["k", "x"]], expected[["k", "x"]]  # built before the join ran
+    assigned = merged.assign(z=merged.x * 2)
     pd.testing.assert_frame_equal(merged.compute(), expected, check_categorical=False)
     assert isinstance(merged.dtypes["k"], pd.CategoricalDtype) == isinstance(
         expected.k.dtype, pd.CategoricalDtype
@@ -968,5 +971,14 @@ def test_groupby_after_merge_on_a_key_categorical_on_both_sides(right_categories
     for got, exp in [
         (merged.groupby("k").x.sum(), expected.groupby("k", observed=True).x.sum()),
         (fresh.groupby("k").y.count(), expected.groupby("k", observed=True).y.count()),
+        (projected.groupby("k").x.sum(), exp_projected.groupby("k", observed=True).x.sum()),
+        (
+            assigned.groupby("k").z.sum(),
+            expected.assign(z=expected.x * 2).groupby("k", observed=True).z.sum(),
+        ),
     ]:
         pd.testing.assert_series_equal(got.compute(), exp, check_categorical=False)
+    # (a projection of a join is a join of its own: its dtypes are the data's once it ran)
+    assert isinstance(projected.dtypes["k"], pd.CategoricalDtype) == isinstance(
+        exp_projected.k.dtype, pd.CategoricalDtype
+    )
