@@ -1800,11 +1800,11 @@ def adopt_schema(stage: JoinStage) -> None:
     for c in stage.meta.columns:
         declared = stage.meta[c].dtype
         categorical = isinstance(declared, pd.CategoricalDtype)
-        if getattr(declared, "kind", "O") not in "iub" and not categorical:
+        if c not in empty.columns or (getattr(declared, "kind", "O") not in "iub" and not categorical):
             continue
         if categorical and isinstance(empty[c].dtype, pd.CategoricalDtype):
             continue  # (its categories are the data's, not the declared ones)
-        if c in empty.columns and empty[c].dtype != declared:
+        if empty[c].dtype != declared:
             stage.meta[c] = pd.Series([], dtype=empty[c].dtype)
 
 

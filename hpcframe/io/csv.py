@@ -930,7 +930,6 @@ class CSVSource:
             return mm.read_buffer(stop - pos), pos
 
     def _read_range(self, part: Partition, columns: list[str]) -> pa.Table:
-
         buf, pos = self._range_bytes(part.path, part.piece)
         if pos == 0 and self.header == 0:  # the header is not data (every range uses names)
             nl = buf.slice(0, min(buf.size, 1 << 20)).to_pybytes().find(b"\n")
