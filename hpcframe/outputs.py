@@ -414,9 +414,17 @@ class CollectOutput(Output):
         self.base = base if (base and not self.index) else None
         # a filter after the sort: labels are the rows' positions in the dataset
         self.absolute = _filtered_after_sort(node)
-        self.topn = (
-            self.ordered and limit is not None and self.base is None and not _categorical(node, self.order)
-        )
+        self._topn: bool | None = None if (self.ordered and limit is not None and self.base is None) else False
+
+    @property
+    def topn(self) -> bool:
+        """Whether each block and partial keeps only its first ``n`` rows in the frame's
+        order: an ordered head/tail not by a categorical column. Decided at the first block
+        (the dtypes of a merged frame's columns are known once its join ran: a key
+        categorical on both sides is ``str`` when the categories differ)."""
+        if self._topn is None:
+            self._topn = not _categorical(self.node, self.order)
+        return self._topn
 
     def columns(self):
         """The columns of the chain this output reads."""
@@ -601,7 +609,7 @@ def _labels_index(labels) -> pd.Index:
 def _categorical(node, cols) -> bool:
     """Whether one of ``cols`` is categorical: its order is the categories' order, which
     each partition may list differently (known only once all are combined)."""
-    return any(isinstance(node.meta[c].dtype, pd.CategoricalDtype) for c in cols if c in node.meta.columns)
+    return any(isinstance(node.dtype_now(c), pd.CategoricalDtype) for c in cols if c in node.meta.columns)
 
 
 class TopOutput(Output):

@@ -982,3 +982,23 @@ def test_groupby_after_merge_on_a_key_categorical_on_both_sides(right_categories
     assert isinstance(projected.dtypes["k"], pd.CategoricalDtype) == isinstance(
         exp_projected.k.dtype, pd.CategoricalDtype
     )
+
+
+@pytest.mark.parametrize(
+    "right_categories", [["a", "c", "d"], ["a", "b", "c"]], ids=["other_categories", "same_categories"]
+)
+def test_sorted_head_after_merge_on_a_key_categorical_on_both_sides(right_categories):
+    """``sort_values(key).head(n)`` and ``nsmallest`` of a frame merged on a key categorical
+    on both sides (``str`` after the merge when the categories differ, ``category`` when they
+    are the same) equal pandas', for a sorted frame built before the join ran."""
+    left = pd.DataFrame({"k": pd.Categorical(list("cabcabca"), categories=list("abc")), "x": np.arange(8)})
+    right = pd.DataFrame({"k": pd.Categorical(["a", "c", "c"], categories=right_categories), "y": [10, 20, 30]})
+    merged = hf.from_pandas(left, npartitions=3).merge(hf.from_pandas(right, npartitions=2), on="k")
+    expected = left.merge(right, on="k")
+    ordered = merged.sort_values(["k", "x"])  # built before the join ran
+    got = ordered.head(3).compute()
+    want = expected.sort_values(["k", "x"]).head(3)
+    pd.testing.assert_frame_equal(got, want, check_categorical=False)
+    pd.testing.assert_frame_equal(
+        merged.nsmallest(3, "x").compute(), expected.nsmallest(3, "x"), check_categorical=False
+    )
