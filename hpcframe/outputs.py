@@ -414,7 +414,8 @@ class CollectOutput(Output):
         self.base = base if (base and not self.index) else None
         # a filter after the sort: labels are the rows' positions in the dataset
         self.absolute = _filtered_after_sort(node)
-        self._topn: bool | None = None if (self.ordered and limit is not None and self.base is None) else False
+        may_cut = self.ordered and limit is not None and self.base is None
+        self._topn: bool | None = None if may_cut else False  # (see topn)
 
     @property
     def topn(self) -> bool:

@@ -992,7 +992,8 @@ def test_sorted_head_after_merge_on_a_key_categorical_on_both_sides(right_catego
     on both sides (``str`` after the merge when the categories differ, ``category`` when they
     are the same) equal pandas', for a sorted frame built before the join ran."""
     left = pd.DataFrame({"k": pd.Categorical(list("cabcabca"), categories=list("abc")), "x": np.arange(8)})
-    right = pd.DataFrame({"k": pd.Categorical(["a", "c", "c"], categories=right_categories), "y": [10, 20, 30]})
+    keys = pd.Categorical(["a", "c", "c"], categories=right_categories)
+    right = pd.DataFrame({"k": keys, "y": [10, 20, 30]})
     merged = hf.from_pandas(left, npartitions=3).merge(hf.from_pandas(right, npartitions=2), on="k")
     expected = left.merge(right, on="k")
     ordered = merged.sort_values(["k", "x"])  # built before the join ran
