@@ -47,7 +47,7 @@ from .expr import evaluate_with_dictionaries
 from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
-from .io.types import NULLS, block_to_pandas, dtype_flag, normalize_table
+from .io.types import NULLS, block_to_pandas, dtype_flag, mask_to_numpy, normalize_table
 from .outputs import (  # empty_meta, *_frame_dtypes, widen_*
     Composite,
     Output,
@@ -951,9 +951,7 @@ def _compute_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
             if mask is not None and len(base):
                 # rows keep their position in the block, as a pandas filter keeps labels (a
                 # shuffle orders rows by it; apply shows it as the index)
-                base.index = pd.Index(
-                    np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
-                )
+                base.index = pd.Index(np.flatnonzero(mask_to_numpy(mask)))
             df = frames[plan.key] = P.run_pandas(base, plan.steps, plan.after)
             if cache.rows_out is None:
                 cache.rows_out = len(df)

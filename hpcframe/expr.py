@@ -149,9 +149,7 @@ class PandasOp(_Pred):
     def __call__(self, table: pa.Table) -> pa.Array:
         """The mask of ``expr`` on ``table`` as an Arrow bool array of ``table.num_rows``;
         raises what :meth:`Expr.evaluate` and :func:`as_mask` raise on the converted columns."""
-        import pyarrow as pa
-
-        from .io.types import block_to_pandas, normalize_table
+        from .io.types import block_to_pandas, mask_to_arrow, normalize_table
 
         cols = [c for c in table.column_names if c in self.expr.columns()]
         t = normalize_table(table.select(cols))
@@ -161,8 +159,7 @@ class PandasOp(_Pred):
             import pandas as pd
 
             df = pd.DataFrame(index=pd.RangeIndex(table.num_rows))
-        mask = as_mask(self.expr.evaluate(df), table.num_rows, self.expr)
-        return pa.array(mask, pa.bool_())
+        return mask_to_arrow(as_mask(self.expr.evaluate(df), table.num_rows, self.expr))
 
     def __str__(self) -> str:
         return f"pandas({self.expr.text()})"
@@ -1213,12 +1210,11 @@ def _as_numpy_mask(answer: Any, n: int) -> np.ndarray:
     """An Arrow predicate's answer (array, chunked array or constant) as a NumPy bool array
     of ``n`` rows, a missing answer False (a filter drops the row either way)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+
+    from .io.types import mask_to_numpy
 
     if isinstance(answer, (pa.Array, pa.ChunkedArray)):
-        if answer.null_count:
-            answer = pc.fill_null(answer, False)
-        return np.asarray(answer.to_numpy(zero_copy_only=False), dtype=bool)
+        return mask_to_numpy(answer)
     value = answer.as_py() if hasattr(answer, "as_py") else answer
     return np.full(n, bool(value), dtype=bool)
 
@@ -1255,7 +1251,7 @@ def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable
     import pyarrow.compute as pc
     import pyarrow.types as pat
 
-    from .io.types import is_string
+    from .io.types import is_string, mask_to_arrow, mask_to_numpy
 
     terms = _and_terms(pred)
     n = table.num_rows
@@ -1305,7 +1301,7 @@ def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable
         elif kept:
             assert mask is not None
             where = np.flatnonzero(mask)
-            sub = normalize(table.select(needed).filter(pa.array(mask)))
+            sub = normalize(table.select(needed).filter(mask_to_arrow(mask)))
             answers = np.ones(kept, dtype=bool)
             for term, _ in later:
                 answers &= _as_numpy_mask(term(sub), kept)
@@ -1319,9 +1315,9 @@ def evaluate_with_dictionaries(pred: _Pred, table: pa.Table, normalize: Callable
             mask = _as_numpy_mask(k(table), n)
             continue
         where = np.flatnonzero(mask)
-        mask[where] = k(table.select([k.name]).take(pa.array(where))).to_numpy(zero_copy_only=False)
+        mask[where] = mask_to_numpy(k(table.select([k.name]).take(pa.array(where))))
     assert mask is not None
-    return pa.array(mask)
+    return mask_to_arrow(mask)
 
 
 def _null_free(p: Any) -> bool:
@@ -1463,15 +1459,17 @@ class KeyIn(_Pred):
         """The bool mask of ``table``'s rows whose key may match."""
         import pyarrow as pa
 
+        from .io.types import mask_to_arrow
+
         col = table.column(self.name)
         n = table.num_rows
         if col.type != pa.int64() or col.null_count:
             # a file storing a narrower type, or missing keys (pandas makes the column
             # float64, whose merge with int64 keys matches by rounded value): the join decides
-            return pa.array(np.ones(n, dtype=bool))
+            return mask_to_arrow(np.ones(n, dtype=bool))
         mask = self.member(col.to_numpy())
-        self.dropped += n - int(mask.sum())
-        return pa.array(mask)
+        self.dropped += n - int(np.count_nonzero(mask))
+        return mask_to_arrow(mask)
 
     def member(self, values: np.ndarray) -> np.ndarray:
         """Whether each of the int64 ``values`` is among the keys (bool array)."""
