@@ -308,7 +308,7 @@ def _exact_decimals(chunks, t: pa.DataType) -> pa.Array:
         if arr.null_count:
             if nulls is None:
                 nulls = np.zeros(total, dtype=bool)
-            nulls[pos : pos + n] = arr.is_null().to_numpy(zero_copy_only=False)
+            nulls[pos : pos + n] = mask_to_numpy(arr.is_null())
         pos += n
     if t.scale:
         values /= float(10**t.scale)
@@ -329,7 +329,7 @@ def _decimal_chunk_to_float64(arr: pa.Array, t: pa.DataType) -> pa.Array:
     n = len(arr)
     if n == 0:
         return pa.array([], pa.float64())
-    mask = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    mask = mask_to_numpy(arr.is_null()) if arr.null_count else None
     if pat.is_decimal256(t):
         return _via_text(arr)
     off = arr.offset
