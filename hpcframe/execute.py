@@ -19,6 +19,7 @@ import importlib
 import os
 import pickle
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -189,7 +190,8 @@ def process_settings(comm):
     and numexpr's thread pools get this rank's share of the node's cores (:func:`_share_cores`,
     once per process), and NumPy asks for transparent huge pages as ``config.huge_pages``
     says — with "off" (the default), not until the computation ends, when NumPy's own
-    choice is back.
+    choice is back; glibc's malloc takes even its largest buffers from the heap until then
+    (:func:`_large_buffers_from_heap`).
 
     Why "off": NumPy advises huge pages (``madvise(MADV_HUGEPAGE)``) for arrays of 4 MiB
     and more. Where the kernel's ``transparent_hugepage/defrag`` is ``madvise`` (the usual
@@ -200,14 +202,15 @@ def process_settings(comm):
     (docs/benchmarks.md, "Session 27")."""
     _share_cores(comm)
     switch = _numpy_huge_pages_switch() if config.huge_pages == "off" else None
-    if switch is None:
-        yield
-        return
-    before = switch(False)
-    try:
-        yield
-    finally:
-        switch(before)
+    with _large_buffers_from_heap():
+        if switch is None:
+            yield
+            return
+        before = switch(False)
+        try:
+            yield
+        finally:
+            switch(before)
 
 
 def _numpy_huge_pages_switch():
@@ -858,7 +861,8 @@ def _run_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
 # the scan hot path (issue 11, item 1): _compute_leaf, _no_rows, _arrow_mask
 #    and the allocator setting below
 _MALLOC_TUNED = False
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameters (malloc.h)
+_MMAP_MAX_DEFAULT = 65536  # glibc's default M_MMAP_MAX (DEFAULT_MMAP_MAX)
 
 
 _GLIBC: list = []  # the C library once looked up: [CDLL] with glibc, [None] without
@@ -883,6 +887,23 @@ def _glibc():
     return _GLIBC[0]
 
 
+def _tunable_glibc():
+    """This process's glibc when hpcframe may tune its ``malloc`` (decided once per process),
+    else ``None``: not with ``HPCFRAME_MALLOC_TUNE=0``, nor when the environment already tunes
+    malloc (``GLIBC_TUNABLES`` with ``malloc``, ``MALLOC_*_`` variables), nor without glibc."""
+    if not _TUNABLE:
+        env = os.environ
+        off = env.get("HPCFRAME_MALLOC_TUNE", "1").strip() in ("0", "false", "no", "off")
+        tuned = "malloc" in env.get("GLIBC_TUNABLES", "") or any(
+            k.startswith("MALLOC_") and k.endswith("_") for k in env
+        )
+        _TUNABLE.append(None if off or tuned else _glibc())
+    return _TUNABLE[0]
+
+
+_TUNABLE: list = []  # [glibc or None], once per process
+
+
 def _keep_block_buffers() -> None:
     """Let glibc's malloc keep freed block-sized buffers for the next block (once per process).
 
@@ -892,25 +913,58 @@ def _keep_block_buffers() -> None:
     time as computing (875,000 page faults for Q1 on one rank). Buffers up to 32 MB now come
     from the heap, and up to 256 MB of free heap is kept for reuse. Peak memory is unchanged
     (those buffers were live at the peak); the memory is returned by glibc later, not at once.
-    Results are unaffected. Not done when ``HPCFRAME_MALLOC_TUNE=0``, when the environment
-    already tunes malloc (``GLIBC_TUNABLES`` with ``malloc``, ``MALLOC_*_`` variables), or
-    without glibc.
+    Results are unaffected. Not done where :func:`_tunable_glibc` says no. While a computation
+    runs, larger buffers come from the heap too (:func:`_large_buffers_from_heap`).
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
         return
     _MALLOC_TUNED = True
-    env = os.environ
-    if env.get("HPCFRAME_MALLOC_TUNE", "1").strip() in ("0", "false", "no", "off"):
-        return
-    if "malloc" in env.get("GLIBC_TUNABLES", "") or any(
-        k.startswith("MALLOC_") and k.endswith("_") for k in env
-    ):
-        return
-    libc = _glibc()
+    libc = _tunable_glibc()
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
         libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+
+
+_heap_only_depth = 0  # computations running inside _large_buffers_from_heap
+_heap_only_lock = threading.Lock()
+
+
+@contextmanager
+def _large_buffers_from_heap():
+    """While a computation runs, glibc's malloc takes every buffer from the heap, however
+    large (``mallopt(M_MMAP_MAX, 0)``); when the outermost computation ends, buffers of 32 MB
+    and more are ``mmap``-ed again (glibc's default count) and the free memory is returned to
+    the system (:func:`release_memory`).
+
+    :func:`_keep_block_buffers` keeps freed buffers of up to 32 MB for reuse — glibc allows no
+    larger ``mmap`` threshold. A stage's whole-partition columns, exchange buffers and hash
+    tables are larger (240 MB for 30 million int64 keys) and were each ``mmap``-ed, faulted in
+    page by page and unmapped when freed, for every one of them again: at TPC-H SF 10 on 2
+    ranks, q21 had 1.5 million page faults and 4-6 s of system time per rank. From the heap,
+    a freed one is reused by the next (q21: ~1.15 million faults, ~10 % less CPU; see
+    docs/benchmarks.md, "Session 31"). Peak memory is the same: those buffers were live at the
+    peak, and each stage's end returns the free memory (``malloc_trim``). Results are
+    unaffected. Not done where :func:`_tunable_glibc` says no."""
+    global _heap_only_depth
+    libc = _tunable_glibc()
+    if libc is None:
+        yield
+        return
+    with _heap_only_lock:
+        if _heap_only_depth == 0:
+            libc.mallopt(_M_MMAP_MAX, 0)
+        _heap_only_depth += 1
+    try:
+        yield
+    finally:
+        with _heap_only_lock:
+            _heap_only_depth -= 1
+            last = _heap_only_depth == 0
+            if last:
+                libc.mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
+        if last:
+            release_memory()
 
 
 def _compute_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
