@@ -19,6 +19,8 @@ from .outputs import AggOutput, CollectOutput, Composite, MapOutput, Output
 from .stages import POSITION, ShuffleStage
 
 _VALUE = "__hpcframe_value__"
+#: ``Series.reset_index(name=...)`` not given: the Series' own name
+_SERIES_NAME = object()
 
 
 def compute(*objs, comm=None, root=None, engine=None):
@@ -764,6 +766,35 @@ class Series(_Operators, Lazy):
     def dtype(self):
         """The pandas dtype of the values (from the schema; nothing is read)."""
         return E.dtype_on(self._expr, self._node.meta)
+
+    def reset_index(self, drop: bool = False, name=_SERIES_NAME):
+        """As pandas' ``Series.reset_index`` (``g.x.sum().reset_index()``): a group-by
+        result's keys (its index) as columns in front of the values, a lazy :class:`Frame`
+        whose value column is ``name`` (default: the Series' name); ``drop=True`` drops the
+        keys and returns a Series numbered from 0. A Series without such an index (a column
+        of a frame read from files) becomes a one-column frame, or is returned unchanged with
+        ``drop=True``, as :meth:`Frame.reset_index` leaves such frames.
+
+        Raises ``TypeError`` when the value column would have no string name (``g.size()``:
+        pandas calls it ``0``; give one, ``reset_index(name="n")``) and ``ValueError`` when it
+        is also the name of a key, as pandas does."""
+        index = P.frame_index(self._node)
+        if drop:
+            if not index:
+                return self
+            node = P.Project(P.Assign(self._node, _VALUE, self._expr), [_VALUE])
+            return Series(P.ResetIndex(node, True), E.Col(_VALUE), self.name)
+        label = self.name if name is _SERIES_NAME else name
+        if not isinstance(label, str):
+            what = "have no name (pandas calls the column 0)" if label is None else f"are named {label!r}"
+            raise TypeError(
+                f"reset_index(): the values {what}, and hpcframe's columns are named by strings: "
+                f"give one, e.g. .reset_index(name='n')"
+            )
+        if label in index:
+            raise ValueError(f"cannot insert {label}, already exists (a key of the index has that name)")
+        node = P.Project(P.Assign(self._node, label, self._expr), [label])
+        return Frame(P.ResetIndex(node, False)) if index else Frame(node)
 
     def _output(self):
         node, col = self._as_column()

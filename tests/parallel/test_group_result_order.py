@@ -86,3 +86,59 @@ def test_two_sort_keys_and_nan_first(cfg):
         return g.sort_values(["total", "name"], ascending=[False, True], na_position="first", **kind).head(30)
 
     exact(q(df).compute(), q(ref, kind="stable"))
+
+
+# ------------------------------------------------------------------------------------------
+# Series.reset_index of a group result (found by the session-31 differential fuzzer: the
+# lazy group Series had no reset_index, pandas' most common follow-up of g.x.sum())
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda f: f.groupby("a").x.sum().reset_index(),
+        lambda f: f.groupby(["a", "b"]).x.sum().reset_index(),
+        lambda f: f.groupby("a", dropna=False).x.mean().reset_index(name="m"),
+        lambda f: f.groupby("a").x.sum().reset_index(drop=True),
+        lambda f: f.groupby("b").x.median().reset_index(),
+        lambda f: f.groupby("b").x.nunique().reset_index(),
+        lambda f: f.groupby("b").size().reset_index(name="n"),
+        lambda f: f.groupby("b", sort=False).x.max().reset_index(),
+        lambda f: (lambda s: s[s > 2].reset_index())(f.groupby("b").x.sum()),
+        lambda f: f.groupby("a").x.sum().reset_index().assign(y=lambda d: d.x * 2),
+    ],
+    ids=[
+        "sum",
+        "two-keys",
+        "name-dropna",
+        "drop",
+        "median",
+        "nunique",
+        "size",
+        "sort-false",
+        "filtered",
+        "assign",
+    ],
+)
+def test_group_series_reset_index_equals_pandas(build, cfg):
+    cfg(partitions=3)
+    pdf = pd.DataFrame(
+        {
+            "a": [1.0, 1.0, 2.0, np.nan, 3.0, 2.0],
+            "b": ["u", "v", "u", "u", "v", "w"],
+            "x": [1.0, 2.0, 3.0, 4.0, np.nan, 6.0],
+        }
+    )
+    got = build(hf.from_pandas(pdf, npartitions=4)).compute()
+    want = build(pdf)
+    if isinstance(want, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, want)
+    else:
+        pd.testing.assert_series_equal(got, want)
+
+
+def test_group_series_reset_index_refuses_unnamed_values_and_a_key_name():
+    g = hf.from_pandas(pd.DataFrame({"b": ["u", "v"], "x": [1.0, 2.0]})).groupby("b")
+    with pytest.raises(TypeError, match="name='n'"):
+        g.size().reset_index()
+    with pytest.raises(ValueError, match="already exists"):
+        g.x.sum().reset_index(name="b")
