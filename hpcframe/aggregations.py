@@ -315,6 +315,16 @@ def _as_float(s: pd.Series) -> pd.Series:
     return s.astype("float64")
 
 
+def _as_float64(s: pd.Series) -> pd.Series:
+    """A float32 (or float16) column as float64; other columns unchanged. pandas computes
+    variances in float64 (a float32 variance's squares overflow long before its result
+    does), so the moments ``var``/``std`` accumulate do too."""
+    dtype = s.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize < 8:
+        return s.astype("float64")
+    return s
+
+
 def _sum_chunk(g):
     return g.sum()
 
@@ -350,8 +360,8 @@ INTERMEDIATES: dict[str, Intermediate] = {
     "first": Intermediate("first", lambda g: g.first(), lambda g: g.first()),
     "last": Intermediate("last", lambda g: g.last(), lambda g: g.last()),
     # mean and m2 are combined jointly with count (see combine_partials)
-    "mean": Intermediate("mean", lambda g: g.mean(), _with_count),
-    "m2": Intermediate("m2", _m2_chunk, _with_count),
+    "mean": Intermediate("mean", lambda g: g.mean(), _with_count, prepare=_as_float64),
+    "m2": Intermediate("m2", _m2_chunk, _with_count, prepare=_as_float64),
     "uniq": Intermediate("uniq", _uniq_chunk, _uniq_combine),
 }
 
@@ -1182,11 +1192,12 @@ def _combine_moments(t, gb, col, ids):
     return out
 
 
-def finalize_columns(table: pd.DataFrame, specs, dtypes=None) -> list[pd.Series]:
+def finalize_columns(table: pd.DataFrame, specs, dtypes=None, grouped: bool = True) -> list[pd.Series]:
     """One result Series per ``(column, agg)`` spec, aligned with the rows of ``table``.
     ``dtypes`` (column -> dtype of the source column) gives results pandas' dtypes: float32
     means stay float32, a datetime mean is a datetime, categorical first/last stay
-    categorical."""
+    categorical. ``grouped``: a group-by (else a whole-frame reduction), where pandas'
+    ``std`` of float32 differs (see :func:`result_dtype`)."""
     out = []
     for col, agg in specs:
         if agg == "size":
@@ -1194,18 +1205,33 @@ def finalize_columns(table: pd.DataFrame, specs, dtypes=None) -> list[pd.Series]
             continue
         a = get_aggregation(agg)
         parts = {inter: table[col + SEP + inter] for inter in a.needs}
-        result = a.finalize(parts)
-        if dtypes is not None and col in dtypes:
-            result = result_dtype(result, agg, dtypes[col])
+        dtype = dtypes.get(col) if dtypes is not None else None
+        if agg == "std" and not grouped and _narrow_float(dtype):
+            # pandas' Series.std is the root of the variance already rounded to float32
+            # (so inf where that variance overflows float32, even if the std would fit)
+            with np.errstate(over="ignore"):
+                result = np.sqrt(_var(parts).astype(dtype))
+        else:
+            result = a.finalize(parts)
+        if dtype is not None:
+            result = result_dtype(result, agg, dtype, grouped)
         out.append(result)
     return out
 
 
-def result_dtype(result: pd.Series, agg: str, dtype) -> pd.Series:
-    """``result`` (the finalized ``agg`` of a column of ``dtype``) in the dtype pandas gives."""
+def _narrow_float(dtype) -> bool:
+    """Whether ``dtype`` is a NumPy float narrower than float64 (float32, float16)."""
+    return isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize < 8
+
+
+def result_dtype(result: pd.Series, agg: str, dtype, grouped: bool = True) -> pd.Series:
+    """``result`` (the finalized ``agg`` of a column of ``dtype``) in the dtype pandas gives.
+    A float32 column's mean and var stay float32; its std stays float32 in a whole-frame
+    reduction but is float64 in a group-by, until :func:`group_std_dtype` sees all groups."""
     kind = getattr(dtype, "kind", "")
-    if agg in ("mean", "var", "std") and kind == "f" and dtype.itemsize < 8:
-        return result.astype(dtype)
+    if _narrow_float(dtype) and (agg in ("mean", "var") or (agg == "std" and not grouped)):
+        with np.errstate(over="ignore"):  # (an overflow to inf is pandas' result too)
+            return result.astype(dtype)
     if agg == "mean" and kind in "mM":
         return _ticks_to_datetime(result, dtype)
     if (
@@ -1218,6 +1244,22 @@ def result_dtype(result: pd.Series, agg: str, dtype) -> pd.Series:
         if len(cats) == 0 or not present.isin(cats).all():
             cats = present.sort_values()
         return result.astype(pd.CategoricalDtype(cats, ordered=dtype.ordered))
+    return result
+
+
+def group_std_dtype(result: pd.Series, dtype) -> pd.Series:
+    """The group-by ``std`` (float64, every group) of a column of ``dtype`` in pandas' dtype.
+    pandas computes a float32 column's group std in float64 and returns it as float32 only
+    if every group's value survives the cast within 5e-4 (absolute; NaN equals NaN: its
+    ``maybe_downcast_to_dtype``), else float64 — so it depends on all groups' values, and is
+    decided once on the whole result, not per rank's share of the groups."""
+    if not _narrow_float(dtype):
+        return result
+    with np.errstate(over="ignore"):
+        narrow = result.astype(dtype)
+    values = result.to_numpy(dtype="float64")
+    if np.allclose(narrow.to_numpy(dtype="float64"), values, equal_nan=True, rtol=0.0, atol=5e-4):
+        return narrow
     return result
 
 

@@ -1272,6 +1272,17 @@ class GroupBy:
             return self[name]
         raise AttributeError(f"GroupBy has no attribute or column {name!r}")
 
+    def _follows_sort(self, aggs) -> bool:
+        """Whether aggregations ``aggs`` (names) of this group-by depend on the order of the
+        rows while that order is a ``sort_values`` upstream, not dataset order: ``first`` and
+        ``last`` (a group's first/last row) and ``sort=False`` (groups listed by their first
+        row). The partials of the built-in aggregations follow dataset order (a row's
+        position), so such a group-by is computed on whole groups in the sorted order
+        (:func:`_exact`), as pandas computes it on the sorted frame."""
+        if P.last_sort(self._node) is None:
+            return False
+        return not self._sort or any(a in ("first", "last") for a in aggs)
+
     def _value_columns(self):
         """The aggregated columns: those picked, else every column the user sees but the keys
         (not the index, nor a join's hidden row-order columns)."""
@@ -1335,7 +1346,7 @@ class GroupBy:
         or named aggregation ``agg(total=("x", "sum"))``. ``median``, ``quantile`` and
         functions of a group's Series (``("x", lambda s: s.quantile(0.9))``) are computed
         exactly on whole groups (see :meth:`median`), together with the other aggregations."""
-        if _wants_whole_groups(func, named):
+        if _wants_whole_groups(func, named) or self._follows_sort(_agg_names(func, named)):
             return _exact_agg(self, func, named)
         if named:
             if func is not None:
@@ -1390,6 +1401,8 @@ class GroupBy:
         cols = self._value_columns()
         if agg == "size":
             return self.size()
+        if not subtotals and self._follows_sort([agg]):
+            return _exact(self, lambda g: getattr(g, agg)(), agg)
         if subtotals:
             from .subtotals import rollup
 
@@ -1469,6 +1482,10 @@ class GroupBy:
     def size(self):
         """The number of rows per group, as pandas computes it (lazy: a :class:`Result`)."""
         specs = [("", "size")]
+        if self._follows_sort(["size"]):  # sort=False: groups in the order of the sort
+            if self._as_index:
+                return _exact(self, lambda g: g.size(), "size")
+            return _exact(self, lambda g: g.size().rename("size").to_frame(), "size")
         if self._as_index:  # pandas names it after the column of a SeriesGroupBy, else None
             name = self._selection[0] if self._series else None
             return self._result(
@@ -2796,17 +2813,18 @@ def _is_whole_group_agg(a) -> bool:
 def _wants_whole_groups(func, named) -> bool:
     """Whether an ``agg`` call has an aggregation that needs whole groups (an order
     statistic or a function of the group's values)."""
-    specs: list = []
+    return any(_is_whole_group_agg(a) for a in _agg_names(func, named))
+
+
+def _agg_names(func, named) -> list:
+    """The aggregations an ``agg`` call names (names and functions, as given)."""
     if named:
-        specs = [v[1] for v in named.values() if isinstance(v, tuple) and len(v) == 2]
-    elif isinstance(func, dict):
-        for v in func.values():
-            specs += list(v) if isinstance(v, (list, tuple)) else [v]
-    elif isinstance(func, (list, tuple)):
-        specs = list(func)
-    elif func is not None:
-        specs = [func]
-    return any(_is_whole_group_agg(a) for a in specs)
+        return [v[1] for v in named.values() if isinstance(v, tuple) and len(v) == 2]
+    if isinstance(func, dict):
+        return [a for v in func.values() for a in (v if isinstance(v, (list, tuple)) else [v])]
+    if isinstance(func, (list, tuple)):
+        return list(func)
+    return [] if func is None else [func]
 
 
 def _exact_agg(self: GroupBy, func, named):

@@ -320,7 +320,9 @@ class AggOutput(Output):
             return None
         extra = [A.FIRST_POS] if A.FIRST_POS in table.columns else []
         out = table[self.keys + extra].reset_index(drop=True)
-        for j, col in enumerate(A.finalize_columns(table, self.specs, self.node.meta.dtypes)):
+        for j, col in enumerate(
+            A.finalize_columns(table, self.specs, self.node.meta.dtypes, bool(self.keys))
+        ):
             out[f"__result{j}"] = col.reset_index(drop=True)
         return out
 
@@ -341,6 +343,11 @@ class AggOutput(Output):
         for k in [k for k in self.keys if isinstance(self.node.dtype_now(k), pd.CategoricalDtype)]:
             keys[k] = keys[k].astype(pd.CategoricalDtype(sorted(keys[k].dropna().unique())))
         cols = [table[f"__result{j}"].reset_index(drop=True) for j in range(len(self.specs))]
+        if self.keys:  # a float32 group std's dtype depends on every group's value
+            dtypes = self.node.meta.dtypes
+            for j, (col, agg) in enumerate(self.specs):
+                if agg == "std" and col in dtypes:
+                    cols[j] = A.group_std_dtype(cols[j], dtypes[col])
         return self.shape(cols, keys)
 
 

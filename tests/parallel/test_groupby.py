@@ -244,3 +244,53 @@ def test_groupby_dropna_false_with_a_partition_of_null_keys(null_keys):
     df = hf.read_parquet(null_keys)
     ref = pd.concat([pd.read_parquet(os.path.join(null_keys, f)) for f in ("a.parquet", "b.parquet")])
     assert_same(df.groupby("k", dropna=False).x.sum(), ref.groupby("k", dropna=False).x.sum())
+
+
+def _sorted_frames():
+    """A frame with NaN in a sort key and many ties, and its pandas copy."""
+    rng = np.random.default_rng(31)
+    n = 90
+    ref = pd.DataFrame(
+        {
+            "k": rng.choice(["a", "b", "c", None], n),
+            "t": rng.integers(0, 5, n).astype(float),
+            "u": rng.integers(0, 3, n),
+            "x": rng.normal(size=n),
+        }
+    )
+    ref.loc[[3, 10, 20, 41], "t"] = np.nan
+    ref.loc[[5, 7], "x"] = np.nan
+    return hf.from_pandas(ref, npartitions=6), ref
+
+
+SORTS = [("t", True, "last"), ("t", False, "first"), (["t", "u"], [True, False], "last"), ("u", True, "last")]
+
+
+@pytest.mark.parametrize("by,ascending,na", SORTS)
+def test_order_dependent_aggregations_follow_sort_values(by, ascending, na):
+    # df.sort_values("time").groupby("plane").last(): first/last and sort=False's group order
+    # follow the sorted rows (hpcframe's sort is stable: pandas' kind="stable"), whatever the
+    # other aggregations of the call
+    df, ref = _sorted_frames()
+    hs = df.sort_values(by, ascending=ascending, na_position=na)
+    ps = ref.sort_values(by, ascending=ascending, na_position=na, kind="stable")
+    cases = [
+        lambda g: g.groupby("k").x.agg(["first", "last"]),
+        lambda g: g.groupby("k").x.agg(["first", "last", "median"]),
+        lambda g: g.groupby("k").first(),
+        lambda g: g.groupby("k", as_index=False).last(),
+        lambda g: g.groupby("k").agg(f=("x", "first"), s=("x", "sum")),
+        lambda g: g[g.x > -1].groupby("k").x.last(),
+        lambda g: g.groupby("k", sort=False).x.sum(),
+        lambda g: g.groupby("k", sort=False, dropna=False).x.last(),
+        lambda g: g.groupby(["k", "u"], sort=False).agg({"x": ["mean", "first"]}),
+        lambda g: g.groupby("u", sort=False).x.nunique(),
+        lambda g: g.groupby("k", sort=False).size(),
+        lambda g: g.groupby("k", sort=False, as_index=False).size(),
+    ]
+    for j, case in enumerate(cases):
+        got, exp = case(hs).compute(), case(ps)
+        if isinstance(exp, pd.DataFrame):
+            pd.testing.assert_frame_equal(got, exp, check_index_type=False, obj=f"case {j}")
+        else:
+            pd.testing.assert_series_equal(got, exp, check_index_type=False, obj=f"case {j}")
