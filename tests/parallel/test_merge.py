@@ -371,6 +371,27 @@ def test_merge_then_operations(frames):
         p.unpersist()
 
 
+@pytest.mark.parametrize(
+    "how,broadcast", [("inner", True), ("inner", False), ("left", True), ("left", False), ("outer", False)]
+)
+def test_reductions_of_a_merged_frame_see_only_its_columns(frames, how, broadcast):
+    """A frame reduction (sum, max, count, nunique, describe, median) of a merge, of a column
+    selection of it, or after an ``assign``: only the columns pandas has, never the join's
+    hidden row-order and key columns (they gave extra entries, or a TypeError for outer)."""
+    left, right, lref, rref = frames
+    m = left[["id", "k", "v"]].merge(right[["k", "w"]], on="k", how=how, broadcast=broadcast)
+    e = pd.merge(lref[["id", "k", "v"]], rref[["k", "w"]], on="k", how=how)
+    for got, expected in (
+        (m[["w"]], e[["w"]]),
+        (m.assign(z=m.w * 2)[["z"]], e.assign(z=e.w * 2)[["z"]]),
+        (m, e),
+    ):
+        for agg in ("sum", "max", "count", "nunique", "median"):
+            result = getattr(got, agg)().compute()
+            pd.testing.assert_series_equal(result, getattr(expected, agg)(), rtol=1e-12)
+        pd.testing.assert_frame_equal(got.describe().compute(), expected.describe(), rtol=1e-12)
+
+
 def test_same_answer_on_any_rank_count(frames):
     """A float sum over a shuffled join: bit-identical to the serial engine."""
     left, right, _, _ = frames
