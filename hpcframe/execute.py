@@ -48,7 +48,7 @@ from .expr import evaluate_with_dictionaries
 from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
-from .io.types import NULLS, block_to_pandas, dtype_flag, mask_to_numpy, normalize_table
+from .io.types import NULLS, OBJECT, block_to_pandas, dtype_flag, mask_to_numpy, normalize_table
 from .outputs import (  # empty_meta, *_frame_dtypes, widen_*
     Composite,
     Output,
@@ -1240,7 +1240,8 @@ def _declared_meta(stage):
     """The empty frame of a stage that keeps its input's rows, with the dtypes its input
     datasets have now that they are discovered: an int or bool column with a null in any
     partition is float64 or object in every one (see hpcframe.io.types), which the schema of
-    the first file cannot tell."""
+    the first file cannot tell (nor the declared dtypes of a stage built before the stage it
+    reads ran: bools with nulls somewhere are flagged ``OBJECT`` in its held data)."""
     meta = stage.meta.iloc[:0].copy()
     if isinstance(stage, AggStage):  # group keys are typed by their values, as a pandas index
         return meta
@@ -1251,7 +1252,7 @@ def _declared_meta(stage):
         flagged = [
             (f.name, names.get(f.name, f.name) if names is not None else f.name)
             for f in schema
-            if dtype_flag(f) == NULLS and (names is None or f.name in names)
+            if dtype_flag(f) in (NULLS, OBJECT) and (names is None or f.name in names)
         ]
         flagged = [(c, r) for c, r in flagged if r in meta.columns and r not in by_values]
         if flagged:

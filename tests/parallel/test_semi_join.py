@@ -161,6 +161,26 @@ def test_empty_result_keeps_the_dtypes_of_the_rows(shared_dir, strategy, request
         pd.testing.assert_frame_equal(got, rows[rows.k.isin(pv[col])].reset_index(drop=True))
 
 
+def test_empty_result_then_drop_duplicates_keeps_bools_with_nulls_object(shared_dir, strategy, request):
+    """A stage over an empty semi-join (drop_duplicates) keeps a bool column with nulls
+    ``object``, as pandas and the semi-join itself (the stage declared ``bool``, from the
+    first file's schema, and the empty result took it)."""
+    root = os.path.join(shared_dir, f"semi_empty_bools_{request.node.name}")
+    rows = pd.DataFrame({"k": ["a", "a", "b"], "f": [1.0, 2.0, 3.0], "b": [True, None, False]})
+
+    def write():
+        os.makedirs(os.path.join(root, "rows"))
+        os.makedirs(os.path.join(root, "values"))
+        rows.to_parquet(os.path.join(root, "rows", "p0.parquet"), index=False)
+        pd.DataFrame({"f": [9.0]}).to_parquet(os.path.join(root, "values", "p0.parquet"), index=False)
+
+    mpi.on_root(write)
+    lf, rf = hf.read_parquet(os.path.join(root, "rows")), hf.read_parquet(os.path.join(root, "values"))
+    pl = pd.read_parquet(os.path.join(root, "rows"))
+    got = lf[lf.f.isin(rf.f)].drop_duplicates("k").compute()
+    pd.testing.assert_frame_equal(got, pl[pl.f.isin([9.0])].drop_duplicates("k").reset_index(drop=True))
+
+
 def test_semi_join_of_a_merge(frames):
     flights, planes, fp, pp = frames
     m = flights.merge(planes[["tailnum", "year"]], on="tailnum", how="left")
