@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import plan as P
 from .outputs import AggOutput, Composite
 
 _PERCENTILES = (0.25, 0.5, 0.75)
@@ -101,7 +102,7 @@ def describe_frame(node, percentiles=None):
     (raises ``TypeError`` when no column can be described; ``ValueError`` for percentiles
     outside [0, 1] or repeated)."""
     pcts = refine_percentiles(percentiles)
-    meta = node.meta
+    meta = P.visible_meta(node)  # not a join's hidden columns, nor the index
     cols = [
         c
         for c in meta.columns

@@ -48,7 +48,7 @@ from .expr import evaluate_with_dictionaries
 from .io.dataset import DatasetError
 from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
-from .io.types import NULLS, block_to_pandas, dtype_flag, mask_to_numpy, normalize_table
+from .io.types import NULLS, OBJECT, block_to_pandas, dtype_flag, mask_to_numpy, normalize_table
 from .outputs import (  # empty_meta, *_frame_dtypes, widen_*
     Composite,
     Output,
@@ -1240,24 +1240,40 @@ def _declared_meta(stage):
     """The empty frame of a stage that keeps its input's rows, with the dtypes its input
     datasets have now that they are discovered: an int or bool column with a null in any
     partition is float64 or object in every one (see hpcframe.io.types), which the schema of
-    the first file cannot tell."""
+    the first file cannot tell (nor the declared dtypes of a stage built before the stage it
+    reads ran: bools with nulls somewhere are flagged ``OBJECT`` in its held data)."""
     meta = stage.meta.iloc[:0].copy()
     if isinstance(stage, AggStage):  # group keys are typed by their values, as a pandas index
         return meta
     by_values = set(getattr(stage, "typed_by_values", ()))  # group keys made by the stage
-    for node in stage.inputs():
+    for node, names in zip(stage.inputs(), _result_names(stage)):
         source = node.scan().source
         schema = getattr(stage, "input_schemas", {}).get(id(source)) or source.schema()
         flagged = [
-            f.name
+            (f.name, names.get(f.name, f.name) if names is not None else f.name)
             for f in schema
-            if dtype_flag(f) == NULLS and f.name in meta.columns and f.name not in by_values
+            if dtype_flag(f) in (NULLS, OBJECT) and (names is None or f.name in names)
         ]
+        flagged = [(c, r) for c, r in flagged if r in meta.columns and r not in by_values]
         if flagged:
             declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
-            for c in flagged:
-                meta[c] = declared[c]
+            for c, r in flagged:
+                meta[r] = declared[c]
     return meta
+
+
+def _result_names(stage) -> list:
+    """Per input of ``stage``: ``{input column: result column}`` for a join (``None``: the
+    stage keeps its input's column names). A join's result names its columns after the side
+    they come from (suffixes), and a key both sides share is the left side's column: the
+    right key's dtype (float64 when it has nulls) is not the result's (pandas keeps the left
+    int64 key of an inner or left join)."""
+    if not isinstance(stage, JoinStage):
+        return [None] * len(stage.inputs())
+    left = {c: r for c, r in stage.left_cols + stage.left_order if c is not None}
+    taken = set(left.values())
+    right = {c: r for c, r in stage.right_cols + stage.right_order if c is not None and r not in taken}
+    return [left, right]
 
 
 class _Keep(Output):

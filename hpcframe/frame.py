@@ -540,7 +540,7 @@ class Frame(Lazy):
         return int(self.len().compute())
 
     def _reduce(self, agg, numeric_only=False, **kw):
-        cols = _reduce_columns(self._node.meta, agg, numeric_only)
+        cols = _reduce_columns(P.visible_meta(self._node), agg, numeric_only)
         specs = [(c, agg) for c in cols]
 
         def shape(values, keys):
@@ -2188,7 +2188,7 @@ def _series_quantile(series: Series, q, median: bool) -> Result:
 
 def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result:
     node = frame._node
-    meta = node.meta[P.visible_columns(node)]
+    meta = P.visible_meta(node)
     if median:
         probe = meta.median(numeric_only=numeric_only)
         qs, scalar = [0.5], True

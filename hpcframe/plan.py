@@ -394,6 +394,13 @@ def visible_columns(node: Node) -> list[str]:
     return cols
 
 
+def visible_meta(node: Node):
+    """``node.meta`` of the columns the user sees (:func:`visible_columns`): what an output
+    over the whole frame (a reduction, ``describe``, a quantile) computes, as pandas would
+    on the collected frame: never the index, hidden or row-order columns."""
+    return node.meta[visible_columns(node)]
+
+
 def _dtype_of(value):
     import numpy as np
 

@@ -121,6 +121,18 @@ def test_groupby_sort_false(dir6):
         assert_same(got, exp, sort_index=True)
 
 
+def test_reductions_of_a_group_result_leave_out_its_index(dir6):
+    """A frame reduction of a group-by result reduces its value columns only, as pandas: the
+    keys are the index (they were reduced too, or raised a TypeError for a string key)."""
+    df, ref = dir6.open(), dir6.pdf
+    got_frame = df.groupby("carrier")[["x", "n"]].sum()
+    expected_frame = ref.groupby("carrier")[["x", "n"]].sum()
+    for agg in ("sum", "max", "count"):
+        got = getattr(got_frame, agg)().compute()
+        pd.testing.assert_series_equal(got, getattr(expected_frame, agg)(), rtol=1e-9)
+    pd.testing.assert_frame_equal(got_frame.describe().compute(), expected_frame.describe(), rtol=1e-9)
+
+
 AGG_FORMS = {
     "dict": lambda g: g.agg({"x": "sum", "y": ["min", "max"]}),
     "dict_lists": lambda g: g.agg({"x": ["sum", "mean", "count"], "n": ["min", "max", "nunique"]}),

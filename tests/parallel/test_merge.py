@@ -371,6 +371,59 @@ def test_merge_then_operations(frames):
         p.unpersist()
 
 
+@pytest.mark.parametrize(
+    "how,broadcast", [("inner", True), ("inner", False), ("left", True), ("left", False), ("outer", False)]
+)
+def test_reductions_of_a_merged_frame_see_only_its_columns(frames, how, broadcast):
+    """A frame reduction (sum, max, count, nunique, describe, median) of a merge, of a column
+    selection of it, or after an ``assign``: only the columns pandas has, never the join's
+    hidden row-order and key columns (they gave extra entries, or a TypeError for outer)."""
+    left, right, lref, rref = frames
+    m = left[["id", "k", "v"]].merge(right[["k", "w"]], on="k", how=how, broadcast=broadcast)
+    e = pd.merge(lref[["id", "k", "v"]], rref[["k", "w"]], on="k", how=how)
+    for got, expected in (
+        (m[["w"]], e[["w"]]),
+        (m.assign(z=m.w * 2)[["z"]], e.assign(z=e.w * 2)[["z"]]),
+        (m, e),
+    ):
+        for agg in ("sum", "max", "count", "nunique", "median"):
+            result = getattr(got, agg)().compute()
+            pd.testing.assert_series_equal(result, getattr(expected, agg)(), rtol=1e-12)
+        pd.testing.assert_frame_equal(got.describe().compute(), expected.describe(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("how", ["inner", "left"])
+@pytest.mark.parametrize("suffixes", [("_x", "_y"), (None, "_r")])
+def test_int_columns_stay_int_when_a_right_column_of_their_name_has_nulls(shared_dir, how, suffixes):
+    """A left int64 column without nulls (the key ``k``, or ``x`` kept by the suffix None)
+    whose name a right int column with nulls (float64 in pandas) also has: int64 as in
+    pandas, whichever rank holds the rows (the ranks without any used to declare the right
+    column's float64 for the left one, and the schema the ranks agree on became float64)."""
+    root = os.path.join(shared_dir, "merge_nulls_of_a_name")
+
+    def write():
+        if os.path.exists(root):
+            return
+        for name, table in (
+            ("left", pa.table({"k": pa.array([1, 2, 3], pa.int64()), "x": pa.array([1, 2, 3], pa.int64())})),
+            (
+                "right",
+                pa.table({"k": pa.array([1, None, 3], pa.int64()), "x": pa.array([4, None, 6], pa.int64())}),
+            ),
+        ):
+            os.makedirs(os.path.join(root, name))
+            pq.write_table(table, os.path.join(root, name, "part-0.parquet"))
+
+    mpi.on_root(write)
+    lp, rp = os.path.join(root, "left"), os.path.join(root, "right")
+    for broadcast in (True, False):
+        got = hf.read_parquet(lp).merge(
+            hf.read_parquet(rp), on="k", how=how, suffixes=suffixes, broadcast=broadcast
+        )
+        expected = pd.read_parquet(lp).merge(pd.read_parquet(rp), on="k", how=how, suffixes=suffixes)
+        pd.testing.assert_frame_equal(got.compute(), expected)
+
+
 def test_same_answer_on_any_rank_count(frames):
     """A float sum over a shuffled join: bit-identical to the serial engine."""
     left, right, _, _ = frames

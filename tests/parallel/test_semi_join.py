@@ -138,6 +138,49 @@ def test_empty_values_and_then_operations(frames, strategy):
     assert sub.len().compute() == len(ref)
 
 
+def test_empty_result_keeps_the_dtypes_of_the_rows(shared_dir, strategy, request):
+    """A semi-join keeping no row has the dtypes of the filtered rows, as pandas (and a plain
+    empty filter): an int64 column stays int64 though the values' dataset has an int column
+    of the same name with nulls (float64 in pandas), whichever values column is used."""
+    root = os.path.join(shared_dir, f"semi_empty_{request.node.name}")
+    rows = pd.DataFrame({"x": np.arange(1, 4), "k": [7.0, 8.0, 9.0]})
+    values = pd.DataFrame(
+        {"x": pd.array([1, None, 2], dtype="Int64"), "y": pd.array([1, None, 2], dtype="Int64")}
+    )
+
+    def write():
+        for name, df in (("rows", rows), ("values", values)):
+            os.makedirs(os.path.join(root, name))
+            df.to_parquet(os.path.join(root, name, "p0.parquet"), index=False)
+
+    mpi.on_root(write)
+    lf, rf = hf.read_parquet(os.path.join(root, "rows")), hf.read_parquet(os.path.join(root, "values"))
+    pv = pd.read_parquet(os.path.join(root, "values"))
+    for col in ("x", "y"):
+        got = lf[lf.k.isin(rf[col])].compute()
+        pd.testing.assert_frame_equal(got, rows[rows.k.isin(pv[col])].reset_index(drop=True))
+
+
+def test_empty_result_then_drop_duplicates_keeps_bools_with_nulls_object(shared_dir, strategy, request):
+    """A stage over an empty semi-join (drop_duplicates) keeps a bool column with nulls
+    ``object``, as pandas and the semi-join itself (the stage declared ``bool``, from the
+    first file's schema, and the empty result took it)."""
+    root = os.path.join(shared_dir, f"semi_empty_bools_{request.node.name}")
+    rows = pd.DataFrame({"k": ["a", "a", "b"], "f": [1.0, 2.0, 3.0], "b": [True, None, False]})
+
+    def write():
+        os.makedirs(os.path.join(root, "rows"))
+        os.makedirs(os.path.join(root, "values"))
+        rows.to_parquet(os.path.join(root, "rows", "p0.parquet"), index=False)
+        pd.DataFrame({"f": [9.0]}).to_parquet(os.path.join(root, "values", "p0.parquet"), index=False)
+
+    mpi.on_root(write)
+    lf, rf = hf.read_parquet(os.path.join(root, "rows")), hf.read_parquet(os.path.join(root, "values"))
+    pl = pd.read_parquet(os.path.join(root, "rows"))
+    got = lf[lf.f.isin(rf.f)].drop_duplicates("k").compute()
+    pd.testing.assert_frame_equal(got, pl[pl.f.isin([9.0])].drop_duplicates("k").reset_index(drop=True))
+
+
 def test_semi_join_of_a_merge(frames):
     flights, planes, fp, pp = frames
     m = flights.merge(planes[["tailnum", "year"]], on="tailnum", how="left")
