@@ -974,6 +974,7 @@ def _compute_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
     declared = plans[0].declared
     frames: dict = {}
     filtered: dict = {}
+    positions = None  # the rows' positions in the leaf, found when first needed
     out: list = []  # per plan: its chunk of this leaf, or None
     for plan, want in zip(plans, wants):
         if not want:
@@ -1002,15 +1003,40 @@ def _compute_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
                 base = block_to_pandas(t, declared)
             else:  # only rows are counted
                 base = pd.DataFrame(index=pd.RangeIndex(t.num_rows))
-            if mask is not None and len(base):
+            if positions is None:
+                positions = _read_positions(leaf, parts)
+            if len(base) and (mask is not None or positions is not False):
                 # rows keep their position in the block, as a pandas filter keeps labels (a
-                # shuffle orders rows by it; apply shows it as the index)
-                base.index = pd.Index(np.flatnonzero(mask_to_numpy(mask)))
+                # shuffle orders rows by it; apply shows it as the index; outputs add the
+                # leaf's row_offset to it): partitions pruned inside the block count too
+                kept_rows = np.flatnonzero(mask_to_numpy(mask)) if mask is not None else None
+                if positions is not False:
+                    kept_rows = positions if kept_rows is None else positions[kept_rows]
+                base.index = pd.Index(kept_rows)
             df = frames[plan.key] = P.run_pandas(base, plan.steps, plan.after)
             if cache.rows_out is None:
                 cache.rows_out = len(df)
         out.append(plan.out.chunk(df, leaf))
     return out
+
+
+def _read_positions(leaf: Leaf, parts):
+    """The position in ``leaf`` of every row read from ``parts`` (int64), or ``False`` when
+    they are the leaf's first rows (``0..n-1``). ``parts`` are the leaf's partitions that were
+    read, in order: statistics may prune partitions inside a leaf, and the rows after a
+    pruned partition keep the positions they have in the dataset (a filter's labels, the
+    rows' order in a sort or a shuffle)."""
+    i, start, pieces = 0, 0, []
+    for p in parts:  # the leaf's own Partition objects (physical.wanted_parts)
+        while leaf.parts[i] is not p:
+            start += leaf.parts[i].num_rows
+            i += 1
+        pieces.append((start, p.num_rows))
+        start += p.num_rows
+        i += 1
+    if i == len(pieces):  # no partition skipped before the last one read
+        return False
+    return np.concatenate([np.arange(s, s + n, dtype="int64") for s, n in pieces])
 
 
 def _no_rows(table, declared, keep_dict):

@@ -2058,7 +2058,16 @@ def _set_index(frame: Frame, keys, drop: bool, presorted: bool) -> Frame:
     node = frame._node
     node.check_columns([key], "the frame to index")
     old = [c for c in P.frame_index(node) if c != key]
-    spec = P.RowSort([key], [True], ["last"])
+    # rows with equal keys keep the frame's row order (pandas' set_index then a stable
+    # sort_index): its sort_values keys and its source's order (a merged frame's rows are
+    # stored by hash partition), then the position
+    order = P.row_sort(node)
+    ties = [i for i, c in enumerate(order.columns) if c != key]
+    spec = P.RowSort(
+        [key] + [order.columns[i] for i in ties],
+        [True] + [order.ascending[i] for i in ties],
+        ["last"] + [order.na_position[i] for i in ties],
+    )
     stage = SortStage(node, spec, index=[key], drop=old, divisions_column=key)
     stage.presorted = bool(presorted)  # no splitters: blocks cut into partitions in order
     return Frame(P.Scan(stage, stage.meta))

@@ -321,6 +321,11 @@ def semi_join(node, key_expr, values_node, values_col: str, negate: bool, broadc
         order_ascending=asc,
         na_position=nas,
     )
+    sort = P.last_sort(node)
+    if sort is not None and not sort.ignore_index and left_order[-1][0] is None:
+        # a filter after a sort: pandas keeps the sorted frame's labels, which are the rows'
+        # positions in the dataset (as a plain filter after a sort has them), not ranks
+        stage.row_labels = left_order[-1][1]
     return stage, visible
 
 

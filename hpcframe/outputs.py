@@ -421,6 +421,7 @@ class CollectOutput(Output):
         self.base = base if (base and not self.index) else None
         # a filter after the sort: labels are the rows' positions in the dataset
         self.absolute = _filtered_after_sort(node)
+        self.labels = None if self.index else row_labels(node)
         may_cut = self.ordered and limit is not None and self.base is None
         self._topn: bool | None = None if may_cut else False  # (see topn)
 
@@ -464,7 +465,7 @@ class CollectOutput(Output):
         df = self._frame(df)
         if not self.ordered:
             return df if self.limit is None else df.head(self.limit)
-        df, n = _with_labels(df, leaf, self.absolute)
+        df, n = _with_labels(df, leaf, self.absolute, self.labels)
         if self.topn:
             df = self._cut(df)
         return (df, n)
@@ -503,7 +504,7 @@ class CollectOutput(Output):
         # the orders are computed on the columns they need, and only the rows
         #    returned are taken (a head of a group-by result: 20 rows of 400 k)
         order = None
-        if self.base is not None and len(df):  # labels: the rank of each row in the frame's own order
+        if self.base is not None and self.labels is None and len(df):  # labels: ranks in the frame's order
             order = P.sort_order(df, self.base, np.argsort(df[LABEL].to_numpy(), kind="stable"))
             labels = np.empty(len(df), dtype="int64")
             labels[order] = np.arange(len(df), dtype="int64")
@@ -593,10 +594,21 @@ def _filtered_after_sort(node) -> bool:
     return sort is not None and any(isinstance(n, P.Filter) for n in chain[chain.index(sort) + 1 :])
 
 
-def _with_labels(df, leaf, absolute: bool):
+def row_labels(node) -> str | None:
+    """The hidden column of ``node``'s source that holds its rows' labels (a stage's
+    ``row_labels``: a semi-join after a sort keeps the sorted frame's labels), or ``None``:
+    the labels are then positions, or ranks in the source's order."""
+    column = getattr(node.scan().source, "row_labels", None)
+    return column if column is not None and column in node.meta.columns else None
+
+
+def _with_labels(df, leaf, absolute: bool, column: str | None = None):
     """``(df with its rows' labels, rows counted for the next blocks' labels)``: positions
     among the block's rows, offset later by the rows of earlier blocks; or (``absolute``)
-    the rows' positions in the dataset (a pandas filter keeps them as the index)."""
+    the rows' positions in the dataset (a pandas filter keeps them as the index); or the
+    labels the source holds in ``column`` (:func:`row_labels`)."""
+    if column is not None:
+        return df.assign(**{LABEL: df[column].to_numpy(dtype="int64")}), 0
     if absolute:
         pos = np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")
         return df.assign(**{LABEL: pos}), 0
@@ -636,6 +648,7 @@ class TopOutput(Output):
         base = P.source_sort(node.scan().source)
         self.base = base if (base and not self.index) else None
         self.absolute = _filtered_after_sort(node)
+        self.labels = None if self.index else row_labels(node)
         self.labels_ignored = sort is not None and sort.ignore_index
         self.prune = self.base is None and not self.labels_ignored
 
@@ -667,7 +680,7 @@ class TopOutput(Output):
         cols = list(self.node.meta.columns)
         if list(df.columns) != cols and set(df.columns) == set(cols):
             df = df[cols]
-        df, n = _with_labels(df, leaf, self.absolute)
+        df, n = _with_labels(df, leaf, self.absolute, self.labels)
         return (self._candidates(df.reset_index(drop=True)), n)
 
     def combine(self, a, b):
@@ -688,7 +701,8 @@ class TopOutput(Output):
             df = partial[0].sort_values(LABEL, kind="stable")
         if self.base is not None:
             df = P.sort_rows(df, self.base)
-            df = df.assign(**{LABEL: np.arange(len(df), dtype="int64")})
+            if self.labels is None:  # labels: ranks in the frame's order
+                df = df.assign(**{LABEL: np.arange(len(df), dtype="int64")})
         df = P.sort_rows(df, self.spec)
         visible = P.visible_columns(self.node)
         out = df[self.index + visible]

@@ -53,6 +53,9 @@ class StageSource:
         self.order_ascending = list(order_ascending) if order_ascending is not None else None
         self.na_position = na_position
         self.hidden = list(hidden)
+        # a hidden column holding each row's label (pandas' index value), or None: the labels
+        # are then the rows' ranks in ``order`` (see hpcframe.outputs.row_labels)
+        self.row_labels: str | None = None
         self.data = None  # a RankedData once materialised
         self.persisted = False
         self.dropped = False

@@ -91,6 +91,23 @@ def test_anti_join(frames, strategy):
     check(got, fp[~fp.tailnum.isin(pp[pp.year < 2000].tailnum)])
 
 
+def test_after_a_sort_keeps_the_sorted_frames_labels(frames, strategy):
+    """A semi/anti join is a filter: after a sort it keeps the sorted frame's labels (the
+    rows' positions in the dataset), as a plain filter after a sort does, also through a
+    head, another filter or sort, and nlargest."""
+    flights, planes, fp, pp = frames
+    s = flights.sort_values(["delay"])
+    r = fp.sort_values(["delay"], kind="stable")
+    old = planes[planes.year < 2000].tailnum
+    rold = pp[pp.year < 2000].tailnum
+    close(s[s.tailnum.isin(old)], r[r.tailnum.isin(rold)])
+    close(s[~s.tailnum.isin(old)].head(9), r[~r.tailnum.isin(rold)].head(9))
+    t, rt = s[s.tailnum.isin(old)], r[r.tailnum.isin(rold)]
+    close(t[t.f > 1], rt[rt.f > 1])
+    close(t.sort_values("id"), rt.sort_values("id", kind="stable"))
+    close(t.nlargest(5, "tailnum"), rt.nlargest(5, "tailnum"))
+
+
 @pytest.mark.parametrize("col", ["carrier", "f"])
 def test_missing_values_match_as_pandas(frames, strategy, col):
     flights, planes, fp, pp = frames

@@ -52,6 +52,23 @@ def test_set_index_sorts_and_records_divisions(nasty):
         ts.unpersist()
 
 
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_ties_keep_the_frames_row_order(broadcast):
+    """Rows with equal keys keep the frame's order (pandas' stable sort_index): a merged
+    frame's (a shuffled join stores its rows by hash partition) and a sorted frame's."""
+    rng = np.random.default_rng(3)
+    left = pd.DataFrame({"k": rng.integers(0, 40, 300), "g": rng.integers(0, 4, 300), "i": np.arange(300)})
+    right = pd.DataFrame({"k": np.arange(40), "w": rng.integers(0, 9, 40)})
+    m = hf.from_pandas(left, npartitions=3).merge(
+        hf.from_pandas(right, npartitions=2), on="k", broadcast=broadcast
+    )
+    pm = left.merge(right, on="k")
+    exact(m.set_index("g").compute(), pm.set_index("g").sort_index(kind="stable"))
+    s = hf.from_pandas(left, npartitions=3).sort_values("i", ascending=False)
+    ps = left.sort_values("i", ascending=False, kind="stable")
+    exact(s.set_index("g").compute(), ps.set_index("g").sort_index(kind="stable"))
+
+
 def test_loc_range_on_datetime_index_reads_fewer_partitions():
     pdf = hourly()
     df = hf.from_pandas(pdf, npartitions=5)

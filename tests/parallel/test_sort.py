@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import hpcframe as hf
@@ -85,6 +87,27 @@ def test_sort_after_filter_and_filter_after_sort(nasty):
     exact(got, r[r.n % 3 == 0][["id", "v"]].head(11))
     got = s.assign(w=s.v * 2).tail(4).compute()
     exact(got, r.assign(w=r.v * 2).tail(4))
+
+
+def test_filter_after_sort_with_row_groups_pruned_inside_a_block(shared_dir):
+    """Statistics prune row groups inside a block (one file of 1-row groups is one block):
+    the rows after a pruned group keep their positions in the dataset as labels."""
+    path = os.path.join(shared_dir, "sort_one_row_groups")
+    ref = pd.DataFrame({"a": [5, 3, 9, 1, 7, 2, 8, 4], "v": [1, 9, 1, 9, 1, 9, 1, 9], "g": [0, 1] * 4})
+
+    def write():
+        os.makedirs(path, exist_ok=True)
+        table = pa.Table.from_pandas(ref, preserve_index=False)
+        pq.write_table(table, f"{path}/part-0.parquet", row_group_size=1)
+
+    mpi.on_root(write)
+    df = hf.read_parquet(path)
+    s = df.sort_values("a")
+    r = ref.sort_values("a", kind="stable")
+    exact(s[s.v > 4].compute(), r[r.v > 4])
+    exact(s[s.v > 4][["a"]].head(2).compute(), r[r.v > 4][["a"]].head(2))
+    f = df[df.v > 4]
+    exact(f.groupby("g").head(1).compute(), ref[ref.v > 4].groupby("g").head(1))
 
 
 def test_sort_twice_keeps_the_first_sort_for_ties(nasty):
