@@ -2165,6 +2165,10 @@ def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result
         if median or scalar:
             values = [v[0] if median else v[0].iloc[0] for _, v in kept]
             dtype = probe.dtype if len(kept) == len(cols) else None
+            if median and dtype == "float64" and values and all(isinstance(v, np.floating) for v in values):
+                # the probe's columns are empty (their median is a float64 NaN); pandas' median
+                # of rows keeps each float column's type: float32 columns give a float32 result
+                dtype = np.result_type(*values)
             out = pd.Series(values, index=index, dtype=dtype, name=probe.name)
             return out.astype("float64") if out.dtype == object and len(out) and numeric_only else out
         if not kept:
