@@ -355,6 +355,7 @@ class Frame(Lazy):
             if pushed is not None:
                 return pushed
         if isinstance(key, (list, tuple, pd.Index)):
+            _check_unique_selection(key)
             pruned = _join_project(self, key)  # a join computing fewer columns
             if pruned is not None:
                 return pruned
@@ -2410,6 +2411,25 @@ def _join_filter(frame: Frame, mask: Series) -> Frame | None:
     node = _rebuild(new, steps)
     term = E.and_all(rest)
     return Frame(P.Filter(node, term) if term is not None else node)
+
+
+def _check_unique_selection(columns) -> None:
+    """Raise ``ValueError`` for a column named twice in ``frame[[...]]``. pandas returns the
+    column twice, but a frame with two columns of one name is one that later steps cannot
+    address (``df["v"]`` would be a frame, sorts and group-bys by ``v`` fail in pandas too),
+    and hpcframe's plans name every column once: refuse it here, where the user wrote it,
+    rather than fail inside a computation."""
+    seen, repeated = set(), []
+    for c in columns:
+        if c in seen and c not in repeated:
+            repeated.append(c)
+        seen.add(c)
+    if repeated:
+        raise ValueError(
+            f"column(s) {repeated} selected more than once in {list(columns)}: hpcframe frames "
+            "have unique column names (select each once, and repeat it after compute() or with "
+            "assign(other_name=df[col]))"
+        )
 
 
 def _join_project(frame: Frame, columns) -> Frame | None:
