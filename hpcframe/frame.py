@@ -1238,7 +1238,7 @@ class GroupBy:
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in P.visible_columns(self._node) and name not in self._keys:
+        if name in P.visible_columns(self._node):  # a key too (g.k.count()), as g["k"] and pandas
             return self[name]
         raise AttributeError(f"GroupBy has no attribute or column {name!r}")
 
