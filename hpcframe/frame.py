@@ -2081,6 +2081,11 @@ def _loc(frame: Frame, key):
             mask = s >= lo
         if hi is not None:
             mask = (s <= hi) if mask is None else (mask & (s <= hi))
+        elif lo is not None and not (getattr(dtype, "kind", "") == "M" and isinstance(key.start, str)):
+            # pandas slices an index with missing labels (sorted last, after every label)
+            # by position: loc[a:] runs to the end, over the missing labels too. Not for a
+            # time string, which pandas resolves by value (partial string indexing)
+            mask = mask | s.isna()
         return frame if mask is None else Frame(P.Filter(node, mask._expr))
     if getattr(dtype, "kind", "") == "M" and isinstance(key, str):
         return _loc(frame, slice(key, key))  # a date string selects its whole period: a frame
