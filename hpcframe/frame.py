@@ -357,6 +357,7 @@ class Frame(Lazy):
             if pushed is not None:
                 return pushed
         if isinstance(key, (list, tuple, pd.Index)):
+            _check_unique_selection(key)
             pruned = _join_project(self, key)  # a join computing fewer columns
             if pruned is not None:
                 return pruned
@@ -1268,7 +1269,7 @@ class GroupBy:
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in P.visible_columns(self._node) and name not in self._keys:
+        if name in P.visible_columns(self._node):  # a key too (g.k.count()), as g["k"] and pandas
             return self[name]
         raise AttributeError(f"GroupBy has no attribute or column {name!r}")
 
@@ -2137,6 +2138,11 @@ def _loc(frame: Frame, key):
             mask = s >= lo
         if hi is not None:
             mask = (s <= hi) if mask is None else (mask & (s <= hi))
+        elif lo is not None and not (getattr(dtype, "kind", "") == "M" and isinstance(key.start, str)):
+            # pandas slices an index with missing labels (sorted last, after every label)
+            # by position: loc[a:] runs to the end, over the missing labels too. Not for a
+            # time string, which pandas resolves by value (partial string indexing)
+            mask = mask | s.isna()
         return frame if mask is None else Frame(P.Filter(node, mask._expr))
     if getattr(dtype, "kind", "") == "M" and isinstance(key, str):
         return _loc(frame, slice(key, key))  # a date string selects its whole period: a frame
@@ -2222,6 +2228,10 @@ def _frame_quantile(frame: Frame, q, numeric_only: bool, median: bool) -> Result
         if median or scalar:
             values = [v[0] if median else v[0].iloc[0] for _, v in kept]
             dtype = probe.dtype if len(kept) == len(cols) else None
+            if median and dtype == "float64" and values and all(isinstance(v, np.floating) for v in values):
+                # the probe's columns are empty (their median is a float64 NaN); pandas' median
+                # of rows keeps each float column's type: float32 columns give a float32 result
+                dtype = np.result_type(*values)
             out = pd.Series(values, index=index, dtype=dtype, name=probe.name)
             return out.astype("float64") if out.dtype == object and len(out) and numeric_only else out
         if not kept:
@@ -2463,6 +2473,25 @@ def _join_filter(frame: Frame, mask: Series) -> Frame | None:
     node = _rebuild(new, steps)
     term = E.and_all(rest)
     return Frame(P.Filter(node, term) if term is not None else node)
+
+
+def _check_unique_selection(columns) -> None:
+    """Raise ``ValueError`` for a column named twice in ``frame[[...]]``. pandas returns the
+    column twice, but a frame with two columns of one name is one that later steps cannot
+    address (``df["v"]`` would be a frame, sorts and group-bys by ``v`` fail in pandas too),
+    and hpcframe's plans name every column once: refuse it here, where the user wrote it,
+    rather than fail inside a computation."""
+    seen, repeated = set(), []
+    for c in columns:
+        if c in seen and c not in repeated:
+            repeated.append(c)
+        seen.add(c)
+    if repeated:
+        raise ValueError(
+            f"column(s) {repeated} selected more than once in {list(columns)}: hpcframe frames "
+            "have unique column names (select each once, and repeat it after compute() or with "
+            "assign(other_name=df[col]))"
+        )
 
 
 def _join_project(frame: Frame, columns) -> Frame | None:

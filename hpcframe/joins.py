@@ -230,7 +230,8 @@ def build_merge(
     if how == "right":
         asc, nas = rasc + lasc, rnas + lnas
     elif how == "outer":
-        asc, nas = [True] * len(join_keys) + asc, ["last"] * len(join_keys) + nas
+        keys_nas = [_outer_key_na_position(expected, lk, rk) for lk, rk in zip(left_keys, right_keys)]
+        asc, nas = [True] * len(join_keys) + asc, keys_nas + nas
     label = (
         f"merge(how={how!r}, left_on={lkeys}, right_on={rkeys})" if how != "cross" else "merge(how='cross')"
     )
@@ -265,6 +266,20 @@ def _empty_result(lmeta, rmeta, left_cols, right_cols, same, indicator):
             pd.Categorical([], categories=["left_only", "right_only", "both"])
         )
     return pd.DataFrame({k: v.reset_index(drop=True) for k, v in out.items()})
+
+
+def _outer_key_na_position(expected, lk, rk) -> str:
+    """Where an outer join puts the rows of a missing key: first for datetime and timedelta
+    keys, last for the others, as pandas. pandas sorts an outer join's keys by their
+    factorized codes: a time key is factorized as its int64 values, where NaT is the
+    smallest integer (so first), while the other types' missing value gets the last code.
+    (A ``date`` column read from Parquet is ``datetime64[ms]`` here, and its NaT comes first,
+    as in pandas' merge of that dtype; ``pandas.read_parquet`` makes Python dates, whose
+    ``None`` pandas puts last.)"""
+    times = [expected[c].dtype for c in (lk, rk)]
+    if all(pd.api.types.is_datetime64_any_dtype(d) or pd.api.types.is_timedelta64_dtype(d) for d in times):
+        return "first"
+    return "last"
 
 
 def _coalesced_dtype(expected, lk, rk):

@@ -379,7 +379,9 @@ class QuantileOutput(Output):
         n, missing = self._counts()
         dtype = self.data_dtype()
         if table is None or not n:
-            empty = pd.Series([], dtype=dtype)
+            # only missing values (kept as one, so a float32 column's NaN stays float32, as in
+            # pandas), or no rows at all
+            empty = pd.Series([np.nan] if missing and getattr(dtype, "kind", "") == "f" else [], dtype=dtype)
             try:
                 if self.qs is None:
                     return self.finish([empty.median()], dtype)

@@ -52,6 +52,22 @@ def test_unknown_column_in_other_places(dir6, query):
         r.compute() if hasattr(r, "compute") else None
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        lambda d: d[["x", "x"]],
+        lambda d: d.sort_values("x")[["n", "x", "n"]],
+        lambda d: d[d.n > 3][("x", "x")],
+    ],
+    ids=["plain", "after_sort", "after_filter"],
+)
+def test_a_column_selected_twice_is_refused_at_selection(dir6, query):
+    """pandas returns the column twice; hpcframe's frames have unique names and refuse it
+    where it is written (a clear ValueError), not with an AttributeError inside compute()."""
+    with pytest.raises(ValueError, match=r"selected more than once"):
+        query(dir6.open())
+
+
 # --------------------------------------------------------------------------------------------
 # paths and files
 # --------------------------------------------------------------------------------------------

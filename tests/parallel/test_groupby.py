@@ -228,6 +228,14 @@ def test_groupby_series_result_shape(dir6):
     assert isinstance(got, pd.DataFrame) and list(got.columns) == ["x"]
 
 
+def test_groupby_key_as_attribute(dir6):
+    """``g.k`` of a grouping key is ``g["k"]``, as in pandas (was an AttributeError)."""
+    df, ref = dir6.open(), dir6.pdf
+    got = hf.compute(df.groupby("carrier").carrier.count(), df.groupby(["ki", "carrier"]).ki.max())
+    assert_same(got[0], ref.groupby("carrier").carrier.count())
+    assert_same(got[1], ref.groupby(["ki", "carrier"]).ki.max())
+
+
 @pytest.fixture(scope="module")
 def null_keys(shared_dir):
     """Two files: one whose keys are all null, one with keys "a" and "b"."""

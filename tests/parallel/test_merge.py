@@ -277,6 +277,27 @@ def test_duplicate_keys_both_sides():
             )
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: pd.to_datetime(v, unit="D"),
+        lambda v: pd.to_datetime(v, unit="D").astype("datetime64[ms]"),  # a Parquet date
+        lambda v: pd.to_datetime(v, unit="D").tz_localize("UTC"),
+        lambda v: pd.to_timedelta(v, unit="s"),
+        lambda v: pd.Series(v, dtype="float64"),
+    ],
+    ids=["datetime", "date", "tz", "timedelta", "float"],
+)
+def test_outer_join_missing_time_key_first(make):
+    """pandas sorts an outer join's time keys as int64, where NaT is the smallest: their
+    missing-key rows come first (a float key's NaN: last). Was last for every type."""
+    left = pd.DataFrame({"t": make([2, None, 1, None, 5]), "u": [1, 1, 2, 2, 1], "a": range(5)})
+    right = pd.DataFrame({"t": make([None, 2, 3, 5, None]), "u": [1, 1, 1, 2, 2], "b": range(5)})
+    lf, rf = hf.from_pandas(left, npartitions=2), hf.from_pandas(right, npartitions=3)
+    for on in ("t", ["t", "u"], ["u", "t"]):
+        check(lf.merge(rf, on=on, how="outer"), pd.merge(left, right, on=on, how="outer"), f"{on}")
+
+
 @pytest.mark.parametrize("empty", ["left", "right", "both"])
 @pytest.mark.parametrize("how", ["inner", "left", "right", "outer", "cross"])
 def test_empty_sides(frames, empty, how):

@@ -91,6 +91,28 @@ def test_frame_quantile_and_median(nasty, q):
     assert_bits(got[2], ref.median(numeric_only=True))
 
 
+def test_frame_median_keeps_float32():
+    """pandas' frame median of float32 columns only is float32 (of rows: an empty frame's is
+    float64), float64 once another column is not float32; an all-missing float32 column's
+    median is a float32 NaN. Was float64 (the type of the empty probe's median)."""
+    pdf = pd.DataFrame(
+        {
+            "f": np.array([0.1, 0.2, 0.3, 0.7, 0.25, 0.9], dtype="float32"),
+            "g": np.array([0.5, np.nan, 1.5, 2.5, np.nan, 3.5], dtype="float32"),
+            "nan": np.full(6, np.nan, dtype="float32"),
+            "i": [3, 1, 2, 5, 4, 6],
+        }
+    )
+    df = hf.from_pandas(pdf, npartitions=3)
+    cases = [["f"], ["f", "g"], ["f", "nan"], ["nan"], ["f", "i"]]
+    got = hf.compute(*[df[c].median() for c in cases], df[df.i > 10][["f"]].median(), df.nan.median())
+    for c, g in zip(cases, got):
+        assert_bits(g, pdf[c].median(), str(c))
+    assert_bits(got[-2], pdf[pdf.i > 10][["f"]].median(), "empty")
+    assert_bits(got[-1], pdf.nan.median(), "all missing")
+    assert type(got[-1]) is type(pdf.nan.median())
+
+
 def test_more_ranks_than_partitions(nasty, monkeypatch):
     monkeypatch.setattr(hf.config, "partitions", 1)
     path, ref = nasty

@@ -120,6 +120,50 @@ def test_loc_on_tz_aware_and_integer_index(nasty):
     exact(n.loc[10:20][["v", "s"]].compute(), rn.loc[10:20][["v", "s"]])
 
 
+def test_loc_slices_of_an_index_with_missing_labels(shared_dir):
+    """pandas' sorted index has its missing labels last, and slices it by position between
+    present labels: loc[a:] runs over the missing labels to the end, loc[:b] and loc[a:b]
+    stop before them; a time string bound is resolved by value (loc["2024-01-02":] leaves
+    NaT out). loc[a:] left the missing labels out."""
+    import os
+
+    from tests.helpers.mpi import barrier, rank
+
+    rng = np.random.default_rng(3)
+    n = 400
+    miss = rng.random(n) < 0.2
+    f = np.where(miss, np.nan, rng.integers(0, 50, n).astype("float64"))
+    pdf = pd.DataFrame(
+        {
+            "f": f,
+            "k": pd.array(
+                [None if m else f"k{int(v):02d}" for m, v in zip(miss, np.nan_to_num(f))], dtype="str"
+            ),
+            "t": pd.Timestamp("2024-01-01") + pd.to_timedelta(f, unit="D"),
+            "v": np.arange(n),
+        }
+    )
+    d = os.path.join(shared_dir, "set_index_missing_labels")
+    if rank() == 0:
+        os.makedirs(d)
+        for i in range(4):
+            pdf.iloc[i * 100 : (i + 1) * 100].to_parquet(os.path.join(d, f"part-{i}.parquet"), index=False)
+    barrier()
+    df, pdf = hf.read_parquet(d), pd.read_parquet(d)  # pandas on the same files
+    bounds = {
+        "f": (12.0, 30.0),
+        "k": ("k12", "k30"),
+        "t": (pd.Timestamp("2024-01-13"), pd.Timestamp("2024-01-31")),
+    }
+    for col, (a, b) in bounds.items():
+        ts = df.set_index(col)
+        ref = pdf.set_index(col).sort_index(kind="stable")
+        for sl in (slice(a, None), slice(None, b), slice(a, b)):
+            exact(ts.loc[sl].compute(), ref.loc[sl], f"{col} {sl}")
+    ts, ref = df.set_index("t"), pdf.set_index("t").sort_index(kind="stable")
+    exact(ts.loc["2024-01-13":].compute(), ref.loc["2024-01-13":], "time string")
+
+
 def test_set_index_of_empty_and_more_ranks_than_partitions(nasty, monkeypatch):
     path, ref = nasty
     df = hf.read_parquet(path)
