@@ -203,20 +203,58 @@ def agree_schema(comm, frames) -> tuple[pa.Schema | None, list[str]]:
     """Collective: one Arrow schema (with pandas dtype flags, see :mod:`hpcframe.io.types`)
     for the pandas ``frames`` of every rank (a DataFrame, a list of them, or ``None``), and
     the ranks' errors (a column Arrow cannot hold). See :func:`merge_schemas`."""
-    from .memory import _frame_schema
-
     if frames is None:
         frames = []
     elif not isinstance(frames, list):
         frames = [frames]
     error, local = None, None
     try:
-        local = merge_schemas(_distinct_schemas(frames, _frame_schema))
+        local = merge_schemas(_distinct_schemas(frames, _marked_schema))
     except Exception as exc:  # every rank must reach the allgather
         error = f"rank {comm.rank}: {exc}"
     gathered = comm.allgather((local, error))
     errors = [e for _, e in gathered if e]
-    return (None if errors else merge_schemas([s for s, _ in gathered])), errors
+    return (None if errors else _unmarked(merge_schemas([s for s, _ in gathered]))), errors
+
+
+#: field metadata :func:`agree_schema` puts on a column whose values are all missing in a
+#: frame *with rows* (an ``object`` column of NaN: the bools of a join's unmatched rows), so
+#: that :func:`merge_schemas` can tell it from an empty frame's column, which says nothing
+_ALL_MISSING = b"hpcframe.allmissing"
+
+
+def _any_all_missing(fields) -> bool:
+    """Whether one of ``fields`` is marked :data:`_ALL_MISSING`."""
+    return any(_ALL_MISSING in (g.metadata or {}) for g in fields)
+
+
+def _marked_schema(df) -> pa.Schema:
+    """:func:`hpcframe.io.memory._frame_schema` of ``df``, its entirely missing ``object``
+    columns marked (:data:`_ALL_MISSING`) when ``df`` has rows."""
+    from .memory import _frame_schema
+    from .types import OBJECT, dtype_flag
+
+    schema = _frame_schema(df)
+    if not len(df):
+        return schema
+    fields = [
+        f.with_metadata({**(f.metadata or {}), _ALL_MISSING: b"1"})
+        if _is_empty_type(f.type) and dtype_flag(f) == OBJECT
+        else f
+        for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def _unmarked(schema: pa.Schema | None) -> pa.Schema | None:
+    """``schema`` without :data:`_ALL_MISSING` marks."""
+    if schema is None or not any(_ALL_MISSING in (f.metadata or {}) for f in schema):
+        return schema
+    fields = []
+    for f in schema:
+        meta = {k: v for k, v in (f.metadata or {}).items() if k != _ALL_MISSING}
+        fields.append(f.with_metadata(meta) if meta else f.remove_metadata())
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 def _distinct_schemas(frames, schema_of) -> list[pa.Schema]:
@@ -251,7 +289,9 @@ def merge_schemas(schemas) -> pa.Schema | None:
     """One schema for data described by ``schemas`` (``None`` entries: no data), in the
     first one's column order. Per column: the first type that is not null; integers and
     floats together are float64 (as pandas makes a column with NaN somewhere); a dtype flag
-    of any of them that has values is kept."""
+    of any of them that has values is kept; bools with a column of only missing values in
+    a frame with rows (marked by :func:`agree_schema`) are flagged ``object``, as pandas
+    has them."""
     present = [s for s in schemas if s is not None]
     if not present:
         return None
@@ -270,6 +310,13 @@ def merge_schemas(schemas) -> pa.Schema | None:
         flagged = next((g for g in others if g.metadata and not _is_empty_type(g.type)), None)
         if flagged is not None:
             f = f.with_metadata(flagged.metadata)
+        elif types and pa.types.is_boolean(f.type) and _any_all_missing(others):
+            # bools here, only missing values in a frame with rows there (a join's unmatched
+            # rows): pandas makes such a column object in every piece, wherever the missing
+            # values are (a filter that drops them keeps it object)
+            from .types import DTYPE_KEY, OBJECT
+
+            f = f.with_metadata({DTYPE_KEY: OBJECT})
         elif types:  # the flags of a column without values say nothing
             f = f.remove_metadata()
         fields.append(f)

@@ -489,6 +489,27 @@ def test_bool_columns_of_unmatched_rows():
         check(got, pd.merge(left, right, on="k", how="left"))
 
 
+@pytest.mark.parametrize(
+    "how, bc",
+    [("right", True), ("right", False), ("outer", None)],
+    ids=["right-broadcast", "right-shuffle", "outer"],
+)
+def test_bool_column_of_unmatched_rows_stays_object_after_a_filter(how, bc, cfg):
+    """A partition of a shuffled join whose rows all miss the left side holds the left bools
+    as an object column of missing values only: the join's stored schema flags the column
+    object, so a filter dropping those rows keeps it object, as pandas (found by session
+    31's differential fuzzing: it came back bool)."""
+    cfg(partitions=5)
+    left = pd.DataFrame({"lk": ["x", "y", "v"], "b": [True, False, True], "n": [1, 2, 3]})
+    right = pd.DataFrame({"rk": ["x", "z", "u", "x"], "w": [1.5, 2.5, 3.5, 4.5]})
+    lf, rf = hf.from_pandas(left, npartitions=2), hf.from_pandas(right, npartitions=2)
+    m = lf.merge(rf, how=how, left_on="lk", right_on="rk", broadcast=bc)
+    want = pd.merge(left, right, how=how, left_on="lk", right_on="rk")
+    got = m[m.n > 0].compute()
+    assert got.b.dtype == want[want.n > 0].b.dtype == object
+    assert got.b.tolist() == want[want.n > 0].b.tolist()
+
+
 # --------------------------------------------------------------------------------------------
 # strategy choice and explain
 # --------------------------------------------------------------------------------------------
