@@ -319,10 +319,7 @@ def _as_float64(s: pd.Series) -> pd.Series:
     """A float32 (or float16) column as float64; other columns unchanged. pandas computes
     variances in float64 (a float32 variance's squares overflow long before its result
     does), so the moments ``var``/``std`` accumulate do too."""
-    dtype = s.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize < 8:
-        return s.astype("float64")
-    return s
+    return s.astype("float64") if _narrow_float(s.dtype) else s
 
 
 def _sum_chunk(g):

@@ -942,8 +942,8 @@ def _large_buffers_from_heap():
     tables are larger (240 MB for 30 million int64 keys) and were each ``mmap``-ed, faulted in
     page by page and unmapped when freed, for every one of them again: at TPC-H SF 10 on 2
     ranks, q21 had 1.5 million page faults and 4-6 s of system time per rank. From the heap,
-    a freed one is reused by the next (q21: ~1.15 million faults, ~10 % less CPU; see
-    docs/benchmarks.md, "Session 31"). Peak memory is the same: those buffers were live at the
+    a freed one is reused by the next (q21: ~1.2 million faults; CPU 0.98x over ten queries,
+    q18 0.89x; see docs/benchmarks.md, "Session 31"). Peak memory is the same: those buffers were live at the
     peak, and each stage's end returns the free memory (``malloc_trim``). Results are
     unaffected. Not done where :func:`_tunable_glibc` says no."""
     global _heap_only_depth
@@ -1275,12 +1275,11 @@ def _declared_meta(stage):
     for node, names in zip(stage.inputs(), _result_names(stage)):
         source = node.scan().source
         schema = getattr(stage, "input_schemas", {}).get(id(source)) or source.schema()
-        flagged = [
-            (f.name, names.get(f.name, f.name) if names is not None else f.name)
-            for f in schema
-            if dtype_flag(f) in (NULLS, OBJECT) and (names is None or f.name in names)
-        ]
-        flagged = [(c, r) for c, r in flagged if r in meta.columns and r not in by_values]
+        flagged = []  # (input column, the result column it becomes)
+        for f in schema:
+            result = f.name if names is None else names.get(f.name)
+            if dtype_flag(f) in (NULLS, OBJECT) and result in meta.columns and result not in by_values:
+                flagged.append((f.name, result))
         if flagged:
             declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
             for c, r in flagged:

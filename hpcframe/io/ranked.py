@@ -248,7 +248,7 @@ def _marked_schema(df) -> pa.Schema:
 
 def _unmarked(schema: pa.Schema | None) -> pa.Schema | None:
     """``schema`` without :data:`_ALL_MISSING` marks."""
-    if schema is None or not any(_ALL_MISSING in (f.metadata or {}) for f in schema):
+    if schema is None or not _any_all_missing(schema):
         return schema
     fields = []
     for f in schema:
