@@ -2635,7 +2635,7 @@ def _group_rows(self: GroupBy, method: str, n):
     keys = self._keys
     by = _group_by_arg(keys)
     dropna = self._dropna
-    node = self._node
+    node = _ranked_rows(self._node)
 
     def per_partition(df):
         g = df.groupby(by, dropna=dropna, sort=False, observed=True)
@@ -2657,6 +2657,24 @@ def _group_rows(self: GroupBy, method: str, n):
         col = self._selection[0]
         return Series(scan, E.Col(col), col)
     return Frame(P.Project(scan, list(self._selection)))
+
+
+def _ranked_rows(node: P.Node) -> P.Node:
+    """``node``'s chain reading its source's rows in their own order, stored in it, when
+    the source is stored in another (a shuffled join's hash partitions, each sorted by the
+    join's row order): a frame's labels are its rows' ranks in that order, which a row's
+    storage position is not. A sample sort of the source by its order (a SortStage) makes
+    every row's position its rank, so the rows ``groupby().head``/``tail``/``nth`` keep
+    carry pandas' labels. ``node`` itself when positions are the labels already, or the
+    frame has an index or labels of its own."""
+    from .outputs import row_labels
+    from .stages import SortStage
+
+    scan = node.scan()
+    if P.frame_index(node) or row_labels(node) is not None or not P.source_sort(scan.source):
+        return node
+    ordered = SortStage(scan, label=f"{scan.source.label} in its row order (labels)")
+    return P.with_source(node, ordered)
 
 
 def _rows_reach(method: str, n) -> tuple[int, int] | None:
