@@ -609,11 +609,12 @@ class Frame(Lazy):
         a lazy Series of this frame, as for :meth:`Series.fillna`; names that are not
         columns are ignored, as pandas).
 
-        A constant a column cannot hold (a number in a ``str``, datetime or categorical
-        column that lacks it) raises ``TypeError`` when written, whether or not the column
-        has missing values: pandas 3 raises there for a categorical (when a value is
-        missing) and turns a ``str`` or datetime column into ``object`` with a
-        ``Pandas4Warning`` (an error in pandas 4). Fill those with a dict.
+        A constant a column cannot hold (a number in a ``str`` or datetime column) raises
+        ``TypeError`` when written, whether or not the column has missing values: pandas 3
+        turns such a column into ``object`` with a ``Pandas4Warning`` (an error in pandas
+        4). Fill those with a dict. A value that is not a category of a categorical column
+        fails the computation where a value is missing (``ComputeError``; pandas: the
+        ``TypeError``), as the categories are known from the data.
 
         Parameters
         ----------
@@ -3011,7 +3012,11 @@ def _filled(s: Series, value) -> Series:
     import warnings
 
     column = s._node.meta[s.name]
-    if not (isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub"):  # can hold NA
+    dtype = column.dtype
+    # numbers and bools cannot hold a missing value; a categorical's categories are known
+    # only from the data (its blocks' dictionaries), when the schema does not list them
+    unknown = isinstance(dtype, pd.CategoricalDtype) and not len(dtype.categories)
+    if not (unknown or (isinstance(dtype, np.dtype) and dtype.kind in "iub")):
         probe = column.iloc[:0].reindex([0])  # one missing value of the column's dtype
         try:
             with warnings.catch_warnings():
