@@ -15,12 +15,15 @@ import pandas as pd
 from . import expr as E
 from . import plan as P
 from .aggregations import AGGREGATIONS, get_aggregation
+from .errors import ColumnNotFoundError
 from .outputs import AggOutput, CollectOutput, Composite, MapOutput, Output
 from .stages import POSITION, ShuffleStage
 
 _VALUE = "__hpcframe_value__"
 #: ``Series.reset_index(name=...)`` not given: the Series' own name
 _SERIES_NAME = object()
+#: an argument not given (``dropna``'s ``how`` and ``thresh``, which cannot both be given)
+_NO_DEFAULT = object()
 
 
 def compute(*objs, comm=None, root=None, engine=None):
@@ -415,6 +418,335 @@ class Frame(Lazy):
             return self
         return Frame(P.ResetIndex(self._node, drop))
 
+    # -- pandas' column verbs: drop, rename, dropna, fillna, astype, pipe (helpers: VERBS) -----
+    def drop(self, labels=None, *, axis=0, index=None, columns=None, errors="raise") -> Frame:
+        """The frame without some columns, as pandas' ``DataFrame.drop(columns=...)``.
+
+        Parameters
+        ----------
+        labels : str or list of str, optional
+            Columns to drop, with ``axis=1`` (or ``"columns"``).
+        axis : {0, 1, "index", "columns"}
+            What ``labels`` names. Rows (``axis=0``, the default, or ``index=``) raise
+            ``NotImplementedError``: hpcframe frames have no row labels to drop by; select
+            rows with a filter (``df[df.carrier != "AA"]``).
+        columns : str or list of str, optional
+            Columns to drop (instead of ``labels``).
+        errors : {"raise", "ignore"}
+            ``"ignore"``: names that are not columns are skipped.
+
+        Returns
+        -------
+        Frame
+            The other columns, in their order (a merged frame then computes fewer columns).
+
+        Raises
+        ------
+        ColumnNotFoundError
+            For a name that is not a column (a ``KeyError``, as pandas raises).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = hf.from_pandas(pd.DataFrame({"a": [1, 2], "b": [3.0, 4.0], "c": ["x", "y"]}))
+        >>> df.drop(columns=["b"]).compute()
+           a  c
+        0  1  x
+        1  2  y
+        """
+        if labels is not None and (index is not None or columns is not None):
+            raise ValueError("Cannot specify both 'labels' and 'index'/'columns'")
+        if labels is not None:
+            if _axis_number(axis) == 1:
+                columns = labels
+            else:
+                index = labels
+        if index is not None:
+            raise NotImplementedError(
+                "drop() of rows: hpcframe frames have no row labels to drop by (a computed "
+                "result's index is made when it is computed); select the rows to keep with a "
+                "filter, e.g. df[~df.carrier.isin(['AA'])], or drop columns with "
+                "drop(columns=...)"
+            )
+        if columns is None:
+            raise ValueError("Need to specify at least one of 'labels', 'index' or 'columns'")
+        _check_errors(errors)
+        names = _label_list(columns)
+        visible = P.visible_columns(self._node)
+        _check_labels(names, visible, errors)
+        gone = set(names)
+        return self[[c for c in visible if c not in gone]]
+
+    def rename(self, mapper=None, *, index=None, columns=None, axis=None, errors="ignore") -> Frame:
+        """The frame with columns renamed, as pandas' ``DataFrame.rename(columns=...)``.
+
+        Columns keep their place, values and dtype; a swap (``{"a": "b", "b": "a"}``) works,
+        and a frame sorted by a renamed column keeps its order.
+
+        Parameters
+        ----------
+        mapper : dict or callable, optional
+            With ``axis=1`` (or ``"columns"``): as ``columns``. With ``axis=0`` (pandas'
+            default) it would rename row labels: ``NotImplementedError``.
+        index : dict or callable, optional
+            Row labels: ``NotImplementedError`` (hpcframe frames have none to rename; a
+            computed result's index can be renamed after ``compute()``).
+        columns : dict or callable, optional
+            Old name → new name (names not in the frame are ignored, unless
+            ``errors="raise"``), or a function of a name giving the new one.
+        axis : {0, 1, "index", "columns"}, optional
+            What ``mapper`` renames.
+        errors : {"ignore", "raise"}
+            ``"raise"``: a key of ``columns`` that is not a column raises
+            :class:`~hpcframe.ColumnNotFoundError` (a ``KeyError``, as pandas).
+
+        Returns
+        -------
+        Frame
+            The renamed frame. A group-by result's keys are its index, not columns: they
+            keep their names (as in pandas; ``reset_index()`` first to rename them).
+
+        Raises
+        ------
+        ValueError
+            When two columns would get one name (pandas allows it; hpcframe frames have
+            unique column names), or a column would get the name of the index (a group-by
+            key) or of a column the rows are ordered by (a group-by result's key).
+        TypeError
+            For a new name that is not a string.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = hf.from_pandas(pd.DataFrame({"a": [2, 1], "b": [3.0, 4.0]}))
+        >>> df.sort_values("a").rename(columns={"a": "b", "b": "a"}).compute()
+           b    a
+        1  1  4.0
+        0  2  3.0
+        >>> df.rename(columns=str.upper).columns.tolist()
+        ['A', 'B']
+        """
+        if mapper is None and index is None and columns is None:
+            raise TypeError("must pass an index to rename")
+        if mapper is not None:
+            if index is not None or columns is not None:
+                raise TypeError("Cannot specify both 'mapper' and any of 'index' or 'columns'")
+            if _axis_number(0 if axis is None else axis) == 1:
+                columns = mapper
+            else:
+                index = mapper
+        elif axis is not None:
+            _axis_number(axis)
+        if index is not None:
+            raise NotImplementedError(
+                "rename() of row labels (rename(mapper) renames the index in pandas, as "
+                "axis=0 is its default): hpcframe frames have no row labels to rename. To "
+                "rename columns use rename(columns=mapper) or rename(mapper, axis=1); a "
+                "computed result's index can be renamed after compute()"
+            )
+        _check_errors(errors)
+        return _rename(self, columns, errors)
+
+    def dropna(self, *, axis=0, how=_NO_DEFAULT, thresh=_NO_DEFAULT, subset=None) -> Frame:
+        """The rows without missing values (None, NaN, NaT), as pandas' ``DataFrame.dropna``.
+
+        A filter of ``notna()`` terms: ``how="any"`` keeps the rows where every column of
+        ``subset`` is present (read and filtered while reading, as ``df[df.x.notna()]``).
+
+        Parameters
+        ----------
+        axis : {0, "index"}
+            Rows only: ``axis=1`` (drop the columns holding a missing value) raises
+            ``NotImplementedError``, as which columns depends on the data.
+        how : {"any", "all"}
+            Drop a row when any / all of the ``subset`` columns are missing.
+        thresh : int, optional
+            Keep the rows with at least ``thresh`` present values (not with ``how``).
+        subset : str or list of str, optional
+            The columns to look at (default: every column).
+
+        Returns
+        -------
+        Frame
+            The rows kept (a fresh index once computed, as any filter's result).
+
+        Raises
+        ------
+        ColumnNotFoundError
+            For a ``subset`` name that is not a column.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = hf.from_pandas(pd.DataFrame({"a": [1.0, None, 3.0], "b": ["x", "y", None]}))
+        >>> df.dropna(subset=["a"]).compute()
+             a    b
+        0  1.0    x
+        1  3.0  NaN
+        """
+        if _axis_number(axis) == 1:
+            raise NotImplementedError(
+                "dropna(axis=1) drops the columns holding a missing value, which depends on "
+                "the data; hpcframe knows a frame's columns before reading it. Count first: "
+                "n = df.count().compute(); df.drop(columns=n.index[n < len(df)])"
+            )
+        if how is not _NO_DEFAULT and thresh is not _NO_DEFAULT:
+            raise TypeError("You cannot set both the how and thresh arguments at the same time.")
+        how = "any" if how is _NO_DEFAULT else how
+        if how not in ("any", "all"):
+            raise ValueError(f"invalid how option: {how}")
+        visible = P.visible_columns(self._node)
+        cols = visible if subset is None else _label_list(subset)
+        _check_labels(cols, visible, "raise")
+        mask = _present_mask(cols, how, None if thresh is _NO_DEFAULT else thresh)
+        if mask is None:
+            return Frame(self._node)
+        return self[Series(self._node, mask)]
+
+    def fillna(self, value=None, *, method=None, axis=None, limit=None) -> Frame:
+        """Missing values replaced, as pandas' ``DataFrame.fillna``: by one constant in
+        every column, or per column with a dict (``{"x": 0, "s": "none"}``; a value may be
+        a lazy Series of this frame, as for :meth:`Series.fillna`; names that are not
+        columns are ignored, as pandas).
+
+        A constant a column cannot hold (a number in a ``str`` or datetime column) raises
+        ``TypeError`` when written, whether or not the column has missing values: pandas 3
+        turns such a column into ``object`` with a ``Pandas4Warning`` (an error in pandas
+        4). Fill those with a dict. A value that is not a category of a categorical column
+        fails the computation where a value is missing (``ComputeError``; pandas: the
+        ``TypeError``), as the categories are known from the data.
+
+        Parameters
+        ----------
+        value : scalar or dict
+            The fill value, or column → fill value.
+        method, limit : optional
+            Not supported (``method=`` is gone from pandas 3; filling from neighbouring rows
+            depends on the row order across partitions): ``NotImplementedError``. Within
+            groups, in the frame's order:
+            ``df.assign(x=df.groupby(k).x.transform(lambda s: s.ffill()))``.
+        axis : {0, "index"}, optional
+            ``axis=1`` (fill along rows) raises ``NotImplementedError``.
+
+        Returns
+        -------
+        Frame
+            The frame with the same columns (each column's dtype as pandas gives it).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = hf.from_pandas(pd.DataFrame({"a": [1.0, None], "b": [None, 2.0]}))
+        >>> df.fillna({"a": 0.0}).compute()
+             a    b
+        0  1.0  NaN
+        1  0.0  2.0
+        """
+        if method is not None or limit is not None:
+            what = "method" if method is not None else "limit"
+            raise NotImplementedError(_ORDER_FILL.format(what=f"fillna({what}=...)"))
+        if axis is not None and _axis_number(axis) == 1:
+            raise NotImplementedError("fillna(axis=1) fills along rows: not supported; fill per column")
+        if value is None:
+            raise ValueError("Must specify a fill 'value'.")
+        visible = P.visible_columns(self._node)
+        if isinstance(value, pd.DataFrame) or isinstance(value, Frame):
+            raise NotImplementedError("fillna() with a DataFrame: fill per column with a dict of constants")
+        if isinstance(value, (dict, pd.Series)) or _is_mapping(value):
+            items = {c: v for c, v in dict(value).items() if c in visible}
+        elif isinstance(value, Lazy):
+            raise TypeError(
+                "a frame's fillna() takes a constant or a dict column -> value; a lazy Series "
+                "or scalar fills one column: fillna({'x': df.y}), or compute the scalar first"
+            )
+        elif pd.api.types.is_list_like(value):
+            raise TypeError(
+                f'"value" parameter must be a scalar or dict, but you passed a "{type(value).__name__}"'
+            )
+        else:
+            items = dict.fromkeys(visible, value)
+        return _replace_columns(self, items, "fillna", _filled)
+
+    def ffill(self, *args, **kwargs):
+        """Not supported (``NotImplementedError``): filling from the previous row depends on
+        the row order across partitions. Per group, in the frame's order:
+        ``df.assign(x=df.groupby(k).x.transform(lambda s: s.ffill()))``."""
+        raise NotImplementedError(_ORDER_FILL.format(what="ffill()"))
+
+    def bfill(self, *args, **kwargs):
+        """Not supported (``NotImplementedError``), as :meth:`ffill`."""
+        raise NotImplementedError(_ORDER_FILL.format(what="bfill()"))
+
+    def astype(self, dtype, copy=None, errors="raise") -> Frame:
+        """The columns converted, as pandas' ``DataFrame.astype``: every column to
+        ``dtype``, or per column with a dict (``{"n": "float64", "s": "category"}``).
+
+        Parameters
+        ----------
+        dtype : str, dtype or dict
+            As :meth:`Series.astype` takes it, or column → dtype.
+        copy : optional
+            Accepted for pandas compatibility (a lazy frame is always new).
+        errors : {"raise"}
+            ``"ignore"`` (keep a column whose conversion fails) raises
+            ``NotImplementedError``: lazily, a failure is found block by block, and a
+            column would come back with two dtypes.
+
+        Returns
+        -------
+        Frame
+            The frame with the converted columns, in place.
+
+        Raises
+        ------
+        ColumnNotFoundError
+            For a key of the dict that is not a column (a ``KeyError``, as pandas).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = hf.from_pandas(pd.DataFrame({"n": [1, 2], "s": ["a", "b"]}))
+        >>> df.astype({"n": "float32"}).dtypes.tolist()
+        [dtype('float32'), <StringDtype(na_value=nan)>]
+        """
+        if errors == "ignore":
+            raise NotImplementedError(
+                "astype(errors='ignore') keeps a column whose conversion fails; lazily, that "
+                "is found block by block (a column could come back with two dtypes): convert "
+                "the columns that convert, or compute() first"
+            )
+        if errors != "raise":
+            raise ValueError(
+                f"Expected value of kwarg 'errors' to be one of ['raise', 'ignore']. Supplied "
+                f"value is '{errors}'"
+            )
+        visible = P.visible_columns(self._node)
+        if isinstance(dtype, (dict, pd.Series)) or _is_mapping(dtype):
+            items = dict(dtype)
+            for c in items:
+                if c not in visible:
+                    raise ColumnNotFoundError(c, visible, "the frame (astype's dict names columns)")
+        else:
+            items = dict.fromkeys(visible, dtype)
+        return _replace_columns(self, items, "astype", lambda s, t: s.astype(t))
+
+    def pipe(self, func, *args, **kwargs):
+        """``func(self, *args, **kwargs)``, as pandas' ``pipe``: chains functions of frames.
+        ``func`` may be a ``(callable, "keyword")`` tuple: the frame is then passed as that
+        keyword argument.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = hf.from_pandas(pd.DataFrame({"x": [1.0, -2.0]}))
+        >>> def positive(d, column):
+        ...     return d[d[column] > 0]
+        >>> df.pipe(positive, "x").compute()
+             x
+        0  1.0
+        """
+        return _pipe(self, func, args, kwargs)
+
     # -- writing -------------------------------------------------------------------------------
     def to_parquet(self, path, **options) -> dict:
         """Write the frame as a Parquet dataset: every rank writes the rows it holds or
@@ -796,6 +1128,31 @@ class Series(_Operators, Lazy):
             raise ValueError(f"cannot insert {label}, already exists (a key of the index has that name)")
         node = P.Project(P.Assign(self._node, label, self._expr), [label])
         return Frame(P.ResetIndex(node, False)) if index else Frame(node)
+
+    def rename(self, index=None):
+        """The same values named ``index`` (a scalar name), as pandas' ``Series.rename``. A
+        dict or function renames index labels in pandas: ``NotImplementedError`` here
+        (hpcframe Series have no row labels before they are computed).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = hf.from_pandas(pd.DataFrame({"x": [1.0, 2.0]}))
+        >>> (df.x * 2).rename("double").compute()
+        0    2.0
+        1    4.0
+        Name: double, dtype: float64
+        """
+        if callable(index) or _is_mapping(index) or pd.api.types.is_list_like(index):
+            raise NotImplementedError(
+                "Series.rename() with a dict, function or list renames index labels: hpcframe "
+                "Series have none before compute(); pass a scalar to rename the Series"
+            )
+        return self._new(self._expr, index)
+
+    def pipe(self, func, *args, **kwargs):
+        """``func(self, *args, **kwargs)``, as pandas' ``pipe`` (see :meth:`Frame.pipe`)."""
+        return _pipe(self, func, args, kwargs)
 
     def _output(self):
         node, col = self._as_column()
@@ -1826,7 +2183,7 @@ class GroupSeries(Series):
     pandas returns it; other operations run on its groups hash-partitioned over the ranks."""
 
     def __init__(self, output: AggOutput, name):
-        self._out, self.name = output, name
+        self._out, self.name, self._out_name = output, name, name
         self._expr = E.Col(_VALUE)
         self._scan = None
 
@@ -1836,8 +2193,20 @@ class GroupSeries(Series):
             self._scan = _group_stage(self._out, [_VALUE], True)
         return self._scan
 
+    def rename(self, index=None):
+        """The same group-by result named ``index`` (see :meth:`Series.rename`)."""
+        super().rename(index)  # pandas' arguments checked
+        import copy
+
+        out = copy.copy(self)
+        out.name = index
+        return out
+
     def _output(self):
-        return self._out
+        if self.name is self._out_name or self.name == self._out_name:
+            return self._out
+        name = self.name
+        return Composite([self._out], lambda r: r[0].rename(name), f"{self._out.text()} named {name!r}")
 
     def __repr__(self):
         return f"<hpcframe lazy {self._out.text()}; call .compute()>"
@@ -2514,6 +2883,210 @@ def _join_project(frame: Frame, columns) -> Frame | None:
     if new is None:
         return None
     return Frame(P.Project(_rebuild(new, steps), columns))
+
+
+# VERBS: helpers of Frame.drop/rename/dropna/fillna/astype/pipe
+# ------------------------------------------------------------------------------------------
+_ORDER_FILL = (
+    "{what}: filling from neighbouring rows depends on the row order across partitions and "
+    "is not supported. Fill with a value (fillna(0), fillna({{'x': 0}})), or per group in the "
+    "frame's order: df.assign(x=df.groupby(k).x.transform(lambda s: s.ffill()))"
+)
+
+
+def _axis_number(axis) -> int:
+    """0 for the rows (``0``, ``"index"``, ``"rows"``), 1 for the columns, as pandas."""
+    if axis in (0, "index", "rows"):
+        return 0
+    if axis in (1, "columns"):
+        return 1
+    raise ValueError(f"No axis named {axis} for object type DataFrame")
+
+
+def _check_errors(errors) -> None:
+    if errors not in ("raise", "ignore"):
+        raise ValueError(f"errors must be 'raise' or 'ignore', not {errors!r}")
+
+
+def _label_list(labels) -> list:
+    """One column name or a list of them, as a list (pandas' list-likes)."""
+    return list(labels) if pd.api.types.is_list_like(labels) else [labels]
+
+
+def _check_labels(names, visible, errors) -> None:
+    """Raise :class:`~hpcframe.ColumnNotFoundError` (a ``KeyError``, as pandas) for the
+    ``names`` that are not columns, unless ``errors="ignore"``."""
+    missing = [c for c in names if c not in visible]
+    if missing and errors == "raise":
+        raise ColumnNotFoundError(missing[0] if len(missing) == 1 else missing, visible, "the frame")
+
+
+def _is_mapping(value) -> bool:
+    from collections.abc import Mapping
+
+    return isinstance(value, Mapping)
+
+
+def _present_mask(cols, how: str, thresh) -> E.Expr | None:
+    """The filter of ``dropna``: rows with every (``how="any"``) / some (``"all"``) of
+    ``cols`` present, or at least ``thresh`` of them; ``None``: every row is kept."""
+    present: list[E.Expr] = [E.IsNa(E.Col(c), negate=True) for c in cols]
+    if thresh is not None:
+        if not present:
+            return None if thresh <= 0 else E.Lit(False)
+        counts: list[E.Expr] = [E.Method(p, "", "astype", ("int64",)) for p in present]
+        total = E.balanced(counts, lambda a, b: E.Bin("+", a, b))
+        assert total is not None
+        return E.Bin(">=", total, E.Lit(int(thresh)))
+    if how == "any":
+        return E.and_all(present)
+    if not present:
+        return E.Lit(False)  # pandas: no column present, so all (none) are missing
+    return E.balanced(present, lambda a, b: E.Bin("|", a, b))
+
+
+def _fresh_name(node: P.Node, base: str) -> str:
+    name, i = base, 0
+    while name in node.meta.columns:
+        i += 1
+        name = f"{base}{i}"
+    return name
+
+
+def _free_columns(node: P.Node, replaced, left=(), verb: str = "") -> tuple[P.Node, bool]:
+    """``(node, copied)``: ``node`` with an order copy of each column among ``replaced``
+    (columns a verb gives new values) and ``left`` (columns it renames away) that a
+    ``sort_values`` of the chain sorts by, so that the frame keeps its order (``copied``:
+    one was made; project the copies away). Raises ``ValueError`` for a ``replaced`` column
+    that orders the rows of the frame's source (a group-by result's key, a persisted sorted
+    frame): the rows would be re-ordered by the new values."""
+    base = P.source_sort(node.scan().source).columns
+    for c in replaced:
+        if c in base and c in node.meta.columns:
+            raise ValueError(
+                f"{verb}: the rows of this frame are ordered by the column {c!r} (a group-by "
+                f"result's key, or a persisted sorted frame); giving it new values would "
+                f"re-order them. Change the column before the group-by (or the persist), or "
+                f"after compute()"
+            )
+    keys = P.sort_keys(node)
+    copied = False
+    for c in dict.fromkeys([*replaced, *left]):
+        if c in keys:
+            node = P.Assign(node, _fresh_name(node, f"__hpcframe_order_{c}__"), E.Col(c), order_copy=True)
+            copied = True
+    return node, copied
+
+
+def _replace_columns(frame: Frame, items: dict, verb: str, convert: Callable) -> Frame:
+    """``frame`` with each column ``c`` of ``items`` replaced, in place, by
+    ``convert(frame[c], items[c])`` (a lazy Series of the frame); values computed from other
+    columns read them before any is replaced, as pandas computes them."""
+    node = frame._node
+    if not items:
+        return Frame(node)
+    visible = P.visible_columns(node)
+    exprs = {c: convert(Series(node, E.Col(c), c), v)._expr for c, v in items.items()}
+    node, copied = _free_columns(node, list(exprs), verb=verb)
+    crossed = any((e.columns() - {c}) & set(exprs) for c, e in exprs.items())
+    if crossed:  # each value first into a column of its own
+        temps = {}
+        for i, (c, e) in enumerate(exprs.items()):
+            temps[c] = _fresh_name(node, f"__hpcframe_{verb}_{i}__")
+            node = P.Assign(node, temps[c], e)
+        exprs = {c: E.Col(t) for c, t in temps.items()}
+    for c, e in exprs.items():
+        node = P.Assign(node, c, e)
+    return Frame(P.Project(node, visible) if copied or crossed else node)
+
+
+def _filled(s: Series, value) -> Series:
+    """``s.fillna(value)``; a constant the column cannot hold raises ``TypeError`` now
+    (:meth:`Frame.fillna`), whether or not a block has a missing value."""
+    if isinstance(value, Series):
+        if value._node.scan() is not s._node.scan():
+            raise ValueError("fillna(): a lazy Series value must come from the same frame")
+        return s.fillna(value)
+    if isinstance(value, Lazy):
+        raise TypeError("fillna() takes constants or lazy Series of the frame; compute a lazy scalar first")
+    import warnings
+
+    column = s._node.meta[s.name]
+    dtype = column.dtype
+    # numbers and bools cannot hold a missing value; a categorical's categories are known
+    # only from the data (its blocks' dictionaries), when the schema does not list them
+    unknown = isinstance(dtype, pd.CategoricalDtype) and not len(dtype.categories)
+    if not (unknown or (isinstance(dtype, np.dtype) and dtype.kind in "iub")):
+        probe = column.iloc[:0].reindex([0])  # one missing value of the column's dtype
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", DeprecationWarning)
+                warnings.simplefilter("error", FutureWarning)
+                probe.fillna(value)
+        except (TypeError, ValueError, DeprecationWarning, FutureWarning) as exc:
+            raise TypeError(
+                f"fillna(): {value!r} cannot fill the column {s.name!r} ({column.dtype}): "
+                f"{exc} (pandas 3 raises this or warns that it will; fill it with a value of "
+                f"its type, e.g. fillna({{...}}) per column)"
+            ) from exc
+    return s.fillna(value)
+
+
+def _rename(frame: Frame, mapper, errors: str) -> Frame:
+    """``frame.rename(columns=mapper)``: each renamed column copied into a fresh column
+    first, then into its new name (swaps), then a projection to the new names in order."""
+    node = frame._node
+    visible = P.visible_columns(node)
+    if isinstance(mapper, (dict, pd.Series)) or _is_mapping(mapper):
+        mapping = dict(mapper)
+        _check_labels(list(mapping), visible, errors)
+        new = [mapping.get(c, c) for c in visible]
+    elif callable(mapper):
+        new = [mapper(c) for c in visible]
+    else:
+        what = type(mapper).__name__
+        raise TypeError(f"rename(columns=...) takes a dict or a function of a name, not {what}")
+    pairs = [(o, n) for o, n in zip(visible, new) if o != n]
+    for o, n in pairs:
+        if not isinstance(n, str):
+            raise TypeError(f"rename(): hpcframe's columns are named by strings; {o!r} would be named {n!r}")
+    repeated = sorted({n for n in new if new.count(n) > 1}, key=new.index)
+    if repeated:
+        raise ValueError(
+            f"rename() would give the frame the column(s) {repeated} twice: hpcframe frames have "
+            f"unique column names (pandas allows duplicates); rename or drop the other column too"
+        )
+    if not pairs:
+        return Frame(node)
+    index, hidden = P.frame_index(node), P.hidden_columns(node)
+    for _, n in pairs:
+        if n in index or n in hidden:
+            what = "the index (a group-by key)" if n in index else "an internal column"
+            raise ValueError(
+                f"rename(): {n!r} is the name of {what} of this frame; hpcframe keeps the index "
+                f"and the columns in one namespace (pandas allows it): reset_index() first, or "
+                f"choose another name"
+            )
+    replaced = [n for _, n in pairs if n in node.meta.columns]
+    node, _ = _free_columns(node, replaced, [o for o, _ in pairs], "rename()")
+    temps = {}
+    for i, (o, n) in enumerate(pairs):
+        temps[n] = _fresh_name(node, f"__hpcframe_rename_{i}__")
+        node = P.Assign(node, temps[n], E.Col(o))
+    for _, n in pairs:
+        node = P.Assign(node, n, E.Col(temps[n]))
+    return Frame(P.Project(node, new))
+
+
+def _pipe(obj, func, args, kwargs):
+    """pandas' ``pipe``: ``func(obj, *args, **kwargs)``, or ``obj`` as the keyword ``target``
+    of a ``(func, target)`` tuple."""
+    if isinstance(func, tuple):
+        func, target = func
+        if target in kwargs:
+            raise ValueError(f"{target} is both the pipe target and a keyword argument")
+        return func(*args, **{**kwargs, target: obj})
+    return func(obj, *args, **kwargs)
 
 
 # GROUPWIN: group windows, groupby head/tail/nth, exact per-group order statistics

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, cast
 
 from .errors import ColumnNotFoundError
-from .expr import Expr, and_all, as_mask, balanced, conjuncts
+from .expr import Col, Expr, and_all, as_mask, balanced, conjuncts
 
 
 class Node:
@@ -43,9 +43,12 @@ class Node:
         """The dtype of ``column`` as it is now. A join's declared dtypes become its data's
         once it ran (``joins.adopt_schema`` updates the Scan's meta in place), but a node
         built on it holds a copy: a column passed on unchanged from the Scan has the Scan's
-        dtype, one computed along the chain (:class:`Assign`) its own."""
+        dtype, one computed along the chain (:class:`Assign`) its own; a copy of a column
+        (``rename``) the dtype of the column it copies."""
         for node in reversed(self.chain()[1:]):
             if isinstance(node, Assign) and node.name == column:
+                if isinstance(node.expr, Col) and node.child is not None:
+                    return node.child.dtype_now(node.expr.name)
                 return node.meta[column].dtype
         meta = self.scan().meta
         return (meta if column in meta.columns else self.meta)[column].dtype
@@ -106,13 +109,17 @@ class Filter(Node):
 
 
 class Assign(Node):
-    """A new or replaced column computed from an expression."""
+    """A new or replaced column computed from an expression.
 
-    def __init__(self, child: Node, name: str, expr: Expr):
+    ``order_copy``: ``expr`` is a column (``Col``) that a ``sort_values`` of the chain sorts
+    by, and ``name`` a copy of it that the order reads from here on (:func:`row_sort`), so
+    that later nodes may replace the column itself (``rename``, ``fillna``, ``astype``)."""
+
+    def __init__(self, child: Node, name: str, expr: Expr, order_copy: bool = False):
         import pandas as pd
 
         child.check_columns(expr.columns())
-        self.child, self.name, self.expr = child, name, expr
+        self.child, self.name, self.expr, self.order_copy = child, name, expr, order_copy
         meta = child.meta.copy()
         value = expr.evaluate(child.meta)
         meta[name] = value if isinstance(value, pd.Series) else pd.Series([value] * 0, dtype=_dtype_of(value))
@@ -120,7 +127,8 @@ class Assign(Node):
 
     def text(self):
         """A one-line description of the node (for explain)."""
-        return f"Assign {self.name} = {self.expr.text()}"
+        copy = " (the sort order's copy)" if self.order_copy else ""
+        return f"Assign {self.name} = {self.expr.text()}{copy}"
 
 
 class Project(Node):
@@ -245,21 +253,14 @@ def row_sort(node: Node) -> RowSort:
     keep dataset order. Every consumer (collected results, shuffles, sorts) uses this.
 
     Raises ``ValueError`` when a column the order depends on was replaced by an Assign
-    after the sort (the order would need the old values)."""
-    levels: list[Sort] = []
-    for n in node.chain()[1:]:
-        if isinstance(n, Sort):
-            levels.append(n)
-        elif isinstance(n, Assign) and levels and any(n.name in s.by for s in levels):
-            raise ValueError(
-                f"the column {n.name!r} was replaced after sort_values() sorted by it; assign "
-                f"it before sorting, or sort again afterwards"
-            )
+    after the sort (the order would need the old values), unless an order copy of it
+    (``Assign(..., order_copy=True)``) came between: the sort then reads the copy."""
+    levels = _sort_levels(node)
     cols: list[str] = []
     asc: list[bool] = []
     nas: list[str] = []
-    for s in reversed(levels):
-        for k, a in zip(s.by, s.ascending):
+    for s, keys in reversed(levels):
+        for k, a in zip(keys, s.ascending):
             if k not in cols:
                 cols.append(k)
                 asc.append(a)
@@ -271,6 +272,34 @@ def row_sort(node: Node) -> RowSort:
             asc.append(a)
             nas.append(na)
     return RowSort(cols, asc, nas)
+
+
+def _sort_levels(node: Node) -> list[tuple[Sort, list[str]]]:
+    """The ``Sort`` nodes of ``node``'s chain, each with the names its keys have now (an
+    order copy renames them); raises ``ValueError`` as :func:`row_sort` says."""
+    levels: list[tuple[Sort, list[str]]] = []
+    for n in node.chain()[1:]:
+        if isinstance(n, Sort):
+            levels.append((n, list(n.by)))
+        elif isinstance(n, Assign) and n.order_copy:
+            source = cast("Any", n.expr).name
+            for _, keys in levels:
+                keys[:] = [n.name if k == source else k for k in keys]
+        elif isinstance(n, Assign) and levels and any(n.name in keys for _, keys in levels):
+            raise ValueError(
+                f"the column {n.name!r} was replaced after sort_values() sorted by it; assign "
+                f"it before sorting, or sort again afterwards"
+            )
+    return levels
+
+
+def sort_keys(node: Node) -> list[str]:
+    """The columns the ``sort_values`` of ``node``'s chain sort by now (order copies
+    included; not its source's own order)."""
+    out: list[str] = []
+    for _, keys in _sort_levels(node):
+        out += [k for k in keys if k not in out]
+    return out
 
 
 def row_order(node: Node) -> list[str]:
