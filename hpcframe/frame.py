@@ -389,10 +389,26 @@ class Frame(Lazy):
 
     def assign(self, **columns):
         """New columns from expressions of existing ones (``df.assign(c=df.a * 2)``), or
-        from a group-wise ``transform`` of this frame (rows stay aligned, as in pandas)."""
+        from a group-wise ``transform`` of this frame (rows stay aligned, as in pandas).
+        A column the frame is sorted by may be replaced (the order keeps the old values, as
+        pandas' rows keep their place); one that orders the rows of the frame's source (a
+        group-by result's key) raises ``ValueError``: the rows would be re-ordered."""
         node = self._node
+        shown = P.visible_columns(node)
+        replaced = [c for c in columns if c in shown]
+        node, copied = _free_columns(node, replaced, verb="assign")
+        # a lazy Series is the frame's values before the call (pandas computed it already):
+        # one reading a column this call replaces is computed first, into a column of its own
+        early: dict[str, str] = {}
+        for i, (name, value) in enumerate(columns.items()):
+            if type(value) is Series and value._expr.columns() & set(replaced):
+                early[name] = _fresh_name(node, f"__hpcframe_assign_{i}__")
+                node = P.Assign(node, early[name], value._expr)
         visible = None
         for name, value in columns.items():
+            if name in early:
+                node = P.Assign(node, name, E.Col(early[name]))
+                continue
             if callable(value) and not isinstance(value, Series):
                 value = value(Frame(node))
             if isinstance(value, _TransformSeries):
@@ -409,6 +425,8 @@ class Frame(Lazy):
                 node = P.Project(node, visible)
                 continue
             node = P.Assign(node, name, _expr_of(value))
+        if copied or early:  # the order copies and early values out of sight
+            node = P.Project(node, shown + [c for c in columns if c not in shown])
         return Frame(node)
 
     def reset_index(self, drop: bool = False) -> Frame:

@@ -118,7 +118,12 @@ def _parent_layout(node):
     from . import plan as P
 
     src = node.scan().source
-    return list(getattr(src, "index", [])), P.row_sort(node), list(getattr(src, "hidden", []))
+    index, hidden = list(getattr(src, "index", [])), list(getattr(src, "hidden", []))
+    # columns the chain kept only for its row order or index (``df.sort_values("a")[["b"]]``
+    # keeps ``a``): the new source holds them, but they stay out of the user's columns
+    shown = set(index) | set(hidden) | set(P.visible_columns(node))
+    hidden += [c for c in node.meta.columns if c not in shown and c != POSITION]
+    return index, P.row_sort(node), hidden
 
 
 class PersistStage(StageSource):

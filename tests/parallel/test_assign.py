@@ -22,6 +22,10 @@ ASSIGNS = {
     "int_plus_float": lambda d: d.assign(c=d.n + d.y, e=d.n * 2, f=d.n - d.ki),
     # the first z is dead (overwritten before use), but z keeps its place before w, as in pandas
     "reassign_new_column_after_another": lambda d: d.assign(z=d.x + 1).assign(w=d.y).assign(z=d.n * 2),
+    # a Series argument is the frame before the call (pandas computed it already), a callable
+    # the frame so far: a swap, and values of a replaced column (a regression: they read the
+    # new values)
+    "swap_and_read_replaced": lambda d: d.assign(x=d.y, y=d.x, c=d.x * 2, e=lambda f: f.x + 1),
 }
 
 

@@ -286,9 +286,46 @@ def test_errors(nasty):
         df.sort_values("v", na_position="middle")
     with pytest.raises(ValueError, match="kind"):
         df.sort_values("v", kind="bogo")
-    s = df.sort_values("v")
-    with pytest.raises(ValueError, match="replaced after sort_values"):
-        s.assign(v=s.n).compute()
+    g = df.groupby("s", as_index=False).agg(t=("n", "sum"))
+    with pytest.raises(ValueError, match="ordered by the column 's'"):
+        g.assign(s=g.s.str.upper())  # the rows would be re-ordered by the new keys
+
+
+def test_assign_replaces_a_sort_key(nasty):
+    """The rows keep the sorted order of the old values, as pandas' rows keep their place
+    (a regression: replacing the column raised; a group result's key re-sorted the rows)."""
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    s = df.sort_values(["v", "id"], ascending=[False, True], na_position="first")
+    r = ref.sort_values(["v", "id"], ascending=[False, True], na_position="first", kind="stable")
+    got = hf.compute(s.assign(v=s.n, w=s.v * 2), s.assign(v=s.v.fillna(0)).head(7))
+    exact(got[0], r.assign(v=r.n, w=r.v * 2))
+    exact(got[1], r.assign(v=r.v.fillna(0)).head(7))
+    g = df.groupby("s", as_index=False).agg(t=("n", "sum"))
+    rg = ref.groupby("s", as_index=False).agg(t=("n", "sum"))
+    exact(g.assign(t=g.t * 2).compute(), rg.assign(t=rg.t * 2))
+
+
+def test_a_projection_of_a_sorted_frame_keeps_its_columns(nasty, shared_dir):
+    """``df.sort_values("v")[["n", "s"]]`` keeps ``v`` for its order only: persisted,
+    written or indexed it still shows ``n`` and ``s`` alone, in that order (a regression:
+    the sort key came back as a column, first)."""
+    path, ref = nasty
+    df = hf.read_parquet(path)
+    s = df.sort_values("v")[["n", "s"]]
+    exp = ref.sort_values("v", kind="stable")[["n", "s"]].reset_index(drop=True)
+    p = s.persist()
+    try:
+        assert p.columns.tolist() == ["n", "s"]
+        exact(p.compute(), exp)
+    finally:
+        p.unpersist()
+    out = os.path.join(shared_dir, "sorted_projection")
+    s.to_parquet(out)
+    exact(hf.read_parquet(out).compute(), exp)
+    indexed = df.sort_values("v")[["n", "id"]].set_index("id")
+    assert indexed.columns.tolist() == ["n"]
+    exact(indexed.compute(), ref.sort_values("v", kind="stable")[["n", "id"]].set_index("id").sort_index())
 
 
 # --------------------------------------------------------------------------------------------
