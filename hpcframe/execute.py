@@ -50,13 +50,16 @@ from .io.ranked import RankedData, agree_schema
 from .io.sources import source_format, source_label, source_rows_exact
 from .io.types import NULLS, OBJECT, block_to_pandas, dtype_flag, mask_to_numpy, normalize_table
 from .outputs import (  # empty_meta, *_frame_dtypes, widen_*
+    BlockCategories,
     Composite,
     Output,
     empty_meta,
     group_frame_dtypes,
     join_frame_dtypes,
+    stack_frames,
     widen_frame,
     widen_result,
+    with_categories,
 )
 from .physical import Leaf, partition_owners, plan_scan, scans_of
 from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage
@@ -458,7 +461,8 @@ def _finish_results(outs, shuffle, shuffled, everyone, n):
             results[id(o)] = shuffled[k]
         elif shuffle[k]:
             tables = [t for t in shuffled[k] if t is not None]
-            results[id(o)] = o.shape_result(pd.concat(tables, ignore_index=True) if tables else None)
+            # (each rank's groups: a categorical column has that rank's categories)
+            results[id(o)] = o.shape_result(stack_frames(tables) if tables else None)
         else:
             all_nodes = [node for rank_nodes in everyone for node in rank_nodes[k]]
             results[id(o)] = o.finalize(finish(n, all_nodes, o.combine))
@@ -1446,6 +1450,7 @@ class _Rows(Output):
         self.stage, self.node, self.nparts = stage, stage.node, nparts
         self.cols = shuffle_columns(stage)
         self.outbox: dict[int, list] = {}
+        self.categories = BlockCategories()  # made one list per column before the exchange
 
     def columns(self):
         """The columns of the frame the stage carries (every one unless narrowed)."""
@@ -1458,6 +1463,7 @@ class _Rows(Output):
     def chunk(self, df, leaf):
         """Put this block's rows into the outbox."""
         df = df[self.cols]
+        self.categories.note(df, leaf.index)
         if POSITION not in df.columns:
             df = df.assign(**{POSITION: np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")})
         if self.stage.local is not None:
@@ -1668,9 +1674,13 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
     partition by the frame's row order and run the stage's per-partition function."""
     stage = rows.stage
     owners = partition_owners(rows.nparts, comm.size)
+    # every piece's categorical columns with the same categories (the union of every
+    #    block's, as pandas reading the files has them): stacked, they stay categorical
+    cats = rows.categories.union(comm)
     sends: list[dict] = [{} for _ in range(comm.size)]
     for b, pieces in rows.outbox.items():
-        sends[owners[b]][b] = pieces  # stacked once, by _tagged (not here and there)
+        # stacked once, by _tagged (not here and there)
+        sends[owners[b]][b] = [with_categories(p, cats) for p in pieces] if cats else pieces
     rows.outbox = {}
     received = _exchange_partitions(comm, sends, f"the rows of {stage.label}")
     frames: dict = {}
@@ -1682,6 +1692,8 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
                 pieces = [got[b] for got in received if b in got]
                 if not pieces:
                     continue
+                if cats:  # (as sent; a piece's Arrow dictionary could differ)
+                    pieces = [with_categories(p, cats) for p in pieces]
                 df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
                 # pieces arrive in rank order, each in position order: already in the frame's
                 # order unless that is a sort (a group-by result's keys, a sort_values)

@@ -716,38 +716,97 @@ class TopOutput(Output):
 
 
 def concat_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """``a`` then ``b``; categorical columns keep a categorical dtype with the union of both
-    partitions' categories (each Parquet row group has its own dictionary)."""
-    if len(a) == 0 or len(b) == 0:  # still the union of both partitions' categories
-        out = b if len(a) == 0 and len(b) else a
-        for col in out.columns:
-            ta, tb = a[col].dtype, b[col].dtype
-            if (
-                isinstance(ta, pd.CategoricalDtype)
-                and isinstance(tb, pd.CategoricalDtype)
-                and not ta.categories.equals(tb.categories)
-            ):
-                cats = (
-                    tb.categories
-                    if len(ta.categories) == 0
-                    else ta.categories.append(tb.categories[~tb.categories.isin(ta.categories)])
-                )
-                out = out.assign(**{col: out[col].cat.set_categories(cats)})
+    """``a`` then ``b`` (:func:`stack_frames`)."""
+    return stack_frames([a, b])
+
+
+def stack_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of ``frames`` one after the other (a new ``RangeIndex`` when there are
+    several with rows); a column categorical in them keeps a categorical dtype with the
+    union of their categories in order of first appearance (each Parquet row group has its
+    own dictionary; ``pd.concat`` makes such a column ``str``), also from frames without
+    rows."""
+    union: dict[str, pd.CategoricalDtype] = {}
+    for df in frames:
+        for col, t in df.dtypes.items():
+            if not isinstance(t, pd.CategoricalDtype):
+                continue
+            u = union.get(col)
+            if u is None or len(u.categories) == 0:
+                union[col] = t
+            elif not _same_categories(u, t):
+                add = t.categories[~t.categories.isin(u.categories)]
+                if len(add):
+                    union[col] = pd.CategoricalDtype(u.categories.append(add), ordered=u.ordered)
+    rows = [df for df in frames if len(df)] or frames[:1]
+    rows = [with_categories(df, union) for df in rows]
+    return pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
+
+
+class BlockCategories:
+    """The categories of a frame's categorical columns, block by block, made into one list
+    per column: the union of every block's categories in leaf order (first appearance
+    first), as pandas reading the files has them (Arrow unifies the dictionaries of the
+    row groups in file order), unused categories included. Rows that are stacked before
+    pandas sees them (a shuffle's or a sort's pieces, from several blocks and ranks) get
+    these categories first, so that they stay categorical and the codes agree
+    (``pd.concat`` of categoricals with different categories makes ``str``).
+
+    ``note(df, leaf)`` records a block (also one without rows: a frame collected from its
+    blocks keeps their categories, see :func:`concat_frames`); :meth:`union` (collective)
+    makes the lists; :func:`with_categories` applies them."""
+
+    def __init__(self):
+        self.blocks: dict[int, dict[str, pd.CategoricalDtype]] = {}
+
+    def note(self, df: pd.DataFrame, leaf_index: int) -> None:
+        """Record the categories of ``df``'s categorical columns (block ``leaf_index``)."""
+        found = {c: t for c, t in df.dtypes.items() if isinstance(t, pd.CategoricalDtype)}
+        if found:
+            self.blocks[leaf_index] = found
+
+    def union(self, comm) -> dict[str, pd.CategoricalDtype]:
+        """Collective: ``{column: CategoricalDtype}``, the union of every rank's blocks'
+        categories in leaf order (the same on every rank). Each rank sends, per block,
+        only the categories none of its earlier blocks had (those are in the union already
+        when the block's turn comes): a dictionary every row group repeats travels once."""
+        mine: list[tuple[int, str, pd.Index, bool]] = []
+        seen: dict[str, pd.Index] = {}
+        for leaf in sorted(self.blocks):
+            for col, dtype in self.blocks[leaf].items():
+                cats, before = dtype.categories, seen.get(col)
+                new = cats if before is None else cats[~cats.isin(before)]
+                if before is None or len(new):
+                    mine.append((leaf, col, new, bool(dtype.ordered)))
+                    seen[col] = new if before is None else before.append(new)
+        everyone = [entry for got in comm.allgather(mine) for entry in got]
+        everyone.sort(key=lambda entry: entry[0])  # stable: one leaf's columns stay together
+        out: dict[str, pd.CategoricalDtype] = {}
+        for _, col, new, ordered in everyone:
+            if col not in out:
+                out[col] = pd.CategoricalDtype(new, ordered=ordered)
+            elif len(new):
+                cats = out[col].categories
+                add = new[~new.isin(cats)]
+                if len(add):
+                    out[col] = pd.CategoricalDtype(cats.append(add), ordered=out[col].ordered)
         return out
-    fixed = {}
-    for col in a.columns:
-        ta, tb = a[col].dtype, b[col].dtype
-        if (
-            isinstance(ta, pd.CategoricalDtype)
-            and isinstance(tb, pd.CategoricalDtype)
-            and not ta.categories.equals(tb.categories)
-        ):
-            u = pd.api.types.union_categoricals([a[col], b[col]], ignore_order=True)
-            fixed[col] = pd.Categorical.from_codes(u.codes, dtype=u.dtype)
-    out = pd.concat([a, b], ignore_index=True)
-    for col, values in fixed.items():
-        out[col] = values
-    return out
+
+
+def with_categories(df: pd.DataFrame, dtypes: dict) -> pd.DataFrame:
+    """``df`` with its categorical columns recoded to ``dtypes`` (``{column:
+    CategoricalDtype}``, see :class:`BlockCategories`); the others as they are."""
+    change = {}
+    for c, t in dtypes.items():
+        now = df[c].dtype if c in df.columns else None
+        if isinstance(now, pd.CategoricalDtype) and not _same_categories(now, t):
+            change[c] = df[c].cat.set_categories(t.categories, ordered=t.ordered)
+    return df.assign(**change) if change else df
+
+
+def _same_categories(a: pd.CategoricalDtype, b: pd.CategoricalDtype) -> bool:
+    """The same categories in the same order (``==`` of unordered dtypes ignores the order)."""
+    return a.ordered == b.ordered and a.categories.equals(b.categories)
 
 
 class MapOutput(Output):

@@ -33,7 +33,7 @@ import pandas as pd
 
 from . import plan as P
 from .comm import failure, interruptible
-from .outputs import Output
+from .outputs import BlockCategories, Output, with_categories
 from .physical import partition_owners
 from .stages import POSITION
 
@@ -62,6 +62,9 @@ class SortRows(Output):
         self.spec = full_spec(stage.spec)
         self.blocks: dict[int, pd.DataFrame] = {}
         self.samples: dict[int, pd.DataFrame] = {}
+        # one list per categorical column, so that codes order the same way in every block
+        #    and the pieces stay categorical when stacked
+        self.categories = BlockCategories()
 
     def columns(self):
         """The stage's columns (and the sort keys)."""
@@ -79,6 +82,7 @@ class SortRows(Output):
             pos = np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")
         keys = [c for c in self.stage.spec.columns if c not in self.cols]
         df = df[self.cols + keys].reset_index(drop=True).assign(**{POSITION: pos})
+        self.categories.note(df, leaf.index)
         if len(df) == 0:
             return None
         self.blocks[leaf.index] = df
@@ -96,27 +100,6 @@ class SortRows(Output):
     def finalize(self, _):
         """Nothing (the rows travel in the exchange)."""
         return None
-
-
-def _categories(rows: SortRows, comm) -> dict:
-    """Collective: one list of categories per categorical sort key, the union of every
-    block's in leaf order (as a collected frame has them), so that codes order the same
-    way in every block."""
-    keys = [c for c in rows.stage.spec.columns if isinstance(rows.stage.meta[c].dtype, pd.CategoricalDtype)]
-    if not keys:
-        return {}
-    mine = {i: {k: list(df[k].cat.categories) for k in keys} for i, df in rows.blocks.items()}
-    everyone: dict = {}
-    for d in comm.allgather(mine):
-        everyone.update(d)
-    out: dict = {}
-    for k in keys:
-        seen: dict = {}
-        for i in sorted(everyone):
-            for c in everyone[i][k]:
-                seen.setdefault(c, None)
-        out[k] = list(seen)
-    return out
 
 
 def splitters(samples: dict, spec: P.RowSort, nparts: int):
@@ -210,12 +193,10 @@ def sample_sort(stage, comm, nparts: int, run_scan, exchange_partitions, agree_c
     run_scan([rows], comm, None)
     spec = rows.spec
     owners = partition_owners(nparts, comm.size)
-    cats = _categories(rows, comm)
+    cats = rows.categories.union(comm)
     if cats:
-        for i, df in rows.blocks.items():
-            rows.blocks[i] = df.assign(**{k: df[k].cat.set_categories(v) for k, v in cats.items()})
-        for i, df in rows.samples.items():
-            rows.samples[i] = df.assign(**{k: df[k].cat.set_categories(v) for k, v in cats.items()})
+        rows.blocks = {i: with_categories(df, cats) for i, df in rows.blocks.items()}
+        rows.samples = {i: with_categories(df, cats) for i, df in rows.samples.items()}
     everyone: dict = {}
     for d in comm.allgather(rows.samples):
         everyone.update(d)
@@ -256,9 +237,9 @@ def sample_sort(stage, comm, nparts: int, run_scan, exchange_partitions, agree_c
                 pieces = [got[b] for got in received if b in got]
                 if not pieces:
                     continue
+                if cats:  # (as sent; a piece's Arrow dictionary could differ)
+                    pieces = [with_categories(p, cats) for p in pieces]
                 df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
-                if cats:
-                    df = df.assign(**{k: df[k].astype(pd.CategoricalDtype(v)) for k, v in cats.items()})
                 df = P.sort_rows(df, spec)
                 frames[b] = df[stage.columns].reset_index(drop=True)
                 if column is not None:

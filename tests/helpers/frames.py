@@ -88,6 +88,54 @@ def nasty_reference() -> pd.DataFrame:
     return arrow_to_pandas(pa.concat_tables(_tables()))
 
 
+# (rows, key categories, the ones used, value categories) per file: each file has its own
+#    category lists, in another order, with unused entries; one file is empty, in one every
+#    key is missing
+MIXED_FILES = [
+    (40, ["mid", "lo", "zz"], ["mid", "lo"], ["p", "q", "unused"]),
+    (0, ["e", "lo"], [], ["e"]),
+    (35, ["hi", "lo"], ["hi", "lo"], ["t", "q", "p"]),
+    (12, ["q"], None, ["p"]),
+    (30, ["lo", "mid", "ab"], ["lo", "mid", "ab"], ["q", "u"]),
+]
+MIXED_ROW_GROUP = 7
+
+
+def mixed_categories_tables() -> list[pa.Table]:
+    """The files of the mixed-categories dataset: a dictionary key ``k`` (~15% missing) and a
+    dictionary value ``c`` whose category lists differ from file to file, ``x`` (float64,
+    distinct), ``i`` (int64 0..3) and ``id`` (the row order)."""
+    out, start = [], 0
+    for seed, (n, cats, used, value_cats) in enumerate(MIXED_FILES):
+        rng = np.random.default_rng(100 + seed)
+        if used is None:  # every key missing
+            k = pd.Categorical([None] * n, categories=cats)
+        else:
+            k = pd.Categorical(rng.choice(used, n) if used else [], categories=cats)
+            k[rng.random(n) < 0.15] = None
+        c = pd.Categorical(rng.choice(value_cats[:2], n), categories=value_cats)
+        frame = pd.DataFrame(
+            {
+                "id": np.arange(start, start + n, dtype=np.int64),
+                "k": k,
+                "c": c,
+                "x": rng.permutation(n) + 0.5 + start,
+                "i": rng.integers(0, 4, n).astype(np.int64),
+            }
+        )
+        out.append(pa.Table.from_pandas(frame, preserve_index=False))
+        start += n
+    return out
+
+
+def mixed_categories_reference(path: str) -> pd.DataFrame:
+    """What pandas makes of the mixed-categories files in ``path`` (``pd.read_parquet`` of
+    the folder): each categorical column has the union of the files' categories in file order
+    (Arrow unifies the dictionaries), unused ones included (an empty file stores none)."""
+    files = sorted(os.listdir(path))
+    return arrow_to_pandas(pa.concat_tables([pq.read_table(os.path.join(path, f)) for f in files]))
+
+
 def local(lazy):
     """``lazy`` computed by the serial engine in this process (same ``hf.config``)."""
     import hpcframe as hf
@@ -123,20 +171,36 @@ def by_index_values(obj):
 def nasty_dir(shared_dir: str) -> str:
     """The nasty dataset under ``shared_dir`` (written by rank 0 the first time; every rank
     waits for it)."""
+    return _written_once(os.path.join(shared_dir, "distributed_frames_nasty"), build_nasty, "nasty")
+
+
+def mixed_categories_dir(shared_dir: str) -> str:
+    """The mixed-categories dataset (:func:`mixed_categories_tables`) under ``shared_dir``, in
+    ``MIXED_ROW_GROUP``-row groups (written by rank 0 the first time; every rank waits)."""
+
+    def build(path):
+        os.makedirs(path)
+        for i, t in enumerate(mixed_categories_tables()):
+            pq.write_table(t, os.path.join(path, f"part-{i:02d}.parquet"), row_group_size=MIXED_ROW_GROUP)
+
+    return _written_once(os.path.join(shared_dir, "mixed_categories"), build, "mixed-categories")
+
+
+def _written_once(path: str, build, name: str) -> str:
+    """``path`` after rank 0 ran ``build(path)`` unless it exists; a failure fails every rank."""
     from tests.helpers import mpi
 
-    path = os.path.join(shared_dir, "distributed_frames_nasty")
     error = None
     if mpi.rank() == 0 and not os.path.exists(path):
         try:
-            build_nasty(path)
+            build(path)
         except Exception as exc:  # tell the other ranks instead of leaving them at the barrier
             error = f"{type(exc).__name__}: {exc}"
     c = mpi.world()
     if c is not None:
         error = c.bcast(error, root=0)
     if error:
-        raise RuntimeError(f"writing the nasty dataset failed on rank 0: {error}")
+        raise RuntimeError(f"writing the {name} dataset failed on rank 0: {error}")
     return path
 
 

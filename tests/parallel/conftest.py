@@ -152,6 +152,17 @@ def nasty(shared_dir):
     return nasty_dir(shared_dir), nasty_reference()
 
 
+@pytest.fixture(scope="module")
+def mixed_categories(shared_dir):
+    """``(path, pandas reference)`` of a dataset whose dictionary columns have other
+    categories in every file (see tests/helpers/frames.py): written once into the shared
+    folder, the reference rebuilt per module."""
+    from tests.helpers.frames import mixed_categories_dir, mixed_categories_reference
+
+    path = mixed_categories_dir(shared_dir)
+    return path, mixed_categories_reference(path)
+
+
 @pytest.fixture(scope="session")
 def data_root(shared_dir):
     """The data sets of tests/helpers/datasets.py, written by rank 0; all ranks wait for them."""

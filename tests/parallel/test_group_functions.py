@@ -441,3 +441,29 @@ if st is not None:
         same(
             got, exp, msg=f"{keys} {how} dropna={dropna} npartitions={nparts}", check_index_type=len(exp) > 0
         )
+
+
+def test_categorical_columns_with_other_categories_in_every_file(mixed_categories):
+    """``apply`` and ``drop_duplicates`` on a dictionary key and value whose files have other
+    category lists (another order, unused ones; an empty file, a file where every key is
+    missing): the rows keep pandas' categories, the union in file order (a partition's rows
+    come from several blocks and ranks, and were stacked as ``str``)."""
+    path, ref = mixed_categories
+    df = hf.read_parquet(path)
+    cases = {
+        "apply rows": lambda f: f.groupby("k").apply(lambda d: d.head(2)),
+        "apply scalar": lambda f: f.groupby("k", dropna=False).apply(lambda d: d.x.sum() + len(d)),
+        "apply by the value": lambda f: f.groupby(["c", "i"]).apply(lambda d: d.tail(1)),
+        "drop_duplicates key": lambda f: f.drop_duplicates("k"),
+        "drop_duplicates last": lambda f: f.drop_duplicates(["k", "c"], keep="last"),
+        "drop_duplicates all": lambda f: f[["k", "c", "i"]].drop_duplicates(),
+    }
+    got = hf.compute(*[fn(df) for fn in cases.values()])
+    for (name, fn), g in zip(cases.items(), got):
+        e = fn(ref)
+        if name.startswith("drop_duplicates"):  # a new frame: rows numbered from 0
+            e = e.reset_index(drop=True)
+        if isinstance(e, pd.DataFrame):
+            pd.testing.assert_frame_equal(g, e, check_exact=True, obj=name)
+        else:
+            pd.testing.assert_series_equal(g, e, check_exact=True, obj=name)

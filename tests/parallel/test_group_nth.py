@@ -237,3 +237,20 @@ if st is not None:
             assert len(got) == 0 and list(got.columns) == list(exp.columns)
         else:
             exact(got, exp, msg=f"{keys} {how} dropna={dropna} npartitions={nparts}")
+
+
+@pytest.mark.parametrize("dropna", [True, False])
+def test_categorical_columns_with_other_categories_in_every_file(mixed_categories, dropna):
+    """Rows of a dictionary key and a dictionary value whose files have other category lists
+    (another order, unused ones; an empty file, a file where every key is missing) keep
+    pandas' categories, the union in file order: a partition's rows come from several blocks
+    and ranks, and were stacked as ``str``."""
+    path, ref = mixed_categories
+    df = hf.read_parquet(path)
+    names = ["head2", "tail1", "nth1", "nth-1", "nth_list"]
+    lazy = [SELECT[k](df.groupby("k", dropna=dropna)) for k in names]
+    lazy += [df.groupby(["c", "k"], dropna=dropna).head(1), df.groupby("i").c.nth(-1)]
+    exp = [SELECT[k](ref.groupby("k", dropna=dropna)) for k in names]
+    exp += [ref.groupby(["c", "k"], dropna=dropna).head(1), ref.groupby("i").c.nth(-1)]
+    for i, (g, e) in enumerate(zip(hf.compute(*lazy), exp)):
+        exact(g, e, msg=f"case {i} dropna={dropna}")

@@ -321,3 +321,30 @@ if st is not None:
             assert len(got) == 0, msg
         else:
             exact(got, exp, msg=msg)
+
+
+MIXED = {
+    "x.median": lambda g: g.x.median(),
+    "x.quantile": lambda g: g.x.quantile(0.3),
+    "frame.quantile_list": lambda g: g[["x", "i"]].quantile([0.25, 0.75]),
+    "named": lambda g: g.agg(med=("x", "median"), top=("x", "max")),
+    "i.median": lambda g: g.i.median(),
+}
+
+
+@pytest.mark.parametrize("dropna", [True, False])
+@pytest.mark.parametrize("sort", [True, False])
+def test_categorical_key_with_other_categories_in_every_file(mixed_categories, dropna, sort):
+    """A dictionary key whose files have other category lists (in another order, with unused
+    ones; an empty file, a file where every key is missing) stays categorical with pandas'
+    categories, the union in file order: a partition's rows come from several blocks and
+    ranks, and were stacked as ``str``."""
+    path, ref = mixed_categories
+    df = hf.read_parquet(path)
+    names = list(MIXED)
+    got = hf.compute(*[MIXED[k](df.groupby("k", dropna=dropna, sort=sort)) for k in names])
+    for k, g in zip(names, got):
+        exp = MIXED[k](ref.groupby("k", dropna=dropna, sort=sort))
+        exact(g, exp, msg=f"{k} dropna={dropna} sort={sort}")
+    two = df.groupby(["c", "k"], dropna=dropna, sort=sort).x.median()
+    exact(two, ref.groupby(["c", "k"], dropna=dropna, sort=sort).x.median(), msg=f"two keys dropna={dropna}")

@@ -127,3 +127,19 @@ def test_float_results_identical_on_any_rank_count(dict_data):
     path, _ = dict_data["dict"]
     q = hf.read_parquet(path).groupby(["f", "v"], dropna=False).agg(x=("x", "mean"), s=("x", "std"))
     pd.testing.assert_frame_equal(q.compute(), q.compute(comm=Comm()), check_exact=True)
+
+
+@pytest.mark.parametrize("dropna", [True, False])
+def test_shuffled_groups_of_other_categories_in_every_file(mixed_categories, cfg, dropna):
+    """A group-by finished by the hash shuffle on several ranks: every rank's groups have the
+    categories of its own rows, and the tables stacked were ``str`` for a categorical value
+    (``first``/``last`` of a dictionary column whose files have other category lists).
+    ``sort=False``: sorted categorical groups follow their values here (user guide)."""
+    cfg(shuffle="shuffle")
+    path, ref = mixed_categories
+    df = hf.read_parquet(path)
+    spec = dict(first=("c", "first"), last=("c", "last"), x=("x", "sum"), n=("i", "size"))
+    for keys in (["k"], ["i"], ["k", "i"]):
+        got = df.groupby(keys, dropna=dropna, sort=False).agg(**spec).compute()
+        expected = ref.groupby(keys, dropna=dropna, sort=False).agg(**spec)
+        assert_same(got, expected, msg=f"by {keys} dropna={dropna}")

@@ -369,3 +369,19 @@ if st is not None:
         exact(got[2], exp.tail(n), msg)
         exact(got[3], pdf.nlargest(n, num, keep=keep), msg + f" nlargest keep={keep}")
         exact(got[4], pdf.nsmallest(n, num, keep=keep), msg + f" nsmallest keep={keep}")
+
+
+def test_persist_keeps_the_categories_of_every_file(mixed_categories):
+    """A sorted frame whose dictionary columns have other category lists in every file
+    (another order, unused ones; an empty file, a file where every key is missing) keeps
+    pandas' categories, the union in file order, for the sort keys and the other columns
+    (the pieces of a partition from several blocks and ranks were stacked as ``str``)."""
+    path, ref = mixed_categories
+    df = hf.read_parquet(path)
+    for by in (["x"], ["k", "x"], ["c", "id"]):
+        p = df.sort_values(by).persist()
+        try:
+            exp = ref.sort_values(by, kind="stable").reset_index(drop=True)
+            pd.testing.assert_frame_equal(p.compute(), exp, check_exact=True, obj=f"by {by}")
+        finally:
+            p.unpersist()
