@@ -735,10 +735,6 @@ def _op_groupagg(rng, s, x, kinds):
         return _op_len(rng, s, x, kinds)
     c = _pick(rng, vals)
     a = _pick(rng, ["size", "sum", "count", "max", "nunique", "median", "first", "min"])
-    if a == "first" and s.shuffled_merge:
-        # group first() of a frame filtered by a shuffled semi-join takes other rows than
-        # pandas' first ones (not fixed, docs/testing.md): not generated after shuffled joins
-        a = "min"
     dropna = bool(rng.random() < 0.7)
     by: Any = keys if len(keys) > 1 else keys[0]
     g = x.c("groupby", by, dropna=dropna)
