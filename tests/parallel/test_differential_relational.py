@@ -24,8 +24,8 @@ The design is test_differential.py's (see its docstring), with the generator of
   not generated or are compared by the documented rule; each place says which entry.
 
 Entry points, as test_differential.py: ``test_relational_case[seed]`` runs
-``HPCFRAME_DIFF_REL_EXAMPLES`` fixed-seed cases (default 4) of ``HPCFRAME_DIFF_REL_QUERIES``
-queries (default 10) locally and under ``mpiexec -n 1..4``; ``test_relational_hypothesis``
+``HPCFRAME_DIFF_REL_EXAMPLES`` fixed-seed cases (default 3) of ``HPCFRAME_DIFF_REL_QUERIES``
+queries (default 8) locally and under ``mpiexec -n 1..4``; ``test_relational_hypothesis``
 runs the same number of Hypothesis examples on the local engine (``derandomize=True``, no
 database). ``HPCFRAME_DIFF_REL_SEED`` moves the fixed seeds. The long run is in docs/testing.md.
 """
@@ -45,9 +45,9 @@ from tests.helpers import differential
 from tests.helpers import generate_relational as gen
 from tests.helpers import mpi as support  # named in the Hypothesis test's decorators (see there)
 
-EXAMPLES = int(os.environ.get("HPCFRAME_DIFF_REL_EXAMPLES", "4"))
+EXAMPLES = int(os.environ.get("HPCFRAME_DIFF_REL_EXAMPLES", "3"))
 SEED0 = int(os.environ.get("HPCFRAME_DIFF_REL_SEED", "0"))
-QUERIES = int(os.environ.get("HPCFRAME_DIFF_REL_QUERIES", "10"))
+QUERIES = int(os.environ.get("HPCFRAME_DIFF_REL_QUERIES", "8"))
 
 CASE_TIMEOUT = int(os.environ.get("HPCFRAME_DIFF_TIMEOUT", "300"))  # seconds per case
 pytestmark = support.timeout(CASE_TIMEOUT)
