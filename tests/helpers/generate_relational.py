@@ -400,9 +400,9 @@ class Op(Node):
 def psort(frame, by, ascending=True, na_position="last"):
     """pandas' ``frame.sort_values(by, ascending=..., na_position=..., kind="stable")``, except
     where pandas 3.1's several-key sort ties a NaN with -inf (ascending) or +inf (descending)
-    in a later key: there the rows are ordered as by a chain of stable one-key sorts (the
-    lexicographic order hpcframe documents; user guide, "Differences from pandas", "NaN against
-    -inf in a later sort key")."""
+    in a key (the first one too): there the rows are ordered as by a chain of stable one-key
+    sorts, the lexicographic order hpcframe documents (user guide, "Differences from
+    pandas", "NaN against -inf in a later sort key")."""
     by = [by] if isinstance(by, str) else list(by)
     asc = list(ascending) if isinstance(ascending, (list, tuple)) else [ascending] * len(by)
 
@@ -412,7 +412,7 @@ def psort(frame, by, ascending=True, na_position="last"):
             return False
         return bool(col.isna().any() and np.isinf(col.to_numpy(dtype="float64", na_value=np.nan)).any())
 
-    if not any(nan_and_inf(c) for c in by[1:]):
+    if len(by) == 1 or not any(nan_and_inf(c) for c in by):
         return frame.sort_values(by, ascending=asc, na_position=na_position, kind="stable")
     out = frame
     for b, a in reversed(list(zip(by, asc))):
@@ -978,7 +978,8 @@ def _op_semi(rng, s, x, kinds):
         return binds, {}
     if post == "sum" and "v" in kinds:
         binds.append(Bind("out", t.a("v").c("sum")))
-        return binds, {}
+        # v of a merge may have nulls (float64 in pandas): the documented int-with-nulls freedom
+        return binds, dict(int_nulls=bool(s.merge_how))
     if post == "sorthead":
         sb = _sort_bind(rng, t, kinds, name="u")
         binds += [sb, Bind("out", Name("u").c("head", int(rng.integers(0, 12))))]
