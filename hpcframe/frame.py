@@ -1654,8 +1654,11 @@ class GroupBy:
         ``last`` (a group's first/last row) and ``sort=False`` (groups listed by their first
         row). The partials of the built-in aggregations follow dataset order (a row's
         position), so such a group-by is computed on whole groups in the sorted order
-        (:func:`_exact`), as pandas computes it on the sorted frame."""
-        if P.last_sort(self._node) is None:
+        (:func:`_exact`), as pandas computes it on the sorted frame. The same holds for the
+        rows of a stage stored in another order than the one pandas shows (a join or
+        semi-join stored by hash partition, which declares its order): ``first`` of a
+        shuffled join's rows took the first row of the first partition."""
+        if P.last_sort(self._node) is None and not P.source_sort(self._node.scan().source):
             return False
         return not self._sort or any(a in ("first", "last") for a in aggs)
 

@@ -402,3 +402,32 @@ def test_rows_streamed_past_few_values(parquet_pair, negate):
     check(got, rows[~expected if negate else expected])
     dropped = sum(mpi.allgather(hf.last_run_stats().get("join_rows_dropped_while_read", 0)))
     assert (dropped > 0) == (not negate), dropped
+
+
+@pytest.mark.parametrize("join", ["semi", "merge"])
+def test_group_first_last_after_a_shuffled_join_follow_the_frames_order(monkeypatch, join):
+    """A shuffled join's rows are stored by hash partition of the key: group ``first``,
+    ``last`` and ``sort=False`` (order-dependent) take the rows in the frame's order, not
+    the first partition's first (found by the relational differential test: 2.0 instead of
+    1.0 below)."""
+    monkeypatch.setattr(hf.config, "block_rows", 3)
+    monkeypatch.setattr(hf.config, "broadcast_bytes", 0)
+    ref = pd.DataFrame(
+        {
+            "k": pd.array(["b", "a", "b", "a", "c", "a", "b", "a"], dtype="str"),
+            "g": [1, 1, 1, 1, 2, 2, 2, 2],
+            "f": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+        }
+    )
+    values = pd.DataFrame({"k": pd.array(["a", "b", "c"], dtype="str")})
+    df, other = hf.from_pandas(ref, npartitions=3), hf.from_pandas(values)
+    x = df[df.k.isin(other.k)] if join == "semi" else df.merge(other, on="k", broadcast=False)
+    xp = ref if join == "semi" else ref.merge(values, on="k")
+    close(x.groupby("g").f.first(), xp.groupby("g").f.first(), exact=True)
+    close(x.groupby("g").f.last(), xp.groupby("g").f.last(), exact=True)
+    close(
+        x.groupby("g").agg(a=("f", "first"), n=("f", "size")),
+        xp.groupby("g").agg(a=("f", "first"), n=("f", "size")),
+        exact=True,
+    )
+    close(x.groupby("k", sort=False).size(), xp.groupby("k", sort=False).size(), exact=True)
