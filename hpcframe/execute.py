@@ -1420,7 +1420,25 @@ class _Spread:
         except BaseException as exc:
             error = failure(comm, context, exc)
         comm.agree(error or _interrupted(comm, context))
-        return frames
+        return self._categorical_keys(frames, comm)
+
+    def _categorical_keys(self, frames: dict, comm) -> dict:
+        """Collective: ``frames`` with the categorical group keys categorical again (the
+        combine made them strings), their categories the observed values of every rank
+        sorted, as a collected group-by result has them
+        (:meth:`hpcframe.outputs.AggOutput.shape_result`)."""
+        keys = [k for k in self.inner.keys if isinstance(self.inner.node.dtype_now(k), pd.CategoricalDtype)]
+        if not keys:
+            return frames
+        mine: dict[str, object] = {k: [] for k in keys}
+        if frames:
+            mine = {k: pd.unique(pd.concat([df[k] for df in frames.values()]).dropna()) for k in keys}
+        seen: dict[str, set] = {k: set() for k in keys}
+        for got in comm.allgather(mine):
+            for k in keys:
+                seen[k].update(got[k])
+        dtypes = {k: pd.CategoricalDtype(sorted(seen[k])) for k in keys}
+        return {j: df.astype(dtypes) for j, df in frames.items()}
 
     def partitions(self, table, rank, owners, parts) -> dict:
         """This rank's partitions of the finished ``table``: the stage's columns, each

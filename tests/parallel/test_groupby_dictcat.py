@@ -143,3 +143,28 @@ def test_shuffled_groups_of_other_categories_in_every_file(mixed_categories, cfg
         got = df.groupby(keys, dropna=dropna, sort=False).agg(**spec).compute()
         expected = ref.groupby(keys, dropna=dropna, sort=False).agg(**spec)
         assert_same(got, expected, msg=f"by {keys} dropna={dropna}")
+
+
+@pytest.mark.parametrize("as_index", [False, True])
+def test_group_result_as_a_frame_keeps_categorical_keys(mixed_categories, as_index):
+    """A group result used as a frame (filtered, a column selected, reset_index) keeps its
+    categorical key categorical, with the categories of the collected result (the observed
+    values sorted, see the user guide), instead of ``str`` (a regression: the stage's
+    combine made the keys strings). Values and rows as pandas."""
+    path, ref = mixed_categories
+    df = hf.read_parquet(path)
+    g = df.groupby(["k", "i"], as_index=as_index).agg(x=("x", "sum"), n=("i", "size"))
+    r = ref.groupby(["k", "i"], as_index=as_index, observed=True).agg(x=("x", "sum"), n=("i", "size"))
+    if as_index:
+        g, r = g.reset_index(), r.reset_index()
+    whole = g.compute()
+    cats = pd.CategoricalDtype(sorted(ref.k.dropna().unique()))
+    assert whole.k.dtype == cats
+    # the groups in the order of the observed values (pandas: the categories' order)
+    r = r.astype({"k": cats}).sort_values(["k", "i"], kind="stable").reset_index(drop=True)
+    assert_same(whole, r, msg="whole")
+    got = hf.compute(g[g.n > 1], g[["k", "x"]], g[g.k.isin(["ab", "lo"])])
+    exp = [whole[whole.n > 1], whole[["k", "x"]], whole[whole.k.isin(["ab", "lo"])]]
+    for i, (h, e) in enumerate(zip(got, exp)):
+        assert h.k.dtype == cats, (i, h.k.dtype)
+        assert_same(h, e.reset_index(drop=True), msg=f"case {i}")
