@@ -377,10 +377,12 @@ class Frame(Lazy):
         return Series(self._node, E.Col(key), key)
 
     def __getattr__(self, name):
-        if name.startswith("_"):
+        # a column whose name starts with "_" is an attribute too (merge's "_merge"), as in
+        # pandas; not the frame's own private names or dunders (copy, pickle look them up)
+        if name.startswith("__") or name == "_node":
             raise AttributeError(name)
-        try:
-            node = self._node
+        try:  # (not through __getattr__ again: a GroupFrame's node is a property)
+            node = object.__getattribute__(self, "_node")
         except (AttributeError, TypeError):
             node = None
         if node is not None and name in node.meta.columns and name not in P.hidden_columns(node):
@@ -1642,7 +1644,7 @@ class GroupBy:
         return iter(g)
 
     def __getattr__(self, name):
-        if name.startswith("_"):
+        if name.startswith("__") or name == "_node":  # (see Frame.__getattr__)
             raise AttributeError(name)
         if name in P.visible_columns(self._node):  # a key too (g.k.count()), as g["k"] and pandas
             return self[name]

@@ -867,9 +867,7 @@ def _op_grouprows(rng, s, x, kinds):
         if sel == "cols" and cols:
             g = g[cols]
         elif sel == "col" and cols:
-            # g["_merge"], not g._merge: hpcframe refuses attribute access to names that
-            # start with "_" (pandas allows it; not fixed, see docs/testing.md)
-            g = g[cols[0]] if cols[0].startswith("_") else g.a(cols[0])
+            g = g.a(cols[0])
         return g.c(meth, *args)
 
     h = build(y.c("groupby", by, dropna=dropna))

@@ -247,6 +247,22 @@ def test_indicator_name(frames):
     assert list(got.compute().src.cat.categories) == ["left_only", "right_only", "both"]
 
 
+def test_indicator_column_as_an_attribute(frames):
+    """``m._merge`` and ``m.groupby(k)._merge`` are the column, as in pandas (a regression:
+    names starting with ``_`` raised AttributeError); dunders and unknown names still raise."""
+    left, right, lref, rref = frames
+    m = left[["id", "k"]].merge(right[["k", "w"]], on="k", how="outer", indicator=True)
+    p = pd.merge(lref[["id", "k"]], rref[["k", "w"]], on="k", how="outer", indicator=True)
+    check(m[m._merge == "both"], p[p._merge == "both"].reset_index(drop=True))  # a filter: fresh labels
+    got = m.groupby("_merge")._merge.count().compute()
+    # (categorical group keys in the order of their values: user guide)
+    assert got.to_dict() == p.groupby("_merge", observed=True)._merge.count().to_dict()
+    with pytest.raises(AttributeError, match="_nope"):
+        m._nope
+    with pytest.raises(AttributeError):
+        m.__nope__
+
+
 # --------------------------------------------------------------------------------------------
 # pandas right side, hf.merge, duplicates, empty sides, partitions
 # --------------------------------------------------------------------------------------------
