@@ -258,9 +258,9 @@ def test_indicator_column_as_an_attribute(frames):
     # (categorical group keys in the order of their values: user guide)
     assert got.to_dict() == p.groupby("_merge", observed=True)._merge.count().to_dict()
     with pytest.raises(AttributeError, match="_nope"):
-        m._nope
+        _ = m._nope
     with pytest.raises(AttributeError):
-        m.__nope__
+        _ = m.__nope__
 
 
 # --------------------------------------------------------------------------------------------
