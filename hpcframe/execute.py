@@ -1233,7 +1233,9 @@ def materialise(stage, comm, run=None) -> None:
         frames = {j: widen_frame(df, wide, narrow) for j, df in frames.items()}
     elif csv_input and not isinstance(stage, AggStage):
         frames = {j: widen_frame(df, declared, run.meta) for j, df in frames.items()}
-    elif csv_input and (typed := group_frame_dtypes(stage.output, stage.labels)) is not None:
+    elif isinstance(stage, AggStage) and (typed := group_frame_dtypes(run.output, run.labels)) is not None:
+        # (also from Parquet: the max of a bool column with nulls in a later file is object in
+        #    pandas, as the collected result has it, while the combine's values are bools)
         frames = {j: widen_frame(df, *typed) for j, df in frames.items()}
     stage.data = RankedData.build(
         comm,
@@ -1282,7 +1284,12 @@ def _declared_meta(stage):
         flagged = []  # (input column, the result column it becomes)
         for f in schema:
             result = f.name if names is None else names.get(f.name)
-            if dtype_flag(f) in (NULLS, OBJECT) and result in meta.columns and result not in by_values:
+            if result not in meta.columns or result in by_values:
+                continue
+            # (an int column a stage read holds as float64: it had nulls there, e.g. the
+            #    empty result of an anti-join of a dataset with nulls; pandas keeps float64)
+            widened = meta[result].dtype.kind in "iu" and pa.types.is_floating(f.type)
+            if dtype_flag(f) in (NULLS, OBJECT) or widened:
                 flagged.append((f.name, result))
         if flagged:
             declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)

@@ -151,6 +151,9 @@ def group_frame_dtypes(out, labels: list[str]):
         for meta in (wide.iloc[:0], node.meta.iloc[:0]):
             r = out.pandas_fn(meta)
             r = r.to_frame() if isinstance(r, pd.Series) else r
+            keyed = out.keys and isinstance(r, pd.DataFrame) and list(r.columns[: len(out.keys)]) == out.keys
+            if keyed and r.shape[1] == len(out.keys) + len(labels):  # as_index=False: keys first
+                r = r.set_index(out.keys)
             if not isinstance(r, pd.DataFrame) or r.shape[1] != len(labels):
                 return None
             values = r.set_axis(labels, axis=1)

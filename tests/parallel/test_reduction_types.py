@@ -243,3 +243,21 @@ def test_frame_mean_with_datetime_columns(typed):
     assert abs(got["ts"] - exp["ts"]) <= pd.Timedelta(1, unit="us")
     got = df[["x", "ts"]].mean(numeric_only=True).compute()
     assert_same(got, ref[["x", "ts"]].mean(numeric_only=True), check_index_type=False)
+
+
+@pytest.mark.parametrize("as_index", [False, True])
+def test_group_result_as_a_frame_keeps_object_bools(typed, as_index):
+    """The max of a bool column with nulls in later files is ``object`` in pandas, also in a
+    group result used as a frame (filtered, a column selected): a regression, the held
+    partitions had the combine's ``bool`` (only CSV input was widened, and not with
+    ``as_index=False``)."""
+    df, ref = _open(typed)
+    assert ref.flag.dtype == object
+    spec = dict(m=("flag", "max"), n=("flag", "count"))
+    g = df.groupby("k", as_index=as_index).agg(**spec)
+    r = ref.groupby("k", as_index=as_index).agg(**spec)
+    got = hf.compute(g[g.n > 0], g[["m"]], g.m[g.n > 0])
+    exp = [r[r.n > 0], r[["m"]], r.m[r.n > 0]]
+    for h, e in zip(got, exp):
+        assert h.dtypes.tolist() == e.dtypes.tolist() if isinstance(e, pd.DataFrame) else h.dtype == e.dtype
+        assert_same(h, e if as_index else e.reset_index(drop=True))

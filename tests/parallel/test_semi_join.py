@@ -198,6 +198,32 @@ def test_empty_result_then_drop_duplicates_keeps_bools_with_nulls_object(shared_
     pd.testing.assert_frame_equal(got, pl[pl.f.isin([9.0])].drop_duplicates("k").reset_index(drop=True))
 
 
+def test_empty_result_then_drop_duplicates_keeps_ints_with_nulls_float(shared_dir, strategy, request):
+    """A stage over an empty anti-join (drop_duplicates, after a sort too) of a dataset whose
+    int column has nulls in a later file only keeps it ``float64``, as pandas and the
+    anti-join itself (the stage declared the first file's ``int64``; the anti-join held
+    ``float64`` unflagged)."""
+    root = os.path.join(shared_dir, f"semi_empty_ints_{request.node.name}")
+
+    def write():
+        os.makedirs(os.path.join(root, "rows"))
+        os.makedirs(os.path.join(root, "values"))
+        pd.DataFrame({"k": ["a", "b"], "x": [1, 2]}).to_parquet(os.path.join(root, "rows", "p0.parquet"))
+        pd.DataFrame({"k": ["c"], "x": pd.array([None], dtype="Int64")}).to_parquet(
+            os.path.join(root, "rows", "p1.parquet")
+        )
+        pd.DataFrame({"k": ["a", "b", "c"]}).to_parquet(os.path.join(root, "values", "p0.parquet"))
+
+    mpi.on_root(write)
+    lf, rf = hf.read_parquet(os.path.join(root, "rows")), hf.read_parquet(os.path.join(root, "values"))
+    pl = pd.read_parquet(os.path.join(root, "rows"))
+    assert pl.x.dtype == "float64"
+    s, ps = lf.sort_values("k"), pl.sort_values("k", kind="stable")
+    got = hf.compute(lf[~lf.k.isin(rf.k)].drop_duplicates("k"), s[~s.k.isin(rf.k)].drop_duplicates("x"))
+    pd.testing.assert_frame_equal(got[0], pl[~pl.k.isin(["a", "b", "c"])].drop_duplicates("k"))
+    pd.testing.assert_frame_equal(got[1], ps[~ps.k.isin(["a", "b", "c"])].drop_duplicates("x"))
+
+
 def test_semi_join_of_a_merge(frames):
     flights, planes, fp, pp = frames
     m = flights.merge(planes[["tailnum", "year"]], on="tailnum", how="left")
