@@ -1730,18 +1730,28 @@ def _broadcast(stage: JoinStage, sides: dict, small: str, whole, comm, engine):
 def _shuffle(stage: JoinStage, sides: dict, comm, engine):
     """Hash-partition both sides by their keys; merge each owned partition."""
     from .comm import failure, interruptible
+    from .outputs import BlockCategories, with_categories
     from .physical import partition_owners
 
     nparts = config.partitions
     owners = partition_owners(nparts, comm.size)
     received = {}
+    categories = {}
     for which, keys in (("left", stage.left_keys), ("right", stage.right_keys)):
         frames, _ = sides[which]
+        # one category list per categorical column of the side (the union of its blocks', in
+        #    leaf order, as pandas reading the files): stacked pieces stay categorical
+        blocks = BlockCategories()
+        for leaf, df in frames.items():
+            blocks.note(df, leaf)
+        cats = categories[which] = blocks.union(comm)
         outbox: dict[int, list] = {}
         for leaf in sorted(frames):
             df = frames.pop(leaf)
             if not len(df):
                 continue
+            if cats:
+                df = with_categories(df, cats)
             bucket = engine._route(df, keys, nparts)
             for b, piece in _split(df, bucket).items():
                 outbox.setdefault(b, []).append(piece)
@@ -1767,6 +1777,8 @@ def _shuffle(stage: JoinStage, sides: dict, comm, engine):
                 for which in ("left", "right"):
                     # pop: a partition's rows are freed once merged
                     pieces = [got.pop(b) for got in received[which] if b in got]
+                    if categories[which]:  # (as sent; a piece's Arrow dictionary could differ)
+                        pieces = [with_categories(p, categories[which]) for p in pieces]
                     parts[which] = (
                         (pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0])
                         if pieces

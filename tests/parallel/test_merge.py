@@ -1114,3 +1114,22 @@ def test_sorted_head_after_merge_on_a_key_categorical_on_both_sides(right_catego
     pd.testing.assert_frame_equal(
         merged.nsmallest(3, "x").compute(), expected.nsmallest(3, "x"), check_categorical=False
     )
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "right", "outer"])
+def test_shuffled_join_keeps_categoricals_of_other_category_lists(mixed_categories, how):
+    """A shuffled join of columns whose files have other category lists: every side's
+    categorical columns get the union of its blocks' categories before the pieces are
+    stacked, so they stay ``category`` with pandas' categories (a regression: ``str``), as
+    the key (categorical on both sides) and as values."""
+    path, ref = mixed_categories
+    df = hf.read_parquet(path)
+    right = df[df.id % 3 == 0][["k", "c", "i"]]
+    got = df[["id", "k", "c", "x"]].merge(right, on="k", how=how, broadcast=False)
+    exp = pd.merge(ref[["id", "k", "c", "x"]], ref[ref.id % 3 == 0][["k", "c", "i"]], on="k", how=how)
+    res = got.compute()
+    for col in ("k", "c_x", "c_y"):
+        assert res[col].dtype == exp[col].dtype, (col, res[col].dtype, exp[col].dtype)
+    if how == "outer":  # the missing key's rows last, pandas: first (user guide, "Joins")
+        res = pd.concat([res[res.k.isna()], res[res.k.notna()]], ignore_index=True)
+    check(res, exp)
