@@ -326,3 +326,53 @@ def check_queries(
         if len(set(every)) != 1:
             failures.append(f"--- {header}\nranks disagree on the results: {every}")
     return failures
+
+
+# ---------------------------------------------------------------------------------------------
+# the Hypothesis entry points
+# ---------------------------------------------------------------------------------------------
+def hypothesis_case_test(examples: int, case_timeout: int) -> Callable:
+    """The decorators of a differential test's Hypothesis entry point (put above
+    ``@given``): ``examples`` derandomized examples (Hypothesis seeds them from the test
+    function's source), no database, no deadline, a timeout for them all, local engine only
+    (shrinking is not collective). No shrinking unless ``HPCFRAME_DIFF_SHRINK=1``: every
+    failing query prints its own repro, and shrinking would rerun the case hundreds of times
+    inside ``make test``."""
+    import os
+
+    from hypothesis import HealthCheck, Phase, settings
+
+    phases = [Phase.explicit, Phase.generate]
+    if os.environ.get("HPCFRAME_DIFF_SHRINK") == "1":
+        phases.append(Phase.shrink)
+
+    def decorate(test: Callable) -> Callable:
+        test = settings(
+            max_examples=examples,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+            phases=phases,
+            report_multiple_bugs=False,
+        )(test)
+        test = support.timeout(case_timeout * max(1, examples))(test)
+        return pytest.mark.skipif(support.UNDER_MPI, reason="Hypothesis drives the local engine only")(test)
+
+    return decorate
+
+
+def run_in_a_temporary_folder(run_case: Callable, spec, prefix: str) -> None:
+    """``run_case(spec, folder)`` in a fresh temporary folder (removed afterwards); fails
+    with every failing query's repro."""
+    import os
+    import shutil
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix=prefix)
+    try:
+        failures = run_case(spec, os.path.join(root, "case"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert not failures, f"{len(failures)} of {spec.nqueries} queries differ:\n\n" + "\n\n".join(failures)

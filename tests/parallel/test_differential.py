@@ -47,14 +47,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 
 import pytest
 
 import hpcframe as hf
 from tests.helpers import differential, generate
-from tests.helpers import mpi as support  # named in the Hypothesis test's decorators (see there)
+from tests.helpers import mpi as support
 
 EXAMPLES = int(os.environ.get("HPCFRAME_DIFF_EXAMPLES", "6"))
 SEED0 = int(os.environ.get("HPCFRAME_DIFF_SEED", "0"))
@@ -124,7 +122,7 @@ def test_differential_case(shared_dir, seed):
 # Hypothesis (local engine only: shrinking is not collective)
 # ---------------------------------------------------------------------------------------------
 try:
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
     st = None
@@ -144,31 +142,7 @@ if st is not None:
         nqueries=st.just(QUERIES),
     ).map(lambda sp: dataclasses.replace(sp, block_rows=max(sp.block_rows, -(-sum(sp.rows) // 24))))
 
-    # no shrinking unless asked for: every query of a failing case already prints its own
-    # repro, and shrinking would rerun the case hundreds of times inside `make test`
-    PHASES = [Phase.explicit, Phase.generate]
-    if os.environ.get("HPCFRAME_DIFF_SHRINK") == "1":
-        PHASES.append(Phase.shrink)
-
-    # derandomized: Hypothesis seeds its examples from this function's source, decorators
-    # included; changing a character here draws other cases
-    @pytest.mark.skipif(support.UNDER_MPI, reason="Hypothesis drives the local engine only")
-    @support.timeout(CASE_TIMEOUT * max(1, EXAMPLES))  # one test runs all the examples
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-        phases=PHASES,
-        report_multiple_bugs=False,
-    )
+    @differential.hypothesis_case_test(EXAMPLES, CASE_TIMEOUT)
     @given(spec=specs)
     def test_differential_hypothesis(spec):
-        root = tempfile.mkdtemp(prefix="hpcframe-diff-")
-        try:
-            failures = run_case(spec, os.path.join(root, "case"))
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-        assert not failures, f"{len(failures)} of {spec.nqueries} queries differ:\n\n" + "\n\n".join(failures)
+        differential.run_in_a_temporary_folder(run_case, spec, "hpcframe-diff-")

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 
 import pandas as pd
 import pytest
@@ -150,7 +148,7 @@ def test_relational_case(shared_dir, seed):
 # Hypothesis (local engine only: shrinking is not collective)
 # ---------------------------------------------------------------------------------------------
 try:
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover - hypothesis is in the "test" extra
     st = None
@@ -173,30 +171,7 @@ if st is not None:
         nqueries=st.just(QUERIES),
     ).map(lambda sp: dataclasses.replace(sp, block_rows=max(sp.block_rows, -(-sum(sp.left_rows) // 24))))
 
-    # no shrinking unless asked for (HPCFRAME_DIFF_SHRINK=1): every failing query prints its repro
-    PHASES = [Phase.explicit, Phase.generate]
-    if os.environ.get("HPCFRAME_DIFF_SHRINK") == "1":
-        PHASES.append(Phase.shrink)
-
-    # derandomized: Hypothesis seeds its examples from this function's source, decorators
-    # included; changing a character here draws other cases
-    @pytest.mark.skipif(support.UNDER_MPI, reason="Hypothesis drives the local engine only")
-    @support.timeout(CASE_TIMEOUT * max(1, EXAMPLES))  # one test runs all the examples
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-        phases=PHASES,
-        report_multiple_bugs=False,
-    )
+    @differential.hypothesis_case_test(EXAMPLES, CASE_TIMEOUT)
     @given(spec=specs)
     def test_relational_hypothesis(spec):
-        root = tempfile.mkdtemp(prefix="hpcframe-diff-rel-")
-        try:
-            failures = run_case(spec, os.path.join(root, "case"))
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-        assert not failures, f"{len(failures)} of {spec.nqueries} queries differ:\n\n" + "\n\n".join(failures)
+        differential.run_in_a_temporary_folder(run_case, spec, "hpcframe-diff-rel-")
