@@ -917,12 +917,6 @@ def _op_setindex(rng, s, x, kinds):
         other = [k for k in kinds if k != c][:1]
         if other and form != "label":
             ix, ixp = ix[other], ixp[other]
-    elif s.shuffled_merge and form != "label":
-        # no categorical columns: after a shuffled merge, set_index's local engine in an MPI
-        # process gives str where the MPI engine (and pandas) give category (not fixed,
-        # docs/testing.md)
-        plain = [k for k in kinds if k != c and kinds[k] != "cat"]
-        ix, ixp = ix[plain], ixp[plain]
     binds.append(Bind("out", ix.a("loc")[key], ixp.a("loc")[key]))
     return binds, dict(index=True)
 
