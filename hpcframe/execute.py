@@ -1235,7 +1235,11 @@ def materialise(stage, comm, run=None) -> None:
         frames = {j: widen_frame(df, declared, run.meta) for j, df in frames.items()}
     elif isinstance(stage, AggStage) and (typed := group_frame_dtypes(run.output, run.labels)) is not None:
         # (also from Parquet: the max of a bool column with nulls in a later file is object in
-        #    pandas, as the collected result has it, while the combine's values are bools)
+        #    pandas, as the collected result has it, while the combine's values are bools;
+        #    a Parquet dataset's keys are read with its dtypes, then typed by their values
+        #    as a pandas group index; blocks of CSV read before its nulls were known: keys too)
+        if not csv_input:
+            typed = tuple(t[[c for c in run.labels if c in t.columns]] for t in typed)
         frames = {j: widen_frame(df, *typed) for j, df in frames.items()}
     stage.data = RankedData.build(
         comm,
