@@ -1292,7 +1292,14 @@ def _declared_meta(stage):
                 continue
             # (an int column a stage read holds as float64: it had nulls there, e.g. the
             #    empty result of an anti-join of a dataset with nulls; pandas keeps float64)
-            widened = meta[result].dtype.kind in "iu" and pa.types.is_floating(f.type)
+            widened = (
+                meta[result].dtype.kind in "iu"
+                and pa.types.is_floating(f.type)
+                # (a column the stage passes on, not one its function computes under the
+                #    same name: a group nunique of a float column is int64)
+                and f.name in node.meta.columns
+                and node.meta[f.name].dtype == meta[result].dtype
+            )
             if dtype_flag(f) in (NULLS, OBJECT) or widened:
                 flagged.append((f.name, result))
         if flagged:
