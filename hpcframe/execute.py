@@ -56,10 +56,10 @@ from .outputs import (  # empty_meta, *_frame_dtypes, widen_*
     empty_meta,
     group_frame_dtypes,
     join_frame_dtypes,
+    recode_pieces,
     stack_frames,
     widen_frame,
     widen_result,
-    with_categories,
 )
 from .physical import Leaf, partition_owners, plan_scan, scans_of
 from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage
@@ -1716,7 +1716,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
     sends: list[dict] = [{} for _ in range(comm.size)]
     for b, pieces in rows.outbox.items():
         # stacked once, by _tagged (not here and there)
-        sends[owners[b]][b] = [with_categories(p, cats) for p in pieces] if cats else pieces
+        sends[owners[b]][b] = recode_pieces(pieces, cats)
     rows.outbox = {}
     received = _exchange_partitions(comm, sends, f"the rows of {stage.label}")
     frames: dict = {}
@@ -1728,8 +1728,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
                 pieces = [got[b] for got in received if b in got]
                 if not pieces:
                     continue
-                if cats:  # (as sent; a piece's Arrow dictionary could differ)
-                    pieces = [with_categories(p, cats) for p in pieces]
+                pieces = recode_pieces(pieces, cats)  # (again on arrival)
                 df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
                 # pieces arrive in rank order, each in position order: already in the frame's
                 # order unless that is a sort (a group-by result's keys, a sort_values)

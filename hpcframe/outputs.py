@@ -762,6 +762,14 @@ class BlockCategories:
     def __init__(self):
         self.blocks: dict[int, dict[str, pd.CategoricalDtype]] = {}
 
+    @classmethod
+    def of(cls, frames: dict[int, pd.DataFrame]) -> BlockCategories:
+        """The categories of the blocks ``{leaf_index: frame}`` (each :meth:`note`-d)."""
+        blocks = cls()
+        for leaf, df in frames.items():
+            blocks.note(df, leaf)
+        return blocks
+
     def note(self, df: pd.DataFrame, leaf_index: int) -> None:
         """Record the categories of ``df``'s categorical columns (block ``leaf_index``)."""
         found = {c: t for c, t in df.dtypes.items() if isinstance(t, pd.CategoricalDtype)}
@@ -805,6 +813,18 @@ def with_categories(df: pd.DataFrame, dtypes: dict) -> pd.DataFrame:
         if isinstance(now, pd.CategoricalDtype) and not _same_categories(now, t):
             change[c] = df[c].cat.set_categories(t.categories, ordered=t.ordered)
     return df.assign(**change) if change else df
+
+
+def recode_pieces(pieces: list[pd.DataFrame], dtypes: dict) -> list[pd.DataFrame]:
+    """``pieces`` (rows of several blocks and ranks, to be stacked) with their categorical
+    columns recoded to ``dtypes`` (``{column: CategoricalDtype}``, the union of every
+    block's, :meth:`BlockCategories.union`), so that ``pd.concat`` keeps them categorical
+    and their codes agree. An exchange recodes its pieces before sending them and again on
+    arrival: a received piece's categories are not always as sent (a piece's Arrow
+    dictionary could differ). ``pieces`` as they are when ``dtypes`` is empty."""
+    if not dtypes:
+        return pieces
+    return [with_categories(p, dtypes) for p in pieces]
 
 
 def _same_categories(a: pd.CategoricalDtype, b: pd.CategoricalDtype) -> bool:
