@@ -56,6 +56,7 @@ from .outputs import (  # empty_meta, *_frame_dtypes, widen_*
     empty_meta,
     group_frame_dtypes,
     join_frame_dtypes,
+    observed_categories,
     recode_pieces,
     stack_frames,
     widen_frame,
@@ -1444,7 +1445,7 @@ class _Spread:
         """Collective: ``frames`` with the categorical group keys categorical again (the
         combine made them strings), their categories the observed values of every rank
         sorted, as a collected group-by result has them
-        (:meth:`hpcframe.outputs.AggOutput.shape_result`)."""
+        (:func:`hpcframe.outputs.observed_categories`)."""
         keys = [k for k in self.inner.keys if isinstance(self.inner.node.dtype_now(k), pd.CategoricalDtype)]
         if not keys:
             return frames
@@ -1455,7 +1456,7 @@ class _Spread:
         for got in comm.allgather(mine):
             for k in keys:
                 seen[k].update(got[k])
-        dtypes = {k: pd.CategoricalDtype(sorted(seen[k])) for k in keys}
+        dtypes = {k: observed_categories(list(seen[k])) for k in keys}
         return {j: df.astype(dtypes) for j, df in frames.items()}
 
     def partitions(self, table, rank, owners, parts) -> dict:

@@ -344,7 +344,7 @@ class AggOutput(Output):
         keys = table[self.keys].reset_index(drop=True)
         # (as it is now: a join that ran may have found a key not categorical)
         for k in [k for k in self.keys if isinstance(self.node.dtype_now(k), pd.CategoricalDtype)]:
-            keys[k] = keys[k].astype(pd.CategoricalDtype(sorted(keys[k].dropna().unique())))
+            keys[k] = keys[k].astype(observed_categories(keys[k]))
         cols = [table[f"__result{j}"].reset_index(drop=True) for j in range(len(self.specs))]
         if self.keys:  # a float32 group std's dtype depends on every group's value
             dtypes = self.node.meta.dtypes
@@ -352,6 +352,15 @@ class AggOutput(Output):
                 if agg == "std" and col in dtypes:
                     cols[j] = A.group_std_dtype(cols[j], dtypes[col])
         return self.shape(cols, keys)
+
+
+def observed_categories(values) -> pd.CategoricalDtype:
+    """The dtype of a categorical group key in a group-by result: its categories are the
+    values observed (``values``: every group's key, any sequence), without nulls, distinct
+    and sorted (the combine makes such keys strings; not the categories of the input).
+    :meth:`AggOutput.shape_result` and a shuffled group-by's partitions (the values of every
+    rank, ``hpcframe.execute._Spread``) type them both so."""
+    return pd.CategoricalDtype(sorted(pd.Series(values).dropna().unique()))
 
 
 def sort_by_keys(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -1,13 +1,14 @@
 """``hpcframe.outputs``' category helpers: the categories of a frame's blocks made one list
 per column (:class:`BlockCategories`) and pieces recoded to it before they are stacked
-(:func:`recode_pieces`), so that ``pd.concat`` keeps them categorical."""
+(:func:`recode_pieces`), so that ``pd.concat`` keeps them categorical; the categories of a
+categorical group key in a group-by result (:func:`observed_categories`)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from hpcframe.comm import Comm
-from hpcframe.outputs import BlockCategories, recode_pieces
+from hpcframe.outputs import BlockCategories, observed_categories, recode_pieces
 
 
 def _pieces() -> dict[int, pd.DataFrame]:
@@ -50,3 +51,15 @@ def test_recode_pieces_keeps_pieces_without_categories():
     assert recode_pieces(pieces, {}) is pieces
     same = recode_pieces(pieces[:1], {"c": pieces[0]["c"].dtype})
     assert same[0] is pieces[0]  # already those categories: not copied
+
+
+def test_observed_categories_sorted_distinct_without_nulls():
+    keys = pd.Series(["b", None, "a", "b", "c"], dtype="str")
+    got = observed_categories(keys)
+    assert list(got.categories) == ["a", "b", "c"] and not got.ordered
+    # the same from the values of several ranks gathered (distinct, without nulls)
+    assert observed_categories(list({"c", "a"} | {"b", "a"})) == got
+    as_categorical = pd.Series(pd.Categorical(["z", "y", None], categories=["z", "y", "x"]))
+    assert list(observed_categories(as_categorical).categories) == ["y", "z"]  # observed only
+    assert list(observed_categories([3, 1, 2]).categories) == [1, 2, 3]
+    assert len(observed_categories([]).categories) == 0
