@@ -1291,23 +1291,31 @@ def _declared_meta(stage):
             result = f.name if names is None else names.get(f.name)
             if result not in meta.columns or result in by_values:
                 continue
-            # (an int column a stage read holds as float64: it had nulls there, e.g. the
-            #    empty result of an anti-join of a dataset with nulls; pandas keeps float64)
-            widened = (
-                meta[result].dtype.kind in "iu"
-                and pa.types.is_floating(f.type)
-                # (a column the stage passes on, not one its function computes under the
-                #    same name: a group nunique of a float column is int64)
-                and f.name in node.meta.columns
-                and node.meta[f.name].dtype == meta[result].dtype
-            )
-            if dtype_flag(f) in (NULLS, OBJECT) or widened:
+            if dtype_flag(f) in (NULLS, OBJECT) or _passed_on_widened(meta[result].dtype, f, node):
                 flagged.append((f.name, result))
         if flagged:
             declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
             for c, r in flagged:
                 meta[r] = declared[c]
     return meta
+
+
+def _passed_on_widened(declared, field: pa.Field, node) -> bool:
+    """Whether a stage's result column declared ``declared`` (its dtype in the stage's meta)
+    takes the dtype its input holds, ``field`` of the input ``node``'s schema, instead: an
+    int column (int or uint) that the input holds as floats (it had nulls there) and that
+    the stage passes on unchanged (the input declares the same dtype under the same name).
+
+    Why both halves: an anti-join's empty result of a dataset whose int column has nulls
+    keeps float64, as pandas does (the held float64, not the declared int64); but a column
+    the stage's function computes under an input column's name is not passed on (a group
+    nunique of a float column named like it is int64, not the input's float64)."""
+    return (
+        declared.kind in "iu"
+        and pa.types.is_floating(field.type)
+        and field.name in node.meta.columns
+        and node.meta[field.name].dtype == declared
+    )
 
 
 def _result_names(stage) -> list:
