@@ -56,10 +56,11 @@ from .outputs import (  # empty_meta, *_frame_dtypes, widen_*
     empty_meta,
     group_frame_dtypes,
     join_frame_dtypes,
+    observed_categories,
+    recode_pieces,
     stack_frames,
     widen_frame,
     widen_result,
-    with_categories,
 )
 from .physical import Leaf, partition_owners, plan_scan, scans_of
 from .stages import POSITION, AggStage, JoinStage, PersistStage, ShuffleStage, SortStage
@@ -1290,23 +1291,31 @@ def _declared_meta(stage):
             result = f.name if names is None else names.get(f.name)
             if result not in meta.columns or result in by_values:
                 continue
-            # (an int column a stage read holds as float64: it had nulls there, e.g. the
-            #    empty result of an anti-join of a dataset with nulls; pandas keeps float64)
-            widened = (
-                meta[result].dtype.kind in "iu"
-                and pa.types.is_floating(f.type)
-                # (a column the stage passes on, not one its function computes under the
-                #    same name: a group nunique of a float column is int64)
-                and f.name in node.meta.columns
-                and node.meta[f.name].dtype == meta[result].dtype
-            )
-            if dtype_flag(f) in (NULLS, OBJECT) or widened:
+            if dtype_flag(f) in (NULLS, OBJECT) or _passed_on_widened(meta[result].dtype, f, node):
                 flagged.append((f.name, result))
         if flagged:
             declared = block_to_pandas(normalize_table(schema.empty_table(), schema), schema)
             for c, r in flagged:
                 meta[r] = declared[c]
     return meta
+
+
+def _passed_on_widened(declared, field: pa.Field, node) -> bool:
+    """Whether a stage's result column declared ``declared`` (its dtype in the stage's meta)
+    takes the dtype its input holds, ``field`` of the input ``node``'s schema, instead: an
+    int column (int or uint) that the input holds as floats (it had nulls there) and that
+    the stage passes on unchanged (the input declares the same dtype under the same name).
+
+    Why both halves: an anti-join's empty result of a dataset whose int column has nulls
+    keeps float64, as pandas does (the held float64, not the declared int64); but a column
+    the stage's function computes under an input column's name is not passed on (a group
+    nunique of a float column named like it is int64, not the input's float64)."""
+    return (
+        declared.kind in "iu"
+        and pa.types.is_floating(field.type)
+        and field.name in node.meta.columns
+        and node.meta[field.name].dtype == declared
+    )
 
 
 def _result_names(stage) -> list:
@@ -1444,7 +1453,7 @@ class _Spread:
         """Collective: ``frames`` with the categorical group keys categorical again (the
         combine made them strings), their categories the observed values of every rank
         sorted, as a collected group-by result has them
-        (:meth:`hpcframe.outputs.AggOutput.shape_result`)."""
+        (:func:`hpcframe.outputs.observed_categories`)."""
         keys = [k for k in self.inner.keys if isinstance(self.inner.node.dtype_now(k), pd.CategoricalDtype)]
         if not keys:
             return frames
@@ -1455,7 +1464,7 @@ class _Spread:
         for got in comm.allgather(mine):
             for k in keys:
                 seen[k].update(got[k])
-        dtypes = {k: pd.CategoricalDtype(sorted(seen[k])) for k in keys}
+        dtypes = {k: observed_categories(list(seen[k])) for k in keys}
         return {j: df.astype(dtypes) for j, df in frames.items()}
 
     def partitions(self, table, rank, owners, parts) -> dict:
@@ -1716,7 +1725,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
     sends: list[dict] = [{} for _ in range(comm.size)]
     for b, pieces in rows.outbox.items():
         # stacked once, by _tagged (not here and there)
-        sends[owners[b]][b] = [with_categories(p, cats) for p in pieces] if cats else pieces
+        sends[owners[b]][b] = recode_pieces(pieces, cats)
     rows.outbox = {}
     received = _exchange_partitions(comm, sends, f"the rows of {stage.label}")
     frames: dict = {}
@@ -1728,8 +1737,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
                 pieces = [got[b] for got in received if b in got]
                 if not pieces:
                     continue
-                if cats:  # (as sent; a piece's Arrow dictionary could differ)
-                    pieces = [with_categories(p, cats) for p in pieces]
+                pieces = recode_pieces(pieces, cats)  # (again on arrival)
                 df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
                 # pieces arrive in rank order, each in position order: already in the frame's
                 # order unless that is a sort (a group-by result's keys, a sort_values)

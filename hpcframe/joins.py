@@ -1730,7 +1730,7 @@ def _broadcast(stage: JoinStage, sides: dict, small: str, whole, comm, engine):
 def _shuffle(stage: JoinStage, sides: dict, comm, engine):
     """Hash-partition both sides by their keys; merge each owned partition."""
     from .comm import failure, interruptible
-    from .outputs import BlockCategories, with_categories
+    from .outputs import BlockCategories, recode_pieces, with_categories
     from .physical import partition_owners
 
     nparts = config.partitions
@@ -1741,10 +1741,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm, engine):
         frames, _ = sides[which]
         # one category list per categorical column of the side (the union of its blocks', in
         #    leaf order, as pandas reading the files): stacked pieces stay categorical
-        blocks = BlockCategories()
-        for leaf, df in frames.items():
-            blocks.note(df, leaf)
-        cats = categories[which] = blocks.union(comm)
+        cats = categories[which] = BlockCategories.of(frames).union(comm)
         outbox: dict[int, list] = {}
         for leaf in sorted(frames):
             df = frames.pop(leaf)
@@ -1777,8 +1774,7 @@ def _shuffle(stage: JoinStage, sides: dict, comm, engine):
                 for which in ("left", "right"):
                     # pop: a partition's rows are freed once merged
                     pieces = [got.pop(b) for got in received[which] if b in got]
-                    if categories[which]:  # (as sent; a piece's Arrow dictionary could differ)
-                        pieces = [with_categories(p, categories[which]) for p in pieces]
+                    pieces = recode_pieces(pieces, categories[which])  # (again on arrival)
                     parts[which] = (
                         (pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0])
                         if pieces

@@ -344,7 +344,7 @@ class AggOutput(Output):
         keys = table[self.keys].reset_index(drop=True)
         # (as it is now: a join that ran may have found a key not categorical)
         for k in [k for k in self.keys if isinstance(self.node.dtype_now(k), pd.CategoricalDtype)]:
-            keys[k] = keys[k].astype(pd.CategoricalDtype(sorted(keys[k].dropna().unique())))
+            keys[k] = keys[k].astype(observed_categories(keys[k]))
         cols = [table[f"__result{j}"].reset_index(drop=True) for j in range(len(self.specs))]
         if self.keys:  # a float32 group std's dtype depends on every group's value
             dtypes = self.node.meta.dtypes
@@ -352,6 +352,15 @@ class AggOutput(Output):
                 if agg == "std" and col in dtypes:
                     cols[j] = A.group_std_dtype(cols[j], dtypes[col])
         return self.shape(cols, keys)
+
+
+def observed_categories(values) -> pd.CategoricalDtype:
+    """The dtype of a categorical group key in a group-by result: its categories are the
+    values observed (``values``: every group's key, any sequence), without nulls, distinct
+    and sorted (the combine makes such keys strings; not the categories of the input).
+    :meth:`AggOutput.shape_result` and a shuffled group-by's partitions (the values of every
+    rank, ``hpcframe.execute._Spread``) type them both so."""
+    return pd.CategoricalDtype(sorted(pd.Series(values).dropna().unique()))
 
 
 def sort_by_keys(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -762,6 +771,14 @@ class BlockCategories:
     def __init__(self):
         self.blocks: dict[int, dict[str, pd.CategoricalDtype]] = {}
 
+    @classmethod
+    def of(cls, frames: dict[int, pd.DataFrame]) -> BlockCategories:
+        """The categories of the blocks ``{leaf_index: frame}`` (each :meth:`note`-d)."""
+        blocks = cls()
+        for leaf, df in frames.items():
+            blocks.note(df, leaf)
+        return blocks
+
     def note(self, df: pd.DataFrame, leaf_index: int) -> None:
         """Record the categories of ``df``'s categorical columns (block ``leaf_index``)."""
         found = {c: t for c, t in df.dtypes.items() if isinstance(t, pd.CategoricalDtype)}
@@ -805,6 +822,18 @@ def with_categories(df: pd.DataFrame, dtypes: dict) -> pd.DataFrame:
         if isinstance(now, pd.CategoricalDtype) and not _same_categories(now, t):
             change[c] = df[c].cat.set_categories(t.categories, ordered=t.ordered)
     return df.assign(**change) if change else df
+
+
+def recode_pieces(pieces: list[pd.DataFrame], dtypes: dict) -> list[pd.DataFrame]:
+    """``pieces`` (rows of several blocks and ranks, to be stacked) with their categorical
+    columns recoded to ``dtypes`` (``{column: CategoricalDtype}``, the union of every
+    block's, :meth:`BlockCategories.union`), so that ``pd.concat`` keeps them categorical
+    and their codes agree. An exchange recodes its pieces before sending them and again on
+    arrival: a received piece's categories are not always as sent (a piece's Arrow
+    dictionary could differ). ``pieces`` as they are when ``dtypes`` is empty."""
+    if not dtypes:
+        return pieces
+    return [with_categories(p, dtypes) for p in pieces]
 
 
 def _same_categories(a: pd.CategoricalDtype, b: pd.CategoricalDtype) -> bool:

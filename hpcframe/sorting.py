@@ -33,7 +33,7 @@ import pandas as pd
 
 from . import plan as P
 from .comm import failure, interruptible
-from .outputs import BlockCategories, Output, with_categories
+from .outputs import BlockCategories, Output, recode_pieces, with_categories
 from .physical import partition_owners
 from .stages import POSITION
 
@@ -237,8 +237,7 @@ def sample_sort(stage, comm, nparts: int, run_scan, exchange_partitions, agree_c
                 pieces = [got[b] for got in received if b in got]
                 if not pieces:
                     continue
-                if cats:  # (as sent; a piece's Arrow dictionary could differ)
-                    pieces = [with_categories(p, cats) for p in pieces]
+                pieces = recode_pieces(pieces, cats)  # (again on arrival)
                 df = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
                 df = P.sort_rows(df, spec)
                 frames[b] = df[stage.columns].reset_index(drop=True)
