@@ -283,10 +283,11 @@ def _outer_key_na_position(expected, lk, rk) -> str:
 
 
 def _coalesced_dtype(expected, lk, rk):
-    """The dtype of the hidden column an outer join is sorted by (the key of either side)."""
+    """The dtype of the hidden column an outer join is sorted by (the key of either side;
+    a categorical key's codes, see :func:`outer_sort_key`)."""
     ld, rd = expected[lk].dtype, expected[rk].dtype
     if lk == rk or ld == rd:
-        return ld
+        return np.dtype("int64") if isinstance(ld, pd.CategoricalDtype) else ld
     return object
 
 
@@ -648,13 +649,26 @@ def merge_part(stage: JoinStage, left, right):
         present = out[stage.left_order[0][1]].notna().to_numpy()
         for h, lk, rk in zip(stage.join_keys, stage.left_keys, stage.right_keys):
             if lk == rk:
-                out[h] = out[lk]
+                key = out[lk]
             else:
                 lv, rv = out[lk], out[rk]
                 if lv.dtype != rv.dtype:
                     lv, rv = lv.astype(object), rv.astype(object)
-                out[h] = lv.where(present, rv)
+                key = lv.where(present, rv)
+            out[h] = outer_sort_key(key)
     return out
+
+
+def outer_sort_key(key: pd.Series) -> pd.Series:
+    """The hidden column an outer join's rows are sorted by, from its coalesced key: a key
+    categorical on both sides with the same categories (pandas keeps it categorical) as
+    its codes, a missing key -1, since pandas sorts such a key by its codes with the
+    missing ones first; any other key as it is (a categorical key with other categories on
+    the two sides is ``str``: sorted by value, missing last). Every partition's pieces have
+    their side's categories (:func:`_shuffle`), so all partitions decide alike."""
+    if isinstance(key.dtype, pd.CategoricalDtype):
+        return pd.Series(key.cat.codes.to_numpy(dtype="int64"), index=key.index)
+    return key
 
 
 # ------------------------------------------------------------------------------------------
@@ -1785,10 +1799,12 @@ def _shuffle(stage: JoinStage, sides: dict, comm, engine):
                 needs_right = how in ("inner", "right", "semi")
                 if (lf is None and (needs_left or rf is None)) or (rf is None and needs_right):
                     continue
+                # (an empty side with its side's categories: pandas' result dtypes, and an
+                #    outer join's sort key, depend on whether both sides' are the same)
                 if lf is None:
-                    lf = _empty_side(stage, "left")
+                    lf = with_categories(_empty_side(stage, "left"), categories["left"])
                 if rf is None:
-                    rf = _empty_side(stage, "right")
+                    rf = with_categories(_empty_side(stage, "right"), categories["right"])
                 out[b] = _finish_part(stage, merge_part(stage, lf, rf))
     except BaseException as exc:
         error = failure(comm, context, exc)

@@ -202,19 +202,30 @@ class RankedData:
 def agree_schema(comm, frames) -> tuple[pa.Schema | None, list[str]]:
     """Collective: one Arrow schema (with pandas dtype flags, see :mod:`hpcframe.io.types`)
     for the pandas ``frames`` of every rank (a DataFrame, a list of them, or ``None``), and
-    the ranks' errors (a column Arrow cannot hold). See :func:`merge_schemas`."""
+    the ranks' errors (a column Arrow cannot hold). See :func:`merge_schemas`.
+
+    The types of frames with rows come first: a rank with none passes an empty frame whose
+    dtypes are declared (a stage's planned meta), not what its computation made. A merge of
+    keys categorical on both sides with other categories makes the left key ``str`` where
+    it ran, while the declared frame says ``category``: the first rank's declared type
+    must not decide (a regression: on 3 ranks the key came back ``category``, and the rows
+    of an outer join, sorted by it, in the categories' order)."""
     if frames is None:
         frames = []
     elif not isinstance(frames, list):
         frames = [frames]
     error, local = None, None
+    rows = any(df is not None and len(df) for df in frames)
     try:
         local = merge_schemas(_distinct_schemas(frames, _marked_schema))
     except Exception as exc:  # every rank must reach the allgather
         error = f"rank {comm.rank}: {exc}"
-    gathered = comm.allgather((local, error))
-    errors = [e for _, e in gathered if e]
-    return (None if errors else _unmarked(merge_schemas([s for s, _ in gathered]))), errors
+    gathered = comm.allgather((local, error, rows))
+    errors = [e for _, e, _ in gathered if e]
+    if errors:
+        return None, errors
+    seen = [s for s, _, r in gathered if r] + [s for s, _, r in gathered if not r]
+    return _unmarked(merge_schemas(seen)), errors
 
 
 #: field metadata :func:`agree_schema` puts on a column whose values are all missing in a

@@ -784,9 +784,7 @@ def _op_topn(rng, s, x, kinds):
     n = int(rng.integers(0, 25))
     keep = _pick(rng, ["first", "last", "all"])
     cands = [c for c, k in kinds.items() if k in ("num", "time")]
-    if not cands or (s.cat_key and s.merge_how == "outer"):
-        # an outer merge on a categorical key: the labels of nlargest/nsmallest differ between
-        # the local engine and 3 ranks (fixed seed 9; not fixed, docs/testing.md)
+    if not cands:
         return _op_len(rng, s, x, kinds)
     if rng.random() < 0.4:
         h = x.a(_pick(rng, cands)).c(which, n, keep=keep)

@@ -362,3 +362,32 @@ def test_round_budget_from_the_environment():
     env["HPCFRAME_SHUFFLE_ROUND_BYTES"] = "0"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode != 0 and "HPCFRAME_SHUFFLE_ROUND_BYTES='0' must be positive" in out.stderr
+
+
+@pytest.mark.parametrize("empty_rank", [0, -1], ids=["first_rank_empty", "last_rank_empty"])
+def test_agreed_schema_takes_the_types_of_frames_with_rows(empty_rank):
+    """``agree_schema``: a rank without rows passes a frame of the planned dtypes (here a
+    ``category`` key); the ranks whose merge ran made it ``str``. The types of frames with
+    rows decide, whichever rank has none (a regression: the first rank's declared type won,
+    and a merge of keys categorical with other categories came back ``category`` on 3
+    ranks, sorted in the categories' order). With no rows anywhere the declared types are
+    the schema."""
+    import pandas as pd
+
+    from hpcframe.io.ranked import agree_schema
+
+    declared = pd.DataFrame(
+        {"k": pd.Categorical([], categories=["y", "x"]), "v": pd.Series([], dtype="int64")}
+    )
+    seen = pd.DataFrame({"k": pd.array(["x", None], dtype="str"), "v": [1, 2]})
+    with communicator(None) as comm:
+        empty = empty_rank % comm.size
+        schema, errors = agree_schema(comm, declared if comm.rank == empty else seen)
+        assert not errors
+        key = schema.field("k").type
+        if comm.size > 1:  # another rank has rows: their str wins
+            assert pa.types.is_string(key) or pa.types.is_large_string(key), key
+        else:  # the one rank has none: the declared dictionary
+            assert pa.types.is_dictionary(key), key
+        schema, _ = agree_schema(comm, declared)
+        assert pa.types.is_dictionary(schema.field("k").type)
