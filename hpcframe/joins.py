@@ -1162,6 +1162,12 @@ def _first_side(stage: JoinStage, comm, engine) -> str:
         return "left"
     nodes = {"left": stage.left, "right": stage.right}
     for which, node in nodes.items():
+        run = engine.deferred_run(stage_of(node))
+        if run is not None and pushed_input(stage, which, run) is not None:
+            # reduced by the keys this join's reader pushed into it (see _read): its rows are
+            #    few of the child's, read first (its keys may reduce the other side in turn)
+            return which
+    for which, node in nodes.items():
         child = stage_of(node)
         run = engine.deferred_run(child)
         if run is None:
@@ -1170,7 +1176,12 @@ def _first_side(stage: JoinStage, comm, engine) -> str:
         onode = stage.right if which == "left" else stage.left
         if _selective(onode):  # its keys: a subset
             mine = _deferred_estimate(run, comm, engine)
-            theirs = _estimated_bytes(stage, other, comm)
+            orun = engine.deferred_run(stage_of(onode))  # (both sides deferred: see deferrable_joins)
+            theirs = (
+                _deferred_estimate(orun, comm, engine)
+                if orun is not None
+                else _estimated_bytes(stage, other, comm)
+            )
             if theirs < mine and theirs <= config.broadcast_bytes // 4:
                 return other
         engine.materialise_deferred(child, comm)
@@ -1230,6 +1241,7 @@ def _scan_estimate(out, comm) -> float:
     side = out
     plan = plan_scan([side], comm)
     bounds, guessed = _filter_ranges(side.node)
+    pushed = _pushed_keys(side)
     nbytes = 0.0
     for _, parts in plan.wanted:
         for part in parts:
@@ -1237,9 +1249,40 @@ def _scan_estimate(out, comm) -> float:
             for col, (low, high) in bounds.items():
                 st = part.stats.get(col) if part.stats else None
                 share *= range_share((low, high), None if st is None else (st.min, st.max))
+            if pushed is not None:
+                st = part.stats.get(pushed[0]) if part.stats else None
+                share *= _keys_share(pushed[1], st)
             nbytes += part.nbytes * share
     total = len(side.node.scan().meta.columns) or 1
     return nbytes * min(1.0, len(side.columns()) / total) * max(FILTER_SELECTIVITY**guessed, 0.01)
+
+
+def _pushed_keys(side) -> tuple[str, np.ndarray] | None:
+    """``(column, sorted keys)`` of the keys the reader of a join pushed into its side
+    ``side`` (``stage.pushed``, :func:`reduced_input`, :func:`pushed_input`), else ``None``."""
+    stage = getattr(side, "stage", None)
+    pushed = getattr(stage, "pushed", None)
+    got = pushed.get(side.which) if isinstance(pushed, dict) else None
+    if got is None:
+        return None
+    return got[0], np.sort(np.asarray(got[1], dtype=np.int64))
+
+
+def _keys_share(keys: np.ndarray, stats) -> float:
+    """The share of a partition's rows whose int64 column is among the distinct ``keys``
+    (sorted), were its values the integers between its statistics' min and max, each as
+    often: the keys in that range over its width (TPC-H keys are dense ranges). 1.0 when
+    the statistics cannot tell."""
+    if stats is None or stats.min is None or stats.max is None:
+        return 1.0
+    try:
+        lo, hi = int(stats.min), int(stats.max)
+    except (TypeError, ValueError, OverflowError):
+        return 1.0
+    if hi < lo:
+        return 1.0
+    n = int(np.searchsorted(keys, hi, side="right") - np.searchsorted(keys, lo, side="left"))
+    return min(1.0, n / (hi - lo + 1))
 
 
 def _filter_ranges(node) -> tuple[dict, int]:
@@ -1295,9 +1338,7 @@ def _pushable(parent: JoinStage, which: str) -> list[tuple[str, str]]:
         return []
     node = parent.left if which == "left" else parent.right
     child = stage_of(node)
-    if not isinstance(child, JoinStage) or child.indicator or child.join_keys:
-        return []
-    if child.how not in ("inner", "semi", "anti"):
+    if not isinstance(child, JoinStage):
         return []
     pairs = parent.left_cols if which == "left" else parent.right_cols
     key = (parent.left_keys if which == "left" else parent.right_keys)[0]
@@ -1307,7 +1348,19 @@ def _pushable(parent: JoinStage, which: str) -> list[tuple[str, str]]:
         return []
     if any(isinstance(n, P.Assign) and n.name == cols[0] for n in node.chain()):
         return []
-    origin = child.origins.get(cols[0])
+    return _origin_columns(child, cols[0])
+
+
+def _origin_columns(child: JoinStage, col: str) -> list[tuple[str, str]]:
+    """``[(side of the join stage child, its column)]``: the int64 side columns (not
+    reassigned on their way) the result column ``col`` of ``child`` comes from, where a row
+    of that side whose value is not among some keys may be dropped for a reader that drops
+    the result rows whose ``col`` is not among them: ``child`` an inner join (either side,
+    both for a shared key) or a semi/anti join (its left rows, each filtered on its own;
+    not its values: an anti-join would keep more). Empty when none."""
+    if child.indicator or child.join_keys or child.how not in ("inner", "semi", "anti"):
+        return []
+    origin = child.origins.get(col)
     if origin is None:
         return []
     if origin[0] == "both":
@@ -1316,14 +1369,15 @@ def _pushable(parent: JoinStage, which: str) -> list[tuple[str, str]]:
         candidates = [(origin[0], origin[1])]
     else:  # the values of a semi/anti join: not filtered (an anti-join would keep more)
         return []
+    int64 = np.dtype("int64")
     out = []
-    for side, col in candidates:
+    for side, source in candidates:
         snode = child.left if side == "left" else child.right
-        if col not in snode.meta.columns or snode.meta[col].dtype != int64:
+        if source not in snode.meta.columns or snode.meta[source].dtype != int64:
             continue
-        if any(isinstance(n, P.Assign) and n.name == col for n in snode.chain()):
+        if any(isinstance(n, P.Assign) and n.name == source for n in snode.chain()):
             continue
-        out.append((side, col))
+        out.append((side, source))
     return out
 
 
@@ -1432,6 +1486,28 @@ def deferrable_joins(planned, nodes) -> dict:
             continue
         readers.add(id(parent))
         out[id(stage)] = (stage, run)
+    # the other side of a reader that is deferred itself: that reader may be reduced by the
+    #    keys its own reader pushes into it (pushed_input), and then reads the side they reach
+    #    first, whose keys reduce this side in turn (TPC-H q21: the late lineitems' supplier
+    #    counts, reduced to the orders of one nation's suppliers' late lines)
+    deferred_runs = {id(r) for s, r in planned if id(s) in out}
+    for stage, run in planned:
+        if id(stage) in out or not isinstance(run, (JoinStage, AggStage)):
+            continue
+        if stage.ready or stage.persisted or stage.dropped:
+            continue
+        got = reads.get(id(stage), [])
+        if len(got) != 1 or got[0] is None:
+            continue
+        parent, which = got[0]
+        if id(parent) not in deferred_runs or parent.broadcast is not None:
+            continue
+        if not _pushable(parent, which) and not _pushable_group_keys(parent, which):
+            continue
+        other = stage_of(parent.right if which == "left" else parent.left)
+        if other is None or id(other) not in out:  # the other side: deferred, to be read first
+            continue
+        out[id(stage)] = (stage, run)
     return out
 
 
@@ -1450,6 +1526,52 @@ def reduced_input(parent: JoinStage, which: str, run, probe: Probe | None):
         return None
     reduced = run.with_sides(run.left, run.right)
     reduced.pushed = {side: (col, index.uniques[0]) for side, col in targets}
+    return reduced
+
+
+def pushed_input(stage: JoinStage, which: str, run):
+    """A copy of the deferred child ``run`` (the stage the ``which`` side of ``stage``
+    reads) reduced by the keys that the join reading ``stage`` pushed into that side
+    (``stage.pushed``, see :func:`reduced_input`), passed on one level down: a join's sides
+    drop, while read, the rows whose column the pushed one comes from is not among the keys
+    (:func:`_origin_columns`); a group-by result's group-by drops the rows whose group key
+    is not (the pushed column must be one of its int64 group keys). ``None`` when ``stage``
+    has no keys for that side or they cannot be passed on exactly. A side row whose column
+    is not among the keys is dropped when ``stage`` reads it, so the child's rows (or
+    groups) it would come from need not be computed. TPC-H q21: the suppliers of one nation,
+    pushed by the join with them into the join of the late lineitems with the order
+    counts, reach the join that makes those rows and then the late lineitems' read, whose
+    few orders reduce in turn the group-by counting every order's suppliers."""
+    import copy
+
+    got = stage.pushed.get(which) if isinstance(stage.pushed, dict) else None
+    if got is None:
+        return None
+    col, keys = got
+    node = stage.left if which == "left" else stage.right
+    int64 = np.dtype("int64")
+    if col not in node.meta.columns or node.meta[col].dtype != int64:
+        return None
+    if any(isinstance(n, P.Assign) and n.name == col for n in node.chain()):
+        return None
+    if isinstance(run, AggStage):
+        grouped = run.output.node
+        if col not in run.output.keys or grouped.meta.dtypes.get(col) != int64:
+            return None
+        if any(isinstance(n, P.Assign) and n.name == col for n in grouped.chain()):
+            return None
+        reduced = copy.copy(run)
+        reduced.data = None
+        reduced.persisted = reduced.dropped = False
+        reduced.pushed = [(col, keys)]
+        return reduced
+    if not isinstance(run, JoinStage):
+        return None
+    targets = _origin_columns(run, col)
+    if not targets:
+        return None
+    reduced = run.with_sides(run.left, run.right)
+    reduced.pushed = {side: (source, keys) for side, source in targets}
     return reduced
 
 
@@ -1611,6 +1733,8 @@ def _read(stage: JoinStage, which: str, comm, engine, whole=None, reduce=None):
     if run is not None:
         probe = whole if whole is not None else getattr(reduce, "probe", None)
         reduced = reduced_input(stage, which, run, probe)
+        if reduced is None:  # the keys pushed into this join by its reader, passed on
+            reduced = pushed_input(stage, which, run)
         if reduced is None:
             engine.materialise_deferred(child, comm)
         else:
