@@ -1453,7 +1453,8 @@ def deferrable_joins(planned, nodes) -> dict:
     by part and supplier, reduced to the parts named 'forest%'). Only when the reader's
     other side is filtered (:func:`_selective`; else the reader would compute the child in
     full anyway), so that of two deferrable sides the one that can be reduced is. At most
-    one per reader. The same on every rank (from the plan only)."""
+    one per reader, except for a reader deferred itself: there the other side may be
+    deferred too (see the second pass below). The same on every rank (from the plan only)."""
     reads: dict[int, list] = {}
     for node in nodes:
         st = stage_of(node)
