@@ -676,7 +676,7 @@ def chunk_partial(
     if first_pos is None and inters:
         fast = _dense_partial(df, keys, inters, dropna)
         if fast is not None:
-            return fast
+            return _object_keys(fast, df, keys)
     extra = {}
     if first_pos is not None:
         extra[FIRST_POS] = np.arange(first_pos, first_pos + len(df), dtype="int64")
@@ -729,7 +729,23 @@ def chunk_partial(
     for k in keys:  # grouped on codes; partials carry values (dictionaries differ per partition)
         if isinstance(table[k].dtype, pd.CategoricalDtype):
             table[k] = _category_values(table[k])
-    return table
+    return _object_keys(table, df, keys)
+
+
+def _object_keys(table: pd.DataFrame, df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The partial ``table`` of the block ``df`` with the keys of an ``object`` column that
+    are all missing kept ``object``: pandas' group-by types a block's keys by their values
+    (only missing keys: ``float64``; bools: ``bool``), and pandas 3 stacks an all-missing
+    ``float64`` column with a ``bool`` one as ``float64`` (``True`` -> ``1.0``; a regression:
+    object bools with ``None`` grouped with ``dropna=False`` came back ``0.0``/``1.0`` when
+    a block held only missing keys). :func:`combine_many` types the combined keys as
+    pandas' index does."""
+    fix = {
+        k: object
+        for k in keys
+        if df[k].dtype == object and table[k].dtype == np.float64 and table[k].isna().all()
+    }
+    return table.astype(fix) if fix else table
 
 
 #: whether a partial groups by its integer keys alone when the other keys depend on them

@@ -266,6 +266,24 @@ def test_groupby_dropna_false_with_a_partition_of_null_keys(null_keys):
     assert_same(df.groupby("k", dropna=False).x.sum(), ref.groupby("k", dropna=False).x.sum())
 
 
+@pytest.mark.parametrize("dropna", [True, False])
+def test_object_bool_keys_with_a_block_of_only_missing_keys(monkeypatch, dropna):
+    """Object bools with ``None`` as the key, the first block holding only the missing key:
+    its partial's keys stay ``object`` (a regression: pandas types them ``float64``, and
+    stacked with a block's ``bool`` keys they became ``0.0``/``1.0``; fuzz seed 7139). The
+    groups' order with ``dropna=False`` is the documented one (missing key last)."""
+    monkeypatch.setattr(hf.config, "block_rows", 1)
+    ref = pd.DataFrame(
+        {"b": pd.Series([None, True, False, None, True], dtype=object), "v": [1.0, 2, 3, 4, 5]}
+    )
+    got = hf.from_pandas(ref, npartitions=2).groupby("b", dropna=dropna).v.sum().compute()
+    expected = ref.groupby("b", dropna=dropna).v.sum()
+    if not dropna:  # (pandas keeps the order of first appearance for bools with NaN)
+        expected = expected.iloc[[1, 2, 0]]
+    pd.testing.assert_series_equal(got, expected)
+    assert [type(k) for k in got.index if k == k] == [bool, bool]
+
+
 def _sorted_frames():
     """A frame with NaN in a sort key and many ties, and its pandas copy."""
     rng = np.random.default_rng(31)
