@@ -204,12 +204,15 @@ def agree_schema(comm, frames) -> tuple[pa.Schema | None, list[str]]:
     for the pandas ``frames`` of every rank (a DataFrame, a list of them, or ``None``), and
     the ranks' errors (a column Arrow cannot hold). See :func:`merge_schemas`.
 
-    The types of frames with rows come first: a rank with none passes an empty frame whose
-    dtypes are declared (a stage's planned meta), not what its computation made. A merge of
-    keys categorical on both sides with other categories makes the left key ``str`` where
-    it ran, while the declared frame says ``category``: the first rank's declared type
-    must not decide (a regression: on 3 ranks the key came back ``category``, and the rows
-    of an outer join, sorted by it, in the categories' order)."""
+    Only frames with rows decide the types: a rank with none passes an empty frame whose
+    dtypes are declared (a stage's planned meta), not what its computation made; its types
+    serve only a column that has no value anywhere else. A merge of keys categorical on
+    both sides with other categories makes the left key ``str`` where it ran, while the
+    declared frame says ``category`` (a regression: on 3 ranks the key came back
+    ``category``, and the rows of an outer join, sorted by it, in the categories' order);
+    a right join's key from an int64 right key is int64, while the declared frame, from a
+    float64 left key, says ``float64`` (a regression: on 2 ranks, float64 by the rule for
+    ints and floats together)."""
     if frames is None:
         frames = []
     elif not isinstance(frames, list):
@@ -224,8 +227,14 @@ def agree_schema(comm, frames) -> tuple[pa.Schema | None, list[str]]:
     errors = [e for _, e, _ in gathered if e]
     if errors:
         return None, errors
-    seen = [s for s, _, r in gathered if r] + [s for s, _, r in gathered if not r]
-    return _unmarked(merge_schemas(seen)), errors
+    seen = merge_schemas([s for s, _, r in gathered if r])
+    said = merge_schemas([s for s, _, r in gathered if not r])
+    if seen is None:
+        return _unmarked(said), errors
+    if said is not None:  # a column without values where the rows are: the declared type
+        fields = [said.field(f.name) if _is_empty_type(f.type) and f.name in said.names else f for f in seen]
+        seen = pa.schema(fields, metadata=seen.metadata)
+    return _unmarked(seen), errors
 
 
 #: field metadata :func:`agree_schema` puts on a column whose values are all missing in a

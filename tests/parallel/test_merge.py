@@ -1177,3 +1177,16 @@ def test_merge_on_keys_categorical_on_both_sides(same, on, how, broadcast):
     if how == "outer":  # the labels: positions in the merged frame's order
         pd.testing.assert_frame_equal(merged.nsmallest(5, "a").compute(), expected.nsmallest(5, "a"))
         pd.testing.assert_frame_equal(merged.tail(4).compute(), expected.tail(4))
+
+
+@pytest.mark.parametrize("broadcast", [None, True, False])
+def test_right_join_key_typed_by_the_ranks_with_rows(broadcast):
+    """A right join of a float64 key (left) with an int64 key (right): pandas' key is the
+    right's int64. The planned dtype (from the empty frames) is float64; ranks without rows
+    took part in the schema agreement with it, and by the rule for ints and floats together
+    the key came back float64 on 2 and 3 ranks (fuzz seed 3613). Only frames with rows
+    decide the types (``agree_schema``)."""
+    left = pd.DataFrame({"k": [1.5, np.nan], "i": [1, 2]})
+    right = pd.DataFrame({"k": [6, 3], "s": ["a", "b"]})
+    got = hf.from_pandas(left).merge(hf.from_pandas(right), how="right", on="k", broadcast=broadcast)
+    pd.testing.assert_frame_equal(got.compute(), left.merge(right, how="right", on="k"))
