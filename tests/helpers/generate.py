@@ -303,7 +303,10 @@ def build_case(spec: Spec, root: str) -> Case:
         for key_i, key in enumerate(keys):
             values = [choices[j][key_i] for j in order]
             per_row = (
-                np.concatenate([[values[m]] * tables[j].num_rows for m, j in enumerate(order)])
+                # (object: a file without rows adds a float64 [], which made -1 "-1.0")
+                np.concatenate(
+                    [np.array([values[m]] * tables[j].num_rows, dtype=object) for m, j in enumerate(order)]
+                )
                 if len(pdf)
                 else np.array([], dtype=object)
             )
