@@ -586,6 +586,11 @@ def _int64_source_column(node, column: str, declared) -> bool:
     source column drops exactly the rows whose key is not among its keys."""
     if column not in declared.names or declared.field(column).type != pa.int64():
         return False
+    return _kept_int64(node, column)
+
+
+def _kept_int64(node, column: str) -> bool:
+    """Whether ``column`` of ``node``'s frame is int64 and not reassigned by its chain."""
     if column not in node.meta.columns or node.meta[column].dtype != np.dtype("int64"):
         return False
     return not any(isinstance(n, P.Assign) and n.name == column for n in node.chain())
@@ -1343,10 +1348,7 @@ def _pushable(parent: JoinStage, which: str) -> list[tuple[str, str]]:
     pairs = parent.left_cols if which == "left" else parent.right_cols
     key = (parent.left_keys if which == "left" else parent.right_keys)[0]
     cols = [c for c, r in pairs if r == key]
-    int64 = np.dtype("int64")
-    if len(cols) != 1 or node.meta[cols[0]].dtype != int64:
-        return []
-    if any(isinstance(n, P.Assign) and n.name == cols[0] for n in node.chain()):
+    if len(cols) != 1 or not _kept_int64(node, cols[0]):
         return []
     return _origin_columns(child, cols[0])
 
@@ -1369,15 +1371,11 @@ def _origin_columns(child: JoinStage, col: str) -> list[tuple[str, str]]:
         candidates = [(origin[0], origin[1])]
     else:  # the values of a semi/anti join: not filtered (an anti-join would keep more)
         return []
-    int64 = np.dtype("int64")
     out = []
     for side, source in candidates:
         snode = child.left if side == "left" else child.right
-        if source not in snode.meta.columns or snode.meta[source].dtype != int64:
-            continue
-        if any(isinstance(n, P.Assign) and n.name == source for n in snode.chain()):
-            continue
-        out.append((side, source))
+        if _kept_int64(snode, source):
+            out.append((side, source))
     return out
 
 
@@ -1403,18 +1401,14 @@ def _pushable_group_keys(parent: JoinStage, which: str) -> list[tuple[int, str]]
     grouped = child.output.node
     pairs = parent.left_cols if which == "left" else parent.right_cols
     keys = parent.left_keys if which == "left" else parent.right_keys
-    int64 = np.dtype("int64")
     out = []
     for i, key in enumerate(keys):
         cols = [c for c, r in pairs if r == key]
         if len(cols) != 1 or cols[0] not in child.output.keys:
             continue
         col = cols[0]
-        if node.meta[col].dtype != int64 or grouped.meta.dtypes.get(col) != int64:
-            continue
-        if any(isinstance(n, P.Assign) and n.name == col for n in (*node.chain(), *grouped.chain())):
-            continue
-        out.append((i, col))
+        if _kept_int64(node, col) and _kept_int64(grouped, col):
+            out.append((i, col))
     return out
 
 
@@ -1422,18 +1416,28 @@ def _reduced_groups(parent: JoinStage, which: str, run: AggStage, probe: Probe):
     """A copy of the deferred group-by result ``run`` whose group-by drops, while reading,
     the rows whose group key is not among ``probe``'s keys (:func:`_pushable_group_keys`;
     the keys with the fewest distinct values first), or ``None``."""
-    import copy
-
     int64 = np.dtype("int64")
     targets = _pushable_group_keys(parent, which)
     targets = [(i, c) for i, c in targets if probe.whole[probe.keys[i]].dtype == int64]
     index = probe._build() if targets else None
     if index is None:
         return None
-    reduced = copy.copy(run)
-    reduced.data = None
-    reduced.persisted = reduced.dropped = False
-    reduced.pushed = sorted(((c, index.uniques[i]) for i, c in targets), key=lambda t: len(t[1]))
+    return _with_pushed(run, sorted(((c, index.uniques[i]) for i, c in targets), key=lambda t: len(t[1])))
+
+
+def _with_pushed(run, pushed):
+    """A copy of the deferred stage ``run``, not computed, that drops while read the rows
+    ``pushed`` names (``JoinStage.pushed``: ``{side: (column, keys)}``; ``AggStage.pushed``:
+    ``[(group key, keys)]``). Released after its read, never retained."""
+    import copy
+
+    if isinstance(run, JoinStage):
+        reduced = run.with_sides(run.left, run.right)
+    else:
+        reduced = copy.copy(run)
+        reduced.data = None
+        reduced.persisted = reduced.dropped = False
+    reduced.pushed = pushed
     return reduced
 
 
@@ -1525,9 +1529,7 @@ def reduced_input(parent: JoinStage, which: str, run, probe: Probe | None):
     index = probe._build() if targets else None
     if index is None:
         return None
-    reduced = run.with_sides(run.left, run.right)
-    reduced.pushed = {side: (col, index.uniques[0]) for side, col in targets}
-    return reduced
+    return _with_pushed(run, {side: (col, index.uniques[0]) for side, col in targets})
 
 
 def pushed_input(stage: JoinStage, which: str, run):
@@ -1543,37 +1545,18 @@ def pushed_input(stage: JoinStage, which: str, run):
     pushed by the join with them into the join of the late lineitems with the order
     counts, reach the join that makes those rows and then the late lineitems' read, whose
     few orders reduce in turn the group-by counting every order's suppliers."""
-    import copy
-
     got = stage.pushed.get(which) if isinstance(stage.pushed, dict) else None
     if got is None:
         return None
     col, keys = got
-    node = stage.left if which == "left" else stage.right
-    int64 = np.dtype("int64")
-    if col not in node.meta.columns or node.meta[col].dtype != int64:
-        return None
-    if any(isinstance(n, P.Assign) and n.name == col for n in node.chain()):
+    if not _kept_int64(stage.left if which == "left" else stage.right, col):
         return None
     if isinstance(run, AggStage):
-        grouped = run.output.node
-        if col not in run.output.keys or grouped.meta.dtypes.get(col) != int64:
+        if col not in run.output.keys or not _kept_int64(run.output.node, col):
             return None
-        if any(isinstance(n, P.Assign) and n.name == col for n in grouped.chain()):
-            return None
-        reduced = copy.copy(run)
-        reduced.data = None
-        reduced.persisted = reduced.dropped = False
-        reduced.pushed = [(col, keys)]
-        return reduced
-    if not isinstance(run, JoinStage):
-        return None
-    targets = _origin_columns(run, col)
-    if not targets:
-        return None
-    reduced = run.with_sides(run.left, run.right)
-    reduced.pushed = {side: (source, keys) for side, source in targets}
-    return reduced
+        return _with_pushed(run, [(col, keys)])
+    targets = _origin_columns(run, col) if isinstance(run, JoinStage) else []
+    return _with_pushed(run, {side: (source, keys) for side, source in targets}) if targets else None
 
 
 class _KeyFilter:
