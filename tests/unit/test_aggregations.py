@@ -349,6 +349,23 @@ def test_groups_of_one_partial_combine_as_pandas_combines_them(seed, groups, rep
             np.testing.assert_array_equal(np.signbit(got[name]), np.signbit(want[name]))
 
 
+def test_groups_of_several_partials_take_the_general_combine():
+    """Where most rows are in groups of several partials (every block holds most keys:
+    db-benchmark q3's 1e5 ids), the single-partial path steps aside — combining those rows
+    apart would group nearly every row a second time — and the general combine answers."""
+    n = 2 * A.SINGLE_PARTIALS_MIN_GROUPS
+    rng = np.random.default_rng(3)
+    k = np.concatenate([np.arange(n), rng.permutation(n)[: n - 10], np.arange(n, n + 5)])
+    table = pd.DataFrame({"k": [f"id{i:08d}" for i in k], "x" + A.SEP + "sum": rng.normal(size=len(k))})
+    ids, first = A.group_ids(table, ["k"])
+    assert A._single_partial_groups(table, ids, first, ["k"], []) is None
+    got = A.combine_many(table, ["k"])
+    pd.testing.assert_frame_equal(got, _general_combine(table, ["k"]), check_exact=True)
+    mostly_single = table.iloc[: n + 100]  # the first partial and 100 rows of the second
+    ids, first = A.group_ids(mostly_single, ["k"])
+    assert A._single_partial_groups(mostly_single, ids, first, ["k"], []) is not None
+
+
 def test_a_lone_negative_zero_sum_combines_to_zero_as_in_pandas():
     """pandas' compensated group sum of a single -0.0 is 0.0 (it starts from 0; its plain
     ``reduceat`` sum, for groups in order, would keep -0.0: see ``_unsorted_ids``)."""
