@@ -602,7 +602,9 @@ _KEY_POOLS = {
             [("x", "sum"), ("x", "fsum"), ("x", "count"), ("x", "min"), ("x", "max"), ("x", "first")]
             + [("x", "last"), ("x", "mean"), ("x", "m2"), ("i", "sum"), ("i", "uniq"), ("x", "size")]
         ),
-        min_size=1, max_size=5, unique=True,
+        min_size=1,
+        max_size=5,
+        unique=True,
     ),
 )
 def test_partials_of_several_numpy_keys_by_one_group_number_are_pandas_partials(
