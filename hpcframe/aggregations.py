@@ -702,7 +702,19 @@ def chunk_partial(
     by, dependent = keys, _dependent_keys(df, keys) if not coded else None
     if dependent is not None:  # grouped by the integer keys; the others taken per group
         by = [k for k in keys if k not in dependent[0]]
-    gb = df.groupby(by, dropna=dropna, sort=False, observed=True)
+    builtin = all(inter == "size" or not inter.startswith("user:") for _, inter in inters)
+    numbered = _numbered_groups(df, by, dropna) if dependent is None and builtin else None
+    if numbered is not None:  # one integer per group, not pandas' multi-key grouping
+        rows, ids, first = numbered
+        if rows is not None:  # the dropped rows stay, as missing group numbers: pandas then
+            # sees the same group index as in its multi-key group-by (which decides whether
+            # it sums plainly or compensated, see _unsorted_ids)
+            number = np.full(len(df), np.nan)
+            number[rows] = ids
+            ids, first = number, rows[first]
+        gb = df.groupby(ids, sort=False, dropna=True)
+    else:
+        gb = df.groupby(by, dropna=dropna, sort=False, observed=True)
     cols = {}
     done = {}  # (source column, chunk function) -> column: float sums serve sum and fsum
     for col, inter in inters:
@@ -718,7 +730,11 @@ def chunk_partial(
         cols[FIRST_POS] = gb[FIRST_POS].min()
     if not cols:
         cols["__n"] = gb.size()
-    table = pd.DataFrame(cols).reset_index()
+    if numbered is not None:
+        values = pd.DataFrame(cols).reset_index(drop=True)
+        table = pd.concat([_numbered_keys(df, by, first), values], axis=1)
+    else:
+        table = pd.DataFrame(cols).reset_index()
     if dependent is not None:
         named, first = dependent
         for k in keys:  # in the keys' order, before the partial columns
@@ -730,6 +746,59 @@ def chunk_partial(
         if isinstance(table[k].dtype, pd.CategoricalDtype):
             table[k] = _category_values(table[k])
     return _object_keys(table, df, keys)
+
+
+#: NumPy kinds of group keys :func:`_numbered_groups` takes (a group index keeps their dtype)
+_NUMBERED_KINDS = frozenset("biufmM")
+
+
+def _numbered_groups(df: pd.DataFrame, by: list, dropna: bool):
+    """``(rows, ids, first)`` for a partial of several NumPy keys (integers, floats, bools,
+    times; categoricals as their codes): the rows pandas groups (``None``: all; with
+    ``dropna`` those without a missing key), the group number of each of them and each
+    group's first row among them (:func:`group_ids`: pandas' own factorization of each key,
+    numbered in order of first appearance). Grouping by the one integer gives the groups,
+    rows and order of ``df.groupby(by, sort=False)`` — so the same aggregates, bit for bit —
+    without pandas' multi-key grouping, which compresses and splits the group index again
+    for its MultiIndex (db-benchmark q10: 600,000 groups of six keys per block). ``None``
+    for one key or any other key dtype. (Only for built-in aggregations: a registered one
+    may look at its groups' names, which are these numbers here.)"""
+    if not isinstance(by, list) or len(by) < 2:
+        return None
+    cols = [df[k] for k in by]
+    if not all(isinstance(c.dtype, np.dtype) and c.dtype.kind in _NUMBERED_KINDS for c in cols):
+        return None
+    rows = None
+    if dropna:
+        missing = None
+        for c in cols:
+            if c.dtype.kind in "fmM":
+                m = c.isna().to_numpy()
+                missing = m if missing is None else missing | m
+        if missing is not None and missing.any():
+            rows = np.flatnonzero(~missing)
+    keyed = df[by] if rows is None else df[by].take(rows)
+    ids, first = group_ids(keyed, list(by))
+    return rows, ids, first
+
+
+def _numbered_keys(df: pd.DataFrame, by: list, first: np.ndarray) -> pd.DataFrame:
+    """The keys of the groups of :func:`_numbered_groups` (``first``: each group's first
+    row of the block ``df``, rows with a missing key included), as pandas' MultiIndex has
+    them: a float key is its column's first occurrence of the value in the block (``-0.0``
+    and ``0.0`` are one value, spelt as first seen in the column — also in a row ``dropna``
+    drops —, not in the group), a missing one NaN."""
+    keys = df[by].take(first).reset_index(drop=True)
+    for k in by:
+        col = df[k]
+        if col.dtype.kind == "f":
+            codes, uniques = pd.factorize(col.to_numpy())
+            picked = codes[first]
+            spelt = np.full(len(first), np.nan, dtype=col.dtype)
+            found = picked >= 0
+            spelt[found] = np.asarray(uniques, dtype=col.dtype)[picked[found]]
+            keys[k] = spelt
+    return keys
 
 
 def _object_keys(table: pd.DataFrame, df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -939,6 +1008,10 @@ def _single_partial_groups(t, ids, first, keys, carried) -> dict | None:
         if t[name].dtype not in _PLAIN_NUMBERS:
             return None
     several = np.bincount(ids, minlength=groups)[ids] > 1  # the rows of groups of 2+ rows
+    if 2 * int(np.count_nonzero(several)) > n:
+        # most rows are in groups of several partials (every block holds most keys: db-
+        # benchmark q3's 1e5 ids): combining those rows apart would group them a second time
+        return None
     cols = {}
     for name in names:
         values = t[name].to_numpy().take(first)  # a group's first row: its only one

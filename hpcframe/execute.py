@@ -1512,6 +1512,8 @@ class _Rows(Output):
         if POSITION not in df.columns:
             df = df.assign(**{POSITION: np.int64(leaf.row_offset) + df.index.to_numpy(dtype="int64")})
         if self.stage.local is not None:
+            if self.stage.prefilter is not None:  # (before the sort: fewer rows to put in order)
+                df = self.stage.prefilter(df)
             if P.last_sort(self.stage.node) is not None:  # the block in the frame's sorted order
                 df = P.sort_rows(df, P.only_columns(P.source_sort(self.stage), df.columns))
             df = self.stage.local(df)

@@ -98,3 +98,68 @@ def _stable(key: np.ndarray) -> np.ndarray:
     else:  # pragma: no cover - over 2**31 rows in one block
         order[at] = order[at][np.lexsort((order[at], run[at]))]
     return order
+
+
+#: the largest ``n`` :func:`group_top_rows` takes (it makes ``n`` passes over the rows)
+TOP_ROWS_MAX_N = 8
+
+
+def group_top_rows(values, ids: np.ndarray, groups: int, n: int, ascending: bool) -> np.ndarray | None:
+    """A mask of the rows that may be among the first ``n`` of their group when the rows
+    are stably sorted by ``values`` first (any further sort keys and the row order break
+    ties): every row but those with at least ``n`` rows of their group *strictly* ahead of
+    them in the order of ``values`` — such a row is behind those ``n`` whatever decides the
+    ties, so it is never in its group's first ``n``. Missing values (NaN, NaT), wherever
+    they sort, and every row of a group with fewer than ``n`` valued rows are kept. Each
+    kept row has the same rows of its group ahead of it as in the whole table, so its
+    rank in the group (``cumcount``) is the same among the kept rows.
+
+    ``ids``: the group number of every row (``0 .. groups - 1``). ``None`` where this does
+    not apply: ``values`` not a NumPy array of numbers or times, ``n`` outside ``1 ..
+    TOP_ROWS_MAX_N``.
+
+    The threshold of each group — its ``n``-th best distinct value counted with ties — is
+    found in at most ``n`` passes: the best value below the last threshold, and how many
+    rows have it."""
+    if not isinstance(values, np.ndarray) or values.ndim != 1 or not 1 <= n <= TOP_ROWS_MAX_N:
+        return None
+    kind = values.dtype.kind
+    if kind not in "fiuMm":
+        return None
+    missing = None
+    key: np.ndarray
+    lowest: float | int
+    if kind == "f":
+        key = values.astype(np.float64, copy=False)
+        isnan = np.isnan(key)
+        missing = isnan if isnan.any() else None
+        key = key if not ascending else -key  # larger is better (-0.0 still ties 0.0)
+        lowest = -np.inf
+    else:
+        ints = values.view(np.int64) if kind in "mM" else values
+        if kind in "mM":
+            isnat = ints == _NAT
+            missing = isnat if isnat.any() else None
+        key = ints if not ascending else ~ints  # an exact reversal, no overflow
+        lowest = int(np.iinfo(ints.dtype).min)
+    valued = np.flatnonzero(~missing) if missing is not None else None
+    cand_ids = ids if valued is None else ids[valued]
+    cand_key = key if valued is None else key[valued]
+    threshold = np.full(groups, lowest, dtype=key.dtype)
+    ahead = np.zeros(groups, dtype=np.int64)  # rows at or above the threshold
+    done = np.zeros(groups, dtype=bool)
+    for _ in range(n):
+        best = np.full(groups, lowest, dtype=key.dtype)
+        np.maximum.at(best, cand_ids, cand_key)
+        tied = cand_key == best[cand_ids]
+        ahead += np.bincount(cand_ids[tied], minlength=groups)
+        threshold = np.where(done, threshold, best)
+        done |= ahead >= n
+        below = ~tied & ~done[cand_ids]  # the next pass: values below the best, open groups
+        if not below.any():
+            break
+        cand_ids, cand_key = cand_ids[below], cand_key[below]
+    keep = ~done[ids] | (key >= threshold[ids])
+    if missing is not None:
+        keep |= missing
+    return keep

@@ -3244,6 +3244,8 @@ def _group_rows(self: GroupBy, method: str, n):
     reach = _rows_reach(method, n)
     if reach is not None:  # per-group top-n: each block sends only its candidate rows
         stage.local = _candidates(stage, by, dropna, *reach)
+        if reach[0] and not reach[1]:  # (a head: what is behind n others goes first)
+            stage.prefilter = _top_rows(stage, by, reach[0])
     if index == [POSITION]:  # a ResetIndex in the chain: the parent's index is a column now
         stage.index = [POSITION]
     scan = P.Scan(stage, stage.meta)
@@ -3314,6 +3316,34 @@ def _candidates(stage, by, dropna: bool, first: int, last: int) -> Callable:
         return df[keep]  # a row with a missing key (dropna): in no group, not kept
 
     return local
+
+
+def _top_rows(stage, by, n: int) -> Callable:
+    """The ``prefilter`` function of a ShuffleStage of ``g.head(n)`` (``nth`` of positions
+    below ``n``): a block without the rows that cannot be among the first ``n`` of their
+    group in the frame's order (:func:`fastsort.group_top_rows` on the order's first
+    column), when its groups average more than ``2 n`` rows (db-benchmark q8: about six rows
+    per group and block, a third kept, so the block's sort and ``cumcount`` run on a third
+    of it). The rows kept keep their order and their ranks in their groups; the block is
+    left whole when that column is not a NumPy number or time column."""
+
+    def prefilter(df):
+        from .aggregations import group_ids
+        from .fastsort import TOP_ROWS_MAX_N, group_top_rows
+
+        spec = getattr(stage, "input_sort", None) or P.source_sort(stage)
+        if not spec or n > TOP_ROWS_MAX_N or spec.columns[0] not in df.columns:
+            return df
+        col = df[spec.columns[0]]
+        if not isinstance(col.dtype, np.dtype) or col.dtype.kind not in "fiuMm":
+            return df
+        ids, firsts = group_ids(df, by if isinstance(by, list) else [by])
+        if 2 * n * len(firsts) >= len(df):
+            return df
+        keep = group_top_rows(col.to_numpy(), ids, len(firsts), n, spec.ascending[0])
+        return df if keep is None or keep.all() else df[keep]
+
+    return prefilter
 
 
 def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series_name="__auto__"):

@@ -180,7 +180,9 @@ class ShuffleStage(StageSource):
     their position in the frame within each partition.
 
     ``local(df)`` (optional) reduces each block's rows before the exchange (it must keep
-    the rows a later ``per_partition`` needs, e.g. the first of each duplicate);
+    the rows a later ``per_partition`` needs, e.g. the first of each duplicate), given the
+    block in the frame's order; ``prefilter(df)`` (optional) drops, before that order is
+    made, rows that ``local`` drops whatever their order, keeping the others' order;
     ``per_partition(df)`` (optional) maps each partition's rows (sorted by position, with
     their position as the index) to the stage's rows, keeping the ``POSITION`` column;
     ``meta`` describes the result (default: the frame's columns); ``reads``: see below."""
@@ -214,6 +216,7 @@ class ShuffleStage(StageSource):
         super().__init__(base, label, p_index if index is None else index, order, hidden, asc, na)
         self.node, self.keys = node, list(keys)
         self.local, self.per_partition = local, per_partition
+        self.prefilter: Callable | None = None
         self.partitioning = f"hash of {self.keys}"
         #: the columns ``local`` and ``per_partition`` read, when they return rows with the
         #: columns they were given, unchanged (``drop_duplicates``): the stage may then carry

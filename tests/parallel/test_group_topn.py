@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 import hpcframe as hf
+from hpcframe import fastsort
 from hpcframe.fastsort import stable_argsort
 from tests.helpers import mpi
 from tests.helpers.compare import exact, materialize
@@ -120,6 +121,37 @@ def test_topn_q8_shape():
     exact(got, exp)
     # the same answer from the serial engine, bit for bit (any rank count)
     assert_bits(local(q(df).groupby("ki").head(2)), exp)
+
+
+def test_head_drops_the_rows_behind_n_others_before_the_sort(monkeypatch):
+    """Groups of many rows per block (q8's shape): each block first drops the rows that
+    at least ``n`` rows of their group are strictly ahead of (``fastsort.group_top_rows``,
+    before the block's sort), and the answers are still pandas' (ties, NaN, -0.0, ±inf in
+    the sort column; missing keys both ways; ``nth`` of leading positions)."""
+    real, dropped = fastsort.group_top_rows, []
+
+    def counting(*args):
+        keep = real(*args)
+        dropped.append(0 if keep is None else int((~keep).sum()))
+        return keep
+
+    monkeypatch.setattr(fastsort, "group_top_rows", counting)
+    ref = tied_frame(2000, seed=8)
+    df = hf.from_pandas(ref, npartitions=4)
+    cases = [
+        (("v", False, "last"), "ki", True, lambda g: g.head(2)),
+        (("v", True, "first"), "k", False, lambda g: g.head(1)),
+        (("big", False, "last"), "kf", False, lambda g: g.nth([0, 2])),
+        (("f32", True, "last"), "cat", True, lambda g: g.head(3)),
+    ]
+    lazy, exp = [], []
+    for (col, asc, na), key, dropna, pick in cases:
+        lazy.append(pick(df.sort_values(col, ascending=asc, na_position=na).groupby(key, dropna=dropna)))
+        rs = ref.sort_values(col, ascending=asc, na_position=na, kind="stable")
+        exp.append(pick(rs.groupby(key, dropna=dropna, observed=True)))
+    for i, (out, e) in enumerate(zip(hf.compute(*lazy), exp)):
+        exact(out, e, msg=f"case {i}")
+    assert mpi.allsum(sum(dropped)) > 0  # (a rank may hold no block: summed over ranks)
 
 
 def test_topn_empty_and_more_ranks(cfg):

@@ -349,6 +349,23 @@ def test_groups_of_one_partial_combine_as_pandas_combines_them(seed, groups, rep
             np.testing.assert_array_equal(np.signbit(got[name]), np.signbit(want[name]))
 
 
+def test_groups_of_several_partials_take_the_general_combine():
+    """Where most rows are in groups of several partials (every block holds most keys:
+    db-benchmark q3's 1e5 ids), the single-partial path steps aside — combining those rows
+    apart would group nearly every row a second time — and the general combine answers."""
+    n = 2 * A.SINGLE_PARTIALS_MIN_GROUPS
+    rng = np.random.default_rng(3)
+    k = np.concatenate([np.arange(n), rng.permutation(n)[: n - 10], np.arange(n, n + 5)])
+    table = pd.DataFrame({"k": [f"id{i:08d}" for i in k], "x" + A.SEP + "sum": rng.normal(size=len(k))})
+    ids, first = A.group_ids(table, ["k"])
+    assert A._single_partial_groups(table, ids, first, ["k"], []) is None
+    got = A.combine_many(table, ["k"])
+    pd.testing.assert_frame_equal(got, _general_combine(table, ["k"]), check_exact=True)
+    mostly_single = table.iloc[: n + 100]  # the first partial and 100 rows of the second
+    ids, first = A.group_ids(mostly_single, ["k"])
+    assert A._single_partial_groups(mostly_single, ids, first, ["k"], []) is not None
+
+
 def test_a_lone_negative_zero_sum_combines_to_zero_as_in_pandas():
     """pandas' compensated group sum of a single -0.0 is 0.0 (it starts from 0; its plain
     ``reduceat`` sum, for groups in order, would keep -0.0: see ``_unsorted_ids``)."""
@@ -559,3 +576,62 @@ def test_one_integer_key_ids_dense_and_sorted_equal_factorize(seed, n, width, dt
         ids, first = _with("DENSE_IDS_SPAN", span, lambda: A.group_ids(df, ["k"]))
         np.testing.assert_array_equal(ids, codes)
         np.testing.assert_array_equal(first, want_first)
+
+
+# partials of several NumPy keys grouped by one group number (db-benchmark q10)
+_KEY_POOLS = {
+    "i": np.array([0, 1, -5, 2**62, -(2**63)], dtype=np.int64),
+    "f": np.array([np.nan, -0.0, 0.0, 1.5, np.inf], dtype=np.float64),
+    "b": np.array([True, False]),
+    "t": np.array(["NaT", "2001-01-01", "1999-12-31"], dtype="datetime64[ns]"),
+    "u": np.array([0, 2**64 - 1, 7], dtype=np.uint64),
+    "c": np.array([0, 1, 2, -1]),  # a categorical's codes (-1: missing)
+    "n": np.array([np.nan]),  # a float key without a value
+    "h": np.array([np.nan, 2.5, -0.0], dtype=np.float32),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 80),
+    kinds=st.lists(st.sampled_from(list(_KEY_POOLS)), min_size=2, max_size=4),
+    dropna=st.booleans(),
+    inters=st.lists(
+        st.sampled_from(
+            [("x", "sum"), ("x", "fsum"), ("x", "count"), ("x", "min"), ("x", "max"), ("x", "first")]
+            + [("x", "last"), ("x", "mean"), ("x", "m2"), ("i", "sum"), ("i", "uniq"), ("x", "size")]
+        ),
+        min_size=1,
+        max_size=5,
+        unique=True,
+    ),
+)
+def test_partials_of_several_numpy_keys_by_one_group_number_are_pandas_partials(
+    seed, n, kinds, dropna, inters
+):
+    """``chunk_partial`` of two to four NumPy keys (ints near ±2**63, floats with NaN and
+    -0.0, bools, datetimes with NaT, uint64, categoricals) groups by one integer per group
+    (``_numbered_groups``): the same table — keys, dtypes, group order, every aggregate bit
+    for bit — as pandas' own multi-key group-by, with ``dropna`` either way."""
+    rng = np.random.default_rng(seed)
+    data = {}
+    keys = []
+    for j, kind in enumerate(kinds):
+        pool = _KEY_POOLS[kind]
+        values = pool[rng.integers(0, len(pool), n)]
+        if kind == "c":
+            values = pd.Categorical.from_codes(values, categories=["p", "q", "r"])
+        data[f"k{j}"] = values
+        keys.append(f"k{j}")
+    special = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, 1e16, 0.1])
+    noise = rng.normal(0, 1e3, n)
+    data["x"] = np.where(rng.random(n) < 0.4, special[rng.integers(0, len(special), n)], noise)
+    data["i"] = rng.integers(-(2**40), 2**40, n)
+    df = pd.DataFrame(data)
+    got = A.chunk_partial(df, keys, inters, dropna)
+    want = _with("_numbered_groups", lambda *args: None, lambda: A.chunk_partial(df, keys, inters, dropna))
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    for name in got.columns:
+        if got[name].dtype.kind == "f":
+            assert got[name].to_numpy().tobytes() == want[name].to_numpy().tobytes(), name
