@@ -702,8 +702,9 @@ def chunk_partial(
     by, dependent = keys, _dependent_keys(df, keys) if not coded else None
     if dependent is not None:  # grouped by the integer keys; the others taken per group
         by = [k for k in keys if k not in dependent[0]]
-    builtin = all(inter == "size" or not inter.startswith("user:") for _, inter in inters)
-    numbered = _numbered_groups(df, by, dropna) if dependent is None and builtin else None
+    builtin = not any(inter.startswith("user:") for _, inter in inters)
+    # (_dependent_keys has made group_ids' check of the integer keys unless keys are coded)
+    numbered = _numbered_groups(df, by, dropna, bool(coded)) if dependent is None and builtin else None
     if numbered is not None:  # one integer per group, not pandas' multi-key grouping
         rows, ids, first = numbered
         if rows is not None:  # the dropped rows stay, as missing group numbers: pandas then
@@ -752,7 +753,7 @@ def chunk_partial(
 _NUMBERED_KINDS = frozenset("biufmM")
 
 
-def _numbered_groups(df: pd.DataFrame, by: list, dropna: bool):
+def _numbered_groups(df: pd.DataFrame, by: list, dropna: bool, determined: bool = True):
     """``(rows, ids, first)`` for a partial of several NumPy keys (integers, floats, bools,
     times; categoricals as their codes): the rows pandas groups (``None``: all; with
     ``dropna`` those without a missing key), the group number of each of them and each
@@ -762,7 +763,8 @@ def _numbered_groups(df: pd.DataFrame, by: list, dropna: bool):
     without pandas' multi-key grouping, which compresses and splits the group index again
     for its MultiIndex (db-benchmark q10: 600,000 groups of six keys per block). ``None``
     for one key or any other key dtype. (Only for built-in aggregations: a registered one
-    may look at its groups' names, which are these numbers here.)"""
+    may look at its groups' names, which are these numbers here.) ``determined``: as in
+    :func:`group_ids`."""
     if not isinstance(by, list) or len(by) < 2:
         return None
     cols = [df[k] for k in by]
@@ -778,7 +780,7 @@ def _numbered_groups(df: pd.DataFrame, by: list, dropna: bool):
         if missing is not None and missing.any():
             rows = np.flatnonzero(~missing)
     keyed = df[by] if rows is None else df[by].take(rows)
-    ids, first = group_ids(keyed, list(by))
+    ids, first = group_ids(keyed, list(by), determined)
     return rows, ids, first
 
 
@@ -1083,11 +1085,13 @@ def _unsorted_ids(t: pd.DataFrame, ids: np.ndarray) -> tuple[pd.DataFrame, np.nd
     )
 
 
-def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def group_ids(t: pd.DataFrame, keys: list[str], determined: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, first)``: a group number per row of ``t`` by the values of ``keys`` (missing
     values are a group of their own, as ``dropna=False``), numbered in order of first
     appearance, and the row where each group first appears. One integer key instead of
-    several columns: grouping by it is much cheaper than a multi-column group-by."""
+    several columns: grouping by it is much cheaper than a multi-column group-by.
+    ``determined=False``: skip the check whether the integer keys alone determine the groups
+    (:func:`_determined_ids`), for a caller that made it already."""
     if len(keys) == 1:  # one key: factorized once (one hash table, not two)
         col = t[keys[0]]
         if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu" and len(col):
@@ -1101,9 +1105,9 @@ def group_ids(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]
         first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
         np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
         return ids, first
-    determined = _determined_ids(t, keys)
-    if determined is not None:
-        return determined
+    by_ints = _determined_ids(t, keys) if determined else None
+    if by_ints is not None:
+        return by_ints
     ids = None
     for k in keys:
         codes, width = _key_codes(t[k])

@@ -1744,7 +1744,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
                 # pieces arrive in rank order, each in position order: already in the frame's
                 # order unless that is a sort (a group-by result's keys, a sort_values)
                 # (a stage whose own order differs from its input's tells the input's)
-                spec = getattr(stage, "input_sort", None) or P.source_sort(stage)
+                spec = P.input_order(stage)
                 if spec.columns != [POSITION] or not df[POSITION].is_monotonic_increasing:
                     df = P.sort_rows(df, spec)
                 df.index = pd.Index(df[POSITION].to_numpy(), name=None)

@@ -44,25 +44,10 @@ def stable_argsort(values, ascending: bool = True, na_last: bool = True) -> np.n
     """
     if not isinstance(values, np.ndarray) or values.ndim != 1 or values.dtype.kind not in KINDS:
         return None
-    kind = values.dtype.kind
     m = len(values)
     if m < 2:
         return np.arange(m, dtype=np.int64)
-    missing = None
-    if kind == "f":
-        isnan = np.isnan(values)
-        if isnan.any():
-            missing = isnan
-        key = values if ascending else -values
-    elif kind in "mM":
-        key = values.view(np.int64)
-        isnat = key == _NAT
-        if isnat.any():
-            missing = isnat
-        key = key if ascending else ~key
-    else:
-        key = values.view(np.uint8) if kind == "b" else values
-        key = key if ascending else ~key  # exact reversal of the order (no overflow)
+    key, missing = _order_key(values, ascending)
     if missing is None:
         return _stable(key).astype(np.int64, copy=False)
     rows = np.flatnonzero(~missing)
@@ -70,6 +55,29 @@ def stable_argsort(values, ascending: bool = True, na_last: bool = True) -> np.n
     nans = np.flatnonzero(missing)
     order = np.concatenate([order, nans] if na_last else [nans, order])
     return order.astype(np.int64, copy=False)
+
+
+def _order_key(values: np.ndarray, ascending: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(key, missing)``: numbers whose ascending order is the order of ``values`` (of a
+    kind in :data:`KINDS`) — descending is ``-x`` for floats (``-0.0`` still ties ``0.0``)
+    and ``~x`` for the rest (an exact reversal, no overflow at the ends of the range); times
+    as int64 ticks — and the mask of the missing values (NaN, NaT), ``None`` without any.
+    The key is meaningless where a value is missing."""
+    kind = values.dtype.kind
+    missing = None
+    if kind == "f":
+        isnan = np.isnan(values)
+        if isnan.any():
+            missing = isnan
+        return (values if ascending else -values), missing
+    if kind in "mM":
+        key = values.view(np.int64)
+        isnat = key == _NAT
+        if isnat.any():
+            missing = isnat
+    else:
+        key = values.view(np.uint8) if kind == "b" else values
+    return (key if ascending else ~key), missing
 
 
 def _stable(key: np.ndarray) -> np.ndarray:
@@ -123,43 +131,28 @@ def group_top_rows(values, ids: np.ndarray, groups: int, n: int, ascending: bool
     rows have it."""
     if not isinstance(values, np.ndarray) or values.ndim != 1 or not 1 <= n <= TOP_ROWS_MAX_N:
         return None
-    kind = values.dtype.kind
-    if kind not in "fiuMm":
+    if values.dtype.kind not in "fiuMm":
         return None
-    missing = None
-    key: np.ndarray
-    lowest: float | int
-    if kind == "f":
-        key = values.astype(np.float64, copy=False)
-        isnan = np.isnan(key)
-        missing = isnan if isnan.any() else None
-        key = key if not ascending else -key  # larger is better (-0.0 still ties 0.0)
-        lowest = -np.inf
-    else:
-        ints = values.view(np.int64) if kind in "mM" else values
-        if kind in "mM":
-            isnat = ints == _NAT
-            missing = isnat if isnat.any() else None
-        key = ints if not ascending else ~ints  # an exact reversal, no overflow
-        lowest = int(np.iinfo(ints.dtype).min)
+    key, missing = _order_key(values, ascending)  # smaller is better
+    unset = np.inf if key.dtype.kind == "f" else np.iinfo(key.dtype).max
     valued = np.flatnonzero(~missing) if missing is not None else None
     cand_ids = ids if valued is None else ids[valued]
     cand_key = key if valued is None else key[valued]
-    threshold = np.full(groups, lowest, dtype=key.dtype)
+    threshold = np.full(groups, unset, dtype=key.dtype)
     ahead = np.zeros(groups, dtype=np.int64)  # rows at or above the threshold
     done = np.zeros(groups, dtype=bool)
     for _ in range(n):
-        best = np.full(groups, lowest, dtype=key.dtype)
-        np.maximum.at(best, cand_ids, cand_key)
+        best = np.full(groups, unset, dtype=key.dtype)
+        np.minimum.at(best, cand_ids, cand_key)
         tied = cand_key == best[cand_ids]
         ahead += np.bincount(cand_ids[tied], minlength=groups)
         threshold = np.where(done, threshold, best)
         done |= ahead >= n
-        below = ~tied & ~done[cand_ids]  # the next pass: values below the best, open groups
+        below = ~tied & ~done[cand_ids]  # the next pass: values behind the best, open groups
         if not below.any():
             break
         cand_ids, cand_key = cand_ids[below], cand_key[below]
-    keep = ~done[ids] | (key >= threshold[ids])
+    keep = ~done[ids] | (key <= threshold[ids])
     if missing is not None:
         keep |= missing
     return keep

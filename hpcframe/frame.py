@@ -3302,7 +3302,7 @@ def _candidates(stage, by, dropna: bool, first: int, last: int) -> Callable:
     def local(df):
         if len(df) == 0:
             return df
-        spec = getattr(stage, "input_sort", None) or P.source_sort(stage)
+        spec = P.input_order(stage)
         if not set(spec.columns) <= set(df.columns):
             return df
         if P.last_sort(stage.node) is None:  # the engine sorted it only after a sort_values
@@ -3331,7 +3331,7 @@ def _top_rows(stage, by, n: int) -> Callable:
         from .aggregations import group_ids
         from .fastsort import TOP_ROWS_MAX_N, group_top_rows
 
-        spec = getattr(stage, "input_sort", None) or P.source_sort(stage)
+        spec = P.input_order(stage)
         if not spec or n > TOP_ROWS_MAX_N or spec.columns[0] not in df.columns:
             return df
         col = df[spec.columns[0]]

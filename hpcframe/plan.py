@@ -235,6 +235,12 @@ def source_sort(source) -> RowSort:
     return RowSort(cols, asc, nas)
 
 
+def input_order(stage) -> RowSort:
+    """The order of the rows a shuffle stage receives: its ``input_sort`` when its own order
+    differs from its input's (a group-by result's keys), else its own (:func:`source_sort`)."""
+    return getattr(stage, "input_sort", None) or source_sort(stage)
+
+
 def only_columns(spec: RowSort, columns) -> RowSort:
     """``spec`` restricted to the keys among ``columns``."""
     keep = [i for i, c in enumerate(spec.columns) if c in set(columns)]
