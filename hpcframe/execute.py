@@ -504,11 +504,56 @@ def _route(table, keys, size):
     categorical or str), so the hash must not depend on the dtype: see :func:`_key_hash`."""
     import numpy as np
 
-    h = np.zeros(len(table), dtype=np.uint64)
+    h = None
     with np.errstate(over="ignore"):
         for k in keys:
-            h = h * np.uint64(0x100000001B3) ^ _key_hash(table[k])
+            kh = _key_hash(table[k])
+            if h is None:  # (0 * P ^ kh: the first key's hash itself)
+                h = kh
+            else:
+                np.multiply(h, np.uint64(0x100000001B3), out=h)
+                np.bitwise_xor(h, kh, out=h)
+    if h is None:
+        h = np.zeros(len(table), dtype=np.uint64)
     return (h % np.uint64(size)).astype(np.int64)
+
+
+#: :func:`_key_hash` of every missing value
+_MISSING_HASH = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(v: np.ndarray) -> np.ndarray:
+    """``pandas.util.hash_array``'s finaliser (splitmix64) of the uint64 array ``v``, in
+    place (``v`` is returned): the same numbers, without a temporary array per step."""
+    t = np.empty_like(v)
+    with np.errstate(over="ignore"):
+        np.right_shift(v, np.uint64(30), out=t)
+        np.bitwise_xor(v, t, out=v)
+        np.multiply(v, np.uint64(0xBF58476D1CE4E5B9), out=v)
+        np.right_shift(v, np.uint64(27), out=t)
+        np.bitwise_xor(v, t, out=v)
+        np.multiply(v, np.uint64(0x94D049BB133111EB), out=v)
+        np.right_shift(v, np.uint64(31), out=t)
+        np.bitwise_xor(v, t, out=v)
+    return v
+
+
+def _number_hash(values: np.ndarray) -> np.ndarray:
+    """:func:`_key_hash` of a NumPy bool, integer or float array: each value's float64 bits
+    (``-0.0`` as ``0.0``) mixed as ``pandas.util.hash_array`` mixes them, NaN as
+    :data:`_MISSING_HASH`."""
+    if values.dtype.kind == "f":
+        floats = values.astype(np.float64)  # (a copy: changed in place below)
+        missing = np.isnan(floats)
+        has_missing = bool(missing.any())
+        if has_missing:
+            floats[missing] = 0.0
+        floats += 0.0  # -0.0 -> 0.0
+        h = _mix64(floats.view(np.uint64))
+        if has_missing:
+            h[missing] = _MISSING_HASH
+        return h
+    return _mix64(values.astype(np.float64).view(np.uint64))
 
 
 def _key_hash(col):
@@ -517,8 +562,15 @@ def _key_hash(col):
     as strings, and every kind of missing value (None, NaN, NaT) alike."""
     import numpy as np
 
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        col = col.astype(col.cat.categories.dtype) if len(col.cat.categories) else col.astype(object)
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":  # no missing value but NaN
+        return _number_hash(col.to_numpy())
+    if isinstance(dtype, pd.CategoricalDtype):  # each category hashed once
+        codes = col.cat.codes.to_numpy()
+        if not len(col.cat.categories):
+            return np.full(len(col), _MISSING_HASH, dtype=np.uint64)
+        by_code = np.append(_key_hash(pd.Series(col.cat.categories)), _MISSING_HASH)
+        return by_code[codes]  # (code -1, a missing value: the last)
     missing = pd.isna(col).to_numpy()
     kind = getattr(col.dtype, "kind", "O")
     if kind in "biuf":
@@ -550,7 +602,7 @@ def _key_hash(col):
     if values is not None:
         values = np.where(missing, 0.0, values) + 0.0  # -0.0 -> 0.0
         h = pd.util.hash_array(values, categorize=False)
-    return np.where(missing, np.uint64(0x9E3779B97F4A7C15), h).astype(np.uint64)
+    return np.where(missing, _MISSING_HASH, h).astype(np.uint64)
 
 
 def _shuffle_exchange(o, my_nodes, n, comm, root):
@@ -1677,43 +1729,61 @@ def _exchange_partitions(comm, sends: list[dict], tag: str) -> list[dict]:
     """Collective: ``sends[r]`` (``{partition: DataFrame}``, or a list of DataFrames to be
     stacked) to rank ``r``, on Arrow buffers
     (pickled only when some frame cannot be Arrow, see :func:`exchange_frames`); returns the
-    dicts received, by source rank."""
+    dicts received, by source rank. Each destination's frames travel as one frame, its
+    partitions one after another; their row counts go ahead in a small ``alltoall``, and
+    the receiver slices the partitions out (no tag per row, no sort)."""
     # the caller's frames are released as they are packed (``sends`` is emptied),
     #    and each received frame as soon as it is split: one copy of the rows at a time
-    frames = []
+    frames, counts = [], []
     for d in sends:
-        frames.append(_tagged(d) if d else None)
+        df, c = _stacked(d) if d else (None, [])
+        frames.append(df)
+        counts.append(c)
         d.clear()
     release_memory()  # the pieces just stacked
+    got_counts = comm.alltoall(counts)
     got = exchange_frames(comm, frames, tag, consume=True)
     if got is None:
         _add_stat("exchanges_pickled", 1)
-        return comm.alltoall([{} if df is None else _by_part(df) for df in frames])
+        return comm.alltoall([{} if df is None else _sliced(df, c) for df, c in zip(frames, counts)])
     del frames
     out: list[dict] = []
     for s in range(len(got)):
         df, got[s] = got[s], None
-        out.append({} if df is None or not len(df) else _by_part(df))
+        out.append({} if df is None or not len(df) else _sliced(df, got_counts[s]))
         del df
     return out
 
 
-def _tagged(d: dict):
-    """The frames of ``d`` (``{partition: DataFrame or list of DataFrames}``) stacked in
-    one, each row tagged with its partition (one copy of the rows)."""
-    pieces, parts = [], []
-    for b, frames in d.items():
-        for df in frames if isinstance(frames, list) else [frames]:
-            pieces.append(df)
-            parts.append(np.full(len(df), b, dtype=np.int32))
+def _stacked(d: dict):
+    """``(frame, counts)``: the frames of ``d`` (``{partition: DataFrame or list of
+    DataFrames}``) stacked in one, partition after partition in increasing order (one copy
+    of the rows), and ``[(partition, rows)]`` in that order (partitions without rows left
+    out); ``(None, [])`` when no partition has a row."""
+    pieces: list = []
+    counts: list[tuple[int, int]] = []
+    for b in sorted(d):
+        frames = d[b] if isinstance(d[b], list) else [d[b]]
+        n = sum(len(df) for df in frames)
+        if n:
+            pieces.extend(df for df in frames if len(df))
+            counts.append((b, n))
+    if not pieces:  # every partition empty: nothing to send
+        return None, []
     out = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
-    return out.assign(**{_PART: np.concatenate(parts)})
+    return out, counts
 
 
-def _by_part(df) -> dict:
-    """``{partition: rows}`` of a frame whose rows are tagged with their partition."""
-    part = df[_PART].to_numpy()
-    return split_by(df.drop(columns=[_PART]), part, np.unique(part))
+def _sliced(df, counts) -> dict:
+    """``{partition: rows}`` of a frame :func:`_stacked` made, by its ``counts`` (views of
+    ``df``, no copy)."""
+    out, at = {}, 0
+    for b, n in counts:
+        out[b] = df.iloc[at : at + n].reset_index(drop=True)
+        at += n
+    if at != len(df):  # pragma: no cover - the counts travel with the frame
+        raise RuntimeError(f"a shuffle received {len(df)} rows, its partitions count {at}")
+    return out
 
 
 def _exchange_rows(rows: _Rows, comm) -> dict:
@@ -1726,7 +1796,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
     cats = rows.categories.union(comm)
     sends: list[dict] = [{} for _ in range(comm.size)]
     for b, pieces in rows.outbox.items():
-        # stacked once, by _tagged (not here and there)
+        # stacked once, by _stacked (not here and there)
         sends[owners[b]][b] = recode_pieces(pieces, cats)
     rows.outbox = {}
     received = _exchange_partitions(comm, sends, f"the rows of {stage.label}")

@@ -55,6 +55,53 @@ def test_route_spreads_distinct_keys():
     assert set(np.bincount(r, minlength=4)) != {0} and min(np.bincount(r)) > 150
 
 
+_NUMBERS = st.one_of(
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=30).map(lambda v: np.array(v, dtype=np.int64)),
+    st.lists(st.integers(0, 2**64 - 1), max_size=30).map(lambda v: np.array(v, dtype=np.uint64)),
+    st.lists(st.integers(-5, 5), max_size=30).map(lambda v: np.array(v, dtype=np.int8)),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=30).map(np.array),
+    st.lists(st.sampled_from([0.0, -0.0, np.nan, 1.5, -np.inf]), max_size=30).map(
+        lambda v: np.array(v, dtype=np.float32)
+    ),
+    st.lists(st.booleans(), max_size=30).map(lambda v: np.array(v, dtype=bool)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_NUMBERS)
+def test_key_hash_of_numbers_is_the_hash_of_their_float_value(values):
+    """The routing hash of a NumPy number column is pandas' ``hash_array`` of its float64
+    values (``-0.0`` as ``0.0``, every NaN one constant), bit for bit (the fast path mixes in
+    place), and the same values as a categorical or as Python objects route alike."""
+    from hpcframe.execute import _MISSING_HASH, _key_hash
+
+    floats = values.astype(np.float64)
+    missing = np.isnan(floats)
+    expected = pd.util.hash_array(np.where(missing, 0.0, floats) + 0.0, categorize=False)
+    expected[missing] = _MISSING_HASH
+    got = _key_hash(pd.Series(values))
+    assert got.dtype == np.uint64
+    assert got.tolist() == expected.tolist()
+    as_category = pd.Series(pd.Categorical(values))
+    assert _key_hash(as_category).tolist() == expected.tolist()
+    assert _key_hash(pd.Series(values.tolist(), dtype=object)).tolist() == expected.tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=4)), max_size=30))
+def test_key_hash_of_a_categorical_is_the_hash_of_its_values(values):
+    """A categorical key (each category hashed once) routes as the same strings do; a
+    missing value as every missing value."""
+    from hpcframe.execute import _key_hash
+
+    strings = pd.Series(values, dtype="str")
+    assert _key_hash(pd.Series(pd.Categorical(values))).tolist() == _key_hash(strings).tolist()
+    unused = pd.Series(
+        pd.Categorical(values, categories=sorted({v for v in values if v is not None} | {"zz-unused"}))
+    )
+    assert _key_hash(unused).tolist() == _key_hash(strings).tolist()
+
+
 def _partial(values, inters):
     df = pd.DataFrame({A.ALL_KEY: np.zeros(len(values), dtype="int8"), "x": values})
     return A.chunk_partial(df, [A.ALL_KEY], inters, True)

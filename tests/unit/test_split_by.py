@@ -45,3 +45,36 @@ def test_pieces_are_independent_of_each_other():
     got[0].loc[0, "x"] = -1
     assert got[0].x.tolist() == [-1, 3, 5] and got[1].x.tolist() == [0, 2, 4]
     assert df.x.tolist() == list(range(6))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.dictionaries(st.integers(0, 9), st.lists(st.integers(0, 5), max_size=3), max_size=6),
+    as_list=st.booleans(),
+)
+def test_stacked_partitions_slice_back_to_the_same_frames(sizes, as_list):
+    """``_stacked`` puts a destination's partitions one after another (increasing partition
+    order, empty ones left out) and ``_sliced`` cuts them out again by their row counts —
+    what the shuffle sends and what the receiver gets, without a tag per row."""
+    from hpcframe.execute import _sliced, _stacked
+
+    d, want, at = {}, {}, 0
+    for b, lengths in sizes.items():
+        frames = []
+        for n in lengths:
+            strings = pd.Series([f"v{j}" for j in range(at, at + n)], dtype="str")
+            frames.append(pd.DataFrame({"i": np.arange(at, at + n), "s": strings}))
+            at += n
+        if frames:
+            d[b] = frames if as_list or len(frames) > 1 else frames[0]
+            if sum(lengths):
+                want[b] = pd.concat(frames, ignore_index=True)
+    df, counts = _stacked(dict(d))
+    assert [b for b, _ in counts] == sorted(want)
+    if not want:
+        assert df is None
+        return
+    got = _sliced(df, counts)
+    assert list(got) == sorted(want)
+    for b in want:
+        pd.testing.assert_frame_equal(got[b], want[b])
