@@ -330,8 +330,12 @@ def sort_order(df, spec: RowSort, order=None):
     ``order[sort_order(df.take(order), spec)]``, without taking the other columns."""
     import numpy as np
 
-    order = np.arange(len(df)) if order is None else np.asarray(order, dtype=np.int64)
     spec = _decisive(df, spec)
+    if order is None and len(spec.columns) == 2 and spec.ascending[1]:
+        merged = _merged_runs(df, spec)
+        if merged is not None:
+            return merged
+    order = np.arange(len(df)) if order is None else np.asarray(order, dtype=np.int64)
     for c, a, na in reversed(list(zip(*spec))):
         col = df[c]
         identity = len(order) == len(df) and (
@@ -351,6 +355,23 @@ def sort_order(df, spec: RowSort, order=None):
         ranked = col.reset_index(drop=True).sort_values(ascending=a, na_position=na, kind="stable")
         order = order[ranked.index.to_numpy()]
     return order
+
+
+def _merged_runs(df, spec: RowSort):
+    """:func:`sort_order` of a sort by a NumPy column and then an integer column ascending
+    (a sort_values' column and the rows' positions) when ``df`` is a few runs already in
+    that order — a shuffle's pieces stacked, a rank's blocks' top rows — by one merge sort
+    (:func:`hpcframe.fastsort.runs_argsort`); ``None`` otherwise."""
+    import numpy as np
+
+    from .fastsort import runs_argsort
+
+    first, then = df[spec.columns[0]], df[spec.columns[1]]
+    if not isinstance(first.dtype, np.dtype) or not (
+        isinstance(then.dtype, np.dtype) and then.dtype.kind in "iu"
+    ):
+        return None
+    return runs_argsort(first.to_numpy(), spec.ascending[0], spec.na_position[0] == "last", then.to_numpy())
 
 
 # a sort by keys of which one is unique stops at that key

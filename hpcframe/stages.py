@@ -181,7 +181,9 @@ class ShuffleStage(StageSource):
 
     ``local(df)`` (optional) reduces each block's rows before the exchange (it must keep
     the rows a later ``per_partition`` needs, e.g. the first of each duplicate), given the
-    block in the frame's order; ``prefilter(df)`` (optional) drops, before that order is
+    block in the frame's order; a rank may apply it again to the union of its blocks'
+    reduced rows of a partition, in the frame's order (so it must keep every row it would
+    keep with more rows around it); ``prefilter(df)`` (optional) drops, before that order is
     made, rows that ``local`` drops whatever their order, keeping the others' order;
     ``per_partition(df)`` (optional) maps each partition's rows (sorted by position, with
     their position as the index) to the stage's rows, keeping the ``POSITION`` column;

@@ -154,6 +154,50 @@ def test_head_drops_the_rows_behind_n_others_before_the_sort(monkeypatch):
     assert mpi.allsum(sum(dropped)) > 0  # (a rank may hold no block: summed over ranks)
 
 
+def test_a_rank_merges_its_blocks_candidates_before_the_exchange(monkeypatch):
+    """Blocks that each keep a few rows of groups they all hold (q8's shape): a rank merges
+    its blocks' candidates of a partition and keeps the first ``n`` of their union before
+    the exchange (``_Rows.merge_pieces``), and their stacked sorted runs are merged, not
+    sorted again (``fastsort.runs_argsort``). The answers are pandas' (ties across
+    blocks, NaN, -0.0, ±inf, missing keys, a categorical key, ``drop_duplicates``)."""
+    from hpcframe import execute
+
+    real_merge, merged = execute._Rows.merge_pieces, []
+    real_runs, runs = fastsort.runs_argsort, []
+
+    def merging(self, pieces):
+        out = real_merge(self, pieces)
+        merged.append(sum(len(p) for p in pieces) - len(out[0]))
+        return out
+
+    def counting(*args):
+        got = real_runs(*args)
+        runs.append(got is not None)
+        return got
+
+    monkeypatch.setattr(execute._Rows, "merge_pieces", merging)
+    monkeypatch.setattr(fastsort, "runs_argsort", counting)
+    monkeypatch.setattr(fastsort, "RUNS_DESCENT_RATIO", 4)  # (small blocks: few rows per run)
+    ref = tied_frame(4000, seed=11)
+    df = hf.from_pandas(ref, npartitions=16)
+    cases = [
+        (("v", False, "last"), "ki", True, lambda g: g.head(2)),
+        (("v", True, "first"), "k", False, lambda g: g.head(1)),
+        (("big", False, "last"), "cat", True, lambda g: g.nth([0, 1])),
+    ]
+    lazy, exp = [], []
+    for (col, asc, na), key, dropna, pick in cases:
+        lazy.append(pick(df.sort_values(col, ascending=asc, na_position=na).groupby(key, dropna=dropna)))
+        rs = ref.sort_values(col, ascending=asc, na_position=na, kind="stable")
+        exp.append(pick(rs.groupby(key, dropna=dropna, observed=True)))
+    lazy.append(df.drop_duplicates(["ki"]))
+    exp.append(ref.drop_duplicates(["ki"]).reset_index(drop=True))  # (a fresh index: user guide)
+    for i, (out, e) in enumerate(zip(hf.compute(*lazy), exp)):
+        exact(out, e, msg=f"case {i}")
+    assert mpi.allsum(sum(merged)) > 0  # rows dropped by the merges (summed over ranks)
+    assert mpi.allsum(sum(runs)) > 0  # sorts done by merging runs
+
+
 def test_topn_empty_and_more_ranks(cfg):
     ref = tied_frame(50, seed=2)
     cfg(partitions=2)  # fewer partitions than ranks under mpiexec -n 3 or 4

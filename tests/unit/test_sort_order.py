@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hpcframe import fastsort
 from hpcframe import plan as P
 
 
@@ -104,3 +105,50 @@ def test_one_missing_value_is_distinct():
     sp = spec(["x", "s"], [False, True], "first")
     assert P._decisive(df, sp).columns == ["x"]
     assert np.array_equal(P.sort_order(df, sp), expected(df, sp))
+
+
+RUN_VALUES = {
+    "float": np.array([np.nan, -0.0, 0.0, 1.5, 2.0, np.inf, -np.inf]),
+    "float32": np.array([np.nan, -0.0, 1.5, -2.0], dtype=np.float32),
+    "int": np.array([-(2**63), -1, 0, 7, 2**63 - 1], dtype=np.int64),
+    "bool": np.array([True, False]),
+    "when": np.array(["NaT", "2020-01-01", "1970-01-01", "2262-04-11"], dtype="datetime64[ns]"),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(RUN_VALUES)),
+    pieces=st.lists(st.integers(0, 12), min_size=1, max_size=6),
+    seed=st.integers(0, 10_000),
+    asc=st.booleans(),
+    na=st.sampled_from(["first", "last"]),
+    positions=st.sampled_from(["increasing", "shuffled"]),
+)
+def test_sort_order_of_stacked_sorted_pieces_is_pandas_stable_sort(kind, pieces, seed, asc, na, positions):
+    """Pieces each already sorted by ``[v, pos]`` and stacked (a shuffle's received rows):
+    merged by one merge sort of ``v`` (``fastsort.runs_argsort``) when rows that tie on
+    ``v`` come in position order — always so when the pieces' positions increase from one
+    to the next — else sorted by both keys; either way pandas' stable sort."""
+    rng = np.random.default_rng(seed)
+    total = sum(pieces)
+    pos = np.arange(total, dtype=np.int64) if positions == "increasing" else rng.permutation(total)
+    frames, at = [], 0
+    for n in pieces:
+        piece = pd.DataFrame({"v": rng.choice(RUN_VALUES[kind], n), "pos": pos[at : at + n]})
+        at += n
+        frames.append(piece.iloc[expected(piece, spec(["v", "pos"], [asc, True], na))])
+    df = pd.concat(frames, ignore_index=True)
+    sp = spec(["v", "pos"], [asc, True], na)
+    want = expected(df, sp)
+    assert np.array_equal(P.sort_order(df, sp), want)
+    ratio = fastsort.RUNS_DESCENT_RATIO
+    fastsort.RUNS_DESCENT_RATIO = 0  # any number of runs (a few rows have many)
+    try:
+        assert np.array_equal(P.sort_order(df, sp), want)
+        merged = fastsort.runs_argsort(df.v.to_numpy(), asc, na == "last", df.pos.to_numpy())
+    finally:
+        fastsort.RUNS_DESCENT_RATIO = ratio
+    if positions == "increasing" and total > 1:  # (the merge itself, not a fallback)
+        assert merged is not None
+    assert merged is None or np.array_equal(merged, want)
