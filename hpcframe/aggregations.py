@@ -1242,6 +1242,18 @@ def _sorted_ids(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, first
 
 
+def group_codes(t: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, int]:
+    """``(codes, width)``: a number in ``[0, width)`` per row of ``t``, equal for rows with
+    equal ``keys`` and different otherwise (missing values a group of their own), where
+    the order of the numbers does not matter: one integer key of a small range is its
+    offset from the minimum (no hashing, no numbering; some numbers may be unused), other
+    keys :func:`group_ids`' numbers."""
+    if len(keys) == 1:
+        return _key_codes(t[keys[0]])
+    ids, first = group_ids(t, keys)
+    return ids, len(first)
+
+
 def _key_codes(col: pd.Series) -> tuple[np.ndarray, int]:
     """``(codes, width)``: an int64 code per value of ``col`` in ``[0, width)``, equal codes
     for equal values (missing values one code). A numpy integer column with a small range is

@@ -3328,7 +3328,7 @@ def _top_rows(stage, by, n: int) -> Callable:
     left whole when that column is not a NumPy number or time column."""
 
     def prefilter(df):
-        from .aggregations import group_ids
+        from .aggregations import group_codes
         from .fastsort import TOP_ROWS_MAX_N, group_top_rows
 
         spec = P.input_order(stage)
@@ -3337,10 +3337,11 @@ def _top_rows(stage, by, n: int) -> Callable:
         col = df[spec.columns[0]]
         if not isinstance(col.dtype, np.dtype) or col.dtype.kind not in "fiuMm":
             return df
-        ids, firsts = group_ids(df, by if isinstance(by, list) else [by])
-        if 2 * n * len(firsts) >= len(df):
+        ids, width = group_codes(df, by if isinstance(by, list) else [by])
+        groups = width if 2 * n * width < len(df) else np.count_nonzero(np.bincount(ids, minlength=width))
+        if 2 * n * groups >= len(df):
             return df
-        keep = group_top_rows(col.to_numpy(), ids, len(firsts), n, spec.ascending[0])
+        keep = group_top_rows(col.to_numpy(), ids, width, n, spec.ascending[0])
         return df if keep is None or keep.all() else df[keep]
 
     return prefilter
