@@ -682,3 +682,28 @@ def test_partials_of_several_numpy_keys_by_one_group_number_are_pandas_partials(
     for name in got.columns:
         if got[name].dtype.kind == "f":
             assert got[name].to_numpy().tobytes() == want[name].to_numpy().tobytes(), name
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.integers(-5, 5), st.integers(-(2**63), 2**63 - 1)),
+            st.sampled_from([0.5, np.nan, -0.0, 0.0]),
+            st.sampled_from(["a", "b", None]),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from([["i"], ["f"], ["s"], ["i", "s"], ["f", "s", "i"]]),
+)
+def test_group_codes_are_equal_exactly_for_equal_keys(rows, keys):
+    """``group_codes``: a number in ``[0, width)`` per row, the same for two rows exactly
+    when their keys are equal (missing values equal each other, ``-0.0`` equals ``0.0``),
+    as pandas' ``groupby(dropna=False)`` groups them."""
+    t = pd.DataFrame(rows, columns=["i", "f", "s"]).astype({"i": "int64", "f": "float64", "s": "str"})
+    codes, width = A.group_codes(t, keys)
+    assert len(codes) == len(t) and (len(t) == 0 or (codes.min() >= 0 and codes.max() < width))
+    expected = t.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    for a in range(len(t)):
+        for b in range(len(t)):
+            assert (codes[a] == codes[b]) == (expected[a] == expected[b]), (keys, a, b)
