@@ -46,7 +46,8 @@ start to exit, measured by this script, which also polls the process tree with p
 
 Engine settings: Polars ``POLARS_MAX_THREADS=2``; DuckDB ``SET threads=2``; Dask
 ``LocalCluster(n_workers=2, threads_per_worker=1)``; pandas one process; hpcframe ``mpiexec -n
-N`` (one entry per ``--ranks`` value), default configuration.
+N`` (one entry per ``--ranks`` value), default configuration, its tree (``--hf-path``)
+byte-compiled first as ``pip install`` would (``tpch_all.compile_hpcframe``).
 
 Prints a table per suite (median query seconds, median process seconds, peak RSS, and
 hpcframe's ratio to Polars and to pandas) and writes RESULTS.json (every run, the summary) and
@@ -551,6 +552,9 @@ def main(argv=None) -> int:
     for s in suites:
         if s not in SUITES:
             ap.error(f"unknown suite {s!r}; known: {', '.join(SUITES)}")
+    from tpch_all import compile_hpcframe
+
+    compile_hpcframe(args.hf_python, args.hf_path)  # (as installed: bytecode written)
     hf_engines = [f"hpcframe-{int(n)}" for n in args.ranks.split(",") if n]
     if args.engines:
         engines = [e for e in args.engines.split(",") if e]
