@@ -137,21 +137,28 @@ def test_head_drops_the_rows_behind_n_others_before_the_sort(monkeypatch):
 
     monkeypatch.setattr(fastsort, "group_top_rows", counting)
     ref = tied_frame(2000, seed=8)
-    df = hf.from_pandas(ref, npartitions=4)
     cases = [
         (("v", False, "last"), "ki", True, lambda g: g.head(2)),
         (("v", True, "first"), "k", False, lambda g: g.head(1)),
         (("big", False, "last"), "kf", False, lambda g: g.nth([0, 2])),
         (("f32", True, "last"), "cat", True, lambda g: g.head(3)),
     ]
+    lazy, exp = sorted_picks(hf.from_pandas(ref, npartitions=4), ref, cases)
+    for i, (out, e) in enumerate(zip(hf.compute(*lazy), exp)):
+        exact(out, e, msg=f"case {i}")
+    assert mpi.allsum(sum(dropped)) > 0  # (a rank may hold no block: summed over ranks)
+
+
+def sorted_picks(df, ref, cases):
+    """``(lazy, expected)``: for each case ``((column, ascending, na_position), key,
+    dropna, pick)``, ``pick`` of the group-by of the frame sorted by the column, with
+    hpcframe and with pandas (a stable sort)."""
     lazy, exp = [], []
     for (col, asc, na), key, dropna, pick in cases:
         lazy.append(pick(df.sort_values(col, ascending=asc, na_position=na).groupby(key, dropna=dropna)))
         rs = ref.sort_values(col, ascending=asc, na_position=na, kind="stable")
         exp.append(pick(rs.groupby(key, dropna=dropna, observed=True)))
-    for i, (out, e) in enumerate(zip(hf.compute(*lazy), exp)):
-        exact(out, e, msg=f"case {i}")
-    assert mpi.allsum(sum(dropped)) > 0  # (a rank may hold no block: summed over ranks)
+    return lazy, exp
 
 
 def test_a_rank_merges_its_blocks_candidates_before_the_exchange(monkeypatch):
@@ -185,11 +192,7 @@ def test_a_rank_merges_its_blocks_candidates_before_the_exchange(monkeypatch):
         (("v", True, "first"), "k", False, lambda g: g.head(1)),
         (("big", False, "last"), "cat", True, lambda g: g.nth([0, 1])),
     ]
-    lazy, exp = [], []
-    for (col, asc, na), key, dropna, pick in cases:
-        lazy.append(pick(df.sort_values(col, ascending=asc, na_position=na).groupby(key, dropna=dropna)))
-        rs = ref.sort_values(col, ascending=asc, na_position=na, kind="stable")
-        exp.append(pick(rs.groupby(key, dropna=dropna, observed=True)))
+    lazy, exp = sorted_picks(df, ref, cases)
     lazy.append(df.drop_duplicates(["ki"]))
     exp.append(ref.drop_duplicates(["ki"]).reset_index(drop=True))  # (a fresh index: user guide)
     for i, (out, e) in enumerate(zip(hf.compute(*lazy), exp)):
