@@ -593,15 +593,14 @@ def _key_hash(col):
         numeric &= ~missing
         h = np.zeros(len(arr), dtype=np.uint64)
         if numeric.any():
-            h[numeric] = pd.util.hash_array(arr[numeric].astype("float64") + 0.0, categorize=False)
+            h[numeric] = _number_hash(arr[numeric].astype("float64"))
         rest = ~numeric & ~missing
         if rest.any():
             text = np.array([v if isinstance(v, str) else repr(v) for v in arr[rest]], dtype=object)
             h[rest] = pd.util.hash_array(text, categorize=False)
         values = None
-    if values is not None:
-        values = np.where(missing, 0.0, values) + 0.0  # -0.0 -> 0.0
-        h = pd.util.hash_array(values, categorize=False)
+    if values is not None:  # numbers and times as float64, every missing one as NaN
+        return _number_hash(np.where(missing, np.nan, values))
     return np.where(missing, _MISSING_HASH, h).astype(np.uint64)
 
 
@@ -1816,7 +1815,7 @@ def _exchange_rows(rows: _Rows, comm) -> dict:
     cats = rows.categories.union(comm)
     sends: list[dict] = [{} for _ in range(comm.size)]
     # a rank's blocks' rows of a partition merged first where ``local`` halved the blocks
-    #    (Rows.merge_pieces), until a merge keeps more than 3/4 of its rows (groups that
+    #    (_Rows.merge_pieces), until a merge keeps more than 3/4 of its rows (groups that
     #    blocks do not share: merging the others would sort them twice for little)
     merging = stage.local is not None and 2 * rows.local_out <= rows.local_in
     error = None
