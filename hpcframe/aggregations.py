@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .io.types import fixed_width_codes
+
 SEP = "\x00"
 ALL_KEY = "__hpcframe_all__"  # constant key used for whole-frame reductions
 FIRST_POS = "__hpcframe_pos__"  # global row position of a group's first row (for sort=False)
@@ -1100,8 +1102,10 @@ def group_ids(t: pd.DataFrame, keys: list[str], determined: bool = True) -> tupl
             if hi - lo < DENSE_IDS_SPAN * len(x):
                 return _dense_ids(x, lo, hi - lo + 1)
             return _sorted_ids(x)
-        codes, _ = pd.factorize(col, use_na_sentinel=False)
-        ids = codes.astype(np.int64, copy=False)
+        ids = _string_codes(col)
+        if ids is None:
+            codes, _ = pd.factorize(col, use_na_sentinel=False)
+            ids = codes.astype(np.int64, copy=False)
         first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
         np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
         return ids, first
@@ -1264,8 +1268,24 @@ def _key_codes(col: pd.Series) -> tuple[np.ndarray, int]:
         lo, hi = int(x.min()), int(x.max())
         if hi - lo < max(4 * len(x), 1 << 16):
             return (x - lo).astype(np.int64, copy=False) if lo else x.astype(np.int64), hi - lo + 1
+    codes = _string_codes(col)
+    if codes is not None:
+        return codes, int(codes.max(initial=0)) + 1
     codes, uniques = pd.factorize(col, use_na_sentinel=False)
     return codes.astype(np.int64, copy=False), max(len(uniques), 1)
+
+
+def _string_codes(col: pd.Series) -> np.ndarray | None:
+    """``pd.factorize``'s codes of an Arrow-backed string column without missing values whose
+    values all have one byte length (identifiers, codes: the combines of q3's 1e5 ``id3``
+    keys), by their bytes as integers (:func:`~hpcframe.io.types.fixed_width_codes`, about
+    three times as fast as pandas' string hash); else ``None``."""
+    if not isinstance(col.array, pd.arrays.ArrowStringArray) or not len(col):
+        return None
+    arr = pa.array(col.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return fixed_width_codes(arr)
 
 
 def _combine_moments(t, gb, col, ids):

@@ -179,6 +179,7 @@ def normalize_table(
 # dictionary-encoding string columns of equal-length values without a string hash
 #: strings longer than this are encoded by Arrow's hash
 _FIXED_WIDTH_MAX = 32
+_ALL_BITS = (1 << 64) - 1
 
 
 def encode_strings(col) -> pa.ChunkedArray:
@@ -206,8 +207,13 @@ def fixed_width_codes(arr: pa.Array):
     """Group codes (int64, numbered by first appearance, as ``pandas.factorize``) of a string
     array without nulls whose values all have the same byte length ``L`` (1 to 32), or
     ``None``. Equal strings of one length are equal byte rows: the rows are read as ``ceil(L /
-    8)`` unsigned 64-bit words, each word is factorized as integers and the word codes are
-    combined (mixed radix, renumbered before they could overflow)."""
+    8)`` unsigned 64-bit words, in place. A word whose bits are the same in every row (a
+    common prefix: ``"id0000012345"``) is left out; the others are factorized one by one as
+    the integers of their varying bits (from the lowest to the highest that differs from the
+    first row's) and their codes combined (mixed radix, renumbered before they could
+    overflow). (Packing several words' varying bits into one integer was slower: the packed
+    digits and letters fill few of a hash table's slots, and mixing them first costs the
+    table its locality.)"""
     import numpy as np
     import pandas as pd
 
@@ -226,17 +232,26 @@ def fixed_width_codes(arr: pa.Array):
         return None
     if not (np.diff(offsets) == width).all():
         return None
-    data = np.frombuffer(buffers[2], dtype=np.uint8, count=start + n * width)[start:].reshape(n, width)
     words = -(-width // 8)
-    if width == 8 * words:
-        packed = np.ascontiguousarray(data)
+    if width >= 8:  # each word read in place, 8 bytes at a time: the last one ends the value
+        at = [start + min(8 * w, width - 8) for w in range(words)]
+        cols = [np.ndarray((n,), dtype="<u8", buffer=buffers[2], offset=a, strides=(width,)) for a in at]
+        # the last word's bytes that the one before it holds already are not its own
+        owned = [_ALL_BITS] * (words - 1) + [_ALL_BITS ^ ((1 << (8 * (8 * words - width))) - 1)]
     else:
-        packed = np.zeros((n, 8 * words), dtype=np.uint8)
-        packed[:, :width] = data
-    packed = packed.view(np.uint64)
+        data = np.frombuffer(buffers[2], dtype=np.uint8, count=start + n * width)[start:].reshape(n, width)
+        padded = np.zeros((n, 8), dtype=np.uint8)
+        padded[:, :width] = data
+        cols, owned = [padded.view("<u8")[:, 0]], [_ALL_BITS]
+    spans = _varying_bits(cols, owned)
+    if not spans:  # one value
+        return np.zeros(n, dtype=np.int64)
     ids = None
-    for w in range(words):
-        codes, uniques = pd.factorize(packed[:, w])
+    for w, low, bits in spans:  # each word's varying bits as a small integer
+        key = cols[w] >> np.uint64(low)  # (a new array)
+        if bits < 64:
+            key &= np.uint64((1 << bits) - 1)
+        codes, uniques = pd.factorize(key)
         codes = codes.astype(np.int64, copy=False)
         if ids is None:
             ids = codes
@@ -244,9 +259,26 @@ def fixed_width_codes(arr: pa.Array):
         if int(ids.max(initial=0)) >= (2**62) // max(len(uniques), 1):
             ids = pd.factorize(ids)[0].astype(np.int64, copy=False)
         ids = ids * len(uniques) + codes
-    if words > 1:
+    if len(spans) > 1:
         ids = pd.factorize(ids)[0].astype(np.int64, copy=False)  # first-appearance numbering
     return ids
+
+
+def _varying_bits(cols, owned) -> list[tuple[int, int, int]]:
+    """``(word, lowest bit, bit count)`` of each of ``cols`` (arrays of unsigned 64-bit words,
+    one per row) whose ``owned`` bits differ between rows: the span from the lowest to the
+    highest bit in which some row differs from the first row. Bits outside the spans are
+    equal in every row (or another word's), so two rows are equal exactly when their spans'
+    bits are."""
+    import numpy as np
+
+    out = []
+    for w, (col, mask) in enumerate(zip(cols, owned)):
+        differ = int(np.bitwise_or.reduce(col ^ col[0])) & mask
+        if differ:
+            low = (differ & -differ).bit_length() - 1
+            out.append((w, low, differ.bit_length() - low))
+    return out
 
 
 def _dictionary_from_codes(arr: pa.Array, codes) -> pa.Array | None:

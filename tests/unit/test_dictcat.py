@@ -152,6 +152,59 @@ def test_fixed_width_codes_long_values():
     assert T.fixed_width_codes(pa.array(["a" * 40, "b" * 40])) is None
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    width=st.integers(1, 32),
+    n=st.integers(1, 60),
+    alphabet=st.sampled_from(["01", "0123456789", "ab\x00\x7f", "x"]),
+    prefix=st.integers(0, 32),
+    suffix=st.integers(0, 32),
+    large=st.booleans(),
+    skip=st.integers(0, 3),
+)
+def test_fixed_width_codes_equal_factorize(seed, width, n, alphabet, prefix, suffix, large, skip):
+    """Codes of equal-length values by their bytes' varying bits equal ``pd.factorize``'s:
+    a common prefix or suffix (words that do not vary: left out), values that differ in a
+    single bit, in the bytes two words share (the last word overlaps the one before it when
+    the length is not a multiple of 8), one value only; ``string`` and ``large_string``,
+    sliced arrays."""
+    rng = np.random.default_rng(seed)
+    prefix, suffix = min(prefix, width), min(suffix, width - min(prefix, width))
+    middle = width - prefix - suffix
+    values = [  # (not NumPy's strings: they drop trailing NULs)
+        "p" * prefix + "".join(alphabet[i] for i in rng.integers(0, len(alphabet), middle)) + "s" * suffix
+        for _ in range(n + skip)
+    ]
+    arr = pa.array(values, pa.large_string() if large else pa.string()).slice(skip)
+    codes = T.fixed_width_codes(arr)
+    want, _ = pd.factorize(np.array(values[skip:], dtype=object))
+    assert codes is not None and codes.dtype == np.int64
+    np.testing.assert_array_equal(codes, want)
+
+
+@pytest.mark.parametrize("dtype", ["str", "string[pyarrow]"])
+def test_one_string_key_group_ids_by_bytes_equal_factorize(dtype):
+    """``group_ids`` of one string key (the combine of partials stacked from several blocks:
+    a chunked Arrow column) numbers equal-length values by their bytes
+    (``aggregations._string_codes``) exactly as ``pd.factorize``; missing values or
+    unequal lengths take ``pd.factorize`` itself."""
+    rng = np.random.default_rng(5)
+    values = [f"id{int(i):010d}" for i in rng.integers(0, 300, 2000)]
+    for case in (values, values[:7] + [None] + values[7:], values[:9] + ["short"] + values[9:]):
+        parts = [pd.Series(case[:500], dtype=dtype), pd.Series(case[500:], dtype=dtype)]
+        col = pd.concat(parts, ignore_index=True)
+        t = pd.DataFrame({"k": col})
+        ids, first = A.group_ids(t, ["k"])
+        want, _ = pd.factorize(col, use_na_sentinel=False)
+        np.testing.assert_array_equal(ids, want)
+        np.testing.assert_array_equal(first, [np.flatnonzero(want == g)[0] for g in range(want.max() + 1)])
+        assert (A._string_codes(col) is None) == (case is not values)
+        codes, width = A._key_codes(col)
+        np.testing.assert_array_equal(codes, want)
+        assert width == want.max() + 1
+
+
 @st.composite
 def keyed_frames(draw):
     n = draw(st.integers(1, 60))
