@@ -660,15 +660,22 @@ def _dense_partial(df, keys, inters, dropna):
             total = totals.get(col)
             if total is None:
                 w = x.astype(np.float64)
-                total = totals[col] = np.bincount(codes, weights=w, minlength=ngroups)[present]
+                total = totals[col] = _weighted_counts(codes, w, ngroups)[present]
             cols[name] = total.astype(np.int64) if inter == "sum" else total.copy()
         else:
             total = totals.get(col)
             if total is None:
                 w = x if nans[col] is None else np.where(nans[col], 0.0, x)
-                total = totals[col] = np.bincount(codes, weights=w, minlength=ngroups)[present]
+                total = totals[col] = _weighted_counts(codes, w, ngroups)[present]
             cols[name] = total.copy()
     return pd.DataFrame(cols)
+
+
+def _weighted_counts(codes: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
+    """``np.bincount(codes, weights, minlength=n)``, float64 also when ``codes`` is empty
+    (NumPy then returns int64 zeros: a block whose rows ``dropna`` drops all typed its float
+    sums int64, where pandas' group-by types them float64)."""
+    return np.bincount(codes, weights=weights, minlength=n).astype(np.float64, copy=False)
 
 
 def chunk_partial(

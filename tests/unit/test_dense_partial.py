@@ -9,6 +9,7 @@ without any NaN next to columns with some, float32, bools, datetimes with NaT.""
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -188,3 +189,34 @@ def test_integer_keys_dense_equal_pandas_partial(block):
     want = want.loc[order].reset_index(drop=True)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_exact=True)
     assert A._dense_partial(df, keys, [("x", "sum")], dropna) is None
+
+
+@pytest.mark.parametrize(
+    "keys, inters",
+    [(["c", "k0"], [("i", "sum"), ("i", "fsum")]), (["c"], [("x", "sum"), ("x", "fsum")])],
+    ids=["int-sums", "float-sums"],
+)
+def test_dense_partial_of_a_block_whose_rows_are_all_dropped_types_sums_as_pandas(keys, inters):
+    """Regression (found by ``test_integer_keys_dense_equal_pandas_partial``): when ``dropna``
+    drops every row of a block, NumPy's ``bincount`` with weights returns int64 zeros; the
+    dense partial's float sums (``fsum`` of an int column, sums of a float column) stay
+    float64, as pandas' group-by types them."""
+    import hpcframe.aggregations as A
+
+    df = pd.DataFrame(
+        {
+            "k0": np.array([-128, 5], dtype="int8"),
+            "c": pd.Categorical.from_codes([-1, -1], categories=["a", "b"]),
+            "x": [np.nan, 1.5],
+            "i": np.array([0, 7], dtype=np.int64),
+        }
+    )
+    got = A._dense_partial(df, keys, inters, True)
+    assert got is not None and len(got) == 0
+    saved = A.DENSE_INT_KEY_SPAN
+    A.DENSE_INT_KEY_SPAN = 0
+    try:
+        want = A.chunk_partial(df, keys, inters, True)
+    finally:
+        A.DENSE_INT_KEY_SPAN = saved
+    assert got.dtypes.to_dict() == want.dtypes.to_dict()
