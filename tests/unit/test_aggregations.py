@@ -625,6 +625,61 @@ def test_one_integer_key_ids_dense_and_sorted_equal_factorize(seed, n, width, dt
         np.testing.assert_array_equal(first, want_first)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 300),
+    distinct=st.integers(1, 300),
+    dtype=st.sampled_from(["int64", "uint64", "int32"]),
+    spread=st.sampled_from(["full", "top", "narrow"]),
+)
+def test_sorted_ids_packed_or_argsorted_equal_factorize(seed, n, distinct, dtype, spread):
+    """``_sorted_ids`` numbers rows as ``pd.factorize`` and finds each group's first row both
+    ways: values whose offsets and row numbers fit one 64-bit integer (one sort of the
+    packed integers) and values spread over the whole dtype (an argsort, ties in any
+    order: each group's first row is its smallest)."""
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    if spread == "full":
+        pool = rng.integers(info.min, info.max, distinct, dtype=dtype, endpoint=True)
+        pool[:2] = [info.min, info.max][: len(pool[:2])]
+    elif spread == "top":
+        pool = np.array(
+            [int(info.max) - int(v) for v in rng.integers(0, 1000, distinct)], dtype=object
+        ).astype(dtype)
+    else:
+        pool = rng.integers(0, 3, distinct).astype(dtype)
+    x = pool[rng.integers(0, distinct, n)]
+    codes, _ = pd.factorize(x)
+    ids, first = A._sorted_ids(x)
+    np.testing.assert_array_equal(ids, codes)
+    np.testing.assert_array_equal(first, [np.flatnonzero(codes == g)[0] for g in range(codes.max() + 1)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200), groups=st.integers(1, 200))
+def test_several_keys_of_many_groups_numbered_by_a_sort_as_by_a_hash(seed, n, groups):
+    """``group_ids`` of several keys numbers their combined integer by a sort when a sample
+    suggests many groups (``SORTED_IDS_MIN_GROUPS``): the same numbers and first rows as the
+    hash table's; the sample's estimate itself decides only the path."""
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, groups, n)
+    df = pd.DataFrame(
+        {
+            "s": pd.Series([f"k{g % 7}" for g in pick], dtype="str"),
+            "i": (pick * 2**40).astype(np.int64),
+            "f": (pick % 5).astype(np.float64),
+        }
+    )
+    want = _with("SORTED_IDS_MIN_GROUPS", 10**9, lambda: A.group_ids(df, ["s", "i", "f"], determined=False))
+    got = _with("SORTED_IDS_MIN_GROUPS", 1, lambda: A.group_ids(df, ["s", "i", "f"], determined=False))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    # 20 rows of one value: about 20² / (2 · 19) ≈ 10 values; of 20 values: no repeat, many
+    assert _with("SORTED_IDS_MIN_GROUPS", 16, lambda: A._many_groups(np.zeros(20, dtype=np.int64))) is False
+    assert _with("SORTED_IDS_MIN_GROUPS", 16, lambda: A._many_groups(np.arange(20, dtype=np.int64))) is True
+
+
 # partials of several NumPy keys grouped by one group number (db-benchmark q10)
 _KEY_POOLS = {
     "i": np.array([0, 1, -5, 2**62, -(2**63)], dtype=np.int64),

@@ -187,7 +187,7 @@ def test_fixed_width_codes_equal_factorize(seed, width, n, alphabet, prefix, suf
 def test_one_string_key_group_ids_by_bytes_equal_factorize(dtype):
     """``group_ids`` of one string key (the combine of partials stacked from several blocks:
     a chunked Arrow column) numbers equal-length values by their bytes
-    (``aggregations._string_codes``) exactly as ``pd.factorize``; missing values or
+    (``aggregations.string_codes``) exactly as ``pd.factorize``; missing values or
     unequal lengths take ``pd.factorize`` itself."""
     rng = np.random.default_rng(5)
     values = [f"id{int(i):010d}" for i in rng.integers(0, 300, 2000)]
@@ -199,7 +199,7 @@ def test_one_string_key_group_ids_by_bytes_equal_factorize(dtype):
         want, _ = pd.factorize(col, use_na_sentinel=False)
         np.testing.assert_array_equal(ids, want)
         np.testing.assert_array_equal(first, [np.flatnonzero(want == g)[0] for g in range(want.max() + 1)])
-        assert (A._string_codes(col) is None) == (case is not values)
+        assert (A.string_codes(col) is None) == (case is not values)
         codes, width = A._key_codes(col)
         np.testing.assert_array_equal(codes, want)
         assert width == want.max() + 1
