@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .io.types import fixed_width_codes
+from .io.types import fixed_width_codes, sorted_ids
 
 SEP = "\x00"
 ALL_KEY = "__hpcframe_all__"  # constant key used for whole-frame reductions
@@ -1108,7 +1108,7 @@ def group_ids(t: pd.DataFrame, keys: list[str], determined: bool = True) -> tupl
             lo, hi = int(x.min()), int(x.max())
             if hi - lo < DENSE_IDS_SPAN * len(x):
                 return _dense_ids(x, lo, hi - lo + 1)
-            return _sorted_ids(x)
+            return sorted_ids(x)
         ids = string_codes(col)
         if ids is None:
             codes, _ = pd.factorize(col, use_na_sentinel=False)
@@ -1131,7 +1131,7 @@ def group_ids(t: pd.DataFrame, keys: list[str], determined: bool = True) -> tupl
     if ids is None:
         return np.zeros(len(t), dtype=np.int64), np.zeros(min(len(t), 1), dtype=np.int64)
     if _many_groups(ids):  # (db-benchmark q10: ~1e7 groups of six keys)
-        return _sorted_ids(ids)
+        return sorted_ids(ids)
     ids = pd.factorize(ids)[0].astype(np.int64, copy=False)  # first-appearance numbering
     first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
     np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
@@ -1199,7 +1199,7 @@ def _ids_if_determined(
 
 
 #: :func:`group_ids` numbers one integer key by its offset from the minimum when the keys
-#: span fewer than this many values per row (else by a sort: :func:`_sorted_ids`)
+#: span fewer than this many values per row (else by a sort: :func:`~hpcframe.io.types.sorted_ids`)
 DENSE_IDS_SPAN = 2
 
 
@@ -1224,56 +1224,6 @@ def _dense_ids(x: np.ndarray, lo: int, span: int) -> tuple[np.ndarray, np.ndarra
     del present, by_first, firsts
     np.take(renumber, codes, out=codes)
     return codes, first
-
-
-def _sorted_ids(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`group_ids` of integers ``x`` by a sort instead of a hash table: less memory (a
-    hash table of millions of keys takes ~40 bytes per row) and, with many groups, much less
-    time (a hash table larger than the caches misses on nearly every row: 5,000,000 distinct
-    keys take pandas' ``factorize`` 0.5 s, this 0.2 s). Where each value's offset from the
-    minimum and its row number fit one 64-bit integer together, one sort of those integers
-    (NumPy's SIMD sort) orders the rows by value and, within a value, by row; otherwise an
-    argsort does, and each group's first row is the smallest of its rows. Groups numbered by
-    first appearance, as ``pd.factorize``."""
-    # (each temporary dropped as soon as the next exists: ~5 int64 arrays of len(x) at most)
-    n = len(x)
-    lo, hi = int(x.min()), int(x.max())
-    shift = max((n - 1).bit_length(), 1)
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    if (hi - lo).bit_length() + shift <= 64:
-        key = _offsets(x, lo).view(np.uint64)  # (a new array)
-        key <<= np.uint64(shift)
-        key |= np.arange(n, dtype=np.uint64)
-        key.sort()
-        order = (key & np.uint64((1 << shift) - 1)).view(np.int64)
-        key >>= np.uint64(shift)  # the values' offsets, in order
-        np.not_equal(key[1:], key[:-1], out=new[1:])
-        del key
-        starts = order[new]  # each group's first row, groups by value
-    else:
-        order = np.argsort(x)  # (ties in any order)
-        xs = x[order]
-        np.not_equal(xs[1:], xs[:-1], out=new[1:])
-        del xs
-        starts = np.minimum.reduceat(order, np.flatnonzero(new))
-    first_row = np.zeros(n, dtype=bool)
-    first_row[starts] = True
-    number = np.cumsum(first_row, dtype=np.int64)  # first rows numbered in row order
-    del first_row
-    number -= 1
-    renumber = number[starts]  # each group's number by first appearance, groups by value
-    del number
-    group = np.cumsum(new, dtype=np.int64)
-    group -= 1  # each sorted row's group, numbered by value
-    del new
-    np.take(renumber, group, out=group)  # numbered by first appearance
-    ids = np.empty(n, dtype=np.int64)
-    ids[order] = group
-    del order, group
-    first = np.empty(len(starts), dtype=np.int64)
-    first[renumber] = starts
-    return ids, first
 
 
 #: :func:`group_ids` of several keys numbers their combined integer by a sort, not a hash

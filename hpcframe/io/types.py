@@ -246,6 +246,23 @@ def fixed_width_codes(arr: pa.Array):
     spans = _varying_bits(cols, owned)
     if not spans:  # one value
         return np.zeros(n, dtype=np.int64)
+    shift = max((n - 1).bit_length(), 1)
+    if len(spans) > 1 and sum(bits for _, _, bits in spans) + shift <= 64:
+        # the varying bits side by side in one integer, numbered by a sort (one hash table per
+        # word and one of the combined codes took longer: q3's 12-byte ids, 40 bits)
+        key = None
+        filled = 0
+        for w, low, bits in spans:
+            part = cols[w] >> np.uint64(low)  # (a new array)
+            if bits < 64:
+                part &= np.uint64((1 << bits) - 1)
+            if filled:
+                part <<= np.uint64(filled)
+                key |= part
+            else:
+                key = part
+            filled += bits
+        return sorted_ids(key)[0]
     ids = None
     for w, low, bits in spans:  # each word's varying bits as a small integer
         key = cols[w] >> np.uint64(low)  # (a new array)
@@ -262,6 +279,62 @@ def fixed_width_codes(arr: pa.Array):
     if len(spans) > 1:
         ids = pd.factorize(ids)[0].astype(np.int64, copy=False)  # first-appearance numbering
     return ids
+
+
+def sorted_ids(x):
+    """``(ids, first)`` of the integers ``x``: a group number per row, numbered by first
+    appearance as ``pd.factorize`` numbers them, and each group's first row; by a sort
+    instead of a hash table. Less memory (a hash table of millions of keys takes ~40 bytes
+    per row) and, with many groups, much less time: a hash table larger than the caches
+    misses on nearly every row (5,000,000 distinct keys: pandas' ``factorize`` 0.5 s, this
+    0.2 s). Where each value's offset from the minimum and its row number fit one 64-bit
+    integer together, one sort of those integers (NumPy's SIMD sort) orders the rows by value
+    and, within a value, by row; otherwise an argsort does, and each group's first row is the
+    smallest of its rows."""
+    import numpy as np
+
+    # (each temporary dropped as soon as the next exists: ~5 int64 arrays of len(x) at most)
+    n = len(x)
+    lo, hi = int(x.min()), int(x.max())
+    shift = max((n - 1).bit_length(), 1)
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    if (hi - lo).bit_length() + shift <= 64:
+        if x.dtype == np.uint64:  # each value's offset from the minimum (a new array)
+            key = x - np.uint64(lo)
+        else:
+            key = (x.astype(np.int64) - np.int64(lo)).view(np.uint64)
+        key <<= np.uint64(shift)
+        key |= np.arange(n, dtype=np.uint64)
+        key.sort()
+        order = (key & np.uint64((1 << shift) - 1)).view(np.int64)
+        key >>= np.uint64(shift)  # the values' offsets, in order
+        np.not_equal(key[1:], key[:-1], out=new[1:])
+        del key
+        starts = order[new]  # each group's first row, groups by value
+    else:
+        order = np.argsort(x)  # (ties in any order)
+        xs = x[order]
+        np.not_equal(xs[1:], xs[:-1], out=new[1:])
+        del xs
+        starts = np.minimum.reduceat(order, np.flatnonzero(new))
+    first_row = np.zeros(n, dtype=bool)
+    first_row[starts] = True
+    number = np.cumsum(first_row, dtype=np.int64)  # first rows numbered in row order
+    del first_row
+    number -= 1
+    renumber = number[starts]  # each group's number by first appearance, groups by value
+    del number
+    group = np.cumsum(new, dtype=np.int64)
+    group -= 1  # each sorted row's group, numbered by value
+    del new
+    np.take(renumber, group, out=group)  # numbered by first appearance
+    ids = np.empty(n, dtype=np.int64)
+    ids[order] = group
+    del order, group
+    first = np.empty(len(starts), dtype=np.int64)
+    first[renumber] = starts
+    return ids, first
 
 
 def _varying_bits(cols, owned) -> list[tuple[int, int, int]]:

@@ -634,7 +634,7 @@ def test_one_integer_key_ids_dense_and_sorted_equal_factorize(seed, n, width, dt
     spread=st.sampled_from(["full", "top", "narrow"]),
 )
 def test_sorted_ids_packed_or_argsorted_equal_factorize(seed, n, distinct, dtype, spread):
-    """``_sorted_ids`` numbers rows as ``pd.factorize`` and finds each group's first row both
+    """``sorted_ids`` numbers rows as ``pd.factorize`` and finds each group's first row both
     ways: values whose offsets and row numbers fit one 64-bit integer (one sort of the
     packed integers) and values spread over the whole dtype (an argsort, ties in any
     order: each group's first row is its smallest)."""
@@ -651,7 +651,7 @@ def test_sorted_ids_packed_or_argsorted_equal_factorize(seed, n, distinct, dtype
         pool = rng.integers(0, 3, distinct).astype(dtype)
     x = pool[rng.integers(0, distinct, n)]
     codes, _ = pd.factorize(x)
-    ids, first = A._sorted_ids(x)
+    ids, first = A.sorted_ids(x)
     np.testing.assert_array_equal(ids, codes)
     np.testing.assert_array_equal(first, [np.flatnonzero(codes == g)[0] for g in range(codes.max() + 1)])
 
