@@ -208,12 +208,14 @@ def fixed_width_codes(arr: pa.Array):
     array without nulls whose values all have the same byte length ``L`` (1 to 32), or
     ``None``. Equal strings of one length are equal byte rows: the rows are read as ``ceil(L /
     8)`` unsigned 64-bit words, in place. A word whose bits are the same in every row (a
-    common prefix: ``"id0000012345"``) is left out; the others are factorized one by one as
-    the integers of their varying bits (from the lowest to the highest that differs from the
-    first row's) and their codes combined (mixed radix, renumbered before they could
-    overflow). (Packing several words' varying bits into one integer was slower: the packed
-    digits and letters fill few of a hash table's slots, and mixing them first costs the
-    table its locality.)"""
+    common prefix: ``"id0000012345"``) is left out, and each other word counts only the bits
+    that vary (from the lowest to the highest that differs from the first row's). One word:
+    those bits are factorized as an integer. Several words whose varying bits and the row
+    number fit 64 bits together: the bits side by side in one integer, numbered by
+    :func:`sorted_ids` (hashing that integer was slower: packed digits and letters fill few
+    of a hash table's slots, and mixing them first costs the table its locality). Otherwise
+    each word is factorized and the codes combined (mixed radix, renumbered before they could
+    overflow)."""
     import numpy as np
     import pandas as pd
 
@@ -295,6 +297,8 @@ def sorted_ids(x):
 
     # (each temporary dropped as soon as the next exists: ~5 int64 arrays of len(x) at most)
     n = len(x)
+    if not n:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     lo, hi = int(x.min()), int(x.max())
     shift = max((n - 1).bit_length(), 1)
     new = np.empty(n, dtype=bool)

@@ -654,6 +654,7 @@ def test_sorted_ids_packed_or_argsorted_equal_factorize(seed, n, distinct, dtype
     ids, first = A.sorted_ids(x)
     np.testing.assert_array_equal(ids, codes)
     np.testing.assert_array_equal(first, [np.flatnonzero(codes == g)[0] for g in range(codes.max() + 1)])
+    assert [len(a) for a in A.sorted_ids(x[:0])] == [0, 0]
 
 
 @settings(max_examples=60, deadline=None)
