@@ -166,6 +166,18 @@ def int_key_blocks(draw):
     return pd.DataFrame(data), keys, inters, draw(st.booleans())
 
 
+def _pandas_partial(df, keys, inters, dropna):
+    """``chunk_partial`` with integer keys kept off the dense path: pandas' group-by."""
+    import hpcframe.aggregations as A
+
+    saved = A.DENSE_INT_KEY_SPAN
+    A.DENSE_INT_KEY_SPAN = 0
+    try:
+        return A.chunk_partial(df, keys, inters, dropna)
+    finally:
+        A.DENSE_INT_KEY_SPAN = saved
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(int_key_blocks())
 def test_integer_keys_dense_equal_pandas_partial(block):
@@ -179,12 +191,7 @@ def test_integer_keys_dense_equal_pandas_partial(block):
     df, keys, inters, dropna = block
     got = A.chunk_partial(df, keys, inters, dropna)
     assert A._dense_partial(df, keys, inters, dropna) is not None
-    saved = A.DENSE_INT_KEY_SPAN
-    A.DENSE_INT_KEY_SPAN = 0
-    try:
-        want = A.chunk_partial(df, keys, inters, dropna)
-    finally:
-        A.DENSE_INT_KEY_SPAN = saved
+    want = _pandas_partial(df, keys, inters, dropna)
     order = want.sort_values(keys, kind="mergesort", na_position="last").index
     want = want.loc[order].reset_index(drop=True)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_exact=True)
@@ -213,10 +220,5 @@ def test_dense_partial_of_a_block_whose_rows_are_all_dropped_types_sums_as_panda
     )
     got = A._dense_partial(df, keys, inters, True)
     assert got is not None and len(got) == 0
-    saved = A.DENSE_INT_KEY_SPAN
-    A.DENSE_INT_KEY_SPAN = 0
-    try:
-        want = A.chunk_partial(df, keys, inters, True)
-    finally:
-        A.DENSE_INT_KEY_SPAN = saved
+    want = _pandas_partial(df, keys, inters, True)
     assert got.dtypes.to_dict() == want.dtypes.to_dict()
