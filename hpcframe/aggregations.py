@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .io.types import fixed_width_codes, sorted_ids
+from .io.types import fixed_width_codes, fixed_width_ids, sorted_ids
 
 SEP = "\x00"
 ALL_KEY = "__hpcframe_all__"  # constant key used for whole-frame reductions
@@ -1109,10 +1109,12 @@ def group_ids(t: pd.DataFrame, keys: list[str], determined: bool = True) -> tupl
             if hi - lo < DENSE_IDS_SPAN * len(x):
                 return _dense_ids(x, lo, hi - lo + 1)
             return sorted_ids(x)
-        ids = string_codes(col)
-        if ids is None:
-            codes, _ = pd.factorize(col, use_na_sentinel=False)
-            ids = codes.astype(np.int64, copy=False)
+        by_bytes = _string_values(col)
+        got = None if by_bytes is None else fixed_width_ids(by_bytes)
+        if got is not None:
+            return got
+        codes, _ = pd.factorize(col, use_na_sentinel=False)
+        ids = codes.astype(np.int64, copy=False)
         first = np.full(int(ids.max(initial=-1)) + 1, len(t), dtype=np.int64)
         np.minimum.at(first, ids, np.arange(len(t), dtype=np.int64))
         return ids, first
@@ -1278,12 +1280,17 @@ def string_codes(col: pd.Series) -> np.ndarray | None:
     values all have one byte length (identifiers, codes: the combines of q3's 1e5 ``id3``
     keys), by their bytes as integers (:func:`~hpcframe.io.types.fixed_width_codes`, about
     three times as fast as pandas' string hash); else ``None``."""
+    arr = _string_values(col)
+    return None if arr is None else fixed_width_codes(arr)
+
+
+def _string_values(col: pd.Series) -> pa.Array | None:
+    """The values of an Arrow-backed string column as one Arrow array (chunks combined), or
+    ``None`` for another column or an empty one."""
     if not isinstance(col.array, pd.arrays.ArrowStringArray) or not len(col):
         return None
     arr = pa.array(col.array)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return fixed_width_codes(arr)
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
 def _combine_moments(t, gb, col, ids):

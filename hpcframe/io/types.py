@@ -196,18 +196,38 @@ def encode_strings(col) -> pa.ChunkedArray:
         if not (pat.is_string(arr.type) or pat.is_large_string(arr.type)):
             arr = arr.cast(pa.large_string())  # string_view: Arrow has no dictionary cast for it
         if len(arr) and not arr.null_count:
-            codes = fixed_width_codes(arr)
-            if codes is not None:
-                made = _dictionary_from_codes(arr, codes)
+            ids = fixed_width_ids(arr)
+            if ids is not None:
+                made = _dictionary_from_codes(arr, *ids)
         out.append(made if made is not None else arr.cast(target))
     return pa.chunked_array(out, target)
 
 
 def fixed_width_codes(arr: pa.Array):
     """Group codes (int64, numbered by first appearance, as ``pandas.factorize``) of a string
-    array without nulls whose values all have the same byte length ``L`` (1 to 32), or
-    ``None``. Equal strings of one length are equal byte rows: the rows are read as ``ceil(L /
-    8)`` unsigned 64-bit words, in place. A word whose bits are the same in every row (a
+    array without nulls whose values all have the same byte length (1 to 32), or ``None``:
+    :func:`fixed_width_ids` without the first rows."""
+    got = _fixed_width(arr)
+    return None if got is None else got[0]
+
+
+def fixed_width_ids(arr: pa.Array):
+    """``(codes, first)``: :func:`fixed_width_codes`' codes and the row where each code first
+    appears (in code order), or ``None``. The sort that numbers the codes finds those rows on
+    its way; otherwise they are read off the codes."""
+    got = _fixed_width(arr)
+    if got is None:
+        return None
+    codes, first = got
+    return codes, (first_rows(codes) if first is None else first)
+
+
+def _fixed_width(arr: pa.Array):
+    """``(codes, first rows or None)`` of :func:`fixed_width_ids`, or ``None``: group codes
+    (int64, numbered by first appearance, as ``pandas.factorize``) of a string array without
+    nulls whose values all have the same byte length ``L`` (1 to 32). Equal strings of one
+    length are equal byte rows: the rows are read as ``ceil(L / 8)`` unsigned 64-bit words,
+    in place. A word whose bits are the same in every row (a
     common prefix: ``"id0000012345"``) is left out, and each other word counts only the bits
     that vary (from the lowest to the highest that differs from the first row's). One word:
     those bits are factorized as an integer. Several words whose varying bits and the row
@@ -247,7 +267,7 @@ def fixed_width_codes(arr: pa.Array):
         cols, owned = [padded.view("<u8")[:, 0]], [_ALL_BITS]
     spans = _varying_bits(cols, owned)
     if not spans:  # one value
-        return np.zeros(n, dtype=np.int64)
+        return np.zeros(n, dtype=np.int64), np.zeros(1, dtype=np.int64)
     shift = max((n - 1).bit_length(), 1)
     if len(spans) > 1 and sum(bits for _, _, bits in spans) + shift <= 64:
         # the varying bits side by side in one integer, numbered by a sort (one hash table per
@@ -264,7 +284,7 @@ def fixed_width_codes(arr: pa.Array):
             else:
                 key = part
             filled += bits
-        return sorted_ids(key)[0]
+        return sorted_ids(key)
     ids = None
     for w, low, bits in spans:  # each word's varying bits as a small integer
         key = cols[w] >> np.uint64(low)  # (a new array)
@@ -280,7 +300,7 @@ def fixed_width_codes(arr: pa.Array):
         ids = ids * len(uniques) + codes
     if len(spans) > 1:
         ids = pd.factorize(ids)[0].astype(np.int64, copy=False)  # first-appearance numbering
-    return ids
+    return ids, None
 
 
 def sorted_ids(x):
@@ -358,20 +378,30 @@ def _varying_bits(cols, owned) -> list[tuple[int, int, int]]:
     return out
 
 
-def _dictionary_from_codes(arr: pa.Array, codes) -> pa.Array | None:
-    """``arr`` as a dictionary array from its first-appearance ``codes`` (``None`` past int32):
-    a row holds the first occurrence of its value exactly when its code exceeds every earlier
-    code."""
+def _dictionary_from_codes(arr: pa.Array, codes, first) -> pa.Array | None:
+    """``arr`` as a dictionary array from its first-appearance ``codes`` and each code's
+    ``first`` row (``None`` past int32)."""
     import numpy as np
 
-    if int(codes.max(initial=0)) >= 2**31 - 1:
+    if len(first) >= 2**31 - 1:
         return None
+    dictionary = arr.take(pa.array(first)).cast(pa.large_string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary)
+
+
+def first_rows(codes):
+    """The row where each of ``codes`` (numbered by first appearance, as ``pandas.factorize``;
+    none missing) first appears, in code order: a row holds the first occurrence of its value
+    exactly when its code exceeds every earlier code."""
+    import numpy as np
+
+    if not len(codes):
+        return np.empty(0, dtype=np.int64)
     seen = np.maximum.accumulate(codes)
     first = np.empty(len(codes), dtype=bool)
     first[0] = True
     np.greater(seen[1:], seen[:-1], out=first[1:])
-    dictionary = arr.take(pa.array(np.flatnonzero(first))).cast(pa.large_string())
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary)
+    return np.flatnonzero(first)
 
 
 def decimal_to_float64(col) -> pa.ChunkedArray:

@@ -164,7 +164,8 @@ def test_fixed_width_codes_long_values():
     skip=st.integers(0, 3),
 )
 def test_fixed_width_codes_equal_factorize(seed, width, n, alphabet, prefix, suffix, large, skip):
-    """Codes of equal-length values by their bytes' varying bits equal ``pd.factorize``'s:
+    """Codes of equal-length values by their bytes' varying bits equal ``pd.factorize``'s,
+    and so do ``fixed_width_ids``' first rows:
     a common prefix or suffix (words that do not vary: left out), values that differ in a
     single bit, in the bytes two words share (the last word overlaps the one before it when
     the length is not a multiple of 8), one value only; ``string`` and ``large_string``,
@@ -181,6 +182,9 @@ def test_fixed_width_codes_equal_factorize(seed, width, n, alphabet, prefix, suf
     want, _ = pd.factorize(np.array(values[skip:], dtype=object))
     assert codes is not None and codes.dtype == np.int64
     np.testing.assert_array_equal(codes, want)
+    ids, first = T.fixed_width_ids(arr)  # with each code's first row (found by the sort, or read off)
+    np.testing.assert_array_equal(ids, want)
+    np.testing.assert_array_equal(first, [np.flatnonzero(want == g)[0] for g in range(want.max() + 1)])
 
 
 @pytest.mark.parametrize("dtype", ["str", "string[pyarrow]"])
