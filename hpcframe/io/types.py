@@ -275,9 +275,7 @@ def _fixed_width(arr: pa.Array):
         key = None
         filled = 0
         for w, low, bits in spans:
-            part = cols[w] >> np.uint64(low)  # (a new array)
-            if bits < 64:
-                part &= np.uint64((1 << bits) - 1)
+            part = _span_value(cols[w], low, bits)
             if filled:
                 part <<= np.uint64(filled)
                 key |= part
@@ -287,10 +285,7 @@ def _fixed_width(arr: pa.Array):
         return sorted_ids(key)
     ids = None
     for w, low, bits in spans:  # each word's varying bits as a small integer
-        key = cols[w] >> np.uint64(low)  # (a new array)
-        if bits < 64:
-            key &= np.uint64((1 << bits) - 1)
-        codes, uniques = pd.factorize(key)
+        codes, uniques = pd.factorize(_span_value(cols[w], low, bits))
         codes = codes.astype(np.int64, copy=False)
         if ids is None:
             ids = codes
@@ -359,6 +354,17 @@ def sorted_ids(x):
     first = np.empty(len(starts), dtype=np.int64)
     first[renumber] = starts
     return ids, first
+
+
+def _span_value(col, low: int, bits: int):
+    """The ``bits`` bits of each word of ``col`` from bit ``low`` up, as a new uint64 array:
+    a word's span of :func:`_varying_bits` as a small integer."""
+    import numpy as np
+
+    part = col >> np.uint64(low)
+    if bits < 64:
+        part &= np.uint64((1 << bits) - 1)
+    return part
 
 
 def _varying_bits(cols, owned) -> list[tuple[int, int, int]]:
