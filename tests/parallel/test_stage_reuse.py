@@ -252,3 +252,39 @@ def test_a_computation_on_one_rank_alone_does_not_stop_reuse(data):
     got = j.groupby("k").x.sum().compute()
     assert mpi.allgather(hf.last_run_stats()["stages_reused"]) == [1] * mpi.size()
     pd.testing.assert_series_equal(got, ref.groupby("k").x.sum(), check_exact=False, rtol=1e-12)
+
+
+def test_a_join_only_another_join_reads_is_released_once_that_one_is_computed(data):
+    """A chain of joins holds its last stages, not all of them: the inner join, which only
+    the outer join reads, is freed as soon as the outer one is computed (so it is not kept
+    for reuse either), while the outer one, which the output reads, is kept."""
+    j = _join(data)
+    outer = j.merge(hf.read_parquet(os.path.join(data, "dims")), on=["k", "region"])
+    ref = _expected(data)
+    ref_outer = ref.merge(_pandas(data)[1], on=["k", "region"])
+    got = outer.groupby("k").x.sum().compute()
+    assert hf.last_run_stats()["stages_released_early"] == 1
+    pd.testing.assert_series_equal(got, ref_outer.groupby("k").x.sum(), check_exact=False, rtol=1e-12)
+    again = outer.groupby("k").x.max().compute()  # the outer join was kept
+    assert hf.last_run_stats()["stages_reused"] == 1
+    pd.testing.assert_series_equal(again, ref_outer.groupby("k").x.max())
+    inner = j.groupby("k").x.max().compute()  # the inner one was freed: computed again
+    assert hf.last_run_stats()["stages_reused"] == 0
+    pd.testing.assert_series_equal(inner, ref.groupby("k").x.max())
+
+
+def test_a_join_the_output_reads_stays_while_a_scalar_computes_a_join_over_it(data):
+    """Regression: the lazy scalar ``outer.x.sum()`` is resolved by a ``prepare`` of its
+    own, which computes ``outer``: a join over ``j`` whose other side uses a scalar too (so
+    the first ``prepare`` left it out). There only ``outer`` reads ``j``, but the output reads
+    ``j`` as well: ``j`` stays held for it (``prepare(keep=...)``) instead of being freed and
+    computed a second time."""
+    j = _join(data)
+    dims = hf.read_parquet(os.path.join(data, "dims"))
+    outer = j.merge(dims[dims.k < j.k.max()], on=["k", "region"])
+    got = j.assign(z=j.x - outer.x.sum()).groupby("k").z.sum().compute()
+    assert hf.last_run_stats()["stages_released_early"] == 0
+    ref, pdims = _expected(data), _pandas(data)[1]
+    ref_outer = ref.merge(pdims[pdims.k < ref.k.max()], on=["k", "region"])
+    want = ref.assign(z=ref.x - ref_outer.x.sum()).groupby("k").z.sum()
+    pd.testing.assert_series_equal(got, want, check_exact=False, rtol=1e-9)
