@@ -660,18 +660,26 @@ def merge_part(stage: JoinStage, left, right):
                 if lv.dtype != rv.dtype:
                     lv, rv = lv.astype(object), rv.astype(object)
                 key = lv.where(present, rv)
-            out[h] = outer_sort_key(key)
+            out[h] = outer_sort_key(key, by_codes=stage.meta[h].dtype == np.int64)
     return out
 
 
-def outer_sort_key(key: pd.Series) -> pd.Series:
+def outer_sort_key(key: pd.Series, by_codes: bool = True) -> pd.Series:
     """The hidden column an outer join's rows are sorted by, from its coalesced key: a key
     categorical on both sides with the same categories (pandas keeps it categorical) as
     its codes, a missing key -1, since pandas sorts such a key by its codes with the
     missing ones first; any other key as it is (a categorical key with other categories on
     the two sides is ``str``: sorted by value, missing last). Every partition's pieces have
-    their side's categories (:func:`_shuffle`), so all partitions decide alike."""
+    their side's categories (:func:`_shuffle`), so all partitions decide alike.
+
+    ``by_codes``: whether the join sorts by codes (the planned column is int64, see
+    :func:`_coalesced_dtype`). When it does not, a categorical key is taken by its values:
+    pandas makes the key categorical in a partition whose other side has no rows (a ``str``
+    key merged with a categorical one), and its codes there would be integers in a column
+    of strings."""
     if isinstance(key.dtype, pd.CategoricalDtype):
+        if not by_codes:
+            return key.astype(object)
         return pd.Series(key.cat.codes.to_numpy(dtype="int64"), index=key.index)
     return key
 

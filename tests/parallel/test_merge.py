@@ -1179,6 +1179,28 @@ def test_merge_on_keys_categorical_on_both_sides(same, on, how, broadcast):
         pd.testing.assert_frame_equal(merged.tail(4).compute(), expected.tail(4))
 
 
+@pytest.mark.parametrize("categorical", ["left", "right"])
+@pytest.mark.parametrize("broadcast", [None, False])  # (an outer join never broadcasts)
+def test_outer_join_of_a_str_key_with_a_categorical_key(categorical, broadcast):
+    """An outer join of a ``str`` key with a categorical one has pandas' rows and order
+    (sorted by value). Regression: in a partition whose ``str`` side had no rows, pandas
+    makes the merged key categorical, and its codes (integers) went into the hidden sort
+    column planned as strings: "cannot keep the data as Arrow tables: Expected a string or
+    bytes dtype, got int64". The key comes back ``str`` where pandas gives ``object`` (see
+    the user guide: an ``object`` column of strings)."""
+    # one str key: most hash partitions hold rows of the categorical side only
+    plain = pd.DataFrame({"k": ["b", "b"], "x": [1, 2]})
+    coded = pd.DataFrame({"k": pd.Categorical(["d", "b", "a", None, "f", "g", "h"]), "y": np.arange(7.0)})
+    left, right = (coded, plain) if categorical == "left" else (plain, coded)
+    expected = left.merge(right, on="k", how="outer")
+    got = (
+        hf.from_pandas(left, npartitions=2)
+        .merge(hf.from_pandas(right, npartitions=3), on="k", how="outer", broadcast=broadcast)
+        .compute()
+    )
+    pd.testing.assert_frame_equal(got, expected.astype({"k": got.k.dtype}))
+
+
 @pytest.mark.parametrize("broadcast", [None, True, False])
 def test_right_join_key_typed_by_the_ranks_with_rows(broadcast):
     """A right join of a float64 key (left) with an int64 key (right): pandas' key is the
