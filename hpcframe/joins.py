@@ -660,7 +660,8 @@ def merge_part(stage: JoinStage, left, right):
                 if lv.dtype != rv.dtype:
                     lv, rv = lv.astype(object), rv.astype(object)
                 key = lv.where(present, rv)
-            out[h] = outer_sort_key(key, by_codes=stage.meta[h].dtype == np.int64)
+            by_codes = left[lk].dtype == right[rk].dtype and isinstance(left[lk].dtype, pd.CategoricalDtype)
+            out[h] = outer_sort_key(key, by_codes)
     return out
 
 
@@ -669,14 +670,16 @@ def outer_sort_key(key: pd.Series, by_codes: bool = True) -> pd.Series:
     categorical on both sides with the same categories (pandas keeps it categorical) as
     its codes, a missing key -1, since pandas sorts such a key by its codes with the
     missing ones first; any other key as it is (a categorical key with other categories on
-    the two sides is ``str``: sorted by value, missing last). Every partition's pieces have
-    their side's categories (:func:`_shuffle`), so all partitions decide alike.
+    the two sides is ``str``: sorted by value, missing last).
 
-    ``by_codes``: whether the join sorts by codes (the planned column is int64, see
-    :func:`_coalesced_dtype`). When it does not, a categorical key is taken by its values:
-    pandas makes the key categorical in a partition whose other side has no rows (a ``str``
-    key merged with a categorical one), and its codes there would be integers in a column
-    of strings."""
+    ``by_codes``: whether the two sides' keys are categorical with the same categories.
+    Every partition's pieces, and an empty side, have their side's categories
+    (:func:`_shuffle`), so all partitions decide alike. The planned dtypes cannot tell (a
+    frame's declared categorical has no categories): the partition decides. When the
+    categories differ, or one side is not categorical, the key is sorted by its values even
+    where pandas made it categorical — in a partition whose other side has no rows — since
+    its codes would be integers in a column of strings ("cannot keep the data as Arrow
+    tables") and would order the rows by the wrong rule."""
     if isinstance(key.dtype, pd.CategoricalDtype):
         if not by_codes:
             return key.astype(object)
