@@ -288,7 +288,16 @@ def _coalesced_dtype(expected, lk, rk):
     ld, rd = expected[lk].dtype, expected[rk].dtype
     if lk == rk or ld == rd:
         return np.dtype("int64") if isinstance(ld, pd.CategoricalDtype) else ld
-    return object
+    return _common_dtype(ld, rd)
+
+
+def _common_dtype(ld, rd):
+    """The dtype two outer-join keys of other dtypes are coalesced in: NumPy numbers in
+    their common type (an int64 key against a float32 one: float64, the type pandas matches
+    and sorts them in; as Python objects, ints beyond 2**53 next to floats could not be
+    kept as Arrow), anything else as objects."""
+    numeric = all(isinstance(d, np.dtype) and d.kind in "iuf" for d in (ld, rd))
+    return np.result_type(ld, rd) if numeric else np.dtype(object)
 
 
 def semi_join(node, key_expr, values_node, values_col: str, negate: bool, broadcast=None):
@@ -658,7 +667,8 @@ def merge_part(stage: JoinStage, left, right):
             else:
                 lv, rv = out[lk], out[rk]
                 if lv.dtype != rv.dtype:
-                    lv, rv = lv.astype(object), rv.astype(object)
+                    common = _common_dtype(lv.dtype, rv.dtype)
+                    lv, rv = lv.astype(common), rv.astype(common)
                 key = lv.where(present, rv)
             by_codes = left[lk].dtype == right[rk].dtype and isinstance(left[lk].dtype, pd.CategoricalDtype)
             out[h] = outer_sort_key(key, by_codes)

@@ -1259,6 +1259,22 @@ def test_outer_join_of_a_categorical_key_with_a_str_key_or_other_categories(othe
     pd.testing.assert_frame_equal(got, expected.astype({"k": got.k.dtype}))
 
 
+def test_outer_join_of_int64_keys_near_2_63_with_float32_keys():
+    """An outer join of int64 keys beyond 2**53 with float32 keys (``left_on``/``right_on``)
+    equals pandas: its rows sorted by the keys as float64, the type pandas matches them in.
+    Regression: the hidden coalesced key was made of Python objects, ints and floats mixed,
+    and Arrow refused to keep it ("Integer value 5764607523034234880 is outside of the range
+    exactly representable by a IEEE 754 double precision value")."""
+    big = np.int64(2**62) + np.array([1, 1, 0, 2, 1], dtype=np.int64) * np.int64(2**60)
+    left = pd.DataFrame({"k": big, "x": np.arange(5)})
+    right = pd.DataFrame({"r": np.array([np.nan, 0.0, np.nan], dtype=np.float32), "y": [0.0, 10.0, 20.0]})
+    expected = left.merge(right, left_on="k", right_on="r", how="outer")
+    got = hf.from_pandas(left, npartitions=2).merge(
+        hf.from_pandas(right, npartitions=2), left_on="k", right_on="r", how="outer"
+    )
+    pd.testing.assert_frame_equal(got.compute(), expected)
+
+
 @pytest.mark.parametrize("broadcast", [None, True, False])
 def test_right_join_key_typed_by_the_ranks_with_rows(broadcast):
     """A right join of a float64 key (left) with an int64 key (right): pandas' key is the
