@@ -383,7 +383,7 @@ def sort_by_keys(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             lo, hi = int(x.min()), int(x.max())
             if hi - lo >= 2**62:
                 return table.sort_values(keys, na_position="last", kind="mergesort")
-            codes.append(((x - lo).astype(np.int64) if lo else x.astype(np.int64), hi - lo + 1))
+            codes.append((A.int_offsets(x, lo), hi - lo + 1))  # (in int64: int8 127 - -1)
         elif isinstance(dtype, pd.StringDtype):
             cat = pd.Categorical(col, ordered=True)
             n = len(cat.categories)

@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import weakref
 
+import numpy as np
 import pyarrow as pa
 
 from ..config import config
@@ -326,6 +327,10 @@ def merge_schemas(schemas) -> pa.Schema | None:
                 numeric = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types)
                 if numeric and any(pa.types.is_floating(t) for t in types):
                     chosen = pa.float64()
+                elif numeric:  # integers of other widths: one that holds them all (int8 and
+                    # int64: int64, as pandas concatenates them; a group cumsum of int8 is
+                    # int64 only where it overflowed int8)
+                    chosen = pa.from_numpy_dtype(np.result_type(*(t.to_pandas_dtype() for t in types)))
             f = f.with_type(chosen)
         flagged = next((g for g in others if g.metadata and not _is_empty_type(g.type)), None)
         if flagged is not None:

@@ -299,3 +299,26 @@ if st is not None:
             msg=f"{keys} {col}.{how} dropna={dropna} npartitions={nparts}",
             check_index_type=len(exp) > 0,
         )
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "uint8"])
+def test_windows_of_narrow_ints_that_overflow_their_dtype(monkeypatch, dtype):
+    """A group cumsum, cumprod or ``transform("sum")`` of a narrow integer column: pandas
+    gives int64 where a value outgrew the column's dtype (and keeps the dtype where none
+    did). Regression: partitions whose values fit kept the narrow dtype, the others made
+    int64, and the first won when the partitions were kept as Arrow ("Integer value 200 not
+    in range: -128 to 127"). Integers of other widths now agree on one that holds them all."""
+    monkeypatch.setattr(hf.config, "partitions", 2)
+    big = int(np.iinfo(dtype).max) // 2 + 1
+    ref = pd.DataFrame({"k": [1, 2, 2, 3, 1], "v": np.array([1, big, big, 2, 3], dtype=dtype)})
+    f = hf.from_pandas(ref, npartitions=2)
+    for name, fn in (
+        ("cumsum", lambda g: g.v.cumsum()),
+        ("cumprod", lambda g: g.v.cumprod()),
+        ("transform", lambda g: g.v.transform("sum")),
+    ):
+        got = fn(f.groupby("k")).compute()
+        pd.testing.assert_series_equal(got, fn(ref.groupby("k")), obj=name)
+    small = ref.assign(v=np.array([1, 2, 2, 3, 1], dtype=dtype))  # nothing overflows: the dtype stays
+    got = hf.from_pandas(small, npartitions=2).groupby("k").v.cumsum().compute()
+    pd.testing.assert_series_equal(got, small.groupby("k").v.cumsum())
