@@ -3403,6 +3403,8 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
         meta[c] = node.meta[src].iloc[:0].reset_index(drop=True)
     columns = list(meta.columns)
 
+    by_values = [k for k in keys if node.meta[k].dtype in (object, bool)]  # see typed_by_values
+
     def per_partition(df):
         data = df  # in the frame's row order (sort_values, else positions): input_sort below
         # each group's first row (orders groups for sort=False), in the groups' sorted order
@@ -3426,6 +3428,11 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
         for k in keys:  # as pandas types a group index: by its values (bools: bool)
             if table[k].dtype == object:
                 table[k] = table[k].infer_objects()
+            elif k in by_values and table[k].dtype.kind == "f" and bool(table[k].isna().all()):
+                # only the missing key of a bool-or-object key in this partition: pandas made
+                # it a float64 NaN, whose type would win over the other partitions' bools
+                # (True became 1.0); as a missing object it has no type of its own
+                table[k] = pd.Series([None] * len(table), dtype=object, index=table.index)
         per_group = len(table) // len(first) if len(first) else 0
         if len(table) != len(first) * per_group:  # pragma: no cover - pandas' shape changed
             raise RuntimeError(f"groupby({keys}).{name}: {len(table)} result rows for {len(first)} groups")
@@ -3447,7 +3454,7 @@ def _exact(self: GroupBy, run: Callable, name: str, qlevel: bool = False, series
         index=index,
     )
     # keys that may hold bools with nulls: typed by their values, as a pandas group index
-    stage.typed_by_values = [k for k in keys if node.meta[k].dtype in (object, bool)]
+    stage.typed_by_values = by_values
     # the input rows are put in the frame's order (per_partition sees it in each group) ...
     stage.input_sort = P.source_sort(stage)
     # ... and the order of the result: its groups sorted, or by their first row

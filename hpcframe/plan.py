@@ -341,8 +341,10 @@ def sort_order(df, spec: RowSort, order=None):
         identity = len(order) == len(df) and (
             not len(order) or (order[0] == 0 and bool((np.diff(order) == 1).all()))
         )
-        if identity and a and col.is_monotonic_increasing:
-            continue  # already in order (rows in position order): nothing to do
+        if identity and a and col.is_monotonic_increasing and not col.hasnans:
+            # already in order (rows in position order): nothing to do. (Not with a missing
+            # value: a categorical's is monotonic by its code, -1, first, whatever na_position)
+            continue
         if not identity:
             col = col.take(order)
         # numbers, booleans and times: NumPy's quicksort made stable (fastsort)
