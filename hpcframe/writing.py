@@ -53,17 +53,40 @@ def written_columns(node) -> list[str]:
     return [c for c in node.meta.columns if c not in hidden]
 
 
+def written_schema(node, written: list[str]):
+    """The Arrow schema of the files written from ``node``'s columns ``written``
+    (:func:`~hpcframe.io.writers.target_schema`), ``object`` columns the chain passes through
+    from its source typed as the source holds them (a ``from_pandas`` column of bools with
+    ``None``, a held stage's). (After :func:`prepare_stages`: a stage's schema is its data's.)"""
+    assigned = {n.name for n in node.chain()[1:] if isinstance(n, P.Assign)}
+    try:
+        held = node.scan().source.schema()
+    except Exception:  # a source that cannot tell: the meta alone
+        held = None
+    if held is not None:
+        held = pa.schema([f for f in held if f.name in written and f.name not in assigned])
+    return target_schema(node.meta[written], held)
+
+
 class WriteOutput(Output):
     """Writes every leaf's rows with ``fmt`` into ``staging``; the partial is the list of
     file descriptors. Leaves in ``done`` (index → descriptors) are not written again.
     ``fail_leaf`` (tests only) makes the write of that leaf raise, to simulate a crash."""
 
     def __init__(
-        self, node, fmt: _Format, staging: str, done: dict, progress=None, fail_leaf: int | None = None
+        self,
+        node,
+        fmt: _Format,
+        staging: str,
+        done: dict,
+        progress=None,
+        fail_leaf: int | None = None,
+        schema: pa.Schema | None = None,
     ):
         self.node, self.fmt, self.staging, self.done = node, fmt, staging, done
         self.written = written_columns(node)
-        self.schema = target_schema(node.meta[self.written])
+        # (``schema``: the one of the frame ``node`` was made from, see _run)
+        self.schema = schema if schema is not None else written_schema(node, self.written)
         self.progress = progress
         self.fail_leaf = fail_leaf
 
@@ -196,7 +219,7 @@ def write(
             "leaves": len(leaves),
             "plan": [n.text() for n in node.chain()],
             "options": fmt.options(),
-            "schema": str(target_schema(node.meta[written_columns(node)])),
+            "schema": str(written_schema(node, written_columns(node))),
         }
         locks = []
 
@@ -229,7 +252,10 @@ def _run(c, node, fmt, staging, plan, leaves, state, progress, fail_leaf, t0) ->
     counter = _Progress(c, len(leaves), staging) if progress else None
     # the same chain over a source that skips the finished leaves (the frame is not changed)
     skipping = P.with_source(node, _SkipDone(node.scan().source, _skip_keys(leaves, done)))
-    out = WriteOutput(skipping, fmt, staging, done, counter, fail_leaf)
+    # the files' schema from the frame's own source (the skipping one strips the flag that
+    #    says a bool column has a null somewhere)
+    schema = written_schema(node, written_columns(node))
+    out = WriteOutput(skipping, fmt, staging, done, counter, fail_leaf, schema=schema)
     (files,) = compute([out], comm=c, root=0)
     return on_root(
         c,

@@ -6,7 +6,8 @@ A table is a group (:data:`GROUP`) of equal-length 1-D datasets, one per column,
 order:
 
 * numbers and booleans as they are; an integer or boolean column with missing values as
-  ``float64`` with NaN (as pandas holds it);
+  ``float64`` with NaN (as pandas holds it) — a bool column with a missing value in any part
+  of the table so in every file of the dataset, whose virtual dataset takes one type;
 * strings (and categoricals, by their values) as UTF-8 variable-length strings; HDF5 strings
   have no null, so a missing string is written as ``""``;
 * timestamps as ``int64`` counts of their unit since 1970 (a missing one as the smallest
@@ -40,8 +41,10 @@ def timestamp_attrs(t: pa.DataType) -> dict:
     return {DTYPE_ATTR: str(t), "units": f"{t.unit} since 1970-01-01"}
 
 
-def encode_arrow(col, name: str):
-    """``(numpy values, h5py dtype or None, attributes)`` of one Arrow column ``col``."""
+def encode_arrow(col, name: str, nulls_elsewhere: bool = False):
+    """``(numpy values, h5py dtype or None, attributes)`` of one Arrow column ``col``.
+    ``nulls_elsewhere``: the column has missing values in another part of the table (the
+    files of one dataset must store it alike: a bool column then float64 with NaN in all)."""
     import h5py
 
     t = col.type
@@ -53,7 +56,7 @@ def encode_arrow(col, name: str):
     if pa.types.is_timestamp(t):
         values = col.cast(pa.int64()).fill_null(_NAT).to_numpy()
         return values, np.int64, timestamp_attrs(t)
-    if col.null_count and (pa.types.is_integer(t) or pa.types.is_boolean(t)):
+    if (col.null_count or nulls_elsewhere) and (pa.types.is_integer(t) or pa.types.is_boolean(t)):
         return col.cast(pa.float64()).fill_null(float("nan")).to_numpy(), np.float64, {}
     if col.null_count:
         col = col.fill_null(float("nan"))

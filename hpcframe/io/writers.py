@@ -78,15 +78,30 @@ _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 # --------------------------------------------------------------------------- target schema
-def target_schema(meta) -> pa.Schema:
+def target_schema(meta, known: pa.Schema | None = None) -> pa.Schema:
     """The Arrow schema every written file gets, from the frame's (empty) pandas ``meta``:
     strings as ``string``, categoricals as ``dictionary<int32, string>``. Partitions are cast
     to it, so that all files agree even where pandas typed one partition differently (an
-    integer column with missing values arrives as float)."""
+    integer column with missing values arrives as float).
+
+    ``known``: the source's Arrow types (with their pandas dtype flags) of the columns the
+    frame passes through unchanged. A bool column with a missing value somewhere (flagged
+    there: ``object`` in pandas, whose type in ``meta`` says nothing of its values, or a
+    Parquet dataset's bool column with a null in a later file, ``bool`` in ``meta`` until
+    its footers are read) is written as ``bool`` — as pandas writes it — and marked
+    :data:`NULLABLE_BOOL`; another ``object`` column as ``string``."""
+    from .types import DTYPE_KEY, NULLS, OBJECT
+
     base = pa.Schema.from_pandas(meta, preserve_index=False)
     fields = []
     for f in base:
         t = f.type
+        held = known.field(f.name) if known is not None and f.name in known.names else None
+        if held is not None and pa.types.is_boolean(held.type):
+            flag = (held.metadata or {}).get(DTYPE_KEY)
+            if (pa.types.is_null(t) or pa.types.is_boolean(t)) and flag in (NULLS, OBJECT):
+                fields.append(pa.field(f.name, pa.bool_(), metadata={NULLABLE_BOOL: b"1"}))
+                continue
         if pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _: 0)(t):
             t = pa.string()
         elif pa.types.is_dictionary(t):
@@ -95,6 +110,12 @@ def target_schema(meta) -> pa.Schema:
             t = pa.string()
         fields.append(pa.field(f.name, t))
     return pa.schema(fields)
+
+
+#: field metadata of :func:`target_schema`: a bool column with a missing value somewhere in
+#: the frame (``object`` in pandas), stored alike in every file whether or not that file's
+#: rows have one (HDF5: float64 with NaN, see :func:`~hpcframe.io.hdf5codec.encode_arrow`)
+NULLABLE_BOOL = b"hpcframe.nullable_bool"
 
 
 def to_arrow(df, schema: pa.Schema, where: str) -> pa.Table:
@@ -371,8 +392,10 @@ class HDF5Format(_Format):
 
         with h5py.File(path, "w") as f:
             g = f.create_group(GROUP, track_order=True)
-            for name, col in zip(table.column_names, table.columns):
-                data, dtype, attrs = encode_arrow(col, name)
+            for field, col in zip(table.schema, table.columns):
+                name = field.name
+                nulls = NULLABLE_BOOL in (field.metadata or {})
+                data, dtype, attrs = encode_arrow(col, name, nulls_elsewhere=nulls)
                 chunks = (max(1, min(self.chunk_rows, len(data))),) if len(data) else None
                 ds = g.create_dataset(
                     name,

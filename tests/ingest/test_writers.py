@@ -149,3 +149,44 @@ def test_parquet_copy_keeps_large_ints_of_a_column_with_nulls_elsewhere(tmp_path
     want = pd.read_parquet(str(src), dtype_backend="pyarrow")
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     assert got["i"].tolist()[:2] == [2**53 + 1, 2**62 + 1] and got["u"].tolist()[0] == 2**64 - 1
+
+
+@pytest.mark.parametrize("shape", ["frame", "persisted", "group result"])
+def test_object_bools_with_none_are_written_as_bools(tmp_path, shape):
+    """An ``object`` column of bools with ``None`` (``from_pandas``, after ``persist()``, or a
+    group result's ``first``) is written as a Parquet ``bool`` column with nulls, as pandas
+    writes it. Regression: its pandas dtype says nothing of its values, the files' schema
+    made it ``string``, and the values were written as "true"/"false" (found by a
+    randomized run)."""
+    import pyarrow.parquet as pq
+
+    ref = pd.DataFrame({"b": pd.Series([True, None, False], dtype=object), "x": [1, 2, 3]})
+    frame = hf.from_pandas(ref, npartitions=2)
+    if shape == "persisted":
+        frame = frame.persist()
+    elif shape == "group result":
+        frame = frame.groupby("x").agg(b=("b", "first")).reset_index()
+    out = str(tmp_path / "out")
+    to_parquet(frame, out)
+    files = [f for f in os.listdir(out) if f.endswith(".parquet")]
+    assert {str(pq.read_schema(os.path.join(out, f)).field("b").type) for f in files} == {"bool"}
+    got = pd.read_parquet(out).sort_values("x", ignore_index=True)
+    assert got.b.tolist() == [True, None, False]
+
+
+def test_hdf5_of_a_bool_column_with_a_null_in_a_later_file(tmp_path):
+    """A Parquet dataset whose bool column has a null only in its second file is written to
+    HDF5 as float64 with NaN in every part file, so the virtual dataset reads back.
+    Regression: the first part file stored bools, the second float64, and reading failed
+    ("no appropriate function for conversion path")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "src"
+    src.mkdir()
+    pq.write_table(pa.table({"b": pa.array([True, False]), "x": [4, 5]}), src / "a.parquet")
+    pq.write_table(pa.table({"b": pa.array([True, None, False]), "x": [1, 2, 3]}), src / "b.parquet")
+    out = str(tmp_path / "out.h5")
+    to_hdf(hf.read_parquet(str(src)), out)
+    got = hf.read_hdf(out).compute()
+    assert got.b.tolist()[:3] == [1.0, 0.0, 1.0] and pd.isna(got.b[3]) and got.x.tolist() == [4, 5, 1, 2, 3]
