@@ -1404,6 +1404,21 @@ class Series(_Operators, Lazy):
             out = m[col].value_counts(dropna=dropna, sort=sort, ascending=ascending, normalize=normalize)
             return out.rename_axis(name)
 
+        if P.last_sort(node) is not None or P.source_sort(node.scan().source):
+            # values listed by their first row in the frame's order (also the order of equal
+            # counts), which a sort_values (or a stage's stored order) decides, not the
+            # dataset's: the group-by that follows it
+            sizes = GroupBy(node, [col], dropna=dropna, sort=False).size()
+
+            def listed(results):
+                counts = results[0]
+                if normalize:
+                    counts = counts / counts.sum()
+                out = pd.Series(counts.to_numpy(), index=pd.Index(counts.index, name=name))
+                out = out.rename("proportion" if normalize else "count")
+                return out.sort_values(ascending=ascending, kind="stable") if sort else out
+
+            return Result(Composite([sizes._output()], listed, "value_counts"))
         return Result(
             AggOutput(
                 node, [col], [("", "size")], shape, pandas_fn, dropna=dropna, sort=False, label="value_counts"
@@ -2276,6 +2291,13 @@ def _apply(self: GroupBy, fn, args, kwargs) -> Result:
     nkeys = len(keys)
     selection, series = self._selection, self._series
     dropna, sort = self._dropna, self._sort
+    # sort=False lists the groups by their first row in the frame's order: after a
+    #    sort_values, by that row's sort columns, then its position (as _exact does)
+    parent = [(c, a, na) for c, a, na in zip(*P.row_sort(node)) if c != POSITION]
+    firsts = None
+    if not sort and parent:
+        cols, asc, nas = (list(x) for x in zip(*parent))
+        firsts = P.RowSort(cols + [POSITION], asc + [True], nas + ["last"])
 
     def guarded(group, *a, **kw):
         try:
@@ -2296,7 +2318,12 @@ def _apply(self: GroupBy, fn, args, kwargs) -> Result:
 
     def per_partition(df):
         positions = df[POSITION].to_numpy()
-        first = df.groupby(by, dropna=dropna, sort=False, observed=True)[POSITION].min()
+        if firsts is not None:  # (the partition's rows are in the frame's order)
+            heads = df.groupby(by, dropna=dropna, sort=False, observed=True).head(1)
+            at = pd.MultiIndex.from_frame(heads[keys]) if nkeys > 1 else pd.Index(heads[keys[0]])
+            first = heads[firsts.columns].set_axis(at)  # (a sort column may be a key too)
+        else:
+            first = df.groupby(by, dropna=dropna, sort=False, observed=True)[POSITION].min()
         df = df.drop(columns=[c for c in hidden if c in df.columns])
         df.index = pd.Index(positions)
         return grouped(df).apply(guarded, *args, **kwargs), first
@@ -2319,8 +2346,12 @@ def _apply(self: GroupBy, fn, args, kwargs) -> Result:
         else:
             lookup = pd.concat([f for _, f in parts])  # group -> its first row's position
             keys_of_rows = pd.MultiIndex.from_frame(levels) if nkeys > 1 else pd.Index(levels["k0"])
-            pos = lookup.reindex(keys_of_rows).to_numpy()
-            order = pd.Series(pos).sort_values(kind="mergesort").index
+            if isinstance(lookup, pd.DataFrame):  # its sort columns, then its position
+                rows = lookup.reindex(keys_of_rows).reset_index(drop=True)
+                order = P.sort_order(rows, firsts)
+            else:
+                pos = lookup.reindex(keys_of_rows).to_numpy()
+                order = pd.Series(pos).sort_values(kind="mergesort").index
         return out.iloc[np.asarray(order)]
 
     return Result(MapOutput(scan, per_partition, combine))

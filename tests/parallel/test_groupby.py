@@ -386,6 +386,12 @@ def test_order_dependent_aggregations_follow_sort_values(by, ascending, na):
         lambda g: g.groupby("u", sort=False).x.nunique(),
         lambda g: g.groupby("k", sort=False).size(),
         lambda g: g.groupby("k", sort=False, as_index=False).size(),
+        # (regressions: these listed the values in dataset order, found by a randomized run)
+        lambda g: g.k.value_counts(sort=False),
+        lambda g: g.u.value_counts(),  # equal counts in the order of their first row
+        lambda g: g.k.value_counts(sort=False, dropna=False, normalize=True),
+        lambda g: g.groupby("k", sort=False).x.apply(lambda s: s.sum()),
+        lambda g: g.groupby(["k", "u"], sort=False, dropna=False)[["x"]].apply(lambda d: d.x.max()),
     ]
     for j, case in enumerate(cases):
         got, exp = case(hs).compute(), case(ps)
