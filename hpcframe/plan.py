@@ -341,7 +341,9 @@ def sort_order(df, spec: RowSort, order=None):
         identity = len(order) == len(df) and (
             not len(order) or (order[0] == 0 and bool((np.diff(order) == 1).all()))
         )
-        if identity and a and col.is_monotonic_increasing and not col.hasnans:
+        # (float16: pandas cannot make the Index its is_monotonic_increasing needs)
+        probe = col.astype("float32") if col.dtype == np.float16 else col
+        if identity and a and probe.is_monotonic_increasing and not col.hasnans:
             # already in order (rows in position order): nothing to do. (Not with a missing
             # value: a categorical's is monotonic by its code, -1, first, whatever na_position)
             continue

@@ -385,3 +385,14 @@ def test_persist_keeps_the_categories_of_every_file(mixed_categories):
             pd.testing.assert_frame_equal(p.compute(), exp, check_exact=True, obj=f"by {by}")
         finally:
             p.unpersist()
+
+
+def test_sort_and_median_of_a_float16_column():
+    """A float16 column sorts and has a median, as in pandas. Regression: the check whether
+    the rows were sorted already asked pandas whether the column is monotonic, which needs
+    an Index, and pandas has no float16 Index ("float16 indexes are not supported")."""
+    ref = pd.DataFrame({"k": [1, 1, 2, 2], "h": np.array([0.5, 60000.0, 1.5, np.nan], dtype="float16")})
+    f = hf.from_pandas(ref, npartitions=2)
+    got = f.sort_values("h").compute()
+    pd.testing.assert_frame_equal(got, ref.sort_values("h", kind="stable"), check_index_type=False)
+    assert f.h.median().compute() == ref.h.median()
