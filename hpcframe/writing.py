@@ -55,9 +55,11 @@ def written_columns(node) -> list[str]:
 
 def written_schema(node, written: list[str]):
     """The Arrow schema of the files written from ``node``'s columns ``written``
-    (:func:`~hpcframe.io.writers.target_schema`), ``object`` columns the chain passes through
-    from its source typed as the source holds them (a ``from_pandas`` column of bools with
-    ``None``, a held stage's). (After :func:`prepare_stages`: a stage's schema is its data's.)"""
+    (:func:`~hpcframe.io.writers.target_schema`): a bool column with a missing value that
+    the chain passes through from its source (a ``from_pandas`` column of bools with
+    ``None``, a Parquet column with a null in a later file, a held stage's) is typed from the
+    source's Arrow schema, which says so. (After :func:`prepare_stages`: a stage's schema is
+    its data's. A source that cannot give a schema leaves the meta alone to decide.)"""
     assigned = {n.name for n in node.chain()[1:] if isinstance(n, P.Assign)}
     try:
         held = node.scan().source.schema()
