@@ -675,7 +675,7 @@ def merge_part(stage: JoinStage, left, right):
     return out
 
 
-def outer_sort_key(key: pd.Series, by_codes: bool = True) -> pd.Series:
+def outer_sort_key(key: pd.Series, by_codes: bool) -> pd.Series:
     """The hidden column an outer join's rows are sorted by, from its coalesced key: a key
     categorical on both sides with the same categories (pandas keeps it categorical) as
     its codes, a missing key -1, since pandas sorts such a key by its codes with the

@@ -341,12 +341,8 @@ def sort_order(df, spec: RowSort, order=None):
         identity = len(order) == len(df) and (
             not len(order) or (order[0] == 0 and bool((np.diff(order) == 1).all()))
         )
-        # (float16: pandas cannot make the Index its is_monotonic_increasing needs)
-        probe = col.astype("float32") if col.dtype == np.float16 else col
-        if identity and a and probe.is_monotonic_increasing and not col.hasnans:
-            # already in order (rows in position order): nothing to do. (Not with a missing
-            # value: a categorical's is monotonic by its code, -1, first, whatever na_position)
-            continue
+        if identity and a and _in_order(col):
+            continue  # already in order (rows in position order): nothing to do
         if not identity:
             col = col.take(order)
         # numbers, booleans and times: NumPy's quicksort made stable (fastsort)
@@ -359,6 +355,16 @@ def sort_order(df, spec: RowSort, order=None):
         ranked = col.reset_index(drop=True).sort_values(ascending=a, na_position=na, kind="stable")
         order = order[ranked.index.to_numpy()]
     return order
+
+
+def _in_order(col) -> bool:
+    """Whether ``col`` is ascending and has no missing value. (A categorical with a missing
+    value is monotonic to pandas by its code, -1, first, whatever ``na_position``; float16:
+    pandas cannot make the Index its ``is_monotonic_increasing`` needs.)"""
+    import numpy as np
+
+    probe = col.astype("float32") if col.dtype == np.float16 else col
+    return bool(probe.is_monotonic_increasing) and not col.hasnans
 
 
 def _merged_runs(df, spec: RowSort):

@@ -59,19 +59,16 @@ def written_schema(node, written: list[str]):
     the chain passes through from its source (a ``from_pandas`` column of bools with
     ``None``, a Parquet column with a null in a later file, a held stage's) is typed from the
     source's Arrow schema, which says so. (After :func:`prepare_stages`: a stage's schema is
-    its data's. A source that cannot give a schema leaves the meta alone to decide.)"""
+    its data's.)"""
     assigned = {n.name for n in node.chain()[1:] if isinstance(n, P.Assign)}
-    try:
-        held = node.scan().source.schema()
-    except Exception:  # a source that cannot tell: the meta alone
-        held = None
-    if held is not None:
-        held = pa.schema([f for f in held if f.name in written and f.name not in assigned])
+    held = node.scan().source.schema()
+    held = pa.schema([f for f in held if f.name in written and f.name not in assigned])
     return target_schema(node.meta[written], held)
 
 
 class WriteOutput(Output):
-    """Writes every leaf's rows with ``fmt`` into ``staging``; the partial is the list of
+    """Writes every leaf's rows with ``fmt`` into ``staging``, each cast to ``schema``
+    (:func:`written_schema` of the frame ``node`` was made from); the partial is the list of
     file descriptors. Leaves in ``done`` (index → descriptors) are not written again.
     ``fail_leaf`` (tests only) makes the write of that leaf raise, to simulate a crash."""
 
@@ -81,14 +78,13 @@ class WriteOutput(Output):
         fmt: _Format,
         staging: str,
         done: dict,
+        schema: pa.Schema,
         progress=None,
         fail_leaf: int | None = None,
-        schema: pa.Schema | None = None,
     ):
         self.node, self.fmt, self.staging, self.done = node, fmt, staging, done
         self.written = written_columns(node)
-        # (``schema``: the one of the frame ``node`` was made from, see _run)
-        self.schema = schema if schema is not None else written_schema(node, self.written)
+        self.schema = schema
         self.progress = progress
         self.fail_leaf = fail_leaf
 
@@ -215,13 +211,15 @@ def write(
         prepare_stages([node], c)  # a group-by result or a shuffled frame: computed, held by the ranks
         leaves = leaves_of(scan.source, c)
         staging = staging_of(fmt)
+        # (after discovery: a Parquet bool column's null in a later file is known)
+        schema = written_schema(node, written_columns(node))
         plan = {
             "format": fmt.name,
             "source": scan.source.label,
             "leaves": len(leaves),
             "plan": [n.text() for n in node.chain()],
             "options": fmt.options(),
-            "schema": str(written_schema(node, written_columns(node))),
+            "schema": str(schema),
         }
         locks = []
 
@@ -232,13 +230,13 @@ def write(
 
         try:
             state = on_root(c, lock_and_prepare)  # the root's error is raised on every rank
-            return _run(c, node, fmt, staging, plan, leaves, state, progress, fail_leaf, t0)
+            return _run(c, node, fmt, staging, plan, schema, leaves, state, progress, fail_leaf, t0)
         finally:
             for lock in locks:
                 lock.release()
 
 
-def _run(c, node, fmt, staging, plan, leaves, state, progress, fail_leaf, t0) -> dict:
+def _run(c, node, fmt, staging, plan, schema, leaves, state, progress, fail_leaf, t0) -> dict:
     """The write after the root checked the destination (``state``); returns the summary."""
     if state in ("complete", "publish"):
 
@@ -254,10 +252,9 @@ def _run(c, node, fmt, staging, plan, leaves, state, progress, fail_leaf, t0) ->
     counter = _Progress(c, len(leaves), staging) if progress else None
     # the same chain over a source that skips the finished leaves (the frame is not changed)
     skipping = P.with_source(node, _SkipDone(node.scan().source, _skip_keys(leaves, done)))
-    # the files' schema from the frame's own source (the skipping one strips the flag that
-    #    says a bool column has a null somewhere)
-    schema = written_schema(node, written_columns(node))
-    out = WriteOutput(skipping, fmt, staging, done, counter, fail_leaf, schema=schema)
+    # (``schema`` is the frame's own source's: the skipping one strips the flag that says a
+    #    bool column has a null somewhere)
+    out = WriteOutput(skipping, fmt, staging, done, schema, counter, fail_leaf)
     (files,) = compute([out], comm=c, root=0)
     return on_root(
         c,
