@@ -477,6 +477,18 @@ def needed(specs) -> list[tuple[str, str]]:
 
 _FAST = {"sum", "fsum", "count", "size", "min", "max"}
 _MAX_DENSE_GROUPS = 1 << 20
+#: ``_dense_partial`` spreads each group's rows over this many interleaved bins (row ``i`` to
+#: lane ``i % _LANES``) when a block has at most ``_LANE_MAX_GROUPS`` groups and at least
+#: ``_LANE_MIN_ROWS`` rows, of which (among the first ``_LANE_MIN_ROWS``) at least
+#: ``_LANE_MIN_REPEATS`` (half) follow a row of their own group: those then add into different bins,
+#: so ``numpy.bincount`` does not wait for each addition to the same bin before the next (a
+#: block of TPC-H Q1's four groups, where 64 % of rows follow one of their group: 2.3 -> 1.3 ms
+#: per sum of 900,000 rows). With groups in random order the lanes' extra pass costs more than
+#: it saves (db-benchmark q1: 100 groups, 1 % repeats).
+_LANES = 4
+_LANE_MAX_GROUPS = 1 << 12
+_LANE_MIN_ROWS = 1 << 12
+_LANE_MIN_REPEATS = 0.5
 #: float64 adds integers exactly while every partial sum stays below this magnitude
 _EXACT_FLOAT_INT = 2**53
 
@@ -603,7 +615,8 @@ def _dense_partial(df, keys, inters, dropna):
     codes, keep, levels, ngroups = dense
     if keep is not None:
         codes = codes[keep]
-    size = np.bincount(codes, minlength=ngroups)
+    bins = _Bins(codes, ngroups)
+    size = bins.count()
     present = np.flatnonzero(size)
     cols = {}
     rest = present.copy()
@@ -647,7 +660,7 @@ def _dense_partial(df, keys, inters, dropna):
                 cols[name] = size[present].astype(np.int64)  # no missing value
                 continue
             ok = ~nans[col] if x.dtype == np.float64 else ~pd.isna(x)
-            cols[name] = np.bincount(codes[ok], minlength=ngroups)[present].astype(np.int64)
+            cols[name] = bins.count(ok)[present].astype(np.int64)
         elif inter in ("min", "max"):  # int64 (checked above): every present group has a value
             if inter == "min":
                 acc = np.full(ngroups, np.iinfo(np.int64).max, dtype=np.int64)
@@ -660,22 +673,65 @@ def _dense_partial(df, keys, inters, dropna):
             total = totals.get(col)
             if total is None:
                 w = x.astype(np.float64)
-                total = totals[col] = _weighted_counts(codes, w, ngroups)[present]
+                total = totals[col] = bins.sum(w)[present]
             cols[name] = total.astype(np.int64) if inter == "sum" else total.copy()
         else:
             total = totals.get(col)
             if total is None:
                 w = x if nans[col] is None else np.where(nans[col], 0.0, x)
-                total = totals[col] = _weighted_counts(codes, w, ngroups)[present]
+                total = totals[col] = bins.sum(w)[present]
             cols[name] = total.copy()
     return pd.DataFrame(cols)
 
 
-def _weighted_counts(codes: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
-    """``np.bincount(codes, weights, minlength=n)``, float64 also when ``codes`` is empty
-    (NumPy then returns int64 zeros: a block whose rows ``dropna`` drops all typed its float
-    sums int64, where pandas' group-by types them float64)."""
-    return np.bincount(codes, weights=weights, minlength=n).astype(np.float64, copy=False)
+def _repeats(codes: np.ndarray) -> float:
+    """The share of the first ``_LANE_MIN_ROWS`` rows (at least one) whose code is the code of
+    the row before (1.0 for a block of fewer than two rows)."""
+    head = codes[: max(_LANE_MIN_ROWS, 2)]
+    if len(head) < 2:
+        return 1.0
+    return np.count_nonzero(head[1:] == head[:-1]) / (len(head) - 1)
+
+
+class _Bins:
+    """Per-group counts and sums of one block's rows by ``numpy.bincount`` on their group
+    codes (``0 <= code < ngroups``), over interleaved lanes where that is faster
+    (``_LANES``): a group's float sum is then the sequential sum (from 0.0) of its values in
+    each lane, row ``i`` of the block in lane ``i % _LANES``, and the lanes added in order.
+    Deterministic: the same block gives the same bits on any number of ranks."""
+
+    def __init__(self, codes: np.ndarray, ngroups: int):
+        self.ngroups = ngroups
+        self.lanes = 1
+        self.codes = codes
+        if ngroups <= _LANE_MAX_GROUPS and len(codes) >= _LANE_MIN_ROWS and _repeats(codes) >= _LANE_MIN_REPEATS:
+            self.lanes = _LANES
+            lane_codes = codes * _LANES
+            lane_codes += np.arange(len(codes), dtype=np.int64) & (_LANES - 1)
+            self.codes = lane_codes
+
+    def _fold(self, binned: np.ndarray) -> np.ndarray:
+        """Each group's lanes added in lane order, ``((l0 + l1) + l2) + l3``."""
+        if self.lanes == 1:
+            return binned
+        lanes = binned.reshape(self.ngroups, self.lanes)
+        out = lanes[:, 0].copy()
+        for lane in range(1, self.lanes):
+            out += lanes[:, lane]
+        return out
+
+    def count(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The number of rows per group (of the rows where the bool mask ``rows`` is true)."""
+        codes = self.codes if rows is None else self.codes[rows]
+        return self._fold(np.bincount(codes, minlength=self.ngroups * self.lanes))
+
+    def sum(self, weights: np.ndarray) -> np.ndarray:
+        """The float64 sum of ``weights`` (one per row, none NaN) per group, float64 also
+        when the block has no rows (NumPy then returns int64 zeros: a block whose rows
+        ``dropna`` drops all typed its float sums int64, where pandas' group-by types them
+        float64)."""
+        binned = np.bincount(self.codes, weights=weights, minlength=self.ngroups * self.lanes)
+        return self._fold(binned.astype(np.float64, copy=False))
 
 
 def chunk_partial(

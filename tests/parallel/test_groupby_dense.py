@@ -76,3 +76,52 @@ def test_dense_integer_aggregations(dense_data, big, dropna, keys):
         expected = AGGS[name](ref.groupby(keys, dropna=dropna))
         exact = name != "mixed" and not (big and name == "mean_int")
         assert_same(result, expected, exact=exact, msg=f"{name} by {keys} dropna={dropna}")
+
+
+def _runs_frame(seed: int, n: int) -> pd.DataFrame:
+    """Few groups in long runs of equal keys (as TPC-H Q1's flags), floats with NaN and ±inf in
+    one group, a missing key."""
+    rng = np.random.default_rng(seed)
+    run = np.repeat(rng.integers(0, 3, n // 50 + 1), 50)[:n]
+    k = np.array(["A", "N", "R"], dtype=object)[run]
+    k[rng.random(n) < 0.01] = None
+    x = rng.normal(size=n) * 1e6
+    x[rng.random(n) < 0.05] = np.nan
+    x[(k == "R") & (rng.random(n) < 0.001)] = np.inf
+    return pd.DataFrame(
+        {
+            "k": pd.Categorical(k),
+            "f": pd.Categorical(np.array(["F", "O"], dtype=object)[rng.integers(0, 2, n)]),
+            "x": x,
+            "y": rng.random(n),
+            "v": rng.integers(-1000, 1000, n).astype("int64"),
+        }
+    )
+
+
+@pytest.mark.parametrize("dropna", [True, False])
+def test_few_groups_of_large_blocks_sum_over_interleaved_bins(shared_dir, dropna, monkeypatch):
+    """Blocks of >= 4096 rows and few groups take ``aggregations._Bins``' interleaved lanes:
+    counts and integer sums stay exact, float sums (NaN skipped, inf kept) equal pandas'."""
+    monkeypatch.setattr(hf.config, "block_rows", 9000)  # (the folder's fixture makes 500)
+    path = os.path.join(shared_dir, "dense-runs")
+    frames = [_runs_frame(seed, 9000) for seed in range(3)]
+    if mpi.rank() == 0:
+        os.makedirs(path, exist_ok=True)
+        for i, f in enumerate(frames):
+            pq.write_table(pa.Table.from_pandas(f, preserve_index=False), os.path.join(path, f"p{i}.parquet"))
+    mpi.barrier()
+    ref = pd.concat(frames, ignore_index=True)
+
+    def floats(g):
+        return g.agg(x=("x", "sum"), xc=("x", "count"), y=("y", "sum"), ym=("y", "mean"), n=("y", "size"))
+
+    def ints(g):  # (integer sums take the dense path only without float sums beside them)
+        return g.agg(v=("v", "sum"), vm=("v", "mean"), n=("v", "size"))
+
+    for query in (floats, ints):
+        got = query(hf.read_parquet(path).groupby(["k", "f"], dropna=dropna)).compute()
+        expected = query(ref.groupby(["k", "f"], dropna=dropna))
+        assert_same(got, expected, msg=f"{query.__name__} dropna={dropna}")
+        exact = [c for c in ("xc", "v", "n") if c in expected]
+        assert_same(got[exact], expected[exact], exact=True)

@@ -3,7 +3,9 @@
 row by row: every float sum is the sequential sum of the group's non-NaN values in row order
 starting from 0.0 (what ``numpy.bincount`` adds, and what the partials were before the scan
 hot path shared one bincount between ``sum`` and ``fsum`` and took counts without NaN from
-the group sizes), counts are pandas' ``notna`` counts, integer sums exact. Bit for bit, on
+the group sizes) — or, in a block of at least ``_LANE_MIN_ROWS`` rows and few groups, that
+sum per interleaved lane (row ``i`` of the kept rows in lane ``i % _LANES``), the lanes added
+in order —, counts are pandas' ``notna`` counts, integer sums exact. Bit for bit, on
 nasty data: NaN, ±inf, -0.0, huge and tiny floats, missing keys (both ``dropna``), columns
 without any NaN next to columns with some, float32, bools, datetimes with NaT."""
 
@@ -52,15 +54,18 @@ def blocks(draw):
     return df, keys, inters, draw(st.booleans())
 
 
-def _reference(df, keys, inters, dropna):
-    """The partial written out row by row (groups in code order, first key major)."""
+def _reference(df, keys, inters, dropna, lanes=1):
+    """The partial written out row by row (groups in code order, first key major); float sums
+    over ``lanes`` interleaved lanes of the kept rows."""
     ks = [df[k].cat.codes.to_numpy().astype(np.int64) for k in keys]
     ns = [len(df[k].cat.categories) + 1 for k in keys]  # one more for the missing key
     groups: dict = {}
+    lane: dict = {}  # row -> its lane: its position among the kept rows, modulo lanes
     for r in range(len(df)):
         codes = tuple(c[r] if c[r] >= 0 else n - 1 for c, n in zip(ks, ns))
         if dropna and any(c[r] < 0 for c in ks):
             continue
+        lane[r] = len(lane) % lanes
         groups.setdefault(codes, []).append(r)
     order = sorted(groups)
     cols: dict = {}
@@ -84,11 +89,14 @@ def _reference(df, keys, inters, dropna):
                 total = sum(int(x) for x in v)
                 out.append(total if inter == "sum" else float(total))
             else:
-                acc = 0.0
-                for x in v.to_numpy():
+                accs = [0.0] * lanes
+                for r, x in zip(rows, v.to_numpy()):
                     if not np.isnan(x):
-                        acc += float(x)
-                out.append(acc)
+                        accs[lane[r]] += float(x)
+                total = accs[0]
+                for a in accs[1:]:
+                    total += a
+                out.append(total)
         floats = inter == "fsum" or (inter == "sum" and df[col].dtype != np.int64)
         kind = np.float64 if floats else np.int64
         cols[name] = np.array(out, dtype=kind)
@@ -98,10 +106,29 @@ def _reference(df, keys, inters, dropna):
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(blocks())
 def test_dense_partial_matches_row_by_row_reference(case):
+    _check_against_reference(case, lanes=1)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(blocks())
+def test_dense_partial_over_interleaved_lanes_matches_row_by_row_reference(case):
+    """The same with every block on the interleaved lanes (``_LANE_MIN_ROWS`` and
+    ``_LANE_MIN_REPEATS`` lowered to 0, as a block of TPC-H Q1's size and order takes them)."""
+    import hpcframe.aggregations as A
+
+    saved = A._LANE_MIN_ROWS, A._LANE_MIN_REPEATS
+    A._LANE_MIN_ROWS, A._LANE_MIN_REPEATS = 0, 0.0
+    try:
+        _check_against_reference(case, lanes=A._LANES)
+    finally:
+        A._LANE_MIN_ROWS, A._LANE_MIN_REPEATS = saved
+
+
+def _check_against_reference(case, lanes):
     df, keys, inters, dropna = case
     got = _dense_partial(df, keys, inters, dropna)
     assert got is not None  # these inputs are all on the code path
-    want = _reference(df, keys, inters, dropna)
+    want = _reference(df, keys, inters, dropna, lanes)
     assert list(got.columns) == list(want.columns)
     assert len(got) == len(want)
     if len(want) == 0:  # no group (e.g. every key missing, dropna): numpy's empty bincount is int
@@ -222,3 +249,20 @@ def test_dense_partial_of_a_block_whose_rows_are_all_dropped_types_sums_as_panda
     assert got is not None and len(got) == 0
     want = _pandas_partial(df, keys, inters, True)
     assert got.dtypes.to_dict() == want.dtypes.to_dict()
+
+
+def test_lanes_are_taken_only_where_rows_of_a_group_follow_each_other():
+    """``_Bins`` interleaves lanes for a long block of few groups whose rows come in runs, not
+    for groups in random order (where the extra pass costs more than it saves), nor for a
+    short block; the counts are the same either way."""
+    import hpcframe.aggregations as A
+
+    rng = np.random.default_rng(0)
+    runs = np.repeat(rng.integers(0, 4, 2000), 50)
+    shuffled = rng.integers(0, 4, len(runs))
+    assert A._Bins(runs, 4).lanes == A._LANES
+    assert A._Bins(shuffled, 4).lanes == 1
+    assert A._Bins(runs[:100], 4).lanes == 1
+    assert A._Bins(runs, A._LANE_MAX_GROUPS + 1).lanes == 1
+    for codes in (runs, shuffled):
+        assert (A._Bins(codes, 4).count() == np.bincount(codes, minlength=4)).all()
