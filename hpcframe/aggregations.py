@@ -704,7 +704,8 @@ class _Bins:
         self.ngroups = ngroups
         self.lanes = 1
         self.codes = codes
-        if ngroups <= _LANE_MAX_GROUPS and len(codes) >= _LANE_MIN_ROWS and _repeats(codes) >= _LANE_MIN_REPEATS:
+        few = ngroups <= _LANE_MAX_GROUPS and len(codes) >= _LANE_MIN_ROWS
+        if few and _repeats(codes) >= _LANE_MIN_REPEATS:
             self.lanes = _LANES
             lane_codes = codes * _LANES
             lane_codes += np.arange(len(codes), dtype=np.int64) & (_LANES - 1)
