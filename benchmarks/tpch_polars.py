@@ -26,11 +26,16 @@ def load(data_dir: str) -> dict[str, pl.LazyFrame]:
     for table in TABLES:
         folder = os.path.join(data_dir, table)
         path = os.path.join(folder, "*.parquet") if os.path.isdir(folder) else folder + ".parquet"
-        lf = pl.scan_parquet(path)
-        schema = lf.collect_schema()
-        casts = [pl.col(n).cast(pl.Float64) for n, t in schema.items() if isinstance(t, pl.Decimal)]
-        out[table] = lf.with_columns(casts) if casts else lf
+        out[table] = scan(path)
     return out
+
+
+def scan(path) -> pl.LazyFrame:
+    """``scan_parquet`` of ``path`` (a file, glob or list of files), decimals cast to Float64."""
+    lf = pl.scan_parquet(path)
+    schema = lf.collect_schema()
+    casts = [pl.col(n).cast(pl.Float64) for n, t in schema.items() if isinstance(t, pl.Decimal)]
+    return lf.with_columns(casts) if casts else lf
 
 
 def _rev():
