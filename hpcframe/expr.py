@@ -237,6 +237,10 @@ class Expr:
         conversion); ``None`` (run in pandas after the conversion) otherwise."""
         import pyarrow.types as pat
 
+        if _reads_nullable_extension(self, schema):
+            # pandas' nullable dtypes answer NA (not NaN's False/True) and ~NA is NA: pandas
+            #    evaluates the term on the converted columns (the mask drops NA rows)
+            return PandasOp(self)
         exact = self._exact_arrow(schema)
         if exact is not None:
             return exact
@@ -277,6 +281,17 @@ class Expr:
         """The expression as readable query-like text (``(x > 1)``, ``s.isin([...])``) for
         reprs, ``explain`` and error messages; ``NotImplementedError`` on the base class."""
         raise NotImplementedError
+
+
+def _reads_nullable_extension(expr: Expr, schema: pa.Schema) -> bool:
+    """Whether ``expr`` reads a column that pandas holds in a nullable extension dtype
+    (``Int64``, ``Float64``, ``boolean``...: a ``from_pandas`` frame's, flagged on ``schema``)."""
+    from .io.types import EXTENSION, dtype_flag
+
+    names = set(schema.names)
+    return any(
+        (dtype_flag(schema.field(c)) or b"").startswith(EXTENSION) for c in expr.columns() if c in names
+    )
 
 
 class Col(Expr):
@@ -999,8 +1014,9 @@ def _date_comparison(op, left, right, schema):
 
 def _number_comparison(e: Bin, schema: pa.Schema) -> NumCmp | None:
     """A :class:`NumCmp` for ``column <op> literal`` when Arrow's comparison is NumPy's, else
-    None: a float64 column with a float, or an int that float64 holds exactly (NumPy converts
-    it to float64); an integer column (not uint64) with a Python or signed NumPy integer in
+    None: a float64 column with a float that float64 holds (not a ``np.longdouble`` between two
+    float64 values), or an int that float64 holds exactly (NumPy converts it to float64); an
+    integer column (not uint64) with a Python or signed NumPy integer in
     the column's range (NumPy compares exactly)."""
     import pyarrow as pa
     import pyarrow.types as pat
@@ -1014,8 +1030,11 @@ def _number_comparison(e: Bin, schema: pa.Schema) -> NumCmp | None:
     if t is None or isinstance(v, (bool, np.bool_)):
         return None
     if pat.is_float64(t):
-        exact = isinstance(v, (float, np.floating)) or (
-            isinstance(v, (int, np.signedinteger)) and abs(int(v)) <= 2**53
+        # (a float wider than float64, np.longdouble, compares in its own precision)
+        exact = (
+            isinstance(v, float)
+            or (isinstance(v, np.floating) and (v.dtype.itemsize <= 8 or float(v) == v))
+            or (isinstance(v, (int, np.signedinteger)) and abs(int(v)) <= 2**53)
         )
         if not exact:
             return None

@@ -151,6 +151,11 @@ class _Operators:
     other, reverse)``: the one list for lazy columns (:class:`Series`) and lazy scalars
     (:class:`Scalar`)."""
 
+    #: NumPy scalars and arrays defer to these operators instead of converting the lazy
+    #: operand (``np.datetime64(...) > s`` reaches ``s < np.datetime64(...)`` with the NumPy
+    #: scalar intact, as for a pandas Series)
+    __array_ufunc__ = None
+
     def _bin(self, op, other, reverse=False):
         raise NotImplementedError
 
@@ -1554,10 +1559,18 @@ def _expr_of(value) -> E.Expr:
 
 
 def _scalar(node, col, agg, pandas_fn) -> Scalar:
+    # a nullable (masked) dtype, Int64, Float64, boolean...: pandas answers <NA> where the
+    #    reduction comes out NaN (no value, one value for var/std, inf - inf). (No column:
+    #    the frame's size.)
+    dtype = node.meta[col].dtype if col in node.meta.columns else None
+    masked = getattr(dtype, "na_value", None) is pd.NA and dtype.kind in "iufb"
+
     def shape(values, keys):
         value = values[0].iloc[0]
         if agg in ("nunique", "size"):  # pandas: a Python int
             return int(value)
+        if masked and isinstance(value, (float, np.floating)) and np.isnan(value):
+            return pd.NA
         return value
 
     output = AggOutput(node, [], [(col, agg)], shape, pandas_fn, label=agg)

@@ -123,9 +123,14 @@ def normalize_schema(schema: pa.Schema) -> pa.Schema:
 
 def filter_schema(schema: pa.Schema) -> pa.Schema:
     """The types predicates are evaluated on while reading: as :func:`normalize_schema`, but
-    dates stay dates (the expression compares them with date scalars: no cast per row)."""
+    dates stay dates (the expression compares them with date scalars: no cast per row). The
+    fields keep their metadata (a nullable extension dtype's flag decides how missing values
+    compare)."""
     return pa.schema(
-        [pa.field(f.name, f.type if pat.is_date(f.type) else field_arrow_type(f)) for f in schema]
+        [
+            pa.field(f.name, f.type if pat.is_date(f.type) else field_arrow_type(f), metadata=f.metadata)
+            for f in schema
+        ]
     )
 
 

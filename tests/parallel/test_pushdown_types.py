@@ -322,3 +322,80 @@ def test_a_mask_of_numbers_is_refused_with_a_hint():
     with pytest.raises(TypeError, match=r"not booleans.*df\[df.x != 0\]"):
         df[df.f]
     assert len(df[df.b].compute()) == 2  # bool masks are fine
+
+
+NULLABLE_FILTERS = {
+    "ne": lambda d: d[d.v != 5],
+    "not_eq": lambda d: d[~(d.v == 1)],
+    "not_between": lambda d: d[~d.v.between(1, 1)],
+    "lt_or_gt": lambda d: d[(d.v < 2) | (d.v > 4)],
+    "not_isin": lambda d: d[~d.v.isin([1])],
+    "notna_and_ne": lambda d: d[d.v.notna() & (d.v != 1)],
+}
+
+
+@pytest.mark.parametrize("dtype", ["Float64", "Int64", "UInt8", "boolean"])
+@pytest.mark.parametrize("name", list(NULLABLE_FILTERS))
+def test_filters_on_nullable_extension_columns_drop_missing_values_as_pandas(dtype, name):
+    """Regression (randomized expression runs, session 38): on a ``from_pandas`` column of a
+    nullable dtype, ``!=``, ``~(==)`` and ``~between`` pushed down kept the ``<NA>`` rows (the
+    Arrow predicate coalesced nulls as NaN, for which ``!=`` is True, and ``~`` inverted the
+    dropped rows); pandas answers ``<NA>``, which a mask drops. Pushed, unpushed and pandas
+    agree."""
+    values = [True, None, False, True] if dtype == "boolean" else [1, None, 5, 3]
+    pdf = pd.DataFrame({"v": pd.array(values, dtype=dtype), "id": [0, 1, 2, 3]})
+    df = hf.from_pandas(pdf, npartitions=2)
+    q = NULLABLE_FILTERS[name]
+    want, want_err = _rows(q, pdf)
+    pushed, pushed_err = _rows(q, df)
+    plain, plain_err = _rows(q, _unpushed(df))
+    assert (pushed_err, plain_err) == (want_err, want_err), (pushed_err, plain_err, want_err)
+    assert pushed == want and plain == want, (pushed, plain, want)
+
+
+NUMPY_LITERALS = {
+    "datetime64_on_the_left": lambda d: d[np.datetime64("2013-07-02") > d.ts],
+    "datetime64_ns_on_the_left": lambda d: d[np.datetime64("2013-07-02T00:00", "ns") > d.ts],
+    "uint64_on_the_left": lambda d: d[np.uint64(2**63 + 5) == d.u],
+    "float64_on_the_left": lambda d: d[np.float64(1.5) < d.x],
+    "longdouble_eq": lambda d: d[d.x == np.longdouble("0.1")],
+    "longdouble_ne": lambda d: d[d.x != np.longdouble("0.1")],
+    "longdouble_exact": lambda d: d[d.x == np.longdouble(0.5)],
+}
+
+
+@pytest.mark.parametrize("name", list(NUMPY_LITERALS))
+def test_numpy_scalars_on_either_side_and_of_any_width(shared_dir, name):
+    """Regression (randomized expression runs, session 38): a NumPy scalar on the left of a
+    comparison reached hpcframe converted by NumPy (``np.datetime64`` as a ``datetime.date``
+    or an int: TypeError; ``np.uint64`` above 2**63: OverflowError); a ``np.longdouble``
+    literal was pushed down as the nearest float64 (``x == np.longdouble("0.1")`` matched
+    0.1). Pushed, unpushed and pandas agree."""
+    pdf = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(["2013-07-01", "2013-07-03", "2013-07-02"]),
+            "u": np.array([1, 2**63 + 5, 3], dtype=np.uint64),
+            "x": [0.1, 0.5, 2.0],
+            "id": [0, 1, 2],
+        }
+    )
+    q = NUMPY_LITERALS[name]
+    want, want_err = _rows(q, pdf)
+    for df in (hf.from_pandas(pdf, npartitions=2), _parquet(shared_dir, name, pdf)):
+        pushed, pushed_err = _rows(q, df)
+        plain, plain_err = _rows(q, _unpushed(df))
+        assert (pushed_err, plain_err) == (want_err, want_err), (pushed_err, plain_err, want_err)
+        assert pushed == want and plain == want, (pushed, plain, want)
+
+
+def _parquet(shared_dir, name, pdf):
+    """``pdf`` as a Parquet file that every rank reads."""
+    import pyarrow.parquet as pq
+
+    from tests.helpers import mpi
+
+    path = os.path.join(shared_dir, f"numpy-literals-{name}.parquet")
+    if mpi.rank() == 0:
+        pq.write_table(pa.Table.from_pandas(pdf, preserve_index=False), path)
+    mpi.barrier()
+    return hf.read_parquet(path)

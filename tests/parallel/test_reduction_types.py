@@ -261,3 +261,32 @@ def test_group_result_as_a_frame_keeps_object_bools(typed, as_index):
     for h, e in zip(got, exp):
         assert h.dtypes.tolist() == e.dtypes.tolist() if isinstance(e, pd.DataFrame) else h.dtype == e.dtype
         assert_same(h, e if as_index else e.reset_index(drop=True))
+
+
+NULLABLE = pd.DataFrame(
+    {
+        "F": pd.array([None, 1.5, np.inf, -np.inf], dtype="Float64"),
+        "I": pd.array([None, 1, 2, 3], dtype="Int64"),
+        "B": pd.array([None, True, False, True], dtype="boolean"),
+    }
+)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("col", ["F", "I", "B"])
+@pytest.mark.parametrize("rows", [(0, 1), (0, 2), (1, 2), (1, 4), (2, 4)], ids=str)
+def test_reductions_of_nullable_columns_answer_na_as_pandas(col, rows):
+    """Regression (randomized expression runs, session 38): the mean, var and std of a
+    ``from_pandas`` nullable column (``Int64``, ``Float64``, ``boolean``) with no value (or one,
+    for var/std; or ``inf - inf``) came back NaN; pandas answers ``<NA>``. Every whole-column
+    reduction gives pandas' value and type."""
+    pdf = NULLABLE.iloc[slice(*rows)].reset_index(drop=True)
+    df = hf.from_pandas(pdf, npartitions=2)
+    for agg in ("mean", "var", "std", "sum", "min", "max", "median", "count"):
+        want = getattr(pdf[col], agg)()
+        got = getattr(df[col], agg)().compute()
+        if want is pd.NA:
+            assert got is pd.NA, (agg, got)
+            continue
+        assert type(got) is type(want), (agg, got, want)
+        assert got == want or (pd.isna(got) and pd.isna(want)), (agg, got, want)
