@@ -1563,7 +1563,7 @@ def _scalar(node, col, agg, pandas_fn) -> Scalar:
     #    reduction comes out NaN (no value, one value for var/std, inf - inf). (No column:
     #    the frame's size.)
     dtype = node.meta[col].dtype if col in node.meta.columns else None
-    masked = getattr(dtype, "na_value", None) is pd.NA and dtype.kind in "iufb"
+    masked = dtype is not None and getattr(dtype, "na_value", None) is pd.NA and dtype.kind in "iufb"
 
     def shape(values, keys):
         value = values[0].iloc[0]
