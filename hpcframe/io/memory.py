@@ -93,6 +93,22 @@ def _frame_schema(df) -> pa.Schema:
 
     base = pa.Schema.from_pandas(df.head(0), preserve_index=False)
     fields, flags = list(base), {}
+    na_strings = [
+        str(name)
+        for name in df.columns
+        if isinstance(df[name].dtype, pd.StringDtype) and df[name].dtype.na_value is pd.NA
+    ]
+    if na_strings:
+        import warnings
+
+        warnings.warn(
+            f"from_pandas: column(s) {', '.join(map(repr, na_strings))} have pandas' 'string' "
+            "dtype (missing values pd.NA); hpcframe holds them as 'str' (missing values NaN): "
+            "results come back 'str', and a missing string compares as NaN does (s != 'a' "
+            "keeps it). Convert with .astype('str') to silence this.",
+            UserWarning,
+            stacklevel=4,
+        )
     for i, name in enumerate(df.columns):
         if i >= len(fields):
             continue

@@ -12,6 +12,7 @@ of bools with ``None``, Python ints with ``None``) and answer as pandas does on 
 
 import os
 import traceback
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -222,6 +223,20 @@ def test_from_pandas_refuses_mixed_objects_by_name():
     with pytest.raises(Exception, match="'m'") as info:
         hf.from_pandas(pdf)
     assert "astype" in str(info.value)
+
+
+@pytest.mark.parametrize("storage", ["python", "pyarrow"])
+def test_from_pandas_warns_of_the_string_dtype_held_as_str(storage):
+    """pandas' ``string`` dtype (missing values ``pd.NA``) is held as ``str`` (missing values
+    NaN), so its missing values compare as NaN does (found by session 38's randomized
+    expression runs): ``from_pandas`` says so, naming the column; ``str`` columns are quiet."""
+    pdf = pd.DataFrame({"s": pd.array(["a", None], dtype=pd.StringDtype(storage)), "t": ["x", None]})
+    with pytest.warns(UserWarning, match=r"'s' have pandas' 'string' dtype.*astype\('str'\)"):
+        df = hf.from_pandas(pdf)
+    assert str(df.compute()["s"].dtype) == "str"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hf.from_pandas(pdf.astype({"s": "str"}))
 
 
 def _nullable_frame():
