@@ -1050,7 +1050,7 @@ def _compute_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
             if mask is not None and 2 * (pc.sum(mask).as_py() or 0) > t.num_rows:
                 # most rows pass: cast first (elementwise, so the same values), then filter
                 # the narrower columns (float64, not 16-byte decimals)
-                t = normalize_table(t, declared, plan.keep_dict).filter(mask)
+                t = _filter_columns(normalize_table(t, declared, plan.keep_dict), mask)
             elif mask is not None:
                 kept = t.filter(mask)
                 if kept.num_rows == 0 and t.num_rows:
@@ -1078,6 +1078,14 @@ def _compute_leaf(leaf: Leaf, plans, wants, parts, cache) -> list:
                 cache.rows_out = len(df)
         out.append(plan.out.chunk(df, leaf))
     return out
+
+
+def _filter_columns(table: pa.Table, mask) -> pa.Table:
+    """``table.filter(mask)`` column by column: each column keeps its own chunks (a table's
+    filter cuts every column at the chunk boundaries of all, so a column made one array by
+    the cast — decimals as float64 — came back in as many pieces as the row groups'
+    dictionary columns, and pandas copied it to join them)."""
+    return pa.Table.from_arrays([c.filter(mask) for c in table.columns], schema=table.schema)
 
 
 def _read_positions(leaf: Leaf, parts):
