@@ -19,6 +19,7 @@ from .comm import communicator, on_root
 from .errors import ColumnNotFoundError
 from .execute import compute, process_settings, read_parts, scalars_resolved, stage_scope
 from .execute import prepare as prepare_stages
+from .identity import input_digest
 from .io.sources import partitions_of
 from .io.types import NULLS, strip_flags
 from .io.writers import (
@@ -220,6 +221,9 @@ def write(
             "plan": [n.text() for n in node.chain()],
             "options": fmt.options(),
             "schema": str(schema),
+            # the files, read options and user functions the rows come from: a resumed write
+            #    over a changed input would mix old and new rows (it is started over instead)
+            "inputs": input_digest(node, c),
         }
         locks = []
 

@@ -767,6 +767,12 @@ def prepare(fmt, staging, plan, overwrite) -> str:
         committed = _read_manifest(staged_manifest, staging)
         if committed.get("plan") != plan:
             if not overwrite:
+                if _same_but_inputs(committed.get("plan"), plan):
+                    raise FileExistsError(
+                        f"{staging} holds a finished write of this query into {fmt.dst} over "
+                        f"an earlier version of its input, interrupted while publishing; pass "
+                        f"overwrite=True (--overwrite) to discard it and write the current input"
+                    )
                 raise FileExistsError(
                     f"{staging} holds a finished write of "
                     f"{committed.get('plan', {}).get('source')!r} into {fmt.dst} that was "
@@ -802,10 +808,14 @@ def prepare(fmt, staging, plan, overwrite) -> str:
         if old.get("plan") == plan and not overwrite and (not hdf5 or os.path.isfile(fmt.dst)):
             return "complete"
         if not overwrite:
+            earlier = (
+                "the same query over an earlier version of its input"
+                if _same_but_inputs(old.get("plan"), plan)
+                else repr(old.get("plan", {}).get("source"))
+            )
             raise FileExistsError(
-                f"{fmt.dst} already holds a dataset written by hpcframe "
-                f"(from {old.get('plan', {}).get('source')!r}); pass "
-                f"overwrite=True (--overwrite) or choose another path"
+                f"{fmt.dst} already holds a dataset written by hpcframe (from {earlier}); "
+                f"pass overwrite=True (--overwrite) or choose another path"
             )
         _check_replaceable(final, old)
     elif _real_dir(final, "the destination"):
@@ -832,7 +842,17 @@ def prepare(fmt, staging, plan, overwrite) -> str:
         _remove_temporaries(staging)
         current = _read_json(plan_file) if os.path.isfile(plan_file) else None
         if current != plan:
-            if current is not None and not overwrite:
+            if _same_but_inputs(current, plan):
+                # the same write over an input that changed since it was interrupted (a file
+                #    edited, appended or replaced; other read options; another user
+                #    function): its finished leaves hold old rows, so it starts over
+                print(
+                    f"hpcframe: the input of the unfinished write into {fmt.dst} changed "
+                    f"since it was interrupted; starting it over",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif current is not None and not overwrite:
                 source = current.get("source") if isinstance(current, dict) else None
                 raise FileExistsError(
                     f"{staging} holds an unfinished write of something else into {fmt.dst} "
@@ -848,6 +868,14 @@ def prepare(fmt, staging, plan, overwrite) -> str:
     if not os.path.isfile(plan_file):
         _replace_atomic(lambda tmp: _write_json(tmp, plan), plan_file, "plan")
     return "ready"
+
+
+def _same_but_inputs(recorded, plan) -> bool:
+    """Whether the ``recorded`` plan of an earlier write is ``plan`` but for its inputs."""
+    if not isinstance(recorded, dict) or recorded.get("inputs") == plan.get("inputs"):
+        return False
+    others = {k: v for k, v in plan.items() if k != "inputs"}
+    return {k: v for k, v in recorded.items() if k != "inputs"} == others
 
 
 def publish(fmt, staging) -> None:

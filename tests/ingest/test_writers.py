@@ -110,6 +110,58 @@ def test_a_failure_leaves_no_dataset_and_rerun_resumes(tmp_path, src):
     assert again["skipped"] == again["leaves"]  # complete: nothing to do
 
 
+def _interrupted(out, frame):
+    """A write of ``frame`` into ``out`` that fails in leaf 3 (leaves 0-2 done)."""
+    with pytest.raises(ComputeError, match="simulated failure in leaf 3"):
+        write(frame, ParquetFormat(out), fail_leaf=3)
+    assert len(os.listdir(os.path.join(staging_of(ParquetFormat(out)), LEAVES))) == 3
+
+
+def test_a_rerun_over_a_changed_input_starts_over(tmp_path, src, capfd):
+    """Regression (session 38's failure probes): a re-run resumed an interrupted write by leaf
+    number alone, so a file fixed, regenerated or appended in between gave a dataset of old
+    and new rows (the documented "fix the bad line and re-run" lost a row). The plan now holds
+    a digest of the input files (path, size, mtime, ranges): the write starts over."""
+    pattern, exp = src
+    out = str(tmp_path / "flights")
+    _interrupted(out, read_csv(pattern, chunk_bytes=32 << 10))
+    first = pattern.replace("*", "0")
+    fixed = pd.read_csv(first)
+    fixed.loc[0, "Carrier"] = "a much longer value that moves every byte range after it"
+    fixed.to_csv(first, index=False, compression="gzip")
+    s = to_parquet(read_csv(pattern, chunk_bytes=32 << 10), out)
+    assert "changed since it was interrupted; starting it over" in capfd.readouterr().err
+    assert s["skipped"] == 0
+    want = pd.concat([pd.read_csv(first), pd.read_csv(pattern.replace("*", "1"))], ignore_index=True)
+    pd.testing.assert_frame_equal(hf.read_parquet(out).compute(), want)
+    # a finished write over an earlier version of the input is not "complete"
+    fixed.loc[1, "Carrier"] = "ZZ"
+    fixed.to_csv(first, index=False, compression="gzip")
+    with pytest.raises(FileExistsError, match="earlier version of its input"):
+        to_parquet(read_csv(pattern, chunk_bytes=32 << 10), out)
+
+
+def test_a_rerun_with_other_read_options_or_another_function_starts_over(tmp_path, src):
+    """The same for other read options (``na_values``) and another user function under the
+    same chain text (``transform(<lambda>)``): the digest holds the source's options and
+    the functions' code and closed-over values."""
+    pattern, exp = src
+    out = str(tmp_path / "opts")
+    _interrupted(out, read_csv(pattern, chunk_bytes=32 << 10))
+    s = to_parquet(read_csv(pattern, chunk_bytes=32 << 10, na_values=["AA"]), out)
+    assert s["skipped"] == 0
+    assert hf.read_parquet(out).Carrier.isna().sum().compute() == (exp.Carrier == "AA").sum()
+
+    out = str(tmp_path / "fn")
+    scale = 1
+    raw = read_csv(pattern, chunk_bytes=32 << 10)
+    _interrupted(out, raw.assign(F=raw.groupby("Carrier").Flights.transform(lambda v: v * scale)))
+    scale = 1000
+    s = to_parquet(raw.assign(F=raw.groupby("Carrier").Flights.transform(lambda v: v * scale)), out)
+    assert s["skipped"] == 0
+    assert hf.read_parquet(out).F.sum().compute() == 1000 * exp.Flights.sum()
+
+
 def test_destination_checks(tmp_path, src):
     pattern, _ = src
     raw = read_csv(pattern, chunk_bytes=32 << 10)
