@@ -293,6 +293,9 @@ def _run_scan(outs, comm, root):
     # (not for an ordered output, a top-n: its first rows can be in any leaf)
     limits = [None if getattr(o, "ordered", False) else getattr(o, "limit", None) for o in outs]
     produced = [0] * len(outs)
+    # a leaf's partitions are cut at n rows only where their row counts are exact (a CSV
+    #    byte range's is an estimate: cut there, head(n) lost rows and skipped others)
+    cache.rows_exact = source_rows_exact(source)
     # the same decision on every rank (local_size may be collective)
     _settle_reads()
     on = _readahead_on(source, cache, limits, comm)
@@ -415,7 +418,7 @@ def _read_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mi
         cache.upcoming = upcoming.get(i)  # read once this leaf's table is there
         wants, parts = wanted[i]
         wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
-        if any(wants) and all(
+        if cache.rows_exact and any(wants) and all(
             lim is not None and not plans[k].filters for k, (w, lim) in enumerate(zip(wants, limits)) if w
         ):
             # only unfiltered head(n) outputs want this leaf: read just enough partitions
@@ -702,6 +705,7 @@ class _ReadCache:
         self.parent, self.table = None, None
         self.read_end, self.rows, self.rows_out = None, 0, None
         self.kept = None  # a hpcframe.cache.ScanCache when a cache is active
+        self.rows_exact = True  # the partitions' row counts are exact (not CSV estimates)
         # a _ReadAhead when on, and the (leaf, parts) to read after this one
         self.ahead: _ReadAhead | None = None
         self.upcoming = None

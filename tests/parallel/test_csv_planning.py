@@ -97,3 +97,21 @@ def test_explain_estimates_rows_of_compressed_files(csv_files):
     estimate = int(m.group(1).replace(",", ""))
     assert abs(estimate - len(df)) <= 0.1 * len(df), (estimate, len(df))
     assert len(set(_gathered(mpi.world(), estimate))) == 1
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 1024])
+def test_head_of_a_split_csv_file_reads_by_rows_not_by_estimates(shared_dir, chunk_bytes, monkeypatch):
+    """Regression (session 38's randomized CSV runs): ``head(n)`` cut a leaf's byte ranges at
+    n rows by their row *estimates* (from the sampled rows, here shorter than the later ones),
+    so it returned too few rows, or rows with a gap. Byte ranges are read whole now; the
+    rows produced (exact) decide when to stop."""
+    monkeypatch.setattr(hf.config, "block_rows", 1 << 20)  # (the folder's fixture makes 500)
+    path = os.path.join(shared_dir, "head-estimates.csv")
+    if mpi.rank() == 0:
+        with open(path, "w") as fh:
+            fh.write("id,x\n" + "".join(f"{i},{i * 0.25}\n" for i in range(3000)))
+    mpi.barrier()
+    want = pd.read_csv(path)
+    frame = hf.read_csv(path, sample_rows=10, chunk_bytes=chunk_bytes)
+    pd.testing.assert_frame_equal(frame.head(1234).compute(), want.head(1234))
+    pd.testing.assert_series_equal(frame.id.head(1234).compute(), want.id.head(1234))
