@@ -418,8 +418,12 @@ def _read_leaves(leaves, wanted, plans, stacks, limits, produced, cache, run, mi
         cache.upcoming = upcoming.get(i)  # read once this leaf's table is there
         wants, parts = wanted[i]
         wants = [w and (lim is None or n < lim) for w, lim, n in zip(wants, limits, produced)]
-        if cache.rows_exact and any(wants) and all(
-            lim is not None and not plans[k].filters for k, (w, lim) in enumerate(zip(wants, limits)) if w
+        if (
+            cache.rows_exact
+            and any(wants)
+            and all(
+                lim is not None and not plans[k].filters for k, (w, lim) in enumerate(zip(wants, limits)) if w
+            )
         ):
             # only unfiltered head(n) outputs want this leaf: read just enough partitions
             need = max(lim - n for w, lim, n in zip(wants, limits, produced) if w)
