@@ -348,7 +348,8 @@ class CSVSource:
         self.chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES
         self.options = options
         self.newlines_in_values = bool(options.get("newlines_in_values", False))
-        self.header = options.get("header", 0)
+        # as pandas: names= without header= means the files have no header line
+        self.header = options.get("header", None if options.get("names") is not None else 0)
         if self.header not in (0, None):
             raise ValueError(f"header={self.header!r}: use 0 (first line) or None (no header)")
         self._schema = None
@@ -506,14 +507,15 @@ class CSVSource:
         import pyarrow.csv as pcsv
 
         o = self.options
-        nulls = list(o.get("na_values") or [])
+        nulls = _na_values(o.get("na_values"))
         if o.get("keep_default_na", True):
-            nulls += pcsv.ConvertOptions().null_values
-        kw = {}
-        if o.get("true_values"):
-            kw["true_values"] = list(o["true_values"])
-        if o.get("false_values"):
-            kw["false_values"] = list(o["false_values"])
+            nulls += pcsv.ConvertOptions().null_values + _MORE_DEFAULT_NA
+        # pandas' words for bools, and the caller's added to them (Arrow's defaults also take
+        #    "1"/"0", which made a column of 1, True, 0 bools where pandas keeps strings)
+        kw = {
+            "true_values": _TRUE + [str(v) for v in o.get("true_values") or []],
+            "false_values": _FALSE + [str(v) for v in o.get("false_values") or []],
+        }
         if o.get("date_format"):
             kw["timestamp_parsers"] = [o["date_format"]]
         return pcsv.ConvertOptions(
@@ -1374,6 +1376,28 @@ def _newline_hint(exc) -> str:
         if "Expected" in str(exc)
         else ""
     )
+
+
+#: pandas' default missing-value words that Arrow's default ``null_values`` lack
+_MORE_DEFAULT_NA = ["<NA>", "None"]
+#: pandas' default words for bools
+_TRUE = ["True", "TRUE", "true"]
+_FALSE = ["False", "FALSE", "false"]
+
+
+def _na_values(given) -> list[str]:
+    """``na_values`` as a list of words: one string is one word (not its characters), numbers
+    are their text; a dict (per column, in pandas) is refused with a ``ValueError``."""
+    if given is None:
+        return []
+    if isinstance(given, dict):
+        raise ValueError(
+            "read_csv: na_values per column (a dict) is not supported; pass one list of "
+            "words for every column, or clean the column after reading (e.g. with where)"
+        )
+    if isinstance(given, (str, bytes)):
+        given = [given]
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in given]
 
 
 def _header_mismatch(path, got, first, want) -> str:

@@ -215,3 +215,35 @@ def test_compressed_files_estimate_their_rows_not_the_chunk_capacity(tmp_path, m
         assert sum(p.nbytes for p in mine) == os.path.getsize(mine[0].path)
     exp = pd.concat([pd.read_csv(tmp_path / f"m{i:02d}.csv.xz") for i in range(12)], ignore_index=True)
     pd.testing.assert_frame_equal(raw.compute(), exp)
+
+
+OPTION_CASES = {
+    # pandas: names= without header= means the file has no header line
+    "names_without_header": ("1,2\n3,4\n5,6\n", {"names": ["x", "y"]}),
+    # one word, not its characters
+    "na_values_one_string": ("a,b\nfoo,1\no,2\nbar,3\n", {"na_values": "foo"}),
+    "na_values_numbers": ("a,b\nfoo,1\no,-999\nbar,3\n", {"na_values": [-999]}),
+    # pandas' default missing-value words include None and <NA>
+    "default_na_words": ("a,b\nNone,1\n<NA>,2\n4,3\n", {}),
+    # pandas' bool words only: 1 and 0 are not bools
+    "bool_words": ("a,b\n1,True\nTrue,False\n0,true\n", {}),
+    "more_bool_words": ("a,b\nyes,1\nno,2\n", {"true_values": ["yes"], "false_values": ["no"]}),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTION_CASES))
+def test_options_read_as_pandas_reads_them(tmp_path, case):
+    """Regression (session 38's randomized CSV runs): ``names=`` dropped the first line,
+    ``na_values="foo"`` took its characters and ``[-999]`` failed, ``None``/``<NA>`` were not
+    missing, and ``1``/``0`` made a column of bools (Arrow's defaults)."""
+    text, kw = OPTION_CASES[case]
+    path = tmp_path / "f.csv"
+    path.write_text(text)
+    pd.testing.assert_frame_equal(read_csv(str(path), **kw).compute(), pd.read_csv(path, **kw))
+
+
+def test_na_values_per_column_is_refused_clearly(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("a,b\nfoo,1\n")
+    with pytest.raises(ValueError, match="na_values per column"):
+        read_csv(str(path), na_values={"a": ["foo"]}).compute()
