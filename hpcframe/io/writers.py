@@ -491,6 +491,9 @@ class Lock:
             "pid": os.getpid(),
             "token": token,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            # the process's start (clock ticks since boot): a later process with the same
+            #    pid is not the holder
+            "pid_start": _process_start(os.getpid()),
             "target": target,
             "command": " ".join(sys.argv)[:300],
         }
@@ -601,7 +604,35 @@ def _stale(holder: dict) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    # the pid exists: a killed holder not yet reaped by its parent (a zombie: after a
+    #    whole-job kill, the orphaned ranks wait for init), or another process that got the pid
+    state = _process_state(pid)
+    if state is not None and state[0] in ("Z", "X"):
+        return True
+    recorded = holder.get("pid_start")
+    return isinstance(recorded, int) and state is not None and state[1] != recorded
+
+
+def _process_state(pid: int) -> tuple[str, int] | None:
+    """``(state letter, start time in clock ticks since boot)`` of process ``pid`` from
+    ``/proc/PID/stat``, or ``None`` where that cannot be read (not Linux, gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    # "pid (comm) state ..." where comm may hold spaces and parentheses: split after the last ")"
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """Process ``pid``'s start time in clock ticks since boot (``None`` off Linux)."""
+    state = _process_state(pid)
+    return None if state is None else state[1]
 
 
 def _break(path: str, holder: dict) -> None:
@@ -830,6 +861,14 @@ def prepare(fmt, staging, plan, overwrite) -> str:
         if os.path.islink(fmt.dst) or not os.path.isfile(fmt.dst):
             raise FileExistsError(
                 f"{fmt.dst} exists and is not a file (a folder or a link); remove it or choose another path"
+            )
+        if old is None:
+            # not hpcframe's (its files are beside their manifest): a user's file may hold
+            #    other tables, which an overwrite would delete
+            raise FileExistsError(
+                f"{fmt.dst} exists and was not written by hpcframe; overwrite=True replaces "
+                f"only files hpcframe wrote. Choose another path, or remove the file yourself "
+                f"if nothing in it is needed"
             )
         if not overwrite:
             raise FileExistsError(

@@ -404,6 +404,33 @@ def test_stale_lock_of_a_killed_writer_is_cleared_and_a_foreign_one_explained(tm
     pd.testing.assert_frame_equal(sort(read(dst, "parquet")), sort(exp))
 
 
+def test_a_lock_of_a_dead_but_unreaped_or_replaced_holder_is_stale():
+    """Regression (session 38's failure probes): after a whole-job kill, a killed rank stays
+    a zombie until init reaps it, and ``os.kill(pid, 0)`` succeeds on it: the next write was
+    refused as "being written by another hpcframe job". A zombie holder is gone, and so is a
+    holder whose pid another process has taken since (its start time differs)."""
+    import socket
+    import subprocess
+    import time
+
+    from hpcframe.io.writers import _process_start, _stale
+
+    host = socket.gethostname()
+    child = subprocess.Popen(["true"])  # exits at once; not waited for: a zombie
+    try:
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert _stale({"host": host, "pid": child.pid})
+    finally:
+        child.wait()
+    init = {"host": host, "pid": 1, "pid_start": _process_start(1)}
+    assert not _stale(init)  # alive, and the recorded process
+    assert _stale({**init, "pid_start": init["pid_start"] + 1})  # another process with its pid
+    assert not _stale({"host": host, "pid": 1})  # a lock of an older version: no start time
+
+
 def test_a_reader_polling_during_a_write_never_sees_part_of_it(tmp_path, sources):
     """A reader polling the destination while a write (and then an overwrite) runs sees
     either nothing, the old dataset or the new one — never a partial one (a read that

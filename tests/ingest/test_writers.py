@@ -162,6 +162,30 @@ def test_a_rerun_with_other_read_options_or_another_function_starts_over(tmp_pat
     assert hf.read_parquet(out).F.sum().compute() == 1000 * exp.Flights.sum()
 
 
+def test_an_hdf5_file_hpcframe_did_not_write_is_never_overwritten(tmp_path, src):
+    """Regression (session 38's failure probes): ``to_hdf(overwrite=True)`` replaced a user's
+    HDF5 file, deleting its other tables. Like a Parquet folder holding others' files, it is
+    refused, with or without ``overwrite``, and left as it was; a file hpcframe wrote is
+    still replaced."""
+    import h5py
+    import numpy as np
+
+    pattern, _ = src
+    user = str(tmp_path / "data.h5")
+    with h5py.File(user, "w") as f:
+        f.create_dataset("precious/y", data=np.arange(5.0))
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="not written by hpcframe"):
+            to_hdf(read_csv(pattern, chunk_bytes=32 << 10), user, overwrite=overwrite)
+    with h5py.File(user, "r") as f:
+        assert list(f["precious/y"][:]) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    ours = str(tmp_path / "ours.h5")
+    raw = read_csv(pattern, chunk_bytes=32 << 10)
+    to_hdf(raw, ours)
+    s = to_hdf(raw[raw.Year == 2016], ours, overwrite=True)
+    assert hf.read_hdf(ours).len().compute() == s["rows"]
+
+
 def test_destination_checks(tmp_path, src):
     pattern, _ = src
     raw = read_csv(pattern, chunk_bytes=32 << 10)
