@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from .comm import abort_job_on_uncaught
 from .config import config
 from .errors import (
     ColumnNotFoundError,
@@ -27,6 +28,9 @@ from .errors import (
     HpcframeError,
     JobInterrupted,
 )
+
+# under an MPI launcher, an uncaught exception on one rank ends the job (no rank left waiting)
+abort_job_on_uncaught()
 
 __all__ = [
     "read_parquet",

@@ -500,6 +500,45 @@ def get_comm(comm=None) -> Comm:
     return MPIComm(comm.Dup(), owned=True)
 
 
+_hook_installed = False
+
+
+def abort_job_on_uncaught() -> None:
+    """Make an exception that ends this rank's program (raised in the user's own script,
+    outside hpcframe's collectives) end every rank of the MPI job, as ``python -m mpi4py``
+    does: the traceback is printed, then ``MPI_Abort``. Without it the other ranks would wait
+    in their next collective forever. Installed by ``import hpcframe`` in a process an MPI
+    launcher started (mpi4py is imported only when the hook runs); ``HPCFRAME_NO_ABORT=1``
+    leaves ``sys.excepthook`` alone."""
+    global _hook_installed
+    if _hook_installed or os.environ.get("HPCFRAME_NO_ABORT") == "1":
+        return
+    try:
+        if not launched_by_mpi():
+            return
+    except HpcframeError:  # a bad HPCFRAME_ENGINE: said when a computation starts
+        return
+    _hook_installed = True
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        try:
+            previous(kind, value, tb)
+        finally:
+            from mpi4py import MPI
+
+            world = MPI.COMM_WORLD
+            if world.Get_size() > 1:
+                sys.stderr.write(
+                    f"hpcframe: rank {world.Get_rank()} of {world.Get_size()} ended with an "
+                    f"uncaught {kind.__name__}; aborting the MPI job (HPCFRAME_NO_ABORT=1: not)\n"
+                )
+                sys.stderr.flush()
+                world.Abort(1)
+
+    sys.excepthook = hook
+
+
 @contextmanager
 def communicator(comm=None):
     """``with communicator(c) as comm:`` — a normalised Comm, freed on exit if we duplicated it."""

@@ -54,6 +54,19 @@ def test_exception_on_one_rank_is_raised_on_every_rank(data, n):
     assert seconds < 30
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_an_uncaught_exception_in_the_script_on_one_rank_ends_the_job(data, n):
+    """Regression (session 38's failure probes): an exception raised by the user's script on
+    one rank, outside hpcframe, left the other ranks waiting in their computation's
+    collectives until killed. ``import hpcframe`` under a launcher installs an excepthook
+    that prints the traceback and calls MPI_Abort, as ``python -m mpi4py`` does."""
+    proc, seconds = _run(n, "uncaught", data)
+    assert proc.returncode != 0
+    assert "a bug in the script on rank 0" in proc.stderr
+    assert "aborting the MPI job" in proc.stderr
+    assert seconds < 30
+
+
 def test_a_rank_that_dies_takes_the_job_down(data):
     """os._exit on one rank (no exception to share): the launcher ends the others."""
     proc, seconds = _run(3, "exit", data)

@@ -5,7 +5,9 @@ error (used by tests/engine/test_rank_failures.py).
 Modes: ``raise``, ``exit`` (os._exit), ``sysexit`` (sys.exit(3)), ``sigint`` (the rank sends
 itself a SIGINT while it runs the function), ``sigint-stuck`` (the same, while rank 0 is stuck
 in its own partition for minutes), ``wait-sigint`` (the last rank prints ``last-done`` and
-waits in the agreement while rank 0 sleeps ``SLOW`` seconds; the test signals it).
+waits in the agreement while rank 0 sleeps ``SLOW`` seconds; the test signals it),
+``uncaught`` (rank 0 raises in the script itself, outside any hpcframe call, while the
+others compute).
 """
 
 import os
@@ -40,6 +42,9 @@ def bad(part):
             time.sleep(float(os.environ.get("SLOW", "5")))
     return part["x"].sum()
 
+
+if mode == "uncaught" and os.environ.get("PMI_RANK", "0") == "0":
+    raise ValueError("a bug in the script on rank 0")
 
 try:
     df.map_partitions(bad, combine=sum).compute()
