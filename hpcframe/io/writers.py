@@ -713,6 +713,18 @@ def _checked_files(record: str, base: str, files) -> list:
     return files
 
 
+def _read_plan(plan_file: str, staging: str):
+    """The plan recorded in a staging folder; a :class:`DatasetError` naming it and what to
+    do when it is not JSON (a damaged file: what the folder holds cannot be known)."""
+    try:
+        return _read_json(plan_file)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DatasetError(
+            f"{plan_file}, the plan of an unfinished write, is damaged ({exc}); remove the "
+            f"unfinished write (rm -r {staging}) and re-run"
+        ) from None
+
+
 def _read_manifest(manifest: str, data_dir: str) -> dict:
     """The manifest at ``manifest`` after checking its shape (an object whose ``files`` is a
     list of entries inside ``data_dir``); raises :class:`DatasetError` otherwise."""
@@ -879,7 +891,7 @@ def prepare(fmt, staging, plan, overwrite) -> str:
     plan_file = os.path.join(staging, PLAN)
     if staged:
         _remove_temporaries(staging)
-        current = _read_json(plan_file) if os.path.isfile(plan_file) else None
+        current = _read_plan(plan_file, staging) if os.path.isfile(plan_file) else None
         if current != plan:
             if _same_but_inputs(current, plan):
                 # the same write over an input that changed since it was interrupted (a file
@@ -981,7 +993,13 @@ def done_leaves(staging, n) -> dict:
         if name.startswith("leaf-") and name.endswith(".json"):
             i = int(name[5:-5])
             record = os.path.join(folder, name)
-            files = _checked_files(record, staging, _read_json(record))
+            try:
+                content = _read_json(record)
+            except (ValueError, UnicodeDecodeError):
+                # a damaged record (the disk, a hand edit): that leaf is written again (its
+                #    record is replaced when it is)
+                continue
+            files = _checked_files(record, staging, content)
             if i < n and all(os.path.isfile(os.path.join(staging, f["path"])) for f in files):
                 done[i] = files
     return done

@@ -162,6 +162,34 @@ def test_a_rerun_with_other_read_options_or_another_function_starts_over(tmp_pat
     assert hf.read_parquet(out).F.sum().compute() == 1000 * exp.Flights.sum()
 
 
+def test_a_damaged_record_is_written_again_and_a_damaged_plan_named(tmp_path, src):
+    """Regression (session 38's failure probes): a damaged part record or plan of an
+    unfinished write gave a bare JSON error. A damaged part record makes its leaf be written
+    again; a damaged plan (what the folder holds cannot be known) is named, with the command
+    that removes the unfinished write."""
+    from hpcframe.errors import DatasetError
+    from hpcframe.io.writers import PLAN
+
+    pattern, exp = src
+    out = str(tmp_path / "damaged")
+    _interrupted(out, read_csv(pattern, chunk_bytes=32 << 10))
+    staging = staging_of(ParquetFormat(out))
+    record = os.path.join(staging, LEAVES, sorted(os.listdir(os.path.join(staging, LEAVES)))[1])
+    with open(record, "w") as fh:
+        fh.write('[{"path": "part-0')
+    s = to_parquet(read_csv(pattern, chunk_bytes=32 << 10), out)
+    assert s["skipped"] == 2 and s["rows"] == len(exp)
+    pd.testing.assert_frame_equal(hf.read_parquet(out).compute(), exp)
+
+    out = str(tmp_path / "damaged-plan")
+    _interrupted(out, read_csv(pattern, chunk_bytes=32 << 10))
+    staging = staging_of(ParquetFormat(out))
+    with open(os.path.join(staging, PLAN), "w") as fh:
+        fh.write("")
+    with pytest.raises(DatasetError, match=f"is damaged.*rm -r {staging}"):
+        to_parquet(read_csv(pattern, chunk_bytes=32 << 10), out)
+
+
 def test_an_hdf5_file_hpcframe_did_not_write_is_never_overwritten(tmp_path, src):
     """Regression (session 38's failure probes): ``to_hdf(overwrite=True)`` replaced a user's
     HDF5 file, deleting its other tables. Like a Parquet folder holding others' files, it is
