@@ -48,6 +48,7 @@ import json
 import os
 import secrets
 import socket
+import stat
 import struct
 import time
 from collections.abc import Iterator
@@ -76,6 +77,26 @@ def digest(*parts) -> str:
     False
     """
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _read_entry(path: str) -> bytes | None:
+    """The bytes of the entry file ``path``, or ``None`` when it is absent, unreadable or not
+    a regular file (a FIFO there would block a plain ``open``; a folder cannot be read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read()
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 class PartialStore:
@@ -111,7 +132,13 @@ class PartialStore:
         self.directory = os.fspath(directory)
         self.fsync = bool(fsync)
         self.root = os.path.join(self.directory, _LAYOUT)
-        os.makedirs(self.root, exist_ok=True)
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except FileExistsError:
+            raise FileExistsError(
+                f"cache directory {self.directory}: {self.root} exists and is not a folder; "
+                f"remove it or choose another cache directory"
+            ) from None
         self.rejected = 0
 
     # -- paths ---------------------------------------------------------------------------
@@ -138,12 +165,8 @@ class PartialStore:
     def get(self, key: str):
         """``(table, meta)`` of ``key``, or ``None`` (absent, or rejected and removed)."""
         path = self.path_of(key)
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
-        except OSError:
+        data = _read_entry(path)
+        if data is None:
             return None
         found = _decode(data, key)
         if found is None:
@@ -166,10 +189,8 @@ class PartialStore:
         for entry in self._files():
             if not entry.name.endswith(_SUFFIX):
                 continue
-            try:
-                with open(entry.path, "rb") as fh:
-                    data = fh.read()
-            except OSError:
+            data = _read_entry(entry.path)
+            if data is None:
                 continue
             key = _key_of(data)
             if key is not None:

@@ -165,3 +165,22 @@ def test_concurrent_processes_share_a_directory(tmp_path):
 def test_store_without_fsync_round_trips(tmp_path):
     store = PartialStore(tmp_path, fsync=False)
     assert store.put("k", _table(50)) and store.get("k")[0].equals(_table(50))
+
+
+def test_an_entry_that_is_a_fifo_is_a_miss_not_a_hang(tmp_path):
+    """Regression (session 38's failure probes): a FIFO in place of an entry blocked the
+    computation in ``open()`` forever. Entries are opened without blocking and must be
+    regular files; anything else is a miss."""
+    store = PartialStore(tmp_path)
+    assert store.put("k", pa.table({"x": [1]}))
+    path = store.path_of("k")
+    os.remove(path)
+    os.mkfifo(path)
+    assert store.get("k") is None
+    assert store.keys() == []
+
+
+def test_a_store_folder_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "partials-v1").write_text("x")
+    with pytest.raises(FileExistsError, match="partials-v1 exists and is not a folder"):
+        PartialStore(tmp_path)
