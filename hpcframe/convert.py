@@ -89,7 +89,11 @@ def plan(frame, to: str, ranks: int, comm=None) -> dict:
         scan = plan_scan([CollectOutput(frame.node)], c, ranks)  # what the write will run
     parts, leaves = scan.partitions, scan.leaves
     per_rank = [
-        [(leaves[i].describe(), leaves[i].num_rows, f"part-{leaves[i].index:06d}{suffix}") for i in held]
+        # (TAG: the write's plan names its files, W.part_name)
+        [
+            (leaves[i].describe(), leaves[i].num_rows, W.part_name(leaves[i].index, suffix, "TAG"))
+            for i in held
+        ]
         for held in scan.ranks
     ]
     return {

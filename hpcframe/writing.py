@@ -9,6 +9,8 @@ manifest, publish, resume) is :mod:`hpcframe.io.writers`; this module drives the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 
@@ -225,6 +227,8 @@ def write(
             #    over a changed input would mix old and new rows (it is started over instead)
             "inputs": input_digest(node, c),
         }
+        # the same plan (resumed) names its files alike; another write, other names
+        fmt.tag = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()[:10]
         locks = []
 
         def lock_and_prepare():
@@ -396,7 +400,7 @@ def to_csv(
     >>> summary = hf.to_csv(flights, "out/flights")  # doctest: +SKIP
     >>> summary["rows"], summary["state"]  # doctest: +SKIP
     (4, 'written')
-    >>> # one folder per carrier: out/by_carrier/carrier=AA/part-000000.csv, ...
+    >>> # one folder per carrier: out/by_carrier/carrier=AA/part-TAG-000000.csv, ...
     >>> _ = hf.to_csv(flights, "out/by_carrier", partition_by=["carrier"])  # doctest: +SKIP
     """
     return write(frame, CSVFormat(path, partition_by), comm=comm, overwrite=overwrite, progress=progress)

@@ -249,14 +249,28 @@ _FAULT_COUNT: dict = {}
 
 
 # --------------------------------------------------------------------------- formats
+def part_name(leaf, suffix: str, tag: str = "") -> str:
+    """The name of the file of leaf ``leaf`` (a number, or ``"empty"``) of a write whose plan
+    gives ``tag``: ``part-TAG-000012.parquet``."""
+    number = f"{leaf:06d}" if isinstance(leaf, int) else str(leaf)
+    return f"part-{tag}-{number}{suffix}" if tag else f"part-{number}{suffix}"
+
+
 class _Format:
     """How one leaf's rows become files, and how the root finishes the dataset."""
 
     name = suffix = ""
+    #: part of every file name of one write (set from its plan, :func:`hpcframe.writing.write`):
+    #: a reader holding the file list of an earlier dataset at this path finds none of its
+    #: files replaced by another write's, instead of reading part of each
+    tag = ""
 
     def __init__(self, dst: str, partition_by=None):
         self.dst = os.path.abspath(os.fspath(dst))
         self.partition_by = list(partition_by or [])
+
+    def _part_name(self, leaf) -> str:
+        return part_name(leaf, self.suffix, self.tag)
 
     @property
     def data_dir(self) -> str:
@@ -274,7 +288,7 @@ class _Format:
         out = []
         for values, t in groups:
             rel_dir = _hive_dir(self.partition_by, values) if self.partition_by else ""
-            rel = os.path.join(rel_dir, f"part-{leaf:06d}{self.suffix}")
+            rel = os.path.join(rel_dir, self._part_name(leaf))
             final = os.path.join(staging, rel)
             _makedirs_nofollow(staging, rel_dir)
             _replace_atomic(lambda tmp, t=t: self.write_file(t, tmp), final)
@@ -300,7 +314,7 @@ class _Format:
         return self.write_leaf(schema.empty_table(), 0, staging) or [self._write_empty(schema, staging)]
 
     def _write_empty(self, schema, staging):
-        rel = f"part-empty{self.suffix}"
+        rel = self._part_name("empty")
         _replace_atomic(lambda tmp: self.write_file(schema.empty_table(), tmp), os.path.join(staging, rel))
         return {"path": rel, "rows": 0, "bytes": os.path.getsize(os.path.join(staging, rel)), "leaf": -1}
 

@@ -80,7 +80,7 @@ def test_dry_run_shows_files_ranks_and_outputs(tmp_path, csvs):
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert "over 3 rank(s)" in text and "rank 2:" in text
-    assert re.search(r"flights-0\.csv\.gz \[.*\] -> part-000000\.parquet", text)
+    assert re.search(r"flights-0\.csv\.gz \[.*\] -> part-TAG-000000\.parquet", text)
     assert not os.path.exists(out)
 
 
@@ -198,7 +198,7 @@ def test_disk_full_on_one_rank_names_the_file_then_resume(tmp_path, csvs):
     proc = run_mpi(2, args, env={**SMALL, "HPCFRAME_TEST_FAULT": "part:enospc:1:2"})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stderr.count("no space left") == 1 and "rank 1" in proc.stderr
-    assert re.search(r"\.out\.hpcframe-staging/part-\d+\.parquet", proc.stderr), proc.stderr
+    assert re.search(r"\.out\.hpcframe-staging/part-[0-9a-f]+-\d+\.parquet", proc.stderr), proc.stderr
     assert not os.path.exists(out)
     proc = run_mpi(2, args, env=SMALL)
     assert proc.returncode == 0 and "already done" in proc.stdout, proc.stdout + proc.stderr

@@ -233,7 +233,7 @@ def test_disk_full_injected_at_every_stage_then_resume(tmp_path, sources, to, st
     named = {
         "lock": ".hpcframe-lock",
         "plan": "_hpcframe_plan.json",
-        "part": "part-0000",
+        "part": "part-",
         "leaf-record": "leaf-0000",
         "manifest": MANIFEST,
         "vds": "_hpcframe_vds.h5",

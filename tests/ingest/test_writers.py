@@ -214,6 +214,25 @@ def test_an_hdf5_file_hpcframe_did_not_write_is_never_overwritten(tmp_path, src)
     assert hf.read_hdf(ours).len().compute() == s["rows"]
 
 
+def test_a_reader_of_the_old_dataset_fails_instead_of_reading_the_new_ones_files(tmp_path, src):
+    """Regression (session 38's failure probes): files were named by part number alone, so a
+    reader that had listed a dataset before an overwrite opened the new dataset's files of
+    the same names and returned part of it (300,000 of 900,000 rows). Each write's files
+    carry a tag of its plan: the old list names files that are gone."""
+    pattern, exp = src
+    out = str(tmp_path / "swapped")
+    raw = read_csv(pattern, chunk_bytes=32 << 10)
+    to_parquet(raw[raw.Year == 2015], out)
+    reader = hf.read_parquet(out)
+    assert reader.len().compute() == (exp.Year == 2015).sum()  # listed (and read)
+    to_parquet(raw, out, overwrite=True)
+    with pytest.raises((FileNotFoundError, ComputeError)):
+        reader.compute()
+    assert hf.read_parquet(out).len().compute() == len(exp)
+    again = to_parquet(raw, out)  # the same write: the same names, nothing to do
+    assert again["state"] == "complete"
+
+
 def test_destination_checks(tmp_path, src):
     pattern, _ = src
     raw = read_csv(pattern, chunk_bytes=32 << 10)
