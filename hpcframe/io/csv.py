@@ -695,6 +695,12 @@ class CSVSource:
 
         try:
             data = sample()  # the file's own error, raised here
+            if b"\r" in data and b"\n" not in data:  # (read as one line: no rows, no error)
+                raise DatasetError(
+                    f"{path}: its lines end with '\\r' alone (old Mac line ends), which "
+                    f"hpcframe does not read; convert the file first, e.g. "
+                    f"tr '\\r' '\\n' < {os.path.basename(path)} > fixed.csv"
+                )
             names = self.options.get("names")
             ropts = pcsv.ReadOptions(
                 column_names=list(names) if names else None,
@@ -931,6 +937,23 @@ class CSVSource:
             mm.seek(pos)
             return mm.read_buffer(stop - pos), pos
 
+    def _check_quotes(self, part: Partition, buf: pa.Buffer) -> None:
+        """Refuse a byte range holding an odd number of quote characters: a quoted field
+        with a line break that the type sample did not see crosses its end (each range is
+        parsed alone; read on, such a row came back as two rows without an error). Only with
+        pandas' default quoting (``doublequote``, no ``escapechar``), where every row holds
+        an even number."""
+        o = self.options
+        quote = o.get("quotechar", '"')
+        if self.newlines_in_values or not quote or not o.get("doublequote", True) or o.get("escapechar"):
+            return
+        if buf.to_pybytes().count(quote.encode()) % 2:
+            raise DatasetError(
+                f"{part.path}: {part.piece} has a quoted field with a line break in it (an odd "
+                f"number of {quote} characters), after the rows sampled for the types; pass "
+                f"newlines_in_values=True to read_csv so that the file is read as one stream"
+            )
+
     def _read_range(self, part: Partition, columns: list[str]) -> pa.Table:
         buf, pos = self._range_bytes(part.path, part.piece)
         if pos == 0 and self.header == 0:  # the header is not data (every range uses names)
@@ -940,6 +963,7 @@ class CSVSource:
         if buf.size == 0 or (buf.size < 4096 and not buf.to_pybytes().strip()):
             return self._empty(columns)
         data = _LazyBytes(buf)  # bytes only for error messages
+        self._check_quotes(part, buf)
         types = self._types(columns)
         bad: list[Any] = []  # pyarrow InvalidRow objects
         try:

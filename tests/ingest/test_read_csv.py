@@ -247,3 +247,27 @@ def test_na_values_per_column_is_refused_clearly(tmp_path):
     path.write_text("a,b\nfoo,1\n")
     with pytest.raises(ValueError, match="na_values per column"):
         read_csv(str(path), na_values={"a": ["foo"]}).compute()
+
+
+def test_old_mac_line_ends_are_refused_not_read_as_no_rows(tmp_path):
+    """Regression (session 38's randomized CSV runs): a file whose lines end with '\\r'
+    alone (documented as unsupported) read as 0 rows without an error."""
+    path = tmp_path / "cr.csv"
+    path.write_bytes(b"a,b\r1,2\r3,4\r")
+    with pytest.raises(DatasetError, match=r"end with '\\r' alone.*tr "):
+        read_csv(str(path)).compute()
+
+
+def test_a_quoted_line_break_after_the_sample_across_a_range_end_is_refused(tmp_path):
+    """Regression (session 38's randomized CSV runs): a quoted field with a line break that
+    the type sample did not see, where a byte range ends inside it, came back as two rows
+    without an error. Such a range holds an odd number of quotes: refused with the option
+    that reads it; the option gives pandas' rows."""
+    rows = [f"{i},v{i}" for i in range(300)]
+    rows[137] = '137,"x\n7,z"'
+    path = tmp_path / "nl.csv"
+    path.write_text("a,b\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DatasetError, match="quoted field with a line break.*newlines_in_values=True"):
+        read_csv(str(path), sample_rows=50, chunk_bytes=1024).compute()
+    got = read_csv(str(path), sample_rows=50, chunk_bytes=1024, newlines_in_values=True).compute()
+    pd.testing.assert_frame_equal(got, pd.read_csv(path))
