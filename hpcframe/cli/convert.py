@@ -93,7 +93,12 @@ def _size(ctx, param, value):
 @click.option(
     "--row-group-size", type=int, default=1 << 20, show_default=True, help="Rows per Parquet row group."
 )
-@click.option("--sep", default=None, help="CSV field separator (default ',').")
+@click.option(
+    "--sep",
+    default=None,
+    callback=lambda ctx, param, value: "\t" if value == "\\t" else value,
+    help="CSV field separator, one character (default ','; '\\t' for a tab).",
+)
 @click.option(
     "--dtype",
     multiple=True,

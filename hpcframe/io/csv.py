@@ -338,6 +338,25 @@ class CSVSource:
             raise ValueError(f"chunk_bytes={chunk_bytes} is too small (at least 1024)")
         if sample_rows < 1:
             raise ValueError(f"sample_rows must be positive, got {sample_rows}")
+        for name in ("sep", "delimiter"):
+            if name in options and options[name] is None:
+                raise ValueError(
+                    f"read_csv: {name}=None (guessing the separator) is not supported; "
+                    f"give the separator, e.g. sep=';'"
+                )
+        for name in ("sep", "delimiter", "quotechar", "escapechar"):
+            value = options.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) != 1):
+                raise ValueError(
+                    f"read_csv: {name}={value!r} must be one character (Arrow's CSV reader, "
+                    f"which hpcframe uses, has no regular-expression or multi-character "
+                    f"separators{'; for a tab write sep=chr(9)' if value == chr(92) + 't' else ''})"
+                )
+        if dtype is not None and not isinstance(dtype, dict):
+            raise TypeError(
+                f"read_csv: dtype must be a dict {{column: dtype}}, not {type(dtype).__name__} "
+                f"(one dtype for every column is not supported: name the columns)"
+            )
         self.files, _ = expand_paths(path, CSV_SUFFIXES, "CSV")
         self.label = str(path) if not isinstance(path, (list, tuple)) else f"{len(self.files)} CSV files"
         self.dtype = {k: _pandas_type(v, k) for k, v in (dtype or {}).items()}
@@ -726,6 +745,13 @@ class CSVSource:
                 f"{path}: cannot parse the first {self.sample_rows} rows as "
                 f"CSV ({exc}); check sep=, header=, encoding=" + _newline_hint(exc)
             ) from exc
+        dups = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
+        if dups:
+            raise DatasetError(
+                f"{path}: the header names {', '.join(map(repr, dups))} more than once "
+                f"(pandas renames the repeats 'a.1', ...); pass names=[...] with distinct "
+                f"names (and header=0 to skip the file's own header)"
+            )
         self._sampled.append(path)
         newline = False
         if not self.newlines_in_values:

@@ -145,3 +145,15 @@ def test_library_convert_checks_compression(tmp_path, src):
 
     with pytest.raises(ValueError, match="--compression"):
         convert(str(src), str(tmp_path / "o"), "hdf5", compression="snappy")
+
+
+def test_a_tab_separator_written_as_backslash_t(tmp_path):
+    """Regression (session 38's randomized CSV runs): ``--sep '\\t'`` (what a shell passes
+    for a tab written as an escape) failed with Python's "only single character unicode
+    strings" message; it now means a tab."""
+    src = tmp_path / "tab.csv"
+    src.write_text("a\tb\n1\t2\n3\t4\n")
+    out = tmp_path / "out"
+    r = invoke("convert", src, out, "--sep", "\\t")
+    assert r.exit_code == 0, r.output
+    pd.testing.assert_frame_equal(hf.read_parquet(str(out)).compute(), pd.read_csv(src, sep="\t"))

@@ -271,3 +271,31 @@ def test_a_quoted_line_break_after_the_sample_across_a_range_end_is_refused(tmp_
         read_csv(str(path), sample_rows=50, chunk_bytes=1024).compute()
     got = read_csv(str(path), sample_rows=50, chunk_bytes=1024, newlines_in_values=True).compute()
     pd.testing.assert_frame_equal(got, pd.read_csv(path))
+
+
+@pytest.mark.parametrize(
+    "kw, error, match",
+    [
+        ({"sep": r"\s+"}, ValueError, "must be one character"),
+        ({"sep": "::"}, ValueError, "must be one character"),
+        ({"sep": "\\t"}, ValueError, r"sep=chr\(9\)"),
+        ({"sep": None}, ValueError, "guessing the separator"),
+        ({"dtype": "float64"}, TypeError, "dtype must be a dict"),
+    ],
+    ids=["regex", "two-characters", "backslash-t", "none", "one-dtype"],
+)
+def test_unsupported_separators_and_dtypes_are_named(tmp_path, kw, error, match):
+    """Regression (session 38's randomized CSV runs): these gave Arrow's or Python's own
+    messages (``only single character unicode strings``, ``'str' object has no attribute
+    'items'``), or (``sep=None``) one column of unsplit lines."""
+    path = tmp_path / "f.csv"
+    path.write_text("a;b\n1;2\n")
+    with pytest.raises(error, match=match):
+        read_csv(str(path), **kw).compute()
+
+
+def test_a_header_naming_a_column_twice_is_named(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,b\n1,2,3\n")
+    with pytest.raises(DatasetError, match="names 'a' more than once"):
+        read_csv(str(path)).compute()
