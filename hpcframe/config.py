@@ -21,6 +21,21 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _env_bytes(name: str, default: int) -> int:
+    """A positive byte count from ``HPCFRAME_<NAME>``: a number, or a size such as ``512MB``
+    or ``2GiB`` (as ``HPCFRAME_CACHE_BYTES`` takes)."""
+    raw = os.environ.get(f"HPCFRAME_{name.upper()}")
+    if raw is None:
+        return default
+    try:
+        value = int(parse_size(raw))
+    except ValueError as exc:
+        raise ValueError(f"HPCFRAME_{name.upper()}={raw!r}: {exc}") from None
+    if value <= 0:
+        raise ValueError(f"HPCFRAME_{name.upper()}={raw!r} must be positive")
+    return value
+
+
 def _env_str(name: str, default, choices=None):
     raw = os.environ.get(f"HPCFRAME_{name.upper()}")
     if raw is None or raw == "":
@@ -81,7 +96,7 @@ class Config:
         Hash partitions of a group-by result used as a frame, and of a shuffled frame
         (``drop_duplicates``, ``groupby().apply``, ``transform``). Independent of the number
         of ranks, so that later reductions combine in the same order on any number of ranks.
-    memory_budget : int, default 2 GiB (``HPCFRAME_MEMORY_BUDGET``)
+    memory_budget : int, default 2 GiB (``HPCFRAME_MEMORY_BUDGET``: bytes, or a size such as ``512MB``)
         Bytes of persisted or shuffled data a rank keeps in memory; the rest is spilled to
         Arrow IPC files in ``spill_dir``.
     spill_dir : str or None (``HPCFRAME_SPILL_DIR``)
@@ -161,14 +176,14 @@ class Config:
     #: Hash partitions of grouped and shuffled frames (independent of the number of ranks).
     partitions: int = _env_int("partitions", 32)
     #: Bytes of persisted/shuffled data kept in memory per rank before spilling.
-    memory_budget: int = _env_int("memory_budget", 2 << 30)
+    memory_budget: int = _env_bytes("memory_budget", 2 << 30)
     #: Folder for spill files (default: $TMPDIR or the system's temporary directory).
     spill_dir: str | None = _env_str("spill_dir", None)
     #: The shuffle's data exchange (:func:`hpcframe.exchange.exchange_tables`) runs in rounds;
     #: per round no rank sends or receives more than this many bytes of serialised Arrow data.
-    shuffle_round_bytes: int = _env_int("shuffle_round_bytes", 256 << 20)
+    shuffle_round_bytes: int = _env_bytes("shuffle_round_bytes", 256 << 20)
     #: A join side of at most this many bytes (measured, over all ranks) is broadcast.
-    broadcast_bytes: int = _env_int("broadcast_bytes", 64 << 20)
+    broadcast_bytes: int = _env_bytes("broadcast_bytes", 64 << 20)
     # issue 14 (see hpcframe.cache)
     #: Bytes of memory per rank for the cache of blocks' decoded columns and partials when
     #: no ``hf.Cache`` block is active (0: none). ``HPCFRAME_CACHE_BYTES``.
