@@ -815,6 +815,12 @@ def prepare(fmt, staging, plan, overwrite) -> str:
             f"{legacy} is an unfinished write by an older hpcframe version; "
             f"remove it (rm -r {legacy}) and re-run"
         )
+    if os.path.ismount(final):
+        raise FileExistsError(
+            f"{final} is a mount point: hpcframe publishes a dataset by renaming a folder onto "
+            f"its path, which a mount point cannot be replaced by; write into a folder inside "
+            f"it (e.g. {os.path.join(final, 'data')})"
+        )
     manifest = os.path.join(final, MANIFEST)
     old = _read_manifest(manifest, final) if os.path.exists(manifest) else None
 

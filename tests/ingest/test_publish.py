@@ -269,6 +269,19 @@ def small_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def test_a_mount_point_as_the_destination_is_refused_up_front(sources, small_fs):
+    """Regression (session 38's failure probes): an empty mount point as the destination
+    (a container's bind mount) was staged beside it, on the parent file system, and the
+    publish's rename failed with EBUSY on every run, each saying "re-run to resume". It is
+    refused before anything is written, with the folder to write into instead."""
+    (src, _), _ = sources
+    p = convert(src, str(small_fs))
+    assert p.returncode != 0
+    assert "is a mount point" in p.stderr and os.path.join(str(small_fs), "data") in p.stderr
+    assert os.listdir(small_fs) == [] and not any(".hpcframe-staging" in n for n in os.listdir(small_fs.parent))
+    assert convert(src, os.path.join(str(small_fs), "data")).returncode == 0
+
+
 @pytest.mark.parametrize("stage", ["plan", "part", "leaf-record", "manifest"])
 def test_real_disk_full_at_every_stage_then_resume(tmp_path, sources, small_fs, stage):
     """A real full file system (tmpfs, filled by a file just before ``stage``'s write, so
