@@ -278,7 +278,8 @@ def test_a_mount_point_as_the_destination_is_refused_up_front(sources, small_fs)
     p = convert(src, str(small_fs))
     assert p.returncode != 0
     assert "is a mount point" in p.stderr and os.path.join(str(small_fs), "data") in p.stderr
-    assert os.listdir(small_fs) == [] and not any(".hpcframe-staging" in n for n in os.listdir(small_fs.parent))
+    assert os.listdir(small_fs) == []
+    assert not any(".hpcframe-staging" in n for n in os.listdir(small_fs.parent))
     assert convert(src, os.path.join(str(small_fs), "data")).returncode == 0
 
 
