@@ -123,3 +123,38 @@ def remove_file(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def process_state(pid: int) -> tuple[str, int] | None:
+    """``(state letter, start time in clock ticks since boot)`` of process ``pid`` from
+    ``/proc/PID/stat``, or ``None`` where that cannot be read (not Linux, gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    # "pid (comm) state ..." where comm may hold spaces and parentheses: split after the last ")"
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """Process ``pid``'s start time in clock ticks since boot (``None`` off Linux)."""
+    state = process_state(pid)
+    return None if state is None else state[1]
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process ``pid`` of this host has ended: no such process, or a zombie (ended,
+    not yet reaped by its parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    state = process_state(pid)
+    return state is not None and state[0] in ("Z", "X")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import tempfile
 import weakref
 
@@ -33,6 +34,7 @@ import pyarrow as pa
 
 from ..config import config
 from .dataset import DatasetError, Partition
+from .fs import process_gone
 
 _serials = itertools.count()
 
@@ -368,11 +370,31 @@ def with_meta_flags(schema: pa.Schema, meta) -> pa.Schema:
     return flag_fields(schema, flags) if flags else schema
 
 
+def _spill_prefix() -> str:
+    """The start of this host's spill folder names, ``hpcframe-spill-HOST-`` (a PID follows)."""
+    return f"hpcframe-spill-{socket.gethostname()}-"
+
+
+def _sweep_spills(base: str) -> None:
+    """Remove the spill folders in ``base`` of this host's processes that have ended (one
+    killed with SIGKILL or SIGTERM cannot remove its own)."""
+    prefix = _spill_prefix()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) :].split("-", 1)[0] if name.startswith(prefix) else ""
+        if pid.isdigit() and int(pid) != os.getpid() and process_gone(int(pid)):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
 def _spill_dir() -> str:
     base = config.spill_dir or os.environ.get("TMPDIR") or tempfile.gettempdir()
     try:
         os.makedirs(base, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f"hpcframe-spill-{os.getpid()}-", dir=base)
+        _sweep_spills(base)
+        return tempfile.mkdtemp(prefix=f"{_spill_prefix()}{os.getpid()}-", dir=base)
     except OSError as exc:
         raise DatasetError(
             f"cannot create a spill directory in {base}: {exc}. The data beyond "

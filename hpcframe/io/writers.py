@@ -65,7 +65,7 @@ import pyarrow as pa
 
 from .dataset import DatasetError
 from .formats import CSV, HDF5, PARQUET
-from .fs import NOFOLLOW, fsync_dir, named, remove_file, replace_atomic
+from .fs import NOFOLLOW, fsync_dir, named, process_start, process_state, remove_file, replace_atomic
 from .hdf5codec import GROUP, encode_arrow
 
 MANIFEST = "_hpcframe_manifest.json"
@@ -507,7 +507,7 @@ class Lock:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             # the process's start (clock ticks since boot): a later process with the same
             #    pid is not the holder
-            "pid_start": _process_start(os.getpid()),
+            "pid_start": process_start(os.getpid()),
             "target": target,
             "command": " ".join(sys.argv)[:300],
         }
@@ -620,33 +620,11 @@ def _stale(holder: dict) -> bool:
         return False
     # the pid exists: a killed holder not yet reaped by its parent (a zombie: after a
     #    whole-job kill, the orphaned ranks wait for init), or another process that got the pid
-    state = _process_state(pid)
+    state = process_state(pid)
     if state is not None and state[0] in ("Z", "X"):
         return True
     recorded = holder.get("pid_start")
     return isinstance(recorded, int) and state is not None and state[1] != recorded
-
-
-def _process_state(pid: int) -> tuple[str, int] | None:
-    """``(state letter, start time in clock ticks since boot)`` of process ``pid`` from
-    ``/proc/PID/stat``, or ``None`` where that cannot be read (not Linux, gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    # "pid (comm) state ..." where comm may hold spaces and parentheses: split after the last ")"
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def _process_start(pid: int) -> int | None:
-    """Process ``pid``'s start time in clock ticks since boot (``None`` off Linux)."""
-    state = _process_state(pid)
-    return None if state is None else state[1]
 
 
 def _break(path: str, holder: dict) -> None:

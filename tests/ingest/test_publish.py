@@ -428,7 +428,8 @@ def test_a_lock_of_a_dead_but_unreaped_or_replaced_holder_is_stale():
     import subprocess
     import time
 
-    from hpcframe.io.writers import _process_start, _stale
+    from hpcframe.io.fs import process_start as _process_start
+    from hpcframe.io.writers import _stale
 
     host = socket.gethostname()
     child = subprocess.Popen(["true"])  # exits at once; not waited for: a zombie
