@@ -1093,6 +1093,8 @@ def _filter_columns(table: pa.Table, mask) -> pa.Table:
     filter cuts every column at the chunk boundaries of all, so a column made one array by
     the cast — decimals as float64 — came back in as many pieces as the row groups'
     dictionary columns, and pandas copied it to join them)."""
+    if not table.num_columns:  # only rows are counted: a table of no columns keeps its length
+        return table.filter(mask)
     return pa.Table.from_arrays([c.filter(mask) for c in table.columns], schema=table.schema)
 
 
