@@ -738,7 +738,7 @@ class CSVSource:
             raise DatasetError(f"{path}: cannot read ({exc})") from exc
         except pa.ArrowException as exc:
             if bad:
-                at = data.find(bad[0].text.encode("utf8", "replace"))
+                at = _find_line(data, bad[0].text.encode("utf8", "replace"))
                 line = data.count(b"\n", 0, at) + 1 if at >= 0 else "?"
                 raise DatasetError(self._fields_message(path, line, bad[0])) from None
             raise DatasetError(
@@ -1412,9 +1412,23 @@ def _line_of(path: str, pos: int) -> int:
     return n + 1
 
 
+def _find_line(data: bytes, text: bytes) -> int:
+    """Where ``text`` is a whole line of ``data`` (its first occurrence), or -1: not as part
+    of a longer line (a short row's text is often the start of an earlier, longer one)."""
+    at = data.find(text)
+    while at >= 0:
+        end = at + len(text)
+        if (at == 0 or data[at - 1 : at] == b"\n") and (
+            end == len(data) or data[end : end + 1] in (b"\n", b"\r")
+        ):
+            return at
+        at = data.find(text, at + 1)
+    return -1
+
+
 def _line_in(data: bytes, pos: int, row, path: str):
     """Line number of an invalid row (pyarrow's InvalidRow) found in ``data`` at ``pos``."""
-    at = data.find(row.text.encode("utf8", "replace")) if row.text else -1
+    at = _find_line(data, row.text.encode("utf8", "replace")) if row.text else -1
     if at < 0:
         return row.number or "?"
     return _line_of(path, pos) + data.count(b"\n", 0, at)

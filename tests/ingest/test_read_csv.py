@@ -299,3 +299,14 @@ def test_a_header_naming_a_column_twice_is_named(tmp_path):
     path.write_text("a,a,b\n1,2,3\n")
     with pytest.raises(DatasetError, match="names 'a' more than once"):
         read_csv(str(path)).compute()
+
+
+@pytest.mark.parametrize("rows", [300, 3000])
+def test_the_line_of_a_short_row_is_its_own_not_an_earlier_longer_one(tmp_path, rows):
+    """Regression (session 38's failure probes): the error of a row with too few fields named
+    the first line that *started* with the row's text (``1,x`` in ``1,x1,0.28``)."""
+    path = tmp_path / "short.csv"
+    lines = [f"{i},x{i},0.5" for i in range(rows)]
+    path.write_text("a,b,c\n" + "\n".join(lines) + "\n1,x\n")
+    with pytest.raises(DatasetError, match=rf"line {rows + 2}: expected 3 fields, found 2"):
+        read_csv(str(path)).compute()
