@@ -65,7 +65,7 @@ import pyarrow as pa
 
 from .dataset import DatasetError
 from .formats import CSV, HDF5, PARQUET
-from .fs import NOFOLLOW, fsync_dir, named, process_start, process_state, remove_file, replace_atomic
+from .fs import NOFOLLOW, fsync_dir, named, process_gone, process_start, remove_file, replace_atomic
 from .hdf5codec import GROUP, encode_arrow
 
 MANIFEST = "_hpcframe_manifest.json"
@@ -612,19 +612,14 @@ def _stale(holder: dict) -> bool:
         return False
     if pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    # (gone also when a zombie: a killed holder not yet reaped; after a whole-job kill the
+    #    orphaned ranks wait for init)
+    if process_gone(pid):
         return True
-    except PermissionError:
-        return False
-    # the pid exists: a killed holder not yet reaped by its parent (a zombie: after a
-    #    whole-job kill, the orphaned ranks wait for init), or another process that got the pid
-    state = process_state(pid)
-    if state is not None and state[0] in ("Z", "X"):
-        return True
+    # the pid is alive: the holder, or another process that got its pid since
     recorded = holder.get("pid_start")
-    return isinstance(recorded, int) and state is not None and state[1] != recorded
+    start = process_start(pid) if isinstance(recorded, int) else None
+    return start is not None and start != recorded
 
 
 def _break(path: str, holder: dict) -> None:
