@@ -35,8 +35,8 @@ __all__ = ["input_digest"]
 
 def input_digest(node, comm) -> str:
     """The SHA-256 hex digest of the inputs of the frame whose plan is ``node`` (see the
-    module docstring). Collective-free: every rank computes the same from the same discovered
-    partitions (``comm`` is the discovery's, only used for a source not discovered yet)."""
+    module docstring), the same on every rank. Called by every rank: a source not discovered
+    yet is discovered over ``comm`` (collectively; a write has discovered them all before)."""
     from .stages import StageSource
 
     items: list = []
