@@ -964,20 +964,22 @@ class CSVSource:
             return mm.read_buffer(stop - pos), pos
 
     def _check_quotes(self, part: Partition, buf: pa.Buffer) -> None:
-        """Refuse a byte range holding an odd number of quote characters: a quoted field
-        with a line break that the type sample did not see crosses its end (each range is
+        """Refuse a byte range whose last line ends inside a quoted field: a quoted field with
+        a line break that the type sample did not see crosses the range's end (each range is
         parsed alone; read on, such a row came back as two rows without an error). Only with
-        pandas' default quoting (``doublequote``, no ``escapechar``), where every row holds
-        an even number."""
+        pandas' default quoting (``doublequote``, no ``escapechar``)."""
         o = self.options
         quote = o.get("quotechar", '"')
         if self.newlines_in_values or not quote or not o.get("doublequote", True) or o.get("escapechar"):
             return
-        if buf.to_pybytes().count(quote.encode()) % 2:
+        tail = buf.slice(max(0, buf.size - (1 << 16))).to_pybytes().rstrip(b"\r\n")
+        line = tail[tail.rfind(b"\n") + 1 :]
+        sep = o.get("sep", o.get("delimiter", ","))
+        if _ends_in_quotes(line, sep.encode(), quote.encode()):
             raise DatasetError(
-                f"{part.path}: {part.piece} has a quoted field with a line break in it (an odd "
-                f"number of {quote} characters), after the rows sampled for the types; pass "
-                f"newlines_in_values=True to read_csv so that the file is read as one stream"
+                f"{part.path}: {part.piece} has a quoted field with a line break in it, after "
+                f"the rows sampled for the types; pass newlines_in_values=True to read_csv so "
+                f"that the file is read as one stream"
             )
 
     def _read_range(self, part: Partition, columns: list[str]) -> pa.Table:
@@ -1410,6 +1412,30 @@ def _line_of(path: str, pos: int) -> int:
             n += block.count(b"\n")
             left -= len(block)
     return n + 1
+
+
+def _ends_in_quotes(line: bytes, sep: bytes, quote: bytes) -> bool:
+    """Whether the CSV ``line`` ends inside a quoted field: a field that starts with
+    ``quote`` and is not closed by a ``quote`` before the line's end (a doubled quote inside
+    is one quote character). A quote elsewhere in a field (``12" pipe``) is a character."""
+    i, n = 0, len(line)
+    while i <= n:
+        if line[i : i + 1] == quote:  # a quoted field
+            i += 1
+            while True:
+                j = line.find(quote, i)
+                if j < 0:
+                    return True
+                if line[j + 1 : j + 2] == quote:  # an escaped quote
+                    i = j + 2
+                    continue
+                i = j + 1
+                break
+        j = line.find(sep, i)  # the rest of the field
+        if j < 0:
+            return False
+        i = j + len(sep)
+    return False
 
 
 def _find_line(data: bytes, text: bytes) -> int:

@@ -310,3 +310,13 @@ def test_the_line_of_a_short_row_is_its_own_not_an_earlier_longer_one(tmp_path, 
     path.write_text("a,b,c\n" + "\n".join(lines) + "\n1,x\n")
     with pytest.raises(DatasetError, match=rf"line {rows + 2}: expected 3 fields, found 2"):
         read_csv(str(path)).compute()
+
+
+def test_quote_characters_inside_unquoted_fields_are_read_as_characters(tmp_path):
+    """The check for a quoted field crossing a byte range's end looks at quotes that open a
+    field only: inch marks (``12" pipe``) at the end of every range are read as pandas reads
+    them."""
+    path = tmp_path / "inches.csv"
+    path.write_text("a,b\n" + "".join(f'{i},{i}" pipe\n' for i in range(300)))
+    got = read_csv(str(path), sample_rows=50, chunk_bytes=1024).compute()
+    pd.testing.assert_frame_equal(got, pd.read_csv(path))
