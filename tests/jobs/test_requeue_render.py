@@ -115,7 +115,10 @@ def test_pbs_body_checkpoints_on_its_own_timer_reruns_and_resumes(tmp_path, monk
     assert "sleep 8 &" in text  # 33 s - 25 s
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": os.getcwd()}
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    first = run_like_a_pbs_server(text, tmp_path, {**env, "SLOW": "1.5", "HPCFRAME_TEST_RUN": "0"})
+    # each rank's 6 blocks take 6 x SLOW s: with 1.5 s a rank that started within a second
+    #    began its last block about when the 8 s timer fired, and sometimes finished without
+    #    seeing the request (a failed CI run); 2.5 s leaves it mid-way at 8 s
+    first = run_like_a_pbs_server(text, tmp_path, {**env, "SLOW": "2.5", "HPCFRAME_TEST_RUN": "0"})
     log = first.stdout + first.stderr
     assert first.returncode == 0, log  # qrerun succeeded: the script ends, PBS reruns the job
     assert "SIGUSR1 received: asking the ranks to checkpoint" in log, log
