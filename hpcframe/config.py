@@ -8,29 +8,17 @@ from dataclasses import dataclass
 from .units import parse_size  # HPCFRAME_CACHE_BYTES=2GB
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, size: bool = False) -> int:
+    """A positive whole number from ``HPCFRAME_<NAME>``; with ``size``, a byte count that may
+    be written as a size such as ``512MB`` or ``2GiB`` (as ``HPCFRAME_CACHE_BYTES`` takes)."""
     raw = os.environ.get(f"HPCFRAME_{name.upper()}")
     if raw is None:
         return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"HPCFRAME_{name.upper()}={raw!r} must be a whole number") from None
-    if value <= 0:
-        raise ValueError(f"HPCFRAME_{name.upper()}={raw!r} must be positive")
-    return value
-
-
-def _env_bytes(name: str, default: int) -> int:
-    """A positive byte count from ``HPCFRAME_<NAME>``: a number, or a size such as ``512MB``
-    or ``2GiB`` (as ``HPCFRAME_CACHE_BYTES`` takes)."""
-    raw = os.environ.get(f"HPCFRAME_{name.upper()}")
-    if raw is None:
-        return default
-    try:
-        value = int(parse_size(raw))
+        value = int(parse_size(raw)) if size else int(raw)
     except ValueError as exc:
-        raise ValueError(f"HPCFRAME_{name.upper()}={raw!r}: {exc}") from None
+        why = f": {exc}" if size else " must be a whole number"
+        raise ValueError(f"HPCFRAME_{name.upper()}={raw!r}{why}") from None
     if value <= 0:
         raise ValueError(f"HPCFRAME_{name.upper()}={raw!r} must be positive")
     return value
@@ -176,14 +164,14 @@ class Config:
     #: Hash partitions of grouped and shuffled frames (independent of the number of ranks).
     partitions: int = _env_int("partitions", 32)
     #: Bytes of persisted/shuffled data kept in memory per rank before spilling.
-    memory_budget: int = _env_bytes("memory_budget", 2 << 30)
+    memory_budget: int = _env_int("memory_budget", 2 << 30, size=True)
     #: Folder for spill files (default: $TMPDIR or the system's temporary directory).
     spill_dir: str | None = _env_str("spill_dir", None)
     #: The shuffle's data exchange (:func:`hpcframe.exchange.exchange_tables`) runs in rounds;
     #: per round no rank sends or receives more than this many bytes of serialised Arrow data.
-    shuffle_round_bytes: int = _env_bytes("shuffle_round_bytes", 256 << 20)
+    shuffle_round_bytes: int = _env_int("shuffle_round_bytes", 256 << 20, size=True)
     #: A join side of at most this many bytes (measured, over all ranks) is broadcast.
-    broadcast_bytes: int = _env_bytes("broadcast_bytes", 64 << 20)
+    broadcast_bytes: int = _env_int("broadcast_bytes", 64 << 20, size=True)
     # issue 14 (see hpcframe.cache)
     #: Bytes of memory per rank for the cache of blocks' decoded columns and partials when
     #: no ``hf.Cache`` block is active (0: none). ``HPCFRAME_CACHE_BYTES``.

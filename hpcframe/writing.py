@@ -9,8 +9,6 @@ manifest, publish, resume) is :mod:`hpcframe.io.writers`; this module drives the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 
@@ -22,6 +20,7 @@ from .errors import ColumnNotFoundError
 from .execute import compute, process_settings, read_parts, scalars_resolved, stage_scope
 from .execute import prepare as prepare_stages
 from .identity import input_digest
+from .io.partials import digest
 from .io.sources import partitions_of
 from .io.types import NULLS, strip_flags
 from .io.writers import (
@@ -228,7 +227,7 @@ def write(
             "inputs": input_digest(node, c),
         }
         # the same plan (resumed) names its files alike; another write, other names
-        fmt.tag = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        fmt.tag = digest(plan)[:10]
         locks = []
 
         def lock_and_prepare():
